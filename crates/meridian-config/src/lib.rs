@@ -1,0 +1,21 @@
+//! The Meridian deployment model.
+//!
+//! One `meridian.toml` describes a whole deployment. This crate reads it with errors that
+//! name file, line, column, key, the problem and the fix (every problem at once), fills in
+//! defaults, and derives the node topology every other crate works from.
+
+mod error;
+mod load;
+mod model;
+mod raw;
+mod read;
+mod serde_duration;
+pub mod state;
+mod topology;
+pub mod units;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{LoadError, DEFAULT_CONFIG, DEFAULT_ORIGIN};
+pub use model::*;
+pub use topology::{NodeSpec, Role};
+pub use units::ByteSize;

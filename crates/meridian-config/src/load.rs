@@ -1,0 +1,603 @@
+//! Reading a config: syntax, then every section with defaults, then cross-checks.
+
+use crate::error::{ConfigErrors, Diagnostics};
+use crate::model::*;
+use crate::raw;
+use crate::read::Table;
+use crate::units::ByteSize;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// The seed's deployment, used when no config file is given.
+pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
+/// How the embedded default is named in messages.
+pub const DEFAULT_ORIGIN: &str = "<embedded default>";
+
+impl Config {
+    /// The embedded default deployment.
+    pub fn embedded_default() -> Config {
+        match Config::parse(DEFAULT_CONFIG, DEFAULT_ORIGIN) {
+            Ok(c) => c,
+            // The default is checked by a test; failing here is a build defect, not user input.
+            Err(e) => panic!("the embedded default config is invalid:\n{e}"),
+        }
+    }
+
+    /// Reads a config file; the error lists every problem found.
+    pub fn load(path: &std::path::Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Ok(Config::parse(&text, &path.display().to_string())?)
+    }
+
+    /// Parses config text; `origin` names it in messages.
+    pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        let mut d = Diagnostics::new(origin, src);
+        let root = match raw::parse(src) {
+            Ok(v) => v,
+            Err((msg, span)) => {
+                d.error(
+                    span.unwrap_or(0..0),
+                    "",
+                    format!("TOML syntax: {msg}"),
+                    "fix the syntax at the marked place (see https://toml.io for the format)",
+                );
+                return Err(d.finish().err().unwrap_or_else(|| ConfigErrors(Vec::new())));
+            }
+        };
+        let cfg = Table::new(String::new(), &root, &mut d).and_then(|t| read_root(&t, &mut d, origin));
+        d.finish()?;
+        Ok(cfg.unwrap_or_else(unreachable_config))
+    }
+
+    /// The primary region (validation guarantees there is exactly one).
+    pub fn primary_region(&self) -> &Region {
+        self.regions.iter().find(|r| r.primary).unwrap_or(&self.regions[0])
+    }
+
+    pub fn instances_per_az(&self, region: &Region) -> u32 {
+        region.instances_per_az.unwrap_or(self.service.instances_per_az)
+    }
+}
+
+/// Reached only if a reader returned nothing without recording an error, which would be a bug.
+fn unreachable_config() -> Config {
+    panic!("config reader produced no value and no error")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+}
+
+fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
+    let deployment = match t.table(d, "deployment") {
+        Some(s) => read_deployment(&s, d),
+        None if !t.has("deployment") => {
+            t.missing(d, "deployment", "add a [deployment] table with `name` and `zone`");
+            None
+        }
+        None => None,
+    };
+    let network = match t.table(d, "network") {
+        Some(s) => read_network(&s, d),
+        None => Some(default_network()),
+    };
+    let regions = read_regions(t, d);
+    let service = match t.table(d, "service") {
+        Some(s) => read_service(&s, d),
+        None => Some(Service {
+            name: "app".to_owned(),
+            runtime: ServiceRuntime::Demo {
+                processing_time: Duration::ZERO,
+            },
+            instances_per_az: 1,
+        }),
+    };
+    let load_balancer = match t.table(d, "load_balancer") {
+        Some(s) => read_lb(&s, d),
+        None => Some(default_lb()),
+    };
+    let supervisor = match t.table(d, "supervisor") {
+        Some(s) => read_supervisor(&s, d),
+        None => Some(default_supervisor()),
+    };
+    let edges = read_named(t, d, "edge", read_pop);
+    let dns = match t.table(d, "dns") {
+        Some(s) => read_dns(&s, d),
+        None => Some(Dns {
+            servers: 2,
+            default_ttl: Duration::from_secs(30),
+        }),
+    };
+    let client_locations = read_named(t, d, "client_location", |s, d, name| {
+        let location = read_location(s, d)?;
+        s.finish(d);
+        Some(ClientLocation { name, location })
+    });
+    check_totals(t, d, regions.as_deref(), service.as_ref());
+    t.finish(d);
+    Some(Config {
+        origin: origin.to_owned(),
+        deployment: deployment?,
+        network: network?,
+        regions: regions?,
+        service: service?,
+        load_balancer: load_balancer?,
+        supervisor: supervisor?,
+        edges: edges?,
+        dns: dns?,
+        client_locations: client_locations?,
+    })
+}
+
+fn read_deployment(t: &Table, d: &mut Diagnostics) -> Option<Deployment> {
+    let name = t.req_str(d, "name", "add `name = \"my-app\"`");
+    let zone = t.req_str(d, "zone", "add `zone = \"example.com\"`, the DNS zone you serve");
+    if let (Some(z), Some(f)) = (&zone, t.get("zone")) {
+        if !is_dns_name(z.trim_end_matches('.')) {
+            d.error(
+                f.span,
+                &f.key,
+                format!("`{z}` is not a valid DNS zone name"),
+                "use letters, digits and hyphens in dot-separated labels, such as \"example.com\"",
+            );
+        }
+    }
+    if let (Some(n), Some(f)) = (&name, t.get("name")) {
+        check_identifier(d, n, &f.key, f.span.clone());
+    }
+    t.finish(d);
+    Some(Deployment {
+        name: name?,
+        zone: zone?.trim_end_matches('.').to_ascii_lowercase(),
+    })
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// Node names become process names, file names and metric labels: keep them plain.
+fn check_identifier(d: &mut Diagnostics, value: &str, key: &str, span: std::ops::Range<usize>) {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !value.starts_with('-');
+    if !ok {
+        d.error(
+            span,
+            key,
+            format!("`{value}` is not a valid name"),
+            "use lowercase letters, digits and hyphens (at most 63), such as \"us-east-1\"",
+        );
+    }
+}
+
+fn default_network() -> Network {
+    Network {
+        subnet: [127, 10],
+        lb_port: 8080,
+        service_port: 8000,
+        admin_port: 9900,
+    }
+}
+
+fn read_network(t: &Table, d: &mut Diagnostics) -> Option<Network> {
+    let mut n = default_network();
+    if let Some(s) = t.str(d, "subnet") {
+        let f = t.get("subnet")?;
+        match parse_loopback_16(&s) {
+            Some(sub) => n.subnet = sub,
+            None => d.error(
+                f.span,
+                &f.key,
+                format!("`{s}` is not a /16 inside the loopback range 127.0.0.0/8"),
+                "use a subnet such as \"127.10.0.0/16\"; every node gets its own address in it",
+            ),
+        }
+    }
+    let port = |d: &mut Diagnostics, key, default: u16| {
+        t.int(d, key, 1..=65535).map(|p| p as u16).unwrap_or(default)
+    };
+    n.lb_port = port(d, "lb_port", n.lb_port);
+    n.service_port = port(d, "service_port", n.service_port);
+    n.admin_port = port(d, "admin_port", n.admin_port);
+    let ports = [("lb_port", n.lb_port), ("service_port", n.service_port), ("admin_port", n.admin_port)];
+    for (i, (a, pa)) in ports.iter().enumerate() {
+        for (b, pb) in &ports[i + 1..] {
+            if pa == pb {
+                let f = t.get(b)?;
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("`{b}` and `{a}` are both {pa}"),
+                    "give each kind of listener its own port",
+                );
+            }
+        }
+    }
+    t.finish(d);
+    Some(n)
+}
+
+fn parse_loopback_16(s: &str) -> Option<[u8; 2]> {
+    let (addr, len) = s.split_once('/')?;
+    if len.trim() != "16" {
+        return None;
+    }
+    let ip: std::net::Ipv4Addr = addr.trim().parse().ok()?;
+    let o = ip.octets();
+    (o[0] == 127 && o[2] == 0 && o[3] == 0).then_some([o[0], o[1]])
+}
+
+fn read_location(t: &Table, d: &mut Diagnostics) -> Option<Coordinates> {
+    let Some(loc) = t.table(d, "location") else {
+        if !t.has("location") {
+            t.missing(d, "location", "add `location = { lat = 38.9, lon = -77.4 }`");
+        }
+        return None;
+    };
+    let lat = loc.float(d, "lat");
+    let lon = loc.float(d, "lon");
+    if !loc.has("lat") {
+        loc.missing(d, "lat", "add the latitude in degrees, -90 to 90");
+    }
+    if !loc.has("lon") {
+        loc.missing(d, "lon", "add the longitude in degrees, -180 to 180");
+    }
+    for (key, value, limit) in [("lat", lat, 90.0), ("lon", lon, 180.0)] {
+        if let (Some(v), Some(f)) = (value, loc.get(key)) {
+            if !(-limit..=limit).contains(&v) {
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("`{}` is {v}, outside -{limit} to {limit} degrees", f.key),
+                    "use decimal degrees; south and west are negative",
+                );
+            }
+        }
+    }
+    loc.finish(d);
+    Some(Coordinates { lat: lat?, lon: lon? })
+}
+
+/// Reads `[[key]]` entries that each have a unique `name`, handing the rest to `each`.
+fn read_named<T>(
+    t: &Table,
+    d: &mut Diagnostics,
+    key: &'static str,
+    mut each: impl FnMut(&Table, &mut Diagnostics, String) -> Option<T>,
+) -> Option<Vec<T>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut ok = true;
+    for s in t.tables(d, key) {
+        let name = s.req_str(d, "name", "add `name = \"...\"`");
+        if let (Some(n), Some(f)) = (&name, s.get("name")) {
+            check_identifier(d, n, &f.key, f.span.clone());
+            if !seen.insert(n.clone()) {
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("there are two [[{key}]] entries named `{n}`"),
+                    "give each one its own name",
+                );
+            }
+        }
+        match name.and_then(|n| each(&s, d, n)) {
+            Some(v) => out.push(v),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn read_regions(t: &Table, d: &mut Diagnostics) -> Option<Vec<Region>> {
+    if !t.has("region") {
+        t.missing(
+            d,
+            "region",
+            "add at least one [[region]] with `name`, `location` and `azs`",
+        );
+        return None;
+    }
+    let regions = read_named(t, d, "region", |s, d, name| {
+        let primary = s.bool(d, "primary").unwrap_or(false);
+        let location = read_location(s, d);
+        let mut azs = Vec::new();
+        match s.str_list(d, "azs") {
+            Some(list) if list.is_empty() => {
+                let f = s.get("azs")?;
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("region `{name}` has no availability zone"),
+                    format!("list at least one, for example azs = [\"{name}a\", \"{name}b\"]"),
+                );
+            }
+            Some(list) => {
+                for az in list {
+                    let key = format!("{}.azs", s.path);
+                    check_identifier(d, az.get_ref(), &key, az.span());
+                    azs.push(az.into_inner());
+                }
+            }
+            None if !s.has("azs") => s.missing(
+                d,
+                "azs",
+                &format!("list the region's availability zones, for example azs = [\"{name}a\", \"{name}b\"]"),
+            ),
+            None => {}
+        }
+        let instances_per_az = s.int(d, "instances_per_az", 0..=64).map(|n| n as u32);
+        s.finish(d);
+        Some(Region {
+            name,
+            primary,
+            location: location?,
+            azs,
+            instances_per_az,
+        })
+    })?;
+    let primaries: Vec<&Region> = regions.iter().filter(|r| r.primary).collect();
+    if primaries.len() > 1 {
+        let f = t.get("region")?;
+        d.error(
+            f.span,
+            &f.key,
+            format!(
+                "{} regions are marked primary: {}",
+                primaries.len(),
+                primaries.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            "mark exactly one region `primary = true`",
+        );
+    }
+    if regions.len() > 200 {
+        let f = t.get("region")?;
+        d.error(f.span, &f.key, "more than 200 regions", "use at most 200 regions");
+    }
+    let mut azs = HashSet::new();
+    for r in &regions {
+        for az in &r.azs {
+            if !azs.insert(az.clone()) {
+                let f = t.get("region")?;
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("availability zone `{az}` appears twice"),
+                    "AZ names are global: give each its own name",
+                );
+            }
+        }
+    }
+    Some(regions)
+}
+
+fn read_service(t: &Table, d: &mut Diagnostics) -> Option<Service> {
+    let name = t.str(d, "name").unwrap_or_else(|| "app".to_owned());
+    let runtime_name = t.str(d, "runtime").unwrap_or_else(|| "demo".to_owned());
+    let processing_time = t.duration(d, "processing_time").unwrap_or(Duration::ZERO);
+    let command = t.str_list(d, "command");
+    let instances_per_az = t.int(d, "instances_per_az", 1..=64).unwrap_or(1) as u32;
+    let runtime = match runtime_name.as_str() {
+        "demo" => Some(ServiceRuntime::Demo { processing_time }),
+        "command" => match command {
+            Some(argv) if !argv.is_empty() => Some(ServiceRuntime::Command {
+                argv: argv.into_iter().map(|a| a.into_inner()).collect(),
+            }),
+            _ => {
+                t.missing(
+                    d,
+                    "command",
+                    "add `command = [\"my-server\", \"--listen\", \"{host}:{port}\"]`",
+                );
+                None
+            }
+        },
+        other => {
+            let f = t.get("runtime")?;
+            d.error(
+                f.span,
+                &f.key,
+                format!("`{other}` is not a service runtime"),
+                "use \"demo\" (the built-in RichesReach API) or \"command\" (your own server)",
+            );
+            None
+        }
+    };
+    t.finish(d);
+    Some(Service {
+        name,
+        runtime: runtime?,
+        instances_per_az,
+    })
+}
+
+fn default_lb() -> LoadBalancer {
+    LoadBalancer {
+        algorithm: Algorithm::RoundRobin,
+        health_check: HealthCheck::default(),
+        target_timeout: Duration::from_secs(30),
+        deregistration_delay: Duration::from_secs(5),
+        max_retries: 2,
+        max_request_body: ByteSize(10 << 20),
+    }
+}
+
+fn read_lb(t: &Table, d: &mut Diagnostics) -> Option<LoadBalancer> {
+    let mut lb = default_lb();
+    if let Some(a) = t.str(d, "algorithm") {
+        match a.as_str() {
+            "round_robin" => lb.algorithm = Algorithm::RoundRobin,
+            "least_outstanding_requests" => lb.algorithm = Algorithm::LeastOutstandingRequests,
+            other => {
+                let f = t.get("algorithm")?;
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("`{other}` is not a load balancing algorithm"),
+                    format!("use one of: {}", Algorithm::NAMES.join(", ")),
+                );
+            }
+        }
+    }
+    lb.target_timeout = t.duration(d, "target_timeout").unwrap_or(lb.target_timeout);
+    lb.deregistration_delay = t
+        .duration(d, "deregistration_delay")
+        .unwrap_or(lb.deregistration_delay);
+    lb.max_retries = t.int(d, "max_retries", 0..=10).unwrap_or(2) as u32;
+    lb.max_request_body = t.size(d, "max_request_body").unwrap_or(lb.max_request_body);
+    if let Some(hc) = t.table(d, "health_check") {
+        lb.health_check = read_health_check(&hc, d)?;
+    }
+    t.finish(d);
+    Some(lb)
+}
+
+/// Reads a health check; bounds follow ALB's (interval 1 s to 300 s, thresholds 2 to 10),
+/// except that Meridian allows a 1 s interval and a threshold of 1 for fast failover.
+pub(crate) fn read_health_check(t: &Table, d: &mut Diagnostics) -> Option<HealthCheck> {
+    let mut hc = HealthCheck::default();
+    if let Some(p) = t.str(d, "protocol") {
+        match p.as_str() {
+            "http" => hc.protocol = CheckProtocol::Http,
+            "tcp" => hc.protocol = CheckProtocol::Tcp,
+            other => {
+                let f = t.get("protocol")?;
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("`{other}` is not a health check protocol"),
+                    "use \"http\" or \"tcp\"",
+                );
+            }
+        }
+    }
+    if let Some(path) = t.str(d, "path") {
+        if !path.starts_with('/') {
+            let f = t.get("path")?;
+            d.error(f.span, &f.key, format!("`{path}` is not an absolute path"), format!("start it with a slash: \"/{path}\""));
+        }
+        hc.path = path;
+    }
+    hc.interval = t.duration(d, "interval").unwrap_or(hc.interval);
+    hc.timeout = t.duration(d, "timeout").unwrap_or(hc.timeout);
+    hc.healthy_threshold = t.int(d, "healthy_threshold", 1..=10).unwrap_or(2) as u32;
+    hc.unhealthy_threshold = t.int(d, "unhealthy_threshold", 1..=10).unwrap_or(2) as u32;
+    if let Some(m) = t.str(d, "matcher") {
+        match StatusMatcher::parse(&m) {
+            Ok(sm) => hc.matcher = sm,
+            Err(problem) => {
+                let f = t.get("matcher")?;
+                d.error(f.span, &f.key, problem, "write codes like \"200\", \"200,302\" or \"200-299\"");
+            }
+        }
+    }
+    hc.body_contains = t.str(d, "body_contains");
+    if let Some(f) = t.get("interval") {
+        if hc.interval < Duration::from_secs(1) || hc.interval > Duration::from_secs(300) {
+            d.error(
+                f.span,
+                &f.key,
+                "the health check interval must be from 1s to 300s",
+                "use an interval such as \"1s\" (fastest) or \"30s\"",
+            );
+        }
+    }
+    if hc.timeout >= hc.interval {
+        if let Some(f) = t.get("timeout").or_else(|| t.get("interval")) {
+            d.error(
+                f.span,
+                &f.key,
+                format!(
+                    "the timeout ({}) must be shorter than the interval ({})",
+                    crate::units::format_duration(hc.timeout),
+                    crate::units::format_duration(hc.interval)
+                ),
+                "lower `timeout` or raise `interval`",
+            );
+        }
+    }
+    t.finish(d);
+    Some(hc)
+}
+
+fn default_supervisor() -> Supervisor {
+    Supervisor {
+        restart_backoff: Duration::from_millis(200),
+        restart_backoff_max: Duration::from_secs(10),
+        ready_timeout: Duration::from_secs(30),
+        stop_timeout: Duration::from_secs(5),
+    }
+}
+
+fn read_supervisor(t: &Table, d: &mut Diagnostics) -> Option<Supervisor> {
+    let mut s = default_supervisor();
+    s.restart_backoff = t.duration(d, "restart_backoff").unwrap_or(s.restart_backoff);
+    s.restart_backoff_max = t.duration(d, "restart_backoff_max").unwrap_or(s.restart_backoff_max);
+    s.ready_timeout = t.duration(d, "ready_timeout").unwrap_or(s.ready_timeout);
+    s.stop_timeout = t.duration(d, "stop_timeout").unwrap_or(s.stop_timeout);
+    t.finish(d);
+    Some(s)
+}
+
+fn read_pop(t: &Table, d: &mut Diagnostics, name: String) -> Option<Pop> {
+    let location = read_location(t, d);
+    let memory_cache = t.size(d, "memory_cache").unwrap_or(ByteSize(256 << 20));
+    let disk_cache = t.size(d, "disk_cache").unwrap_or(ByteSize(1 << 30));
+    t.finish(d);
+    Some(Pop {
+        name,
+        location: location?,
+        memory_cache,
+        disk_cache,
+    })
+}
+
+fn read_dns(t: &Table, d: &mut Diagnostics) -> Option<Dns> {
+    let servers = t.int(d, "servers", 0..=16).unwrap_or(2) as u32;
+    let default_ttl = t.duration(d, "default_ttl").unwrap_or(Duration::from_secs(30));
+    t.finish(d);
+    Some(Dns { servers, default_ttl })
+}
+
+/// Address space is one /16: regions and instances per region must fit it.
+fn check_totals(t: &Table, d: &mut Diagnostics, regions: Option<&[Region]>, service: Option<&Service>) {
+    let (Some(regions), Some(service)) = (regions, service) else {
+        return;
+    };
+    for (i, r) in regions.iter().enumerate() {
+        let n = r.azs.len() as u32 * r.instances_per_az.unwrap_or(service.instances_per_az);
+        if n > 200 {
+            if let Some(f) = t.get("region") {
+                d.error(
+                    f.span,
+                    &format!("region[{i}]"),
+                    format!("region `{}` would run {n} instances; at most 200 fit its address block", r.name),
+                    "lower instances_per_az",
+                );
+            }
+        }
+    }
+}

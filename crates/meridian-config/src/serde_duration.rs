@@ -1,0 +1,6 @@
+//! Durations serialize the way they are written in the config (`"500ms"`).
+use std::time::Duration;
+
+pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&crate::units::format_duration(*d))
+}

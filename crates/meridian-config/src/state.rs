@@ -1,0 +1,106 @@
+//! `endpoints.json`: what a running `meridian up` tells other tools about itself.
+
+use crate::topology::{NodeSpec, Role};
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const STATE_FILE: &str = "endpoints.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+}
+
+/// The deployment as it runs now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentState {
+    pub deployment: String,
+    pub zone: String,
+    pub status: Status,
+    /// The config the nodes were started from (a copy in the state dir).
+    pub config: PathBuf,
+    pub supervisor_pid: u32,
+    pub supervisor_admin: SocketAddr,
+    /// Seconds since the Unix epoch when this file was written.
+    pub updated_at: u64,
+    pub nodes: Vec<NodeState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeState {
+    pub name: String,
+    pub role: Role,
+    pub region: Option<String>,
+    pub az: Option<String>,
+    pub address: SocketAddr,
+    pub admin: SocketAddr,
+    /// None while the node is not running (between a crash and its restart).
+    pub pid: Option<u32>,
+    pub restarts: u32,
+}
+
+impl NodeState {
+    pub fn new(spec: &NodeSpec) -> Self {
+        NodeState {
+            name: spec.name.clone(),
+            role: spec.role,
+            region: spec.region.clone(),
+            az: spec.az.clone(),
+            address: spec.address,
+            admin: spec.admin,
+            pid: None,
+            restarts: 0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("no deployment state at {path}: is `meridian up` running with this --state-dir?")]
+    Missing { path: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a Meridian state file: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl DeploymentState {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join(STATE_FILE)
+    }
+
+    pub fn read(state_dir: &Path) -> Result<Self, StateError> {
+        let path = Self::path(state_dir);
+        let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StateError::Missing { path: path.clone() },
+            _ => StateError::Io {
+                path: path.clone(),
+                source: e,
+            },
+        })?;
+        serde_json::from_str(&text).map_err(|e| StateError::Parse { path, source: e })
+    }
+
+    /// Writes atomically (temp file and rename) so a reader never sees half a file.
+    pub fn write(&self, state_dir: &Path) -> io::Result<()> {
+        let path = Self::path(state_dir);
+        let tmp = state_dir.join(format!(".{STATE_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(tmp, path)
+    }
+}

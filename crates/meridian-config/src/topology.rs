@@ -1,0 +1,97 @@
+//! Which nodes a config runs and where each one listens.
+//!
+//! Addresses are derived, not configured, so that every process of a deployment (and every
+//! tool pointed at it) computes the same plan from the same config.
+
+use crate::model::Config;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// The job of a node process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A region's load balancer (the ALB).
+    Lb,
+    /// One application instance in one AZ.
+    Service,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Lb => "lb",
+            Role::Service => "service",
+        }
+    }
+}
+
+/// One node of the deployment: a process with an address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    pub name: String,
+    pub role: Role,
+    pub region: Option<String>,
+    pub az: Option<String>,
+    /// The listener traffic goes to.
+    pub address: SocketAddr,
+    /// Where `/metrics` and `/health` of the node itself are served.
+    pub admin: SocketAddr,
+}
+
+impl Config {
+    /// Every node this config runs, service instances before the load balancers in front of them.
+    pub fn nodes(&self) -> Vec<NodeSpec> {
+        let net = &self.network;
+        let mut services = Vec::new();
+        let mut lbs = Vec::new();
+        for (ri, region) in self.regions.iter().enumerate() {
+            let third = (ri + 1) as u8;
+            let per_az = self.instances_per_az(region);
+            let mut slot = 0u8;
+            for az in &region.azs {
+                for n in 1..=per_az {
+                    let ip = net.addr(third, 11 + slot);
+                    slot += 1;
+                    let address = SocketAddr::new(ip.into(), net.service_port);
+                    services.push(NodeSpec {
+                        name: format!("svc-{az}-{n}"),
+                        role: Role::Service,
+                        region: Some(region.name.clone()),
+                        az: Some(az.clone()),
+                        address,
+                        admin: address,
+                    });
+                }
+            }
+            let ip = net.addr(third, 1);
+            lbs.push(NodeSpec {
+                name: format!("lb-{}", region.name),
+                role: Role::Lb,
+                region: Some(region.name.clone()),
+                az: None,
+                address: SocketAddr::new(ip.into(), net.lb_port),
+                admin: SocketAddr::new(ip.into(), net.admin_port),
+            });
+        }
+        services.extend(lbs);
+        services
+    }
+
+    /// The address the supervisor of `meridian up` serves its own metrics on.
+    pub fn supervisor_admin(&self) -> SocketAddr {
+        SocketAddr::new(self.network.addr(0, 1).into(), self.network.admin_port)
+    }
+
+    pub fn node(&self, name: &str) -> Option<NodeSpec> {
+        self.nodes().into_iter().find(|n| n.name == name)
+    }
+
+    /// The service instances behind one region's load balancer.
+    pub fn targets_of(&self, region: &str) -> Vec<NodeSpec> {
+        self.nodes()
+            .into_iter()
+            .filter(|n| n.role == Role::Service && n.region.as_deref() == Some(region))
+            .collect()
+    }
+}

@@ -1,0 +1,133 @@
+use meridian_config::{Algorithm, Config, Role, ServiceRuntime, DEFAULT_CONFIG};
+use std::time::Duration;
+
+#[test]
+fn embedded_default_is_the_seed_deployment() {
+    let c = Config::embedded_default();
+    let names: Vec<&str> = c.regions.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["us-east-1", "eu-west-1", "ap-southeast-1"]);
+    assert_eq!(c.primary_region().name, "us-east-1");
+    assert!(c.regions.iter().all(|r| r.azs.len() >= 2));
+    // Real coordinates: Virginia is west of Ireland, Singapore near the equator.
+    assert!(c.regions[0].location.lon < c.regions[1].location.lon);
+    assert!(c.regions[2].location.lat.abs() < 5.0);
+    assert!(c.edges.len() >= 5);
+    assert!(matches!(c.service.runtime, ServiceRuntime::Demo { .. }));
+    assert_eq!(c.load_balancer.health_check.interval, Duration::from_secs(1));
+}
+
+#[test]
+fn topology_gives_every_node_its_own_loopback_address() {
+    let c = Config::embedded_default();
+    let nodes = c.nodes();
+    let lbs = nodes.iter().filter(|n| n.role == Role::Lb).count();
+    assert_eq!(lbs, 3);
+    let mut addrs: Vec<_> = nodes.iter().map(|n| n.address.ip()).collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), nodes.len(), "addresses must be unique");
+    assert!(nodes.iter().all(|n| n.address.ip().is_loopback()));
+    let targets = c.targets_of("eu-west-1");
+    assert!(targets.len() >= 2);
+    assert!(targets.iter().all(|t| t.region.as_deref() == Some("eu-west-1")));
+}
+
+const BAD: &str = r#"
+[deployment]
+name = "shop"
+zone = "shop.example"
+
+[[region]]
+name = "us-east-1"
+location = { lat = 38.9, lon = -77.4 }
+azs = ["us-east-1a", "us-east-1b"]
+
+[[region]]
+name = "eu-west-1"
+location = { lat = 53.3, lon = -6.2 }
+azs = []
+
+[service]
+instnces_per_az = 2
+
+[load_balancer.health_check]
+interval = "5 parsecs"
+"#;
+
+#[test]
+fn three_mistakes_give_three_precise_errors() {
+    let errs = Config::parse(BAD, "bad.toml").unwrap_err().0;
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    // In file order: the empty AZ list, the typo, the duration.
+    assert_eq!(errs[0].line, 14);
+    assert_eq!(errs[0].key, "region[1].azs");
+    assert!(errs[0].problem.contains("no availability zone"));
+    assert_eq!((errs[1].line, errs[1].column), (17, 1));
+    assert_eq!(errs[1].key, "service.instnces_per_az");
+    assert!(errs[1].fix.contains("`instances_per_az`"), "{}", errs[1].fix);
+    assert_eq!((errs[2].line, errs[2].column), (20, 12));
+    assert_eq!(errs[2].key, "load_balancer.health_check.interval");
+    assert!(errs[2].problem.contains("parsecs"));
+    for e in &errs {
+        assert_eq!(e.file, "bad.toml");
+        assert!(!e.fix.is_empty());
+    }
+    let shown = meridian_config::ConfigErrors(errs).to_string();
+    assert!(shown.contains("--> bad.toml:17:1"), "{shown}");
+    assert!(shown.contains("3 errors"), "{shown}");
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    let errs = Config::parse("[deployment]\nname = \"x\nzone = 1\n", "s.toml").unwrap_err().0;
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].line, 2);
+    assert!(errs[0].problem.starts_with("TOML syntax"));
+}
+
+fn with(extra: &str) -> String {
+    format!(
+        "[deployment]\nname = \"x\"\nzone = \"x.example\"\n[[region]]\nname = \"r1\"\nlocation = {{ lat = 1, lon = 2 }}\nazs = [\"r1a\"]\n{extra}"
+    )
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = Config::parse(&with(""), "m.toml").unwrap();
+    assert_eq!(c.load_balancer.algorithm, Algorithm::RoundRobin);
+    assert_eq!(c.service.instances_per_az, 1);
+    assert_eq!(c.nodes().len(), 2);
+}
+
+#[test]
+fn value_errors_name_the_fix() {
+    let cases = [
+        ("[load_balancer]\nalgorithm = \"random\"\n", "load_balancer.algorithm", "round_robin"),
+        ("[load_balancer.health_check]\nmatcher = \"200-2xx\"\n", "load_balancer.health_check.matcher", "200-299"),
+        ("[load_balancer.health_check]\ninterval = \"2s\"\ntimeout = \"3s\"\n", "load_balancer.health_check.timeout", "lower `timeout`"),
+        ("[load_balancer.health_check]\nhealthy_threshold = 0\n", "load_balancer.health_check.healthy_threshold", "from 1 to 10"),
+        ("[network]\nsubnet = \"10.0.0.0/16\"\n", "network.subnet", "127.10.0.0/16"),
+        ("[[edge]]\nname = \"p\"\nlocation = { lat = 1, lon = 2 }\nmemory_cache = \"1 potato\"\n", "edge[0].memory_cache", "MiB"),
+        ("[service]\nruntime = \"command\"\n", "service.command", "command = ["),
+        ("[[client_location]]\nname = \"Big City\"\nlocation = { lat = 1, lon = 2 }\n", "client_location[0].name", "lowercase"),
+        ("[[client_location]]\nname = \"c\"\nlocation = { lat = 100, lon = 2 }\n", "client_location[0].location.lat", "degrees"),
+    ];
+    for (extra, key, fix) in cases {
+        let errs = Config::parse(&with(extra), "v.toml").unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{extra}: {errs:#?}");
+        assert_eq!(errs[0].key, key, "{extra}");
+        assert!(errs[0].fix.contains(fix), "{extra}: fix was {:?}", errs[0].fix);
+    }
+}
+
+#[test]
+fn duplicate_names_and_two_primaries_are_errors() {
+    let src = with("[[region]]\nname = \"r1\"\nprimary = true\nlocation = { lat = 1, lon = 2 }\nazs = [\"r2a\"]\n");
+    let errs = Config::parse(&src, "d.toml").unwrap_err().0;
+    assert!(errs.iter().any(|e| e.problem.contains("two [[region]] entries named `r1`")), "{errs:#?}");
+}
+
+#[test]
+fn default_text_is_what_validate_reads() {
+    assert!(Config::parse(DEFAULT_CONFIG, "meridian.toml").is_ok());
+}
