@@ -1,14 +1,211 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The health-check engine every Meridian part uses (load balancer, DNS, edge, `up`).
+//!
+//! A [`HealthBoard`] holds the health of a set of targets. [`HealthBoard::watch`] starts
+//! active probing of one target; [`HealthBoard::report_failure`] lets a proxy report what
+//! it saw on live traffic (passive checks). Every state change is published the moment it
+//! happens to all [`HealthBoard::subscribe`]rs, and readers on the hot path get a
+//! lock-free [`HealthHandle`].
+
+mod probe;
+mod threshold;
+
+pub use probe::{fetch, probe, Fetched, ProbeOutcome};
+pub use threshold::{Health, Tracker};
+
+use meridian_config::HealthCheck;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+/// One change of a target's health, with its cause.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HealthEvent {
+    pub target: String,
+    pub from: Health,
+    pub to: Health,
+    pub reason: String,
+    #[serde(with = "unix_millis")]
+    pub at: SystemTime,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+mod unix_millis {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        s.serialize_u64(ms as u64)
     }
 }
+
+/// A cheap, lock-free view of one target's current health.
+#[derive(Clone, Debug)]
+pub struct HealthHandle(Arc<AtomicU8>);
+
+impl HealthHandle {
+    pub fn get(&self) -> Health {
+        Health::from_u8(self.0.load(Ordering::Relaxed))
+    }
+    pub fn is_healthy(&self) -> bool {
+        self.get() == Health::Healthy
+    }
+}
+
+struct Entry {
+    tracker: Tracker,
+    handle: HealthHandle,
+    last: Option<ProbeOutcome>,
+}
+
+struct Inner {
+    entries: Mutex<HashMap<String, Entry>>,
+    events: broadcast::Sender<HealthEvent>,
+}
+
+/// The health of a set of named targets.
+#[derive(Clone)]
+pub struct HealthBoard {
+    inner: Arc<Inner>,
+}
+
+impl Default for HealthBoard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A snapshot of one target for status pages.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetStatus {
+    pub target: String,
+    pub health: Health,
+    pub last_probe: Option<ProbeOutcome>,
+}
+
+impl HealthBoard {
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(1024);
+        HealthBoard {
+            inner: Arc::new(Inner {
+                entries: Mutex::new(HashMap::new()),
+                events,
+            }),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.inner.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a target (state `Unknown`) and returns its handle; idempotent.
+    pub fn register(&self, target: &str, healthy_threshold: u32, unhealthy_threshold: u32) -> HealthHandle {
+        self.entries()
+            .entry(target.to_owned())
+            .or_insert_with(|| Entry {
+                tracker: Tracker::new(healthy_threshold, unhealthy_threshold),
+                handle: HealthHandle(Arc::new(AtomicU8::new(Health::Unknown as u8))),
+                last: None,
+            })
+            .handle
+            .clone()
+    }
+
+    /// Every state change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn health(&self, target: &str) -> Health {
+        self.entries()
+            .get(target)
+            .map(|e| e.handle.get())
+            .unwrap_or(Health::Unknown)
+    }
+
+    pub fn snapshot(&self) -> Vec<TargetStatus> {
+        let mut out: Vec<TargetStatus> = self
+            .entries()
+            .iter()
+            .map(|(k, e)| TargetStatus {
+                target: k.clone(),
+                health: e.handle.get(),
+                last_probe: e.last.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.target.cmp(&b.target));
+        out
+    }
+
+    /// Feeds one active probe result through the target's thresholds.
+    pub fn observe(&self, target: &str, outcome: ProbeOutcome) {
+        let event = {
+            let mut entries = self.entries();
+            let Some(e) = entries.get_mut(target) else { return };
+            let change = e.tracker.observe(outcome.healthy);
+            let reason = outcome.detail.clone();
+            e.last = Some(outcome);
+            change.map(|(from, to)| {
+                e.handle.0.store(to as u8, Ordering::Relaxed);
+                HealthEvent {
+                    target: target.to_owned(),
+                    from,
+                    to,
+                    reason,
+                    at: SystemTime::now(),
+                }
+            })
+        };
+        if let Some(ev) = event {
+            self.publish(ev);
+        }
+    }
+
+    /// A passive check: live traffic saw the target fail (connection refused or reset).
+    /// It goes unhealthy at once; active probes must then pass the healthy threshold.
+    pub fn report_failure(&self, target: &str, reason: &str) {
+        let event = {
+            let mut entries = self.entries();
+            let Some(e) = entries.get_mut(target) else { return };
+            e.tracker.force_unhealthy().map(|(from, to)| {
+                e.handle.0.store(to as u8, Ordering::Relaxed);
+                HealthEvent {
+                    target: target.to_owned(),
+                    from,
+                    to,
+                    reason: format!("passive: {reason}"),
+                    at: SystemTime::now(),
+                }
+            })
+        };
+        if let Some(ev) = event {
+            self.publish(ev);
+        }
+    }
+
+    fn publish(&self, ev: HealthEvent) {
+        tracing::info!(target = %ev.target, from = ?ev.from, to = ?ev.to, reason = %ev.reason, "health changed");
+        // No subscribers is fine: the state is still recorded.
+        let _ = self.inner.events.send(ev);
+    }
+
+    /// Starts probing `addr` every `check.interval` until the returned task is aborted.
+    /// The first probe runs at once so a new target is known quickly.
+    pub fn watch(&self, target: &str, addr: SocketAddr, check: HealthCheck) -> JoinHandle<()> {
+        self.register(target, check.healthy_threshold, check.unhealthy_threshold);
+        let board = self.clone();
+        let target = target.to_owned();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(check.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let outcome = probe(addr, &check).await;
+                board.observe(&target, outcome);
+            }
+        })
+    }
+}
+
+

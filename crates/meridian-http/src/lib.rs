@@ -1,14 +1,184 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! HTTP plumbing shared by the load balancer and (later) the edge: one way to listen, one
+//! way to drain, one upstream pool. Proxies build on these instead of each wiring hyper.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type every Meridian handler returns.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into()).map_err(|never| match never {}).boxed()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// A short plain-text response, for errors a person will read.
+pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let mut body = message.into();
+    body.push('\n');
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+pub fn json(status: StatusCode, value: String) -> Response<Body> {
+    let mut res = Response::new(full(value));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}{hint}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: io::Error,
+    hint: &'static str,
+}
+
+/// Binds a listener, explaining the usual causes when it fails.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| {
+        let hint = match source.kind() {
+            io::ErrorKind::AddrInUse => {
+                " (another process holds it: is another deployment running? give this one its own [network] subnet)"
+            }
+            io::ErrorKind::AddrNotAvailable => {
+                " (this address is not configured here; on Linux all of 127.0.0.0/8 is loopback, elsewhere add it as an alias)"
+            }
+            _ => "",
+        };
+        BindError { addr, source, hint }
+    })
+}
+
+/// Limits that protect a listener from slow or oversized requests.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// A client must send its whole request head within this time.
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// How long in-flight requests may run after shutdown begins.
+    pub drain: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            drain: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on `listener` until `shutdown` completes,
+/// then stops accepting and lets open requests finish for up to `opts.drain`.
+///
+/// `make` builds the service for each connection from the peer address.
+pub async fn serve<M, S, B>(
+    listener: TcpListener,
+    opts: ServerOptions,
+    make: M,
+    shutdown: impl Future<Output = ()>,
+) where
+    M: Fn(SocketAddr) -> S,
+    S: Service<http::Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(opts.max_header_bytes.max(8192));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = make(peer);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(opts.drain) => {
+            tracing::warn!("drain time over; closing remaining connections");
+        }
+    }
+}
+
+/// A keep-alive connection pool to upstreams (targets, origins).
+pub type UpstreamClient = Client<HttpConnector, Body>;
+
+pub fn upstream_client(connect_timeout: Duration, idle_timeout: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(idle_timeout)
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// Resolves when SIGINT or SIGTERM arrives: how every node learns to stop.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

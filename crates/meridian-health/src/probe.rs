@@ -1,0 +1,154 @@
+//! One probe of one target.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use meridian_config::{CheckProtocol, HealthCheck};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// What one probe saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeOutcome {
+    pub healthy: bool,
+    /// Time from connect to the end of the response.
+    #[serde(rename = "latency_ms", serialize_with = "as_millis")]
+    pub latency: Duration,
+    /// What was seen, for logs and status pages ("200 OK", "connection refused", ...).
+    pub detail: String,
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+}
+
+/// Bodies beyond this are not read: a health page is small.
+const MAX_BODY: usize = 64 * 1024;
+
+/// A response read in full, for checks and reports.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub latency: Duration,
+}
+
+/// Sends one request on a fresh connection and reads the whole (bounded) response.
+/// A fresh connection per probe means a probe also proves the target accepts connections.
+pub async fn fetch(
+    addr: SocketAddr,
+    req: http::Request<Full<Bytes>>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Fetched, String> {
+    let start = Instant::now();
+    let work = async {
+        let stream = TcpStream::connect(addr).await.map_err(|e| describe_io(&e))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake failed: {e}"))?;
+        let conn_task = tokio::spawn(conn);
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let (parts, body) = res.into_parts();
+        let body = Limited::new(body, max_body)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the body failed: {e}"))?
+            .to_bytes();
+        conn_task.abort();
+        Ok(Fetched {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+            latency: start.elapsed(),
+        })
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timed out after {}ms", timeout.as_millis())),
+    }
+}
+
+fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
+        _ => format!("connect failed: {e}"),
+    }
+}
+
+/// Probes `addr` once as `check` says.
+pub async fn probe(addr: SocketAddr, check: &HealthCheck) -> ProbeOutcome {
+    let start = Instant::now();
+    match check.protocol {
+        CheckProtocol::Tcp => {
+            let r = tokio::time::timeout(check.timeout, TcpStream::connect(addr)).await;
+            let (healthy, detail) = match r {
+                Ok(Ok(_)) => (true, "connected".to_owned()),
+                Ok(Err(e)) => (false, describe_io(&e)),
+                Err(_) => (false, format!("timed out after {}ms", check.timeout.as_millis())),
+            };
+            ProbeOutcome {
+                healthy,
+                latency: start.elapsed(),
+                detail,
+            }
+        }
+        CheckProtocol::Http => {
+            let req = http::Request::get(check.path.as_str())
+                .header(http::header::HOST, addr.to_string())
+                .header(http::header::USER_AGENT, "Meridian-HealthChecker/1.0")
+                .body(Full::new(Bytes::new()));
+            let req = match req {
+                Ok(r) => r,
+                Err(e) => {
+                    return ProbeOutcome {
+                        healthy: false,
+                        latency: Duration::ZERO,
+                        detail: format!("bad health check path: {e}"),
+                    }
+                }
+            };
+            match fetch(addr, req, check.timeout, MAX_BODY).await {
+                Err(detail) => ProbeOutcome {
+                    healthy: false,
+                    latency: start.elapsed(),
+                    detail,
+                },
+                Ok(f) => {
+                    let status_ok = check.matcher.matches(f.status);
+                    let body_ok = match &check.body_contains {
+                        Some(needle) => f
+                            .body
+                            .windows(needle.len().max(1))
+                            .any(|w| w == needle.as_bytes()),
+                        None => true,
+                    };
+                    let detail = if !status_ok {
+                        format!("status {} does not match {}", f.status, check.matcher)
+                    } else if !body_ok {
+                        format!(
+                            "status {} but body lacks {:?}",
+                            f.status,
+                            check.body_contains.as_deref().unwrap_or("")
+                        )
+                    } else {
+                        format!("status {}", f.status)
+                    };
+                    ProbeOutcome {
+                        healthy: status_ok && body_ok,
+                        latency: f.latency,
+                        detail,
+                    }
+                }
+            }
+        }
+    }
+}
