@@ -1,14 +1,246 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The RichesReach API stand-in.
+//!
+//! Every test and benchmark of Meridian needs an origin that behaves like the seed's
+//! application: health endpoints, GraphQL with automatic persisted queries, cacheable
+//! quotes, a private portfolio, immutable static assets. Every response names the region,
+//! AZ and instance that served it, so routing is visible from outside.
+
+mod assets;
+mod graphql;
+pub use graphql::BUILTIN_OPERATIONS;
+mod market;
+
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use meridian_telemetry::prometheus_client::metrics::{counter::Counter, family::Family, histogram::Histogram};
+use meridian_telemetry::Metrics;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Who this instance is; echoed on every response.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub region: String,
+    pub az: String,
+    pub instance: String,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub identity: Identity,
+    /// Artificial work per API and GraphQL request, modelling a real application.
+    pub processing_time: Duration,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+type Labels = Vec<(&'static str, String)>;
+
+struct App {
+    opts: DemoOptions,
+    started: Instant,
+    apq: graphql::QueryStore,
+    metrics: Metrics,
+    requests: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram>,
+}
+
+/// Builds the demo origin's router.
+pub fn router(opts: DemoOptions) -> Router {
+    let metrics = Metrics::new();
+    let requests = metrics.register(
+        "http_requests",
+        "Requests served by the demo origin, by route, method and status.",
+        Family::<Labels, Counter>::default(),
+    );
+    let latency = metrics.register(
+        "http_request_duration_seconds",
+        "Time to produce a response, by route.",
+        Family::<Labels, Histogram>::new_with_constructor(meridian_telemetry::latency_histogram),
+    );
+    let app = Arc::new(App {
+        opts,
+        started: Instant::now(),
+        apq: graphql::QueryStore::new(),
+        metrics,
+        requests,
+        latency,
+    });
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .route("/health/detailed", get(health_detailed))
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/api/quotes/{symbol}", get(quote))
+        .route("/api/portfolio", get(portfolio))
+        .route("/static/{*path}", get(assets::serve))
+        .route("/metrics", get(metrics_page))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .with_state(app)
+}
+
+/// Serves the demo origin until `shutdown` resolves, then drains.
+pub async fn serve(
+    addr: SocketAddr,
+    opts: DemoOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+    })?;
+    tracing::info!(%addr, region = %opts.identity.region, az = %opts.identity.az, instance = %opts.identity.instance, "demo origin listening");
+    axum::serve(listener, router(opts))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Adds identity headers and records metrics for every response.
+async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let mut res = next.run(req).await;
+    let id = &app.opts.identity;
+    let h = res.headers_mut();
+    for (name, value) in [
+        ("x-meridian-region", &id.region),
+        ("x-meridian-az", &id.az),
+        ("x-meridian-instance", &id.instance),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
     }
+    app.requests
+        .get_or_create(&vec![
+            ("route", route.clone()),
+            ("method", method),
+            ("status", res.status().as_u16().to_string()),
+        ])
+        .inc();
+    app.latency
+        .get_or_create(&vec![("route", route)])
+        .observe(start.elapsed().as_secs_f64());
+    res
+}
+
+async fn simulate_work(app: &App) {
+    if !app.opts.processing_time.is_zero() {
+        tokio::time::sleep(app.opts.processing_time).await;
+    }
+}
+
+async fn index(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "service": "richesreach-api (Meridian demo origin)",
+        "instance": app.opts.identity.instance,
+        "endpoints": ["/health", "/health/detailed", "/graphql", "/api/quotes/{symbol}",
+                      "/api/portfolio", "/static/app.js", "/metrics"],
+    }))
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    let id = &app.opts.identity;
+    let body = Json(json!({
+        "status": "healthy",
+        "service": "richesreach-api",
+        "region": id.region,
+        "az": id.az,
+        "instance": id.instance,
+        "uptime_seconds": app.started.elapsed().as_secs(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }));
+    ([(header::CACHE_CONTROL, "no-store")], body).into_response()
+}
+
+async fn health_detailed(State(app): State<Arc<App>>) -> Response {
+    // The stand-in has no real dependencies; each component reports the work it models.
+    let t = app.opts.processing_time.as_secs_f64() * 1000.0;
+    let components = json!({
+        "database": { "status": "healthy", "latency_ms": t, "detail": "primary reachable" },
+        "cache": { "status": "healthy", "latency_ms": t / 4.0, "detail": "in-memory" },
+        "market_data": { "status": "healthy", "latency_ms": t / 2.0, "detail": "deterministic feed" },
+        "graphql": { "status": "healthy", "latency_ms": 0.0,
+                     "detail": format!("{} persisted queries", app.apq.len()) },
+    });
+    let id = &app.opts.identity;
+    let body = Json(json!({
+        "status": "healthy",
+        "region": id.region,
+        "az": id.az,
+        "instance": id.instance,
+        "uptime_seconds": app.started.elapsed().as_secs(),
+        "components": components,
+    }));
+    ([(header::CACHE_CONTROL, "no-store")], body).into_response()
+}
+
+async fn quote(State(app): State<Arc<App>>, Path(symbol): Path<String>) -> Response {
+    simulate_work(&app).await;
+    match market::quote(&symbol, market::now_secs()) {
+        Some(q) => ([(header::CACHE_CONTROL, "public, max-age=5")], Json(q)).into_response(),
+        None => (
+            StatusCode::BAD_REQUEST,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(json!({
+                "error": "invalid_symbol",
+                "message": "a symbol is 1 to 10 letters, digits, '.' or '-', such as AAPL or BRK.B",
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// The bearer token, if the request carries one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+pub(crate) fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::CACHE_CONTROL, "private"),
+            (header::WWW_AUTHENTICATE, "Bearer realm=\"richesreach\""),
+        ],
+        Json(json!({ "error": "unauthorized", "message": "send Authorization: Bearer <token>" })),
+    )
+        .into_response()
+}
+
+async fn portfolio(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let Some(token) = bearer(&headers) else {
+        return unauthorized();
+    };
+    simulate_work(&app).await;
+    let p = market::portfolio(token, market::now_secs());
+    ([(header::CACHE_CONTROL, "private")], Json(p)).into_response()
+}
+
+async fn metrics_page(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, meridian_telemetry::CONTENT_TYPE)],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CACHE_CONTROL, "public, max-age=10")],
+        Json(json!({ "error": "not_found" })),
+    )
+        .into_response()
 }
