@@ -54,12 +54,12 @@ pub fn router(opts: DemoOptions) -> Router {
     let metrics = Metrics::new();
     let requests = metrics.register(
         "http_requests",
-        "Requests served by the demo origin, by route, method and status.",
+        "Requests served by the demo origin, by route, method and status",
         Family::<Labels, Counter>::default(),
     );
     let latency = metrics.register(
         "http_request_duration_seconds",
-        "Time to produce a response, by route.",
+        "Time to produce a response, by route",
         Family::<Labels, Histogram>::new_with_constructor(meridian_telemetry::latency_histogram),
     );
     let app = Arc::new(App {

@@ -37,7 +37,8 @@ impl Metrics {
         M: Clone,
     {
         let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        reg.register(format!("meridian_{name}"), help, metric.clone());
+        // The exposition adds its own full stop to help text.
+        reg.register(format!("meridian_{name}"), help.trim_end_matches('.'), metric.clone());
         metric
     }
 
@@ -79,6 +80,7 @@ mod tests {
         h.observe(0.002);
         let text = m.encode();
         assert!(text.contains("meridian_things_total 3"), "{text}");
+        assert!(text.contains("# HELP meridian_things Things seen.\n"), "{text}");
         assert!(text.contains("meridian_wait_seconds_bucket{le=\"0.0025\"} 1"), "{text}");
     }
 }

@@ -1,0 +1,450 @@
+//! The request path: pick a target, forward, retry when safe, answer for the targets when
+//! none can.
+
+use crate::target::{Target, TargetGroup};
+use crate::LbOptions;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use meridian_health::{Health, HealthBoard};
+use meridian_http::{Body, UpstreamClient};
+use meridian_telemetry::prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
+};
+use meridian_telemetry::Metrics;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+type Labels = Vec<(&'static str, String)>;
+
+pub(crate) struct LbMetrics {
+    pub requests: Family<Labels, Counter>,
+    pub duration: Histogram,
+    pub retries: Family<Labels, Counter>,
+    pub target_errors: Family<Labels, Counter>,
+    pub target_healthy: Family<Labels, Gauge>,
+    pub transitions: Family<Labels, Counter>,
+}
+
+struct Inner {
+    name: String,
+    group: TargetGroup,
+    board: HealthBoard,
+    client: UpstreamClient,
+    config: meridian_config::LoadBalancer,
+    listen_port: u16,
+    metrics: Metrics,
+    m: LbMetrics,
+}
+
+/// A load balancer: cheap to clone, shared by every connection.
+#[derive(Clone)]
+pub struct LoadBalancer(Arc<Inner>);
+
+/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(*n);
+    }
+}
+
+/// Methods whose repetition is harmless (RFC 9110 §9.2.2): safe to retry after a request
+/// may have reached a target.
+fn idempotent(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+}
+
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get("x-request-id")
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = format!("{:032x}", rand::random::<u128>());
+            HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+        })
+}
+
+impl LoadBalancer {
+    pub fn new(opts: &LbOptions) -> Self {
+        let metrics = Metrics::new();
+        let m = LbMetrics {
+            requests: metrics.register(
+                "lb_requests",
+                "Requests answered by the load balancer, by target and status",
+                Family::default(),
+            ),
+            duration: metrics.register(
+                "lb_request_duration_seconds",
+                "Time from request to response head, including retries",
+                meridian_telemetry::latency_histogram(),
+            ),
+            retries: metrics.register(
+                "lb_retries",
+                "Requests sent to another target after one failed, by reason",
+                Family::default(),
+            ),
+            target_errors: metrics.register(
+                "lb_target_errors",
+                "Failures talking to a target, by target and kind",
+                Family::default(),
+            ),
+            target_healthy: metrics.register(
+                "lb_target_healthy",
+                "1 when the target passes its health checks, else 0.",
+                Family::default(),
+            ),
+            transitions: metrics.register(
+                "lb_target_health_transitions",
+                "Health state changes, by target and new state",
+                Family::default(),
+            ),
+        };
+        let outstanding = metrics.register(
+            "lb_target_outstanding_requests",
+            "Requests in flight to each target",
+            Family::<Labels, Gauge>::default(),
+        );
+        let board = HealthBoard::new();
+        let hc = &opts.config.health_check;
+        let targets = opts
+            .targets
+            .iter()
+            .map(|t| Target {
+                name: t.name.clone(),
+                az: t.az.clone().unwrap_or_default(),
+                addr: t.address,
+                health: board.register(&t.name, hc.healthy_threshold, hc.unhealthy_threshold),
+                outstanding: outstanding
+                    .get_or_create(&vec![("target", t.name.clone())])
+                    .clone(),
+            })
+            .collect();
+        let client = meridian_http::upstream_client(
+            opts.config.target_timeout.min(Duration::from_secs(5)),
+            Duration::from_secs(60),
+        );
+        LoadBalancer(Arc::new(Inner {
+            name: opts.name.clone(),
+            group: TargetGroup::new(targets, opts.config.algorithm),
+            board,
+            client,
+            config: opts.config.clone(),
+            listen_port: opts.listen.port(),
+            metrics,
+            m,
+        }))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub fn group(&self) -> &TargetGroup {
+        &self.0.group
+    }
+
+    pub fn board(&self) -> &HealthBoard {
+        &self.0.board
+    }
+
+    pub(crate) fn metrics_text(&self) -> String {
+        self.0.metrics.encode()
+    }
+
+    /// Starts active checks of every target and keeps the health gauges current.
+    pub fn start_health_checks(&self, opts: &LbOptions) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks: Vec<_> = opts
+            .targets
+            .iter()
+            .map(|t| {
+                self.0
+                    .board
+                    .watch(&t.name, t.address, opts.config.health_check.clone())
+            })
+            .collect();
+        let lb = self.clone();
+        let mut events = self.0.board.subscribe();
+        for t in &self.0.group.targets {
+            lb.0.m
+                .target_healthy
+                .get_or_create(&vec![("target", t.name.clone()), ("az", t.az.clone())])
+                .set(0);
+        }
+        tasks.push(tokio::spawn(async move {
+            while let Ok(ev) = events.recv().await {
+                let az = lb
+                    .0
+                    .group
+                    .targets
+                    .iter()
+                    .find(|t| t.name == ev.target)
+                    .map(|t| t.az.clone())
+                    .unwrap_or_default();
+                let up = i64::from(ev.to == Health::Healthy);
+                lb.0.m
+                    .target_healthy
+                    .get_or_create(&vec![("target", ev.target.clone()), ("az", az)])
+                    .set(up);
+                let to = format!("{:?}", ev.to).to_lowercase();
+                lb.0.m
+                    .transitions
+                    .get_or_create(&vec![("target", ev.target.clone()), ("to", to)])
+                    .inc();
+            }
+        }));
+        tasks
+    }
+
+    /// The per-connection service.
+    pub fn service(
+        &self,
+        peer: SocketAddr,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future = Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>,
+    > + Clone {
+        let lb = self.clone();
+        hyper::service::service_fn(move |req| {
+            let lb = lb.clone();
+            Box::pin(async move { Ok(lb.handle(req, peer).await) })
+                as Pin<Box<dyn std::future::Future<Output = _> + Send>>
+        })
+    }
+
+    /// Forwards one request. Public so tests and embedders can drive it directly.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let start = Instant::now();
+        let (parts, body) = req.into_parts();
+        let rid = request_id(&parts.headers);
+        let (status_label, mut res) = match self.forward(parts, body, peer, &rid).await {
+            Ok((target, res)) => (target, res),
+            Err(res) => ("none".to_owned(), res),
+        };
+        res.headers_mut().insert("x-request-id", rid);
+        self.0.m.duration.observe(start.elapsed().as_secs_f64());
+        self.0
+            .m
+            .requests
+            .get_or_create(&vec![
+                ("target", status_label),
+                ("status", res.status().as_u16().to_string()),
+            ])
+            .inc();
+        res
+    }
+
+    async fn forward(
+        &self,
+        parts: http::request::Parts,
+        body: Incoming,
+        peer: SocketAddr,
+        rid: &HeaderValue,
+    ) -> Result<(String, Response<Body>), Response<Body>> {
+        let cfg = &self.0.config;
+        let limit = cfg.max_request_body.0 as usize;
+        if body.size_hint().lower() as usize > limit {
+            return Err(too_large(limit));
+        }
+        // Buffer the request body so it can be replayed on another target.
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
+            Err(_) => return Err(meridian_http::text(StatusCode::BAD_REQUEST, "the request body could not be read")),
+        };
+        let mut headers = parts.headers.clone();
+        strip_hop_by_hop(&mut headers);
+        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert("x-forwarded-for", v);
+        }
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        headers.insert("x-forwarded-port", HeaderValue::from(self.0.listen_port));
+        headers.insert("x-request-id", rid.clone());
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_owned();
+
+        let group = &self.0.group;
+        if group.targets.is_empty() {
+            return Err(meridian_http::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{}: the target group has no registered targets", self.0.name),
+            ));
+        }
+        let mut tried = Vec::new();
+        let mut failures = Vec::new();
+        for attempt in 0..=cfg.max_retries {
+            let Some(i) = group.pick(&tried) else { break };
+            tried.push(i);
+            let target = &group.targets[i];
+            let uri = format!("http://{}{}", target.addr, path);
+            let mut up = Request::builder().method(parts.method.clone()).uri(uri);
+            if let Some(h) = up.headers_mut() {
+                *h = headers.clone();
+            }
+            let Ok(up) = up.body(meridian_http::full(body.clone())) else {
+                return Err(meridian_http::text(StatusCode::BAD_REQUEST, "the request could not be forwarded"));
+            };
+            target.outstanding.inc();
+            let guard = Outstanding(target.outstanding.clone());
+            let sent = tokio::time::timeout(cfg.target_timeout, self.0.client.request(up)).await;
+            match sent {
+                Ok(Ok(res)) => {
+                    let (mut rp, rb) = res.into_parts();
+                    strip_hop_by_hop(&mut rp.headers);
+                    let body = Guarded { inner: rb, _guard: guard };
+                    let body = body.map_err(|e| Box::new(e) as meridian_http::BoxError).boxed();
+                    return Ok((target.name.clone(), Response::from_parts(rp, body)));
+                }
+                Ok(Err(e)) => {
+                    drop(guard);
+                    // A failed connect means the request never left: any method may go
+                    // elsewhere. Otherwise only idempotent ones may.
+                    let connect = e.is_connect();
+                    let kind = if connect { "connect" } else { "io" };
+                    self.target_failed(target, kind, &e.to_string());
+                    failures.push(format!("{}: {}", target.name, describe(&e)));
+                    if !(connect || idempotent(&parts.method)) {
+                        return Err(meridian_http::text(
+                            StatusCode::BAD_GATEWAY,
+                            format!("{}: target {} failed mid-request and {} is not safe to retry", self.0.name, target.name, parts.method),
+                        ));
+                    }
+                    if attempt < cfg.max_retries {
+                        self.0.m.retries.get_or_create(&vec![("reason", kind.to_owned())]).inc();
+                    }
+                }
+                Err(_) => {
+                    drop(guard);
+                    self.0
+                        .m
+                        .target_errors
+                        .get_or_create(&vec![("target", target.name.clone()), ("kind", "timeout".to_owned())])
+                        .inc();
+                    return Err(meridian_http::text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "{}: target {} sent no response within {}",
+                            self.0.name,
+                            target.name,
+                            meridian_config::units::format_duration(cfg.target_timeout)
+                        ),
+                    ));
+                }
+            }
+        }
+        if failures.is_empty() {
+            return Err(meridian_http::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{}: no healthy target can take the request", self.0.name),
+            ));
+        }
+        Err(meridian_http::text(
+            StatusCode::BAD_GATEWAY,
+            format!("{}: every target tried failed ({})", self.0.name, failures.join("; ")),
+        ))
+    }
+
+    fn target_failed(&self, target: &Target, kind: &str, detail: &str) {
+        tracing::warn!(lb = %self.0.name, target = %target.name, kind, detail, "target failed");
+        self.0
+            .m
+            .target_errors
+            .get_or_create(&vec![("target", target.name.clone()), ("kind", kind.to_owned())])
+            .inc();
+        if kind == "connect" {
+            self.0.board.report_failure(&target.name, "connection failed");
+        }
+    }
+}
+
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s = format!("{s}: {inner}");
+        src = inner.source();
+    }
+    s
+}
+
+fn too_large(limit: usize) -> Response<Body> {
+    meridian_http::text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body exceeds {}", meridian_config::ByteSize(limit as u64)),
+    )
+}
+
+/// Decrements a target's outstanding count when the response is done (or dropped).
+struct Outstanding(Gauge);
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its target's outstanding count until it ends.
+    struct Guarded<B> {
+        #[pin]
+        inner: B,
+        _guard: Outstanding,
+    }
+}
+
+impl<B: HttpBody<Data = Bytes>> HttpBody for Guarded<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

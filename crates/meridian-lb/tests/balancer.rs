@@ -1,0 +1,357 @@
+//! The load balancer against real targets on loopback.
+
+use meridian_config::{Algorithm, NodeSpec, Role};
+use meridian_demo::{DemoOptions, Identity};
+use meridian_lb::{LbOptions, LoadBalancer};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn node(name: &str, addr: SocketAddr) -> NodeSpec {
+    NodeSpec {
+        name: name.into(),
+        role: Role::Service,
+        region: Some("test-1".into()),
+        az: Some("test-1a".into()),
+        address: addr,
+        admin: addr,
+    }
+}
+
+async fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap()
+}
+
+/// A demo origin on an ephemeral port.
+async fn demo(name: &str, processing: Duration) -> NodeSpec {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = meridian_demo::router(DemoOptions {
+        identity: Identity { region: "test-1".into(), az: "test-1a".into(), instance: name.into() },
+        processing_time: processing,
+    });
+    tokio::spawn(async move { axum_serve(listener, app).await });
+    node(name, addr)
+}
+
+async fn axum_serve(listener: TcpListener, app: axum::Router) {
+    let _ = axum::serve(listener, app).await;
+}
+
+/// A target that passes health checks but resets every other request after reading it:
+/// a process that crashes mid-request.
+async fn resetting(name: &str) -> NodeSpec {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                if buf[..n].starts_with(b"GET /health ") {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").await;
+                    return;
+                }
+                // Dropping a socket with unread data makes the kernel send a reset.
+                let _ = s.write_all(b"").await;
+                drop(s);
+            });
+        }
+    });
+    node(name, addr)
+}
+
+/// A demo origin that can be stopped: new connections are then refused.
+async fn stoppable(name: &str) -> (NodeSpec, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = meridian_demo::router(DemoOptions {
+        identity: Identity { region: "test-1".into(), az: "test-1a".into(), instance: name.into() },
+        processing_time: Duration::ZERO,
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (node(name, addr), tx)
+}
+
+/// A target nobody listens on: connections are refused.
+async fn dead(name: &str) -> NodeSpec {
+    node(name, free_addr().await)
+}
+
+fn options(targets: Vec<NodeSpec>, algorithm: Algorithm) -> LbOptions {
+    let mut config = meridian_config::Config::embedded_default().load_balancer;
+    config.algorithm = algorithm;
+    config.health_check.interval = Duration::from_millis(100);
+    config.health_check.timeout = Duration::from_millis(80);
+    config.deregistration_delay = Duration::from_millis(500);
+    LbOptions {
+        name: "lb-test".into(),
+        region: "test-1".into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin: "127.0.0.1:0".parse().unwrap(),
+        targets,
+        config,
+    }
+}
+
+/// Starts a balancer on ephemeral ports; returns its viewer and admin addresses.
+async fn start(mut opts: LbOptions) -> (SocketAddr, SocketAddr) {
+    opts.listen = free_addr().await;
+    opts.admin = free_addr().await;
+    let (l, a) = (opts.listen, opts.admin);
+    tokio::spawn(meridian_lb::run(opts, std::future::pending()));
+    for _ in 0..100 {
+        if TcpStream::connect(l).await.is_ok() && TcpStream::connect(a).await.is_ok() {
+            return (l, a);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("load balancer did not start");
+}
+
+async fn wait_healthy(admin: SocketAddr, n: u64) {
+    let client = reqwest_like();
+    for _ in 0..100 {
+        if let Ok((200, body)) = client.get(admin, "/health").await {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if v["healthy_targets"].as_u64() == Some(n) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    panic!("targets did not become healthy");
+}
+
+/// A tiny HTTP client for tests: one request per connection, returns status and body.
+struct Client;
+fn reqwest_like() -> Client {
+    Client
+}
+impl Client {
+    async fn get(&self, addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+        let (s, _, b) = raw(addr, &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")).await?;
+        Ok((s, b))
+    }
+}
+
+/// Sends raw bytes, reads the response to EOF, returns status, head and body.
+async fn raw(addr: SocketAddr, request: &str) -> Result<(u16, String, String), String> {
+    let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    s.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or(format!("no head in {text:?}"))?;
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("no status")?;
+    // Undo chunked encoding crudely for small bodies.
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body.split("\r\n").skip(1).step_by(2).collect::<Vec<_>>().join("")
+    } else {
+        body.to_owned()
+    };
+    Ok((status, head.to_owned(), body))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn round_robin_spreads_evenly() {
+    let targets = vec![demo("a", Duration::ZERO).await, demo("b", Duration::ZERO).await, demo("c", Duration::ZERO).await];
+    let (lb, admin) = start(options(targets, Algorithm::RoundRobin)).await;
+    wait_healthy(admin, 3).await;
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    for _ in 0..30 {
+        let (s, head, _) = raw(lb, "GET /api/quotes/AAPL HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+        assert_eq!(s, 200);
+        *counts.entry(header(&head, "x-meridian-instance").unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|&c| c == 10), "{counts:?}");
+}
+
+#[tokio::test]
+async fn least_outstanding_avoids_the_busy_target() {
+    // "slow" holds each request 400 ms; with concurrent load the fast one takes most.
+    let targets = vec![demo("slow", Duration::from_millis(400)).await, demo("fast", Duration::ZERO).await];
+    let (lb, admin) = start(options(targets, Algorithm::LeastOutstandingRequests)).await;
+    wait_healthy(admin, 2).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i * 10)).await;
+            let (_, head, _) = raw(lb, "GET /api/quotes/MSFT HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+            header(&head, "x-meridian-instance").unwrap().to_owned()
+        }));
+    }
+    let mut slow = 0;
+    for t in tasks {
+        if t.await.unwrap() == "slow" {
+            slow += 1;
+        }
+    }
+    assert!(slow <= 2, "the busy target got {slow} of 20 requests");
+}
+
+#[tokio::test]
+async fn target_loss_is_retried_on_a_healthy_target() {
+    // One live target, one that resets mid-request, one that goes away.
+    let (gone, stop) = stoppable("gone").await;
+    let targets = vec![demo("live", Duration::ZERO).await, resetting("crashing").await, gone];
+    let mut opts = options(targets, Algorithm::RoundRobin);
+    opts.config.health_check.interval = Duration::from_secs(60); // one probe now, then passive only
+    let (lb, admin) = start(opts).await;
+    wait_healthy(admin, 3).await;
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..30 {
+        let (s, head, _) = raw(lb, "GET /api/quotes/AAPL HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+        assert_eq!(s, 200, "{head}");
+        assert_eq!(header(&head, "x-meridian-instance"), Some("live"));
+    }
+    // The refusing target was marked unhealthy by live traffic.
+    let (_, body) = reqwest_like().get(admin, "/targets").await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let gone = v["targets"].as_array().unwrap().iter().find(|t| t["target"] == "gone").unwrap();
+    assert_eq!(gone["health"], "unhealthy", "{v}");
+    let (_, metrics) = reqwest_like().get(admin, "/metrics").await.unwrap();
+    assert!(metrics.contains("meridian_lb_retries_total{reason=\"io\"}"), "{metrics}");
+    assert!(metrics.contains("meridian_lb_retries_total{reason=\"connect\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn post_is_not_replayed_after_a_mid_request_failure() {
+    let targets = vec![resetting("crashing").await, demo("live", Duration::ZERO).await];
+    let mut opts = options(targets, Algorithm::RoundRobin);
+    opts.config.health_check.interval = Duration::from_secs(60);
+    let (lb, admin) = start(opts).await;
+    wait_healthy(admin, 2).await;
+    let mut refused = 0;
+    for _ in 0..4 {
+        let (s, _, body) = raw(lb, "POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").await.unwrap();
+        if s == 502 {
+            assert!(body.contains("not safe to retry"), "{body}");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 2, "round robin sends every other POST to the crashing target");
+}
+
+#[tokio::test]
+async fn post_goes_elsewhere_when_connect_fails() {
+    let targets = vec![dead("gone").await, demo("live", Duration::ZERO).await];
+    let mut opts = options(targets, Algorithm::RoundRobin);
+    opts.config.health_check.interval = Duration::from_secs(60);
+    let (lb, _) = start(opts).await;
+    let body = r#"{"query":"{ __typename }"}"#;
+    for _ in 0..4 {
+        let req = format!("POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let (s, _, b) = raw(lb, &req).await.unwrap();
+        assert_eq!(s, 200, "{b}");
+        assert!(b.contains("Query"));
+    }
+}
+
+#[tokio::test]
+async fn no_target_answers_gives_502_or_503_with_a_reason() {
+    let (lb, _) = start(options(vec![dead("gone-1").await, dead("gone-2").await], Algorithm::RoundRobin)).await;
+    let (s, _, body) = raw(lb, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert_eq!(s, 502);
+    assert!(body.contains("gone-1") && body.contains("gone-2"), "{body}");
+    let (lb, _) = start(options(vec![], Algorithm::RoundRobin)).await;
+    let (s, _, body) = raw(lb, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert_eq!(s, 503);
+    assert!(body.contains("no registered targets"), "{body}");
+}
+
+#[tokio::test]
+async fn slow_target_gives_504() {
+    let mut opts = options(vec![demo("slow", Duration::from_millis(1500)).await], Algorithm::RoundRobin);
+    opts.config.target_timeout = Duration::from_millis(300);
+    let (lb, _) = start(opts).await;
+    let (s, _, body) = raw(lb, "GET /api/quotes/AAPL HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert_eq!(s, 504);
+    assert!(body.contains("300ms"), "{body}");
+}
+
+/// A target that answers with the request head it received.
+async fn echo(name: &str) -> NodeSpec {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let res = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}", head.len());
+                let _ = s.write_all(res.as_bytes()).await;
+            });
+        }
+    });
+    node(name, addr)
+}
+
+#[tokio::test]
+async fn forwards_client_identity_and_strips_hop_by_hop_headers() {
+    let mut opts = options(vec![echo("echo").await], Algorithm::RoundRobin);
+    opts.config.health_check.protocol = meridian_config::CheckProtocol::Tcp;
+    let (lb, _) = start(opts).await;
+    let req = "GET /x?y=1 HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nX-Request-Id: abc123\r\n\r\n";
+    let (s, head, seen) = raw(lb, req).await.unwrap();
+    assert_eq!(s, 200);
+    let seen = seen.to_ascii_lowercase();
+    assert!(seen.starts_with("get /x?y=1 http/1.1"), "{seen}");
+    assert!(seen.contains("host: shop.example"), "{seen}");
+    assert!(seen.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1"), "{seen}");
+    assert!(seen.contains("x-forwarded-proto: http"), "{seen}");
+    assert!(seen.contains("x-request-id: abc123"), "{seen}");
+    assert!(!seen.contains("x-secret"), "{seen}");
+    assert_eq!(header(&head, "x-request-id"), Some("abc123"));
+    // Without one, the balancer makes a request id.
+    let (_, head, _) = raw(lb, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert_eq!(header(&head, "x-request-id").map(str::len), Some(32));
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_requests_are_refused_and_serving_goes_on() {
+    let mut opts = options(vec![demo("a", Duration::ZERO).await], Algorithm::RoundRobin);
+    opts.config.max_request_body = meridian_config::ByteSize(1024);
+    let (lb, admin) = start(opts).await;
+    wait_healthy(admin, 1).await;
+    let (s, _, _) = raw(lb, "GARBAGE\r\n\r\n").await.unwrap();
+    assert_eq!(s, 400);
+    let big = "x".repeat(100_000);
+    let (s, _, _) = raw(lb, &format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n")).await.unwrap();
+    assert_eq!(s, 431);
+    let body = "y".repeat(2000);
+    let (s, _, _) = raw(lb, &format!("POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n{body}")).await.unwrap();
+    assert_eq!(s, 413);
+    let (s, _, _) = raw(lb, "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn direct_handle_api_is_usable() {
+    // LoadBalancer can be built without a listener (for embedding).
+    let lb = LoadBalancer::new(&options(vec![], Algorithm::RoundRobin));
+    assert_eq!(lb.group().targets.len(), 0);
+    assert_eq!(lb.name(), "lb-test");
+}
