@@ -54,7 +54,11 @@ impl fmt::Display for ConfigErrors {
             writeln!(f, "{e}\n")?;
         }
         let n = self.0.len();
-        write!(f, "{n} error{} in the config", if n == 1 { "" } else { "s" })
+        write!(
+            f,
+            "{n} error{} in the config",
+            if n == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -89,7 +93,9 @@ impl<'a> Diagnostics<'a> {
             .unwrap_or(self.src.len());
         let line = self.src[..start].matches('\n').count() + 1;
         let column = self.src[line_start..start].chars().count() + 1;
-        let source_line = self.src[line_start..line_end].trim_end_matches('\r').to_owned();
+        let source_line = self.src[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_owned();
         let end = span.end.clamp(start, line_end);
         let width = self.src[start..end].chars().count();
         self.errors.push(ConfigError {

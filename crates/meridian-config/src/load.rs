@@ -47,18 +47,24 @@ impl Config {
                 return Err(d.finish().err().unwrap_or_else(|| ConfigErrors(Vec::new())));
             }
         };
-        let cfg = Table::new(String::new(), &root, &mut d).and_then(|t| read_root(&t, &mut d, origin));
+        let cfg =
+            Table::new(String::new(), &root, &mut d).and_then(|t| read_root(&t, &mut d, origin));
         d.finish()?;
         Ok(cfg.unwrap_or_else(unreachable_config))
     }
 
     /// The primary region (validation guarantees there is exactly one).
     pub fn primary_region(&self) -> &Region {
-        self.regions.iter().find(|r| r.primary).unwrap_or(&self.regions[0])
+        self.regions
+            .iter()
+            .find(|r| r.primary)
+            .unwrap_or(&self.regions[0])
     }
 
     pub fn instances_per_az(&self, region: &Region) -> u32 {
-        region.instances_per_az.unwrap_or(self.service.instances_per_az)
+        region
+            .instances_per_az
+            .unwrap_or(self.service.instances_per_az)
     }
 }
 
@@ -83,7 +89,11 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
     let deployment = match t.table(d, "deployment") {
         Some(s) => read_deployment(&s, d),
         None if !t.has("deployment") => {
-            t.missing(d, "deployment", "add a [deployment] table with `name` and `zone`");
+            t.missing(
+                d,
+                "deployment",
+                "add a [deployment] table with `name` and `zone`",
+            );
             None
         }
         None => None,
@@ -142,7 +152,11 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
 
 fn read_deployment(t: &Table, d: &mut Diagnostics) -> Option<Deployment> {
     let name = t.req_str(d, "name", "add `name = \"my-app\"`");
-    let zone = t.req_str(d, "zone", "add `zone = \"example.com\"`, the DNS zone you serve");
+    let zone = t.req_str(
+        d,
+        "zone",
+        "add `zone = \"example.com\"`, the DNS zone you serve",
+    );
     if let (Some(z), Some(f)) = (&zone, t.get("zone")) {
         if !is_dns_name(z.trim_end_matches('.')) {
             d.error(
@@ -217,12 +231,18 @@ fn read_network(t: &Table, d: &mut Diagnostics) -> Option<Network> {
         }
     }
     let port = |d: &mut Diagnostics, key, default: u16| {
-        t.int(d, key, 1..=65535).map(|p| p as u16).unwrap_or(default)
+        t.int(d, key, 1..=65535)
+            .map(|p| p as u16)
+            .unwrap_or(default)
     };
     n.lb_port = port(d, "lb_port", n.lb_port);
     n.service_port = port(d, "service_port", n.service_port);
     n.admin_port = port(d, "admin_port", n.admin_port);
-    let ports = [("lb_port", n.lb_port), ("service_port", n.service_port), ("admin_port", n.admin_port)];
+    let ports = [
+        ("lb_port", n.lb_port),
+        ("service_port", n.service_port),
+        ("admin_port", n.admin_port),
+    ];
     for (i, (a, pa)) in ports.iter().enumerate() {
         for (b, pb) in &ports[i + 1..] {
             if pa == pb {
@@ -253,7 +273,11 @@ fn parse_loopback_16(s: &str) -> Option<[u8; 2]> {
 fn read_location(t: &Table, d: &mut Diagnostics) -> Option<Coordinates> {
     let Some(loc) = t.table(d, "location") else {
         if !t.has("location") {
-            t.missing(d, "location", "add `location = { lat = 38.9, lon = -77.4 }`");
+            t.missing(
+                d,
+                "location",
+                "add `location = { lat = 38.9, lon = -77.4 }`",
+            );
         }
         return None;
     };
@@ -278,7 +302,10 @@ fn read_location(t: &Table, d: &mut Diagnostics) -> Option<Coordinates> {
         }
     }
     loc.finish(d);
-    Some(Coordinates { lat: lat?, lon: lon? })
+    Some(Coordinates {
+        lat: lat?,
+        lon: lon?,
+    })
 }
 
 /// Reads `[[key]]` entries that each have a unique `name`, handing the rest to `each`.
@@ -368,14 +395,23 @@ fn read_regions(t: &Table, d: &mut Diagnostics) -> Option<Vec<Region>> {
             format!(
                 "{} regions are marked primary: {}",
                 primaries.len(),
-                primaries.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+                primaries
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             "mark exactly one region `primary = true`",
         );
     }
     if regions.len() > 200 {
         let f = t.get("region")?;
-        d.error(f.span, &f.key, "more than 200 regions", "use at most 200 regions");
+        d.error(
+            f.span,
+            &f.key,
+            "more than 200 regions",
+            "use at most 200 regions",
+        );
     }
     let mut azs = HashSet::new();
     for r in &regions {
@@ -497,7 +533,12 @@ pub(crate) fn read_health_check(t: &Table, d: &mut Diagnostics) -> Option<Health
     if let Some(path) = t.str(d, "path") {
         if !path.starts_with('/') {
             let f = t.get("path")?;
-            d.error(f.span, &f.key, format!("`{path}` is not an absolute path"), format!("start it with a slash: \"/{path}\""));
+            d.error(
+                f.span,
+                &f.key,
+                format!("`{path}` is not an absolute path"),
+                format!("start it with a slash: \"/{path}\""),
+            );
         }
         hc.path = path;
     }
@@ -510,7 +551,12 @@ pub(crate) fn read_health_check(t: &Table, d: &mut Diagnostics) -> Option<Health
             Ok(sm) => hc.matcher = sm,
             Err(problem) => {
                 let f = t.get("matcher")?;
-                d.error(f.span, &f.key, problem, "write codes like \"200\", \"200,302\" or \"200-299\"");
+                d.error(
+                    f.span,
+                    &f.key,
+                    problem,
+                    "write codes like \"200\", \"200,302\" or \"200-299\"",
+                );
             }
         }
     }
@@ -554,8 +600,12 @@ fn default_supervisor() -> Supervisor {
 
 fn read_supervisor(t: &Table, d: &mut Diagnostics) -> Option<Supervisor> {
     let mut s = default_supervisor();
-    s.restart_backoff = t.duration(d, "restart_backoff").unwrap_or(s.restart_backoff);
-    s.restart_backoff_max = t.duration(d, "restart_backoff_max").unwrap_or(s.restart_backoff_max);
+    s.restart_backoff = t
+        .duration(d, "restart_backoff")
+        .unwrap_or(s.restart_backoff);
+    s.restart_backoff_max = t
+        .duration(d, "restart_backoff_max")
+        .unwrap_or(s.restart_backoff_max);
     s.ready_timeout = t.duration(d, "ready_timeout").unwrap_or(s.ready_timeout);
     s.stop_timeout = t.duration(d, "stop_timeout").unwrap_or(s.stop_timeout);
     t.finish(d);
@@ -577,13 +627,23 @@ fn read_pop(t: &Table, d: &mut Diagnostics, name: String) -> Option<Pop> {
 
 fn read_dns(t: &Table, d: &mut Diagnostics) -> Option<Dns> {
     let servers = t.int(d, "servers", 0..=16).unwrap_or(2) as u32;
-    let default_ttl = t.duration(d, "default_ttl").unwrap_or(Duration::from_secs(30));
+    let default_ttl = t
+        .duration(d, "default_ttl")
+        .unwrap_or(Duration::from_secs(30));
     t.finish(d);
-    Some(Dns { servers, default_ttl })
+    Some(Dns {
+        servers,
+        default_ttl,
+    })
 }
 
 /// Address space is one /16: regions and instances per region must fit it.
-fn check_totals(t: &Table, d: &mut Diagnostics, regions: Option<&[Region]>, service: Option<&Service>) {
+fn check_totals(
+    t: &Table,
+    d: &mut Diagnostics,
+    regions: Option<&[Region]>,
+    service: Option<&Service>,
+) {
     let (Some(regions), Some(service)) = (regions, service) else {
         return;
     };
@@ -594,7 +654,10 @@ fn check_totals(t: &Table, d: &mut Diagnostics, regions: Option<&[Region]>, serv
                 d.error(
                     f.span,
                     &format!("region[{i}]"),
-                    format!("region `{}` would run {n} instances; at most 200 fit its address block", r.name),
+                    format!(
+                        "region `{}` would run {n} instances; at most 200 fit its address block",
+                        r.name
+                    ),
                     "lower instances_per_az",
                 );
             }

@@ -163,10 +163,16 @@ impl StatusMatcher {
                 Some((a, b)) => (a.trim(), b.trim()),
                 None => (part, part),
             };
-            let lo: u16 = lo.parse().map_err(|_| format!("`{part}` is not a status code"))?;
-            let hi: u16 = hi.parse().map_err(|_| format!("`{part}` is not a status code"))?;
+            let lo: u16 = lo
+                .parse()
+                .map_err(|_| format!("`{part}` is not a status code"))?;
+            let hi: u16 = hi
+                .parse()
+                .map_err(|_| format!("`{part}` is not a status code"))?;
             if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
-                return Err(format!("`{part}` is not a range of status codes within 100-599"));
+                return Err(format!(
+                    "`{part}` is not a range of status codes within 100-599"
+                ));
             }
             ranges.push((lo, hi));
         }
@@ -183,7 +189,13 @@ impl std::fmt::Display for StatusMatcher {
         let parts: Vec<String> = self
             .0
             .iter()
-            .map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") })
+            .map(|&(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
             .collect();
         f.write_str(&parts.join(","))
     }

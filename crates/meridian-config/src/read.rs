@@ -74,7 +74,10 @@ impl<'a> Table<'a> {
         d.error(
             self.span.clone(),
             &self.key_path(key),
-            format!("`{}` is missing the required key `{key}`", self.display_name()),
+            format!(
+                "`{}` is missing the required key `{key}`",
+                self.display_name()
+            ),
             fix,
         );
     }
@@ -176,7 +179,12 @@ impl<'a> Table<'a> {
                 d.error(
                     f.span.clone(),
                     &f.key,
-                    format!("`{}` is {i}, outside {}..={}", f.key, range.start(), range.end()),
+                    format!(
+                        "`{}` is {i}, outside {}..={}",
+                        f.key,
+                        range.start(),
+                        range.end()
+                    ),
                     format!("use a value from {} to {}", range.start(), range.end()),
                 );
                 None
@@ -194,7 +202,12 @@ impl<'a> Table<'a> {
             RawValue::Str(s) => match units::parse_duration(s) {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    d.error(f.span.clone(), &f.key, format!("`{}`: {}", f.key, e.problem), e.fix);
+                    d.error(
+                        f.span.clone(),
+                        &f.key,
+                        format!("`{}`: {}", f.key, e.problem),
+                        e.fix,
+                    );
                     None
                 }
             },
@@ -202,7 +215,11 @@ impl<'a> Table<'a> {
                 d.error(
                     f.span.clone(),
                     &f.key,
-                    format!("`{}` must be a duration string, found {}", f.key, other.kind()),
+                    format!(
+                        "`{}` must be a duration string, found {}",
+                        f.key,
+                        other.kind()
+                    ),
                     "quote it with a unit, for example \"500ms\" or \"2s\"",
                 );
                 None
@@ -216,7 +233,12 @@ impl<'a> Table<'a> {
             RawValue::Str(s) => match units::parse_size(s) {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    d.error(f.span.clone(), &f.key, format!("`{}`: {}", f.key, e.problem), e.fix);
+                    d.error(
+                        f.span.clone(),
+                        &f.key,
+                        format!("`{}`: {}", f.key, e.problem),
+                        e.fix,
+                    );
                     None
                 }
             },

@@ -35,7 +35,9 @@ fn split_number(text: &str) -> Option<(f64, &str)> {
 
 /// Parses a duration: a number and one of ns, us, ms, s, m, h, d (`"500ms"`, `"1.5s"`, `"2m"`).
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
-    let fix = || "write a number followed by a unit: ns, us, ms, s, m, h or d (for example \"500ms\", \"2s\", \"5m\")".to_owned();
+    let fix = || {
+        "write a number followed by a unit: ns, us, ms, s, m, h or d (for example \"500ms\", \"2s\", \"5m\")".to_owned()
+    };
     let Some((number, unit)) = split_number(text) else {
         return Err(UnitError {
             problem: format!("`{text}` is not a duration"),
@@ -98,7 +100,9 @@ const SIZE_UNITS: &[(&str, u64)] = &[
 
 /// Parses a size such as `"256MiB"`; units are case-sensitive so that `mb` (millibits) is not guessed.
 pub fn parse_size(text: &str) -> Result<ByteSize, UnitError> {
-    let fix = || "write a number followed by B, KB, MB, GB, TB, KiB, MiB, GiB or TiB (for example \"256MiB\")".to_owned();
+    let fix = || {
+        "write a number followed by B, KB, MB, GB, TB, KiB, MiB, GiB or TiB (for example \"256MiB\")".to_owned()
+    };
     let Some((number, unit)) = split_number(text) else {
         return Err(UnitError {
             problem: format!("`{text}` is not a size"),
@@ -129,7 +133,12 @@ pub fn parse_size(text: &str) -> Result<ByteSize, UnitError> {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, scale) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        for (unit, scale) in [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ] {
             if self.0 >= scale && self.0 % scale == 0 {
                 return write!(f, "{}{unit}", self.0 / scale);
             }

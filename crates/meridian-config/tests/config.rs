@@ -13,7 +13,10 @@ fn embedded_default_is_the_seed_deployment() {
     assert!(c.regions[2].location.lat.abs() < 5.0);
     assert!(c.edges.len() >= 5);
     assert!(matches!(c.service.runtime, ServiceRuntime::Demo { .. }));
-    assert_eq!(c.load_balancer.health_check.interval, Duration::from_secs(1));
+    assert_eq!(
+        c.load_balancer.health_check.interval,
+        Duration::from_secs(1)
+    );
 }
 
 #[test]
@@ -29,7 +32,9 @@ fn topology_gives_every_node_its_own_loopback_address() {
     assert!(nodes.iter().all(|n| n.address.ip().is_loopback()));
     let targets = c.targets_of("eu-west-1");
     assert!(targets.len() >= 2);
-    assert!(targets.iter().all(|t| t.region.as_deref() == Some("eu-west-1")));
+    assert!(targets
+        .iter()
+        .all(|t| t.region.as_deref() == Some("eu-west-1")));
 }
 
 const BAD: &str = r#"
@@ -64,7 +69,11 @@ fn three_mistakes_give_three_precise_errors() {
     assert!(errs[0].problem.contains("no availability zone"));
     assert_eq!((errs[1].line, errs[1].column), (17, 1));
     assert_eq!(errs[1].key, "service.instnces_per_az");
-    assert!(errs[1].fix.contains("`instances_per_az`"), "{}", errs[1].fix);
+    assert!(
+        errs[1].fix.contains("`instances_per_az`"),
+        "{}",
+        errs[1].fix
+    );
     assert_eq!((errs[2].line, errs[2].column), (20, 12));
     assert_eq!(errs[2].key, "load_balancer.health_check.interval");
     assert!(errs[2].problem.contains("parsecs"));
@@ -79,7 +88,9 @@ fn three_mistakes_give_three_precise_errors() {
 
 #[test]
 fn syntax_errors_point_at_the_line() {
-    let errs = Config::parse("[deployment]\nname = \"x\nzone = 1\n", "s.toml").unwrap_err().0;
+    let errs = Config::parse("[deployment]\nname = \"x\nzone = 1\n", "s.toml")
+        .unwrap_err()
+        .0;
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].line, 2);
     assert!(errs[0].problem.starts_with("TOML syntax"));
@@ -116,7 +127,11 @@ fn value_errors_name_the_fix() {
         let errs = Config::parse(&with(extra), "v.toml").unwrap_err().0;
         assert_eq!(errs.len(), 1, "{extra}: {errs:#?}");
         assert_eq!(errs[0].key, key, "{extra}");
-        assert!(errs[0].fix.contains(fix), "{extra}: fix was {:?}", errs[0].fix);
+        assert!(
+            errs[0].fix.contains(fix),
+            "{extra}: fix was {:?}",
+            errs[0].fix
+        );
     }
 }
 
@@ -124,7 +139,11 @@ fn value_errors_name_the_fix() {
 fn duplicate_names_and_two_primaries_are_errors() {
     let src = with("[[region]]\nname = \"r1\"\nprimary = true\nlocation = { lat = 1, lon = 2 }\nazs = [\"r2a\"]\n");
     let errs = Config::parse(&src, "d.toml").unwrap_err().0;
-    assert!(errs.iter().any(|e| e.problem.contains("two [[region]] entries named `r1`")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.problem.contains("two [[region]] entries named `r1`")),
+        "{errs:#?}"
+    );
 }
 
 #[test]

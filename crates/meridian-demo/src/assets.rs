@@ -15,8 +15,18 @@ pub struct Asset {
 
 /// Path, content type, size in bytes and whether the content is text (compressible).
 const CATALOG: &[(&str, &str, usize, bool)] = &[
-    ("app.js", "application/javascript; charset=utf-8", 184_320, true),
-    ("vendor.js", "application/javascript; charset=utf-8", 491_520, true),
+    (
+        "app.js",
+        "application/javascript; charset=utf-8",
+        184_320,
+        true,
+    ),
+    (
+        "vendor.js",
+        "application/javascript; charset=utf-8",
+        491_520,
+        true,
+    ),
     ("app.css", "text/css; charset=utf-8", 40_960, true),
     ("index.html", "text/html; charset=utf-8", 6_144, true),
     ("img/logo.png", "image/png", 12_288, false),
@@ -40,9 +50,36 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "function", "return", "const", "let", "quote", "portfolio", "price", "symbol", "render",
-    "=>", "{", "}", "(", ")", ";", "if", "else", "await", "async", "fetch", "data", "map",
-    "filter", "props", "state", "useEffect", "import", "export", "default", "className",
+    "function",
+    "return",
+    "const",
+    "let",
+    "quote",
+    "portfolio",
+    "price",
+    "symbol",
+    "render",
+    "=>",
+    "{",
+    "}",
+    "(",
+    ")",
+    ";",
+    "if",
+    "else",
+    "await",
+    "async",
+    "fetch",
+    "data",
+    "map",
+    "filter",
+    "props",
+    "state",
+    "useEffect",
+    "import",
+    "export",
+    "default",
+    "className",
 ];
 
 fn generate(name: &str, size: usize, text: bool) -> Vec<u8> {
@@ -85,7 +122,14 @@ pub fn catalog() -> &'static HashMap<&'static str, Asset> {
                 let body = generate(name, size, text);
                 let digest = Sha256::digest(&body);
                 let etag = format!("\"{}\"", &hex::encode(digest)[..20]);
-                (name, Asset { body: body.into(), content_type, etag })
+                (
+                    name,
+                    Asset {
+                        body: body.into(),
+                        content_type,
+                        etag,
+                    },
+                )
             })
             .collect()
     })
@@ -112,16 +156,28 @@ pub async fn serve(Path(path): Path<String>, headers: HeaderMap) -> Response {
             .into_response();
     };
     let common = [
-        (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable")),
-        (header::ETAG, HeaderValue::from_str(&asset.etag).unwrap_or(HeaderValue::from_static("\"\""))),
-        (header::LAST_MODIFIED, HeaderValue::from_static(LAST_MODIFIED)),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000, immutable"),
+        ),
+        (
+            header::ETAG,
+            HeaderValue::from_str(&asset.etag).unwrap_or(HeaderValue::from_static("\"\"")),
+        ),
+        (
+            header::LAST_MODIFIED,
+            HeaderValue::from_static(LAST_MODIFIED),
+        ),
     ];
     if none_match(&headers, &asset.etag) {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }
     (
         common,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        )],
         asset.body.clone(),
     )
         .into_response()

@@ -119,7 +119,9 @@ pub async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) 
         );
     };
     let req = GqlRequest {
-        query: m.remove("query").and_then(|q| q.as_str().map(str::to_owned)),
+        query: m
+            .remove("query")
+            .and_then(|q| q.as_str().map(str::to_owned)),
         variables: match m.remove("variables") {
             Some(Value::Object(v)) => v,
             _ => Map::new(),
@@ -139,15 +141,31 @@ async fn execute(app: &App, headers: &HeaderMap, req: GqlRequest, is_get: bool) 
     let query = match (persisted, req.query) {
         (Some(pq), query) => {
             if pq.get("version").and_then(Value::as_i64) != Some(1) {
-                return error_body(StatusCode::BAD_REQUEST, "Unsupported persisted query version", "BAD_REQUEST");
+                return error_body(
+                    StatusCode::BAD_REQUEST,
+                    "Unsupported persisted query version",
+                    "BAD_REQUEST",
+                );
             }
-            let Some(hash) = pq.get("sha256Hash").and_then(Value::as_str).map(str::to_ascii_lowercase) else {
-                return error_body(StatusCode::BAD_REQUEST, "persistedQuery needs a sha256Hash", "BAD_REQUEST");
+            let Some(hash) = pq
+                .get("sha256Hash")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+            else {
+                return error_body(
+                    StatusCode::BAD_REQUEST,
+                    "persistedQuery needs a sha256Hash",
+                    "BAD_REQUEST",
+                );
             };
             match query {
                 Some(q) => {
                     if sha256_hex(&q) != hash {
-                        return error_body(StatusCode::BAD_REQUEST, "provided sha does not match query", "BAD_REQUEST");
+                        return error_body(
+                            StatusCode::BAD_REQUEST,
+                            "provided sha does not match query",
+                            "BAD_REQUEST",
+                        );
                     }
                     app.apq.put(hash, q.clone());
                     q
@@ -156,22 +174,32 @@ async fn execute(app: &App, headers: &HeaderMap, req: GqlRequest, is_get: bool) 
                     Some(q) => q,
                     // Apollo answers 200 so clients retry with the full query; the
                     // no-cache keeps a CDN from storing the miss.
-                    None => return error_body(StatusCode::OK, "PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND"),
+                    None => {
+                        return error_body(
+                            StatusCode::OK,
+                            "PersistedQueryNotFound",
+                            "PERSISTED_QUERY_NOT_FOUND",
+                        )
+                    }
                 },
             }
         }
         (None, Some(q)) if !q.trim().is_empty() => q,
-        _ => {
-            return error_body(
-                StatusCode::BAD_REQUEST,
-                "GraphQL operations must contain a non-empty `query` or a `persistedQuery` extension.",
-                "BAD_REQUEST",
-            )
-        }
+        _ => return error_body(
+            StatusCode::BAD_REQUEST,
+            "GraphQL operations must contain a non-empty `query` or a `persistedQuery` extension.",
+            "BAD_REQUEST",
+        ),
     };
     let selections = match parse(&query) {
         Ok(s) => s,
-        Err(msg) => return error_body(StatusCode::BAD_REQUEST, &format!("Syntax Error: {msg}"), "GRAPHQL_PARSE_FAILED"),
+        Err(msg) => {
+            return error_body(
+                StatusCode::BAD_REQUEST,
+                &format!("Syntax Error: {msg}"),
+                "GRAPHQL_PARSE_FAILED",
+            )
+        }
     };
     simulate_work(app).await;
     let ctx = Ctx {
@@ -190,7 +218,11 @@ async fn execute(app: &App, headers: &HeaderMap, req: GqlRequest, is_get: bool) 
                 data.insert(field.key().to_owned(), v);
             }
             Err(e) if e.validation => {
-                return error_body(StatusCode::BAD_REQUEST, &e.message, "GRAPHQL_VALIDATION_FAILED")
+                return error_body(
+                    StatusCode::BAD_REQUEST,
+                    &e.message,
+                    "GRAPHQL_VALIDATION_FAILED",
+                )
             }
             Err(e) => {
                 data.insert(field.key().to_owned(), Value::Null);
@@ -233,9 +265,7 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             c if c.is_whitespace() || c == ',' || c == '\u{feff}' => {
                 it.next();
             }
-            '#' => {
-                while it.next().is_some_and(|c| c != '\n') {}
-            }
+            '#' => while it.next().is_some_and(|c| c != '\n') {},
             '{' | '}' | '(' | ')' | ':' | '$' | '!' | '[' | ']' | '=' | '@' | '|' | '&' => {
                 out.push(Tok::Punct(c));
                 it.next();
@@ -333,13 +363,19 @@ impl Parser {
     fn expect(&mut self, c: char) -> Result<(), String> {
         match self.next() {
             Some(Tok::Punct(p)) if p == c => Ok(()),
-            other => Err(format!("expected `{c}`, found {}", describe(other.as_ref()))),
+            other => Err(format!(
+                "expected `{c}`, found {}",
+                describe(other.as_ref())
+            )),
         }
     }
     fn name(&mut self) -> Result<String, String> {
         match self.next() {
             Some(Tok::Name(n)) => Ok(n),
-            other => Err(format!("expected a name, found {}", describe(other.as_ref()))),
+            other => Err(format!(
+                "expected a name, found {}",
+                describe(other.as_ref())
+            )),
         }
     }
     fn selection_set(&mut self) -> Result<Vec<Field>, String> {
@@ -355,8 +391,12 @@ impl Parser {
                     self.next();
                     break;
                 }
-                Some(Tok::Spread) => return Err("fragments are not supported by the demo origin".into()),
-                Some(Tok::Punct('@')) => return Err("directives are not supported by the demo origin".into()),
+                Some(Tok::Spread) => {
+                    return Err("fragments are not supported by the demo origin".into())
+                }
+                Some(Tok::Punct('@')) => {
+                    return Err("directives are not supported by the demo origin".into())
+                }
                 _ => fields.push(self.field()?),
             }
         }
@@ -389,13 +429,20 @@ impl Parser {
         } else {
             Vec::new()
         };
-        Ok(Field { alias, name, args, selections })
+        Ok(Field {
+            alias,
+            name,
+            args,
+            selections,
+        })
     }
     fn value(&mut self) -> Result<Arg, String> {
         Ok(match self.next() {
             Some(Tok::Punct('$')) => Arg::Var(self.name()?),
             Some(Tok::Str(s)) => Arg::Lit(Value::String(s)),
-            Some(Tok::Num(n)) => Arg::Lit(serde_json::from_str(&n).map_err(|_| format!("bad number `{n}`"))?),
+            Some(Tok::Num(n)) => {
+                Arg::Lit(serde_json::from_str(&n).map_err(|_| format!("bad number `{n}`"))?)
+            }
             Some(Tok::Name(n)) => Arg::Lit(match n.as_str() {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
@@ -407,13 +454,20 @@ impl Parser {
                 while self.peek() != Some(&Tok::Punct(']')) {
                     match self.value()? {
                         Arg::Lit(v) => items.push(v),
-                        Arg::Var(_) => return Err("variables inside lists are not supported".into()),
+                        Arg::Var(_) => {
+                            return Err("variables inside lists are not supported".into())
+                        }
                     }
                 }
                 self.next();
                 Arg::Lit(Value::Array(items))
             }
-            other => return Err(format!("expected a value, found {}", describe(other.as_ref()))),
+            other => {
+                return Err(format!(
+                    "expected a value, found {}",
+                    describe(other.as_ref())
+                ))
+            }
         })
     }
     /// Skips `($a: T = v, ...)`: variable types are not checked by the stand-in.
@@ -448,7 +502,11 @@ fn describe(t: Option<&Tok>) -> String {
 
 /// Parses a document with one query operation into its root selections.
 pub(crate) fn parse(src: &str) -> Result<Vec<Field>, String> {
-    let mut p = Parser { toks: lex(src)?, pos: 0, depth: 0 };
+    let mut p = Parser {
+        toks: lex(src)?,
+        pos: 0,
+        depth: 0,
+    };
     match p.peek() {
         Some(Tok::Name(k)) if k == "query" => {
             p.next();
@@ -490,19 +548,26 @@ struct ExecError {
 }
 
 fn invalid(message: String) -> ExecError {
-    ExecError { message, code: "GRAPHQL_VALIDATION_FAILED", validation: true }
+    ExecError {
+        message,
+        code: "GRAPHQL_VALIDATION_FAILED",
+        validation: true,
+    }
 }
 
 fn arg(ctx: &Ctx, field: &Field, name: &str) -> Result<Value, ExecError> {
     let a = field.args.iter().find(|(n, _)| n == name).map(|(_, a)| a);
     match a {
         Some(Arg::Lit(v)) => Ok(v.clone()),
-        Some(Arg::Var(v)) => ctx
-            .vars
-            .get(v)
-            .cloned()
-            .ok_or_else(|| invalid(format!("Variable \"${v}\" of required type was not provided."))),
-        None => Err(invalid(format!("Field \"{}\" argument \"{name}\" is required.", field.name))),
+        Some(Arg::Var(v)) => ctx.vars.get(v).cloned().ok_or_else(|| {
+            invalid(format!(
+                "Variable \"${v}\" of required type was not provided."
+            ))
+        }),
+        None => Err(invalid(format!(
+            "Field \"{}\" argument \"{name}\" is required.",
+            field.name
+        ))),
     }
 }
 
@@ -540,7 +605,9 @@ fn resolve_root(ctx: &Ctx, field: &Field) -> Result<Value, ExecError> {
             let day = (ctx.now / 86400 + 4) % 7; // 0 = Sunday
             let minute = (ctx.now % 86400) / 60;
             let open = (1..=5).contains(&day) && (870..1260).contains(&minute);
-            Ok(json!({ "__typename": "MarketStatus", "isOpen": open, "exchange": "NYSE", "asOf": ctx.now }))
+            Ok(
+                json!({ "__typename": "MarketStatus", "isOpen": open, "exchange": "NYSE", "asOf": ctx.now }),
+            )
         }
         "portfolio" => {
             if !ctx.authorized {
@@ -556,10 +623,14 @@ fn resolve_root(ctx: &Ctx, field: &Field) -> Result<Value, ExecError> {
                 .iter()
                 .map(|h| json!({ "__typename": "Holding", "symbol": h.symbol, "shares": h.shares, "price": h.price, "value": h.value }))
                 .collect();
-            Ok(json!({ "__typename": "Portfolio", "account": p.account, "totalValue": p.total_value, "holdings": holdings, "asOf": p.as_of }))
+            Ok(
+                json!({ "__typename": "Portfolio", "account": p.account, "totalValue": p.total_value, "holdings": holdings, "asOf": p.as_of }),
+            )
         }
         "__schema" => Ok(schema()),
-        other => Err(invalid(format!("Cannot query field \"{other}\" on type \"Query\"."))),
+        other => Err(invalid(format!(
+            "Cannot query field \"{other}\" on type \"Query\"."
+        ))),
     }
 }
 
@@ -592,19 +663,26 @@ fn project(value: Value, selections: &[Field]) -> Result<Value, ExecError> {
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         Value::Object(mut obj) => {
-            let type_name = obj.remove("__typename").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let type_name = obj
+                .remove("__typename")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             if selections.is_empty() {
-                return Err(invalid(format!("Field of type \"{type_name}\" must have a selection of subfields.")));
+                return Err(invalid(format!(
+                    "Field of type \"{type_name}\" must have a selection of subfields."
+                )));
             }
             let mut out = Map::new();
             for f in selections {
                 let v = if f.name == "__typename" {
                     Value::String(type_name.clone())
                 } else {
-                    let v = obj
-                        .get(&f.name)
-                        .cloned()
-                        .ok_or_else(|| invalid(format!("Cannot query field \"{}\" on type \"{type_name}\".", f.name)))?;
+                    let v = obj.get(&f.name).cloned().ok_or_else(|| {
+                        invalid(format!(
+                            "Cannot query field \"{}\" on type \"{type_name}\".",
+                            f.name
+                        ))
+                    })?;
                     project(v, &f.selections)?
                 };
                 out.insert(f.key().to_owned(), v);
@@ -622,7 +700,10 @@ mod tests {
 
     #[test]
     fn parses_operations_aliases_and_arguments() {
-        let f = parse("query Q($s: String!) { a: quote(symbol: $s) { price } marketStatus { isOpen } }").unwrap();
+        let f = parse(
+            "query Q($s: String!) { a: quote(symbol: $s) { price } marketStatus { isOpen } }",
+        )
+        .unwrap();
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].key(), "a");
         assert_eq!(f[0].name, "quote");
@@ -644,13 +725,24 @@ mod tests {
     #[test]
     fn projection_keeps_only_selected_fields() {
         let f = parse("{ quote(symbol: \"AAPL\") { price __typename } }").unwrap();
-        let ctx = Ctx { vars: &Map::new(), authorized: false, token: "", now: 0 };
-        let v = resolve_root(&ctx, &f[0]).and_then(|v| project(v, &f[0].selections)).ok().unwrap();
+        let ctx = Ctx {
+            vars: &Map::new(),
+            authorized: false,
+            token: "",
+            now: 0,
+        };
+        let v = resolve_root(&ctx, &f[0])
+            .and_then(|v| project(v, &f[0].selections))
+            .ok()
+            .unwrap();
         let obj = v.as_object().unwrap();
         assert_eq!(obj.len(), 2);
         assert_eq!(obj["__typename"], "Quote");
         let f = parse("{ quote(symbol: \"AAPL\") { nope } }").unwrap();
-        let e = resolve_root(&ctx, &f[0]).and_then(|v| project(v, &f[0].selections)).err().unwrap();
+        let e = resolve_root(&ctx, &f[0])
+            .and_then(|v| project(v, &f[0].selections))
+            .err()
+            .unwrap();
         assert!(e.validation && e.message.contains("nope"));
     }
 }

@@ -16,7 +16,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use meridian_telemetry::prometheus_client::metrics::{counter::Counter, family::Family, histogram::Histogram};
+use meridian_telemetry::prometheus_client::metrics::{
+    counter::Counter, family::Family, histogram::Histogram,
+};
 use meridian_telemetry::Metrics;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -90,9 +92,9 @@ pub async fn serve(
     opts: DemoOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     tracing::info!(%addr, region = %opts.identity.region, az = %opts.identity.az, instance = %opts.identity.instance, "demo origin listening");
     axum::serve(listener, router(opts))
         .with_graceful_shutdown(shutdown)
@@ -203,7 +205,10 @@ async fn quote(State(app): State<Arc<App>>, Path(symbol): Path<String>) -> Respo
 /// The bearer token, if the request carries one.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?.trim();
+    let token = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))?
+        .trim();
     (!token.is_empty()).then_some(token)
 }
 

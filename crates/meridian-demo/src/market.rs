@@ -35,7 +35,8 @@ pub struct Quote {
 
 fn valid_symbol(s: &str) -> bool {
     (1..=10).contains(&s.len())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
 }
 
 fn round2(x: f64) -> f64 {
@@ -86,7 +87,9 @@ pub struct Portfolio {
     pub as_of: u64,
 }
 
-const UNIVERSE: &[&str] = &["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "TSLA", "META", "BRK.B", "JPM", "V"];
+const UNIVERSE: &[&str] = &[
+    "AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "TSLA", "META", "BRK.B", "JPM", "V",
+];
 
 /// A user's portfolio, derived from the token so each user sees their own.
 pub fn portfolio(token: &str, now: u64) -> Portfolio {

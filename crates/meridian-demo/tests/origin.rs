@@ -21,7 +21,11 @@ fn app() -> axum::Router {
 async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
     let res = app.clone().oneshot(req).await.unwrap();
     let (parts, body) = res.into_parts();
-    (parts.status, parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes().to_vec(),
+    )
 }
 
 fn get(uri: &str) -> Request<Body> {
@@ -66,7 +70,10 @@ async fn quotes_are_public_and_cacheable_portfolio_is_private() {
     let (s, h, _) = send(&app, get("/api/portfolio")).await;
     assert_eq!(s, 401);
     assert!(h.contains_key("www-authenticate"));
-    let req = Request::get("/api/portfolio").header("authorization", "Bearer alice").body(Body::empty()).unwrap();
+    let req = Request::get("/api/portfolio")
+        .header("authorization", "Bearer alice")
+        .body(Body::empty())
+        .unwrap();
     let (s, h, b) = send(&app, req).await;
     assert_eq!(s, 200);
     assert_eq!(h["cache-control"], "private");
@@ -83,12 +90,18 @@ async fn static_assets_have_strong_etags_and_revalidate() {
     assert_eq!(h["cache-control"], "public, max-age=31536000, immutable");
     let etag = h["etag"].to_str().unwrap().to_owned();
     assert!(etag.starts_with('"') && !etag.starts_with("W/"));
-    let req = Request::get("/static/app.js").header("if-none-match", &etag).body(Body::empty()).unwrap();
+    let req = Request::get("/static/app.js")
+        .header("if-none-match", &etag)
+        .body(Body::empty())
+        .unwrap();
     let (s, h, b) = send(&app, req).await;
     assert_eq!(s, 304);
     assert!(b.is_empty());
     assert_eq!(h["etag"], etag.as_str());
-    let req = Request::get("/static/app.js").header("if-none-match", "\"other\"").body(Body::empty()).unwrap();
+    let req = Request::get("/static/app.js")
+        .header("if-none-match", "\"other\"")
+        .body(Body::empty())
+        .unwrap();
     assert_eq!(send(&app, req).await.0, 200);
     let (s, h, b) = send(&app, get("/static/img/logo.png")).await;
     assert_eq!(s, 200);
@@ -131,14 +144,20 @@ async fn automatic_persisted_queries_follow_apollo() {
     assert!(hd["cache-control"].to_str().unwrap().contains("no-cache"));
     let v: Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(v["errors"][0]["message"], "PersistedQueryNotFound");
-    assert_eq!(v["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND");
+    assert_eq!(
+        v["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
 
     // Register with POST (query + hash), then the GET hits.
     let body = serde_json::json!({
         "query": q, "variables": {"s": "MSFT"},
         "extensions": {"persistedQuery": {"version": 1, "sha256Hash": h}}
     });
-    let req = Request::post("/graphql").header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
+    let req = Request::post("/graphql")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
     let (s, _, b) = send(&app, req).await;
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
     let (s, hd, b) = send(&app, gql_get(&h, "{\"s\":\"MSFT\"}")).await;
@@ -150,11 +169,20 @@ async fn automatic_persisted_queries_follow_apollo() {
 
     // A hash that does not match its query is refused.
     let body = serde_json::json!({"query": q, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": "00"}}});
-    let req = Request::post("/graphql").body(Body::from(body.to_string())).unwrap();
+    let req = Request::post("/graphql")
+        .body(Body::from(body.to_string()))
+        .unwrap();
     assert_eq!(send(&app, req).await.0, 400);
 
     // Built-in operations are known on every instance without registration.
-    let (_, _, b) = send(&app, gql_get(&hash(meridian_demo::BUILTIN_OPERATIONS[0]), "{\"symbol\":\"AAPL\"}")).await;
+    let (_, _, b) = send(
+        &app,
+        gql_get(
+            &hash(meridian_demo::BUILTIN_OPERATIONS[0]),
+            "{\"symbol\":\"AAPL\"}",
+        ),
+    )
+    .await;
     let v: Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(v["data"]["quote"]["symbol"], "AAPL", "{v}");
 }
@@ -162,16 +190,26 @@ async fn automatic_persisted_queries_follow_apollo() {
 #[tokio::test]
 async fn graphql_introspection_and_errors() {
     let app = app();
-    let req = Request::post("/graphql").body(Body::from(r#"{"query":"{ __schema { queryType { name } } }"}"#)).unwrap();
+    let req = Request::post("/graphql")
+        .body(Body::from(
+            r#"{"query":"{ __schema { queryType { name } } }"}"#,
+        ))
+        .unwrap();
     let (s, _, b) = send(&app, req).await;
     assert_eq!(s, 200);
     let v: Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(v["data"]["__schema"]["queryType"]["name"], "Query");
-    let req = Request::post("/graphql").body(Body::from(r#"{"query":"{ nope }"}"#)).unwrap();
+    let req = Request::post("/graphql")
+        .body(Body::from(r#"{"query":"{ nope }"}"#))
+        .unwrap();
     assert_eq!(send(&app, req).await.0, 400);
-    let req = Request::post("/graphql").body(Body::from("not json")).unwrap();
+    let req = Request::post("/graphql")
+        .body(Body::from("not json"))
+        .unwrap();
     assert_eq!(send(&app, req).await.0, 400);
-    let req = Request::post("/graphql").body(Body::from(r#"{"query":"{ portfolio { account } }"}"#)).unwrap();
+    let req = Request::post("/graphql")
+        .body(Body::from(r#"{"query":"{ portfolio { account } }"}"#))
+        .unwrap();
     let (s, _, b) = send(&app, req).await;
     assert_eq!(s, 200);
     let v: Value = serde_json::from_slice(&b).unwrap();

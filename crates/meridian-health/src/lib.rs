@@ -11,6 +11,7 @@ mod threshold;
 
 pub use probe::{fetch, probe, Fetched, ProbeOutcome};
 pub use threshold::{Health, Tracker};
+pub mod report;
 
 use meridian_config::HealthCheck;
 use std::collections::HashMap;
@@ -35,7 +36,10 @@ pub struct HealthEvent {
 mod unix_millis {
     use std::time::{SystemTime, UNIX_EPOCH};
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let ms = t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
         s.serialize_u64(ms as u64)
     }
 }
@@ -100,7 +104,12 @@ impl HealthBoard {
     }
 
     /// Adds a target (state `Unknown`) and returns its handle; idempotent.
-    pub fn register(&self, target: &str, healthy_threshold: u32, unhealthy_threshold: u32) -> HealthHandle {
+    pub fn register(
+        &self,
+        target: &str,
+        healthy_threshold: u32,
+        unhealthy_threshold: u32,
+    ) -> HealthHandle {
         self.entries()
             .entry(target.to_owned())
             .or_insert_with(|| Entry {
@@ -142,7 +151,9 @@ impl HealthBoard {
     pub fn observe(&self, target: &str, outcome: ProbeOutcome) {
         let event = {
             let mut entries = self.entries();
-            let Some(e) = entries.get_mut(target) else { return };
+            let Some(e) = entries.get_mut(target) else {
+                return;
+            };
             let change = e.tracker.observe(outcome.healthy);
             let reason = outcome.detail.clone();
             e.last = Some(outcome);
@@ -167,7 +178,9 @@ impl HealthBoard {
     pub fn report_failure(&self, target: &str, reason: &str) {
         let event = {
             let mut entries = self.entries();
-            let Some(e) = entries.get_mut(target) else { return };
+            let Some(e) = entries.get_mut(target) else {
+                return;
+            };
             e.tracker.force_unhealthy().map(|(from, to)| {
                 e.handle.0.store(to as u8, Ordering::Relaxed);
                 HealthEvent {
@@ -207,5 +220,3 @@ impl HealthBoard {
         })
     }
 }
-
-

@@ -46,7 +46,9 @@ pub async fn fetch(
 ) -> Result<Fetched, String> {
     let start = Instant::now();
     let work = async {
-        let stream = TcpStream::connect(addr).await.map_err(|e| describe_io(&e))?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| describe_io(&e))?;
         let _ = stream.set_nodelay(true);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -93,7 +95,10 @@ pub async fn probe(addr: SocketAddr, check: &HealthCheck) -> ProbeOutcome {
             let (healthy, detail) = match r {
                 Ok(Ok(_)) => (true, "connected".to_owned()),
                 Ok(Err(e)) => (false, describe_io(&e)),
-                Err(_) => (false, format!("timed out after {}ms", check.timeout.as_millis())),
+                Err(_) => (
+                    false,
+                    format!("timed out after {}ms", check.timeout.as_millis()),
+                ),
             };
             ProbeOutcome {
                 healthy,

@@ -129,7 +129,10 @@ mod tests {
     fn passive_failure_needs_full_rise_to_recover() {
         let mut t = Tracker::new(2, 5);
         t.observe(true);
-        assert_eq!(t.force_unhealthy(), Some((Health::Healthy, Health::Unhealthy)));
+        assert_eq!(
+            t.force_unhealthy(),
+            Some((Health::Healthy, Health::Unhealthy))
+        );
         assert_eq!(t.force_unhealthy(), None);
         assert_eq!(t.observe(true), None);
         assert_eq!(t.observe(true), Some((Health::Unhealthy, Health::Healthy)));

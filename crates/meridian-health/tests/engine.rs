@@ -8,7 +8,9 @@ use std::time::Duration;
 
 /// A server whose /health answers with whatever status the test sets.
 async fn toggle_server(status: Arc<AtomicU16>) -> SocketAddr {
-    let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(meridian_http::serve(
         listener,
@@ -69,7 +71,10 @@ async fn tcp_probe_and_refused_connection() {
     c.protocol = CheckProtocol::Tcp;
     assert!(probe(addr, &c).await.healthy);
     // A port nobody listens on: bind then drop to find one.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let out = probe(free, &check()).await;
     assert!(!out.healthy);
     assert_eq!(out.detail, "connection refused");
@@ -86,19 +91,28 @@ async fn board_publishes_changes_after_thresholds() {
     c.unhealthy_threshold = 3;
     let task = board.watch("t1", addr, c);
 
-    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv()).await.unwrap().unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((ev.from, ev.to), (Health::Unknown, Health::Healthy));
     assert_eq!(board.health("t1"), Health::Healthy);
 
     status.store(500, Ordering::Relaxed);
-    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv()).await.unwrap().unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((ev.from, ev.to), (Health::Healthy, Health::Unhealthy));
     assert!(ev.reason.contains("500"), "{ev:?}");
     let last = board.snapshot()[0].last_probe.clone().unwrap();
     assert!(!last.healthy);
 
     status.store(200, Ordering::Relaxed);
-    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv()).await.unwrap().unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((ev.from, ev.to), (Health::Unhealthy, Health::Healthy));
 
     board.report_failure("t1", "connection reset");

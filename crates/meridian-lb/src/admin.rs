@@ -9,7 +9,11 @@ use serde_json::json;
 use std::convert::Infallible;
 use tokio::net::TcpListener;
 
-pub(crate) async fn serve(listener: TcpListener, lb: LoadBalancer, shutdown: impl std::future::Future<Output = ()>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    lb: LoadBalancer,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let opts = meridian_http::ServerOptions {
         drain: std::time::Duration::from_millis(200),
         ..Default::default()
@@ -42,7 +46,11 @@ fn route(lb: &LoadBalancer, path: &str) -> http::Response<meridian_http::Body> {
         "/health" => {
             let group = lb.group();
             let healthy = group.healthy_count();
-            let status = if healthy > 0 { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if healthy > 0 {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             let body = json!({
                 "status": if healthy > 0 { "healthy" } else { "unhealthy" },
                 "role": "lb",
@@ -70,8 +78,14 @@ fn route(lb: &LoadBalancer, path: &str) -> http::Response<meridian_http::Body> {
                     })
                 })
                 .collect();
-            meridian_http::json(StatusCode::OK, json!({ "name": lb.name(), "targets": targets }).to_string())
+            meridian_http::json(
+                StatusCode::OK,
+                json!({ "name": lb.name(), "targets": targets }).to_string(),
+            )
         }
-        _ => meridian_http::text(StatusCode::NOT_FOUND, "admin endpoints: /metrics, /health, /targets"),
+        _ => meridian_http::text(
+            StatusCode::NOT_FOUND,
+            "admin endpoints: /metrics, /health, /targets",
+        ),
     }
 }

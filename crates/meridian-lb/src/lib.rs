@@ -60,7 +60,13 @@ pub async fn run(
         ..Default::default()
     };
     let proxy = lb.clone();
-    meridian_http::serve(listener, server_opts, move |peer| proxy.service(peer), shutdown).await;
+    meridian_http::serve(
+        listener,
+        server_opts,
+        move |peer| proxy.service(peer),
+        shutdown,
+    )
+    .await;
     for c in checks {
         c.abort();
     }

@@ -80,7 +80,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Methods whose repetition is harmless (RFC 9110 §9.2.2): safe to retry after a request
 /// may have reached a target.
 fn idempotent(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 fn request_id(headers: &HeaderMap) -> HeaderValue {
@@ -202,14 +205,13 @@ impl LoadBalancer {
         }
         tasks.push(tokio::spawn(async move {
             while let Ok(ev) = events.recv().await {
-                let az = lb
-                    .0
-                    .group
-                    .targets
-                    .iter()
-                    .find(|t| t.name == ev.target)
-                    .map(|t| t.az.clone())
-                    .unwrap_or_default();
+                let az =
+                    lb.0.group
+                        .targets
+                        .iter()
+                        .find(|t| t.name == ev.target)
+                        .map(|t| t.az.clone())
+                        .unwrap_or_default();
                 let up = i64::from(ev.to == Health::Healthy);
                 lb.0.m
                     .target_healthy
@@ -233,7 +235,9 @@ impl LoadBalancer {
         Request<Incoming>,
         Response = Response<Body>,
         Error = Infallible,
-        Future = Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>,
+        Future = Pin<
+            Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>,
+        >,
     > + Clone {
         let lb = self.clone();
         hyper::service::service_fn(move |req| {
@@ -281,7 +285,12 @@ impl LoadBalancer {
         let body = match Limited::new(body, limit).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
-            Err(_) => return Err(meridian_http::text(StatusCode::BAD_REQUEST, "the request body could not be read")),
+            Err(_) => {
+                return Err(meridian_http::text(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                ))
+            }
         };
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
@@ -306,7 +315,10 @@ impl LoadBalancer {
         if group.targets.is_empty() {
             return Err(meridian_http::text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("{}: the target group has no registered targets", self.0.name),
+                format!(
+                    "{}: the target group has no registered targets",
+                    self.0.name
+                ),
             ));
         }
         let mut tried = Vec::new();
@@ -321,7 +333,10 @@ impl LoadBalancer {
                 *h = headers.clone();
             }
             let Ok(up) = up.body(meridian_http::full(body.clone())) else {
-                return Err(meridian_http::text(StatusCode::BAD_REQUEST, "the request could not be forwarded"));
+                return Err(meridian_http::text(
+                    StatusCode::BAD_REQUEST,
+                    "the request could not be forwarded",
+                ));
             };
             target.outstanding.inc();
             let guard = Outstanding(target.outstanding.clone());
@@ -330,8 +345,13 @@ impl LoadBalancer {
                 Ok(Ok(res)) => {
                     let (mut rp, rb) = res.into_parts();
                     strip_hop_by_hop(&mut rp.headers);
-                    let body = Guarded { inner: rb, _guard: guard };
-                    let body = body.map_err(|e| Box::new(e) as meridian_http::BoxError).boxed();
+                    let body = Guarded {
+                        inner: rb,
+                        _guard: guard,
+                    };
+                    let body = body
+                        .map_err(|e| Box::new(e) as meridian_http::BoxError)
+                        .boxed();
                     return Ok((target.name.clone(), Response::from_parts(rp, body)));
                 }
                 Ok(Err(e)) => {
@@ -345,11 +365,18 @@ impl LoadBalancer {
                     if !(connect || idempotent(&parts.method)) {
                         return Err(meridian_http::text(
                             StatusCode::BAD_GATEWAY,
-                            format!("{}: target {} failed mid-request and {} is not safe to retry", self.0.name, target.name, parts.method),
+                            format!(
+                                "{}: target {} failed mid-request and {} is not safe to retry",
+                                self.0.name, target.name, parts.method
+                            ),
                         ));
                     }
                     if attempt < cfg.max_retries {
-                        self.0.m.retries.get_or_create(&vec![("reason", kind.to_owned())]).inc();
+                        self.0
+                            .m
+                            .retries
+                            .get_or_create(&vec![("reason", kind.to_owned())])
+                            .inc();
                     }
                 }
                 Err(_) => {
@@ -357,7 +384,10 @@ impl LoadBalancer {
                     self.0
                         .m
                         .target_errors
-                        .get_or_create(&vec![("target", target.name.clone()), ("kind", "timeout".to_owned())])
+                        .get_or_create(&vec![
+                            ("target", target.name.clone()),
+                            ("kind", "timeout".to_owned()),
+                        ])
                         .inc();
                     return Err(meridian_http::text(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -379,7 +409,11 @@ impl LoadBalancer {
         }
         Err(meridian_http::text(
             StatusCode::BAD_GATEWAY,
-            format!("{}: every target tried failed ({})", self.0.name, failures.join("; ")),
+            format!(
+                "{}: every target tried failed ({})",
+                self.0.name,
+                failures.join("; ")
+            ),
         ))
     }
 
@@ -388,10 +422,15 @@ impl LoadBalancer {
         self.0
             .m
             .target_errors
-            .get_or_create(&vec![("target", target.name.clone()), ("kind", kind.to_owned())])
+            .get_or_create(&vec![
+                ("target", target.name.clone()),
+                ("kind", kind.to_owned()),
+            ])
             .inc();
         if kind == "connect" {
-            self.0.board.report_failure(&target.name, "connection failed");
+            self.0
+                .board
+                .report_failure(&target.name, "connection failed");
         }
     }
 }
@@ -410,7 +449,10 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
 fn too_large(limit: usize) -> Response<Body> {
     meridian_http::text(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the request body exceeds {}", meridian_config::ByteSize(limit as u64)),
+        format!(
+            "the request body exceeds {}",
+            meridian_config::ByteSize(limit as u64)
+        ),
     )
 }
 

@@ -38,16 +38,18 @@ impl TargetGroup {
     }
 
     pub fn healthy_count(&self) -> usize {
-        self.targets.iter().filter(|t| t.health.is_healthy()).count()
+        self.targets
+            .iter()
+            .filter(|t| t.health.is_healthy())
+            .count()
     }
 
     /// Picks a target not in `tried`. Healthy targets first; when no target of the group is
     /// healthy the group fails open, as ALB does, and any untried target may be picked.
     pub fn pick(&self, tried: &[usize]) -> Option<usize> {
         let any_healthy = self.targets.iter().any(|t| t.health.is_healthy());
-        let eligible = |i: usize| {
-            !tried.contains(&i) && (!any_healthy || self.targets[i].health.is_healthy())
-        };
+        let eligible =
+            |i: usize| !tried.contains(&i) && (!any_healthy || self.targets[i].health.is_healthy());
         let n = self.targets.len();
         if n == 0 {
             return None;

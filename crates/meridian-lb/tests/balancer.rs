@@ -21,7 +21,11 @@ fn node(name: &str, addr: SocketAddr) -> NodeSpec {
 }
 
 async fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// A demo origin on an ephemeral port.
@@ -29,7 +33,11 @@ async fn demo(name: &str, processing: Duration) -> NodeSpec {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = meridian_demo::router(DemoOptions {
-        identity: Identity { region: "test-1".into(), az: "test-1a".into(), instance: name.into() },
+        identity: Identity {
+            region: "test-1".into(),
+            az: "test-1a".into(),
+            instance: name.into(),
+        },
         processing_time: processing,
     });
     tokio::spawn(async move { axum_serve(listener, app).await });
@@ -51,7 +59,11 @@ async fn resetting(name: &str) -> NodeSpec {
                 let mut buf = [0u8; 4096];
                 let n = s.read(&mut buf).await.unwrap_or(0);
                 if buf[..n].starts_with(b"GET /health ") {
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").await;
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
                     return;
                 }
                 // Dropping a socket with unread data makes the kernel send a reset.
@@ -68,7 +80,11 @@ async fn stoppable(name: &str) -> (NodeSpec, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = meridian_demo::router(DemoOptions {
-        identity: Identity { region: "test-1".into(), az: "test-1a".into(), instance: name.into() },
+        identity: Identity {
+            region: "test-1".into(),
+            az: "test-1a".into(),
+            instance: name.into(),
+        },
         processing_time: Duration::ZERO,
     });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -139,7 +155,11 @@ fn reqwest_like() -> Client {
 }
 impl Client {
     async fn get(&self, addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-        let (s, _, b) = raw(addr, &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")).await?;
+        let (s, _, b) = raw(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        )
+        .await?;
         Ok((s, b))
     }
 }
@@ -147,18 +167,33 @@ impl Client {
 /// Sends raw bytes, reads the response to EOF, returns status, head and body.
 async fn raw(addr: SocketAddr, request: &str) -> Result<(u16, String, String), String> {
     let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    s.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    s.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
         .await
         .map_err(|_| "timeout".to_string())?
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").ok_or(format!("no head in {text:?}"))?;
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("no status")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or(format!("no head in {text:?}"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status")?;
     // Undo chunked encoding crudely for small bodies.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body.split("\r\n").skip(1).step_by(2).collect::<Vec<_>>().join("")
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body.split("\r\n")
+            .skip(1)
+            .step_by(2)
+            .collect::<Vec<_>>()
+            .join("")
     } else {
         body.to_owned()
     };
@@ -174,14 +209,25 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn round_robin_spreads_evenly() {
-    let targets = vec![demo("a", Duration::ZERO).await, demo("b", Duration::ZERO).await, demo("c", Duration::ZERO).await];
+    let targets = vec![
+        demo("a", Duration::ZERO).await,
+        demo("b", Duration::ZERO).await,
+        demo("c", Duration::ZERO).await,
+    ];
     let (lb, admin) = start(options(targets, Algorithm::RoundRobin)).await;
     wait_healthy(admin, 3).await;
     let mut counts: HashMap<String, u32> = HashMap::new();
     for _ in 0..30 {
-        let (s, head, _) = raw(lb, "GET /api/quotes/AAPL HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+        let (s, head, _) = raw(
+            lb,
+            "GET /api/quotes/AAPL HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
         assert_eq!(s, 200);
-        *counts.entry(header(&head, "x-meridian-instance").unwrap().to_owned()).or_default() += 1;
+        *counts
+            .entry(header(&head, "x-meridian-instance").unwrap().to_owned())
+            .or_default() += 1;
     }
     assert_eq!(counts.len(), 3, "{counts:?}");
     assert!(counts.values().all(|&c| c == 10), "{counts:?}");
@@ -190,14 +236,22 @@ async fn round_robin_spreads_evenly() {
 #[tokio::test]
 async fn least_outstanding_avoids_the_busy_target() {
     // "slow" holds each request 400 ms; with concurrent load the fast one takes most.
-    let targets = vec![demo("slow", Duration::from_millis(400)).await, demo("fast", Duration::ZERO).await];
+    let targets = vec![
+        demo("slow", Duration::from_millis(400)).await,
+        demo("fast", Duration::ZERO).await,
+    ];
     let (lb, admin) = start(options(targets, Algorithm::LeastOutstandingRequests)).await;
     wait_healthy(admin, 2).await;
     let mut tasks = Vec::new();
     for i in 0..20 {
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(i * 10)).await;
-            let (_, head, _) = raw(lb, "GET /api/quotes/MSFT HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+            let (_, head, _) = raw(
+                lb,
+                "GET /api/quotes/MSFT HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
             header(&head, "x-meridian-instance").unwrap().to_owned()
         }));
     }
@@ -214,7 +268,11 @@ async fn least_outstanding_avoids_the_busy_target() {
 async fn target_loss_is_retried_on_a_healthy_target() {
     // One live target, one that resets mid-request, one that goes away.
     let (gone, stop) = stoppable("gone").await;
-    let targets = vec![demo("live", Duration::ZERO).await, resetting("crashing").await, gone];
+    let targets = vec![
+        demo("live", Duration::ZERO).await,
+        resetting("crashing").await,
+        gone,
+    ];
     let mut opts = options(targets, Algorithm::RoundRobin);
     opts.config.health_check.interval = Duration::from_secs(60); // one probe now, then passive only
     let (lb, admin) = start(opts).await;
@@ -222,36 +280,63 @@ async fn target_loss_is_retried_on_a_healthy_target() {
     stop.send(()).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..30 {
-        let (s, head, _) = raw(lb, "GET /api/quotes/AAPL HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+        let (s, head, _) = raw(
+            lb,
+            "GET /api/quotes/AAPL HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
         assert_eq!(s, 200, "{head}");
         assert_eq!(header(&head, "x-meridian-instance"), Some("live"));
     }
     // The refusing target was marked unhealthy by live traffic.
     let (_, body) = reqwest_like().get(admin, "/targets").await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let gone = v["targets"].as_array().unwrap().iter().find(|t| t["target"] == "gone").unwrap();
+    let gone = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "gone")
+        .unwrap();
     assert_eq!(gone["health"], "unhealthy", "{v}");
     let (_, metrics) = reqwest_like().get(admin, "/metrics").await.unwrap();
-    assert!(metrics.contains("meridian_lb_retries_total{reason=\"io\"}"), "{metrics}");
-    assert!(metrics.contains("meridian_lb_retries_total{reason=\"connect\"}"), "{metrics}");
+    assert!(
+        metrics.contains("meridian_lb_retries_total{reason=\"io\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("meridian_lb_retries_total{reason=\"connect\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn post_is_not_replayed_after_a_mid_request_failure() {
-    let targets = vec![resetting("crashing").await, demo("live", Duration::ZERO).await];
+    let targets = vec![
+        resetting("crashing").await,
+        demo("live", Duration::ZERO).await,
+    ];
     let mut opts = options(targets, Algorithm::RoundRobin);
     opts.config.health_check.interval = Duration::from_secs(60);
     let (lb, admin) = start(opts).await;
     wait_healthy(admin, 2).await;
     let mut refused = 0;
     for _ in 0..4 {
-        let (s, _, body) = raw(lb, "POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").await.unwrap();
+        let (s, _, body) = raw(
+            lb,
+            "POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        )
+        .await
+        .unwrap();
         if s == 502 {
             assert!(body.contains("not safe to retry"), "{body}");
             refused += 1;
         }
     }
-    assert_eq!(refused, 2, "round robin sends every other POST to the crashing target");
+    assert_eq!(
+        refused, 2,
+        "round robin sends every other POST to the crashing target"
+    );
 }
 
 #[tokio::test]
@@ -271,22 +356,38 @@ async fn post_goes_elsewhere_when_connect_fails() {
 
 #[tokio::test]
 async fn no_target_answers_gives_502_or_503_with_a_reason() {
-    let (lb, _) = start(options(vec![dead("gone-1").await, dead("gone-2").await], Algorithm::RoundRobin)).await;
-    let (s, _, body) = raw(lb, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    let (lb, _) = start(options(
+        vec![dead("gone-1").await, dead("gone-2").await],
+        Algorithm::RoundRobin,
+    ))
+    .await;
+    let (s, _, body) = raw(lb, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     assert_eq!(s, 502);
     assert!(body.contains("gone-1") && body.contains("gone-2"), "{body}");
     let (lb, _) = start(options(vec![], Algorithm::RoundRobin)).await;
-    let (s, _, body) = raw(lb, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    let (s, _, body) = raw(lb, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     assert_eq!(s, 503);
     assert!(body.contains("no registered targets"), "{body}");
 }
 
 #[tokio::test]
 async fn slow_target_gives_504() {
-    let mut opts = options(vec![demo("slow", Duration::from_millis(1500)).await], Algorithm::RoundRobin);
+    let mut opts = options(
+        vec![demo("slow", Duration::from_millis(1500)).await],
+        Algorithm::RoundRobin,
+    );
     opts.config.target_timeout = Duration::from_millis(300);
     let (lb, _) = start(opts).await;
-    let (s, _, body) = raw(lb, "GET /api/quotes/AAPL HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    let (s, _, body) = raw(
+        lb,
+        "GET /api/quotes/AAPL HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
     assert_eq!(s, 504);
     assert!(body.contains("300ms"), "{body}");
 }
@@ -301,7 +402,10 @@ async fn echo(name: &str) -> NodeSpec {
                 let mut buf = vec![0u8; 8192];
                 let n = s.read(&mut buf).await.unwrap_or(0);
                 let head = String::from_utf8_lossy(&buf[..n]).to_string();
-                let res = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}", head.len());
+                let res = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+                    head.len()
+                );
                 let _ = s.write_all(res.as_bytes()).await;
             });
         }
@@ -320,13 +424,18 @@ async fn forwards_client_identity_and_strips_hop_by_hop_headers() {
     let seen = seen.to_ascii_lowercase();
     assert!(seen.starts_with("get /x?y=1 http/1.1"), "{seen}");
     assert!(seen.contains("host: shop.example"), "{seen}");
-    assert!(seen.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1"), "{seen}");
+    assert!(
+        seen.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1"),
+        "{seen}"
+    );
     assert!(seen.contains("x-forwarded-proto: http"), "{seen}");
     assert!(seen.contains("x-request-id: abc123"), "{seen}");
     assert!(!seen.contains("x-secret"), "{seen}");
     assert_eq!(header(&head, "x-request-id"), Some("abc123"));
     // Without one, the balancer makes a request id.
-    let (_, head, _) = raw(lb, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    let (_, head, _) = raw(lb, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     assert_eq!(header(&head, "x-request-id").map(str::len), Some(32));
 }
 
@@ -339,12 +448,22 @@ async fn malformed_and_oversized_requests_are_refused_and_serving_goes_on() {
     let (s, _, _) = raw(lb, "GARBAGE\r\n\r\n").await.unwrap();
     assert_eq!(s, 400);
     let big = "x".repeat(100_000);
-    let (s, _, _) = raw(lb, &format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n")).await.unwrap();
+    let (s, _, _) = raw(
+        lb,
+        &format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n"),
+    )
+    .await
+    .unwrap();
     assert_eq!(s, 431);
     let body = "y".repeat(2000);
     let (s, _, _) = raw(lb, &format!("POST /graphql HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n{body}")).await.unwrap();
     assert_eq!(s, 413);
-    let (s, _, _) = raw(lb, "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    let (s, _, _) = raw(
+        lb,
+        "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
     assert_eq!(s, 200);
 }
 

@@ -1,14 +1,12 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Running Meridian nodes.
+//!
+//! [`run_node`] runs one node of a deployment in this process: what `meridian run` does on
+//! a real machine. [`up`] runs a whole deployment on this machine as child processes, one
+//! per node, each on its own loopback address: supervised, restarted with backoff when they
+//! crash, described in `endpoints.json`, and all stopped on Ctrl-C or SIGTERM.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod node;
+mod up;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use node::{run_node, NodeError};
+pub use up::{default_state_dir, up, UpError, UpOptions};

@@ -38,7 +38,11 @@ impl Metrics {
     {
         let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         // The exposition adds its own full stop to help text.
-        reg.register(format!("meridian_{name}"), help.trim_end_matches('.'), metric.clone());
+        reg.register(
+            format!("meridian_{name}"),
+            help.trim_end_matches('.'),
+            metric.clone(),
+        );
         metric
     }
 
@@ -58,10 +62,12 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Sets up `tracing` output for a node or a command; `RUST_LOG` overrides the level.
 pub fn init_logs(default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -80,7 +86,13 @@ mod tests {
         h.observe(0.002);
         let text = m.encode();
         assert!(text.contains("meridian_things_total 3"), "{text}");
-        assert!(text.contains("# HELP meridian_things Things seen.\n"), "{text}");
-        assert!(text.contains("meridian_wait_seconds_bucket{le=\"0.0025\"} 1"), "{text}");
+        assert!(
+            text.contains("# HELP meridian_things Things seen.\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meridian_wait_seconds_bucket{le=\"0.0025\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -1,3 +1,326 @@
-fn main() {
-    println!("Hello, world!");
+//! The `meridian` command: a thin layer of subcommands over the libraries.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use meridian_config::{Config, ServiceRuntime, DEFAULT_CONFIG, DEFAULT_ORIGIN};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "meridian",
+    version,
+    about = "Meridian: a self-hosted multi-region edge and traffic platform",
+    long_about = "Meridian runs what a CloudFront + Route 53 + ALB deployment does, from one config \
+                  file and one binary. `meridian up` starts the whole deployment on this machine; \
+                  `meridian run` starts one node of it on a real machine.\n\n\
+                  With no --config, the embedded default is used: the RichesReach deployment with \
+                  regions us-east-1 (primary), eu-west-1 and ap-southeast-1."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start every node of a deployment on this machine and supervise them until Ctrl-C.
+    ///
+    /// Each node (load balancer, service instance) is its own process on its own loopback
+    /// address. Crashed nodes restart with backoff. When all are healthy, a table of nodes
+    /// and endpoints is printed and written to <state-dir>/endpoints.json.
+    Up {
+        /// Deployment config (meridian.toml); the embedded default when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Where endpoints.json, logs and the config copy go.
+        #[arg(long, default_value = ".meridian")]
+        state_dir: PathBuf,
+    },
+    /// Run one node of a deployment in this process (how nodes run on real machines).
+    Run {
+        /// Deployment config; the embedded default when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The node's name, as `meridian validate` lists them (e.g. lb-us-east-1).
+        #[arg(long)]
+        node: String,
+    },
+    /// Check a config and print a summary of the deployment, or every error in it.
+    ///
+    /// Exits 0 when the config is valid and 2 when it is not.
+    Validate {
+        /// The config file; the embedded default when omitted.
+        file: Option<PathBuf>,
+        /// Print the embedded default config and exit (a starting point for your own).
+        #[arg(long, conflicts_with = "file")]
+        print_default: bool,
+    },
+    /// Check the health of an endpoint or of every node of a running deployment.
+    ///
+    /// Exits 0 only when nothing is unhealthy.
+    Health {
+        /// An application endpoint, such as http://127.10.1.1:8080 (a load balancer).
+        #[arg(
+            long,
+            required_unless_present = "state_dir",
+            conflicts_with = "state_dir"
+        )]
+        url: Option<String>,
+        /// The state dir of a running `meridian up`: checks every node.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Also write the report as JSON to this file.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Responses slower than this many milliseconds count as degraded.
+        #[arg(long, default_value_t = 1000)]
+        slow_ms: u64,
+    },
+    /// Run the RichesReach API stand-in on its own (the origin Meridian is tested against).
+    DemoOrigin {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "local")]
+        region: String,
+        #[arg(long, default_value = "local-a")]
+        az: String,
+        #[arg(long, default_value = "demo-1")]
+        instance: String,
+        /// Artificial work per API request, such as "5ms".
+        #[arg(long, default_value = "0ms")]
+        processing_time: String,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads a config; on invalid input prints every error and exits with status 2.
+fn load_config(path: Option<&Path>) -> Result<(Config, String), ExitCode> {
+    let (text, origin) = match path {
+        None => (DEFAULT_CONFIG.to_owned(), DEFAULT_ORIGIN.to_owned()),
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => (t, p.display().to_string()),
+            Err(e) => {
+                eprintln!("error: cannot read config file {}: {e}", p.display());
+                return Err(ExitCode::from(2));
+            }
+        },
+    };
+    match Config::parse(&text, &origin) {
+        Ok(c) => Ok((c, text)),
+        Err(errors) => {
+            eprintln!("{errors}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Version => {
+            println!("meridian {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Validate {
+            file,
+            print_default,
+        } => {
+            if print_default {
+                print!("{DEFAULT_CONFIG}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            match load_config(file.as_deref()) {
+                Ok((cfg, _)) => {
+                    print!("{}", summary(&cfg));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+        Cmd::Up { config, state_dir } => {
+            meridian_telemetry::init_logs("warn");
+            let (config, config_text) = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let exe = std::env::current_exe()
+                .context("cannot find the meridian binary to start nodes with")?;
+            meridian_supervisor::up(meridian_supervisor::UpOptions {
+                config,
+                config_text,
+                state_dir,
+                exe,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run { config, node } => {
+            meridian_telemetry::init_logs("info");
+            let (config, _) = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            meridian_supervisor::run_node(&config, &node).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Health {
+            url,
+            state_dir,
+            output,
+            slow_ms,
+        } => {
+            use meridian_health::report;
+            let th = report::Thresholds {
+                slow: Duration::from_millis(slow_ms),
+                ..Default::default()
+            };
+            let rep = match (url, state_dir) {
+                (Some(url), _) => report::check_url(&url, &th).await?,
+                (None, Some(dir)) => {
+                    let state = meridian_config::state::DeploymentState::read(&dir)?;
+                    report::check_state(&state, &th).await
+                }
+                (None, None) => unreachable!("clap requires --url or --state-dir"),
+            };
+            print!("{}", report::render(&rep));
+            if let Some(path) = output {
+                let json = serde_json::to_string_pretty(&rep)?;
+                std::fs::write(&path, json)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("\nreport written to {}", path.display());
+            }
+            Ok(if rep.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::DemoOrigin {
+            listen,
+            region,
+            az,
+            instance,
+            processing_time,
+        } => {
+            meridian_telemetry::init_logs("info");
+            let processing_time = meridian_config::units::parse_duration(&processing_time)
+                .map_err(|e| anyhow::anyhow!("--processing-time: {}; {}", e.problem, e.fix))?;
+            let opts = meridian_demo::DemoOptions {
+                identity: meridian_demo::Identity {
+                    region,
+                    az,
+                    instance,
+                },
+                processing_time,
+            };
+            eprintln!("demo origin on http://{listen} (try /api/quotes/AAPL); Ctrl-C stops it");
+            meridian_demo::serve(listen, opts, meridian_http::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// What `validate` prints for a valid config.
+fn summary(cfg: &Config) -> String {
+    use meridian_config::units::format_duration as d;
+    let mut s = format!(
+        "{}: valid deployment `{}` (zone {})\n\n",
+        cfg.origin, cfg.deployment.name, cfg.deployment.zone
+    );
+    s.push_str(&format!("regions ({}):\n", cfg.regions.len()));
+    for r in &cfg.regions {
+        s.push_str(&format!(
+            "  {:<16} {:<9} {:>7.2}, {:>7.2}   {} AZs ({}), {} instances\n",
+            r.name,
+            if r.primary { "primary" } else { "" },
+            r.location.lat,
+            r.location.lon,
+            r.azs.len(),
+            r.azs.join(", "),
+            r.azs.len() as u32 * cfg.instances_per_az(r)
+        ));
+    }
+    let runtime = match &cfg.service.runtime {
+        ServiceRuntime::Demo { processing_time } => {
+            format!(
+                "built-in demo origin, {} processing per API request",
+                d(*processing_time)
+            )
+        }
+        ServiceRuntime::Command { argv } => format!("command `{}`", argv.join(" ")),
+    };
+    s.push_str(&format!(
+        "\nservice `{}`: {runtime}, {} instance(s) per AZ\n",
+        cfg.service.name, cfg.service.instances_per_az
+    ));
+    let lb = &cfg.load_balancer;
+    let hc = &lb.health_check;
+    s.push_str(&format!(
+        "load balancer: {}, up to {} retries, target timeout {}, drain {}\n",
+        lb.algorithm.as_str(),
+        lb.max_retries,
+        d(lb.target_timeout),
+        d(lb.deregistration_delay)
+    ));
+    s.push_str(&format!(
+        "  health check: {:?} {} every {} (timeout {}), healthy after {}, unhealthy after {}, matcher {}\n",
+        hc.protocol,
+        hc.path,
+        d(hc.interval),
+        d(hc.timeout),
+        hc.healthy_threshold,
+        hc.unhealthy_threshold,
+        hc.matcher
+    ));
+    let nodes = cfg.nodes();
+    let lbs = nodes
+        .iter()
+        .filter(|n| n.role == meridian_config::Role::Lb)
+        .count();
+    s.push_str(&format!(
+        "\nnodes `up` runs: {} ({} load balancers, {} service instances) on 127.{}.0.0/16\n",
+        nodes.len(),
+        lbs,
+        nodes.len() - lbs,
+        cfg.network.subnet[1]
+    ));
+    let names = |v: Vec<&str>| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    s.push_str(&format!(
+        "\ndeclared, not yet run by `up`:\n  edge PoPs ({}): {}\n  DNS servers: {} (default TTL {})\n  client locations ({}): {}\n",
+        cfg.edges.len(),
+        names(cfg.edges.iter().map(|e| e.name.as_str()).collect()),
+        cfg.dns.servers,
+        d(cfg.dns.default_ttl),
+        cfg.client_locations.len(),
+        names(cfg.client_locations.iter().map(|c| c.name.as_str()).collect()),
+    ));
+    s
 }

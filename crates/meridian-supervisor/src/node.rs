@@ -1,0 +1,72 @@
+//! One node in this process.
+
+use meridian_config::{Config, Role, ServiceRuntime};
+use meridian_demo::{DemoOptions, Identity};
+use std::os::unix::process::CommandExt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("the config has no node named `{name}`; its nodes are: {known}")]
+    UnknownNode { name: String, known: String },
+    #[error(transparent)]
+    Bind(#[from] meridian_http::BindError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot start `{program}`: {source}")]
+    Exec {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs node `name` of `config` until SIGINT or SIGTERM, then drains and returns.
+pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
+    let Some(node) = config.node(name) else {
+        let known: Vec<String> = config.nodes().into_iter().map(|n| n.name).collect();
+        return Err(NodeError::UnknownNode {
+            name: name.to_owned(),
+            known: known.join(", "),
+        });
+    };
+    match node.role {
+        Role::Lb => {
+            let opts = meridian_lb::LbOptions::from_config(config, &node);
+            meridian_lb::run(opts, meridian_http::shutdown_signal()).await?;
+        }
+        Role::Service => match &config.service.runtime {
+            ServiceRuntime::Demo { processing_time } => {
+                let opts = DemoOptions {
+                    identity: Identity {
+                        region: node.region.clone().unwrap_or_default(),
+                        az: node.az.clone().unwrap_or_default(),
+                        instance: node.name.clone(),
+                    },
+                    processing_time: *processing_time,
+                };
+                meridian_demo::serve(node.address, opts, meridian_http::shutdown_signal()).await?;
+            }
+            ServiceRuntime::Command { argv } => {
+                // Replace this process with the user's server so signals reach it directly.
+                let fill = |a: &String| {
+                    a.replace("{host}", &node.address.ip().to_string())
+                        .replace("{port}", &node.address.port().to_string())
+                };
+                let args: Vec<String> = argv.iter().map(fill).collect();
+                let err = std::process::Command::new(&args[0])
+                    .args(&args[1..])
+                    .env("HOST", node.address.ip().to_string())
+                    .env("PORT", node.address.port().to_string())
+                    .env("MERIDIAN_REGION", node.region.clone().unwrap_or_default())
+                    .env("MERIDIAN_AZ", node.az.clone().unwrap_or_default())
+                    .env("MERIDIAN_INSTANCE", &node.name)
+                    .exec();
+                return Err(NodeError::Exec {
+                    program: args[0].clone(),
+                    source: err,
+                });
+            }
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,599 @@
+//! `meridian up`: a whole deployment as supervised child processes.
+
+use meridian_config::state::{DeploymentState, NodeState, Status};
+use meridian_config::{CheckProtocol, Config, HealthCheck, NodeSpec, Role, StatusMatcher};
+use meridian_telemetry::prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge,
+};
+use meridian_telemetry::Metrics;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+pub struct UpOptions {
+    pub config: Config,
+    /// The config text, copied into the state dir for the children to read.
+    pub config_text: String,
+    pub state_dir: PathBuf,
+    /// The `meridian` binary to start nodes with (normally this one).
+    pub exe: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error("cannot prepare the state dir {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot use {addr} for {node}: {reason}\n  fix: stop whatever holds it (another `meridian up`?), or give this deployment its own [network] subnet")]
+    AddressBusy {
+        node: String,
+        addr: SocketAddr,
+        reason: String,
+    },
+    #[error("{} of {total} nodes were not healthy after {}s:\n{details}\n  logs: {logs}", .unhealthy, .waited.as_secs())]
+    NotReady {
+        unhealthy: usize,
+        total: usize,
+        waited: Duration,
+        details: String,
+        logs: String,
+    },
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One supervised node and what is known about its current process.
+struct Slot {
+    spec: NodeSpec,
+    pid: Mutex<Option<u32>>,
+    restarts: AtomicU32,
+}
+
+struct Shared {
+    opts: UpOptions,
+    config_path: PathBuf,
+    slots: Vec<Arc<Slot>>,
+    status: Mutex<Status>,
+    /// Serializes writes of endpoints.json (they share one temp file).
+    write_lock: Mutex<()>,
+    started: Instant,
+    restarts_metric: Family<Labels, Counter>,
+    up_metric: Family<Labels, Gauge>,
+}
+
+impl Shared {
+    fn state(&self) -> DeploymentState {
+        let cfg = &self.opts.config;
+        DeploymentState {
+            deployment: cfg.deployment.name.clone(),
+            zone: cfg.deployment.zone.clone(),
+            status: self
+                .status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            config: self.config_path.clone(),
+            supervisor_pid: std::process::id(),
+            supervisor_admin: cfg.supervisor_admin(),
+            updated_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            nodes: self
+                .slots
+                .iter()
+                .map(|s| NodeState {
+                    pid: *s.pid.lock().unwrap_or_else(|p| p.into_inner()),
+                    restarts: s.restarts.load(Ordering::Relaxed),
+                    ..NodeState::new(&s.spec)
+                })
+                .collect(),
+        }
+    }
+
+    /// Rewrites endpoints.json; called whenever a pid or the status changes.
+    fn publish(&self) {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = self.state().write(&self.opts.state_dir) {
+            tracing::error!(error = %e, "cannot write endpoints.json");
+        }
+    }
+
+    fn set_status(&self, s: Status) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = s;
+        self.publish();
+    }
+
+    fn event(&self, text: &str) {
+        tracing::warn!("{text}");
+        let line = format!(
+            "{} {text}\n",
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        );
+        let path = self.opts.state_dir.join("events.log");
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+fn labels(spec: &NodeSpec) -> Labels {
+    vec![
+        ("node", spec.name.clone()),
+        ("role", spec.role.as_str().to_owned()),
+        ("region", spec.region.clone().unwrap_or_default()),
+    ]
+}
+
+/// Runs the deployment until SIGINT or SIGTERM; returns after every child has exited.
+pub async fn up(opts: UpOptions) -> Result<(), UpError> {
+    let started = Instant::now();
+    let cfg = &opts.config;
+    let logs = opts.state_dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|source| UpError::StateDir {
+        path: logs.clone(),
+        source,
+    })?;
+    let config_path = opts.state_dir.join("meridian.toml");
+    std::fs::write(&config_path, &opts.config_text).map_err(|source| UpError::StateDir {
+        path: config_path.clone(),
+        source,
+    })?;
+    let config_path = std::fs::canonicalize(&config_path).unwrap_or(config_path);
+
+    let nodes = cfg.nodes();
+    preflight(cfg, &nodes)?;
+
+    let metrics = Metrics::new();
+    let restarts_metric = metrics.register(
+        "supervisor_restarts",
+        "Times a node process was restarted after it exited",
+        Family::<Labels, Counter>::default(),
+    );
+    let up_metric = metrics.register(
+        "supervisor_node_up",
+        "1 while the node's process is running",
+        Family::<Labels, Gauge>::default(),
+    );
+    let shared = Arc::new(Shared {
+        config_path,
+        slots: nodes
+            .iter()
+            .map(|n| {
+                Arc::new(Slot {
+                    spec: n.clone(),
+                    pid: Mutex::new(None),
+                    restarts: AtomicU32::new(0),
+                })
+            })
+            .collect(),
+        status: Mutex::new(Status::Starting),
+        write_lock: Mutex::new(()),
+        started,
+        restarts_metric,
+        up_metric,
+        opts,
+    });
+    for s in &shared.slots {
+        let _ = shared.restarts_metric.get_or_create(&labels(&s.spec));
+    }
+    shared.publish();
+
+    let (stop_admin_tx, stop_admin_rx) = tokio::sync::oneshot::channel::<()>();
+    let admin = tokio::spawn(serve_admin(shared.clone(), metrics, async {
+        let _ = stop_admin_rx.await;
+    }));
+
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    let runners: Vec<_> = shared
+        .slots
+        .iter()
+        .map(|slot| tokio::spawn(supervise(shared.clone(), slot.clone(), stopping_rx.clone())))
+        .collect();
+
+    let signal = meridian_http::shutdown_signal();
+    tokio::pin!(signal);
+    let ready = tokio::select! {
+        r = wait_ready(&shared) => r,
+        _ = &mut signal => Ok(()),
+    };
+    let result = match ready {
+        Ok(()) if *stopping_rx.borrow() => Ok(()),
+        Ok(()) => {
+            shared.set_status(Status::Running);
+            print_table(&shared);
+            (&mut signal).await;
+            eprintln!("\nstopping {} nodes...", shared.slots.len());
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+
+    shared.set_status(Status::Stopping);
+    let _ = stopping_tx.send(true);
+    stop_all(&shared, runners).await;
+    let _ = stop_admin_tx.send(());
+    let _ = admin.await;
+    shared.set_status(Status::Stopped);
+    if result.is_ok() {
+        eprintln!("stopped; no node is running.");
+    }
+    result
+}
+
+/// Fails early, with the node's name, when an address is already taken.
+fn preflight(cfg: &Config, nodes: &[NodeSpec]) -> Result<(), UpError> {
+    let mut addrs = vec![("supervisor".to_owned(), cfg.supervisor_admin())];
+    for n in nodes {
+        addrs.push((n.name.clone(), n.address));
+        if n.admin != n.address {
+            addrs.push((n.name.clone(), n.admin));
+        }
+    }
+    for (node, addr) in addrs {
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            return Err(UpError::AddressBusy {
+                node,
+                addr,
+                reason: e.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn spawn_child(shared: &Shared, spec: &NodeSpec) -> std::io::Result<Child> {
+    let log_path = shared
+        .opts
+        .state_dir
+        .join("logs")
+        .join(format!("{}.log", spec.name));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)?;
+    let mut cmd = Command::new(&shared.opts.exe);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&shared.config_path)
+        .arg("--node")
+        .arg(&spec.name)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        // Its own process group: a terminal's Ctrl-C reaches only `up`, which then stops
+        // the nodes in order instead of racing them.
+        .process_group(0);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
+    // If `up` dies without cleaning up (SIGKILL), the kernel stops the child too.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl.
+            if libc::getppid() == 1 {
+                return Err(std::io::Error::other("parent exited"));
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Keeps one node running: restart with exponential backoff, reset after a stable run.
+async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping: watch::Receiver<bool>) {
+    let sup = &shared.opts.config.supervisor;
+    let mut backoff = sup.restart_backoff;
+    let name = slot.spec.name.clone();
+    let gauge = shared.up_metric.get_or_create(&labels(&slot.spec)).clone();
+    loop {
+        if *stopping.borrow() {
+            return;
+        }
+        let began = Instant::now();
+        let status = match spawn_child(&shared, &slot.spec) {
+            Ok(mut child) => {
+                *slot.pid.lock().unwrap_or_else(|p| p.into_inner()) = child.id();
+                gauge.set(1);
+                shared.publish();
+                let status = child.wait().await;
+                *slot.pid.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                gauge.set(0);
+                status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| e.to_string())
+            }
+            Err(e) => format!("could not start: {e}"),
+        };
+        if *stopping.borrow() {
+            shared.publish();
+            return;
+        }
+        if began.elapsed() > Duration::from_secs(10) {
+            backoff = sup.restart_backoff;
+        }
+        slot.restarts.fetch_add(1, Ordering::Relaxed);
+        shared
+            .restarts_metric
+            .get_or_create(&labels(&slot.spec))
+            .inc();
+        shared.event(&format!(
+            "node {name} exited ({status}); restarting in {}",
+            meridian_config::units::format_duration(backoff)
+        ));
+        shared.publish();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopping.changed() => return,
+        }
+        backoff = (backoff * 2).min(sup.restart_backoff_max);
+    }
+}
+
+/// What `up` probes to call a node healthy.
+fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck) {
+    let lb_check = &shared.opts.config.load_balancer.health_check;
+    let quick = HealthCheck {
+        timeout: Duration::from_millis(800),
+        ..lb_check.clone()
+    };
+    match spec.role {
+        // A balancer is ready when it has a healthy target to send traffic to.
+        Role::Lb => (
+            spec.admin,
+            HealthCheck {
+                protocol: CheckProtocol::Http,
+                path: "/health".to_owned(),
+                matcher: StatusMatcher(vec![(200, 200)]),
+                body_contains: None,
+                ..quick
+            },
+        ),
+        Role::Service => (spec.address, quick),
+    }
+}
+
+async fn wait_ready(shared: &Shared) -> Result<(), UpError> {
+    let deadline = Instant::now() + shared.opts.config.supervisor.ready_timeout;
+    let total = shared.slots.len();
+    let mut ready = vec![false; total];
+    let mut last_detail = vec![String::from("not probed yet"); total];
+    eprintln!(
+        "starting {total} nodes of `{}` ({} regions)...",
+        shared.opts.config.deployment.name,
+        shared.opts.config.regions.len()
+    );
+    loop {
+        for (i, slot) in shared.slots.iter().enumerate() {
+            if ready[i] {
+                continue;
+            }
+            let (addr, check) = readiness_check(shared, &slot.spec);
+            let out = meridian_health::probe(addr, &check).await;
+            if out.healthy {
+                ready[i] = true;
+                eprintln!(
+                    "  [{:>2}/{total}] {} healthy ({:.1}s)",
+                    ready.iter().filter(|r| **r).count(),
+                    slot.spec.name,
+                    shared.started.elapsed().as_secs_f64()
+                );
+            } else {
+                last_detail[i] = out.detail;
+            }
+        }
+        if ready.iter().all(|r| *r) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let details: Vec<String> = shared
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !ready[*i])
+                .map(|(i, s)| format!("  - {}: {}", s.spec.name, last_detail[i]))
+                .collect();
+            return Err(UpError::NotReady {
+                unhealthy: details.len(),
+                total,
+                waited: shared.opts.config.supervisor.ready_timeout,
+                details: details.join("\n"),
+                logs: shared.opts.state_dir.join("logs").display().to_string(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+fn signal_pid(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we started and have not reaped yet.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// Stops load balancers first (they drain in-flight requests to the instances), then
+/// the instances; whatever is still running at the stop timeout is killed.
+async fn stop_all(shared: &Shared, runners: Vec<tokio::task::JoinHandle<()>>) {
+    let timeout = shared.opts.config.supervisor.stop_timeout;
+    let deadline = Instant::now() + timeout;
+    let pids_of = |role: Role| -> Vec<u32> {
+        shared
+            .slots
+            .iter()
+            .filter(|s| s.spec.role == role)
+            .filter_map(|s| *s.pid.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect()
+    };
+    let running = |role: Role| !pids_of(role).is_empty();
+    for pid in pids_of(Role::Lb) {
+        signal_pid(pid, libc::SIGTERM);
+    }
+    let lb_deadline = Instant::now() + timeout.mul_f64(0.6);
+    while running(Role::Lb) && Instant::now() < lb_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for pid in pids_of(Role::Lb).into_iter().chain(pids_of(Role::Service)) {
+        signal_pid(pid, libc::SIGTERM);
+    }
+    while (running(Role::Lb) || running(Role::Service)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for s in &shared.slots {
+        if let Some(pid) = *s.pid.lock().unwrap_or_else(|p| p.into_inner()) {
+            shared.event(&format!(
+                "node {} did not stop in time; killing it",
+                s.spec.name
+            ));
+            signal_pid(pid, libc::SIGKILL);
+        }
+    }
+    for r in runners {
+        let _ = r.await;
+    }
+}
+
+fn print_table(shared: &Shared) {
+    let cfg = &shared.opts.config;
+    let state = shared.state();
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\nMeridian deployment `{}` (zone {}) is up: {} nodes healthy in {:.1}s\n\n",
+        cfg.deployment.name,
+        cfg.deployment.zone,
+        state.nodes.len(),
+        shared.started.elapsed().as_secs_f64()
+    ));
+    out.push_str(&format!(
+        "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}\n",
+        "REGION", "ROLE", "NODE", "AZ", "ADDRESS", "PID"
+    ));
+    let primary = &cfg.primary_region().name;
+    for region in &cfg.regions {
+        let mut label = region.name.clone();
+        if &region.name == primary {
+            label.push_str(" *");
+        }
+        let mut nodes: Vec<&NodeState> = state
+            .nodes
+            .iter()
+            .filter(|n| n.region.as_deref() == Some(&region.name))
+            .collect();
+        nodes.sort_by_key(|n| (n.role != Role::Lb, n.name.clone()));
+        for n in nodes {
+            out.push_str(&format!(
+                "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}\n",
+                label,
+                n.role.as_str(),
+                n.name,
+                n.az.as_deref().unwrap_or("-"),
+                format!("http://{}", n.address),
+                n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+            ));
+            label.clear();
+        }
+    }
+    let dir = shared.opts.state_dir.display();
+    let first_lb = state.nodes.iter().find(|n| n.role == Role::Lb);
+    out.push_str(&format!(
+        "\n* primary region. Load balancer admin (/metrics, /health, /targets) on port {}.\n",
+        cfg.network.admin_port
+    ));
+    out.push_str(&format!(
+        "supervisor metrics: http://{}/metrics\n",
+        cfg.supervisor_admin()
+    ));
+    out.push_str(&format!(
+        "state: {dir}/endpoints.json   logs: {dir}/logs/\n\n"
+    ));
+    if let Some(lb) = first_lb {
+        out.push_str(&format!(
+            "try:  curl -i http://{}/api/quotes/AAPL\n",
+            lb.address
+        ));
+    }
+    out.push_str(&format!("      meridian health --state-dir {dir}\n"));
+    out.push_str("Press Ctrl-C to stop.\n");
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+}
+
+async fn serve_admin(
+    shared: Arc<Shared>,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let addr = shared.opts.config.supervisor_admin();
+    let listener = match meridian_http::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("supervisor admin endpoint unavailable: {e}");
+            return;
+        }
+    };
+    let opts = meridian_http::ServerOptions {
+        drain: Duration::from_millis(200),
+        ..Default::default()
+    };
+    meridian_http::serve(
+        listener,
+        opts,
+        move |_| {
+            let shared = shared.clone();
+            let metrics = metrics.clone();
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let res = match req.uri().path() {
+                    "/metrics" => {
+                        let mut r = meridian_http::text(http::StatusCode::OK, metrics.encode());
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static(meridian_telemetry::CONTENT_TYPE),
+                        );
+                        r
+                    }
+                    "/health" => meridian_http::json(
+                        http::StatusCode::OK,
+                        serde_json::json!({ "status": "healthy", "role": "supervisor" })
+                            .to_string(),
+                    ),
+                    "/state" => meridian_http::json(
+                        http::StatusCode::OK,
+                        serde_json::to_string(&shared.state()).unwrap_or_default(),
+                    ),
+                    _ => meridian_http::text(
+                        http::StatusCode::NOT_FOUND,
+                        "supervisor endpoints: /metrics, /health, /state",
+                    ),
+                };
+                async move { Ok::<_, std::convert::Infallible>(res) }
+            })
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// The state dir to use when none is given.
+pub fn default_state_dir() -> &'static Path {
+    Path::new(".meridian")
+}

@@ -1,0 +1,115 @@
+//! The `meridian` command as a user runs it.
+
+use std::process::Command;
+
+fn meridian() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_meridian"))
+}
+
+#[test]
+fn validate_accepts_the_embedded_default() {
+    let out = meridian().arg("validate").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for r in ["us-east-1", "eu-west-1", "ap-southeast-1"] {
+        assert!(text.contains(r), "{text}");
+    }
+    assert!(text.contains("primary"));
+}
+
+#[test]
+fn validate_reports_three_precise_errors_with_exit_2() {
+    let dir = tempdir();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[deployment]\nname = \"shop\"\nzone = \"shop.example\"\n\n[[region]]\nname = \"us-east-1\"\n\
+         location = { lat = 38.9, lon = -77.4 }\nazs = [\"us-east-1a\"]\n\n[[region]]\nname = \"eu-west-1\"\n\
+         location = { lat = 53.3, lon = -6.2 }\nazs = []\n\n[service]\ninstnces_per_az = 2\n\n\
+         [load_balancer.health_check]\ninterval = \"5 parsecs\"\n",
+    )
+    .unwrap();
+    let out = meridian().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let file = path.display().to_string();
+    assert!(err.contains(&format!("--> {file}:13:7")), "{err}");
+    assert!(err.contains(&format!("--> {file}:16:1")), "{err}");
+    assert!(err.contains(&format!("--> {file}:19:12")), "{err}");
+    assert!(err.contains("did you mean `instances_per_az`?"), "{err}");
+    assert!(err.contains("3 errors"), "{err}");
+}
+
+#[test]
+fn validate_missing_file_is_a_clear_error() {
+    let out = meridian()
+        .args(["validate", "/nonexistent/meridian.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("cannot read config file /nonexistent/meridian.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_names_the_known_nodes_when_given_an_unknown_one() {
+    let out = meridian()
+        .args(["run", "--node", "lb-mars-1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("no node named `lb-mars-1`") && err.contains("lb-us-east-1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["up", "run", "validate", "health", "demo-origin", "version"] {
+        let out = meridian().args([sub, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{sub}");
+        assert!(
+            String::from_utf8(out.stdout).unwrap().contains("Usage"),
+            "{sub}"
+        );
+    }
+}
+
+#[test]
+fn health_of_nothing_listening_is_unhealthy() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempdir();
+    let report = dir.join("report.json");
+    let out = meridian()
+        .args(["health", "--url", &format!("http://{free}"), "--output"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(v["overall"], "unhealthy");
+    assert_eq!(v["score"], 0.0);
+    assert_eq!(v["components"].as_array().unwrap().len(), 4);
+}
+
+pub fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "meridian-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
