@@ -1,5 +1,8 @@
 //! The `meridian` command as a user runs it.
 
+mod common;
+
+use common::tempdir;
 use std::process::Command;
 
 fn meridian() -> Command {
@@ -99,17 +102,4 @@ fn health_of_nothing_listening_is_unhealthy() {
     assert_eq!(v["overall"], "unhealthy");
     assert_eq!(v["score"], 0.0);
     assert_eq!(v["components"].as_array().unwrap().len(), 4);
-}
-
-pub fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "meridian-test-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
