@@ -50,7 +50,17 @@ impl Config {
         let cfg =
             Table::new(String::new(), &root, &mut d).and_then(|t| read_root(&t, &mut d, origin));
         d.finish()?;
-        Ok(cfg.unwrap_or_else(unreachable_config))
+        // Every reader that gives up records why, so this is only a guard against a bug.
+        cfg.ok_or_else(|| {
+            let mut d = Diagnostics::new(origin, src);
+            d.error(
+                0..0,
+                "",
+                "the config could not be read",
+                "report this as a Meridian bug, with the config",
+            );
+            d.finish().err().unwrap_or(ConfigErrors(Vec::new()))
+        })
     }
 
     /// The primary region (validation guarantees there is exactly one).
@@ -66,11 +76,6 @@ impl Config {
             .instances_per_az
             .unwrap_or(self.service.instances_per_az)
     }
-}
-
-/// Reached only if a reader returned nothing without recording an error, which would be a bug.
-fn unreachable_config() -> Config {
-    panic!("config reader produced no value and no error")
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -296,3 +296,75 @@ async fn up_serves_survives_an_instance_kill_and_stops_clean() {
     }
     assert_eq!(state(&state_dir)["status"], "stopped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_a_users_own_server_command() {
+    let dir = common::tempdir();
+    let exe = env!("CARGO_BIN_EXE_meridian");
+    // The user's server here is the demo origin started as a plain command, which proves
+    // the {host}/{port} substitution and that `up` supervises foreign processes.
+    let config = format!(
+        r#"
+[deployment]
+name = "own"
+zone = "own.example"
+
+[network]
+subnet = "127.43.0.0/16"
+
+[[region]]
+name = "local-1"
+location = {{ lat = 0, lon = 0 }}
+azs = ["local-1a"]
+
+[service]
+runtime = "command"
+command = ["{exe}", "demo-origin", "--listen", "{{host}}:{{port}}", "--instance", "mine"]
+"#
+    );
+    let cfg = dir.join("own.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let state_dir = dir.join("state");
+    let child = Command::new(exe)
+        .args(["up", "--config"])
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut up = Up(Some(child));
+    let stdout = up.0.as_mut().unwrap().stdout.take().unwrap();
+    let ready = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("Press Ctrl-C"))
+    });
+    assert!(tokio::time::timeout(Duration::from_secs(60), ready)
+        .await
+        .unwrap()
+        .unwrap());
+    let client = meridian_http::upstream_client(Duration::from_secs(2), Duration::from_secs(30));
+    let (status, headers, _) = get(&client, "http://127.43.1.1:8080/api/quotes/MSFT")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-meridian-instance"], "mine");
+    let pids: Vec<i64> = state(&state_dir)["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["pid"].as_i64())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    let status = tokio::task::spawn_blocking(move || up.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} outlived `up`");
+    }
+}
