@@ -197,40 +197,41 @@ impl<'a> Table<'a> {
     }
 
     pub fn duration(&self, d: &mut Diagnostics, key: &'a str) -> Option<Duration> {
-        let f = self.get(key)?;
-        match f.value {
-            RawValue::Str(s) => match units::parse_duration(s) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    d.error(
-                        f.span.clone(),
-                        &f.key,
-                        format!("`{}`: {}", f.key, e.problem),
-                        e.fix,
-                    );
-                    None
-                }
-            },
-            other => {
-                d.error(
-                    f.span.clone(),
-                    &f.key,
-                    format!(
-                        "`{}` must be a duration string, found {}",
-                        f.key,
-                        other.kind()
-                    ),
-                    "quote it with a unit, for example \"500ms\" or \"2s\"",
-                );
-                None
-            }
-        }
+        self.unit(
+            d,
+            key,
+            units::parse_duration,
+            |_| None,
+            "a duration such as \"500ms\" or \"2s\"",
+        )
     }
 
     pub fn size(&self, d: &mut Diagnostics, key: &'a str) -> Option<ByteSize> {
+        let bytes = |v: &RawValue| match v {
+            RawValue::Int(i) if *i >= 0 => Some(ByteSize(*i as u64)),
+            _ => None,
+        };
+        self.unit(
+            d,
+            key,
+            units::parse_size,
+            bytes,
+            "a size such as \"256MiB\"",
+        )
+    }
+
+    /// A value written as a string with a unit; `other` may accept a non-string form.
+    fn unit<T>(
+        &self,
+        d: &mut Diagnostics,
+        key: &'a str,
+        parse: fn(&str) -> Result<T, units::UnitError>,
+        other: impl Fn(&RawValue) -> Option<T>,
+        expected: &str,
+    ) -> Option<T> {
         let f = self.get(key)?;
-        match f.value {
-            RawValue::Str(s) => match units::parse_size(s) {
+        if let RawValue::Str(s) = f.value {
+            return match parse(s) {
                 Ok(v) => Some(v),
                 Err(e) => {
                     d.error(
@@ -241,13 +242,13 @@ impl<'a> Table<'a> {
                     );
                     None
                 }
-            },
-            RawValue::Int(i) if *i >= 0 => Some(ByteSize(*i as u64)),
-            other => {
-                f.wrong_type(d, "a size such as \"256MiB\"", other);
-                None
-            }
+            };
         }
+        let v = other(f.value);
+        if v.is_none() {
+            f.wrong_type(d, expected, f.value);
+        }
+        v
     }
 
     pub fn str_list(&self, d: &mut Diagnostics, key: &'a str) -> Option<Vec<Spanned<String>>> {

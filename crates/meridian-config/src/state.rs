@@ -1,6 +1,6 @@
 //! `endpoints.json`: what a running `meridian up` tells other tools about itself.
 
-use crate::topology::{NodeSpec, Role};
+use crate::topology::NodeSpec;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::net::SocketAddr;
@@ -32,32 +32,14 @@ pub struct DeploymentState {
     pub nodes: Vec<NodeState>,
 }
 
+/// A node of the topology and its current process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeState {
-    pub name: String,
-    pub role: Role,
-    pub region: Option<String>,
-    pub az: Option<String>,
-    pub address: SocketAddr,
-    pub admin: SocketAddr,
+    #[serde(flatten)]
+    pub spec: NodeSpec,
     /// None while the node is not running (between a crash and its restart).
     pub pid: Option<u32>,
     pub restarts: u32,
-}
-
-impl NodeState {
-    pub fn new(spec: &NodeSpec) -> Self {
-        NodeState {
-            name: spec.name.clone(),
-            role: spec.role,
-            region: spec.region.clone(),
-            az: spec.az.clone(),
-            address: spec.address,
-            admin: spec.admin,
-            pid: None,
-            restarts: 0,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -409,12 +409,18 @@ pub async fn check_state(state: &DeploymentState, th: &Thresholds) -> Report {
     }
     let mut nodes = state.nodes.clone();
     nodes.sort_by(|a, b| {
-        (&a.region, a.role != Role::Lb, &a.az, &a.name).cmp(&(
-            &b.region,
-            b.role != Role::Lb,
-            &b.az,
-            &b.name,
-        ))
+        (
+            &a.spec.region,
+            a.spec.role != Role::Lb,
+            &a.spec.az,
+            &a.spec.name,
+        )
+            .cmp(&(
+                &b.spec.region,
+                b.spec.role != Role::Lb,
+                &b.spec.az,
+                &b.spec.name,
+            ))
     });
     let checks = nodes.into_iter().map(|n| {
         let th = th.clone();
@@ -422,13 +428,13 @@ pub async fn check_state(state: &DeploymentState, th: &Thresholds) -> Report {
             let th = &th;
             let mut list = Vec::new();
             let base = Base {
-                addr: n.admin,
-                host: n.admin.to_string(),
+                addr: n.spec.admin,
+                host: n.spec.admin.to_string(),
                 prefix: String::new(),
-                shown: format!("http://{}", n.admin),
+                shown: format!("http://{}", n.spec.admin),
             };
             let own = component(
-                &n.name,
+                &n.spec.name,
                 &base,
                 request(&base, "GET", "/health", None),
                 th,
@@ -448,16 +454,16 @@ pub async fn check_state(state: &DeploymentState, th: &Thresholds) -> Report {
             )
             .await;
             list.push(own);
-            if n.role == Role::Lb {
+            if n.spec.role == Role::Lb {
                 // Through the balancer: proves it routes to an instance of its own region.
                 let viewer = Base {
-                    addr: n.address,
-                    host: n.address.to_string(),
+                    addr: n.spec.address,
+                    host: n.spec.address.to_string(),
                     prefix: String::new(),
-                    shown: format!("http://{}", n.address),
+                    shown: format!("http://{}", n.spec.address),
                 };
-                let region = n.region.clone().unwrap_or_default();
-                let name = format!("{} (routing)", n.name);
+                let region = n.spec.region.clone().unwrap_or_default();
+                let name = format!("{} (routing)", n.spec.name);
                 let via = component(
                     &name,
                     &viewer,
@@ -488,8 +494,8 @@ pub async fn check_state(state: &DeploymentState, th: &Thresholds) -> Report {
                 list.push(via);
             }
             for c in &mut list {
-                c.region = n.region.clone();
-                c.az = n.az.clone();
+                c.region = n.spec.region.clone();
+                c.az = n.spec.az.clone();
             }
             list
         }

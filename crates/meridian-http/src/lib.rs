@@ -53,6 +53,16 @@ pub fn json(status: StatusCode, value: String) -> Response<Body> {
     res
 }
 
+/// A `/metrics` answer in the Prometheus text format.
+pub fn metrics(text: String) -> Response<Body> {
+    let mut res = Response::new(full(text));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(meridian_telemetry::CONTENT_TYPE),
+    );
+    res
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr}: {source}{hint}")]
 pub struct BindError {

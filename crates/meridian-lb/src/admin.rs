@@ -35,14 +35,7 @@ pub(crate) async fn serve(
 
 fn route(lb: &LoadBalancer, path: &str) -> http::Response<meridian_http::Body> {
     match path {
-        "/metrics" => {
-            let mut res = meridian_http::text(StatusCode::OK, lb.metrics_text());
-            res.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static(meridian_telemetry::CONTENT_TYPE),
-            );
-            res
-        }
+        "/metrics" => meridian_http::metrics(lb.metrics_text()),
         "/health" => {
             let group = lb.group();
             let healthy = group.healthy_count();

@@ -30,6 +30,16 @@ async fn free_addr() -> SocketAddr {
 
 /// A demo origin on an ephemeral port.
 async fn demo(name: &str, processing: Duration) -> NodeSpec {
+    let (node, stop) = stoppable_demo(name, processing).await;
+    std::mem::forget(stop); // runs until the test ends
+    node
+}
+
+/// A demo origin that stops (refusing new connections) when the sender is used.
+async fn stoppable_demo(
+    name: &str,
+    processing: Duration,
+) -> (NodeSpec, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = meridian_demo::router(DemoOptions {
@@ -40,12 +50,15 @@ async fn demo(name: &str, processing: Duration) -> NodeSpec {
         },
         processing_time: processing,
     });
-    tokio::spawn(async move { axum_serve(listener, app).await });
-    node(name, addr)
-}
-
-async fn axum_serve(listener: TcpListener, app: axum::Router) {
-    let _ = axum::serve(listener, app).await;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (node(name, addr), tx)
 }
 
 /// A target that passes health checks but resets every other request after reading it:
@@ -73,29 +86,6 @@ async fn resetting(name: &str) -> NodeSpec {
         }
     });
     node(name, addr)
-}
-
-/// A demo origin that can be stopped: new connections are then refused.
-async fn stoppable(name: &str) -> (NodeSpec, tokio::sync::oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = meridian_demo::router(DemoOptions {
-        identity: Identity {
-            region: "test-1".into(),
-            az: "test-1a".into(),
-            instance: name.into(),
-        },
-        processing_time: Duration::ZERO,
-    });
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    (node(name, addr), tx)
 }
 
 /// A target nobody listens on: connections are refused.
@@ -267,7 +257,7 @@ async fn least_outstanding_avoids_the_busy_target() {
 #[tokio::test]
 async fn target_loss_is_retried_on_a_healthy_target() {
     // One live target, one that resets mid-request, one that goes away.
-    let (gone, stop) = stoppable("gone").await;
+    let (gone, stop) = stoppable_demo("gone", Duration::ZERO).await;
     let targets = vec![
         demo("live", Duration::ZERO).await,
         resetting("crashing").await,

@@ -92,9 +92,9 @@ impl Shared {
                 .slots
                 .iter()
                 .map(|s| NodeState {
+                    spec: s.spec.clone(),
                     pid: *s.pid.lock().unwrap_or_else(|p| p.into_inner()),
                     restarts: s.restarts.load(Ordering::Relaxed),
-                    ..NodeState::new(&s.spec)
                 })
                 .collect(),
         }
@@ -379,7 +379,7 @@ async fn wait_ready(shared: &Shared) -> Result<(), UpError> {
     let mut ready = vec![false; total];
     let mut last_detail = vec![String::from("not probed yet"); total];
     eprintln!(
-        "starting {total} nodes of `{}` ({} regions)...",
+        "starting {total} nodes of `{}` ({} region(s))...",
         shared.opts.config.deployment.name,
         shared.opts.config.regions.len()
     );
@@ -497,24 +497,24 @@ fn print_table(shared: &Shared) {
         let mut nodes: Vec<&NodeState> = state
             .nodes
             .iter()
-            .filter(|n| n.region.as_deref() == Some(&region.name))
+            .filter(|n| n.spec.region.as_deref() == Some(&region.name))
             .collect();
-        nodes.sort_by_key(|n| (n.role != Role::Lb, n.name.clone()));
+        nodes.sort_by_key(|n| (n.spec.role != Role::Lb, n.spec.name.clone()));
         for n in nodes {
             out.push_str(&format!(
                 "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}\n",
                 label,
-                n.role.as_str(),
-                n.name,
-                n.az.as_deref().unwrap_or("-"),
-                format!("http://{}", n.address),
+                n.spec.role.as_str(),
+                n.spec.name,
+                n.spec.az.as_deref().unwrap_or("-"),
+                format!("http://{}", n.spec.address),
                 n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
             ));
             label.clear();
         }
     }
     let dir = shared.opts.state_dir.display();
-    let first_lb = state.nodes.iter().find(|n| n.role == Role::Lb);
+    let first_lb = state.nodes.iter().find(|n| n.spec.role == Role::Lb);
     out.push_str(&format!(
         "\n* primary region. Load balancer admin (/metrics, /health, /targets) on port {}.\n",
         cfg.network.admin_port
@@ -529,7 +529,7 @@ fn print_table(shared: &Shared) {
     if let Some(lb) = first_lb {
         out.push_str(&format!(
             "try:  curl -i http://{}/api/quotes/AAPL\n",
-            lb.address
+            lb.spec.address
         ));
     }
     out.push_str(&format!("      meridian health --state-dir {dir}\n"));
@@ -563,14 +563,7 @@ async fn serve_admin(
             let metrics = metrics.clone();
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let res = match req.uri().path() {
-                    "/metrics" => {
-                        let mut r = meridian_http::text(http::StatusCode::OK, metrics.encode());
-                        r.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static(meridian_telemetry::CONTENT_TYPE),
-                        );
-                        r
-                    }
+                    "/metrics" => meridian_http::metrics(metrics.encode()),
                     "/health" => meridian_http::json(
                         http::StatusCode::OK,
                         serde_json::json!({ "status": "healthy", "role": "supervisor" })

@@ -75,6 +75,42 @@ impl Drop for Up {
     }
 }
 
+/// Starts `meridian up` on a config and waits for its table; returns the guard and the table.
+async fn start_up(cfg: &Path, state_dir: &Path) -> (Up, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("up")
+        .arg("--config")
+        .arg(cfg)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let up = Up(Some(child));
+    let printed = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.contains("Press Ctrl-C");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines.join("\n")
+    });
+    let printed = tokio::time::timeout(Duration::from_secs(60), printed)
+        .await
+        .expect("up printed its table")
+        .unwrap();
+    assert!(
+        printed.contains("Press Ctrl-C"),
+        "up stopped early:\n{printed}"
+    );
+    (up, printed)
+}
+
 async fn get(
     client: &meridian_http::UpstreamClient,
     url: &str,
@@ -97,36 +133,7 @@ async fn up_serves_survives_an_instance_kill_and_stops_clean() {
     let cfg = dir.join("e2e.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
     let state_dir = dir.join("state");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .arg("up")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--state-dir")
-        .arg(&state_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let up = Up(Some(child));
-
-    // Wait for the table.
-    let printed = tokio::task::spawn_blocking(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            let done = line.contains("Press Ctrl-C");
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        lines.join("\n")
-    });
-    let printed = tokio::time::timeout(Duration::from_secs(60), printed)
-        .await
-        .expect("up printed its table")
-        .unwrap();
+    let (up, printed) = start_up(&cfg, &state_dir).await;
     assert!(
         printed.contains("lb-us-east-1") && printed.contains("svc-eu-west-1b-1"),
         "{printed}"
@@ -325,27 +332,7 @@ command = ["{exe}", "demo-origin", "--listen", "{{host}}:{{port}}", "--instance"
     let cfg = dir.join("own.toml");
     std::fs::write(&cfg, config).unwrap();
     let state_dir = dir.join("state");
-    let child = Command::new(exe)
-        .args(["up", "--config"])
-        .arg(&cfg)
-        .arg("--state-dir")
-        .arg(&state_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut up = Up(Some(child));
-    let stdout = up.0.as_mut().unwrap().stdout.take().unwrap();
-    let ready = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|l| l.contains("Press Ctrl-C"))
-    });
-    assert!(tokio::time::timeout(Duration::from_secs(60), ready)
-        .await
-        .unwrap()
-        .unwrap());
+    let (mut up, _) = start_up(&cfg, &state_dir).await;
     let client = meridian_http::upstream_client(Duration::from_secs(2), Duration::from_secs(30));
     let (status, headers, _) = get(&client, "http://127.43.1.1:8080/api/quotes/MSFT")
         .await
