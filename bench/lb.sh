@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Load balancer benchmark: Meridian's lb against HAProxy and nginx, side by side, in one run,
+# each in front of the same two Meridian demo-origin instances, on loopback only.
+# Every proxy gets one worker thread, so the figures compare work per core.
+#
+# Usage: bench/lb.sh [SECONDS per run, default 10] [CONNECTIONS, default 64]
+# Installs wrk, haproxy and nginx from Debian when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+CONNS=${2:-64}
+NET=127.61
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v nginx >/dev/null || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+cargo build --release -q
+BIN=$PWD/target/release/meridian
+WORK=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+cat > "$WORK/bench.toml" <<TOML
+[deployment]
+name = "bench"
+zone = "bench.example"
+[network]
+subnet = "$NET.0.0/16"
+[[region]]
+name = "bench-1"
+location = { lat = 0, lon = 0 }
+azs = ["bench-1a", "bench-1b"]
+[service]
+runtime = "demo"
+instances_per_az = 1
+[load_balancer]
+algorithm = "round_robin"
+TOML
+T1=$NET.1.11:8000
+T2=$NET.1.12:8000
+export TOKIO_WORKER_THREADS=1
+for node in svc-bench-1a-1 svc-bench-1b-1 lb-bench-1; do
+  RUST_LOG=warn "$BIN" run --config "$WORK/bench.toml" --node "$node" >"$WORK/$node.log" 2>&1 &
+  pids+=($!)
+done
+
+cat > "$WORK/haproxy.cfg" <<CFG
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind $NET.1.2:8080
+  default_backend be
+backend be
+  balance roundrobin
+  option httpchk GET /health
+  server s1 $T1 check inter 1s
+  server s2 $T2 check inter 1s
+CFG
+haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
+pids+=($!)
+
+cat > "$WORK/nginx.conf" <<CFG
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream be { server $T1; server $T2; keepalive 64; }
+  server {
+    listen $NET.1.3:8080;
+    location / {
+      proxy_pass http://be;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+CFG
+nginx -c "$WORK/nginx.conf" -p "$WORK" >"$WORK/nginx.log" 2>&1 &
+pids+=($!)
+
+# Wait until every front answers.
+for front in "$NET.1.1:8080" "$NET.1.2:8080" "$NET.1.3:8080"; do
+  for _ in $(seq 1 100); do
+    curl -fs -o /dev/null "http://$front/health" && break
+    sleep 0.1
+  done
+  curl -fs -o /dev/null "http://$front/health" || { echo "front $front did not come up"; cat "$WORK"/*.log; exit 1; }
+done
+
+# Prints "requests/s p50_ms p99_ms errors" for one wrk run.
+run() {
+  local out
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$1" 2>&1)
+  local rps p50 p99 errs
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  errs=$(awk '/Non-2xx|Socket errors/ {e=e" "$0} END {print (e==""?"0":e)}' <<<"$out")
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $errs"
+}
+to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
+
+echo "# Load balancer benchmark: ${DURATION}s per run, $CONNS connections, 1 worker thread per proxy, 2 demo-origin targets"
+echo
+for path in /api/quotes/AAPL /static/app.css; do
+  echo "## GET $path"
+  echo
+  echo "| proxy | requests/s | p50 ms | p99 ms | vs haproxy | vs nginx | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---|"
+  read -r m_rps m_p50 m_p99 m_err < <(run "http://$NET.1.1:8080$path")
+  read -r h_rps h_p50 h_p99 h_err < <(run "http://$NET.1.2:8080$path")
+  read -r n_rps n_p50 n_p99 n_err < <(run "http://$NET.1.3:8080$path")
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a/b }'; }
+  echo "| meridian lb | $m_rps | $m_p50 | $m_p99 | $(ratio "$m_rps" "$h_rps") | $(ratio "$m_rps" "$n_rps") | $m_err |"
+  echo "| haproxy | $h_rps | $h_p50 | $h_p99 | 1.00x | $(ratio "$h_rps" "$n_rps") | $h_err |"
+  echo "| nginx | $n_rps | $n_p50 | $n_p99 | $(ratio "$n_rps" "$h_rps") | 1.00x | $n_err |"
+  echo
+done
+echo "Ratios are requests/s relative to the peer in the same run; absolute figures on a shared machine are noise."
