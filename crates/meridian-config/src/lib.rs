@@ -5,6 +5,7 @@
 //! defaults, and derives the node topology every other crate works from.
 
 mod error;
+pub mod geo;
 mod load;
 mod model;
 mod raw;

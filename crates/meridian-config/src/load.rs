@@ -129,15 +129,29 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
     let edges = read_named(t, d, "edge", read_pop);
     let dns = match t.table(d, "dns") {
         Some(s) => read_dns(&s, d),
-        None => Some(Dns {
-            servers: 2,
-            default_ttl: Duration::from_secs(30),
-        }),
+        None => Some(default_dns()),
     };
     let client_locations = read_named(t, d, "client_location", |s, d, name| {
-        let location = read_location(s, d)?;
+        let location = read_location(s, d);
+        let country = s.str(d, "country");
+        let continent = s.str(d, "continent");
+        if let (Some(c), Some(f)) = (&continent, s.get("continent")) {
+            if !CONTINENTS.contains(&c.as_str()) {
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("`{c}` is not a continent code"),
+                    "use AF, AN, AS, EU, NA, OC or SA",
+                );
+            }
+        }
         s.finish(d);
-        Some(ClientLocation { name, location })
+        Some(ClientLocation {
+            name,
+            location: location?,
+            country,
+            continent,
+        })
     });
     check_totals(t, d, regions.as_deref(), service.as_ref());
     t.finish(d);
@@ -631,15 +645,357 @@ fn read_pop(t: &Table, d: &mut Diagnostics, name: String) -> Option<Pop> {
 }
 
 fn read_dns(t: &Table, d: &mut Diagnostics) -> Option<Dns> {
-    let servers = t.int(d, "servers", 0..=16).unwrap_or(2) as u32;
-    let default_ttl = t
-        .duration(d, "default_ttl")
-        .unwrap_or(Duration::from_secs(30));
+    let mut dns = default_dns();
+    dns.servers = t.int(d, "servers", 0..=16).unwrap_or(2) as u32;
+    dns.port = t
+        .int(d, "port", 1..=65535)
+        .map(|p| p as u16)
+        .unwrap_or(dns.port);
+    dns.default_ttl = t.duration(d, "default_ttl").unwrap_or(dns.default_ttl);
+    if let Some(mode) = t.str(d, "when_all_unhealthy") {
+        dns.when_all_unhealthy = match mode.as_str() {
+            "fail_open" => AllUnhealthy::FailOpen,
+            "fail_closed" => AllUnhealthy::FailClosed,
+            "static" => AllUnhealthy::Static(
+                t.str_list(d, "static_answer")
+                    .map(|v| v.into_iter().map(|s| s.into_inner()).collect())
+                    .unwrap_or_default(),
+            ),
+            other => {
+                let f = t.get("when_all_unhealthy")?;
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("`{other}` is not a way to answer when all targets are unhealthy"),
+                    "use \"fail_open\" (like Route 53), \"fail_closed\" or \"static\" with static_answer = [...]",
+                );
+                AllUnhealthy::FailOpen
+            }
+        };
+        if dns.when_all_unhealthy == AllUnhealthy::Static(Vec::new()) {
+            t.missing(d, "static_answer", "add static_answer = [\"192.0.2.10\"]");
+        }
+    }
+    for s in t.tables(d, "record") {
+        if let Some(r) = read_record_set(&s, d, dns.default_ttl) {
+            dns.records.push(r);
+        }
+    }
+    for s in t.tables(d, "latency") {
+        let client = s.req_str(d, "client", "name the client location");
+        let region = s.req_str(d, "region", "name the region");
+        let rtt = s.duration(d, "rtt");
+        if !s.has("rtt") {
+            s.missing(d, "rtt", "add the round trip, for example rtt = \"70ms\"");
+        }
+        s.finish(d);
+        if let (Some(client), Some(region), Some(rtt)) = (client, region, rtt) {
+            dns.latency_overrides.push(LatencyOverride {
+                client,
+                region,
+                rtt,
+            });
+        }
+    }
     t.finish(d);
-    Some(Dns {
-        servers,
-        default_ttl,
+    Some(dns)
+}
+
+pub(crate) fn default_dns() -> Dns {
+    Dns {
+        servers: 2,
+        port: 8053,
+        default_ttl: Duration::from_secs(30),
+        when_all_unhealthy: AllUnhealthy::FailOpen,
+        records: Vec::new(),
+        latency_overrides: Vec::new(),
+    }
+}
+
+fn read_record_set(t: &Table, d: &mut Diagnostics, default_ttl: Duration) -> Option<RecordSet> {
+    let name = t.req_str(
+        d,
+        "name",
+        "add the name relative to the zone, such as name = \"api\" (\"@\" is the apex)",
+    );
+    let kind = match t.str(d, "type") {
+        Some(k) => match RecordKind::parse(&k.to_ascii_uppercase()) {
+            Some(k) => Some(k),
+            None => {
+                let f = t.get("type")?;
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("`{k}` is not a record type Meridian serves"),
+                    format!("use one of: {}", RecordKind::NAMES.join(", ")),
+                );
+                None
+            }
+        },
+        None => {
+            if !t.has("type") {
+                t.missing(
+                    d,
+                    "type",
+                    "add type = \"A\" (or AAAA, CNAME, TXT, MX, NS, CAA)",
+                );
+            }
+            None
+        }
+    };
+    let ttl = t.duration(d, "ttl").unwrap_or(default_ttl);
+    let policy = match t.str(d, "policy") {
+        None => Policy::Simple,
+        Some(p) => match Policy::parse(&p) {
+            Some(p) => p,
+            None => {
+                let f = t.get("policy")?;
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("`{p}` is not a routing policy"),
+                    format!("use one of: {}", Policy::NAMES.join(", ")),
+                );
+                Policy::Simple
+            }
+        },
+    };
+    let mut answers = Vec::new();
+    // A simple record may give its values inline.
+    if let Some(values) = t.str_list(d, "values") {
+        answers.push(plain_answer(
+            "default",
+            values.into_iter().map(|v| v.into_inner()).collect(),
+        ));
+    }
+    if let Some(alias) = t.str(d, "alias") {
+        let f = t.get("alias")?;
+        let mut a = plain_answer("default", Vec::new());
+        a.alias = parse_alias(d, &alias, &f.key, f.span);
+        a.evaluate_target_health = t.bool(d, "evaluate_target_health").unwrap_or(true);
+        answers.push(a);
+    }
+    let mut ids = HashSet::new();
+    for a in t.tables(d, "answer") {
+        if let Some(ans) = read_answer(&a, d, policy) {
+            if !ids.insert(ans.id.clone()) {
+                let f = a.get("id")?;
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("two answers share the id `{}`", ans.id),
+                    "give each answer of a record set its own id",
+                );
+            }
+            answers.push(ans);
+        }
+    }
+    if answers.is_empty() {
+        d.error(
+            t.span.clone(),
+            &t.path,
+            "the record set has no answer",
+            "add values = [...], alias = \"lb:<region>\", or [[dns.record.answer]] entries",
+        );
+    }
+    if policy == Policy::Failover {
+        let primaries = answers
+            .iter()
+            .filter(|a| a.failover == Some(FailoverRole::Primary))
+            .count();
+        if primaries != 1 {
+            d.error(
+                t.span.clone(),
+                &t.path,
+                format!(
+                    "a failover record set needs exactly one primary answer, it has {primaries}"
+                ),
+                "mark one answer failover = \"primary\" and the other \"secondary\"",
+            );
+        }
+    }
+    t.finish(d);
+    let name = name?;
+    Some(RecordSet {
+        name,
+        kind: kind?,
+        ttl,
+        policy,
+        answers,
     })
+}
+
+fn plain_answer(id: &str, values: Vec<String>) -> Answer {
+    Answer {
+        id: id.to_owned(),
+        values,
+        alias: None,
+        evaluate_target_health: false,
+        health_check: None,
+        weight: 1,
+        location: None,
+        region: None,
+        bias: 0,
+        failover: None,
+        geo: None,
+        cidrs: Vec::new(),
+        ip_default: false,
+    }
+}
+
+fn parse_alias(
+    d: &mut Diagnostics,
+    alias: &str,
+    key: &str,
+    span: std::ops::Range<usize>,
+) -> Option<AliasTarget> {
+    match alias.split_once(':') {
+        Some(("lb", r)) => Some(AliasTarget::Lb(r.to_owned())),
+        Some(("pop", p)) => Some(AliasTarget::Pop(p.to_owned())),
+        _ => {
+            d.error(span, key, format!("`{alias}` is not an alias target"), "write \"lb:<region>\" for a region's load balancer or \"pop:<name>\" for an edge PoP");
+            None
+        }
+    }
+}
+
+fn read_answer(t: &Table, d: &mut Diagnostics, policy: Policy) -> Option<Answer> {
+    let id = t.req_str(
+        d,
+        "id",
+        "give the answer an id (Route 53's set identifier), such as id = \"us-east-1\"",
+    );
+    let mut a = plain_answer("", Vec::new());
+    if let Some(values) = t.str_list(d, "values") {
+        a.values = values.into_iter().map(|v| v.into_inner()).collect();
+    }
+    if let Some(alias) = t.str(d, "alias") {
+        let f = t.get("alias")?;
+        a.alias = parse_alias(d, &alias, &f.key, f.span);
+        a.evaluate_target_health = true;
+    }
+    if a.values.is_empty() && a.alias.is_none() {
+        t.missing(
+            d,
+            "values",
+            "add values = [\"192.0.2.1\"] or alias = \"lb:<region>\"",
+        );
+    }
+    a.evaluate_target_health = t
+        .bool(d, "evaluate_target_health")
+        .unwrap_or(a.evaluate_target_health);
+    if let Some(url) = t.str(d, "health_check") {
+        let f = t.get("health_check")?;
+        match parse_check_url(&url) {
+            Some(hc) => a.health_check = Some(hc),
+            None => d.error(f.span, &f.key, format!("`{url}` is not a health check URL"), "write it as http://ADDRESS:PORT/path, for example \"http://192.0.2.1:8080/health\""),
+        }
+    }
+    a.weight = t.int(d, "weight", 0..=255).unwrap_or(1) as u32;
+    a.region = t.str(d, "region");
+    if t.has("location") {
+        a.location = read_location(t, d);
+    }
+    a.bias = t.int(d, "bias", -99..=99).unwrap_or(0) as i32;
+    if let Some(role) = t.str(d, "failover") {
+        a.failover = match role.as_str() {
+            "primary" => Some(FailoverRole::Primary),
+            "secondary" => Some(FailoverRole::Secondary),
+            other => {
+                let f = t.get("failover")?;
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("`{other}` is not a failover role"),
+                    "use \"primary\" or \"secondary\"",
+                );
+                None
+            }
+        };
+    }
+    if let Some(g) = t.str(d, "geo") {
+        a.geo = Some(match g.as_str() {
+            "*" => GeoMatch::Default,
+            c if c.len() == 2
+                && c.chars().all(|x| x.is_ascii_uppercase())
+                && CONTINENTS.contains(&c) =>
+            {
+                GeoMatch::Continent(c.to_owned())
+            }
+            c if c.len() == 2 && c.chars().all(|x| x.is_ascii_uppercase()) => {
+                GeoMatch::Country(c.to_owned())
+            }
+            other => {
+                let f = t.get("geo")?;
+                d.error(f.span, &f.key, format!("`{other}` is not a location"), "use a continent code (AF, AN, AS, EU, NA, OC, SA), a two-letter country code such as \"GB\", or \"*\" for the default");
+                GeoMatch::Default
+            }
+        });
+    }
+    if let Some(list) = t.str_list(d, "cidrs") {
+        for c in list {
+            if c.get_ref() == "*" {
+                a.ip_default = true;
+            } else if let Some(cidr) = Cidr::parse(c.get_ref()) {
+                a.cidrs.push(cidr);
+            } else {
+                d.error(c.span(), &format!("{}.cidrs", t.path), format!("`{}` is not a network", c.get_ref()), "write networks as \"203.0.113.0/24\" or \"2001:db8::/32\", or \"*\" for everyone else");
+            }
+        }
+    }
+    // Each policy needs its own fields.
+    let need = |d: &mut Diagnostics, ok: bool, key: &str, fix: &str| {
+        if !ok {
+            t.missing(d, key, fix);
+        }
+    };
+    match policy {
+        Policy::Failover => need(
+            d,
+            a.failover.is_some(),
+            "failover",
+            "add failover = \"primary\" or \"secondary\"",
+        ),
+        Policy::Geolocation => need(
+            d,
+            a.geo.is_some(),
+            "geo",
+            "add geo = \"EU\" (continent), \"GB\" (country) or \"*\" (default)",
+        ),
+        Policy::IpBased => need(
+            d,
+            !a.cidrs.is_empty() || a.ip_default,
+            "cidrs",
+            "add cidrs = [\"203.0.113.0/24\"] (or [\"*\"] for everyone else)",
+        ),
+        Policy::Latency => need(
+            d,
+            a.region.is_some() || a.location.is_some() || a.alias.is_some(),
+            "region",
+            "add region = \"us-east-1\" (or location, or an alias)",
+        ),
+        Policy::Geoproximity => need(
+            d,
+            a.region.is_some() || a.location.is_some() || a.alias.is_some(),
+            "location",
+            "add location = { lat = .., lon = .. } (or region, or an alias)",
+        ),
+        _ => {}
+    }
+    t.finish(d);
+    a.id = id?;
+    Some(a)
+}
+
+const CONTINENTS: &[&str] = &["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
+fn parse_check_url(url: &str) -> Option<(std::net::SocketAddr, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    Some((authority.parse().ok()?, path.to_owned()))
 }
 
 /// Address space is one /16: regions and instances per region must fit it.

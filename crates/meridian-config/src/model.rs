@@ -228,12 +228,220 @@ pub struct Pop {
     pub disk_cache: ByteSize,
 }
 
-/// The global DNS (declared now; served once the DNS issue lands).
+/// The global DNS: authoritative servers for the deployment's zone.
 #[derive(Debug, Clone, Serialize)]
 pub struct Dns {
+    /// How many DNS nodes `up` runs (each answers the whole zone).
     pub servers: u32,
+    /// UDP and TCP port of every DNS node.
+    pub port: u16,
     #[serde(with = "crate::serde_duration")]
     pub default_ttl: Duration,
+    /// What a record set answers when every candidate is unhealthy.
+    pub when_all_unhealthy: AllUnhealthy,
+    pub records: Vec<RecordSet>,
+    /// Measured or agreed round trips that replace the modelled ones.
+    pub latency_overrides: Vec<LatencyOverride>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllUnhealthy {
+    /// Answer as if all were healthy, as Route 53 does.
+    FailOpen,
+    /// Answer with no records (NODATA).
+    FailClosed,
+    /// Answer with these fixed values.
+    Static(Vec<String>),
+}
+
+/// A DNS record type Meridian serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum RecordKind {
+    A,
+    AAAA,
+    CNAME,
+    TXT,
+    MX,
+    NS,
+    CAA,
+}
+
+impl RecordKind {
+    pub const NAMES: &'static [&'static str] = &["A", "AAAA", "CNAME", "TXT", "MX", "NS", "CAA"];
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "A" => RecordKind::A,
+            "AAAA" => RecordKind::AAAA,
+            "CNAME" => RecordKind::CNAME,
+            "TXT" => RecordKind::TXT,
+            "MX" => RecordKind::MX,
+            "NS" => RecordKind::NS,
+            "CAA" => RecordKind::CAA,
+            _ => return None,
+        })
+    }
+}
+
+/// Route 53's routing policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    Simple,
+    Weighted,
+    Latency,
+    Failover,
+    Geolocation,
+    Geoproximity,
+    Multivalue,
+    IpBased,
+}
+
+impl Policy {
+    pub const NAMES: &'static [&'static str] = &[
+        "simple",
+        "weighted",
+        "latency",
+        "failover",
+        "geolocation",
+        "geoproximity",
+        "multivalue",
+        "ip_based",
+    ];
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "simple" => Policy::Simple,
+            "weighted" => Policy::Weighted,
+            "latency" => Policy::Latency,
+            "failover" => Policy::Failover,
+            "geolocation" => Policy::Geolocation,
+            "geoproximity" => Policy::Geoproximity,
+            "multivalue" => Policy::Multivalue,
+            "ip_based" => Policy::IpBased,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        Policy::NAMES[self as usize]
+    }
+}
+
+/// All records of one name and type, and how to choose among them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordSet {
+    /// Relative to the zone; `@` is the apex.
+    pub name: String,
+    pub kind: RecordKind,
+    #[serde(with = "crate::serde_duration")]
+    pub ttl: Duration,
+    pub policy: Policy,
+    pub answers: Vec<Answer>,
+}
+
+/// Where an alias points: a region's load balancer or an edge PoP.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum AliasTarget {
+    Lb(String),
+    Pop(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailoverRole {
+    Primary,
+    Secondary,
+}
+
+/// Geolocation match: most specific wins (country, then continent, then default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "code")]
+pub enum GeoMatch {
+    Country(String),
+    Continent(String),
+    Default,
+}
+
+/// One record (Route 53: one record of a record set, with its set identifier).
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub id: String,
+    /// Literal values (addresses, names, text); empty for an alias.
+    pub values: Vec<String>,
+    pub alias: Option<AliasTarget>,
+    pub evaluate_target_health: bool,
+    /// A check of this answer's own endpoint: (address, path).
+    pub health_check: Option<(std::net::SocketAddr, String)>,
+    pub weight: u32,
+    /// Latency and geoproximity: where the answer lives (a region's or PoP's coordinates).
+    pub location: Option<Coordinates>,
+    /// Latency: the region whose latency table row applies.
+    pub region: Option<String>,
+    pub bias: i32,
+    pub failover: Option<FailoverRole>,
+    pub geo: Option<GeoMatch>,
+    /// IP-based: client networks this answer is for (`*` in config = everyone else).
+    pub cidrs: Vec<Cidr>,
+    pub ip_default: bool,
+}
+
+/// An IPv4 or IPv6 network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, p) = s.split_once('/')?;
+        let addr: std::net::IpAddr = a.trim().parse().ok()?;
+        let prefix: u8 = p.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        fn bits(ip: std::net::IpAddr) -> (u128, u8) {
+            match ip {
+                std::net::IpAddr::V4(v) => (u128::from(u32::from(v)) << 96, 32),
+                std::net::IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        }
+        let (a, alen) = bits(self.addr);
+        let (b, blen) = bits(ip);
+        if alen != blen {
+            return false;
+        }
+        // IPv4 sits in the top 32 bits, so a prefix counts from the top either way.
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix))
+        };
+        (a & mask) == (b & mask)
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A round trip that replaces the modelled one between a client location and a region.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyOverride {
+    pub client: String,
+    pub region: String,
+    #[serde(with = "crate::serde_duration")]
+    pub rtt: Duration,
 }
 
 /// A place simulated clients send traffic from.
@@ -241,6 +449,10 @@ pub struct Dns {
 pub struct ClientLocation {
     pub name: String,
     pub location: Coordinates,
+    /// ISO 3166 country code and continent code (AF, AN, AS, EU, NA, OC, SA), for
+    /// geolocation routing.
+    pub country: Option<String>,
+    pub continent: Option<String>,
 }
 
 impl Serialize for ByteSize {

@@ -30,6 +30,34 @@ pub struct DeploymentState {
     /// Seconds since the Unix epoch when this file was written.
     pub updated_at: u64,
     pub nodes: Vec<NodeState>,
+    /// Where simulated clients live and the loopback network each sends from.
+    #[serde(default)]
+    pub client_locations: Vec<ClientLocationState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientLocationState {
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
+    /// Send from an address in this network to be seen as this location.
+    pub source: String,
+}
+
+impl ClientLocationState {
+    pub fn all(cfg: &crate::Config) -> Vec<Self> {
+        cfg.client_locations
+            .iter()
+            .filter_map(|c| {
+                Some(ClientLocationState {
+                    name: c.name.clone(),
+                    lat: c.location.lat,
+                    lon: c.location.lon,
+                    source: cfg.client_source(&c.name)?.to_string(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// A node of the topology and its current process.

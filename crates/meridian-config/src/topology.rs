@@ -15,6 +15,8 @@ pub enum Role {
     Lb,
     /// One application instance in one AZ.
     Service,
+    /// An authoritative DNS server for the zone.
+    Dns,
 }
 
 impl Role {
@@ -22,6 +24,7 @@ impl Role {
         match self {
             Role::Lb => "lb",
             Role::Service => "service",
+            Role::Dns => "dns",
         }
     }
 }
@@ -75,7 +78,59 @@ impl Config {
             });
         }
         services.extend(lbs);
+        for k in 0..self.dns.servers {
+            let ip = net.addr(0, 10 + k as u8);
+            services.push(NodeSpec {
+                name: format!("dns-{}", k + 1),
+                role: Role::Dns,
+                region: None,
+                az: None,
+                address: SocketAddr::new(ip.into(), self.dns.port),
+                admin: SocketAddr::new(ip.into(), net.admin_port),
+            });
+        }
         services
+    }
+
+    /// Where a region's load balancer listens.
+    pub fn lb_address(&self, region: &str) -> Option<SocketAddr> {
+        let i = self.regions.iter().position(|r| r.name == region)?;
+        Some(SocketAddr::new(
+            self.network.addr((i + 1) as u8, 1).into(),
+            self.network.lb_port,
+        ))
+    }
+
+    /// Where a region's load balancer serves its own /health.
+    pub fn lb_admin(&self, region: &str) -> Option<SocketAddr> {
+        let i = self.regions.iter().position(|r| r.name == region)?;
+        Some(SocketAddr::new(
+            self.network.addr((i + 1) as u8, 1).into(),
+            self.network.admin_port,
+        ))
+    }
+
+    /// Where an edge PoP listens (its viewer address and its admin address).
+    pub fn pop_addresses(&self, pop: &str) -> Option<(SocketAddr, SocketAddr)> {
+        let i = self.edges.iter().position(|p| p.name == pop)?;
+        let ip = self.network.addr(100 + i as u8, 1);
+        Some((
+            SocketAddr::new(ip.into(), self.network.lb_port),
+            SocketAddr::new(ip.into(), self.network.admin_port),
+        ))
+    }
+
+    /// The loopback network simulated clients of a location send from, so DNS can tell
+    /// them apart by source address.
+    pub fn client_source(&self, location: &str) -> Option<crate::Cidr> {
+        let i = self
+            .client_locations
+            .iter()
+            .position(|c| c.name == location)?;
+        Some(crate::Cidr {
+            addr: self.network.addr(200 + i as u8, 0).into(),
+            prefix: 24,
+        })
     }
 
     /// The address the supervisor of `meridian up` serves its own metrics on.

@@ -107,7 +107,8 @@ fn minimal_config_gets_defaults() {
     let c = Config::parse(&with(""), "m.toml").unwrap();
     assert_eq!(c.load_balancer.algorithm, Algorithm::RoundRobin);
     assert_eq!(c.service.instances_per_az, 1);
-    assert_eq!(c.nodes().len(), 2);
+    // One instance, its balancer, and the two DNS servers every deployment gets by default.
+    assert_eq!(c.nodes().len(), 4);
 }
 
 #[test]

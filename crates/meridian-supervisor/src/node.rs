@@ -12,6 +12,10 @@ pub enum NodeError {
     Bind(#[from] meridian_http::BindError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("the DNS zone cannot be built: {0}")]
+    Zone(#[from] meridian_dns::ZoneError),
+    #[error(transparent)]
+    Dns(#[from] meridian_dns::RunError),
     #[error("cannot start `{program}`: {source}")]
     Exec {
         program: String,
@@ -33,6 +37,10 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
         Role::Lb => {
             let opts = meridian_lb::LbOptions::from_config(config, &node);
             meridian_lb::run(opts, meridian_http::shutdown_signal()).await?;
+        }
+        Role::Dns => {
+            let opts = meridian_dns::DnsOptions::from_config(config, &node)?;
+            meridian_dns::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Service => match &config.service.runtime {
             ServiceRuntime::Demo { processing_time } => {

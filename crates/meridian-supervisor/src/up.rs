@@ -97,6 +97,7 @@ impl Shared {
                     restarts: s.restarts.load(Ordering::Relaxed),
                 })
                 .collect(),
+            client_locations: meridian_config::state::ClientLocationState::all(cfg),
         }
     }
 
@@ -370,6 +371,16 @@ fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck
             },
         ),
         Role::Service => (spec.address, quick),
+        Role::Dns => (
+            spec.admin,
+            HealthCheck {
+                protocol: CheckProtocol::Http,
+                path: "/health".to_owned(),
+                matcher: StatusMatcher(vec![(200, 200)]),
+                body_contains: None,
+                ..quick
+            },
+        ),
     }
 }
 
@@ -453,10 +464,17 @@ async fn stop_all(shared: &Shared, runners: Vec<tokio::task::JoinHandle<()>>) {
     while running(Role::Lb) && Instant::now() < lb_deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for pid in pids_of(Role::Lb).into_iter().chain(pids_of(Role::Service)) {
+    let all = || -> Vec<u32> {
+        shared
+            .slots
+            .iter()
+            .filter_map(|s| *s.pid.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect()
+    };
+    for pid in all() {
         signal_pid(pid, libc::SIGTERM);
     }
-    while (running(Role::Lb) || running(Role::Service)) && Instant::now() < deadline {
+    while !all().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for s in &shared.slots {
@@ -513,6 +531,26 @@ fn print_table(shared: &Shared) {
             label.clear();
         }
     }
+    for n in state.nodes.iter().filter(|n| n.spec.role == Role::Dns) {
+        out.push_str(&format!(
+            "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}\n",
+            "global",
+            n.spec.role.as_str(),
+            n.spec.name,
+            "-",
+            format!("dns://{}", n.spec.address),
+            n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+        ));
+    }
+    if !state.client_locations.is_empty() {
+        out.push_str("\nclient locations (send from the network to be seen there):\n");
+        for c in &state.client_locations {
+            out.push_str(&format!(
+                "  {:<16} {:<18} {:>7.2}, {:>7.2}\n",
+                c.name, c.source, c.lat, c.lon
+            ));
+        }
+    }
     let dir = shared.opts.state_dir.display();
     let first_lb = state.nodes.iter().find(|n| n.spec.role == Role::Lb);
     out.push_str(&format!(
@@ -530,6 +568,23 @@ fn print_table(shared: &Shared) {
         out.push_str(&format!(
             "try:  curl -i http://{}/api/quotes/AAPL\n",
             lb.spec.address
+        ));
+    }
+    if let Some(dns) = state.nodes.iter().find(|n| n.spec.role == Role::Dns) {
+        let from = state
+            .client_locations
+            .iter()
+            .find(|c| c.name == "london")
+            .or(state.client_locations.first());
+        let bind = from
+            .and_then(|c| c.source.split('/').next())
+            .map(|net| format!(" -b {}", net.trim_end_matches(".0").to_owned() + ".1"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "      dig @{} -p {}{bind} api.{} A\n",
+            dns.spec.address.ip(),
+            dns.spec.address.port(),
+            cfg.deployment.zone
         ));
     }
     out.push_str(&format!("      meridian health --state-dir {dir}\n"));

@@ -94,8 +94,35 @@ enum Cmd {
         #[arg(long, default_value = "0ms")]
         processing_time: String,
     },
+    /// Ask the global DNS of a running deployment.
+    Dns {
+        #[command(subcommand)]
+        command: DnsCmd,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum DnsCmd {
+    /// Show the answer a client would get and why: policy, candidates, health, latencies,
+    /// and the rule that decided (as Route 53's TestDNSAnswer).
+    Explain {
+        /// The name to ask for, such as api.richesreach.example.
+        name: String,
+        /// The record type.
+        #[arg(default_value = "A")]
+        r#type: String,
+        /// The client's address (a client location's network, see endpoints.json).
+        #[arg(long)]
+        client: std::net::IpAddr,
+        /// The state dir of a running `meridian up`.
+        #[arg(long, default_value = ".meridian")]
+        state_dir: PathBuf,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -153,6 +180,11 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             }
             match load_config(file.as_deref()) {
                 Ok((cfg, _)) => {
+                    // Record values are checked when the zone is built.
+                    if let Err(e) = meridian_dns::Zone::build(&cfg) {
+                        eprintln!("error: {e}\n  --> {}\n  = fix: correct the record in the [[dns.record]] list", cfg.origin);
+                        return Ok(ExitCode::from(2));
+                    }
                     print!("{}", summary(&cfg));
                     Ok(ExitCode::SUCCESS)
                 }
@@ -217,6 +249,51 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Cmd::Dns {
+            command:
+                DnsCmd::Explain {
+                    name,
+                    r#type,
+                    client,
+                    state_dir,
+                    json,
+                },
+        } => {
+            let state = meridian_config::state::DeploymentState::read(&state_dir)?;
+            let node = state
+                .nodes
+                .iter()
+                .find(|n| n.spec.role == meridian_config::Role::Dns)
+                .context("the deployment runs no DNS node")?;
+            let path = format!(
+                "/explain?name={}&type={}&client={client}",
+                urlencode(&name),
+                urlencode(&r#type)
+            );
+            let req = http::Request::get(path)
+                .header(http::header::HOST, node.spec.admin.to_string())
+                .body(http_body_util::Full::new(hyper::body::Bytes::new()))?;
+            let res = meridian_health::fetch(node.spec.admin, req, Duration::from_secs(5), 1 << 20)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot reach {} at {}: {e}",
+                        node.spec.name,
+                        node.spec.admin
+                    )
+                })?;
+            let text = String::from_utf8_lossy(&res.body).into_owned();
+            if res.status != 200 {
+                anyhow::bail!("{}", text.trim());
+            }
+            if json {
+                println!("{text}");
+            } else {
+                let v: serde_json::Value = serde_json::from_str(&text)?;
+                print!("{}", render_explain(&v));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::DemoOrigin {
             listen,
             region,
@@ -240,6 +317,78 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `dns explain` for people.
+fn render_explain(v: &serde_json::Value) -> String {
+    let s = |x: &serde_json::Value| x.as_str().unwrap_or("").to_owned();
+    let mut out = format!(
+        "{} {} asked by {}",
+        s(&v["name"]),
+        s(&v["type"]),
+        v["client"]["ip"].as_str().unwrap_or("?")
+    );
+    match v["client"]["location"]["name"].as_str() {
+        Some(l) => out.push_str(&format!(
+            " (client location {l}, from {})\n",
+            s(&v["client"]["via"])
+        )),
+        None => out.push_str(" (no known client location)\n"),
+    }
+    out.push_str(&format!("rcode {}\n", s(&v["rcode"])));
+    if let Some(why) = v["why"].as_str() {
+        out.push_str(&format!("why: {why}\n"));
+    }
+    for d in v["decisions"].as_array().into_iter().flatten() {
+        let dec = &d["decision"];
+        out.push_str(&format!(
+            "\n{} {}: policy {}\n",
+            s(&d["name"]),
+            s(&d["type"]),
+            s(&dec["policy"])
+        ));
+        for c in dec["candidates"].as_array().into_iter().flatten() {
+            let chosen = dec["chosen"]
+                .as_array()
+                .is_some_and(|a| a.contains(&c["id"]));
+            let metric = c["metric"]
+                .as_f64()
+                .map(|m| format!("{m:>8.1}"))
+                .unwrap_or_else(|| "       -".into());
+            out.push_str(&format!(
+                "  {} {:<18} {:<9} {metric}  {}\n",
+                if chosen { "->" } else { "  " },
+                s(&c["id"]),
+                if c["healthy"].as_bool() == Some(true) {
+                    "healthy"
+                } else {
+                    "UNHEALTHY"
+                },
+                c["values"]
+                    .as_array()
+                    .map(|a| a.iter().map(|x| s(x)).collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default()
+            ));
+        }
+        out.push_str(&format!("  rule: {}\n", s(&dec["rule"])));
+    }
+    out.push_str("\nanswer:\n");
+    for a in v["answers"].as_array().into_iter().flatten() {
+        out.push_str(&format!("  {}\n", s(a)));
+    }
+    if v["answers"].as_array().is_none_or(|a| a.is_empty()) {
+        out.push_str("  (none)\n");
+    }
+    out
 }
 
 /// What `validate` prints for a valid config.
@@ -314,13 +463,36 @@ fn summary(cfg: &Config) -> String {
         }
     };
     s.push_str(&format!(
-        "\ndeclared, not yet run by `up`:\n  edge PoPs ({}): {}\n  DNS servers: {} (default TTL {})\n  client locations ({}): {}\n",
+        "\ndns: {} server(s) on port {} for zone {}, {} record set(s):\n",
+        cfg.dns.servers,
+        cfg.dns.port,
+        cfg.deployment.zone,
+        cfg.dns.records.len()
+    ));
+    for r in &cfg.dns.records {
+        s.push_str(&format!(
+            "  {:<8} {:<6} {:<13} {} answer(s), ttl {}\n",
+            r.name,
+            format!("{:?}", r.kind),
+            r.policy.as_str(),
+            r.answers.len(),
+            d(r.ttl)
+        ));
+    }
+    s.push_str(&format!(
+        "client locations ({}): {}\n",
+        cfg.client_locations.len(),
+        names(
+            cfg.client_locations
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect()
+        ),
+    ));
+    s.push_str(&format!(
+        "\ndeclared, not yet run by `up`:\n  edge PoPs ({}): {}\n",
         cfg.edges.len(),
         names(cfg.edges.iter().map(|e| e.name.as_str()).collect()),
-        cfg.dns.servers,
-        d(cfg.dns.default_ttl),
-        cfg.client_locations.len(),
-        names(cfg.client_locations.iter().map(|c| c.name.as_str()).collect()),
     ));
     s
 }

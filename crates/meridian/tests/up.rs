@@ -47,6 +47,9 @@ unhealthy_threshold = 2
 [supervisor]
 restart_backoff = "300ms"
 stop_timeout = "5s"
+
+[dns]
+servers = 0
 "#;
 
 fn state(dir: &Path) -> serde_json::Value {
@@ -323,6 +326,9 @@ subnet = "127.43.0.0/16"
 name = "local-1"
 location = {{ lat = 0, lon = 0 }}
 azs = ["local-1a"]
+
+[dns]
+servers = 0
 
 [service]
 runtime = "command"

@@ -1,0 +1,60 @@
+//! Distance and the latency model: how far apart two places are in round-trip time.
+//!
+//! The model (DESIGN.md): great-circle distance over light in fibre, about 200 km per ms
+//! one way, times a route-inflation factor, plus a small access cost. The fibre term alone
+//! is the physical limit.
+
+use crate::model::Coordinates;
+
+const EARTH_RADIUS_KM: f64 = 6371.0;
+/// Light in fibre covers about 200 km per millisecond.
+pub const FIBRE_KM_PER_MS: f64 = 200.0;
+pub const DEFAULT_INFLATION: f64 = 1.5;
+pub const DEFAULT_ACCESS_MS: f64 = 2.0;
+
+impl Coordinates {
+    /// Great-circle distance (haversine).
+    pub fn distance_km(&self, other: &Coordinates) -> f64 {
+        let (la1, la2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dlat = la2 - la1;
+        let dlon = (other.lon - self.lon).to_radians();
+        let h = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlon / 2.0).sin().powi(2);
+        2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+    }
+
+    /// The modelled round trip in milliseconds, with the default inflation and access cost.
+    pub fn rtt_ms(&self, other: &Coordinates) -> f64 {
+        rtt_ms(
+            self.distance_km(other),
+            DEFAULT_INFLATION,
+            DEFAULT_ACCESS_MS,
+        )
+    }
+}
+
+/// Round trip for a distance: there and back over fibre, inflated, plus access.
+pub fn rtt_ms(distance_km: f64, inflation: f64, access_ms: f64) -> f64 {
+    2.0 * distance_km / FIBRE_KM_PER_MS * inflation + access_ms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_distances() {
+        let nyc = Coordinates {
+            lat: 40.71,
+            lon: -74.01,
+        };
+        let london = Coordinates {
+            lat: 51.51,
+            lon: -0.13,
+        };
+        let d = nyc.distance_km(&london);
+        assert!((d - 5570.0).abs() < 30.0, "{d}");
+        assert_eq!(nyc.distance_km(&nyc), 0.0);
+        let rtt = nyc.rtt_ms(&london);
+        assert!((rtt - (2.0 * d / 200.0 * 1.5 + 2.0)).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,653 @@
+//! The DNS node: UDP and TCP listeners, the resolution of one query, and the admin API.
+
+use crate::client::{ClientInfo, Locator};
+use crate::policy::{decide, Decision};
+use crate::zone::Zone;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use meridian_config::{CheckProtocol, HealthCheck, StatusMatcher};
+use meridian_health::{Health, HealthBoard};
+use meridian_telemetry::prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
+};
+use meridian_telemetry::Metrics;
+use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// Largest UDP answer we send (the DNS Flag Day 2020 value, safe from fragmentation).
+const MAX_UDP: u16 = 1232;
+/// Longest CNAME chain followed inside the zone.
+const MAX_CHAIN: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct DnsOptions {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub zone: Zone,
+    pub locator: Locator,
+    /// How answer targets are checked.
+    pub check: HealthCheck,
+}
+
+impl DnsOptions {
+    pub fn from_config(
+        cfg: &meridian_config::Config,
+        node: &meridian_config::NodeSpec,
+    ) -> Result<Self, crate::ZoneError> {
+        Ok(DnsOptions {
+            name: node.name.clone(),
+            listen: node.address,
+            admin: node.admin,
+            zone: Zone::build(cfg)?,
+            locator: Locator::from_config(cfg),
+            check: HealthCheck {
+                protocol: CheckProtocol::Http,
+                path: "/health".into(),
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_millis(400),
+                healthy_threshold: 2,
+                unhealthy_threshold: 2,
+                matcher: StatusMatcher(vec![(200, 299)]),
+                body_contains: None,
+            },
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {addr} ({proto}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        proto: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Admin(#[from] meridian_http::BindError),
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+struct DnsMetrics {
+    queries: Family<Labels, Counter>,
+    duration: Histogram,
+    flips: Family<Labels, Counter>,
+    target_healthy: Family<Labels, Gauge>,
+    dropped: Counter,
+}
+
+struct Inner {
+    name: String,
+    zone: Zone,
+    locator: Locator,
+    board: HealthBoard,
+    metrics: Metrics,
+    m: DnsMetrics,
+}
+
+/// A DNS server's state, shared by its listeners.
+#[derive(Clone)]
+pub struct Dns(Arc<Inner>);
+
+/// The outcome of resolving one question.
+pub struct Resolution {
+    pub rcode: ResponseCode,
+    pub answers: Vec<Record>,
+    pub authority: Vec<Record>,
+    pub additionals: Vec<Record>,
+    pub decisions: Vec<(Name, RecordType, Decision)>,
+    /// The narrowest ECS scope any decision needed.
+    pub scope_prefix: u8,
+}
+
+impl Dns {
+    pub fn new(opts: &DnsOptions) -> Self {
+        let metrics = Metrics::new();
+        let m = DnsMetrics {
+            queries: metrics.register(
+                "dns_queries",
+                "Queries answered, by type, response code and routing policy",
+                Family::default(),
+            ),
+            duration: metrics.register(
+                "dns_answer_duration_seconds",
+                "Time to compute and encode an answer",
+                Histogram::new(
+                    [
+                        0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005,
+                    ]
+                    .into_iter(),
+                ),
+            ),
+            flips: metrics.register(
+                "dns_health_flips",
+                "Health changes of answer targets, by target and new state",
+                Family::default(),
+            ),
+            target_healthy: metrics.register(
+                "dns_target_healthy",
+                "1 when an answer target passes its health check",
+                Family::default(),
+            ),
+            dropped: metrics.register(
+                "dns_dropped_packets",
+                "Packets too short or not queries, dropped without answer",
+                Counter::default(),
+            ),
+        };
+        let board = HealthBoard::new();
+        for t in &opts.zone.health_targets {
+            board.register(
+                &t.key,
+                opts.check.healthy_threshold,
+                opts.check.unhealthy_threshold,
+            );
+        }
+        Dns(Arc::new(Inner {
+            name: opts.name.clone(),
+            zone: opts.zone.clone(),
+            locator: opts.locator.clone(),
+            board,
+            metrics,
+            m,
+        }))
+    }
+
+    pub fn board(&self) -> &HealthBoard {
+        &self.0.board
+    }
+
+    /// Starts checking every answer target; keeps health metrics current.
+    pub fn start_health_checks(&self, check: &HealthCheck) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks: Vec<_> = self
+            .0
+            .zone
+            .health_targets
+            .iter()
+            .map(|t| {
+                let mut c = check.clone();
+                c.path = t.path.clone();
+                self.0.board.watch(&t.key, t.addr, c)
+            })
+            .collect();
+        let me = self.clone();
+        let mut events = self.0.board.subscribe();
+        tasks.push(tokio::spawn(async move {
+            while let Ok(ev) = events.recv().await {
+                let to = format!("{:?}", ev.to).to_lowercase();
+                me.0.m
+                    .flips
+                    .get_or_create(&vec![("target", ev.target.clone()), ("to", to)])
+                    .inc();
+                me.0.m
+                    .target_healthy
+                    .get_or_create(&vec![("target", ev.target.clone())])
+                    .set(i64::from(ev.to == Health::Healthy));
+            }
+        }));
+        tasks
+    }
+
+    /// Unknown counts as healthy: a target is trusted until its first check fails, so a
+    /// fresh node does not answer as if everything were down.
+    fn healthy(&self, key: &str) -> bool {
+        self.0.board.health(key) != Health::Unhealthy
+    }
+
+    /// Who the client is: ECS when the query carries it, else the packet's source.
+    pub fn client(&self, src: IpAddr, ecs: Option<&ClientSubnet>) -> ClientInfo {
+        let (ip, via, source_prefix) = match ecs {
+            Some(cs) if cs.source_prefix() > 0 => (cs.addr(), "ecs", cs.source_prefix()),
+            _ => (src, "source", if src.is_ipv4() { 32 } else { 128 }),
+        };
+        ClientInfo {
+            ip,
+            via,
+            source_prefix,
+            location: self.0.locator.locate(ip).cloned(),
+        }
+    }
+
+    /// Resolves one question for one client against the zone.
+    pub fn resolve(&self, qname: &Name, qtype: RecordType, client: &ClientInfo) -> Resolution {
+        let zone = &self.0.zone;
+        let mut r = Resolution {
+            rcode: ResponseCode::NoError,
+            answers: Vec::new(),
+            authority: Vec::new(),
+            additionals: Vec::new(),
+            decisions: Vec::new(),
+            scope_prefix: 0,
+        };
+        let mut name = qname.to_lowercase();
+        for _ in 0..MAX_CHAIN {
+            if !zone.contains(&name) {
+                break; // a CNAME left the zone: the resolver follows it
+            }
+            if name == zone.origin && qtype == RecordType::SOA {
+                r.answers.push(zone.soa.clone());
+                return r;
+            }
+            if name == zone.origin && qtype == RecordType::NS {
+                r.answers.extend(zone.ns.iter().cloned());
+                r.additionals.extend(zone.glue.iter().cloned());
+                return r;
+            }
+            if qtype == RecordType::A {
+                let glue: Vec<Record> = zone
+                    .glue
+                    .iter()
+                    .filter(|g| g.name == name)
+                    .cloned()
+                    .collect();
+                if !glue.is_empty() {
+                    r.answers.extend(glue);
+                    return r;
+                }
+            }
+            let types: Vec<RecordType> = if qtype == RecordType::ANY {
+                zone.sets_at(&name).map(|s| s.rtype).collect()
+            } else {
+                vec![qtype]
+            };
+            let mut found = false;
+            for t in types {
+                if let Some(set) = zone.set(&name, t) {
+                    found = true;
+                    self.answer_set(&mut r, set, client);
+                }
+            }
+            if found {
+                if r.answers.is_empty() {
+                    r.authority.push(self.negative_soa());
+                }
+                return r;
+            }
+            // Not found: follow a CNAME at this name.
+            if qtype != RecordType::CNAME {
+                if let Some(cname) = zone.set(&name, RecordType::CNAME) {
+                    let before = r.answers.len();
+                    self.answer_set(&mut r, cname, client);
+                    let next = r.answers[before..].iter().find_map(|rec| match &rec.data {
+                        RData::CNAME(c) => Some(c.0.to_lowercase()),
+                        _ => None,
+                    });
+                    match next {
+                        Some(n) => {
+                            name = n;
+                            continue;
+                        }
+                        None => return r,
+                    }
+                }
+            }
+            if !zone.exists(&name) {
+                // NXDOMAIN belongs to the last name of the chain (RFC 6604).
+                r.rcode = ResponseCode::NXDomain;
+            }
+            r.authority.push(self.negative_soa());
+            return r;
+        }
+        r
+    }
+
+    fn answer_set(&self, r: &mut Resolution, set: &crate::zone::RtSet, client: &ClientInfo) {
+        let d = decide(&self.0.zone, set, client, &|k| self.healthy(k));
+        r.scope_prefix = r.scope_prefix.max(d.scope_prefix);
+        for rd in &d.rdata {
+            r.answers
+                .push(Record::from_rdata(set.name.clone(), set.ttl, rd.clone()));
+        }
+        r.decisions.push((set.name.clone(), set.rtype, d));
+    }
+
+    /// The SOA for negative answers; its TTL is the negative-caching time (RFC 2308).
+    fn negative_soa(&self) -> Record {
+        let mut soa = self.0.zone.soa.clone();
+        soa.ttl = self.0.zone.negative_ttl;
+        soa
+    }
+
+    fn count(&self, qtype: &str, rcode: ResponseCode, policy: &str) {
+        self.0
+            .m
+            .queries
+            .get_or_create(&vec![
+                ("qtype", qtype.to_owned()),
+                ("rcode", rcode.to_str().to_owned()),
+                ("policy", policy.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// Answers one DNS message; `None` means drop it (not a query, or too short to answer).
+    pub fn handle(&self, buf: &[u8], src: IpAddr, udp: bool) -> Option<Vec<u8>> {
+        let start = Instant::now();
+        if buf.len() < 12 || buf[2] & 0x80 != 0 {
+            self.0.m.dropped.inc();
+            return None;
+        }
+        let id = u16::from_be_bytes([buf[0], buf[1]]);
+        let msg = match Message::from_vec(buf) {
+            Ok(m) => m,
+            Err(_) => {
+                self.count("-", ResponseCode::FormErr, "-");
+                return Message::error_msg(id, OpCode::Query, ResponseCode::FormErr)
+                    .to_vec()
+                    .ok();
+            }
+        };
+        let mut res = Message::response(id, msg.metadata.op_code);
+        res.metadata.message_type = MessageType::Response;
+        res.metadata.recursion_desired = msg.metadata.recursion_desired;
+        res.add_queries(msg.queries.iter().cloned());
+        let mut max = 512u16;
+        let mut ecs = None;
+        if let Some(e) = &msg.edns {
+            let mut out = Edns::new();
+            out.set_max_payload(MAX_UDP);
+            if e.version() > 0 {
+                res.metadata.response_code = ResponseCode::BADVERS;
+                res.set_edns(out);
+                self.count("-", ResponseCode::BADVERS, "-");
+                return res.to_vec().ok();
+            }
+            max = e.max_payload().clamp(512, MAX_UDP);
+            if let Some(EdnsOption::Subnet(cs)) = e.option(EdnsCode::Subnet) {
+                ecs = Some(cs.clone());
+            }
+            res.set_edns(out);
+        }
+        let reply = |mut res: Message, code: ResponseCode, this: &Self, qt: &str, policy: &str| {
+            res.metadata.response_code = code;
+            this.count(qt, code, policy);
+            res.to_vec().ok()
+        };
+        if msg.metadata.op_code != OpCode::Query {
+            return reply(res, ResponseCode::NotImp, self, "-", "-");
+        }
+        let [q] = &msg.queries[..] else {
+            return reply(res, ResponseCode::FormErr, self, "-", "-");
+        };
+        let qtype = q.query_type();
+        if q.query_class() != DNSClass::IN || !self.0.zone.contains(&q.name().to_lowercase()) {
+            return reply(res, ResponseCode::Refused, self, &qtype.to_string(), "-");
+        }
+        res.metadata.authoritative = true;
+        let client = self.client(src, ecs.as_ref());
+        let r = self.resolve(q.name(), qtype, &client);
+        let policy = r
+            .decisions
+            .first()
+            .map(|(_, _, d)| d.policy.as_str())
+            .unwrap_or("-");
+        if let (Some(cs), Some(edns)) = (&ecs, res.edns.as_mut()) {
+            let scope = if cs.source_prefix() == 0 {
+                0
+            } else {
+                r.scope_prefix.min(cs.source_prefix())
+            };
+            edns.options_mut()
+                .insert(EdnsOption::Subnet(ClientSubnet::new(
+                    cs.addr(),
+                    cs.source_prefix(),
+                    scope,
+                )));
+        }
+        res.metadata.response_code = r.rcode;
+        res.insert_answers(r.answers);
+        res.insert_authorities(r.authority);
+        res.insert_additionals(r.additionals);
+        self.count(&qtype.to_string(), r.rcode, policy);
+        let mut bytes = res.to_vec().ok()?;
+        if udp && bytes.len() > usize::from(max) {
+            // Too big for this client's UDP: say so, and it will ask again over TCP.
+            bytes = res.truncate().to_vec().ok()?;
+        }
+        self.0.m.duration.observe(start.elapsed().as_secs_f64());
+        Some(bytes)
+    }
+
+    /// What `meridian dns explain` shows: the answer and why, as Route 53's TestDNSAnswer.
+    pub fn explain(
+        &self,
+        name: &str,
+        qtype: &str,
+        client_ip: IpAddr,
+    ) -> Result<serde_json::Value, String> {
+        let name = Name::from_str(
+            if name.ends_with('.') {
+                name.to_owned()
+            } else {
+                format!("{name}.")
+            }
+            .as_str(),
+        )
+        .map_err(|e| format!("`{name}` is not a domain name: {e}"))?;
+        let rtype = RecordType::from_str(&qtype.to_ascii_uppercase())
+            .map_err(|_| format!("`{qtype}` is not a record type"))?;
+        if !self.0.zone.contains(&name.to_lowercase()) {
+            return Ok(
+                json!({ "name": name.to_string(), "type": rtype.to_string(), "rcode": "REFUSED",
+                "why": format!("{name} is outside the zone {}", self.0.zone.origin) }),
+            );
+        }
+        let client = self.client(client_ip, None);
+        let r = self.resolve(&name, rtype, &client);
+        let health: Vec<_> = self
+            .0
+            .board
+            .snapshot()
+            .into_iter()
+            .map(|t| json!({ "target": t.target, "health": t.health, "last_check": t.last_probe }))
+            .collect();
+        Ok(json!({
+            "server": self.0.name,
+            "name": name.to_string(),
+            "type": rtype.to_string(),
+            "client": client,
+            "rcode": r.rcode.to_str(),
+            "answers": r.answers.iter().map(|a| format!("{} {} {} {}", a.name, a.ttl, a.record_type(), a.data)).collect::<Vec<_>>(),
+            "authority": r.authority.iter().map(|a| format!("{} {} {}", a.name, a.ttl, a.record_type())).collect::<Vec<_>>(),
+            "ecs_scope_prefix": r.scope_prefix,
+            "decisions": r.decisions.iter().map(|(n, t, d)| json!({ "name": n.to_string(), "type": t.to_string(), "decision": d })).collect::<Vec<_>>(),
+            "health": health,
+        }))
+    }
+}
+
+/// Runs the UDP and TCP listeners and the admin endpoint until `shutdown`.
+pub async fn run(
+    opts: DnsOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let udp = UdpSocket::bind(opts.listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: opts.listen,
+            proto: "udp",
+            source,
+        })?;
+    let tcp = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: opts.listen,
+            proto: "tcp",
+            source,
+        })?;
+    let admin = meridian_http::bind(opts.admin).await?;
+    let dns = Dns::new(&opts);
+    let checks = dns.start_health_checks(&opts.check);
+    tracing::info!(name = %opts.name, listen = %opts.listen, zone = %opts.zone.origin, "dns listening (udp, tcp)");
+    let udp = Arc::new(udp);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    let mut tasks: Vec<_> = (0..workers)
+        .map(|_| tokio::spawn(udp_loop(dns.clone(), udp.clone())))
+        .collect();
+    tasks.push(tokio::spawn(tcp_loop(dns.clone(), tcp)));
+    tasks.extend(checks);
+    let admin_dns = dns.clone();
+    meridian_http::serve(
+        admin,
+        meridian_http::ServerOptions {
+            drain: Duration::from_millis(200),
+            ..Default::default()
+        },
+        move |_| {
+            let dns = admin_dns.clone();
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let res = admin_route(&dns, req.uri());
+                async move { Ok::<_, std::convert::Infallible>(res) }
+            })
+        },
+        shutdown,
+    )
+    .await;
+    for t in tasks {
+        t.abort();
+    }
+    tracing::info!(name = %opts.name, "dns stopped");
+    Ok(())
+}
+
+async fn udp_loop(dns: Dns, sock: Arc<UdpSocket>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, peer) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "udp receive failed");
+                continue;
+            }
+        };
+        if let Some(out) = dns.handle(&buf[..n], peer.ip(), true) {
+            let _ = sock.send_to(&out, peer).await;
+        }
+    }
+}
+
+async fn tcp_loop(dns: Dns, listener: TcpListener) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let dns = dns.clone();
+        tokio::spawn(async move {
+            let _ = tcp_conn(dns, stream, peer.ip()).await;
+        });
+    }
+}
+
+/// One TCP connection: length-prefixed messages (RFC 1035 §4.2.2), idle timeout, bounded.
+async fn tcp_conn(dns: Dns, mut s: TcpStream, peer: IpAddr) -> std::io::Result<()> {
+    for _ in 0..1000 {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            _ => return Ok(()),
+        }
+        let n = usize::from(u16::from_be_bytes(len));
+        let mut buf = vec![0u8; n];
+        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        let Some(out) = dns.handle(&buf, peer, false) else {
+            return Ok(());
+        };
+        let mut framed = Vec::with_capacity(out.len() + 2);
+        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&out);
+        s.write_all(&framed).await?;
+    }
+    Ok(())
+}
+
+fn admin_route(dns: &Dns, uri: &http::Uri) -> http::Response<meridian_http::Body> {
+    use http::StatusCode;
+    match uri.path() {
+        "/metrics" => meridian_http::metrics(dns.0.metrics.encode()),
+        "/health" => meridian_http::json(
+            StatusCode::OK,
+            json!({ "status": "healthy", "role": "dns", "name": dns.0.name }).to_string(),
+        ),
+        "/targets" => meridian_http::json(
+            StatusCode::OK,
+            serde_json::to_string(&dns.0.board.snapshot()).unwrap_or_default(),
+        ),
+        "/explain" => {
+            let q: std::collections::HashMap<String, String> = uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+                .collect();
+            let (Some(name), Some(client)) = (q.get("name"), q.get("client")) else {
+                return meridian_http::text(
+                    StatusCode::BAD_REQUEST,
+                    "use /explain?name=api.example.com&type=A&client=127.10.203.1",
+                );
+            };
+            let Ok(ip) = client.parse::<IpAddr>() else {
+                return meridian_http::text(
+                    StatusCode::BAD_REQUEST,
+                    format!("`{client}` is not an IP address"),
+                );
+            };
+            match dns.explain(name, q.get("type").map(String::as_str).unwrap_or("A"), ip) {
+                Ok(v) => meridian_http::json(StatusCode::OK, v.to_string()),
+                Err(e) => meridian_http::text(StatusCode::BAD_REQUEST, e),
+            }
+        }
+        _ => meridian_http::text(
+            StatusCode::NOT_FOUND,
+            "dns admin endpoints: /metrics, /health, /targets, /explain",
+        ),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
