@@ -47,8 +47,17 @@ impl Config {
                 return Err(d.finish().err().unwrap_or_else(|| ConfigErrors(Vec::new())));
             }
         };
-        let cfg =
+        let mut cfg =
             Table::new(String::new(), &root, &mut d).and_then(|t| read_root(&t, &mut d, origin));
+        // Files named in the config are relative to the config file.
+        if let Some(c) = cfg.as_mut() {
+            if let (Some(zf), Some(dir)) = (&c.dns.zone_file, std::path::Path::new(origin).parent())
+            {
+                if zf.is_relative() && origin != DEFAULT_ORIGIN {
+                    c.dns.zone_file = Some(dir.join(zf));
+                }
+            }
+        }
         d.finish()?;
         // Every reader that gives up records why, so this is only a guard against a bug.
         cfg.ok_or_else(|| {
@@ -676,6 +685,7 @@ fn read_dns(t: &Table, d: &mut Diagnostics) -> Option<Dns> {
             t.missing(d, "static_answer", "add static_answer = [\"192.0.2.10\"]");
         }
     }
+    dns.zone_file = t.str(d, "zone_file").map(std::path::PathBuf::from);
     for s in t.tables(d, "record") {
         if let Some(r) = read_record_set(&s, d, dns.default_ttl) {
             dns.records.push(r);
@@ -709,6 +719,7 @@ pub(crate) fn default_dns() -> Dns {
         when_all_unhealthy: AllUnhealthy::FailOpen,
         records: Vec::new(),
         latency_overrides: Vec::new(),
+        zone_file: None,
     }
 }
 

@@ -242,6 +242,9 @@ pub struct Dns {
     pub records: Vec<RecordSet>,
     /// Measured or agreed round trips that replace the modelled ones.
     pub latency_overrides: Vec<LatencyOverride>,
+    /// A BIND zone file with static records served beside the record sets above
+    /// (relative paths are relative to the config file).
+    pub zone_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

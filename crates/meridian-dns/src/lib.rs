@@ -10,6 +10,7 @@ mod client;
 mod policy;
 mod server;
 mod zone;
+pub mod zonefile;
 
 pub use client::{ClientInfo, Locator};
 pub use policy::{Candidate, Decision};

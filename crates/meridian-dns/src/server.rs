@@ -51,7 +51,7 @@ impl DnsOptions {
                 protocol: CheckProtocol::Http,
                 path: "/health".into(),
                 interval: Duration::from_secs(1),
-                timeout: Duration::from_millis(400),
+                timeout: Duration::from_millis(300),
                 healthy_threshold: 2,
                 unhealthy_threshold: 2,
                 matcher: StatusMatcher(vec![(200, 299)]),

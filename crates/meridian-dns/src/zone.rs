@@ -328,6 +328,19 @@ impl Zone {
                 },
             );
         }
+        if let Some(path) = &dns.zone_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                name_err(
+                    "zone_file",
+                    None,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let records = crate::zonefile::parse(&text, &path.display().to_string(), &origin)
+                .map_err(|e| name_err("zone_file", None, e.to_string()))?;
+            zone.add_static(records)
+                .map_err(|p| name_err("zone_file", None, p))?;
+        }
         // A CNAME owns its name alone (RFC 1034 §3.6.2).
         for (n, t) in zone.sets.keys() {
             if *t == RecordType::CNAME
@@ -345,6 +358,65 @@ impl Zone {
         }
         zone.health_targets = targets;
         Ok(zone)
+    }
+
+    /// Adds a zone file's records as simple record sets; its SOA and apex NS replace ours.
+    fn add_static(&mut self, records: Vec<Record>) -> Result<(), String> {
+        let mut apex_ns = Vec::new();
+        let mut grouped: Vec<((Name, RecordType), Vec<Record>)> = Vec::new();
+        for r in records {
+            if !self.origin.zone_of(&r.name) {
+                return Err(format!("{} is outside the zone {}", r.name, self.origin));
+            }
+            match r.record_type() {
+                RecordType::SOA if r.name == self.origin => self.soa = r,
+                RecordType::NS if r.name == self.origin => apex_ns.push(r),
+                t => match grouped.iter_mut().find(|(k, _)| k.0 == r.name && k.1 == t) {
+                    Some((_, v)) => v.push(r),
+                    None => grouped.push(((r.name.clone(), t), vec![r])),
+                },
+            }
+        }
+        if !apex_ns.is_empty() {
+            self.ns = apex_ns;
+            self.glue.clear();
+        }
+        if let RData::SOA(soa) = &self.soa.data {
+            self.negative_ttl = self.soa.ttl.min(soa.minimum);
+        }
+        for ((name, rtype), recs) in grouped {
+            if self.sets.contains_key(&(name.clone(), rtype)) {
+                return Err(format!(
+                    "{name} {rtype} is both in the zone file and a [[dns.record]]; keep one"
+                ));
+            }
+            let ttl = recs.iter().map(|r| r.ttl).min().unwrap_or(300);
+            let answer = RtAnswer {
+                id: "zone-file".into(),
+                rdata: recs.into_iter().map(|r| r.data).collect(),
+                health: None,
+                weight: 1,
+                location: None,
+                region: None,
+                bias: 0,
+                failover: None,
+                geo: None,
+                cidrs: Vec::new(),
+                ip_default: false,
+            };
+            self.insert_name(name.clone());
+            self.sets.insert(
+                (name.clone(), rtype),
+                RtSet {
+                    name,
+                    rtype,
+                    ttl,
+                    policy: Policy::Simple,
+                    answers: vec![answer],
+                },
+            );
+        }
+        Ok(())
     }
 
     fn insert_name(&mut self, mut n: Name) {

@@ -271,3 +271,39 @@ fn explain_names_the_rule_and_candidates() {
     assert_eq!(eu["healthy"], false);
     assert!(d["rule"].as_str().unwrap().contains("lowest round trip"));
 }
+
+#[test]
+fn zone_file_records_are_served_and_errors_name_the_line() {
+    let dir = std::env::temp_dir().join(format!("meridian-zone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let zone = dir.join("t.zone");
+    std::fs::write(&zone, "$ORIGIN t.example.\n$TTL 300\nlegacy IN A 192.0.2.200\n       IN TXT \"kept\"\nold 60 IN CNAME legacy\n").unwrap();
+    let dns = server("");
+    assert!(
+        a(&dns, "legacy.t.example.", NYC).is_empty(),
+        "not served without the file"
+    );
+    let with_file = CONFIG.replace(
+        "servers = 1\n",
+        &format!("servers = 1\nzone_file = \"{}\"\n", zone.display()),
+    );
+    let cfg = meridian_config::Config::parse(&with_file, "z.toml").unwrap();
+    let dns = meridian_dns::Dns::new(&options(&cfg));
+    assert_eq!(a(&dns, "legacy.t.example.", NYC), ["192.0.2.200"]);
+    assert_eq!(
+        a(&dns, "old.t.example.", NYC),
+        ["192.0.2.200"],
+        "CNAME into the file's records"
+    );
+    let r = ask(&dns, &query("legacy.t.example.", RecordType::TXT), NYC);
+    assert_eq!(r.answers.len(), 1);
+
+    std::fs::write(
+        &zone,
+        "$TTL 300\nok IN A 192.0.2.1\n\nbad IN A not-an-address\n",
+    )
+    .unwrap();
+    let e = meridian_dns::Zone::build(&cfg).unwrap_err().to_string();
+    assert!(e.contains(&format!("{}:4:", zone.display())), "{e}");
+    assert!(e.contains("IPv4"), "{e}");
+}

@@ -20,6 +20,9 @@ pub struct UpOptions {
     pub config: Config,
     /// The config text, copied into the state dir for the children to read.
     pub config_text: String,
+    /// The config file, when there is one: children read it in place so that files it
+    /// names by relative path (a zone file) are found.
+    pub config_file: Option<PathBuf>,
     pub state_dir: PathBuf,
     /// The `meridian` binary to start nodes with (normally this one).
     pub exe: PathBuf,
@@ -156,7 +159,10 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         path: config_path.clone(),
         source,
     })?;
-    let config_path = std::fs::canonicalize(&config_path).unwrap_or(config_path);
+    let config_path = match &opts.config_file {
+        Some(f) => std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()),
+        None => std::fs::canonicalize(&config_path).unwrap_or(config_path),
+    };
 
     let nodes = cfg.nodes();
     preflight(cfg, &nodes)?;
@@ -202,16 +208,11 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
     }));
 
     let (stopping_tx, stopping_rx) = watch::channel(false);
-    let runners: Vec<_> = shared
-        .slots
-        .iter()
-        .map(|slot| tokio::spawn(supervise(shared.clone(), slot.clone(), stopping_rx.clone())))
-        .collect();
-
+    let mut runners = Vec::new();
     let signal = meridian_http::shutdown_signal();
     tokio::pin!(signal);
     let ready = tokio::select! {
-        r = wait_ready(&shared) => r,
+        r = start_in_waves(&shared, &stopping_rx, &mut runners) => r,
         _ = &mut signal => Ok(()),
     };
     let result = match ready {
@@ -384,18 +385,47 @@ fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck
     }
 }
 
-async fn wait_ready(shared: &Shared) -> Result<(), UpError> {
-    let deadline = Instant::now() + shared.opts.config.supervisor.ready_timeout;
+/// Starts the data path first (instances and balancers), then the DNS, so that the DNS
+/// health checks find their targets up instead of starting from failures.
+async fn start_in_waves(
+    shared: &Arc<Shared>,
+    stopping: &watch::Receiver<bool>,
+    runners: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(), UpError> {
     let total = shared.slots.len();
-    let mut ready = vec![false; total];
-    let mut last_detail = vec![String::from("not probed yet"); total];
     eprintln!(
         "starting {total} nodes of `{}` ({} region(s))...",
         shared.opts.config.deployment.name,
         shared.opts.config.regions.len()
     );
+    let (dns, data): (Vec<usize>, Vec<usize>) =
+        (0..total).partition(|&i| shared.slots[i].spec.role == Role::Dns);
+    let deadline = Instant::now() + shared.opts.config.supervisor.ready_timeout;
+    let mut ready = vec![false; total];
+    for wave in [data, dns] {
+        for &i in &wave {
+            runners.push(tokio::spawn(supervise(
+                shared.clone(),
+                shared.slots[i].clone(),
+                stopping.clone(),
+            )));
+        }
+        wait_ready(shared, &wave, &mut ready, deadline).await?;
+    }
+    Ok(())
+}
+
+async fn wait_ready(
+    shared: &Shared,
+    wave: &[usize],
+    ready: &mut [bool],
+    deadline: Instant,
+) -> Result<(), UpError> {
+    let total = shared.slots.len();
+    let mut last_detail = vec![String::from("not probed yet"); total];
     loop {
-        for (i, slot) in shared.slots.iter().enumerate() {
+        for &i in wave {
+            let slot = &shared.slots[i];
             if ready[i] {
                 continue;
             }
@@ -413,7 +443,7 @@ async fn wait_ready(shared: &Shared) -> Result<(), UpError> {
                 last_detail[i] = out.detail;
             }
         }
-        if ready.iter().all(|r| *r) {
+        if wave.iter().all(|&i| ready[i]) {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -421,7 +451,7 @@ async fn wait_ready(shared: &Shared) -> Result<(), UpError> {
                 .slots
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| !ready[*i])
+                .filter(|(i, _)| wave.contains(i) && !ready[*i])
                 .map(|(i, s)| format!("  - {}: {}", s.spec.name, last_detail[i]))
                 .collect();
             return Err(UpError::NotReady {

@@ -193,6 +193,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Up { config, state_dir } => {
             meridian_telemetry::init_logs("warn");
+            let config_path_arg = config.clone();
             let (config, config_text) = match load_config(config.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
@@ -200,6 +201,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             let exe = std::env::current_exe()
                 .context("cannot find the meridian binary to start nodes with")?;
             meridian_supervisor::up(meridian_supervisor::UpOptions {
+                config_file: config_path_arg,
                 config,
                 config_text,
                 state_dir,
