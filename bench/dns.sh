@@ -43,6 +43,7 @@ azs = ["r-us-a"]
 [dns]
 servers = 1
 port = 8053
+udp_threads = 1
 [[dns.record]]
 name = "static"
 type = "A"

@@ -661,6 +661,10 @@ fn read_dns(t: &Table, d: &mut Diagnostics) -> Option<Dns> {
         .map(|p| p as u16)
         .unwrap_or(dns.port);
     dns.default_ttl = t.duration(d, "default_ttl").unwrap_or(dns.default_ttl);
+    dns.udp_threads = t
+        .int(d, "udp_threads", 1..=64)
+        .map(|n| n as u32)
+        .unwrap_or(dns.udp_threads);
     if let Some(mode) = t.str(d, "when_all_unhealthy") {
         dns.when_all_unhealthy = match mode.as_str() {
             "fail_open" => AllUnhealthy::FailOpen,
@@ -715,6 +719,9 @@ pub(crate) fn default_dns() -> Dns {
     Dns {
         servers: 2,
         port: 8053,
+        udp_threads: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
         default_ttl: Duration::from_secs(30),
         when_all_unhealthy: AllUnhealthy::FailOpen,
         records: Vec::new(),

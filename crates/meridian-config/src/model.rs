@@ -235,6 +235,8 @@ pub struct Dns {
     pub servers: u32,
     /// UDP and TCP port of every DNS node.
     pub port: u16,
+    /// Threads answering UDP on each node (default: one per core).
+    pub udp_threads: u32,
     #[serde(with = "crate::serde_duration")]
     pub default_ttl: Duration,
     /// What a record set answers when every candidate is unhealthy.

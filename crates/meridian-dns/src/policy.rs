@@ -45,6 +45,7 @@ fn location_dependent(p: Policy) -> bool {
 }
 
 pub fn decide(
+    explain: bool,
     zone: &Zone,
     set: &RtSet,
     client: &ClientInfo,
@@ -58,6 +59,7 @@ pub fn decide(
     if set.policy != Policy::Simple && !alive.iter().any(|h| *h) && !set.answers.is_empty() {
         if zone.fail_closed {
             return finish(
+                explain,
                 set,
                 client,
                 &health,
@@ -74,6 +76,7 @@ pub fn decide(
                 .cloned()
                 .collect();
             return finish(
+                explain,
                 set,
                 client,
                 &health,
@@ -168,7 +171,7 @@ pub fn decide(
                         set.answers[i].region.as_deref() == Some(zone.primary_region.as_str())
                     })
                     .or_else(|| live.first().copied());
-                return finish(set, client, &health, None, rdata_of(set, pick.into_iter()), format!("{rule_prefix}latency: the client's location is unknown, so the primary region answers"))
+                return finish(explain, set, client, &health, None, rdata_of(set, pick.into_iter()), format!("{rule_prefix}latency: the client's location is unknown, so the primary region answers"))
                     .with_ids(set, pick.into_iter().collect());
             };
             for &i in &live {
@@ -189,7 +192,7 @@ pub fn decide(
         }
         Policy::Geoproximity => {
             let Some(loc) = &client.location else {
-                return finish(set, client, &health, None, rdata_of(set, live.first().copied().into_iter()), format!("{rule_prefix}geoproximity: the client's location is unknown, so the first healthy answer"))
+                return finish(explain, set, client, &health, None, rdata_of(set, live.first().copied().into_iter()), format!("{rule_prefix}geoproximity: the client's location is unknown, so the first healthy answer"))
                     .with_ids(set, live.first().copied().into_iter().collect());
             };
             for &i in &live {
@@ -245,6 +248,7 @@ pub fn decide(
             match best {
                 Some((i, p)) => {
                     let mut d = finish(
+                        explain,
                         set,
                         client,
                         &health,
@@ -266,6 +270,7 @@ pub fn decide(
         }
     };
     let mut d = finish(
+        explain,
         set,
         client,
         &health,
@@ -273,7 +278,9 @@ pub fn decide(
         rdata_of(set, chosen.iter().copied()),
         format!("{rule_prefix}{rule}"),
     );
-    d.chosen = chosen.iter().map(|&i| set.answers[i].id.clone()).collect();
+    if explain {
+        d.chosen = chosen.iter().map(|&i| set.answers[i].id.clone()).collect();
+    }
     d
 }
 
@@ -303,6 +310,7 @@ fn rdata_of(set: &RtSet, idx: impl Iterator<Item = usize>) -> Vec<RData> {
 }
 
 fn finish(
+    explain: bool,
     set: &RtSet,
     client: &ClientInfo,
     alive: &[bool],
@@ -322,10 +330,12 @@ fn finish(
         policy: set.policy,
         rdata,
         chosen: Vec::new(),
+        // Candidates are for people (explain); the query path skips building them.
         candidates: set
             .answers
             .iter()
             .enumerate()
+            .filter(|_| explain)
             .map(|(i, a)| Candidate {
                 id: a.id.clone(),
                 healthy: alive[i],
@@ -341,7 +351,12 @@ fn finish(
 }
 
 impl Decision {
+    /// Records which answers were chosen; only explanations keep them (`candidates` is
+    /// empty on the query path).
     fn with_ids(mut self, set: &RtSet, idx: Vec<usize>) -> Self {
+        if self.candidates.is_empty() {
+            return self;
+        }
         self.chosen = idx.iter().map(|&i| set.answers[i].id.clone()).collect();
         self
     }

@@ -34,6 +34,8 @@ pub struct DnsOptions {
     pub locator: Locator,
     /// How answer targets are checked.
     pub check: HealthCheck,
+    /// Threads answering UDP.
+    pub udp_threads: usize,
 }
 
 impl DnsOptions {
@@ -57,6 +59,7 @@ impl DnsOptions {
                 matcher: StatusMatcher(vec![(200, 299)]),
                 body_contains: None,
             },
+            udp_threads: cfg.dns.udp_threads as usize,
         })
     }
 }
@@ -76,8 +79,11 @@ pub enum RunError {
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Query labels are static strings in a fixed array: counting a query allocates nothing.
+type QueryLabels = [(&'static str, &'static str); 3];
+
 struct DnsMetrics {
-    queries: Family<Labels, Counter>,
+    queries: Family<QueryLabels, Counter>,
     duration: Histogram,
     flips: Family<Labels, Counter>,
     target_healthy: Family<Labels, Gauge>,
@@ -217,7 +223,13 @@ impl Dns {
     }
 
     /// Resolves one question for one client against the zone.
-    pub fn resolve(&self, qname: &Name, qtype: RecordType, client: &ClientInfo) -> Resolution {
+    pub fn resolve(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        client: &ClientInfo,
+        explain: bool,
+    ) -> Resolution {
         let zone = &self.0.zone;
         let mut r = Resolution {
             rcode: ResponseCode::NoError,
@@ -241,7 +253,7 @@ impl Dns {
                 r.additionals.extend(zone.glue.iter().cloned());
                 return r;
             }
-            if qtype == RecordType::A {
+            if qtype == RecordType::A && zone.set(&name, RecordType::A).is_none() {
                 let glue: Vec<Record> = zone
                     .glue
                     .iter()
@@ -262,7 +274,7 @@ impl Dns {
             for t in types {
                 if let Some(set) = zone.set(&name, t) {
                     found = true;
-                    self.answer_set(&mut r, set, client);
+                    self.answer_set(&mut r, set, client, explain);
                 }
             }
             if found {
@@ -275,7 +287,7 @@ impl Dns {
             if qtype != RecordType::CNAME {
                 if let Some(cname) = zone.set(&name, RecordType::CNAME) {
                     let before = r.answers.len();
-                    self.answer_set(&mut r, cname, client);
+                    self.answer_set(&mut r, cname, client, explain);
                     let next = r.answers[before..].iter().find_map(|rec| match &rec.data {
                         RData::CNAME(c) => Some(c.0.to_lowercase()),
                         _ => None,
@@ -299,8 +311,14 @@ impl Dns {
         r
     }
 
-    fn answer_set(&self, r: &mut Resolution, set: &crate::zone::RtSet, client: &ClientInfo) {
-        let d = decide(&self.0.zone, set, client, &|k| self.healthy(k));
+    fn answer_set(
+        &self,
+        r: &mut Resolution,
+        set: &crate::zone::RtSet,
+        client: &ClientInfo,
+        explain: bool,
+    ) {
+        let d = decide(explain, &self.0.zone, set, client, &|k| self.healthy(k));
         r.scope_prefix = r.scope_prefix.max(d.scope_prefix);
         for rd in &d.rdata {
             r.answers
@@ -316,14 +334,14 @@ impl Dns {
         soa
     }
 
-    fn count(&self, qtype: &str, rcode: ResponseCode, policy: &str) {
+    fn count(&self, qtype: &'static str, rcode: ResponseCode, policy: &'static str) {
         self.0
             .m
             .queries
-            .get_or_create(&vec![
-                ("qtype", qtype.to_owned()),
-                ("rcode", rcode.to_str().to_owned()),
-                ("policy", policy.to_owned()),
+            .get_or_create(&[
+                ("qtype", qtype),
+                ("rcode", rcode.to_str()),
+                ("policy", policy),
             ])
             .inc();
     }
@@ -366,7 +384,11 @@ impl Dns {
             }
             res.set_edns(out);
         }
-        let reply = |mut res: Message, code: ResponseCode, this: &Self, qt: &str, policy: &str| {
+        let reply = |mut res: Message,
+                     code: ResponseCode,
+                     this: &Self,
+                     qt: &'static str,
+                     policy: &'static str| {
             res.metadata.response_code = code;
             this.count(qt, code, policy);
             res.to_vec().ok()
@@ -379,11 +401,11 @@ impl Dns {
         };
         let qtype = q.query_type();
         if q.query_class() != DNSClass::IN || !self.0.zone.contains(&q.name().to_lowercase()) {
-            return reply(res, ResponseCode::Refused, self, &qtype.to_string(), "-");
+            return reply(res, ResponseCode::Refused, self, qtype.into(), "-");
         }
         res.metadata.authoritative = true;
         let client = self.client(src, ecs.as_ref());
-        let r = self.resolve(q.name(), qtype, &client);
+        let r = self.resolve(q.name(), qtype, &client, false);
         let policy = r
             .decisions
             .first()
@@ -406,7 +428,7 @@ impl Dns {
         res.insert_answers(r.answers);
         res.insert_authorities(r.authority);
         res.insert_additionals(r.additionals);
-        self.count(&qtype.to_string(), r.rcode, policy);
+        self.count(qtype.into(), r.rcode, policy);
         let mut bytes = res.to_vec().ok()?;
         if udp && bytes.len() > usize::from(max) {
             // Too big for this client's UDP: say so, and it will ask again over TCP.
@@ -441,7 +463,7 @@ impl Dns {
             );
         }
         let client = self.client(client_ip, None);
-        let r = self.resolve(&name, rtype, &client);
+        let r = self.resolve(&name, rtype, &client, true);
         let health: Vec<_> = self
             .0
             .board
@@ -487,15 +509,29 @@ pub async fn run(
     let dns = Dns::new(&opts);
     let checks = dns.start_health_checks(&opts.check);
     tracing::info!(name = %opts.name, listen = %opts.listen, zone = %opts.zone.origin, "dns listening (udp, tcp)");
-    let udp = Arc::new(udp);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    let mut tasks: Vec<_> = (0..workers)
-        .map(|_| tokio::spawn(udp_loop(dns.clone(), udp.clone())))
+    // UDP is served by plain threads with blocking sockets: one system call per packet
+    // each way, no readiness round trip through the reactor.
+    let udp_err = |source| RunError::Bind {
+        addr: opts.listen,
+        proto: "udp",
+        source,
+    };
+    let udp = udp.into_std().map_err(udp_err)?;
+    udp.set_nonblocking(false).map_err(udp_err)?;
+    udp.set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(udp_err)?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = (0..opts.udp_threads.max(1))
+        .filter_map(|_| {
+            let sock = udp.try_clone().ok()?;
+            let (dns, stop) = (dns.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("dns-udp".into())
+                .spawn(move || udp_loop(dns, sock, stop))
+                .ok()
+        })
         .collect();
-    tasks.push(tokio::spawn(tcp_loop(dns.clone(), tcp)));
+    let mut tasks = vec![tokio::spawn(tcp_loop(dns.clone(), tcp))];
     tasks.extend(checks);
     let admin_dns = dns.clone();
     meridian_http::serve(
@@ -517,22 +553,24 @@ pub async fn run(
     for t in tasks {
         t.abort();
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
     tracing::info!(name = %opts.name, "dns stopped");
     Ok(())
 }
 
-async fn udp_loop(dns: Dns, sock: Arc<UdpSocket>) {
+fn udp_loop(dns: Dns, sock: std::net::UdpSocket, stop: Arc<std::sync::atomic::AtomicBool>) {
     let mut buf = vec![0u8; 4096];
-    loop {
-        let (n, peer) = match sock.recv_from(&mut buf).await {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let (n, peer) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(error = %e, "udp receive failed");
-                continue;
-            }
+            // The read timeout lets the loop notice shutdown.
+            Err(_) => continue,
         };
         if let Some(out) = dns.handle(&buf[..n], peer.ip(), true) {
-            let _ = sock.send_to(&out, peer).await;
+            let _ = sock.send_to(&out, peer);
         }
     }
 }

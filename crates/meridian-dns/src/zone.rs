@@ -7,7 +7,7 @@ use meridian_config::{
     AliasTarget, AllUnhealthy, Cidr, Config, Coordinates, FailoverRole, GeoMatch, Policy,
     RecordKind, Role,
 };
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
@@ -60,7 +60,8 @@ pub struct Zone {
     pub soa: Record,
     pub ns: Vec<Record>,
     pub glue: Vec<Record>,
-    sets: HashMap<(Name, RecordType), RtSet>,
+    /// Record sets by owner name (a name has few types; a short scan beats a second key).
+    sets: HashMap<Name, Vec<RtSet>>,
     /// Every name that exists, including empty non-terminals, for NXDOMAIN vs NODATA.
     existing: HashSet<Name>,
     pub when_all_unhealthy: Vec<RData>,
@@ -138,8 +139,8 @@ impl Zone {
             soa,
             ns,
             glue: glue.clone(),
-            sets: HashMap::new(),
-            existing: HashSet::new(),
+            sets: HashMap::default(),
+            existing: HashSet::default(),
             when_all_unhealthy: Vec::new(),
             fail_closed: dns.when_all_unhealthy == AllUnhealthy::FailClosed,
             health_targets: Vec::new(),
@@ -308,25 +309,14 @@ impl Zone {
                 }
                 answers.push(rt);
             }
-            let key = (name.clone(), rtype);
-            if zone.sets.contains_key(&key) {
-                return Err(name_err(
-                    &set.name,
-                    None,
-                    format!("two record sets for {name} {rtype}; put their answers in one set"),
-                ));
-            }
-            zone.insert_name(name.clone());
-            zone.sets.insert(
-                key,
-                RtSet {
-                    name,
-                    rtype,
-                    ttl: set.ttl.as_secs() as u32,
-                    policy: set.policy,
-                    answers,
-                },
-            );
+            zone.insert_set(RtSet {
+                name,
+                rtype,
+                ttl: set.ttl.as_secs() as u32,
+                policy: set.policy,
+                answers,
+            })
+            .map_err(|p| name_err(&set.name, None, p))?;
         }
         if let Some(path) = &dns.zone_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -342,15 +332,10 @@ impl Zone {
                 .map_err(|p| name_err("zone_file", None, p))?;
         }
         // A CNAME owns its name alone (RFC 1034 §3.6.2).
-        for (n, t) in zone.sets.keys() {
-            if *t == RecordType::CNAME
-                && zone
-                    .sets
-                    .keys()
-                    .any(|(m, u)| m == n && *u != RecordType::CNAME)
-            {
+        for sets in zone.sets.values() {
+            if sets.len() > 1 && sets.iter().any(|s| s.rtype == RecordType::CNAME) {
                 return Err(name_err(
-                    &n.to_string(),
+                    &sets[0].name.to_string(),
                     None,
                     "a name with a CNAME can have no other records",
                 ));
@@ -385,11 +370,6 @@ impl Zone {
             self.negative_ttl = self.soa.ttl.min(soa.minimum);
         }
         for ((name, rtype), recs) in grouped {
-            if self.sets.contains_key(&(name.clone(), rtype)) {
-                return Err(format!(
-                    "{name} {rtype} is both in the zone file and a [[dns.record]]; keep one"
-                ));
-            }
             let ttl = recs.iter().map(|r| r.ttl).min().unwrap_or(300);
             let answer = RtAnswer {
                 id: "zone-file".into(),
@@ -404,18 +384,28 @@ impl Zone {
                 cidrs: Vec::new(),
                 ip_default: false,
             };
-            self.insert_name(name.clone());
-            self.sets.insert(
-                (name.clone(), rtype),
-                RtSet {
-                    name,
-                    rtype,
-                    ttl,
-                    policy: Policy::Simple,
-                    answers: vec![answer],
-                },
-            );
+            self.insert_set(RtSet {
+                name,
+                rtype,
+                ttl,
+                policy: Policy::Simple,
+                answers: vec![answer],
+            })?;
         }
+        Ok(())
+    }
+
+    fn insert_set(&mut self, set: RtSet) -> Result<(), String> {
+        let at = self.sets.entry(set.name.clone()).or_default();
+        if at.iter().any(|s| s.rtype == set.rtype) {
+            return Err(format!(
+                "{} {} is defined twice (in two [[dns.record]] entries, or also in the zone file); keep one",
+                set.name, set.rtype
+            ));
+        }
+        let name = set.name.clone();
+        at.push(set);
+        self.insert_name(name);
         Ok(())
     }
 
@@ -437,16 +427,16 @@ impl Zone {
     }
 
     pub fn set(&self, name: &Name, rtype: RecordType) -> Option<&RtSet> {
-        self.sets.get(&(name.clone(), rtype))
+        self.sets.get(name)?.iter().find(|s| s.rtype == rtype)
     }
 
     /// Every record set at a name (for ANY queries).
     pub fn sets_at<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a RtSet> + 'a {
-        self.sets.values().filter(move |s| &s.name == name)
+        self.sets.get(name).into_iter().flatten()
     }
 
     pub fn all_sets(&self) -> impl Iterator<Item = &RtSet> {
-        self.sets.values()
+        self.sets.values().flatten()
     }
 }
 
