@@ -690,6 +690,7 @@ fn read_dns(t: &Table, d: &mut Diagnostics) -> Option<Dns> {
         }
     }
     dns.zone_file = t.str(d, "zone_file").map(std::path::PathBuf::from);
+    dns.geoip_database = t.str(d, "geoip_database").map(std::path::PathBuf::from);
     for s in t.tables(d, "record") {
         if let Some(r) = read_record_set(&s, d, dns.default_ttl) {
             dns.records.push(r);
@@ -727,6 +728,7 @@ pub(crate) fn default_dns() -> Dns {
         records: Vec::new(),
         latency_overrides: Vec::new(),
         zone_file: None,
+        geoip_database: None,
     }
 }
 

@@ -247,6 +247,9 @@ pub struct Dns {
     /// A BIND zone file with static records served beside the record sets above
     /// (relative paths are relative to the config file).
     pub zone_file: Option<std::path::PathBuf>,
+    /// A MaxMind DB (GeoIP2/GeoLite2 Country or City) that places clients outside the
+    /// configured client locations.
+    pub geoip_database: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

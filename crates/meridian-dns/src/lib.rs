@@ -12,9 +12,9 @@ mod server;
 mod zone;
 pub mod zonefile;
 
-pub use client::{ClientInfo, Locator};
+pub use client::{ClientInfo, GeoIpError, KnownLocation, Locator};
 pub use policy::{Candidate, Decision};
-pub use server::{Dns, DnsOptions, Resolution, RunError};
+pub use server::{Dns, DnsOptions, OptionsError, Resolution, RunError};
 pub use zone::{Zone, ZoneError};
 
 /// Runs a DNS node until `shutdown` resolves.

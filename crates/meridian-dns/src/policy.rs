@@ -163,7 +163,11 @@ pub fn decide(
             }
         }
         Policy::Latency => {
-            let Some(loc) = &client.location else {
+            let Some((loc, here)) = client
+                .location
+                .as_ref()
+                .and_then(|l| Some((l, l.location?)))
+            else {
                 let pick = live
                     .iter()
                     .copied()
@@ -182,7 +186,7 @@ pub fn decide(
                     .and_then(|r| zone.latency_overrides.get(&(loc.name.clone(), r.clone())));
                 metrics[i] = overridden
                     .copied()
-                    .or_else(|| a.location.map(|l| loc.location.rtt_ms(&l)));
+                    .or_else(|| a.location.map(|l| here.rtt_ms(&l)));
             }
             let best = min_by(&live, &metrics);
             (
@@ -191,7 +195,11 @@ pub fn decide(
             )
         }
         Policy::Geoproximity => {
-            let Some(loc) = &client.location else {
+            let Some((loc, here)) = client
+                .location
+                .as_ref()
+                .and_then(|l| Some((l, l.location?)))
+            else {
                 return finish(explain, set, client, &health, None, rdata_of(set, live.first().copied().into_iter()), format!("{rule_prefix}geoproximity: the client's location is unknown, so the first healthy answer"))
                     .with_ids(set, live.first().copied().into_iter().collect());
             };
@@ -200,7 +208,7 @@ pub fn decide(
                 // Route 53's bias: a positive bias shrinks the distance, drawing clients in.
                 metrics[i] = a
                     .location
-                    .map(|l| loc.location.distance_km(&l) * (1.0 - f64::from(a.bias) / 100.0));
+                    .map(|l| here.distance_km(&l) * (1.0 - f64::from(a.bias) / 100.0));
             }
             let best = min_by(&live, &metrics);
             (

@@ -42,13 +42,13 @@ impl DnsOptions {
     pub fn from_config(
         cfg: &meridian_config::Config,
         node: &meridian_config::NodeSpec,
-    ) -> Result<Self, crate::ZoneError> {
+    ) -> Result<Self, OptionsError> {
         Ok(DnsOptions {
             name: node.name.clone(),
             listen: node.address,
             admin: node.admin,
             zone: Zone::build(cfg)?,
-            locator: Locator::from_config(cfg),
+            locator: Locator::with_geoip(cfg)?,
             check: HealthCheck {
                 protocol: CheckProtocol::Http,
                 path: "/health".into(),
@@ -62,6 +62,14 @@ impl DnsOptions {
             udp_threads: cfg.dns.udp_threads as usize,
         })
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    #[error(transparent)]
+    Zone(#[from] crate::ZoneError),
+    #[error(transparent)]
+    GeoIp(#[from] crate::client::GeoIpError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +226,7 @@ impl Dns {
             ip,
             via,
             source_prefix,
-            location: self.0.locator.locate(ip).cloned(),
+            location: self.0.locator.locate(ip),
         }
     }
 

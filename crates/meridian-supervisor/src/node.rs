@@ -12,8 +12,8 @@ pub enum NodeError {
     Bind(#[from] meridian_http::BindError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("the DNS zone cannot be built: {0}")]
-    Zone(#[from] meridian_dns::ZoneError),
+    #[error("the DNS node cannot start: {0}")]
+    DnsOptions(#[from] meridian_dns::OptionsError),
     #[error(transparent)]
     Dns(#[from] meridian_dns::RunError),
     #[error("cannot start `{program}`: {source}")]
