@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Responses up to this size to retryable requests are read whole before being relayed.
+const BUFFERED_BODY_MAX: u64 = 256 * 1024;
+
 pub(crate) struct LbMetrics {
     pub requests: Family<Labels, Counter>,
     pub duration: Histogram,
@@ -324,7 +327,14 @@ impl LoadBalancer {
         let mut tried = Vec::new();
         let mut failures = Vec::new();
         for attempt in 0..=cfg.max_retries {
-            let Some(i) = group.pick(&tried) else { break };
+            // Every target tried once: a healthy one may be tried again, since a failure on
+            // a reused connection says little about the target itself.
+            let Some(i) = group.pick(&tried).or_else(|| {
+                let again = group.pick(&[]);
+                again.filter(|&i| group.targets[i].health.is_healthy())
+            }) else {
+                break;
+            };
             tried.push(i);
             let target = &group.targets[i];
             let uri = format!("http://{}{}", target.addr, path);
@@ -345,6 +355,39 @@ impl LoadBalancer {
                 Ok(Ok(res)) => {
                     let (mut rp, rb) = res.into_parts();
                     strip_hop_by_hop(&mut rp.headers);
+                    // A small answer to a retryable request is read whole before it is
+                    // passed on, so a target dying mid-body is one more retry, not a
+                    // truncated response. Large bodies stream.
+                    let small = rb
+                        .size_hint()
+                        .upper()
+                        .is_some_and(|n| n <= BUFFERED_BODY_MAX);
+                    if small && idempotent(&parts.method) {
+                        match tokio::time::timeout(cfg.target_timeout, rb.collect()).await {
+                            Ok(Ok(collected)) => {
+                                drop(guard);
+                                let body = meridian_http::full(collected.to_bytes());
+                                return Ok((target.name.clone(), Response::from_parts(rp, body)));
+                            }
+                            Ok(Err(e)) => {
+                                drop(guard);
+                                self.target_failed(target, "io", &e.to_string());
+                                failures.push(format!("{}: body cut short: {e}", target.name));
+                                if attempt < cfg.max_retries {
+                                    self.0
+                                        .m
+                                        .retries
+                                        .get_or_create(&vec![("reason", "io".to_owned())])
+                                        .inc();
+                                }
+                                continue;
+                            }
+                            Err(_) => {
+                                drop(guard);
+                                return Err(self.timed_out(target));
+                            }
+                        }
+                    }
                     let body = Guarded {
                         inner: rb,
                         _guard: guard,
@@ -381,23 +424,7 @@ impl LoadBalancer {
                 }
                 Err(_) => {
                     drop(guard);
-                    self.0
-                        .m
-                        .target_errors
-                        .get_or_create(&vec![
-                            ("target", target.name.clone()),
-                            ("kind", "timeout".to_owned()),
-                        ])
-                        .inc();
-                    return Err(meridian_http::text(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        format!(
-                            "{}: target {} sent no response within {}",
-                            self.0.name,
-                            target.name,
-                            meridian_config::units::format_duration(cfg.target_timeout)
-                        ),
-                    ));
+                    return Err(self.timed_out(target));
                 }
             }
         }
@@ -415,6 +442,27 @@ impl LoadBalancer {
                 failures.join("; ")
             ),
         ))
+    }
+
+    /// 504: the target took longer than `target_timeout`.
+    fn timed_out(&self, target: &Target) -> Response<Body> {
+        self.0
+            .m
+            .target_errors
+            .get_or_create(&vec![
+                ("target", target.name.clone()),
+                ("kind", "timeout".to_owned()),
+            ])
+            .inc();
+        meridian_http::text(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "{}: target {} sent no response within {}",
+                self.0.name,
+                target.name,
+                meridian_config::units::format_duration(self.0.config.target_timeout)
+            ),
+        )
     }
 
     fn target_failed(&self, target: &Target, kind: &str, detail: &str) {

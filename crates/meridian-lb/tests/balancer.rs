@@ -88,6 +88,33 @@ async fn resetting(name: &str) -> NodeSpec {
     node(name, addr)
 }
 
+/// A target that passes health checks but dies half way through every other answer.
+async fn cut_short(name: &str) -> NodeSpec {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                if buf[..n].starts_with(b"GET /health ") {
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    return;
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
+                    .await;
+                // Gone before the rest of the body.
+            });
+        }
+    });
+    node(name, addr)
+}
+
 /// A target nobody listens on: connections are refused.
 async fn dead(name: &str) -> NodeSpec {
     node(name, free_addr().await)
@@ -298,6 +325,26 @@ async fn target_loss_is_retried_on_a_healthy_target() {
         metrics.contains("meridian_lb_retries_total{reason=\"connect\"}"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_retried_for_idempotent_requests() {
+    let targets = vec![cut_short("cut").await, demo("live", Duration::ZERO).await];
+    let mut opts = options(targets, Algorithm::RoundRobin);
+    opts.config.health_check.interval = Duration::from_secs(60);
+    let (lb, admin) = start(opts).await;
+    wait_healthy(admin, 2).await;
+    for _ in 0..6 {
+        let (s, head, body) = raw(
+            lb,
+            "GET /api/quotes/AAPL HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        assert_eq!(s, 200, "{head}");
+        assert_eq!(header(&head, "x-meridian-instance"), Some("live"));
+        assert!(body.contains("AAPL"), "{body}");
+    }
 }
 
 #[tokio::test]
