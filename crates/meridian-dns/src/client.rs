@@ -105,6 +105,23 @@ impl Locator {
         }
     }
 
+    /// Which configured location holds `ip`, as the answer cache keys it: `Some(None)` for
+    /// none, and `None` when a GeoIP database would have to be asked (not cached).
+    pub(crate) fn cache_key(&self, ip: IpAddr) -> Option<Option<u16>> {
+        let found = self
+            .locations
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.network.contains(ip))
+            .max_by_key(|(_, l)| l.network.prefix)
+            .map(|(i, _)| i as u16);
+        match (found, &self.geoip) {
+            (Some(i), _) => Some(Some(i)),
+            (None, None) => Some(None),
+            (None, Some(_)) => None,
+        }
+    }
+
     /// The most specific configured location whose network holds `ip`, else the GeoIP
     /// database's answer.
     pub fn locate(&self, ip: IpAddr) -> Option<KnownLocation> {

@@ -6,7 +6,7 @@ use crate::zone::Zone;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use meridian_config::{CheckProtocol, HealthCheck, StatusMatcher};
+use meridian_config::{CheckProtocol, HealthCheck, Policy, StatusMatcher};
 use meridian_health::{Health, HealthBoard};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
@@ -100,6 +100,7 @@ struct DnsMetrics {
 
 struct Inner {
     name: String,
+    cache: crate::cache::AnswerCache,
     zone: Zone,
     locator: Locator,
     board: HealthBoard,
@@ -167,6 +168,7 @@ impl Dns {
         }
         Dns(Arc::new(Inner {
             name: opts.name.clone(),
+            cache: Default::default(),
             zone: opts.zone.clone(),
             locator: opts.locator.clone(),
             board,
@@ -361,6 +363,26 @@ impl Dns {
             self.0.m.dropped.inc();
             return None;
         }
+        // The common case first: a plain question answered before under the same health.
+        let plain = crate::cache::plain_question(buf);
+        let cache_ctx = plain.as_ref().and_then(|_| {
+            Some(crate::cache::Context {
+                udp,
+                location: self.0.locator.cache_key(src)?,
+            })
+        });
+        let generation = self.0.board.generation();
+        if let (Some(q), Some(ctx)) = (&plain, cache_ctx) {
+            if let Some((out, [qt, rc, policy])) = self.0.cache.get(buf, q, ctx, generation) {
+                self.0
+                    .m
+                    .queries
+                    .get_or_create(&[("qtype", qt), ("rcode", rc), ("policy", policy)])
+                    .inc();
+                self.0.m.duration.observe(start.elapsed().as_secs_f64());
+                return Some(out);
+            }
+        }
         let id = u16::from_be_bytes([buf[0], buf[1]]);
         let msg = match Message::from_vec(buf) {
             Ok(m) => m,
@@ -437,10 +459,30 @@ impl Dns {
         res.insert_authorities(r.authority);
         res.insert_additionals(r.additionals);
         self.count(qtype.into(), r.rcode, policy);
+        // Deterministic answers may be reused for the same question, place and health.
+        let cacheable = r.decisions.iter().all(|(_, _, d)| {
+            matches!(
+                d.policy,
+                Policy::Simple
+                    | Policy::Latency
+                    | Policy::Failover
+                    | Policy::Geolocation
+                    | Policy::Geoproximity
+            )
+        });
         let mut bytes = res.to_vec().ok()?;
         if udp && bytes.len() > usize::from(max) {
             // Too big for this client's UDP: say so, and it will ask again over TCP.
             bytes = res.truncate().to_vec().ok()?;
+        }
+        if let (true, Some(q), Some(ctx)) = (cacheable, &plain, cache_ctx) {
+            self.0.cache.put(
+                &bytes,
+                q,
+                ctx,
+                generation,
+                [qtype.into(), r.rcode.to_str(), policy],
+            );
         }
         self.0.m.duration.observe(start.elapsed().as_secs_f64());
         Some(bytes)

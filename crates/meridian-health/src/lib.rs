@@ -66,6 +66,8 @@ struct Entry {
 struct Inner {
     entries: Mutex<HashMap<String, Entry>>,
     events: broadcast::Sender<HealthEvent>,
+    /// Bumped on every state change, so readers can tell cheaply whether anything moved.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// The health of a set of named targets.
@@ -95,6 +97,7 @@ impl HealthBoard {
             inner: Arc::new(Inner {
                 entries: Mutex::new(HashMap::new()),
                 events,
+                generation: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -197,7 +200,14 @@ impl HealthBoard {
         }
     }
 
+    /// Changes with every health change of any target (answers cached under one
+    /// generation are stale under the next).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
     fn publish(&self, ev: HealthEvent) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
         tracing::info!(target = %ev.target, from = ?ev.from, to = ?ev.to, reason = %ev.reason, "health changed");
         // No subscribers is fine: the state is still recorded.
         let _ = self.inner.events.send(ev);

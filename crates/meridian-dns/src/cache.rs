@@ -1,0 +1,255 @@
+//! A cache of encoded answers for the common query shape, so a repeated question costs a
+//! hash lookup and a copy instead of a parse, a policy decision and an encode.
+//!
+//! Only answers that are a pure function of (question, client location, health) are kept:
+//! simple, latency, failover, geolocation and geoproximity sets, and negative answers.
+//! Weighted and multivalue answers are random per query; IP-based ones depend on the exact
+//! address; queries with EDNS options (ECS) always take the full path. Every entry carries
+//! the health generation it was computed under and is ignored once health changes.
+
+use rustc_hash::{FxHashMap, FxHasher};
+use std::hash::Hasher;
+use std::sync::RwLock;
+
+/// Entries kept at most; the cache starts over when full (the zone is small).
+const CAPACITY: usize = 8192;
+
+/// The question of a plain query, read straight from the packet.
+pub(crate) struct Question<'a> {
+    /// The name in wire format, as sent (case preserved), including the root label.
+    pub qname: &'a [u8],
+    pub qtype: u16,
+    pub qclass: u16,
+    /// The EDNS payload size when an OPT record without options is present.
+    pub edns: Option<u16>,
+}
+
+/// Reads a query with one question, no records, and at most an option-less OPT record.
+/// Anything else returns None and takes the full path.
+pub(crate) fn plain_question(buf: &[u8]) -> Option<Question<'_>> {
+    if buf.len() < 17 || buf[2] & 0xfe != 0 {
+        // QR, opcode, AA, TC must be zero (RD may be set).
+        return None;
+    }
+    let count = |i: usize| u16::from_be_bytes([buf[i], buf[i + 1]]);
+    if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
+        return None;
+    }
+    let mut i = 12;
+    loop {
+        let len = usize::from(*buf.get(i)?);
+        if len == 0 {
+            i += 1;
+            break;
+        }
+        if len > 63 {
+            return None; // compression or extended labels: not in a plain query
+        }
+        i += 1 + len;
+        if i - 12 > 255 {
+            return None;
+        }
+    }
+    let qname = &buf[12..i];
+    let qtype = u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]);
+    let qclass = u16::from_be_bytes([*buf.get(i + 2)?, *buf.get(i + 3)?]);
+    i += 4;
+    let edns = if count(10) == 1 {
+        // Root name, type OPT (41), payload, extended rcode 0, version 0, flags, rdlen 0.
+        let opt = buf.get(i..i + 11)?;
+        if opt[0] != 0 || opt[1..3] != [0, 41] || opt[5] != 0 || opt[6] != 0 || opt[9..11] != [0, 0]
+        {
+            return None;
+        }
+        i += 11;
+        Some(u16::from_be_bytes([opt[3], opt[4]]))
+    } else {
+        None
+    };
+    (i == buf.len()).then_some(Question {
+        qname,
+        qtype,
+        qclass,
+        edns,
+    })
+}
+
+/// What else the answer depends on.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Context {
+    pub udp: bool,
+    /// The configured client location, if any.
+    pub location: Option<u16>,
+}
+
+pub(crate) struct Entry {
+    qname: Box<[u8]>,
+    qtype: u16,
+    qclass: u16,
+    edns: Option<u16>,
+    ctx: Context,
+    generation: u64,
+    /// The response with ID 0 and RD clear.
+    bytes: Box<[u8]>,
+    pub qtype_label: &'static str,
+    pub rcode_label: &'static str,
+    pub policy_label: &'static str,
+}
+
+#[derive(Default)]
+pub(crate) struct AnswerCache {
+    map: RwLock<FxHashMap<u64, Entry>>,
+}
+
+fn key(q: &Question, ctx: Context) -> u64 {
+    let mut h = FxHasher::default();
+    for b in q.qname {
+        h.write_u8(b.to_ascii_lowercase());
+    }
+    h.write_u16(q.qtype);
+    h.write_u16(q.qclass);
+    h.write_u32(q.edns.map(u32::from).unwrap_or(u32::MAX));
+    h.write_u8(u8::from(ctx.udp));
+    h.write_u32(ctx.location.map(u32::from).unwrap_or(u32::MAX));
+    h.finish()
+}
+
+impl AnswerCache {
+    /// The cached answer for this query, with the query's ID, RD bit and name case.
+    pub fn get(
+        &self,
+        query: &[u8],
+        q: &Question,
+        ctx: Context,
+        generation: u64,
+    ) -> Option<(Vec<u8>, [&'static str; 3])> {
+        let map = self.map.read().ok()?;
+        let e = map.get(&key(q, ctx))?;
+        let same = e.generation == generation
+            && e.ctx == ctx
+            && e.qtype == q.qtype
+            && e.qclass == q.qclass
+            && e.edns == q.edns
+            && e.qname.eq_ignore_ascii_case(q.qname);
+        if !same {
+            return None;
+        }
+        let mut out = e.bytes.to_vec();
+        out[0] = query[0];
+        out[1] = query[1];
+        out[2] |= query[2] & 0x01;
+        out[12..12 + q.qname.len()].copy_from_slice(q.qname);
+        Some((out, [e.qtype_label, e.rcode_label, e.policy_label]))
+    }
+
+    pub fn put(
+        &self,
+        response: &[u8],
+        q: &Question,
+        ctx: Context,
+        generation: u64,
+        labels: [&'static str; 3],
+    ) {
+        if response.len() < 12 + q.qname.len() {
+            return;
+        }
+        let mut bytes = response.to_vec().into_boxed_slice();
+        bytes[0] = 0;
+        bytes[1] = 0;
+        bytes[2] &= !0x01;
+        let Ok(mut map) = self.map.write() else {
+            return;
+        };
+        if map.len() >= CAPACITY {
+            map.clear();
+        }
+        map.insert(
+            key(q, ctx),
+            Entry {
+                qname: q.qname.to_ascii_lowercase().into_boxed_slice(),
+                qtype: q.qtype,
+                qclass: q.qclass,
+                edns: q.edns,
+                ctx,
+                generation,
+                bytes,
+                qtype_label: labels[0],
+                rcode_label: labels[1],
+                policy_label: labels[2],
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &[u8], edns: bool) -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)];
+        q.extend_from_slice(name);
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        if edns {
+            q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        }
+        q
+    }
+
+    #[test]
+    fn reads_plain_questions_only() {
+        let q = query(b"\x03api\x01t\x07example\x00", false);
+        let p = plain_question(&q).unwrap();
+        assert_eq!(p.qtype, 1);
+        assert_eq!(p.edns, None);
+        let q = query(b"\x03api\x01t\x07example\x00", true);
+        assert_eq!(plain_question(&q).unwrap().edns, Some(1232));
+        // A compression pointer, trailing bytes, or a response: not plain.
+        assert!(plain_question(&query(b"\xc0\x0c", false)).is_none());
+        let mut extra = query(b"\x01a\x00", false);
+        extra.push(0);
+        assert!(plain_question(&extra).is_none());
+        let mut resp = query(b"\x01a\x00", false);
+        resp[2] |= 0x80;
+        assert!(plain_question(&resp).is_none());
+    }
+
+    #[test]
+    fn hits_restore_id_rd_and_case_and_miss_on_new_health() {
+        let cache = AnswerCache::default();
+        let q1 = query(b"\x03API\x01t\x00", false);
+        let p1 = plain_question(&q1).unwrap();
+        let ctx = Context {
+            udp: true,
+            location: Some(2),
+        };
+        let mut response = q1.clone();
+        response[2] = 0x85; // QR, AA, RD
+        response.extend_from_slice(b"answer");
+        cache.put(&response, &p1, ctx, 7, ["A", "NOERROR", "latency"]);
+        let mut q2 = query(b"\x03api\x01T\x00", false);
+        q2[0] = 0xbe;
+        q2[1] = 0xef;
+        q2[2] = 0x00; // RD clear
+        let p2 = plain_question(&q2).unwrap();
+        let (out, labels) = cache.get(&q2, &p2, ctx, 7).unwrap();
+        assert_eq!(&out[..2], &[0xbe, 0xef]);
+        assert_eq!(out[2], 0x84, "RD follows the query");
+        assert_eq!(&out[12..19], b"\x03api\x01T\x00");
+        assert_eq!(labels[2], "latency");
+        assert!(
+            cache.get(&q2, &p2, ctx, 8).is_none(),
+            "a health change invalidates"
+        );
+        assert!(cache
+            .get(
+                &q2,
+                &p2,
+                Context {
+                    udp: true,
+                    location: Some(3)
+                },
+                7
+            )
+            .is_none());
+    }
+}
