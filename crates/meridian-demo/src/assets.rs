@@ -91,10 +91,10 @@ fn generate(name: &str, size: usize, text: bool) -> Vec<u8> {
         while out.len() < size {
             let r = rng.next();
             out.extend_from_slice(WORDS[(r % WORDS.len() as u64) as usize].as_bytes());
-            if r % 7 == 0 {
+            if r.is_multiple_of(7) {
                 out.extend_from_slice(format!("_{:x}", r >> 48).as_bytes());
             }
-            out.push(if r % 11 == 0 { b'\n' } else { b' ' });
+            out.push(if r.is_multiple_of(11) { b'\n' } else { b' ' });
         }
     } else {
         // Already-compressed media: random bytes behind the format's magic number.

@@ -74,15 +74,15 @@ fn error_body(status: StatusCode, message: &str, code: &str) -> Response {
         .into_response()
 }
 
-fn parse_json_object(text: &str, what: &str) -> Result<Map<String, Value>, Response> {
+fn parse_json_object(text: &str, what: &str) -> Result<Map<String, Value>, Box<Response>> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(Value::Null) => Ok(Map::new()),
-        _ => Err(error_body(
+        _ => Err(Box::new(error_body(
             StatusCode::BAD_REQUEST,
             &format!("`{what}` must be a JSON object"),
             "BAD_REQUEST",
-        )),
+        ))),
     }
 }
 
@@ -98,13 +98,13 @@ pub async fn get(
     if let Some(v) = params.get("variables") {
         match parse_json_object(v, "variables") {
             Ok(m) => req.variables = m,
-            Err(r) => return r,
+            Err(r) => return *r,
         }
     }
     if let Some(e) = params.get("extensions") {
         match parse_json_object(e, "extensions") {
             Ok(m) => req.extensions = Some(Value::Object(m)),
-            Err(r) => return r,
+            Err(r) => return *r,
         }
     }
     execute(&app, &headers, req, true).await

@@ -45,7 +45,7 @@ fn round2(x: f64) -> f64 {
 
 fn price_at(seed: u64, window: u64) -> f64 {
     let base = 20.0 + (seed % 48_000) as f64 / 100.0;
-    let phase = (seed >> 20) as f64 % 6.283;
+    let phase = (seed >> 20) as f64 % std::f64::consts::TAU;
     round2(base * (1.0 + 0.02 * ((window as f64) * 0.37 + phase).sin()))
 }
 

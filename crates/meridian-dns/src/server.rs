@@ -135,12 +135,9 @@ impl Dns {
             duration: metrics.register(
                 "dns_answer_duration_seconds",
                 "Time to compute and encode an answer",
-                Histogram::new(
-                    [
-                        0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005,
-                    ]
-                    .into_iter(),
-                ),
+                Histogram::new([
+                    0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005,
+                ]),
             ),
             flips: metrics.register(
                 "dns_health_flips",
@@ -410,7 +407,7 @@ impl Dns {
             }
             max = e.max_payload().clamp(512, MAX_UDP);
             if let Some(EdnsOption::Subnet(cs)) = e.option(EdnsCode::Subnet) {
-                ecs = Some(cs.clone());
+                ecs = Some(*cs);
             }
             res.set_edns(out);
         }

@@ -107,7 +107,7 @@ impl Zone {
             .collect::<Result<_, _>>()
             .map_err(|p| name_err("@", None, p))?;
         let hostmaster = rel("hostmaster").map_err(|p| name_err("@", None, p))?;
-        let serial = 2026_11_24_01;
+        let serial = 2_026_112_401; // YYYYMMDDnn
         let soa = Record::from_rdata(
             origin.clone(),
             default_ttl,

@@ -519,9 +519,9 @@ pub async fn check_state(state: &DeploymentState, th: &Thresholds) -> Report {
 }
 
 /// Runs futures concurrently, keeping their order.
-async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send,
 {
     let mut set = tokio::task::JoinSet::new();

@@ -22,6 +22,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 type Labels = Vec<(&'static str, String)>;
+type BoxedResponse =
+    Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 /// Responses up to this size to retryable requests are read whole before being relayed.
 const BUFFERED_BODY_MAX: u64 = 256 * 1024;
@@ -238,15 +240,12 @@ impl LoadBalancer {
         Request<Incoming>,
         Response = Response<Body>,
         Error = Infallible,
-        Future = Pin<
-            Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>,
-        >,
+        Future = BoxedResponse,
     > + Clone {
         let lb = self.clone();
         hyper::service::service_fn(move |req| {
             let lb = lb.clone();
-            Box::pin(async move { Ok(lb.handle(req, peer).await) })
-                as Pin<Box<dyn std::future::Future<Output = _> + Send>>
+            Box::pin(async move { Ok(lb.handle(req, peer).await) }) as BoxedResponse
         })
     }
 

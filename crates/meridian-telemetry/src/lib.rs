@@ -32,10 +32,7 @@ impl Metrics {
     }
 
     /// Registers a metric family under `meridian_<name>`.
-    pub fn register<M: Metric>(&self, name: &str, help: &str, metric: M) -> M
-    where
-        M: Clone,
-    {
+    pub fn register<M: Metric + Clone>(&self, name: &str, help: &str, metric: M) -> M {
         let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         // The exposition adds its own full stop to help text.
         reg.register(

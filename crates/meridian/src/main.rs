@@ -377,7 +377,7 @@ fn render_explain(v: &serde_json::Value) -> String {
                 },
                 c["values"]
                     .as_array()
-                    .map(|a| a.iter().map(|x| s(x)).collect::<Vec<_>>().join(" "))
+                    .map(|a| a.iter().map(&s).collect::<Vec<_>>().join(" "))
                     .unwrap_or_default()
             ));
         }
