@@ -13,20 +13,9 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 NET=127.62
 
-missing=()
-command -v dnsperf >/dev/null || missing+=(dnsperf)
-command -v gdnsd >/dev/null || missing+=(gdnsd)
-command -v pdns_server >/dev/null || missing+=(pdns-server pdns-backend-bind)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-cargo build --release -q
-BIN=$PWD/target/release/meridian
-WORK=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+. bench/lib.sh
+install_missing dnsperf:dnsperf gdnsd:gdnsd "pdns_server:pdns-server pdns-backend-bind"
+prepare
 
 # Meridian: the same records, from its config.
 cat > "$WORK/bench.toml" <<TOML

@@ -11,20 +11,9 @@ DURATION=${1:-10}
 CONNS=${2:-64}
 NET=127.61
 
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v haproxy >/dev/null || missing+=(haproxy)
-command -v nginx >/dev/null || missing+=(nginx-light)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-cargo build --release -q
-BIN=$PWD/target/release/meridian
-WORK=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+. bench/lib.sh
+install_missing wrk:wrk haproxy:haproxy nginx:nginx-light
+prepare
 
 cat > "$WORK/bench.toml" <<TOML
 [deployment]

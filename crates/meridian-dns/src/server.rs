@@ -538,20 +538,19 @@ pub async fn run(
     opts: DnsOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let bind_err = |proto| {
+        move |source| RunError::Bind {
+            addr: opts.listen,
+            proto,
+            source,
+        }
+    };
     let udp = UdpSocket::bind(opts.listen)
         .await
-        .map_err(|source| RunError::Bind {
-            addr: opts.listen,
-            proto: "udp",
-            source,
-        })?;
+        .map_err(bind_err("udp"))?;
     let tcp = TcpListener::bind(opts.listen)
         .await
-        .map_err(|source| RunError::Bind {
-            addr: opts.listen,
-            proto: "tcp",
-            source,
-        })?;
+        .map_err(bind_err("tcp"))?;
     let admin = meridian_http::bind(opts.admin).await?;
     let dns = Dns::new(&opts);
     let checks = dns.start_health_checks(&opts.check);

@@ -27,6 +27,25 @@ pub struct HealthTarget {
     pub path: String,
 }
 
+impl RtAnswer {
+    /// An answer with data and no routing attributes (a simple record).
+    fn plain(id: &str, rdata: Vec<RData>) -> Self {
+        RtAnswer {
+            id: id.to_owned(),
+            rdata,
+            health: None,
+            weight: 1,
+            location: None,
+            region: None,
+            bias: 0,
+            failover: None,
+            geo: None,
+            cidrs: Vec::new(),
+            ip_default: false,
+        }
+    }
+}
+
 /// One answer of a record set, ready to put on the wire.
 #[derive(Debug, Clone)]
 pub struct RtAnswer {
@@ -371,19 +390,7 @@ impl Zone {
         }
         for ((name, rtype), recs) in grouped {
             let ttl = recs.iter().map(|r| r.ttl).min().unwrap_or(300);
-            let answer = RtAnswer {
-                id: "zone-file".into(),
-                rdata: recs.into_iter().map(|r| r.data).collect(),
-                health: None,
-                weight: 1,
-                location: None,
-                region: None,
-                bias: 0,
-                failover: None,
-                geo: None,
-                cidrs: Vec::new(),
-                ip_default: false,
-            };
+            let answer = RtAnswer::plain("zone-file", recs.into_iter().map(|r| r.data).collect());
             self.insert_set(RtSet {
                 name,
                 rtype,

@@ -18,27 +18,37 @@ async fn start() -> SocketAddr {
         .collect();
     let extra = BIG.replace("[\"a\", \"b\"]", &format!("[{}]", big_values.join(", ")));
     let cfg = config(&extra);
-    let mut opts = options(&cfg);
-    // A free port for both UDP and TCP.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    opts.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    opts.admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let addr = opts.listen;
-    tokio::spawn(meridian_dns::run(opts, std::future::pending()));
-    for _ in 0..100 {
-        if TcpStream::connect(addr).await.is_ok() {
-            return addr;
+    // Free ports are found by binding and letting go, so another test may take one in
+    // between: try again with new ports when binding fails.
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let mut opts = options(&cfg);
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        opts.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        opts.admin = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let addr = opts.listen;
+        let task = tokio::spawn(meridian_dns::run(opts, std::future::pending()));
+        for _ in 0..500 {
+            if task.is_finished() {
+                break;
+            }
+            if TcpStream::connect(addr).await.is_ok() {
+                return addr;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if task.is_finished() {
+            last_error = format!("{:?}", task.await);
+        }
     }
-    panic!("dns did not start");
+    panic!("dns did not start: {last_error}");
 }
 
 async fn udp(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {

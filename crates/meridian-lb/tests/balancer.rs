@@ -61,9 +61,9 @@ async fn stoppable_demo(
     (node(name, addr), tx)
 }
 
-/// A target that passes health checks but resets every other request after reading it:
-/// a process that crashes mid-request.
-async fn resetting(name: &str) -> NodeSpec {
+/// A target that passes health checks but answers every other request with `reply`
+/// and then drops the connection: a process that crashes mid-request.
+async fn scripted(name: &str, reply: &'static [u8]) -> NodeSpec {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -79,40 +79,26 @@ async fn resetting(name: &str) -> NodeSpec {
                         .await;
                     return;
                 }
-                // Dropping a socket with unread data makes the kernel send a reset.
-                let _ = s.write_all(b"").await;
-                drop(s);
+                let _ = s.write_all(reply).await;
+                // Dropped here: with nothing sent the peer sees a reset, else a cut body.
             });
         }
     });
     node(name, addr)
 }
 
-/// A target that passes health checks but dies half way through every other answer.
+/// Resets every request after reading it.
+async fn resetting(name: &str) -> NodeSpec {
+    scripted(name, b"").await
+}
+
+/// Sends a response head and a tenth of the promised body, then goes away.
 async fn cut_short(name: &str) -> NodeSpec {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                if buf[..n].starts_with(b"GET /health ") {
-                    let _ = s
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                        )
-                        .await;
-                    return;
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
-                    .await;
-                // Gone before the rest of the body.
-            });
-        }
-    });
-    node(name, addr)
+    scripted(
+        name,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+    )
+    .await
 }
 
 /// A target nobody listens on: connections are refused.
