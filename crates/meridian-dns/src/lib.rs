@@ -6,6 +6,7 @@
 //! the health engine says which candidates are alive, and the client's location comes from
 //! EDNS Client Subnet or the source address.
 
+mod batch;
 mod cache;
 mod client;
 mod policy;

@@ -50,6 +50,7 @@ pub fn decide(
     set: &RtSet,
     client: &ClientInfo,
     healthy: &dyn Fn(&str) -> bool,
+    measured_rtt: &dyn Fn(&str, &str) -> Option<f64>,
 ) -> Decision {
     let health_of = |a: &RtAnswer| a.health.as_deref().map(healthy).unwrap_or(true);
     let health: Vec<bool> = set.answers.iter().map(health_of).collect();
@@ -180,13 +181,15 @@ pub fn decide(
             };
             for &i in &live {
                 let a = &set.answers[i];
-                let overridden = a
-                    .region
-                    .as_ref()
-                    .and_then(|r| zone.latency_overrides.get(&(loc.name.clone(), r.clone())));
-                metrics[i] = overridden
-                    .copied()
-                    .or_else(|| a.location.map(|l| here.rtt_ms(&l)));
+                // Measured beats configured beats modelled.
+                let given = a.region.as_deref().and_then(|r| {
+                    measured_rtt(&loc.name, r).or_else(|| {
+                        zone.latency_overrides
+                            .get(&(loc.name.clone(), r.to_owned()))
+                            .copied()
+                    })
+                });
+                metrics[i] = given.or_else(|| a.location.map(|l| here.rtt_ms(&l)));
             }
             let best = min_by(&live, &metrics);
             (

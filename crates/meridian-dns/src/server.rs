@@ -101,6 +101,10 @@ struct DnsMetrics {
 struct Inner {
     name: String,
     cache: crate::cache::AnswerCache,
+    /// Round trips measured by Meridian (client location, region) -> ms, set at run time.
+    measured: std::sync::RwLock<rustc_hash::FxHashMap<(String, String), f64>>,
+    /// Bumped when measurements change, so cached answers are recomputed.
+    measured_generation: std::sync::atomic::AtomicU64,
     zone: Zone,
     locator: Locator,
     board: HealthBoard,
@@ -166,6 +170,8 @@ impl Dns {
         Dns(Arc::new(Inner {
             name: opts.name.clone(),
             cache: Default::default(),
+            measured: Default::default(),
+            measured_generation: Default::default(),
             zone: opts.zone.clone(),
             locator: opts.locator.clone(),
             board,
@@ -325,7 +331,18 @@ impl Dns {
         client: &ClientInfo,
         explain: bool,
     ) {
-        let d = decide(explain, &self.0.zone, set, client, &|k| self.healthy(k));
+        let measured = |client: &str, region: &str| {
+            let m = self.0.measured.read().ok()?;
+            m.get(&(client.to_owned(), region.to_owned())).copied()
+        };
+        let d = decide(
+            explain,
+            &self.0.zone,
+            set,
+            client,
+            &|k| self.healthy(k),
+            &measured,
+        );
         r.scope_prefix = r.scope_prefix.max(d.scope_prefix);
         for rd in &d.rdata {
             r.answers
@@ -368,7 +385,11 @@ impl Dns {
                 location: self.0.locator.cache_key(src)?,
             })
         });
-        let generation = self.0.board.generation();
+        let generation = self.0.board.generation()
+            + self
+                .0
+                .measured_generation
+                .load(std::sync::atomic::Ordering::Acquire);
         if let (Some(q), Some(ctx)) = (&plain, cache_ctx) {
             if let Some((out, [qt, rc, policy])) = self.0.cache.get(buf, q, ctx, generation) {
                 self.0
@@ -485,6 +506,40 @@ impl Dns {
         Some(bytes)
     }
 
+    /// Records a measured round trip from a client location to a region; latency routing
+    /// prefers it over the config's table and the model.
+    pub fn set_measured_latency(
+        &self,
+        client: &str,
+        region: &str,
+        rtt_ms: f64,
+    ) -> Result<(), String> {
+        if !self.0.locator.locations.iter().any(|l| l.name == client) {
+            return Err(format!(
+                "`{client}` is not a client location of this deployment"
+            ));
+        }
+        let known_region = self
+            .0
+            .zone
+            .all_sets()
+            .flat_map(|s| &s.answers)
+            .any(|a| a.region.as_deref() == Some(region));
+        if !known_region {
+            return Err(format!("no latency answer is in region `{region}`"));
+        }
+        if !(rtt_ms.is_finite() && rtt_ms >= 0.0) {
+            return Err(format!("{rtt_ms} is not a round trip in milliseconds"));
+        }
+        if let Ok(mut m) = self.0.measured.write() {
+            m.insert((client.to_owned(), region.to_owned()), rtt_ms);
+        }
+        self.0
+            .measured_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Ok(())
+    }
+
     /// What `meridian dns explain` shows: the answer and why, as Route 53's TestDNSAnswer.
     pub fn explain(
         &self,
@@ -589,7 +644,7 @@ pub async fn run(
         move |_| {
             let dns = admin_dns.clone();
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let res = admin_route(&dns, req.uri());
+                let res = admin_route(&dns, req.method(), req.uri());
                 async move { Ok::<_, std::convert::Infallible>(res) }
             })
         },
@@ -608,16 +663,19 @@ pub async fn run(
 }
 
 fn udp_loop(dns: Dns, sock: std::net::UdpSocket, stop: Arc<std::sync::atomic::AtomicBool>) {
-    let mut buf = vec![0u8; 4096];
+    let mut batch = crate::batch::Batch::new();
+    let mut answers = Vec::with_capacity(crate::batch::BATCH);
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let (n, peer) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
-            // The read timeout lets the loop notice shutdown.
-            Err(_) => continue,
-        };
-        if let Some(out) = dns.handle(&buf[..n], peer.ip(), true) {
-            let _ = sock.send_to(&out, peer);
+        // The socket's read timeout lets the loop notice shutdown.
+        let Ok(n) = batch.recv(&sock) else { continue };
+        answers.clear();
+        for i in 0..n {
+            let Some(peer) = batch.peer(i) else { continue };
+            if let Some(out) = dns.handle(batch.packet(i), peer, true) {
+                answers.push((i, out));
+            }
         }
+        let _ = batch.send(&sock, &answers);
     }
 }
 
@@ -658,7 +716,11 @@ async fn tcp_conn(dns: Dns, mut s: TcpStream, peer: IpAddr) -> std::io::Result<(
     Ok(())
 }
 
-fn admin_route(dns: &Dns, uri: &http::Uri) -> http::Response<meridian_http::Body> {
+fn admin_route(
+    dns: &Dns,
+    method: &http::Method,
+    uri: &http::Uri,
+) -> http::Response<meridian_http::Body> {
     use http::StatusCode;
     match uri.path() {
         "/metrics" => meridian_http::metrics(dns.0.metrics.encode()),
@@ -670,14 +732,40 @@ fn admin_route(dns: &Dns, uri: &http::Uri) -> http::Response<meridian_http::Body
             StatusCode::OK,
             serde_json::to_string(&dns.0.board.snapshot()).unwrap_or_default(),
         ),
+        "/latency" => {
+            let q = query_pairs(uri);
+            let (true, Some(client), Some(region), Some(rtt)) = (
+                method == http::Method::POST,
+                q.get("client"),
+                q.get("region"),
+                q.get("rtt_ms"),
+            ) else {
+                let m = dns
+                    .0
+                    .measured
+                    .read()
+                    .map(|m| {
+                        m.iter()
+                            .map(|((c, r), v)| json!({ "client": c, "region": r, "rtt_ms": v }))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                return meridian_http::json(StatusCode::OK, json!({ "measured": m, "set": "POST /latency?client=london&region=eu-west-1&rtt_ms=12.5" }).to_string());
+            };
+            match rtt
+                .parse::<f64>()
+                .map_err(|_| format!("`{rtt}` is not a number"))
+                .and_then(|v| dns.set_measured_latency(client, region, v))
+            {
+                Ok(()) => meridian_http::json(
+                    StatusCode::OK,
+                    json!({ "client": client, "region": region, "rtt_ms": rtt }).to_string(),
+                ),
+                Err(e) => meridian_http::text(StatusCode::BAD_REQUEST, e),
+            }
+        }
         "/explain" => {
-            let q: std::collections::HashMap<String, String> = uri
-                .query()
-                .unwrap_or("")
-                .split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_owned(), percent_decode(v)))
-                .collect();
+            let q = query_pairs(uri);
             let (Some(name), Some(client)) = (q.get("name"), q.get("client")) else {
                 return meridian_http::text(
                     StatusCode::BAD_REQUEST,
@@ -697,9 +785,18 @@ fn admin_route(dns: &Dns, uri: &http::Uri) -> http::Response<meridian_http::Body
         }
         _ => meridian_http::text(
             StatusCode::NOT_FOUND,
-            "dns admin endpoints: /metrics, /health, /targets, /explain",
+            "dns admin endpoints: /metrics, /health, /targets, /explain, /latency",
         ),
     }
+}
+
+fn query_pairs(uri: &http::Uri) -> std::collections::HashMap<String, String> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+        .collect()
 }
 
 fn percent_decode(s: &str) -> String {

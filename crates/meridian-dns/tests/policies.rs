@@ -307,3 +307,21 @@ fn zone_file_records_are_served_and_errors_name_the_line() {
     assert!(e.contains(&format!("{}:4:", zone.display())), "{e}");
     assert!(e.contains("IPv4"), "{e}");
 }
+
+#[test]
+fn measured_latency_overrides_the_table_and_the_model() {
+    let dns = server("");
+    assert_eq!(a(&dns, "api.t.example.", LON), ["127.77.2.1"]);
+    dns.set_measured_latency("lon", "r-ap", 0.5).unwrap();
+    assert_eq!(
+        a(&dns, "api.t.example.", LON),
+        ["127.77.3.1"],
+        "a cached answer is not reused after a measurement"
+    );
+    assert!(dns
+        .set_measured_latency("atlantis", "r-ap", 1.0)
+        .unwrap_err()
+        .contains("atlantis"));
+    assert!(dns.set_measured_latency("lon", "r-mars", 1.0).is_err());
+    assert!(dns.set_measured_latency("lon", "r-ap", f64::NAN).is_err());
+}

@@ -1,0 +1,148 @@
+//! UDP in batches: one `recvmmsg` takes up to BATCH queries and one `sendmmsg` sends their
+//! answers, so a busy server pays two system calls per batch instead of two per packet.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
+use std::os::fd::AsRawFd;
+
+pub const BATCH: usize = 32;
+const BUF: usize = 4096;
+
+/// Buffers for one batch, reused across calls.
+pub struct Batch {
+    bufs: Vec<[u8; BUF]>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    lens: Vec<usize>,
+}
+
+// The raw pointers inside point into the batch's own vectors, which never move after
+// `new` (they are never resized), and a batch is used by one thread at a time.
+unsafe impl Send for Batch {}
+
+impl Batch {
+    pub fn new() -> Self {
+        let mut b = Batch {
+            bufs: vec![[0u8; BUF]; BATCH],
+            // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+            addrs: vec![unsafe { MaybeUninit::zeroed().assume_init() }; BATCH],
+            iovs: Vec::with_capacity(BATCH),
+            hdrs: Vec::with_capacity(BATCH),
+            lens: vec![0; BATCH],
+        };
+        for i in 0..BATCH {
+            b.iovs.push(libc::iovec {
+                iov_base: b.bufs[i].as_mut_ptr().cast(),
+                iov_len: BUF,
+            });
+        }
+        for i in 0..BATCH {
+            // SAFETY: mmsghdr is plain data; the pointers are set right below.
+            let mut h: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+            h.msg_hdr.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            h.msg_hdr.msg_iov = &mut b.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            b.hdrs.push(h);
+        }
+        b
+    }
+
+    /// Waits for at least one datagram (or the socket's read timeout) and takes as many
+    /// as are queued, up to BATCH. Returns how many arrived.
+    pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+        for i in 0..BATCH {
+            self.iovs[i].iov_len = BUF;
+            self.hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        }
+        // SAFETY: every header points at live buffers owned by self, sized as declared.
+        let n = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for i in 0..n {
+            self.lens[i] = self.hdrs[i].msg_len as usize;
+        }
+        Ok(n)
+    }
+
+    pub fn packet(&self, i: usize) -> &[u8] {
+        &self.bufs[i][..self.lens[i]]
+    }
+
+    pub fn peer(&self, i: usize) -> Option<IpAddr> {
+        let a = &self.addrs[i];
+        match i32::from(a.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the family says this storage holds a sockaddr_in.
+                let v4 =
+                    unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says this storage holds a sockaddr_in6.
+                let v6 =
+                    unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+                Some(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends `answers[k]` back to the sender of packet `answers[k].0`, all in one call.
+    pub fn send(&mut self, sock: &UdpSocket, answers: &[(usize, Vec<u8>)]) -> io::Result<()> {
+        if answers.is_empty() {
+            return Ok(());
+        }
+        let mut iovs: Vec<libc::iovec> = answers
+            .iter()
+            .map(|(_, out)| libc::iovec {
+                iov_base: out.as_ptr() as *mut _,
+                iov_len: out.len(),
+            })
+            .collect();
+        let mut hdrs: Vec<libc::mmsghdr> = answers
+            .iter()
+            .enumerate()
+            .map(|(k, (i, _))| {
+                // SAFETY: plain data, filled in below.
+                let mut h: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+                h.msg_hdr.msg_name = (&mut self.addrs[*i] as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_namelen = self.hdrs[*i].msg_hdr.msg_namelen;
+                h.msg_hdr.msg_iov = &mut iovs[k];
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        let mut sent = 0;
+        while sent < hdrs.len() {
+            // SAFETY: headers point at `iovs` and `self.addrs`, alive for this call.
+            let n = unsafe {
+                libc::sendmmsg(
+                    sock.as_raw_fd(),
+                    hdrs[sent..].as_mut_ptr(),
+                    (hdrs.len() - sent) as u32,
+                    0,
+                )
+            };
+            if n <= 0 {
+                // A send error (say, an ICMP-unreachable peer) drops that one answer.
+                sent += 1;
+                continue;
+            }
+            sent += n as usize;
+        }
+        Ok(())
+    }
+}
