@@ -89,8 +89,10 @@ pub(crate) struct Entry {
     edns: Option<u16>,
     ctx: Context,
     generation: u64,
-    /// The response with ID 0 and RD clear.
-    bytes: Box<[u8]>,
+    /// The possible responses (one, or one per weighted choice) with their weights, each
+    /// with ID 0 and RD clear.
+    variants: Vec<(u32, Box<[u8]>)>,
+    total_weight: u32,
     pub qtype_label: &'static str,
     pub rcode_label: &'static str,
     pub policy_label: &'static str,
@@ -134,7 +136,23 @@ impl AnswerCache {
         if !same {
             return None;
         }
-        let mut out = e.bytes.to_vec();
+        let bytes = if e.variants.len() == 1 {
+            &e.variants[0].1
+        } else {
+            let mut x = rand::random_range(0..e.total_weight.max(1));
+            &e.variants
+                .iter()
+                .find(|(w, _)| {
+                    if x < *w {
+                        true
+                    } else {
+                        x -= w;
+                        false
+                    }
+                })?
+                .1
+        };
+        let mut out = bytes.to_vec();
         out[0] = query[0];
         out[1] = query[1];
         out[2] |= query[2] & 0x01;
@@ -142,21 +160,29 @@ impl AnswerCache {
         Some((out, [e.qtype_label, e.rcode_label, e.policy_label]))
     }
 
+    /// Keeps the responses for a question: one, or one per weighted choice.
     pub fn put(
         &self,
-        response: &[u8],
+        responses: Vec<(u32, Vec<u8>)>,
         q: &Question,
         ctx: Context,
         generation: u64,
         labels: [&'static str; 3],
     ) {
-        if response.len() < 12 + q.qname.len() {
+        if responses.is_empty() || responses.iter().any(|(_, r)| r.len() < 12 + q.qname.len()) {
             return;
         }
-        let mut bytes = response.to_vec().into_boxed_slice();
-        bytes[0] = 0;
-        bytes[1] = 0;
-        bytes[2] &= !0x01;
+        let total_weight = responses.iter().map(|(w, _)| *w).sum();
+        let variants: Vec<(u32, Box<[u8]>)> = responses
+            .into_iter()
+            .map(|(w, r)| {
+                let mut bytes = r.into_boxed_slice();
+                bytes[0] = 0;
+                bytes[1] = 0;
+                bytes[2] &= !0x01;
+                (w, bytes)
+            })
+            .collect();
         let Ok(mut map) = self.map.write() else {
             return;
         };
@@ -172,7 +198,8 @@ impl AnswerCache {
                 edns: q.edns,
                 ctx,
                 generation,
-                bytes,
+                variants,
+                total_weight,
                 qtype_label: labels[0],
                 rcode_label: labels[1],
                 policy_label: labels[2],
@@ -225,7 +252,13 @@ mod tests {
         let mut response = q1.clone();
         response[2] = 0x85; // QR, AA, RD
         response.extend_from_slice(b"answer");
-        cache.put(&response, &p1, ctx, 7, ["A", "NOERROR", "latency"]);
+        cache.put(
+            vec![(1, response)],
+            &p1,
+            ctx,
+            7,
+            ["A", "NOERROR", "latency"],
+        );
         let mut q2 = query(b"\x03api\x01T\x00", false);
         q2[0] = 0xbe;
         q2[1] = 0xef;
@@ -251,5 +284,34 @@ mod tests {
                 7
             )
             .is_none());
+    }
+
+    #[test]
+    fn weighted_variants_are_chosen_by_weight() {
+        let cache = AnswerCache::default();
+        let q = query(b"\x01w\x00", false);
+        let p = plain_question(&q).unwrap();
+        let ctx = Context {
+            udp: true,
+            location: None,
+        };
+        let mut one = q.clone();
+        one.push(1);
+        let mut three = q.clone();
+        three.push(3);
+        cache.put(
+            vec![(1, one), (3, three)],
+            &p,
+            ctx,
+            0,
+            ["A", "NOERROR", "weighted"],
+        );
+        let mut counts = [0u32; 4];
+        for _ in 0..4000 {
+            let (out, _) = cache.get(&q, &p, ctx, 0).unwrap();
+            counts[usize::from(*out.last().unwrap())] += 1;
+        }
+        let ratio = f64::from(counts[3]) / f64::from(counts[1]);
+        assert!((ratio - 3.0).abs() < 0.6, "{counts:?}");
     }
 }

@@ -34,6 +34,10 @@ pub struct Decision {
     pub rule: String,
     /// ECS scope prefix: how widely this answer may be reused by a resolver.
     pub scope_prefix: u8,
+    /// For a weighted choice: every answer it could have made, with its weight, so the
+    /// answer cache can keep them all and choose per query.
+    #[serde(skip)]
+    pub alternatives: Vec<(u32, Vec<RData>)>,
 }
 
 /// Policies whose answer depends on where the client is.
@@ -140,13 +144,27 @@ pub fn decide(
                     }
                 })
             };
-            (
-                pick.into_iter().collect(),
-                format!(
-                    "weighted: chosen at random in proportion to weight among {} healthy answers",
-                    pool.len()
-                ),
-            )
+            let alternatives: Vec<(u32, Vec<RData>)> = pool
+                .iter()
+                .map(|&i| {
+                    (
+                        if total == 0 { 1 } else { set.answers[i].weight },
+                        set.answers[i].rdata.clone(),
+                    )
+                })
+                .collect();
+            let mut d = finish(
+                explain,
+                set,
+                client,
+                &health,
+                Some(&metrics),
+                rdata_of(set, pick.into_iter()),
+                String::new(),
+            );
+            d.alternatives = alternatives;
+            d.rule = format!("{rule_prefix}weighted: chosen at random in proportion to weight among {} healthy answers", pool.len());
+            return d.with_ids(set, pick.into_iter().collect());
         }
         Policy::Failover => {
             let role = |r| {
@@ -358,6 +376,7 @@ fn finish(
             .collect(),
         rule,
         scope_prefix,
+        alternatives: Vec::new(),
     }
 }
 

@@ -472,30 +472,59 @@ impl Dns {
                     scope,
                 )));
         }
+        // Deterministic answers may be reused for the same question, place and health; a
+        // lone weighted choice is kept as all its alternatives, chosen per query.
+        let weighted_alternatives = match &r.decisions[..] {
+            [(_, _, d)] if d.policy == Policy::Weighted && !d.alternatives.is_empty() => r
+                .answers
+                .first()
+                .map(|a| (a.name.clone(), a.ttl, d.alternatives.clone())),
+            _ => None,
+        };
+        let cacheable = weighted_alternatives.is_some()
+            || r.decisions.iter().all(|(_, _, d)| {
+                matches!(
+                    d.policy,
+                    Policy::Simple
+                        | Policy::Latency
+                        | Policy::Failover
+                        | Policy::Geolocation
+                        | Policy::Geoproximity
+                )
+            });
         res.metadata.response_code = r.rcode;
         res.insert_answers(r.answers);
         res.insert_authorities(r.authority);
         res.insert_additionals(r.additionals);
         self.count(qtype.into(), r.rcode, policy);
-        // Deterministic answers may be reused for the same question, place and health.
-        let cacheable = r.decisions.iter().all(|(_, _, d)| {
-            matches!(
-                d.policy,
-                Policy::Simple
-                    | Policy::Latency
-                    | Policy::Failover
-                    | Policy::Geolocation
-                    | Policy::Geoproximity
-            )
-        });
         let mut bytes = res.to_vec().ok()?;
         if udp && bytes.len() > usize::from(max) {
             // Too big for this client's UDP: say so, and it will ask again over TCP.
             bytes = res.truncate().to_vec().ok()?;
         }
         if let (true, Some(q), Some(ctx)) = (cacheable, &plain, cache_ctx) {
+            let variants = match weighted_alternatives {
+                Some((name, ttl, alternatives)) => alternatives
+                    .into_iter()
+                    .filter_map(|(w, rdata)| {
+                        let mut alt = res.clone();
+                        alt.answers = rdata
+                            .into_iter()
+                            .map(|d| Record::from_rdata(name.clone(), ttl, d))
+                            .collect();
+                        let b = alt.to_vec().ok()?;
+                        let b = if udp && b.len() > usize::from(max) {
+                            alt.truncate().to_vec().ok()?
+                        } else {
+                            b
+                        };
+                        Some((w, b))
+                    })
+                    .collect(),
+                None => vec![(1, bytes.clone())],
+            };
             self.0.cache.put(
-                &bytes,
+                variants,
                 q,
                 ctx,
                 generation,
