@@ -163,6 +163,9 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         })
     });
     check_totals(t, d, regions.as_deref(), service.as_ref());
+    if let (Some(dns), Some(regions), Some(edges)) = (&dns, &regions, &edges) {
+        check_aliases(d, dns, regions, edges);
+    }
     t.finish(d);
     Some(Config {
         origin: origin.to_owned(),
@@ -782,22 +785,20 @@ fn read_record_set(t: &Table, d: &mut Diagnostics, default_ttl: Duration) -> Opt
     };
     let mut answers = Vec::new();
     // A simple record may give its values inline.
-    if let Some(values) = t.str_list(d, "values") {
-        answers.push(plain_answer(
-            "default",
-            values.into_iter().map(|v| v.into_inner()).collect(),
-        ));
+    if let Some(values) = read_values(t, d, kind) {
+        answers.push(plain_answer("default", values));
     }
     if let Some(alias) = t.str(d, "alias") {
         let f = t.get("alias")?;
         let mut a = plain_answer("default", Vec::new());
-        a.alias = parse_alias(d, &alias, &f.key, f.span);
+        a.alias = parse_alias(d, &alias, &f.key, f.span.clone());
+        a.alias_at = Some((f.span, f.key));
         a.evaluate_target_health = t.bool(d, "evaluate_target_health").unwrap_or(true);
         answers.push(a);
     }
     let mut ids = HashSet::new();
     for a in t.tables(d, "answer") {
-        if let Some(ans) = read_answer(&a, d, policy) {
+        if let Some(ans) = read_answer(&a, d, policy, kind) {
             if !ids.insert(ans.id.clone()) {
                 let f = a.get("id")?;
                 d.error(
@@ -860,6 +861,7 @@ fn plain_answer(id: &str, values: Vec<String>) -> Answer {
         geo: None,
         cidrs: Vec::new(),
         ip_default: false,
+        alias_at: None,
     }
 }
 
@@ -879,19 +881,93 @@ fn parse_alias(
     }
 }
 
-fn read_answer(t: &Table, d: &mut Diagnostics, policy: Policy) -> Option<Answer> {
+/// A record set's values, each checked against the record type where it is written.
+fn read_values(t: &Table, d: &mut Diagnostics, kind: Option<RecordKind>) -> Option<Vec<String>> {
+    let values = t.str_list(d, "values")?;
+    let key = format!("{}.values", t.path);
+    for v in &values {
+        if let Some(Err((problem, fix))) = kind.map(|k| check_value(k, v.get_ref())) {
+            d.error(v.span(), &key, problem, fix);
+        }
+    }
+    Some(values.into_iter().map(|v| v.into_inner()).collect())
+}
+
+fn is_domain(s: &str) -> bool {
+    s == "@"
+        || (!s.is_empty()
+            && s.len() <= 253
+            && s.trim_end_matches('.').split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            }))
+}
+
+/// Whether a value can be served as a record of this type.
+fn check_value(kind: RecordKind, v: &str) -> Result<(), (String, String)> {
+    let bad = |what: &str, fix: &str| Err((format!("`{v}` is not {what}"), fix.to_owned()));
+    match kind {
+        RecordKind::A if v.parse::<std::net::Ipv4Addr>().is_err() => bad(
+            "an IPv4 address",
+            "write a dotted quad such as \"192.0.2.1\"",
+        ),
+        RecordKind::AAAA if v.parse::<std::net::Ipv6Addr>().is_err() => bad(
+            "an IPv6 address",
+            "write an address such as \"2001:db8::1\"",
+        ),
+        RecordKind::CNAME | RecordKind::NS if !is_domain(v) => bad(
+            "a domain name",
+            "write a name such as \"www\" (in the zone) or \"host.example.net.\"",
+        ),
+        RecordKind::MX => match v.split_whitespace().collect::<Vec<_>>()[..] {
+            [pref, host] if pref.parse::<u16>().is_ok() && is_domain(host) => Ok(()),
+            _ => bad(
+                "`PREFERENCE HOST`",
+                "write it as \"10 mail\" or \"20 mx.example.net.\"",
+            ),
+        },
+        RecordKind::CAA => match v.split_whitespace().collect::<Vec<_>>()[..] {
+            [flags, "issue" | "issuewild", value]
+                if (flags == "0" || flags == "128")
+                    && value.starts_with('"')
+                    && value.ends_with('"') =>
+            {
+                Ok(())
+            }
+            _ => bad(
+                "a CAA record Meridian serves",
+                "write it as 0 issue \"letsencrypt.org\" (tags issue and issuewild)",
+            ),
+        },
+        RecordKind::TXT if v.len() > 4000 => bad(
+            "a TXT value of reasonable length",
+            "keep TXT values under 4000 characters",
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn read_answer(
+    t: &Table,
+    d: &mut Diagnostics,
+    policy: Policy,
+    kind: Option<RecordKind>,
+) -> Option<Answer> {
     let id = t.req_str(
         d,
         "id",
         "give the answer an id (Route 53's set identifier), such as id = \"us-east-1\"",
     );
     let mut a = plain_answer("", Vec::new());
-    if let Some(values) = t.str_list(d, "values") {
-        a.values = values.into_iter().map(|v| v.into_inner()).collect();
+    if let Some(values) = read_values(t, d, kind) {
+        a.values = values;
     }
     if let Some(alias) = t.str(d, "alias") {
         let f = t.get("alias")?;
-        a.alias = parse_alias(d, &alias, &f.key, f.span);
+        a.alias = parse_alias(d, &alias, &f.key, f.span.clone());
+        a.alias_at = Some((f.span, f.key));
         a.evaluate_target_health = true;
     }
     if a.values.is_empty() && a.alias.is_none() {
@@ -1016,6 +1092,38 @@ fn parse_check_url(url: &str) -> Option<(std::net::SocketAddr, String)> {
         None => (rest, "/"),
     };
     Some((authority.parse().ok()?, path.to_owned()))
+}
+
+/// Aliases must name a region or PoP of this deployment.
+fn check_aliases(d: &mut Diagnostics, dns: &Dns, regions: &[Region], edges: &[Pop]) {
+    for a in dns.records.iter().flat_map(|r| &r.answers) {
+        let (Some(alias), Some((span, key))) = (&a.alias, &a.alias_at) else {
+            continue;
+        };
+        let (known, what, names): (bool, &str, Vec<&str>) = match alias {
+            AliasTarget::Lb(r) => (
+                regions.iter().any(|x| &x.name == r),
+                "region",
+                regions.iter().map(|x| x.name.as_str()).collect(),
+            ),
+            AliasTarget::Pop(p) => (
+                edges.iter().any(|x| &x.name == p),
+                "[[edge]] PoP",
+                edges.iter().map(|x| x.name.as_str()).collect(),
+            ),
+        };
+        if !known {
+            let name = match alias {
+                AliasTarget::Lb(n) | AliasTarget::Pop(n) => n,
+            };
+            d.error(
+                span.clone(),
+                key,
+                format!("the alias names no {what} `{name}`"),
+                format!("use one of: {}", names.join(", ")),
+            );
+        }
+    }
 }
 
 /// Address space is one /16: regions and instances per region must fit it.

@@ -391,6 +391,9 @@ pub struct Answer {
     /// IP-based: client networks this answer is for (`*` in config = everyone else).
     pub cidrs: Vec<Cidr>,
     pub ip_default: bool,
+    /// Where the alias is written (span and key), for errors found after reading.
+    #[serde(skip)]
+    pub alias_at: Option<(std::ops::Range<usize>, String)>,
 }
 
 /// An IPv4 or IPv6 network.

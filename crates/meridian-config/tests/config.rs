@@ -151,3 +151,23 @@ fn duplicate_names_and_two_primaries_are_errors() {
 fn default_text_is_what_validate_reads() {
     assert!(Config::parse(DEFAULT_CONFIG, "meridian.toml").is_ok());
 }
+
+#[test]
+fn dns_record_errors_point_at_the_value() {
+    let cases = [
+        ("[[dns.record]]\nname = \"a\"\ntype = \"A\"\nvalues = [\"192.0.2.1\", \"300.1.1.1\"]\n", "dns.record[0].values", "IPv4", 11),
+        ("[[dns.record]]\nname = \"m\"\ntype = \"MX\"\nvalues = [\"mail\"]\n", "dns.record[0].values", "10 mail", 11),
+        ("[[dns.record]]\nname = \"api\"\ntype = \"A\"\npolicy = \"latency\"\n[[dns.record.answer]]\nid = \"x\"\nalias = \"lb:mars-1\"\n", "dns.record[0].answer[0].alias", "r1", 14),
+        ("[[dns.record]]\nname = \"api\"\ntype = \"A\"\npolicy = \"fastest\"\nvalues = [\"192.0.2.1\"]\n", "dns.record[0].policy", "latency", 11),
+        ("[[dns.record]]\nname = \"f\"\ntype = \"A\"\npolicy = \"failover\"\n[[dns.record.answer]]\nid = \"a\"\nvalues = [\"192.0.2.1\"]\nfailover = \"secondary\"\n", "dns.record[0]", "primary", 8),
+        ("[[dns.record]]\nname = \"g\"\ntype = \"A\"\npolicy = \"geolocation\"\n[[dns.record.answer]]\nid = \"a\"\nvalues = [\"192.0.2.1\"]\n", "dns.record[0].answer[0].geo", "geo = ", 12),
+    ];
+    for (extra, key, fix, line) in cases {
+        let errs = Config::parse(&with(extra), "d.toml").unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{extra}: {errs:#?}");
+        assert_eq!(errs[0].key, key, "{extra}");
+        let said = format!("{} / {}", errs[0].problem, errs[0].fix);
+        assert!(said.contains(fix), "{extra}: said {said:?}");
+        assert_eq!(errs[0].line, line, "{extra}");
+    }
+}
