@@ -1,0 +1,20 @@
+//! HTTP cache semantics for a shared cache (RFC 9111), the rules Meridian's edge stores,
+//! serves and revalidates by, with CloudFront's minimum, default and maximum TTLs on top.
+//!
+//! The edge's storage and request collapsing sit on these pure functions; keeping the
+//! rules here, without I/O, lets every one of them be tested in isolation.
+
+mod directives;
+mod freshness;
+mod range;
+mod validation;
+
+pub use directives::CacheControl;
+pub use freshness::{
+    current_age, edge_ttl, freshness_lifetime, heuristically_cacheable, initial_age, storable,
+    NotStorable, Stored, TtlPolicy, Usability,
+};
+pub use range::{byte_range, ByteRange};
+pub use validation::{
+    conditional_request, invalidation_targets, merge_not_modified, vary_key, VaryKey,
+};

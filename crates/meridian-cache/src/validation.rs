@@ -1,0 +1,219 @@
+//! Vary (RFC 9111 §4.1), validation (§4.3), and invalidation (§4.4).
+
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_LOCATION, ETAG, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, LAST_MODIFIED, LOCATION, VARY,
+};
+use http::Method;
+
+/// The request header values a stored response was selected by (its secondary key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VaryKey(pub Vec<(HeaderName, String)>);
+
+/// The secondary key of a request for a response with these headers, or None when the
+/// response has `Vary: *` (it can never be reused). Values are normalized: whitespace
+/// around commas collapsed, so `gzip,br` and `gzip, br` select the same response.
+pub fn vary_key(response: &HeaderMap, request: &HeaderMap) -> Option<VaryKey> {
+    let mut names: Vec<HeaderName> = Vec::new();
+    for v in response.get_all(VARY) {
+        for name in v.to_str().unwrap_or("*").split(',') {
+            let name = name.trim();
+            if name == "*" {
+                return None;
+            }
+            if let Ok(n) = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+    }
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    Some(VaryKey(
+        names
+            .into_iter()
+            .map(|n| {
+                let joined = request
+                    .get_all(&n)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                (n, joined)
+            })
+            .collect(),
+    ))
+}
+
+/// Headers that turn a request to the origin into a revalidation of a stored response.
+pub fn conditional_request(stored: &HeaderMap) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Some(etag) = stored.get(ETAG) {
+        h.insert(IF_NONE_MATCH, etag.clone());
+    }
+    if let Some(lm) = stored.get(LAST_MODIFIED) {
+        h.insert(IF_MODIFIED_SINCE, lm.clone());
+    }
+    h
+}
+
+/// Applies a 304's header fields to the stored response (§4.3.4): each field in the 304
+/// replaces the stored one, except Content-Length, which describes the stored body.
+pub fn merge_not_modified(stored: &mut HeaderMap, not_modified: &HeaderMap) {
+    let mut names: Vec<&HeaderName> = not_modified.keys().collect();
+    names.dedup();
+    for name in names {
+        if name == CONTENT_LENGTH {
+            continue;
+        }
+        stored.remove(name);
+        for v in not_modified.get_all(name) {
+            stored.append(name.clone(), v.clone());
+        }
+    }
+}
+
+/// The paths a cache must invalidate after an unsafe request succeeds (§4.4): the target
+/// and, when they are on the same host, the Location and Content-Location targets.
+pub fn invalidation_targets(
+    method: &Method,
+    status: u16,
+    path: &str,
+    host: &str,
+    response: &HeaderMap,
+) -> Vec<String> {
+    let safe = matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    if safe || !(200..400).contains(&status) {
+        return Vec::new();
+    }
+    let mut out = vec![path.to_owned()];
+    for h in [LOCATION, CONTENT_LOCATION] {
+        if let Some(p) = response.get(h).and_then(|v| same_host_path(v, host)) {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn same_host_path(v: &HeaderValue, host: &str) -> Option<String> {
+    let s = v.to_str().ok()?;
+    if s.starts_with('/') {
+        return Some(s.to_owned());
+    }
+    let uri: http::Uri = s.parse().ok()?;
+    (uri.authority()?.as_str().eq_ignore_ascii_case(host)).then(|| {
+        uri.path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn vary_selects_by_the_named_request_headers() {
+        let res = h(&[
+            ("vary", "Accept-Encoding"),
+            ("vary", "accept-language, Accept-Encoding"),
+        ]);
+        let a = vary_key(
+            &res,
+            &h(&[("accept-encoding", "gzip,br"), ("accept-language", "en")]),
+        )
+        .unwrap();
+        let b = vary_key(
+            &res,
+            &h(&[
+                ("accept-encoding", "gzip, br"),
+                ("accept-language", "en"),
+                ("cookie", "x"),
+            ]),
+        )
+        .unwrap();
+        let c = vary_key(
+            &res,
+            &h(&[("accept-encoding", "identity"), ("accept-language", "en")]),
+        )
+        .unwrap();
+        assert_eq!(a, b, "normalized, and unrelated headers do not matter");
+        assert_ne!(a, c);
+        assert_eq!(a.0.len(), 2);
+        assert!(vary_key(&h(&[("vary", "*")]), &HeaderMap::new()).is_none());
+        assert_eq!(
+            vary_key(&HeaderMap::new(), &h(&[("accept", "x")]))
+                .unwrap()
+                .0
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn revalidation_uses_validators_and_304_refreshes_headers() {
+        let stored = h(&[
+            ("etag", "\"v1\""),
+            ("last-modified", "Mon, 02 Nov 2026 12:00:00 GMT"),
+            ("cache-control", "max-age=5"),
+            ("content-length", "100"),
+        ]);
+        let cond = conditional_request(&stored);
+        assert_eq!(cond[IF_NONE_MATCH], "\"v1\"");
+        assert_eq!(cond[IF_MODIFIED_SINCE], "Mon, 02 Nov 2026 12:00:00 GMT");
+        let mut s = stored.clone();
+        merge_not_modified(
+            &mut s,
+            &h(&[
+                ("cache-control", "max-age=60"),
+                ("date", "Tue, 24 Nov 2026 10:00:00 GMT"),
+                ("content-length", "0"),
+            ]),
+        );
+        assert_eq!(s["cache-control"], "max-age=60");
+        assert_eq!(s["content-length"], "100", "the stored body's length stays");
+        assert_eq!(s["etag"], "\"v1\"");
+        assert!(s.contains_key("date"));
+    }
+
+    #[test]
+    fn unsafe_methods_invalidate_target_and_same_host_locations() {
+        let res = h(&[
+            ("location", "/api/orders/7"),
+            ("content-location", "http://other.example/x"),
+        ]);
+        assert_eq!(
+            invalidation_targets(&Method::POST, 201, "/api/orders", "shop.example", &res),
+            ["/api/orders", "/api/orders/7"]
+        );
+        let res = h(&[("content-location", "http://SHOP.example/api/cart")]);
+        assert_eq!(
+            invalidation_targets(&Method::PUT, 200, "/api/cart/1", "shop.example", &res),
+            ["/api/cart/1", "/api/cart"]
+        );
+        assert!(invalidation_targets(&Method::GET, 200, "/x", "h", &HeaderMap::new()).is_empty());
+        assert!(
+            invalidation_targets(&Method::DELETE, 500, "/x", "h", &HeaderMap::new()).is_empty(),
+            "a failed request changes nothing"
+        );
+    }
+}
