@@ -136,6 +136,11 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         None => Some(default_supervisor()),
     };
     let edges = read_named(t, d, "edge", read_pop);
+    let distribution = match (t.table(d, "distribution"), &regions) {
+        (Some(s), Some(r)) => crate::distribution::read_distribution(&s, d, r),
+        (None, Some(r)) => Some(crate::distribution::default_distribution(r)),
+        (_, None) => None,
+    };
     let dns = match t.table(d, "dns") {
         Some(s) => read_dns(&s, d),
         None => Some(default_dns()),
@@ -176,6 +181,7 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         load_balancer: load_balancer?,
         supervisor: supervisor?,
         edges: edges?,
+        distribution: distribution?,
         dns: dns?,
         client_locations: client_locations?,
     })
@@ -242,6 +248,7 @@ fn default_network() -> Network {
     Network {
         subnet: [127, 10],
         lb_port: 8080,
+        https_port: 8443,
         service_port: 8000,
         admin_port: 9900,
     }
@@ -267,10 +274,12 @@ fn read_network(t: &Table, d: &mut Diagnostics) -> Option<Network> {
             .unwrap_or(default)
     };
     n.lb_port = port(d, "lb_port", n.lb_port);
+    n.https_port = port(d, "https_port", n.https_port);
     n.service_port = port(d, "service_port", n.service_port);
     n.admin_port = port(d, "admin_port", n.admin_port);
     let ports = [
         ("lb_port", n.lb_port),
+        ("https_port", n.https_port),
         ("service_port", n.service_port),
         ("admin_port", n.admin_port),
     ];
@@ -340,7 +349,7 @@ fn read_location(t: &Table, d: &mut Diagnostics) -> Option<Coordinates> {
 }
 
 /// Reads `[[key]]` entries that each have a unique `name`, handing the rest to `each`.
-fn read_named<T>(
+pub(crate) fn read_named<T>(
     t: &Table,
     d: &mut Diagnostics,
     key: &'static str,

@@ -17,6 +17,7 @@ pub struct Config {
     pub load_balancer: LoadBalancer,
     pub supervisor: Supervisor,
     pub edges: Vec<Pop>,
+    pub distribution: crate::Distribution,
     pub dns: Dns,
     pub client_locations: Vec<ClientLocation>,
 }
@@ -34,6 +35,8 @@ pub struct Network {
     /// First two octets of the node subnet (`127.10` of `127.10.0.0/16`).
     pub subnet: [u8; 2],
     pub lb_port: u16,
+    /// HTTPS viewer port of each edge PoP (HTTP is on `lb_port`).
+    pub https_port: u16,
     pub service_port: u16,
     pub admin_port: u16,
 }
@@ -219,7 +222,7 @@ pub struct Supervisor {
     pub stop_timeout: Duration,
 }
 
-/// An edge point of presence (declared now; served once the edge issue lands).
+/// An edge point of presence: a caching proxy near viewers.
 #[derive(Debug, Clone, Serialize)]
 pub struct Pop {
     pub name: String,

@@ -322,3 +322,36 @@ impl Field<'_> {
         );
     }
 }
+
+impl<'a> Table<'a> {
+    /// Every key of the table, for tables whose keys are data (custom headers).
+    pub fn keys(&self) -> Vec<&'a str> {
+        self.entries.iter().map(|(k, _)| k.get_ref().as_str()).collect()
+    }
+
+    /// A string that must be one of `allowed`; the error lists them.
+    pub fn choice(
+        &self,
+        d: &mut Diagnostics,
+        key: &'a str,
+        allowed: &[&'static str],
+    ) -> Option<&'static str> {
+        let value = self.str(d, key)?;
+        if let Some(found) = allowed.iter().find(|a| **a == value) {
+            return Some(found);
+        }
+        let f = self.get(key)?;
+        let close = allowed
+            .iter()
+            .find(|a| strsim::damerau_levenshtein(a, &value) <= 2)
+            .map(|a| format!("did you mean \"{a}\"? "))
+            .unwrap_or_default();
+        d.error(
+            f.span,
+            &f.key,
+            format!("`{value}` is not a valid `{}`", f.key),
+            format!("{close}use one of: {}", allowed.join(", ")),
+        );
+        None
+    }
+}

@@ -17,6 +17,8 @@ pub enum Role {
     Service,
     /// An authoritative DNS server for the zone.
     Dns,
+    /// A CDN point of presence.
+    Edge,
 }
 
 impl Role {
@@ -25,6 +27,7 @@ impl Role {
             Role::Lb => "lb",
             Role::Service => "service",
             Role::Dns => "dns",
+            Role::Edge => "edge",
         }
     }
 }
@@ -78,6 +81,18 @@ impl Config {
             });
         }
         services.extend(lbs);
+        for pop in &self.edges {
+            if let Some((address, admin)) = self.pop_addresses(&pop.name) {
+                services.push(NodeSpec {
+                    name: format!("edge-{}", pop.name),
+                    role: Role::Edge,
+                    region: None,
+                    az: None,
+                    address,
+                    admin,
+                });
+            }
+        }
         for k in 0..self.dns.servers {
             let ip = net.addr(0, 10 + k as u8);
             services.push(NodeSpec {
@@ -118,6 +133,12 @@ impl Config {
             SocketAddr::new(ip.into(), self.network.lb_port),
             SocketAddr::new(ip.into(), self.network.admin_port),
         ))
+    }
+
+    /// The PoP an edge node serves.
+    pub fn pop_of(&self, node: &NodeSpec) -> Option<&crate::Pop> {
+        let name = node.name.strip_prefix("edge-")?;
+        self.edges.iter().find(|p| p.name == name)
     }
 
     /// The loopback network simulated clients of a location send from, so DNS can tell

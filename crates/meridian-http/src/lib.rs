@@ -16,6 +16,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+pub mod tls;
+mod counting;
+pub use counting::{counted_upstream_client, CountedUpstreamClient};
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type every Meridian handler returns.
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -109,6 +113,16 @@ impl Default for ServerOptions {
     }
 }
 
+/// What a service learns about the connection it serves.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The local address the client connected to.
+    pub local: SocketAddr,
+    /// The negotiated TLS version, when the connection is TLS.
+    pub tls: Option<&'static str>,
+}
+
 /// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on `listener` until `shutdown` completes,
 /// then stops accepting and lets open requests finish for up to `opts.drain`.
 ///
@@ -119,7 +133,26 @@ pub async fn serve<M, S, B>(
     make: M,
     shutdown: impl Future<Output = ()>,
 ) where
-    M: Fn(SocketAddr) -> S,
+    M: Fn(SocketAddr) -> S + Clone + Send + Sync + 'static,
+    S: Service<http::Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    serve_conns(listener, opts, None, move |p: Peer| make(p.addr), shutdown).await
+}
+
+/// Like [`serve`], but with TLS when `tls` is given (HTTP/2 by ALPN, else HTTP/1.1), and
+/// `make` sees the whole [`Peer`].
+pub async fn serve_conns<M, S, B>(
+    listener: TcpListener,
+    opts: ServerOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    make: M,
+    shutdown: impl Future<Output = ()>,
+) where
+    M: Fn(Peer) -> S + Clone + Send + Sync + 'static,
     S: Service<http::Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
@@ -132,10 +165,18 @@ pub async fn serve<M, S, B>(
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
         .max_buf_size(opts.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(opts.max_header_bytes.max(8192) as u32);
+    let builder = std::sync::Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -148,12 +189,49 @@ pub async fn serve<M, S, B>(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = make(peer);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let make = make.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let handshake_timeout = opts.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with error");
+            let result = match tls {
+                None => {
+                    let service = make(Peer {
+                        addr,
+                        local,
+                        tls: None,
+                    });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let accepted =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                    let stream = match accepted {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let version = match stream.get_ref().1.protocol_version() {
+                        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                        _ => "TLS",
+                    };
+                    let service = make(Peer {
+                        addr,
+                        local,
+                        tls: Some(version),
+                    });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(peer = %addr, error = %e, "connection ended with error");
             }
         });
     }

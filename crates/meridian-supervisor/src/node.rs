@@ -16,6 +16,8 @@ pub enum NodeError {
     DnsOptions(#[from] meridian_dns::OptionsError),
     #[error(transparent)]
     Dns(#[from] meridian_dns::RunError),
+    #[error(transparent)]
+    Edge(#[from] meridian_edge::EdgeError),
     #[error("cannot start `{program}`: {source}")]
     Exec {
         program: String,
@@ -23,6 +25,17 @@ pub enum NodeError {
         source: std::io::Error,
     },
 }
+
+/// Where a node keeps its state (admin token, development certificate, disk cache, access
+/// log): the state dir of the `meridian up` that started it, else `.meridian`.
+pub fn state_dir() -> std::path::PathBuf {
+    std::env::var_os(STATE_DIR_ENV)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::default_state_dir().to_owned())
+}
+
+/// How `up` tells its children where the state dir is.
+pub const STATE_DIR_ENV: &str = "MERIDIAN_STATE_DIR";
 
 /// Runs node `name` of `config` until SIGINT or SIGTERM, then drains and returns.
 pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
@@ -37,6 +50,10 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
         Role::Lb => {
             let opts = meridian_lb::LbOptions::from_config(config, &node);
             meridian_lb::run(opts, meridian_http::shutdown_signal()).await?;
+        }
+        Role::Edge => {
+            let opts = meridian_edge::EdgeOptions::from_config(config, &node, &state_dir())?;
+            meridian_edge::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Dns => {
             let opts = meridian_dns::DnsOptions::from_config(config, &node)?;

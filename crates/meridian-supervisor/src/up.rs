@@ -166,6 +166,18 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
 
     let nodes = cfg.nodes();
     preflight(cfg, &nodes)?;
+    if !cfg.edges.is_empty() {
+        // Made once here, so the PoPs started next share one token and one certificate.
+        let state_err = |e: String| UpError::StateDir {
+            path: opts.state_dir.clone(),
+            source: std::io::Error::other(e),
+        };
+        meridian_edge::admin_token(&opts.state_dir).map_err(|e| state_err(e.to_string()))?;
+        if cfg.distribution.tls.is_none() {
+            meridian_http::tls::ensure_dev_cert(&opts.state_dir, &meridian_edge::dev_cert_names(cfg))
+                .map_err(|e| state_err(e.to_string()))?;
+        }
+    }
 
     let metrics = Metrics::new();
     let restarts_metric = metrics.register(
@@ -286,6 +298,9 @@ fn spawn_child(shared: &Shared, spec: &NodeSpec) -> std::io::Result<Child> {
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
+    let state_dir = std::fs::canonicalize(&shared.opts.state_dir)
+        .unwrap_or_else(|_| shared.opts.state_dir.clone());
+    cmd.env(crate::node::STATE_DIR_ENV, state_dir);
     // If `up` dies without cleaning up (SIGKILL), the kernel stops the child too.
     unsafe {
         cmd.pre_exec(|| {
@@ -363,7 +378,7 @@ fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck
         Role::Service => (spec.address, quick),
         // Our own nodes answer /health on their admin address; a balancer only says 200
         // when it has a healthy target to send traffic to.
-        Role::Lb | Role::Dns => (
+        Role::Lb | Role::Dns | Role::Edge => (
             spec.admin,
             HealthCheck {
                 protocol: CheckProtocol::Http,
@@ -389,11 +404,15 @@ async fn start_in_waves(
         shared.opts.config.deployment.name,
         shared.opts.config.regions.len()
     );
-    let (dns, data): (Vec<usize>, Vec<usize>) =
-        (0..total).partition(|&i| shared.slots[i].spec.role == Role::Dns);
+    let role_of = |i: &usize| shared.slots[*i].spec.role;
+    let data: Vec<usize> = (0..total)
+        .filter(|i| matches!(role_of(i), Role::Service | Role::Lb))
+        .collect();
+    let edges: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Edge).collect();
+    let dns: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Dns).collect();
     let deadline = Instant::now() + shared.opts.config.supervisor.ready_timeout;
     let mut ready = vec![false; total];
-    for wave in [data, dns] {
+    for wave in [data, edges, dns] {
         for &i in &wave {
             runners.push(tokio::spawn(supervise(
                 shared.clone(),
@@ -464,8 +483,8 @@ fn signal_pid(pid: u32, sig: i32) {
     }
 }
 
-/// Stops load balancers first (they drain in-flight requests to the instances), then
-/// the instances; whatever is still running at the stop timeout is killed.
+/// Stops the front first: edges and load balancers (they drain in-flight requests to the
+/// instances), then the rest; whatever is still running at the stop timeout is killed.
 async fn stop_all(shared: &Shared, runners: Vec<tokio::task::JoinHandle<()>>) {
     let timeout = shared.opts.config.supervisor.stop_timeout;
     let deadline = Instant::now() + timeout;
@@ -477,12 +496,12 @@ async fn stop_all(shared: &Shared, runners: Vec<tokio::task::JoinHandle<()>>) {
             .filter_map(|s| *s.pid.lock().unwrap_or_else(|p| p.into_inner()))
             .collect()
     };
-    let running = |role: Role| !pids_of(role).is_empty();
-    for pid in pids_of(Role::Lb) {
+    let front = || [pids_of(Role::Edge), pids_of(Role::Lb)].concat();
+    for pid in front() {
         signal_pid(pid, libc::SIGTERM);
     }
     let lb_deadline = Instant::now() + timeout.mul_f64(0.6);
-    while running(Role::Lb) && Instant::now() < lb_deadline {
+    while !front().is_empty() && Instant::now() < lb_deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let all = || -> Vec<u32> {
@@ -552,6 +571,17 @@ fn print_table(shared: &Shared) {
             label.clear();
         }
     }
+    for n in state.nodes.iter().filter(|n| n.spec.role == Role::Edge) {
+        out.push_str(&format!(
+            "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}\n",
+            "edge",
+            n.spec.role.as_str(),
+            n.spec.name,
+            "-",
+            format!("http://{}", n.spec.address),
+            n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+        ));
+    }
     for n in state.nodes.iter().filter(|n| n.spec.role == Role::Dns) {
         out.push_str(&format!(
             "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}\n",
@@ -606,6 +636,15 @@ fn print_table(shared: &Shared) {
             dns.spec.address.ip(),
             dns.spec.address.port(),
             cfg.deployment.zone
+        ));
+    }
+    if let Some(e) = state.nodes.iter().find(|n| n.spec.role == Role::Edge) {
+        out.push_str(&format!(
+            "      curl -si http://{}/static/app.css -o /dev/null -D - | grep -i x-cache   # edge; HTTPS on :{}\n",
+            e.spec.address, cfg.network.https_port
+        ));
+        out.push_str(&format!(
+            "      meridian invalidate --state-dir {dir} --paths '/static/*'\n"
         ));
     }
     out.push_str(&format!("      meridian health --state-dir {dir}\n"));

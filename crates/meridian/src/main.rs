@@ -94,6 +94,19 @@ enum Cmd {
         #[arg(long, default_value = "0ms")]
         processing_time: String,
     },
+    /// Remove paths from the cache of every edge PoP of a running deployment.
+    ///
+    /// Paths are CloudFront invalidation paths: they start with /, and * matches any run
+    /// of characters ('/static/*'). Every cached variant of a path goes (all query strings,
+    /// encodings and Vary variants). Exits 0 when every PoP has applied it.
+    Invalidate {
+        /// One or more paths, such as '/static/*' '/api/quotes/AAPL' (quote wildcards).
+        #[arg(long, required = true, num_args = 1..)]
+        paths: Vec<String>,
+        /// The state dir of a running `meridian up` (endpoints.json and admin-token).
+        #[arg(long, default_value = ".meridian")]
+        state_dir: PathBuf,
+    },
     /// Ask the global DNS of a running deployment.
     Dns {
         #[command(subcommand)]
@@ -166,6 +179,7 @@ fn load_config(path: Option<&Path>) -> Result<(Config, String), ExitCode> {
 
 async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
+        Cmd::Invalidate { paths, state_dir } => invalidate(&paths, &state_dir).await,
         Cmd::Version => {
             println!("meridian {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -450,11 +464,14 @@ fn summary(cfg: &Config) -> String {
         .iter()
         .filter(|n| n.role == meridian_config::Role::Lb)
         .count();
+    let count = |r: meridian_config::Role| nodes.iter().filter(|n| n.role == r).count();
     s.push_str(&format!(
-        "\nnodes `up` runs: {} ({} load balancers, {} service instances) on 127.{}.0.0/16\n",
+        "\nnodes `up` runs: {} ({} load balancers, {} service instances, {} edge PoPs, {} DNS servers) on 127.{}.0.0/16\n",
         nodes.len(),
         lbs,
-        nodes.len() - lbs,
+        count(meridian_config::Role::Service),
+        count(meridian_config::Role::Edge),
+        count(meridian_config::Role::Dns),
         cfg.network.subnet[1]
     ));
     let names = |v: Vec<&str>| {
@@ -491,10 +508,69 @@ fn summary(cfg: &Config) -> String {
                 .collect()
         ),
     ));
-    s.push_str(&format!(
-        "\ndeclared, not yet run by `up`:\n  edge PoPs ({}): {}\n",
-        cfg.edges.len(),
-        names(cfg.edges.iter().map(|e| e.name.as_str()).collect()),
-    ));
+    if !cfg.edges.is_empty() {
+        let d = &cfg.distribution;
+        s.push_str(&format!(
+            "\nedge PoPs ({}): {}\ndistribution: {} behavior(s) + default, {} origin group(s), {} cache polic(ies)\n",
+            cfg.edges.len(),
+            names(cfg.edges.iter().map(|e| e.name.as_str()).collect()),
+            d.behaviors.len(),
+            d.origin_groups.len(),
+            d.cache_policies.len(),
+        ));
+        for b in d.behaviors.iter().chain(std::iter::once(&d.default_behavior)) {
+            s.push_str(&format!(
+                "  {:<12} -> origin group {}, cache policy {}\n",
+                b.path_pattern, b.origin_group, b.cache_policy
+            ));
+        }
+    }
     s
+}
+
+/// `meridian invalidate`: the same paths to every PoP, with progress and a summary.
+async fn invalidate(paths: &[String], state_dir: &Path) -> Result<ExitCode> {
+    if let Some(bad) = paths.iter().find(|p| !p.starts_with('/')) {
+        eprintln!("error: `{bad}` is not a path\n  = fix: invalidation paths start with /, such as '/static/*'");
+        return Ok(ExitCode::from(2));
+    }
+    let state = meridian_config::state::DeploymentState::read(state_dir).with_context(|| {
+        format!(
+            "no running deployment in {} (start one with `meridian up`, or pass --state-dir)",
+            state_dir.display()
+        )
+    })?;
+    let token_path = state_dir.join(meridian_edge::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&token_path)
+        .with_context(|| format!("cannot read the admin token {}", token_path.display()))?;
+    let pops: Vec<(String, SocketAddr)> = state
+        .nodes
+        .iter()
+        .filter(|n| n.spec.role == meridian_config::Role::Edge)
+        .map(|n| (n.spec.name.trim_start_matches("edge-").to_owned(), n.spec.admin))
+        .collect();
+    if pops.is_empty() {
+        eprintln!("error: the deployment in {} has no edge PoPs", state_dir.display());
+        return Ok(ExitCode::from(2));
+    }
+    let id = format!("I{:016X}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
+    let total = pops.len();
+    eprintln!("invalidation {id}: {} path(s) to {total} PoPs", paths.len());
+    let mut done = 0;
+    let results = meridian_edge::client::invalidate_all(pops, token.trim(), paths, &id, |r| {
+        done += 1;
+        match &r.result {
+            Ok(t) => eprintln!("  [{done}/{total}] {:<12} applied in {:.1} ms", r.pop, t.as_secs_f64() * 1e3),
+            Err(e) => eprintln!("  [{done}/{total}] {:<12} FAILED: {e}", r.pop),
+        }
+    })
+    .await;
+    let failed = results.iter().filter(|r| r.result.is_err()).count();
+    if failed == 0 {
+        println!("Completed: every PoP ({total}) has applied {id}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("InProgress: {failed} of {total} PoPs did not apply {id}; run it again when they are up");
+        Ok(ExitCode::FAILURE)
+    }
 }

@@ -1,0 +1,62 @@
+//! Talking to running PoPs from tools: `meridian invalidate` sends one invalidation to
+//! every PoP at once and reports each as it completes.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// What one PoP said to an invalidation.
+#[derive(Debug, Clone)]
+pub struct PopInvalidation {
+    pub pop: String,
+    pub admin: SocketAddr,
+    /// Ok with the time it took, or why it failed.
+    pub result: Result<Duration, String>,
+}
+
+/// Sends `paths` to every PoP's admin endpoint concurrently; `progress` sees each answer
+/// as it arrives. Returns every PoP's result, in arrival order.
+pub async fn invalidate_all(
+    pops: Vec<(String, SocketAddr)>,
+    token: &str,
+    paths: &[String],
+    id: &str,
+    mut progress: impl FnMut(&PopInvalidation),
+) -> Vec<PopInvalidation> {
+    let body = serde_json::json!({ "paths": paths, "id": id }).to_string();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (pop, admin) in pops {
+        let body = body.clone();
+        let token = token.to_owned();
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let req = http::Request::post("/invalidate")
+                .header(http::header::HOST, admin.to_string())
+                .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(body)));
+            let result = match req {
+                Err(e) => Err(e.to_string()),
+                Ok(req) => match meridian_health::fetch(admin, req, Duration::from_secs(10), 64 * 1024).await {
+                    Ok(f) if f.status == 200 => Ok(started.elapsed()),
+                    Ok(f) => Err(format!(
+                        "answered {}: {}",
+                        f.status,
+                        String::from_utf8_lossy(&f.body).trim()
+                    )),
+                    Err(e) => Err(e),
+                },
+            };
+            PopInvalidation { pop, admin, result }
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(r) = done {
+            progress(&r);
+            out.push(r);
+        }
+    }
+    out
+}

@@ -1,0 +1,212 @@
+//! Meridian's CDN edge: one `edge` node per point of presence (CloudFront's edge location).
+//!
+//! A PoP terminates viewers' HTTP/1.1, HTTP/2 and TLS connections, picks the distribution's
+//! behavior for the path, answers from its two-tier cache under RFC 9111 with CloudFront's
+//! TTL rules, collapses concurrent misses into one origin fetch, serves stale content while
+//! revalidating or when origins fail, and fetches from the best healthy member of an
+//! origin group, failing over inside the viewer's request. Admin endpoints (invalidation,
+//! cache and origin status) listen on their own address and need the deployment's token.
+
+mod admin;
+pub mod client;
+mod compress;
+pub mod key;
+mod log;
+pub mod origin;
+mod proxy;
+pub mod store;
+
+pub use log::AccessLog;
+pub use proxy::{Edge, Outcome};
+
+use meridian_config::{Config, NodeSpec};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The file in a state dir that holds the admin token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Everything one PoP node needs to run.
+pub struct EdgeOptions {
+    pub pop: String,
+    pub config: Config,
+    pub listen: SocketAddr,
+    /// The HTTPS listener, with its TLS config.
+    pub https: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    pub admin: SocketAddr,
+    pub admin_token: String,
+    /// Where the disk tier keeps its files (emptied at start).
+    pub disk_dir: Option<PathBuf>,
+    pub access_log: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("node `{0}` is not an edge PoP of this config")]
+    NotAPop(String),
+    #[error(transparent)]
+    Bind(#[from] meridian_http::BindError),
+    #[error(transparent)]
+    Tls(#[from] meridian_http::tls::TlsError),
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The admin token of a state dir, made (random, owner-only) when there is none yet.
+pub fn admin_token(state_dir: &Path) -> Result<String, EdgeError> {
+    let path = state_dir.join(ADMIN_TOKEN_FILE);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_owned();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let io = |source| EdgeError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(io)?;
+    let token = format!("{:032x}", rand::random::<u128>());
+    let tmp = state_dir.join(format!(".{ADMIN_TOKEN_FILE}.{}", std::process::id()));
+    std::fs::write(&tmp, format!("{token}\n")).map_err(io)?;
+    meridian_http::tls::restrict(&tmp);
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    // Another process may have won the race; everyone uses the file's token.
+    Ok(std::fs::read_to_string(&path)
+        .map(|t| t.trim().to_owned())
+        .unwrap_or(token))
+}
+
+/// Names a development certificate should cover for this deployment.
+pub fn dev_cert_names(cfg: &Config) -> Vec<String> {
+    let zone = &cfg.deployment.zone;
+    let mut names = vec![
+        zone.clone(),
+        format!("*.{zone}"),
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+    ];
+    for p in &cfg.edges {
+        if let Some((a, _)) = cfg.pop_addresses(&p.name) {
+            names.push(a.ip().to_string());
+        }
+    }
+    names
+}
+
+impl EdgeOptions {
+    /// The options of PoP node `node`, with state (token, certificate, disk cache, access
+    /// log) under `state_dir`.
+    pub fn from_config(cfg: &Config, node: &NodeSpec, state_dir: &Path) -> Result<Self, EdgeError> {
+        let pop = cfg
+            .pop_of(node)
+            .ok_or_else(|| EdgeError::NotAPop(node.name.clone()))?;
+        let (cert, key) = match &cfg.distribution.tls {
+            Some(t) => (t.cert.clone(), t.key.clone()),
+            None => meridian_http::tls::ensure_dev_cert(state_dir, &dev_cert_names(cfg))?,
+        };
+        let tls = meridian_http::tls::server_config(&cert, &key)?;
+        let https = SocketAddr::new(node.address.ip(), cfg.network.https_port);
+        Ok(EdgeOptions {
+            pop: pop.name.clone(),
+            listen: node.address,
+            https: Some((https, tls)),
+            admin: node.admin,
+            admin_token: admin_token(state_dir)?,
+            disk_dir: (pop.disk_cache.0 > 0).then(|| state_dir.join("cache").join(&pop.name)),
+            access_log: Some(state_dir.join("logs").join(format!("access-{}.log", pop.name))),
+            config: cfg.clone(),
+        })
+    }
+}
+
+/// Runs a PoP until `shutdown` resolves, then drains open requests.
+pub async fn run(
+    opts: EdgeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), EdgeError> {
+    let pop = opts
+        .config
+        .edges
+        .iter()
+        .find(|p| p.name == opts.pop)
+        .ok_or_else(|| EdgeError::NotAPop(opts.pop.clone()))?
+        .clone();
+    let listener = meridian_http::bind(opts.listen).await?;
+    let admin_listener = meridian_http::bind(opts.admin).await?;
+    let https_listener = match &opts.https {
+        Some((addr, _)) => Some(meridian_http::bind(*addr).await?),
+        None => None,
+    };
+    let store = store::Store::new(pop.memory_cache.0, opts.disk_dir.clone(), pop.disk_cache.0).map_err(|source| EdgeError::Io {
+        path: opts.disk_dir.clone().unwrap_or_default(),
+        source,
+    })?;
+    let edge = Edge::new(&pop.name, &opts.config, pop.location, store, AccessLog::open(opts.access_log.clone()));
+    let checks = edge.origins().start_checks();
+    tracing::info!(pop = %pop.name, listen = %opts.listen, https = ?opts.https.as_ref().map(|h| h.0), admin = %opts.admin, "edge listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let admin_task = tokio::spawn(admin::serve(admin_listener, edge.clone(), opts.admin_token.clone(), stopped(stop_rx.clone())));
+    let server_opts = meridian_http::ServerOptions::default();
+    let https_task = match (https_listener, &opts.https) {
+        (Some(l), Some((_, tls))) => {
+            let e = edge.clone();
+            let acceptor = meridian_http::tls::acceptor(tls.clone());
+            Some(tokio::spawn(meridian_http::serve_conns(
+                l,
+                server_opts.clone(),
+                Some(acceptor),
+                move |peer| e.service(peer),
+                stopped(stop_rx.clone()),
+            )))
+        }
+        _ => None,
+    };
+    let e = edge.clone();
+    let main = meridian_http::serve_conns(listener, server_opts, None, move |peer| e.service(peer), async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    main.await;
+    if let Some(t) = https_task {
+        let _ = t.await;
+    }
+    for c in checks {
+        c.abort();
+    }
+    let _ = admin_task.await;
+    tracing::info!(pop = %pop.name, "edge stopped");
+    Ok(())
+}
+
+type BoxedResponse = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<http::Response<meridian_http::Body>, std::convert::Infallible>> + Send>,
+>;
+
+impl Edge {
+    /// The per-connection service.
+    pub fn service(
+        &self,
+        peer: meridian_http::Peer,
+    ) -> impl hyper::service::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<meridian_http::Body>,
+        Error = std::convert::Infallible,
+        Future = BoxedResponse,
+    > + Clone {
+        let edge = self.clone();
+        hyper::service::service_fn(move |req| {
+            let edge = edge.clone();
+            Box::pin(async move { Ok(edge.handle(req, peer).await) }) as BoxedResponse
+        })
+    }
+}

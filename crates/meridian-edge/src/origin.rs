@@ -1,0 +1,364 @@
+//! Origin groups: members (region load balancers or plain HTTP servers), their health and
+//! measured round trip from this PoP, the order to try them in, and sending one request
+//! with failover to the next member inside the same viewer request.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response};
+use hyper::body::Incoming;
+use meridian_config::{Config, OriginGroup, OriginMember, OriginSelection};
+use meridian_health::{HealthBoard, HealthHandle};
+use meridian_http::CountedUpstreamClient;
+use meridian_telemetry::prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
+};
+use meridian_telemetry::Metrics;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One origin of a group.
+pub struct Member {
+    /// How it is written in the config (`lb:us-east-1`, `http://10.0.0.5:80`).
+    pub name: String,
+    /// Where requests go.
+    pub addr: SocketAddr,
+    /// Where its health check goes (a balancer's admin /health).
+    pub check_addr: SocketAddr,
+    pub health: HealthHandle,
+    /// Exponentially weighted round trip of passing health checks, in microseconds
+    /// (0 until measured).
+    pub rtt_us: AtomicU64,
+    /// The round trip the latency model gives for this PoP and member, in microseconds.
+    pub modelled_us: u64,
+}
+
+impl Member {
+    /// The round trip used to rank members: the model is the prior, measurements add what
+    /// the path really costs (on one machine without WAN relays they are all near zero,
+    /// so the model decides).
+    pub fn expected_rtt(&self) -> Duration {
+        Duration::from_micros(self.modelled_us + self.rtt_us.load(Ordering::Relaxed))
+    }
+}
+
+pub struct Group {
+    pub cfg: OriginGroup,
+    pub members: Vec<Member>,
+}
+
+impl Group {
+    /// Members in the order to try them: healthy ones by the group's selection, then the
+    /// unhealthy ones (fail open, as CloudFront's origin failover does when all are down).
+    pub fn ranked(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.members.len()).collect();
+        match self.cfg.selection {
+            OriginSelection::Ordered => {}
+            OriginSelection::Latency => {
+                order.sort_by_key(|&i| self.members[i].expected_rtt());
+            }
+        }
+        let (mut healthy, unhealthy): (Vec<usize>, Vec<usize>) = order
+            .into_iter()
+            .partition(|&i| self.members[i].health.is_healthy());
+        healthy.extend(unhealthy);
+        healthy
+    }
+}
+
+/// Why no origin produced a usable answer.
+#[derive(Debug, Clone)]
+pub struct OriginFailure {
+    /// One line per member tried.
+    pub attempts: Vec<String>,
+    /// Every attempt timed out (504 rather than 502).
+    pub timed_out: bool,
+}
+
+impl std::fmt::Display for OriginFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.attempts.join("; "))
+    }
+}
+
+/// A response from an origin, and which member sent it.
+pub struct OriginResponse {
+    pub member: String,
+    pub response: Response<Incoming>,
+    pub elapsed: Duration,
+}
+
+struct OriginMetrics {
+    duration: Family<Labels, Histogram>,
+    requests: Family<Labels, Counter>,
+    failovers: Family<Labels, Counter>,
+    healthy: Family<Labels, Gauge>,
+    rtt: Family<Labels, Gauge<f64, AtomicU64>>,
+}
+
+pub struct Origins {
+    pub groups: Vec<Arc<Group>>,
+    pub board: HealthBoard,
+    client: CountedUpstreamClient,
+    /// Connections opened to origins (requests per connection = reuse).
+    pub connections_opened: Arc<AtomicU64>,
+    m: OriginMetrics,
+}
+
+impl Origins {
+    pub fn new(cfg: &Config, pop_location: meridian_config::Coordinates, metrics: &Metrics) -> Self {
+        let board = HealthBoard::new();
+        let groups = cfg
+            .distribution
+            .origin_groups
+            .iter()
+            .map(|g| {
+                let hc = &g.health_check;
+                let members = g
+                    .members
+                    .iter()
+                    .filter_map(|m| {
+                        let (addr, check_addr, modelled) = match m {
+                            OriginMember::Lb(region) => {
+                                let r = cfg.regions.iter().find(|r| &r.name == region)?;
+                                let rtt = Duration::from_secs_f64(
+                                    pop_location.rtt_ms(&r.location) / 1e3,
+                                );
+                                (cfg.lb_address(region)?, cfg.lb_admin(region)?, rtt)
+                            }
+                            OriginMember::Address(a) => (*a, *a, Duration::ZERO),
+                        };
+                        let name = m.to_string();
+                        Some(Member {
+                            health: board.register(
+                                &format!("{}/{name}", g.name),
+                                hc.healthy_threshold,
+                                hc.unhealthy_threshold,
+                            ),
+                            name,
+                            addr,
+                            check_addr,
+                            rtt_us: AtomicU64::new(0),
+                            modelled_us: modelled.as_micros() as u64,
+                        })
+                    })
+                    .collect();
+                Arc::new(Group {
+                    cfg: g.clone(),
+                    members,
+                })
+            })
+            .collect();
+        let connections_opened = Arc::new(AtomicU64::new(0));
+        let connect_timeout = cfg
+            .distribution
+            .origin_groups
+            .iter()
+            .map(|g| g.connect_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(1));
+        let client = meridian_http::counted_upstream_client(
+            connect_timeout,
+            Duration::from_secs(90),
+            connections_opened.clone(),
+        );
+        let m = OriginMetrics {
+            duration: metrics.register(
+                "edge_origin_duration_seconds",
+                "Time from sending a request to an origin to its response head, by origin",
+                Family::new_with_constructor(meridian_telemetry::latency_histogram as fn() -> Histogram),
+            ),
+            requests: metrics.register(
+                "edge_origin_requests",
+                "Requests sent to origins, by origin and outcome",
+                Family::default(),
+            ),
+            failovers: metrics.register(
+                "edge_origin_failovers",
+                "Requests moved to the next origin of a group, by reason",
+                Family::default(),
+            ),
+            healthy: metrics.register(
+                "edge_origin_healthy",
+                "1 while an origin passes its health checks",
+                Family::default(),
+            ),
+            rtt: metrics.register(
+                "edge_origin_rtt_seconds",
+                "Measured round trip of an origin's health checks from this PoP",
+                Family::default(),
+            ),
+        };
+        Origins {
+            groups,
+            board,
+            client,
+            connections_opened,
+            m,
+        }
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Arc<Group>> {
+        self.groups.iter().find(|g| g.cfg.name == name)
+    }
+
+    /// Starts health checks of every member; each check's round trip feeds the member's
+    /// latency estimate.
+    pub fn start_checks(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for (gi, g) in self.groups.iter().enumerate() {
+            for (mi, _) in g.members.iter().enumerate() {
+                let me = self.clone();
+                tasks.push(tokio::spawn(async move {
+                    let g = &me.groups[gi];
+                    let m = &g.members[mi];
+                    let key = format!("{}/{}", g.cfg.name, m.name);
+                    let labels = vec![("origin", m.name.clone()), ("group", g.cfg.name.clone())];
+                    let mut tick = tokio::time::interval(g.cfg.health_check.interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        let out = meridian_health::probe(m.check_addr, &g.cfg.health_check).await;
+                        if out.healthy {
+                            let sample = out.latency.as_micros() as u64;
+                            let old = m.rtt_us.load(Ordering::Relaxed);
+                            let new = if old == 0 { sample } else { (old * 7 + sample) / 8 };
+                            m.rtt_us.store(new, Ordering::Relaxed);
+                            me.m.rtt.get_or_create(&labels).set(new as f64 / 1e6);
+                        }
+                        me.board.observe(&key, out);
+                        me.m
+                            .healthy
+                            .get_or_create(&labels)
+                            .set(i64::from(m.health.is_healthy()));
+                    }
+                }));
+            }
+        }
+        tasks
+    }
+
+    /// Sends a request to the group, trying members in rank order. A member that refuses
+    /// the connection is passed over for any method; one that times out or answers with a
+    /// failover status is passed over when the request is safe to repeat.
+    pub async fn send(
+        &self,
+        group: &Group,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<OriginResponse, OriginFailure> {
+        let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let order = group.ranked();
+        let mut attempts = Vec::new();
+        let mut all_timeouts = true;
+        let mut last_bad: Option<OriginResponse> = None;
+        for (n, &i) in order.iter().enumerate() {
+            let m = &group.members[i];
+            let more = n + 1 < order.len();
+            let uri = format!("http://{}{}", m.addr, path_and_query);
+            let mut req = Request::builder().method(method.clone()).uri(uri);
+            if let Some(h) = req.headers_mut() {
+                *h = headers.clone();
+            }
+            let Ok(req) = req.body(meridian_http::full(body.clone())) else {
+                attempts.push(format!("{}: the request could not be built", m.name));
+                break;
+            };
+            let started = Instant::now();
+            let labels = |outcome: &str| vec![("origin", m.name.clone()), ("outcome", outcome.to_owned())];
+            match tokio::time::timeout(group.cfg.response_timeout, self.client.request(req)).await {
+                Ok(Ok(res)) => {
+                    let elapsed = started.elapsed();
+                    self.m
+                        .duration
+                        .get_or_create(&vec![("origin", m.name.clone())])
+                        .observe(elapsed.as_secs_f64());
+                    let status = res.status().as_u16();
+                    self.m
+                        .requests
+                        .get_or_create(&labels(&format!("{}xx", status / 100)))
+                        .inc();
+                    if group.cfg.failover_statuses.contains(&status) && safe && more {
+                        attempts.push(format!("{}: answered {status}", m.name));
+                        self.failover("status");
+                        all_timeouts = false;
+                        last_bad = Some(OriginResponse {
+                            member: m.name.clone(),
+                            response: res,
+                            elapsed,
+                        });
+                        continue;
+                    }
+                    return Ok(OriginResponse {
+                        member: m.name.clone(),
+                        response: res,
+                        elapsed,
+                    });
+                }
+                Ok(Err(e)) => {
+                    all_timeouts = false;
+                    let connect = e.is_connect();
+                    self.m
+                        .requests
+                        .get_or_create(&labels(if connect { "connect_error" } else { "io_error" }))
+                        .inc();
+                    attempts.push(format!("{}: {}", m.name, describe(&e)));
+                    if connect {
+                        self.board
+                            .report_failure(&format!("{}/{}", group.cfg.name, m.name), "connection failed");
+                    }
+                    if !(connect || safe) {
+                        break;
+                    }
+                    if more {
+                        self.failover(if connect { "connect" } else { "io" });
+                    }
+                }
+                Err(_) => {
+                    self.m.requests.get_or_create(&labels("timeout")).inc();
+                    attempts.push(format!(
+                        "{}: no response within {}",
+                        m.name,
+                        meridian_config::units::format_duration(group.cfg.response_timeout)
+                    ));
+                    if !safe {
+                        break;
+                    }
+                    if more {
+                        self.failover("timeout");
+                    }
+                }
+            }
+        }
+        // Every member failed; the last one's own error answer is better than ours.
+        if let Some(r) = last_bad {
+            return Ok(r);
+        }
+        Err(OriginFailure {
+            attempts,
+            timed_out: all_timeouts,
+        })
+    }
+
+    fn failover(&self, reason: &str) {
+        self.m
+            .failovers
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
+    }
+}
+
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s = format!("{s}: {inner}");
+        src = inner.source();
+    }
+    s
+}

@@ -1,0 +1,433 @@
+//! Cache storage: a memory tier (moka, weighed in bytes) over a disk tier (one file per
+//! object, LRU by bytes). Objects leaving memory for lack of room go to disk; objects too
+//! large for memory go straight to disk and are served from the file in chunks, so a large
+//! body never sits whole in memory.
+
+use bytes::Bytes;
+use http::HeaderMap;
+use meridian_cache::Stored;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Where a stored body is.
+#[derive(Debug, Clone)]
+pub enum ObjectBody {
+    Memory(Bytes),
+    Disk { file: PathBuf, len: u64 },
+}
+
+impl ObjectBody {
+    pub fn len(&self) -> u64 {
+        match self {
+            ObjectBody::Memory(b) => b.len() as u64,
+            ObjectBody::Disk { len, .. } => *len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One stored response.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// The full cache key (primary key, plus variant suffixes).
+    pub key: String,
+    /// The request path it answers, for invalidation.
+    pub path: String,
+    pub meta: Stored,
+    pub body: ObjectBody,
+    /// Set on a Vary marker: the request headers that select the variant.
+    pub vary: Option<Vec<http::HeaderName>>,
+    /// Names this body: compressed variants are keyed by it, so a new body never gets
+    /// an old body's variants (a 304 refresh keeps it).
+    pub body_id: u64,
+}
+
+impl Object {
+    /// Bytes this object costs in the memory tier.
+    fn weight(&self) -> u32 {
+        let headers: usize = self
+            .meta
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum();
+        let body = match &self.body {
+            ObjectBody::Memory(b) => b.len(),
+            ObjectBody::Disk { .. } => 0,
+        };
+        (self.key.len() + headers + body + 256).min(u32::MAX as usize) as u32
+    }
+}
+
+struct DiskEntry {
+    obj: Arc<Object>,
+    len: u64,
+    tick: u64,
+}
+
+#[derive(Default)]
+struct DiskIndex {
+    entries: HashMap<String, DiskEntry>,
+    lru: BTreeMap<u64, String>,
+    bytes: u64,
+    tick: u64,
+}
+
+/// Sizes and counts per tier, for metrics and the admin API.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct StoreStats {
+    pub memory_objects: u64,
+    pub memory_bytes: u64,
+    pub disk_objects: u64,
+    pub disk_bytes: u64,
+}
+
+pub struct Store {
+    memory: moka::sync::Cache<String, Arc<Object>>,
+    disk: Arc<Mutex<DiskIndex>>,
+    disk_dir: Option<PathBuf>,
+    disk_limit: u64,
+    /// Objects larger than this skip memory.
+    pub max_memory_object: u64,
+    demote: Option<tokio::sync::mpsc::Sender<Arc<Object>>>,
+    file_seq: Arc<AtomicU64>,
+}
+
+impl Store {
+    /// A store with `memory_bytes` of memory and, when `disk_dir` is given, `disk_bytes`
+    /// on disk there (the directory is emptied: a PoP starts cold).
+    pub fn new(memory_bytes: u64, disk_dir: Option<PathBuf>, disk_bytes: u64) -> std::io::Result<Arc<Store>> {
+        if let Some(dir) = &disk_dir {
+            if dir.exists() {
+                std::fs::remove_dir_all(dir)?;
+            }
+            std::fs::create_dir_all(dir)?;
+        }
+        let disk = Arc::new(Mutex::new(DiskIndex::default()));
+        let disk_enabled = disk_dir.is_some() && disk_bytes > 0;
+        let (demote_tx, mut demote_rx) = tokio::sync::mpsc::channel::<Arc<Object>>(1024);
+        let tx_for_listener = demote_tx.clone();
+        let mut builder = moka::sync::Cache::builder()
+            .max_capacity(memory_bytes)
+            .weigher(|_k: &String, v: &Arc<Object>| v.weight())
+            .support_invalidation_closures();
+        if disk_enabled {
+            builder = builder.eviction_listener(move |_k, v: Arc<Object>, cause| {
+                // Only objects pushed out for room move down; replaced or invalidated
+                // ones are gone.
+                if cause == moka::notification::RemovalCause::Size {
+                    let _ = tx_for_listener.try_send(v);
+                }
+            });
+        }
+        let store = Arc::new(Store {
+            memory: builder.build(),
+            disk,
+            disk_dir: disk_dir.filter(|_| disk_enabled),
+            disk_limit: disk_bytes,
+            max_memory_object: (memory_bytes / 8).max(1),
+            demote: disk_enabled.then_some(demote_tx),
+            file_seq: Arc::new(AtomicU64::new(0)),
+        });
+        if disk_enabled {
+            let weak = Arc::downgrade(&store);
+            tokio::spawn(async move {
+                while let Some(obj) = demote_rx.recv().await {
+                    let Some(store) = weak.upgrade() else { return };
+                    if let ObjectBody::Memory(bytes) = &obj.body {
+                        match store.write_file(bytes).await {
+                            Ok(file) => {
+                                let len = bytes.len() as u64;
+                                let moved = Object {
+                                    body: ObjectBody::Disk { file, len },
+                                    ..(*obj).clone()
+                                };
+                                store.disk_insert(Arc::new(moved));
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot move an object to disk"),
+                        }
+                    }
+                }
+            });
+        }
+        Ok(store)
+    }
+
+    /// A new file name in the disk tier.
+    pub fn new_file(&self) -> Option<PathBuf> {
+        let dir = self.disk_dir.as_ref()?;
+        let n = self.file_seq.fetch_add(1, Ordering::Relaxed);
+        Some(dir.join(format!("{n:016x}")))
+    }
+
+    async fn write_file(&self, bytes: &Bytes) -> std::io::Result<PathBuf> {
+        let file = self
+            .new_file()
+            .ok_or_else(|| std::io::Error::other("no disk tier"))?;
+        tokio::fs::write(&file, bytes).await?;
+        Ok(file)
+    }
+
+    /// The largest body the cache takes: what fits the disk tier's quarter, else memory's.
+    pub fn max_object(&self) -> u64 {
+        if self.disk_dir.is_some() {
+            (self.disk_limit / 4).max(self.max_memory_object)
+        } else {
+            self.max_memory_object
+        }
+    }
+
+    pub fn has_disk(&self) -> bool {
+        self.disk_dir.is_some()
+    }
+
+    /// The stored object for `key`, from memory or disk.
+    pub fn get(&self, key: &str) -> Option<Arc<Object>> {
+        if let Some(o) = self.memory.get(key) {
+            return Some(o);
+        }
+        let mut idx = self.disk.lock().unwrap_or_else(|p| p.into_inner());
+        idx.tick += 1;
+        let tick = idx.tick;
+        let entry = idx.entries.get_mut(key)?;
+        let old = std::mem::replace(&mut entry.tick, tick);
+        let obj = entry.obj.clone();
+        idx.lru.remove(&old);
+        idx.lru.insert(tick, key.to_owned());
+        Some(obj)
+    }
+
+    /// Stores an object: in memory when it fits, else on disk.
+    pub fn put(&self, obj: Arc<Object>) {
+        self.remove_from_disk(&obj.key);
+        match obj.body {
+            ObjectBody::Memory(ref b) if (b.len() as u64) <= self.max_memory_object => {
+                self.memory.insert(obj.key.clone(), obj);
+            }
+            ObjectBody::Memory(_) => {
+                // Too large for memory: keep it on disk (written in the background).
+                self.memory.invalidate(&obj.key);
+                if let Some(tx) = &self.demote {
+                    let _ = tx.try_send(obj);
+                }
+            }
+            ObjectBody::Disk { .. } => {
+                self.memory.invalidate(&obj.key);
+                self.disk_insert(obj);
+            }
+        }
+    }
+
+    fn disk_insert(&self, obj: Arc<Object>) {
+        let len = obj.body.len();
+        let mut idx = self.disk.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = idx.entries.remove(&obj.key) {
+            idx.lru.remove(&old.tick);
+            idx.bytes -= old.len;
+            remove_file(&old.obj);
+        }
+        idx.tick += 1;
+        let tick = idx.tick;
+        idx.lru.insert(tick, obj.key.clone());
+        idx.bytes += len;
+        idx.entries.insert(obj.key.clone(), DiskEntry { obj, len, tick });
+        while idx.bytes > self.disk_limit {
+            let Some((&t, _)) = idx.lru.iter().next() else { break };
+            let Some(k) = idx.lru.remove(&t) else { break };
+            if let Some(e) = idx.entries.remove(&k) {
+                idx.bytes -= e.len;
+                remove_file(&e.obj);
+            }
+        }
+    }
+
+    fn remove_from_disk(&self, key: &str) {
+        let mut idx = self.disk.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = idx.entries.remove(key) {
+            idx.lru.remove(&e.tick);
+            idx.bytes -= e.len;
+            remove_file(&e.obj);
+        }
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.memory.invalidate(key);
+        self.remove_from_disk(key);
+    }
+
+    /// Removes every object whose path `matches`; returns how many were on disk (memory
+    /// removal is counted lazily by moka, so its count is not known here).
+    pub fn invalidate(&self, matches: impl Fn(&str) -> bool + Send + Sync + 'static) -> usize {
+        let matches = Arc::new(matches);
+        let m = matches.clone();
+        // Cannot fail: invalidation closures are enabled at build time.
+        let _ = self
+            .memory
+            .invalidate_entries_if(move |_k, v: &Arc<Object>| m(&v.path));
+        let mut idx = self.disk.lock().unwrap_or_else(|p| p.into_inner());
+        let doomed: Vec<String> = idx
+            .entries
+            .iter()
+            .filter(|(_, e)| matches(&e.obj.path))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &doomed {
+            if let Some(e) = idx.entries.remove(k) {
+                idx.lru.remove(&e.tick);
+                idx.bytes -= e.len;
+                remove_file(&e.obj);
+            }
+        }
+        doomed.len()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        self.memory.run_pending_tasks();
+        let idx = self.disk.lock().unwrap_or_else(|p| p.into_inner());
+        StoreStats {
+            memory_objects: self.memory.entry_count(),
+            memory_bytes: self.memory.weighted_size(),
+            disk_objects: idx.entries.len() as u64,
+            disk_bytes: idx.bytes,
+        }
+    }
+}
+
+fn remove_file(obj: &Object) {
+    if let ObjectBody::Disk { file, .. } = &obj.body {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+/// Reads `len` bytes at `offset` of a disk object as a stream of chunks.
+pub fn file_stream(
+    file: &Path,
+    offset: u64,
+    len: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let file = file.to_owned();
+    futures_util::stream::unfold(
+        (None::<tokio::fs::File>, file, offset, len),
+        |(f, path, offset, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            let mut f = match f {
+                Some(f) => f,
+                None => {
+                    let opened = async {
+                        let mut f = tokio::fs::File::open(&path).await?;
+                        f.seek(std::io::SeekFrom::Start(offset)).await?;
+                        Ok::<_, std::io::Error>(f)
+                    }
+                    .await;
+                    match opened {
+                        Ok(f) => f,
+                        Err(e) => return Some((Err(e), (None, path, offset, 0))),
+                    }
+                }
+            };
+            let mut buf = vec![0u8; left.min(64 * 1024) as usize];
+            match f.read(&mut buf).await {
+                Ok(0) => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "cached file is shorter than recorded",
+                    )),
+                    (None, path, offset, 0),
+                )),
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(Bytes::from(buf)), (Some(f), path, offset + n as u64, left - n as u64)))
+                }
+                Err(e) => Some((Err(e), (None, path, offset, 0))),
+            }
+        },
+    )
+}
+
+/// Stored headers without the ones that describe a connection rather than the object.
+pub fn storable_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut h = headers.clone();
+    for name in [
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "set-cookie",
+    ] {
+        h.remove(name);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn obj(key: &str, path: &str, body: &'static [u8]) -> Arc<Object> {
+        Arc::new(Object {
+            key: key.to_owned(),
+            path: path.to_owned(),
+            meta: Stored {
+                status: 200,
+                headers: HeaderMap::new(),
+                initial_age: Duration::ZERO,
+                response_time: SystemTime::now(),
+                ttl: Duration::from_secs(60),
+            },
+            body: ObjectBody::Memory(Bytes::from_static(body)),
+            vary: None,
+            body_id: 1,
+        })
+    }
+
+    #[tokio::test]
+    async fn objects_pushed_out_of_memory_land_on_disk_and_disk_evicts_by_bytes() {
+        let dir = std::env::temp_dir().join(format!("meridian-store-{}", std::process::id()));
+        // Room in memory for only a few 2 KiB objects; disk for 6.
+        let store = Store::new(8 * 1024, Some(dir.clone()), 6 * 2048 + 100).unwrap();
+        static BODY: [u8; 2048] = [7u8; 2048];
+        for i in 0..12 {
+            store.put(obj(&format!("k{i}"), &format!("/p/{i}"), &BODY));
+            store.memory.run_pending_tasks();
+        }
+        // Let the demotion task write files.
+        for _ in 0..50 {
+            if store.stats().disk_objects >= 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let s = store.stats();
+        assert!(s.memory_bytes <= 8 * 1024, "{s:?}");
+        assert!(s.disk_objects >= 1 && s.disk_bytes <= 6 * 2048 + 100, "{s:?}");
+        // Every object is somewhere unless the disk tier evicted it for room.
+        let found = (0..12).filter(|i| store.get(&format!("k{i}")).is_some()).count() as u64;
+        assert_eq!(found, s.memory_objects + s.disk_objects, "{s:?}");
+        // Disk objects read back whole.
+        let on_disk = (0..12)
+            .filter_map(|i| store.get(&format!("k{i}")))
+            .find(|o| matches!(o.body, ObjectBody::Disk { .. }))
+            .expect("an object on disk");
+        if let ObjectBody::Disk { file, len } = &on_disk.body {
+            use futures_util::StreamExt;
+            let chunks: Vec<_> = file_stream(file, 0, *len).collect().await;
+            let total: usize = chunks.iter().map(|c| c.as_ref().unwrap().len()).sum();
+            assert_eq!(total, 2048);
+        }
+        // Invalidation reaches both tiers.
+        store.invalidate(|p| p.starts_with("/p/"));
+        assert!((0..12).all(|i| store.get(&format!("k{i}")).is_none()));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
