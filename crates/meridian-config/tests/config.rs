@@ -171,3 +171,87 @@ fn dns_record_errors_point_at_the_value() {
         assert_eq!(errs[0].line, line, "{extra}");
     }
 }
+
+#[test]
+fn the_default_distribution_is_the_seeds_cloudfront_setup() {
+    let c = Config::embedded_default();
+    let d = &c.distribution;
+    assert!(c.nodes().iter().filter(|n| n.role == Role::Edge).count() >= 5);
+    let api = d.behavior_for("/api/quotes/AAPL");
+    assert_eq!(api.path_pattern, "/api/*");
+    let p = d.cache_policy(&api.cache_policy).unwrap();
+    assert_eq!((p.default_ttl, p.max_ttl), (Duration::from_secs(300), Duration::from_secs(3600)));
+    let st = d.cache_policy(&d.behavior_for("/static/app.js").cache_policy).unwrap();
+    assert_eq!((st.default_ttl, st.max_ttl), (Duration::from_secs(86_400), Duration::from_secs(31_536_000)));
+    let gql = d.cache_policy(&d.behavior_for("/graphql").cache_policy).unwrap();
+    for q in ["extensions", "operationName", "variables"] {
+        assert!(gql.query_strings.admits(q, false), "{q} is in the GraphQL cache key");
+    }
+    assert!(!gql.query_strings.admits("utm_source", false));
+    assert_eq!(d.behavior_for("/").path_pattern, "*", "the default behavior");
+    let g = d.origin_group("regions").unwrap();
+    assert_eq!(g.members.len(), 3);
+    assert_eq!(g.failover_statuses, [500, 502, 503, 504]);
+}
+
+const BAD_DISTRIBUTION: &str = r#"
+[deployment]
+name = "shop"
+zone = "shop.example"
+
+[[region]]
+name = "us-east-1"
+location = { lat = 38.9, lon = -77.4 }
+azs = ["us-east-1a"]
+
+[[edge]]
+name = "paris"
+location = { lat = 48.85, lon = 2.35 }
+
+[distribution]
+[[distribution.origin_group]]
+name = "app"
+members = ["lb:us-west-2", "ftp://x"]
+selection = "fastest"
+
+[[distribution.cache_policy]]
+name = "api"
+min_ttl = "10m"
+default_ttl = "1m"
+query_strings = "allow_list"
+
+[[distribution.behavior]]
+path_pattern = "/api/*"
+origin_group = "ap"
+cache_policy = "apii"
+viewer_protocol_policy = "https"
+allowed_methods = ["GET", "FETCH"]
+"#;
+
+#[test]
+fn distribution_mistakes_each_get_a_precise_error() {
+    let errs = Config::parse(BAD_DISTRIBUTION, "shop.toml").unwrap_err().0;
+    let find = |key: &str| {
+        errs.iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no error for {key}: {errs:#?}"))
+    };
+    let e = find("distribution.origin_group[0].members");
+    assert!(e.problem.contains("lb:us-west-2") && e.fix.contains("us-east-1"), "{e}");
+    assert_eq!(e.line, 18);
+    assert!(errs.iter().any(|e| e.problem.contains("ftp://x")));
+    assert!(find("distribution.origin_group[0].selection").fix.contains("latency"));
+    assert!(find("distribution.cache_policy[0].default_ttl").problem.contains("min_ttl <= default_ttl"));
+    assert!(find("distribution.cache_policy[0].query_string_names").fix.contains("query_string_names"));
+    assert!(find("distribution.behavior[0].origin_group").fix.contains("app"));
+    assert!(find("distribution.behavior[0].cache_policy").fix.contains("api"));
+    assert!(find("distribution.behavior[0].viewer_protocol_policy").fix.contains("redirect-to-https"));
+    assert!(errs
+        .iter()
+        .any(|e| e.key == "distribution.behavior[0].allowed_methods" && e.problem.contains("FETCH")));
+    assert!(errs
+        .iter()
+        .any(|e| e.key == "distribution.behavior[0].allowed_methods" && e.problem.contains("GET and HEAD")));
+    let text = errs.iter().map(|e| e.to_string()).collect::<String>();
+    assert!(text.contains("shop.toml:"), "{text}");
+}

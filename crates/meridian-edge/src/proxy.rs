@@ -1406,7 +1406,9 @@ mod tests {
     #[test]
     fn log_dates_are_utc_civil_dates() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_609_845);
-        assert_eq!(utc_date_time(t), ("2026-11-25".into(), "09:10:45".into()));
+        assert_eq!(utc_date_time(t), ("2026-11-25".into(), "12:30:45".into()));
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(utc_date_time(leap), ("2000-02-29".into(), "00:00:00".into()));
         assert_eq!(utc_date_time(SystemTime::UNIX_EPOCH), ("1970-01-01".into(), "00:00:00".into()));
     }
 

@@ -1,0 +1,732 @@
+//! A PoP against scripted origins: caching by RFC 9111 and the cache policy, collapsing,
+//! stale handling, failover inside a request, invalidation, compression, TLS, malformed
+//! input. Each test has its own loopback addresses so they run in parallel.
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+// ---------- a scripted origin ----------
+
+/// Counts requests per path and answers by path:
+/// `/cc/<any>?cc=<cache-control>` 200 with that Cache-Control and an ETag (304 on match),
+/// `/slow/<any>` like /cc but after 300 ms, `/private/<any>` slow and private, echoing
+/// `x-user`, `/vary/<any>` varies on Accept-Language, `/fail/<any>` 503, `/text/<any>` 20 KiB
+/// of JSON, `/small` 10 bytes, `/error404` a 404 without freshness.
+#[derive(Clone, Default)]
+struct Origin {
+    hits: Arc<Mutex<HashMap<String, u32>>>,
+    not_modified: Arc<Mutex<u32>>,
+    name: &'static str,
+}
+
+impl Origin {
+    fn hits(&self, path: &str) -> u32 {
+        *self.hits.lock().unwrap().get(path).unwrap_or(&0)
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_owned();
+        *self.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+        let query: HashMap<String, String> = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.replace("%20", " ").replace("%2C", ",")))
+            .collect();
+        let cc = query.get("cc").cloned().unwrap_or_else(|| "max-age=60".into());
+        let b = Response::builder().header("x-origin", self.name);
+        if path.starts_with("/slow/") || path.starts_with("/private/") {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if path.starts_with("/private/") {
+            let user = req
+                .headers()
+                .get("x-user")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            return b
+                .header("cache-control", "private, max-age=60")
+                .body(Full::new(Bytes::from(format!("for {user}"))))
+                .unwrap();
+        }
+        if path.starts_with("/fail/") {
+            return b
+                .status(503)
+                .body(Full::new(Bytes::from_static(b"origin down")))
+                .unwrap();
+        }
+        if path == "/error404" {
+            return b.status(404).body(Full::new(Bytes::from_static(b"nope"))).unwrap();
+        }
+        if path.starts_with("/vary/") {
+            let lang = req
+                .headers()
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_owned();
+            return b
+                .header("cache-control", "max-age=60")
+                .header("vary", "Accept-Language")
+                .body(Full::new(Bytes::from(format!("lang={lang}"))))
+                .unwrap();
+        }
+        if path.starts_with("/text/") {
+            let body = "{\"symbol\":\"AAPL\",\"price\":189.12,\"note\":\"compress me\"}\n".repeat(400);
+            return b
+                .header("cache-control", "max-age=60")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+        }
+        if path == "/small" {
+            return b
+                .header("cache-control", "max-age=60")
+                .header("content-type", "text/plain")
+                .body(Full::new(Bytes::from_static(b"0123456789")))
+                .unwrap();
+        }
+        let etag = "\"v1\"";
+        if req.headers().get("if-none-match").map(|v| v == etag).unwrap_or(false) {
+            *self.not_modified.lock().unwrap() += 1;
+            return b
+                .status(304)
+                .header("etag", etag)
+                .header("cache-control", cc)
+                .header("x-refreshed", "yes")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+        }
+        b.header("cache-control", cc)
+            .header("etag", etag)
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(format!("body of {path} from {}", self.name))))
+            .unwrap()
+    }
+}
+
+/// Serves `origin` on `addr` until the returned sender is dropped or fired.
+async fn serve_origin(addr: SocketAddr, origin: Origin) -> tokio::sync::oneshot::Sender<()> {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut rx => break,
+                a = listener.accept() => {
+                    let Ok((s, _)) = a else { continue };
+                    let o = origin.clone();
+                    conns.spawn(async move {
+                        let svc = hyper::service::service_fn(move |req| {
+                            let o = o.clone();
+                            async move { Ok::<_, Infallible>(o.answer(req).await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(s), svc)
+                            .await;
+                    });
+                }
+            }
+        }
+        // Dropping the set aborts open connections: the origin is gone.
+        conns.abort_all();
+    });
+    tx
+}
+
+/// Accepts connections and never answers: a frozen origin.
+async fn frozen_origin(addr: SocketAddr) {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+}
+
+// ---------- the PoP under test ----------
+
+struct Pop {
+    http: SocketAddr,
+    https: SocketAddr,
+    admin: SocketAddr,
+    token: String,
+    state: std::path::PathBuf,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn ip(net: u8, host: u8) -> std::net::IpAddr {
+    std::net::Ipv4Addr::new(127, 77, net, host).into()
+}
+
+const BASE: &str = r#"
+[deployment]
+name = "edge-test"
+zone = "edge.test"
+
+[[region]]
+name = "r1"
+primary = true
+location = { lat = 0, lon = 0 }
+azs = ["r1a"]
+
+[[edge]]
+name = "pop"
+location = { lat = 0, lon = 0 }
+memory_cache = "32MiB"
+disk_cache = "64MiB"
+
+[dns]
+servers = 0
+"#;
+
+/// A PoP on 127.77.`net`.1 whose single origin group has `members` in order.
+async fn pop(net: u8, members: &[String], distribution_extra: &str) -> Pop {
+    let list = members
+        .iter()
+        .map(|m| format!("\"{m}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        r#"{BASE}
+[distribution]
+[[distribution.origin_group]]
+name = "o"
+members = [{list}]
+selection = "ordered"
+connect_timeout = "300ms"
+response_timeout = "700ms"
+
+[[distribution.cache_policy]]
+name = "default"
+default_ttl = "60s"
+query_strings = "all"
+stale_if_error = "1h"
+
+[[distribution.response_headers_policy]]
+name = "sec"
+strict_transport_security = "max-age=600"
+content_type_options = true
+frame_options = "DENY"
+[distribution.response_headers_policy.cors]
+allow_origins = ["https://app.example"]
+allow_methods = ["GET", "POST"]
+
+[[distribution.behavior]]
+path_pattern = "/secure/*"
+origin_group = "o"
+viewer_protocol_policy = "redirect-to-https"
+
+[[distribution.behavior]]
+path_pattern = "/readonly/*"
+origin_group = "o"
+allowed_methods = ["GET", "HEAD"]
+
+[distribution.default_behavior]
+origin_group = "o"
+response_headers_policy = "sec"
+{distribution_extra}
+"#
+    );
+    let cfg = meridian_config::Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+    let state = std::env::temp_dir().join(format!("meridian-edge-test-{}-{net}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let node = meridian_config::NodeSpec {
+        name: "edge-pop".into(),
+        role: meridian_config::Role::Edge,
+        region: None,
+        az: None,
+        address: SocketAddr::new(ip(net, 1), 8080),
+        admin: SocketAddr::new(ip(net, 1), 9900),
+    };
+    let mut opts = meridian_edge::EdgeOptions::from_config(&cfg, &node, &state).unwrap();
+    if let Some((a, tls)) = opts.https.take() {
+        opts.https = Some((SocketAddr::new(a.ip(), 8443), tls));
+    }
+    let token = opts.admin_token.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(meridian_edge::run(opts, async {
+        let _ = rx.await;
+    }));
+    let p = Pop {
+        http: node.address,
+        https: SocketAddr::new(ip(net, 1), 8443),
+        admin: node.admin,
+        token,
+        state,
+        _stop: tx,
+    };
+    for _ in 0..100 {
+        if TcpStream::connect(p.admin).await.is_ok() {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the PoP did not start");
+}
+
+struct Got {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Got {
+    fn h(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder().method(method).uri(path).header("host", "edge.test");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Got {
+    send(addr, "GET", path, &[]).await
+}
+
+// ---------- tests ----------
+
+#[tokio::test]
+async fn second_get_is_a_hit_that_never_reaches_the_origin() {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(1, 2), 80);
+    let _s = serve_origin(oa, o.clone()).await;
+    let p = pop(1, &[format!("http://{oa}")], "").await;
+    let first = get(p.http, "/cc/app.css").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.h("x-cache"), "Miss from meridian");
+    let second = get(p.http, "/cc/app.css").await;
+    assert_eq!(second.h("x-cache"), "Hit from meridian");
+    assert_eq!(second.body, first.body);
+    assert_eq!(o.hits("/cc/app.css"), 1, "the hit did not reach the origin");
+    assert!(second.h("cache-status").contains("hit"));
+    // Response headers policy and the edge's own headers.
+    assert_eq!(second.h("strict-transport-security"), "max-age=600");
+    assert_eq!(second.h("x-content-type-options"), "nosniff");
+    assert_eq!(second.h("x-frame-options"), "DENY");
+    assert!(second.h("via").contains("pop (meridian)"));
+    // Query strings are in the key (policy: all), in any order.
+    get(p.http, "/cc/q?a=1&b=2").await;
+    assert_eq!(get(p.http, "/cc/q?b=2&a=1").await.h("x-cache"), "Hit from meridian");
+    // no-store and private are never stored.
+    get(p.http, "/cc/ns?cc=no-store").await;
+    assert_eq!(get(p.http, "/cc/ns?cc=no-store").await.h("x-cache"), "Miss from meridian");
+    assert_eq!(o.hits("/cc/ns"), 2);
+    // Age grows with time in the cache.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let aged = get(p.http, "/cc/app.css").await;
+    assert!(aged.h("age").parse::<u64>().unwrap() >= 1, "age {}", aged.h("age"));
+    // HEAD is answered from the stored GET, with no body.
+    let head = send(p.http, "HEAD", "/cc/app.css", &[]).await;
+    assert_eq!(head.h("x-cache"), "Hit from meridian");
+    assert!(head.body.is_empty());
+    assert_eq!(head.h("content-length"), first.body.len().to_string());
+    // A range is cut from the stored full object.
+    let r = send(p.http, "GET", "/cc/app.css", &[("range", "bytes=0-3")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(&r.body[..], &first.body[..4]);
+    assert_eq!(r.h("content-range"), format!("bytes 0-3/{}", first.body.len()));
+    let r = send(p.http, "GET", "/cc/app.css", &[("range", "bytes=9999-")]).await;
+    assert_eq!(r.status, 416);
+    // A matching conditional gets 304 from the edge.
+    let r = send(p.http, "GET", "/cc/app.css", &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(r.status, 304);
+    assert_eq!(o.hits("/cc/app.css"), 1);
+    let _ = std::fs::remove_dir_all(&p.state);
+}
+
+#[tokio::test]
+async fn concurrent_misses_collapse_into_one_origin_fetch() {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(2, 2), 80);
+    let _s = serve_origin(oa, o.clone()).await;
+    let p = pop(2, &[format!("http://{oa}")], "").await;
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let addr = p.http;
+        tasks.push(tokio::spawn(async move { get(addr, "/slow/new-key").await }));
+    }
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let g = t.await.unwrap();
+        assert_eq!(g.status, 200);
+        bodies.push(g.body);
+    }
+    assert_eq!(o.hits("/slow/new-key"), 1, "100 concurrent misses, one origin fetch");
+    assert!(bodies.iter().all(|b| b == &bodies[0]));
+}
+
+#[tokio::test]
+async fn a_private_answer_is_never_handed_to_other_waiters() {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(3, 2), 80);
+    let _s = serve_origin(oa, o.clone()).await;
+    // Forward x-user so each viewer's own answer is visible.
+    let extra = r#"
+[[distribution.origin_request_policy]]
+name = "fwd"
+headers = "allow_list"
+header_names = ["x-user"]
+query_strings = "all"
+cookies = "none"
+[[distribution.behavior]]
+path_pattern = "/private/*"
+origin_group = "o"
+origin_request_policy = "fwd"
+"#;
+    let p = pop(3, &[format!("http://{oa}")], extra).await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let addr = p.http;
+        tasks.push(tokio::spawn(async move {
+            let user = format!("user{i}");
+            let g = send(addr, "GET", "/private/portfolio", &[("x-user", &user)]).await;
+            (user, g)
+        }));
+    }
+    for t in tasks {
+        let (user, g) = t.await.unwrap();
+        assert_eq!(g.status, 200);
+        assert_eq!(g.body, Bytes::from(format!("for {user}")), "each viewer got its own answer");
+        assert_eq!(g.h("x-cache"), "Miss from meridian");
+    }
+    assert_eq!(o.hits("/private/portfolio"), 10);
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_at_once_and_refreshes_behind() {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(4, 2), 80);
+    let _s = serve_origin(oa, o.clone()).await;
+    let p = pop(4, &[format!("http://{oa}")], "").await;
+    let path = "/cc/swr?cc=max-age=1,stale-while-revalidate=30";
+    get(p.http, path).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let g = get(p.http, path).await;
+    assert_eq!(g.status, 200);
+    assert!(g.h("cache-status").contains("stale-while-revalidate"), "{}", g.h("cache-status"));
+    // The background refresh is a conditional request answered 304.
+    for _ in 0..50 {
+        if *o.not_modified.lock().unwrap() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*o.not_modified.lock().unwrap(), 1);
+    let g = get(p.http, path).await;
+    assert_eq!(g.h("x-cache"), "Hit from meridian");
+    assert_eq!(g.h("x-refreshed"), "yes", "304 headers refresh the stored ones");
+}
+
+#[tokio::test]
+async fn stale_content_is_revalidated_then_served_stale_when_the_origin_is_gone() {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(5, 2), 80);
+    let stop = serve_origin(oa, o.clone()).await;
+    let p = pop(5, &[format!("http://{oa}")], "").await;
+    get(p.http, "/cc/x?cc=max-age=1").await;
+    get(p.http, "/cc/must?cc=max-age=1,must-revalidate").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Stale: revalidated with If-None-Match, answered 304: RefreshHit.
+    let g = get(p.http, "/cc/x?cc=max-age=1").await;
+    assert_eq!(g.h("x-cache"), "RefreshHit from meridian");
+    assert_eq!(o.hits("/cc/x"), 2);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The origin goes away: stale-if-error serves the stored copy...
+    let _ = stop.send(());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let g = get(p.http, "/cc/x?cc=max-age=1").await;
+    assert_eq!(g.status, 200);
+    assert!(g.h("cache-status").contains("stale-if-error"), "{}", g.h("cache-status"));
+    assert!(g.body.starts_with(b"body of /cc/x"));
+    // ...but never a response that said must-revalidate.
+    let g = get(p.http, "/cc/must?cc=max-age=1,must-revalidate").await;
+    assert_eq!(g.status, 502);
+    assert_eq!(g.h("x-cache"), "Error from meridian");
+}
+
+#[tokio::test]
+async fn failover_inside_one_request_on_refused_failing_and_frozen_origins() {
+    let dead = SocketAddr::new(ip(6, 2), 80); // nothing listens
+    let frozen = SocketAddr::new(ip(6, 3), 80);
+    frozen_origin(frozen).await;
+    let good = Origin { name: "good", ..Default::default() };
+    let ga = SocketAddr::new(ip(6, 4), 80);
+    let _g = serve_origin(ga, good.clone()).await;
+    let failing = Origin { name: "failing", ..Default::default() };
+    let fa = SocketAddr::new(ip(6, 5), 80);
+    let _f = serve_origin(fa, failing.clone()).await;
+
+    let p = pop(6, &[format!("http://{dead}"), format!("http://{frozen}"), format!("http://{ga}")], "").await;
+    let g = get(p.http, "/cc/a").await;
+    assert_eq!(g.status, 200, "{:?}", g.body);
+    assert_eq!(g.h("x-origin"), "good", "refused and frozen origins were passed over");
+
+    // A failover status moves a GET on; an unsafe POST is not repeated.
+    let p2 = pop(16, &[format!("http://{fa}"), format!("http://{ga}")], "").await;
+    let g = get(p2.http, "/fail/x").await;
+    assert_eq!(g.status, 503, "the good origin fails this path too");
+    assert_eq!((failing.hits("/fail/x"), good.hits("/fail/x")), (1, 1));
+    let g = get(p2.http, "/cc/ok").await;
+    assert_eq!(g.h("x-origin"), "failing", "first member answers 200 itself");
+    let g = send(p2.http, "POST", "/fail/y", &[]).await;
+    assert_eq!(g.status, 503);
+    assert_eq!((failing.hits("/fail/y"), good.hits("/fail/y")), (1, 0), "POST is not retried");
+    // A refused connection means the POST never left: it may go on.
+    let p3 = pop(26, &[format!("http://{dead}"), format!("http://{ga}")], "").await;
+    let g = send(p3.http, "POST", "/cc/post", &[]).await;
+    assert_eq!(g.status, 200);
+    assert_eq!(good.hits("/cc/post"), 1);
+}
+
+#[tokio::test]
+async fn invalidation_needs_the_token_and_makes_the_next_get_a_miss() {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(7, 2), 80);
+    let _s = serve_origin(oa, o.clone()).await;
+    let p = pop(7, &[format!("http://{oa}")], "").await;
+    for path in ["/cc/static/a.js", "/cc/static/b.css", "/cc/api/q"] {
+        get(p.http, path).await;
+        assert_eq!(get(p.http, path).await.h("x-cache"), "Hit from meridian");
+    }
+    // The viewer port has no admin API, and the admin port wants the token.
+    let body = r#"{"paths":["/cc/static/*"]}"#;
+    let post = |token: Option<String>| {
+        let admin = p.admin;
+        async move {
+            let stream = TcpStream::connect(admin).await.unwrap();
+            let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(c);
+            let mut r = Request::post("/invalidate").header("host", "x");
+            if let Some(t) = token {
+                r = r.header("authorization", format!("Bearer {t}"));
+            }
+            s.send_request(r.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap())
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(post(None).await, 401);
+    assert_eq!(post(Some("wrong".into())).await, 401);
+    assert_eq!(get(p.http, "/cc/static/a.js").await.h("x-cache"), "Hit from meridian");
+    assert_eq!(post(Some(p.token.clone())).await, 200);
+    assert_eq!(get(p.http, "/cc/static/a.js").await.h("x-cache"), "Miss from meridian");
+    assert_eq!(get(p.http, "/cc/static/b.css").await.h("x-cache"), "Miss from meridian");
+    assert_eq!(get(p.http, "/cc/api/q").await.h("x-cache"), "Hit from meridian", "outside the wildcard");
+    // The command's client reaches every PoP given to it.
+    let results = meridian_edge::client::invalidate_all(
+        vec![("pop".into(), p.admin)],
+        &p.token,
+        &["/cc/api/q".to_owned()],
+        "t",
+        |_| {},
+    )
+    .await;
+    assert!(results.iter().all(|r| r.result.is_ok()));
+    assert_eq!(get(p.http, "/cc/api/q").await.h("x-cache"), "Miss from meridian");
+    // A successful unsafe request invalidates its target (RFC 9111 §4.4).
+    get(p.http, "/cc/api/q").await;
+    assert_eq!(send(p.http, "POST", "/cc/api/q", &[]).await.status, 200);
+    assert_eq!(get(p.http, "/cc/api/q").await.h("x-cache"), "Miss from meridian");
+}
+
+#[tokio::test]
+async fn compression_follows_accept_encoding_and_size_limits() {
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(8, 2), 80);
+    let _s = serve_origin(oa, o.clone()).await;
+    let p = pop(8, &[format!("http://{oa}")], "").await;
+    let plain = get(p.http, "/text/q").await;
+    assert_eq!(plain.h("content-encoding"), "");
+    assert!(plain.h("vary").contains("Accept-Encoding"));
+    for (ae, want) in [("gzip, deflate, br", "br"), ("gzip", "gzip"), ("zstd, gzip;q=0.5", "zstd")] {
+        let g = send(p.http, "GET", "/text/q", &[("accept-encoding", ae)]).await;
+        assert_eq!(g.h("content-encoding"), want, "for {ae}");
+        assert!(g.body.len() < plain.body.len() / 5);
+        let mut back = Vec::new();
+        match want {
+            "br" => BrotliDecoder::new(&g.body[..]).read_to_end(&mut back).await,
+            "zstd" => ZstdDecoder::new(&g.body[..]).read_to_end(&mut back).await,
+            _ => GzipDecoder::new(&g.body[..]).read_to_end(&mut back).await,
+        }
+        .unwrap();
+        assert_eq!(back, plain.body);
+    }
+    assert_eq!(o.hits("/text/q"), 1, "every variant comes from one stored object");
+    let g = send(p.http, "GET", "/small", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(g.h("content-encoding"), "", "under 1000 bytes stays as is");
+    let g = send(p.http, "GET", "/text/q", &[("accept-encoding", "gzip;q=0, identity")]).await;
+    assert_eq!(g.h("content-encoding"), "");
+}
+
+#[tokio::test]
+async fn vary_keeps_one_variant_per_selecting_header() {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(9, 2), 80);
+    let _s = serve_origin(oa, o.clone()).await;
+    // The origin must see the header it varies on.
+    let extra = r#"
+[[distribution.origin_request_policy]]
+name = "lang"
+headers = "allow_list"
+header_names = ["accept-language"]
+query_strings = "none"
+cookies = "none"
+[[distribution.behavior]]
+path_pattern = "/vary/*"
+origin_group = "o"
+origin_request_policy = "lang"
+"#;
+    let p = pop(9, &[format!("http://{oa}")], extra).await;
+    let en = send(p.http, "GET", "/vary/x", &[("accept-language", "en")]).await;
+    let fr = send(p.http, "GET", "/vary/x", &[("accept-language", "fr")]).await;
+    assert_eq!(en.body, "lang=en");
+    assert_eq!(fr.body, "lang=fr");
+    let en2 = send(p.http, "GET", "/vary/x", &[("accept-language", "en")]).await;
+    assert_eq!(en2.body, "lang=en");
+    assert_eq!(en2.h("x-cache"), "Hit from meridian");
+    assert_eq!(o.hits("/vary/x"), 2);
+}
+
+#[tokio::test]
+async fn behaviors_methods_protocol_policy_cors_and_error_caching() {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(10, 2), 80);
+    let _s = serve_origin(oa, o.clone()).await;
+    let p = pop(10, &[format!("http://{oa}")], "").await;
+    let g = send(p.http, "DELETE", "/readonly/x", &[]).await;
+    assert_eq!(g.status, 403);
+    assert_eq!(o.hits("/readonly/x"), 0);
+    let g = get(p.http, "/secure/page?a=1").await;
+    assert_eq!(g.status, 301);
+    assert_eq!(g.h("location"), "https://edge.test:8443/secure/page?a=1");
+    // CORS preflight answered at the edge for an allowed origin.
+    let g = send(
+        p.http,
+        "OPTIONS",
+        "/cc/api",
+        &[("origin", "https://app.example"), ("access-control-request-method", "POST")],
+    )
+    .await;
+    assert_eq!(g.status, 204);
+    assert_eq!(g.h("access-control-allow-origin"), "https://app.example");
+    assert_eq!(g.h("access-control-allow-methods"), "GET, POST");
+    let g = send(p.http, "GET", "/cc/cors", &[("origin", "https://evil.example")]).await;
+    assert_eq!(g.h("access-control-allow-origin"), "");
+    // A 404 without freshness is kept for the error caching TTL (10 s by default).
+    get(p.http, "/error404").await;
+    let g = get(p.http, "/error404").await;
+    assert_eq!(g.status, 404);
+    assert_eq!(g.h("x-cache"), "Hit from meridian");
+    assert_eq!(o.hits("/error404"), 1);
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_requests_get_400_and_431_and_the_pop_keeps_serving() {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(11, 2), 80);
+    let _s = serve_origin(oa, o.clone()).await;
+    let p = pop(11, &[format!("http://{oa}")], "").await;
+    let raw = |bytes: Vec<u8>| async move {
+        let mut s = TcpStream::connect(p.http).await.unwrap();
+        s.write_all(&bytes).await.unwrap();
+        let mut buf = vec![0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let r = raw(b"GARBAGE\r\n\r\n".to_vec()).await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let r = raw(b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: nope\r\n\r\n".to_vec()).await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let mut big = b"GET /x HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..2000 {
+        big.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "y".repeat(60)).as_bytes());
+    }
+    big.extend_from_slice(b"\r\n");
+    let r = raw(big).await;
+    assert!(r.starts_with("HTTP/1.1 431"), "{r}");
+    assert_eq!(get(p.http, "/cc/still-here").await.status, 200);
+}
+
+#[tokio::test]
+async fn https_with_tls_1_3_and_1_2_and_http2_by_alpn() {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(12, 2), 80);
+    let _s = serve_origin(oa, o.clone()).await;
+    let p = pop(12, &[format!("http://{oa}")], "").await;
+    let (cert, _) = meridian_http::tls::dev_cert_paths(&p.state);
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    for (version, alpn) in [(&rustls::version::TLS13, "h2"), (&rustls::version::TLS12, "http/1.1")] {
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![alpn.as_bytes().to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+        let tcp = TcpStream::connect(p.https).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("edge.test").unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn.as_bytes()));
+        let req = Request::get("https://edge.test/secure/x").body(Full::new(Bytes::new())).unwrap();
+        let res = if alpn == "h2" {
+            let (mut s, c) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+            tokio::spawn(c);
+            s.send_request(req).await.unwrap()
+        } else {
+            let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+            tokio::spawn(c);
+            let mut req = req;
+            req.headers_mut().insert("host", "edge.test".parse().unwrap());
+            s.send_request(req).await.unwrap()
+        };
+        // Over HTTPS the redirect-to-https behavior serves the page.
+        assert_eq!(res.status(), 200, "{version:?}");
+    }
+}
