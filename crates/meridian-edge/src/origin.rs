@@ -320,6 +320,13 @@ impl Origins {
                 }
                 Err(_) => {
                     self.m.requests.get_or_create(&labels("timeout")).inc();
+                    // A member that holds a request past the timeout is treated as down
+                    // until its health checks pass again, so the next viewers do not wait
+                    // for it too (a frozen region costs one timeout, not one per request).
+                    self.board.report_failure(
+                        &format!("{}/{}", group.cfg.name, m.name),
+                        "no response within the response timeout",
+                    );
                     attempts.push(format!(
                         "{}: no response within {}",
                         m.name,

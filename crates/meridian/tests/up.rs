@@ -1,14 +1,11 @@
 //! `meridian up` end to end: start a deployment, serve through it, lose an instance under
 //! load without failing a request, and stop leaving no process behind.
 
-use http_body_util::BodyExt;
-use hyper::body::Bytes;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
+use common::{alive, get, start_up, state};
 
 /// Two regions on their own subnet so the test never meets a running default deployment.
 const CONFIG: &str = r#"
@@ -51,84 +48,6 @@ stop_timeout = "5s"
 [dns]
 servers = 0
 "#;
-
-fn state(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("endpoints.json")).unwrap()).unwrap()
-}
-
-fn alive(pid: i64) -> bool {
-    // kill(pid, 0) probes for existence; zombies of ours are reaped by `up`.
-    unsafe { libc::kill(pid as i32, 0) == 0 }
-}
-
-/// Stops the deployment even when an assertion fails half way.
-struct Up(Option<Child>);
-impl Up {
-    fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.0.take()?;
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-        child.wait().ok()
-    }
-}
-impl Drop for Up {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Starts `meridian up` on a config and waits for its table; returns the guard and the table.
-async fn start_up(cfg: &Path, state_dir: &Path) -> (Up, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .arg("up")
-        .arg("--config")
-        .arg(cfg)
-        .arg("--state-dir")
-        .arg(state_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let up = Up(Some(child));
-    let printed = tokio::task::spawn_blocking(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let done = line.contains("Press Ctrl-C");
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        lines.join("\n")
-    });
-    let printed = tokio::time::timeout(Duration::from_secs(60), printed)
-        .await
-        .expect("up printed its table")
-        .unwrap();
-    assert!(
-        printed.contains("Press Ctrl-C"),
-        "up stopped early:\n{printed}"
-    );
-    (up, printed)
-}
-
-async fn get(
-    client: &meridian_http::UpstreamClient,
-    url: &str,
-) -> Result<(u16, http::HeaderMap, Bytes), String> {
-    let req = http::Request::get(url)
-        .body(meridian_http::empty())
-        .map_err(|e| e.to_string())?;
-    let res = tokio::time::timeout(Duration::from_secs(5), client.request(req))
-        .await
-        .map_err(|_| "timeout".to_string())?
-        .map_err(|e| e.to_string())?;
-    let (parts, body) = res.into_parts();
-    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok((parts.status.as_u16(), parts.headers, body))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_survives_an_instance_kill_and_stops_clean() {
