@@ -171,6 +171,8 @@ pub struct Stored {
     pub response_time: SystemTime,
     /// How long it is fresh for (the edge TTL).
     pub ttl: Duration,
+    /// `headers`' Cache-Control, parsed once when stored rather than on every hit.
+    pub cache_control: CacheControl,
 }
 
 /// `current_age` of §4.2.3.
@@ -194,6 +196,23 @@ pub enum Usability {
 }
 
 impl Stored {
+    pub fn new(
+        status: u16,
+        headers: HeaderMap,
+        initial_age: Duration,
+        response_time: SystemTime,
+        ttl: Duration,
+    ) -> Stored {
+        Stored {
+            cache_control: CacheControl::from_headers(&headers),
+            status,
+            headers,
+            initial_age,
+            response_time,
+            ttl,
+        }
+    }
+
     /// Decides how this stored response may be used for a request with `req_cc`.
     /// `stale_if_error_ceiling` bounds how long past freshness the edge serves stale on
     /// origin errors when the response itself sets no stale-if-error.
@@ -204,7 +223,7 @@ impl Stored {
         stale_if_error_ceiling: Duration,
     ) -> Usability {
         let age = current_age(self, now);
-        let cc = CacheControl::from_headers(&self.headers);
+        let cc = &self.cache_control;
         let must_revalidate = cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some();
         let mut lifetime = self.ttl;
         if let Some(min_fresh) = req_cc.min_fresh {
@@ -420,26 +439,14 @@ mod tests {
         assert_eq!(initial_age(&hd, sent, got), secs(12));
         let hd = h(&[("date", "Tue, 24 Nov 2026 10:00:02 GMT"), ("age", "30")]);
         assert_eq!(initial_age(&hd, sent, got), secs(32));
-        let s = Stored {
-            status: 200,
-            headers: HeaderMap::new(),
-            initial_age: secs(32),
-            response_time: got,
-            ttl: secs(60),
-        };
+        let s = Stored::new(200, HeaderMap::new(), secs(32), got, secs(60));
         assert_eq!(current_age(&s, got + secs(10)), secs(42));
     }
 
     fn stored(cc: &str, ttl: u64) -> (Stored, SystemTime) {
         let t = SystemTime::UNIX_EPOCH + secs(1_000_000);
         (
-            Stored {
-                status: 200,
-                headers: h(&[("cache-control", cc)]),
-                initial_age: Duration::ZERO,
-                response_time: t,
-                ttl: secs(ttl),
-            },
+            Stored::new(200, h(&[("cache-control", cc)]), Duration::ZERO, t, secs(ttl)),
             t,
         )
     }

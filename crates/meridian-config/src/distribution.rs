@@ -30,6 +30,8 @@ pub struct Distribution {
     /// 10,000,000 bytes).
     pub compress_min_size: u64,
     pub compress_max_size: u64,
+    /// CloudFront's standard logging: a JSON access log line per request on every PoP.
+    pub access_log: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -302,6 +304,7 @@ pub(crate) fn default_distribution(regions: &[crate::Region]) -> Distribution {
         tls: None,
         compress_min_size: 1000,
         compress_max_size: 10_000_000,
+        access_log: true,
     }
 }
 
@@ -536,6 +539,7 @@ pub(crate) fn read_distribution(
     if let Some(n) = t.size(d, "compress_max_size") {
         dist.compress_max_size = n.0;
     }
+    dist.access_log = t.bool(d, "access_log").unwrap_or(dist.access_log);
     t.finish(d);
     ok.then_some(dist)
 }

@@ -119,7 +119,10 @@ impl EdgeOptions {
             admin: node.admin,
             admin_token: admin_token(state_dir)?,
             disk_dir: (pop.disk_cache.0 > 0).then(|| state_dir.join("cache").join(&pop.name)),
-            access_log: Some(state_dir.join("logs").join(format!("access-{}.log", pop.name))),
+            access_log: cfg
+                .distribution
+                .access_log
+                .then(|| state_dir.join("logs").join(format!("access-{}.log", pop.name))),
             config: cfg.clone(),
         })
     }

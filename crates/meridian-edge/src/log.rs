@@ -1,10 +1,11 @@
 //! The access log: one JSON line per viewer request with the fields of CloudFront's
-//! standard log, written by a background task so requests never wait on the disk.
+//! standard log, written by a background thread so requests never wait on the disk.
 
 use serde::Serialize;
+use std::io::Write;
 use std::path::PathBuf;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// One request, as CloudFront's standard log names the fields.
 #[derive(Debug, Serialize)]
@@ -55,64 +56,73 @@ pub struct AccessLine {
     pub origin: String,
 }
 
+/// Lines are queued in memory and written by a plain thread a few times a second, so a
+/// request costs one short lock and no wake-up of any other thread.
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: Option<mpsc::Sender<AccessLine>>,
+    queue: Option<Arc<Mutex<Vec<AccessLine>>>>,
 }
+
+/// Lines held at most between two writes; beyond it lines are dropped, not queued.
+const MAX_QUEUED: usize = 200_000;
+const WRITE_EVERY: Duration = Duration::from_millis(200);
 
 impl AccessLog {
     /// Appends lines to `path`; `None` turns logging off.
     pub fn open(path: Option<PathBuf>) -> AccessLog {
         let Some(path) = path else {
-            return AccessLog { tx: None };
+            return AccessLog { queue: None };
         };
-        let (tx, mut rx) = mpsc::channel::<AccessLine>(8192);
-        tokio::spawn(async move {
-            if let Some(dir) = path.parent() {
-                let _ = tokio::fs::create_dir_all(dir).await;
-            }
-            let file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .await;
-            let mut file = match file {
-                Ok(f) => tokio::io::BufWriter::new(f),
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "access log unavailable");
-                    while rx.recv().await.is_some() {}
-                    return;
+        let queue = Arc::new(Mutex::new(Vec::<AccessLine>::new()));
+        let weak = Arc::downgrade(&queue);
+        let spawned = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
                 }
-            };
-            let mut buf = Vec::with_capacity(64 * 1024);
-            while let Some(line) = rx.recv().await {
-                buf.clear();
-                let mut push = |l: &AccessLine| {
-                    if serde_json::to_writer(&mut buf, l).is_ok() {
-                        buf.push(b'\n');
+                let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+                let mut file = match file {
+                    Ok(f) => std::io::BufWriter::with_capacity(256 * 1024, f),
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "access log unavailable");
+                        return;
                     }
                 };
-                push(&line);
-                // Write whatever else is waiting in one go.
-                while let Ok(more) = rx.try_recv() {
-                    push(&more);
+                loop {
+                    std::thread::sleep(WRITE_EVERY);
+                    let Some(queue) = weak.upgrade() else { break };
+                    let lines = std::mem::take(&mut *queue.lock().unwrap_or_else(|p| p.into_inner()));
+                    drop(queue);
+                    for l in &lines {
+                        if serde_json::to_writer(&mut file, l).is_ok() {
+                            let _ = file.write_all(b"\n");
+                        }
+                    }
+                    if file.flush().is_err() {
+                        tracing::warn!("access log write failed");
+                    }
                 }
-                if file.write_all(&buf).await.is_err() || file.flush().await.is_err() {
-                    tracing::warn!("access log write failed");
-                }
-            }
-        });
-        AccessLog { tx: Some(tx) }
+                let _ = file.flush();
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the access log writer");
+            return AccessLog { queue: None };
+        }
+        AccessLog { queue: Some(queue) }
     }
 
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.queue.is_some()
     }
 
     /// Queues a line; under overload a line is dropped rather than slowing a request.
     pub fn write(&self, line: AccessLine) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.try_send(line);
+        if let Some(q) = &self.queue {
+            let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
+            if q.len() < MAX_QUEUED {
+                q.push(line);
+            }
         }
     }
 }

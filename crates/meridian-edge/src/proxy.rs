@@ -60,6 +60,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Hit,
+        Outcome::StaleWhileRevalidate,
+        Outcome::StaleIfError,
+        Outcome::RefreshHit,
+        Outcome::Miss,
+        Outcome::Pass,
+        Outcome::Error,
+        Outcome::Redirect,
+        Outcome::Preflight,
+    ];
+
     pub fn x_cache(self) -> &'static str {
         match self {
             Outcome::Hit | Outcome::StaleWhileRevalidate | Outcome::StaleIfError | Outcome::Preflight => {
@@ -132,6 +144,16 @@ struct ErrorAnswer {
     origin: String,
 }
 
+/// Per-request header values and counters, made once: the hit path allocates little.
+struct Prepared {
+    cache_status: [HeaderValue; 9],
+    pop: HeaderValue,
+    /// Each response headers policy's fixed headers, by policy name.
+    policy_headers: HashMap<String, Vec<(HeaderName, HeaderValue)>>,
+    /// `requests{cache_status, status_class}` counters by outcome and status class.
+    requests: [[std::sync::OnceLock<Counter>; 6]; 9],
+}
+
 struct EdgeMetrics {
     requests: Family<Labels, Counter>,
     duration: Histogram,
@@ -184,6 +206,7 @@ pub(crate) struct Inner {
     https_port: u16,
     body_ids: AtomicU64,
     via: HeaderValue,
+    prepared: Prepared,
 }
 
 /// A PoP's request handler: cheap to clone, shared by every connection.
@@ -239,6 +262,20 @@ impl Edge {
         };
         let via = HeaderValue::from_str(&format!("1.1 {pop} (meridian)"))
             .unwrap_or(HeaderValue::from_static("1.1 meridian"));
+        let prepared = Prepared {
+            cache_status: Outcome::ALL.map(|o| {
+                HeaderValue::from_str(&format!("meridian-{pop}; {}", o.cache_status()))
+                    .unwrap_or(HeaderValue::from_static("meridian"))
+            }),
+            pop: HeaderValue::from_str(pop).unwrap_or(HeaderValue::from_static("-")),
+            policy_headers: config
+                .distribution
+                .response_headers_policies
+                .iter()
+                .map(|p| (p.name.clone(), policy_headers(p)))
+                .collect(),
+            requests: Default::default(),
+        };
         Edge(Arc::new(Inner {
             pop: pop.to_owned(),
             dist: config.distribution.clone(),
@@ -251,6 +288,7 @@ impl Edge {
             https_port: config.network.https_port,
             body_ids: AtomicU64::new(1),
             via,
+            prepared,
         }))
     }
 
@@ -532,12 +570,12 @@ impl Edge {
         let stale = match stored {
             Some(obj) => match obj.meta.usability(&req_cc, now, policy.stale_if_error) {
                 Usability::Fresh { .. } => {
-                    return (self.serve_object(ctx, obj, Outcome::Hit).await, Outcome::Hit, String::new());
+                    return (self.serve_object(ctx, obj).await, Outcome::Hit, String::new());
                 }
                 Usability::StaleWhileRevalidate { .. } => {
                     self.refresh_in_background(ctx, group, policy, &primary, obj.clone());
                     let o = Outcome::StaleWhileRevalidate;
-                    return (self.serve_object(ctx, obj, o).await, o, String::new());
+                    return (self.serve_object(ctx, obj).await, o, String::new());
                 }
                 Usability::Stale { serve_on_error, .. } => Some((obj, serve_on_error)),
             },
@@ -562,7 +600,7 @@ impl Edge {
                 } else {
                     obj
                 };
-                (self.serve_object(ctx, obj, o).await, o, origin)
+                (self.serve_object(ctx, obj).await, o, origin)
             }
             Fill::Pass => match own {
                 Some(r) => {
@@ -574,7 +612,7 @@ impl Edge {
             Fill::Failed(err) => {
                 if let Some((obj, true)) = stale {
                     let o = Outcome::StaleIfError;
-                    return (self.serve_object(ctx, obj, o).await, o, String::new());
+                    return (self.serve_object(ctx, obj).await, o, String::new());
                 }
                 let mut r = Response::new(meridian_http::full(err.body.clone()));
                 *r.status_mut() = err.status;
@@ -832,13 +870,8 @@ impl Edge {
         received_at: SystemTime,
     ) -> Stored {
         let ttl = edge_ttl(&headers, ttl_policy(policy)).unwrap_or(Duration::ZERO);
-        Stored {
-            status,
-            initial_age: initial_age(&headers, sent_at, received_at),
-            response_time: received_at,
-            headers,
-            ttl,
-        }
+        let age = initial_age(&headers, sent_at, received_at);
+        Stored::new(status, headers, age, received_at, ttl)
     }
 
     /// How long the edge may keep this response, or None when it must not be shared.
@@ -940,7 +973,7 @@ impl Edge {
 
     /// A stored object as a response to this viewer: its compressed variant when the
     /// viewer accepts one, a 304 for a matching conditional, a range, or HEAD.
-    async fn serve_object(&self, ctx: &Ctx<'_>, obj: Arc<Object>, outcome: Outcome) -> Response<Body> {
+    async fn serve_object(&self, ctx: &Ctx<'_>, obj: Arc<Object>) -> Response<Body> {
         let now = SystemTime::now();
         let age = current_age(&obj.meta, now);
         let mut headers = obj.meta.headers.clone();
@@ -952,7 +985,7 @@ impl Edge {
         let eligible = coding != Coding::Identity
             && status == StatusCode::OK
             && !headers.contains_key(header::CONTENT_ENCODING)
-            && !CacheControl::from_headers(&headers).no_transform
+            && !obj.meta.cache_control.no_transform
             && compress::compressible(&headers)
             && (dist.compress_min_size..=dist.compress_max_size).contains(&obj.body.len());
         if eligible {
@@ -1029,7 +1062,6 @@ impl Edge {
                 }
             }
         };
-        let _ = outcome;
         let mut r = Response::new(body);
         *r.status_mut() = status;
         *r.headers_mut() = headers;
@@ -1067,18 +1099,10 @@ impl Edge {
     /// this adds the headers policy, CORS, and the edge's own headers.
     fn respond_filter(&self, ctx: &Ctx<'_>, res: &mut Response<Body>, outcome: Outcome) {
         let h = res.headers_mut();
+        let prepared = &self.0.prepared;
         if let Some(p) = self.headers_policy(ctx.behavior) {
-            let mut set = |name: &'static str, v: &Option<String>| {
-                if let Some(v) = v.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
-                    h.insert(name, v);
-                }
-            };
-            set("strict-transport-security", &p.strict_transport_security);
-            set("content-security-policy", &p.content_security_policy);
-            set("x-frame-options", &p.frame_options);
-            set("referrer-policy", &p.referrer_policy);
-            if p.content_type_options {
-                h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+            for (k, v) in prepared.policy_headers.get(&p.name).into_iter().flatten() {
+                h.insert(k.clone(), v.clone());
             }
             if let (Some(cors), Some(origin)) = (&p.cors, ctx.headers.get(header::ORIGIN)) {
                 if let Some(allow) = allowed_origin(cors, origin) {
@@ -1094,23 +1118,14 @@ impl Edge {
                     append_vary(h, "Origin");
                 }
             }
-            for (k, v) in &p.custom_headers {
-                if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
-                    h.insert(k, v);
-                }
-            }
             for k in &p.remove_headers {
                 h.remove(k.as_str());
             }
         }
         h.insert("x-cache", HeaderValue::from_static(outcome.x_cache()));
-        if let Ok(v) = HeaderValue::from_str(&format!("meridian-{}; {}", self.0.pop, outcome.cache_status())) {
-            h.insert("cache-status", v);
-        }
+        h.insert("cache-status", prepared.cache_status[outcome as usize].clone());
         h.append(header::VIA, self.0.via.clone());
-        if let Ok(v) = HeaderValue::from_str(&self.0.pop) {
-            h.insert("x-meridian-pop", v);
-        }
+        h.insert("x-meridian-pop", prepared.pop.clone());
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
             h.insert("x-meridian-request-id", v);
         }
@@ -1130,21 +1145,24 @@ impl Edge {
         let bytes = if ctx.method == Method::HEAD { 0 } else { bytes };
         self.0.m.duration.observe(elapsed.as_secs_f64());
         self.0.m.bytes_to_viewers.inc_by(bytes);
-        self.0
-            .m
-            .requests
-            .get_or_create(&vec![
-                ("pop", self.0.pop.clone()),
-                ("cache_status", outcome.label().to_owned()),
-                ("status_class", format!("{}xx", status / 100)),
-            ])
+        let class = usize::from(status / 100).min(5);
+        self.0.prepared.requests[outcome as usize][class]
+            .get_or_init(|| {
+                self.0
+                    .m
+                    .requests
+                    .get_or_create(&vec![
+                        ("pop", self.0.pop.clone()),
+                        ("cache_status", outcome.label().to_owned()),
+                        ("status_class", format!("{class}xx")),
+                    ])
+                    .clone()
+            })
             .inc();
         if !self.0.log.enabled() {
             return;
         }
-        let now = httpdate::fmt_http_date(SystemTime::now());
         let (date, time) = utc_date_time(SystemTime::now());
-        let _ = now;
         let get = |n: header::HeaderName| {
             ctx.headers
                 .get(n)
@@ -1328,6 +1346,28 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in HOP_BY_HOP {
         h.remove(*n);
     }
+}
+
+/// The fixed headers a response headers policy adds (CORS depends on the request).
+fn policy_headers(p: &meridian_config::ResponseHeadersPolicy) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    let mut add = |name: &str, value: Option<&str>| {
+        if let (Ok(n), Some(Ok(v))) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            value.map(HeaderValue::from_str),
+        ) {
+            out.push((n, v));
+        }
+    };
+    add("strict-transport-security", p.strict_transport_security.as_deref());
+    add("content-security-policy", p.content_security_policy.as_deref());
+    add("x-frame-options", p.frame_options.as_deref());
+    add("referrer-policy", p.referrer_policy.as_deref());
+    add("x-content-type-options", p.content_type_options.then_some("nosniff"));
+    for (k, v) in &p.custom_headers {
+        add(k, Some(v));
+    }
+    out
 }
 
 fn text_headers() -> HeaderMap {

@@ -378,13 +378,7 @@ mod tests {
         Arc::new(Object {
             key: key.to_owned(),
             path: path.to_owned(),
-            meta: Stored {
-                status: 200,
-                headers: HeaderMap::new(),
-                initial_age: Duration::ZERO,
-                response_time: SystemTime::now(),
-                ttl: Duration::from_secs(60),
-            },
+            meta: Stored::new(200, HeaderMap::new(), Duration::ZERO, SystemTime::now(), Duration::from_secs(60)),
             body: ObjectBody::Memory(Bytes::from_static(body)),
             vary: None,
             body_id: 1,

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Edge (CDN) benchmark: a Meridian PoP against nginx proxy_cache and Varnish, side by side,
+# in one run, in front of the same demo origin, serving the same objects, on loopback only.
+# Every cache runs pinned to CPU 0 (Meridian with one worker thread, nginx with one worker
+# process, Varnish with its thread pool on that core); wrk and the origin run on CPU 1.
+#
+# Runs: cache hits on a 6 KiB page and a 40 KiB stylesheet, and a miss-heavy run where every
+# request is a new key (so every request is an origin fetch through the cache). For
+# Meridian it also reports origin connection reuse: origin requests per new connection.
+#
+# Usage: bench/edge.sh [SECONDS per run, default 10] [CONNECTIONS, default 64]
+# Installs wrk, nginx and varnish from Debian when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+CONNS=${2:-64}
+NET=127.62
+
+. bench/lib.sh
+install_missing wrk:wrk nginx:nginx-light varnishd:varnish
+prepare
+
+ORIGIN=$NET.1.11:8000
+# nginx workers and varnish drop privileges: let them read the configs and write caches.
+chmod 755 "$WORK"
+mkdir -p "$WORK/nginx-cache" && chmod 777 "$WORK/nginx-cache"
+cat > "$WORK/bench.toml" <<TOML
+[deployment]
+name = "bench"
+zone = "bench.example"
+[network]
+subnet = "$NET.0.0/16"
+[[region]]
+name = "bench-1"
+location = { lat = 0, lon = 0 }
+azs = ["bench-1a"]
+[service]
+runtime = "demo"
+instances_per_az = 1
+[[edge]]
+name = "pop"
+location = { lat = 0, lon = 0 }
+memory_cache = "256MiB"
+disk_cache = "0B"
+[distribution]
+access_log = false   # nginx and varnish log nothing here either
+[[distribution.origin_group]]
+name = "o"
+members = ["http://$ORIGIN"]
+[[distribution.cache_policy]]
+name = "default"
+default_ttl = "300s"
+query_strings = "all"
+[distribution.default_behavior]
+origin_group = "o"
+compress = false
+[dns]
+servers = 0
+TOML
+
+RUST_LOG=warn taskset -c 1 "$BIN" run --config "$WORK/bench.toml" --node svc-bench-1a-1 >"$WORK/origin.log" 2>&1 &
+pids+=($!)
+# The PoP's state (token, dev certificate, access log) goes to the scratch dir.
+MERIDIAN_STATE_DIR=$WORK/state TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
+  taskset -c 0 "$BIN" run --config "$WORK/bench.toml" --node edge-pop >"$WORK/edge.log" 2>&1 &
+pids+=($!)
+MERIDIAN=$NET.100.1:8080
+
+cat > "$WORK/nginx.conf" <<CFG
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  proxy_cache_path $WORK/nginx-cache levels=1:2 keys_zone=edge:32m max_size=1g inactive=1h use_temp_path=off;
+  upstream origin { server $ORIGIN; keepalive 64; }
+  server {
+    listen $NET.1.3:8080;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache edge;
+      proxy_cache_lock on;
+      proxy_cache_valid 200 300s;
+      proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;
+      add_header X-Cache \$upstream_cache_status;
+    }
+  }
+}
+CFG
+taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" >"$WORK/nginx.log" 2>&1 &
+pids+=($!)
+NGINX=$NET.1.3:8080
+
+cat > "$WORK/default.vcl" <<VCL
+vcl 4.1;
+backend origin { .host = "${ORIGIN%:*}"; .port = "${ORIGIN#*:}"; }
+VCL
+taskset -c 0 varnishd -F -n "$WORK/varnish" -a "$NET.1.4:8080" -f "$WORK/default.vcl" \
+  -s malloc,256m -p thread_pools=1 -p default_ttl=300 >"$WORK/varnish.log" 2>&1 &
+pids+=($!)
+VARNISH=$NET.1.4:8080
+
+for front in "$MERIDIAN" "$NGINX" "$VARNISH"; do
+  for _ in $(seq 1 150); do
+    curl -fs -o /dev/null "http://$front/static/index.html" && break
+    sleep 0.1
+  done
+  curl -fs -o /dev/null "http://$front/static/index.html" || { echo "front $front did not come up"; tail -n 20 "$WORK"/*.log; exit 1; }
+done
+
+# Every request a new key: a miss at every cache.
+cat > "$WORK/misses.lua" <<'LUA'
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, "/api/quotes/AAPL?n=" .. n .. "-" .. math.random(1, 1e9))
+end
+LUA
+
+# Prints "requests/s p50_ms p99_ms errors" for one wrk run.
+run() {
+  local out
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${@:2}" "$1" 2>&1)
+  local rps p50 p99 errs
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  errs=$(awk '/Non-2xx|Socket errors/ {e=e" "$0} END {print (e==""?"0":e)}' <<<"$out")
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $errs"
+}
+to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "-"; else printf "%.2fx", a/b }'; }
+metric() { curl -fs "http://$NET.100.1:9900/metrics" | awk -v m="$1" '$1==m {print $2}'; }
+
+table() {
+  local title=$1; shift
+  echo "## $title"
+  echo
+  echo "| cache | requests/s | p50 ms | p99 ms | vs nginx | vs varnish | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---|"
+  read -r m_rps m_p50 m_p99 m_err < <(run "http://$MERIDIAN$1" "${@:2}")
+  read -r n_rps n_p50 n_p99 n_err < <(run "http://$NGINX$1" "${@:2}")
+  read -r v_rps v_p50 v_p99 v_err < <(run "http://$VARNISH$1" "${@:2}")
+  echo "| meridian edge | $m_rps | $m_p50 | $m_p99 | $(ratio "$m_rps" "$n_rps") | $(ratio "$m_rps" "$v_rps") | $m_err |"
+  echo "| nginx proxy_cache | $n_rps | $n_p50 | $n_p99 | 1.00x | $(ratio "$n_rps" "$v_rps") | $n_err |"
+  echo "| varnish | $v_rps | $v_p50 | $v_p99 | $(ratio "$v_rps" "$n_rps") | 1.00x | $v_err |"
+  echo "| p99 meridian / nginx | | | $(ratio "$m_p99" "$n_p99") | | | |"
+  echo
+}
+
+echo "# Edge benchmark: ${DURATION}s per run, $CONNS connections; every cache pinned to CPU 0, wrk and the origin on CPU 1"
+echo
+for path in /static/index.html /static/app.css; do
+  for front in "$MERIDIAN" "$NGINX" "$VARNISH"; do curl -fs -o /dev/null "http://$front$path"; done
+  table "cache hits: GET $path" "$path"
+done
+fetch0=$(metric meridian_edge_origin_fetches_total); conn0=$(metric meridian_edge_origin_connections_total)
+table "misses: every request a new key (GET /api/quotes/AAPL?n=...)" /api/quotes/AAPL -s "$WORK/misses.lua"
+fetch1=$(metric meridian_edge_origin_fetches_total); conn1=$(metric meridian_edge_origin_connections_total)
+awk -v f=$((fetch1 - fetch0)) -v c=$((conn1 - conn0)) 'BEGIN {
+  printf "Meridian origin connection reuse in the miss run: %d origin requests over %d new connections (%.2f%% reused)\n", f, c, (f > 0 ? 100 * (f - c) / f : 0) }'
+echo
+echo "Ratios are relative to the peer in the same run; absolute figures on a shared machine are noise."
