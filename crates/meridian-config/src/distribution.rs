@@ -23,9 +23,9 @@ pub struct Distribution {
     /// Used when no behavior matches (path pattern `*`).
     pub default_behavior: Behavior,
     pub custom_error_responses: Vec<CustomErrorResponse>,
-    /// Certificate and key (PEM) for HTTPS viewers; without them `up` makes a development
-    /// certificate.
-    pub tls: Option<TlsFiles>,
+    /// Certificates (PEM) for HTTPS viewers, chosen by SNI; without any, `up` makes a
+    /// development certificate.
+    pub certificates: Vec<TlsFiles>,
     /// On-the-fly compression applies to bodies within these sizes (CloudFront: 1,000 to
     /// 10,000,000 bytes).
     pub compress_min_size: u64,
@@ -34,8 +34,11 @@ pub struct Distribution {
     pub access_log: bool,
 }
 
+/// One certificate: the chain and key files, and the server names it is for (`*.` for a
+/// wildcard). The first certificate also answers clients that send no or an unknown name.
 #[derive(Debug, Clone, Serialize)]
 pub struct TlsFiles {
+    pub names: Vec<String>,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
@@ -301,7 +304,7 @@ pub(crate) fn default_distribution(regions: &[crate::Region]) -> Distribution {
         behaviors: Vec::new(),
         default_behavior: default_behavior("default", "default"),
         custom_error_responses: Vec::new(),
-        tls: None,
+        certificates: Vec::new(),
         compress_min_size: 1000,
         compress_max_size: 10_000_000,
         access_log: true,
@@ -522,12 +525,17 @@ pub(crate) fn read_distribution(
             None => ok = false,
         }
     }
-    if let Some(s) = t.table(d, "tls") {
+    for s in t.tables(d, "certificate") {
         let cert = s.req_str(d, "cert", "add cert = \"/path/to/fullchain.pem\"");
         let key = s.req_str(d, "key", "add key = \"/path/to/privkey.pem\"");
+        let names: Vec<String> = s
+            .str_list(d, "names")
+            .map(|v| v.into_iter().map(|n| n.into_inner().to_ascii_lowercase()).collect())
+            .unwrap_or_default();
         s.finish(d);
         if let (Some(cert), Some(key)) = (cert, key) {
-            dist.tls = Some(TlsFiles {
+            dist.certificates.push(TlsFiles {
+                names,
                 cert: cert.into(),
                 key: key.into(),
             });

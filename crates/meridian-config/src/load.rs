@@ -50,11 +50,19 @@ impl Config {
         let mut cfg =
             Table::new(String::new(), &root, &mut d).and_then(|t| read_root(&t, &mut d, origin));
         // Files named in the config are relative to the config file.
-        if let Some(c) = cfg.as_mut() {
-            if let (Some(zf), Some(dir)) = (&c.dns.zone_file, std::path::Path::new(origin).parent())
-            {
-                if zf.is_relative() && origin != DEFAULT_ORIGIN {
-                    c.dns.zone_file = Some(dir.join(zf));
+        if let (Some(c), Some(dir)) = (cfg.as_mut(), std::path::Path::new(origin).parent()) {
+            if origin != DEFAULT_ORIGIN {
+                let fix = |p: &mut std::path::PathBuf| {
+                    if p.is_relative() {
+                        *p = dir.join(&*p);
+                    }
+                };
+                if let Some(zf) = c.dns.zone_file.as_mut() {
+                    fix(zf);
+                }
+                for cert in &mut c.distribution.certificates {
+                    fix(&mut cert.cert);
+                    fix(&mut cert.key);
                 }
             }
         }

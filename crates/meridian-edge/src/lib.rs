@@ -106,11 +106,21 @@ impl EdgeOptions {
         let pop = cfg
             .pop_of(node)
             .ok_or_else(|| EdgeError::NotAPop(node.name.clone()))?;
-        let (cert, key) = match &cfg.distribution.tls {
-            Some(t) => (t.cert.clone(), t.key.clone()),
-            None => meridian_http::tls::ensure_dev_cert(state_dir, &dev_cert_names(cfg))?,
+        let certs: Vec<meridian_http::tls::CertFiles> = if cfg.distribution.certificates.is_empty() {
+            let (cert, key) = meridian_http::tls::ensure_dev_cert(state_dir, &dev_cert_names(cfg))?;
+            vec![meridian_http::tls::CertFiles { names: Vec::new(), cert, key }]
+        } else {
+            cfg.distribution
+                .certificates
+                .iter()
+                .map(|c| meridian_http::tls::CertFiles {
+                    names: c.names.clone(),
+                    cert: c.cert.clone(),
+                    key: c.key.clone(),
+                })
+                .collect()
         };
-        let tls = meridian_http::tls::server_config(&cert, &key)?;
+        let tls = meridian_http::tls::server_config(&certs)?;
         let https = SocketAddr::new(node.address.ip(), cfg.network.https_port);
         Ok(EdgeOptions {
             pop: pop.name.clone(),

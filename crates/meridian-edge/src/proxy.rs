@@ -372,6 +372,9 @@ impl Edge {
         } else {
             self.route(&ctx, body).await
         };
+        if res.status().as_u16() >= 400 && !self.0.dist.custom_error_responses.is_empty() {
+            res = self.custom_error(&ctx, res).await;
+        }
         self.respond_filter(&ctx, &mut res, outcome);
         self.finish(&ctx, &res, outcome, &origin, start);
         res
@@ -434,6 +437,62 @@ impl Edge {
         } else {
             self.pass(ctx, &group, policy, Some(body)).await
         }
+    }
+
+    /// CloudFront's custom error response: the configured page (fetched through the cache
+    /// like any object) and status instead of the error.
+    async fn custom_error(&self, ctx: &Ctx<'_>, res: Response<Body>) -> Response<Body> {
+        let status = res.status().as_u16();
+        let Some(c) = self
+            .0
+            .dist
+            .custom_error_responses
+            .iter()
+            .find(|c| c.error_code == status)
+        else {
+            return res;
+        };
+        let code = c
+            .response_code
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(res.status());
+        let Some(page) = &c.response_page_path else {
+            let (mut parts, body) = res.into_parts();
+            parts.status = code;
+            return Response::from_parts(parts, body);
+        };
+        let behavior = self.0.dist.behavior_for(page);
+        let Some(group) = self.0.origins.group(&behavior.origin_group).cloned() else {
+            return res;
+        };
+        let policy = self
+            .0
+            .dist
+            .cache_policy(&behavior.cache_policy)
+            .unwrap_or(&self.0.dist.cache_policies[0]);
+        let mut headers = HeaderMap::new();
+        if let Some(ae) = ctx.headers.get(header::ACCEPT_ENCODING) {
+            headers.insert(header::ACCEPT_ENCODING, ae.clone());
+        }
+        let page_ctx = Ctx {
+            peer: ctx.peer,
+            method: Method::GET,
+            host: ctx.host.clone(),
+            path: page.clone(),
+            query: None,
+            headers,
+            version: ctx.version,
+            request_id: ctx.request_id.clone(),
+            behavior,
+        };
+        let (page_res, _, _) = Box::pin(self.cached(&page_ctx, &group, policy)).await;
+        if page_res.status() != StatusCode::OK {
+            // The error page itself is missing: the original error is better than that.
+            return res;
+        }
+        let (mut parts, body) = page_res.into_parts();
+        parts.status = code;
+        Response::from_parts(parts, body)
     }
 
     /// A CORS preflight answered at the edge, when the behavior's headers policy has CORS.

@@ -658,6 +658,31 @@ async fn behaviors_methods_protocol_policy_cors_and_error_caching() {
 }
 
 #[tokio::test]
+async fn custom_error_responses_replace_the_page_and_status() {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(13, 2), 80);
+    let _s = serve_origin(oa, o.clone()).await;
+    let extra = r#"
+[[distribution.custom_error_response]]
+error_code = 503
+response_code = 200
+response_page_path = "/cc/sorry.html"
+error_caching_min_ttl = "5s"
+[[distribution.custom_error_response]]
+error_code = 404
+response_code = 410
+"#;
+    let p = pop(13, &[format!("http://{oa}")], extra).await;
+    let g = get(p.http, "/fail/page").await;
+    assert_eq!(g.status, 200);
+    assert_eq!(g.body, "body of /cc/sorry.html from a");
+    let g = get(p.http, "/fail/other").await;
+    assert_eq!(g.body, "body of /cc/sorry.html from a");
+    assert_eq!(o.hits("/cc/sorry.html"), 1, "the error page is cached like any object");
+    assert_eq!(get(p.http, "/error404").await.status, 410);
+}
+
+#[tokio::test]
 async fn malformed_and_oversized_requests_get_400_and_431_and_the_pop_keeps_serving() {
     let o = Origin { name: "a", ..Default::default() };
     let oa = SocketAddr::new(ip(11, 2), 80);
@@ -729,4 +754,91 @@ async fn https_with_tls_1_3_and_1_2_and_http2_by_alpn() {
         // Over HTTPS the redirect-to-https behavior serves the page.
         assert_eq!(res.status(), 200, "{version:?}");
     }
+}
+
+#[tokio::test]
+async fn https_picks_the_certificate_by_sni() {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(14, 2), 80);
+    let _s = serve_origin(oa, o.clone()).await;
+    let dir = std::env::temp_dir().join(format!("meridian-sni-{}", std::process::id()));
+    let (a_cert, a_key) = meridian_http::tls::ensure_dev_cert(&dir.join("a"), &["a.test".into()]).unwrap();
+    let (b_cert, b_key) = meridian_http::tls::ensure_dev_cert(&dir.join("b"), &["*.b.test".into()]).unwrap();
+    let extra = format!(
+        r#"
+[[distribution.certificate]]
+names = ["a.test"]
+cert = "{}"
+key = "{}"
+[[distribution.certificate]]
+names = ["*.b.test"]
+cert = "{}"
+key = "{}"
+"#,
+        a_cert.display(),
+        a_key.display(),
+        b_cert.display(),
+        b_key.display()
+    );
+    let p = pop(14, &[format!("http://{oa}")], &extra).await;
+    use rustls::pki_types::pem::PemObject;
+    let der = |path: &std::path::Path| {
+        rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+    };
+    // Accept any certificate: the test looks at which one was presented.
+    #[derive(Debug)]
+    struct Any;
+    impl rustls::client::danger::ServerCertVerifier for Any {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Any))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    for (sni, want) in [("a.test", &a_cert), ("www.b.test", &b_cert), ("other.test", &a_cert)] {
+        let tcp = TcpStream::connect(p.https).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+        assert_eq!(presented, der(want), "certificate for {sni}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

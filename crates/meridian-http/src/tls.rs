@@ -3,12 +3,15 @@
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {what} {path}: {detail}\n  fix: check the path in [distribution.tls], or remove that table to use a development certificate")]
+    #[error("cannot read {what} {path}: {detail}\n  fix: check the path in [[distribution.certificate]], or remove it to use a development certificate")]
     Read {
         what: &'static str,
         path: PathBuf,
@@ -22,37 +25,95 @@ pub enum TlsError {
     DevCert { dir: PathBuf, detail: String },
 }
 
-/// A server config for a certificate chain and key in PEM files.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| TlsError::Read {
-            what: "certificate",
-            path: cert.to_owned(),
-            detail: e.to_string(),
-        })?
+/// One certificate for [`server_config`]: PEM files and the names it serves.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    /// Server names (`*.example.com` for a wildcard); may be empty for the default.
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn load(c: &CertFiles, provider: &rustls::crypto::CryptoProvider) -> Result<Arc<CertifiedKey>, TlsError> {
+    let read_err = |what, path: &Path, e: &dyn std::fmt::Display| TlsError::Read {
+        what,
+        path: path.to_owned(),
+        detail: e.to_string(),
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.cert)
+        .map_err(|e| read_err("certificate", &c.cert, &e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Read {
-            what: "certificate",
-            path: cert.to_owned(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| read_err("certificate", &c.cert, &e))?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate {
-            path: cert.to_owned(),
+            path: c.cert.clone(),
         });
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Read {
-        what: "private key",
-        path: key.to_owned(),
-        detail: e.to_string(),
-    })?;
+    let key = PrivateKeyDer::from_pem_file(&c.key).map_err(|e| read_err("private key", &c.key, &e))?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::Config(format!("{}: {e}", c.key.display())))?;
+    let ck = CertifiedKey::new(certs, signing);
+    ck.keys_match()
+        .map_err(|e| TlsError::Config(format!("{} and {}: {e}", c.cert.display(), c.key.display())))?;
+    Ok(Arc::new(ck))
+}
+
+/// Picks a certificate by the client's SNI: an exact name, then a wildcard one label up,
+/// then the first certificate.
+#[derive(Debug)]
+struct BySni {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = hello.server_name().map(|n| n.to_ascii_lowercase()) else {
+            return Some(self.default.clone());
+        };
+        if let Some(c) = self.exact.get(&name) {
+            return Some(c.clone());
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(c) = self.wildcard.get(parent) {
+                return Some(c.clone());
+            }
+        }
+        Some(self.default.clone())
+    }
+}
+
+/// A server config for one or more certificates chosen by SNI: TLS 1.3 and 1.2 only,
+/// HTTP/2 and HTTP/1.1 by ALPN.
+pub fn server_config(certs: &[CertFiles]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut exact = HashMap::new();
+    let mut wildcard = HashMap::new();
+    let mut default = None;
+    for c in certs {
+        let ck = load(c, &provider)?;
+        default.get_or_insert_with(|| ck.clone());
+        for n in &c.names {
+            let n = n.to_ascii_lowercase();
+            match n.strip_prefix("*.") {
+                Some(parent) => wildcard.insert(parent.to_owned(), ck.clone()),
+                None => exact.insert(n, ck.clone()),
+            };
+        }
+    }
+    let default = default.ok_or_else(|| TlsError::Config("no certificate was given".into()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        .with_cert_resolver(Arc::new(BySni {
+            exact,
+            wildcard,
+            default,
+        }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -173,7 +173,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
             source: std::io::Error::other(e),
         };
         meridian_edge::admin_token(&opts.state_dir).map_err(|e| state_err(e.to_string()))?;
-        if cfg.distribution.tls.is_none() {
+        if cfg.distribution.certificates.is_empty() {
             meridian_http::tls::ensure_dev_cert(&opts.state_dir, &meridian_edge::dev_cert_names(cfg))
                 .map_err(|e| state_err(e.to_string()))?;
         }
