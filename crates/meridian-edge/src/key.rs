@@ -114,17 +114,7 @@ pub fn cache_key(
         }
     }
     if policy.cookies != KeyFilter::None {
-        let mut cookies: Vec<&str> = headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .map(str::trim)
-            .filter(|c| {
-                let name = c.split('=').next().unwrap_or("");
-                !c.is_empty() && policy.cookies.admits(name, false)
-            })
-            .collect();
+        let mut cookies = cookies(headers, |name| policy.cookies.admits(name, false));
         cookies.sort_unstable();
         if !cookies.is_empty() {
             key.push_str("\x1fc:");
@@ -132,6 +122,18 @@ pub fn cache_key(
         }
     }
     key
+}
+
+/// The `name=value` pairs of the Cookie headers whose name `keep` accepts.
+pub fn cookies(headers: &HeaderMap, keep: impl Fn(&str) -> bool) -> Vec<&str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && keep(c.split('=').next().unwrap_or("")))
+        .collect()
 }
 
 /// The key of a stored variant: the primary key plus what selects the variant.

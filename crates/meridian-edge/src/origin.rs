@@ -306,7 +306,7 @@ impl Origins {
                         .requests
                         .get_or_create(&labels(if connect { "connect_error" } else { "io_error" }))
                         .inc();
-                    attempts.push(format!("{}: {}", m.name, describe(&e)));
+                    attempts.push(format!("{}: {}", m.name, meridian_http::describe(&e)));
                     if connect {
                         self.board
                             .report_failure(&format!("{}/{}", group.cfg.name, m.name), "connection failed");
@@ -357,15 +357,4 @@ impl Origins {
             .get_or_create(&vec![("reason", reason.to_owned())])
             .inc();
     }
-}
-
-fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    use std::error::Error;
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s = format!("{s}: {inner}");
-        src = inner.source();
-    }
-    s
 }

@@ -543,7 +543,7 @@ impl Edge {
         let mut out = HeaderMap::new();
         for (name, value) in &ctx.headers {
             let n = name.as_str();
-            if is_hop_by_hop(n) || n == "host" || n == "cookie" {
+            if meridian_http::is_hop_by_hop(n) || n == "host" || n == "cookie" {
                 continue;
             }
             let always = matches!(
@@ -563,20 +563,9 @@ impl Edge {
                 out.remove(n);
             }
         }
-        let cookies: Vec<&str> = ctx
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .map(str::trim)
-            .filter(|c| {
-                let name = c.split('=').next().unwrap_or("");
-                !c.is_empty()
-                    && (policy.cookies.admits(name, false)
-                        || orp.is_some_and(|p| p.cookies.admits(name, false)))
-            })
-            .collect();
+        let cookies = key::cookies(&ctx.headers, |name| {
+            policy.cookies.admits(name, false) || orp.is_some_and(|p| p.cookies.admits(name, false))
+        });
         if !cookies.is_empty() {
             if let Ok(v) = HeaderValue::from_str(&cookies.join("; ")) {
                 out.insert(header::COOKIE, v);
@@ -704,20 +693,30 @@ impl Edge {
         if self.inflight().contains_key(primary) {
             return;
         }
-        let req = FillRequest {
+        let req = self.fill_request(ctx, policy, primary, Some(stale));
+        let edge = self.clone();
+        let group = group.clone();
+        tokio::spawn(async move {
+            let _ = edge.lead_fill(group, req).await;
+        });
+    }
+
+    fn fill_request(
+        &self,
+        ctx: &Ctx<'_>,
+        policy: &CachePolicy,
+        primary: &str,
+        stale: Option<Arc<Object>>,
+    ) -> FillRequest {
+        FillRequest {
             key: primary.to_owned(),
             path: ctx.path.clone(),
             path_and_query: self.origin_path(ctx, policy),
             headers: self.origin_headers(ctx, policy, true),
             viewer_headers: ctx.headers.clone(),
             policy: policy.clone(),
-            stale: Some(stale),
-        };
-        let edge = self.clone();
-        let group = group.clone();
-        tokio::spawn(async move {
-            let _ = edge.lead_fill(group, req).await;
-        });
+            stale,
+        }
     }
 
     fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<Option<Fill>>>> {
@@ -740,15 +739,7 @@ impl Edge {
             self.0.m.collapsed.inc();
             return (wait_fill(rx).await, None);
         }
-        let req = FillRequest {
-            key: primary.to_owned(),
-            path: ctx.path.clone(),
-            path_and_query: self.origin_path(ctx, policy),
-            headers: self.origin_headers(ctx, policy, true),
-            viewer_headers: ctx.headers.clone(),
-            policy: policy.clone(),
-            stale,
-        };
+        let req = self.fill_request(ctx, policy, primary, stale);
         match self.lead_fill(group.clone(), req).await {
             Some((fill, own)) => (fill, own),
             // Another request started the same fetch a moment ago: wait for it.
@@ -843,7 +834,7 @@ impl Edge {
                 .unwrap_or_default();
             self.0.m.bytes_from_origins.inc_by(body.len() as u64);
             let mut h = parts.headers;
-            strip_hop_by_hop(&mut h);
+            meridian_http::strip_hop_by_hop(&mut h);
             return Fill::Failed(Arc::new(ErrorAnswer {
                 status: parts.status,
                 headers: h,
@@ -1022,7 +1013,7 @@ impl Edge {
     /// An origin response passed to the viewer as it streams.
     fn relay(&self, res: Response<Incoming>) -> Response<Body> {
         let (mut parts, body) = res.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        meridian_http::strip_hop_by_hop(&mut parts.headers);
         if let Some(n) = body.size_hint().exact() {
             self.0.m.bytes_from_origins.inc_by(n);
         }
@@ -1373,38 +1364,6 @@ fn allowed_origin(cors: &meridian_config::Cors, origin: &HeaderValue) -> Option<
         .iter()
         .any(|a| a == o || a == "*")
         .then(|| origin.clone())
-}
-
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.contains(&name)
-}
-
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
-    }
-    for n in HOP_BY_HOP {
-        h.remove(*n);
-    }
 }
 
 /// The fixed headers a response headers policy adds (CORS depends on the request).

@@ -280,6 +280,34 @@ response_headers_policy = "sec"
     panic!("the PoP did not start");
 }
 
+/// A PoP on 127.77.`net`.1 in front of one scripted origin on 127.77.`net`.2; the sender
+/// keeps the origin up.
+async fn one_origin(net: u8, extra: &str) -> (Origin, Pop, tokio::sync::oneshot::Sender<()>) {
+    let o = Origin { name: "a", ..Default::default() };
+    let oa = SocketAddr::new(ip(net, 2), 80);
+    let stop = serve_origin(oa, o.clone()).await;
+    let p = pop(net, &[format!("http://{oa}")], extra).await;
+    (o, p, stop)
+}
+
+/// A behavior for `pattern` whose origin request policy forwards `header`.
+fn forwarding(pattern: &str, header: &str) -> String {
+    format!(
+        r#"
+[[distribution.origin_request_policy]]
+name = "fwd"
+headers = "allow_list"
+header_names = ["{header}"]
+query_strings = "all"
+cookies = "none"
+[[distribution.behavior]]
+path_pattern = "{pattern}"
+origin_group = "o"
+origin_request_policy = "fwd"
+"#
+    )
+}
+
 struct Got {
     status: StatusCode,
     headers: HeaderMap,
@@ -322,10 +350,7 @@ async fn get(addr: SocketAddr, path: &str) -> Got {
 
 #[tokio::test]
 async fn second_get_is_a_hit_that_never_reaches_the_origin() {
-    let o = Origin { name: "a", ..Default::default() };
-    let oa = SocketAddr::new(ip(1, 2), 80);
-    let _s = serve_origin(oa, o.clone()).await;
-    let p = pop(1, &[format!("http://{oa}")], "").await;
+    let (o, p, _s) = one_origin(1, "").await;
     let first = get(p.http, "/cc/app.css").await;
     assert_eq!(first.status, 200);
     assert_eq!(first.h("x-cache"), "Miss from meridian");
@@ -371,10 +396,7 @@ async fn second_get_is_a_hit_that_never_reaches_the_origin() {
 
 #[tokio::test]
 async fn concurrent_misses_collapse_into_one_origin_fetch() {
-    let o = Origin { name: "a", ..Default::default() };
-    let oa = SocketAddr::new(ip(2, 2), 80);
-    let _s = serve_origin(oa, o.clone()).await;
-    let p = pop(2, &[format!("http://{oa}")], "").await;
+    let (o, p, _s) = one_origin(2, "").await;
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let addr = p.http;
@@ -392,23 +414,8 @@ async fn concurrent_misses_collapse_into_one_origin_fetch() {
 
 #[tokio::test]
 async fn a_private_answer_is_never_handed_to_other_waiters() {
-    let o = Origin { name: "a", ..Default::default() };
-    let oa = SocketAddr::new(ip(3, 2), 80);
-    let _s = serve_origin(oa, o.clone()).await;
     // Forward x-user so each viewer's own answer is visible.
-    let extra = r#"
-[[distribution.origin_request_policy]]
-name = "fwd"
-headers = "allow_list"
-header_names = ["x-user"]
-query_strings = "all"
-cookies = "none"
-[[distribution.behavior]]
-path_pattern = "/private/*"
-origin_group = "o"
-origin_request_policy = "fwd"
-"#;
-    let p = pop(3, &[format!("http://{oa}")], extra).await;
+    let (o, p, _s) = one_origin(3, &forwarding("/private/*", "x-user")).await;
     let mut tasks = Vec::new();
     for i in 0..10 {
         let addr = p.http;
@@ -429,10 +436,7 @@ origin_request_policy = "fwd"
 
 #[tokio::test]
 async fn stale_while_revalidate_serves_at_once_and_refreshes_behind() {
-    let o = Origin { name: "a", ..Default::default() };
-    let oa = SocketAddr::new(ip(4, 2), 80);
-    let _s = serve_origin(oa, o.clone()).await;
-    let p = pop(4, &[format!("http://{oa}")], "").await;
+    let (o, p, _s) = one_origin(4, "").await;
     let path = "/cc/swr?cc=max-age=1,stale-while-revalidate=30";
     get(p.http, path).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -515,10 +519,7 @@ async fn failover_inside_one_request_on_refused_failing_and_frozen_origins() {
 
 #[tokio::test]
 async fn invalidation_needs_the_token_and_makes_the_next_get_a_miss() {
-    let o = Origin { name: "a", ..Default::default() };
-    let oa = SocketAddr::new(ip(7, 2), 80);
-    let _s = serve_origin(oa, o.clone()).await;
-    let p = pop(7, &[format!("http://{oa}")], "").await;
+    let (_, p, _s) = one_origin(7, "").await;
     for path in ["/cc/static/a.js", "/cc/static/b.css", "/cc/api/q"] {
         get(p.http, path).await;
         assert_eq!(get(p.http, path).await.h("x-cache"), "Hit from meridian");
@@ -568,10 +569,7 @@ async fn invalidation_needs_the_token_and_makes_the_next_get_a_miss() {
 #[tokio::test]
 async fn compression_follows_accept_encoding_and_size_limits() {
     use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
-    let o = Origin { name: "a", ..Default::default() };
-    let oa = SocketAddr::new(ip(8, 2), 80);
-    let _s = serve_origin(oa, o.clone()).await;
-    let p = pop(8, &[format!("http://{oa}")], "").await;
+    let (o, p, _s) = one_origin(8, "").await;
     let plain = get(p.http, "/text/q").await;
     assert_eq!(plain.h("content-encoding"), "");
     assert!(plain.h("vary").contains("Accept-Encoding"));
@@ -597,23 +595,8 @@ async fn compression_follows_accept_encoding_and_size_limits() {
 
 #[tokio::test]
 async fn vary_keeps_one_variant_per_selecting_header() {
-    let o = Origin { name: "a", ..Default::default() };
-    let oa = SocketAddr::new(ip(9, 2), 80);
-    let _s = serve_origin(oa, o.clone()).await;
     // The origin must see the header it varies on.
-    let extra = r#"
-[[distribution.origin_request_policy]]
-name = "lang"
-headers = "allow_list"
-header_names = ["accept-language"]
-query_strings = "none"
-cookies = "none"
-[[distribution.behavior]]
-path_pattern = "/vary/*"
-origin_group = "o"
-origin_request_policy = "lang"
-"#;
-    let p = pop(9, &[format!("http://{oa}")], extra).await;
+    let (o, p, _s) = one_origin(9, &forwarding("/vary/*", "accept-language")).await;
     let en = send(p.http, "GET", "/vary/x", &[("accept-language", "en")]).await;
     let fr = send(p.http, "GET", "/vary/x", &[("accept-language", "fr")]).await;
     assert_eq!(en.body, "lang=en");
@@ -626,10 +609,7 @@ origin_request_policy = "lang"
 
 #[tokio::test]
 async fn behaviors_methods_protocol_policy_cors_and_error_caching() {
-    let o = Origin { name: "a", ..Default::default() };
-    let oa = SocketAddr::new(ip(10, 2), 80);
-    let _s = serve_origin(oa, o.clone()).await;
-    let p = pop(10, &[format!("http://{oa}")], "").await;
+    let (o, p, _s) = one_origin(10, "").await;
     let g = send(p.http, "DELETE", "/readonly/x", &[]).await;
     assert_eq!(g.status, 403);
     assert_eq!(o.hits("/readonly/x"), 0);
@@ -659,9 +639,6 @@ async fn behaviors_methods_protocol_policy_cors_and_error_caching() {
 
 #[tokio::test]
 async fn custom_error_responses_replace_the_page_and_status() {
-    let o = Origin { name: "a", ..Default::default() };
-    let oa = SocketAddr::new(ip(13, 2), 80);
-    let _s = serve_origin(oa, o.clone()).await;
     let extra = r#"
 [[distribution.custom_error_response]]
 error_code = 503
@@ -672,7 +649,7 @@ error_caching_min_ttl = "5s"
 error_code = 404
 response_code = 410
 "#;
-    let p = pop(13, &[format!("http://{oa}")], extra).await;
+    let (o, p, _s) = one_origin(13, extra).await;
     let g = get(p.http, "/fail/page").await;
     assert_eq!(g.status, 200);
     assert_eq!(g.body, "body of /cc/sorry.html from a");
@@ -684,10 +661,7 @@ response_code = 410
 
 #[tokio::test]
 async fn malformed_and_oversized_requests_get_400_and_431_and_the_pop_keeps_serving() {
-    let o = Origin { name: "a", ..Default::default() };
-    let oa = SocketAddr::new(ip(11, 2), 80);
-    let _s = serve_origin(oa, o.clone()).await;
-    let p = pop(11, &[format!("http://{oa}")], "").await;
+    let (_, p, _s) = one_origin(11, "").await;
     let raw = |bytes: Vec<u8>| async move {
         let mut s = TcpStream::connect(p.http).await.unwrap();
         s.write_all(&bytes).await.unwrap();
@@ -714,10 +688,7 @@ async fn malformed_and_oversized_requests_get_400_and_431_and_the_pop_keeps_serv
 
 #[tokio::test]
 async fn https_with_tls_1_3_and_1_2_and_http2_by_alpn() {
-    let o = Origin { name: "a", ..Default::default() };
-    let oa = SocketAddr::new(ip(12, 2), 80);
-    let _s = serve_origin(oa, o.clone()).await;
-    let p = pop(12, &[format!("http://{oa}")], "").await;
+    let (_, p, _s) = one_origin(12, "").await;
     let (cert, _) = meridian_http::tls::dev_cert_paths(&p.state);
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::pem::PemObject;
@@ -758,9 +729,6 @@ async fn https_with_tls_1_3_and_1_2_and_http2_by_alpn() {
 
 #[tokio::test]
 async fn https_picks_the_certificate_by_sni() {
-    let o = Origin { name: "a", ..Default::default() };
-    let oa = SocketAddr::new(ip(14, 2), 80);
-    let _s = serve_origin(oa, o.clone()).await;
     let dir = std::env::temp_dir().join(format!("meridian-sni-{}", std::process::id()));
     let (a_cert, a_key) = meridian_http::tls::ensure_dev_cert(&dir.join("a"), &["a.test".into()]).unwrap();
     let (b_cert, b_key) = meridian_http::tls::ensure_dev_cert(&dir.join("b"), &["*.b.test".into()]).unwrap();
@@ -780,7 +748,7 @@ key = "{}"
         b_cert.display(),
         b_key.display()
     );
-    let p = pop(14, &[format!("http://{oa}")], &extra).await;
+    let (_, p, _s) = one_origin(14, &extra).await;
     use rustls::pki_types::pem::PemObject;
     let der = |path: &std::path::Path| {
         rustls::pki_types::CertificateDer::pem_file_iter(path)

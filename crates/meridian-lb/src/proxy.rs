@@ -4,7 +4,7 @@
 use crate::target::{Target, TargetGroup};
 use crate::LbOptions;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
@@ -51,36 +51,6 @@ struct Inner {
 /// A load balancer: cheap to clone, shared by every connection.
 #[derive(Clone)]
 pub struct LoadBalancer(Arc<Inner>);
-
-/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for n in HOP_BY_HOP {
-        headers.remove(*n);
-    }
-}
 
 /// Methods whose repetition is harmless (RFC 9110 §9.2.2): safe to retry after a request
 /// may have reached a target.
@@ -295,7 +265,7 @@ impl LoadBalancer {
             }
         };
         let mut headers = parts.headers.clone();
-        strip_hop_by_hop(&mut headers);
+        meridian_http::strip_hop_by_hop(&mut headers);
         let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
             Some(prev) => format!("{prev}, {}", peer.ip()),
             None => peer.ip().to_string(),
@@ -353,7 +323,7 @@ impl LoadBalancer {
             match sent {
                 Ok(Ok(res)) => {
                     let (mut rp, rb) = res.into_parts();
-                    strip_hop_by_hop(&mut rp.headers);
+                    meridian_http::strip_hop_by_hop(&mut rp.headers);
                     // A small answer to a retryable request is read whole before it is
                     // passed on, so a target dying mid-body is one more retry, not a
                     // truncated response. Large bodies stream.
@@ -403,7 +373,7 @@ impl LoadBalancer {
                     let connect = e.is_connect();
                     let kind = if connect { "connect" } else { "io" };
                     self.target_failed(target, kind, &e.to_string());
-                    failures.push(format!("{}: {}", target.name, describe(&e)));
+                    failures.push(format!("{}: {}", target.name, meridian_http::describe(&e)));
                     if !(connect || idempotent(&parts.method)) {
                         return Err(meridian_http::text(
                             StatusCode::BAD_GATEWAY,
@@ -482,16 +452,6 @@ impl LoadBalancer {
     }
 }
 
-fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    use std::error::Error;
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s = format!("{s}: {inner}");
-        src = inner.source();
-    }
-    s
-}
 
 fn too_large(limit: usize) -> Response<Body> {
     meridian_http::text(

@@ -571,27 +571,19 @@ fn print_table(shared: &Shared) {
             label.clear();
         }
     }
-    for n in state.nodes.iter().filter(|n| n.spec.role == Role::Edge) {
-        out.push_str(&format!(
-            "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}\n",
-            "edge",
-            n.spec.role.as_str(),
-            n.spec.name,
-            "-",
-            format!("http://{}", n.spec.address),
-            n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
-        ));
-    }
-    for n in state.nodes.iter().filter(|n| n.spec.role == Role::Dns) {
-        out.push_str(&format!(
-            "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}\n",
-            "global",
-            n.spec.role.as_str(),
-            n.spec.name,
-            "-",
-            format!("dns://{}", n.spec.address),
-            n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
-        ));
+    // Nodes outside the regions: PoPs, then the DNS.
+    for (role, group, scheme) in [(Role::Edge, "edge", "http"), (Role::Dns, "global", "dns")] {
+        for n in state.nodes.iter().filter(|n| n.spec.role == role) {
+            out.push_str(&format!(
+                "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}\n",
+                group,
+                n.spec.role.as_str(),
+                n.spec.name,
+                "-",
+                format!("{scheme}://{}", n.spec.address),
+                n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+            ));
+        }
     }
     if !state.client_locations.is_empty() {
         out.push_str("\nclient locations (send from the network to be seen there):\n");
