@@ -153,6 +153,10 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         Some(s) => read_dns(&s, d),
         None => Some(default_dns()),
     };
+    let simulation = match t.table(d, "simulation") {
+        Some(s) => read_simulation(&s, d),
+        None => Some(Simulation::default()),
+    };
     let client_locations = read_named(t, d, "client_location", |s, d, name| {
         let location = read_location(s, d);
         let country = s.str(d, "country");
@@ -192,6 +196,7 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         distribution: distribution?,
         dns: dns?,
         client_locations: client_locations?,
+        simulation: simulation?,
     })
 }
 
@@ -644,6 +649,40 @@ fn default_supervisor() -> Supervisor {
         ready_timeout: Duration::from_secs(30),
         stop_timeout: Duration::from_secs(5),
     }
+}
+
+fn read_simulation(t: &Table, d: &mut Diagnostics) -> Option<Simulation> {
+    let mut s = Simulation::default();
+    s.wan = t.bool(d, "wan").unwrap_or(s.wan);
+    if let Some(x) = t.float(d, "inflation") {
+        if (1.0..=5.0).contains(&x) {
+            s.inflation = x;
+        } else if let Some(f) = t.get("inflation") {
+            d.error(
+                f.span,
+                &f.key,
+                format!("`inflation` is {x}; routes are at least as long as the great circle and rarely 5 times it"),
+                "use a factor from 1.0 to 5.0 (1.5 is typical)",
+            );
+        }
+    }
+    s.access = t.duration(d, "access").unwrap_or(s.access);
+    s.jitter = t.duration(d, "jitter").unwrap_or(s.jitter);
+    s.bandwidth = t.size(d, "bandwidth").filter(|b| b.0 > 0);
+    for l in t.tables(d, "latency") {
+        let from = l.req_str(d, "from", "name a region, PoP or client location");
+        let to = l.req_str(d, "to", "name a region, PoP or client location");
+        let rtt = l.duration(d, "rtt");
+        if !l.has("rtt") {
+            l.missing(d, "rtt", "add the round trip, for example rtt = \"70ms\"");
+        }
+        l.finish(d);
+        if let (Some(from), Some(to), Some(rtt)) = (from, to, rtt) {
+            s.latency.push(PlaceLatency { from, to, rtt });
+        }
+    }
+    t.finish(d);
+    Some(s)
 }
 
 fn read_supervisor(t: &Table, d: &mut Diagnostics) -> Option<Supervisor> {

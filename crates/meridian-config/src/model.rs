@@ -20,6 +20,47 @@ pub struct Config {
     pub distribution: crate::Distribution,
     pub dns: Dns,
     pub client_locations: Vec<ClientLocation>,
+    pub simulation: Simulation,
+}
+
+/// The simulated world: the latency model, and whether `up` puts WAN relays between places.
+#[derive(Debug, Clone, Serialize)]
+pub struct Simulation {
+    /// Run a `wan` node whose relays delay traffic between places by the modelled latency.
+    pub wan: bool,
+    /// Route inflation over the great circle.
+    pub inflation: f64,
+    /// Fixed cost added to every round trip (last mile, switching).
+    #[serde(with = "crate::serde_duration")]
+    pub access: Duration,
+    /// Random extra delay per packet burst, up to this much (order is kept).
+    #[serde(with = "crate::serde_duration")]
+    pub jitter: Duration,
+    /// Per-connection bandwidth limit in bytes per second (None: unlimited).
+    pub bandwidth: Option<ByteSize>,
+    /// Measured or agreed round trips between two named places that replace the model.
+    pub latency: Vec<PlaceLatency>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlaceLatency {
+    pub from: String,
+    pub to: String,
+    #[serde(with = "crate::serde_duration")]
+    pub rtt: Duration,
+}
+
+impl Default for Simulation {
+    fn default() -> Self {
+        Simulation {
+            wan: false,
+            inflation: crate::geo::DEFAULT_INFLATION,
+            access: Duration::from_secs_f64(crate::geo::DEFAULT_ACCESS_MS / 1e3),
+            jitter: Duration::ZERO,
+            bandwidth: None,
+            latency: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -19,6 +19,8 @@ pub enum Role {
     Dns,
     /// A CDN point of presence.
     Edge,
+    /// The simulated WAN: relays that delay traffic between places.
+    Wan,
 }
 
 impl Role {
@@ -28,6 +30,7 @@ impl Role {
             Role::Service => "service",
             Role::Dns => "dns",
             Role::Edge => "edge",
+            Role::Wan => "wan",
         }
     }
 }
@@ -76,7 +79,7 @@ impl Config {
                 role: Role::Lb,
                 region: Some(region.name.clone()),
                 az: None,
-                address: SocketAddr::new(ip.into(), net.lb_port),
+                address: SocketAddr::new(ip.into(), self.backstage(net.lb_port)),
                 admin: SocketAddr::new(ip.into(), net.admin_port),
             });
         }
@@ -88,10 +91,21 @@ impl Config {
                     role: Role::Edge,
                     region: None,
                     az: None,
-                    address,
+                    address: SocketAddr::new(address.ip(), self.backstage(address.port())),
                     admin,
                 });
             }
+        }
+        if self.simulation.wan {
+            let ip = net.addr(0, 2);
+            services.push(NodeSpec {
+                name: "wan".to_owned(),
+                role: Role::Wan,
+                region: None,
+                az: None,
+                address: SocketAddr::new(ip.into(), net.admin_port),
+                admin: SocketAddr::new(ip.into(), net.admin_port),
+            });
         }
         for k in 0..self.dns.servers {
             let ip = net.addr(0, 10 + k as u8);
@@ -107,7 +121,17 @@ impl Config {
         services
     }
 
-    /// Where a region's load balancer listens.
+    /// The port a viewer-facing listener binds: its public port, or with WAN relays a port
+    /// behind the relay that holds the public one.
+    pub fn backstage(&self, public_port: u16) -> u16 {
+        if self.simulation.wan {
+            public_port.wrapping_add(10_000)
+        } else {
+            public_port
+        }
+    }
+
+    /// Where a region's load balancer is reached (through the WAN relay when there is one).
     pub fn lb_address(&self, region: &str) -> Option<SocketAddr> {
         let i = self.regions.iter().position(|r| r.name == region)?;
         Some(SocketAddr::new(

@@ -121,7 +121,7 @@ impl EdgeOptions {
                 .collect()
         };
         let tls = meridian_http::tls::server_config(&certs)?;
-        let https = SocketAddr::new(node.address.ip(), cfg.network.https_port);
+        let https = SocketAddr::new(node.address.ip(), cfg.backstage(cfg.network.https_port));
         Ok(EdgeOptions {
             pop: pop.name.clone(),
             listen: node.address,
@@ -160,7 +160,15 @@ pub async fn run(
         path: opts.disk_dir.clone().unwrap_or_default(),
         source,
     })?;
-    let edge = Edge::new(&pop.name, &opts.config, pop.location, store, AccessLog::open(opts.access_log.clone()));
+    // Origin connections leave from the PoP's own address, as they would from its machine.
+    let edge = Edge::new(
+        &pop.name,
+        &opts.config,
+        pop.location,
+        Some(opts.listen.ip()),
+        store,
+        AccessLog::open(opts.access_log.clone()),
+    );
     let checks = edge.origins().start_checks();
     tracing::info!(pop = %pop.name, listen = %opts.listen, https = ?opts.https.as_ref().map(|h| h.0), admin = %opts.admin, "edge listening");
 

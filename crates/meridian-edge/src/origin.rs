@@ -28,19 +28,21 @@ pub struct Member {
     /// Where its health check goes (a balancer's admin /health).
     pub check_addr: SocketAddr,
     pub health: HealthHandle,
-    /// Exponentially weighted round trip of passing health checks, in microseconds
-    /// (0 until measured).
+    /// Exponentially weighted round trip of passing health checks (half a probe, which
+    /// opens a connection), in microseconds (0 until measured).
     pub rtt_us: AtomicU64,
     /// The round trip the latency model gives for this PoP and member, in microseconds.
     pub modelled_us: u64,
 }
 
 impl Member {
-    /// The round trip used to rank members: the model is the prior, measurements add what
-    /// the path really costs (on one machine without WAN relays they are all near zero,
-    /// so the model decides).
-    pub fn expected_rtt(&self) -> Duration {
-        Duration::from_micros(self.modelled_us + self.rtt_us.load(Ordering::Relaxed))
+    /// The round trip used to rank members: the measured one once there is one, else the
+    /// model's. Whole milliseconds, so members that measure alike (every origin on one
+    /// machine without WAN relays) do not flap on noise; the model breaks such ties.
+    pub fn rank_key(&self) -> (u64, u64) {
+        let measured = self.rtt_us.load(Ordering::Relaxed);
+        let expected = if measured == 0 { self.modelled_us } else { measured };
+        (expected / 1000, self.modelled_us)
     }
 }
 
@@ -57,7 +59,7 @@ impl Group {
         match self.cfg.selection {
             OriginSelection::Ordered => {}
             OriginSelection::Latency => {
-                order.sort_by_key(|&i| self.members[i].expected_rtt());
+                order.sort_by_key(|&i| self.members[i].rank_key());
             }
         }
         let (mut healthy, unhealthy): (Vec<usize>, Vec<usize>) = order
@@ -100,6 +102,8 @@ struct OriginMetrics {
 
 pub struct Origins {
     pub groups: Vec<Arc<Group>>,
+    /// Where checks and requests leave from.
+    local_ip: Option<std::net::IpAddr>,
     pub board: HealthBoard,
     client: CountedUpstreamClient,
     /// Connections opened to origins (requests per connection = reuse).
@@ -108,7 +112,12 @@ pub struct Origins {
 }
 
 impl Origins {
-    pub fn new(cfg: &Config, pop_location: meridian_config::Coordinates, metrics: &Metrics) -> Self {
+    pub fn new(
+        cfg: &Config,
+        pop_location: meridian_config::Coordinates,
+        local_ip: Option<std::net::IpAddr>,
+        metrics: &Metrics,
+    ) -> Self {
         let board = HealthBoard::new();
         let groups = cfg
             .distribution
@@ -126,7 +135,11 @@ impl Origins {
                                 let rtt = Duration::from_secs_f64(
                                     pop_location.rtt_ms(&r.location) / 1e3,
                                 );
-                                (cfg.lb_address(region)?, cfg.lb_admin(region)?, rtt)
+                                // Checked on its viewer address, the way traffic goes (through
+                                // the WAN when there is one): a balancer answers /health there
+                                // only while a target does.
+                                let addr = cfg.lb_address(region)?;
+                                (addr, addr, rtt)
                             }
                             OriginMember::Address(a) => (*a, *a, Duration::ZERO),
                         };
@@ -162,6 +175,7 @@ impl Origins {
         let client = meridian_http::counted_upstream_client(
             connect_timeout,
             Duration::from_secs(90),
+            local_ip,
             connections_opened.clone(),
         );
         let m = OriginMetrics {
@@ -193,6 +207,7 @@ impl Origins {
         };
         Origins {
             groups,
+            local_ip,
             board,
             client,
             connections_opened,
@@ -220,9 +235,11 @@ impl Origins {
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        let out = meridian_health::probe(m.check_addr, &g.cfg.health_check).await;
+                        let out = meridian_health::probe_from(me.local_ip, m.check_addr, &g.cfg.health_check).await;
                         if out.healthy {
-                            let sample = out.latency.as_micros() as u64;
+                            // A probe opens a new connection: handshake and request are two
+                            // round trips.
+                            let sample = out.latency.as_micros() as u64 / 2;
                             let old = m.rtt_us.load(Ordering::Relaxed);
                             let new = if old == 0 { sample } else { (old * 7 + sample) / 8 };
                             m.rtt_us.store(new, Ordering::Relaxed);

@@ -218,11 +218,12 @@ impl Edge {
         pop: &str,
         config: &meridian_config::Config,
         pop_location: meridian_config::Coordinates,
+        local_ip: Option<std::net::IpAddr>,
         store: Arc<Store>,
         log: AccessLog,
     ) -> Edge {
         let metrics = Metrics::new();
-        let origins = Arc::new(Origins::new(config, pop_location, &metrics));
+        let origins = Arc::new(Origins::new(config, pop_location, local_ip, &metrics));
         let m = EdgeMetrics {
             requests: metrics.register(
                 "edge_requests",

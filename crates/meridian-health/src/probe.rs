@@ -5,7 +5,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use meridian_config::{CheckProtocol, HealthCheck};
 use serde::Serialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -36,6 +36,21 @@ pub struct Fetched {
     pub latency: Duration,
 }
 
+/// Connects to `addr`, from `local` when given (so a node's checks leave from its own
+/// address, as its traffic does).
+pub async fn connect_from(local: Option<IpAddr>, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let Some(ip) = local else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
+}
+
 /// Sends one request on a fresh connection and reads the whole (bounded) response.
 /// A fresh connection per probe means a probe also proves the target accepts connections.
 pub async fn fetch(
@@ -44,9 +59,20 @@ pub async fn fetch(
     timeout: Duration,
     max_body: usize,
 ) -> Result<Fetched, String> {
+    fetch_from(None, addr, req, timeout, max_body).await
+}
+
+/// [`fetch`] from the local address `local`.
+pub async fn fetch_from(
+    local: Option<IpAddr>,
+    addr: SocketAddr,
+    req: http::Request<Full<Bytes>>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Fetched, String> {
     let start = Instant::now();
     let work = async {
-        let stream = TcpStream::connect(addr)
+        let stream = connect_from(local, addr)
             .await
             .map_err(|e| describe_io(&e))?;
         let _ = stream.set_nodelay(true);
@@ -88,10 +114,15 @@ fn describe_io(e: &std::io::Error) -> String {
 
 /// Probes `addr` once as `check` says.
 pub async fn probe(addr: SocketAddr, check: &HealthCheck) -> ProbeOutcome {
+    probe_from(None, addr, check).await
+}
+
+/// [`probe`] from the local address `local`.
+pub async fn probe_from(local: Option<IpAddr>, addr: SocketAddr, check: &HealthCheck) -> ProbeOutcome {
     let start = Instant::now();
     match check.protocol {
         CheckProtocol::Tcp => {
-            let r = tokio::time::timeout(check.timeout, TcpStream::connect(addr)).await;
+            let r = tokio::time::timeout(check.timeout, connect_from(local, addr)).await;
             let (healthy, detail) = match r {
                 Ok(Ok(_)) => (true, "connected".to_owned()),
                 Ok(Err(e)) => (false, describe_io(&e)),
@@ -121,7 +152,7 @@ pub async fn probe(addr: SocketAddr, check: &HealthCheck) -> ProbeOutcome {
                     }
                 }
             };
-            match fetch(addr, req, check.timeout, MAX_BODY).await {
+            match fetch_from(local, addr, req, check.timeout, MAX_BODY).await {
                 Err(detail) => ProbeOutcome {
                     healthy: false,
                     latency: start.elapsed(),

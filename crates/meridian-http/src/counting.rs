@@ -42,13 +42,16 @@ impl tower_service::Service<http::Uri> for CountingConnector {
 
 pub type CountedUpstreamClient = Client<CountingConnector, Body>;
 
-/// A keep-alive pool like [`crate::upstream_client`] whose new connections are counted.
+/// A keep-alive pool like [`crate::upstream_client`] whose new connections are counted,
+/// leaving from `local` when given.
 pub fn counted_upstream_client(
     connect_timeout: Duration,
     idle_timeout: Duration,
+    local: Option<std::net::IpAddr>,
     opened: Arc<AtomicU64>,
 ) -> CountedUpstreamClient {
     let mut inner = HttpConnector::new();
+    inner.set_local_address(local);
     inner.set_connect_timeout(Some(connect_timeout));
     inner.set_nodelay(true);
     inner.enforce_http(true);

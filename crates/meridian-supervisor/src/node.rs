@@ -18,6 +18,8 @@ pub enum NodeError {
     Dns(#[from] meridian_dns::RunError),
     #[error(transparent)]
     Edge(#[from] meridian_edge::EdgeError),
+    #[error(transparent)]
+    Wan(#[from] meridian_sim::wan::WanError),
     #[error("cannot start `{program}`: {source}")]
     Exec {
         program: String,
@@ -50,6 +52,9 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
         Role::Lb => {
             let opts = meridian_lb::LbOptions::from_config(config, &node);
             meridian_lb::run(opts, meridian_http::shutdown_signal()).await?;
+        }
+        Role::Wan => {
+            meridian_sim::wan::run(config, node.admin, meridian_http::shutdown_signal()).await?;
         }
         Role::Edge => {
             let opts = meridian_edge::EdgeOptions::from_config(config, &node, &state_dir())?;

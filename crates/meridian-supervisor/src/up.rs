@@ -378,7 +378,7 @@ fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck
         Role::Service => (spec.address, quick),
         // Our own nodes answer /health on their admin address; a balancer only says 200
         // when it has a healthy target to send traffic to.
-        Role::Lb | Role::Dns | Role::Edge => (
+        Role::Lb | Role::Dns | Role::Edge | Role::Wan => (
             spec.admin,
             HealthCheck {
                 protocol: CheckProtocol::Http,
@@ -408,11 +408,13 @@ async fn start_in_waves(
     let data: Vec<usize> = (0..total)
         .filter(|i| matches!(role_of(i), Role::Service | Role::Lb))
         .collect();
+    // The WAN relays sit in front of the balancers; the PoPs check regions through them.
+    let wan: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Wan).collect();
     let edges: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Edge).collect();
     let dns: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Dns).collect();
     let deadline = Instant::now() + shared.opts.config.supervisor.ready_timeout;
     let mut ready = vec![false; total];
-    for wave in [data, edges, dns] {
+    for wave in [data, wan, edges, dns] {
         for &i in &wave {
             runners.push(tokio::spawn(supervise(
                 shared.clone(),
@@ -531,6 +533,16 @@ async fn stop_all(shared: &Shared, runners: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
+/// Where people and clients reach a node: with WAN relays, the relay's public address.
+fn public_address(cfg: &Config, spec: &NodeSpec) -> SocketAddr {
+    match spec.role {
+        Role::Lb => spec.region.as_deref().and_then(|r| cfg.lb_address(r)),
+        Role::Edge => cfg.pop_of(spec).and_then(|p| cfg.pop_addresses(&p.name)).map(|a| a.0),
+        _ => None,
+    }
+    .unwrap_or(spec.address)
+}
+
 fn print_table(shared: &Shared) {
     let cfg = &shared.opts.config;
     let state = shared.state();
@@ -565,14 +577,18 @@ fn print_table(shared: &Shared) {
                 n.spec.role.as_str(),
                 n.spec.name,
                 n.spec.az.as_deref().unwrap_or("-"),
-                format!("http://{}", n.spec.address),
+                format!("http://{}", public_address(cfg, &n.spec)),
                 n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
             ));
             label.clear();
         }
     }
     // Nodes outside the regions: PoPs, then the DNS.
-    for (role, group, scheme) in [(Role::Edge, "edge", "http"), (Role::Dns, "global", "dns")] {
+    for (role, group, scheme) in [
+        (Role::Edge, "edge", "http"),
+        (Role::Wan, "global", "http"),
+        (Role::Dns, "global", "dns"),
+    ] {
         for n in state.nodes.iter().filter(|n| n.spec.role == role) {
             out.push_str(&format!(
                 "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}\n",
@@ -580,7 +596,7 @@ fn print_table(shared: &Shared) {
                 n.spec.role.as_str(),
                 n.spec.name,
                 "-",
-                format!("{scheme}://{}", n.spec.address),
+                format!("{scheme}://{}", public_address(cfg, &n.spec)),
                 n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
             ));
         }
@@ -610,7 +626,7 @@ fn print_table(shared: &Shared) {
     if let Some(lb) = first_lb {
         out.push_str(&format!(
             "try:  curl -i http://{}/api/quotes/AAPL\n",
-            lb.spec.address
+            public_address(cfg, &lb.spec)
         ));
     }
     if let Some(dns) = state.nodes.iter().find(|n| n.spec.role == Role::Dns) {
@@ -633,7 +649,7 @@ fn print_table(shared: &Shared) {
     if let Some(e) = state.nodes.iter().find(|n| n.spec.role == Role::Edge) {
         out.push_str(&format!(
             "      curl -si http://{}/static/app.css -o /dev/null -D - | grep -i x-cache   # edge; HTTPS on :{}\n",
-            e.spec.address, cfg.network.https_port
+            public_address(cfg, &e.spec), cfg.network.https_port
         ));
         out.push_str(&format!(
             "      meridian invalidate --state-dir {dir} --paths '/static/*'\n"

@@ -1,0 +1,13 @@
+//! The simulated planet: one machine standing in for the world.
+//!
+//! [`world`] places regions, PoPs and client locations on the globe and gives the round trip
+//! between any two (great circle over fibre, inflated, plus access; overridable). [`relay`]
+//! delays a TCP connection by a link's latency; the [`wan`] node puts such relays in front
+//! of every region and PoP so traffic from each place pays its distance, while the nodes
+//! themselves run unchanged.
+
+pub mod relay;
+pub mod wan;
+pub mod world;
+
+pub use world::{Place, PlaceKind, World};

@@ -1,0 +1,235 @@
+//! The `wan` node: holds the public address of every region load balancer and PoP, and
+//! relays each connection to the node behind it, delayed by the modelled round trip
+//! between where the connection comes from (its source address) and where it goes. The
+//! nodes themselves know nothing of it; they listen on their backstage ports.
+
+use crate::relay::{relay, Link};
+use crate::world::{Place, World};
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use meridian_config::Config;
+use meridian_telemetry::prometheus_client::metrics::{counter::Counter, family::Family};
+use meridian_telemetry::Metrics;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One relayed destination: the public address, the node behind it, and its place.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub public: SocketAddr,
+    pub backstage: SocketAddr,
+    pub place: Place,
+}
+
+/// Every destination the WAN fronts in this deployment.
+pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
+    let mut out = Vec::new();
+    for r in &cfg.regions {
+        let (Some(public), Some(place)) = (cfg.lb_address(&r.name), world.place(crate::world::PlaceKind::Region, &r.name)) else {
+            continue;
+        };
+        out.push(Destination {
+            public,
+            backstage: SocketAddr::new(public.ip(), cfg.backstage(public.port())),
+            place: place.clone(),
+        });
+    }
+    for p in &cfg.edges {
+        let (Some((public, _)), Some(place)) = (cfg.pop_addresses(&p.name), world.place(crate::world::PlaceKind::Pop, &p.name)) else {
+            continue;
+        };
+        for port in [public.port(), cfg.network.https_port] {
+            out.push(Destination {
+                public: SocketAddr::new(public.ip(), port),
+                backstage: SocketAddr::new(public.ip(), cfg.backstage(port)),
+                place: place.clone(),
+            });
+        }
+    }
+    out
+}
+
+struct Wan {
+    world: World,
+    cfg: Config,
+    /// Place pairs (ids, either order) that cannot reach each other now.
+    partitions: Mutex<HashSet<(String, String)>>,
+    /// Bumped when partitions change, so held connections look again.
+    changed: watch::Sender<u64>,
+    connections: Family<Labels, Counter>,
+    bytes: Family<Labels, Counter>,
+    metrics: Metrics,
+}
+
+impl Wan {
+    fn link(&self, from: Option<&Place>, to: &Place) -> Link {
+        let sim = &self.cfg.simulation;
+        let Some(from) = from else {
+            // Unknown sources (a person's curl from 127.0.0.1) are next door.
+            return Link::rtt(std::time::Duration::ZERO);
+        };
+        Link {
+            one_way: self.world.rtt(from, to) / 2,
+            jitter: sim.jitter,
+            bandwidth: sim.bandwidth.map(|b| b.0),
+        }
+    }
+
+    fn partitioned(&self, a: &str, b: &str) -> bool {
+        let p = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        p.contains(&(a.to_owned(), b.to_owned())) || p.contains(&(b.to_owned(), a.to_owned()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WanError {
+    #[error(transparent)]
+    Bind(#[from] meridian_http::BindError),
+}
+
+/// Runs the WAN node until `shutdown` resolves.
+pub async fn run(
+    cfg: &Config,
+    admin: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), WanError> {
+    let world = World::new(cfg);
+    let dests = destinations(cfg, &world);
+    let metrics = Metrics::new();
+    let wan = Arc::new(Wan {
+        connections: metrics.register(
+            "wan_connections",
+            "Connections relayed, by source and destination place",
+            Family::default(),
+        ),
+        bytes: metrics.register(
+            "wan_bytes",
+            "Bytes relayed, by source and destination place",
+            Family::default(),
+        ),
+        metrics,
+        world,
+        cfg: cfg.clone(),
+        partitions: Mutex::new(HashSet::new()),
+        changed: watch::channel(0).0,
+    });
+    let mut listeners = Vec::new();
+    for d in &dests {
+        listeners.push((meridian_http::bind(d.public).await?, d.clone()));
+    }
+    let admin_listener = meridian_http::bind(admin).await?;
+    tracing::info!(links = dests.len(), "wan relaying");
+    let mut tasks = Vec::new();
+    for (l, d) in listeners {
+        tasks.push(tokio::spawn(accept_loop(wan.clone(), l, d)));
+    }
+    meridian_http::serve(
+        admin_listener,
+        meridian_http::ServerOptions::default(),
+        move |_| {
+            let wan = wan.clone();
+            hyper::service::service_fn(move |req: Request<Incoming>| {
+                let wan = wan.clone();
+                async move { Ok::<_, std::convert::Infallible>(admin_route(&wan, req)) }
+            })
+        },
+        shutdown,
+    )
+    .await;
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
+}
+
+async fn accept_loop(wan: Arc<Wan>, listener: TcpListener, dest: Destination) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let from = wan.world.place_of_ip(peer.ip()).cloned();
+        let link = wan.link(from.as_ref(), &dest.place);
+        let from_id = from.as_ref().map(|p| p.id()).unwrap_or_else(|| "local".into());
+        let to_id = dest.place.id();
+        let labels = vec![("from", from_id.clone()), ("to", to_id.clone())];
+        wan.connections.get_or_create(&labels).inc();
+        let bytes = wan.bytes.get_or_create(&labels).clone();
+        // A per-connection view of "is this pair partitioned now".
+        let (held_tx, held_rx) = watch::channel(wan.partitioned(&from_id, &to_id));
+        let mut changes = wan.changed.subscribe();
+        let w = wan.clone();
+        let (f, t) = (from_id.clone(), to_id.clone());
+        let watcher = tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                if held_tx.send(w.partitioned(&f, &t)).is_err() {
+                    return;
+                }
+            }
+        });
+        let backstage = dest.backstage;
+        tokio::spawn(async move {
+            let _ = relay(stream, backstage, link, held_rx, move |n| {
+                bytes.inc_by(n);
+            })
+            .await;
+            watcher.abort();
+        });
+    }
+}
+
+fn admin_route(wan: &Wan, req: Request<Incoming>) -> http::Response<meridian_http::Body> {
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let param = |k: &str| {
+        query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .find(|(a, _)| *a == k)
+            .map(|(_, v)| v.to_owned())
+    };
+    match (req.method().clone(), req.uri().path()) {
+        (_, "/health") => meridian_http::json(
+            StatusCode::OK,
+            serde_json::json!({"status": "healthy", "role": "wan"}).to_string(),
+        ),
+        (_, "/metrics") => meridian_http::metrics(wan.metrics.encode()),
+        (Method::POST, "/partition") | (Method::DELETE, "/partition") => {
+            let (Some(a), Some(b)) = (param("from"), param("to")) else {
+                return meridian_http::text(
+                    StatusCode::BAD_REQUEST,
+                    "give ?from=<place>&to=<place> (a region, pop:<name> or client:<name>)",
+                );
+            };
+            let known = |id: &str| wan.world.places.iter().any(|p| p.id() == id);
+            if !known(&a) || !known(&b) {
+                return meridian_http::text(StatusCode::BAD_REQUEST, format!("unknown place `{a}` or `{b}`"));
+            }
+            {
+                let mut p = wan.partitions.lock().unwrap_or_else(|p| p.into_inner());
+                if req.method() == Method::POST {
+                    p.insert((a.clone(), b.clone()));
+                } else {
+                    p.remove(&(a.clone(), b.clone()));
+                    p.remove(&(b.clone(), a.clone()));
+                }
+            }
+            wan.changed.send_modify(|n| *n += 1);
+            meridian_http::json(
+                StatusCode::OK,
+                serde_json::json!({"from": a, "to": b, "partitioned": req.method() == Method::POST}).to_string(),
+            )
+        }
+        _ => meridian_http::text(
+            StatusCode::NOT_FOUND,
+            "wan endpoints: /health, /metrics, POST|DELETE /partition?from=&to=",
+        ),
+    }
+}
