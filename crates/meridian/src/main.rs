@@ -107,6 +107,11 @@ enum Cmd {
         #[arg(long, default_value = ".meridian")]
         state_dir: PathBuf,
     },
+    /// The simulated planet: the latency model between places.
+    Sim {
+        #[command(subcommand)]
+        command: SimCmd,
+    },
     /// Ask the global DNS of a running deployment.
     Dns {
         #[command(subcommand)]
@@ -114,6 +119,22 @@ enum Cmd {
     },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum SimCmd {
+    /// Print the modelled round trip from every client location to every region and PoP.
+    ///
+    /// Great-circle distance over light in fibre (200 km per ms one way), times the route
+    /// inflation, plus the access cost, with the config's [[simulation.latency]] overrides.
+    Latency {
+        /// Deployment config; the embedded default when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON (with the fibre-only physical limit) for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -180,6 +201,21 @@ fn load_config(path: Option<&Path>) -> Result<(Config, String), ExitCode> {
 async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Invalidate { paths, state_dir } => invalidate(&paths, &state_dir).await,
+        Cmd::Sim {
+            command: SimCmd::Latency { config, json },
+        } => {
+            let cfg = match load_config(config.as_deref()) {
+                Ok((c, _)) => c,
+                Err(code) => return Ok(code),
+            };
+            let matrix = meridian_sim::World::new(&cfg).matrix();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&matrix)?);
+            } else {
+                println!("{matrix}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Version => {
             println!("meridian {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
