@@ -6,6 +6,8 @@
 //! of every region and PoP so traffic from each place pays its distance, while the nodes
 //! themselves run unchanged.
 
+pub mod global;
+pub mod load;
 pub mod relay;
 pub mod wan;
 pub mod world;

@@ -107,6 +107,11 @@ enum Cmd {
         #[arg(long, default_value = ".meridian")]
         state_dir: PathBuf,
     },
+    /// Measure a running deployment under simulated global load.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCmd,
+    },
     /// The simulated planet: the latency model between places.
     Sim {
         #[command(subcommand)]
@@ -119,6 +124,36 @@ enum Cmd {
     },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Compare the seed's "before" (every client to us-east-1), multi-region with latency
+    /// DNS, and the full deployment with edge PoPs, under the same load from every client
+    /// location; judge the seed's promises. Writes report.md, report.json, latency.svg.
+    ///
+    /// Needs a running `meridian up` with `[simulation] wan = true` (the default), so that
+    /// distance costs what the latency model says.
+    Global {
+        /// The state dir of the running deployment.
+        #[arg(long, default_value = ".meridian")]
+        state_dir: PathBuf,
+        /// Total time, split evenly over the three architectures.
+        #[arg(long, default_value = "30s")]
+        duration: String,
+        /// Requests per second from each client location (open loop).
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// At most this many requests per location and architecture.
+        #[arg(long, default_value_t = 20_000)]
+        max_requests: u64,
+        /// A new connection per request, so TCP handshakes cost their round trips.
+        #[arg(long)]
+        new_connections: bool,
+        /// Where the reports go.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -201,6 +236,43 @@ fn load_config(path: Option<&Path>) -> Result<(Config, String), ExitCode> {
 async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Invalidate { paths, state_dir } => invalidate(&paths, &state_dir).await,
+        Cmd::Bench {
+            command:
+                BenchCmd::Global {
+                    state_dir,
+                    duration,
+                    rate,
+                    max_requests,
+                    new_connections,
+                    out,
+                },
+        } => {
+            let total = match meridian_config::units::parse_duration(&duration) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: --duration: {}\n  = fix: {}", e.problem, e.fix);
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let (config, state) = running_deployment(&state_dir)?;
+            let opts = meridian_sim::global::GlobalOptions {
+                config,
+                state,
+                per_architecture: total / 3,
+                rate,
+                max_requests,
+                new_connections,
+            };
+            let report = meridian_sim::global::run(&opts, |line| eprintln!("{line}"))
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let files = report.write(&out).with_context(|| format!("cannot write to {}", out.display()))?;
+            print!("{}", report.markdown());
+            for f in files {
+                eprintln!("wrote {}", f.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Sim {
             command: SimCmd::Latency { config, json },
         } => {
@@ -570,12 +642,7 @@ async fn invalidate(paths: &[String], state_dir: &Path) -> Result<ExitCode> {
         eprintln!("error: `{bad}` is not a path\n  = fix: invalidation paths start with /, such as '/static/*'");
         return Ok(ExitCode::from(2));
     }
-    let state = meridian_config::state::DeploymentState::read(state_dir).with_context(|| {
-        format!(
-            "no running deployment in {} (start one with `meridian up`, or pass --state-dir)",
-            state_dir.display()
-        )
-    })?;
+    let (_, state) = running_deployment(state_dir)?;
     let token_path = state_dir.join(meridian_edge::ADMIN_TOKEN_FILE);
     let token = std::fs::read_to_string(&token_path)
         .with_context(|| format!("cannot read the admin token {}", token_path.display()))?;
@@ -609,4 +676,17 @@ async fn invalidate(paths: &[String], state_dir: &Path) -> Result<ExitCode> {
         println!("InProgress: {failed} of {total} PoPs did not apply {id}; run it again when they are up");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// The config and state of the deployment a running `meridian up` writes to `state_dir`.
+fn running_deployment(state_dir: &Path) -> Result<(Config, meridian_config::state::DeploymentState)> {
+    let state = meridian_config::state::DeploymentState::read(state_dir).with_context(|| {
+        format!(
+            "no running deployment in {} (start one with `meridian up`, or pass --state-dir)",
+            state_dir.display()
+        )
+    })?;
+    let config = Config::load(&state.config)
+        .with_context(|| format!("cannot read the deployment's config {}", state.config.display()))?;
+    Ok((config, state))
 }

@@ -1,0 +1,445 @@
+//! `meridian bench global`: the three architectures under the same global load, one after
+//! the other against a running deployment, and the seed's promises judged from the result.
+
+use crate::load::{self, Arch, LoadOptions, LocationRun};
+use crate::world::{PlaceKind, World};
+use meridian_config::state::DeploymentState;
+use meridian_config::{Config, Role};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct GlobalOptions {
+    pub config: Config,
+    pub state: DeploymentState,
+    /// How long each architecture runs.
+    pub per_architecture: Duration,
+    pub rate: f64,
+    pub max_requests: u64,
+    pub new_connections: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    pub requests: u64,
+    pub failed: u64,
+    pub availability: f64,
+}
+
+impl Percentiles {
+    fn of(r: &LocationRun) -> Percentiles {
+        let round = |x: f64| (x * 10.0).round() / 10.0;
+        Percentiles {
+            p50_ms: round(r.percentile_ms(0.50)),
+            p95_ms: round(r.percentile_ms(0.95)),
+            p99_ms: round(r.percentile_ms(0.99)),
+            mean_ms: round(r.latency.mean() / 1e3),
+            requests: r.ok + r.failed,
+            failed: r.failed,
+            availability: r.availability(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocationReport {
+    pub location: String,
+    pub nearest_pop: String,
+    pub nearest_region: String,
+    /// Light in fibre to the nearest PoP and back: no deployment can beat it.
+    pub physical_limit_ms: f64,
+    pub results: BTreeMap<String, Percentiles>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchTotals {
+    pub architecture: Arch,
+    pub title: &'static str,
+    pub requests: u64,
+    pub failed: u64,
+    pub availability: f64,
+    pub mean_ms: f64,
+    /// Requests that reached an application instance (health checks excluded).
+    pub origin_requests: u64,
+    /// Bytes that came from the origins: all client bytes without an edge, what the PoPs
+    /// fetched with one.
+    pub origin_bytes: u64,
+    pub client_bytes: u64,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub promise: &'static str,
+    pub measured: String,
+    /// None when this run cannot measure it.
+    pub met: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GlobalReport {
+    pub deployment: String,
+    pub seconds_per_architecture: f64,
+    pub rate_per_location: f64,
+    pub connections: &'static str,
+    pub locations: Vec<LocationReport>,
+    pub architectures: Vec<ArchTotals>,
+    pub promises: Vec<Verdict>,
+}
+
+/// Sums a counter family from a node's /metrics, over the lines `keep` accepts.
+async fn scrape_sum(addr: SocketAddr, name: &str, keep: impl Fn(&str) -> bool) -> f64 {
+    let req = http::Request::get("/metrics")
+        .header(http::header::HOST, addr.to_string())
+        .body(http_body_util::Full::new(bytes::Bytes::new()));
+    let Ok(req) = req else { return 0.0 };
+    let Ok(f) = meridian_health::fetch(addr, req, Duration::from_secs(3), 8 << 20).await else {
+        return 0.0;
+    };
+    String::from_utf8_lossy(&f.body)
+        .lines()
+        .filter(|l| l.starts_with(name) && keep(l))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// (application requests, bytes PoPs fetched from origins) across the deployment now.
+async fn origin_counters(state: &DeploymentState) -> (f64, f64) {
+    let mut requests = 0.0;
+    let mut bytes = 0.0;
+    for n in &state.nodes {
+        match n.spec.role {
+            Role::Service => {
+                requests += scrape_sum(n.spec.address, "meridian_http_requests_total", |l| {
+                    !l.contains("route=\"/health") && !l.contains("route=\"/metrics\"")
+                })
+                .await
+            }
+            Role::Edge => {
+                bytes += scrape_sum(n.spec.admin, "meridian_edge_bytes_from_origins_total", |_| true).await
+            }
+            _ => {}
+        }
+    }
+    (requests, bytes)
+}
+
+/// The first DNS server of a deployment.
+pub fn dns_server(state: &DeploymentState) -> Option<SocketAddr> {
+    state
+        .nodes
+        .iter()
+        .find(|n| n.spec.role == Role::Dns)
+        .map(|n| n.spec.address)
+}
+
+/// Runs the three architectures and judges the seed's promises.
+pub async fn run(opts: &GlobalOptions, mut say: impl FnMut(String)) -> Result<GlobalReport, String> {
+    let cfg = &opts.config;
+    let dns = dns_server(&opts.state).ok_or("the deployment runs no DNS server ([dns] servers = 0)")?;
+    if cfg.edges.is_empty() {
+        return Err("the deployment has no edge PoPs to compare".into());
+    }
+    let world = World::new(cfg);
+    let mut by_arch: Vec<(Arch, Vec<LocationRun>, f64, f64)> = Vec::new();
+    for arch in Arch::ALL {
+        say(format!("{}: {}s at {}/s from each of {} locations", arch.title(), opts.per_architecture.as_secs_f64(), opts.rate, cfg.client_locations.len()));
+        let before = origin_counters(&opts.state).await;
+        let lo = LoadOptions {
+            config: cfg.clone(),
+            dns,
+            duration: opts.per_architecture,
+            rate: opts.rate,
+            max_requests: opts.max_requests,
+            new_connections: opts.new_connections,
+            cacheable_only: false,
+        };
+        let runs = load::run(&lo, arch, |t, done, failed| {
+            eprint!("\r  {t:>5.1}s  {done} done  {failed} failed   ");
+        })
+        .await;
+        eprintln!();
+        let after = origin_counters(&opts.state).await;
+        by_arch.push((arch, runs, after.0 - before.0, after.1 - before.1));
+    }
+    let mut locations = Vec::new();
+    for c in &cfg.client_locations {
+        let Some(place) = world.place(PlaceKind::Client, &c.name) else { continue };
+        let pop = world.nearest(place, PlaceKind::Pop);
+        let region = world.nearest(place, PlaceKind::Region);
+        let mut results = BTreeMap::new();
+        for (arch, runs, _, _) in &by_arch {
+            if let Some(r) = runs.iter().find(|r| r.location == c.name) {
+                results.insert(format!("{arch:?}"), Percentiles::of(r));
+            }
+        }
+        locations.push(LocationReport {
+            location: c.name.clone(),
+            nearest_pop: pop.map(|p| p.name.clone()).unwrap_or_default(),
+            nearest_region: region.map(|p| p.name.clone()).unwrap_or_default(),
+            physical_limit_ms: pop
+                .map(|p| (world.fibre_rtt(place, p).as_secs_f64() * 1e4).round() / 10.0)
+                .unwrap_or(0.0),
+            results,
+        });
+    }
+    let architectures: Vec<ArchTotals> = by_arch
+        .iter()
+        .map(|(arch, runs, origin_requests, pop_bytes)| {
+            let requests: u64 = runs.iter().map(|r| r.ok + r.failed).sum();
+            let failed: u64 = runs.iter().map(|r| r.failed).sum();
+            let ok: u64 = runs.iter().map(|r| r.ok).sum();
+            let client_bytes: u64 = runs.iter().map(|r| r.bytes).sum();
+            let mean_ms = if ok == 0 {
+                f64::NAN
+            } else {
+                runs.iter().map(|r| r.latency.mean() * r.ok as f64).sum::<f64>() / ok as f64 / 1e3
+            };
+            ArchTotals {
+                architecture: *arch,
+                title: arch.title(),
+                requests,
+                failed,
+                availability: if requests == 0 { 0.0 } else { ok as f64 / requests as f64 },
+                mean_ms: (mean_ms * 10.0).round() / 10.0,
+                origin_requests: *origin_requests as u64,
+                origin_bytes: if *arch == Arch::Full { *pop_bytes as u64 } else { client_bytes },
+                client_bytes,
+                errors: runs.iter().flat_map(|r| r.errors.iter().cloned()).take(10).collect(),
+            }
+        })
+        .collect();
+    let promises = judge(&locations, &architectures);
+    Ok(GlobalReport {
+        deployment: cfg.deployment.name.clone(),
+        seconds_per_architecture: opts.per_architecture.as_secs_f64(),
+        rate_per_location: opts.rate,
+        connections: if opts.new_connections { "new connection per request" } else { "keep-alive" },
+        locations,
+        architectures,
+        promises,
+    })
+}
+
+fn judge(locations: &[LocationReport], archs: &[ArchTotals]) -> Vec<Verdict> {
+    let full = |name: &str| {
+        locations
+            .iter()
+            .find(|l| l.location == name)
+            .and_then(|l| l.results.get("Full"))
+    };
+    let mut out = Vec::new();
+    for (promise, loc, limit) in [
+        ("US East < 50 ms (p95, New York, full deployment)", "new-york", 50.0),
+        ("EU West < 100 ms (p95, London, full deployment)", "london", 100.0),
+        ("AP Southeast < 150 ms (p95, Singapore, full deployment)", "singapore", 150.0),
+    ] {
+        out.push(match full(loc) {
+            Some(p) => Verdict {
+                promise,
+                measured: format!("{:.1} ms", p.p95_ms),
+                met: Some(p.p95_ms < limit),
+            },
+            None => Verdict {
+                promise,
+                measured: format!("no client location `{loc}` in this deployment"),
+                met: None,
+            },
+        });
+    }
+    let arch = |a: Arch| archs.iter().find(|x| x.architecture == a);
+    if let (Some(before), Some(full)) = (arch(Arch::Before), arch(Arch::Full)) {
+        out.push(Verdict {
+            promise: "global average < 100 ms (mean, full deployment)",
+            measured: format!("{:.1} ms", full.mean_ms),
+            met: Some(full.mean_ms < 100.0),
+        });
+        let saved = |a: f64, b: f64| if b > 0.0 { 1.0 - a / b } else { 0.0 };
+        let faster = saved(full.mean_ms, before.mean_ms);
+        out.push(Verdict {
+            promise: "60-80% faster global responses (mean, full vs before)",
+            measured: format!("{:.0}% faster", faster * 100.0),
+            met: Some(faster >= 0.60),
+        });
+        let load = saved(full.origin_requests as f64, before.origin_requests as f64);
+        out.push(Verdict {
+            promise: "50-70% less origin load (requests reaching instances)",
+            measured: format!("{:.0}% less ({} vs {})", load * 100.0, full.origin_requests, before.origin_requests),
+            met: Some(load >= 0.50),
+        });
+        let bw = saved(full.origin_bytes as f64, before.origin_bytes as f64);
+        out.push(Verdict {
+            promise: "40-60% bandwidth savings (bytes from origins)",
+            measured: format!("{:.0}% saved", bw * 100.0),
+            met: Some(bw >= 0.40),
+        });
+        out.push(Verdict {
+            promise: "99.99% availability (full deployment, this run)",
+            measured: format!("{:.3}% ({} of {} failed)", full.availability * 100.0, full.failed, full.requests),
+            met: Some(full.availability >= 0.9999),
+        });
+    }
+    out.push(Verdict {
+        promise: "RTO < 5 min",
+        measured: "measured by `meridian chaos kill-region`, not by this run".into(),
+        met: None,
+    });
+    out.push(Verdict {
+        promise: "RPO < 1 min",
+        measured: "needs the database tier, which is not built yet".into(),
+        met: None,
+    });
+    out
+}
+
+impl GlobalReport {
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "# Global benchmark: `{}`\n\n{} s per architecture, {} requests/s from each client location, {}.\n\
+             Latency is from when each request was due to its last byte (open loop), in ms.\n\n",
+            self.deployment, self.seconds_per_architecture, self.rate_per_location, self.connections
+        );
+        s.push_str("| location | before p50 / p95 / p99 | multi-region p50 / p95 / p99 | full p50 / p95 / p99 | physical limit | full availability |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|\n");
+        for l in &self.locations {
+            let cell = |k: &str| {
+                l.results
+                    .get(k)
+                    .map(|p| format!("{:.1} / {:.1} / {:.1}", p.p50_ms, p.p95_ms, p.p99_ms))
+                    .unwrap_or_else(|| "-".into())
+            };
+            let avail = l
+                .results
+                .get("Full")
+                .map(|p| format!("{:.2}%", p.availability * 100.0))
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {:.1} (to {}) | {} |\n",
+                l.location,
+                cell("Before"),
+                cell("MultiRegion"),
+                cell("Full"),
+                l.physical_limit_ms,
+                l.nearest_pop,
+                avail
+            ));
+        }
+        s.push_str("\n| architecture | requests | failed | mean ms | origin requests | bytes from origins |\n|---|---:|---:|---:|---:|---:|\n");
+        for a in &self.architectures {
+            s.push_str(&format!(
+                "| {} | {} | {} | {:.1} | {} | {} |\n",
+                a.title, a.requests, a.failed, a.mean_ms, a.origin_requests, a.origin_bytes
+            ));
+        }
+        s.push_str("\n## The seed's promises\n\n| promise | measured | verdict |\n|---|---|---|\n");
+        for v in &self.promises {
+            let verdict = match v.met {
+                Some(true) => "met",
+                Some(false) => "NOT met",
+                None => "not measured",
+            };
+            s.push_str(&format!("| {} | {} | {} |\n", v.promise, v.measured, verdict));
+        }
+        s.push_str(
+            "\nThe physical limit is light in fibre along the great circle to the nearest PoP and back; \
+             the WAN model adds route inflation and an access cost on top of it.\n",
+        );
+        s
+    }
+
+    /// A bar chart of p50 per location and architecture, with the physical limit marked.
+    pub fn svg(&self) -> String {
+        let (w, h, left, top, bottom) = (960.0, 420.0, 60.0, 40.0, 80.0);
+        let plot_h = h - top - bottom;
+        let max = self
+            .locations
+            .iter()
+            .flat_map(|l| l.results.values().map(|p| p.p50_ms))
+            .filter(|v| v.is_finite())
+            .fold(1.0_f64, f64::max)
+            * 1.1;
+        let n = self.locations.len().max(1) as f64;
+        let group = (w - left - 20.0) / n;
+        let bar = group / 4.5;
+        let colors = [("Before", "#c0392b"), ("MultiRegion", "#e67e22"), ("Full", "#27ae60")];
+        let mut s = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+             <text x=\"{left}\" y=\"22\" font-size=\"15\">p50 latency by client location (ms); black tick: physical limit to the nearest PoP</text>\n"
+        );
+        for i in 0..=4 {
+            let v = max * i as f64 / 4.0;
+            let y = top + plot_h - plot_h * i as f64 / 4.0;
+            s.push_str(&format!(
+                "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.0}</text>\n",
+                w - 20.0,
+                left - 6.0,
+                y + 4.0
+            ));
+        }
+        for (i, l) in self.locations.iter().enumerate() {
+            let x0 = left + group * i as f64 + bar * 0.5;
+            for (k, (arch, color)) in colors.iter().enumerate() {
+                if let Some(p) = l.results.get(*arch).filter(|p| p.p50_ms.is_finite()) {
+                    let bh = plot_h * p.p50_ms / max;
+                    s.push_str(&format!(
+                        "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{color}\"><title>{} {arch}: {:.1} ms</title></rect>\n",
+                        x0 + bar * k as f64,
+                        top + plot_h - bh,
+                        bar * 0.9,
+                        l.location,
+                        p.p50_ms
+                    ));
+                }
+            }
+            let ly = top + plot_h - plot_h * l.physical_limit_ms / max;
+            s.push_str(&format!(
+                "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{ly:.1}\" y2=\"{ly:.1}\" stroke=\"black\" stroke-width=\"2\"/>\n",
+                x0 - 2.0,
+                x0 + bar * 3.0
+            ));
+            s.push_str(&format!(
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n",
+                x0 + bar * 1.5,
+                top + plot_h + 18.0,
+                l.location
+            ));
+        }
+        for (k, (arch, color)) in colors.iter().enumerate() {
+            let x = left + 200.0 * k as f64;
+            s.push_str(&format!(
+                "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
+                h - 30.0,
+                x + 18.0,
+                h - 20.0,
+                match *arch {
+                    "Before" => Arch::Before.title(),
+                    "MultiRegion" => Arch::MultiRegion.title(),
+                    _ => Arch::Full.title(),
+                }
+            ));
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+
+    /// Writes report.md, report.json and latency.svg to `dir`.
+    pub fn write(&self, dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let files = [
+            (dir.join("report.md"), self.markdown()),
+            (dir.join("report.json"), serde_json::to_string_pretty(self).map_err(std::io::Error::other)?),
+            (dir.join("latency.svg"), self.svg()),
+        ];
+        for (p, text) in &files {
+            std::fs::write(p, text)?;
+        }
+        Ok(files.into_iter().map(|(p, _)| p).collect())
+    }
+}

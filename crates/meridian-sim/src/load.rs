@@ -1,0 +1,476 @@
+//! The global load generator: simulated clients in every location send an open-loop stream
+//! of RichesReach requests from their own source addresses (so the DNS and the WAN place
+//! them), through the architecture under test. Latency is measured from when a request was
+//! due, not when it was sent, so a slow answer cannot hide the requests queued behind it
+//! (no coordinated omission).
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use meridian_config::Config;
+use rand::Rng;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The three deployments `bench global` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// The seed's "before": every client goes to the primary region directly.
+    Before,
+    /// Latency-routed DNS over the regions' load balancers, no edge.
+    MultiRegion,
+    /// The full Meridian deployment: DNS to the nearest PoP, which caches and fetches from
+    /// the best region.
+    Full,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 3] = [Arch::Before, Arch::MultiRegion, Arch::Full];
+    pub fn title(self) -> &'static str {
+        match self {
+            Arch::Before => "before (us-east-1 only)",
+            Arch::MultiRegion => "multi-region (latency DNS, no edge)",
+            Arch::Full => "full Meridian (DNS + edge PoPs)",
+        }
+    }
+}
+
+/// One kind of request in the RichesReach mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Static,
+    Quote,
+    Graphql,
+    Portfolio,
+}
+
+impl Class {
+    /// Whether an edge may answer it from its cache.
+    pub fn cacheable(self) -> bool {
+        !matches!(self, Class::Portfolio)
+    }
+}
+
+/// The demo origin's static catalog, most popular first (Zipf-ranked).
+const ASSETS: &[&str] = &[
+    "index.html",
+    "app.js",
+    "app.css",
+    "vendor.js",
+    "img/logo.png",
+    "fonts/inter.woff2",
+    "img/chart-bg.webp",
+    "img/hero.jpg",
+];
+const SYMBOLS: &[&str] = &[
+    "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "BRK.B", "JPM", "V", "UNH", "XOM",
+    "JNJ", "WMT", "PG", "MA", "HD", "CVX", "LLY", "AVGO",
+];
+const GET_QUOTE: &str =
+    "query GetQuote($symbol: String!) { quote(symbol: $symbol) { symbol price change changePercent asOf } }";
+
+/// Draws ranks 0..n with probability proportional to 1/(rank+1)^s.
+#[derive(Debug, Clone)]
+pub struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    pub fn new(n: usize, s: f64) -> Zipf {
+        let weights: Vec<f64> = (1..=n).map(|k| 1.0 / (k as f64).powf(s)).collect();
+        let total: f64 = weights.iter().sum();
+        let mut acc = 0.0;
+        let cdf = weights
+            .iter()
+            .map(|w| {
+                acc += w / total;
+                acc
+            })
+            .collect();
+        Zipf { cdf }
+    }
+
+    pub fn sample(&self, u: f64) -> usize {
+        self.cdf
+            .iter()
+            .position(|&c| u < c)
+            .unwrap_or(self.cdf.len() - 1)
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The request mix: half static assets, a quarter quotes, GraphQL persisted-query GETs,
+/// and authenticated portfolio calls that no cache may share.
+pub struct Mix {
+    assets: Zipf,
+    symbols: Zipf,
+    apq_hash: String,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Mix {
+    pub fn new() -> Mix {
+        use sha2::Digest;
+        Mix {
+            assets: Zipf::new(ASSETS.len(), 1.0),
+            symbols: Zipf::new(SYMBOLS.len(), 1.1),
+            apq_hash: hex::encode(sha2::Sha256::digest(GET_QUOTE.as_bytes())),
+        }
+    }
+
+    /// One request: its class, path and query, and whether it carries credentials.
+    pub fn next(&self, rng: &mut impl Rng) -> (Class, String, bool) {
+        let roll: f64 = rng.random();
+        if roll < 0.50 {
+            let a = ASSETS[self.assets.sample(rng.random())];
+            (Class::Static, format!("/static/{a}"), false)
+        } else if roll < 0.75 {
+            let s = SYMBOLS[self.symbols.sample(rng.random())];
+            (Class::Quote, format!("/api/quotes/{s}"), false)
+        } else if roll < 0.90 {
+            let s = SYMBOLS[self.symbols.sample(rng.random())];
+            let variables = percent_encode(&format!("{{\"symbol\":\"{s}\"}}"));
+            let ext = percent_encode(&format!(
+                "{{\"persistedQuery\":{{\"version\":1,\"sha256Hash\":\"{}\"}}}}",
+                self.apq_hash
+            ));
+            (
+                Class::Graphql,
+                format!("/graphql?operationName=GetQuote&variables={variables}&extensions={ext}"),
+                false,
+            )
+        } else {
+            (Class::Portfolio, "/api/portfolio".to_owned(), true)
+        }
+    }
+}
+
+/// Asks `server` for `name`'s A record from `source`, as a client there would.
+pub async fn resolve(server: SocketAddr, source: IpAddr, name: &str) -> Option<IpAddr> {
+    let sock = tokio::net::UdpSocket::bind(SocketAddr::new(source, 0)).await.ok()?;
+    let mut q = Message::query();
+    q.add_query(Query::query(Name::from_str(name).ok()?, RecordType::A));
+    q.metadata.recursion_desired = false;
+    sock.send_to(&q.to_vec().ok()?, server).await.ok()?;
+    let mut buf = [0u8; 1500];
+    let n = tokio::time::timeout(Duration::from_millis(800), sock.recv(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let r = Message::from_vec(&buf[..n]).ok()?;
+    r.answers.iter().find_map(|a| match &a.data {
+        RData::A(ip) => Some(IpAddr::V4(ip.0)),
+        _ => None,
+    })
+}
+
+/// What one location saw.
+#[derive(Debug, Clone)]
+pub struct LocationRun {
+    pub location: String,
+    /// Microseconds from when each successful request was due to its last body byte.
+    pub latency: Histogram<u64>,
+    pub ok: u64,
+    pub failed: u64,
+    /// (ok, failed) per request class.
+    pub classes: BTreeMap<Class, (u64, u64)>,
+    pub bytes: u64,
+    /// The first few failures, for the report.
+    pub errors: Vec<String>,
+    /// Which addresses answered, and how often (follows DNS changes).
+    pub served_by: BTreeMap<String, u64>,
+}
+
+impl LocationRun {
+    fn new(location: &str) -> LocationRun {
+        LocationRun {
+            location: location.to_owned(),
+            // 1 µs to 10 minutes at 3 significant digits.
+            latency: Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant bounds are valid"),
+            ok: 0,
+            failed: 0,
+            classes: BTreeMap::new(),
+            bytes: 0,
+            errors: Vec::new(),
+            served_by: BTreeMap::new(),
+        }
+    }
+
+    pub fn availability(&self) -> f64 {
+        let n = self.ok + self.failed;
+        if n == 0 {
+            return 0.0;
+        }
+        self.ok as f64 / n as f64
+    }
+
+    pub fn percentile_ms(&self, q: f64) -> f64 {
+        if self.latency.is_empty() {
+            return f64::NAN;
+        }
+        self.latency.value_at_quantile(q) as f64 / 1e3
+    }
+}
+
+/// How to drive one architecture.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub config: Config,
+    /// A DNS server of the deployment.
+    pub dns: SocketAddr,
+    pub duration: Duration,
+    /// New requests per second from each location (open loop).
+    pub rate: f64,
+    /// Upper bound on requests per location, whatever the duration.
+    pub max_requests: u64,
+    /// A new TCP connection per request (handshakes cost round trips), else keep-alive.
+    pub new_connections: bool,
+    /// Only requests an edge may cache (static, quotes, GraphQL), as in a chaos run.
+    pub cacheable_only: bool,
+}
+
+/// The address a location's clients send to under `arch`, from DNS where the architecture
+/// uses it.
+async fn target(opts: &LoadOptions, arch: Arch, source: IpAddr) -> Option<SocketAddr> {
+    let cfg = &opts.config;
+    let port = cfg.network.lb_port;
+    match arch {
+        Arch::Before => cfg.lb_address(&cfg.primary_region().name),
+        Arch::MultiRegion => resolve(opts.dns, source, &format!("api.{}.", cfg.deployment.zone))
+            .await
+            .map(|ip| SocketAddr::new(ip, port)),
+        Arch::Full => resolve(opts.dns, source, &format!("cdn.{}.", cfg.deployment.zone))
+            .await
+            .map(|ip| SocketAddr::new(ip, port)),
+    }
+}
+
+/// Runs `arch` from every client location at once; `progress` is called about once a
+/// second with (seconds elapsed, requests done, requests failed).
+pub async fn run(
+    opts: &LoadOptions,
+    arch: Arch,
+    progress: impl Fn(f64, u64, u64) + Send + Sync,
+) -> Vec<LocationRun> {
+    let cfg = &opts.config;
+    let mix = Arc::new(Mix::new());
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in &cfg.client_locations {
+        let Some(net) = cfg.client_source(&c.name) else { continue };
+        let source = match net.addr {
+            IpAddr::V4(v) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v) + 1)),
+            other => other,
+        };
+        let opts = opts.clone();
+        let mix = mix.clone();
+        let name = c.name.clone();
+        let (done, failed) = (done.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            run_location(&opts, arch, &name, source, mix, done, failed).await
+        }));
+    }
+    let started = Instant::now();
+    let all = futures_util::future::join_all(tasks);
+    tokio::pin!(all);
+    let results = loop {
+        tokio::select! {
+            r = &mut all => break r,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => progress(
+                started.elapsed().as_secs_f64(),
+                done.load(std::sync::atomic::Ordering::Relaxed),
+                failed.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        }
+    };
+    results.into_iter().filter_map(Result::ok).collect()
+}
+
+async fn run_location(
+    opts: &LoadOptions,
+    arch: Arch,
+    name: &str,
+    source: IpAddr,
+    mix: Arc<Mix>,
+    done: Arc<std::sync::atomic::AtomicU64>,
+    failed_count: Arc<std::sync::atomic::AtomicU64>,
+) -> LocationRun {
+    let result = Arc::new(Mutex::new(LocationRun::new(name)));
+    let mut connector = HttpConnector::new();
+    connector.set_local_address(Some(source));
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    let mut builder = Client::builder(TokioExecutor::new());
+    if opts.new_connections {
+        builder.pool_max_idle_per_host(0);
+    }
+    let client: Client<HttpConnector, Empty<Bytes>> = builder.build(connector);
+    // Follow the DNS as it changes (failover), as a client honouring a short TTL would.
+    let current = Arc::new(Mutex::new(target(opts, arch, source).await));
+    let refresher = {
+        let (opts, current) = (opts.clone(), current.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Some(t) = target(&opts, arch, source).await {
+                    *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+                }
+            }
+        })
+    };
+    let interval = Duration::from_secs_f64(1.0 / opts.rate.max(0.01));
+    let start = Instant::now();
+    let deadline = start + opts.duration;
+    // A seedable, Send generator: each location draws its own sequence.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(rand::random());
+    let mut inflight = tokio::task::JoinSet::new();
+    for k in 0..opts.max_requests {
+        let due = start + interval.mul_f64(k as f64);
+        if due >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(due).await;
+        let (class, path, auth) = loop {
+            let r = mix.next(&mut rng);
+            if !opts.cacheable_only || r.0.cacheable() {
+                break r;
+            }
+        };
+        let Some(addr) = *current.lock().unwrap_or_else(|p| p.into_inner()) else {
+            let mut r = result.lock().unwrap_or_else(|p| p.into_inner());
+            r.failed += 1;
+            r.classes.entry(class).or_default().1 += 1;
+            if r.errors.len() < 5 {
+                r.errors.push("no address: the DNS did not answer".into());
+            }
+            continue;
+        };
+        let client = client.clone();
+        let result = result.clone();
+        let (done, failed_count) = (done.clone(), failed_count.clone());
+        inflight.spawn(async move {
+            let mut req = http::Request::get(format!("http://{addr}{path}"));
+            if auth {
+                req = req.header(http::header::AUTHORIZATION, "Bearer demo-user");
+            }
+            let outcome = async {
+                let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
+                let res = client.request(req).await.map_err(|e| e.to_string())?;
+                let status = res.status();
+                let body = res.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+                if status.is_server_error() {
+                    return Err(format!("{status}: {}", String::from_utf8_lossy(&body).trim()));
+                }
+                Ok(body.len() as u64)
+            };
+            let outcome = tokio::time::timeout(Duration::from_secs(15), outcome)
+                .await
+                .unwrap_or_else(|_| Err("no answer within 15s".into()));
+            let latency = due.elapsed();
+            let mut r = result.lock().unwrap_or_else(|p| p.into_inner());
+            match outcome {
+                Ok(bytes) => {
+                    r.ok += 1;
+                    r.bytes += bytes;
+                    r.classes.entry(class).or_default().0 += 1;
+                    let _ = r.latency.record((latency.as_micros() as u64).max(1));
+                    *r.served_by.entry(addr.ip().to_string()).or_default() += 1;
+                }
+                Err(e) => {
+                    r.failed += 1;
+                    failed_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    r.classes.entry(class).or_default().1 += 1;
+                    if r.errors.len() < 5 {
+                        r.errors.push(format!("{path}: {e}"));
+                    }
+                }
+            }
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    while inflight.join_next().await.is_some() {}
+    refresher.abort();
+    let r = result.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_prefers_low_ranks_in_proportion() {
+        let z = Zipf::new(4, 1.0);
+        // Weights 1, 1/2, 1/3, 1/4 over 25/12.
+        let mut counts = [0u32; 4];
+        for i in 0..10_000 {
+            counts[z.sample((i as f64 + 0.5) / 10_000.0)] += 1;
+        }
+        let expect = [4800.0, 2400.0, 1600.0, 1200.0];
+        for (c, e) in counts.iter().zip(expect) {
+            assert!((*c as f64 - e).abs() < 5.0, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn the_mix_has_every_class_in_its_share() {
+        let mix = Mix::new();
+        let mut rng = rand::rng();
+        let mut counts: BTreeMap<Class, u32> = BTreeMap::new();
+        for _ in 0..20_000 {
+            let (c, path, auth) = mix.next(&mut rng);
+            assert!(path.starts_with('/'));
+            assert_eq!(auth, c == Class::Portfolio);
+            *counts.entry(c).or_default() += 1;
+        }
+        let share = |c| counts[&c] as f64 / 20_000.0;
+        assert!((share(Class::Static) - 0.50).abs() < 0.02);
+        assert!((share(Class::Quote) - 0.25).abs() < 0.02);
+        assert!((share(Class::Graphql) - 0.15).abs() < 0.02);
+        assert!((share(Class::Portfolio) - 0.10).abs() < 0.02);
+    }
+
+    #[test]
+    fn percentiles_from_the_histogram() {
+        let mut r = LocationRun::new("x");
+        for ms in 1..=100u64 {
+            r.latency.record(ms * 1000).unwrap();
+        }
+        r.ok = 100;
+        r.failed = 0;
+        assert!((r.percentile_ms(0.5) - 50.0).abs() < 0.1, "{}", r.percentile_ms(0.5));
+        assert!((r.percentile_ms(0.95) - 95.0).abs() < 0.1);
+        assert!((r.percentile_ms(0.99) - 99.0).abs() < 0.1);
+        assert_eq!(r.availability(), 1.0);
+        r.failed = 1;
+        assert!((r.availability() - 100.0 / 101.0).abs() < 1e-12);
+    }
+}
