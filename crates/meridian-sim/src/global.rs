@@ -160,9 +160,7 @@ pub async fn run(opts: &GlobalOptions, mut say: impl FnMut(String)) -> Result<Gl
             new_connections: opts.new_connections,
             cacheable_only: false,
         };
-        let runs = load::run(&lo, arch, |t, done, failed| {
-            eprint!("\r  {t:>5.1}s  {done} done  {failed} failed   ");
-        })
+        let runs = load::run(&lo, arch, load::show_progress)
         .await;
         eprintln!();
         let after = origin_counters(&opts.state).await;
@@ -412,7 +410,7 @@ impl GlobalReport {
             ));
         }
         for (k, (arch, color)) in colors.iter().enumerate() {
-            let x = left + 200.0 * k as f64;
+            let x = left + 290.0 * k as f64;
             s.push_str(&format!(
                 "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
                 h - 30.0,

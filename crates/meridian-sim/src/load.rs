@@ -21,6 +21,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Shows load progress on stderr: rewritten in place on a terminal, a line every five
+/// seconds in a log.
+pub fn show_progress(t: f64, done: u64, failed: u64) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprint!("\r  {t:>5.1}s  {done} done  {failed} failed   ");
+    } else if (t.round() as u64) % 5 == 0 {
+        eprintln!("  {t:>5.1}s  {done} done  {failed} failed");
+    }
+}
+
 /// The three deployments `bench global` compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -112,6 +112,11 @@ enum Cmd {
         #[command(subcommand)]
         command: BenchCmd,
     },
+    /// Break part of a running deployment under global load and measure the damage.
+    Chaos {
+        #[command(subcommand)]
+        command: ChaosCmd,
+    },
     /// The simulated planet: the latency model between places.
     Sim {
         #[command(subcommand)]
@@ -153,6 +158,33 @@ enum BenchCmd {
         /// Where the reports go.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChaosCmd {
+    /// Take a region down (its load balancer and instances freeze, as in a power or network
+    /// loss) while every client location sends load through the full deployment, then bring
+    /// it back. Reports failed requests (cacheable content apart), how long the PoPs and
+    /// the DNS took to stop using the region, and how long until they used it again.
+    /// Exits 1 if any request for cacheable content failed.
+    KillRegion {
+        /// The region, such as eu-west-1.
+        region: String,
+        #[arg(long, default_value = ".meridian")]
+        state_dir: PathBuf,
+        /// How long the load runs; the region goes down a fifth of the way in.
+        #[arg(long, default_value = "30s")]
+        duration: String,
+        /// How long the region stays down.
+        #[arg(long, default_value = "10s")]
+        outage: String,
+        /// Requests per second from each client location.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Also write chaos.md and chaos.json here.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -272,6 +304,50 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 eprintln!("wrote {}", f.display());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Chaos {
+            command:
+                ChaosCmd::KillRegion {
+                    region,
+                    state_dir,
+                    duration,
+                    outage,
+                    rate,
+                    out,
+                },
+        } => {
+            let parse = |flag: &str, v: &str| {
+                meridian_config::units::parse_duration(v)
+                    .map_err(|e| anyhow::anyhow!("--{flag}: {}\n  = fix: {}", e.problem, e.fix))
+            };
+            let (duration, outage) = (parse("duration", &duration)?, parse("outage", &outage)?);
+            if outage >= duration {
+                eprintln!("error: --outage must be shorter than --duration");
+                return Ok(ExitCode::from(2));
+            }
+            let (config, state) = running_deployment(&state_dir)?;
+            let opts = meridian_sim::chaos::ChaosOptions {
+                config,
+                state,
+                region,
+                duration,
+                outage,
+                rate,
+            };
+            let report = meridian_sim::chaos::kill_region(&opts, |l| eprintln!("{l}"))
+                .await
+                .map_err(anyhow::Error::msg)?;
+            print!("{}", report.markdown());
+            if let Some(dir) = out {
+                std::fs::create_dir_all(&dir)?;
+                std::fs::write(dir.join("chaos.md"), report.markdown())?;
+                std::fs::write(dir.join("chaos.json"), serde_json::to_string_pretty(&report)?)?;
+            }
+            Ok(if report.failed_cacheable == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Cmd::Sim {
             command: SimCmd::Latency { config, json },
