@@ -27,7 +27,7 @@ pub fn show_progress(t: f64, done: u64, failed: u64) {
     use std::io::IsTerminal;
     if std::io::stderr().is_terminal() {
         eprint!("\r  {t:>5.1}s  {done} done  {failed} failed   ");
-    } else if (t.round() as u64) % 5 == 0 {
+    } else if (t.round() as u64).is_multiple_of(5) {
         eprintln!("  {t:>5.1}s  {done} done  {failed} failed");
     }
 }

@@ -66,6 +66,7 @@ async fn round_trips_match_the_model_within_2ms_at_p50() {
         open.push(ping(&mut s).await);
     }
     let m = p50(open);
+    eprintln!("open p50 {m:?}");
     assert!(m.abs_diff(rtt) <= Duration::from_millis(2), "open connection p50 {m:?} vs {rtt:?}");
     // New connection: the handshake adds a round trip before the first exchange.
     let mut fresh = Vec::new();
@@ -77,6 +78,7 @@ async fn round_trips_match_the_model_within_2ms_at_p50() {
         fresh.push(t.elapsed());
     }
     let m = p50(fresh);
+    eprintln!("fresh p50 {m:?}");
     assert!(m.abs_diff(rtt * 2) <= Duration::from_millis(2), "new connection p50 {m:?} vs {:?}", rtt * 2);
 }
 
