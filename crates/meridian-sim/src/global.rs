@@ -277,10 +277,23 @@ fn judge(locations: &[LocationReport], archs: &[ArchTotals]) -> Vec<Verdict> {
             measured: format!("{:.0}% saved", bw * 100.0),
             met: Some(bw >= 0.40),
         });
+        // Zero failures in n requests bounds the failure rate below 3/n (95% confidence,
+        // the rule of three): only a run of 30,000 or more can show 99.99%.
+        let enough = full.requests >= 30_000;
         out.push(Verdict {
             promise: "99.99% availability (full deployment, this run)",
-            measured: format!("{:.3}% ({} of {} failed)", full.availability * 100.0, full.failed, full.requests),
-            met: Some(full.availability >= 0.9999),
+            measured: format!(
+                "{:.3}% ({} of {} failed){}",
+                full.availability * 100.0,
+                full.failed,
+                full.requests,
+                if enough { "" } else { "; too few requests to show 99.99% (needs 30,000)" }
+            ),
+            met: if full.availability < 0.9999 {
+                Some(false)
+            } else {
+                enough.then_some(true)
+            },
         });
     }
     out.push(Verdict {
