@@ -10,11 +10,20 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// What goes wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// A region's balancer and instances freeze (power or network loss).
+    KillRegion { region: String },
+    /// The WAN stops carrying traffic between one PoP and one region.
+    Partition { pop: String, region: String },
+}
+
 #[derive(Debug, Clone)]
 pub struct ChaosOptions {
     pub config: Config,
     pub state: DeploymentState,
-    pub region: String,
+    pub fault: Fault,
     /// How long the load runs in all.
     pub duration: Duration,
     /// How long the region stays down (it goes down a fifth of the way in).
@@ -25,6 +34,8 @@ pub struct ChaosOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct ChaosReport {
     pub scenario: &'static str,
+    /// What was broken, in words.
+    pub target: String,
     pub region: String,
     pub seconds: f64,
     pub outage_seconds: f64,
@@ -67,6 +78,21 @@ async fn pops_agree(pops: &[SocketAddr], origin: &str, want: u8) -> bool {
     true
 }
 
+/// Asks the WAN node to start or end a partition.
+async fn wan_call(admin: SocketAddr, method: http::Method, path: &str) -> Result<(), String> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, admin.to_string())
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let f = meridian_health::fetch(admin, req, Duration::from_secs(2), 64 * 1024).await?;
+    if f.status != 200 {
+        return Err(format!("the WAN answered {}: {}", f.status, String::from_utf8_lossy(&f.body)));
+    }
+    Ok(())
+}
+
 fn signal(pids: &[u32], sig: i32) {
     for &p in pids {
         // SAFETY: kill(2) on pids of the deployment's own nodes.
@@ -76,21 +102,32 @@ fn signal(pids: &[u32], sig: i32) {
     }
 }
 
-/// Takes `opts.region` down (its balancer and instances stop answering, frozen as in a
-/// power or network loss) under global load, then brings it back.
-pub async fn kill_region(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<ChaosReport, String> {
+/// Breaks what `opts.fault` says under global load on the full deployment, then repairs
+/// it, measuring failures, detection and recovery.
+pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<ChaosReport, String> {
     let cfg = &opts.config;
+    let (region_name, pop_name) = match &opts.fault {
+        Fault::KillRegion { region } => (region.clone(), None),
+        Fault::Partition { pop, region } => (region.clone(), Some(pop.clone())),
+    };
     let region = cfg
         .regions
         .iter()
-        .find(|r| r.name == opts.region)
+        .find(|r| r.name == region_name)
         .ok_or_else(|| {
             format!(
-                "there is no region `{}`; regions: {}",
-                opts.region,
+                "there is no region `{region_name}`; regions: {}",
                 cfg.regions.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
             )
         })?;
+    if let Some(p) = &pop_name {
+        if !cfg.edges.iter().any(|e| &e.name == p) {
+            return Err(format!(
+                "there is no PoP `{p}`; PoPs: {}",
+                cfg.edges.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
     let pids: Vec<u32> = opts
         .state
         .nodes
@@ -98,14 +135,34 @@ pub async fn kill_region(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Re
         .filter(|n| n.spec.region.as_deref() == Some(region.name.as_str()))
         .filter_map(|n| n.pid)
         .collect();
-    if pids.is_empty() {
-        return Err(format!("no running process of region {} in endpoints.json", region.name));
-    }
+    let wan_admin = opts
+        .state
+        .nodes
+        .iter()
+        .find(|n| n.spec.role == Role::Wan)
+        .map(|n| n.spec.admin);
+    let target = match &pop_name {
+        None => {
+            if pids.is_empty() {
+                return Err(format!("no running process of region {} in endpoints.json", region.name));
+            }
+            format!("region {} down", region.name)
+        }
+        Some(p) => {
+            if wan_admin.is_none() {
+                return Err("partitions need the WAN: set [simulation] wan = true".into());
+            }
+            format!("PoP {p} cut off from region {}", region.name)
+        }
+    };
+    // The PoPs that must notice: all of them for a region loss, the cut-off one for a
+    // partition.
     let pops: Vec<SocketAddr> = opts
         .state
         .nodes
         .iter()
         .filter(|n| n.spec.role == Role::Edge)
+        .filter(|n| pop_name.as_ref().is_none_or(|p| cfg.pop_of(&n.spec).is_some_and(|x| &x.name == p)))
         .map(|n| n.spec.admin)
         .collect();
     let dns = crate::global::dns_server(&opts.state).ok_or("the deployment runs no DNS server")?;
@@ -118,7 +175,9 @@ pub async fn kill_region(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Re
             .and_then(|p| world.nearest(p, PlaceKind::Region))
             .is_some_and(|r| r.name == region.name)
     });
+    // A partition between a PoP and a region does not concern the DNS.
     let watch_source = watcher
+        .filter(|_| pop_name.is_none())
         .and_then(|c| cfg.client_source(&c.name))
         .map(|net| match net.addr {
             std::net::IpAddr::V4(v) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v) + 2)),
@@ -137,11 +196,10 @@ pub async fn kill_region(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Re
         cacheable_only: false,
     };
     say(format!(
-        "load: full deployment, {}/s from each of {} locations for {}s; {} goes down at {:.1}s for {}s",
+        "load: full deployment, {}/s from each of {} locations for {}s; {target} at {:.1}s for {}s",
         opts.rate,
         cfg.client_locations.len(),
         opts.duration.as_secs_f64(),
-        region.name,
         opts.duration.as_secs_f64() / 5.0,
         opts.outage.as_secs_f64()
     ));
@@ -152,9 +210,13 @@ pub async fn kill_region(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Re
     let started = Instant::now();
     tokio::time::sleep(opts.duration / 5).await;
     let down_at = Instant::now();
-    signal(&pids, libc::SIGSTOP);
+    let pair = pop_name.as_ref().map(|p| format!("/partition?from=pop:{p}&to={}", region.name));
+    match (&pair, wan_admin) {
+        (Some(path), Some(admin)) => wan_call(admin, http::Method::POST, path).await?,
+        _ => signal(&pids, libc::SIGSTOP),
+    }
     eprintln!();
-    say(format!("  {:.1}s: {} is down ({} processes frozen)", started.elapsed().as_secs_f64(), region.name, pids.len()));
+    say(format!("  {:.1}s: {target}", started.elapsed().as_secs_f64()));
     let (mut edge_detect, mut dns_detect) = (None, None);
     let up_at = down_at + opts.outage;
     while Instant::now() < up_at {
@@ -171,9 +233,12 @@ pub async fn kill_region(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Re
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    signal(&pids, libc::SIGCONT);
+    match (&pair, wan_admin) {
+        (Some(path), Some(admin)) => wan_call(admin, http::Method::DELETE, path).await?,
+        _ => signal(&pids, libc::SIGCONT),
+    }
     let back_at = Instant::now();
-    say(format!("  {:.1}s: {} is back", started.elapsed().as_secs_f64(), region.name));
+    say(format!("  {:.1}s: repaired", started.elapsed().as_secs_f64()));
     let mut recovered = None;
     let give_up = back_at + Duration::from_secs(30);
     while Instant::now() < give_up {
@@ -198,7 +263,8 @@ pub async fn kill_region(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Re
             .sum()
     };
     Ok(ChaosReport {
-        scenario: "kill-region",
+        scenario: if pop_name.is_some() { "partition" } else { "kill-region" },
+        target,
         region: region.name.clone(),
         seconds: opts.duration.as_secs_f64(),
         outage_seconds: opts.outage.as_secs_f64(),
@@ -217,14 +283,13 @@ impl ChaosReport {
     pub fn markdown(&self) -> String {
         let s = |x: Option<f64>| x.map(|v| format!("{v:.1} s")).unwrap_or_else(|| "not observed".into());
         format!(
-            "# Chaos: {} {}\n\n{} down for {:.0} s during {:.0} s of global load on the full deployment.\n\n\
+            "# Chaos: {}\n\n{} for {:.0} s during {:.0} s of global load on the full deployment.\n\n\
              | measure | value |\n|---|---|\n\
              | requests | {} |\n| failed | {} |\n| failed, cacheable content | {} |\n| failed, uncacheable (portfolio) | {} |\n\
-             | every PoP stopped using it after | {} |\n| DNS sent its clients elsewhere after | {} |\n\
-             | recovery (RTO): every PoP and the DNS use it again after its return | {} |\n{}",
+             | the PoPs concerned stopped using the region after | {} |\n| DNS sent its clients elsewhere after | {} |\n\
+             | recovery (RTO): they use it again this long after the repair | {} |\n{}",
             self.scenario,
-            self.region,
-            self.region,
+            self.target,
             self.outage_seconds,
             self.seconds,
             self.requests,
@@ -232,7 +297,11 @@ impl ChaosReport {
             self.failed_cacheable,
             self.failed_uncacheable,
             s(self.edge_detect_seconds),
-            s(self.dns_detect_seconds),
+            if self.scenario == "partition" {
+                "not concerned (the DNS checks regions directly)".to_owned()
+            } else {
+                s(self.dns_detect_seconds)
+            },
             s(self.recovery_seconds),
             if self.errors.is_empty() {
                 String::new()

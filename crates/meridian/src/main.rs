@@ -186,6 +186,27 @@ enum ChaosCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Cut one PoP off from one region in the WAN (a network partition) under global load,
+    /// then heal it. The PoP must fail over to another region without failing requests.
+    Partition {
+        /// The PoP, such as london.
+        #[arg(long)]
+        pop: String,
+        /// The region, such as eu-west-1.
+        #[arg(long)]
+        region: String,
+        #[arg(long, default_value = ".meridian")]
+        state_dir: PathBuf,
+        #[arg(long, default_value = "30s")]
+        duration: String,
+        /// How long the partition lasts.
+        #[arg(long, default_value = "10s")]
+        outage: String,
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -305,8 +326,8 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Chaos {
-            command:
+        Cmd::Chaos { command } => {
+            let (fault, state_dir, duration, outage, rate, out) = match command {
                 ChaosCmd::KillRegion {
                     region,
                     state_dir,
@@ -314,8 +335,31 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                     outage,
                     rate,
                     out,
-                },
-        } => {
+                } => (
+                    meridian_sim::chaos::Fault::KillRegion { region },
+                    state_dir,
+                    duration,
+                    outage,
+                    rate,
+                    out,
+                ),
+                ChaosCmd::Partition {
+                    pop,
+                    region,
+                    state_dir,
+                    duration,
+                    outage,
+                    rate,
+                    out,
+                } => (
+                    meridian_sim::chaos::Fault::Partition { pop, region },
+                    state_dir,
+                    duration,
+                    outage,
+                    rate,
+                    out,
+                ),
+            };
             let parse = |flag: &str, v: &str| {
                 meridian_config::units::parse_duration(v)
                     .map_err(|e| anyhow::anyhow!("--{flag}: {}\n  = fix: {}", e.problem, e.fix))
@@ -329,12 +373,12 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             let opts = meridian_sim::chaos::ChaosOptions {
                 config,
                 state,
-                region,
+                fault,
                 duration,
                 outage,
                 rate,
             };
-            let report = meridian_sim::chaos::kill_region(&opts, |l| eprintln!("{l}"))
+            let report = meridian_sim::chaos::run(&opts, |l| eprintln!("{l}"))
                 .await
                 .map_err(anyhow::Error::msg)?;
             print!("{}", report.markdown());
