@@ -161,6 +161,26 @@ enum BenchCmd {
     },
 }
 
+/// What every chaos scenario takes.
+#[derive(clap::Args)]
+struct ChaosRun {
+    /// The state dir of the running deployment.
+    #[arg(long, default_value = ".meridian")]
+    state_dir: PathBuf,
+    /// How long the load runs; the fault starts a fifth of the way in.
+    #[arg(long, default_value = "30s")]
+    duration: String,
+    /// How long the fault lasts.
+    #[arg(long, default_value = "10s")]
+    outage: String,
+    /// Requests per second from each client location.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Also write chaos.md and chaos.json here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum ChaosCmd {
     /// Take a region down (its load balancer and instances freeze, as in a power or network
@@ -171,20 +191,8 @@ enum ChaosCmd {
     KillRegion {
         /// The region, such as eu-west-1.
         region: String,
-        #[arg(long, default_value = ".meridian")]
-        state_dir: PathBuf,
-        /// How long the load runs; the region goes down a fifth of the way in.
-        #[arg(long, default_value = "30s")]
-        duration: String,
-        /// How long the region stays down.
-        #[arg(long, default_value = "10s")]
-        outage: String,
-        /// Requests per second from each client location.
-        #[arg(long, default_value_t = 20.0)]
-        rate: f64,
-        /// Also write chaos.md and chaos.json here.
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        run: ChaosRun,
     },
     /// Cut one PoP off from one region in the WAN (a network partition) under global load,
     /// then heal it. The PoP must fail over to another region without failing requests.
@@ -195,17 +203,8 @@ enum ChaosCmd {
         /// The region, such as eu-west-1.
         #[arg(long)]
         region: String,
-        #[arg(long, default_value = ".meridian")]
-        state_dir: PathBuf,
-        #[arg(long, default_value = "30s")]
-        duration: String,
-        /// How long the partition lasts.
-        #[arg(long, default_value = "10s")]
-        outage: String,
-        #[arg(long, default_value_t = 20.0)]
-        rate: f64,
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        run: ChaosRun,
     },
 }
 
@@ -327,39 +326,19 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Chaos { command } => {
-            let (fault, state_dir, duration, outage, rate, out) = match command {
-                ChaosCmd::KillRegion {
-                    region,
-                    state_dir,
-                    duration,
-                    outage,
-                    rate,
-                    out,
-                } => (
-                    meridian_sim::chaos::Fault::KillRegion { region },
-                    state_dir,
-                    duration,
-                    outage,
-                    rate,
-                    out,
-                ),
-                ChaosCmd::Partition {
-                    pop,
-                    region,
-                    state_dir,
-                    duration,
-                    outage,
-                    rate,
-                    out,
-                } => (
-                    meridian_sim::chaos::Fault::Partition { pop, region },
-                    state_dir,
-                    duration,
-                    outage,
-                    rate,
-                    out,
-                ),
+            let (fault, run) = match command {
+                ChaosCmd::KillRegion { region, run } => (meridian_sim::chaos::Fault::KillRegion { region }, run),
+                ChaosCmd::Partition { pop, region, run } => {
+                    (meridian_sim::chaos::Fault::Partition { pop, region }, run)
+                }
             };
+            let ChaosRun {
+                state_dir,
+                duration,
+                outage,
+                rate,
+                out,
+            } = run;
             let parse = |flag: &str, v: &str| {
                 meridian_config::units::parse_duration(v)
                     .map_err(|e| anyhow::anyhow!("--{flag}: {}\n  = fix: {}", e.problem, e.fix))
