@@ -17,6 +17,24 @@ pub enum Fault {
     KillRegion { region: String },
     /// The WAN stops carrying traffic between one PoP and one region.
     Partition { pop: String, region: String },
+    /// Every path to a region gets slower by `extra` each way (a degraded origin).
+    SlowOrigin { region: String, extra: Duration },
+    /// An availability zone's instances freeze.
+    KillAz { az: String },
+    /// A PoP freezes.
+    KillPop { pop: String },
+}
+
+impl Fault {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::KillRegion { .. } => "kill-region",
+            Fault::Partition { .. } => "partition",
+            Fault::SlowOrigin { .. } => "slow-origin",
+            Fault::KillAz { .. } => "kill-az",
+            Fault::KillPop { .. } => "kill-pop",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -24,6 +42,8 @@ pub struct ChaosOptions {
     pub config: Config,
     pub state: DeploymentState,
     pub fault: Fault,
+    /// The PoPs' admin token (`<state-dir>/admin-token`), to read their origin choice.
+    pub admin_token: Option<String>,
     /// How long the load runs in all.
     pub duration: Duration,
     /// How long the region stays down (it goes down a fifth of the way in).
@@ -45,13 +65,20 @@ pub struct ChaosReport {
     pub failed_cacheable: u64,
     /// Failures of requests that must reach a region (the private portfolio).
     pub failed_uncacheable: u64,
+    /// Mean latency over the whole run, and the worst location's p99, in ms.
+    pub mean_ms: f64,
+    pub worst_location_p99_ms: f64,
     pub errors: Vec<String>,
     /// From the outage until every PoP had taken the region out of its origin choice.
     pub edge_detect_seconds: Option<f64>,
-    /// From the outage until the DNS sent the region's nearest clients elsewhere.
+    /// From the outage until the DNS sent the nearest clients elsewhere.
     pub dns_detect_seconds: Option<f64>,
-    /// From the region's return until every PoP and the DNS used it again (RTO of the
-    /// region's traffic).
+    /// From the outage until the region's balancer marked the AZ's targets unhealthy.
+    pub lb_detect_seconds: Option<f64>,
+    /// Which of (PoPs, DNS, balancer) this scenario concerns.
+    pub watched: [bool; 3],
+    /// From the repair until everything that reacted had taken it back (the RTO of the
+    /// broken part's traffic).
     pub recovery_seconds: Option<f64>,
 }
 
@@ -102,90 +129,261 @@ fn signal(pids: &[u32], sig: i32) {
     }
 }
 
+/// How a fault is made and undone.
+enum Action {
+    Signal(Vec<u32>, i32),
+    Wan(SocketAddr, http::Method, String),
+}
+
+async fn act(a: &Action) -> Result<(), String> {
+    match a {
+        Action::Signal(pids, sig) => {
+            signal(pids, *sig);
+            Ok(())
+        }
+        Action::Wan(admin, method, path) => wan_call(*admin, method.clone(), path).await,
+    }
+}
+
+/// What the platform should do about a fault, each watched until it happens.
+enum Watch {
+    /// These PoPs take `origin` out of (healthy = 0) or back into (1) their choice.
+    PopHealth(Vec<SocketAddr>, String),
+    /// The DNS answers `name` from `source` with something else than `ip`, then `ip` again.
+    Dns(SocketAddr, std::net::IpAddr, String, Option<std::net::IpAddr>),
+    /// A balancer marks every target of an AZ unhealthy, then healthy.
+    LbAz(SocketAddr, String),
+    /// These PoPs (which preferred `origin`) rank another origin first, then `origin` again.
+    PopChoice(Vec<SocketAddr>, String, String),
+}
+
+/// The origin a PoP ranks first in its first origin group, from its `/origins`.
+async fn first_choice(admin: SocketAddr, token: &str) -> Option<String> {
+    let req = http::Request::get("/origins")
+        .header(http::header::HOST, admin.to_string())
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .ok()?;
+    let f = meridian_health::fetch(admin, req, Duration::from_secs(1), 1 << 20).await.ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&f.body).ok()?;
+    v["origin_groups"][0]["members"][0]["origin"].as_str().map(str::to_owned)
+}
+
+impl Watch {
+    /// Whether the reaction (`reacted` true) or the recovery (false) is complete.
+    async fn holds(&self, reacted: bool) -> bool {
+        match self {
+            Watch::PopHealth(pops, origin) => pops_agree(pops, origin, u8::from(!reacted)).await,
+            Watch::Dns(server, source, name, ip) => {
+                let ans = load::resolve(*server, *source, name).await;
+                if reacted {
+                    ans.is_some() && ans != *ip
+                } else {
+                    ans == *ip
+                }
+            }
+            Watch::LbAz(admin, az) => {
+                let Some(text) = metrics_text(*admin).await else { return false };
+                let needle = format!("az=\"{az}\"");
+                let want = if reacted { " 0" } else { " 1" };
+                let lines: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.starts_with("meridian_lb_target_healthy") && l.contains(&needle))
+                    .collect();
+                !lines.is_empty() && lines.iter().all(|l| l.trim_end().ends_with(want))
+            }
+            Watch::PopChoice(pops, token, origin) => {
+                for p in pops {
+                    let first = first_choice(*p, token).await;
+                    if (first.as_deref() == Some(origin.as_str())) == reacted {
+                        return false;
+                    }
+                }
+                !pops.is_empty()
+            }
+        }
+    }
+}
+
+async fn metrics_text(admin: SocketAddr) -> Option<String> {
+    let req = http::Request::get("/metrics")
+        .header(http::header::HOST, admin.to_string())
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .ok()?;
+    let f = meridian_health::fetch(admin, req, Duration::from_secs(1), 8 << 20).await.ok()?;
+    Some(String::from_utf8_lossy(&f.body).into_owned())
+}
+
+/// Everything a scenario needs: what breaks, how to break and repair it, and what to watch.
+struct Plan {
+    target: String,
+    region: String,
+    apply: Action,
+    revert: Action,
+    /// (label for the report, what to watch)
+    pops: Option<Watch>,
+    dns: Option<Watch>,
+    lb: Option<Watch>,
+}
+
+fn unknown(kind: &str, name: &str, known: Vec<&str>) -> String {
+    format!("there is no {kind} `{name}`; {kind}s: {}", known.join(", "))
+}
+
+fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
+    let cfg = &opts.config;
+    let state = &opts.state;
+    let world = World::new(cfg);
+    let dns = crate::global::dns_server(state).ok_or("the deployment runs no DNS server")?;
+    let wan = state.nodes.iter().find(|n| n.spec.role == Role::Wan).map(|n| n.spec.admin);
+    let all_pops: Vec<SocketAddr> = state.nodes.iter().filter(|n| n.spec.role == Role::Edge).map(|n| n.spec.admin).collect();
+    let region_of = |name: &str| {
+        cfg.regions
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| unknown("region", name, cfg.regions.iter().map(|r| r.name.as_str()).collect()))
+    };
+    let pop_node = |name: &str| {
+        state
+            .nodes
+            .iter()
+            .find(|n| n.spec.role == Role::Edge && cfg.pop_of(&n.spec).is_some_and(|p| p.name == name))
+            .ok_or_else(|| unknown("PoP", name, cfg.edges.iter().map(|e| e.name.as_str()).collect()))
+    };
+    // A client location nearest to `place`, and an address to ask the DNS from there.
+    let watcher = |kind: PlaceKind, name: &str| {
+        cfg.client_locations
+            .iter()
+            .find(|c| {
+                world
+                    .place(PlaceKind::Client, &c.name)
+                    .and_then(|p| world.nearest(p, kind))
+                    .is_some_and(|r| r.name == name)
+            })
+            .and_then(|c| cfg.client_source(&c.name))
+            .map(|net| match net.addr {
+                std::net::IpAddr::V4(v) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v) + 2)),
+                other => other,
+            })
+    };
+    let need_wan = || wan.ok_or("this scenario needs the WAN: set [simulation] wan = true".to_string());
+    let zone = &cfg.deployment.zone;
+    Ok(match &opts.fault {
+        Fault::KillRegion { region } => {
+            let r = region_of(region)?;
+            let pids: Vec<u32> = state
+                .nodes
+                .iter()
+                .filter(|n| n.spec.region.as_deref() == Some(r.name.as_str()))
+                .filter_map(|n| n.pid)
+                .collect();
+            if pids.is_empty() {
+                return Err(format!("no running process of region {} in endpoints.json", r.name));
+            }
+            Plan {
+                target: format!("region {} down", r.name),
+                region: r.name.clone(),
+                apply: Action::Signal(pids.clone(), libc::SIGSTOP),
+                revert: Action::Signal(pids, libc::SIGCONT),
+                pops: Some(Watch::PopHealth(all_pops, format!("lb:{}", r.name))),
+                dns: watcher(PlaceKind::Region, &r.name)
+                    .map(|src| Watch::Dns(dns, src, format!("api.{zone}."), cfg.lb_address(&r.name).map(|a| a.ip()))),
+                lb: None,
+            }
+        }
+        Fault::Partition { pop, region } => {
+            let r = region_of(region)?;
+            let node = pop_node(pop)?;
+            let path = format!("/partition?from=pop:{pop}&to={}", r.name);
+            let admin = need_wan()?;
+            Plan {
+                target: format!("PoP {pop} cut off from region {}", r.name),
+                region: r.name.clone(),
+                apply: Action::Wan(admin, http::Method::POST, path.clone()),
+                revert: Action::Wan(admin, http::Method::DELETE, path),
+                pops: Some(Watch::PopHealth(vec![node.spec.admin], format!("lb:{}", r.name))),
+                dns: None,
+                lb: None,
+            }
+        }
+        Fault::SlowOrigin { region, extra } => {
+            let r = region_of(region)?;
+            let admin = need_wan()?;
+            let ms = extra.as_millis();
+            Plan {
+                target: format!("region {} slowed by {ms} ms each way", r.name),
+                region: r.name.clone(),
+                apply: Action::Wan(admin, http::Method::POST, format!("/slow?place={}&extra={ms}ms", r.name)),
+                revert: Action::Wan(admin, http::Method::DELETE, format!("/slow?place={}", r.name)),
+                pops: None,
+                dns: None,
+                lb: None,
+            }
+        }
+        Fault::KillAz { az } => {
+            let r = cfg
+                .regions
+                .iter()
+                .find(|r| r.azs.contains(az))
+                .ok_or_else(|| unknown("AZ", az, cfg.regions.iter().flat_map(|r| r.azs.iter().map(String::as_str)).collect()))?;
+            let pids: Vec<u32> = state
+                .nodes
+                .iter()
+                .filter(|n| n.spec.az.as_deref() == Some(az.as_str()))
+                .filter_map(|n| n.pid)
+                .collect();
+            let lb = state
+                .nodes
+                .iter()
+                .find(|n| n.spec.role == Role::Lb && n.spec.region.as_deref() == Some(r.name.as_str()))
+                .map(|n| n.spec.admin)
+                .ok_or("the AZ's region has no load balancer running")?;
+            Plan {
+                target: format!("AZ {az} of {} down", r.name),
+                region: r.name.clone(),
+                apply: Action::Signal(pids.clone(), libc::SIGSTOP),
+                revert: Action::Signal(pids, libc::SIGCONT),
+                pops: None,
+                dns: None,
+                lb: Some(Watch::LbAz(lb, az.clone())),
+            }
+        }
+        Fault::KillPop { pop } => {
+            let node = pop_node(pop)?;
+            let pid = node.pid.ok_or_else(|| format!("PoP {pop} has no running process"))?;
+            let ip = cfg.pop_addresses(pop).map(|a| a.0.ip());
+            Plan {
+                target: format!("PoP {pop} down"),
+                region: String::new(),
+                apply: Action::Signal(vec![pid], libc::SIGSTOP),
+                revert: Action::Signal(vec![pid], libc::SIGCONT),
+                pops: None,
+                dns: watcher(PlaceKind::Pop, pop).map(|src| Watch::Dns(dns, src, format!("cdn.{zone}."), ip)),
+                lb: None,
+            }
+        }
+    })
+}
+
 /// Breaks what `opts.fault` says under global load on the full deployment, then repairs
 /// it, measuring failures, detection and recovery.
 pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<ChaosReport, String> {
     let cfg = &opts.config;
-    let (region_name, pop_name) = match &opts.fault {
-        Fault::KillRegion { region } => (region.clone(), None),
-        Fault::Partition { pop, region } => (region.clone(), Some(pop.clone())),
-    };
-    let region = cfg
-        .regions
-        .iter()
-        .find(|r| r.name == region_name)
-        .ok_or_else(|| {
-            format!(
-                "there is no region `{region_name}`; regions: {}",
-                cfg.regions.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
-            )
-        })?;
-    if let Some(p) = &pop_name {
-        if !cfg.edges.iter().any(|e| &e.name == p) {
-            return Err(format!(
-                "there is no PoP `{p}`; PoPs: {}",
-                cfg.edges.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
-            ));
+    let mut plan = plan(opts)?;
+    if let (Fault::SlowOrigin { region, .. }, Some(token)) = (&opts.fault, &opts.admin_token) {
+        // Watch the PoPs that prefer the region now.
+        let origin = format!("lb:{region}");
+        let mut preferring = Vec::new();
+        for n in opts.state.nodes.iter().filter(|n| n.spec.role == Role::Edge) {
+            if first_choice(n.spec.admin, token).await.as_deref() == Some(origin.as_str()) {
+                preferring.push(n.spec.admin);
+            }
+        }
+        if !preferring.is_empty() {
+            plan.pops = Some(Watch::PopChoice(preferring, token.clone(), origin));
         }
     }
-    let pids: Vec<u32> = opts
-        .state
-        .nodes
-        .iter()
-        .filter(|n| n.spec.region.as_deref() == Some(region.name.as_str()))
-        .filter_map(|n| n.pid)
-        .collect();
-    let wan_admin = opts
-        .state
-        .nodes
-        .iter()
-        .find(|n| n.spec.role == Role::Wan)
-        .map(|n| n.spec.admin);
-    let target = match &pop_name {
-        None => {
-            if pids.is_empty() {
-                return Err(format!("no running process of region {} in endpoints.json", region.name));
-            }
-            format!("region {} down", region.name)
-        }
-        Some(p) => {
-            if wan_admin.is_none() {
-                return Err("partitions need the WAN: set [simulation] wan = true".into());
-            }
-            format!("PoP {p} cut off from region {}", region.name)
-        }
-    };
-    // The PoPs that must notice: all of them for a region loss, the cut-off one for a
-    // partition.
-    let pops: Vec<SocketAddr> = opts
-        .state
-        .nodes
-        .iter()
-        .filter(|n| n.spec.role == Role::Edge)
-        .filter(|n| pop_name.as_ref().is_none_or(|p| cfg.pop_of(&n.spec).is_some_and(|x| &x.name == p)))
-        .map(|n| n.spec.admin)
-        .collect();
     let dns = crate::global::dns_server(&opts.state).ok_or("the deployment runs no DNS server")?;
-    let lb_ip = cfg.lb_address(&region.name).map(|a| a.ip());
-    let world = World::new(cfg);
-    // A client location this region serves, to watch the DNS from.
-    let watcher = cfg.client_locations.iter().find(|c| {
-        world
-            .place(PlaceKind::Client, &c.name)
-            .and_then(|p| world.nearest(p, PlaceKind::Region))
-            .is_some_and(|r| r.name == region.name)
-    });
-    // A partition between a PoP and a region does not concern the DNS.
-    let watch_source = watcher
-        .filter(|_| pop_name.is_none())
-        .and_then(|c| cfg.client_source(&c.name))
-        .map(|net| match net.addr {
-            std::net::IpAddr::V4(v) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v) + 2)),
-            other => other,
-        });
-    let api = format!("api.{}.", cfg.deployment.zone);
-    let origin = format!("lb:{}", region.name);
-
     let lo = LoadOptions {
         config: cfg.clone(),
         dns,
@@ -196,58 +394,45 @@ pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<Cha
         cacheable_only: false,
     };
     say(format!(
-        "load: full deployment, {}/s from each of {} locations for {}s; {target} at {:.1}s for {}s",
+        "load: full deployment, {}/s from each of {} locations for {}s; {} at {:.1}s for {}s",
         opts.rate,
         cfg.client_locations.len(),
         opts.duration.as_secs_f64(),
+        plan.target,
         opts.duration.as_secs_f64() / 5.0,
         opts.outage.as_secs_f64()
     ));
-    let load = tokio::spawn(async move {
-        load::run(&lo, Arch::Full, load::show_progress)
-        .await
-    });
+    let load = tokio::spawn(async move { load::run(&lo, Arch::Full, load::show_progress).await });
     let started = Instant::now();
     tokio::time::sleep(opts.duration / 5).await;
     let down_at = Instant::now();
-    let pair = pop_name.as_ref().map(|p| format!("/partition?from=pop:{p}&to={}", region.name));
-    match (&pair, wan_admin) {
-        (Some(path), Some(admin)) => wan_call(admin, http::Method::POST, path).await?,
-        _ => signal(&pids, libc::SIGSTOP),
-    }
+    act(&plan.apply).await?;
     eprintln!();
-    say(format!("  {:.1}s: {target}", started.elapsed().as_secs_f64()));
-    let (mut edge_detect, mut dns_detect) = (None, None);
+    say(format!("  {:.1}s: {}", started.elapsed().as_secs_f64(), plan.target));
+    let watches = [&plan.pops, &plan.dns, &plan.lb];
+    let mut noticed: [Option<f64>; 3] = [None; 3];
     let up_at = down_at + opts.outage;
     while Instant::now() < up_at {
-        if edge_detect.is_none() && !pops.is_empty() && pops_agree(&pops, &origin, 0).await {
-            edge_detect = Some(down_at.elapsed().as_secs_f64());
-        }
-        if dns_detect.is_none() {
-            if let Some(src) = watch_source {
-                let ans = load::resolve(dns, src, &api).await;
-                if ans.is_some() && ans != lb_ip {
-                    dns_detect = Some(down_at.elapsed().as_secs_f64());
+        for (i, w) in watches.iter().enumerate() {
+            if let (None, Some(w)) = (noticed[i], w) {
+                if w.holds(true).await {
+                    noticed[i] = Some(down_at.elapsed().as_secs_f64());
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    match (&pair, wan_admin) {
-        (Some(path), Some(admin)) => wan_call(admin, http::Method::DELETE, path).await?,
-        _ => signal(&pids, libc::SIGCONT),
-    }
+    act(&plan.revert).await?;
     let back_at = Instant::now();
     say(format!("  {:.1}s: repaired", started.elapsed().as_secs_f64()));
     let mut recovered = None;
     let give_up = back_at + Duration::from_secs(30);
     while Instant::now() < give_up {
-        let pops_ok = pops.is_empty() || pops_agree(&pops, &origin, 1).await;
-        let dns_ok = match watch_source {
-            Some(src) => load::resolve(dns, src, &api).await == lb_ip,
-            None => true,
-        };
-        if pops_ok && dns_ok {
+        let mut all = true;
+        for w in watches.iter().copied().flatten() {
+            all &= w.holds(false).await;
+        }
+        if all {
             recovered = Some(back_at.elapsed().as_secs_f64());
             break;
         }
@@ -262,32 +447,52 @@ pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<Cha
             .map(|(_, (_, failed))| failed)
             .sum()
     };
+    let ok: u64 = runs.iter().map(|r| r.ok).sum();
+    let mean_ms = if ok == 0 {
+        0.0
+    } else {
+        runs.iter().map(|r| r.latency.mean() * r.ok as f64).sum::<f64>() / ok as f64 / 1e3
+    };
+    let p99_ms = runs
+        .iter()
+        .map(|r| r.percentile_ms(0.99))
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max);
     Ok(ChaosReport {
-        scenario: if pop_name.is_some() { "partition" } else { "kill-region" },
-        target,
-        region: region.name.clone(),
+        scenario: opts.fault.name(),
+        target: plan.target,
+        region: plan.region,
         seconds: opts.duration.as_secs_f64(),
         outage_seconds: opts.outage.as_secs_f64(),
         requests: runs.iter().map(|r| r.ok + r.failed).sum(),
         failed: runs.iter().map(|r| r.failed).sum(),
         failed_cacheable: count(true),
         failed_uncacheable: count(false),
+        mean_ms: (mean_ms * 10.0).round() / 10.0,
+        worst_location_p99_ms: (p99_ms * 10.0).round() / 10.0,
         errors: runs.iter().flat_map(|r| r.errors.iter().cloned()).take(10).collect(),
-        edge_detect_seconds: edge_detect,
-        dns_detect_seconds: dns_detect,
+        edge_detect_seconds: noticed[0],
+        dns_detect_seconds: noticed[1],
+        lb_detect_seconds: noticed[2],
+        watched: [plan.pops.is_some(), plan.dns.is_some(), plan.lb.is_some()],
         recovery_seconds: recovered,
     })
 }
 
 impl ChaosReport {
     pub fn markdown(&self) -> String {
-        let s = |x: Option<f64>| x.map(|v| format!("{v:.1} s")).unwrap_or_else(|| "not observed".into());
-        format!(
+        let s = |x: Option<f64>, watched: bool| match (x, watched) {
+            (_, false) => "not concerned".to_owned(),
+            (Some(v), true) => format!("{v:.1} s"),
+            (None, true) => "not observed".to_owned(),
+        };
+        let mut out = format!(
             "# Chaos: {}\n\n{} for {:.0} s during {:.0} s of global load on the full deployment.\n\n\
              | measure | value |\n|---|---|\n\
              | requests | {} |\n| failed | {} |\n| failed, cacheable content | {} |\n| failed, uncacheable (portfolio) | {} |\n\
-             | the PoPs concerned stopped using the region after | {} |\n| DNS sent its clients elsewhere after | {} |\n\
-             | recovery (RTO): they use it again this long after the repair | {} |\n{}",
+             | mean latency | {:.1} ms |\n| worst location's p99 | {:.1} ms |\n\
+             | PoPs stopped using it after | {} |\n| DNS sent clients elsewhere after | {} |\n| balancer took the AZ out after | {} |\n\
+             | recovery (RTO): taken back this long after the repair | {} |\n",
             self.scenario,
             self.target,
             self.outage_seconds,
@@ -296,18 +501,19 @@ impl ChaosReport {
             self.failed,
             self.failed_cacheable,
             self.failed_uncacheable,
-            s(self.edge_detect_seconds),
-            if self.scenario == "partition" {
-                "not concerned (the DNS checks regions directly)".to_owned()
-            } else {
-                s(self.dns_detect_seconds)
-            },
-            s(self.recovery_seconds),
-            if self.errors.is_empty() {
-                String::new()
-            } else {
-                format!("\nfirst errors:\n{}\n", self.errors.iter().map(|e| format!("- {e}")).collect::<Vec<_>>().join("\n"))
-            }
-        )
+            self.mean_ms,
+            self.worst_location_p99_ms,
+            s(self.edge_detect_seconds, self.watched[0]),
+            s(self.dns_detect_seconds, self.watched[1]),
+            s(self.lb_detect_seconds, self.watched[2]),
+            s(self.recovery_seconds, self.watched.iter().any(|w| *w)),
+        );
+        if !self.errors.is_empty() {
+            out.push_str(&format!(
+                "\nfirst errors:\n{}\n",
+                self.errors.iter().map(|e| format!("- {e}")).collect::<Vec<_>>().join("\n")
+            ));
+        }
+        out
     }
 }

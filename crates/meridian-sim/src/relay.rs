@@ -32,18 +32,26 @@ impl Link {
     }
 }
 
+/// What a link is doing now, beyond its fixed latency: a partition holds every byte, and
+/// an extra delay slows it (a congested or degraded path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Conditions {
+    pub held: bool,
+    pub extra: Duration,
+}
+
 /// tokio's timer fires on millisecond ticks after a deadline, on average about 1.3 ms late
 /// (measured by the relay test); aiming this much early centres the error on zero instead
 /// of adding it to every hop.
 const TIMER_LEAD: Duration = Duration::from_micros(1300);
 
-/// Relays `client` to `upstream` over `link` until either side closes. `partitioned`
-/// true holds every byte (and the connection) until it turns false again.
+/// Relays `client` to `upstream` over `link` until either side closes, under the link's
+/// current `conditions` (they may change while the connection lives).
 pub async fn relay(
     client: TcpStream,
     upstream: SocketAddr,
     link: Link,
-    partitioned: watch::Receiver<bool>,
+    conditions: watch::Receiver<Conditions>,
     counted: impl Fn(u64) + Send + Sync + Clone + 'static,
 ) -> std::io::Result<()> {
     let accepted = Instant::now();
@@ -54,8 +62,8 @@ pub async fn relay(
     let (sr, sw) = server.into_split();
     // The client could send only after the handshake's round trip.
     let handshake = accepted + link.one_way * 2;
-    let up = pipe(cr, sw, link, handshake, partitioned.clone(), counted.clone());
-    let down = pipe(sr, cw, link, accepted, partitioned, counted);
+    let up = pipe(cr, sw, link, handshake, conditions.clone(), counted.clone());
+    let down = pipe(sr, cw, link, accepted, conditions, counted);
     let _ = tokio::join!(up, down);
     Ok(())
 }
@@ -67,9 +75,10 @@ async fn pipe(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     link: Link,
     not_before: Instant,
-    mut partitioned: watch::Receiver<bool>,
+    mut conditions: watch::Receiver<Conditions>,
     counted: impl Fn(u64) + Send + Sync + 'static,
 ) {
+    let reader_conditions = conditions.clone();
     let (tx, mut rx) = mpsc::channel::<(Instant, Option<Bytes>)>(1024);
     let reader = tokio::spawn(async move {
         let mut last = Instant::now();
@@ -85,7 +94,8 @@ async fn pipe(
             } else {
                 link.jitter.mul_f64(rand::random::<f64>())
             };
-            let mut due = (now + link.one_way + jitter).max(last);
+            let extra = reader_conditions.borrow().extra;
+            let mut due = (now + link.one_way + extra + jitter).max(last);
             if let Some(bps) = link.bandwidth {
                 // Serialisation delay: the burst occupies the link for len / bandwidth.
                 due = due.max(last) + Duration::from_secs_f64(n as f64 / bps as f64);
@@ -100,8 +110,8 @@ async fn pipe(
     });
     while let Some((due, chunk)) = rx.recv().await {
         tokio::time::sleep_until(due.checked_sub(TIMER_LEAD).unwrap_or(due)).await;
-        while *partitioned.borrow() {
-            if partitioned.changed().await.is_err() {
+        while conditions.borrow().held {
+            if conditions.changed().await.is_err() {
                 break;
             }
         }

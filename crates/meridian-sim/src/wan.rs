@@ -3,7 +3,7 @@
 //! between where the connection comes from (its source address) and where it goes. The
 //! nodes themselves know nothing of it; they listen on their backstage ports.
 
-use crate::relay::{relay, Link};
+use crate::relay::{relay, Conditions, Link};
 use crate::world::{Place, World};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
@@ -59,6 +59,8 @@ struct Wan {
     cfg: Config,
     /// Place pairs (ids, either order) that cannot reach each other now.
     partitions: Mutex<HashSet<(String, String)>>,
+    /// Extra one-way delay on every link to or from a place (a slow region).
+    slow: Mutex<std::collections::HashMap<String, std::time::Duration>>,
     /// Bumped when partitions change, so held connections look again.
     changed: watch::Sender<u64>,
     connections: Family<Labels, Counter>,
@@ -80,9 +82,13 @@ impl Wan {
         }
     }
 
-    fn partitioned(&self, a: &str, b: &str) -> bool {
+    /// What the link between two places is doing now.
+    fn conditions(&self, a: &str, b: &str) -> Conditions {
         let p = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        p.contains(&(a.to_owned(), b.to_owned())) || p.contains(&(b.to_owned(), a.to_owned()))
+        let held = p.contains(&(a.to_owned(), b.to_owned())) || p.contains(&(b.to_owned(), a.to_owned()));
+        let slow = self.slow.lock().unwrap_or_else(|p| p.into_inner());
+        let extra = slow.get(a).copied().unwrap_or_default() + slow.get(b).copied().unwrap_or_default();
+        Conditions { held, extra }
     }
 }
 
@@ -116,6 +122,7 @@ pub async fn run(
         world,
         cfg: cfg.clone(),
         partitions: Mutex::new(HashSet::new()),
+        slow: Mutex::new(std::collections::HashMap::new()),
         changed: watch::channel(0).0,
     });
     let mut listeners = Vec::new();
@@ -163,14 +170,14 @@ async fn accept_loop(wan: Arc<Wan>, listener: TcpListener, dest: Destination) {
         let labels = vec![("from", from_id.clone()), ("to", to_id.clone())];
         wan.connections.get_or_create(&labels).inc();
         let bytes = wan.bytes.get_or_create(&labels).clone();
-        // A per-connection view of "is this pair partitioned now".
-        let (held_tx, held_rx) = watch::channel(wan.partitioned(&from_id, &to_id));
+        // A per-connection view of what this pair's link is doing now.
+        let (held_tx, held_rx) = watch::channel(wan.conditions(&from_id, &to_id));
         let mut changes = wan.changed.subscribe();
         let w = wan.clone();
         let (f, t) = (from_id.clone(), to_id.clone());
         let watcher = tokio::spawn(async move {
             while changes.changed().await.is_ok() {
-                if held_tx.send(w.partitioned(&f, &t)).is_err() {
+                if held_tx.send(w.conditions(&f, &t)).is_err() {
                     return;
                 }
             }
@@ -227,9 +234,43 @@ fn admin_route(wan: &Wan, req: Request<Incoming>) -> http::Response<meridian_htt
                 serde_json::json!({"from": a, "to": b, "partitioned": req.method() == Method::POST}).to_string(),
             )
         }
+        (Method::POST, "/slow") | (Method::DELETE, "/slow") => {
+            let Some(place) = param("place") else {
+                return meridian_http::text(StatusCode::BAD_REQUEST, "give ?place=<place>&extra=<duration>");
+            };
+            if !wan.world.places.iter().any(|p| p.id() == place) {
+                return meridian_http::text(StatusCode::BAD_REQUEST, format!("unknown place `{place}`"));
+            }
+            let extra = if req.method() == Method::POST {
+                match param("extra").map(|e| meridian_config::units::parse_duration(&e)) {
+                    Some(Ok(d)) => d,
+                    _ => {
+                        return meridian_http::text(
+                            StatusCode::BAD_REQUEST,
+                            "give the extra one-way delay, such as extra=200ms",
+                        )
+                    }
+                }
+            } else {
+                std::time::Duration::ZERO
+            };
+            {
+                let mut slow = wan.slow.lock().unwrap_or_else(|p| p.into_inner());
+                if extra.is_zero() {
+                    slow.remove(&place);
+                } else {
+                    slow.insert(place.clone(), extra);
+                }
+            }
+            wan.changed.send_modify(|n| *n += 1);
+            meridian_http::json(
+                StatusCode::OK,
+                serde_json::json!({"place": place, "extra_ms": extra.as_secs_f64() * 1e3}).to_string(),
+            )
+        }
         _ => meridian_http::text(
             StatusCode::NOT_FOUND,
-            "wan endpoints: /health, /metrics, POST|DELETE /partition?from=&to=",
+            "wan endpoints: /health, /metrics, POST|DELETE /partition?from=&to=, POST|DELETE /slow?place=&extra=",
         ),
     }
 }

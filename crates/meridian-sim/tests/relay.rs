@@ -1,7 +1,7 @@
 //! Relay timing: the delay a relay adds is the model's, within ±2 ms at p50, on an open
 //! connection and for a new one (which also pays the handshake); a partition holds bytes.
 
-use meridian_sim::relay::{relay, Link};
+use meridian_sim::relay::{relay, Conditions, Link};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,10 +24,10 @@ async fn echo_server(addr: SocketAddr) {
     });
 }
 
-/// A relay on `front` to `back` over `link`; returns the partition switch.
-async fn relay_on(front: SocketAddr, back: SocketAddr, link: Link) -> watch::Sender<bool> {
+/// A relay on `front` to `back` over `link`; returns the switch of its conditions.
+async fn relay_on(front: SocketAddr, back: SocketAddr, link: Link) -> watch::Sender<Conditions> {
     let l = TcpListener::bind(front).await.unwrap();
-    let (tx, rx) = watch::channel(false);
+    let (tx, rx) = watch::channel(Conditions::default());
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             let rx = rx.clone();
@@ -83,19 +83,23 @@ async fn round_trips_match_the_model_within_2ms_at_p50() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partition_holds_traffic_until_it_heals() {
+async fn a_partition_holds_traffic_until_it_heals_and_a_slow_path_slows_it() {
     let back: SocketAddr = "127.78.1.2:7000".parse().unwrap();
     let front: SocketAddr = "127.78.1.1:7000".parse().unwrap();
     echo_server(back).await;
     let partition = relay_on(front, back, Link::rtt(Duration::from_millis(4))).await;
     let mut s = TcpStream::connect(front).await.unwrap();
     ping(&mut s).await;
-    partition.send(true).unwrap();
+    partition.send(Conditions { held: true, extra: Duration::ZERO }).unwrap();
     let held = tokio::time::timeout(Duration::from_millis(300), ping(&mut s)).await;
     assert!(held.is_err(), "nothing crosses a partition");
-    partition.send(false).unwrap();
+    partition.send(Conditions::default()).unwrap();
     // The held ping arrives once the partition heals.
     let mut buf = [0u8; 4];
     tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf)).await.unwrap().unwrap();
     assert_eq!(&buf, b"ping");
+    // A degraded path: 100 ms more each way, on the open connection.
+    partition.send(Conditions { held: false, extra: Duration::from_millis(100) }).unwrap();
+    let slow = ping(&mut s).await;
+    assert!(slow >= Duration::from_millis(200), "{slow:?}");
 }

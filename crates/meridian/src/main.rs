@@ -194,6 +194,33 @@ enum ChaosCmd {
         #[command(flatten)]
         run: ChaosRun,
     },
+    /// Freeze one availability zone's instances under global load, then thaw them; the
+    /// region's balancer must take them out and its clients must not notice.
+    KillAz {
+        /// The AZ, such as us-east-1a.
+        az: String,
+        #[command(flatten)]
+        run: ChaosRun,
+    },
+    /// Freeze one edge PoP under global load, then thaw it; the DNS must send its viewers
+    /// to another PoP.
+    KillPop {
+        /// The PoP, such as london.
+        pop: String,
+        #[command(flatten)]
+        run: ChaosRun,
+    },
+    /// Make every path to a region slower (a degraded origin) under global load; PoPs that
+    /// measure it may move to another region.
+    SlowOrigin {
+        /// The region, such as eu-west-1.
+        region: String,
+        /// Extra delay each way, such as 200ms.
+        #[arg(long, default_value = "200ms")]
+        extra: String,
+        #[command(flatten)]
+        run: ChaosRun,
+    },
     /// Cut one PoP off from one region in the WAN (a network partition) under global load,
     /// then heal it. The PoP must fail over to another region without failing requests.
     Partition {
@@ -331,6 +358,18 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 ChaosCmd::Partition { pop, region, run } => {
                     (meridian_sim::chaos::Fault::Partition { pop, region }, run)
                 }
+                ChaosCmd::KillAz { az, run } => (meridian_sim::chaos::Fault::KillAz { az }, run),
+                ChaosCmd::KillPop { pop, run } => (meridian_sim::chaos::Fault::KillPop { pop }, run),
+                ChaosCmd::SlowOrigin { region, extra, run } => {
+                    let extra = match meridian_config::units::parse_duration(&extra) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            eprintln!("error: --extra: {}\n  = fix: {}", e.problem, e.fix);
+                            return Ok(ExitCode::from(2));
+                        }
+                    };
+                    (meridian_sim::chaos::Fault::SlowOrigin { region, extra }, run)
+                }
             };
             let ChaosRun {
                 state_dir,
@@ -349,10 +388,14 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
             let (config, state) = running_deployment(&state_dir)?;
+            let admin_token = std::fs::read_to_string(state_dir.join(meridian_edge::ADMIN_TOKEN_FILE))
+                .ok()
+                .map(|t| t.trim().to_owned());
             let opts = meridian_sim::chaos::ChaosOptions {
                 config,
                 state,
                 fault,
+                admin_token,
                 duration,
                 outage,
                 rate,
