@@ -9,7 +9,9 @@
 pub mod chaos;
 pub mod global;
 pub mod load;
+pub mod overhead;
 pub mod relay;
+mod timer;
 pub mod wan;
 pub mod world;
 

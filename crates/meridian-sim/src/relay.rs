@@ -40,11 +40,6 @@ pub struct Conditions {
     pub extra: Duration,
 }
 
-/// tokio's timer fires on millisecond ticks after a deadline, on average about 1.3 ms late
-/// (measured by the relay test); aiming this much early centres the error on zero instead
-/// of adding it to every hop.
-const TIMER_LEAD: Duration = Duration::from_micros(1300);
-
 /// Relays `client` to `upstream` over `link` until either side closes, under the link's
 /// current `conditions` (they may change while the connection lives).
 pub async fn relay(
@@ -109,7 +104,8 @@ async fn pipe(
         }
     });
     while let Some((due, chunk)) = rx.recv().await {
-        tokio::time::sleep_until(due.checked_sub(TIMER_LEAD).unwrap_or(due)).await;
+        // Not tokio's millisecond timer: its rounding would add up to a millisecond a hop.
+        crate::timer::sleep_until(due.into_std()).await;
         while conditions.borrow().held {
             if conditions.changed().await.is_err() {
                 break;

@@ -133,6 +133,19 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// How much a WAN relay adds beyond the latency it models, under load (loopback
+    /// 127.79.0.1-2; no deployment needed).
+    Relay {
+        /// Concurrent connections ping-ponging 64-byte messages.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// How long each of the two runs (direct, relayed) lasts.
+        #[arg(long, default_value = "5s")]
+        duration: String,
+        /// The round trip the relay models.
+        #[arg(long, default_value = "20ms")]
+        rtt: String,
+    },
     /// Compare the seed's "before" (every client to us-east-1), multi-region with latency
     /// DNS, and the full deployment with edge PoPs, under the same load from every client
     /// location; judge the seed's promises. Writes report.md, report.json, latency.svg.
@@ -315,6 +328,24 @@ fn load_config(path: Option<&Path>) -> Result<(Config, String), ExitCode> {
 async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Invalidate { paths, state_dir } => invalidate(&paths, &state_dir).await,
+        Cmd::Bench {
+            command:
+                BenchCmd::Relay {
+                    connections,
+                    duration,
+                    rtt,
+                },
+        } => {
+            let parse = |flag: &str, v: &str| {
+                meridian_config::units::parse_duration(v)
+                    .map_err(|e| anyhow::anyhow!("--{flag}: {}\n  = fix: {}", e.problem, e.fix))
+            };
+            let report = meridian_sim::overhead::measure(connections, parse("duration", &duration)?, parse("rtt", &rtt)?)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            print!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Bench {
             command:
                 BenchCmd::Global {
