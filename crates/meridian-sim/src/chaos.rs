@@ -391,6 +391,7 @@ pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<Cha
         rate: opts.rate,
         max_requests: 1_000_000,
         new_connections: false,
+        tls: None,
         cacheable_only: false,
     };
     say(format!(

@@ -19,6 +19,8 @@ pub struct GlobalOptions {
     pub rate: f64,
     pub max_requests: u64,
     pub new_connections: bool,
+    /// HTTPS to the PoPs (a new TLS connection per request) with these roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -158,6 +160,7 @@ pub async fn run(opts: &GlobalOptions, mut say: impl FnMut(String)) -> Result<Gl
             rate: opts.rate,
             max_requests: opts.max_requests,
             new_connections: opts.new_connections,
+            tls: opts.tls.clone(),
             cacheable_only: false,
         };
         let runs = load::run(&lo, arch, load::show_progress)
@@ -218,7 +221,11 @@ pub async fn run(opts: &GlobalOptions, mut say: impl FnMut(String)) -> Result<Gl
         deployment: cfg.deployment.name.clone(),
         seconds_per_architecture: opts.per_architecture.as_secs_f64(),
         rate_per_location: opts.rate,
-        connections: if opts.new_connections { "new connection per request" } else { "keep-alive" },
+        connections: match (&opts.tls, opts.new_connections) {
+            (Some(_), _) => "new TLS connection per request to the PoPs, new TCP connection per request elsewhere",
+            (None, true) => "new connection per request",
+            (None, false) => "keep-alive",
+        },
         locations,
         architectures,
         promises,

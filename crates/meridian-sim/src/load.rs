@@ -202,6 +202,43 @@ pub async fn resolve(server: SocketAddr, source: IpAddr, name: &str) -> Option<I
     })
 }
 
+type BoxedBody = http_body_util::combinators::BoxBody<Bytes, String>;
+
+/// One request over a new TLS connection from `source` (HTTP/1.1).
+async fn tls_request(
+    cfg: Arc<rustls::ClientConfig>,
+    server_name: &str,
+    source: IpAddr,
+    addr: SocketAddr,
+    mut req: http::Request<Empty<Bytes>>,
+) -> Result<http::Response<BoxedBody>, String> {
+    let tcp = meridian_health::connect_from(Some(source), addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|e| e.to_string())?;
+    let stream = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    if let Ok(v) = http::HeaderValue::from_str(server_name) {
+        req.headers_mut().insert(http::header::HOST, v);
+    }
+    *req.uri_mut() = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    Ok(res.map(|b| b.map_err(|e| e.to_string()).boxed()))
+}
+
 /// What one location saw.
 #[derive(Debug, Clone)]
 pub struct LocationRun {
@@ -263,6 +300,10 @@ pub struct LoadOptions {
     pub max_requests: u64,
     /// A new TCP connection per request (handshakes cost round trips), else keep-alive.
     pub new_connections: bool,
+    /// Viewers reach the PoPs over HTTPS, a new TLS connection per request (TCP and TLS
+    /// handshakes both cost round trips), trusting these roots. Only the full deployment
+    /// has TLS; the other architectures stay on plain connections.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Only requests an edge may cache (static, quotes, GraphQL), as in a chaos run.
     pub cacheable_only: bool,
 }
@@ -357,6 +398,11 @@ async fn run_location(
             }
         })
     };
+    let tls = opts
+        .tls
+        .clone()
+        .filter(|_| arch == Arch::Full)
+        .map(|c| (c, Arc::new(format!("cdn.{}", opts.config.deployment.zone))));
     let interval = Duration::from_secs_f64(1.0 / opts.rate.max(0.01));
     let start = Instant::now();
     let deadline = start + opts.duration;
@@ -387,14 +433,27 @@ async fn run_location(
         let client = client.clone();
         let result = result.clone();
         let (done, failed_count) = (done.clone(), failed_count.clone());
+        let tls = tls.clone();
+        let addr = match &tls {
+            Some(_) => SocketAddr::new(addr.ip(), opts.config.network.https_port),
+            None => addr,
+        };
         inflight.spawn(async move {
-            let mut req = http::Request::get(format!("http://{addr}{path}"));
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let mut req = http::Request::get(format!("{scheme}://{addr}{path}"));
             if auth {
                 req = req.header(http::header::AUTHORIZATION, "Bearer demo-user");
             }
             let outcome = async {
                 let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
-                let res = client.request(req).await.map_err(|e| e.to_string())?;
+                let res = match &tls {
+                    Some((cfg, name)) => tls_request(cfg.clone(), name, source, addr, req).await?,
+                    None => client
+                        .request(req)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map(|b| b.map_err(|e| e.to_string()).boxed()),
+                };
                 let status = res.status();
                 let body = res.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
                 if status.is_server_error() {

@@ -168,6 +168,10 @@ enum BenchCmd {
         /// A new connection per request, so TCP handshakes cost their round trips.
         #[arg(long)]
         new_connections: bool,
+        /// Viewers use HTTPS to the PoPs (TLS handshakes cost round trips too), trusting
+        /// the development certificate in the state dir; implies --new-connections.
+        #[arg(long)]
+        tls: bool,
         /// Where the reports go.
         #[arg(long)]
         out: PathBuf,
@@ -354,6 +358,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                     rate,
                     max_requests,
                     new_connections,
+                    tls,
                     out,
                 },
         } => {
@@ -365,13 +370,15 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 }
             };
             let (config, state) = running_deployment(&state_dir)?;
+            let tls = if tls { Some(dev_cert_client(&state_dir)?) } else { None };
             let opts = meridian_sim::global::GlobalOptions {
                 config,
                 state,
                 per_architecture: total / 3,
                 rate,
                 max_requests,
-                new_connections,
+                new_connections: new_connections || tls.is_some(),
+                tls,
             };
             let report = meridian_sim::global::run(&opts, |line| eprintln!("{line}"))
                 .await
@@ -862,4 +869,22 @@ fn running_deployment(state_dir: &Path) -> Result<(Config, meridian_config::stat
     let config = Config::load(&state.config)
         .with_context(|| format!("cannot read the deployment's config {}", state.config.display()))?;
     Ok((config, state))
+}
+
+/// A TLS client that trusts the development certificate `up` made in `state_dir`.
+fn dev_cert_client(state_dir: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    let (cert, _) = meridian_http::tls::dev_cert_paths(state_dir);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert)
+        .with_context(|| format!("--tls needs the development certificate {}", cert.display()))?
+    {
+        roots.add(c.context("a certificate in the development certificate file")?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(cfg))
 }
