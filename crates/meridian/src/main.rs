@@ -133,8 +133,9 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
-    /// How much a WAN relay adds beyond the latency it models, under load (loopback
-    /// 127.79.0.1-2; no deployment needed).
+    /// How much a WAN relay adds beyond the latency it models, under load: a `wan` node of
+    /// its own (loopback 127.79.0.0/16; no deployment needed) between many connections and
+    /// an echo server, against the same connections going direct.
     Relay {
         /// Concurrent connections ping-ponging 64-byte messages.
         #[arg(long, default_value_t = 64)]
@@ -145,6 +146,9 @@ enum BenchCmd {
         /// The round trip the relay models.
         #[arg(long, default_value = "20ms")]
         rtt: String,
+        /// Run the relay in this process instead of a `wan` node of its own.
+        #[arg(long)]
+        in_process: bool,
     },
     /// Compare the seed's "before" (every client to us-east-1), multi-region with latency
     /// DNS, and the full deployment with edge PoPs, under the same load from every client
@@ -338,15 +342,25 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                     connections,
                     duration,
                     rtt,
+                    in_process,
                 },
         } => {
             let parse = |flag: &str, v: &str| {
                 meridian_config::units::parse_duration(v)
                     .map_err(|e| anyhow::anyhow!("--{flag}: {}\n  = fix: {}", e.problem, e.fix))
             };
-            let report = meridian_sim::overhead::measure(connections, parse("duration", &duration)?, parse("rtt", &rtt)?)
-                .await
-                .map_err(anyhow::Error::msg)?;
+            let at = if in_process {
+                meridian_sim::overhead::RelayAt::InProcess
+            } else {
+                meridian_sim::overhead::RelayAt::Node {
+                    exe: std::env::current_exe().context("cannot find the meridian binary to start the wan node")?,
+                    work: std::env::temp_dir().join(format!("meridian-relay-bench-{}", std::process::id())),
+                }
+            };
+            let report =
+                meridian_sim::overhead::measure(connections, parse("duration", &duration)?, parse("rtt", &rtt)?, at)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
