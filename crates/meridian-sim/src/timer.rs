@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+/// How much earlier than its deadline a sleeper is woken, to cover the wake-up latencies.
+const EARLY: std::time::Duration = std::time::Duration::from_micros(200);
+
 struct Entry {
     at: Instant,
     seq: u64,
@@ -50,7 +53,9 @@ fn wheel() -> &'static Arc<Wheel> {
                 loop {
                     let next = {
                         let mut g = w.heap.lock().unwrap_or_else(|p| p.into_inner());
-                        let now = Instant::now();
+                        // Wake a little early: the kernel's wake-up of this thread and the
+                        // runtime's of the task each take about a tenth of a millisecond.
+                        let now = Instant::now() + EARLY;
                         while g.0.peek().is_some_and(|Reverse(e)| e.at <= now) {
                             if let Some(Reverse(e)) = g.0.pop() {
                                 e.waker.wake();
@@ -59,7 +64,7 @@ fn wheel() -> &'static Arc<Wheel> {
                         g.0.peek().map(|Reverse(e)| e.at)
                     };
                     match next {
-                        Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now())),
+                        Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now() + EARLY)),
                         None => std::thread::park(),
                     }
                 }
@@ -87,7 +92,7 @@ pub struct Sleep {
 impl Future for Sleep {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.at {
+        if Instant::now() + EARLY >= self.at {
             return Poll::Ready(());
         }
         // Register (again) with the current waker; a spurious extra wake is harmless.
