@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use std::collections::VecDeque;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// What one link between two places does to traffic.
@@ -63,8 +64,10 @@ pub async fn relay(
     Ok(())
 }
 
-/// One direction: a reader stamps each chunk with when it may arrive, a writer waits for
-/// that moment. Chunks never overtake each other.
+/// One direction, in one task: bytes read are stamped with when they may arrive and
+/// queued; the task writes the head of the queue when its moment comes, and keeps reading
+/// meanwhile. Chunks never overtake each other. (One task rather than a reader and a
+/// writer saves a wake-up per chunk.)
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -73,56 +76,58 @@ async fn pipe(
     mut conditions: watch::Receiver<Conditions>,
     counted: impl Fn(u64) + Send + Sync + 'static,
 ) {
-    let reader_conditions = conditions.clone();
-    let (tx, mut rx) = mpsc::channel::<(Instant, Option<Bytes>)>(1024);
-    let reader = tokio::spawn(async move {
-        let mut last = Instant::now();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match from.read(&mut buf).await {
-                Ok(0) | Err(_) => 0,
-                Ok(n) => n,
-            };
-            let now = Instant::now().max(not_before);
-            let jitter = if link.jitter.is_zero() {
-                Duration::ZERO
-            } else {
-                link.jitter.mul_f64(rand::random::<f64>())
-            };
-            let extra = reader_conditions.borrow().extra;
-            let mut due = (now + link.one_way + extra + jitter).max(last);
-            if let Some(bps) = link.bandwidth {
-                // Serialisation delay: the burst occupies the link for len / bandwidth.
-                due = due.max(last) + Duration::from_secs_f64(n as f64 / bps as f64);
+    let mut queue: VecDeque<(Instant, Option<Bytes>)> = VecDeque::new();
+    let mut last = Instant::now();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut reading = true;
+    loop {
+        let head = queue.front().map(|(due, _)| *due);
+        let held = conditions.borrow().held;
+        tokio::select! {
+            // Bound the queue: past it, the sender waits as on a full link.
+            r = from.read(&mut buf), if reading && queue.len() < 1024 => {
+                let n = match r {
+                    Ok(0) | Err(_) => 0,
+                    Ok(n) => n,
+                };
+                let now = Instant::now().max(not_before);
+                let jitter = if link.jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    link.jitter.mul_f64(rand::random::<f64>())
+                };
+                let extra = conditions.borrow().extra;
+                let mut due = (now + link.one_way + extra + jitter).max(last);
+                if let Some(bps) = link.bandwidth {
+                    // Serialisation delay: the burst occupies the link for len / bandwidth.
+                    due += Duration::from_secs_f64(n as f64 / bps as f64);
+                }
+                last = due;
+                reading = n > 0;
+                queue.push_back((due, (n > 0).then(|| Bytes::copy_from_slice(&buf[..n]))));
             }
-            last = due;
-            let chunk = (n > 0).then(|| Bytes::copy_from_slice(&buf[..n]));
-            let end = chunk.is_none();
-            if tx.send((due, chunk)).await.is_err() || end {
-                return;
-            }
-        }
-    });
-    while let Some((due, chunk)) = rx.recv().await {
-        // Not tokio's millisecond timer: its rounding would add up to a millisecond a hop.
-        crate::timer::sleep_until(due.into_std()).await;
-        while conditions.borrow().held {
-            if conditions.changed().await.is_err() {
-                break;
-            }
-        }
-        match chunk {
-            Some(bytes) => {
-                counted(bytes.len() as u64);
-                if to.write_all(&bytes).await.is_err() {
-                    break;
+            // Not tokio's millisecond timer: its rounding would add up to a millisecond a hop.
+            _ = crate::timer::sleep_until(head.unwrap_or_else(Instant::now).into_std()), if head.is_some() && !held => {
+                let Some((_, chunk)) = queue.pop_front() else { continue };
+                match chunk {
+                    Some(bytes) => {
+                        counted(bytes.len() as u64);
+                        if to.write_all(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        let _ = to.shutdown().await;
+                        return;
+                    }
                 }
             }
-            None => {
-                let _ = to.shutdown().await;
-                break;
+            changed = conditions.changed(), if held => {
+                if changed.is_err() {
+                    return;
+                }
             }
+            else => return,
         }
     }
-    reader.abort();
 }
