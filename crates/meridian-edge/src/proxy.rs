@@ -136,6 +136,21 @@ enum Fill {
     Failed(Arc<ErrorAnswer>),
 }
 
+/// What the leader of a fill hears privately, beside the shared result.
+enum Own {
+    /// The origin's answer, not for sharing.
+    Origin(OriginResponse),
+    /// The answer streaming to the leader while the fill stores it.
+    Streaming(Response<Body>, String),
+}
+
+/// What a cache miss got: a shared fill result, or its own response as leader.
+enum Got {
+    Fill(Fill),
+    Pass(OriginResponse),
+    Streaming(Response<Body>, String),
+}
+
 /// An error answer, kept whole so every waiter can send it.
 struct ErrorAnswer {
     status: StatusCode,
@@ -634,9 +649,17 @@ impl Edge {
             let r = meridian_http::text(StatusCode::GATEWAY_TIMEOUT, "only-if-cached: not in the cache");
             return (r, Outcome::Error, String::new());
         }
-        let (fill, own) = self
+        let got = self
             .fetch_shared(ctx, group, policy, &primary, stale.as_ref().map(|(o, _)| o.clone()))
             .await;
+        let fill = match got {
+            Got::Fill(f) => f,
+            Got::Pass(r) => {
+                let origin = r.member.clone();
+                return (self.relay(r.response), Outcome::Pass, origin);
+            }
+            Got::Streaming(res, origin) => return (res, Outcome::Miss, origin),
+        };
         match fill {
             Fill::Stored { obj, refreshed, origin } => {
                 let o = if refreshed { Outcome::RefreshHit } else { Outcome::Miss };
@@ -651,13 +674,7 @@ impl Edge {
                 };
                 (self.serve_object(ctx, obj).await, o, origin)
             }
-            Fill::Pass => match own {
-                Some(r) => {
-                    let origin = r.member.clone();
-                    (self.relay(r.response), Outcome::Pass, origin)
-                }
-                None => self.pass(ctx, group, policy, None).await,
-            },
+            Fill::Pass => self.pass(ctx, group, policy, None).await,
             Fill::Failed(err) => {
                 if let Some((obj, true)) = stale {
                     let o = Outcome::StaleIfError;
@@ -717,6 +734,8 @@ impl Edge {
             viewer_headers: ctx.headers.clone(),
             policy: policy.clone(),
             stale,
+            stream: false,
+            compress: false,
         }
     }
 
@@ -734,21 +753,29 @@ impl Edge {
         policy: &CachePolicy,
         primary: &str,
         stale: Option<Arc<Object>>,
-    ) -> (Fill, Option<OriginResponse>) {
+    ) -> Got {
         let waiting = self.inflight().get(primary).cloned();
         if let Some(rx) = waiting {
             self.0.m.collapsed.inc();
-            return (wait_fill(rx).await, None);
+            return Got::Fill(wait_fill(rx).await);
         }
-        let req = self.fill_request(ctx, policy, primary, stale);
+        let mut req = self.fill_request(ctx, policy, primary, stale);
+        // The leader may get the body as it arrives when it wants it whole and as stored:
+        // a plain GET with no range or validators (compression is decided in the fill).
+        req.stream = ctx.method == Method::GET
+            && req.stale.is_none()
+            && ![header::RANGE, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE]
+                .iter()
+                .any(|h| ctx.headers.contains_key(h));
+        req.compress = ctx.behavior.compress;
         match self.lead_fill(group.clone(), req).await {
-            Some((fill, own)) => (fill, own),
+            Some(got) => got,
             // Another request started the same fetch a moment ago: wait for it.
             None => {
                 let rx = self.inflight().get(primary).cloned();
                 match rx {
-                    Some(rx) => (wait_fill(rx).await, None),
-                    None => (Fill::Pass, None),
+                    Some(rx) => Got::Fill(wait_fill(rx).await),
+                    None => Got::Fill(Fill::Pass),
                 }
             }
         }
@@ -760,7 +787,7 @@ impl Edge {
         &self,
         group: Arc<Group>,
         req: FillRequest,
-    ) -> Option<(Fill, Option<OriginResponse>)> {
+    ) -> Option<Got> {
         let (tx, rx) = watch::channel(None);
         {
             let mut map = self.inflight();
@@ -777,12 +804,32 @@ impl Edge {
             let _ = tx.send(Some(fill));
             edge.inflight().remove(&key);
         });
-        let fill = wait_fill(rx).await;
-        let own = match fill {
-            Fill::Pass => own_rx.await.ok(),
-            _ => None,
+        let mine = |own: Own| match own {
+            Own::Origin(r) => Got::Pass(r),
+            Own::Streaming(res, origin) => Got::Streaming(res, origin),
         };
-        Some((fill, own))
+        let mut own_rx = own_rx;
+        let mut own_closed = false;
+        let mut shared = Box::pin(wait_fill(rx));
+        loop {
+            tokio::select! {
+                biased;
+                own = &mut own_rx, if !own_closed => match own {
+                    Ok(own) => return Some(mine(own)),
+                    // The fill kept nothing for the leader alone: the shared result it is.
+                    Err(_) => own_closed = true,
+                },
+                fill = &mut shared => {
+                    // A private answer is always sent before the fill ends.
+                    if !own_closed {
+                        if let Ok(own) = own_rx.try_recv() {
+                            return Some(mine(own));
+                        }
+                    }
+                    return Some(Got::Fill(fill));
+                }
+            }
+        }
     }
 
     /// Fetches from the origin group and stores what may be stored.
@@ -790,7 +837,7 @@ impl Edge {
         &self,
         group: &Group,
         req: FillRequest,
-        own: oneshot::Sender<OriginResponse>,
+        own: oneshot::Sender<Own>,
     ) -> Fill {
         let mut headers = req.headers.clone();
         if let Some(s) = &req.stale {
@@ -830,7 +877,7 @@ impl Edge {
         }
         if status >= 500 {
             let (parts, body) = r.response.into_parts();
-            let body = collect_limited(body, MAX_ERROR_BODY, group.cfg.response_timeout)
+            let body = collect_limited(body, MAX_ERROR_BODY, group.cfg.response_timeout, None)
                 .await
                 .unwrap_or_default();
             self.0.m.bytes_from_origins.inc_by(body.len() as u64);
@@ -845,24 +892,46 @@ impl Edge {
         }
         let res_headers = r.response.headers();
         let Some(ttl) = self.store_ttl(&req, status, res_headers) else {
-            let _ = own.send(r);
+            let _ = own.send(Own::Origin(r));
             return Fill::Pass;
         };
         // Vary on anything but Accept-Encoding (the edge stores identity) selects variants.
         let vary_names = vary_names(res_headers);
         if vary_names.as_ref().is_some_and(|v| v.iter().any(|n| n == "*")) {
-            let _ = own.send(r);
+            let _ = own.send(Own::Origin(r));
             return Fill::Pass;
         }
         let limit = self.0.store.max_object();
         if r.response.body().size_hint().lower() > limit {
-            let _ = own.send(r);
+            let _ = own.send(Own::Origin(r));
             return Fill::Pass;
         }
         let OriginResponse { member, response, .. } = r;
         let (parts, body) = response.into_parts();
-        let body = match collect_limited(body, limit as usize, group.cfg.response_timeout).await {
+        let tee = if req.stream && !self.would_compress(&req, &parts.headers, body.size_hint().exact()) {
+            // The leader gets the bytes as they come; the fill keeps a copy to store.
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<hyper::body::Frame<Bytes>, meridian_http::BoxError>>();
+            let mut headers = storable_headers(&parts.headers);
+            meridian_http::strip_hop_by_hop(&mut headers);
+            headers.insert(header::AGE, HeaderValue::from(initial_age(&parts.headers, sent_at, received_at).as_secs()));
+            if req.compress && compress::compressible(&headers) {
+                append_vary(&mut headers, "Accept-Encoding");
+            }
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+            let mut res = Response::new(http_body_util::StreamBody::new(stream).boxed());
+            *res.status_mut() = parts.status;
+            *res.headers_mut() = headers;
+            let _ = own.send(Own::Streaming(res, member.clone()));
+            Some(tx)
+        } else {
+            None
+        };
+        let streamed = tee.is_some();
+        let body = match collect_limited(body, limit as usize, group.cfg.response_timeout, tee).await {
             Ok(b) => b,
+            // Too large to keep: the streaming leader still gets it all; others ask for
+            // themselves.
+            Err(Collect::TooLarge) if streamed => return Fill::Pass,
             Err(e) => {
                 return Fill::Failed(Arc::new(ErrorAnswer {
                     status: StatusCode::BAD_GATEWAY,
@@ -910,6 +979,17 @@ impl Edge {
             refreshed: false,
             origin: member,
         }
+    }
+
+    /// Whether the leader would be served a compressed variant of this response (then it
+    /// waits for the stored object instead of streaming the identity body).
+    fn would_compress(&self, req: &FillRequest, headers: &HeaderMap, len: Option<u64>) -> bool {
+        let dist = &self.0.dist;
+        req.compress
+            && key::negotiate(&req.viewer_headers) != Coding::Identity
+            && !headers.contains_key(header::CONTENT_ENCODING)
+            && compress::compressible(headers)
+            && len.is_none_or(|n| (dist.compress_min_size..=dist.compress_max_size).contains(&n))
     }
 
     fn meta(
@@ -1263,6 +1343,10 @@ struct FillRequest {
     viewer_headers: HeaderMap,
     policy: CachePolicy,
     stale: Option<Arc<Object>>,
+    /// Stream the answer to the leader while storing it.
+    stream: bool,
+    /// The behavior compresses (so a viewer may want a compressed variant instead).
+    compress: bool,
 }
 
 async fn wait_fill(mut rx: watch::Receiver<Option<Fill>>) -> Fill {
@@ -1413,22 +1497,66 @@ fn too_large() -> Response<Body> {
     )
 }
 
-/// Reads a body up to `limit` bytes, giving up when no data arrives for `idle`.
-async fn collect_limited(mut body: Incoming, limit: usize, idle: Duration) -> Result<Bytes, String> {
+/// Why a body could not be kept.
+#[derive(Debug)]
+enum Collect {
+    TooLarge,
+    Failed(String),
+}
+
+impl std::fmt::Display for Collect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Collect::TooLarge => f.write_str("larger than the largest object the cache keeps"),
+            Collect::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+type Tee = tokio::sync::mpsc::UnboundedSender<Result<hyper::body::Frame<Bytes>, meridian_http::BoxError>>;
+
+/// Reads a body up to `limit` bytes, giving up when no data arrives for `idle`. Every
+/// frame also goes to `tee` (a viewer being streamed to) while it listens; past the limit
+/// the rest still goes there, but is not kept.
+async fn collect_limited(mut body: Incoming, limit: usize, idle: Duration, tee: Option<Tee>) -> Result<Bytes, Collect> {
     let mut buf = bytes::BytesMut::new();
+    let mut too_large = false;
+    let mut tee = tee;
     loop {
-        match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err(format!("no data for {}", meridian_config::units::format_duration(idle))),
-            Ok(None) => return Ok(buf.freeze()),
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    if buf.len() + data.len() > limit {
-                        return Err(format!("larger than {limit} bytes"));
-                    }
-                    buf.extend_from_slice(&data);
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                let e = format!("no data for {}", meridian_config::units::format_duration(idle));
+                if let Some(t) = &tee {
+                    let _ = t.send(Err(e.clone().into()));
                 }
+                return Err(Collect::Failed(e));
             }
+            Ok(None) if too_large => return Err(Collect::TooLarge),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(e))) => {
+                if let Some(t) = &tee {
+                    let _ = t.send(Err(e.to_string().into()));
+                }
+                return Err(Collect::Failed(e.to_string()));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if let Some(t) = &tee {
+            if t.send(Ok(hyper::body::Frame::data(data.clone()))).is_err() {
+                // The viewer left; the fill goes on for the others.
+                tee = None;
+            }
+        }
+        if buf.len() + data.len() > limit {
+            if tee.is_none() {
+                return Err(Collect::TooLarge);
+            }
+            too_large = true;
+            buf.clear();
+        }
+        if !too_large {
+            buf.extend_from_slice(&data);
         }
     }
 }

@@ -810,3 +810,51 @@ key = "{}"
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Answers every request with a body in two parts, 500 ms apart (the test PoP's origin
+/// timeout is 700 ms between bytes).
+async fn dripping_origin(addr: SocketAddr) {
+    let l = TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-type: application/octet-stream\r\ncontent-length: 20\r\nconnection: close\r\n\r\n";
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(b"first-part").await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = s.write_all(b"second-prt").await;
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_miss_streams_to_the_first_viewer_while_it_is_stored() {
+    let oa = SocketAddr::new(ip(15, 2), 80);
+    dripping_origin(oa).await;
+    let p = pop(15, &[format!("http://{oa}")], "").await;
+    let stream = TcpStream::connect(p.http).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let started = std::time::Instant::now();
+    let req = Request::get("/drip/file").header("host", "edge.test").body(Full::new(Bytes::new())).unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.headers()["x-cache"], "Miss from meridian");
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let first_at = started.elapsed();
+    assert!(first.starts_with(b"first-part"), "{first:?}");
+    assert!(first_at < Duration::from_millis(350), "first bytes after {first_at:?}: not streamed");
+    let mut all = first.to_vec();
+    while let Some(f) = body.frame().await {
+        all.extend_from_slice(&f.unwrap().into_data().unwrap());
+    }
+    assert_eq!(all, b"first-partsecond-prt");
+    assert!(started.elapsed() >= Duration::from_millis(450));
+    // It was stored whole on the way.
+    let g = get(p.http, "/drip/file").await;
+    assert_eq!(g.h("x-cache"), "Hit from meridian");
+    assert_eq!(g.body, "first-partsecond-prt");
+}
