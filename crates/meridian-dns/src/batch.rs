@@ -146,3 +146,22 @@ impl Batch {
         Ok(())
     }
 }
+
+/// Socket options for a busy authoritative server: deep buffers so bursts are not
+/// dropped, and the don't-fragment bit on answers (answers fit 1232 bytes; with DF set the
+/// kernel also skips choosing an IP ID per packet).
+pub fn tune(sock: &UdpSocket) {
+    let set = |level, name, value: libc::c_int| unsafe {
+        // SAFETY: setsockopt with a pointer to a live c_int and its size.
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    set(libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
+    set(libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
+    set(libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO);
+}

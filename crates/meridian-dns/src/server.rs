@@ -650,6 +650,7 @@ pub async fn run(
     udp.set_nonblocking(false).map_err(udp_err)?;
     udp.set_read_timeout(Some(Duration::from_millis(200)))
         .map_err(udp_err)?;
+    crate::batch::tune(&udp);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let threads: Vec<_> = (0..opts.udp_threads.max(1))
         .filter_map(|_| {
