@@ -883,6 +883,35 @@ impl Edge {
             self.0.m.bytes_from_origins.inc_by(body.len() as u64);
             let mut h = parts.headers;
             meridian_http::strip_hop_by_hop(&mut h);
+            // CloudFront keeps an origin's error for the custom error response's caching
+            // TTL, so a struggling origin is not asked again by every viewer. A stale copy
+            // that may be served on error is better than that.
+            let error_ttl = self
+                .0
+                .dist
+                .custom_error_responses
+                .iter()
+                .find(|c| c.error_code == status)
+                .map(|c| c.error_caching_min_ttl)
+                .filter(|t| !t.is_zero());
+            if let (Some(ttl), None) = (error_ttl, &req.stale) {
+                let mut meta = self.meta(&req.policy, status, storable_headers(&h), sent_at, received_at);
+                meta.ttl = ttl;
+                let obj = Arc::new(Object {
+                    key: req.key.clone(),
+                    path: req.path.clone(),
+                    meta,
+                    body: ObjectBody::Memory(body),
+                    vary: None,
+                    body_id: self.0.body_ids.fetch_add(1, Ordering::Relaxed),
+                });
+                self.0.store.put(obj.clone());
+                return Fill::Stored {
+                    obj,
+                    refreshed: false,
+                    origin: r.member,
+                };
+            }
             return Fill::Failed(Arc::new(ErrorAnswer {
                 status: parts.status,
                 headers: h,

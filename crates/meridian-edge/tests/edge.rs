@@ -656,6 +656,9 @@ response_code = 410
     let g = get(p.http, "/fail/other").await;
     assert_eq!(g.body, "body of /cc/sorry.html from a");
     assert_eq!(o.hits("/cc/sorry.html"), 1, "the error page is cached like any object");
+    // The origin's 503 itself is kept for the error caching TTL: not asked again.
+    get(p.http, "/fail/page").await;
+    assert_eq!(o.hits("/fail/page"), 1, "a 503 is cached for error_caching_min_ttl");
     assert_eq!(get(p.http, "/error404").await.status, 410);
 }
 
