@@ -728,6 +728,21 @@ async fn https_with_tls_1_3_and_1_2_and_http2_by_alpn() {
         // Over HTTPS the redirect-to-https behavior serves the page.
         assert_eq!(res.status(), 200, "{version:?}");
     }
+    // The health engine's https fetch (what `meridian health --url https://...` uses).
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = meridian_health::Tls {
+        config: Arc::new(cfg),
+        server_name: "edge.test".into(),
+    };
+    let req = Request::get("/cc/health-over-tls").header("host", "edge.test").body(Full::new(Bytes::new())).unwrap();
+    let f = meridian_health::fetch_with(None, Some(&tls), p.https, req, Duration::from_secs(3), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(f.status, 200);
 }
 
 #[tokio::test]

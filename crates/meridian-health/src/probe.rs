@@ -62,9 +62,29 @@ pub async fn fetch(
     fetch_from(None, addr, req, timeout, max_body).await
 }
 
+/// Where to speak TLS, and whom to trust.
+#[derive(Clone)]
+pub struct Tls {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    /// The name the certificate must carry (SNI).
+    pub server_name: String,
+}
+
 /// [`fetch`] from the local address `local`.
 pub async fn fetch_from(
     local: Option<IpAddr>,
+    addr: SocketAddr,
+    req: http::Request<Full<Bytes>>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Fetched, String> {
+    fetch_with(local, None, addr, req, timeout, max_body).await
+}
+
+/// [`fetch`] over TLS when `tls` is given.
+pub async fn fetch_with(
+    local: Option<IpAddr>,
+    tls: Option<&Tls>,
     addr: SocketAddr,
     req: http::Request<Full<Bytes>>,
     timeout: Duration,
@@ -76,21 +96,18 @@ pub async fn fetch_from(
             .await
             .map_err(|e| describe_io(&e))?;
         let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake failed: {e}"))?;
-        let conn_task = tokio::spawn(conn);
-        let res = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
-        let (parts, body) = res.into_parts();
-        let body = Limited::new(body, max_body)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the body failed: {e}"))?
-            .to_bytes();
-        conn_task.abort();
+        let (parts, body) = match tls {
+            None => exchange(stream, req, max_body).await?,
+            Some(t) => {
+                let name = rustls::pki_types::ServerName::try_from(t.server_name.clone())
+                    .map_err(|e| format!("bad server name {}: {e}", t.server_name))?;
+                let stream = tokio_rustls::TlsConnector::from(t.config.clone())
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                exchange(stream, req, max_body).await?
+            }
+        };
         Ok(Fetched {
             status: parts.status.as_u16(),
             headers: parts.headers,
@@ -102,6 +119,33 @@ pub async fn fetch_from(
         Ok(r) => r,
         Err(_) => Err(format!("timed out after {}ms", timeout.as_millis())),
     }
+}
+
+/// One HTTP/1.1 request and its whole (bounded) response on a connected stream.
+async fn exchange<S>(
+    stream: S,
+    req: http::Request<Full<Bytes>>,
+    max_body: usize,
+) -> Result<(http::response::Parts, Bytes), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake failed: {e}"))?;
+    let conn_task = tokio::spawn(conn);
+    let res = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let (parts, body) = res.into_parts();
+    let body = Limited::new(body, max_body)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the body failed: {e}"))?
+        .to_bytes();
+    conn_task.abort();
+    Ok((parts, body))
 }
 
 fn describe_io(e: &std::io::Error) -> String {

@@ -3,7 +3,7 @@
 //! The successor of the seed's `health_check_phase3.py`: check an endpoint's components,
 //! classify each, score the whole, and say what to do about what is wrong.
 
-use crate::probe::{fetch, Fetched};
+use crate::probe::Fetched;
 use bytes::Bytes;
 use http_body_util::Full;
 use meridian_config::state::{DeploymentState, Status};
@@ -99,9 +99,9 @@ impl Report {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("`{0}` is not an http:// URL (for example http://127.10.1.1:8080)")]
+    #[error("`{0}` is not an http:// or https:// URL (for example http://127.10.1.1:8080)")]
     BadUrl(String),
-    #[error("https is not supported by `meridian health` yet: check the http listener, or a load balancer's address from endpoints.json")]
+    #[error("https needs the certificate authority to trust: give --cacert FILE (a deployment's development certificate is <state-dir>/tls/dev-cert.pem)")]
     Https,
     #[error("cannot resolve {host}: {source}")]
     Resolve {
@@ -129,21 +129,21 @@ impl Default for Thresholds {
 
 struct Base {
     addr: SocketAddr,
+    tls: Option<crate::Tls>,
     host: String,
     prefix: String,
     shown: String,
 }
 
-async fn parse_base(url: &str) -> Result<Base, ReportError> {
-    if url.starts_with("https://") {
-        return Err(ReportError::Https);
-    }
+async fn parse_base(url: &str, roots: Option<&std::sync::Arc<rustls::ClientConfig>>) -> Result<Base, ReportError> {
     let uri: http::Uri = url
         .parse()
         .map_err(|_| ReportError::BadUrl(url.to_owned()))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(ReportError::BadUrl(url.to_owned()));
-    }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(ReportError::BadUrl(url.to_owned())),
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| ReportError::BadUrl(url.to_owned()))?;
@@ -152,7 +152,15 @@ async fn parse_base(url: &str) -> Result<Base, ReportError> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let tls = match (https, roots) {
+        (false, _) => None,
+        (true, None) => return Err(ReportError::Https),
+        (true, Some(config)) => Some(crate::Tls {
+            config: config.clone(),
+            server_name: host.clone(),
+        }),
+    };
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|source| ReportError::Resolve {
@@ -163,6 +171,7 @@ async fn parse_base(url: &str) -> Result<Base, ReportError> {
         .ok_or_else(|| ReportError::BadUrl(url.to_owned()))?;
     Ok(Base {
         addr,
+        tls,
         host: authority.to_string(),
         prefix: uri.path().trim_end_matches('/').to_owned(),
         shown: url.trim_end_matches('/').to_owned(),
@@ -203,7 +212,7 @@ async fn component(
             .strip_prefix(base.prefix.as_str())
             .unwrap_or("")
     );
-    let res = fetch(base.addr, req, th.timeout, 4 << 20).await;
+    let res = crate::fetch_with(None, base.tls.as_ref(), base.addr, req, th.timeout, 4 << 20).await;
     let (verdict, code, ms, detail) = match res {
         Err(e) => (Verdict::Unhealthy, None, None, e),
         Ok(f) => {
@@ -253,9 +262,13 @@ fn status_word(v: &Value) -> Verdict {
     }
 }
 
-/// Checks an application endpoint's components.
-pub async fn check_url(url: &str, th: &Thresholds) -> Result<Report, ReportError> {
-    let base = parse_base(url).await?;
+/// Checks an application endpoint's components; `roots` says whom to trust for https.
+pub async fn check_url(
+    url: &str,
+    th: &Thresholds,
+    roots: Option<&std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<Report, ReportError> {
+    let base = parse_base(url, roots).await?;
     let mut components = Vec::new();
     components.push(
         component(
@@ -429,6 +442,7 @@ pub async fn check_state(state: &DeploymentState, th: &Thresholds) -> Report {
             let mut list = Vec::new();
             let base = Base {
                 addr: n.spec.admin,
+                tls: None,
                 host: n.spec.admin.to_string(),
                 prefix: String::new(),
                 shown: format!("http://{}", n.spec.admin),
@@ -458,6 +472,7 @@ pub async fn check_state(state: &DeploymentState, th: &Thresholds) -> Report {
                 // Through the balancer: proves it routes to an instance of its own region.
                 let viewer = Base {
                     addr: n.spec.address,
+                    tls: None,
                     host: n.spec.address.to_string(),
                     prefix: String::new(),
                     shown: format!("http://{}", n.spec.address),

@@ -20,7 +20,7 @@ async fn demo(processing: Duration) -> String {
 #[tokio::test]
 async fn a_healthy_origin_scores_100() {
     let url = demo(Duration::ZERO).await;
-    let r = check_url(&url, &Thresholds::default()).await.unwrap();
+    let r = check_url(&url, &Thresholds::default(), None).await.unwrap();
     assert_eq!(r.overall, Verdict::Healthy, "{r:#?}");
     assert_eq!(r.score, 100.0);
     let names: Vec<&str> = r.components.iter().map(|c| c.name.as_str()).collect();
@@ -40,7 +40,7 @@ async fn slow_components_are_degraded_with_a_recommendation() {
         slow: Duration::from_millis(100),
         ..Default::default()
     };
-    let r = check_url(&url, &th).await.unwrap();
+    let r = check_url(&url, &th, None).await.unwrap();
     let gql = r.components.iter().find(|c| c.name == "graphql").unwrap();
     assert_eq!(gql.verdict, Verdict::Degraded, "{gql:?}");
     assert_eq!(r.overall, Verdict::Degraded);
@@ -56,12 +56,12 @@ async fn slow_components_are_degraded_with_a_recommendation() {
 #[tokio::test]
 async fn wrong_urls_are_clear_errors() {
     let th = Thresholds::default();
-    assert!(check_url("https://127.0.0.1:1", &th)
+    assert!(check_url("https://127.0.0.1:1", &th, None)
         .await
         .unwrap_err()
         .to_string()
         .contains("https"));
-    assert!(check_url("ftp://x", &th)
+    assert!(check_url("ftp://x", &th, None)
         .await
         .unwrap_err()
         .to_string()

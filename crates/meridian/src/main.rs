@@ -78,6 +78,10 @@ enum Cmd {
         /// Responses slower than this many milliseconds count as degraded.
         #[arg(long, default_value_t = 1000)]
         slow_ms: u64,
+        /// For an https:// URL: the certificate (PEM) to trust, such as a deployment's
+        /// <state-dir>/tls/dev-cert.pem.
+        #[arg(long, requires = "url")]
+        cacert: Option<PathBuf>,
     },
     /// Run the RichesReach API stand-in on its own (the origin Meridian is tested against).
     DemoOrigin {
@@ -540,14 +544,19 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             state_dir,
             output,
             slow_ms,
+            cacert,
         } => {
             use meridian_health::report;
+            let roots = match &cacert {
+                Some(path) => Some(client_trusting(path)?),
+                None => None,
+            };
             let th = report::Thresholds {
                 slow: Duration::from_millis(slow_ms),
                 ..Default::default()
             };
             let rep = match (url, state_dir) {
-                (Some(url), _) => report::check_url(&url, &th).await?,
+                (Some(url), _) => report::check_url(&url, &th, roots.as_ref()).await?,
                 (None, Some(dir)) => {
                     let state = meridian_config::state::DeploymentState::read(&dir)?;
                     report::check_state(&state, &th).await
@@ -887,13 +896,18 @@ fn running_deployment(state_dir: &Path) -> Result<(Config, meridian_config::stat
 
 /// A TLS client that trusts the development certificate `up` made in `state_dir`.
 fn dev_cert_client(state_dir: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {
-    use rustls::pki_types::pem::PemObject;
     let (cert, _) = meridian_http::tls::dev_cert_paths(state_dir);
+    client_trusting(&cert).with_context(|| "--tls needs the deployment's development certificate")
+}
+
+/// A TLS client that trusts the certificates in a PEM file.
+fn client_trusting(pem: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert)
-        .with_context(|| format!("--tls needs the development certificate {}", cert.display()))?
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(pem)
+        .with_context(|| format!("cannot read certificates from {}", pem.display()))?
     {
-        roots.add(c.context("a certificate in the development certificate file")?)?;
+        roots.add(c.context("a certificate in the file")?)?;
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
