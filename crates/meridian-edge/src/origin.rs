@@ -36,13 +36,14 @@ pub struct Member {
 }
 
 impl Member {
-    /// The round trip used to rank members: the measured one once there is one, else the
-    /// model's. Whole milliseconds, so members that measure alike (every origin on one
-    /// machine without WAN relays) do not flap on noise; the model breaks such ties.
+    /// The round trip used to rank members: the measured one, but never less than the
+    /// model's. A path is at least as long as its distance; measurements can only show it
+    /// slower (congestion, a struggling region). So members that all measure near zero
+    /// (every origin on one machine without WAN relays) keep the model's order instead of
+    /// flapping on noise, and with the WAN the measurement decides. Whole milliseconds.
     pub fn rank_key(&self) -> (u64, u64) {
         let measured = self.rtt_us.load(Ordering::Relaxed);
-        let expected = if measured == 0 { self.modelled_us } else { measured };
-        (expected / 1000, self.modelled_us)
+        (measured.max(self.modelled_us) / 1000, self.modelled_us)
     }
 }
 
