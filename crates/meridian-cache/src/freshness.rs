@@ -446,7 +446,13 @@ mod tests {
     fn stored(cc: &str, ttl: u64) -> (Stored, SystemTime) {
         let t = SystemTime::UNIX_EPOCH + secs(1_000_000);
         (
-            Stored::new(200, h(&[("cache-control", cc)]), Duration::ZERO, t, secs(ttl)),
+            Stored::new(
+                200,
+                h(&[("cache-control", cc)]),
+                Duration::ZERO,
+                t,
+                secs(ttl),
+            ),
             t,
         )
     }

@@ -270,7 +270,10 @@ fn default_cache_policy() -> CachePolicy {
 fn default_origin_group(regions: &[crate::Region]) -> OriginGroup {
     OriginGroup {
         name: "default".to_owned(),
-        members: regions.iter().map(|r| OriginMember::Lb(r.name.clone())).collect(),
+        members: regions
+            .iter()
+            .map(|r| OriginMember::Lb(r.name.clone()))
+            .collect(),
         selection: OriginSelection::Latency,
         failover_statuses: vec![500, 502, 503, 504],
         connect_timeout: Duration::from_secs(1),
@@ -373,8 +376,7 @@ pub(crate) fn read_distribution(
     match crate::load::read_named(t, d, "origin_request_policy", |s, d, name| {
         let p = OriginRequestPolicy {
             name,
-            headers: read_filter(s, d, "headers", "header_names")
-                .unwrap_or(KeyFilter::All),
+            headers: read_filter(s, d, "headers", "header_names").unwrap_or(KeyFilter::All),
             query_strings: read_filter(s, d, "query_strings", "query_string_names")
                 .unwrap_or(KeyFilter::All),
             cookies: read_filter(s, d, "cookies", "cookie_names").unwrap_or(KeyFilter::All),
@@ -497,7 +499,11 @@ pub(crate) fn read_distribution(
     for s in t.tables(d, "custom_error_response") {
         let code = s.int(d, "error_code", 400..=599).map(|c| c as u16);
         if !s.has("error_code") {
-            s.missing(d, "error_code", "add error_code = 503 (a 4xx or 5xx status)");
+            s.missing(
+                d,
+                "error_code",
+                "add error_code = 503 (a 4xx or 5xx status)",
+            );
         }
         let response_code = s.int(d, "response_code", 200..=599).map(|c| c as u16);
         let response_page_path = s.str(d, "response_page_path");
@@ -530,7 +536,11 @@ pub(crate) fn read_distribution(
         let key = s.req_str(d, "key", "add key = \"/path/to/privkey.pem\"");
         let names: Vec<String> = s
             .str_list(d, "names")
-            .map(|v| v.into_iter().map(|n| n.into_inner().to_ascii_lowercase()).collect())
+            .map(|v| {
+                v.into_iter()
+                    .map(|n| n.into_inner().to_ascii_lowercase())
+                    .collect()
+            })
             .unwrap_or_default();
         s.finish(d);
         if let (Some(cert), Some(key)) = (cert, key) {
@@ -643,8 +653,12 @@ fn read_origin_group(
             other => f.wrong_type(d, "an array of status codes", other),
         }
     }
-    g.connect_timeout = s.duration(d, "connect_timeout").unwrap_or(g.connect_timeout);
-    g.response_timeout = s.duration(d, "response_timeout").unwrap_or(g.response_timeout);
+    g.connect_timeout = s
+        .duration(d, "connect_timeout")
+        .unwrap_or(g.connect_timeout);
+    g.response_timeout = s
+        .duration(d, "response_timeout")
+        .unwrap_or(g.response_timeout);
     if let Some(hc) = s.table(d, "health_check") {
         g.health_check = crate::load::read_health_check(&hc, d)?;
     }
@@ -670,8 +684,8 @@ fn read_cache_policy(s: &Table, d: &mut Diagnostics, name: String) -> Option<Cac
             "raise max_ttl or lower min_ttl so the default lies between them",
         );
     }
-    p.query_strings = read_filter(s, d, "query_strings", "query_string_names")
-        .unwrap_or(KeyFilter::None);
+    p.query_strings =
+        read_filter(s, d, "query_strings", "query_string_names").unwrap_or(KeyFilter::None);
     p.headers = s
         .str_list(d, "headers")
         .map(|v| v.into_iter().map(|h| h.into_inner()).collect())
@@ -782,7 +796,11 @@ fn read_response_headers(
                 max_age: c.duration(d, "max_age").unwrap_or(Duration::from_secs(600)),
             };
             if cors.allow_origins.is_empty() {
-                c.missing(d, "allow_origins", "add allow_origins = [\"*\"] or a list of origins");
+                c.missing(
+                    d,
+                    "allow_origins",
+                    "add allow_origins = [\"*\"] or a list of origins",
+                );
             }
             c.finish(d);
             Some(cors)
@@ -819,8 +837,7 @@ fn read_response_headers(
 
 fn http_header_name_ok(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 

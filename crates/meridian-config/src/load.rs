@@ -669,20 +669,35 @@ fn read_simulation(t: &Table, d: &mut Diagnostics) -> Option<Simulation> {
     s.access = t.duration(d, "access").unwrap_or(s.access);
     s.jitter = t.duration(d, "jitter").unwrap_or(s.jitter);
     s.bandwidth = t.size(d, "bandwidth").filter(|b| b.0 > 0);
+    let place = "name a region, pop:<name> or client:<name>";
+    for (from, to, rtt) in read_latencies(t, d, ("from", place), ("to", place)) {
+        s.latency.push(PlaceLatency { from, to, rtt });
+    }
+    t.finish(d);
+    Some(s)
+}
+
+/// `[[<table>.latency]]` entries: two named ends (key, fix when missing) and an `rtt`.
+fn read_latencies(
+    t: &Table,
+    d: &mut Diagnostics,
+    a: (&'static str, &str),
+    b: (&'static str, &str),
+) -> Vec<(String, String, Duration)> {
+    let mut out = Vec::new();
     for l in t.tables(d, "latency") {
-        let from = l.req_str(d, "from", "name a region, PoP or client location");
-        let to = l.req_str(d, "to", "name a region, PoP or client location");
+        let x = l.req_str(d, a.0, a.1);
+        let y = l.req_str(d, b.0, b.1);
         let rtt = l.duration(d, "rtt");
         if !l.has("rtt") {
             l.missing(d, "rtt", "add the round trip, for example rtt = \"70ms\"");
         }
         l.finish(d);
-        if let (Some(from), Some(to), Some(rtt)) = (from, to, rtt) {
-            s.latency.push(PlaceLatency { from, to, rtt });
+        if let (Some(x), Some(y), Some(rtt)) = (x, y, rtt) {
+            out.push((x, y, rtt));
         }
     }
-    t.finish(d);
-    Some(s)
+    out
 }
 
 fn read_supervisor(t: &Table, d: &mut Diagnostics) -> Option<Supervisor> {
@@ -755,21 +770,17 @@ fn read_dns(t: &Table, d: &mut Diagnostics) -> Option<Dns> {
             dns.records.push(r);
         }
     }
-    for s in t.tables(d, "latency") {
-        let client = s.req_str(d, "client", "name the client location");
-        let region = s.req_str(d, "region", "name the region");
-        let rtt = s.duration(d, "rtt");
-        if !s.has("rtt") {
-            s.missing(d, "rtt", "add the round trip, for example rtt = \"70ms\"");
-        }
-        s.finish(d);
-        if let (Some(client), Some(region), Some(rtt)) = (client, region, rtt) {
-            dns.latency_overrides.push(LatencyOverride {
-                client,
-                region,
-                rtt,
-            });
-        }
+    for (client, region, rtt) in read_latencies(
+        t,
+        d,
+        ("client", "name the client location"),
+        ("region", "name the region"),
+    ) {
+        dns.latency_overrides.push(LatencyOverride {
+            client,
+            region,
+            rtt,
+        });
     }
     t.finish(d);
     Some(dns)

@@ -326,7 +326,10 @@ impl Field<'_> {
 impl<'a> Table<'a> {
     /// Every key of the table, for tables whose keys are data (custom headers).
     pub fn keys(&self) -> Vec<&'a str> {
-        self.entries.iter().map(|(k, _)| k.get_ref().as_str()).collect()
+        self.entries
+            .iter()
+            .map(|(k, _)| k.get_ref().as_str())
+            .collect()
     }
 
     /// A string that must be one of `allowed`; the error lists them.

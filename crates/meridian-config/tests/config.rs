@@ -180,15 +180,32 @@ fn the_default_distribution_is_the_seeds_cloudfront_setup() {
     let api = d.behavior_for("/api/quotes/AAPL");
     assert_eq!(api.path_pattern, "/api/*");
     let p = d.cache_policy(&api.cache_policy).unwrap();
-    assert_eq!((p.default_ttl, p.max_ttl), (Duration::from_secs(300), Duration::from_secs(3600)));
-    let st = d.cache_policy(&d.behavior_for("/static/app.js").cache_policy).unwrap();
-    assert_eq!((st.default_ttl, st.max_ttl), (Duration::from_secs(86_400), Duration::from_secs(31_536_000)));
-    let gql = d.cache_policy(&d.behavior_for("/graphql").cache_policy).unwrap();
+    assert_eq!(
+        (p.default_ttl, p.max_ttl),
+        (Duration::from_secs(300), Duration::from_secs(3600))
+    );
+    let st = d
+        .cache_policy(&d.behavior_for("/static/app.js").cache_policy)
+        .unwrap();
+    assert_eq!(
+        (st.default_ttl, st.max_ttl),
+        (Duration::from_secs(86_400), Duration::from_secs(31_536_000))
+    );
+    let gql = d
+        .cache_policy(&d.behavior_for("/graphql").cache_policy)
+        .unwrap();
     for q in ["extensions", "operationName", "variables"] {
-        assert!(gql.query_strings.admits(q, false), "{q} is in the GraphQL cache key");
+        assert!(
+            gql.query_strings.admits(q, false),
+            "{q} is in the GraphQL cache key"
+        );
     }
     assert!(!gql.query_strings.admits("utm_source", false));
-    assert_eq!(d.behavior_for("/").path_pattern, "*", "the default behavior");
+    assert_eq!(
+        d.behavior_for("/").path_pattern,
+        "*",
+        "the default behavior"
+    );
     let g = d.origin_group("regions").unwrap();
     assert_eq!(g.members.len(), 3);
     assert_eq!(g.failover_statuses, [500, 502, 503, 504]);
@@ -237,21 +254,37 @@ fn distribution_mistakes_each_get_a_precise_error() {
             .unwrap_or_else(|| panic!("no error for {key}: {errs:#?}"))
     };
     let e = find("distribution.origin_group[0].members");
-    assert!(e.problem.contains("lb:us-west-2") && e.fix.contains("us-east-1"), "{e}");
+    assert!(
+        e.problem.contains("lb:us-west-2") && e.fix.contains("us-east-1"),
+        "{e}"
+    );
     assert_eq!(e.line, 18);
     assert!(errs.iter().any(|e| e.problem.contains("ftp://x")));
-    assert!(find("distribution.origin_group[0].selection").fix.contains("latency"));
-    assert!(find("distribution.cache_policy[0].default_ttl").problem.contains("min_ttl <= default_ttl"));
-    assert!(find("distribution.cache_policy[0].query_string_names").fix.contains("query_string_names"));
-    assert!(find("distribution.behavior[0].origin_group").fix.contains("app"));
-    assert!(find("distribution.behavior[0].cache_policy").fix.contains("api"));
-    assert!(find("distribution.behavior[0].viewer_protocol_policy").fix.contains("redirect-to-https"));
+    assert!(find("distribution.origin_group[0].selection")
+        .fix
+        .contains("latency"));
+    assert!(find("distribution.cache_policy[0].default_ttl")
+        .problem
+        .contains("min_ttl <= default_ttl"));
+    assert!(find("distribution.cache_policy[0].query_string_names")
+        .fix
+        .contains("query_string_names"));
+    assert!(find("distribution.behavior[0].origin_group")
+        .fix
+        .contains("app"));
+    assert!(find("distribution.behavior[0].cache_policy")
+        .fix
+        .contains("api"));
+    assert!(find("distribution.behavior[0].viewer_protocol_policy")
+        .fix
+        .contains("redirect-to-https"));
+    assert!(errs.iter().any(
+        |e| e.key == "distribution.behavior[0].allowed_methods" && e.problem.contains("FETCH")
+    ));
     assert!(errs
         .iter()
-        .any(|e| e.key == "distribution.behavior[0].allowed_methods" && e.problem.contains("FETCH")));
-    assert!(errs
-        .iter()
-        .any(|e| e.key == "distribution.behavior[0].allowed_methods" && e.problem.contains("GET and HEAD")));
+        .any(|e| e.key == "distribution.behavior[0].allowed_methods"
+            && e.problem.contains("GET and HEAD")));
     let text = errs.iter().map(|e| e.to_string()).collect::<String>();
     assert!(text.contains("shop.toml:"), "{text}");
 }

@@ -163,5 +163,9 @@ pub fn tune(sock: &UdpSocket) {
     };
     set(libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
     set(libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
-    set(libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO);
+    set(
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DO,
+    );
 }

@@ -54,7 +54,11 @@ fn token_ok(req: &Request<Incoming>, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn route(edge: &Edge, token: &str, req: Request<Incoming>) -> http::Response<meridian_http::Body> {
+async fn route(
+    edge: &Edge,
+    token: &str,
+    req: Request<Incoming>,
+) -> http::Response<meridian_http::Body> {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (_, "/metrics") => return meridian_http::metrics(edge.metrics_text()),
@@ -65,7 +69,11 @@ async fn route(edge: &Edge, token: &str, req: Request<Incoming>) -> http::Respon
                 .origins()
                 .groups
                 .iter()
-                .flat_map(|g| g.members.iter().map(|m| (m.name.clone(), m.health.is_healthy())))
+                .flat_map(|g| {
+                    g.members
+                        .iter()
+                        .map(|m| (m.name.clone(), m.health.is_healthy()))
+                })
                 .collect();
             let healthy = origins.iter().filter(|(_, h)| *h).count();
             return meridian_http::json(

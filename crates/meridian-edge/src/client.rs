@@ -38,15 +38,19 @@ pub async fn invalidate_all(
                 .body(Full::new(Bytes::from(body)));
             let result = match req {
                 Err(e) => Err(e.to_string()),
-                Ok(req) => match meridian_health::fetch(admin, req, Duration::from_secs(10), 64 * 1024).await {
-                    Ok(f) if f.status == 200 => Ok(started.elapsed()),
-                    Ok(f) => Err(format!(
-                        "answered {}: {}",
-                        f.status,
-                        String::from_utf8_lossy(&f.body).trim()
-                    )),
-                    Err(e) => Err(e),
-                },
+                Ok(req) => {
+                    match meridian_health::fetch(admin, req, Duration::from_secs(10), 64 * 1024)
+                        .await
+                    {
+                        Ok(f) if f.status == 200 => Ok(started.elapsed()),
+                        Ok(f) => Err(format!(
+                            "answered {}: {}",
+                            f.status,
+                            String::from_utf8_lossy(&f.body).trim()
+                        )),
+                        Err(e) => Err(e),
+                    }
+                }
             };
             PopInvalidation { pop, admin, result }
         });

@@ -14,7 +14,12 @@ pub fn compressible(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     ct.starts_with("text/")
         || matches!(
             ct.as_str(),

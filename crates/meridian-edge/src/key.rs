@@ -192,7 +192,13 @@ mod tests {
             cache_key(&all, "h", "/a", Some("a=1&b=2"), &e)
         );
         assert_eq!(
-            cache_key(&allow, "h", "/graphql", Some("operationName=Q&extensions=E&t=9"), &e),
+            cache_key(
+                &allow,
+                "h",
+                "/graphql",
+                Some("operationName=Q&extensions=E&t=9"),
+                &e
+            ),
             "h/graphql?extensions=E&operationName=Q"
         );
         assert_eq!(

@@ -106,9 +106,14 @@ impl EdgeOptions {
         let pop = cfg
             .pop_of(node)
             .ok_or_else(|| EdgeError::NotAPop(node.name.clone()))?;
-        let certs: Vec<meridian_http::tls::CertFiles> = if cfg.distribution.certificates.is_empty() {
+        let certs: Vec<meridian_http::tls::CertFiles> = if cfg.distribution.certificates.is_empty()
+        {
             let (cert, key) = meridian_http::tls::ensure_dev_cert(state_dir, &dev_cert_names(cfg))?;
-            vec![meridian_http::tls::CertFiles { names: Vec::new(), cert, key }]
+            vec![meridian_http::tls::CertFiles {
+                names: Vec::new(),
+                cert,
+                key,
+            }]
         } else {
             cfg.distribution
                 .certificates
@@ -129,10 +134,11 @@ impl EdgeOptions {
             admin: node.admin,
             admin_token: admin_token(state_dir)?,
             disk_dir: (pop.disk_cache.0 > 0).then(|| state_dir.join("cache").join(&pop.name)),
-            access_log: cfg
-                .distribution
-                .access_log
-                .then(|| state_dir.join("logs").join(format!("access-{}.log", pop.name))),
+            access_log: cfg.distribution.access_log.then(|| {
+                state_dir
+                    .join("logs")
+                    .join(format!("access-{}.log", pop.name))
+            }),
             config: cfg.clone(),
         })
     }
@@ -156,10 +162,11 @@ pub async fn run(
         Some((addr, _)) => Some(meridian_http::bind(*addr).await?),
         None => None,
     };
-    let store = store::Store::new(pop.memory_cache.0, opts.disk_dir.clone(), pop.disk_cache.0).map_err(|source| EdgeError::Io {
-        path: opts.disk_dir.clone().unwrap_or_default(),
-        source,
-    })?;
+    let store = store::Store::new(pop.memory_cache.0, opts.disk_dir.clone(), pop.disk_cache.0)
+        .map_err(|source| EdgeError::Io {
+            path: opts.disk_dir.clone().unwrap_or_default(),
+            source,
+        })?;
     // Origin connections leave from the PoP's own address, as they would from its machine.
     let edge = Edge::new(
         &pop.name,
@@ -176,7 +183,12 @@ pub async fn run(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let admin_task = tokio::spawn(admin::serve(admin_listener, edge.clone(), opts.admin_token.clone(), stopped(stop_rx.clone())));
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        edge.clone(),
+        opts.admin_token.clone(),
+        stopped(stop_rx.clone()),
+    ));
     let server_opts = meridian_http::ServerOptions::default();
     let https_task = match (https_listener, &opts.https) {
         (Some(l), Some((_, tls))) => {
@@ -193,10 +205,16 @@ pub async fn run(
         _ => None,
     };
     let e = edge.clone();
-    let main = meridian_http::serve_conns(listener, server_opts, None, move |peer| e.service(peer), async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    let main = meridian_http::serve_conns(
+        listener,
+        server_opts,
+        None,
+        move |peer| e.service(peer),
+        async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        },
+    );
     main.await;
     if let Some(t) = https_task {
         let _ = t.await;
@@ -210,7 +228,11 @@ pub async fn run(
 }
 
 type BoxedResponse = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<http::Response<meridian_http::Body>, std::convert::Infallible>> + Send>,
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<meridian_http::Body>, std::convert::Infallible>,
+            > + Send,
+    >,
 >;
 
 impl Edge {

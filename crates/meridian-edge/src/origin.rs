@@ -133,9 +133,8 @@ impl Origins {
                         let (addr, check_addr, modelled) = match m {
                             OriginMember::Lb(region) => {
                                 let r = cfg.regions.iter().find(|r| &r.name == region)?;
-                                let rtt = Duration::from_secs_f64(
-                                    pop_location.rtt_ms(&r.location) / 1e3,
-                                );
+                                let rtt =
+                                    Duration::from_secs_f64(pop_location.rtt_ms(&r.location) / 1e3);
                                 // Checked on its viewer address, the way traffic goes (through
                                 // the WAN when there is one): a balancer answers /health there
                                 // only while a target does.
@@ -183,7 +182,9 @@ impl Origins {
             duration: metrics.register(
                 "edge_origin_duration_seconds",
                 "Time from sending a request to an origin to its response head, by origin",
-                Family::new_with_constructor(meridian_telemetry::latency_histogram as fn() -> Histogram),
+                Family::new_with_constructor(
+                    meridian_telemetry::latency_histogram as fn() -> Histogram,
+                ),
             ),
             requests: metrics.register(
                 "edge_origin_requests",
@@ -236,19 +237,27 @@ impl Origins {
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        let out = meridian_health::probe_from(me.local_ip, m.check_addr, &g.cfg.health_check).await;
+                        let out = meridian_health::probe_from(
+                            me.local_ip,
+                            m.check_addr,
+                            &g.cfg.health_check,
+                        )
+                        .await;
                         if out.healthy {
                             // A probe opens a new connection: handshake and request are two
                             // round trips.
                             let sample = out.latency.as_micros() as u64 / 2;
                             let old = m.rtt_us.load(Ordering::Relaxed);
-                            let new = if old == 0 { sample } else { (old * 7 + sample) / 8 };
+                            let new = if old == 0 {
+                                sample
+                            } else {
+                                (old * 7 + sample) / 8
+                            };
                             m.rtt_us.store(new, Ordering::Relaxed);
                             me.m.rtt.get_or_create(&labels).set(new as f64 / 1e6);
                         }
                         me.board.observe(&key, out);
-                        me.m
-                            .healthy
+                        me.m.healthy
                             .get_or_create(&labels)
                             .set(i64::from(m.health.is_healthy()));
                     }
@@ -287,7 +296,8 @@ impl Origins {
                 break;
             };
             let started = Instant::now();
-            let labels = |outcome: &str| vec![("origin", m.name.clone()), ("outcome", outcome.to_owned())];
+            let labels =
+                |outcome: &str| vec![("origin", m.name.clone()), ("outcome", outcome.to_owned())];
             match tokio::time::timeout(group.cfg.response_timeout, self.client.request(req)).await {
                 Ok(Ok(res)) => {
                     let elapsed = started.elapsed();
@@ -326,8 +336,10 @@ impl Origins {
                         .inc();
                     attempts.push(format!("{}: {}", m.name, meridian_http::describe(&e)));
                     if connect {
-                        self.board
-                            .report_failure(&format!("{}/{}", group.cfg.name, m.name), "connection failed");
+                        self.board.report_failure(
+                            &format!("{}/{}", group.cfg.name, m.name),
+                            "connection failed",
+                        );
                     }
                     if !(connect || safe) {
                         break;

@@ -74,9 +74,10 @@ impl Outcome {
 
     pub fn x_cache(self) -> &'static str {
         match self {
-            Outcome::Hit | Outcome::StaleWhileRevalidate | Outcome::StaleIfError | Outcome::Preflight => {
-                "Hit from meridian"
-            }
+            Outcome::Hit
+            | Outcome::StaleWhileRevalidate
+            | Outcome::StaleIfError
+            | Outcome::Preflight => "Hit from meridian",
             Outcome::RefreshHit => "RefreshHit from meridian",
             Outcome::Miss | Outcome::Pass => "Miss from meridian",
             Outcome::Error => "Error from meridian",
@@ -86,7 +87,10 @@ impl Outcome {
     /// `x-edge-result-type` of the access log.
     pub fn result_type(self) -> &'static str {
         match self {
-            Outcome::Hit | Outcome::StaleWhileRevalidate | Outcome::StaleIfError | Outcome::Preflight => "Hit",
+            Outcome::Hit
+            | Outcome::StaleWhileRevalidate
+            | Outcome::StaleIfError
+            | Outcome::Preflight => "Hit",
             Outcome::RefreshHit => "RefreshHit",
             Outcome::Miss | Outcome::Pass => "Miss",
             Outcome::Error => "Error",
@@ -383,7 +387,8 @@ impl Edge {
             headers: parts.headers,
         };
         let (mut res, outcome, origin) = if !ctx.path.starts_with('/') {
-            let r = meridian_http::text(StatusCode::BAD_REQUEST, "the request target must be a path");
+            let r =
+                meridian_http::text(StatusCode::BAD_REQUEST, "the request target must be a path");
             (r, Outcome::Error, String::new())
         } else {
             self.route(&ctx, body).await
@@ -401,20 +406,28 @@ impl Edge {
         let b = ctx.behavior;
         match b.viewer_protocol_policy {
             ViewerProtocolPolicy::RedirectToHttps if ctx.peer.tls.is_none() => {
-                let host = ctx.host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&ctx.host);
+                let host = ctx
+                    .host
+                    .rsplit_once(':')
+                    .map(|(h, _)| h)
+                    .unwrap_or(&ctx.host);
                 let mut loc = format!("https://{host}:{}{}", self.0.https_port, ctx.path);
                 if let Some(q) = &ctx.query {
                     loc.push('?');
                     loc.push_str(q);
                 }
-                let mut r = meridian_http::text(StatusCode::MOVED_PERMANENTLY, format!("moved to {loc}"));
+                let mut r =
+                    meridian_http::text(StatusCode::MOVED_PERMANENTLY, format!("moved to {loc}"));
                 if let Ok(v) = HeaderValue::from_str(&loc) {
                     r.headers_mut().insert(header::LOCATION, v);
                 }
                 return (r, Outcome::Redirect, String::new());
             }
             ViewerProtocolPolicy::HttpsOnly if ctx.peer.tls.is_none() => {
-                let r = meridian_http::text(StatusCode::FORBIDDEN, "this path is served over HTTPS only");
+                let r = meridian_http::text(
+                    StatusCode::FORBIDDEN,
+                    "this path is served over HTTPS only",
+                );
                 return (r, Outcome::Error, String::new());
             }
             _ => {}
@@ -437,7 +450,10 @@ impl Edge {
             }
         }
         let Some(group) = self.0.origins.group(&b.origin_group).cloned() else {
-            let r = meridian_http::text(StatusCode::BAD_GATEWAY, "the behavior's origin group has no members");
+            let r = meridian_http::text(
+                StatusCode::BAD_GATEWAY,
+                "the behavior's origin group has no members",
+            );
             return (r, Outcome::Error, String::new());
         };
         let policy = self
@@ -534,9 +550,15 @@ impl Edge {
                     h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
                 }
             }
-            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(cors.max_age.as_secs()));
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from(cors.max_age.as_secs()),
+            );
             if cors.allow_credentials {
-                h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
             }
         }
         Some(r)
@@ -565,7 +587,16 @@ impl Edge {
             let always = matches!(
                 n,
                 "accept" | "content-type" | "content-encoding" | "content-language" | "user-agent"
-            ) || (!for_fill && matches!(n, "accept-encoding" | "if-match" | "if-unmodified-since" | "if-none-match" | "if-modified-since" | "range"));
+            ) || (!for_fill
+                && matches!(
+                    n,
+                    "accept-encoding"
+                        | "if-match"
+                        | "if-unmodified-since"
+                        | "if-none-match"
+                        | "if-modified-since"
+                        | "range"
+                ));
             let by_orp = orp.is_some_and(|p| p.headers.admits(n, true));
             let by_key = policy.headers.iter().any(|h| h.eq_ignore_ascii_case(n));
             if always || by_orp || by_key {
@@ -575,7 +606,15 @@ impl Edge {
         if for_fill {
             // The edge stores identity bodies and compresses per viewer; it fetches whole
             // objects and answers ranges and conditionals itself.
-            for n in ["accept-encoding", "range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since"] {
+            for n in [
+                "accept-encoding",
+                "range",
+                "if-range",
+                "if-none-match",
+                "if-modified-since",
+                "if-match",
+                "if-unmodified-since",
+            ] {
                 out.remove(n);
             }
         }
@@ -590,7 +629,11 @@ impl Edge {
         if let Ok(v) = HeaderValue::from_str(&ctx.host) {
             out.insert(header::HOST, v);
         }
-        let xff = match ctx.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let xff = match ctx
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(prev) => format!("{prev}, {}", ctx.peer.addr.ip()),
             None => ctx.peer.addr.ip().to_string(),
         };
@@ -599,7 +642,11 @@ impl Edge {
         }
         out.insert(
             "x-forwarded-proto",
-            HeaderValue::from_static(if ctx.peer.tls.is_some() { "https" } else { "http" }),
+            HeaderValue::from_static(if ctx.peer.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            }),
         );
         out.append(header::VIA, self.0.via.clone());
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
@@ -627,14 +674,24 @@ impl Edge {
         group: &Arc<Group>,
         policy: &CachePolicy,
     ) -> (Response<Body>, Outcome, String) {
-        let primary = key::cache_key(policy, &ctx.host, &ctx.path, ctx.query.as_deref(), &ctx.headers);
+        let primary = key::cache_key(
+            policy,
+            &ctx.host,
+            &ctx.path,
+            ctx.query.as_deref(),
+            &ctx.headers,
+        );
         let req_cc = CacheControl::from_headers(&ctx.headers);
         let now = SystemTime::now();
         let stored = self.lookup(&primary, &ctx.headers);
         let stale = match stored {
             Some(obj) => match obj.meta.usability(&req_cc, now, policy.stale_if_error) {
                 Usability::Fresh { .. } => {
-                    return (self.serve_object(ctx, obj).await, Outcome::Hit, String::new());
+                    return (
+                        self.serve_object(ctx, obj).await,
+                        Outcome::Hit,
+                        String::new(),
+                    );
                 }
                 Usability::StaleWhileRevalidate { .. } => {
                     self.refresh_in_background(ctx, group, policy, &primary, obj.clone());
@@ -646,11 +703,20 @@ impl Edge {
             None => None,
         };
         if req_cc.only_if_cached {
-            let r = meridian_http::text(StatusCode::GATEWAY_TIMEOUT, "only-if-cached: not in the cache");
+            let r = meridian_http::text(
+                StatusCode::GATEWAY_TIMEOUT,
+                "only-if-cached: not in the cache",
+            );
             return (r, Outcome::Error, String::new());
         }
         let got = self
-            .fetch_shared(ctx, group, policy, &primary, stale.as_ref().map(|(o, _)| o.clone()))
+            .fetch_shared(
+                ctx,
+                group,
+                policy,
+                &primary,
+                stale.as_ref().map(|(o, _)| o.clone()),
+            )
             .await;
         let fill = match got {
             Got::Fill(f) => f,
@@ -661,8 +727,16 @@ impl Edge {
             Got::Streaming(res, origin) => return (res, Outcome::Miss, origin),
         };
         match fill {
-            Fill::Stored { obj, refreshed, origin } => {
-                let o = if refreshed { Outcome::RefreshHit } else { Outcome::Miss };
+            Fill::Stored {
+                obj,
+                refreshed,
+                origin,
+            } => {
+                let o = if refreshed {
+                    Outcome::RefreshHit
+                } else {
+                    Outcome::Miss
+                };
                 // A variant stored under another Vary selection is not this viewer's.
                 let obj = if obj.vary.is_some() {
                     match self.lookup(&primary, &ctx.headers) {
@@ -739,7 +813,9 @@ impl Edge {
         }
     }
 
-    fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<Option<Fill>>>> {
+    fn inflight(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<Option<Fill>>>> {
         self.0.inflight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -764,9 +840,13 @@ impl Edge {
         // a plain GET with no range or validators (compression is decided in the fill).
         req.stream = ctx.method == Method::GET
             && req.stale.is_none()
-            && ![header::RANGE, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE]
-                .iter()
-                .any(|h| ctx.headers.contains_key(h));
+            && ![
+                header::RANGE,
+                header::IF_NONE_MATCH,
+                header::IF_MODIFIED_SINCE,
+            ]
+            .iter()
+            .any(|h| ctx.headers.contains_key(h));
         req.compress = ctx.behavior.compress;
         match self.lead_fill(group.clone(), req).await {
             Some(got) => got,
@@ -783,11 +863,7 @@ impl Edge {
 
     /// Runs a fill as the leader in its own task, so a viewer that goes away does not
     /// cancel the fetch others wait for. None when another leader got there first.
-    async fn lead_fill(
-        &self,
-        group: Arc<Group>,
-        req: FillRequest,
-    ) -> Option<Got> {
+    async fn lead_fill(&self, group: Arc<Group>, req: FillRequest) -> Option<Got> {
         let (tx, rx) = watch::channel(None);
         {
             let mut map = self.inflight();
@@ -833,12 +909,7 @@ impl Edge {
     }
 
     /// Fetches from the origin group and stores what may be stored.
-    async fn fill(
-        &self,
-        group: &Group,
-        req: FillRequest,
-        own: oneshot::Sender<Own>,
-    ) -> Fill {
+    async fn fill(&self, group: &Group, req: FillRequest, own: oneshot::Sender<Own>) -> Fill {
         let mut headers = req.headers.clone();
         if let Some(s) = &req.stale {
             for (k, v) in &conditional_request(&s.meta.headers) {
@@ -850,7 +921,13 @@ impl Edge {
         let r = match self
             .0
             .origins
-            .send(group, &Method::GET, &req.path_and_query, &headers, Bytes::new())
+            .send(
+                group,
+                &Method::GET,
+                &req.path_and_query,
+                &headers,
+                Bytes::new(),
+            )
             .await
         {
             Ok(r) => r,
@@ -895,7 +972,13 @@ impl Edge {
                 .map(|c| c.error_caching_min_ttl)
                 .filter(|t| !t.is_zero());
             if let (Some(ttl), None) = (error_ttl, &req.stale) {
-                let mut meta = self.meta(&req.policy, status, storable_headers(&h), sent_at, received_at);
+                let mut meta = self.meta(
+                    &req.policy,
+                    status,
+                    storable_headers(&h),
+                    sent_at,
+                    received_at,
+                );
                 meta.ttl = ttl;
                 let obj = Arc::new(Object {
                     key: req.key.clone(),
@@ -926,7 +1009,10 @@ impl Edge {
         };
         // Vary on anything but Accept-Encoding (the edge stores identity) selects variants.
         let vary_names = vary_names(res_headers);
-        if vary_names.as_ref().is_some_and(|v| v.iter().any(|n| n == "*")) {
+        if vary_names
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|n| n == "*"))
+        {
             let _ = own.send(Own::Origin(r));
             return Fill::Pass;
         }
@@ -935,43 +1021,63 @@ impl Edge {
             let _ = own.send(Own::Origin(r));
             return Fill::Pass;
         }
-        let OriginResponse { member, response, .. } = r;
+        let OriginResponse {
+            member, response, ..
+        } = r;
         let (parts, body) = response.into_parts();
-        let tee = if req.stream && !self.would_compress(&req, &parts.headers, body.size_hint().exact()) {
-            // The leader gets the bytes as they come; the fill keeps a copy to store.
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<hyper::body::Frame<Bytes>, meridian_http::BoxError>>();
-            let mut headers = storable_headers(&parts.headers);
-            meridian_http::strip_hop_by_hop(&mut headers);
-            headers.insert(header::AGE, HeaderValue::from(initial_age(&parts.headers, sent_at, received_at).as_secs()));
-            if req.compress && compress::compressible(&headers) {
-                append_vary(&mut headers, "Accept-Encoding");
-            }
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
-            let mut res = Response::new(http_body_util::StreamBody::new(stream).boxed());
-            *res.status_mut() = parts.status;
-            *res.headers_mut() = headers;
-            let _ = own.send(Own::Streaming(res, member.clone()));
-            Some(tx)
-        } else {
-            None
-        };
+        let tee =
+            if req.stream && !self.would_compress(&req, &parts.headers, body.size_hint().exact()) {
+                // The leader gets the bytes as they come; the fill keeps a copy to store.
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<
+                    Result<hyper::body::Frame<Bytes>, meridian_http::BoxError>,
+                >();
+                let mut headers = storable_headers(&parts.headers);
+                meridian_http::strip_hop_by_hop(&mut headers);
+                headers.insert(
+                    header::AGE,
+                    HeaderValue::from(initial_age(&parts.headers, sent_at, received_at).as_secs()),
+                );
+                if req.compress && compress::compressible(&headers) {
+                    append_vary(&mut headers, "Accept-Encoding");
+                }
+                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|f| (f, rx))
+                });
+                let mut res = Response::new(http_body_util::StreamBody::new(stream).boxed());
+                *res.status_mut() = parts.status;
+                *res.headers_mut() = headers;
+                let _ = own.send(Own::Streaming(res, member.clone()));
+                Some(tx)
+            } else {
+                None
+            };
         let streamed = tee.is_some();
-        let body = match collect_limited(body, limit as usize, group.cfg.response_timeout, tee).await {
-            Ok(b) => b,
-            // Too large to keep: the streaming leader still gets it all; others ask for
-            // themselves.
-            Err(Collect::TooLarge) if streamed => return Fill::Pass,
-            Err(e) => {
-                return Fill::Failed(Arc::new(ErrorAnswer {
-                    status: StatusCode::BAD_GATEWAY,
-                    headers: text_headers(),
-                    body: Bytes::from(format!("{}: the origin's response could not be read whole: {e}\n", self.0.pop)),
-                    origin: member,
-                }))
-            }
-        };
+        let body =
+            match collect_limited(body, limit as usize, group.cfg.response_timeout, tee).await {
+                Ok(b) => b,
+                // Too large to keep: the streaming leader still gets it all; others ask for
+                // themselves.
+                Err(Collect::TooLarge) if streamed => return Fill::Pass,
+                Err(e) => {
+                    return Fill::Failed(Arc::new(ErrorAnswer {
+                        status: StatusCode::BAD_GATEWAY,
+                        headers: text_headers(),
+                        body: Bytes::from(format!(
+                            "{}: the origin's response could not be read whole: {e}\n",
+                            self.0.pop
+                        )),
+                        origin: member,
+                    }))
+                }
+            };
         self.0.m.bytes_from_origins.inc_by(body.len() as u64);
-        let mut meta = self.meta(&req.policy, status, storable_headers(&parts.headers), sent_at, received_at);
+        let mut meta = self.meta(
+            &req.policy,
+            status,
+            storable_headers(&parts.headers),
+            sent_at,
+            received_at,
+        );
         meta.ttl = ttl;
         let body_id = self.0.body_ids.fetch_add(1, Ordering::Relaxed);
         let obj_key = match &vary_names {
@@ -1090,7 +1196,10 @@ impl Edge {
                         return (too_large(), Outcome::Error, String::new())
                     }
                     Err(_) => {
-                        let r = meridian_http::text(StatusCode::BAD_REQUEST, "the request body could not be read");
+                        let r = meridian_http::text(
+                            StatusCode::BAD_REQUEST,
+                            "the request body could not be read",
+                        );
                         return (r, Outcome::Error, String::new());
                     }
                 }
@@ -1099,11 +1208,22 @@ impl Edge {
         let headers = self.origin_headers(ctx, policy, false);
         let path = self.origin_path(ctx, policy);
         self.0.m.origin_fetches.inc();
-        match self.0.origins.send(group, &ctx.method, &path, &headers, body).await {
+        match self
+            .0
+            .origins
+            .send(group, &ctx.method, &path, &headers, body)
+            .await
+        {
             Ok(r) => {
                 let status = r.response.status().as_u16();
                 // RFC 9111 §4.4: a successful unsafe request invalidates what it changed.
-                for target in invalidation_targets(&ctx.method, status, &ctx.path, &ctx.host, r.response.headers()) {
+                for target in invalidation_targets(
+                    &ctx.method,
+                    status,
+                    &ctx.path,
+                    &ctx.host,
+                    r.response.headers(),
+                ) {
                     let t = target.split('?').next().unwrap_or("").to_owned();
                     self.0.store.invalidate(move |p| p == t);
                 }
@@ -1127,7 +1247,9 @@ impl Edge {
         if let Some(n) = body.size_hint().exact() {
             self.0.m.bytes_from_origins.inc_by(n);
         }
-        let body = body.map_err(|e| Box::new(e) as meridian_http::BoxError).boxed();
+        let body = body
+            .map_err(|e| Box::new(e) as meridian_http::BoxError)
+            .boxed();
         Response::from_parts(parts, body)
     }
 
@@ -1141,7 +1263,11 @@ impl Edge {
         let status = StatusCode::from_u16(obj.meta.status).unwrap_or(StatusCode::OK);
         let mut body = obj.body.clone();
         let dist = &self.0.dist;
-        let coding = if ctx.behavior.compress { key::negotiate(&ctx.headers) } else { Coding::Identity };
+        let coding = if ctx.behavior.compress {
+            key::negotiate(&ctx.headers)
+        } else {
+            Coding::Identity
+        };
         let eligible = coding != Coding::Identity
             && status == StatusCode::OK
             && !headers.contains_key(header::CONTENT_ENCODING)
@@ -1151,7 +1277,10 @@ impl Edge {
         if eligible {
             if let Some(z) = self.compressed(&obj, coding).await {
                 body = z;
-                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding.token()));
+                headers.insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_static(coding.token()),
+                );
                 if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) {
                     if !etag.starts_with("W/") {
                         if let Ok(v) = HeaderValue::from_str(&format!("W/{etag}")) {
@@ -1167,7 +1296,11 @@ impl Edge {
         if status == StatusCode::OK && not_modified(&ctx.headers, &headers) {
             let mut r = Response::new(meridian_http::empty());
             *r.status_mut() = StatusCode::NOT_MODIFIED;
-            for name in [header::CONTENT_LENGTH, header::CONTENT_TYPE, header::CONTENT_ENCODING] {
+            for name in [
+                header::CONTENT_LENGTH,
+                header::CONTENT_TYPE,
+                header::CONTENT_ENCODING,
+            ] {
                 headers.remove(name);
             }
             *r.headers_mut() = headers;
@@ -1190,12 +1323,16 @@ impl Edge {
                     ByteRange::Partial { start, end } => {
                         status = StatusCode::PARTIAL_CONTENT;
                         range = (start, end + 1 - start);
-                        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+                        {
                             headers.insert(header::CONTENT_RANGE, v);
                         }
                     }
                     ByteRange::Unsatisfiable => {
-                        let mut r = meridian_http::text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+                        let mut r = meridian_http::text(
+                            StatusCode::RANGE_NOT_SATISFIABLE,
+                            "range not satisfiable",
+                        );
                         if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                             r.headers_mut().insert(header::CONTENT_RANGE, v);
                         }
@@ -1268,7 +1405,10 @@ impl Edge {
                 if let Some(allow) = allowed_origin(cors, origin) {
                     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
                     if cors.allow_credentials {
-                        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+                        h.insert(
+                            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                            HeaderValue::from_static("true"),
+                        );
                     }
                     if !cors.expose_headers.is_empty() {
                         if let Ok(v) = HeaderValue::from_str(&cors.expose_headers.join(", ")) {
@@ -1283,7 +1423,10 @@ impl Edge {
             }
         }
         h.insert("x-cache", HeaderValue::from_static(outcome.x_cache()));
-        h.insert("cache-status", prepared.cache_status[outcome as usize].clone());
+        h.insert(
+            "cache-status",
+            prepared.cache_status[outcome as usize].clone(),
+        );
         h.append(header::VIA, self.0.via.clone());
         h.insert("x-meridian-pop", prepared.pop.clone());
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
@@ -1292,7 +1435,14 @@ impl Edge {
     }
 
     /// Metrics and the access log line.
-    fn finish(&self, ctx: &Ctx<'_>, res: &Response<Body>, outcome: Outcome, origin: &str, start: Instant) {
+    fn finish(
+        &self,
+        ctx: &Ctx<'_>,
+        res: &Response<Body>,
+        outcome: Outcome,
+        origin: &str,
+        start: Instant,
+    ) {
         let elapsed = start.elapsed();
         let status = res.status().as_u16();
         let bytes = res
@@ -1347,7 +1497,11 @@ impl Edge {
             result_type: outcome.result_type(),
             detailed_result_type: outcome.label(),
             request_id: ctx.request_id.clone(),
-            protocol: if ctx.peer.tls.is_some() { "https" } else { "http" },
+            protocol: if ctx.peer.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             protocol_version: format!("{:?}", ctx.version),
             ssl_protocol: ctx.peer.tls.unwrap_or("-").to_owned(),
             time_taken: (elapsed.as_secs_f64() * 1e6).round() / 1e6,
@@ -1358,7 +1512,11 @@ impl Edge {
                 .unwrap_or("-")
                 .to_owned(),
             content_len: bytes,
-            origin: if origin.is_empty() { "-".into() } else { origin.to_owned() },
+            origin: if origin.is_empty() {
+                "-".into()
+            } else {
+                origin.to_owned()
+            },
         });
     }
 }
@@ -1400,7 +1558,10 @@ fn ttl_policy(p: &CachePolicy) -> TtlPolicy {
 
 fn explicit_freshness(h: &HeaderMap) -> bool {
     let cc = CacheControl::from_headers(h);
-    cc.max_age.is_some() || cc.s_maxage.is_some() || cc.max_age_invalid || h.contains_key(header::EXPIRES)
+    cc.max_age.is_some()
+        || cc.s_maxage.is_some()
+        || cc.max_age_invalid
+        || h.contains_key(header::EXPIRES)
 }
 
 /// The Vary field names of a response, without Accept-Encoding; None without Vary.
@@ -1427,12 +1588,12 @@ fn vary_suffix(names: &[HeaderName], req: &HeaderMap) -> String {
         }
     }
     match vary_key(&res, req) {
-        Some(k) => k
-            .0
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join("\x1f"),
+        Some(k) => {
+            k.0.iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join("\x1f")
+        }
         None => String::new(),
     }
 }
@@ -1459,10 +1620,14 @@ fn not_modified(req: &HeaderMap, res: &HeaderMap) -> bool {
         return inm.trim() == "*" || inm.split(',').any(|t| weak(t) == weak(etag));
     }
     if let (Some(ims), Some(lm)) = (
-        req.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()),
+        req.get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok()),
         res.get(header::LAST_MODIFIED).and_then(|v| v.to_str().ok()),
     ) {
-        if let (Ok(ims), Ok(lm)) = (httpdate::parse_http_date(ims), httpdate::parse_http_date(lm)) {
+        if let (Ok(ims), Ok(lm)) = (
+            httpdate::parse_http_date(ims),
+            httpdate::parse_http_date(lm),
+        ) {
             return lm <= ims;
         }
     }
@@ -1491,11 +1656,20 @@ fn policy_headers(p: &meridian_config::ResponseHeadersPolicy) -> Vec<(HeaderName
             out.push((n, v));
         }
     };
-    add("strict-transport-security", p.strict_transport_security.as_deref());
-    add("content-security-policy", p.content_security_policy.as_deref());
+    add(
+        "strict-transport-security",
+        p.strict_transport_security.as_deref(),
+    );
+    add(
+        "content-security-policy",
+        p.content_security_policy.as_deref(),
+    );
     add("x-frame-options", p.frame_options.as_deref());
     add("referrer-policy", p.referrer_policy.as_deref());
-    add("x-content-type-options", p.content_type_options.then_some("nosniff"));
+    add(
+        "x-content-type-options",
+        p.content_type_options.then_some("nosniff"),
+    );
     for (k, v) in &p.custom_headers {
         add(k, Some(v));
     }
@@ -1504,13 +1678,20 @@ fn policy_headers(p: &meridian_config::ResponseHeadersPolicy) -> Vec<(HeaderName
 
 fn text_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     h
 }
 
 /// 502 (or 504 when every origin timed out) naming what was tried.
 fn generated_error(pop: &str, f: &OriginFailure) -> ErrorAnswer {
-    let status = if f.timed_out { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+    let status = if f.timed_out {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
     ErrorAnswer {
         status,
         headers: text_headers(),
@@ -1522,7 +1703,10 @@ fn generated_error(pop: &str, f: &OriginFailure) -> ErrorAnswer {
 fn too_large() -> Response<Body> {
     meridian_http::text(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the request body exceeds {}", meridian_config::ByteSize(MAX_REQUEST_BODY as u64)),
+        format!(
+            "the request body exceeds {}",
+            meridian_config::ByteSize(MAX_REQUEST_BODY as u64)
+        ),
     )
 }
 
@@ -1542,19 +1726,28 @@ impl std::fmt::Display for Collect {
     }
 }
 
-type Tee = tokio::sync::mpsc::UnboundedSender<Result<hyper::body::Frame<Bytes>, meridian_http::BoxError>>;
+type Tee =
+    tokio::sync::mpsc::UnboundedSender<Result<hyper::body::Frame<Bytes>, meridian_http::BoxError>>;
 
 /// Reads a body up to `limit` bytes, giving up when no data arrives for `idle`. Every
 /// frame also goes to `tee` (a viewer being streamed to) while it listens; past the limit
 /// the rest still goes there, but is not kept.
-async fn collect_limited(mut body: Incoming, limit: usize, idle: Duration, tee: Option<Tee>) -> Result<Bytes, Collect> {
+async fn collect_limited(
+    mut body: Incoming,
+    limit: usize,
+    idle: Duration,
+    tee: Option<Tee>,
+) -> Result<Bytes, Collect> {
     let mut buf = bytes::BytesMut::new();
     let mut too_large = false;
     let mut tee = tee;
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => {
-                let e = format!("no data for {}", meridian_config::units::format_duration(idle));
+                let e = format!(
+                    "no data for {}",
+                    meridian_config::units::format_duration(idle)
+                );
                 if let Some(t) = &tee {
                     let _ = t.send(Err(e.clone().into()));
                 }
@@ -1570,7 +1763,9 @@ async fn collect_limited(mut body: Incoming, limit: usize, idle: Duration, tee: 
             }
             Ok(Some(Ok(frame))) => frame,
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         if let Some(t) = &tee {
             if t.send(Ok(hyper::body::Frame::data(data.clone()))).is_err() {
                 // The viewer left; the fill goes on for the others.
@@ -1624,24 +1819,42 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_609_845);
         assert_eq!(utc_date_time(t), ("2026-11-25".into(), "12:30:45".into()));
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(utc_date_time(leap), ("2000-02-29".into(), "00:00:00".into()));
-        assert_eq!(utc_date_time(SystemTime::UNIX_EPOCH), ("1970-01-01".into(), "00:00:00".into()));
+        assert_eq!(
+            utc_date_time(leap),
+            ("2000-02-29".into(), "00:00:00".into())
+        );
+        assert_eq!(
+            utc_date_time(SystemTime::UNIX_EPOCH),
+            ("1970-01-01".into(), "00:00:00".into())
+        );
     }
 
     #[test]
     fn conditional_matching() {
         let mut res = HeaderMap::new();
         res.insert(header::ETAG, HeaderValue::from_static("\"abc\""));
-        res.insert(header::LAST_MODIFIED, HeaderValue::from_static("Mon, 02 Nov 2026 12:00:00 GMT"));
+        res.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_static("Mon, 02 Nov 2026 12:00:00 GMT"),
+        );
         let req = |k: HeaderName, v: &'static str| {
             let mut h = HeaderMap::new();
             h.insert(k, HeaderValue::from_static(v));
             h
         };
         assert!(not_modified(&req(header::IF_NONE_MATCH, "\"abc\""), &res));
-        assert!(not_modified(&req(header::IF_NONE_MATCH, "\"x\", W/\"abc\""), &res));
+        assert!(not_modified(
+            &req(header::IF_NONE_MATCH, "\"x\", W/\"abc\""),
+            &res
+        ));
         assert!(!not_modified(&req(header::IF_NONE_MATCH, "\"x\""), &res));
-        assert!(not_modified(&req(header::IF_MODIFIED_SINCE, "Tue, 03 Nov 2026 12:00:00 GMT"), &res));
-        assert!(!not_modified(&req(header::IF_MODIFIED_SINCE, "Sun, 01 Nov 2026 12:00:00 GMT"), &res));
+        assert!(not_modified(
+            &req(header::IF_MODIFIED_SINCE, "Tue, 03 Nov 2026 12:00:00 GMT"),
+            &res
+        ));
+        assert!(!not_modified(
+            &req(header::IF_MODIFIED_SINCE, "Sun, 01 Nov 2026 12:00:00 GMT"),
+            &res
+        ));
     }
 }

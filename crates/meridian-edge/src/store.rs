@@ -100,7 +100,11 @@ pub struct Store {
 impl Store {
     /// A store with `memory_bytes` of memory and, when `disk_dir` is given, `disk_bytes`
     /// on disk there (the directory is emptied: a PoP starts cold).
-    pub fn new(memory_bytes: u64, disk_dir: Option<PathBuf>, disk_bytes: u64) -> std::io::Result<Arc<Store>> {
+    pub fn new(
+        memory_bytes: u64,
+        disk_dir: Option<PathBuf>,
+        disk_bytes: u64,
+    ) -> std::io::Result<Arc<Store>> {
         if let Some(dir) = &disk_dir {
             if dir.exists() {
                 std::fs::remove_dir_all(dir)?;
@@ -234,9 +238,12 @@ impl Store {
         let tick = idx.tick;
         idx.lru.insert(tick, obj.key.clone());
         idx.bytes += len;
-        idx.entries.insert(obj.key.clone(), DiskEntry { obj, len, tick });
+        idx.entries
+            .insert(obj.key.clone(), DiskEntry { obj, len, tick });
         while idx.bytes > self.disk_limit {
-            let Some((&t, _)) = idx.lru.iter().next() else { break };
+            let Some((&t, _)) = idx.lru.iter().next() else {
+                break;
+            };
             let Some(k) = idx.lru.remove(&t) else { break };
             if let Some(e) = idx.entries.remove(&k) {
                 idx.bytes -= e.len;
@@ -343,7 +350,10 @@ pub fn file_stream(
                 )),
                 Ok(n) => {
                     buf.truncate(n);
-                    Some((Ok(Bytes::from(buf)), (Some(f), path, offset + n as u64, left - n as u64)))
+                    Some((
+                        Ok(Bytes::from(buf)),
+                        (Some(f), path, offset + n as u64, left - n as u64),
+                    ))
                 }
                 Err(e) => Some((Err(e), (None, path, offset, 0))),
             }
@@ -378,7 +388,13 @@ mod tests {
         Arc::new(Object {
             key: key.to_owned(),
             path: path.to_owned(),
-            meta: Stored::new(200, HeaderMap::new(), Duration::ZERO, SystemTime::now(), Duration::from_secs(60)),
+            meta: Stored::new(
+                200,
+                HeaderMap::new(),
+                Duration::ZERO,
+                SystemTime::now(),
+                Duration::from_secs(60),
+            ),
             body: ObjectBody::Memory(Bytes::from_static(body)),
             vary: None,
             body_id: 1,
@@ -404,9 +420,14 @@ mod tests {
         }
         let s = store.stats();
         assert!(s.memory_bytes <= 8 * 1024, "{s:?}");
-        assert!(s.disk_objects >= 1 && s.disk_bytes <= 6 * 2048 + 100, "{s:?}");
+        assert!(
+            s.disk_objects >= 1 && s.disk_bytes <= 6 * 2048 + 100,
+            "{s:?}"
+        );
         // Every object is somewhere unless the disk tier evicted it for room.
-        let found = (0..12).filter(|i| store.get(&format!("k{i}")).is_some()).count() as u64;
+        let found = (0..12)
+            .filter(|i| store.get(&format!("k{i}")).is_some())
+            .count() as u64;
         assert_eq!(found, s.memory_objects + s.disk_objects, "{s:?}");
         // Disk objects read back whole.
         let on_disk = (0..12)

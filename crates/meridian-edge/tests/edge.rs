@@ -45,7 +45,10 @@ impl Origin {
             .filter_map(|p| p.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.replace("%20", " ").replace("%2C", ",")))
             .collect();
-        let cc = query.get("cc").cloned().unwrap_or_else(|| "max-age=60".into());
+        let cc = query
+            .get("cc")
+            .cloned()
+            .unwrap_or_else(|| "max-age=60".into());
         let b = Response::builder().header("x-origin", self.name);
         if path.starts_with("/slow/") || path.starts_with("/private/") {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -69,7 +72,10 @@ impl Origin {
                 .unwrap();
         }
         if path == "/error404" {
-            return b.status(404).body(Full::new(Bytes::from_static(b"nope"))).unwrap();
+            return b
+                .status(404)
+                .body(Full::new(Bytes::from_static(b"nope")))
+                .unwrap();
         }
         if path.starts_with("/vary/") {
             let lang = req
@@ -85,7 +91,8 @@ impl Origin {
                 .unwrap();
         }
         if path.starts_with("/text/") {
-            let body = "{\"symbol\":\"AAPL\",\"price\":189.12,\"note\":\"compress me\"}\n".repeat(400);
+            let body =
+                "{\"symbol\":\"AAPL\",\"price\":189.12,\"note\":\"compress me\"}\n".repeat(400);
             return b
                 .header("cache-control", "max-age=60")
                 .header("content-type", "application/json")
@@ -100,7 +107,12 @@ impl Origin {
                 .unwrap();
         }
         let etag = "\"v1\"";
-        if req.headers().get("if-none-match").map(|v| v == etag).unwrap_or(false) {
+        if req
+            .headers()
+            .get("if-none-match")
+            .map(|v| v == etag)
+            .unwrap_or(false)
+        {
             *self.not_modified.lock().unwrap() += 1;
             return b
                 .status(304)
@@ -113,7 +125,10 @@ impl Origin {
         b.header("cache-control", cc)
             .header("etag", etag)
             .header("content-type", "text/plain")
-            .body(Full::new(Bytes::from(format!("body of {path} from {}", self.name))))
+            .body(Full::new(Bytes::from(format!(
+                "body of {path} from {}",
+                self.name
+            ))))
             .unwrap()
     }
 }
@@ -244,7 +259,8 @@ response_headers_policy = "sec"
 "#
     );
     let cfg = meridian_config::Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
-    let state = std::env::temp_dir().join(format!("meridian-edge-test-{}-{net}", std::process::id()));
+    let state =
+        std::env::temp_dir().join(format!("meridian-edge-test-{}-{net}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     let node = meridian_config::NodeSpec {
         name: "edge-pop".into(),
@@ -283,7 +299,10 @@ response_headers_policy = "sec"
 /// A PoP on 127.77.`net`.1 in front of one scripted origin on 127.77.`net`.2; the sender
 /// keeps the origin up.
 async fn one_origin(net: u8, extra: &str) -> (Origin, Pop, tokio::sync::oneshot::Sender<()>) {
-    let o = Origin { name: "a", ..Default::default() };
+    let o = Origin {
+        name: "a",
+        ..Default::default()
+    };
     let oa = SocketAddr::new(ip(net, 2), 80);
     let stop = serve_origin(oa, o.clone()).await;
     let p = pop(net, &[format!("http://{oa}")], extra).await;
@@ -316,7 +335,10 @@ struct Got {
 
 impl Got {
     fn h(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -326,7 +348,10 @@ async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut req = Request::builder().method(method).uri(path).header("host", "edge.test");
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "edge.test");
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -366,15 +391,25 @@ async fn second_get_is_a_hit_that_never_reaches_the_origin() {
     assert!(second.h("via").contains("pop (meridian)"));
     // Query strings are in the key (policy: all), in any order.
     get(p.http, "/cc/q?a=1&b=2").await;
-    assert_eq!(get(p.http, "/cc/q?b=2&a=1").await.h("x-cache"), "Hit from meridian");
+    assert_eq!(
+        get(p.http, "/cc/q?b=2&a=1").await.h("x-cache"),
+        "Hit from meridian"
+    );
     // no-store and private are never stored.
     get(p.http, "/cc/ns?cc=no-store").await;
-    assert_eq!(get(p.http, "/cc/ns?cc=no-store").await.h("x-cache"), "Miss from meridian");
+    assert_eq!(
+        get(p.http, "/cc/ns?cc=no-store").await.h("x-cache"),
+        "Miss from meridian"
+    );
     assert_eq!(o.hits("/cc/ns"), 2);
     // Age grows with time in the cache.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let aged = get(p.http, "/cc/app.css").await;
-    assert!(aged.h("age").parse::<u64>().unwrap() >= 1, "age {}", aged.h("age"));
+    assert!(
+        aged.h("age").parse::<u64>().unwrap() >= 1,
+        "age {}",
+        aged.h("age")
+    );
     // HEAD is answered from the stored GET, with no body.
     let head = send(p.http, "HEAD", "/cc/app.css", &[]).await;
     assert_eq!(head.h("x-cache"), "Hit from meridian");
@@ -384,7 +419,10 @@ async fn second_get_is_a_hit_that_never_reaches_the_origin() {
     let r = send(p.http, "GET", "/cc/app.css", &[("range", "bytes=0-3")]).await;
     assert_eq!(r.status, 206);
     assert_eq!(&r.body[..], &first.body[..4]);
-    assert_eq!(r.h("content-range"), format!("bytes 0-3/{}", first.body.len()));
+    assert_eq!(
+        r.h("content-range"),
+        format!("bytes 0-3/{}", first.body.len())
+    );
     let r = send(p.http, "GET", "/cc/app.css", &[("range", "bytes=9999-")]).await;
     assert_eq!(r.status, 416);
     // A matching conditional gets 304 from the edge.
@@ -400,7 +438,9 @@ async fn concurrent_misses_collapse_into_one_origin_fetch() {
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let addr = p.http;
-        tasks.push(tokio::spawn(async move { get(addr, "/slow/new-key").await }));
+        tasks.push(tokio::spawn(
+            async move { get(addr, "/slow/new-key").await },
+        ));
     }
     let mut bodies = Vec::new();
     for t in tasks {
@@ -408,7 +448,11 @@ async fn concurrent_misses_collapse_into_one_origin_fetch() {
         assert_eq!(g.status, 200);
         bodies.push(g.body);
     }
-    assert_eq!(o.hits("/slow/new-key"), 1, "100 concurrent misses, one origin fetch");
+    assert_eq!(
+        o.hits("/slow/new-key"),
+        1,
+        "100 concurrent misses, one origin fetch"
+    );
     assert!(bodies.iter().all(|b| b == &bodies[0]));
 }
 
@@ -428,7 +472,11 @@ async fn a_private_answer_is_never_handed_to_other_waiters() {
     for t in tasks {
         let (user, g) = t.await.unwrap();
         assert_eq!(g.status, 200);
-        assert_eq!(g.body, Bytes::from(format!("for {user}")), "each viewer got its own answer");
+        assert_eq!(
+            g.body,
+            Bytes::from(format!("for {user}")),
+            "each viewer got its own answer"
+        );
         assert_eq!(g.h("x-cache"), "Miss from meridian");
     }
     assert_eq!(o.hits("/private/portfolio"), 10);
@@ -442,7 +490,11 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_behind() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let g = get(p.http, path).await;
     assert_eq!(g.status, 200);
-    assert!(g.h("cache-status").contains("stale-while-revalidate"), "{}", g.h("cache-status"));
+    assert!(
+        g.h("cache-status").contains("stale-while-revalidate"),
+        "{}",
+        g.h("cache-status")
+    );
     // The background refresh is a conditional request answered 304.
     for _ in 0..50 {
         if *o.not_modified.lock().unwrap() >= 1 {
@@ -453,12 +505,19 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_behind() {
     assert_eq!(*o.not_modified.lock().unwrap(), 1);
     let g = get(p.http, path).await;
     assert_eq!(g.h("x-cache"), "Hit from meridian");
-    assert_eq!(g.h("x-refreshed"), "yes", "304 headers refresh the stored ones");
+    assert_eq!(
+        g.h("x-refreshed"),
+        "yes",
+        "304 headers refresh the stored ones"
+    );
 }
 
 #[tokio::test]
 async fn stale_content_is_revalidated_then_served_stale_when_the_origin_is_gone() {
-    let o = Origin { name: "a", ..Default::default() };
+    let o = Origin {
+        name: "a",
+        ..Default::default()
+    };
     let oa = SocketAddr::new(ip(5, 2), 80);
     let stop = serve_origin(oa, o.clone()).await;
     let p = pop(5, &[format!("http://{oa}")], "").await;
@@ -475,7 +534,11 @@ async fn stale_content_is_revalidated_then_served_stale_when_the_origin_is_gone(
     tokio::time::sleep(Duration::from_millis(100)).await;
     let g = get(p.http, "/cc/x?cc=max-age=1").await;
     assert_eq!(g.status, 200);
-    assert!(g.h("cache-status").contains("stale-if-error"), "{}", g.h("cache-status"));
+    assert!(
+        g.h("cache-status").contains("stale-if-error"),
+        "{}",
+        g.h("cache-status")
+    );
     assert!(g.body.starts_with(b"body of /cc/x"));
     // ...but never a response that said must-revalidate.
     let g = get(p.http, "/cc/must?cc=max-age=1,must-revalidate").await;
@@ -488,17 +551,36 @@ async fn failover_inside_one_request_on_refused_failing_and_frozen_origins() {
     let dead = SocketAddr::new(ip(6, 2), 80); // nothing listens
     let frozen = SocketAddr::new(ip(6, 3), 80);
     frozen_origin(frozen).await;
-    let good = Origin { name: "good", ..Default::default() };
+    let good = Origin {
+        name: "good",
+        ..Default::default()
+    };
     let ga = SocketAddr::new(ip(6, 4), 80);
     let _g = serve_origin(ga, good.clone()).await;
-    let failing = Origin { name: "failing", ..Default::default() };
+    let failing = Origin {
+        name: "failing",
+        ..Default::default()
+    };
     let fa = SocketAddr::new(ip(6, 5), 80);
     let _f = serve_origin(fa, failing.clone()).await;
 
-    let p = pop(6, &[format!("http://{dead}"), format!("http://{frozen}"), format!("http://{ga}")], "").await;
+    let p = pop(
+        6,
+        &[
+            format!("http://{dead}"),
+            format!("http://{frozen}"),
+            format!("http://{ga}"),
+        ],
+        "",
+    )
+    .await;
     let g = get(p.http, "/cc/a").await;
     assert_eq!(g.status, 200, "{:?}", g.body);
-    assert_eq!(g.h("x-origin"), "good", "refused and frozen origins were passed over");
+    assert_eq!(
+        g.h("x-origin"),
+        "good",
+        "refused and frozen origins were passed over"
+    );
 
     // A failover status moves a GET on; an unsafe POST is not repeated.
     let p2 = pop(16, &[format!("http://{fa}"), format!("http://{ga}")], "").await;
@@ -506,10 +588,18 @@ async fn failover_inside_one_request_on_refused_failing_and_frozen_origins() {
     assert_eq!(g.status, 503, "the good origin fails this path too");
     assert_eq!((failing.hits("/fail/x"), good.hits("/fail/x")), (1, 1));
     let g = get(p2.http, "/cc/ok").await;
-    assert_eq!(g.h("x-origin"), "failing", "first member answers 200 itself");
+    assert_eq!(
+        g.h("x-origin"),
+        "failing",
+        "first member answers 200 itself"
+    );
     let g = send(p2.http, "POST", "/fail/y", &[]).await;
     assert_eq!(g.status, 503);
-    assert_eq!((failing.hits("/fail/y"), good.hits("/fail/y")), (1, 0), "POST is not retried");
+    assert_eq!(
+        (failing.hits("/fail/y"), good.hits("/fail/y")),
+        (1, 0),
+        "POST is not retried"
+    );
     // A refused connection means the POST never left: it may go on.
     let p3 = pop(26, &[format!("http://{dead}"), format!("http://{ga}")], "").await;
     let g = send(p3.http, "POST", "/cc/post", &[]).await;
@@ -530,25 +620,43 @@ async fn invalidation_needs_the_token_and_makes_the_next_get_a_miss() {
         let admin = p.admin;
         async move {
             let stream = TcpStream::connect(admin).await.unwrap();
-            let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
             tokio::spawn(c);
             let mut r = Request::post("/invalidate").header("host", "x");
             if let Some(t) = token {
                 r = r.header("authorization", format!("Bearer {t}"));
             }
-            s.send_request(r.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap())
-                .await
-                .unwrap()
-                .status()
+            s.send_request(
+                r.body(Full::new(Bytes::from_static(body.as_bytes())))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+            .status()
         }
     };
     assert_eq!(post(None).await, 401);
     assert_eq!(post(Some("wrong".into())).await, 401);
-    assert_eq!(get(p.http, "/cc/static/a.js").await.h("x-cache"), "Hit from meridian");
+    assert_eq!(
+        get(p.http, "/cc/static/a.js").await.h("x-cache"),
+        "Hit from meridian"
+    );
     assert_eq!(post(Some(p.token.clone())).await, 200);
-    assert_eq!(get(p.http, "/cc/static/a.js").await.h("x-cache"), "Miss from meridian");
-    assert_eq!(get(p.http, "/cc/static/b.css").await.h("x-cache"), "Miss from meridian");
-    assert_eq!(get(p.http, "/cc/api/q").await.h("x-cache"), "Hit from meridian", "outside the wildcard");
+    assert_eq!(
+        get(p.http, "/cc/static/a.js").await.h("x-cache"),
+        "Miss from meridian"
+    );
+    assert_eq!(
+        get(p.http, "/cc/static/b.css").await.h("x-cache"),
+        "Miss from meridian"
+    );
+    assert_eq!(
+        get(p.http, "/cc/api/q").await.h("x-cache"),
+        "Hit from meridian",
+        "outside the wildcard"
+    );
     // The command's client reaches every PoP given to it.
     let results = meridian_edge::client::invalidate_all(
         vec![("pop".into(), p.admin)],
@@ -559,11 +667,17 @@ async fn invalidation_needs_the_token_and_makes_the_next_get_a_miss() {
     )
     .await;
     assert!(results.iter().all(|r| r.result.is_ok()));
-    assert_eq!(get(p.http, "/cc/api/q").await.h("x-cache"), "Miss from meridian");
+    assert_eq!(
+        get(p.http, "/cc/api/q").await.h("x-cache"),
+        "Miss from meridian"
+    );
     // A successful unsafe request invalidates its target (RFC 9111 §4.4).
     get(p.http, "/cc/api/q").await;
     assert_eq!(send(p.http, "POST", "/cc/api/q", &[]).await.status, 200);
-    assert_eq!(get(p.http, "/cc/api/q").await.h("x-cache"), "Miss from meridian");
+    assert_eq!(
+        get(p.http, "/cc/api/q").await.h("x-cache"),
+        "Miss from meridian"
+    );
 }
 
 #[tokio::test]
@@ -573,7 +687,11 @@ async fn compression_follows_accept_encoding_and_size_limits() {
     let plain = get(p.http, "/text/q").await;
     assert_eq!(plain.h("content-encoding"), "");
     assert!(plain.h("vary").contains("Accept-Encoding"));
-    for (ae, want) in [("gzip, deflate, br", "br"), ("gzip", "gzip"), ("zstd, gzip;q=0.5", "zstd")] {
+    for (ae, want) in [
+        ("gzip, deflate, br", "br"),
+        ("gzip", "gzip"),
+        ("zstd, gzip;q=0.5", "zstd"),
+    ] {
         let g = send(p.http, "GET", "/text/q", &[("accept-encoding", ae)]).await;
         assert_eq!(g.h("content-encoding"), want, "for {ae}");
         assert!(g.body.len() < plain.body.len() / 5);
@@ -586,10 +704,20 @@ async fn compression_follows_accept_encoding_and_size_limits() {
         .unwrap();
         assert_eq!(back, plain.body);
     }
-    assert_eq!(o.hits("/text/q"), 1, "every variant comes from one stored object");
+    assert_eq!(
+        o.hits("/text/q"),
+        1,
+        "every variant comes from one stored object"
+    );
     let g = send(p.http, "GET", "/small", &[("accept-encoding", "gzip")]).await;
     assert_eq!(g.h("content-encoding"), "", "under 1000 bytes stays as is");
-    let g = send(p.http, "GET", "/text/q", &[("accept-encoding", "gzip;q=0, identity")]).await;
+    let g = send(
+        p.http,
+        "GET",
+        "/text/q",
+        &[("accept-encoding", "gzip;q=0, identity")],
+    )
+    .await;
     assert_eq!(g.h("content-encoding"), "");
 }
 
@@ -621,13 +749,22 @@ async fn behaviors_methods_protocol_policy_cors_and_error_caching() {
         p.http,
         "OPTIONS",
         "/cc/api",
-        &[("origin", "https://app.example"), ("access-control-request-method", "POST")],
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+        ],
     )
     .await;
     assert_eq!(g.status, 204);
     assert_eq!(g.h("access-control-allow-origin"), "https://app.example");
     assert_eq!(g.h("access-control-allow-methods"), "GET, POST");
-    let g = send(p.http, "GET", "/cc/cors", &[("origin", "https://evil.example")]).await;
+    let g = send(
+        p.http,
+        "GET",
+        "/cc/cors",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
     assert_eq!(g.h("access-control-allow-origin"), "");
     // A 404 without freshness is kept for the error caching TTL (10 s by default).
     get(p.http, "/error404").await;
@@ -655,10 +792,18 @@ response_code = 410
     assert_eq!(g.body, "body of /cc/sorry.html from a");
     let g = get(p.http, "/fail/other").await;
     assert_eq!(g.body, "body of /cc/sorry.html from a");
-    assert_eq!(o.hits("/cc/sorry.html"), 1, "the error page is cached like any object");
+    assert_eq!(
+        o.hits("/cc/sorry.html"),
+        1,
+        "the error page is cached like any object"
+    );
     // The origin's 503 itself is kept for the error caching TTL: not asked again.
     get(p.http, "/fail/page").await;
-    assert_eq!(o.hits("/fail/page"), 1, "a 503 is cached for error_caching_min_ttl");
+    assert_eq!(
+        o.hits("/fail/page"),
+        1,
+        "a 503 is cached for error_caching_min_ttl"
+    );
     assert_eq!(get(p.http, "/error404").await.status, 410);
 }
 
@@ -699,7 +844,10 @@ async fn https_with_tls_1_3_and_1_2_and_http2_by_alpn() {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    for (version, alpn) in [(&rustls::version::TLS13, "h2"), (&rustls::version::TLS12, "http/1.1")] {
+    for (version, alpn) in [
+        (&rustls::version::TLS13, "h2"),
+        (&rustls::version::TLS12, "http/1.1"),
+    ] {
         let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[version])
             .unwrap()
@@ -711,18 +859,26 @@ async fn https_with_tls_1_3_and_1_2_and_http2_by_alpn() {
         let name = rustls::pki_types::ServerName::try_from("edge.test").unwrap();
         let tls = connector.connect(name, tcp).await.unwrap();
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn.as_bytes()));
-        let req = Request::get("https://edge.test/secure/x").body(Full::new(Bytes::new())).unwrap();
+        let req = Request::get("https://edge.test/secure/x")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         let res = if alpn == "h2" {
-            let (mut s, c) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
+            let (mut s, c) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                TokioIo::new(tls),
+            )
+            .await
+            .unwrap();
             tokio::spawn(c);
             s.send_request(req).await.unwrap()
         } else {
-            let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+            let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .unwrap();
             tokio::spawn(c);
             let mut req = req;
-            req.headers_mut().insert("host", "edge.test".parse().unwrap());
+            req.headers_mut()
+                .insert("host", "edge.test".parse().unwrap());
             s.send_request(req).await.unwrap()
         };
         // Over HTTPS the redirect-to-https behavior serves the page.
@@ -738,18 +894,30 @@ async fn https_with_tls_1_3_and_1_2_and_http2_by_alpn() {
         config: Arc::new(cfg),
         server_name: "edge.test".into(),
     };
-    let req = Request::get("/cc/health-over-tls").header("host", "edge.test").body(Full::new(Bytes::new())).unwrap();
-    let f = meridian_health::fetch_with(None, Some(&tls), p.https, req, Duration::from_secs(3), 1 << 20)
-        .await
+    let req = Request::get("/cc/health-over-tls")
+        .header("host", "edge.test")
+        .body(Full::new(Bytes::new()))
         .unwrap();
+    let f = meridian_health::fetch_with(
+        None,
+        Some(&tls),
+        p.https,
+        req,
+        Duration::from_secs(3),
+        1 << 20,
+    )
+    .await
+    .unwrap();
     assert_eq!(f.status, 200);
 }
 
 #[tokio::test]
 async fn https_picks_the_certificate_by_sni() {
     let dir = std::env::temp_dir().join(format!("meridian-sni-{}", std::process::id()));
-    let (a_cert, a_key) = meridian_http::tls::ensure_dev_cert(&dir.join("a"), &["a.test".into()]).unwrap();
-    let (b_cert, b_key) = meridian_http::tls::ensure_dev_cert(&dir.join("b"), &["*.b.test".into()]).unwrap();
+    let (a_cert, a_key) =
+        meridian_http::tls::ensure_dev_cert(&dir.join("a"), &["a.test".into()]).unwrap();
+    let (b_cert, b_key) =
+        meridian_http::tls::ensure_dev_cert(&dir.join("b"), &["*.b.test".into()]).unwrap();
     let extra = format!(
         r#"
 [[distribution.certificate]]
@@ -819,7 +987,11 @@ key = "{}"
         .with_custom_certificate_verifier(Arc::new(Any))
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    for (sni, want) in [("a.test", &a_cert), ("www.b.test", &b_cert), ("other.test", &a_cert)] {
+    for (sni, want) in [
+        ("a.test", &a_cert),
+        ("www.b.test", &b_cert),
+        ("other.test", &a_cert),
+    ] {
         let tcp = TcpStream::connect(p.https).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
         let tls = connector.connect(name, tcp).await.unwrap();
@@ -854,17 +1026,25 @@ async fn a_miss_streams_to_the_first_viewer_while_it_is_stored() {
     dripping_origin(oa).await;
     let p = pop(15, &[format!("http://{oa}")], "").await;
     let stream = TcpStream::connect(p.http).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let started = std::time::Instant::now();
-    let req = Request::get("/drip/file").header("host", "edge.test").body(Full::new(Bytes::new())).unwrap();
+    let req = Request::get("/drip/file")
+        .header("host", "edge.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let res = sender.send_request(req).await.unwrap();
     assert_eq!(res.headers()["x-cache"], "Miss from meridian");
     let mut body = res.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     let first_at = started.elapsed();
     assert!(first.starts_with(b"first-part"), "{first:?}");
-    assert!(first_at < Duration::from_millis(350), "first bytes after {first_at:?}: not streamed");
+    assert!(
+        first_at < Duration::from_millis(350),
+        "first bytes after {first_at:?}: not streamed"
+    );
     let mut all = first.to_vec();
     while let Some(f) = body.frame().await {
         all.extend_from_slice(&f.unwrap().into_data().unwrap());

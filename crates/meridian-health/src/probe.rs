@@ -162,7 +162,11 @@ pub async fn probe(addr: SocketAddr, check: &HealthCheck) -> ProbeOutcome {
 }
 
 /// [`probe`] from the local address `local`.
-pub async fn probe_from(local: Option<IpAddr>, addr: SocketAddr, check: &HealthCheck) -> ProbeOutcome {
+pub async fn probe_from(
+    local: Option<IpAddr>,
+    addr: SocketAddr,
+    check: &HealthCheck,
+) -> ProbeOutcome {
     let start = Instant::now();
     match check.protocol {
         CheckProtocol::Tcp => {

@@ -135,7 +135,10 @@ struct Base {
     shown: String,
 }
 
-async fn parse_base(url: &str, roots: Option<&std::sync::Arc<rustls::ClientConfig>>) -> Result<Base, ReportError> {
+async fn parse_base(
+    url: &str,
+    roots: Option<&std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<Base, ReportError> {
     let uri: http::Uri = url
         .parse()
         .map_err(|_| ReportError::BadUrl(url.to_owned()))?;

@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-pub mod tls;
 mod counting;
+pub mod tls;
 pub use counting::{counted_upstream_client, CountedUpstreamClient};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -202,7 +202,8 @@ pub async fn serve_conns<M, S, B>(
                         local,
                         tls: None,
                     });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await
                 }
                 Some(acceptor) => {
@@ -226,7 +227,8 @@ pub async fn serve_conns<M, S, B>(
                         local,
                         tls: Some(version),
                     });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await
                 }
             };

@@ -34,7 +34,10 @@ pub struct CertFiles {
     pub key: PathBuf,
 }
 
-fn load(c: &CertFiles, provider: &rustls::crypto::CryptoProvider) -> Result<Arc<CertifiedKey>, TlsError> {
+fn load(
+    c: &CertFiles,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, TlsError> {
     let read_err = |what, path: &Path, e: &dyn std::fmt::Display| TlsError::Read {
         what,
         path: path.to_owned(),
@@ -49,14 +52,16 @@ fn load(c: &CertFiles, provider: &rustls::crypto::CryptoProvider) -> Result<Arc<
             path: c.cert.clone(),
         });
     }
-    let key = PrivateKeyDer::from_pem_file(&c.key).map_err(|e| read_err("private key", &c.key, &e))?;
+    let key =
+        PrivateKeyDer::from_pem_file(&c.key).map_err(|e| read_err("private key", &c.key, &e))?;
     let signing = provider
         .key_provider
         .load_private_key(key)
         .map_err(|e| TlsError::Config(format!("{}: {e}", c.key.display())))?;
     let ck = CertifiedKey::new(certs, signing);
-    ck.keys_match()
-        .map_err(|e| TlsError::Config(format!("{} and {}: {e}", c.cert.display(), c.key.display())))?;
+    ck.keys_match().map_err(|e| {
+        TlsError::Config(format!("{} and {}: {e}", c.cert.display(), c.key.display()))
+    })?;
     Ok(Arc::new(ck))
 }
 
@@ -139,7 +144,8 @@ pub fn ensure_dev_cert(state_dir: &Path, names: &[String]) -> Result<(PathBuf, P
         dir: state_dir.join("tls"),
         detail,
     };
-    let certified = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| err(e.to_string()))?;
+    let certified =
+        rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| err(e.to_string()))?;
     let dir = state_dir.join("tls");
     std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
     // Write to temporary names and rename, so a concurrent reader never sees half a file.

@@ -452,7 +452,6 @@ impl LoadBalancer {
     }
 }
 
-
 fn too_large(limit: usize) -> Response<Body> {
     meridian_http::text(
         StatusCode::PAYLOAD_TOO_LARGE,

@@ -89,7 +89,8 @@ async fn pops_agree(pops: &[SocketAddr], origin: &str, want: u8) -> bool {
             .header(http::header::HOST, admin.to_string())
             .body(http_body_util::Full::new(bytes::Bytes::new()));
         let Ok(req) = req else { return false };
-        let Ok(f) = meridian_health::fetch(*admin, req, Duration::from_secs(1), 8 << 20).await else {
+        let Ok(f) = meridian_health::fetch(*admin, req, Duration::from_secs(1), 8 << 20).await
+        else {
             return false;
         };
         let text = String::from_utf8_lossy(&f.body).into_owned();
@@ -115,7 +116,11 @@ async fn wan_call(admin: SocketAddr, method: http::Method, path: &str) -> Result
         .map_err(|e| e.to_string())?;
     let f = meridian_health::fetch(admin, req, Duration::from_secs(2), 64 * 1024).await?;
     if f.status != 200 {
-        return Err(format!("the WAN answered {}: {}", f.status, String::from_utf8_lossy(&f.body)));
+        return Err(format!(
+            "the WAN answered {}: {}",
+            f.status,
+            String::from_utf8_lossy(&f.body)
+        ));
     }
     Ok(())
 }
@@ -150,7 +155,12 @@ enum Watch {
     /// These PoPs take `origin` out of (healthy = 0) or back into (1) their choice.
     PopHealth(Vec<SocketAddr>, String),
     /// The DNS answers `name` from `source` with something else than `ip`, then `ip` again.
-    Dns(SocketAddr, std::net::IpAddr, String, Option<std::net::IpAddr>),
+    Dns(
+        SocketAddr,
+        std::net::IpAddr,
+        String,
+        Option<std::net::IpAddr>,
+    ),
     /// A balancer marks every target of an AZ unhealthy, then healthy.
     LbAz(SocketAddr, String),
     /// These PoPs (which preferred `origin`) rank another origin first, then `origin` again.
@@ -164,9 +174,13 @@ async fn first_choice(admin: SocketAddr, token: &str) -> Option<String> {
         .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .ok()?;
-    let f = meridian_health::fetch(admin, req, Duration::from_secs(1), 1 << 20).await.ok()?;
+    let f = meridian_health::fetch(admin, req, Duration::from_secs(1), 1 << 20)
+        .await
+        .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&f.body).ok()?;
-    v["origin_groups"][0]["members"][0]["origin"].as_str().map(str::to_owned)
+    v["origin_groups"][0]["members"][0]["origin"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 impl Watch {
@@ -183,7 +197,9 @@ impl Watch {
                 }
             }
             Watch::LbAz(admin, az) => {
-                let Some(text) = metrics_text(*admin).await else { return false };
+                let Some(text) = metrics_text(*admin).await else {
+                    return false;
+                };
                 let needle = format!("az=\"{az}\"");
                 let want = if reacted { " 0" } else { " 1" };
                 let lines: Vec<&str> = text
@@ -210,7 +226,9 @@ async fn metrics_text(admin: SocketAddr) -> Option<String> {
         .header(http::header::HOST, admin.to_string())
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .ok()?;
-    let f = meridian_health::fetch(admin, req, Duration::from_secs(1), 8 << 20).await.ok()?;
+    let f = meridian_health::fetch(admin, req, Duration::from_secs(1), 8 << 20)
+        .await
+        .ok()?;
     Some(String::from_utf8_lossy(&f.body).into_owned())
 }
 
@@ -235,20 +253,40 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
     let state = &opts.state;
     let world = World::new(cfg);
     let dns = crate::global::dns_server(state).ok_or("the deployment runs no DNS server")?;
-    let wan = state.nodes.iter().find(|n| n.spec.role == Role::Wan).map(|n| n.spec.admin);
-    let all_pops: Vec<SocketAddr> = state.nodes.iter().filter(|n| n.spec.role == Role::Edge).map(|n| n.spec.admin).collect();
+    let wan = state
+        .nodes
+        .iter()
+        .find(|n| n.spec.role == Role::Wan)
+        .map(|n| n.spec.admin);
+    let all_pops: Vec<SocketAddr> = state
+        .nodes
+        .iter()
+        .filter(|n| n.spec.role == Role::Edge)
+        .map(|n| n.spec.admin)
+        .collect();
     let region_of = |name: &str| {
-        cfg.regions
-            .iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| unknown("region", name, cfg.regions.iter().map(|r| r.name.as_str()).collect()))
+        cfg.regions.iter().find(|r| r.name == name).ok_or_else(|| {
+            unknown(
+                "region",
+                name,
+                cfg.regions.iter().map(|r| r.name.as_str()).collect(),
+            )
+        })
     };
     let pop_node = |name: &str| {
         state
             .nodes
             .iter()
-            .find(|n| n.spec.role == Role::Edge && cfg.pop_of(&n.spec).is_some_and(|p| p.name == name))
-            .ok_or_else(|| unknown("PoP", name, cfg.edges.iter().map(|e| e.name.as_str()).collect()))
+            .find(|n| {
+                n.spec.role == Role::Edge && cfg.pop_of(&n.spec).is_some_and(|p| p.name == name)
+            })
+            .ok_or_else(|| {
+                unknown(
+                    "PoP",
+                    name,
+                    cfg.edges.iter().map(|e| e.name.as_str()).collect(),
+                )
+            })
     };
     // A client location nearest to `place`, and an address to ask the DNS from there.
     let watcher = |kind: PlaceKind, name: &str| {
@@ -262,11 +300,14 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
             })
             .and_then(|c| cfg.client_source(&c.name))
             .map(|net| match net.addr {
-                std::net::IpAddr::V4(v) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v) + 2)),
+                std::net::IpAddr::V4(v) => {
+                    std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v) + 2))
+                }
                 other => other,
             })
     };
-    let need_wan = || wan.ok_or("this scenario needs the WAN: set [simulation] wan = true".to_string());
+    let need_wan =
+        || wan.ok_or("this scenario needs the WAN: set [simulation] wan = true".to_string());
     let zone = &cfg.deployment.zone;
     Ok(match &opts.fault {
         Fault::KillRegion { region } => {
@@ -278,7 +319,10 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                 .filter_map(|n| n.pid)
                 .collect();
             if pids.is_empty() {
-                return Err(format!("no running process of region {} in endpoints.json", r.name));
+                return Err(format!(
+                    "no running process of region {} in endpoints.json",
+                    r.name
+                ));
             }
             Plan {
                 target: format!("region {} down", r.name),
@@ -286,8 +330,14 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                 apply: Action::Signal(pids.clone(), libc::SIGSTOP),
                 revert: Action::Signal(pids, libc::SIGCONT),
                 pops: Some(Watch::PopHealth(all_pops, format!("lb:{}", r.name))),
-                dns: watcher(PlaceKind::Region, &r.name)
-                    .map(|src| Watch::Dns(dns, src, format!("api.{zone}."), cfg.lb_address(&r.name).map(|a| a.ip()))),
+                dns: watcher(PlaceKind::Region, &r.name).map(|src| {
+                    Watch::Dns(
+                        dns,
+                        src,
+                        format!("api.{zone}."),
+                        cfg.lb_address(&r.name).map(|a| a.ip()),
+                    )
+                }),
                 lb: None,
             }
         }
@@ -301,7 +351,10 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                 region: r.name.clone(),
                 apply: Action::Wan(admin, http::Method::POST, path.clone()),
                 revert: Action::Wan(admin, http::Method::DELETE, path),
-                pops: Some(Watch::PopHealth(vec![node.spec.admin], format!("lb:{}", r.name))),
+                pops: Some(Watch::PopHealth(
+                    vec![node.spec.admin],
+                    format!("lb:{}", r.name),
+                )),
                 dns: None,
                 lb: None,
             }
@@ -313,8 +366,16 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
             Plan {
                 target: format!("region {} slowed by {ms} ms each way", r.name),
                 region: r.name.clone(),
-                apply: Action::Wan(admin, http::Method::POST, format!("/slow?place={}&extra={ms}ms", r.name)),
-                revert: Action::Wan(admin, http::Method::DELETE, format!("/slow?place={}", r.name)),
+                apply: Action::Wan(
+                    admin,
+                    http::Method::POST,
+                    format!("/slow?place={}&extra={ms}ms", r.name),
+                ),
+                revert: Action::Wan(
+                    admin,
+                    http::Method::DELETE,
+                    format!("/slow?place={}", r.name),
+                ),
                 pops: None,
                 dns: None,
                 lb: None,
@@ -325,7 +386,16 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                 .regions
                 .iter()
                 .find(|r| r.azs.contains(az))
-                .ok_or_else(|| unknown("AZ", az, cfg.regions.iter().flat_map(|r| r.azs.iter().map(String::as_str)).collect()))?;
+                .ok_or_else(|| {
+                    unknown(
+                        "AZ",
+                        az,
+                        cfg.regions
+                            .iter()
+                            .flat_map(|r| r.azs.iter().map(String::as_str))
+                            .collect(),
+                    )
+                })?;
             let pids: Vec<u32> = state
                 .nodes
                 .iter()
@@ -335,7 +405,9 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
             let lb = state
                 .nodes
                 .iter()
-                .find(|n| n.spec.role == Role::Lb && n.spec.region.as_deref() == Some(r.name.as_str()))
+                .find(|n| {
+                    n.spec.role == Role::Lb && n.spec.region.as_deref() == Some(r.name.as_str())
+                })
                 .map(|n| n.spec.admin)
                 .ok_or("the AZ's region has no load balancer running")?;
             Plan {
@@ -350,7 +422,9 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
         }
         Fault::KillPop { pop } => {
             let node = pop_node(pop)?;
-            let pid = node.pid.ok_or_else(|| format!("PoP {pop} has no running process"))?;
+            let pid = node
+                .pid
+                .ok_or_else(|| format!("PoP {pop} has no running process"))?;
             let ip = cfg.pop_addresses(pop).map(|a| a.0.ip());
             Plan {
                 target: format!("PoP {pop} down"),
@@ -358,7 +432,8 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                 apply: Action::Signal(vec![pid], libc::SIGSTOP),
                 revert: Action::Signal(vec![pid], libc::SIGCONT),
                 pops: None,
-                dns: watcher(PlaceKind::Pop, pop).map(|src| Watch::Dns(dns, src, format!("cdn.{zone}."), ip)),
+                dns: watcher(PlaceKind::Pop, pop)
+                    .map(|src| Watch::Dns(dns, src, format!("cdn.{zone}."), ip)),
                 lb: None,
             }
         }
@@ -374,7 +449,12 @@ pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<Cha
         // Watch the PoPs that prefer the region now.
         let origin = format!("lb:{region}");
         let mut preferring = Vec::new();
-        for n in opts.state.nodes.iter().filter(|n| n.spec.role == Role::Edge) {
+        for n in opts
+            .state
+            .nodes
+            .iter()
+            .filter(|n| n.spec.role == Role::Edge)
+        {
             if first_choice(n.spec.admin, token).await.as_deref() == Some(origin.as_str()) {
                 preferring.push(n.spec.admin);
             }
@@ -409,7 +489,11 @@ pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<Cha
     let down_at = Instant::now();
     act(&plan.apply).await?;
     eprintln!();
-    say(format!("  {:.1}s: {}", started.elapsed().as_secs_f64(), plan.target));
+    say(format!(
+        "  {:.1}s: {}",
+        started.elapsed().as_secs_f64(),
+        plan.target
+    ));
     let watches = [&plan.pops, &plan.dns, &plan.lb];
     let mut noticed: [Option<f64>; 3] = [None; 3];
     let up_at = down_at + opts.outage;
@@ -425,7 +509,10 @@ pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<Cha
     }
     act(&plan.revert).await?;
     let back_at = Instant::now();
-    say(format!("  {:.1}s: repaired", started.elapsed().as_secs_f64()));
+    say(format!(
+        "  {:.1}s: repaired",
+        started.elapsed().as_secs_f64()
+    ));
     let mut recovered = None;
     let give_up = back_at + Duration::from_secs(30);
     while Instant::now() < give_up {
@@ -452,7 +539,11 @@ pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<Cha
     let mean_ms = if ok == 0 {
         0.0
     } else {
-        runs.iter().map(|r| r.latency.mean() * r.ok as f64).sum::<f64>() / ok as f64 / 1e3
+        runs.iter()
+            .map(|r| r.latency.mean() * r.ok as f64)
+            .sum::<f64>()
+            / ok as f64
+            / 1e3
     };
     let p99_ms = runs
         .iter()
@@ -471,7 +562,11 @@ pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<Cha
         failed_uncacheable: count(false),
         mean_ms: (mean_ms * 10.0).round() / 10.0,
         worst_location_p99_ms: (p99_ms * 10.0).round() / 10.0,
-        errors: runs.iter().flat_map(|r| r.errors.iter().cloned()).take(10).collect(),
+        errors: runs
+            .iter()
+            .flat_map(|r| r.errors.iter().cloned())
+            .take(10)
+            .collect(),
         edge_detect_seconds: noticed[0],
         dns_detect_seconds: noticed[1],
         lb_detect_seconds: noticed[2],
@@ -512,7 +607,11 @@ impl ChaosReport {
         if !self.errors.is_empty() {
             out.push_str(&format!(
                 "\nfirst errors:\n{}\n",
-                self.errors.iter().map(|e| format!("- {e}")).collect::<Vec<_>>().join("\n")
+                self.errors
+                    .iter()
+                    .map(|e| format!("- {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             ));
         }
         out

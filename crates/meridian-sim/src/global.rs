@@ -124,7 +124,12 @@ async fn origin_counters(state: &DeploymentState) -> (f64, f64) {
                 .await
             }
             Role::Edge => {
-                bytes += scrape_sum(n.spec.admin, "meridian_edge_bytes_from_origins_total", |_| true).await
+                bytes += scrape_sum(
+                    n.spec.admin,
+                    "meridian_edge_bytes_from_origins_total",
+                    |_| true,
+                )
+                .await
             }
             _ => {}
         }
@@ -142,16 +147,26 @@ pub fn dns_server(state: &DeploymentState) -> Option<SocketAddr> {
 }
 
 /// Runs the three architectures and judges the seed's promises.
-pub async fn run(opts: &GlobalOptions, mut say: impl FnMut(String)) -> Result<GlobalReport, String> {
+pub async fn run(
+    opts: &GlobalOptions,
+    mut say: impl FnMut(String),
+) -> Result<GlobalReport, String> {
     let cfg = &opts.config;
-    let dns = dns_server(&opts.state).ok_or("the deployment runs no DNS server ([dns] servers = 0)")?;
+    let dns =
+        dns_server(&opts.state).ok_or("the deployment runs no DNS server ([dns] servers = 0)")?;
     if cfg.edges.is_empty() {
         return Err("the deployment has no edge PoPs to compare".into());
     }
     let world = World::new(cfg);
     let mut by_arch: Vec<(Arch, Vec<LocationRun>, f64, f64)> = Vec::new();
     for arch in Arch::ALL {
-        say(format!("{}: {}s at {}/s from each of {} locations", arch.title(), opts.per_architecture.as_secs_f64(), opts.rate, cfg.client_locations.len()));
+        say(format!(
+            "{}: {}s at {}/s from each of {} locations",
+            arch.title(),
+            opts.per_architecture.as_secs_f64(),
+            opts.rate,
+            cfg.client_locations.len()
+        ));
         let before = origin_counters(&opts.state).await;
         let lo = LoadOptions {
             config: cfg.clone(),
@@ -163,15 +178,16 @@ pub async fn run(opts: &GlobalOptions, mut say: impl FnMut(String)) -> Result<Gl
             tls: opts.tls.clone(),
             cacheable_only: false,
         };
-        let runs = load::run(&lo, arch, load::show_progress)
-        .await;
+        let runs = load::run(&lo, arch, load::show_progress).await;
         eprintln!();
         let after = origin_counters(&opts.state).await;
         by_arch.push((arch, runs, after.0 - before.0, after.1 - before.1));
     }
     let mut locations = Vec::new();
     for c in &cfg.client_locations {
-        let Some(place) = world.place(PlaceKind::Client, &c.name) else { continue };
+        let Some(place) = world.place(PlaceKind::Client, &c.name) else {
+            continue;
+        };
         let pop = world.nearest(place, PlaceKind::Pop);
         let region = world.nearest(place, PlaceKind::Region);
         let mut results = BTreeMap::new();
@@ -200,19 +216,35 @@ pub async fn run(opts: &GlobalOptions, mut say: impl FnMut(String)) -> Result<Gl
             let mean_ms = if ok == 0 {
                 f64::NAN
             } else {
-                runs.iter().map(|r| r.latency.mean() * r.ok as f64).sum::<f64>() / ok as f64 / 1e3
+                runs.iter()
+                    .map(|r| r.latency.mean() * r.ok as f64)
+                    .sum::<f64>()
+                    / ok as f64
+                    / 1e3
             };
             ArchTotals {
                 architecture: *arch,
                 title: arch.title(),
                 requests,
                 failed,
-                availability: if requests == 0 { 0.0 } else { ok as f64 / requests as f64 },
+                availability: if requests == 0 {
+                    0.0
+                } else {
+                    ok as f64 / requests as f64
+                },
                 mean_ms: (mean_ms * 10.0).round() / 10.0,
                 origin_requests: *origin_requests as u64,
-                origin_bytes: if *arch == Arch::Full { *pop_bytes as u64 } else { client_bytes },
+                origin_bytes: if *arch == Arch::Full {
+                    *pop_bytes as u64
+                } else {
+                    client_bytes
+                },
                 client_bytes,
-                errors: runs.iter().flat_map(|r| r.errors.iter().cloned()).take(10).collect(),
+                errors: runs
+                    .iter()
+                    .flat_map(|r| r.errors.iter().cloned())
+                    .take(10)
+                    .collect(),
             }
         })
         .collect();
@@ -241,9 +273,21 @@ fn judge(locations: &[LocationReport], archs: &[ArchTotals]) -> Vec<Verdict> {
     };
     let mut out = Vec::new();
     for (promise, loc, limit) in [
-        ("US East < 50 ms (p95, New York, full deployment)", "new-york", 50.0),
-        ("EU West < 100 ms (p95, London, full deployment)", "london", 100.0),
-        ("AP Southeast < 150 ms (p95, Singapore, full deployment)", "singapore", 150.0),
+        (
+            "US East < 50 ms (p95, New York, full deployment)",
+            "new-york",
+            50.0,
+        ),
+        (
+            "EU West < 100 ms (p95, London, full deployment)",
+            "london",
+            100.0,
+        ),
+        (
+            "AP Southeast < 150 ms (p95, Singapore, full deployment)",
+            "singapore",
+            150.0,
+        ),
     ] {
         out.push(match full(loc) {
             Some(p) => Verdict {
@@ -275,7 +319,12 @@ fn judge(locations: &[LocationReport], archs: &[ArchTotals]) -> Vec<Verdict> {
         let load = saved(full.origin_requests as f64, before.origin_requests as f64);
         out.push(Verdict {
             promise: "50-70% less origin load (requests reaching instances)",
-            measured: format!("{:.0}% less ({} vs {})", load * 100.0, full.origin_requests, before.origin_requests),
+            measured: format!(
+                "{:.0}% less ({} vs {})",
+                load * 100.0,
+                full.origin_requests,
+                before.origin_requests
+            ),
             met: Some(load >= 0.50),
         });
         let bw = saved(full.origin_bytes as f64, before.origin_bytes as f64);
@@ -294,7 +343,11 @@ fn judge(locations: &[LocationReport], archs: &[ArchTotals]) -> Vec<Verdict> {
                 full.availability * 100.0,
                 full.failed,
                 full.requests,
-                if enough { "" } else { "; too few requests to show 99.99% (needs 30,000)" }
+                if enough {
+                    ""
+                } else {
+                    "; too few requests to show 99.99% (needs 30,000)"
+                }
             ),
             met: if full.availability < 0.9999 {
                 Some(false)
@@ -362,7 +415,10 @@ impl GlobalReport {
                 Some(false) => "NOT met",
                 None => "not measured",
             };
-            s.push_str(&format!("| {} | {} | {} |\n", v.promise, v.measured, verdict));
+            s.push_str(&format!(
+                "| {} | {} | {} |\n",
+                v.promise, v.measured, verdict
+            ));
         }
         s.push_str(
             "\nThe physical limit is light in fibre along the great circle to the nearest PoP and back; \
@@ -385,7 +441,11 @@ impl GlobalReport {
         let n = self.locations.len().max(1) as f64;
         let group = (w - left - 20.0) / n;
         let bar = group / 4.5;
-        let colors = [("Before", "#c0392b"), ("MultiRegion", "#e67e22"), ("Full", "#27ae60")];
+        let colors = [
+            ("Before", "#c0392b"),
+            ("MultiRegion", "#e67e22"),
+            ("Full", "#27ae60"),
+        ];
         let mut s = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
              <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
@@ -452,7 +512,10 @@ impl GlobalReport {
         std::fs::create_dir_all(dir)?;
         let files = [
             (dir.join("report.md"), self.markdown()),
-            (dir.join("report.json"), serde_json::to_string_pretty(self).map_err(std::io::Error::other)?),
+            (
+                dir.join("report.json"),
+                serde_json::to_string_pretty(self).map_err(std::io::Error::other)?,
+            ),
             (dir.join("latency.svg"), self.svg()),
         ];
         for (p, text) in &files {

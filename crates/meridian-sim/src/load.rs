@@ -185,7 +185,9 @@ impl Mix {
 
 /// Asks `server` for `name`'s A record from `source`, as a client there would.
 pub async fn resolve(server: SocketAddr, source: IpAddr, name: &str) -> Option<IpAddr> {
-    let sock = tokio::net::UdpSocket::bind(SocketAddr::new(source, 0)).await.ok()?;
+    let sock = tokio::net::UdpSocket::bind(SocketAddr::new(source, 0))
+        .await
+        .ok()?;
     let mut q = Message::query();
     q.add_query(Query::query(Name::from_str(name).ok()?, RecordType::A));
     q.metadata.recursion_desired = false;
@@ -216,14 +218,16 @@ async fn tls_request(
         .await
         .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
-    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| e.to_string())?;
     let stream = tokio_rustls::TlsConnector::from(cfg)
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     if let Ok(v) = http::HeaderValue::from_str(server_name) {
         req.headers_mut().insert(http::header::HOST, v);
@@ -261,7 +265,8 @@ impl LocationRun {
         LocationRun {
             location: location.to_owned(),
             // 1 µs to 10 minutes at 3 significant digits.
-            latency: Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant bounds are valid"),
+            latency: Histogram::new_with_bounds(1, 600_000_000, 3)
+                .expect("constant bounds are valid"),
             ok: 0,
             failed: 0,
             classes: BTreeMap::new(),
@@ -337,7 +342,9 @@ pub async fn run(
     let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for c in &cfg.client_locations {
-        let Some(net) = cfg.client_source(&c.name) else { continue };
+        let Some(net) = cfg.client_source(&c.name) else {
+            continue;
+        };
         let source = match net.addr {
             IpAddr::V4(v) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v) + 1)),
             other => other,
@@ -455,9 +462,17 @@ async fn run_location(
                         .map(|b| b.map_err(|e| e.to_string()).boxed()),
                 };
                 let status = res.status();
-                let body = res.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+                let body = res
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .to_bytes();
                 if status.is_server_error() {
-                    return Err(format!("{status}: {}", String::from_utf8_lossy(&body).trim()));
+                    return Err(format!(
+                        "{status}: {}",
+                        String::from_utf8_lossy(&body).trim()
+                    ));
                 }
                 Ok(body.len() as u64)
             };
@@ -536,7 +551,11 @@ mod tests {
         }
         r.ok = 100;
         r.failed = 0;
-        assert!((r.percentile_ms(0.5) - 50.0).abs() < 0.1, "{}", r.percentile_ms(0.5));
+        assert!(
+            (r.percentile_ms(0.5) - 50.0).abs() < 0.1,
+            "{}",
+            r.percentile_ms(0.5)
+        );
         assert!((r.percentile_ms(0.95) - 95.0).abs() < 0.1);
         assert!((r.percentile_ms(0.99) - 99.0).abs() < 0.1);
         assert_eq!(r.availability(), 1.0);

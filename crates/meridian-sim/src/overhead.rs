@@ -51,8 +51,11 @@ async fn ping_pong(
     let mut tasks = Vec::new();
     for _ in 0..connections {
         tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid");
-            let mut s: TcpStream = meridian_health::connect_from(from, to).await.map_err(|e| e.to_string())?;
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                .expect("constant bounds are valid");
+            let mut s: TcpStream = meridian_health::connect_from(from, to)
+                .await
+                .map_err(|e| e.to_string())?;
             let _ = s.set_nodelay(true);
             let end = Instant::now() + duration;
             let msg = [7u8; 64];
@@ -66,7 +69,8 @@ async fn ping_pong(
             Ok::<_, String>(h)
         }));
     }
-    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid");
+    let mut all =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid");
     for t in tasks {
         let h = t.await.map_err(|e| e.to_string())??;
         all.add(h).map_err(|e| e.to_string())?;
@@ -80,7 +84,10 @@ pub enum RelayAt {
     InProcess,
     /// In a real `wan` node started from `exe` (`meridian run --node wan`), as in a
     /// deployment; its config goes to `work`.
-    Node { exe: std::path::PathBuf, work: std::path::PathBuf },
+    Node {
+        exe: std::path::PathBuf,
+        work: std::path::PathBuf,
+    },
 }
 
 /// Kills the relay node when the measurement ends, however it ends.
@@ -101,57 +108,67 @@ pub async fn measure(
     rtt: Duration,
     at: RelayAt,
 ) -> Result<OverheadReport, String> {
-    let (server, front, source, _node): (SocketAddr, SocketAddr, Option<std::net::IpAddr>, Child) = match at {
-        RelayAt::InProcess => {
-            let server: SocketAddr = ([127, 79, 0, 2], 7100).into();
-            let front: SocketAddr = ([127, 79, 0, 1], 7100).into();
-            let rl = TcpListener::bind(front).await.map_err(|e| format!("{front}: {e}"))?;
-            let (_keep, conditions) = watch::channel(Conditions::default());
-            tokio::spawn(async move {
-                let _keep = _keep;
-                while let Ok((s, _)) = rl.accept().await {
-                    tokio::spawn(relay(s, server, Link::rtt(rtt), conditions.clone(), |_| {}));
-                }
-            });
-            (server, front, None, Child(None))
-        }
-        RelayAt::Node { exe, work } => {
-            // One region behind the WAN and one client location `rtt` away from it.
-            let cfg = format!(
+    let (server, front, source, _node): (SocketAddr, SocketAddr, Option<std::net::IpAddr>, Child) =
+        match at {
+            RelayAt::InProcess => {
+                let server: SocketAddr = ([127, 79, 0, 2], 7100).into();
+                let front: SocketAddr = ([127, 79, 0, 1], 7100).into();
+                let rl = TcpListener::bind(front)
+                    .await
+                    .map_err(|e| format!("{front}: {e}"))?;
+                let (_keep, conditions) = watch::channel(Conditions::default());
+                tokio::spawn(async move {
+                    let _keep = _keep;
+                    while let Ok((s, _)) = rl.accept().await {
+                        tokio::spawn(relay(s, server, Link::rtt(rtt), conditions.clone(), |_| {}));
+                    }
+                });
+                (server, front, None, Child(None))
+            }
+            RelayAt::Node { exe, work } => {
+                // One region behind the WAN and one client location `rtt` away from it.
+                let cfg = format!(
                 "[deployment]\nname = \"relay-bench\"\nzone = \"relay.bench\"\n[network]\nsubnet = \"127.79.0.0/16\"\nlb_port = 7100\nadmin_port = 7900\n\
                  [[region]]\nname = \"r1\"\nprimary = true\nlocation = {{ lat = 0, lon = 0 }}\nazs = [\"r1a\"]\n[dns]\nservers = 0\n\
                  [simulation]\nwan = true\n[[simulation.latency]]\nfrom = \"client:bench\"\nto = \"r1\"\nrtt = \"{}ms\"\n\
                  [[client_location]]\nname = \"bench\"\nlocation = {{ lat = 0, lon = 0 }}\n",
                 rtt.as_secs_f64() * 1e3
             );
-            std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-            let path = work.join("relay-bench.toml");
-            std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
-            let child = std::process::Command::new(&exe)
-                .args(["run", "--node", "wan", "--config"])
-                .arg(&path)
-                .env("RUST_LOG", "warn")
-                .stdin(std::process::Stdio::null())
-                .spawn()
-                .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-            let node = Child(Some(child));
-            let admin: SocketAddr = ([127, 79, 0, 2], 7900).into();
-            let mut up = false;
-            for _ in 0..100 {
-                if TcpStream::connect(admin).await.is_ok() {
-                    up = true;
-                    break;
+                std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+                let path = work.join("relay-bench.toml");
+                std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
+                let child = std::process::Command::new(&exe)
+                    .args(["run", "--node", "wan", "--config"])
+                    .arg(&path)
+                    .env("RUST_LOG", "warn")
+                    .stdin(std::process::Stdio::null())
+                    .spawn()
+                    .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+                let node = Child(Some(child));
+                let admin: SocketAddr = ([127, 79, 0, 2], 7900).into();
+                let mut up = false;
+                for _ in 0..100 {
+                    if TcpStream::connect(admin).await.is_ok() {
+                        up = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if !up {
+                    return Err("the wan node did not start".into());
+                }
+                // The balancer's backstage port, where the WAN forwards, and its public one.
+                (
+                    ([127, 79, 1, 1], 17100).into(),
+                    ([127, 79, 1, 1], 7100).into(),
+                    Some([127, 79, 200, 1].into()),
+                    node,
+                )
             }
-            if !up {
-                return Err("the wan node did not start".into());
-            }
-            // The balancer's backstage port, where the WAN forwards, and its public one.
-            (([127, 79, 1, 1], 17100).into(), ([127, 79, 1, 1], 7100).into(), Some([127, 79, 200, 1].into()), node)
-        }
-    };
-    let l = TcpListener::bind(server).await.map_err(|e| format!("{server}: {e}"))?;
+        };
+    let l = TcpListener::bind(server)
+        .await
+        .map_err(|e| format!("{server}: {e}"))?;
     tokio::spawn(echo(l));
     let direct = ping_pong(source, server, connections, duration).await?;
     let relayed = ping_pong(source, front, connections, duration).await?;
@@ -180,8 +197,16 @@ impl std::fmt::Display for OverheadReport {
             self.connections, self.seconds, self.modelled_rtt_ms
         )?;
         writeln!(f, "| path | p50 ms | p99 ms |\n|---|---:|---:|")?;
-        writeln!(f, "| direct | {:.3} | {:.3} |", self.direct_p50_ms, self.direct_p99_ms)?;
-        writeln!(f, "| through the relay | {:.3} | {:.3} |", self.relayed_p50_ms, self.relayed_p99_ms)?;
+        writeln!(
+            f,
+            "| direct | {:.3} | {:.3} |",
+            self.direct_p50_ms, self.direct_p99_ms
+        )?;
+        writeln!(
+            f,
+            "| through the relay | {:.3} | {:.3} |",
+            self.relayed_p50_ms, self.relayed_p99_ms
+        )?;
         writeln!(
             f,
             "| added beyond the model | {:.3} | {:.3} |\n\n{} relayed exchanges.",

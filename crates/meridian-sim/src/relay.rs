@@ -5,11 +5,11 @@
 //! side one round trip later than they would on an open connection, as after SYN, SYN-ACK.
 
 use bytes::Bytes;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use std::collections::VecDeque;
 use tokio::sync::watch;
 use tokio::time::Instant;
 

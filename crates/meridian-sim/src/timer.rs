@@ -64,7 +64,9 @@ fn wheel() -> &'static Arc<Wheel> {
                         g.0.peek().map(|Reverse(e)| e.at)
                     };
                     match next {
-                        Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now() + EARLY)),
+                        Some(at) => std::thread::park_timeout(
+                            at.saturating_duration_since(Instant::now() + EARLY),
+                        ),
                         None => std::thread::park(),
                     }
                 }
@@ -81,7 +83,10 @@ fn wheel() -> &'static Arc<Wheel> {
 
 /// Resolves at `at`, within tens of microseconds.
 pub fn sleep_until(at: Instant) -> Sleep {
-    Sleep { at, registered: false }
+    Sleep {
+        at,
+        registered: false,
+    }
 }
 
 pub struct Sleep {
@@ -130,6 +135,10 @@ mod tests {
             late.push(Instant::now().duration_since(at));
         }
         late.sort();
-        assert!(late[10] < Duration::from_micros(500), "median lateness {:?}", late[10]);
+        assert!(
+            late[10] < Duration::from_micros(500),
+            "median lateness {:?}",
+            late[10]
+        );
     }
 }

@@ -30,7 +30,10 @@ pub struct Destination {
 pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
     let mut out = Vec::new();
     for r in &cfg.regions {
-        let (Some(public), Some(place)) = (cfg.lb_address(&r.name), world.place(crate::world::PlaceKind::Region, &r.name)) else {
+        let (Some(public), Some(place)) = (
+            cfg.lb_address(&r.name),
+            world.place(crate::world::PlaceKind::Region, &r.name),
+        ) else {
             continue;
         };
         out.push(Destination {
@@ -40,7 +43,10 @@ pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
         });
     }
     for p in &cfg.edges {
-        let (Some((public, _)), Some(place)) = (cfg.pop_addresses(&p.name), world.place(crate::world::PlaceKind::Pop, &p.name)) else {
+        let (Some((public, _)), Some(place)) = (
+            cfg.pop_addresses(&p.name),
+            world.place(crate::world::PlaceKind::Pop, &p.name),
+        ) else {
             continue;
         };
         for port in [public.port(), cfg.network.https_port] {
@@ -85,9 +91,11 @@ impl Wan {
     /// What the link between two places is doing now.
     fn conditions(&self, a: &str, b: &str) -> Conditions {
         let p = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        let held = p.contains(&(a.to_owned(), b.to_owned())) || p.contains(&(b.to_owned(), a.to_owned()));
+        let held =
+            p.contains(&(a.to_owned(), b.to_owned())) || p.contains(&(b.to_owned(), a.to_owned()));
         let slow = self.slow.lock().unwrap_or_else(|p| p.into_inner());
-        let extra = slow.get(a).copied().unwrap_or_default() + slow.get(b).copied().unwrap_or_default();
+        let extra =
+            slow.get(a).copied().unwrap_or_default() + slow.get(b).copied().unwrap_or_default();
         Conditions { held, extra }
     }
 }
@@ -165,7 +173,10 @@ async fn accept_loop(wan: Arc<Wan>, listener: TcpListener, dest: Destination) {
         };
         let from = wan.world.place_of_ip(peer.ip()).cloned();
         let link = wan.link(from.as_ref(), &dest.place);
-        let from_id = from.as_ref().map(|p| p.id()).unwrap_or_else(|| "local".into());
+        let from_id = from
+            .as_ref()
+            .map(|p| p.id())
+            .unwrap_or_else(|| "local".into());
         let to_id = dest.place.id();
         let labels = vec![("from", from_id.clone()), ("to", to_id.clone())];
         wan.connections.get_or_create(&labels).inc();

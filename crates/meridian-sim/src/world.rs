@@ -90,7 +90,9 @@ impl World {
     }
 
     pub fn place(&self, kind: PlaceKind, name: &str) -> Option<&Place> {
-        self.places.iter().find(|p| p.kind == kind && p.name == name)
+        self.places
+            .iter()
+            .find(|p| p.kind == kind && p.name == name)
     }
 
     /// The round trip between two places: an override when the config has one (either
@@ -128,12 +130,18 @@ impl World {
     pub fn place_of_ip(&self, ip: IpAddr) -> Option<&Place> {
         let cfg = &self.cfg;
         for c in &cfg.client_locations {
-            if cfg.client_source(&c.name).is_some_and(|net| net.contains(ip)) {
+            if cfg
+                .client_source(&c.name)
+                .is_some_and(|net| net.contains(ip))
+            {
                 return self.place(PlaceKind::Client, &c.name);
             }
         }
         for p in &cfg.edges {
-            if cfg.pop_addresses(&p.name).is_some_and(|(a, _)| a.ip() == ip) {
+            if cfg
+                .pop_addresses(&p.name)
+                .is_some_and(|(a, _)| a.ip() == ip)
+            {
                 return self.place(PlaceKind::Pop, &p.name);
             }
         }
@@ -234,12 +242,23 @@ mod tests {
         let ny = w.place(PlaceKind::Client, "new-york").unwrap();
         let use1 = w.place(PlaceKind::Region, "us-east-1").unwrap();
         let apse1 = w.place(PlaceKind::Region, "ap-southeast-1").unwrap();
-        assert!(w.rtt(ny, use1) < Duration::from_millis(15), "{:?}", w.rtt(ny, use1));
-        assert!(w.rtt(ny, apse1) > Duration::from_millis(150), "{:?}", w.rtt(ny, apse1));
+        assert!(
+            w.rtt(ny, use1) < Duration::from_millis(15),
+            "{:?}",
+            w.rtt(ny, use1)
+        );
+        assert!(
+            w.rtt(ny, apse1) > Duration::from_millis(150),
+            "{:?}",
+            w.rtt(ny, apse1)
+        );
         assert!(w.fibre_rtt(ny, apse1) < w.rtt(ny, apse1));
         assert_eq!(w.rtt(ny, use1), w.rtt(use1, ny), "symmetric");
         let london = w.place(PlaceKind::Client, "london").unwrap();
-        assert_eq!(w.nearest(london, PlaceKind::Region).unwrap().name, "eu-west-1");
+        assert_eq!(
+            w.nearest(london, PlaceKind::Region).unwrap().name,
+            "eu-west-1"
+        );
         assert_eq!(w.nearest(london, PlaceKind::Pop).unwrap().name, "london");
         // Addresses place connections.
         let ip: IpAddr = "127.10.203.77".parse().unwrap();
@@ -258,6 +277,10 @@ mod tests {
         let w = World::new(&cfg);
         let ny = w.place(PlaceKind::Client, "new-york").unwrap();
         let use1 = w.place(PlaceKind::Region, "us-east-1").unwrap();
-        assert_eq!(w.rtt(use1, ny), Duration::from_millis(42), "an override in either direction");
+        assert_eq!(
+            w.rtt(use1, ny),
+            Duration::from_millis(42),
+            "an override in either direction"
+        );
     }
 }

@@ -67,7 +67,10 @@ async fn round_trips_match_the_model_within_2ms_at_p50() {
     }
     let m = p50(open);
     eprintln!("open p50 {m:?}");
-    assert!(m.abs_diff(rtt) <= Duration::from_millis(2), "open connection p50 {m:?} vs {rtt:?}");
+    assert!(
+        m.abs_diff(rtt) <= Duration::from_millis(2),
+        "open connection p50 {m:?} vs {rtt:?}"
+    );
     // New connection: the handshake adds a round trip before the first exchange.
     let mut fresh = Vec::new();
     for _ in 0..9 {
@@ -79,7 +82,11 @@ async fn round_trips_match_the_model_within_2ms_at_p50() {
     }
     let m = p50(fresh);
     eprintln!("fresh p50 {m:?}");
-    assert!(m.abs_diff(rtt * 2) <= Duration::from_millis(2), "new connection p50 {m:?} vs {:?}", rtt * 2);
+    assert!(
+        m.abs_diff(rtt * 2) <= Duration::from_millis(2),
+        "new connection p50 {m:?} vs {:?}",
+        rtt * 2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,16 +97,29 @@ async fn a_partition_holds_traffic_until_it_heals_and_a_slow_path_slows_it() {
     let partition = relay_on(front, back, Link::rtt(Duration::from_millis(4))).await;
     let mut s = TcpStream::connect(front).await.unwrap();
     ping(&mut s).await;
-    partition.send(Conditions { held: true, extra: Duration::ZERO }).unwrap();
+    partition
+        .send(Conditions {
+            held: true,
+            extra: Duration::ZERO,
+        })
+        .unwrap();
     let held = tokio::time::timeout(Duration::from_millis(300), ping(&mut s)).await;
     assert!(held.is_err(), "nothing crosses a partition");
     partition.send(Conditions::default()).unwrap();
     // The held ping arrives once the partition heals.
     let mut buf = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&buf, b"ping");
     // A degraded path: 100 ms more each way, on the open connection.
-    partition.send(Conditions { held: false, extra: Duration::from_millis(100) }).unwrap();
+    partition
+        .send(Conditions {
+            held: false,
+            extra: Duration::from_millis(100),
+        })
+        .unwrap();
     let slow = ping(&mut s).await;
     assert!(slow >= Duration::from_millis(200), "{slow:?}");
 }

@@ -174,8 +174,11 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         };
         meridian_edge::admin_token(&opts.state_dir).map_err(|e| state_err(e.to_string()))?;
         if cfg.distribution.certificates.is_empty() {
-            meridian_http::tls::ensure_dev_cert(&opts.state_dir, &meridian_edge::dev_cert_names(cfg))
-                .map_err(|e| state_err(e.to_string()))?;
+            meridian_http::tls::ensure_dev_cert(
+                &opts.state_dir,
+                &meridian_edge::dev_cert_names(cfg),
+            )
+            .map_err(|e| state_err(e.to_string()))?;
         }
     }
 
@@ -537,7 +540,10 @@ async fn stop_all(shared: &Shared, runners: Vec<tokio::task::JoinHandle<()>>) {
 fn public_address(cfg: &Config, spec: &NodeSpec) -> SocketAddr {
     match spec.role {
         Role::Lb => spec.region.as_deref().and_then(|r| cfg.lb_address(r)),
-        Role::Edge => cfg.pop_of(spec).and_then(|p| cfg.pop_addresses(&p.name)).map(|a| a.0),
+        Role::Edge => cfg
+            .pop_of(spec)
+            .and_then(|p| cfg.pop_addresses(&p.name))
+            .map(|a| a.0),
         _ => None,
     }
     .unwrap_or(spec.address)

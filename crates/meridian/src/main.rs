@@ -357,14 +357,20 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 meridian_sim::overhead::RelayAt::InProcess
             } else {
                 meridian_sim::overhead::RelayAt::Node {
-                    exe: std::env::current_exe().context("cannot find the meridian binary to start the wan node")?,
-                    work: std::env::temp_dir().join(format!("meridian-relay-bench-{}", std::process::id())),
+                    exe: std::env::current_exe()
+                        .context("cannot find the meridian binary to start the wan node")?,
+                    work: std::env::temp_dir()
+                        .join(format!("meridian-relay-bench-{}", std::process::id())),
                 }
             };
-            let report =
-                meridian_sim::overhead::measure(connections, parse("duration", &duration)?, parse("rtt", &rtt)?, at)
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+            let report = meridian_sim::overhead::measure(
+                connections,
+                parse("duration", &duration)?,
+                parse("rtt", &rtt)?,
+                at,
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
@@ -388,7 +394,11 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 }
             };
             let (config, state) = running_deployment(&state_dir)?;
-            let tls = if tls { Some(dev_cert_client(&state_dir)?) } else { None };
+            let tls = if tls {
+                Some(dev_cert_client(&state_dir)?)
+            } else {
+                None
+            };
             let opts = meridian_sim::global::GlobalOptions {
                 config,
                 state,
@@ -401,7 +411,9 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             let report = meridian_sim::global::run(&opts, |line| eprintln!("{line}"))
                 .await
                 .map_err(anyhow::Error::msg)?;
-            let files = report.write(&out).with_context(|| format!("cannot write to {}", out.display()))?;
+            let files = report
+                .write(&out)
+                .with_context(|| format!("cannot write to {}", out.display()))?;
             print!("{}", report.markdown());
             for f in files {
                 eprintln!("wrote {}", f.display());
@@ -410,12 +422,16 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Chaos { command } => {
             let (fault, run) = match command {
-                ChaosCmd::KillRegion { region, run } => (meridian_sim::chaos::Fault::KillRegion { region }, run),
+                ChaosCmd::KillRegion { region, run } => {
+                    (meridian_sim::chaos::Fault::KillRegion { region }, run)
+                }
                 ChaosCmd::Partition { pop, region, run } => {
                     (meridian_sim::chaos::Fault::Partition { pop, region }, run)
                 }
                 ChaosCmd::KillAz { az, run } => (meridian_sim::chaos::Fault::KillAz { az }, run),
-                ChaosCmd::KillPop { pop, run } => (meridian_sim::chaos::Fault::KillPop { pop }, run),
+                ChaosCmd::KillPop { pop, run } => {
+                    (meridian_sim::chaos::Fault::KillPop { pop }, run)
+                }
                 ChaosCmd::SlowOrigin { region, extra, run } => {
                     let extra = match meridian_config::units::parse_duration(&extra) {
                         Ok(d) => d,
@@ -424,7 +440,10 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                             return Ok(ExitCode::from(2));
                         }
                     };
-                    (meridian_sim::chaos::Fault::SlowOrigin { region, extra }, run)
+                    (
+                        meridian_sim::chaos::Fault::SlowOrigin { region, extra },
+                        run,
+                    )
                 }
             };
             let ChaosRun {
@@ -444,9 +463,10 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
             let (config, state) = running_deployment(&state_dir)?;
-            let admin_token = std::fs::read_to_string(state_dir.join(meridian_edge::ADMIN_TOKEN_FILE))
-                .ok()
-                .map(|t| t.trim().to_owned());
+            let admin_token =
+                std::fs::read_to_string(state_dir.join(meridian_edge::ADMIN_TOKEN_FILE))
+                    .ok()
+                    .map(|t| t.trim().to_owned());
             let opts = meridian_sim::chaos::ChaosOptions {
                 config,
                 state,
@@ -463,7 +483,10 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             if let Some(dir) = out {
                 std::fs::create_dir_all(&dir)?;
                 std::fs::write(dir.join("chaos.md"), report.markdown())?;
-                std::fs::write(dir.join("chaos.json"), serde_json::to_string_pretty(&report)?)?;
+                std::fs::write(
+                    dir.join("chaos.json"),
+                    serde_json::to_string_pretty(&report)?,
+                )?;
             }
             Ok(if report.failed_cacheable == 0 {
                 ExitCode::SUCCESS
@@ -829,7 +852,11 @@ fn summary(cfg: &Config) -> String {
             d.origin_groups.len(),
             d.cache_policies.len(),
         ));
-        for b in d.behaviors.iter().chain(std::iter::once(&d.default_behavior)) {
+        for b in d
+            .behaviors
+            .iter()
+            .chain(std::iter::once(&d.default_behavior))
+        {
             s.push_str(&format!(
                 "  {:<12} -> origin group {}, cache policy {}\n",
                 b.path_pattern, b.origin_group, b.cache_policy
@@ -853,20 +880,38 @@ async fn invalidate(paths: &[String], state_dir: &Path) -> Result<ExitCode> {
         .nodes
         .iter()
         .filter(|n| n.spec.role == meridian_config::Role::Edge)
-        .map(|n| (n.spec.name.trim_start_matches("edge-").to_owned(), n.spec.admin))
+        .map(|n| {
+            (
+                n.spec.name.trim_start_matches("edge-").to_owned(),
+                n.spec.admin,
+            )
+        })
         .collect();
     if pops.is_empty() {
-        eprintln!("error: the deployment in {} has no edge PoPs", state_dir.display());
+        eprintln!(
+            "error: the deployment in {} has no edge PoPs",
+            state_dir.display()
+        );
         return Ok(ExitCode::from(2));
     }
-    let id = format!("I{:016X}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
+    let id = format!(
+        "I{:016X}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    );
     let total = pops.len();
     eprintln!("invalidation {id}: {} path(s) to {total} PoPs", paths.len());
     let mut done = 0;
     let results = meridian_edge::client::invalidate_all(pops, token.trim(), paths, &id, |r| {
         done += 1;
         match &r.result {
-            Ok(t) => eprintln!("  [{done}/{total}] {:<12} applied in {:.1} ms", r.pop, t.as_secs_f64() * 1e3),
+            Ok(t) => eprintln!(
+                "  [{done}/{total}] {:<12} applied in {:.1} ms",
+                r.pop,
+                t.as_secs_f64() * 1e3
+            ),
             Err(e) => eprintln!("  [{done}/{total}] {:<12} FAILED: {e}", r.pop),
         }
     })
@@ -882,15 +927,21 @@ async fn invalidate(paths: &[String], state_dir: &Path) -> Result<ExitCode> {
 }
 
 /// The config and state of the deployment a running `meridian up` writes to `state_dir`.
-fn running_deployment(state_dir: &Path) -> Result<(Config, meridian_config::state::DeploymentState)> {
+fn running_deployment(
+    state_dir: &Path,
+) -> Result<(Config, meridian_config::state::DeploymentState)> {
     let state = meridian_config::state::DeploymentState::read(state_dir).with_context(|| {
         format!(
             "no running deployment in {} (start one with `meridian up`, or pass --state-dir)",
             state_dir.display()
         )
     })?;
-    let config = Config::load(&state.config)
-        .with_context(|| format!("cannot read the deployment's config {}", state.config.display()))?;
+    let config = Config::load(&state.config).with_context(|| {
+        format!(
+            "cannot read the deployment's config {}",
+            state.config.display()
+        )
+    })?;
     Ok((config, state))
 }
 

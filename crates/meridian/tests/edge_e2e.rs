@@ -83,7 +83,12 @@ fn signal_region(nodes: &[serde_json::Value], region: &str, sig: i32) {
 }
 
 /// GETs distinct uncached keys through the PoP for `secs`; returns (ok, failures).
-async fn steady_misses(client: &meridian_http::UpstreamClient, pop: &str, tag: &str, secs: u64) -> (u32, Vec<String>) {
+async fn steady_misses(
+    client: &meridian_http::UpstreamClient,
+    pop: &str,
+    tag: &str,
+    secs: u64,
+) -> (u32, Vec<String>) {
     let (mut ok, mut failed) = (0, Vec::new());
     let start = Instant::now();
     for i in 0..2000 {
@@ -116,12 +121,27 @@ async fn pops_cache_collapse_fail_over_serve_when_regions_are_down_and_invalidat
     let client = meridian_http::upstream_client(Duration::from_secs(2), Duration::from_secs(30));
 
     // A second GET is a hit and does not reach the origin.
-    let (s, h, first) = get(&client, &format!("http://{pop}/static/app.css")).await.unwrap();
-    assert_eq!((s, h["x-cache"].to_str().unwrap()), (200, "Miss from meridian"));
-    assert_eq!(h["x-meridian-region"], "eu-west-1", "London prefers the nearer region");
-    let (_, _, m) = get(&client, &format!("http://{admin}/metrics")).await.unwrap();
-    let fetches = metric(&String::from_utf8_lossy(&m), "meridian_edge_origin_fetches_total");
-    let (_, h, again) = get(&client, &format!("http://{pop}/static/app.css")).await.unwrap();
+    let (s, h, first) = get(&client, &format!("http://{pop}/static/app.css"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, h["x-cache"].to_str().unwrap()),
+        (200, "Miss from meridian")
+    );
+    assert_eq!(
+        h["x-meridian-region"], "eu-west-1",
+        "London prefers the nearer region"
+    );
+    let (_, _, m) = get(&client, &format!("http://{admin}/metrics"))
+        .await
+        .unwrap();
+    let fetches = metric(
+        &String::from_utf8_lossy(&m),
+        "meridian_edge_origin_fetches_total",
+    );
+    let (_, h, again) = get(&client, &format!("http://{pop}/static/app.css"))
+        .await
+        .unwrap();
     assert_eq!(h["x-cache"], "Hit from meridian");
     assert_eq!(again, first);
     // 100 concurrent first GETs of a new key: one origin fetch.
@@ -134,20 +154,37 @@ async fn pops_cache_collapse_fail_over_serve_when_regions_are_down_and_invalidat
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap().0, 200);
     }
-    let (_, _, m) = get(&client, &format!("http://{admin}/metrics")).await.unwrap();
-    let after = metric(&String::from_utf8_lossy(&m), "meridian_edge_origin_fetches_total");
-    assert_eq!(after - fetches, 1.0, "100 concurrent first GETs reached the origin once");
+    let (_, _, m) = get(&client, &format!("http://{admin}/metrics"))
+        .await
+        .unwrap();
+    let after = metric(
+        &String::from_utf8_lossy(&m),
+        "meridian_edge_origin_fetches_total",
+    );
+    assert_eq!(
+        after - fetches,
+        1.0,
+        "100 concurrent first GETs reached the origin once"
+    );
 
     // Freeze the preferred region (a partition): no GET fails.
     signal_region(&nodes, "eu-west-1", libc::SIGSTOP);
     let (ok, failed) = steady_misses(&client, &pop, "frozen", 4).await;
     signal_region(&nodes, "eu-west-1", libc::SIGCONT);
-    assert!(failed.is_empty(), "{} failed while eu-west-1 was frozen: {failed:?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} failed while eu-west-1 was frozen: {failed:?}",
+        failed.len()
+    );
     assert!(ok > 20, "{ok}");
     // Kill it: connections are refused, still no GET fails.
     signal_region(&nodes, "eu-west-1", libc::SIGKILL);
     let (ok, failed) = steady_misses(&client, &pop, "killed", 2).await;
-    assert!(failed.is_empty(), "{} failed after eu-west-1 was killed: {failed:?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} failed after eu-west-1 was killed: {failed:?}",
+        failed.len()
+    );
     assert!(ok > 20, "{ok}");
 
     // Every region down: cached objects are still served.
@@ -155,8 +192,13 @@ async fn pops_cache_collapse_fail_over_serve_when_regions_are_down_and_invalidat
     for r in ["us-east-1", "eu-west-1"] {
         signal_region(&nodes_now, r, libc::SIGSTOP);
     }
-    let (s, h, body) = get(&client, &format!("http://{pop}/static/app.css")).await.unwrap();
-    assert_eq!((s, h["x-cache"].to_str().unwrap()), (200, "Hit from meridian"));
+    let (s, h, body) = get(&client, &format!("http://{pop}/static/app.css"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, h["x-cache"].to_str().unwrap()),
+        (200, "Hit from meridian")
+    );
     assert_eq!(body, first);
     for r in ["us-east-1", "eu-west-1"] {
         signal_region(&nodes_now, r, libc::SIGCONT);
@@ -168,11 +210,20 @@ async fn pops_cache_collapse_fail_over_serve_when_regions_are_down_and_invalidat
         .arg(&state_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Completed"));
-    let (_, h, _) = get(&client, &format!("http://{pop}/static/app.css")).await.unwrap();
+    let (_, h, _) = get(&client, &format!("http://{pop}/static/app.css"))
+        .await
+        .unwrap();
     assert_eq!(h["x-cache"], "Miss from meridian");
 
-    let status = tokio::task::spawn_blocking(move || up.stop()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || up.stop())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success());
 }

@@ -100,13 +100,25 @@ async fn bench_global_and_a_short_chaos_run() {
 
     let out = dir.join("global");
     let run = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["bench", "global", "--duration", "6s", "--rate", "10", "--out"])
+        .args([
+            "bench",
+            "global",
+            "--duration",
+            "6s",
+            "--rate",
+            "10",
+            "--out",
+        ])
         .arg(&out)
         .arg("--state-dir")
         .arg(&state_dir)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     for f in ["report.md", "report.json", "latency.svg"] {
         assert!(out.join(f).exists(), "{f} written");
     }
@@ -123,25 +135,52 @@ async fn bench_global_and_a_short_chaos_run() {
     // London to us-east-1 is ~90 ms modelled; to the London PoP ~2 ms.
     assert!(p50("Before") > 60.0, "{london}");
     assert!(p50("Full") < p50("Before") / 3.0, "{london}");
-    assert!(std::fs::read_to_string(out.join("latency.svg")).unwrap().starts_with("<svg"));
+    assert!(std::fs::read_to_string(out.join("latency.svg"))
+        .unwrap()
+        .starts_with("<svg"));
 
     let chaos_dir = dir.join("chaos");
     let run = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["chaos", "kill-region", "eu-west-1", "--duration", "8s", "--outage", "4s", "--rate", "10", "--out"])
+        .args([
+            "chaos",
+            "kill-region",
+            "eu-west-1",
+            "--duration",
+            "8s",
+            "--outage",
+            "4s",
+            "--rate",
+            "10",
+            "--out",
+        ])
         .arg(&chaos_dir)
         .arg("--state-dir")
         .arg(&state_dir)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let chaos: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(chaos_dir.join("chaos.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(chaos_dir.join("chaos.json")).unwrap())
+            .unwrap();
     assert_eq!(chaos["failed_cacheable"], 0, "{chaos}");
     assert!(chaos["requests"].as_u64().unwrap() > 50, "{chaos}");
-    assert!(chaos["edge_detect_seconds"].as_f64().is_some(), "the PoP noticed: {chaos}");
-    assert!(chaos["recovery_seconds"].as_f64().is_some(), "the region came back: {chaos}");
+    assert!(
+        chaos["edge_detect_seconds"].as_f64().is_some(),
+        "the PoP noticed: {chaos}"
+    );
+    assert!(
+        chaos["recovery_seconds"].as_f64().is_some(),
+        "the region came back: {chaos}"
+    );
 
-    let status = tokio::task::spawn_blocking(move || up.stop()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || up.stop())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success());
 }

@@ -99,4 +99,3 @@ pub async fn get(
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((parts.status.as_u16(), parts.headers, body))
 }
-
