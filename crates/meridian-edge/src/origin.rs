@@ -23,10 +23,12 @@ type Labels = Vec<(&'static str, String)>;
 pub struct Member {
     /// How it is written in the config (`lb:us-east-1`, `http://10.0.0.5:80`).
     pub name: String,
-    /// Where requests go.
+    /// Where requests and health checks go: checks take the way traffic takes (through
+    /// the WAN when there is one), and a balancer answers /health there only while one of
+    /// its targets does.
     pub addr: SocketAddr,
-    /// Where its health check goes (a balancer's admin /health).
-    pub check_addr: SocketAddr,
+    /// Its name on the health board (`<group>/<member>`).
+    pub key: String,
     pub health: HealthHandle,
     /// Exponentially weighted round trip of passing health checks (half a probe, which
     /// opens a connection), in microseconds (0 until measured).
@@ -130,29 +132,26 @@ impl Origins {
                     .members
                     .iter()
                     .filter_map(|m| {
-                        let (addr, check_addr, modelled) = match m {
+                        let (addr, modelled) = match m {
                             OriginMember::Lb(region) => {
                                 let r = cfg.regions.iter().find(|r| &r.name == region)?;
                                 let rtt =
                                     Duration::from_secs_f64(pop_location.rtt_ms(&r.location) / 1e3);
-                                // Checked on its viewer address, the way traffic goes (through
-                                // the WAN when there is one): a balancer answers /health there
-                                // only while a target does.
-                                let addr = cfg.lb_address(region)?;
-                                (addr, addr, rtt)
+                                (cfg.lb_address(region)?, rtt)
                             }
-                            OriginMember::Address(a) => (*a, *a, Duration::ZERO),
+                            OriginMember::Address(a) => (*a, Duration::ZERO),
                         };
                         let name = m.to_string();
+                        let key = format!("{}/{name}", g.name);
                         Some(Member {
                             health: board.register(
-                                &format!("{}/{name}", g.name),
+                                &key,
                                 hc.healthy_threshold,
                                 hc.unhealthy_threshold,
                             ),
+                            key,
                             name,
                             addr,
-                            check_addr,
                             rtt_us: AtomicU64::new(0),
                             modelled_us: modelled.as_micros() as u64,
                         })
@@ -231,18 +230,14 @@ impl Origins {
                 tasks.push(tokio::spawn(async move {
                     let g = &me.groups[gi];
                     let m = &g.members[mi];
-                    let key = format!("{}/{}", g.cfg.name, m.name);
                     let labels = vec![("origin", m.name.clone()), ("group", g.cfg.name.clone())];
                     let mut tick = tokio::time::interval(g.cfg.health_check.interval);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        let out = meridian_health::probe_from(
-                            me.local_ip,
-                            m.check_addr,
-                            &g.cfg.health_check,
-                        )
-                        .await;
+                        let out =
+                            meridian_health::probe_from(me.local_ip, m.addr, &g.cfg.health_check)
+                                .await;
                         if out.healthy {
                             // A probe opens a new connection: handshake and request are two
                             // round trips.
@@ -256,7 +251,7 @@ impl Origins {
                             m.rtt_us.store(new, Ordering::Relaxed);
                             me.m.rtt.get_or_create(&labels).set(new as f64 / 1e6);
                         }
-                        me.board.observe(&key, out);
+                        me.board.observe(&m.key, out);
                         me.m.healthy
                             .get_or_create(&labels)
                             .set(i64::from(m.health.is_healthy()));
@@ -336,10 +331,7 @@ impl Origins {
                         .inc();
                     attempts.push(format!("{}: {}", m.name, meridian_http::describe(&e)));
                     if connect {
-                        self.board.report_failure(
-                            &format!("{}/{}", group.cfg.name, m.name),
-                            "connection failed",
-                        );
+                        self.board.report_failure(&m.key, "connection failed");
                     }
                     if !(connect || safe) {
                         break;
@@ -353,10 +345,8 @@ impl Origins {
                     // A member that holds a request past the timeout is treated as down
                     // until its health checks pass again, so the next viewers do not wait
                     // for it too (a frozen region costs one timeout, not one per request).
-                    self.board.report_failure(
-                        &format!("{}/{}", group.cfg.name, m.name),
-                        "no response within the response timeout",
-                    );
+                    self.board
+                        .report_failure(&m.key, "no response within the response timeout");
                     attempts.push(format!(
                         "{}: no response within {}",
                         m.name,

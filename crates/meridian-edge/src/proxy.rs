@@ -1025,32 +1025,40 @@ impl Edge {
             member, response, ..
         } = r;
         let (parts, body) = response.into_parts();
-        let tee =
-            if req.stream && !self.would_compress(&req, &parts.headers, body.size_hint().exact()) {
-                // The leader gets the bytes as they come; the fill keeps a copy to store.
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<
-                    Result<hyper::body::Frame<Bytes>, meridian_http::BoxError>,
-                >();
-                let mut headers = storable_headers(&parts.headers);
-                meridian_http::strip_hop_by_hop(&mut headers);
-                headers.insert(
-                    header::AGE,
-                    HeaderValue::from(initial_age(&parts.headers, sent_at, received_at).as_secs()),
-                );
-                if req.compress && compress::compressible(&headers) {
-                    append_vary(&mut headers, "Accept-Encoding");
-                }
-                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|f| (f, rx))
-                });
-                let mut res = Response::new(http_body_util::StreamBody::new(stream).boxed());
-                *res.status_mut() = parts.status;
-                *res.headers_mut() = headers;
-                let _ = own.send(Own::Streaming(res, member.clone()));
-                Some(tx)
-            } else {
-                None
-            };
+        // A viewer that will be served a compressed variant waits for the stored object.
+        let coding = self.coding_for(
+            req.compress,
+            &req.viewer_headers,
+            status,
+            &parts.headers,
+            CacheControl::from_headers(&parts.headers).no_transform,
+            body.size_hint().exact(),
+        );
+        let tee = if req.stream && coding == Coding::Identity {
+            // The leader gets the bytes as they come; the fill keeps a copy to store.
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<
+                Result<hyper::body::Frame<Bytes>, meridian_http::BoxError>,
+            >();
+            let mut headers = storable_headers(&parts.headers);
+            meridian_http::strip_hop_by_hop(&mut headers);
+            headers.insert(
+                header::AGE,
+                HeaderValue::from(initial_age(&parts.headers, sent_at, received_at).as_secs()),
+            );
+            if req.compress && compress::compressible(&headers) {
+                append_vary(&mut headers, "Accept-Encoding");
+            }
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|f| (f, rx))
+            });
+            let mut res = Response::new(http_body_util::StreamBody::new(stream).boxed());
+            *res.status_mut() = parts.status;
+            *res.headers_mut() = headers;
+            let _ = own.send(Own::Streaming(res, member.clone()));
+            Some(tx)
+        } else {
+            None
+        };
         let streamed = tee.is_some();
         let body =
             match collect_limited(body, limit as usize, group.cfg.response_timeout, tee).await {
@@ -1116,15 +1124,32 @@ impl Edge {
         }
     }
 
-    /// Whether the leader would be served a compressed variant of this response (then it
-    /// waits for the stored object instead of streaming the identity body).
-    fn would_compress(&self, req: &FillRequest, headers: &HeaderMap, len: Option<u64>) -> bool {
+    /// The coding a viewer gets for a response: the one it prefers when the behavior
+    /// compresses, the response may be transformed, is a compressible 200 without a coding
+    /// of its own, and its length (when known) is within the distribution's limits; else
+    /// identity. One rule for serving stored objects and for deciding whether a miss can
+    /// stream its identity body to the first viewer.
+    fn coding_for(
+        &self,
+        compress: bool,
+        viewer: &HeaderMap,
+        status: u16,
+        headers: &HeaderMap,
+        no_transform: bool,
+        len: Option<u64>,
+    ) -> Coding {
         let dist = &self.0.dist;
-        req.compress
-            && key::negotiate(&req.viewer_headers) != Coding::Identity
+        let eligible = compress
+            && status == 200
+            && !no_transform
             && !headers.contains_key(header::CONTENT_ENCODING)
             && compress::compressible(headers)
-            && len.is_none_or(|n| (dist.compress_min_size..=dist.compress_max_size).contains(&n))
+            && len.is_none_or(|n| (dist.compress_min_size..=dist.compress_max_size).contains(&n));
+        if eligible {
+            key::negotiate(viewer)
+        } else {
+            Coding::Identity
+        }
     }
 
     fn meta(
@@ -1151,21 +1176,19 @@ impl Edge {
             .iter()
             .find(|c| c.error_code == status);
         match verdict {
+            Ok(()) if status >= 400 && !explicit_freshness(headers) => {
+                // Errors without freshness are kept for the error caching TTL.
+                let t = custom
+                    .map(|c| c.error_caching_min_ttl)
+                    .unwrap_or(Duration::from_secs(10));
+                (!t.is_zero()).then_some(t)
+            }
+            Ok(()) => edge_ttl(headers, ttl_policy(policy)),
             // CloudFront keeps even private and no-store responses when the policy's
             // minimum TTL is above zero.
-            Ok(()) | Err(NotStorable::Private | NotStorable::NoStore)
-                if status < 400 || verdict.is_ok() =>
+            Err(NotStorable::Private | NotStorable::NoStore)
+                if status < 400 && !policy.min_ttl.is_zero() =>
             {
-                if verdict.is_err() && policy.min_ttl.is_zero() {
-                    return None;
-                }
-                if status >= 400 && !explicit_freshness(headers) {
-                    // Errors without freshness are kept for the error caching TTL.
-                    let t = custom
-                        .map(|c| c.error_caching_min_ttl)
-                        .unwrap_or(Duration::from_secs(10));
-                    return (!t.is_zero()).then_some(t);
-                }
                 edge_ttl(headers, ttl_policy(policy))
             }
             Err(NotStorable::NoFreshness) if status >= 400 => custom
@@ -1262,19 +1285,16 @@ impl Edge {
         headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
         let status = StatusCode::from_u16(obj.meta.status).unwrap_or(StatusCode::OK);
         let mut body = obj.body.clone();
-        let dist = &self.0.dist;
-        let coding = if ctx.behavior.compress {
-            key::negotiate(&ctx.headers)
-        } else {
-            Coding::Identity
-        };
-        let eligible = coding != Coding::Identity
-            && status == StatusCode::OK
-            && !headers.contains_key(header::CONTENT_ENCODING)
-            && !obj.meta.cache_control.no_transform
-            && compress::compressible(&headers)
-            && (dist.compress_min_size..=dist.compress_max_size).contains(&obj.body.len());
-        if eligible {
+        let compressible = compress::compressible(&headers);
+        let coding = self.coding_for(
+            ctx.behavior.compress,
+            &ctx.headers,
+            status.as_u16(),
+            &headers,
+            obj.meta.cache_control.no_transform,
+            Some(obj.body.len()),
+        );
+        if coding != Coding::Identity {
             if let Some(z) = self.compressed(&obj, coding).await {
                 body = z;
                 headers.insert(
@@ -1290,7 +1310,7 @@ impl Edge {
                 }
             }
         }
-        if ctx.behavior.compress && compress::compressible(&headers) {
+        if ctx.behavior.compress && compressible {
             append_vary(&mut headers, "Accept-Encoding");
         }
         if status == StatusCode::OK && not_modified(&ctx.headers, &headers) {

@@ -4,7 +4,6 @@
 use crate::Body;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,14 +49,6 @@ pub fn counted_upstream_client(
     local: Option<std::net::IpAddr>,
     opened: Arc<AtomicU64>,
 ) -> CountedUpstreamClient {
-    let mut inner = HttpConnector::new();
-    inner.set_local_address(local);
-    inner.set_connect_timeout(Some(connect_timeout));
-    inner.set_nodelay(true);
-    inner.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(idle_timeout)
-        .pool_max_idle_per_host(512)
-        .build(CountingConnector { inner, opened })
+    let inner = crate::upstream_connector(connect_timeout, local);
+    crate::upstream_pool(idle_timeout, 512).build(CountingConnector { inner, opened })
 }

@@ -1,6 +1,7 @@
 //! `meridian chaos`: break part of a running deployment while global load runs, and
 //! measure what clients saw, how long the platform took to notice, and how long to recover.
 
+use crate::admin;
 use crate::load::{self, Arch, LoadOptions};
 use crate::world::{PlaceKind, World};
 use meridian_config::state::DeploymentState;
@@ -84,22 +85,18 @@ pub struct ChaosReport {
 
 /// Whether every PoP now sees `origin` as healthy (`want` 1) or unhealthy (`want` 0).
 async fn pops_agree(pops: &[SocketAddr], origin: &str, want: u8) -> bool {
+    let label = format!("origin=\"{origin}\"");
     for admin in pops {
-        let req = http::Request::get("/metrics")
-            .header(http::header::HOST, admin.to_string())
-            .body(http_body_util::Full::new(bytes::Bytes::new()));
-        let Ok(req) = req else { return false };
-        let Ok(f) = meridian_health::fetch(*admin, req, Duration::from_secs(1), 8 << 20).await
-        else {
+        let Some(text) = admin::metrics(*admin, Duration::from_secs(1)).await else {
             return false;
         };
-        let text = String::from_utf8_lossy(&f.body).into_owned();
-        let needle = format!("origin=\"{origin}\"");
-        let agrees = text
-            .lines()
-            .filter(|l| l.starts_with("meridian_edge_origin_healthy") && l.contains(&needle))
-            .all(|l| l.trim_end().ends_with(&format!(" {want}")));
-        if !agrees {
+        let agrees = admin::all_series(
+            &text,
+            "meridian_edge_origin_healthy",
+            &label,
+            &want.to_string(),
+        );
+        if agrees == Some(false) {
             return false;
         }
     }
@@ -107,14 +104,8 @@ async fn pops_agree(pops: &[SocketAddr], origin: &str, want: u8) -> bool {
 }
 
 /// Asks the WAN node to start or end a partition.
-async fn wan_call(admin: SocketAddr, method: http::Method, path: &str) -> Result<(), String> {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::HOST, admin.to_string())
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let f = meridian_health::fetch(admin, req, Duration::from_secs(2), 64 * 1024).await?;
+async fn wan_call(addr: SocketAddr, method: http::Method, path: &str) -> Result<(), String> {
+    let f = admin::call(addr, method, path, None, Duration::from_secs(2)).await?;
     if f.status != 200 {
         return Err(format!(
             "the WAN answered {}: {}",
@@ -168,15 +159,16 @@ enum Watch {
 }
 
 /// The origin a PoP ranks first in its first origin group, from its `/origins`.
-async fn first_choice(admin: SocketAddr, token: &str) -> Option<String> {
-    let req = http::Request::get("/origins")
-        .header(http::header::HOST, admin.to_string())
-        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .ok()?;
-    let f = meridian_health::fetch(admin, req, Duration::from_secs(1), 1 << 20)
-        .await
-        .ok()?;
+async fn first_choice(addr: SocketAddr, token: &str) -> Option<String> {
+    let f = admin::call(
+        addr,
+        http::Method::GET,
+        "/origins",
+        Some(token),
+        Duration::from_secs(1),
+    )
+    .await
+    .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&f.body).ok()?;
     v["origin_groups"][0]["members"][0]["origin"]
         .as_str()
@@ -196,17 +188,17 @@ impl Watch {
                     ans == *ip
                 }
             }
-            Watch::LbAz(admin, az) => {
-                let Some(text) = metrics_text(*admin).await else {
+            Watch::LbAz(lb, az) => {
+                let Some(text) = admin::metrics(*lb, Duration::from_secs(1)).await else {
                     return false;
                 };
-                let needle = format!("az=\"{az}\"");
-                let want = if reacted { " 0" } else { " 1" };
-                let lines: Vec<&str> = text
-                    .lines()
-                    .filter(|l| l.starts_with("meridian_lb_target_healthy") && l.contains(&needle))
-                    .collect();
-                !lines.is_empty() && lines.iter().all(|l| l.trim_end().ends_with(want))
+                let want = if reacted { "0" } else { "1" };
+                admin::all_series(
+                    &text,
+                    "meridian_lb_target_healthy",
+                    &format!("az=\"{az}\""),
+                    want,
+                ) == Some(true)
             }
             Watch::PopChoice(pops, token, origin) => {
                 for p in pops {
@@ -221,20 +213,11 @@ impl Watch {
     }
 }
 
-async fn metrics_text(admin: SocketAddr) -> Option<String> {
-    let req = http::Request::get("/metrics")
-        .header(http::header::HOST, admin.to_string())
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .ok()?;
-    let f = meridian_health::fetch(admin, req, Duration::from_secs(1), 8 << 20)
-        .await
-        .ok()?;
-    Some(String::from_utf8_lossy(&f.body).into_owned())
-}
-
 /// Everything a scenario needs: what breaks, how to break and repair it, and what to watch.
 struct Plan {
     target: String,
+    /// The DNS server the load and the watches ask.
+    dns_server: SocketAddr,
     region: String,
     apply: Action,
     revert: Action,
@@ -325,6 +308,7 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                 ));
             }
             Plan {
+                dns_server: dns,
                 target: format!("region {} down", r.name),
                 region: r.name.clone(),
                 apply: Action::Signal(pids.clone(), libc::SIGSTOP),
@@ -347,6 +331,7 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
             let path = format!("/partition?from=pop:{pop}&to={}", r.name);
             let admin = need_wan()?;
             Plan {
+                dns_server: dns,
                 target: format!("PoP {pop} cut off from region {}", r.name),
                 region: r.name.clone(),
                 apply: Action::Wan(admin, http::Method::POST, path.clone()),
@@ -364,6 +349,7 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
             let admin = need_wan()?;
             let ms = extra.as_millis();
             Plan {
+                dns_server: dns,
                 target: format!("region {} slowed by {ms} ms each way", r.name),
                 region: r.name.clone(),
                 apply: Action::Wan(
@@ -411,6 +397,7 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                 .map(|n| n.spec.admin)
                 .ok_or("the AZ's region has no load balancer running")?;
             Plan {
+                dns_server: dns,
                 target: format!("AZ {az} of {} down", r.name),
                 region: r.name.clone(),
                 apply: Action::Signal(pids.clone(), libc::SIGSTOP),
@@ -427,6 +414,7 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                 .ok_or_else(|| format!("PoP {pop} has no running process"))?;
             let ip = cfg.pop_addresses(pop).map(|a| a.0.ip());
             Plan {
+                dns_server: dns,
                 target: format!("PoP {pop} down"),
                 region: String::new(),
                 apply: Action::Signal(vec![pid], libc::SIGSTOP),
@@ -463,10 +451,9 @@ pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<Cha
             plan.pops = Some(Watch::PopChoice(preferring, token.clone(), origin));
         }
     }
-    let dns = crate::global::dns_server(&opts.state).ok_or("the deployment runs no DNS server")?;
     let lo = LoadOptions {
         config: cfg.clone(),
-        dns,
+        dns: plan.dns_server,
         duration: opts.duration,
         rate: opts.rate,
         max_requests: 1_000_000,

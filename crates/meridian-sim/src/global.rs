@@ -97,15 +97,10 @@ pub struct GlobalReport {
 
 /// Sums a counter family from a node's /metrics, over the lines `keep` accepts.
 async fn scrape_sum(addr: SocketAddr, name: &str, keep: impl Fn(&str) -> bool) -> f64 {
-    let req = http::Request::get("/metrics")
-        .header(http::header::HOST, addr.to_string())
-        .body(http_body_util::Full::new(bytes::Bytes::new()));
-    let Ok(req) = req else { return 0.0 };
-    let Ok(f) = meridian_health::fetch(addr, req, Duration::from_secs(3), 8 << 20).await else {
+    let Some(text) = crate::admin::metrics(addr, Duration::from_secs(3)).await else {
         return 0.0;
     };
-    String::from_utf8_lossy(&f.body)
-        .lines()
+    text.lines()
         .filter(|l| l.starts_with(name) && keep(l))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

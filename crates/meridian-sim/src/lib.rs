@@ -6,6 +6,7 @@
 //! of every region and PoP so traffic from each place pays its distance, while the nodes
 //! themselves run unchanged.
 
+mod admin;
 pub mod chaos;
 pub mod global;
 pub mod load;

@@ -349,10 +349,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                     in_process,
                 },
         } => {
-            let parse = |flag: &str, v: &str| {
-                meridian_config::units::parse_duration(v)
-                    .map_err(|e| anyhow::anyhow!("--{flag}: {}\n  = fix: {}", e.problem, e.fix))
-            };
+            let parse = |flag: &str, v: &str| duration_flag(flag, v).map_err(anyhow::Error::msg);
             let at = if in_process {
                 meridian_sim::overhead::RelayAt::InProcess
             } else {
@@ -386,10 +383,10 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                     out,
                 },
         } => {
-            let total = match meridian_config::units::parse_duration(&duration) {
+            let total = match duration_flag("duration", &duration) {
                 Ok(d) => d,
                 Err(e) => {
-                    eprintln!("error: --duration: {}\n  = fix: {}", e.problem, e.fix);
+                    eprintln!("error: {e}");
                     return Ok(ExitCode::from(2));
                 }
             };
@@ -433,10 +430,10 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                     (meridian_sim::chaos::Fault::KillPop { pop }, run)
                 }
                 ChaosCmd::SlowOrigin { region, extra, run } => {
-                    let extra = match meridian_config::units::parse_duration(&extra) {
+                    let extra = match duration_flag("extra", &extra) {
                         Ok(d) => d,
                         Err(e) => {
-                            eprintln!("error: --extra: {}\n  = fix: {}", e.problem, e.fix);
+                            eprintln!("error: {e}");
                             return Ok(ExitCode::from(2));
                         }
                     };
@@ -453,10 +450,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 rate,
                 out,
             } = run;
-            let parse = |flag: &str, v: &str| {
-                meridian_config::units::parse_duration(v)
-                    .map_err(|e| anyhow::anyhow!("--{flag}: {}\n  = fix: {}", e.problem, e.fix))
-            };
+            let parse = |flag: &str, v: &str| duration_flag(flag, v).map_err(anyhow::Error::msg);
             let (duration, outage) = (parse("duration", &duration)?, parse("outage", &outage)?);
             if outage >= duration {
                 eprintln!("error: --outage must be shorter than --duration");
@@ -966,4 +960,10 @@ fn client_trusting(pem: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(std::sync::Arc::new(cfg))
+}
+
+/// A duration given on the command line, or the message naming the flag and the fix.
+fn duration_flag(flag: &str, value: &str) -> Result<Duration, String> {
+    meridian_config::units::parse_duration(value)
+        .map_err(|e| format!("--{flag}: {}\n  = fix: {}", e.problem, e.fix))
 }

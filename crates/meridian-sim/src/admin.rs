@@ -1,0 +1,64 @@
+//! Asking a running node's admin endpoint: what the global benchmark and chaos runs read
+//! (metrics, a PoP's origin choice) and change (the WAN's partitions).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// One request to `addr` with an empty body, Bearer `token` when given.
+pub(crate) async fn call(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<meridian_health::Fetched, String> {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, addr.to_string());
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    meridian_health::fetch(addr, req, timeout, 8 << 20).await
+}
+
+/// A node's `/metrics` text, or None when it does not answer.
+pub(crate) async fn metrics(addr: SocketAddr, timeout: Duration) -> Option<String> {
+    let f = call(addr, http::Method::GET, "/metrics", None, timeout)
+        .await
+        .ok()?;
+    Some(String::from_utf8_lossy(&f.body).into_owned())
+}
+
+/// Whether every series of `metric` whose labels contain `label` has the value `want`;
+/// None when there is no such series.
+pub(crate) fn all_series(text: &str, metric: &str, label: &str, want: &str) -> Option<bool> {
+    let suffix = format!(" {want}");
+    let mut any = false;
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with(metric) && l.contains(label))
+    {
+        any = true;
+        if !l.trim_end().ends_with(&suffix) {
+            return Some(false);
+        }
+    }
+    any.then_some(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::all_series;
+
+    #[test]
+    fn series_by_label() {
+        let text = "m{a=\"x\",az=\"1a\"} 0\nm{a=\"y\",az=\"1a\"} 0\nm{a=\"z\",az=\"1b\"} 1\n";
+        assert_eq!(all_series(text, "m", "az=\"1a\"", "0"), Some(true));
+        assert_eq!(all_series(text, "m", "az=\"1a\"", "1"), Some(false));
+        assert_eq!(all_series(text, "m", "az=\"1c\"", "0"), None);
+    }
+}
