@@ -371,7 +371,13 @@ impl LoadBalancer {
                     // A failed connect means the request never left: any method may go
                     // elsewhere. Otherwise only idempotent ones may.
                     let connect = e.is_connect();
-                    let kind = if connect { "connect" } else { "io" };
+                    let kind = if connect {
+                        "connect"
+                    } else if was_reset(&e) {
+                        "reset"
+                    } else {
+                        "io"
+                    };
                     self.target_failed(target, kind, &e.to_string());
                     failures.push(format!("{}: {}", target.name, meridian_http::describe(&e)));
                     if !(connect || idempotent(&parts.method)) {
@@ -444,12 +450,37 @@ impl LoadBalancer {
                 ("kind", kind.to_owned()),
             ])
             .inc();
-        if kind == "connect" {
-            self.0
+        // A refused or reset connection says the target is gone (killed, crashed): take it
+        // out at once, so the retry and the next requests go elsewhere.
+        match kind {
+            "connect" => self
+                .0
                 .board
-                .report_failure(&target.name, "connection failed");
+                .report_failure(&target.name, "connection failed"),
+            "reset" => self
+                .0
+                .board
+                .report_failure(&target.name, "connection reset"),
+            _ => {}
         }
     }
+}
+
+/// Whether a target error is its connection being reset or aborted under the request.
+fn was_reset(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = src {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        src = err.source();
+    }
+    false
 }
 
 fn too_large(limit: usize) -> Response<Body> {

@@ -497,3 +497,58 @@ async fn direct_handle_api_is_usable() {
     assert_eq!(lb.group().targets.len(), 0);
     assert_eq!(lb.name(), "lb-test");
 }
+
+/// A target that passes health checks and answers every other request with a TCP reset
+/// (SO_LINGER 0): a process killed mid-request.
+async fn hard_resetting(name: &str) -> NodeSpec {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                if buf[..n].starts_with(b"GET /health ") {
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    return;
+                }
+                let _ = s.set_linger(Some(Duration::ZERO));
+            });
+        }
+    });
+    node(name, addr)
+}
+
+#[tokio::test]
+async fn a_reset_marks_the_target_unhealthy_at_once() {
+    let targets = vec![
+        hard_resetting("reset").await,
+        demo("live", Duration::ZERO).await,
+    ];
+    let mut opts = options(targets, Algorithm::RoundRobin);
+    opts.config.health_check.interval = Duration::from_secs(60); // one probe now, then passive only
+    let (lb, admin) = start(opts).await;
+    wait_healthy(admin, 2).await;
+    for _ in 0..4 {
+        let (s, head, _) = raw(
+            lb,
+            "GET /api/quotes/AAPL HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        assert_eq!(s, 200, "{head}");
+    }
+    let (_, body) = reqwest_like().get(admin, "/targets").await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let reset = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "reset")
+        .unwrap();
+    assert_eq!(reset["health"], "unhealthy", "{v}");
+}
