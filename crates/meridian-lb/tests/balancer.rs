@@ -516,7 +516,7 @@ async fn hard_resetting(name: &str) -> NodeSpec {
                         .await;
                     return;
                 }
-                let _ = s.set_linger(Some(Duration::ZERO));
+                let _ = s.set_zero_linger();
             });
         }
     });
