@@ -4,6 +4,7 @@
 //! name file, line, column, key, the problem and the fix (every problem at once), fills in
 //! defaults, and derives the node topology every other crate works from.
 
+mod console;
 mod distribution;
 mod error;
 pub mod geo;
@@ -16,6 +17,7 @@ pub mod state;
 mod topology;
 pub mod units;
 
+pub use console::*;
 pub use distribution::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{LoadError, DEFAULT_CONFIG, DEFAULT_ORIGIN};

@@ -157,6 +157,18 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         Some(s) => read_simulation(&s, d),
         None => Some(Simulation::default()),
     };
+    let console = match (t.table(d, "console"), &regions, &edges) {
+        (Some(s), Some(r), Some(e)) => {
+            let places: Vec<String> = r
+                .iter()
+                .map(|r| r.name.clone())
+                .chain(e.iter().map(|p| p.name.clone()))
+                .collect();
+            crate::console::read_console(&s, d, &places)
+        }
+        (None, _, _) => Some(crate::console::default_console()),
+        _ => None,
+    };
     let client_locations = read_named(t, d, "client_location", |s, d, name| {
         let location = read_location(s, d);
         let country = s.str(d, "country");
@@ -197,6 +209,7 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         dns: dns?,
         client_locations: client_locations?,
         simulation: simulation?,
+        console: console?,
     })
 }
 

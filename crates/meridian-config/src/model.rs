@@ -21,6 +21,7 @@ pub struct Config {
     pub dns: Dns,
     pub client_locations: Vec<ClientLocation>,
     pub simulation: Simulation,
+    pub console: crate::Console,
 }
 
 /// The simulated world: the latency model, and whether `up` puts WAN relays between places.

@@ -21,6 +21,8 @@ pub enum Role {
     Edge,
     /// The simulated WAN: relays that delay traffic between places.
     Wan,
+    /// The dashboards and alarms: scrapes every other node.
+    Console,
 }
 
 impl Role {
@@ -31,6 +33,7 @@ impl Role {
             Role::Dns => "dns",
             Role::Edge => "edge",
             Role::Wan => "wan",
+            Role::Console => "console",
         }
     }
 }
@@ -118,7 +121,23 @@ impl Config {
                 admin: SocketAddr::new(ip.into(), net.admin_port),
             });
         }
+        if self.console.enabled {
+            let address = self.console_address();
+            services.push(NodeSpec {
+                name: "console".to_owned(),
+                role: Role::Console,
+                region: None,
+                az: None,
+                address,
+                admin: address,
+            });
+        }
         services
+    }
+
+    /// Where the console serves its page, API and own metrics.
+    pub fn console_address(&self) -> SocketAddr {
+        SocketAddr::new(self.network.addr(0, 3).into(), self.network.admin_port)
     }
 
     /// The port a viewer-facing listener binds: its public port, or with WAN relays a port

@@ -35,6 +35,7 @@ pub(crate) struct LbMetrics {
     pub target_errors: Family<Labels, Counter>,
     pub target_healthy: Family<Labels, Gauge>,
     pub transitions: Family<Labels, Counter>,
+    pub response_bytes: Counter,
 }
 
 struct Inner {
@@ -105,6 +106,11 @@ impl LoadBalancer {
                 "lb_target_health_transitions",
                 "Health state changes, by target and new state",
                 Family::default(),
+            ),
+            response_bytes: metrics.register(
+                "lb_response_bytes",
+                "Body bytes of responses whose length is known up front (data out, for cost)",
+                Counter::default(),
             ),
         };
         let outstanding = metrics.register(
@@ -230,6 +236,9 @@ impl LoadBalancer {
         };
         res.headers_mut().insert("x-request-id", rid);
         self.0.m.duration.observe(start.elapsed().as_secs_f64());
+        if let Some(n) = hyper::body::Body::size_hint(res.body()).exact() {
+            self.0.m.response_bytes.inc_by(n);
+        }
         self.0
             .m
             .requests

@@ -19,6 +19,8 @@ pub enum NodeError {
     #[error(transparent)]
     Edge(#[from] meridian_edge::EdgeError),
     #[error(transparent)]
+    Console(#[from] meridian_console::ConsoleError),
+    #[error(transparent)]
     Wan(#[from] meridian_sim::wan::WanError),
     #[error("cannot start `{program}`: {source}")]
     Exec {
@@ -55,6 +57,10 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
         }
         Role::Wan => {
             meridian_sim::wan::run(config, node.admin, meridian_http::shutdown_signal()).await?;
+        }
+        Role::Console => {
+            meridian_console::run(config.clone(), node.address, meridian_http::shutdown_signal())
+                .await?;
         }
         Role::Edge => {
             let opts = meridian_edge::EdgeOptions::from_config(config, &node, &state_dir())?;

@@ -381,7 +381,7 @@ fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck
         Role::Service => (spec.address, quick),
         // Our own nodes answer /health on their admin address; a balancer only says 200
         // when it has a healthy target to send traffic to.
-        Role::Lb | Role::Dns | Role::Edge | Role::Wan => (
+        Role::Lb | Role::Dns | Role::Edge | Role::Wan | Role::Console => (
             spec.admin,
             HealthCheck {
                 protocol: CheckProtocol::Http,
@@ -415,9 +415,10 @@ async fn start_in_waves(
     let wan: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Wan).collect();
     let edges: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Edge).collect();
     let dns: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Dns).collect();
+    let console: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Console).collect();
     let deadline = Instant::now() + shared.opts.config.supervisor.ready_timeout;
     let mut ready = vec![false; total];
-    for wave in [data, wan, edges, dns] {
+    for wave in [data, wan, edges, dns, console] {
         for &i in &wave {
             runners.push(tokio::spawn(supervise(
                 shared.clone(),
@@ -594,6 +595,7 @@ fn print_table(shared: &Shared) {
         (Role::Edge, "edge", "http"),
         (Role::Wan, "global", "http"),
         (Role::Dns, "global", "dns"),
+        (Role::Console, "global", "http"),
     ] {
         for n in state.nodes.iter().filter(|n| n.spec.role == role) {
             out.push_str(&format!(

@@ -131,8 +131,36 @@ enum Cmd {
         #[command(subcommand)]
         command: DnsCmd,
     },
+    /// Write the console's dashboards and alarms for Grafana and Prometheus.
+    Export {
+        #[command(subcommand)]
+        command: ExportCmd,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum ExportCmd {
+    /// A Grafana dashboard (JSON) with the console's panels over Prometheus.
+    Grafana {
+        /// Deployment config; the embedded default when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Prometheus recording and alerting rules (5xxErrorRate, CacheHitRate,
+    /// HealthyHostCount, and one alert per [[console.alarm]]), for `promtool check rules`.
+    PrometheusRules {
+        /// Deployment config; the embedded default when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -500,6 +528,34 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&matrix)?);
             } else {
                 println!("{matrix}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Export { command } => {
+            let (config, out) = match &command {
+                ExportCmd::Grafana { config, out } | ExportCmd::PrometheusRules { config, out } => {
+                    (config, out)
+                }
+            };
+            let cfg = match load_config(config.as_deref()) {
+                Ok((c, _)) => c,
+                Err(code) => return Ok(code),
+            };
+            let text = match command {
+                ExportCmd::Grafana { .. } => {
+                    serde_json::to_string_pretty(&meridian_console::export::grafana(&cfg))? + "\n"
+                }
+                ExportCmd::PrometheusRules { .. } => {
+                    meridian_console::export::prometheus_rules(&cfg)
+                }
+            };
+            match out {
+                Some(path) => {
+                    std::fs::write(path, text)
+                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => print!("{text}"),
             }
             Ok(ExitCode::SUCCESS)
         }
