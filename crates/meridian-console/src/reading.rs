@@ -70,7 +70,9 @@ impl Reading {
             .zip(&self.deltas)
             .filter(|(s, _)| s.name == name && pick(s))
             .map(|(_, d)| d)
-            .sum()
+            // An empty f64 sum is -0.0; add 0.0 so "nothing" prints as 0.
+            .sum::<f64>()
+            + 0.0
     }
 
     /// `delta` per second, None on a node's first scrape.

@@ -628,6 +628,12 @@ fn print_table(shared: &Shared) {
         "supervisor metrics: http://{}/metrics\n",
         cfg.supervisor_admin()
     ));
+    if let Some(c) = state.nodes.iter().find(|n| n.spec.role == Role::Console) {
+        out.push_str(&format!(
+            "console (dashboards, alarms, cost): http://{}/\n",
+            c.spec.address
+        ));
+    }
     out.push_str(&format!(
         "state: {dir}/endpoints.json   logs: {dir}/logs/\n\n"
     ));
