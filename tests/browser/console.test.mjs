@@ -9,8 +9,11 @@ const url = process.argv[2] || "http://127.10.0.3:9900/";
 const stateDir = process.argv[3] || ".meridian";
 const REGION = "eu-west-1";
 
+let lastOverview = "";
+
 function fail(why) {
   console.error(`FAIL: ${why}`);
+  if (lastOverview) console.error(`the console's overview then: ${lastOverview}`);
   process.exitCode = 1;
   throw new Error(why);
 }
@@ -33,6 +36,19 @@ try {
   const page = await browser.newPage({ viewport: { width: 1366, height: 800 } });
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   page.on("pageerror", (e) => errors.push(String(e)));
+  // Keep the newest overview the page fetched, to show what it saw when a check fails.
+  page.on("response", async (r) => {
+    if (!r.url().includes("/api/overview")) return;
+    try {
+      const o = await r.json();
+      lastOverview = JSON.stringify({
+        regions: o.regions.map((x) => [x.name, x.status, `${x.healthy}/${x.total}`, x.lb_up]),
+        pops: o.pops.map((x) => [x.name, x.status]),
+        down: o.nodes.filter((n) => !n.up).map((n) => [n.name, n.error]),
+        events: o.events.slice(0, 8).map((e) => e.message),
+      });
+    } catch {}
+  });
   await page.goto(url, { waitUntil: "load" });
 
   // Every region, PoP and DNS node of the deployment, healthy, with numbers that move.

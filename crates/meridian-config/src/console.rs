@@ -35,8 +35,12 @@ pub enum AlarmKind {
 }
 
 impl AlarmKind {
-    pub const NAMES: &'static [&'static str] =
-        &["error_rate", "region_unhealthy", "hit_rate", "pop_unreachable"];
+    pub const NAMES: &'static [&'static str] = &[
+        "error_rate",
+        "region_unhealthy",
+        "hit_rate",
+        "pop_unreachable",
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -225,7 +229,10 @@ fn read_alarm(t: &Table, d: &mut Diagnostics) -> Option<AlarmRule> {
         t.missing(
             d,
             "kind",
-            &format!("add `kind = \"...\"`, one of: {}", AlarmKind::NAMES.join(", ")),
+            &format!(
+                "add `kind = \"...\"`, one of: {}",
+                AlarmKind::NAMES.join(", ")
+            ),
         );
     }
     let kind = t
@@ -261,7 +268,12 @@ fn read_prices(t: &Table, d: &mut Diagnostics, places: &[String]) -> Prices {
             return Some(x);
         }
         if let Some(f) = t.get(key) {
-            d.error(f.span, &f.key, "a price cannot be negative", "use 0 or more");
+            d.error(
+                f.span,
+                &f.key,
+                "a price cannot be negative",
+                "use 0 or more",
+            );
         }
         None
     };

@@ -420,12 +420,26 @@ impl State {
             let node = self.targets[i].name.clone();
             // Health gauges: (metric, label naming the thing, what it means when it drops).
             for (metric, label, what) in [
-                ("meridian_lb_target_healthy", "target", "the load balancer stops sending it traffic"),
-                ("meridian_dns_target_healthy", "target", "DNS answers leave it out"),
-                ("meridian_edge_origin_healthy", "origin", "the PoP fails over to the next origin"),
+                (
+                    "meridian_lb_target_healthy",
+                    "target",
+                    "the load balancer stops sending it traffic",
+                ),
+                (
+                    "meridian_dns_target_healthy",
+                    "target",
+                    "DNS answers leave it out",
+                ),
+                (
+                    "meridian_edge_origin_healthy",
+                    "origin",
+                    "the PoP fails over to the next origin",
+                ),
             ] {
                 for s in r.all(metric) {
-                    let Some(subject) = s.label(label) else { continue };
+                    let Some(subject) = s.label(label) else {
+                        continue;
+                    };
                     let key = (i, format!("{metric}|{subject}"));
                     let before = self.watched.insert(key, s.value);
                     if let Some(b) = before {
@@ -434,7 +448,11 @@ impl State {
                             events.push(Event {
                                 at: sec,
                                 kind: Kind::Health,
-                                severity: if healthy { Severity::Info } else { Severity::Warning },
+                                severity: if healthy {
+                                    Severity::Info
+                                } else {
+                                    Severity::Warning
+                                },
                                 subject: subject.to_owned(),
                                 message: format!(
                                     "{node}: {subject} is {}",
@@ -496,7 +514,10 @@ impl State {
                     kind: Kind::Failover,
                     severity: Severity::Warning,
                     subject: node.clone(),
-                    message: format!("{node} retried {} request(s) on another instance", retried as u64),
+                    message: format!(
+                        "{node} retried {} request(s) on another instance",
+                        retried as u64
+                    ),
                     cause: "an instance refused, reset or timed out".into(),
                 });
             }
@@ -549,15 +570,25 @@ impl State {
                 })
                 .collect();
             if let Some(r) = self.reading_of(readings, &lb) {
+                // Healthy: the balancer's checks pass and the console reaches it too. The
+                // console's scrape notices a hung instance within one tick, before the
+                // balancer's unhealthy threshold has run out.
                 for s in r.all("meridian_lb_target_healthy") {
-                    if s.value < 0.5 {
+                    let reachable = s.label("target").is_none_or(|t| self.is_up(t));
+                    if s.value < 0.5 || !reachable {
                         continue;
                     }
-                    if let Some(az) = v.azs.iter_mut().find(|a| Some(a.name.as_str()) == s.label("az")) {
+                    if let Some(az) = v
+                        .azs
+                        .iter_mut()
+                        .find(|a| Some(a.name.as_str()) == s.label("az"))
+                    {
                         az.healthy += 1;
                     }
                 }
-                let status_is = |c: char| move |s: &crate::prom::Sample| s.label("status").and_then(class_of) == Some(c);
+                let status_is = |c: char| {
+                    move |s: &crate::prom::Sample| s.label("status").and_then(class_of) == Some(c)
+                };
                 v.rps = r.rate("meridian_lb_requests_total", |_| true);
                 v.err4xx_rps = r.rate("meridian_lb_requests_total", status_is('4'));
                 v.err5xx_rps = r.rate("meridian_lb_requests_total", status_is('5'));
@@ -583,12 +614,20 @@ impl State {
             let running = self
                 .nodes
                 .iter()
-                .filter(|n| n.role == "service" && n.region.as_deref() == Some(&region.name) && n.up)
+                .filter(|n| {
+                    n.role == "service" && n.region.as_deref() == Some(&region.name) && n.up
+                })
                 .count();
-            self.store
-                .push(&format!("region.{}.instances", region.name), sec, running as f64);
-            self.store
-                .push(&format!("region.{}.healthy", region.name), sec, v.healthy as f64);
+            self.store.push(
+                &format!("region.{}.instances", region.name),
+                sec,
+                running as f64,
+            );
+            self.store.push(
+                &format!("region.{}.healthy", region.name),
+                sec,
+                v.healthy as f64,
+            );
             v.status = if !v.lb_up || v.healthy == 0 {
                 Status::Unhealthy
             } else if v.healthy < v.total {
@@ -629,7 +668,8 @@ impl State {
                         Some("hit" | "refresh_hit" | "stale_while_revalidate" | "stale_if_error")
                     )
                 };
-                let cacheable = |s: &crate::prom::Sample| is_hit(s) || s.label("cache_status") == Some("miss");
+                let cacheable =
+                    |s: &crate::prom::Sample| is_hit(s) || s.label("cache_status") == Some("miss");
                 let e5 = |s: &crate::prom::Sample| s.label("status_class") == Some("5xx");
                 let hits = r.delta(req, is_hit);
                 let lookups = r.delta(req, cacheable);
@@ -642,7 +682,9 @@ impl State {
                 v.p50_ms = ms(quantile(0.5, &b));
                 v.p95_ms = ms(quantile(0.95, &b));
                 for s in r.all("meridian_edge_origin_healthy") {
-                    let Some(origin) = s.label("origin") else { continue };
+                    let Some(origin) = s.label("origin") else {
+                        continue;
+                    };
                     let rtt = r
                         .all("meridian_edge_origin_rtt_seconds")
                         .find(|x| x.label("origin") == Some(origin))
@@ -665,7 +707,8 @@ impl State {
                     })
                     .map(|o| o.origin.trim_start_matches("lb:").to_owned());
                 let p = format!("pop.{}", pop.name);
-                self.store.push(&format!("{p}.requests"), sec, r.delta(req, |_| true));
+                self.store
+                    .push(&format!("{p}.requests"), sec, r.delta(req, |_| true));
                 self.store.push(&format!("{p}.hits"), sec, hits);
                 self.store.push(&format!("{p}.lookups"), sec, lookups);
                 self.store.push(&format!("{p}.5xx"), sec, r.delta(req, e5));
@@ -757,15 +800,29 @@ impl State {
             let Some(r) = r else { continue };
             match t.role {
                 "edge" => {
-                    merge_buckets(&mut edge_b, &r.buckets("meridian_edge_request_duration_seconds"));
-                    hits += self.store_last(&format!("pop.{}.hits", t.name.trim_start_matches("edge-")), sec);
-                    lookups += self.store_last(&format!("pop.{}.lookups", t.name.trim_start_matches("edge-")), sec);
-                    if let Some(x) = r.rate("meridian_edge_requests_total", |s| s.label("status_class") == Some("4xx")) {
+                    merge_buckets(
+                        &mut edge_b,
+                        &r.buckets("meridian_edge_request_duration_seconds"),
+                    );
+                    hits += self.store_last(
+                        &format!("pop.{}.hits", t.name.trim_start_matches("edge-")),
+                        sec,
+                    );
+                    lookups += self.store_last(
+                        &format!("pop.{}.lookups", t.name.trim_start_matches("edge-")),
+                        sec,
+                    );
+                    if let Some(x) = r.rate("meridian_edge_requests_total", |s| {
+                        s.label("status_class") == Some("4xx")
+                    }) {
                         *e4.get_or_insert(0.0) += x;
                     }
                 }
                 "lb" => {
-                    merge_buckets(&mut region_b, &r.buckets("meridian_lb_request_duration_seconds"));
+                    merge_buckets(
+                        &mut region_b,
+                        &r.buckets("meridian_lb_request_duration_seconds"),
+                    );
                 }
                 _ => {}
             }
@@ -812,7 +869,12 @@ impl State {
             .map_or(0.0, |r| r.sum(sec, secs.max(1) as usize))
     }
 
-    fn evaluate_alarms(&mut self, sec: u64, regions: &[RegionView], pops: &[PopView]) -> Vec<Transition> {
+    fn evaluate_alarms(
+        &mut self,
+        sec: u64,
+        regions: &[RegionView],
+        pops: &[PopView],
+    ) -> Vec<Transition> {
         let mut out = Vec::new();
         for (i, rule) in self.alarms.rules().to_vec().iter().enumerate() {
             let w = rule.window.as_secs();
@@ -853,17 +915,24 @@ impl State {
                     let subjects = regions
                         .iter()
                         .map(|r| (r.name.clone(), format!("region.{}", r.name)))
-                        .chain(pops.iter().map(|p| (format!("pop:{}", p.name), format!("pop.{}", p.name))));
+                        .chain(
+                            pops.iter()
+                                .map(|p| (format!("pop:{}", p.name), format!("pop.{}", p.name))),
+                        );
                     for (subject, prefix) in subjects.collect::<Vec<_>>() {
                         let n = self.window_sum(&format!("{prefix}.requests"), sec, w);
                         let e = self.window_sum(&format!("{prefix}.5xx"), sec, w);
                         let value = (n > 0.0).then(|| e / n);
-                        let breached = n >= rule.min_requests as f64 && value.is_some_and(|v| v > rule.threshold);
+                        let breached = n >= rule.min_requests as f64
+                            && value.is_some_and(|v| v > rule.threshold);
                         seen.push(Observation {
                             subject,
                             value,
                             breached,
-                            detail: format!("{} of {} requests were 5xx in {w}s", e as u64, n as u64),
+                            detail: format!(
+                                "{} of {} requests were 5xx in {w}s",
+                                e as u64, n as u64
+                            ),
                         });
                     }
                 }
@@ -873,12 +942,16 @@ impl State {
                         let n = self.window_sum(&format!("{prefix}.lookups"), sec, w);
                         let h = self.window_sum(&format!("{prefix}.hits"), sec, w);
                         let value = (n > 0.0).then(|| h / n);
-                        let breached = n >= rule.min_requests as f64 && value.is_some_and(|v| v < rule.threshold);
+                        let breached = n >= rule.min_requests as f64
+                            && value.is_some_and(|v| v < rule.threshold);
                         seen.push(Observation {
                             subject: format!("pop:{}", p.name),
                             value,
                             breached,
-                            detail: format!("{} of {} cacheable requests were hits in {w}s", h as u64, n as u64),
+                            detail: format!(
+                                "{} of {} cacheable requests were hits in {w}s",
+                                h as u64, n as u64
+                            ),
                         });
                     }
                 }
@@ -957,5 +1030,295 @@ impl State {
     /// The last `secs` seconds of series `name`, oldest first.
     pub fn series(&self, name: &str, secs: usize) -> Option<Vec<Option<f64>>> {
         Some(self.store.get(name)?.window(self.overview.now, secs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarms::State as AlarmState;
+
+    const CONFIG: &str = r#"
+[deployment]
+name = "t"
+zone = "t.example"
+
+[network]
+subnet = "127.88.0.0/16"
+
+[[region]]
+name = "east"
+primary = true
+location = { lat = 39.0, lon = -77.5 }
+azs = ["east-a"]
+
+[[region]]
+name = "west"
+location = { lat = 53.3, lon = -6.3 }
+azs = ["west-a"]
+
+[service]
+instances_per_az = 2
+
+[[edge]]
+name = "paris"
+location = { lat = 48.9, lon = 2.4 }
+
+[console]
+[[console.alarm]]
+name = "region-down"
+kind = "region_unhealthy"
+for = "0s"
+
+[[console.alarm]]
+name = "errors"
+kind = "error_rate"
+threshold = 0.1
+window = "5s"
+min_requests = 10
+for = "2s"
+
+[[console.alarm]]
+name = "pop-gone"
+kind = "pop_unreachable"
+
+[console.prices]
+data_out_per_gb = 1.0
+requests_per_million = 1000000.0
+instance_hour = 3600.0
+"#;
+
+    /// Metric text for every target, with per-target overrides.
+    struct World {
+        state: State,
+        text: BTreeMap<String, Result<String, String>>,
+    }
+
+    impl World {
+        fn new() -> World {
+            let config = Config::parse(CONFIG, "test.toml").expect("valid test config");
+            let state = State::new(config, 1000);
+            let mut text = BTreeMap::new();
+            for t in state.targets() {
+                text.insert(t.name.clone(), Ok(String::new()));
+            }
+            World { state, text }
+        }
+
+        fn set(&mut self, node: &str, metrics: &str) {
+            self.text.insert(node.to_owned(), Ok(metrics.to_owned()));
+        }
+
+        fn down(&mut self, node: &str) {
+            self.text
+                .insert(node.to_owned(), Err("connection refused".to_owned()));
+        }
+
+        fn tick(&mut self, t: f64) -> Vec<Transition> {
+            let scrapes = self
+                .state
+                .targets()
+                .iter()
+                .map(|t| self.text[&t.name].clone())
+                .collect();
+            self.state.tick(t, scrapes)
+        }
+    }
+
+    fn lb(healthy: [u8; 2], az: &str, requests: u64, errors: u64, bytes: u64) -> String {
+        format!(
+            "meridian_lb_target_healthy{{target=\"svc-{az}-1\",az=\"{az}\"}} {}\n\
+             meridian_lb_target_healthy{{target=\"svc-{az}-2\",az=\"{az}\"}} {}\n\
+             meridian_lb_requests_total{{target=\"svc-{az}-1\",status=\"200\"}} {requests}\n\
+             meridian_lb_requests_total{{target=\"none\",status=\"503\"}} {errors}\n\
+             meridian_lb_response_bytes_total {bytes}\n\
+             meridian_lb_request_duration_seconds_bucket{{le=\"0.01\"}} {requests}\n\
+             meridian_lb_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n",
+            healthy[0],
+            healthy[1],
+            requests + errors
+        )
+    }
+
+    fn edge(hits: u64, misses: u64, failovers: u64) -> String {
+        format!(
+            "meridian_edge_requests_total{{pop=\"paris\",cache_status=\"hit\",status_class=\"2xx\"}} {hits}\n\
+             meridian_edge_requests_total{{pop=\"paris\",cache_status=\"miss\",status_class=\"2xx\"}} {misses}\n\
+             meridian_edge_requests_total{{pop=\"paris\",cache_status=\"pass\",status_class=\"2xx\"}} 7\n\
+             meridian_edge_origin_healthy{{origin=\"lb:east\",group=\"regions\"}} 1\n\
+             meridian_edge_origin_healthy{{origin=\"lb:west\",group=\"regions\"}} 1\n\
+             meridian_edge_origin_rtt_seconds{{origin=\"lb:east\",group=\"regions\"}} 0.080\n\
+             meridian_edge_origin_rtt_seconds{{origin=\"lb:west\",group=\"regions\"}} 0.020\n\
+             meridian_edge_origin_failovers_total{{reason=\"timeout\"}} {failovers}\n\
+             meridian_edge_bytes_to_viewers_total {}\n",
+            (hits + misses) * 1000
+        )
+    }
+
+    #[test]
+    fn regions_pops_rates_and_routing_preference_from_metric_text() {
+        let mut w = World::new();
+        w.set("lb-east", &lb([1, 1], "east-a", 100, 0, 0));
+        w.set("lb-west", &lb([1, 1], "west-a", 0, 0, 0));
+        w.set("edge-paris", &edge(0, 0, 0));
+        w.tick(1000.0);
+        let o = w.state.overview();
+        assert_eq!(o.regions[0].status, Status::Healthy);
+        assert_eq!(o.regions[0].rps, None, "no rate from a first scrape");
+        // Two seconds later: 200 more requests, 10 of them 5xx; 30 hits, 10 misses.
+        w.set("lb-east", &lb([1, 1], "east-a", 290, 10, 4000));
+        w.set("edge-paris", &edge(30, 10, 0));
+        w.tick(1002.0);
+        let o = w.state.overview();
+        let east = &o.regions[0];
+        assert_eq!(east.rps, Some(100.0));
+        assert_eq!(east.err5xx_rps, Some(5.0));
+        assert_eq!((east.healthy, east.total), (2, 2));
+        assert!(
+            east.p50_ms.is_some_and(|p| p > 0.0 && p <= 10.0),
+            "{east:?}"
+        );
+        let paris = &o.pops[0];
+        assert_eq!(paris.hit_rate, Some(0.75), "pass is not cacheable");
+        assert_eq!(
+            paris.preferred.as_deref(),
+            Some("west"),
+            "shortest healthy RTT"
+        );
+        assert_eq!(paris.bytes_out_rate, Some(20_000.0));
+        assert_eq!(o.global.hit_rate, Some(0.75));
+        // 5xx per second over every request per second: 5 of (100 region + 20 edge).
+        let er = o.global.error_rate.unwrap();
+        assert!((er - 5.0 / 120.0).abs() < 1e-9, "{er}");
+        // Series exist for the charts.
+        assert!(w.state.series("global.edge_rps", 5).is_some());
+        assert_eq!(
+            w.state.series("region.east.requests", 3).unwrap(),
+            vec![None, Some(0.0), Some(200.0)]
+        );
+    }
+
+    #[test]
+    fn an_unhealthy_region_fires_its_alarm_and_the_timeline_says_why() {
+        let mut w = World::new();
+        w.set("lb-east", &lb([1, 1], "east-a", 0, 0, 0));
+        w.set("lb-west", &lb([1, 1], "west-a", 0, 0, 0));
+        w.set("edge-paris", &edge(0, 0, 0));
+        assert!(w.tick(1000.0).is_empty());
+        // One instance fails its checks: degraded, no alarm.
+        w.set("lb-west", &lb([1, 0], "west-a", 0, 0, 0));
+        assert!(w.tick(1001.0).is_empty());
+        assert_eq!(w.state.overview().regions[1].status, Status::Degraded);
+        // Both: unhealthy, and the alarm (for = 0s) fires at once.
+        w.set("lb-west", &lb([0, 0], "west-a", 0, 0, 0));
+        let t = w.tick(1002.0);
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(
+            (t[0].alarm.as_str(), t[0].subject.as_str(), t[0].state),
+            ("region-down", "west", "ALARM")
+        );
+        let o = w.state.overview();
+        assert_eq!(o.regions[1].status, Status::Unhealthy);
+        assert!(o
+            .alarms
+            .iter()
+            .any(|a| a.rule == "region-down" && a.state == AlarmState::Alarm));
+        assert!(o
+            .events
+            .iter()
+            .any(|e| e.kind == Kind::Health && e.message.contains("svc-west-a-1 is unhealthy")));
+        // An instance the console cannot reach is not healthy, whatever its balancer says.
+        w.set("lb-west", &lb([1, 1], "west-a", 0, 0, 0));
+        w.down("svc-west-a-1");
+        w.down("svc-west-a-2");
+        assert!(w.tick(1003.0).is_empty(), "still firing, no new transition");
+        assert_eq!(w.state.overview().regions[1].status, Status::Unhealthy);
+        // Back: the alarm clears.
+        w.set("svc-west-a-1", "");
+        w.set("svc-west-a-2", "");
+        let t = w.tick(1004.0);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].state, "OK");
+        assert_eq!(w.state.overview().regions[1].status, Status::Healthy);
+        // A balancer that does not answer makes its region unhealthy too.
+        w.down("lb-east");
+        let t = w.tick(1005.0);
+        assert_eq!(t[0].subject, "east");
+        let o = w.state.overview();
+        assert!(!o.regions[0].lb_up);
+        assert!(o.nodes.iter().any(|n| n.name == "lb-east"
+            && !n.up
+            && n.error.as_deref() == Some("connection refused")));
+        assert!(o
+            .events
+            .iter()
+            .any(|e| e.message == "lb-east stopped answering"));
+    }
+
+    #[test]
+    fn error_rate_needs_volume_and_duration_and_pops_can_vanish() {
+        let mut w = World::new();
+        w.set("lb-east", &lb([1, 1], "east-a", 0, 0, 0));
+        w.set("lb-west", &lb([1, 1], "west-a", 0, 0, 0));
+        w.set("edge-paris", &edge(0, 0, 0));
+        w.tick(1000.0);
+        // 5 of 5 requests fail: above the threshold but below min_requests.
+        w.set("lb-east", &lb([1, 1], "east-a", 0, 5, 0));
+        assert!(w.tick(1001.0).is_empty());
+        // 20 of 25 in the window: breached, but it must hold for 2 s.
+        w.set("lb-east", &lb([1, 1], "east-a", 5, 20, 0));
+        assert!(w.tick(1002.0).is_empty());
+        assert!(w.tick(1003.0).is_empty());
+        let t = w.tick(1004.0);
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!((t[0].alarm.as_str(), t[0].state), ("errors", "ALARM"));
+        assert!(t[0].detail.contains("20 of 25"), "{}", t[0].detail);
+        // The PoP stops answering: unreachable alarm, shown as such, not dropped.
+        w.set("edge-paris", &edge(0, 0, 3));
+        w.tick(1005.0);
+        assert!(w
+            .state
+            .overview()
+            .events
+            .iter()
+            .any(|e| e.kind == Kind::Failover && e.cause.contains("timeout x3")));
+        w.down("edge-paris");
+        let t = w.tick(1006.0);
+        assert!(
+            t.iter()
+                .any(|t| t.alarm == "pop-gone" && t.subject == "pop:paris"),
+            "{t:?}"
+        );
+        let o = w.state.overview();
+        assert_eq!(o.pops.len(), 1);
+        assert_eq!(o.pops[0].status, Status::Unhealthy);
+        assert!(!o.pops[0].up);
+    }
+
+    #[test]
+    fn cost_uses_measured_traffic_and_the_price_table() {
+        let mut w = World::new();
+        w.set("lb-east", &lb([1, 1], "east-a", 0, 0, 0));
+        w.set("lb-west", &lb([1, 1], "west-a", 0, 0, 0));
+        w.tick(1000.0);
+        // 2 requests and 1 GB out in one second; the two east instances run.
+        w.set("lb-east", &lb([1, 1], "east-a", 2, 0, 1_000_000_000));
+        w.tick(1001.0);
+        let east = w.state.overview().cost[0].clone();
+        assert_eq!(east.place, "east");
+        assert_eq!(east.requests, 2.0);
+        assert!((east.gb_out - 1.0).abs() < 1e-9);
+        // Two ticks of two instances at one second each: 4 instance-seconds.
+        assert!(
+            (east.instance_hours - 4.0 / 3600.0).abs() < 1e-9,
+            "{east:?}"
+        );
+        // $1 per request, $1 per GB, $1 per instance-second.
+        assert!((east.total - (2.0 + 1.0 + 4.0)).abs() < 1e-6, "{east:?}");
+        // Per hour at the last minute's rate: 2 req + 1 GB in the minute, 2 instances.
+        assert!(
+            (east.per_hour - ((2.0 + 1.0) * 60.0 + 2.0 * 3600.0)).abs() < 1e-6,
+            "{east:?}"
+        );
     }
 }

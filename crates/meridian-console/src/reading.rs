@@ -167,7 +167,12 @@ mod tests {
     #[test]
     fn quantiles_interpolate_within_buckets() {
         // 100 observations: 50 under 10 ms, 40 from 10 to 50 ms, 10 from 50 to 100 ms.
-        let b = [(0.01, 50.0), (0.05, 90.0), (0.1, 100.0), (f64::INFINITY, 100.0)];
+        let b = [
+            (0.01, 50.0),
+            (0.05, 90.0),
+            (0.1, 100.0),
+            (f64::INFINITY, 100.0),
+        ];
         let p50 = quantile(0.5, &b).unwrap();
         assert!((p50 - 0.01).abs() < 1e-9, "{p50}");
         let p95 = quantile(0.95, &b).unwrap();
@@ -176,7 +181,10 @@ mod tests {
         assert!((p70 - 0.03).abs() < 1e-9, "{p70}");
         assert_eq!(quantile(0.5, &[(0.01, 0.0), (f64::INFINITY, 0.0)]), None);
         // Everything above the last finite bound: the bound is reported.
-        assert_eq!(quantile(0.99, &[(0.01, 0.0), (f64::INFINITY, 3.0)]), Some(0.01));
+        assert_eq!(
+            quantile(0.99, &[(0.01, 0.0), (f64::INFINITY, 3.0)]),
+            Some(0.01)
+        );
         let mut m = vec![(0.01, 1.0), (f64::INFINITY, 2.0)];
         merge_buckets(&mut m, &[(0.01, 3.0), (f64::INFINITY, 3.0)]);
         assert_eq!(m, vec![(0.01, 4.0), (f64::INFINITY, 5.0)]);

@@ -143,7 +143,13 @@ mod tests {
         }
         assert_eq!(
             r.window(110, 5),
-            vec![Some(106.0), Some(107.0), Some(108.0), Some(109.0), Some(110.0)]
+            vec![
+                Some(106.0),
+                Some(107.0),
+                Some(108.0),
+                Some(109.0),
+                Some(110.0)
+            ]
         );
         // A long silence leaves only gaps, never stale values from a lap ago.
         r.push(200, 7.0);

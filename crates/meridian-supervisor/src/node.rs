@@ -59,8 +59,12 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
             meridian_sim::wan::run(config, node.admin, meridian_http::shutdown_signal()).await?;
         }
         Role::Console => {
-            meridian_console::run(config.clone(), node.address, meridian_http::shutdown_signal())
-                .await?;
+            meridian_console::run(
+                config.clone(),
+                node.address,
+                meridian_http::shutdown_signal(),
+            )
+            .await?;
         }
         Role::Edge => {
             let opts = meridian_edge::EdgeOptions::from_config(config, &node, &state_dir())?;
