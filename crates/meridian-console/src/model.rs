@@ -1194,7 +1194,8 @@ instance_hour = 3600.0
         assert!(w.state.series("global.edge_rps", 5).is_some());
         assert_eq!(
             w.state.series("region.east.requests", 3).unwrap(),
-            vec![None, Some(0.0), Some(200.0)]
+            vec![Some(0.0), None, Some(200.0)],
+            "1001 was not scraped: a gap, not a zero"
         );
     }
 
