@@ -107,8 +107,12 @@ fn minimal_config_gets_defaults() {
     let c = Config::parse(&with(""), "m.toml").unwrap();
     assert_eq!(c.load_balancer.algorithm, Algorithm::RoundRobin);
     assert_eq!(c.service.instances_per_az, 1);
-    // One instance, its balancer, and the two DNS servers every deployment gets by default.
-    assert_eq!(c.nodes().len(), 4);
+    // One instance, its balancer, the two DNS servers and the console every deployment
+    // gets by default.
+    assert_eq!(c.nodes().len(), 5);
+    assert!(c.nodes().iter().any(|n| n.role == Role::Console));
+    let off = Config::parse(&with("[console]\nenabled = false\n"), "m.toml").unwrap();
+    assert_eq!(off.nodes().len(), 4);
 }
 
 #[test]
@@ -123,6 +127,12 @@ fn value_errors_name_the_fix() {
         ("[service]\nruntime = \"command\"\n", "service.command", "command = ["),
         ("[[client_location]]\nname = \"Big City\"\nlocation = { lat = 1, lon = 2 }\n", "client_location[0].name", "lowercase"),
         ("[[client_location]]\nname = \"c\"\nlocation = { lat = 100, lon = 2 }\n", "client_location[0].location.lat", "degrees"),
+        ("[[console.alarm]]\nname = \"a\"\nkind = \"error_rat\"\nthreshold = 0.1\n", "console.alarm[0].kind", "did you mean \"error_rate\""),
+        ("[[console.alarm]]\nname = \"a\"\nkind = \"hit_rate\"\n", "console.alarm[0].threshold", "threshold = 0.05"),
+        ("[[console.alarm]]\nname = \"a\"\nkind = \"error_rate\"\nthreshold = 5\n", "console.alarm[0].threshold", "from 0 to 1"),
+        ("[console]\nwebhook = \"ftp://x\"\n", "console.webhook", "http://127.0.0.1"),
+        ("[console]\nretention = \"48h\"\n", "console.retention", "1h"),
+        ("[console.prices]\n[[console.prices.place]]\nplace = \"mars\"\n", "console.prices.place[0].place", "r1"),
     ];
     for (extra, key, fix) in cases {
         let errs = Config::parse(&with(extra), "v.toml").unwrap_err().0;

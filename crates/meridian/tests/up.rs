@@ -66,9 +66,17 @@ async fn up_serves_survives_an_instance_kill_and_stops_clean() {
     assert_eq!(st["deployment"], "e2e");
     assert_eq!(st["zone"], "e2e.example");
     let nodes = st["nodes"].as_array().unwrap().clone();
-    assert_eq!(nodes.len(), 6);
+    // Four instances, two balancers, and the console every deployment gets.
+    assert_eq!(nodes.len(), 7);
+    assert_eq!(nodes.iter().filter(|n| n["role"] == "console").count(), 1);
     for n in &nodes {
-        for key in ["role", "name", "region", "address", "pid"] {
+        // The console belongs to no region.
+        let keys: &[&str] = if n["role"] == "console" {
+            &["role", "name", "address", "pid"]
+        } else {
+            &["role", "name", "region", "address", "pid"]
+        };
+        for key in keys {
             assert!(!n[key].is_null(), "{key} missing in {n}");
         }
         assert!(alive(n["pid"].as_i64().unwrap()));
@@ -89,6 +97,32 @@ async fn up_serves_survives_an_instance_kill_and_stops_clean() {
             assert_eq!(headers["x-meridian-region"], region, "{path}");
         }
     }
+
+    // The console `up` started sees both regions healthy.
+    let console = nodes.iter().find(|n| n["role"] == "console").unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut regions = serde_json::Value::Null;
+    for _ in 0..50 {
+        if let Ok((200, _, body)) = get(&client, &format!("http://{console}/api/overview")).await {
+            let o: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            regions = o["regions"].clone();
+            let all = regions
+                .as_array()
+                .map(|r| r.len() == 2 && r.iter().all(|r| r["status"] == "healthy"));
+            if all == Some(true) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        regions
+            .as_array()
+            .is_some_and(|r| r.iter().all(|r| r["status"] == "healthy")),
+        "console: {regions}"
+    );
 
     // `meridian health --state-dir` agrees.
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
@@ -270,7 +304,8 @@ command = ["{exe}", "demo-origin", "--listen", "{{host}}:{{port}}", "--instance"
         .iter()
         .filter_map(|n| n["pid"].as_i64())
         .collect();
-    assert_eq!(pids.len(), 2);
+    // The user's server, its balancer and the console.
+    assert_eq!(pids.len(), 3);
     let status = tokio::task::spawn_blocking(move || up.stop())
         .await
         .unwrap()
