@@ -850,14 +850,29 @@ fn summary(cfg: &Config) -> String {
         .count();
     let count = |r: meridian_config::Role| nodes.iter().filter(|n| n.role == r).count();
     s.push_str(&format!(
-        "\nnodes `up` runs: {} ({} load balancers, {} service instances, {} edge PoPs, {} DNS servers) on 127.{}.0.0/16\n",
+        "\nnodes `up` runs: {} ({} load balancers, {} service instances, {} edge PoPs, {} DNS servers, {} console) on 127.{}.0.0/16\n",
         nodes.len(),
         lbs,
         count(meridian_config::Role::Service),
         count(meridian_config::Role::Edge),
         count(meridian_config::Role::Dns),
+        count(meridian_config::Role::Console),
         cfg.network.subnet[1]
     ));
+    if cfg.console.enabled {
+        let c = &cfg.console;
+        s.push_str(&format!(
+            "console: http://{}/, scrapes every {:?}, keeps {}s, {} alarm(s){}\n",
+            cfg.console_address(),
+            c.scrape_interval,
+            c.retention.as_secs(),
+            c.alarms.len(),
+            c.webhook
+                .as_deref()
+                .map(|w| format!(", webhook {w}"))
+                .unwrap_or_default()
+        ));
+    }
     let names = |v: Vec<&str>| {
         if v.is_empty() {
             "none".to_owned()
