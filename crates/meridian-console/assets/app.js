@@ -53,7 +53,7 @@ function drawChart(canvas, lines, until, secs, unitFmt, fixedMax) {
   const g = canvas.getContext("2d");
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, w, h);
-  const left = 56, right = 8, top = 18, bottom = 20;
+  const left = 70, right = 8, top = 18, bottom = 20;
   const pw = w - left - right, ph = h - top - bottom;
   let max = fixedMax || 0;
   if (!fixedMax) {
