@@ -1297,6 +1297,35 @@ instance_hour = 3600.0
     }
 
     #[test]
+    fn restarts_and_invalidations_are_events() {
+        let mut w = World::new();
+        let sup = |n: u64| {
+            format!("meridian_supervisor_restarts_total{{node=\"svc-east-a-1\",role=\"service\",region=\"east\"}} {n}\n")
+        };
+        w.set("supervisor", &sup(0));
+        w.set("edge-paris", "meridian_edge_invalidation_paths_total 0\n");
+        w.tick(1000.0);
+        w.set("supervisor", &sup(1));
+        w.set("edge-paris", "meridian_edge_invalidation_paths_total 2\n");
+        w.tick(1001.0);
+        let o = w.state.overview();
+        assert!(
+            o.events
+                .iter()
+                .any(|e| e.kind == Kind::Restart && e.subject == "svc-east-a-1"),
+            "{:?}",
+            o.events
+        );
+        assert!(o.events.iter().any(
+            |e| e.kind == Kind::Invalidation && e.message == "edge-paris invalidated 2 path(s)"
+        ));
+        let node = o.nodes.iter().find(|n| n.name == "svc-east-a-1").unwrap();
+        assert_eq!(node.restarts, 1);
+        // The supervisor is a source, not a node of the deployment.
+        assert!(o.nodes.iter().all(|n| n.name != "supervisor"));
+    }
+
+    #[test]
     fn cost_uses_measured_traffic_and_the_price_table() {
         let mut w = World::new();
         w.set("lb-east", &lb([1, 1], "east-a", 0, 0, 0));
