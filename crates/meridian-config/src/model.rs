@@ -449,6 +449,19 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The `n`th address of the network (1 is its first host): where a simulated client
+    /// of a location sends from.
+    pub fn host(&self, n: u32) -> std::net::IpAddr {
+        match self.addr {
+            std::net::IpAddr::V4(v) => {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v).wrapping_add(n)))
+            }
+            std::net::IpAddr::V6(v) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v).wrapping_add(n.into()),
+            )),
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Cidr> {
         let (a, p) = s.split_once('/')?;
         let addr: std::net::IpAddr = a.trim().parse().ok()?;

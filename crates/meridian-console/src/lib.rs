@@ -132,11 +132,8 @@ pub async fn run(
 }
 
 async fn scrape_one(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
-    let req = http::Request::get("/metrics")
-        .header(http::header::HOST, addr.to_string())
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let f = meridian_health::fetch(addr, req, timeout, 16 << 20).await?;
+    let f =
+        meridian_health::call(addr, http::Method::GET, "/metrics", None, timeout, 16 << 20).await?;
     if f.status != 200 {
         // It answers, so it is up; it just has no metrics (a user's own service, say).
         tracing::debug!(%addr, status = f.status, "no /metrics");
@@ -200,15 +197,8 @@ async fn routing_loop(shared: Arc<Shared>) {
             .client_locations
             .iter()
             .filter_map(|l| {
-                let net = c.client_source(&l.name)?;
-                let ip = match net.addr {
-                    std::net::IpAddr::V4(v4) => {
-                        let o = v4.octets();
-                        std::net::Ipv4Addr::new(o[0], o[1], o[2], 1).to_string()
-                    }
-                    other => other.to_string(),
-                };
-                Some((l.name.clone(), ip))
+                let ip = c.client_source(&l.name)?.host(1);
+                Some((l.name.clone(), ip.to_string()))
             })
             .collect();
         let regions: Vec<(String, String)> = c
@@ -261,13 +251,17 @@ async fn routing_loop(shared: Arc<Shared>) {
 
 /// The A answers a DNS node gives `name` for a client at `client`.
 async fn explain(admin: SocketAddr, name: &str, client: &str) -> Option<Vec<String>> {
-    let req = http::Request::get(format!("/explain?name={name}&type=A&client={client}"))
-        .header(http::header::HOST, admin.to_string())
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .ok()?;
-    let f = meridian_health::fetch(admin, req, Duration::from_millis(800), 1 << 20)
-        .await
-        .ok()?;
+    let path = format!("/explain?name={name}&type=A&client={client}");
+    let f = meridian_health::call(
+        admin,
+        http::Method::GET,
+        &path,
+        None,
+        Duration::from_millis(800),
+        1 << 20,
+    )
+    .await
+    .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&f.body).ok()?;
     Some(
         v.get("answers")?

@@ -58,11 +58,15 @@ fn lb_metrics(healthy: u8) -> String {
 }
 
 async fn try_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let req = http::Request::get(path)
-        .header(http::header::HOST, addr.to_string())
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let f = meridian_health::fetch(addr, req, Duration::from_secs(2), 8 << 20).await?;
+    let f = meridian_health::call(
+        addr,
+        http::Method::GET,
+        path,
+        None,
+        Duration::from_secs(2),
+        8 << 20,
+    )
+    .await?;
     Ok((f.status, String::from_utf8_lossy(&f.body).into_owned()))
 }
 

@@ -10,7 +10,8 @@ mod probe;
 mod threshold;
 
 pub use probe::{
-    connect_from, fetch, fetch_from, fetch_with, probe, probe_from, Fetched, ProbeOutcome, Tls,
+    call, connect_from, fetch, fetch_from, fetch_with, probe, probe_from, Fetched, ProbeOutcome,
+    Tls,
 };
 pub use threshold::{Health, Tracker};
 pub mod report;

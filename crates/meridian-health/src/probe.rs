@@ -62,6 +62,29 @@ pub async fn fetch(
     fetch_from(None, addr, req, timeout, max_body).await
 }
 
+/// One request with an empty body to a node's admin endpoint (`/metrics`, `/explain`,
+/// ...), with a Bearer `token` when given: how tools and the console ask nodes.
+pub async fn call(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    token: Option<&str>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Fetched, String> {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, addr.to_string());
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    fetch(addr, req, timeout, max_body).await
+}
+
 /// Where to speak TLS, and whom to trust.
 #[derive(Clone)]
 pub struct Tls {

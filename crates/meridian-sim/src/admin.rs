@@ -12,17 +12,7 @@ pub(crate) async fn call(
     token: Option<&str>,
     timeout: Duration,
 ) -> Result<meridian_health::Fetched, String> {
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::HOST, addr.to_string());
-    if let Some(t) = token {
-        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let req = req
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    meridian_health::fetch(addr, req, timeout, 8 << 20).await
+    meridian_health::call(addr, method, path, token, timeout, 8 << 20).await
 }
 
 /// A node's `/metrics` text, or None when it does not answer.

@@ -282,12 +282,7 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                     .is_some_and(|r| r.name == name)
             })
             .and_then(|c| cfg.client_source(&c.name))
-            .map(|net| match net.addr {
-                std::net::IpAddr::V4(v) => {
-                    std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v) + 2))
-                }
-                other => other,
-            })
+            .map(|net| net.host(2))
     };
     let need_wan =
         || wan.ok_or("this scenario needs the WAN: set [simulation] wan = true".to_string());

@@ -345,10 +345,7 @@ pub async fn run(
         let Some(net) = cfg.client_source(&c.name) else {
             continue;
         };
-        let source = match net.addr {
-            IpAddr::V4(v) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v) + 1)),
-            other => other,
-        };
+        let source = net.host(1);
         let opts = opts.clone();
         let mix = mix.clone();
         let name = c.name.clone();
