@@ -167,6 +167,9 @@ impl LoadBalancer {
 
     /// Starts active checks of every target and keeps the health gauges current.
     pub fn start_health_checks(&self, opts: &LbOptions) -> Vec<tokio::task::JoinHandle<()>> {
+        // Subscribe before the checks start, so that no early transition is missed and a
+        // gauge never says unhealthy about a target the balancer routes to.
+        let mut events = self.0.board.subscribe();
         let mut tasks: Vec<_> = opts
             .targets
             .iter()
@@ -177,7 +180,6 @@ impl LoadBalancer {
             })
             .collect();
         let lb = self.clone();
-        let mut events = self.0.board.subscribe();
         for t in &self.0.group.targets {
             lb.0.m
                 .target_healthy
@@ -185,7 +187,13 @@ impl LoadBalancer {
                 .set(0);
         }
         tasks.push(tokio::spawn(async move {
-            while let Ok(ev) = events.recv().await {
+            loop {
+                let ev = match events.recv().await {
+                    Ok(ev) => ev,
+                    // A burst outran the channel: keep going rather than freeze the gauges.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
                 let az =
                     lb.0.group
                         .targets
