@@ -1,5 +1,7 @@
 //! UDP in batches: one `recvmmsg` takes up to BATCH queries and one `sendmmsg` sends their
 //! answers, so a busy server pays two system calls per batch instead of two per packet.
+//! Every buffer and header is allocated once and reused, so a batch of cached answers
+//! allocates nothing.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -16,6 +18,12 @@ pub struct Batch {
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
     lens: Vec<usize>,
+    /// One answer buffer per packet slot; they keep their capacity between batches.
+    replies: Vec<Vec<u8>>,
+    /// Headers for the answers of the current batch: the first `ready` are filled in.
+    send_iovs: Vec<libc::iovec>,
+    send_hdrs: Vec<libc::mmsghdr>,
+    ready: usize,
 }
 
 // The raw pointers inside point into the batch's own vectors, which never move after
@@ -31,6 +39,10 @@ impl Batch {
             iovs: Vec::with_capacity(BATCH),
             hdrs: Vec::with_capacity(BATCH),
             lens: vec![0; BATCH],
+            replies: (0..BATCH).map(|_| Vec::with_capacity(512)).collect(),
+            send_iovs: Vec::with_capacity(BATCH),
+            send_hdrs: Vec::with_capacity(BATCH),
+            ready: 0,
         };
         for i in 0..BATCH {
             b.iovs.push(libc::iovec {
@@ -46,6 +58,17 @@ impl Batch {
             h.msg_hdr.msg_iov = &mut b.iovs[i];
             h.msg_hdr.msg_iovlen = 1;
             b.hdrs.push(h);
+        }
+        for i in 0..BATCH {
+            b.send_iovs.push(libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            });
+            // SAFETY: plain data; filled in per answer by `answer_all`.
+            let mut h: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+            h.msg_hdr.msg_iov = &mut b.send_iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            b.send_hdrs.push(h);
         }
         b
     }
@@ -77,11 +100,7 @@ impl Batch {
         Ok(n)
     }
 
-    pub fn packet(&self, i: usize) -> &[u8] {
-        &self.bufs[i][..self.lens[i]]
-    }
-
-    pub fn peer(&self, i: usize) -> Option<IpAddr> {
+    fn peer(&self, i: usize) -> Option<IpAddr> {
         let a = &self.addrs[i];
         match i32::from(a.ss_family) {
             libc::AF_INET => {
@@ -100,39 +119,44 @@ impl Batch {
         }
     }
 
-    /// Sends `answers[k]` back to the sender of packet `answers[k].0`, all in one call.
-    pub fn send(&mut self, sock: &UdpSocket, answers: &[(usize, Vec<u8>)]) -> io::Result<()> {
-        if answers.is_empty() {
-            return Ok(());
+    /// Calls `answer(packet, sender, reply)` for each of the `n` received packets; a true
+    /// return queues `reply` to go back to the sender on the next `send`. Returns how many
+    /// were queued.
+    pub fn answer_all(
+        &mut self,
+        n: usize,
+        mut answer: impl FnMut(&[u8], IpAddr, &mut Vec<u8>) -> bool,
+    ) -> usize {
+        self.ready = 0;
+        for i in 0..n.min(BATCH) {
+            let Some(peer) = self.peer(i) else { continue };
+            let reply = &mut self.replies[i];
+            if !answer(&self.bufs[i][..self.lens[i]], peer, reply) {
+                continue;
+            }
+            let k = self.ready;
+            self.send_iovs[k].iov_base = reply.as_mut_ptr().cast();
+            self.send_iovs[k].iov_len = reply.len();
+            let h = &mut self.send_hdrs[k].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = self.hdrs[i].msg_hdr.msg_namelen;
+            self.ready += 1;
         }
-        let mut iovs: Vec<libc::iovec> = answers
-            .iter()
-            .map(|(_, out)| libc::iovec {
-                iov_base: out.as_ptr() as *mut _,
-                iov_len: out.len(),
-            })
-            .collect();
-        let mut hdrs: Vec<libc::mmsghdr> = answers
-            .iter()
-            .enumerate()
-            .map(|(k, (i, _))| {
-                // SAFETY: plain data, filled in below.
-                let mut h: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
-                h.msg_hdr.msg_name = (&mut self.addrs[*i] as *mut libc::sockaddr_storage).cast();
-                h.msg_hdr.msg_namelen = self.hdrs[*i].msg_hdr.msg_namelen;
-                h.msg_hdr.msg_iov = &mut iovs[k];
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
+        self.ready
+    }
+
+    /// Sends the answers queued by the last `answer_all`, in as few calls as the kernel
+    /// allows.
+    pub fn send(&mut self, sock: &UdpSocket) {
         let mut sent = 0;
-        while sent < hdrs.len() {
-            // SAFETY: headers point at `iovs` and `self.addrs`, alive for this call.
+        while sent < self.ready {
+            // SAFETY: the first `ready` headers point at `send_iovs`, `addrs` and `replies`,
+            // none of which has been touched since `answer_all` filled them in.
             let n = unsafe {
                 libc::sendmmsg(
                     sock.as_raw_fd(),
-                    hdrs[sent..].as_mut_ptr(),
-                    (hdrs.len() - sent) as u32,
+                    self.send_hdrs[sent..].as_mut_ptr(),
+                    (self.ready - sent) as u32,
                     0,
                 )
             };
@@ -143,7 +167,7 @@ impl Batch {
             }
             sent += n as usize;
         }
-        Ok(())
+        self.ready = 0;
     }
 }
 

@@ -7,6 +7,7 @@
 //! address; queries with EDNS options (ECS) always take the full path. Every entry carries
 //! the health generation it was computed under and is ignored once health changes.
 
+use meridian_telemetry::prometheus_client::metrics::counter::Counter;
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::Hasher;
 use std::sync::RwLock;
@@ -93,9 +94,9 @@ pub(crate) struct Entry {
     /// with ID 0 and RD clear.
     variants: Vec<(u32, Box<[u8]>)>,
     total_weight: u32,
-    pub qtype_label: &'static str,
-    pub rcode_label: &'static str,
-    pub policy_label: &'static str,
+    /// The query counter series this answer was first counted under, resolved once so a
+    /// hit counts itself with one atomic add instead of a labelled lookup.
+    counter: Counter,
 }
 
 #[derive(Default)]
@@ -117,14 +118,27 @@ fn key(q: &Question, ctx: Context) -> u64 {
 }
 
 impl AnswerCache {
-    /// The cached answer for this query, with the query's ID, RD bit and name case.
+    /// Writes the cached answer for this query into `out`, with the query's ID, RD bit and
+    /// name case, and counts the query. Returns false (and leaves `out` alone) on a miss.
     pub fn get(
         &self,
         query: &[u8],
         q: &Question,
         ctx: Context,
         generation: u64,
-    ) -> Option<(Vec<u8>, [&'static str; 3])> {
+        out: &mut Vec<u8>,
+    ) -> bool {
+        self.lookup(query, q, ctx, generation, out).is_some()
+    }
+
+    fn lookup(
+        &self,
+        query: &[u8],
+        q: &Question,
+        ctx: Context,
+        generation: u64,
+        out: &mut Vec<u8>,
+    ) -> Option<()> {
         let map = self.map.read().ok()?;
         let e = map.get(&key(q, ctx))?;
         let same = e.generation == generation
@@ -152,12 +166,14 @@ impl AnswerCache {
                 })?
                 .1
         };
-        let mut out = bytes.to_vec();
+        out.clear();
+        out.extend_from_slice(bytes);
         out[0] = query[0];
         out[1] = query[1];
         out[2] |= query[2] & 0x01;
         out[12..12 + q.qname.len()].copy_from_slice(q.qname);
-        Some((out, [e.qtype_label, e.rcode_label, e.policy_label]))
+        e.counter.inc();
+        Some(())
     }
 
     /// Keeps the responses for a question: one, or one per weighted choice.
@@ -167,7 +183,7 @@ impl AnswerCache {
         q: &Question,
         ctx: Context,
         generation: u64,
-        labels: [&'static str; 3],
+        counter: Counter,
     ) {
         if responses.is_empty() || responses.iter().any(|(_, r)| r.len() < 12 + q.qname.len()) {
             return;
@@ -200,9 +216,7 @@ impl AnswerCache {
                 generation,
                 variants,
                 total_weight,
-                qtype_label: labels[0],
-                rcode_label: labels[1],
-                policy_label: labels[2],
+                counter,
             },
         );
     }
@@ -252,38 +266,33 @@ mod tests {
         let mut response = q1.clone();
         response[2] = 0x85; // QR, AA, RD
         response.extend_from_slice(b"answer");
-        cache.put(
-            vec![(1, response)],
-            &p1,
-            ctx,
-            7,
-            ["A", "NOERROR", "latency"],
-        );
+        let counter = Counter::default();
+        cache.put(vec![(1, response)], &p1, ctx, 7, counter.clone());
         let mut q2 = query(b"\x03api\x01T\x00", false);
         q2[0] = 0xbe;
         q2[1] = 0xef;
         q2[2] = 0x00; // RD clear
         let p2 = plain_question(&q2).unwrap();
-        let (out, labels) = cache.get(&q2, &p2, ctx, 7).unwrap();
+        let mut out = b"stale".to_vec();
+        assert!(cache.get(&q2, &p2, ctx, 7, &mut out));
         assert_eq!(&out[..2], &[0xbe, 0xef]);
         assert_eq!(out[2], 0x84, "RD follows the query");
         assert_eq!(&out[12..19], b"\x03api\x01T\x00");
-        assert_eq!(labels[2], "latency");
         assert!(
-            cache.get(&q2, &p2, ctx, 8).is_none(),
+            out.ends_with(b"answer"),
+            "the buffer is replaced, not appended to"
+        );
+        assert_eq!(counter.get(), 1, "a hit counts itself");
+        assert!(
+            !cache.get(&q2, &p2, ctx, 8, &mut out),
             "a health change invalidates"
         );
-        assert!(cache
-            .get(
-                &q2,
-                &p2,
-                Context {
-                    udp: true,
-                    location: Some(3)
-                },
-                7
-            )
-            .is_none());
+        let elsewhere = Context {
+            udp: true,
+            location: Some(3),
+        };
+        assert!(!cache.get(&q2, &p2, elsewhere, 7, &mut out));
+        assert_eq!(counter.get(), 1, "misses are not counted here");
     }
 
     #[test]
@@ -299,16 +308,11 @@ mod tests {
         one.push(1);
         let mut three = q.clone();
         three.push(3);
-        cache.put(
-            vec![(1, one), (3, three)],
-            &p,
-            ctx,
-            0,
-            ["A", "NOERROR", "weighted"],
-        );
+        cache.put(vec![(1, one), (3, three)], &p, ctx, 0, Counter::default());
         let mut counts = [0u32; 4];
+        let mut out = Vec::new();
         for _ in 0..4000 {
-            let (out, _) = cache.get(&q, &p, ctx, 0).unwrap();
+            assert!(cache.get(&q, &p, ctx, 0, &mut out));
             counts[usize::from(*out.last().unwrap())] += 1;
         }
         let ratio = f64::from(counts[3]) / f64::from(counts[1]);

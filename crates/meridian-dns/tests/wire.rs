@@ -13,6 +13,11 @@ use tokio::net::{TcpStream, UdpSocket};
 const BIG: &str = "[[dns.record]]\nname = \"big\"\ntype = \"TXT\"\nvalues = [\"a\", \"b\"]\n";
 
 async fn start() -> SocketAddr {
+    start_with_admin().await.0
+}
+
+/// Starts a server and returns its DNS and admin addresses.
+async fn start_with_admin() -> (SocketAddr, SocketAddr) {
     let big_values: Vec<String> = (0..8)
         .map(|i| format!("\"{}\"", char::from(b'a' + i).to_string().repeat(200)))
         .collect();
@@ -33,14 +38,14 @@ async fn start() -> SocketAddr {
             .unwrap()
             .local_addr()
             .unwrap();
-        let addr = opts.listen;
+        let (addr, admin) = (opts.listen, opts.admin);
         let task = tokio::spawn(meridian_dns::run(opts, std::future::pending()));
         for _ in 0..500 {
             if task.is_finished() {
                 break;
             }
             if TcpStream::connect(addr).await.is_ok() {
-                return addr;
+                return (addr, admin);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -179,5 +184,70 @@ fn random_and_mutated_packets_are_handled() {
     assert!(
         answered > 10_000,
         "most mutated queries still get an answer ({answered})"
+    );
+}
+
+/// Many queries at once land in one receive batch: each gets its own answer (its ID and
+/// name case), and the metrics count and time every one, the cached ones included.
+#[tokio::test]
+async fn a_burst_of_queries_is_answered_counted_and_timed() {
+    let (addr, admin) = start_with_admin().await;
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    const N: u16 = 200;
+    for id in 0..N {
+        let mut m = query("s.t.example.", RecordType::A);
+        m.metadata.id = id;
+        let mut bytes = m.to_vec().unwrap();
+        if id % 2 == 1 {
+            // Upper case on the wire (label lengths are below 64, so never letters).
+            bytes[12..25].make_ascii_uppercase();
+        }
+        s.send_to(&bytes, addr).await.unwrap();
+    }
+    let mut seen = vec![false; usize::from(N)];
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..N {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.recv(&mut buf))
+            .await
+            .expect("every query is answered")
+            .unwrap();
+        let r = Message::from_vec(&buf[..n]).unwrap();
+        let id = r.metadata.id;
+        let expected = if id % 2 == 0 {
+            "s.t.example."
+        } else {
+            "S.T.EXAMPLE."
+        };
+        assert_eq!(r.queries[0].name().to_string(), expected);
+        assert_eq!(r.answers.len(), 2, "both values of the simple record");
+        assert!(!seen[usize::from(id)], "one answer per query");
+        seen[usize::from(id)] = true;
+    }
+    let fetched = meridian_health::call(
+        admin,
+        http::Method::GET,
+        "/metrics",
+        None,
+        Duration::from_secs(2),
+        1 << 20,
+    )
+    .await
+    .unwrap();
+    let metrics = String::from_utf8_lossy(&fetched.body);
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+    };
+    assert_eq!(
+        value(r#"meridian_dns_queries_total{qtype="A",rcode="NOERROR",policy="simple"}"#),
+        f64::from(N)
+    );
+    assert_eq!(
+        value("meridian_dns_answer_duration_seconds_count"),
+        f64::from(N)
     );
 }
