@@ -213,7 +213,7 @@ async fn a_burst_of_queries_is_answered_counted_and_timed() {
             .unwrap();
         let r = Message::from_vec(&buf[..n]).unwrap();
         let id = r.metadata.id;
-        let expected = if id % 2 == 0 {
+        let expected = if id.is_multiple_of(2) {
             "s.t.example."
         } else {
             "S.T.EXAMPLE."
