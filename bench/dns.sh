@@ -4,14 +4,31 @@
 # "static" asks a plain A record; "policy" asks a weighted record computed per query
 # (Meridian weighted policy, gdnsd's weighted plugin, a PowerDNS LUA pickwrandom record);
 # "latency" asks Meridian's latency-routed record (no peer has the same feature built in).
-# Every server runs one worker thread.
+# Every server runs one worker thread, and all servers are pinned to the last core while
+# dnsperf runs on the others, so a server's core is its own.
 #
-# Usage: bench/dns.sh [SECONDS per run, default 10]
+# Two figures per server, each the median of ROUNDS runs taken in turn:
+# - max queries/s: dnsperf as fast as it can (on two cores the client is often the limit);
+# - queries per CPU-second of the server at a fixed offered RATE: the per-core cost, at
+#   the same load for every server (a server's batches, and so its cost per query, depend
+#   on how fast queries arrive, so comparing at different loads would mislead).
+#
+# Usage: bench/dns.sh [SECONDS per run, default 5] [ROUNDS, default 3] [RATE q/s, default 200000]
 # Installs dnsperf, gdnsd and pdns-server (bind backend) from Debian when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${1:-10}
+DURATION=${1:-5}
+ROUNDS=${2:-3}
+RATE=${3:-200000}
 NET=127.62
+CPUS=$(nproc)
+# Arrays, not functions: a backgrounded function would make $! a subshell's pid, whose
+# CPU time is not the server's.
+PIN_SERVER=() PIN_CLIENT=()
+if [ "$CPUS" -ge 2 ]; then
+  PIN_SERVER=(taskset -c "$((CPUS - 1))")
+  PIN_CLIENT=(taskset -c "0-$((CPUS - 2))")
+fi
 
 . bench/lib.sh
 install_missing dnsperf:dnsperf gdnsd:gdnsd "pdns_server:pdns-server pdns-backend-bind"
@@ -69,7 +86,7 @@ location = { lat = 1.3, lon = 103.8 }
 name = "london"
 location = { lat = 51.5, lon = -0.1 }
 TOML
-TOKIO_WORKER_THREADS=1 RUST_LOG=warn "$BIN" run --config "$WORK/bench.toml" --node dns-1 >"$WORK/meridian.log" 2>&1 &
+TOKIO_WORKER_THREADS=1 RUST_LOG=warn "${PIN_SERVER[@]}" "$BIN" run --config "$WORK/bench.toml" --node dns-1 >"$WORK/meridian.log" 2>&1 &
 pids+=($!)
 
 # gdnsd
@@ -92,7 +109,7 @@ ns1 A $NET.0.11
 static A 192.0.2.1
 policy DYNA weighted!pool
 ZONE
-gdnsd -c "$WORK/gdnsd" start >"$WORK/gdnsd.log" 2>&1 &
+"${PIN_SERVER[@]}" gdnsd -c "$WORK/gdnsd" start >"$WORK/gdnsd.log" 2>&1 &
 pids+=($!)
 
 # PowerDNS Authoritative, bind backend, LUA records
@@ -120,7 +137,7 @@ disable-syslog=yes
 socket-dir=$WORK/pdns
 write-pid=no
 CFG
-pdns_server --config-dir="$WORK/pdns" >"$WORK/pdns.log" 2>&1 &
+"${PIN_SERVER[@]}" pdns_server --config-dir="$WORK/pdns" >"$WORK/pdns.log" 2>&1 &
 pids+=($!)
 
 # Wait for every server to answer.
@@ -135,41 +152,63 @@ done
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 
-# Prints "queries/s avg_latency_ms lost queries_per_cpu_second" for one dnsperf run
-# against the server with pid $3. dnsperf shares the machine, so queries/s may be the
-# client's limit; queries per CPU-second of the server is the per-core figure.
+# One dnsperf run of query $2 against server $1 (pid $3), with extra dnsperf flags after.
+# Prints "queries/s lost queries_per_cpu_second".
 run() {
   local server=$1 name=$2 pid=$3 out before after
+  shift 3
   echo "$name.bench.example A" > "$WORK/q.txt"
   before=$(ticks "$pid")
-  out=$(dnsperf -s "$server" -p 8053 -d "$WORK/q.txt" -l "$DURATION" -c 8 -q 256 -T 1 -a "$NET.200.1" 2>&1 || true)
+  out=$("${PIN_CLIENT[@]}" dnsperf -s "$server" -p 8053 -d "$WORK/q.txt" -l "$DURATION" -c 8 -q 256 -T 1 -a "$NET.200.1" "$@" 2>&1 || true)
   after=$(ticks "$pid")
-  local qps lat lost done per_cpu
+  local qps lost done
   qps=$(awk '/Queries per second/ {printf "%.0f", $4}' <<<"$out")
-  lat=$(awk '/Average Latency/ {printf "%.3f", $4*1000}' <<<"$out")
   lost=$(awk '/Queries lost/ {print $3}' <<<"$out")
   done=$(awk '/Queries completed/ {print $3}' <<<"$out")
-  per_cpu=$(awk -v q="${done:-0}" -v t="$((after - before))" -v hz="$HZ" 'BEGIN { if (t > 0) printf "%.0f", q / (t / hz); else print 0 }')
-  echo "${qps:-0} ${lat:-0} ${lost:-?} $per_cpu"
+  awk -v q="${qps:-0}" -v l="${lost:-0}" -v d="${done:-0}" -v t="$((after - before))" -v hz="$HZ" \
+    'BEGIN { printf "%d %d %.0f\n", q, l, (t > 0 ? d / (t / hz) : 0) }'
 }
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : 0) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a/b; else print "-" }'; }
 
-echo "# DNS benchmark: dnsperf, ${DURATION}s per run, 1 server thread each, same zone"
-echo
-echo "| query | server | queries/s | avg latency ms | lost | queries per CPU-second | meridian vs this (per CPU-second) |"
-echo "|---|---|---:|---:|---:|---:|---:|"
+# measure QUERY SERVER_NAME ADDRESS PID... fills MAX[name], COST[name], LOST[name] with
+# medians over ROUNDS, taking the servers in turn within each round.
+declare -A MAX COST LOST
+measure() {
+  local q=$1 r i name
+  shift
+  declare -A maxes costs losts
+  for r in $(seq 1 "$ROUNDS"); do
+    for ((i = 1; i <= $#; i += 3)); do
+      local n=${!i} j=$((i + 1)) k=$((i + 2))
+      read -r qps lost _ < <(run "${!j}" "$q" "${!k}")
+      maxes[$n]+="$qps "
+      read -r _ lost per_cpu < <(run "${!j}" "$q" "${!k}" -Q "$RATE")
+      costs[$n]+="$per_cpu "
+      losts[$n]+="$lost "
+    done
+  done
+  for ((i = 1; i <= $#; i += 3)); do
+    name=${!i}
+    MAX[$q/$name]=$(tr ' ' '\n' <<<"${maxes[$name]}" | grep . | median)
+    COST[$q/$name]=$(tr ' ' '\n' <<<"${costs[$name]}" | grep . | median)
+    LOST[$q/$name]=$(tr ' ' '\n' <<<"${losts[$name]}" | grep . | median)
+  done
+}
+
 M=${pids[0]}; G=${pids[1]}; P=${pids[2]}
-for q in static policy; do
-  read -r m_q m_l m_x m_c < <(run "$NET.0.10" "$q" "$M")
-  read -r g_q g_l g_x g_c < <(run "$NET.0.11" "$q" "$G")
-  read -r p_q p_l p_x p_c < <(run "$NET.0.12" "$q" "$P")
-  echo "| $q | meridian | $m_q | $m_l | $m_x | $m_c | 1.00x |"
-  echo "| $q | gdnsd | $g_q | $g_l | $g_x | $g_c | $(ratio "$m_c" "$g_c") |"
-  echo "| $q | powerdns | $p_q | $p_l | $p_x | $p_c | $(ratio "$m_c" "$p_c") |"
-  [ "$q" = static ] && m_static=$m_c
-done
-read -r l_q l_l l_x l_c < <(run "$NET.0.10" latency "$M")
-echo "| latency | meridian | $l_q | $l_l | $l_x | $l_c | $(ratio "$l_c" "$m_static") of its static |"
+echo "# DNS benchmark: dnsperf, ${DURATION}s per run, median of $ROUNDS rounds, 1 server thread each, same zone"
 echo
-echo "Ratios compare the same run. dnsperf shares the two cores, so queries/s can be the"
-echo "client's ceiling; queries per CPU-second of the server is the per-core comparison."
+echo "| query | server | max queries/s | queries per CPU-second at $RATE q/s | lost at that rate | meridian vs this (per CPU-second) |"
+echo "|---|---|---:|---:|---:|---:|"
+for q in static policy; do
+  measure "$q" meridian "$NET.0.10" "$M" gdnsd "$NET.0.11" "$G" powerdns "$NET.0.12" "$P"
+  for s in meridian gdnsd powerdns; do
+    echo "| $q | $s | ${MAX[$q/$s]} | ${COST[$q/$s]} | ${LOST[$q/$s]} | $(ratio "${COST[$q/meridian]}" "${COST[$q/$s]}") |"
+  done
+done
+measure latency meridian "$NET.0.10" "$M"
+echo "| latency | meridian | ${MAX[latency/meridian]} | ${COST[latency/meridian]} | ${LOST[latency/meridian]} | $(ratio "${COST[latency/meridian]}" "${COST[static/meridian]}") of its static |"
+echo
+echo "Ratios compare the same run. Servers share one pinned core (one at a time is loaded);"
+echo "dnsperf runs on the other cores, so max queries/s can be the client's ceiling."

@@ -73,8 +73,9 @@ impl Batch {
         b
     }
 
-    /// Waits for at least one datagram (or the socket's read timeout) and takes as many
-    /// as are queued, up to BATCH. Returns how many arrived.
+    /// Waits for at least one datagram (or `wake_receivers`) and takes as many as are
+    /// queued, up to BATCH. Returns how many arrived (once woken for shutdown: at most one,
+    /// empty).
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         for i in 0..BATCH {
             self.iovs[i].iov_len = BUF;
@@ -171,6 +172,16 @@ impl Batch {
     }
 }
 
+/// Wakes every thread blocked receiving on `sock` (and makes later receives return 0 at
+/// once) so the threads can stop. Linux wakes the waiters of an unconnected UDP socket on
+/// shutdown(SHUT_RD) even though the call itself reports ENOTCONN.
+pub fn wake_receivers(sock: &UdpSocket) {
+    // SAFETY: shutdown on a descriptor we own; the result is deliberately ignored.
+    unsafe {
+        libc::shutdown(sock.as_raw_fd(), libc::SHUT_RD);
+    }
+}
+
 /// Socket options for a busy authoritative server: deep buffers so bursts are not
 /// dropped, and the don't-fragment bit on answers (answers fit 1232 bytes; with DF set the
 /// kernel also skips choosing an IP ID per packet).
@@ -192,4 +203,65 @@ pub fn tune(sock: &UdpSocket) {
         libc::IP_MTU_DISCOVER,
         libc::IP_PMTUDISC_DO,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_blocked_receiver_wakes_for_shutdown() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let clone = sock.try_clone().unwrap();
+        let waiter = std::thread::spawn(move || {
+            let mut batch = Batch::new();
+            let start = Instant::now();
+            let n = batch.recv(&clone).unwrap();
+            let lens: Vec<usize> = (0..n).map(|i| batch.lens[i]).collect();
+            (lens, start.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!waiter.is_finished(), "recv blocks while nothing arrives");
+        wake_receivers(&sock);
+        let (lens, waited) = waiter.join().unwrap();
+        // The kernel reports the end of input as at most one empty datagram, which the
+        // server drops as too short to be a query.
+        assert!(lens.iter().all(|&l| l == 0), "{lens:?}");
+        assert!(waited >= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn answers_go_back_to_their_senders() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let clients: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for (i, c) in clients.iter().enumerate() {
+            c.send_to(&[i as u8; 3], server.local_addr().unwrap())
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut batch = Batch::new();
+        let n = batch.recv(&server).unwrap();
+        assert_eq!(n, 3, "one receive takes every queued datagram");
+        let queued = batch.answer_all(n, |packet, peer, reply| {
+            assert_eq!(peer, IpAddr::V4(Ipv4Addr::LOCALHOST));
+            reply.clear();
+            reply.extend_from_slice(b"re:");
+            reply.extend_from_slice(packet);
+            packet[0] != 1 // the second sender gets no answer
+        });
+        assert_eq!(queued, 2);
+        batch.send(&server);
+        let mut buf = [0u8; 16];
+        for (i, c) in clients.iter().enumerate() {
+            c.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            match c.recv(&mut buf) {
+                Ok(len) => assert_eq!(&buf[..len], [b"re:".as_slice(), &[i as u8; 3]].concat()),
+                Err(_) => assert_eq!(i, 1, "only the dropped query goes unanswered"),
+            }
+        }
+    }
 }

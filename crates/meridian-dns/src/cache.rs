@@ -106,8 +106,16 @@ pub(crate) struct AnswerCache {
 
 fn key(q: &Question, ctx: Context) -> u64 {
     let mut h = FxHasher::default();
-    for b in q.qname {
-        h.write_u8(b.to_ascii_lowercase());
+    // Names are almost always sent in lower case: hash them a word at a time, and fold
+    // case into a copy only when needed (a wire name is at most 255 bytes).
+    if q.qname.iter().any(u8::is_ascii_uppercase) {
+        let mut lower = [0u8; 256];
+        let lower = &mut lower[..q.qname.len().min(256)];
+        lower.copy_from_slice(&q.qname[..lower.len()]);
+        lower.make_ascii_lowercase();
+        h.write(lower);
+    } else {
+        h.write(q.qname);
     }
     h.write_u16(q.qtype);
     h.write_u16(q.qclass);

@@ -673,9 +673,9 @@ pub async fn run(
         source,
     };
     let udp = udp.into_std().map_err(udp_err)?;
+    // No read timeout: a thread blocked with a timer armed pays for the timer on every
+    // sleep; shutdown wakes the threads with `batch::wake_receivers` instead.
     udp.set_nonblocking(false).map_err(udp_err)?;
-    udp.set_read_timeout(Some(Duration::from_millis(200)))
-        .map_err(udp_err)?;
     crate::batch::tune(&udp);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let threads: Vec<_> = (0..opts.udp_threads.max(1))
@@ -711,6 +711,7 @@ pub async fn run(
         t.abort();
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    crate::batch::wake_receivers(&udp);
     for t in threads {
         let _ = t.join();
     }
@@ -735,7 +736,7 @@ fn rcode_label(code: ResponseCode) -> &'static str {
 fn udp_loop(dns: Dns, sock: std::net::UdpSocket, stop: Arc<std::sync::atomic::AtomicBool>) {
     let mut batch = crate::batch::Batch::new();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        // The socket's read timeout lets the loop notice shutdown.
+        // Shutdown wakes a blocked receive (it returns 0) so the loop sees `stop`.
         let Ok(n) = batch.recv(&sock) else { continue };
         let start = Instant::now();
         let answered = batch.answer_all(n, |packet, peer, reply| {
