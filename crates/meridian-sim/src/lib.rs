@@ -2,17 +2,18 @@
 //!
 //! [`world`] places regions, PoPs and client locations on the globe and gives the round trip
 //! between any two (great circle over fibre, inflated, plus access; overridable). [`relay`]
-//! delays a TCP connection by a link's latency; the [`wan`] node puts such relays in front
+//! delays a TCP connection by a link's latency, with the [`delay_line`] thread writing
+//! each chunk at its moment; the [`wan`] node puts such relays in front
 //! of every region and PoP so traffic from each place pays its distance, while the nodes
 //! themselves run unchanged.
 
 mod admin;
 pub mod chaos;
+pub mod delay_line;
 pub mod global;
 pub mod load;
 pub mod overhead;
 pub mod relay;
-mod timer;
 pub mod wan;
 pub mod world;
 

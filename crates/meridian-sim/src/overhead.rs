@@ -1,6 +1,8 @@
 //! `meridian bench relay`: how much a WAN relay adds beyond the latency it models, under
 //! load. Many connections ping-pong small messages straight to an echo server, then
-//! through a relay that models `rtt`; the difference, less `rtt`, is the relay's own cost.
+//! through a relay that models `rtt`; the difference, less `rtt`, is the relay's own cost
+//! as the clients see it (their own wake-ups after each idle wait included). The relay
+//! also reports, per chunk, how late it wrote beyond the model: its cost alone.
 
 use crate::relay::{relay, Conditions, Link};
 use hdrhistogram::Histogram;
@@ -25,6 +27,77 @@ pub struct OverheadReport {
     pub added_p50_ms: f64,
     pub added_p99_ms: f64,
     pub exchanges: u64,
+    /// Chunks the relay wrote on time (not held by a slow receiver).
+    pub relay_chunks: u64,
+    /// The relay's own lateness per chunk at p50 and p99, as the upper bound of the
+    /// histogram bucket that holds it.
+    pub relay_late_p50_ms_at_most: f64,
+    pub relay_late_p99_ms_at_most: f64,
+    /// Share of chunks the relay wrote more than 1 ms late.
+    pub relay_late_over_1ms: f64,
+}
+
+/// A lateness histogram in the wan node's buckets: cumulative counts per upper bound.
+#[derive(Debug, Clone, Default)]
+pub struct Lateness {
+    /// (upper bound in seconds, chunks at or under it), ascending.
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+}
+
+impl Lateness {
+    /// Reads `meridian_wan_lateness_seconds` from a node's metrics text.
+    pub fn from_metrics(text: &str) -> Lateness {
+        let mut l = Lateness::default();
+        for line in text.lines() {
+            let Some((key, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(v) = value.parse::<f64>() else {
+                continue;
+            };
+            if key == "meridian_wan_lateness_seconds_count" {
+                l.count = v as u64;
+            } else if let Some(le) = key
+                .strip_prefix("meridian_wan_lateness_seconds_bucket{le=\"")
+                .and_then(|r| r.strip_suffix("\"}"))
+            {
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap_or(f64::INFINITY)
+                };
+                l.buckets.push((bound, v as u64));
+            }
+        }
+        l.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        l
+    }
+
+    /// The upper bound of the bucket holding quantile `q`, in ms.
+    pub fn quantile_at_most_ms(&self, q: f64) -> f64 {
+        let want = (q * self.count as f64).ceil() as u64;
+        self.buckets
+            .iter()
+            .find(|(_, c)| *c >= want.max(1))
+            .map(|(b, _)| b * 1e3)
+            .unwrap_or(f64::INFINITY)
+    }
+
+    /// The share of chunks later than `secs` (a bucket bound).
+    pub fn share_over(&self, secs: f64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let under = self
+            .buckets
+            .iter()
+            .filter(|(b, _)| *b <= secs)
+            .map(|(_, c)| *c)
+            .max()
+            .unwrap_or(0);
+        (self.count - under.min(self.count)) as f64 / self.count as f64
+    }
 }
 
 async fn echo(listener: TcpListener) {
@@ -108,6 +181,17 @@ pub async fn measure(
     rtt: Duration,
     at: RelayAt,
 ) -> Result<OverheadReport, String> {
+    // Where the relay's lateness histogram can be read after the run.
+    let local = meridian_telemetry::Metrics::new();
+    let histogram: meridian_telemetry::prometheus_client::metrics::histogram::Histogram = local
+        .register(
+            "wan_lateness_seconds",
+            "relay lateness",
+            meridian_telemetry::prometheus_client::metrics::histogram::Histogram::new(
+                crate::wan::LATENESS_BUCKETS,
+            ),
+        );
+    let mut node_admin = None;
     let (server, front, source, _node): (SocketAddr, SocketAddr, Option<std::net::IpAddr>, Child) =
         match at {
             RelayAt::InProcess => {
@@ -120,7 +204,18 @@ pub async fn measure(
                 tokio::spawn(async move {
                     let _keep = _keep;
                     while let Ok((s, _)) = rl.accept().await {
-                        tokio::spawn(relay(s, server, Link::rtt(rtt), conditions.clone(), |_| {}));
+                        let h = histogram.clone();
+                        tokio::spawn(relay(
+                            s,
+                            server,
+                            Link::rtt(rtt),
+                            conditions.clone(),
+                            move |_, late| {
+                                if let Some(late) = late {
+                                    h.observe(late.as_secs_f64());
+                                }
+                            },
+                        ));
                     }
                 });
                 (server, front, None, Child(None))
@@ -157,6 +252,7 @@ pub async fn measure(
                 if !up {
                     return Err("the wan node did not start".into());
                 }
+                node_admin = Some(admin);
                 // The balancer's backstage port, where the WAN forwards, and its public one.
                 (
                     ([127, 79, 1, 1], 17100).into(),
@@ -172,6 +268,15 @@ pub async fn measure(
     tokio::spawn(echo(l));
     let direct = ping_pong(source, server, connections, duration).await?;
     let relayed = ping_pong(source, front, connections, duration).await?;
+    let late = match node_admin {
+        Some(admin) => {
+            let text = crate::admin::metrics(admin, Duration::from_secs(2))
+                .await
+                .ok_or("the wan node's metrics did not answer")?;
+            Lateness::from_metrics(&text)
+        }
+        None => Lateness::from_metrics(&local.encode()),
+    };
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
     let r = |x: f64| (x * 1000.0).round() / 1000.0;
     let model = rtt.as_secs_f64() * 1e3;
@@ -186,6 +291,10 @@ pub async fn measure(
         added_p50_ms: r(ms(&relayed, 0.5) - model - ms(&direct, 0.5)),
         added_p99_ms: r(ms(&relayed, 0.99) - model - ms(&direct, 0.99)),
         exchanges: relayed.len(),
+        relay_chunks: late.count,
+        relay_late_p50_ms_at_most: late.quantile_at_most_ms(0.5),
+        relay_late_p99_ms_at_most: late.quantile_at_most_ms(0.99),
+        relay_late_over_1ms: late.share_over(0.001),
     })
 }
 
@@ -211,6 +320,37 @@ impl std::fmt::Display for OverheadReport {
             f,
             "| added beyond the model | {:.3} | {:.3} |\n\n{} relayed exchanges.",
             self.added_p50_ms, self.added_p99_ms, self.exchanges
+        )?;
+        writeln!(
+            f,
+            "\nThe relay's own lateness per chunk (written after its modelled moment), {} chunks: \
+             p50 at most {} ms, p99 at most {} ms; {:.3}% later than 1 ms.",
+            self.relay_chunks,
+            self.relay_late_p50_ms_at_most,
+            self.relay_late_p99_ms_at_most,
+            self.relay_late_over_1ms * 100.0
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lateness_quantiles_come_from_bucket_bounds() {
+        let text = "# TYPE meridian_wan_lateness_seconds histogram\n\
+            meridian_wan_lateness_seconds_sum 0.5\n\
+            meridian_wan_lateness_seconds_count 1000\n\
+            meridian_wan_lateness_seconds_bucket{le=\"0.00005\"} 600\n\
+            meridian_wan_lateness_seconds_bucket{le=\"0.0005\"} 985\n\
+            meridian_wan_lateness_seconds_bucket{le=\"0.001\"} 995\n\
+            meridian_wan_lateness_seconds_bucket{le=\"+Inf\"} 1000\n";
+        let l = Lateness::from_metrics(text);
+        assert_eq!(l.count, 1000);
+        assert_eq!(l.quantile_at_most_ms(0.5), 0.05);
+        assert_eq!(l.quantile_at_most_ms(0.99), 1.0);
+        assert!((l.share_over(0.001) - 0.005).abs() < 1e-9);
+        assert_eq!(Lateness::default().share_over(0.001), 0.0);
     }
 }

@@ -8,7 +8,9 @@ use crate::world::{Place, World};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use meridian_config::Config;
-use meridian_telemetry::prometheus_client::metrics::{counter::Counter, family::Family};
+use meridian_telemetry::prometheus_client::metrics::{
+    counter::Counter, family::Family, histogram::Histogram,
+};
 use meridian_telemetry::Metrics;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -71,8 +73,16 @@ struct Wan {
     changed: watch::Sender<u64>,
     connections: Family<Labels, Counter>,
     bytes: Family<Labels, Counter>,
+    /// How late each chunk went beyond its modelled moment: the relay's own delay.
+    lateness: Histogram,
     metrics: Metrics,
 }
+
+/// Bucket bounds for the relay's own lateness, in seconds: fine below a millisecond, where
+/// the goal is.
+pub const LATENESS_BUCKETS: [f64; 11] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+];
 
 impl Wan {
     fn link(&self, from: Option<&Place>, to: &Place) -> Link {
@@ -125,6 +135,11 @@ pub async fn run(
             "wan_bytes",
             "Bytes relayed, by source and destination place",
             Family::default(),
+        ),
+        lateness: metrics.register(
+            "wan_lateness_seconds",
+            "How much later than the link model a relayed chunk was written (chunks that waited for a slow receiver or a partition are not counted)",
+            Histogram::new(LATENESS_BUCKETS),
         ),
         metrics,
         world,
@@ -194,9 +209,13 @@ async fn accept_loop(wan: Arc<Wan>, listener: TcpListener, dest: Destination) {
             }
         });
         let backstage = dest.backstage;
+        let lateness = wan.lateness.clone();
         tokio::spawn(async move {
-            let _ = relay(stream, backstage, link, held_rx, move |n| {
+            let _ = relay(stream, backstage, link, held_rx, move |n, late| {
                 bytes.inc_by(n);
+                if let Some(late) = late {
+                    lateness.observe(late.as_secs_f64());
+                }
             })
             .await;
             watcher.abort();
