@@ -117,7 +117,7 @@ impl Config {
                 role: Role::Dns,
                 region: None,
                 az: None,
-                address: SocketAddr::new(ip.into(), self.dns.port),
+                address: SocketAddr::new(ip.into(), self.backstage(self.dns.port)),
                 admin: SocketAddr::new(ip.into(), net.admin_port),
             });
         }
@@ -148,6 +148,21 @@ impl Config {
         } else {
             public_port
         }
+    }
+
+    /// Where clients reach a node: a balancer, PoP or DNS server at its public address
+    /// (held by the WAN relay when there is one), anything else where it listens.
+    pub fn public_address(&self, spec: &NodeSpec) -> SocketAddr {
+        match spec.role {
+            Role::Lb => spec.region.as_deref().and_then(|r| self.lb_address(r)),
+            Role::Edge => self
+                .pop_of(spec)
+                .and_then(|p| self.pop_addresses(&p.name))
+                .map(|a| a.0),
+            Role::Dns => Some(SocketAddr::new(spec.address.ip(), self.dns.port)),
+            _ => None,
+        }
+        .unwrap_or(spec.address)
     }
 
     /// Where a region's load balancer is reached (through the WAN relay when there is one).

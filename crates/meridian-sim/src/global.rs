@@ -132,13 +132,14 @@ async fn origin_counters(state: &DeploymentState) -> (f64, f64) {
     (requests, bytes)
 }
 
-/// The first DNS server of a deployment.
+/// The first DNS server of a deployment, where clients query it (through the WAN relay
+/// when there is one).
 pub fn dns_server(state: &DeploymentState) -> Option<SocketAddr> {
     state
         .nodes
         .iter()
         .find(|n| n.spec.role == Role::Dns)
-        .map(|n| n.spec.address)
+        .map(|n| n.public.unwrap_or(n.spec.address))
 }
 
 /// Runs the three architectures and judges the seed's promises.

@@ -208,6 +208,7 @@ pub async fn measure(
                         tokio::spawn(relay(
                             s,
                             server,
+                            None,
                             Link::rtt(rtt),
                             conditions.clone(),
                             move |_, late| {

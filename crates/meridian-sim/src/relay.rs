@@ -44,17 +44,20 @@ pub struct Conditions {
 }
 
 /// Relays `client` to `upstream` over `link` until either side closes, under the link's
-/// current `conditions` (they may change while the connection lives). `report` hears of
-/// every chunk written: its size and how late it went (see [`delay_line::Report`]).
+/// current `conditions` (they may change while the connection lives). The upstream
+/// connection leaves from `source` when given (the client's own address, for a node that
+/// must know it). `report` hears of every chunk written: its size and how late it went
+/// (see [`delay_line::Report`]).
 pub async fn relay(
     client: TcpStream,
     upstream: SocketAddr,
+    source: Option<std::net::IpAddr>,
     link: Link,
     conditions: watch::Receiver<Conditions>,
     report: impl Fn(u64, Option<Duration>) + Send + Sync + Clone + 'static,
 ) -> std::io::Result<()> {
     let accepted = Instant::now();
-    let server = TcpStream::connect(upstream).await?;
+    let server = meridian_health::connect_from(source, upstream).await?;
     for s in [&client, &server] {
         let _ = s.set_nodelay(true);
         stamp_arrivals(s);
@@ -279,19 +282,25 @@ mod tests {
         let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
         stamp_arrivals(&server);
-        client.write_all(b"hello").await.unwrap();
-        let sent = Instant::now();
-        std::thread::sleep(Duration::from_millis(30));
-        let mut buf = [0u8; 16];
-        let (n, arrived) = read_stamped(&server, &mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"hello");
-        let arrived = arrived.expect("the kernel stamps the data");
-        let read_at = Instant::now();
-        assert!(
-            read_at.duration_since(arrived) >= Duration::from_millis(25),
-            "stamped {:?} before the read",
-            read_at.duration_since(arrived)
-        );
-        assert!(arrived <= sent + Duration::from_millis(5));
+        // The kernel turns stamping on shortly after the first socket asks (from a work
+        // queue), so the first reads may come unstamped: try a few times.
+        for _ in 0..20 {
+            client.write_all(b"hello").await.unwrap();
+            let sent = Instant::now();
+            std::thread::sleep(Duration::from_millis(30));
+            let mut buf = [0u8; 16];
+            let (n, arrived) = read_stamped(&server, &mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"hello");
+            let Some(arrived) = arrived else { continue };
+            let read_at = Instant::now();
+            assert!(
+                read_at.duration_since(arrived) >= Duration::from_millis(25),
+                "stamped {:?} before the read",
+                read_at.duration_since(arrived)
+            );
+            assert!(arrived <= sent + Duration::from_millis(5));
+            return;
+        }
+        panic!("the kernel never stamped the data");
     }
 }

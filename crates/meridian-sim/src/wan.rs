@@ -1,10 +1,16 @@
-//! The `wan` node: holds the public address of every region load balancer and PoP, and
-//! relays each connection to the node behind it, delayed by the modelled round trip
-//! between where the connection comes from (its source address) and where it goes. The
-//! nodes themselves know nothing of it; they listen on their backstage ports.
+//! The `wan` node: holds the public address of every region load balancer, PoP and DNS
+//! server, and relays each connection (and each DNS datagram) to the node behind it,
+//! delayed by the modelled round trip between where it comes from (its source address)
+//! and where it goes. The nodes themselves know nothing of it; they listen on their
+//! backstage ports.
+//!
+//! The DNS is anycast, as Route 53's servers answer from edge locations: a query pays the
+//! way to the PoP nearest its sender (the nearest region when there are no PoPs). It
+//! reaches the DNS node from the sender's own address, so the DNS still knows where the
+//! client is.
 
 use crate::relay::{relay, Conditions, Link};
-use crate::world::{Place, World};
+use crate::world::{Place, PlaceKind, World};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use meridian_config::Config;
@@ -15,17 +21,25 @@ use meridian_telemetry::Metrics;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
 type Labels = Vec<(&'static str, String)>;
 
-/// One relayed destination: the public address, the node behind it, and its place.
+/// One relayed destination: the public address, the node behind it, and where it is.
 #[derive(Debug, Clone)]
 pub struct Destination {
     pub public: SocketAddr,
     pub backstage: SocketAddr,
-    pub place: Place,
+    pub site: Site,
+}
+
+/// Where a destination answers from.
+#[derive(Debug, Clone)]
+pub enum Site {
+    At(Place),
+    /// A DNS server: anycast, answering at the PoP nearest each sender, over UDP and TCP.
+    Dns,
 }
 
 /// Every destination the WAN fronts in this deployment.
@@ -41,7 +55,7 @@ pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
         out.push(Destination {
             public,
             backstage: SocketAddr::new(public.ip(), cfg.backstage(public.port())),
-            place: place.clone(),
+            site: Site::At(place.clone()),
         });
     }
     for p in &cfg.edges {
@@ -55,9 +69,20 @@ pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
             out.push(Destination {
                 public: SocketAddr::new(public.ip(), port),
                 backstage: SocketAddr::new(public.ip(), cfg.backstage(port)),
-                place: place.clone(),
+                site: Site::At(place.clone()),
             });
         }
+    }
+    for n in cfg
+        .nodes()
+        .iter()
+        .filter(|n| n.role == meridian_config::Role::Dns)
+    {
+        out.push(Destination {
+            public: cfg.public_address(n),
+            backstage: n.address,
+            site: Site::Dns,
+        });
     }
     out
 }
@@ -73,6 +98,7 @@ struct Wan {
     changed: watch::Sender<u64>,
     connections: Family<Labels, Counter>,
     bytes: Family<Labels, Counter>,
+    datagrams: Family<Labels, Counter>,
     /// How late each chunk went beyond its modelled moment: the relay's own delay.
     lateness: Histogram,
     metrics: Metrics,
@@ -85,9 +111,23 @@ pub const LATENESS_BUCKETS: [f64; 11] = [
 ];
 
 impl Wan {
-    fn link(&self, from: Option<&Place>, to: &Place) -> Link {
+    /// Where `site` answers a sender at `from`; None when that is nowhere in particular (an
+    /// unknown sender asking the DNS).
+    fn place_of<'a>(&'a self, site: &'a Site, from: Option<&Place>) -> Option<&'a Place> {
+        match site {
+            Site::At(p) => Some(p),
+            Site::Dns => {
+                let from = from?;
+                self.world
+                    .nearest(from, PlaceKind::Pop)
+                    .or_else(|| self.world.nearest(from, PlaceKind::Region))
+            }
+        }
+    }
+
+    fn link(&self, from: Option<&Place>, to: Option<&Place>) -> Link {
         let sim = &self.cfg.simulation;
-        let Some(from) = from else {
+        let (Some(from), Some(to)) = (from, to) else {
             // Unknown sources (a person's curl from 127.0.0.1) are next door.
             return Link::rtt(std::time::Duration::ZERO);
         };
@@ -96,6 +136,14 @@ impl Wan {
             jitter: sim.jitter,
             bandwidth: sim.bandwidth.map(|b| b.0),
         }
+    }
+
+    /// The metric and partition names of a sender and a destination place.
+    fn ids(&self, from: Option<&Place>, to: Option<&Place>) -> (String, String) {
+        (
+            from.map(Place::id).unwrap_or_else(|| "local".into()),
+            to.map(Place::id).unwrap_or_else(|| "dns".into()),
+        )
     }
 
     /// What the link between two places is doing now.
@@ -114,6 +162,12 @@ impl Wan {
 pub enum WanError {
     #[error(transparent)]
     Bind(#[from] meridian_http::BindError),
+    #[error("cannot listen on {addr} (udp): {source}")]
+    Udp {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs the WAN node until `shutdown` resolves.
@@ -136,6 +190,11 @@ pub async fn run(
             "Bytes relayed, by source and destination place",
             Family::default(),
         ),
+        datagrams: metrics.register(
+            "wan_datagrams",
+            "DNS queries relayed over UDP, by source and destination place",
+            Family::default(),
+        ),
         lateness: metrics.register(
             "wan_lateness_seconds",
             "How much later than the link model a relayed chunk was written (chunks that waited for a slow receiver or a partition are not counted)",
@@ -149,14 +208,27 @@ pub async fn run(
         changed: watch::channel(0).0,
     });
     let mut listeners = Vec::new();
+    let mut udp = Vec::new();
     for d in &dests {
         listeners.push((meridian_http::bind(d.public).await?, d.clone()));
+        if matches!(d.site, Site::Dns) {
+            let sock = UdpSocket::bind(d.public)
+                .await
+                .map_err(|source| WanError::Udp {
+                    addr: d.public,
+                    source,
+                })?;
+            udp.push((sock, d.clone()));
+        }
     }
     let admin_listener = meridian_http::bind(admin).await?;
     tracing::info!(links = dests.len(), "wan relaying");
     let mut tasks = Vec::new();
     for (l, d) in listeners {
         tasks.push(tokio::spawn(accept_loop(wan.clone(), l, d)));
+    }
+    for (sock, d) in udp {
+        tasks.push(tokio::spawn(datagram_loop(wan.clone(), Arc::new(sock), d)));
     }
     meridian_http::serve(
         admin_listener,
@@ -187,12 +259,9 @@ async fn accept_loop(wan: Arc<Wan>, listener: TcpListener, dest: Destination) {
             }
         };
         let from = wan.world.place_of_ip(peer.ip()).cloned();
-        let link = wan.link(from.as_ref(), &dest.place);
-        let from_id = from
-            .as_ref()
-            .map(|p| p.id())
-            .unwrap_or_else(|| "local".into());
-        let to_id = dest.place.id();
+        let to = wan.place_of(&dest.site, from.as_ref());
+        let link = wan.link(from.as_ref(), to);
+        let (from_id, to_id) = wan.ids(from.as_ref(), to);
         let labels = vec![("from", from_id.clone()), ("to", to_id.clone())];
         wan.connections.get_or_create(&labels).inc();
         let bytes = wan.bytes.get_or_create(&labels).clone();
@@ -210,8 +279,10 @@ async fn accept_loop(wan: Arc<Wan>, listener: TcpListener, dest: Destination) {
         });
         let backstage = dest.backstage;
         let lateness = wan.lateness.clone();
+        // The DNS places its client by address, so its connections keep the sender's.
+        let source = matches!(dest.site, Site::Dns).then(|| peer.ip());
         tokio::spawn(async move {
-            let _ = relay(stream, backstage, link, held_rx, move |n, late| {
+            let _ = relay(stream, backstage, source, link, held_rx, move |n, late| {
                 bytes.inc_by(n);
                 if let Some(late) = late {
                     lateness.observe(late.as_secs_f64());
@@ -219,6 +290,55 @@ async fn accept_loop(wan: Arc<Wan>, listener: TcpListener, dest: Destination) {
             })
             .await;
             watcher.abort();
+        });
+    }
+}
+
+/// DNS over UDP: each query waits the way to the DNS site, goes to the DNS node from the
+/// sender's own address, and its answer waits the way back. Inside a partition both are
+/// lost, as datagrams are; the client asks again.
+async fn datagram_loop(wan: Arc<Wan>, public: Arc<UdpSocket>, dest: Destination) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let Ok((n, peer)) = public.recv_from(&mut buf).await else {
+            continue;
+        };
+        let arrived = tokio::time::Instant::now();
+        let from = wan.world.place_of_ip(peer.ip());
+        let to = wan.place_of(&dest.site, from);
+        let link = wan.link(from, to);
+        let (from_id, to_id) = wan.ids(from, to);
+        let conditions = wan.conditions(&from_id, &to_id);
+        if conditions.held {
+            continue;
+        }
+        let labels = vec![("from", from_id), ("to", to_id)];
+        wan.datagrams.get_or_create(&labels).inc();
+        let one_way = link.one_way + conditions.extra;
+        let query = buf[..n].to_vec();
+        let (public, backstage) = (public.clone(), dest.backstage);
+        tokio::spawn(async move {
+            // tokio's timer works in whole milliseconds: DNS is delayed to the millisecond.
+            if !one_way.is_zero() {
+                tokio::time::sleep_until(arrived + one_way).await;
+            }
+            let Ok(sock) = UdpSocket::bind(SocketAddr::new(peer.ip(), 0)).await else {
+                return;
+            };
+            if sock.send_to(&query, backstage).await.is_err() {
+                return;
+            }
+            let mut answer = vec![0u8; 65_535];
+            let Ok(Ok(len)) =
+                tokio::time::timeout(std::time::Duration::from_secs(2), sock.recv(&mut answer))
+                    .await
+            else {
+                return;
+            };
+            if !one_way.is_zero() {
+                tokio::time::sleep(one_way).await;
+            }
+            let _ = public.send_to(&answer[..len], peer).await;
         });
     }
 }

@@ -33,7 +33,7 @@ async fn relay_on(front: SocketAddr, back: SocketAddr, link: Link) -> watch::Sen
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             let rx = rx.clone();
-            tokio::spawn(relay(s, back, link, rx, |_, _| {}));
+            tokio::spawn(relay(s, back, None, link, rx, |_, _| {}));
         }
     });
     tx
@@ -142,7 +142,7 @@ async fn a_large_transfer_arrives_whole_and_in_order() {
     tokio::spawn(async move {
         let (s, _) = l.accept().await.unwrap();
         let link = Link::rtt(Duration::from_millis(2));
-        relay(s, back, link, rx, move |n, late| {
+        relay(s, back, None, link, rx, move |n, late| {
             let counter = if late.is_some() { &t } else { &b };
             counter.fetch_add(n, Ordering::Relaxed);
         })

@@ -96,6 +96,7 @@ impl Shared {
                 .iter()
                 .map(|s| NodeState {
                     spec: s.spec.clone(),
+                    public: Some(cfg.public_address(&s.spec)),
                     pid: *s.pid.lock().unwrap_or_else(|p| p.into_inner()),
                     restarts: s.restarts.load(Ordering::Relaxed),
                 })
@@ -538,18 +539,6 @@ async fn stop_all(shared: &Shared, runners: Vec<tokio::task::JoinHandle<()>>) {
 }
 
 /// Where people and clients reach a node: with WAN relays, the relay's public address.
-fn public_address(cfg: &Config, spec: &NodeSpec) -> SocketAddr {
-    match spec.role {
-        Role::Lb => spec.region.as_deref().and_then(|r| cfg.lb_address(r)),
-        Role::Edge => cfg
-            .pop_of(spec)
-            .and_then(|p| cfg.pop_addresses(&p.name))
-            .map(|a| a.0),
-        _ => None,
-    }
-    .unwrap_or(spec.address)
-}
-
 fn print_table(shared: &Shared) {
     let cfg = &shared.opts.config;
     let state = shared.state();
@@ -584,7 +573,7 @@ fn print_table(shared: &Shared) {
                 n.spec.role.as_str(),
                 n.spec.name,
                 n.spec.az.as_deref().unwrap_or("-"),
-                format!("http://{}", public_address(cfg, &n.spec)),
+                format!("http://{}", cfg.public_address(&n.spec)),
                 n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
             ));
             label.clear();
@@ -604,7 +593,7 @@ fn print_table(shared: &Shared) {
                 n.spec.role.as_str(),
                 n.spec.name,
                 "-",
-                format!("{scheme}://{}", public_address(cfg, &n.spec)),
+                format!("{scheme}://{}", cfg.public_address(&n.spec)),
                 n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
             ));
         }
@@ -640,7 +629,7 @@ fn print_table(shared: &Shared) {
     if let Some(lb) = first_lb {
         out.push_str(&format!(
             "try:  curl -i http://{}/api/quotes/AAPL\n",
-            public_address(cfg, &lb.spec)
+            cfg.public_address(&lb.spec)
         ));
     }
     if let Some(dns) = state.nodes.iter().find(|n| n.spec.role == Role::Dns) {
@@ -653,17 +642,18 @@ fn print_table(shared: &Shared) {
             .and_then(|c| c.source.split('/').next())
             .map(|net| format!(" -b {}", net.trim_end_matches(".0").to_owned() + ".1"))
             .unwrap_or_default();
+        let public = cfg.public_address(&dns.spec);
         out.push_str(&format!(
             "      dig @{} -p {}{bind} api.{} A\n",
-            dns.spec.address.ip(),
-            dns.spec.address.port(),
+            public.ip(),
+            public.port(),
             cfg.deployment.zone
         ));
     }
     if let Some(e) = state.nodes.iter().find(|n| n.spec.role == Role::Edge) {
         out.push_str(&format!(
             "      curl -si http://{}/static/app.css -o /dev/null -D - | grep -i x-cache   # edge; HTTPS on :{}\n",
-            public_address(cfg, &e.spec), cfg.network.https_port
+            cfg.public_address(&e.spec), cfg.network.https_port
         ));
         out.push_str(&format!(
             "      meridian invalidate --state-dir {dir} --paths '/static/*'\n"

@@ -89,6 +89,78 @@ name = "london"
 location = { lat = 51.51, lon = -0.13 }
 "#;
 
+/// A query to the DNS's public address crosses the WAN to the PoP nearest its sender
+/// (anycast) and back, over UDP and TCP, and the DNS still sees who asked.
+async fn dns_goes_through_the_wan(state_dir: &std::path::Path) {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    use std::str::FromStr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_dir.join("endpoints.json")).unwrap())
+            .unwrap();
+    let dns = state["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["role"] == "dns")
+        .unwrap();
+    let public: std::net::SocketAddr = dns["public"].as_str().unwrap().parse().unwrap();
+    let backstage: std::net::SocketAddr = dns["address"].as_str().unwrap().parse().unwrap();
+    assert_ne!(public, backstage, "the WAN holds the DNS's public port");
+    let mut q = Message::query();
+    q.add_query(Query::query(
+        Name::from_str("api.sim.example.").unwrap(),
+        RecordType::A,
+    ));
+    let query = q.to_vec().unwrap();
+    let first_a = |bytes: &[u8]| {
+        Message::from_vec(bytes)
+            .unwrap()
+            .answers
+            .iter()
+            .find_map(|a| match &a.data {
+                RData::A(ip) => Some(ip.0.to_string()),
+                _ => None,
+            })
+    };
+    // New York's nearest (and only) PoP is London: about 85 ms there and back.
+    let udp = tokio::net::UdpSocket::bind("127.46.200.1:0").await.unwrap();
+    let started = std::time::Instant::now();
+    udp.send_to(&query, public).await.unwrap();
+    let mut buf = vec![0u8; 1500];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(3), udp.recv(&mut buf))
+        .await
+        .expect("an answer through the WAN")
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        first_a(&buf[..n]).as_deref(),
+        Some("127.46.1.1"),
+        "New York gets us-east-1"
+    );
+    assert!(
+        took >= std::time::Duration::from_millis(70),
+        "the query paid the way to London and back: {took:?}"
+    );
+    // Over TCP from London: the DNS still places the client in London.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.46.201.1:0".parse().unwrap()).unwrap();
+    let mut tcp = socket.connect(public).await.unwrap();
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&query);
+    tcp.write_all(&framed).await.unwrap();
+    let mut len = [0u8; 2];
+    tcp.read_exact(&mut len).await.unwrap();
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    tcp.read_exact(&mut answer).await.unwrap();
+    assert_eq!(
+        first_a(&answer).as_deref(),
+        Some("127.46.2.1"),
+        "London gets eu-west-1"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_global_and_a_short_chaos_run() {
     let dir = common::tempdir();
@@ -97,6 +169,7 @@ async fn bench_global_and_a_short_chaos_run() {
     let state_dir = dir.join("state");
     let (mut up, printed) = start_up(&cfg, &state_dir).await;
     assert!(printed.contains("wan"), "{printed}");
+    dns_goes_through_the_wan(&state_dir).await;
 
     let out = dir.join("global");
     let run = Command::new(env!("CARGO_BIN_EXE_meridian"))
