@@ -136,19 +136,12 @@ impl AnswerCache {
         generation: u64,
         out: &mut Vec<u8>,
     ) -> bool {
-        self.lookup(query, q, ctx, generation, out).is_some()
-    }
-
-    fn lookup(
-        &self,
-        query: &[u8],
-        q: &Question,
-        ctx: Context,
-        generation: u64,
-        out: &mut Vec<u8>,
-    ) -> Option<()> {
-        let map = self.map.read().ok()?;
-        let e = map.get(&key(q, ctx))?;
+        let Ok(map) = self.map.read() else {
+            return false;
+        };
+        let Some(e) = map.get(&key(q, ctx)) else {
+            return false;
+        };
         let same = e.generation == generation
             && e.ctx == ctx
             && e.qtype == q.qtype
@@ -156,23 +149,24 @@ impl AnswerCache {
             && e.edns == q.edns
             && e.qname.eq_ignore_ascii_case(q.qname);
         if !same {
-            return None;
+            return false;
         }
         let bytes = if e.variants.len() == 1 {
             &e.variants[0].1
         } else {
             let mut x = rand::random_range(0..e.total_weight.max(1));
-            &e.variants
-                .iter()
-                .find(|(w, _)| {
-                    if x < *w {
-                        true
-                    } else {
-                        x -= w;
-                        false
-                    }
-                })?
-                .1
+            let chosen = e.variants.iter().find(|(w, _)| {
+                if x < *w {
+                    true
+                } else {
+                    x -= w;
+                    false
+                }
+            });
+            let Some((_, bytes)) = chosen else {
+                return false;
+            };
+            bytes
         };
         out.clear();
         out.extend_from_slice(bytes);
@@ -181,7 +175,7 @@ impl AnswerCache {
         out[2] |= query[2] & 0x01;
         out[12..12 + q.qname.len()].copy_from_slice(q.qname);
         e.counter.inc();
-        Some(())
+        true
     }
 
     /// Keeps the responses for a question: one, or one per weighted choice.

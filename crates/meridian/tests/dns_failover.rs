@@ -102,15 +102,8 @@ fn a_frozen_region_leaves_the_answers_within_3s_and_returns() {
         .any(|l| l.contains("Press Ctrl-C"));
     assert!(ready, "up did not come up");
 
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state_dir.join("endpoints.json")).unwrap())
-            .unwrap();
-    let dns = state["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["role"] == "dns")
-        .unwrap()["address"]
+    let state = common::state(&state_dir);
+    let dns = common::first_node(&state_dir, "dns")["address"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -96,15 +96,7 @@ async fn dns_goes_through_the_wan(state_dir: &std::path::Path) {
     use hickory_proto::rr::{Name, RData, RecordType};
     use std::str::FromStr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state_dir.join("endpoints.json")).unwrap())
-            .unwrap();
-    let dns = state["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["role"] == "dns")
-        .unwrap();
+    let dns = common::first_node(state_dir, "dns");
     let public: std::net::SocketAddr = dns["public"].as_str().unwrap().parse().unwrap();
     let backstage: std::net::SocketAddr = dns["address"].as_str().unwrap().parse().unwrap();
     assert_ne!(public, backstage, "the WAN holds the DNS's public port");

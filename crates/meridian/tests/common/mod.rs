@@ -26,6 +26,17 @@ pub fn state(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("endpoints.json")).unwrap()).unwrap()
 }
 
+/// The first node of `role` in a running deployment's endpoints.json.
+pub fn first_node(dir: &Path, role: &str) -> serde_json::Value {
+    state(dir)["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["role"] == role)
+        .unwrap_or_else(|| panic!("no {role} node"))
+        .clone()
+}
+
 pub fn alive(pid: i64) -> bool {
     // kill(pid, 0) probes for existence; zombies of ours are reaped by `up`.
     unsafe { libc::kill(pid as i32, 0) == 0 }
