@@ -294,11 +294,16 @@ async fn accept_loop(wan: Arc<Wan>, listener: TcpListener, dest: Destination) {
     }
 }
 
+/// DNS queries in flight through one relay at most; past it, new ones are dropped, as a
+/// full link would drop them.
+const MAX_DATAGRAMS_IN_FLIGHT: usize = 4096;
+
 /// DNS over UDP: each query waits the way to the DNS site, goes to the DNS node from the
 /// sender's own address, and its answer waits the way back. Inside a partition both are
 /// lost, as datagrams are; the client asks again.
 async fn datagram_loop(wan: Arc<Wan>, public: Arc<UdpSocket>, dest: Destination) {
     let mut buf = vec![0u8; 65_535];
+    let room = Arc::new(tokio::sync::Semaphore::new(MAX_DATAGRAMS_IN_FLIGHT));
     loop {
         let Ok((n, peer)) = public.recv_from(&mut buf).await else {
             continue;
@@ -312,12 +317,16 @@ async fn datagram_loop(wan: Arc<Wan>, public: Arc<UdpSocket>, dest: Destination)
         if conditions.held {
             continue;
         }
+        let Ok(permit) = room.clone().try_acquire_owned() else {
+            continue;
+        };
         let labels = vec![("from", from_id), ("to", to_id)];
         wan.datagrams.get_or_create(&labels).inc();
         let one_way = link.one_way + conditions.extra;
         let query = buf[..n].to_vec();
         let (public, backstage) = (public.clone(), dest.backstage);
         tokio::spawn(async move {
+            let _permit = permit;
             // tokio's timer works in whole milliseconds: DNS is delayed to the millisecond.
             if !one_way.is_zero() {
                 tokio::time::sleep_until(arrived + one_way).await;
