@@ -9,7 +9,6 @@ pub mod alarms;
 pub mod events;
 pub mod export;
 pub mod model;
-pub mod prom;
 pub mod reading;
 pub mod series;
 

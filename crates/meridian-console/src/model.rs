@@ -8,6 +8,7 @@ use crate::events::{Event, Kind, Severity, Timeline};
 use crate::reading::{merge_buckets, quantile, Previous, Reading};
 use crate::series::Store;
 use meridian_config::{AlarmKind, Config, Role};
+use meridian_telemetry::exposition::{self, Sample};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -305,7 +306,7 @@ impl State {
             let target = &self.targets[i];
             match scrape {
                 Ok(text) => {
-                    readings.push(Some(self.previous[i].read(crate::prom::parse(&text), now)));
+                    readings.push(Some(self.previous[i].read(exposition::parse(&text), now)));
                     if let Some(n) = self.nodes.iter_mut().find(|n| n.name == target.name) {
                         if !n.up && n.last_seen.is_some() {
                             self.events.push(Event {
@@ -586,9 +587,8 @@ impl State {
                         az.healthy += 1;
                     }
                 }
-                let status_is = |c: char| {
-                    move |s: &crate::prom::Sample| s.label("status").and_then(class_of) == Some(c)
-                };
+                let status_is =
+                    |c: char| move |s: &Sample| s.label("status").and_then(class_of) == Some(c);
                 v.rps = r.rate("meridian_lb_requests_total", |_| true);
                 v.err4xx_rps = r.rate("meridian_lb_requests_total", status_is('4'));
                 v.err5xx_rps = r.rate("meridian_lb_requests_total", status_is('5'));
@@ -662,15 +662,14 @@ impl State {
             };
             if let Some(r) = self.reading_of(readings, &node) {
                 let req = "meridian_edge_requests_total";
-                let is_hit = |s: &crate::prom::Sample| {
+                let is_hit = |s: &Sample| {
                     matches!(
                         s.label("cache_status"),
                         Some("hit" | "refresh_hit" | "stale_while_revalidate" | "stale_if_error")
                     )
                 };
-                let cacheable =
-                    |s: &crate::prom::Sample| is_hit(s) || s.label("cache_status") == Some("miss");
-                let e5 = |s: &crate::prom::Sample| s.label("status_class") == Some("5xx");
+                let cacheable = |s: &Sample| is_hit(s) || s.label("cache_status") == Some("miss");
+                let e5 = |s: &Sample| s.label("status_class") == Some("5xx");
                 let hits = r.delta(req, is_hit);
                 let lookups = r.delta(req, cacheable);
                 v.rps = r.rate(req, |_| true);

@@ -1,6 +1,6 @@
 //! One node's scrape, with each counter's change since the node's previous scrape.
 
-use crate::prom::Sample;
+use meridian_telemetry::exposition::Sample;
 use std::collections::HashMap;
 
 /// A scrape and, for each sample, how much it grew since the last one.
@@ -147,7 +147,7 @@ pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prom::parse;
+    use meridian_telemetry::exposition::parse;
 
     #[test]
     fn deltas_start_at_zero_and_survive_resets() {

@@ -61,9 +61,19 @@ async fn stoppable_demo(
     (node(name, addr), tx)
 }
 
-/// A target that passes health checks but answers every other request with `reply`
-/// and then drops the connection: a process that crashes mid-request.
-async fn scripted(name: &str, reply: &'static [u8]) -> NodeSpec {
+/// What a scripted target does with a request that is not a health check.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Writes these bytes and drops the connection: with nothing sent the peer sees a
+    /// reset, else a cut body.
+    Reply(&'static [u8]),
+    /// Resets the connection (SO_LINGER 0): a process killed mid-request.
+    Reset,
+}
+
+/// A target that passes health checks but misbehaves on every other request: a process
+/// that crashes mid-request.
+async fn scripted(name: &str, then: Then) -> NodeSpec {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -79,8 +89,14 @@ async fn scripted(name: &str, reply: &'static [u8]) -> NodeSpec {
                         .await;
                     return;
                 }
-                let _ = s.write_all(reply).await;
-                // Dropped here: with nothing sent the peer sees a reset, else a cut body.
+                match then {
+                    Then::Reply(reply) => {
+                        let _ = s.write_all(reply).await;
+                    }
+                    Then::Reset => {
+                        let _ = s.set_zero_linger();
+                    }
+                }
             });
         }
     });
@@ -89,14 +105,14 @@ async fn scripted(name: &str, reply: &'static [u8]) -> NodeSpec {
 
 /// Resets every request after reading it.
 async fn resetting(name: &str) -> NodeSpec {
-    scripted(name, b"").await
+    scripted(name, Then::Reply(b"")).await
 }
 
 /// Sends a response head and a tenth of the promised body, then goes away.
 async fn cut_short(name: &str) -> NodeSpec {
     scripted(
         name,
-        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+        Then::Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b"),
     )
     .await
 }
@@ -498,29 +514,9 @@ async fn direct_handle_api_is_usable() {
     assert_eq!(lb.name(), "lb-test");
 }
 
-/// A target that passes health checks and answers every other request with a TCP reset
-/// (SO_LINGER 0): a process killed mid-request.
+/// Resets every request with a TCP reset (SO_LINGER 0): a process killed mid-request.
 async fn hard_resetting(name: &str) -> NodeSpec {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                if buf[..n].starts_with(b"GET /health ") {
-                    let _ = s
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                        )
-                        .await;
-                    return;
-                }
-                let _ = s.set_zero_linger();
-            });
-        }
-    });
-    node(name, addr)
+    scripted(name, Then::Reset).await
 }
 
 #[tokio::test]

@@ -517,16 +517,7 @@ pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<Cha
             .map(|(_, (_, failed))| failed)
             .sum()
     };
-    let ok: u64 = runs.iter().map(|r| r.ok).sum();
-    let mean_ms = if ok == 0 {
-        0.0
-    } else {
-        runs.iter()
-            .map(|r| r.latency.mean() * r.ok as f64)
-            .sum::<f64>()
-            / ok as f64
-            / 1e3
-    };
+    let mean_ms = load::mean_ms(&runs).unwrap_or(0.0);
     let p99_ms = runs
         .iter()
         .map(|r| r.percentile_ms(0.99))

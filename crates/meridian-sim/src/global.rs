@@ -209,15 +209,7 @@ pub async fn run(
             let failed: u64 = runs.iter().map(|r| r.failed).sum();
             let ok: u64 = runs.iter().map(|r| r.ok).sum();
             let client_bytes: u64 = runs.iter().map(|r| r.bytes).sum();
-            let mean_ms = if ok == 0 {
-                f64::NAN
-            } else {
-                runs.iter()
-                    .map(|r| r.latency.mean() * r.ok as f64)
-                    .sum::<f64>()
-                    / ok as f64
-                    / 1e3
-            };
+            let mean_ms = load::mean_ms(runs).unwrap_or(f64::NAN);
             ArchTotals {
                 architecture: *arch,
                 title: arch.title(),

@@ -260,6 +260,19 @@ pub struct LocationRun {
     pub served_by: BTreeMap<String, u64>,
 }
 
+/// The mean latency in ms of every successful request across `runs`, each location
+/// weighted by its successes; None when none succeeded.
+pub fn mean_ms(runs: &[LocationRun]) -> Option<f64> {
+    let ok: u64 = runs.iter().map(|r| r.ok).sum();
+    (ok > 0).then(|| {
+        runs.iter()
+            .map(|r| r.latency.mean() * r.ok as f64)
+            .sum::<f64>()
+            / ok as f64
+            / 1e3
+    })
+}
+
 impl LocationRun {
     fn new(location: &str) -> LocationRun {
         LocationRun {

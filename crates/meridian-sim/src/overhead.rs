@@ -49,25 +49,18 @@ impl Lateness {
     /// Reads `meridian_wan_lateness_seconds` from a node's metrics text.
     pub fn from_metrics(text: &str) -> Lateness {
         let mut l = Lateness::default();
-        for line in text.lines() {
-            let Some((key, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let Ok(v) = value.parse::<f64>() else {
-                continue;
-            };
-            if key == "meridian_wan_lateness_seconds_count" {
-                l.count = v as u64;
-            } else if let Some(le) = key
-                .strip_prefix("meridian_wan_lateness_seconds_bucket{le=\"")
-                .and_then(|r| r.strip_suffix("\"}"))
-            {
-                let bound = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().unwrap_or(f64::INFINITY)
-                };
-                l.buckets.push((bound, v as u64));
+        for s in meridian_telemetry::exposition::parse(text) {
+            match s.name.as_str() {
+                "meridian_wan_lateness_seconds_count" => l.count = s.value as u64,
+                "meridian_wan_lateness_seconds_bucket" => {
+                    // The bound is the `le` label; "+Inf" closes the list.
+                    let bound = match s.label("le") {
+                        Some("+Inf") | None => f64::INFINITY,
+                        Some(le) => le.parse().unwrap_or(f64::INFINITY),
+                    };
+                    l.buckets.push((bound, s.value as u64));
+                }
+                _ => {}
             }
         }
         l.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));

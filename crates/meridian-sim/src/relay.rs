@@ -98,9 +98,9 @@ async fn pipe(
     out.held.store(conditions.borrow().held, Ordering::Release);
     let mut last = Instant::now();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut reading = true;
     let mut watching = true;
     loop {
+        let reading = !out.ended.load(Ordering::Acquire);
         if !reading && out.queued.load(Ordering::Acquire) == 0 {
             return;
         }
@@ -122,7 +122,6 @@ async fn pipe(
                 }
                 last = due;
                 if n == 0 {
-                    reading = false;
                     out.ended.store(true, Ordering::Release);
                 }
                 delay_line::send_at(due, &out, (n > 0).then(|| Bytes::copy_from_slice(&buf[..n])));

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 pub use prometheus_client;
 
+pub mod exposition;
+
 /// Buckets for request latency in seconds, from 0.5 ms to 30 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

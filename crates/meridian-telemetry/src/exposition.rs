@@ -1,8 +1,9 @@
-//! Reading the Prometheus text exposition every node serves on `/metrics`.
+//! Reading the Prometheus text exposition every node serves on `/metrics`, for the tools
+//! that read other nodes (the console, the simulator's reports).
 //!
-//! Only what the console needs: sample lines with labels and a value. Comments, help and
-//! type lines are skipped; a malformed line is skipped rather than failing the scrape, so
-//! one odd series never blinds the console to a whole node.
+//! Only sample lines with labels and a value. Comments, help and type lines are skipped; a
+//! malformed line is skipped rather than failing the scrape, so one odd series never
+//! blinds a reader to a whole node.
 
 /// One sample line: `name{label="value",...} 12.5`.
 #[derive(Debug, Clone, PartialEq)]
