@@ -32,15 +32,23 @@ pub struct CacheControl {
     pub only_if_cached: bool,
 }
 
-fn seconds(v: Option<&str>) -> Option<Duration> {
-    let v = v?.trim_matches('"');
+/// The largest delta-seconds a cache needs to represent (RFC 9111 §1.2.2): any larger
+/// value, however many digits it has, means this. Clamping here keeps every later sum of
+/// ages and lifetimes far from overflowing.
+pub const MAX_DELTA_SECONDS: u64 = 1 << 31;
+
+/// A delta-seconds value (digits only), clamped to [`MAX_DELTA_SECONDS`]; None when it is
+/// not one.
+pub fn delta_seconds(v: &str) -> Option<Duration> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    // Values too large for a u64 mean "a very long time" (§1.2.2: at least 2^31).
-    Some(Duration::from_secs(
-        v.parse().unwrap_or(u64::from(u32::MAX)),
-    ))
+    let secs = v.parse::<u64>().unwrap_or(u64::MAX).min(MAX_DELTA_SECONDS);
+    Some(Duration::from_secs(secs))
+}
+
+fn seconds(v: Option<&str>) -> Option<Duration> {
+    delta_seconds(v?.trim_matches('"'))
 }
 
 impl CacheControl {
@@ -143,7 +151,7 @@ mod tests {
         assert!(c.max_age_invalid && c.max_age.is_none());
         assert_eq!(
             cc(&["max-age=99999999999999999999"]).max_age,
-            Some(Duration::from_secs(u64::from(u32::MAX)))
+            Some(Duration::from_secs(MAX_DELTA_SECONDS))
         );
     }
 

@@ -1,6 +1,7 @@
 //! Storability (RFC 9111 §3), freshness lifetime (§4.2.1), age (§4.2.3), and whether a
 //! stored response may be served (§4.2, RFC 5861), with CloudFront's TTL clamp.
 
+use crate::directives::{delta_seconds, MAX_DELTA_SECONDS};
 use crate::CacheControl;
 use http::header::{HeaderMap, AGE, AUTHORIZATION, DATE, EXPIRES, LAST_MODIFIED};
 use http::Method;
@@ -149,8 +150,7 @@ pub fn initial_age(
     let age_value = headers
         .get(AGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .and_then(|v| delta_seconds(v.trim()))
         .unwrap_or(Duration::ZERO);
     let apparent = date(headers, DATE)
         .and_then(|d| response_time.duration_since(d).ok())
@@ -158,8 +158,11 @@ pub fn initial_age(
     let delay = response_time
         .duration_since(request_time)
         .unwrap_or(Duration::ZERO);
-    apparent.max(age_value + delay)
+    apparent.max(age_value.saturating_add(delay)).min(MAX_AGE)
 }
+
+/// The oldest age the edge reports or reasons with (RFC 9111 §1.2.2).
+const MAX_AGE: Duration = Duration::from_secs(MAX_DELTA_SECONDS);
 
 /// What the edge remembers about a stored response besides its body.
 #[derive(Debug, Clone)]
@@ -177,10 +180,10 @@ pub struct Stored {
 
 /// `current_age` of §4.2.3.
 pub fn current_age(s: &Stored, now: SystemTime) -> Duration {
-    s.initial_age
-        + now
-            .duration_since(s.response_time)
-            .unwrap_or(Duration::ZERO)
+    let resident = now
+        .duration_since(s.response_time)
+        .unwrap_or(Duration::ZERO);
+    s.initial_age.saturating_add(resident).min(MAX_AGE)
 }
 
 /// Whether a stored response may answer a request now.
@@ -441,6 +444,29 @@ mod tests {
         assert_eq!(initial_age(&hd, sent, got), secs(32));
         let s = Stored::new(200, HeaderMap::new(), secs(32), got, secs(60));
         assert_eq!(current_age(&s, got + secs(10)), secs(42));
+    }
+
+    #[test]
+    fn a_huge_age_is_clamped_not_a_panic() {
+        let t0 = httpdate::parse_http_date("Tue, 24 Nov 2026 10:00:00 GMT").unwrap();
+        let max = secs(MAX_DELTA_SECONDS);
+        for age in [
+            "18446744073709551615",
+            "99999999999999999999999",
+            "4294967296",
+        ] {
+            let hd = h(&[("age", age)]);
+            assert_eq!(initial_age(&hd, t0, t0 + secs(5)), max, "Age: {age}");
+        }
+        // A stored response at the ceiling stays there as it sits in the cache.
+        let s = Stored::new(200, HeaderMap::new(), max, t0, secs(60));
+        assert_eq!(current_age(&s, t0 + secs(3600)), max);
+        assert!(matches!(
+            s.usability(&CacheControl::default(), t0 + secs(1), secs(60)),
+            Usability::Stale { .. }
+        ));
+        // Not a number: ignored, as if absent.
+        assert_eq!(initial_age(&h(&[("age", "-5")]), t0, t0 + secs(2)), secs(2));
     }
 
     fn stored(cc: &str, ttl: u64) -> (Stored, SystemTime) {

@@ -1,8 +1,8 @@
 //! Vary (RFC 9111 §4.1), validation (§4.3), and invalidation (§4.4).
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_LOCATION, ETAG, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, LAST_MODIFIED, LOCATION, VARY,
+    HeaderMap, HeaderName, HeaderValue, CONTENT_LOCATION, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, LOCATION, VARY,
 };
 use http::Method;
 
@@ -60,13 +60,28 @@ pub fn conditional_request(stored: &HeaderMap) -> HeaderMap {
     h
 }
 
+/// Fields a 304 never writes into a stored response: Content-Length describes the stored
+/// body; the connection's own fields (§3.1) are not the representation's; and a stored
+/// response is shared by every viewer, so one viewer's Set-Cookie must never enter it.
+const NOT_MERGED: &[&str] = &[
+    "content-length",
+    "set-cookie",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// Applies a 304's header fields to the stored response (§4.3.4): each field in the 304
-/// replaces the stored one, except Content-Length, which describes the stored body.
+/// replaces the stored one, except those in [`NOT_MERGED`].
 pub fn merge_not_modified(stored: &mut HeaderMap, not_modified: &HeaderMap) {
     let mut names: Vec<&HeaderName> = not_modified.keys().collect();
     names.dedup();
     for name in names {
-        if name == CONTENT_LENGTH {
+        if NOT_MERGED.contains(&name.as_str()) {
             continue;
         }
         stored.remove(name);
@@ -187,8 +202,15 @@ mod tests {
                 ("cache-control", "max-age=60"),
                 ("date", "Tue, 24 Nov 2026 10:00:00 GMT"),
                 ("content-length", "0"),
+                ("set-cookie", "session=viewer-a"),
+                ("connection", "close"),
             ]),
         );
+        assert!(
+            !s.contains_key("set-cookie"),
+            "one viewer's cookie never enters the shared copy"
+        );
+        assert!(!s.contains_key("connection"));
         assert_eq!(s["cache-control"], "max-age=60");
         assert_eq!(s["content-length"], "100", "the stored body's length stays");
         assert_eq!(s["etag"], "\"v1\"");
