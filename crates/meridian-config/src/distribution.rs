@@ -26,6 +26,10 @@ pub struct Distribution {
     /// Certificates (PEM) for HTTPS viewers, chosen by SNI; without any, `up` makes a
     /// development certificate.
     pub certificates: Vec<TlsFiles>,
+    /// Alternate domain names (CloudFront's CNAMEs), lowercase; `*.` covers one label.
+    /// With any, a PoP answers only requests for these hosts (403 for others), so a
+    /// forged Host can neither reach the origin nor split or share the cache.
+    pub aliases: Vec<String>,
     /// On-the-fly compression applies to bodies within these sizes (CloudFront: 1,000 to
     /// 10,000,000 bytes).
     pub compress_min_size: u64,
@@ -308,6 +312,7 @@ pub(crate) fn default_distribution(regions: &[crate::Region]) -> Distribution {
         default_behavior: default_behavior("default", "default"),
         custom_error_responses: Vec::new(),
         certificates: Vec::new(),
+        aliases: Vec::new(),
         compress_min_size: 1000,
         compress_max_size: 10_000_000,
         access_log: true,
@@ -549,6 +554,20 @@ pub(crate) fn read_distribution(
                 cert: cert.into(),
                 key: key.into(),
             });
+        }
+    }
+    for a in t.str_list(d, "aliases").unwrap_or_default() {
+        let name = a.get_ref().trim_end_matches('.').to_ascii_lowercase();
+        if crate::is_dns_name(name.strip_prefix("*.").unwrap_or(&name)) {
+            dist.aliases.push(name);
+        } else {
+            d.error(
+                a.span(),
+                "distribution.aliases",
+                format!("`{}` is not a domain name", a.get_ref()),
+                "use a name such as \"cdn.example.com\", or \"*.example.com\" for every name one label under it",
+            );
+            ok = false;
         }
     }
     if let Some(n) = t.size(d, "compress_min_size") {

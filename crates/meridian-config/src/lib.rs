@@ -20,7 +20,7 @@ pub mod units;
 pub use console::*;
 pub use distribution::*;
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{LoadError, DEFAULT_CONFIG, DEFAULT_ORIGIN};
+pub use load::{is_dns_name, LoadError, DEFAULT_CONFIG, DEFAULT_ORIGIN};
 pub use model::*;
 pub use topology::{NodeSpec, Role};
 pub use units::ByteSize;

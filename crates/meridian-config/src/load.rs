@@ -240,7 +240,9 @@ fn read_deployment(t: &Table, d: &mut Diagnostics) -> Option<Deployment> {
     })
 }
 
-fn is_dns_name(s: &str) -> bool {
+/// Whether `s` is a DNS name of letters, digits and inner hyphens in dot-separated labels
+/// (no trailing dot): zones, and the host names a distribution answers for.
+pub fn is_dns_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {

@@ -236,6 +236,7 @@ name = "paris"
 location = { lat = 48.85, lon = 2.35 }
 
 [distribution]
+aliases = ["cdn.shop.example", "*.img.shop.example", "shop.example/static"]
 [[distribution.origin_group]]
 name = "app"
 members = ["lb:us-west-2", "ftp://x"]
@@ -268,7 +269,13 @@ fn distribution_mistakes_each_get_a_precise_error() {
         e.problem.contains("lb:us-west-2") && e.fix.contains("us-east-1"),
         "{e}"
     );
-    assert_eq!(e.line, 18);
+    assert_eq!(e.line, 19);
+    let e = find("distribution.aliases");
+    assert!(
+        e.problem.contains("shop.example/static") && e.fix.contains("*.example.com"),
+        "{e}"
+    );
+    assert_eq!(e.line, 16);
     assert!(errs.iter().any(|e| e.problem.contains("ftp://x")));
     assert!(find("distribution.origin_group[0].selection")
         .fix

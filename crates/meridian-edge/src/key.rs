@@ -78,7 +78,13 @@ pub fn negotiate(headers: &HeaderMap) -> Coding {
     Coding::Identity
 }
 
-/// The primary cache key of a request under a cache policy (without the coding).
+/// Separates the parts of a key. Neither a canonical host, a request target nor a header
+/// value can hold it, so no request's parts can run into another part.
+const SEP: char = '\x1f';
+
+/// The primary cache key of a request under a cache policy (without the coding): the
+/// canonical host and normalised path (see [`crate::viewer`]), then what the policy adds,
+/// each part delimited.
 pub fn cache_key(
     policy: &CachePolicy,
     host: &str,
@@ -88,6 +94,7 @@ pub fn cache_key(
 ) -> String {
     let mut key = String::with_capacity(64 + path.len());
     key.push_str(&host.to_ascii_lowercase());
+    key.push(SEP);
     key.push_str(path);
     if let Some(q) = query {
         let mut pairs: Vec<&str> = q
@@ -105,19 +112,22 @@ pub fn cache_key(
         }
     }
     for name in &policy.headers {
-        key.push_str("\x1fh:");
+        key.push(SEP);
+        key.push_str("h:");
         key.push_str(&name.to_ascii_lowercase());
         key.push('=');
         for v in headers.get_all(name.as_str()) {
+            // Each field line on its own: `a, b` in one line is not two lines `a` and `b`.
+            key.push('\x1e');
             key.push_str(v.to_str().unwrap_or(""));
-            key.push(',');
         }
     }
     if policy.cookies != KeyFilter::None {
         let mut cookies = cookies(headers, |name| policy.cookies.admits(name, false));
         cookies.sort_unstable();
         if !cookies.is_empty() {
-            key.push_str("\x1fc:");
+            key.push(SEP);
+            key.push_str("c:");
             key.push_str(&cookies.join(";"));
         }
     }
@@ -186,7 +196,7 @@ mod tests {
             KeyFilter::None,
         );
         let e = HeaderMap::new();
-        assert_eq!(cache_key(&none, "H", "/a", Some("x=1"), &e), "h/a");
+        assert_eq!(cache_key(&none, "H", "/a", Some("x=1"), &e), "h\x1f/a");
         assert_eq!(
             cache_key(&all, "h", "/a", Some("b=2&a=1"), &e),
             cache_key(&all, "h", "/a", Some("a=1&b=2"), &e)
@@ -199,11 +209,11 @@ mod tests {
                 Some("operationName=Q&extensions=E&t=9"),
                 &e
             ),
-            "h/graphql?extensions=E&operationName=Q"
+            "h\x1f/graphql?extensions=E&operationName=Q"
         );
         assert_eq!(
             cache_key(&except, "h", "/a", Some("utm_source=x&id=1"), &e),
-            "h/a?id=1"
+            "h\x1f/a?id=1"
         );
     }
 

@@ -15,6 +15,7 @@ mod log;
 pub mod origin;
 mod proxy;
 pub mod store;
+pub mod viewer;
 
 pub use log::AccessLog;
 pub use proxy::{Edge, Outcome};

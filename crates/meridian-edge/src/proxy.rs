@@ -8,6 +8,7 @@ use crate::key::{self, Coding};
 use crate::log::{AccessLine, AccessLog};
 use crate::origin::{Group, OriginFailure, OriginResponse, Origins};
 use crate::store::{file_stream, storable_headers, Object, ObjectBody, Store};
+use crate::viewer;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -361,20 +362,24 @@ impl Edge {
     pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
         let start = Instant::now();
         let (parts, body) = req.into_parts();
-        let host = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| peer.local.to_string());
-        let path = parts.uri.path().to_owned();
         let dist = &self.0.dist;
+        // The viewer request made canonical once: every later phase reads only these.
+        let canonical = viewer::host(
+            parts.uri.authority().map(|a| a.as_str()),
+            &parts.headers,
+            parts.version,
+            &peer.local.to_string(),
+        )
+        .and_then(|host| match viewer::host_allowed(&dist.aliases, &host) {
+            true => Ok(host),
+            false => Err(viewer::ViewerError::UnknownHost(host)),
+        })
+        .and_then(|host| Ok((host, viewer::normalize_path(parts.uri.path())?)));
+        let refused = canonical.as_ref().err().cloned();
+        let (host, path) = canonical.unwrap_or_else(|_| {
+            // Logged as it came, answered with the error below.
+            (String::from("-"), parts.uri.path().to_owned())
+        });
         let ctx = Ctx {
             peer,
             method: parts.method.clone(),
@@ -386,16 +391,20 @@ impl Edge {
             request_id: format!("{:024x}", rand::random::<u128>() >> 32),
             headers: parts.headers,
         };
-        let (mut res, outcome, origin) = if !ctx.path.starts_with('/') {
-            let r =
-                meridian_http::text(StatusCode::BAD_REQUEST, "the request target must be a path");
-            (r, Outcome::Error, String::new())
-        } else {
-            self.route(&ctx, body).await
+        let (mut res, outcome, origin) = match refused {
+            // Refused before routing: no behavior, no origin, no custom error page.
+            Some(e) => {
+                let r = meridian_http::text(e.status(), e.to_string());
+                (r, Outcome::Error, String::new())
+            }
+            None => {
+                let (mut res, outcome, origin) = self.route(&ctx, body).await;
+                if res.status().as_u16() >= 400 && !dist.custom_error_responses.is_empty() {
+                    res = self.custom_error(&ctx, res).await;
+                }
+                (res, outcome, origin)
+            }
         };
-        if res.status().as_u16() >= 400 && !self.0.dist.custom_error_responses.is_empty() {
-            res = self.custom_error(&ctx, res).await;
-        }
         self.respond_filter(&ctx, &mut res, outcome);
         self.finish(&ctx, &res, outcome, &origin, start);
         res
@@ -579,9 +588,16 @@ impl Edge {
             .as_deref()
             .and_then(|n| self.0.dist.origin_request_policy(n));
         let mut out = HeaderMap::new();
+        let per_connection = meridian_http::connection_fields(&ctx.headers);
         for (name, value) in &ctx.headers {
             let n = name.as_str();
-            if meridian_http::is_hop_by_hop(n) || n == "host" || n == "cookie" {
+            // The origin request's framing is the body the edge sends (hyper writes it), never
+            // the viewer's: a stale Content-Length on a body-less fill stalls the origin and
+            // desynchronises a pooled connection.
+            if meridian_http::is_hop_by_hop(n)
+                || per_connection.contains(name)
+                || matches!(n, "host" | "cookie" | "content-length" | "expect")
+            {
                 continue;
             }
             let always = matches!(

@@ -296,17 +296,21 @@ pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.contains(&name)
 }
 
-/// Removes hop-by-hop headers, including the ones named in Connection, before a proxy
-/// passes a message on.
-pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    let named: Vec<http::HeaderName> = headers
+/// The fields a message's Connection header names: they belong to that connection only.
+pub fn connection_fields(headers: &http::HeaderMap) -> Vec<http::HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| http::HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
+        .collect()
+}
+
+/// Removes hop-by-hop headers, including the ones named in Connection, before a proxy
+/// passes a message on.
+pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    for n in connection_fields(headers) {
         headers.remove(n);
     }
     for n in HOP_BY_HOP {

@@ -1,0 +1,291 @@
+//! The viewer request made canonical before anything reads it: the host it is for and the
+//! path it names. Routing to a behavior, the cache key and the origin request all use
+//! these results, so two spellings of one resource can never select different behaviors
+//! or share a key with another resource (cache poisoning, policy bypass).
+
+use http::header::{self, HeaderMap};
+use std::net::Ipv6Addr;
+
+/// Why a viewer request was refused before routing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewerError {
+    #[error("the request has no Host")]
+    NoHost,
+    #[error("the request has more than one Host")]
+    ManyHosts,
+    #[error("`{0}` is not a valid host[:port]")]
+    BadHost(String),
+    #[error("this distribution does not answer for `{0}`")]
+    UnknownHost(String),
+    #[error("the path is not valid: {0}")]
+    BadPath(&'static str),
+}
+
+impl ViewerError {
+    /// The status CloudFront answers with: 403 for a name not among the distribution's
+    /// alternate domain names, 400 for the rest.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            ViewerError::UnknownHost(_) => http::StatusCode::FORBIDDEN,
+            _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// The host a request is for, lowercased, without a trailing dot: the target's authority
+/// (absolute-form, or HTTP/2's `:authority`) when it has one, else the one Host header.
+/// HTTP/1.0 may omit Host; then `fallback` (the address the viewer connected to) stands in.
+pub fn host(
+    authority: Option<&str>,
+    headers: &HeaderMap,
+    version: http::Version,
+    fallback: &str,
+) -> Result<String, ViewerError> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ViewerError::ManyHosts);
+    }
+    let raw = match (authority, first) {
+        (Some(a), _) => a.to_owned(),
+        (None, Some(h)) => h
+            .to_str()
+            .map_err(|_| ViewerError::BadHost(String::from_utf8_lossy(h.as_bytes()).into()))?
+            .to_owned(),
+        (None, None) if version == http::Version::HTTP_11 => return Err(ViewerError::NoHost),
+        (None, None) => return Ok(fallback.to_owned()),
+    };
+    canonical_host(&raw).ok_or(ViewerError::BadHost(raw))
+}
+
+/// `host[:port]` lowercased with the name's trailing dot removed, or None when it is not
+/// a DNS name, an IPv4 address or a bracketed IPv6 address with an optional port.
+pub fn canonical_host(raw: &str) -> Option<String> {
+    let (name, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        v6.parse::<Ipv6Addr>().ok()?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (format!("[{}]", v6.to_ascii_lowercase()), port)
+    } else {
+        let (name, port) = match raw.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (raw, None),
+        };
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        // An IPv4 address is a name of digit labels to this check.
+        if !meridian_config::is_dns_name(&name) {
+            return None;
+        }
+        (name, port)
+    };
+    match port {
+        None => Some(name),
+        Some(p) => {
+            let valid = !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+            let n: u32 = p.parse().ok().filter(|_| valid)?;
+            (n <= 65_535).then(|| format!("{name}:{p}"))
+        }
+    }
+}
+
+/// Whether the canonical `host` (with or without a port) is one of the alternate domain names; `*.`
+/// covers one label, as CloudFront's wildcard CNAMEs do. No names: every host is.
+pub fn host_allowed(aliases: &[String], host: &str) -> bool {
+    if aliases.is_empty() {
+        return true;
+    }
+    // `host` is canonical: a name or IPv4 address has no `:` but the port's, and an IPv6
+    // address ends at its bracket.
+    let name = match host.find(']') {
+        Some(end) => &host[..=end],
+        None => host.split(':').next().unwrap_or(host),
+    };
+    aliases.iter().any(|a| match a.strip_prefix("*.") {
+        Some(suffix) => name
+            .strip_suffix(suffix)
+            .and_then(|l| l.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+        None => a == name,
+    })
+}
+
+/// The path in the one form routing and keying see (RFC 3986 §6.2.2): percent-encoded
+/// unreserved characters decoded, other escapes in upper case, runs of `/` merged, `.`
+/// and `..` segments removed (never above the root). Refused: bad escapes, and encoded
+/// `/`, `\` or NUL, which an origin may decode into a different path than the one routed.
+pub fn normalize_path(raw: &str) -> Result<String, ViewerError> {
+    if !raw.starts_with('/') {
+        return Err(ViewerError::BadPath("it must start with /"));
+    }
+    let bytes = raw.as_bytes();
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .filter(|_| {
+                        bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit()
+                    })
+                    .ok_or(ViewerError::BadPath(
+                        "a % is not followed by two hex digits",
+                    ))?;
+                match hex {
+                    b'/' | b'\\' | 0 => {
+                        return Err(ViewerError::BadPath("it encodes /, \\ or NUL"));
+                    }
+                    c if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') => {
+                        decoded.push(c as char)
+                    }
+                    c => decoded.push_str(&format!("%{c:02X}")),
+                }
+                i += 3;
+            }
+            b'\\' => return Err(ViewerError::BadPath("it contains \\")),
+            _ => {
+                // The URI parser admitted only ASCII here; keep it as it is.
+                decoded.push(b as char);
+                i += 1;
+            }
+        }
+    }
+    let mut out: Vec<&str> = Vec::new();
+    // A path that ends in a directory (`/a/`, `/a/.`, `/a/..`) still does.
+    let mut dir = false;
+    for seg in decoded[1..].split('/') {
+        dir = matches!(seg, "" | "." | "..");
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for s in &out {
+        path.push('/');
+        path.push_str(s);
+    }
+    if dir || path.is_empty() {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn hosts(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::HOST, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hosts_are_validated_and_canonical() {
+        let v11 = http::Version::HTTP_11;
+        let ok = |v: &str| host(None, &hosts(&[v]), v11, "x");
+        assert_eq!(ok("CDN.Example.COM."), Ok("cdn.example.com".into()));
+        assert_eq!(
+            ok("cdn.example.com:8080"),
+            Ok("cdn.example.com:8080".into())
+        );
+        assert_eq!(ok("127.0.0.1:80"), Ok("127.0.0.1:80".into()));
+        assert_eq!(ok("[::1]:8443"), Ok("[::1]:8443".into()));
+        for bad in [
+            "cdn.example/static",
+            "a b",
+            "",
+            "a..b",
+            "host:99999",
+            "host:",
+            "host:8x",
+            "[::1",
+            "[nope]",
+            "a:b:c",
+            "evil.com#x",
+            "x@y",
+        ] {
+            assert!(
+                matches!(ok(bad), Err(ViewerError::BadHost(_))),
+                "{bad:?} must be refused"
+            );
+        }
+        assert_eq!(
+            host(None, &hosts(&["a", "b"]), v11, "x"),
+            Err(ViewerError::ManyHosts)
+        );
+        assert_eq!(
+            host(None, &HeaderMap::new(), v11, "x"),
+            Err(ViewerError::NoHost)
+        );
+        assert_eq!(
+            host(
+                None,
+                &HeaderMap::new(),
+                http::Version::HTTP_10,
+                "1.2.3.4:80"
+            ),
+            Ok("1.2.3.4:80".into())
+        );
+        // The target's authority wins over Host (RFC 9112 §3.2.2).
+        assert_eq!(
+            host(Some("a.example"), &hosts(&["b.example"]), v11, "x"),
+            Ok("a.example".into())
+        );
+    }
+
+    #[test]
+    fn alternate_domain_names_and_wildcards() {
+        let aliases = vec!["cdn.example.com".to_owned(), "*.img.example.com".to_owned()];
+        assert!(host_allowed(&aliases, "cdn.example.com"));
+        assert!(host_allowed(&aliases, "cdn.example.com:8443"));
+        assert!(host_allowed(&aliases, "a.img.example.com"));
+        assert!(!host_allowed(&aliases, "a.b.img.example.com"));
+        assert!(!host_allowed(&aliases, "img.example.com"));
+        assert!(!host_allowed(&aliases, "evil.example"));
+        assert!(!host_allowed(&aliases, "127.0.0.1:8080"));
+        assert!(host_allowed(&[], "anything.example"));
+    }
+
+    #[test]
+    fn paths_are_normalised_once() {
+        let n = |p: &str| normalize_path(p);
+        assert_eq!(n("/static/app.js"), Ok("/static/app.js".into()));
+        assert_eq!(n("/x/../admin"), Ok("/admin".into()));
+        assert_eq!(n("/static/%2e%2e/admin"), Ok("/admin".into()));
+        assert_eq!(n("/static/%2E%2E/admin"), Ok("/admin".into()));
+        assert_eq!(n("//admin//x"), Ok("/admin/x".into()));
+        assert_eq!(n("/./a/./b/."), Ok("/a/b/".into()));
+        assert_eq!(n("/../../etc"), Ok("/etc".into()));
+        assert_eq!(n("/a/b/.."), Ok("/a/".into()));
+        assert_eq!(n("/"), Ok("/".into()));
+        assert_eq!(n("/.."), Ok("/".into()));
+        assert_eq!(n("/%7Euser/%41b"), Ok("/~user/Ab".into()));
+        assert_eq!(n("/a%20b/%c3%a9"), Ok("/a%20b/%C3%A9".into()));
+        for bad in [
+            "/a%2fb",
+            "/a%2F..%2Fadmin",
+            "/a%5cb",
+            "/a%00",
+            "/a%zz",
+            "/a%4",
+            "/a\\b",
+        ] {
+            assert!(n(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(n("relative").is_err());
+    }
+}

@@ -1,0 +1,399 @@
+//! The scripted origins and the PoP under test, shared by the edge's test files.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+// ---------- a scripted origin ----------
+
+/// Counts requests per path and answers by path:
+/// `/cc/<any>?cc=<cache-control>` 200 with that Cache-Control and an ETag (304 on match),
+/// `/slow/<any>` like /cc but after 300 ms, `/private/<any>` slow and private, echoing
+/// `x-user`, `/vary/<any>` varies on Accept-Language, `/fail/<any>` 503, `/text/<any>` 20 KiB
+/// of JSON, `/small` 10 bytes, `/error404` a 404 without freshness.
+#[derive(Clone, Default)]
+pub struct Origin {
+    pub hits: Arc<Mutex<HashMap<String, u32>>>,
+    /// Paths of body-less requests (GET, HEAD) that arrived with framing headers.
+    pub framed: Arc<Mutex<Vec<String>>>,
+    pub not_modified: Arc<Mutex<u32>>,
+    pub name: &'static str,
+}
+
+impl Origin {
+    pub fn hits(&self, path: &str) -> u32 {
+        *self.hits.lock().unwrap().get(path).unwrap_or(&0)
+    }
+
+    pub async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_owned();
+        *self.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+        let bodyless = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
+        if bodyless
+            && (req.headers().contains_key("content-length")
+                || req.headers().contains_key("transfer-encoding"))
+        {
+            self.framed.lock().unwrap().push(path.clone());
+        }
+        let query: HashMap<String, String> = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.replace("%20", " ").replace("%2C", ",")))
+            .collect();
+        let cc = query
+            .get("cc")
+            .cloned()
+            .unwrap_or_else(|| "max-age=60".into());
+        let b = Response::builder().header("x-origin", self.name);
+        if path.starts_with("/slow/") || path.starts_with("/private/") {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if path.starts_with("/private/") {
+            let user = req
+                .headers()
+                .get("x-user")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            return b
+                .header("cache-control", "private, max-age=60")
+                .body(Full::new(Bytes::from(format!("for {user}"))))
+                .unwrap();
+        }
+        if path.starts_with("/fail/") {
+            return b
+                .status(503)
+                .body(Full::new(Bytes::from_static(b"origin down")))
+                .unwrap();
+        }
+        if path == "/error404" {
+            return b
+                .status(404)
+                .body(Full::new(Bytes::from_static(b"nope")))
+                .unwrap();
+        }
+        if path.starts_with("/vary/") {
+            let lang = req
+                .headers()
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_owned();
+            return b
+                .header("cache-control", "max-age=60")
+                .header("vary", "Accept-Language")
+                .body(Full::new(Bytes::from(format!("lang={lang}"))))
+                .unwrap();
+        }
+        if path.starts_with("/text/") {
+            let body =
+                "{\"symbol\":\"AAPL\",\"price\":189.12,\"note\":\"compress me\"}\n".repeat(400);
+            return b
+                .header("cache-control", "max-age=60")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+        }
+        if path == "/small" {
+            return b
+                .header("cache-control", "max-age=60")
+                .header("content-type", "text/plain")
+                .body(Full::new(Bytes::from_static(b"0123456789")))
+                .unwrap();
+        }
+        let etag = "\"v1\"";
+        if req
+            .headers()
+            .get("if-none-match")
+            .map(|v| v == etag)
+            .unwrap_or(false)
+        {
+            *self.not_modified.lock().unwrap() += 1;
+            return b
+                .status(304)
+                .header("etag", etag)
+                .header("cache-control", cc)
+                .header("x-refreshed", "yes")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+        }
+        b.header("cache-control", cc)
+            .header("etag", etag)
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(format!(
+                "body of {path} from {}",
+                self.name
+            ))))
+            .unwrap()
+    }
+}
+
+/// Serves `origin` on `addr` until the returned sender is dropped or fired.
+pub async fn serve_origin(addr: SocketAddr, origin: Origin) -> tokio::sync::oneshot::Sender<()> {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut rx => break,
+                a = listener.accept() => {
+                    let Ok((s, _)) = a else { continue };
+                    let o = origin.clone();
+                    conns.spawn(async move {
+                        let svc = hyper::service::service_fn(move |req| {
+                            let o = o.clone();
+                            async move { Ok::<_, Infallible>(o.answer(req).await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(s), svc)
+                            .await;
+                    });
+                }
+            }
+        }
+        // Dropping the set aborts open connections: the origin is gone.
+        conns.abort_all();
+    });
+    tx
+}
+
+/// Accepts connections and never answers: a frozen origin.
+pub async fn frozen_origin(addr: SocketAddr) {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+}
+
+// ---------- the PoP under test ----------
+
+pub struct Pop {
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub admin: SocketAddr,
+    pub token: String,
+    pub state: std::path::PathBuf,
+    pub _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub fn ip(net: u8, host: u8) -> std::net::IpAddr {
+    std::net::Ipv4Addr::new(127, 77, net, host).into()
+}
+
+pub const BASE: &str = r#"
+[deployment]
+name = "edge-test"
+zone = "edge.test"
+
+[[region]]
+name = "r1"
+primary = true
+location = { lat = 0, lon = 0 }
+azs = ["r1a"]
+
+[[edge]]
+name = "pop"
+location = { lat = 0, lon = 0 }
+memory_cache = "32MiB"
+disk_cache = "64MiB"
+
+[dns]
+servers = 0
+"#;
+
+/// A PoP on 127.77.`net`.1 whose single origin group has `members` in order. Lines of
+/// `distribution_extra` before its first table go into `[distribution]` itself.
+pub async fn pop(net: u8, members: &[String], distribution_extra: &str) -> Pop {
+    let split = distribution_extra
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .map(|l| l.len() + 1)
+        .sum::<usize>()
+        .min(distribution_extra.len());
+    let (top, distribution_extra) = distribution_extra.split_at(split);
+    let list = members
+        .iter()
+        .map(|m| format!("\"{m}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        r#"{BASE}
+[distribution]
+{top}
+[[distribution.origin_group]]
+name = "o"
+members = [{list}]
+selection = "ordered"
+connect_timeout = "300ms"
+response_timeout = "700ms"
+
+[[distribution.cache_policy]]
+name = "default"
+default_ttl = "60s"
+query_strings = "all"
+stale_if_error = "1h"
+
+[[distribution.response_headers_policy]]
+name = "sec"
+strict_transport_security = "max-age=600"
+content_type_options = true
+frame_options = "DENY"
+[distribution.response_headers_policy.cors]
+allow_origins = ["https://app.example"]
+allow_methods = ["GET", "POST"]
+
+[[distribution.behavior]]
+path_pattern = "/secure/*"
+origin_group = "o"
+viewer_protocol_policy = "redirect-to-https"
+
+[[distribution.behavior]]
+path_pattern = "/readonly/*"
+origin_group = "o"
+allowed_methods = ["GET", "HEAD"]
+
+[distribution.default_behavior]
+origin_group = "o"
+response_headers_policy = "sec"
+{distribution_extra}
+"#
+    );
+    let cfg = meridian_config::Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+    let state =
+        std::env::temp_dir().join(format!("meridian-edge-test-{}-{net}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let node = meridian_config::NodeSpec {
+        name: "edge-pop".into(),
+        role: meridian_config::Role::Edge,
+        region: None,
+        az: None,
+        address: SocketAddr::new(ip(net, 1), 8080),
+        admin: SocketAddr::new(ip(net, 1), 9900),
+    };
+    let mut opts = meridian_edge::EdgeOptions::from_config(&cfg, &node, &state).unwrap();
+    if let Some((a, tls)) = opts.https.take() {
+        opts.https = Some((SocketAddr::new(a.ip(), 8443), tls));
+    }
+    let token = opts.admin_token.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(meridian_edge::run(opts, async {
+        let _ = rx.await;
+    }));
+    let p = Pop {
+        http: node.address,
+        https: SocketAddr::new(ip(net, 1), 8443),
+        admin: node.admin,
+        token,
+        state,
+        _stop: tx,
+    };
+    for _ in 0..100 {
+        if TcpStream::connect(p.admin).await.is_ok() {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the PoP did not start");
+}
+
+/// A PoP on 127.77.`net`.1 in front of one scripted origin on 127.77.`net`.2; the sender
+/// keeps the origin up.
+pub async fn one_origin(net: u8, extra: &str) -> (Origin, Pop, tokio::sync::oneshot::Sender<()>) {
+    let o = Origin {
+        name: "a",
+        ..Default::default()
+    };
+    let oa = SocketAddr::new(ip(net, 2), 80);
+    let stop = serve_origin(oa, o.clone()).await;
+    let p = pop(net, &[format!("http://{oa}")], extra).await;
+    (o, p, stop)
+}
+
+/// A behavior for `pattern` whose origin request policy forwards `header`.
+pub fn forwarding(pattern: &str, header: &str) -> String {
+    format!(
+        r#"
+[[distribution.origin_request_policy]]
+name = "fwd"
+headers = "allow_list"
+header_names = ["{header}"]
+query_strings = "all"
+cookies = "none"
+[[distribution.behavior]]
+path_pattern = "{pattern}"
+origin_group = "o"
+origin_request_policy = "fwd"
+"#
+    )
+}
+
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn h(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "edge.test");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Got {
+    send(addr, "GET", path, &[]).await
+}
+
+/// Writes `request` as is on a new connection and returns what comes back until the
+/// server closes it (or 5 s pass): for requests a well-behaved client cannot make.
+pub async fn raw(addr: SocketAddr, request: impl AsRef<[u8]>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_ref()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
