@@ -976,6 +976,8 @@ impl Edge {
             self.0.m.bytes_from_origins.inc_by(body.len() as u64);
             let mut h = parts.headers;
             meridian_http::strip_hop_by_hop(&mut h);
+            // Every collapsed waiter gets this answer: one viewer's cookie is no one else's.
+            h.remove(header::SET_COOKIE);
             // CloudFront keeps an origin's error for the custom error response's caching
             // TTL, so a struggling origin is not asked again by every viewer. A stale copy
             // that may be served on error is better than that.

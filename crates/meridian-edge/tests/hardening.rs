@@ -153,3 +153,17 @@ origin_request_policy = "everything"
         o.framed.lock().unwrap()
     );
 }
+
+#[tokio::test]
+async fn an_origin_error_with_set_cookie_is_not_handed_to_other_viewers() {
+    let (o, p, _s) = one_origin(44, "").await;
+    let waiters: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(get(p.http, "/slowfail/page")))
+        .collect();
+    for w in waiters {
+        let r = w.await.unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.h("set-cookie"), "", "one viewer's cookie reached another");
+    }
+    assert_eq!(o.hits("/slowfail/page"), 1, "the misses collapsed into one fetch");
+}

@@ -17,7 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Counts requests per path and answers by path:
 /// `/cc/<any>?cc=<cache-control>` 200 with that Cache-Control and an ETag (304 on match),
-/// `/slow/<any>` like /cc but after 300 ms, `/private/<any>` slow and private, echoing
+/// `/slow/<any>` like /cc but after 300 ms, `/slowfail/<any>` a 503 with Set-Cookie after
+/// 300 ms, `/private/<any>` slow and private, echoing
 /// `x-user`, `/vary/<any>` varies on Accept-Language, `/fail/<any>` 503, `/text/<any>` 20 KiB
 /// of JSON, `/small` 10 bytes, `/error404` a 404 without freshness.
 #[derive(Clone, Default)]
@@ -57,7 +58,10 @@ impl Origin {
             .cloned()
             .unwrap_or_else(|| "max-age=60".into());
         let b = Response::builder().header("x-origin", self.name);
-        if path.starts_with("/slow/") || path.starts_with("/private/") {
+        if path.starts_with("/slow/")
+            || path.starts_with("/private/")
+            || path.starts_with("/slowfail/")
+        {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         if path.starts_with("/private/") {
@@ -72,9 +76,10 @@ impl Origin {
                 .body(Full::new(Bytes::from(format!("for {user}"))))
                 .unwrap();
         }
-        if path.starts_with("/fail/") {
+        if path.starts_with("/fail/") || path.starts_with("/slowfail/") {
             return b
                 .status(503)
+                .header("set-cookie", "session=for-one-viewer")
                 .body(Full::new(Bytes::from_static(b"origin down")))
                 .unwrap();
         }
