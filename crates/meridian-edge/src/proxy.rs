@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -37,6 +37,21 @@ type Labels = Vec<(&'static str, String)>;
 const MAX_REQUEST_BODY: usize = 10 << 20;
 /// Error bodies from origins kept to show every collapsed waiter.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// A viewer's request body may go this long without data before it gets 408.
+const REQUEST_BODY_IDLE: Duration = Duration::from_secs(10);
+/// Frames queued for the first viewer of a streaming miss. When they are not taken the
+/// fill waits (and so does the origin connection): a slow viewer holds a few frames at
+/// the edge, never the object.
+const TEE_FRAMES: usize = 4;
+/// How long a streaming miss waits for its first viewer to take a frame before going on
+/// without that viewer, for the others.
+const VIEWER_STALL: Duration = Duration::from_secs(30);
+/// How long a collapsed miss waits for another request's fetch before asking the origin
+/// itself.
+const COLLAPSE_DEADLINE: Duration = Duration::from_secs(30);
+/// Origin fetches for the cache in flight at once; past it, misses pass (they stream from
+/// the origin without being buffered or stored).
+const MAX_FILLS: usize = 1024;
 
 /// How a request was answered, in CloudFront's result types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,6 +242,11 @@ pub(crate) struct Inner {
     body_ids: AtomicU64,
     via: HeaderValue,
     prepared: Prepared,
+    /// Permits for fills in flight ([`MAX_FILLS`]).
+    fills: Arc<Semaphore>,
+    /// Bytes that fills may hold in memory before they are stored, across all fills: the
+    /// memory tier's size. A fill that cannot reserve more stops keeping its body.
+    fill_bytes: Arc<Semaphore>,
 }
 
 /// A PoP's request handler: cheap to clone, shared by every connection.
@@ -300,7 +320,6 @@ impl Edge {
         Edge(Arc::new(Inner {
             pop: pop.to_owned(),
             dist: config.distribution.clone(),
-            store,
             origins,
             inflight: Mutex::new(HashMap::new()),
             metrics,
@@ -310,6 +329,11 @@ impl Edge {
             body_ids: AtomicU64::new(1),
             via,
             prepared,
+            fills: Arc::new(Semaphore::new(MAX_FILLS)),
+            fill_bytes: Arc::new(Semaphore::new(
+                (store.memory_limit as usize).min(Semaphore::MAX_PERMITS),
+            )),
+            store,
         }))
     }
 
@@ -738,7 +762,8 @@ impl Edge {
             Got::Fill(f) => f,
             Got::Pass(r) => {
                 let origin = r.member.clone();
-                return (self.relay(r.response), Outcome::Pass, origin);
+                let res = self.relay(r.response, group.cfg.response_timeout);
+                return (res, Outcome::Pass, origin);
             }
             Got::Streaming(res, origin) => return (res, Outcome::Miss, origin),
         };
@@ -849,7 +874,7 @@ impl Edge {
         let waiting = self.inflight().get(primary).cloned();
         if let Some(rx) = waiting {
             self.0.m.collapsed.inc();
-            return Got::Fill(wait_fill(rx).await);
+            return Got::Fill(wait_fill_until(rx, COLLAPSE_DEADLINE).await);
         }
         let mut req = self.fill_request(ctx, policy, primary, stale);
         // The leader may get the body as it arrives when it wants it whole and as stored:
@@ -870,7 +895,7 @@ impl Edge {
             None => {
                 let rx = self.inflight().get(primary).cloned();
                 match rx {
-                    Some(rx) => Got::Fill(wait_fill(rx).await),
+                    Some(rx) => Got::Fill(wait_fill_until(rx, COLLAPSE_DEADLINE).await),
                     None => Got::Fill(Fill::Pass),
                 }
             }
@@ -880,6 +905,10 @@ impl Edge {
     /// Runs a fill as the leader in its own task, so a viewer that goes away does not
     /// cancel the fetch others wait for. None when another leader got there first.
     async fn lead_fill(&self, group: Arc<Group>, req: FillRequest) -> Option<Got> {
+        let Ok(permit) = self.0.fills.clone().try_acquire_owned() else {
+            // Too many fills already: this one passes, unbuffered.
+            return Some(Got::Fill(Fill::Pass));
+        };
         let (tx, rx) = watch::channel(None);
         {
             let mut map = self.inflight();
@@ -892,9 +921,10 @@ impl Edge {
         let edge = self.clone();
         let key = req.key.clone();
         tokio::spawn(async move {
-            let fill = edge.fill(&group, req, own_tx).await;
+            let fill = edge.fill(&group, req, own_tx, &tx).await;
             let _ = tx.send(Some(fill));
             edge.inflight().remove(&key);
+            drop(permit);
         });
         let mine = |own: Own| match own {
             Own::Origin(r) => Got::Pass(r),
@@ -925,7 +955,13 @@ impl Edge {
     }
 
     /// Fetches from the origin group and stores what may be stored.
-    async fn fill(&self, group: &Group, req: FillRequest, own: oneshot::Sender<Own>) -> Fill {
+    async fn fill(
+        &self,
+        group: &Group,
+        req: FillRequest,
+        own: oneshot::Sender<Own>,
+        shared: &watch::Sender<Option<Fill>>,
+    ) -> Fill {
         let mut headers = req.headers.clone();
         if let Some(s) = &req.stale {
             for (k, v) in &conditional_request(&s.meta.headers) {
@@ -970,8 +1006,10 @@ impl Edge {
         }
         if status >= 500 {
             let (parts, body) = r.response.into_parts();
-            let body = collect_limited(body, MAX_ERROR_BODY, group.cfg.response_timeout, None)
+            let body = Collector::new(MAX_ERROR_BODY, group.cfg.response_timeout)
+                .collect(body)
                 .await
+                .map(|(b, _)| b)
                 .unwrap_or_default();
             self.0.m.bytes_from_origins.inc_by(body.len() as u64);
             let mut h = parts.headers;
@@ -1054,9 +1092,9 @@ impl Edge {
         );
         let tee = if req.stream && coding == Coding::Identity {
             // The leader gets the bytes as they come; the fill keeps a copy to store.
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<
+            let (tx, rx) = tokio::sync::mpsc::channel::<
                 Result<hyper::body::Frame<Bytes>, meridian_http::BoxError>,
-            >();
+            >(TEE_FRAMES);
             let mut headers = storable_headers(&parts.headers);
             meridian_http::strip_hop_by_hop(&mut headers);
             headers.insert(
@@ -1077,25 +1115,32 @@ impl Edge {
         } else {
             None
         };
-        let streamed = tee.is_some();
-        let body =
-            match collect_limited(body, limit as usize, group.cfg.response_timeout, tee).await {
-                Ok(b) => b,
-                // Too large to keep: the streaming leader still gets it all; others ask for
-                // themselves.
-                Err(Collect::TooLarge) if streamed => return Fill::Pass,
-                Err(e) => {
-                    return Fill::Failed(Arc::new(ErrorAnswer {
-                        status: StatusCode::BAD_GATEWAY,
-                        headers: text_headers(),
-                        body: Bytes::from(format!(
-                            "{}: the origin's response could not be read whole: {e}\n",
-                            self.0.pop
-                        )),
-                        origin: member,
-                    }))
-                }
-            };
+        let collector = Collector {
+            limit: limit as usize,
+            idle: group.cfg.response_timeout,
+            tee,
+            budget: Some(self.0.fill_bytes.clone()),
+            // The map of fills in flight holds one receiver; any other is a viewer waiting.
+            abandoned: Some(Box::new(move || shared.receiver_count() <= 1)),
+        };
+        // Held until the object is stored, where the memory tier accounts for it.
+        let (body, _reserved) = match collector.collect(body).await {
+            Ok(b) => b,
+            // Too large to keep (or no room to keep it now), or no one wants it any
+            // more: a streaming leader still gets it all; others ask for themselves.
+            Err(Collect::TooLarge | Collect::NoRoom | Collect::Abandoned) => return Fill::Pass,
+            Err(e) => {
+                return Fill::Failed(Arc::new(ErrorAnswer {
+                    status: StatusCode::BAD_GATEWAY,
+                    headers: text_headers(),
+                    body: Bytes::from(format!(
+                        "{}: the origin's response could not be read whole: {e}\n",
+                        self.0.pop
+                    )),
+                    origin: member,
+                }))
+            }
+        };
         self.0.m.bytes_from_origins.inc_by(body.len() as u64);
         let mut meta = self.meta(
             &req.policy,
@@ -1231,10 +1276,18 @@ impl Edge {
                 if b.size_hint().lower() as usize > MAX_REQUEST_BODY {
                     return (too_large(), Outcome::Error, String::new());
                 }
+                let b = meridian_http::IdleTimeout::new(b, REQUEST_BODY_IDLE);
                 match Limited::new(b, MAX_REQUEST_BODY).collect().await {
                     Ok(c) => c.to_bytes(),
                     Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                         return (too_large(), Outcome::Error, String::new())
+                    }
+                    Err(e) if e.is::<meridian_http::Idle>() => {
+                        let r = meridian_http::text(
+                            StatusCode::REQUEST_TIMEOUT,
+                            format!("the request body stalled: {e}"),
+                        );
+                        return (r, Outcome::Error, String::new());
                     }
                     Err(_) => {
                         let r = meridian_http::text(
@@ -1269,7 +1322,8 @@ impl Edge {
                     self.0.store.invalidate(move |p| p == t);
                 }
                 let origin = r.member.clone();
-                (self.relay(r.response), Outcome::Pass, origin)
+                let res = self.relay(r.response, group.cfg.response_timeout);
+                (res, Outcome::Pass, origin)
             }
             Err(failure) => {
                 let e = generated_error(&self.0.pop, &failure);
@@ -1281,16 +1335,15 @@ impl Edge {
         }
     }
 
-    /// An origin response passed to the viewer as it streams.
-    fn relay(&self, res: Response<Incoming>) -> Response<Body> {
+    /// An origin response passed to the viewer as it streams; an origin that goes quiet
+    /// for `idle` mid-body ends it.
+    fn relay(&self, res: Response<Incoming>, idle: Duration) -> Response<Body> {
         let (mut parts, body) = res.into_parts();
         meridian_http::strip_hop_by_hop(&mut parts.headers);
         if let Some(n) = body.size_hint().exact() {
             self.0.m.bytes_from_origins.inc_by(n);
         }
-        let body = body
-            .map_err(|e| Box::new(e) as meridian_http::BoxError)
-            .boxed();
+        let body = meridian_http::IdleTimeout::new(body, idle).boxed();
         Response::from_parts(parts, body)
     }
 
@@ -1586,6 +1639,13 @@ async fn wait_fill(mut rx: watch::Receiver<Option<Fill>>) -> Fill {
     }
 }
 
+/// [`wait_fill`], giving up after `deadline`: the waiter then asks the origin itself.
+async fn wait_fill_until(rx: watch::Receiver<Option<Fill>>, deadline: Duration) -> Fill {
+    tokio::time::timeout(deadline, wait_fill(rx))
+        .await
+        .unwrap_or(Fill::Pass)
+}
+
 fn ttl_policy(p: &CachePolicy) -> TtlPolicy {
     TtlPolicy {
         min: p.min_ttl,
@@ -1752,6 +1812,10 @@ fn too_large() -> Response<Body> {
 #[derive(Debug)]
 enum Collect {
     TooLarge,
+    /// The fills in flight already hold all the memory they may.
+    NoRoom,
+    /// No viewer wants it any more.
+    Abandoned,
     Failed(String),
 }
 
@@ -1759,67 +1823,126 @@ impl std::fmt::Display for Collect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Collect::TooLarge => f.write_str("larger than the largest object the cache keeps"),
+            Collect::NoRoom => f.write_str("no memory left for fills in flight"),
+            Collect::Abandoned => f.write_str("every viewer left"),
             Collect::Failed(e) => f.write_str(e),
         }
     }
 }
 
-type Tee =
-    tokio::sync::mpsc::UnboundedSender<Result<hyper::body::Frame<Bytes>, meridian_http::BoxError>>;
+type Tee = tokio::sync::mpsc::Sender<Result<hyper::body::Frame<Bytes>, meridian_http::BoxError>>;
 
-/// Reads a body up to `limit` bytes, giving up when no data arrives for `idle`. Every
-/// frame also goes to `tee` (a viewer being streamed to) while it listens; past the limit
-/// the rest still goes there, but is not kept.
-async fn collect_limited(
-    mut body: Incoming,
+/// Reads an origin body to keep, within bounds: at most `limit` bytes, reserved from
+/// `budget` as they arrive; giving up when the origin sends nothing for `idle`, or when
+/// `abandoned` says no one waits any more. Every frame also goes to `tee` (the first
+/// viewer, streamed to), at that viewer's pace; past the limit the rest still goes there
+/// but is not kept.
+struct Collector<'a> {
     limit: usize,
     idle: Duration,
     tee: Option<Tee>,
-) -> Result<Bytes, Collect> {
-    let mut buf = bytes::BytesMut::new();
-    let mut too_large = false;
-    let mut tee = tee;
-    loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => {
-                let e = format!(
-                    "no data for {}",
-                    meridian_config::units::format_duration(idle)
-                );
-                if let Some(t) = &tee {
-                    let _ = t.send(Err(e.clone().into()));
+    budget: Option<Arc<Semaphore>>,
+    abandoned: Option<Box<dyn Fn() -> bool + Send + Sync + 'a>>,
+}
+
+impl<'a> Collector<'a> {
+    fn new(limit: usize, idle: Duration) -> Self {
+        Collector {
+            limit,
+            idle,
+            tee: None,
+            budget: None,
+            abandoned: None,
+        }
+    }
+
+    async fn collect(
+        mut self,
+        mut body: Incoming,
+    ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Collect> {
+        let mut buf = bytes::BytesMut::new();
+        let mut reserved: Option<OwnedSemaphorePermit> = None;
+        // Why the body is not being kept, once it is not (the tee may still want it).
+        let mut dropped: Option<Collect> = None;
+        loop {
+            let frame = match tokio::time::timeout(self.idle, body.frame()).await {
+                Err(_) => {
+                    let e = format!(
+                        "no data for {}",
+                        meridian_config::units::format_duration(self.idle)
+                    );
+                    if let Some(t) = &self.tee {
+                        let _ = t.try_send(Err(e.clone().into()));
+                    }
+                    return Err(Collect::Failed(e));
                 }
-                return Err(Collect::Failed(e));
-            }
-            Ok(None) if too_large => return Err(Collect::TooLarge),
-            Ok(None) => return Ok(buf.freeze()),
-            Ok(Some(Err(e))) => {
-                if let Some(t) = &tee {
-                    let _ = t.send(Err(e.to_string().into()));
+                Ok(None) => match dropped {
+                    Some(why) => return Err(why),
+                    None => return Ok((buf.freeze(), reserved)),
+                },
+                Ok(Some(Err(e))) => {
+                    if let Some(t) = &self.tee {
+                        let _ = t.try_send(Err(e.to_string().into()));
+                    }
+                    return Err(Collect::Failed(e.to_string()));
                 }
-                return Err(Collect::Failed(e.to_string()));
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if let Some(t) = &self.tee {
+                let sent = tokio::time::timeout(
+                    VIEWER_STALL,
+                    t.send(Ok(hyper::body::Frame::data(data.clone()))),
+                )
+                .await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    // The viewer left or stopped reading; the fill goes on for the others.
+                    self.tee = None;
+                }
             }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if let Some(t) = &tee {
-            if t.send(Ok(hyper::body::Frame::data(data.clone()))).is_err() {
-                // The viewer left; the fill goes on for the others.
-                tee = None;
+            if self.tee.is_none() && self.abandoned.as_ref().is_some_and(|f| f()) {
+                return Err(Collect::Abandoned);
+            }
+            if dropped.is_none() {
+                dropped = self.keep(&mut buf, &mut reserved, &data).err();
+                if dropped.is_some() {
+                    buf = bytes::BytesMut::new();
+                    reserved = None;
+                }
+            }
+            if self.tee.is_none() {
+                if let Some(why) = dropped {
+                    return Err(why);
+                }
             }
         }
-        if buf.len() + data.len() > limit {
-            if tee.is_none() {
-                return Err(Collect::TooLarge);
+    }
+
+    /// Adds `data` to what is kept, within the limit and the budget.
+    fn keep(
+        &self,
+        buf: &mut bytes::BytesMut,
+        reserved: &mut Option<OwnedSemaphorePermit>,
+        data: &Bytes,
+    ) -> Result<(), Collect> {
+        if buf.len() + data.len() > self.limit {
+            return Err(Collect::TooLarge);
+        }
+        if let Some(budget) = &self.budget {
+            let n = u32::try_from(data.len()).map_err(|_| Collect::TooLarge)?;
+            let more = budget
+                .clone()
+                .try_acquire_many_owned(n)
+                .map_err(|_| Collect::NoRoom)?;
+            match reserved {
+                Some(r) => r.merge(more),
+                None => *reserved = Some(more),
             }
-            too_large = true;
-            buf.clear();
         }
-        if !too_large {
-            buf.extend_from_slice(&data);
-        }
+        buf.extend_from_slice(data);
+        Ok(())
     }
 }
 

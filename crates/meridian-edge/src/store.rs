@@ -93,6 +93,8 @@ pub struct Store {
     disk_limit: u64,
     /// Objects larger than this skip memory.
     pub max_memory_object: u64,
+    /// The memory tier's size.
+    pub memory_limit: u64,
     demote: Option<tokio::sync::mpsc::Sender<Arc<Object>>>,
     file_seq: Arc<AtomicU64>,
 }
@@ -134,6 +136,7 @@ impl Store {
             disk_dir: disk_dir.filter(|_| disk_enabled),
             disk_limit: disk_bytes,
             max_memory_object: (memory_bytes / 8).max(1),
+            memory_limit: memory_bytes,
             demote: disk_enabled.then_some(demote_tx),
             file_seq: Arc::new(AtomicU64::new(0)),
         });

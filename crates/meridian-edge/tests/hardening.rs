@@ -165,5 +165,9 @@ async fn an_origin_error_with_set_cookie_is_not_handed_to_other_viewers() {
         assert_eq!(r.status, 503);
         assert_eq!(r.h("set-cookie"), "", "one viewer's cookie reached another");
     }
-    assert_eq!(o.hits("/slowfail/page"), 1, "the misses collapsed into one fetch");
+    assert_eq!(
+        o.hits("/slowfail/page"),
+        1,
+        "the misses collapsed into one fetch"
+    );
 }

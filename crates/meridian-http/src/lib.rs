@@ -17,8 +17,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 mod counting;
+mod idle;
 pub mod tls;
 pub use counting::{counted_upstream_client, CountedUpstreamClient};
+pub use idle::{Idle, IdleTimeout};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type every Meridian handler returns.
