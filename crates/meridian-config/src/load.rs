@@ -546,6 +546,7 @@ fn default_lb() -> LoadBalancer {
         deregistration_delay: Duration::from_secs(5),
         max_retries: 2,
         max_request_body: ByteSize(10 << 20),
+        idle_timeout: Duration::from_secs(60),
     }
 }
 
@@ -572,6 +573,7 @@ fn read_lb(t: &Table, d: &mut Diagnostics) -> Option<LoadBalancer> {
         .unwrap_or(lb.deregistration_delay);
     lb.max_retries = t.int(d, "max_retries", 0..=10).unwrap_or(2) as u32;
     lb.max_request_body = t.size(d, "max_request_body").unwrap_or(lb.max_request_body);
+    lb.idle_timeout = t.duration(d, "idle_timeout").unwrap_or(lb.idle_timeout);
     if let Some(hc) = t.table(d, "health_check") {
         lb.health_check = read_health_check(&hc, d)?;
     }

@@ -152,6 +152,10 @@ pub struct LoadBalancer {
     pub deregistration_delay: Duration,
     pub max_retries: u32,
     pub max_request_body: ByteSize,
+    /// ALB's idle timeout: a client's request body, or a target's response body, that
+    /// sends nothing for this long is given up on (408 for a body not yet forwarded).
+    #[serde(with = "crate::serde_duration")]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -271,9 +271,16 @@ impl LoadBalancer {
             return Err(too_large(limit));
         }
         // Buffer the request body so it can be replayed on another target.
+        let body = meridian_http::IdleTimeout::new(body, cfg.idle_timeout);
         let body = match Limited::new(body, limit).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
+            Err(e) if e.is::<meridian_http::Idle>() => {
+                return Err(meridian_http::text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("{}: the request body stalled: {e}", self.0.name),
+                ))
+            }
             Err(_) => {
                 return Err(meridian_http::text(
                     StatusCode::BAD_REQUEST,
@@ -374,13 +381,12 @@ impl LoadBalancer {
                             }
                         }
                     }
+                    // A target that stalls mid-body must not hold the client forever.
                     let body = Guarded {
-                        inner: rb,
+                        inner: meridian_http::IdleTimeout::new(rb, cfg.idle_timeout),
                         _guard: guard,
                     };
-                    let body = body
-                        .map_err(|e| Box::new(e) as meridian_http::BoxError)
-                        .boxed();
+                    let body = body.boxed();
                     return Ok((target.name.clone(), Response::from_parts(rp, body)));
                 }
                 Ok(Err(e)) => {

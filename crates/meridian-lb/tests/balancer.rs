@@ -69,6 +69,8 @@ enum Then {
     Reply(&'static [u8]),
     /// Resets the connection (SO_LINGER 0): a process killed mid-request.
     Reset,
+    /// Writes these bytes and then keeps the connection open, sending nothing more.
+    Stall(&'static [u8]),
 }
 
 /// A target that passes health checks but misbehaves on every other request: a process
@@ -95,6 +97,10 @@ async fn scripted(name: &str, then: Then) -> NodeSpec {
                     }
                     Then::Reset => {
                         let _ = s.set_zero_linger();
+                    }
+                    Then::Stall(reply) => {
+                        let _ = s.write_all(reply).await;
+                        tokio::time::sleep(Duration::from_secs(30)).await;
                     }
                 }
             });
@@ -547,4 +553,37 @@ async fn a_reset_marks_the_target_unhealthy_at_once() {
         .find(|t| t["target"] == "reset")
         .unwrap();
     assert_eq!(reset["health"], "unhealthy", "{v}");
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_gets_408_and_a_stalled_target_body_is_cut() {
+    let stalling = scripted(
+        "stall",
+        Then::Stall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nthe start"),
+    )
+    .await;
+    let mut opts = options(vec![stalling], Algorithm::RoundRobin);
+    opts.config.idle_timeout = Duration::from_millis(300);
+    let (lb, admin) = start(opts).await;
+    wait_healthy(admin, 1).await;
+    // A client that promises 100 bytes and sends 3.
+    let (s, _, _) = raw(
+        lb,
+        "POST /api/orders HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\nConnection: close\r\n\r\nabc",
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 408);
+    // A target that sends a head and a little body, then nothing: the client's response
+    // ends (cut short) instead of hanging.
+    let mut c = TcpStream::connect(lb).await.unwrap();
+    c.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out)).await;
+    assert!(ended.is_ok(), "the relayed body never ended");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(out.len() < 1000, "the body was cut short, not completed");
 }
