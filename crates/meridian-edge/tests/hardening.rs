@@ -171,3 +171,114 @@ async fn an_origin_error_with_set_cookie_is_not_handed_to_other_viewers() {
         "the misses collapsed into one fetch"
     );
 }
+
+/// Request smuggling over HTTP/1.1: each attack is followed on the same connection by a
+/// plain request; the PoP must refuse the attack or read it exactly as the origin is
+/// then sent it, so that the hidden `/smuggled` request never reaches the origin.
+#[tokio::test]
+async fn smuggling_attempts_are_refused_or_read_without_desync() {
+    let (o, p, _s) = one_origin(45, "").await;
+    let hidden = "GET /smuggled HTTP/1.1\r\nHost: edge.test\r\n\r\n";
+    let follow = "GET /cc/follow HTTP/1.1\r\nHost: edge.test\r\nConnection: close\r\n\r\n";
+    let attacks: Vec<(&str, String)> = vec![
+        (
+            "CL.TE",
+            format!(
+                "POST /cc/a HTTP/1.1\r\nHost: edge.test\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}",
+                5 + hidden.len()
+            ),
+        ),
+        (
+            "TE.CL",
+            format!(
+                "POST /cc/a HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{hidden}\r\n0\r\n\r\n",
+                hidden.len()
+            ),
+        ),
+        (
+            "CL.0",
+            format!(
+                "GET /cc/a HTTP/1.1\r\nHost: edge.test\r\nContent-Length: {}\r\n\r\n{hidden}",
+                hidden.len()
+            ),
+        ),
+        (
+            "duplicate Content-Length",
+            format!(
+                "POST /cc/a HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{hidden}",
+                hidden.len()
+            ),
+        ),
+        (
+            "obfuscated Transfer-Encoding",
+            format!(
+                "POST /cc/a HTTP/1.1\r\nHost: edge.test\r\nTransfer-Encoding: xchunked\r\nContent-Length: 0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "obs-fold",
+            format!(
+                "POST /cc/a HTTP/1.1\r\nHost: edge.test\r\nX-A: a\r\n Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "bare LF",
+            format!(
+                "GET /cc/a HTTP/1.1\nHost: edge.test\nContent-Length: {}\n\n{hidden}",
+                hidden.len()
+            ),
+        ),
+    ];
+    for (name, attack) in attacks {
+        let answer = raw(p.http, format!("{attack}{follow}")).await;
+        let statuses: Vec<&str> = answer
+            .match_indices("HTTP/1.1 ")
+            .map(|(i, _)| &answer[i + 9..i + 12])
+            .collect();
+        assert!(
+            !statuses.is_empty() && statuses.iter().all(|s| ["200", "400", "501"].contains(s)),
+            "{name}: {answer}"
+        );
+        assert_eq!(o.hits("/smuggled"), 0, "{name} reached the origin");
+    }
+    // The pooled origin connections stayed in step and the PoP still serves.
+    for i in 0..5 {
+        let path = format!("/cc/after-{i}");
+        assert_eq!(
+            get(p.http, &path).await.body,
+            format!("body of {path} from a")
+        );
+    }
+}
+
+/// HTTP/2 carries no framing of its own to downgrade: a `content-length` that disagrees
+/// with the DATA sent is a stream error, never a body handed on with that length.
+#[tokio::test]
+async fn an_h2_content_length_that_lies_is_refused_not_downgraded() {
+    let (o, p, _s) = one_origin(46, "").await;
+    let tcp = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let hidden = "GET /smuggled HTTP/1.1\r\nHost: edge.test\r\n\r\n";
+    for (method, path) in [("POST", "/cc/h2-post"), ("GET", "/cc/h2-get")] {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://edge.test{path}"))
+            .header("content-length", "0")
+            .body(())
+            .unwrap();
+        let (res, mut stream) = client.send_request(req, false).unwrap();
+        let _ = stream.send_data(bytes::Bytes::from(hidden), true);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), res)
+            .await
+            .expect("an answer or a reset, not a hang");
+        if let Ok(r) = got {
+            assert!(r.status().is_client_error(), "{method}: {}", r.status());
+        }
+        client = client.ready().await.unwrap();
+    }
+    assert_eq!(o.hits("/smuggled"), 0);
+    assert_eq!(o.hits("/cc/h2-post"), 0, "a lying POST is not forwarded");
+    assert_eq!(get(p.http, "/cc/h2-after").await.status, 200);
+}
