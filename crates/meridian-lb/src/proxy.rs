@@ -290,6 +290,10 @@ impl LoadBalancer {
         };
         let mut headers = parts.headers.clone();
         meridian_http::strip_hop_by_hop(&mut headers);
+        // The target's framing is the buffered body, written by the client pool; the
+        // client's own Content-Length and Expect describe a different message.
+        headers.remove(http::header::CONTENT_LENGTH);
+        headers.remove(http::header::EXPECT);
         let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
             Some(prev) => format!("{prev}, {}", peer.ip()),
             None => peer.ip().to_string(),

@@ -587,3 +587,38 @@ async fn a_stalled_request_body_gets_408_and_a_stalled_target_body_is_cut() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(out.len() < 1000, "the body was cut short, not completed");
 }
+
+/// Request smuggling: whatever framing a client sends, the target is sent a request whose
+/// Content-Length is exactly the body that follows it (or the attack is refused), so no
+/// hidden request can sit in a pooled target connection.
+#[tokio::test]
+async fn smuggling_attempts_reach_the_target_with_honest_framing_or_not_at_all() {
+    let mut opts = options(vec![echo("echo").await], Algorithm::RoundRobin);
+    opts.config.health_check.protocol = meridian_config::CheckProtocol::Tcp;
+    let (lb, _) = start(opts).await;
+    let hidden = "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+    let n = hidden.len();
+    let attacks = [
+        format!("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: {n}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n{hidden}"),
+        format!("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{n:x}\r\n{hidden}\r\n0\r\n\r\n"),
+        format!("GET /a HTTP/1.1\r\nHost: t\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n{hidden}"),
+        format!("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n{hidden}"),
+    ];
+    for attack in &attacks {
+        let (status, _, seen) = raw(lb, attack).await.unwrap();
+        if status == 400 {
+            continue;
+        }
+        assert_eq!(status, 200, "{attack}");
+        let (head, body) = seen.split_once("\r\n\r\n").unwrap();
+        let length = header(head, "content-length")
+            .map(|v| v.parse::<usize>().unwrap())
+            .unwrap_or(0);
+        assert!(header(head, "transfer-encoding").is_none(), "{seen}");
+        assert_eq!(
+            length,
+            body.len(),
+            "the target was told {length} bytes: {seen}"
+        );
+    }
+}
