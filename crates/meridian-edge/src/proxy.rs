@@ -392,7 +392,7 @@ impl Edge {
             parts.uri.authority().map(|a| a.as_str()),
             &parts.headers,
             parts.version,
-            &peer.local.to_string(),
+            peer.local,
         )
         .and_then(|host| match viewer::host_allowed(&dist.aliases, &host) {
             true => Ok(host),

@@ -39,7 +39,7 @@ pub fn host(
     authority: Option<&str>,
     headers: &HeaderMap,
     version: http::Version,
-    fallback: &str,
+    fallback: std::net::SocketAddr,
 ) -> Result<String, ViewerError> {
     let mut hosts = headers.get_all(header::HOST).iter();
     let first = hosts.next();
@@ -53,7 +53,7 @@ pub fn host(
             .map_err(|_| ViewerError::BadHost(String::from_utf8_lossy(h.as_bytes()).into()))?
             .to_owned(),
         (None, None) if version == http::Version::HTTP_11 => return Err(ViewerError::NoHost),
-        (None, None) => return Ok(fallback.to_owned()),
+        (None, None) => return Ok(fallback.to_string()),
     };
     canonical_host(&raw).ok_or(ViewerError::BadHost(raw))
 }
@@ -196,7 +196,8 @@ mod tests {
     #[test]
     fn hosts_are_validated_and_canonical() {
         let v11 = http::Version::HTTP_11;
-        let ok = |v: &str| host(None, &hosts(&[v]), v11, "x");
+        let addr: std::net::SocketAddr = "1.2.3.4:80".parse().unwrap();
+        let ok = |v: &str| host(None, &hosts(&[v]), v11, addr);
         assert_eq!(ok("CDN.Example.COM."), Ok("cdn.example.com".into()));
         assert_eq!(
             ok("cdn.example.com:8080"),
@@ -224,25 +225,20 @@ mod tests {
             );
         }
         assert_eq!(
-            host(None, &hosts(&["a", "b"]), v11, "x"),
+            host(None, &hosts(&["a", "b"]), v11, addr),
             Err(ViewerError::ManyHosts)
         );
         assert_eq!(
-            host(None, &HeaderMap::new(), v11, "x"),
+            host(None, &HeaderMap::new(), v11, addr),
             Err(ViewerError::NoHost)
         );
         assert_eq!(
-            host(
-                None,
-                &HeaderMap::new(),
-                http::Version::HTTP_10,
-                "1.2.3.4:80"
-            ),
+            host(None, &HeaderMap::new(), http::Version::HTTP_10, addr),
             Ok("1.2.3.4:80".into())
         );
         // The target's authority wins over Host (RFC 9112 §3.2.2).
         assert_eq!(
-            host(Some("a.example"), &hosts(&["b.example"]), v11, "x"),
+            host(Some("a.example"), &hosts(&["b.example"]), v11, addr),
             Ok("a.example".into())
         );
     }
