@@ -284,4 +284,35 @@ mod tests {
         }
         assert!(n("relative").is_err());
     }
+
+    /// Mutated paths and hosts: never a panic; an accepted path is a fixed point with no
+    /// empty, `.` or `..` segment, so no second normalisation anywhere could differ.
+    #[test]
+    fn mutated_inputs_normalise_to_fixed_points() {
+        use rand::{Rng, SeedableRng};
+        let alphabet: &[&str] = &[
+            "/", ".", "..", "%2e", "%2E", "%2f", "%", "a", "%41", "~", "%7e", "%zz", ":", "[", "]",
+            "\\",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        for _ in 0..30_000 {
+            let n = rng.gen_range(0..12);
+            let s: String = (0..n)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
+            let _ = canonical_host(&s);
+            let Ok(p) = normalize_path(&format!("/{s}")) else {
+                continue;
+            };
+            assert_eq!(normalize_path(&p).as_deref(), Ok(p.as_str()), "from /{s}");
+            let inner = p.trim_end_matches('/');
+            assert!(
+                !inner[..]
+                    .split('/')
+                    .skip(1)
+                    .any(|seg| matches!(seg, "" | "." | "..")),
+                "{p} from /{s}"
+            );
+        }
+    }
 }
