@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+pub mod admin;
 mod counting;
 pub mod tls;
 pub use counting::{counted_upstream_client, CountedUpstreamClient};

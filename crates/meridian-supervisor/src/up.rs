@@ -156,10 +156,13 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         source,
     })?;
     let config_path = opts.state_dir.join("meridian.toml");
-    std::fs::write(&config_path, &opts.config_text).map_err(|source| UpError::StateDir {
-        path: config_path.clone(),
-        source,
-    })?;
+    // Owner-only: a config can hold secrets (a webhook URL with its token).
+    meridian_http::tls::write_secret(&config_path, opts.config_text.as_bytes()).map_err(
+        |source| UpError::StateDir {
+            path: config_path.clone(),
+            source,
+        },
+    )?;
     let config_path = match &opts.config_file {
         Some(f) => std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()),
         None => std::fs::canonicalize(&config_path).unwrap_or(config_path),
