@@ -681,13 +681,9 @@ async fn serve_admin(
             return;
         }
     };
-    let opts = meridian_http::ServerOptions {
-        drain: Duration::from_millis(200),
-        ..Default::default()
-    };
     meridian_http::serve(
         listener,
-        opts,
+        meridian_http::ServerOptions::admin(),
         move |_| {
             let shared = shared.clone();
             let metrics = metrics.clone();
