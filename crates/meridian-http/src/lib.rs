@@ -310,6 +310,30 @@ pub async fn serve_conns<M, S, B>(
     conns.shutdown().await;
 }
 
+/// A tower service (an axum `Router`) as a hyper one, so axum apps are served by
+/// [`serve`] with its limits: each request goes to a clone, made ready first as tower asks.
+#[derive(Debug, Clone)]
+pub struct TowerService<S>(pub S);
+
+impl<S, R> Service<R> for TowerService<S>
+where
+    S: tower_service::Service<R> + Clone + Send + 'static,
+    S::Future: Send,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, req: R) -> Self::Future {
+        let mut svc = self.0.clone();
+        Box::pin(async move {
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+            svc.call(req).await
+        })
+    }
+}
+
 /// A keep-alive connection pool to upstreams (targets, origins).
 pub type UpstreamClient = Client<HttpConnector, Body>;
 
