@@ -36,7 +36,19 @@ pub struct DnsOptions {
     pub check: HealthCheck,
     /// Threads answering UDP.
     pub udp_threads: usize,
+    /// TCP connections served at once. At the cap the listener stops accepting, so new
+    /// clients wait in the kernel's backlog until a connection ends.
+    pub tcp_max_connections: usize,
+    /// How long a TCP client may take to send its next query, or to take an answer: a
+    /// client that stops reading must not hold a connection (and a slot of the cap).
+    pub tcp_timeout: Duration,
 }
+
+/// TCP is the fallback for truncated answers and zone-sized questions: a few clients at
+/// a time, not the UDP path's load.
+const TCP_MAX_CONNECTIONS: usize = 1024;
+/// RFC 7766 suggests a few seconds of idleness; 10 s also bounds a stalled write.
+const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl DnsOptions {
     pub fn from_config(
@@ -60,6 +72,8 @@ impl DnsOptions {
                 body_contains: None,
             },
             udp_threads: cfg.dns.udp_threads as usize,
+            tcp_max_connections: TCP_MAX_CONNECTIONS,
+            tcp_timeout: TCP_TIMEOUT,
         })
     }
 }
@@ -688,15 +702,17 @@ pub async fn run(
                 .ok()
         })
         .collect();
-    let mut tasks = vec![tokio::spawn(tcp_loop(dns.clone(), tcp))];
+    let mut tasks = vec![tokio::spawn(tcp_loop(
+        dns.clone(),
+        tcp,
+        opts.tcp_max_connections,
+        opts.tcp_timeout,
+    ))];
     tasks.extend(checks);
     let admin_dns = dns.clone();
     meridian_http::serve(
         admin,
-        meridian_http::ServerOptions {
-            drain: Duration::from_millis(200),
-            ..Default::default()
-        },
+        meridian_http::ServerOptions::admin(),
         move |_| {
             let dns = admin_dns.clone();
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -747,39 +763,56 @@ fn udp_loop(dns: Dns, sock: std::net::UdpSocket, stop: Arc<std::sync::atomic::At
     }
 }
 
-async fn tcp_loop(dns: Dns, listener: TcpListener) {
+async fn tcp_loop(dns: Dns, listener: TcpListener, max: usize, timeout: Duration) {
+    let room = Arc::new(tokio::sync::Semaphore::new(
+        max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     loop {
+        // A slot first: at the cap, clients wait in the backlog, not in our memory.
+        let Ok(permit) = room.clone().acquire_owned().await else {
+            return;
+        };
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let dns = dns.clone();
         tokio::spawn(async move {
-            let _ = tcp_conn(dns, stream, peer.ip()).await;
+            let _permit = permit;
+            let _ = tcp_conn(dns, stream, peer.ip(), timeout).await;
         });
     }
 }
 
-/// One TCP connection: length-prefixed messages (RFC 1035 §4.2.2), idle timeout, bounded.
-async fn tcp_conn(dns: Dns, mut s: TcpStream, peer: IpAddr) -> std::io::Result<()> {
+/// One TCP connection: length-prefixed messages (RFC 1035 §4.2.2), at most 1000 of them;
+/// every read and every write bounded by `timeout`.
+async fn tcp_conn(
+    dns: Dns,
+    mut s: TcpStream,
+    peer: IpAddr,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let timed_out = || std::io::Error::from(std::io::ErrorKind::TimedOut);
     for _ in 0..1000 {
         let mut len = [0u8; 2];
-        match tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut len)).await {
+        match tokio::time::timeout(timeout, s.read_exact(&mut len)).await {
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
         let n = usize::from(u16::from_be_bytes(len));
         let mut buf = vec![0u8; n];
-        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut buf))
+        tokio::time::timeout(timeout, s.read_exact(&mut buf))
             .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            .map_err(|_| timed_out())??;
         let Some(out) = dns.handle(&buf, peer, false) else {
             return Ok(());
         };
         let mut framed = Vec::with_capacity(out.len() + 2);
         framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
         framed.extend_from_slice(&out);
-        s.write_all(&framed).await?;
+        tokio::time::timeout(timeout, s.write_all(&framed))
+            .await
+            .map_err(|_| timed_out())??;
     }
     Ok(())
 }
