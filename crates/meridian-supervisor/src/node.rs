@@ -56,7 +56,8 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
             meridian_lb::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Wan => {
-            meridian_sim::wan::run(config, node.admin, meridian_http::shutdown_signal()).await?;
+            let opts = meridian_sim::wan::WanOptions::new(node.admin);
+            meridian_sim::wan::run(config, opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Console => {
             meridian_console::run(
