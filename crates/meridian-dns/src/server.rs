@@ -42,6 +42,9 @@ pub struct DnsOptions {
     /// How long a TCP client may take to send its next query, or to take an answer: a
     /// client that stops reading must not hold a connection (and a slot of the cap).
     pub tcp_timeout: Duration,
+    /// The deployment's admin token: changing the DNS (`POST /latency`) needs it as a
+    /// Bearer token. None refuses every change; reading stays open.
+    pub admin_token: Option<String>,
 }
 
 /// TCP is the fallback for truncated answers and zone-sized questions: a few clients at
@@ -74,6 +77,7 @@ impl DnsOptions {
             udp_threads: cfg.dns.udp_threads as usize,
             tcp_max_connections: TCP_MAX_CONNECTIONS,
             tcp_timeout: TCP_TIMEOUT,
+            admin_token: None,
         })
     }
 }
@@ -710,13 +714,15 @@ pub async fn run(
     ))];
     tasks.extend(checks);
     let admin_dns = dns.clone();
+    let token: Arc<str> = opts.admin_token.as_deref().unwrap_or_default().into();
     meridian_http::serve(
         admin,
         meridian_http::ServerOptions::admin(),
         move |_| {
             let dns = admin_dns.clone();
+            let token = token.clone();
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let res = admin_route(&dns, req.method(), req.uri());
+                let res = admin_route(&dns, &token, &req);
                 async move { Ok::<_, std::convert::Infallible>(res) }
             })
         },
@@ -817,12 +823,21 @@ async fn tcp_conn(
     Ok(())
 }
 
-fn admin_route(
+/// The admin endpoints. Reading is open to monitoring; changing what the DNS answers
+/// (`POST /latency`) needs the admin token (an empty one matches nothing).
+fn admin_route<B>(
     dns: &Dns,
-    method: &http::Method,
-    uri: &http::Uri,
+    token: &str,
+    req: &http::Request<B>,
 ) -> http::Response<meridian_http::Body> {
     use http::StatusCode;
+    let (method, uri) = (req.method(), req.uri());
+    if method != http::Method::GET
+        && method != http::Method::HEAD
+        && !meridian_http::admin::bearer_ok(req.headers(), token)
+    {
+        return meridian_http::admin::unauthorized();
+    }
     match uri.path() {
         "/metrics" => meridian_http::metrics(dns.0.metrics.encode()),
         "/health" => meridian_http::json(
@@ -886,7 +901,7 @@ fn admin_route(
         }
         _ => meridian_http::text(
             StatusCode::NOT_FOUND,
-            "dns admin endpoints: /metrics, /health, /targets, /explain, /latency",
+            "dns admin endpoints: /metrics, /health, /targets, /explain, /latency (POST with the admin token)",
         ),
     }
 }

@@ -43,7 +43,8 @@ pub struct ChaosOptions {
     pub config: Config,
     pub state: DeploymentState,
     pub fault: Fault,
-    /// The PoPs' admin token (`<state-dir>/admin-token`), to read their origin choice.
+    /// The deployment's admin token (`<state-dir>/admin-token`): to read the PoPs' origin
+    /// choice and to change the WAN.
     pub admin_token: Option<String>,
     /// How long the load runs in all.
     pub duration: Duration,
@@ -103,9 +104,14 @@ async fn pops_agree(pops: &[SocketAddr], origin: &str, want: u8) -> bool {
     true
 }
 
-/// Asks the WAN node to start or end a partition.
-async fn wan_call(addr: SocketAddr, method: http::Method, path: &str) -> Result<(), String> {
-    let f = admin::call(addr, method, path, None, Duration::from_secs(2)).await?;
+/// Asks the WAN node to start or end a partition or a slowdown.
+async fn wan_call(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    token: &str,
+) -> Result<(), String> {
+    let f = admin::call(addr, method, path, Some(token), Duration::from_secs(2)).await?;
     if f.status != 200 {
         return Err(format!(
             "the WAN answered {}: {}",
@@ -164,13 +170,16 @@ fn freeze(pids: Vec<u32>) -> Result<(Action, Action), String> {
 /// How a fault is made and undone.
 enum Action {
     Signal(Vec<u32>, i32),
-    Wan(SocketAddr, http::Method, String),
+    /// The WAN's admin address, the call, and the admin token it needs.
+    Wan(SocketAddr, http::Method, String, String),
 }
 
 async fn act(a: &Action) -> Result<(), String> {
     match a {
         Action::Signal(pids, sig) => signal(pids, *sig),
-        Action::Wan(admin, method, path) => wan_call(*admin, method.clone(), path).await,
+        Action::Wan(admin, method, path, token) => {
+            wan_call(*admin, method.clone(), path, token).await
+        }
     }
 }
 
@@ -317,8 +326,13 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
             .and_then(|c| cfg.client_source(&c.name))
             .map(|net| net.host(2))
     };
-    let need_wan =
-        || wan.ok_or("this scenario needs the WAN: set [simulation] wan = true".to_string());
+    let need_wan = || {
+        let admin = wan.ok_or("this scenario needs the WAN: set [simulation] wan = true")?;
+        let token = opts.admin_token.clone().ok_or(
+            "this scenario changes the WAN, which needs the admin token: <state-dir>/admin-token is missing",
+        )?;
+        Ok::<_, String>((admin, token))
+    };
     let zone = &cfg.deployment.zone;
     Ok(match &opts.fault {
         Fault::KillRegion { region } => {
@@ -358,13 +372,13 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
             let r = region_of(region)?;
             let node = pop_node(pop)?;
             let path = format!("/partition?from=pop:{pop}&to={}", r.name);
-            let admin = need_wan()?;
+            let (admin, token) = need_wan()?;
             Plan {
                 dns_server: dns,
                 target: format!("PoP {pop} cut off from region {}", r.name),
                 region: r.name.clone(),
-                apply: Action::Wan(admin, http::Method::POST, path.clone()),
-                revert: Action::Wan(admin, http::Method::DELETE, path),
+                apply: Action::Wan(admin, http::Method::POST, path.clone(), token.clone()),
+                revert: Action::Wan(admin, http::Method::DELETE, path, token),
                 pops: Some(Watch::PopHealth(
                     vec![node.spec.admin],
                     format!("lb:{}", r.name),
@@ -375,7 +389,7 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
         }
         Fault::SlowOrigin { region, extra } => {
             let r = region_of(region)?;
-            let admin = need_wan()?;
+            let (admin, token) = need_wan()?;
             let ms = extra.as_millis();
             Plan {
                 dns_server: dns,
@@ -385,11 +399,13 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                     admin,
                     http::Method::POST,
                     format!("/slow?place={}&extra={ms}ms", r.name),
+                    token.clone(),
                 ),
                 revert: Action::Wan(
                     admin,
                     http::Method::DELETE,
                     format!("/slow?place={}", r.name),
+                    token,
                 ),
                 pops: None,
                 dns: None,
@@ -689,6 +705,24 @@ mod tests {
                 );
             }
             assert!(plan(&options(fault, 4242)).is_ok());
+        }
+    }
+
+    #[test]
+    fn wan_faults_carry_the_admin_token_and_need_it() {
+        let fault = Fault::Partition {
+            pop: "london".into(),
+            region: "eu-west-1".into(),
+        };
+        let e = plan(&options(fault.clone(), 4242)).err();
+        assert!(e.is_some_and(|e| e.contains("admin token")));
+        let mut o = options(fault, 4242);
+        o.admin_token = Some("t0ken".into());
+        let p = plan(&o).unwrap();
+        for a in [&p.apply, &p.revert] {
+            assert!(
+                matches!(a, Action::Wan(_, _, path, token) if path.starts_with("/partition") && token == "t0ken")
+            );
         }
     }
 

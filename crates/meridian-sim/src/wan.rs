@@ -94,6 +94,8 @@ struct Wan {
     partitions: Mutex<HashSet<(String, String)>>,
     /// Extra one-way delay on every link to or from a place (a slow region).
     slow: Mutex<std::collections::HashMap<String, std::time::Duration>>,
+    /// What `/partition` and `/slow` ask for.
+    admin_token: String,
     /// Bumped when partitions change, so held connections look again.
     changed: watch::Sender<u64>,
     connections: Family<Labels, Counter>,
@@ -175,6 +177,9 @@ pub enum WanError {
 pub struct WanOptions {
     /// Where its admin endpoint listens.
     pub admin: SocketAddr,
+    /// The deployment's admin token: changing the network (`/partition`, `/slow`) needs
+    /// it as a Bearer token; `/health` and `/metrics` stay open.
+    pub admin_token: String,
     /// Connections relayed at once, over all its listeners. At the cap the listeners stop
     /// accepting, so new connections wait in the kernel's backlog until one ends. Each
     /// relayed connection holds four descriptors (two sockets and their delay-line twins).
@@ -186,9 +191,10 @@ impl WanOptions {
     /// `ulimit -n` of 20,000.
     pub const MAX_CONNECTIONS: usize = 4096;
 
-    pub fn new(admin: SocketAddr) -> Self {
+    pub fn new(admin: SocketAddr, admin_token: String) -> Self {
         WanOptions {
             admin,
+            admin_token,
             max_connections: Self::MAX_CONNECTIONS,
         }
     }
@@ -228,6 +234,7 @@ pub async fn run(
         metrics,
         world,
         cfg: cfg.clone(),
+        admin_token: opts.admin_token.clone(),
         partitions: Mutex::new(HashSet::new()),
         slow: Mutex::new(std::collections::HashMap::new()),
         changed: watch::channel(0).0,
@@ -400,6 +407,13 @@ fn admin_route(wan: &Wan, req: Request<Incoming>) -> http::Response<meridian_htt
             .find(|(a, _)| *a == k)
             .map(|(_, v)| v.to_owned())
     };
+    // Changing the network is for the deployment's operators (chaos runs), not for
+    // anything that can reach the admin port.
+    if matches!(req.uri().path(), "/partition" | "/slow")
+        && !meridian_http::admin::bearer_ok(req.headers(), &wan.admin_token)
+    {
+        return meridian_http::admin::unauthorized();
+    }
     match (req.method().clone(), req.uri().path()) {
         (_, "/health") => meridian_http::json(
             StatusCode::OK,
@@ -468,7 +482,7 @@ fn admin_route(wan: &Wan, req: Request<Incoming>) -> http::Response<meridian_htt
         }
         _ => meridian_http::text(
             StatusCode::NOT_FOUND,
-            "wan endpoints: /health, /metrics, POST|DELETE /partition?from=&to=, POST|DELETE /slow?place=&extra=",
+            "wan endpoints: /health, /metrics, POST|DELETE /partition?from=&to=, POST|DELETE /slow?place=&extra= (these two with the admin token)",
         ),
     }
 }

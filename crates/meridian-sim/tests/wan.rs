@@ -14,7 +14,7 @@ const CONFIG: &str = r#"
 name = "wan-test"
 zone = "wan.test"
 [network]
-subnet = "127.95.0.0/16"
+subnet = "SUBNET"
 lb_port = 7100
 admin_port = 7900
 [[region]]
@@ -38,8 +38,10 @@ struct Wan {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn start(tune: impl FnOnce(&mut WanOptions)) -> Wan {
-    let cfg = Config::parse(CONFIG, "wan-test.toml").expect("valid config");
+/// A WAN node for the deployment in `subnet` (one per test, so tests run side by side).
+async fn start(subnet: &str, tune: impl FnOnce(&mut WanOptions)) -> Wan {
+    let cfg =
+        Config::parse(&CONFIG.replace("SUBNET", subnet), "wan-test.toml").expect("valid config");
     let public = cfg.lb_address("r1").unwrap();
     let backstage = SocketAddr::new(public.ip(), cfg.backstage(public.port()));
     let echo = TcpListener::bind(backstage).await.unwrap();
@@ -61,7 +63,7 @@ async fn start(tune: impl FnOnce(&mut WanOptions)) -> Wan {
         .find(|n| n.role == Role::Wan)
         .unwrap()
         .admin;
-    let mut opts = WanOptions::new(admin);
+    let mut opts = WanOptions::new(admin, TOKEN.into());
     tune(&mut opts);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let node = tokio::spawn(async move {
@@ -96,7 +98,7 @@ async fn ping(s: &mut TcpStream) -> std::io::Result<()> {
 
 #[tokio::test]
 async fn at_the_cap_a_new_connection_waits_until_one_ends() {
-    let wan = start(|o| o.max_connections = 1).await;
+    let wan = start("127.95.0.0/16", |o| o.max_connections = 1).await;
     let mut a = TcpStream::connect(wan.public).await.unwrap();
     ping(&mut a).await.unwrap();
 
@@ -109,4 +111,51 @@ async fn at_the_cap_a_new_connection_waits_until_one_ends() {
         .await
         .expect("b is relayed once a has ended")
         .unwrap();
+}
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+async fn call(wan: &Wan, method: http::Method, path: &str, token: Option<&str>) -> u16 {
+    meridian_health::call(
+        wan.admin,
+        method,
+        path,
+        token,
+        Duration::from_secs(5),
+        1 << 20,
+    )
+    .await
+    .unwrap()
+    .status
+}
+
+#[tokio::test]
+async fn changing_the_network_needs_the_admin_token() {
+    let wan = start("127.96.0.0/16", |_| {}).await;
+    let (post, delete) = (http::Method::POST, http::Method::DELETE);
+    let cut = "/partition?from=client:here&to=r1";
+    let slow = "/slow?place=r1&extra=50ms";
+    for (method, path) in [(&post, cut), (&delete, cut), (&post, slow), (&delete, slow)] {
+        for token in [None, Some("wrong"), Some(&TOKEN[..31])] {
+            assert_eq!(
+                call(&wan, method.clone(), path, token).await,
+                401,
+                "{method} {path} with {token:?}"
+            );
+        }
+    }
+    // Nothing was cut by the refused calls: a connection through the WAN flows.
+    let mut s = TcpStream::connect(wan.public).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), ping(&mut s))
+        .await
+        .expect("not partitioned")
+        .unwrap();
+
+    assert_eq!(call(&wan, post.clone(), cut, Some(TOKEN)).await, 200);
+    assert_eq!(call(&wan, delete.clone(), cut, Some(TOKEN)).await, 200);
+    assert_eq!(call(&wan, post.clone(), slow, Some(TOKEN)).await, 200);
+    assert_eq!(call(&wan, delete.clone(), slow, Some(TOKEN)).await, 200);
+    // Reading stays open to monitoring.
+    assert_eq!(call(&wan, http::Method::GET, "/metrics", None).await, 200);
+    assert_eq!(call(&wan, http::Method::GET, "/health", None).await, 200);
 }

@@ -170,20 +170,18 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
 
     let nodes = cfg.nodes();
     preflight(cfg, &nodes)?;
-    if !cfg.edges.is_empty() {
-        // Made once here, so the PoPs started next share one token and one certificate.
-        let state_err = |e: String| UpError::StateDir {
+    // Made once here, so the nodes started next (PoPs, DNS, WAN) share one token, and
+    // the PoPs one certificate.
+    meridian_http::admin::token(&opts.state_dir).map_err(|source| UpError::StateDir {
+        path: opts.state_dir.join(meridian_http::admin::TOKEN_FILE),
+        source,
+    })?;
+    if !cfg.edges.is_empty() && cfg.distribution.certificates.is_empty() {
+        meridian_http::tls::ensure_dev_cert(&opts.state_dir, &meridian_edge::dev_cert_names(cfg))
+            .map_err(|e| UpError::StateDir {
             path: opts.state_dir.clone(),
-            source: std::io::Error::other(e),
-        };
-        meridian_edge::admin_token(&opts.state_dir).map_err(|e| state_err(e.to_string()))?;
-        if cfg.distribution.certificates.is_empty() {
-            meridian_http::tls::ensure_dev_cert(
-                &opts.state_dir,
-                &meridian_edge::dev_cert_names(cfg),
-            )
-            .map_err(|e| state_err(e.to_string()))?;
-        }
+            source: std::io::Error::other(e.to_string()),
+        })?;
     }
 
     let metrics = Metrics::new();

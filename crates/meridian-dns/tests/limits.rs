@@ -1,5 +1,6 @@
-//! DNS over TCP under clients that hold on: a cap on connections, and a client that never
-//! reads its answers loses its connection instead of holding a task forever.
+//! A DNS node under clients that hold on or reach too far: a cap on TCP connections, a
+//! client that never reads its answers loses its connection instead of holding a task
+//! forever, and changing the DNS through its admin endpoint needs the admin token.
 
 mod common;
 use common::*;
@@ -21,8 +22,9 @@ fn huge() -> String {
     )
 }
 
-/// Starts a server with `tune` applied to its options; returns its TCP address.
-async fn start(tune: impl Fn(&mut DnsOptions)) -> SocketAddr {
+/// Starts a server with `tune` applied to its options; returns its DNS address (TCP and
+/// UDP) and its admin address.
+async fn start(tune: impl Fn(&mut DnsOptions)) -> (SocketAddr, SocketAddr) {
     let cfg = config(&huge());
     let mut last_error = String::new();
     for _ in 0..5 {
@@ -38,7 +40,7 @@ async fn start(tune: impl Fn(&mut DnsOptions)) -> SocketAddr {
             .unwrap()
             .local_addr()
             .unwrap();
-        let addr = opts.listen;
+        let (addr, admin) = (opts.listen, opts.admin);
         let task = tokio::spawn(meridian_dns::run(opts, std::future::pending()));
         // Waiting for the listener by connecting would take the only slot of a cap of 1,
         // so wait for the UDP side to answer instead.
@@ -53,7 +55,7 @@ async fn start(tune: impl Fn(&mut DnsOptions)) -> SocketAddr {
             if let Ok(Ok(_)) =
                 tokio::time::timeout(Duration::from_millis(50), probe.recv(&mut buf)).await
             {
-                return addr;
+                return (addr, admin);
             }
         }
         if task.is_finished() {
@@ -80,7 +82,7 @@ async fn read_answer(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 
 #[tokio::test]
 async fn at_the_tcp_cap_a_new_client_waits_until_one_closes() {
-    let addr = start(|o| {
+    let (addr, _) = start(|o| {
         o.tcp_max_connections = 1;
         o.tcp_timeout = Duration::from_secs(30);
     })
@@ -110,7 +112,7 @@ async fn at_the_tcp_cap_a_new_client_waits_until_one_closes() {
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
-    let addr = start(|o| o.tcp_timeout = Duration::from_millis(300)).await;
+    let (addr, _) = start(|o| o.tcp_timeout = Duration::from_millis(300)).await;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let s = socket.connect(addr).await.unwrap();
@@ -157,4 +159,60 @@ async fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
         answers < 1000,
         "all {answers} answers arrived: the server waited for a client that did not read"
     );
+}
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+async fn call(
+    admin: SocketAddr,
+    method: http::Method,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let f = meridian_health::call(admin, method, path, token, Duration::from_secs(5), 1 << 20)
+        .await
+        .unwrap();
+    (f.status, String::from_utf8_lossy(&f.body).into_owned())
+}
+
+#[tokio::test]
+async fn setting_a_measured_latency_needs_the_admin_token() {
+    let (_, admin) = start(|o| o.admin_token = Some(TOKEN.into())).await;
+    let set = "/latency?client=lon&region=r-us&rtt_ms=3.5";
+    for token in [None, Some("wrong"), Some(&TOKEN[1..])] {
+        let (status, _) = call(admin, http::Method::POST, set, token).await;
+        assert_eq!(status, 401, "POST /latency with {token:?}");
+    }
+    let (_, measured) = call(admin, http::Method::GET, "/latency", None).await;
+    assert!(
+        !measured.contains("3.5"),
+        "a refused change took effect: {measured}"
+    );
+
+    let (status, body) = call(admin, http::Method::POST, set, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, measured) = call(admin, http::Method::GET, "/latency", None).await;
+    assert!(measured.contains("3.5"), "{measured}");
+
+    // Reading stays open to monitoring and to `meridian dns explain`.
+    for path in [
+        "/metrics",
+        "/health",
+        "/targets",
+        "/explain?name=s.t.example&type=A&client=127.77.201.9",
+    ] {
+        assert_eq!(
+            call(admin, http::Method::GET, path, None).await.0,
+            200,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_a_token_no_change_is_accepted() {
+    let (_, admin) = start(|o| o.admin_token = None).await;
+    let set = "/latency?client=lon&region=r-us&rtt_ms=3.5";
+    assert_eq!(call(admin, http::Method::POST, set, None).await.0, 401);
+    assert_eq!(call(admin, http::Method::POST, set, Some("")).await.0, 401);
 }
