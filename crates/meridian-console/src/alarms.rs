@@ -161,8 +161,10 @@ impl Alarms {
 /// Sends alarm changes to the configured webhook as JSON, one POST each, never blocking the
 /// console's tick: a slow or dead receiver loses its notifications, not the console's clock.
 pub fn notify(webhook: &str, deployment: &str, t: &Transition) {
+    // Only the scheme and host are ever logged: the rest may carry the receiver's token.
+    let shown = redacted(webhook);
     let Some((addr, path)) = split_url(webhook) else {
-        tracing::warn!(%webhook, "alarm webhook is not an http://host:port/path URL");
+        tracing::warn!(webhook = %shown, "alarm webhook is not an http://host:port/path URL");
         return;
     };
     let body = serde_json::json!({
@@ -170,12 +172,11 @@ pub fn notify(webhook: &str, deployment: &str, t: &Transition) {
         "alarm": t,
     })
     .to_string();
-    let webhook = webhook.to_owned();
     tokio::spawn(async move {
         let addrs = match tokio::net::lookup_host(&addr).await {
             Ok(a) => a.collect::<Vec<_>>(),
             Err(e) => {
-                tracing::warn!(%webhook, "alarm webhook host does not resolve: {e}");
+                tracing::warn!(webhook = %shown, "alarm webhook host does not resolve: {e}");
                 return;
             }
         };
@@ -190,11 +191,22 @@ pub fn notify(webhook: &str, deployment: &str, t: &Transition) {
         match meridian_health::fetch(sock, req, std::time::Duration::from_secs(3), 64 << 10).await {
             Ok(f) if f.status < 300 => {}
             Ok(f) => {
-                tracing::warn!(%webhook, status = f.status, "alarm webhook refused the notification")
+                tracing::warn!(webhook = %shown, status = f.status, "alarm webhook refused the notification")
             }
-            Err(e) => tracing::warn!(%webhook, "alarm webhook failed: {e}"),
+            Err(e) => tracing::warn!(webhook = %shown, "alarm webhook failed: {e}"),
         }
     });
+}
+
+/// A webhook URL as it may be logged: scheme and host (and port) only. Its path, query and
+/// user info are where receivers (Slack, PagerDuty, a chat bot) put their secret token.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not a URL)".to_owned();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}://{host}")
 }
 
 /// `http://host:port/path` into (`host:port`, `/path`).
@@ -277,6 +289,74 @@ mod tests {
         // A breach shorter than the hold never fires.
         a.observe(0, 106, obs(true));
         assert!(a.observe(0, 107, obs(false)).is_empty());
+    }
+
+    #[test]
+    fn a_logged_webhook_keeps_only_scheme_and_host() {
+        assert_eq!(
+            redacted("http://alerts.internal:9000/hooks/T0K3N?key=s3cret#x"),
+            "http://alerts.internal:9000"
+        );
+        assert_eq!(
+            redacted("https://bot:s3cret@chat.example/x"),
+            "https://chat.example"
+        );
+        assert_eq!(redacted("http://h?token=s3cret"), "http://h");
+        assert_eq!(redacted("s3cret"), "(not a URL)");
+    }
+
+    /// Captures what the console logs, for the thread that installs it.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_webhook_is_logged_without_its_token() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        // The test runtime has one thread, so the notification's task logs here too.
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let t = Transition {
+            alarm: "region-down".into(),
+            kind: AlarmKind::RegionUnhealthy,
+            subject: "east".into(),
+            state: "ALARM",
+            at: 0,
+            value: Some(1.0),
+            threshold: 0.0,
+            detail: String::new(),
+        };
+        // Nothing listens on port 1: the POST fails and the failure is logged.
+        notify("http://127.0.0.1:1/hooks/T0K3N?key=s3cret", "t", &t);
+        notify("https://127.0.0.1:1/hooks/T0K3N", "t", &t);
+        let text = || String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+        for _ in 0..200 {
+            if text().contains("alarm webhook failed") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let text = text();
+        assert!(text.contains("alarm webhook failed"), "{text}");
+        assert!(text.contains("alarm webhook is not an http"), "{text}");
+        assert!(text.contains("http://127.0.0.1:1"), "{text}");
+        assert!(
+            !text.contains("T0K3N") && !text.contains("s3cret"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -31,8 +31,6 @@ pub enum ConsoleError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the console's server failed: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 struct Shared {
@@ -97,6 +95,24 @@ pub async fn run(
     listen: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ConsoleError> {
+    run_with(
+        config,
+        listen,
+        meridian_http::ServerOptions::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`] with the listener's limits given. The console is served by the shared HTTP
+/// listener, so a client that trickles its request head (slowloris) is cut off after
+/// `header_read_timeout`, which `axum::serve` never does.
+pub async fn run_with(
+    config: Config,
+    listen: SocketAddr,
+    server: meridian_http::ServerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ConsoleError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| ConsoleError::Bind {
@@ -122,12 +138,16 @@ pub async fn run(
         .route("/metrics", get(own_metrics))
         .fallback(not_found)
         .with_state(shared);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    meridian_http::serve(
+        listener,
+        server,
+        move |_| meridian_http::TowerService(app.clone()),
+        shutdown,
+    )
+    .await;
     scraper.abort();
     router.abort();
-    served.map_err(ConsoleError::Serve)
+    Ok(())
 }
 
 async fn scrape_one(addr: SocketAddr, timeout: Duration) -> Result<String, String> {

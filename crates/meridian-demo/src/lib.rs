@@ -92,13 +92,37 @@ pub async fn serve(
     opts: DemoOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(
+        addr,
+        opts,
+        meridian_http::ServerOptions::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with the listener's limits given: the shared HTTP listener, so a client that
+/// trickles its request head (slowloris) is cut off after `header_read_timeout`, which
+/// `axum::serve` never does.
+pub async fn serve_with(
+    addr: SocketAddr,
+    opts: DemoOptions,
+    server: meridian_http::ServerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     tracing::info!(%addr, region = %opts.identity.region, az = %opts.identity.az, instance = %opts.identity.instance, "demo origin listening");
-    axum::serve(listener, router(opts))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(opts);
+    meridian_http::serve(
+        listener,
+        server,
+        move |_| meridian_http::TowerService(app.clone()),
+        shutdown,
+    )
+    .await;
+    Ok(())
 }
 
 /// Adds identity headers and records metrics for every response.

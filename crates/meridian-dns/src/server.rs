@@ -36,7 +36,22 @@ pub struct DnsOptions {
     pub check: HealthCheck,
     /// Threads answering UDP.
     pub udp_threads: usize,
+    /// TCP connections served at once. At the cap the listener stops accepting, so new
+    /// clients wait in the kernel's backlog until a connection ends.
+    pub tcp_max_connections: usize,
+    /// How long a TCP client may take to send its next query, or to take an answer: a
+    /// client that stops reading must not hold a connection (and a slot of the cap).
+    pub tcp_timeout: Duration,
+    /// The deployment's admin token: changing the DNS (`POST /latency`) needs it as a
+    /// Bearer token. None refuses every change; reading stays open.
+    pub admin_token: Option<String>,
 }
+
+/// TCP is the fallback for truncated answers and zone-sized questions: a few clients at
+/// a time, not the UDP path's load.
+const TCP_MAX_CONNECTIONS: usize = 1024;
+/// RFC 7766 suggests a few seconds of idleness; 10 s also bounds a stalled write.
+const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl DnsOptions {
     pub fn from_config(
@@ -60,6 +75,9 @@ impl DnsOptions {
                 body_contains: None,
             },
             udp_threads: cfg.dns.udp_threads as usize,
+            tcp_max_connections: TCP_MAX_CONNECTIONS,
+            tcp_timeout: TCP_TIMEOUT,
+            admin_token: None,
         })
     }
 }
@@ -688,19 +706,23 @@ pub async fn run(
                 .ok()
         })
         .collect();
-    let mut tasks = vec![tokio::spawn(tcp_loop(dns.clone(), tcp))];
+    let mut tasks = vec![tokio::spawn(tcp_loop(
+        dns.clone(),
+        tcp,
+        opts.tcp_max_connections,
+        opts.tcp_timeout,
+    ))];
     tasks.extend(checks);
     let admin_dns = dns.clone();
+    let token: Arc<str> = opts.admin_token.as_deref().unwrap_or_default().into();
     meridian_http::serve(
         admin,
-        meridian_http::ServerOptions {
-            drain: Duration::from_millis(200),
-            ..Default::default()
-        },
+        meridian_http::ServerOptions::admin(),
         move |_| {
             let dns = admin_dns.clone();
+            let token = token.clone();
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let res = admin_route(&dns, req.method(), req.uri());
+                let res = admin_route(&dns, &token, &req);
                 async move { Ok::<_, std::convert::Infallible>(res) }
             })
         },
@@ -747,49 +769,75 @@ fn udp_loop(dns: Dns, sock: std::net::UdpSocket, stop: Arc<std::sync::atomic::At
     }
 }
 
-async fn tcp_loop(dns: Dns, listener: TcpListener) {
+async fn tcp_loop(dns: Dns, listener: TcpListener, max: usize, timeout: Duration) {
+    let room = Arc::new(tokio::sync::Semaphore::new(
+        max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     loop {
+        // A slot first: at the cap, clients wait in the backlog, not in our memory.
+        let Ok(permit) = room.clone().acquire_owned().await else {
+            return;
+        };
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let dns = dns.clone();
         tokio::spawn(async move {
-            let _ = tcp_conn(dns, stream, peer.ip()).await;
+            let _permit = permit;
+            let _ = tcp_conn(dns, stream, peer.ip(), timeout).await;
         });
     }
 }
 
-/// One TCP connection: length-prefixed messages (RFC 1035 §4.2.2), idle timeout, bounded.
-async fn tcp_conn(dns: Dns, mut s: TcpStream, peer: IpAddr) -> std::io::Result<()> {
+/// One TCP connection: length-prefixed messages (RFC 1035 §4.2.2), at most 1000 of them;
+/// every read and every write bounded by `timeout`.
+async fn tcp_conn(
+    dns: Dns,
+    mut s: TcpStream,
+    peer: IpAddr,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let timed_out = || std::io::Error::from(std::io::ErrorKind::TimedOut);
     for _ in 0..1000 {
         let mut len = [0u8; 2];
-        match tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut len)).await {
+        match tokio::time::timeout(timeout, s.read_exact(&mut len)).await {
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
         let n = usize::from(u16::from_be_bytes(len));
         let mut buf = vec![0u8; n];
-        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut buf))
+        tokio::time::timeout(timeout, s.read_exact(&mut buf))
             .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            .map_err(|_| timed_out())??;
         let Some(out) = dns.handle(&buf, peer, false) else {
             return Ok(());
         };
         let mut framed = Vec::with_capacity(out.len() + 2);
         framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
         framed.extend_from_slice(&out);
-        s.write_all(&framed).await?;
+        tokio::time::timeout(timeout, s.write_all(&framed))
+            .await
+            .map_err(|_| timed_out())??;
     }
     Ok(())
 }
 
-fn admin_route(
+/// The admin endpoints. Reading is open to monitoring; changing what the DNS answers
+/// (`POST /latency`) needs the admin token (an empty one matches nothing).
+fn admin_route<B>(
     dns: &Dns,
-    method: &http::Method,
-    uri: &http::Uri,
+    token: &str,
+    req: &http::Request<B>,
 ) -> http::Response<meridian_http::Body> {
     use http::StatusCode;
+    let (method, uri) = (req.method(), req.uri());
+    if method != http::Method::GET
+        && method != http::Method::HEAD
+        && !meridian_http::admin::bearer_ok(req.headers(), token)
+    {
+        return meridian_http::admin::unauthorized();
+    }
     match uri.path() {
         "/metrics" => meridian_http::metrics(dns.0.metrics.encode()),
         "/health" => meridian_http::json(
@@ -853,7 +901,7 @@ fn admin_route(
         }
         _ => meridian_http::text(
             StatusCode::NOT_FOUND,
-            "dns admin endpoints: /metrics, /health, /targets, /explain, /latency",
+            "dns admin endpoints: /metrics, /health, /targets, /explain, /latency (POST with the admin token)",
         ),
     }
 }

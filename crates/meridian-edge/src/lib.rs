@@ -60,27 +60,11 @@ pub enum EdgeError {
 
 /// The admin token of a state dir, made (random, owner-only) when there is none yet.
 pub fn admin_token(state_dir: &Path) -> Result<String, EdgeError> {
-    let path = state_dir.join(ADMIN_TOKEN_FILE);
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        let t = t.trim().to_owned();
-        if !t.is_empty() {
-            return Ok(t);
-        }
-    }
-    let io = |source| EdgeError::Io {
-        path: path.clone(),
+    // One token for every node's admin endpoint: meridian-http makes and keeps it.
+    meridian_http::admin::token(state_dir).map_err(|source| EdgeError::Io {
+        path: state_dir.join(meridian_http::admin::TOKEN_FILE),
         source,
-    };
-    std::fs::create_dir_all(state_dir).map_err(io)?;
-    let token = format!("{:032x}", rand::random::<u128>());
-    let tmp = state_dir.join(format!(".{ADMIN_TOKEN_FILE}.{}", std::process::id()));
-    std::fs::write(&tmp, format!("{token}\n")).map_err(io)?;
-    meridian_http::tls::restrict(&tmp);
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    // Another process may have won the race; everyone uses the file's token.
-    Ok(std::fs::read_to_string(&path)
-        .map(|t| t.trim().to_owned())
-        .unwrap_or(token))
+    })
 }
 
 /// Names a development certificate should cover for this deployment.

@@ -296,9 +296,9 @@ mod tests {
         ];
         let mut rng = rand::rngs::StdRng::seed_from_u64(17);
         for _ in 0..30_000 {
-            let n = rng.gen_range(0..12);
+            let n = rng.random_range(0..12);
             let s: String = (0..n)
-                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
                 .collect();
             let _ = canonical_host(&s);
             let Ok(p) = normalize_path(&format!("/{s}")) else {

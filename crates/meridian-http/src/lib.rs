@@ -9,13 +9,15 @@ use hyper::service::Service;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
+pub mod admin;
+mod conn;
 mod counting;
 mod idle;
 pub mod tls;
@@ -94,23 +96,56 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     })
 }
 
-/// Limits that protect a listener from slow or oversized requests.
+/// Limits that protect a listener from slow, idle, oversized or too many clients.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    /// A client must send its whole request head within this time.
+    /// A client must send its whole request head within this time. hyper also arms it
+    /// while an HTTP/1 keep-alive connection waits for its next request, so it is that
+    /// connection's idle limit too.
     pub header_read_timeout: Duration,
     /// Largest request head accepted; larger ones get 431.
     pub max_header_bytes: usize,
     /// How long in-flight requests may run after shutdown begins.
     pub drain: Duration,
+    /// Connections served at once. At the cap the listener stops accepting until one
+    /// closes: new clients wait in the kernel's backlog (and are served a moment later)
+    /// instead of being accepted and dropped, which would turn a burst into errors.
+    pub max_connections: usize,
+    /// A connection with no request in flight for this long is closed (HTTP/2 with a
+    /// GOAWAY): an idle HTTP/2 client otherwise holds its connection forever.
+    pub idle_timeout: Duration,
+    /// How often an HTTP/2 connection is pinged, so a peer that vanished without closing
+    /// (a dead machine, a cut path) is noticed; None for never.
+    pub h2_keep_alive_interval: Option<Duration>,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub h2_keep_alive_timeout: Duration,
 }
 
 impl Default for ServerOptions {
+    /// A data plane's limits: 10,000 connections (a PoP or balancer with the usual
+    /// `ulimit -n` of 20,000 or more keeps room for its upstream side), idle connections
+    /// closed after a minute as ALB does.
     fn default() -> Self {
         ServerOptions {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             drain: Duration::from_secs(5),
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(60),
+            h2_keep_alive_interval: Some(Duration::from_secs(20)),
+            h2_keep_alive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl ServerOptions {
+    /// An admin endpoint's limits: a few operators and scrapers, never thousands of
+    /// clients, and a short drain.
+    pub fn admin() -> Self {
+        ServerOptions {
+            max_connections: 256,
+            drain: Duration::from_millis(200),
+            ..Default::default()
         }
     }
 }
@@ -170,14 +205,30 @@ pub async fn serve_conns<M, S, B>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(opts.max_header_bytes.max(8192) as u32);
+        .max_header_list_size(opts.max_header_bytes.max(8192) as u32)
+        .keep_alive_interval(opts.h2_keep_alive_interval)
+        .keep_alive_timeout(opts.h2_keep_alive_timeout);
     let builder = std::sync::Arc::new(builder);
-    let graceful = GracefulShutdown::new();
     let local = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let max_connections = opts
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let room = std::sync::Arc::new(Semaphore::new(max_connections));
+    // Tells open connections to finish their requests and close.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // A permit first: at the cap, clients wait in the backlog, not in our memory.
+        let permit = tokio::select! {
+            p = room.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -190,23 +241,30 @@ pub async fn serve_conns<M, S, B>(
             },
             _ = &mut shutdown => break,
         };
+        // Forget the connections that ended, so the set holds only live ones.
+        while conns.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let make = make.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let stop = stop_rx.clone();
         let tls = tls.clone();
         let handshake_timeout = opts.header_read_timeout;
-        tokio::spawn(async move {
+        let idle = opts.idle_timeout;
+        conns.spawn(async move {
+            let _permit = permit;
+            let activity = std::sync::Arc::new(conn::Activity::new());
             let result = match tls {
                 None => {
-                    let service = make(Peer {
-                        addr,
-                        local,
-                        tls: None,
-                    });
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
+                    let service = conn::Tracked::new(
+                        make(Peer {
+                            addr,
+                            local,
+                            tls: None,
+                        }),
+                        activity.clone(),
+                    );
+                    let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    conn::run(c, |c| c.graceful_shutdown(), &activity, idle, stop).await
                 }
                 Some(acceptor) => {
                     let accepted =
@@ -224,14 +282,16 @@ pub async fn serve_conns<M, S, B>(
                         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
                         _ => "TLS",
                     };
-                    let service = make(Peer {
-                        addr,
-                        local,
-                        tls: Some(version),
-                    });
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
+                    let service = conn::Tracked::new(
+                        make(Peer {
+                            addr,
+                            local,
+                            tls: Some(version),
+                        }),
+                        activity.clone(),
+                    );
+                    let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    conn::run(c, |c| c.graceful_shutdown(), &activity, idle, stop).await
                 }
             };
             if let Err(e) = result {
@@ -240,11 +300,39 @@ pub async fn serve_conns<M, S, B>(
         });
     }
     drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds a permit: all of them back means every connection closed.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = room.acquire_many(all) => {}
         _ = tokio::time::sleep(opts.drain) => {
             tracing::warn!("drain time over; closing remaining connections");
         }
+    }
+    conns.shutdown().await;
+}
+
+/// A tower service (an axum `Router`) as a hyper one, so axum apps are served by
+/// [`serve`] with its limits: each request goes to a clone, made ready first as tower asks.
+#[derive(Debug, Clone)]
+pub struct TowerService<S>(pub S);
+
+impl<S, R> Service<R> for TowerService<S>
+where
+    S: tower_service::Service<R> + Clone + Send + 'static,
+    S::Future: Send,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, req: R) -> Self::Future {
+        let mut svc = self.0.clone();
+        Box::pin(async move {
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+            svc.call(req).await
+        })
     }
 }
 

@@ -148,19 +148,116 @@ pub fn ensure_dev_cert(state_dir: &Path, names: &[String]) -> Result<(PathBuf, P
         rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| err(e.to_string()))?;
     let dir = state_dir.join("tls");
     std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
-    // Write to temporary names and rename, so a concurrent reader never sees half a file.
+    // Both go to temporary names and are renamed, so a concurrent reader never sees half a
+    // file; the key is owner-only from the moment it exists.
+    write_secret(&key_path, certified.key_pair.serialize_pem().as_bytes())
+        .map_err(|e| err(e.to_string()))?;
     let tmp_cert = dir.join(format!(".cert.{}", std::process::id()));
-    let tmp_key = dir.join(format!(".key.{}", std::process::id()));
     std::fs::write(&tmp_cert, certified.cert.pem()).map_err(|e| err(e.to_string()))?;
-    std::fs::write(&tmp_key, certified.key_pair.serialize_pem()).map_err(|e| err(e.to_string()))?;
-    restrict(&tmp_key);
-    std::fs::rename(&tmp_key, &key_path).map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp_cert, &cert_path).map_err(|e| err(e.to_string()))?;
     Ok((cert_path, key_path))
 }
 
-/// Makes a secret file readable by its owner only.
-pub fn restrict(path: &Path) {
+/// Writes a secret (a private key, a token) to `path`, readable by its owner only from the
+/// moment the file exists: it is created with mode 0600 (never chmod-ed afterwards, which
+/// would leave a window where others can read it), under a temporary name in the same
+/// directory, then renamed onto `path` so a concurrent reader never sees half a secret.
+pub fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other(format!("{} is not a file name", path.display())))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    // A leftover from a process that died with this pid would make create_new fail.
+    let _ = std::fs::remove_file(&tmp);
+    let written = create_secret(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// A new file that only its owner can read or write, from its creation on.
+fn create_secret(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
     use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("meridian-http-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn secrets_are_owner_only_and_replace_what_was_there() {
+        let d = scratch("secret");
+        let p = d.join("token");
+        write_secret(&p, b"one").unwrap();
+        assert_eq!(mode(&p), 0o600);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_secret(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(mode(&p), 0o600, "a replaced secret is owner-only again");
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["token"], "no temporary file is left behind");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_secret_file_is_owner_only_before_a_byte_is_written() {
+        let d = scratch("create");
+        let p = d.join("key");
+        let f = create_secret(&p).unwrap();
+        // What `std::fs::write` followed by a chmod showed here: 0644 under umask 022.
+        assert_eq!(mode(&p), 0o600);
+        drop(f);
+        let again = create_secret(&p).map(|_| ()).unwrap_err();
+        assert_eq!(
+            again.kind(),
+            std::io::ErrorKind::AlreadyExists,
+            "never opens a file someone else made"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_dev_key_is_owner_only() {
+        let d = scratch("devcert");
+        let (cert, key) = ensure_dev_cert(&d, &["localhost".into()]).unwrap();
+        assert_eq!(mode(&key), 0o600);
+        assert!(std::fs::read_to_string(&cert)
+            .unwrap()
+            .contains("BEGIN CERTIFICATE"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

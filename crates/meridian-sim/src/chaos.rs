@@ -43,7 +43,8 @@ pub struct ChaosOptions {
     pub config: Config,
     pub state: DeploymentState,
     pub fault: Fault,
-    /// The PoPs' admin token (`<state-dir>/admin-token`), to read their origin choice.
+    /// The deployment's admin token (`<state-dir>/admin-token`): to read the PoPs' origin
+    /// choice and to change the WAN.
     pub admin_token: Option<String>,
     /// How long the load runs in all.
     pub duration: Duration,
@@ -103,9 +104,14 @@ async fn pops_agree(pops: &[SocketAddr], origin: &str, want: u8) -> bool {
     true
 }
 
-/// Asks the WAN node to start or end a partition.
-async fn wan_call(addr: SocketAddr, method: http::Method, path: &str) -> Result<(), String> {
-    let f = admin::call(addr, method, path, None, Duration::from_secs(2)).await?;
+/// Asks the WAN node to start or end a partition or a slowdown.
+async fn wan_call(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    token: &str,
+) -> Result<(), String> {
+    let f = admin::call(addr, method, path, Some(token), Duration::from_secs(2)).await?;
     if f.status != 200 {
         return Err(format!(
             "the WAN answered {}: {}",
@@ -116,28 +122,64 @@ async fn wan_call(addr: SocketAddr, method: http::Method, path: &str) -> Result<
     Ok(())
 }
 
-fn signal(pids: &[u32], sig: i32) {
-    for &p in pids {
-        // SAFETY: kill(2) on pids of the deployment's own nodes.
-        unsafe {
-            libc::kill(p as i32, sig);
+/// `pid` as kill(2) takes it, when it names one process other than init. kill(2) reads
+/// 0 as "our own process group", -1 as "every process we may signal" and other negative
+/// values as whole groups, so a stale or corrupt endpoints.json could otherwise freeze
+/// far more than a node.
+fn one_process(pid: u32) -> Result<libc::pid_t, String> {
+    match libc::pid_t::try_from(pid) {
+        Ok(p) if p > 1 => Ok(p),
+        _ => Err(format!(
+            "refusing to signal pid {pid}: a node's pid is above 1 and at most {} (check endpoints.json)",
+            libc::pid_t::MAX
+        )),
+    }
+}
+
+/// Sends `sig` to every pid, after checking them all: none is signalled if one is bad.
+fn signal(pids: &[u32], sig: i32) -> Result<(), String> {
+    let pids = pids
+        .iter()
+        .map(|&p| one_process(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut failed = Vec::new();
+    for p in pids {
+        // SAFETY: kill(2) on one process (checked above), a node of the deployment.
+        if unsafe { libc::kill(p, sig) } != 0 {
+            failed.push(format!("{p} ({})", std::io::Error::last_os_error()));
         }
     }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("cannot signal pid {}", failed.join(", ")))
+    }
+}
+
+/// Freezing and thawing `pids`, checked before anything runs.
+fn freeze(pids: Vec<u32>) -> Result<(Action, Action), String> {
+    for &p in &pids {
+        one_process(p)?;
+    }
+    Ok((
+        Action::Signal(pids.clone(), libc::SIGSTOP),
+        Action::Signal(pids, libc::SIGCONT),
+    ))
 }
 
 /// How a fault is made and undone.
 enum Action {
     Signal(Vec<u32>, i32),
-    Wan(SocketAddr, http::Method, String),
+    /// The WAN's admin address, the call, and the admin token it needs.
+    Wan(SocketAddr, http::Method, String, String),
 }
 
 async fn act(a: &Action) -> Result<(), String> {
     match a {
-        Action::Signal(pids, sig) => {
-            signal(pids, *sig);
-            Ok(())
+        Action::Signal(pids, sig) => signal(pids, *sig),
+        Action::Wan(admin, method, path, token) => {
+            wan_call(*admin, method.clone(), path, token).await
         }
-        Action::Wan(admin, method, path) => wan_call(*admin, method.clone(), path).await,
     }
 }
 
@@ -284,8 +326,13 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
             .and_then(|c| cfg.client_source(&c.name))
             .map(|net| net.host(2))
     };
-    let need_wan =
-        || wan.ok_or("this scenario needs the WAN: set [simulation] wan = true".to_string());
+    let need_wan = || {
+        let admin = wan.ok_or("this scenario needs the WAN: set [simulation] wan = true")?;
+        let token = opts.admin_token.clone().ok_or(
+            "this scenario changes the WAN, which needs the admin token: <state-dir>/admin-token is missing",
+        )?;
+        Ok::<_, String>((admin, token))
+    };
     let zone = &cfg.deployment.zone;
     Ok(match &opts.fault {
         Fault::KillRegion { region } => {
@@ -302,12 +349,13 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                     r.name
                 ));
             }
+            let (apply, revert) = freeze(pids)?;
             Plan {
                 dns_server: dns,
                 target: format!("region {} down", r.name),
                 region: r.name.clone(),
-                apply: Action::Signal(pids.clone(), libc::SIGSTOP),
-                revert: Action::Signal(pids, libc::SIGCONT),
+                apply,
+                revert,
                 pops: Some(Watch::PopHealth(all_pops, format!("lb:{}", r.name))),
                 dns: watcher(PlaceKind::Region, &r.name).map(|src| {
                     Watch::Dns(
@@ -324,13 +372,13 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
             let r = region_of(region)?;
             let node = pop_node(pop)?;
             let path = format!("/partition?from=pop:{pop}&to={}", r.name);
-            let admin = need_wan()?;
+            let (admin, token) = need_wan()?;
             Plan {
                 dns_server: dns,
                 target: format!("PoP {pop} cut off from region {}", r.name),
                 region: r.name.clone(),
-                apply: Action::Wan(admin, http::Method::POST, path.clone()),
-                revert: Action::Wan(admin, http::Method::DELETE, path),
+                apply: Action::Wan(admin, http::Method::POST, path.clone(), token.clone()),
+                revert: Action::Wan(admin, http::Method::DELETE, path, token),
                 pops: Some(Watch::PopHealth(
                     vec![node.spec.admin],
                     format!("lb:{}", r.name),
@@ -341,7 +389,7 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
         }
         Fault::SlowOrigin { region, extra } => {
             let r = region_of(region)?;
-            let admin = need_wan()?;
+            let (admin, token) = need_wan()?;
             let ms = extra.as_millis();
             Plan {
                 dns_server: dns,
@@ -351,11 +399,13 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                     admin,
                     http::Method::POST,
                     format!("/slow?place={}&extra={ms}ms", r.name),
+                    token.clone(),
                 ),
                 revert: Action::Wan(
                     admin,
                     http::Method::DELETE,
                     format!("/slow?place={}", r.name),
+                    token,
                 ),
                 pops: None,
                 dns: None,
@@ -391,12 +441,13 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                 })
                 .map(|n| n.spec.admin)
                 .ok_or("the AZ's region has no load balancer running")?;
+            let (apply, revert) = freeze(pids)?;
             Plan {
                 dns_server: dns,
                 target: format!("AZ {az} of {} down", r.name),
                 region: r.name.clone(),
-                apply: Action::Signal(pids.clone(), libc::SIGSTOP),
-                revert: Action::Signal(pids, libc::SIGCONT),
+                apply,
+                revert,
                 pops: None,
                 dns: None,
                 lb: Some(Watch::LbAz(lb, az.clone())),
@@ -408,12 +459,13 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
                 .pid
                 .ok_or_else(|| format!("PoP {pop} has no running process"))?;
             let ip = cfg.pop_addresses(pop).map(|a| a.0.ip());
+            let (apply, revert) = freeze(vec![pid])?;
             Plan {
                 dns_server: dns,
                 target: format!("PoP {pop} down"),
                 region: String::new(),
-                apply: Action::Signal(vec![pid], libc::SIGSTOP),
-                revert: Action::Signal(vec![pid], libc::SIGCONT),
+                apply,
+                revert,
                 pops: None,
                 dns: watcher(PlaceKind::Pop, pop)
                     .map(|src| Watch::Dns(dns, src, format!("cdn.{zone}."), ip)),
@@ -588,5 +640,101 @@ impl ChaosReport {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_config::state::{NodeState, Status};
+
+    /// The default deployment as endpoints.json would show it, every node with `pid`.
+    fn options(fault: Fault, pid: u32) -> ChaosOptions {
+        let config = Config::embedded_default();
+        let nodes = config
+            .nodes()
+            .into_iter()
+            .map(|spec| NodeState {
+                spec,
+                public: None,
+                pid: Some(pid),
+                restarts: 0,
+            })
+            .collect();
+        ChaosOptions {
+            state: DeploymentState {
+                deployment: "t".into(),
+                zone: config.deployment.zone.clone(),
+                status: Status::Running,
+                config: "meridian.toml".into(),
+                supervisor_pid: std::process::id(),
+                supervisor_admin: ([127, 0, 0, 1], 9).into(),
+                updated_at: 0,
+                nodes,
+                client_locations: Vec::new(),
+            },
+            config,
+            fault,
+            admin_token: None,
+            duration: Duration::from_secs(10),
+            outage: Duration::from_secs(2),
+            rate: 1.0,
+        }
+    }
+
+    #[test]
+    fn pids_that_signal_more_than_one_process_are_refused_before_anything_runs() {
+        let faults = [
+            Fault::KillPop {
+                pop: "london".into(),
+            },
+            Fault::KillRegion {
+                region: "eu-west-1".into(),
+            },
+            Fault::KillAz {
+                az: "us-east-1a".into(),
+            },
+        ];
+        for fault in faults {
+            for bad in [0, 1, u32::MAX, i32::MAX as u32 + 1] {
+                let e = plan(&options(fault.clone(), bad)).err();
+                assert!(
+                    e.as_deref()
+                        .is_some_and(|e| e.contains(&format!("pid {bad}"))),
+                    "{fault:?} with pid {bad}: {e:?}"
+                );
+            }
+            assert!(plan(&options(fault, 4242)).is_ok());
+        }
+    }
+
+    #[test]
+    fn wan_faults_carry_the_admin_token_and_need_it() {
+        let fault = Fault::Partition {
+            pop: "london".into(),
+            region: "eu-west-1".into(),
+        };
+        let e = plan(&options(fault.clone(), 4242)).err();
+        assert!(e.is_some_and(|e| e.contains("admin token")));
+        let mut o = options(fault, 4242);
+        o.admin_token = Some("t0ken".into());
+        let p = plan(&o).unwrap();
+        for a in [&p.apply, &p.revert] {
+            assert!(
+                matches!(a, Action::Wan(_, _, path, token) if path.starts_with("/partition") && token == "t0ken")
+            );
+        }
+    }
+
+    #[test]
+    fn signal_checks_every_pid_and_reports_failures() {
+        // Signal 0 only asks whether the process exists: safe to send anywhere.
+        assert!(signal(&[0], 0).unwrap_err().contains("pid 0"));
+        assert!(signal(&[std::process::id(), u32::MAX], 0).is_err());
+        assert_eq!(signal(&[std::process::id()], 0), Ok(()));
+        // The largest pid the kernel allows is far below i32::MAX: no such process.
+        assert!(signal(&[i32::MAX as u32], 0)
+            .unwrap_err()
+            .contains("cannot signal pid"));
     }
 }

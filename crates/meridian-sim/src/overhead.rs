@@ -230,6 +230,8 @@ pub async fn measure(
                     .args(["run", "--node", "wan", "--config"])
                     .arg(&path)
                     .env("RUST_LOG", "warn")
+                    // Its state (the admin token it makes) stays in the work dir.
+                    .env("MERIDIAN_STATE_DIR", &work)
                     .stdin(std::process::Stdio::null())
                     .spawn()
                     .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;

@@ -94,6 +94,8 @@ struct Wan {
     partitions: Mutex<HashSet<(String, String)>>,
     /// Extra one-way delay on every link to or from a place (a slow region).
     slow: Mutex<std::collections::HashMap<String, std::time::Duration>>,
+    /// What `/partition` and `/slow` ask for.
+    admin_token: String,
     /// Bumped when partitions change, so held connections look again.
     changed: watch::Sender<u64>,
     connections: Family<Labels, Counter>,
@@ -170,12 +172,41 @@ pub enum WanError {
     },
 }
 
+/// How one WAN node runs, beyond its config.
+#[derive(Debug, Clone)]
+pub struct WanOptions {
+    /// Where its admin endpoint listens.
+    pub admin: SocketAddr,
+    /// The deployment's admin token: changing the network (`/partition`, `/slow`) needs
+    /// it as a Bearer token; `/health` and `/metrics` stay open.
+    pub admin_token: String,
+    /// Connections relayed at once, over all its listeners. At the cap the listeners stop
+    /// accepting, so new connections wait in the kernel's backlog until one ends. Each
+    /// relayed connection holds four descriptors (two sockets and their delay-line twins).
+    pub max_connections: usize,
+}
+
+impl WanOptions {
+    /// Room for every simulated client of a deployment with keep-alive, within a
+    /// `ulimit -n` of 20,000.
+    pub const MAX_CONNECTIONS: usize = 4096;
+
+    pub fn new(admin: SocketAddr, admin_token: String) -> Self {
+        WanOptions {
+            admin,
+            admin_token,
+            max_connections: Self::MAX_CONNECTIONS,
+        }
+    }
+}
+
 /// Runs the WAN node until `shutdown` resolves.
 pub async fn run(
     cfg: &Config,
-    admin: SocketAddr,
+    opts: WanOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), WanError> {
+    let admin = opts.admin;
     let world = World::new(cfg);
     let dests = destinations(cfg, &world);
     let metrics = Metrics::new();
@@ -203,6 +234,7 @@ pub async fn run(
         metrics,
         world,
         cfg: cfg.clone(),
+        admin_token: opts.admin_token.clone(),
         partitions: Mutex::new(HashSet::new()),
         slow: Mutex::new(std::collections::HashMap::new()),
         changed: watch::channel(0).0,
@@ -224,15 +256,19 @@ pub async fn run(
     let admin_listener = meridian_http::bind(admin).await?;
     tracing::info!(links = dests.len(), "wan relaying");
     let mut tasks = Vec::new();
+    let room = Arc::new(tokio::sync::Semaphore::new(
+        opts.max_connections
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     for (l, d) in listeners {
-        tasks.push(tokio::spawn(accept_loop(wan.clone(), l, d)));
+        tasks.push(tokio::spawn(accept_loop(wan.clone(), l, d, room.clone())));
     }
     for (sock, d) in udp {
         tasks.push(tokio::spawn(datagram_loop(wan.clone(), Arc::new(sock), d)));
     }
     meridian_http::serve(
         admin_listener,
-        meridian_http::ServerOptions::default(),
+        meridian_http::ServerOptions::admin(),
         move |_| {
             let wan = wan.clone();
             hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -249,8 +285,17 @@ pub async fn run(
     Ok(())
 }
 
-async fn accept_loop(wan: Arc<Wan>, listener: TcpListener, dest: Destination) {
+async fn accept_loop(
+    wan: Arc<Wan>,
+    listener: TcpListener,
+    dest: Destination,
+    room: Arc<tokio::sync::Semaphore>,
+) {
     loop {
+        // A slot first: at the cap, connections wait in the backlog, not in our memory.
+        let Ok(permit) = room.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(_) => {
@@ -282,6 +327,7 @@ async fn accept_loop(wan: Arc<Wan>, listener: TcpListener, dest: Destination) {
         // The DNS places its client by address, so its connections keep the sender's.
         let source = matches!(dest.site, Site::Dns).then(|| peer.ip());
         tokio::spawn(async move {
+            let _permit = permit;
             let _ = relay(stream, backstage, source, link, held_rx, move |n, late| {
                 bytes.inc_by(n);
                 if let Some(late) = late {
@@ -361,6 +407,13 @@ fn admin_route(wan: &Wan, req: Request<Incoming>) -> http::Response<meridian_htt
             .find(|(a, _)| *a == k)
             .map(|(_, v)| v.to_owned())
     };
+    // Changing the network is for the deployment's operators (chaos runs), not for
+    // anything that can reach the admin port.
+    if matches!(req.uri().path(), "/partition" | "/slow")
+        && !meridian_http::admin::bearer_ok(req.headers(), &wan.admin_token)
+    {
+        return meridian_http::admin::unauthorized();
+    }
     match (req.method().clone(), req.uri().path()) {
         (_, "/health") => meridian_http::json(
             StatusCode::OK,
@@ -429,7 +482,7 @@ fn admin_route(wan: &Wan, req: Request<Incoming>) -> http::Response<meridian_htt
         }
         _ => meridian_http::text(
             StatusCode::NOT_FOUND,
-            "wan endpoints: /health, /metrics, POST|DELETE /partition?from=&to=, POST|DELETE /slow?place=&extra=",
+            "wan endpoints: /health, /metrics, POST|DELETE /partition?from=&to=, POST|DELETE /slow?place=&extra= (these two with the admin token)",
         ),
     }
 }

@@ -22,6 +22,12 @@ pub enum NodeError {
     Console(#[from] meridian_console::ConsoleError),
     #[error(transparent)]
     Wan(#[from] meridian_sim::wan::WanError),
+    #[error("cannot read or make the admin token {path}: {source}")]
+    AdminToken {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot start `{program}`: {source}")]
     Exec {
         program: String,
@@ -36,6 +42,16 @@ pub fn state_dir() -> std::path::PathBuf {
     std::env::var_os(STATE_DIR_ENV)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| crate::default_state_dir().to_owned())
+}
+
+/// The deployment's admin token, from the state dir (`up` makes it before any node
+/// starts; a node run on its own makes it there when it is missing).
+fn admin_token() -> Result<String, NodeError> {
+    let dir = state_dir();
+    meridian_http::admin::token(&dir).map_err(|source| NodeError::AdminToken {
+        path: dir.join(meridian_http::admin::TOKEN_FILE),
+        source,
+    })
 }
 
 /// How `up` tells its children where the state dir is.
@@ -56,7 +72,8 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
             meridian_lb::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Wan => {
-            meridian_sim::wan::run(config, node.admin, meridian_http::shutdown_signal()).await?;
+            let opts = meridian_sim::wan::WanOptions::new(node.admin, admin_token()?);
+            meridian_sim::wan::run(config, opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Console => {
             meridian_console::run(
@@ -71,7 +88,8 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
             meridian_edge::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Dns => {
-            let opts = meridian_dns::DnsOptions::from_config(config, &node)?;
+            let mut opts = meridian_dns::DnsOptions::from_config(config, &node)?;
+            opts.admin_token = Some(admin_token()?);
             meridian_dns::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Service => match &config.service.runtime {
@@ -109,4 +127,16 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
         },
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The CLI and the edge still name the token file through the edge crate.
+    #[test]
+    fn one_admin_token_file() {
+        assert_eq!(
+            meridian_edge::ADMIN_TOKEN_FILE,
+            meridian_http::admin::TOKEN_FILE
+        );
+    }
 }

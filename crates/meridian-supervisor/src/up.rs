@@ -156,10 +156,13 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         source,
     })?;
     let config_path = opts.state_dir.join("meridian.toml");
-    std::fs::write(&config_path, &opts.config_text).map_err(|source| UpError::StateDir {
-        path: config_path.clone(),
-        source,
-    })?;
+    // Owner-only: a config can hold secrets (a webhook URL with its token).
+    meridian_http::tls::write_secret(&config_path, opts.config_text.as_bytes()).map_err(
+        |source| UpError::StateDir {
+            path: config_path.clone(),
+            source,
+        },
+    )?;
     let config_path = match &opts.config_file {
         Some(f) => std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()),
         None => std::fs::canonicalize(&config_path).unwrap_or(config_path),
@@ -167,20 +170,18 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
 
     let nodes = cfg.nodes();
     preflight(cfg, &nodes)?;
-    if !cfg.edges.is_empty() {
-        // Made once here, so the PoPs started next share one token and one certificate.
-        let state_err = |e: String| UpError::StateDir {
+    // Made once here, so the nodes started next (PoPs, DNS, WAN) share one token, and
+    // the PoPs one certificate.
+    meridian_http::admin::token(&opts.state_dir).map_err(|source| UpError::StateDir {
+        path: opts.state_dir.join(meridian_http::admin::TOKEN_FILE),
+        source,
+    })?;
+    if !cfg.edges.is_empty() && cfg.distribution.certificates.is_empty() {
+        meridian_http::tls::ensure_dev_cert(&opts.state_dir, &meridian_edge::dev_cert_names(cfg))
+            .map_err(|e| UpError::StateDir {
             path: opts.state_dir.clone(),
-            source: std::io::Error::other(e),
-        };
-        meridian_edge::admin_token(&opts.state_dir).map_err(|e| state_err(e.to_string()))?;
-        if cfg.distribution.certificates.is_empty() {
-            meridian_http::tls::ensure_dev_cert(
-                &opts.state_dir,
-                &meridian_edge::dev_cert_names(cfg),
-            )
-            .map_err(|e| state_err(e.to_string()))?;
-        }
+            source: std::io::Error::other(e.to_string()),
+        })?;
     }
 
     let metrics = Metrics::new();
@@ -678,13 +679,9 @@ async fn serve_admin(
             return;
         }
     };
-    let opts = meridian_http::ServerOptions {
-        drain: Duration::from_millis(200),
-        ..Default::default()
-    };
     meridian_http::serve(
         listener,
-        opts,
+        meridian_http::ServerOptions::admin(),
         move |_| {
             let shared = shared.clone();
             let metrics = metrics.clone();

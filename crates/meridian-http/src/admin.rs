@@ -1,0 +1,95 @@
+//! The deployment's admin token: one random secret in the state dir that every node's
+//! mutating admin endpoint asks for as `Authorization: Bearer <token>`, so nothing that can
+//! merely reach an admin port can purge a cache, cut the WAN or steer the DNS.
+
+use crate::Body;
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use std::path::Path;
+
+/// The file in a state dir that holds the admin token.
+pub const TOKEN_FILE: &str = "admin-token";
+
+/// The admin token of a state dir, made (random, owner-only) when there is none yet.
+pub fn token(state_dir: &Path) -> std::io::Result<String> {
+    let path = state_dir.join(TOKEN_FILE);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_owned();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    std::fs::create_dir_all(state_dir)?;
+    let token = format!("{:032x}", rand::random::<u128>());
+    crate::tls::write_secret(&path, format!("{token}\n").as_bytes())?;
+    // Another process may have won the race; everyone uses the file's token.
+    Ok(std::fs::read_to_string(&path)
+        .map(|t| t.trim().to_owned())
+        .unwrap_or(token))
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`. The comparison takes the same
+/// time wherever the first difference is, so the token cannot be guessed byte by byte.
+pub fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    !b.is_empty()
+        && a.len() == b.len()
+        && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The 401 every admin endpoint answers without a valid token.
+pub fn unauthorized() -> Response<Body> {
+    let mut r = crate::text(
+        StatusCode::UNAUTHORIZED,
+        "this endpoint needs `Authorization: Bearer <token>`; the token is in <state-dir>/admin-token",
+    );
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(auth).unwrap());
+        h
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_passes() {
+        assert!(bearer_ok(&with("Bearer s3cret"), "s3cret"));
+        assert!(!bearer_ok(&with("Bearer s3cre"), "s3cret"));
+        assert!(!bearer_ok(&with("Bearer s3cret2"), "s3cret"));
+        assert!(!bearer_ok(&with("Basic s3cret"), "s3cret"));
+        assert!(!bearer_ok(&HeaderMap::new(), "s3cret"));
+        assert!(
+            !bearer_ok(&with("Bearer "), ""),
+            "an empty token opens nothing"
+        );
+    }
+
+    #[test]
+    fn the_token_is_made_once_and_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("meridian-http-token-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let t = token(&d).unwrap();
+        assert_eq!(t.len(), 32);
+        assert_eq!(token(&d).unwrap(), t, "read back, not made again");
+        let mode = std::fs::metadata(d.join(TOKEN_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -1,0 +1,180 @@
+//! One served connection: whether a request is in flight, and how the connection ends
+//! (server shutdown, or idle too long).
+
+use crate::BoxError;
+use http::{Request, Response};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Requests in flight on one connection, and when the last one ended.
+pub(crate) struct Activity {
+    born: Instant,
+    open: AtomicUsize,
+    /// Milliseconds from `born` to the end of the last request.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Self {
+        Activity {
+            born: Instant::now(),
+            open: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn start(self: &Arc<Self>) -> InFlight {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// When the connection last had nothing in flight; None while a request is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.open.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(self.born + Duration::from_millis(self.last_ms.load(Ordering::Acquire)))
+    }
+
+    /// Resolves once the connection has had no request in flight for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let due = match self.idle_since() {
+                Some(since) if since + idle <= Instant::now() => return,
+                Some(since) => since + idle,
+                None => Instant::now() + idle,
+            };
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+/// One request, from the service's call until its response body is sent or dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let ms = self.0.born.elapsed().as_millis() as u64;
+        self.0.last_ms.store(ms, Ordering::Release);
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A service that counts its requests in flight on the connection's [`Activity`].
+pub(crate) struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Tracked<S> {
+    pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Tracked { inner, activity }
+    }
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for Tracked<S>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        TrackedFuture {
+            guard: Some(self.activity.start()),
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub(crate) struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<InFlight>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<TrackedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.inner.poll(cx))?;
+        let guard = this.guard.take();
+        Poll::Ready(Ok(res.map(|body| TrackedBody {
+            body,
+            _guard: guard,
+        })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as in flight until it is sent.
+    pub(crate) struct TrackedBody<B> {
+        #[pin]
+        body: B,
+        _guard: Option<InFlight>,
+    }
+}
+
+impl<B: Body> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Serves `conn` to its end. When the server stops, or when nothing has been in flight
+/// for `idle`, the connection is asked to close gracefully (`graceful`): open requests
+/// finish, HTTP/2 clients get a GOAWAY.
+pub(crate) async fn run<C, G>(
+    conn: C,
+    graceful: G,
+    activity: &Activity,
+    idle: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), BoxError>
+where
+    C: Future<Output = Result<(), BoxError>>,
+    G: Fn(Pin<&mut C>),
+{
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            _ = stop.wait_for(|s| *s), if !closing => {
+                graceful(conn.as_mut());
+                closing = true;
+            }
+            _ = activity.idle_for(idle), if !closing => {
+                graceful(conn.as_mut());
+                closing = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The listener's limits: a connection cap, idle connections closed, HTTP/2 pings.
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use meridian_http::ServerOptions;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A server answering "ok" (after `delay`), stopped when the returned sender is dropped.
+async fn server(
+    opts: ServerOptions,
+    delay: Duration,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(meridian_http::serve(
+        listener,
+        opts,
+        move |_| {
+            hyper::service::service_fn(move |_req: Request<Incoming>| async move {
+                tokio::time::sleep(delay).await;
+                Ok::<_, Infallible>(Response::new(meridian_http::full("ok")))
+            })
+        },
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    (addr, tx)
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+
+/// Reads one HTTP/1.1 response whose body is "ok" (the head and the body end with it).
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    for _ in 0..100 {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the response was whole");
+        got.extend_from_slice(&buf[..n]);
+        if got.ends_with(b"\r\n\r\nok") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_a_new_client_waits_until_one_closes() {
+    let opts = ServerOptions {
+        max_connections: 1,
+        ..Default::default()
+    };
+    let (addr, _stop) = server(opts, Duration::ZERO).await;
+    let mut a = TcpStream::connect(addr).await.unwrap();
+    a.write_all(GET).await.unwrap();
+    assert!(read_response(&mut a).await.starts_with("HTTP/1.1 200"));
+
+    // The kernel completes b's handshake (the backlog), but the server does not take it.
+    let mut b = TcpStream::connect(addr).await.unwrap();
+    b.write_all(GET).await.unwrap();
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(500), b.read(&mut byte)).await;
+    assert!(
+        early.is_err(),
+        "b was served while a held the only connection"
+    );
+
+    drop(a);
+    let res = tokio::time::timeout(Duration::from_secs(10), read_response(&mut b))
+        .await
+        .expect("b is served once a has closed");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+}
+
+/// hyper re-arms the header read timeout while an HTTP/1 keep-alive connection waits for
+/// its next request, so that timeout is the idle limit of HTTP/1 connections.
+#[tokio::test]
+async fn an_idle_http1_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let opts = ServerOptions {
+        header_read_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (addr, _stop) = server(opts, Duration::ZERO).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(GET).await.unwrap();
+    assert!(read_response(&mut s).await.starts_with("HTTP/1.1 200"));
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was kept open");
+}
+
+async fn h2_client(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    (
+        send,
+        tokio::spawn(async move {
+            let _ = conn.await;
+        }),
+    )
+}
+
+async fn h2_get(send: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>) -> Bytes {
+    let req = Request::get("http://test/").body(Empty::new()).unwrap();
+    let res = send.send_request(req).await.unwrap();
+    res.into_body().collect().await.unwrap().to_bytes()
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_not() {
+    let opts = ServerOptions {
+        idle_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    // Each answer takes longer than the idle limit: a request in flight is not idleness.
+    let (addr, _stop) = server(opts, Duration::from_millis(800)).await;
+    let (mut send, conn) = h2_client(addr).await;
+    assert_eq!(h2_get(&mut send).await, "ok");
+    assert_eq!(
+        h2_get(&mut send).await,
+        "ok",
+        "the connection survived a slow answer"
+    );
+    // The client keeps its side open (a live sender); only the server can end it.
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the server closed the idle HTTP/2 connection")
+        .unwrap();
+    drop(send);
+}
+
+#[tokio::test]
+async fn an_http2_peer_that_stops_answering_pings_is_dropped() {
+    let opts = ServerOptions {
+        h2_keep_alive_interval: Some(Duration::from_millis(200)),
+        h2_keep_alive_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let (addr, _stop) = server(opts, Duration::ZERO).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // The preface and an empty SETTINGS frame, then silence: no ping is ever answered.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut frames = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut frames)).await;
+    assert!(closed.is_ok(), "a silent HTTP/2 peer kept its connection");
+    // A PING frame (type 6) was sent before the connection was closed.
+    assert!(has_frame(&frames, 6), "no PING was sent");
+}
+
+/// Whether the server's HTTP/2 frames include one of `kind`.
+fn has_frame(mut b: &[u8], kind: u8) -> bool {
+    for _ in 0..1000 {
+        if b.len() < 9 {
+            return false;
+        }
+        let len = usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]);
+        if b[3] == kind {
+            return true;
+        }
+        b = &b[(9 + len).min(b.len())..];
+    }
+    false
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish_then_returns() {
+    let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(meridian_http::serve(
+        listener,
+        ServerOptions::default(),
+        move |_| {
+            hyper::service::service_fn(move |_req: Request<Incoming>| async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Ok::<_, Infallible>(Response::new(meridian_http::full("ok")))
+            })
+        },
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(GET).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = tx.send(());
+    let res = tokio::time::timeout(Duration::from_secs(10), read_response(&mut s))
+        .await
+        .expect("the request in flight was answered");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("serve returned once its connection closed")
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
