@@ -18,10 +18,7 @@ pub(crate) async fn serve(
     token: String,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let opts = meridian_http::ServerOptions {
-        drain: std::time::Duration::from_millis(200),
-        ..Default::default()
-    };
+    let opts = meridian_http::ServerOptions::admin();
     let token = std::sync::Arc::new(token);
     meridian_http::serve(
         listener,
@@ -38,20 +35,6 @@ pub(crate) async fn serve(
         shutdown,
     )
     .await
-}
-
-/// Constant-time comparison, so the token cannot be guessed byte by byte from timing.
-fn token_ok(req: &Request<Incoming>, token: &str) -> bool {
-    let Some(given) = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn route(
@@ -90,7 +73,7 @@ async fn route(
         }
         _ => {}
     }
-    if !token_ok(&req, token) {
+    if !meridian_http::admin::bearer_ok(req.headers(), token) {
         let mut r = meridian_http::text(
             StatusCode::UNAUTHORIZED,
             "this endpoint needs `Authorization: Bearer <token>`; the token is in <state-dir>/admin-token",

@@ -14,10 +14,7 @@ pub(crate) async fn serve(
     lb: LoadBalancer,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let opts = meridian_http::ServerOptions {
-        drain: std::time::Duration::from_millis(200),
-        ..Default::default()
-    };
+    let opts = meridian_http::ServerOptions::admin();
     meridian_http::serve(
         listener,
         opts,
