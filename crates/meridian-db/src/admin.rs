@@ -14,10 +14,29 @@ use meridian_telemetry::Metrics;
 use serde_json::json;
 use std::convert::Infallible;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
 type Labels = Vec<(&'static str, String)>;
+
+/// What the keeper is doing (initdb, copying from the upstream, running), so a 503 from
+/// /health during a long bootstrap says why instead of only "connection refused".
+#[derive(Clone)]
+pub(crate) struct Phase(Arc<Mutex<String>>);
+
+impl Phase {
+    pub fn new(what: impl Into<String>) -> Self {
+        Phase(Arc::new(Mutex::new(what.into())))
+    }
+
+    pub fn set(&self, what: impl Into<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = what.into();
+    }
+
+    pub fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
 
 #[derive(Clone)]
 pub(crate) struct AdminState(Arc<Inner>);
@@ -26,6 +45,7 @@ struct Inner {
     name: String,
     role: DbRole,
     probe: Probe,
+    phase: Phase,
     metrics: Metrics,
     gauges: DbGauges,
     /// One scrape at a time: a scrape clears and refills the standby family, and the
@@ -43,7 +63,7 @@ struct DbGauges {
 }
 
 impl AdminState {
-    pub fn new(opts: &PgOptions, probe: Probe) -> Self {
+    pub fn new(opts: &PgOptions, probe: Probe, phase: Phase) -> Self {
         let metrics = Metrics::new();
         let gauges = DbGauges {
             up: metrics.register("db_up", "1 when PostgreSQL answers a query, else 0.", Gauge::default()),
@@ -77,6 +97,7 @@ impl AdminState {
             name: opts.name.clone(),
             role: opts.role,
             probe,
+            phase,
             metrics,
             gauges,
             scrape: tokio::sync::Mutex::new(None),
@@ -91,7 +112,7 @@ impl AdminState {
             ),
             Err(reason) => meridian_http::text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("unhealthy: {reason}"),
+                format!("unhealthy ({}): {reason}", self.0.phase.get()),
             ),
         }
     }
@@ -107,7 +128,7 @@ impl AdminState {
             },
             Err(reason) => meridian_http::json(
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({ "name": self.0.name, "role": self.0.role, "error": reason }).to_string(),
+                json!({ "name": self.0.name, "role": self.0.role, "phase": self.0.phase.get(), "error": reason }).to_string(),
             ),
         }
     }

@@ -5,6 +5,7 @@
 //! place only when complete, so an interrupted initdb or copy never leaves a half-made
 //! directory that looks real. A directory Meridian did not make is never wiped.
 
+use crate::admin::Phase;
 use crate::owner::RunAs;
 use crate::process::{command, run_tool};
 use crate::status::Probe;
@@ -24,6 +25,8 @@ pub(crate) struct Node<'a> {
     pub opts: &'a PgOptions,
     pub bins: &'a PgBinaries,
     pub run_as: Option<&'a RunAs>,
+    /// What the keeper is doing, for /health while PostgreSQL is not up yet.
+    pub phase: &'a Phase,
 }
 
 /// What a data directory path holds.
@@ -211,6 +214,7 @@ impl Drop for PwFile {
 async fn initdb(node: &Node<'_>, dir: &Path) -> Result<(), DbError> {
     let name = &node.opts.name;
     let started = Instant::now();
+    node.phase.set("initializing the data directory (initdb)");
     tracing::info!("{name}: initdb {}", node.opts.data_dir.display());
     let pwfile = PwFile::write(
         staging_dir(&node.opts.data_dir, "pwfile"),
@@ -250,12 +254,17 @@ async fn basebackup(node: &Node<'_>, dir: &Path) -> Result<(), DbError> {
     let upstream = node.opts.upstream.ok_or_else(|| {
         DbError::InvalidOptions(format!("db node {name:?}: a standby needs an upstream"))
     })?;
+    node.phase
+        .set(format!("waiting for the upstream {upstream}"));
     wait_for_upstream(name, &Probe::of(upstream, node.opts)).await?;
+    node.phase.set(format!(
+        "copying the data directory from {upstream} (pg_basebackup)"
+    ));
 
     let slot = slot_name(name);
     let program = node.bins.program("pg_basebackup");
     let started = Instant::now();
-    let mut last_log = Instant::now() - Duration::from_secs(60);
+    let mut last_log: Option<Instant> = None;
     loop {
         let mut cmd = command(&program, node.run_as, libc::SIGKILL);
         cmd.args(["-h", &upstream.ip().to_string()])
@@ -269,11 +278,11 @@ async fn basebackup(node: &Node<'_>, dir: &Path) -> Result<(), DbError> {
                 &format!("application_name={}", conf::conninfo_value(name)),
             ])
             .env("PGPASSWORD", &node.opts.password);
-        if last_log.elapsed() >= Duration::from_secs(5) {
+        if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
             tracing::info!(
                 "{name}: copying the data directory from {upstream} (pg_basebackup, slot {slot})"
             );
-            last_log = Instant::now();
+            last_log = Some(Instant::now());
         }
         match run_tool(
             "copying the data directory from the upstream (pg_basebackup)",

@@ -88,6 +88,11 @@ impl PgOptions {
         if self.name.trim().is_empty() {
             return bad("the node name is empty".into());
         }
+        if self.password.contains(['\n', '\r', '\0']) {
+            return bad(
+                "the postgres password has a line break or NUL (initdb reads one line)".into(),
+            );
+        }
         if self.password.is_empty() {
             return bad(
                 "the postgres password is empty (every TCP connection uses scram-sha-256)".into(),
@@ -172,7 +177,8 @@ async fn run_node(opts: PgOptions, stop: watch::Receiver<bool>) -> Result<(), Db
     // directory is being made, instead of refusing connections.
     let listener = meridian_http::bind(opts.admin).await?;
     let probe = status::Probe::new(&opts);
-    let admin_state = admin::AdminState::new(&opts, probe.clone());
+    let phase = admin::Phase::new("preparing the data directory");
+    let admin_state = admin::AdminState::new(&opts, probe.clone(), phase.clone());
     let (admin_stop_tx, mut admin_stop_rx) = watch::channel(false);
     let admin_task = tokio::spawn(admin::serve(listener, admin_state, async move {
         let _ = admin_stop_rx.wait_for(|s| *s).await;
@@ -182,6 +188,7 @@ async fn run_node(opts: PgOptions, stop: watch::Receiver<bool>) -> Result<(), Db
         opts: &opts,
         bins: &bins,
         run_as: run_as.as_ref(),
+        phase: &phase,
     };
     let result = async {
         let mut stop = stop.clone();
@@ -219,6 +226,14 @@ mod tests {
         assert_eq!(slot_name("db-us-east-1a"), "db_us_east_1a");
         assert_eq!(slot_name("DB.EU west"), "db_eu_west");
         assert_eq!(slot_name(&"x".repeat(80)).len(), 63);
+    }
+
+    #[test]
+    fn not_installed_says_how_to_install_in_one_line() {
+        assert_eq!(
+            DbError::NotInstalled.to_string(),
+            "PostgreSQL is not installed (no pg_config, no /usr/lib/postgresql/*/bin): install it with `apt-get install postgresql`"
+        );
     }
 
     #[test]

@@ -144,6 +144,7 @@ impl Postgres {
             node.opts.name,
             node.opts.data_dir.display()
         );
+        node.phase.set(format!("postgres (pid {pid}) is starting"));
         Ok(Postgres {
             child,
             pid,
@@ -293,6 +294,7 @@ pub(crate) async fn supervise(
         }
     }
 
+    node.phase.set("running");
     match watch_while(&mut pg, &mut stop, std::future::pending::<()>()).await {
         Event::Exited(status) => Err(pg.exited(status, node).await),
         Event::Done(()) | Event::Stop => {

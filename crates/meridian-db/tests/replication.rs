@@ -196,6 +196,7 @@ async fn primary_sync_standby_and_replica_replicate() {
         r_name.clone(),
     ];
     let r_opts = r.clone();
+    let r_opts_dir = r.data_dir.clone();
 
     // All three at once: the standbys wait for the primary and its slots by themselves.
     let nodes = vec![start(p), start(s), start(r)];
@@ -352,7 +353,20 @@ async fn primary_sync_standby_and_replica_replicate() {
         .get(0);
     assert_eq!(n, 1);
     drop(c);
-    nodes.push(replica);
+
+    // PostgreSQL dying under the keeper ends `run` with an error (the supervisor restarts
+    // the node) instead of leaving a keeper that serves nothing.
+    let pidfile = std::fs::read_to_string(r_opts_dir.join("postmaster.pid")).unwrap();
+    let pid: i32 = pidfile.lines().next().unwrap().trim().parse().unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let ended = tokio::time::timeout(Duration::from_secs(10), replica.task)
+        .await
+        .expect("run must return when postgres dies")
+        .expect("the node task panicked");
+    match ended {
+        Err(DbError::Exited { status, .. }) => assert!(status.contains("signal 9"), "{status}"),
+        other => panic!("expected DbError::Exited, got {other:?}"),
+    }
 
     // Shutdown stops every postgres process of these nodes.
     drop(primary);
