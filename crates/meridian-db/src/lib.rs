@@ -150,13 +150,21 @@ pub async fn run(
 
     // One flag for "stop", set by the caller's future; every phase below watches it.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let watcher = tokio::spawn(async move {
+    let _watcher = AbortOnDrop(tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
-    });
-    let result = run_node(opts, stop_rx).await;
-    watcher.abort();
-    result
+    }));
+    run_node(opts, stop_rx).await
+}
+
+/// A background task that ends with the `run` future, even when that future is dropped
+/// instead of being shut down.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn run_node(opts: PgOptions, stop: watch::Receiver<bool>) -> Result<(), DbError> {
@@ -180,9 +188,13 @@ async fn run_node(opts: PgOptions, stop: watch::Receiver<bool>) -> Result<(), Db
     let phase = admin::Phase::new("preparing the data directory");
     let admin_state = admin::AdminState::new(&opts, probe.clone(), phase.clone());
     let (admin_stop_tx, mut admin_stop_rx) = watch::channel(false);
-    let admin_task = tokio::spawn(admin::serve(listener, admin_state, async move {
-        let _ = admin_stop_rx.wait_for(|s| *s).await;
-    }));
+    let mut admin_task = AbortOnDrop(tokio::spawn(admin::serve(
+        listener,
+        admin_state,
+        async move {
+            let _ = admin_stop_rx.wait_for(|s| *s).await;
+        },
+    )));
 
     let node = datadir::Node {
         opts: &opts,
@@ -201,7 +213,7 @@ async fn run_node(opts: PgOptions, stop: watch::Receiver<bool>) -> Result<(), Db
     .await;
 
     let _ = admin_stop_tx.send(true);
-    let _ = admin_task.await;
+    let _ = (&mut admin_task.0).await;
     result
 }
 

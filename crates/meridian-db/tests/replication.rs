@@ -483,3 +483,39 @@ async fn refuses_a_directory_that_is_not_a_data_directory_and_leaves_it_alone() 
         .contains(&opts.data_dir.display().to_string()));
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_waiting_for_its_upstream_says_so_and_stops_promptly() {
+    let base = base_dir("wait");
+    let mut opts = options("db-waiting", DbRole::Replica, "127.78.3.1", &base);
+    // Nothing listens there.
+    opts.upstream = Some(addr("127.78.3.9:5432"));
+    let admin = opts.admin;
+    let node = start(opts.clone());
+    let body = wait_for(
+        "a 503 naming the phase",
+        Duration::from_secs(10),
+        || async move {
+            match get(admin, "/health").await? {
+                (503, body) if body.contains("waiting for the upstream 127.78.3.9:5432") => {
+                    Ok(body)
+                }
+                (code, body) => Err(format!("{code} {body}")),
+            }
+        },
+    )
+    .await;
+    assert!(body.contains("unhealthy"), "{body}");
+    let started = Instant::now();
+    stop(node).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !opts.data_dir.exists(),
+        "no data directory is made before the copy succeeds"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
