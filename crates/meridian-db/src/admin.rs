@@ -1,0 +1,209 @@
+//! The keeper's own endpoints, on the admin address: `/health` (for the supervisor and
+//! load balancers), `/status` (JSON, what a console or a failover decision reads) and
+//! `/metrics`. Each reads PostgreSQL at request time over a short-timeout connection, so
+//! an answer is never older than the request.
+
+use crate::status::{Probe, Status};
+use crate::{DbRole, PgOptions};
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+use meridian_telemetry::prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge,
+};
+use meridian_telemetry::Metrics;
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// What the keeper is doing (initdb, copying from the upstream, running), so a 503 from
+/// /health during a long bootstrap says why instead of only "connection refused".
+#[derive(Clone)]
+pub(crate) struct Phase(Arc<Mutex<String>>);
+
+impl Phase {
+    pub fn new(what: impl Into<String>) -> Self {
+        Phase(Arc::new(Mutex::new(what.into())))
+    }
+
+    pub fn set(&self, what: impl Into<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = what.into();
+    }
+
+    pub fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct AdminState(Arc<Inner>);
+
+struct Inner {
+    name: String,
+    role: DbRole,
+    probe: Probe,
+    phase: Phase,
+    metrics: Metrics,
+    gauges: DbGauges,
+    /// One scrape at a time: a scrape clears and refills the standby family, and the
+    /// commit counter advances by the difference from the previous scrape.
+    scrape: tokio::sync::Mutex<Option<i64>>,
+}
+
+struct DbGauges {
+    up: Gauge,
+    in_recovery: Gauge,
+    lag_bytes: Gauge,
+    lag_seconds: Gauge<f64, AtomicU64>,
+    standbys: Family<Labels, Gauge>,
+    commits: Counter,
+}
+
+impl AdminState {
+    pub fn new(opts: &PgOptions, probe: Probe, phase: Phase) -> Self {
+        let metrics = Metrics::new();
+        let gauges = DbGauges {
+            up: metrics.register("db_up", "1 when PostgreSQL answers a query, else 0.", Gauge::default()),
+            in_recovery: metrics.register(
+                "db_in_recovery",
+                "1 when PostgreSQL is in recovery (a standby or replica).",
+                Gauge::default(),
+            ),
+            lag_bytes: metrics.register(
+                "db_replication_lag_bytes",
+                "Standby: WAL received but not yet replayed, in bytes; 0 on a primary.",
+                Gauge::default(),
+            ),
+            lag_seconds: metrics.register(
+                "db_replication_lag_seconds",
+                "Standby: age of the last replayed transaction while WAL waits to be replayed; 0 when caught up.",
+                Gauge::<f64, AtomicU64>::default(),
+            ),
+            standbys: metrics.register(
+                "db_standbys",
+                "Primary: 1 for each connection streaming from it, by application name and sync state.",
+                Family::<Labels, Gauge>::default(),
+            ),
+            commits: metrics.register(
+                "db_commits",
+                "Transactions committed, over every database (pg_stat_database.xact_commit).",
+                Counter::default(),
+            ),
+        };
+        AdminState(Arc::new(Inner {
+            name: opts.name.clone(),
+            role: opts.role,
+            probe,
+            phase,
+            metrics,
+            gauges,
+            scrape: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    async fn health(&self) -> http::Response<meridian_http::Body> {
+        match self.0.probe.health().await {
+            Ok(()) => meridian_http::text(
+                StatusCode::OK,
+                format!("ok: {} is a healthy {}", self.0.name, self.0.role.as_str()),
+            ),
+            Err(reason) => meridian_http::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("unhealthy ({}): {reason}", self.0.phase.get()),
+            ),
+        }
+    }
+
+    async fn status(&self) -> http::Response<meridian_http::Body> {
+        match self.0.probe.status().await {
+            Ok(status) => match serde_json::to_string(&status) {
+                Ok(body) => meridian_http::json(StatusCode::OK, body),
+                Err(e) => meridian_http::text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot encode the status: {e}"),
+                ),
+            },
+            Err(reason) => meridian_http::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "name": self.0.name, "role": self.0.role, "phase": self.0.phase.get(), "error": reason }).to_string(),
+            ),
+        }
+    }
+
+    async fn metrics(&self) -> http::Response<meridian_http::Body> {
+        let status = self.0.probe.status().await;
+        let mut last_commits = self.0.scrape.lock().await;
+        self.record(status.ok().as_ref(), &mut last_commits);
+        meridian_http::metrics(self.0.metrics.encode())
+    }
+
+    /// Sets every series from one status read; when PostgreSQL does not answer only
+    /// `up` changes (the other series keep their last known values).
+    fn record(&self, status: Option<&Status>, last_commits: &mut Option<i64>) {
+        let g = &self.0.gauges;
+        let Some(s) = status else {
+            g.up.set(0);
+            g.standbys.clear();
+            return;
+        };
+        g.up.set(1);
+        g.in_recovery.set(i64::from(s.in_recovery));
+        g.lag_bytes.set(s.lag_bytes);
+        g.lag_seconds.set(s.lag_seconds);
+        g.standbys.clear();
+        for st in &s.standbys {
+            g.standbys
+                .get_or_create(&vec![
+                    ("name", st.name.clone()),
+                    ("sync_state", st.sync_state.clone()),
+                ])
+                .set(1);
+        }
+        // A counter only goes up: advance by the growth since the last scrape; after a
+        // statistics reset (or the first scrape) the new total is all growth.
+        let growth = match *last_commits {
+            Some(prev) if s.commits_total >= prev => s.commits_total - prev,
+            _ => s.commits_total,
+        };
+        g.commits.inc_by(u64::try_from(growth).unwrap_or(0));
+        *last_commits = Some(s.commits_total);
+    }
+}
+
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    meridian_http::serve(
+        listener,
+        meridian_http::ServerOptions::admin(),
+        move |_| {
+            let state = state.clone();
+            hyper::service::service_fn(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, &req).await) }
+            })
+        },
+        shutdown,
+    )
+    .await
+}
+
+async fn route(state: &AdminState, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
+    if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+        return meridian_http::text(StatusCode::METHOD_NOT_ALLOWED, "admin endpoints take GET");
+    }
+    match req.uri().path() {
+        "/health" => state.health().await,
+        "/status" => state.status().await,
+        "/metrics" => state.metrics().await,
+        _ => meridian_http::text(
+            StatusCode::NOT_FOUND,
+            "admin endpoints: /health, /status, /metrics",
+        ),
+    }
+}

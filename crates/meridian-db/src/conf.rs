@@ -1,0 +1,205 @@
+//! The configuration Meridian owns inside a data directory: `meridian.conf` (included at
+//! the end of `postgresql.conf`, rewritten at every start so a changed option always takes
+//! effect), `pg_hba.conf`, and the standby's `primary_conninfo` when pg_basebackup did
+//! not write a usable one.
+
+use crate::{DbRole, PgOptions};
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub(crate) const INCLUDE_FILE: &str = "meridian.conf";
+pub(crate) const INCLUDE_LINE: &str = "include = 'meridian.conf'";
+
+/// Longest unix socket path the kernel takes (sun_path is 108 bytes with the NUL).
+const SOCKET_PATH_MAX: usize = 107;
+
+/// `meridian.conf` for this node. Standbys get the same WAL settings as a primary so a
+/// later promotion needs no restart for them.
+pub(crate) fn meridian_conf(opts: &PgOptions, data_dir: &Path) -> String {
+    let sync_names = match opts.role {
+        DbRole::Primary => synchronous_standby_names(&opts.sync_standbys),
+        // A standby has nothing to wait for; a promotion rewrites this.
+        DbRole::SyncStandby | DbRole::Replica => String::new(),
+    };
+    let socket_dir = socket_dir(data_dir, opts.listen.port())
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let settings: Vec<(&str, String)> = vec![
+        ("listen_addresses", quote(&opts.listen.ip().to_string())),
+        ("port", opts.listen.port().to_string()),
+        // In the data directory, not /var/run/postgresql: several nodes on one machine
+        // may share a port on different loopback addresses, and the socket name is only
+        // the port. '' (TCP only) when the path would be too long for a unix socket.
+        ("unix_socket_directories", quote(&socket_dir)),
+        ("unix_socket_permissions", "0700".into()),
+        ("password_encryption", quote("scram-sha-256")),
+        ("cluster_name", quote(&opts.name)),
+        ("wal_level", "replica".into()),
+        // pg_rewind (an old primary rejoining) needs hint bits in the WAL.
+        ("wal_log_hints", "on".into()),
+        ("max_wal_senders", "16".into()),
+        ("max_replication_slots", "16".into()),
+        ("hot_standby", "on".into()),
+        ("wal_keep_size", quote("256MB")),
+        // A slot whose standby is gone for good must not fill the disk of a laptop.
+        ("max_slot_wal_keep_size", quote("2GB")),
+        ("synchronous_standby_names", quote(&sync_names)),
+        ("synchronous_commit", "on".into()),
+        // Small: a laptop runs several instances.
+        ("shared_buffers", quote("32MB")),
+        ("fsync", "on".into()),
+        // The keeper reads stderr and logs it through tracing.
+        ("logging_collector", "off".into()),
+        ("log_destination", quote("stderr")),
+        ("log_line_prefix", quote("[%p] ")),
+    ];
+    let mut out = String::from(
+        "# Written by Meridian's db keeper at every start: edits here are lost.\n\
+         # Settings made with ALTER SYSTEM (postgresql.auto.conf) still take precedence.\n",
+    );
+    for (key, value) in settings {
+        out.push_str(&format!("{key} = {value}\n"));
+    }
+    out
+}
+
+/// `FIRST 1 ("a", "b")`: the first connected name in the list is the synchronous one,
+/// the others are candidates that take over if it goes. Empty: asynchronous only.
+pub(crate) fn synchronous_standby_names(names: &[String]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = names
+        .iter()
+        .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
+        .collect();
+    format!("FIRST 1 ({})", list.join(", "))
+}
+
+/// The data directory as socket directory, if `<dir>/.s.PGSQL.<port>` fits a unix socket.
+pub(crate) fn socket_dir(data_dir: &Path, port: u16) -> Option<&Path> {
+    let len = data_dir.as_os_str().len() + format!("/.s.PGSQL.{port}").len();
+    (len <= SOCKET_PATH_MAX).then_some(data_dir)
+}
+
+/// pg_hba.conf: peer on the unix socket, scram-sha-256 for every TCP connection
+/// (replication included) from loopback, and from the listen address's own network when
+/// PostgreSQL listens beyond loopback.
+pub(crate) fn pg_hba(listen: SocketAddr) -> String {
+    let mut out = String::from(
+        "# Written by Meridian's db keeper at every start: edits here are lost.\n\
+         # TYPE  DATABASE     USER  ADDRESS        METHOD\n\
+         local   all          all                  peer\n\
+         local   replication  all                  peer\n\
+         host    all          all   127.0.0.0/8    scram-sha-256\n\
+         host    replication  all   127.0.0.0/8    scram-sha-256\n\
+         host    all          all   ::1/128        scram-sha-256\n\
+         host    replication  all   ::1/128        scram-sha-256\n",
+    );
+    let ip = listen.ip();
+    if !ip.is_loopback() {
+        // Standbys on other machines reach a primary that listens on a real interface.
+        out.push_str(
+            "host    all          all   samenet        scram-sha-256\n\
+             host    replication  all   samenet        scram-sha-256\n",
+        );
+    }
+    out
+}
+
+/// `primary_conninfo` for a standby, in libpq's key=value syntax.
+pub(crate) fn primary_conninfo(upstream: SocketAddr, name: &str, password: &str) -> String {
+    format!(
+        "host={} port={} user=postgres password={} application_name={}",
+        upstream.ip(),
+        upstream.port(),
+        conninfo_value(password),
+        conninfo_value(name)
+    )
+}
+
+/// A libpq conninfo value: single-quoted, `\` and `'` escaped with a backslash.
+pub(crate) fn conninfo_value(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A postgresql.conf string value: single-quoted, quotes doubled, backslashes escaped.
+pub(crate) fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Whether `postgresql.conf` text already includes Meridian's file.
+pub(crate) fn has_include(conf: &str) -> bool {
+    conf.lines().any(|l| l.trim() == INCLUDE_LINE)
+}
+
+/// Whether `postgresql.auto.conf` text has a primary_conninfo that names this node
+/// (the primary matches synchronous standbys by application_name).
+pub(crate) fn auto_conf_ok(auto_conf: &str, name: &str) -> bool {
+    auto_conf.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with("primary_conninfo")
+            && (l.contains(&format!("application_name={name} "))
+                || l.contains(&format!("application_name={name}'"))
+                || l.contains(&format!(
+                    "application_name=''{}''",
+                    name.replace('\'', "\\''")
+                )))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synchronous_names_are_quoted_identifiers() {
+        assert_eq!(synchronous_standby_names(&[]), "");
+        assert_eq!(
+            synchronous_standby_names(&["db-a".into(), "we\"ird".into()]),
+            "FIRST 1 (\"db-a\", \"we\"\"ird\")"
+        );
+        assert_eq!(
+            quote(&synchronous_standby_names(&["db-a".into()])),
+            "'FIRST 1 (\"db-a\")'"
+        );
+    }
+
+    #[test]
+    fn long_data_dirs_fall_back_to_tcp_only() {
+        assert!(socket_dir(Path::new("/tmp/x/data"), 5432).is_some());
+        let long = format!("/{}", "d".repeat(100));
+        assert!(socket_dir(Path::new(&long), 5432).is_none());
+    }
+
+    #[test]
+    fn conninfo_values_are_escaped() {
+        assert_eq!(conninfo_value("pa'ss\\w"), "'pa\\'ss\\\\w'");
+        let ci = primary_conninfo("127.0.0.1:5432".parse().unwrap(), "db-a", "pw");
+        assert_eq!(
+            ci,
+            "host=127.0.0.1 port=5432 user=postgres password='pw' application_name='db-a'"
+        );
+    }
+
+    #[test]
+    fn recognises_application_name_in_auto_conf() {
+        assert!(auto_conf_ok(
+            "primary_conninfo = 'user=postgres application_name=db-a host=x'\n",
+            "db-a"
+        ));
+        assert!(auto_conf_ok(
+            "primary_conninfo = 'host=x application_name=db-a'\n",
+            "db-a"
+        ));
+        assert!(auto_conf_ok(
+            "primary_conninfo = 'host=x application_name=''db-a'''\n",
+            "db-a"
+        ));
+        assert!(!auto_conf_ok(
+            "primary_conninfo = 'host=x application_name=db-ab'\n",
+            "db-a"
+        ));
+        assert!(!auto_conf_ok("primary_conninfo = 'host=x'\n", "db-a"));
+    }
+}

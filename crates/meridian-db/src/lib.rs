@@ -1,0 +1,262 @@
+//! Meridian's database nodes: one real PostgreSQL instance per node (`db-<region>-<az>`),
+//! started and watched by a Rust keeper beside it.
+//!
+//! [`run`] is the whole life of a node: find the binaries, make the data directory
+//! (initdb on a primary, pg_basebackup from the upstream on a standby or replica), run
+//! `postgres` in the foreground as a child, serve `/health`, `/status` and `/metrics` on
+//! the admin address, and stop PostgreSQL cleanly on shutdown. Failover, leases and
+//! pg_rewind build on this later: the status queries in [`status`] are what a keeper loop
+//! polls.
+
+mod admin;
+mod binaries;
+mod conf;
+mod datadir;
+mod error;
+mod owner;
+mod process;
+pub mod status;
+
+pub use binaries::{binaries, PgBinaries};
+pub use error::DbError;
+pub use status::{StandbyStatus, Status};
+
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio::sync::watch;
+
+/// What an instance is in its replication group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DbRole {
+    /// The writer.
+    Primary,
+    /// A standby the primary waits for on commit (in another AZ of the home region).
+    SyncStandby,
+    /// An asynchronous standby (another region's reader).
+    Replica,
+}
+
+impl DbRole {
+    /// Whether PostgreSQL in this role runs in recovery (streams from an upstream).
+    pub fn in_recovery(self) -> bool {
+        !matches!(self, DbRole::Primary)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbRole::Primary => "primary",
+            DbRole::SyncStandby => "sync_standby",
+            DbRole::Replica => "replica",
+        }
+    }
+}
+
+/// Everything one database node needs to run.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Node name, e.g. "db-us-east-1a"; also its `application_name` upstream and (see
+    /// [`slot_name`]) its replication slot name.
+    pub name: String,
+    pub role: DbRole,
+    /// Where PostgreSQL listens (`listen_addresses` = ip, `port`).
+    pub listen: SocketAddr,
+    /// The keeper's HTTP admin address.
+    pub admin: SocketAddr,
+    /// Standby or replica: where to reach the primary (may be a WAN relay's address).
+    pub upstream: Option<SocketAddr>,
+    /// Primary: names for `synchronous_standby_names = 'FIRST 1 (...)'`; empty means
+    /// asynchronous replication only.
+    pub sync_standbys: Vec<String>,
+    /// Primary: every standby and replica name; a physical slot is made for each.
+    pub replicas: Vec<String>,
+    pub data_dir: PathBuf,
+    /// The superuser `postgres` password, for every TCP connection including replication.
+    pub password: String,
+}
+
+impl PgOptions {
+    fn validate(&self) -> Result<(), DbError> {
+        let bad = |why: String| {
+            Err(DbError::InvalidOptions(format!(
+                "db node {:?}: {why}",
+                self.name
+            )))
+        };
+        if self.name.trim().is_empty() {
+            return bad("the node name is empty".into());
+        }
+        if self.password.contains(['\n', '\r', '\0']) {
+            return bad(
+                "the postgres password has a line break or NUL (initdb reads one line)".into(),
+            );
+        }
+        if self.password.is_empty() {
+            return bad(
+                "the postgres password is empty (every TCP connection uses scram-sha-256)".into(),
+            );
+        }
+        if self.role.in_recovery() && self.upstream.is_none() {
+            return bad(format!(
+                "a {} needs an upstream address to stream from",
+                self.role.as_str()
+            ));
+        }
+        if self.listen == self.admin {
+            return bad(format!(
+                "postgres and the keeper's admin server cannot both listen on {}",
+                self.listen
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("the data directory is empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// The physical replication slot a node streams through: its name lowercased, every
+/// character outside `[a-z0-9_]` replaced by `_` (PostgreSQL's rule for slot names),
+/// cut to 63 bytes (NAMEDATALEN).
+pub fn slot_name(node: &str) -> String {
+    node.chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(63)
+        .collect()
+}
+
+/// Runs one database node until `shutdown` resolves (Ok) or PostgreSQL stops on its own
+/// or cannot be started (Err: the supervisor restarts the node).
+pub async fn run(
+    opts: PgOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DbError> {
+    opts.validate()?;
+    let mut opts = opts;
+    opts.data_dir = std::path::absolute(&opts.data_dir).map_err(|source| DbError::Io {
+        step: "resolving the data directory",
+        path: opts.data_dir.clone(),
+        source,
+    })?;
+
+    // One flag for "stop", set by the caller's future; every phase below watches it.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let _watcher = AbortOnDrop(tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    }));
+    run_node(opts, stop_rx).await
+}
+
+/// A background task that ends with the `run` future, even when that future is dropped
+/// instead of being shut down.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run_node(opts: PgOptions, stop: watch::Receiver<bool>) -> Result<(), DbError> {
+    let bins = binaries()?;
+    let run_as = owner::run_as()?;
+    tracing::info!(
+        "{}: PostgreSQL {} from {}{}",
+        opts.name,
+        bins.version,
+        bins.bindir.display(),
+        match &run_as {
+            Some(u) => format!(", running as the `{}` user", u.name),
+            None => String::new(),
+        }
+    );
+
+    // The admin server comes up first so /health says 503 (and why) while the data
+    // directory is being made, instead of refusing connections.
+    let listener = meridian_http::bind(opts.admin).await?;
+    let probe = status::Probe::new(&opts);
+    let phase = admin::Phase::new("preparing the data directory");
+    let admin_state = admin::AdminState::new(&opts, probe.clone(), phase.clone());
+    let (admin_stop_tx, mut admin_stop_rx) = watch::channel(false);
+    let mut admin_task = AbortOnDrop(tokio::spawn(admin::serve(
+        listener,
+        admin_state,
+        async move {
+            let _ = admin_stop_rx.wait_for(|s| *s).await;
+        },
+    )));
+
+    let node = datadir::Node {
+        opts: &opts,
+        bins: &bins,
+        run_as: run_as.as_ref(),
+        phase: &phase,
+    };
+    let result = async {
+        let mut stop = stop.clone();
+        let Some(prepared) = until_stopped(&mut stop, datadir::prepare(&node)).await else {
+            return Ok(());
+        };
+        prepared?;
+        process::supervise(&node, &probe, stop).await
+    }
+    .await;
+
+    let _ = admin_stop_tx.send(true);
+    let _ = (&mut admin_task.0).await;
+    result
+}
+
+/// Runs `work` unless and until the stop flag is set; `None` means stopped first (the
+/// work is dropped, which kills any child it spawned).
+pub(crate) async fn until_stopped<F: Future>(
+    stop: &mut watch::Receiver<bool>,
+    work: F,
+) -> Option<F::Output> {
+    tokio::select! {
+        out = work => Some(out),
+        _ = stop.wait_for(|s| *s) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_names_follow_postgres_rules() {
+        assert_eq!(slot_name("db-us-east-1a"), "db_us_east_1a");
+        assert_eq!(slot_name("DB.EU west"), "db_eu_west");
+        assert_eq!(slot_name(&"x".repeat(80)).len(), 63);
+    }
+
+    #[test]
+    fn not_installed_says_how_to_install_in_one_line() {
+        assert_eq!(
+            DbError::NotInstalled.to_string(),
+            "PostgreSQL is not installed (no pg_config, no /usr/lib/postgresql/*/bin): install it with `apt-get install postgresql`"
+        );
+    }
+
+    #[test]
+    fn roles_serialize_snake_case() {
+        assert_eq!(
+            serde_json::to_string(&DbRole::SyncStandby).unwrap(),
+            "\"sync_standby\""
+        );
+        assert_eq!(
+            serde_json::to_string(&DbRole::Primary).unwrap(),
+            "\"primary\""
+        );
+    }
+}

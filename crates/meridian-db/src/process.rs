@@ -1,0 +1,330 @@
+//! Running PostgreSQL's programs as children: one-shot tools (initdb, pg_basebackup)
+//! and the `postgres` server itself, which runs in the foreground for the node's whole
+//! life. No child outlives the keeper: each is killed when its handle is dropped and
+//! signalled by the kernel if the keeper dies.
+
+use crate::datadir::Node;
+use crate::owner::RunAs;
+use crate::status::Probe;
+use crate::{DbError, DbRole};
+use std::collections::VecDeque;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long fast shutdown (SIGINT) may take before the server is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Lines of a program's stderr kept for error messages.
+const TAIL_LINES: usize = 12;
+
+/// A command for one of PostgreSQL's programs, as the right user, with a clean slate.
+pub(crate) fn command(program: &Path, run_as: Option<&RunAs>, on_parent_death: i32) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.kill_on_drop(true)
+        .stdin(Stdio::null())
+        // The keeper's own directory may not be readable by the postgres user.
+        .current_dir("/")
+        // Settings from the keeper's environment must not redirect these programs.
+        .env_remove("PGDATA")
+        .env_remove("PGHOST")
+        .env_remove("PGPORT")
+        .env_remove("PGUSER")
+        .env_remove("PGPASSWORD")
+        .env_remove("PGSERVICE")
+        .env_remove("PGOPTIONS");
+    if let Some(user) = run_as {
+        cmd.uid(user.uid)
+            .gid(user.gid)
+            .env("HOME", &user.home)
+            .env("USER", &user.name)
+            .env("LOGNAME", &user.name);
+    }
+    // SAFETY: prctl and getppid are async-signal-safe; the closure allocates nothing.
+    // It runs after the uid change, which would otherwise clear the setting.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, on_parent_death as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The keeper may have died between fork and prctl.
+            if libc::getppid() == 1 {
+                return Err(std::io::Error::other("the keeper exited"));
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Runs a tool to completion; its stdout on success, an error with its stderr tail on
+/// failure.
+pub(crate) async fn run_tool(
+    step: &'static str,
+    program: &Path,
+    mut cmd: Command,
+) -> Result<String, DbError> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let out = cmd.output().await.map_err(|source| DbError::Spawn {
+        step,
+        program: program.to_path_buf(),
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(DbError::Tool {
+            step,
+            program: program.to_path_buf(),
+            status: describe_status(out.status),
+            stderr_tail: tail(&String::from_utf8_lossy(&out.stderr)),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The last lines of a program's output, on one line for an error message.
+pub(crate) fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(TAIL_LINES);
+    let joined = lines[start..].join(" | ");
+    if joined.is_empty() {
+        "(no output)".into()
+    } else {
+        joined
+    }
+}
+
+pub(crate) fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+/// The running `postgres` server.
+struct Postgres {
+    child: Child,
+    pid: i32,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    pump: JoinHandle<()>,
+}
+
+impl Postgres {
+    fn start(node: &Node<'_>) -> Result<Self, DbError> {
+        let program = node.bins.program("postgres");
+        // If the keeper dies, the server shuts down fast and cleanly (no orphan, and no
+        // crash recovery on the next start).
+        let mut cmd = command(&program, node.run_as, libc::SIGINT);
+        cmd.arg("-D")
+            .arg(&node.opts.data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| DbError::Spawn {
+            step: "starting postgres",
+            program: program.clone(),
+            source,
+        })?;
+        let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+        let pump = match child.stderr.take() {
+            Some(stderr) => tokio::spawn(pump_stderr(
+                node.opts.name.clone(),
+                stderr,
+                stderr_tail.clone(),
+            )),
+            None => tokio::spawn(async {}),
+        };
+        tracing::info!(
+            "{}: postgres started (pid {pid}, data {})",
+            node.opts.name,
+            node.opts.data_dir.display()
+        );
+        node.phase.set(format!("postgres (pid {pid}) is starting"));
+        Ok(Postgres {
+            child,
+            pid,
+            stderr_tail,
+            pump,
+        })
+    }
+
+    /// The error for a server that stopped on its own, with its last words.
+    async fn exited(self, status: std::io::Result<ExitStatus>, node: &Node<'_>) -> DbError {
+        // Let the pump read what was written just before the exit.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.pump).await;
+        let lines: Vec<String> = self
+            .stderr_tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        DbError::Exited {
+            data_dir: node.opts.data_dir.clone(),
+            status: match status {
+                Ok(s) => describe_status(s),
+                Err(e) => format!("cannot wait for it: {e}"),
+            },
+            stderr_tail: tail(&lines.join("\n")),
+        }
+    }
+
+    /// Fast shutdown (SIGINT: roll back sessions, checkpoint, exit), then SIGKILL if it
+    /// takes longer than the grace period.
+    async fn stop(mut self, name: &str) {
+        if self.pid > 0 {
+            // SAFETY: kill has no memory preconditions; the pid is our unreaped child.
+            unsafe { libc::kill(self.pid, libc::SIGINT) };
+        }
+        match tokio::time::timeout(STOP_GRACE, self.child.wait()).await {
+            Ok(Ok(status)) => {
+                tracing::info!("{name}: postgres stopped ({})", describe_status(status))
+            }
+            Ok(Err(e)) => tracing::warn!("{name}: waiting for postgres to stop: {e}"),
+            Err(_) => {
+                tracing::warn!(
+                    "{name}: postgres did not stop within {}s of a fast shutdown; killing it",
+                    STOP_GRACE.as_secs()
+                );
+                let _ = self.child.kill().await;
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.pump).await;
+    }
+}
+
+/// Logs the server's stderr through tracing, one event per line, and keeps the tail.
+async fn pump_stderr(
+    name: String,
+    stderr: tokio::process::ChildStderr,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+        if line.is_empty() {
+            continue;
+        }
+        if ["ERROR:", "FATAL:", "PANIC:", "WARNING:"]
+            .iter()
+            .any(|k| line.contains(k))
+        {
+            tracing::warn!("{name}: {line}");
+        } else {
+            tracing::info!("{name}: {line}");
+        }
+        let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+        if t.len() == TAIL_LINES {
+            t.pop_front();
+        }
+        t.push_back(line);
+    }
+}
+
+enum Event<T> {
+    Done(T),
+    Exited(std::io::Result<ExitStatus>),
+    Stop,
+}
+
+/// Runs `work` while watching the server and the stop flag.
+async fn watch_while<F: std::future::Future>(
+    pg: &mut Postgres,
+    stop: &mut watch::Receiver<bool>,
+    work: F,
+) -> Event<F::Output> {
+    tokio::select! {
+        out = work => Event::Done(out),
+        status = pg.child.wait() => Event::Exited(status),
+        _ = stop.wait_for(|s| *s) => Event::Stop,
+    }
+}
+
+/// Runs the server until it stops on its own (Err) or the keeper is told to stop (Ok).
+/// A primary first waits for it to accept connections and makes the missing slots.
+pub(crate) async fn supervise(
+    node: &Node<'_>,
+    probe: &Probe,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), DbError> {
+    let name = node.opts.name.as_str();
+    let mut pg = Postgres::start(node)?;
+
+    if node.opts.role == DbRole::Primary {
+        match watch_while(&mut pg, &mut stop, wait_ready(probe, name)).await {
+            Event::Done(()) => {}
+            Event::Exited(status) => return Err(pg.exited(status, node).await),
+            Event::Stop => {
+                pg.stop(name).await;
+                return Ok(());
+            }
+        }
+        match watch_while(
+            &mut pg,
+            &mut stop,
+            probe.create_missing_slots(&node.opts.replicas),
+        )
+        .await
+        {
+            Event::Done(Ok(created)) => {
+                if !created.is_empty() {
+                    tracing::info!("{name}: created replication slots {}", created.join(", "));
+                }
+            }
+            Event::Done(Err(e)) => {
+                pg.stop(name).await;
+                return Err(e);
+            }
+            Event::Exited(status) => return Err(pg.exited(status, node).await),
+            Event::Stop => {
+                pg.stop(name).await;
+                return Ok(());
+            }
+        }
+    }
+
+    node.phase.set("running");
+    match watch_while(&mut pg, &mut stop, std::future::pending::<()>()).await {
+        Event::Exited(status) => Err(pg.exited(status, node).await),
+        Event::Done(()) | Event::Stop => {
+            pg.stop(name).await;
+            Ok(())
+        }
+    }
+}
+
+/// Waits until the server accepts a connection (crash recovery can take a while on a
+/// big database), saying so every few seconds.
+async fn wait_ready(probe: &Probe, name: &str) {
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    loop {
+        match probe.connect().await {
+            Ok(_) => {
+                tracing::info!("{name}: postgres accepts connections on {}", probe.target());
+                return;
+            }
+            Err(reason) => {
+                if last_log.elapsed() >= Duration::from_secs(5) {
+                    tracing::info!(
+                        "{name}: waiting for postgres to accept connections ({}s: {reason})",
+                        started.elapsed().as_secs()
+                    );
+                    last_log = Instant::now();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,256 @@
+//! Reading an instance's state over the PostgreSQL protocol: whether it answers, whether
+//! it is in recovery, where its WAL is, and who streams from it. The admin endpoints read
+//! these at request time; a keeper loop (failover, next) polls the same queries.
+
+use crate::{DbError, DbRole, PgOptions};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+use tokio_postgres::{Client, Config, NoTls};
+
+/// How long one probe (connect plus queries) may take: a scrape or health check must
+/// answer quickly even when PostgreSQL hangs.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What `/status` reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub name: String,
+    pub role: DbRole,
+    pub in_recovery: bool,
+    /// The current WAL position (primary) or the last replayed one (standby).
+    pub lsn: Option<String>,
+    /// Standby: WAL received but not yet replayed, in bytes (0 on a primary).
+    pub lag_bytes: i64,
+    /// Standby: age of the last replayed transaction while WAL waits to be replayed; 0
+    /// when nothing is waiting (an idle primary does not make a standby look behind).
+    pub lag_seconds: f64,
+    /// Primary: every connection streaming from it (pg_stat_replication).
+    pub standbys: Vec<StandbyStatus>,
+    /// Committed transactions over every database (pg_stat_database).
+    pub commits_total: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StandbyStatus {
+    /// Its application_name: the node name for Meridian's standbys.
+    pub name: String,
+    /// streaming, catchup, backup, ...
+    pub state: String,
+    /// sync, potential, quorum or async.
+    pub sync_state: String,
+    /// WAL the primary has written that the standby has not replayed, in bytes.
+    pub replay_lag_bytes: i64,
+}
+
+/// Connections to one PostgreSQL server as the superuser, with short timeouts.
+#[derive(Clone)]
+pub(crate) struct Probe {
+    name: String,
+    role: DbRole,
+    config: Config,
+    target: SocketAddr,
+}
+
+impl Probe {
+    /// A probe of this node's own PostgreSQL.
+    pub fn new(opts: &PgOptions) -> Self {
+        let target = reachable(opts.listen);
+        Probe {
+            name: opts.name.clone(),
+            role: opts.role,
+            config: config(target, &opts.password, &format!("{} keeper", opts.name)),
+            target,
+        }
+    }
+
+    /// A probe of another server (the upstream a standby copies from).
+    pub fn of(target: SocketAddr, opts: &PgOptions) -> Self {
+        Probe {
+            name: opts.name.clone(),
+            role: opts.role,
+            config: config(target, &opts.password, &format!("{} keeper", opts.name)),
+            target,
+        }
+    }
+
+    pub fn target(&self) -> SocketAddr {
+        self.target
+    }
+
+    /// One connection; the connection task ends when the client is dropped.
+    pub async fn connect(&self) -> Result<Client, String> {
+        let connecting = self.config.connect(NoTls);
+        let (client, connection) = tokio::time::timeout(PROBE_TIMEOUT, connecting)
+            .await
+            .map_err(|_| {
+                format!(
+                    "no answer from {} within {}s",
+                    self.target,
+                    PROBE_TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|e| format!("cannot connect to {}: {}", self.target, describe(&e)))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// Ok when PostgreSQL answers and its recovery state matches the role; the reason
+    /// otherwise.
+    pub async fn health(&self) -> Result<(), String> {
+        let work = async {
+            let client = self.connect().await?;
+            let row = client
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await
+                .map_err(|e| format!("pg_is_in_recovery() failed: {}", describe(&e)))?;
+            let in_recovery: bool = row.get(0);
+            if in_recovery != self.role.in_recovery() {
+                return Err(format!(
+                    "role is {} but pg_is_in_recovery() is {in_recovery}",
+                    self.role.as_str()
+                ));
+            }
+            Ok(())
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "{} did not answer within {}s",
+                    self.target,
+                    PROBE_TIMEOUT.as_secs()
+                ))
+            })
+    }
+
+    /// The whole status, read in one short connection.
+    pub async fn status(&self) -> Result<Status, String> {
+        let work = async {
+            let client = self.connect().await?;
+            let row = client
+                .query_one(STATUS_SQL, &[])
+                .await
+                .map_err(|e| format!("status query failed: {}", describe(&e)))?;
+            let in_recovery: bool = row.get(0);
+            let standbys = if in_recovery {
+                Vec::new()
+            } else {
+                client
+                    .query(STANDBYS_SQL, &[])
+                    .await
+                    .map_err(|e| format!("pg_stat_replication query failed: {}", describe(&e)))?
+                    .iter()
+                    .map(|r| StandbyStatus {
+                        name: r.get(0),
+                        state: r.get(1),
+                        sync_state: r.get(2),
+                        replay_lag_bytes: r.get(3),
+                    })
+                    .collect()
+            };
+            Ok(Status {
+                name: self.name.clone(),
+                role: self.role,
+                in_recovery,
+                lsn: row.get(1),
+                lag_bytes: row.get(2),
+                lag_seconds: row.get(3),
+                standbys,
+                commits_total: row.get(4),
+            })
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "{} did not answer within {}s",
+                    self.target,
+                    PROBE_TIMEOUT.as_secs()
+                ))
+            })
+    }
+
+    /// Makes a physical replication slot for each name that has none. The slot reserves
+    /// WAL from the standby's first connection, so a standby that was down catches up.
+    pub async fn create_missing_slots(&self, nodes: &[String]) -> Result<Vec<String>, DbError> {
+        let client = self.connect().await.map_err(|reason| DbError::Tool {
+            step: "creating replication slots",
+            program: "postgres".into(),
+            status: "not reachable".into(),
+            stderr_tail: reason,
+        })?;
+        let mut created = Vec::new();
+        for node in nodes {
+            let slot = crate::slot_name(node);
+            let rows = client
+                .query(
+                    "SELECT pg_create_physical_replication_slot($1) \
+                     WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+                    &[&slot],
+                )
+                .await
+                .map_err(|source| DbError::Postgres {
+                    step: "creating a replication slot",
+                    source,
+                })?;
+            if !rows.is_empty() {
+                created.push(slot);
+            }
+        }
+        Ok(created)
+    }
+}
+
+const STATUS_SQL: &str = "SELECT pg_is_in_recovery(), \
+    CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END, \
+    CASE WHEN pg_is_in_recovery() \
+         THEN GREATEST(COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0), 0)::bigint \
+         ELSE 0::bigint END, \
+    CASE WHEN NOT pg_is_in_recovery() \
+           OR pg_last_wal_receive_lsn() IS NULL \
+           OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0::float8 \
+         ELSE GREATEST(COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0), 0)::float8 END, \
+    (SELECT COALESCE(sum(xact_commit), 0)::bigint FROM pg_stat_database)";
+
+const STANDBYS_SQL: &str = "SELECT COALESCE(application_name, ''), COALESCE(state, ''), \
+    COALESCE(sync_state, ''), \
+    GREATEST(COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0), 0)::bigint \
+    FROM pg_stat_replication ORDER BY application_name";
+
+fn config(target: SocketAddr, password: &str, application_name: &str) -> Config {
+    let mut config = Config::new();
+    config
+        .host(target.ip().to_string())
+        .port(target.port())
+        .user("postgres")
+        .password(password)
+        .dbname("postgres")
+        .application_name(application_name)
+        .connect_timeout(PROBE_TIMEOUT);
+    config
+}
+
+/// Where to reach a server that listens on `listen`: its own address, or loopback when
+/// it listens on every interface.
+fn reachable(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+/// A tokio-postgres error with its cause (the server's message, or the I/O error).
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
