@@ -53,14 +53,19 @@ fn hostile_cache_headers_never_panic() {
     for _ in 0..20_000 {
         let mut h = HeaderMap::new();
         for _ in 0..next(6) {
-            let value: String = (0..1 + next(4)).map(|_| pieces[next(pieces.len())]).collect();
+            let value: String = (0..1 + next(4))
+                .map(|_| pieces[next(pieces.len())])
+                .collect();
             if let Ok(v) = HeaderValue::from_str(&value) {
                 h.append(HeaderName::from_static(names[next(names.len())]), v);
             }
         }
         let cc = CacheControl::from_headers(&h);
         let age = initial_age(&h, now, now + Duration::from_millis(next(5000) as u64));
-        assert!(age <= Duration::from_secs(1 << 31), "Age is clamped: {age:?}");
+        assert!(
+            age <= Duration::from_secs(1 << 31),
+            "Age is clamped: {age:?}"
+        );
         let _ = freshness_lifetime(200, &h);
         let lifetime = edge_ttl(&h, ttl).unwrap_or_default();
         let stored = Stored::new(200, h.clone(), age, now, lifetime);

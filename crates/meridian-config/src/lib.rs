@@ -5,6 +5,7 @@
 //! defaults, and derives the node topology every other crate works from.
 
 mod console;
+mod database;
 mod distribution;
 mod error;
 pub mod geo;
@@ -18,6 +19,7 @@ mod topology;
 pub mod units;
 
 pub use console::*;
+pub use database::*;
 pub use distribution::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{is_dns_name, LoadError, DEFAULT_CONFIG, DEFAULT_ORIGIN};

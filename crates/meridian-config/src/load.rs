@@ -169,6 +169,12 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         (None, _, _) => Some(crate::console::default_console()),
         _ => None,
     };
+    // Absent or broken regions are reported already: the data tier is read only on sound ones.
+    let database = match (t.table(d, "database"), &regions) {
+        (Some(s), Some(r)) => Some(crate::database::read_database(&s, d, r)),
+        (None, _) => Some(None),
+        (Some(_), None) => None,
+    };
     let client_locations = read_named(t, d, "client_location", |s, d, name| {
         let location = read_location(s, d);
         let country = s.str(d, "country");
@@ -210,6 +216,7 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         client_locations: client_locations?,
         simulation: simulation?,
         console: console?,
+        database: database?,
     })
 }
 

@@ -22,6 +22,8 @@ pub struct Config {
     pub client_locations: Vec<ClientLocation>,
     pub simulation: Simulation,
     pub console: crate::Console,
+    /// The data tier; None when the deployment keeps no state of its own.
+    pub database: Option<crate::Database>,
 }
 
 /// The simulated world: the latency model, and whether `up` puts WAN relays between places.

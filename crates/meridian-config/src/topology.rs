@@ -23,6 +23,8 @@ pub enum Role {
     Wan,
     /// The dashboards and alarms: scrapes every other node.
     Console,
+    /// A PostgreSQL instance and the keeper beside it.
+    Db,
 }
 
 impl Role {
@@ -34,6 +36,7 @@ impl Role {
             Role::Edge => "edge",
             Role::Wan => "wan",
             Role::Console => "console",
+            Role::Db => "db",
         }
     }
 }
@@ -87,6 +90,13 @@ impl Config {
             });
         }
         services.extend(lbs);
+        // The primary first: its standbys copy it when they start.
+        services.extend(
+            self.database
+                .iter()
+                .flat_map(|db| db.instances())
+                .filter_map(|(region, az, _)| self.db_node(&region, &az)),
+        );
         for pop in &self.edges {
             if let Some((address, admin)) = self.pop_addresses(&pop.name) {
                 services.push(NodeSpec {
@@ -135,6 +145,24 @@ impl Config {
         services
     }
 
+    /// The database node of `az` in `region`: `127.x.<region>.60+<AZ index>`, PostgreSQL on
+    /// the configured port (behind the WAN relay when there is one), its keeper's admin on
+    /// the admin port.
+    pub fn db_node(&self, region: &str, az: &str) -> Option<NodeSpec> {
+        let db = self.database.as_ref()?;
+        let ri = self.regions.iter().position(|r| r.name == region)?;
+        let ai = self.regions[ri].azs.iter().position(|a| a == az)?;
+        let ip = self.network.addr((ri + 1) as u8, 60 + ai as u8);
+        Some(NodeSpec {
+            name: crate::db_node_name(az),
+            role: Role::Db,
+            region: Some(region.to_owned()),
+            az: Some(az.to_owned()),
+            address: SocketAddr::new(ip.into(), self.backstage(db.port)),
+            admin: SocketAddr::new(ip.into(), self.network.admin_port),
+        })
+    }
+
     /// Where the console serves its page, API and own metrics.
     pub fn console_address(&self) -> SocketAddr {
         SocketAddr::new(self.network.addr(0, 3).into(), self.network.admin_port)
@@ -150,7 +178,7 @@ impl Config {
         }
     }
 
-    /// Where clients reach a node: a balancer, PoP or DNS server at its public address
+    /// Where clients reach a node: a balancer, PoP, DNS server or database at its public address
     /// (held by the WAN relay when there is one), anything else where it listens.
     pub fn public_address(&self, spec: &NodeSpec) -> SocketAddr {
         match spec.role {
@@ -160,6 +188,10 @@ impl Config {
                 .and_then(|p| self.pop_addresses(&p.name))
                 .map(|a| a.0),
             Role::Dns => Some(SocketAddr::new(spec.address.ip(), self.dns.port)),
+            Role::Db => self
+                .database
+                .as_ref()
+                .map(|db| SocketAddr::new(spec.address.ip(), db.port)),
             _ => None,
         }
         .unwrap_or(spec.address)

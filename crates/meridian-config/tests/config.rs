@@ -1,4 +1,4 @@
-use meridian_config::{Algorithm, Config, Role, ServiceRuntime, DEFAULT_CONFIG};
+use meridian_config::{Algorithm, Config, DbRole, Role, ServiceRuntime, DEFAULT_CONFIG};
 use std::time::Duration;
 
 #[test]
@@ -304,4 +304,182 @@ fn distribution_mistakes_each_get_a_precise_error() {
             && e.problem.contains("GET and HEAD")));
     let text = errs.iter().map(|e| e.to_string()).collect::<String>();
     assert!(text.contains("shop.toml:"), "{text}");
+}
+
+#[test]
+fn the_default_data_tier_is_multi_az_with_a_replica_per_region() {
+    let cfg = Config::embedded_default();
+    let db = cfg.database.as_ref().expect("the seed has a data tier");
+    assert_eq!(db.home_region, "us-east-1");
+    let instances: Vec<(String, String, DbRole)> = db.instances();
+    assert_eq!(
+        instances,
+        [
+            ("us-east-1".into(), "us-east-1a".into(), DbRole::Primary),
+            ("us-east-1".into(), "us-east-1b".into(), DbRole::SyncStandby),
+            ("eu-west-1".into(), "eu-west-1a".into(), DbRole::Replica),
+            (
+                "ap-southeast-1".into(),
+                "ap-southeast-1a".into(),
+                DbRole::Replica
+            ),
+        ]
+    );
+    let dbs: Vec<_> = cfg
+        .nodes()
+        .into_iter()
+        .filter(|n| n.role == Role::Db)
+        .collect();
+    let names: Vec<&str> = dbs.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "db-us-east-1a",
+            "db-us-east-1b",
+            "db-eu-west-1a",
+            "db-ap-southeast-1a"
+        ]
+    );
+    assert_eq!(cfg.public_address(&dbs[0]).to_string(), "127.10.1.60:5432");
+    assert_eq!(
+        dbs[0].address.to_string(),
+        "127.10.1.60:15432",
+        "behind the WAN"
+    );
+    assert_eq!(cfg.public_address(&dbs[1]).to_string(), "127.10.1.61:5432");
+    assert_eq!(cfg.public_address(&dbs[2]).to_string(), "127.10.2.60:5432");
+    assert_eq!(dbs[0].admin.to_string(), "127.10.1.60:9900");
+    // No [database]: no data tier, no database nodes.
+    let plain = Config::parse(&with(""), "plain.toml").unwrap();
+    assert!(plain.database.is_none());
+    assert!(plain.nodes().iter().all(|n| n.role != Role::Db));
+}
+
+#[test]
+fn impossible_data_tiers_get_precise_errors() {
+    let bad = |db: &str| {
+        let text = format!(
+            "{}\n[[region]]\nname = \"solo\"\nlocation = {{ lat = 1, lon = 1 }}\nazs = [\"solo-a\"]\n\n[database]\n{db}\n",
+            with("")
+        );
+        Config::parse(&text, "db.toml").unwrap_err().0
+    };
+    let errs = bad("home_region = \"us-west-2\"");
+    assert!(
+        errs.iter().any(|e| e.key == "database.home_region"
+            && e.problem.contains("us-west-2")
+            && e.fix.contains("solo")),
+        "{errs:#?}"
+    );
+    let errs = bad("home_region = \"solo\"");
+    assert!(
+        errs.iter()
+            .any(|e| e.problem.contains("Multi-AZ needs a second AZ")
+                && e.fix.contains("multi_az = false")),
+        "{errs:#?}"
+    );
+    assert!(Config::parse(
+        &format!("{}\n[[region]]\nname = \"solo\"\nlocation = {{ lat = 1, lon = 1 }}\nazs = [\"solo-a\"]\n\n[database]\nhome_region = \"solo\"\nmulti_az = false\n", with("")),
+        "db.toml"
+    )
+    .is_ok());
+    let errs = bad("replica_regions = [\"mars-1\"]");
+    assert!(
+        errs.iter()
+            .any(|e| e.key == "database.replica_regions" && e.problem.contains("mars-1")),
+        "{errs:#?}"
+    );
+    let errs = bad("standby_az = \"solo-a\"");
+    assert!(
+        errs.iter()
+            .any(|e| e.key == "database.standby_az" && e.problem.contains("is not an AZ of")),
+        "{errs:#?}"
+    );
+    let errs = bad("lease = \"5m\"");
+    assert!(
+        errs.iter()
+            .any(|e| e.key == "database.lease" && e.fix.contains("10s")),
+        "{errs:#?}"
+    );
+    let errs = bad("promotion = \"sometimes\"");
+    assert!(
+        errs.iter()
+            .any(|e| e.key == "database.promotion" && e.fix.contains("manual")),
+        "{errs:#?}"
+    );
+    assert!(errs.iter().all(|e| e.line > 0), "{errs:#?}");
+}
+
+/// A short smoke run of what `fuzz/fuzz_targets/config.rs` does at length: the default
+/// config mutated thousands of ways is read or refused with errors, never a panic.
+#[test]
+fn mutated_configs_are_read_or_refused_never_a_panic() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n.max(1) as u64) as usize
+    };
+    let pieces = [
+        "",
+        "\n",
+        "=",
+        "\"",
+        "[",
+        "]]",
+        "{",
+        "}",
+        ",",
+        "0",
+        "-1",
+        "99999999999999999999",
+        "1e308",
+        "\"\"",
+        "true",
+        "[database]\n",
+        "[[region]]\n",
+        "azs = []\n",
+        "port = 0\n",
+        "lease = \"0s\"\n",
+        "ä",
+        "\u{0}",
+    ];
+    let base: Vec<char> = DEFAULT_CONFIG.chars().collect();
+    let mut refused = 0;
+    for _ in 0..1500 {
+        let mut text = base.clone();
+        for _ in 0..1 + next(4) {
+            let at = next(text.len());
+            match next(3) {
+                0 => {
+                    let end = (at + next(40)).min(text.len());
+                    text.drain(at..end);
+                }
+                1 => {
+                    let piece = pieces[next(pieces.len())];
+                    text.splice(at..at, piece.chars());
+                }
+                _ => {
+                    let end = (at + next(80)).min(text.len());
+                    let copy: Vec<char> = text[at..end].to_vec();
+                    let to = next(text.len());
+                    text.splice(to..to, copy);
+                }
+            }
+        }
+        let text: String = text.into_iter().collect();
+        if let Err(e) = Config::parse(&text, "mutated.toml") {
+            refused += 1;
+            assert!(
+                e.0.iter()
+                    .all(|e| !e.problem.is_empty() && !e.fix.is_empty()),
+                "{e}"
+            );
+        }
+    }
+    assert!(
+        refused > 100,
+        "the mutations should break most configs: {refused}"
+    );
 }

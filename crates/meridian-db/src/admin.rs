@@ -105,16 +105,23 @@ impl AdminState {
     }
 
     async fn health(&self) -> http::Response<meridian_http::Body> {
-        match self.0.probe.health().await {
-            Ok(()) => meridian_http::text(
+        // JSON with a `status` word, as every node's /health (`meridian health` reads it).
+        let (code, body) = match self.0.probe.health().await {
+            Ok(()) => (
                 StatusCode::OK,
-                format!("ok: {} is a healthy {}", self.0.name, self.0.role.as_str()),
+                json!({"status": "healthy", "node": self.0.name, "role": self.0.role}),
             ),
-            Err(reason) => meridian_http::text(
+            Err(reason) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("unhealthy ({}): {reason}", self.0.phase.get()),
+                json!({
+                    "status": "unhealthy",
+                    "node": self.0.name,
+                    "role": self.0.role,
+                    "detail": format!("{}: {reason}", self.0.phase.get()),
+                }),
             ),
-        }
+        };
+        meridian_http::json(code, body.to_string())
     }
 
     async fn status(&self) -> http::Response<meridian_http::Body> {

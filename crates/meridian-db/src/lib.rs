@@ -12,6 +12,7 @@ mod admin;
 mod binaries;
 mod conf;
 mod datadir;
+mod egress;
 mod error;
 mod owner;
 mod process;
@@ -67,6 +68,10 @@ pub struct PgOptions {
     pub admin: SocketAddr,
     /// Standby or replica: where to reach the primary (may be a WAN relay's address).
     pub upstream: Option<SocketAddr>,
+    /// Standby or replica: the address its connections to the upstream leave from (the
+    /// node's own). PostgreSQL cannot choose one, so the keeper relays them from it, on
+    /// the port after PostgreSQL's. None: wherever the system sends them from.
+    pub source: Option<std::net::IpAddr>,
     /// Primary: names for `synchronous_standby_names = 'FIRST 1 (...)'`; empty means
     /// asynchronous replication only.
     pub sync_standbys: Vec<String>,
@@ -154,6 +159,16 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     }));
+    // Held for as long as the node runs.
+    let _egress = match (opts.upstream, opts.source) {
+        (Some(upstream), Some(source)) if opts.role.in_recovery() => {
+            let at = SocketAddr::new(source, opts.listen.port().wrapping_add(1));
+            let listener = meridian_http::bind(at).await?;
+            opts.upstream = Some(at);
+            Some(AbortOnDrop(egress::start(listener, upstream, source)))
+        }
+        _ => None,
+    };
     run_node(opts, stop_rx).await
 }
 

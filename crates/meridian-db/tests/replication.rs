@@ -163,6 +163,7 @@ fn options(name: &str, role: DbRole, ip: &str, dir: &Path) -> PgOptions {
         listen: addr(&format!("{ip}:5432")),
         admin: addr(&format!("{ip}:9650")),
         upstream: None,
+        source: None,
         sync_standbys: vec![],
         replicas: vec![],
         data_dir: dir.join(name).join("data"),
@@ -187,6 +188,8 @@ async fn primary_sync_standby_and_replica_replicate() {
     s.upstream = Some(p.listen);
     let mut r = options(&r_name, DbRole::Replica, "127.78.1.3", &base);
     r.upstream = Some(p.listen);
+    // The replica's connections leave from its own address, through the keeper's relay.
+    r.source = Some("127.78.1.3".parse().unwrap());
     let (p_listen, s_listen, r_listen) = (p.listen, s.listen, r.listen);
     let (p_admin, s_admin, r_admin) = (p.admin, s.admin, r.admin);
     let needles = vec![
@@ -278,6 +281,20 @@ async fn primary_sync_standby_and_replica_replicate() {
         },
     )
     .await;
+    // Where each stream comes from, as the primary sees it: the replica from its own
+    // address (relayed by its keeper), the standby from wherever the system chose.
+    let rows = primary
+        .query(
+            "SELECT application_name, host(client_addr) FROM pg_stat_replication",
+            &[],
+        )
+        .await
+        .unwrap();
+    let from: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(
+        from.iter().any(|(n, a)| n == &r_sync && a == "127.78.1.3"),
+        "{from:?}"
+    );
 
     // A standby refuses writes.
     let standby = sql(s_listen).await.unwrap();

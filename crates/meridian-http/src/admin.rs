@@ -9,9 +9,18 @@ use std::path::Path;
 /// The file in a state dir that holds the admin token.
 pub const TOKEN_FILE: &str = "admin-token";
 
+/// The file in a state dir that holds the database superuser's password.
+pub const DB_PASSWORD_FILE: &str = "db-password";
+
 /// The admin token of a state dir, made (random, owner-only) when there is none yet.
 pub fn token(state_dir: &Path) -> std::io::Result<String> {
-    let path = state_dir.join(TOKEN_FILE);
+    secret(state_dir, TOKEN_FILE)
+}
+
+/// The secret kept in `file` of a state dir, made (random, owner-only) when there is none
+/// yet. `up` makes every secret before it starts a node, so nodes only ever read them.
+pub fn secret(state_dir: &Path, file: &str) -> std::io::Result<String> {
+    let path = state_dir.join(file);
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_owned();
         if !t.is_empty() {

@@ -73,6 +73,24 @@ pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
             });
         }
     }
+    // Databases: replication and every client pay the distance to the instance's region.
+    for n in cfg
+        .nodes()
+        .iter()
+        .filter(|n| n.role == meridian_config::Role::Db)
+    {
+        let place = n
+            .region
+            .as_deref()
+            .and_then(|r| world.place(crate::world::PlaceKind::Region, r));
+        if let Some(place) = place {
+            out.push(Destination {
+                public: cfg.public_address(n),
+                backstage: n.address,
+                site: Site::At(place.clone()),
+            });
+        }
+    }
     for n in cfg
         .nodes()
         .iter()

@@ -22,7 +22,11 @@ pub enum NodeError {
     Console(#[from] meridian_console::ConsoleError),
     #[error(transparent)]
     Wan(#[from] meridian_sim::wan::WanError),
-    #[error("cannot read or make the admin token {path}: {source}")]
+    #[error(transparent)]
+    Db(#[from] meridian_db::DbError),
+    #[error("node `{0}` is not a database instance of this config")]
+    NotADatabase(String),
+    #[error("cannot read or make the secret {path}: {source}")]
     AdminToken {
         path: std::path::PathBuf,
         #[source]
@@ -87,6 +91,10 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
             let opts = meridian_edge::EdgeOptions::from_config(config, &node, &state_dir())?;
             meridian_edge::run(opts, meridian_http::shutdown_signal()).await?;
         }
+        Role::Db => {
+            let opts = db_options(config, &node)?;
+            meridian_db::run(opts, meridian_http::shutdown_signal()).await?;
+        }
         Role::Dns => {
             let mut opts = meridian_dns::DnsOptions::from_config(config, &node)?;
             opts.admin_token = Some(admin_token()?);
@@ -127,6 +135,71 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
         },
     }
     Ok(())
+}
+
+/// A database node's PostgreSQL: its role in `[database]`, where its primary is, which
+/// standbys the primary waits for, its data under `<state-dir>/db/<node>`, and the
+/// deployment's database password.
+fn db_options(
+    config: &Config,
+    node: &meridian_config::NodeSpec,
+) -> Result<meridian_db::PgOptions, NodeError> {
+    let not_db = || NodeError::NotADatabase(node.name.clone());
+    let db = config.database.as_ref().ok_or_else(not_db)?;
+    let instances = db.instances();
+    let spec_of =
+        |(region, az, _): &(String, String, meridian_config::DbRole)| config.db_node(region, az);
+    let role = instances
+        .iter()
+        .find(|(_, az, _)| Some(az) == node.az.as_ref())
+        .map(|i| i.2)
+        .ok_or_else(not_db)?;
+    let primary = instances.first().and_then(spec_of).ok_or_else(not_db)?;
+    let named = |wanted: meridian_config::DbRole| -> Vec<String> {
+        instances
+            .iter()
+            .filter(|i| i.2 == wanted)
+            .filter_map(spec_of)
+            .map(|n| n.name)
+            .collect()
+    };
+    let dir = state_dir();
+    let password = meridian_http::admin::secret(&dir, meridian_http::admin::DB_PASSWORD_FILE)
+        .map_err(|source| NodeError::AdminToken {
+            path: dir.join(meridian_http::admin::DB_PASSWORD_FILE),
+            source,
+        })?;
+    let is_primary = role == meridian_config::DbRole::Primary;
+    Ok(meridian_db::PgOptions {
+        name: node.name.clone(),
+        role: match role {
+            meridian_config::DbRole::Primary => meridian_db::DbRole::Primary,
+            meridian_config::DbRole::SyncStandby => meridian_db::DbRole::SyncStandby,
+            meridian_config::DbRole::Replica => meridian_db::DbRole::Replica,
+        },
+        listen: node.address,
+        admin: node.admin,
+        // Through the WAN when there is one: replication pays the distance between regions.
+        upstream: (!is_primary).then(|| config.public_address(&primary)),
+        // From the node's own address, so the WAN places the stream in its region.
+        source: (!is_primary).then(|| node.address.ip()),
+        sync_standbys: if is_primary {
+            named(meridian_config::DbRole::SyncStandby)
+        } else {
+            Vec::new()
+        },
+        replicas: if is_primary {
+            [
+                named(meridian_config::DbRole::SyncStandby),
+                named(meridian_config::DbRole::Replica),
+            ]
+            .concat()
+        } else {
+            Vec::new()
+        },
+        data_dir: dir.join("db").join(&node.name),
+        password,
+    })
 }
 
 #[cfg(test)]

@@ -168,14 +168,29 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         None => std::fs::canonicalize(&config_path).unwrap_or(config_path),
     };
 
-    let nodes = cfg.nodes();
+    let mut nodes = cfg.nodes();
+    if nodes.iter().any(|n| n.role == Role::Db) {
+        if let Err(e) = meridian_db::binaries() {
+            // The rest of the deployment is still worth running: say what is missing, once.
+            eprintln!("warning: the data tier will not run: {e}");
+            nodes.retain(|n| n.role != Role::Db);
+        }
+    }
     preflight(cfg, &nodes)?;
-    // Made once here, so the nodes started next (PoPs, DNS, WAN) share one token, and
-    // the PoPs one certificate.
-    meridian_http::admin::token(&opts.state_dir).map_err(|source| UpError::StateDir {
-        path: opts.state_dir.join(meridian_http::admin::TOKEN_FILE),
-        source,
-    })?;
+    // Made once here, so the nodes started next share one token (PoPs, DNS, WAN) and one
+    // database password, and the PoPs one certificate.
+    let mut secrets = vec![meridian_http::admin::TOKEN_FILE];
+    if cfg.database.is_some() {
+        secrets.push(meridian_http::admin::DB_PASSWORD_FILE);
+    }
+    for file in secrets {
+        meridian_http::admin::secret(&opts.state_dir, file).map_err(|source| {
+            UpError::StateDir {
+                path: opts.state_dir.join(file),
+                source,
+            }
+        })?;
+    }
     if !cfg.edges.is_empty() && cfg.distribution.certificates.is_empty() {
         meridian_http::tls::ensure_dev_cert(&opts.state_dir, &meridian_edge::dev_cert_names(cfg))
             .map_err(|e| UpError::StateDir {
@@ -383,7 +398,7 @@ fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck
         Role::Service => (spec.address, quick),
         // Our own nodes answer /health on their admin address; a balancer only says 200
         // when it has a healthy target to send traffic to.
-        Role::Lb | Role::Dns | Role::Edge | Role::Wan | Role::Console => (
+        Role::Lb | Role::Dns | Role::Edge | Role::Wan | Role::Console | Role::Db => (
             spec.admin,
             HealthCheck {
                 protocol: CheckProtocol::Http,
@@ -396,8 +411,9 @@ fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck
     }
 }
 
-/// Starts the data path first (instances and balancers), then the DNS, so that the DNS
-/// health checks find their targets up instead of starting from failures.
+/// Starts the WAN, the databases, the data path (instances and balancers), then the PoPs and
+/// the DNS, so that every health check finds its targets up instead of starting from
+/// failures.
 async fn start_in_waves(
     shared: &Arc<Shared>,
     stopping: &watch::Receiver<bool>,
@@ -410,17 +426,19 @@ async fn start_in_waves(
         shared.opts.config.regions.len()
     );
     let role_of = |i: &usize| shared.slots[*i].spec.role;
+    // The WAN first: it only relays, and database replicas reach their primary through it.
+    // Then the databases, before the instances that use them.
+    let db: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Db).collect();
     let data: Vec<usize> = (0..total)
         .filter(|i| matches!(role_of(i), Role::Service | Role::Lb))
         .collect();
-    // The WAN relays sit in front of the balancers; the PoPs check regions through them.
     let wan: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Wan).collect();
     let edges: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Edge).collect();
     let dns: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Dns).collect();
     let console: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Console).collect();
     let deadline = Instant::now() + shared.opts.config.supervisor.ready_timeout;
     let mut ready = vec![false; total];
-    for wave in [data, wan, edges, dns, console] {
+    for wave in [wan, db, data, edges, dns, console] {
         for &i in &wave {
             runners.push(tokio::spawn(supervise(
                 shared.clone(),
@@ -574,7 +592,15 @@ fn print_table(shared: &Shared) {
                 n.spec.role.as_str(),
                 n.spec.name,
                 n.spec.az.as_deref().unwrap_or("-"),
-                format!("http://{}", cfg.public_address(&n.spec)),
+                format!(
+                    "{}://{}",
+                    if n.spec.role == Role::Db {
+                        "postgres"
+                    } else {
+                        "http"
+                    },
+                    cfg.public_address(&n.spec)
+                ),
                 n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
             ));
             label.clear();

@@ -860,6 +860,30 @@ fn summary(cfg: &Config) -> String {
         hc.unhealthy_threshold,
         hc.matcher
     ));
+    if let Some(db) = &cfg.database {
+        s.push_str(&format!(
+            "database: PostgreSQL, writer in {} (port {}), lease {}, cross-region promotion {}, promotable up to {} behind\n",
+            db.home_region,
+            db.port,
+            d(db.lease),
+            match db.promotion {
+                meridian_config::Promotion::Automatic => "automatic",
+                meridian_config::Promotion::Manual => "manual",
+            },
+            db.max_promotion_lag
+        ));
+        for (region, az, role) in db.instances() {
+            if let Some(n) = cfg.db_node(&region, &az) {
+                s.push_str(&format!(
+                    "  {:<20} {:<16} {:<20} {}\n",
+                    n.name,
+                    region,
+                    role.as_str(),
+                    n.address
+                ));
+            }
+        }
+    }
     let nodes = cfg.nodes();
     let lbs = nodes
         .iter()
@@ -867,13 +891,14 @@ fn summary(cfg: &Config) -> String {
         .count();
     let count = |r: meridian_config::Role| nodes.iter().filter(|n| n.role == r).count();
     s.push_str(&format!(
-        "\nnodes `up` runs: {} ({} load balancers, {} service instances, {} edge PoPs, {} DNS servers, {} console) on 127.{}.0.0/16\n",
+        "\nnodes `up` runs: {} ({} load balancers, {} service instances, {} edge PoPs, {} DNS servers, {} console, {} database) on 127.{}.0.0/16\n",
         nodes.len(),
         lbs,
         count(meridian_config::Role::Service),
         count(meridian_config::Role::Edge),
         count(meridian_config::Role::Dns),
         count(meridian_config::Role::Console),
+        count(meridian_config::Role::Db),
         cfg.network.subnet[1]
     ));
     if cfg.console.enabled {
