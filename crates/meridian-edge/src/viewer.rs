@@ -149,8 +149,12 @@ pub fn normalize_path(raw: &str) -> Result<String, ViewerError> {
                 i += 3;
             }
             b'\\' => return Err(ViewerError::BadPath("it contains \\")),
+            // A URI holds visible ASCII only (anything else arrives percent-encoded); a path
+            // from elsewhere with more is refused rather than guessed at.
+            b if !b.is_ascii_graphic() => {
+                return Err(ViewerError::BadPath("it holds a character a URI cannot"));
+            }
             _ => {
-                // The URI parser admitted only ASCII here; keep it as it is.
                 decoded.push(b as char);
                 i += 1;
             }
@@ -279,6 +283,9 @@ mod tests {
             "/a%zz",
             "/a%4",
             "/a\\b",
+            // Found by the fuzzer: a byte past ASCII was taken as a char and re-encoded.
+            "/\u{c8}\u{bc}\u{1}",
+            "/a b",
         ] {
             assert!(n(bad).is_err(), "{bad:?} must be refused");
         }
@@ -292,7 +299,7 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let alphabet: &[&str] = &[
             "/", ".", "..", "%2e", "%2E", "%2f", "%", "a", "%41", "~", "%7e", "%zz", ":", "[", "]",
-            "\\",
+            "\\", "\u{e9}", "\u{1}", " ",
         ];
         let mut rng = rand::rngs::StdRng::seed_from_u64(17);
         for _ in 0..30_000 {
