@@ -113,6 +113,19 @@ impl Probe {
                     self.role.as_str()
                 ));
             }
+            // A standby that is not streaming from its upstream serves ever older data.
+            if in_recovery {
+                let streaming = client
+                    .query_opt(
+                        "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| format!("pg_stat_wal_receiver failed: {}", describe(&e)))?;
+                if streaming.is_none() {
+                    return Err("not streaming from its upstream".to_owned());
+                }
+            }
             Ok(())
         };
         tokio::time::timeout(PROBE_TIMEOUT, work)
