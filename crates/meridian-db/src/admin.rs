@@ -3,8 +3,10 @@
 //! `/metrics`. Each reads PostgreSQL at request time over a short-timeout connection, so
 //! an answer is never older than the request.
 
+use crate::lease::Witness;
+use crate::role::CurrentRole;
 use crate::status::{Probe, Status};
-use crate::{DbRole, PgOptions};
+use crate::PgOptions;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use meridian_telemetry::prometheus_client::metrics::{
@@ -43,7 +45,9 @@ pub(crate) struct AdminState(Arc<Inner>);
 
 struct Inner {
     name: String,
-    role: DbRole,
+    role: CurrentRole,
+    witness: Arc<Witness>,
+    admin_token: String,
     probe: Probe,
     phase: Phase,
     metrics: Metrics,
@@ -63,7 +67,13 @@ struct DbGauges {
 }
 
 impl AdminState {
-    pub fn new(opts: &PgOptions, probe: Probe, phase: Phase) -> Self {
+    pub fn new(
+        opts: &PgOptions,
+        probe: Probe,
+        phase: Phase,
+        role: CurrentRole,
+        witness: Arc<Witness>,
+    ) -> Self {
         let metrics = Metrics::new();
         let gauges = DbGauges {
             up: metrics.register("db_up", "1 when PostgreSQL answers a query, else 0.", Gauge::default()),
@@ -95,7 +105,9 @@ impl AdminState {
         };
         AdminState(Arc::new(Inner {
             name: opts.name.clone(),
-            role: opts.role,
+            role,
+            witness,
+            admin_token: opts.admin_token.clone(),
             probe,
             phase,
             metrics,
@@ -109,14 +121,14 @@ impl AdminState {
         let (code, body) = match self.0.probe.health().await {
             Ok(()) => (
                 StatusCode::OK,
-                json!({"status": "healthy", "node": self.0.name, "role": self.0.role}),
+                json!({"status": "healthy", "node": self.0.name, "role": self.0.role.get()}),
             ),
             Err(reason) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({
                     "status": "unhealthy",
                     "node": self.0.name,
-                    "role": self.0.role,
+                    "role": self.0.role.get(),
                     "detail": format!("{}: {reason}", self.0.phase.get()),
                 }),
             ),
@@ -135,9 +147,49 @@ impl AdminState {
             },
             Err(reason) => meridian_http::json(
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({ "name": self.0.name, "role": self.0.role, "phase": self.0.phase.get(), "error": reason }).to_string(),
+                json!({ "name": self.0.name, "role": self.0.role.get(), "phase": self.0.phase.get(), "error": reason }).to_string(),
             ),
         }
+    }
+
+    /// The witness: `GET /lease` says who holds this keeper's grant, `POST
+    /// /lease?candidate=NODE&term=N` asks for it. Both need the admin token: whoever could
+    /// reach an admin port must not be able to take the lease, nor watch it for a moment
+    /// to strike.
+    fn lease(&self, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
+        if !meridian_http::admin::bearer_ok(req.headers(), &self.0.admin_token) {
+            return meridian_http::admin::unauthorized();
+        }
+        let now = std::time::Instant::now();
+        let vote = match *req.method() {
+            http::Method::GET => self.0.witness.current(now),
+            http::Method::POST => {
+                let query = req.uri().query().unwrap_or("");
+                let param = |k: &str| {
+                    query
+                        .split('&')
+                        .filter_map(|p| p.split_once('='))
+                        .find(|(n, _)| *n == k)
+                        .map(|(_, v)| v)
+                };
+                let (Some(candidate), Some(Ok(term))) =
+                    (param("candidate"), param("term").map(str::parse::<u64>))
+                else {
+                    return meridian_http::text(
+                        StatusCode::BAD_REQUEST,
+                        "ask with POST /lease?candidate=NODE&term=N",
+                    );
+                };
+                self.0.witness.request(candidate, term, now)
+            }
+            _ => {
+                return meridian_http::text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "/lease takes GET or POST",
+                )
+            }
+        };
+        meridian_http::json(StatusCode::OK, json!(vote).to_string())
     }
 
     async fn metrics(&self) -> http::Response<meridian_http::Body> {
@@ -201,6 +253,9 @@ pub(crate) async fn serve(
 }
 
 async fn route(state: &AdminState, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
+    if req.uri().path() == "/lease" {
+        return state.lease(req);
+    }
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return meridian_http::text(StatusCode::METHOD_NOT_ALLOWED, "admin endpoints take GET");
     }
@@ -210,7 +265,7 @@ async fn route(state: &AdminState, req: &Request<Incoming>) -> http::Response<me
         "/metrics" => state.metrics().await,
         _ => meridian_http::text(
             StatusCode::NOT_FOUND,
-            "admin endpoints: /health, /status, /metrics",
+            "admin endpoints: /health, /status, /metrics, /lease",
         ),
     }
 }

@@ -81,6 +81,12 @@ pub enum DbError {
         source: tokio_postgres::Error,
     },
 
+    #[error("{holder} holds the leader lease: this node was primary before a failover and must not take writes again; rejoining as a standby needs pg_rewind, which Meridian does not run yet (copy it afresh: move {data_dir} away)")]
+    LeaseHeld { holder: String, data_dir: PathBuf },
+    #[error("lost the leader lease (no majority of witnesses renewed it): PostgreSQL was stopped so that it takes no write another primary could contradict")]
+    LeaseLost,
+    #[error("promoting the standby failed: {0}")]
+    Promote(String),
     #[error(transparent)]
     Bind(#[from] meridian_http::BindError),
 }

@@ -14,12 +14,16 @@ mod conf;
 mod datadir;
 mod egress;
 mod error;
+mod keeper;
+pub mod lease;
 mod owner;
 mod process;
+mod role;
 pub mod status;
 
 pub use binaries::{binaries, PgBinaries};
 pub use error::DbError;
+pub use lease::Peer;
 pub use status::{StandbyStatus, Status};
 
 use serde::{Deserialize, Serialize};
@@ -80,6 +84,13 @@ pub struct PgOptions {
     pub data_dir: PathBuf,
     /// The superuser `postgres` password, for every TCP connection including replication.
     pub password: String,
+    /// Every other database node of the deployment: the lease's witnesses, and where a
+    /// standby finds a new primary.
+    pub peers: Vec<lease::Peer>,
+    /// How long a granted lease lasts (see [`lease`]).
+    pub lease: std::time::Duration,
+    /// The deployment's admin token: asking a keeper for the lease needs it.
+    pub admin_token: String,
 }
 
 impl PgOptions {
@@ -117,6 +128,12 @@ impl PgOptions {
         }
         if self.data_dir.as_os_str().is_empty() {
             return bad("the data directory is empty".into());
+        }
+        if self.lease < std::time::Duration::from_millis(500) {
+            return bad(format!("a lease of {:?} is too short to renew", self.lease));
+        }
+        if !self.peers.is_empty() && self.admin_token.is_empty() {
+            return bad("witnesses need the admin token".into());
         }
         Ok(())
     }
@@ -159,17 +176,31 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     }));
-    // Held for as long as the node runs.
+    // Held for as long as the node runs; the keeper points it at a new primary.
+    let mut follow = None;
     let _egress = match (opts.upstream, opts.source) {
         (Some(upstream), Some(source)) if opts.role.in_recovery() => {
             let at = SocketAddr::new(source, opts.listen.port().wrapping_add(1));
-            let listener = meridian_http::bind(at).await?;
+            // A previous run of this node (just stopped) may still be letting go of it.
+            let mut tries = 0;
+            let listener = loop {
+                match meridian_http::bind(at).await {
+                    Ok(l) => break l,
+                    Err(_) if tries < 20 => {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             opts.upstream = Some(at);
-            Some(AbortOnDrop(egress::start(listener, upstream, source)))
+            let (tx, rx) = watch::channel(upstream);
+            follow = Some(tx);
+            Some(AbortOnDrop(egress::start(listener, rx, source)))
         }
         _ => None,
     };
-    run_node(opts, stop_rx).await
+    run_node(opts, stop_rx, follow).await
 }
 
 /// A background task that ends with the `run` future, even when that future is dropped
@@ -182,7 +213,11 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn run_node(opts: PgOptions, stop: watch::Receiver<bool>) -> Result<(), DbError> {
+async fn run_node(
+    opts: PgOptions,
+    stop: watch::Receiver<bool>,
+    follow: Option<watch::Sender<SocketAddr>>,
+) -> Result<(), DbError> {
     let bins = binaries()?;
     let run_as = owner::run_as()?;
     tracing::info!(
@@ -199,9 +234,19 @@ async fn run_node(opts: PgOptions, stop: watch::Receiver<bool>) -> Result<(), Db
     // The admin server comes up first so /health says 503 (and why) while the data
     // directory is being made, instead of refusing connections.
     let listener = meridian_http::bind(opts.admin).await?;
-    let probe = status::Probe::new(&opts);
+    let role = role::CurrentRole::new(opts.role);
+    let probe = status::Probe::new(&opts, role.clone());
     let phase = admin::Phase::new("preparing the data directory");
-    let admin_state = admin::AdminState::new(&opts, probe.clone(), phase.clone());
+    // The witness keeps its grants beside the data directory, so they outlive a restart.
+    let witness_file = opts.data_dir.with_extension("lease.json");
+    let witness = std::sync::Arc::new(lease::Witness::open(opts.lease, witness_file));
+    let admin_state = admin::AdminState::new(
+        &opts,
+        probe.clone(),
+        phase.clone(),
+        role.clone(),
+        witness.clone(),
+    );
     let (admin_stop_tx, mut admin_stop_rx) = watch::channel(false);
     let mut admin_task = AbortOnDrop(tokio::spawn(admin::serve(
         listener,
@@ -223,7 +268,14 @@ async fn run_node(opts: PgOptions, stop: watch::Receiver<bool>) -> Result<(), Db
             return Ok(());
         };
         prepared?;
-        process::supervise(&node, &probe, stop).await
+        let keeper = keeper::Keeper {
+            opts: &opts,
+            probe: &probe,
+            role: role.clone(),
+            witness: witness.clone(),
+            follow,
+        };
+        process::supervise(&node, &probe, &keeper, stop).await
     }
     .await;
 

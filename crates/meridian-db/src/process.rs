@@ -4,6 +4,7 @@
 //! signalled by the kernel if the keeper dies.
 
 use crate::datadir::Node;
+use crate::keeper::Keeper;
 use crate::owner::RunAs;
 use crate::status::Probe;
 use crate::{DbError, DbRole};
@@ -256,9 +257,20 @@ async fn watch_while<F: std::future::Future>(
 pub(crate) async fn supervise(
     node: &Node<'_>,
     probe: &Probe,
+    keeper: &Keeper<'_>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), DbError> {
     let name = node.opts.name.as_str();
+    // A primary writes nothing before it holds the lease.
+    let held = if node.opts.role == DbRole::Primary {
+        node.phase.set("waiting for the leader lease");
+        match crate::until_stopped(&mut stop, keeper.acquire()).await {
+            None => return Ok(()),
+            Some(held) => Some(held?),
+        }
+    } else {
+        None
+    };
     let mut pg = Postgres::start(node)?;
 
     if node.opts.role == DbRole::Primary {
@@ -295,9 +307,14 @@ pub(crate) async fn supervise(
     }
 
     node.phase.set("running");
-    match watch_while(&mut pg, &mut stop, std::future::pending::<()>()).await {
+    match watch_while(&mut pg, &mut stop, keeper.keep(held)).await {
         Event::Exited(status) => Err(pg.exited(status, node).await),
-        Event::Done(()) | Event::Stop => {
+        // Fenced: no write may follow a lease that ran out.
+        Event::Done(lost) => {
+            pg.stop(name).await;
+            Err(lost)
+        }
+        Event::Stop => {
             pg.stop(name).await;
             Ok(())
         }

@@ -2,6 +2,7 @@
 //! it is in recovery, where its WAL is, and who streams from it. The admin endpoints read
 //! these at request time; a keeper loop (failover, next) polls the same queries.
 
+use crate::role::CurrentRole;
 use crate::{DbError, DbRole, PgOptions};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -47,18 +48,18 @@ pub struct StandbyStatus {
 #[derive(Clone)]
 pub(crate) struct Probe {
     name: String,
-    role: DbRole,
+    role: CurrentRole,
     config: Config,
     target: SocketAddr,
 }
 
 impl Probe {
-    /// A probe of this node's own PostgreSQL.
-    pub fn new(opts: &PgOptions) -> Self {
+    /// A probe of this node's own PostgreSQL, in the role it has now.
+    pub fn new(opts: &PgOptions, role: CurrentRole) -> Self {
         let target = reachable(opts.listen);
         Probe {
             name: opts.name.clone(),
-            role: opts.role,
+            role,
             config: config(target, &opts.password, &format!("{} keeper", opts.name)),
             target,
         }
@@ -68,7 +69,7 @@ impl Probe {
     pub fn of(target: SocketAddr, opts: &PgOptions) -> Self {
         Probe {
             name: opts.name.clone(),
-            role: opts.role,
+            role: CurrentRole::new(opts.role),
             config: config(target, &opts.password, &format!("{} keeper", opts.name)),
             target,
         }
@@ -107,10 +108,11 @@ impl Probe {
                 .await
                 .map_err(|e| format!("pg_is_in_recovery() failed: {}", describe(&e)))?;
             let in_recovery: bool = row.get(0);
-            if in_recovery != self.role.in_recovery() {
+            let role = self.role.get();
+            if in_recovery != role.in_recovery() {
                 return Err(format!(
                     "role is {} but pg_is_in_recovery() is {in_recovery}",
-                    self.role.as_str()
+                    role.as_str()
                 ));
             }
             // A standby that is not streaming from its upstream serves ever older data.
@@ -137,6 +139,22 @@ impl Probe {
                     PROBE_TIMEOUT.as_secs()
                 ))
             })
+    }
+
+    /// Whether the server is in recovery now; None when it does not answer.
+    pub async fn in_recovery(&self) -> Option<bool> {
+        let work = async {
+            let client = self.connect().await.ok()?;
+            let row = client
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await
+                .ok()?;
+            Some(row.get::<_, bool>(0))
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, work)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The whole status, read in one short connection.
@@ -166,7 +184,7 @@ impl Probe {
             };
             Ok(Status {
                 name: self.name.clone(),
-                role: self.role,
+                role: self.role.get(),
                 in_recovery,
                 lsn: row.get(1),
                 lag_bytes: row.get(2),

@@ -2,174 +2,12 @@
 //! replica run by `meridian_db::run`, checked through SQL, the keeper's admin endpoints
 //! and /proc. Every wait is bounded.
 
-use meridian_db::{binaries, run, DbError, DbRole, PgOptions, Status};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use meridian_db::{binaries, run, DbError, DbRole, Status};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
 
-const PASSWORD: &str = "it's a test \\ password";
-
-fn base_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("meridian-db-it-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-struct Running {
-    name: String,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), DbError>>,
-}
-
-fn start(opts: PgOptions) -> Running {
-    let (stop, rx) = oneshot::channel::<()>();
-    let name = opts.name.clone();
-    let task = tokio::spawn(run(opts, async move {
-        let _ = rx.await;
-    }));
-    Running { name, stop, task }
-}
-
-async fn stop(node: Running) {
-    let _ = node.stop.send(());
-    let result = tokio::time::timeout(Duration::from_secs(20), node.task)
-        .await
-        .unwrap_or_else(|_| panic!("{} did not stop within 20s", node.name))
-        .expect("the node task panicked");
-    if let Err(e) = result {
-        panic!("{} ended with an error: {e}", node.name);
-    }
-}
-
-/// Waits for /health 200, failing at once if the node's task ended (with its error).
-async fn wait_healthy(node: &Running, admin: SocketAddr, limit: Duration) {
-    let what = format!("/health of {}", node.name);
-    wait_for(&what, limit, || async move {
-        if node.task.is_finished() {
-            panic!(
-                "{} ended before it was healthy (its error is in the log above)",
-                node.name
-            );
-        }
-        match get(admin, "/health").await? {
-            (200, _) => Ok(()),
-            (code, body) => Err(format!("{code} {body}")),
-        }
-    })
-    .await
-}
-
-/// GET over a fresh connection: (status code, body).
-async fn get(admin: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let work = async {
-        let mut s = tokio::net::TcpStream::connect(admin)
-            .await
-            .map_err(|e| e.to_string())?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let code: u16 = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("no status line in {text:?}"))?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Ok((code, body))
-    };
-    tokio::time::timeout(Duration::from_secs(10), work)
-        .await
-        .unwrap_or_else(|_| Err("no answer within 10s".into()))
-}
-
-/// Polls `check` every 200 ms until it gives Some, failing the test after `limit` with
-/// the last reason.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let started = Instant::now();
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(reason) => {
-                if started.elapsed() > limit {
-                    panic!("{what}: not within {}s: {reason}", limit.as_secs());
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn sql(listen: SocketAddr) -> Result<Client, String> {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host(listen.ip().to_string())
-        .port(listen.port())
-        .user("postgres")
-        .password(PASSWORD)
-        .dbname("postgres")
-        .connect_timeout(Duration::from_secs(3));
-    let (client, conn) = cfg.connect(NoTls).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
-/// Processes whose command line mentions any of `needles` (data dirs, cluster names).
-fn processes_mentioning(needles: &[String]) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if needles.iter().any(|n| cmdline.contains(n.as_str())) {
-            found.push(format!("{pid}: {cmdline}"));
-        }
-    }
-    found
-}
-
-fn options(name: &str, role: DbRole, ip: &str, dir: &Path) -> PgOptions {
-    PgOptions {
-        name: name.into(),
-        role,
-        listen: addr(&format!("{ip}:5432")),
-        admin: addr(&format!("{ip}:9650")),
-        upstream: None,
-        source: None,
-        sync_standbys: vec![],
-        replicas: vec![],
-        data_dir: dir.join(name).join("data"),
-        password: PASSWORD.into(),
-    }
-}
+mod common;
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_sync_standby_and_replica_replicate() {
@@ -216,15 +54,16 @@ async fn primary_sync_standby_and_replica_replicate() {
         if unsafe { libc::geteuid() } == 0 {
             assert_ne!(meta.uid(), 0, "the data directory must not belong to root");
         }
-        let leftovers: Vec<_> = std::fs::read_dir(base.join(&p_name))
+        let mut leftovers: Vec<_> = std::fs::read_dir(base.join(&p_name))
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
+        leftovers.sort();
         assert_eq!(
             leftovers,
-            vec!["data".to_string()],
-            "the password file and staging dirs are gone"
+            vec!["data".to_string(), "data.lease.json".to_string()],
+            "the password file and staging dirs are gone; the witness keeps its grants"
         );
     }
 

@@ -199,6 +199,19 @@ fn db_options(
         },
         data_dir: dir.join("db").join(&node.name),
         password,
+        // Every other database node: the lease's witnesses, and the primaries to follow.
+        peers: instances
+            .iter()
+            .filter_map(spec_of)
+            .filter(|p| p.name != node.name)
+            .map(|p| meridian_db::Peer {
+                name: p.name.clone(),
+                admin: p.admin,
+                address: config.public_address(&p),
+            })
+            .collect(),
+        lease: db.lease,
+        admin_token: admin_token()?,
     })
 }
 
