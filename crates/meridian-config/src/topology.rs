@@ -163,6 +163,13 @@ impl Config {
         })
     }
 
+    /// The writer endpoint a database node serves (its PostgreSQL port + 2): a relay to
+    /// whichever node is primary now, as RDS's cluster endpoint.
+    pub fn db_writer_endpoint(&self, spec: &NodeSpec) -> SocketAddr {
+        let port = self.database.as_ref().map(|d| d.port).unwrap_or(5432);
+        SocketAddr::new(spec.address.ip(), port.wrapping_add(2))
+    }
+
     /// Where the console serves its page, API and own metrics.
     pub fn console_address(&self) -> SocketAddr {
         SocketAddr::new(self.network.addr(0, 3).into(), self.network.admin_port)

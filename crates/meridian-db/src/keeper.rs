@@ -30,7 +30,9 @@ pub(crate) struct Keeper<'a> {
     pub role: CurrentRole,
     pub witness: Arc<Witness>,
     /// Where this node's relay to its upstream points (standbys with a relay).
-    pub follow: Option<watch::Sender<SocketAddr>>,
+    pub follow: Option<watch::Sender<Option<SocketAddr>>>,
+    /// Where the lease holder's PostgreSQL is: what the writer endpoint relays to.
+    pub leader: watch::Sender<Option<SocketAddr>>,
 }
 
 impl Keeper<'_> {
@@ -157,6 +159,9 @@ impl Keeper<'_> {
                 }
                 DbRole::Replica => self.follow_leader().await,
             }
+            if self.role.get() == DbRole::Primary && held.is_some_and(|h| h.valid(Instant::now())) {
+                self.point_writer(Some(self.opts.public));
+            }
             tokio::time::sleep(self.tick()).await;
         }
     }
@@ -189,23 +194,34 @@ impl Keeper<'_> {
         Ok(())
     }
 
-    /// Points this node's relay at whoever holds the lease, when that is another node.
+    /// Points this node's relay and writer endpoint at whoever holds the lease.
     async fn follow_leader(&self) {
-        let Some(follow) = &self.follow else { return };
-        let Some(leader) = self.leader().await else {
+        let leader = self.leader().await;
+        let peer = leader
+            .as_ref()
+            .and_then(|l| self.opts.peers.iter().find(|p| &p.name == l));
+        self.point_writer(peer.map(|p| p.address));
+        let (Some(follow), Some(peer)) = (&self.follow, peer) else {
             return;
         };
-        let Some(peer) = self.opts.peers.iter().find(|p| p.name == leader) else {
-            return;
-        };
-        if *follow.borrow() != peer.address {
+        if *follow.borrow() != Some(peer.address) {
             tracing::warn!(
-                "{}: the primary is now {leader}: streaming from {}",
+                "{}: the primary is now {}: streaming from {}",
                 self.opts.name,
+                peer.name,
                 peer.address
             );
-            let _ = follow.send(peer.address);
+            let _ = follow.send(Some(peer.address));
         }
+    }
+
+    /// The writer endpoint relays to `to` from now on (cutting sessions to the old one).
+    fn point_writer(&self, to: Option<SocketAddr>) {
+        self.leader.send_if_modified(|cur| {
+            let changed = *cur != to;
+            *cur = to;
+            changed
+        });
     }
 }
 

@@ -91,6 +91,12 @@ pub struct PgOptions {
     pub lease: std::time::Duration,
     /// The deployment's admin token: asking a keeper for the lease needs it.
     pub admin_token: String,
+    /// Where the other nodes reach this node's PostgreSQL (through the WAN when there is
+    /// one; else `listen`).
+    pub public: SocketAddr,
+    /// Where to serve this region's writer endpoint: a relay to whichever node holds the
+    /// leader lease. None: no endpoint here.
+    pub writer: Option<SocketAddr>,
 }
 
 impl PgOptions {
@@ -194,13 +200,23 @@ pub async fn run(
                 }
             };
             opts.upstream = Some(at);
-            let (tx, rx) = watch::channel(upstream);
+            let (tx, rx) = watch::channel(Some(upstream));
             follow = Some(tx);
             Some(AbortOnDrop(egress::start(listener, rx, source)))
         }
         _ => None,
     };
-    run_node(opts, stop_rx, follow).await
+    // The writer endpoint: always the current primary, sessions cut when it changes.
+    let (leader_tx, leader_rx) = watch::channel(None);
+    let _writer = match opts.writer {
+        Some(at) => {
+            let listener = meridian_http::bind(at).await?;
+            let source = opts.source.unwrap_or(opts.listen.ip());
+            Some(AbortOnDrop(egress::start(listener, leader_rx, source)))
+        }
+        None => None,
+    };
+    run_node(opts, stop_rx, follow, leader_tx).await
 }
 
 /// A background task that ends with the `run` future, even when that future is dropped
@@ -216,7 +232,8 @@ impl Drop for AbortOnDrop {
 async fn run_node(
     opts: PgOptions,
     stop: watch::Receiver<bool>,
-    follow: Option<watch::Sender<SocketAddr>>,
+    follow: Option<watch::Sender<Option<SocketAddr>>>,
+    leader: watch::Sender<Option<SocketAddr>>,
 ) -> Result<(), DbError> {
     let bins = binaries()?;
     let run_as = owner::run_as()?;
@@ -274,6 +291,7 @@ async fn run_node(
             role: role.clone(),
             witness: witness.clone(),
             follow,
+            leader,
         };
         process::supervise(&node, &probe, &keeper, stop).await
     }

@@ -212,6 +212,8 @@ fn db_options(
             .collect(),
         lease: db.lease,
         admin_token: admin_token()?,
+        public: config.public_address(node),
+        writer: Some(config.db_writer_endpoint(node)),
     })
 }
 

@@ -172,5 +172,7 @@ pub fn options(name: &str, role: DbRole, ip: &str, dir: &Path) -> PgOptions {
         peers: vec![],
         lease: Duration::from_secs(3),
         admin_token: TOKEN.into(),
+        public: addr(&format!("{ip}:5432")),
+        writer: None,
     }
 }
