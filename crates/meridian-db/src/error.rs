@@ -90,3 +90,21 @@ pub enum DbError {
     #[error(transparent)]
     Bind(#[from] meridian_http::BindError),
 }
+
+impl DbError {
+    /// Whether starting the node again cannot help: the data directory, the installation
+    /// or the cluster's state needs a person (a supervisor should stop restarting it).
+    pub fn needs_a_person(&self) -> bool {
+        matches!(
+            self,
+            DbError::NotInstalled
+                | DbError::NoPostgresUser
+                | DbError::NotTraversable { .. }
+                | DbError::InvalidOptions(_)
+                | DbError::NotADataDir { .. }
+                | DbError::Damaged { .. }
+                | DbError::VersionMismatch { .. }
+                | DbError::LeaseHeld { .. }
+        )
+    }
+}

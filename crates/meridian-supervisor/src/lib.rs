@@ -8,5 +8,5 @@
 mod node;
 mod up;
 
-pub use node::{run_node, NodeError};
+pub use node::{run_node, NodeError, EXIT_NEEDS_A_PERSON};
 pub use up::{default_state_dir, up, UpError, UpOptions};

@@ -40,6 +40,21 @@ pub enum NodeError {
     },
 }
 
+/// The exit status of a node that restarting cannot fix (sysexits' EX_CONFIG): `up`
+/// stops restarting it and says so, instead of looping.
+pub const EXIT_NEEDS_A_PERSON: u8 = 78;
+
+impl NodeError {
+    /// Whether starting the node again cannot help.
+    pub fn needs_a_person(&self) -> bool {
+        match self {
+            NodeError::Db(e) => e.needs_a_person(),
+            NodeError::UnknownNode { .. } | NodeError::NotADatabase(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Where a node keeps its state (admin token, development certificate, disk cache, access
 /// log): the state dir of the `meridian up` that started it, else `.meridian`.
 pub fn state_dir() -> std::path::PathBuf {

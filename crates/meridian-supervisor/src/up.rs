@@ -348,6 +348,7 @@ async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping: watch::Re
             return;
         }
         let began = Instant::now();
+        let mut needs_a_person = false;
         let status = match spawn_child(&shared, &slot.spec) {
             Ok(mut child) => {
                 *slot.pid.lock().unwrap_or_else(|p| p.into_inner()) = child.id();
@@ -356,6 +357,9 @@ async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping: watch::Re
                 let status = child.wait().await;
                 *slot.pid.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 gauge.set(0);
+                needs_a_person = status
+                    .as_ref()
+                    .is_ok_and(|s| s.code() == Some(i32::from(crate::node::EXIT_NEEDS_A_PERSON)));
                 status
                     .map(|s| s.to_string())
                     .unwrap_or_else(|e| e.to_string())
@@ -363,6 +367,14 @@ async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping: watch::Re
             Err(e) => format!("could not start: {e}"),
         };
         if *stopping.borrow() {
+            shared.publish();
+            return;
+        }
+        if needs_a_person {
+            // Starting it again cannot help; its log says what to do.
+            shared.event(&format!(
+                "node {name} stopped and is not restarted: it needs a person (see logs/{name}.log)"
+            ));
             shared.publish();
             return;
         }

@@ -626,8 +626,14 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            meridian_supervisor::run_node(&config, &node).await?;
-            Ok(ExitCode::SUCCESS)
+            match meridian_supervisor::run_node(&config, &node).await {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) if e.needs_a_person() => {
+                    eprintln!("error: {}", describe(&anyhow::Error::new(e)));
+                    Ok(ExitCode::from(meridian_supervisor::EXIT_NEEDS_A_PERSON))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Cmd::Health {
             url,

@@ -103,3 +103,55 @@ fn health_of_nothing_listening_is_unhealthy() {
     assert_eq!(v["score"], 0.0);
     assert_eq!(v["components"].as_array().unwrap().len(), 4);
 }
+
+#[test]
+fn validate_prints_the_data_tier() {
+    let out = meridian().arg("validate").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("database: PostgreSQL, writer in us-east-1"),
+        "{text}"
+    );
+    for line in [
+        "db-us-east-1a",
+        "db-us-east-1b",
+        "synchronous standby",
+        "db-ap-southeast-1a",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+}
+
+/// A database node whose data directory is not one: a precise message, and the exit
+/// status that tells `up` not to restart it in a loop.
+#[test]
+fn a_database_node_on_a_foreign_directory_stops_with_exit_78() {
+    let dir = tempdir();
+    let cfg = dir.join("db.toml");
+    std::fs::write(
+        &cfg,
+        "[deployment]\nname = \"d\"\nzone = \"d.example\"\n[network]\nsubnet = \"127.44.0.0/16\"\n\
+         [[region]]\nname = \"r1\"\nlocation = { lat = 1, lon = 2 }\nazs = [\"r1a\"]\n\
+         [database]\nmulti_az = false\n",
+    )
+    .unwrap();
+    let state = dir.join("state");
+    let data = state.join("db").join("db-r1a");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("thesis.txt"), "not a database").unwrap();
+    let out = meridian()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--node", "db-r1a"])
+        .env("MERIDIAN_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("is not a PostgreSQL data directory"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("thesis.txt")).unwrap(),
+        "not a database",
+        "nothing of it is touched"
+    );
+}
