@@ -3,8 +3,8 @@
 //!
 //! - A primary takes the lease before its first write and renews it every quarter lease;
 //!   when it cannot renew before its lease runs out it stops PostgreSQL (fences itself).
-//! - The synchronous standby watches the primary; when it has been unreachable for two
-//!   checks it asks for the lease, and once a majority grants it (the old primary's lease
+//! - The synchronous standby watches the primary; whenever a check finds it unreachable
+//!   it asks for the lease, and once a majority grants it (the old primary's lease
 //!   has run out everywhere) it promotes itself. Commits waited for this standby, so no
 //!   acknowledged write is lost.
 //! - Standbys and replicas stream from whoever holds the lease: when that changes, their
@@ -134,13 +134,18 @@ impl Keeper<'_> {
                 }
                 DbRole::SyncStandby => {
                     let upstream = self.opts.upstream.map(|u| Probe::of(u, self.opts));
+                    // A frozen primary accepts nothing: give it a tick, not the probe's 3 s.
                     let reachable = match &upstream {
-                        Some(p) => p.connect().await.is_ok(),
+                        Some(p) => matches!(
+                            tokio::time::timeout(self.tick(), p.connect()).await,
+                            Ok(Ok(_))
+                        ),
                         None => true,
                     };
                     misses = if reachable { 0 } else { misses + 1 };
-                    // Without witnesses there is no lease to win: no failover.
-                    if misses >= 2 && !self.opts.peers.is_empty() {
+                    // Asking early is safe: no witness grants while the primary's lease
+                    // lives. Without witnesses there is no lease to win: no failover.
+                    if misses >= 1 && !self.opts.peers.is_empty() {
                         let (won, highest) = self.campaign(term.max(highest_term(self)) + 1).await;
                         term = term.max(highest);
                         if let Some(h) = won {

@@ -9,6 +9,7 @@
 
 mod admin;
 pub mod chaos;
+pub mod data_chaos;
 pub mod delay_line;
 pub mod global;
 pub mod load;

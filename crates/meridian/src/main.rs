@@ -274,6 +274,14 @@ enum ChaosCmd {
         #[command(flatten)]
         run: ChaosRun,
     },
+    /// Freeze the database primary's node (its keeper and PostgreSQL) under a write load
+    /// through every region's writer endpoint, then thaw it. Reports the RPO (acknowledged
+    /// commits the primary does not hold afterwards) and the RTO (fault to the next
+    /// acknowledged write). Exits 1 if an acknowledged commit was lost.
+    KillDbPrimary {
+        #[command(flatten)]
+        run: ChaosRun,
+    },
     /// Cut one PoP off from one region in the WAN (a network partition) under global load,
     /// then heal it. The PoP must fail over to another region without failing requests.
     Partition {
@@ -464,6 +472,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Chaos { command } => {
             let (fault, run) = match command {
+                ChaosCmd::KillDbPrimary { run } => return chaos_kill_db_primary(run).await,
                 ChaosCmd::KillRegion { region, run } => {
                     (meridian_sim::chaos::Fault::KillRegion { region }, run)
                 }
@@ -815,6 +824,54 @@ fn render_explain(v: &serde_json::Value) -> String {
 }
 
 /// What `validate` prints for a valid config.
+/// `meridian chaos kill-db-primary`: the data tier's failover under a write load.
+async fn chaos_kill_db_primary(run: ChaosRun) -> Result<ExitCode> {
+    let parse = |flag: &str, v: &str| duration_flag(flag, v).map_err(anyhow::Error::msg);
+    let (duration, outage) = (
+        parse("duration", &run.duration)?,
+        parse("outage", &run.outage)?,
+    );
+    if outage >= duration {
+        eprintln!("error: --outage must be shorter than --duration");
+        return Ok(ExitCode::from(2));
+    }
+    let (config, state) = running_deployment(&run.state_dir)?;
+    let password_file = run.state_dir.join(meridian_http::admin::DB_PASSWORD_FILE);
+    let password = std::fs::read_to_string(&password_file)
+        .with_context(|| {
+            format!(
+                "cannot read the database password {}: does this deployment have a [database]?",
+                password_file.display()
+            )
+        })?
+        .trim()
+        .to_owned();
+    let opts = meridian_sim::data_chaos::DataChaosOptions {
+        config,
+        state,
+        password,
+        duration,
+        outage,
+    };
+    let report = meridian_sim::data_chaos::kill_db_primary(&opts, |l| eprintln!("{l}"))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    print!("{}", report.markdown());
+    if let Some(dir) = run.out {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("chaos.md"), report.markdown())?;
+        std::fs::write(
+            dir.join("chaos.json"),
+            serde_json::to_string_pretty(&report)?,
+        )?;
+    }
+    Ok(if report.lost == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn summary(cfg: &Config) -> String {
     use meridian_config::units::format_duration as d;
     let mut s = format!(
