@@ -43,16 +43,25 @@ pub enum Promotion {
     Manual,
 }
 
-/// The role a database node starts in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What a database instance is in its replication group (the role it starts in, and the
+/// one a keeper reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DbRole {
+    /// The writer.
     Primary,
+    /// A standby the primary waits for on commit (in another AZ of the home region).
     SyncStandby,
+    /// An asynchronous standby (another region's reader).
     Replica,
 }
 
 impl DbRole {
+    /// Whether PostgreSQL in this role runs in recovery (streams from an upstream).
+    pub fn in_recovery(self) -> bool {
+        !matches!(self, DbRole::Primary)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DbRole::Primary => "primary",

@@ -120,6 +120,9 @@ impl Keeper<'_> {
                             term = h.term;
                         }
                         None if held.is_some_and(|h| h.valid(Instant::now())) => {
+                            // A standby that asked in a blip left a higher term behind:
+                            // renew under it, or those witnesses refuse this node forever.
+                            term = term.max(highest);
                             tracing::warn!(
                                 "{name}: could not renew the leader lease (a majority did not answer or refused); trying again"
                             );

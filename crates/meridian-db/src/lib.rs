@@ -26,38 +26,13 @@ pub use error::DbError;
 pub use lease::Peer;
 pub use status::{StandbyStatus, Status};
 
-use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::sync::watch;
 
-/// What an instance is in its replication group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DbRole {
-    /// The writer.
-    Primary,
-    /// A standby the primary waits for on commit (in another AZ of the home region).
-    SyncStandby,
-    /// An asynchronous standby (another region's reader).
-    Replica,
-}
-
-impl DbRole {
-    /// Whether PostgreSQL in this role runs in recovery (streams from an upstream).
-    pub fn in_recovery(self) -> bool {
-        !matches!(self, DbRole::Primary)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DbRole::Primary => "primary",
-            DbRole::SyncStandby => "sync_standby",
-            DbRole::Replica => "replica",
-        }
-    }
-}
+/// The role names are the config's: one type from `[database]` to `/status`.
+pub use meridian_config::DbRole;
 
 /// Everything one database node needs to run.
 #[derive(Debug, Clone)]

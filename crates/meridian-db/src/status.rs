@@ -6,6 +6,7 @@ use crate::role::CurrentRole;
 use crate::{DbError, DbRole, PgOptions};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -51,6 +52,18 @@ pub(crate) struct Probe {
     role: CurrentRole,
     config: Config,
     target: SocketAddr,
+    /// A connection kept between probes of this node's own server: a scrape or a health
+    /// check then costs a query, not a password exchange (scram's hashing alone can take
+    /// longer than a scraper waits).
+    kept: Arc<tokio::sync::Mutex<Kept>>,
+}
+
+#[derive(Default)]
+struct Kept {
+    client: Option<Client>,
+    /// A probe was cut off mid-query (a frozen server): the connection is not to be
+    /// trusted with the next one.
+    interrupted: bool,
 }
 
 impl Probe {
@@ -62,6 +75,7 @@ impl Probe {
             role,
             config: config(target, &opts.password, &format!("{} keeper", opts.name)),
             target,
+            kept: Arc::default(),
         }
     }
 
@@ -72,7 +86,50 @@ impl Probe {
             role: CurrentRole::new(opts.role),
             config: config(target, &opts.password, &format!("{} keeper", opts.name)),
             target,
+            kept: Arc::default(),
         }
+    }
+
+    /// Runs `work` on the kept connection (made when there is none, it closed, or a probe
+    /// was cut off on it), within the probe timeout; a failure drops the connection.
+    async fn on_kept<T>(
+        &self,
+        work: impl for<'c> FnOnce(
+            &'c Client,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'c>,
+        >,
+    ) -> Result<T, String> {
+        let attempt = async {
+            let mut guard = self.kept.lock().await;
+            let Kept {
+                client,
+                interrupted,
+            } = &mut *guard;
+            if *interrupted || client.as_ref().is_none_or(|c| c.is_closed()) {
+                *client = None;
+                *client = Some(self.connect().await?);
+            }
+            let Some(c) = client.as_ref() else {
+                return Err("no connection".to_owned());
+            };
+            *interrupted = true;
+            let out = work(c).await;
+            *interrupted = false;
+            if out.is_err() {
+                *client = None;
+            }
+            out
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "{} did not answer within {}s",
+                    self.target,
+                    PROBE_TIMEOUT.as_secs()
+                ))
+            })
     }
 
     pub fn target(&self) -> SocketAddr {
@@ -101,107 +158,93 @@ impl Probe {
     /// Ok when PostgreSQL answers and its recovery state matches the role; the reason
     /// otherwise.
     pub async fn health(&self) -> Result<(), String> {
-        let work = async {
-            let client = self.connect().await?;
-            let row = client
-                .query_one("SELECT pg_is_in_recovery()", &[])
-                .await
-                .map_err(|e| format!("pg_is_in_recovery() failed: {}", describe(&e)))?;
-            let in_recovery: bool = row.get(0);
-            let role = self.role.get();
-            if in_recovery != role.in_recovery() {
-                return Err(format!(
-                    "role is {} but pg_is_in_recovery() is {in_recovery}",
-                    role.as_str()
-                ));
-            }
-            // A standby that is not streaming from its upstream serves ever older data.
-            if in_recovery {
-                let streaming = client
-                    .query_opt(
-                        "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'",
-                        &[],
-                    )
+        let role = self.role.get();
+        self.on_kept(move |client| {
+            Box::pin(async move {
+                let row = client
+                    .query_one("SELECT pg_is_in_recovery()", &[])
                     .await
-                    .map_err(|e| format!("pg_stat_wal_receiver failed: {}", describe(&e)))?;
-                if streaming.is_none() {
-                    return Err("not streaming from its upstream".to_owned());
+                    .map_err(|e| format!("pg_is_in_recovery() failed: {}", describe(&e)))?;
+                let in_recovery: bool = row.get(0);
+                if in_recovery != role.in_recovery() {
+                    return Err(format!(
+                        "role is {} but pg_is_in_recovery() is {in_recovery}",
+                        role.as_str()
+                    ));
                 }
-            }
-            Ok(())
-        };
-        tokio::time::timeout(PROBE_TIMEOUT, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "{} did not answer within {}s",
-                    self.target,
-                    PROBE_TIMEOUT.as_secs()
-                ))
+                // A standby that is not streaming from its upstream serves ever older data.
+                if in_recovery {
+                    let streaming = client
+                        .query_opt(
+                            "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+                            &[],
+                        )
+                        .await
+                        .map_err(|e| format!("pg_stat_wal_receiver failed: {}", describe(&e)))?;
+                    if streaming.is_none() {
+                        return Err("not streaming from its upstream".to_owned());
+                    }
+                }
+                Ok(())
             })
+        })
+        .await
     }
 
     /// Whether the server is in recovery now; None when it does not answer.
     pub async fn in_recovery(&self) -> Option<bool> {
-        let work = async {
-            let client = self.connect().await.ok()?;
-            let row = client
-                .query_one("SELECT pg_is_in_recovery()", &[])
-                .await
-                .ok()?;
-            Some(row.get::<_, bool>(0))
-        };
-        tokio::time::timeout(PROBE_TIMEOUT, work)
-            .await
-            .ok()
-            .flatten()
+        self.on_kept(|client| {
+            Box::pin(async move {
+                let row = client
+                    .query_one("SELECT pg_is_in_recovery()", &[])
+                    .await
+                    .map_err(|e| describe(&e))?;
+                Ok(row.get::<_, bool>(0))
+            })
+        })
+        .await
+        .ok()
     }
 
     /// The whole status, read in one short connection.
     pub async fn status(&self) -> Result<Status, String> {
-        let work = async {
-            let client = self.connect().await?;
-            let row = client
-                .query_one(STATUS_SQL, &[])
-                .await
-                .map_err(|e| format!("status query failed: {}", describe(&e)))?;
-            let in_recovery: bool = row.get(0);
-            let standbys = if in_recovery {
-                Vec::new()
-            } else {
-                client
-                    .query(STANDBYS_SQL, &[])
+        let (name, role) = (self.name.clone(), self.role.get());
+        self.on_kept(move |client| {
+            Box::pin(async move {
+                let row = client
+                    .query_one(STATUS_SQL, &[])
                     .await
-                    .map_err(|e| format!("pg_stat_replication query failed: {}", describe(&e)))?
-                    .iter()
-                    .map(|r| StandbyStatus {
-                        name: r.get(0),
-                        state: r.get(1),
-                        sync_state: r.get(2),
-                        replay_lag_bytes: r.get(3),
-                    })
-                    .collect()
-            };
-            Ok(Status {
-                name: self.name.clone(),
-                role: self.role.get(),
-                in_recovery,
-                lsn: row.get(1),
-                lag_bytes: row.get(2),
-                lag_seconds: row.get(3),
-                standbys,
-                commits_total: row.get(4),
+                    .map_err(|e| format!("status query failed: {}", describe(&e)))?;
+                let in_recovery: bool = row.get(0);
+                let standbys = if in_recovery {
+                    Vec::new()
+                } else {
+                    client
+                        .query(STANDBYS_SQL, &[])
+                        .await
+                        .map_err(|e| format!("pg_stat_replication query failed: {}", describe(&e)))?
+                        .iter()
+                        .map(|r| StandbyStatus {
+                            name: r.get(0),
+                            state: r.get(1),
+                            sync_state: r.get(2),
+                            replay_lag_bytes: r.get(3),
+                        })
+                        .collect()
+                };
+                Ok(Status {
+                    name,
+                    role,
+                    in_recovery,
+                    lsn: row.get(1),
+                    lag_bytes: row.get(2),
+                    lag_seconds: row.get(3),
+                    standbys,
+                    commits_total: row.get(4),
+                })
             })
-        };
-        tokio::time::timeout(PROBE_TIMEOUT, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "{} did not answer within {}s",
-                    self.target,
-                    PROBE_TIMEOUT.as_secs()
-                ))
-            })
+        })
+        .await
     }
 
     /// Makes a physical replication slot for each name that has none. The slot reserves

@@ -187,11 +187,7 @@ fn db_options(
     let is_primary = role == meridian_config::DbRole::Primary;
     Ok(meridian_db::PgOptions {
         name: node.name.clone(),
-        role: match role {
-            meridian_config::DbRole::Primary => meridian_db::DbRole::Primary,
-            meridian_config::DbRole::SyncStandby => meridian_db::DbRole::SyncStandby,
-            meridian_config::DbRole::Replica => meridian_db::DbRole::Replica,
-        },
+        role,
         listen: node.address,
         admin: node.admin,
         // Through the WAN when there is one: replication pays the distance between regions.

@@ -527,15 +527,11 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             let report = meridian_sim::chaos::run(&opts, |l| eprintln!("{l}"))
                 .await
                 .map_err(anyhow::Error::msg)?;
-            print!("{}", report.markdown());
-            if let Some(dir) = out {
-                std::fs::create_dir_all(&dir)?;
-                std::fs::write(dir.join("chaos.md"), report.markdown())?;
-                std::fs::write(
-                    dir.join("chaos.json"),
-                    serde_json::to_string_pretty(&report)?,
-                )?;
-            }
+            chaos_report(
+                &report.markdown(),
+                serde_json::to_string_pretty(&report),
+                out.as_deref(),
+            )?;
             Ok(if report.failed_cacheable == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -824,6 +820,21 @@ fn render_explain(v: &serde_json::Value) -> String {
 }
 
 /// What `validate` prints for a valid config.
+/// Prints a chaos report, and writes it as chaos.md and chaos.json to `out` when given.
+fn chaos_report(
+    markdown: &str,
+    json: serde_json::Result<String>,
+    out: Option<&Path>,
+) -> Result<()> {
+    print!("{markdown}");
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("chaos.md"), markdown)?;
+        std::fs::write(dir.join("chaos.json"), json?)?;
+    }
+    Ok(())
+}
+
 /// `meridian chaos kill-db-primary`: the data tier's failover under a write load.
 async fn chaos_kill_db_primary(run: ChaosRun) -> Result<ExitCode> {
     let parse = |flag: &str, v: &str| duration_flag(flag, v).map_err(anyhow::Error::msg);
@@ -856,15 +867,11 @@ async fn chaos_kill_db_primary(run: ChaosRun) -> Result<ExitCode> {
     let report = meridian_sim::data_chaos::kill_db_primary(&opts, |l| eprintln!("{l}"))
         .await
         .map_err(anyhow::Error::msg)?;
-    print!("{}", report.markdown());
-    if let Some(dir) = run.out {
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("chaos.md"), report.markdown())?;
-        std::fs::write(
-            dir.join("chaos.json"),
-            serde_json::to_string_pretty(&report)?,
-        )?;
-    }
+    chaos_report(
+        &report.markdown(),
+        serde_json::to_string_pretty(&report),
+        run.out.as_deref(),
+    )?;
     Ok(if report.lost == 0 {
         ExitCode::SUCCESS
     } else {
