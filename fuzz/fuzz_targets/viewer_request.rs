@@ -4,6 +4,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+/// The default distribution's cache policy, read once (not per input).
+fn policy() -> &'static meridian_config::CachePolicy {
+    static POLICY: OnceLock<meridian_config::CachePolicy> = OnceLock::new();
+    POLICY.get_or_init(|| {
+        meridian_config::Config::embedded_default().distribution.cache_policies[0].clone()
+    })
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -17,9 +26,8 @@ fuzz_target!(|data: &[u8]| {
             meridian_edge::viewer::normalize_path(&p).as_deref(),
             Ok(p.as_str())
         );
-        let policy = &meridian_config::Config::embedded_default().distribution.cache_policies[0];
         let _ = meridian_edge::key::cache_key(
-            policy,
+            policy(),
             host.as_deref().unwrap_or("-"),
             &p,
             Some(text),
