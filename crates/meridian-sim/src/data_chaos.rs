@@ -39,8 +39,8 @@ pub struct DataChaosReport {
     /// span they were acknowledged over.
     pub lost: u64,
     pub lost_span_seconds: f64,
-    /// From the fault to the first commit acknowledged after it (the RTO); None when no
-    /// write worked again before the end.
+    /// From the fault to the end of the longest silence in acknowledgements that began
+    /// around it (the RTO); None when no write worked again before the end.
     pub rto_seconds: Option<f64>,
     pub errors: Vec<String>,
 }
@@ -286,11 +286,19 @@ pub async fn kill_db_primary(
         (Some(a), Some(b)) => b.2.duration_since(a.2).as_secs_f64(),
         _ => 0.0,
     };
-    let rto = acked
-        .iter()
-        .filter(|(_, _, at)| *at > fault_at)
-        .map(|(_, _, at)| at.duration_since(fault_at).as_secs_f64())
-        .reduce(f64::min);
+    // Freezing a dozen processes is not one instant: a commit already on its way may be
+    // acknowledged just after. Writes stop in the longest silence that begins around the
+    // fault; the RTO is from the fault to the end of that silence.
+    let mut times: Vec<Instant> = acked.iter().map(|(_, _, at)| *at).collect();
+    times.sort();
+    let around = fault_at
+        .checked_sub(Duration::from_secs(1))
+        .unwrap_or(fault_at);
+    let rto = times
+        .windows(2)
+        .filter(|w| w[0] >= around && w[1] > fault_at)
+        .max_by_key(|w| w[1] - w[0])
+        .map(|w| w[1].duration_since(fault_at).as_secs_f64());
     let by_region = endpoints
         .iter()
         .map(|(r, _)| {
