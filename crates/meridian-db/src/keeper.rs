@@ -106,10 +106,6 @@ impl Keeper<'_> {
         let mut held = held;
         let mut term = held.map(|h| h.term).unwrap_or(0);
         let mut misses = 0u32;
-        // A standby promoted before a restart of its keeper is a primary now.
-        if self.role.get() != DbRole::Primary && self.probe.in_recovery().await == Some(false) {
-            self.role.set(DbRole::Primary);
-        }
         loop {
             match self.role.get() {
                 DbRole::Primary => {

@@ -261,8 +261,17 @@ pub(crate) async fn supervise(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), DbError> {
     let name = node.opts.name.as_str();
-    // A primary writes nothing before it holds the lease.
-    let held = if node.opts.role == DbRole::Primary {
+    // A primary writes nothing before it holds the lease. That is what the data directory
+    // says, not only the config: a standby promoted before this start has no
+    // standby.signal any more and comes up writable.
+    let writable = !node.opts.data_dir.join("standby.signal").exists();
+    if writable && node.opts.role != DbRole::Primary {
+        tracing::warn!(
+            "{name}: its data directory is a primary's (promoted before this start): taking the lease first"
+        );
+        keeper.role.set(DbRole::Primary);
+    }
+    let held = if writable {
         node.phase.set("waiting for the leader lease");
         match crate::until_stopped(&mut stop, keeper.acquire()).await {
             None => return Ok(()),
@@ -273,7 +282,7 @@ pub(crate) async fn supervise(
     };
     let mut pg = Postgres::start(node)?;
 
-    if node.opts.role == DbRole::Primary {
+    if writable {
         match watch_while(&mut pg, &mut stop, wait_ready(probe, name)).await {
             Event::Done(()) => {}
             Event::Exited(status) => return Err(pg.exited(status, node).await),

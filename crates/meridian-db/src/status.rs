@@ -191,21 +191,6 @@ impl Probe {
         .await
     }
 
-    /// Whether the server is in recovery now; None when it does not answer.
-    pub async fn in_recovery(&self) -> Option<bool> {
-        self.on_kept(|client| {
-            Box::pin(async move {
-                let row = client
-                    .query_one("SELECT pg_is_in_recovery()", &[])
-                    .await
-                    .map_err(|e| describe(&e))?;
-                Ok(row.get::<_, bool>(0))
-            })
-        })
-        .await
-        .ok()
-    }
-
     /// The whole status, read in one short connection.
     pub async fn status(&self) -> Result<Status, String> {
         let (name, role) = (self.name.clone(), self.role.get());

@@ -42,7 +42,7 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
         n.lease = Duration::from_secs(2);
         n.peers = all.iter().filter(|p| p.name != n.name).cloned().collect();
     }
-    let (a_opts, b_listen, c_listen) = (a.clone(), b.listen, c.listen);
+    let (a_opts, b_opts, b_listen, c_listen) = (a.clone(), b.clone(), b.listen, c.listen);
     let (a_admin, b_admin, c_admin) = (a.admin, b.admin, c.admin);
     let needles = vec![base.display().to_string()];
 
@@ -172,6 +172,21 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
         "promotion took {:.1}s after the primary was lost",
         took.as_secs_f64()
     );
+
+    // The new primary's node restarts: its data directory says primary (whatever the
+    // config says), so it takes the lease before PostgreSQL takes a write, and leads on.
+    stop(node_b).await;
+    let node_b = start(b_opts);
+    wait_healthy(&node_b, b_admin, Duration::from_secs(30)).await;
+    let (_, body) = get(b_admin, "/status").await.unwrap();
+    let s: Status = serde_json::from_str(&body).unwrap();
+    assert_eq!((s.role, s.in_recovery), (DbRole::Primary, false), "{body}");
+    sql(b_listen)
+        .await
+        .unwrap()
+        .execute("INSERT INTO orders VALUES (3)", &[])
+        .await
+        .unwrap();
 
     stop(node_b).await;
     stop(node_c).await;
