@@ -3,6 +3,7 @@
 //! `/metrics`. Each reads PostgreSQL at request time over a short-timeout connection, so
 //! an answer is never older than the request.
 
+use crate::keeper::Standing;
 use crate::lease::Witness;
 use crate::role::CurrentRole;
 use crate::status::{Probe, Status};
@@ -47,6 +48,7 @@ struct Inner {
     name: String,
     role: CurrentRole,
     witness: Arc<Witness>,
+    standing: Standing,
     admin_token: String,
     probe: Probe,
     phase: Phase,
@@ -73,6 +75,7 @@ impl AdminState {
         phase: Phase,
         role: CurrentRole,
         witness: Arc<Witness>,
+        standing: Standing,
     ) -> Self {
         let metrics = Metrics::new();
         let gauges = DbGauges {
@@ -107,6 +110,7 @@ impl AdminState {
             name: opts.name.clone(),
             role,
             witness,
+            standing,
             admin_token: opts.admin_token.clone(),
             probe,
             phase,
@@ -138,13 +142,16 @@ impl AdminState {
 
     async fn status(&self) -> http::Response<meridian_http::Body> {
         match self.0.probe.status().await {
-            Ok(status) => match serde_json::to_string(&status) {
+            Ok(mut status) => {
+                status.promotable = status.in_recovery && self.0.standing.promotable();
+                match serde_json::to_string(&status) {
                 Ok(body) => meridian_http::json(StatusCode::OK, body),
                 Err(e) => meridian_http::text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("cannot encode the status: {e}"),
                 ),
-            },
+            }
+            }
             Err(reason) => meridian_http::json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({ "name": self.0.name, "role": self.0.role.get(), "phase": self.0.phase.get(), "error": reason }).to_string(),

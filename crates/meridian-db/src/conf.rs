@@ -5,33 +5,26 @@
 
 use crate::{DbRole, PgOptions};
 use std::net::SocketAddr;
-use std::path::Path;
 
 pub(crate) const INCLUDE_FILE: &str = "meridian.conf";
 pub(crate) const INCLUDE_LINE: &str = "include = 'meridian.conf'";
 
-/// Longest unix socket path the kernel takes (sun_path is 108 bytes with the NUL).
-const SOCKET_PATH_MAX: usize = 107;
-
 /// `meridian.conf` for this node. Standbys get the same WAL settings as a primary so a
 /// later promotion needs no restart for them.
-pub(crate) fn meridian_conf(opts: &PgOptions, data_dir: &Path) -> String {
+pub(crate) fn meridian_conf(opts: &PgOptions) -> String {
     let sync_names = match opts.role {
         DbRole::Primary => synchronous_standby_names(&opts.sync_standbys),
         // A standby has nothing to wait for; a promotion rewrites this.
         DbRole::SyncStandby | DbRole::Replica => String::new(),
     };
-    let socket_dir = socket_dir(data_dir, opts.listen.port())
-        .map(|d| d.display().to_string())
-        .unwrap_or_default();
     let settings: Vec<(&str, String)> = vec![
         ("listen_addresses", quote(&opts.listen.ip().to_string())),
         ("port", opts.listen.port().to_string()),
-        // In the data directory, not /var/run/postgresql: several nodes on one machine
-        // may share a port on different loopback addresses, and the socket name is only
-        // the port. '' (TCP only) when the path would be too long for a unix socket.
-        ("unix_socket_directories", quote(&socket_dir)),
-        ("unix_socket_permissions", "0700".into()),
+        // TCP only. Not /var/run/postgresql: several nodes on one machine may share a
+        // port on different loopback addresses, and a socket's name is only the port. Not
+        // the data directory either: pg_rewind copies every file of the primary's, and
+        // cannot read a socket.
+        ("unix_socket_directories", quote("")),
         ("password_encryption", quote("scram-sha-256")),
         ("cluster_name", quote(&opts.name)),
         ("wal_level", "replica".into()),
@@ -74,12 +67,6 @@ pub(crate) fn synchronous_standby_names(names: &[String]) -> String {
         .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
         .collect();
     format!("FIRST 1 ({})", list.join(", "))
-}
-
-/// The data directory as socket directory, if `<dir>/.s.PGSQL.<port>` fits a unix socket.
-pub(crate) fn socket_dir(data_dir: &Path, port: u16) -> Option<&Path> {
-    let len = data_dir.as_os_str().len() + format!("/.s.PGSQL.{port}").len();
-    (len <= SOCKET_PATH_MAX).then_some(data_dir)
 }
 
 /// pg_hba.conf: peer on the unix socket, scram-sha-256 for every TCP connection
@@ -163,13 +150,6 @@ mod tests {
             quote(&synchronous_standby_names(&["db-a".into()])),
             "'FIRST 1 (\"db-a\")'"
         );
-    }
-
-    #[test]
-    fn long_data_dirs_fall_back_to_tcp_only() {
-        assert!(socket_dir(Path::new("/tmp/x/data"), 5432).is_some());
-        let long = format!("/{}", "d".repeat(100));
-        assert!(socket_dir(Path::new(&long), 5432).is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use crate::admin::Phase;
 use crate::owner::RunAs;
-use crate::process::{command, run_tool};
+use crate::process::{command, run_tool, tail};
 use crate::status::Probe;
 use crate::{conf, slot_name, DbError, DbRole, PgBinaries, PgOptions};
 use std::ffi::OsString;
@@ -313,6 +313,90 @@ async fn basebackup(node: &Node<'_>, dir: &Path) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Makes this data directory a standby of `upstream` after a failover: pg_rewind takes
+/// back what it wrote that the new primary never had (finishing crash recovery first
+/// when the server was killed), then standby.signal and this node's primary_conninfo.
+pub(crate) async fn rewind(node: &Node<'_>, upstream: std::net::SocketAddr) -> Result<(), DbError> {
+    let name = &node.opts.name;
+    let data = &node.opts.data_dir;
+    node.phase.set(format!(
+        "waiting for the primary {upstream} to rewind from it"
+    ));
+    let source = Probe::of(upstream, node.opts);
+    wait_for_upstream(name, &source).await?;
+    // pg_rewind reads the source's timeline from its pg_control, which a promotion only
+    // updates at its next checkpoint.
+    if let Err(e) = async {
+        let client = source.connect().await?;
+        client
+            .batch_execute("CHECKPOINT")
+            .await
+            .map_err(|e| crate::status::describe(&e))
+    }
+    .await
+    {
+        tracing::warn!("{name}: CHECKPOINT on {upstream} before rewinding failed: {e}");
+    }
+    node.phase
+        .set(format!("rewinding from {upstream} (pg_rewind)"));
+    tracing::warn!(
+        "{name}: rewinding its data directory from {upstream} (pg_rewind) to rejoin as a standby"
+    );
+    let program = node.bins.program("pg_rewind");
+    let started = Instant::now();
+    let mut cmd = command(&program, node.run_as, libc::SIGKILL);
+    cmd.arg("--target-pgdata")
+        .arg(data)
+        .arg(format!(
+            "--source-server=host={} port={} user=postgres dbname=postgres application_name={}",
+            upstream.ip(),
+            upstream.port(),
+            conf::conninfo_value(name)
+        ))
+        .env("PGPASSWORD", &node.opts.password);
+    // What pg_rewind decided (it says so on stderr) is worth keeping in the log.
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let out = cmd.output().await.map_err(|source| DbError::Spawn {
+        step: "rewinding the data directory (pg_rewind)",
+        program: program.clone(),
+        source,
+    })?;
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(DbError::Tool {
+            step: "rewinding the data directory (pg_rewind)",
+            program,
+            status: crate::process::describe_status(out.status),
+            stderr_tail: tail(&said),
+        });
+    }
+    remove_socket_locks(data)?;
+    // The copy brought the primary's own primary_conninfo, if it had one: this node's
+    // replaces it.
+    let auto = data.join("postgresql.auto.conf");
+    let text: String = std::fs::read_to_string(&auto)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            !l.starts_with("primary_conninfo") && !l.starts_with("primary_slot_name")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write_owned(&auto, &text, node.run_as, 0o600)?;
+    ensure_conninfo(node, data, upstream)?;
+    write_owned(&data.join("standby.signal"), "", node.run_as, 0o600)?;
+    // The copy also brought the primary's meridian.conf and pg_hba.conf: this node's own.
+    write_conf(node)?;
+    tracing::warn!(
+        "{name}: rewound from {upstream} in {:.1}s: {}",
+        started.elapsed().as_secs_f64(),
+        tail(&said)
+    );
+    Ok(())
+}
+
 /// The upstream keeps its unix socket in its data directory, so the copy holds the
 /// upstream's socket lock files, naming a live postmaster: this server would refuse to
 /// start on them.
@@ -445,7 +529,7 @@ fn write_conf(node: &Node<'_>) -> Result<(), DbError> {
     append_include(data)?;
     write_owned(
         &data.join(conf::INCLUDE_FILE),
-        &conf::meridian_conf(node.opts, data),
+        &conf::meridian_conf(node.opts),
         node.run_as,
         0o600,
     )?;

@@ -81,7 +81,7 @@ pub enum DbError {
         source: tokio_postgres::Error,
     },
 
-    #[error("{holder} holds the leader lease: this node was primary before a failover and must not take writes again; rejoining as a standby needs pg_rewind, which Meridian does not run yet (copy it afresh: move {data_dir} away)")]
+    #[error("{holder} was elected after this node led: this node must not take writes again, and it cannot rejoin as a standby on its own (no source address to stream from, or {holder} is not among its peers): move {data_dir} away and start it again to copy it afresh")]
     LeaseHeld { holder: String, data_dir: PathBuf },
     #[error("lost the leader lease (no majority of witnesses renewed it): PostgreSQL was stopped so that it takes no write another primary could contradict")]
     LeaseLost,

@@ -72,6 +72,16 @@ pub struct PgOptions {
     /// Where to serve this region's writer endpoint: a relay to whichever node holds the
     /// leader lease. None: no endpoint here.
     pub writer: Option<SocketAddr>,
+    /// This node's region, and the writer region: witnesses are weighed by region, and
+    /// the promotion policy applies outside the writer region.
+    pub region: String,
+    pub home_region: String,
+    /// Whether a replica outside the writer region promotes itself when that region is
+    /// lost (inside it, promotion is always automatic).
+    pub promotion: meridian_config::Promotion,
+    /// The most a replica may have lagged (bytes of WAL) at its last contact with the
+    /// primary and still be promoted.
+    pub max_promotion_lag: u64,
 }
 
 impl PgOptions {
@@ -157,10 +167,11 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     }));
-    // Held for as long as the node runs; the keeper points it at a new primary.
+    // Held for as long as the node runs; the keeper points it at a new primary. A primary
+    // has one too, idle until it has to rejoin as a standby after a failover.
     let mut follow = None;
     let _egress = match (opts.upstream, opts.source) {
-        (Some(upstream), Some(source)) if opts.role.in_recovery() => {
+        (upstream, Some(source)) if upstream.is_some() || !opts.role.in_recovery() => {
             let at = SocketAddr::new(source, opts.listen.port().wrapping_add(1));
             // A previous run of this node (just stopped) may still be letting go of it.
             let mut tries = 0;
@@ -175,7 +186,7 @@ pub async fn run(
                 }
             };
             opts.upstream = Some(at);
-            let (tx, rx) = watch::channel(Some(upstream));
+            let (tx, rx) = watch::channel(upstream);
             follow = Some(tx);
             Some(AbortOnDrop(egress::start(listener, rx, source)))
         }
@@ -232,12 +243,14 @@ async fn run_node(
     // The witness keeps its grants beside the data directory, so they outlive a restart.
     let witness_file = opts.data_dir.with_extension("lease.json");
     let witness = std::sync::Arc::new(lease::Witness::open(opts.lease, witness_file));
+    let standing = keeper::Standing::new(&opts);
     let admin_state = admin::AdminState::new(
         &opts,
         probe.clone(),
         phase.clone(),
         role.clone(),
         witness.clone(),
+        standing.clone(),
     );
     let (admin_stop_tx, mut admin_stop_rx) = watch::channel(false);
     let mut admin_task = AbortOnDrop(tokio::spawn(admin::serve(
@@ -265,8 +278,15 @@ async fn run_node(
             probe: &probe,
             role: role.clone(),
             witness: witness.clone(),
+            electorate: lease::Electorate::new(
+                &opts.name,
+                &opts.region,
+                &opts.peers,
+                &opts.home_region,
+            ),
             follow,
             leader,
+            standing,
         };
         process::supervise(&node, &probe, &keeper, stop).await
     }

@@ -4,7 +4,8 @@
 //! signalled by the kernel if the keeper dies.
 
 use crate::datadir::Node;
-use crate::keeper::Keeper;
+use crate::keeper::{KeepEnd, Keeper};
+use crate::lease::Peer;
 use crate::owner::RunAs;
 use crate::status::Probe;
 use crate::{DbError, DbRole};
@@ -253,7 +254,9 @@ async fn watch_while<F: std::future::Future>(
 }
 
 /// Runs the server until it stops on its own (Err) or the keeper is told to stop (Ok).
-/// A primary first waits for it to accept connections and makes the missing slots.
+/// A primary first takes the lease, waits for the server to accept connections and makes
+/// the missing slots; a node whose data is a primary's but which another node has
+/// replaced rejoins as a standby first.
 pub(crate) async fn supervise(
     node: &Node<'_>,
     probe: &Probe,
@@ -271,63 +274,108 @@ pub(crate) async fn supervise(
         );
         keeper.role.set(DbRole::Primary);
     }
-    let held = if writable {
+    if !writable && node.opts.role == DbRole::Primary {
+        keeper.role.set(DbRole::Replica);
+    }
+    let mut held = None;
+    if writable {
         node.phase.set("waiting for the leader lease");
         match crate::until_stopped(&mut stop, keeper.acquire()).await {
             None => return Ok(()),
-            Some(held) => Some(held?),
-        }
-    } else {
-        None
-    };
-    let mut pg = Postgres::start(node)?;
-
-    if writable {
-        match watch_while(&mut pg, &mut stop, wait_ready(probe, name)).await {
-            Event::Done(()) => {}
-            Event::Exited(status) => return Err(pg.exited(status, node).await),
-            Event::Stop => {
-                pg.stop(name).await;
-                return Ok(());
-            }
-        }
-        match watch_while(
-            &mut pg,
-            &mut stop,
-            probe.create_missing_slots(&node.opts.replicas),
-        )
-        .await
-        {
-            Event::Done(Ok(created)) => {
-                if !created.is_empty() {
-                    tracing::info!("{name}: created replication slots {}", created.join(", "));
+            Some(Ok(h)) => held = Some(h),
+            Some(Err(DbError::LeaseHeld { holder, data_dir })) => {
+                let Some(leader) = keeper.peer(&holder).cloned() else {
+                    return Err(DbError::LeaseHeld { holder, data_dir });
+                };
+                tracing::warn!(
+                    "{name}: {holder} was elected after this node led: rejoining as its standby"
+                );
+                match crate::until_stopped(&mut stop, rejoin(node, keeper, &leader)).await {
+                    None => return Ok(()),
+                    Some(done) => done?,
                 }
             }
-            Event::Done(Err(e)) => {
-                pg.stop(name).await;
-                return Err(e);
+            Some(Err(e)) => return Err(e),
+        }
+    }
+
+    loop {
+        let mut pg = Postgres::start(node)?;
+        if keeper.role.get() == DbRole::Primary {
+            match watch_while(&mut pg, &mut stop, wait_ready(probe, name)).await {
+                Event::Done(()) => {}
+                Event::Exited(status) => return Err(pg.exited(status, node).await),
+                Event::Stop => {
+                    pg.stop(name).await;
+                    return Ok(());
+                }
             }
+            match watch_while(
+                &mut pg,
+                &mut stop,
+                probe.create_missing_slots(&node.opts.replicas),
+            )
+            .await
+            {
+                Event::Done(Ok(created)) => {
+                    if !created.is_empty() {
+                        tracing::info!("{name}: created replication slots {}", created.join(", "));
+                    }
+                }
+                Event::Done(Err(e)) => {
+                    pg.stop(name).await;
+                    return Err(e);
+                }
+                Event::Exited(status) => return Err(pg.exited(status, node).await),
+                Event::Stop => {
+                    pg.stop(name).await;
+                    return Ok(());
+                }
+            }
+        }
+
+        node.phase.set("running");
+        let pid = pg.pid;
+        match watch_while(&mut pg, &mut stop, keeper.keep(held.take(), pid)).await {
             Event::Exited(status) => return Err(pg.exited(status, node).await),
+            // Fenced: no write may follow a lease that ran out.
+            Event::Done(KeepEnd::Fenced(lost)) => {
+                pg.stop(name).await;
+                return Err(lost);
+            }
+            Event::Done(KeepEnd::Rejoin(leader)) => {
+                pg.stop(name).await;
+                match crate::until_stopped(&mut stop, rejoin(node, keeper, &leader)).await {
+                    None => return Ok(()),
+                    Some(done) => done?,
+                }
+            }
             Event::Stop => {
                 pg.stop(name).await;
                 return Ok(());
             }
         }
     }
+}
 
-    node.phase.set("running");
-    match watch_while(&mut pg, &mut stop, keeper.keep(held)).await {
-        Event::Exited(status) => Err(pg.exited(status, node).await),
-        // Fenced: no write may follow a lease that ran out.
-        Event::Done(lost) => {
-            pg.stop(name).await;
-            Err(lost)
-        }
-        Event::Stop => {
-            pg.stop(name).await;
-            Ok(())
-        }
-    }
+/// Points this node's relay at `leader` and rewinds the (stopped) server's data to
+/// stream from it. It comes back as the leader's synchronous standby when they share a
+/// region (the leader's keeper waits for it once it streams), else as a replica.
+async fn rejoin(node: &Node<'_>, keeper: &Keeper<'_>, leader: &Peer) -> Result<(), DbError> {
+    let (Some(follow), Some(relay)) = (&keeper.follow, node.opts.upstream) else {
+        return Err(DbError::LeaseHeld {
+            holder: leader.name.clone(),
+            data_dir: node.opts.data_dir.clone(),
+        });
+    };
+    let _ = follow.send(Some(leader.address));
+    crate::datadir::rewind(node, relay).await?;
+    keeper.role.set(if leader.region == node.opts.region {
+        DbRole::SyncStandby
+    } else {
+        DbRole::Replica
+    });
+    Ok(())
 }
 
 /// Waits until the server accepts a connection (crash recovery can take a while on a

@@ -31,6 +31,22 @@ pub struct Status {
     pub standbys: Vec<StandbyStatus>,
     /// Committed transactions over every database (pg_stat_database).
     pub commits_total: i64,
+    /// Standby: how far its received WAL reaches, in bytes from the start of WAL (what
+    /// replicas compare to choose the most advanced for promotion); 0 on a primary.
+    #[serde(default)]
+    pub received: i64,
+    /// Standby: whether it may be promoted now (the promotion policy allows it and its
+    /// lag at its last contact with the primary was within the limit).
+    #[serde(default)]
+    pub promotable: bool,
+}
+
+/// A standby's WAL receiver, as `pg_stat_wal_receiver` shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Receiver {
+    pub streaming: bool,
+    /// WAL the primary said it had flushed that this node had not, in bytes.
+    pub lag_bytes: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,7 +242,26 @@ impl Probe {
                     lag_seconds: row.get(3),
                     standbys,
                     commits_total: row.get(4),
+                    received: row.get(5),
+                    promotable: false,
                 })
+            })
+        })
+        .await
+    }
+
+    /// The WAL receiver of this standby, if one runs.
+    pub async fn receiver(&self) -> Result<Option<Receiver>, String> {
+        self.on_kept(|client| {
+            Box::pin(async move {
+                let row = client
+                    .query_opt(RECEIVER_SQL, &[])
+                    .await
+                    .map_err(|e| format!("pg_stat_wal_receiver failed: {}", describe(&e)))?;
+                Ok(row.map(|r| Receiver {
+                    streaming: r.get(0),
+                    lag_bytes: r.get(1),
+                }))
             })
         })
         .await
@@ -272,7 +307,14 @@ const STATUS_SQL: &str = "SELECT pg_is_in_recovery(), \
            OR pg_last_wal_receive_lsn() IS NULL \
            OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0::float8 \
          ELSE GREATEST(COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0), 0)::float8 END, \
-    (SELECT COALESCE(sum(xact_commit), 0)::bigint FROM pg_stat_database)";
+    (SELECT COALESCE(sum(xact_commit), 0)::bigint FROM pg_stat_database), \
+    CASE WHEN pg_is_in_recovery() \
+         THEN COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0'), 0)::bigint \
+         ELSE 0::bigint END";
+
+const RECEIVER_SQL: &str = "SELECT status = 'streaming', \
+    GREATEST(COALESCE(pg_wal_lsn_diff(latest_end_lsn, flushed_lsn), 0), 0)::bigint \
+    FROM pg_stat_wal_receiver";
 
 const STANDBYS_SQL: &str = "SELECT COALESCE(application_name, ''), COALESCE(state, ''), \
     COALESCE(sync_state, ''), \

@@ -1,11 +1,11 @@
 //! Losing the primary: the synchronous standby wins the lease from a majority of the
 //! keepers and promotes itself, no acknowledged write is lost, the replica follows the
-//! new primary, and the old primary cannot come back as a second writer.
+//! new primary, and the old primary comes back as a standby (pg_rewind), never a writer.
 
 mod common;
 use common::*;
 
-use meridian_db::{run, DbError, DbRole, Peer, Status};
+use meridian_db::{DbRole, Peer, Status};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,8 +25,14 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
     a.replicas = vec![names[1].clone(), names[2].clone()];
     for n in [&mut b, &mut c] {
         n.upstream = Some(a.listen);
+    }
+    // Every node leaves from its own address, the primary too: after a failover it
+    // streams from the new one.
+    for n in [&mut a, &mut b, &mut c] {
         n.source = Some(n.listen.ip());
     }
+    // a and b share the writer region; c is a replica in another.
+    c.region = "r2".into();
     // The replica's region has a writer endpoint: whoever is primary, writes go there.
     let writer = addr("127.78.5.3:5434");
     c.writer = Some(writer);
@@ -34,6 +40,7 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
         .iter()
         .map(|o| Peer {
             name: o.name.clone(),
+            region: o.region.clone(),
             admin: o.admin,
             address: o.listen,
         })
@@ -160,18 +167,55 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
     wait_healthy(&node_b, b_admin, Duration::from_secs(10)).await;
     wait_healthy(&node_c, c_admin, Duration::from_secs(20)).await;
 
-    // The old primary, started again on its data, refuses to be a second writer.
-    let back = tokio::time::timeout(Duration::from_secs(20), run(a_opts, std::future::pending()))
-        .await
-        .expect("the old primary decides quickly");
-    match back {
-        Err(DbError::LeaseHeld { holder, .. }) => assert_eq!(holder, names[1]),
-        other => panic!("the old primary must not start as a writer: {other:?}"),
-    }
+    // The old primary, started again on its data, does not lead: it is rewound and
+    // rejoins as the new primary's standby, takes no write, and replays the new ones.
+    let a_listen = a_opts.listen;
+    let node_a = start(a_opts);
+    let s: Status = wait_for(
+        "a rejoins as a standby",
+        Duration::from_secs(60),
+        || async {
+            let (code, body) = get(a_admin, "/status").await?;
+            let s: Status =
+                serde_json::from_str(&body).map_err(|e| format!("{code} {body}: {e}"))?;
+            if s.in_recovery {
+                Ok(s)
+            } else {
+                Err(format!("{:?}, in recovery {}", s.role, s.in_recovery))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        s.role,
+        DbRole::SyncStandby,
+        "it shares the new primary's region"
+    );
+    let old = sql(a_listen).await.unwrap();
+    let refused = old.execute("INSERT INTO orders VALUES (4)", &[]).await;
+    assert!(refused.is_err(), "the old primary took a write");
+    wait_for(
+        "a replays the new primary's writes",
+        Duration::from_secs(20),
+        || async {
+            let n: i64 = old
+                .query_one("SELECT count(*) FROM orders WHERE id = 2", &[])
+                .await
+                .map_err(|e| e.to_string())?
+                .get(0);
+            if n == 1 {
+                Ok(())
+            } else {
+                Err("row 2 not replayed".into())
+            }
+        },
+    )
+    .await;
     eprintln!(
         "promotion took {:.1}s after the primary was lost",
         took.as_secs_f64()
     );
+    stop(node_a).await;
 
     // The new primary's node restarts: its data directory says primary (whatever the
     // config says), so it takes the lease before PostgreSQL takes a write, and leads on.

@@ -192,8 +192,9 @@ fn db_options(
         admin: node.admin,
         // Through the WAN when there is one: replication pays the distance between regions.
         upstream: (!is_primary).then(|| config.public_address(&primary)),
-        // From the node's own address, so the WAN places the stream in its region.
-        source: (!is_primary).then(|| node.address.ip()),
+        // From the node's own address, so the WAN places the stream in its region (a
+        // primary's too: after a failover it streams from the new one).
+        source: Some(node.address.ip()),
         sync_standbys: if is_primary {
             named(meridian_config::DbRole::SyncStandby)
         } else {
@@ -217,6 +218,7 @@ fn db_options(
             .filter(|p| p.name != node.name)
             .map(|p| meridian_db::Peer {
                 name: p.name.clone(),
+                region: p.region.clone().unwrap_or_default(),
                 admin: p.admin,
                 address: config.public_address(&p),
             })
@@ -225,6 +227,10 @@ fn db_options(
         admin_token: admin_token()?,
         public: config.public_address(node),
         writer: Some(config.db_writer_endpoint(node)),
+        region: node.region.clone().unwrap_or_default(),
+        home_region: db.home_region.clone(),
+        promotion: db.promotion,
+        max_promotion_lag: db.max_promotion_lag.0,
     })
 }
 

@@ -174,5 +174,9 @@ pub fn options(name: &str, role: DbRole, ip: &str, dir: &Path) -> PgOptions {
         admin_token: TOKEN.into(),
         public: addr(&format!("{ip}:5432")),
         writer: None,
+        region: "r1".into(),
+        home_region: "r1".into(),
+        promotion: meridian_config::Promotion::Automatic,
+        max_promotion_lag: 16 << 20,
     }
 }
