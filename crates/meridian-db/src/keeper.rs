@@ -249,9 +249,9 @@ impl Keeper<'_> {
                     }
                 }
                 DbRole::Replica => {
-                    if let Some(up) = self.opts.upstream {
-                        self.check_upstream(up).await;
-                    }
+                    // Its own WAL receiver, not a connection to the primary: across regions
+                    // a connection alone can take longer than a tick.
+                    self.sample_receiver().await;
                     let survey = self.survey().await;
                     if survey.leader.is_some() {
                         leaderless_since = None;
@@ -306,18 +306,23 @@ impl Keeper<'_> {
             Ok::<_, String>(row.is_some_and(|r| r.get::<_, String>(0) == "sync"))
         };
         let reached = tokio::time::timeout(self.tick(), check).await;
-        let lag = self.probe.receiver().await.ok().flatten();
         match reached {
             Ok(Ok(was_sync)) => {
-                self.standing.record(|c| {
-                    c.was_sync = was_sync;
-                    if let Some(r) = lag.filter(|r| r.streaming) {
-                        c.lag_bytes = Some(r.lag_bytes);
-                    }
-                });
+                self.standing.record(|c| c.was_sync = was_sync);
+                self.sample_receiver().await;
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Records this standby's lag while its WAL receiver streams: the lag at the last
+    /// contact is what a promotion would lose.
+    async fn sample_receiver(&self) {
+        if let Ok(Some(r)) = self.probe.receiver().await {
+            if r.streaming {
+                self.standing.record(|c| c.lag_bytes = Some(r.lag_bytes));
+            }
         }
     }
 

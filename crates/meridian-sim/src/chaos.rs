@@ -137,7 +137,7 @@ fn one_process(pid: u32) -> Result<libc::pid_t, String> {
 }
 
 /// Sends `sig` to every pid, after checking them all: none is signalled if one is bad.
-fn signal(pids: &[u32], sig: i32) -> Result<(), String> {
+pub(crate) fn signal(pids: &[u32], sig: i32) -> Result<(), String> {
     let pids = pids
         .iter()
         .map(|&p| one_process(p))
@@ -167,6 +167,49 @@ fn freeze(pids: Vec<u32>) -> Result<(Action, Action), String> {
     ))
 }
 
+/// Every process under `root` (a database node's PostgreSQL server and its backends),
+/// parents before children.
+pub(crate) fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                    let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+                    // The command name may hold spaces and parentheses: ppid follows the last ')'.
+                    let ppid = stat[stat.rfind(')')? + 1..]
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse()
+                        .ok()?;
+                    Some((pid, ppid))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(child, _) in parents.iter().filter(|(_, pp)| *pp == p) {
+            out.push(child);
+            frontier.push(child);
+        }
+    }
+    out
+}
+
+/// Sends `sig` to whole nodes: each node's process, then every process under it, twice
+/// over (a process started between the listing and the signal is caught the second time).
+pub(crate) fn signal_nodes(roots: &[u32], sig: i32) -> Result<(), String> {
+    signal(roots, sig)?;
+    for _ in 0..2 {
+        let under: Vec<u32> = roots.iter().flat_map(|&r| descendants(r)).collect();
+        // A backend may exit between the listing and the signal: not an error.
+        let _ = signal(&under, sig);
+    }
+    Ok(())
+}
+
 /// How a fault is made and undone.
 enum Action {
     Signal(Vec<u32>, i32),
@@ -176,7 +219,7 @@ enum Action {
 
 async fn act(a: &Action) -> Result<(), String> {
     match a {
-        Action::Signal(pids, sig) => signal(pids, *sig),
+        Action::Signal(pids, sig) => signal_nodes(pids, *sig),
         Action::Wan(admin, method, path, token) => {
             wan_call(*admin, method.clone(), path, token).await
         }
@@ -477,7 +520,13 @@ fn plan(opts: &ChaosOptions) -> Result<Plan, String> {
 
 /// Breaks what `opts.fault` says under global load on the full deployment, then repairs
 /// it, measuring failures, detection and recovery.
-pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<ChaosReport, String> {
+/// Runs the scenario; `phases`, when given, hears when the fault began and ended (the
+/// data tier's watch runs beside it).
+pub async fn run(
+    opts: &ChaosOptions,
+    mut say: impl FnMut(String),
+    phases: Option<&tokio::sync::watch::Sender<crate::data_chaos::Phase>>,
+) -> Result<ChaosReport, String> {
     let cfg = &opts.config;
     let mut plan = plan(opts)?;
     if let (Fault::SlowOrigin { region, .. }, Some(token)) = (&opts.fault, &opts.admin_token) {
@@ -522,6 +571,9 @@ pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<Cha
     tokio::time::sleep(opts.duration / 5).await;
     let down_at = Instant::now();
     act(&plan.apply).await?;
+    if let Some(p) = phases {
+        p.send_replace(crate::data_chaos::Phase::Down(down_at));
+    }
     eprintln!();
     say(format!(
         "  {:.1}s: {}",
@@ -543,6 +595,9 @@ pub async fn run(opts: &ChaosOptions, mut say: impl FnMut(String)) -> Result<Cha
     }
     act(&plan.revert).await?;
     let back_at = Instant::now();
+    if let Some(p) = phases {
+        p.send_replace(crate::data_chaos::Phase::Up(down_at, back_at));
+    }
     say(format!(
         "  {:.1}s: repaired",
         started.elapsed().as_secs_f64()

@@ -1,15 +1,25 @@
-//! `meridian chaos kill-db-primary`: freeze the database primary's node (its keeper and
-//! every PostgreSQL process) under a write load through each region's writer endpoint,
-//! thaw it, and compare every acknowledged commit with what the primary holds afterwards:
-//! RPO (acknowledged writes missing) and RTO (fault to the first acknowledged write).
+//! The data tier under a fault: a write load through every region's writer endpoint that
+//! records each acknowledged commit, and a watch that writes to every database node
+//! directly, all through the run, to catch two nodes taking writes at once.
+//!
+//! `meridian chaos kill-db-primary` freezes the primary's node (its keeper and every
+//! PostgreSQL process) and thaws it; `meridian chaos kill-region` of a region with database
+//! nodes runs the same watch beside its traffic load while it freezes the whole region.
+//! Afterwards every acknowledged commit is compared with what the primary holds: the RPO
+//! (acknowledged writes missing, and the time they span) and the RTO (fault to the next
+//! acknowledged write); and the report says who was promoted and when, the replica's lag
+//! at the fault, whether the old primary took any write after the new one did, and
+//! whether it came back as a standby.
 
 use crate::admin;
 use meridian_config::state::DeploymentState;
 use meridian_config::{Config, Role};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_postgres::NoTls;
 
@@ -23,11 +33,23 @@ pub struct DataChaosOptions {
     pub outage: Duration,
 }
 
+/// Where a run is, as the side that makes the fault says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Before,
+    /// The fault began at this moment.
+    Down(Instant),
+    /// The fault began, and was undone at the second moment.
+    Up(Instant, Instant),
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DataChaosReport {
-    pub scenario: &'static str,
-    /// The node that was primary and was frozen.
-    pub frozen: String,
+    pub scenario: String,
+    /// The node that was primary when the fault began.
+    pub primary_before: String,
+    /// The nodes that were frozen.
+    pub frozen: Vec<String>,
     /// The node that was primary at the end.
     pub primary_after: String,
     pub seconds: f64,
@@ -42,6 +64,22 @@ pub struct DataChaosReport {
     /// From the fault to the end of the longest silence in acknowledgements that began
     /// around it (the RTO); None when no write worked again before the end.
     pub rto_seconds: Option<f64>,
+    /// From the fault until another node said it was primary; None if none did.
+    pub promoted_after_seconds: Option<f64>,
+    /// The promoted node's replication lag (seconds and bytes) at its last report before
+    /// the fault: what an asynchronous replica's promotion may lose.
+    pub lag_at_fault_seconds: Option<f64>,
+    pub lag_at_fault_bytes: Option<i64>,
+    /// Direct writes each node took during the run (the watch writes to every node).
+    pub direct_writes: Vec<(String, u64)>,
+    /// Whether two nodes took direct writes at overlapping times (their first-to-last
+    /// spans overlap): two writers at once.
+    pub two_writers: bool,
+    /// Direct writes the old primary took after the new primary took its first.
+    pub old_primary_writes_after_promotion: u64,
+    /// From the thaw until the old primary streamed as a standby again; None if it did
+    /// not before the end (or it is still primary).
+    pub old_primary_rejoined_after_seconds: Option<f64>,
     pub errors: Vec<String>,
 }
 
@@ -49,11 +87,25 @@ impl DataChaosReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
             "# chaos {}: {} frozen for {:.0}s of {:.0}s\n\n",
-            self.scenario, self.frozen, self.outage_seconds, self.seconds
+            self.scenario,
+            self.frozen.join(", "),
+            self.outage_seconds,
+            self.seconds
         );
+        let opt = |v: Option<f64>, what: &str| match v {
+            Some(t) => format!("{t:.1}s"),
+            None => what.to_owned(),
+        };
         s.push_str(&format!(
-            "- primary afterwards: {}\n- commits acknowledged: {} ({})\n- RPO: {} acknowledged commit(s) lost{}\n- RTO: {}\n",
+            "- primary: {} before, {} afterwards (promoted after {})\n\
+             - commits acknowledged: {} ({})\n\
+             - RPO: {} acknowledged commit(s) lost{} (the promoted node's lag at the fault: {}{})\n\
+             - RTO: {}\n\
+             - two writers at once: {}; the old primary took {} write(s) after the new one took its first\n\
+             - the old primary streamed as a standby again: {}\n",
+            self.primary_before,
             self.primary_after,
+            opt(self.promoted_after_seconds, "none"),
             self.acknowledged,
             self.by_region
                 .iter()
@@ -66,10 +118,20 @@ impl DataChaosReport {
             } else {
                 String::new()
             },
+            opt(self.lag_at_fault_seconds, "unknown"),
+            self.lag_at_fault_bytes
+                .map(|b| format!(", {b} bytes"))
+                .unwrap_or_default(),
             match self.rto_seconds {
                 Some(t) => format!("{t:.1}s from the fault to the next acknowledged write"),
                 None => "no write worked again before the end".to_owned(),
-            }
+            },
+            if self.two_writers { "YES" } else { "no" },
+            self.old_primary_writes_after_promotion,
+            opt(
+                self.old_primary_rejoined_after_seconds,
+                "not before the end"
+            ),
         ));
         for e in self.errors.iter().take(5) {
             s.push_str(&format!("- error: {e}\n"));
@@ -81,28 +143,71 @@ impl DataChaosReport {
 /// One acknowledged commit: its id, the region whose endpoint took it, and when.
 type Acked = Arc<Mutex<Vec<(i64, String, Instant)>>>;
 
+/// What one database node's keeper said, and when.
+#[derive(Debug, Clone)]
+struct Sample {
+    at: Instant,
+    primary: bool,
+    /// A standby streaming from its primary (healthy) or a primary.
+    healthy: bool,
+    lag_seconds: f64,
+    lag_bytes: i64,
+}
+
+/// A running watch: write loads, the direct writers and the status poller.
+pub struct DataWatch {
+    opts: DataChaosOptions,
+    scenario: String,
+    primary_before: String,
+    frozen: Vec<String>,
+    endpoints: Vec<(String, SocketAddr)>,
+    started: Instant,
+    until: Instant,
+    acked: Acked,
+    direct: Arc<Mutex<Vec<(String, Instant)>>>,
+    samples: Arc<Mutex<HashMap<String, Vec<Sample>>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
 /// Which database node is primary now, by asking every keeper.
-async fn current_primary(cfg: &Config, state: &DeploymentState) -> Option<(String, SocketAddr)> {
-    for n in state.nodes.iter().filter(|n| n.spec.role == Role::Db) {
-        let Ok(f) = admin::call(
-            n.spec.admin,
-            http::Method::GET,
-            "/status",
-            None,
-            Duration::from_secs(2),
-        )
-        .await
-        else {
-            continue;
-        };
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&f.body) else {
-            continue;
-        };
-        if v["role"] == "primary" && v["in_recovery"] == false {
-            return Some((n.spec.name.clone(), cfg.public_address(&n.spec)));
+pub async fn current_primary(
+    cfg: &Config,
+    state: &DeploymentState,
+) -> Option<(String, SocketAddr)> {
+    for n in db_nodes(state) {
+        if let Some(s) = status(n.spec.admin).await {
+            if s.primary {
+                return Some((n.spec.name.clone(), cfg.public_address(&n.spec)));
+            }
         }
     }
     None
+}
+
+fn db_nodes(state: &DeploymentState) -> impl Iterator<Item = &meridian_config::state::NodeState> {
+    state.nodes.iter().filter(|n| n.spec.role == Role::Db)
+}
+
+async fn status(admin: SocketAddr) -> Option<Sample> {
+    let f = admin::call(
+        admin,
+        http::Method::GET,
+        "/status",
+        None,
+        Duration::from_millis(800),
+    )
+    .await
+    .ok()?;
+    let v = serde_json::from_slice::<serde_json::Value>(&f.body).ok()?;
+    let primary = v["role"] == "primary" && v["in_recovery"] == false;
+    Some(Sample {
+        at: Instant::now(),
+        primary,
+        healthy: f.status == 200,
+        lag_seconds: v["lag_seconds"].as_f64().unwrap_or(0.0),
+        lag_bytes: v["lag_bytes"].as_i64().unwrap_or(0),
+    })
 }
 
 async fn connect(addr: SocketAddr, password: &str) -> Result<tokio_postgres::Client, String> {
@@ -113,39 +218,10 @@ async fn connect(addr: SocketAddr, password: &str) -> Result<tokio_postgres::Cli
         .password(password)
         .dbname("postgres")
         .application_name("meridian chaos")
-        .connect_timeout(Duration::from_secs(3));
+        .connect_timeout(Duration::from_secs(2));
     let (client, conn) = c.connect(NoTls).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     Ok(client)
-}
-
-/// Every process of a database node: its keeper (`--node NAME`) and its PostgreSQL (the
-/// data directory and every backend carry the node's name).
-fn node_pids(name: &str) -> Vec<i32> {
-    let own = std::process::id() as i32;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let mine = cmd.contains(&format!("--node {name}"))
-                || cmd.contains(&format!("/db/{name}"))
-                || cmd.contains(&format!("postgres: {name}:"));
-            (mine && pid > 1 && pid != own).then_some(pid)
-        })
-        .collect()
-}
-
-fn signal(pids: &[i32], sig: i32) {
-    for &p in pids {
-        // SAFETY: kill(2) on pids read from /proc just now, each > 1.
-        unsafe {
-            libc::kill(p, sig);
-        }
-    }
 }
 
 /// Writes through `endpoint` until `until`, reconnecting after any error.
@@ -192,6 +268,66 @@ async fn write_load(
     }
 }
 
+/// Writes to one node's PostgreSQL directly, not through an endpoint, until `until`:
+/// a standby refuses; a primary takes it. Every write it took is recorded.
+async fn direct_writes(
+    node: String,
+    addr: SocketAddr,
+    password: String,
+    took: Arc<Mutex<Vec<(String, Instant)>>>,
+    until: Instant,
+) {
+    while Instant::now() < until {
+        let Ok(Ok(client)) =
+            tokio::time::timeout(Duration::from_secs(1), connect(addr, &password)).await
+        else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        while Instant::now() < until {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&node];
+            let insert = client.execute(
+                "INSERT INTO meridian_chaos_direct (node) VALUES ($1)",
+                &params,
+            );
+            match tokio::time::timeout(Duration::from_secs(1), insert).await {
+                Ok(Ok(_)) => took
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((node.clone(), Instant::now())),
+                // A standby: read-only. Ask again in a moment, on the same connection.
+                Ok(Err(e)) if e.as_db_error().is_some() && !client.is_closed() => {}
+                _ => break,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Asks every keeper for its status every quarter second until `until`.
+async fn poll_status(
+    nodes: Vec<(String, SocketAddr)>,
+    samples: Arc<Mutex<HashMap<String, Vec<Sample>>>>,
+    until: Instant,
+) {
+    while Instant::now() < until {
+        let asks = nodes
+            .iter()
+            .map(|(n, a)| async move { (n.clone(), status(*a).await) });
+        for (n, s) in futures_util::future::join_all(asks).await {
+            if let Some(s) = s {
+                samples
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(n)
+                    .or_default()
+                    .push(s);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 fn note(errors: &Mutex<Vec<String>>, e: String) {
     let mut v = errors.lock().unwrap_or_else(|p| p.into_inner());
     if v.len() < 50 && !v.contains(&e) {
@@ -199,127 +335,305 @@ fn note(errors: &Mutex<Vec<String>>, e: String) {
     }
 }
 
-pub async fn kill_db_primary(
-    opts: &DataChaosOptions,
-    progress: impl Fn(&str),
-) -> Result<DataChaosReport, String> {
-    let cfg = &opts.config;
-    let (frozen, primary_addr) = current_primary(cfg, &opts.state)
-        .await
-        .ok_or("no database node says it is primary: is the data tier running?")?;
-    let setup = connect(primary_addr, &opts.password).await?;
-    setup
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS meridian_chaos (id bigserial PRIMARY KEY, region text, at timestamptz DEFAULT now())",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    drop(setup);
-    // One writer endpoint per region, on a node that is not the one to be frozen.
-    let mut endpoints: Vec<(String, SocketAddr)> = Vec::new();
-    for r in &cfg.regions {
-        let node = opts.state.nodes.iter().find(|n| {
-            n.spec.role == Role::Db
-                && n.spec.region.as_deref() == Some(r.name.as_str())
-                && n.spec.name != frozen
-        });
-        if let Some(n) = node {
-            endpoints.push((r.name.clone(), cfg.db_writer_endpoint(&n.spec)));
+impl DataWatch {
+    /// Makes the tables, and starts the write loads (through a writer endpoint of every
+    /// region with a database node outside `frozen`), the direct writers and the poller,
+    /// for the run's whole duration from now. `frozen` None: the primary's node.
+    pub async fn start(
+        opts: &DataChaosOptions,
+        scenario: &str,
+        frozen: Option<Vec<String>>,
+    ) -> Result<DataWatch, String> {
+        let cfg = &opts.config;
+        let (primary_before, primary_addr) = current_primary(cfg, &opts.state)
+            .await
+            .ok_or("no database node says it is primary: is the data tier running?")?;
+        let frozen = frozen.unwrap_or_else(|| vec![primary_before.clone()]);
+        let setup = connect(primary_addr, &opts.password).await?;
+        setup
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS meridian_chaos (id bigserial PRIMARY KEY, region text, at timestamptz DEFAULT now()); \
+                 CREATE TABLE IF NOT EXISTS meridian_chaos_direct (id bigserial PRIMARY KEY, node text, at timestamptz DEFAULT now())",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(setup);
+        let mut endpoints: Vec<(String, SocketAddr)> = Vec::new();
+        for r in &cfg.regions {
+            let node = db_nodes(&opts.state).find(|n| {
+                n.spec.region.as_deref() == Some(r.name.as_str()) && !frozen.contains(&n.spec.name)
+            });
+            if let Some(n) = node {
+                endpoints.push((r.name.clone(), cfg.db_writer_endpoint(&n.spec)));
+            }
         }
-    }
-    if endpoints.is_empty() {
-        return Err("no writer endpoint outside the primary's node".into());
-    }
-    let started = Instant::now();
-    let until = started + opts.duration;
-    let acked: Acked = Arc::new(Mutex::new(Vec::new()));
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let loads: Vec<_> = endpoints
-        .iter()
-        .map(|(region, ep)| {
-            tokio::spawn(write_load(
+        if endpoints.is_empty() {
+            return Err("no writer endpoint outside the nodes to be frozen".into());
+        }
+        let started = Instant::now();
+        let until = started + opts.duration;
+        let acked: Acked = Arc::default();
+        let direct: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+        let samples: Arc<Mutex<HashMap<String, Vec<Sample>>>> = Arc::default();
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let mut tasks = Vec::new();
+        for (region, ep) in &endpoints {
+            tasks.push(tokio::spawn(write_load(
                 region.clone(),
                 *ep,
                 opts.password.clone(),
                 acked.clone(),
                 errors.clone(),
                 until,
-            ))
+            )));
+        }
+        let mut keepers = Vec::new();
+        for n in db_nodes(&opts.state) {
+            tasks.push(tokio::spawn(direct_writes(
+                n.spec.name.clone(),
+                cfg.public_address(&n.spec),
+                opts.password.clone(),
+                direct.clone(),
+                until,
+            )));
+            keepers.push((n.spec.name.clone(), n.spec.admin));
+        }
+        tasks.push(tokio::spawn(poll_status(keepers, samples.clone(), until)));
+        Ok(DataWatch {
+            opts: opts.clone(),
+            scenario: scenario.to_owned(),
+            primary_before,
+            frozen,
+            endpoints,
+            started,
+            until,
+            acked,
+            direct,
+            samples,
+            errors,
+            tasks,
         })
-        .collect();
+    }
+
+    pub fn frozen(&self) -> &[String] {
+        &self.frozen
+    }
+
+    /// How many regions are written through, for the progress line.
+    pub fn endpoints(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// Waits for the run's end, then compares and reports. `fault` is when the fault began
+    /// and was undone.
+    pub async fn finish(self, fault: Phase) -> Result<DataChaosReport, String> {
+        let (fault_at, thawed_at) = match fault {
+            Phase::Up(down, up) => (down, Some(up)),
+            Phase::Down(down) => (down, None),
+            Phase::Before => return Err("the fault never began".into()),
+        };
+        tokio::time::sleep_until(self.until).await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let cfg = &self.opts.config;
+        let (primary_after, addr) = current_primary(cfg, &self.opts.state)
+            .await
+            .ok_or("no database node says it is primary after the run")?;
+        let check = connect(addr, &self.opts.password).await?;
+        let acked = self.acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let ids: Vec<i64> = acked.iter().map(|(id, _, _)| *id).collect();
+        let rows = check
+            .query("SELECT id FROM meridian_chaos WHERE id = ANY($1)", &[&ids])
+            .await
+            .map_err(|e| e.to_string())?;
+        let held: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let lost: Vec<&(i64, String, Instant)> = acked
+            .iter()
+            .filter(|(id, _, _)| !held.contains(id))
+            .collect();
+        let span = match (lost.first(), lost.last()) {
+            (Some(a), Some(b)) => b.2.duration_since(a.2).as_secs_f64(),
+            _ => 0.0,
+        };
+        // Freezing a dozen processes is not one instant: a commit already on its way may be
+        // acknowledged just after. Writes stop in the longest silence that begins around the
+        // fault; the RTO is from the fault to the end of that silence.
+        let mut times: Vec<Instant> = acked.iter().map(|(_, _, at)| *at).collect();
+        times.sort();
+        let around = fault_at
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or(fault_at);
+        let rto = times
+            .windows(2)
+            .filter(|w| w[0] >= around && w[1] > fault_at)
+            .max_by_key(|w| w[1] - w[0])
+            .map(|w| w[1].duration_since(fault_at).as_secs_f64());
+        let by_region = self
+            .endpoints
+            .iter()
+            .map(|(r, _)| {
+                (
+                    r.clone(),
+                    acked.iter().filter(|(_, reg, _)| reg == r).count() as u64,
+                )
+            })
+            .collect();
+
+        let samples = self
+            .samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let promoted = samples
+            .iter()
+            .filter(|(n, _)| **n != self.primary_before)
+            .filter_map(|(n, v)| {
+                v.iter()
+                    .find(|s| s.at > fault_at && s.primary)
+                    .map(|s| (n.clone(), s.at))
+            })
+            .min_by_key(|(_, at)| *at);
+        let before_fault = promoted.as_ref().and_then(|(n, _)| {
+            samples
+                .get(n)?
+                .iter()
+                .filter(|s| s.at <= fault_at)
+                .next_back()
+                .cloned()
+        });
+        let rejoined = thawed_at.and_then(|up| {
+            samples
+                .get(&self.primary_before)?
+                .iter()
+                .find(|s| s.at > up && !s.primary && s.healthy)
+                .map(|s| s.at.duration_since(up).as_secs_f64())
+        });
+
+        let direct = self
+            .direct
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut spans: Vec<(String, Instant, Instant, u64)> = Vec::new();
+        for (node, at) in &direct {
+            match spans.iter_mut().find(|s| &s.0 == node) {
+                Some(s) => {
+                    s.1 = s.1.min(*at);
+                    s.2 = s.2.max(*at);
+                    s.3 += 1;
+                }
+                None => spans.push((node.clone(), *at, *at, 1)),
+            }
+        }
+        let two_writers = spans
+            .iter()
+            .enumerate()
+            .any(|(i, a)| spans[i + 1..].iter().any(|b| a.1 <= b.2 && b.1 <= a.2));
+        let new_first = direct
+            .iter()
+            .filter(|(n, _)| *n != self.primary_before)
+            .map(|(_, at)| *at)
+            .min();
+        let old_after = new_first.map_or(0, |first| {
+            direct
+                .iter()
+                .filter(|(n, at)| *n == self.primary_before && *at > first)
+                .count() as u64
+        });
+        let errors = self
+            .errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Ok(DataChaosReport {
+            scenario: self.scenario,
+            primary_before: self.primary_before,
+            frozen: self.frozen,
+            primary_after,
+            seconds: self.started.elapsed().as_secs_f64(),
+            outage_seconds: thawed_at
+                .map(|up| up.duration_since(fault_at).as_secs_f64())
+                .unwrap_or(0.0),
+            acknowledged: acked.len() as u64,
+            by_region,
+            lost: lost.len() as u64,
+            lost_span_seconds: span,
+            rto_seconds: rto,
+            promoted_after_seconds: promoted
+                .map(|(_, at)| at.duration_since(fault_at).as_secs_f64()),
+            lag_at_fault_seconds: before_fault.as_ref().map(|s| s.lag_seconds),
+            lag_at_fault_bytes: before_fault.as_ref().map(|s| s.lag_bytes),
+            direct_writes: spans.iter().map(|s| (s.0.clone(), s.3)).collect(),
+            two_writers,
+            old_primary_writes_after_promotion: old_after,
+            old_primary_rejoined_after_seconds: rejoined,
+            errors,
+        })
+    }
+}
+
+/// The processes of the named nodes, from the deployment's state file.
+pub fn node_pids(state: &DeploymentState, names: &[String]) -> Vec<u32> {
+    state
+        .nodes
+        .iter()
+        .filter(|n| names.contains(&n.spec.name))
+        .filter_map(|n| n.pid)
+        .collect()
+}
+
+/// `meridian chaos kill-db-primary`: freeze the primary's node a fifth into the run,
+/// thaw it after the outage, and report.
+pub async fn kill_db_primary(
+    opts: &DataChaosOptions,
+    progress: impl Fn(&str),
+) -> Result<DataChaosReport, String> {
+    let watch = DataWatch::start(opts, "kill-db-primary", None).await?;
+    let frozen = watch.frozen().to_vec();
+    let pids = node_pids(&opts.state, &frozen);
+    if pids.is_empty() {
+        return Err(format!(
+            "no process of {} in endpoints.json",
+            frozen.join(", ")
+        ));
+    }
     progress(&format!(
-        "writing through {} writer endpoint(s) for {:.0}s; freezing {frozen} in {:.0}s",
-        endpoints.len(),
+        "writing through {} writer endpoint(s) for {:.0}s; freezing {} in {:.0}s",
+        watch.endpoints(),
         opts.duration.as_secs_f64(),
+        frozen.join(", "),
         (opts.duration / 5).as_secs_f64()
     ));
     tokio::time::sleep(opts.duration / 5).await;
-    let pids = node_pids(&frozen);
-    if pids.is_empty() {
-        return Err(format!("no process of {frozen} found to freeze"));
-    }
-    let fault_at = Instant::now();
-    signal(&pids, libc::SIGSTOP);
-    progress(&format!("froze {frozen} ({} processes)", pids.len()));
+    let down = Instant::now();
+    crate::chaos::signal_nodes(&pids, libc::SIGSTOP)?;
+    progress(&format!("froze {}", frozen.join(", ")));
     tokio::time::sleep(opts.outage).await;
-    signal(&pids, libc::SIGCONT);
-    progress(&format!("thawed {frozen}"));
-    for l in loads {
-        let _ = l.await;
-    }
-    let (primary_after, addr) = current_primary(cfg, &opts.state)
-        .await
-        .ok_or("no database node says it is primary after the run")?;
-    let check = connect(addr, &opts.password).await?;
-    let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let ids: Vec<i64> = acked.iter().map(|(id, _, _)| *id).collect();
-    let rows = check
-        .query("SELECT id FROM meridian_chaos WHERE id = ANY($1)", &[&ids])
-        .await
-        .map_err(|e| e.to_string())?;
-    let held: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let lost: Vec<&(i64, String, Instant)> = acked
-        .iter()
-        .filter(|(id, _, _)| !held.contains(id))
-        .collect();
-    let span = match (lost.first(), lost.last()) {
-        (Some(a), Some(b)) => b.2.duration_since(a.2).as_secs_f64(),
-        _ => 0.0,
+    crate::chaos::signal_nodes(&pids, libc::SIGCONT)?;
+    let up = Instant::now();
+    progress(&format!("thawed {}", frozen.join(", ")));
+    watch.finish(Phase::Up(down, up)).await
+}
+
+/// Follows a fault made by someone else (`chaos kill-region`): reports when `phases` says
+/// the fault began and ended.
+pub async fn observe(
+    watch: DataWatch,
+    mut phases: watch::Receiver<Phase>,
+) -> Result<DataChaosReport, String> {
+    let until = watch.until;
+    let last = loop {
+        let now = *phases.borrow_and_update();
+        if matches!(now, Phase::Up(..)) || Instant::now() >= until {
+            break now;
+        }
+        if tokio::time::timeout_at(until, phases.changed())
+            .await
+            .is_err()
+        {
+            break *phases.borrow();
+        }
     };
-    // Freezing a dozen processes is not one instant: a commit already on its way may be
-    // acknowledged just after. Writes stop in the longest silence that begins around the
-    // fault; the RTO is from the fault to the end of that silence.
-    let mut times: Vec<Instant> = acked.iter().map(|(_, _, at)| *at).collect();
-    times.sort();
-    let around = fault_at
-        .checked_sub(Duration::from_secs(1))
-        .unwrap_or(fault_at);
-    let rto = times
-        .windows(2)
-        .filter(|w| w[0] >= around && w[1] > fault_at)
-        .max_by_key(|w| w[1] - w[0])
-        .map(|w| w[1].duration_since(fault_at).as_secs_f64());
-    let by_region = endpoints
-        .iter()
-        .map(|(r, _)| {
-            (
-                r.clone(),
-                acked.iter().filter(|(_, reg, _)| reg == r).count() as u64,
-            )
-        })
-        .collect();
-    let errors = errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Ok(DataChaosReport {
-        scenario: "kill-db-primary",
-        frozen,
-        primary_after,
-        seconds: started.elapsed().as_secs_f64(),
-        outage_seconds: opts.outage.as_secs_f64(),
-        acknowledged: acked.len() as u64,
-        by_region,
-        lost: lost.len() as u64,
-        lost_span_seconds: span,
-        rto_seconds: rto,
-        errors,
-    })
+    watch.finish(last).await
 }

@@ -524,15 +524,40 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 outage,
                 rate,
             };
-            let report = meridian_sim::chaos::run(&opts, |l| eprintln!("{l}"))
+            // Freezing a region with database nodes: the data tier's watch runs beside
+            // the traffic load and reports RPO, RTO and promotion.
+            let data = match &opts.fault {
+                meridian_sim::chaos::Fault::KillRegion { region } => {
+                    data_watch_for_region(&opts, &state_dir, region).await?
+                }
+                _ => None,
+            };
+            let (phases_tx, phases_rx) =
+                tokio::sync::watch::channel(meridian_sim::data_chaos::Phase::Before);
+            let observed =
+                data.map(|w| tokio::spawn(meridian_sim::data_chaos::observe(w, phases_rx)));
+            let report = meridian_sim::chaos::run(&opts, |l| eprintln!("{l}"), Some(&phases_tx))
                 .await
                 .map_err(anyhow::Error::msg)?;
+            let mut ok = report.failed_cacheable == 0;
+            let mut markdown = report.markdown();
+            let mut json = serde_json::to_value(&report)?;
+            if let Some(task) = observed {
+                let data = task
+                    .await
+                    .context("the data tier's watch stopped")?
+                    .map_err(anyhow::Error::msg)?;
+                ok &= !data.two_writers && data.old_primary_writes_after_promotion == 0;
+                markdown.push('\n');
+                markdown.push_str(&data.markdown());
+                json["data"] = serde_json::to_value(&data)?;
+            }
             chaos_report(
-                &report.markdown(),
-                serde_json::to_string_pretty(&report),
+                &markdown,
+                serde_json::to_string_pretty(&json),
                 out.as_deref(),
             )?;
-            Ok(if report.failed_cacheable == 0 {
+            Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -835,6 +860,58 @@ fn chaos_report(
     Ok(())
 }
 
+/// The data tier's watch for `chaos kill-region`, when the region holds database nodes.
+async fn data_watch_for_region(
+    opts: &meridian_sim::chaos::ChaosOptions,
+    state_dir: &Path,
+    region: &str,
+) -> Result<Option<meridian_sim::data_chaos::DataWatch>> {
+    let in_region: Vec<String> = opts
+        .state
+        .nodes
+        .iter()
+        .filter(|n| n.spec.region.as_deref() == Some(region))
+        .map(|n| n.spec.name.clone())
+        .collect();
+    let has_db = opts
+        .state
+        .nodes
+        .iter()
+        .any(|n| n.spec.role == meridian_config::Role::Db && in_region.contains(&n.spec.name));
+    if !has_db {
+        return Ok(None);
+    }
+    let data = meridian_sim::data_chaos::DataChaosOptions {
+        config: opts.config.clone(),
+        state: opts.state.clone(),
+        password: db_password(state_dir)?,
+        duration: opts.duration,
+        outage: opts.outage,
+    };
+    let watch = meridian_sim::data_chaos::DataWatch::start(&data, "kill-region", Some(in_region))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "data: writing through {} writer endpoint(s) outside {region}, and directly to every database node",
+        watch.endpoints()
+    );
+    Ok(Some(watch))
+}
+
+/// The deployment's database password, from its state directory.
+fn db_password(state_dir: &Path) -> Result<String> {
+    let password_file = state_dir.join(meridian_http::admin::DB_PASSWORD_FILE);
+    Ok(std::fs::read_to_string(&password_file)
+        .with_context(|| {
+            format!(
+                "cannot read the database password {}: does this deployment have a [database]?",
+                password_file.display()
+            )
+        })?
+        .trim()
+        .to_owned())
+}
+
 /// `meridian chaos kill-db-primary`: the data tier's failover under a write load.
 async fn chaos_kill_db_primary(run: ChaosRun) -> Result<ExitCode> {
     let parse = |flag: &str, v: &str| duration_flag(flag, v).map_err(anyhow::Error::msg);
@@ -847,16 +924,7 @@ async fn chaos_kill_db_primary(run: ChaosRun) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let (config, state) = running_deployment(&run.state_dir)?;
-    let password_file = run.state_dir.join(meridian_http::admin::DB_PASSWORD_FILE);
-    let password = std::fs::read_to_string(&password_file)
-        .with_context(|| {
-            format!(
-                "cannot read the database password {}: does this deployment have a [database]?",
-                password_file.display()
-            )
-        })?
-        .trim()
-        .to_owned();
+    let password = db_password(&run.state_dir)?;
     let opts = meridian_sim::data_chaos::DataChaosOptions {
         config,
         state,
@@ -872,7 +940,7 @@ async fn chaos_kill_db_primary(run: ChaosRun) -> Result<ExitCode> {
         serde_json::to_string_pretty(&report),
         run.out.as_deref(),
     )?;
-    Ok(if report.lost == 0 {
+    Ok(if report.lost == 0 && !report.two_writers {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
