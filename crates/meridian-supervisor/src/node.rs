@@ -26,6 +26,8 @@ pub enum NodeError {
     Db(#[from] meridian_db::DbError),
     #[error("node `{0}` is not a database instance of this config")]
     NotADatabase(String),
+    #[error("node `{0}` is not a cache node of this config")]
+    NotACache(String),
     #[error("cannot read or make the secret {path}: {source}")]
     AdminToken {
         path: std::path::PathBuf,
@@ -49,7 +51,9 @@ impl NodeError {
     pub fn needs_a_person(&self) -> bool {
         match self {
             NodeError::Db(e) => e.needs_a_person(),
-            NodeError::UnknownNode { .. } | NodeError::NotADatabase(_) => true,
+            NodeError::UnknownNode { .. }
+            | NodeError::NotADatabase(_)
+            | NodeError::NotACache(_) => true,
             _ => false,
         }
     }
@@ -110,6 +114,7 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
             let opts = db_options(config, &node)?;
             meridian_db::run(opts, meridian_http::shutdown_signal()).await?;
         }
+        Role::Cache => return Err(NodeError::NotACache(node.name.clone())),
         Role::Dns => {
             let mut opts = meridian_dns::DnsOptions::from_config(config, &node)?;
             opts.admin_token = Some(admin_token()?);

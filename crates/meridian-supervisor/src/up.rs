@@ -410,7 +410,7 @@ fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck
         Role::Service => (spec.address, quick),
         // Our own nodes answer /health on their admin address; a balancer only says 200
         // when it has a healthy target to send traffic to.
-        Role::Lb | Role::Dns | Role::Edge | Role::Wan | Role::Console | Role::Db => (
+        Role::Lb | Role::Dns | Role::Edge | Role::Wan | Role::Console | Role::Db | Role::Cache => (
             spec.admin,
             HealthCheck {
                 protocol: CheckProtocol::Http,
