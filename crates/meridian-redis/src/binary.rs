@@ -7,8 +7,20 @@ use std::path::{Path, PathBuf};
 /// Where Debian and most source installs put it when the PATH does not say.
 const FALLBACKS: [&str; 3] = ["/usr/bin", "/usr/local/bin", "/usr/sbin"];
 
-/// The `redis-server` program: the first on the PATH, else the usual directories.
+/// Names the `redis-server` to run (a build of one's own); when set, no other is used.
+pub const PROGRAM_ENV: &str = "MERIDIAN_REDIS_SERVER";
+
+/// The `redis-server` program: the one `MERIDIAN_REDIS_SERVER` names, else the first on
+/// the PATH, else the usual directories.
 pub fn redis_server() -> Result<PathBuf, CacheError> {
+    if let Some(named) = std::env::var_os(PROGRAM_ENV) {
+        let path = PathBuf::from(named);
+        return if is_executable(&path) {
+            Ok(path)
+        } else {
+            Err(CacheError::NamedProgramMissing { path })
+        };
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> = std::env::split_paths(&path)
         .chain(FALLBACKS.iter().map(PathBuf::from))

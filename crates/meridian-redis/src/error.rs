@@ -7,6 +7,9 @@ pub enum CacheError {
     #[error("Redis is not installed (no redis-server on the PATH, in /usr/bin or /usr/local/bin): install it with `apt-get install redis-server`")]
     NotInstalled,
 
+    #[error("MERIDIAN_REDIS_SERVER names {path}, which is not an executable file: point it at a redis-server, or unset it to use the installed one (`apt-get install redis-server`)")]
+    NamedProgramMissing { path: PathBuf },
+
     #[error("invalid cache node options: {0}")]
     InvalidOptions(String),
 

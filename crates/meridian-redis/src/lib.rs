@@ -22,7 +22,7 @@ pub mod resp;
 mod server;
 
 pub use admin::Status;
-pub use binary::redis_server;
+pub use binary::{redis_server, PROGRAM_ENV};
 pub use error::CacheError;
 pub use keeper::RoleView;
 pub use meridian_config::CacheRole;

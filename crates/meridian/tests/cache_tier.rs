@@ -210,3 +210,81 @@ async fn up_runs_a_multi_az_cache_cluster_that_fails_over() {
         assert!(!common::alive(pid as i64), "redis-server {pid} left behind");
     }
 }
+
+/// Without a redis-server, `up` says so in one line with the fix, and runs the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_without_redis_says_how_to_install_it_and_runs_the_rest() {
+    use std::io::{BufRead, BufReader};
+    let dir = common::tempdir();
+    let cfg = dir.join("cache.toml");
+    // Its own addresses: the other test may be running.
+    std::fs::write(
+        &cfg,
+        CONFIG.replace(
+            "subnet = \"127.81.0.0/16\"",
+            "subnet = \"127.81.0.0/16\"\nlb_port = 8181\nservice_port = 8101\nadmin_port = 9981",
+        ),
+    )
+    .unwrap();
+    let state_dir = dir.join("state");
+    let stderr = std::fs::File::create(dir.join("stderr")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("up")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .env(meridian_redis::PROGRAM_ENV, dir.join("no-redis-server"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut up = Guard(Some(child));
+    let printed = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.contains("Press Ctrl-C");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines.join("\n")
+    });
+    let printed = tokio::time::timeout(Duration::from_secs(60), printed)
+        .await
+        .expect("up printed its table")
+        .unwrap();
+    assert!(printed.contains("lb-us-east-1"), "{printed}");
+    assert!(!printed.contains("redis-us-east-1a"), "{printed}");
+    let said = std::fs::read_to_string(dir.join("stderr")).unwrap();
+    let warnings: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("the cache tier will not run"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{said}");
+    assert!(
+        warnings[0].contains("apt-get install redis-server"),
+        "{said}"
+    );
+    let status = up.stop().expect("up was running");
+    assert!(status.success(), "{status:?}");
+}
+
+/// Stops `up` even when an assertion fails half way.
+struct Guard(Option<std::process::Child>);
+impl Guard {
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.0.take()?;
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        child.wait().ok()
+    }
+}
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
