@@ -130,10 +130,15 @@ impl Keeper {
 
     /// What this node is now, read from its Redis at the time of asking.
     pub async fn view(&self) -> RoleView {
-        let info = match self.own().await {
-            Ok(mut c) => c.info("replication").await.ok(),
-            Err(_) => None,
+        // Within half the asker's deadline, so a frozen Redis is an answer, not a timeout.
+        let read = async {
+            let mut c = self.own().await.ok()?;
+            c.info("replication").await.ok()
         };
+        let info = tokio::time::timeout(self.call_timeout() / 2, read)
+            .await
+            .ok()
+            .flatten();
         self.observe(info.as_ref());
         let (redis_up, offset) = *self.last.lock().unwrap_or_else(|p| p.into_inner());
         RoleView {
@@ -333,10 +338,23 @@ impl Keeper {
             Err(_) => None,
         };
         self.observe(own.as_ref().map(|(_, i)| i));
-        let view = self.peer_view().await;
         let Some(peer) = self.opts.peer.clone() else {
             return self.converge(own, None).await;
         };
+        // The peer keeper's word and the primary's own answer, asked at once so a check
+        // takes one call's deadline at most.
+        let ping_primary = async {
+            if self.role() != CacheRole::Replica {
+                return false;
+            }
+            match Client::connect(peer.address, Some(&self.opts.password), self.call_timeout())
+                .await
+            {
+                Ok(mut c) => c.ping().await.is_ok(),
+                Err(_) => false,
+            }
+        };
+        let (view, reachable) = tokio::join!(self.peer_view(), ping_primary);
         match self.role() {
             CacheRole::Primary => {
                 if let Some(v) = view.as_ref().filter(|v| v.role == CacheRole::Primary) {
@@ -355,16 +373,6 @@ impl Keeper {
                 }
             }
             CacheRole::Replica => {
-                let reachable = match Client::connect(
-                    peer.address,
-                    Some(&self.opts.password),
-                    self.call_timeout(),
-                )
-                .await
-                {
-                    Ok(mut c) => c.ping().await.is_ok(),
-                    Err(_) => false,
-                };
                 let now = Instant::now();
                 let seen = {
                     let mut s = self.primary_seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -457,7 +465,21 @@ impl Keeper {
                     source,
                 }
             })?;
-            let mut server = RedisServer::start(&self.program, &conf_path, &name)?;
+            let run_as = crate::owner::run_as();
+            if let Some(user) = run_as {
+                // Its config holds the password: readable by it alone. Its directory is
+                // where a replica receives a full copy.
+                for path in [&self.opts.dir, &conf_path] {
+                    std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid)).map_err(
+                        |source| CacheError::Io {
+                            step: "giving the node directory to the redis user",
+                            path: path.to_path_buf(),
+                            source,
+                        },
+                    )?;
+                }
+            }
+            let mut server = RedisServer::start(&self.program, &conf_path, &name, run_as)?;
             let started = Instant::now();
             let mut last_error = String::new();
             let mut ready = false;

@@ -17,6 +17,7 @@ mod conf;
 mod endpoint;
 mod error;
 mod keeper;
+mod owner;
 mod peer;
 pub mod resp;
 mod server;

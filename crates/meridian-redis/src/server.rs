@@ -24,8 +24,16 @@ pub(crate) struct RedisServer {
 }
 
 impl RedisServer {
-    pub fn start(program: &Path, conf: &Path, name: &str) -> Result<Self, CacheError> {
+    pub fn start(
+        program: &Path,
+        conf: &Path,
+        name: &str,
+        run_as: Option<crate::owner::RunAs>,
+    ) -> Result<Self, CacheError> {
         let mut cmd = Command::new(program);
+        if let Some(user) = run_as {
+            cmd.uid(user.uid).gid(user.gid);
+        }
         cmd.arg(conf)
             .kill_on_drop(true)
             .stdin(Stdio::null())
@@ -33,6 +41,7 @@ impl RedisServer {
             .stderr(Stdio::piped())
             .current_dir("/");
         // SAFETY: prctl and getppid are async-signal-safe; the closure allocates nothing.
+        // It runs after the uid change, which would otherwise clear the setting.
         unsafe {
             cmd.pre_exec(|| {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
