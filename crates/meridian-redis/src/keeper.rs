@@ -465,7 +465,16 @@ impl Keeper {
                     source,
                 }
             })?;
-            let run_as = crate::owner::run_as();
+            let run_as = crate::owner::run_as().filter(|u| {
+                let ok = crate::owner::can_reach(*u, &self.opts.dir);
+                if !ok {
+                    tracing::warn!(
+                        "{name}: the redis user cannot reach {}; running redis-server as root",
+                        self.opts.dir.display()
+                    );
+                }
+                ok
+            });
             if let Some(user) = run_as {
                 // Its config holds the password: readable by it alone. Its directory is
                 // where a replica receives a full copy.

@@ -20,6 +20,26 @@ pub(crate) fn run_as() -> Option<RunAs> {
     lookup("redis")
 }
 
+/// Whether `user` can pass through every existing ancestor of `path` (search
+/// permission, judged from the mode bits with its primary group). When it cannot (a state
+/// directory under root's 0700 home), the server runs as root rather than not at all.
+pub(crate) fn can_reach(user: RunAs, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors().skip(1).all(|dir| {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            return true;
+        };
+        let mode = meta.mode();
+        if meta.uid() == user.uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == user.gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        }
+    })
+}
+
 /// Looks a user up with the reentrant getpwnam_r (the keeper is multi-threaded).
 fn lookup(name: &str) -> Option<RunAs> {
     let cname = CString::new(name).ok()?;
@@ -54,5 +74,22 @@ mod tests {
     fn root_is_looked_up_and_nobody_in_particular_is_not() {
         assert_eq!(lookup("root"), Some(RunAs { uid: 0, gid: 0 }));
         assert_eq!(lookup("no-such-user-here"), None);
+    }
+
+    #[test]
+    fn a_closed_parent_cannot_be_passed() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("meridian-redis-own-{}", std::process::id()));
+        let closed = base.join("closed");
+        std::fs::create_dir_all(&closed).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let stranger = RunAs {
+            uid: 4_000_000_001,
+            gid: 4_000_000_001,
+        };
+        assert!(!can_reach(stranger, &closed.join("node")));
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(can_reach(stranger, &closed.join("node")));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
