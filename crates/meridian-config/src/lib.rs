@@ -4,6 +4,7 @@
 //! name file, line, column, key, the problem and the fix (every problem at once), fills in
 //! defaults, and derives the node topology every other crate works from.
 
+mod cache_tier;
 mod console;
 mod database;
 mod distribution;
@@ -18,6 +19,7 @@ pub mod state;
 mod topology;
 pub mod units;
 
+pub use cache_tier::*;
 pub use console::*;
 pub use database::*;
 pub use distribution::*;

@@ -175,6 +175,11 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         (None, _) => Some(None),
         (Some(_), None) => None,
     };
+    let cache = match (t.table(d, "cache"), &regions) {
+        (Some(s), Some(r)) => Some(crate::cache_tier::read_cache(&s, d, r)),
+        (None, _) => Some(None),
+        (Some(_), None) => None,
+    };
     let client_locations = read_named(t, d, "client_location", |s, d, name| {
         let location = read_location(s, d);
         let country = s.str(d, "country");
@@ -217,6 +222,7 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         simulation: simulation?,
         console: console?,
         database: database?,
+        cache: cache?,
     })
 }
 

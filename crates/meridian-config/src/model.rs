@@ -24,6 +24,8 @@ pub struct Config {
     pub console: crate::Console,
     /// The data tier; None when the deployment keeps no state of its own.
     pub database: Option<crate::Database>,
+    /// The cache tier (ElastiCache); None when the deployment runs no Redis.
+    pub cache: Option<crate::CacheTier>,
 }
 
 /// The simulated world: the latency model, and whether `up` puts WAN relays between places.

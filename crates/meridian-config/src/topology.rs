@@ -25,6 +25,8 @@ pub enum Role {
     Console,
     /// A PostgreSQL instance and the keeper beside it.
     Db,
+    /// A Redis cache node and the keeper beside it.
+    Cache,
 }
 
 impl Role {
@@ -37,6 +39,7 @@ impl Role {
             Role::Wan => "wan",
             Role::Console => "console",
             Role::Db => "db",
+            Role::Cache => "cache",
         }
     }
 }
@@ -96,6 +99,13 @@ impl Config {
                 .iter()
                 .flat_map(|db| db.instances())
                 .filter_map(|(region, az, _)| self.db_node(&region, &az)),
+        );
+        // Each cluster's primary first: its replica follows it when it starts.
+        services.extend(
+            self.cache
+                .iter()
+                .flat_map(|c| c.nodes())
+                .filter_map(|(region, az, _)| self.cache_node(&region, &az)),
         );
         for pop in &self.edges {
             if let Some((address, admin)) = self.pop_addresses(&pop.name) {
@@ -168,6 +178,39 @@ impl Config {
     pub fn db_writer_endpoint(&self, spec: &NodeSpec) -> SocketAddr {
         let port = self.database.as_ref().map(|d| d.port).unwrap_or(5432);
         SocketAddr::new(spec.address.ip(), port.wrapping_add(2))
+    }
+
+    /// The cache node of `az` in `region`: `127.x.<region>.70+<AZ index>`, Redis on the
+    /// cache port, its keeper's admin on the admin port. A cache is used from inside its
+    /// region, so it is never behind the WAN.
+    pub fn cache_node(&self, region: &str, az: &str) -> Option<NodeSpec> {
+        let cache = self.cache.as_ref()?;
+        cache.cluster(region)?;
+        let ri = self.regions.iter().position(|r| r.name == region)?;
+        let ai = self.regions[ri].azs.iter().position(|a| a == az)?;
+        let ip = self.network.addr((ri + 1) as u8, 70 + ai as u8);
+        Some(NodeSpec {
+            name: crate::cache_node_name(az),
+            role: Role::Cache,
+            region: Some(region.to_owned()),
+            az: Some(az.to_owned()),
+            address: SocketAddr::new(ip.into(), cache.port),
+            admin: SocketAddr::new(ip.into(), self.network.admin_port),
+        })
+    }
+
+    /// A region's primary endpoint (`127.x.<region>.79`, the cache port), as ElastiCache's:
+    /// one address that always leads to the cluster's current primary. Every keeper of the
+    /// cluster serves it (the kernel spreads connections over them), so it outlives any one
+    /// node.
+    pub fn cache_endpoint(&self, region: &str) -> Option<SocketAddr> {
+        let cache = self.cache.as_ref()?;
+        cache.cluster(region)?;
+        let ri = self.regions.iter().position(|r| r.name == region)?;
+        Some(SocketAddr::new(
+            self.network.addr((ri + 1) as u8, 79).into(),
+            cache.port,
+        ))
     }
 
     /// Where the console serves its page, API and own metrics.

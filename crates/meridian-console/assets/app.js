@@ -162,8 +162,22 @@ function renderRegions(o) {
         el("dt", {}, "Latency p50 / p95"), el("dd", {}, fmt.ms(r.p50_ms) + " / " + fmt.ms(r.p95_ms)),
         el("dt", {}, "Errors 4xx / 5xx"), el("dd", {}, fmt.num(r.err4xx_rps) + " / " + fmt.num(r.err5xx_rps) + " per s"),
         el("dt", {}, "In DNS answers"), el("dd", {}, r.in_dns === null ? "–" : r.in_dns ? "yes" : "no (failed over)"),
+        ...(r.cache ? cacheRows(r.cache) : []),
       ));
   }));
+}
+
+// The region's Redis: which node is primary, its memory against maxmemory, its hit rate,
+// and each replica's link.
+function cacheRows(c) {
+  const p = c.nodes.find((n) => n.name === c.primary);
+  const replicas = c.nodes.filter((n) => n.name !== c.primary).map((n) =>
+    `${n.name} ${!n.up ? "DOWN" : n.link_up ? "in sync" + (n.lag_bytes ? `, ${fmt.bytes(n.lag_bytes)} behind` : "") : "link down"}`);
+  return [
+    el("dt", {}, "Cache primary"), el("dd", { "data-testid": "cache-primary" }, p ? p.name : "none"),
+    el("dt", {}, "Cache memory / hit rate"), el("dd", {}, p ? `${fmt.bytes(p.used_memory)} of ${fmt.bytes(p.maxmemory)}, ${fmt.pct(p.hit_rate)} hits` : "–"),
+    el("dt", {}, "Cache replicas"), el("dd", {}, replicas.length ? replicas.join("; ") : "none"),
+  ];
 }
 
 function renderPops(o) {

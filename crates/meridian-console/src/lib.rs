@@ -6,6 +6,7 @@
 //! a page (compiled into the binary) that shows it all live.
 
 pub mod alarms;
+pub mod cache_tier;
 pub mod events;
 pub mod export;
 pub mod model;

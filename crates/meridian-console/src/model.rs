@@ -110,6 +110,8 @@ pub struct RegionView {
     pub p95_ms: Option<f64>,
     /// Whether the DNS servers answer with this region (None before they are scraped).
     pub in_dns: Option<bool>,
+    /// The region's cache cluster (Redis), when the deployment runs one there.
+    pub cache: Option<crate::cache_tier::CacheView>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -487,6 +489,20 @@ impl State {
                     });
                 }
             }
+            // A cache node that becomes primary after the first scrape was promoted.
+            if let Some(p) = r.all("meridian_cache_primary").next() {
+                let before = self.watched.insert((i, "cache_primary".into()), p.value);
+                if before.is_some_and(|b| b < 0.5) && p.value >= 0.5 {
+                    events.push(Event {
+                        at: sec,
+                        kind: Kind::Failover,
+                        severity: Severity::Warning,
+                        subject: node.clone(),
+                        message: format!("{node} is now its region's cache primary"),
+                        cause: "its keeper promoted it: the primary was unreachable for the failover time, or restarted empty".into(),
+                    });
+                }
+            }
             let failed_over = r.delta("meridian_edge_origin_failovers_total", |_| true);
             if failed_over > 0.0 {
                 let reasons: Vec<String> = r
@@ -645,6 +661,16 @@ impl State {
                 })
                 .collect();
             v.in_dns = (!views.is_empty()).then(|| views.iter().any(|h| *h));
+            v.cache = crate::cache_tier::cache_of(&self.targets, &region.name, readings);
+            if let Some(rate) = v
+                .cache
+                .as_ref()
+                .and_then(|c| c.nodes.iter().find(|n| n.primary))
+                .and_then(|n| n.hit_rate)
+            {
+                self.store
+                    .push(&format!("region.{}.cache_hit_rate", region.name), sec, rate);
+            }
             out.push(v);
         }
         out

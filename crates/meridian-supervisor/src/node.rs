@@ -24,8 +24,12 @@ pub enum NodeError {
     Wan(#[from] meridian_sim::wan::WanError),
     #[error(transparent)]
     Db(#[from] meridian_db::DbError),
+    #[error(transparent)]
+    Cache(#[from] meridian_redis::CacheError),
     #[error("node `{0}` is not a database instance of this config")]
     NotADatabase(String),
+    #[error("node `{0}` is not a cache node of this config")]
+    NotACache(String),
     #[error("cannot read or make the secret {path}: {source}")]
     AdminToken {
         path: std::path::PathBuf,
@@ -49,7 +53,10 @@ impl NodeError {
     pub fn needs_a_person(&self) -> bool {
         match self {
             NodeError::Db(e) => e.needs_a_person(),
-            NodeError::UnknownNode { .. } | NodeError::NotADatabase(_) => true,
+            NodeError::Cache(e) => e.needs_a_person(),
+            NodeError::UnknownNode { .. }
+            | NodeError::NotADatabase(_)
+            | NodeError::NotACache(_) => true,
             _ => false,
         }
     }
@@ -109,6 +116,10 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
         Role::Db => {
             let opts = db_options(config, &node)?;
             meridian_db::run(opts, meridian_http::shutdown_signal()).await?;
+        }
+        Role::Cache => {
+            let opts = cache_options(config, &node)?;
+            meridian_redis::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Dns => {
             let mut opts = meridian_dns::DnsOptions::from_config(config, &node)?;
@@ -231,6 +242,55 @@ fn db_options(
         home_region: db.home_region.clone(),
         promotion: db.promotion,
         max_promotion_lag: db.max_promotion_lag.0,
+    })
+}
+
+/// A cache node's Redis: its role in its region's cache cluster, its peer (the other node
+/// of the cluster), the region's primary endpoint, its directory under
+/// `<state-dir>/cache/<node>`, and the deployment's cache password.
+fn cache_options(
+    config: &Config,
+    node: &meridian_config::NodeSpec,
+) -> Result<meridian_redis::CacheOptions, NodeError> {
+    let not_cache = || NodeError::NotACache(node.name.clone());
+    let cache = config.cache.as_ref().ok_or_else(not_cache)?;
+    let region = node.region.as_deref().ok_or_else(not_cache)?;
+    let nodes = cache.nodes();
+    let role = nodes
+        .iter()
+        .find(|(r, az, _)| r == region && Some(az) == node.az.as_ref())
+        .map(|n| n.2)
+        .ok_or_else(not_cache)?;
+    let peer = nodes
+        .iter()
+        .filter(|(r, az, _)| r == region && Some(az) != node.az.as_ref())
+        .find_map(|(r, az, _)| config.cache_node(r, az))
+        .map(|p| meridian_redis::Peer {
+            name: p.name,
+            address: p.address,
+            admin: p.admin,
+        });
+    let dir = state_dir();
+    let password =
+        meridian_http::admin::secret(&dir, meridian_redis::PASSWORD_FILE).map_err(|source| {
+            NodeError::AdminToken {
+                path: dir.join(meridian_redis::PASSWORD_FILE),
+                source,
+            }
+        })?;
+    Ok(meridian_redis::CacheOptions {
+        name: node.name.clone(),
+        role,
+        listen: node.address,
+        admin: node.admin,
+        peer,
+        password,
+        maxmemory: cache.maxmemory.0,
+        eviction: cache.eviction.as_str().to_owned(),
+        failover: cache.failover,
+        dir: dir.join("cache").join(&node.name),
+        admin_token: admin_token()?,
+        endpoint: config.cache_endpoint(region),
     })
 }
 

@@ -176,12 +176,21 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
             nodes.retain(|n| n.role != Role::Db);
         }
     }
+    if nodes.iter().any(|n| n.role == Role::Cache) {
+        if let Err(e) = meridian_redis::redis_server() {
+            eprintln!("warning: the cache tier will not run: {e}");
+            nodes.retain(|n| n.role != Role::Cache);
+        }
+    }
     preflight(cfg, &nodes)?;
     // Made once here, so the nodes started next share one token (PoPs, DNS, WAN) and one
     // database password, and the PoPs one certificate.
     let mut secrets = vec![meridian_http::admin::TOKEN_FILE];
     if cfg.database.is_some() {
         secrets.push(meridian_http::admin::DB_PASSWORD_FILE);
+    }
+    if cfg.cache.is_some() {
+        secrets.push(meridian_redis::PASSWORD_FILE);
     }
     for file in secrets {
         meridian_http::admin::secret(&opts.state_dir, file).map_err(|source| {
@@ -410,7 +419,7 @@ fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck
         Role::Service => (spec.address, quick),
         // Our own nodes answer /health on their admin address; a balancer only says 200
         // when it has a healthy target to send traffic to.
-        Role::Lb | Role::Dns | Role::Edge | Role::Wan | Role::Console | Role::Db => (
+        Role::Lb | Role::Dns | Role::Edge | Role::Wan | Role::Console | Role::Db | Role::Cache => (
             spec.admin,
             HealthCheck {
                 protocol: CheckProtocol::Http,
@@ -440,7 +449,10 @@ async fn start_in_waves(
     let role_of = |i: &usize| shared.slots[*i].spec.role;
     // The WAN first: it only relays, and database replicas reach their primary through it.
     // Then the databases, before the instances that use them.
-    let db: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Db).collect();
+    // The cache nodes start with the databases: nothing they need starts later.
+    let db: Vec<usize> = (0..total)
+        .filter(|i| matches!(role_of(i), Role::Db | Role::Cache))
+        .collect();
     let data: Vec<usize> = (0..total)
         .filter(|i| matches!(role_of(i), Role::Service | Role::Lb))
         .collect();
@@ -606,10 +618,10 @@ fn print_table(shared: &Shared) {
                 n.spec.az.as_deref().unwrap_or("-"),
                 format!(
                     "{}://{}",
-                    if n.spec.role == Role::Db {
-                        "postgres"
-                    } else {
-                        "http"
+                    match n.spec.role {
+                        Role::Db => "postgres",
+                        Role::Cache => "redis",
+                        _ => "http",
                     },
                     cfg.public_address(&n.spec)
                 ),
@@ -656,6 +668,29 @@ fn print_table(shared: &Shared) {
         "supervisor metrics: http://{}/metrics\n",
         cfg.supervisor_admin()
     ));
+    let cache_regions: Vec<String> =
+        cfg.regions
+            .iter()
+            .filter(|r| {
+                state.nodes.iter().any(|n| {
+                    n.spec.role == Role::Cache && n.spec.region.as_deref() == Some(&r.name)
+                })
+            })
+            .filter_map(|r| {
+                Some(format!(
+                    "{} redis://{}",
+                    r.name,
+                    cfg.cache_endpoint(&r.name)?
+                ))
+            })
+            .collect();
+    if !cache_regions.is_empty() {
+        out.push_str(&format!(
+            "cache primary endpoints (password in {dir}/{}): {}\n",
+            meridian_redis::PASSWORD_FILE,
+            cache_regions.join(", ")
+        ));
+    }
     if let Some(c) = state.nodes.iter().find(|n| n.spec.role == Role::Console) {
         out.push_str(&format!(
             "console (dashboards, alarms, cost): http://{}/\n",

@@ -1022,6 +1022,41 @@ fn summary(cfg: &Config) -> String {
             }
         }
     }
+    if let Some(cache) = &cfg.cache {
+        s.push_str(&format!(
+            "cache: Redis, a cache cluster in {} region(s) (port {}), maxmemory {} per node ({}), failover after {}\n",
+            cache.clusters.len(),
+            cache.port,
+            cache.maxmemory,
+            cache.eviction.as_str(),
+            d(cache.failover)
+        ));
+        for c in &cache.clusters {
+            for (az, role) in std::iter::once((&c.primary_az, meridian_config::CacheRole::Primary))
+                .chain(
+                    c.replica_az
+                        .iter()
+                        .map(|az| (az, meridian_config::CacheRole::Replica)),
+                )
+            {
+                if let Some(n) = cfg.cache_node(&c.region, az) {
+                    s.push_str(&format!(
+                        "  {:<22} {:<16} {:<20} {}\n",
+                        n.name,
+                        c.region,
+                        role.as_str(),
+                        n.address
+                    ));
+                }
+            }
+            if let Some(e) = cfg.cache_endpoint(&c.region) {
+                s.push_str(&format!(
+                    "  {:<22} {:<16} {:<20} {}\n",
+                    "primary endpoint", c.region, "-> current primary", e
+                ));
+            }
+        }
+    }
     let nodes = cfg.nodes();
     let lbs = nodes
         .iter()
@@ -1029,7 +1064,7 @@ fn summary(cfg: &Config) -> String {
         .count();
     let count = |r: meridian_config::Role| nodes.iter().filter(|n| n.role == r).count();
     s.push_str(&format!(
-        "\nnodes `up` runs: {} ({} load balancers, {} service instances, {} edge PoPs, {} DNS servers, {} console, {} database) on 127.{}.0.0/16\n",
+        "\nnodes `up` runs: {} ({} load balancers, {} service instances, {} edge PoPs, {} DNS servers, {} console, {} database, {} cache) on 127.{}.0.0/16\n",
         nodes.len(),
         lbs,
         count(meridian_config::Role::Service),
@@ -1037,6 +1072,7 @@ fn summary(cfg: &Config) -> String {
         count(meridian_config::Role::Dns),
         count(meridian_config::Role::Console),
         count(meridian_config::Role::Db),
+        count(meridian_config::Role::Cache),
         cfg.network.subnet[1]
     ));
     if cfg.console.enabled {

@@ -1,0 +1,242 @@
+//! Meridian's cache nodes: one real `redis-server` per node (`redis-<az>`), started and
+//! watched by a Rust keeper beside it, as ElastiCache for Redis runs a replication group.
+//!
+//! A region's cache cluster is a primary and (Multi-AZ) a replica in another AZ. The two
+//! keepers fail over without Sentinel: the replica's keeper promotes its server when the
+//! primary has been unreachable for the failover time; a keeper whose server restarted
+//! empty hands the primary role to its peer (which holds the data) and follows it; a
+//! returning old primary sees its peer's higher term and becomes its replica at its next
+//! check. Every keeper also serves the region's primary endpoint: a relay to whichever
+//! node is primary now.
+//!
+//! [`run`] is the whole life of a node.
+
+mod admin;
+mod binary;
+mod conf;
+mod endpoint;
+mod error;
+mod keeper;
+mod owner;
+mod peer;
+pub mod resp;
+mod server;
+
+pub use admin::Status;
+pub use binary::{redis_server, PROGRAM_ENV};
+pub use error::CacheError;
+pub use keeper::RoleView;
+pub use meridian_config::CacheRole;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The file in a state dir that holds the cache tier's password (`requirepass`).
+pub const PASSWORD_FILE: &str = "cache-password";
+
+/// The other node of a cache cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    /// Its Redis.
+    pub address: SocketAddr,
+    /// Its keeper's admin server.
+    pub admin: SocketAddr,
+}
+
+/// Everything one cache node needs to run.
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// Node name, e.g. "redis-us-east-1a".
+    pub name: String,
+    /// The role it is configured to start in (a keeper may find the cluster otherwise).
+    pub role: CacheRole,
+    /// Where Redis listens.
+    pub listen: SocketAddr,
+    /// The keeper's HTTP admin address.
+    pub admin: SocketAddr,
+    /// The cluster's other node; None for a single-node cluster.
+    pub peer: Option<Peer>,
+    /// `requirepass` and `masterauth`: every client and every replica gives it.
+    pub password: String,
+    /// `maxmemory` in bytes.
+    pub maxmemory: u64,
+    /// `maxmemory-policy`, e.g. "allkeys-lru".
+    pub eviction: String,
+    /// How long the primary may be unreachable before the replica takes over.
+    pub failover: Duration,
+    /// The node's own directory (redis.conf, the keeper's term).
+    pub dir: PathBuf,
+    /// The deployment's admin token: asking a keeper to promote needs it.
+    pub admin_token: String,
+    /// Where to serve the region's primary endpoint (shared with the peer with
+    /// SO_REUSEPORT); None: no endpoint here.
+    pub endpoint: Option<SocketAddr>,
+}
+
+impl CacheOptions {
+    fn validate(&self) -> Result<(), CacheError> {
+        let bad = |why: String| {
+            Err(CacheError::InvalidOptions(format!(
+                "cache node {:?}: {why}",
+                self.name
+            )))
+        };
+        if self.name.trim().is_empty() {
+            return bad("the node name is empty".into());
+        }
+        if self.password.is_empty() {
+            return bad("the password is empty (Redis would run without protection)".into());
+        }
+        if self
+            .password
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\'')
+        {
+            return bad("the password has a space, quote or control character (redis.conf cannot hold it unquoted)".into());
+        }
+        if self.listen == self.admin {
+            return bad(format!(
+                "redis and the keeper's admin server cannot both listen on {}",
+                self.listen
+            ));
+        }
+        if self.peer.as_ref().is_some_and(|p| p.address == self.listen) {
+            return bad("the peer is this node's own address".into());
+        }
+        if self.failover < Duration::from_millis(300) {
+            return bad(format!(
+                "a failover time of {:?} is too short to check",
+                self.failover
+            ));
+        }
+        if self.maxmemory < 1 << 20 {
+            return bad(format!(
+                "a maxmemory of {} bytes leaves no room for a cache",
+                self.maxmemory
+            ));
+        }
+        if self.peer.is_some() && self.admin_token.is_empty() {
+            return bad("keepers of a cluster need the admin token to ask each other".into());
+        }
+        if self.dir.as_os_str().is_empty() {
+            return bad("the node directory is empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Runs one cache node until `shutdown` resolves (Ok), or Redis cannot be started or keeps
+/// exiting (Err: the supervisor restarts the node).
+pub async fn run(
+    opts: CacheOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CacheError> {
+    opts.validate()?;
+    let mut opts = opts;
+    opts.dir = std::path::absolute(&opts.dir).map_err(|source| CacheError::Io {
+        step: "resolving the node directory",
+        path: opts.dir.clone(),
+        source,
+    })?;
+    std::fs::create_dir_all(&opts.dir).map_err(|source| CacheError::Io {
+        step: "making the node directory",
+        path: opts.dir.clone(),
+        source,
+    })?;
+    let program = redis_server()?;
+    let version = binary::major_version(&program).unwrap_or(0);
+    tracing::info!("{}: Redis {version} from {}", opts.name, program.display());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let _watcher = AbortOnDrop(tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    }));
+    let keeper = Arc::new(keeper::Keeper::new(opts.clone(), program, version));
+    // The admin server first, so /health says 503 (and why) while Redis starts.
+    let admin = meridian_http::bind(opts.admin).await?;
+    let _endpoint = match opts.endpoint {
+        Some(at) => {
+            let listener = endpoint::bind_shared(at)
+                .map_err(|source| CacheError::EndpointBind { addr: at, source })?;
+            Some(AbortOnDrop(endpoint::start(
+                listener,
+                keeper.primary_watch(),
+                opts.listen.ip(),
+            )))
+        }
+        None => None,
+    };
+    let (admin_stop_tx, mut admin_stop_rx) = watch::channel(false);
+    let mut admin_task = AbortOnDrop(tokio::spawn(admin::serve(
+        admin,
+        admin::AdminState::new(keeper.clone()),
+        async move {
+            let _ = admin_stop_rx.wait_for(|s| *s).await;
+        },
+    )));
+    let result = keeper.run(stop_rx).await;
+    let _ = admin_stop_tx.send(true);
+    let _ = (&mut admin_task.0).await;
+    result
+}
+
+/// A background task that ends with the `run` future, even when that future is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn options(name: &str, listen: &str) -> CacheOptions {
+        let listen: SocketAddr = listen.parse().unwrap();
+        CacheOptions {
+            name: name.into(),
+            role: CacheRole::Replica,
+            listen,
+            admin: SocketAddr::new(listen.ip(), 9900),
+            peer: None,
+            password: "secret".into(),
+            maxmemory: 8 << 20,
+            eviction: "allkeys-lru".into(),
+            failover: Duration::from_secs(2),
+            dir: "/tmp/x".into(),
+            admin_token: "token".into(),
+            endpoint: None,
+        }
+    }
+
+    #[test]
+    fn bad_options_are_refused_with_the_reason() {
+        let ok = options("redis-a", "127.81.9.70:6379");
+        assert!(ok.validate().is_ok());
+        let mut o = ok.clone();
+        o.password = "has space".into();
+        let e = o.validate().unwrap_err();
+        assert!(e.to_string().contains("space"), "{e}");
+        assert!(e.needs_a_person());
+        let mut o = ok.clone();
+        o.password.clear();
+        assert!(o.validate().is_err());
+        let mut o = ok.clone();
+        o.admin = o.listen;
+        assert!(o.validate().is_err());
+        let mut o = ok.clone();
+        o.failover = Duration::from_millis(10);
+        assert!(o.validate().is_err());
+        let mut o = ok;
+        o.maxmemory = 1000;
+        assert!(o.validate().is_err());
+    }
+}

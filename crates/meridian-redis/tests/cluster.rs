@@ -1,0 +1,429 @@
+//! A cache cluster of two real redis-servers and their keepers, in this process: replication,
+//! the primary endpoint, failover when the primary is killed or frozen, and the old
+//! primary's return as a replica. Every test has its own 127.81.<n>.0/24.
+
+use meridian_redis::resp::{Client, RespError};
+use meridian_redis::{CacheOptions, CacheRole, Peer};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PASSWORD: &str = "cachetest0123456789";
+const TOKEN: &str = "tokentest0123456789";
+const FAILOVER: Duration = Duration::from_secs(2);
+/// How much later than the failover time a promotion may come (checks, busy cores).
+const MARGIN: Duration = Duration::from_secs(4);
+
+struct Node {
+    name: String,
+    redis: SocketAddr,
+    admin: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), meridian_redis::CacheError>>,
+}
+
+struct Cluster {
+    primary: Node,
+    replica: Node,
+    endpoint: SocketAddr,
+    dir: std::path::PathBuf,
+    /// Every redis-server pid seen, to wake any left frozen.
+    pids: Vec<i32>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in [&mut self.primary, &mut self.replica] {
+            if let Some(s) = n.stop.take() {
+                let _ = s.send(());
+            }
+        }
+        // Frozen servers must not outlive the test.
+        for pid in &self.pids {
+            unsafe {
+                libc::kill(*pid, libc::SIGCONT);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // Reaped children are gone; a zombie would still answer, but the keeper waits for its.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn options(net: u8, az: u8, role: CacheRole, dir: &std::path::Path) -> CacheOptions {
+    let ip = |n: u8| format!("127.81.{net}.{n}");
+    let me: SocketAddr = format!("{}:6379", ip(70 + az)).parse().unwrap();
+    let other = 70 + (1 - az);
+    CacheOptions {
+        name: format!("redis-t{net}-{az}"),
+        role,
+        listen: me,
+        admin: format!("{}:9900", ip(70 + az)).parse().unwrap(),
+        peer: Some(Peer {
+            name: format!("redis-t{net}-{}", 1 - az),
+            address: format!("{}:6379", ip(other)).parse().unwrap(),
+            admin: format!("{}:9900", ip(other)).parse().unwrap(),
+        }),
+        password: PASSWORD.into(),
+        maxmemory: 16 << 20,
+        eviction: "allkeys-lru".into(),
+        failover: FAILOVER,
+        dir: dir.join(format!("node{az}")),
+        admin_token: TOKEN.into(),
+        endpoint: Some(format!("{}:6379", ip(79)).parse().unwrap()),
+    }
+}
+
+fn start(opts: CacheOptions) -> Node {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (name, redis, admin) = (opts.name.clone(), opts.listen, opts.admin);
+    let task = tokio::spawn(meridian_redis::run(opts, async move {
+        let _ = rx.await;
+    }));
+    Node {
+        name,
+        redis,
+        admin,
+        stop: Some(tx),
+        task,
+    }
+}
+
+async fn cluster(net: u8) -> Cluster {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let dir = std::env::temp_dir().join(format!("meridian-redis-t{net}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let primary = start(options(net, 0, CacheRole::Primary, &dir));
+    let replica = start(options(net, 1, CacheRole::Replica, &dir));
+    let c = Cluster {
+        primary,
+        replica,
+        endpoint: format!("127.81.{net}.79:6379").parse().unwrap(),
+        dir,
+        pids: Vec::new(),
+    };
+    for n in [&c.primary, &c.replica] {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("{} healthy", n.name),
+            || async { http(n.admin, "GET", "/health", None).await.0 == 200 },
+        )
+        .await;
+    }
+    let mut c = c;
+    for n in [&c.primary, &c.replica] {
+        let pid = status(n).await["pid"].as_i64().expect("a pid in /status");
+        c.pids.push(pid as i32);
+    }
+    c
+}
+
+/// Polls `cond` every 100 ms until it holds, or fails the test after `limit`.
+async fn wait_for<F, Fut>(limit: Duration, what: &str, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if cond().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One HTTP/1.1 request to an admin server: status code and body.
+async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let work = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        Some((
+            head.split_whitespace().nth(1)?.parse().ok()?,
+            body.to_owned(),
+        ))
+    };
+    tokio::time::timeout(Duration::from_secs(3), work)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or((0, String::new()))
+}
+
+async fn status(n: &Node) -> serde_json::Value {
+    let (code, body) = http(n.admin, "GET", "/status", None).await;
+    if code != 200 {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+}
+
+async fn client(addr: SocketAddr) -> Result<Client, RespError> {
+    Client::connect(addr, Some(PASSWORD), Duration::from_secs(2)).await
+}
+
+/// Redis's own word for a server's role, or None when it does not answer.
+async fn redis_role(addr: SocketAddr) -> Option<String> {
+    let mut c = Client::connect(addr, Some(PASSWORD), Duration::from_millis(500))
+        .await
+        .ok()?;
+    c.info("replication")
+        .await
+        .ok()?
+        .get("role")
+        .map(str::to_owned)
+}
+
+async fn get(addr: SocketAddr, key: &str) -> Option<Vec<u8>> {
+    client(addr).await.ok()?.get(key).await.ok().flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replica_copies_the_primary_and_the_endpoint_leads_to_the_primary() {
+    let c = cluster(11).await;
+    let mut p = client(c.primary.redis).await.unwrap();
+    p.set("quote:AAPL", b"189.95").await.unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the replica has the key",
+        || async { get(c.replica.redis, "quote:AAPL").await.as_deref() == Some(&b"189.95"[..]) },
+    )
+    .await;
+    // A replica takes no write.
+    let mut r = client(c.replica.redis).await.unwrap();
+    let refused = r.set("quote:MSFT", b"1").await.unwrap_err();
+    assert!(refused.to_string().contains("READONLY"), "{refused}");
+    // The endpoint leads to the primary: a write through it is on both.
+    let mut e = client(c.endpoint).await.unwrap();
+    e.set("quote:MSFT", b"411.22").await.unwrap();
+    assert_eq!(
+        get(c.primary.redis, "quote:MSFT").await.as_deref(),
+        Some(&b"411.22"[..])
+    );
+    // Wrong or no password: refused.
+    let err = Client::connect(c.primary.redis, Some("wrong"), Duration::from_secs(2))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("AUTH"), "{err}");
+    let mut anon = Client::connect(c.primary.redis, None, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(anon
+        .get("quote:AAPL")
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("NOAUTH"));
+
+    // Status and metrics say what a console needs.
+    let _ = p.get("quote:AAPL").await.unwrap();
+    let _ = p.get("quote:none").await.unwrap();
+    let s = status(&c.primary).await;
+    assert_eq!(s["role"], "primary", "{s}");
+    assert_eq!(s["redis_role"], "primary");
+    assert_eq!(s["maxmemory"], 16 << 20);
+    assert!(s["keyspace_hits"].as_i64().unwrap() >= 1, "{s}");
+    assert!(s["hit_rate"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(s["replicas"].as_array().unwrap().len(), 1, "{s}");
+    let s = status(&c.replica).await;
+    assert_eq!(s["role"], "replica", "{s}");
+    assert_eq!(s["link"], "up");
+    assert!(s["lag_bytes"].as_i64().is_some(), "{s}");
+    let (code, metrics) = http(c.replica.admin, "GET", "/metrics", None).await;
+    assert_eq!(code, 200);
+    for series in [
+        "cache_up 1",
+        "cache_primary 0",
+        "cache_replication_link_up 1",
+        "cache_maxmemory_bytes 16777216",
+        "cache_keyspace_hits_total",
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
+    // The peer calls need the admin token.
+    assert_eq!(http(c.replica.admin, "GET", "/role", None).await.0, 401);
+    assert_eq!(
+        http(c.replica.admin, "POST", "/promote?term=0", Some("wrong"))
+            .await
+            .0,
+        401
+    );
+    let (code, role) = http(c.replica.admin, "GET", "/role", Some(TOKEN)).await;
+    assert_eq!(code, 200);
+    assert!(role.contains("\"role\":\"replica\""), "{role}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_is_replaced_by_its_replica_and_rejoins_as_a_replica() {
+    let c = cluster(12).await;
+    let mut p = client(c.primary.redis).await.unwrap();
+    p.set("order:1", b"AAPL x10").await.unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the replica has the key",
+        || async { get(c.replica.redis, "order:1").await.is_some() },
+    )
+    .await;
+    let pid = status(&c.primary).await["pid"]
+        .as_i64()
+        .expect("the primary's pid");
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    let took = wait_for(FAILOVER + MARGIN, "the replica is promoted", || async {
+        redis_role(c.replica.redis).await.as_deref() == Some("master")
+    })
+    .await;
+    eprintln!("promoted {took:?} after kill -9");
+    // The data survived: the new primary held a copy, and the old node copies it back.
+    assert_eq!(
+        get(c.replica.redis, "order:1").await.as_deref(),
+        Some(&b"AAPL x10"[..])
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the old primary rejoins as a replica",
+        || async {
+            redis_role(c.primary.redis).await.as_deref() == Some("slave")
+                && get(c.primary.redis, "order:1").await.is_some()
+        },
+    )
+    .await;
+    // The endpoint leads to the new primary.
+    wait_for(
+        Duration::from_secs(5),
+        "a write through the endpoint",
+        || async {
+            match client(c.endpoint).await {
+                Ok(mut e) => e.set("order:2", b"MSFT x1").await.is_ok(),
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
+    assert!(get(c.replica.redis, "order:2").await.is_some());
+    let s = status(&c.replica).await;
+    assert_eq!(s["role"], "primary", "{s}");
+    assert!(s["term"].as_u64().unwrap() >= 1, "{s}");
+    assert!(!s["events"].as_array().unwrap().is_empty(), "{s}");
+    wait_for(
+        Duration::from_secs(10),
+        "both nodes healthy again",
+        || async {
+            http(c.primary.admin, "GET", "/health", None).await.0 == 200
+                && http(c.replica.admin, "GET", "/health", None).await.0 == 200
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_primary_is_replaced_and_steps_down_when_it_wakes() {
+    let c = cluster(13).await;
+    let mut p = client(c.primary.redis).await.unwrap();
+    p.set("user:1", b"alice").await.unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the replica has the key",
+        || async { get(c.replica.redis, "user:1").await.is_some() },
+    )
+    .await;
+    let pid = status(&c.primary).await["pid"]
+        .as_i64()
+        .expect("the primary's pid") as i32;
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    let frozen_at = Instant::now();
+    wait_for(FAILOVER + MARGIN, "the replica is promoted", || async {
+        redis_role(c.replica.redis).await.as_deref() == Some("master")
+    })
+    .await;
+    // Measured from the last answer, which came up to a check before the freeze.
+    assert!(
+        frozen_at.elapsed() >= FAILOVER / 2,
+        "promoted after {:?}, before the failover time",
+        frozen_at.elapsed()
+    );
+    // The endpoint leads to the new primary while the old one is still frozen.
+    wait_for(
+        Duration::from_secs(5),
+        "a write through the endpoint",
+        || async {
+            match client(c.endpoint).await {
+                Ok(mut e) => e.set("user:2", b"bob").await.is_ok(),
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
+    assert!(get(c.replica.redis, "user:2").await.is_some());
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+    // Two primaries for at most about one check: the old one steps down at once.
+    let stepped = wait_for(
+        Duration::from_secs(3),
+        "the old primary steps down",
+        || async { redis_role(c.primary.redis).await.as_deref() == Some("slave") },
+    )
+    .await;
+    eprintln!("stepped down {stepped:?} after waking");
+    let mut old = client(c.primary.redis).await.unwrap();
+    assert!(old
+        .set("user:3", b"x")
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("READONLY"));
+    wait_for(
+        Duration::from_secs(10),
+        "the old primary copies the new one",
+        || async { get(c.primary.redis, "user:2").await.is_some() },
+    )
+    .await;
+    assert_eq!(status(&c.primary).await["role"], "replica");
+}
+
+#[tokio::test]
+async fn a_keeper_stops_its_redis_when_told_to() {
+    let mut c = cluster(14).await;
+    let pids = c.pids.clone();
+    assert!(pids.iter().all(|p| alive(*p)), "{pids:?}");
+    for n in [&mut c.primary, &mut c.replica] {
+        n.stop.take().unwrap().send(()).unwrap();
+    }
+    for n in [&mut c.primary, &mut c.replica] {
+        let r = tokio::time::timeout(Duration::from_secs(10), &mut n.task).await;
+        assert!(matches!(r, Ok(Ok(Ok(())))), "{}: {r:?}", n.name);
+    }
+    wait_for(Duration::from_secs(5), "no redis-server left", || async {
+        !pids.iter().any(|p| alive(*p))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_options_stop_the_node_with_the_reason() {
+    let dir = std::env::temp_dir().join(format!("meridian-redis-bad-{}", std::process::id()));
+    let mut o = options(15, 0, CacheRole::Primary, &dir);
+    o.password = "two words".into();
+    let err = meridian_redis::run(o, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.needs_a_person());
+    assert!(err.to_string().contains("redis-t15-0"), "{err}");
+}
