@@ -124,6 +124,7 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
                         instance: node.name.clone(),
                     },
                     processing_time: *processing_time,
+                    database: demo_database(config, &node)?,
                 };
                 meridian_demo::serve(node.address, opts, meridian_http::shutdown_signal()).await?;
             }
@@ -179,11 +180,7 @@ fn db_options(
             .collect()
     };
     let dir = state_dir();
-    let password = meridian_http::admin::secret(&dir, meridian_http::admin::DB_PASSWORD_FILE)
-        .map_err(|source| NodeError::AdminToken {
-            path: dir.join(meridian_http::admin::DB_PASSWORD_FILE),
-            source,
-        })?;
+    let password = db_password()?;
     let is_primary = role == meridian_config::DbRole::Primary;
     Ok(meridian_db::PgOptions {
         name: node.name.clone(),
@@ -226,6 +223,53 @@ fn db_options(
         public: config.public_address(node),
         writer: Some(config.db_writer_endpoint(node)),
     })
+}
+
+/// The deployment's database password, from the state dir (`up` makes it before any node).
+fn db_password() -> Result<String, NodeError> {
+    let dir = state_dir();
+    meridian_http::admin::secret(&dir, meridian_http::admin::DB_PASSWORD_FILE).map_err(|source| {
+        NodeError::AdminToken {
+            path: dir.join(meridian_http::admin::DB_PASSWORD_FILE),
+            source,
+        }
+    })
+}
+
+/// Where a demo instance keeps orders: the writer endpoints of its region's database nodes
+/// (then every other region's, so losing the region's keepers does not stop writes), and
+/// its region's own PostgreSQL to read from, a replica or standby before the primary.
+/// None without a `[database]`.
+fn demo_database(
+    config: &Config,
+    node: &meridian_config::NodeSpec,
+) -> Result<Option<meridian_demo::DatabaseOptions>, NodeError> {
+    let Some(db) = config.database.as_ref() else {
+        return Ok(None);
+    };
+    let mut instances: Vec<(meridian_config::NodeSpec, meridian_config::DbRole)> = db
+        .instances()
+        .into_iter()
+        .filter_map(|(region, az, role)| Some((config.db_node(&region, &az)?, role)))
+        .collect();
+    let home = |spec: &meridian_config::NodeSpec| spec.region == node.region;
+    // Own region first; a stable sort keeps the configured order within each part.
+    instances.sort_by_key(|(spec, _)| !home(spec));
+    let writers = instances
+        .iter()
+        .map(|(spec, _)| config.db_writer_endpoint(spec))
+        .collect();
+    let mut readers: Vec<_> = instances.iter().filter(|(spec, _)| home(spec)).collect();
+    readers.sort_by_key(|(_, role)| *role == meridian_config::DbRole::Primary);
+    let readers = readers
+        .into_iter()
+        .map(|(spec, _)| config.public_address(spec))
+        .collect();
+    Ok(Some(meridian_demo::DatabaseOptions::new(
+        writers,
+        readers,
+        db_password()?,
+    )))
 }
 
 #[cfg(test)]
