@@ -1,0 +1,394 @@
+//! Orders and portfolios against real PostgreSQL (a primary and a streaming replica run by
+//! `meridian_db::run`, on 127.82.0.0/16): stored in one transaction, read back from the
+//! replica once it has the reader's write, and written again after the server restarts.
+//! Every wait is bounded.
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use meridian_db::{DbRole, PgOptions};
+use meridian_demo::{router, DatabaseOptions, DemoOptions, Identity, Lsn};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tower::ServiceExt;
+
+const PASSWORD: &str = "demo-orders-test";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("a test address")
+}
+
+fn base_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meridian-demo-pg-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn db(name: &str, role: DbRole, ip: &str, dir: &Path) -> PgOptions {
+    PgOptions {
+        name: name.into(),
+        role,
+        listen: addr(&format!("{ip}:5432")),
+        admin: addr(&format!("{ip}:9650")),
+        upstream: None,
+        source: None,
+        sync_standbys: vec![],
+        replicas: vec![],
+        data_dir: dir.join(name),
+        password: PASSWORD.into(),
+        peers: vec![],
+        lease: Duration::from_secs(3),
+        admin_token: "demo-test-token".into(),
+        public: addr(&format!("{ip}:5432")),
+        writer: None,
+    }
+}
+
+struct Node {
+    name: String,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), meridian_db::DbError>>,
+}
+
+fn start(opts: PgOptions) -> Node {
+    let (stop, stopped) = oneshot::channel();
+    Node {
+        name: opts.name.clone(),
+        stop,
+        task: tokio::spawn(meridian_db::run(opts, async move {
+            let _ = stopped.await;
+        })),
+    }
+}
+
+async fn stop(node: Node) {
+    let _ = node.stop.send(());
+    let ended = tokio::time::timeout(Duration::from_secs(20), node.task)
+        .await
+        .unwrap_or_else(|_| panic!("{} did not stop within 20s", node.name));
+    ended
+        .expect("the node task panicked")
+        .expect("the node ended cleanly");
+}
+
+/// Waits until `listen` takes SQL and is in (or out of) recovery as asked.
+async fn wait_ready(node: &Node, listen: SocketAddr, in_recovery: bool) {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            !node.task.is_finished(),
+            "{} ended before it was ready",
+            node.name
+        );
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(listen.ip().to_string())
+            .port(listen.port())
+            .user("postgres")
+            .password(PASSWORD)
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(2));
+        if let Ok((client, conn)) = cfg.connect(tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            if let Ok(row) = client.query_one("SELECT pg_is_in_recovery()", &[]).await {
+                if row.get::<_, bool>(0) == in_recovery {
+                    return;
+                }
+            }
+        }
+        assert!(Instant::now() < until, "{} not ready within 60s", node.name);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn app(region: &str, writers: Vec<SocketAddr>, readers: Vec<SocketAddr>) -> axum::Router {
+    router(DemoOptions {
+        identity: Identity {
+            region: region.into(),
+            az: format!("{region}a"),
+            instance: format!("svc-{region}a-1"),
+        },
+        processing_time: Duration::ZERO,
+        database: Some(DatabaseOptions::new(writers, readers, PASSWORD.into())),
+    })
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Value,
+}
+
+async fn send(app: &axum::Router, req: Request<Body>) -> Answer {
+    let res = tokio::time::timeout(Duration::from_secs(20), app.clone().oneshot(req))
+        .await
+        .expect("the demo answers within 20s")
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+async fn order(app: &axum::Router, body: Value) -> Answer {
+    let req = Request::post("/api/orders")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(app, req).await
+}
+
+async fn portfolio(app: &axum::Router, user: &str, lsn: Option<&str>) -> Answer {
+    let mut req = Request::get(format!("/api/portfolio/{user}"));
+    if let Some(lsn) = lsn {
+        req = req.header("meridian-min-lsn", lsn);
+    }
+    send(app, req.body(Body::empty()).unwrap()).await
+}
+
+fn position(p: &Value, symbol: &str) -> Option<i64> {
+    p["positions"]
+        .as_array()?
+        .iter()
+        .find(|x| x["symbol"] == symbol)?["quantity"]
+        .as_i64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_stored_and_read_back_from_the_replica_with_read_your_writes() {
+    let base = base_dir("ryw");
+    let tag = std::process::id();
+    let (p_name, r_name) = (format!("db-demo{tag}-p"), format!("db-demo{tag}-r"));
+    let mut p = db(&p_name, DbRole::Primary, "127.82.1.1", &base);
+    p.replicas = vec![r_name.clone()];
+    let mut r = db(&r_name, DbRole::Replica, "127.82.1.2", &base);
+    r.upstream = Some(p.listen);
+    let (p_listen, r_listen) = (p.listen, r.listen);
+    let (primary, replica) = (start(p), start(r));
+    wait_ready(&primary, p_listen, false).await;
+    wait_ready(&replica, r_listen, true).await;
+
+    // The first writer host has nothing behind it: the multi-host list moves on.
+    let writers = vec![addr("127.82.1.9:5434"), p_listen];
+    // Instances starting together each make the schema, under one advisory lock.
+    let apps: Vec<axum::Router> = (0..3)
+        .map(|_| app("eu-west-1", writers.clone(), vec![r_listen]))
+        .collect();
+    let first = futures_join(&apps).await;
+    for a in &first {
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    }
+    let app = &apps[0];
+
+    let placed = order(
+        app,
+        json!({"user": "alice", "symbol": "aapl", "side": "buy", "quantity": 10}),
+    )
+    .await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+    let b = &placed.body;
+    assert_eq!(b["region"], "eu-west-1");
+    assert_eq!(b["order"]["symbol"], "AAPL");
+    assert_eq!(b["order"]["side"], "buy");
+    assert_eq!(b["order"]["quantity"], 10);
+    assert_eq!(b["position"]["quantity"], 10);
+    assert!(b["write_ms"].as_f64().unwrap() > 0.0, "{b}");
+    let lsn = b["commit_lsn"].as_str().unwrap().to_owned();
+    lsn.parse::<Lsn>().unwrap();
+    assert_eq!(placed.headers["meridian-commit-lsn"], lsn.as_str());
+    assert_eq!(placed.headers["cache-control"], "private, no-store");
+    let cookie = placed.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.starts_with(&format!("meridian-min-lsn={lsn};")),
+        "{cookie}"
+    );
+
+    // Every read right after a write sees it, though the replica streams asynchronously.
+    let mut from_replica = 0;
+    for i in 0..15 {
+        let placed = order(
+            app,
+            json!({"user": "bob", "symbol": "MSFT", "side": "buy", "quantity": 1}),
+        )
+        .await;
+        assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+        let id = placed.body["order"]["id"].clone();
+        let lsn = placed.body["commit_lsn"].as_str().unwrap().to_owned();
+        let read = portfolio(app, "bob", Some(&lsn)).await;
+        assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+        assert_eq!(position(&read.body, "MSFT"), Some(i + 1), "{}", read.body);
+        assert_eq!(read.body["orders"][0]["id"], id, "the newest order first");
+        let source = read.headers["meridian-read-from"].to_str().unwrap();
+        assert_eq!(read.body["read_from"], source);
+        if source == "replica" {
+            from_replica += 1;
+        }
+    }
+    eprintln!("{from_replica} of 15 reads after a write were served by the replica");
+    assert!(from_replica > 0, "the replica served none of the reads");
+
+    // The cookie the order answer set works as well as the header.
+    let req = Request::get("/api/portfolio/alice")
+        .header("cookie", format!("theme=dark; meridian-min-lsn={lsn}"))
+        .body(Body::empty())
+        .unwrap();
+    let read = send(app, req).await;
+    assert_eq!(position(&read.body, "AAPL"), Some(10), "{}", read.body);
+    assert_eq!(read.headers["cache-control"], "private, no-store");
+
+    // Sells reduce a position and cannot take it below zero.
+    let sold = order(
+        app,
+        json!({"user": "alice", "symbol": "AAPL", "side": "sell", "quantity": 4}),
+    )
+    .await;
+    assert_eq!(sold.status, StatusCode::CREATED, "{}", sold.body);
+    assert_eq!(sold.body["position"]["quantity"], 6);
+    let oversold = order(
+        app,
+        json!({"user": "alice", "symbol": "AAPL", "side": "sell", "quantity": 7}),
+    )
+    .await;
+    assert_eq!(oversold.status, StatusCode::CONFLICT, "{}", oversold.body);
+    assert_eq!(oversold.body["error"], "insufficient_shares");
+    let never = order(
+        app,
+        json!({"user": "carol", "symbol": "TSLA", "side": "sell", "quantity": 1}),
+    )
+    .await;
+    assert_eq!(never.status, StatusCode::CONFLICT, "{}", never.body);
+    let lsn = sold.body["commit_lsn"].as_str().unwrap();
+    let read = portfolio(app, "alice", Some(lsn)).await;
+    assert_eq!(position(&read.body, "AAPL"), Some(6), "{}", read.body);
+    assert_eq!(
+        read.body["orders"].as_array().unwrap().len(),
+        2,
+        "{}",
+        read.body
+    );
+
+    // Bad input is refused before the database is asked.
+    let bad = order(
+        app,
+        json!({"user": "alice", "symbol": "AAPL", "side": "buy"}),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body["message"].as_str().unwrap().contains("quantity"));
+    let bad = portfolio(app, "alice", Some("yesterday")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    let bad = portfolio(app, "no%20such", None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+
+    // A position the replica will not reach soon: the read waits its bounded second,
+    // then goes to the writer.
+    let started = Instant::now();
+    let read = portfolio(app, "alice", Some("FFFFFFFF/0")).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.headers["meridian-read-from"], "writer");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // /health/detailed goes to both; /health only says what happened last.
+    let detailed = send(
+        app,
+        Request::get("/health/detailed")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        detailed.body["components"]["database"]["status"], "healthy",
+        "{}",
+        detailed.body
+    );
+
+    // Without its replica the region reads from the writer; /health stays 200.
+    stop(replica).await;
+    let read = portfolio(app, "alice", None).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.headers["meridian-read-from"], "writer");
+    assert_eq!(position(&read.body, "AAPL"), Some(6));
+    let health = send(app, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["database"]["schema_ready"], true);
+
+    stop(primary).await;
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// One order per instance, all at once (each instance's first, so each makes the schema).
+async fn futures_join(apps: &[axum::Router]) -> Vec<Answer> {
+    let tasks: Vec<_> = apps
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                order(
+                    &a,
+                    json!({"user": format!("starter{i}"), "symbol": "NVDA", "side": "buy", "quantity": 1}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_server_restarts_the_next_order_reconnects() {
+    let base = base_dir("restart");
+    let name = format!("db-demo{}-solo", std::process::id());
+    let opts = db(&name, DbRole::Primary, "127.82.2.1", &base);
+    let listen = opts.listen;
+    let node = start(opts.clone());
+    wait_ready(&node, listen, false).await;
+    let app = app("us-east-1", vec![listen], vec![listen]);
+    let buy = || json!({"user": "dora", "symbol": "V", "side": "buy", "quantity": 2});
+    let placed = order(&app, buy()).await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+
+    // The server is gone: a clear 503 to retry, and /health stays 200 and says why.
+    stop(node).await;
+    let down = order(&app, buy()).await;
+    assert_eq!(
+        down.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        down.body
+    );
+    assert_eq!(down.body["error"], "database_unavailable");
+    assert_eq!(down.headers["retry-after"], "1");
+    let health = send(&app, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_ne!(health.body["database"]["writer"], "ok", "{}", health.body);
+
+    // Back on its data: the very next order and read work on fresh sessions.
+    let node = start(opts);
+    wait_ready(&node, listen, false).await;
+    let placed = order(&app, buy()).await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+    assert_eq!(
+        placed.body["position"]["quantity"], 4,
+        "the first order survived"
+    );
+    let read = portfolio(&app, "dora", placed.body["commit_lsn"].as_str()).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(position(&read.body, "V"), Some(4));
+    let health = send(&app, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(health.body["database"]["writer"], "ok", "{}", health.body);
+
+    stop(node).await;
+    let _ = std::fs::remove_dir_all(&base);
+}
