@@ -88,14 +88,20 @@ impl Pool {
         self.name
     }
 
-    /// An open session: a free idle one, else a new one, else the next to be freed.
+    /// An open session: the first free one (so a quiet instance keeps reusing one warm
+    /// session instead of paying a connection to a far primary per request), else the next
+    /// to be freed, in turn.
     pub async fn session(&self) -> Result<Session<'_>, PoolError> {
-        let n = self.slots.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let free = (0..n).find_map(|i| self.slots[(start + i) % n].clone().try_lock_owned().ok());
+        let free = self
+            .slots
+            .iter()
+            .find_map(|s| s.clone().try_lock_owned().ok());
         let mut guard = match free {
             Some(g) => g,
-            None => self.slots[start % n].clone().lock_owned().await,
+            None => {
+                let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+                self.slots[turn].clone().lock_owned().await
+            }
         };
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
             *guard = None;

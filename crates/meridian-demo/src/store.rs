@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
+use tokio_postgres::types::{ToSql, Type};
 
 /// How long a read waits for the replica to replay the reader's last write before it
 /// reads from the writer instead.
@@ -45,6 +46,70 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_name, id DESC);
 ";
+
+/// How an order's time is shown: ISO 8601 in UTC, to the millisecond.
+macro_rules! utc {
+    ($column:literal) => {
+        concat!(
+            "to_char(",
+            $column,
+            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        )
+    };
+}
+
+/// A buy: the user (if new), the position (opened or grown) and the order, in one
+/// statement. Parameters: user, symbol, side, quantity, price, region.
+const BUY: &str = concat!(
+    "WITH u AS (INSERT INTO users (name) VALUES ($1) ON CONFLICT DO NOTHING),
+     p AS (INSERT INTO positions (user_name, symbol, quantity) VALUES ($1, $2, $4)
+           ON CONFLICT (user_name, symbol)
+           DO UPDATE SET quantity = positions.quantity + EXCLUDED.quantity
+           RETURNING quantity),
+     o AS (INSERT INTO orders (user_name, symbol, side, quantity, price, region)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at)
+     SELECT o.id, ",
+    utc!("o.created_at"),
+    ", p.quantity FROM o, p"
+);
+
+/// A sell: the position shrinks only if it holds enough, and the order is written only
+/// if it did (no row back: too few shares, nothing written). Same parameters as [`BUY`].
+const SELL: &str = concat!(
+    "WITH p AS (UPDATE positions SET quantity = quantity - $4
+           WHERE user_name = $1 AND symbol = $2 AND quantity >= $4
+           RETURNING quantity),
+     o AS (INSERT INTO orders (user_name, symbol, side, quantity, price, region)
+           SELECT $1, $2, $3, $4, $5, $6 FROM p RETURNING id, created_at)
+     SELECT o.id, ",
+    utc!("o.created_at"),
+    ", p.quantity FROM o, p"
+);
+
+/// A user's positions and recent orders as two JSON arrays, in one snapshot.
+/// Parameters: user, how many orders.
+const HOLDINGS: &str = concat!(
+    "SELECT
+       (SELECT json_agg(json_build_array(symbol, quantity) ORDER BY symbol)
+          FROM positions WHERE user_name = $1 AND quantity > 0)::text,
+       (SELECT json_agg(o ORDER BY o.id DESC) FROM (
+          SELECT id, symbol, side, quantity, price, region, ",
+    utc!("created_at"),
+    " AS created_at
+          FROM orders WHERE user_name = $1 ORDER BY id DESC LIMIT $2) o)::text"
+);
+
+/// An order as [`HOLDINGS`] returns it.
+#[derive(serde::Deserialize)]
+struct StoredOrder {
+    id: i64,
+    symbol: String,
+    side: String,
+    quantity: i64,
+    price: f64,
+    region: String,
+    created_at: String,
+}
 
 /// Where the demo's data lives. Writers and readers are each tried in order.
 #[derive(Clone)]
@@ -167,6 +232,8 @@ pub enum StoreError {
     },
     #[error("the schema is not created yet (the writer has not been reached since start)")]
     NoSchema,
+    #[error("the database answered in an unexpected shape: {0}")]
+    Shape(String),
 }
 
 /// A stored order, as the POST answer and the portfolio show it.
@@ -325,112 +392,58 @@ impl Store {
         price: f64,
         region: &str,
     ) -> Result<Placed, StoreError> {
-        let query_error = |source| StoreError::Query {
-            pool: "writer",
-            source,
-        };
-        // A pooled session may have been cut since it was last used (failover, restart):
-        // nothing is written before BEGIN succeeds, so BEGIN is tried once more afresh.
         let mut session = self.writer.session().await?;
-        if let Err(e) = session.client().batch_execute("BEGIN").await {
-            if !connection_lost(&e) {
-                return Err(query_error(e));
-            }
-            session.discard(&e);
-            session = self.writer.session().await?;
-            if let Err(e) = session.client().batch_execute("BEGIN").await {
-                session.keep_or_discard(&e);
-                return Err(query_error(e));
-            }
-        }
         let client = session.client();
-        let work = async {
-            client
-                .execute(
-                    "INSERT INTO users (name) VALUES ($1) ON CONFLICT DO NOTHING",
-                    &[&order.user],
-                )
-                .await?;
-            let row = client
-                .query_one(
-                    "INSERT INTO orders (user_name, symbol, side, quantity, price, region)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     RETURNING id, to_char(created_at AT TIME ZONE 'UTC',
-                                           'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
-                    &[
-                        &order.user,
-                        &order.symbol,
-                        &order.side.as_str(),
-                        &order.quantity,
-                        &price,
-                        &region,
-                    ],
-                )
-                .await?;
-            // A buy may open the position; a sell only reduces one that holds enough.
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-                [&order.user, &order.symbol, &order.quantity];
-            let position = match order.side {
-                Side::Buy => client.query_opt(
-                    "INSERT INTO positions (user_name, symbol, quantity) VALUES ($1, $2, $3)
-                     ON CONFLICT (user_name, symbol)
-                     DO UPDATE SET quantity = positions.quantity + EXCLUDED.quantity
-                     RETURNING quantity",
-                    &params,
-                ),
-                Side::Sell => client.query_opt(
-                    "UPDATE positions SET quantity = quantity - $3
-                     WHERE user_name = $1 AND symbol = $2 AND quantity >= $3
-                     RETURNING quantity",
-                    &params,
-                ),
-            }
-            .await?
-            .map(|r| r.get::<_, i64>(0));
-            Ok::<_, tokio_postgres::Error>((
-                row.get::<_, i64>(0),
-                row.get::<_, String>(1),
-                position,
-            ))
-        }
-        .await;
-        let (id, created_at, position) = match work {
-            Ok(done) => done,
+        let sql = match order.side {
+            Side::Buy => BUY,
+            Side::Sell => SELL,
+        };
+        let side = order.side.as_str();
+        let params: [(&(dyn ToSql + Sync), Type); 6] = [
+            (&order.user, Type::TEXT),
+            (&order.symbol, Type::TEXT),
+            (&side, Type::TEXT),
+            (&order.quantity, Type::INT8),
+            (&price, Type::FLOAT8),
+            (&region, Type::TEXT),
+        ];
+        // One statement is one transaction; the LSN query is pipelined behind it and runs
+        // after its commit, so the whole write costs one round trip to the primary.
+        let (written, lsn) = tokio::join!(
+            client.query_typed(sql, &params),
+            client.query_typed("SELECT pg_current_wal_lsn()::text", &[]),
+        );
+        let rows = match written {
+            Ok(rows) => rows,
             Err(e) => {
                 let lost = connection_lost(&e);
-                if lost || client.batch_execute("ROLLBACK").await.is_err() {
-                    session.discard(&e);
-                }
-                return Err(query_error(e));
+                session.keep_or_discard(&e);
+                return Err(if lost {
+                    StoreError::CommitUnknown(e)
+                } else {
+                    StoreError::Query {
+                        pool: "writer",
+                        source: e,
+                    }
+                });
             }
         };
-        let Some(position) = position else {
-            if client.batch_execute("ROLLBACK").await.is_err() {
-                session.discard(&"ROLLBACK failed");
-            }
+        let Some(row) = rows.first() else {
             return Err(StoreError::InsufficientShares {
                 user: order.user.clone(),
                 symbol: order.symbol.clone(),
                 quantity: order.quantity,
             });
         };
-        if let Err(e) = client.batch_execute("COMMIT").await {
-            let unknown = connection_lost(&e);
-            session.discard(&e);
-            return Err(if unknown {
-                StoreError::CommitUnknown(e)
-            } else {
-                query_error(e)
-            });
-        }
         // At or past the end of the commit record: a replica that replayed it has the order.
-        let lsn = match client
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
-            .await
-        {
-            Ok(row) => row.get::<_, String>(0).parse().unwrap_or(Lsn(0)),
+        let lsn = match lsn {
+            Ok(rows) => rows
+                .first()
+                .and_then(|r| r.get::<_, Option<String>>(0))
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(Lsn(0)),
             Err(e) => {
-                // Committed: the order stands; only its position is unknown.
+                // Committed: the order stands; only its position in the WAL is unknown.
                 session.keep_or_discard(&e);
                 Lsn(0)
             }
@@ -438,16 +451,16 @@ impl Store {
         self.writer.note_ok();
         Ok(Placed {
             order: OrderRow {
-                id,
+                id: row.get(0),
                 user: order.user.clone(),
                 symbol: order.symbol.clone(),
-                side: order.side.as_str().to_owned(),
+                side: side.to_owned(),
                 quantity: order.quantity,
                 price,
                 region: region.to_owned(),
-                created_at,
+                created_at: row.get(1),
             },
-            position,
+            position: row.get(2),
             lsn,
         })
     }
@@ -500,17 +513,18 @@ impl Store {
     /// on a primary all of it.
     async fn replayed(&self, pool: &Pool) -> Result<Lsn, StoreError> {
         let mut session = pool.session().await?;
-        let row = session
+        let rows = session
             .client()
-            .query_one(
+            .query_typed(
                 "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
                               ELSE pg_current_wal_lsn() END)::text",
                 &[],
             )
             .await;
-        match row {
-            Ok(row) => Ok(row
-                .get::<_, Option<String>>(0)
+        match rows {
+            Ok(rows) => Ok(rows
+                .first()
+                .and_then(|r| r.get::<_, Option<String>>(0))
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(Lsn(0))),
             Err(source) => {
@@ -523,59 +537,18 @@ impl Store {
         }
     }
 
-    /// Positions and recent orders in one snapshot.
+    /// Positions and recent orders in one statement (one snapshot, one round trip).
     async fn read(&self, pool: &Pool, user: &str) -> Result<Holdings, StoreError> {
         let mut session = pool.session().await?;
-        let client = session.client();
-        let work = async {
-            let tx = client
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            let positions = tx
-                .query(
-                    "SELECT symbol, quantity FROM positions
-                     WHERE user_name = $1 AND quantity > 0 ORDER BY symbol",
-                    &[&user],
-                )
-                .await?;
-            let orders = tx
-                .query(
-                    "SELECT id, symbol, side, quantity, price, region,
-                            to_char(created_at AT TIME ZONE 'UTC',
-                                    'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
-                     FROM orders WHERE user_name = $1 ORDER BY id DESC LIMIT $2",
-                    &[&user, &RECENT_ORDERS],
-                )
-                .await?;
-            tx.commit().await?;
-            Ok::<_, tokio_postgres::Error>((positions, orders))
-        }
-        .await;
-        match work {
-            Ok((positions, orders)) => {
-                pool.note_ok();
-                Ok(Holdings {
-                    positions: positions.iter().map(|r| (r.get(0), r.get(1))).collect(),
-                    orders: orders
-                        .iter()
-                        .map(|r| OrderRow {
-                            id: r.get(0),
-                            user: user.to_owned(),
-                            symbol: r.get(1),
-                            side: r.get(2),
-                            quantity: r.get(3),
-                            price: r.get(4),
-                            region: r.get(5),
-                            created_at: r.get(6),
-                        })
-                        .collect(),
-                    read_from: ReadFrom::Replica,
-                    waited: Duration::ZERO,
-                })
-            }
+        let row = session
+            .client()
+            .query_typed(
+                HOLDINGS,
+                &[(&user, Type::TEXT), (&RECENT_ORDERS, Type::INT8)],
+            )
+            .await;
+        let row = match row {
+            Ok(rows) => rows.into_iter().next(),
             Err(source) => {
                 let missing =
                     source.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE);
@@ -584,12 +557,40 @@ impl Store {
                     return Err(StoreError::NoSchema);
                 }
                 pool.note_error(&source);
-                Err(StoreError::Query {
+                return Err(StoreError::Query {
                     pool: pool.name(),
                     source,
-                })
+                });
             }
-        }
+        };
+        pool.note_ok();
+        let column = |i: usize| {
+            row.as_ref()
+                .and_then(|r| r.get::<_, Option<String>>(i))
+                .unwrap_or_else(|| "[]".to_owned())
+        };
+        let positions: Vec<(String, i64)> =
+            serde_json::from_str(&column(0)).map_err(|e| StoreError::Shape(e.to_string()))?;
+        let orders: Vec<StoredOrder> =
+            serde_json::from_str(&column(1)).map_err(|e| StoreError::Shape(e.to_string()))?;
+        Ok(Holdings {
+            positions,
+            orders: orders
+                .into_iter()
+                .map(|o| OrderRow {
+                    id: o.id,
+                    user: user.to_owned(),
+                    symbol: o.symbol,
+                    side: o.side,
+                    quantity: o.quantity,
+                    price: o.price,
+                    region: o.region,
+                    created_at: o.created_at,
+                })
+                .collect(),
+            read_from: ReadFrom::Replica,
+            waited: Duration::ZERO,
+        })
     }
 
     /// Round trips to the writer and the reader, each bounded by `limit`: for
