@@ -220,9 +220,7 @@ pub enum StoreError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error(
-        "the connection to the writer broke during the commit: the order may or may not be stored"
-    )]
+    #[error("the writer's session broke while the order was written: it may or may not be stored")]
     CommitUnknown(#[source] tokio_postgres::Error),
     #[error("{user} holds fewer than {quantity} {symbol}")]
     InsufficientShares {
