@@ -44,6 +44,8 @@ pub struct DemoOptions {
     /// Artificial work per API and GraphQL request, modelling a real application.
     pub processing_time: Duration,
     /// Where orders and portfolios are kept; None: those endpoints answer 503.
+    /// (The region's Redis, for quotes, comes as a field of its own beside this one, with
+    /// its client in [`App`] beside `store`: the two tiers fail independently.)
     pub database: Option<DatabaseOptions>,
 }
 
@@ -276,6 +278,8 @@ async fn health_detailed(State(app): State<Arc<App>>) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
+/// A quote from the deterministic feed. This is where the region's Redis cache goes (look
+/// up, else compute and store for the price window); PostgreSQL is not involved.
 async fn quote(State(app): State<Arc<App>>, Path(symbol): Path<String>) -> Response {
     simulate_work(&app).await;
     match market::quote(&symbol, market::now_secs()) {

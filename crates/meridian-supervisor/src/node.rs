@@ -124,7 +124,10 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
                         instance: node.name.clone(),
                     },
                     processing_time: *processing_time,
-                    database: demo_database(config, &node)?,
+                    database: match config.database {
+                        Some(_) => demo_database(config, &node, db_password()?),
+                        None => None,
+                    },
                 };
                 meridian_demo::serve(node.address, opts, meridian_http::shutdown_signal()).await?;
             }
@@ -243,10 +246,9 @@ fn db_password() -> Result<String, NodeError> {
 fn demo_database(
     config: &Config,
     node: &meridian_config::NodeSpec,
-) -> Result<Option<meridian_demo::DatabaseOptions>, NodeError> {
-    let Some(db) = config.database.as_ref() else {
-        return Ok(None);
-    };
+    password: String,
+) -> Option<meridian_demo::DatabaseOptions> {
+    let db = config.database.as_ref()?;
     let mut instances: Vec<(meridian_config::NodeSpec, meridian_config::DbRole)> = db
         .instances()
         .into_iter()
@@ -265,15 +267,57 @@ fn demo_database(
         .into_iter()
         .map(|(spec, _)| config.public_address(spec))
         .collect();
-    Ok(Some(meridian_demo::DatabaseOptions::new(
-        writers,
-        readers,
-        db_password()?,
-    )))
+    Some(meridian_demo::DatabaseOptions::new(
+        writers, readers, password,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
+    use meridian_config::{Config, Role};
+
+    fn addrs(list: &[std::net::SocketAddr]) -> Vec<String> {
+        list.iter().map(|a| a.to_string()).collect()
+    }
+
+    /// A demo instance writes through its own region's writer endpoints first and reads
+    /// its own region's replica or standby before the primary.
+    #[test]
+    fn demo_instances_get_their_regions_writers_and_readers() {
+        let config = Config::embedded_default();
+        let service_in = |region: &str| {
+            config
+                .nodes()
+                .into_iter()
+                .find(|n| n.role == Role::Service && n.region.as_deref() == Some(region))
+                .expect("a service instance in the region")
+        };
+        let singapore =
+            super::demo_database(&config, &service_in("ap-southeast-1"), "pw".into()).unwrap();
+        assert_eq!(
+            addrs(&singapore.writers),
+            [
+                "127.10.3.60:5434",
+                "127.10.1.60:5434",
+                "127.10.1.61:5434",
+                "127.10.2.60:5434"
+            ]
+        );
+        assert_eq!(addrs(&singapore.readers), ["127.10.3.60:5432"]);
+        let virginia =
+            super::demo_database(&config, &service_in("us-east-1"), "pw".into()).unwrap();
+        assert_eq!(
+            addrs(&virginia.writers)[..2],
+            ["127.10.1.60:5434", "127.10.1.61:5434"]
+        );
+        // The synchronous standby first: it has every acknowledged write.
+        assert_eq!(
+            addrs(&virginia.readers),
+            ["127.10.1.61:5432", "127.10.1.60:5432"]
+        );
+        assert_eq!(virginia.password, "pw");
+    }
+
     /// The CLI and the edge still name the token file through the edge crate.
     #[test]
     fn one_admin_token_file() {
