@@ -45,7 +45,7 @@ pub struct DemoOptions {
     pub processing_time: Duration,
     /// Where orders and portfolios are kept; None: those endpoints answer 503.
     /// (The region's Redis, for quotes, comes as a field of its own beside this one, with
-    /// its client in [`App`] beside `store`: the two tiers fail independently.)
+    /// its client in `App` beside `store`: the two tiers fail independently.)
     pub database: Option<DatabaseOptions>,
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::start_up;
+use common::{start_up, state};
 
 /// Two regions on their own subnet, with the WAN: Virginia holds the primary and its
 /// synchronous standby, Singapore a replica.
@@ -44,6 +44,56 @@ enabled = false
 
 [dns]
 servers = 0
+
+# A PoP with the default distribution's API behaviours: portfolios never cached, orders
+# POSTed through.
+[[edge]]
+name = "singapore"
+location = { lat = 1.29, lon = 103.85 }
+memory_cache = "64MiB"
+disk_cache = "64MiB"
+
+[distribution]
+[[distribution.origin_group]]
+name = "regions"
+members = ["lb:us-east-1", "lb:ap-southeast-1"]
+selection = "latency"
+
+[[distribution.cache_policy]]
+name = "api"
+default_ttl = "300s"
+query_strings = "all"
+
+[[distribution.cache_policy]]
+name = "disabled"
+min_ttl = "0s"
+default_ttl = "0s"
+max_ttl = "0s"
+query_strings = "all"
+
+[[distribution.origin_request_policy]]
+name = "all-viewer"
+headers = "all"
+query_strings = "all"
+cookies = "all"
+
+[[distribution.behavior]]
+path_pattern = "/api/portfolio/*"
+origin_group = "regions"
+cache_policy = "disabled"
+origin_request_policy = "all-viewer"
+allowed_methods = ["GET", "HEAD", "OPTIONS"]
+
+[[distribution.behavior]]
+path_pattern = "/api/*"
+origin_group = "regions"
+cache_policy = "api"
+origin_request_policy = "all-viewer"
+allowed_methods = ["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"]
+
+[distribution.default_behavior]
+origin_group = "regions"
+cache_policy = "api"
 "#;
 
 struct Answer {
@@ -175,6 +225,31 @@ async fn orders_from_every_region_and_read_your_writes_on_the_local_replica() {
         read.body
     );
     assert_eq!(read.body["positions"][0]["quantity"], 30, "{}", read.body);
+
+    // Through the PoP: the POST reaches the application, the cookie it sets makes the next
+    // read see the order, and no portfolio is ever served from the cache.
+    let nodes = state(&state_dir)["nodes"].as_array().unwrap().clone();
+    let pop = nodes.iter().find(|n| n["role"] == "edge").unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (n, user) in [(1, "lin"), (2, "lin"), (3, "kai")] {
+        let placed = order(&pop, user, 1).await;
+        assert_eq!(placed.status, 201, "{}", placed.body);
+        let cookie = placed
+            .header("set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap();
+        let header = format!("Cookie: {cookie}\r\n");
+        let read = exchange(&pop, "GET", &format!("/api/portfolio/{user}"), &header, "").await;
+        assert_eq!(read.status, 200, "{}", read.body);
+        assert_ne!(read.header("x-cache"), Some("Hit from meridian"));
+        assert_eq!(read.body["user"], user);
+        let want = if user == "lin" { n } else { 1 };
+        assert_eq!(read.body["positions"][0]["quantity"], want, "{}", read.body);
+    }
 
     let bad = exchange(singapore, "POST", "/api/orders", "", r#"{"user":"mei"}"#).await;
     assert_eq!(bad.status, 400, "{}", bad.body);
