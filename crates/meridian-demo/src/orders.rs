@@ -138,10 +138,15 @@ fn no_database() -> Response {
     )
 }
 
-fn store_failed(e: &StoreError) -> Response {
+/// The answer for a failed order (`writing`) or portfolio read.
+fn store_failed(e: &StoreError, writing: bool) -> Response {
     let (status, error) = match e {
         StoreError::InsufficientShares { .. } => (StatusCode::CONFLICT, "insufficient_shares"),
         StoreError::CommitUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "commit_outcome_unknown"),
+        // The statement may have been sent and committed after the deadline.
+        StoreError::Timeout { .. } if writing => {
+            (StatusCode::SERVICE_UNAVAILABLE, "commit_outcome_unknown")
+        }
         _ => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
     };
     let mut res = problem(status, error, e);
@@ -176,7 +181,7 @@ pub async fn place(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, user = %order.user, "order not placed");
-            return store_failed(&e);
+            return store_failed(&e, true);
         }
     };
     let write_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -235,7 +240,7 @@ pub async fn portfolio(
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(error = %e, %user, "portfolio not read");
-            return store_failed(&e);
+            return store_failed(&e, false);
         }
     };
     let mut res = (

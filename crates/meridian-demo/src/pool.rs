@@ -188,7 +188,7 @@ impl Session<'_> {
 
 /// Whether an error comes from the session rather than from the statement: then the
 /// session is closed and a later request connects again.
-pub fn connection_lost(e: &tokio_postgres::Error) -> bool {
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
     match e.code() {
         None => true,
         Some(code) => {

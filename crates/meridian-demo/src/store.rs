@@ -2,7 +2,7 @@
 //! endpoints, reads from the region's own replica unless it has not yet replayed the
 //! reader's last write.
 
-use crate::pool::{connection_lost, Login, Pool, PoolError};
+use crate::pool::{Login, Pool, PoolError};
 use serde::Serialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -414,9 +414,13 @@ impl Store {
         let rows = match written {
             Ok(rows) => rows,
             Err(e) => {
-                let lost = connection_lost(&e);
+                // No answer, or the server went away mid-statement (a shutdown may cut the
+                // wait for the standby after the local commit): the outcome is unknown.
+                let unknown = e
+                    .code()
+                    .is_none_or(|c| c.code().starts_with("57") || c.code().starts_with("08"));
                 session.keep_or_discard(&e);
-                return Err(if lost {
+                return Err(if unknown {
                     StoreError::CommitUnknown(e)
                 } else {
                     StoreError::Query {
