@@ -59,6 +59,11 @@ struct App {
     metrics: Metrics,
     requests: Family<Labels, Counter>,
     latency: Family<Labels, Histogram>,
+    /// Orders by outcome, and how long the committed ones took to write.
+    orders: Family<Labels, Counter>,
+    order_write: Histogram,
+    /// Portfolio reads by where they were served (`replica` or `writer`).
+    portfolio_reads: Family<Labels, Counter>,
 }
 
 /// Builds the demo origin's router.
@@ -73,6 +78,21 @@ pub fn router(opts: DemoOptions) -> Router {
         "http_request_duration_seconds",
         "Time to produce a response, by route",
         Family::<Labels, Histogram>::new_with_constructor(meridian_telemetry::latency_histogram),
+    );
+    let orders = metrics.register(
+        "orders",
+        "Orders answered, by outcome (created, invalid, conflict, unavailable, unknown)",
+        Family::<Labels, Counter>::default(),
+    );
+    let order_write = metrics.register(
+        "order_write_duration_seconds",
+        "Time from an order's arrival to its commit and LSN, as the writer endpoint served it",
+        meridian_telemetry::latency_histogram(),
+    );
+    let portfolio_reads = metrics.register(
+        "portfolio_reads",
+        "Portfolio reads, by where they were served: the region's replica or the writer",
+        Family::<Labels, Counter>::default(),
     );
     let store = opts
         .database
@@ -96,6 +116,9 @@ pub fn router(opts: DemoOptions) -> Router {
         metrics,
         requests,
         latency,
+        orders,
+        order_write,
+        portfolio_reads,
     });
     Router::new()
         .route("/", get(index))

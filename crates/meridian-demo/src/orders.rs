@@ -130,6 +130,12 @@ fn problem(status: StatusCode, error: &str, message: impl std::fmt::Display) -> 
         .into_response()
 }
 
+fn count_order(app: &App, outcome: &'static str) {
+    app.orders
+        .get_or_create(&vec![("outcome", outcome.to_owned())])
+        .inc();
+}
+
 fn no_database() -> Response {
     problem(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -165,7 +171,10 @@ pub async fn place(State(app): State<Arc<App>>, body: Bytes) -> Response {
     };
     let order = match parse_order(&body) {
         Ok(o) => o,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_order", e),
+        Err(e) => {
+            count_order(&app, "invalid");
+            return problem(StatusCode::BAD_REQUEST, "invalid_order", e);
+        }
     };
     // The price the order fills at: the market's now (valid symbol, so always there).
     let Some(quote) = market::quote(&order.symbol, market::now_secs()) else {
@@ -181,9 +190,17 @@ pub async fn place(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, user = %order.user, "order not placed");
+            let outcome = match e {
+                StoreError::InsufficientShares { .. } => "conflict",
+                StoreError::CommitUnknown(_) | StoreError::Timeout { .. } => "unknown",
+                _ => "unavailable",
+            };
+            count_order(&app, outcome);
             return store_failed(&e, true);
         }
     };
+    count_order(&app, "created");
+    app.order_write.observe(started.elapsed().as_secs_f64());
     let write_ms = started.elapsed().as_secs_f64() * 1000.0;
     let lsn = (placed.lsn.0 != 0).then(|| placed.lsn.to_string());
     let body = json!({
@@ -252,6 +269,9 @@ pub async fn portfolio(
         READ_FROM_HEADER,
         HeaderValue::from_static(held.read_from.as_str()),
     );
+    app.portfolio_reads
+        .get_or_create(&vec![("from", held.read_from.as_str().to_owned())])
+        .inc();
     res
 }
 

@@ -148,6 +148,18 @@ async fn orders_are_stored_and_read_back_from_the_replica_with_read_your_writes(
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert!(started.elapsed() < Duration::from_secs(5));
 
+    // The metrics count orders by outcome and reads by where they were served.
+    let metrics = send(app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    for line in [
+        "orders_total{outcome=\"created\"}",
+        "orders_total{outcome=\"conflict\"} 2",
+        "portfolio_reads_total{from=\"replica\"}",
+        "portfolio_reads_total{from=\"writer\"} 1",
+        "order_write_duration_seconds_count",
+    ] {
+        assert!(metrics.text.contains(line), "{line} in:\n{}", metrics.text);
+    }
+
     // /health/detailed goes to both; /health only says what happened last.
     let detailed = send(
         app,

@@ -119,6 +119,7 @@ pub struct Answer {
     pub status: StatusCode,
     pub headers: http::HeaderMap,
     pub body: Value,
+    pub text: String,
 }
 
 pub async fn send(app: &axum::Router, req: Request<Body>) -> Answer {
@@ -132,6 +133,7 @@ pub async fn send(app: &axum::Router, req: Request<Body>) -> Answer {
         status: parts.status,
         headers: parts.headers,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        text: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
 
