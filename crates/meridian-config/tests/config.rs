@@ -194,6 +194,12 @@ fn the_default_distribution_is_the_seeds_cloudfront_setup() {
         (p.default_ttl, p.max_ttl),
         (Duration::from_secs(300), Duration::from_secs(3600))
     );
+    // A user's portfolio is never cached at the edge; orders may be POSTed.
+    let mine = d.behavior_for("/api/portfolio/alice");
+    let p = d.cache_policy(&mine.cache_policy).unwrap();
+    assert_eq!((p.min_ttl, p.max_ttl), (Duration::ZERO, Duration::ZERO));
+    let orders = d.behavior_for("/api/orders");
+    assert!(orders.allowed_methods.iter().any(|m| m == "POST"));
     let st = d
         .cache_policy(&d.behavior_for("/static/app.js").cache_policy)
         .unwrap();

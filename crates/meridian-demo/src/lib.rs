@@ -9,12 +9,17 @@ mod assets;
 mod graphql;
 pub use graphql::BUILTIN_OPERATIONS;
 mod market;
+mod orders;
+pub use orders::{COMMIT_LSN_HEADER, MIN_LSN_COOKIE, MIN_LSN_HEADER, READ_FROM_HEADER};
+mod pool;
+mod store;
+pub use store::{DatabaseOptions, Lsn};
 
 use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, histogram::Histogram,
@@ -38,6 +43,10 @@ pub struct DemoOptions {
     pub identity: Identity,
     /// Artificial work per API and GraphQL request, modelling a real application.
     pub processing_time: Duration,
+    /// Where orders and portfolios are kept; None: those endpoints answer 503.
+    /// (The region's Redis, for quotes, comes as a field of its own beside this one, with
+    /// its client in `App` beside `store`: the two tiers fail independently.)
+    pub database: Option<DatabaseOptions>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -46,9 +55,15 @@ struct App {
     opts: DemoOptions,
     started: Instant,
     apq: graphql::QueryStore,
+    store: Option<Arc<store::Store>>,
     metrics: Metrics,
     requests: Family<Labels, Counter>,
     latency: Family<Labels, Histogram>,
+    /// Orders by outcome, and how long the committed ones took to write.
+    orders: Family<Labels, Counter>,
+    order_write: Histogram,
+    /// Portfolio reads by where they were served (`replica` or `writer`).
+    portfolio_reads: Family<Labels, Counter>,
 }
 
 /// Builds the demo origin's router.
@@ -64,13 +79,46 @@ pub fn router(opts: DemoOptions) -> Router {
         "Time to produce a response, by route",
         Family::<Labels, Histogram>::new_with_constructor(meridian_telemetry::latency_histogram),
     );
+    let orders = metrics.register(
+        "orders",
+        "Orders answered, by outcome (created, invalid, conflict, unavailable, unknown)",
+        Family::<Labels, Counter>::default(),
+    );
+    let order_write = metrics.register(
+        "order_write_duration_seconds",
+        "Time from an order's arrival to its commit and LSN, as the writer endpoint served it",
+        meridian_telemetry::latency_histogram(),
+    );
+    let portfolio_reads = metrics.register(
+        "portfolio_reads",
+        "Portfolio reads, by where they were served: the region's replica or the writer",
+        Family::<Labels, Counter>::default(),
+    );
+    let store = opts
+        .database
+        .as_ref()
+        .map(|db| Arc::new(store::Store::new(db)));
+    if let (Some(store), Ok(runtime)) = (&store, tokio::runtime::Handle::try_current()) {
+        // The tables are made now rather than on the first order; a writer that cannot
+        // be reached yet is tried again by each order.
+        let store = store.clone();
+        runtime.spawn(async move {
+            if let Err(e) = store.ensure_schema().await {
+                tracing::warn!(error = %e, "the demo schema is not made yet");
+            }
+        });
+    }
     let app = Arc::new(App {
         opts,
+        store,
         started: Instant::now(),
         apq: graphql::QueryStore::new(),
         metrics,
         requests,
         latency,
+        orders,
+        order_write,
+        portfolio_reads,
     });
     Router::new()
         .route("/", get(index))
@@ -79,6 +127,8 @@ pub fn router(opts: DemoOptions) -> Router {
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/api/quotes/{symbol}", get(quote))
         .route("/api/portfolio", get(portfolio))
+        .route("/api/portfolio/{user}", get(orders::portfolio))
+        .route("/api/orders", post(orders::place))
         .route("/static/{*path}", get(assets::serve))
         .route("/metrics", get(metrics_page))
         .fallback(not_found)
@@ -170,12 +220,26 @@ async fn index(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
         "service": "richesreach-api (Meridian demo origin)",
         "instance": app.opts.identity.instance,
         "endpoints": ["/health", "/health/detailed", "/graphql", "/api/quotes/{symbol}",
-                      "/api/portfolio", "/static/app.js", "/metrics"],
+                      "/api/portfolio", "/api/portfolio/{user}", "POST /api/orders",
+                      "/static/app.js", "/metrics"],
     }))
 }
 
+/// Healthy whatever the database's state: the balancer must keep routing quotes and static
+/// files to an instance whose database is away. The body says what the database did last.
 async fn health(State(app): State<Arc<App>>) -> Response {
     let id = &app.opts.identity;
+    let database = match &app.store {
+        None => json!("not configured"),
+        Some(store) => {
+            let (writer, reader) = store.last_errors();
+            json!({
+                "schema_ready": store.schema_ready(),
+                "writer": writer.unwrap_or_else(|| "ok".into()),
+                "reader": reader.unwrap_or_else(|| "ok".into()),
+            })
+        }
+    };
     let body = Json(json!({
         "status": "healthy",
         "service": "richesreach-api",
@@ -184,15 +248,42 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         "instance": id.instance,
         "uptime_seconds": app.started.elapsed().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
+        "database": database,
     }));
     ([(header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
 async fn health_detailed(State(app): State<Arc<App>>) -> Response {
-    // The stand-in has no real dependencies; each component reports the work it models.
+    // Without a [database] each component reports the work it models; with one, the
+    // database's part is a real round trip to the writer and the reader.
     let t = app.opts.processing_time.as_secs_f64() * 1000.0;
+    let database = match &app.store {
+        None => {
+            json!({ "status": "healthy", "latency_ms": t, "detail": "primary reachable (modelled)" })
+        }
+        Some(store) => {
+            let probes = store.probe(Duration::from_millis(500)).await;
+            let ok = probes.iter().all(|(_, r)| r.is_ok());
+            let parts: serde_json::Map<String, serde_json::Value> = probes
+                .into_iter()
+                .map(|(name, r)| {
+                    let v = match r {
+                        Ok(took) => json!({ "status": "healthy", "latency_ms": took.as_secs_f64() * 1000.0 }),
+                        Err(e) => json!({ "status": "unhealthy", "detail": e }),
+                    };
+                    (name.to_owned(), v)
+                })
+                .collect();
+            json!({ "status": if ok { "healthy" } else { "unhealthy" }, "endpoints": parts })
+        }
+    };
+    let status = if database["status"] == "healthy" {
+        "healthy"
+    } else {
+        "degraded"
+    };
     let components = json!({
-        "database": { "status": "healthy", "latency_ms": t, "detail": "primary reachable" },
+        "database": database,
         "cache": { "status": "healthy", "latency_ms": t / 4.0, "detail": "in-memory" },
         "market_data": { "status": "healthy", "latency_ms": t / 2.0, "detail": "deterministic feed" },
         "graphql": { "status": "healthy", "latency_ms": 0.0,
@@ -200,7 +291,7 @@ async fn health_detailed(State(app): State<Arc<App>>) -> Response {
     });
     let id = &app.opts.identity;
     let body = Json(json!({
-        "status": "healthy",
+        "status": status,
         "region": id.region,
         "az": id.az,
         "instance": id.instance,
@@ -210,6 +301,8 @@ async fn health_detailed(State(app): State<Arc<App>>) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
+/// A quote from the deterministic feed. This is where the region's Redis cache goes (look
+/// up, else compute and store for the price window); PostgreSQL is not involved.
 async fn quote(State(app): State<Arc<App>>, Path(symbol): Path<String>) -> Response {
     simulate_work(&app).await;
     match market::quote(&symbol, market::now_secs()) {

@@ -33,7 +33,7 @@ pub struct Quote {
     pub as_of: u64,
 }
 
-fn valid_symbol(s: &str) -> bool {
+pub(crate) fn valid_symbol(s: &str) -> bool {
     (1..=10).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')

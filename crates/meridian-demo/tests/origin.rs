@@ -15,6 +15,7 @@ fn app() -> axum::Router {
             instance: "svc-eu-west-1b-1".into(),
         },
         processing_time: Duration::ZERO,
+        database: None,
     })
 }
 
@@ -225,4 +226,33 @@ async fn metrics_count_requests_by_route() {
     let text = String::from_utf8(b).unwrap();
     assert!(text.contains("meridian_http_requests_total{route=\"/api/quotes/{symbol}\",method=\"GET\",status=\"200\"} 1"), "{text}");
     assert!(text.contains("meridian_http_request_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn without_a_database_orders_and_portfolios_say_so_and_the_rest_works() {
+    let app = app();
+    let req = Request::post("/api/orders")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            r#"{"user":"alice","symbol":"AAPL","side":"buy","quantity":1}"#,
+        ))
+        .unwrap();
+    let (s, h, b) = send(&app, req).await;
+    assert_eq!(s, 503);
+    assert_eq!(h["cache-control"], "private, no-store");
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["error"], "no_database");
+    assert!(v["message"].as_str().unwrap().contains("[database]"));
+    let (s, _, b) = send(&app, get("/api/portfolio/alice")).await;
+    assert_eq!(s, 503);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&b).unwrap()["error"],
+        "no_database"
+    );
+    let (s, _, b) = send(&app, get("/health")).await;
+    assert_eq!(s, 200);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["database"], "not configured");
+    let (s, _, _) = send(&app, get("/api/quotes/AAPL")).await;
+    assert_eq!(s, 200);
 }

@@ -12,6 +12,7 @@ async fn demo(processing: Duration) -> String {
             instance: "i".into(),
         },
         processing_time: processing,
+        database: None,
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")

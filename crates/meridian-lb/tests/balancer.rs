@@ -49,6 +49,7 @@ async fn stoppable_demo(
             instance: name.into(),
         },
         processing_time: processing,
+        database: None,
     });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {

@@ -135,6 +135,10 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
                         instance: node.name.clone(),
                     },
                     processing_time: *processing_time,
+                    database: match config.database {
+                        Some(_) => demo_database(config, &node, db_password()?),
+                        None => None,
+                    },
                 };
                 meridian_demo::serve(node.address, opts, meridian_http::shutdown_signal()).await?;
             }
@@ -190,11 +194,7 @@ fn db_options(
             .collect()
     };
     let dir = state_dir();
-    let password = meridian_http::admin::secret(&dir, meridian_http::admin::DB_PASSWORD_FILE)
-        .map_err(|source| NodeError::AdminToken {
-            path: dir.join(meridian_http::admin::DB_PASSWORD_FILE),
-            source,
-        })?;
+    let password = db_password()?;
     let is_primary = role == meridian_config::DbRole::Primary;
     Ok(meridian_db::PgOptions {
         name: node.name.clone(),
@@ -294,8 +294,96 @@ fn cache_options(
     })
 }
 
+/// The deployment's database password, from the state dir (`up` makes it before any node).
+fn db_password() -> Result<String, NodeError> {
+    let dir = state_dir();
+    meridian_http::admin::secret(&dir, meridian_http::admin::DB_PASSWORD_FILE).map_err(|source| {
+        NodeError::AdminToken {
+            path: dir.join(meridian_http::admin::DB_PASSWORD_FILE),
+            source,
+        }
+    })
+}
+
+/// Where a demo instance keeps orders: the writer endpoints of its region's database nodes
+/// (then every other region's, so losing the region's keepers does not stop writes), and
+/// its region's own PostgreSQL to read from, a replica or standby before the primary.
+/// None without a `[database]`.
+fn demo_database(
+    config: &Config,
+    node: &meridian_config::NodeSpec,
+    password: String,
+) -> Option<meridian_demo::DatabaseOptions> {
+    let db = config.database.as_ref()?;
+    let mut instances: Vec<(meridian_config::NodeSpec, meridian_config::DbRole)> = db
+        .instances()
+        .into_iter()
+        .filter_map(|(region, az, role)| Some((config.db_node(&region, &az)?, role)))
+        .collect();
+    let home = |spec: &meridian_config::NodeSpec| spec.region == node.region;
+    // Own region first; a stable sort keeps the configured order within each part.
+    instances.sort_by_key(|(spec, _)| !home(spec));
+    let writers = instances
+        .iter()
+        .map(|(spec, _)| config.db_writer_endpoint(spec))
+        .collect();
+    let mut readers: Vec<_> = instances.iter().filter(|(spec, _)| home(spec)).collect();
+    readers.sort_by_key(|(_, role)| *role == meridian_config::DbRole::Primary);
+    let readers = readers
+        .into_iter()
+        .map(|(spec, _)| config.public_address(spec))
+        .collect();
+    Some(meridian_demo::DatabaseOptions::new(
+        writers, readers, password,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
+    use meridian_config::{Config, Role};
+
+    fn addrs(list: &[std::net::SocketAddr]) -> Vec<String> {
+        list.iter().map(|a| a.to_string()).collect()
+    }
+
+    /// A demo instance writes through its own region's writer endpoints first and reads
+    /// its own region's replica or standby before the primary.
+    #[test]
+    fn demo_instances_get_their_regions_writers_and_readers() {
+        let config = Config::embedded_default();
+        let service_in = |region: &str| {
+            config
+                .nodes()
+                .into_iter()
+                .find(|n| n.role == Role::Service && n.region.as_deref() == Some(region))
+                .expect("a service instance in the region")
+        };
+        let singapore =
+            super::demo_database(&config, &service_in("ap-southeast-1"), "pw".into()).unwrap();
+        assert_eq!(
+            addrs(&singapore.writers),
+            [
+                "127.10.3.60:5434",
+                "127.10.1.60:5434",
+                "127.10.1.61:5434",
+                "127.10.2.60:5434"
+            ]
+        );
+        assert_eq!(addrs(&singapore.readers), ["127.10.3.60:5432"]);
+        let virginia =
+            super::demo_database(&config, &service_in("us-east-1"), "pw".into()).unwrap();
+        assert_eq!(
+            addrs(&virginia.writers)[..2],
+            ["127.10.1.60:5434", "127.10.1.61:5434"]
+        );
+        // The synchronous standby first: it has every acknowledged write.
+        assert_eq!(
+            addrs(&virginia.readers),
+            ["127.10.1.61:5432", "127.10.1.60:5432"]
+        );
+        assert_eq!(virginia.password, "pw");
+    }
+
     /// The CLI and the edge still name the token file through the edge crate.
     #[test]
     fn one_admin_token_file() {
