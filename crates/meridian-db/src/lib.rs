@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use tokio::sync::watch;
 
 /// The role names are the config's: one type from `[database]` to `/status`.
-pub use meridian_config::DbRole;
+pub use meridian_config::{DbRole, Promotion};
 
 /// Everything one database node needs to run.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ pub struct PgOptions {
     pub home_region: String,
     /// Whether a replica outside the writer region promotes itself when that region is
     /// lost (inside it, promotion is always automatic).
-    pub promotion: meridian_config::Promotion,
+    pub promotion: Promotion,
     /// The most a replica may have lagged (bytes of WAL) at its last contact with the
     /// primary and still be promoted.
     pub max_promotion_lag: u64,

@@ -37,6 +37,7 @@ async fn orders_resume_through_the_writer_endpoints_after_the_primary_is_lost() 
         .iter()
         .map(|o| Peer {
             name: o.name.clone(),
+            region: o.region.clone(),
             admin: o.admin,
             address: o.listen,
         })

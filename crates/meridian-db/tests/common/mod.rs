@@ -176,7 +176,7 @@ pub fn options(name: &str, role: DbRole, ip: &str, dir: &Path) -> PgOptions {
         writer: None,
         region: "r1".into(),
         home_region: "r1".into(),
-        promotion: meridian_config::Promotion::Automatic,
+        promotion: meridian_db::Promotion::Automatic,
         max_promotion_lag: 16 << 20,
     }
 }

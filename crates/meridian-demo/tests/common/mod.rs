@@ -44,6 +44,10 @@ pub fn db(name: &str, role: DbRole, ip: &str, dir: &Path) -> PgOptions {
         admin_token: "demo-test-token".into(),
         public: addr(&format!("{ip}:5432")),
         writer: None,
+        region: "r1".into(),
+        home_region: "r1".into(),
+        promotion: meridian_db::Promotion::Automatic,
+        max_promotion_lag: 16 << 20,
     }
 }
 
