@@ -442,10 +442,16 @@ impl Keeper<'_> {
         } else {
             gone_since.get_or_insert_with(Instant::now);
         }
-        let wanted = if gone_since.is_some_and(|t| t.elapsed() >= self.opts.lease) {
-            String::new()
-        } else {
+        // Waiting starts only once a standby streams: a node just promoted, or a primary
+        // whose standby has not connected yet, has nobody to wait for, and every commit
+        // would hang. A standby that was streaming is given a lease to come back.
+        let waiting = current.as_deref().is_some_and(|c| !c.is_empty());
+        let wanted = if streaming
+            || (waiting && !gone_since.is_some_and(|t| t.elapsed() >= self.opts.lease))
+        {
             crate::conf::synchronous_standby_names(&local)
+        } else {
+            String::new()
         };
         if current.as_deref() == Some(wanted.as_str()) {
             return;
@@ -468,7 +474,7 @@ impl Keeper<'_> {
             Ok(()) => {
                 if wanted.is_empty() && !local.is_empty() {
                     tracing::warn!(
-                        "{}: no standby of its region has streamed for a lease: commits no longer wait for one",
+                        "{}: no standby of its region streams: commits do not wait for one",
                         self.opts.name
                     );
                 } else if current.is_some() {
