@@ -43,7 +43,7 @@ pub enum Phase {
     Up(Instant, Instant),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DataChaosReport {
     pub scenario: String,
     /// The node that was primary when the fault began.
@@ -84,6 +84,14 @@ pub struct DataChaosReport {
 }
 
 impl DataChaosReport {
+    /// Where the last report of a scenario is kept in a deployment's state directory, for
+    /// `bench global`'s verdict on the RPO and RTO promises.
+    pub fn latest_path(state_dir: &std::path::Path, scenario: &str) -> std::path::PathBuf {
+        state_dir
+            .join("chaos")
+            .join(format!("{scenario}-data.json"))
+    }
+
     pub fn markdown(&self) -> String {
         let mut s = format!(
             "# chaos {}: {} frozen for {:.0}s of {:.0}s\n\n",

@@ -21,6 +21,9 @@ pub struct GlobalOptions {
     pub new_connections: bool,
     /// HTTPS to the PoPs (a new TLS connection per request) with these roots.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// The last data-tier chaos runs on this deployment (`meridian chaos kill-db-primary`,
+    /// `kill-region`): what the RPO and RTO verdicts read.
+    pub data_chaos: Vec<crate::data_chaos::DataChaosReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -236,7 +239,7 @@ pub async fn run(
             }
         })
         .collect();
-    let promises = judge(&locations, &architectures);
+    let promises = judge(&locations, &architectures, &opts.data_chaos);
     Ok(GlobalReport {
         deployment: cfg.deployment.name.clone(),
         seconds_per_architecture: opts.per_architecture.as_secs_f64(),
@@ -252,7 +255,61 @@ pub async fn run(
     })
 }
 
-fn judge(locations: &[LocationReport], archs: &[ArchTotals]) -> Vec<Verdict> {
+/// The RTO and RPO promises, from the last data-tier chaos runs (a run of its own each:
+/// a benchmark under load is no place to freeze the writer).
+fn data_verdicts(data: &[crate::data_chaos::DataChaosReport]) -> Vec<Verdict> {
+    if data.is_empty() {
+        let how = "not measured yet: run `meridian chaos kill-db-primary` and `meridian chaos kill-region <writer region>` on this deployment first";
+        return vec![
+            Verdict {
+                promise: "RTO < 5 min",
+                measured: how.into(),
+                met: None,
+            },
+            Verdict {
+                promise: "RPO < 1 min",
+                measured: how.into(),
+                met: None,
+            },
+        ];
+    }
+    let each = |f: &dyn Fn(&crate::data_chaos::DataChaosReport) -> String| {
+        data.iter()
+            .map(|r| format!("{} {}", r.scenario, f(r)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let rto_met = data
+        .iter()
+        .all(|r| r.rto_seconds.is_some_and(|t| t < 300.0));
+    let rpo_met = data.iter().all(|r| r.lost_span_seconds < 60.0);
+    vec![
+        Verdict {
+            promise: "RTO < 5 min",
+            measured: each(&|r| match r.rto_seconds {
+                Some(t) => format!("{t:.1} s"),
+                None => "writes did not come back".into(),
+            }),
+            met: Some(rto_met),
+        },
+        Verdict {
+            promise: "RPO < 1 min",
+            measured: each(&|r| {
+                format!(
+                    "{} of {} acknowledged commits lost ({:.1} s of writes)",
+                    r.lost, r.acknowledged, r.lost_span_seconds
+                )
+            }),
+            met: Some(rpo_met),
+        },
+    ]
+}
+
+fn judge(
+    locations: &[LocationReport],
+    archs: &[ArchTotals],
+    data: &[crate::data_chaos::DataChaosReport],
+) -> Vec<Verdict> {
     let full = |name: &str| {
         locations
             .iter()
@@ -344,16 +401,7 @@ fn judge(locations: &[LocationReport], archs: &[ArchTotals]) -> Vec<Verdict> {
             },
         });
     }
-    out.push(Verdict {
-        promise: "RTO < 5 min",
-        measured: "measured by `meridian chaos kill-region`, not by this run".into(),
-        met: None,
-    });
-    out.push(Verdict {
-        promise: "RPO < 1 min",
-        measured: "needs the database tier, which is not built yet".into(),
-        met: None,
-    });
+    out.extend(data_verdicts(data));
     out
 }
 
@@ -510,5 +558,53 @@ impl GlobalReport {
             std::fs::write(p, text)?;
         }
         Ok(files.into_iter().map(|(p, _)| p).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data_chaos::DataChaosReport;
+
+    fn report(scenario: &str, rto: Option<f64>, lost: u64, span: f64) -> DataChaosReport {
+        serde_json::from_value(serde_json::json!({
+            "scenario": scenario, "primary_before": "db-a", "frozen": ["db-a"],
+            "primary_after": "db-b", "seconds": 40.0, "outage_seconds": 20.0,
+            "acknowledged": 100, "by_region": [], "lost": lost, "lost_span_seconds": span,
+            "rto_seconds": rto, "promoted_after_seconds": 7.0, "lag_at_fault_seconds": 0.0,
+            "lag_at_fault_bytes": 0, "direct_writes": [], "two_writers": false,
+            "old_primary_writes_after_promotion": 0,
+            "old_primary_rejoined_after_seconds": 3.0, "errors": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn rpo_and_rto_are_judged_by_the_last_chaos_runs() {
+        let unmeasured = data_verdicts(&[]);
+        assert!(unmeasured.iter().all(|v| v.met.is_none()));
+        assert!(unmeasured[0]
+            .measured
+            .contains("meridian chaos kill-db-primary"));
+
+        let good = data_verdicts(&[
+            report("kill-db-primary", Some(8.0), 0, 0.0),
+            report("kill-region", Some(19.6), 3, 0.4),
+        ]);
+        assert_eq!(good[0].met, Some(true));
+        assert!(
+            good[0].measured.contains("kill-region 19.6 s"),
+            "{}",
+            good[0].measured
+        );
+        assert_eq!(good[1].met, Some(true));
+        assert!(
+            good[1].measured.contains("3 of 100"),
+            "{}",
+            good[1].measured
+        );
+
+        let bad = data_verdicts(&[report("kill-region", None, 500, 75.0)]);
+        assert_eq!((bad[0].met, bad[1].met), (Some(false), Some(false)));
     }
 }

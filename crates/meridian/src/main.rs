@@ -457,6 +457,14 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 max_requests,
                 new_connections: new_connections || tls.is_some(),
                 tls,
+                data_chaos: ["kill-db-primary", "kill-region"]
+                    .iter()
+                    .filter_map(|s| {
+                        let path =
+                            meridian_sim::data_chaos::DataChaosReport::latest_path(&state_dir, s);
+                        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+                    })
+                    .collect(),
             };
             let report = meridian_sim::global::run(&opts, |line| eprintln!("{line}"))
                 .await
@@ -548,6 +556,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                     .context("the data tier's watch stopped")?
                     .map_err(anyhow::Error::msg)?;
                 ok &= !data.two_writers && data.old_primary_writes_after_promotion == 0;
+                save_data_report(&state_dir, &data)?;
                 markdown.push('\n');
                 markdown.push_str(&data.markdown());
                 json["data"] = serde_json::to_value(&data)?;
@@ -899,6 +908,20 @@ async fn data_watch_for_region(
     Ok(Some(watch))
 }
 
+/// Keeps a data-tier chaos report in the state directory: `bench global` judges the RPO
+/// and RTO promises by the last ones.
+fn save_data_report(
+    state_dir: &Path,
+    report: &meridian_sim::data_chaos::DataChaosReport,
+) -> Result<()> {
+    let path = meridian_sim::data_chaos::DataChaosReport::latest_path(state_dir, &report.scenario);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(report)?)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// The deployment's database password, from its state directory.
 fn db_password(state_dir: &Path) -> Result<String> {
     let password_file = state_dir.join(meridian_http::admin::DB_PASSWORD_FILE);
@@ -936,6 +959,7 @@ async fn chaos_kill_db_primary(run: ChaosRun) -> Result<ExitCode> {
     let report = meridian_sim::data_chaos::kill_db_primary(&opts, |l| eprintln!("{l}"))
         .await
         .map_err(anyhow::Error::msg)?;
+    save_data_report(&run.state_dir, &report)?;
     chaos_report(
         &report.markdown(),
         serde_json::to_string_pretty(&report),
