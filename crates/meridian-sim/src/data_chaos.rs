@@ -54,9 +54,10 @@ pub struct DataChaosReport {
     pub primary_after: String,
     pub seconds: f64,
     pub outage_seconds: f64,
-    /// Commits the writer endpoints acknowledged, per region and in all.
+    /// Commits the writer endpoints acknowledged, per client location (each writing
+    /// through the writer endpoint of its nearest region that was not frozen) and in all.
     pub acknowledged: u64,
-    pub by_region: Vec<(String, u64)>,
+    pub by_location: Vec<(String, u64)>,
     /// Acknowledged commits the primary does not hold afterwards (the RPO), and the time
     /// span they were acknowledged over.
     pub lost: u64,
@@ -115,7 +116,7 @@ impl DataChaosReport {
             self.primary_after,
             opt(self.promoted_after_seconds, "none"),
             self.acknowledged,
-            self.by_region
+            self.by_location
                 .iter()
                 .map(|(r, n)| format!("{r} {n}"))
                 .collect::<Vec<_>>()
@@ -148,7 +149,7 @@ impl DataChaosReport {
     }
 }
 
-/// One acknowledged commit: its id, the region whose endpoint took it, and when.
+/// One acknowledged commit: its id, the client location that wrote it, and when.
 type Acked = Arc<Mutex<Vec<(i64, String, Instant)>>>;
 
 /// What one database node's keeper said, and when.
@@ -168,7 +169,8 @@ pub struct DataWatch {
     scenario: String,
     primary_before: String,
     frozen: Vec<String>,
-    endpoints: Vec<(String, SocketAddr)>,
+    /// (client location, its writer endpoint, the address it writes from)
+    endpoints: Vec<(String, SocketAddr, Option<std::net::IpAddr>)>,
     started: Instant,
     until: Instant,
     acked: Acked,
@@ -218,6 +220,45 @@ async fn status(admin: SocketAddr) -> Option<Sample> {
     })
 }
 
+/// A connection from `source` (a client location's address, so the WAN places it there).
+async fn connect_from(
+    addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    password: &str,
+) -> Result<tokio_postgres::Client, String> {
+    let Some(source) = source else {
+        return connect(addr, password).await;
+    };
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(|e| e.to_string())?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .map_err(|e| format!("binding {source}: {e}"))?;
+    let stream = tokio::time::timeout(Duration::from_secs(2), socket.connect(addr))
+        .await
+        .map_err(|_| format!("no connection to {addr} within 2s"))?
+        .map_err(|e| e.to_string())?;
+    let (client, conn) = pg_config(password)
+        .connect_raw(stream, NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+fn pg_config(password: &str) -> tokio_postgres::Config {
+    let mut c = tokio_postgres::Config::new();
+    c.user("postgres")
+        .password(password)
+        .dbname("postgres")
+        .application_name("meridian chaos")
+        .connect_timeout(Duration::from_secs(2));
+    c
+}
+
 async fn connect(addr: SocketAddr, password: &str) -> Result<tokio_postgres::Client, String> {
     let mut c = tokio_postgres::Config::new();
     c.host(addr.ip().to_string())
@@ -232,17 +273,18 @@ async fn connect(addr: SocketAddr, password: &str) -> Result<tokio_postgres::Cli
     Ok(client)
 }
 
-/// Writes through `endpoint` until `until`, reconnecting after any error.
+/// Writes through `endpoint` from `source` until `until`, reconnecting after any error.
 async fn write_load(
     region: String,
     endpoint: SocketAddr,
+    source: Option<std::net::IpAddr>,
     password: String,
     acked: Acked,
     errors: Arc<Mutex<Vec<String>>>,
     until: Instant,
 ) {
     while Instant::now() < until {
-        let client = match connect(endpoint, &password).await {
+        let client = match connect_from(endpoint, source, &password).await {
             Ok(c) => c,
             Err(e) => {
                 note(&errors, format!("{region}: connect: {e}"));
@@ -366,17 +408,39 @@ impl DataWatch {
             .await
             .map_err(|e| e.to_string())?;
         drop(setup);
-        let mut endpoints: Vec<(String, SocketAddr)> = Vec::new();
+        // Every client location writes through the writer endpoint of its nearest region
+        // that keeps a database node; without client locations, each such region does.
+        let mut regional: Vec<(String, SocketAddr)> = Vec::new();
         for r in &cfg.regions {
             let node = db_nodes(&opts.state).find(|n| {
                 n.spec.region.as_deref() == Some(r.name.as_str()) && !frozen.contains(&n.spec.name)
             });
             if let Some(n) = node {
-                endpoints.push((r.name.clone(), cfg.db_writer_endpoint(&n.spec)));
+                regional.push((r.name.clone(), cfg.db_writer_endpoint(&n.spec)));
+            }
+        }
+        if regional.is_empty() {
+            return Err("no writer endpoint outside the nodes to be frozen".into());
+        }
+        let world = crate::World::new(cfg);
+        let mut endpoints: Vec<(String, SocketAddr, Option<std::net::IpAddr>)> = Vec::new();
+        for c in &cfg.client_locations {
+            let Some(from) = world.place(crate::world::PlaceKind::Client, &c.name) else {
+                continue;
+            };
+            let nearest = regional.iter().min_by_key(|(r, _)| {
+                world
+                    .place(crate::world::PlaceKind::Region, r)
+                    .map(|to| world.rtt(from, to))
+                    .unwrap_or(Duration::MAX)
+            });
+            if let Some((_, ep)) = nearest {
+                let source = cfg.client_source(&c.name).map(|net| net.host(2));
+                endpoints.push((c.name.clone(), *ep, source));
             }
         }
         if endpoints.is_empty() {
-            return Err("no writer endpoint outside the nodes to be frozen".into());
+            endpoints = regional.into_iter().map(|(r, ep)| (r, ep, None)).collect();
         }
         let started = Instant::now();
         let until = started + opts.duration;
@@ -385,10 +449,11 @@ impl DataWatch {
         let samples: Arc<Mutex<HashMap<String, Vec<Sample>>>> = Arc::default();
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let mut tasks = Vec::new();
-        for (region, ep) in &endpoints {
+        for (location, ep, source) in &endpoints {
             tasks.push(tokio::spawn(write_load(
-                region.clone(),
+                location.clone(),
                 *ep,
+                *source,
                 opts.password.clone(),
                 acked.clone(),
                 errors.clone(),
@@ -427,7 +492,7 @@ impl DataWatch {
         &self.frozen
     }
 
-    /// How many regions are written through, for the progress line.
+    /// How many client locations write, for the progress line.
     pub fn endpoints(&self) -> usize {
         self.endpoints.len()
     }
@@ -477,10 +542,10 @@ impl DataWatch {
             .filter(|w| w[0] >= around && w[1] > fault_at)
             .max_by_key(|w| w[1] - w[0])
             .map(|w| w[1].duration_since(fault_at).as_secs_f64());
-        let by_region = self
+        let by_location = self
             .endpoints
             .iter()
-            .map(|(r, _)| {
+            .map(|(r, _, _)| {
                 (
                     r.clone(),
                     acked.iter().filter(|(_, reg, _)| reg == r).count() as u64,
@@ -564,7 +629,7 @@ impl DataWatch {
                 .map(|up| up.duration_since(fault_at).as_secs_f64())
                 .unwrap_or(0.0),
             acknowledged: acked.len() as u64,
-            by_region,
+            by_location,
             lost: lost.len() as u64,
             lost_span_seconds: span,
             rto_seconds: rto,
@@ -607,7 +672,7 @@ pub async fn kill_db_primary(
         ));
     }
     progress(&format!(
-        "writing through {} writer endpoint(s) for {:.0}s; freezing {} in {:.0}s",
+        "writing from {} client location(s) through writer endpoints for {:.0}s; freezing {} in {:.0}s",
         watch.endpoints(),
         opts.duration.as_secs_f64(),
         frozen.join(", "),

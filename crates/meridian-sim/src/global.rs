@@ -570,7 +570,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "scenario": scenario, "primary_before": "db-a", "frozen": ["db-a"],
             "primary_after": "db-b", "seconds": 40.0, "outage_seconds": 20.0,
-            "acknowledged": 100, "by_region": [], "lost": lost, "lost_span_seconds": span,
+            "acknowledged": 100, "by_location": [], "lost": lost, "lost_span_seconds": span,
             "rto_seconds": rto, "promoted_after_seconds": 7.0, "lag_at_fault_seconds": 0.0,
             "lag_at_fault_bytes": 0, "direct_writes": [], "two_writers": false,
             "old_primary_writes_after_promotion": 0,

@@ -902,7 +902,7 @@ async fn data_watch_for_region(
         .await
         .map_err(anyhow::Error::msg)?;
     eprintln!(
-        "data: writing through {} writer endpoint(s) outside {region}, and directly to every database node",
+        "data: writing from {} client location(s) through writer endpoints outside {region}, and directly to every database node",
         watch.endpoints()
     );
     Ok(Some(watch))
