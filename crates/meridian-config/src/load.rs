@@ -560,6 +560,8 @@ fn default_lb() -> LoadBalancer {
         max_retries: 2,
         max_request_body: ByteSize(10 << 20),
         idle_timeout: Duration::from_secs(60),
+        require_edge_signature: false,
+        unsigned_paths: vec!["/health".to_owned()],
     }
 }
 
@@ -587,6 +589,25 @@ fn read_lb(t: &Table, d: &mut Diagnostics) -> Option<LoadBalancer> {
     lb.max_retries = t.int(d, "max_retries", 0..=10).unwrap_or(2) as u32;
     lb.max_request_body = t.size(d, "max_request_body").unwrap_or(lb.max_request_body);
     lb.idle_timeout = t.duration(d, "idle_timeout").unwrap_or(lb.idle_timeout);
+    lb.require_edge_signature = t
+        .bool(d, "require_edge_signature")
+        .unwrap_or(lb.require_edge_signature);
+    if let Some(paths) = t.str_list(d, "unsigned_paths") {
+        let mut ok = Vec::new();
+        for p in paths {
+            if p.get_ref().starts_with('/') {
+                ok.push(p.into_inner());
+            } else if let Some(f) = t.get("unsigned_paths") {
+                d.error(
+                    p.span(),
+                    &f.key,
+                    format!("`{}` is not a path", p.get_ref()),
+                    "write each as an absolute path such as \"/health\"".to_owned(),
+                );
+            }
+        }
+        lb.unsigned_paths = ok;
+    }
     if let Some(hc) = t.table(d, "health_check") {
         lb.health_check = read_health_check(&hc, d)?;
     }

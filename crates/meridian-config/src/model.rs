@@ -160,6 +160,12 @@ pub struct LoadBalancer {
     /// sends nothing for this long is given up on (408 for a body not yet forwarded).
     #[serde(with = "crate::serde_duration")]
     pub idle_timeout: Duration,
+    /// Origin access control: refuse requests the edge did not sign (or signed more than
+    /// a few minutes ago), so the region cannot be reached around the CDN.
+    pub require_edge_signature: bool,
+    /// Paths a GET or HEAD may take unsigned all the same: the health checks of the DNS and
+    /// of monitoring, which sign nothing (Route 53's checks reach an ALB the same way).
+    pub unsigned_paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

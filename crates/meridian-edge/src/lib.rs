@@ -40,6 +40,9 @@ pub struct EdgeOptions {
     /// Where the disk tier keeps its files (emptied at start).
     pub disk_dir: Option<PathBuf>,
     pub access_log: Option<PathBuf>,
+    /// The deployment's edge signing keys (origin access control); None: origin requests
+    /// go unsigned.
+    pub signer: Option<Arc<meridian_http::signing::Signer>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,10 @@ impl EdgeOptions {
                     .join("logs")
                     .join(format!("access-{}.log", pop.name))
             }),
+            // `up` makes the key; a PoP run without one signs nothing.
+            signer: meridian_http::signing::Signer::load(state_dir)
+                .ok()
+                .map(Arc::new),
             config: cfg.clone(),
         })
     }
@@ -161,6 +168,9 @@ pub async fn run(
         store,
         AccessLog::open(opts.access_log.clone()),
     );
+    if let Some(s) = &opts.signer {
+        edge.origins().sign_with(s.clone());
+    }
     let checks = edge.origins().start_checks();
     tracing::info!(pop = %pop.name, listen = %opts.listen, https = ?opts.https.as_ref().map(|h| h.0), admin = %opts.admin, "edge listening");
 

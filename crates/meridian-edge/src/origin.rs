@@ -112,6 +112,9 @@ pub struct Origins {
     /// Connections opened to origins (requests per connection = reuse).
     pub connections_opened: Arc<AtomicU64>,
     m: OriginMetrics,
+    /// Origin access control: every origin request is signed with the deployment's edge
+    /// signing key, set once at start.
+    signer: std::sync::OnceLock<Arc<meridian_http::signing::Signer>>,
 }
 
 impl Origins {
@@ -213,7 +216,13 @@ impl Origins {
             client,
             connections_opened,
             m,
+            signer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Signs every origin request from now on (a second call changes nothing).
+    pub fn sign_with(&self, signer: Arc<meridian_http::signing::Signer>) {
+        let _ = self.signer.set(signer);
     }
 
     pub fn group(&self, name: &str) -> Option<&Arc<Group>> {
@@ -285,6 +294,20 @@ impl Origins {
             let mut req = Request::builder().method(method.clone()).uri(uri);
             if let Some(h) = req.headers_mut() {
                 *h = headers.clone();
+                // Signed with the Host the origin will see: the one set here, else the
+                // member's address (hyper writes it from the URI).
+                if let Some(s) = self.signer.get() {
+                    let addr = m.addr.to_string();
+                    let host = h
+                        .get(http::header::HOST)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or(&addr)
+                        .to_owned();
+                    h.insert(
+                        meridian_http::signing::HEADER,
+                        s.sign(method, &host, path_and_query),
+                    );
+                }
             }
             let Ok(req) = req.body(meridian_http::full(body.clone())) else {
                 attempts.push(format!("{}: the request could not be built", m.name));

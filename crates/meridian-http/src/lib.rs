@@ -20,6 +20,7 @@ pub mod admin;
 mod conn;
 mod counting;
 mod idle;
+pub mod signing;
 pub mod tls;
 pub use counting::{counted_upstream_client, CountedUpstreamClient};
 pub use idle::{Idle, IdleTimeout};

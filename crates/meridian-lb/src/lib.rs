@@ -24,6 +24,9 @@ pub struct LbOptions {
     pub admin: SocketAddr,
     pub targets: Vec<NodeSpec>,
     pub config: meridian_config::LoadBalancer,
+    /// The deployment's edge signing keys: with `require_edge_signature`, every request but
+    /// the unsigned paths' must carry a valid signature.
+    pub signer: Option<std::sync::Arc<meridian_http::signing::Signer>>,
 }
 
 impl LbOptions {
@@ -37,6 +40,7 @@ impl LbOptions {
             listen: node.address,
             admin: node.admin,
             config: cfg.load_balancer.clone(),
+            signer: None,
         }
     }
 }

@@ -36,6 +36,7 @@ pub(crate) struct LbMetrics {
     pub target_healthy: Family<Labels, Gauge>,
     pub transitions: Family<Labels, Counter>,
     pub response_bytes: Counter,
+    pub signature_rejections: Counter,
 }
 
 struct Inner {
@@ -47,6 +48,7 @@ struct Inner {
     listen_port: u16,
     metrics: Metrics,
     m: LbMetrics,
+    signer: Option<Arc<meridian_http::signing::Signer>>,
 }
 
 /// A load balancer: cheap to clone, shared by every connection.
@@ -112,6 +114,11 @@ impl LoadBalancer {
                 "Body bytes of responses whose length is known up front (data out, for cost)",
                 Counter::default(),
             ),
+            signature_rejections: metrics.register(
+                "lb_signature_rejections",
+                "Requests refused with 403 for a missing, stale or wrong edge signature",
+                Counter::default(),
+            ),
         };
         let outstanding = metrics.register(
             "lb_target_outstanding_requests",
@@ -146,6 +153,7 @@ impl LoadBalancer {
             listen_port: opts.listen.port(),
             metrics,
             m,
+            signer: opts.signer.clone(),
         }))
     }
 
@@ -258,6 +266,47 @@ impl LoadBalancer {
         res
     }
 
+    /// Origin access control: a request that did not come through the CDN gets 403,
+    /// unless it is a GET or HEAD of an unsigned path (health checks).
+    fn check_signature(&self, parts: &http::request::Parts) -> Result<(), Response<Body>> {
+        let cfg = &self.0.config;
+        let path = parts.uri.path();
+        if matches!(parts.method, Method::GET | Method::HEAD)
+            && cfg.unsigned_paths.iter().any(|p| p == path)
+        {
+            return Ok(());
+        }
+        let refuse = |why: String| {
+            self.0.m.signature_rejections.inc();
+            meridian_http::text(StatusCode::FORBIDDEN, format!("{}: {why}", self.0.name))
+        };
+        let Some(signer) = &self.0.signer else {
+            return Err(refuse(
+                "this balancer requires an edge signature but holds no signing key".into(),
+            ));
+        };
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        signer
+            .verify(
+                &parts.headers,
+                &parts.method,
+                host,
+                pq,
+                std::time::SystemTime::now(),
+            )
+            .map_err(|e| refuse(e.to_string()))
+    }
+
     async fn forward(
         &self,
         parts: http::request::Parts,
@@ -266,6 +315,9 @@ impl LoadBalancer {
         rid: &HeaderValue,
     ) -> Result<(String, Response<Body>), Response<Body>> {
         let cfg = &self.0.config;
+        if cfg.require_edge_signature {
+            self.check_signature(&parts)?;
+        }
         let limit = cfg.max_request_body.0 as usize;
         if body.size_hint().lower() as usize > limit {
             return Err(too_large(limit));
@@ -290,6 +342,8 @@ impl LoadBalancer {
         };
         let mut headers = parts.headers.clone();
         meridian_http::strip_hop_by_hop(&mut headers);
+        // The edge's signature is for this balancer, not for the application.
+        headers.remove(meridian_http::signing::HEADER);
         // The target's framing is the buffered body, written by the client pool; the
         // client's own Content-Length and Expect describe a different message.
         headers.remove(http::header::CONTENT_LENGTH);

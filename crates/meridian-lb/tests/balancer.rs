@@ -142,6 +142,7 @@ fn options(targets: Vec<NodeSpec>, algorithm: Algorithm) -> LbOptions {
         admin: "127.0.0.1:0".parse().unwrap(),
         targets,
         config,
+        signer: None,
     }
 }
 
@@ -630,4 +631,85 @@ async fn smuggling_attempts_reach_the_target_with_honest_framing_or_not_at_all()
             "the target was told {length} bytes: {seen}"
         );
     }
+}
+
+/// A target that answers every request with the head it received, lowercased.
+async fn echoing_head(name: &str) -> NodeSpec {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+                    head.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    node(name, addr)
+}
+
+/// Origin access control: with `require_edge_signature`, only requests the edge signed
+/// (and recently) reach a target, health checks excepted; the signature never reaches it.
+#[tokio::test]
+async fn a_balancer_that_requires_edge_signatures_refuses_the_rest() {
+    use meridian_http::signing::{Signer, HEADER};
+    let mut opts = options(vec![echoing_head("t1").await], Algorithm::RoundRobin);
+    opts.config.require_edge_signature = true;
+    let signer = std::sync::Arc::new(Signer::from_secrets("deployment-key", None));
+    opts.signer = Some(signer.clone());
+    let (lb, admin) = start(opts).await;
+    wait_healthy(admin, 1).await;
+    let host = "t";
+    let request = |path: &str, sig: Option<String>| {
+        let sig = sig
+            .map(|s| format!("{HEADER}: {s}\r\n"))
+            .unwrap_or_default();
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{sig}Connection: close\r\n\r\n")
+    };
+    let sign = |path: &str, at: std::time::SystemTime| {
+        signer
+            .sign_at(&http::Method::GET, host, path, at)
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let now = std::time::SystemTime::now();
+
+    let (status, _, body) = raw(lb, &request("/api/x?a=1", None)).await.unwrap();
+    assert_eq!(status, 403, "unsigned: {body}");
+    assert!(body.contains("not signed"), "{body}");
+
+    let (status, _, body) = raw(lb, &request("/api/x?a=1", Some(sign("/api/x?a=1", now))))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("get /api/x?a=1 "), "{body}");
+    assert!(
+        !body.contains(HEADER),
+        "the signature reached the target: {body}"
+    );
+
+    // A signature for another path, or from long ago, is refused.
+    let (status, _, _) = raw(lb, &request("/api/y", Some(sign("/api/x?a=1", now))))
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    let old = now - Duration::from_secs(600);
+    let (status, _, body) = raw(lb, &request("/api/x", Some(sign("/api/x", old))))
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    assert!(body.contains("away from this balancer's clock"), "{body}");
+
+    // Health checks (Route 53's, the PoPs') sign nothing and still get through.
+    let (status, _, _) = raw(lb, &request("/health", None)).await.unwrap();
+    assert_eq!(status, 200);
+    let (status, _, _) = raw(lb, &request("/health/../api/x", None)).await.unwrap();
+    assert_eq!(status, 403, "only the exact unsigned path");
 }

@@ -30,6 +30,12 @@ pub enum NodeError {
     NotADatabase(String),
     #[error("node `{0}` is not a cache node of this config")]
     NotACache(String),
+    #[error("the balancer requires edge signatures but cannot read the signing key {path}: {source}; `meridian up` makes it, or write one (a random secret on one line)")]
+    SigningKey {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read or make the secret {path}: {source}")]
     AdminToken {
         path: std::path::PathBuf,
@@ -94,7 +100,17 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
     };
     match node.role {
         Role::Lb => {
-            let opts = meridian_lb::LbOptions::from_config(config, &node);
+            let mut opts = meridian_lb::LbOptions::from_config(config, &node);
+            match meridian_http::signing::Signer::load(&state_dir()) {
+                Ok(s) => opts.signer = Some(std::sync::Arc::new(s)),
+                Err(source) if config.load_balancer.require_edge_signature => {
+                    return Err(NodeError::SigningKey {
+                        path: state_dir().join(meridian_http::signing::KEY_FILE),
+                        source,
+                    });
+                }
+                Err(_) => {}
+            }
             meridian_lb::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Wan => {

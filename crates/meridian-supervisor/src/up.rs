@@ -185,7 +185,10 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
     preflight(cfg, &nodes)?;
     // Made once here, so the nodes started next share one token (PoPs, DNS, WAN) and one
     // database password, and the PoPs one certificate.
-    let mut secrets = vec![meridian_http::admin::TOKEN_FILE];
+    let mut secrets = vec![
+        meridian_http::admin::TOKEN_FILE,
+        meridian_http::signing::KEY_FILE,
+    ];
     if cfg.database.is_some() {
         secrets.push(meridian_http::admin::DB_PASSWORD_FILE);
     }

@@ -1,7 +1,8 @@
 //! Edge PoPs through `meridian up`, checked from outside: a second GET is a hit that never
 //! reaches a region, concurrent first GETs reach the origin once, losing the preferred
 //! region (frozen or killed) costs no GET, cached objects are served with every region
-//! down, and `meridian invalidate` makes the next GET a miss.
+//! down, `meridian invalidate` makes the next GET a miss, and the balancers refuse what the
+//! PoP did not sign.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -34,6 +35,7 @@ instances_per_az = 1
 
 [load_balancer]
 deregistration_delay = "500ms"
+require_edge_signature = true
 
 [supervisor]
 restart_backoff = "300ms"
@@ -126,7 +128,9 @@ async fn pops_cache_collapse_fail_over_serve_when_regions_are_down_and_invalidat
         .unwrap();
     assert_eq!(
         (s, h["x-cache"].to_str().unwrap()),
-        (200, "Miss from meridian")
+        (200, "Miss from meridian"),
+        "{}",
+        String::from_utf8_lossy(&first)
     );
     assert_eq!(
         h["x-meridian-region"], "eu-west-1",
@@ -144,6 +148,19 @@ async fn pops_cache_collapse_fail_over_serve_when_regions_are_down_and_invalidat
         .unwrap();
     assert_eq!(h["x-cache"], "Hit from meridian");
     assert_eq!(again, first);
+    // Origin access control: the PoP signs its origin requests; around it, the balancers
+    // answer 403 (their health path apart).
+    for lb in nodes.iter().filter(|n| n["role"] == "lb") {
+        let public = lb["public"].as_str().or(lb["address"].as_str()).unwrap();
+        let (s, _, body) = get(&client, &format!("http://{public}/static/app.css"))
+            .await
+            .unwrap();
+        assert_eq!(s, 403, "{}", String::from_utf8_lossy(&body));
+        let (s, _, _) = get(&client, &format!("http://{public}/health"))
+            .await
+            .unwrap();
+        assert_eq!(s, 200);
+    }
     // 100 concurrent first GETs of a new key: one origin fetch.
     let mut tasks = Vec::new();
     for _ in 0..100 {
