@@ -1106,12 +1106,17 @@ fn summary(cfg: &Config) -> String {
     ));
     for r in &cfg.dns.records {
         s.push_str(&format!(
-            "  {:<8} {:<6} {:<13} {} answer(s), ttl {}\n",
+            "  {:<8} {:<6} {:<13} {} answer(s), ttl {}{}\n",
             r.name,
             format!("{:?}", r.kind),
             r.policy.as_str(),
             r.answers.len(),
-            d(r.ttl)
+            d(r.ttl),
+            if r.generated {
+                db_record_note(&r.name)
+            } else {
+                ""
+            }
         ));
     }
     s.push_str(&format!(
@@ -1146,6 +1151,15 @@ fn summary(cfg: &Config) -> String {
         }
     }
     s
+}
+
+/// What a record set generated from `[database]` leads to, for `validate`.
+fn db_record_note(name: &str) -> &'static str {
+    if name == meridian_config::DB_WRITER_RECORD {
+        " (generated from [database]: each node's writer endpoint, nearest region whose keeper is healthy)"
+    } else {
+        " (generated from [database]: each region's own PostgreSQL, nearest region whose keeper is healthy)"
+    }
 }
 
 /// `meridian invalidate`: the same paths to every PoP, with progress and a summary.
