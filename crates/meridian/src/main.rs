@@ -1106,7 +1106,7 @@ fn summary(cfg: &Config) -> String {
     ));
     for r in &cfg.dns.records {
         s.push_str(&format!(
-            "  {:<8} {:<6} {:<13} {} answer(s), ttl {}{}\n",
+            "  {:<9} {:<6} {:<13} {} answer(s), ttl {}{}\n",
             r.name,
             format!("{:?}", r.kind),
             r.policy.as_str(),
@@ -1118,6 +1118,26 @@ fn summary(cfg: &Config) -> String {
                 ""
             }
         ));
+        if r.generated {
+            for a in &r.answers {
+                let Some(node) = cfg.node(&a.id) else {
+                    continue;
+                };
+                let to = match a.alias {
+                    Some(meridian_config::AliasTarget::DbWriter(_)) => {
+                        cfg.db_writer_endpoint(&node)
+                    }
+                    _ => cfg.public_address(&node),
+                };
+                s.push_str(&format!(
+                    "      {:<20} {:<16} {:<22} check http://{}/health\n",
+                    a.id,
+                    a.region.as_deref().unwrap_or("-"),
+                    to,
+                    node.admin
+                ));
+            }
+        }
     }
     s.push_str(&format!(
         "client locations ({}): {}\n",
