@@ -32,6 +32,12 @@ pub enum AlarmKind {
     HitRate,
     /// A PoP's node does not answer the console's scrape.
     PopUnreachable,
+    /// A database standby or replica more than `threshold` seconds behind its primary
+    /// (RDS's ReplicaLag): what a cross-region promotion would lose.
+    ReplicationLag,
+    /// A primary with no synchronous standby while its region has another database node:
+    /// writes are acknowledged without a second copy, so a failover could lose them.
+    NoSyncStandby,
 }
 
 impl AlarmKind {
@@ -40,6 +46,8 @@ impl AlarmKind {
         "region_unhealthy",
         "hit_rate",
         "pop_unreachable",
+        "replication_lag",
+        "no_sync_standby",
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +56,8 @@ impl AlarmKind {
             AlarmKind::RegionUnhealthy => "region_unhealthy",
             AlarmKind::HitRate => "hit_rate",
             AlarmKind::PopUnreachable => "pop_unreachable",
+            AlarmKind::ReplicationLag => "replication_lag",
+            AlarmKind::NoSyncStandby => "no_sync_standby",
         }
     }
 
@@ -57,6 +67,8 @@ impl AlarmKind {
             "region_unhealthy" => AlarmKind::RegionUnhealthy,
             "hit_rate" => AlarmKind::HitRate,
             "pop_unreachable" => AlarmKind::PopUnreachable,
+            "replication_lag" => AlarmKind::ReplicationLag,
+            "no_sync_standby" => AlarmKind::NoSyncStandby,
             _ => return None,
         })
     }
@@ -66,7 +78,8 @@ impl AlarmKind {
 pub struct AlarmRule {
     pub name: String,
     pub kind: AlarmKind,
-    /// A fraction from 0 to 1 for `error_rate` and `hit_rate`; unused by the others.
+    /// A fraction from 0 to 1 for `error_rate` and `hit_rate`, seconds of lag for
+    /// `replication_lag`; unused by the others.
     pub threshold: f64,
     /// How long the condition must hold before the alarm fires.
     #[serde(rename = "for", with = "crate::serde_duration")]
@@ -223,6 +236,26 @@ fn fraction(t: &Table, d: &mut Diagnostics, key: &'static str) -> Option<f64> {
     None
 }
 
+/// RDS's console suggests alarming on ReplicaLag well inside the RPO; the seed promises
+/// under a minute.
+const DEFAULT_LAG_SECONDS: f64 = 30.0;
+
+fn seconds(t: &Table, d: &mut Diagnostics, key: &'static str) -> Option<f64> {
+    let x = t.float(d, key)?;
+    if x.is_finite() && x >= 0.0 {
+        return Some(x);
+    }
+    if let Some(f) = t.get(key) {
+        d.error(
+            f.span,
+            &f.key,
+            format!("`{key}` is {x}, but it is seconds of replication lag"),
+            "use a number of seconds such as 30",
+        );
+    }
+    None
+}
+
 fn read_alarm(t: &Table, d: &mut Diagnostics) -> Option<AlarmRule> {
     let name = t.req_str(d, "name", "add `name = \"...\"`");
     if !t.has("kind") {
@@ -238,7 +271,11 @@ fn read_alarm(t: &Table, d: &mut Diagnostics) -> Option<AlarmRule> {
     let kind = t
         .choice(d, "kind", AlarmKind::NAMES)
         .and_then(AlarmKind::parse);
-    let threshold = fraction(t, d, "threshold");
+    let threshold = if kind == Some(AlarmKind::ReplicationLag) {
+        seconds(t, d, "threshold").or(Some(DEFAULT_LAG_SECONDS))
+    } else {
+        fraction(t, d, "threshold")
+    };
     if matches!(kind, Some(AlarmKind::ErrorRate | AlarmKind::HitRate)) && !t.has("threshold") {
         t.missing(
             d,

@@ -7,6 +7,7 @@
 mod cache_tier;
 mod console;
 mod database;
+mod db_records;
 mod distribution;
 mod error;
 pub mod geo;
@@ -22,6 +23,7 @@ pub mod units;
 pub use cache_tier::*;
 pub use console::*;
 pub use database::*;
+pub use db_records::{DB_READER_RECORD, DB_WRITER_RECORD};
 pub use distribution::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{is_dns_name, LoadError, DEFAULT_CONFIG, DEFAULT_ORIGIN};

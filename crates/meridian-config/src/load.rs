@@ -206,6 +206,10 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
     if let (Some(dns), Some(regions), Some(edges)) = (&dns, &regions, &edges) {
         check_aliases(d, dns, regions, edges);
     }
+    let mut dns = dns;
+    if let (Some(dns), Some(Some(db)), Some(regions)) = (&mut dns, &database, &regions) {
+        crate::db_records::add_db_records(dns, db, regions);
+    }
     t.finish(d);
     Some(Config {
         origin: origin.to_owned(),
@@ -816,6 +820,9 @@ fn read_dns(t: &Table, d: &mut Diagnostics) -> Option<Dns> {
     }
     dns.zone_file = t.str(d, "zone_file").map(std::path::PathBuf::from);
     dns.geoip_database = t.str(d, "geoip_database").map(std::path::PathBuf::from);
+    if let Some(hc) = t.table(d, "health_check") {
+        dns.health_check = read_health_check(&hc, d)?;
+    }
     for s in t.tables(d, "record") {
         if let Some(r) = read_record_set(&s, d, dns.default_ttl) {
             dns.records.push(r);
@@ -837,6 +844,14 @@ fn read_dns(t: &Table, d: &mut Diagnostics) -> Option<Dns> {
     Some(dns)
 }
 
+/// Route 53's fast checks: every second, a short timeout, two in a row to flip.
+fn default_dns_check() -> HealthCheck {
+    HealthCheck {
+        timeout: Duration::from_millis(300),
+        ..HealthCheck::default()
+    }
+}
+
 pub(crate) fn default_dns() -> Dns {
     Dns {
         servers: 2,
@@ -847,6 +862,7 @@ pub(crate) fn default_dns() -> Dns {
         default_ttl: Duration::from_secs(30),
         when_all_unhealthy: AllUnhealthy::FailOpen,
         records: Vec::new(),
+        health_check: default_dns_check(),
         latency_overrides: Vec::new(),
         zone_file: None,
         geoip_database: None,
@@ -961,7 +977,13 @@ fn read_record_set(t: &Table, d: &mut Diagnostics, default_ttl: Duration) -> Opt
         ttl,
         policy,
         answers,
+        generated: false,
     })
+}
+
+/// `plain_answer` for the generated record sets.
+pub(crate) fn empty_answer(id: &str) -> Answer {
+    plain_answer(id, Vec::new())
 }
 
 fn plain_answer(id: &str, values: Vec<String>) -> Answer {
@@ -1229,10 +1251,15 @@ fn check_aliases(d: &mut Diagnostics, dns: &Dns, regions: &[Region], edges: &[Po
                 "[[edge]] PoP",
                 edges.iter().map(|x| x.name.as_str()).collect(),
             ),
+            // Only generated, from `[database]` itself.
+            AliasTarget::DbWriter(_) | AliasTarget::DbReader(_) => continue,
         };
         if !known {
             let name = match alias {
-                AliasTarget::Lb(n) | AliasTarget::Pop(n) => n,
+                AliasTarget::Lb(n)
+                | AliasTarget::Pop(n)
+                | AliasTarget::DbWriter(n)
+                | AliasTarget::DbReader(n) => n,
             };
             d.error(
                 span.clone(),

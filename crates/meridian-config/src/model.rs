@@ -301,6 +301,8 @@ pub struct Dns {
     /// What a record set answers when every candidate is unhealthy.
     pub when_all_unhealthy: AllUnhealthy,
     pub records: Vec<RecordSet>,
+    /// How answer targets are checked (`[dns.health_check]`): Route 53's fast checks.
+    pub health_check: HealthCheck,
     /// Measured or agreed round trips that replace the modelled ones.
     pub latency_overrides: Vec<LatencyOverride>,
     /// A BIND zone file with static records served beside the record sets above
@@ -403,14 +405,21 @@ pub struct RecordSet {
     pub ttl: Duration,
     pub policy: Policy,
     pub answers: Vec<Answer>,
+    /// Derived from the topology (the database endpoints), not written in `[dns]`.
+    pub generated: bool,
 }
 
-/// Where an alias points: a region's load balancer or an edge PoP.
+/// Where an alias points: a region's load balancer, an edge PoP, or a database node's
+/// endpoints (generated from `[database]`, named by the node's AZ).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "name")]
 pub enum AliasTarget {
     Lb(String),
     Pop(String),
+    /// The writer endpoint the database node in this AZ serves (a relay to the leader).
+    DbWriter(String),
+    /// The database node in this AZ itself: its region's reader.
+    DbReader(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -163,6 +163,7 @@ function renderRegions(o) {
         el("dt", {}, "Errors 4xx / 5xx"), el("dd", {}, fmt.num(r.err4xx_rps) + " / " + fmt.num(r.err5xx_rps) + " per s"),
         el("dt", {}, "In DNS answers"), el("dd", {}, r.in_dns === null ? "–" : r.in_dns ? "yes" : "no (failed over)"),
         ...(r.cache ? cacheRows(r.cache) : []),
+        ...(r.db ? dbRows(r.db) : []),
       ));
   }));
 }
@@ -178,6 +179,21 @@ function cacheRows(c) {
     el("dt", {}, "Cache memory / hit rate"), el("dd", {}, p ? `${fmt.bytes(p.used_memory)} of ${fmt.bytes(p.maxmemory)}, ${fmt.pct(p.hit_rate)} hits` : "–"),
     el("dt", {}, "Cache replicas"), el("dd", {}, replicas.length ? replicas.join("; ") : "none"),
   ];
+}
+
+// The region's PostgreSQL nodes: each one's role now, its lag behind the primary, its
+// commits per second and its client connections.
+const dbRoleNames = { primary: "primary", sync_standby: "synchronous standby", replica: "replica" };
+function dbRows(d) {
+  return d.nodes.flatMap((n) => {
+    const role = n.up && n.role ? dbRoleNames[n.role] || n.role : "DOWN";
+    const lag = n.role && n.role !== "primary" ? `, ${fmt.bytes(n.lag_bytes)} / ${fmt.num(n.lag_seconds, 1)} s behind` : "";
+    const load = n.up ? `${fmt.num(n.commits_per_second)} commits/s, ${fmt.num(n.connections, 0)} connections` : "–";
+    return [
+      el("dt", {}, "Database " + n.name),
+      el("dd", { "data-db-node": n.name, "data-db-role": n.up && n.role ? n.role : "down" }, `${role}${lag}; ${load}`),
+    ];
+  });
 }
 
 function renderPops(o) {

@@ -244,6 +244,13 @@ pub fn describe(rule: &AlarmRule) -> String {
             format!("a region's load balancer is down or has no healthy instance, for {hold}s")
         }
         AlarmKind::PopUnreachable => format!("a PoP does not answer, for {hold}s"),
+        AlarmKind::ReplicationLag => format!(
+            "a database standby or replica more than {}s behind its primary, for {hold}s",
+            rule.threshold
+        ),
+        AlarmKind::NoSyncStandby => format!(
+            "a database primary without a synchronous standby while its region has another node, for {hold}s"
+        ),
     }
 }
 

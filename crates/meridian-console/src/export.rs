@@ -206,6 +206,15 @@ pub fn prometheus_rules(config: &Config) -> String {
                 "up{job=\"meridian-edge\"} == 0".to_owned(),
                 "an edge PoP does not answer".to_owned(),
             ),
+            AlarmKind::ReplicationLag => (
+                format!("meridian_db_replication_lag_seconds > {pct}"),
+                format!("a database replica more than {pct}s behind its primary"),
+            ),
+            // Every primary (not in recovery) with no standby in sync state `sync`.
+            AlarmKind::NoSyncStandby => (
+                "(meridian_db_in_recovery == 0) unless on(instance) (meridian_db_standbys{sync_state=\"sync\"} == 1)".to_owned(),
+                "a database primary commits without a synchronous standby".to_owned(),
+            ),
         };
         let alert: String = a
             .name

@@ -7,6 +7,7 @@
 
 pub mod alarms;
 pub mod cache_tier;
+pub mod db_tier;
 pub mod events;
 pub mod export;
 pub mod model;

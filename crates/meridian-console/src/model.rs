@@ -112,6 +112,8 @@ pub struct RegionView {
     pub in_dns: Option<bool>,
     /// The region's cache cluster (Redis), when the deployment runs one there.
     pub cache: Option<crate::cache_tier::CacheView>,
+    /// The region's database nodes (PostgreSQL), when the deployment runs any there.
+    pub db: Option<crate::db_tier::DbView>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -489,6 +491,9 @@ impl State {
                     });
                 }
             }
+            if let Some(e) = self.db_role_change(i, sec, r) {
+                events.push(e);
+            }
             // A cache node that becomes primary after the first scrape was promoted.
             if let Some(p) = r.all("meridian_cache_primary").next() {
                 let before = self.watched.insert((i, "cache_primary".into()), p.value);
@@ -555,8 +560,48 @@ impl State {
         }
     }
 
+    /// A database node whose PostgreSQL leaves recovery was promoted (a failover); one that
+    /// enters it was demoted (it rejoined as a standby).
+    fn db_role_change(&mut self, i: usize, sec: u64, r: &Reading) -> Option<Event> {
+        let p = r.all("meridian_db_in_recovery").next()?;
+        let primary = if p.value < 0.5 { 1.0 } else { 0.0 };
+        let before = self.watched.insert((i, "db_primary".into()), primary)?;
+        let node = &self.targets[i].name;
+        let (severity, message, cause) = match (before >= 0.5, primary >= 0.5) {
+            (false, true) => (
+                Severity::Critical,
+                format!("{node} is now the database primary"),
+                "its keeper promoted it: the primary's lease ran out (failover)",
+            ),
+            (true, false) => (
+                Severity::Warning,
+                format!("{node} is no longer the database primary"),
+                "it was demoted and follows the new primary",
+            ),
+            _ => return None,
+        };
+        Some(Event {
+            at: sec,
+            kind: Kind::Failover,
+            severity,
+            subject: node.clone(),
+            message,
+            cause: cause.into(),
+        })
+    }
+
     fn regions(&mut self, sec: u64, readings: &[Option<Reading>]) -> Vec<RegionView> {
         let mut out = Vec::new();
+        let db_nodes = crate::db_tier::db_nodes(&self.targets, readings);
+        for n in db_nodes.iter().filter(|n| n.up) {
+            let p = format!("db.{}", n.name);
+            if let Some(x) = n.lag_seconds {
+                self.store.push(&format!("{p}.lag_seconds"), sec, x);
+            }
+            if let Some(x) = n.commits_per_second {
+                self.store.push(&format!("{p}.commits_per_second"), sec, x);
+            }
+        }
         let dns_readings: Vec<&Reading> = self
             .targets
             .iter()
@@ -662,6 +707,7 @@ impl State {
                 .collect();
             v.in_dns = (!views.is_empty()).then(|| views.iter().any(|h| *h));
             v.cache = crate::cache_tier::cache_of(&self.targets, &region.name, readings);
+            v.db = crate::db_tier::db_of(&db_nodes, &region.name);
             if let Some(rate) = v
                 .cache
                 .as_ref()
@@ -901,10 +947,19 @@ impl State {
         pops: &[PopView],
     ) -> Vec<Transition> {
         let mut out = Vec::new();
+        let db_nodes: Vec<_> = regions
+            .iter()
+            .filter_map(|r| r.db.as_ref())
+            .flat_map(|d| d.nodes.iter().cloned())
+            .collect();
         for (i, rule) in self.alarms.rules().to_vec().iter().enumerate() {
             let w = rule.window.as_secs();
             let mut seen = Vec::new();
             match rule.kind {
+                AlarmKind::ReplicationLag => {
+                    seen = crate::db_tier::lag_observations(&db_nodes, rule.threshold);
+                }
+                AlarmKind::NoSyncStandby => seen = crate::db_tier::sync_observations(&db_nodes),
                 AlarmKind::RegionUnhealthy => {
                     for r in regions {
                         let breached = r.status == Status::Unhealthy;

@@ -66,6 +66,7 @@ struct DbGauges {
     lag_seconds: Gauge<f64, AtomicU64>,
     standbys: Family<Labels, Gauge>,
     commits: Counter,
+    connections: Gauge,
 }
 
 impl AdminState {
@@ -104,6 +105,11 @@ impl AdminState {
                 "db_commits",
                 "Transactions committed, over every database (pg_stat_database.xact_commit).",
                 Counter::default(),
+            ),
+            connections: metrics.register(
+                "db_connections",
+                "Client sessions open now (pg_stat_activity, client backends; the keeper's own included).",
+                Gauge::default(),
             ),
         };
         AdminState(Arc::new(Inner {
@@ -219,6 +225,7 @@ impl AdminState {
         g.in_recovery.set(i64::from(s.in_recovery));
         g.lag_bytes.set(s.lag_bytes);
         g.lag_seconds.set(s.lag_seconds);
+        g.connections.set(s.connections);
         g.standbys.clear();
         for st in &s.standbys {
             g.standbys

@@ -39,6 +39,10 @@ pub struct Status {
     /// lag at its last contact with the primary was within the limit).
     #[serde(default)]
     pub promotable: bool,
+    /// Client sessions open now (pg_stat_activity's client backends): what RDS shows as
+    /// DatabaseConnections, the first sign of a pool leak or a connection storm.
+    #[serde(default)]
+    pub connections: i64,
 }
 
 /// A standby's WAL receiver, as `pg_stat_wal_receiver` shows it.
@@ -244,6 +248,7 @@ impl Probe {
                     commits_total: row.get(4),
                     received: row.get(5),
                     promotable: false,
+                    connections: row.get(6),
                 })
             })
         })
@@ -310,7 +315,8 @@ const STATUS_SQL: &str = "SELECT pg_is_in_recovery(), \
     (SELECT COALESCE(sum(xact_commit), 0)::bigint FROM pg_stat_database), \
     CASE WHEN pg_is_in_recovery() \
          THEN COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0'), 0)::bigint \
-         ELSE 0::bigint END";
+         ELSE 0::bigint END, \
+    (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::bigint";
 
 const RECEIVER_SQL: &str = "SELECT status = 'streaming', \
     GREATEST(COALESCE(pg_wal_lsn_diff(latest_end_lsn, flushed_lsn), 0), 0)::bigint \

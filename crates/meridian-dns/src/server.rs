@@ -6,7 +6,7 @@ use crate::zone::Zone;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use meridian_config::{CheckProtocol, HealthCheck, Policy, StatusMatcher};
+use meridian_config::{HealthCheck, Policy};
 use meridian_health::{Health, HealthBoard};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
@@ -64,16 +64,7 @@ impl DnsOptions {
             admin: node.admin,
             zone: Zone::build(cfg)?,
             locator: Locator::with_geoip(cfg)?,
-            check: HealthCheck {
-                protocol: CheckProtocol::Http,
-                path: "/health".into(),
-                interval: Duration::from_secs(1),
-                timeout: Duration::from_millis(300),
-                healthy_threshold: 2,
-                unhealthy_threshold: 2,
-                matcher: StatusMatcher(vec![(200, 299)]),
-                body_contains: None,
-            },
+            check: cfg.dns.health_check.clone(),
             udp_threads: cfg.dns.udp_threads as usize,
             tcp_max_connections: TCP_MAX_CONNECTIONS,
             tcp_timeout: TCP_TIMEOUT,

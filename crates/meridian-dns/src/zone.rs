@@ -274,6 +274,16 @@ impl Zone {
                                 .ok_or_else(|| name_err(&set.name, id, "no PoP address"))?;
                             (addr, admin, pop.location, None)
                         }
+                        AliasTarget::DbWriter(az) | AliasTarget::DbReader(az) => {
+                            let (node, location) = db_node_in(cfg, az).ok_or_else(|| {
+                                name_err(&set.name, id, format!("no database node in `{az}`"))
+                            })?;
+                            let addr = match alias {
+                                AliasTarget::DbWriter(_) => cfg.db_writer_endpoint(&node),
+                                _ => cfg.public_address(&node),
+                            };
+                            (addr, node.admin, location, node.region.clone())
+                        }
                     };
                     if !matches!(set.kind, RecordKind::A | RecordKind::AAAA) {
                         return Err(name_err(
@@ -292,6 +302,10 @@ impl Zone {
                         let key = match alias {
                             AliasTarget::Lb(r) => format!("lb:{r}"),
                             AliasTarget::Pop(p) => format!("pop:{p}"),
+                            // Writer and reader share the node's keeper: one check.
+                            AliasTarget::DbWriter(az) | AliasTarget::DbReader(az) => {
+                                format!("db:{}", meridian_config::db_node_name(az))
+                            }
                         };
                         push_target(
                             &mut targets,
@@ -445,6 +459,14 @@ impl Zone {
     pub fn all_sets(&self) -> impl Iterator<Item = &RtSet> {
         self.sets.values().flatten()
     }
+}
+
+/// The database node in `az` and its region's coordinates.
+fn db_node_in(cfg: &Config, az: &str) -> Option<(meridian_config::NodeSpec, Coordinates)> {
+    let db = cfg.database.as_ref()?;
+    let (region, _, _) = db.instances().into_iter().find(|(_, a, _)| a == az)?;
+    let location = cfg.regions.iter().find(|r| r.name == region)?.location;
+    Some((cfg.db_node(&region, az)?, location))
 }
 
 fn push_target(targets: &mut Vec<HealthTarget>, t: HealthTarget) {

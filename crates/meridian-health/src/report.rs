@@ -450,12 +450,14 @@ pub async fn check_state(state: &DeploymentState, th: &Thresholds) -> Report {
                 prefix: String::new(),
                 shown: format!("http://{}", n.spec.admin),
             };
+            // A database keeper says which role it holds now, and why it is unhealthy.
+            let db = n.spec.role == Role::Db;
             let own = component(
                 &n.spec.name,
                 &base,
                 request(&base, "GET", "/health", None),
                 th,
-                |f| match json_body(f) {
+                move |f| match json_body(f) {
                     Some(v) => {
                         let mut detail = format!(
                             "status {}",
@@ -463,6 +465,13 @@ pub async fn check_state(state: &DeploymentState, th: &Thresholds) -> Report {
                         );
                         if let (Some(h), Some(t)) = (v.get("healthy_targets"), v.get("targets")) {
                             detail = format!("{detail}, {h}/{t} targets healthy");
+                        }
+                        if db {
+                            for key in ["role", "detail"] {
+                                if let Some(x) = v.get(key).and_then(Value::as_str) {
+                                    detail = format!("{detail}, {key} {x}");
+                                }
+                            }
                         }
                         (status_word(&v), detail)
                     }

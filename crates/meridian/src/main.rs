@@ -1130,13 +1130,38 @@ fn summary(cfg: &Config) -> String {
     ));
     for r in &cfg.dns.records {
         s.push_str(&format!(
-            "  {:<8} {:<6} {:<13} {} answer(s), ttl {}\n",
+            "  {:<9} {:<6} {:<13} {} answer(s), ttl {}{}\n",
             r.name,
             format!("{:?}", r.kind),
             r.policy.as_str(),
             r.answers.len(),
-            d(r.ttl)
+            d(r.ttl),
+            if r.generated {
+                db_record_note(&r.name)
+            } else {
+                ""
+            }
         ));
+        if r.generated {
+            for a in &r.answers {
+                let Some(node) = cfg.node(&a.id) else {
+                    continue;
+                };
+                let to = match a.alias {
+                    Some(meridian_config::AliasTarget::DbWriter(_)) => {
+                        cfg.db_writer_endpoint(&node)
+                    }
+                    _ => cfg.public_address(&node),
+                };
+                s.push_str(&format!(
+                    "      {:<20} {:<16} {:<22} check http://{}/health\n",
+                    a.id,
+                    a.region.as_deref().unwrap_or("-"),
+                    to,
+                    node.admin
+                ));
+            }
+        }
     }
     s.push_str(&format!(
         "client locations ({}): {}\n",
@@ -1170,6 +1195,15 @@ fn summary(cfg: &Config) -> String {
         }
     }
     s
+}
+
+/// What a record set generated from `[database]` leads to, for `validate`.
+fn db_record_note(name: &str) -> &'static str {
+    if name == meridian_config::DB_WRITER_RECORD {
+        " (generated from [database]: each node's writer endpoint, nearest region whose keeper is healthy)"
+    } else {
+        " (generated from [database]: each region's own PostgreSQL, nearest region whose keeper is healthy)"
+    }
 }
 
 /// `meridian invalidate`: the same paths to every PoP, with progress and a summary.
