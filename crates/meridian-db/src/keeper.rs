@@ -445,7 +445,11 @@ impl Keeper<'_> {
         // Waiting starts only once a standby streams: a node just promoted, or a primary
         // whose standby has not connected yet, has nobody to wait for, and every commit
         // would hang. A standby that was streaming is given a lease to come back.
-        let waiting = current.as_deref().is_some_and(|c| !c.is_empty());
+        // Before its first setting, a configured primary waits as its config says.
+        let waiting = match current.as_deref() {
+            Some(c) => !c.is_empty(),
+            None => self.opts.role == DbRole::Primary && !self.opts.sync_standbys.is_empty(),
+        };
         let wanted = if streaming
             || (waiting && !gone_since.is_some_and(|t| t.elapsed() >= self.opts.lease))
         {

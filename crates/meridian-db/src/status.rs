@@ -43,6 +43,10 @@ pub struct Status {
     /// DatabaseConnections, the first sign of a pool leak or a connection storm.
     #[serde(default)]
     pub connections: i64,
+    /// Standby: the primary had it as its synchronous standby at its last check: only
+    /// then does it take over on its own inside the home region.
+    #[serde(default)]
+    pub synchronous: bool,
 }
 
 /// A standby's WAL receiver, as `pg_stat_wal_receiver` shows it.
@@ -249,6 +253,7 @@ impl Probe {
                     received: row.get(5),
                     promotable: false,
                     connections: row.get(6),
+                    synchronous: false,
                 })
             })
         })

@@ -59,6 +59,21 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
     for (n, admin) in [(&node_a, a_admin), (&node_b, b_admin), (&node_c, c_admin)] {
         wait_healthy(n, admin, Duration::from_secs(60)).await;
     }
+    // b takes over on its own only once it knows it is the synchronous standby.
+    wait_for(
+        "b knows it is synchronous",
+        Duration::from_secs(20),
+        || async {
+            let (_, body) = get(b_admin, "/status").await?;
+            let s: Status = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            if s.synchronous {
+                Ok(())
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await;
     let primary = sql(a_opts.listen).await.unwrap();
     primary
         .batch_execute("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1)")

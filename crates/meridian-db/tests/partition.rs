@@ -111,6 +111,20 @@ async fn a_primary_cut_off_from_the_other_regions_hands_over_to_its_own_standby(
     for (n, admin) in nodes.iter().zip(admins) {
         wait_healthy(n, admin, Duration::from_secs(60)).await;
     }
+    // b takes over on its own only once it knows it is the synchronous standby.
+    wait_for(
+        "b knows it is synchronous",
+        Duration::from_secs(20),
+        || async {
+            let s = status(admins[1]).await.ok_or("no status")?;
+            if s.synchronous {
+                Ok(())
+            } else {
+                Err(format!("{s:?}"))
+            }
+        },
+    )
+    .await;
     let primary = sql(a_listen).await.unwrap();
     primary
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
