@@ -14,11 +14,42 @@ use tokio_postgres::{Client, NoTls};
 pub const TOKEN: &str = "test-admin-token";
 pub const PASSWORD: &str = "it's a test \\ password";
 
-pub fn base_dir(test: &str) -> PathBuf {
+/// A test's directory, removed when the test ends well (kept after a failure, to look
+/// at): an `up` with PostgreSQL leaves hundreds of MB per run.
+pub struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::PathBuf;
+    fn deref(&self) -> &std::path::PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn base_dir(test: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("meridian-db-it-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 pub fn addr(s: &str) -> SocketAddr {

@@ -8,8 +8,39 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// A test's directory, removed when the test ends well (kept after a failure, to look
+/// at): an `up` with PostgreSQL leaves hundreds of MB per run.
+pub struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::PathBuf;
+    fn deref(&self) -> &std::path::PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// A fresh directory under the system temp dir.
-pub fn tempdir() -> std::path::PathBuf {
+pub fn tempdir() -> TempDir {
     let dir = std::env::temp_dir().join(format!(
         "meridian-test-{}-{}",
         std::process::id(),
@@ -19,7 +50,7 @@ pub fn tempdir() -> std::path::PathBuf {
             .as_nanos()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 pub fn state(dir: &Path) -> serde_json::Value {
