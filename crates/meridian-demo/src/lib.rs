@@ -12,6 +12,8 @@ mod market;
 mod orders;
 pub use orders::{COMMIT_LSN_HEADER, MIN_LSN_COOKIE, MIN_LSN_HEADER, READ_FROM_HEADER};
 mod pool;
+mod quote_cache;
+pub use quote_cache::{Outcome as QuoteCacheOutcome, QuoteCacheOptions, QUOTE_CACHE_HEADER};
 mod store;
 pub use store::{DatabaseOptions, Lsn};
 
@@ -44,9 +46,10 @@ pub struct DemoOptions {
     /// Artificial work per API and GraphQL request, modelling a real application.
     pub processing_time: Duration,
     /// Where orders and portfolios are kept; None: those endpoints answer 503.
-    /// (The region's Redis, for quotes, comes as a field of its own beside this one, with
-    /// its client in `App` beside `store`: the two tiers fail independently.)
     pub database: Option<DatabaseOptions>,
+    /// The region's Redis, read through for quotes; None: quotes are made on every request.
+    /// A field of its own, apart from `database`: the two tiers fail independently.
+    pub quote_cache: Option<QuoteCacheOptions>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -56,6 +59,7 @@ struct App {
     started: Instant,
     apq: graphql::QueryStore,
     store: Option<Arc<store::Store>>,
+    quote_cache: Option<quote_cache::QuoteCache>,
     metrics: Metrics,
     requests: Family<Labels, Counter>,
     latency: Family<Labels, Histogram>,
@@ -64,6 +68,8 @@ struct App {
     order_write: Histogram,
     /// Portfolio reads by where they were served (`replica` or `writer`).
     portfolio_reads: Family<Labels, Counter>,
+    /// Quotes by how the cache served them (`hit`, `miss`, `bypass`).
+    quote_cache_lookups: Family<Labels, Counter>,
 }
 
 /// Builds the demo origin's router.
@@ -94,6 +100,12 @@ pub fn router(opts: DemoOptions) -> Router {
         "Portfolio reads, by where they were served: the region's replica or the writer",
         Family::<Labels, Counter>::default(),
     );
+    let quote_cache_lookups = metrics.register(
+        "quote_cache_lookups",
+        "Quotes served with the region's Redis configured, by outcome: hit, miss (made and stored) or bypass (Redis failed or its circuit is open)",
+        Family::<Labels, Counter>::default(),
+    );
+    let quote_cache = opts.quote_cache.clone().map(quote_cache::QuoteCache::new);
     let store = opts
         .database
         .as_ref()
@@ -111,6 +123,7 @@ pub fn router(opts: DemoOptions) -> Router {
     let app = Arc::new(App {
         opts,
         store,
+        quote_cache,
         started: Instant::now(),
         apq: graphql::QueryStore::new(),
         metrics,
@@ -119,6 +132,7 @@ pub fn router(opts: DemoOptions) -> Router {
         orders,
         order_write,
         portfolio_reads,
+        quote_cache_lookups,
     });
     Router::new()
         .route("/", get(index))
@@ -277,14 +291,23 @@ async fn health_detailed(State(app): State<Arc<App>>) -> Response {
             json!({ "status": if ok { "healthy" } else { "unhealthy" }, "endpoints": parts })
         }
     };
-    let status = if database["status"] == "healthy" {
+    // With the region's Redis, the circuit's state: open means quotes bypass it now.
+    let cache = match &app.quote_cache {
+        None => json!({ "status": "healthy", "latency_ms": t / 4.0, "detail": "in-memory" }),
+        Some(c) if c.is_closed() => {
+            json!({ "status": "healthy", "detail": format!("redis at {}", c.endpoint()) })
+        }
+        Some(c) => json!({ "status": "unhealthy",
+                           "detail": format!("redis at {} failed lately: quotes bypass it", c.endpoint()) }),
+    };
+    let status = if database["status"] == "healthy" && cache["status"] == "healthy" {
         "healthy"
     } else {
         "degraded"
     };
     let components = json!({
         "database": database,
-        "cache": { "status": "healthy", "latency_ms": t / 4.0, "detail": "in-memory" },
+        "cache": cache,
         "market_data": { "status": "healthy", "latency_ms": t / 2.0, "detail": "deterministic feed" },
         "graphql": { "status": "healthy", "latency_ms": 0.0,
                      "detail": format!("{} persisted queries", app.apq.len()) },
@@ -301,13 +324,12 @@ async fn health_detailed(State(app): State<Arc<App>>) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
-/// A quote from the deterministic feed. This is where the region's Redis cache goes (look
-/// up, else compute and store for the price window); PostgreSQL is not involved.
+/// A quote from the deterministic feed, read through the region's Redis when there is one:
+/// a hit skips the work of making it. The cache never fails a quote (see `quote_cache`).
 async fn quote(State(app): State<Arc<App>>, Path(symbol): Path<String>) -> Response {
-    simulate_work(&app).await;
-    match market::quote(&symbol, market::now_secs()) {
-        Some(q) => ([(header::CACHE_CONTROL, "public, max-age=5")], Json(q)).into_response(),
-        None => (
+    const CACHE_CONTROL: (header::HeaderName, &str) = (header::CACHE_CONTROL, "public, max-age=5");
+    let Some(q) = market::quote(&symbol, market::now_secs()) else {
+        return (
             StatusCode::BAD_REQUEST,
             [(header::CACHE_CONTROL, "no-store")],
             Json(json!({
@@ -315,8 +337,39 @@ async fn quote(State(app): State<Arc<App>>, Path(symbol): Path<String>) -> Respo
                 "message": "a symbol is 1 to 10 letters, digits, '.' or '-', such as AAPL or BRK.B",
             })),
         )
-            .into_response(),
-    }
+            .into_response();
+    };
+    let Some(cache) = &app.quote_cache else {
+        simulate_work(&app).await;
+        return ([CACHE_CONTROL], Json(q)).into_response();
+    };
+    // The price window is in the key: a cached quote is never one from an earlier window.
+    let key = format!("quote:{}:{}", q.symbol, q.as_of);
+    let ours = |v: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(v)
+            .is_ok_and(|j| j["symbol"] == q.symbol.as_str() && j["as_of"] == q.as_of)
+    };
+    let produce = async {
+        simulate_work(&app).await;
+        // A quote is plain fields: serialising it cannot fail.
+        serde_json::to_vec(&q).unwrap_or_default()
+    };
+    let (body, outcome) = cache.read_through(&key, ours, produce).await;
+    app.quote_cache_lookups
+        .get_or_create(&vec![("outcome", outcome.as_str().to_owned())])
+        .inc();
+    (
+        [
+            CACHE_CONTROL,
+            (header::CONTENT_TYPE, "application/json"),
+            (
+                header::HeaderName::from_static(QUOTE_CACHE_HEADER),
+                outcome.as_str(),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// The bearer token, if the request carries one.

@@ -16,6 +16,7 @@ fn app() -> axum::Router {
         },
         processing_time: Duration::ZERO,
         database: None,
+        quote_cache: None,
     })
 }
 

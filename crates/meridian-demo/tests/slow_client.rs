@@ -18,6 +18,7 @@ async fn a_request_head_that_never_ends_is_cut_off() {
         },
         processing_time: Duration::ZERO,
         database: None,
+        quote_cache: None,
     };
     let server = meridian_http::ServerOptions {
         header_read_timeout: Duration::from_millis(300),

@@ -13,6 +13,7 @@ async fn demo(processing: Duration) -> String {
         },
         processing_time: processing,
         database: None,
+        quote_cache: None,
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")

@@ -50,6 +50,7 @@ async fn stoppable_demo(
         },
         processing_time: processing,
         database: None,
+        quote_cache: None,
     });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {

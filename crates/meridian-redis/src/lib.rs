@@ -19,7 +19,6 @@ mod error;
 mod keeper;
 mod owner;
 mod peer;
-pub mod resp;
 mod server;
 
 pub use admin::Status;
@@ -27,6 +26,9 @@ pub use binary::{redis_server, PROGRAM_ENV};
 pub use error::CacheError;
 pub use keeper::RoleView;
 pub use meridian_config::CacheRole;
+/// The RESP client lives in its own crate so applications (the demo) can use the cache
+/// without depending on the nodes that run it.
+pub use meridian_resp as resp;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -155,6 +155,7 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
                         Some(_) => demo_database(config, &node, db_password()?),
                         None => None,
                     },
+                    quote_cache: demo_quote_cache(config, &node, cache_password)?,
                 };
                 meridian_demo::serve(node.address, opts, meridian_http::shutdown_signal()).await?;
             }
@@ -287,13 +288,7 @@ fn cache_options(
             admin: p.admin,
         });
     let dir = state_dir();
-    let password =
-        meridian_http::admin::secret(&dir, meridian_redis::PASSWORD_FILE).map_err(|source| {
-            NodeError::AdminToken {
-                path: dir.join(meridian_redis::PASSWORD_FILE),
-                source,
-            }
-        })?;
+    let password = cache_password()?;
     Ok(meridian_redis::CacheOptions {
         name: node.name.clone(),
         role,
@@ -307,6 +302,38 @@ fn cache_options(
         dir: dir.join("cache").join(&node.name),
         admin_token: admin_token()?,
         endpoint: config.cache_endpoint(region),
+    })
+}
+
+/// Where a demo instance caches quotes: its region's Redis primary endpoint, with the
+/// cache tier's password (read only when there is a cache to give it to). None when
+/// `[cache]` leaves the region out (or is absent).
+fn demo_quote_cache(
+    config: &Config,
+    node: &meridian_config::NodeSpec,
+    password: impl FnOnce() -> Result<String, NodeError>,
+) -> Result<Option<meridian_demo::QuoteCacheOptions>, NodeError> {
+    let Some(endpoint) = node
+        .region
+        .as_deref()
+        .and_then(|region| config.cache_endpoint(region))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(meridian_demo::QuoteCacheOptions::new(
+        endpoint,
+        Some(password()?),
+    )))
+}
+
+/// The cache tier's password, from the state dir (`up` makes it before any node).
+fn cache_password() -> Result<String, NodeError> {
+    let dir = state_dir();
+    meridian_http::admin::secret(&dir, meridian_redis::PASSWORD_FILE).map_err(|source| {
+        NodeError::AdminToken {
+            path: dir.join(meridian_redis::PASSWORD_FILE),
+            source,
+        }
     })
 }
 
@@ -398,6 +425,37 @@ mod tests {
             ["127.10.1.61:5432", "127.10.1.60:5432"]
         );
         assert_eq!(virginia.password, "pw");
+    }
+
+    /// A demo instance caches quotes in its own region's Redis endpoint, and only where
+    /// `[cache]` covers its region.
+    #[test]
+    fn demo_instances_get_their_regions_cache_endpoint() {
+        let text = meridian_config::DEFAULT_CONFIG.replace(
+            "regions = [\"us-east-1\", \"eu-west-1\", \"ap-southeast-1\"]   # default: every region",
+            "regions = [\"eu-west-1\"]",
+        );
+        let config = Config::parse(&text, "test").expect("the default with one cache region");
+        let service_in = |region: &str| {
+            config
+                .nodes()
+                .into_iter()
+                .find(|n| n.role == Role::Service && n.region.as_deref() == Some(region))
+                .expect("a service instance in the region")
+        };
+        let password = || Ok("pw".to_owned());
+        let ireland = super::demo_quote_cache(&config, &service_in("eu-west-1"), password)
+            .unwrap()
+            .expect("eu-west-1 has a cache");
+        assert_eq!(Some(ireland.endpoint), config.cache_endpoint("eu-west-1"));
+        assert_eq!(ireland.password.as_deref(), Some("pw"));
+        // No cache in the region: quotes bypass, and the password is not even read.
+        let unread = || -> Result<String, super::NodeError> { panic!("read the password") };
+        assert!(
+            super::demo_quote_cache(&config, &service_in("us-east-1"), unread)
+                .unwrap()
+                .is_none()
+        );
     }
 
     /// The CLI and the edge still name the token file through the edge crate.

@@ -774,6 +774,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 },
                 processing_time,
                 database: None,
+                quote_cache: None,
             };
             eprintln!("demo origin on http://{listen} (try /api/quotes/AAPL); Ctrl-C stops it");
             meridian_demo::serve(listen, opts, meridian_http::shutdown_signal()).await?;

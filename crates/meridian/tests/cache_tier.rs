@@ -40,6 +40,7 @@ servers = 0
 const PRIMARY: &str = "127.81.1.70:6379";
 const REPLICA: &str = "127.81.1.71:6379";
 const ENDPOINT: &str = "127.81.1.79:6379";
+const LB: &str = "127.81.1.1:8080";
 
 async fn client(addr: &str, password: &str) -> Option<Client> {
     let addr: SocketAddr = addr.parse().unwrap();
@@ -88,6 +89,21 @@ fn health(state_dir: &std::path::Path) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+/// How the region's instances served a quote, through its load balancer: the status and the
+/// `Meridian-Quote-Cache` header.
+async fn quote(symbol: &str) -> (u16, String) {
+    let client = meridian_http::upstream_client(Duration::from_secs(2), Duration::from_secs(5));
+    let (code, headers, _) = common::get(&client, &format!("http://{LB}/api/quotes/{symbol}"))
+        .await
+        .unwrap_or_else(|e| panic!("the load balancer answers: {e}"));
+    let cache = headers
+        .get("meridian-quote-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("(none)")
+        .to_owned();
+    (code, cache)
 }
 
 /// redis-server pids, from the keepers' /status.
@@ -140,6 +156,18 @@ async fn up_runs_a_multi_az_cache_cluster_that_fails_over() {
     assert_eq!(role(PRIMARY, pw).await.as_deref(), Some("master"));
     assert_eq!(role(REPLICA, pw).await.as_deref(), Some("slave"));
 
+    // The instances cache quotes in the region's Redis: whichever instance the balancer
+    // picks, a quote made by one is a hit for the other (a window boundary aside).
+    let (code, first) = quote("NVDA").await;
+    assert_eq!((code, first.as_str()), (200, "miss"));
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let (code, how) = quote("NVDA").await;
+        assert_eq!(code, 200);
+        seen.push(how);
+    }
+    assert!(seen.iter().any(|h| h == "hit"), "{seen:?}");
+
     // The state file and `meridian health` cover the cache nodes.
     let cache_nodes: Vec<serde_json::Value> = state(&state_dir)["nodes"]
         .as_array()
@@ -169,6 +197,18 @@ async fn up_runs_a_multi_az_cache_cluster_that_fails_over() {
     )
     .await;
     eprintln!("promoted {took:?} after kill -9");
+    // Quotes never failed meanwhile, and come from the cache again once the endpoint leads
+    // to the new primary.
+    wait_for(
+        Duration::from_secs(10),
+        "quotes hit the cache after the failover",
+        || async {
+            let (code, how) = quote("AMZN").await;
+            assert_eq!(code, 200, "a quote failed during the failover");
+            how == "hit"
+        },
+    )
+    .await;
     assert_eq!(
         get(REPLICA, pw, "quote:AAPL").await.as_deref(),
         Some(&b"189.95"[..]),

@@ -116,6 +116,7 @@ pub fn app(region: &str, writers: Vec<SocketAddr>, readers: Vec<SocketAddr>) -> 
         },
         processing_time: Duration::ZERO,
         database: Some(DatabaseOptions::new(writers, readers, PASSWORD.into())),
+        quote_cache: None,
     })
 }
 

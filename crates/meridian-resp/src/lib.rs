@@ -1,6 +1,10 @@
 //! A small Redis client speaking RESP2: enough for a keeper (AUTH, PING, INFO, REPLICAOF)
 //! and for tests and applications that want GET and SET. Every call has a deadline, so a
 //! frozen server (SIGSTOP) reads as unreachable instead of hanging the keeper.
+//!
+//! It is a crate of its own, below both the cache nodes (`meridian-redis`) and the
+//! applications that use the cache (`meridian-demo`): an application must not depend on
+//! the crate that runs the servers.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -173,6 +177,20 @@ impl Client {
 
     pub async fn set(&mut self, key: &str, value: &[u8]) -> Result<(), RespError> {
         self.call_bytes(&[b"SET", key.as_bytes(), value]).await?;
+        Ok(())
+    }
+
+    /// `SET key value PX ttl`: the key expires by itself, so a cache entry needs no
+    /// invalidation. A TTL under a millisecond is rounded up to one.
+    pub async fn set_with_ttl(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), RespError> {
+        let millis = ttl.as_millis().max(1).to_string();
+        self.call_bytes(&[b"SET", key.as_bytes(), value, b"PX", millis.as_bytes()])
+            .await?;
         Ok(())
     }
 
