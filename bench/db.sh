@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Data tier benchmark: pgbench through the writer endpoint against directly to the primary,
+# and against HAProxy relaying TCP to the primary (the usual peer in front of PostgreSQL),
 # side by side in one run (select-only and tpcb-like), and the cost of the in-region
 # synchronous standby: commit latency with synchronous_commit on (waits for the standby)
 # against local (the primary's own flush) and off. All on loopback (127.84.0.0/16), in a
 # deployment of its own that `meridian up` runs and this script stops.
 #
 # Usage: bench/db.sh [SECONDS per run, default 10] [CLIENTS, default 8]
-# Installs PostgreSQL (for pgbench and the server) from Debian when it is missing.
+# Installs PostgreSQL (for pgbench and the server) and HAProxy from Debian when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -14,11 +15,13 @@ CLIENTS=${2:-8}
 NET=127.84
 PRIMARY=$NET.1.60:5432
 WRITER=$NET.1.60:5434
+HAPROXY_AT=$NET.1.90:5440
 
 . bench/lib.sh
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 [ -x "$PG_BIN/pgbench" ] || { install_missing pgbench:postgresql; PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1); }
 PGBENCH=$PG_BIN/pgbench
+install_missing haproxy:haproxy
 PSQL=$(command -v psql || echo "$PG_BIN/psql")
 prepare
 # PostgreSQL runs as the `postgres` user when this runs as root: it must reach the state dir.
@@ -72,6 +75,23 @@ done
 
 timeout 120 "$PGBENCH" -h "${PRIMARY%:*}" -p "${PRIMARY#*:}" -i -s 4 -q >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
 
+# The peer: HAProxy relaying TCP to the primary, one thread as the keeper's relay has few.
+cat > "$WORK/haproxy.cfg" <<CFG
+global
+  nbthread 1
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+listen pg
+  bind $HAPROXY_AT
+  server primary $PRIMARY
+CFG
+haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do sql "$HAPROXY_AT" "SELECT 1" >/dev/null 2>&1 && break; sleep 0.1; done
+
 # Prints "tps p50_ms p99_ms failed" for one bounded pgbench run against $1 (host:port)
 # with the extra arguments after it; per-transaction latencies come from its log.
 run() {
@@ -96,15 +116,17 @@ echo "# Data tier benchmark: ${DURATION}s per run, pgbench scale 4, PostgreSQL $
 echo
 echo "## Writer endpoint against directly to the primary ($CLIENTS clients)"
 echo
-echo "| workload | path | tps | p50 ms | p99 ms | vs direct | failed |"
-echo "|---|---|---:|---:|---:|---:|---|"
+echo "| workload | path | tps | p50 ms | p99 ms | vs direct | vs HAProxy | failed |"
+echo "|---|---|---:|---:|---:|---:|---:|---|"
 for workload in select-only tpcb-like; do
   flag=""
   [ "$workload" = select-only ] && flag="-S"
   read -r d_tps d_p50 d_p99 d_f < <(run "$PRIMARY" -c "$CLIENTS" -j 2 $flag)
   read -r w_tps w_p50 w_p99 w_f < <(run "$WRITER" -c "$CLIENTS" -j 2 $flag)
-  echo "| $workload | direct ($PRIMARY) | $d_tps | $d_p50 | $d_p99 | 1.00x | $d_f |"
-  echo "| $workload | writer endpoint ($WRITER) | $w_tps | $w_p50 | $w_p99 | $(ratio "$w_tps" "$d_tps") | $w_f |"
+  read -r h_tps h_p50 h_p99 h_f < <(run "$HAPROXY_AT" -c "$CLIENTS" -j 2 $flag)
+  echo "| $workload | direct ($PRIMARY) | $d_tps | $d_p50 | $d_p99 | 1.00x | | $d_f |"
+  echo "| $workload | writer endpoint ($WRITER) | $w_tps | $w_p50 | $w_p99 | $(ratio "$w_tps" "$d_tps") | $(ratio "$w_tps" "$h_tps") | $w_f |"
+  echo "| $workload | HAProxy tcp ($HAPROXY_AT) | $h_tps | $h_p50 | $h_p99 | $(ratio "$h_tps" "$d_tps") | 1.00x | $h_f |"
 done
 echo
 echo "## In-region synchronous commit against asynchronous (1 client, tpcb-like, direct)"

@@ -150,7 +150,7 @@ impl AdminState {
         match self.0.probe.status().await {
             Ok(mut status) => {
                 status.promotable = status.in_recovery && self.0.standing.promotable();
-                status.synchronous = status.in_recovery && self.0.standing.contact().was_sync;
+                status.synchronous = status.in_recovery && self.0.standing.synchronous();
                 match serde_json::to_string(&status) {
                 Ok(body) => meridian_http::json(StatusCode::OK, body),
                 Err(e) => meridian_http::text(

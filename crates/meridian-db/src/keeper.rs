@@ -52,6 +52,7 @@ pub(crate) struct Standing {
     /// elsewhere only with `promotion = "automatic"`.
     policy_allows: bool,
     max_lag: u64,
+    lease: Duration,
 }
 
 impl Standing {
@@ -61,7 +62,17 @@ impl Standing {
             policy_allows: opts.promotion == Promotion::Automatic
                 || opts.region == opts.home_region,
             max_lag: opts.max_promotion_lag,
+            lease: opts.lease,
         }
+    }
+
+    /// The primary had this standby as its synchronous one at a contact less than a
+    /// lease and a half ago.
+    pub fn synchronous(&self) -> bool {
+        let c = self.contact();
+        c.was_sync
+            && c.at
+                .is_some_and(|at| at.elapsed() < self.lease.mul_f64(1.5))
     }
 
     pub fn contact(&self) -> Contact {
@@ -87,6 +98,8 @@ impl Standing {
 pub(crate) struct Contact {
     /// The primary had this node as its synchronous standby.
     pub was_sync: bool,
+    /// When this node last reached its primary.
+    pub at: Option<Instant>,
     /// WAL the primary had flushed that this node had not received, in bytes, while it
     /// streamed (None: it never streamed in this run).
     pub lag_bytes: Option<i64>,
@@ -226,7 +239,11 @@ impl Keeper<'_> {
                         Some(up) => self.check_upstream(up).await,
                         None => true,
                     };
-                    let was_sync = self.standing.contact().was_sync;
+                    // Synchronous at the last contact, and recently: a primary cut off from
+                    // its standby stops waiting for it only after two leases (see
+                    // keep_synchronous), so within a lease and a half every commit it
+                    // acknowledged is on this node.
+                    let was_sync = self.standing.synchronous();
                     // Asking early is safe: no witness grants while the primary's lease
                     // lives. Without witnesses there is no lease to win: no failover.
                     if !reached && was_sync && !self.opts.peers.is_empty() {
@@ -308,7 +325,10 @@ impl Keeper<'_> {
         let reached = tokio::time::timeout(self.tick(), check).await;
         match reached {
             Ok(Ok(was_sync)) => {
-                self.standing.record(|c| c.was_sync = was_sync);
+                self.standing.record(|c| {
+                    c.was_sync = was_sync;
+                    c.at = Some(Instant::now());
+                });
                 self.sample_receiver().await;
                 true
             }
@@ -416,8 +436,10 @@ impl Keeper<'_> {
     }
 
     /// A primary waits on commit for one standby of its own region, as Multi-AZ does;
-    /// when none has streamed for a lease, commits stop waiting (asynchronous) rather than
-    /// stop altogether, and `/status` shows a primary without a synchronous standby.
+    /// when none has streamed for two leases, commits stop waiting (asynchronous) rather
+    /// than stop altogether, and the console shows a primary without a synchronous standby.
+    /// Two leases: longer than a cut-off standby believes it is synchronous, so it never
+    /// takes over missing a commit acknowledged without it.
     async fn keep_synchronous(
         &self,
         current: &mut Option<String>,
@@ -451,7 +473,7 @@ impl Keeper<'_> {
             None => self.opts.role == DbRole::Primary && !self.opts.sync_standbys.is_empty(),
         };
         let wanted = if streaming
-            || (waiting && !gone_since.is_some_and(|t| t.elapsed() >= self.opts.lease))
+            || (waiting && !gone_since.is_some_and(|t| t.elapsed() >= self.opts.lease * 2))
         {
             crate::conf::synchronous_standby_names(&local)
         } else {
