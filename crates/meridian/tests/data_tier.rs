@@ -81,11 +81,11 @@ async fn up_runs_a_multi_az_primary_and_a_cross_region_replica_through_the_wan()
     // every connection below, and the replica's stream, crosses the WAN.
     let primary = connect("127.43.1.60:5432", password).await;
     primary
-        .batch_execute("CREATE TABLE orders (id int PRIMARY KEY, symbol text)")
+        .batch_execute("CREATE TABLE tier_check (id int PRIMARY KEY, symbol text)")
         .await
         .unwrap();
     primary
-        .execute("INSERT INTO orders VALUES (1, 'AAPL')", &[])
+        .execute("INSERT INTO tier_check VALUES (1, 'AAPL')", &[])
         .await
         .unwrap();
     let rows = primary
@@ -107,7 +107,7 @@ async fn up_runs_a_multi_az_primary_and_a_cross_region_replica_through_the_wan()
     // The committed row is on the synchronous standby at once, and on the replica soon.
     let standby = connect("127.43.1.61:5432", password).await;
     let n: i64 = standby
-        .query_one("SELECT count(*) FROM orders", &[])
+        .query_one("SELECT count(*) FROM tier_check", &[])
         .await
         .unwrap()
         .get(0);
@@ -119,7 +119,7 @@ async fn up_runs_a_multi_az_primary_and_a_cross_region_replica_through_the_wan()
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let seen = replica
-            .query_opt("SELECT symbol FROM orders WHERE id = 1", &[])
+            .query_opt("SELECT symbol FROM tier_check WHERE id = 1", &[])
             .await;
         if let Ok(Some(row)) = seen {
             assert_eq!(row.get::<_, String>(0), "AAPL");
@@ -129,7 +129,7 @@ async fn up_runs_a_multi_az_primary_and_a_cross_region_replica_through_the_wan()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let refused = replica
-        .execute("INSERT INTO orders VALUES (2, 'MSFT')", &[])
+        .execute("INSERT INTO tier_check VALUES (2, 'MSFT')", &[])
         .await
         .expect_err("a replica takes no write");
     assert_eq!(
