@@ -1,0 +1,237 @@
+//! What `meridian validate` prints: the deployment a config describes, part by part.
+
+use meridian_config::{Config, ServiceRuntime};
+
+pub(crate) fn summary(cfg: &Config) -> String {
+    use meridian_config::units::format_duration as d;
+    let mut s = format!(
+        "{}: valid deployment `{}` (zone {})\n\n",
+        cfg.origin, cfg.deployment.name, cfg.deployment.zone
+    );
+    s.push_str(&format!("regions ({}):\n", cfg.regions.len()));
+    for r in &cfg.regions {
+        s.push_str(&format!(
+            "  {:<16} {:<9} {:>7.2}, {:>7.2}   {} AZs ({}), {} instances\n",
+            r.name,
+            if r.primary { "primary" } else { "" },
+            r.location.lat,
+            r.location.lon,
+            r.azs.len(),
+            r.azs.join(", "),
+            r.azs.len() as u32 * cfg.instances_per_az(r)
+        ));
+    }
+    let runtime = match &cfg.service.runtime {
+        ServiceRuntime::Demo { processing_time } => {
+            format!(
+                "built-in demo origin, {} processing per API request",
+                d(*processing_time)
+            )
+        }
+        ServiceRuntime::Command { argv } => format!("command `{}`", argv.join(" ")),
+    };
+    s.push_str(&format!(
+        "\nservice `{}`: {runtime}, {} instance(s) per AZ\n",
+        cfg.service.name, cfg.service.instances_per_az
+    ));
+    let lb = &cfg.load_balancer;
+    let hc = &lb.health_check;
+    s.push_str(&format!(
+        "load balancer: {}, up to {} retries, target timeout {}, drain {}\n",
+        lb.algorithm.as_str(),
+        lb.max_retries,
+        d(lb.target_timeout),
+        d(lb.deregistration_delay)
+    ));
+    s.push_str(&format!(
+        "  health check: {:?} {} every {} (timeout {}), healthy after {}, unhealthy after {}, matcher {}\n",
+        hc.protocol,
+        hc.path,
+        d(hc.interval),
+        d(hc.timeout),
+        hc.healthy_threshold,
+        hc.unhealthy_threshold,
+        hc.matcher
+    ));
+    if let Some(db) = &cfg.database {
+        s.push_str(&format!(
+            "database: PostgreSQL, writer in {} (port {}), lease {}, cross-region promotion {}, promotable up to {} behind\n",
+            db.home_region,
+            db.port,
+            d(db.lease),
+            match db.promotion {
+                meridian_config::Promotion::Automatic => "automatic",
+                meridian_config::Promotion::Manual => "manual",
+            },
+            db.max_promotion_lag
+        ));
+        for (region, az, role) in db.instances() {
+            if let Some(n) = cfg.db_node(&region, &az) {
+                s.push_str(&format!(
+                    "  {:<20} {:<16} {:<20} {}\n",
+                    n.name,
+                    region,
+                    role.as_str(),
+                    n.address
+                ));
+            }
+        }
+    }
+    if let Some(cache) = &cfg.cache {
+        s.push_str(&format!(
+            "cache: Redis, a cache cluster in {} region(s) (port {}), maxmemory {} per node ({}), failover after {}\n",
+            cache.clusters.len(),
+            cache.port,
+            cache.maxmemory,
+            cache.eviction.as_str(),
+            d(cache.failover)
+        ));
+        for c in &cache.clusters {
+            for (az, role) in std::iter::once((&c.primary_az, meridian_config::CacheRole::Primary))
+                .chain(
+                    c.replica_az
+                        .iter()
+                        .map(|az| (az, meridian_config::CacheRole::Replica)),
+                )
+            {
+                if let Some(n) = cfg.cache_node(&c.region, az) {
+                    s.push_str(&format!(
+                        "  {:<22} {:<16} {:<20} {}\n",
+                        n.name,
+                        c.region,
+                        role.as_str(),
+                        n.address
+                    ));
+                }
+            }
+            if let Some(e) = cfg.cache_endpoint(&c.region) {
+                s.push_str(&format!(
+                    "  {:<22} {:<16} {:<20} {}\n",
+                    "primary endpoint", c.region, "-> current primary", e
+                ));
+            }
+        }
+    }
+    let nodes = cfg.nodes();
+    let lbs = nodes
+        .iter()
+        .filter(|n| n.role == meridian_config::Role::Lb)
+        .count();
+    let count = |r: meridian_config::Role| nodes.iter().filter(|n| n.role == r).count();
+    s.push_str(&format!(
+        "\nnodes `up` runs: {} ({} load balancers, {} service instances, {} edge PoPs, {} DNS servers, {} console, {} database, {} cache) on 127.{}.0.0/16\n",
+        nodes.len(),
+        lbs,
+        count(meridian_config::Role::Service),
+        count(meridian_config::Role::Edge),
+        count(meridian_config::Role::Dns),
+        count(meridian_config::Role::Console),
+        count(meridian_config::Role::Db),
+        count(meridian_config::Role::Cache),
+        cfg.network.subnet[1]
+    ));
+    if cfg.console.enabled {
+        let c = &cfg.console;
+        s.push_str(&format!(
+            "console: http://{}/, scrapes every {:?}, keeps {}s, {} alarm(s){}\n",
+            cfg.console_address(),
+            c.scrape_interval,
+            c.retention.as_secs(),
+            c.alarms.len(),
+            c.webhook
+                .as_deref()
+                .map(|w| format!(", webhook {w}"))
+                .unwrap_or_default()
+        ));
+    }
+    let names = |v: Vec<&str>| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    s.push_str(&format!(
+        "\ndns: {} server(s) on port {} for zone {}, {} record set(s):\n",
+        cfg.dns.servers,
+        cfg.dns.port,
+        cfg.deployment.zone,
+        cfg.dns.records.len()
+    ));
+    for r in &cfg.dns.records {
+        s.push_str(&format!(
+            "  {:<9} {:<6} {:<13} {} answer(s), ttl {}{}\n",
+            r.name,
+            format!("{:?}", r.kind),
+            r.policy.as_str(),
+            r.answers.len(),
+            d(r.ttl),
+            if r.generated {
+                db_record_note(&r.name)
+            } else {
+                ""
+            }
+        ));
+        if r.generated {
+            for a in &r.answers {
+                let Some(node) = cfg.node(&a.id) else {
+                    continue;
+                };
+                let to = match a.alias {
+                    Some(meridian_config::AliasTarget::DbWriter(_)) => {
+                        cfg.db_writer_endpoint(&node)
+                    }
+                    _ => cfg.public_address(&node),
+                };
+                s.push_str(&format!(
+                    "      {:<20} {:<16} {:<22} check http://{}/health\n",
+                    a.id,
+                    a.region.as_deref().unwrap_or("-"),
+                    to,
+                    node.admin
+                ));
+            }
+        }
+    }
+    s.push_str(&format!(
+        "client locations ({}): {}\n",
+        cfg.client_locations.len(),
+        names(
+            cfg.client_locations
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect()
+        ),
+    ));
+    if !cfg.edges.is_empty() {
+        let d = &cfg.distribution;
+        s.push_str(&format!(
+            "\nedge PoPs ({}): {}\ndistribution: {} behavior(s) + default, {} origin group(s), {} cache polic(ies)\n",
+            cfg.edges.len(),
+            names(cfg.edges.iter().map(|e| e.name.as_str()).collect()),
+            d.behaviors.len(),
+            d.origin_groups.len(),
+            d.cache_policies.len(),
+        ));
+        for b in d
+            .behaviors
+            .iter()
+            .chain(std::iter::once(&d.default_behavior))
+        {
+            s.push_str(&format!(
+                "  {:<12} -> origin group {}, cache policy {}\n",
+                b.path_pattern, b.origin_group, b.cache_policy
+            ));
+        }
+    }
+    s
+}
+
+/// What a record set generated from `[database]` leads to, for `validate`.
+fn db_record_note(name: &str) -> &'static str {
+    if name == meridian_config::DB_WRITER_RECORD {
+        " (generated from [database]: each node's writer endpoint, nearest region whose keeper is healthy)"
+    } else {
+        " (generated from [database]: each region's own PostgreSQL, nearest region whose keeper is healthy)"
+    }
+}
