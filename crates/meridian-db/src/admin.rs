@@ -151,6 +151,7 @@ impl AdminState {
             Ok(mut status) => {
                 status.promotable = status.in_recovery && self.0.standing.promotable();
                 status.synchronous = status.in_recovery && self.0.standing.synchronous();
+                status.changes = self.0.role.changes();
                 match serde_json::to_string(&status) {
                 Ok(body) => meridian_http::json(StatusCode::OK, body),
                 Err(e) => meridian_http::text(

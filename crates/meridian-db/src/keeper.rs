@@ -395,7 +395,7 @@ impl Keeper<'_> {
         tracing::warn!("{name}: promoting: {cause}");
         match self.promote_now().await {
             Ok(created) => {
-                self.role.set(DbRole::Primary);
+                self.role.change(DbRole::Primary, cause);
                 tracing::warn!(
                     "{name}: promoted to primary (slots made: {})",
                     if created.is_empty() {

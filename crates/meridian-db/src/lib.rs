@@ -24,6 +24,7 @@ pub mod status;
 pub use binaries::{binaries, PgBinaries};
 pub use error::DbError;
 pub use lease::Peer;
+pub use role::RoleChange;
 pub use status::{StandbyStatus, Status};
 
 use std::future::Future;

@@ -272,10 +272,16 @@ pub(crate) async fn supervise(
         tracing::warn!(
             "{name}: its data directory is a primary's (promoted before this start): taking the lease first"
         );
-        keeper.role.set(DbRole::Primary);
+        keeper.role.change(
+            DbRole::Primary,
+            "its data directory is a primary's (promoted before this start)",
+        );
     }
     if !writable && node.opts.role == DbRole::Primary {
-        keeper.role.set(DbRole::Replica);
+        keeper.role.change(
+            DbRole::Replica,
+            "its data directory is a standby's (it rejoined before this start)",
+        );
     }
     let mut held = None;
     if writable {
@@ -370,11 +376,14 @@ async fn rejoin(node: &Node<'_>, keeper: &Keeper<'_>, leader: &Peer) -> Result<(
     };
     let _ = follow.send(Some(leader.address));
     crate::datadir::rewind(node, relay).await?;
-    keeper.role.set(if leader.region == node.opts.region {
-        DbRole::SyncStandby
-    } else {
-        DbRole::Replica
-    });
+    keeper.role.change(
+        if leader.region == node.opts.region {
+            DbRole::SyncStandby
+        } else {
+            DbRole::Replica
+        },
+        format!("rewound to follow {}, elected after it led", leader.name),
+    );
     Ok(())
 }
 

@@ -47,6 +47,9 @@ pub struct Status {
     /// then does it take over on its own inside the home region.
     #[serde(default)]
     pub synchronous: bool,
+    /// The last role changes of this node's keeper, with their causes, oldest first.
+    #[serde(default)]
+    pub changes: Vec<crate::role::RoleChange>,
 }
 
 /// A standby's WAL receiver, as `pg_stat_wal_receiver` shows it.
@@ -254,6 +257,7 @@ impl Probe {
                     promotable: false,
                     connections: row.get(6),
                     synchronous: false,
+                    changes: Vec::new(),
                 })
             })
         })

@@ -112,6 +112,9 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
     })
     .await;
     assert_eq!(status.name, names[1]);
+    let change = status.changes.last().expect("the promotion is recorded");
+    assert_eq!(change.role, DbRole::Primary);
+    assert!(change.cause.contains("synchronous standby"), "{change:?}");
     let took = lost_at.elapsed();
     // The acknowledged write is there, and the new primary takes writes.
     let new_primary = sql(b_listen).await.unwrap();
