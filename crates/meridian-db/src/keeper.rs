@@ -239,10 +239,6 @@ impl Keeper<'_> {
                         Some(up) => self.check_upstream(up).await,
                         None => true,
                     };
-                    // Synchronous at the last contact, and recently: a primary cut off from
-                    // its standby stops waiting for it only after two leases (see
-                    // keep_synchronous), so within a lease and a half every commit it
-                    // acknowledged is on this node.
                     let was_sync = self.standing.synchronous();
                     // Asking early is safe: no witness grants while the primary's lease
                     // lives. Without witnesses there is no lease to win: no failover.
@@ -261,6 +257,17 @@ impl Keeper<'_> {
                         }
                     }
                     let survey = self.survey().await;
+                    // Not known to be synchronous: it may still be the most advanced node
+                    // left, and then takes over as a replica would.
+                    if !was_sync {
+                        if let Some(h) = self
+                            .promote_if_leaderless(&survey, &mut leaderless_since, &mut term)
+                            .await
+                        {
+                            held = Some(h);
+                            continue;
+                        }
+                    }
                     if let Some(end) = self.follow(&survey, &mut not_streaming_since).await {
                         return end;
                     }
@@ -270,26 +277,12 @@ impl Keeper<'_> {
                     // a connection alone can take longer than a tick.
                     self.sample_receiver().await;
                     let survey = self.survey().await;
-                    if survey.leader.is_some() {
-                        leaderless_since = None;
-                    } else {
-                        let since = *leaderless_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= self.opts.lease * 2 && self.may_promote().await {
-                            let (won, highest) =
-                                self.campaign(term.max(self.highest_term()) + 1).await;
-                            term = term.max(highest);
-                            if let Some(h) = won {
-                                if self
-                                    .promote("nobody has led for two leases (the writer region is lost) and this replica is the most advanced")
-                                    .await
-                                {
-                                    held = Some(h);
-                                    term = h.term;
-                                    leaderless_since = None;
-                                    continue;
-                                }
-                            }
-                        }
+                    if let Some(h) = self
+                        .promote_if_leaderless(&survey, &mut leaderless_since, &mut term)
+                        .await
+                    {
+                        held = Some(h);
+                        continue;
                     }
                     if let Some(end) = self.follow(&survey, &mut not_streaming_since).await {
                         return end;
@@ -300,6 +293,38 @@ impl Keeper<'_> {
                 self.point_writer(Some(self.opts.public));
             }
             tokio::time::sleep(self.tick()).await;
+        }
+    }
+
+    /// When nobody has led for two leases (the writer region is lost, or a standby that
+    /// did not know itself synchronous is left), promotes this node if the policy, its lag
+    /// and the WAL the others received allow it; the lease it won when it did.
+    async fn promote_if_leaderless(
+        &self,
+        survey: &Survey,
+        leaderless_since: &mut Option<Instant>,
+        term: &mut u64,
+    ) -> Option<Held> {
+        if survey.leader.is_some() {
+            *leaderless_since = None;
+            return None;
+        }
+        let since = *leaderless_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.opts.lease * 2 || !self.may_promote().await {
+            return None;
+        }
+        let (won, highest) = self.campaign((*term).max(self.highest_term()) + 1).await;
+        *term = (*term).max(highest);
+        let h = won?;
+        if self
+            .promote("nobody has led for two leases and this node is the most advanced left")
+            .await
+        {
+            *term = h.term;
+            *leaderless_since = None;
+            Some(h)
+        } else {
+            None
         }
     }
 

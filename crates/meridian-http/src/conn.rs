@@ -18,6 +18,8 @@ pub(crate) struct Activity {
     open: AtomicUsize,
     /// Milliseconds from `born` to the end of the last request.
     last_ms: AtomicU64,
+    /// Set when the server needs this connection's place (see [`Registry::evict_idlest`]).
+    evicted: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -26,6 +28,7 @@ impl Activity {
             born: Instant::now(),
             open: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
+            evicted: tokio::sync::Notify::new(),
         }
     }
 
@@ -35,7 +38,7 @@ impl Activity {
     }
 
     /// When the connection last had nothing in flight; None while a request is.
-    fn idle_since(&self) -> Option<Instant> {
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
         if self.open.load(Ordering::Acquire) > 0 {
             return None;
         }
@@ -51,6 +54,56 @@ impl Activity {
                 None => Instant::now() + idle,
             };
             tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+/// The open connections of one server, so that at its connection cap the one idle longest
+/// can make room: an attacker holding thousands of idle or trickling connections (a
+/// slowloris) is pushed out by real clients instead of locking them out.
+#[derive(Default)]
+pub(crate) struct Registry {
+    next: AtomicU64,
+    open: std::sync::Mutex<std::collections::HashMap<u64, Arc<Activity>>>,
+}
+
+/// A connection's place in the registry, given back when the connection ends.
+pub(crate) struct Registered(Arc<Registry>, u64);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.0
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
+    }
+}
+
+impl Registry {
+    pub(crate) fn register(self: &Arc<Self>, activity: Arc<Activity>) -> Registered {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, activity);
+        Registered(self.clone(), id)
+    }
+
+    /// Closes the connection that has had nothing in flight for longest (a half-sent
+    /// request head counts as nothing); false when every connection has a request.
+    pub(crate) fn evict_idlest(&self) -> bool {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let idlest = open
+            .iter()
+            .filter_map(|(id, a)| Some((a.idle_since()?, *id)))
+            .min();
+        match idlest.and_then(|(_, id)| open.get(&id)) {
+            Some(a) => {
+                a.evicted.notify_one();
+                true
+            }
+            None => false,
         }
     }
 }
@@ -175,6 +228,8 @@ where
                 graceful(conn.as_mut());
                 closing = true;
             }
+            // Its place is needed and it has nothing in flight: dropped, not drained.
+            _ = activity.evicted.notified() => return Ok(()),
         }
     }
 }

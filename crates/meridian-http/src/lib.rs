@@ -217,19 +217,12 @@ pub async fn serve_conns<M, S, B>(
         .max_connections
         .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let room = std::sync::Arc::new(Semaphore::new(max_connections));
+    let registry = std::sync::Arc::new(conn::Registry::default());
     // Tells open connections to finish their requests and close.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
-    loop {
-        // A permit first: at the cap, clients wait in the backlog, not in our memory.
-        let permit = tokio::select! {
-            p = room.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = &mut shutdown => break,
-        };
+    'serve: loop {
         let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -242,6 +235,24 @@ pub async fn serve_conns<M, S, B>(
             },
             _ = &mut shutdown => break,
         };
+        // At the cap, the connection idle longest makes room for the one that arrived;
+        // when every one has a request in flight, the newcomer waits for one to end (and
+        // the clients after it in the kernel's backlog, not in our memory).
+        let permit = match room.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => loop {
+                // Asked again while waiting: a busy connection may have gone idle since.
+                registry.evict_idlest();
+                tokio::select! {
+                    p = room.clone().acquire_owned() => match p {
+                        Ok(p) => break p,
+                        Err(_) => break 'serve,
+                    },
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = &mut shutdown => break 'serve,
+                }
+            },
+        };
         // Forget the connections that ended, so the set holds only live ones.
         while conns.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
@@ -251,9 +262,11 @@ pub async fn serve_conns<M, S, B>(
         let tls = tls.clone();
         let handshake_timeout = opts.header_read_timeout;
         let idle = opts.idle_timeout;
+        let registry = registry.clone();
         conns.spawn(async move {
             let _permit = permit;
             let activity = std::sync::Arc::new(conn::Activity::new());
+            let _registered = registry.register(activity.clone());
             let result = match tls {
                 None => {
                     let service = conn::Tracked::new(

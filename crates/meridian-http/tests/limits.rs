@@ -1,4 +1,5 @@
-//! The listener's limits: a connection cap, idle connections closed, HTTP/2 pings.
+//! The listener's limits: a connection cap that idle connections give way under, idle
+//! connections closed, HTTP/2 pings.
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -56,31 +57,78 @@ async fn read_response(s: &mut TcpStream) -> String {
 }
 
 #[tokio::test]
-async fn at_the_connection_cap_a_new_client_waits_until_one_closes() {
+async fn at_the_connection_cap_a_new_client_waits_while_every_connection_is_busy() {
     let opts = ServerOptions {
         max_connections: 1,
         ..Default::default()
     };
-    let (addr, _stop) = server(opts, Duration::ZERO).await;
+    let (addr, _stop) = server(opts, Duration::from_millis(1500)).await;
     let mut a = TcpStream::connect(addr).await.unwrap();
     a.write_all(GET).await.unwrap();
-    assert!(read_response(&mut a).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // The kernel completes b's handshake (the backlog), but the server does not take it.
+    // a's request is in flight: b waits (the kernel completed its handshake).
     let mut b = TcpStream::connect(addr).await.unwrap();
     b.write_all(GET).await.unwrap();
     let mut byte = [0u8; 1];
     let early = tokio::time::timeout(Duration::from_millis(500), b.read(&mut byte)).await;
     assert!(
         early.is_err(),
-        "b was served while a held the only connection"
+        "b was served while a's request held the only connection"
     );
-
-    drop(a);
+    assert!(
+        read_response(&mut a).await.starts_with("HTTP/1.1 200"),
+        "a is served whole"
+    );
+    // a is idle now, so it makes room for b.
     let res = tokio::time::timeout(Duration::from_secs(10), read_response(&mut b))
         .await
-        .expect("b is served once a has closed");
+        .expect("b is served once a has nothing in flight");
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+}
+
+/// Idle connections and slowloris connections (a request head trickled in) cannot lock
+/// real clients out: at the cap, the one idle longest is closed for the newcomer.
+#[tokio::test]
+async fn at_the_cap_idle_and_trickling_connections_make_room_for_real_clients() {
+    let opts = ServerOptions {
+        max_connections: 20,
+        ..Default::default()
+    };
+    let (addr, _stop) = server(opts, Duration::ZERO).await;
+    let mut attackers = Vec::new();
+    for i in 0..20 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        if i % 2 == 0 {
+            // Half of them send a request head one byte at a time, never finishing it.
+            s.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+        }
+        attackers.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Each real client stays connected, so each one needs a place of its own.
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(GET).await.unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(2), read_response(&mut c))
+            .await
+            .expect("a real client is served although the cap is held by attackers");
+        assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+        clients.push(c);
+    }
+    // The oldest attackers were closed to make that room.
+    let mut closed = 0;
+    for s in &mut attackers {
+        let mut buf = [0u8; 64];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 10,
+        "only {closed} attacker connections were closed"
+    );
 }
 
 /// hyper re-arms the header read timeout while an HTTP/1 keep-alive connection waits for
