@@ -7,7 +7,7 @@ use crate::compress;
 use crate::key::{self, Coding};
 use crate::log::{AccessLine, AccessLog};
 use crate::origin::{Group, OriginFailure, OriginResponse, Origins};
-use crate::store::{file_stream, storable_headers, Object, ObjectBody, Store};
+use crate::store::{storable_headers, Object, ObjectBody, Store};
 use crate::viewer;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -1441,9 +1441,10 @@ impl Edge {
                     let (s, n) = (range.0 as usize, range.1 as usize);
                     meridian_http::full(b.slice(s..s + n))
                 }
-                ObjectBody::Disk { file, .. } => {
+                ObjectBody::Disk { file, owner, .. } => {
                     use futures_util::TryStreamExt;
-                    let stream = file_stream(&file, range.0, range.1)
+                    let stream = (self.0.store)
+                        .disk_stream(&file, &owner, range.0, range.1)
                         .map_ok(hyper::body::Frame::data)
                         .map_err(|e| Box::new(e) as meridian_http::BoxError);
                     http_body_util::StreamBody::new(stream).boxed()
@@ -1464,7 +1465,9 @@ impl Edge {
         }
         let identity = match &obj.body {
             ObjectBody::Memory(b) => b.clone(),
-            ObjectBody::Disk { file, .. } => Bytes::from(tokio::fs::read(file).await.ok()?),
+            ObjectBody::Disk { file, owner, len } => {
+                self.0.store.read_disk(file, owner, *len).await.ok()?
+            }
         };
         let z = compress::encode(coding, &identity).await.ok()?;
         if z.len() >= identity.len() {

@@ -203,6 +203,15 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
             }
         })?;
     }
+    if cfg.edges.iter().any(|p| p.disk_encryption) {
+        let file = meridian_http::admin::DISK_CACHE_KEY_FILE;
+        meridian_http::admin::key_secret(&opts.state_dir, file, 32).map_err(|source| {
+            UpError::StateDir {
+                path: opts.state_dir.join(file),
+                source,
+            }
+        })?;
+    }
     if !cfg.edges.is_empty() && cfg.distribution.certificates.is_empty() {
         meridian_http::tls::ensure_dev_cert(&opts.state_dir, &meridian_edge::dev_cert_names(cfg))
             .map_err(|e| UpError::StateDir {
