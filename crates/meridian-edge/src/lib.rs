@@ -38,6 +38,8 @@ pub struct EdgeOptions {
     pub https: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     pub admin: SocketAddr,
     pub admin_token: String,
+    /// Where admin actions are recorded.
+    pub audit: Arc<meridian_http::audit::AuditLog>,
     /// Where the disk tier keeps its files (emptied at start).
     pub disk_dir: Option<PathBuf>,
     /// The key sealing the disk tier's files; None: files are plaintext.
@@ -142,6 +144,9 @@ impl EdgeOptions {
             https: Some((https, tls)),
             admin: node.admin,
             admin_token: admin_token(state_dir)?,
+            audit: Arc::new(meridian_http::audit::AuditLog::open_or_warn(
+                state_dir, &node.name,
+            )),
             disk_dir: (pop.disk_cache.0 > 0).then(|| state_dir.join("cache").join(&pop.name)),
             disk_key: if pop.disk_encryption {
                 Some(Arc::new(disk_key(state_dir)?))
@@ -213,6 +218,7 @@ pub async fn run(
         admin_listener,
         edge.clone(),
         opts.admin_token.clone(),
+        opts.audit.clone(),
         stopped(stop_rx.clone()),
     ));
     let server_opts = meridian_http::ServerOptions::default();

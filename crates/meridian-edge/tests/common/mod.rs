@@ -332,13 +332,22 @@ response_headers_policy = "sec"
 /// A PoP on 127.77.`net`.1 in front of one scripted origin on 127.77.`net`.2; the sender
 /// keeps the origin up.
 pub async fn one_origin(net: u8, extra: &str) -> (Origin, Pop, tokio::sync::oneshot::Sender<()>) {
+    one_origin_in(77, net, extra).await
+}
+
+/// [`one_origin`] on 127.`block`.`net`.
+pub async fn one_origin_in(
+    block: u8,
+    net: u8,
+    extra: &str,
+) -> (Origin, Pop, tokio::sync::oneshot::Sender<()>) {
     let o = Origin {
         name: "a",
         ..Default::default()
     };
-    let oa = SocketAddr::new(ip(net, 2), 80);
+    let oa = SocketAddr::new(ip_in(block, net, 2), 80);
     let stop = serve_origin(oa, o.clone()).await;
-    let p = pop(net, &[format!("http://{oa}")], extra).await;
+    let p = pop_in(block, net, &[format!("http://{oa}")], extra).await;
     (o, p, stop)
 }
 
