@@ -264,12 +264,7 @@ impl Store {
             store: Arc::downgrade(self),
         };
         Box::pin(futures_util::stream::unfold(
-            (
-                reader,
-                None::<(tokio::fs::File, sealed::Header)>,
-                offset,
-                len,
-            ),
+            (reader, None::<Opened>, offset, len),
             |(r, open, at, left)| async move {
                 if left == 0 {
                     return None;
@@ -454,6 +449,9 @@ pub type DiskStream = std::pin::Pin<
     Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static>,
 >;
 
+/// A sealed file open for reading, with its checked header.
+type Opened = (Arc<std::fs::File>, sealed::Header);
+
 /// What one encrypted read needs between records.
 struct SealedReader {
     key: Arc<DiskKey>,
@@ -464,39 +462,42 @@ struct SealedReader {
 
 impl SealedReader {
     /// The authenticated plaintext from `at` to the end of its record (at most `left`).
+    /// One trip to the blocking pool per record: a positioned read and its decryption
+    /// together, so the runtime neither waits on the disk nor spends the AES time.
     async fn next(
         &self,
-        open: Option<(tokio::fs::File, sealed::Header)>,
+        open: Option<Opened>,
         at: u64,
         left: u64,
-    ) -> Result<(Bytes, (tokio::fs::File, sealed::Header)), SealError> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        let (mut f, h) = match open {
-            Some(o) => o,
-            None => {
-                let mut f = tokio::fs::File::open(&self.path).await?;
-                let mut head = [0u8; sealed::HEADER as usize];
-                f.read_exact(&mut head)
-                    .await
-                    .map_err(|_| SealError::Format)?;
-                let size = f.metadata().await?.len();
-                let h = sealed::Header::parse(&head, size, &self.owner)?;
-                (f, h)
+    ) -> Result<(Bytes, Opened), SealError> {
+        let (key, path, owner) = (self.key.clone(), self.path.clone(), self.owner.clone());
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let (f, h) = match open {
+                Some(o) => o,
+                None => {
+                    let f = std::fs::File::open(&path)?;
+                    let mut head = [0u8; sealed::HEADER as usize];
+                    f.read_exact_at(&mut head, 0)
+                        .map_err(|_| SealError::Format)?;
+                    let h = sealed::Header::parse(&head, f.metadata()?.len(), &owner)?;
+                    (Arc::new(f), h)
+                }
+            };
+            if at.checked_add(left).is_none_or(|end| end > h.len) {
+                return Err(SealError::Format);
             }
-        };
-        if at.checked_add(left).is_none_or(|end| end > h.len) {
-            return Err(SealError::Format);
-        }
-        let index = at / sealed::RECORD;
-        let (pos, size) = h.span(index);
-        let mut buf = vec![0u8; size as usize];
-        f.seek(std::io::SeekFrom::Start(pos)).await?;
-        f.read_exact(&mut buf).await?;
-        h.open(&self.key, index, &mut buf)?;
-        let from = (at - index * sealed::RECORD) as usize;
-        let to = (from as u64 + left).min(buf.len() as u64) as usize;
-        let chunk = Bytes::from(buf).slice(from..to);
-        Ok((chunk, (f, h)))
+            let index = at / sealed::RECORD;
+            let (pos, size) = h.span(index);
+            let mut buf = vec![0u8; size as usize];
+            f.read_exact_at(&mut buf, pos)?;
+            h.open(&key, index, &mut buf)?;
+            let from = (at - index * sealed::RECORD) as usize;
+            let to = (from as u64 + left).min(buf.len() as u64) as usize;
+            Ok((Bytes::from(buf).slice(from..to), (f, h)))
+        })
+        .await
+        .map_err(|e| SealError::Io(std::io::Error::other(e)))?
     }
 
     /// A file that failed its checks is never read again.
