@@ -25,3 +25,32 @@ pub fn recent(state_dir: &Path) -> Vec<AuditEvent> {
     events.truncate(SHOWN);
     events
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_http::audit::{rfc3339, AuditLog};
+    use std::time::SystemTime;
+
+    #[test]
+    fn the_panel_shows_the_latest_events_newest_first() {
+        let d = std::env::temp_dir().join(format!("meridian-console-audit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let now = SystemTime::now();
+        for (node, secs_ago) in [("edge-a", 30u64), ("dns-1", 20), ("edge-a", 10)] {
+            AuditLog::open(&d, node).unwrap().record(&AuditEvent {
+                time: rfc3339(now - Duration::from_secs(secs_ago)),
+                node: node.into(),
+                actor: "anonymous".into(),
+                source: "127.86.0.2:1".into(),
+                action: "POST /x".into(),
+                target: secs_ago.to_string(),
+                result: 401,
+            });
+        }
+        let shown: Vec<String> = recent(&d).into_iter().map(|e| e.target).collect();
+        assert_eq!(shown, ["10", "20", "30"]);
+        assert!(recent(&d.join("none")).is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
