@@ -773,12 +773,14 @@ fn read_pop(t: &Table, d: &mut Diagnostics, name: String) -> Option<Pop> {
     let location = read_location(t, d);
     let memory_cache = t.size(d, "memory_cache").unwrap_or(ByteSize(256 << 20));
     let disk_cache = t.size(d, "disk_cache").unwrap_or(ByteSize(1 << 30));
+    let disk_encryption = t.bool(d, "disk_encryption").unwrap_or(true) && disk_cache.0 > 0;
     t.finish(d);
     Some(Pop {
         name,
         location: location?,
         memory_cache,
         disk_cache,
+        disk_encryption,
     })
 }
 

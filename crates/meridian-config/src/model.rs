@@ -285,6 +285,9 @@ pub struct Pop {
     pub location: Coordinates,
     pub memory_cache: ByteSize,
     pub disk_cache: ByteSize,
+    /// Seal the disk tier's files (AES-256-GCM) under the deployment's `disk-cache-key`;
+    /// on by default whenever there is a disk tier.
+    pub disk_encryption: bool,
 }
 
 /// The global DNS: authoritative servers for the deployment's zone.

@@ -259,6 +259,26 @@ function renderEvents(o) {
     el("div", {}, el("div", {}, e.message), el("div", { class: "cause" }, `${e.kind} · ${e.cause}`)))) : [el("li", {}, el("span", {}), el("span", { class: "muted" }, "nothing has happened yet"))]));
 }
 
+function renderAudit(events) {
+  const rows = events.map((e) => el("tr", { "data-audit": e.action, "data-result": String(e.result) },
+    el("td", {}, e.time.replace("T", " ").replace("Z", "")), el("td", {}, e.node), el("td", {}, e.actor),
+    el("td", { class: "muted" }, e.source), el("td", {}, e.action), el("td", {}, e.target),
+    el("td", { class: "num" }, el("span", { class: "badge " + (e.result < 400 ? "ok" : "alarm") }, String(e.result)))));
+  $("audit").replaceChildren(
+    el("thead", {}, el("tr", {}, el("th", {}, "Time (UTC)"), el("th", {}, "Node"), el("th", {}, "Actor"), el("th", {}, "Source"),
+      el("th", {}, "Action"), el("th", {}, "Target"), el("th", { class: "num" }, "Result"))),
+    el("tbody", {}, ...(rows.length ? rows : [el("tr", {}, el("td", { class: "muted" }, "no admin actions recorded"))])));
+}
+
+// The audit files change only on admin actions: every few seconds is enough.
+async function pollAudit() {
+  try {
+    renderAudit(await fetch("/api/audit", { cache: "no-store" }).then((r) => r.json()));
+  } catch (e) {
+    // The overview poll shows the console as stale.
+  }
+}
+
 function renderCost(o) {
   const total = o.cost.reduce((a, c) => ({ total: a.total + c.total, per_hour: a.per_hour + c.per_hour, per_month: a.per_month + c.per_month }), { total: 0, per_hour: 0, per_month: 0 });
   const rows = o.cost.map((c) => el("tr", { "data-cost": c.place },
@@ -339,3 +359,5 @@ window.addEventListener("resize", renderCharts);
 poll();
 // Twice a tick, so that what the console knows is on the page within half a second.
 setInterval(poll, 500);
+pollAudit();
+setInterval(pollAudit, 5000);

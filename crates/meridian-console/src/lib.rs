@@ -6,6 +6,7 @@
 //! a page (compiled into the binary) that shows it all live.
 
 pub mod alarms;
+pub mod audit_panel;
 pub mod cache_tier;
 pub mod db_tier;
 pub mod events;
@@ -38,6 +39,8 @@ pub enum ConsoleError {
 struct Shared {
     state: Mutex<State>,
     scrapes: prometheus::Counters,
+    /// Where the nodes' audit files are (None: the audit panel stays empty).
+    state_dir: Option<std::path::PathBuf>,
 }
 
 /// The console's own metrics.
@@ -115,6 +118,17 @@ pub async fn run_with(
     server: meridian_http::ServerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ConsoleError> {
+    run_in(config, listen, None, server, shutdown).await
+}
+
+/// [`run_with`] for a deployment whose state dir (audit logs) is at hand.
+pub async fn run_in(
+    config: Config,
+    listen: SocketAddr,
+    state_dir: Option<std::path::PathBuf>,
+    server: meridian_http::ServerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ConsoleError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| ConsoleError::Bind {
@@ -126,6 +140,7 @@ pub async fn run_with(
     let shared = Arc::new(Shared {
         state: Mutex::new(State::new(config, unix_now() as u64)),
         scrapes: prometheus::Counters::new(),
+        state_dir,
     });
     tracing::info!(%listen, "console listening: open http://{listen}/");
     let scraper = tokio::spawn(scrape_loop(shared.clone(), interval, webhook));
@@ -136,6 +151,7 @@ pub async fn run_with(
         .route("/app.css", get(style))
         .route("/api/overview", get(overview))
         .route("/api/series", get(series))
+        .route("/api/audit", get(audit_events))
         .route("/health", get(health))
         .route("/metrics", get(own_metrics))
         .fallback(not_found)
@@ -334,6 +350,19 @@ fn json(value: String) -> Response {
 async fn overview(AxState(shared): AxState<Arc<Shared>>) -> Response {
     let body = serde_json::to_string(lock(&shared).overview()).unwrap_or_default();
     json(body)
+}
+
+async fn audit_events(AxState(shared): AxState<Arc<Shared>>) -> Response {
+    let events = match &shared.state_dir {
+        Some(dir) => {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || audit_panel::recent(&dir))
+                .await
+                .unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    json(serde_json::to_string(&events).unwrap_or_default())
 }
 
 #[derive(serde::Deserialize)]

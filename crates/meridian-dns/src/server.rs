@@ -45,6 +45,8 @@ pub struct DnsOptions {
     /// The deployment's admin token: changing the DNS (`POST /latency`) needs it as a
     /// Bearer token. None refuses every change; reading stays open.
     pub admin_token: Option<String>,
+    /// Where admin actions are recorded.
+    pub audit: Arc<meridian_http::audit::AuditLog>,
 }
 
 /// TCP is the fallback for truncated answers and zone-sized questions: a few clients at
@@ -69,6 +71,7 @@ impl DnsOptions {
             tcp_max_connections: TCP_MAX_CONNECTIONS,
             tcp_timeout: TCP_TIMEOUT,
             admin_token: None,
+            audit: Arc::new(meridian_http::audit::AuditLog::disabled(&node.name)),
         })
     }
 }
@@ -706,15 +709,26 @@ pub async fn run(
     tasks.extend(checks);
     let admin_dns = dns.clone();
     let token: Arc<str> = opts.admin_token.as_deref().unwrap_or_default().into();
+    let audit = opts.audit.clone();
     meridian_http::serve(
         admin,
         meridian_http::ServerOptions::admin(),
-        move |_| {
+        move |peer| {
             let dns = admin_dns.clone();
             let token = token.clone();
+            let audit = audit.clone();
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let res = admin_route(&dns, &token, &req);
-                async move { Ok::<_, std::convert::Infallible>(res) }
+                let (dns, token, audit) = (dns.clone(), token.clone(), audit.clone());
+                async move {
+                    let res = audit
+                        .observe(
+                            peer,
+                            req,
+                            |req| async move { admin_route(&dns, &token, &req) },
+                        )
+                        .await;
+                    Ok::<_, std::convert::Infallible>(res)
+                }
             })
         },
         shutdown,

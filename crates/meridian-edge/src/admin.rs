@@ -16,6 +16,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     edge: Edge,
     token: String,
+    audit: std::sync::Arc<meridian_http::audit::AuditLog>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let opts = meridian_http::ServerOptions::admin();
@@ -23,13 +24,20 @@ pub(crate) async fn serve(
     meridian_http::serve(
         listener,
         opts,
-        move |_| {
+        move |peer| {
             let edge = edge.clone();
             let token = token.clone();
+            let audit = audit.clone();
             hyper::service::service_fn(move |req: Request<Incoming>| {
                 let edge = edge.clone();
                 let token = token.clone();
-                async move { Ok::<_, Infallible>(route(&edge, &token, req).await) }
+                let audit = audit.clone();
+                async move {
+                    let res = audit
+                        .observe(peer, req, |req| route(&edge, &token, req))
+                        .await;
+                    Ok::<_, Infallible>(res)
+                }
             })
         },
         shutdown,
@@ -74,15 +82,7 @@ async fn route(
         _ => {}
     }
     if !meridian_http::admin::bearer_ok(req.headers(), token) {
-        let mut r = meridian_http::text(
-            StatusCode::UNAUTHORIZED,
-            "this endpoint needs `Authorization: Bearer <token>`; the token is in <state-dir>/admin-token",
-        );
-        r.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer"),
-        );
-        return r;
+        return meridian_http::admin::unauthorized();
     }
     match (req.method().clone(), path.as_str()) {
         (Method::POST, "/invalidate") => {
@@ -108,7 +108,8 @@ async fn route(
             }
             let started = std::time::Instant::now();
             let removed_on_disk = edge.invalidate(&inv.paths);
-            meridian_http::json(
+            let target = meridian_http::audit::Target(inv.paths.join(","));
+            let mut res = meridian_http::json(
                 StatusCode::OK,
                 json!({
                     "id": inv.id.unwrap_or_default(),
@@ -119,7 +120,9 @@ async fn route(
                     "took_ms": started.elapsed().as_secs_f64() * 1e3,
                 })
                 .to_string(),
-            )
+            );
+            res.extensions_mut().insert(target);
+            res
         }
         (Method::GET, "/cache") => meridian_http::json(
             StatusCode::OK,

@@ -14,6 +14,7 @@ pub mod key;
 mod log;
 pub mod origin;
 mod proxy;
+pub mod sealed;
 pub mod store;
 pub mod viewer;
 
@@ -37,8 +38,12 @@ pub struct EdgeOptions {
     pub https: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     pub admin: SocketAddr,
     pub admin_token: String,
+    /// Where admin actions are recorded.
+    pub audit: Arc<meridian_http::audit::AuditLog>,
     /// Where the disk tier keeps its files (emptied at start).
     pub disk_dir: Option<PathBuf>,
+    /// The key sealing the disk tier's files; None: files are plaintext.
+    pub disk_key: Option<Arc<sealed::DiskKey>>,
     pub access_log: Option<PathBuf>,
     /// The deployment's edge signing keys (origin access control); None: origin requests
     /// go unsigned.
@@ -53,6 +58,12 @@ pub enum EdgeError {
     Bind(#[from] meridian_http::BindError),
     #[error(transparent)]
     Tls(#[from] meridian_http::tls::TlsError),
+    #[error("the disk cache key {path} is unusable: {source}")]
+    DiskKey {
+        path: PathBuf,
+        #[source]
+        source: sealed::SealError,
+    },
     #[error("cannot prepare {path}: {source}")]
     Io {
         path: PathBuf,
@@ -68,6 +79,18 @@ pub fn admin_token(state_dir: &Path) -> Result<String, EdgeError> {
         path: state_dir.join(meridian_http::admin::TOKEN_FILE),
         source,
     })
+}
+
+/// The disk cache key of a state dir (made, random and owner-only, when there is none).
+pub fn disk_key(state_dir: &Path) -> Result<sealed::DiskKey, EdgeError> {
+    let file = meridian_http::admin::DISK_CACHE_KEY_FILE;
+    let path = state_dir.join(file);
+    let hex =
+        meridian_http::admin::key_secret(state_dir, file, 32).map_err(|source| EdgeError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    sealed::DiskKey::from_hex(&hex).map_err(|source| EdgeError::DiskKey { path, source })
 }
 
 /// Names a development certificate should cover for this deployment.
@@ -121,7 +144,15 @@ impl EdgeOptions {
             https: Some((https, tls)),
             admin: node.admin,
             admin_token: admin_token(state_dir)?,
+            audit: Arc::new(meridian_http::audit::AuditLog::open_or_warn(
+                state_dir, &node.name,
+            )),
             disk_dir: (pop.disk_cache.0 > 0).then(|| state_dir.join("cache").join(&pop.name)),
+            disk_key: if pop.disk_encryption {
+                Some(Arc::new(disk_key(state_dir)?))
+            } else {
+                None
+            },
             access_log: cfg.distribution.access_log.then(|| {
                 state_dir
                     .join("logs")
@@ -154,11 +185,16 @@ pub async fn run(
         Some((addr, _)) => Some(meridian_http::bind(*addr).await?),
         None => None,
     };
-    let store = store::Store::new(pop.memory_cache.0, opts.disk_dir.clone(), pop.disk_cache.0)
-        .map_err(|source| EdgeError::Io {
-            path: opts.disk_dir.clone().unwrap_or_default(),
-            source,
-        })?;
+    let store = store::Store::new(
+        pop.memory_cache.0,
+        opts.disk_dir.clone(),
+        pop.disk_cache.0,
+        opts.disk_key.clone(),
+    )
+    .map_err(|source| EdgeError::Io {
+        path: opts.disk_dir.clone().unwrap_or_default(),
+        source,
+    })?;
     // Origin connections leave from the PoP's own address, as they would from its machine.
     let edge = Edge::new(
         &pop.name,
@@ -182,6 +218,7 @@ pub async fn run(
         admin_listener,
         edge.clone(),
         opts.admin_token.clone(),
+        opts.audit.clone(),
         stopped(stop_rx.clone()),
     ));
     let server_opts = meridian_http::ServerOptions::default();

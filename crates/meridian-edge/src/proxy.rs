@@ -7,7 +7,7 @@ use crate::compress;
 use crate::key::{self, Coding};
 use crate::log::{AccessLine, AccessLog};
 use crate::origin::{Group, OriginFailure, OriginResponse, Origins};
-use crate::store::{file_stream, storable_headers, Object, ObjectBody, Store};
+use crate::store::{storable_headers, Object, ObjectBody, Store};
 use crate::viewer;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -20,6 +20,7 @@ use meridian_cache::{
     TtlPolicy, Usability,
 };
 use meridian_config::{Behavior, CachePolicy, Distribution, ViewerProtocolPolicy};
+use meridian_http::audit::utc_date_time;
 use meridian_http::{Body, Peer};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, histogram::Histogram,
@@ -1441,9 +1442,10 @@ impl Edge {
                     let (s, n) = (range.0 as usize, range.1 as usize);
                     meridian_http::full(b.slice(s..s + n))
                 }
-                ObjectBody::Disk { file, .. } => {
+                ObjectBody::Disk { file, owner, .. } => {
                     use futures_util::TryStreamExt;
-                    let stream = file_stream(&file, range.0, range.1)
+                    let stream = (self.0.store)
+                        .disk_stream(&file, &owner, range.0, range.1)
                         .map_ok(hyper::body::Frame::data)
                         .map_err(|e| Box::new(e) as meridian_http::BoxError);
                     http_body_util::StreamBody::new(stream).boxed()
@@ -1464,7 +1466,9 @@ impl Edge {
         }
         let identity = match &obj.body {
             ObjectBody::Memory(b) => b.clone(),
-            ObjectBody::Disk { file, .. } => Bytes::from(tokio::fs::read(file).await.ok()?),
+            ObjectBody::Disk { file, owner, len } => {
+                self.0.store.read_disk(file, owner, *len).await.ok()?
+            }
         };
         let z = compress::encode(coding, &identity).await.ok()?;
         if z.len() >= identity.len() {
@@ -1944,31 +1948,6 @@ impl<'a> Collector<'a> {
         buf.extend_from_slice(data);
         Ok(())
     }
-}
-
-/// `YYYY-MM-DD` and `HH:MM:SS` in UTC, as CloudFront's log writes them.
-fn utc_date_time(t: SystemTime) -> (String, String) {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    (
-        format!("{y:04}-{m:02}-{d:02}"),
-        format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
-    )
 }
 
 #[cfg(test)]

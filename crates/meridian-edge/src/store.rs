@@ -1,8 +1,10 @@
 //! Cache storage: a memory tier (moka, weighed in bytes) over a disk tier (one file per
 //! object, LRU by bytes). Objects leaving memory for lack of room go to disk; objects too
 //! large for memory go straight to disk and are served from the file in chunks, so a large
-//! body never sits whole in memory.
+//! body never sits whole in memory. With a disk key, every file is sealed (AES-256-GCM
+//! records, see `sealed`), and a file that fails authentication is removed, never served.
 
+use crate::sealed::{self, DiskKey, SealError};
 use bytes::Bytes;
 use http::HeaderMap;
 use meridian_cache::Stored;
@@ -15,7 +17,12 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone)]
 pub enum ObjectBody {
     Memory(Bytes),
-    Disk { file: PathBuf, len: u64 },
+    Disk {
+        file: PathBuf,
+        len: u64,
+        /// The cache key the file was written for (a sealed file is bound to it).
+        owner: Arc<str>,
+    },
 }
 
 impl ObjectBody {
@@ -97,15 +104,19 @@ pub struct Store {
     pub memory_limit: u64,
     demote: Option<tokio::sync::mpsc::Sender<Arc<Object>>>,
     file_seq: Arc<AtomicU64>,
+    /// Seals every file of the disk tier when set.
+    key: Option<Arc<DiskKey>>,
 }
 
 impl Store {
     /// A store with `memory_bytes` of memory and, when `disk_dir` is given, `disk_bytes`
-    /// on disk there (the directory is emptied: a PoP starts cold).
+    /// on disk there (the directory is emptied: a PoP starts cold), sealed under `key`
+    /// when one is given.
     pub fn new(
         memory_bytes: u64,
         disk_dir: Option<PathBuf>,
         disk_bytes: u64,
+        key: Option<Arc<DiskKey>>,
     ) -> std::io::Result<Arc<Store>> {
         if let Some(dir) = &disk_dir {
             if dir.exists() {
@@ -139,6 +150,7 @@ impl Store {
             memory_limit: memory_bytes,
             demote: disk_enabled.then_some(demote_tx),
             file_seq: Arc::new(AtomicU64::new(0)),
+            key,
         });
         if disk_enabled {
             let weak = Arc::downgrade(&store);
@@ -146,11 +158,15 @@ impl Store {
                 while let Some(obj) = demote_rx.recv().await {
                     let Some(store) = weak.upgrade() else { return };
                     if let ObjectBody::Memory(bytes) = &obj.body {
-                        match store.write_file(bytes).await {
+                        match store.write_file(&obj.key, bytes).await {
                             Ok(file) => {
                                 let len = bytes.len() as u64;
                                 let moved = Object {
-                                    body: ObjectBody::Disk { file, len },
+                                    body: ObjectBody::Disk {
+                                        file,
+                                        len,
+                                        owner: obj.key.as_str().into(),
+                                    },
                                     ..(*obj).clone()
                                 };
                                 store.disk_insert(Arc::new(moved));
@@ -171,12 +187,116 @@ impl Store {
         Some(dir.join(format!("{n:016x}")))
     }
 
-    async fn write_file(&self, bytes: &Bytes) -> std::io::Result<PathBuf> {
+    async fn write_file(&self, cache_key: &str, bytes: &Bytes) -> std::io::Result<PathBuf> {
         let file = self
             .new_file()
             .ok_or_else(|| std::io::Error::other("no disk tier"))?;
-        tokio::fs::write(&file, bytes).await?;
+        match &self.key {
+            None => tokio::fs::write(&file, bytes).await?,
+            Some(key) => {
+                // Sealing is CPU work (about a millisecond per MiB): off the runtime.
+                let (key, path, owner, bytes) = (
+                    key.clone(),
+                    file.clone(),
+                    cache_key.to_owned(),
+                    bytes.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                    sealed::seal_to(&key, &owner, &bytes, &mut out)
+                        .map_err(std::io::Error::other)?;
+                    std::io::Write::flush(&mut out)
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+            }
+        }
         Ok(file)
+    }
+
+    /// The size a disk object's file must have: a file of another size was cut or
+    /// replaced, and is a miss.
+    fn file_len_for(&self, len: u64) -> u64 {
+        if self.key.is_some() {
+            sealed::sealed_len(len)
+        } else {
+            len
+        }
+    }
+
+    /// Drops every object stored in `file` (it failed authentication or went missing), so
+    /// the next request for it is a miss.
+    pub fn discard_file(&self, file: &Path) {
+        let mut idx = self.disk.lock().unwrap_or_else(|p| p.into_inner());
+        let doomed: Vec<String> = idx
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(&e.obj.body, ObjectBody::Disk { file: f, .. } if f == file))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            if let Some(e) = idx.entries.remove(&k) {
+                idx.lru.remove(&e.tick);
+                idx.bytes -= e.len;
+            }
+        }
+        let _ = std::fs::remove_file(file);
+    }
+
+    /// Reads `len` bytes at `offset` of a disk object as a stream of chunks, decrypting
+    /// (and authenticating) only the records the range touches. A record that fails
+    /// authentication ends the stream with an error before any of its bytes are yielded,
+    /// and the object is discarded.
+    pub fn disk_stream(
+        self: &Arc<Self>,
+        file: &Path,
+        owner: &str,
+        offset: u64,
+        len: u64,
+    ) -> DiskStream {
+        let Some(key) = self.key.clone() else {
+            return Box::pin(file_stream(file, offset, len));
+        };
+        let reader = SealedReader {
+            key,
+            path: file.to_owned(),
+            owner: owner.to_owned(),
+            store: Arc::downgrade(self),
+        };
+        Box::pin(futures_util::stream::unfold(
+            (reader, None::<Opened>, offset, len),
+            |(r, open, at, left)| async move {
+                if left == 0 {
+                    return None;
+                }
+                match r.next(open, at, left).await {
+                    Ok((chunk, open)) => {
+                        let n = chunk.len() as u64;
+                        Some((Ok(chunk), (r, Some(open), at + n, left - n)))
+                    }
+                    Err(e) => {
+                        r.refuse(&e);
+                        Some((Err(std::io::Error::other(e)), (r, None, at, 0)))
+                    }
+                }
+            },
+        ))
+    }
+
+    /// A disk object's whole body (to compress it).
+    pub async fn read_disk(
+        self: &Arc<Self>,
+        file: &Path,
+        owner: &str,
+        len: u64,
+    ) -> std::io::Result<Bytes> {
+        use futures_util::TryStreamExt;
+        let mut out = Vec::with_capacity(len as usize);
+        let mut s = self.disk_stream(file, owner, 0, len);
+        while let Some(chunk) = s.try_next().await? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(out))
     }
 
     /// The largest body the cache takes: what fits the disk tier's quarter, else memory's.
@@ -201,6 +321,17 @@ impl Store {
         idx.tick += 1;
         let tick = idx.tick;
         let entry = idx.entries.get_mut(key)?;
+        if let ObjectBody::Disk { file, len, .. } = &entry.obj.body {
+            // A stat per disk hit: a missing or cut file is a miss, not a broken response.
+            let want = self.file_len_for(*len);
+            if std::fs::metadata(file).map(|m| m.len()).ok() != Some(want) {
+                let file = file.clone();
+                drop(idx);
+                tracing::warn!(file = %file.display(), "a disk cache file is missing or has the wrong size; dropped");
+                self.discard_file(&file);
+                return None;
+            }
+        }
         let old = std::mem::replace(&mut entry.tick, tick);
         let obj = entry.obj.clone();
         idx.lru.remove(&old);
@@ -313,7 +444,74 @@ fn remove_file(obj: &Object) {
     }
 }
 
-/// Reads `len` bytes at `offset` of a disk object as a stream of chunks.
+/// A disk object's bytes as they are read (Sync: a response body must be).
+pub type DiskStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static>,
+>;
+
+/// A sealed file open for reading, with its checked header.
+type Opened = (Arc<std::fs::File>, sealed::Header);
+
+/// What one encrypted read needs between records.
+struct SealedReader {
+    key: Arc<DiskKey>,
+    path: PathBuf,
+    owner: String,
+    store: std::sync::Weak<Store>,
+}
+
+impl SealedReader {
+    /// The authenticated plaintext from `at` to the end of its record (at most `left`).
+    /// One trip to the blocking pool per record: a positioned read and its decryption
+    /// together, so the runtime neither waits on the disk nor spends the AES time.
+    async fn next(
+        &self,
+        open: Option<Opened>,
+        at: u64,
+        left: u64,
+    ) -> Result<(Bytes, Opened), SealError> {
+        let (key, path, owner) = (self.key.clone(), self.path.clone(), self.owner.clone());
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let (f, h) = match open {
+                Some(o) => o,
+                None => {
+                    let f = std::fs::File::open(&path)?;
+                    let mut head = [0u8; sealed::HEADER as usize];
+                    f.read_exact_at(&mut head, 0)
+                        .map_err(|_| SealError::Format)?;
+                    let h = sealed::Header::parse(&head, f.metadata()?.len(), &owner)?;
+                    (Arc::new(f), h)
+                }
+            };
+            if at.checked_add(left).is_none_or(|end| end > h.len) {
+                return Err(SealError::Format);
+            }
+            let index = at / sealed::RECORD;
+            let (pos, size) = h.span(index);
+            let mut buf = vec![0u8; size as usize];
+            f.read_exact_at(&mut buf, pos)?;
+            h.open(&key, index, &mut buf)?;
+            let from = (at - index * sealed::RECORD) as usize;
+            let to = (from as u64 + left).min(buf.len() as u64) as usize;
+            Ok((Bytes::from(buf).slice(from..to), (f, h)))
+        })
+        .await
+        .map_err(|e| SealError::Io(std::io::Error::other(e)))?
+    }
+
+    /// A file that failed its checks is never read again.
+    fn refuse(&self, e: &SealError) {
+        if matches!(e, SealError::Authentication(_) | SealError::Format) {
+            tracing::warn!(file = %self.path.display(), error = %e, "a disk cache file failed authentication; dropped");
+            if let Some(store) = self.store.upgrade() {
+                store.discard_file(&self.path);
+            }
+        }
+    }
+}
+
+/// Reads `len` bytes at `offset` of an unencrypted disk object as a stream of chunks.
 pub fn file_stream(
     file: &Path,
     offset: u64,
@@ -408,7 +606,7 @@ mod tests {
     async fn objects_pushed_out_of_memory_land_on_disk_and_disk_evicts_by_bytes() {
         let dir = std::env::temp_dir().join(format!("meridian-store-{}", std::process::id()));
         // Room in memory for only a few 2 KiB objects; disk for 6.
-        let store = Store::new(8 * 1024, Some(dir.clone()), 6 * 2048 + 100).unwrap();
+        let store = Store::new(8 * 1024, Some(dir.clone()), 6 * 2048 + 100, None).unwrap();
         static BODY: [u8; 2048] = [7u8; 2048];
         for i in 0..12 {
             store.put(obj(&format!("k{i}"), &format!("/p/{i}"), &BODY));
@@ -437,15 +635,93 @@ mod tests {
             .filter_map(|i| store.get(&format!("k{i}")))
             .find(|o| matches!(o.body, ObjectBody::Disk { .. }))
             .expect("an object on disk");
-        if let ObjectBody::Disk { file, len } = &on_disk.body {
+        if let ObjectBody::Disk { file, len, owner } = &on_disk.body {
             use futures_util::StreamExt;
-            let chunks: Vec<_> = file_stream(file, 0, *len).collect().await;
+            let chunks: Vec<_> = store.disk_stream(file, owner, 0, *len).collect().await;
             let total: usize = chunks.iter().map(|c| c.as_ref().unwrap().len()).sum();
             assert_eq!(total, 2048);
         }
         // Invalidation reaches both tiers.
         store.invalidate(|p| p.starts_with("/p/"));
         assert!((0..12).all(|i| store.get(&format!("k{i}")).is_none()));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn sealed_disk_objects_read_back_and_a_tampered_file_is_dropped_not_served() {
+        use futures_util::StreamExt;
+        let dir =
+            std::env::temp_dir().join(format!("meridian-store-sealed-{}", std::process::id()));
+        let key = Arc::new(DiskKey::from_hex(&"11".repeat(32)).unwrap());
+        // 1 KiB objects skip memory (max_memory_object is 1/8 of it) and go to disk sealed.
+        let store = Store::new(8 * 1024, Some(dir.clone()), 1 << 20, Some(key)).unwrap();
+        static BODY: [u8; 200_000] = [b'Q'; 200_000];
+        store.put(obj("big", "/big", &BODY));
+        let mut found = None;
+        for _ in 0..100 {
+            found = store
+                .get("big")
+                .filter(|o| matches!(o.body, ObjectBody::Disk { .. }));
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let o = found.expect("the object reached the disk tier");
+        let ObjectBody::Disk { file, len, owner } = o.body.clone() else {
+            unreachable!()
+        };
+        let raw = std::fs::read(&file).unwrap();
+        assert_eq!(raw.len() as u64, sealed::sealed_len(len));
+        assert!(
+            !raw.windows(64).any(|w| w.iter().all(|b| *b == b'Q')),
+            "plaintext on disk"
+        );
+        let got: Vec<u8> = store
+            .disk_stream(&file, &owner, 70_000, 100_000)
+            .map(|c| c.unwrap())
+            .collect::<Vec<_>>()
+            .await
+            .concat();
+        assert_eq!(got, &BODY[70_000..170_000]);
+
+        // One flipped byte in the second record: the read fails before that record's
+        // bytes are yielded, and the object is gone (the next request is a miss).
+        let mut bad = raw.clone();
+        bad[(sealed::HEADER + sealed::RECORD + sealed::TAG + 5) as usize] ^= 0x40;
+        std::fs::write(&file, &bad).unwrap();
+        let pieces: Vec<_> = store.disk_stream(&file, &owner, 0, len).collect().await;
+        let served: usize = pieces
+            .iter()
+            .filter_map(|p| p.as_ref().ok())
+            .map(|b| b.len())
+            .sum();
+        assert_eq!(
+            served as u64,
+            sealed::RECORD,
+            "only the first, authentic record"
+        );
+        assert!(pieces.last().unwrap().is_err());
+        assert!(store.get("big").is_none());
+        assert!(!file.exists());
+
+        // A cut file is a miss at lookup.
+        store.put(obj("big2", "/big2", &BODY));
+        let mut f2 = None;
+        for _ in 0..100 {
+            f2 = store.get("big2").and_then(|o| match &o.body {
+                ObjectBody::Disk { file, .. } => Some(file.clone()),
+                _ => None,
+            });
+            if f2.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let f2 = f2.expect("on disk");
+        let raw = std::fs::read(&f2).unwrap();
+        std::fs::write(&f2, &raw[..raw.len() - 100]).unwrap();
+        assert!(store.get("big2").is_none());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -12,6 +12,9 @@ pub const TOKEN_FILE: &str = "admin-token";
 /// The file in a state dir that holds the database superuser's password.
 pub const DB_PASSWORD_FILE: &str = "db-password";
 
+/// The file in a state dir that holds the key of the edges' encrypted disk caches.
+pub const DISK_CACHE_KEY_FILE: &str = "disk-cache-key";
+
 /// The admin token of a state dir, made (random, owner-only) when there is none yet.
 pub fn token(state_dir: &Path) -> std::io::Result<String> {
     secret(state_dir, TOKEN_FILE)
@@ -20,6 +23,15 @@ pub fn token(state_dir: &Path) -> std::io::Result<String> {
 /// The secret kept in `file` of a state dir, made (random, owner-only) when there is none
 /// yet. `up` makes every secret before it starts a node, so nodes only ever read them.
 pub fn secret(state_dir: &Path, file: &str) -> std::io::Result<String> {
+    secret_of(state_dir, file, 16)
+}
+
+/// Like [`secret`], for a key of `bytes` random bytes (kept as hex).
+pub fn key_secret(state_dir: &Path, file: &str, bytes: usize) -> std::io::Result<String> {
+    secret_of(state_dir, file, bytes)
+}
+
+fn secret_of(state_dir: &Path, file: &str, bytes: usize) -> std::io::Result<String> {
     let path = state_dir.join(file);
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_owned();
@@ -28,7 +40,9 @@ pub fn secret(state_dir: &Path, file: &str) -> std::io::Result<String> {
         }
     }
     std::fs::create_dir_all(state_dir)?;
-    let token = format!("{:032x}", rand::random::<u128>());
+    let token: String = (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
     crate::tls::write_secret(&path, format!("{token}\n").as_bytes())?;
     // Another process may have won the race; everyone uses the file's token.
     Ok(std::fs::read_to_string(&path)

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub mod admin;
+pub mod audit;
 mod conn;
 mod counting;
 mod idle;

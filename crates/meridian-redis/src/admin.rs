@@ -326,11 +326,17 @@ pub(crate) async fn serve(
     meridian_http::serve(
         listener,
         meridian_http::ServerOptions::admin(),
-        move |_| {
+        move |peer| {
             let state = state.clone();
             hyper::service::service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, &req).await) }
+                async move {
+                    let audit = state.0.keeper.opts.audit.clone();
+                    let res = audit
+                        .observe(peer, req, |req| async move { route(&state, &req).await })
+                        .await;
+                    Ok::<_, Infallible>(res)
+                }
             })
         },
         shutdown,

@@ -78,6 +78,8 @@ pub struct CacheOptions {
     /// Where to serve the region's primary endpoint (shared with the peer with
     /// SO_REUSEPORT); None: no endpoint here.
     pub endpoint: Option<SocketAddr>,
+    /// Where admin actions (a promotion asked for) are recorded.
+    pub audit: Arc<meridian_http::audit::AuditLog>,
 }
 
 impl CacheOptions {
@@ -216,6 +218,7 @@ pub(crate) mod tests {
             dir: "/tmp/x".into(),
             admin_token: "token".into(),
             endpoint: None,
+            audit: Arc::new(meridian_http::audit::AuditLog::disabled(name)),
         }
     }
 

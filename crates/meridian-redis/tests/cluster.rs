@@ -74,6 +74,7 @@ fn options(net: u8, az: u8, role: CacheRole, dir: &std::path::Path) -> CacheOpti
         dir: dir.join(format!("node{az}")),
         admin_token: TOKEN.into(),
         endpoint: Some(format!("{}:6379", ip(79)).parse().unwrap()),
+        audit: std::sync::Arc::new(meridian_http::audit::AuditLog::disabled("redis-test")),
     }
 }
 

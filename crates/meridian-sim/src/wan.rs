@@ -202,6 +202,8 @@ pub struct WanOptions {
     /// accepting, so new connections wait in the kernel's backlog until one ends. Each
     /// relayed connection holds four descriptors (two sockets and their delay-line twins).
     pub max_connections: usize,
+    /// Where admin actions (partitions, slow links) are recorded.
+    pub audit: Arc<meridian_http::audit::AuditLog>,
 }
 
 impl WanOptions {
@@ -214,6 +216,7 @@ impl WanOptions {
             admin,
             admin_token,
             max_connections: Self::MAX_CONNECTIONS,
+            audit: Arc::new(meridian_http::audit::AuditLog::disabled("wan")),
         }
     }
 }
@@ -284,14 +287,21 @@ pub async fn run(
     for (sock, d) in udp {
         tasks.push(tokio::spawn(datagram_loop(wan.clone(), Arc::new(sock), d)));
     }
+    let audit = opts.audit.clone();
     meridian_http::serve(
         admin_listener,
         meridian_http::ServerOptions::admin(),
-        move |_| {
+        move |peer| {
             let wan = wan.clone();
+            let audit = audit.clone();
             hyper::service::service_fn(move |req: Request<Incoming>| {
-                let wan = wan.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin_route(&wan, req)) }
+                let (wan, audit) = (wan.clone(), audit.clone());
+                async move {
+                    let res = audit
+                        .observe(peer, req, |req| async move { admin_route(&wan, req) })
+                        .await;
+                    Ok::<_, std::convert::Infallible>(res)
+                }
             })
         },
         shutdown,

@@ -70,6 +70,14 @@ impl NodeError {
 
 /// Where a node keeps its state (admin token, development certificate, disk cache, access
 /// log): the state dir of the `meridian up` that started it, else `.meridian`.
+/// The audit log of node `name`, in the state dir.
+fn audit_log(name: &str) -> std::sync::Arc<meridian_http::audit::AuditLog> {
+    std::sync::Arc::new(meridian_http::audit::AuditLog::open_or_warn(
+        &state_dir(),
+        name,
+    ))
+}
+
 pub fn state_dir() -> std::path::PathBuf {
     std::env::var_os(STATE_DIR_ENV)
         .map(std::path::PathBuf::from)
@@ -114,13 +122,16 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
             meridian_lb::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Wan => {
-            let opts = meridian_sim::wan::WanOptions::new(node.admin, admin_token()?);
+            let mut opts = meridian_sim::wan::WanOptions::new(node.admin, admin_token()?);
+            opts.audit = audit_log(&node.name);
             meridian_sim::wan::run(config, opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Console => {
-            meridian_console::run(
+            meridian_console::run_in(
                 config.clone(),
                 node.address,
+                Some(state_dir()),
+                meridian_http::ServerOptions::default(),
                 meridian_http::shutdown_signal(),
             )
             .await?;
@@ -140,6 +151,7 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
         Role::Dns => {
             let mut opts = meridian_dns::DnsOptions::from_config(config, &node)?;
             opts.admin_token = Some(admin_token()?);
+            opts.audit = audit_log(&node.name);
             meridian_dns::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Service => match &config.service.runtime {
@@ -302,6 +314,7 @@ fn cache_options(
         dir: dir.join("cache").join(&node.name),
         admin_token: admin_token()?,
         endpoint: config.cache_endpoint(region),
+        audit: audit_log(&node.name),
     })
 }
 

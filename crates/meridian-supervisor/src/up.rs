@@ -185,18 +185,22 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
     preflight(cfg, &nodes)?;
     // Made once here, so the nodes started next share one token (PoPs, DNS, WAN) and one
     // database password, and the PoPs one certificate.
+    // (file, random bytes): keys are 32 bytes (AES-256), the others 16.
     let mut secrets = vec![
-        meridian_http::admin::TOKEN_FILE,
-        meridian_http::signing::KEY_FILE,
+        (meridian_http::admin::TOKEN_FILE, 16),
+        (meridian_http::signing::KEY_FILE, 16),
     ];
     if cfg.database.is_some() {
-        secrets.push(meridian_http::admin::DB_PASSWORD_FILE);
+        secrets.push((meridian_http::admin::DB_PASSWORD_FILE, 16));
     }
     if cfg.cache.is_some() {
-        secrets.push(meridian_redis::PASSWORD_FILE);
+        secrets.push((meridian_redis::PASSWORD_FILE, 16));
     }
-    for file in secrets {
-        meridian_http::admin::secret(&opts.state_dir, file).map_err(|source| {
+    if cfg.edges.iter().any(|p| p.disk_encryption) {
+        secrets.push((meridian_http::admin::DISK_CACHE_KEY_FILE, 32));
+    }
+    for (file, bytes) in secrets {
+        meridian_http::admin::key_secret(&opts.state_dir, file, bytes).map_err(|source| {
             UpError::StateDir {
                 path: opts.state_dir.join(file),
                 source,

@@ -1,5 +1,7 @@
 //! The `meridian` command: a thin layer of subcommands over the libraries.
 
+mod audit_cmd;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use meridian_config::{Config, DEFAULT_CONFIG, DEFAULT_ORIGIN};
@@ -117,6 +119,19 @@ enum Cmd {
         /// The state dir of a running `meridian up` (endpoints.json and admin-token).
         #[arg(long, default_value = ".meridian")]
         state_dir: PathBuf,
+    },
+    /// Print the admin actions of every node (invalidations, WAN and DNS changes, Redis
+    /// promotions, refused attempts), merged in time order, as CloudTrail's event history.
+    Audit {
+        /// The deployment's state dir (its logs/audit-<node>.jsonl files).
+        #[arg(long, default_value = ".meridian")]
+        state_dir: PathBuf,
+        /// Only events this recent, such as 1h or 15m.
+        #[arg(long)]
+        since: Option<String>,
+        /// JSON lines instead of columns.
+        #[arg(long)]
+        json: bool,
     },
     /// Measure a running deployment under simulated global load.
     Bench {
@@ -318,6 +333,11 @@ fn load_config(path: Option<&Path>) -> Result<(Config, String), ExitCode> {
 async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Invalidate { paths, state_dir } => invalidate(&paths, &state_dir).await,
+        Cmd::Audit {
+            state_dir,
+            since,
+            json,
+        } => audit_cmd::print(&state_dir, since.as_deref(), json),
         Cmd::Bench {
             command:
                 BenchCmd::Relay {

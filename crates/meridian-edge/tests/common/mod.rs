@@ -198,7 +198,12 @@ pub struct Pop {
 }
 
 pub fn ip(net: u8, host: u8) -> std::net::IpAddr {
-    std::net::Ipv4Addr::new(127, 77, net, host).into()
+    ip_in(77, net, host)
+}
+
+/// 127.`block`.`net`.`host`: newer test files use their own /16.
+pub fn ip_in(block: u8, net: u8, host: u8) -> std::net::IpAddr {
+    std::net::Ipv4Addr::new(127, block, net, host).into()
 }
 
 pub const BASE: &str = r#"
@@ -225,6 +230,11 @@ servers = 0
 /// A PoP on 127.77.`net`.1 whose single origin group has `members` in order. Lines of
 /// `distribution_extra` before its first table go into `[distribution]` itself.
 pub async fn pop(net: u8, members: &[String], distribution_extra: &str) -> Pop {
+    pop_in(77, net, members, distribution_extra).await
+}
+
+/// [`pop`] on 127.`block`.`net`.1.
+pub async fn pop_in(block: u8, net: u8, members: &[String], distribution_extra: &str) -> Pop {
     let split = distribution_extra
         .lines()
         .take_while(|l| !l.trim_start().starts_with('['))
@@ -280,16 +290,18 @@ response_headers_policy = "sec"
 "#
     );
     let cfg = meridian_config::Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
-    let state =
-        std::env::temp_dir().join(format!("meridian-edge-test-{}-{net}", std::process::id()));
+    let state = std::env::temp_dir().join(format!(
+        "meridian-edge-test-{}-{block}-{net}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&state);
     let node = meridian_config::NodeSpec {
         name: "edge-pop".into(),
         role: meridian_config::Role::Edge,
         region: None,
         az: None,
-        address: SocketAddr::new(ip(net, 1), 8080),
-        admin: SocketAddr::new(ip(net, 1), 9900),
+        address: SocketAddr::new(ip_in(block, net, 1), 8080),
+        admin: SocketAddr::new(ip_in(block, net, 1), 9900),
     };
     let mut opts = meridian_edge::EdgeOptions::from_config(&cfg, &node, &state).unwrap();
     if let Some((a, tls)) = opts.https.take() {
@@ -302,7 +314,7 @@ response_headers_policy = "sec"
     }));
     let p = Pop {
         http: node.address,
-        https: SocketAddr::new(ip(net, 1), 8443),
+        https: SocketAddr::new(ip_in(block, net, 1), 8443),
         admin: node.admin,
         token,
         state,
@@ -320,13 +332,22 @@ response_headers_policy = "sec"
 /// A PoP on 127.77.`net`.1 in front of one scripted origin on 127.77.`net`.2; the sender
 /// keeps the origin up.
 pub async fn one_origin(net: u8, extra: &str) -> (Origin, Pop, tokio::sync::oneshot::Sender<()>) {
+    one_origin_in(77, net, extra).await
+}
+
+/// [`one_origin`] on 127.`block`.`net`.
+pub async fn one_origin_in(
+    block: u8,
+    net: u8,
+    extra: &str,
+) -> (Origin, Pop, tokio::sync::oneshot::Sender<()>) {
     let o = Origin {
         name: "a",
         ..Default::default()
     };
-    let oa = SocketAddr::new(ip(net, 2), 80);
+    let oa = SocketAddr::new(ip_in(block, net, 2), 80);
     let stop = serve_origin(oa, o.clone()).await;
-    let p = pop(net, &[format!("http://{oa}")], extra).await;
+    let p = pop_in(block, net, &[format!("http://{oa}")], extra).await;
     (o, p, stop)
 }
 
