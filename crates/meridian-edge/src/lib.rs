@@ -87,6 +87,21 @@ pub fn dev_cert_names(cfg: &Config) -> Vec<String> {
     names
 }
 
+/// The config with the CA the edge verifies balancers against resolved: the one it
+/// names, else the deployment CA of the state dir; checked now, so a PoP that cannot verify
+/// its origins says so at start.
+fn with_origin_ca(cfg: &Config, state_dir: &Path) -> Result<Config, EdgeError> {
+    let mut cfg = cfg.clone();
+    if cfg.distribution.origin_protocol == meridian_config::OriginProtocol::Https {
+        let ca = cfg
+            .distribution
+            .origin_ca_file
+            .get_or_insert_with(|| meridian_http::pki::ca_cert_path(state_dir));
+        meridian_http::pki::client_config(ca)?;
+    }
+    Ok(cfg)
+}
+
 impl EdgeOptions {
     /// The options of PoP node `node`, with state (token, certificate, disk cache, access
     /// log) under `state_dir`.
@@ -114,6 +129,7 @@ impl EdgeOptions {
                 .collect()
         };
         let tls = meridian_http::tls::server_config(&certs)?;
+        let config = with_origin_ca(cfg, state_dir)?;
         let https = SocketAddr::new(node.address.ip(), cfg.backstage(cfg.network.https_port));
         Ok(EdgeOptions {
             pop: pop.name.clone(),
@@ -131,7 +147,7 @@ impl EdgeOptions {
             signer: meridian_http::signing::Signer::load(state_dir)
                 .ok()
                 .map(Arc::new),
-            config: cfg.clone(),
+            config,
         })
     }
 }

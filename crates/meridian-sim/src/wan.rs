@@ -52,11 +52,13 @@ pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
         ) else {
             continue;
         };
-        out.push(Destination {
-            public,
-            backstage: SocketAddr::new(public.ip(), cfg.backstage(public.port())),
-            site: Site::At(place.clone()),
-        });
+        for port in [public.port(), cfg.lb_tls_port()] {
+            out.push(Destination {
+                public: SocketAddr::new(public.ip(), port),
+                backstage: SocketAddr::new(public.ip(), cfg.backstage(port)),
+                site: Site::At(place.clone()),
+            });
+        }
     }
     for p in &cfg.edges {
         let (Some((public, _)), Some(place)) = (

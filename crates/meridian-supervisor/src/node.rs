@@ -18,6 +18,8 @@ pub enum NodeError {
     Dns(#[from] meridian_dns::RunError),
     #[error(transparent)]
     Edge(#[from] meridian_edge::EdgeError),
+    #[error("the balancer cannot serve TLS: {0}")]
+    LbTls(#[from] meridian_http::tls::TlsError),
     #[error(transparent)]
     Console(#[from] meridian_console::ConsoleError),
     #[error(transparent)]
@@ -100,7 +102,8 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
     };
     match node.role {
         Role::Lb => {
-            let mut opts = meridian_lb::LbOptions::from_config(config, &node);
+            let mut opts = meridian_lb::LbOptions::from_config(config, &node)
+                .with_deployment_tls(config, &state_dir())?;
             match meridian_http::signing::Signer::load(&state_dir()) {
                 Ok(s) => opts.signer = Some(std::sync::Arc::new(s)),
                 Err(source) if config.load_balancer.require_edge_signature => {
