@@ -21,6 +21,7 @@ mod conn;
 mod counting;
 mod idle;
 pub mod pki;
+pub mod secrets;
 pub mod signing;
 pub mod tls;
 mod upstream_tls;
