@@ -15,11 +15,10 @@ use tokio::net::TcpListener;
 pub(crate) async fn serve(
     listener: TcpListener,
     edge: Edge,
-    token: String,
+    token: meridian_http::secrets::AdminToken,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let opts = meridian_http::ServerOptions::admin();
-    let token = std::sync::Arc::new(token);
     meridian_http::serve(
         listener,
         opts,
@@ -39,7 +38,7 @@ pub(crate) async fn serve(
 
 async fn route(
     edge: &Edge,
-    token: &str,
+    token: &meridian_http::secrets::AdminToken,
     req: Request<Incoming>,
 ) -> http::Response<meridian_http::Body> {
     let path = req.uri().path().to_owned();
@@ -73,7 +72,7 @@ async fn route(
         }
         _ => {}
     }
-    if !meridian_http::admin::bearer_ok(req.headers(), token) {
+    if !token.accepts(req.headers()) {
         let mut r = meridian_http::text(
             StatusCode::UNAUTHORIZED,
             "this endpoint needs `Authorization: Bearer <token>`; the token is in <state-dir>/admin-token",

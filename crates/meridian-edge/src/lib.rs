@@ -36,7 +36,8 @@ pub struct EdgeOptions {
     /// The HTTPS listener, with its TLS config.
     pub https: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     pub admin: SocketAddr,
-    pub admin_token: String,
+    /// Re-read every few seconds: a rotated token works without a restart.
+    pub admin_token: meridian_http::secrets::AdminToken,
     /// Where the disk tier keeps its files (emptied at start).
     pub disk_dir: Option<PathBuf>,
     pub access_log: Option<PathBuf>,
@@ -53,6 +54,8 @@ pub enum EdgeError {
     Bind(#[from] meridian_http::BindError),
     #[error(transparent)]
     Tls(#[from] meridian_http::tls::TlsError),
+    #[error(transparent)]
+    Secret(#[from] meridian_http::secrets::SecretError),
     #[error("cannot prepare {path}: {source}")]
     Io {
         path: PathBuf,
@@ -136,7 +139,10 @@ impl EdgeOptions {
             listen: node.address,
             https: Some((https, tls)),
             admin: node.admin,
-            admin_token: admin_token(state_dir)?,
+            admin_token: meridian_http::secrets::AdminToken::load(
+                &cfg.secrets.admin_token,
+                state_dir,
+            )?,
             disk_dir: (pop.disk_cache.0 > 0).then(|| state_dir.join("cache").join(&pop.name)),
             access_log: cfg.distribution.access_log.then(|| {
                 state_dir
@@ -144,7 +150,7 @@ impl EdgeOptions {
                     .join(format!("access-{}.log", pop.name))
             }),
             // `up` makes the key; a PoP run without one signs nothing.
-            signer: meridian_http::signing::Signer::load(state_dir)
+            signer: meridian_http::secrets::signer(&cfg.secrets.edge_signing_key, state_dir)
                 .ok()
                 .map(Arc::new),
             config,

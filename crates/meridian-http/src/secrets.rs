@@ -190,6 +190,22 @@ impl AdminToken {
     }
 }
 
+/// The edge signing keys of a deployment (current and previous), from where the config
+/// says: a file is re-read every few seconds, a variable is fixed.
+pub fn signer(
+    source: &SecretSource,
+    state_dir: &Path,
+) -> Result<crate::signing::Signer, SecretError> {
+    match location(source, state_dir, crate::signing::KEY_FILE) {
+        Location::File(p) => crate::signing::Signer::load_file(&p)
+            .map_err(|source| SecretError::Read { path: p, source }),
+        loc @ Location::Env(_) => {
+            let (current, _) = read_location(&loc)?;
+            Ok(crate::signing::Signer::from_secrets(&current, None))
+        }
+    }
+}
+
 fn read_location(loc: &Location) -> Result<(String, Option<(String, SystemTime)>), SecretError> {
     match loc {
         Location::File(p) => Ok((read_one(p)?, read_previous(p))),

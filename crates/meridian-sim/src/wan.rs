@@ -115,7 +115,7 @@ struct Wan {
     /// Extra one-way delay on every link to or from a place (a slow region).
     slow: Mutex<std::collections::HashMap<String, std::time::Duration>>,
     /// What `/partition` and `/slow` ask for.
-    admin_token: String,
+    admin_token: meridian_http::secrets::AdminToken,
     /// Bumped when partitions change, so held connections look again.
     changed: watch::Sender<u64>,
     connections: Family<Labels, Counter>,
@@ -199,7 +199,7 @@ pub struct WanOptions {
     pub admin: SocketAddr,
     /// The deployment's admin token: changing the network (`/partition`, `/slow`) needs
     /// it as a Bearer token; `/health` and `/metrics` stay open.
-    pub admin_token: String,
+    pub admin_token: meridian_http::secrets::AdminToken,
     /// Connections relayed at once, over all its listeners. At the cap the listeners stop
     /// accepting, so new connections wait in the kernel's backlog until one ends. Each
     /// relayed connection holds four descriptors (two sockets and their delay-line twins).
@@ -211,7 +211,7 @@ impl WanOptions {
     /// `ulimit -n` of 20,000.
     pub const MAX_CONNECTIONS: usize = 4096;
 
-    pub fn new(admin: SocketAddr, admin_token: String) -> Self {
+    pub fn new(admin: SocketAddr, admin_token: meridian_http::secrets::AdminToken) -> Self {
         WanOptions {
             admin,
             admin_token,
@@ -429,8 +429,7 @@ fn admin_route(wan: &Wan, req: Request<Incoming>) -> http::Response<meridian_htt
     };
     // Changing the network is for the deployment's operators (chaos runs), not for
     // anything that can reach the admin port.
-    if matches!(req.uri().path(), "/partition" | "/slow")
-        && !meridian_http::admin::bearer_ok(req.headers(), &wan.admin_token)
+    if matches!(req.uri().path(), "/partition" | "/slow") && !wan.admin_token.accepts(req.headers())
     {
         return meridian_http::admin::unauthorized();
     }
