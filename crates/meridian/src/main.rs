@@ -1,5 +1,7 @@
 //! The `meridian` command: a thin layer of subcommands over the libraries.
 
+mod secrets_cmd;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use meridian_config::{Config, ServiceRuntime, DEFAULT_CONFIG, DEFAULT_ORIGIN};
@@ -135,6 +137,11 @@ enum Cmd {
     Export {
         #[command(subcommand)]
         command: ExportCmd,
+    },
+    /// Rotate secrets with a grace period, and list them (never their values).
+    Secrets {
+        #[command(subcommand)]
+        command: secrets_cmd::SecretsCmd,
     },
     /// Print the version.
     Version,
@@ -393,6 +400,7 @@ fn load_config(path: Option<&Path>) -> Result<(Config, String), ExitCode> {
 async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Invalidate { paths, state_dir } => invalidate(&paths, &state_dir).await,
+        Cmd::Secrets { command } => secrets_cmd::run(command),
         Cmd::Bench {
             command:
                 BenchCmd::Relay {
