@@ -1,6 +1,7 @@
 //! TLS end to end through `meridian up`: the PoP reaches its balancer over TLS verified
 //! against the deployment CA (signed requests still pass), the balancer refuses TLS 1.1,
-//! and a balancer whose certificate another CA signed is never served from.
+//! and a balancer whose certificate another CA signed is never served from. With the WAN
+//! relays on, as in the default deployment: TLS passes through the relay of the TLS port.
 
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,6 +56,9 @@ origin_group = "regions"
 
 [dns]
 servers = 0
+
+[simulation]
+wan = true
 "#;
 
 fn metric(text: &str, name: &str) -> f64 {
