@@ -312,16 +312,18 @@ async fn accept_loop(
     room: Arc<tokio::sync::Semaphore>,
 ) {
     loop {
-        // A slot first: at the cap, connections wait in the backlog, not in our memory.
-        let Ok(permit) = room.clone().acquire_owned().await else {
-            return;
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(_) => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        // Then a slot: at the cap, this loop waits with one accepted connection and the
+        // rest wait in the backlog, not in our memory. (A slot taken before `accept` would
+        // be held by an idle listener while another listener's clients wait for it.)
+        let Ok(permit) = room.clone().acquire_owned().await else {
+            return;
         };
         let from = wan.world.place_of_ip(peer.ip()).cloned();
         let to = wan.place_of(&dest.site, from.as_ref());
