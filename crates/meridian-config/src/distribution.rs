@@ -36,6 +36,10 @@ pub struct Distribution {
     pub compress_max_size: u64,
     /// CloudFront's standard logging: a JSON access log line per request on every PoP.
     pub access_log: bool,
+    /// How the edge talks to `lb:<region>` members: HTTPS verifies the balancer's
+    /// certificate against `origin_ca_file`, else the deployment CA `up` makes.
+    pub origin_protocol: crate::OriginProtocol,
+    pub origin_ca_file: Option<PathBuf>,
 }
 
 /// One certificate: the chain and key files, and the server names it is for (`*.` for a
@@ -316,6 +320,8 @@ pub(crate) fn default_distribution(regions: &[crate::Region]) -> Distribution {
         compress_min_size: 1000,
         compress_max_size: 10_000_000,
         access_log: true,
+        origin_protocol: crate::OriginProtocol::Http,
+        origin_ca_file: None,
     }
 }
 
@@ -577,6 +583,12 @@ pub(crate) fn read_distribution(
         dist.compress_max_size = n.0;
     }
     dist.access_log = t.bool(d, "access_log").unwrap_or(dist.access_log);
+    crate::security::read_origin_transport(
+        t,
+        d,
+        &mut dist.origin_protocol,
+        &mut dist.origin_ca_file,
+    );
     t.finish(d);
     ok.then_some(dist)
 }

@@ -180,6 +180,10 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         (None, _) => Some(None),
         (Some(_), None) => None,
     };
+    let secrets = match t.table(d, "secrets") {
+        Some(s) => crate::security::read_secrets(&s, d),
+        None => Some(crate::Secrets::default()),
+    };
     let client_locations = read_named(t, d, "client_location", |s, d, name| {
         let location = read_location(s, d);
         let country = s.str(d, "country");
@@ -227,6 +231,7 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         console: console?,
         database: database?,
         cache: cache?,
+        secrets: secrets?,
     })
 }
 
@@ -566,6 +571,7 @@ fn default_lb() -> LoadBalancer {
         idle_timeout: Duration::from_secs(60),
         require_edge_signature: false,
         unsigned_paths: vec!["/health".to_owned()],
+        tls_port: None,
     }
 }
 
@@ -612,6 +618,7 @@ fn read_lb(t: &Table, d: &mut Diagnostics) -> Option<LoadBalancer> {
         }
         lb.unsigned_paths = ok;
     }
+    lb.tls_port = t.int(d, "tls_port", 1..=65535).map(|p| p as u16);
     if let Some(hc) = t.table(d, "health_check") {
         lb.health_check = read_health_check(&hc, d)?;
     }

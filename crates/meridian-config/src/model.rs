@@ -26,6 +26,8 @@ pub struct Config {
     pub database: Option<crate::Database>,
     /// The cache tier (ElastiCache); None when the deployment runs no Redis.
     pub cache: Option<crate::CacheTier>,
+    /// Where the admin token and the edge signing key come from.
+    pub secrets: crate::Secrets,
 }
 
 /// The simulated world: the latency model, and whether `up` puts WAN relays between places.
@@ -166,6 +168,8 @@ pub struct LoadBalancer {
     /// Paths a GET or HEAD may take unsigned all the same: the health checks of the DNS and
     /// of monitoring, which sign nothing (Route 53's checks reach an ALB the same way).
     pub unsigned_paths: Vec<String>,
+    /// The port the balancer serves TLS on; None: `lb_port` + 363 (8443 by default).
+    pub tls_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

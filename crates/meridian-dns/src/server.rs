@@ -44,7 +44,7 @@ pub struct DnsOptions {
     pub tcp_timeout: Duration,
     /// The deployment's admin token: changing the DNS (`POST /latency`) needs it as a
     /// Bearer token. None refuses every change; reading stays open.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<meridian_http::secrets::AdminToken>,
     /// Where admin actions are recorded.
     pub audit: Arc<meridian_http::audit::AuditLog>,
 }
@@ -708,7 +708,7 @@ pub async fn run(
     ))];
     tasks.extend(checks);
     let admin_dns = dns.clone();
-    let token: Arc<str> = opts.admin_token.as_deref().unwrap_or_default().into();
+    let token = opts.admin_token.clone();
     let audit = opts.audit.clone();
     meridian_http::serve(
         admin,
@@ -832,14 +832,14 @@ async fn tcp_conn(
 /// (`POST /latency`) needs the admin token (an empty one matches nothing).
 fn admin_route<B>(
     dns: &Dns,
-    token: &str,
+    token: &Option<meridian_http::secrets::AdminToken>,
     req: &http::Request<B>,
 ) -> http::Response<meridian_http::Body> {
     use http::StatusCode;
     let (method, uri) = (req.method(), req.uri());
     if method != http::Method::GET
         && method != http::Method::HEAD
-        && !meridian_http::admin::bearer_ok(req.headers(), token)
+        && !token.as_ref().is_some_and(|t| t.accepts(req.headers()))
     {
         return meridian_http::admin::unauthorized();
     }

@@ -15,12 +15,11 @@ use tokio::net::TcpListener;
 pub(crate) async fn serve(
     listener: TcpListener,
     edge: Edge,
-    token: String,
+    token: meridian_http::secrets::AdminToken,
     audit: std::sync::Arc<meridian_http::audit::AuditLog>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let opts = meridian_http::ServerOptions::admin();
-    let token = std::sync::Arc::new(token);
     meridian_http::serve(
         listener,
         opts,
@@ -47,7 +46,7 @@ pub(crate) async fn serve(
 
 async fn route(
     edge: &Edge,
-    token: &str,
+    token: &meridian_http::secrets::AdminToken,
     req: Request<Incoming>,
 ) -> http::Response<meridian_http::Body> {
     let path = req.uri().path().to_owned();
@@ -81,7 +80,7 @@ async fn route(
         }
         _ => {}
     }
-    if !meridian_http::admin::bearer_ok(req.headers(), token) {
+    if !token.accepts(req.headers()) {
         return meridian_http::admin::unauthorized();
     }
     match (req.method().clone(), path.as_str()) {

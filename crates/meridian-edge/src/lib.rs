@@ -37,7 +37,8 @@ pub struct EdgeOptions {
     /// The HTTPS listener, with its TLS config.
     pub https: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     pub admin: SocketAddr,
-    pub admin_token: String,
+    /// Re-read every few seconds: a rotated token works without a restart.
+    pub admin_token: meridian_http::secrets::AdminToken,
     /// Where admin actions are recorded.
     pub audit: Arc<meridian_http::audit::AuditLog>,
     /// Where the disk tier keeps its files (emptied at start).
@@ -64,6 +65,8 @@ pub enum EdgeError {
         #[source]
         source: sealed::SealError,
     },
+    #[error(transparent)]
+    Secret(#[from] meridian_http::secrets::SecretError),
     #[error("cannot prepare {path}: {source}")]
     Io {
         path: PathBuf,
@@ -110,6 +113,21 @@ pub fn dev_cert_names(cfg: &Config) -> Vec<String> {
     names
 }
 
+/// The config with the CA the edge verifies balancers against resolved: the one it
+/// names, else the deployment CA of the state dir; checked now, so a PoP that cannot verify
+/// its origins says so at start.
+fn with_origin_ca(cfg: &Config, state_dir: &Path) -> Result<Config, EdgeError> {
+    let mut cfg = cfg.clone();
+    if cfg.distribution.origin_protocol == meridian_config::OriginProtocol::Https {
+        let ca = cfg
+            .distribution
+            .origin_ca_file
+            .get_or_insert_with(|| meridian_http::pki::ca_cert_path(state_dir));
+        meridian_http::pki::client_config(ca)?;
+    }
+    Ok(cfg)
+}
+
 impl EdgeOptions {
     /// The options of PoP node `node`, with state (token, certificate, disk cache, access
     /// log) under `state_dir`.
@@ -137,13 +155,17 @@ impl EdgeOptions {
                 .collect()
         };
         let tls = meridian_http::tls::server_config(&certs)?;
+        let config = with_origin_ca(cfg, state_dir)?;
         let https = SocketAddr::new(node.address.ip(), cfg.backstage(cfg.network.https_port));
         Ok(EdgeOptions {
             pop: pop.name.clone(),
             listen: node.address,
             https: Some((https, tls)),
             admin: node.admin,
-            admin_token: admin_token(state_dir)?,
+            admin_token: meridian_http::secrets::AdminToken::load(
+                &cfg.secrets.admin_token,
+                state_dir,
+            )?,
             audit: Arc::new(meridian_http::audit::AuditLog::open_or_warn(
                 state_dir, &node.name,
             )),
@@ -159,10 +181,10 @@ impl EdgeOptions {
                     .join(format!("access-{}.log", pop.name))
             }),
             // `up` makes the key; a PoP run without one signs nothing.
-            signer: meridian_http::signing::Signer::load(state_dir)
+            signer: meridian_http::secrets::signer(&cfg.secrets.edge_signing_key, state_dir)
                 .ok()
                 .map(Arc::new),
-            config: cfg.clone(),
+            config,
         })
     }
 }

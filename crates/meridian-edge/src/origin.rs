@@ -27,6 +27,12 @@ pub struct Member {
     /// the WAN when there is one), and a balancer answers /health there only while one of
     /// its targets does.
     pub addr: SocketAddr,
+    /// Requests go over TLS (a balancer with `origin_protocol = "https"`): `addr` is then
+    /// the balancer's TLS port.
+    pub tls: bool,
+    /// Where health checks go: plain HTTP to the balancer's HTTP port on the health path
+    /// (a balancer's /health says whether its targets are up, not its certificate).
+    pub check_addr: SocketAddr,
     /// Its name on the health board (`<group>/<member>`).
     pub key: String,
     pub health: HealthHandle,
@@ -125,6 +131,8 @@ impl Origins {
         metrics: &Metrics,
     ) -> Self {
         let board = HealthBoard::new();
+        let https = cfg.distribution.origin_protocol == meridian_config::OriginProtocol::Https;
+        let mut tls_names = std::collections::HashMap::new();
         let groups = cfg
             .distribution
             .origin_groups
@@ -135,7 +143,7 @@ impl Origins {
                     .members
                     .iter()
                     .filter_map(|m| {
-                        let (addr, modelled) = match m {
+                        let (check_addr, modelled) = match m {
                             OriginMember::Lb(region) => {
                                 let r = cfg.regions.iter().find(|r| &r.name == region)?;
                                 let rtt =
@@ -143,6 +151,18 @@ impl Origins {
                                 (cfg.lb_address(region)?, rtt)
                             }
                             OriginMember::Address(a) => (*a, Duration::ZERO),
+                        };
+                        let (addr, tls) = match m {
+                            OriginMember::Lb(region) if https => {
+                                let addr = cfg.lb_tls_address(region)?;
+                                if let Ok(name) = rustls::pki_types::ServerName::try_from(
+                                    cfg.lb_server_name(region),
+                                ) {
+                                    tls_names.insert(addr, name);
+                                }
+                                (addr, true)
+                            }
+                            _ => (check_addr, false),
                         };
                         let name = m.to_string();
                         let key = format!("{}/{name}", g.name);
@@ -155,6 +175,8 @@ impl Origins {
                             key,
                             name,
                             addr,
+                            tls,
+                            check_addr,
                             rtt_us: AtomicU64::new(0),
                             modelled_us: modelled.as_micros() as u64,
                         })
@@ -179,6 +201,7 @@ impl Origins {
             Duration::from_secs(90),
             local_ip,
             connections_opened.clone(),
+            https.then(|| origin_tls(cfg, tls_names)).flatten(),
         );
         let m = OriginMetrics {
             duration: metrics.register(
@@ -244,9 +267,12 @@ impl Origins {
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        let out =
-                            meridian_health::probe_from(me.local_ip, m.addr, &g.cfg.health_check)
-                                .await;
+                        let out = meridian_health::probe_from(
+                            me.local_ip,
+                            m.check_addr,
+                            &g.cfg.health_check,
+                        )
+                        .await;
                         if out.healthy {
                             // A probe opens a new connection: handshake and request are two
                             // round trips.
@@ -290,7 +316,8 @@ impl Origins {
         for (n, &i) in order.iter().enumerate() {
             let m = &group.members[i];
             let more = n + 1 < order.len();
-            let uri = format!("http://{}{}", m.addr, path_and_query);
+            let scheme = if m.tls { "https" } else { "http" };
+            let uri = format!("{scheme}://{}{}", m.addr, path_and_query);
             let mut req = Request::builder().method(method.clone()).uri(uri);
             if let Some(h) = req.headers_mut() {
                 *h = headers.clone();
@@ -399,5 +426,25 @@ impl Origins {
             .failovers
             .get_or_create(&vec![("reason", reason.to_owned())])
             .inc();
+    }
+}
+
+/// The TLS of the origin pool: the CA the config names (`up` resolves it to the deployment
+/// CA when none is named). Without a usable CA there is none, and every TLS origin request
+/// fails (502): never sent in the clear instead.
+fn origin_tls(
+    cfg: &Config,
+    names: std::collections::HashMap<SocketAddr, rustls::pki_types::ServerName<'static>>,
+) -> Option<meridian_http::OriginTls> {
+    let Some(ca) = &cfg.distribution.origin_ca_file else {
+        tracing::error!("origin_protocol is https but no CA file is known: TLS origins will fail");
+        return None;
+    };
+    match meridian_http::pki::client_config(ca) {
+        Ok(c) => Some(meridian_http::OriginTls::new(c, names)),
+        Err(e) => {
+            tracing::error!(error = %e, "origin TLS is unusable: TLS origins will fail");
+            None
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! An upstream pool that counts the connections it opens, so connection reuse can be
 //! measured (requests per new connection) instead of assumed.
 
-use crate::Body;
+use crate::{Body, OriginTls, UpstreamConn};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use std::future::Future;
@@ -11,28 +11,43 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// An [`HttpConnector`] that adds one to `opened` per connection it establishes.
+/// An [`HttpConnector`] that adds one to `opened` per connection it establishes, and
+/// speaks TLS to `https://` URIs when it has an [`OriginTls`].
 #[derive(Clone)]
 pub struct CountingConnector {
     inner: HttpConnector,
     opened: Arc<AtomicU64>,
+    tls: Option<OriginTls>,
 }
 
 impl tower_service::Service<http::Uri> for CountingConnector {
-    type Response = <HttpConnector as tower_service::Service<http::Uri>>::Response;
-    type Error = <HttpConnector as tower_service::Service<http::Uri>>::Error;
+    type Response = UpstreamConn;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
     type Future =
         Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let opened = self.opened.clone();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let tls = self.tls.clone();
+        let addr = uri
+            .authority()
+            .and_then(|a| a.as_str().parse::<std::net::SocketAddr>().ok());
         let fut = self.inner.call(uri);
         Box::pin(async move {
-            let conn = fut.await?;
+            let tcp = fut.await?;
+            let conn = match (https, tls, addr) {
+                (false, _, _) => UpstreamConn::Plain(tcp),
+                (true, Some(tls), Some(addr)) => tls.handshake(addr, tcp.into_inner()).await?,
+                (true, None, _) => return Err("this pool has no TLS configuration".into()),
+                (true, _, None) => {
+                    return Err("an https origin is addressed by IP address and port".into())
+                }
+            };
             opened.fetch_add(1, Ordering::Relaxed);
             Ok(conn)
         })
@@ -42,13 +57,16 @@ impl tower_service::Service<http::Uri> for CountingConnector {
 pub type CountedUpstreamClient = Client<CountingConnector, Body>;
 
 /// A keep-alive pool like [`crate::upstream_client`] whose new connections are counted,
-/// leaving from `local` when given.
+/// leaving from `local` when given, with TLS to `https://` URIs when `tls` is given.
 pub fn counted_upstream_client(
     connect_timeout: Duration,
     idle_timeout: Duration,
     local: Option<std::net::IpAddr>,
     opened: Arc<AtomicU64>,
+    tls: Option<OriginTls>,
 ) -> CountedUpstreamClient {
-    let inner = crate::upstream_connector(connect_timeout, local);
-    crate::upstream_pool(idle_timeout, 512).build(CountingConnector { inner, opened })
+    let mut inner = crate::upstream_connector(connect_timeout, local);
+    // The scheme is checked in `call`: https goes through the TLS handshake there.
+    inner.enforce_http(tls.is_none());
+    crate::upstream_pool(idle_timeout, 512).build(CountingConnector { inner, opened, tls })
 }

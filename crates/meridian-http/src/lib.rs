@@ -21,10 +21,14 @@ pub mod audit;
 mod conn;
 mod counting;
 mod idle;
+pub mod pki;
+pub mod secrets;
 pub mod signing;
 pub mod tls;
+mod upstream_tls;
 pub use counting::{counted_upstream_client, CountedUpstreamClient};
 pub use idle::{Idle, IdleTimeout};
+pub use upstream_tls::{OriginTls, UpstreamConn};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type every Meridian handler returns.

@@ -66,7 +66,8 @@ struct Loaded {
 
 /// The signing keys of a deployment: the first signs, every one still valid verifies.
 pub struct Signer {
-    dir: Option<PathBuf>,
+    /// The current key's file (the previous one is beside it); None: fixed keys.
+    file: Option<PathBuf>,
     state: Mutex<Loaded>,
 }
 
@@ -81,9 +82,15 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// The keys in `state_dir`; an error when there is no current key (`up` makes it).
     pub fn load(state_dir: &Path) -> std::io::Result<Signer> {
-        let keys = read_keys(state_dir)?;
+        Signer::load_file(&state_dir.join(KEY_FILE))
+    }
+
+    /// The key in `file` (and `<file>.previous` during a rotation's grace), re-read every
+    /// few seconds.
+    pub fn load_file(file: &Path) -> std::io::Result<Signer> {
+        let keys = read_keys(file)?;
         Ok(Signer {
-            dir: Some(state_dir.to_path_buf()),
+            file: Some(file.to_path_buf()),
             state: Mutex::new(Loaded {
                 keys,
                 at: Instant::now(),
@@ -98,7 +105,7 @@ impl Signer {
             keys.push(Key::new(p, Some(until)));
         }
         Signer {
-            dir: None,
+            file: None,
             state: Mutex::new(Loaded {
                 keys,
                 at: Instant::now(),
@@ -108,10 +115,10 @@ impl Signer {
 
     fn with_keys<T>(&self, f: impl FnOnce(&[Key]) -> T) -> T {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(dir) = &self.dir {
+        if let Some(file) = &self.file {
             if state.at.elapsed() >= RELOAD {
                 // A key file being rewritten is read again at the next reload.
-                if let Ok(keys) = read_keys(dir) {
+                if let Ok(keys) = read_keys(file) {
                     state.keys = keys;
                 }
                 state.at = Instant::now();
@@ -196,26 +203,18 @@ impl Signer {
 
 /// The current key (`edge-signing-key`) and, when a rotation left one, the previous key
 /// (`edge-signing-key.previous`: the secret, then the unix time it ends, on two lines).
-fn read_keys(dir: &Path) -> std::io::Result<Vec<Key>> {
-    let current = std::fs::read_to_string(dir.join(KEY_FILE))?;
+fn read_keys(file: &Path) -> std::io::Result<Vec<Key>> {
+    let current = std::fs::read_to_string(file)?;
     let current = current.trim();
     if current.is_empty() {
         return Err(std::io::Error::other(format!(
             "{} is empty",
-            dir.join(KEY_FILE).display()
+            file.display()
         )));
     }
     let mut keys = vec![Key::new(current, None)];
-    if let Ok(prev) = std::fs::read_to_string(dir.join(previous_file())) {
-        let mut lines = prev.lines();
-        if let (Some(secret), Some(until)) = (lines.next(), lines.next()) {
-            if let Ok(until) = until.trim().parse::<u64>() {
-                keys.push(Key::new(
-                    secret.trim(),
-                    Some(UNIX_EPOCH + Duration::from_secs(until)),
-                ));
-            }
-        }
+    if let Some((secret, until)) = crate::secrets::read_previous(file) {
+        keys.push(Key::new(&secret, Some(until)));
     }
     Ok(keys)
 }

@@ -17,6 +17,8 @@ pub enum TlsError {
         path: PathBuf,
         detail: String,
     },
+    #[error("cannot read the CA certificate {path}: {detail}\n  fix: `meridian up` makes <state-dir>/tls/ca-cert.pem; or name your CA's PEM file in [distribution] origin_ca_file, or set origin_protocol = \"http\"")]
+    Ca { path: PathBuf, detail: String },
     #[error("{path} holds no certificate in PEM form\n  fix: give the full chain, starting with -----BEGIN CERTIFICATE-----")]
     NoCertificate { path: PathBuf },
     #[error("the certificate and key cannot be used together: {0}")]
@@ -91,10 +93,41 @@ impl ResolvesServerCert for BySni {
     }
 }
 
-/// A server config for one or more certificates chosen by SNI: TLS 1.3 and 1.2 only,
-/// HTTP/2 and HTTP/1.1 by ALPN.
+/// The protocol versions of every Meridian TLS endpoint and client: 1.3 and 1.2. Older
+/// ones (SSL 3, TLS 1.0, 1.1) are broken or deprecated (RFC 8996) and never offered.
+pub static VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// The cipher suites, pinned rather than left to the library's defaults so that an upgrade
+/// cannot widen them unnoticed: AEAD only, forward secret only (ECDHE), AES-GCM first
+/// (hardware AES), ChaCha20-Poly1305 for machines without it. No CBC, no RSA key exchange.
+pub static CIPHER_SUITES: &[rustls::SupportedCipherSuite] = {
+    use rustls::crypto::ring::cipher_suite::*;
+    &[
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_AES_128_GCM_SHA256,
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+};
+
+/// The ring provider restricted to [`CIPHER_SUITES`] (key exchange: X25519, P-256, P-384).
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::CryptoProvider {
+        cipher_suites: CIPHER_SUITES.to_vec(),
+        ..rustls::crypto::ring::default_provider()
+    }
+}
+
+/// A server config for one or more certificates chosen by SNI: [`VERSIONS`] only, the
+/// suites of [`provider`], HTTP/2 and HTTP/1.1 by ALPN.
 pub fn server_config(certs: &[CertFiles]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(provider());
     let mut exact = HashMap::new();
     let mut wildcard = HashMap::new();
     let mut default = None;
@@ -111,7 +144,7 @@ pub fn server_config(certs: &[CertFiles]) -> Result<Arc<rustls::ServerConfig>, T
     }
     let default = default.ok_or_else(|| TlsError::Config("no certificate was given".into()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(VERSIONS)
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(BySni {

@@ -27,6 +27,9 @@ pub struct LbOptions {
     /// The deployment's edge signing keys: with `require_edge_signature`, every request but
     /// the unsigned paths' must carry a valid signature.
     pub signer: Option<std::sync::Arc<meridian_http::signing::Signer>>,
+    /// A second listener that serves TLS (end-to-end encryption from the edge), and its
+    /// certificate.
+    pub tls: Option<(SocketAddr, std::sync::Arc<rustls::ServerConfig>)>,
 }
 
 impl LbOptions {
@@ -41,7 +44,31 @@ impl LbOptions {
             admin: node.admin,
             config: cfg.load_balancer.clone(),
             signer: None,
+            tls: None,
         }
+    }
+
+    /// Adds the TLS listener of a deployment: on the balancer's TLS port, with the
+    /// certificate the deployment CA of `state_dir` signed for this region (made now when
+    /// this node runs without `up`).
+    pub fn with_deployment_tls(
+        mut self,
+        cfg: &meridian_config::Config,
+        state_dir: &std::path::Path,
+    ) -> Result<Self, meridian_http::tls::TlsError> {
+        let names = vec![
+            self.listen.ip().to_string(),
+            cfg.lb_server_name(&self.region),
+        ];
+        let (cert, key) = meridian_http::pki::ensure_lb_cert(state_dir, &self.region, &names)?;
+        let config = meridian_http::tls::server_config(&[meridian_http::tls::CertFiles {
+            names,
+            cert,
+            key,
+        }])?;
+        let addr = SocketAddr::new(self.listen.ip(), cfg.backstage(cfg.lb_tls_port()));
+        self.tls = Some((addr, config));
+        Ok(self)
     }
 }
 
@@ -51,6 +78,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), meridian_http::BindError> {
     let listener = meridian_http::bind(opts.listen).await?;
+    let tls_listener = match &opts.tls {
+        Some((addr, config)) => Some((meridian_http::bind(*addr).await?, config.clone())),
+        None => None,
+    };
     let admin_listener = meridian_http::bind(opts.admin).await?;
     let lb = LoadBalancer::new(&opts);
     let checks = lb.start_health_checks(&opts);
@@ -63,14 +94,36 @@ pub async fn run(
         drain: opts.config.deregistration_delay,
         ..Default::default()
     };
+    // Both listeners stop together: the TLS one is told when the plain one's shutdown came.
+    let (stop_tls, tls_stopped) = tokio::sync::watch::channel(false);
+    let tls_task = tls_listener.map(|(l, config)| {
+        let proxy = lb.clone();
+        let server_opts = server_opts.clone();
+        let mut stopped = tls_stopped.clone();
+        tokio::spawn(meridian_http::serve_conns(
+            l,
+            server_opts,
+            Some(meridian_http::tls::acceptor(config)),
+            move |peer: meridian_http::Peer| proxy.service_tls(peer.addr, peer.local.port()),
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ))
+    });
     let proxy = lb.clone();
     meridian_http::serve(
         listener,
         server_opts,
         move |peer| proxy.service(peer),
-        shutdown,
+        async move {
+            shutdown.await;
+            let _ = stop_tls.send(true);
+        },
     )
     .await;
+    if let Some(t) = tls_task {
+        let _ = t.await;
+    }
     for c in checks {
         c.abort();
     }

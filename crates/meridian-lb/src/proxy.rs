@@ -37,6 +37,7 @@ pub(crate) struct LbMetrics {
     pub transitions: Family<Labels, Counter>,
     pub response_bytes: Counter,
     pub signature_rejections: Counter,
+    pub tls_requests: Counter,
 }
 
 struct Inner {
@@ -50,6 +51,10 @@ struct Inner {
     m: LbMetrics,
     signer: Option<Arc<meridian_http::signing::Signer>>,
 }
+
+/// Marks a request that came through the TLS listener (on this port).
+#[derive(Debug, Clone, Copy)]
+struct ViaTls(u16);
 
 /// A load balancer: cheap to clone, shared by every connection.
 #[derive(Clone)]
@@ -117,6 +122,11 @@ impl LoadBalancer {
             signature_rejections: metrics.register(
                 "lb_signature_rejections",
                 "Requests refused with 403 for a missing, stale or wrong edge signature",
+                Counter::default(),
+            ),
+            tls_requests: metrics.register(
+                "lb_tls_requests",
+                "Requests that arrived over TLS (from PoPs with origin_protocol = https)",
                 Counter::default(),
             ),
         };
@@ -241,6 +251,27 @@ impl LoadBalancer {
         })
     }
 
+    /// The per-connection service of the TLS listener on `port`: requests are marked so the
+    /// target sees `X-Forwarded-Proto: https`.
+    pub fn service_tls(
+        &self,
+        peer: SocketAddr,
+        port: u16,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future = BoxedResponse,
+    > + Clone {
+        let lb = self.clone();
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let lb = lb.clone();
+            req.extensions_mut().insert(ViaTls(port));
+            lb.0.m.tls_requests.inc();
+            Box::pin(async move { Ok(lb.handle(req, peer).await) }) as BoxedResponse
+        })
+    }
+
     /// Forwards one request. Public so tests and embedders can drive it directly.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let start = Instant::now();
@@ -355,8 +386,16 @@ impl LoadBalancer {
         if let Ok(v) = HeaderValue::from_str(&xff) {
             headers.insert("x-forwarded-for", v);
         }
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        headers.insert("x-forwarded-port", HeaderValue::from(self.0.listen_port));
+        match parts.extensions.get::<ViaTls>() {
+            Some(ViaTls(port)) => {
+                headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+                headers.insert("x-forwarded-port", HeaderValue::from(*port));
+            }
+            None => {
+                headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+                headers.insert("x-forwarded-port", HeaderValue::from(self.0.listen_port));
+            }
+        }
         headers.insert("x-request-id", rid.clone());
         let path = parts
             .uri

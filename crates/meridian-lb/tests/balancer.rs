@@ -137,6 +137,7 @@ fn options(targets: Vec<NodeSpec>, algorithm: Algorithm) -> LbOptions {
     config.health_check.timeout = Duration::from_millis(80);
     config.deregistration_delay = Duration::from_millis(500);
     LbOptions {
+        tls: None,
         name: "lb-test".into(),
         region: "test-1".into(),
         listen: "127.0.0.1:0".parse().unwrap(),

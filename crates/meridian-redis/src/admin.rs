@@ -251,7 +251,7 @@ impl AdminState {
     /// whoever merely reaches an admin port must not be able to move the primary.
     async fn peer_call(&self, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
         let k = &self.0.keeper;
-        if !meridian_http::admin::bearer_ok(req.headers(), &k.opts.admin_token) {
+        if !k.opts.admin_token.accepts(req.headers()) {
             return meridian_http::admin::unauthorized();
         }
         match (req.method().clone(), req.uri().path()) {

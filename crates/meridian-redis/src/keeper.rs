@@ -215,7 +215,7 @@ impl Keeper {
             peer.admin,
             "GET",
             "/role",
-            &self.opts.admin_token,
+            &self.opts.admin_token.current(),
             self.call_timeout(),
         )
         .await?;
@@ -289,7 +289,7 @@ impl Keeper {
                     peer.admin,
                     "POST",
                     &path,
-                    &self.opts.admin_token,
+                    &self.opts.admin_token.current(),
                     self.call_timeout() * 3,
                 )
                 .await

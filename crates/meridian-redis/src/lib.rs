@@ -74,7 +74,7 @@ pub struct CacheOptions {
     /// The node's own directory (redis.conf, the keeper's term).
     pub dir: PathBuf,
     /// The deployment's admin token: asking a keeper to promote needs it.
-    pub admin_token: String,
+    pub admin_token: meridian_http::secrets::AdminToken,
     /// Where to serve the region's primary endpoint (shared with the peer with
     /// SO_REUSEPORT); None: no endpoint here.
     pub endpoint: Option<SocketAddr>,

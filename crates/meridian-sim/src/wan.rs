@@ -52,11 +52,13 @@ pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
         ) else {
             continue;
         };
-        out.push(Destination {
-            public,
-            backstage: SocketAddr::new(public.ip(), cfg.backstage(public.port())),
-            site: Site::At(place.clone()),
-        });
+        for port in [public.port(), cfg.lb_tls_port()] {
+            out.push(Destination {
+                public: SocketAddr::new(public.ip(), port),
+                backstage: SocketAddr::new(public.ip(), cfg.backstage(port)),
+                site: Site::At(place.clone()),
+            });
+        }
     }
     for p in &cfg.edges {
         let (Some((public, _)), Some(place)) = (
@@ -113,7 +115,7 @@ struct Wan {
     /// Extra one-way delay on every link to or from a place (a slow region).
     slow: Mutex<std::collections::HashMap<String, std::time::Duration>>,
     /// What `/partition` and `/slow` ask for.
-    admin_token: String,
+    admin_token: meridian_http::secrets::AdminToken,
     /// Bumped when partitions change, so held connections look again.
     changed: watch::Sender<u64>,
     connections: Family<Labels, Counter>,
@@ -197,7 +199,7 @@ pub struct WanOptions {
     pub admin: SocketAddr,
     /// The deployment's admin token: changing the network (`/partition`, `/slow`) needs
     /// it as a Bearer token; `/health` and `/metrics` stay open.
-    pub admin_token: String,
+    pub admin_token: meridian_http::secrets::AdminToken,
     /// Connections relayed at once, over all its listeners. At the cap the listeners stop
     /// accepting, so new connections wait in the kernel's backlog until one ends. Each
     /// relayed connection holds four descriptors (two sockets and their delay-line twins).
@@ -211,7 +213,7 @@ impl WanOptions {
     /// `ulimit -n` of 20,000.
     pub const MAX_CONNECTIONS: usize = 4096;
 
-    pub fn new(admin: SocketAddr, admin_token: String) -> Self {
+    pub fn new(admin: SocketAddr, admin_token: meridian_http::secrets::AdminToken) -> Self {
         WanOptions {
             admin,
             admin_token,
@@ -320,16 +322,18 @@ async fn accept_loop(
     room: Arc<tokio::sync::Semaphore>,
 ) {
     loop {
-        // A slot first: at the cap, connections wait in the backlog, not in our memory.
-        let Ok(permit) = room.clone().acquire_owned().await else {
-            return;
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(_) => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        // Then a slot: at the cap, this loop waits with one accepted connection and the
+        // rest wait in the backlog, not in our memory. (A slot taken before `accept` would
+        // be held by an idle listener while another listener's clients wait for it.)
+        let Ok(permit) = room.clone().acquire_owned().await else {
+            return;
         };
         let from = wan.world.place_of_ip(peer.ip()).cloned();
         let to = wan.place_of(&dest.site, from.as_ref());
@@ -437,8 +441,7 @@ fn admin_route(wan: &Wan, req: Request<Incoming>) -> http::Response<meridian_htt
     };
     // Changing the network is for the deployment's operators (chaos runs), not for
     // anything that can reach the admin port.
-    if matches!(req.uri().path(), "/partition" | "/slow")
-        && !meridian_http::admin::bearer_ok(req.headers(), &wan.admin_token)
+    if matches!(req.uri().path(), "/partition" | "/slow") && !wan.admin_token.accepts(req.headers())
     {
         return meridian_http::admin::unauthorized();
     }

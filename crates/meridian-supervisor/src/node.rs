@@ -18,6 +18,8 @@ pub enum NodeError {
     Dns(#[from] meridian_dns::RunError),
     #[error(transparent)]
     Edge(#[from] meridian_edge::EdgeError),
+    #[error("the balancer cannot serve TLS: {0}")]
+    LbTls(#[from] meridian_http::tls::TlsError),
     #[error(transparent)]
     Console(#[from] meridian_console::ConsoleError),
     #[error(transparent)]
@@ -36,6 +38,8 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Secret(#[from] meridian_http::secrets::SecretError),
     #[error("cannot read or make the secret {path}: {source}")]
     AdminToken {
         path: std::path::PathBuf,
@@ -86,12 +90,11 @@ pub fn state_dir() -> std::path::PathBuf {
 
 /// The deployment's admin token, from the state dir (`up` makes it before any node
 /// starts; a node run on its own makes it there when it is missing).
-fn admin_token() -> Result<String, NodeError> {
-    let dir = state_dir();
-    meridian_http::admin::token(&dir).map_err(|source| NodeError::AdminToken {
-        path: dir.join(meridian_http::admin::TOKEN_FILE),
-        source,
-    })
+fn admin_token(config: &Config) -> Result<meridian_http::secrets::AdminToken, NodeError> {
+    Ok(meridian_http::secrets::AdminToken::load(
+        &config.secrets.admin_token,
+        &state_dir(),
+    )?)
 }
 
 /// How `up` tells its children where the state dir is.
@@ -108,13 +111,14 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
     };
     match node.role {
         Role::Lb => {
-            let mut opts = meridian_lb::LbOptions::from_config(config, &node);
-            match meridian_http::signing::Signer::load(&state_dir()) {
+            let mut opts = meridian_lb::LbOptions::from_config(config, &node)
+                .with_deployment_tls(config, &state_dir())?;
+            match meridian_http::secrets::signer(&config.secrets.edge_signing_key, &state_dir()) {
                 Ok(s) => opts.signer = Some(std::sync::Arc::new(s)),
-                Err(source) if config.load_balancer.require_edge_signature => {
+                Err(e) if config.load_balancer.require_edge_signature => {
                     return Err(NodeError::SigningKey {
                         path: state_dir().join(meridian_http::signing::KEY_FILE),
-                        source,
+                        source: std::io::Error::other(e.to_string()),
                     });
                 }
                 Err(_) => {}
@@ -122,7 +126,7 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
             meridian_lb::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Wan => {
-            let mut opts = meridian_sim::wan::WanOptions::new(node.admin, admin_token()?);
+            let mut opts = meridian_sim::wan::WanOptions::new(node.admin, admin_token(config)?);
             opts.audit = audit_log(&node.name);
             meridian_sim::wan::run(config, opts, meridian_http::shutdown_signal()).await?;
         }
@@ -150,7 +154,7 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
         }
         Role::Dns => {
             let mut opts = meridian_dns::DnsOptions::from_config(config, &node)?;
-            opts.admin_token = Some(admin_token()?);
+            opts.admin_token = Some(admin_token(config)?);
             opts.audit = audit_log(&node.name);
             meridian_dns::run(opts, meridian_http::shutdown_signal()).await?;
         }
@@ -264,7 +268,7 @@ fn db_options(
             })
             .collect(),
         lease: db.lease,
-        admin_token: admin_token()?,
+        admin_token: admin_token(config)?.current(),
         public: config.public_address(node),
         writer: Some(config.db_writer_endpoint(node)),
         region: node.region.clone().unwrap_or_default(),
@@ -312,7 +316,7 @@ fn cache_options(
         eviction: cache.eviction.as_str().to_owned(),
         failover: cache.failover,
         dir: dir.join("cache").join(&node.name),
-        admin_token: admin_token()?,
+        admin_token: admin_token(config)?,
         endpoint: config.cache_endpoint(region),
         audit: audit_log(&node.name),
     })

@@ -215,6 +215,32 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         })?;
     }
 
+    // Secrets the config places in a file or variable: a missing one is said once here,
+    // not by every node failing in a restart loop.
+    meridian_http::secrets::AdminToken::load(&cfg.secrets.admin_token, &opts.state_dir)
+        .and_then(|_| {
+            meridian_http::secrets::signer(&cfg.secrets.edge_signing_key, &opts.state_dir)
+        })
+        .map_err(|e| UpError::StateDir {
+            path: opts.state_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    // The deployment CA and each balancer's certificate, before any edge needs the CA.
+    for r in &cfg.regions {
+        let names: Vec<String> = cfg
+            .node(&format!("lb-{}", r.name))
+            .map(|n| n.address.ip().to_string())
+            .into_iter()
+            .chain([cfg.lb_server_name(&r.name)])
+            .collect();
+        meridian_http::pki::ensure_lb_cert(&opts.state_dir, &r.name, &names).map_err(|e| {
+            UpError::StateDir {
+                path: opts.state_dir.join("tls"),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
+    }
+
     let metrics = Metrics::new();
     let restarts_metric = metrics.register(
         "supervisor_restarts",

@@ -1,6 +1,7 @@
 //! The `meridian` command: a thin layer of subcommands over the libraries.
 
 mod audit_cmd;
+mod secrets_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -157,6 +158,11 @@ enum Cmd {
     Export {
         #[command(subcommand)]
         command: ExportCmd,
+    },
+    /// Rotate secrets with a grace period, and list them (never their values).
+    Secrets {
+        #[command(subcommand)]
+        command: secrets_cmd::SecretsCmd,
     },
     /// Print the version.
     Version,
@@ -338,6 +344,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             since,
             json,
         } => audit_cmd::print(&state_dir, since.as_deref(), json),
+        Cmd::Secrets { command } => secrets_cmd::run(command),
         Cmd::Bench {
             command:
                 BenchCmd::Relay {

@@ -307,7 +307,7 @@ response_headers_policy = "sec"
     if let Some((a, tls)) = opts.https.take() {
         opts.https = Some((SocketAddr::new(a.ip(), 8443), tls));
     }
-    let token = opts.admin_token.clone();
+    let token = opts.admin_token.current();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(meridian_edge::run(opts, async {
         let _ = rx.await;

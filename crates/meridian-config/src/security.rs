@@ -1,0 +1,149 @@
+//! The security settings of a deployment: how the edge talks to the balancers (TLS or not,
+//! which CA it trusts) and where each secret comes from.
+
+use crate::error::Diagnostics;
+use crate::read::Table;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// CloudFront's origin protocol policy for the balancers of the deployment (`lb:<region>`
+/// members); plain `http://` origins are always spoken to in HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginProtocol {
+    Http,
+    Https,
+}
+
+/// Where one secret is kept. The state dir is the one-machine default; on real machines a
+/// file (a mounted secret) or an environment variable, so secrets never travel with the
+/// state dir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretSource {
+    StateDir,
+    File(PathBuf),
+    Env(String),
+}
+
+/// `[secrets]`: where the admin token and the edge signing key come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Secrets {
+    pub admin_token: SecretSource,
+    pub edge_signing_key: SecretSource,
+}
+
+impl Default for Secrets {
+    fn default() -> Self {
+        Secrets {
+            admin_token: SecretSource::StateDir,
+            edge_signing_key: SecretSource::StateDir,
+        }
+    }
+}
+
+pub(crate) fn read_secrets(t: &Table, d: &mut Diagnostics) -> Option<Secrets> {
+    let mut s = Secrets::default();
+    let mut ok = true;
+    for (key, slot) in [
+        ("admin_token", &mut s.admin_token),
+        ("edge_signing_key", &mut s.edge_signing_key),
+    ] {
+        if !t.has(key) {
+            continue;
+        }
+        match t.table(d, key).map(|src| read_source(&src, d)) {
+            Some(Some(src)) => *slot = src,
+            _ => ok = false,
+        }
+    }
+    t.finish(d);
+    ok.then_some(s)
+}
+
+fn read_source(t: &Table, d: &mut Diagnostics) -> Option<SecretSource> {
+    let file = t.str(d, "file");
+    let env = t.str(d, "env");
+    t.finish(d);
+    let fix =
+        "write `{ file = \"/etc/meridian/admin-token\" }` or `{ env = \"MERIDIAN_ADMIN_TOKEN\" }`";
+    match (file, env) {
+        (Some(_), Some(_)) => {
+            d.error(
+                t.span.clone(),
+                &t.path,
+                format!("`{}` names both a file and an environment variable", t.path),
+                fix,
+            );
+            None
+        }
+        (Some(f), None) if f.trim().is_empty() => {
+            let field = t.get("file")?;
+            d.error(field.span, &field.key, "the file name is empty", fix);
+            None
+        }
+        (Some(f), None) => Some(SecretSource::File(PathBuf::from(f))),
+        (None, Some(e))
+            if e.is_empty() || !e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            let field = t.get("env")?;
+            d.error(
+                field.span,
+                &field.key,
+                format!("`{e}` is not an environment variable name"),
+                "use letters, digits and underscores, such as \"MERIDIAN_ADMIN_TOKEN\"",
+            );
+            None
+        }
+        (None, Some(e)) => Some(SecretSource::Env(e)),
+        (None, None) => {
+            if !t.has("file") && !t.has("env") {
+                t.missing(d, "file", fix);
+            }
+            None
+        }
+    }
+}
+
+/// Reads `origin_protocol` and `origin_ca_file` of `[distribution]`.
+pub(crate) fn read_origin_transport(
+    t: &Table,
+    d: &mut Diagnostics,
+    protocol: &mut OriginProtocol,
+    ca_file: &mut Option<PathBuf>,
+) {
+    match t.choice(d, "origin_protocol", &["http", "https"]) {
+        Some("http") => *protocol = OriginProtocol::Http,
+        Some(_) => *protocol = OriginProtocol::Https,
+        None => {}
+    }
+    if let Some(f) = t.str(d, "origin_ca_file") {
+        *ca_file = Some(PathBuf::from(f));
+    }
+}
+
+/// How far above the balancer's HTTP port its TLS port is by default (8080 → 8443).
+pub const LB_TLS_PORT_OFFSET: u16 = 363;
+
+impl crate::Config {
+    /// The port a balancer serves TLS on (its public port; behind the WAN relay, the
+    /// listener is on the backstage port of it).
+    pub fn lb_tls_port(&self) -> u16 {
+        self.load_balancer
+            .tls_port
+            .unwrap_or(self.network.lb_port.wrapping_add(LB_TLS_PORT_OFFSET))
+    }
+
+    /// Where a region's balancer is reached over TLS (through the WAN relay when there is one).
+    pub fn lb_tls_address(&self, region: &str) -> Option<SocketAddr> {
+        let plain = self.lb_address(region)?;
+        Some(SocketAddr::new(plain.ip(), self.lb_tls_port()))
+    }
+
+    /// The DNS name in a balancer's certificate, which the edge asks for and verifies:
+    /// the same behind a WAN relay as without one.
+    pub fn lb_server_name(&self, region: &str) -> String {
+        format!("lb-{region}.{}", self.deployment.zone)
+    }
+}

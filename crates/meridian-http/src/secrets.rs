@@ -1,0 +1,349 @@
+//! Secrets that rotate without a restart. A secret lives in a file (the state dir's, or
+//! one the config names); `meridian secrets rotate` moves it to `<file>.previous` with the
+//! unix time its grace period ends on a second line, then writes a new one. Nodes read both
+//! files again every few seconds, so the old value keeps working until the grace ends and
+//! the new one from the next reload on. A secret from an environment variable is fixed for
+//! the life of the process.
+
+use http::HeaderMap;
+use meridian_config::SecretSource;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often secret files are read again.
+pub const RELOAD: Duration = Duration::from_secs(2);
+
+/// The secrets `meridian secrets` knows, by the name of their file in the state dir.
+pub const NAMES: &[&str] = &[crate::admin::TOKEN_FILE, crate::signing::KEY_FILE];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read the secret {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the secret {0} is empty\n  fix: write the secret (one line) into it")]
+    Empty(PathBuf),
+    #[error("the environment variable {0} that [secrets] names is not set or empty")]
+    Env(String),
+    #[error("cannot write the secret {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{0}` is not a secret Meridian rotates; known: {names}", names = NAMES.join(", "))]
+    Unknown(String),
+    #[error(
+        "{0} comes from the environment variable {1}: set a new value there and restart the nodes"
+    )]
+    FromEnv(String, String),
+}
+
+/// Where the secret `name` (a file name of [`NAMES`]) of a deployment is read from.
+pub fn location(source: &SecretSource, state_dir: &Path, name: &str) -> Location {
+    match source {
+        SecretSource::StateDir => Location::File(state_dir.join(name)),
+        SecretSource::File(p) => Location::File(p.clone()),
+        SecretSource::Env(v) => Location::Env(v.clone()),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    Env(String),
+}
+
+/// The file that holds a file's previous value during a grace period.
+pub fn previous_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".previous");
+    PathBuf::from(s)
+}
+
+fn read_one(path: &Path) -> Result<String, SecretError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let value = text.lines().next().unwrap_or("").trim().to_owned();
+    if value.is_empty() {
+        return Err(SecretError::Empty(path.to_owned()));
+    }
+    Ok(value)
+}
+
+/// The previous value of `path` and the end of its grace period, if a rotation left one.
+pub fn read_previous(path: &Path) -> Option<(String, SystemTime)> {
+    let text = std::fs::read_to_string(previous_path(path)).ok()?;
+    let mut lines = text.lines();
+    let value = lines.next()?.trim().to_owned();
+    let until = lines.next()?.trim().parse::<u64>().ok()?;
+    (!value.is_empty()).then(|| (value, UNIX_EPOCH + Duration::from_secs(until)))
+}
+
+struct Values {
+    current: String,
+    previous: Option<(String, SystemTime)>,
+    at: Instant,
+}
+
+struct Shared {
+    location: Option<Location>,
+    values: Mutex<Values>,
+}
+
+/// The deployment's admin token as every admin endpoint checks it: re-read every
+/// [`RELOAD`], so a rotation needs no restart, and the previous token is accepted until
+/// its grace period ends. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminToken(Arc<Shared>);
+
+impl std::fmt::Debug for AdminToken {
+    /// Never the token itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminToken")
+            .field("location", &self.0.location)
+            .finish()
+    }
+}
+
+impl From<String> for AdminToken {
+    /// A fixed token (tests, embedders): never re-read.
+    fn from(token: String) -> Self {
+        AdminToken(Arc::new(Shared {
+            location: None,
+            values: Mutex::new(Values {
+                current: token,
+                previous: None,
+                at: Instant::now(),
+            }),
+        }))
+    }
+}
+
+impl From<&str> for AdminToken {
+    fn from(token: &str) -> Self {
+        AdminToken::from(token.to_owned())
+    }
+}
+
+impl AdminToken {
+    /// The token of a deployment: from the configured file or variable, or the state
+    /// dir's file (made when missing, as a node run on its own needs one).
+    pub fn load(source: &SecretSource, state_dir: &Path) -> Result<AdminToken, SecretError> {
+        let location = location(source, state_dir, crate::admin::TOKEN_FILE);
+        if *source == SecretSource::StateDir {
+            crate::admin::token(state_dir).map_err(|source| SecretError::Write {
+                path: state_dir.join(crate::admin::TOKEN_FILE),
+                source,
+            })?;
+        }
+        let (current, previous) = read_location(&location)?;
+        Ok(AdminToken(Arc::new(Shared {
+            location: Some(location),
+            values: Mutex::new(Values {
+                current,
+                previous,
+                at: Instant::now(),
+            }),
+        })))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Values) -> T) -> T {
+        let mut v = self.0.values.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(loc) = &self.0.location {
+            if v.at.elapsed() >= RELOAD {
+                // A file being rewritten is read again at the next reload.
+                if let Ok((current, previous)) = read_location(loc) {
+                    v.current = current;
+                    v.previous = previous;
+                }
+                v.at = Instant::now();
+            }
+        }
+        f(&v)
+    }
+
+    /// Whether `headers` carry the current token, or the previous one during its grace.
+    pub fn accepts(&self, headers: &HeaderMap) -> bool {
+        let now = SystemTime::now();
+        self.with(|v| {
+            crate::admin::bearer_ok(headers, &v.current)
+                | v.previous
+                    .as_ref()
+                    .is_some_and(|(p, until)| now < *until && crate::admin::bearer_ok(headers, p))
+        })
+    }
+
+    /// The current token, for calls to other nodes.
+    pub fn current(&self) -> String {
+        self.with(|v| v.current.clone())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.with(|v| v.current.is_empty())
+    }
+}
+
+/// The edge signing keys of a deployment (current and previous), from where the config
+/// says: a file is re-read every few seconds, a variable is fixed.
+pub fn signer(
+    source: &SecretSource,
+    state_dir: &Path,
+) -> Result<crate::signing::Signer, SecretError> {
+    match location(source, state_dir, crate::signing::KEY_FILE) {
+        Location::File(p) => crate::signing::Signer::load_file(&p)
+            .map_err(|source| SecretError::Read { path: p, source }),
+        loc @ Location::Env(_) => {
+            let (current, _) = read_location(&loc)?;
+            Ok(crate::signing::Signer::from_secrets(&current, None))
+        }
+    }
+}
+
+fn read_location(loc: &Location) -> Result<(String, Option<(String, SystemTime)>), SecretError> {
+    match loc {
+        Location::File(p) => Ok((read_one(p)?, read_previous(p))),
+        Location::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok((v.trim().to_owned(), None)),
+            _ => Err(SecretError::Env(var.clone())),
+        },
+    }
+}
+
+/// What a rotation did: where the new value is, and until when the old one is accepted.
+#[derive(Debug)]
+pub struct Rotated {
+    pub path: PathBuf,
+    pub previous_until: SystemTime,
+}
+
+/// Rotates the secret in `path`: its value goes to `<path>.previous` with the end of the
+/// grace period (now + `grace`), then a new random value replaces it. In that order, so a
+/// node reading in between holds the old value either way. Both files are owner-only.
+pub fn rotate(path: &Path, grace: Duration) -> Result<Rotated, SecretError> {
+    let old = read_one(path)?;
+    let until = SystemTime::now() + grace;
+    let unix = until
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let previous = previous_path(path);
+    crate::tls::write_secret(&previous, format!("{old}\n{unix}\n").as_bytes()).map_err(
+        |source| SecretError::Write {
+            path: previous.clone(),
+            source,
+        },
+    )?;
+    let new = format!(
+        "{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    );
+    crate::tls::write_secret(path, format!("{new}\n").as_bytes()).map_err(|source| {
+        SecretError::Write {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    Ok(Rotated {
+        path: path.to_owned(),
+        previous_until: until,
+    })
+}
+
+/// One line of `meridian secrets list`: never the value.
+#[derive(Debug)]
+pub struct SecretInfo {
+    pub name: String,
+    pub location: Location,
+    /// Since the file was last written (None for a variable or a missing file).
+    pub age: Option<Duration>,
+    /// The end of the previous value's grace period, when one is still accepted.
+    pub previous_until: Option<SystemTime>,
+}
+
+/// The state of the secret `name` at `location`.
+pub fn describe(name: &str, location: Location) -> SecretInfo {
+    let (age, previous_until) = match &location {
+        Location::File(p) => (
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok()),
+            read_previous(p)
+                .map(|(_, until)| until)
+                .filter(|u| *u > SystemTime::now()),
+        ),
+        Location::Env(_) => (None, None),
+    };
+    SecretInfo {
+        name: name.to_owned(),
+        location,
+        age,
+        previous_until,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{header, HeaderValue};
+
+    fn bearer(t: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+        );
+        h
+    }
+
+    fn force_reload(t: &AdminToken) {
+        t.0.values.lock().unwrap().at = Instant::now() - RELOAD;
+    }
+
+    #[test]
+    fn after_a_rotation_the_old_token_works_until_the_grace_ends() {
+        let d = std::env::temp_dir().join(format!("meridian-secrets-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let token = AdminToken::load(&SecretSource::StateDir, &d).unwrap();
+        let old = token.current();
+        assert!(token.accepts(&bearer(&old)));
+        let r = rotate(&d.join(crate::admin::TOKEN_FILE), Duration::from_secs(2)).unwrap();
+        force_reload(&token);
+        let new = token.current();
+        assert_ne!(new, old);
+        assert!(token.accepts(&bearer(&new)), "the new token works at once");
+        assert!(token.accepts(&bearer(&old)), "the old one during the grace");
+        assert!(!token.accepts(&bearer("guess")));
+        let info = describe("admin-token", Location::File(r.path.clone()));
+        assert!(info.previous_until.is_some());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(previous_path(&r.path))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Bounded: the grace is 2 s.
+        std::thread::sleep(Duration::from_millis(2100));
+        assert!(!token.accepts(&bearer(&old)), "not after the grace");
+        assert!(token.accepts(&bearer(&new)));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_configured_file_or_variable_is_read_and_errors_name_it() {
+        let missing = SecretSource::File("/nonexistent/meridian/token".into());
+        let e = AdminToken::load(&missing, Path::new("/tmp")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/meridian/token"), "{e}");
+        let var = "MERIDIAN_TEST_TOKEN_THAT_IS_NOT_SET";
+        let e = AdminToken::load(&SecretSource::Env(var.into()), Path::new("/tmp")).unwrap_err();
+        assert!(e.to_string().contains(var), "{e}");
+    }
+}

@@ -1,0 +1,139 @@
+//! `meridian secrets`: rotate a secret with a grace period, and list secrets (never their
+//! values). Nodes re-read secret files every few seconds, so nothing restarts.
+
+use anyhow::Result;
+use clap::Subcommand;
+use meridian_config::{Config, Secrets};
+use meridian_http::secrets::{self, Location};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Subcommand)]
+pub enum SecretsCmd {
+    /// Replace a secret (admin-token or edge-signing-key); the old value is still accepted
+    /// until the grace period ends, so running nodes and tools holding it keep working.
+    Rotate {
+        /// admin-token or edge-signing-key.
+        name: String,
+        /// The deployment's state dir.
+        #[arg(long, default_value = ".meridian")]
+        state_dir: PathBuf,
+        /// How long the old value stays valid (such as 30s, 10m, 1h).
+        #[arg(long, default_value = "10m")]
+        grace: String,
+        /// The deployment's config, for secrets that [secrets] places elsewhere; by
+        /// default the config of the deployment running from the state dir, if any.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Each secret's file, age, and whether a previous value is in its grace period.
+    List {
+        #[arg(long, default_value = ".meridian")]
+        state_dir: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Where the deployment's [secrets] are: the given config, else the running one's.
+fn sources(config: Option<&Path>, state_dir: &Path) -> Result<Secrets> {
+    let path = match config {
+        Some(p) => Some(p.to_owned()),
+        None => meridian_config::state::DeploymentState::read(state_dir)
+            .ok()
+            .map(|s| s.config),
+    };
+    match path {
+        Some(p) => Ok(Config::load(&p)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .secrets),
+        None => Ok(Secrets::default()),
+    }
+}
+
+fn source<'a>(secrets: &'a Secrets, name: &str) -> Option<&'a meridian_config::SecretSource> {
+    match name {
+        meridian_http::admin::TOKEN_FILE => Some(&secrets.admin_token),
+        meridian_http::signing::KEY_FILE => Some(&secrets.edge_signing_key),
+        _ => None,
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn run(cmd: SecretsCmd) -> Result<ExitCode> {
+    match cmd {
+        SecretsCmd::Rotate {
+            name,
+            state_dir,
+            grace,
+            config,
+        } => {
+            let grace = match crate::duration_flag("grace", &grace) {
+                Ok(g) => g,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let all = sources(config.as_deref(), &state_dir)?;
+            let Some(src) = source(&all, &name) else {
+                eprintln!("error: {}", secrets::SecretError::Unknown(name));
+                return Ok(ExitCode::from(2));
+            };
+            let path = match secrets::location(src, &state_dir, &name) {
+                Location::File(p) => p,
+                Location::Env(var) => {
+                    eprintln!("error: {}", secrets::SecretError::FromEnv(name, var));
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let r = secrets::rotate(&path, grace)?;
+            println!(
+                "rotated {name} ({}); the previous value is accepted until unix time {} ({} from now); nodes pick the new one up within {} s",
+                r.path.display(),
+                unix(r.previous_until),
+                meridian_config::units::format_duration(grace),
+                secrets::RELOAD.as_secs()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SecretsCmd::List { state_dir, config } => {
+            let all = sources(config.as_deref(), &state_dir)?;
+            println!("{:<18} {:<8} {:<48} PREVIOUS", "SECRET", "AGE", "WHERE");
+            for name in secrets::NAMES {
+                let Some(src) = source(&all, name) else {
+                    continue;
+                };
+                let info = secrets::describe(name, secrets::location(src, &state_dir, name));
+                let age = info
+                    .age
+                    .map(|a| {
+                        meridian_config::units::format_duration(std::time::Duration::from_secs(
+                            a.as_secs(),
+                        ))
+                    })
+                    .unwrap_or_else(|| "-".into());
+                let previous = match info.previous_until {
+                    Some(u) => format!(
+                        "in grace, {} s left",
+                        unix(u).saturating_sub(unix(SystemTime::now()))
+                    ),
+                    None => "none".into(),
+                };
+                let place = match &info.location {
+                    Location::File(p) if p.exists() => p.display().to_string(),
+                    Location::File(p) => format!("{} (missing)", p.display()),
+                    Location::Env(v) => format!("${v}"),
+                };
+                println!("{:<18} {:<8} {place:<48} {previous}", info.name, age);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
