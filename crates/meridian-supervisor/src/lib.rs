@@ -6,6 +6,7 @@
 //! crash, described in `endpoints.json`, and all stopped on Ctrl-C or SIGTERM.
 
 mod node;
+mod table;
 mod up;
 
 pub use node::{run_node, NodeError, EXIT_NEEDS_A_PERSON};
