@@ -234,6 +234,7 @@ impl Keeper<'_> {
                         .await;
                 }
                 DbRole::SyncStandby => {
+                    self.sample_receiver().await;
                     // A frozen primary accepts nothing: give it a tick, not the probe's 3 s.
                     let reached = match self.opts.upstream {
                         Some(up) => self.check_upstream(up).await,
@@ -333,7 +334,7 @@ impl Keeper<'_> {
     }
 
     /// Connects to the upstream (through the relay) within a tick; on success records
-    /// whether it has this node as its synchronous standby, and this node's lag.
+    /// whether it has this node as its synchronous standby.
     async fn check_upstream(&self, upstream: SocketAddr) -> bool {
         let me = self.opts.name.clone();
         let check = async {
@@ -354,7 +355,6 @@ impl Keeper<'_> {
                     c.was_sync = was_sync;
                     c.at = Some(Instant::now());
                 });
-                self.sample_receiver().await;
                 true
             }
             _ => false,

@@ -52,6 +52,27 @@ async fn orders_resume_through_the_writer_endpoints_after_the_primary_is_lost() 
     wait_ready(&node_b, b_listen, true).await;
     wait_ready(&node_c, c_listen, true).await;
 
+    // b takes over on its own only once it knows it is the synchronous standby.
+    let b_admin = addr("127.82.203.2:9650");
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = meridian_health::call(
+            b_admin,
+            http::Method::GET,
+            "/status",
+            None,
+            Duration::from_secs(2),
+            64 * 1024,
+        )
+        .await
+        .ok()
+        .and_then(|f| serde_json::from_slice::<meridian_db::Status>(&f.body).ok());
+        if status.is_some_and(|s| s.synchronous) {
+            break;
+        }
+        assert!(Instant::now() < until, "b never knew it was synchronous");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let app = app("eu-west-1", writers, vec![c_listen]);
     let buy = || json!({"user": "ines", "symbol": "JPM", "side": "buy", "quantity": 1});
     // The endpoints lead somewhere once the lease is held: bounded retries for the first.
