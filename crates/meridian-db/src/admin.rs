@@ -152,6 +152,7 @@ impl AdminState {
                 status.promotable = status.in_recovery && self.0.standing.promotable();
                 status.synchronous = status.in_recovery && self.0.standing.synchronous();
                 status.changes = self.0.role.changes();
+                status.promotion_requested = self.0.standing.promotion_requested();
                 match serde_json::to_string(&status) {
                 Ok(body) => meridian_http::json(StatusCode::OK, body),
                 Err(e) => meridian_http::text(
@@ -171,6 +172,45 @@ impl AdminState {
     /// /lease?candidate=NODE&term=N` asks for it. Both need the admin token: whoever could
     /// reach an admin port must not be able to take the lease, nor watch it for a moment
     /// to strike.
+    /// `POST /promote`: an operator asks this standby to take over (the manual promotion
+    /// policy's only way across regions). It still needs the lease, so it happens only
+    /// once nobody leads; the request stands until then.
+    fn promote(&self, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
+        if !meridian_http::admin::bearer_ok(req.headers(), &self.0.admin_token) {
+            return meridian_http::admin::unauthorized();
+        }
+        if req.method() != http::Method::POST {
+            return meridian_http::text(StatusCode::METHOD_NOT_ALLOWED, "/promote takes POST");
+        }
+        if !self.0.role.get().in_recovery() {
+            return meridian_http::json(
+                StatusCode::CONFLICT,
+                json!({"node": self.0.name, "error": "this node is the primary already"})
+                    .to_string(),
+            );
+        }
+        // While a leader renews its lease, this witness's grant to it is live.
+        if let Some(holder) = self.0.witness.current(std::time::Instant::now()).holder {
+            return meridian_http::json(
+                StatusCode::CONFLICT,
+                json!({
+                    "node": self.0.name,
+                    "error": format!("{holder} leads: a promotion by hand is for when nobody does (the writer region is lost)")
+                })
+                .to_string(),
+            );
+        }
+        self.0.standing.request_promotion();
+        meridian_http::json(
+            StatusCode::ACCEPTED,
+            json!({
+                "node": self.0.name,
+                "promotion": "requested: it takes over once no node holds the leader lease"
+            })
+            .to_string(),
+        )
+    }
+
     fn lease(&self, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
         if !meridian_http::admin::bearer_ok(req.headers(), &self.0.admin_token) {
             return meridian_http::admin::unauthorized();
@@ -272,6 +312,9 @@ async fn route(state: &AdminState, req: &Request<Incoming>) -> http::Response<me
     if req.uri().path() == "/lease" {
         return state.lease(req);
     }
+    if req.uri().path() == "/promote" {
+        return state.promote(req);
+    }
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return meridian_http::text(StatusCode::METHOD_NOT_ALLOWED, "admin endpoints take GET");
     }
@@ -281,7 +324,7 @@ async fn route(state: &AdminState, req: &Request<Incoming>) -> http::Response<me
         "/metrics" => state.metrics().await,
         _ => meridian_http::text(
             StatusCode::NOT_FOUND,
-            "admin endpoints: /health, /status, /metrics, /lease",
+            "admin endpoints: /health, /status, /metrics, /lease, /promote",
         ),
     }
 }

@@ -53,6 +53,8 @@ pub(crate) struct Standing {
     policy_allows: bool,
     max_lag: u64,
     lease: Duration,
+    /// An operator asked for this node's promotion (`meridian db promote`).
+    requested: Arc<AtomicBool>,
 }
 
 impl Standing {
@@ -63,7 +65,16 @@ impl Standing {
                 || opts.region == opts.home_region,
             max_lag: opts.max_promotion_lag,
             lease: opts.lease,
+            requested: Arc::default(),
         }
+    }
+
+    pub fn request_promotion(&self) {
+        self.requested.store(true, Ordering::Release);
+    }
+
+    pub fn promotion_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
     }
 
     /// The primary had this standby as its synchronous one at a contact less than a
@@ -311,16 +322,21 @@ impl Keeper<'_> {
             return None;
         }
         let since = *leaderless_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < self.opts.lease * 2 || !self.may_promote().await {
+        // By hand, the operator has judged the lag and the policy: nobody leading is enough.
+        let by_hand = self.standing.promotion_requested();
+        if !by_hand && (since.elapsed() < self.opts.lease * 2 || !self.may_promote().await) {
             return None;
         }
         let (won, highest) = self.campaign((*term).max(self.highest_term()) + 1).await;
         *term = (*term).max(highest);
         let h = won?;
-        if self
-            .promote("nobody has led for two leases and this node is the most advanced left")
-            .await
-        {
+        let cause = if by_hand {
+            "promoted by hand (meridian db promote) while nobody led"
+        } else {
+            "nobody has led for two leases and this node is the most advanced left"
+        };
+        if self.promote(cause).await {
+            self.standing.requested.store(false, Ordering::Release);
             *term = h.term;
             *leaderless_since = None;
             Some(h)

@@ -50,6 +50,9 @@ pub struct Status {
     /// The last role changes of this node's keeper, with their causes, oldest first.
     #[serde(default)]
     pub changes: Vec<crate::role::RoleChange>,
+    /// An operator asked for this standby's promotion and it has not happened yet.
+    #[serde(default)]
+    pub promotion_requested: bool,
 }
 
 /// A standby's WAL receiver, as `pg_stat_wal_receiver` shows it.
@@ -258,6 +261,7 @@ impl Probe {
                     connections: row.get(6),
                     synchronous: false,
                     changes: Vec::new(),
+                    promotion_requested: false,
                 })
             })
         })

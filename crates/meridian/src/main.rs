@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod chaos_cmd;
+mod db_cmd;
 mod explain;
 mod summary;
 use chaos_cmd::ChaosCmd;
@@ -158,6 +159,12 @@ enum Cmd {
     Export {
         #[command(subcommand)]
         command: ExportCmd,
+    },
+    /// The data tier by hand: `db promote NODE` makes a standby take over once nobody
+    /// leads (the manual promotion policy).
+    Db {
+        #[command(subcommand)]
+        command: db_cmd::DbCmd,
     },
     /// Rotate secrets with a grace period, and list them (never their values).
     Secrets {
@@ -345,6 +352,7 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             json,
         } => audit_cmd::print(&state_dir, since.as_deref(), json),
         Cmd::Secrets { command } => secrets_cmd::run(command),
+        Cmd::Db { command } => db_cmd::run(command).await,
         Cmd::Bench {
             command:
                 BenchCmd::Relay {

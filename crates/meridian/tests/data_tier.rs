@@ -145,6 +145,19 @@ async fn up_runs_a_multi_az_primary_and_a_cross_region_replica_through_the_wan()
         .collect();
     assert_eq!(db_nodes.len(), 3);
 
+    // A promotion by hand is refused while the primary leads.
+    let promote = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["db", "promote", "db-ap-southeast-1a", "--state-dir"])
+        .arg(&state_dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&promote.stdout);
+    assert!(!promote.status.success(), "{said}");
+    assert!(
+        said.contains("409") && said.contains("db-us-east-1a leads"),
+        "{said}"
+    );
+
     // Stopping the deployment stops every PostgreSQL it started.
     let status = up.stop().expect("up was running");
     assert!(status.success(), "{status:?}");
