@@ -49,7 +49,7 @@ struct Inner {
     role: CurrentRole,
     witness: Arc<Witness>,
     standing: Standing,
-    admin_token: String,
+    admin_token: meridian_http::secrets::AdminToken,
     probe: Probe,
     phase: Phase,
     metrics: Metrics,
@@ -176,7 +176,7 @@ impl AdminState {
     /// policy's only way across regions). It still needs the lease, so it happens only
     /// once nobody leads; the request stands until then.
     fn promote(&self, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
-        if !meridian_http::admin::bearer_ok(req.headers(), &self.0.admin_token) {
+        if !self.0.admin_token.accepts(req.headers()) {
             return meridian_http::admin::unauthorized();
         }
         if req.method() != http::Method::POST {
@@ -212,7 +212,7 @@ impl AdminState {
     }
 
     fn lease(&self, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
-        if !meridian_http::admin::bearer_ok(req.headers(), &self.0.admin_token) {
+        if !self.0.admin_token.accepts(req.headers()) {
             return meridian_http::admin::unauthorized();
         }
         let now = std::time::Instant::now();

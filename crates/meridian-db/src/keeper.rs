@@ -141,7 +141,7 @@ impl Keeper<'_> {
             &self.opts.name,
             term,
             &self.opts.peers,
-            &self.opts.admin_token,
+            &self.opts.admin_token.current(),
             self.ask_timeout(),
         )
         .await
@@ -153,7 +153,7 @@ impl Keeper<'_> {
             &self.witness,
             &self.opts.name,
             &self.opts.peers,
-            &self.opts.admin_token,
+            &self.opts.admin_token.current(),
             self.ask_timeout(),
         )
         .await

@@ -66,7 +66,7 @@ pub struct PgOptions {
     /// How long a granted lease lasts (see [`lease`]).
     pub lease: std::time::Duration,
     /// The deployment's admin token: asking a keeper for the lease needs it.
-    pub admin_token: String,
+    pub admin_token: meridian_http::secrets::AdminToken,
     /// Where the other nodes reach this node's PostgreSQL (through the WAN when there is
     /// one; else `listen`).
     pub public: SocketAddr,

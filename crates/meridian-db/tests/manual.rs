@@ -21,6 +21,14 @@ async fn with_manual_promotion_a_replica_takes_over_only_when_asked() {
     let mut a = options(&name("a"), DbRole::Primary, "127.78.9.1", &base);
     let mut c = options(&name("c"), DbRole::Replica, "127.78.9.3", &base);
     let mut d = options(&name("d"), DbRole::Replica, "127.78.9.4", &base);
+    let token = meridian_http::secrets::AdminToken::load(
+        &meridian_config::SecretSource::StateDir,
+        &base,
+    )
+    .unwrap();
+    for n in [&mut a, &mut c, &mut d] {
+        n.admin_token = token.clone();
+    }
     a.replicas = vec![c.name.clone(), d.name.clone()];
     c.region = "r2".into();
     d.region = "r3".into();
@@ -63,12 +71,43 @@ async fn with_manual_promotion_a_replica_takes_over_only_when_asked() {
     )
     .await;
 
+    // The admin token is rotated with a short grace. Once the grace is over, the keepers
+    // ask each other for the lease with the new token (the primary goes on leading) and
+    // accept the new token from the CLI, not the old one.
+    let old = token.current();
+    let before = status(a_admin).await.expect("a answers");
+    meridian_http::secrets::rotate(
+        &base.join(meridian_http::admin::TOKEN_FILE),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    tokio::time::sleep(meridian_http::secrets::RELOAD + Duration::from_secs(5)).await;
+    let after = status(a_admin).await.expect("a answers");
+    assert!(
+        after.role == DbRole::Primary && after.changes.len() == before.changes.len(),
+        "the primary went on leading through the rotation: {after:?}"
+    );
+    let new = std::fs::read_to_string(base.join(meridian_http::admin::TOKEN_FILE)).unwrap();
+    let new = new.trim();
+    assert_ne!(new, old);
+    let stale = meridian_health::call(
+        c_admin,
+        http::Method::POST,
+        "/promote",
+        Some(&old),
+        Duration::from_secs(2),
+        4096,
+    )
+    .await
+    .unwrap();
+    assert_eq!(stale.status, 401, "the old token after its grace");
+
     // While the primary leads, a promotion by hand is refused.
     let refused = meridian_health::call(
         c_admin,
         http::Method::POST,
         "/promote",
-        Some(TOKEN),
+        Some(new),
         Duration::from_secs(2),
         4096,
     )
@@ -110,7 +149,7 @@ async fn with_manual_promotion_a_replica_takes_over_only_when_asked() {
         c_admin,
         http::Method::POST,
         "/promote",
-        Some(TOKEN),
+        Some(new),
         Duration::from_secs(2),
         4096,
     )

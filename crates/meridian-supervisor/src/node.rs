@@ -268,7 +268,7 @@ fn db_options(
             })
             .collect(),
         lease: db.lease,
-        admin_token: admin_token(config)?.current(),
+        admin_token: admin_token(config)?,
         public: config.public_address(node),
         writer: Some(config.db_writer_endpoint(node)),
         region: node.region.clone().unwrap_or_default(),
