@@ -206,7 +206,7 @@ impl Electorate {
                 None => regions.push((r, 1)),
             }
         }
-        let even = regions.len() % 2 == 0;
+        let even = regions.len().is_multiple_of(2);
         // Whole numbers: every region's weight is split evenly among its witnesses.
         let lcm = regions.iter().fold(1u64, |l, (_, n)| l / gcd(l, *n) * n);
         let weights: Vec<(String, u64)> = members

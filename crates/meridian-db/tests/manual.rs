@@ -21,11 +21,9 @@ async fn with_manual_promotion_a_replica_takes_over_only_when_asked() {
     let mut a = options(&name("a"), DbRole::Primary, "127.78.9.1", &base);
     let mut c = options(&name("c"), DbRole::Replica, "127.78.9.3", &base);
     let mut d = options(&name("d"), DbRole::Replica, "127.78.9.4", &base);
-    let token = meridian_http::secrets::AdminToken::load(
-        &meridian_config::SecretSource::StateDir,
-        &base,
-    )
-    .unwrap();
+    let token =
+        meridian_http::secrets::AdminToken::load(&meridian_config::SecretSource::StateDir, &base)
+            .unwrap();
     for n in [&mut a, &mut c, &mut d] {
         n.admin_token = token.clone();
     }

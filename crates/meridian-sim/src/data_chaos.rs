@@ -567,14 +567,9 @@ impl DataWatch {
                     .map(|s| (n.clone(), s.at))
             })
             .min_by_key(|(_, at)| *at);
-        let before_fault = promoted.as_ref().and_then(|(n, _)| {
-            samples
-                .get(n)?
-                .iter()
-                .filter(|s| s.at <= fault_at)
-                .next_back()
-                .cloned()
-        });
+        let before_fault = promoted
+            .as_ref()
+            .and_then(|(n, _)| samples.get(n)?.iter().rfind(|s| s.at <= fault_at).cloned());
         let rejoined = thawed_at.and_then(|up| {
             samples
                 .get(&self.primary_before)?
