@@ -9,10 +9,14 @@ use crate::tls::{write_secret, TlsError};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The deployment CA's certificate in a state dir.
 pub fn ca_cert_path(state_dir: &Path) -> PathBuf {
@@ -94,6 +98,18 @@ pub fn ensure_lb_cert(
     if cert_path.exists() && key_path.exists() && ca_cert_path(state_dir).exists() {
         return Ok((cert_path, key_path));
     }
+    issue_lb_cert(state_dir, region, names)
+}
+
+/// A new key and certificate for the balancer of `region`, signed by the current CA. The
+/// key is written first and the certificate second: a balancer reading in between keeps
+/// the pair it has (they do not match) and takes the new one at its next look.
+pub fn issue_lb_cert(
+    state_dir: &Path,
+    region: &str,
+    names: &[String],
+) -> Result<(PathBuf, PathBuf), TlsError> {
+    let (cert_path, key_path) = lb_cert_paths(state_dir, region);
     let err = |detail: String| TlsError::DevCert {
         dir: state_dir.join("tls"),
         detail,
@@ -113,9 +129,52 @@ pub fn ensure_lb_cert(
     Ok((cert_path, key_path))
 }
 
-/// A client config that trusts only the CA certificates in `ca_file`: TLS 1.3 and 1.2,
-/// the cipher suites of [`crate::tls::provider`], HTTP/1.1 (the upstream pool speaks it).
-pub fn client_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+/// The file that holds the CA certificate trusted beside the current one after a rotation:
+/// the unix time its trust ends on the first line, then the PEM.
+pub fn previous_ca_path(state_dir: &Path) -> PathBuf {
+    crate::secrets::previous_path(&ca_cert_path(state_dir))
+}
+
+/// Replaces the deployment CA with a new key and certificate. The old certificate stays
+/// trusted until now + `grace` (in [`previous_ca_path`]), so balancers whose certificate
+/// the old CA signed keep working while theirs are issued again ([`issue_lb_cert`]).
+/// Returns the end of the grace.
+pub fn rotate_ca(state_dir: &Path, grace: Duration) -> Result<SystemTime, TlsError> {
+    let err = |detail: String| TlsError::DevCert {
+        dir: state_dir.join("tls"),
+        detail,
+    };
+    let cert_path = ca_cert_path(state_dir);
+    let old = std::fs::read_to_string(&cert_path).map_err(|e| TlsError::Ca {
+        path: cert_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let until = SystemTime::now() + grace;
+    let unix = until
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Old first, then the new pair: a node reading in between trusts the old CA twice.
+    write_public(&previous_ca_path(state_dir), &format!("{unix}\n{old}"))
+        .map_err(|e| err(e.to_string()))?;
+    let key = KeyPair::generate().map_err(|e| err(e.to_string()))?;
+    let cert = ca_params()
+        .and_then(|p| p.self_signed(&key))
+        .map_err(|e| err(e.to_string()))?;
+    write_secret(&ca_key_path(state_dir), key.serialize_pem().as_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    write_public(&cert_path, &cert.pem()).map_err(|e| err(e.to_string()))?;
+    Ok(until)
+}
+
+/// The end of the previous CA's trust, when a rotation left one that is still trusted.
+pub fn previous_ca_until(ca_file: &Path) -> Option<SystemTime> {
+    let text = std::fs::read_to_string(crate::secrets::previous_path(ca_file)).ok()?;
+    let until = UNIX_EPOCH + Duration::from_secs(text.lines().next()?.trim().parse().ok()?);
+    (until > SystemTime::now()).then_some(until)
+}
+
+fn read_roots(ca_file: &Path) -> Result<rustls::RootCertStore, TlsError> {
     let read_err = |detail: String| TlsError::Ca {
         path: ca_file.to_owned(),
         detail,
@@ -131,10 +190,157 @@ pub fn client_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, TlsErr
             path: ca_file.to_owned(),
         });
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::provider()))
+    // The CA a rotation replaced, while its grace lasts. A damaged one is left out: the
+    // current CA alone is what the rotation is moving to.
+    if previous_ca_until(ca_file).is_some() {
+        if let Ok(text) = std::fs::read(crate::secrets::previous_path(ca_file)) {
+            for c in CertificateDer::pem_slice_iter(&text).flatten() {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    Ok(roots)
+}
+
+fn file_stamps(ca_file: &Path) -> [crate::tls::FileStamp; 2] {
+    [
+        crate::tls::stamp(ca_file),
+        crate::tls::stamp(&crate::secrets::previous_path(ca_file)),
+    ]
+}
+
+fn verifier_for(
+    ca_file: &Path,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+    WebPkiServerVerifier::builder_with_provider(Arc::new(read_roots(ca_file)?), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Ca {
+            path: ca_file.to_owned(),
+            detail: e.to_string(),
+        })
+}
+
+/// Verifies upstream certificates against the CA file, read again when it (or the
+/// previous CA's file) changes and when the previous CA's grace ends: a rotated CA is
+/// trusted without a restart. The files are looked at no more than once per
+/// [`crate::secrets::RELOAD`]; a file that does not load leaves the trust as it was.
+#[derive(Debug)]
+struct TrustedCas {
+    ca_file: PathBuf,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    state: RwLock<Trust>,
+}
+
+#[derive(Debug)]
+struct Trust {
+    checked: Instant,
+    stamps: [crate::tls::FileStamp; 2],
+    previous_until: Option<SystemTime>,
+    verifier: Arc<WebPkiServerVerifier>,
+}
+
+impl TrustedCas {
+    fn stamps(&self) -> [crate::tls::FileStamp; 2] {
+        file_stamps(&self.ca_file)
+    }
+
+    fn build(&self) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+        verifier_for(&self.ca_file, &self.provider)
+    }
+
+    fn current(&self) -> Arc<WebPkiServerVerifier> {
+        {
+            let t = self.state.read().unwrap_or_else(|p| p.into_inner());
+            if t.checked.elapsed() < crate::secrets::RELOAD {
+                return t.verifier.clone();
+            }
+        }
+        let mut t = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if t.checked.elapsed() >= crate::secrets::RELOAD {
+            t.checked = Instant::now();
+            let stamps = self.stamps();
+            let grace_over = t.previous_until.is_some_and(|u| u <= SystemTime::now());
+            if stamps != t.stamps || grace_over {
+                let previous_until = previous_ca_until(&self.ca_file);
+                match self.build() {
+                    Ok(v) => {
+                        t.verifier = v;
+                        t.stamps = stamps;
+                        t.previous_until = previous_until;
+                        tracing::info!(ca = %self.ca_file.display(), "trusted CAs changed: verifying with the new set");
+                    }
+                    Err(e) => tracing::warn!("keeping the trusted CAs in use: {e}"),
+                }
+            }
+        }
+        t.verifier.clone()
+    }
+}
+
+impl ServerCertVerifier for TrustedCas {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.current().verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current().supported_verify_schemes()
+    }
+}
+
+/// A client config that trusts only the CA certificates in `ca_file`: TLS 1.3 and 1.2,
+/// the cipher suites of [`crate::tls::provider`], HTTP/1.1 (the upstream pool speaks it).
+pub fn client_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = Arc::new(crate::tls::provider());
+    // Stamps before reading, so a change in between is seen at the next look.
+    let stamps = file_stamps(ca_file);
+    let previous_until = previous_ca_until(ca_file);
+    let trusted = TrustedCas {
+        ca_file: ca_file.to_owned(),
+        provider: provider.clone(),
+        state: RwLock::new(Trust {
+            checked: Instant::now(),
+            stamps,
+            previous_until,
+            verifier: verifier_for(ca_file, &provider)?,
+        }),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(crate::tls::VERSIONS)
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(trusted))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
@@ -143,7 +349,6 @@ pub fn client_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, TlsErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::client::danger::ServerCertVerifier;
 
     #[test]
     fn balancer_certificates_chain_to_the_deployment_ca() {

@@ -7,7 +7,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -124,34 +125,129 @@ pub fn provider() -> rustls::crypto::CryptoProvider {
     }
 }
 
+impl BySni {
+    fn load(
+        certs: &[CertFiles],
+        provider: &rustls::crypto::CryptoProvider,
+    ) -> Result<BySni, TlsError> {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        let mut default = None;
+        for c in certs {
+            let ck = load(c, provider)?;
+            default.get_or_insert_with(|| ck.clone());
+            for n in &c.names {
+                let n = n.to_ascii_lowercase();
+                match n.strip_prefix("*.") {
+                    Some(parent) => wildcard.insert(parent.to_owned(), ck.clone()),
+                    None => exact.insert(n, ck.clone()),
+                };
+            }
+        }
+        let default = default.ok_or_else(|| TlsError::Config("no certificate was given".into()))?;
+        Ok(BySni {
+            exact,
+            wildcard,
+            default,
+        })
+    }
+}
+
+/// What identifies one version of a file: a renewal writes a new file (a rename gives a
+/// new inode) or rewrites it (a new modification time or length).
+pub(crate) type FileStamp = Option<(u64, std::time::SystemTime, u64)>;
+
+fn stamps(files: &[CertFiles]) -> Vec<FileStamp> {
+    files
+        .iter()
+        .flat_map(|c| [stamp(&c.cert), stamp(&c.key)])
+        .collect()
+}
+
+pub(crate) fn stamp(path: &Path) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.modified().ok()?, m.len()))
+}
+
+/// The certificates of a listener, read again when their files change: a renewed
+/// certificate (an ACME client's, or `meridian secrets rotate lb-certificates`) is served
+/// from the next handshake on, without a restart. The files are looked at no more than
+/// once per [`crate::secrets::RELOAD`]; a pair that does not load (a key written before
+/// its certificate) leaves the previous one in use until the next look.
+#[derive(Debug)]
+struct Reloading {
+    files: Vec<CertFiles>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    state: RwLock<Loaded>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    checked: Instant,
+    stamps: Vec<FileStamp>,
+    sni: Arc<BySni>,
+}
+
+impl Reloading {
+    fn stamps(&self) -> Vec<FileStamp> {
+        stamps(&self.files)
+    }
+
+    fn current(&self) -> Arc<BySni> {
+        {
+            let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+            if s.checked.elapsed() < crate::secrets::RELOAD {
+                return s.sni.clone();
+            }
+        }
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if s.checked.elapsed() >= crate::secrets::RELOAD {
+            s.checked = Instant::now();
+            let stamps = self.stamps();
+            if stamps != s.stamps {
+                match BySni::load(&self.files, &self.provider) {
+                    Ok(sni) => {
+                        s.sni = Arc::new(sni);
+                        s.stamps = stamps;
+                        tracing::info!("certificates changed on disk: serving the new ones");
+                    }
+                    Err(e) => tracing::warn!("keeping the certificates in use: {e}"),
+                }
+            }
+        }
+        s.sni.clone()
+    }
+}
+
+impl ResolvesServerCert for Reloading {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current().resolve(hello)
+    }
+}
+
 /// A server config for one or more certificates chosen by SNI: [`VERSIONS`] only, the
-/// suites of [`provider`], HTTP/2 and HTTP/1.1 by ALPN.
+/// suites of [`provider`], HTTP/2 and HTTP/1.1 by ALPN. The certificates are read again
+/// when their files change (see [`Reloading`]).
 pub fn server_config(certs: &[CertFiles]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(provider());
-    let mut exact = HashMap::new();
-    let mut wildcard = HashMap::new();
-    let mut default = None;
-    for c in certs {
-        let ck = load(c, &provider)?;
-        default.get_or_insert_with(|| ck.clone());
-        for n in &c.names {
-            let n = n.to_ascii_lowercase();
-            match n.strip_prefix("*.") {
-                Some(parent) => wildcard.insert(parent.to_owned(), ck.clone()),
-                None => exact.insert(n, ck.clone()),
-            };
-        }
-    }
-    let default = default.ok_or_else(|| TlsError::Config("no certificate was given".into()))?;
+    // The stamps are taken before reading: a change in between is then seen at the next
+    // look, rather than recorded as already loaded.
+    let stamps = stamps(certs);
+    let reloading = Reloading {
+        files: certs.to_vec(),
+        provider: provider.clone(),
+        state: RwLock::new(Loaded {
+            checked: Instant::now(),
+            stamps,
+            sni: Arc::new(BySni::load(certs, &provider)?),
+        }),
+    };
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(BySni {
-            exact,
-            wildcard,
-            default,
-        }));
+        .with_cert_resolver(Arc::new(reloading));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

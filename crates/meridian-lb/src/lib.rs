@@ -56,10 +56,7 @@ impl LbOptions {
         cfg: &meridian_config::Config,
         state_dir: &std::path::Path,
     ) -> Result<Self, meridian_http::tls::TlsError> {
-        let names = vec![
-            self.listen.ip().to_string(),
-            cfg.lb_server_name(&self.region),
-        ];
+        let names = cert_names(cfg, &self.region);
         let (cert, key) = meridian_http::pki::ensure_lb_cert(state_dir, &self.region, &names)?;
         let config = meridian_http::tls::server_config(&[meridian_http::tls::CertFiles {
             names,
@@ -70,6 +67,16 @@ impl LbOptions {
         self.tls = Some((addr, config));
         Ok(self)
     }
+}
+
+/// The names a balancer's certificate holds: its address (what an edge dials) and its
+/// server name (what an edge verifies when it reaches the balancer through a relay).
+pub fn cert_names(cfg: &meridian_config::Config, region: &str) -> Vec<String> {
+    cfg.node(&format!("lb-{region}"))
+        .map(|n| n.address.ip().to_string())
+        .into_iter()
+        .chain([cfg.lb_server_name(region)])
+        .collect()
 }
 
 /// Runs a load balancer until `shutdown` resolves, then drains for the deregistration delay.

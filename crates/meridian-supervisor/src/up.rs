@@ -227,12 +227,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         })?;
     // The deployment CA and each balancer's certificate, before any edge needs the CA.
     for r in &cfg.regions {
-        let names: Vec<String> = cfg
-            .node(&format!("lb-{}", r.name))
-            .map(|n| n.address.ip().to_string())
-            .into_iter()
-            .chain([cfg.lb_server_name(&r.name)])
-            .collect();
+        let names = meridian_lb::cert_names(cfg, &r.name);
         meridian_http::pki::ensure_lb_cert(&opts.state_dir, &r.name, &names).map_err(|e| {
             UpError::StateDir {
                 path: opts.state_dir.join("tls"),

@@ -2,6 +2,7 @@
 
 mod audit_cmd;
 mod secrets_cmd;
+mod secrets_tls;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};

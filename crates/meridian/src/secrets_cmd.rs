@@ -7,14 +7,16 @@ use meridian_config::{Config, Secrets};
 use meridian_http::secrets::{self, Location};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Subcommand)]
 pub enum SecretsCmd {
     /// Replace a secret (admin-token or edge-signing-key); the old value is still accepted
     /// until the grace period ends, so running nodes and tools holding it keep working.
+    /// deployment-ca makes a new CA (the old one trusted during the grace) and new
+    /// balancer certificates; lb-certificates makes new balancer keys and certificates.
     Rotate {
-        /// admin-token or edge-signing-key.
+        /// admin-token, edge-signing-key, deployment-ca or lb-certificates.
         name: String,
         /// The deployment's state dir.
         #[arg(long, default_value = ".meridian")]
@@ -60,7 +62,7 @@ fn source<'a>(secrets: &'a Secrets, name: &str) -> Option<&'a meridian_config::S
     }
 }
 
-fn unix(t: SystemTime) -> u64 {
+pub(crate) fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
@@ -81,6 +83,9 @@ pub fn run(cmd: SecretsCmd) -> Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
+            if crate::secrets_tls::rotate(&name, &state_dir, config.as_deref(), grace)? {
+                return Ok(ExitCode::SUCCESS);
+            }
             let all = sources(config.as_deref(), &state_dir)?;
             let Some(src) = source(&all, &name) else {
                 eprintln!("error: {}", secrets::SecretError::Unknown(name));
@@ -111,29 +116,32 @@ pub fn run(cmd: SecretsCmd) -> Result<ExitCode> {
                     continue;
                 };
                 let info = secrets::describe(name, secrets::location(src, &state_dir, name));
-                let age = info
-                    .age
-                    .map(|a| {
-                        meridian_config::units::format_duration(std::time::Duration::from_secs(
-                            a.as_secs(),
-                        ))
-                    })
-                    .unwrap_or_else(|| "-".into());
-                let previous = match info.previous_until {
-                    Some(u) => format!(
-                        "in grace, {} s left",
-                        unix(u).saturating_sub(unix(SystemTime::now()))
-                    ),
-                    None => "none".into(),
-                };
                 let place = match &info.location {
                     Location::File(p) if p.exists() => p.display().to_string(),
                     Location::File(p) => format!("{} (missing)", p.display()),
                     Location::Env(v) => format!("${v}"),
                 };
-                println!("{:<18} {:<8} {place:<48} {previous}", info.name, age);
+                row(&info.name, info.age, &place, info.previous_until);
             }
+            crate::secrets_tls::list(&state_dir, |name, age, path, until| {
+                row(name, age, &path.display().to_string(), until)
+            });
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One line of `meridian secrets list`.
+fn row(name: &str, age: Option<Duration>, place: &str, previous_until: Option<SystemTime>) {
+    let age = age
+        .map(|a| meridian_config::units::format_duration(Duration::from_secs(a.as_secs())))
+        .unwrap_or_else(|| "-".into());
+    let previous = match previous_until {
+        Some(u) => format!(
+            "in grace, {} s left",
+            unix(u).saturating_sub(unix(SystemTime::now()))
+        ),
+        None => "none".into(),
+    };
+    println!("{name:<18} {age:<8} {place:<48} {previous}");
 }

@@ -1,7 +1,8 @@
 //! Secrets through `meridian up`: a signing key from a file the config names, `meridian
 //! secrets rotate` of the admin token (the old one works during the grace only, the new one
 //! at once, no restart) and of the signing key (traffic keeps flowing), and `secrets list`
-//! never printing a value.
+//! never printing a value; the deployment CA and the balancers' certificates rotated while
+//! requests flow through the PoP.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -174,6 +175,57 @@ async fn secrets_rotate_without_a_restart_and_are_never_listed() {
         200,
         "signed with the new key: {}",
         String::from_utf8_lossy(&body)
+    );
+
+    // The deployment CA, then every balancer's certificate: requests through the PoP
+    // (TLS to the balancer, verified against the CA) keep working throughout.
+    let lb_cert = state_dir.join("tls").join("lb-us-east-1-cert.pem");
+    let before = read(&lb_cert);
+    let sd_owned = sd.to_owned();
+    let rotating = tokio::task::spawn_blocking(move || {
+        meridian(&[
+            "secrets",
+            "rotate",
+            "deployment-ca",
+            "--state-dir",
+            &sd_owned,
+            "--grace",
+            "1m",
+        ])
+    });
+    let mut n = 10;
+    while !rotating.is_finished() {
+        let (s, _, body) = get(&client, &format!("http://{pop}/api/quotes/AAPL?n={n}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s,
+            200,
+            "during the CA rotation: {}",
+            String::from_utf8_lossy(&body)
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let said = rotating.await.unwrap();
+    assert!(said.contains("lb-us-east-1"), "{said}");
+    assert_ne!(read(&lb_cert), before, "the balancer got a new certificate");
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    for n in 0..5 {
+        let (s, _, body) = get(&client, &format!("http://{pop}/api/quotes/MSFT?n={n}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s,
+            200,
+            "after the CA rotation: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let listed = meridian(&["secrets", "list", "--state-dir", sd]);
+    assert!(
+        listed.contains("deployment-ca") && listed.contains("lb-us-east-1 cert"),
+        "{listed}"
     );
 
     // After the admin token's grace: the old one is refused, the new one still works.
