@@ -124,7 +124,7 @@ enum Cmd {
         state_dir: PathBuf,
     },
     /// Print the admin actions of every node (invalidations, WAN and DNS changes, Redis
-    /// promotions, refused attempts), merged in time order, as CloudTrail's event history.
+    /// promotions, secret rotations, refused attempts), merged in time order, as CloudTrail's event history.
     Audit {
         /// The deployment's state dir (its logs/audit-<node>.jsonl files).
         #[arg(long, default_value = ".meridian")]

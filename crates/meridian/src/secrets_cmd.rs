@@ -68,7 +68,47 @@ pub(crate) fn unix(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs `cmd`; a rotation is an admin action, so it goes to the audit log (as the `cli`
+/// node, the actor the local user) whether it worked or not.
 pub fn run(cmd: SecretsCmd) -> Result<ExitCode> {
+    let SecretsCmd::Rotate {
+        name, state_dir, ..
+    } = &cmd
+    else {
+        return execute(cmd);
+    };
+    let (name, state_dir) = (name.clone(), state_dir.clone());
+    let result = execute(cmd);
+    let code = match &result {
+        Ok(c) if *c == ExitCode::SUCCESS => 200,
+        Ok(_) => 400,
+        Err(_) => 500,
+    };
+    if state_dir.is_dir() {
+        meridian_http::audit::AuditLog::open_or_warn(&state_dir, "cli").record(
+            &meridian_http::audit::AuditEvent {
+                time: meridian_http::audit::rfc3339(SystemTime::now()),
+                node: "cli".into(),
+                actor: local_actor(),
+                source: "local".into(),
+                action: "secrets rotate".into(),
+                target: name,
+                result: code,
+            },
+        );
+    }
+    result
+}
+
+/// The local user as an audit actor: `uid:N` (the owner of this process).
+fn local_actor() -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| format!("uid:{}", m.uid()))
+        .unwrap_or_else(|_| "uid:unknown".into())
+}
+
+fn execute(cmd: SecretsCmd) -> Result<ExitCode> {
     match cmd {
         SecretsCmd::Rotate {
             name,
