@@ -203,7 +203,9 @@ pub async fn run(
                 addresses: vec![opts.listen, opts.public],
                 socket: conf::socket_path(&dir, opts.listen.port()),
             });
-            Some(AbortOnDrop(egress::start(listener, leader_rx, source, local)))
+            Some(AbortOnDrop(egress::start(
+                listener, leader_rx, source, local,
+            )))
         }
         None => None,
     };

@@ -92,7 +92,11 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
             .await
             .unwrap();
         let (client, recovering): (Option<String>, bool) = (row.get(0), row.get(1));
-        assert_eq!((client.as_deref(), recovering), (expected, false), "{endpoint}");
+        assert_eq!(
+            (client.as_deref(), recovering),
+            (expected, false),
+            "{endpoint}"
+        );
     }
     // A write load through the writer endpoint, remembering every acknowledged commit.
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(i32, Instant)>::new()));

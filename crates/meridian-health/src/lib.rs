@@ -14,7 +14,6 @@ pub use probe::{
     Tls,
 };
 pub use threshold::{Health, Tracker};
-pub mod report;
 
 use meridian_config::HealthCheck;
 use std::collections::HashMap;

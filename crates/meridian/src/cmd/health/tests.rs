@@ -1,5 +1,7 @@
+//! The report against the demo origin: scores, verdicts and errors.
+
+use super::report::{check_url, Thresholds, Verdict};
 use meridian_demo::{DemoOptions, Identity};
-use meridian_health::report::{check_url, Thresholds, Verdict};
 use std::time::Duration;
 
 async fn demo(processing: Duration) -> String {

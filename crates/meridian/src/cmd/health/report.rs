@@ -3,11 +3,11 @@
 //! The successor of the seed's `health_check_phase3.py`: check an endpoint's components,
 //! classify each, score the whole, and say what to do about what is wrong.
 
-use crate::probe::Fetched;
 use bytes::Bytes;
 use http_body_util::Full;
 use meridian_config::state::{DeploymentState, Status};
 use meridian_config::Role;
+use meridian_health::Fetched;
 use serde::Serialize;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -129,7 +129,7 @@ impl Default for Thresholds {
 
 struct Base {
     addr: SocketAddr,
-    tls: Option<crate::Tls>,
+    tls: Option<meridian_health::Tls>,
     host: String,
     prefix: String,
     shown: String,
@@ -159,7 +159,7 @@ async fn parse_base(
     let tls = match (https, roots) {
         (false, _) => None,
         (true, None) => return Err(ReportError::Https),
-        (true, Some(config)) => Some(crate::Tls {
+        (true, Some(config)) => Some(meridian_health::Tls {
             config: config.clone(),
             server_name: host.clone(),
         }),
@@ -215,7 +215,9 @@ async fn component(
             .strip_prefix(base.prefix.as_str())
             .unwrap_or("")
     );
-    let res = crate::fetch_with(None, base.tls.as_ref(), base.addr, req, th.timeout, 4 << 20).await;
+    let res =
+        meridian_health::fetch_with(None, base.tls.as_ref(), base.addr, req, th.timeout, 4 << 20)
+            .await;
     let (verdict, code, ms, detail) = match res {
         Err(e) => (Verdict::Unhealthy, None, None, e),
         Ok(f) => {

@@ -1,7 +1,7 @@
 //! `meridian chaos`: the fault scenarios under load, and the data tier's watch beside
 //! them (RPO, RTO, promotion) when the fault reaches database nodes.
 
-use crate::{duration_flag, running_deployment};
+use super::{duration_flag, running_deployment};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ pub(crate) struct ChaosRun {
 }
 
 #[derive(Subcommand)]
-pub(crate) enum ChaosCmd {
+pub enum ChaosCmd {
     /// Take a region down (its load balancer and instances freeze, as in a power or network
     /// loss) while every client location sends load through the full deployment, then bring
     /// it back. Reports failed requests (cacheable content apart), how long the PoPs and

@@ -2,7 +2,7 @@
 //! another region takes over when the promotion policy is `manual` (RDS's "promote read
 //! replica"): it still needs the leader lease, so it happens only once nobody leads.
 
-use crate::running_deployment;
+use super::running_deployment;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Subcommand)]
-pub(crate) enum DbCmd {
+pub enum DbCmd {
     /// Ask a database node (a standby) to take over as primary once nobody holds the
     /// leader lease: the way across regions with `promotion = "manual"`.
     Promote {

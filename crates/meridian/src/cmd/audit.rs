@@ -1,12 +1,29 @@
 //! `meridian audit`: the admin actions of every node of a deployment, merged in time order.
 
 use anyhow::{Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// The deployment's state dir (its logs/audit-<node>.jsonl files).
+    #[arg(long, default_value = ".meridian")]
+    state_dir: PathBuf,
+    /// Only events this recent, such as 1h or 15m.
+    #[arg(long)]
+    since: Option<String>,
+    /// JSON lines instead of columns.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: AuditArgs) -> Result<ExitCode> {
+    print(&a.state_dir, a.since.as_deref(), a.json)
+}
 
 /// Prints the audit events of `state_dir` newer than `since` (all when None), oldest
 /// first; as JSON lines with `json`, else as aligned columns.
-pub fn print(state_dir: &Path, since: Option<&str>, json: bool) -> Result<ExitCode> {
+fn print(state_dir: &Path, since: Option<&str>, json: bool) -> Result<ExitCode> {
     let since = since
         .map(meridian_config::units::parse_duration)
         .transpose()

@@ -1,0 +1,62 @@
+//! `meridian up` (the whole deployment on this machine) and `meridian run` (one node).
+
+use super::{describe, load_config};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Deployment config (meridian.toml); the embedded default when omitted.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Where endpoints.json, logs and the config copy go.
+    #[arg(long, default_value = ".meridian")]
+    state_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Deployment config; the embedded default when omitted.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The node's name, as `meridian validate` lists them (e.g. lb-us-east-1).
+    #[arg(long)]
+    node: String,
+}
+
+pub async fn up(UpArgs { config, state_dir }: UpArgs) -> Result<ExitCode> {
+    meridian_telemetry::init_logs("warn");
+    let config_path_arg = config.clone();
+    let (config, config_text) = match load_config(config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let exe =
+        std::env::current_exe().context("cannot find the meridian binary to start nodes with")?;
+    meridian_supervisor::up(meridian_supervisor::UpOptions {
+        config_file: config_path_arg,
+        config,
+        config_text,
+        state_dir,
+        exe,
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(RunArgs { config, node }: RunArgs) -> Result<ExitCode> {
+    meridian_telemetry::init_logs("info");
+    let (config, _) = match load_config(config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    match meridian_supervisor::run_node(&config, &node).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.needs_a_person() => {
+            eprintln!("error: {}", describe(&anyhow::Error::new(e)));
+            Ok(ExitCode::from(meridian_supervisor::EXIT_NEEDS_A_PERSON))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
