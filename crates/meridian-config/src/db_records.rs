@@ -6,7 +6,8 @@
 //! `[database]` so that they follow the topology without being written by hand.
 
 use crate::database::{Database, DbRole};
-use crate::model::{AliasTarget, Dns, Policy, RecordKind, RecordSet, Region};
+use crate::dns::{empty_answer, AliasTarget, Dns, Policy, RecordKind, RecordSet};
+use crate::region::Region;
 use std::time::Duration;
 
 /// The record set leading to the writer endpoints.
@@ -54,7 +55,7 @@ pub(crate) fn add_db_records(dns: &mut Dns, db: &Database, regions: &[Region]) {
         let answers = nodes
             .into_iter()
             .map(|(region, az)| {
-                let mut a = crate::load::empty_answer(&crate::db_node_name(&az));
+                let mut a = empty_answer(&crate::db_node_name(&az));
                 a.location = regions
                     .iter()
                     .find(|r| r.name == region)

@@ -2,9 +2,55 @@
 //!
 //! The model (DESIGN.md): great-circle distance over light in fibre, about 200 km per ms
 //! one way, times a route-inflation factor, plus a small access cost. The fibre term alone
-//! is the physical limit.
+//! is the physical limit. Places are written as `location = { lat, lon }`, read here.
 
-use crate::model::Coordinates;
+use crate::error::Diagnostics;
+use crate::read::Table;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Coordinates {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+pub(crate) fn read_location(t: &Table, d: &mut Diagnostics) -> Option<Coordinates> {
+    let Some(loc) = t.table(d, "location") else {
+        if !t.has("location") {
+            t.missing(
+                d,
+                "location",
+                "add `location = { lat = 38.9, lon = -77.4 }`",
+            );
+        }
+        return None;
+    };
+    let lat = loc.float(d, "lat");
+    let lon = loc.float(d, "lon");
+    if !loc.has("lat") {
+        loc.missing(d, "lat", "add the latitude in degrees, -90 to 90");
+    }
+    if !loc.has("lon") {
+        loc.missing(d, "lon", "add the longitude in degrees, -180 to 180");
+    }
+    for (key, value, limit) in [("lat", lat, 90.0), ("lon", lon, 180.0)] {
+        if let (Some(v), Some(f)) = (value, loc.get(key)) {
+            if !(-limit..=limit).contains(&v) {
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("`{}` is {v}, outside -{limit} to {limit} degrees", f.key),
+                    "use decimal degrees; south and west are negative",
+                );
+            }
+        }
+    }
+    loc.finish(d);
+    Some(Coordinates {
+        lat: lat?,
+        lon: lon?,
+    })
+}
 
 const EARTH_RADIUS_KM: f64 = 6371.0;
 /// Light in fibre covers about 200 km per millisecond.

@@ -2,33 +2,60 @@
 //!
 //! One `meridian.toml` describes a whole deployment. This crate reads it with errors that
 //! name file, line, column, key, the problem and the fix (every problem at once), fills in
-//! defaults, and derives the node topology every other crate works from.
+//! defaults, and derives the node topology every other crate works from. Each section has
+//! its own file holding its types, defaults, reader and checks; `load` puts them together.
 
 mod cache_tier;
+mod client_location;
+mod common;
 mod console;
 mod database;
 mod db_records;
+mod deployment;
 mod distribution;
+mod dns;
+mod edge;
 mod error;
 pub mod geo;
+mod health_check;
 mod load;
-mod model;
+mod load_balancer;
+mod network;
 mod raw;
 mod read;
+mod region;
 mod security;
 mod serde_duration;
+mod service;
+mod simulation;
 pub mod state;
+mod supervisor;
 mod topology;
 pub mod units;
 
 pub use cache_tier::*;
+pub use client_location::ClientLocation;
+pub use common::is_dns_name;
 pub use console::*;
 pub use database::*;
 pub use db_records::{DB_READER_RECORD, DB_WRITER_RECORD};
+pub use deployment::Deployment;
 pub use distribution::*;
+pub use dns::{
+    AliasTarget, AllUnhealthy, Answer, Dns, FailoverRole, GeoMatch, LatencyOverride, Policy,
+    RecordKind, RecordSet,
+};
+pub use edge::Pop;
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{is_dns_name, LoadError, DEFAULT_CONFIG, DEFAULT_ORIGIN};
-pub use model::*;
-pub use security::{OriginProtocol, SecretSource, Secrets, LB_TLS_PORT_OFFSET};
+pub use geo::Coordinates;
+pub use health_check::{CheckProtocol, HealthCheck, StatusMatcher};
+pub use load::{Config, LoadError, DEFAULT_CONFIG, DEFAULT_ORIGIN};
+pub use load_balancer::{Algorithm, LoadBalancer, LB_TLS_PORT_OFFSET};
+pub use network::{Cidr, Network};
+pub use region::Region;
+pub use security::{OriginProtocol, SecretSource, Secrets};
+pub use service::{Service, ServiceRuntime};
+pub use simulation::{PlaceLatency, Simulation};
+pub use supervisor::Supervisor;
 pub use topology::{NodeSpec, Role};
 pub use units::ByteSize;

@@ -4,7 +4,6 @@
 use crate::error::Diagnostics;
 use crate::read::Table;
 use serde::Serialize;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// CloudFront's origin protocol policy for the balancers of the deployment (`lb:<region>`
@@ -120,30 +119,5 @@ pub(crate) fn read_origin_transport(
     }
     if let Some(f) = t.str(d, "origin_ca_file") {
         *ca_file = Some(PathBuf::from(f));
-    }
-}
-
-/// How far above the balancer's HTTP port its TLS port is by default (8080 → 8443).
-pub const LB_TLS_PORT_OFFSET: u16 = 363;
-
-impl crate::Config {
-    /// The port a balancer serves TLS on (its public port; behind the WAN relay, the
-    /// listener is on the backstage port of it).
-    pub fn lb_tls_port(&self) -> u16 {
-        self.load_balancer
-            .tls_port
-            .unwrap_or(self.network.lb_port.wrapping_add(LB_TLS_PORT_OFFSET))
-    }
-
-    /// Where a region's balancer is reached over TLS (through the WAN relay when there is one).
-    pub fn lb_tls_address(&self, region: &str) -> Option<SocketAddr> {
-        let plain = self.lb_address(region)?;
-        Some(SocketAddr::new(plain.ip(), self.lb_tls_port()))
-    }
-
-    /// The DNS name in a balancer's certificate, which the edge asks for and verifies:
-    /// the same behind a WAN relay as without one.
-    pub fn lb_server_name(&self, region: &str) -> String {
-        format!("lb-{region}.{}", self.deployment.zone)
     }
 }

@@ -3,7 +3,7 @@
 //! Addresses are derived, not configured, so that every process of a deployment (and every
 //! tool pointed at it) computes the same plan from the same config.
 
-use crate::model::Config;
+use crate::load::Config;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -309,5 +309,30 @@ impl Config {
             .into_iter()
             .filter(|n| n.role == Role::Service && n.region.as_deref() == Some(region))
             .collect()
+    }
+}
+
+/// The balancer's TLS listener, beside its plain one.
+impl Config {
+    /// The port a balancer serves TLS on (its public port; behind the WAN relay, the
+    /// listener is on the backstage port of it).
+    pub fn lb_tls_port(&self) -> u16 {
+        self.load_balancer.tls_port.unwrap_or(
+            self.network
+                .lb_port
+                .wrapping_add(crate::load_balancer::LB_TLS_PORT_OFFSET),
+        )
+    }
+
+    /// Where a region's balancer is reached over TLS (through the WAN relay when there is one).
+    pub fn lb_tls_address(&self, region: &str) -> Option<SocketAddr> {
+        let plain = self.lb_address(region)?;
+        Some(SocketAddr::new(plain.ip(), self.lb_tls_port()))
+    }
+
+    /// The DNS name in a balancer's certificate, which the edge asks for and verifies:
+    /// the same behind a WAN relay as without one.
+    pub fn lb_server_name(&self, region: &str) -> String {
+        format!("lb-{region}.{}", self.deployment.zone)
     }
 }

@@ -2,8 +2,8 @@
 //! metrics: which node is primary now, its memory against maxmemory, its hit rate, and
 //! each replica's link.
 
-use crate::model::Target;
 use crate::reading::Reading;
+use crate::target::Target;
 use serde::Serialize;
 
 /// A region's cache cluster as its keepers report it.

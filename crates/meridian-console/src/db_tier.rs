@@ -5,8 +5,8 @@
 //! without a synchronous copy.
 
 use crate::alarms::Observation;
-use crate::model::Target;
 use crate::reading::Reading;
+use crate::target::Target;
 use serde::Serialize;
 
 /// A region's database nodes as their keepers report them.

@@ -14,6 +14,7 @@ pub mod export;
 pub mod model;
 pub mod reading;
 pub mod series;
+pub mod target;
 
 use axum::extract::{Query, State as AxState};
 use axum::http::{header, StatusCode};

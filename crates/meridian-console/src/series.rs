@@ -103,6 +103,17 @@ impl Store {
         self.series.get(name)
     }
 
+    /// The value series `name` got for second `sec` (0 without one): a tick's delta.
+    pub fn sum_last(&self, name: &str, sec: u64) -> f64 {
+        self.get(name).map_or(0.0, |r| r.sum(sec, 1))
+    }
+
+    /// The sum of series `name` over the `secs` seconds up to `sec` (at least one second).
+    pub fn sum_window(&self, name: &str, sec: u64, secs: u64) -> f64 {
+        self.get(name)
+            .map_or(0.0, |r| r.sum(sec, secs.max(1) as usize))
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.series.keys()
     }

@@ -6,23 +6,31 @@
 //! the health engine says which candidates are alive, and the client's location comes from
 //! EDNS Client Subnet or the source address.
 
+mod admin;
 mod batch;
 mod cache;
 mod client;
+mod explain;
+mod health_feed;
+mod node;
+mod options;
 mod policy;
 mod server;
+mod tcp;
 mod zone;
 pub mod zonefile;
 
 pub use client::{ClientInfo, GeoIpError, KnownLocation, Locator};
+pub use node::RunError;
+pub use options::{DnsOptions, OptionsError};
 pub use policy::{Candidate, Decision};
-pub use server::{Dns, DnsOptions, OptionsError, Resolution, RunError};
+pub use server::{Dns, Resolution};
 pub use zone::{Zone, ZoneError};
 
 /// Runs a DNS node until `shutdown` resolves.
 pub async fn run(
     opts: DnsOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), server::RunError> {
-    server::run(opts, shutdown).await
+) -> Result<(), RunError> {
+    node::run(opts, shutdown).await
 }

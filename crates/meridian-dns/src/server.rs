@@ -1,101 +1,28 @@
-//! The DNS node: UDP and TCP listeners, the resolution of one query, and the admin API.
+//! The DNS server's core: the resolution of one question against the zone and the
+//! wire path of one message (parse, EDNS and ECS, answer cache, truncation). Listeners,
+//! the admin API, the health feed and explanations are in their own files.
 
 use crate::client::{ClientInfo, Locator};
+use crate::options::DnsOptions;
 use crate::policy::{decide, Decision};
 use crate::zone::Zone;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use meridian_config::{HealthCheck, Policy};
+use meridian_config::Policy;
 use meridian_health::{Health, HealthBoard};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
 };
 use meridian_telemetry::Metrics;
-use serde_json::json;
-use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use std::time::Instant;
 
 /// Largest UDP answer we send (the DNS Flag Day 2020 value, safe from fragmentation).
 const MAX_UDP: u16 = 1232;
 /// Longest CNAME chain followed inside the zone.
 const MAX_CHAIN: usize = 8;
-
-#[derive(Debug, Clone)]
-pub struct DnsOptions {
-    pub name: String,
-    pub listen: SocketAddr,
-    pub admin: SocketAddr,
-    pub zone: Zone,
-    pub locator: Locator,
-    /// How answer targets are checked.
-    pub check: HealthCheck,
-    /// Threads answering UDP.
-    pub udp_threads: usize,
-    /// TCP connections served at once. At the cap the listener stops accepting, so new
-    /// clients wait in the kernel's backlog until a connection ends.
-    pub tcp_max_connections: usize,
-    /// How long a TCP client may take to send its next query, or to take an answer: a
-    /// client that stops reading must not hold a connection (and a slot of the cap).
-    pub tcp_timeout: Duration,
-    /// The deployment's admin token: changing the DNS (`POST /latency`) needs it as a
-    /// Bearer token. None refuses every change; reading stays open.
-    pub admin_token: Option<meridian_http::secrets::AdminToken>,
-    /// Where admin actions are recorded.
-    pub audit: Arc<meridian_http::audit::AuditLog>,
-}
-
-/// TCP is the fallback for truncated answers and zone-sized questions: a few clients at
-/// a time, not the UDP path's load.
-const TCP_MAX_CONNECTIONS: usize = 1024;
-/// RFC 7766 suggests a few seconds of idleness; 10 s also bounds a stalled write.
-const TCP_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl DnsOptions {
-    pub fn from_config(
-        cfg: &meridian_config::Config,
-        node: &meridian_config::NodeSpec,
-    ) -> Result<Self, OptionsError> {
-        Ok(DnsOptions {
-            name: node.name.clone(),
-            listen: node.address,
-            admin: node.admin,
-            zone: Zone::build(cfg)?,
-            locator: Locator::with_geoip(cfg)?,
-            check: cfg.dns.health_check.clone(),
-            udp_threads: cfg.dns.udp_threads as usize,
-            tcp_max_connections: TCP_MAX_CONNECTIONS,
-            tcp_timeout: TCP_TIMEOUT,
-            admin_token: None,
-            audit: Arc::new(meridian_http::audit::AuditLog::disabled(&node.name)),
-        })
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum OptionsError {
-    #[error(transparent)]
-    Zone(#[from] crate::ZoneError),
-    #[error(transparent)]
-    GeoIp(#[from] crate::client::GeoIpError),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("cannot listen on {addr} ({proto}): {source}")]
-    Bind {
-        addr: SocketAddr,
-        proto: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Admin(#[from] meridian_http::BindError),
-}
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -196,35 +123,38 @@ impl Dns {
         &self.0.board
     }
 
-    /// Starts checking every answer target; keeps health metrics current.
-    pub fn start_health_checks(&self, check: &HealthCheck) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks: Vec<_> = self
-            .0
-            .zone
-            .health_targets
-            .iter()
-            .map(|t| {
-                let mut c = check.clone();
-                c.path = t.path.clone();
-                self.0.board.watch(&t.key, t.addr, c)
-            })
-            .collect();
-        let me = self.clone();
-        let mut events = self.0.board.subscribe();
-        tasks.push(tokio::spawn(async move {
-            while let Ok(ev) = events.recv().await {
-                let to = format!("{:?}", ev.to).to_lowercase();
-                me.0.m
-                    .flips
-                    .get_or_create(&vec![("target", ev.target.clone()), ("to", to)])
-                    .inc();
-                me.0.m
-                    .target_healthy
-                    .get_or_create(&vec![("target", ev.target.clone())])
-                    .set(i64::from(ev.to == Health::Healthy));
-            }
-        }));
-        tasks
+    pub(crate) fn zone(&self) -> &Zone {
+        &self.0.zone
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// Round trips set at run time, (client location, region) -> ms.
+    pub(crate) fn measured(
+        &self,
+    ) -> &std::sync::RwLock<rustc_hash::FxHashMap<(String, String), f64>> {
+        &self.0.measured
+    }
+
+    /// Counts a health change of an answer target and sets its gauge.
+    pub(crate) fn record_health(&self, target: &str, to: &Health) {
+        let label = format!("{to:?}").to_lowercase();
+        self.0
+            .m
+            .flips
+            .get_or_create(&vec![("target", target.to_owned()), ("to", label)])
+            .inc();
+        self.0
+            .m
+            .target_healthy
+            .get_or_create(&vec![("target", target.to_owned())])
+            .set(i64::from(*to == Health::Healthy));
     }
 
     /// Unknown counts as healthy: a target is trusted until its first check fails, so a
@@ -606,148 +536,10 @@ impl Dns {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
-
-    /// What `meridian dns explain` shows: the answer and why, as Route 53's TestDNSAnswer.
-    pub fn explain(
-        &self,
-        name: &str,
-        qtype: &str,
-        client_ip: IpAddr,
-    ) -> Result<serde_json::Value, String> {
-        let name = Name::from_str(
-            if name.ends_with('.') {
-                name.to_owned()
-            } else {
-                format!("{name}.")
-            }
-            .as_str(),
-        )
-        .map_err(|e| format!("`{name}` is not a domain name: {e}"))?;
-        let rtype = RecordType::from_str(&qtype.to_ascii_uppercase())
-            .map_err(|_| format!("`{qtype}` is not a record type"))?;
-        if !self.0.zone.contains(&name.to_lowercase()) {
-            return Ok(
-                json!({ "name": name.to_string(), "type": rtype.to_string(), "rcode": "REFUSED",
-                "why": format!("{name} is outside the zone {}", self.0.zone.origin) }),
-            );
-        }
-        let client = self.client(client_ip, None);
-        let r = self.resolve(&name, rtype, &client, true);
-        let health: Vec<_> = self
-            .0
-            .board
-            .snapshot()
-            .into_iter()
-            .map(|t| json!({ "target": t.target, "health": t.health, "last_check": t.last_probe }))
-            .collect();
-        Ok(json!({
-            "server": self.0.name,
-            "name": name.to_string(),
-            "type": rtype.to_string(),
-            "client": client,
-            "rcode": rcode_label(r.rcode),
-            "answers": r.answers.iter().map(|a| format!("{} {} {} {}", a.name, a.ttl, a.record_type(), a.data)).collect::<Vec<_>>(),
-            "authority": r.authority.iter().map(|a| format!("{} {} {}", a.name, a.ttl, a.record_type())).collect::<Vec<_>>(),
-            "ecs_scope_prefix": r.scope_prefix,
-            "decisions": r.decisions.iter().map(|(n, t, d)| json!({ "name": n.to_string(), "type": t.to_string(), "decision": d })).collect::<Vec<_>>(),
-            "health": health,
-        }))
-    }
-}
-
-/// Runs the UDP and TCP listeners and the admin endpoint until `shutdown`.
-pub async fn run(
-    opts: DnsOptions,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), RunError> {
-    let bind_err = |proto| {
-        move |source| RunError::Bind {
-            addr: opts.listen,
-            proto,
-            source,
-        }
-    };
-    let udp = UdpSocket::bind(opts.listen)
-        .await
-        .map_err(bind_err("udp"))?;
-    let tcp = TcpListener::bind(opts.listen)
-        .await
-        .map_err(bind_err("tcp"))?;
-    let admin = meridian_http::bind(opts.admin).await?;
-    let dns = Dns::new(&opts);
-    let checks = dns.start_health_checks(&opts.check);
-    tracing::info!(name = %opts.name, listen = %opts.listen, zone = %opts.zone.origin, "dns listening (udp, tcp)");
-    // UDP is served by plain threads with blocking sockets: one system call per packet
-    // each way, no readiness round trip through the reactor.
-    let udp_err = |source| RunError::Bind {
-        addr: opts.listen,
-        proto: "udp",
-        source,
-    };
-    let udp = udp.into_std().map_err(udp_err)?;
-    // No read timeout: a thread blocked with a timer armed pays for the timer on every
-    // sleep; shutdown wakes the threads with `batch::wake_receivers` instead.
-    udp.set_nonblocking(false).map_err(udp_err)?;
-    crate::batch::tune(&udp);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let threads: Vec<_> = (0..opts.udp_threads.max(1))
-        .filter_map(|_| {
-            let sock = udp.try_clone().ok()?;
-            let (dns, stop) = (dns.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("dns-udp".into())
-                .spawn(move || udp_loop(dns, sock, stop))
-                .ok()
-        })
-        .collect();
-    let mut tasks = vec![tokio::spawn(tcp_loop(
-        dns.clone(),
-        tcp,
-        opts.tcp_max_connections,
-        opts.tcp_timeout,
-    ))];
-    tasks.extend(checks);
-    let admin_dns = dns.clone();
-    let token = opts.admin_token.clone();
-    let audit = opts.audit.clone();
-    meridian_http::serve(
-        admin,
-        meridian_http::ServerOptions::admin(),
-        move |peer| {
-            let dns = admin_dns.clone();
-            let token = token.clone();
-            let audit = audit.clone();
-            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let (dns, token, audit) = (dns.clone(), token.clone(), audit.clone());
-                async move {
-                    let res = audit
-                        .observe(
-                            peer,
-                            req,
-                            |req| async move { admin_route(&dns, &token, &req) },
-                        )
-                        .await;
-                    Ok::<_, std::convert::Infallible>(res)
-                }
-            })
-        },
-        shutdown,
-    )
-    .await;
-    for t in tasks {
-        t.abort();
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    crate::batch::wake_receivers(&udp);
-    for t in threads {
-        let _ = t.join();
-    }
-    tracing::info!(name = %opts.name, "dns stopped");
-    Ok(())
 }
 
 /// The mnemonic dig and RFC 1035 use (NOERROR, NXDOMAIN, ...), for labels and JSON.
-fn rcode_label(code: ResponseCode) -> &'static str {
+pub(crate) fn rcode_label(code: ResponseCode) -> &'static str {
     match code {
         ResponseCode::NoError => "NOERROR",
         ResponseCode::FormErr => "FORMERR",
@@ -758,198 +550,4 @@ fn rcode_label(code: ResponseCode) -> &'static str {
         ResponseCode::BADVERS => "BADVERS",
         _ => "OTHER",
     }
-}
-
-fn udp_loop(dns: Dns, sock: std::net::UdpSocket, stop: Arc<std::sync::atomic::AtomicBool>) {
-    let mut batch = crate::batch::Batch::new();
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        // Shutdown wakes a blocked receive (it returns 0) so the loop sees `stop`.
-        let Ok(n) = batch.recv(&sock) else { continue };
-        let start = Instant::now();
-        let answered = batch.answer_all(n, |packet, peer, reply| {
-            dns.answer(packet, peer, true, reply)
-        });
-        batch.send(&sock);
-        dns.observe_latency(start.elapsed().as_secs_f64(), answered);
-    }
-}
-
-async fn tcp_loop(dns: Dns, listener: TcpListener, max: usize, timeout: Duration) {
-    let room = Arc::new(tokio::sync::Semaphore::new(
-        max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
-    ));
-    loop {
-        // A slot first: at the cap, clients wait in the backlog, not in our memory.
-        let Ok(permit) = room.clone().acquire_owned().await else {
-            return;
-        };
-        let Ok((stream, peer)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let dns = dns.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _ = tcp_conn(dns, stream, peer.ip(), timeout).await;
-        });
-    }
-}
-
-/// One TCP connection: length-prefixed messages (RFC 1035 §4.2.2), at most 1000 of them;
-/// every read and every write bounded by `timeout`.
-async fn tcp_conn(
-    dns: Dns,
-    mut s: TcpStream,
-    peer: IpAddr,
-    timeout: Duration,
-) -> std::io::Result<()> {
-    let timed_out = || std::io::Error::from(std::io::ErrorKind::TimedOut);
-    for _ in 0..1000 {
-        let mut len = [0u8; 2];
-        match tokio::time::timeout(timeout, s.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            _ => return Ok(()),
-        }
-        let n = usize::from(u16::from_be_bytes(len));
-        let mut buf = vec![0u8; n];
-        tokio::time::timeout(timeout, s.read_exact(&mut buf))
-            .await
-            .map_err(|_| timed_out())??;
-        let Some(out) = dns.handle(&buf, peer, false) else {
-            return Ok(());
-        };
-        let mut framed = Vec::with_capacity(out.len() + 2);
-        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&out);
-        tokio::time::timeout(timeout, s.write_all(&framed))
-            .await
-            .map_err(|_| timed_out())??;
-    }
-    Ok(())
-}
-
-/// The admin endpoints. Reading is open to monitoring; changing what the DNS answers
-/// (`POST /latency`) needs the admin token (an empty one matches nothing).
-fn admin_route<B>(
-    dns: &Dns,
-    token: &Option<meridian_http::secrets::AdminToken>,
-    req: &http::Request<B>,
-) -> http::Response<meridian_http::Body> {
-    use http::StatusCode;
-    let (method, uri) = (req.method(), req.uri());
-    if method != http::Method::GET
-        && method != http::Method::HEAD
-        && !token.as_ref().is_some_and(|t| t.accepts(req.headers()))
-    {
-        return meridian_http::admin::unauthorized();
-    }
-    match uri.path() {
-        "/metrics" => meridian_http::metrics(dns.0.metrics.encode()),
-        "/health" => meridian_http::json(
-            StatusCode::OK,
-            json!({ "status": "healthy", "role": "dns", "name": dns.0.name }).to_string(),
-        ),
-        "/targets" => meridian_http::json(
-            StatusCode::OK,
-            serde_json::to_string(&dns.0.board.snapshot()).unwrap_or_default(),
-        ),
-        "/latency" => {
-            let q = query_pairs(uri);
-            let (true, Some(client), Some(region), Some(rtt)) = (
-                method == http::Method::POST,
-                q.get("client"),
-                q.get("region"),
-                q.get("rtt_ms"),
-            ) else {
-                let m = dns
-                    .0
-                    .measured
-                    .read()
-                    .map(|m| {
-                        m.iter()
-                            .map(|((c, r), v)| json!({ "client": c, "region": r, "rtt_ms": v }))
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
-                return meridian_http::json(StatusCode::OK, json!({ "measured": m, "set": "POST /latency?client=london&region=eu-west-1&rtt_ms=12.5" }).to_string());
-            };
-            match rtt
-                .parse::<f64>()
-                .map_err(|_| format!("`{rtt}` is not a number"))
-                .and_then(|v| dns.set_measured_latency(client, region, v))
-            {
-                Ok(()) => meridian_http::json(
-                    StatusCode::OK,
-                    json!({ "client": client, "region": region, "rtt_ms": rtt }).to_string(),
-                ),
-                Err(e) => meridian_http::text(StatusCode::BAD_REQUEST, e),
-            }
-        }
-        "/explain" => {
-            let q = query_pairs(uri);
-            let (Some(name), Some(client)) = (q.get("name"), q.get("client")) else {
-                return meridian_http::text(
-                    StatusCode::BAD_REQUEST,
-                    "use /explain?name=api.example.com&type=A&client=127.10.203.1",
-                );
-            };
-            let Ok(ip) = client.parse::<IpAddr>() else {
-                return meridian_http::text(
-                    StatusCode::BAD_REQUEST,
-                    format!("`{client}` is not an IP address"),
-                );
-            };
-            match dns.explain(name, q.get("type").map(String::as_str).unwrap_or("A"), ip) {
-                Ok(v) => meridian_http::json(StatusCode::OK, v.to_string()),
-                Err(e) => meridian_http::text(StatusCode::BAD_REQUEST, e),
-            }
-        }
-        _ => meridian_http::text(
-            StatusCode::NOT_FOUND,
-            "dns admin endpoints: /metrics, /health, /targets, /explain, /latency (POST with the admin token)",
-        ),
-    }
-}
-
-fn query_pairs(uri: &http::Uri) -> std::collections::HashMap<String, String> {
-    uri.query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -1,0 +1,269 @@
+//! `[distribution]`: what the edge PoPs serve and how, in CloudFront's terms (behaviors,
+//! cache, origin request and response headers policies, origin groups, custom errors), so a
+//! CloudFront user recognizes every knob.
+
+mod behavior;
+mod cache_policy;
+mod origin;
+mod response_headers;
+
+pub use behavior::{path_matches, Behavior, ViewerProtocolPolicy};
+pub use cache_policy::{CachePolicy, KeyFilter, OriginRequestPolicy};
+pub use origin::{OriginGroup, OriginMember, OriginSelection};
+pub use response_headers::{Cors, ResponseHeadersPolicy};
+
+use crate::common::{is_dns_name, read_named};
+use crate::error::Diagnostics;
+use crate::read::Table;
+use crate::region::Region;
+use crate::security::{read_origin_transport, OriginProtocol};
+use behavior::{default_behavior, read_behavior, Known, Refs};
+use cache_policy::{default_cache_policy, read_cache_policy, read_origin_request_policy};
+use origin::{default_origin_group, read_origin_group};
+use response_headers::read_response_headers;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The CDN configuration every PoP serves.
+#[derive(Debug, Clone, Serialize)]
+pub struct Distribution {
+    pub origin_groups: Vec<OriginGroup>,
+    pub cache_policies: Vec<CachePolicy>,
+    pub origin_request_policies: Vec<OriginRequestPolicy>,
+    pub response_headers_policies: Vec<ResponseHeadersPolicy>,
+    /// Ordered: the first whose path pattern matches wins.
+    pub behaviors: Vec<Behavior>,
+    /// Used when no behavior matches (path pattern `*`).
+    pub default_behavior: Behavior,
+    pub custom_error_responses: Vec<CustomErrorResponse>,
+    /// Certificates (PEM) for HTTPS viewers, chosen by SNI; without any, `up` makes a
+    /// development certificate.
+    pub certificates: Vec<TlsFiles>,
+    /// Alternate domain names (CloudFront's CNAMEs), lowercase; `*.` covers one label.
+    /// With any, a PoP answers only requests for these hosts (403 for others), so a
+    /// forged Host can neither reach the origin nor split or share the cache.
+    pub aliases: Vec<String>,
+    /// On-the-fly compression applies to bodies within these sizes (CloudFront: 1,000 to
+    /// 10,000,000 bytes).
+    pub compress_min_size: u64,
+    pub compress_max_size: u64,
+    /// CloudFront's standard logging: a JSON access log line per request on every PoP.
+    pub access_log: bool,
+    /// How the edge talks to `lb:<region>` members: HTTPS verifies the balancer's
+    /// certificate against `origin_ca_file`, else the deployment CA `up` makes.
+    pub origin_protocol: OriginProtocol,
+    pub origin_ca_file: Option<PathBuf>,
+}
+
+/// One certificate: the chain and key files, and the server names it is for (`*.` for a
+/// wildcard). The first certificate also answers clients that send no or an unknown name.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsFiles {
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// CloudFront's custom error response: what viewers see for an origin error status.
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomErrorResponse {
+    pub error_code: u16,
+    pub response_code: Option<u16>,
+    /// A path on the origin group of the default behavior whose body replaces the error.
+    pub response_page_path: Option<String>,
+    #[serde(with = "crate::serde_duration")]
+    pub error_caching_min_ttl: Duration,
+}
+
+impl Distribution {
+    /// The behavior for a request path: the first matching pattern, else the default.
+    pub fn behavior_for(&self, path: &str) -> &Behavior {
+        self.behaviors
+            .iter()
+            .find(|b| path_matches(&b.path_pattern, path))
+            .unwrap_or(&self.default_behavior)
+    }
+
+    pub fn origin_group(&self, name: &str) -> Option<&OriginGroup> {
+        self.origin_groups.iter().find(|g| g.name == name)
+    }
+    pub fn cache_policy(&self, name: &str) -> Option<&CachePolicy> {
+        self.cache_policies.iter().find(|p| p.name == name)
+    }
+    pub fn origin_request_policy(&self, name: &str) -> Option<&OriginRequestPolicy> {
+        self.origin_request_policies.iter().find(|p| p.name == name)
+    }
+    pub fn response_headers_policy(&self, name: &str) -> Option<&ResponseHeadersPolicy> {
+        self.response_headers_policies
+            .iter()
+            .find(|p| p.name == name)
+    }
+}
+
+/// The distribution used when the config has no `[distribution]`: every region behind
+/// one latency-selected origin group, cached by CloudFront's defaults.
+pub(crate) fn default_distribution(regions: &[Region]) -> Distribution {
+    Distribution {
+        origin_groups: vec![default_origin_group(regions)],
+        cache_policies: vec![default_cache_policy()],
+        origin_request_policies: Vec::new(),
+        response_headers_policies: Vec::new(),
+        behaviors: Vec::new(),
+        default_behavior: default_behavior("default", "default"),
+        custom_error_responses: Vec::new(),
+        certificates: Vec::new(),
+        aliases: Vec::new(),
+        compress_min_size: 1000,
+        compress_max_size: 10_000_000,
+        access_log: true,
+        origin_protocol: OriginProtocol::Http,
+        origin_ca_file: None,
+    }
+}
+
+pub(crate) fn read_distribution(
+    t: &Table,
+    d: &mut Diagnostics,
+    regions: &[Region],
+) -> Option<Distribution> {
+    let mut dist = default_distribution(regions);
+    let mut ok = true;
+    let groups = read_named(t, d, "origin_group", |s, d, name| {
+        read_origin_group(s, d, name, regions)
+    });
+    match groups {
+        Some(g) if !g.is_empty() => dist.origin_groups = g,
+        Some(_) => {}
+        None => ok = false,
+    }
+    match read_named(t, d, "cache_policy", read_cache_policy) {
+        Some(p) => {
+            // A user's own "default" policy replaces the built-in one.
+            if p.iter().any(|p| p.name == "default") {
+                dist.cache_policies.clear();
+            }
+            dist.cache_policies.extend(p);
+        }
+        None => ok = false,
+    }
+    match read_named(t, d, "origin_request_policy", read_origin_request_policy) {
+        Some(p) => dist.origin_request_policies = p,
+        None => ok = false,
+    }
+    match read_named(t, d, "response_headers_policy", read_response_headers) {
+        Some(p) => dist.response_headers_policies = p,
+        None => ok = false,
+    }
+    let names = |n: Vec<&String>| Refs {
+        names: n.into_iter().cloned().collect(),
+    };
+    let known = Known {
+        groups: names(dist.origin_groups.iter().map(|g| &g.name).collect()),
+        cache_policies: names(dist.cache_policies.iter().map(|p| &p.name).collect()),
+        origin_request_policies: names(
+            dist.origin_request_policies
+                .iter()
+                .map(|p| &p.name)
+                .collect(),
+        ),
+        response_headers_policies: names(
+            dist.response_headers_policies
+                .iter()
+                .map(|p| &p.name)
+                .collect(),
+        ),
+        first_group: dist.origin_groups[0].name.clone(),
+    };
+    for s in t.tables(d, "behavior") {
+        match read_behavior(&s, d, false, &known) {
+            Some(b) => dist.behaviors.push(b),
+            None => ok = false,
+        }
+    }
+    if let Some(s) = t.table(d, "default_behavior") {
+        match read_behavior(&s, d, true, &known) {
+            Some(b) => dist.default_behavior = b,
+            None => ok = false,
+        }
+    }
+    for s in t.tables(d, "custom_error_response") {
+        let code = s.int(d, "error_code", 400..=599).map(|c| c as u16);
+        if !s.has("error_code") {
+            s.missing(
+                d,
+                "error_code",
+                "add error_code = 503 (a 4xx or 5xx status)",
+            );
+        }
+        let response_code = s.int(d, "response_code", 200..=599).map(|c| c as u16);
+        let response_page_path = s.str(d, "response_page_path");
+        if let (Some(p), Some(f)) = (&response_page_path, s.get("response_page_path")) {
+            if !p.starts_with('/') {
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("`{p}` is not a path"),
+                    "write a path that starts with /, such as \"/errors/503.html\"",
+                );
+            }
+        }
+        let ttl = s
+            .duration(d, "error_caching_min_ttl")
+            .unwrap_or(Duration::from_secs(10));
+        s.finish(d);
+        match code {
+            Some(error_code) => dist.custom_error_responses.push(CustomErrorResponse {
+                error_code,
+                response_code,
+                response_page_path,
+                error_caching_min_ttl: ttl,
+            }),
+            None => ok = false,
+        }
+    }
+    for s in t.tables(d, "certificate") {
+        let cert = s.req_str(d, "cert", "add cert = \"/path/to/fullchain.pem\"");
+        let key = s.req_str(d, "key", "add key = \"/path/to/privkey.pem\"");
+        let names: Vec<String> = s
+            .str_list(d, "names")
+            .map(|v| {
+                v.into_iter()
+                    .map(|n| n.into_inner().to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        s.finish(d);
+        if let (Some(cert), Some(key)) = (cert, key) {
+            dist.certificates.push(TlsFiles {
+                names,
+                cert: cert.into(),
+                key: key.into(),
+            });
+        }
+    }
+    for a in t.str_list(d, "aliases").unwrap_or_default() {
+        let name = a.get_ref().trim_end_matches('.').to_ascii_lowercase();
+        if is_dns_name(name.strip_prefix("*.").unwrap_or(&name)) {
+            dist.aliases.push(name);
+        } else {
+            d.error(
+                a.span(),
+                "distribution.aliases",
+                format!("`{}` is not a domain name", a.get_ref()),
+                "use a name such as \"cdn.example.com\", or \"*.example.com\" for every name one label under it",
+            );
+            ok = false;
+        }
+    }
+    if let Some(n) = t.size(d, "compress_min_size") {
+        dist.compress_min_size = n.0;
+    }
+    if let Some(n) = t.size(d, "compress_max_size") {
+        dist.compress_max_size = n.0;
+    }
+    dist.access_log = t.bool(d, "access_log").unwrap_or(dist.access_log);
+    read_origin_transport(t, d, &mut dist.origin_protocol, &mut dist.origin_ca_file);
+    t.finish(d);
+    ok.then_some(dist)
+}

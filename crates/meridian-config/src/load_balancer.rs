@@ -1,0 +1,118 @@
+//! `[load_balancer]`: each region's ALB.
+
+use crate::error::Diagnostics;
+use crate::health_check::{read_health_check, HealthCheck};
+use crate::read::Table;
+use crate::units::ByteSize;
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    RoundRobin,
+    LeastOutstandingRequests,
+}
+
+impl Algorithm {
+    pub const NAMES: &'static [&'static str] = &["round_robin", "least_outstanding_requests"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::LeastOutstandingRequests => "least_outstanding_requests",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadBalancer {
+    pub algorithm: Algorithm,
+    pub health_check: HealthCheck,
+    #[serde(with = "crate::serde_duration")]
+    pub target_timeout: Duration,
+    #[serde(with = "crate::serde_duration")]
+    pub deregistration_delay: Duration,
+    pub max_retries: u32,
+    pub max_request_body: ByteSize,
+    /// ALB's idle timeout: a client's request body, or a target's response body, that
+    /// sends nothing for this long is given up on (408 for a body not yet forwarded).
+    #[serde(with = "crate::serde_duration")]
+    pub idle_timeout: Duration,
+    /// Origin access control: refuse requests the edge did not sign (or signed more than
+    /// a few minutes ago), so the region cannot be reached around the CDN.
+    pub require_edge_signature: bool,
+    /// Paths a GET or HEAD may take unsigned all the same: the health checks of the DNS and
+    /// of monitoring, which sign nothing (Route 53's checks reach an ALB the same way).
+    pub unsigned_paths: Vec<String>,
+    /// The port the balancer serves TLS on; None: `lb_port` + 363 (8443 by default).
+    pub tls_port: Option<u16>,
+}
+
+/// How far above the balancer's HTTP port its TLS port is by default (8080 → 8443).
+pub const LB_TLS_PORT_OFFSET: u16 = 363;
+
+pub(crate) fn default_lb() -> LoadBalancer {
+    LoadBalancer {
+        algorithm: Algorithm::RoundRobin,
+        health_check: HealthCheck::default(),
+        target_timeout: Duration::from_secs(30),
+        deregistration_delay: Duration::from_secs(5),
+        max_retries: 2,
+        max_request_body: ByteSize(10 << 20),
+        idle_timeout: Duration::from_secs(60),
+        require_edge_signature: false,
+        unsigned_paths: vec!["/health".to_owned()],
+        tls_port: None,
+    }
+}
+
+pub(crate) fn read_lb(t: &Table, d: &mut Diagnostics) -> Option<LoadBalancer> {
+    let mut lb = default_lb();
+    if let Some(a) = t.str(d, "algorithm") {
+        match a.as_str() {
+            "round_robin" => lb.algorithm = Algorithm::RoundRobin,
+            "least_outstanding_requests" => lb.algorithm = Algorithm::LeastOutstandingRequests,
+            other => {
+                let f = t.get("algorithm")?;
+                d.error(
+                    f.span,
+                    &f.key,
+                    format!("`{other}` is not a load balancing algorithm"),
+                    format!("use one of: {}", Algorithm::NAMES.join(", ")),
+                );
+            }
+        }
+    }
+    lb.target_timeout = t.duration(d, "target_timeout").unwrap_or(lb.target_timeout);
+    lb.deregistration_delay = t
+        .duration(d, "deregistration_delay")
+        .unwrap_or(lb.deregistration_delay);
+    lb.max_retries = t.int(d, "max_retries", 0..=10).unwrap_or(2) as u32;
+    lb.max_request_body = t.size(d, "max_request_body").unwrap_or(lb.max_request_body);
+    lb.idle_timeout = t.duration(d, "idle_timeout").unwrap_or(lb.idle_timeout);
+    lb.require_edge_signature = t
+        .bool(d, "require_edge_signature")
+        .unwrap_or(lb.require_edge_signature);
+    if let Some(paths) = t.str_list(d, "unsigned_paths") {
+        let mut ok = Vec::new();
+        for p in paths {
+            if p.get_ref().starts_with('/') {
+                ok.push(p.into_inner());
+            } else if let Some(f) = t.get("unsigned_paths") {
+                d.error(
+                    p.span(),
+                    &f.key,
+                    format!("`{}` is not a path", p.get_ref()),
+                    "write each as an absolute path such as \"/health\"".to_owned(),
+                );
+            }
+        }
+        lb.unsigned_paths = ok;
+    }
+    lb.tls_port = t.int(d, "tls_port", 1..=65535).map(|p| p as u16);
+    if let Some(hc) = t.table(d, "health_check") {
+        lb.health_check = read_health_check(&hc, d)?;
+    }
+    t.finish(d);
+    Some(lb)
+}
