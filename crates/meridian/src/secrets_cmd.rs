@@ -130,6 +130,16 @@ pub fn run(cmd: SecretsCmd) -> Result<ExitCode> {
                 }
             };
             let r = secrets::rotate(&path, grace)?;
+            if name == meridian_http::admin::DB_PASSWORD_FILE {
+                // PostgreSQL holds one password per role: the grace is the clients'.
+                println!(
+                    "rotated {name} ({}); the primary's keeper sets it on the role within seconds, and from then on new sessions need it (open ones stay); Meridian's clients fall back to the previous value until unix time {} ({} from now)",
+                    r.path.display(),
+                    unix(r.previous_until),
+                    meridian_config::units::format_duration(grace),
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "rotated {name} ({}); the previous value is accepted until unix time {} ({} from now); nodes pick the new one up within {} s",
                 r.path.display(),
