@@ -131,6 +131,78 @@ pub(crate) fn primary_conninfo(upstream: SocketAddr, name: &str, password: &str)
     )
 }
 
+/// The value of `key` in a libpq key=value conninfo (quoted or not), if it is there.
+pub(crate) fn conninfo_get(conninfo: &str, key: &str) -> Option<String> {
+    let mut chars = conninfo.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        chars.peek()?;
+        let mut k = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            k.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        chars.next_if_eq(&'=')?;
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut v = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next()? {
+                    '\\' => v.push(chars.next()?),
+                    '\'' => break,
+                    c => v.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                match c {
+                    '\\' => v.push(chars.next()?),
+                    c => v.push(c),
+                }
+            }
+        }
+        if k == key {
+            return Some(v);
+        }
+    }
+}
+
+/// A server log line with any conninfo `password=` value hidden: PostgreSQL logs a
+/// changed `primary_conninfo` (after a password rotation) in full.
+pub(crate) fn redact_password(line: &str) -> String {
+    let Some(at) = line.find("password=") else {
+        return line.to_owned();
+    };
+    let start = at + "password=".len();
+    let rest = &line[start..];
+    let mut end = 0;
+    let mut chars = rest.char_indices();
+    if rest.starts_with('\'') {
+        chars.next();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '\'' => {
+                    end = i + 1;
+                    break;
+                }
+                _ => end = i + c.len_utf8(),
+            }
+        }
+    } else {
+        end = rest
+            .find(|c: char| c.is_whitespace() || c == '"')
+            .unwrap_or(rest.len());
+    }
+    format!(
+        "{}<hidden>{}",
+        &line[..start],
+        redact_password(&rest[end..])
+    )
+}
+
 /// A libpq conninfo value: single-quoted, `\` and `'` escaped with a backslash.
 pub(crate) fn conninfo_value(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -182,6 +254,26 @@ mod tests {
     fn conninfo_values_are_escaped() {
         assert_eq!(conninfo_value("pa'ss\\w"), "'pa\\'ss\\\\w'");
         let ci = primary_conninfo("127.0.0.1:5432".parse().unwrap(), "db-a", "pw");
+        assert_eq!(conninfo_get(&ci, "password").as_deref(), Some("pw"));
+        assert_eq!(conninfo_get(&ci, "port").as_deref(), Some("5432"));
+        let odd = primary_conninfo("127.0.0.1:5432".parse().unwrap(), "db-a", "p w'\\x");
+        assert_eq!(conninfo_get(&odd, "password").as_deref(), Some("p w'\\x"));
+        assert_eq!(
+            conninfo_get(
+                "user=postgres passfile=/x password = abc host=h",
+                "password"
+            )
+            .as_deref(),
+            Some("abc")
+        );
+        assert_eq!(conninfo_get("host=h", "password"), None);
+        assert_eq!(
+            redact_password(&format!("changed to \"{odd}\"")),
+            "changed to \"host=127.0.0.1 port=5432 user=postgres password=<hidden> application_name='db-a'\""
+        );
+        assert_eq!(redact_password("a password=abc b"), "a password=<hidden> b");
+        assert_eq!(redact_password("no secret here"), "no secret here");
+        assert_eq!(conninfo_get("password='unterminated", "password"), None);
         assert_eq!(
             ci,
             "host=127.0.0.1 port=5432 user=postgres password='pw' application_name='db-a'"

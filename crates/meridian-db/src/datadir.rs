@@ -218,7 +218,7 @@ async fn initdb(node: &Node<'_>, dir: &Path) -> Result<(), DbError> {
     tracing::info!("{name}: initdb {}", node.opts.data_dir.display());
     let pwfile = PwFile::write(
         staging_dir(&node.opts.data_dir, "pwfile"),
-        &node.opts.password,
+        &node.opts.password.current(),
         node.run_as,
     )?;
     let program = node.bins.program("initdb");
@@ -256,7 +256,8 @@ async fn basebackup(node: &Node<'_>, dir: &Path) -> Result<(), DbError> {
     })?;
     node.phase
         .set(format!("waiting for the upstream {upstream}"));
-    wait_for_upstream(name, &Probe::of(upstream, node.opts)).await?;
+    // The password the upstream takes now: during a rotation, the current or the previous.
+    let password = wait_for_upstream(name, &Probe::of(upstream, node.opts)).await?;
     node.phase.set(format!(
         "copying the data directory from {upstream} (pg_basebackup)"
     ));
@@ -277,7 +278,7 @@ async fn basebackup(node: &Node<'_>, dir: &Path) -> Result<(), DbError> {
                 "-d",
                 &format!("application_name={}", conf::conninfo_value(name)),
             ])
-            .env("PGPASSWORD", &node.opts.password);
+            .env("PGPASSWORD", &password);
         if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
             tracing::info!(
                 "{name}: copying the data directory from {upstream} (pg_basebackup, slot {slot})"
@@ -305,7 +306,7 @@ async fn basebackup(node: &Node<'_>, dir: &Path) -> Result<(), DbError> {
     }
     remove_socket_locks(dir)?;
     append_include(dir)?;
-    ensure_conninfo(node, dir, upstream)?;
+    ensure_conninfo(node, dir, upstream, &password)?;
     tracing::info!(
         "{name}: copied the data directory from {upstream} in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -323,7 +324,7 @@ pub(crate) async fn rewind(node: &Node<'_>, upstream: std::net::SocketAddr) -> R
         "waiting for the primary {upstream} to rewind from it"
     ));
     let source = Probe::of(upstream, node.opts);
-    wait_for_upstream(name, &source).await?;
+    let password = wait_for_upstream(name, &source).await?;
     // pg_rewind reads the source's timeline from its pg_control, which a promotion only
     // updates at its next checkpoint.
     if let Err(e) = async {
@@ -353,7 +354,7 @@ pub(crate) async fn rewind(node: &Node<'_>, upstream: std::net::SocketAddr) -> R
             upstream.port(),
             conf::conninfo_value(name)
         ))
-        .env("PGPASSWORD", &node.opts.password);
+        .env("PGPASSWORD", &password);
     // What pg_rewind decided (it says so on stderr) is worth keeping in the log.
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
@@ -385,7 +386,7 @@ pub(crate) async fn rewind(node: &Node<'_>, upstream: std::net::SocketAddr) -> R
         .map(|l| format!("{l}\n"))
         .collect();
     write_owned(&auto, &text, node.run_as, 0o600)?;
-    ensure_conninfo(node, data, upstream)?;
+    ensure_conninfo(node, data, upstream, &password)?;
     write_owned(&data.join("standby.signal"), "", node.run_as, 0o600)?;
     // The copy also brought the primary's meridian.conf and pg_hba.conf: this node's own.
     write_conf(node)?;
@@ -437,13 +438,14 @@ fn retryable(stderr: &str) -> bool {
         || stderr.contains("the database system is shutting down")
 }
 
-/// Waits until the upstream accepts a PostgreSQL connection, saying so every few seconds.
-async fn wait_for_upstream(name: &str, probe: &Probe) -> Result<(), DbError> {
+/// Waits until the upstream accepts a PostgreSQL connection, saying so every few seconds;
+/// the password it took.
+async fn wait_for_upstream(name: &str, probe: &Probe) -> Result<String, DbError> {
     let started = Instant::now();
     let mut last_log = Instant::now();
     loop {
-        match probe.connect().await {
-            Ok(_) => return Ok(()),
+        match probe.connect_as().await {
+            Ok((_, password)) => return Ok(password),
             Err(reason) => {
                 if started.elapsed() >= UPSTREAM_WAIT {
                     return Err(DbError::UpstreamUnreachable {
@@ -472,6 +474,7 @@ fn ensure_conninfo(
     node: &Node<'_>,
     dir: &Path,
     upstream: std::net::SocketAddr,
+    password: &str,
 ) -> Result<(), DbError> {
     let path = dir.join("postgresql.auto.conf");
     let current = std::fs::read_to_string(&path).unwrap_or_default();
@@ -489,11 +492,7 @@ fn ensure_conninfo(
     }
     text.push_str(&format!(
         "primary_conninfo = {}\nprimary_slot_name = {}\n",
-        conf::quote(&conf::primary_conninfo(
-            upstream,
-            &node.opts.name,
-            &node.opts.password
-        )),
+        conf::quote(&conf::primary_conninfo(upstream, &node.opts.name, password)),
         conf::quote(&slot_name(&node.opts.name))
     ));
     write_owned(&path, &text, node.run_as, 0o600)

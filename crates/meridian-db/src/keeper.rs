@@ -125,7 +125,7 @@ pub(crate) enum KeepEnd {
 }
 
 impl Keeper<'_> {
-    fn tick(&self) -> Duration {
+    pub(crate) fn tick(&self) -> Duration {
         self.opts.lease / 4
     }
 
@@ -215,6 +215,9 @@ impl Keeper<'_> {
         let mut not_streaming_since: Option<(String, Instant)> = None;
         let mut sync_names: Option<String> = None;
         let mut standbys_gone_since: Option<Instant> = None;
+        // The database password known to be on the role (primary) or in the stream's
+        // primary_conninfo (standby): see [`crate::password`].
+        let mut password_set: Option<String> = None;
         loop {
             fence.arm(held.filter(|_| self.role.get() == DbRole::Primary));
             match self.role.get() {
@@ -243,6 +246,7 @@ impl Keeper<'_> {
                     }
                     self.keep_synchronous(&mut sync_names, &mut standbys_gone_since)
                         .await;
+                    self.keep_password(&mut password_set).await;
                 }
                 DbRole::SyncStandby => {
                     self.sample_receiver().await;
@@ -280,6 +284,7 @@ impl Keeper<'_> {
                             continue;
                         }
                     }
+                    self.keep_conninfo(&mut password_set).await;
                     if let Some(end) = self.follow(&survey, &mut not_streaming_since).await {
                         return end;
                     }
@@ -296,6 +301,7 @@ impl Keeper<'_> {
                         held = Some(h);
                         continue;
                     }
+                    self.keep_conninfo(&mut password_set).await;
                     if let Some(end) = self.follow(&survey, &mut not_streaming_since).await {
                         return end;
                     }

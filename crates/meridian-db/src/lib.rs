@@ -17,6 +17,7 @@ mod error;
 mod keeper;
 pub mod lease;
 mod owner;
+mod password;
 mod process;
 mod role;
 pub mod status;
@@ -59,7 +60,9 @@ pub struct PgOptions {
     pub replicas: Vec<String>,
     pub data_dir: PathBuf,
     /// The superuser `postgres` password, for every TCP connection including replication.
-    pub password: String,
+    /// Re-read from its file: after `meridian secrets rotate db-password` the primary's
+    /// keeper sets it on the role and every client moves to it (see [`password`]).
+    pub password: meridian_http::secrets::Secret,
     /// Every other database node of the deployment: the lease's witnesses, and where a
     /// standby finds a new primary.
     pub peers: Vec<lease::Peer>,
@@ -96,15 +99,8 @@ impl PgOptions {
         if self.name.trim().is_empty() {
             return bad("the node name is empty".into());
         }
-        if self.password.contains(['\n', '\r', '\0']) {
-            return bad(
-                "the postgres password has a line break or NUL (initdb reads one line)".into(),
-            );
-        }
-        if self.password.is_empty() {
-            return bad(
-                "the postgres password is empty (every TCP connection uses scram-sha-256)".into(),
-            );
+        if let Err(why) = password::usable(&self.password.current()) {
+            return bad(why.into());
         }
         if self.role.in_recovery() && self.upstream.is_none() {
             return bad(format!(

@@ -214,7 +214,7 @@ async fn pump_stderr(
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+        let line = crate::conf::redact_password(String::from_utf8_lossy(&buf).trim_end());
         if line.is_empty() {
             continue;
         }

@@ -4,6 +4,7 @@
 
 use crate::role::CurrentRole;
 use crate::{DbError, DbRole, PgOptions};
+use meridian_http::secrets::Secret;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -80,7 +81,9 @@ pub struct StandbyStatus {
 pub(crate) struct Probe {
     name: String,
     role: CurrentRole,
+    /// Everything but the password, which is set per attempt.
     config: Config,
+    password: Secret,
     target: SocketAddr,
     /// A connection kept between probes of this node's own server: a scrape or a health
     /// check then costs a query, not a password exchange (scram's hashing alone can take
@@ -103,7 +106,8 @@ impl Probe {
         Probe {
             name: opts.name.clone(),
             role,
-            config: config(target, &opts.password, &format!("{} keeper", opts.name)),
+            config: config(target, &format!("{} keeper", opts.name)),
+            password: opts.password.clone(),
             target,
             kept: Arc::default(),
         }
@@ -114,7 +118,8 @@ impl Probe {
         Probe {
             name: opts.name.clone(),
             role: CurrentRole::new(opts.role),
-            config: config(target, &opts.password, &format!("{} keeper", opts.name)),
+            config: config(target, &format!("{} keeper", opts.name)),
+            password: opts.password.clone(),
             target,
             kept: Arc::default(),
         }
@@ -166,19 +171,44 @@ impl Probe {
         self.target
     }
 
-    /// One connection; the connection task ends when the client is dropped.
+    /// One connection; the connection task ends when the client is dropped. It logs in
+    /// with the current password, then the previous one during its grace (the server may
+    /// not have taken the new one yet, or this keeper started mid-rotation).
     pub async fn connect(&self) -> Result<Client, String> {
-        let connecting = self.config.connect(NoTls);
+        self.connect_as().await.map(|(c, _)| c)
+    }
+
+    /// [`connect`](Self::connect), and the password that logged in: what a tool or a
+    /// standby's stream to this server should give.
+    pub async fn connect_as(&self) -> Result<(Client, String), String> {
+        let out = meridian_http::secrets::try_each(
+            &self.password,
+            |pw| async move { self.connect_with(&pw).await.map(|c| (c, pw)) },
+            |e: &ConnectError| e.refused,
+        )
+        .await;
+        out.map_err(|e| e.why)
+    }
+
+    /// One connection with exactly `password`: whether the server takes it.
+    pub async fn connect_with(&self, password: &str) -> Result<Client, ConnectError> {
+        let mut config = self.config.clone();
+        config.password(password);
+        let connecting = config.connect(NoTls);
         let (client, connection) = tokio::time::timeout(PROBE_TIMEOUT, connecting)
             .await
-            .map_err(|_| {
-                format!(
+            .map_err(|_| ConnectError {
+                refused: false,
+                why: format!(
                     "no answer from {} within {}s",
                     self.target,
                     PROBE_TIMEOUT.as_secs()
-                )
+                ),
             })?
-            .map_err(|e| format!("cannot connect to {}: {}", self.target, describe(&e)))?;
+            .map_err(|e| ConnectError {
+                refused: password_refused(&e),
+                why: format!("cannot connect to {}: {}", self.target, describe(&e)),
+            })?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -340,13 +370,30 @@ const STANDBYS_SQL: &str = "SELECT COALESCE(application_name, ''), COALESCE(stat
     GREATEST(COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0), 0)::bigint \
     FROM pg_stat_replication ORDER BY application_name";
 
-fn config(target: SocketAddr, password: &str, application_name: &str) -> Config {
+/// Why a connection failed, and whether the server refused the password itself.
+#[derive(Debug)]
+pub struct ConnectError {
+    pub refused: bool,
+    pub why: String,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+/// Whether the server refused the login itself (SQLSTATE class 28: a wrong password).
+pub(crate) fn password_refused(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code().starts_with("28"))
+}
+
+fn config(target: SocketAddr, application_name: &str) -> Config {
     let mut config = Config::new();
     config
         .host(target.ip().to_string())
         .port(target.port())
         .user("postgres")
-        .password(password)
         .dbname("postgres")
         .application_name(application_name)
         .connect_timeout(PROBE_TIMEOUT);

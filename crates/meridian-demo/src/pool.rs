@@ -5,6 +5,7 @@
 //! still open, and a request that meets a broken one discards it, so the next one connects
 //! again (to whichever host of the multi-host list answers now).
 
+use meridian_http::secrets::Secret;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
@@ -32,14 +33,18 @@ pub enum PoolError {
 #[derive(Clone)]
 pub struct Login {
     pub user: String,
-    pub password: String,
+    /// Re-read, so each new session logs in with the password of the moment: after a
+    /// rotation the new one, or the previous one while the server has not taken the new.
+    pub password: Secret,
     pub dbname: String,
 }
 
 /// Sessions to one endpoint list (the writers, or the readers).
 pub struct Pool {
     name: &'static str,
+    /// Everything but the password, which is set per attempt.
     config: tokio_postgres::Config,
+    password: Secret,
     hosts: usize,
     slots: Vec<Arc<Mutex<Option<Client>>>>,
     next: AtomicUsize,
@@ -63,7 +68,6 @@ impl Pool {
         }
         config
             .user(&login.user)
-            .password(&login.password)
             .dbname(&login.dbname)
             .application_name("meridian-demo")
             .connect_timeout(CONNECT_TIMEOUT_PER_HOST)
@@ -75,6 +79,7 @@ impl Pool {
         Pool {
             name,
             config,
+            password: login.password.clone(),
             hosts: hosts.len().max(1),
             slots: (0..size.max(1))
                 .map(|_| Arc::new(Mutex::new(None)))
@@ -116,10 +121,22 @@ impl Pool {
         Ok(Session { pool: self, guard })
     }
 
+    /// A new session, with the current password and then the previous one in its grace.
     async fn connect(&self) -> Result<Client, PoolError> {
+        meridian_http::secrets::try_each(
+            &self.password,
+            |pw| self.connect_with(pw),
+            |e| matches!(e, PoolError::Connect { source, .. } if password_refused(source)),
+        )
+        .await
+    }
+
+    async fn connect_with(&self, password: String) -> Result<Client, PoolError> {
+        let mut config = self.config.clone();
+        config.password(password);
         // Every host may time out in turn before the last one answers.
         let after = CONNECT_TIMEOUT_PER_HOST * self.hosts as u32 + Duration::from_secs(1);
-        let (client, connection) = tokio::time::timeout(after, self.config.connect(NoTls))
+        let (client, connection) = tokio::time::timeout(after, config.connect(NoTls))
             .await
             .map_err(|_| PoolError::ConnectTimeout {
                 pool: self.name,
@@ -184,6 +201,11 @@ impl Session<'_> {
             self.discard(e);
         }
     }
+}
+
+/// Whether the server refused the login itself (SQLSTATE class 28: a wrong password).
+pub(crate) fn password_refused(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code().starts_with("28"))
 }
 
 /// Whether an error comes from the session rather than from the statement: then the

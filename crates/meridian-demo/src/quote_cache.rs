@@ -22,8 +22,9 @@ const MAX_IDLE: usize = 32;
 pub struct QuoteCacheOptions {
     /// The region's primary endpoint: always leads to the cluster's current primary.
     pub endpoint: SocketAddr,
-    /// The cache tier's password (`requirepass`); None for a Redis without one.
-    pub password: Option<String>,
+    /// The cache tier's password, re-read so a rotation needs no restart (the previous one
+    /// is tried during its grace); None for a Redis without one.
+    pub password: Option<meridian_http::secrets::Secret>,
     /// How long a cached quote lives: short, so a price is never much older than the feed.
     pub ttl: Duration,
     /// The most one Redis step (connect and look up, or store) may add to a request.
@@ -34,7 +35,10 @@ pub struct QuoteCacheOptions {
 
 impl QuoteCacheOptions {
     /// The endpoint with the usual limits: a 1 s TTL, a 100 ms deadline, a 1 s cooldown.
-    pub fn new(endpoint: SocketAddr, password: Option<String>) -> QuoteCacheOptions {
+    pub fn new(
+        endpoint: SocketAddr,
+        password: Option<meridian_http::secrets::Secret>,
+    ) -> QuoteCacheOptions {
         QuoteCacheOptions {
             endpoint,
             password,
@@ -163,12 +167,14 @@ impl QuoteCache {
                 Err(e) => return Err(e),
             }
         }
-        let mut client = Client::connect(
-            self.opts.endpoint,
-            self.opts.password.as_deref(),
-            self.opts.timeout,
-        )
-        .await?;
+        let passwords = self
+            .opts
+            .password
+            .as_ref()
+            .map(|p| p.candidates())
+            .unwrap_or_default();
+        let mut client =
+            Client::connect_any(self.opts.endpoint, &passwords, self.opts.timeout).await?;
         let value = client.get(key).await?;
         Ok((value, client))
     }

@@ -119,7 +119,8 @@ pub struct DatabaseOptions {
     /// PostgreSQL servers to read from, the region's own replica or standby first.
     pub readers: Vec<SocketAddr>,
     pub user: String,
-    pub password: String,
+    /// Re-read, so the pools log in with the password of the moment (see [`Login`]).
+    pub password: meridian_http::secrets::Secret,
     pub dbname: String,
     /// Sessions kept per endpoint list.
     pub pool_size: usize,
@@ -127,7 +128,11 @@ pub struct DatabaseOptions {
 
 impl DatabaseOptions {
     /// The deployment's superuser on the `postgres` database, 4 sessions each way.
-    pub fn new(writers: Vec<SocketAddr>, readers: Vec<SocketAddr>, password: String) -> Self {
+    pub fn new(
+        writers: Vec<SocketAddr>,
+        readers: Vec<SocketAddr>,
+        password: meridian_http::secrets::Secret,
+    ) -> Self {
         DatabaseOptions {
             writers,
             readers,

@@ -11,6 +11,8 @@ pub const TOKEN_FILE: &str = "admin-token";
 
 /// The file in a state dir that holds the database superuser's password.
 pub const DB_PASSWORD_FILE: &str = "db-password";
+/// The file in a state dir that holds the cache tier's password (Redis `requirepass`).
+pub const CACHE_PASSWORD_FILE: &str = "cache-password";
 
 /// The file in a state dir that holds the key of the edges' encrypted disk caches.
 pub const DISK_CACHE_KEY_FILE: &str = "disk-cache-key";

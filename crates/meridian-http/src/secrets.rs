@@ -15,7 +15,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const RELOAD: Duration = Duration::from_secs(2);
 
 /// The secrets `meridian secrets` knows, by the name of their file in the state dir.
-pub const NAMES: &[&str] = &[crate::admin::TOKEN_FILE, crate::signing::KEY_FILE];
+pub const NAMES: &[&str] = &[
+    crate::admin::TOKEN_FILE,
+    crate::signing::KEY_FILE,
+    crate::admin::DB_PASSWORD_FILE,
+    crate::admin::CACHE_PASSWORD_FILE,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -37,6 +42,8 @@ pub enum SecretError {
     },
     #[error("`{0}` is not a secret Meridian rotates; known: {names}", names = NAMES.join(", "))]
     Unknown(String),
+    #[error("{name} is not used here: the deployment has no {section}\n  fix: rotate it in a deployment whose config has {section}")]
+    NotUsed { name: String, section: &'static str },
     #[error(
         "{0} comes from the environment variable {1}: set a new value there and restart the nodes"
     )]
@@ -97,17 +104,175 @@ struct Shared {
     values: Mutex<Values>,
 }
 
-/// The deployment's admin token as every admin endpoint checks it: re-read every
-/// [`RELOAD`], so a rotation needs no restart, and the previous token is accepted until
-/// its grace period ends. Cheap to clone.
+/// A secret as its users hold it: re-read every [`RELOAD`] from where it lives, so a
+/// rotation needs no restart, with the previous value while its grace period lasts.
+/// Every rotating secret (admin token, database and cache passwords) is one of these, so
+/// there is one reload path. Cheap to clone; clones share the values.
 #[derive(Clone)]
-pub struct AdminToken(Arc<Shared>);
+pub struct Secret(Arc<Shared>);
+
+impl std::fmt::Debug for Secret {
+    /// Never the value itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("location", &self.0.location)
+            .finish()
+    }
+}
+
+impl From<String> for Secret {
+    /// A fixed value (tests, embedders): never re-read.
+    fn from(value: String) -> Self {
+        Secret(Arc::new(Shared {
+            location: None,
+            values: Mutex::new(Values {
+                current: value,
+                previous: None,
+                at: Instant::now(),
+            }),
+        }))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret::from(value.to_owned())
+    }
+}
+
+impl Secret {
+    /// The secret at `location`, read now (an error names the file or variable) and again
+    /// every [`RELOAD`].
+    pub fn load(location: Location) -> Result<Secret, SecretError> {
+        let (current, previous) = read_location(&location)?;
+        Ok(Secret(Arc::new(Shared {
+            location: Some(location),
+            values: Mutex::new(Values {
+                current,
+                previous,
+                at: Instant::now(),
+            }),
+        })))
+    }
+
+    /// The secret kept in the file `path` (and `<path>.previous` during a grace).
+    pub fn load_file(path: &Path) -> Result<Secret, SecretError> {
+        Secret::load(Location::File(path.to_owned()))
+    }
+
+    /// Where it is read from; None for a fixed value.
+    pub fn location(&self) -> Option<&Location> {
+        self.0.location.as_ref()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Values) -> T) -> T {
+        let mut v = self.0.values.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(loc) = &self.0.location {
+            if v.at.elapsed() >= RELOAD {
+                // A file being rewritten is read again at the next reload.
+                if let Ok((current, previous)) = read_location(loc) {
+                    v.current = current;
+                    v.previous = previous;
+                }
+                v.at = Instant::now();
+            }
+        }
+        f(&v)
+    }
+
+    /// Reads the files again at the next use, without waiting for [`RELOAD`]: for tests
+    /// and for a caller told that a rotation just happened.
+    pub fn reload_soon(&self) {
+        let mut v = self.0.values.lock().unwrap_or_else(|p| p.into_inner());
+        v.at = Instant::now().checked_sub(RELOAD).unwrap_or(v.at);
+    }
+
+    /// The value to use for new connections and calls.
+    pub fn current(&self) -> String {
+        self.with(|v| v.current.clone())
+    }
+
+    /// The value before the last rotation, while its grace period lasts.
+    pub fn previous(&self) -> Option<String> {
+        self.previous_until().map(|(p, _)| p)
+    }
+
+    /// The previous value and the end of its grace, while that grace lasts.
+    pub fn previous_until(&self) -> Option<(String, SystemTime)> {
+        let now = SystemTime::now();
+        self.with(|v| v.previous.clone().filter(|(_, until)| now < *until))
+    }
+
+    /// The values to try, in order: the current one, then the previous one during its
+    /// grace (a peer may not have taken the new one yet).
+    pub fn candidates(&self) -> Vec<String> {
+        let now = SystemTime::now();
+        self.with(|v| {
+            let mut all = vec![v.current.clone()];
+            if let Some((p, until)) = &v.previous {
+                if now < *until && *p != v.current {
+                    all.push(p.clone());
+                }
+            }
+            all
+        })
+    }
+
+    /// Whether `check` holds for the current value, or the previous one in its grace.
+    /// Every candidate is checked, so the time taken does not say which one matched.
+    pub fn matches(&self, check: impl Fn(&str) -> bool) -> bool {
+        self.candidates().iter().fold(false, |ok, c| check(c) | ok)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.with(|v| v.current.is_empty())
+    }
+}
+
+/// A password kept in the state dir's file `name` (`db-password`, `cache-password`),
+/// made when missing (as for a node run on its own) and re-read as every [`Secret`].
+pub fn state_dir_password(state_dir: &Path, name: &str) -> Result<Secret, SecretError> {
+    crate::admin::secret(state_dir, name).map_err(|source| SecretError::Write {
+        path: state_dir.join(name),
+        source,
+    })?;
+    Secret::load_file(&state_dir.join(name))
+}
+
+/// Runs `attempt` with each of `secret`'s candidates in turn (current, then previous in
+/// its grace), moving on only while `refused` says the server refused that value: the
+/// way a client logs in while a rotation reaches the server. The first success, or the
+/// last error.
+pub async fn try_each<T, E, Fut>(
+    secret: &Secret,
+    mut attempt: impl FnMut(String) -> Fut,
+    refused: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut candidates = secret.candidates().into_iter().peekable();
+    loop {
+        // `candidates()` always holds the current value.
+        let value = candidates.next().unwrap_or_default();
+        match attempt(value).await {
+            Err(e) if refused(&e) && candidates.peek().is_some() => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The deployment's admin token as every admin endpoint checks it: a [`Secret`], so a
+/// rotation needs no restart and the previous token is accepted until its grace period
+/// ends. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminToken(Secret);
 
 impl std::fmt::Debug for AdminToken {
     /// Never the token itself.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminToken")
-            .field("location", &self.0.location)
+            .field("location", &self.0.location())
             .finish()
     }
 }
@@ -115,14 +280,7 @@ impl std::fmt::Debug for AdminToken {
 impl From<String> for AdminToken {
     /// A fixed token (tests, embedders): never re-read.
     fn from(token: String) -> Self {
-        AdminToken(Arc::new(Shared {
-            location: None,
-            values: Mutex::new(Values {
-                current: token,
-                previous: None,
-                at: Instant::now(),
-            }),
-        }))
+        AdminToken(Secret::from(token))
     }
 }
 
@@ -143,50 +301,26 @@ impl AdminToken {
                 source,
             })?;
         }
-        let (current, previous) = read_location(&location)?;
-        Ok(AdminToken(Arc::new(Shared {
-            location: Some(location),
-            values: Mutex::new(Values {
-                current,
-                previous,
-                at: Instant::now(),
-            }),
-        })))
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&Values) -> T) -> T {
-        let mut v = self.0.values.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(loc) = &self.0.location {
-            if v.at.elapsed() >= RELOAD {
-                // A file being rewritten is read again at the next reload.
-                if let Ok((current, previous)) = read_location(loc) {
-                    v.current = current;
-                    v.previous = previous;
-                }
-                v.at = Instant::now();
-            }
-        }
-        f(&v)
+        Secret::load(location).map(AdminToken)
     }
 
     /// Whether `headers` carry the current token, or the previous one during its grace.
     pub fn accepts(&self, headers: &HeaderMap) -> bool {
-        let now = SystemTime::now();
-        self.with(|v| {
-            crate::admin::bearer_ok(headers, &v.current)
-                | v.previous
-                    .as_ref()
-                    .is_some_and(|(p, until)| now < *until && crate::admin::bearer_ok(headers, p))
-        })
+        self.0.matches(|t| crate::admin::bearer_ok(headers, t))
     }
 
     /// The current token, for calls to other nodes.
     pub fn current(&self) -> String {
-        self.with(|v| v.current.clone())
+        self.0.current()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.with(|v| v.current.is_empty())
+        self.0.is_empty()
+    }
+
+    /// The secret underneath.
+    pub fn secret(&self) -> &Secret {
+        &self.0
     }
 }
 
@@ -305,7 +439,7 @@ mod tests {
     }
 
     fn force_reload(t: &AdminToken) {
-        t.0.values.lock().unwrap().at = Instant::now() - RELOAD;
+        t.secret().reload_soon();
     }
 
     #[test]
@@ -334,6 +468,36 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2100));
         assert!(!token.accepts(&bearer(&old)), "not after the grace");
         assert!(token.accepts(&bearer(&new)));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_password_gives_current_then_previous_during_the_grace_only() {
+        let d = std::env::temp_dir().join(format!("meridian-secret-pw-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let path = d.join(crate::admin::DB_PASSWORD_FILE);
+        let first = crate::admin::secret(&d, crate::admin::DB_PASSWORD_FILE).unwrap();
+        let pw = Secret::load_file(&path).unwrap();
+        assert_eq!(pw.candidates(), vec![first.clone()]);
+        assert_eq!(pw.previous(), None);
+        rotate(&path, Duration::from_secs(60)).unwrap();
+        assert_eq!(pw.current(), first, "not re-read before the reload time");
+        pw.reload_soon();
+        let second = pw.current();
+        assert_ne!(second, first);
+        assert_eq!(pw.previous(), Some(first.clone()));
+        assert_eq!(pw.candidates(), vec![second.clone(), first.clone()]);
+        assert!(pw.matches(|c| c == first) && pw.matches(|c| c == second));
+        // A grace that has ended: the previous value is gone.
+        rotate(&path, Duration::ZERO).unwrap();
+        pw.reload_soon();
+        assert_eq!(pw.previous(), None);
+        assert_eq!(pw.candidates().len(), 1);
+        assert!(!pw.matches(|c| c == second));
+        assert!(
+            !format!("{pw:?}").contains(&pw.current()),
+            "Debug never shows it"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 

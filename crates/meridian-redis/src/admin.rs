@@ -298,9 +298,7 @@ impl AdminState {
 
 /// The primary's replication offset, read from it directly.
 async fn primary_offset(k: &Keeper, primary: SocketAddr) -> Option<i64> {
-    let mut c = crate::resp::Client::connect(primary, Some(&k.opts.password), k.call_timeout())
-        .await
-        .ok()?;
+    let mut c = k.connect(primary).await.ok()?;
     c.info("replication").await.ok()?.int("master_repl_offset")
 }
 

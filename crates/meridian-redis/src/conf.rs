@@ -1,14 +1,22 @@
 //! The redis.conf a keeper writes for its server: a cache, not a store. It binds only the
 //! node's address, needs the deployment's password from every client (and gives it to its
 //! primary as a replica), keeps nothing on disk, and evicts by policy at `maxmemory`.
+//! During a password rotation the default user holds both passwords, so a server the
+//! keeper restarts mid-rotation takes the old one and the new one, as before.
 
 use crate::CacheOptions;
 use std::fmt::Write;
 use std::net::SocketAddr;
 
 /// The config text; `replica_of` starts the server as a replica of that primary, so it
-/// never serves an empty dataset as a primary first.
-pub(crate) fn render(opts: &CacheOptions, replica_of: Option<SocketAddr>, version: u32) -> String {
+/// never serves an empty dataset as a primary first. `passwords` are the ones the default
+/// user takes (the current one first: it is also the one given to a primary).
+pub(crate) fn render(
+    opts: &CacheOptions,
+    replica_of: Option<SocketAddr>,
+    version: u32,
+    passwords: &[String],
+) -> String {
     let mut c = String::new();
     let ip = opts.listen.ip();
     let _ = writeln!(
@@ -19,8 +27,20 @@ pub(crate) fn render(opts: &CacheOptions, replica_of: Option<SocketAddr>, versio
     let _ = writeln!(c, "bind {ip}");
     let _ = writeln!(c, "port {}", opts.listen.port());
     let _ = writeln!(c, "protected-mode yes");
-    let _ = writeln!(c, "requirepass {}", opts.password);
-    let _ = writeln!(c, "masterauth {}", opts.password);
+    let current = passwords.first().map(String::as_str).unwrap_or("");
+    if version >= 6 {
+        // ACL: the default user with every permission and each password. Channels (`&*`)
+        // are named from Redis 7 on; 6 allows every channel by default.
+        let channels = if version >= 7 { " &*" } else { "" };
+        let _ = write!(c, "user default on ~*{channels} +@all");
+        for p in passwords {
+            let _ = write!(c, " >{p}");
+        }
+        let _ = writeln!(c);
+    } else {
+        let _ = writeln!(c, "requirepass {current}");
+    }
+    let _ = writeln!(c, "masterauth {current}");
     let _ = writeln!(c, "daemonize no");
     let _ = writeln!(c, "supervised no");
     // Logs go to stdout, which the keeper reads.
@@ -76,13 +96,14 @@ mod tests {
     #[test]
     fn a_replica_config_binds_its_own_address_and_follows_its_primary() {
         let opts = crate::tests::options("redis-r1b", "127.81.9.71:6379");
-        let text = render(&opts, Some("127.81.9.70:6379".parse().unwrap()), 7);
+        let both = ["new".to_owned(), "old".to_owned()];
+        let text = render(&opts, Some("127.81.9.70:6379".parse().unwrap()), 7, &both);
         for line in [
             "bind 127.81.9.71",
             "port 6379",
             "protected-mode yes",
-            "requirepass secret",
-            "masterauth secret",
+            "user default on ~* &* +@all >new >old",
+            "masterauth new",
             "save \"\"",
             "maxmemory 8388608",
             "maxmemory-policy allkeys-lru",
@@ -91,8 +112,13 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }
-        let primary = render(&opts, None, 6);
+        let primary = render(&opts, None, 6, &both[..1]);
         assert!(!primary.contains("replicaof"));
+        assert!(primary
+            .lines()
+            .any(|l| l == "user default on ~* +@all >new"));
+        let old = render(&opts, None, 5, &both[..1]);
+        assert!(old.lines().any(|l| l == "requirepass new"), "{old}");
         assert!(
             !primary.contains("bind-source-addr"),
             "Redis 6 has no such setting"

@@ -73,6 +73,8 @@ pub(crate) struct Keeper {
     pub promotions: AtomicU64,
     /// One role decision at a time (a check, or a peer's request to promote).
     deciding: tokio::sync::Mutex<()>,
+    /// The passwords this node's Redis takes, as last written or set (current first).
+    pub(crate) applied: Mutex<Vec<String>>,
 }
 
 impl Keeper {
@@ -95,6 +97,7 @@ impl Keeper {
             events: Mutex::new(VecDeque::new()),
             promotions: AtomicU64::new(0),
             deciding: tokio::sync::Mutex::new(()),
+            applied: Mutex::new(Vec::new()),
         }
     }
 
@@ -164,12 +167,22 @@ impl Keeper {
 
     /// A fresh authenticated connection to this node's Redis.
     pub async fn own(&self) -> Result<Client, crate::resp::RespError> {
-        Client::connect(
-            self.opts.listen,
-            Some(&self.opts.password),
-            self.call_timeout(),
-        )
-        .await
+        self.connect(self.opts.listen).await
+    }
+
+    /// Writes redis.conf for the role `replica_of` says, with `passwords`.
+    pub(crate) fn write_conf(
+        &self,
+        replica_of: Option<SocketAddr>,
+        passwords: &[String],
+    ) -> Result<(), CacheError> {
+        let path = self.opts.dir.join("redis.conf");
+        let text = conf::render(&self.opts, replica_of, self.version, passwords);
+        meridian_http::tls::write_secret(&path, text.as_bytes()).map_err(|source| CacheError::Io {
+            step: "writing redis.conf",
+            path,
+            source,
+        })
     }
 
     fn set_role(&self, role: CacheRole, term: u64, primary: Option<SocketAddr>, cause: String) {
@@ -347,9 +360,7 @@ impl Keeper {
             if self.role() != CacheRole::Replica {
                 return false;
             }
-            match Client::connect(peer.address, Some(&self.opts.password), self.call_timeout())
-                .await
-            {
+            match self.connect(peer.address).await {
                 Ok(mut c) => c.ping().await.is_ok(),
                 Err(_) => false,
             }
@@ -425,6 +436,7 @@ impl Keeper {
     /// Brings Redis in line with the keeper's role.
     async fn converge(&self, own: Option<(Client, Info)>, peer: Option<SocketAddr>) {
         let Some((mut c, info)) = own else { return };
+        self.sync_passwords(&mut c).await;
         let name = &self.opts.name;
         match (self.role(), peer) {
             (CacheRole::Primary, _) if !info.is_primary() => {
@@ -457,14 +469,14 @@ impl Keeper {
                 r = self.decide_start() => r,
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             };
-            let text = conf::render(&self.opts, replica_of, self.version);
-            meridian_http::tls::write_secret(&conf_path, text.as_bytes()).map_err(|source| {
-                CacheError::Io {
-                    step: "writing redis.conf",
-                    path: conf_path.clone(),
-                    source,
-                }
-            })?;
+            let passwords = self.wanted_passwords();
+            if passwords.is_empty() {
+                return Err(CacheError::InvalidOptions(format!(
+                    "cache node {name:?}: no usable cache password"
+                )));
+            }
+            self.write_conf(replica_of, &passwords)?;
+            self.set_applied(passwords);
             let run_as = crate::owner::run_as().filter(|u| {
                 let ok = crate::owner::can_reach(*u, &self.opts.dir);
                 if !ok {

@@ -12,6 +12,7 @@
 //! [`run`] is the whole life of a node.
 
 mod admin;
+mod auth;
 mod binary;
 mod conf;
 mod endpoint;
@@ -38,7 +39,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The file in a state dir that holds the cache tier's password (`requirepass`).
-pub const PASSWORD_FILE: &str = "cache-password";
+pub const PASSWORD_FILE: &str = meridian_http::admin::CACHE_PASSWORD_FILE;
 
 /// The other node of a cache cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +64,10 @@ pub struct CacheOptions {
     pub admin: SocketAddr,
     /// The cluster's other node; None for a single-node cluster.
     pub peer: Option<Peer>,
-    /// `requirepass` and `masterauth`: every client and every replica gives it.
-    pub password: String,
+    /// The cache password (the default user's, and `masterauth`): every client and every
+    /// replica gives it. Re-read from its file, so `meridian secrets rotate cache-password`
+    /// takes effect without a restart (see [`auth`](crate::auth)).
+    pub password: meridian_http::secrets::Secret,
     /// `maxmemory` in bytes.
     pub maxmemory: u64,
     /// `maxmemory-policy`, e.g. "allkeys-lru".
@@ -93,15 +96,8 @@ impl CacheOptions {
         if self.name.trim().is_empty() {
             return bad("the node name is empty".into());
         }
-        if self.password.is_empty() {
-            return bad("the password is empty (Redis would run without protection)".into());
-        }
-        if self
-            .password
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\'')
-        {
-            return bad("the password has a space, quote or control character (redis.conf cannot hold it unquoted)".into());
+        if let Err(why) = auth::usable(&self.password.current()) {
+            return bad(why.into());
         }
         if self.listen == self.admin {
             return bad(format!(
@@ -232,7 +228,7 @@ pub(crate) mod tests {
         assert!(e.to_string().contains("space"), "{e}");
         assert!(e.needs_a_person());
         let mut o = ok.clone();
-        o.password.clear();
+        o.password = "".into();
         assert!(o.validate().is_err());
         let mut o = ok.clone();
         o.admin = o.listen;

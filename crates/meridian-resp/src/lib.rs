@@ -106,6 +106,31 @@ impl Client {
         Ok(client)
     }
 
+    /// Connects and authenticates with the first of `passwords` the server takes, in
+    /// order: during a password rotation a client holds the new one and the old one, and
+    /// the server may not have the new one yet (or no longer the old one). An empty list
+    /// connects without authenticating. Only a refused AUTH moves on to the next password;
+    /// a connection that fails or stalls is the error.
+    pub async fn connect_any<S: AsRef<str>>(
+        addr: SocketAddr,
+        passwords: &[S],
+        timeout: Duration,
+    ) -> Result<Client, RespError> {
+        let mut client = Client::connect(addr, None, timeout).await?;
+        let mut refused = None;
+        for pw in passwords {
+            match client.call(&["AUTH", pw.as_ref()]).await {
+                Ok(_) => return Ok(client),
+                Err(e @ RespError::Refused { .. }) => refused = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(client),
+        }
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

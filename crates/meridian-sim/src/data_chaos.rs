@@ -14,6 +14,7 @@
 use crate::admin;
 use meridian_config::state::DeploymentState;
 use meridian_config::{Config, Role};
+use meridian_http::secrets::Secret;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,8 +28,9 @@ use tokio_postgres::NoTls;
 pub struct DataChaosOptions {
     pub config: Config,
     pub state: DeploymentState,
-    /// The database superuser's password (`<state-dir>/db-password`).
-    pub password: String,
+    /// The database superuser's password (`<state-dir>/db-password`), re-read: a run
+    /// across `meridian secrets rotate db-password` keeps logging in.
+    pub password: Secret,
     pub duration: Duration,
     pub outage: Duration,
 }
@@ -220,15 +222,60 @@ async fn status(admin: SocketAddr) -> Option<Sample> {
     })
 }
 
+/// Why a login failed, and whether it was the password (so the previous one may do).
+struct LoginError {
+    refused: bool,
+    why: String,
+}
+
+impl From<tokio_postgres::Error> for LoginError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        LoginError {
+            refused: e.code().is_some_and(|c| c.code().starts_with("28")),
+            why: e.to_string(),
+        }
+    }
+}
+
+impl From<String> for LoginError {
+    fn from(why: String) -> Self {
+        LoginError {
+            refused: false,
+            why,
+        }
+    }
+}
+
+/// Logs in with the current password, then the previous one during its grace.
+async fn login<Fut>(
+    password: &Secret,
+    attempt: impl FnMut(String) -> Fut,
+) -> Result<tokio_postgres::Client, String>
+where
+    Fut: std::future::Future<Output = Result<tokio_postgres::Client, LoginError>>,
+{
+    meridian_http::secrets::try_each(password, attempt, |e: &LoginError| e.refused)
+        .await
+        .map_err(|e| e.why)
+}
+
 /// A connection from `source` (a client location's address, so the WAN places it there).
 async fn connect_from(
     addr: SocketAddr,
     source: Option<std::net::IpAddr>,
-    password: &str,
+    password: &Secret,
 ) -> Result<tokio_postgres::Client, String> {
     let Some(source) = source else {
         return connect(addr, password).await;
     };
+    login(password, |pw| connect_from_with(addr, source, pw)).await
+}
+
+async fn connect_from_with(
+    addr: SocketAddr,
+    source: std::net::IpAddr,
+    password: String,
+) -> Result<tokio_postgres::Client, LoginError> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
@@ -241,10 +288,7 @@ async fn connect_from(
         .await
         .map_err(|_| format!("no connection to {addr} within 2s"))?
         .map_err(|e| e.to_string())?;
-    let (client, conn) = pg_config(password)
-        .connect_raw(stream, NoTls)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (client, conn) = pg_config(&password).connect_raw(stream, NoTls).await?;
     tokio::spawn(conn);
     Ok(client)
 }
@@ -259,7 +303,14 @@ fn pg_config(password: &str) -> tokio_postgres::Config {
     c
 }
 
-async fn connect(addr: SocketAddr, password: &str) -> Result<tokio_postgres::Client, String> {
+async fn connect(addr: SocketAddr, password: &Secret) -> Result<tokio_postgres::Client, String> {
+    login(password, |pw| connect_with(addr, pw)).await
+}
+
+async fn connect_with(
+    addr: SocketAddr,
+    password: String,
+) -> Result<tokio_postgres::Client, LoginError> {
     let mut c = tokio_postgres::Config::new();
     c.host(addr.ip().to_string())
         .port(addr.port())
@@ -268,7 +319,7 @@ async fn connect(addr: SocketAddr, password: &str) -> Result<tokio_postgres::Cli
         .dbname("postgres")
         .application_name("meridian chaos")
         .connect_timeout(Duration::from_secs(2));
-    let (client, conn) = c.connect(NoTls).await.map_err(|e| e.to_string())?;
+    let (client, conn) = c.connect(NoTls).await?;
     tokio::spawn(conn);
     Ok(client)
 }
@@ -278,7 +329,7 @@ async fn write_load(
     region: String,
     endpoint: SocketAddr,
     source: Option<std::net::IpAddr>,
-    password: String,
+    password: Secret,
     acked: Acked,
     errors: Arc<Mutex<Vec<String>>>,
     until: Instant,
@@ -323,7 +374,7 @@ async fn write_load(
 async fn direct_writes(
     node: String,
     addr: SocketAddr,
-    password: String,
+    password: Secret,
     took: Arc<Mutex<Vec<(String, Instant)>>>,
     until: Instant,
 ) {

@@ -2,6 +2,7 @@
 
 use meridian_config::{Config, Role, ServiceRuntime};
 use meridian_demo::{DemoOptions, Identity};
+use meridian_http::secrets::Secret;
 use std::os::unix::process::CommandExt;
 
 #[derive(Debug, thiserror::Error)]
@@ -328,7 +329,7 @@ fn cache_options(
 fn demo_quote_cache(
     config: &Config,
     node: &meridian_config::NodeSpec,
-    password: impl FnOnce() -> Result<String, NodeError>,
+    password: impl FnOnce() -> Result<Secret, NodeError>,
 ) -> Result<Option<meridian_demo::QuoteCacheOptions>, NodeError> {
     let Some(endpoint) = node
         .region
@@ -343,26 +344,22 @@ fn demo_quote_cache(
     )))
 }
 
-/// The cache tier's password, from the state dir (`up` makes it before any node).
-fn cache_password() -> Result<String, NodeError> {
-    let dir = state_dir();
-    meridian_http::admin::secret(&dir, meridian_redis::PASSWORD_FILE).map_err(|source| {
-        NodeError::AdminToken {
-            path: dir.join(meridian_redis::PASSWORD_FILE),
-            source,
-        }
-    })
+/// The cache tier's password, from the state dir (`up` makes it before any node); re-read,
+/// so `meridian secrets rotate cache-password` needs no restart.
+fn cache_password() -> Result<Secret, NodeError> {
+    Ok(meridian_http::secrets::state_dir_password(
+        &state_dir(),
+        meridian_redis::PASSWORD_FILE,
+    )?)
 }
 
-/// The deployment's database password, from the state dir (`up` makes it before any node).
-fn db_password() -> Result<String, NodeError> {
-    let dir = state_dir();
-    meridian_http::admin::secret(&dir, meridian_http::admin::DB_PASSWORD_FILE).map_err(|source| {
-        NodeError::AdminToken {
-            path: dir.join(meridian_http::admin::DB_PASSWORD_FILE),
-            source,
-        }
-    })
+/// The deployment's database password, from the state dir (`up` makes it before any node);
+/// re-read, so `meridian secrets rotate db-password` needs no restart.
+fn db_password() -> Result<Secret, NodeError> {
+    Ok(meridian_http::secrets::state_dir_password(
+        &state_dir(),
+        meridian_http::admin::DB_PASSWORD_FILE,
+    )?)
 }
 
 /// Where a demo instance keeps orders: the writer endpoints of its region's database nodes
@@ -372,7 +369,7 @@ fn db_password() -> Result<String, NodeError> {
 fn demo_database(
     config: &Config,
     node: &meridian_config::NodeSpec,
-    password: String,
+    password: Secret,
 ) -> Option<meridian_demo::DatabaseOptions> {
     let db = config.database.as_ref()?;
     let mut instances: Vec<(meridian_config::NodeSpec, meridian_config::DbRole)> = db
@@ -401,6 +398,7 @@ fn demo_database(
 #[cfg(test)]
 mod tests {
     use meridian_config::{Config, Role};
+    use meridian_http::secrets::Secret;
 
     fn addrs(list: &[std::net::SocketAddr]) -> Vec<String> {
         list.iter().map(|a| a.to_string()).collect()
@@ -441,7 +439,7 @@ mod tests {
             addrs(&virginia.readers),
             ["127.10.1.61:5432", "127.10.1.60:5432"]
         );
-        assert_eq!(virginia.password, "pw");
+        assert_eq!(virginia.password.current(), "pw");
     }
 
     /// A demo instance caches quotes in its own region's Redis endpoint, and only where
@@ -460,14 +458,14 @@ mod tests {
                 .find(|n| n.role == Role::Service && n.region.as_deref() == Some(region))
                 .expect("a service instance in the region")
         };
-        let password = || Ok("pw".to_owned());
+        let password = || Ok("pw".into());
         let ireland = super::demo_quote_cache(&config, &service_in("eu-west-1"), password)
             .unwrap()
             .expect("eu-west-1 has a cache");
         assert_eq!(Some(ireland.endpoint), config.cache_endpoint("eu-west-1"));
-        assert_eq!(ireland.password.as_deref(), Some("pw"));
+        assert_eq!(ireland.password.map(|p| p.current()).as_deref(), Some("pw"));
         // No cache in the region: quotes bypass, and the password is not even read.
-        let unread = || -> Result<String, super::NodeError> { panic!("read the password") };
+        let unread = || -> Result<Secret, super::NodeError> { panic!("read the password") };
         assert!(
             super::demo_quote_cache(&config, &service_in("us-east-1"), unread)
                 .unwrap()

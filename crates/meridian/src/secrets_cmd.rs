@@ -4,19 +4,21 @@
 use anyhow::Result;
 use clap::Subcommand;
 use meridian_config::{Config, Secrets};
-use meridian_http::secrets::{self, Location};
+use meridian_http::secrets::{self, Location, SecretError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Subcommand)]
 pub enum SecretsCmd {
-    /// Replace a secret (admin-token or edge-signing-key); the old value is still accepted
-    /// until the grace period ends, so running nodes and tools holding it keep working.
+    /// Replace a secret (admin-token, edge-signing-key, db-password or cache-password);
+    /// the old value is still accepted until the grace period ends, so running nodes and
+    /// tools holding it keep working (see the README for what that means per secret).
     /// deployment-ca makes a new CA (the old one trusted during the grace) and new
     /// balancer certificates; lb-certificates makes new balancer keys and certificates.
     Rotate {
-        /// admin-token, edge-signing-key, deployment-ca or lb-certificates.
+        /// admin-token, edge-signing-key, db-password, cache-password, deployment-ca or
+        /// lb-certificates.
         name: String,
         /// The deployment's state dir.
         #[arg(long, default_value = ".meridian")]
@@ -38,8 +40,8 @@ pub enum SecretsCmd {
     },
 }
 
-/// Where the deployment's [secrets] are: the given config, else the running one's.
-fn sources(config: Option<&Path>, state_dir: &Path) -> Result<Secrets> {
+/// The deployment's config: the given one, else the running one's; None when neither.
+fn deployment(config: Option<&Path>, state_dir: &Path) -> Result<Option<Config>> {
     let path = match config {
         Some(p) => Some(p.to_owned()),
         None => meridian_config::state::DeploymentState::read(state_dir)
@@ -47,18 +49,45 @@ fn sources(config: Option<&Path>, state_dir: &Path) -> Result<Secrets> {
             .map(|s| s.config),
     };
     match path {
-        Some(p) => Ok(Config::load(&p)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .secrets),
-        None => Ok(Secrets::default()),
+        Some(p) => Ok(Some(Config::load(&p).map_err(|e| anyhow::anyhow!("{e}"))?)),
+        None => Ok(None),
     }
 }
+
+/// The database and cache passwords always live in the state dir (`up` makes them).
+const STATE_DIR: &meridian_config::SecretSource = &meridian_config::SecretSource::StateDir;
 
 fn source<'a>(secrets: &'a Secrets, name: &str) -> Option<&'a meridian_config::SecretSource> {
     match name {
         meridian_http::admin::TOKEN_FILE => Some(&secrets.admin_token),
         meridian_http::signing::KEY_FILE => Some(&secrets.edge_signing_key),
+        meridian_http::admin::DB_PASSWORD_FILE | meridian_http::admin::CACHE_PASSWORD_FILE => {
+            Some(STATE_DIR)
+        }
         _ => None,
+    }
+}
+
+/// Whether the deployment uses the secret `name`: the passwords only with [database] or
+/// [cache]. Without a known config, a password is used when its file is there.
+fn used(config: Option<&Config>, name: &str, state_dir: &Path) -> Result<(), SecretError> {
+    let section = match name {
+        meridian_http::admin::DB_PASSWORD_FILE => "[database]",
+        meridian_http::admin::CACHE_PASSWORD_FILE => "[cache]",
+        _ => return Ok(()),
+    };
+    let present = match config {
+        Some(c) if section == "[database]" => c.database.is_some(),
+        Some(c) => c.cache.is_some(),
+        None => state_dir.join(name).exists(),
+    };
+    if present {
+        Ok(())
+    } else {
+        Err(SecretError::NotUsed {
+            name: name.to_owned(),
+            section,
+        })
     }
 }
 
@@ -126,19 +155,41 @@ fn execute(cmd: SecretsCmd) -> Result<ExitCode> {
             if crate::secrets_tls::rotate(&name, &state_dir, config.as_deref(), grace)? {
                 return Ok(ExitCode::SUCCESS);
             }
-            let all = sources(config.as_deref(), &state_dir)?;
+            let config = deployment(config.as_deref(), &state_dir)?;
+            let all = config
+                .as_ref()
+                .map(|c| c.secrets.clone())
+                .unwrap_or_default();
             let Some(src) = source(&all, &name) else {
-                eprintln!("error: {}", secrets::SecretError::Unknown(name));
+                eprintln!(
+                    "error: {}, {}",
+                    SecretError::Unknown(name),
+                    crate::secrets_tls::NAMES.join(", ")
+                );
                 return Ok(ExitCode::from(2));
             };
+            if let Err(e) = used(config.as_ref(), &name, &state_dir) {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
             let path = match secrets::location(src, &state_dir, &name) {
                 Location::File(p) => p,
                 Location::Env(var) => {
-                    eprintln!("error: {}", secrets::SecretError::FromEnv(name, var));
+                    eprintln!("error: {}", SecretError::FromEnv(name, var));
                     return Ok(ExitCode::from(2));
                 }
             };
             let r = secrets::rotate(&path, grace)?;
+            if name == meridian_http::admin::DB_PASSWORD_FILE {
+                // PostgreSQL holds one password per role: the grace is the clients'.
+                println!(
+                    "rotated {name} ({}); the primary's keeper sets it on the role within seconds, and from then on new sessions need it (open ones stay); Meridian's clients fall back to the previous value until unix time {} ({} from now)",
+                    r.path.display(),
+                    unix(r.previous_until),
+                    meridian_config::units::format_duration(grace),
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "rotated {name} ({}); the previous value is accepted until unix time {} ({} from now); nodes pick the new one up within {} s",
                 r.path.display(),
@@ -149,12 +200,19 @@ fn execute(cmd: SecretsCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SecretsCmd::List { state_dir, config } => {
-            let all = sources(config.as_deref(), &state_dir)?;
+            let config = deployment(config.as_deref(), &state_dir)?;
+            let all = config
+                .as_ref()
+                .map(|c| c.secrets.clone())
+                .unwrap_or_default();
             println!("{:<18} {:<8} {:<48} PREVIOUS", "SECRET", "AGE", "WHERE");
             for name in secrets::NAMES {
                 let Some(src) = source(&all, name) else {
                     continue;
                 };
+                if used(config.as_ref(), name, &state_dir).is_err() {
+                    continue;
+                }
                 let info = secrets::describe(name, secrets::location(src, &state_dir, name));
                 let place = match &info.location {
                     Location::File(p) if p.exists() => p.display().to_string(),

@@ -249,18 +249,16 @@ fn save_data_report(
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// The deployment's database password, from its state directory.
-fn db_password(state_dir: &Path) -> Result<String> {
+/// The deployment's database password, from its state directory; re-read during the run,
+/// so a rotation meanwhile does not cut the load off.
+fn db_password(state_dir: &Path) -> Result<meridian_http::secrets::Secret> {
     let password_file = state_dir.join(meridian_http::admin::DB_PASSWORD_FILE);
-    Ok(std::fs::read_to_string(&password_file)
-        .with_context(|| {
-            format!(
-                "cannot read the database password {}: does this deployment have a [database]?",
-                password_file.display()
-            )
-        })?
-        .trim()
-        .to_owned())
+    meridian_http::secrets::Secret::load_file(&password_file).with_context(|| {
+        format!(
+            "cannot read the database password {}: does this deployment have a [database]?",
+            password_file.display()
+        )
+    })
 }
 
 /// `meridian chaos kill-db-primary`: the data tier's failover under a write load.
