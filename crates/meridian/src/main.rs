@@ -2,13 +2,9 @@
 //! subcommand is a file under `cmd/`.
 
 mod cmd;
-mod secrets_cmd;
-mod secrets_tls;
 
 use clap::Parser;
 use std::process::ExitCode;
-
-pub(crate) use cmd::duration_flag;
 
 #[derive(Parser)]
 #[command(

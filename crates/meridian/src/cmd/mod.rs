@@ -11,6 +11,7 @@ mod explain;
 mod export;
 mod health;
 mod invalidate;
+mod secrets;
 mod sim;
 mod summary;
 mod up;
@@ -86,7 +87,7 @@ pub enum Cmd {
     /// Rotate secrets with a grace period, and list them (never their values).
     Secrets {
         #[command(subcommand)]
-        command: crate::secrets_cmd::SecretsCmd,
+        command: secrets::SecretsCmd,
     },
     /// Print the version.
     Version,
@@ -108,7 +109,7 @@ pub async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Dns { command } => dns::run(command).await,
         Cmd::Export { command } => export::run(command),
         Cmd::Db { command } => db::run(command).await,
-        Cmd::Secrets { command } => crate::secrets_cmd::run(command),
+        Cmd::Secrets { command } => secrets::run(command),
         Cmd::Version => {
             println!("meridian {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

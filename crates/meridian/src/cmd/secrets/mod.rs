@@ -1,6 +1,8 @@
 //! `meridian secrets`: rotate a secret with a grace period, and list secrets (never their
 //! values). Nodes re-read secret files every few seconds, so nothing restarts.
 
+mod tls;
+
 use anyhow::Result;
 use clap::Subcommand;
 use meridian_config::{Config, Secrets};
@@ -145,14 +147,14 @@ fn execute(cmd: SecretsCmd) -> Result<ExitCode> {
             grace,
             config,
         } => {
-            let grace = match crate::duration_flag("grace", &grace) {
+            let grace = match super::duration_flag("grace", &grace) {
                 Ok(g) => g,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return Ok(ExitCode::from(2));
                 }
             };
-            if crate::secrets_tls::rotate(&name, &state_dir, config.as_deref(), grace)? {
+            if tls::rotate(&name, &state_dir, config.as_deref(), grace)? {
                 return Ok(ExitCode::SUCCESS);
             }
             let config = deployment(config.as_deref(), &state_dir)?;
@@ -164,7 +166,7 @@ fn execute(cmd: SecretsCmd) -> Result<ExitCode> {
                 eprintln!(
                     "error: {}, {}",
                     SecretError::Unknown(name),
-                    crate::secrets_tls::NAMES.join(", ")
+                    tls::NAMES.join(", ")
                 );
                 return Ok(ExitCode::from(2));
             };
@@ -221,7 +223,7 @@ fn execute(cmd: SecretsCmd) -> Result<ExitCode> {
                 };
                 row(&info.name, info.age, &place, info.previous_until);
             }
-            crate::secrets_tls::list(&state_dir, |name, age, path, until| {
+            tls::list(&state_dir, |name, age, path, until| {
                 row(name, age, &path.display().to_string(), until)
             });
             Ok(ExitCode::SUCCESS)

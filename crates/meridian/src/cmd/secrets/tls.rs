@@ -75,7 +75,7 @@ pub fn rotate(
         println!(
             "made a new deployment CA ({}); the previous one is trusted until unix time {}",
             ca.display(),
-            crate::secrets_cmd::unix(until)
+            super::unix(until)
         );
         // Edges trust the new CA before any balancer shows a certificate signed by it.
         let settle = secrets::RELOAD + Duration::from_secs(1);
