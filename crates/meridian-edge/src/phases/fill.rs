@@ -18,7 +18,7 @@ use meridian_cache::{add_vary, conditional_request, initial_age, vary_names, Cac
 use meridian_config::CachePolicy;
 use meridian_http::Body;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 
 /// Error bodies from origins kept to show every collapsed waiter.
@@ -67,6 +67,7 @@ impl Edge {
                 headers.insert(k.clone(), v.clone());
             }
         }
+        // HOOK origin-request: the origin-request function sees `headers` and the path here.
         self.0.stats.origin_fetches.inc();
         let sent_at = SystemTime::now();
         let r = match self
@@ -86,6 +87,8 @@ impl Edge {
                 return FillResult::Failed(Arc::new(generated_error(&self.0.pop, &failure)))
             }
         };
+        // HOOK origin-response: the origin-response function sees `r` here, before the cache
+        // decides what to keep.
         let status = r.response.status().as_u16();
         let at = Exchange {
             sent_at,
@@ -104,22 +107,10 @@ impl Edge {
         if status >= 500 {
             return self.origin_error(group, &req, r, at).await;
         }
-        let res_headers = r.response.headers();
-        let Some(ttl) = self.store_ttl(&req, status, res_headers) else {
+        let Some((ttl, vary)) = self.keepable(&req, &r) else {
             let _ = leader.send(LeaderResponse::Unshared(r));
             return FillResult::Pass;
         };
-        // Vary on anything but Accept-Encoding (the edge stores identity) selects variants.
-        let vary = vary_names(res_headers, &["accept-encoding"]);
-        if vary.as_ref().is_some_and(|v| v.iter().any(|n| n == "*")) {
-            let _ = leader.send(LeaderResponse::Unshared(r));
-            return FillResult::Pass;
-        }
-        let limit = self.0.store.max_object();
-        if r.response.body().size_hint().lower() > limit {
-            let _ = leader.send(LeaderResponse::Unshared(r));
-            return FillResult::Pass;
-        }
         let OriginResponse {
             member, response, ..
         } = r;
@@ -144,7 +135,7 @@ impl Edge {
             None
         };
         let collector = Collector {
-            limit: limit as usize,
+            limit: self.0.store.max_object() as usize,
             idle: group.cfg.response_timeout,
             tee,
             budget: Some(self.0.fill_bytes.clone()),
@@ -171,12 +162,34 @@ impl Edge {
             }
         };
         self.0.stats.bytes_from_origins.inc_by(body.len() as u64);
-        let object = self.store_object(&req, status, &parts.headers, body, ttl, vary, at);
+        let object = self.store_object(&req, &parts, body, ttl, vary, at);
         FillResult::Stored {
             object,
             refreshed: false,
             origin: member,
         }
+    }
+
+    /// How long the cache may keep an origin's answer and the request headers that select
+    /// it (Vary), or None when the answer is the leader's alone: not to be shared,
+    /// `Vary: *`, or larger than the cache keeps.
+    fn keepable(
+        &self,
+        req: &FillRequest,
+        r: &OriginResponse,
+    ) -> Option<(Duration, Option<Vec<String>>)> {
+        let status = r.response.status().as_u16();
+        let headers = r.response.headers();
+        let ttl = self.store_ttl(req, status, headers)?;
+        // Vary on anything but Accept-Encoding (the edge stores identity) selects variants.
+        let vary = vary_names(headers, &["accept-encoding"]);
+        if vary.as_ref().is_some_and(|v| v.iter().any(|n| n == "*")) {
+            return None;
+        }
+        if r.response.body().size_hint().lower() > self.0.store.max_object() {
+            return None;
+        }
+        Some((ttl, vary))
     }
 
     /// An origin's 5xx: kept for the custom error response's caching TTL when there is
@@ -204,11 +217,7 @@ impl Edge {
         // TTL, so a struggling origin is not asked again by every viewer. A stale copy
         // that may be served on error is better than that.
         let error_ttl = self
-            .0
-            .dist
-            .custom_error_responses
-            .iter()
-            .find(|c| c.error_code == status)
+            .custom_error_for(status)
             .map(|c| c.error_caching_min_ttl)
             .filter(|t| !t.is_zero());
         if let (Some(ttl), None) = (error_ttl, &req.stale) {

@@ -70,12 +70,13 @@ impl Edge {
                 self.custom_error(&ctx, served).await
             }
         };
-        // 8. Response headers. HOOK viewer-response: the viewer-response function sees
-        // the response here, after the edge's own headers.
+        // 8. Response headers (compression, 9., was applied where the body was chosen).
         let policy = self.headers_policy(ctx.behavior);
         self.0
             .headers
             .apply(&ctx, policy, &mut served.response, served.outcome);
+        // HOOK viewer-response: the viewer-response function sees the response here, with
+        // the edge's headers on it, and may change it before it leaves.
         // 10. Log: metrics and the access log line.
         self.log(&ctx, &served, start);
         served.response

@@ -37,6 +37,7 @@ impl Edge {
         let group = &route.group;
         let headers = self.origin_headers(ctx, route.policy, false);
         let path = self.origin_path(ctx, route.policy);
+        // HOOK origin-request: as in `fill.rs`, before the request leaves.
         self.0.stats.origin_fetches.inc();
         match self
             .0
@@ -45,6 +46,7 @@ impl Edge {
             .await
         {
             Ok(r) => {
+                // HOOK origin-response: as in `fill.rs`, before the answer is relayed.
                 let status = r.response.status().as_u16();
                 // RFC 9111 §4.4: a successful unsafe request invalidates what it changed.
                 for target in invalidation_targets(

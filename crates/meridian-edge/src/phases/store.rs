@@ -27,12 +27,7 @@ impl Edge {
     ) -> Option<Duration> {
         let policy = &req.policy;
         let verdict = storable(&Method::GET, &req.viewer_headers, status, headers);
-        let custom = self
-            .0
-            .dist
-            .custom_error_responses
-            .iter()
-            .find(|c| c.error_code == status);
+        let custom = self.custom_error_for(status);
         match verdict {
             Ok(()) if status >= 400 && !explicit_freshness(headers) => {
                 // Errors without freshness are kept for the error caching TTL.
@@ -102,18 +97,17 @@ impl Edge {
     /// A response read whole, stored for `ttl`: under the primary key, or, when it varies
     /// (`vary` names the selecting headers), as a variant behind a marker at the primary
     /// key that says which request headers select it.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn store_object(
         &self,
         req: &FillRequest,
-        status: u16,
-        headers: &HeaderMap,
+        head: &http::response::Parts,
         body: Bytes,
         ttl: Duration,
         vary: Option<Vec<String>>,
         at: Exchange,
     ) -> Arc<Object> {
-        let mut meta = self.meta(&req.policy, status, storable_headers(headers), at);
+        let status = head.status.as_u16();
+        let mut meta = self.meta(&req.policy, status, storable_headers(&head.headers), at);
         meta.ttl = ttl;
         let body_id = self.0.body_ids.fetch_add(1, Ordering::Relaxed);
         let obj_key = match &vary {
