@@ -67,7 +67,12 @@ impl Edge {
             ),
             None => {
                 let served = self.answer(&ctx, body).await;
-                self.custom_error(&ctx, served).await
+                let error = served.response.status().as_u16() >= 400;
+                if error && !self.0.dist.custom_error_responses.is_empty() {
+                    self.custom_error(&ctx, served).await
+                } else {
+                    served
+                }
             }
         };
         // 8. Response headers (compression, 9., was applied where the body was chosen).
@@ -188,9 +193,6 @@ impl Edge {
         let res = served.response;
         let status = res.status().as_u16();
         let keep = |response| Served { response, ..served };
-        if status < 400 {
-            return keep(res);
-        }
         let Some(c) = self.custom_error_for(status) else {
             return keep(res);
         };
