@@ -8,6 +8,7 @@ mod directives;
 mod freshness;
 mod range;
 mod validation;
+mod vary;
 
 pub use directives::CacheControl;
 pub use freshness::{
@@ -15,6 +16,5 @@ pub use freshness::{
     NotStorable, Stored, TtlPolicy, Usability,
 };
 pub use range::{byte_range, ByteRange};
-pub use validation::{
-    conditional_request, invalidation_targets, merge_not_modified, vary_key, VaryKey,
-};
+pub use validation::{conditional_request, invalidation_targets, merge_not_modified, not_modified};
+pub use vary::{add_vary, variant_suffix, vary_key, vary_names, VaryKey};

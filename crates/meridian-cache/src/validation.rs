@@ -1,52 +1,11 @@
-//! Vary (RFC 9111 §4.1), validation (§4.3), and invalidation (§4.4).
+//! Validation (RFC 9111 §4.3): revalidating a stored response with the origin and
+//! answering a viewer's conditional request from it; and invalidation (§4.4).
 
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONTENT_LOCATION, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, LOCATION, VARY,
+    LAST_MODIFIED, LOCATION,
 };
 use http::Method;
-
-/// The request header values a stored response was selected by (its secondary key).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct VaryKey(pub Vec<(HeaderName, String)>);
-
-/// The secondary key of a request for a response with these headers, or None when the
-/// response has `Vary: *` (it can never be reused). Values are normalized: whitespace
-/// around commas collapsed, so `gzip,br` and `gzip, br` select the same response.
-pub fn vary_key(response: &HeaderMap, request: &HeaderMap) -> Option<VaryKey> {
-    let mut names: Vec<HeaderName> = Vec::new();
-    for v in response.get_all(VARY) {
-        for name in v.to_str().unwrap_or("*").split(',') {
-            let name = name.trim();
-            if name == "*" {
-                return None;
-            }
-            if let Ok(n) = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
-                if !names.contains(&n) {
-                    names.push(n);
-                }
-            }
-        }
-    }
-    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    Some(VaryKey(
-        names
-            .into_iter()
-            .map(|n| {
-                let joined = request
-                    .get_all(&n)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(|v| v.split(','))
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                (n, joined)
-            })
-            .collect(),
-    ))
-}
 
 /// Headers that turn a request to the origin into a revalidation of a stored response.
 pub fn conditional_request(stored: &HeaderMap) -> HeaderMap {
@@ -58,6 +17,31 @@ pub fn conditional_request(stored: &HeaderMap) -> HeaderMap {
         h.insert(IF_MODIFIED_SINCE, lm.clone());
     }
     h
+}
+
+/// Whether a request's conditional headers match a stored response's validators (RFC 9110
+/// §13.1.2, §13.1.3), so the cache answers 304 instead of the body. If-None-Match decides
+/// when present (weak comparison); else If-Modified-Since against Last-Modified.
+pub fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
+    if let Some(inm) = request.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        let Some(etag) = stored.get(ETAG).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        return inm.trim() == "*" || inm.split(',').any(|t| weak(t) == weak(etag));
+    }
+    if let (Some(ims), Some(lm)) = (
+        request.get(IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()),
+        stored.get(LAST_MODIFIED).and_then(|v| v.to_str().ok()),
+    ) {
+        if let (Ok(ims), Ok(lm)) = (
+            httpdate::parse_http_date(ims),
+            httpdate::parse_http_date(lm),
+        ) {
+            return lm <= ims;
+        }
+    }
+    false
 }
 
 /// Fields a 304 never writes into a stored response: Content-Length describes the stored
@@ -147,44 +131,6 @@ mod tests {
     }
 
     #[test]
-    fn vary_selects_by_the_named_request_headers() {
-        let res = h(&[
-            ("vary", "Accept-Encoding"),
-            ("vary", "accept-language, Accept-Encoding"),
-        ]);
-        let a = vary_key(
-            &res,
-            &h(&[("accept-encoding", "gzip,br"), ("accept-language", "en")]),
-        )
-        .unwrap();
-        let b = vary_key(
-            &res,
-            &h(&[
-                ("accept-encoding", "gzip, br"),
-                ("accept-language", "en"),
-                ("cookie", "x"),
-            ]),
-        )
-        .unwrap();
-        let c = vary_key(
-            &res,
-            &h(&[("accept-encoding", "identity"), ("accept-language", "en")]),
-        )
-        .unwrap();
-        assert_eq!(a, b, "normalized, and unrelated headers do not matter");
-        assert_ne!(a, c);
-        assert_eq!(a.0.len(), 2);
-        assert!(vary_key(&h(&[("vary", "*")]), &HeaderMap::new()).is_none());
-        assert_eq!(
-            vary_key(&HeaderMap::new(), &h(&[("accept", "x")]))
-                .unwrap()
-                .0
-                .len(),
-            0
-        );
-    }
-
-    #[test]
     fn revalidation_uses_validators_and_304_refreshes_headers() {
         let stored = h(&[
             ("etag", "\"v1\""),
@@ -215,6 +161,28 @@ mod tests {
         assert_eq!(s["content-length"], "100", "the stored body's length stays");
         assert_eq!(s["etag"], "\"v1\"");
         assert!(s.contains_key("date"));
+    }
+
+    #[test]
+    fn conditional_matching() {
+        let res = h(&[
+            ("etag", "\"abc\""),
+            ("last-modified", "Mon, 02 Nov 2026 12:00:00 GMT"),
+        ]);
+        assert!(not_modified(&h(&[("if-none-match", "\"abc\"")]), &res));
+        assert!(not_modified(
+            &h(&[("if-none-match", "\"x\", W/\"abc\"")]),
+            &res
+        ));
+        assert!(!not_modified(&h(&[("if-none-match", "\"x\"")]), &res));
+        assert!(not_modified(
+            &h(&[("if-modified-since", "Tue, 03 Nov 2026 12:00:00 GMT")]),
+            &res
+        ));
+        assert!(!not_modified(
+            &h(&[("if-modified-since", "Sun, 01 Nov 2026 12:00:00 GMT")]),
+            &res
+        ));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `Authorization: Bearer <token>`, the token `up` writes to the state dir, so a viewer
 //! can never purge a cache.
 
-use crate::Edge;
+use crate::edge::Edge;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;

@@ -10,16 +10,18 @@
 mod admin;
 pub mod client;
 mod compress;
+mod edge;
 pub mod key;
 mod log;
 pub mod origin;
-mod proxy;
+mod phases;
 pub mod sealed;
 pub mod store;
 pub mod viewer;
 
+pub use edge::Edge;
 pub use log::AccessLog;
-pub use proxy::{Edge, Outcome};
+pub use phases::outcome::Outcome;
 
 use meridian_config::{Config, NodeSpec};
 use std::net::SocketAddr;

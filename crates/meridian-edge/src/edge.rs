@@ -1,0 +1,122 @@
+//! The PoP's shared state: its config, cache, origins, fills in flight and metrics. The
+//! phases (`phases/`) read it; a clone of [`Edge`] serves each connection.
+
+use crate::log::AccessLog;
+use crate::origin::Origins;
+use crate::phases::inflight::Inflight;
+use crate::phases::metrics::EdgeMetrics;
+use crate::phases::response::ResponseHeaders;
+use crate::store::Store;
+use http::header::HeaderValue;
+use meridian_config::Distribution;
+use meridian_telemetry::Metrics;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+pub(crate) struct EdgeState {
+    pub pop: String,
+    pub dist: Distribution,
+    pub store: Arc<Store>,
+    pub origins: Arc<Origins>,
+    /// Fills in flight, by cache key: what collapses concurrent misses.
+    pub inflight: Arc<Inflight>,
+    /// The registry `/metrics` encodes.
+    pub metrics: Metrics,
+    /// The edge's own series in that registry.
+    pub stats: EdgeMetrics,
+    pub log: AccessLog,
+    pub https_port: u16,
+    /// Identifies a stored body, so its compressed variants are told apart from those of
+    /// an older body under the same key.
+    pub body_ids: AtomicU64,
+    pub via: HeaderValue,
+    pub headers: ResponseHeaders,
+    /// Bytes that fills may hold in memory before they are stored, across all fills: the
+    /// memory tier's size. A fill that cannot reserve more stops keeping its body.
+    pub fill_bytes: Arc<Semaphore>,
+}
+
+/// A PoP's request handler: cheap to clone, shared by every connection.
+#[derive(Clone)]
+pub struct Edge(pub(crate) Arc<EdgeState>);
+
+impl Edge {
+    pub fn new(
+        pop: &str,
+        config: &meridian_config::Config,
+        pop_location: meridian_config::Coordinates,
+        local_ip: Option<std::net::IpAddr>,
+        store: Arc<Store>,
+        log: AccessLog,
+    ) -> Edge {
+        let metrics = Metrics::new();
+        let origins = Arc::new(Origins::new(config, pop_location, local_ip, &metrics));
+        let stats = EdgeMetrics::new(&metrics);
+        let via = HeaderValue::from_str(&format!("1.1 {pop} (meridian)"))
+            .unwrap_or(HeaderValue::from_static("1.1 meridian"));
+        let headers = ResponseHeaders::new(pop, via.clone(), &config.distribution);
+        Edge(Arc::new(EdgeState {
+            pop: pop.to_owned(),
+            dist: config.distribution.clone(),
+            origins,
+            inflight: Inflight::new(),
+            metrics,
+            stats,
+            log,
+            https_port: config.network.https_port,
+            body_ids: AtomicU64::new(1),
+            via,
+            headers,
+            fill_bytes: Arc::new(Semaphore::new(
+                (store.memory_limit as usize).min(Semaphore::MAX_PERMITS),
+            )),
+            store,
+        }))
+    }
+
+    pub fn origins(&self) -> &Arc<Origins> {
+        &self.0.origins
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.0.store
+    }
+
+    pub fn pop(&self) -> &str {
+        &self.0.pop
+    }
+
+    /// Metrics text, with the cache tier sizes and connection counts read now.
+    pub fn metrics_text(&self) -> String {
+        let s = self.0.store.stats();
+        let mut out = self.0.metrics.encode();
+        // Gauges computed at scrape time, written in the same exposition format.
+        let eof = out.rfind("# EOF").unwrap_or(out.len());
+        let extra = format!(
+            "# HELP meridian_edge_cache_objects Objects stored, by tier.\n# TYPE meridian_edge_cache_objects gauge\nmeridian_edge_cache_objects{{tier=\"memory\"}} {}\nmeridian_edge_cache_objects{{tier=\"disk\"}} {}\n# HELP meridian_edge_cache_bytes Bytes stored, by tier.\n# TYPE meridian_edge_cache_bytes gauge\nmeridian_edge_cache_bytes{{tier=\"memory\"}} {}\nmeridian_edge_cache_bytes{{tier=\"disk\"}} {}\n# HELP meridian_edge_origin_connections Connections opened to origins.\n# TYPE meridian_edge_origin_connections counter\nmeridian_edge_origin_connections_total {}\n",
+            s.memory_objects,
+            s.disk_objects,
+            s.memory_bytes,
+            s.disk_bytes,
+            self.0.origins.connections_opened.load(Ordering::Relaxed)
+        );
+        out.insert_str(eof, &extra);
+        out
+    }
+
+    /// Removes every stored object whose path matches one of `paths` (CloudFront
+    /// invalidation paths: `*` matches any run of characters).
+    pub fn invalidate(&self, paths: &[String]) -> usize {
+        let mut n = 0;
+        for p in paths {
+            let pattern = p.clone();
+            n += self
+                .0
+                .store
+                .invalidate(move |path| meridian_config::path_matches(&pattern, path));
+            self.0.stats.invalidations.inc();
+        }
+        n
+    }
+}

@@ -1,0 +1,105 @@
+//! An origin group's members as the config names them: where each one listens, how it is
+//! checked, and the round trip the latency model gives it from this PoP (the prior its
+//! ranking starts from).
+
+use meridian_config::{Config, OriginGroup, OriginMember};
+use meridian_health::{HealthBoard, HealthHandle};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One origin of a group.
+pub struct Member {
+    /// How it is written in the config (`lb:us-east-1`, `http://10.0.0.5:80`).
+    pub name: String,
+    /// Where requests and health checks go: checks take the way traffic takes (through
+    /// the WAN when there is one), and a balancer answers /health there only while one of
+    /// its targets does.
+    pub addr: SocketAddr,
+    /// Requests go over TLS (a balancer with `origin_protocol = "https"`): `addr` is then
+    /// the balancer's TLS port.
+    pub tls: bool,
+    /// Where health checks go: plain HTTP to the balancer's HTTP port on the health path
+    /// (a balancer's /health says whether its targets are up, not its certificate).
+    pub check_addr: SocketAddr,
+    /// Its name on the health board (`<group>/<member>`).
+    pub key: String,
+    pub health: HealthHandle,
+    /// Exponentially weighted round trip of passing health checks (half a probe, which
+    /// opens a connection), in microseconds (0 until measured).
+    pub rtt_us: AtomicU64,
+    /// The round trip the latency model gives for this PoP and member, in microseconds.
+    pub modelled_us: u64,
+}
+
+pub struct Group {
+    pub cfg: OriginGroup,
+    pub members: Vec<Member>,
+}
+
+/// TLS server names of balancers' TLS addresses, for the origin pool's certificate checks.
+pub(super) type TlsNames = HashMap<SocketAddr, rustls::pki_types::ServerName<'static>>;
+
+/// Every origin group of the config, each member registered on `board`.
+pub(super) fn from_config(
+    cfg: &Config,
+    pop_location: meridian_config::Coordinates,
+    board: &HealthBoard,
+    https: bool,
+) -> (Vec<Arc<Group>>, TlsNames) {
+    let mut tls_names = HashMap::new();
+    let groups = cfg
+        .distribution
+        .origin_groups
+        .iter()
+        .map(|g| {
+            let hc = &g.health_check;
+            let members = g
+                .members
+                .iter()
+                .filter_map(|m| {
+                    let (check_addr, modelled) = match m {
+                        OriginMember::Lb(region) => {
+                            let r = cfg.regions.iter().find(|r| &r.name == region)?;
+                            let rtt =
+                                Duration::from_secs_f64(pop_location.rtt_ms(&r.location) / 1e3);
+                            (cfg.lb_address(region)?, rtt)
+                        }
+                        OriginMember::Address(a) => (*a, Duration::ZERO),
+                    };
+                    let (addr, tls) = match m {
+                        OriginMember::Lb(region) if https => {
+                            let addr = cfg.lb_tls_address(region)?;
+                            if let Ok(name) =
+                                rustls::pki_types::ServerName::try_from(cfg.lb_server_name(region))
+                            {
+                                tls_names.insert(addr, name);
+                            }
+                            (addr, true)
+                        }
+                        _ => (check_addr, false),
+                    };
+                    let name = m.to_string();
+                    let key = format!("{}/{name}", g.name);
+                    Some(Member {
+                        health: board.register(&key, hc.healthy_threshold, hc.unhealthy_threshold),
+                        key,
+                        name,
+                        addr,
+                        tls,
+                        check_addr,
+                        rtt_us: AtomicU64::new(0),
+                        modelled_us: modelled.as_micros() as u64,
+                    })
+                })
+                .collect();
+            Arc::new(Group {
+                cfg: g.clone(),
+                members,
+            })
+        })
+        .collect();
+    (groups, tls_names)
+}

@@ -1,0 +1,140 @@
+//! Origin groups: members (region load balancers or plain HTTP servers), their health and
+//! measured round trip from this PoP, the order to try them in, and sending one request
+//! with failover to the next member inside the same viewer request.
+
+mod answer;
+mod checks;
+mod forward;
+mod group;
+mod rank;
+
+pub use answer::{OriginFailure, OriginName, OriginResponse};
+pub use group::{Group, Member};
+
+use meridian_config::Config;
+use meridian_health::HealthBoard;
+use meridian_http::CountedUpstreamClient;
+use meridian_telemetry::prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
+};
+use meridian_telemetry::Metrics;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Per-origin series, shared by the checks and the requests.
+struct OriginMetrics {
+    duration: Family<Labels, Histogram>,
+    requests: Family<Labels, Counter>,
+    failovers: Family<Labels, Counter>,
+    healthy: Family<Labels, Gauge>,
+    rtt: Family<Labels, Gauge<f64, AtomicU64>>,
+}
+
+pub struct Origins {
+    pub groups: Vec<Arc<Group>>,
+    /// Where checks and requests leave from.
+    local_ip: Option<std::net::IpAddr>,
+    pub board: HealthBoard,
+    client: CountedUpstreamClient,
+    /// Connections opened to origins (requests per connection = reuse).
+    pub connections_opened: Arc<AtomicU64>,
+    m: OriginMetrics,
+    /// Origin access control: every origin request is signed with the deployment's edge
+    /// signing key, set once at start.
+    signer: std::sync::OnceLock<Arc<meridian_http::signing::Signer>>,
+}
+
+impl Origins {
+    pub fn new(
+        cfg: &Config,
+        pop_location: meridian_config::Coordinates,
+        local_ip: Option<std::net::IpAddr>,
+        metrics: &Metrics,
+    ) -> Self {
+        let board = HealthBoard::new();
+        let https = cfg.distribution.origin_protocol == meridian_config::OriginProtocol::Https;
+        let (groups, tls_names) = group::from_config(cfg, pop_location, &board, https);
+        let connections_opened = Arc::new(AtomicU64::new(0));
+        let connect_timeout = cfg
+            .distribution
+            .origin_groups
+            .iter()
+            .map(|g| g.connect_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(1));
+        let client = meridian_http::counted_upstream_client(
+            connect_timeout,
+            Duration::from_secs(90),
+            local_ip,
+            connections_opened.clone(),
+            https.then(|| origin_tls(cfg, tls_names)).flatten(),
+        );
+        let m = OriginMetrics {
+            duration: metrics.register(
+                "edge_origin_duration_seconds",
+                "Time from sending a request to an origin to its response head, by origin",
+                Family::new_with_constructor(
+                    meridian_telemetry::latency_histogram as fn() -> Histogram,
+                ),
+            ),
+            requests: metrics.register(
+                "edge_origin_requests",
+                "Requests sent to origins, by origin and outcome",
+                Family::default(),
+            ),
+            failovers: metrics.register(
+                "edge_origin_failovers",
+                "Requests moved to the next origin of a group, by reason",
+                Family::default(),
+            ),
+            healthy: metrics.register(
+                "edge_origin_healthy",
+                "1 while an origin passes its health checks",
+                Family::default(),
+            ),
+            rtt: metrics.register(
+                "edge_origin_rtt_seconds",
+                "Measured round trip of an origin's health checks from this PoP",
+                Family::default(),
+            ),
+        };
+        Origins {
+            groups,
+            local_ip,
+            board,
+            client,
+            connections_opened,
+            m,
+            signer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Signs every origin request from now on (a second call changes nothing).
+    pub fn sign_with(&self, signer: Arc<meridian_http::signing::Signer>) {
+        let _ = self.signer.set(signer);
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Arc<Group>> {
+        self.groups.iter().find(|g| g.cfg.name == name)
+    }
+}
+
+/// The TLS of the origin pool: the CA the config names (`up` resolves it to the deployment
+/// CA when none is named). Without a usable CA there is none, and every TLS origin request
+/// fails (502): never sent in the clear instead.
+fn origin_tls(cfg: &Config, names: group::TlsNames) -> Option<meridian_http::OriginTls> {
+    let Some(ca) = &cfg.distribution.origin_ca_file else {
+        tracing::error!("origin_protocol is https but no CA file is known: TLS origins will fail");
+        return None;
+    };
+    match meridian_http::pki::client_config(ca) {
+        Ok(c) => Some(meridian_http::OriginTls::new(c, names)),
+        Err(e) => {
+            tracing::error!(error = %e, "origin TLS is unusable: TLS origins will fail");
+            None
+        }
+    }
+}

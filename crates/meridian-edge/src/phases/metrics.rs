@@ -1,0 +1,85 @@
+//! The PoP's request metrics: registered once, counted per request.
+
+use super::outcome::Outcome;
+use meridian_telemetry::prometheus_client::metrics::{
+    counter::Counter, family::Family, histogram::Histogram,
+};
+use meridian_telemetry::Metrics;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub(crate) struct EdgeMetrics {
+    requests: Family<Labels, Counter>,
+    /// `requests{cache_status, status_class}` counters by outcome and status class, looked
+    /// up once: the hit path does not hash labels.
+    by_outcome: [[OnceLock<Counter>; 6]; 9],
+    duration: Histogram,
+    bytes_to_viewers: Counter,
+    pub bytes_from_origins: Counter,
+    pub collapsed: Counter,
+    pub invalidations: Counter,
+    pub origin_fetches: Counter,
+}
+
+impl EdgeMetrics {
+    pub fn new(metrics: &Metrics) -> Self {
+        EdgeMetrics {
+            requests: metrics.register(
+                "edge_requests",
+                "Viewer requests, by PoP, cache status and status class",
+                Family::default(),
+            ),
+            by_outcome: Default::default(),
+            duration: metrics.register(
+                "edge_request_duration_seconds",
+                "Time from viewer request to response head",
+                meridian_telemetry::latency_histogram(),
+            ),
+            bytes_to_viewers: metrics.register(
+                "edge_bytes_to_viewers",
+                "Body bytes sent to viewers",
+                Counter::default(),
+            ),
+            bytes_from_origins: metrics.register(
+                "edge_bytes_from_origins",
+                "Body bytes received from origins",
+                Counter::default(),
+            ),
+            collapsed: metrics.register(
+                "edge_collapsed_requests",
+                "Cache misses that waited for another request's origin fetch instead of making their own",
+                Counter::default(),
+            ),
+            invalidations: metrics.register(
+                "edge_invalidation_paths",
+                "Invalidation paths applied",
+                Counter::default(),
+            ),
+            origin_fetches: metrics.register(
+                "edge_origin_fetches",
+                "Requests this PoP sent to origins (after failover, one per viewer-visible fetch)",
+                Counter::default(),
+            ),
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn record(&self, pop: &str, outcome: Outcome, status: u16, bytes: u64, elapsed: Duration) {
+        self.duration.observe(elapsed.as_secs_f64());
+        self.bytes_to_viewers.inc_by(bytes);
+        let class = usize::from(status / 100).min(5);
+        self.by_outcome[outcome as usize][class]
+            .get_or_init(|| {
+                self.requests
+                    .get_or_create(&vec![
+                        ("pop", pop.to_owned()),
+                        ("cache_status", outcome.label().to_owned()),
+                        ("status_class", format!("{class}xx")),
+                    ])
+                    .clone()
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,258 @@
+//! The request path of a PoP as ordered phases, read top to bottom here (the way
+//! Pingora's `ProxyHttp` reads). Each phase has its file; this one only drives them.
+//!
+//! | # | phase                | file                    | hook point (edge functions)      |
+//! |---|----------------------|-------------------------|----------------------------------|
+//! | 1 | viewer request       | `viewer.rs`             | **viewer-request**, protection   |
+//! | 2 | route                | `route.rs`              |                                  |
+//! | 3 | cache lookup         | `cache.rs`              |                                  |
+//! | 4 | collapse             | `collapse.rs`, `inflight.rs` |                             |
+//! | 5 | fill from origin     | `fill.rs`, `body.rs`, `pass.rs`, `../origin/` | **origin-request** (`origin_request.rs`), **origin-response** (`fill.rs`, `pass.rs`) |
+//! | 6 | store                | `store.rs`              |                                  |
+//! | 7 | serve from the cache | `serve.rs`              |                                  |
+//! | 8 | response headers     | `response.rs`           | **viewer-response**              |
+//! | 9 | compression          | `compression.rs`        |                                  |
+//! | 10| log                  | `metrics.rs`, `access_log.rs` |                            |
+//!
+//! Compression is applied where a stored body becomes a viewer's (serve), so a compressed
+//! variant is made once and stored; on a streaming miss the identity body goes straight
+//! through.
+
+mod access_log;
+mod body;
+mod cache;
+mod collapse;
+mod compression;
+mod context;
+mod error;
+mod fill;
+pub(crate) mod inflight;
+pub(crate) mod metrics;
+mod origin_request;
+pub(crate) mod outcome;
+mod pass;
+pub(crate) mod response;
+mod route;
+mod serve;
+mod store;
+mod viewer;
+
+use self::cache::Lookup;
+use self::context::{RequestContext, Served};
+use self::inflight::{FillResult, LeaderResponse, MissResult};
+use self::outcome::Outcome;
+use self::route::Route;
+use crate::edge::Edge;
+use http::header;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::{Body as _, Incoming};
+use meridian_cache::CacheControl;
+use meridian_http::{Body, Peer};
+use std::time::Instant;
+
+impl Edge {
+    /// Answers one viewer request: the phases in order.
+    pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+        let start = Instant::now();
+        let (parts, body) = req.into_parts();
+        // 1. Viewer request: made canonical once; every later phase reads only `ctx`.
+        let (ctx, refused) = RequestContext::from_viewer(&self.0.dist, parts, peer);
+        // HOOK viewer-request: protection rules and the viewer-request function see `ctx`
+        // here, and may answer or rewrite it.
+        let mut served = match refused {
+            // Refused before routing: no behavior, no origin, no custom error page.
+            Some(e) => Served::at_edge(
+                meridian_http::text(e.status(), e.to_string()),
+                Outcome::Error,
+            ),
+            None => {
+                let served = self.answer(&ctx, body).await;
+                let error = served.response.status().as_u16() >= 400;
+                if error && !self.0.dist.custom_error_responses.is_empty() {
+                    self.custom_error(&ctx, served).await
+                } else {
+                    served
+                }
+            }
+        };
+        // 8. Response headers (compression, 9., was applied where the body was chosen).
+        let policy = self.headers_policy(ctx.behavior);
+        self.0
+            .headers
+            .apply(&ctx, policy, &mut served.response, served.outcome);
+        // HOOK viewer-response: the viewer-response function sees the response here, with
+        // the edge's headers on it, and may change it before it leaves.
+        // 10. Log: metrics and the access log line.
+        self.log(&ctx, &served, start);
+        served.response
+    }
+
+    /// Viewer rules, route, then the cache or a pass to the origin.
+    async fn answer(&self, ctx: &RequestContext<'_>, body: Incoming) -> Served {
+        if let Some(served) = self.viewer_rules(ctx) {
+            return served;
+        }
+        // 2. Route.
+        let Some(route) = self.route(ctx) else {
+            let r = meridian_http::text(
+                StatusCode::BAD_GATEWAY,
+                "the behavior's origin group has no members",
+            );
+            return Served::at_edge(r, Outcome::Error);
+        };
+        if route.cacheable {
+            drop(body);
+            self.through_cache(ctx, &route).await
+        } else {
+            // HOOK origin-request / origin-response: see `pass.rs`.
+            self.pass(ctx, &route, Some(body)).await
+        }
+    }
+
+    /// GET and HEAD through the cache: lookup, collapse, fill (and store), serve.
+    async fn through_cache(&self, ctx: &RequestContext<'_>, route: &Route<'_>) -> Served {
+        // 3. Cache lookup.
+        let primary = self.cache_key(ctx, route.policy);
+        let request_cc = CacheControl::from_headers(&ctx.headers);
+        let stale = match self.look_up(ctx, &primary, &request_cc, route.policy) {
+            Lookup::Fresh(obj) => {
+                return Served::at_edge(self.serve_object(ctx, obj).await, Outcome::Hit);
+            }
+            Lookup::StaleWhileRevalidate(obj) => {
+                self.refresh_in_background(ctx, route, &primary, obj.clone());
+                let o = Outcome::StaleWhileRevalidate;
+                return Served::at_edge(self.serve_object(ctx, obj).await, o);
+            }
+            Lookup::Stale {
+                object,
+                serve_on_error,
+            } => Some((object, serve_on_error)),
+            Lookup::Miss => None,
+        };
+        if request_cc.only_if_cached {
+            let r = meridian_http::text(
+                StatusCode::GATEWAY_TIMEOUT,
+                "only-if-cached: not in the cache",
+            );
+            return Served::at_edge(r, Outcome::Error);
+        }
+        // 4. Collapse onto a fill in flight, or lead one: 5. fill from the origin
+        // (HOOK origin-request / origin-response, see `fill.rs`) and 6. store.
+        let stale_obj = stale.as_ref().map(|(o, _)| o.clone());
+        let fill = match self.collapse(ctx, route, &primary, stale_obj).await {
+            MissResult::Shared(f) => f,
+            MissResult::Leader(LeaderResponse::Unshared(r)) => {
+                let res = self.relay(r.response, route.group.cfg.response_timeout);
+                return Served::from_origin(res, Outcome::Pass, r.member);
+            }
+            MissResult::Leader(LeaderResponse::Streaming { response, origin }) => {
+                return Served::from_origin(response, Outcome::Miss, origin);
+            }
+        };
+        // 7. Serve what the fill stored.
+        match fill {
+            FillResult::Stored {
+                object,
+                refreshed,
+                origin,
+            } => {
+                let o = if refreshed {
+                    Outcome::RefreshHit
+                } else {
+                    Outcome::Miss
+                };
+                // A variant stored under another Vary selection is not this viewer's.
+                let object = if object.vary.is_some() {
+                    match self.stored(&primary, &ctx.headers) {
+                        Some(o) => o,
+                        None => return self.pass(ctx, route, None).await,
+                    }
+                } else {
+                    object
+                };
+                Served::from_origin(self.serve_object(ctx, object).await, o, origin)
+            }
+            FillResult::Pass => self.pass(ctx, route, None).await,
+            FillResult::Failed(err) => {
+                if let Some((obj, true)) = stale {
+                    let o = Outcome::StaleIfError;
+                    return Served::at_edge(self.serve_object(ctx, obj).await, o);
+                }
+                Served {
+                    response: err.to_response(),
+                    outcome: Outcome::Error,
+                    origin: err.origin.clone(),
+                }
+            }
+        }
+    }
+
+    /// CloudFront's custom error response: the configured page (fetched through the cache
+    /// like any object) and status instead of the error.
+    async fn custom_error(&self, ctx: &RequestContext<'_>, served: Served) -> Served {
+        let res = served.response;
+        let status = res.status().as_u16();
+        let keep = |response| Served { response, ..served };
+        let Some(c) = self.custom_error_for(status) else {
+            return keep(res);
+        };
+        let code = c
+            .response_code
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(res.status());
+        let Some(page) = &c.response_page_path else {
+            let (mut parts, body) = res.into_parts();
+            parts.status = code;
+            return keep(Response::from_parts(parts, body));
+        };
+        let behavior = self.0.dist.behavior_for(page);
+        let Some((group, policy)) = self.route_behavior(behavior) else {
+            return keep(res);
+        };
+        let mut headers = http::HeaderMap::new();
+        if let Some(ae) = ctx.headers.get(header::ACCEPT_ENCODING) {
+            headers.insert(header::ACCEPT_ENCODING, ae.clone());
+        }
+        let page_ctx = RequestContext {
+            peer: ctx.peer,
+            method: Method::GET,
+            host: ctx.host.clone(),
+            path: page.clone(),
+            query: None,
+            headers,
+            version: ctx.version,
+            request_id: ctx.request_id.clone(),
+            behavior,
+        };
+        let route = Route {
+            group,
+            policy,
+            cacheable: true,
+        };
+        let page = Box::pin(self.through_cache(&page_ctx, &route)).await;
+        if page.response.status() != StatusCode::OK {
+            // The error page itself is missing: the original error is better than that.
+            return keep(res);
+        }
+        let (mut parts, body) = page.response.into_parts();
+        parts.status = code;
+        keep(Response::from_parts(parts, body))
+    }
+
+    /// Metrics and the access log line.
+    fn log(&self, ctx: &RequestContext<'_>, served: &Served, start: Instant) {
+        let elapsed = start.elapsed();
+        let res = &served.response;
+        let bytes = res
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .or_else(|| res.body().size_hint().exact())
+            .unwrap_or(0);
+        let bytes = if ctx.method == Method::HEAD { 0 } else { bytes };
+        let status = res.status().as_u16();
+        (self.0.stats).record(&self.0.pop, served.outcome, status, bytes, elapsed);
+        access_log::write(&self.0.log, &self.0.pop, ctx, served, bytes, elapsed);
+    }
+}

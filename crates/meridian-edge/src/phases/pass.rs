@@ -1,0 +1,114 @@
+//! Pass: a request that does not go through the cache (an uncached method, or a response
+//! not for sharing), forwarded within the policies and relayed back as it streams.
+
+use super::context::{RequestContext, Served};
+use super::error::generated_error;
+use super::outcome::Outcome;
+use super::route::Route;
+use crate::edge::Edge;
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body as _, Incoming};
+use meridian_cache::invalidation_targets;
+use meridian_http::Body;
+use std::time::Duration;
+
+/// Largest request body the edge buffers for an origin request.
+const MAX_REQUEST_BODY: usize = 10 << 20;
+/// A viewer's request body may go this long without data before it gets 408.
+const REQUEST_BODY_IDLE: Duration = Duration::from_secs(10);
+
+impl Edge {
+    /// Forwards the request (with its body, when it has one) and relays the answer.
+    pub(super) async fn pass(
+        &self,
+        ctx: &RequestContext<'_>,
+        route: &Route<'_>,
+        body: Option<Incoming>,
+    ) -> Served {
+        let body = match body {
+            None => Bytes::new(),
+            Some(b) => match read_body(b).await {
+                Ok(b) => b,
+                Err(refused) => return Served::at_edge(refused, Outcome::Error),
+            },
+        };
+        let group = &route.group;
+        let headers = self.origin_headers(ctx, route.policy, false);
+        let path = self.origin_path(ctx, route.policy);
+        // HOOK origin-request: as in `fill.rs`, before the request leaves.
+        self.0.stats.origin_fetches.inc();
+        match self
+            .0
+            .origins
+            .send(group, &ctx.method, &path, &headers, body)
+            .await
+        {
+            Ok(r) => {
+                // HOOK origin-response: as in `fill.rs`, before the answer is relayed.
+                let status = r.response.status().as_u16();
+                // RFC 9111 §4.4: a successful unsafe request invalidates what it changed.
+                for target in invalidation_targets(
+                    &ctx.method,
+                    status,
+                    &ctx.path,
+                    &ctx.host,
+                    r.response.headers(),
+                ) {
+                    let t = target.split('?').next().unwrap_or("").to_owned();
+                    self.0.store.invalidate(move |p| p == t);
+                }
+                let res = self.relay(r.response, group.cfg.response_timeout);
+                Served::from_origin(res, Outcome::Pass, r.member)
+            }
+            Err(failure) => {
+                let e = generated_error(&self.0.pop, &failure);
+                Served::at_edge(e.to_response(), Outcome::Error)
+            }
+        }
+    }
+
+    /// An origin response passed to the viewer as it streams; an origin that goes quiet
+    /// for `idle` mid-body ends it.
+    pub(super) fn relay(&self, res: Response<Incoming>, idle: Duration) -> Response<Body> {
+        let (mut parts, body) = res.into_parts();
+        meridian_http::strip_hop_by_hop(&mut parts.headers);
+        if let Some(n) = body.size_hint().exact() {
+            self.0.stats.bytes_from_origins.inc_by(n);
+        }
+        let body = meridian_http::IdleTimeout::new(body, idle).boxed();
+        Response::from_parts(parts, body)
+    }
+}
+
+/// The viewer's request body, buffered within [`MAX_REQUEST_BODY`] and
+/// [`REQUEST_BODY_IDLE`]; else the answer that refuses it.
+async fn read_body(b: Incoming) -> Result<Bytes, Response<Body>> {
+    if b.size_hint().lower() as usize > MAX_REQUEST_BODY {
+        return Err(too_large());
+    }
+    let b = meridian_http::IdleTimeout::new(b, REQUEST_BODY_IDLE);
+    match Limited::new(b, MAX_REQUEST_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) if e.is::<meridian_http::Idle>() => Err(meridian_http::text(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body stalled: {e}"),
+        )),
+        Err(_) => Err(meridian_http::text(
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read",
+        )),
+    }
+}
+
+fn too_large() -> Response<Body> {
+    meridian_http::text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body exceeds {}",
+            meridian_config::ByteSize(MAX_REQUEST_BODY as u64)
+        ),
+    )
+}

@@ -1,0 +1,130 @@
+//! Response headers: the behavior's response headers policy (fixed headers, CORS,
+//! removals) and the edge's own (x-cache, Cache-Status, Via, PoP, request id). The place
+//! a viewer-response function will see the response.
+
+use super::context::RequestContext;
+use super::outcome::Outcome;
+use http::header::{self, HeaderName, HeaderValue};
+use http::Response;
+use meridian_cache::add_vary;
+use meridian_config::{Distribution, ResponseHeadersPolicy};
+use meridian_http::Body;
+use std::collections::HashMap;
+
+/// Header values made once per PoP: the hit path allocates little.
+pub(crate) struct ResponseHeaders {
+    /// `Cache-Status` by outcome.
+    cache_status: [HeaderValue; 9],
+    pop: HeaderValue,
+    via: HeaderValue,
+    /// Each response headers policy's fixed headers, by policy name.
+    policy_headers: HashMap<String, Vec<(HeaderName, HeaderValue)>>,
+}
+
+impl ResponseHeaders {
+    pub fn new(pop: &str, via: HeaderValue, dist: &Distribution) -> Self {
+        ResponseHeaders {
+            cache_status: Outcome::ALL.map(|o| {
+                HeaderValue::from_str(&format!("meridian-{pop}; {}", o.cache_status()))
+                    .unwrap_or(HeaderValue::from_static("meridian"))
+            }),
+            pop: HeaderValue::from_str(pop).unwrap_or(HeaderValue::from_static("-")),
+            via,
+            policy_headers: dist
+                .response_headers_policies
+                .iter()
+                .map(|p| (p.name.clone(), policy_headers(p)))
+                .collect(),
+        }
+    }
+
+    /// Adds the headers policy `policy` (with CORS for this request) and the edge's own
+    /// headers. Custom error pages are not here: they need the origin.
+    pub fn apply(
+        &self,
+        ctx: &RequestContext<'_>,
+        policy: Option<&ResponseHeadersPolicy>,
+        res: &mut Response<Body>,
+        outcome: Outcome,
+    ) {
+        let h = res.headers_mut();
+        if let Some(p) = policy {
+            for (k, v) in self.policy_headers.get(&p.name).into_iter().flatten() {
+                h.insert(k.clone(), v.clone());
+            }
+            if let (Some(cors), Some(origin)) = (&p.cors, ctx.headers.get(header::ORIGIN)) {
+                if let Some(allow) = allowed_origin(cors, origin) {
+                    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+                    if cors.allow_credentials {
+                        h.insert(
+                            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                            HeaderValue::from_static("true"),
+                        );
+                    }
+                    if !cors.expose_headers.is_empty() {
+                        if let Ok(v) = HeaderValue::from_str(&cors.expose_headers.join(", ")) {
+                            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
+                        }
+                    }
+                    add_vary(h, "Origin");
+                }
+            }
+            for k in &p.remove_headers {
+                h.remove(k.as_str());
+            }
+        }
+        h.insert("x-cache", HeaderValue::from_static(outcome.x_cache()));
+        h.insert("cache-status", self.cache_status[outcome as usize].clone());
+        h.append(header::VIA, self.via.clone());
+        h.insert("x-meridian-pop", self.pop.clone());
+        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+            h.insert("x-meridian-request-id", v);
+        }
+    }
+}
+
+/// The Access-Control-Allow-Origin a CORS policy gives a request's Origin, if any.
+pub(crate) fn allowed_origin(
+    cors: &meridian_config::Cors,
+    origin: &HeaderValue,
+) -> Option<HeaderValue> {
+    let o = origin.to_str().ok()?;
+    if cors.allow_origins.iter().any(|a| a == "*") && !cors.allow_credentials {
+        return Some(HeaderValue::from_static("*"));
+    }
+    cors.allow_origins
+        .iter()
+        .any(|a| a == o || a == "*")
+        .then(|| origin.clone())
+}
+
+/// The fixed headers a response headers policy adds (CORS depends on the request).
+fn policy_headers(p: &meridian_config::ResponseHeadersPolicy) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    let mut add = |name: &str, value: Option<&str>| {
+        if let (Ok(n), Some(Ok(v))) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            value.map(HeaderValue::from_str),
+        ) {
+            out.push((n, v));
+        }
+    };
+    add(
+        "strict-transport-security",
+        p.strict_transport_security.as_deref(),
+    );
+    add(
+        "content-security-policy",
+        p.content_security_policy.as_deref(),
+    );
+    add("x-frame-options", p.frame_options.as_deref());
+    add("referrer-policy", p.referrer_policy.as_deref());
+    add(
+        "x-content-type-options",
+        p.content_type_options.then_some("nosniff"),
+    );
+    for (k, v) in &p.custom_headers {
+        add(k, Some(v));
+    }
+    out
+}
