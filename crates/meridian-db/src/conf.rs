@@ -64,14 +64,11 @@ pub(crate) fn meridian_conf(opts: &PgOptions) -> String {
     out
 }
 
-/// The directory of this node's unix socket, `<data dir>.sock` beside its data directory
-/// (as its witness file is `<data dir>.lease.json`): one per node, since data directories
-/// may share a parent. None when its path would be too long for a socket name (108 bytes
-/// on Linux, with `/.s.PGSQL.<port>` after it): the node then speaks TCP only.
+/// The directory of this node's unix socket (beside its data directory), or None when
+/// its path would be too long for a socket name (108 bytes on Linux, with
+/// `/.s.PGSQL.<port>` after it): the node then speaks TCP only.
 pub(crate) fn socket_dir(opts: &PgOptions) -> Option<std::path::PathBuf> {
-    let mut dir = opts.data_dir.clone().into_os_string();
-    dir.push(".sock");
-    let dir = std::path::PathBuf::from(dir);
+    let dir = opts.data_dir.parent()?.join("sock");
     let socket = socket_path(&dir, opts.listen.port());
     (dir.is_absolute() && socket.as_os_str().len() < 100).then_some(dir)
 }

@@ -65,7 +65,7 @@ async fn primary_sync_standby_and_replica_replicate() {
             vec![
                 "data".to_string(),
                 "data.lease.json".to_string(),
-                "data.sock".to_string()
+                "sock".to_string()
             ],
             "the password file and staging dirs are gone; the witness keeps its grants; the socket has its own directory"
         );
