@@ -20,19 +20,11 @@ pub(crate) fn meridian_conf(opts: &PgOptions) -> String {
     let settings: Vec<(&str, String)> = vec![
         ("listen_addresses", quote(&opts.listen.ip().to_string())),
         ("port", opts.listen.port().to_string()),
-        // A directory of this node's own, beside the data directory: not
-        // /var/run/postgresql, as several nodes on one machine may share a port on
-        // different loopback addresses and a socket's name is only the port; not the data
-        // directory either, as pg_rewind copies every file of the primary's and cannot
-        // read a socket. Only the node's own writer endpoint uses it (see `egress`).
-        (
-            "unix_socket_directories",
-            quote(
-                &socket_dir(opts)
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default(),
-            ),
-        ),
+        // TCP only. Not /var/run/postgresql: several nodes on one machine may share a
+        // port on different loopback addresses, and a socket's name is only the port. Not
+        // the data directory either: pg_rewind copies every file of the primary's, and
+        // cannot read a socket.
+        ("unix_socket_directories", quote("")),
         ("password_encryption", quote("scram-sha-256")),
         ("cluster_name", quote(&opts.name)),
         ("wal_level", "replica".into()),
@@ -64,20 +56,6 @@ pub(crate) fn meridian_conf(opts: &PgOptions) -> String {
     out
 }
 
-/// The directory of this node's unix socket (beside its data directory), or None when
-/// its path would be too long for a socket name (108 bytes on Linux, with
-/// `/.s.PGSQL.<port>` after it): the node then speaks TCP only.
-pub(crate) fn socket_dir(opts: &PgOptions) -> Option<std::path::PathBuf> {
-    let dir = opts.data_dir.parent()?.join("sock");
-    let socket = socket_path(&dir, opts.listen.port());
-    (dir.is_absolute() && socket.as_os_str().len() < 100).then_some(dir)
-}
-
-/// The socket PostgreSQL makes in `dir` for `port`.
-pub(crate) fn socket_path(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
-    dir.join(format!(".s.PGSQL.{port}"))
-}
-
 /// `FIRST 1 ("a", "b")`: the first connected name in the list is the synchronous one,
 /// the others are candidates that take over if it goes. Empty: asynchronous only.
 pub(crate) fn synchronous_standby_names(names: &[String]) -> String {
@@ -91,16 +69,15 @@ pub(crate) fn synchronous_standby_names(names: &[String]) -> String {
     format!("FIRST 1 ({})", list.join(", "))
 }
 
-/// pg_hba.conf: scram-sha-256 for every connection (replication included) on the unix
-/// socket (the writer endpoint relays clients' own logins through it, so `peer` would
-/// judge the relay, not the client) and over TCP from loopback, and from the listen
-/// address's own network when PostgreSQL listens beyond loopback.
+/// pg_hba.conf: peer on the unix socket, scram-sha-256 for every TCP connection
+/// (replication included) from loopback, and from the listen address's own network when
+/// PostgreSQL listens beyond loopback.
 pub(crate) fn pg_hba(listen: SocketAddr) -> String {
     let mut out = String::from(
         "# Written by Meridian's db keeper at every start: edits here are lost.\n\
          # TYPE  DATABASE     USER  ADDRESS        METHOD\n\
-         local   all          all                  scram-sha-256\n\
-         local   replication  all                  scram-sha-256\n\
+         local   all          all                  peer\n\
+         local   replication  all                  peer\n\
          host    all          all   127.0.0.0/8    scram-sha-256\n\
          host    replication  all   127.0.0.0/8    scram-sha-256\n\
          host    all          all   ::1/128        scram-sha-256\n\

@@ -526,19 +526,6 @@ fn append_include(dir: &Path) -> Result<(), DbError> {
 fn write_conf(node: &Node<'_>) -> Result<(), DbError> {
     let data = &node.opts.data_dir;
     append_include(data)?;
-    if let Some(dir) = conf::socket_dir(node.opts) {
-        // Owner-only: the socket is this node's, reached by its own keeper.
-        let io = |source| DbError::Io {
-            step: "making the unix socket directory",
-            path: dir.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
-        if let Some(user) = node.run_as {
-            user.chown(&dir)?;
-        }
-    }
     write_owned(
         &data.join(conf::INCLUDE_FILE),
         &conf::meridian_conf(node.opts),

@@ -5,22 +5,10 @@
 //! also how a standby follows a new primary: when the upstream changes, open connections
 //! are cut and PostgreSQL's next attempt goes to the new one. The writer endpoint is the
 //! same relay, pointed at whoever holds the leader lease.
-//!
-//! When the upstream is this node's own PostgreSQL, the relay reaches it over its unix
-//! socket instead of TCP: a unix hop costs the kernel far less than a loopback TCP one,
-//! and on a writer endpoint beside the primary that hop is most of what the relay adds.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use tokio::net::{TcpListener, TcpSocket, UnixStream};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
-
-/// This node's own PostgreSQL: the addresses it is known by, and its unix socket.
-#[derive(Debug, Clone)]
-pub struct Local {
-    pub addresses: Vec<SocketAddr>,
-    pub socket: PathBuf,
-}
 
 /// Relays every connection accepted on `listener` to the current `upstream`, leaving from
 /// `source`, until the returned task is dropped (aborted). With no upstream known,
@@ -33,7 +21,6 @@ pub fn start(
     listener: TcpListener,
     upstream: watch::Receiver<Option<SocketAddr>>,
     source: IpAddr,
-    local: Option<Local>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Ok(listener) = listener.into_std() else {
@@ -56,7 +43,7 @@ pub fn start(
                         return;
                     };
                     tokio::select! {
-                        _ = relay(listener, upstream, source, local) => {}
+                        _ = relay(listener, upstream, source) => {}
                         _ = stopped => {}
                     }
                 });
@@ -73,27 +60,13 @@ async fn relay(
     listener: TcpListener,
     upstream: watch::Receiver<Option<SocketAddr>>,
     source: IpAddr,
-    local: Option<Local>,
 ) {
     while let Ok((mut inbound, _)) = listener.accept().await {
         let mut upstream = upstream.clone();
-        let local = local.clone();
         tokio::spawn(async move {
             let Some(target) = *upstream.borrow_and_update() else {
                 return;
             };
-            let _ = inbound.set_nodelay(true);
-            // The node's own PostgreSQL over its socket; TCP when that fails (a socket
-            // not made yet, or the path too long to have one).
-            if let Some(l) = local.filter(|l| l.addresses.contains(&target)) {
-                if let Ok(mut outbound) = UnixStream::connect(&l.socket).await {
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = upstream.changed() => {}
-                    }
-                    return;
-                }
-            }
             let socket = match target {
                 SocketAddr::V4(_) => TcpSocket::new_v4(),
                 SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -106,6 +79,7 @@ async fn relay(
                 return;
             };
             let _ = outbound.set_nodelay(true);
+            let _ = inbound.set_nodelay(true);
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                 // A new upstream: this stream belongs to the old one.

@@ -185,7 +185,7 @@ pub async fn run(
             opts.upstream = Some(at);
             let (tx, rx) = watch::channel(upstream);
             follow = Some(tx);
-            Some(AbortOnDrop(egress::start(listener, rx, source, None)))
+            Some(AbortOnDrop(egress::start(listener, rx, source)))
         }
         _ => None,
     };
@@ -195,13 +195,7 @@ pub async fn run(
         Some(at) => {
             let listener = meridian_http::bind(at).await?;
             let source = opts.source.unwrap_or(opts.listen.ip());
-            let local = conf::socket_dir(&opts).map(|dir| egress::Local {
-                addresses: vec![opts.listen, opts.public],
-                socket: conf::socket_path(&dir, opts.listen.port()),
-            });
-            Some(AbortOnDrop(egress::start(
-                listener, leader_rx, source, local,
-            )))
+            Some(AbortOnDrop(egress::start(listener, leader_rx, source)))
         }
         None => None,
     };
