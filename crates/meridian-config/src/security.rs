@@ -26,11 +26,16 @@ pub enum SecretSource {
     Env(String),
 }
 
-/// `[secrets]`: where the admin token and the edge signing key come from.
+/// `[secrets]`: where each secret comes from (the state dir unless a file or variable is
+/// named): the admin token, the edge signing key, the database and cache passwords, and
+/// the key that seals a PoP's disk cache.
 #[derive(Debug, Clone, Serialize)]
 pub struct Secrets {
     pub admin_token: SecretSource,
     pub edge_signing_key: SecretSource,
+    pub db_password: SecretSource,
+    pub cache_password: SecretSource,
+    pub disk_cache_key: SecretSource,
 }
 
 impl Default for Secrets {
@@ -38,6 +43,9 @@ impl Default for Secrets {
         Secrets {
             admin_token: SecretSource::StateDir,
             edge_signing_key: SecretSource::StateDir,
+            db_password: SecretSource::StateDir,
+            cache_password: SecretSource::StateDir,
+            disk_cache_key: SecretSource::StateDir,
         }
     }
 }
@@ -48,6 +56,9 @@ pub(crate) fn read_secrets(t: &Table, d: &mut Diagnostics) -> Option<Secrets> {
     for (key, slot) in [
         ("admin_token", &mut s.admin_token),
         ("edge_signing_key", &mut s.edge_signing_key),
+        ("db_password", &mut s.db_password),
+        ("cache_password", &mut s.cache_password),
+        ("disk_cache_key", &mut s.disk_cache_key),
     ] {
         if !t.has(key) {
             continue;

@@ -23,8 +23,26 @@ fn secrets_come_from_a_file_an_environment_variable_or_the_state_dir() {
         c.secrets.edge_signing_key,
         SecretSource::Env("MERIDIAN_EDGE_KEY".into())
     );
+    let p = Config::parse(
+        &with("[secrets]\ndb_password = { file = \"/run/secrets/db\" }\ncache_password = { env = \"REDIS_PW\" }\ndisk_cache_key = { file = \"/run/secrets/disk\" }\n"),
+        "s.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            p.secrets.db_password,
+            p.secrets.cache_password,
+            p.secrets.disk_cache_key
+        ),
+        (
+            SecretSource::File("/run/secrets/db".into()),
+            SecretSource::Env("REDIS_PW".into()),
+            SecretSource::File("/run/secrets/disk".into())
+        )
+    );
     let d = Config::parse(&with(""), "s.toml").unwrap();
     assert_eq!(d.secrets.admin_token, SecretSource::StateDir);
+    assert_eq!(d.secrets.db_password, SecretSource::StateDir);
     assert_eq!(d.distribution.origin_protocol, OriginProtocol::Http);
     assert_eq!(d.lb_tls_port(), 8080 + 363);
     assert_eq!(d.lb_server_name("r1"), "lb-r1.x.example");

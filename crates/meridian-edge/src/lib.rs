@@ -86,15 +86,33 @@ pub fn admin_token(state_dir: &Path) -> Result<String, EdgeError> {
     })
 }
 
-/// The disk cache key of a state dir (made, random and owner-only, when there is none).
-pub fn disk_key(state_dir: &Path) -> Result<sealed::DiskKey, EdgeError> {
+/// The disk cache key from where `[secrets] disk_cache_key` says: the state dir's file
+/// (made, random and owner-only, when there is none) or the named file or variable.
+pub fn disk_key(
+    source: &meridian_config::SecretSource,
+    state_dir: &Path,
+) -> Result<sealed::DiskKey, EdgeError> {
     let file = meridian_http::admin::DISK_CACHE_KEY_FILE;
-    let path = state_dir.join(file);
-    let hex =
-        meridian_http::admin::key_secret(state_dir, file, 32).map_err(|source| EdgeError::Io {
-            path: path.clone(),
-            source,
-        })?;
+    let path = match meridian_http::secrets::location(source, state_dir, file) {
+        meridian_http::secrets::Location::File(p) => p,
+        meridian_http::secrets::Location::Env(v) => PathBuf::from(format!("${v}")),
+    };
+    let hex = match source {
+        meridian_config::SecretSource::StateDir => {
+            meridian_http::admin::key_secret(state_dir, file, 32).map_err(|source| {
+                EdgeError::Io {
+                    path: path.clone(),
+                    source,
+                }
+            })?
+        }
+        other => meridian_http::secrets::configured(other, state_dir, file)
+            .map_err(|e| EdgeError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .current(),
+    };
     sealed::DiskKey::from_hex(&hex).map_err(|source| EdgeError::DiskKey { path, source })
 }
 
@@ -173,7 +191,7 @@ impl EdgeOptions {
             )),
             disk_dir: (pop.disk_cache.0 > 0).then(|| state_dir.join("cache").join(&pop.name)),
             disk_key: if pop.disk_encryption {
-                Some(Arc::new(disk_key(state_dir)?))
+                Some(Arc::new(disk_key(&cfg.secrets.disk_cache_key, state_dir)?))
             } else {
                 None
             },
@@ -307,5 +325,38 @@ impl Edge {
             let edge = edge.clone();
             Box::pin(async move { Ok(edge.handle(req, peer).await) }) as BoxedResponse
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disk_key;
+    use meridian_config::SecretSource;
+
+    #[test]
+    fn the_disk_key_comes_from_where_the_config_says() {
+        let dir = std::env::temp_dir().join(format!("meridian-disk-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // The state dir: made once (64 hex digits), kept after.
+        let made = dir.join(meridian_http::admin::DISK_CACHE_KEY_FILE);
+        disk_key(&SecretSource::StateDir, &dir).unwrap();
+        let first = std::fs::read_to_string(&made).unwrap();
+        assert_eq!(first.trim().len(), 64, "{first}");
+        disk_key(&SecretSource::StateDir, &dir).unwrap();
+        assert_eq!(std::fs::read_to_string(&made).unwrap(), first);
+        // A variable: read, never made; a missing one names itself.
+        std::fs::remove_file(&made).unwrap();
+        let var = "MERIDIAN_TEST_DISK_KEY_NOT_SET";
+        let e = disk_key(&SecretSource::Env(var.into()), &dir).unwrap_err();
+        assert!(e.to_string().contains(var), "{e}");
+        assert!(!made.exists(), "nothing is made in the state dir for a variable");
+        // A file: read; a key that is not 32 bytes of hex is refused with its path.
+        let file = dir.join("mounted-key");
+        std::fs::write(&file, format!("{}\n", "ab".repeat(32))).unwrap();
+        disk_key(&SecretSource::File(file.clone()), &dir).unwrap();
+        std::fs::write(&file, "short\n").unwrap();
+        let e = disk_key(&SecretSource::File(file.clone()), &dir).unwrap_err();
+        assert!(e.to_string().contains("mounted-key"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -229,9 +229,23 @@ impl Secret {
     }
 }
 
+/// The secret `name` of a deployment from where its config says: the state dir's file
+/// (made, random and owner-only, when missing, as `up` does), or the named file or
+/// variable (which must exist: nothing is made outside the state dir).
+pub fn configured(
+    source: &SecretSource,
+    state_dir: &Path,
+    name: &str,
+) -> Result<Secret, SecretError> {
+    match source {
+        SecretSource::StateDir => state_dir_password(state_dir, name),
+        other => Secret::load(location(other, state_dir, name)),
+    }
+}
+
 /// A password kept in the state dir's file `name` (`db-password`, `cache-password`),
 /// made when missing (as for a node run on its own) and re-read as every [`Secret`].
-pub fn state_dir_password(state_dir: &Path, name: &str) -> Result<Secret, SecretError> {
+fn state_dir_password(state_dir: &Path, name: &str) -> Result<Secret, SecretError> {
     crate::admin::secret(state_dir, name).map_err(|source| SecretError::Write {
         path: state_dir.join(name),
         source,

@@ -169,10 +169,10 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
                     },
                     processing_time: *processing_time,
                     database: match config.database {
-                        Some(_) => demo_database(config, &node, db_password()?),
+                        Some(_) => demo_database(config, &node, db_password(config)?),
                         None => None,
                     },
-                    quote_cache: demo_quote_cache(config, &node, cache_password)?,
+                    quote_cache: demo_quote_cache(config, &node, || cache_password(config))?,
                 };
                 meridian_demo::serve(node.address, opts, meridian_http::shutdown_signal()).await?;
             }
@@ -228,7 +228,7 @@ fn db_options(
             .collect()
     };
     let dir = state_dir();
-    let password = db_password()?;
+    let password = db_password(config)?;
     let is_primary = role == meridian_config::DbRole::Primary;
     Ok(meridian_db::PgOptions {
         name: node.name.clone(),
@@ -305,7 +305,7 @@ fn cache_options(
             admin: p.admin,
         });
     let dir = state_dir();
-    let password = cache_password()?;
+    let password = cache_password(config)?;
     Ok(meridian_redis::CacheOptions {
         name: node.name.clone(),
         role,
@@ -344,19 +344,22 @@ fn demo_quote_cache(
     )))
 }
 
-/// The cache tier's password, from the state dir (`up` makes it before any node); re-read,
-/// so `meridian secrets rotate cache-password` needs no restart.
-fn cache_password() -> Result<Secret, NodeError> {
-    Ok(meridian_http::secrets::state_dir_password(
+/// The cache tier's password, from where `[secrets]` says (the state dir by default, which
+/// `up` fills before any node); re-read, so `meridian secrets rotate cache-password` needs
+/// no restart.
+fn cache_password(config: &Config) -> Result<Secret, NodeError> {
+    Ok(meridian_http::secrets::configured(
+        &config.secrets.cache_password,
         &state_dir(),
         meridian_redis::PASSWORD_FILE,
     )?)
 }
 
-/// The deployment's database password, from the state dir (`up` makes it before any node);
-/// re-read, so `meridian secrets rotate db-password` needs no restart.
-fn db_password() -> Result<Secret, NodeError> {
-    Ok(meridian_http::secrets::state_dir_password(
+/// The database password, from where `[secrets]` says; re-read, so `meridian secrets
+/// rotate db-password` needs no restart.
+fn db_password(config: &Config) -> Result<Secret, NodeError> {
+    Ok(meridian_http::secrets::configured(
+        &config.secrets.db_password,
         &state_dir(),
         meridian_http::admin::DB_PASSWORD_FILE,
     )?)

@@ -185,20 +185,57 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
     preflight(cfg, &nodes)?;
     // Made once here, so the nodes started next share one token (PoPs, DNS, WAN) and one
     // database password, and the PoPs one certificate.
-    // (file, random bytes): keys are 32 bytes (AES-256), the others 16.
+    // (where, file, random bytes): keys are 32 bytes (AES-256), the others 16.
     let mut secrets = vec![
-        (meridian_http::admin::TOKEN_FILE, 16),
-        (meridian_http::signing::KEY_FILE, 16),
+        (
+            &cfg.secrets.admin_token,
+            meridian_http::admin::TOKEN_FILE,
+            16,
+        ),
+        (
+            &cfg.secrets.edge_signing_key,
+            meridian_http::signing::KEY_FILE,
+            16,
+        ),
     ];
     if cfg.database.is_some() {
-        secrets.push((meridian_http::admin::DB_PASSWORD_FILE, 16));
+        secrets.push((
+            &cfg.secrets.db_password,
+            meridian_http::admin::DB_PASSWORD_FILE,
+            16,
+        ));
     }
     if cfg.cache.is_some() {
-        secrets.push((meridian_redis::PASSWORD_FILE, 16));
+        secrets.push((
+            &cfg.secrets.cache_password,
+            meridian_redis::PASSWORD_FILE,
+            16,
+        ));
     }
     if cfg.edges.iter().any(|p| p.disk_encryption) {
-        secrets.push((meridian_http::admin::DISK_CACHE_KEY_FILE, 32));
+        secrets.push((
+            &cfg.secrets.disk_cache_key,
+            meridian_http::admin::DISK_CACHE_KEY_FILE,
+            32,
+        ));
     }
+    // Secrets the config places in a file or variable: a missing one is said once here,
+    // not by every node failing in a restart loop. Nothing is made outside the state dir.
+    for (source, file, _) in &secrets {
+        if **source != meridian_config::SecretSource::StateDir {
+            meridian_http::secrets::configured(source, &opts.state_dir, file).map_err(|e| {
+                UpError::StateDir {
+                    path: opts.state_dir.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                }
+            })?;
+        }
+    }
+    let secrets: Vec<(&str, usize)> = secrets
+        .into_iter()
+        .filter(|(source, _, _)| **source == meridian_config::SecretSource::StateDir)
+        .map(|(_, file, bytes)| (file, bytes))
+        .collect();
     for (file, bytes) in secrets {
         meridian_http::admin::key_secret(&opts.state_dir, file, bytes).map_err(|source| {
             UpError::StateDir {
@@ -215,16 +252,6 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         })?;
     }
 
-    // Secrets the config places in a file or variable: a missing one is said once here,
-    // not by every node failing in a restart loop.
-    meridian_http::secrets::AdminToken::load(&cfg.secrets.admin_token, &opts.state_dir)
-        .and_then(|_| {
-            meridian_http::secrets::signer(&cfg.secrets.edge_signing_key, &opts.state_dir)
-        })
-        .map_err(|e| UpError::StateDir {
-            path: opts.state_dir.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
     // The deployment CA and each balancer's certificate, before any edge needs the CA.
     for r in &cfg.regions {
         let names = meridian_lb::cert_names(cfg, &r.name);

@@ -61,7 +61,18 @@ async fn connect(addr: &str, password: &str) -> tokio_postgres::Client {
 async fn up_runs_a_multi_az_primary_and_a_cross_region_replica_through_the_wan() {
     let dir = common::tempdir();
     let cfg = dir.join("data.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
+    // The database password from a mounted secret file the config names, as on real
+    // hosts: nothing in the state dir.
+    let secret = dir.join("db-secret");
+    meridian_http::tls::write_secret(&secret, b"mounted-db-password-42\n").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{CONFIG}\n[secrets]\ndb_password = {{ file = \"{}\" }}\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
     let state_dir = dir.join("state");
     let (mut up, printed) = start_up(&cfg, &state_dir).await;
     for (node, addr) in [
@@ -74,8 +85,11 @@ async fn up_runs_a_multi_az_primary_and_a_cross_region_replica_through_the_wan()
             "{node} at {addr}:\n{printed}"
         );
     }
-    let password = std::fs::read_to_string(state_dir.join("db-password")).unwrap();
-    let password = password.trim();
+    assert!(
+        !state_dir.join("db-password").exists(),
+        "no password is made in the state dir when the config names a file"
+    );
+    let password = "mounted-db-password-42";
 
     // PostgreSQL listens behind the WAN (port + 10000); the public port is the relay's, so
     // every connection below, and the replica's stream, crosses the WAN.

@@ -249,16 +249,22 @@ fn save_data_report(
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// The deployment's database password, from its state directory; re-read during the run,
-/// so a rotation meanwhile does not cut the load off.
+/// The deployment's database password, from where its `[secrets]` says; re-read during
+/// the run, so a rotation meanwhile does not cut the load off.
 fn db_password(state_dir: &Path) -> Result<meridian_http::secrets::Secret> {
-    let password_file = state_dir.join(meridian_http::admin::DB_PASSWORD_FILE);
-    meridian_http::secrets::Secret::load_file(&password_file).with_context(|| {
-        format!(
-            "cannot read the database password {}: does this deployment have a [database]?",
-            password_file.display()
-        )
-    })
+    let (config, _) = running_deployment(state_dir)?;
+    if config.database.is_none() {
+        anyhow::bail!(
+            "the deployment in {} has no [database]",
+            state_dir.display()
+        );
+    }
+    meridian_http::secrets::configured(
+        &config.secrets.db_password,
+        state_dir,
+        meridian_http::admin::DB_PASSWORD_FILE,
+    )
+    .context("cannot read the database password")
 }
 
 /// `meridian chaos kill-db-primary`: the data tier's failover under a write load.

@@ -56,16 +56,12 @@ fn deployment(config: Option<&Path>, state_dir: &Path) -> Result<Option<Config>>
     }
 }
 
-/// The database and cache passwords always live in the state dir (`up` makes them).
-const STATE_DIR: &meridian_config::SecretSource = &meridian_config::SecretSource::StateDir;
-
 fn source<'a>(secrets: &'a Secrets, name: &str) -> Option<&'a meridian_config::SecretSource> {
     match name {
         meridian_http::admin::TOKEN_FILE => Some(&secrets.admin_token),
         meridian_http::signing::KEY_FILE => Some(&secrets.edge_signing_key),
-        meridian_http::admin::DB_PASSWORD_FILE | meridian_http::admin::CACHE_PASSWORD_FILE => {
-            Some(STATE_DIR)
-        }
+        meridian_http::admin::DB_PASSWORD_FILE => Some(&secrets.db_password),
+        meridian_http::admin::CACHE_PASSWORD_FILE => Some(&secrets.cache_password),
         _ => None,
     }
 }
