@@ -129,9 +129,7 @@ pub(crate) async fn run(command: ChaosCmd) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let (config, state) = running_deployment(&state_dir)?;
-    let admin_token = std::fs::read_to_string(state_dir.join(meridian_edge::ADMIN_TOKEN_FILE))
-        .ok()
-        .map(|t| t.trim().to_owned());
+    let admin_token = super::admin_token(&config, &state_dir).ok();
     let opts = meridian_sim::chaos::ChaosOptions {
         config,
         state,

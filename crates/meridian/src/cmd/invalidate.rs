@@ -1,7 +1,7 @@
 //! `meridian invalidate`: CloudFront's CreateInvalidation, to every PoP at once.
 
-use super::running_deployment;
-use anyhow::{Context, Result};
+use super::{admin_token, running_deployment};
+use anyhow::Result;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,10 +23,8 @@ pub async fn run(InvalidateArgs { paths, state_dir }: InvalidateArgs) -> Result<
         eprintln!("error: `{bad}` is not a path\n  = fix: invalidation paths start with /, such as '/static/*'");
         return Ok(ExitCode::from(2));
     }
-    let (_, state) = running_deployment(state_dir)?;
-    let token_path = state_dir.join(meridian_edge::ADMIN_TOKEN_FILE);
-    let token = std::fs::read_to_string(&token_path)
-        .with_context(|| format!("cannot read the admin token {}", token_path.display()))?;
+    let (config, state) = running_deployment(state_dir)?;
+    let token = admin_token(&config, state_dir)?;
     let pops: Vec<(String, SocketAddr)> = state
         .nodes
         .iter()

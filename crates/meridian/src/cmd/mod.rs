@@ -174,6 +174,16 @@ pub(crate) fn running_deployment(
     Ok((config, state))
 }
 
+/// The deployment's admin token, from where its `[secrets]` says (the state dir's file by
+/// default), for the CLI's calls to admin endpoints.
+pub(crate) fn admin_token(config: &Config, state_dir: &Path) -> Result<String> {
+    Ok(
+        meridian_http::secrets::AdminToken::load(&config.secrets.admin_token, state_dir)
+            .context("cannot read the deployment's admin token")?
+            .current(),
+    )
+}
+
 /// A TLS client that trusts the development certificate `up` made in `state_dir`.
 pub(crate) fn dev_cert_client(state_dir: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {
     let (cert, _) = meridian_http::tls::dev_cert_paths(state_dir);
