@@ -352,13 +352,11 @@ response_headers_policy = "sec"
         state,
         _stop: tx,
     };
-    for _ in 0..100 {
-        if TcpStream::connect(p.admin).await.is_ok() {
-            return p;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the PoP did not start");
+    eventually("the PoP starts", Duration::from_secs(20), || async {
+        TcpStream::connect(p.admin).await.is_ok()
+    })
+    .await;
+    p
 }
 
 /// A PoP on 127.77.`net`.1 in front of one scripted origin on 127.77.`net`.2; the sender
