@@ -76,8 +76,14 @@ pub fn storable(
 
 /// The freshness lifetime a shared cache computes (§4.2.1), or None when the response
 /// says nothing and no heuristic applies. A heuristic lifetime is a tenth of the time
-/// since Last-Modified, capped at a day.
-pub fn freshness_lifetime(status: u16, headers: &HeaderMap) -> Option<Duration> {
+/// since Last-Modified, capped at a day. `received_at` stands in for a missing Date, as
+/// a recipient's own receipt time does (RFC 9110 §6.6.1); passed in so the caller's clock
+/// decides, not the system's.
+pub fn freshness_lifetime(
+    status: u16,
+    headers: &HeaderMap,
+    received_at: SystemTime,
+) -> Option<Duration> {
     let cc = CacheControl::from_headers(headers);
     if let Some(s) = cc.s_maxage {
         return Some(s);
@@ -97,12 +103,12 @@ pub fn freshness_lifetime(status: u16, headers: &HeaderMap) -> Option<Duration> 
         else {
             return Some(Duration::ZERO);
         };
-        let base = date(headers, DATE).unwrap_or_else(SystemTime::now);
+        let base = date(headers, DATE).unwrap_or(received_at);
         return Some(expires.duration_since(base).unwrap_or(Duration::ZERO));
     }
     if heuristically_cacheable(status) || cc.public {
         let last = date(headers, LAST_MODIFIED)?;
-        let base = date(headers, DATE).unwrap_or_else(SystemTime::now);
+        let base = date(headers, DATE).unwrap_or(received_at);
         let since = base.duration_since(last).ok()?;
         return Some((since / 10).min(Duration::from_secs(86_400)));
     }
@@ -120,8 +126,9 @@ pub struct TtlPolicy {
 /// How long the edge keeps a response, as CloudFront documents it: the origin's
 /// s-maxage, max-age or Expires clamped to [min, max]; the default TTL when the origin
 /// says nothing; and for `no-cache`, `no-store` or `private`, nothing unless the minimum
-/// TTL is above zero, in which case the minimum. None means: do not cache.
-pub fn edge_ttl(headers: &HeaderMap, ttl: TtlPolicy) -> Option<Duration> {
+/// TTL is above zero, in which case the minimum. None means: do not cache. `received_at`
+/// as in [`freshness_lifetime`].
+pub fn edge_ttl(headers: &HeaderMap, ttl: TtlPolicy, received_at: SystemTime) -> Option<Duration> {
     let cc = CacheControl::from_headers(headers);
     if cc.no_cache || cc.no_store || cc.private {
         return (ttl.min > Duration::ZERO).then_some(ttl.min);
@@ -132,7 +139,7 @@ pub fn edge_ttl(headers: &HeaderMap, ttl: TtlPolicy) -> Option<Duration> {
         || headers.contains_key(EXPIRES);
     let base = if explicit {
         // Status 200 here: explicit freshness never depends on the status.
-        freshness_lifetime(200, headers).unwrap_or(Duration::ZERO)
+        freshness_lifetime(200, headers, received_at).unwrap_or(Duration::ZERO)
     } else {
         ttl.default
     };
@@ -287,6 +294,9 @@ mod tests {
         Duration::from_secs(n)
     }
 
+    /// A receipt time for responses whose Date does not matter to the test.
+    const T0: SystemTime = SystemTime::UNIX_EPOCH;
+
     #[test]
     fn storability_rules() {
         let get = Method::GET;
@@ -358,18 +368,18 @@ mod tests {
     #[test]
     fn freshness_lifetime_order_s_maxage_max_age_expires_heuristic() {
         let both = h(&[("cache-control", "max-age=10, s-maxage=20")]);
-        assert_eq!(freshness_lifetime(200, &both), Some(secs(20)));
+        assert_eq!(freshness_lifetime(200, &both, T0), Some(secs(20)));
         let d = "Tue, 24 Nov 2026 10:00:00 GMT";
         let exp = h(&[("date", d), ("expires", "Tue, 24 Nov 2026 10:05:00 GMT")]);
-        assert_eq!(freshness_lifetime(200, &exp), Some(secs(300)));
+        assert_eq!(freshness_lifetime(200, &exp, T0), Some(secs(300)));
         let exp_and_max = h(&[
             ("date", d),
             ("expires", "Tue, 24 Nov 2026 10:05:00 GMT"),
             ("cache-control", "max-age=7"),
         ]);
-        assert_eq!(freshness_lifetime(200, &exp_and_max), Some(secs(7)));
+        assert_eq!(freshness_lifetime(200, &exp_and_max, T0), Some(secs(7)));
         assert_eq!(
-            freshness_lifetime(200, &h(&[("expires", "0")])),
+            freshness_lifetime(200, &h(&[("expires", "0")]), T0),
             Some(Duration::ZERO),
             "invalid Expires is expired"
         );
@@ -377,13 +387,32 @@ mod tests {
             ("date", d),
             ("last-modified", "Tue, 24 Nov 2026 09:00:00 GMT"),
         ]);
-        assert_eq!(freshness_lifetime(200, &heur), Some(secs(360)));
+        assert_eq!(freshness_lifetime(200, &heur, T0), Some(secs(360)));
         assert_eq!(
-            freshness_lifetime(302, &heur),
+            freshness_lifetime(302, &heur, T0),
             None,
             "302 gets no heuristic"
         );
-        assert_eq!(freshness_lifetime(200, &HeaderMap::new()), None);
+        assert_eq!(freshness_lifetime(200, &HeaderMap::new(), T0), None);
+    }
+
+    #[test]
+    fn without_a_date_lifetimes_count_from_the_receipt_time_given() {
+        let received = httpdate::parse_http_date("Tue, 24 Nov 2026 10:00:00 GMT").unwrap();
+        let exp = h(&[("expires", "Tue, 24 Nov 2026 10:05:00 GMT")]);
+        assert_eq!(freshness_lifetime(200, &exp, received), Some(secs(300)));
+        assert_eq!(
+            freshness_lifetime(200, &exp, received + secs(60)),
+            Some(secs(240))
+        );
+        let heur = h(&[("last-modified", "Tue, 24 Nov 2026 09:00:00 GMT")]);
+        assert_eq!(freshness_lifetime(200, &heur, received), Some(secs(360)));
+        let p = TtlPolicy {
+            min: secs(0),
+            default: secs(300),
+            max: secs(3600),
+        };
+        assert_eq!(edge_ttl(&exp, p, received + secs(100)), Some(secs(200)));
     }
 
     #[test]
@@ -394,33 +423,33 @@ mod tests {
             max: secs(3600),
         };
         assert_eq!(
-            edge_ttl(&h(&[("cache-control", "max-age=5")]), p),
+            edge_ttl(&h(&[("cache-control", "max-age=5")]), p, T0),
             Some(secs(5))
         );
         assert_eq!(
-            edge_ttl(&h(&[("cache-control", "max-age=86400")]), p),
+            edge_ttl(&h(&[("cache-control", "max-age=86400")]), p, T0),
             Some(secs(3600)),
             "capped by max"
         );
         assert_eq!(
-            edge_ttl(&HeaderMap::new(), p),
+            edge_ttl(&HeaderMap::new(), p, T0),
             Some(secs(300)),
             "default when the origin says nothing"
         );
-        assert_eq!(edge_ttl(&h(&[("cache-control", "no-cache")]), p), None);
-        assert_eq!(edge_ttl(&h(&[("cache-control", "private")]), p), None);
+        assert_eq!(edge_ttl(&h(&[("cache-control", "no-cache")]), p, T0), None);
+        assert_eq!(edge_ttl(&h(&[("cache-control", "private")]), p, T0), None);
         let floor = TtlPolicy {
             min: secs(30),
             default: secs(300),
             max: secs(3600),
         };
         assert_eq!(
-            edge_ttl(&h(&[("cache-control", "max-age=5")]), floor),
+            edge_ttl(&h(&[("cache-control", "max-age=5")]), floor, T0),
             Some(secs(30)),
             "raised to min"
         );
         assert_eq!(
-            edge_ttl(&h(&[("cache-control", "no-store")]), floor),
+            edge_ttl(&h(&[("cache-control", "no-store")]), floor, T0),
             Some(secs(30)),
             "min > 0 caches even no-store"
         );
@@ -429,7 +458,7 @@ mod tests {
             default: secs(0),
             max: secs(0),
         };
-        assert_eq!(edge_ttl(&HeaderMap::new(), zero), None);
+        assert_eq!(edge_ttl(&HeaderMap::new(), zero, T0), None);
     }
 
     #[test]

@@ -66,8 +66,8 @@ fn hostile_cache_headers_never_panic() {
             age <= Duration::from_secs(1 << 31),
             "Age is clamped: {age:?}"
         );
-        let _ = freshness_lifetime(200, &h);
-        let lifetime = edge_ttl(&h, ttl).unwrap_or_default();
+        let _ = freshness_lifetime(200, &h, now);
+        let lifetime = edge_ttl(&h, ttl, now).unwrap_or_default();
         let stored = Stored::new(200, h.clone(), age, now, lifetime);
         let later = now + Duration::from_secs(next(u32::MAX as usize) as u64);
         let _ = stored.usability(&cc, later, Duration::from_secs(3600));

@@ -1,6 +1,7 @@
 //! The PoP's shared state: its config, cache, origins, fills in flight and metrics. The
 //! phases (`phases/`) read it; a clone of [`Edge`] serves each connection.
 
+use crate::clock::Clock;
 use crate::log::AccessLog;
 use crate::origin::Origins;
 use crate::phases::inflight::Inflight;
@@ -35,6 +36,8 @@ pub(crate) struct EdgeState {
     /// Bytes that fills may hold in memory before they are stored, across all fills: the
     /// memory tier's size. A fill that cannot reserve more stops keeping its body.
     pub fill_bytes: Arc<Semaphore>,
+    /// "Now" for ages and freshness: injected so tests can move time instead of waiting.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A PoP's request handler: cheap to clone, shared by every connection.
@@ -49,6 +52,7 @@ impl Edge {
         local_ip: Option<std::net::IpAddr>,
         store: Arc<Store>,
         log: AccessLog,
+        clock: Arc<dyn Clock>,
     ) -> Edge {
         let metrics = Metrics::new();
         let origins = Arc::new(Origins::new(config, pop_location, local_ip, &metrics));
@@ -72,6 +76,7 @@ impl Edge {
                 (store.memory_limit as usize).min(Semaphore::MAX_PERMITS),
             )),
             store,
+            clock,
         }))
     }
 

@@ -9,6 +9,7 @@
 
 mod admin;
 pub mod client;
+pub mod clock;
 mod compress;
 mod edge;
 pub mod key;
@@ -51,6 +52,8 @@ pub struct EdgeOptions {
     /// The deployment's edge signing keys (origin access control); None: origin requests
     /// go unsigned.
     pub signer: Option<Arc<meridian_http::signing::Signer>>,
+    /// What the cache reads "now" from: the system clock, or a test's manual one.
+    pub clock: Arc<dyn clock::Clock>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +207,7 @@ impl EdgeOptions {
             signer: meridian_http::secrets::signer(&cfg.secrets.edge_signing_key, state_dir)
                 .ok()
                 .map(Arc::new),
+            clock: Arc::new(clock::SystemClock),
             config,
         })
     }
@@ -245,6 +249,7 @@ pub async fn run(
         Some(opts.listen.ip()),
         store,
         AccessLog::open(opts.access_log.clone()),
+        opts.clock.clone(),
     );
     if let Some(s) = &opts.signer {
         edge.origins().sign_with(s.clone());

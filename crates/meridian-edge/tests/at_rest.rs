@@ -80,15 +80,12 @@ async fn a_disk_hit_serves_the_right_bytes_from_a_sealed_file() {
 
     let first = get(p.http, "/big").await;
     assert_eq!(first.body, body);
-    let mut on_disk = false;
-    for _ in 0..100 {
-        if disk_objects(&p).await >= 1 {
-            on_disk = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    assert!(on_disk, "the large object reached the disk tier");
+    eventually(
+        "the large object reached the disk tier",
+        Duration::from_secs(20),
+        || async { disk_objects(&p).await >= 1 },
+    )
+    .await;
 
     let hit = get(p.http, "/big").await;
     assert_eq!(hit.h("x-cache"), "Hit from meridian");

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::test]
 async fn second_get_is_a_hit_that_never_reaches_the_origin() {
-    let (o, p, _s) = one_origin(1, "").await;
+    let (o, p, _s, clock) = clocked_origin(1, "").await;
     let first = get(p.http, "/cc/app.css").await;
     assert_eq!(first.status, 200);
     assert_eq!(first.h("x-cache"), "Miss from meridian");
@@ -27,6 +27,11 @@ async fn second_get_is_a_hit_that_never_reaches_the_origin() {
     assert_eq!(second.body, first.body);
     assert_eq!(o.hits("/cc/app.css"), 1, "the hit did not reach the origin");
     assert!(second.h("cache-status").contains("hit"));
+    assert_eq!(
+        second.h("age"),
+        "0",
+        "no time has passed on the PoP's clock"
+    );
     // Response headers policy and the edge's own headers.
     assert_eq!(second.h("strict-transport-security"), "max-age=600");
     assert_eq!(second.h("x-content-type-options"), "nosniff");
@@ -45,14 +50,11 @@ async fn second_get_is_a_hit_that_never_reaches_the_origin() {
         "Miss from meridian"
     );
     assert_eq!(o.hits("/cc/ns"), 2);
-    // Age grows with time in the cache.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Age grows with time in the cache, second for second.
+    clock.advance(Duration::from_secs(5));
     let aged = get(p.http, "/cc/app.css").await;
-    assert!(
-        aged.h("age").parse::<u64>().unwrap() >= 1,
-        "age {}",
-        aged.h("age")
-    );
+    assert_eq!(aged.h("age"), "5");
+    assert_eq!(aged.h("x-cache"), "Hit from meridian");
     // HEAD is answered from the stored GET, with no body.
     let head = send(p.http, "HEAD", "/cc/app.css", &[]).await;
     assert_eq!(head.h("x-cache"), "Hit from meridian");
@@ -127,10 +129,10 @@ async fn a_private_answer_is_never_handed_to_other_waiters() {
 
 #[tokio::test]
 async fn stale_while_revalidate_serves_at_once_and_refreshes_behind() {
-    let (o, p, _s) = one_origin(4, "").await;
+    let (o, p, _s, clock) = clocked_origin(4, "").await;
     let path = "/cc/swr?cc=max-age=1,stale-while-revalidate=30";
     get(p.http, path).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    clock.advance(Duration::from_secs(2));
     let g = get(p.http, path).await;
     assert_eq!(g.status, 200);
     assert!(
@@ -139,12 +141,12 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_behind() {
         g.h("cache-status")
     );
     // The background refresh is a conditional request answered 304.
-    for _ in 0..50 {
-        if *o.not_modified.lock().unwrap() >= 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the background refresh",
+        Duration::from_secs(10),
+        || async { *o.not_modified.lock().unwrap() >= 1 },
+    )
+    .await;
     assert_eq!(*o.not_modified.lock().unwrap(), 1);
     let g = get(p.http, path).await;
     assert_eq!(g.h("x-cache"), "Hit from meridian");
@@ -157,24 +159,31 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_behind() {
 
 #[tokio::test]
 async fn stale_content_is_revalidated_then_served_stale_when_the_origin_is_gone() {
+    let clock = manual_clock();
     let o = Origin {
         name: "a",
+        clock: Some(clock.clone()),
         ..Default::default()
     };
     let oa = SocketAddr::new(ip(5, 2), 80);
     let stop = serve_origin(oa, o.clone()).await;
-    let p = pop(5, &[format!("http://{oa}")], "").await;
+    let p = pop_timed(77, 5, &[format!("http://{oa}")], "", Some(clock.clone())).await;
     get(p.http, "/cc/x?cc=max-age=1").await;
     get(p.http, "/cc/must?cc=max-age=1,must-revalidate").await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    clock.advance(Duration::from_secs(2));
     // Stale: revalidated with If-None-Match, answered 304: RefreshHit.
     let g = get(p.http, "/cc/x?cc=max-age=1").await;
     assert_eq!(g.h("x-cache"), "RefreshHit from meridian");
     assert_eq!(o.hits("/cc/x"), 2);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    clock.advance(Duration::from_secs(2));
     // The origin goes away: stale-if-error serves the stored copy...
     let _ = stop.send(());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(
+        "the origin refuses connections",
+        Duration::from_secs(10),
+        || async { TcpStream::connect(oa).await.is_err() },
+    )
+    .await;
     let g = get(p.http, "/cc/x?cc=max-age=1").await;
     assert_eq!(g.status, 200);
     assert!(
@@ -644,19 +653,23 @@ key = "{}"
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Answers every request with a body in two parts, 500 ms apart (the test PoP's origin
-/// timeout is 700 ms between bytes).
-async fn dripping_origin(addr: SocketAddr) {
+/// Answers every request with a body in two parts, the second only once `second` is
+/// set: a test that sees the first part before it lets the second go knows it was
+/// streamed, without timing anything (the test PoP's origin timeout is 700 ms between
+/// bytes, so the test lets it go as soon as it has the first part).
+async fn dripping_origin(addr: SocketAddr, second: tokio::sync::watch::Receiver<bool>) {
     let l = TcpListener::bind(addr).await.unwrap();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
+            let mut second = second.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
                 let head = "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-type: application/octet-stream\r\ncontent-length: 20\r\nconnection: close\r\n\r\n";
                 let _ = s.write_all(head.as_bytes()).await;
                 let _ = s.write_all(b"first-part").await;
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), second.wait_for(|go| *go)).await;
                 let _ = s.write_all(b"second-prt").await;
             });
         }
@@ -666,14 +679,14 @@ async fn dripping_origin(addr: SocketAddr) {
 #[tokio::test]
 async fn a_miss_streams_to_the_first_viewer_while_it_is_stored() {
     let oa = SocketAddr::new(ip(15, 2), 80);
-    dripping_origin(oa).await;
+    let (second, held) = tokio::sync::watch::channel(false);
+    dripping_origin(oa, held).await;
     let p = pop(15, &[format!("http://{oa}")], "").await;
     let stream = TcpStream::connect(p.http).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let started = std::time::Instant::now();
     let req = Request::get("/drip/file")
         .header("host", "edge.test")
         .body(Full::new(Bytes::new()))
@@ -681,19 +694,23 @@ async fn a_miss_streams_to_the_first_viewer_while_it_is_stored() {
     let res = sender.send_request(req).await.unwrap();
     assert_eq!(res.headers()["x-cache"], "Miss from meridian");
     let mut body = res.into_body();
-    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-    let first_at = started.elapsed();
-    assert!(first.starts_with(b"first-part"), "{first:?}");
-    assert!(
-        first_at < Duration::from_millis(350),
-        "first bytes after {first_at:?}: not streamed"
-    );
-    let mut all = first.to_vec();
+    // The origin holds its second part until this viewer has the first: only a streamed
+    // miss gets here (a buffered one would wait out the origin timeout and fail).
+    let mut all = Vec::new();
+    while all.len() < b"first-part".len() {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("the first part arrives while the origin holds the second")
+            .expect("the body goes on")
+            .unwrap();
+        all.extend_from_slice(&frame.into_data().unwrap());
+    }
+    assert_eq!(all, b"first-part", "streamed before the body was whole");
+    second.send_replace(true);
     while let Some(f) = body.frame().await {
         all.extend_from_slice(&f.unwrap().into_data().unwrap());
     }
     assert_eq!(all, b"first-partsecond-prt");
-    assert!(started.elapsed() >= Duration::from_millis(450));
     // It was stored whole on the way.
     let g = get(p.http, "/drip/file").await;
     assert_eq!(g.h("x-cache"), "Hit from meridian");

@@ -9,6 +9,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use meridian_http::ServerOptions;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,6 +20,22 @@ async fn server(
     opts: ServerOptions,
     delay: Duration,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let (addr, stop, _) = counting_server(opts, delay).await;
+    (addr, stop)
+}
+
+/// [`server`], with the number of requests its handler has begun: a test waits on it
+/// to know a request is in flight, instead of sleeping and hoping it is.
+async fn counting_server(
+    opts: ServerOptions,
+    delay: Duration,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    Arc<AtomicUsize>,
+) {
+    let started = Arc::new(AtomicUsize::new(0));
+    let counter = started.clone();
     let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -27,16 +45,32 @@ async fn server(
         listener,
         opts,
         move |_| {
-            hyper::service::service_fn(move |_req: Request<Incoming>| async move {
-                tokio::time::sleep(delay).await;
-                Ok::<_, Infallible>(Response::new(meridian_http::full("ok")))
+            let counter = counter.clone();
+            hyper::service::service_fn(move |_req: Request<Incoming>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, Infallible>(Response::new(meridian_http::full("ok")))
+                }
             })
         },
         async move {
             let _ = rx.await;
         },
     ));
-    (addr, tx)
+    (addr, tx, started)
+}
+
+/// Waits until `started` reaches `n`, for at most 10 s.
+async fn until_started(started: &AtomicUsize, n: usize) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while started.load(Ordering::SeqCst) < n {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{n} requests did not begin"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
@@ -62,10 +96,10 @@ async fn at_the_connection_cap_a_new_client_waits_while_every_connection_is_busy
         max_connections: 1,
         ..Default::default()
     };
-    let (addr, _stop) = server(opts, Duration::from_millis(1500)).await;
+    let (addr, _stop, started) = counting_server(opts, Duration::from_millis(1500)).await;
     let mut a = TcpStream::connect(addr).await.unwrap();
     a.write_all(GET).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_started(&started, 1).await;
 
     // a's request is in flight: b waits (the kernel completed its handshake).
     let mut b = TcpStream::connect(addr).await.unwrap();
@@ -239,13 +273,19 @@ async fn shutdown_lets_a_request_in_flight_finish_then_returns() {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let started = Arc::new(AtomicUsize::new(0));
+    let counter = started.clone();
     let served = tokio::spawn(meridian_http::serve(
         listener,
         ServerOptions::default(),
         move |_| {
-            hyper::service::service_fn(move |_req: Request<Incoming>| async move {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                Ok::<_, Infallible>(Response::new(meridian_http::full("ok")))
+            let counter = counter.clone();
+            hyper::service::service_fn(move |_req: Request<Incoming>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Ok::<_, Infallible>(Response::new(meridian_http::full("ok")))
+                }
             })
         },
         async move {
@@ -254,7 +294,7 @@ async fn shutdown_lets_a_request_in_flight_finish_then_returns() {
     ));
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(GET).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_started(&started, 1).await;
     let _ = tx.send(());
     let res = tokio::time::timeout(Duration::from_secs(10), read_response(&mut s))
         .await

@@ -5,7 +5,7 @@ use meridian_demo::{DemoOptions, Identity};
 use meridian_lb::{LbOptions, LoadBalancer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -173,7 +173,9 @@ async fn start(opts: LbOptions) -> (SocketAddr, SocketAddr) {
 
 async fn wait_healthy(admin: SocketAddr, n: u64) {
     let client = reqwest_like();
-    for _ in 0..100 {
+    // A bounded wait, generous for a loaded machine; it returns as soon as they are.
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
         if let Ok((200, body)) = client.get(admin, "/health").await {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             if v["healthy_targets"].as_u64() == Some(n) {
@@ -305,6 +307,7 @@ async fn least_outstanding_avoids_the_busy_target() {
 async fn target_loss_is_retried_on_a_healthy_target() {
     // One live target, one that resets mid-request, one that goes away.
     let (gone, stop) = stoppable_demo("gone", Duration::ZERO).await;
+    let gone_at = gone.address;
     let targets = vec![
         demo("live", Duration::ZERO).await,
         resetting("crashing").await,
@@ -315,7 +318,12 @@ async fn target_loss_is_retried_on_a_healthy_target() {
     let (lb, admin) = start(opts).await;
     wait_healthy(admin, 3).await;
     stop.send(()).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Wait until it is really gone (refusing connections), however slow the machine.
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(gone_at).await.is_ok() {
+        assert!(Instant::now() < until, "the stopped target still accepts");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for _ in 0..30 {
         let (s, head, _) = raw(
             lb,

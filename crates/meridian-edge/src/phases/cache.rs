@@ -9,7 +9,6 @@ use http::HeaderMap;
 use meridian_cache::{CacheControl, Usability};
 use meridian_config::CachePolicy;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// What the cache holds for a request.
 pub(super) enum Lookup {
@@ -44,7 +43,7 @@ impl Edge {
         request_cc: &CacheControl,
         policy: &CachePolicy,
     ) -> Lookup {
-        let now = SystemTime::now();
+        let now = self.0.clock.now();
         let Some(object) = self.stored(primary, &ctx.headers) else {
             return Lookup::Miss;
         };

@@ -69,7 +69,7 @@ impl Edge {
         }
         // HOOK origin-request: the origin-request function sees `headers` and the path here.
         self.0.stats.origin_fetches.inc();
-        let sent_at = SystemTime::now();
+        let sent_at = self.0.clock.now();
         let r = match self
             .0
             .origins
@@ -92,7 +92,7 @@ impl Edge {
         let status = r.response.status().as_u16();
         let at = Exchange {
             sent_at,
-            received_at: SystemTime::now(),
+            received_at: self.0.clock.now(),
         };
         if status == 304 {
             if let Some(stale) = &req.stale {
@@ -107,7 +107,7 @@ impl Edge {
         if status >= 500 {
             return self.origin_error(group, &req, r, at).await;
         }
-        let Some((ttl, vary)) = self.keepable(&req, &r) else {
+        let Some((ttl, vary)) = self.keepable(&req, &r, at.received_at) else {
             let _ = leader.send(LeaderResponse::Unshared(r));
             return FillResult::Pass;
         };
@@ -177,10 +177,11 @@ impl Edge {
         &self,
         req: &FillRequest,
         r: &OriginResponse,
+        received_at: SystemTime,
     ) -> Option<(Duration, Option<Vec<String>>)> {
         let status = r.response.status().as_u16();
         let headers = r.response.headers();
-        let ttl = self.store_ttl(req, status, headers)?;
+        let ttl = self.store_ttl(req, status, headers, received_at)?;
         // Vary on anything but Accept-Encoding (the edge stores identity) selects variants.
         let vary = vary_names(headers, &["accept-encoding"]);
         if vary.as_ref().is_some_and(|v| v.iter().any(|n| n == "*")) {

@@ -10,7 +10,6 @@ use http_body_util::BodyExt;
 use meridian_cache::{byte_range, current_age, not_modified, ByteRange};
 use meridian_http::Body;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 impl Edge {
     /// A stored object as a response to this viewer: its compressed variant when the
@@ -20,7 +19,7 @@ impl Edge {
         ctx: &RequestContext<'_>,
         obj: Arc<Object>,
     ) -> Response<Body> {
-        let now = SystemTime::now();
+        let now = self.0.clock.now();
         let age = current_age(&obj.meta, now);
         let mut headers = obj.meta.headers.clone();
         headers.insert(header::AGE, HeaderValue::from(age.as_secs()));

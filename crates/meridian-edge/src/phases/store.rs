@@ -15,7 +15,7 @@ use meridian_cache::{
 use meridian_config::CachePolicy;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 impl Edge {
     /// How long the edge may keep this response, or None when it must not be shared.
@@ -24,6 +24,7 @@ impl Edge {
         req: &FillRequest,
         status: u16,
         headers: &HeaderMap,
+        received_at: SystemTime,
     ) -> Option<Duration> {
         let policy = &req.policy;
         let verdict = storable(&Method::GET, &req.viewer_headers, status, headers);
@@ -36,13 +37,13 @@ impl Edge {
                     .unwrap_or(Duration::from_secs(10));
                 (!t.is_zero()).then_some(t)
             }
-            Ok(()) => edge_ttl(headers, ttl_policy(policy)),
+            Ok(()) => edge_ttl(headers, ttl_policy(policy), received_at),
             // CloudFront keeps even private and no-store responses when the policy's
             // minimum TTL is above zero.
             Err(NotStorable::Private | NotStorable::NoStore)
                 if status < 400 && !policy.min_ttl.is_zero() =>
             {
-                edge_ttl(headers, ttl_policy(policy))
+                edge_ttl(headers, ttl_policy(policy), received_at)
             }
             Err(NotStorable::NoFreshness) if status >= 400 => custom
                 .map(|c| c.error_caching_min_ttl)
@@ -143,7 +144,7 @@ impl Edge {
     }
 
     fn meta(&self, policy: &CachePolicy, status: u16, headers: HeaderMap, at: Exchange) -> Stored {
-        let ttl = edge_ttl(&headers, ttl_policy(policy)).unwrap_or(Duration::ZERO);
+        let ttl = edge_ttl(&headers, ttl_policy(policy), at.received_at).unwrap_or(Duration::ZERO);
         let age = initial_age(&headers, at.sent_at, at.received_at);
         Stored::new(status, headers, age, at.received_at, ttl)
     }

@@ -6,6 +6,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use meridian_edge::clock::{Clock, ManualClock};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,6 +29,9 @@ pub struct Origin {
     pub framed: Arc<Mutex<Vec<String>>>,
     pub not_modified: Arc<Mutex<u32>>,
     pub name: &'static str,
+    /// Stamps Date from this clock (the PoP's) instead of the system's, so a test that
+    /// moves the PoP's time sees origin answers of the same time.
+    pub clock: Option<Arc<ManualClock>>,
 }
 
 impl Origin {
@@ -57,7 +61,10 @@ impl Origin {
             .get("cc")
             .cloned()
             .unwrap_or_else(|| "max-age=60".into());
-        let b = Response::builder().header("x-origin", self.name);
+        let mut b = Response::builder().header("x-origin", self.name);
+        if let Some(c) = &self.clock {
+            b = b.header("date", httpdate::fmt_http_date(c.now()));
+        }
         if path.starts_with("/slow/")
             || path.starts_with("/private/")
             || path.starts_with("/slowfail/")
@@ -235,6 +242,28 @@ pub async fn pop(net: u8, members: &[String], distribution_extra: &str) -> Pop {
 
 /// [`pop`] on 127.`block`.`net`.1.
 pub async fn pop_in(block: u8, net: u8, members: &[String], distribution_extra: &str) -> Pop {
+    pop_timed(block, net, members, distribution_extra, None).await
+}
+
+/// A manual clock reading a whole second (so Date headers stamped from it are exact)
+/// near the real time.
+pub fn manual_clock() -> Arc<ManualClock> {
+    let real = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Arc::new(ManualClock::new(
+        std::time::UNIX_EPOCH + Duration::from_secs(real.as_secs()),
+    ))
+}
+
+/// [`pop_in`] reading "now" from `clock` when one is given (else the system clock).
+pub async fn pop_timed(
+    block: u8,
+    net: u8,
+    members: &[String],
+    distribution_extra: &str,
+    clock: Option<Arc<dyn Clock>>,
+) -> Pop {
     let split = distribution_extra
         .lines()
         .take_while(|l| !l.trim_start().starts_with('['))
@@ -307,6 +336,9 @@ response_headers_policy = "sec"
     if let Some((a, tls)) = opts.https.take() {
         opts.https = Some((SocketAddr::new(a.ip(), 8443), tls));
     }
+    if let Some(c) = clock {
+        opts.clock = c;
+    }
     let token = opts.admin_token.current();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(meridian_edge::run(opts, async {
@@ -320,13 +352,11 @@ response_headers_policy = "sec"
         state,
         _stop: tx,
     };
-    for _ in 0..100 {
-        if TcpStream::connect(p.admin).await.is_ok() {
-            return p;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the PoP did not start");
+    eventually("the PoP starts", Duration::from_secs(20), || async {
+        TcpStream::connect(p.admin).await.is_ok()
+    })
+    .await;
+    p
 }
 
 /// A PoP on 127.77.`net`.1 in front of one scripted origin on 127.77.`net`.2; the sender
@@ -349,6 +379,53 @@ pub async fn one_origin_in(
     let stop = serve_origin(oa, o.clone()).await;
     let p = pop_in(block, net, &[format!("http://{oa}")], extra).await;
     (o, p, stop)
+}
+
+/// [`one_origin`] with a PoP and origin that share a manual clock: the test moves time
+/// with it instead of sleeping.
+pub async fn clocked_origin(
+    net: u8,
+    extra: &str,
+) -> (
+    Origin,
+    Pop,
+    tokio::sync::oneshot::Sender<()>,
+    Arc<ManualClock>,
+) {
+    let clock = manual_clock();
+    let o = Origin {
+        name: "a",
+        clock: Some(clock.clone()),
+        ..Default::default()
+    };
+    let oa = SocketAddr::new(ip(net, 2), 80);
+    let stop = serve_origin(oa, o.clone()).await;
+    let p = pop_timed(
+        77,
+        net,
+        &[format!("http://{oa}")],
+        extra,
+        Some(clock.clone()),
+    )
+    .await;
+    (o, p, stop, clock)
+}
+
+/// Polls `check` every 10 ms until it holds, for at most `limit`: a wait for a condition
+/// rather than a sleep that hopes it is long enough.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A behavior for `pattern` whose origin request policy forwards `header`.
