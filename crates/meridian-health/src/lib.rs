@@ -17,7 +17,7 @@ pub use threshold::{Health, Tracker};
 
 use meridian_config::HealthCheck;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -218,6 +218,18 @@ impl HealthBoard {
     /// Starts probing `addr` every `check.interval` until the returned task is aborted.
     /// The first probe runs at once so a new target is known quickly.
     pub fn watch(&self, target: &str, addr: SocketAddr, check: HealthCheck) -> JoinHandle<()> {
+        self.watch_with(target, addr, check, Watch::default())
+    }
+
+    /// [`HealthBoard::watch`], with probes leaving from `how.from` and each result handed
+    /// to `how.on_probe` once the board has taken it in.
+    pub fn watch_with(
+        &self,
+        target: &str,
+        addr: SocketAddr,
+        check: HealthCheck,
+        how: Watch,
+    ) -> JoinHandle<()> {
         self.register(target, check.healthy_threshold, check.unhealthy_threshold);
         let board = self.clone();
         let target = target.to_owned();
@@ -226,9 +238,29 @@ impl HealthBoard {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let outcome = probe(addr, &check).await;
-                board.observe(&target, outcome);
+                let outcome = probe_from(how.from, addr, &check).await;
+                match &how.on_probe {
+                    Some(on_probe) => {
+                        board.observe(&target, outcome.clone());
+                        on_probe(&outcome);
+                    }
+                    None => board.observe(&target, outcome),
+                }
             }
         })
     }
+}
+
+/// Told every probe result of one watched target: how a user of the board learns what a
+/// state change does not say (the round trip that ranks an edge's origins), from the same
+/// probes rather than a second loop of its own.
+pub type ProbeObserver = Arc<dyn Fn(&ProbeOutcome) + Send + Sync>;
+
+/// How [`HealthBoard::watch_with`] probes one target, beyond what the check says.
+#[derive(Clone, Default)]
+pub struct Watch {
+    /// Probes leave from this address, as the node's traffic does.
+    pub from: Option<IpAddr>,
+    /// Called after the board has taken each probe result in, so it sees the new state.
+    pub on_probe: Option<ProbeObserver>,
 }

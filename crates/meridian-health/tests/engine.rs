@@ -121,3 +121,40 @@ async fn board_publishes_changes_after_thresholds() {
     assert!(ev.reason.starts_with("passive"));
     task.abort();
 }
+
+#[tokio::test]
+async fn observer_sees_every_probe_after_the_board_took_it_in() {
+    let status = Arc::new(AtomicU16::new(200));
+    let addr = toggle_server(status.clone()).await;
+    let board = HealthBoard::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let seen = board.clone();
+    let on_probe: meridian_health::ProbeObserver = Arc::new(move |out| {
+        let _ = tx.send((out.healthy, out.latency, seen.health("t")));
+    });
+    let mut c = check();
+    c.healthy_threshold = 1;
+    let task = board.watch_with(
+        "t",
+        addr,
+        c,
+        meridian_health::Watch {
+            from: Some("127.0.0.1".parse().unwrap()),
+            on_probe: Some(on_probe),
+        },
+    );
+    let (healthy, latency, health) = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(healthy);
+    assert!(latency > Duration::ZERO);
+    // The board already counted this probe when the observer heard of it.
+    assert_eq!(health, Health::Healthy);
+    let (healthy, _, _) = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(healthy, "the loop keeps probing");
+    task.abort();
+}

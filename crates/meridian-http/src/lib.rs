@@ -20,6 +20,7 @@ pub mod admin;
 pub mod audit;
 mod conn;
 mod counting;
+pub mod failover;
 mod idle;
 pub mod pki;
 pub mod secrets;

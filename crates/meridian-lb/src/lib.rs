@@ -7,6 +7,7 @@
 
 mod admin;
 mod proxy;
+mod retry;
 mod target;
 
 pub use proxy::LoadBalancer;

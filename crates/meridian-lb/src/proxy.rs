@@ -3,11 +3,10 @@
 
 use crate::target::{Target, TargetGroup};
 use crate::LbOptions;
-use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::{Body as HttpBody, Incoming};
 use meridian_health::{Health, HealthBoard};
 use meridian_http::{Body, UpstreamClient};
 use meridian_telemetry::prometheus_client::metrics::{
@@ -18,15 +17,11 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 type Labels = Vec<(&'static str, String)>;
 type BoxedResponse =
     Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-/// Responses up to this size to retryable requests are read whole before being relayed.
-const BUFFERED_BODY_MAX: u64 = 256 * 1024;
 
 pub(crate) struct LbMetrics {
     pub requests: Family<Labels, Counter>,
@@ -59,15 +54,6 @@ struct ViaTls(u16);
 /// A load balancer: cheap to clone, shared by every connection.
 #[derive(Clone)]
 pub struct LoadBalancer(Arc<Inner>);
-
-/// Methods whose repetition is harmless (RFC 9110 §9.2.2): safe to retry after a request
-/// may have reached a target.
-fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
 
 fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
@@ -416,193 +402,17 @@ impl LoadBalancer {
                 ),
             ));
         }
-        let mut tried = Vec::new();
-        let mut failures = Vec::new();
-        for attempt in 0..=cfg.max_retries {
-            // Every target tried once: a healthy one may be tried again, since a failure on
-            // a reused connection says little about the target itself.
-            let Some(i) = group.pick(&tried).or_else(|| {
-                let again = group.pick(&[]);
-                again.filter(|&i| group.targets[i].health.is_healthy())
-            }) else {
-                break;
-            };
-            tried.push(i);
-            let target = &group.targets[i];
-            let uri = format!("http://{}{}", target.addr, path);
-            let mut up = Request::builder().method(parts.method.clone()).uri(uri);
-            if let Some(h) = up.headers_mut() {
-                *h = headers.clone();
-            }
-            let Ok(up) = up.body(meridian_http::full(body.clone())) else {
-                return Err(meridian_http::text(
-                    StatusCode::BAD_REQUEST,
-                    "the request could not be forwarded",
-                ));
-            };
-            target.outstanding.inc();
-            let guard = Outstanding(target.outstanding.clone());
-            let sent = tokio::time::timeout(cfg.target_timeout, self.0.client.request(up)).await;
-            match sent {
-                Ok(Ok(res)) => {
-                    let (mut rp, rb) = res.into_parts();
-                    meridian_http::strip_hop_by_hop(&mut rp.headers);
-                    // A small answer to a retryable request is read whole before it is
-                    // passed on, so a target dying mid-body is one more retry, not a
-                    // truncated response. Large bodies stream.
-                    let small = rb
-                        .size_hint()
-                        .upper()
-                        .is_some_and(|n| n <= BUFFERED_BODY_MAX);
-                    if small && idempotent(&parts.method) {
-                        match tokio::time::timeout(cfg.target_timeout, rb.collect()).await {
-                            Ok(Ok(collected)) => {
-                                drop(guard);
-                                let body = meridian_http::full(collected.to_bytes());
-                                return Ok((target.name.clone(), Response::from_parts(rp, body)));
-                            }
-                            Ok(Err(e)) => {
-                                drop(guard);
-                                self.target_failed(target, "io", &e.to_string());
-                                failures.push(format!("{}: body cut short: {e}", target.name));
-                                if attempt < cfg.max_retries {
-                                    self.0
-                                        .m
-                                        .retries
-                                        .get_or_create(&vec![("reason", "io".to_owned())])
-                                        .inc();
-                                }
-                                continue;
-                            }
-                            Err(_) => {
-                                drop(guard);
-                                return Err(self.timed_out(target));
-                            }
-                        }
-                    }
-                    // A target that stalls mid-body must not hold the client forever.
-                    let body = Guarded {
-                        inner: meridian_http::IdleTimeout::new(rb, cfg.idle_timeout),
-                        _guard: guard,
-                    };
-                    let body = body.boxed();
-                    return Ok((target.name.clone(), Response::from_parts(rp, body)));
-                }
-                Ok(Err(e)) => {
-                    drop(guard);
-                    // A failed connect means the request never left: any method may go
-                    // elsewhere. Otherwise only idempotent ones may.
-                    let connect = e.is_connect();
-                    let kind = if connect {
-                        "connect"
-                    } else if was_reset(&e) {
-                        "reset"
-                    } else {
-                        "io"
-                    };
-                    self.target_failed(target, kind, &e.to_string());
-                    failures.push(format!("{}: {}", target.name, meridian_http::describe(&e)));
-                    if !(connect || idempotent(&parts.method)) {
-                        return Err(meridian_http::text(
-                            StatusCode::BAD_GATEWAY,
-                            format!(
-                                "{}: target {} failed mid-request and {} is not safe to retry",
-                                self.0.name, target.name, parts.method
-                            ),
-                        ));
-                    }
-                    if attempt < cfg.max_retries {
-                        self.0
-                            .m
-                            .retries
-                            .get_or_create(&vec![("reason", kind.to_owned())])
-                            .inc();
-                    }
-                }
-                Err(_) => {
-                    drop(guard);
-                    return Err(self.timed_out(target));
-                }
-            }
-        }
-        if failures.is_empty() {
-            return Err(meridian_http::text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{}: no healthy target can take the request", self.0.name),
-            ));
-        }
-        Err(meridian_http::text(
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "{}: every target tried failed ({})",
-                self.0.name,
-                failures.join("; ")
-            ),
-        ))
+        let lb = crate::retry::Balancer {
+            name: &self.0.name,
+            group,
+            board: &self.0.board,
+            config: cfg,
+            retries: &self.0.m.retries,
+            target_errors: &self.0.m.target_errors,
+        };
+        let retries = crate::retry::Retries::new(lb, &parts.method, &path, &headers, &body);
+        meridian_http::failover::run(&self.0.client, cfg.target_timeout, retries).await
     }
-
-    /// 504: the target took longer than `target_timeout`.
-    fn timed_out(&self, target: &Target) -> Response<Body> {
-        self.0
-            .m
-            .target_errors
-            .get_or_create(&vec![
-                ("target", target.name.clone()),
-                ("kind", "timeout".to_owned()),
-            ])
-            .inc();
-        meridian_http::text(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "{}: target {} sent no response within {}",
-                self.0.name,
-                target.name,
-                meridian_config::units::format_duration(self.0.config.target_timeout)
-            ),
-        )
-    }
-
-    fn target_failed(&self, target: &Target, kind: &str, detail: &str) {
-        tracing::warn!(lb = %self.0.name, target = %target.name, kind, detail, "target failed");
-        self.0
-            .m
-            .target_errors
-            .get_or_create(&vec![
-                ("target", target.name.clone()),
-                ("kind", kind.to_owned()),
-            ])
-            .inc();
-        // A refused or reset connection says the target is gone (killed, crashed): take it
-        // out at once, so the retry and the next requests go elsewhere.
-        match kind {
-            "connect" => self
-                .0
-                .board
-                .report_failure(&target.name, "connection failed"),
-            "reset" => self
-                .0
-                .board
-                .report_failure(&target.name, "connection reset"),
-            _ => {}
-        }
-    }
-}
-
-/// Whether a target error is its connection being reset or aborted under the request.
-fn was_reset(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(err) = src {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-            );
-        }
-        src = err.source();
-    }
-    false
 }
 
 fn too_large(limit: usize) -> Response<Body> {
@@ -613,39 +423,4 @@ fn too_large(limit: usize) -> Response<Body> {
             meridian_config::ByteSize(limit as u64)
         ),
     )
-}
-
-/// Decrements a target's outstanding count when the response is done (or dropped).
-struct Outstanding(Gauge);
-
-impl Drop for Outstanding {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that keeps its target's outstanding count until it ends.
-    struct Guarded<B> {
-        #[pin]
-        inner: B,
-        _guard: Outstanding,
-    }
-}
-
-impl<B: HttpBody<Data = Bytes>> HttpBody for Guarded<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        self.project().inner.poll_frame(cx)
-    }
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }

@@ -1,7 +1,8 @@
-//! Health checks of every origin member: they mark members up and down on the PoP's
-//! health board and measure the round trip that ranks them.
+//! Health checks of every origin member: the board's own probe loop marks members up and
+//! down, and one observer of each probe folds its round trip into the member's ranking.
 
 use super::Origins;
+use meridian_health::{ProbeObserver, ProbeOutcome, Watch};
 use std::sync::Arc;
 
 impl Origins {
@@ -9,35 +10,32 @@ impl Origins {
     /// latency estimate.
     pub fn start_checks(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
-        for (gi, g) in self.groups.iter().enumerate() {
-            for (mi, _) in g.members.iter().enumerate() {
+        for g in &self.groups {
+            for (mi, m) in g.members.iter().enumerate() {
                 let me = self.clone();
-                tasks.push(tokio::spawn(async move {
-                    let g = &me.groups[gi];
-                    let m = &g.members[mi];
-                    let labels = vec![("origin", m.name.clone()), ("group", g.cfg.name.clone())];
-                    let mut tick = tokio::time::interval(g.cfg.health_check.interval);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        tick.tick().await;
-                        let out = meridian_health::probe_from(
-                            me.local_ip,
-                            m.check_addr,
-                            &g.cfg.health_check,
-                        )
-                        .await;
-                        if out.healthy {
-                            // A probe opens a new connection: handshake and request are two
-                            // round trips.
-                            let new = m.observe_rtt(out.latency.as_micros() as u64 / 2);
-                            me.m.rtt.get_or_create(&labels).set(new as f64 / 1e6);
-                        }
-                        me.board.observe(&m.key, out);
-                        me.m.healthy
-                            .get_or_create(&labels)
-                            .set(i64::from(m.health.is_healthy()));
+                let group = g.clone();
+                let labels = vec![("origin", m.name.clone()), ("group", g.cfg.name.clone())];
+                let on_probe: ProbeObserver = Arc::new(move |out: &ProbeOutcome| {
+                    let m = &group.members[mi];
+                    if out.healthy {
+                        // A probe opens a new connection: handshake and request are two
+                        // round trips.
+                        let new = m.observe_rtt(out.latency.as_micros() as u64 / 2);
+                        me.m.rtt.get_or_create(&labels).set(new as f64 / 1e6);
                     }
-                }));
+                    me.m.healthy
+                        .get_or_create(&labels)
+                        .set(i64::from(m.health.is_healthy()));
+                });
+                tasks.push(self.board.watch_with(
+                    &m.key,
+                    m.check_addr,
+                    g.cfg.health_check.clone(),
+                    Watch {
+                        from: self.local_ip,
+                        on_probe: Some(on_probe),
+                    },
+                ));
             }
         }
         tasks

@@ -1,12 +1,16 @@
 //! Sending one request to an origin group: members in rank order, failing over inside
-//! the viewer's request when it is safe to repeat.
+//! the viewer's request when it is safe to repeat. The loop is the shared one
+//! ([`meridian_http::failover`]); this file says what differs at the edge.
 
 use super::answer::{OriginFailure, OriginName, OriginResponse};
 use super::group::Group;
 use super::Origins;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request};
-use std::time::Instant;
+use http::{HeaderMap, Method, Request, Response};
+use hyper::body::Incoming;
+use meridian_http::failover::{Failover, Fault, Reason, Verdict};
+use meridian_http::Body;
+use std::time::Duration;
 
 impl Origins {
     /// Sends a request to the group, trying members in rank order. A member that refuses
@@ -20,117 +24,21 @@ impl Origins {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<OriginResponse, OriginFailure> {
-        let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-        let order = group.ranked();
-        let mut attempts = Vec::new();
-        let mut all_timeouts = true;
-        let mut last_bad: Option<OriginResponse> = None;
-        for (n, &i) in order.iter().enumerate() {
-            let m = &group.members[i];
-            let more = n + 1 < order.len();
-            let scheme = if m.tls { "https" } else { "http" };
-            let uri = format!("{scheme}://{}{}", m.addr, path_and_query);
-            let mut req = Request::builder().method(method.clone()).uri(uri);
-            if let Some(h) = req.headers_mut() {
-                *h = headers.clone();
-                // Signed with the Host the origin will see: the one set here, else the
-                // member's address (hyper writes it from the URI).
-                if let Some(s) = self.signer.get() {
-                    let addr = m.addr.to_string();
-                    let host = h
-                        .get(http::header::HOST)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or(&addr)
-                        .to_owned();
-                    h.insert(
-                        meridian_http::signing::HEADER,
-                        s.sign(method, &host, path_and_query),
-                    );
-                }
-            }
-            let Ok(req) = req.body(meridian_http::full(body.clone())) else {
-                attempts.push(format!("{}: the request could not be built", m.name));
-                break;
-            };
-            let started = Instant::now();
-            let labels =
-                |outcome: &str| vec![("origin", m.name.clone()), ("outcome", outcome.to_owned())];
-            match tokio::time::timeout(group.cfg.response_timeout, self.client.request(req)).await {
-                Ok(Ok(res)) => {
-                    let elapsed = started.elapsed();
-                    self.m
-                        .duration
-                        .get_or_create(&vec![("origin", m.name.clone())])
-                        .observe(elapsed.as_secs_f64());
-                    let status = res.status().as_u16();
-                    self.m
-                        .requests
-                        .get_or_create(&labels(&format!("{}xx", status / 100)))
-                        .inc();
-                    if group.cfg.failover_statuses.contains(&status) && safe && more {
-                        attempts.push(format!("{}: answered {status}", m.name));
-                        self.failover("status");
-                        all_timeouts = false;
-                        last_bad = Some(OriginResponse {
-                            member: OriginName(m.name.clone()),
-                            response: res,
-                            elapsed,
-                        });
-                        continue;
-                    }
-                    return Ok(OriginResponse {
-                        member: OriginName(m.name.clone()),
-                        response: res,
-                        elapsed,
-                    });
-                }
-                Ok(Err(e)) => {
-                    all_timeouts = false;
-                    let connect = e.is_connect();
-                    self.m
-                        .requests
-                        .get_or_create(&labels(if connect { "connect_error" } else { "io_error" }))
-                        .inc();
-                    attempts.push(format!("{}: {}", m.name, meridian_http::describe(&e)));
-                    if connect {
-                        self.board.report_failure(&m.key, "connection failed");
-                    }
-                    if !(connect || safe) {
-                        break;
-                    }
-                    if more {
-                        self.failover(if connect { "connect" } else { "io" });
-                    }
-                }
-                Err(_) => {
-                    self.m.requests.get_or_create(&labels("timeout")).inc();
-                    // A member that holds a request past the timeout is treated as down
-                    // until its health checks pass again, so the next viewers do not wait
-                    // for it too (a frozen region costs one timeout, not one per request).
-                    self.board
-                        .report_failure(&m.key, "no response within the response timeout");
-                    attempts.push(format!(
-                        "{}: no response within {}",
-                        m.name,
-                        meridian_config::units::format_duration(group.cfg.response_timeout)
-                    ));
-                    if !safe {
-                        break;
-                    }
-                    if more {
-                        self.failover("timeout");
-                    }
-                }
-            }
-        }
-        // Every member failed; the last one's own error answer is better than ours.
-        if let Some(r) = last_bad {
-            return Ok(r);
-        }
-        Err(OriginFailure {
-            attempts,
-            timed_out: all_timeouts,
-        })
+        let members = Members {
+            origins: self,
+            group,
+            method,
+            path_and_query,
+            headers,
+            body,
+            safe: matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS),
+            order: group.ranked(),
+            next: 0,
+            attempts: Vec::new(),
+            all_timeouts: true,
+            last_bad: None,
+        };
+        meridian_http::failover::run(&self.client, group.cfg.response_timeout, members).await
     }
 
     fn failover(&self, reason: &str) {
@@ -138,5 +46,189 @@ impl Origins {
             .failovers
             .get_or_create(&vec![("reason", reason.to_owned())])
             .inc();
+    }
+}
+
+/// One request's way through a group's members.
+struct Members<'a> {
+    origins: &'a Origins,
+    group: &'a Group,
+    method: &'a Method,
+    path_and_query: &'a str,
+    headers: &'a HeaderMap,
+    body: Bytes,
+    /// Safe to repeat: only these methods fail over after a request may have been sent.
+    safe: bool,
+    /// Member indexes in the order to try them.
+    order: Vec<usize>,
+    /// How many of `order` have been taken.
+    next: usize,
+    /// One line per member tried.
+    attempts: Vec<String>,
+    all_timeouts: bool,
+    /// The last member's failover-status answer, relayed if no member does better.
+    last_bad: Option<OriginResponse>,
+}
+
+type Answer = Result<OriginResponse, OriginFailure>;
+
+impl Members<'_> {
+    /// What the request comes to when no member answered for good: the last member's own
+    /// error answer is better than ours.
+    fn outcome(&mut self) -> Answer {
+        if let Some(r) = self.last_bad.take() {
+            return Ok(r);
+        }
+        Err(OriginFailure {
+            attempts: std::mem::take(&mut self.attempts),
+            timed_out: self.all_timeouts,
+        })
+    }
+
+    fn count(&self, i: usize, outcome: &str) {
+        let m = &self.group.members[i];
+        self.origins
+            .m
+            .requests
+            .get_or_create(&vec![
+                ("origin", m.name.clone()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+    }
+}
+
+impl Failover for Members<'_> {
+    type Candidate = usize;
+    type Output = Answer;
+
+    fn replayable(&self) -> bool {
+        self.safe
+    }
+
+    fn retry_timeouts(&self) -> bool {
+        true
+    }
+
+    fn next(&mut self) -> Option<usize> {
+        let i = *self.order.get(self.next)?;
+        self.next += 1;
+        Some(i)
+    }
+
+    fn more(&self) -> bool {
+        self.next < self.order.len()
+    }
+
+    fn request(&mut self, &mut i: &mut usize) -> Result<Request<Body>, Answer> {
+        let m = &self.group.members[i];
+        let scheme = if m.tls { "https" } else { "http" };
+        let uri = format!("{scheme}://{}{}", m.addr, self.path_and_query);
+        let mut req = Request::builder().method(self.method.clone()).uri(uri);
+        if let Some(h) = req.headers_mut() {
+            *h = self.headers.clone();
+            // Signed with the Host the origin will see: the one set here, else the
+            // member's address (hyper writes it from the URI).
+            if let Some(s) = self.origins.signer.get() {
+                let addr = m.addr.to_string();
+                let host = h
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(&addr)
+                    .to_owned();
+                h.insert(
+                    meridian_http::signing::HEADER,
+                    s.sign(self.method, &host, self.path_and_query),
+                );
+            }
+        }
+        match req.body(meridian_http::full(self.body.clone())) {
+            Ok(req) => Ok(req),
+            Err(_) => {
+                self.attempts
+                    .push(format!("{}: the request could not be built", m.name));
+                Err(self.outcome())
+            }
+        }
+    }
+
+    async fn answered(
+        &mut self,
+        i: usize,
+        res: Response<Incoming>,
+        elapsed: Duration,
+    ) -> Verdict<Answer> {
+        let m = &self.group.members[i];
+        self.origins
+            .m
+            .duration
+            .get_or_create(&vec![("origin", m.name.clone())])
+            .observe(elapsed.as_secs_f64());
+        let status = res.status().as_u16();
+        self.count(i, &format!("{}xx", status / 100));
+        let answer = OriginResponse {
+            member: OriginName(m.name.clone()),
+            response: res,
+            elapsed,
+        };
+        if self.group.cfg.failover_statuses.contains(&status) && self.safe && self.more() {
+            self.attempts.push(format!("{}: answered {status}", m.name));
+            self.all_timeouts = false;
+            self.last_bad = Some(answer);
+            return Verdict::Next(Reason::Answer);
+        }
+        Verdict::Done(Ok(answer))
+    }
+
+    fn failed(
+        &mut self,
+        &mut i: &mut usize,
+        fault: Fault,
+        error: Option<&hyper_util::client::legacy::Error>,
+    ) {
+        let m = &self.group.members[i];
+        let Some(e) = error else {
+            self.count(i, "timeout");
+            // A member that holds a request past the timeout is treated as down until its
+            // health checks pass again, so the next viewers do not wait for it too (a
+            // frozen region costs one timeout, not one per request).
+            self.origins
+                .board
+                .report_failure(&m.key, "no response within the response timeout");
+            self.attempts.push(format!(
+                "{}: no response within {}",
+                m.name,
+                meridian_config::units::format_duration(self.group.cfg.response_timeout)
+            ));
+            return;
+        };
+        self.all_timeouts = false;
+        let connect = fault == Fault::Connect;
+        self.count(i, if connect { "connect_error" } else { "io_error" });
+        self.attempts
+            .push(format!("{}: {}", m.name, meridian_http::describe(e)));
+        if connect {
+            self.origins
+                .board
+                .report_failure(&m.key, "connection failed");
+        }
+    }
+
+    fn stopped(&mut self, _: usize, _: Fault) -> Answer {
+        self.outcome()
+    }
+
+    fn retrying(&mut self, reason: Reason) {
+        // The edge's failover series has never told a reset from other I/O errors.
+        self.origins.failover(match reason {
+            Reason::Fault(Fault::Connect) => "connect",
+            Reason::Fault(Fault::Timeout) => "timeout",
+            Reason::Fault(Fault::Reset | Fault::Io) => "io",
+            Reason::Answer => "status",
+        });
+    }
+
+    fn exhausted(mut self) -> Answer {
+        self.outcome()
     }
 }

@@ -1,0 +1,179 @@
+//! The one retry/failover loop of every proxy: try candidates in the order the caller
+//! gives, send, and move on to the next one only when what went wrong is safe to repeat.
+//!
+//! The balancer (targets of a region) and the edge (members of an origin group) differ only
+//! in the [`Failover`] they pass: how candidates are ordered, what a response means, what
+//! is counted and what is reported to the health board. The rules that keep a request from
+//! running twice live here, once: a failed connect means the request never left, so any
+//! method may go elsewhere; after that, only a request that is [`Failover::replayable`].
+
+use crate::Body;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::Connect;
+use hyper_util::client::legacy::{Client, Error};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// What went wrong sending to one candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The connection could not be made: the request never left.
+    Connect,
+    /// The connection was reset or aborted under the request (the peer is likely gone).
+    Reset,
+    /// Any other transport error after the request may have been sent.
+    Io,
+    /// No response head within the timeout.
+    Timeout,
+}
+
+impl Fault {
+    /// The label metrics use for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Connect => "connect",
+            Fault::Reset => "reset",
+            Fault::Io => "io",
+            Fault::Timeout => "timeout",
+        }
+    }
+
+    fn of(e: &Error) -> Fault {
+        if e.is_connect() {
+            Fault::Connect
+        } else if was_reset(e) {
+            Fault::Reset
+        } else {
+            Fault::Io
+        }
+    }
+}
+
+/// Whether a client error is its connection being reset or aborted under the request.
+fn was_reset(e: &Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = src {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        src = err.source();
+    }
+    false
+}
+
+/// Why a request moves on to the next candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The transport failed.
+    Fault(Fault),
+    /// The candidate answered, but with something the caller would rather not relay (a
+    /// failover status).
+    Answer,
+}
+
+/// What the caller makes of a response head.
+pub enum Verdict<T> {
+    /// The loop's result: stop here.
+    Done(T),
+    /// Try the next candidate.
+    Next(Reason),
+}
+
+/// What one use of the loop decides for itself.
+pub trait Failover {
+    /// One thing to send to (a target, an origin member), with whatever the caller keeps
+    /// for it while the request is out.
+    type Candidate;
+    /// What the loop gives back.
+    type Output;
+
+    /// Whether the request may be sent again after it may have reached a candidate: its
+    /// method's repetition is harmless and its body is held whole.
+    fn replayable(&self) -> bool;
+
+    /// Whether a candidate that timed out may be passed over (a replayable request only).
+    fn retry_timeouts(&self) -> bool;
+
+    /// The next candidate, or `None` when there is none left to try.
+    fn next(&mut self) -> Option<Self::Candidate>;
+
+    /// Whether another turn follows the current one: a retry is counted only then.
+    fn more(&self) -> bool;
+
+    /// The request for `c`; an `Err` ends the loop with that result.
+    fn request(&mut self, c: &mut Self::Candidate) -> Result<Request<Body>, Self::Output>;
+
+    /// A response head arrived from `c` after `elapsed`.
+    fn answered(
+        &mut self,
+        c: Self::Candidate,
+        res: Response<Incoming>,
+        elapsed: Duration,
+    ) -> impl Future<Output = Verdict<Self::Output>> + Send;
+
+    /// Sending to `c` failed (`error` is `None` for a timeout): count it, report it.
+    fn failed(&mut self, c: &mut Self::Candidate, fault: Fault, error: Option<&Error>);
+
+    /// The failure on `c` may not be passed over: the loop's result.
+    fn stopped(&mut self, c: Self::Candidate, fault: Fault) -> Self::Output;
+
+    /// The request moves on to the next candidate for `reason`.
+    fn retrying(&mut self, reason: Reason);
+
+    /// No candidate is left: the loop's result.
+    fn exhausted(self) -> Self::Output;
+}
+
+/// Sends through `client` to each candidate of `f` in turn, each given `timeout` for its
+/// response head, until one answers for good or none is left.
+pub async fn run<C, F>(client: &Client<C, Body>, timeout: Duration, mut f: F) -> F::Output
+where
+    C: Connect + Clone + Send + Sync + 'static,
+    F: Failover,
+{
+    while let Some(mut c) = f.next() {
+        let req = match f.request(&mut c) {
+            Ok(r) => r,
+            Err(out) => return out,
+        };
+        let started = Instant::now();
+        let fault = match tokio::time::timeout(timeout, client.request(req)).await {
+            Ok(Ok(res)) => match f.answered(c, res, started.elapsed()).await {
+                Verdict::Done(out) => return out,
+                Verdict::Next(reason) => {
+                    if f.more() {
+                        f.retrying(reason);
+                    }
+                    continue;
+                }
+            },
+            Ok(Err(e)) => {
+                let fault = Fault::of(&e);
+                f.failed(&mut c, fault, Some(&e));
+                fault
+            }
+            Err(_) => {
+                f.failed(&mut c, Fault::Timeout, None);
+                Fault::Timeout
+            }
+        };
+        let retryable = match fault {
+            Fault::Connect => true,
+            Fault::Reset | Fault::Io => f.replayable(),
+            Fault::Timeout => f.retry_timeouts() && f.replayable(),
+        };
+        if !retryable {
+            return f.stopped(c, fault);
+        }
+        if f.more() {
+            f.retrying(Reason::Fault(fault));
+        }
+    }
+    f.exhausted()
+}

@@ -1,0 +1,325 @@
+//! How the balancer fills in the shared failover loop ([`meridian_http::failover`]):
+//! targets in the group's algorithm's order, idempotent requests retried (the body is
+//! buffered, so it can be replayed), timeouts answered at once rather than retried (a slow
+//! application would be hit again), and refused or reset targets reported to the board.
+
+use crate::target::{Target, TargetGroup};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use meridian_health::HealthBoard;
+use meridian_http::failover::{Failover, Fault, Reason, Verdict};
+use meridian_http::Body;
+use meridian_telemetry::prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge,
+};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Responses up to this size to retryable requests are read whole before being relayed.
+const BUFFERED_BODY_MAX: u64 = 256 * 1024;
+
+/// Methods whose repetition is harmless (RFC 9110 §9.2.2): safe to retry after a request
+/// may have reached a target.
+pub(crate) fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// What the balancer's request path owns that the retries need.
+pub(crate) struct Balancer<'a> {
+    pub name: &'a str,
+    pub group: &'a TargetGroup,
+    pub board: &'a HealthBoard,
+    pub config: &'a meridian_config::LoadBalancer,
+    pub retries: &'a Family<Labels, Counter>,
+    pub target_errors: &'a Family<Labels, Counter>,
+}
+
+/// One request's way through the target group.
+pub(crate) struct Retries<'a> {
+    lb: Balancer<'a>,
+    method: &'a Method,
+    path: &'a str,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+    tried: Vec<usize>,
+    failures: Vec<String>,
+    /// Turns started (the first send and each retry).
+    turns: u32,
+}
+
+/// A target being tried, and its outstanding count while the request is out.
+pub(crate) struct Attempt {
+    i: usize,
+    guard: Option<Outstanding>,
+}
+
+impl<'a> Retries<'a> {
+    pub fn new(
+        lb: Balancer<'a>,
+        method: &'a Method,
+        path: &'a str,
+        headers: &'a HeaderMap,
+        body: &'a Bytes,
+    ) -> Self {
+        Retries {
+            lb,
+            method,
+            path,
+            headers,
+            body,
+            tried: Vec::new(),
+            failures: Vec::new(),
+            turns: 0,
+        }
+    }
+
+    fn target(&self, c: &Attempt) -> &'a Target {
+        &self.lb.group.targets[c.i]
+    }
+
+    /// 504: the target took longer than `target_timeout`.
+    fn timed_out(&self, target: &Target) -> Response<Body> {
+        self.count_error(target, "timeout");
+        self.timeout_answer(target)
+    }
+
+    fn timeout_answer(&self, target: &Target) -> Response<Body> {
+        meridian_http::text(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "{}: target {} sent no response within {}",
+                self.lb.name,
+                target.name,
+                meridian_config::units::format_duration(self.lb.config.target_timeout)
+            ),
+        )
+    }
+
+    fn count_error(&self, target: &Target, kind: &str) {
+        self.lb
+            .target_errors
+            .get_or_create(&vec![
+                ("target", target.name.clone()),
+                ("kind", kind.to_owned()),
+            ])
+            .inc();
+    }
+
+    fn target_failed(&self, target: &Target, fault: Fault, detail: &str) {
+        let kind = fault.as_str();
+        tracing::warn!(lb = %self.lb.name, target = %target.name, kind, detail, "target failed");
+        self.count_error(target, kind);
+        // A refused or reset connection says the target is gone (killed, crashed): take it
+        // out at once, so the retry and the next requests go elsewhere.
+        match fault {
+            Fault::Connect => self
+                .lb
+                .board
+                .report_failure(&target.name, "connection failed"),
+            Fault::Reset => self
+                .lb
+                .board
+                .report_failure(&target.name, "connection reset"),
+            Fault::Io | Fault::Timeout => {}
+        }
+    }
+}
+
+type Answer = Result<(String, Response<Body>), Response<Body>>;
+
+impl Failover for Retries<'_> {
+    type Candidate = Attempt;
+    type Output = Answer;
+
+    fn replayable(&self) -> bool {
+        idempotent(self.method)
+    }
+
+    fn retry_timeouts(&self) -> bool {
+        false
+    }
+
+    fn next(&mut self) -> Option<Attempt> {
+        if self.turns > self.lb.config.max_retries {
+            return None;
+        }
+        let group = self.lb.group;
+        // Every target tried once: a healthy one may be tried again, since a failure on
+        // a reused connection says little about the target itself.
+        let i = group.pick(&self.tried).or_else(|| {
+            let again = group.pick(&[]);
+            again.filter(|&i| group.targets[i].health.is_healthy())
+        })?;
+        self.turns += 1;
+        self.tried.push(i);
+        Some(Attempt { i, guard: None })
+    }
+
+    fn more(&self) -> bool {
+        self.turns <= self.lb.config.max_retries
+    }
+
+    fn request(&mut self, c: &mut Attempt) -> Result<Request<Body>, Answer> {
+        let target = self.target(c);
+        let uri = format!("http://{}{}", target.addr, self.path);
+        let mut up = Request::builder().method(self.method.clone()).uri(uri);
+        if let Some(h) = up.headers_mut() {
+            *h = self.headers.clone();
+        }
+        let Ok(up) = up.body(meridian_http::full(self.body.clone())) else {
+            return Err(Err(meridian_http::text(
+                StatusCode::BAD_REQUEST,
+                "the request could not be forwarded",
+            )));
+        };
+        target.outstanding.inc();
+        c.guard = Some(Outstanding(target.outstanding.clone()));
+        Ok(up)
+    }
+
+    async fn answered(
+        &mut self,
+        mut c: Attempt,
+        res: Response<Incoming>,
+        _elapsed: Duration,
+    ) -> Verdict<Answer> {
+        let target = self.target(&c);
+        let guard = c.guard.take();
+        let (mut rp, rb) = res.into_parts();
+        meridian_http::strip_hop_by_hop(&mut rp.headers);
+        // A small answer to a retryable request is read whole before it is passed on, so
+        // a target dying mid-body is one more retry, not a truncated response. Large
+        // bodies stream.
+        let small = rb
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n <= BUFFERED_BODY_MAX);
+        if small && idempotent(self.method) {
+            let read = tokio::time::timeout(self.lb.config.target_timeout, rb.collect()).await;
+            drop(guard);
+            return match read {
+                Ok(Ok(collected)) => {
+                    let body = meridian_http::full(collected.to_bytes());
+                    Verdict::Done(Ok((target.name.clone(), Response::from_parts(rp, body))))
+                }
+                Ok(Err(e)) => {
+                    self.target_failed(target, Fault::Io, &e.to_string());
+                    self.failures
+                        .push(format!("{}: body cut short: {e}", target.name));
+                    Verdict::Next(Reason::Fault(Fault::Io))
+                }
+                Err(_) => Verdict::Done(Err(self.timed_out(target))),
+            };
+        }
+        // A target that stalls mid-body must not hold the client forever.
+        let body = Guarded {
+            inner: meridian_http::IdleTimeout::new(rb, self.lb.config.idle_timeout),
+            _guard: guard,
+        };
+        let body = body.boxed();
+        Verdict::Done(Ok((target.name.clone(), Response::from_parts(rp, body))))
+    }
+
+    fn failed(
+        &mut self,
+        c: &mut Attempt,
+        fault: Fault,
+        error: Option<&hyper_util::client::legacy::Error>,
+    ) {
+        drop(c.guard.take());
+        let target = self.target(c);
+        match error {
+            Some(e) => {
+                self.target_failed(target, fault, &e.to_string());
+                self.failures
+                    .push(format!("{}: {}", target.name, meridian_http::describe(e)));
+            }
+            None => self.count_error(target, fault.as_str()),
+        }
+    }
+
+    fn stopped(&mut self, c: Attempt, fault: Fault) -> Answer {
+        let target = self.target(&c);
+        if fault == Fault::Timeout {
+            return Err(self.timeout_answer(target));
+        }
+        Err(meridian_http::text(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "{}: target {} failed mid-request and {} is not safe to retry",
+                self.lb.name, target.name, self.method
+            ),
+        ))
+    }
+
+    fn retrying(&mut self, reason: Reason) {
+        let kind = match reason {
+            Reason::Fault(f) => f.as_str(),
+            Reason::Answer => "status",
+        };
+        self.lb
+            .retries
+            .get_or_create(&vec![("reason", kind.to_owned())])
+            .inc();
+    }
+
+    fn exhausted(self) -> Answer {
+        if self.failures.is_empty() {
+            return Err(meridian_http::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{}: no healthy target can take the request", self.lb.name),
+            ));
+        }
+        Err(meridian_http::text(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "{}: every target tried failed ({})",
+                self.lb.name,
+                self.failures.join("; ")
+            ),
+        ))
+    }
+}
+
+/// Decrements a target's outstanding count when the response is done (or dropped).
+struct Outstanding(Gauge);
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its target's outstanding count until it ends.
+    struct Guarded<B> {
+        #[pin]
+        inner: B,
+        _guard: Option<Outstanding>,
+    }
+}
+
+impl<B: HttpBody<Data = Bytes>> HttpBody for Guarded<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
