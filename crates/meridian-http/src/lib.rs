@@ -21,6 +21,7 @@ pub mod audit;
 mod conn;
 mod counting;
 mod idle;
+pub mod percent;
 pub mod pki;
 pub mod secrets;
 pub mod signing;
