@@ -10,7 +10,7 @@ use crate::status::{Probe, Status};
 use crate::PgOptions;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
-use meridian_http::admin::Router;
+use meridian_http::admin::{Router, READ};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge,
 };
@@ -277,7 +277,6 @@ pub(crate) async fn serve(
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    const READ: &[Method] = &[Method::GET, Method::HEAD];
     let token = state.0.admin_token.clone();
     Router::new(
         state,

@@ -8,7 +8,7 @@ use crate::resp::Info;
 use crate::CacheRole;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
-use meridian_http::admin::Router;
+use meridian_http::admin::{Router, READ};
 use meridian_telemetry::prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use meridian_telemetry::Metrics;
 use serde::Serialize;
@@ -316,7 +316,6 @@ pub(crate) async fn serve(
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    const READ: &[Method] = &[Method::GET, Method::HEAD];
     const PEER_CALLS: &str = "GET /role or POST /promote?term=N";
     let opts = &state.0.keeper.opts;
     let (token, audit) = (opts.admin_token.clone(), opts.audit.clone());

@@ -27,6 +27,9 @@ use std::sync::Arc;
 /// Any method: for routes that answer whatever the method (most `/health`s).
 pub const ANY: &[Method] = &[];
 
+/// The methods that only read: GET and HEAD.
+pub const READ: &[Method] = &[Method::GET, Method::HEAD];
+
 type Reply = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 type Handler<S, B> = Arc<dyn Fn(S, Request<B>) -> Reply + Send + Sync>;
 
@@ -58,7 +61,7 @@ pub struct Router<S, B = Incoming> {
 }
 
 fn is_read(method: &Method) -> bool {
-    method == Method::GET || method == Method::HEAD
+    READ.contains(method)
 }
 
 impl<S, B> Router<S, B>
