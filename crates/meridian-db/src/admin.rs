@@ -8,19 +8,17 @@ use crate::lease::Witness;
 use crate::role::CurrentRole;
 use crate::status::{Probe, Status};
 use crate::PgOptions;
-use http::{Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
+use meridian_http::admin::{Router, READ};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge,
 };
-use meridian_telemetry::Metrics;
+use meridian_telemetry::{Labels, Metrics};
 use serde_json::json;
-use std::convert::Infallible;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
-
-type Labels = Vec<(&'static str, String)>;
 
 /// What the keeper is doing (initdb, copying from the upstream, running), so a 503 from
 /// /health during a long bootstrap says why instead of only "connection refused".
@@ -168,20 +166,10 @@ impl AdminState {
         }
     }
 
-    /// The witness: `GET /lease` says who holds this keeper's grant, `POST
-    /// /lease?candidate=NODE&term=N` asks for it. Both need the admin token: whoever could
-    /// reach an admin port must not be able to take the lease, nor watch it for a moment
-    /// to strike.
     /// `POST /promote`: an operator asks this standby to take over (the manual promotion
     /// policy's only way across regions). It still needs the lease, so it happens only
     /// once nobody leads; the request stands until then.
-    fn promote(&self, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
-        if !self.0.admin_token.accepts(req.headers()) {
-            return meridian_http::admin::unauthorized();
-        }
-        if req.method() != http::Method::POST {
-            return meridian_http::text(StatusCode::METHOD_NOT_ALLOWED, "/promote takes POST");
-        }
+    fn promote(&self) -> http::Response<meridian_http::Body> {
         if !self.0.role.get().in_recovery() {
             return meridian_http::json(
                 StatusCode::CONFLICT,
@@ -211,13 +199,14 @@ impl AdminState {
         )
     }
 
+    /// The witness: `GET /lease` says who holds this keeper's grant, `POST
+    /// /lease?candidate=NODE&term=N` asks for it. Both need the admin token: whoever could
+    /// reach an admin port must not be able to take the lease, nor watch it for a moment
+    /// to strike.
     fn lease(&self, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
-        if !self.0.admin_token.accepts(req.headers()) {
-            return meridian_http::admin::unauthorized();
-        }
         let now = std::time::Instant::now();
+        // The router lets only GET and POST through: GET reads, POST asks.
         let vote = match *req.method() {
-            http::Method::GET => self.0.witness.current(now),
             http::Method::POST => {
                 let query = req.uri().query().unwrap_or("");
                 let param = |k: &str| {
@@ -237,12 +226,7 @@ impl AdminState {
                 };
                 self.0.witness.request(candidate, term, now)
             }
-            _ => {
-                return meridian_http::text(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "/lease takes GET or POST",
-                )
-            }
+            _ => self.0.witness.current(now),
         };
         meridian_http::json(StatusCode::OK, json!(vote).to_string())
     }
@@ -293,38 +277,28 @@ pub(crate) async fn serve(
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    meridian_http::serve(
-        listener,
-        meridian_http::ServerOptions::admin(),
-        move |_| {
-            let state = state.clone();
-            hyper::service::service_fn(move |req: Request<Incoming>| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, &req).await) }
-            })
-        },
-        shutdown,
+    let token = state.0.admin_token.clone();
+    Router::new(
+        state,
+        "admin endpoints: /health, /status, /metrics, /lease, /promote",
     )
+    .token(token)
+    .reads_only("admin endpoints take GET")
+    .open(READ, "/health", |s, _| async move { s.health().await })
+    .open(READ, "/status", |s, _| async move { s.status().await })
+    .open(READ, "/metrics", |s, _| async move { s.metrics().await })
+    .guarded(
+        &[Method::GET, Method::POST],
+        "/lease",
+        |s, req| async move { s.lease(&req) },
+    )
+    .method_not_allowed("/lease", "/lease takes GET or POST")
+    .guarded(
+        &[Method::POST],
+        "/promote",
+        |s, _| async move { s.promote() },
+    )
+    .method_not_allowed("/promote", "/promote takes POST")
+    .serve(listener, shutdown)
     .await
-}
-
-async fn route(state: &AdminState, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
-    if req.uri().path() == "/lease" {
-        return state.lease(req);
-    }
-    if req.uri().path() == "/promote" {
-        return state.promote(req);
-    }
-    if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
-        return meridian_http::text(StatusCode::METHOD_NOT_ALLOWED, "admin endpoints take GET");
-    }
-    match req.uri().path() {
-        "/health" => state.health().await,
-        "/status" => state.status().await,
-        "/metrics" => state.metrics().await,
-        _ => meridian_http::text(
-            StatusCode::NOT_FOUND,
-            "admin endpoints: /health, /status, /metrics, /lease, /promote",
-        ),
-    }
 }

@@ -26,7 +26,7 @@ use axum::{Json, Router};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, histogram::Histogram,
 };
-use meridian_telemetry::Metrics;
+use meridian_telemetry::{Labels, Metrics};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,8 +51,6 @@ pub struct DemoOptions {
     /// A field of its own, apart from `database`: the two tiers fail independently.
     pub quote_cache: Option<QuoteCacheOptions>,
 }
-
-type Labels = Vec<(&'static str, String)>;
 
 struct App {
     opts: DemoOptions,

@@ -120,19 +120,10 @@ fn gql_get(hash: &str, vars: &str) -> Request<Body> {
     let ext = format!("{{\"persistedQuery\":{{\"version\":1,\"sha256Hash\":\"{hash}\"}}}}");
     let uri = format!(
         "/graphql?operationName=Q&variables={}&extensions={}",
-        urlencode(vars),
-        urlencode(&ext)
+        meridian_http::percent::encode(vars),
+        meridian_http::percent::encode(&ext)
     );
     get(&uri)
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! Running a DNS node: UDP threads, the TCP listener, health checks and the admin
 //! endpoint, until shutdown.
 
-use crate::admin::admin_route;
 use crate::options::DnsOptions;
 use crate::server::Dns;
 use crate::tcp::tcp_loop;
@@ -75,33 +74,9 @@ pub async fn run(
         opts.tcp_timeout,
     ))];
     tasks.extend(checks);
-    let admin_dns = dns.clone();
-    let token = opts.admin_token.clone();
-    let audit = opts.audit.clone();
-    meridian_http::serve(
-        admin,
-        meridian_http::ServerOptions::admin(),
-        move |peer| {
-            let dns = admin_dns.clone();
-            let token = token.clone();
-            let audit = audit.clone();
-            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let (dns, token, audit) = (dns.clone(), token.clone(), audit.clone());
-                async move {
-                    let res = audit
-                        .observe(
-                            peer,
-                            req,
-                            |req| async move { admin_route(&dns, &token, &req) },
-                        )
-                        .await;
-                    Ok::<_, std::convert::Infallible>(res)
-                }
-            })
-        },
-        shutdown,
-    )
-    .await;
+    crate::admin::router(dns.clone(), opts.admin_token.clone(), opts.audit.clone())
+        .serve(admin, shutdown)
+        .await;
     for t in tasks {
         t.abort();
     }

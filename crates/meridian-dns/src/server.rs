@@ -14,7 +14,7 @@ use meridian_health::{Health, HealthBoard};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
 };
-use meridian_telemetry::Metrics;
+use meridian_telemetry::{Labels, Metrics};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,8 +23,6 @@ use std::time::Instant;
 const MAX_UDP: u16 = 1232;
 /// Longest CNAME chain followed inside the zone.
 const MAX_CHAIN: usize = 8;
-
-type Labels = Vec<(&'static str, String)>;
 
 /// Query labels are static strings in a fixed array: counting a query allocates nothing.
 type QueryLabels = [(&'static str, &'static str); 3];

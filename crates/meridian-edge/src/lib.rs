@@ -354,7 +354,10 @@ mod tests {
         let var = "MERIDIAN_TEST_DISK_KEY_NOT_SET";
         let e = disk_key(&SecretSource::Env(var.into()), &dir).unwrap_err();
         assert!(e.to_string().contains(var), "{e}");
-        assert!(!made.exists(), "nothing is made in the state dir for a variable");
+        assert!(
+            !made.exists(),
+            "nothing is made in the state dir for a variable"
+        );
         // A file: read; a key that is not 32 bytes of hex is refused with its path.
         let file = dir.join("mounted-key");
         std::fs::write(&file, format!("{}\n", "ab".repeat(32))).unwrap();

@@ -6,6 +6,9 @@ use crate::Body;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use std::path::Path;
 
+pub mod router;
+pub use router::{Router, ANY, READ};
+
 /// The file in a state dir that holds the admin token.
 pub const TOKEN_FILE: &str = "admin-token";
 

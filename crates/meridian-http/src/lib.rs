@@ -22,6 +22,7 @@ mod conn;
 mod counting;
 pub mod failover;
 mod idle;
+pub mod percent;
 pub mod pki;
 pub mod secrets;
 pub mod signing;

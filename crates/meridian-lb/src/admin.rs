@@ -2,11 +2,10 @@
 //! `/metrics`, `/health` and `/targets` (what `aws elbv2 describe-target-health` shows).
 
 use crate::LoadBalancer;
-use http::{Request, StatusCode};
-use hyper::body::Incoming;
+use http::StatusCode;
 use meridian_health::Health;
+use meridian_http::admin::{Router, ANY};
 use serde_json::json;
-use std::convert::Infallible;
 use tokio::net::TcpListener;
 
 pub(crate) async fn serve(
@@ -14,45 +13,28 @@ pub(crate) async fn serve(
     lb: LoadBalancer,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let opts = meridian_http::ServerOptions::admin();
-    meridian_http::serve(
-        listener,
-        opts,
-        move |_| {
-            let lb = lb.clone();
-            hyper::service::service_fn(move |req: Request<Incoming>| {
-                let lb = lb.clone();
-                async move { Ok::<_, Infallible>(route(&lb, req.uri().path())) }
-            })
-        },
-        shutdown,
-    )
-    .await
-}
-
-fn route(lb: &LoadBalancer, path: &str) -> http::Response<meridian_http::Body> {
-    match path {
-        "/metrics" => meridian_http::metrics(lb.metrics_text()),
-        "/health" => {
+    Router::new(lb, "admin endpoints: /metrics, /health, /targets")
+        .metrics(|lb| lb.metrics_text())
+        .health(|lb| {
             let group = lb.group();
             let healthy = group.healthy_count();
-            let status = if healthy > 0 {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            let body = json!({
+            json!({
                 "status": if healthy > 0 { "healthy" } else { "unhealthy" },
                 "role": "lb",
                 "name": lb.name(),
                 "healthy_targets": healthy,
                 "targets": group.targets.len(),
-            });
-            meridian_http::json(status, body.to_string())
-        }
-        "/targets" => {
-            let snapshot = lb.board().snapshot();
-            let targets: Vec<_> = lb
+            })
+        })
+        .open(ANY, "/targets", |lb, _| async move { targets(&lb) })
+        .serve(listener, shutdown)
+        .await
+}
+
+/// What `aws elbv2 describe-target-health` shows.
+fn targets(lb: &LoadBalancer) -> http::Response<meridian_http::Body> {
+    let snapshot = lb.board().snapshot();
+    let targets: Vec<_> = lb
                 .group()
                 .targets
                 .iter()
@@ -68,14 +50,8 @@ fn route(lb: &LoadBalancer, path: &str) -> http::Response<meridian_http::Body> {
                     })
                 })
                 .collect();
-            meridian_http::json(
-                StatusCode::OK,
-                json!({ "name": lb.name(), "targets": targets }).to_string(),
-            )
-        }
-        _ => meridian_http::text(
-            StatusCode::NOT_FOUND,
-            "admin endpoints: /metrics, /health, /targets",
-        ),
-    }
+    meridian_http::json(
+        StatusCode::OK,
+        json!({ "name": lb.name(), "targets": targets }).to_string(),
+    )
 }

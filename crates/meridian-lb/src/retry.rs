@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-type Labels = Vec<(&'static str, String)>;
+use meridian_telemetry::Labels;
 
 /// Responses up to this size to retryable requests are read whole before being relayed.
 const BUFFERED_BODY_MAX: u64 = 256 * 1024;

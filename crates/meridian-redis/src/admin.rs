@@ -6,13 +6,13 @@
 use crate::keeper::{offset, Keeper, RoleEvent};
 use crate::resp::Info;
 use crate::CacheRole;
-use http::{Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
+use meridian_http::admin::{Router, READ};
 use meridian_telemetry::prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use meridian_telemetry::Metrics;
 use serde::Serialize;
 use serde_json::json;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -249,48 +249,40 @@ impl AdminState {
     /// `GET /role`: what the peer keeper decides by. `POST /promote?term=N`: a peer whose
     /// Redis restarted empty asks this node to take over. Both need the admin token:
     /// whoever merely reaches an admin port must not be able to move the primary.
-    async fn peer_call(&self, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
-        let k = &self.0.keeper;
-        if !k.opts.admin_token.accepts(req.headers()) {
-            return meridian_http::admin::unauthorized();
+    async fn role(&self) -> http::Response<meridian_http::Body> {
+        match serde_json::to_string(&self.0.keeper.view().await) {
+            Ok(body) => meridian_http::json(StatusCode::OK, body),
+            Err(e) => meridian_http::text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
-        match (req.method().clone(), req.uri().path()) {
-            (http::Method::GET, "/role") => match serde_json::to_string(&k.view().await) {
-                Ok(body) => meridian_http::json(StatusCode::OK, body),
-                Err(e) => meridian_http::text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            },
-            (http::Method::POST, "/promote") => {
-                let term = req
-                    .uri()
-                    .query()
-                    .unwrap_or("")
-                    .split('&')
-                    .find_map(|p| p.strip_prefix("term="))
-                    .and_then(|t| t.parse::<u64>().ok());
-                let Some(term) = term else {
-                    return meridian_http::text(
-                        StatusCode::BAD_REQUEST,
-                        "ask with POST /promote?term=N (the asker's term)",
-                    );
-                };
-                match k
-                    .promote(
-                        term,
-                        "asked to take over (the peer's Redis restarted empty, or an operator)"
-                            .into(),
-                    )
-                    .await
-                {
-                    Ok(t) => meridian_http::text(StatusCode::OK, t.to_string()),
-                    Err(e) => meridian_http::text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("cannot promote: {e}"),
-                    ),
-                }
-            }
-            _ => meridian_http::text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "GET /role or POST /promote?term=N",
+    }
+
+    async fn promote(&self, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
+        let term = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|p| p.strip_prefix("term="))
+            .and_then(|t| t.parse::<u64>().ok());
+        let Some(term) = term else {
+            return meridian_http::text(
+                StatusCode::BAD_REQUEST,
+                "ask with POST /promote?term=N (the asker's term)",
+            );
+        };
+        match self
+            .0
+            .keeper
+            .promote(
+                term,
+                "asked to take over (the peer's Redis restarted empty, or an operator)".into(),
+            )
+            .await
+        {
+            Ok(t) => meridian_http::text(StatusCode::OK, t.to_string()),
+            Err(e) => meridian_http::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot promote: {e}"),
             ),
         }
     }
@@ -316,46 +308,37 @@ fn replicas(info: &Info) -> Vec<String> {
     out
 }
 
+/// `GET /role`: what the peer keeper decides by. `POST /promote?term=N`: a peer whose
+/// Redis restarted empty asks this node to take over. Both need the admin token: whoever
+/// merely reaches an admin port must not be able to move the primary.
 pub(crate) async fn serve(
     listener: TcpListener,
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    meridian_http::serve(
-        listener,
-        meridian_http::ServerOptions::admin(),
-        move |peer| {
-            let state = state.clone();
-            hyper::service::service_fn(move |req: Request<Incoming>| {
-                let state = state.clone();
-                async move {
-                    let audit = state.0.keeper.opts.audit.clone();
-                    let res = audit
-                        .observe(peer, req, |req| async move { route(&state, &req).await })
-                        .await;
-                    Ok::<_, Infallible>(res)
-                }
-            })
-        },
-        shutdown,
+    const PEER_CALLS: &str = "GET /role or POST /promote?term=N";
+    let opts = &state.0.keeper.opts;
+    let (token, audit) = (opts.admin_token.clone(), opts.audit.clone());
+    Router::new(
+        state,
+        "admin endpoints: /health, /status, /metrics, /role, POST /promote",
     )
+    .token(token)
+    .audit(audit)
+    .reads_only("admin endpoints take GET")
+    .open(READ, "/health", |s, _| async move { s.health().await })
+    .open(READ, "/status", |s, _| async move { s.status().await })
+    .open(READ, "/metrics", |s, _| async move { s.metrics().await })
+    .guarded(
+        &[Method::GET],
+        "/role",
+        |s, _| async move { s.role().await },
+    )
+    .method_not_allowed("/role", PEER_CALLS)
+    .guarded(&[Method::POST], "/promote", |s, req| async move {
+        s.promote(&req).await
+    })
+    .method_not_allowed("/promote", PEER_CALLS)
+    .serve(listener, shutdown)
     .await
-}
-
-async fn route(state: &AdminState, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
-    if matches!(req.uri().path(), "/role" | "/promote") {
-        return state.peer_call(req).await;
-    }
-    if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
-        return meridian_http::text(StatusCode::METHOD_NOT_ALLOWED, "admin endpoints take GET");
-    }
-    match req.uri().path() {
-        "/health" => state.health().await,
-        "/status" => state.status().await,
-        "/metrics" => state.metrics().await,
-        _ => meridian_http::text(
-            StatusCode::NOT_FOUND,
-            "admin endpoints: /health, /status, /metrics, /role, POST /promote",
-        ),
-    }
 }

@@ -120,18 +120,6 @@ impl Zipf {
     }
 }
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The request mix: half static assets, a quarter quotes, GraphQL persisted-query GETs,
 /// and authenticated portfolio calls that no cache may share.
 pub struct Mix {
@@ -167,8 +155,8 @@ impl Mix {
             (Class::Quote, format!("/api/quotes/{s}"), false)
         } else if roll < 0.90 {
             let s = SYMBOLS[self.symbols.sample(rng.random())];
-            let variables = percent_encode(&format!("{{\"symbol\":\"{s}\"}}"));
-            let ext = percent_encode(&format!(
+            let variables = meridian_http::percent::encode(&format!("{{\"symbol\":\"{s}\"}}"));
+            let ext = meridian_http::percent::encode(&format!(
                 "{{\"persistedQuery\":{{\"version\":1,\"sha256Hash\":\"{}\"}}}}",
                 self.apq_hash
             ));

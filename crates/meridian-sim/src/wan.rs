@@ -14,17 +14,16 @@ use crate::world::{Place, PlaceKind, World};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use meridian_config::Config;
+use meridian_http::admin::Router;
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, histogram::Histogram,
 };
-use meridian_telemetry::Metrics;
+use meridian_telemetry::{Labels, Metrics};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
-
-type Labels = Vec<(&'static str, String)>;
 
 /// One relayed destination: the public address, the node behind it, and where it is.
 #[derive(Debug, Clone)]
@@ -289,26 +288,9 @@ pub async fn run(
     for (sock, d) in udp {
         tasks.push(tokio::spawn(datagram_loop(wan.clone(), Arc::new(sock), d)));
     }
-    let audit = opts.audit.clone();
-    meridian_http::serve(
-        admin_listener,
-        meridian_http::ServerOptions::admin(),
-        move |peer| {
-            let wan = wan.clone();
-            let audit = audit.clone();
-            hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (wan, audit) = (wan.clone(), audit.clone());
-                async move {
-                    let res = audit
-                        .observe(peer, req, |req| async move { admin_route(&wan, req) })
-                        .await;
-                    Ok::<_, std::convert::Infallible>(res)
-                }
-            })
-        },
-        shutdown,
-    )
-    .await;
+    admin_router(wan, opts.audit.clone())
+        .serve(admin_listener, shutdown)
+        .await;
     for t in tasks {
         t.abort();
     }
@@ -430,90 +412,103 @@ async fn datagram_loop(wan: Arc<Wan>, public: Arc<UdpSocket>, dest: Destination)
     }
 }
 
-fn admin_route(wan: &Wan, req: Request<Incoming>) -> http::Response<meridian_http::Body> {
-    let query = req.uri().query().unwrap_or("").to_owned();
-    let param = |k: &str| {
-        query
-            .split('&')
-            .filter_map(|p| p.split_once('='))
-            .find(|(a, _)| *a == k)
-            .map(|(_, v)| v.to_owned())
+/// The WAN node's admin endpoints. Changing the network is for the deployment's
+/// operators (chaos runs), not for anything that can reach the admin port.
+fn admin_router(wan: Arc<Wan>, audit: Arc<meridian_http::audit::AuditLog>) -> Router<Arc<Wan>> {
+    const CHANGE: &[Method] = &[Method::POST, Method::DELETE];
+    let token = wan.admin_token.clone();
+    Router::new(
+        wan,
+        "wan endpoints: /health, /metrics, POST|DELETE /partition?from=&to=, POST|DELETE /slow?place=&extra= (these two with the admin token)",
+    )
+    .token(token)
+    .audit(audit)
+    .health(|_| serde_json::json!({"status": "healthy", "role": "wan"}))
+    .metrics(|wan| wan.metrics.encode())
+    .guarded(CHANGE, "/partition", |wan, req| async move { partition(&wan, &req) })
+    .guarded(CHANGE, "/slow", |wan, req| async move { slow(&wan, &req) })
+}
+
+fn query_param(req: &Request<Incoming>, k: &str) -> Option<String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(a, _)| *a == k)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// `POST /partition?from=&to=` cuts the link between two places; `DELETE` mends it.
+fn partition(wan: &Wan, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
+    let param = |k: &str| query_param(req, k);
+    let (Some(a), Some(b)) = (param("from"), param("to")) else {
+        return meridian_http::text(
+            StatusCode::BAD_REQUEST,
+            "give ?from=<place>&to=<place> (a region, pop:<name> or client:<name>)",
+        );
     };
-    // Changing the network is for the deployment's operators (chaos runs), not for
-    // anything that can reach the admin port.
-    if matches!(req.uri().path(), "/partition" | "/slow") && !wan.admin_token.accepts(req.headers())
-    {
-        return meridian_http::admin::unauthorized();
+    let known = |id: &str| wan.world.places.iter().any(|p| p.id() == id);
+    if !known(&a) || !known(&b) {
+        return meridian_http::text(
+            StatusCode::BAD_REQUEST,
+            format!("unknown place `{a}` or `{b}`"),
+        );
     }
-    match (req.method().clone(), req.uri().path()) {
-        (_, "/health") => meridian_http::json(
-            StatusCode::OK,
-            serde_json::json!({"status": "healthy", "role": "wan"}).to_string(),
-        ),
-        (_, "/metrics") => meridian_http::metrics(wan.metrics.encode()),
-        (Method::POST, "/partition") | (Method::DELETE, "/partition") => {
-            let (Some(a), Some(b)) = (param("from"), param("to")) else {
+    {
+        let mut p = wan.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        if req.method() == Method::POST {
+            p.insert((a.clone(), b.clone()));
+        } else {
+            p.remove(&(a.clone(), b.clone()));
+            p.remove(&(b.clone(), a.clone()));
+        }
+    }
+    wan.changed.send_modify(|n| *n += 1);
+    meridian_http::json(
+        StatusCode::OK,
+        serde_json::json!({"from": a, "to": b, "partitioned": req.method() == Method::POST})
+            .to_string(),
+    )
+}
+
+/// `POST /slow?place=&extra=` adds a one-way delay to everything through a place;
+/// `DELETE` removes it.
+fn slow(wan: &Wan, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
+    let param = |k: &str| query_param(req, k);
+    let Some(place) = param("place") else {
+        return meridian_http::text(
+            StatusCode::BAD_REQUEST,
+            "give ?place=<place>&extra=<duration>",
+        );
+    };
+    if !wan.world.places.iter().any(|p| p.id() == place) {
+        return meridian_http::text(StatusCode::BAD_REQUEST, format!("unknown place `{place}`"));
+    }
+    let extra = if req.method() == Method::POST {
+        match param("extra").map(|e| meridian_config::units::parse_duration(&e)) {
+            Some(Ok(d)) => d,
+            _ => {
                 return meridian_http::text(
                     StatusCode::BAD_REQUEST,
-                    "give ?from=<place>&to=<place> (a region, pop:<name> or client:<name>)",
-                );
-            };
-            let known = |id: &str| wan.world.places.iter().any(|p| p.id() == id);
-            if !known(&a) || !known(&b) {
-                return meridian_http::text(StatusCode::BAD_REQUEST, format!("unknown place `{a}` or `{b}`"));
+                    "give the extra one-way delay, such as extra=200ms",
+                )
             }
-            {
-                let mut p = wan.partitions.lock().unwrap_or_else(|p| p.into_inner());
-                if req.method() == Method::POST {
-                    p.insert((a.clone(), b.clone()));
-                } else {
-                    p.remove(&(a.clone(), b.clone()));
-                    p.remove(&(b.clone(), a.clone()));
-                }
-            }
-            wan.changed.send_modify(|n| *n += 1);
-            meridian_http::json(
-                StatusCode::OK,
-                serde_json::json!({"from": a, "to": b, "partitioned": req.method() == Method::POST}).to_string(),
-            )
         }
-        (Method::POST, "/slow") | (Method::DELETE, "/slow") => {
-            let Some(place) = param("place") else {
-                return meridian_http::text(StatusCode::BAD_REQUEST, "give ?place=<place>&extra=<duration>");
-            };
-            if !wan.world.places.iter().any(|p| p.id() == place) {
-                return meridian_http::text(StatusCode::BAD_REQUEST, format!("unknown place `{place}`"));
-            }
-            let extra = if req.method() == Method::POST {
-                match param("extra").map(|e| meridian_config::units::parse_duration(&e)) {
-                    Some(Ok(d)) => d,
-                    _ => {
-                        return meridian_http::text(
-                            StatusCode::BAD_REQUEST,
-                            "give the extra one-way delay, such as extra=200ms",
-                        )
-                    }
-                }
-            } else {
-                std::time::Duration::ZERO
-            };
-            {
-                let mut slow = wan.slow.lock().unwrap_or_else(|p| p.into_inner());
-                if extra.is_zero() {
-                    slow.remove(&place);
-                } else {
-                    slow.insert(place.clone(), extra);
-                }
-            }
-            wan.changed.send_modify(|n| *n += 1);
-            meridian_http::json(
-                StatusCode::OK,
-                serde_json::json!({"place": place, "extra_ms": extra.as_secs_f64() * 1e3}).to_string(),
-            )
+    } else {
+        std::time::Duration::ZERO
+    };
+    {
+        let mut slow = wan.slow.lock().unwrap_or_else(|p| p.into_inner());
+        if extra.is_zero() {
+            slow.remove(&place);
+        } else {
+            slow.insert(place.clone(), extra);
         }
-        _ => meridian_http::text(
-            StatusCode::NOT_FOUND,
-            "wan endpoints: /health, /metrics, POST|DELETE /partition?from=&to=, POST|DELETE /slow?place=&extra= (these two with the admin token)",
-        ),
     }
+    wan.changed.send_modify(|n| *n += 1);
+    meridian_http::json(
+        StatusCode::OK,
+        serde_json::json!({"place": place, "extra_ms": extra.as_secs_f64() * 1e3}).to_string(),
+    )
 }

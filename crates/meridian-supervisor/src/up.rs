@@ -5,7 +5,7 @@ use meridian_config::{CheckProtocol, Config, HealthCheck, NodeSpec, Role, Status
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge,
 };
-use meridian_telemetry::Metrics;
+use meridian_telemetry::{Labels, Metrics};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -51,8 +51,6 @@ pub enum UpError {
         logs: String,
     },
 }
-
-type Labels = Vec<(&'static str, String)>;
 
 /// One supervised node and what is known about its current process.
 struct Slot {
@@ -654,35 +652,21 @@ async fn serve_admin(
             return;
         }
     };
-    meridian_http::serve(
-        listener,
-        meridian_http::ServerOptions::admin(),
-        move |_| {
-            let shared = shared.clone();
-            let metrics = metrics.clone();
-            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let res = match req.uri().path() {
-                    "/metrics" => meridian_http::metrics(metrics.encode()),
-                    "/health" => meridian_http::json(
-                        http::StatusCode::OK,
-                        serde_json::json!({ "status": "healthy", "role": "supervisor" })
-                            .to_string(),
-                    ),
-                    "/state" => meridian_http::json(
-                        http::StatusCode::OK,
-                        serde_json::to_string(&shared.state()).unwrap_or_default(),
-                    ),
-                    _ => meridian_http::text(
-                        http::StatusCode::NOT_FOUND,
-                        "supervisor endpoints: /metrics, /health, /state",
-                    ),
-                };
-                async move { Ok::<_, std::convert::Infallible>(res) }
-            })
-        },
-        shutdown,
-    )
-    .await
+    meridian_http::admin::Router::new(shared, "supervisor endpoints: /metrics, /health, /state")
+        .metrics(move |_| metrics.encode())
+        .health(|_| serde_json::json!({ "status": "healthy", "role": "supervisor" }))
+        .open(
+            meridian_http::admin::ANY,
+            "/state",
+            |shared, _| async move {
+                meridian_http::json(
+                    http::StatusCode::OK,
+                    serde_json::to_string(&shared.state()).unwrap_or_default(),
+                )
+            },
+        )
+        .serve(listener, shutdown)
+        .await
 }
 
 /// The state dir to use when none is given.

@@ -13,6 +13,10 @@ pub use prometheus_client;
 
 pub mod exposition;
 
+/// The label set of a metric family: names fixed in the code, values known only at run
+/// time (a target, a region, a status class). One type, so every family encodes alike.
+pub type Labels = Vec<(&'static str, String)>;
+
 /// Buckets for request latency in seconds, from 0.5 ms to 30 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

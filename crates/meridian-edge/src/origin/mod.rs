@@ -22,7 +22,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-type Labels = Vec<(&'static str, String)>;
+use meridian_telemetry::Labels;
 
 /// Per-origin series, shared by the checks and the requests.
 struct OriginMetrics {

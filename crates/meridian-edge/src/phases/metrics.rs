@@ -8,7 +8,7 @@ use meridian_telemetry::Metrics;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-type Labels = Vec<(&'static str, String)>;
+use meridian_telemetry::Labels;
 
 pub(crate) struct EdgeMetrics {
     requests: Family<Labels, Counter>,

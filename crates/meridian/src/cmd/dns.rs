@@ -1,6 +1,6 @@
 //! `meridian dns`: asking the global DNS of a running deployment.
 
-use super::explain::{render_explain, urlencode};
+use super::explain::render_explain;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -45,8 +45,8 @@ pub async fn run(command: DnsCmd) -> Result<ExitCode> {
         .context("the deployment runs no DNS node")?;
     let path = format!(
         "/explain?name={}&type={}&client={client}",
-        urlencode(&name),
-        urlencode(&r#type)
+        meridian_http::percent::encode(&name),
+        meridian_http::percent::encode(&r#type)
     );
     let req = http::Request::get(path)
         .header(http::header::HOST, node.spec.admin.to_string())

@@ -1,16 +1,6 @@
 //! `meridian dns explain`: asking a DNS node why it answers what it does, and printing
 //! its reasoning.
 
-/// Percent-encodes a query value for the DNS node's explain URL.
-pub(crate) fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// `dns explain` for people.
 pub(crate) fn render_explain(v: &serde_json::Value) -> String {
     let s = |x: &serde_json::Value| x.as_str().unwrap_or("").to_owned();
