@@ -119,16 +119,7 @@ fn same_host_path(v: &HeaderValue, host: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
+    use crate::test_support::headers as h;
 
     #[test]
     fn revalidation_uses_validators_and_304_refreshes_headers() {

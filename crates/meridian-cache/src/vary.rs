@@ -102,16 +102,7 @@ pub fn add_vary(headers: &mut HeaderMap, name: &'static str) {
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
+    use crate::test_support::headers as h;
 
     #[test]
     fn vary_selects_by_the_named_request_headers() {
