@@ -203,7 +203,7 @@ fn execute(cmd: SecretsCmd) -> Result<ExitCode> {
                 .as_ref()
                 .map(|c| c.secrets.clone())
                 .unwrap_or_default();
-            println!("{:<18} {:<8} {:<48} PREVIOUS", "SECRET", "AGE", "WHERE");
+            println!("{:<24} {:<8} {:<48} PREVIOUS", "SECRET", "AGE", "WHERE");
             for name in secrets::NAMES {
                 let Some(src) = source(&all, name) else {
                     continue;
@@ -239,5 +239,5 @@ fn row(name: &str, age: Option<Duration>, place: &str, previous_until: Option<Sy
         ),
         None => "none".into(),
     };
-    println!("{name:<18} {age:<8} {place:<48} {previous}");
+    println!("{name:<24} {age:<8} {place:<48} {previous}");
 }
