@@ -6,7 +6,7 @@
 //! directory that looks real. A directory Meridian did not make is never wiped.
 
 use crate::admin::Phase;
-use crate::owner::RunAs;
+use crate::owner::{RunAs, RunAsExt};
 use crate::process::{command, run_tool, tail};
 use crate::status::Probe;
 use crate::{conf, slot_name, DbError, DbRole, PgBinaries, PgOptions};

@@ -3,69 +3,30 @@
 //! belongs to it; as an ordinary user, everything simply runs as that user.
 
 use crate::DbError;
-use std::ffi::{CStr, CString};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The account PostgreSQL programs run as, when it differs from ours.
-#[derive(Debug, Clone)]
-pub(crate) struct RunAs {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: PathBuf,
-}
+pub(crate) type RunAs = meridian_os::Account;
 
 /// `Some(postgres)` when we are root, `None` when we run as an ordinary user.
 pub(crate) fn run_as() -> Result<Option<RunAs>, DbError> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !meridian_os::is_root() {
         return Ok(None);
     }
-    lookup("postgres").map(Some).ok_or(DbError::NoPostgresUser)
+    meridian_os::lookup("postgres")
+        .map(Some)
+        .ok_or(DbError::NoPostgresUser)
 }
 
-/// Looks a user up with the reentrant getpwnam_r (the keeper is multi-threaded).
-fn lookup(name: &str) -> Option<RunAs> {
-    let cname = CString::new(name).ok()?;
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: passwd is plain old data; getpwnam_r fills it and points into `buf`, which
-    // outlives every read below.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    let home = if pwd.pw_dir.is_null() {
-        PathBuf::from("/")
-    } else {
-        // SAFETY: non-null pw_dir is a NUL-terminated string inside `buf`.
-        PathBuf::from(
-            unsafe { CStr::from_ptr(pwd.pw_dir) }
-                .to_string_lossy()
-                .into_owned(),
-        )
-    };
-    Some(RunAs {
-        name: name.to_string(),
-        uid: pwd.pw_uid,
-        gid: pwd.pw_gid,
-        home,
-    })
+/// What the keeper does with that account.
+pub(crate) trait RunAsExt {
+    fn chown(&self, path: &Path) -> Result<(), DbError>;
+    fn check_traversable(&self, path: &Path) -> Result<(), DbError>;
 }
 
-impl RunAs {
+impl RunAsExt for RunAs {
     /// Makes `path` belong to this user (not following symlinks).
-    pub fn chown(&self, path: &Path) -> Result<(), DbError> {
+    fn chown(&self, path: &Path) -> Result<(), DbError> {
         std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid)).map_err(|source| {
             DbError::Io {
                 step: "giving the data directory to the postgres user",
@@ -78,29 +39,15 @@ impl RunAs {
     /// Every existing ancestor of `path` must let this user through (search permission),
     /// or PostgreSQL fails later with a bare "permission denied" far from the cause.
     /// Judged from the mode bits with the user's primary group; ACLs are not read.
-    pub fn check_traversable(&self, path: &Path) -> Result<(), DbError> {
-        for dir in path.ancestors().skip(1) {
-            let Ok(meta) = std::fs::metadata(dir) else {
-                // Not there yet: we create it, traversable.
-                continue;
-            };
-            let mode = meta.mode();
-            let ok = if meta.uid() == self.uid {
-                mode & 0o100 != 0
-            } else if meta.gid() == self.gid {
-                mode & 0o010 != 0
-            } else {
-                mode & 0o001 != 0
-            };
-            if !ok {
-                return Err(DbError::NotTraversable {
-                    data_dir: path.to_path_buf(),
-                    dir: dir.to_path_buf(),
-                    user: self.name.clone(),
-                });
-            }
+    fn check_traversable(&self, path: &Path) -> Result<(), DbError> {
+        match meridian_os::closed_ancestor(self.uid, self.gid, path) {
+            None => Ok(()),
+            Some(dir) => Err(DbError::NotTraversable {
+                data_dir: path.to_path_buf(),
+                dir,
+                user: self.name.clone(),
+            }),
         }
-        Ok(())
     }
 }
 

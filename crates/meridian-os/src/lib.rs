@@ -1,0 +1,109 @@
+//! What the database and cache keepers both need from the operating system: PostgreSQL
+//! refuses to run as root and Redis has no need to, so when Meridian runs as root each runs
+//! its server as the account its Debian package made (`postgres`, `redis`), and checks
+//! first that the account can reach the server's directory.
+
+use std::ffi::{CStr, CString};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A local account, as the password database has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+/// Whether this process runs as root (its effective user).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Looks an account up with the reentrant getpwnam_r (keepers are multi-threaded).
+pub fn lookup(name: &str) -> Option<Account> {
+    let cname = CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: passwd is plain old data; getpwnam_r fills it and points into `buf`, which
+    // outlives every read below.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    let home = if pwd.pw_dir.is_null() {
+        PathBuf::from("/")
+    } else {
+        // SAFETY: a non-null pw_dir is a NUL-terminated string inside `buf`.
+        PathBuf::from(
+            unsafe { CStr::from_ptr(pwd.pw_dir) }
+                .to_string_lossy()
+                .into_owned(),
+        )
+    };
+    Some(Account {
+        name: name.to_owned(),
+        uid: pwd.pw_uid,
+        gid: pwd.pw_gid,
+        home,
+    })
+}
+
+/// The first existing ancestor of `path` that the account `uid`/`gid` cannot pass
+/// through (no search permission), or None when it can reach `path`. Judged from the mode
+/// bits with the account's primary group; ACLs are not read. Ancestors that do not exist
+/// yet are skipped: whoever creates them makes them passable.
+pub fn closed_ancestor(uid: u32, gid: u32, path: &Path) -> Option<PathBuf> {
+    path.ancestors().skip(1).find_map(|dir| {
+        let meta = std::fs::metadata(dir).ok()?;
+        let mode = meta.mode();
+        let passable = if meta.uid() == uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        (!passable).then(|| dir.to_path_buf())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn root_is_looked_up_and_nobody_in_particular_is_not() {
+        let root = lookup("root").expect("every Linux has root");
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert_eq!(lookup("no-such-user-here"), None);
+        assert_eq!(lookup("nul\0inside"), None);
+    }
+
+    #[test]
+    fn a_closed_parent_is_found_and_an_open_one_is_not() {
+        let base = std::env::temp_dir().join(format!("meridian-os-{}", std::process::id()));
+        let closed = base.join("closed");
+        std::fs::create_dir_all(&closed).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // Neither the owner nor the group of anything we create.
+        let (uid, gid) = (4_000_000_001, 4_000_000_001);
+        let inside = closed.join("node").join("data");
+        assert_eq!(closed_ancestor(uid, gid, &inside), Some(closed.clone()));
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(closed_ancestor(uid, gid, &inside), None);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
