@@ -208,23 +208,16 @@ impl AdminState {
         // The router lets only GET and POST through: GET reads, POST asks.
         let vote = match *req.method() {
             http::Method::POST => {
-                let query = req.uri().query().unwrap_or("");
-                let param = |k: &str| {
-                    query
-                        .split('&')
-                        .filter_map(|p| p.split_once('='))
-                        .find(|(n, _)| *n == k)
-                        .map(|(_, v)| v)
-                };
+                let param = |k: &str| meridian_http::percent::query_param(req.uri().query(), k);
                 let (Some(candidate), Some(Ok(term))) =
-                    (param("candidate"), param("term").map(str::parse::<u64>))
+                    (param("candidate"), param("term").map(|t| t.parse::<u64>()))
                 else {
                     return meridian_http::text(
                         StatusCode::BAD_REQUEST,
                         "ask with POST /lease?candidate=NODE&term=N",
                     );
                 };
-                self.0.witness.request(candidate, term, now)
+                self.0.witness.request(&candidate, term, now)
             }
             _ => self.0.witness.current(now),
         };

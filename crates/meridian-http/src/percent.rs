@@ -52,9 +52,29 @@ pub fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The value of the first `key=value` pair named `key` in a query string, decoded; the
+/// one way admin endpoints read their parameters.
+pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| *name == key)
+        .map(|(_, value)| decode(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_parameter_is_found_by_name_and_decoded() {
+        let q = Some("candidate=db-a&term=7&to=pop%3Alondon&empty=");
+        assert_eq!(query_param(q, "term").as_deref(), Some("7"));
+        assert_eq!(query_param(q, "to").as_deref(), Some("pop:london"));
+        assert_eq!(query_param(q, "empty").as_deref(), Some(""));
+        assert_eq!(query_param(q, "cand"), None);
+        assert_eq!(query_param(None, "term"), None);
+    }
 
     #[test]
     fn unreserved_bytes_stay_and_the_rest_is_escaped() {

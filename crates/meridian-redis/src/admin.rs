@@ -257,12 +257,7 @@ impl AdminState {
     }
 
     async fn promote(&self, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
-        let term = req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .find_map(|p| p.strip_prefix("term="))
+        let term = meridian_http::percent::query_param(req.uri().query(), "term")
             .and_then(|t| t.parse::<u64>().ok());
         let Some(term) = term else {
             return meridian_http::text(

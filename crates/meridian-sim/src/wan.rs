@@ -430,13 +430,7 @@ fn admin_router(wan: Arc<Wan>, audit: Arc<meridian_http::audit::AuditLog>) -> Ro
 }
 
 fn query_param(req: &Request<Incoming>, k: &str) -> Option<String> {
-    req.uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(a, _)| *a == k)
-        .map(|(_, v)| v.to_owned())
+    meridian_http::percent::query_param(req.uri().query(), k)
 }
 
 /// `POST /partition?from=&to=` cuts the link between two places; `DELETE` mends it.
