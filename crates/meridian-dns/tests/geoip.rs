@@ -193,4 +193,5 @@ fn geoip_places_clients_the_config_does_not_know() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("/nonexistent/x.mmdb"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -306,6 +306,7 @@ fn zone_file_records_are_served_and_errors_name_the_line() {
     let e = meridian_dns::Zone::build(&cfg).unwrap_err().to_string();
     assert!(e.contains(&format!("{}:4:", zone.display())), "{e}");
     assert!(e.contains("IPv4"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

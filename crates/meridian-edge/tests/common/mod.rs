@@ -204,6 +204,16 @@ pub struct Pop {
     pub _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+impl Drop for Pop {
+    /// The PoP's state dir (token, certificate, disk cache) goes with it when its test
+    /// ends well; after a failure it is kept to look at.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
+    }
+}
+
 pub fn ip(net: u8, host: u8) -> std::net::IpAddr {
     ip_in(77, net, host)
 }
