@@ -7,6 +7,20 @@ use common::*;
 use meridian_db::{DbRole, Peer, Promotion, Status};
 use std::time::{Duration, Instant};
 
+/// `POST /promote` to a keeper, as `meridian db promote` sends it.
+async fn promote(admin: std::net::SocketAddr, token: Option<&str>) -> meridian_health::Fetched {
+    meridian_health::call(
+        admin,
+        http::Method::POST,
+        "/promote",
+        token,
+        Duration::from_secs(2),
+        4096,
+    )
+    .await
+    .unwrap()
+}
+
 async fn status(admin: std::net::SocketAddr) -> Option<Status> {
     let (_, body) = get(admin, "/status").await.ok()?;
     serde_json::from_str(&body).ok()
@@ -88,29 +102,11 @@ async fn with_manual_promotion_a_replica_takes_over_only_when_asked() {
     let new = std::fs::read_to_string(base.join(meridian_http::admin::TOKEN_FILE)).unwrap();
     let new = new.trim();
     assert_ne!(new, old);
-    let stale = meridian_health::call(
-        c_admin,
-        http::Method::POST,
-        "/promote",
-        Some(&old),
-        Duration::from_secs(2),
-        4096,
-    )
-    .await
-    .unwrap();
+    let stale = promote(c_admin, Some(&old)).await;
     assert_eq!(stale.status, 401, "the old token after its grace");
 
     // While the primary leads, a promotion by hand is refused.
-    let refused = meridian_health::call(
-        c_admin,
-        http::Method::POST,
-        "/promote",
-        Some(new),
-        Duration::from_secs(2),
-        4096,
-    )
-    .await
-    .unwrap();
+    let refused = promote(c_admin, Some(new)).await;
     assert_eq!(
         refused.status,
         409,
@@ -132,27 +128,9 @@ async fn with_manual_promotion_a_replica_takes_over_only_when_asked() {
     }
 
     // An operator promotes c: it asks for the lease, wins it and takes writes.
-    let refused = meridian_health::call(
-        c_admin,
-        http::Method::POST,
-        "/promote",
-        None,
-        Duration::from_secs(2),
-        4096,
-    )
-    .await
-    .unwrap();
+    let refused = promote(c_admin, None).await;
     assert_eq!(refused.status, 401, "the admin token is needed");
-    let asked = meridian_health::call(
-        c_admin,
-        http::Method::POST,
-        "/promote",
-        Some(new),
-        Duration::from_secs(2),
-        4096,
-    )
-    .await
-    .unwrap();
+    let asked = promote(c_admin, Some(new)).await;
     assert_eq!(
         asked.status,
         202,
