@@ -3,7 +3,7 @@
 //! replica"): it still needs the leader lease, so it happens only once nobody leads.
 
 use super::running_deployment;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,10 +42,7 @@ pub(crate) async fn run(command: DbCmd) -> Result<ExitCode> {
                     known.join(", ")
                 );
             };
-            let token =
-                meridian_http::secrets::AdminToken::load(&config.secrets.admin_token, &state_dir)
-                    .context("cannot read the admin token")?
-                    .current();
+            let token = super::admin_token(&config, &state_dir)?;
             let answer = meridian_health::call(
                 n.spec.admin,
                 http::Method::POST,
