@@ -53,10 +53,6 @@ pub(crate) fn read_location(t: &Table, d: &mut Diagnostics) -> Option<Coordinate
 }
 
 const EARTH_RADIUS_KM: f64 = 6371.0;
-/// Light in fibre covers about 200 km per millisecond.
-pub const FIBRE_KM_PER_MS: f64 = 200.0;
-pub const DEFAULT_INFLATION: f64 = 1.5;
-pub const DEFAULT_ACCESS_MS: f64 = 2.0;
 
 impl Coordinates {
     /// Great-circle distance (haversine).
@@ -67,21 +63,29 @@ impl Coordinates {
         let h = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlon / 2.0).sin().powi(2);
         2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
     }
-
-    /// The modelled round trip in milliseconds, with the default inflation and access cost.
-    pub fn rtt_ms(&self, other: &Coordinates) -> f64 {
-        rtt_ms(
-            self.distance_km(other),
-            DEFAULT_INFLATION,
-            DEFAULT_ACCESS_MS,
-        )
-    }
 }
 
-/// Round trip for a distance: there and back over fibre, inflated, plus access.
-pub fn rtt_ms(distance_km: f64, inflation: f64, access_ms: f64) -> f64 {
-    2.0 * distance_km / FIBRE_KM_PER_MS * inflation + access_ms
+/// A place of the deployment that a round trip can start or end at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Place<'a> {
+    Region(&'a str),
+    Pop(&'a str),
+    Client(&'a str),
+    /// A point that is no named place (a client located by a GeoIP database, say).
+    At(Coordinates),
 }
+
+/// What a round trip between two places is believed to be before anything is measured.
+/// Production code ranks by measurements; a node may be handed a prior to rank by until it
+/// has them. Meridian's one latency model (in `meridian-sim`) is such a prior, so nodes
+/// never compute distances into latencies themselves.
+pub trait RoundTripPrior: Send + Sync + std::fmt::Debug {
+    /// None when either place is unknown to the prior.
+    fn round_trip(&self, from: Place<'_>, to: Place<'_>) -> Option<std::time::Duration>;
+}
+
+/// A prior to hand a node, or none (rank by measurements and configured values only).
+pub type Prior = Option<std::sync::Arc<dyn RoundTripPrior>>;
 
 #[cfg(test)]
 mod tests {
@@ -100,7 +104,5 @@ mod tests {
         let d = nyc.distance_km(&london);
         assert!((d - 5570.0).abs() < 30.0, "{d}");
         assert_eq!(nyc.distance_km(&nyc), 0.0);
-        let rtt = nyc.rtt_ms(&london);
-        assert!((rtt - (2.0 * d / 200.0 * 1.5 + 2.0)).abs() < 1e-9);
     }
 }

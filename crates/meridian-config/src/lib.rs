@@ -47,7 +47,7 @@ pub use dns::{
 };
 pub use edge::Pop;
 pub use error::{ConfigError, ConfigErrors};
-pub use geo::Coordinates;
+pub use geo::{Coordinates, Place, Prior, RoundTripPrior};
 pub use health_check::{CheckProtocol, HealthCheck, StatusMatcher};
 pub use load::{Config, LoadError, DEFAULT_CONFIG, DEFAULT_ORIGIN};
 pub use load_balancer::{Algorithm, LoadBalancer, LB_TLS_PORT_OFFSET};

@@ -12,6 +12,10 @@ use std::time::Duration;
 pub struct Simulation {
     /// Run a `wan` node whose relays delay traffic between places by the modelled latency.
     pub wan: bool,
+    /// Hand PoPs and DNS nodes the latency model as a prior: what they rank regions by
+    /// until they have measured them. Off, they rank by measurements and configured values
+    /// only (what a deployment on real hosts should do once it has measurements).
+    pub prior: bool,
     /// Route inflation over the great circle.
     pub inflation: f64,
     /// Fixed cost added to every round trip (last mile, switching).
@@ -38,8 +42,9 @@ impl Default for Simulation {
     fn default() -> Self {
         Simulation {
             wan: false,
-            inflation: crate::geo::DEFAULT_INFLATION,
-            access: Duration::from_secs_f64(crate::geo::DEFAULT_ACCESS_MS / 1e3),
+            inflation: 1.5,
+            access: Duration::from_millis(2),
+            prior: true,
             jitter: Duration::ZERO,
             bandwidth: None,
             latency: Vec::new(),
@@ -50,6 +55,7 @@ impl Default for Simulation {
 pub(crate) fn read_simulation(t: &Table, d: &mut Diagnostics) -> Option<Simulation> {
     let mut s = Simulation::default();
     s.wan = t.bool(d, "wan").unwrap_or(s.wan);
+    s.prior = t.bool(d, "prior").unwrap_or(s.prior);
     if let Some(x) = t.float(d, "inflation") {
         if (1.0..=5.0).contains(&x) {
             s.inflation = x;

@@ -218,8 +218,20 @@ impl Config {
         SocketAddr::new(self.network.addr(0, 3).into(), self.network.admin_port)
     }
 
+    /// Where node `node` serves TLS, when it does: a balancer's TLS listener, a PoP's
+    /// HTTPS. Nodes ask the placement for it rather than work it out, so nothing but the
+    /// placement knows whether a WAN relay holds the public port.
+    pub fn tls_listen(&self, node: &NodeSpec) -> Option<SocketAddr> {
+        let port = match node.role {
+            Role::Lb => self.lb_tls_port(),
+            Role::Edge => self.network.https_port,
+            _ => return None,
+        };
+        Some(SocketAddr::new(node.address.ip(), self.backstage(port)))
+    }
+
     /// The port a viewer-facing listener binds: its public port, or with WAN relays a port
-    /// behind the relay that holds the public one.
+    /// behind the relay that holds the public one. For the placement and the relays only.
     pub fn backstage(&self, public_port: u16) -> u16 {
         if self.simulation.wan {
             public_port.wrapping_add(10_000)

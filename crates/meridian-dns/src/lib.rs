@@ -12,6 +12,7 @@ mod cache;
 mod client;
 mod explain;
 mod health_feed;
+mod measurements;
 mod node;
 mod options;
 mod policy;
@@ -21,6 +22,7 @@ mod zone;
 pub mod zonefile;
 
 pub use client::{ClientInfo, GeoIpError, KnownLocation, Locator};
+pub use measurements::{sources as measurement_sources, MeasurementSource};
 pub use node::RunError;
 pub use options::{DnsOptions, OptionsError};
 pub use policy::{Candidate, Decision};

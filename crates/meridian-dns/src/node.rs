@@ -74,6 +74,15 @@ pub async fn run(
         opts.tcp_timeout,
     ))];
     tasks.extend(checks);
+    if let Some(token) = &opts.admin_token {
+        if !opts.measurement_sources.is_empty() {
+            tasks.push(dns.start_measurement_feed(
+                opts.measurement_sources.clone(),
+                token.clone(),
+                opts.check.interval,
+            ));
+        }
+    }
     crate::admin::router(dns.clone(), opts.admin_token.clone(), opts.audit.clone())
         .serve(admin, shutdown)
         .await;

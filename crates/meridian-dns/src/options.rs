@@ -29,6 +29,12 @@ pub struct DnsOptions {
     pub admin_token: Option<meridian_http::secrets::AdminToken>,
     /// Where admin actions are recorded.
     pub audit: Arc<meridian_http::audit::AuditLog>,
+    /// What latency routing assumes until it has measurements or configured values (the
+    /// supervisor hands over the latency model when `[simulation] prior` is on).
+    pub prior: meridian_config::Prior,
+    /// PoPs whose measured round trips latency routing uses, asked every health-check
+    /// interval (needs the admin token).
+    pub measurement_sources: Vec<crate::MeasurementSource>,
 }
 
 /// TCP is the fallback for truncated answers and zone-sized questions: a few clients at
@@ -54,6 +60,8 @@ impl DnsOptions {
             tcp_timeout: TCP_TIMEOUT,
             admin_token: None,
             audit: Arc::new(meridian_http::audit::AuditLog::disabled(&node.name)),
+            prior: None,
+            measurement_sources: crate::measurements::sources(cfg),
         })
     }
 }

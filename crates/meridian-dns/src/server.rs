@@ -42,6 +42,8 @@ struct Inner {
     measured: std::sync::RwLock<rustc_hash::FxHashMap<(String, String), f64>>,
     /// Bumped when measurements change, so cached answers are recomputed.
     measured_generation: std::sync::atomic::AtomicU64,
+    /// What latency routing assumes where nothing is measured or configured.
+    prior: meridian_config::Prior,
     zone: Zone,
     locator: Locator,
     board: HealthBoard,
@@ -109,6 +111,7 @@ impl Dns {
             cache: Default::default(),
             measured: Default::default(),
             measured_generation: Default::default(),
+            prior: opts.prior.clone(),
             zone: opts.zone.clone(),
             locator: opts.locator.clone(),
             board,
@@ -281,7 +284,10 @@ impl Dns {
             set,
             client,
             &|k| self.healthy(k),
-            &measured,
+            &crate::policy::RoundTrips {
+                measured: &measured,
+                prior: self.0.prior.as_deref(),
+            },
         );
         r.scope_prefix = r.scope_prefix.max(d.scope_prefix);
         for rd in &d.rdata {
@@ -526,13 +532,28 @@ impl Dns {
         if !(rtt_ms.is_finite() && rtt_ms >= 0.0) {
             return Err(format!("{rtt_ms} is not a round trip in milliseconds"));
         }
+        let changed = match self.0.measured.write() {
+            Ok(mut m) => m.insert((client.to_owned(), region.to_owned()), rtt_ms) != Some(rtt_ms),
+            Err(_) => false,
+        };
+        // Cached answers are recomputed only when a number moved.
+        if changed {
+            self.0
+                .measured_generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Drops every measured round trip from `client`: latency routing falls back to the
+    /// configured table and the prior for it.
+    pub fn forget_measured_latency(&self, client: &str) {
         if let Ok(mut m) = self.0.measured.write() {
-            m.insert((client.to_owned(), region.to_owned()), rtt_ms);
+            m.retain(|(c, _), _| c != client);
         }
         self.0
             .measured_generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        Ok(())
     }
 }
 

@@ -63,7 +63,9 @@ fn dns_of(cfg: &Config) -> (Dns, DnsOptions) {
         .into_iter()
         .find(|n| n.role == meridian_config::Role::Dns)
         .expect("a dns node");
-    let opts = DnsOptions::from_config(cfg, &node).expect("options");
+    let mut opts = DnsOptions::from_config(cfg, &node).expect("options");
+    // As `up` runs it: nothing measured yet, so the latency model is what ranks regions.
+    opts.prior = meridian_sim::world::prior(cfg);
     (Dns::new(&opts), opts)
 }
 

@@ -129,7 +129,10 @@ fn origins(edge: &Edge) -> http::Response<meridian_http::Body> {
                         "address": m.addr.to_string(),
                         "healthy": m.health.is_healthy(),
                         "measured_rtt_ms": m.rtt_us.load(Ordering::Relaxed) as f64 / 1e3,
-                        "modelled_rtt_ms": m.modelled_us as f64 / 1e3,
+                        "prior_rtt_ms": m.prior_us.map(|us| us as f64 / 1e3),
+                        // What the PoP ranks by (and the DNS routes by): the measured
+                        // round trip, never below the prior's.
+                        "ranked_rtt_ms": m.ranked_rtt_us().0 as f64 / 1e3,
                     })
                 }).collect::<Vec<_>>(),
             })

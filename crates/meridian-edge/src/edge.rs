@@ -48,14 +48,14 @@ impl Edge {
     pub fn new(
         pop: &str,
         config: &meridian_config::Config,
-        pop_location: meridian_config::Coordinates,
+        prior: &meridian_config::Prior,
         local_ip: Option<std::net::IpAddr>,
         store: Arc<Store>,
         log: AccessLog,
         clock: Arc<dyn Clock>,
     ) -> Edge {
         let metrics = Metrics::new();
-        let origins = Arc::new(Origins::new(config, pop_location, local_ip, &metrics));
+        let origins = Arc::new(Origins::new(config, pop, prior, local_ip, &metrics));
         let stats = EdgeMetrics::new(&metrics);
         let via = HeaderValue::from_str(&format!("1.1 {pop} (meridian)"))
             .unwrap_or(HeaderValue::from_static("1.1 meridian"));

@@ -54,6 +54,9 @@ pub struct EdgeOptions {
     pub signer: Option<Arc<meridian_http::signing::Signer>>,
     /// What the cache reads "now" from: the system clock, or a test's manual one.
     pub clock: Arc<dyn clock::Clock>,
+    /// What origins are ranked by until they are measured (see `Member::rank_key`); the
+    /// supervisor hands over the latency model when `[simulation] prior` is on.
+    pub prior: meridian_config::Prior,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +182,9 @@ impl EdgeOptions {
         };
         let tls = meridian_http::tls::server_config(&certs)?;
         let config = with_origin_ca(cfg, state_dir)?;
-        let https = SocketAddr::new(node.address.ip(), cfg.backstage(cfg.network.https_port));
+        let https = cfg
+            .tls_listen(node)
+            .ok_or_else(|| EdgeError::NotAPop(node.name.clone()))?;
         Ok(EdgeOptions {
             pop: pop.name.clone(),
             listen: node.address,
@@ -208,6 +213,7 @@ impl EdgeOptions {
                 .ok()
                 .map(Arc::new),
             clock: Arc::new(clock::SystemClock),
+            prior: None,
             config,
         })
     }
@@ -245,7 +251,7 @@ pub async fn run(
     let edge = Edge::new(
         &pop.name,
         &opts.config,
-        pop.location,
+        &opts.prior,
         Some(opts.listen.ip()),
         store,
         AccessLog::open(opts.access_log.clone()),

@@ -64,8 +64,10 @@ impl LbOptions {
             cert,
             key,
         }])?;
-        let addr = SocketAddr::new(self.listen.ip(), cfg.backstage(cfg.lb_tls_port()));
-        self.tls = Some((addr, config));
+        // The placement says where; a balancer the config does not place serves no TLS.
+        if let Some(addr) = cfg.node(&self.name).and_then(|n| cfg.tls_listen(&n)) {
+            self.tls = Some((addr, config));
+        }
         Ok(self)
     }
 }

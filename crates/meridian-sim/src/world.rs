@@ -36,6 +36,43 @@ impl Place {
     }
 }
 
+/// Light in fibre covers about 200 km per millisecond.
+pub const FIBRE_KM_PER_MS: f64 = 200.0;
+
+/// Round trip for a distance: there and back over fibre, inflated, plus access.
+pub fn rtt_ms(distance_km: f64, inflation: f64, access_ms: f64) -> f64 {
+    2.0 * distance_km / FIBRE_KM_PER_MS * inflation + access_ms
+}
+
+/// The model as the prior production nodes rank by until they have measured (when
+/// `[simulation] prior` is on): the same numbers the WAN relays delay by.
+pub fn prior(cfg: &Config) -> meridian_config::Prior {
+    cfg.simulation.prior.then(|| {
+        std::sync::Arc::new(World::new(cfg)) as std::sync::Arc<dyn meridian_config::RoundTripPrior>
+    })
+}
+
+impl meridian_config::RoundTripPrior for World {
+    fn round_trip(
+        &self,
+        from: meridian_config::Place<'_>,
+        to: meridian_config::Place<'_>,
+    ) -> Option<Duration> {
+        let find = |p: meridian_config::Place<'_>| match p {
+            meridian_config::Place::Region(n) => self.place(PlaceKind::Region, n).cloned(),
+            meridian_config::Place::Pop(n) => self.place(PlaceKind::Pop, n).cloned(),
+            meridian_config::Place::Client(n) => self.place(PlaceKind::Client, n).cloned(),
+            // An unnamed point matches no override: the model alone.
+            meridian_config::Place::At(location) => Some(Place {
+                name: String::new(),
+                kind: PlaceKind::Client,
+                location,
+            }),
+        };
+        Some(self.rtt(&find(from)?, &find(to)?))
+    }
+}
+
 /// Every place of a deployment and the model that spaces them.
 #[derive(Debug, Clone)]
 pub struct World {
@@ -107,14 +144,13 @@ impl World {
             }
         }
         let km = a.location.distance_km(&b.location);
-        let ms = meridian_config::geo::rtt_ms(km, self.inflation, self.access.as_secs_f64() * 1e3);
-        Duration::from_secs_f64(ms / 1e3)
+        Duration::from_secs_f64(rtt_ms(km, self.inflation, self.access.as_secs_f64() * 1e3) / 1e3)
     }
 
     /// The physical limit: light in fibre along the great circle, there and back.
     pub fn fibre_rtt(&self, a: &Place, b: &Place) -> Duration {
         let km = a.location.distance_km(&b.location);
-        Duration::from_secs_f64(meridian_config::geo::rtt_ms(km, 1.0, 0.0) / 1e3)
+        Duration::from_secs_f64(rtt_ms(km, 1.0, 0.0) / 1e3)
     }
 
     /// The nearest place of `kind` to `from` by modelled round trip.
@@ -282,5 +318,50 @@ mod tests {
             Duration::from_millis(42),
             "an override in either direction"
         );
+    }
+
+    #[test]
+    fn the_prior_is_the_wan_model_and_can_be_turned_off() {
+        use meridian_config::Place as At;
+        let text = format!(
+            "{}\n[[simulation.latency]]\nfrom = \"pop:london\"\nto = \"us-east-1\"\nrtt = \"42ms\"\n",
+            meridian_config::DEFAULT_CONFIG
+        );
+        let cfg = Config::parse(&text, "t.toml").unwrap();
+        let w = World::new(&cfg);
+        let prior = prior(&cfg).expect("on by default");
+        let lon = w.place(PlaceKind::Pop, "london").unwrap();
+        let euw1 = w.place(PlaceKind::Region, "eu-west-1").unwrap();
+        assert_eq!(
+            prior.round_trip(At::Pop("london"), At::Region("eu-west-1")),
+            Some(w.rtt(lon, euw1)),
+            "the same numbers the WAN delays by"
+        );
+        assert_eq!(
+            prior.round_trip(At::Pop("london"), At::Region("us-east-1")),
+            Some(Duration::from_millis(42)),
+            "with the config's overrides"
+        );
+        let km = lon.location.distance_km(&euw1.location);
+        let by_hand = 2.0 * km / FIBRE_KM_PER_MS * 1.5 + 2.0;
+        let got = prior
+            .round_trip(At::At(lon.location), At::Region("eu-west-1"))
+            .unwrap();
+        assert!((got.as_secs_f64() * 1e3 - by_hand).abs() < 1e-6, "{got:?}");
+        assert_eq!(
+            prior.round_trip(At::Pop("atlantis"), At::Region("eu-west-1")),
+            None
+        );
+
+        let off = Config::parse(
+            &format!(
+                "{}\n",
+                meridian_config::DEFAULT_CONFIG
+                    .replace("[simulation]\n", "[simulation]\nprior = false\n")
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert!(super::prior(&off).is_none());
     }
 }

@@ -142,7 +142,8 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
             .await?;
         }
         Role::Edge => {
-            let opts = meridian_edge::EdgeOptions::from_config(config, &node, &state_dir())?;
+            let mut opts = meridian_edge::EdgeOptions::from_config(config, &node, &state_dir())?;
+            opts.prior = meridian_sim::world::prior(config);
             meridian_edge::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Db => {
@@ -157,6 +158,7 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
             let mut opts = meridian_dns::DnsOptions::from_config(config, &node)?;
             opts.admin_token = Some(admin_token(config)?);
             opts.audit = audit_log(&node.name);
+            opts.prior = meridian_sim::world::prior(config);
             meridian_dns::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Service => match &config.service.runtime {

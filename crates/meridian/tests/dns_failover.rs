@@ -3,11 +3,9 @@
 
 mod common;
 
-use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::{Name, RData, RecordType};
+use common::ask;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 const CONFIG: &str = r#"
@@ -52,23 +50,6 @@ location = { lat = 40.71, lon = -74.01 }
 name = "london"
 location = { lat = 51.51, lon = -0.13 }
 "#;
-
-/// Asks `name` from a source address, as a client in that location would.
-fn ask(server: &str, from: &str, name: &str) -> Option<String> {
-    let sock = std::net::UdpSocket::bind(format!("{from}:0")).ok()?;
-    sock.set_read_timeout(Some(Duration::from_millis(500)))
-        .ok()?;
-    let mut q = Message::query();
-    q.add_query(Query::query(Name::from_str(name).ok()?, RecordType::A));
-    sock.send_to(&q.to_vec().ok()?, server).ok()?;
-    let mut buf = [0u8; 1500];
-    let n = sock.recv(&mut buf).ok()?;
-    let r = Message::from_vec(&buf[..n]).ok()?;
-    r.answers.iter().find_map(|a| match &a.data {
-        RData::A(ip) => Some(ip.0.to_string()),
-        _ => None,
-    })
-}
 
 fn signal(pids: &[i32], sig: i32) {
     for p in pids {

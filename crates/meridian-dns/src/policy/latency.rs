@@ -1,13 +1,23 @@
 //! Latency: the answer with the lowest round trip from the client's location, measured
-//! before configured before modelled; the primary region when the location is unknown.
+//! before configured before the prior; the primary region when the location is unknown.
 
 use super::decision::{finish, min_by, rdata_of, Chosen, Decision, Query};
+use meridian_config::{Place, RoundTripPrior};
 use std::ops::ControlFlow::{self, Break, Continue};
+
+/// Where round trips from client locations to regions come from, best first.
+pub struct RoundTrips<'a> {
+    /// Measured by Meridian (the PoPs' probes, fed to the DNS): (client location, region)
+    /// to milliseconds.
+    pub measured: &'a dyn Fn(&str, &str) -> Option<f64>,
+    /// What is believed before anything is measured or configured (none: no guess).
+    pub prior: Option<&'a dyn RoundTripPrior>,
+}
 
 pub(super) fn decide(
     q: &Query,
     metrics: &mut [Option<f64>],
-    measured_rtt: &dyn Fn(&str, &str) -> Option<f64>,
+    rtt: &RoundTrips,
 ) -> ControlFlow<Decision, Chosen> {
     let Query {
         explain,
@@ -34,15 +44,27 @@ pub(super) fn decide(
     };
     for &i in live {
         let a = &set.answers[i];
-        // Measured beats configured beats modelled.
-        let given = a.region.as_deref().and_then(|r| {
-            measured_rtt(&loc.name, r).or_else(|| {
-                zone.latency_overrides
-                    .get(&(loc.name.clone(), r.to_owned()))
-                    .copied()
-            })
+        let measured = a
+            .region
+            .as_deref()
+            .and_then(|r| (rtt.measured)(&loc.name, r));
+        let configured = a.region.as_deref().and_then(|r| {
+            zone.latency_overrides
+                .get(&(loc.name.clone(), r.to_owned()))
+                .copied()
         });
-        metrics[i] = given.or_else(|| a.location.map(|l| here.rtt_ms(&l)));
+        let to = match (a.region.as_deref(), a.location) {
+            (Some(r), _) => Some(Place::Region(r)),
+            (None, Some(l)) => Some(Place::At(l)),
+            (None, None) => None,
+        };
+        let prior = rtt.prior.zip(to).and_then(|(p, to)| {
+            p.round_trip(Place::Client(&loc.name), to)
+                .or_else(|| p.round_trip(Place::At(here), to))
+                .map(|d| d.as_secs_f64() * 1e3)
+        });
+        // Measured beats configured beats the prior.
+        metrics[i] = measured.or(configured).or(prior);
     }
     let best = min_by(live, metrics);
     Continue((

@@ -19,6 +19,7 @@ mod simple;
 mod weighted;
 
 pub use decision::{Candidate, Decision};
+pub use latency::RoundTrips;
 
 use crate::client::ClientInfo;
 use crate::zone::{RtAnswer, RtSet, Zone};
@@ -33,7 +34,7 @@ pub fn decide(
     set: &RtSet,
     client: &ClientInfo,
     healthy: &dyn Fn(&str) -> bool,
-    measured_rtt: &dyn Fn(&str, &str) -> Option<f64>,
+    rtt: &RoundTrips,
 ) -> Decision {
     let health_of = |a: &RtAnswer| a.health.as_deref().map(healthy).unwrap_or(true);
     let health: Vec<bool> = set.answers.iter().map(health_of).collect();
@@ -89,7 +90,7 @@ pub fn decide(
         Policy::Multivalue => multivalue::decide(&q),
         Policy::Weighted => weighted::decide(&q, &mut metrics),
         Policy::Failover => failover::decide(&q),
-        Policy::Latency => latency::decide(&q, &mut metrics, measured_rtt),
+        Policy::Latency => latency::decide(&q, &mut metrics, rtt),
         Policy::Geoproximity => geoproximity::decide(&q, &mut metrics),
         Policy::Geolocation => geolocation::decide(&q),
         Policy::IpBased => ip_based::decide(&q),

@@ -235,7 +235,10 @@ pub fn options(cfg: &Config) -> DnsOptions {
         .into_iter()
         .find(|n| n.role == meridian_config::Role::Dns)
         .unwrap();
-    DnsOptions::from_config(cfg, &node).unwrap()
+    let mut opts = DnsOptions::from_config(cfg, &node).unwrap();
+    // As `up` runs it: the latency model ranks what is neither measured nor configured.
+    opts.prior = meridian_sim::world::prior(cfg);
+    opts
 }
 
 pub fn server(extra: &str) -> Dns {

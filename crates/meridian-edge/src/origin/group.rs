@@ -2,13 +2,12 @@
 //! checked, and the round trip the latency model gives it from this PoP (the prior its
 //! ranking starts from).
 
-use meridian_config::{Config, OriginGroup, OriginMember};
+use meridian_config::{Config, OriginGroup, OriginMember, Place};
 use meridian_health::{HealthBoard, HealthHandle};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// One origin of a group.
 pub struct Member {
@@ -30,8 +29,9 @@ pub struct Member {
     /// Exponentially weighted round trip of passing health checks (half a probe, which
     /// opens a connection), in microseconds (0 until measured).
     pub rtt_us: AtomicU64,
-    /// The round trip the latency model gives for this PoP and member, in microseconds.
-    pub modelled_us: u64,
+    /// The round trip the prior gives for this PoP and member, in microseconds: what the
+    /// PoP ranks by until it has measured (None without a prior, or for a plain address).
+    pub prior_us: Option<u64>,
 }
 
 pub struct Group {
@@ -45,7 +45,8 @@ pub(super) type TlsNames = HashMap<SocketAddr, rustls::pki_types::ServerName<'st
 /// Every origin group of the config, each member registered on `board`.
 pub(super) fn from_config(
     cfg: &Config,
-    pop_location: meridian_config::Coordinates,
+    pop: &str,
+    prior: &meridian_config::Prior,
     board: &HealthBoard,
     https: bool,
 ) -> (Vec<Arc<Group>>, TlsNames) {
@@ -60,14 +61,14 @@ pub(super) fn from_config(
                 .members
                 .iter()
                 .filter_map(|m| {
-                    let (check_addr, modelled) = match m {
+                    let (check_addr, prior_rtt) = match m {
                         OriginMember::Lb(region) => {
-                            let r = cfg.regions.iter().find(|r| &r.name == region)?;
-                            let rtt =
-                                Duration::from_secs_f64(pop_location.rtt_ms(&r.location) / 1e3);
+                            let rtt = prior
+                                .as_ref()
+                                .and_then(|p| p.round_trip(Place::Pop(pop), Place::Region(region)));
                             (cfg.lb_address(region)?, rtt)
                         }
-                        OriginMember::Address(a) => (*a, Duration::ZERO),
+                        OriginMember::Address(a) => (*a, None),
                     };
                     let (addr, tls) = match m {
                         OriginMember::Lb(region) if https => {
@@ -91,7 +92,7 @@ pub(super) fn from_config(
                         tls,
                         check_addr,
                         rtt_us: AtomicU64::new(0),
-                        modelled_us: modelled.as_micros() as u64,
+                        prior_us: prior_rtt.map(|d| d.as_micros() as u64),
                     })
                 })
                 .collect();

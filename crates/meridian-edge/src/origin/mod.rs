@@ -50,13 +50,14 @@ pub struct Origins {
 impl Origins {
     pub fn new(
         cfg: &Config,
-        pop_location: meridian_config::Coordinates,
+        pop: &str,
+        prior: &meridian_config::Prior,
         local_ip: Option<std::net::IpAddr>,
         metrics: &Metrics,
     ) -> Self {
         let board = HealthBoard::new();
         let https = cfg.distribution.origin_protocol == meridian_config::OriginProtocol::Https;
-        let (groups, tls_names) = group::from_config(cfg, pop_location, &board, https);
+        let (groups, tls_names) = group::from_config(cfg, pop, prior, &board, https);
         let connections_opened = Arc::new(AtomicU64::new(0));
         let connect_timeout = cfg
             .distribution

@@ -1,19 +1,34 @@
 //! The order to try a group's members in: healthy before unhealthy, and by measured round
-//! trip (never below the model's) when the group selects by latency.
+//! trip (never below the prior's) when the group selects by latency.
 
 use super::group::{Group, Member};
 use meridian_config::OriginSelection;
 use std::sync::atomic::Ordering;
 
 impl Member {
-    /// The round trip used to rank members: the measured one, but never less than the
-    /// model's. A path is at least as long as its distance; measurements can only show it
-    /// slower (congestion, a struggling region). So members that all measure near zero
-    /// (every origin on one machine without WAN relays) keep the model's order instead of
-    /// flapping on noise, and with the WAN the measurement decides. Whole milliseconds.
+    /// The round trip used to rank members, in whole milliseconds so that noise below a
+    /// millisecond does not reorder them: the measured one, but never less than the
+    /// prior's when there is a prior. A path is at least as long as its distance;
+    /// measurements can only show it slower (congestion, a struggling region). So members
+    /// that all measure near zero (every origin on one machine without WAN relays) keep the
+    /// prior's order instead of flapping on noise. Without a prior, a member not yet
+    /// measured ranks after the measured ones.
     pub fn rank_key(&self) -> (u64, u64) {
+        let (us, prior) = self.ranked_rtt_us();
+        (us / 1000, prior)
+    }
+
+    /// The round trip ranking uses, in microseconds (u64::MAX when there is neither a
+    /// measurement nor a prior), and the prior's (0 without one) to break ties. What the
+    /// PoP reports to the DNS as its round trip to a region, so the DNS sees the same
+    /// number the PoP ranks by.
+    pub fn ranked_rtt_us(&self) -> (u64, u64) {
         let measured = self.rtt_us.load(Ordering::Relaxed);
-        (measured.max(self.modelled_us) / 1000, self.modelled_us)
+        match self.prior_us {
+            Some(prior) => (measured.max(prior), prior),
+            None if measured == 0 => (u64::MAX, 0),
+            None => (measured, 0),
+        }
     }
 }
 

@@ -193,6 +193,30 @@ pub(crate) fn summary(cfg: &Config) -> String {
             }
         }
     }
+    let uses_latency = cfg
+        .dns
+        .records
+        .iter()
+        .any(|r| r.policy == meridian_config::Policy::Latency);
+    if uses_latency {
+        let feeds: Vec<String> = meridian_dns::measurement_sources(cfg)
+            .iter()
+            .map(|m| format!("{} for {}", m.pop, m.clients.join(", ")))
+            .collect();
+        s.push_str(&format!(
+            "latency routing: round trips the PoPs measure ({}), then [[dns.latency]], then {}\n",
+            if feeds.is_empty() {
+                "no PoPs".to_owned()
+            } else {
+                feeds.join("; ")
+            },
+            if cfg.simulation.prior {
+                "the latency model as a prior"
+            } else {
+                "nothing (`[simulation] prior = false`): the first answer"
+            },
+        ));
+    }
     s.push_str(&format!(
         "client locations ({}): {}\n",
         cfg.client_locations.len(),

@@ -141,3 +141,24 @@ pub async fn get(
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((parts.status.as_u16(), parts.headers, body))
 }
+
+/// Asks the DNS `server` for `name`'s first A record from a source address, as a client in
+/// that location would.
+pub fn ask(server: &str, from: &str, name: &str) -> Option<String> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    use std::str::FromStr;
+    let sock = std::net::UdpSocket::bind(format!("{from}:0")).ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    let mut q = Message::query();
+    q.add_query(Query::query(Name::from_str(name).ok()?, RecordType::A));
+    sock.send_to(&q.to_vec().ok()?, server).ok()?;
+    let mut buf = [0u8; 1500];
+    let n = sock.recv(&mut buf).ok()?;
+    let r = Message::from_vec(&buf[..n]).ok()?;
+    r.answers.iter().find_map(|a| match &a.data {
+        RData::A(ip) => Some(ip.0.to_string()),
+        _ => None,
+    })
+}
