@@ -76,7 +76,9 @@ const NO_DEADLINE: u64 = u64::MAX;
 struct State {
     // Field order: the context must go before the runtime.
     ctx: Context,
-    rt: Runtime,
+    /// Kept so the runtime lives exactly as long as this state (the context holds a handle
+    /// too, but being explicit documents ownership).
+    _rt: Runtime,
     meter: Arc<MemoryMeter>,
 }
 
@@ -233,7 +235,7 @@ impl Engine {
         meter.set_limit(meter.used().saturating_add(self.opts.limits.memory_bytes));
         meter.take_refused();
         lock(&self.host.logs).take();
-        Ok(State { ctx, rt, meter })
+        Ok(State { ctx, _rt: rt, meter })
     }
 
     /// The function this engine runs.
@@ -309,12 +311,6 @@ impl Engine {
                 Ok(OriginOutcome::Request(parse_output(&raw.json)?))
             }
         })
-    }
-
-    /// Run with an event given as JSON and get the output as JSON (for the test entry point).
-    pub(crate) fn run_json(&mut self, event_json: &str) -> Result<Invocation<RawOutput>, ExecutionError> {
-        let key = if self.code.kind().is_viewer() { "statusCode" } else { "status" };
-        self.run(event_json, key, Ok)
     }
 
     fn run<T>(

@@ -144,8 +144,11 @@ impl Response {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Event {
     /// Always `"1.0"`.
+    #[serde(default)]
     pub version: String,
+    #[serde(default)]
     pub context: Context,
+    #[serde(default)]
     pub viewer: Viewer,
     pub request: Request,
     /// Present for viewer-response only.

@@ -15,8 +15,8 @@ pub mod event;
 pub mod kvs;
 pub mod lambda;
 mod limits;
-//mod pool;
-//mod test_fn;
+mod pool;
+mod test_fn;
 
 pub use builtins::OriginChange;
 pub use code::FunctionCode;
@@ -26,5 +26,5 @@ pub use event::{Event, Outcome, Request, Response};
 pub use kvs::{KeyValueStore, KvsError};
 pub use lambda::{LambdaEvent, LambdaRequest, LambdaResponse, OriginOutcome};
 pub use limits::{Kind, Limits};
-//pub use pool::{EnginePool, PooledEngine};
-//pub use test_fn::{test_function, TestError, TestOutput};
+pub use pool::{EnginePool, PooledEngine};
+pub use test_fn::{test_function, TestError, TestFailure, TestOutput};
