@@ -221,3 +221,91 @@ fn engine_is_send() {
     assert_send::<Engine>();
     assert_send::<FunctionCode>();
 }
+
+#[test]
+fn never_settling_promise_and_oversized_body_are_errors() {
+    let mut e = engine(
+        "function handler(event) {\n if (event.request.uri === '/hang') return new Promise(() => {});\n if (event.request.uri === '/big') return { statusCode: 200, body: 'x'.repeat(41 * 1024) };\n if (event.request.uri === '/num') return 42;\n return event.request;\n}",
+        Kind::ViewerRequest,
+    );
+    let err = e.viewer_request(&request_event("/hang")).expect_err("hangs");
+    assert_eq!(err.kind, ErrorKind::Exception);
+    assert!(err.message.contains("never settled"), "{err}");
+    let err = e.viewer_request(&request_event("/big")).expect_err("too big");
+    assert_eq!(err.kind, ErrorKind::InvalidOutput);
+    assert!(err.message.contains("40960"), "{err}");
+    assert_eq!(e.viewer_request(&request_event("/num")).expect_err("not an object").kind, ErrorKind::InvalidOutput);
+    assert_eq!(request_of(e.viewer_request(&request_event("/ok")).expect("fine")).uri, "/ok");
+}
+
+#[test]
+fn async_endless_loop_after_await_is_interrupted() {
+    let code = FunctionCode::compile(
+        "aloop",
+        "async function handler(event) { await Promise.resolve(1); for (;;) {} }",
+        Kind::ViewerRequest,
+    )
+    .expect("compile");
+    let mut e = Engine::new(&code, EngineOptions::for_kind(Kind::ViewerRequest)).expect("engine");
+    let t = Instant::now();
+    assert_eq!(e.viewer_request(&request_event("/")).expect_err("interrupted").kind, ErrorKind::Timeout);
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn origin_helpers_refused_outside_viewer_request() {
+    let mut e = engine(
+        "const cf = require('cloudfront');\nfunction handler(event) { cf.selectRequestOriginById('x'); return event.response; }",
+        Kind::ViewerResponse,
+    );
+    let err = e.viewer_response(&response_event("/")).expect_err("refused");
+    assert!(err.message.contains("viewer-request"), "{err}");
+}
+
+#[test]
+fn memory_limit_patterns_and_configurable_limit() {
+    let patterns = [
+        "return 'x'.repeat(3 * 1024 * 1024);",
+        "return new Array(1000000).fill(0).map((x, i) => ({i}));",
+        "var o = {}; for (var i = 0; ; i++) o['k' + i] = i;",
+        "var s = 'a'; for (;;) s = s + s + 'b';",
+        "var a = []; for (;;) a.push(new Uint8Array(65536));",
+        "try { var a = []; for (;;) a.push('y'.repeat(4096) + a.length); } catch (e) { var b = []; for (;;) b.push({e}); }",
+    ];
+    for p in patterns {
+        let src = format!("function handler(event) {{ if (event.request.uri === '/grow') {{ {p} }} return event.request; }}");
+        let mut e = engine(&src, Kind::ViewerRequest);
+        let err = e.viewer_request(&request_event("/grow")).expect_err(p);
+        assert_eq!(err.kind, ErrorKind::Memory, "{p}: {err}");
+        assert_eq!(request_of(e.viewer_request(&request_event("/ok")).expect(p)).uri, "/ok", "{p}");
+    }
+    // 3 MB of string fits when the function is given 8 MB.
+    let src = "function handler(event) { var s = 'x'.repeat(3 * 1024 * 1024); event.request.headers['x-len'] = {value: String(s.length)}; return event.request; }";
+    let code = FunctionCode::compile("m", src, Kind::ViewerRequest).expect("compile");
+    let limits = Limits::for_kind(Kind::ViewerRequest).with_cpu_budget(Duration::from_millis(500)).with_memory(8 * 1024 * 1024);
+    let mut e = Engine::new(&code, EngineOptions::for_kind(Kind::ViewerRequest).with_limits(limits)).expect("engine");
+    assert_eq!(request_of(e.viewer_request(&request_event("/")).expect("fits")).headers["x-len"].value, "3145728");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_from_tokio_tasks() {
+    let code = FunctionCode::compile("tk", "function handler(e) { e.request.uri = '/t' + e.request.uri; return e.request; }", Kind::ViewerRequest)
+        .expect("compile");
+    let opts = EngineOptions::for_kind(Kind::ViewerRequest)
+        .with_limits(Limits::for_kind(Kind::ViewerRequest).with_cpu_budget(Duration::from_millis(100)));
+    let pool = std::sync::Arc::new(EnginePool::new(code, opts, 8).expect("pool"));
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            // Borrow, invoke synchronously, return: never hold an engine across an await.
+            let mut e = pool.get().expect("engine");
+            request_of(e.viewer_request(&request_event(&format!("/{i}"))).expect("run")).uri
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.expect("task"), format!("/t/{i}"));
+    }
+    assert!(pool.idle() >= 1);
+}
