@@ -1,0 +1,435 @@
+//! The engine: one QuickJS runtime + context with the function already evaluated, invoked
+//! many times.
+//!
+//! # Threading
+//!
+//! `Engine` is `Send` but not `Sync` (rquickjs is built with its `parallel` feature, which
+//! puts the runtime behind a lock). Hold one engine per worker, or share an
+//! [`crate::EnginePool`] between tasks: an invocation is synchronous and bounded by the CPU
+//! budget (1 ms for viewer functions), so calling it directly from async code is fine for
+//! viewer functions; run origin hooks (seconds of budget) under `spawn_blocking`.
+
+use crate::builtins::{self, lock, Host, OriginChange};
+use crate::code::FunctionCode;
+use crate::error::{CompileError, ErrorKind, ExecutionError};
+use crate::event::{Event, Outcome, Request, Response};
+use crate::kvs::KeyValueStore;
+use crate::lambda::{LambdaEvent, LambdaResponse, OriginOutcome};
+use crate::limits::{thread_cpu_now, utilization, Kind, Limits, MemoryMeter, MeteredAllocator};
+use rquickjs::context::EvalOptions;
+use rquickjs::{Context, Ctx, Function, Object, Runtime, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How an engine is configured.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub limits: Limits,
+    /// The key value store associated with the function (CloudFront allows one).
+    pub kvs: Option<KeyValueStore>,
+}
+
+impl EngineOptions {
+    /// CloudFront's default limits for the kind, no key value store.
+    pub fn for_kind(kind: Kind) -> EngineOptions {
+        EngineOptions { limits: Limits::for_kind(kind), kvs: None }
+    }
+
+    /// Same options with a store attached.
+    pub fn with_kvs(mut self, kvs: KeyValueStore) -> EngineOptions {
+        self.kvs = Some(kvs);
+        self
+    }
+
+    /// Same options with other limits.
+    pub fn with_limits(mut self, limits: Limits) -> EngineOptions {
+        self.limits = limits;
+        self
+    }
+}
+
+/// A successful invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation<T> {
+    /// What the function returned.
+    pub output: T,
+    /// Origin change requested through the `cloudfront` module (viewer-request only).
+    pub origin_change: Option<OriginChange>,
+    /// Captured `console.log` lines.
+    pub logs: Vec<String>,
+    /// CPU time as a percentage of the budget, 0-100 (CloudFront's compute utilization).
+    pub compute_utilization: u8,
+    /// CPU time used.
+    pub cpu_time: Duration,
+}
+
+/// Raw result: the output JSON and whether it is a response.
+pub(crate) struct RawOutput {
+    pub json: String,
+    pub is_response: bool,
+}
+
+/// `u64::MAX` in the deadline means "no invocation running": never interrupt.
+const NO_DEADLINE: u64 = u64::MAX;
+
+struct State {
+    // Field order: the context must go before the runtime.
+    ctx: Context,
+    /// Kept so the runtime lives exactly as long as this state (the context holds a handle
+    /// too, but being explicit documents ownership).
+    _rt: Runtime,
+    meter: Arc<MemoryMeter>,
+}
+
+/// An engine for one function. See the module docs for how to hold it.
+pub struct Engine {
+    code: FunctionCode,
+    opts: EngineOptions,
+    host: Host,
+    deadline_ns: Arc<AtomicU64>,
+    interrupted: Arc<AtomicBool>,
+    /// `None` after an out-of-memory or timeout: rebuilt before the next invocation, because
+    /// QuickJS gives no guarantee the heap is consistent after an allocation failure.
+    state: Option<State>,
+    rebuilds: u64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("function", &self.code.name()).field("rebuilds", &self.rebuilds).finish()
+    }
+}
+
+fn cpu_ns() -> u64 {
+    thread_cpu_now().as_nanos().min(u128::from(NO_DEADLINE - 1)) as u64
+}
+
+/// Turn the pending exception into "Name: message".
+fn describe(ctx: &Ctx<'_>) -> String {
+    let v = ctx.catch();
+    if let Some(obj) = v.as_object() {
+        let name: Option<String> = obj.get("name").ok();
+        let msg: Option<String> = obj.get("message").ok();
+        if let Some(msg) = msg {
+            return match name {
+                Some(n) if !n.is_empty() => format!("{n}: {msg}"),
+                _ => msg,
+            };
+        }
+    }
+    if let Some(s) = v.as_string().and_then(|s| s.to_string().ok()) {
+        return s;
+    }
+    match ctx.json_stringify(v) {
+        Ok(Some(s)) => s.to_string().unwrap_or_default(),
+        _ => "uncaught exception".to_string(),
+    }
+}
+
+/// Syntax error position from QuickJS's stack line `at <file>:LINE:COL`.
+fn syntax_position(ctx: &Ctx<'_>, exc: &Value<'_>) -> (u32, u32) {
+    let _ = ctx;
+    let stack: String = exc.as_object().and_then(|o| o.get("stack").ok()).unwrap_or_default();
+    for line in stack.lines() {
+        let mut parts = line.trim().rsplitn(3, ':');
+        let col = parts.next().and_then(|c| c.trim_end_matches(')').parse().ok());
+        let ln = parts.next().and_then(|l| l.parse().ok());
+        if let (Some(l), Some(c)) = (ln, col) {
+            return (l, c);
+        }
+    }
+    (0, 0)
+}
+
+impl Engine {
+    /// Build an engine for `code`. Costs a runtime, the built-ins and the function's top-level
+    /// code (well under a millisecond in release builds): do it per worker, not per request.
+    pub fn new(code: &FunctionCode, opts: EngineOptions) -> Result<Engine, CompileError> {
+        Engine::build_checked(code, &opts)
+    }
+
+    pub(crate) fn build_checked(code: &FunctionCode, opts: &EngineOptions) -> Result<Engine, CompileError> {
+        let mut engine = Engine {
+            code: code.clone(),
+            opts: opts.clone(),
+            host: Host { kvs: opts.kvs.clone(), ..Host::default() },
+            deadline_ns: Arc::new(AtomicU64::new(NO_DEADLINE)),
+            interrupted: Arc::new(AtomicBool::new(false)),
+            state: None,
+            rebuilds: 0,
+        };
+        engine.state = Some(engine.build()?);
+        Ok(engine)
+    }
+
+    fn build(&self) -> Result<State, CompileError> {
+        let name = self.code.name().to_string();
+        let rt_err = |e: rquickjs::Error| CompileError::Runtime { name: name.clone(), message: e.to_string() };
+        // A fresh meter per runtime: the old runtime's blocks are all freed when it drops.
+        let meter = Arc::new(MemoryMeter::default());
+        meter.set_limit(self.opts.limits.memory_bytes.saturating_add(16 * 1024 * 1024));
+        let rt = Runtime::new_with_alloc(MeteredAllocator { meter: meter.clone() }).map_err(rt_err)?;
+        rt.set_max_stack_size(256 * 1024);
+        let (deadline, flag, mem) = (self.deadline_ns.clone(), self.interrupted.clone(), meter.clone());
+        rt.set_interrupt_handler(Some(Box::new(move || {
+            if mem.refused() {
+                return true;
+            }
+            let d = deadline.load(Ordering::Relaxed);
+            if d != NO_DEADLINE && cpu_ns() >= d {
+                flag.store(true, Ordering::Relaxed);
+                return true;
+            }
+            false
+        })));
+        let ctx = Context::full(&rt).map_err(rt_err)?;
+        // Top-level code gets the invocation budget (at least 200 ms: it runs once).
+        let init_budget = self.opts.limits.cpu_budget.max(Duration::from_millis(200));
+        self.interrupted.store(false, Ordering::Relaxed);
+        self.deadline_ns.store(cpu_ns().saturating_add(init_budget.as_nanos() as u64), Ordering::Relaxed);
+        let kind = self.code.kind();
+        let result = ctx.with(|ctx| -> Result<(), CompileError> {
+            let init = |ctx: &Ctx<'_>| CompileError::Init { name: name.clone(), message: describe(ctx) };
+            builtins::install(&ctx, &self.host, &name, kind).map_err(|_| init(&ctx))?;
+            let mut eo = EvalOptions::default();
+            eo.global = true;
+            eo.strict = false;
+            eo.backtrace_barrier = true;
+            if let Err(e) = ctx.eval_with_options::<(), _>(self.code.source(), eo) {
+                if !matches!(e, rquickjs::Error::Exception) {
+                    return Err(CompileError::Init { name: name.clone(), message: e.to_string() });
+                }
+                let exc = ctx.catch();
+                let is_syntax = exc
+                    .as_object()
+                    .and_then(|o| o.get::<_, String>("name").ok())
+                    .is_some_and(|n| n == "SyntaxError");
+                if is_syntax {
+                    let (line, column) = syntax_position(&ctx, &exc);
+                    let message = exc.as_object().and_then(|o| o.get("message").ok()).unwrap_or_default();
+                    return Err(CompileError::Syntax { name: name.clone(), message, line, column });
+                }
+                let _ = ctx.throw(exc);
+                return Err(init(&ctx));
+            }
+            let check = if kind.is_viewer() {
+                "typeof handler === 'function'"
+            } else {
+                "typeof module === 'object' && module.exports !== null && typeof module.exports.handler === 'function'"
+            };
+            let ok: bool = ctx.eval(check).map_err(|_| init(&ctx))?;
+            if !ok {
+                let what = if kind.is_viewer() { "function handler(event)" } else { "exports.handler" };
+                return Err(CompileError::Init { name: name.clone(), message: format!("the code does not define {what}") });
+            }
+            Ok(())
+        });
+        self.deadline_ns.store(NO_DEADLINE, Ordering::Relaxed);
+        if self.interrupted.swap(false, Ordering::Relaxed) {
+            return Err(CompileError::Init { name, message: "top-level code exceeded the CPU budget".into() });
+        }
+        result?;
+        // The function's allowance is on top of what the runtime and built-ins already use,
+        // so the 2 MB CloudFront figure means memory for the function itself.
+        meter.set_limit(meter.used().saturating_add(self.opts.limits.memory_bytes));
+        meter.take_refused();
+        lock(&self.host.logs).take();
+        Ok(State { ctx, _rt: rt, meter })
+    }
+
+    /// The function this engine runs.
+    pub fn code(&self) -> &FunctionCode {
+        &self.code
+    }
+
+    /// How often the engine was rebuilt after an out-of-memory or timeout.
+    pub fn rebuilds(&self) -> u64 {
+        self.rebuilds
+    }
+
+    /// Bytes the JS heap currently uses (runtime, built-ins and the function's data).
+    pub fn memory_used(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.meter.used())
+    }
+
+    fn expect_kind(&self, kinds: &[Kind]) -> Result<(), ExecutionError> {
+        if kinds.contains(&self.code.kind()) {
+            return Ok(());
+        }
+        Err(ExecutionError::new(
+            ErrorKind::InvalidEvent,
+            format!("function {} is a {} function", self.code.name(), self.code.kind()),
+        ))
+    }
+
+    /// Run a viewer-request function.
+    pub fn viewer_request(&mut self, event: &Event) -> Result<Invocation<Outcome>, ExecutionError> {
+        self.expect_kind(&[Kind::ViewerRequest])?;
+        let json = serde_json::to_string(event).map_err(|e| ExecutionError::new(ErrorKind::InvalidEvent, e.to_string()))?;
+        let max_body = self.opts.limits.max_body_bytes;
+        self.run(&json, "statusCode", |raw| {
+            if raw.is_response {
+                let r: Response = parse_output(&raw.json)?;
+                check_body(r.body_len(), max_body)?;
+                Ok(Outcome::Response(r))
+            } else {
+                Ok(Outcome::Request(parse_output::<Request>(&raw.json)?))
+            }
+        })
+    }
+
+    /// Run a viewer-response function.
+    pub fn viewer_response(&mut self, event: &Event) -> Result<Invocation<Response>, ExecutionError> {
+        self.expect_kind(&[Kind::ViewerResponse])?;
+        let json = serde_json::to_string(event).map_err(|e| ExecutionError::new(ErrorKind::InvalidEvent, e.to_string()))?;
+        let max_body = self.opts.limits.max_body_bytes;
+        self.run(&json, "statusCode", |raw| {
+            if !raw.is_response {
+                return Err(ExecutionError::new(ErrorKind::InvalidOutput, "a viewer-response function must return a response"));
+            }
+            let r: Response = parse_output(&raw.json)?;
+            check_body(r.body_len(), max_body)?;
+            Ok(r)
+        })
+    }
+
+    /// Run an origin-request or origin-response hook.
+    pub fn origin(&mut self, event: &LambdaEvent) -> Result<Invocation<OriginOutcome>, ExecutionError> {
+        self.expect_kind(&[Kind::OriginRequest, Kind::OriginResponse])?;
+        let json = serde_json::to_string(event).map_err(|e| ExecutionError::new(ErrorKind::InvalidEvent, e.to_string()))?;
+        let max_body = self.opts.limits.max_body_bytes;
+        let must_respond = self.code.kind() == Kind::OriginResponse;
+        self.run(&json, "status", |raw| {
+            if raw.is_response {
+                let r: LambdaResponse = parse_output(&raw.json)?;
+                check_body(r.body.as_ref().map_or(0, String::len), max_body)?;
+                Ok(OriginOutcome::Response(r))
+            } else if must_respond {
+                Err(ExecutionError::new(ErrorKind::InvalidOutput, "an origin-response function must return a response"))
+            } else {
+                Ok(OriginOutcome::Request(parse_output(&raw.json)?))
+            }
+        })
+    }
+
+    fn run<T>(
+        &mut self,
+        event_json: &str,
+        response_key: &str,
+        convert: impl FnOnce(RawOutput) -> Result<T, ExecutionError>,
+    ) -> Result<Invocation<T>, ExecutionError> {
+        if self.state.is_none() {
+            self.rebuilds += 1;
+            let st = self.build().map_err(|e| ExecutionError::new(ErrorKind::Internal, e.to_string()))?;
+            self.state = Some(st);
+        }
+        let Some(state) = self.state.as_ref() else {
+            return Err(ExecutionError::new(ErrorKind::Internal, "engine has no runtime"));
+        };
+        lock(&self.host.logs).take();
+        *lock(&self.host.origin) = None;
+        self.interrupted.store(false, Ordering::Relaxed);
+        let budget = self.opts.limits.cpu_budget;
+        let start = thread_cpu_now();
+        let start_ns = start.as_nanos().min(u128::from(NO_DEADLINE - 1)) as u64;
+        self.deadline_ns.store(start_ns.saturating_add(budget.as_nanos() as u64), Ordering::Relaxed);
+
+        state.meter.take_refused();
+        let result = state.ctx.with(|ctx| call(&ctx, event_json, response_key));
+        let out_of_memory = state.meter.take_refused();
+
+        self.deadline_ns.store(NO_DEADLINE, Ordering::Relaxed);
+        let cpu_time = thread_cpu_now().saturating_sub(start);
+        let compute_utilization = utilization(cpu_time, budget);
+        let logs = lock(&self.host.logs).take();
+        let fail = |kind, message: String, logs| ExecutionError { kind, message, logs, compute_utilization };
+        match result {
+            Ok(raw) => match convert(raw) {
+                Ok(output) => Ok(Invocation {
+                    output,
+                    origin_change: lock(&self.host.origin).take(),
+                    logs,
+                    compute_utilization,
+                    cpu_time,
+                }),
+                Err(e) => Err(fail(e.kind, e.message, logs)),
+            },
+            Err((kind, message)) => {
+                let timed_out = self.interrupted.swap(false, Ordering::Relaxed);
+                let kind = if out_of_memory {
+                    ErrorKind::Memory
+                } else if timed_out {
+                    ErrorKind::Timeout
+                } else {
+                    kind
+                };
+                let message = match kind {
+                    ErrorKind::Timeout => format!("the function exceeded its CPU budget of {budget:?}"),
+                    ErrorKind::Memory => {
+                        format!("the function exceeded its memory limit of {} bytes", self.opts.limits.memory_bytes)
+                    }
+                    _ => message,
+                };
+                if matches!(kind, ErrorKind::Timeout | ErrorKind::Memory) {
+                    // Drop the runtime now so its memory goes back before the next request.
+                    self.state = None;
+                }
+                Err(fail(kind, message, logs))
+            }
+        }
+    }
+}
+
+/// One call into JS. Errors are (kind, message); timeouts are recognised by the caller.
+fn call(ctx: &Ctx<'_>, event_json: &str, response_key: &str) -> Result<RawOutput, (ErrorKind, String)> {
+    let js_err = |e: rquickjs::Error| -> (ErrorKind, String) {
+        match e {
+            rquickjs::Error::Allocation => (ErrorKind::Memory, "out of memory".into()),
+            rquickjs::Error::Exception => {
+                let msg = describe(ctx);
+                let kind = if msg.contains("out of memory") { ErrorKind::Memory } else { ErrorKind::Exception };
+                (kind, msg)
+            }
+            rquickjs::Error::WouldBlock => {
+                (ErrorKind::Exception, "the handler's promise never settled".into())
+            }
+            other => (ErrorKind::Internal, other.to_string()),
+        }
+    };
+    let invoke: Function = ctx.globals().get("__meridian_invoke").map_err(js_err)?;
+    let event = ctx.json_parse(event_json).map_err(js_err)?;
+    let mut out: Value = invoke.call((event,)).map_err(js_err)?;
+    if let Some(p) = out.as_promise() {
+        out = p.finish::<Value>().map_err(js_err)?;
+    }
+    // Settle stray jobs (un-awaited promises) inside this invocation's budget.
+    while ctx.execute_pending_job() {}
+    let Some(obj) = out.as_object() else {
+        return Err((ErrorKind::InvalidOutput, "the handler must return a request or response object".into()));
+    };
+    let is_response = is_response(obj, response_key);
+    let json = match ctx.json_stringify(out.clone()).map_err(js_err)? {
+        Some(s) => s.to_string().map_err(js_err)?,
+        None => return Err((ErrorKind::InvalidOutput, "the handler's result cannot be serialised".into())),
+    };
+    Ok(RawOutput { json, is_response })
+}
+
+fn is_response(obj: &Object<'_>, key: &str) -> bool {
+    obj.contains_key(key).unwrap_or(false)
+}
+
+fn parse_output<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ExecutionError> {
+    serde_json::from_str(json).map_err(|e| ExecutionError::new(ErrorKind::InvalidOutput, format!("invalid output: {e}")))
+}
+
+fn check_body(len: usize, max: usize) -> Result<(), ExecutionError> {
+    if len > max {
+        return Err(ExecutionError::new(
+            ErrorKind::InvalidOutput,
+            format!("generated response body is {len} bytes, the limit is {max} bytes"),
+        ));
+    }
+    Ok(())
+}
