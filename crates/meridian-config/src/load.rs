@@ -103,6 +103,16 @@ impl Config {
                     fix(&mut cert.cert);
                     fix(&mut cert.key);
                 }
+                for f in &mut c.distribution.functions {
+                    if let crate::FunctionSource::File(p) = &mut f.source {
+                        fix(p);
+                    }
+                }
+                for s in &mut c.distribution.key_value_stores {
+                    if let Some(p) = s.file.as_mut() {
+                        fix(p);
+                    }
+                }
             }
         }
         d.finish()?;

@@ -21,7 +21,7 @@ pub(crate) async fn serve(
 ) {
     Router::new(
         edge,
-        "edge admin endpoints: /health, /metrics (open); POST /invalidate, GET /cache, GET /origins (token)",
+        "edge admin endpoints: /health, /metrics (open); POST /invalidate, GET /cache, GET /origins, GET|PUT|DELETE /kvs (token)",
     )
     .token(token)
     .audit(audit)
@@ -38,6 +38,11 @@ pub(crate) async fn serve(
         )
     })
     .guarded(&[Method::GET], "/origins", |edge, _| async move { origins(&edge) })
+    .guarded(
+        &[Method::GET, Method::PUT, Method::DELETE],
+        "/kvs",
+        |edge, req| async move { kvs(&edge, req).await },
+    )
     .serve(listener, shutdown)
     .await
 }
@@ -63,6 +68,86 @@ fn health(edge: &Edge) -> serde_json::Value {
         "origins_healthy": healthy,
         "origins_total": origins.len(),
     })
+}
+
+/// The PoP's key value stores: `GET /kvs` lists them, `GET /kvs?store=S` lists a store's
+/// keys and values, `GET|PUT|DELETE /kvs?store=S&key=K` reads, sets (the body is the value)
+/// or deletes one key. A change is seen by the next function invocation.
+async fn kvs(edge: &Edge, req: Request<Incoming>) -> http::Response<meridian_http::Body> {
+    use meridian_http::percent::query_param;
+    let q = req.uri().query().map(str::to_owned);
+    let Some(name) = query_param(q.as_deref(), "store") else {
+        return meridian_http::json(
+            StatusCode::OK,
+            json!({ "pop": edge.pop(), "stores": edge.functions().store_names() }).to_string(),
+        );
+    };
+    let Some(store) = edge.functions().store(&name) else {
+        return meridian_http::text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no key value store named `{name}` (known: {})",
+                edge.functions().store_names().join(", ")
+            ),
+        );
+    };
+    let key = query_param(q.as_deref(), "key");
+    let target =
+        meridian_http::audit::Target(format!("{name}/{}", key.clone().unwrap_or_default()));
+    let mut res = match (req.method().clone(), key) {
+        (Method::GET, None) => {
+            let items: Vec<_> = store
+                .list()
+                .into_iter()
+                .map(|(k, v)| json!({ "key": k, "value": v }))
+                .collect();
+            meridian_http::json(
+                StatusCode::OK,
+                json!({ "pop": edge.pop(), "store": name, "items": items, "bytes": store.size_bytes() }).to_string(),
+            )
+        }
+        (Method::GET, Some(k)) => match store.get(&k) {
+            Some(v) => meridian_http::json(
+                StatusCode::OK,
+                json!({ "pop": edge.pop(), "key": k, "value": v }).to_string(),
+            ),
+            None => meridian_http::text(StatusCode::NOT_FOUND, format!("no key `{k}` in `{name}`")),
+        },
+        (Method::PUT, Some(k)) => {
+            let body = match Limited::new(req.into_body(), 1 << 16).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return meridian_http::text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "a value is at most 1 KB",
+                    )
+                }
+            };
+            let Ok(value) = String::from_utf8(body.to_vec()) else {
+                return meridian_http::text(StatusCode::BAD_REQUEST, "a value is UTF-8 text");
+            };
+            match store.put(k.clone(), value) {
+                Ok(()) => meridian_http::json(
+                    StatusCode::OK,
+                    json!({ "pop": edge.pop(), "key": k, "stored": true }).to_string(),
+                ),
+                Err(e) => meridian_http::text(StatusCode::BAD_REQUEST, e.to_string()),
+            }
+        }
+        (Method::DELETE, Some(k)) => {
+            let deleted = store.delete(&k);
+            meridian_http::json(
+                StatusCode::OK,
+                json!({ "pop": edge.pop(), "key": k, "deleted": deleted }).to_string(),
+            )
+        }
+        _ => meridian_http::text(
+            StatusCode::BAD_REQUEST,
+            "PUT and DELETE name a key: /kvs?store=S&key=K",
+        ),
+    };
+    res.extensions_mut().insert(target);
+    res
 }
 
 /// `POST /invalidate` with `{"paths": [...]}`, as CloudFront's CreateInvalidation.

@@ -38,6 +38,11 @@ pub(crate) struct EdgeState {
     pub fill_bytes: Arc<Semaphore>,
     /// "Now" for ages and freshness: injected so tests can move time instead of waiting.
     pub clock: Arc<dyn Clock>,
+    /// The behaviors' edge functions, compiled, with their key value stores.
+    pub functions: crate::functions::EdgeFunctions,
+    /// `event.context` of every function invocation: the deployment's zone and name.
+    pub distribution_domain: String,
+    pub distribution_id: String,
 }
 
 /// A PoP's request handler: cheap to clone, shared by every connection.
@@ -53,14 +58,16 @@ impl Edge {
         store: Arc<Store>,
         log: AccessLog,
         clock: Arc<dyn Clock>,
-    ) -> Edge {
+    ) -> Result<Edge, crate::functions::FunctionError> {
         let metrics = Metrics::new();
+        let functions =
+            crate::functions::EdgeFunctions::from_config(&config.distribution, &metrics)?;
         let origins = Arc::new(Origins::new(config, pop, prior, local_ip, &metrics));
         let stats = EdgeMetrics::new(&metrics);
         let via = HeaderValue::from_str(&format!("1.1 {pop} (meridian)"))
             .unwrap_or(HeaderValue::from_static("1.1 meridian"));
         let headers = ResponseHeaders::new(pop, via.clone(), &config.distribution);
-        Edge(Arc::new(EdgeState {
+        Ok(Edge(Arc::new(EdgeState {
             pop: pop.to_owned(),
             dist: config.distribution.clone(),
             origins,
@@ -77,7 +84,14 @@ impl Edge {
             )),
             store,
             clock,
-        }))
+            functions,
+            distribution_domain: config.deployment.zone.clone(),
+            distribution_id: config.deployment.name.clone(),
+        })))
+    }
+
+    pub(crate) fn functions(&self) -> &crate::functions::EdgeFunctions {
+        &self.0.functions
     }
 
     pub fn origins(&self) -> &Arc<Origins> {

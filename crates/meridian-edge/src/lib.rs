@@ -12,6 +12,7 @@ pub mod client;
 pub mod clock;
 mod compress;
 mod edge;
+pub mod functions;
 pub mod key;
 mod log;
 pub mod origin;
@@ -75,6 +76,8 @@ pub enum EdgeError {
     },
     #[error(transparent)]
     Secret(#[from] meridian_http::secrets::SecretError),
+    #[error(transparent)]
+    Function(#[from] functions::FunctionError),
     #[error("cannot prepare {path}: {source}")]
     Io {
         path: PathBuf,
@@ -256,7 +259,7 @@ pub async fn run(
         store,
         AccessLog::open(opts.access_log.clone()),
         opts.clock.clone(),
-    );
+    )?;
     if let Some(s) = &opts.signer {
         edge.origins().sign_with(s.clone());
     }

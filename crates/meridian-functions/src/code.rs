@@ -28,14 +28,26 @@ impl FunctionCode {
     pub fn compile(name: &str, source: &str, kind: Kind) -> Result<FunctionCode, CompileError> {
         let limit = Limits::for_kind(kind).max_code_bytes;
         if source.len() > limit {
-            return Err(CompileError::TooLarge { name: name.to_string(), kind, size: source.len(), limit });
+            return Err(CompileError::TooLarge {
+                name: name.to_string(),
+                kind,
+                size: source.len(),
+                limit,
+            });
         }
-        let code = FunctionCode(Arc::new(Inner { name: name.to_string(), kind, source: lower_modules(source) }));
+        let code = FunctionCode(Arc::new(Inner {
+            name: name.to_string(),
+            kind,
+            source: lower_modules(source),
+        }));
         // Build a probe engine: parses, runs top-level code, checks the entry point. A
         // placeholder store lets top-level `cf.kvs()` succeed before the real one is bound.
         let mut opts = EngineOptions::for_kind(kind);
         opts.kvs = Some(KeyValueStore::new("compile-probe"));
-        opts.limits.cpu_budget = opts.limits.cpu_budget.max(std::time::Duration::from_millis(200));
+        opts.limits.cpu_budget = opts
+            .limits
+            .cpu_budget
+            .max(std::time::Duration::from_millis(200));
         Engine::build_checked(&code, &opts)?;
         Ok(code)
     }
@@ -92,9 +104,14 @@ fn lower_line(line: &str) -> Option<String> {
                 return Some(format!("{indent}exports.handler{r}"));
             }
         }
-        for (decl, asy) in [("async function handler", "async "), ("function handler", "")] {
+        for (decl, asy) in [
+            ("async function handler", "async "),
+            ("function handler", ""),
+        ] {
             if let Some(r) = rest.strip_prefix(decl) {
-                return Some(format!("{indent}exports.handler = {asy}function handler{r}"));
+                return Some(format!(
+                    "{indent}exports.handler = {asy}function handler{r}"
+                ));
             }
         }
     }

@@ -33,7 +33,10 @@ pub struct EngineOptions {
 impl EngineOptions {
     /// CloudFront's default limits for the kind, no key value store.
     pub fn for_kind(kind: Kind) -> EngineOptions {
-        EngineOptions { limits: Limits::for_kind(kind), kvs: None }
+        EngineOptions {
+            limits: Limits::for_kind(kind),
+            kvs: None,
+        }
     }
 
     /// Same options with a store attached.
@@ -97,7 +100,10 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("function", &self.code.name()).field("rebuilds", &self.rebuilds).finish()
+        f.debug_struct("Engine")
+            .field("function", &self.code.name())
+            .field("rebuilds", &self.rebuilds)
+            .finish()
     }
 }
 
@@ -130,10 +136,15 @@ fn describe(ctx: &Ctx<'_>) -> String {
 /// Syntax error position from QuickJS's stack line `at <file>:LINE:COL`.
 fn syntax_position(ctx: &Ctx<'_>, exc: &Value<'_>) -> (u32, u32) {
     let _ = ctx;
-    let stack: String = exc.as_object().and_then(|o| o.get("stack").ok()).unwrap_or_default();
+    let stack: String = exc
+        .as_object()
+        .and_then(|o| o.get("stack").ok())
+        .unwrap_or_default();
     for line in stack.lines() {
         let mut parts = line.trim().rsplitn(3, ':');
-        let col = parts.next().and_then(|c| c.trim_end_matches(')').parse().ok());
+        let col = parts
+            .next()
+            .and_then(|c| c.trim_end_matches(')').parse().ok());
         let ln = parts.next().and_then(|l| l.parse().ok());
         if let (Some(l), Some(c)) = (ln, col) {
             return (l, c);
@@ -149,11 +160,17 @@ impl Engine {
         Engine::build_checked(code, &opts)
     }
 
-    pub(crate) fn build_checked(code: &FunctionCode, opts: &EngineOptions) -> Result<Engine, CompileError> {
+    pub(crate) fn build_checked(
+        code: &FunctionCode,
+        opts: &EngineOptions,
+    ) -> Result<Engine, CompileError> {
         let mut engine = Engine {
             code: code.clone(),
             opts: opts.clone(),
-            host: Host { kvs: opts.kvs.clone(), ..Host::default() },
+            host: Host {
+                kvs: opts.kvs.clone(),
+                ..Host::default()
+            },
             deadline_ns: Arc::new(AtomicU64::new(NO_DEADLINE)),
             interrupted: Arc::new(AtomicBool::new(false)),
             state: None,
@@ -165,13 +182,28 @@ impl Engine {
 
     fn build(&self) -> Result<State, CompileError> {
         let name = self.code.name().to_string();
-        let rt_err = |e: rquickjs::Error| CompileError::Runtime { name: name.clone(), message: e.to_string() };
+        let rt_err = |e: rquickjs::Error| CompileError::Runtime {
+            name: name.clone(),
+            message: e.to_string(),
+        };
         // A fresh meter per runtime: the old runtime's blocks are all freed when it drops.
         let meter = Arc::new(MemoryMeter::default());
-        meter.set_limit(self.opts.limits.memory_bytes.saturating_add(16 * 1024 * 1024));
-        let rt = Runtime::new_with_alloc(MeteredAllocator { meter: meter.clone() }).map_err(rt_err)?;
+        meter.set_limit(
+            self.opts
+                .limits
+                .memory_bytes
+                .saturating_add(16 * 1024 * 1024),
+        );
+        let rt = Runtime::new_with_alloc(MeteredAllocator {
+            meter: meter.clone(),
+        })
+        .map_err(rt_err)?;
         rt.set_max_stack_size(256 * 1024);
-        let (deadline, flag, mem) = (self.deadline_ns.clone(), self.interrupted.clone(), meter.clone());
+        let (deadline, flag, mem) = (
+            self.deadline_ns.clone(),
+            self.interrupted.clone(),
+            meter.clone(),
+        );
         rt.set_interrupt_handler(Some(Box::new(move || {
             if mem.refused() {
                 return true;
@@ -187,7 +219,10 @@ impl Engine {
         // Top-level code gets the invocation budget (at least 200 ms: it runs once).
         let init_budget = self.opts.limits.cpu_budget.max(Duration::from_millis(200));
         self.interrupted.store(false, Ordering::Relaxed);
-        self.deadline_ns.store(cpu_ns().saturating_add(init_budget.as_nanos() as u64), Ordering::Relaxed);
+        self.deadline_ns.store(
+            cpu_ns().saturating_add(init_budget.as_nanos() as u64),
+            Ordering::Relaxed,
+        );
         let kind = self.code.kind();
         let result = ctx.with(|ctx| -> Result<(), CompileError> {
             let init = |ctx: &Ctx<'_>| CompileError::Init { name: name.clone(), message: describe(ctx) };
@@ -227,7 +262,10 @@ impl Engine {
         });
         self.deadline_ns.store(NO_DEADLINE, Ordering::Relaxed);
         if self.interrupted.swap(false, Ordering::Relaxed) {
-            return Err(CompileError::Init { name, message: "top-level code exceeded the CPU budget".into() });
+            return Err(CompileError::Init {
+                name,
+                message: "top-level code exceeded the CPU budget".into(),
+            });
         }
         result?;
         // The function's allowance is on top of what the runtime and built-ins already use,
@@ -235,7 +273,11 @@ impl Engine {
         meter.set_limit(meter.used().saturating_add(self.opts.limits.memory_bytes));
         meter.take_refused();
         lock(&self.host.logs).take();
-        Ok(State { ctx, _rt: rt, meter })
+        Ok(State {
+            ctx,
+            _rt: rt,
+            meter,
+        })
     }
 
     /// The function this engine runs.
@@ -259,14 +301,19 @@ impl Engine {
         }
         Err(ExecutionError::new(
             ErrorKind::InvalidEvent,
-            format!("function {} is a {} function", self.code.name(), self.code.kind()),
+            format!(
+                "function {} is a {} function",
+                self.code.name(),
+                self.code.kind()
+            ),
         ))
     }
 
     /// Run a viewer-request function.
     pub fn viewer_request(&mut self, event: &Event) -> Result<Invocation<Outcome>, ExecutionError> {
         self.expect_kind(&[Kind::ViewerRequest])?;
-        let json = serde_json::to_string(event).map_err(|e| ExecutionError::new(ErrorKind::InvalidEvent, e.to_string()))?;
+        let json = serde_json::to_string(event)
+            .map_err(|e| ExecutionError::new(ErrorKind::InvalidEvent, e.to_string()))?;
         let max_body = self.opts.limits.max_body_bytes;
         self.run(&json, "statusCode", |raw| {
             if raw.is_response {
@@ -280,13 +327,20 @@ impl Engine {
     }
 
     /// Run a viewer-response function.
-    pub fn viewer_response(&mut self, event: &Event) -> Result<Invocation<Response>, ExecutionError> {
+    pub fn viewer_response(
+        &mut self,
+        event: &Event,
+    ) -> Result<Invocation<Response>, ExecutionError> {
         self.expect_kind(&[Kind::ViewerResponse])?;
-        let json = serde_json::to_string(event).map_err(|e| ExecutionError::new(ErrorKind::InvalidEvent, e.to_string()))?;
+        let json = serde_json::to_string(event)
+            .map_err(|e| ExecutionError::new(ErrorKind::InvalidEvent, e.to_string()))?;
         let max_body = self.opts.limits.max_body_bytes;
         self.run(&json, "statusCode", |raw| {
             if !raw.is_response {
-                return Err(ExecutionError::new(ErrorKind::InvalidOutput, "a viewer-response function must return a response"));
+                return Err(ExecutionError::new(
+                    ErrorKind::InvalidOutput,
+                    "a viewer-response function must return a response",
+                ));
             }
             let r: Response = parse_output(&raw.json)?;
             check_body(r.body_len(), max_body)?;
@@ -295,9 +349,13 @@ impl Engine {
     }
 
     /// Run an origin-request or origin-response hook.
-    pub fn origin(&mut self, event: &LambdaEvent) -> Result<Invocation<OriginOutcome>, ExecutionError> {
+    pub fn origin(
+        &mut self,
+        event: &LambdaEvent,
+    ) -> Result<Invocation<OriginOutcome>, ExecutionError> {
         self.expect_kind(&[Kind::OriginRequest, Kind::OriginResponse])?;
-        let json = serde_json::to_string(event).map_err(|e| ExecutionError::new(ErrorKind::InvalidEvent, e.to_string()))?;
+        let json = serde_json::to_string(event)
+            .map_err(|e| ExecutionError::new(ErrorKind::InvalidEvent, e.to_string()))?;
         let max_body = self.opts.limits.max_body_bytes;
         let must_respond = self.code.kind() == Kind::OriginResponse;
         self.run(&json, "status", |raw| {
@@ -306,7 +364,10 @@ impl Engine {
                 check_body(r.body.as_ref().map_or(0, String::len), max_body)?;
                 Ok(OriginOutcome::Response(r))
             } else if must_respond {
-                Err(ExecutionError::new(ErrorKind::InvalidOutput, "an origin-response function must return a response"))
+                Err(ExecutionError::new(
+                    ErrorKind::InvalidOutput,
+                    "an origin-response function must return a response",
+                ))
             } else {
                 Ok(OriginOutcome::Request(parse_output(&raw.json)?))
             }
@@ -321,11 +382,16 @@ impl Engine {
     ) -> Result<Invocation<T>, ExecutionError> {
         if self.state.is_none() {
             self.rebuilds += 1;
-            let st = self.build().map_err(|e| ExecutionError::new(ErrorKind::Internal, e.to_string()))?;
+            let st = self
+                .build()
+                .map_err(|e| ExecutionError::new(ErrorKind::Internal, e.to_string()))?;
             self.state = Some(st);
         }
         let Some(state) = self.state.as_ref() else {
-            return Err(ExecutionError::new(ErrorKind::Internal, "engine has no runtime"));
+            return Err(ExecutionError::new(
+                ErrorKind::Internal,
+                "engine has no runtime",
+            ));
         };
         lock(&self.host.logs).take();
         *lock(&self.host.origin) = None;
@@ -333,7 +399,10 @@ impl Engine {
         let budget = self.opts.limits.cpu_budget;
         let start = thread_cpu_now();
         let start_ns = start.as_nanos().min(u128::from(NO_DEADLINE - 1)) as u64;
-        self.deadline_ns.store(start_ns.saturating_add(budget.as_nanos() as u64), Ordering::Relaxed);
+        self.deadline_ns.store(
+            start_ns.saturating_add(budget.as_nanos() as u64),
+            Ordering::Relaxed,
+        );
 
         state.meter.take_refused();
         let result = state.ctx.with(|ctx| call(&ctx, event_json, response_key));
@@ -343,7 +412,12 @@ impl Engine {
         let cpu_time = thread_cpu_now().saturating_sub(start);
         let compute_utilization = utilization(cpu_time, budget);
         let logs = lock(&self.host.logs).take();
-        let fail = |kind, message: String, logs| ExecutionError { kind, message, logs, compute_utilization };
+        let fail = |kind, message: String, logs| ExecutionError {
+            kind,
+            message,
+            logs,
+            compute_utilization,
+        };
         match result {
             Ok(raw) => match convert(raw) {
                 Ok(output) => Ok(Invocation {
@@ -365,9 +439,14 @@ impl Engine {
                     kind
                 };
                 let message = match kind {
-                    ErrorKind::Timeout => format!("the function exceeded its CPU budget of {budget:?}"),
+                    ErrorKind::Timeout => {
+                        format!("the function exceeded its CPU budget of {budget:?}")
+                    }
                     ErrorKind::Memory => {
-                        format!("the function exceeded its memory limit of {} bytes", self.opts.limits.memory_bytes)
+                        format!(
+                            "the function exceeded its memory limit of {} bytes",
+                            self.opts.limits.memory_bytes
+                        )
                     }
                     _ => message,
                 };
@@ -382,18 +461,27 @@ impl Engine {
 }
 
 /// One call into JS. Errors are (kind, message); timeouts are recognised by the caller.
-fn call(ctx: &Ctx<'_>, event_json: &str, response_key: &str) -> Result<RawOutput, (ErrorKind, String)> {
+fn call(
+    ctx: &Ctx<'_>,
+    event_json: &str,
+    response_key: &str,
+) -> Result<RawOutput, (ErrorKind, String)> {
     let js_err = |e: rquickjs::Error| -> (ErrorKind, String) {
         match e {
             rquickjs::Error::Allocation => (ErrorKind::Memory, "out of memory".into()),
             rquickjs::Error::Exception => {
                 let msg = describe(ctx);
-                let kind = if msg.contains("out of memory") { ErrorKind::Memory } else { ErrorKind::Exception };
+                let kind = if msg.contains("out of memory") {
+                    ErrorKind::Memory
+                } else {
+                    ErrorKind::Exception
+                };
                 (kind, msg)
             }
-            rquickjs::Error::WouldBlock => {
-                (ErrorKind::Exception, "the handler's promise never settled".into())
-            }
+            rquickjs::Error::WouldBlock => (
+                ErrorKind::Exception,
+                "the handler's promise never settled".into(),
+            ),
             other => (ErrorKind::Internal, other.to_string()),
         }
     };
@@ -406,12 +494,20 @@ fn call(ctx: &Ctx<'_>, event_json: &str, response_key: &str) -> Result<RawOutput
     // Settle stray jobs (un-awaited promises) inside this invocation's budget.
     while ctx.execute_pending_job() {}
     let Some(obj) = out.as_object() else {
-        return Err((ErrorKind::InvalidOutput, "the handler must return a request or response object".into()));
+        return Err((
+            ErrorKind::InvalidOutput,
+            "the handler must return a request or response object".into(),
+        ));
     };
     let is_response = is_response(obj, response_key);
     let json = match ctx.json_stringify(out.clone()).map_err(js_err)? {
         Some(s) => s.to_string().map_err(js_err)?,
-        None => return Err((ErrorKind::InvalidOutput, "the handler's result cannot be serialised".into())),
+        None => {
+            return Err((
+                ErrorKind::InvalidOutput,
+                "the handler's result cannot be serialised".into(),
+            ))
+        }
     };
     Ok(RawOutput { json, is_response })
 }
@@ -421,7 +517,8 @@ fn is_response(obj: &Object<'_>, key: &str) -> bool {
 }
 
 fn parse_output<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ExecutionError> {
-    serde_json::from_str(json).map_err(|e| ExecutionError::new(ErrorKind::InvalidOutput, format!("invalid output: {e}")))
+    serde_json::from_str(json)
+        .map_err(|e| ExecutionError::new(ErrorKind::InvalidOutput, format!("invalid output: {e}")))
 }
 
 fn check_body(len: usize, max: usize) -> Result<(), ExecutionError> {

@@ -6,11 +6,23 @@ use thiserror::Error;
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum CompileError {
     /// Source is over the size limit for its kind.
-    #[error("function {name}: code is {size} bytes, the limit for {kind} functions is {limit} bytes")]
-    TooLarge { name: String, kind: crate::Kind, size: usize, limit: usize },
+    #[error(
+        "function {name}: code is {size} bytes, the limit for {kind} functions is {limit} bytes"
+    )]
+    TooLarge {
+        name: String,
+        kind: crate::Kind,
+        size: usize,
+        limit: usize,
+    },
     /// The JavaScript does not parse. Line and column are 1-based, in the user's source.
     #[error("function {name}: SyntaxError: {message} (line {line}, column {column})")]
-    Syntax { name: String, message: String, line: u32, column: u32 },
+    Syntax {
+        name: String,
+        message: String,
+        line: u32,
+        column: u32,
+    },
     /// Top-level code threw, or the entry point (`handler` / `exports.handler`) is missing.
     #[error("function {name}: {message}")]
     Init { name: String, message: String },
@@ -51,6 +63,11 @@ pub struct ExecutionError {
 
 impl ExecutionError {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ExecutionError { kind, message: message.into(), logs: Vec::new(), compute_utilization: 0 }
+        ExecutionError {
+            kind,
+            message: message.into(),
+            logs: Vec::new(),
+            compute_utilization: 0,
+        }
     }
 }

@@ -15,14 +15,21 @@ pub struct MultiValue {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Field {
     pub value: String,
-    #[serde(rename = "multiValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "multiValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub multi_value: Option<Vec<MultiValue>>,
 }
 
 impl Field {
     /// A single-valued field.
     pub fn new(value: impl Into<String>) -> Field {
-        Field { value: value.into(), multi_value: None }
+        Field {
+            value: value.into(),
+            multi_value: None,
+        }
     }
 }
 
@@ -47,7 +54,11 @@ pub struct ResponseCookie {
     pub value: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<String>,
-    #[serde(rename = "multiValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "multiValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub multi_value: Option<Vec<CookieValue>>,
 }
 
@@ -107,7 +118,10 @@ enum BodyRepr {
 
 fn de_body<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Body>, D::Error> {
     Ok(Option::<BodyRepr>::deserialize(d)?.map(|b| match b {
-        BodyRepr::Text(data) => Body { data, encoding: text_encoding() },
+        BodyRepr::Text(data) => Body {
+            data,
+            encoding: text_encoding(),
+        },
         BodyRepr::Full(b) => b,
     }))
 }
@@ -123,7 +137,11 @@ pub struct Response {
     pub headers: Headers,
     #[serde(default)]
     pub cookies: BTreeMap<String, ResponseCookie>,
-    #[serde(default, deserialize_with = "de_body", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "de_body",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub body: Option<Body>,
 }
 
@@ -158,11 +176,20 @@ pub struct Event {
 
 impl Event {
     /// A viewer-request event with the given request; the edge fills context and viewer.
-    pub fn viewer_request(context: Context, viewer_ip: impl Into<String>, request: Request) -> Event {
+    pub fn viewer_request(
+        context: Context,
+        viewer_ip: impl Into<String>,
+        request: Request,
+    ) -> Event {
         Event {
             version: "1.0".into(),
-            context: Context { event_type: "viewer-request".into(), ..context },
-            viewer: Viewer { ip: viewer_ip.into() },
+            context: Context {
+                event_type: "viewer-request".into(),
+                ..context
+            },
+            viewer: Viewer {
+                ip: viewer_ip.into(),
+            },
             request,
             response: None,
         }
@@ -177,8 +204,13 @@ impl Event {
     ) -> Event {
         Event {
             version: "1.0".into(),
-            context: Context { event_type: "viewer-response".into(), ..context },
-            viewer: Viewer { ip: viewer_ip.into() },
+            context: Context {
+                event_type: "viewer-response".into(),
+                ..context
+            },
+            viewer: Viewer {
+                ip: viewer_ip.into(),
+            },
             request,
             response: Some(response),
         }

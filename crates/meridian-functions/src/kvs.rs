@@ -83,7 +83,10 @@ fn check_key(key: &str) -> Result<(), KvsError> {
 
 fn check_value(key: &str, value: &str) -> Result<(), KvsError> {
     if value.len() > MAX_VALUE_BYTES {
-        return Err(KvsError::ValueTooLarge { key: key.to_string(), size: value.len() });
+        return Err(KvsError::ValueTooLarge {
+            key: key.to_string(),
+            size: value.len(),
+        });
     }
     Ok(())
 }
@@ -105,7 +108,8 @@ impl KeyValueStore {
 
     /// Load CloudFront's import JSON. All entries are checked before anything is stored.
     pub fn from_import_json(id: impl Into<String>, json: &str) -> Result<KeyValueStore, KvsError> {
-        let file: ImportFile = serde_json::from_str(json).map_err(|e| KvsError::Import(e.to_string()))?;
+        let file: ImportFile =
+            serde_json::from_str(json).map_err(|e| KvsError::Import(e.to_string()))?;
         let store = KeyValueStore::new(id);
         store.replace_all(file.data.into_iter().map(|i| (i.key, i.value)))?;
         Ok(store)
@@ -127,7 +131,10 @@ impl KeyValueStore {
     }
 
     /// Replace the whole content atomically (a re-import).
-    pub fn replace_all(&self, items: impl IntoIterator<Item = (String, String)>) -> Result<(), KvsError> {
+    pub fn replace_all(
+        &self,
+        items: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), KvsError> {
         let mut map = BTreeMap::new();
         let mut bytes = 0usize;
         for (k, v) in items {
@@ -190,7 +197,11 @@ impl KeyValueStore {
 
     /// All entries, sorted by key.
     pub fn list(&self) -> Vec<(String, String)> {
-        self.read().map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.read()
+            .map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Number of keys.
@@ -220,14 +231,20 @@ impl KeyValueStore {
 
     /// Export in the import format.
     pub fn to_import_json(&self) -> String {
-        let data = self.list().into_iter().map(|(key, value)| ImportItem { key, value }).collect();
+        let data = self
+            .list()
+            .into_iter()
+            .map(|(key, value)| ImportItem { key, value })
+            .collect();
         serde_json::to_string(&ImportFile { data }).unwrap_or_default()
     }
 }
 
 /// UTC ISO 8601 without pulling in a date crate (civil-from-days, Howard Hinnant's algorithm).
 fn iso8601(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -238,7 +255,12 @@ fn iso8601(t: SystemTime) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -247,19 +269,31 @@ mod tests {
 
     #[test]
     fn import_and_limits() {
-        let s = KeyValueStore::from_import_json("s", r#"{"data":[{"key":"a","value":"1"},{"key":"b","value":"2"}]}"#)
-            .expect("import");
+        let s = KeyValueStore::from_import_json(
+            "s",
+            r#"{"data":[{"key":"a","value":"1"},{"key":"b","value":"2"}]}"#,
+        )
+        .expect("import");
         assert_eq!(s.get("a").as_deref(), Some("1"));
         assert_eq!(s.len(), 2);
         assert_eq!(s.size_bytes(), 4);
-        assert!(matches!(s.put("k".repeat(513), "v"), Err(KvsError::KeyTooLarge(513))));
-        assert!(matches!(s.put("k", "v".repeat(1025)), Err(KvsError::ValueTooLarge { .. })));
+        assert!(matches!(
+            s.put("k".repeat(513), "v"),
+            Err(KvsError::KeyTooLarge(513))
+        ));
+        assert!(matches!(
+            s.put("k", "v".repeat(1025)),
+            Err(KvsError::ValueTooLarge { .. })
+        ));
         assert!(s.delete("a"));
         assert!(!s.exists("a"));
         assert!(KeyValueStore::from_import_json("s", "{").is_err());
         // 5 MB limit: 6000 keys of ~1 KB values.
         let items = (0..6000).map(|i| (format!("key{i}"), "x".repeat(1000)));
-        assert!(matches!(KeyValueStore::new("big").replace_all(items), Err(KvsError::StoreTooLarge(_))));
+        assert!(matches!(
+            KeyValueStore::new("big").replace_all(items),
+            Err(KvsError::StoreTooLarge(_))
+        ));
     }
 
     #[test]

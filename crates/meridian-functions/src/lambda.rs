@@ -69,7 +69,9 @@ fn de_status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error>
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::String(s) => Ok(s),
         serde_json::Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!("status must be a string, got {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "status must be a string, got {other}"
+        ))),
     }
 }
 
@@ -114,8 +116,20 @@ pub struct LambdaEvent {
 
 impl LambdaEvent {
     /// An event with one record, as CloudFront always sends.
-    pub fn new(config: LambdaConfig, request: LambdaRequest, response: Option<LambdaResponse>) -> Self {
-        LambdaEvent { records: vec![LambdaRecord { cf: LambdaCf { config, request, response } }] }
+    pub fn new(
+        config: LambdaConfig,
+        request: LambdaRequest,
+        response: Option<LambdaResponse>,
+    ) -> Self {
+        LambdaEvent {
+            records: vec![LambdaRecord {
+                cf: LambdaCf {
+                    config,
+                    request,
+                    response,
+                },
+            }],
+        }
     }
 }
 

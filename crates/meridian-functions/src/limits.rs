@@ -103,7 +103,10 @@ impl Limits {
 /// CPU time consumed by the calling thread. CPU, not wall time, so a preempted worker on a
 /// busy machine is not charged for time it did not run (CloudFront also meters compute).
 pub(crate) fn thread_cpu_now() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime only writes into the timespec we own.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -151,7 +154,11 @@ impl MemoryMeter {
         if new <= old {
             return true;
         }
-        let after = self.used.load(Relaxed).saturating_sub(old).saturating_add(new);
+        let after = self
+            .used
+            .load(Relaxed)
+            .saturating_sub(old)
+            .saturating_add(new);
         let limit = self.limit.load(Relaxed);
         if after <= limit {
             return true;
@@ -163,7 +170,8 @@ impl MemoryMeter {
     }
     fn account(&self, old: usize, new: usize) {
         let used = self.used.load(Relaxed);
-        self.used.store(used.saturating_sub(old).saturating_add(new), Relaxed);
+        self.used
+            .store(used.saturating_sub(old).saturating_add(new), Relaxed);
     }
 }
 
@@ -189,7 +197,9 @@ fn rounded(size: usize) -> Option<usize> {
 // add bookkeeping around the calls and refuse (null) when over the limit.
 unsafe impl rquickjs::allocator::Allocator for MeteredAllocator {
     fn alloc(&mut self, size: usize) -> *mut u8 {
-        let Some(sz) = rounded(size) else { return std::ptr::null_mut() };
+        let Some(sz) = rounded(size) else {
+            return std::ptr::null_mut();
+        };
         if !self.meter.admit(0, sz) {
             return std::ptr::null_mut();
         }
@@ -201,7 +211,9 @@ unsafe impl rquickjs::allocator::Allocator for MeteredAllocator {
     }
 
     fn calloc(&mut self, count: usize, size: usize) -> *mut u8 {
-        let Some(sz) = count.checked_mul(size).and_then(rounded) else { return std::ptr::null_mut() };
+        let Some(sz) = count.checked_mul(size).and_then(rounded) else {
+            return std::ptr::null_mut();
+        };
         if sz == 0 || !self.meter.admit(0, sz) {
             return std::ptr::null_mut();
         }
@@ -232,7 +244,9 @@ unsafe impl rquickjs::allocator::Allocator for MeteredAllocator {
             unsafe { self.dealloc(ptr) };
             return std::ptr::null_mut();
         }
-        let Some(sz) = rounded(new_size) else { return std::ptr::null_mut() };
+        let Some(sz) = rounded(new_size) else {
+            return std::ptr::null_mut();
+        };
         // SAFETY: ptr came from RustAllocator.
         let old = unsafe { rquickjs::allocator::RustAllocator::usable_size(ptr) };
         if !self.meter.admit(old, sz) {

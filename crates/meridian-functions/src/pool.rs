@@ -5,10 +5,10 @@
 //! grows to the number of concurrent borrowers (about the number of worker threads) and keeps
 //! at most `max_idle` engines.
 
+use crate::builtins::lock;
 use crate::code::FunctionCode;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::CompileError;
-use crate::builtins::lock;
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 
@@ -24,9 +24,18 @@ pub struct EnginePool {
 impl EnginePool {
     /// A pool with one engine built up front (so a broken function fails here, not on the
     /// first request).
-    pub fn new(code: FunctionCode, opts: EngineOptions, max_idle: usize) -> Result<EnginePool, CompileError> {
+    pub fn new(
+        code: FunctionCode,
+        opts: EngineOptions,
+        max_idle: usize,
+    ) -> Result<EnginePool, CompileError> {
         let first = Engine::new(&code, opts.clone())?;
-        Ok(EnginePool { code, opts, idle: Mutex::new(vec![first]), max_idle: max_idle.max(1) })
+        Ok(EnginePool {
+            code,
+            opts,
+            idle: Mutex::new(vec![first]),
+            max_idle: max_idle.max(1),
+        })
     }
 
     /// Borrow an idle engine, or build a new one when all are busy.
@@ -36,7 +45,10 @@ impl EnginePool {
             Some(e) => e,
             None => Engine::new(&self.code, self.opts.clone())?,
         };
-        Ok(PooledEngine { pool: self, engine: Some(engine) })
+        Ok(PooledEngine {
+            pool: self,
+            engine: Some(engine),
+        })
     }
 
     /// Engines currently idle.
@@ -61,13 +73,17 @@ impl Deref for PooledEngine<'_> {
     type Target = Engine;
     fn deref(&self) -> &Engine {
         // Always Some until drop.
-        self.engine.as_ref().unwrap_or_else(|| unreachable!("engine taken before drop"))
+        self.engine
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("engine taken before drop"))
     }
 }
 
 impl DerefMut for PooledEngine<'_> {
     fn deref_mut(&mut self) -> &mut Engine {
-        self.engine.as_mut().unwrap_or_else(|| unreachable!("engine taken before drop"))
+        self.engine
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("engine taken before drop"))
     }
 }
 

@@ -43,14 +43,22 @@ pub struct TestOutput {
 }
 
 fn bad_event(kind: Kind) -> impl Fn(serde_json::Error) -> TestError {
-    move |e| TestError::Event { kind, message: e.to_string() }
+    move |e| TestError::Event {
+        kind,
+        message: e.to_string(),
+    }
 }
 
 /// Run `code` once on `event_json` with `opts` (limits, key value store).
-pub fn test_function(code: &FunctionCode, opts: EngineOptions, event_json: &str) -> Result<TestOutput, TestError> {
+pub fn test_function(
+    code: &FunctionCode,
+    opts: EngineOptions,
+    event_json: &str,
+) -> Result<TestOutput, TestError> {
     let kind = code.kind();
     let mut engine = Engine::new(code, opts)?;
-    let to_json = |v: Result<serde_json::Value, serde_json::Error>| v.unwrap_or(serde_json::Value::Null);
+    let to_json =
+        |v: Result<serde_json::Value, serde_json::Error>| v.unwrap_or(serde_json::Value::Null);
     let result: Result<Invocation<serde_json::Value>, ExecutionError> = if kind.is_viewer() {
         let mut event: Event = serde_json::from_str(event_json).map_err(bad_event(kind))?;
         if event.context.event_type.is_empty() {
@@ -60,25 +68,42 @@ pub fn test_function(code: &FunctionCode, opts: EngineOptions, event_json: &str)
             event.version = "1.0".into();
         }
         if kind == Kind::ViewerRequest {
-            engine.viewer_request(&event).map(|i| map(i, |o| match o {
-                Outcome::Request(r) => to_json(serde_json::to_value(r)).pipe(|v| serde_json::json!({ "request": v })),
-                Outcome::Response(r) => to_json(serde_json::to_value(r)).pipe(|v| serde_json::json!({ "response": v })),
-            }))
+            engine.viewer_request(&event).map(|i| {
+                map(i, |o| match o {
+                    Outcome::Request(r) => to_json(serde_json::to_value(r))
+                        .pipe(|v| serde_json::json!({ "request": v })),
+                    Outcome::Response(r) => to_json(serde_json::to_value(r))
+                        .pipe(|v| serde_json::json!({ "response": v })),
+                })
+            })
         } else {
             if event.response.is_none() {
-                return Err(TestError::Event { kind, message: "a viewer-response event needs a response".into() });
+                return Err(TestError::Event {
+                    kind,
+                    message: "a viewer-response event needs a response".into(),
+                });
             }
-            engine.viewer_response(&event).map(|i| map(i, |r| serde_json::json!({ "response": to_json(serde_json::to_value(r)) })))
+            engine.viewer_response(&event).map(|i| {
+                map(
+                    i,
+                    |r| serde_json::json!({ "response": to_json(serde_json::to_value(r)) }),
+                )
+            })
         }
     } else {
         let event: LambdaEvent = serde_json::from_str(event_json).map_err(bad_event(kind))?;
         if event.records.is_empty() {
-            return Err(TestError::Event { kind, message: "Records is empty".into() });
+            return Err(TestError::Event {
+                kind,
+                message: "Records is empty".into(),
+            });
         }
-        engine.origin(&event).map(|i| map(i, |o| match o {
-            OriginOutcome::Request(r) => to_json(serde_json::to_value(r)),
-            OriginOutcome::Response(r) => to_json(serde_json::to_value(r)),
-        }))
+        engine.origin(&event).map(|i| {
+            map(i, |o| match o {
+                OriginOutcome::Request(r) => to_json(serde_json::to_value(r)),
+                OriginOutcome::Response(r) => to_json(serde_json::to_value(r)),
+            })
+        })
     };
     Ok(match result {
         Ok(inv) => TestOutput {
@@ -92,7 +117,10 @@ pub fn test_function(code: &FunctionCode, opts: EngineOptions, event_json: &str)
             function_output: None,
             compute_utilization: e.compute_utilization,
             logs: e.logs,
-            error: Some(TestFailure { kind: e.kind, message: e.message }),
+            error: Some(TestFailure {
+                kind: e.kind,
+                message: e.message,
+            }),
             origin_change: None,
         },
     })

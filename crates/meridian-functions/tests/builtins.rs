@@ -11,8 +11,16 @@ fn eval(prelude: &str, body: &str) -> Value {
     );
     let code = FunctionCode::compile("b", &src, Kind::ViewerRequest).expect("compile");
     let limits = Limits::for_kind(Kind::ViewerRequest).with_cpu_budget(Duration::from_millis(200));
-    let mut e = Engine::new(&code, EngineOptions::for_kind(Kind::ViewerRequest).with_limits(limits)).expect("engine");
-    match e.viewer_request(&common::request_event("/")).expect("run").output {
+    let mut e = Engine::new(
+        &code,
+        EngineOptions::for_kind(Kind::ViewerRequest).with_limits(limits),
+    )
+    .expect("engine");
+    match e
+        .viewer_request(&common::request_event("/"))
+        .expect("run")
+        .output
+    {
         Outcome::Response(r) => serde_json::from_str(&r.body.expect("body").data).expect("json"),
         other => panic!("{other:?}"),
     }
@@ -96,7 +104,20 @@ fn buffer_text_and_base64() {
     );
     assert_eq!(
         v,
-        json!(["68c3a96c6c6f", "h\u{e9}llo", "hello", "aGk_", "abcd", true, true, "aGVsbG8=", "hello", 2, "\u{20ac}", "bc"])
+        json!([
+            "68c3a96c6c6f",
+            "h\u{e9}llo",
+            "hello",
+            "aGk_",
+            "abcd",
+            true,
+            true,
+            "aGVsbG8=",
+            "hello",
+            2,
+            "\u{20ac}",
+            "bc"
+        ])
     );
 }
 
@@ -119,14 +140,19 @@ fn querystring_module() {
 
 #[test]
 fn require_unknown_module_fails_at_compile() {
-    let err = FunctionCode::compile("m", "const fs = require('fs');\nfunction handler(e) { return e.request; }", Kind::ViewerRequest)
-        .expect_err("no fs");
+    let err = FunctionCode::compile(
+        "m",
+        "const fs = require('fs');\nfunction handler(e) { return e.request; }",
+        Kind::ViewerRequest,
+    )
+    .expect_err("no fs");
     assert!(err.to_string().contains("Cannot find module 'fs'"), "{err}");
 }
 
 #[test]
 fn kvs_meta_and_bytes() {
-    let kvs = KeyValueStore::from_import_json("s", r#"{"data":[{"key":"k","value":"v\u00e9"}]}"#).expect("kvs");
+    let kvs = KeyValueStore::from_import_json("s", r#"{"data":[{"key":"k","value":"v\u00e9"}]}"#)
+        .expect("kvs");
     let code = FunctionCode::compile(
         "m",
         "import cf from 'cloudfront';\nconst h = cf.kvs();\nasync function handler(e) {\n const m = await h.meta();\n const b = await h.get('k', {format: 'bytes'});\n let missing;\n try { await h.get('zz'); } catch (err) { missing = err.message; }\n return { statusCode: 200, body: JSON.stringify([m.keyCount, typeof m.creationDateTime, b.length, missing]) };\n}",
@@ -134,10 +160,25 @@ fn kvs_meta_and_bytes() {
     )
     .expect("compile");
     let limits = Limits::for_kind(Kind::ViewerRequest).with_cpu_budget(Duration::from_millis(200));
-    let mut e = Engine::new(&code, EngineOptions::for_kind(Kind::ViewerRequest).with_kvs(kvs).with_limits(limits)).expect("engine");
-    let Outcome::Response(r) = e.viewer_request(&common::request_event("/")).expect("run").output else { panic!("response") };
+    let mut e = Engine::new(
+        &code,
+        EngineOptions::for_kind(Kind::ViewerRequest)
+            .with_kvs(kvs)
+            .with_limits(limits),
+    )
+    .expect("engine");
+    let Outcome::Response(r) = e
+        .viewer_request(&common::request_event("/"))
+        .expect("run")
+        .output
+    else {
+        panic!("response")
+    };
     let v: Value = serde_json::from_str(&r.body.expect("body").data).expect("json");
-    assert_eq!(v, json!([1, "string", 3, "KeyValueStore: key \"zz\" does not exist"]));
+    assert_eq!(
+        v,
+        json!([1, "string", 3, "KeyValueStore: key \"zz\" does not exist"])
+    );
 }
 
 #[test]
@@ -148,25 +189,38 @@ fn test_function_reports_output_logs_and_errors() {
         Kind::ViewerRequest,
     )
     .expect("compile");
-    let opts = EngineOptions::for_kind(Kind::ViewerRequest)
-        .with_limits(Limits::for_kind(Kind::ViewerRequest).with_cpu_budget(Duration::from_millis(100)));
+    let opts = EngineOptions::for_kind(Kind::ViewerRequest).with_limits(
+        Limits::for_kind(Kind::ViewerRequest).with_cpu_budget(Duration::from_millis(100)),
+    );
     let ev = r#"{"version":"1.0","context":{"eventType":"viewer-request"},"viewer":{"ip":"1.2.3.4"},"request":{"method":"GET","uri":"/a","querystring":{},"headers":{},"cookies":{}}}"#;
     let out = test_function(&code, opts.clone(), ev).expect("test");
     assert_eq!(out.logs, vec!["hello /a".to_string()]);
     assert_eq!(out.error, None);
-    assert_eq!(out.function_output.as_ref().and_then(|o| o["request"]["uri"].as_str()), Some("/a"));
+    assert_eq!(
+        out.function_output
+            .as_ref()
+            .and_then(|o| o["request"]["uri"].as_str()),
+        Some("/a")
+    );
     let out = test_function(&code, opts.clone(), &ev.replace("\"/a\"", "\"/x\"")).expect("test");
-    assert_eq!(out.error.map(|e| e.message), Some("Error: bad uri".to_string()));
+    assert_eq!(
+        out.error.map(|e| e.message),
+        Some("Error: bad uri".to_string())
+    );
     assert!(out.function_output.is_none());
-    assert!(matches!(test_function(&code, opts, "{\"request\": 5}"), Err(TestError::Event { .. })));
+    assert!(matches!(
+        test_function(&code, opts, "{\"request\": 5}"),
+        Err(TestError::Event { .. })
+    ));
 }
 
 #[test]
 fn pool_reuses_engines_across_threads() {
     let code = FunctionCode::compile("p", "var n = 0; function handler(e) { n++; e.request.headers['x-n'] = {value: String(n)}; return e.request; }", Kind::ViewerRequest)
         .expect("compile");
-    let opts = EngineOptions::for_kind(Kind::ViewerRequest)
-        .with_limits(Limits::for_kind(Kind::ViewerRequest).with_cpu_budget(Duration::from_millis(100)));
+    let opts = EngineOptions::for_kind(Kind::ViewerRequest).with_limits(
+        Limits::for_kind(Kind::ViewerRequest).with_cpu_budget(Duration::from_millis(100)),
+    );
     let pool = std::sync::Arc::new(EnginePool::new(code, opts, 4).expect("pool"));
     let p2 = pool.clone();
     std::thread::spawn(move || {
@@ -177,6 +231,15 @@ fn pool_reuses_engines_across_threads() {
     .expect("thread");
     assert_eq!(pool.idle(), 1, "engine went back to the pool");
     let mut e = pool.get().expect("engine");
-    let Outcome::Request(r) = e.viewer_request(&common::request_event("/")).expect("run").output else { panic!() };
-    assert_eq!(r.headers["x-n"].value, "2", "same engine, state kept between invocations");
+    let Outcome::Request(r) = e
+        .viewer_request(&common::request_event("/"))
+        .expect("run")
+        .output
+    else {
+        panic!()
+    };
+    assert_eq!(
+        r.headers["x-n"].value, "2",
+        "same engine, state kept between invocations"
+    );
 }

@@ -24,7 +24,12 @@ fn syntax_error_has_line_and_column() {
     // QuickJS reports the start of the offending statement for redefinitions...
     let src = "function handler(event) {\n  let a = 1;\n  let a = 2;\n  return event.request;\n}\n";
     match FunctionCode::compile("bad", src, Kind::ViewerRequest) {
-        Err(CompileError::Syntax { line, column, message, .. }) => {
+        Err(CompileError::Syntax {
+            line,
+            column,
+            message,
+            ..
+        }) => {
             assert_eq!((line, column), (3, 3), "message: {message}");
         }
         other => panic!("expected syntax error, got {other:?}"),
@@ -51,10 +56,17 @@ fn missing_handler_and_size_limit() {
         FunctionCode::compile("x", "exports.other = 1;", Kind::OriginRequest),
         Err(CompileError::Init { .. })
     ));
-    let big = format!("function handler(e) {{ return e.request; }}\n//{}", "x".repeat(10 * 1024));
+    let big = format!(
+        "function handler(e) {{ return e.request; }}\n//{}",
+        "x".repeat(10 * 1024)
+    );
     let err = FunctionCode::compile("big", &big, Kind::ViewerRequest).expect_err("too large");
-    assert!(matches!(err, CompileError::TooLarge { limit: 10240, .. }), "{err}");
-    assert!(FunctionCode::compile("big", &big, Kind::OriginRequest).is_err_and(|e| !matches!(e, CompileError::TooLarge { .. })));
+    assert!(
+        matches!(err, CompileError::TooLarge { limit: 10240, .. }),
+        "{err}"
+    );
+    assert!(FunctionCode::compile("big", &big, Kind::OriginRequest)
+        .is_err_and(|e| !matches!(e, CompileError::TooLarge { .. })));
 }
 
 #[test]
@@ -78,10 +90,15 @@ fn throw_is_execution_error_and_engine_recovers() {
         "function handler(event) { if (event.request.uri === '/boom') throw new TypeError('kaboom'); return event.request; }",
         Kind::ViewerRequest,
     );
-    let err = e.viewer_request(&request_event("/boom")).expect_err("throws");
+    let err = e
+        .viewer_request(&request_event("/boom"))
+        .expect_err("throws");
     assert_eq!(err.kind, ErrorKind::Exception);
     assert_eq!(err.message, "TypeError: kaboom");
-    assert_eq!(request_of(e.viewer_request(&request_event("/ok")).expect("recovers")).uri, "/ok");
+    assert_eq!(
+        request_of(e.viewer_request(&request_event("/ok")).expect("recovers")).uri,
+        "/ok"
+    );
 }
 
 #[test]
@@ -95,8 +112,14 @@ fn endless_loop_is_interrupted_and_engine_recovers() {
     // Default viewer limits: 1 ms of CPU.
     let mut e = Engine::new(&code, EngineOptions::for_kind(Kind::ViewerRequest)).expect("engine");
     let t = Instant::now();
-    let err = e.viewer_request(&request_event("/spin")).expect_err("interrupted");
-    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+    let err = e
+        .viewer_request(&request_event("/spin"))
+        .expect_err("interrupted");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
     assert_eq!(err.compute_utilization, 100);
     // The next invocation gets a rebuilt, working engine; give it room for a debug build.
@@ -119,7 +142,10 @@ fn memory_overrun_is_error_and_engine_recovers() {
     let before = e.rebuilds();
     let err = e.viewer_request(&request_event("/grow")).expect_err("oom");
     assert_eq!(err.kind, ErrorKind::Memory, "{err}");
-    let r = request_of(e.viewer_request(&request_event("/after")).expect("recovers"));
+    let r = request_of(
+        e.viewer_request(&request_event("/after"))
+            .expect("recovers"),
+    );
     assert_eq!(r.uri, "/after");
     assert_eq!(e.rebuilds(), before + 1);
     assert!(e.memory_used() < 4 * 1024 * 1024);
@@ -143,7 +169,9 @@ fn generated_response_is_outcome_response() {
 
 #[test]
 fn async_handler_and_kvs_updates_are_seen() {
-    let kvs = KeyValueStore::from_import_json("flags", r#"{"data":[{"key":"color","value":"blue"}]}"#).expect("kvs");
+    let kvs =
+        KeyValueStore::from_import_json("flags", r#"{"data":[{"key":"color","value":"blue"}]}"#)
+            .expect("kvs");
     let code = FunctionCode::compile(
         "kvs",
         "import cf from 'cloudfront';\nconst store = cf.kvs();\nasync function handler(event) {\n  const c = await store.get('color');\n  const has = await store.exists('nope');\n  const n = await store.get('n', {format: 'json'}).catch(() => null);\n  event.request.headers['x-color'] = {value: c + ':' + has + ':' + JSON.stringify(n)};\n  return event.request;\n}",
@@ -151,8 +179,13 @@ fn async_handler_and_kvs_updates_are_seen() {
     )
     .expect("compile");
     let limits = Limits::for_kind(Kind::ViewerRequest).with_cpu_budget(Duration::from_millis(100));
-    let mut e = Engine::new(&code, EngineOptions::for_kind(Kind::ViewerRequest).with_kvs(kvs.clone()).with_limits(limits))
-        .expect("engine");
+    let mut e = Engine::new(
+        &code,
+        EngineOptions::for_kind(Kind::ViewerRequest)
+            .with_kvs(kvs.clone())
+            .with_limits(limits),
+    )
+    .expect("engine");
     let first = request_of(e.viewer_request(&request_event("/")).expect("run"));
     assert_eq!(first.headers["x-color"].value, "blue:false:null");
     kvs.put("color", "red").expect("put");
@@ -170,7 +203,10 @@ fn viewer_response_and_origin_change() {
     let r = e.viewer_response(&response_event("/")).expect("run").output;
     assert_eq!(r.headers["x-frame-options"].value, "DENY");
     assert_eq!(r.cookies["sid"].attributes.as_deref(), Some("Secure"));
-    assert!(e.viewer_request(&request_event("/")).is_err(), "wrong stage is refused");
+    assert!(
+        e.viewer_request(&request_event("/")).is_err(),
+        "wrong stage is refused"
+    );
 
     let mut e = engine(
         "import cf from 'cloudfront';\nfunction handler(event) { cf.updateRequestOrigin({domainName: 'eu.example.com', originPath: '/v2'}); return event.request; }",
@@ -179,7 +215,9 @@ fn viewer_response_and_origin_change() {
     let inv = e.viewer_request(&request_event("/")).expect("run");
     assert_eq!(
         inv.origin_change,
-        Some(OriginChange::Update(serde_json::json!({"domainName": "eu.example.com", "originPath": "/v2"})))
+        Some(OriginChange::Update(
+            serde_json::json!({"domainName": "eu.example.com", "originPath": "/v2"})
+        ))
     );
     let inv = e.viewer_request(&request_event("/")).expect("run again");
     assert!(inv.origin_change.is_some(), "recorded per invocation");
@@ -191,14 +229,29 @@ fn lambda_origin_request_and_response() {
         "exports.handler = async (event) => {\n const req = event.Records[0].cf.request;\n if (req.uri === '/gen') return { status: 200, statusDescription: 'OK', headers: {'content-type': [{key: 'Content-Type', value: 'text/plain'}]}, body: 'hi' };\n req.headers['x-origin'] = [{key: 'X-Origin', value: event.Records[0].cf.config.eventType}];\n return req;\n};",
         Kind::OriginRequest,
     );
-    let cfg = LambdaConfig { event_type: "origin-request".into(), ..LambdaConfig::default() };
-    let req = LambdaRequest { method: "GET".into(), uri: "/a".into(), client_ip: "203.0.113.1".into(), ..LambdaRequest::default() };
+    let cfg = LambdaConfig {
+        event_type: "origin-request".into(),
+        ..LambdaConfig::default()
+    };
+    let req = LambdaRequest {
+        method: "GET".into(),
+        uri: "/a".into(),
+        client_ip: "203.0.113.1".into(),
+        ..LambdaRequest::default()
+    };
     let ev = LambdaEvent::new(cfg.clone(), req.clone(), None);
     match e.origin(&ev).expect("run").output {
         OriginOutcome::Request(r) => assert_eq!(r.headers["x-origin"][0].value, "origin-request"),
         other => panic!("{other:?}"),
     }
-    let ev = LambdaEvent::new(cfg, LambdaRequest { uri: "/gen".into(), ..req }, None);
+    let ev = LambdaEvent::new(
+        cfg,
+        LambdaRequest {
+            uri: "/gen".into(),
+            ..req
+        },
+        None,
+    );
     match e.origin(&ev).expect("run").output {
         OriginOutcome::Response(r) => {
             assert_eq!(r.status, "200");
@@ -211,8 +264,18 @@ fn lambda_origin_request_and_response() {
         "exports.handler = function (event, context, callback) { callback(null, event.Records[0].cf.request); };",
         Kind::OriginRequest,
     );
-    let ev = LambdaEvent::new(LambdaConfig::default(), LambdaRequest { method: "GET".into(), uri: "/cb".into(), ..LambdaRequest::default() }, None);
-    assert!(matches!(e.origin(&ev).expect("run").output, OriginOutcome::Request(r) if r.uri == "/cb"));
+    let ev = LambdaEvent::new(
+        LambdaConfig::default(),
+        LambdaRequest {
+            method: "GET".into(),
+            uri: "/cb".into(),
+            ..LambdaRequest::default()
+        },
+        None,
+    );
+    assert!(
+        matches!(e.origin(&ev).expect("run").output, OriginOutcome::Request(r) if r.uri == "/cb")
+    );
 }
 
 #[test]
@@ -228,14 +291,26 @@ fn never_settling_promise_and_oversized_body_are_errors() {
         "function handler(event) {\n if (event.request.uri === '/hang') return new Promise(() => {});\n if (event.request.uri === '/big') return { statusCode: 200, body: 'x'.repeat(41 * 1024) };\n if (event.request.uri === '/num') return 42;\n return event.request;\n}",
         Kind::ViewerRequest,
     );
-    let err = e.viewer_request(&request_event("/hang")).expect_err("hangs");
+    let err = e
+        .viewer_request(&request_event("/hang"))
+        .expect_err("hangs");
     assert_eq!(err.kind, ErrorKind::Exception);
     assert!(err.message.contains("never settled"), "{err}");
-    let err = e.viewer_request(&request_event("/big")).expect_err("too big");
+    let err = e
+        .viewer_request(&request_event("/big"))
+        .expect_err("too big");
     assert_eq!(err.kind, ErrorKind::InvalidOutput);
     assert!(err.message.contains("40960"), "{err}");
-    assert_eq!(e.viewer_request(&request_event("/num")).expect_err("not an object").kind, ErrorKind::InvalidOutput);
-    assert_eq!(request_of(e.viewer_request(&request_event("/ok")).expect("fine")).uri, "/ok");
+    assert_eq!(
+        e.viewer_request(&request_event("/num"))
+            .expect_err("not an object")
+            .kind,
+        ErrorKind::InvalidOutput
+    );
+    assert_eq!(
+        request_of(e.viewer_request(&request_event("/ok")).expect("fine")).uri,
+        "/ok"
+    );
 }
 
 #[test]
@@ -248,7 +323,12 @@ fn async_endless_loop_after_await_is_interrupted() {
     .expect("compile");
     let mut e = Engine::new(&code, EngineOptions::for_kind(Kind::ViewerRequest)).expect("engine");
     let t = Instant::now();
-    assert_eq!(e.viewer_request(&request_event("/")).expect_err("interrupted").kind, ErrorKind::Timeout);
+    assert_eq!(
+        e.viewer_request(&request_event("/"))
+            .expect_err("interrupted")
+            .kind,
+        ErrorKind::Timeout
+    );
     assert!(t.elapsed() < Duration::from_secs(2));
 }
 
@@ -258,7 +338,9 @@ fn origin_helpers_refused_outside_viewer_request() {
         "const cf = require('cloudfront');\nfunction handler(event) { cf.selectRequestOriginById('x'); return event.response; }",
         Kind::ViewerResponse,
     );
-    let err = e.viewer_response(&response_event("/")).expect_err("refused");
+    let err = e
+        .viewer_response(&response_event("/"))
+        .expect_err("refused");
     assert!(err.message.contains("viewer-request"), "{err}");
 }
 
@@ -277,22 +359,40 @@ fn memory_limit_patterns_and_configurable_limit() {
         let mut e = engine(&src, Kind::ViewerRequest);
         let err = e.viewer_request(&request_event("/grow")).expect_err(p);
         assert_eq!(err.kind, ErrorKind::Memory, "{p}: {err}");
-        assert_eq!(request_of(e.viewer_request(&request_event("/ok")).expect(p)).uri, "/ok", "{p}");
+        assert_eq!(
+            request_of(e.viewer_request(&request_event("/ok")).expect(p)).uri,
+            "/ok",
+            "{p}"
+        );
     }
     // 3 MB of string fits when the function is given 8 MB.
     let src = "function handler(event) { var s = 'x'.repeat(3 * 1024 * 1024); event.request.headers['x-len'] = {value: String(s.length)}; return event.request; }";
     let code = FunctionCode::compile("m", src, Kind::ViewerRequest).expect("compile");
-    let limits = Limits::for_kind(Kind::ViewerRequest).with_cpu_budget(Duration::from_millis(500)).with_memory(8 * 1024 * 1024);
-    let mut e = Engine::new(&code, EngineOptions::for_kind(Kind::ViewerRequest).with_limits(limits)).expect("engine");
-    assert_eq!(request_of(e.viewer_request(&request_event("/")).expect("fits")).headers["x-len"].value, "3145728");
+    let limits = Limits::for_kind(Kind::ViewerRequest)
+        .with_cpu_budget(Duration::from_millis(500))
+        .with_memory(8 * 1024 * 1024);
+    let mut e = Engine::new(
+        &code,
+        EngineOptions::for_kind(Kind::ViewerRequest).with_limits(limits),
+    )
+    .expect("engine");
+    assert_eq!(
+        request_of(e.viewer_request(&request_event("/")).expect("fits")).headers["x-len"].value,
+        "3145728"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_from_tokio_tasks() {
-    let code = FunctionCode::compile("tk", "function handler(e) { e.request.uri = '/t' + e.request.uri; return e.request; }", Kind::ViewerRequest)
-        .expect("compile");
-    let opts = EngineOptions::for_kind(Kind::ViewerRequest)
-        .with_limits(Limits::for_kind(Kind::ViewerRequest).with_cpu_budget(Duration::from_millis(100)));
+    let code = FunctionCode::compile(
+        "tk",
+        "function handler(e) { e.request.uri = '/t' + e.request.uri; return e.request; }",
+        Kind::ViewerRequest,
+    )
+    .expect("compile");
+    let opts = EngineOptions::for_kind(Kind::ViewerRequest).with_limits(
+        Limits::for_kind(Kind::ViewerRequest).with_cpu_budget(Duration::from_millis(100)),
+    );
     let pool = std::sync::Arc::new(EnginePool::new(code, opts, 8).expect("pool"));
     let mut tasks = Vec::new();
     for i in 0..16 {
@@ -301,7 +401,11 @@ async fn pool_from_tokio_tasks() {
             tokio::task::yield_now().await;
             // Borrow, invoke synchronously, return: never hold an engine across an await.
             let mut e = pool.get().expect("engine");
-            request_of(e.viewer_request(&request_event(&format!("/{i}"))).expect("run")).uri
+            request_of(
+                e.viewer_request(&request_event(&format!("/{i}")))
+                    .expect("run"),
+            )
+            .uri
         }));
     }
     for (i, t) in tasks.into_iter().enumerate() {

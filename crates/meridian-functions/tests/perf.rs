@@ -19,8 +19,12 @@ fn trivial_viewer_request_latency() {
     for _ in 0..20 {
         Engine::new(&code, EngineOptions::for_kind(Kind::ViewerRequest)).expect("engine");
     }
-    println!("engine build (runtime + built-ins + function): {:?}", t.elapsed() / 20);
-    let mut engine = Engine::new(&code, EngineOptions::for_kind(Kind::ViewerRequest)).expect("engine");
+    println!(
+        "engine build (runtime + built-ins + function): {:?}",
+        t.elapsed() / 20
+    );
+    let mut engine =
+        Engine::new(&code, EngineOptions::for_kind(Kind::ViewerRequest)).expect("engine");
     let event = common::request_event("/docs/");
     for _ in 0..1000 {
         engine.viewer_request(&event).expect("warm-up");

@@ -25,6 +25,8 @@ pub struct Behavior {
     pub cache_policy: String,
     pub origin_request_policy: Option<String>,
     pub response_headers_policy: Option<String>,
+    /// Edge functions run for this behavior, at most one per event type.
+    pub function_associations: Vec<super::FunctionAssociation>,
 }
 
 const METHODS: &[&str] = &["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"];
@@ -66,6 +68,7 @@ pub(super) fn default_behavior(group: &str, policy: &str) -> Behavior {
         cache_policy: policy.to_owned(),
         origin_request_policy: None,
         response_headers_policy: None,
+        function_associations: Vec::new(),
     }
 }
 
@@ -111,6 +114,7 @@ pub(super) struct Known {
     pub(super) response_headers_policies: Refs,
     /// The origin group of a behavior that names none.
     pub(super) first_group: String,
+    pub(super) functions: Vec<super::EdgeFunction>,
 }
 
 /// Reads `[[distribution.behavior]]` or, with `default`, `[distribution.default_behavior]`.
@@ -192,6 +196,7 @@ pub(super) fn read_behavior(
         };
     }
     b.compress = s.bool(d, "compress").unwrap_or(true);
+    b.function_associations = super::function::read_associations(s, d, &known.functions);
     s.finish(d);
     Some(b)
 }

@@ -4,11 +4,16 @@
 
 mod behavior;
 mod cache_policy;
+mod function;
 mod origin;
 mod response_headers;
 
 pub use behavior::{path_matches, Behavior, ViewerProtocolPolicy};
 pub use cache_policy::{CachePolicy, KeyFilter, OriginRequestPolicy};
+pub use function::{
+    EdgeFunction, FunctionAssociation, FunctionEvent, FunctionRuntime, FunctionSource,
+    KeyValueStoreConfig,
+};
 pub use origin::{OriginGroup, OriginMember, OriginSelection};
 pub use response_headers::{Cors, ResponseHeadersPolicy};
 
@@ -37,6 +42,9 @@ pub struct Distribution {
     /// Used when no behavior matches (path pattern `*`).
     pub default_behavior: Behavior,
     pub custom_error_responses: Vec<CustomErrorResponse>,
+    /// Edge functions behaviors may associate (`function_associations`).
+    pub functions: Vec<EdgeFunction>,
+    pub key_value_stores: Vec<KeyValueStoreConfig>,
     /// Certificates (PEM) for HTTPS viewers, chosen by SNI; without any, `up` makes a
     /// development certificate.
     pub certificates: Vec<TlsFiles>,
@@ -112,6 +120,8 @@ pub(crate) fn default_distribution(regions: &[Region]) -> Distribution {
         behaviors: Vec::new(),
         default_behavior: default_behavior("default", "default"),
         custom_error_responses: Vec::new(),
+        functions: Vec::new(),
+        key_value_stores: Vec::new(),
         certificates: Vec::new(),
         aliases: Vec::new(),
         compress_min_size: 1000,
@@ -155,6 +165,17 @@ pub(crate) fn read_distribution(
         Some(p) => dist.response_headers_policies = p,
         None => ok = false,
     }
+    match read_named(t, d, "key_value_store", function::read_key_value_store) {
+        Some(s) => dist.key_value_stores = s,
+        None => ok = false,
+    }
+    let stores = dist.key_value_stores.clone();
+    match read_named(t, d, "function", |s, d, name| {
+        function::read_function(s, d, name, &stores)
+    }) {
+        Some(f) => dist.functions = f,
+        None => ok = false,
+    }
     let names = |n: Vec<&String>| Refs {
         names: n.into_iter().cloned().collect(),
     };
@@ -174,6 +195,7 @@ pub(crate) fn read_distribution(
                 .collect(),
         ),
         first_group: dist.origin_groups[0].name.clone(),
+        functions: dist.functions.clone(),
     };
     for s in t.tables(d, "behavior") {
         match read_behavior(&s, d, false, &known) {

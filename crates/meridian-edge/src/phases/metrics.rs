@@ -14,7 +14,7 @@ pub(crate) struct EdgeMetrics {
     requests: Family<Labels, Counter>,
     /// `requests{cache_status, status_class}` counters by outcome and status class, looked
     /// up once: the hit path does not hash labels.
-    by_outcome: [[OnceLock<Counter>; 6]; 9],
+    by_outcome: [[OnceLock<Counter>; 6]; Outcome::ALL.len()],
     duration: Histogram,
     bytes_to_viewers: Counter,
     pub bytes_from_origins: Counter,

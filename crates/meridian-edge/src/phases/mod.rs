@@ -3,14 +3,14 @@
 //!
 //! | # | phase                | file                    | hook point (edge functions)      |
 //! |---|----------------------|-------------------------|----------------------------------|
-//! | 1 | viewer request       | `viewer.rs`             | **viewer-request**, protection   |
+//! | 1 | viewer request       | `viewer.rs`, `functions.rs` | **viewer-request** function (built), protection |
 //! | 2 | route                | `route.rs`              |                                  |
 //! | 3 | cache lookup         | `cache.rs`              |                                  |
 //! | 4 | collapse             | `collapse.rs`, `inflight.rs` |                             |
 //! | 5 | fill from origin     | `fill.rs`, `body.rs`, `pass.rs`, `../origin/` | **origin-request** (`origin_request.rs`), **origin-response** (`fill.rs`, `pass.rs`) |
 //! | 6 | store                | `store.rs`              |                                  |
 //! | 7 | serve from the cache | `serve.rs`              |                                  |
-//! | 8 | response headers     | `response.rs`           | **viewer-response**              |
+//! | 8 | response headers     | `response.rs`, `functions.rs` | **viewer-response** function (built) |
 //! | 9 | compression          | `compression.rs`        |                                  |
 //! | 10| log                  | `metrics.rs`, `access_log.rs` |                            |
 //!
@@ -26,6 +26,7 @@ mod compression;
 mod context;
 mod error;
 mod fill;
+mod functions;
 pub(crate) mod inflight;
 pub(crate) mod metrics;
 mod origin_request;
@@ -56,9 +57,7 @@ impl Edge {
         let start = Instant::now();
         let (parts, body) = req.into_parts();
         // 1. Viewer request: made canonical once; every later phase reads only `ctx`.
-        let (ctx, refused) = RequestContext::from_viewer(&self.0.dist, parts, peer);
-        // HOOK viewer-request: protection rules and the viewer-request function see `ctx`
-        // here, and may answer or rewrite it.
+        let (mut ctx, refused) = RequestContext::from_viewer(&self.0.dist, parts, peer);
         let mut served = match refused {
             // Refused before routing: no behavior, no origin, no custom error page.
             Some(e) => Served::at_edge(
@@ -66,7 +65,7 @@ impl Edge {
                 Outcome::Error,
             ),
             None => {
-                let served = self.answer(&ctx, body).await;
+                let served = self.answer(&mut ctx, body).await;
                 let error = served.response.status().as_u16() >= 400;
                 if error && !self.0.dist.custom_error_responses.is_empty() {
                     self.custom_error(&ctx, served).await
@@ -80,18 +79,26 @@ impl Edge {
         self.0
             .headers
             .apply(&ctx, policy, &mut served.response, served.outcome);
-        // HOOK viewer-response: the viewer-response function sees the response here, with
-        // the edge's headers on it, and may change it before it leaves.
+        // The viewer-response function sees the response here, with the edge's headers on
+        // it, and may change it before it leaves (`functions.rs`).
+        self.viewer_response_function(&ctx, &mut served);
         // 10. Log: metrics and the access log line.
         self.log(&ctx, &served, start);
         served.response
     }
 
-    /// Viewer rules, route, then the cache or a pass to the origin.
-    async fn answer(&self, ctx: &RequestContext<'_>, body: Incoming) -> Served {
+    /// Viewer rules, the viewer-request function, route, then the cache or a pass to the
+    /// origin.
+    async fn answer(&self, ctx: &mut RequestContext<'_>, body: Incoming) -> Served {
         if let Some(served) = self.viewer_rules(ctx) {
             return served;
         }
+        // The viewer-request function (`functions.rs`) may rewrite `ctx` or answer. Protection
+        // rules will run here too.
+        if let Some(served) = self.viewer_request_function(ctx) {
+            return served;
+        }
+        let ctx = &*ctx;
         // 2. Route.
         let Some(route) = self.route(ctx) else {
             let r = meridian_http::text(

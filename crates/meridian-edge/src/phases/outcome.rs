@@ -21,10 +21,16 @@ pub enum Outcome {
     Redirect,
     /// A CORS preflight answered at the edge.
     Preflight,
+    /// The viewer-request function answered (CloudFront's FunctionGeneratedResponse).
+    FunctionGenerated,
+    /// An edge function threw, returned something invalid or ran out of memory: 503.
+    FunctionExecutionError,
+    /// An edge function used up its CPU budget: 503.
+    FunctionThrottled,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Hit,
         Outcome::StaleWhileRevalidate,
         Outcome::StaleIfError,
@@ -34,6 +40,9 @@ impl Outcome {
         Outcome::Error,
         Outcome::Redirect,
         Outcome::Preflight,
+        Outcome::FunctionGenerated,
+        Outcome::FunctionExecutionError,
+        Outcome::FunctionThrottled,
     ];
 
     pub fn x_cache(self) -> &'static str {
@@ -46,6 +55,9 @@ impl Outcome {
             Outcome::Miss | Outcome::Pass => "Miss from meridian",
             Outcome::Error => "Error from meridian",
             Outcome::Redirect => "Redirect from meridian",
+            Outcome::FunctionGenerated => "FunctionGeneratedResponse from meridian",
+            Outcome::FunctionExecutionError => "FunctionExecutionError from meridian",
+            Outcome::FunctionThrottled => "FunctionThrottledError from meridian",
         }
     }
     /// `x-edge-result-type` of the access log.
@@ -59,6 +71,9 @@ impl Outcome {
             Outcome::Miss | Outcome::Pass => "Miss",
             Outcome::Error => "Error",
             Outcome::Redirect => "Redirect",
+            Outcome::FunctionGenerated => "FunctionGeneratedResponse",
+            Outcome::FunctionExecutionError => "FunctionExecutionError",
+            Outcome::FunctionThrottled => "FunctionThrottledError",
         }
     }
     /// The label of `meridian_edge_requests_total{cache_status}` and the detailed type.
@@ -73,6 +88,9 @@ impl Outcome {
             Outcome::Error => "error",
             Outcome::Redirect => "redirect",
             Outcome::Preflight => "preflight",
+            Outcome::FunctionGenerated => "function_generated",
+            Outcome::FunctionExecutionError => "function_execution_error",
+            Outcome::FunctionThrottled => "function_throttled",
         }
     }
     /// The `Cache-Status` (RFC 9211) parameters.
@@ -86,6 +104,8 @@ impl Outcome {
             Outcome::Pass => "fwd=uri-miss",
             Outcome::Error => "fwd=miss; detail=origin-error",
             Outcome::Redirect => "detail=redirect",
+            Outcome::FunctionGenerated => "detail=function-generated",
+            Outcome::FunctionExecutionError | Outcome::FunctionThrottled => "detail=function-error",
         }
     }
 }

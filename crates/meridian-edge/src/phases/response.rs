@@ -14,7 +14,7 @@ use std::collections::HashMap;
 /// Header values made once per PoP: the hit path allocates little.
 pub(crate) struct ResponseHeaders {
     /// `Cache-Status` by outcome.
-    cache_status: [HeaderValue; 9],
+    cache_status: [HeaderValue; Outcome::ALL.len()],
     pop: HeaderValue,
     via: HeaderValue,
     /// Each response headers policy's fixed headers, by policy name.

@@ -35,7 +35,11 @@ pub(crate) fn b64_encode(data: TypedArray<'_, u8>, url: bool) -> String {
 }
 
 /// Decode base64 or base64url; `strict` (for `atob`) throws on garbage instead of skipping it.
-pub(crate) fn b64_decode<'js>(ctx: Ctx<'js>, s: String, strict: bool) -> Result<TypedArray<'js, u8>> {
+pub(crate) fn b64_decode<'js>(
+    ctx: Ctx<'js>,
+    s: String,
+    strict: bool,
+) -> Result<TypedArray<'js, u8>> {
     let mut clean: String = s
         .chars()
         .filter(|c| !c.is_ascii_whitespace())
@@ -66,7 +70,10 @@ pub(crate) fn hex_decode<'js>(ctx: Ctx<'js>, s: String) -> Result<TypedArray<'js
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len() / 2);
     for pair in b.chunks_exact(2) {
-        match std::str::from_utf8(pair).ok().and_then(|p| u8::from_str_radix(p, 16).ok()) {
+        match std::str::from_utf8(pair)
+            .ok()
+            .and_then(|p| u8::from_str_radix(p, 16).ok())
+        {
             Some(v) => out.push(v),
             None => break,
         }

@@ -46,10 +46,17 @@ pub(crate) fn hmac(alg: &str, key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-pub(crate) fn js_digest<'js>(ctx: Ctx<'js>, alg: String, data: TypedArray<'js, u8>) -> Result<TypedArray<'js, u8>> {
+pub(crate) fn js_digest<'js>(
+    ctx: Ctx<'js>,
+    alg: String,
+    data: TypedArray<'js, u8>,
+) -> Result<TypedArray<'js, u8>> {
     match digest(&alg, bytes(&data)) {
         Some(d) => TypedArray::new(ctx, d),
-        None => Err(Exception::throw_type(&ctx, &format!("Digest method not supported: {alg}"))),
+        None => Err(Exception::throw_type(
+            &ctx,
+            &format!("Digest method not supported: {alg}"),
+        )),
     }
 }
 
@@ -61,6 +68,9 @@ pub(crate) fn js_hmac<'js>(
 ) -> Result<TypedArray<'js, u8>> {
     match hmac(&alg, bytes(&key), bytes(&data)) {
         Some(d) => TypedArray::new(ctx, d),
-        None => Err(Exception::throw_type(&ctx, &format!("Digest method not supported: {alg}"))),
+        None => Err(Exception::throw_type(
+            &ctx,
+            &format!("Digest method not supported: {alg}"),
+        )),
     }
 }

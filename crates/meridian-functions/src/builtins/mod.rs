@@ -66,9 +66,18 @@ pub(crate) fn install(ctx: &Ctx<'_>, host: &Host, name: &str, kind: crate::Kind)
     n.set("kind", kind.event_type())?;
     n.set("name", name)?;
     let logs = host.logs.clone();
-    n.set("log", Function::new(ctx.clone(), move |line: String| lock(&logs).push(line))?)?;
-    n.set("utf8Encode", Function::new(ctx.clone(), buffer::utf8_encode)?)?;
-    n.set("utf8Decode", Function::new(ctx.clone(), buffer::utf8_decode)?)?;
+    n.set(
+        "log",
+        Function::new(ctx.clone(), move |line: String| lock(&logs).push(line))?,
+    )?;
+    n.set(
+        "utf8Encode",
+        Function::new(ctx.clone(), buffer::utf8_encode)?,
+    )?;
+    n.set(
+        "utf8Decode",
+        Function::new(ctx.clone(), buffer::utf8_decode)?,
+    )?;
     n.set("b64Encode", Function::new(ctx.clone(), buffer::b64_encode)?)?;
     n.set("b64Decode", Function::new(ctx.clone(), buffer::b64_decode)?)?;
     n.set("hexEncode", Function::new(ctx.clone(), buffer::hex_encode)?)?;
@@ -80,18 +89,24 @@ pub(crate) fn install(ctx: &Ctx<'_>, host: &Host, name: &str, kind: crate::Kind)
     let kvs = host.kvs.clone();
     n.set(
         "kvsGet",
-        Function::new(ctx.clone(), move |key: String| kvs.as_ref().and_then(|k| k.get(&key)))?,
+        Function::new(ctx.clone(), move |key: String| {
+            kvs.as_ref().and_then(|k| k.get(&key))
+        })?,
     )?;
     let kvs = host.kvs.clone();
     n.set(
         "kvsExists",
-        Function::new(ctx.clone(), move |key: String| kvs.as_ref().is_some_and(|k| k.exists(&key)))?,
+        Function::new(ctx.clone(), move |key: String| {
+            kvs.as_ref().is_some_and(|k| k.exists(&key))
+        })?,
     )?;
     let kvs = host.kvs.clone();
     n.set(
         "kvsMeta",
         Function::new(ctx.clone(), move || {
-            kvs.as_ref().and_then(|k| serde_json::to_string(&k.meta()).ok()).unwrap_or_default()
+            kvs.as_ref()
+                .and_then(|k| serde_json::to_string(&k.meta()).ok())
+                .unwrap_or_default()
         })?,
     )?;
     let origin = host.origin.clone();
@@ -103,7 +118,14 @@ pub(crate) fn install(ctx: &Ctx<'_>, host: &Host, name: &str, kind: crate::Kind)
     )?;
     let m = Object::new(ctx.clone())?;
     // Order matters: buffer first (others use M.buffer), runtime last (it freezes `require`).
-    for src in [console::JS, buffer::JS, crypto::JS, querystring::JS, cloudfront::JS, RUNTIME_JS] {
+    for src in [
+        console::JS,
+        buffer::JS,
+        crypto::JS,
+        querystring::JS,
+        cloudfront::JS,
+        RUNTIME_JS,
+    ] {
         let f: Function = ctx.eval(src)?;
         f.call::<_, ()>((n.clone(), m.clone()))?;
     }

@@ -8,7 +8,12 @@ pub fn request_event(uri: &str) -> Event {
     let mut headers = BTreeMap::new();
     headers.insert("host".to_string(), Field::new("www.example.com"));
     headers.insert("accept".to_string(), Field::new("text/html"));
-    let request = Request { method: "GET".into(), uri: uri.into(), headers, ..Request::default() };
+    let request = Request {
+        method: "GET".into(),
+        uri: uri.into(),
+        headers,
+        ..Request::default()
+    };
     let ctx = Context {
         distribution_domain_name: "d111111abcdef8.cloudfront.net".into(),
         distribution_id: "EDFDVBD6EXAMPLE".into(),
@@ -22,6 +27,11 @@ pub fn response_event(uri: &str) -> Event {
     let req = request_event(uri);
     let mut headers = BTreeMap::new();
     headers.insert("content-type".to_string(), Field::new("text/html"));
-    let resp = Response { status_code: 200, status_description: Some("OK".into()), headers, ..Response::default() };
+    let resp = Response {
+        status_code: 200,
+        status_description: Some("OK".into()),
+        headers,
+        ..Response::default()
+    };
     Event::viewer_response(req.context, "198.51.100.11", req.request, resp)
 }

@@ -1,0 +1,236 @@
+//! The PoP's edge functions: each associated function compiled once at start, a pool of
+//! engines per (function, event) shared by every connection, the key value stores the
+//! functions read, and their metrics. The phases call in through `phases/functions.rs`.
+
+use meridian_config::{Distribution, EdgeFunction, FunctionEvent};
+use meridian_functions::{
+    CompileError, EngineOptions, EnginePool, ErrorKind, FunctionCode, KeyValueStore, Kind, Limits,
+};
+use meridian_telemetry::prometheus_client::metrics::{
+    counter::Counter, family::Family, histogram::Histogram,
+};
+use meridian_telemetry::{Labels, Metrics};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Why a PoP cannot run its functions: it refuses to start rather than serve without them.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    #[error("function `{function}`: cannot read {file}: {source}")]
+    Read {
+        function: String,
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: function `{function}`: {message}")]
+    Compile {
+        function: String,
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("key value store `{store}`: {message}")]
+    Store { store: String, message: String },
+}
+
+/// Compiles `f` for `event` the way the edge runs it. Errors name the file (or the config
+/// for inline code) with the line and column of the fault.
+pub fn compile(f: &EdgeFunction, event: FunctionEvent) -> Result<FunctionCode, FunctionError> {
+    let (text, file, first_line) = f.source.load().map_err(|source| FunctionError::Read {
+        function: f.name.clone(),
+        file: match &f.source {
+            meridian_config::FunctionSource::File(p) => p.display().to_string(),
+            meridian_config::FunctionSource::Inline { config, .. } => config.clone(),
+        },
+        source,
+    })?;
+    FunctionCode::compile(&f.name, &text, kind_of(event)).map_err(|e| {
+        let (line, column, message) = match &e {
+            CompileError::Syntax {
+                message,
+                line,
+                column,
+                ..
+            } => (
+                *line as usize,
+                *column as usize,
+                format!("SyntaxError: {message}"),
+            ),
+            other => (1, 1, other.to_string()),
+        };
+        FunctionError::Compile {
+            function: f.name.clone(),
+            file: file.clone(),
+            line: first_line + line.saturating_sub(1),
+            column,
+            message,
+        }
+    })
+}
+
+pub fn kind_of(event: FunctionEvent) -> Kind {
+    match event {
+        FunctionEvent::ViewerRequest => Kind::ViewerRequest,
+        FunctionEvent::ViewerResponse => Kind::ViewerResponse,
+        FunctionEvent::OriginRequest => Kind::OriginRequest,
+        FunctionEvent::OriginResponse => Kind::OriginResponse,
+    }
+}
+
+/// Loads a store from its import file (empty without one).
+pub fn load_store(
+    name: &str,
+    file: Option<&std::path::Path>,
+) -> Result<KeyValueStore, FunctionError> {
+    let err = |message: String| FunctionError::Store {
+        store: name.to_owned(),
+        message,
+    };
+    match file {
+        None => Ok(KeyValueStore::new(name)),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| err(format!("cannot read {}: {e}", p.display())))?;
+            KeyValueStore::from_import_json(name, &text)
+                .map_err(|e| err(format!("{}: {e}", p.display())))
+        }
+    }
+}
+
+pub(crate) struct FunctionMetrics {
+    invocations: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+    utilization: Family<Labels, Histogram>,
+}
+
+/// The functions one PoP runs.
+pub(crate) struct EdgeFunctions {
+    pools: HashMap<(String, FunctionEvent), Arc<EnginePool>>,
+    stores: HashMap<String, KeyValueStore>,
+    metrics: FunctionMetrics,
+}
+
+/// Engines kept per pool: about one per worker thread, so a burst never builds many.
+const MAX_IDLE_ENGINES: usize = 8;
+
+impl EdgeFunctions {
+    /// Compiles every function a behavior associates, for the events it is associated with.
+    pub fn from_config(dist: &Distribution, metrics: &Metrics) -> Result<Self, FunctionError> {
+        let mut stores = HashMap::new();
+        for s in &dist.key_value_stores {
+            stores.insert(s.name.clone(), load_store(&s.name, s.file.as_deref())?);
+        }
+        let mut pools = HashMap::new();
+        let associations = dist
+            .behaviors
+            .iter()
+            .chain(std::iter::once(&dist.default_behavior))
+            .flat_map(|b| &b.function_associations);
+        for a in associations {
+            let key = (a.function.clone(), a.event_type);
+            if pools.contains_key(&key) {
+                continue;
+            }
+            let Some(f) = dist.functions.iter().find(|f| f.name == a.function) else {
+                continue;
+            };
+            let code = compile(f, a.event_type)?;
+            let mut limits = Limits::for_kind(kind_of(a.event_type));
+            if let Some(b) = f.cpu_budget {
+                limits = limits.with_cpu_budget(b);
+            }
+            let mut opts = EngineOptions::for_kind(kind_of(a.event_type)).with_limits(limits);
+            if let Some(s) = f.key_value_store.as_ref().and_then(|s| stores.get(s)) {
+                opts = opts.with_kvs(s.clone());
+            }
+            let pool = EnginePool::new(code, opts, MAX_IDLE_ENGINES).map_err(|e| {
+                FunctionError::Compile {
+                    function: f.name.clone(),
+                    file: "-".into(),
+                    line: 1,
+                    column: 1,
+                    message: e.to_string(),
+                }
+            })?;
+            pools.insert(key, Arc::new(pool));
+        }
+        Ok(EdgeFunctions {
+            pools,
+            stores,
+            metrics: FunctionMetrics {
+                invocations: metrics.register(
+                    "edge_function_invocations",
+                    "Edge function invocations, by function and event type",
+                    Family::default(),
+                ),
+                errors: metrics.register(
+                    "edge_function_errors",
+                    "Edge function invocations that failed (503 to the viewer), by function and kind",
+                    Family::default(),
+                ),
+                utilization: metrics.register(
+                    "edge_function_compute_utilization",
+                    "CPU time of an invocation as a percentage of its budget (CloudFront's compute utilization)",
+                    Family::new_with_constructor(|| {
+                        Histogram::new([5.0, 10.0, 20.0, 30.0, 50.0, 70.0, 90.0, 100.0])
+                    }),
+                ),
+            },
+        })
+    }
+
+    /// The pool of the function `behavior` runs at `event`, when it has one.
+    pub fn for_behavior(
+        &self,
+        behavior: &meridian_config::Behavior,
+        event: FunctionEvent,
+    ) -> Option<&Arc<EnginePool>> {
+        let a = behavior
+            .function_associations
+            .iter()
+            .find(|a| a.event_type == event)?;
+        self.pools.get(&(a.function.clone(), event))
+    }
+
+    /// A key value store by name (changed at run time through the admin API).
+    pub fn store(&self, name: &str) -> Option<&KeyValueStore> {
+        self.stores.get(name)
+    }
+
+    pub fn store_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.stores.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Counts one invocation and, when it failed, its error.
+    pub fn record(
+        &self,
+        function: &str,
+        event: FunctionEvent,
+        utilization: u8,
+        error: Option<ErrorKind>,
+    ) {
+        let labels = vec![
+            ("function", function.to_owned()),
+            ("event_type", event.as_str().to_owned()),
+        ];
+        self.metrics.invocations.get_or_create(&labels).inc();
+        self.metrics
+            .utilization
+            .get_or_create(&vec![("function", function.to_owned())])
+            .observe(f64::from(utilization));
+        if let Some(kind) = error {
+            let kind = serde_json::to_value(kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "internal".into());
+            self.metrics
+                .errors
+                .get_or_create(&vec![("function", function.to_owned()), ("kind", kind)])
+                .inc();
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! The viewer-request and viewer-response hooks: the behavior's CloudFront Function sees
+//! the request (and response) in CloudFront's event shape and may change it, or answer at
+//! the edge. A function that fails makes that one request a 503, as CloudFront does; the
+//! engine is rebuilt when it must be, and no other request notices.
+
+use super::context::{RequestContext, Served};
+use super::outcome::Outcome;
+use crate::edge::Edge;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use meridian_config::FunctionEvent;
+use meridian_functions::event::{Context, Field, Headers, MultiValue, QueryString, Request};
+use meridian_functions::{ErrorKind, Event, ExecutionError, Outcome as FnOutcome};
+use meridian_http::Body;
+
+impl Edge {
+    /// Runs the behavior's viewer-request function: None when the request goes on (perhaps
+    /// changed in `ctx`), or the answer when the function made one or failed.
+    pub(super) fn viewer_request_function(&self, ctx: &mut RequestContext<'_>) -> Option<Served> {
+        let pool = self
+            .0
+            .functions
+            .for_behavior(ctx.behavior, FunctionEvent::ViewerRequest)?;
+        let event = Event::viewer_request(
+            self.fn_context(ctx),
+            ctx.peer.addr.ip().to_string(),
+            to_event_request(ctx),
+        );
+        let name = pool.code().name().to_owned();
+        let result = match pool.get() {
+            Ok(mut engine) => engine.viewer_request(&event),
+            Err(e) => Err(engine_unavailable(e)),
+        };
+        match result {
+            Ok(inv) => {
+                self.0.functions.record(
+                    &name,
+                    FunctionEvent::ViewerRequest,
+                    inv.compute_utilization,
+                    None,
+                );
+                match inv.output {
+                    FnOutcome::Request(r) => match apply_request(ctx, r) {
+                        Ok(()) => None,
+                        Err(why) => {
+                            Some(self.function_failed(&name, ErrorKind::InvalidOutput, &why))
+                        }
+                    },
+                    FnOutcome::Response(r) => match to_http_response(r) {
+                        Ok(res) => Some(Served::at_edge(res, Outcome::FunctionGenerated)),
+                        Err(why) => {
+                            Some(self.function_failed(&name, ErrorKind::InvalidOutput, &why))
+                        }
+                    },
+                }
+            }
+            Err(e) => {
+                self.0.functions.record(
+                    &name,
+                    FunctionEvent::ViewerRequest,
+                    e.compute_utilization,
+                    Some(e.kind),
+                );
+                Some(self.function_failed(&name, e.kind, &e.message))
+            }
+        }
+    }
+
+    /// Runs the behavior's viewer-response function on `served`, with the edge's headers
+    /// already on it. Not for responses a function made or refused, as CloudFront.
+    pub(super) fn viewer_response_function(&self, ctx: &RequestContext<'_>, served: &mut Served) {
+        if matches!(
+            served.outcome,
+            Outcome::FunctionGenerated
+                | Outcome::FunctionExecutionError
+                | Outcome::FunctionThrottled
+        ) {
+            return;
+        }
+        let Some(pool) = self
+            .0
+            .functions
+            .for_behavior(ctx.behavior, FunctionEvent::ViewerResponse)
+        else {
+            return;
+        };
+        let response = meridian_functions::Response {
+            status_code: served.response.status().as_u16(),
+            status_description: served
+                .response
+                .status()
+                .canonical_reason()
+                .map(str::to_owned),
+            headers: to_fields(served.response.headers(), |n| n != http::header::SET_COOKIE),
+            cookies: response_cookies(served.response.headers()),
+            body: None,
+        };
+        let event = Event::viewer_response(
+            self.fn_context(ctx),
+            ctx.peer.addr.ip().to_string(),
+            to_event_request(ctx),
+            response,
+        );
+        let name = pool.code().name().to_owned();
+        let result = match pool.get() {
+            Ok(mut engine) => engine.viewer_response(&event),
+            Err(e) => Err(engine_unavailable(e)),
+        };
+        match result {
+            Ok(inv) => {
+                self.0.functions.record(
+                    &name,
+                    FunctionEvent::ViewerResponse,
+                    inv.compute_utilization,
+                    None,
+                );
+                if let Err(why) = apply_response(&mut served.response, inv.output) {
+                    *served = self.function_failed(&name, ErrorKind::InvalidOutput, &why);
+                }
+            }
+            Err(e) => {
+                self.0.functions.record(
+                    &name,
+                    FunctionEvent::ViewerResponse,
+                    e.compute_utilization,
+                    Some(e.kind),
+                );
+                *served = self.function_failed(&name, e.kind, &e.message);
+            }
+        }
+    }
+
+    fn fn_context(&self, ctx: &RequestContext<'_>) -> Context {
+        Context {
+            distribution_domain_name: self.0.distribution_domain.clone(),
+            distribution_id: self.0.distribution_id.clone(),
+            event_type: String::new(),
+            request_id: ctx.request_id.clone(),
+        }
+    }
+
+    /// CloudFront's answer to a failed function: 503, with its error text, logged.
+    fn function_failed(&self, function: &str, kind: ErrorKind, message: &str) -> Served {
+        tracing::warn!(pop = %self.0.pop, function, ?kind, message, "edge function failed");
+        let (outcome, text) = match kind {
+            ErrorKind::Timeout => (
+                Outcome::FunctionThrottled,
+                "503 ERROR: The request could not be satisfied. The CloudFront function associated with the CloudFront distribution was throttled.",
+            ),
+            _ => (
+                Outcome::FunctionExecutionError,
+                "503 ERROR: The request could not be satisfied. The CloudFront function associated with the CloudFront distribution is invalid or could not run.",
+            ),
+        };
+        Served::at_edge(
+            meridian_http::text(StatusCode::SERVICE_UNAVAILABLE, text),
+            outcome,
+        )
+    }
+}
+
+fn engine_unavailable(e: meridian_functions::CompileError) -> ExecutionError {
+    ExecutionError {
+        kind: ErrorKind::Internal,
+        message: format!("no engine: {e}"),
+        logs: Vec::new(),
+        compute_utilization: 0,
+    }
+}
+
+/// Headers in CloudFront's shape: lowercase names, the first value in `value`, every value
+/// in `multiValue` when there are several.
+fn to_fields(headers: &HeaderMap, keep: impl Fn(&HeaderName) -> bool) -> Headers {
+    let mut out = Headers::new();
+    for name in headers.keys() {
+        if !keep(name) {
+            continue;
+        }
+        let values: Vec<String> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        out.insert(name.as_str().to_owned(), field(values));
+    }
+    out
+}
+
+fn field(mut values: Vec<String>) -> Field {
+    if values.len() == 1 {
+        return Field::new(values.pop().unwrap_or_default());
+    }
+    Field {
+        value: values.first().cloned().unwrap_or_default(),
+        multi_value: Some(
+            values
+                .into_iter()
+                .map(|value| MultiValue { value })
+                .collect(),
+        ),
+    }
+}
+
+/// The request as a function sees it: the URI without the query, the query string and
+/// cookies as maps (values as the viewer sent them), the other headers.
+fn to_event_request(ctx: &RequestContext<'_>) -> Request {
+    let mut querystring = QueryString::new();
+    let mut order: Vec<(String, Vec<String>)> = Vec::new();
+    for pair in ctx
+        .query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match order.iter_mut().find(|(n, _)| n == k) {
+            Some((_, vs)) => vs.push(v.to_owned()),
+            None => order.push((k.to_owned(), vec![v.to_owned()])),
+        }
+    }
+    for (k, vs) in order {
+        querystring.insert(k, field(vs));
+    }
+    let mut cookies = meridian_functions::event::Cookies::new();
+    for header in ctx.headers.get_all(http::header::COOKIE) {
+        for c in String::from_utf8_lossy(header.as_bytes()).split(';') {
+            let c = c.trim();
+            if c.is_empty() {
+                continue;
+            }
+            let (k, v) = c.split_once('=').unwrap_or((c, ""));
+            let entry = cookies.entry(k.to_owned()).or_insert_with(|| Field::new(v));
+            if entry.value != v {
+                let mv = entry.multi_value.get_or_insert_with(|| {
+                    vec![MultiValue {
+                        value: entry.value.clone(),
+                    }]
+                });
+                mv.push(MultiValue {
+                    value: v.to_owned(),
+                });
+            }
+        }
+    }
+    Request {
+        method: ctx.method.as_str().to_owned(),
+        uri: ctx.path.clone(),
+        querystring,
+        headers: to_fields(&ctx.headers, |n| n != http::header::COOKIE),
+        cookies,
+    }
+}
+
+fn values(f: &Field) -> Vec<&str> {
+    match &f.multi_value {
+        Some(mv) if !mv.is_empty() => mv.iter().map(|m| m.value.as_str()).collect(),
+        _ => vec![f.value.as_str()],
+    }
+}
+
+fn header_map(headers: &Headers) -> Result<HeaderMap, String> {
+    let mut out = HeaderMap::new();
+    for (name, f) in headers {
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("`{name}` is not a header name"))?;
+        for v in values(f) {
+            let v = HeaderValue::from_str(v)
+                .map_err(|_| format!("the value of header `{name}` is not a valid header value"))?;
+            out.append(n.clone(), v);
+        }
+    }
+    Ok(out)
+}
+
+/// Takes the function's request: URI, query string, headers and cookies. The behavior
+/// stays the one the viewer's URI chose (CloudFront routes before the function runs).
+fn apply_request(ctx: &mut RequestContext<'_>, r: Request) -> Result<(), String> {
+    if !r.uri.starts_with('/') {
+        return Err(format!(
+            "the returned uri `{}` does not start with /",
+            r.uri
+        ));
+    }
+    let path = crate::viewer::normalize_path(&r.uri)
+        .map_err(|e| format!("the returned uri `{}` is not usable: {e}", r.uri))?;
+    let mut headers = header_map(&r.headers)?;
+    // Hop-by-hop and framing stay the viewer's: a function cannot smuggle a body length.
+    for h in [
+        http::header::CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+        http::header::HOST,
+    ] {
+        headers.remove(&h);
+        for v in ctx.headers.get_all(&h) {
+            headers.append(h.clone(), v.clone());
+        }
+    }
+    let cookie: Vec<String> = r
+        .cookies
+        .iter()
+        .flat_map(|(k, f)| values(f).into_iter().map(move |v| format!("{k}={v}")))
+        .collect();
+    if !cookie.is_empty() {
+        let v = HeaderValue::from_str(&cookie.join("; "))
+            .map_err(|_| "a returned cookie is not a valid header value".to_owned())?;
+        headers.insert(http::header::COOKIE, v);
+    }
+    let query: Vec<String> = r
+        .querystring
+        .iter()
+        .flat_map(|(k, f)| {
+            values(f).into_iter().map(move |v| {
+                if v.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+        })
+        .collect();
+    ctx.path = path;
+    ctx.query = (!query.is_empty()).then(|| query.join("&"));
+    ctx.headers = headers;
+    Ok(())
+}
+
+fn set_cookies(
+    cookies: &std::collections::BTreeMap<String, meridian_functions::event::ResponseCookie>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, c) in cookies {
+        let mut one = |value: &str, attributes: &Option<String>| {
+            let mut s = format!("{name}={value}");
+            if let Some(a) = attributes.as_deref().filter(|a| !a.is_empty()) {
+                s.push_str("; ");
+                s.push_str(a.trim_start_matches(';').trim());
+            }
+            out.push(s);
+        };
+        match &c.multi_value {
+            Some(mv) if !mv.is_empty() => mv.iter().for_each(|m| one(&m.value, &m.attributes)),
+            _ => one(&c.value, &c.attributes),
+        }
+    }
+    out
+}
+
+/// The response's Set-Cookie headers as CloudFront hands them to a viewer-response
+/// function: by name, the value, and the attributes after it.
+fn response_cookies(
+    headers: &HeaderMap,
+) -> std::collections::BTreeMap<String, meridian_functions::event::ResponseCookie> {
+    use meridian_functions::event::{CookieValue, ResponseCookie};
+    let mut out: std::collections::BTreeMap<String, ResponseCookie> = Default::default();
+    for h in headers.get_all(http::header::SET_COOKIE) {
+        let s = String::from_utf8_lossy(h.as_bytes());
+        let (pair, attributes) = match s.split_once(';') {
+            Some((p, a)) => (p, Some(a.trim().to_owned())),
+            None => (&*s, None),
+        };
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
+        match out.get_mut(&name) {
+            None => {
+                out.insert(
+                    name,
+                    ResponseCookie {
+                        value,
+                        attributes,
+                        multi_value: None,
+                    },
+                );
+            }
+            Some(c) => {
+                let first = CookieValue {
+                    value: c.value.clone(),
+                    attributes: c.attributes.clone(),
+                };
+                c.multi_value
+                    .get_or_insert_with(|| vec![first])
+                    .push(CookieValue { value, attributes });
+            }
+        }
+    }
+    out
+}
+
+/// A response a viewer-request function generated.
+fn to_http_response(r: meridian_functions::Response) -> Result<Response<Body>, String> {
+    let status = StatusCode::from_u16(r.status_code)
+        .map_err(|_| format!("{} is not an HTTP status", r.status_code))?;
+    let body = match &r.body {
+        None => Vec::new(),
+        Some(b) if b.encoding == "base64" => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(&b.data)
+                .map_err(|e| format!("the body is not base64: {e}"))?
+        }
+        Some(b) => b.data.clone().into_bytes(),
+    };
+    let mut res = Response::new(meridian_http::full(body));
+    *res.status_mut() = status;
+    let mut headers = header_map(&r.headers)?;
+    for h in [
+        http::header::CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+    ] {
+        headers.remove(h);
+    }
+    for c in set_cookies(&r.cookies) {
+        let v = HeaderValue::from_str(&c)
+            .map_err(|_| "a cookie is not a valid header value".to_owned())?;
+        headers.append(http::header::SET_COOKIE, v);
+    }
+    *res.headers_mut() = headers;
+    Ok(res)
+}
+
+/// Takes a viewer-response function's status, headers and cookies; the body stays.
+fn apply_response(res: &mut Response<Body>, r: meridian_functions::Response) -> Result<(), String> {
+    let status = StatusCode::from_u16(r.status_code)
+        .map_err(|_| format!("{} is not an HTTP status", r.status_code))?;
+    let mut headers = header_map(&r.headers)?;
+    // The body is the edge's: its framing headers stay as they were.
+    for h in [
+        http::header::CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+        http::header::CONTENT_ENCODING,
+    ] {
+        headers.remove(&h);
+        for v in res.headers().get_all(&h) {
+            headers.append(h.clone(), v.clone());
+        }
+    }
+    // `cookies` held the response's Set-Cookie headers; what the function returns replaces them.
+    headers.remove(http::header::SET_COOKIE);
+    for c in set_cookies(&r.cookies) {
+        let v = HeaderValue::from_str(&c)
+            .map_err(|_| "a cookie is not a valid header value".to_owned())?;
+        headers.append(http::header::SET_COOKIE, v);
+    }
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    Ok(())
+}

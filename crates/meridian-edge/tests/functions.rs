@@ -1,0 +1,258 @@
+//! Edge functions through a running PoP: a viewer-request function rewrites the URI and
+//! adds a header, answers at the edge, reads the key value store (changed through the admin
+//! API); a viewer-response function adds headers; a function that throws, loops for ever
+//! or allocates without end costs only its own request a 503.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const FUNCTIONS: &str = r#"
+[[distribution.key_value_store]]
+name = "flags"
+
+[[distribution.function]]
+name = "pretty-urls"
+cpu_budget = "50ms"
+source = '''
+function handler(event) {
+  var r = event.request;
+  if (r.uri.endsWith('/')) { r.uri += 'index.html'; }
+  else if (!r.uri.includes('.')) { r.uri += '/index.html'; }
+  r.headers['x-rewritten-by'] = { value: 'pretty-urls' };
+  return r;
+}
+'''
+
+[[distribution.function]]
+name = "moved"
+source = '''
+function handler(event) {
+  return { statusCode: 302, statusDescription: 'Found',
+           headers: { location: { value: 'https://new.example' + event.request.uri } } };
+}
+'''
+
+[[distribution.function]]
+name = "flagged"
+key_value_store = "flags"
+cpu_budget = "50ms"
+source = '''
+import cf from 'cloudfront';
+const kvs = cf.kvs();
+async function handler(event) {
+  var beta = 'off';
+  try { beta = await kvs.get('beta'); } catch (e) {}
+  event.request.querystring['beta'] = { value: beta };
+  return event.request;
+}
+'''
+
+[[distribution.function]]
+name = "throws"
+source = '''
+function handler(event) { throw new Error('bad input'); }
+'''
+
+[[distribution.function]]
+name = "spins"
+cpu_budget = "20ms"
+source = '''
+function handler(event) { while (true) {} }
+'''
+
+[[distribution.function]]
+name = "hoards"
+cpu_budget = "200ms"
+source = '''
+function handler(event) { var a = []; while (true) { a.push('x'.repeat(1024)); } }
+'''
+
+[[distribution.function]]
+name = "stamp"
+source = '''
+function handler(event) {
+  var res = event.response;
+  res.headers['x-served-by-function'] = { value: 'stamp' };
+  res.cookies['seen'] = { value: '1', attributes: 'Path=/' };
+  return res;
+}
+'''
+
+[[distribution.behavior]]
+path_pattern = "/pretty/*"
+origin_group = "o"
+function_associations = [
+  { event_type = "viewer-request", function = "pretty-urls" },
+  { event_type = "viewer-response", function = "stamp" },
+]
+
+[[distribution.behavior]]
+path_pattern = "/moved/*"
+origin_group = "o"
+function_associations = [{ event_type = "viewer-request", function = "moved" }]
+
+[[distribution.behavior]]
+path_pattern = "/flagged/*"
+origin_group = "o"
+function_associations = [{ event_type = "viewer-request", function = "flagged" }]
+
+[[distribution.behavior]]
+path_pattern = "/throws/*"
+origin_group = "o"
+function_associations = [{ event_type = "viewer-request", function = "throws" }]
+
+[[distribution.behavior]]
+path_pattern = "/spins/*"
+origin_group = "o"
+function_associations = [{ event_type = "viewer-request", function = "spins" }]
+
+[[distribution.behavior]]
+path_pattern = "/hoards/*"
+origin_group = "o"
+function_associations = [{ event_type = "viewer-request", function = "hoards" }]
+"#;
+
+#[tokio::test]
+async fn viewer_functions_rewrite_answer_and_add_headers() {
+    let (o, p, _stop) = one_origin_in(49, 1, FUNCTIONS).await;
+
+    let r = get(p.http, "/pretty/about").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        o.hits("/pretty/about/index.html"),
+        1,
+        "the origin got the rewritten URI"
+    );
+    assert_eq!(o.hits("/pretty/about"), 0);
+    assert_eq!(r.h("x-served-by-function"), "stamp", "viewer-response ran");
+    assert!(
+        r.headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v == "seen=1; Path=/"),
+        "{:?}",
+        r.headers
+    );
+    // The rewritten URI is the cache key: a second viewer hits it, and the viewer-response
+    // function runs on hits too.
+    let r = get(p.http, "/pretty/about/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        o.hits("/pretty/about/index.html"),
+        1,
+        "served from the cache"
+    );
+    assert_eq!(r.h("x-served-by-function"), "stamp");
+
+    let r = get(p.http, "/moved/page?x=1").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.h("location"), "https://new.example/moved/page");
+    assert!(
+        r.h("x-cache").starts_with("FunctionGeneratedResponse"),
+        "{}",
+        r.h("x-cache")
+    );
+    assert_eq!(o.hits("/moved/page"), 0, "answered at the edge");
+
+    let metrics = String::from_utf8_lossy(&get(p.admin, "/metrics").await.body).into_owned();
+    assert!(
+        metrics.contains("meridian_edge_function_invocations_total{function=\"pretty-urls\",event_type=\"viewer-request\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_value_store_change_is_seen_by_the_next_request() {
+    let (o, p, _stop) = one_origin_in(49, 2, FUNCTIONS).await;
+    let _ = get(p.http, "/flagged/a").await;
+    assert_eq!(o.hits("/flagged/a"), 1);
+    let put = send(
+        p.admin,
+        "PUT",
+        "/kvs?store=flags&key=beta",
+        &[("authorization", &format!("Bearer {}", p.token))],
+    )
+    .await;
+    // An empty body is an empty value; set it for real below with a body.
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    let set = raw(
+        p.admin,
+        format!(
+            "PUT /kvs?store=flags&key=beta HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: 2\r\nconnection: close\r\n\r\non",
+            p.token
+        ),
+    )
+    .await;
+    assert!(set.starts_with("HTTP/1.1 200"), "{set}");
+    let listed = send(
+        p.admin,
+        "GET",
+        "/kvs?store=flags&key=beta",
+        &[("authorization", &format!("Bearer {}", p.token))],
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&listed.body).contains("\"value\":\"on\""));
+    // The function put the flag in the query string, which is part of the cache key.
+    let r = get(p.http, "/flagged/a").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        o.hits("/flagged/a"),
+        2,
+        "beta=on is a new cache key, so the origin saw it"
+    );
+    let unauthorized = send(p.admin, "PUT", "/kvs?store=flags&key=beta", &[]).await;
+    assert_eq!(unauthorized.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_function_costs_only_its_own_request() {
+    let (o, p, _stop) = one_origin_in(49, 3, FUNCTIONS).await;
+    let r = get(p.http, "/throws/x").await;
+    assert_eq!(r.status, 503);
+    assert!(String::from_utf8_lossy(&r.body).contains("could not be satisfied"));
+    assert!(
+        r.h("x-cache").starts_with("FunctionExecutionError"),
+        "{}",
+        r.h("x-cache")
+    );
+    assert_eq!(o.hits("/throws/x"), 0);
+
+    // An endless loop is interrupted at its budget; meanwhile another connection is served.
+    let http = p.http;
+    let spin = tokio::spawn(async move {
+        let started = Instant::now();
+        (get(p.http, "/spins/x").await, started.elapsed(), p)
+    });
+    let other = get(http, "/pretty/ok/").await;
+    let (r, took, p) = spin.await.unwrap();
+    assert_eq!(other.status, 200, "served while a function spun");
+    assert_eq!(r.status, 503);
+    assert!(
+        r.h("x-cache").starts_with("FunctionThrottledError"),
+        "{}",
+        r.h("x-cache")
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "interrupted, not left to run: {took:?}"
+    );
+
+    let r = get(p.http, "/hoards/x").await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    // The same engines serve the next requests.
+    for path in ["/throws/y", "/spins/y"] {
+        assert_eq!(get(p.http, path).await.status, 503);
+    }
+    let r = get(p.http, "/pretty/after/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(o.hits("/pretty/after/index.html"), 1);
+    let metrics = String::from_utf8_lossy(&get(p.admin, "/metrics").await.body).into_owned();
+    for kind in ["exception", "timeout", "memory"] {
+        assert!(
+            metrics.contains(&format!("kind=\"{kind}\"")),
+            "errors counted by kind ({kind}): {metrics}"
+        );
+    }
+}
