@@ -43,6 +43,8 @@ pub(crate) struct EdgeState {
     /// `event.context` of every function invocation: the deployment's zone and name.
     pub distribution_domain: String,
     pub distribution_id: String,
+    /// Client locations' networks, for the `cloudfront-viewer-*` headers.
+    pub viewer_places: crate::phases::viewer_headers::ViewerPlaces,
 }
 
 /// A PoP's request handler: cheap to clone, shared by every connection.
@@ -87,6 +89,7 @@ impl Edge {
             functions,
             distribution_domain: config.deployment.zone.clone(),
             distribution_id: config.deployment.name.clone(),
+            viewer_places: crate::phases::viewer_headers::ViewerPlaces::from_config(config),
         })))
     }
 

@@ -80,6 +80,21 @@ function handler(event) {
 }
 '''
 
+[[distribution.function]]
+name = "who"
+source = '''
+function handler(event) {
+  var h = event.request.headers, seen = {};
+  for (var n in h) { if (n.startsWith('cloudfront-')) seen[n] = h[n].value; }
+  return { statusCode: 200, body: JSON.stringify(seen) };
+}
+'''
+
+[[distribution.behavior]]
+path_pattern = "/who/*"
+origin_group = "o"
+function_associations = [{ event_type = "viewer-request", function = "who" }]
+
 [[distribution.behavior]]
 path_pattern = "/pretty/*"
 origin_group = "o"
@@ -160,6 +175,42 @@ async fn viewer_functions_rewrite_answer_and_add_headers() {
     assert!(
         metrics.contains("meridian_edge_function_invocations_total{function=\"pretty-urls\",event_type=\"viewer-request\"} 2"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn functions_see_cloudfronts_viewer_headers_and_never_forged_ones() {
+    let (_o, p, _stop) = one_origin_in(49, 4, FUNCTIONS).await;
+    let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148";
+    let r = send(
+        p.http,
+        "GET",
+        "/who/am-i",
+        &[
+            ("user-agent", iphone),
+            ("cloudfront-viewer-country", "XX"),
+            ("cloudfront-is-desktop-viewer", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let seen: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(seen["cloudfront-is-mobile-viewer"], "true", "{seen}");
+    assert_eq!(
+        seen["cloudfront-is-desktop-viewer"], "false",
+        "the viewer's own value is dropped: {seen}"
+    );
+    assert_eq!(seen["cloudfront-forwarded-proto"], "http");
+    assert!(
+        seen["cloudfront-viewer-address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127."),
+        "{seen}"
+    );
+    assert!(
+        seen.get("cloudfront-viewer-country").is_none(),
+        "a forged country never arrives: {seen}"
     );
 }
 
@@ -255,4 +306,49 @@ async fn a_failing_function_costs_only_its_own_request() {
             "errors counted by kind ({kind}): {metrics}"
         );
     }
+}
+
+#[test]
+fn the_default_deployment_drops_tracking_parameters_from_quotes() {
+    use meridian_functions::event::{Field, Request};
+    use meridian_functions::{Engine, EngineOptions, Event, Kind, Outcome};
+    let cfg = meridian_config::Config::embedded_default();
+    let behavior = cfg.distribution.behavior_for("/api/quotes/AAPL");
+    let association = behavior
+        .function_associations
+        .iter()
+        .find(|a| a.event_type == meridian_config::FunctionEvent::ViewerRequest)
+        .expect("quotes run a viewer-request function");
+    let f = cfg
+        .distribution
+        .functions
+        .iter()
+        .find(|f| f.name == association.function)
+        .unwrap();
+    let code = meridian_edge::functions::compile(f, meridian_config::FunctionEvent::ViewerRequest)
+        .unwrap();
+    let mut engine = Engine::new(&code, EngineOptions::for_kind(Kind::ViewerRequest)).unwrap();
+    let mut request = Request {
+        method: "GET".into(),
+        uri: "/api/quotes/AAPL".into(),
+        ..Request::default()
+    };
+    for (k, v) in [
+        ("utm_source", "mail"),
+        ("n", "7"),
+        ("fbclid", "x"),
+        ("gclid", "y"),
+    ] {
+        request.querystring.insert(k.into(), Field::new(v));
+    }
+    let event = Event::viewer_request(Default::default(), "192.0.2.1", request);
+    let out = engine
+        .viewer_request(&event)
+        .expect("runs within CloudFront's limits");
+    let Outcome::Request(r) = out.output else {
+        panic!("the function forwards the request")
+    };
+    let kept: Vec<&str> = r.querystring.keys().map(String::as_str).collect();
+    assert_eq!(kept, ["n"], "tracking parameters are dropped, others kept");
+    assert_eq!(r.uri, "/api/quotes/AAPL");
 }

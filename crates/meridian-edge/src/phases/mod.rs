@@ -37,6 +37,7 @@ mod route;
 mod serve;
 mod store;
 mod viewer;
+pub(crate) mod viewer_headers;
 
 use self::cache::Lookup;
 use self::context::{RequestContext, Served};
@@ -93,8 +94,10 @@ impl Edge {
         if let Some(served) = self.viewer_rules(ctx) {
             return served;
         }
-        // The viewer-request function (`functions.rs`) may rewrite `ctx` or answer. Protection
-        // rules will run here too.
+        // CloudFront's viewer headers (`viewer_headers.rs`), then the viewer-request function
+        // (`functions.rs`), which may rewrite `ctx` or answer. Protection rules will run here
+        // too.
+        self.viewer_headers(ctx);
         if let Some(served) = self.viewer_request_function(ctx) {
             return served;
         }

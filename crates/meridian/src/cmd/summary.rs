@@ -242,9 +242,35 @@ pub(crate) fn summary(cfg: &Config) -> String {
             .iter()
             .chain(std::iter::once(&d.default_behavior))
         {
+            let functions: String = b
+                .function_associations
+                .iter()
+                .map(|a| format!(", {} function {}", a.event_type.as_str(), a.function))
+                .collect();
             s.push_str(&format!(
-                "  {:<12} -> origin group {}, cache policy {}\n",
+                "  {:<12} -> origin group {}, cache policy {}{functions}\n",
                 b.path_pattern, b.origin_group, b.cache_policy
+            ));
+        }
+        for f in &d.functions {
+            let source = match &f.source {
+                meridian_config::FunctionSource::File(p) => p.display().to_string(),
+                meridian_config::FunctionSource::Inline { config, line, .. } => {
+                    format!("inline in {config}:{line}")
+                }
+            };
+            let store = f
+                .key_value_store
+                .as_deref()
+                .map(|s| format!(", key value store {s}"))
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "  function {} ({}, {source}{store})\n",
+                f.name,
+                serde_json::to_value(f.runtime)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
             ));
         }
     }
