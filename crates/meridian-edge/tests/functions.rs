@@ -90,6 +90,66 @@ function handler(event) {
 }
 '''
 
+[[distribution.function]]
+name = "to-rewritten"
+runtime = "lambda-edge"
+source = '''
+exports.handler = async (event) => {
+  const request = event.Records[0].cf.request;
+  request.uri = request.uri.replace('/lambda/', '/lambda/rewritten/');
+  request.headers['x-from-lambda'] = [{ key: 'X-From-Lambda', value: 'yes' }];
+  return request;
+};
+'''
+
+[[distribution.function]]
+name = "made-here"
+runtime = "lambda-edge"
+source = '''
+exports.handler = async (event) => ({
+  status: '200',
+  headers: { 'cache-control': [{ key: 'Cache-Control', value: 'max-age=60' }],
+             'content-type': [{ key: 'Content-Type', value: 'text/plain' }] },
+  body: 'made at ' + event.Records[0].cf.config.eventType,
+});
+'''
+
+[[distribution.function]]
+name = "stamp-origin"
+runtime = "lambda-edge"
+source = '''
+exports.handler = async (event) => {
+  const response = event.Records[0].cf.response;
+  response.headers['x-origin-status-seen'] = [{ key: 'X-Origin-Status-Seen', value: response.status }];
+  return response;
+};
+'''
+
+[[distribution.function]]
+name = "lambda-throws"
+runtime = "lambda-edge"
+source = '''
+exports.handler = async () => { throw new Error('nope'); };
+'''
+
+[[distribution.behavior]]
+path_pattern = "/lambda/*"
+origin_group = "o"
+function_associations = [
+  { event_type = "origin-request", function = "to-rewritten" },
+  { event_type = "origin-response", function = "stamp-origin" },
+]
+
+[[distribution.behavior]]
+path_pattern = "/lambda-gen/*"
+origin_group = "o"
+function_associations = [{ event_type = "origin-request", function = "made-here" }]
+
+[[distribution.behavior]]
+path_pattern = "/lambda-fail/*"
+origin_group = "o"
+function_associations = [{ event_type = "origin-request", function = "lambda-throws" }]
+
 [[distribution.behavior]]
 path_pattern = "/who/*"
 origin_group = "o"
@@ -212,6 +272,49 @@ async fn functions_see_cloudfronts_viewer_headers_and_never_forged_ones() {
         seen.get("cloudfront-viewer-country").is_none(),
         "a forged country never arrives: {seen}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_functions_run_on_misses_only_and_their_results_are_cached() {
+    let (o, p, _stop) = one_origin_in(49, 5, FUNCTIONS).await;
+    let r = get(p.http, "/lambda/a").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        o.hits("/lambda/rewritten/a"),
+        1,
+        "the origin got the rewritten URI"
+    );
+    assert_eq!(r.h("x-origin-status-seen"), "200", "origin-response ran");
+    let r = get(p.http, "/lambda/a").await;
+    assert_eq!(r.status, 200);
+    assert!(r.h("x-cache").starts_with("Hit"), "{}", r.h("x-cache"));
+    assert_eq!(r.h("x-origin-status-seen"), "200", "stored with the object");
+    assert_eq!(o.hits("/lambda/rewritten/a"), 1);
+
+    let r = get(p.http, "/lambda-gen/b").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[..], b"made at origin-request");
+    let r = get(p.http, "/lambda-gen/b").await;
+    assert!(
+        r.h("x-cache").starts_with("Hit"),
+        "a generated answer is cached: {}",
+        r.h("x-cache")
+    );
+    assert_eq!(o.hits("/lambda-gen/b"), 0, "the origin never saw it");
+
+    let r = get(p.http, "/lambda-fail/c").await;
+    assert_eq!(r.status, 503);
+    assert!(String::from_utf8_lossy(&r.body).contains("LambdaExecutionError"));
+    assert_eq!(o.hits("/lambda-fail/c"), 0);
+
+    let metrics = String::from_utf8_lossy(&get(p.admin, "/metrics").await.body).into_owned();
+    for line in [
+        "meridian_edge_function_invocations_total{function=\"to-rewritten\",event_type=\"origin-request\"} 1",
+        "meridian_edge_function_invocations_total{function=\"stamp-origin\",event_type=\"origin-response\"} 1",
+        "meridian_edge_function_invocations_total{function=\"made-here\",event_type=\"origin-request\"} 1",
+    ] {
+        assert!(metrics.contains(line), "once each, on the miss only: {line}\n{metrics}");
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,6 @@
 //! no member could answer.
 
 use http::Response;
-use hyper::body::Incoming;
 use std::time::Duration;
 
 /// The member that answered, as the config writes it (`lb:us-east-1`): what the access
@@ -40,6 +39,8 @@ impl std::fmt::Display for OriginFailure {
 /// A response from an origin, and which member sent it.
 pub struct OriginResponse {
     pub member: OriginName,
-    pub response: Response<Incoming>,
+    /// Boxed so an origin-response function (or one that answered at origin-request) can
+    /// stand in for the origin's own body.
+    pub response: Response<meridian_http::Body>,
     pub elapsed: Duration,
 }

@@ -168,7 +168,9 @@ impl Failover for Members<'_> {
         self.count(i, &format!("{}xx", status / 100));
         let answer = OriginResponse {
             member: OriginName(m.name.clone()),
-            response: res,
+            response: res.map(|b| {
+                http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(b, Into::into))
+            }),
             elapsed,
         };
         if self.group.cfg.failover_statuses.contains(&status) && self.safe && self.more() {

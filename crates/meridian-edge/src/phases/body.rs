@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -63,7 +62,7 @@ impl<'a> Collector<'a> {
 
     pub async fn collect(
         mut self,
-        mut body: Incoming,
+        mut body: meridian_http::Body,
     ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Collect> {
         let mut buf = bytes::BytesMut::new();
         let mut reserved: Option<OwnedSemaphorePermit> = None;

@@ -98,6 +98,7 @@ impl Edge {
             stale,
             stream: false,
             compress: false,
+            hooks: self.origin_hooks(ctx),
         }
     }
 }

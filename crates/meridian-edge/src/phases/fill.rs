@@ -4,10 +4,11 @@
 use super::body::{Collect, Collector};
 use super::error::{generated_error, text_headers, ErrorAnswer};
 use super::inflight::{FillResult, LeaderResponse, Waiters};
+use super::origin_functions::OriginCall;
 use crate::compress;
 use crate::edge::Edge;
 use crate::key::Coding;
-use crate::origin::{Group, OriginResponse};
+use crate::origin::{Group, OriginName, OriginResponse};
 use crate::store::{storable_headers, Object};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -41,6 +42,8 @@ pub(crate) struct FillRequest {
     pub stream: bool,
     /// The behavior compresses (so a viewer may want a compressed variant instead).
     pub compress: bool,
+    /// The behavior's origin-request and origin-response functions.
+    pub hooks: super::origin_functions::OriginHooks,
 }
 
 /// When the origin was asked and when its answer arrived: a stored response's age
@@ -67,28 +70,53 @@ impl Edge {
                 headers.insert(k.clone(), v.clone());
             }
         }
-        // HOOK origin-request: the origin-request function sees `headers` and the path here.
-        self.0.stats.origin_fetches.inc();
+        let mut path_and_query = req.path_and_query.clone();
         let sent_at = self.0.clock.now();
-        let r = match self
-            .0
-            .origins
-            .send(
-                group,
-                &Method::GET,
-                &req.path_and_query,
-                &headers,
-                Bytes::new(),
+        // The origin-request function may change the request or answer in the origin's place;
+        // the origin-response function then sees the answer before the cache decides what to
+        // keep (`origin_functions.rs`).
+        let generated = match self
+            .origin_request_hook(
+                &req.hooks,
+                OriginCall::new(&Method::GET, &mut path_and_query, &mut headers),
             )
             .await
         {
-            Ok(r) => r,
-            Err(failure) => {
-                return FillResult::Failed(Arc::new(generated_error(&self.0.pop, &failure)))
+            Ok(g) => g,
+            Err(e) => return FillResult::Failed(Arc::new(e)),
+        };
+        let r = match generated {
+            Some(response) => OriginResponse {
+                member: OriginName("function".into()),
+                response,
+                elapsed: Duration::ZERO,
+            },
+            None => {
+                self.0.stats.origin_fetches.inc();
+                let r = match self
+                    .0
+                    .origins
+                    .send(group, &Method::GET, &path_and_query, &headers, Bytes::new())
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(failure) => {
+                        return FillResult::Failed(Arc::new(generated_error(&self.0.pop, &failure)))
+                    }
+                };
+                match self
+                    .origin_response_hook(
+                        &req.hooks,
+                        OriginCall::new(&Method::GET, &mut path_and_query, &mut headers),
+                        r.response,
+                    )
+                    .await
+                {
+                    Ok(response) => OriginResponse { response, ..r },
+                    Err(e) => return FillResult::Failed(Arc::new(e)),
+                }
             }
         };
-        // HOOK origin-response: the origin-response function sees `r` here, before the cache
-        // decides what to keep.
         let status = r.response.status().as_u16();
         let at = Exchange {
             sent_at,

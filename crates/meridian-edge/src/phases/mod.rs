@@ -29,6 +29,7 @@ mod fill;
 mod functions;
 pub(crate) mod inflight;
 pub(crate) mod metrics;
+mod origin_functions;
 mod origin_request;
 pub(crate) mod outcome;
 mod pass;

@@ -3,6 +3,7 @@
 
 use super::context::{RequestContext, Served};
 use super::error::generated_error;
+use super::origin_functions::OriginCall;
 use super::outcome::Outcome;
 use super::route::Route;
 use crate::edge::Edge;
@@ -35,9 +36,21 @@ impl Edge {
             },
         };
         let group = &route.group;
-        let headers = self.origin_headers(ctx, route.policy, false);
-        let path = self.origin_path(ctx, route.policy);
-        // HOOK origin-request: as in `fill.rs`, before the request leaves.
+        let mut headers = self.origin_headers(ctx, route.policy, false);
+        let mut path = self.origin_path(ctx, route.policy);
+        // The origin functions, as in `fill.rs` (`origin_functions.rs`).
+        let hooks = self.origin_hooks(ctx);
+        match self
+            .origin_request_hook(
+                &hooks,
+                OriginCall::new(&ctx.method, &mut path, &mut headers),
+            )
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(generated)) => return Served::at_edge(generated, Outcome::Pass),
+            Err(e) => return Served::at_edge(e.to_response(), Outcome::Error),
+        }
         self.0.stats.origin_fetches.inc();
         match self
             .0
@@ -45,8 +58,20 @@ impl Edge {
             .send(group, &ctx.method, &path, &headers, body)
             .await
         {
-            Ok(r) => {
-                // HOOK origin-response: as in `fill.rs`, before the answer is relayed.
+            Ok(mut r) => {
+                if !hooks.is_empty() {
+                    r.response = match self
+                        .origin_response_hook(
+                            &hooks,
+                            OriginCall::new(&ctx.method, &mut path, &mut headers),
+                            r.response,
+                        )
+                        .await
+                    {
+                        Ok(res) => res,
+                        Err(e) => return Served::at_edge(e.to_response(), Outcome::Error),
+                    };
+                }
                 let status = r.response.status().as_u16();
                 // RFC 9111 §4.4: a successful unsafe request invalidates what it changed.
                 for target in invalidation_targets(
@@ -71,7 +96,7 @@ impl Edge {
 
     /// An origin response passed to the viewer as it streams; an origin that goes quiet
     /// for `idle` mid-body ends it.
-    pub(super) fn relay(&self, res: Response<Incoming>, idle: Duration) -> Response<Body> {
+    pub(super) fn relay(&self, res: Response<Body>, idle: Duration) -> Response<Body> {
         let (mut parts, body) = res.into_parts();
         meridian_http::strip_hop_by_hop(&mut parts.headers);
         if let Some(n) = body.size_hint().exact() {
