@@ -54,6 +54,22 @@ query_strings = "all"
 [distribution.default_behavior]
 origin_group = "o"
 compress = false
+# Hits through a CloudFront Function (Meridian only): /fn/X is served as /static/X.
+[[distribution.function]]
+name = "rewrite"
+source = '''
+function handler(event) {
+  var r = event.request;
+  r.uri = r.uri.replace(/^\/fn\//, '/static/');
+  r.headers['x-edge-function'] = { value: 'rewrite' };
+  return r;
+}
+'''
+[[distribution.behavior]]
+path_pattern = "/fn/*"
+origin_group = "o"
+compress = false
+function_associations = [{ event_type = "viewer-request", function = "rewrite" }]
 [dns]
 servers = 0
 TOML
@@ -158,6 +174,27 @@ for path in /static/index.html /static/app.css; do
   for front in "$MERIDIAN" "$NGINX" "$VARNISH"; do curl -fs -o /dev/null "http://$front$path"; done
   table "cache hits: GET $path" "$path"
 done
+# The same hits through a viewer-request function that rewrites the URI and adds a header.
+# The PoP has one core, so requests/s is hits per CPU-second.
+echo "## cache hits through a viewer-request function (Meridian only; goal: at least 0.7x)"
+echo
+echo "| path | requests/s | p50 ms | p99 ms | vs no function | errors |"
+echo "|---|---:|---:|---:|---:|---|"
+curl -fs -o /dev/null "http://$MERIDIAN/fn/index.html"
+read -r plain_rps plain_p50 plain_p99 plain_err < <(run "http://$MERIDIAN/static/index.html")
+read -r fn_rps fn_p50 fn_p99 fn_err < <(run "http://$MERIDIAN/fn/index.html")
+echo "| /static/index.html (no function) | $plain_rps | $plain_p50 | $plain_p99 | 1.00x | $plain_err |"
+echo "| /fn/index.html (function) | $fn_rps | $fn_p50 | $fn_p99 | $(ratio "$fn_rps" "$plain_rps") | $fn_err |"
+echo
+curl -fs "http://$NET.100.1:9900/metrics" | awk '
+  /^meridian_edge_function_duration_seconds_bucket\{function="rewrite"/ {
+    match($0, /le="[^"]+"/); le = substr($0, RSTART + 4, RLENGTH - 5); n++; les[n] = le; cum[n] = $2 }
+  /^meridian_edge_function_duration_seconds_sum\{function="rewrite"/ { sum = $2 }
+  /^meridian_edge_function_duration_seconds_count\{function="rewrite"/ { count = $2 }
+  END {
+    if (count == 0) { print "function CPU time: no invocations counted"; exit }
+    for (i = 1; i <= n; i++) if (cum[i] >= count / 2) { p50 = les[i]; break }
+    printf "function CPU time per invocation: mean %.1f us, p50 at most %s s (histogram bucket), %d invocations (goal: p50 under 20 us)\n\n", 1e6 * sum / count, p50, count }'
 fetch0=$(metric meridian_edge_origin_fetches_total); conn0=$(metric meridian_edge_origin_connections_total)
 table "misses: every request a new key (GET /api/quotes/AAPL?n=...)" /api/quotes/AAPL -s "$WORK/misses.lua"
 fetch1=$(metric meridian_edge_origin_fetches_total); conn1=$(metric meridian_edge_origin_connections_total)

@@ -99,17 +99,56 @@ pub fn load_store(
     }
 }
 
-pub(crate) struct FunctionMetrics {
-    invocations: Family<Labels, Counter>,
+/// One function compiled for one event type: its engines and its own series, looked up
+/// once at start so an invocation does not hash labels.
+pub(crate) struct Function {
+    pub pool: EnginePool,
+    pub name: String,
+    invocations: Counter,
+    utilization: Histogram,
+    duration: Histogram,
     errors: Family<Labels, Counter>,
-    utilization: Family<Labels, Histogram>,
 }
 
-/// The functions one PoP runs.
+impl Function {
+    /// Counts one invocation: its CPU time, its compute utilization and, when it failed,
+    /// its error.
+    pub fn record(
+        &self,
+        utilization: u8,
+        cpu_time: Option<std::time::Duration>,
+        error: Option<ErrorKind>,
+    ) {
+        self.invocations.inc();
+        self.utilization.observe(f64::from(utilization));
+        if let Some(t) = cpu_time {
+            self.duration.observe(t.as_secs_f64());
+        }
+        if let Some(kind) = error {
+            let kind = serde_json::to_value(kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "internal".into());
+            self.errors
+                .get_or_create(&vec![("function", self.name.clone()), ("kind", kind)])
+                .inc();
+        }
+    }
+}
+
+/// The functions one PoP runs: by name, one slot per event type.
 pub(crate) struct EdgeFunctions {
-    pools: HashMap<(String, FunctionEvent), Arc<EnginePool>>,
+    by_name: HashMap<String, [Option<Arc<Function>>; 4]>,
     stores: HashMap<String, KeyValueStore>,
-    metrics: FunctionMetrics,
+}
+
+fn slot(event: FunctionEvent) -> usize {
+    match event {
+        FunctionEvent::ViewerRequest => 0,
+        FunctionEvent::ViewerResponse => 1,
+        FunctionEvent::OriginRequest => 2,
+        FunctionEvent::OriginResponse => 3,
+    }
 }
 
 /// Engines kept per pool: about one per worker thread, so a burst never builds many.
@@ -122,15 +161,42 @@ impl EdgeFunctions {
         for s in &dist.key_value_stores {
             stores.insert(s.name.clone(), load_store(&s.name, s.file.as_deref())?);
         }
-        let mut pools = HashMap::new();
+        let invocations: Family<Labels, Counter> = metrics.register(
+            "edge_function_invocations",
+            "Edge function invocations, by function and event type",
+            Family::default(),
+        );
+        let errors: Family<Labels, Counter> = metrics.register(
+            "edge_function_errors",
+            "Edge function invocations that failed (503 to the viewer), by function and kind",
+            Family::default(),
+        );
+        let utilization: Family<Labels, Histogram> = metrics.register(
+            "edge_function_compute_utilization",
+            "CPU time of an invocation as a percentage of its budget (CloudFront's compute utilization)",
+            Family::new_with_constructor(|| {
+                Histogram::new([5.0, 10.0, 20.0, 30.0, 50.0, 70.0, 90.0, 100.0])
+            }),
+        );
+        let duration: Family<Labels, Histogram> = metrics.register(
+            "edge_function_duration_seconds",
+            "CPU time of an invocation",
+            Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.000005, 0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005,
+                    0.05, 1.0,
+                ])
+            }),
+        );
+        let mut by_name: HashMap<String, [Option<Arc<Function>>; 4]> = HashMap::new();
         let associations = dist
             .behaviors
             .iter()
             .chain(std::iter::once(&dist.default_behavior))
             .flat_map(|b| &b.function_associations);
         for a in associations {
-            let key = (a.function.clone(), a.event_type);
-            if pools.contains_key(&key) {
+            let slots = by_name.entry(a.function.clone()).or_default();
+            if slots[slot(a.event_type)].is_some() {
                 continue;
             }
             let Some(f) = dist.functions.iter().find(|f| f.name == a.function) else {
@@ -154,44 +220,34 @@ impl EdgeFunctions {
                     message: e.to_string(),
                 }
             })?;
-            pools.insert(key, Arc::new(pool));
+            let labels = vec![
+                ("function", f.name.clone()),
+                ("event_type", a.event_type.as_str().to_owned()),
+            ];
+            let by_function = vec![("function", f.name.clone())];
+            slots[slot(a.event_type)] = Some(Arc::new(Function {
+                pool,
+                name: f.name.clone(),
+                invocations: invocations.get_or_create(&labels).clone(),
+                utilization: utilization.get_or_create(&by_function).clone(),
+                duration: duration.get_or_create(&by_function).clone(),
+                errors: errors.clone(),
+            }));
         }
-        Ok(EdgeFunctions {
-            pools,
-            stores,
-            metrics: FunctionMetrics {
-                invocations: metrics.register(
-                    "edge_function_invocations",
-                    "Edge function invocations, by function and event type",
-                    Family::default(),
-                ),
-                errors: metrics.register(
-                    "edge_function_errors",
-                    "Edge function invocations that failed (503 to the viewer), by function and kind",
-                    Family::default(),
-                ),
-                utilization: metrics.register(
-                    "edge_function_compute_utilization",
-                    "CPU time of an invocation as a percentage of its budget (CloudFront's compute utilization)",
-                    Family::new_with_constructor(|| {
-                        Histogram::new([5.0, 10.0, 20.0, 30.0, 50.0, 70.0, 90.0, 100.0])
-                    }),
-                ),
-            },
-        })
+        Ok(EdgeFunctions { by_name, stores })
     }
 
-    /// The pool of the function `behavior` runs at `event`, when it has one.
+    /// The function `behavior` runs at `event`, when it has one.
     pub fn for_behavior(
         &self,
         behavior: &meridian_config::Behavior,
         event: FunctionEvent,
-    ) -> Option<&Arc<EnginePool>> {
+    ) -> Option<&Arc<Function>> {
         let a = behavior
             .function_associations
             .iter()
             .find(|a| a.event_type == event)?;
-        self.pools.get(&(a.function.clone(), event))
+        self.by_name.get(a.function.as_str())?[slot(event)].as_ref()
     }
 
     /// A key value store by name (changed at run time through the admin API).
@@ -203,34 +259,5 @@ impl EdgeFunctions {
         let mut v: Vec<String> = self.stores.keys().cloned().collect();
         v.sort();
         v
-    }
-
-    /// Counts one invocation and, when it failed, its error.
-    pub fn record(
-        &self,
-        function: &str,
-        event: FunctionEvent,
-        utilization: u8,
-        error: Option<ErrorKind>,
-    ) {
-        let labels = vec![
-            ("function", function.to_owned()),
-            ("event_type", event.as_str().to_owned()),
-        ];
-        self.metrics.invocations.get_or_create(&labels).inc();
-        self.metrics
-            .utilization
-            .get_or_create(&vec![("function", function.to_owned())])
-            .observe(f64::from(utilization));
-        if let Some(kind) = error {
-            let kind = serde_json::to_value(kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "internal".into());
-            self.metrics
-                .errors
-                .get_or_create(&vec![("function", function.to_owned()), ("kind", kind)])
-                .inc();
-        }
     }
 }

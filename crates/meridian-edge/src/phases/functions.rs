@@ -17,7 +17,7 @@ impl Edge {
     /// Runs the behavior's viewer-request function: None when the request goes on (perhaps
     /// changed in `ctx`), or the answer when the function made one or failed.
     pub(super) fn viewer_request_function(&self, ctx: &mut RequestContext<'_>) -> Option<Served> {
-        let pool = self
+        let function = self
             .0
             .functions
             .for_behavior(ctx.behavior, FunctionEvent::ViewerRequest)?;
@@ -26,42 +26,35 @@ impl Edge {
             ctx.peer.addr.ip().to_string(),
             to_event_request(ctx),
         );
-        let name = pool.code().name().to_owned();
-        let result = match pool.get() {
+        let result = match function.pool.get() {
             Ok(mut engine) => engine.viewer_request(&event),
             Err(e) => Err(engine_unavailable(e)),
         };
         match result {
             Ok(inv) => {
-                self.0.functions.record(
-                    &name,
-                    FunctionEvent::ViewerRequest,
-                    inv.compute_utilization,
-                    None,
-                );
+                function.record(inv.compute_utilization, Some(inv.cpu_time), None);
                 match inv.output {
                     FnOutcome::Request(r) => match apply_request(ctx, r) {
                         Ok(()) => None,
-                        Err(why) => {
-                            Some(self.function_failed(&name, ErrorKind::InvalidOutput, &why))
-                        }
+                        Err(why) => Some(self.function_failed(
+                            &function.name,
+                            ErrorKind::InvalidOutput,
+                            &why,
+                        )),
                     },
                     FnOutcome::Response(r) => match to_http_response(r) {
                         Ok(res) => Some(Served::at_edge(res, Outcome::FunctionGenerated)),
-                        Err(why) => {
-                            Some(self.function_failed(&name, ErrorKind::InvalidOutput, &why))
-                        }
+                        Err(why) => Some(self.function_failed(
+                            &function.name,
+                            ErrorKind::InvalidOutput,
+                            &why,
+                        )),
                     },
                 }
             }
             Err(e) => {
-                self.0.functions.record(
-                    &name,
-                    FunctionEvent::ViewerRequest,
-                    e.compute_utilization,
-                    Some(e.kind),
-                );
-                Some(self.function_failed(&name, e.kind, &e.message))
+                function.record(e.compute_utilization, None, Some(e.kind));
+                Some(self.function_failed(&function.name, e.kind, &e.message))
             }
         }
     }
@@ -77,7 +70,7 @@ impl Edge {
         ) {
             return;
         }
-        let Some(pool) = self
+        let Some(function) = self
             .0
             .functions
             .for_behavior(ctx.behavior, FunctionEvent::ViewerResponse)
@@ -101,31 +94,20 @@ impl Edge {
             to_event_request(ctx),
             response,
         );
-        let name = pool.code().name().to_owned();
-        let result = match pool.get() {
+        let result = match function.pool.get() {
             Ok(mut engine) => engine.viewer_response(&event),
             Err(e) => Err(engine_unavailable(e)),
         };
         match result {
             Ok(inv) => {
-                self.0.functions.record(
-                    &name,
-                    FunctionEvent::ViewerResponse,
-                    inv.compute_utilization,
-                    None,
-                );
+                function.record(inv.compute_utilization, Some(inv.cpu_time), None);
                 if let Err(why) = apply_response(&mut served.response, inv.output) {
-                    *served = self.function_failed(&name, ErrorKind::InvalidOutput, &why);
+                    *served = self.function_failed(&function.name, ErrorKind::InvalidOutput, &why);
                 }
             }
             Err(e) => {
-                self.0.functions.record(
-                    &name,
-                    FunctionEvent::ViewerResponse,
-                    e.compute_utilization,
-                    Some(e.kind),
-                );
-                *served = self.function_failed(&name, e.kind, &e.message);
+                function.record(e.compute_utilization, None, Some(e.kind));
+                *served = self.function_failed(&function.name, e.kind, &e.message);
             }
         }
     }

@@ -1,16 +1,16 @@
 //! The request path of a PoP as ordered phases, read top to bottom here (the way
 //! Pingora's `ProxyHttp` reads). Each phase has its file; this one only drives them.
 //!
-//! | # | phase                | file                    | hook point (edge functions)      |
+//! | # | phase                | file                    | edge functions                   |
 //! |---|----------------------|-------------------------|----------------------------------|
-//! | 1 | viewer request       | `viewer.rs`, `functions.rs` | **viewer-request** function (built), protection |
+//! | 1 | viewer request       | `viewer.rs`, `viewer_headers.rs` | **viewer-request** (`functions.rs`); protection rules will join it |
 //! | 2 | route                | `route.rs`              |                                  |
 //! | 3 | cache lookup         | `cache.rs`              |                                  |
 //! | 4 | collapse             | `collapse.rs`, `inflight.rs` |                             |
-//! | 5 | fill from origin     | `fill.rs`, `body.rs`, `pass.rs`, `../origin/` | **origin-request** (`origin_request.rs`), **origin-response** (`fill.rs`, `pass.rs`) |
+//! | 5 | fill from origin     | `fill.rs`, `body.rs`, `pass.rs`, `origin_request.rs`, `../origin/` | **origin-request**, **origin-response** (`origin_functions.rs`) |
 //! | 6 | store                | `store.rs`              |                                  |
 //! | 7 | serve from the cache | `serve.rs`              |                                  |
-//! | 8 | response headers     | `response.rs`, `functions.rs` | **viewer-response** function (built) |
+//! | 8 | response headers     | `response.rs`           | **viewer-response** (`functions.rs`) |
 //! | 9 | compression          | `compression.rs`        |                                  |
 //! | 10| log                  | `metrics.rs`, `access_log.rs` |                            |
 //!
@@ -115,7 +115,7 @@ impl Edge {
             drop(body);
             self.through_cache(ctx, &route).await
         } else {
-            // HOOK origin-request / origin-response: see `pass.rs`.
+            // Origin functions run inside the pass (`pass.rs`, `origin_functions.rs`).
             self.pass(ctx, &route, Some(body)).await
         }
     }
@@ -148,7 +148,7 @@ impl Edge {
             return Served::at_edge(r, Outcome::Error);
         }
         // 4. Collapse onto a fill in flight, or lead one: 5. fill from the origin
-        // (HOOK origin-request / origin-response, see `fill.rs`) and 6. store.
+        // (with the origin functions, `origin_functions.rs`) and 6. store.
         let stale_obj = stale.as_ref().map(|(o, _)| o.clone());
         let fill = match self.collapse(ctx, route, &primary, stale_obj).await {
             MissResult::Shared(f) => f,

@@ -8,6 +8,7 @@
 use super::context::RequestContext;
 use super::error::{text_headers, ErrorAnswer};
 use crate::edge::Edge;
+use crate::functions::Function;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
@@ -15,15 +16,15 @@ use meridian_config::FunctionEvent;
 use meridian_functions::lambda::{
     LambdaConfig, LambdaHeader, LambdaHeaders, LambdaRequest, LambdaResponse,
 };
-use meridian_functions::{EnginePool, ErrorKind, ExecutionError, LambdaEvent, OriginOutcome};
+use meridian_functions::{ErrorKind, ExecutionError, LambdaEvent, OriginOutcome};
 use meridian_http::Body;
 use std::sync::Arc;
 
 /// The origin functions of one request, owned so a fill can outlive its viewer.
 #[derive(Clone, Default)]
 pub(crate) struct OriginHooks {
-    request: Option<Arc<EnginePool>>,
-    response: Option<Arc<EnginePool>>,
+    request: Option<Arc<Function>>,
+    response: Option<Arc<Function>>,
     client_ip: String,
     request_id: String,
 }
@@ -82,7 +83,7 @@ impl Edge {
         hooks: &OriginHooks,
         call: OriginCall<'_>,
     ) -> Result<Option<Response<Body>>, ErrorAnswer> {
-        let Some(pool) = hooks.request.clone() else {
+        let Some(function) = hooks.request.clone() else {
             return Ok(None);
         };
         let request = lambda_request(hooks, call.method, call.path_and_query, call.headers);
@@ -91,10 +92,7 @@ impl Edge {
             request,
             None,
         );
-        match self
-            .invoke(pool, event, FunctionEvent::OriginRequest)
-            .await?
-        {
+        match self.invoke(function, event).await? {
             OriginOutcome::Request(r) => {
                 let (path, headers) = from_lambda_request(&r)
                     .map_err(|e| self.lambda_failed(ErrorKind::InvalidOutput, &e))?;
@@ -124,7 +122,7 @@ impl Edge {
         call: OriginCall<'_>,
         response: Response<Body>,
     ) -> Result<Response<Body>, ErrorAnswer> {
-        let Some(pool) = hooks.response.clone() else {
+        let Some(function) = hooks.response.clone() else {
             return Ok(response);
         };
         let request = lambda_request(hooks, call.method, call.path_and_query, call.headers);
@@ -140,10 +138,7 @@ impl Edge {
             request,
             Some(seen),
         );
-        let out = match self
-            .invoke(pool, event, FunctionEvent::OriginResponse)
-            .await?
-        {
+        let out = match self.invoke(function, event).await? {
             OriginOutcome::Response(r) => r,
             OriginOutcome::Request(_) => {
                 return Err(self.lambda_failed(
@@ -190,12 +185,11 @@ impl Edge {
     /// One invocation on the blocking pool, counted.
     async fn invoke(
         &self,
-        pool: Arc<EnginePool>,
+        function: Arc<Function>,
         event: LambdaEvent,
-        stage: FunctionEvent,
     ) -> Result<OriginOutcome, ErrorAnswer> {
-        let name = pool.code().name().to_owned();
-        let ran = tokio::task::spawn_blocking(move || match pool.get() {
+        let f = function.clone();
+        let ran = tokio::task::spawn_blocking(move || match f.pool.get() {
             Ok(mut engine) => engine.origin(&event),
             Err(e) => Err(ExecutionError {
                 kind: ErrorKind::Internal,
@@ -215,16 +209,12 @@ impl Edge {
         });
         match ran {
             Ok(inv) => {
-                self.0
-                    .functions
-                    .record(&name, stage, inv.compute_utilization, None);
+                function.record(inv.compute_utilization, Some(inv.cpu_time), None);
                 Ok(inv.output)
             }
             Err(e) => {
-                self.0
-                    .functions
-                    .record(&name, stage, e.compute_utilization, Some(e.kind));
-                tracing::warn!(pop = %self.0.pop, function = %name, kind = ?e.kind, message = %e.message, "origin function failed");
+                function.record(e.compute_utilization, None, Some(e.kind));
+                tracing::warn!(pop = %self.0.pop, function = %function.name, kind = ?e.kind, message = %e.message, "origin function failed");
                 Err(self.lambda_failed(e.kind, &e.message))
             }
         }
