@@ -455,3 +455,76 @@ fn the_default_deployment_drops_tracking_parameters_from_quotes() {
     assert_eq!(kept, ["n"], "tracking parameters are dropped, others kept");
     assert_eq!(r.uri, "/api/quotes/AAPL");
 }
+
+#[tokio::test]
+async fn a_viewer_request_function_picks_among_the_distributions_origins() {
+    let (a, b) = (
+        Origin {
+            name: "a",
+            ..Default::default()
+        },
+        Origin {
+            name: "b",
+            ..Default::default()
+        },
+    );
+    let (aa, ba) = (
+        std::net::SocketAddr::new(ip_in(49, 6, 2), 80),
+        std::net::SocketAddr::new(ip_in(49, 6, 3), 80),
+    );
+    let _sa = serve_origin(aa, a.clone()).await;
+    let _sb = serve_origin(ba, b.clone()).await;
+    let extra = format!(
+        r#"
+[[distribution.function]]
+name = "pick"
+cpu_budget = "50ms"
+source = '''
+import cf from 'cloudfront';
+function handler(event) {{
+  var uri = event.request.uri;
+  if (uri.startsWith('/pick/b')) cf.selectRequestOriginById('http://{ba}');
+  if (uri.startsWith('/pick/group')) cf.createRequestOriginGroup({{ originIds: ['http://{ba}', 'http://{aa}'] }});
+  if (uri.startsWith('/pick/anywhere')) cf.updateRequestOrigin({{ domainName: 'internal.example' }});
+  return event.request;
+}}
+'''
+
+[[distribution.behavior]]
+path_pattern = "/pick/*"
+origin_group = "o"
+function_associations = [{{ event_type = "viewer-request", function = "pick" }}]
+"#
+    );
+    let p = pop_in(
+        49,
+        6,
+        &[format!("http://{aa}"), format!("http://{ba}")],
+        &extra,
+    )
+    .await;
+    assert_eq!(get(p.http, "/pick/a").await.status, 200);
+    assert_eq!(
+        (a.hits("/pick/a"), b.hits("/pick/a")),
+        (1, 0),
+        "the group's own order"
+    );
+    assert_eq!(get(p.http, "/pick/b").await.status, 200);
+    assert_eq!(
+        (a.hits("/pick/b"), b.hits("/pick/b")),
+        (0, 1),
+        "selectRequestOriginById"
+    );
+    assert_eq!(get(p.http, "/pick/group").await.status, 200);
+    assert_eq!(
+        (a.hits("/pick/group"), b.hits("/pick/group")),
+        (0, 1),
+        "the function's group, b first"
+    );
+    let r = get(p.http, "/pick/anywhere").await;
+    assert_eq!(
+        r.status, 503,
+        "no function sends a PoP to an address the config does not name"
+    );
+    assert_eq!((a.hits("/pick/anywhere"), b.hits("/pick/anywhere")), (0, 0));
+}

@@ -19,6 +19,7 @@ impl Origins {
     pub async fn send(
         &self,
         group: &Group,
+        only: Option<&[usize]>,
         method: &Method,
         path_and_query: &str,
         headers: &HeaderMap,
@@ -32,7 +33,15 @@ impl Origins {
             headers,
             body,
             safe: matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS),
-            order: group.ranked(),
+            order: match only {
+                // A function's choice, in its order (members of this group only).
+                Some(o) => o
+                    .iter()
+                    .copied()
+                    .filter(|&i| i < group.members.len())
+                    .collect(),
+                None => group.ranked(),
+            },
             next: 0,
             attempts: Vec::new(),
             all_timeouts: true,

@@ -8,7 +8,6 @@ use crate::edge::Edge;
 use crate::origin::Group;
 use crate::store::Object;
 use http::{header, Method};
-use meridian_config::CachePolicy;
 use std::sync::Arc;
 
 impl Edge {
@@ -27,7 +26,7 @@ impl Edge {
             self.0.stats.collapsed.inc();
             return MissResult::Shared(joined.result().await);
         }
-        let mut req = self.fill_request(ctx, route.policy, primary, stale);
+        let mut req = self.fill_request(ctx, route, primary, stale);
         // The leader may get the body as it arrives when it wants it whole and as stored:
         // a plain GET with no range or validators (compression is decided in the fill).
         req.stream = ctx.method == Method::GET
@@ -61,7 +60,7 @@ impl Edge {
         if self.0.inflight.contains(primary) {
             return;
         }
-        let req = self.fill_request(ctx, route.policy, primary, Some(stale));
+        let req = self.fill_request(ctx, route, primary, Some(stale));
         let edge = self.clone();
         let group = route.group.clone();
         tokio::spawn(async move {
@@ -84,21 +83,22 @@ impl Edge {
     fn fill_request(
         &self,
         ctx: &RequestContext<'_>,
-        policy: &CachePolicy,
+        route: &Route<'_>,
         primary: &str,
         stale: Option<Arc<Object>>,
     ) -> FillRequest {
         FillRequest {
             key: primary.to_owned(),
             path: ctx.path.clone(),
-            path_and_query: self.origin_path(ctx, policy),
-            headers: self.origin_headers(ctx, policy, true),
+            path_and_query: self.origin_path(ctx, route.policy),
+            headers: self.origin_headers(ctx, route.policy, true),
             viewer_headers: ctx.headers.clone(),
-            policy: policy.clone(),
+            policy: route.policy.clone(),
             stale,
             stream: false,
             compress: false,
             hooks: self.origin_hooks(ctx),
+            members: route.members.clone(),
         }
     }
 }

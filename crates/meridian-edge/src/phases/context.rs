@@ -19,6 +19,16 @@ pub(crate) struct RequestContext<'a> {
     pub version: http::Version,
     pub request_id: String,
     pub behavior: &'a Behavior,
+    /// The origin a viewer-request function chose (`selectRequestOriginById`,
+    /// `createRequestOriginGroup`); None: the behavior's origin group.
+    pub origin: Option<OriginChoice>,
+}
+
+/// An origin group, and optionally which of its members to try, in order.
+#[derive(Clone)]
+pub(crate) struct OriginChoice {
+    pub group: std::sync::Arc<crate::origin::Group>,
+    pub members: Option<std::sync::Arc<[usize]>>,
 }
 
 impl RequestContext<'_> {

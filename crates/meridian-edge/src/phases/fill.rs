@@ -44,6 +44,8 @@ pub(crate) struct FillRequest {
     pub compress: bool,
     /// The behavior's origin-request and origin-response functions.
     pub hooks: super::origin_functions::OriginHooks,
+    /// The members a viewer-request function chose, in order (None: the group's ranking).
+    pub members: Option<Arc<[usize]>>,
 }
 
 /// When the origin was asked and when its answer arrived: a stored response's age
@@ -96,7 +98,14 @@ impl Edge {
                 let r = match self
                     .0
                     .origins
-                    .send(group, &Method::GET, &path_and_query, &headers, Bytes::new())
+                    .send(
+                        group,
+                        req.members.as_deref(),
+                        &Method::GET,
+                        &path_and_query,
+                        &headers,
+                        Bytes::new(),
+                    )
                     .await
                 {
                     Ok(r) => r,

@@ -3,15 +3,16 @@
 //! the edge. A function that fails makes that one request a 503, as CloudFront does; the
 //! engine is rebuilt when it must be, and no other request notices.
 
-use super::context::{RequestContext, Served};
+use super::context::{OriginChoice, RequestContext, Served};
 use super::outcome::Outcome;
 use crate::edge::Edge;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use meridian_config::FunctionEvent;
 use meridian_functions::event::{Context, Field, Headers, MultiValue, QueryString, Request};
-use meridian_functions::{ErrorKind, Event, ExecutionError, Outcome as FnOutcome};
+use meridian_functions::{ErrorKind, Event, ExecutionError, OriginChange, Outcome as FnOutcome};
 use meridian_http::Body;
+use std::sync::Arc;
 
 impl Edge {
     /// Runs the behavior's viewer-request function: None when the request goes on (perhaps
@@ -33,6 +34,18 @@ impl Edge {
         match result {
             Ok(inv) => {
                 function.record(inv.compute_utilization, Some(inv.cpu_time), None);
+                if let Some(change) = &inv.origin_change {
+                    match self.choose_origin(change) {
+                        Ok(choice) => ctx.origin = Some(choice),
+                        Err(why) => {
+                            return Some(self.function_failed(
+                                &function.name,
+                                ErrorKind::InvalidOutput,
+                                &why,
+                            ))
+                        }
+                    }
+                }
                 match inv.output {
                     FnOutcome::Request(r) => match apply_request(ctx, r) {
                         Ok(()) => None,
@@ -109,6 +122,57 @@ impl Edge {
                 function.record(e.compute_utilization, None, Some(e.kind));
                 *served = self.function_failed(&function.name, e.kind, &e.message);
             }
+        }
+    }
+
+    /// What a function's `cloudfront` origin call means here. Origins are the
+    /// distribution's: a group by name, or members (`lb:<region>`, `http://IP:PORT`) of one
+    /// group. `updateRequestOrigin` to an arbitrary domain is refused: a PoP sends only to
+    /// origins the config names (no function can point it at an internal address).
+    fn choose_origin(&self, change: &OriginChange) -> Result<OriginChoice, String> {
+        let origins = self.origins();
+        let member_of = |id: &str| {
+            origins.groups.iter().find_map(|g| {
+                let i = g.members.iter().position(|m| m.name == id)?;
+                Some((g.clone(), i))
+            })
+        };
+        match change {
+            OriginChange::SelectById(id) => {
+                if let Some(g) = origins.group(id) {
+                    return Ok(OriginChoice { group: g.clone(), members: None });
+                }
+                let (group, i) = member_of(id)
+                    .ok_or_else(|| format!("selectRequestOriginById: no origin or origin group `{id}`"))?;
+                Ok(OriginChoice { group, members: Some(Arc::from([i])) })
+            }
+            OriginChange::CreateGroup(params) => {
+                let ids: Vec<&str> = params
+                    .get("originIds")
+                    .and_then(|v| v.as_array())
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
+                let first = ids
+                    .first()
+                    .ok_or("createRequestOriginGroup: originIds names no origin")?;
+                let (group, _) = member_of(first)
+                    .ok_or_else(|| format!("createRequestOriginGroup: no origin `{first}`"))?;
+                let mut members = Vec::new();
+                for id in &ids {
+                    let i = group
+                        .members
+                        .iter()
+                        .position(|m| m.name == *id)
+                        .ok_or_else(|| {
+                            format!("createRequestOriginGroup: `{id}` is not in origin group `{}` with `{first}`", group.cfg.name)
+                        })?;
+                    members.push(i);
+                }
+                Ok(OriginChoice { group, members: Some(members.into()) })
+            }
+            OriginChange::Update(_) => Err(
+                "updateRequestOrigin is not supported: a PoP sends only to origins the config names; use selectRequestOriginById".into(),
+            ),
         }
     }
 

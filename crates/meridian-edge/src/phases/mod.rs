@@ -234,9 +234,11 @@ impl Edge {
             version: ctx.version,
             request_id: ctx.request_id.clone(),
             behavior,
+            origin: None,
         };
         let route = Route {
             group,
+            members: None,
             policy,
             cacheable: true,
         };

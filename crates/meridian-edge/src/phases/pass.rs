@@ -55,7 +55,14 @@ impl Edge {
         match self
             .0
             .origins
-            .send(group, &ctx.method, &path, &headers, body)
+            .send(
+                group,
+                route.members.as_deref(),
+                &ctx.method,
+                &path,
+                &headers,
+                body,
+            )
             .await
         {
             Ok(mut r) => {

@@ -11,6 +11,8 @@ use std::sync::Arc;
 /// Where a request goes: the origin group to ask and the cache policy to key and keep by.
 pub(crate) struct Route<'a> {
     pub group: Arc<Group>,
+    /// The members to try, in order, when a function chose them; None: the group's ranking.
+    pub members: Option<Arc<[usize]>>,
     pub policy: &'a CachePolicy,
     /// GET or HEAD, and among the behavior's cached methods.
     pub cacheable: bool,
@@ -23,8 +25,13 @@ impl Edge {
         let (group, policy) = self.route_behavior(b)?;
         let cacheable = (ctx.method == Method::GET || ctx.method == Method::HEAD)
             && b.cached_methods.iter().any(|m| m == ctx.method.as_str());
+        let (group, members) = match &ctx.origin {
+            Some(choice) => (choice.group.clone(), choice.members.clone()),
+            None => (group, None),
+        };
         Some(Route {
             group,
+            members,
             policy,
             cacheable,
         })

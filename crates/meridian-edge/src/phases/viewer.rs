@@ -47,6 +47,7 @@ impl<'a> RequestContext<'a> {
             version: parts.version,
             request_id: format!("{:024x}", rand::random::<u128>() >> 32),
             headers: parts.headers,
+            origin: None,
         };
         (ctx, refused)
     }
