@@ -88,8 +88,12 @@ pub async fn call_all(
 ) -> Vec<PopAnswer> {
     let mut tasks = tokio::task::JoinSet::new();
     for (pop, admin) in pops {
-        let (body, token, method, path) =
-            (body.clone(), token.to_owned(), method.clone(), path.to_owned());
+        let (body, token, method, path) = (
+            body.clone(),
+            token.to_owned(),
+            method.clone(),
+            path.to_owned(),
+        );
         tasks.spawn(async move {
             let started = Instant::now();
             let req = http::Request::builder()
@@ -101,8 +105,7 @@ pub async fn call_all(
             let result = match req {
                 Err(e) => Err(e.to_string()),
                 Ok(req) => {
-                    match meridian_health::fetch(admin, req, Duration::from_secs(10), 1 << 20)
-                        .await
+                    match meridian_health::fetch(admin, req, Duration::from_secs(10), 1 << 20).await
                     {
                         Ok(f) if f.status == 200 => Ok((started.elapsed(), f.body)),
                         Ok(f) => Err(format!(

@@ -162,13 +162,7 @@ fn cache_key_keeps_allowed_parameters_in_canonical_order() {
         json!({}),
         json!({}),
     );
-    let (code, v) = run_test(
-        &dir,
-        &example("cache-key.js"),
-        "viewer-request",
-        &ev,
-        None,
-    );
+    let (code, v) = run_test(&dir, &example("cache-key.js"), "viewer-request", &ev, None);
     assert_eq!(code, 0);
     let r = request(&v);
     let qs = r["querystring"].as_object().unwrap();
@@ -199,7 +193,10 @@ fn feature_flags_follow_the_key_value_store() {
         Some(&store(r#"{"newCheckout": true}"#)),
     );
     assert_eq!(code, 0);
-    assert_eq!(request(&v)["headers"]["x-feature-newcheckout"]["value"], "on");
+    assert_eq!(
+        request(&v)["headers"]["x-feature-newcheckout"]["value"],
+        "on"
+    );
 
     let (code, v) = run_test(
         &dir,
@@ -472,7 +469,10 @@ fn a_missing_or_malformed_event_file_is_named() {
     let o = meridian(&["functions", "test", &f, "--event", &bad]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains(&bad) && err.contains("not valid JSON"), "{err}");
+    assert!(
+        err.contains(&bad) && err.contains("not valid JSON"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 
     // JSON, but not a viewer-request event (no request).
@@ -480,7 +480,10 @@ fn a_missing_or_malformed_event_file_is_named() {
     let o = meridian(&["functions", "test", &f, "--event", &wrong]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains(&wrong) && err.contains("viewer-request"), "{err}");
+    assert!(
+        err.contains(&wrong) && err.contains("viewer-request"),
+        "{err}"
+    );
 }
 
 /// Two PoPs and one region in 127.50.0.0/16, no WAN: only the PoPs run.
@@ -525,6 +528,11 @@ import cf from 'cloudfront';
 const kvs = cf.kvs();
 async function handler(event) { return event.request; }
 '''
+
+[[distribution.behavior]]
+path_pattern = "/beta/*"
+origin_group = "default"
+function_associations = [{ event_type = "viewer-request", function = "beta-flag" }]
 
 [simulation]
 wan = false
@@ -595,7 +603,12 @@ async fn kvs_put_get_delete_reach_every_pop() {
     }
 
     // `functions list` reads the same config.
-    let o = meridian(&["functions", "list", "--config", &cfg_path.display().to_string()]);
+    let o = meridian(&[
+        "functions",
+        "list",
+        "--config",
+        &cfg_path.display().to_string(),
+    ]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     assert!(out.contains("beta-flag"), "{out}");
@@ -610,6 +623,10 @@ async fn kvs_put_get_delete_reach_every_pop() {
         "{out}"
     );
     assert!(out.contains("key value store: flags"), "{out}");
+    assert!(
+        out.contains("associated:      /beta/* at viewer-request"),
+        "{out}"
+    );
 
     let run = |node: &str| {
         Command::new(env!("CARGO_BIN_EXE_meridian"))
@@ -650,7 +667,11 @@ async fn kvs_put_get_delete_reach_every_pop() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let o = kvs_cli(&cfg_path, &state, &["put", "--store", "flags", "beta", "on"]);
+    let o = kvs_cli(
+        &cfg_path,
+        &state,
+        &["put", "--store", "flags", "beta", "on"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("2/2 PoPs updated"), "{}", stdout(&o));
     let progress = stderr(&o);
@@ -693,10 +714,17 @@ async fn kvs_put_get_delete_reach_every_pop() {
     let _one = Nodes(vec![run("edge-london")]);
     let start = Instant::now();
     while pop_value(admins[0], token, "beta").await != Ok(None) {
-        assert!(start.elapsed() < Duration::from_secs(60), "london did not restart");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "london did not restart"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let o = kvs_cli(&cfg_path, &state, &["put", "--store", "flags", "beta", "off"]);
+    let o = kvs_cli(
+        &cfg_path,
+        &state,
+        &["put", "--store", "flags", "beta", "off"],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stdout(&o).contains("1/2 PoPs updated; failed: tokyo"),

@@ -161,7 +161,7 @@ fn test(args: TestArgs) -> ExitCode {
                 serde_json::to_value(c).unwrap_or_default()
             );
         }
-        println!("compute utilization: {}", out.compute_utilization);
+        println!("compute utilization: {}%", out.compute_utilization);
         if out.logs.is_empty() {
             println!("logs: none");
         } else {

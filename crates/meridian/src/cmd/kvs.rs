@@ -81,7 +81,12 @@ impl Target {
                 let config = Config::load(p)
                     .map_err(|e| anyhow::anyhow!("{e}"))
                     .with_context(|| format!("cannot read the config {}", p.display()))?;
-                let pops = edges(config.nodes().into_iter().map(|n| (n.role, n.name, n.admin)));
+                let pops = edges(
+                    config
+                        .nodes()
+                        .into_iter()
+                        .map(|n| (n.role, n.name, n.admin)),
+                );
                 (config, pops)
             }
             None => {
@@ -291,8 +296,12 @@ mod tests {
     #[test]
     fn limits_are_cloudfronts() {
         assert!(check(&"k".repeat(512), Some(&"v".repeat(1024))).is_ok());
-        assert!(check(&"k".repeat(513), None).unwrap_err().contains("512 bytes"));
-        assert!(check("k", Some(&"v".repeat(1025))).unwrap_err().contains("1 KB"));
+        assert!(check(&"k".repeat(513), None)
+            .unwrap_err()
+            .contains("512 bytes"));
+        assert!(check("k", Some(&"v".repeat(1025)))
+            .unwrap_err()
+            .contains("1 KB"));
         assert!(check("", None).is_err());
     }
 }
