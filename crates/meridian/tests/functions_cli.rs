@@ -732,3 +732,33 @@ async fn kvs_put_get_delete_reach_every_pop() {
         stdout(&o)
     );
 }
+
+#[test]
+fn an_origin_request_hook_runs_on_a_lambda_event() {
+    let dir = common::tempdir();
+    let f = write(
+        &dir,
+        "origin.js",
+        "export const handler = async (event) => {\n\
+           const request = event.Records[0].cf.request;\n\
+           request.headers['x-origin-hook'] = [{ key: 'X-Origin-Hook', value: 'yes' }];\n\
+           return request;\n\
+         };\n",
+    );
+    let ev = json!({ "Records": [{ "cf": {
+        "config": { "eventType": "origin-request" },
+        "request": { "clientIp": "198.51.100.7", "method": "GET", "uri": "/api",
+                     "querystring": "", "headers": {} }
+    } }] });
+    let (code, v) = run_test(&dir, &f, "origin-request", &ev, None);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["stage"], "origin-request");
+    assert_eq!(
+        v["functionOutput"]["headers"]["x-origin-hook"][0]["value"],
+        "yes"
+    );
+    // The same file is not a viewer function: it does not compile for that stage.
+    let (code, v) = run_test(&dir, &f, "viewer-request", &get("/"), None);
+    assert_eq!(code, 2);
+    assert!(v["compileError"]["message"].is_string(), "{v:#}");
+}
