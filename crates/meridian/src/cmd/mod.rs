@@ -9,8 +9,10 @@ mod demo_origin;
 mod dns;
 mod explain;
 mod export;
+mod functions;
 mod health;
 mod invalidate;
+mod kvs;
 mod secrets;
 mod sim;
 mod summary;
@@ -50,6 +52,19 @@ pub enum Cmd {
     /// of characters ('/static/*'). Every cached variant of a path goes (all query strings,
     /// encodings and Vary variants). Exits 0 when every PoP has applied it.
     Invalidate(invalidate::InvalidateArgs),
+    /// Edge functions: run one on a test event (CloudFront's TestFunction), or list a
+    /// config's functions and where they run.
+    Functions {
+        #[command(subcommand)]
+        command: functions::FunctionsCmd,
+    },
+    /// The key value stores of a running deployment's PoPs: list, get, put, delete.
+    ///
+    /// put and delete go to every PoP and exit 0 only when every PoP applied them.
+    Kvs {
+        #[command(subcommand)]
+        command: kvs::KvsCmd,
+    },
     /// Print the admin actions of every node (invalidations, WAN and DNS changes, Redis
     /// promotions, secret rotations, refused attempts), merged in time order, as CloudTrail's event history.
     Audit(audit::AuditArgs),
@@ -102,6 +117,8 @@ pub async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Health(args) => health::run(args).await,
         Cmd::DemoOrigin(args) => demo_origin::run(args).await,
         Cmd::Invalidate(args) => invalidate::run(args).await,
+        Cmd::Functions { command } => functions::run(command),
+        Cmd::Kvs { command } => kvs::run(command).await,
         Cmd::Audit(args) => audit::run(args),
         Cmd::Bench { command } => bench::run(command).await,
         Cmd::Chaos { command } => chaos::run(command).await,
