@@ -83,7 +83,9 @@ async fn the_overview_lists_each_function_and_the_page_has_its_panel() {
             }),
         )
         .with_state(scrapes);
-    let l = tokio::net::TcpListener::bind(edge).await.expect("edge address");
+    let l = tokio::net::TcpListener::bind(edge)
+        .await
+        .expect("edge address");
     tokio::spawn(async move { axum::serve(l, app).await });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let node = tokio::spawn(meridian_console::run(config, console, async {

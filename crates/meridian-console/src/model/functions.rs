@@ -21,6 +21,8 @@ const EVENT_ORDER: [&str; 4] = [
     "viewer-response",
 ];
 
+/// Every function the config has or a PoP reports, by name, from this tick's readings
+/// (rates like the PoP view's: each PoP's change since its previous scrape).
 pub(super) fn functions(
     config: &Config,
     scrape: &Scrape,
@@ -65,9 +67,7 @@ pub(super) fn functions(
     let mut out = Vec::with_capacity(events.len());
     for (name, mut event_types) in events {
         event_types.sort_by_key(|e| EVENT_ORDER.iter().position(|o| o == e));
-        let is_this = |s: &Sample| {
-            s.label("function") == Some(name.as_str())
-        };
+        let is_this = |s: &Sample| s.label("function") == Some(name.as_str());
         let mut v = FunctionView {
             name: name.clone(),
             event_types,

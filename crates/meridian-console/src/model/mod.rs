@@ -15,8 +15,8 @@ mod views;
 pub use crate::target::Target;
 pub use cost::CostLine;
 pub use views::{
-    AzView, DnsView, ErrorKindRate, FunctionView, Global, NodeView, OriginView, PopView, RegionView,
-    Route, RuleView, Status,
+    AzView, DnsView, ErrorKindRate, FunctionView, Global, NodeView, OriginView, PopView,
+    RegionView, Route, RuleView, Status,
 };
 
 use crate::alarms::{self, Alarms, Transition};
@@ -260,6 +260,6 @@ impl State {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod function_tests;
+#[cfg(test)]
+mod tests;
