@@ -219,6 +219,30 @@ function renderPops(o) {
   $("pops").replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows));
 }
 
+// Edge functions, only when the distribution has any: how often each runs, how often it
+// fails and mostly why, and how close its p99 comes to the CPU budget.
+function renderFunctions(o) {
+  const fns = o.functions || [];
+  $("functions-panel").hidden = fns.length === 0;
+  if (!fns.length) return;
+  const rows = fns.map((f) => {
+    const top = f.errors_by_kind.find((k) => k.kind === f.top_error_kind);
+    const util = f.p99_utilization;
+    return el("tr", { "data-function": f.name },
+      el("td", {}, f.name),
+      el("td", { class: "muted" }, f.event_types.join(", ") || "–"),
+      el("td", { class: "num" }, fmt.num(f.invocations_rps) + "/s"),
+      el("td", { class: "num" + (f.errors_rps ? " bad" : "") }, fmt.num(f.errors_rps) + "/s"),
+      el("td", { title: f.errors_by_kind.map((k) => `${k.kind} ${fmt.num(k.per_second)}/s`).join(", ") || null },
+        top ? `${top.kind} (${fmt.num(top.per_second)}/s)` : "–"),
+      el("td", { class: "num" + (util !== null && util >= 90 ? " bad" : "") }, util === null ? "–" : fmt.num(util, 1) + "%"));
+  });
+  $("functions").replaceChildren(
+    el("thead", {}, el("tr", {}, el("th", {}, "Function"), el("th", {}, "Event types"), el("th", { class: "num" }, "Invocations"),
+      el("th", { class: "num" }, "Errors"), el("th", {}, "Top error kind"), el("th", { class: "num" }, "p99 compute utilization"))),
+    el("tbody", {}, ...rows));
+}
+
 function renderRouting(o) {
   const rows = o.routing.map((r) => el("tr", { "data-location": r.location },
     el("td", {}, r.location), el("td", { class: "muted" }, r.source),
@@ -318,6 +342,7 @@ function render(o) {
   renderKpis(o);
   renderRegions(o);
   renderPops(o);
+  renderFunctions(o);
   renderRouting(o);
   renderDns(o);
   renderAlarms(o);

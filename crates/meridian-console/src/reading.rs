@@ -87,11 +87,23 @@ impl Reading {
 
     /// The change of a histogram's cumulative buckets, by upper bound.
     pub fn buckets(&self, histogram: &str) -> Vec<(f64, f64)> {
+        self.buckets_where(histogram, |_| true)
+    }
+
+    /// `buckets` of the series of a labelled histogram family that `pick` accepts: one
+    /// function's, say. Series with the same bound are added, as across nodes.
+    pub fn buckets_where(
+        &self,
+        histogram: &str,
+        pick: impl Fn(&Sample) -> bool,
+    ) -> Vec<(f64, f64)> {
         let name = format!("{histogram}_bucket");
-        self.samples
+        let mut out = Vec::new();
+        let each = self
+            .samples
             .iter()
             .zip(&self.deltas)
-            .filter(|(s, _)| s.name == name)
+            .filter(|(s, _)| s.name == name && pick(s))
             .filter_map(|(s, d)| {
                 let le = match s.label("le")? {
                     "+Inf" => f64::INFINITY,
@@ -99,7 +111,9 @@ impl Reading {
                 };
                 Some((le, *d))
             })
-            .collect()
+            .collect::<Vec<_>>();
+        merge_buckets(&mut out, &each);
+        out
     }
 }
 

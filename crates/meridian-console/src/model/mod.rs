@@ -5,6 +5,7 @@
 
 mod changes;
 mod cost;
+mod functions;
 mod global;
 mod observe;
 mod places;
@@ -14,7 +15,8 @@ mod views;
 pub use crate::target::Target;
 pub use cost::CostLine;
 pub use views::{
-    AzView, DnsView, Global, NodeView, OriginView, PopView, RegionView, Route, RuleView, Status,
+    AzView, DnsView, ErrorKindRate, FunctionView, Global, NodeView, OriginView, PopView,
+    RegionView, Route, RuleView, Status,
 };
 
 use crate::alarms::{self, Alarms, Transition};
@@ -40,6 +42,8 @@ pub struct Overview {
     pub regions: Vec<RegionView>,
     pub pops: Vec<PopView>,
     pub dns: Vec<DnsView>,
+    /// Edge functions, by name (empty when the distribution has none).
+    pub functions: Vec<FunctionView>,
     pub nodes: Vec<NodeView>,
     pub routing: Vec<Route>,
     pub alarms: Vec<alarms::AlarmStatus>,
@@ -190,6 +194,7 @@ impl State {
         let regions = places::regions(&self.config, &scrape, &mut self.store, sec);
         let pops = places::pops(&self.config, &scrape, &mut self.store, sec);
         let dns = places::dns(&scrape, &mut self.store, sec);
+        let functions = functions::functions(&self.config, &scrape, &mut self.store, sec);
         let global = global::global(&scrape, &mut self.store, sec, &regions, &pops, &dns);
         self.cost
             .account(&self.config, &self.store, sec, &regions, &pops);
@@ -229,6 +234,7 @@ impl State {
         o.regions = regions;
         o.pops = pops;
         o.dns = dns;
+        o.functions = functions;
         o.nodes = self.nodes.clone();
         o.alarms = self.alarms.statuses();
         o.alarm_rules = self
@@ -253,5 +259,7 @@ impl State {
     }
 }
 
+#[cfg(test)]
+mod function_tests;
 #[cfg(test)]
 mod tests;

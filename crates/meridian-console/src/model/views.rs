@@ -133,3 +133,24 @@ pub struct RuleView {
 pub(super) fn ms(s: Option<f64>) -> Option<f64> {
     s.map(|v| v * 1000.0)
 }
+
+/// One edge function, summed over every PoP that answered this tick.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct FunctionView {
+    pub name: String,
+    /// Where it runs: the config's associations, and any event type a PoP reports.
+    pub event_types: Vec<String>,
+    pub invocations_rps: Option<f64>,
+    pub errors_rps: Option<f64>,
+    /// Only kinds that happened this tick, most frequent first.
+    pub errors_by_kind: Vec<ErrorKindRate>,
+    pub top_error_kind: Option<String>,
+    /// CPU time as a percentage of the budget, p99 over this tick's invocations.
+    pub p99_utilization: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct ErrorKindRate {
+    pub kind: String,
+    pub per_second: f64,
+}
