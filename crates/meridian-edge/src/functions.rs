@@ -58,7 +58,12 @@ pub fn compile(f: &EdgeFunction, event: FunctionEvent) -> Result<FunctionCode, F
                 *column as usize,
                 format!("SyntaxError: {message}"),
             ),
-            other => (1, 1, other.to_string()),
+            other => {
+                // Our error names the function already.
+                let text = other.to_string();
+                let prefix = format!("function {}: ", f.name);
+                (1, 1, text.strip_prefix(&prefix).unwrap_or(&text).to_owned())
+            }
         };
         FunctionError::Compile {
             function: f.name.clone(),
