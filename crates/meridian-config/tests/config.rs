@@ -187,8 +187,14 @@ fn the_default_distribution_is_the_seeds_cloudfront_setup() {
     let c = Config::embedded_default();
     let d = &c.distribution;
     assert!(c.nodes().iter().filter(|n| n.role == Role::Edge).count() >= 5);
-    let api = d.behavior_for("/api/quotes/AAPL");
+    // Quotes have their own behavior (it runs the drop-tracking function), cached as the
+    // rest of the API.
+    let quotes = d.behavior_for("/api/quotes/AAPL");
+    assert_eq!(quotes.path_pattern, "/api/quotes/*");
+    assert_eq!(quotes.function_associations.len(), 1);
+    let api = d.behavior_for("/api/other");
     assert_eq!(api.path_pattern, "/api/*");
+    assert_eq!(quotes.cache_policy, api.cache_policy);
     let p = d.cache_policy(&api.cache_policy).unwrap();
     assert_eq!(
         (p.default_ttl, p.max_ttl),

@@ -25,44 +25,27 @@ pub async fn invalidate_all(
     mut progress: impl FnMut(&PopInvalidation),
 ) -> Vec<PopInvalidation> {
     let body = serde_json::json!({ "paths": paths, "id": id }).to_string();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (pop, admin) in pops {
-        let body = body.clone();
-        let token = token.to_owned();
-        tasks.spawn(async move {
-            let started = Instant::now();
-            let req = http::Request::post("/invalidate")
-                .header(http::header::HOST, admin.to_string())
-                .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(body)));
-            let result = match req {
-                Err(e) => Err(e.to_string()),
-                Ok(req) => {
-                    match meridian_health::fetch(admin, req, Duration::from_secs(10), 64 * 1024)
-                        .await
-                    {
-                        Ok(f) if f.status == 200 => Ok(started.elapsed()),
-                        Ok(f) => Err(format!(
-                            "answered {}: {}",
-                            f.status,
-                            String::from_utf8_lossy(&f.body).trim()
-                        )),
-                        Err(e) => Err(e),
-                    }
-                }
-            };
-            PopInvalidation { pop, admin, result }
-        });
-    }
-    let mut out = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        if let Ok(r) = done {
-            progress(&r);
-            out.push(r);
-        }
-    }
-    out
+    let as_invalidation = |a: &PopAnswer| PopInvalidation {
+        pop: a.pop.clone(),
+        admin: a.admin,
+        result: a
+            .result
+            .as_ref()
+            .map(|(took, _)| *took)
+            .map_err(Clone::clone),
+    };
+    call_all(
+        pops,
+        token,
+        http::Method::POST,
+        "/invalidate",
+        Bytes::from(body),
+        |a| progress(&as_invalidation(a)),
+    )
+    .await
+    .iter()
+    .map(as_invalidation)
+    .collect()
 }
 
 /// What one PoP's admin endpoint answered to [`call_all`].

@@ -356,8 +356,7 @@ mod tests {
         let off = Config::parse(
             &format!(
                 "{}\n",
-                meridian_config::DEFAULT_CONFIG
-                    .replace("[simulation]\n", "[simulation]\nprior = false\n")
+                meridian_config::DEFAULT_CONFIG.replace("\nprior = true ", "\nprior = false ")
             ),
             "t.toml",
         )

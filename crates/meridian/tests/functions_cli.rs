@@ -7,7 +7,7 @@ mod common;
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn meridian(args: &[&str]) -> Output {
@@ -538,17 +538,6 @@ function_associations = [{ event_type = "viewer-request", function = "beta-flag"
 wan = false
 "#;
 
-struct Nodes(Vec<Child>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// One PoP's value for `key` in `flags`, straight from its admin API: Some(value), None
 /// when the key is not set, Err when the PoP does not answer.
 async fn pop_value(
@@ -592,15 +581,8 @@ async fn kvs_put_get_delete_reach_every_pop() {
     let cfg_path: PathBuf = dir.join("kvs.toml");
     std::fs::write(&cfg_path, CONFIG).unwrap();
     let cfg = meridian_config::Config::parse(CONFIG, "kvs.toml").expect("config");
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
     let token = "kvs-test-token";
-    let token_file = state.join("admin-token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let state = common::state_with_token(&dir, token);
 
     // `functions list` reads the same config.
     let o = meridian(&[
@@ -628,18 +610,8 @@ async fn kvs_put_get_delete_reach_every_pop() {
         "{out}"
     );
 
-    let run = |node: &str| {
-        Command::new(env!("CARGO_BIN_EXE_meridian"))
-            .args(["run", "--config"])
-            .arg(&cfg_path)
-            .args(["--node", node])
-            .env("MERIDIAN_STATE_DIR", &state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("meridian run")
-    };
-    let _nodes = Nodes(vec![run("edge-london"), run("edge-tokyo")]);
+    let run = |node: &str| common::run_node(&cfg_path, &state, node);
+    let _nodes = common::Nodes(vec![run("edge-london"), run("edge-tokyo")]);
     let admins: Vec<std::net::SocketAddr> = cfg
         .nodes()
         .into_iter()
@@ -711,7 +683,7 @@ async fn kvs_put_get_delete_reach_every_pop() {
 
     // One PoP down: the change reaches the other, and the summary names the failed one.
     drop(_nodes);
-    let _one = Nodes(vec![run("edge-london")]);
+    let _one = common::Nodes(vec![run("edge-london")]);
     let start = Instant::now();
     while pop_value(admins[0], token, "beta").await != Ok(None) {
         assert!(

@@ -7,7 +7,7 @@ mod common;
 
 use common::ask;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,17 +103,6 @@ async fn stand_in_balancer(addr: SocketAddr, slow: Arc<AtomicBool>, delay: Durat
     }
 }
 
-struct Nodes(Vec<Child>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Waits (bounded) until the DNS answers `want` to the client location, polling.
 fn answers_within(dns: &str, from: &str, want: &str, limit: Duration) -> Result<Duration, String> {
     let start = Instant::now();
@@ -136,15 +125,8 @@ async fn latency_answers_follow_the_round_trips_a_pop_measures() {
     let cfg_path = dir.join("measured.toml");
     std::fs::write(&cfg_path, CONFIG).unwrap();
     let cfg = meridian_config::Config::parse(CONFIG, "measured.toml").expect("config");
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
     // One token for both nodes, as a real deployment mounts it.
-    let token = state.join("admin-token");
-    std::fs::write(&token, "measured-test-token\n").unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let state = common::state_with_token(&dir, "measured-test-token");
 
     let us_slow = Arc::new(AtomicBool::new(true));
     let eu_slow = Arc::new(AtomicBool::new(false));
@@ -154,18 +136,8 @@ async fn latency_answers_follow_the_round_trips_a_pop_measures() {
     tokio::spawn(stand_in_balancer(us, us_slow.clone(), delay));
     tokio::spawn(stand_in_balancer(eu, eu_slow.clone(), delay));
 
-    let run = |node: &str| {
-        Command::new(env!("CARGO_BIN_EXE_meridian"))
-            .args(["run", "--config"])
-            .arg(&cfg_path)
-            .args(["--node", node])
-            .env("MERIDIAN_STATE_DIR", &state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("meridian run")
-    };
-    let _nodes = Nodes(vec![run("edge-london"), run("dns-1")]);
+    let run = |node: &str| common::run_node(&cfg_path, &state, node);
+    let _nodes = common::Nodes(vec![run("edge-london"), run("dns-1")]);
     let dns_node = cfg
         .nodes()
         .into_iter()

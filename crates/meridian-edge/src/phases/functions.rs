@@ -322,14 +322,7 @@ fn header_map(headers: &Headers) -> Result<HeaderMap, String> {
 /// Takes the function's request: URI, query string, headers and cookies. The behavior
 /// stays the one the viewer's URI chose (CloudFront routes before the function runs).
 fn apply_request(ctx: &mut RequestContext<'_>, r: Request) -> Result<(), String> {
-    if !r.uri.starts_with('/') {
-        return Err(format!(
-            "the returned uri `{}` does not start with /",
-            r.uri
-        ));
-    }
-    let path = crate::viewer::normalize_path(&r.uri)
-        .map_err(|e| format!("the returned uri `{}` is not usable: {e}", r.uri))?;
+    let path = returned_path(&r.uri)?;
     let mut headers = header_map(&r.headers)?;
     // Hop-by-hop and framing stay the viewer's: a function cannot smuggle a body length.
     for h in [
@@ -490,4 +483,14 @@ fn apply_response(res: &mut Response<Body>, r: meridian_functions::Response) -> 
     *res.status_mut() = status;
     *res.headers_mut() = headers;
     Ok(())
+}
+
+/// A URI a function returned, made canonical as a viewer's is; the function's fault when it
+/// cannot be.
+pub(super) fn returned_path(uri: &str) -> Result<String, String> {
+    if !uri.starts_with('/') {
+        return Err(format!("the returned uri `{uri}` does not start with /"));
+    }
+    crate::viewer::normalize_path(uri)
+        .map_err(|e| format!("the returned uri `{uri}` is not usable: {e}"))
 }

@@ -7,6 +7,7 @@
 
 use super::context::RequestContext;
 use super::error::{text_headers, ErrorAnswer};
+use super::functions::returned_path;
 use crate::edge::Edge;
 use crate::functions::Function;
 use bytes::Bytes;
@@ -291,14 +292,7 @@ fn lambda_request(
 }
 
 fn from_lambda_request(r: &LambdaRequest) -> Result<(String, HeaderMap), String> {
-    if !r.uri.starts_with('/') {
-        return Err(format!(
-            "the returned uri `{}` does not start with /",
-            r.uri
-        ));
-    }
-    let path = crate::viewer::normalize_path(&r.uri)
-        .map_err(|e| format!("the returned uri `{}` is not usable: {e}", r.uri))?;
+    let path = returned_path(&r.uri)?;
     let path_and_query = if r.querystring.is_empty() {
         path
     } else {

@@ -162,3 +162,41 @@ pub fn ask(server: &str, from: &str, name: &str) -> Option<String> {
         _ => None,
     })
 }
+
+/// Nodes started one by one with `meridian run --node`, as on real hosts; killed when the
+/// test ends.
+pub struct Nodes(pub Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A state dir under `dir` holding `token` as the deployment's admin token (0600), as a
+/// real deployment mounts one for every node.
+pub fn state_with_token(dir: &Path, token: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let file = state.join("admin-token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    state
+}
+
+/// `meridian run --config CFG --node NODE` with the state dir `state`, quiet.
+pub fn run_node(cfg: &Path, state: &Path, node: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["run", "--config"])
+        .arg(cfg)
+        .args(["--node", node])
+        .env("MERIDIAN_STATE_DIR", state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("meridian run")
+}
