@@ -187,7 +187,7 @@ echo "| /static/index.html (no function) | $plain_rps | $plain_p50 | $plain_p99 
 echo "| /fn/index.html (function) | $fn_rps | $fn_p50 | $fn_p99 | $(ratio "$fn_rps" "$plain_rps") | $fn_err |"
 echo
 curl -fs "http://$NET.100.1:9900/metrics" | awk '
-  /^meridian_edge_function_duration_seconds_bucket\{function="rewrite"/ {
+  /^meridian_edge_function_duration_seconds_bucket\{/ && /function="rewrite"/ {
     match($0, /le="[^"]+"/); le = substr($0, RSTART + 4, RLENGTH - 5); n++; les[n] = le; cum[n] = $2 }
   /^meridian_edge_function_duration_seconds_sum\{function="rewrite"/ { sum = $2 }
   /^meridian_edge_function_duration_seconds_count\{function="rewrite"/ { count = $2 }

@@ -12,6 +12,7 @@ mod cache;
 mod client;
 mod explain;
 mod health_feed;
+mod measurement_feed;
 mod measurements;
 mod node;
 mod options;

@@ -5,13 +5,12 @@
 //! its viewers reach), so the DNS takes that PoP's round trip to each region as the client
 //! location's. Measured values beat the configured `[[dns.latency]]` table, which beats the
 //! prior. A PoP that stops answering for three polls hands its client locations back to
-//! those fallbacks, so a dead PoP's last numbers do not steer clients for ever.
+//! those fallbacks, so a dead PoP's last numbers do not steer clients for ever (the
+//! polling is in `measurement_feed.rs`).
 
-use crate::server::Dns;
 use meridian_config::Config;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 /// One PoP to ask, and the client locations its numbers stand for.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +79,7 @@ struct MemberView {
 
 /// The PoP's round trip to each region: the lowest over its groups (a region's balancer is
 /// the same place whichever group names it). Members not measured yet (0) are left out.
-fn per_region(body: &[u8]) -> Result<HashMap<String, f64>, serde_json::Error> {
+pub(crate) fn per_region(body: &[u8]) -> Result<HashMap<String, f64>, serde_json::Error> {
     let origins: Origins = serde_json::from_slice(body)?;
     let mut out: HashMap<String, f64> = HashMap::new();
     for m in origins.origin_groups.iter().flat_map(|g| &g.members) {
@@ -94,76 +93,6 @@ fn per_region(body: &[u8]) -> Result<HashMap<String, f64>, serde_json::Error> {
         *e = e.min(m.ranked_rtt_ms.max(m.measured_rtt_ms));
     }
     Ok(out)
-}
-
-/// A PoP is forgotten after this many polls without an answer.
-const FORGET_AFTER_POLLS: u32 = 3;
-
-impl Dns {
-    /// Asks every source for its round trips every `every`, and routes by them.
-    pub fn start_measurement_feed(
-        &self,
-        sources: Vec<MeasurementSource>,
-        token: meridian_http::secrets::AdminToken,
-        every: Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let dns = self.clone();
-        tokio::spawn(async move {
-            let mut last_heard: HashMap<String, Instant> = HashMap::new();
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                for s in &sources {
-                    match poll(s, &token.current(), every).await {
-                        Ok(rtts) => {
-                            last_heard.insert(s.pop.clone(), Instant::now());
-                            for (region, ms) in &rtts {
-                                for c in &s.clients {
-                                    // A region no latency record answers with is not an error
-                                    // of the PoP's: it is simply not routed by.
-                                    let _ = dns.set_measured_latency(c, region, *ms);
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!(pop = %s.pop, error = %e, "no round trips from the PoP");
-                            let silent = last_heard
-                                .get(&s.pop)
-                                .is_some_and(|t| t.elapsed() > every * FORGET_AFTER_POLLS);
-                            if silent {
-                                tracing::info!(pop = %s.pop, "PoP silent; its client locations fall back to configured round trips");
-                                last_heard.remove(&s.pop);
-                                for c in &s.clients {
-                                    dns.forget_measured_latency(c);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        })
-    }
-}
-
-async fn poll(
-    s: &MeasurementSource,
-    token: &str,
-    timeout: Duration,
-) -> Result<HashMap<String, f64>, String> {
-    let got = meridian_health::call(
-        s.admin,
-        http::Method::GET,
-        "/origins",
-        Some(token),
-        timeout.min(Duration::from_secs(2)),
-        1 << 20,
-    )
-    .await?;
-    if !(200..300).contains(&got.status) {
-        return Err(format!("GET /origins answered {}", got.status));
-    }
-    per_region(&got.body).map_err(|e| format!("GET /origins gave JSON this DNS cannot read: {e}"))
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub(crate) struct EdgeState {
     pub distribution_domain: String,
     pub distribution_id: String,
     /// Client locations' networks, for the `cloudfront-viewer-*` headers.
-    pub viewer_places: crate::phases::viewer_headers::ViewerPlaces,
+    pub viewer_places: crate::viewer::ViewerPlaces,
 }
 
 /// A PoP's request handler: cheap to clone, shared by every connection.
@@ -89,7 +89,7 @@ impl Edge {
             functions,
             distribution_domain: config.deployment.zone.clone(),
             distribution_id: config.deployment.name.clone(),
-            viewer_places: crate::phases::viewer_headers::ViewerPlaces::from_config(config),
+            viewer_places: crate::viewer::ViewerPlaces::from_config(config),
         })))
     }
 

@@ -184,6 +184,33 @@ pub fn normalize_path(raw: &str) -> Result<String, ViewerError> {
     Ok(path)
 }
 
+/// Where viewers are: each client location's network, with its name and country.
+pub struct ViewerPlaces(Vec<(meridian_config::Cidr, String, Option<String>)>);
+
+impl ViewerPlaces {
+    pub fn from_config(cfg: &meridian_config::Config) -> ViewerPlaces {
+        ViewerPlaces(
+            cfg.client_locations
+                .iter()
+                .filter_map(|c| {
+                    Some((
+                        cfg.client_source(&c.name)?,
+                        c.name.clone(),
+                        c.country.clone(),
+                    ))
+                })
+                .collect(),
+        )
+    }
+
+    pub fn of(&self, ip: std::net::IpAddr) -> Option<(&str, Option<&str>)> {
+        self.0
+            .iter()
+            .find(|(net, _, _)| net.contains(ip))
+            .map(|(_, name, country)| (name.as_str(), country.as_deref()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,7 +38,7 @@ mod route;
 mod serve;
 mod store;
 mod viewer;
-pub(crate) mod viewer_headers;
+mod viewer_headers;
 
 use self::cache::Lookup;
 use self::context::{RequestContext, Served};

@@ -7,34 +7,7 @@
 use super::context::RequestContext;
 use crate::edge::Edge;
 use http::header::{HeaderName, HeaderValue};
-use meridian_config::{Behavior, Config, KeyFilter};
-
-/// Where viewers are: each client location's network, with its name and country.
-pub(crate) struct ViewerPlaces(Vec<(meridian_config::Cidr, String, Option<String>)>);
-
-impl ViewerPlaces {
-    pub fn from_config(cfg: &Config) -> ViewerPlaces {
-        ViewerPlaces(
-            cfg.client_locations
-                .iter()
-                .filter_map(|c| {
-                    Some((
-                        cfg.client_source(&c.name)?,
-                        c.name.clone(),
-                        c.country.clone(),
-                    ))
-                })
-                .collect(),
-        )
-    }
-
-    fn of(&self, ip: std::net::IpAddr) -> Option<(&str, Option<&str>)> {
-        self.0
-            .iter()
-            .find(|(net, _, _)| net.contains(ip))
-            .map(|(_, name, country)| (name.as_str(), country.as_deref()))
-    }
-}
+use meridian_config::{Behavior, KeyFilter};
 
 const ADDED: [&str; 7] = [
     "cloudfront-viewer-address",
