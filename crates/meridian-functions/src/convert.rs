@@ -146,7 +146,10 @@ fn response_to_js<'js>(ctx: &Ctx<'js>, r: &Response) -> JsResult<Object<'js>> {
         if let Some(mv) = &c.multi_value {
             let a = Array::new(ctx.clone())?;
             for (i, m) in mv.iter().enumerate() {
-                a.set(i, cookie_value_to_js(ctx, &m.value, m.attributes.as_deref())?)?;
+                a.set(
+                    i,
+                    cookie_value_to_js(ctx, &m.value, m.attributes.as_deref())?,
+                )?;
             }
             co.set("multiValue", a)?;
         }
@@ -219,6 +222,8 @@ fn present(v: Value<'_>) -> Option<Value<'_>> {
 fn kind(v: &Value<'_>) -> &'static str {
     if v.is_array() {
         "array"
+    } else if v.is_number() {
+        "number"
     } else {
         v.type_name()
     }
@@ -372,3 +377,7 @@ fn body(o: &Object<'_>) -> ReadResult<Option<Body>> {
     };
     Ok(Some(Body { data, encoding }))
 }
+
+#[cfg(test)]
+#[path = "convert_tests.rs"]
+mod tests;

@@ -414,9 +414,7 @@ impl Engine {
         );
 
         state.meter.take_refused();
-        let result = state
-            .ctx
-            .with(|ctx| call(&ctx, response_key, event, read));
+        let result = state.ctx.with(|ctx| call(&ctx, response_key, event, read));
         let out_of_memory = state.meter.take_refused();
 
         self.deadline_ns.store(NO_DEADLINE, Ordering::Relaxed);
