@@ -11,8 +11,9 @@
 
 use crate::builtins::{self, lock, Host, OriginChange};
 use crate::code::FunctionCode;
+use crate::convert::{self, ReadError};
 use crate::error::{CompileError, ErrorKind, ExecutionError};
-use crate::event::{Event, Outcome, Request, Response};
+use crate::event::{Event, Outcome, Response};
 use crate::kvs::KeyValueStore;
 use crate::lambda::{LambdaEvent, LambdaResponse, OriginOutcome};
 use crate::limits::{thread_cpu_now, utilization, Kind, Limits, MemoryMeter, MeteredAllocator};
@@ -65,12 +66,6 @@ pub struct Invocation<T> {
     pub compute_utilization: u8,
     /// CPU time used.
     pub cpu_time: Duration,
-}
-
-/// Raw result: the output JSON and whether it is a response.
-pub(crate) struct RawOutput {
-    pub json: String,
-    pub is_response: bool,
 }
 
 /// `u64::MAX` in the deadline means "no invocation running": never interrupt.
@@ -312,18 +307,20 @@ impl Engine {
     /// Run a viewer-request function.
     pub fn viewer_request(&mut self, event: &Event) -> Result<Invocation<Outcome>, ExecutionError> {
         self.expect_kind(&[Kind::ViewerRequest])?;
-        let json = serde_json::to_string(event)
-            .map_err(|e| ExecutionError::new(ErrorKind::InvalidEvent, e.to_string()))?;
         let max_body = self.opts.limits.max_body_bytes;
-        self.run(&json, "statusCode", |raw| {
-            if raw.is_response {
-                let r: Response = parse_output(&raw.json)?;
-                check_body(r.body_len(), max_body)?;
-                Ok(Outcome::Response(r))
-            } else {
-                Ok(Outcome::Request(parse_output::<Request>(&raw.json)?))
-            }
-        })
+        self.run(
+            "statusCode",
+            |ctx| convert::event_to_js(ctx, event),
+            |_, out, is_response| {
+                if is_response {
+                    let r = convert::response_from_js(out)?;
+                    check_body(r.body_len(), max_body)?;
+                    Ok(Outcome::Response(r))
+                } else {
+                    Ok(Outcome::Request(convert::request_from_js(out)?))
+                }
+            },
+        )
     }
 
     /// Run a viewer-response function.
@@ -332,23 +329,25 @@ impl Engine {
         event: &Event,
     ) -> Result<Invocation<Response>, ExecutionError> {
         self.expect_kind(&[Kind::ViewerResponse])?;
-        let json = serde_json::to_string(event)
-            .map_err(|e| ExecutionError::new(ErrorKind::InvalidEvent, e.to_string()))?;
         let max_body = self.opts.limits.max_body_bytes;
-        self.run(&json, "statusCode", |raw| {
-            if !raw.is_response {
-                return Err(ExecutionError::new(
-                    ErrorKind::InvalidOutput,
-                    "a viewer-response function must return a response",
-                ));
-            }
-            let r: Response = parse_output(&raw.json)?;
-            check_body(r.body_len(), max_body)?;
-            Ok(r)
-        })
+        self.run(
+            "statusCode",
+            |ctx| convert::event_to_js(ctx, event),
+            |_, out, is_response| {
+                if !is_response {
+                    return Err(ReadError::Output(
+                        "a viewer-response function must return a response".into(),
+                    ));
+                }
+                let r = convert::response_from_js(out)?;
+                check_body(r.body_len(), max_body)?;
+                Ok(r)
+            },
+        )
     }
 
-    /// Run an origin-request or origin-response hook.
+    /// Run an origin-request or origin-response hook. Not per-request hot, so it keeps the
+    /// JSON round trip (the Lambda shapes carry free-form JSON such as `origin`).
     pub fn origin(
         &mut self,
         event: &LambdaEvent,
@@ -358,28 +357,38 @@ impl Engine {
             .map_err(|e| ExecutionError::new(ErrorKind::InvalidEvent, e.to_string()))?;
         let max_body = self.opts.limits.max_body_bytes;
         let must_respond = self.code.kind() == Kind::OriginResponse;
-        self.run(&json, "status", |raw| {
-            if raw.is_response {
-                let r: LambdaResponse = parse_output(&raw.json)?;
-                check_body(r.body.as_ref().map_or(0, String::len), max_body)?;
-                Ok(OriginOutcome::Response(r))
-            } else if must_respond {
-                Err(ExecutionError::new(
-                    ErrorKind::InvalidOutput,
-                    "an origin-response function must return a response",
-                ))
-            } else {
-                Ok(OriginOutcome::Request(parse_output(&raw.json)?))
-            }
-        })
+        self.run(
+            "status",
+            |ctx| ctx.json_parse(json.as_str()),
+            |ctx, out, is_response| {
+                let json = stringify(ctx, out)?;
+                if is_response {
+                    let r: LambdaResponse = parse_output(&json)?;
+                    check_body(r.body.as_ref().map_or(0, String::len), max_body)?;
+                    Ok(OriginOutcome::Response(r))
+                } else if must_respond {
+                    Err(ReadError::Output(
+                        "an origin-response function must return a response".into(),
+                    ))
+                } else {
+                    Ok(OriginOutcome::Request(parse_output(&json)?))
+                }
+            },
+        )
     }
 
-    fn run<T>(
+    /// One invocation. `event` builds the handler's argument and `read` turns its result
+    /// into `T`; both run inside the context (and the CPU budget), so no JSON is needed.
+    fn run<T, E, R>(
         &mut self,
-        event_json: &str,
         response_key: &str,
-        convert: impl FnOnce(RawOutput) -> Result<T, ExecutionError>,
-    ) -> Result<Invocation<T>, ExecutionError> {
+        event: E,
+        read: R,
+    ) -> Result<Invocation<T>, ExecutionError>
+    where
+        E: for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<Value<'js>>,
+        R: for<'js> FnOnce(&Ctx<'js>, &Object<'js>, bool) -> Result<T, ReadError>,
+    {
         if self.state.is_none() {
             self.rebuilds += 1;
             let st = self
@@ -405,7 +414,7 @@ impl Engine {
         );
 
         state.meter.take_refused();
-        let result = state.ctx.with(|ctx| call(&ctx, event_json, response_key));
+        let result = state.ctx.with(|ctx| call(&ctx, response_key, event, read));
         let out_of_memory = state.meter.take_refused();
 
         self.deadline_ns.store(NO_DEADLINE, Ordering::Relaxed);
@@ -419,16 +428,13 @@ impl Engine {
             compute_utilization,
         };
         match result {
-            Ok(raw) => match convert(raw) {
-                Ok(output) => Ok(Invocation {
-                    output,
-                    origin_change: lock(&self.host.origin).take(),
-                    logs,
-                    compute_utilization,
-                    cpu_time,
-                }),
-                Err(e) => Err(fail(e.kind, e.message, logs)),
-            },
+            Ok(output) => Ok(Invocation {
+                output,
+                origin_change: lock(&self.host.origin).take(),
+                logs,
+                compute_utilization,
+                cpu_time,
+            }),
             Err((kind, message)) => {
                 let timed_out = self.interrupted.swap(false, Ordering::Relaxed);
                 let kind = if out_of_memory {
@@ -460,33 +466,37 @@ impl Engine {
     }
 }
 
-/// One call into JS. Errors are (kind, message); timeouts are recognised by the caller.
-fn call(
-    ctx: &Ctx<'_>,
-    event_json: &str,
-    response_key: &str,
-) -> Result<RawOutput, (ErrorKind, String)> {
-    let js_err = |e: rquickjs::Error| -> (ErrorKind, String) {
-        match e {
-            rquickjs::Error::Allocation => (ErrorKind::Memory, "out of memory".into()),
-            rquickjs::Error::Exception => {
-                let msg = describe(ctx);
-                let kind = if msg.contains("out of memory") {
-                    ErrorKind::Memory
-                } else {
-                    ErrorKind::Exception
-                };
-                (kind, msg)
-            }
-            rquickjs::Error::WouldBlock => (
-                ErrorKind::Exception,
-                "the handler's promise never settled".into(),
-            ),
-            other => (ErrorKind::Internal, other.to_string()),
+/// Map an engine error to (kind, message); exceptions are described from the context.
+fn js_error(ctx: &Ctx<'_>, e: rquickjs::Error) -> (ErrorKind, String) {
+    match e {
+        rquickjs::Error::Allocation => (ErrorKind::Memory, "out of memory".into()),
+        rquickjs::Error::Exception => {
+            let msg = describe(ctx);
+            let kind = if msg.contains("out of memory") {
+                ErrorKind::Memory
+            } else {
+                ErrorKind::Exception
+            };
+            (kind, msg)
         }
-    };
+        rquickjs::Error::WouldBlock => (
+            ErrorKind::Exception,
+            "the handler's promise never settled".into(),
+        ),
+        other => (ErrorKind::Internal, other.to_string()),
+    }
+}
+
+/// One call into JS. Errors are (kind, message); timeouts are recognised by the caller.
+fn call<'js, T>(
+    ctx: &Ctx<'js>,
+    response_key: &str,
+    event: impl FnOnce(&Ctx<'js>) -> rquickjs::Result<Value<'js>>,
+    read: impl FnOnce(&Ctx<'js>, &Object<'js>, bool) -> Result<T, ReadError>,
+) -> Result<T, (ErrorKind, String)> {
+    let js_err = |e| js_error(ctx, e);
     let invoke: Function = ctx.globals().get("__meridian_invoke").map_err(js_err)?;
-    let event = ctx.json_parse(event_json).map_err(js_err)?;
+    let event = event(ctx).map_err(js_err)?;
     let mut out: Value = invoke.call((event,)).map_err(js_err)?;
     if let Some(p) = out.as_promise() {
         out = p.finish::<Value>().map_err(js_err)?;
@@ -500,33 +510,38 @@ fn call(
         ));
     };
     let is_response = is_response(obj, response_key);
-    let json = match ctx.json_stringify(out.clone()).map_err(js_err)? {
-        Some(s) => s.to_string().map_err(js_err)?,
-        None => {
-            return Err((
-                ErrorKind::InvalidOutput,
-                "the handler's result cannot be serialised".into(),
-            ))
-        }
-    };
-    Ok(RawOutput { json, is_response })
+    read(ctx, obj, is_response).map_err(|e| match e.message() {
+        Some(m) => (ErrorKind::InvalidOutput, m),
+        None => match e {
+            ReadError::Js(e) => js_err(e),
+            _ => (ErrorKind::Internal, "unreadable output".into()),
+        },
+    })
+}
+
+/// `JSON.stringify` of a hook's result, for the serde-based Lambda path.
+fn stringify<'js>(ctx: &Ctx<'js>, out: &Object<'js>) -> Result<String, ReadError> {
+    match ctx.json_stringify(out.clone())? {
+        Some(s) => Ok(s.to_string()?),
+        None => Err(ReadError::Output(
+            "the handler's result cannot be serialised".into(),
+        )),
+    }
 }
 
 fn is_response(obj: &Object<'_>, key: &str) -> bool {
     obj.contains_key(key).unwrap_or(false)
 }
 
-fn parse_output<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ExecutionError> {
-    serde_json::from_str(json)
-        .map_err(|e| ExecutionError::new(ErrorKind::InvalidOutput, format!("invalid output: {e}")))
+fn parse_output<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ReadError> {
+    serde_json::from_str(json).map_err(|e| ReadError::Output(format!("invalid output: {e}")))
 }
 
-fn check_body(len: usize, max: usize) -> Result<(), ExecutionError> {
+fn check_body(len: usize, max: usize) -> Result<(), ReadError> {
     if len > max {
-        return Err(ExecutionError::new(
-            ErrorKind::InvalidOutput,
-            format!("generated response body is {len} bytes, the limit is {max} bytes"),
-        ));
+        return Err(ReadError::Output(format!(
+            "generated response body is {len} bytes, the limit is {max} bytes"
+        )));
     }
     Ok(())
 }

@@ -35,6 +35,7 @@
 
 mod builtins;
 mod code;
+mod convert;
 mod engine;
 mod error;
 pub mod event;
