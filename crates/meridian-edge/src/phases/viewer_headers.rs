@@ -36,8 +36,16 @@ impl Edge {
     /// Removes viewer-sent `cloudfront-*` headers of the kinds the edge adds, then adds them
     /// when the behavior wants them.
     pub(super) fn viewer_headers(&self, ctx: &mut RequestContext<'_>) {
-        for h in ADDED {
-            ctx.headers.remove(h);
+        // One pass over the names the viewer sent (a handful) instead of seven lookups on
+        // every request: this runs on the hit path of every behavior.
+        let forged = ctx
+            .headers
+            .keys()
+            .any(|k| k.as_str().starts_with("cloudfront-"));
+        if forged {
+            for h in ADDED {
+                ctx.headers.remove(h);
+            }
         }
         if !wanted(ctx.behavior, &self.0.dist) {
             return;
