@@ -1,8 +1,8 @@
 //! Storability (RFC 9111 §3), freshness lifetime (§4.2.1), age (§4.2.3), and whether a
 //! stored response may be served (§4.2, RFC 5861), with CloudFront's TTL clamp.
 
+use crate::directives::CacheControl;
 use crate::directives::{delta_seconds, MAX_DELTA_SECONDS};
-use crate::CacheControl;
 use http::header::{HeaderMap, AGE, AUTHORIZATION, DATE, EXPIRES, LAST_MODIFIED};
 use http::Method;
 use std::time::{Duration, SystemTime};

@@ -19,20 +19,5 @@ pub use range::{byte_range, ByteRange};
 pub use validation::{conditional_request, invalidation_targets, merge_not_modified, not_modified};
 pub use vary::{add_vary, variant_suffix, vary_key, vary_names, VaryKey};
 
-/// What the unit tests of several modules build their headers with.
 #[cfg(test)]
-pub(crate) mod test_support {
-    use http::{header::HeaderName, HeaderMap, HeaderValue};
-
-    /// A header map from (name, value) pairs, repeated names appended in order.
-    pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
-}
+mod test_support;

@@ -116,7 +116,7 @@ const MIN_MAXMEMORY: u64 = 1 << 20;
 pub(crate) fn read_cache(
     t: &Table,
     d: &mut Diagnostics,
-    regions: &[crate::Region],
+    regions: &[crate::region::Region],
 ) -> Option<CacheTier> {
     let names: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
     let mut ok = true;

@@ -97,11 +97,11 @@ pub fn db_node_name(az: &str) -> String {
 pub(crate) fn read_database(
     t: &Table,
     d: &mut Diagnostics,
-    regions: &[crate::Region],
+    regions: &[crate::region::Region],
 ) -> Option<Database> {
     let names: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
     let region_named =
-        |d: &mut Diagnostics, key: &'static str, value: &str| -> Option<crate::Region> {
+        |d: &mut Diagnostics, key: &'static str, value: &str| -> Option<crate::region::Region> {
             let found = regions.iter().find(|r| r.name == value).cloned();
             if found.is_none() {
                 if let Some(f) = t.get(key) {

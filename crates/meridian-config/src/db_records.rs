@@ -55,7 +55,7 @@ pub(crate) fn add_db_records(dns: &mut Dns, db: &Database, regions: &[Region]) {
         let answers = nodes
             .into_iter()
             .map(|(region, az)| {
-                let mut a = empty_answer(&crate::db_node_name(&az));
+                let mut a = empty_answer(&crate::database::db_node_name(&az));
                 a.location = regions
                     .iter()
                     .find(|r| r.name == region)

@@ -104,7 +104,7 @@ impl Config {
                     fix(&mut cert.key);
                 }
                 for f in &mut c.distribution.functions {
-                    if let crate::FunctionSource::File(p) = &mut f.source {
+                    if let crate::distribution::FunctionSource::File(p) = &mut f.source {
                         fix(p);
                     }
                 }

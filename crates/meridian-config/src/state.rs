@@ -45,7 +45,7 @@ pub struct ClientLocationState {
 }
 
 impl ClientLocationState {
-    pub fn all(cfg: &crate::Config) -> Vec<Self> {
+    pub fn all(cfg: &crate::load::Config) -> Vec<Self> {
         cfg.client_locations
             .iter()
             .filter_map(|c| {

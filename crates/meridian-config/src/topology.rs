@@ -164,7 +164,7 @@ impl Config {
         let ai = self.regions[ri].azs.iter().position(|a| a == az)?;
         let ip = self.network.addr((ri + 1) as u8, 60 + ai as u8);
         Some(NodeSpec {
-            name: crate::db_node_name(az),
+            name: crate::database::db_node_name(az),
             role: Role::Db,
             region: Some(region.to_owned()),
             az: Some(az.to_owned()),
@@ -190,7 +190,7 @@ impl Config {
         let ai = self.regions[ri].azs.iter().position(|a| a == az)?;
         let ip = self.network.addr((ri + 1) as u8, 70 + ai as u8);
         Some(NodeSpec {
-            name: crate::cache_node_name(az),
+            name: crate::cache_tier::cache_node_name(az),
             role: Role::Cache,
             region: Some(region.to_owned()),
             az: Some(az.to_owned()),
@@ -288,19 +288,19 @@ impl Config {
     }
 
     /// The PoP an edge node serves.
-    pub fn pop_of(&self, node: &NodeSpec) -> Option<&crate::Pop> {
+    pub fn pop_of(&self, node: &NodeSpec) -> Option<&crate::edge::Pop> {
         let name = node.name.strip_prefix("edge-")?;
         self.edges.iter().find(|p| p.name == name)
     }
 
     /// The loopback network simulated clients of a location send from, so DNS can tell
     /// them apart by source address.
-    pub fn client_source(&self, location: &str) -> Option<crate::Cidr> {
+    pub fn client_source(&self, location: &str) -> Option<crate::network::Cidr> {
         let i = self
             .client_locations
             .iter()
             .position(|c| c.name == location)?;
-        Some(crate::Cidr {
+        Some(crate::network::Cidr {
             addr: self.network.addr(200 + i as u8, 0).into(),
             prefix: 24,
         })

@@ -6,8 +6,10 @@
 //! crash, described in `endpoints.json`, and all stopped on Ctrl-C or SIGTERM.
 
 mod node;
+mod state_dir;
 mod table;
 mod up;
 
 pub use node::{run_node, NodeError, EXIT_NEEDS_A_PERSON};
-pub use up::{default_state_dir, up, UpError, UpOptions};
+pub use state_dir::default_state_dir;
+pub use up::{up, UpError, UpOptions};

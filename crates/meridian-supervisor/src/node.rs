@@ -1,5 +1,6 @@
 //! One node in this process.
 
+use crate::state_dir::state_dir;
 use meridian_config::{Config, Role, ServiceRuntime};
 use meridian_demo::{DemoOptions, Identity};
 use meridian_http::secrets::Secret;
@@ -73,20 +74,12 @@ impl NodeError {
     }
 }
 
-/// Where a node keeps its state (admin token, development certificate, disk cache, access
-/// log): the state dir of the `meridian up` that started it, else `.meridian`.
 /// The audit log of node `name`, in the state dir.
 fn audit_log(name: &str) -> std::sync::Arc<meridian_http::audit::AuditLog> {
     std::sync::Arc::new(meridian_http::audit::AuditLog::open_or_warn(
         &state_dir(),
         name,
     ))
-}
-
-pub fn state_dir() -> std::path::PathBuf {
-    std::env::var_os(STATE_DIR_ENV)
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| crate::default_state_dir().to_owned())
 }
 
 /// The deployment's admin token, from the state dir (`up` makes it before any node
@@ -97,9 +90,6 @@ fn admin_token(config: &Config) -> Result<meridian_http::secrets::AdminToken, No
         &state_dir(),
     )?)
 }
-
-/// How `up` tells its children where the state dir is.
-pub const STATE_DIR_ENV: &str = "MERIDIAN_STATE_DIR";
 
 /// Runs node `name` of `config` until SIGINT or SIGTERM, then drains and returns.
 pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {

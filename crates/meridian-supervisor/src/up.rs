@@ -8,7 +8,7 @@ use meridian_telemetry::prometheus_client::metrics::{
 use meridian_telemetry::{Labels, Metrics};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -387,7 +387,7 @@ fn spawn_child(shared: &Shared, spec: &NodeSpec) -> std::io::Result<Child> {
     }
     let state_dir = std::fs::canonicalize(&shared.opts.state_dir)
         .unwrap_or_else(|_| shared.opts.state_dir.clone());
-    cmd.env(crate::node::STATE_DIR_ENV, state_dir);
+    cmd.env(crate::state_dir::STATE_DIR_ENV, state_dir);
     // If `up` dies without cleaning up (SIGKILL), the kernel stops the child too.
     unsafe {
         cmd.pre_exec(|| {
@@ -667,9 +667,4 @@ async fn serve_admin(
         )
         .serve(listener, shutdown)
         .await
-}
-
-/// The state dir to use when none is given.
-pub fn default_state_dir() -> &'static Path {
-    Path::new(".meridian")
 }

@@ -26,7 +26,7 @@ pub struct Behavior {
     pub origin_request_policy: Option<String>,
     pub response_headers_policy: Option<String>,
     /// Edge functions run for this behavior, at most one per event type.
-    pub function_associations: Vec<super::FunctionAssociation>,
+    pub function_associations: Vec<super::function::FunctionAssociation>,
 }
 
 const METHODS: &[&str] = &["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"];
@@ -114,7 +114,7 @@ pub(super) struct Known {
     pub(super) response_headers_policies: Refs,
     /// The origin group of a behavior that names none.
     pub(super) first_group: String,
-    pub(super) functions: Vec<super::EdgeFunction>,
+    pub(super) functions: Vec<super::function::EdgeFunction>,
 }
 
 /// Reads `[[distribution.behavior]]` or, with `default`, `[distribution.default_behavior]`.
