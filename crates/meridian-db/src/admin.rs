@@ -5,9 +5,9 @@
 
 use crate::keeper::Standing;
 use crate::lease::Witness;
+use crate::options::PgOptions;
 use crate::role::CurrentRole;
 use crate::status::{Probe, Status};
-use crate::PgOptions;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use meridian_http::admin::{Router, READ};

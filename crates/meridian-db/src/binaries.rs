@@ -1,7 +1,7 @@
 //! Finding the PostgreSQL server programs: Meridian runs the real PostgreSQL the machine
 //! has, it never ships or downloads one.
 
-use crate::DbError;
+use crate::error::DbError;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

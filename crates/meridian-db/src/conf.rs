@@ -3,7 +3,8 @@
 //! effect), `pg_hba.conf`, and the standby's `primary_conninfo` when pg_basebackup did
 //! not write a usable one.
 
-use crate::{DbRole, PgOptions};
+use crate::options::PgOptions;
+use meridian_config::DbRole;
 use std::net::SocketAddr;
 
 pub(crate) const INCLUDE_FILE: &str = "meridian.conf";

@@ -6,10 +6,14 @@
 //! directory that looks real. A directory Meridian did not make is never wiped.
 
 use crate::admin::Phase;
+use crate::binaries::PgBinaries;
+use crate::conf;
+use crate::error::DbError;
+use crate::options::{slot_name, PgOptions};
 use crate::owner::{RunAs, RunAsExt};
-use crate::process::{command, run_tool, tail};
+use crate::spawn::{command, run_tool, tail};
 use crate::status::Probe;
-use crate::{conf, slot_name, DbError, DbRole, PgBinaries, PgOptions};
+use meridian_config::DbRole;
 use std::ffi::OsString;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
@@ -368,7 +372,7 @@ pub(crate) async fn rewind(node: &Node<'_>, upstream: std::net::SocketAddr) -> R
         return Err(DbError::Tool {
             step: "rewinding the data directory (pg_rewind)",
             program,
-            status: crate::process::describe_status(out.status),
+            status: crate::spawn::describe_status(out.status),
             stderr_tail: tail(&said),
         });
     }

@@ -17,10 +17,12 @@
 //!   relay is pointed at the new primary. One that still cannot stream from it after a
 //!   while holds WAL the new primary never had: it is rewound ([`KeepEnd::Rejoin`]).
 
+use crate::error::DbError;
 use crate::lease::{self, Electorate, Held, Peer, Survey, Witness};
+use crate::options::PgOptions;
 use crate::role::CurrentRole;
 use crate::status::{describe, Probe};
-use crate::{DbError, DbRole, PgOptions};
+use meridian_config::DbRole;
 use meridian_config::Promotion;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -416,7 +418,7 @@ impl Keeper<'_> {
             else {
                 continue;
             };
-            let Ok(other) = serde_json::from_slice::<crate::Status>(&fetched.body) else {
+            let Ok(other) = serde_json::from_slice::<crate::status::Status>(&fetched.body) else {
                 continue;
             };
             if !other.in_recovery || !other.promotable {

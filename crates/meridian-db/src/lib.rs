@@ -16,78 +16,30 @@ mod egress;
 mod error;
 mod keeper;
 pub mod lease;
+mod options;
 mod owner;
 mod password;
 mod process;
 mod role;
+mod spawn;
 pub mod status;
 
 pub use binaries::{binaries, PgBinaries};
 pub use error::DbError;
 pub use lease::Peer;
+pub use options::{slot_name, PgOptions};
 pub use role::RoleChange;
 pub use status::{StandbyStatus, Status};
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use tokio::sync::watch;
 
 /// The role names are the config's: one type from `[database]` to `/status`.
 pub use meridian_config::{DbRole, Promotion};
 
-/// Everything one database node needs to run.
-#[derive(Debug, Clone)]
-pub struct PgOptions {
-    /// Node name, e.g. "db-us-east-1a"; also its `application_name` upstream and (see
-    /// [`slot_name`]) its replication slot name.
-    pub name: String,
-    pub role: DbRole,
-    /// Where PostgreSQL listens (`listen_addresses` = ip, `port`).
-    pub listen: SocketAddr,
-    /// The keeper's HTTP admin address.
-    pub admin: SocketAddr,
-    /// Standby or replica: where to reach the primary (may be a WAN relay's address).
-    pub upstream: Option<SocketAddr>,
-    /// Standby or replica: the address its connections to the upstream leave from (the
-    /// node's own). PostgreSQL cannot choose one, so the keeper relays them from it, on
-    /// the port after PostgreSQL's. None: wherever the system sends them from.
-    pub source: Option<std::net::IpAddr>,
-    /// Primary: names for `synchronous_standby_names = 'FIRST 1 (...)'`; empty means
-    /// asynchronous replication only.
-    pub sync_standbys: Vec<String>,
-    /// Primary: every standby and replica name; a physical slot is made for each.
-    pub replicas: Vec<String>,
-    pub data_dir: PathBuf,
-    /// The superuser `postgres` password, for every TCP connection including replication.
-    /// Re-read from its file: after `meridian secrets rotate db-password` the primary's
-    /// keeper sets it on the role and every client moves to it (see [`password`]).
-    pub password: meridian_http::secrets::Secret,
-    /// Every other database node of the deployment: the lease's witnesses, and where a
-    /// standby finds a new primary.
-    pub peers: Vec<lease::Peer>,
-    /// How long a granted lease lasts (see [`lease`]).
-    pub lease: std::time::Duration,
-    /// The deployment's admin token: asking a keeper for the lease needs it.
-    pub admin_token: meridian_http::secrets::AdminToken,
-    /// Where the other nodes reach this node's PostgreSQL (through the WAN when there is
-    /// one; else `listen`).
-    pub public: SocketAddr,
-    /// Where to serve this region's writer endpoint: a relay to whichever node holds the
-    /// leader lease. None: no endpoint here.
-    pub writer: Option<SocketAddr>,
-    /// This node's region, and the writer region: witnesses are weighed by region, and
-    /// the promotion policy applies outside the writer region.
-    pub region: String,
-    pub home_region: String,
-    /// Whether a replica outside the writer region promotes itself when that region is
-    /// lost (inside it, promotion is always automatic).
-    pub promotion: Promotion,
-    /// The most a replica may have lagged (bytes of WAL) at its last contact with the
-    /// primary and still be promoted.
-    pub max_promotion_lag: u64,
-}
-
+/// Kept here rather than in `options`: the checks need `password`, which depends on the
+/// keeper, which depends on the options.
 impl PgOptions {
     fn validate(&self) -> Result<(), DbError> {
         let bad = |why: String| {
@@ -125,23 +77,6 @@ impl PgOptions {
         }
         Ok(())
     }
-}
-
-/// The physical replication slot a node streams through: its name lowercased, every
-/// character outside `[a-z0-9_]` replaced by `_` (PostgreSQL's rule for slot names),
-/// cut to 63 bytes (NAMEDATALEN).
-pub fn slot_name(node: &str) -> String {
-    node.chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| {
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(63)
-        .collect()
 }
 
 /// Runs one database node until `shutdown` resolves (Ok) or PostgreSQL stops on its own
@@ -266,7 +201,8 @@ async fn run_node(
     };
     let result = async {
         let mut stop = stop.clone();
-        let Some(prepared) = until_stopped(&mut stop, datadir::prepare(&node)).await else {
+        let Some(prepared) = process::until_stopped(&mut stop, datadir::prepare(&node)).await
+        else {
             return Ok(());
         };
         prepared?;
@@ -294,28 +230,9 @@ async fn run_node(
     result
 }
 
-/// Runs `work` unless and until the stop flag is set; `None` means stopped first (the
-/// work is dropped, which kills any child it spawned).
-pub(crate) async fn until_stopped<F: Future>(
-    stop: &mut watch::Receiver<bool>,
-    work: F,
-) -> Option<F::Output> {
-    tokio::select! {
-        out = work => Some(out),
-        _ = stop.wait_for(|s| *s) => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slot_names_follow_postgres_rules() {
-        assert_eq!(slot_name("db-us-east-1a"), "db_us_east_1a");
-        assert_eq!(slot_name("DB.EU west"), "db_eu_west");
-        assert_eq!(slot_name(&"x".repeat(80)).len(), 63);
-    }
 
     #[test]
     fn not_installed_says_how_to_install_in_one_line() {

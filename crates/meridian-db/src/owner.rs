@@ -2,7 +2,7 @@
 //! root every PostgreSQL program runs as the `postgres` user and the data directory
 //! belongs to it; as an ordinary user, everything simply runs as that user.
 
-use crate::DbError;
+use crate::error::DbError;
 use std::path::Path;
 
 /// The account PostgreSQL programs run as, when it differs from ours.

@@ -4,110 +4,24 @@
 //! signalled by the kernel if the keeper dies.
 
 use crate::datadir::Node;
+use crate::error::DbError;
 use crate::keeper::{KeepEnd, Keeper};
 use crate::lease::Peer;
-use crate::owner::RunAs;
+use crate::spawn::{command, describe_status, tail, TAIL_LINES};
 use crate::status::Probe;
-use crate::{DbError, DbRole};
+use meridian_config::DbRole;
 use std::collections::VecDeque;
-use std::path::Path;
+use std::future::Future;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How long fast shutdown (SIGINT) may take before the server is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// Lines of a program's stderr kept for error messages.
-const TAIL_LINES: usize = 12;
-
-/// A command for one of PostgreSQL's programs, as the right user, with a clean slate.
-pub(crate) fn command(program: &Path, run_as: Option<&RunAs>, on_parent_death: i32) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.kill_on_drop(true)
-        .stdin(Stdio::null())
-        // The keeper's own directory may not be readable by the postgres user.
-        .current_dir("/")
-        // Settings from the keeper's environment must not redirect these programs.
-        .env_remove("PGDATA")
-        .env_remove("PGHOST")
-        .env_remove("PGPORT")
-        .env_remove("PGUSER")
-        .env_remove("PGPASSWORD")
-        .env_remove("PGSERVICE")
-        .env_remove("PGOPTIONS");
-    if let Some(user) = run_as {
-        cmd.uid(user.uid)
-            .gid(user.gid)
-            .env("HOME", &user.home)
-            .env("USER", &user.name)
-            .env("LOGNAME", &user.name);
-    }
-    // SAFETY: prctl and getppid are async-signal-safe; the closure allocates nothing.
-    // It runs after the uid change, which would otherwise clear the setting.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, on_parent_death as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The keeper may have died between fork and prctl.
-            if libc::getppid() == 1 {
-                return Err(std::io::Error::other("the keeper exited"));
-            }
-            Ok(())
-        });
-    }
-    cmd
-}
-
-/// Runs a tool to completion; its stdout on success, an error with its stderr tail on
-/// failure.
-pub(crate) async fn run_tool(
-    step: &'static str,
-    program: &Path,
-    mut cmd: Command,
-) -> Result<String, DbError> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let out = cmd.output().await.map_err(|source| DbError::Spawn {
-        step,
-        program: program.to_path_buf(),
-        source,
-    })?;
-    if !out.status.success() {
-        return Err(DbError::Tool {
-            step,
-            program: program.to_path_buf(),
-            status: describe_status(out.status),
-            stderr_tail: tail(&String::from_utf8_lossy(&out.stderr)),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The last lines of a program's output, on one line for an error message.
-pub(crate) fn tail(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let start = lines.len().saturating_sub(TAIL_LINES);
-    let joined = lines[start..].join(" | ");
-    if joined.is_empty() {
-        "(no output)".into()
-    } else {
-        joined
-    }
-}
-
-pub(crate) fn describe_status(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        _ => status.to_string(),
-    }
-}
-
 /// The running `postgres` server.
 struct Postgres {
     child: Child,
@@ -286,7 +200,7 @@ pub(crate) async fn supervise(
     let mut held = None;
     if writable {
         node.phase.set("waiting for the leader lease");
-        match crate::until_stopped(&mut stop, keeper.acquire()).await {
+        match until_stopped(&mut stop, keeper.acquire()).await {
             None => return Ok(()),
             Some(Ok(h)) => held = Some(h),
             Some(Err(DbError::LeaseHeld { holder, data_dir })) => {
@@ -296,7 +210,7 @@ pub(crate) async fn supervise(
                 tracing::warn!(
                     "{name}: {holder} was elected after this node led: rejoining as its standby"
                 );
-                match crate::until_stopped(&mut stop, rejoin(node, keeper, &leader)).await {
+                match until_stopped(&mut stop, rejoin(node, keeper, &leader)).await {
                     None => return Ok(()),
                     Some(done) => done?,
                 }
@@ -351,7 +265,7 @@ pub(crate) async fn supervise(
             }
             Event::Done(KeepEnd::Rejoin(leader)) => {
                 pg.stop(name).await;
-                match crate::until_stopped(&mut stop, rejoin(node, keeper, &leader)).await {
+                match until_stopped(&mut stop, rejoin(node, keeper, &leader)).await {
                     None => return Ok(()),
                     Some(done) => done?,
                 }
@@ -409,5 +323,17 @@ async fn wait_ready(probe: &Probe, name: &str) {
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs `work` unless and until the stop flag is set; `None` means stopped first (the
+/// work is dropped, which kills any child it spawned).
+pub(crate) async fn until_stopped<F: Future>(
+    stop: &mut watch::Receiver<bool>,
+    work: F,
+) -> Option<F::Output> {
+    tokio::select! {
+        out = work => Some(out),
+        _ = stop.wait_for(|s| *s) => None,
     }
 }

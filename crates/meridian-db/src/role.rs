@@ -2,7 +2,7 @@
 //! it or it rejoins. Health checks, `/status` and the keeper all read this one cell, and
 //! `/status` lists the last changes with their causes.
 
-use crate::DbRole;
+use meridian_config::DbRole;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};

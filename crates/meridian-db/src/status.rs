@@ -2,8 +2,10 @@
 //! it is in recovery, where its WAL is, and who streams from it. The admin endpoints read
 //! these at request time; a keeper loop (failover, next) polls the same queries.
 
+use crate::error::DbError;
+use crate::options::PgOptions;
 use crate::role::CurrentRole;
-use crate::{DbError, DbRole, PgOptions};
+use meridian_config::DbRole;
 use meridian_http::secrets::Secret;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -326,7 +328,7 @@ impl Probe {
         })?;
         let mut created = Vec::new();
         for node in nodes {
-            let slot = crate::slot_name(node);
+            let slot = crate::options::slot_name(node);
             let rows = client
                 .query(
                     "SELECT pg_create_physical_replication_slot($1) \

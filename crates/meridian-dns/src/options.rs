@@ -34,7 +34,7 @@ pub struct DnsOptions {
     pub prior: meridian_config::Prior,
     /// PoPs whose measured round trips latency routing uses, asked every health-check
     /// interval (needs the admin token).
-    pub measurement_sources: Vec<crate::MeasurementSource>,
+    pub measurement_sources: Vec<crate::measurements::MeasurementSource>,
 }
 
 /// TCP is the fallback for truncated answers and zone-sized questions: a few clients at
@@ -69,7 +69,7 @@ impl DnsOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
     #[error(transparent)]
-    Zone(#[from] crate::ZoneError),
+    Zone(#[from] crate::zone::ZoneError),
     #[error(transparent)]
     GeoIp(#[from] crate::client::GeoIpError),
 }

@@ -1,10 +1,7 @@
 //! Function source accepted for deployment: size-checked, module syntax lowered, and proven
 //! to parse and initialise once, so every engine built from it afterwards is expected to work.
 
-use crate::engine::{Engine, EngineOptions};
-use crate::error::CompileError;
-use crate::kvs::KeyValueStore;
-use crate::limits::{Kind, Limits};
+use crate::limits::Kind;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -20,36 +17,14 @@ struct Inner {
 pub struct FunctionCode(Arc<Inner>);
 
 impl FunctionCode {
-    /// Validate `source` as a function of `kind`.
-    ///
-    /// Errors: [`CompileError::TooLarge`] (10 KB for viewer functions, 1 MB for origin
-    /// hooks), [`CompileError::Syntax`] with 1-based line and column, [`CompileError::Init`]
-    /// when top-level code throws or the entry point is missing.
-    pub fn compile(name: &str, source: &str, kind: Kind) -> Result<FunctionCode, CompileError> {
-        let limit = Limits::for_kind(kind).max_code_bytes;
-        if source.len() > limit {
-            return Err(CompileError::TooLarge {
-                name: name.to_string(),
-                kind,
-                size: source.len(),
-                limit,
-            });
-        }
-        let code = FunctionCode(Arc::new(Inner {
+    /// Wrap `source`, module syntax lowered, without validating it: the constructor behind
+    /// [`FunctionCode::compile`], which adds the checks.
+    pub(crate) fn lowered(name: &str, source: &str, kind: Kind) -> FunctionCode {
+        FunctionCode(Arc::new(Inner {
             name: name.to_string(),
             kind,
             source: lower_modules(source),
-        }));
-        // Build a probe engine: parses, runs top-level code, checks the entry point. A
-        // placeholder store lets top-level `cf.kvs()` succeed before the real one is bound.
-        let mut opts = EngineOptions::for_kind(kind);
-        opts.kvs = Some(KeyValueStore::new("compile-probe"));
-        opts.limits.cpu_budget = opts
-            .limits
-            .cpu_budget
-            .max(std::time::Duration::from_millis(200));
-        Engine::build_checked(&code, &opts)?;
-        Ok(code)
+        }))
     }
 
     /// Name given at compile time.
@@ -120,7 +95,7 @@ fn lower_line(line: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::lower_modules;
+    use super::*;
 
     #[test]
     fn lowers_imports_and_exports() {

@@ -11,7 +11,7 @@ pub enum CompileError {
     )]
     TooLarge {
         name: String,
-        kind: crate::Kind,
+        kind: crate::limits::Kind,
         size: usize,
         limit: usize,
     },

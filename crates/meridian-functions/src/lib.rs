@@ -35,6 +35,7 @@
 
 mod builtins;
 mod code;
+mod compile;
 mod convert;
 mod engine;
 mod error;

@@ -1,13 +1,13 @@
 //! The TestFunction equivalent: run code once against an event given as JSON and report
 //! what CloudFront's console shows: the output object, compute utilization, logs, error.
 
+use crate::builtins::OriginChange;
 use crate::code::FunctionCode;
 use crate::engine::{Engine, EngineOptions, Invocation};
 use crate::error::{CompileError, ErrorKind, ExecutionError};
 use crate::event::{Event, Outcome};
 use crate::lambda::{LambdaEvent, OriginOutcome};
 use crate::limits::Kind;
-use crate::OriginChange;
 use serde::Serialize;
 use thiserror::Error;
 

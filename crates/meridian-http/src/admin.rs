@@ -2,7 +2,7 @@
 //! mutating admin endpoint asks for as `Authorization: Bearer <token>`, so nothing that can
 //! merely reach an admin port can purge a cache, cut the WAN or steer the DNS.
 
-use crate::Body;
+use crate::body::Body;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use std::path::Path;
 
@@ -48,7 +48,7 @@ fn secret_of(state_dir: &Path, file: &str, bytes: usize) -> std::io::Result<Stri
     let token: String = (0..bytes)
         .map(|_| format!("{:02x}", rand::random::<u8>()))
         .collect();
-    crate::tls::write_secret(&path, format!("{token}\n").as_bytes())?;
+    crate::secret_file::write_secret(&path, format!("{token}\n").as_bytes())?;
     // Another process may have won the race; everyone uses the file's token.
     Ok(std::fs::read_to_string(&path)
         .map(|t| t.trim().to_owned())
@@ -73,7 +73,7 @@ pub fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
 
 /// The 401 every admin endpoint answers without a valid token.
 pub fn unauthorized() -> Response<Body> {
-    let mut r = crate::text(
+    let mut r = crate::body::text(
         StatusCode::UNAUTHORIZED,
         "this endpoint needs `Authorization: Bearer <token>`; the token is in <state-dir>/admin-token",
     );

@@ -1,7 +1,7 @@
 //! One served connection: whether a request is in flight, and how the connection ends
 //! (server shutdown, or idle too long).
 
-use crate::BoxError;
+use crate::body::BoxError;
 use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::future::Future;

@@ -1,7 +1,8 @@
 //! An upstream pool that counts the connections it opens, so connection reuse can be
 //! measured (requests per new connection) instead of assumed.
 
-use crate::{Body, OriginTls, UpstreamConn};
+use crate::body::Body;
+use crate::upstream_tls::{OriginTls, UpstreamConn};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use std::future::Future;
@@ -65,8 +66,12 @@ pub fn counted_upstream_client(
     opened: Arc<AtomicU64>,
     tls: Option<OriginTls>,
 ) -> CountedUpstreamClient {
-    let mut inner = crate::upstream_connector(connect_timeout, local);
+    let mut inner = crate::upstream::upstream_connector(connect_timeout, local);
     // The scheme is checked in `call`: https goes through the TLS handshake there.
     inner.enforce_http(tls.is_none());
-    crate::upstream_pool(idle_timeout, 512).build(CountingConnector { inner, opened, tls })
+    crate::upstream::upstream_pool(idle_timeout, 512).build(CountingConnector {
+        inner,
+        opened,
+        tls,
+    })
 }

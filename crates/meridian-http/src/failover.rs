@@ -7,7 +7,7 @@
 //! running twice live here, once: a failed connect means the request never left, so any
 //! method may go elsewhere; after that, only a request that is [`Failover::replayable`].
 
-use crate::Body;
+use crate::body::Body;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::Connect;

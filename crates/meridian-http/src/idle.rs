@@ -36,10 +36,10 @@ impl<B> IdleTimeout<B> {
 impl<B> Body for IdleTimeout<B>
 where
     B: Body,
-    B::Error: Into<crate::BoxError>,
+    B::Error: Into<crate::body::BoxError>,
 {
     type Data = B::Data;
-    type Error = crate::BoxError;
+    type Error = crate::body::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,

@@ -2,11 +2,9 @@
 //! way to drain, one upstream pool. Proxies build on these instead of each wiring hyper.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use http::{header, Response};
 use hyper::body::Incoming;
 use hyper::service::Service;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::future::Future;
@@ -18,66 +16,24 @@ use tokio::sync::Semaphore;
 
 pub mod admin;
 pub mod audit;
+mod body;
 mod conn;
 mod counting;
 pub mod failover;
 mod idle;
 pub mod percent;
 pub mod pki;
+mod secret_file;
 pub mod secrets;
 pub mod signing;
 pub mod tls;
+mod upstream;
 mod upstream_tls;
+pub use body::{empty, full, json, metrics, text, Body, BoxError};
 pub use counting::{counted_upstream_client, CountedUpstreamClient};
 pub use idle::{Idle, IdleTimeout};
+pub use upstream::{upstream_client, UpstreamClient};
 pub use upstream_tls::{OriginTls, UpstreamConn};
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type every Meridian handler returns.
-pub type Body = BoxBody<Bytes, BoxError>;
-
-pub fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
-}
-
-/// A short plain-text response, for errors a person will read.
-pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    let mut body = message.into();
-    body.push('\n');
-    let mut res = Response::new(full(body));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
-}
-
-pub fn json(status: StatusCode, value: String) -> Response<Body> {
-    let mut res = Response::new(full(value));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
-}
-
-/// A `/metrics` answer in the Prometheus text format.
-pub fn metrics(text: String) -> Response<Body> {
-    let mut res = Response::new(full(text));
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(meridian_telemetry::CONTENT_TYPE),
-    );
-    res
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr}: {source}{hint}")]
@@ -355,39 +311,6 @@ where
             svc.call(req).await
         })
     }
-}
-
-/// A keep-alive connection pool to upstreams (targets, origins).
-pub type UpstreamClient = Client<HttpConnector, Body>;
-
-pub fn upstream_client(connect_timeout: Duration, idle_timeout: Duration) -> UpstreamClient {
-    upstream_pool(idle_timeout, 256).build(upstream_connector(connect_timeout, None))
-}
-
-/// How every upstream pool connects: plain HTTP, no Nagle, bounded connect time, from
-/// `local` when given.
-pub(crate) fn upstream_connector(
-    connect_timeout: Duration,
-    local: Option<std::net::IpAddr>,
-) -> HttpConnector {
-    let mut connector = HttpConnector::new();
-    connector.set_local_address(local);
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    connector
-}
-
-/// How every upstream pool keeps connections.
-pub(crate) fn upstream_pool(
-    idle_timeout: Duration,
-    max_idle_per_host: usize,
-) -> hyper_util::client::legacy::Builder {
-    let mut b = Client::builder(TokioExecutor::new());
-    b.pool_timer(TokioTimer::new())
-        .pool_idle_timeout(idle_timeout)
-        .pool_max_idle_per_host(max_idle_per_host);
-    b
 }
 
 /// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).

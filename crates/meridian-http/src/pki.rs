@@ -5,7 +5,8 @@
 //! Files, in `<state-dir>/tls/`: `ca-cert.pem` (public: what edges trust), `ca-key.pem`
 //! (owner-only), and per region `lb-<region>-cert.pem` and `lb-<region>-key.pem`.
 
-use crate::tls::{write_secret, TlsError};
+use crate::secret_file::write_secret;
+use crate::tls::TlsError;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -132,7 +133,7 @@ pub fn issue_lb_cert(
 /// The file that holds the CA certificate trusted beside the current one after a rotation:
 /// the unix time its trust ends on the first line, then the PEM.
 pub fn previous_ca_path(state_dir: &Path) -> PathBuf {
-    crate::secrets::previous_path(&ca_cert_path(state_dir))
+    crate::secret_file::previous_path(&ca_cert_path(state_dir))
 }
 
 /// Replaces the deployment CA with a new key and certificate. The old certificate stays
@@ -169,7 +170,7 @@ pub fn rotate_ca(state_dir: &Path, grace: Duration) -> Result<SystemTime, TlsErr
 
 /// The end of the previous CA's trust, when a rotation left one that is still trusted.
 pub fn previous_ca_until(ca_file: &Path) -> Option<SystemTime> {
-    let text = std::fs::read_to_string(crate::secrets::previous_path(ca_file)).ok()?;
+    let text = std::fs::read_to_string(crate::secret_file::previous_path(ca_file)).ok()?;
     let until = UNIX_EPOCH + Duration::from_secs(text.lines().next()?.trim().parse().ok()?);
     (until > SystemTime::now()).then_some(until)
 }
@@ -193,7 +194,7 @@ fn read_roots(ca_file: &Path) -> Result<rustls::RootCertStore, TlsError> {
     // The CA a rotation replaced, while its grace lasts. A damaged one is left out: the
     // current CA alone is what the rotation is moving to.
     if previous_ca_until(ca_file).is_some() {
-        if let Ok(text) = std::fs::read(crate::secrets::previous_path(ca_file)) {
+        if let Ok(text) = std::fs::read(crate::secret_file::previous_path(ca_file)) {
             for c in CertificateDer::pem_slice_iter(&text).flatten() {
                 let _ = roots.add(c);
             }
@@ -205,7 +206,7 @@ fn read_roots(ca_file: &Path) -> Result<rustls::RootCertStore, TlsError> {
 fn file_stamps(ca_file: &Path) -> [crate::tls::FileStamp; 2] {
     [
         crate::tls::stamp(ca_file),
-        crate::tls::stamp(&crate::secrets::previous_path(ca_file)),
+        crate::tls::stamp(&crate::secret_file::previous_path(ca_file)),
     ]
 }
 
@@ -252,12 +253,12 @@ impl TrustedCas {
     fn current(&self) -> Arc<WebPkiServerVerifier> {
         {
             let t = self.state.read().unwrap_or_else(|p| p.into_inner());
-            if t.checked.elapsed() < crate::secrets::RELOAD {
+            if t.checked.elapsed() < crate::secret_file::RELOAD {
                 return t.verifier.clone();
             }
         }
         let mut t = self.state.write().unwrap_or_else(|p| p.into_inner());
-        if t.checked.elapsed() >= crate::secrets::RELOAD {
+        if t.checked.elapsed() >= crate::secret_file::RELOAD {
             t.checked = Instant::now();
             let stamps = self.stamps();
             let grace_over = t.previous_until.is_some_and(|u| u <= SystemTime::now());

@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How often secret files are read again.
-pub const RELOAD: Duration = Duration::from_secs(2);
+pub use crate::secret_file::{previous_path, read_previous, RELOAD};
 
 /// The secrets `meridian secrets` knows, by the name of their file in the state dir.
 pub const NAMES: &[&str] = &[
@@ -65,13 +64,6 @@ pub enum Location {
     Env(String),
 }
 
-/// The file that holds a file's previous value during a grace period.
-pub fn previous_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".previous");
-    PathBuf::from(s)
-}
-
 fn read_one(path: &Path) -> Result<String, SecretError> {
     let text = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
         path: path.to_owned(),
@@ -82,15 +74,6 @@ fn read_one(path: &Path) -> Result<String, SecretError> {
         return Err(SecretError::Empty(path.to_owned()));
     }
     Ok(value)
-}
-
-/// The previous value of `path` and the end of its grace period, if a rotation left one.
-pub fn read_previous(path: &Path) -> Option<(String, SystemTime)> {
-    let text = std::fs::read_to_string(previous_path(path)).ok()?;
-    let mut lines = text.lines();
-    let value = lines.next()?.trim().to_owned();
-    let until = lines.next()?.trim().parse::<u64>().ok()?;
-    (!value.is_empty()).then(|| (value, UNIX_EPOCH + Duration::from_secs(until)))
 }
 
 struct Values {
@@ -382,7 +365,7 @@ pub fn rotate(path: &Path, grace: Duration) -> Result<Rotated, SecretError> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let previous = previous_path(path);
-    crate::tls::write_secret(&previous, format!("{old}\n{unix}\n").as_bytes()).map_err(
+    crate::secret_file::write_secret(&previous, format!("{old}\n{unix}\n").as_bytes()).map_err(
         |source| SecretError::Write {
             path: previous.clone(),
             source,
@@ -393,7 +376,7 @@ pub fn rotate(path: &Path, grace: Duration) -> Result<Rotated, SecretError> {
         rand::random::<u128>(),
         rand::random::<u128>()
     );
-    crate::tls::write_secret(path, format!("{new}\n").as_bytes()).map_err(|source| {
+    crate::secret_file::write_secret(path, format!("{new}\n").as_bytes()).map_err(|source| {
         SecretError::Write {
             path: path.to_owned(),
             source,

@@ -213,7 +213,7 @@ fn read_keys(file: &Path) -> std::io::Result<Vec<Key>> {
         )));
     }
     let mut keys = vec![Key::new(current, None)];
-    if let Some((secret, until)) = crate::secrets::read_previous(file) {
+    if let Some((secret, until)) = crate::secret_file::read_previous(file) {
         keys.push(Key::new(&secret, Some(until)));
     }
     Ok(keys)

@@ -4,11 +4,11 @@
 //! changes them needs the admin token; health, status and metrics read only.
 
 use crate::keeper::{offset, Keeper, RoleEvent};
-use crate::resp::Info;
-use crate::CacheRole;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
+use meridian_config::CacheRole;
 use meridian_http::admin::{Router, READ};
+use meridian_resp::Info;
 use meridian_telemetry::prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use meridian_telemetry::Metrics;
 use serde::Serialize;

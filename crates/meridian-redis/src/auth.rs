@@ -10,8 +10,8 @@
 //! Connections already authenticated stay open.
 
 use crate::keeper::Keeper;
-use crate::resp::{Client, RespError};
-use crate::CacheRole;
+use meridian_config::CacheRole;
+use meridian_resp::{Client, RespError};
 use std::net::SocketAddr;
 
 /// Why a password cannot be used, if it cannot: redis.conf holds it unquoted, and an empty

@@ -1,7 +1,7 @@
 //! Finding `redis-server`: Meridian runs the Redis the machine has, it never ships or
 //! downloads one.
 
-use crate::CacheError;
+use crate::error::CacheError;
 use std::path::{Path, PathBuf};
 
 /// Where Debian and most source installs put it when the PATH does not say.

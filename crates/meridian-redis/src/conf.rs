@@ -4,7 +4,7 @@
 //! During a password rotation the default user holds both passwords, so a server the
 //! keeper restarts mid-rotation takes the old one and the new one, as before.
 
-use crate::CacheOptions;
+use crate::options::CacheOptions;
 use std::fmt::Write;
 use std::net::SocketAddr;
 
@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn a_replica_config_binds_its_own_address_and_follows_its_primary() {
-        let opts = crate::tests::options("redis-r1b", "127.81.9.71:6379");
+        let opts = crate::options::tests::options("redis-r1b", "127.81.9.71:6379");
         let both = ["new".to_owned(), "old".to_owned()];
         let text = render(&opts, Some("127.81.9.70:6379".parse().unwrap()), 7, &both);
         for line in [

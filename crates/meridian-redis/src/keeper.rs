@@ -8,10 +8,12 @@
 //! (REPLICAOF), so a frozen server that wakes up is corrected within one check.
 
 use crate::conf;
+use crate::error::CacheError;
+use crate::options::CacheOptions;
 use crate::peer;
-use crate::resp::{Client, Info};
 use crate::server::RedisServer;
-use crate::{CacheError, CacheOptions, CacheRole};
+use meridian_config::CacheRole;
+use meridian_resp::{Client, Info};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -166,7 +168,7 @@ impl Keeper {
     }
 
     /// A fresh authenticated connection to this node's Redis.
-    pub async fn own(&self) -> Result<Client, crate::resp::RespError> {
+    pub async fn own(&self) -> Result<Client, meridian_resp::RespError> {
         self.connect(self.opts.listen).await
     }
 

@@ -18,6 +18,7 @@ mod conf;
 mod endpoint;
 mod error;
 mod keeper;
+mod options;
 mod owner;
 mod peer;
 mod server;
@@ -30,10 +31,9 @@ pub use meridian_config::CacheRole;
 /// The RESP client lives in its own crate so applications (the demo) can use the cache
 /// without depending on the nodes that run it.
 pub use meridian_resp as resp;
+pub use options::{CacheOptions, Peer};
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -41,50 +41,8 @@ use tokio::sync::watch;
 /// The file in a state dir that holds the cache tier's password (`requirepass`).
 pub const PASSWORD_FILE: &str = meridian_http::admin::CACHE_PASSWORD_FILE;
 
-/// The other node of a cache cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
-    pub name: String,
-    /// Its Redis.
-    pub address: SocketAddr,
-    /// Its keeper's admin server.
-    pub admin: SocketAddr,
-}
-
-/// Everything one cache node needs to run.
-#[derive(Debug, Clone)]
-pub struct CacheOptions {
-    /// Node name, e.g. "redis-us-east-1a".
-    pub name: String,
-    /// The role it is configured to start in (a keeper may find the cluster otherwise).
-    pub role: CacheRole,
-    /// Where Redis listens.
-    pub listen: SocketAddr,
-    /// The keeper's HTTP admin address.
-    pub admin: SocketAddr,
-    /// The cluster's other node; None for a single-node cluster.
-    pub peer: Option<Peer>,
-    /// The cache password (the default user's, and `masterauth`): every client and every
-    /// replica gives it. Re-read from its file, so `meridian secrets rotate cache-password`
-    /// takes effect without a restart (see [`auth`](crate::auth)).
-    pub password: meridian_http::secrets::Secret,
-    /// `maxmemory` in bytes.
-    pub maxmemory: u64,
-    /// `maxmemory-policy`, e.g. "allkeys-lru".
-    pub eviction: String,
-    /// How long the primary may be unreachable before the replica takes over.
-    pub failover: Duration,
-    /// The node's own directory (redis.conf, the keeper's term).
-    pub dir: PathBuf,
-    /// The deployment's admin token: asking a keeper to promote needs it.
-    pub admin_token: meridian_http::secrets::AdminToken,
-    /// Where to serve the region's primary endpoint (shared with the peer with
-    /// SO_REUSEPORT); None: no endpoint here.
-    pub endpoint: Option<SocketAddr>,
-    /// Where admin actions (a promotion asked for) are recorded.
-    pub audit: Arc<meridian_http::audit::AuditLog>,
-}
-
+/// Kept here rather than in `options`: the checks need `auth`, which depends on the keeper,
+/// which depends on the options.
 impl CacheOptions {
     fn validate(&self) -> Result<(), CacheError> {
         let bad = |why: String| {
@@ -196,27 +154,9 @@ impl Drop for AbortOnDrop {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    pub fn options(name: &str, listen: &str) -> CacheOptions {
-        let listen: SocketAddr = listen.parse().unwrap();
-        CacheOptions {
-            name: name.into(),
-            role: CacheRole::Replica,
-            listen,
-            admin: SocketAddr::new(listen.ip(), 9900),
-            peer: None,
-            password: "secret".into(),
-            maxmemory: 8 << 20,
-            eviction: "allkeys-lru".into(),
-            failover: Duration::from_secs(2),
-            dir: "/tmp/x".into(),
-            admin_token: "token".into(),
-            endpoint: None,
-            audit: Arc::new(meridian_http::audit::AuditLog::disabled(name)),
-        }
-    }
+    use crate::options::tests::options;
 
     #[test]
     fn bad_options_are_refused_with_the_reason() {

@@ -1,7 +1,7 @@
 //! The `redis-server` child. It never outlives its keeper: it is killed when its handle
 //! is dropped, and the kernel signals it if the keeper dies (PR_SET_PDEATHSIG).
 
-use crate::CacheError;
+use crate::error::CacheError;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};

@@ -61,7 +61,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Install every built-in into the context's global object.
-pub(crate) fn install(ctx: &Ctx<'_>, host: &Host, name: &str, kind: crate::Kind) -> Result<()> {
+pub(crate) fn install(
+    ctx: &Ctx<'_>,
+    host: &Host,
+    name: &str,
+    kind: crate::limits::Kind,
+) -> Result<()> {
     let n = Object::new(ctx.clone())?;
     n.set("kind", kind.event_type())?;
     n.set("name", name)?;

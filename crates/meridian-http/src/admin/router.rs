@@ -15,8 +15,8 @@
 
 use super::unauthorized;
 use crate::audit::AuditLog;
+use crate::body::Body;
 use crate::secrets::AdminToken;
-use crate::Body;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::future::Future;
@@ -136,7 +136,7 @@ where
         F: Fn(&S) -> String + Send + Sync + 'static,
     {
         self.open(ANY, "/metrics", move |s, _| {
-            let res = crate::metrics(text(&s));
+            let res = crate::body::metrics(text(&s));
             async move { res }
         })
     }
@@ -154,7 +154,7 @@ where
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            let res = crate::json(code, v.to_string());
+            let res = crate::body::json(code, v.to_string());
             async move { res }
         })
     }
@@ -225,13 +225,13 @@ where
         }
         let path = req.uri().path();
         if let Some((_, message)) = self.wrong_method.iter().find(|(p, _)| *p == path) {
-            return crate::text(StatusCode::METHOD_NOT_ALLOWED, message.clone());
+            return crate::body::text(StatusCode::METHOD_NOT_ALLOWED, message.clone());
         }
         match &self.reads_only {
             Some(message) if !is_read(req.method()) => {
-                crate::text(StatusCode::METHOD_NOT_ALLOWED, message.clone())
+                crate::body::text(StatusCode::METHOD_NOT_ALLOWED, message.clone())
             }
-            _ => crate::text(StatusCode::NOT_FOUND, self.not_found.clone()),
+            _ => crate::body::text(StatusCode::NOT_FOUND, self.not_found.clone()),
         }
     }
 }
@@ -294,10 +294,10 @@ mod tests {
             .health(|n| serde_json::json!({"status": "healthy", "n": n}))
             .metrics(|n| format!("meridian_n {n}\n"))
             .open(&[Method::GET], "/thing", |n, _| async move {
-                crate::text(StatusCode::OK, format!("thing {n}"))
+                crate::body::text(StatusCode::OK, format!("thing {n}"))
             })
             .guarded(&[Method::POST], "/act", |_, _| async move {
-                crate::text(StatusCode::OK, "done")
+                crate::body::text(StatusCode::OK, "done")
             })
     }
 
