@@ -15,10 +15,10 @@ pub use crate::secret_file::{previous_path, read_previous, RELOAD};
 
 /// The secrets `meridian secrets` knows, by the name of their file in the state dir.
 pub const NAMES: &[&str] = &[
-    crate::admin::TOKEN_FILE,
+    crate::admin::token::TOKEN_FILE,
     crate::signing::KEY_FILE,
-    crate::admin::DB_PASSWORD_FILE,
-    crate::admin::CACHE_PASSWORD_FILE,
+    crate::admin::token::DB_PASSWORD_FILE,
+    crate::admin::token::CACHE_PASSWORD_FILE,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -229,7 +229,7 @@ pub fn configured(
 /// A password kept in the state dir's file `name` (`db-password`, `cache-password`),
 /// made when missing (as for a node run on its own) and re-read as every [`Secret`].
 fn state_dir_password(state_dir: &Path, name: &str) -> Result<Secret, SecretError> {
-    crate::admin::secret(state_dir, name).map_err(|source| SecretError::Write {
+    crate::admin::token::secret(state_dir, name).map_err(|source| SecretError::Write {
         path: state_dir.join(name),
         source,
     })?;
@@ -291,10 +291,10 @@ impl AdminToken {
     /// The token of a deployment: from the configured file or variable, or the state
     /// dir's file (made when missing, as a node run on its own needs one).
     pub fn load(source: &SecretSource, state_dir: &Path) -> Result<AdminToken, SecretError> {
-        let location = location(source, state_dir, crate::admin::TOKEN_FILE);
+        let location = location(source, state_dir, crate::admin::token::TOKEN_FILE);
         if *source == SecretSource::StateDir {
-            crate::admin::token(state_dir).map_err(|source| SecretError::Write {
-                path: state_dir.join(crate::admin::TOKEN_FILE),
+            crate::admin::token::token(state_dir).map_err(|source| SecretError::Write {
+                path: state_dir.join(crate::admin::token::TOKEN_FILE),
                 source,
             })?;
         }
@@ -303,7 +303,8 @@ impl AdminToken {
 
     /// Whether `headers` carry the current token, or the previous one during its grace.
     pub fn accepts(&self, headers: &HeaderMap) -> bool {
-        self.0.matches(|t| crate::admin::bearer_ok(headers, t))
+        self.0
+            .matches(|t| crate::admin::token::bearer_ok(headers, t))
     }
 
     /// The current token, for calls to other nodes.
@@ -446,7 +447,11 @@ mod tests {
         let token = AdminToken::load(&SecretSource::StateDir, &d).unwrap();
         let old = token.current();
         assert!(token.accepts(&bearer(&old)));
-        let r = rotate(&d.join(crate::admin::TOKEN_FILE), Duration::from_secs(2)).unwrap();
+        let r = rotate(
+            &d.join(crate::admin::token::TOKEN_FILE),
+            Duration::from_secs(2),
+        )
+        .unwrap();
         force_reload(&token);
         let new = token.current();
         assert_ne!(new, old);
@@ -472,8 +477,8 @@ mod tests {
     fn a_password_gives_current_then_previous_during_the_grace_only() {
         let d = std::env::temp_dir().join(format!("meridian-secret-pw-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
-        let path = d.join(crate::admin::DB_PASSWORD_FILE);
-        let first = crate::admin::secret(&d, crate::admin::DB_PASSWORD_FILE).unwrap();
+        let path = d.join(crate::admin::token::DB_PASSWORD_FILE);
+        let first = crate::admin::token::secret(&d, crate::admin::token::DB_PASSWORD_FILE).unwrap();
         let pw = Secret::load_file(&path).unwrap();
         assert_eq!(pw.candidates(), vec![first.clone()]);
         assert_eq!(pw.previous(), None);

@@ -13,7 +13,7 @@
 //!    ([`Router::reads_only`]);
 //! 5. 404 with the node's list of endpoints.
 
-use super::unauthorized;
+use super::token::unauthorized;
 use crate::audit::AuditLog;
 use crate::body::Body;
 use crate::secrets::AdminToken;
