@@ -5,57 +5,17 @@
 //! `__schema`. Fragments, directives and mutations are answered with a clear error:
 //! the stand-in exists to exercise caching and routing, not to be a GraphQL engine.
 
-use crate::{bearer, market, simulate_work, App};
+use crate::app::{bearer, simulate_work, App};
+use crate::apq::sha256_hex;
+use crate::market;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-/// Operations the app ships with, registered on every instance at start (a persisted
-/// query manifest), so APQ GETs hit on any instance without a registration round trip.
-pub const BUILTIN_OPERATIONS: &[&str] = &[
-    "query GetQuote($symbol: String!) { quote(symbol: $symbol) { symbol price change changePercent asOf } }",
-    "query MarketStatus { marketStatus { isOpen exchange asOf } }",
-    "query GetPortfolio { portfolio { account totalValue holdings { symbol shares value } } }",
-];
-
-const MAX_STORED: usize = 10_000;
-
-pub struct QueryStore(Mutex<HashMap<String, String>>);
-
-pub fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
-impl QueryStore {
-    pub fn new() -> Self {
-        let map = BUILTIN_OPERATIONS
-            .iter()
-            .map(|q| (sha256_hex(q), (*q).to_owned()))
-            .collect();
-        QueryStore(Mutex::new(map))
-    }
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-    fn get(&self, hash: &str) -> Option<String> {
-        self.lock().get(hash).cloned()
-    }
-    fn put(&self, hash: String, query: String) {
-        let mut m = self.lock();
-        if m.len() < MAX_STORED {
-            m.insert(hash, query);
-        }
-    }
-}
+use std::sync::Arc;
 
 /// One GraphQL request, from a POST body or GET query string.
 #[derive(Default)]
@@ -697,6 +657,7 @@ fn project(value: Value, selections: &[Field]) -> Result<Value, ExecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apq::BUILTIN_OPERATIONS;
 
     #[test]
     fn parses_operations_aliases_and_arguments() {

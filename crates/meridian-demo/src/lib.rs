@@ -5,10 +5,14 @@
 //! quotes, a private portfolio, immutable static assets. Every response names the region,
 //! AZ and instance that served it, so routing is visible from outside.
 
+mod apq;
+pub use apq::BUILTIN_OPERATIONS;
+mod app;
 mod assets;
 mod graphql;
-pub use graphql::BUILTIN_OPERATIONS;
 mod market;
+mod options;
+pub use options::{DemoOptions, Identity};
 mod orders;
 pub use orders::{COMMIT_LSN_HEADER, MIN_LSN_COOKIE, MIN_LSN_HEADER, READ_FROM_HEADER};
 mod pool;
@@ -17,6 +21,7 @@ pub use quote_cache::{Outcome as QuoteCacheOutcome, QuoteCacheOptions, QUOTE_CAC
 mod store;
 pub use store::{DatabaseOptions, Lsn};
 
+use app::{bearer, simulate_work, unauthorized, App};
 use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -31,44 +36,6 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Who this instance is; echoed on every response.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub region: String,
-    pub az: String,
-    pub instance: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct DemoOptions {
-    pub identity: Identity,
-    /// Artificial work per API and GraphQL request, modelling a real application.
-    pub processing_time: Duration,
-    /// Where orders and portfolios are kept; None: those endpoints answer 503.
-    pub database: Option<DatabaseOptions>,
-    /// The region's Redis, read through for quotes; None: quotes are made on every request.
-    /// A field of its own, apart from `database`: the two tiers fail independently.
-    pub quote_cache: Option<QuoteCacheOptions>,
-}
-
-struct App {
-    opts: DemoOptions,
-    started: Instant,
-    apq: graphql::QueryStore,
-    store: Option<Arc<store::Store>>,
-    quote_cache: Option<quote_cache::QuoteCache>,
-    metrics: Metrics,
-    requests: Family<Labels, Counter>,
-    latency: Family<Labels, Histogram>,
-    /// Orders by outcome, and how long the committed ones took to write.
-    orders: Family<Labels, Counter>,
-    order_write: Histogram,
-    /// Portfolio reads by where they were served (`replica` or `writer`).
-    portfolio_reads: Family<Labels, Counter>,
-    /// Quotes by how the cache served them (`hit`, `miss`, `bypass`).
-    quote_cache_lookups: Family<Labels, Counter>,
-}
 
 /// Builds the demo origin's router.
 pub fn router(opts: DemoOptions) -> Router {
@@ -123,7 +90,7 @@ pub fn router(opts: DemoOptions) -> Router {
         store,
         quote_cache,
         started: Instant::now(),
-        apq: graphql::QueryStore::new(),
+        apq: apq::QueryStore::new(),
         metrics,
         requests,
         latency,
@@ -219,12 +186,6 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         .get_or_create(&vec![("route", route)])
         .observe(start.elapsed().as_secs_f64());
     res
-}
-
-async fn simulate_work(app: &App) {
-    if !app.opts.processing_time.is_zero() {
-        tokio::time::sleep(app.opts.processing_time).await;
-    }
 }
 
 async fn index(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
@@ -366,28 +327,6 @@ async fn quote(State(app): State<Arc<App>>, Path(symbol): Path<String>) -> Respo
             ),
         ],
         body,
-    )
-        .into_response()
-}
-
-/// The bearer token, if the request carries one.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = v
-        .strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))?
-        .trim();
-    (!token.is_empty()).then_some(token)
-}
-
-pub(crate) fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [
-            (header::CACHE_CONTROL, "private"),
-            (header::WWW_AUTHENTICATE, "Bearer realm=\"richesreach\""),
-        ],
-        Json(json!({ "error": "unauthorized", "message": "send Authorization: Bearer <token>" })),
     )
         .into_response()
 }

@@ -2,8 +2,9 @@
 //! PostgreSQL. Orders go to the writer; portfolios come from the region's replica with
 //! read-your-writes (the LSN of the reader's last write, from a header or a cookie).
 
+use crate::app::App;
+use crate::market;
 use crate::store::{Holdings, Lsn, NewOrder, Side, StoreError};
-use crate::{market, App};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

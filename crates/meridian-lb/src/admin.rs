@@ -1,7 +1,7 @@
 //! The load balancer's own endpoints, on the admin address (never the viewer port):
 //! `/metrics`, `/health` and `/targets` (what `aws elbv2 describe-target-health` shows).
 
-use crate::LoadBalancer;
+use crate::proxy::LoadBalancer;
 use http::StatusCode;
 use meridian_health::Health;
 use meridian_http::admin::{Router, ANY};

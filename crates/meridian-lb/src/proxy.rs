@@ -1,8 +1,8 @@
 //! The request path: pick a target, forward, retry when safe, answer for the targets when
 //! none can.
 
+use crate::options::LbOptions;
 use crate::target::{Target, TargetGroup};
-use crate::LbOptions;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};

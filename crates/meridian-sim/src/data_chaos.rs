@@ -726,10 +726,10 @@ pub async fn kill_db_primary(
     ));
     tokio::time::sleep(opts.duration / 5).await;
     let down = Instant::now();
-    crate::chaos::signal_nodes(&pids, libc::SIGSTOP)?;
+    crate::signals::signal_nodes(&pids, libc::SIGSTOP)?;
     progress(&format!("froze {}", frozen.join(", ")));
     tokio::time::sleep(opts.outage).await;
-    crate::chaos::signal_nodes(&pids, libc::SIGCONT)?;
+    crate::signals::signal_nodes(&pids, libc::SIGCONT)?;
     let up = Instant::now();
     progress(&format!("thawed {}", frozen.join(", ")));
     watch.finish(Phase::Up(down, up)).await

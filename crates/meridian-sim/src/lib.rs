@@ -15,6 +15,7 @@ pub mod global;
 pub mod load;
 pub mod overhead;
 pub mod relay;
+mod signals;
 pub mod wan;
 pub mod world;
 

@@ -260,6 +260,8 @@ impl State {
 }
 
 #[cfg(test)]
+mod db_tier_tests;
+#[cfg(test)]
 mod function_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! `meridian bench`: the WAN relay's own cost, and the whole deployment under global load.
 
-use super::{dev_cert_client, duration_flag, running_deployment};
+use super::deployment::{dev_cert_client, running_deployment};
+use super::flags::duration_flag;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::path::PathBuf;

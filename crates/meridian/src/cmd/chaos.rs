@@ -1,7 +1,8 @@
 //! `meridian chaos`: the fault scenarios under load, and the data tier's watch beside
 //! them (RPO, RTO, promotion) when the fault reaches database nodes.
 
-use super::{duration_flag, running_deployment};
+use super::deployment::running_deployment;
+use super::flags::duration_flag;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
@@ -129,7 +130,7 @@ pub(crate) async fn run(command: ChaosCmd) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let (config, state) = running_deployment(&state_dir)?;
-    let admin_token = super::admin_token(&config, &state_dir).ok();
+    let admin_token = super::deployment::admin_token(&config, &state_dir).ok();
     let opts = meridian_sim::chaos::ChaosOptions {
         config,
         state,

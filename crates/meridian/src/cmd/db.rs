@@ -2,7 +2,7 @@
 //! another region takes over when the promotion policy is `manual` (RDS's "promote read
 //! replica"): it still needs the leader lease, so it happens only once nobody leads.
 
-use super::running_deployment;
+use super::deployment::running_deployment;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ pub(crate) async fn run(command: DbCmd) -> Result<ExitCode> {
                     known.join(", ")
                 );
             };
-            let token = super::admin_token(&config, &state_dir)?;
+            let token = super::deployment::admin_token(&config, &state_dir)?;
             let answer = meridian_health::call(
                 n.spec.admin,
                 http::Method::POST,

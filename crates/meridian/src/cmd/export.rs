@@ -1,6 +1,6 @@
 //! `meridian export`: the console's dashboards and alarms for Grafana and Prometheus.
 
-use super::load_config;
+use super::deployment::load_config;
 use anyhow::Result;
 use clap::Subcommand;
 use std::path::PathBuf;

@@ -1,7 +1,8 @@
 //! `meridian functions`: CloudFront's TestFunction for a local file, and the functions a
 //! config defines with where each runs.
 
-use super::{duration_flag, load_config};
+use super::deployment::load_config;
+use super::flags::duration_flag;
 use anyhow::Result;
 use meridian_config::{Config, EdgeFunction, FunctionEvent, FunctionRuntime, FunctionSource};
 use meridian_edge::functions::{compile, kind_of, load_store, FunctionError};

@@ -1,6 +1,6 @@
 //! `meridian invalidate`: CloudFront's CreateInvalidation, to every PoP at once.
 
-use super::{admin_token, running_deployment};
+use super::deployment::{admin_token, running_deployment};
 use anyhow::Result;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! `meridian kvs`: CloudFront KeyValueStore's data-plane calls against a running
 //! deployment. Changes go to every PoP (each holds its own copy); reads ask one.
 
-use super::{admin_token, running_deployment};
+use super::deployment::{admin_token, running_deployment};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use meridian_config::{Config, Role};
@@ -291,7 +291,7 @@ async fn change(pops: Pops, method: http::Method, path: &str, body: Bytes) -> Re
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::*;
 
     #[test]
     fn limits_are_cloudfronts() {

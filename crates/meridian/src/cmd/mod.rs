@@ -1,14 +1,18 @@
-//! The subcommands, one file each; this file lists them, sends each to its file, and holds
-//! what several of them share (reading a config, finding the running deployment, flags).
+//! The subcommands, one file each; this file lists them and sends each to its file. What
+//! several of them share lives in modules of its own (`deployment`, `flags`, `errors`), so
+//! the subcommands never depend back on this dispatcher.
 
 mod audit;
 mod bench;
 mod chaos;
 mod db;
 mod demo_origin;
+mod deployment;
 mod dns;
+mod errors;
 mod explain;
 mod export;
+mod flags;
 mod functions;
 mod health;
 mod invalidate;
@@ -19,12 +23,11 @@ mod summary;
 mod up;
 mod validate;
 
-use anyhow::{Context, Result};
+pub use errors::describe;
+
+use anyhow::Result;
 use clap::Subcommand;
-use meridian_config::{Config, DEFAULT_CONFIG, DEFAULT_ORIGIN};
-use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -131,133 +134,5 @@ pub async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             println!("meridian {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// An error and its causes on one line, each cause once: many of our errors already name
-/// their cause in their own message, and repeating it would only add noise.
-pub fn describe(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
-/// Reads a config; on invalid input prints every error and exits with status 2.
-pub(crate) fn load_config(path: Option<&Path>) -> Result<(Config, String), ExitCode> {
-    let (text, origin) = match path {
-        None => (DEFAULT_CONFIG.to_owned(), DEFAULT_ORIGIN.to_owned()),
-        Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) => (t, p.display().to_string()),
-            Err(e) => {
-                eprintln!("error: cannot read config file {}: {e}", p.display());
-                return Err(ExitCode::from(2));
-            }
-        },
-    };
-    match Config::parse(&text, &origin) {
-        Ok(c) => Ok((c, text)),
-        Err(errors) => {
-            eprintln!("{errors}");
-            Err(ExitCode::from(2))
-        }
-    }
-}
-
-/// The config and state of the deployment a running `meridian up` writes to `state_dir`.
-pub(crate) fn running_deployment(
-    state_dir: &Path,
-) -> Result<(Config, meridian_config::state::DeploymentState)> {
-    let state = meridian_config::state::DeploymentState::read(state_dir).with_context(|| {
-        format!(
-            "no running deployment in {} (start one with `meridian up`, or pass --state-dir)",
-            state_dir.display()
-        )
-    })?;
-    let config = Config::load(&state.config).with_context(|| {
-        format!(
-            "cannot read the deployment's config {}",
-            state.config.display()
-        )
-    })?;
-    Ok((config, state))
-}
-
-/// The deployment's admin token, from where its `[secrets]` says (the state dir's file by
-/// default), for the CLI's calls to admin endpoints.
-pub(crate) fn admin_token(config: &Config, state_dir: &Path) -> Result<String> {
-    Ok(
-        meridian_http::secrets::AdminToken::load(&config.secrets.admin_token, state_dir)
-            .context("cannot read the deployment's admin token")?
-            .current(),
-    )
-}
-
-/// A TLS client that trusts the development certificate `up` made in `state_dir`.
-pub(crate) fn dev_cert_client(state_dir: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {
-    let (cert, _) = meridian_http::tls::dev_cert_paths(state_dir);
-    client_trusting(&cert).with_context(|| "--tls needs the deployment's development certificate")
-}
-
-/// A TLS client that trusts the certificates in a PEM file.
-pub(crate) fn client_trusting(pem: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(pem)
-        .with_context(|| format!("cannot read certificates from {}", pem.display()))?
-    {
-        roots.add(c.context("a certificate in the file")?)?;
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(std::sync::Arc::new(cfg))
-}
-
-/// A duration given on the command line, or the message naming the flag and the fix.
-pub(crate) fn duration_flag(flag: &str, value: &str) -> Result<Duration, String> {
-    meridian_config::units::parse_duration(value)
-        .map_err(|e| format!("--{flag}: {}\n  = fix: {}", e.problem, e.fix))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::describe;
-
-    /// An error that names its cause in its message and also returns it as its source.
-    #[derive(Debug)]
-    struct Bind(std::io::Error);
-    impl std::fmt::Display for Bind {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "cannot listen on 127.0.0.1:53: {}", self.0)
-        }
-    }
-    impl std::error::Error for Bind {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn each_cause_is_said_once() {
-        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
-        let said = io.to_string();
-        let e = anyhow::Error::new(Bind(io)).context("dns-1 stopped");
-        assert_eq!(
-            describe(&e),
-            format!("dns-1 stopped: cannot listen on 127.0.0.1:53: {said}")
-        );
-        let plain = anyhow::anyhow!("outer").context("top");
-        assert_eq!(describe(&plain), "top: outer");
     }
 }

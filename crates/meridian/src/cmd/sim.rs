@@ -1,6 +1,6 @@
 //! `meridian sim`: the simulated planet's latency model.
 
-use super::load_config;
+use super::deployment::load_config;
 use anyhow::Result;
 use clap::Subcommand;
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! `meridian up` (the whole deployment on this machine) and `meridian run` (one node).
 
-use super::{describe, load_config};
+use super::deployment::load_config;
+use super::errors::describe;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;

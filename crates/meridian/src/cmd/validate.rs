@@ -1,6 +1,7 @@
 //! `meridian validate`: a config's deployment, or every error in it.
 
-use super::{load_config, summary::summary};
+use super::deployment::load_config;
+use super::summary::summary;
 use anyhow::Result;
 use meridian_config::DEFAULT_CONFIG;
 use std::path::PathBuf;

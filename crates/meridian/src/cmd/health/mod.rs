@@ -6,7 +6,7 @@ pub mod report;
 #[cfg(test)]
 mod tests;
 
-use super::client_trusting;
+use super::deployment::client_trusting;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;

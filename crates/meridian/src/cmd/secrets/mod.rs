@@ -2,6 +2,7 @@
 //! values). Nodes re-read secret files every few seconds, so nothing restarts.
 
 mod tls;
+mod unix_time;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -9,7 +10,8 @@ use meridian_config::{Config, Secrets};
 use meridian_http::secrets::{self, Location, SecretError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+use unix_time::unix;
 
 #[derive(Subcommand)]
 pub enum SecretsCmd {
@@ -89,12 +91,6 @@ fn used(config: Option<&Config>, name: &str, state_dir: &Path) -> Result<(), Sec
     }
 }
 
-pub(crate) fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Runs `cmd`; a rotation is an admin action, so it goes to the audit log (as the `cli`
 /// node, the actor the local user) whether it worked or not.
 pub fn run(cmd: SecretsCmd) -> Result<ExitCode> {
@@ -143,7 +139,7 @@ fn execute(cmd: SecretsCmd) -> Result<ExitCode> {
             grace,
             config,
         } => {
-            let grace = match super::duration_flag("grace", &grace) {
+            let grace = match super::flags::duration_flag("grace", &grace) {
                 Ok(g) => g,
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -75,7 +75,7 @@ pub fn rotate(
         println!(
             "made a new deployment CA ({}); the previous one is trusted until unix time {}",
             ca.display(),
-            super::unix(until)
+            super::unix_time::unix(until)
         );
         // Edges trust the new CA before any balancer shows a certificate signed by it.
         let settle = secrets::RELOAD + Duration::from_secs(1);

@@ -1,0 +1,28 @@
+//! How a demo origin is configured.
+//!
+//! A leaf module, so the shared handler state in `app` can hold the options without
+//! depending on the crate root.
+
+use crate::quote_cache::QuoteCacheOptions;
+use crate::store::DatabaseOptions;
+use std::time::Duration;
+
+/// Who this instance is; echoed on every response.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub region: String,
+    pub az: String,
+    pub instance: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub identity: Identity,
+    /// Artificial work per API and GraphQL request, modelling a real application.
+    pub processing_time: Duration,
+    /// Where orders and portfolios are kept; None: those endpoints answer 503.
+    pub database: Option<DatabaseOptions>,
+    /// The region's Redis, read through for quotes; None: quotes are made on every request.
+    /// A field of its own, apart from `database`: the two tiers fail independently.
+    pub quote_cache: Option<QuoteCacheOptions>,
+}
