@@ -9,7 +9,7 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use http::{HeaderMap, Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
@@ -157,27 +157,7 @@ async fn send_from(
     socket.bind(SocketAddr::new(local, 0)).unwrap();
     let stream = socket.connect(addr).await.unwrap();
     assert_eq!(stream.local_addr().unwrap().ip(), local);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", host);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = sender
-        .send_request(req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    Got {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    }
+    send_on(stream, method, path, host, headers).await
 }
 
 fn body(g: &Got) -> String {

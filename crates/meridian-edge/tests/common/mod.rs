@@ -473,6 +473,17 @@ impl Got {
 
 pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
     let stream = TcpStream::connect(addr).await.unwrap();
+    send_on(stream, method, path, "edge.test", headers).await
+}
+
+/// One request on a connection the caller opened (from a chosen address, say).
+pub async fn send_on(
+    stream: TcpStream,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> Got {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -480,7 +491,7 @@ pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     let mut req = Request::builder()
         .method(method)
         .uri(path)
-        .header("host", "edge.test");
+        .header("host", host);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
