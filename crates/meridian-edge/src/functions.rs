@@ -130,12 +130,11 @@ impl Function {
             self.duration.observe(t.as_secs_f64());
         }
         if let Some(kind) = error {
-            let kind = serde_json::to_value(kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "internal".into());
             self.errors
-                .get_or_create(&vec![("function", self.name.clone()), ("kind", kind)])
+                .get_or_create(&vec![
+                    ("function", self.name.clone()),
+                    ("kind", kind.as_str().to_owned()),
+                ])
                 .inc();
         }
     }

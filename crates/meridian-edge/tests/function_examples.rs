@@ -11,12 +11,10 @@ use common::*;
 use http::{HeaderMap, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpSocket;
 
 const BLOCK: u8 = 51;
 
@@ -107,32 +105,13 @@ impl Recorder {
 /// Serves a [`Recorder`] on 127.51.`net`.2:80 until the sender is dropped.
 async fn recorder(net: u8) -> (Recorder, SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let addr = SocketAddr::new(ip_in(BLOCK, net, 2), 80);
-    let listener = TcpListener::bind(addr).await.unwrap();
     let rec = Recorder::default();
-    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     let r = rec.clone();
-    tokio::spawn(async move {
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = &mut rx => break,
-                a = listener.accept() => {
-                    let Ok((s, _)) = a else { continue };
-                    let r = r.clone();
-                    conns.spawn(async move {
-                        let svc = hyper::service::service_fn(move |req| {
-                            let r = r.clone();
-                            async move { Ok::<_, Infallible>(r.answer(req)) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(s), svc)
-                            .await;
-                    });
-                }
-            }
-        }
-        conns.abort_all();
-    });
+    let tx = serve_with(addr, move |req| {
+        let answer = r.answer(req);
+        async move { answer }
+    })
+    .await;
     (rec, addr, tx)
 }
 

@@ -50,6 +50,20 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// Its name in metrics, logs and `functions test` output (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Exception => "exception",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Memory => "memory",
+            ErrorKind::InvalidOutput => "invalid-output",
+            ErrorKind::InvalidEvent => "invalid-event",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 /// An invocation failed. Carries what the function logged before failing, like CloudFront's
 /// test output does, and how much of the budget it burned.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -68,6 +82,25 @@ impl ExecutionError {
             message: message.into(),
             logs: Vec::new(),
             compute_utilization: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorKind;
+
+    #[test]
+    fn error_kind_names_are_the_serialised_ones() {
+        for k in [
+            ErrorKind::Exception,
+            ErrorKind::Timeout,
+            ErrorKind::Memory,
+            ErrorKind::InvalidOutput,
+            ErrorKind::InvalidEvent,
+            ErrorKind::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
     }
 }

@@ -22,6 +22,16 @@ pub enum FunctionRuntime {
     LambdaEdge,
 }
 
+impl FunctionRuntime {
+    /// The name the config and CloudFront give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionRuntime::CloudFrontJs2 => "cloudfront-js-2.0",
+            FunctionRuntime::LambdaEdge => "lambda-edge",
+        }
+    }
+}
+
 /// Where a function runs on a request's way through the PoP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -80,6 +90,16 @@ impl FunctionSource {
             FunctionSource::Inline { text, config, line } => {
                 Ok((text.clone(), config.clone(), *line))
             }
+        }
+    }
+}
+
+/// The file, or `inline in <config>:<line>`: how tools name where the code is.
+impl std::fmt::Display for FunctionSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FunctionSource::File(p) => write!(f, "{}", p.display()),
+            FunctionSource::Inline { config, line, .. } => write!(f, "inline in {config}:{line}"),
         }
     }
 }
@@ -277,7 +297,7 @@ pub(super) fn read_associations(
                     &f.key,
                     format!(
                         "`{function}` is a {} function and cannot run at {}",
-                        runtime_name(x.runtime),
+                        x.runtime.as_str(),
                         event_type.as_str()
                     ),
                     match event_type.runtime() {
@@ -311,11 +331,4 @@ pub(super) fn read_associations(
         });
     }
     out
-}
-
-fn runtime_name(r: FunctionRuntime) -> &'static str {
-    match r {
-        FunctionRuntime::CloudFrontJs2 => "cloudfront-js-2.0",
-        FunctionRuntime::LambdaEdge => "lambda-edge",
-    }
 }

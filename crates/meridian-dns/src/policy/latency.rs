@@ -58,13 +58,15 @@ pub(super) fn decide(
             (None, Some(l)) => Some(Place::At(l)),
             (None, None) => None,
         };
-        let prior = rtt.prior.zip(to).and_then(|(p, to)| {
+        // The prior is looked up only when nothing better is known.
+        let prior = || {
+            let (p, to) = rtt.prior.zip(to)?;
             p.round_trip(Place::Client(&loc.name), to)
                 .or_else(|| p.round_trip(Place::At(here), to))
                 .map(|d| d.as_secs_f64() * 1e3)
-        });
+        };
         // Measured beats configured beats the prior.
-        metrics[i] = measured.or(configured).or(prior);
+        metrics[i] = measured.or(configured).or_else(prior);
     }
     let best = min_by(live, metrics);
     Continue((

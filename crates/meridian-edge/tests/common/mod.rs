@@ -154,6 +154,20 @@ impl Origin {
 
 /// Serves `origin` on `addr` until the returned sender is dropped or fired.
 pub async fn serve_origin(addr: SocketAddr, origin: Origin) -> tokio::sync::oneshot::Sender<()> {
+    serve_with(addr, move |req| {
+        let o = origin.clone();
+        async move { o.answer(req).await }
+    })
+    .await
+}
+
+/// Serves HTTP/1.1 on `addr`, each request answered by `handler`, until the returned
+/// sender is dropped or fired (then open connections are cut: the origin is gone).
+pub async fn serve_with<F, Fut>(addr: SocketAddr, handler: F) -> tokio::sync::oneshot::Sender<()>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let listener = TcpListener::bind(addr).await.unwrap();
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -163,11 +177,11 @@ pub async fn serve_origin(addr: SocketAddr, origin: Origin) -> tokio::sync::ones
                 _ = &mut rx => break,
                 a = listener.accept() => {
                     let Ok((s, _)) = a else { continue };
-                    let o = origin.clone();
+                    let h = handler.clone();
                     conns.spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
-                            let o = o.clone();
-                            async move { Ok::<_, Infallible>(o.answer(req).await) }
+                            let h = h.clone();
+                            async move { Ok::<_, Infallible>(h(req).await) }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(s), svc)
@@ -176,7 +190,6 @@ pub async fn serve_origin(addr: SocketAddr, origin: Origin) -> tokio::sync::ones
                 }
             }
         }
-        // Dropping the set aborts open connections: the origin is gone.
         conns.abort_all();
     });
     tx

@@ -4,7 +4,7 @@
 use super::deployment::load_config;
 use super::flags::duration_flag;
 use anyhow::Result;
-use meridian_config::{Config, EdgeFunction, FunctionEvent, FunctionRuntime, FunctionSource};
+use meridian_config::{Config, EdgeFunction, FunctionEvent, FunctionSource};
 use meridian_edge::functions::{compile, kind_of, load_store, FunctionError};
 use meridian_functions::{test_function, EngineOptions, KeyValueStore, Limits, TestError};
 use std::path::{Path, PathBuf};
@@ -172,11 +172,7 @@ fn test(args: TestArgs) -> ExitCode {
             }
         }
         if let Some(e) = &out.error {
-            let kind = serde_json::to_value(e.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            println!("error: {kind}: {}", e.message);
+            println!("error: {}: {}", e.kind.as_str(), e.message);
         }
     }
     if failed {
@@ -235,14 +231,8 @@ fn describe_functions(cfg: &Config) -> String {
         let _ = writeln!(out, "no [[distribution.function]] in {}", cfg.origin);
     }
     for f in &dist.functions {
-        let runtime = match f.runtime {
-            FunctionRuntime::CloudFrontJs2 => "cloudfront-js-2.0",
-            FunctionRuntime::LambdaEdge => "lambda-edge",
-        };
-        let code = match &f.source {
-            FunctionSource::File(p) => p.display().to_string(),
-            FunctionSource::Inline { config, line, .. } => format!("inline in {config}:{line}"),
-        };
+        let runtime = f.runtime.as_str();
+        let code = &f.source;
         let _ = writeln!(out, "{}", f.name);
         let _ = writeln!(out, "  runtime:         {runtime}");
         let _ = writeln!(out, "  code:            {code}");

@@ -253,12 +253,7 @@ pub(crate) fn summary(cfg: &Config) -> String {
             ));
         }
         for f in &d.functions {
-            let source = match &f.source {
-                meridian_config::FunctionSource::File(p) => p.display().to_string(),
-                meridian_config::FunctionSource::Inline { config, line, .. } => {
-                    format!("inline in {config}:{line}")
-                }
-            };
+            let source = &f.source;
             let store = f
                 .key_value_store
                 .as_deref()
@@ -267,10 +262,7 @@ pub(crate) fn summary(cfg: &Config) -> String {
             s.push_str(&format!(
                 "  function {} ({}, {source}{store})\n",
                 f.name,
-                serde_json::to_value(f.runtime)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                f.runtime.as_str(),
             ));
         }
     }
