@@ -6,4 +6,5 @@
 pub mod idempotency;
 pub mod jwt;
 pub mod rate;
+pub mod rules;
 pub mod signed_url;

@@ -27,6 +27,15 @@ pub struct Behavior {
     pub response_headers_policy: Option<String>,
     /// Edge functions run for this behavior, at most one per event type.
     pub function_associations: Vec<super::function::FunctionAssociation>,
+    /// Requests must carry a JWT this authorizer accepts (401 otherwise).
+    pub jwt_authorizer: Option<String>,
+    /// Requests must carry a CloudFront signed URL or signed cookies made with a key of one
+    /// of these groups (403 otherwise).
+    pub trusted_key_groups: Vec<String>,
+    /// With a window, a POST, PUT, PATCH or DELETE carrying `Idempotency-Key` reaches the
+    /// origin once: duplicates wait for the first and get its response for this long.
+    #[serde(with = "crate::serde_duration::option")]
+    pub idempotency_window: Option<std::time::Duration>,
 }
 
 const METHODS: &[&str] = &["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"];
@@ -69,6 +78,9 @@ pub(super) fn default_behavior(group: &str, policy: &str) -> Behavior {
         origin_request_policy: None,
         response_headers_policy: None,
         function_associations: Vec::new(),
+        jwt_authorizer: None,
+        trusted_key_groups: Vec::new(),
+        idempotency_window: None,
     }
 }
 
@@ -115,6 +127,7 @@ pub(super) struct Known {
     /// The origin group of a behavior that names none.
     pub(super) first_group: String,
     pub(super) functions: Vec<super::function::EdgeFunction>,
+    pub(super) protection: super::protection::Protection,
 }
 
 /// Reads `[[distribution.behavior]]` or, with `default`, `[distribution.default_behavior]`.
@@ -197,6 +210,21 @@ pub(super) fn read_behavior(
     }
     b.compress = s.bool(d, "compress").unwrap_or(true);
     b.function_associations = super::function::read_associations(s, d, &known.functions);
+    b.jwt_authorizer = s.str(d, "jwt_authorizer");
+    b.trusted_key_groups = s
+        .str_list(d, "trusted_key_groups")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| g.into_inner())
+        .collect();
+    super::protection::check_behavior_refs(
+        s,
+        d,
+        &known.protection,
+        &b.jwt_authorizer,
+        &b.trusted_key_groups,
+    );
+    b.idempotency_window = s.duration(d, "idempotency_window");
     s.finish(d);
     Some(b)
 }

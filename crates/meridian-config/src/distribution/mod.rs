@@ -6,6 +6,7 @@ mod behavior;
 mod cache_policy;
 mod function;
 mod origin;
+mod protection;
 mod response_headers;
 
 pub use behavior::{path_matches, Behavior, ViewerProtocolPolicy};
@@ -15,6 +16,10 @@ pub use function::{
     KeyValueStoreConfig,
 };
 pub use origin::{OriginGroup, OriginMember, OriginSelection};
+pub use protection::{
+    compile_regex, Field, GeoRestriction, GeoRestrictionType, JwtAuthorizer, KeyGroup, Match,
+    Operator, Oversize, Protection, PublicKey, RateBasedRule, RateKey, Rule, RuleAction,
+};
 pub use response_headers::{Cors, ResponseHeadersPolicy};
 
 use crate::common::{is_dns_name, read_named};
@@ -45,6 +50,9 @@ pub struct Distribution {
     /// Edge functions behaviors may associate (`function_associations`).
     pub functions: Vec<EdgeFunction>,
     pub key_value_stores: Vec<KeyValueStoreConfig>,
+    /// Rules, rate limits, authorizers, key groups and geo restriction (AWS WAF and
+    /// CloudFront's own), checked before a request is routed.
+    pub protection: Protection,
     /// Certificates (PEM) for HTTPS viewers, chosen by SNI; without any, `up` makes a
     /// development certificate.
     pub certificates: Vec<TlsFiles>,
@@ -122,6 +130,10 @@ pub(crate) fn default_distribution(regions: &[Region]) -> Distribution {
         custom_error_responses: Vec::new(),
         functions: Vec::new(),
         key_value_stores: Vec::new(),
+        protection: Protection {
+            body_inspection_limit: 16 * 1024,
+            ..Protection::default()
+        },
         certificates: Vec::new(),
         aliases: Vec::new(),
         compress_min_size: 1000,
@@ -176,6 +188,10 @@ pub(crate) fn read_distribution(
         Some(f) => dist.functions = f,
         None => ok = false,
     }
+    match protection::read_protection(t, d) {
+        Some(p) => dist.protection = p,
+        None => ok = false,
+    }
     let names = |n: Vec<&String>| Refs {
         names: n.into_iter().cloned().collect(),
     };
@@ -196,6 +212,7 @@ pub(crate) fn read_distribution(
         ),
         first_group: dist.origin_groups[0].name.clone(),
         functions: dist.functions.clone(),
+        protection: dist.protection.clone(),
     };
     for s in t.tables(d, "behavior") {
         match read_behavior(&s, d, false, &known) {
