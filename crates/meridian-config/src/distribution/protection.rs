@@ -548,8 +548,8 @@ fn read_rate_rule(s: &Table, d: &mut Diagnostics, name: String) -> Option<RateBa
             d.error(
                 f.span,
                 &f.key,
-                "a rate-based rule's window is whole seconds from 1s to 10min",
-                "use a window such as \"1s\", \"60s\" or \"5min\"",
+                "a rate-based rule's window is whole seconds from 1s to 10m",
+                "use a window such as \"1s\", \"60s\" or \"5m\"",
             );
         }
     }
