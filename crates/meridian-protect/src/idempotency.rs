@@ -49,7 +49,12 @@ pub struct StoredResponse {
 
 impl StoredResponse {
     pub fn new(status: u16, headers: Vec<(HeaderName, HeaderValue)>, body: Bytes) -> Self {
-        StoredResponse { status, headers, body, stored_at: SystemTime::now() }
+        StoredResponse {
+            status,
+            headers,
+            body,
+            stored_at: SystemTime::now(),
+        }
     }
 }
 
@@ -154,7 +159,9 @@ pub struct Lease {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdempotencyStore").field("window", &self.window).finish_non_exhaustive()
+        f.debug_struct("IdempotencyStore")
+            .field("window", &self.window)
+            .finish_non_exhaustive()
     }
 }
 
@@ -217,9 +224,12 @@ impl IdempotencyStore {
                 let mut inner = lock(&s.inner);
                 let now = Instant::now();
                 match inner.map.get_mut(&key) {
-                    Some(Slot::Stored { fingerprint: f, response, expires, .. })
-                        if *expires > now =>
-                    {
+                    Some(Slot::Stored {
+                        fingerprint: f,
+                        response,
+                        expires,
+                        ..
+                    }) if *expires > now => {
                         return if *f == fingerprint {
                             s.replays.fetch_add(1, Ordering::Relaxed);
                             Begin::Replay(response.clone())
@@ -253,7 +263,11 @@ impl IdempotencyStore {
                         inner.next += 1;
                         inner.in_flight += 1;
                         let (tx, _) = watch::channel(Outcome::Pending);
-                        let slot = Slot::InFlight { fingerprint, lease: id, tx };
+                        let slot = Slot::InFlight {
+                            fingerprint,
+                            lease: id,
+                            tx,
+                        };
                         inner.map.insert(key.clone(), slot);
                         return self.lead(key, id);
                     }
@@ -280,7 +294,12 @@ impl IdempotencyStore {
 
     fn lead(&self, key: String, id: u64) -> Begin {
         self.shared.leaders.fetch_add(1, Ordering::Relaxed);
-        Begin::Leader(Lease { shared: self.shared.clone(), key, id, done: false })
+        Begin::Leader(Lease {
+            shared: self.shared.clone(),
+            key,
+            id,
+            done: false,
+        })
     }
 
     /// Removes expired responses, and keys in flight that lost their leader and every
@@ -340,7 +359,8 @@ impl Inner {
     /// whose entry was replaced, so the queue never outgrows the entries by much.
     fn trim(&mut self, now: Instant) {
         while let Some((key, seq, expires)) = self.order.front() {
-            let current = matches!(self.map.get(key), Some(Slot::Stored { seq: s, .. }) if s == seq);
+            let current =
+                matches!(self.map.get(key), Some(Slot::Stored { seq: s, .. }) if s == seq);
             if current && *expires > now {
                 break;
             }
@@ -373,7 +393,9 @@ impl Lease {
         let response = Arc::new(response);
         let mut inner = lock(&s.inner);
         let fingerprint = match inner.map.get(&self.key) {
-            Some(Slot::InFlight { lease, fingerprint, .. }) if *lease == self.id => *fingerprint,
+            Some(Slot::InFlight {
+                lease, fingerprint, ..
+            }) if *lease == self.id => *fingerprint,
             // Purged or replaced meanwhile: nobody waits on this lease any more.
             _ => return response,
         };
@@ -398,7 +420,13 @@ impl Lease {
             inner.next += 1;
             let expires = now + s.window;
             inner.order.push_back((self.key.clone(), seq, expires));
-            let slot = Slot::Stored { fingerprint, response: response.clone(), expires, seq, bytes };
+            let slot = Slot::Stored {
+                fingerprint,
+                response: response.clone(),
+                expires,
+                seq,
+                bytes,
+            };
             inner.map.insert(self.key.clone(), slot);
             inner.stored += 1;
             inner.bytes += bytes;

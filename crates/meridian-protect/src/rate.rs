@@ -154,25 +154,35 @@ struct Entry {
 
 impl Entry {
     fn new(cur: u64) -> Self {
-        Entry { ring: [Slot::default(); SLOTS], last_seen: cur }
+        Entry {
+            ring: [Slot::default(); SLOTS],
+            last_seen: cur,
+        }
     }
 
     /// The slot for `no`, cleared first if it still holds a slot that left the window.
     fn slot_mut(&mut self, no: u64) -> &mut Slot {
         let s = &mut self.ring[(no % SLOTS_U64) as usize];
         if s.no != no {
-            *s = Slot { no, ..Slot::default() };
+            *s = Slot {
+                no,
+                ..Slot::default()
+            };
         }
         s
     }
 
     fn live(&self, cur: u64) -> impl Iterator<Item = &Slot> {
         let oldest = cur.saturating_sub(SLOTS_U64 - 1);
-        self.ring.iter().filter(move |s| s.no >= oldest && s.no <= cur)
+        self.ring
+            .iter()
+            .filter(move |s| s.no >= oldest && s.no <= cur)
     }
 
     fn total(&self, cur: u64) -> u64 {
-        self.live(cur).map(|s| u64::from(s.local) + u64::from(s.remote)).sum()
+        self.live(cur)
+            .map(|s| u64::from(s.local) + u64::from(s.remote))
+            .sum()
     }
 
     fn refused(&self, cur: u64) -> u64 {
@@ -209,7 +219,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn epoch_ms(now: SystemTime) -> u64 {
-    let ms = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    let ms = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
@@ -373,7 +386,11 @@ impl RateCounter {
                 return None;
             }
         }
-        Some(shard.entry(Box::from(key)).or_insert_with(|| Entry::new(cur)))
+        Some(
+            shard
+                .entry(Box::from(key))
+                .or_insert_with(|| Entry::new(cur)),
+        )
     }
 
     fn sweep(&self, shard: &mut Shard, cur: u64) {
@@ -381,8 +398,11 @@ impl RateCounter {
         if shard.len() < self.per_shard {
             return;
         }
-        let mut seen: Vec<u64> =
-            shard.values().filter(|e| e.refused(cur) == 0).map(|e| e.last_seen).collect();
+        let mut seen: Vec<u64> = shard
+            .values()
+            .filter(|e| e.refused(cur) == 0)
+            .map(|e| e.last_seen)
+            .collect();
         if seen.is_empty() {
             return;
         }
@@ -407,7 +427,13 @@ impl RateCounter {
                     continue;
                 }
                 let total = slots.iter().map(|&(_, n)| u64::from(n)).sum();
-                keys.push((total, SnapshotKey { key: k.to_string(), slots }));
+                keys.push((
+                    total,
+                    SnapshotKey {
+                        key: k.to_string(),
+                        slots,
+                    },
+                ));
             }
         }
         if keys.len() > self.snapshot_keys {
@@ -415,14 +441,21 @@ impl RateCounter {
             keys.truncate(self.snapshot_keys);
         }
         self.forget_stale(cur);
-        Snapshot { slot_ms: self.slot_ms, base_slot, keys: keys.into_iter().map(|k| k.1).collect() }
+        Snapshot {
+            slot_ms: self.slot_ms,
+            base_slot,
+            keys: keys.into_iter().map(|k| k.1).collect(),
+        }
     }
 
     /// Replaces what PoP `from` said before with `snapshot`. Slots older than the window are
     /// dropped, slots ahead of this PoP's clock count as the current slot.
     pub fn merge(&self, from: &str, snapshot: Snapshot, now: SystemTime) -> Result<(), RateError> {
         if snapshot.slot_ms != self.slot_ms {
-            return Err(RateError::SlotMismatch { ours: self.slot_ms, theirs: snapshot.slot_ms });
+            return Err(RateError::SlotMismatch {
+                ours: self.slot_ms,
+                theirs: snapshot.slot_ms,
+            });
         }
         let (cur, _) = self.slot_of(now);
         self.forget_stale(cur);
@@ -462,7 +495,13 @@ impl RateCounter {
                 applied.push((key.clone(), no, n));
             }
         }
-        peers.insert(from.to_string(), Peer { heard: cur, applied });
+        peers.insert(
+            from.to_string(),
+            Peer {
+                heard: cur,
+                applied,
+            },
+        );
         Ok(())
     }
 
@@ -482,8 +521,11 @@ impl RateCounter {
     fn forget_stale(&self, cur: u64) {
         let horizon = cur.saturating_sub(3 * SLOTS_U64);
         let mut peers = lock(&self.peers);
-        let stale: Vec<String> =
-            peers.iter().filter(|(_, p)| p.heard < horizon).map(|(k, _)| k.clone()).collect();
+        let stale: Vec<String> = peers
+            .iter()
+            .filter(|(_, p)| p.heard < horizon)
+            .map(|(k, _)| k.clone())
+            .collect();
         for name in stale {
             if let Some(p) = peers.remove(&name) {
                 self.unapply(&p.applied);
@@ -514,9 +556,13 @@ impl RateCounter {
         }
         let mut out: Vec<TopKey> = heap
             .into_iter()
-            .map(|r| TopKey { key: r.0 .2, count: r.0 .1, refused: r.0 .0 })
+            .map(|r| TopKey {
+                key: r.0 .2,
+                count: r.0 .1,
+                refused: r.0 .0,
+            })
             .collect();
-        out.sort_by(|a, b| (b.refused, b.count).cmp(&(a.refused, a.count)));
+        out.sort_by_key(|k| std::cmp::Reverse((k.refused, k.count)));
         out
     }
 
@@ -607,11 +653,20 @@ mod tests {
             count: 50,
         };
         let h = rate_limit_headers(&d, Duration::from_secs(60));
-        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.to_str().unwrap());
+        let get = |n: &str| {
+            h.iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.to_str().unwrap())
+        };
         assert_eq!(get("ratelimit-policy"), Some("\"default\";q=50;w=60"));
         assert_eq!(get("ratelimit"), Some("\"default\";r=0;t=2"));
         assert_eq!(get("retry-after"), Some("2"));
-        let ok = Decision { admitted: true, remaining: 3, reset: Duration::ZERO, ..d };
+        let ok = Decision {
+            admitted: true,
+            remaining: 3,
+            reset: Duration::ZERO,
+            ..d
+        };
         let h = rate_limit_headers(&ok, Duration::from_secs(60));
         assert_eq!(h.len(), 2);
     }
