@@ -40,13 +40,15 @@
 //!
 //! # Bounded memory
 //!
-//! At most `max_keys` keys (split evenly over the shards). When a shard is full, the insert
-//! sweeps it: keys with no count in the window go first; if none, the least recently seen
-//! eighth of the keys that are not being refused goes. Keys being refused are kept, since
-//! evicting one would hand a limited client a fresh budget. A key arriving when its shard is
-//! full of refused keys is **admitted untracked** (counted in [`RateStats::untracked`]):
-//! failing open keeps a flood of limited keys from locking out everyone else, and the
-//! counter shows it happened. Snapshots carry at most `snapshot_keys` keys (the busiest) and
+//! At most `max_keys` keys, split evenly over up to 64 shards of at least 64 keys (a
+//! remainder under the shard count goes unused). When a shard is full, the insert sweeps
+//! it: keys with no count in the window go first; if none, the least recently seen eighth
+//! of the keys that are not being limited goes. Keys being limited (refused in the window,
+//! or at the limit) are kept, since evicting one would hand a limited client a fresh
+//! budget. A key arriving when its shard is full of limited keys is **admitted untracked**
+//! (counted in [`RateStats::untracked`]): failing open keeps a flood of limited keys from
+//! locking out everyone else, and the counter shows it happened. Such a shard is swept at
+//! most once per slot, so the flood does not pay for a sweep per request. Snapshots carry at most `snapshot_keys` keys (the busiest) and
 //! at most [`MAX_PEERS`] PoPs are remembered.
 
 use std::collections::hash_map::RandomState;
@@ -149,27 +151,36 @@ struct Slot {
 #[derive(Debug)]
 struct Entry {
     ring: [Slot; SLOTS],
+    /// Milliseconds since the epoch, for least-recently-seen eviction.
     last_seen: u64,
 }
 
 impl Entry {
-    fn new(cur: u64) -> Self {
+    fn new(ms: u64) -> Self {
         Entry {
             ring: [Slot::default(); SLOTS],
-            last_seen: cur,
+            last_seen: ms,
         }
     }
 
-    /// The slot for `no`, cleared first if it still holds a slot that left the window.
+    /// The slot for `no`, cleared first if it still holds a slot that left the window. If
+    /// it holds a newer slot (a remote count older than our ring), the count goes there:
+    /// it then lives a little longer, which errs towards limiting.
     fn slot_mut(&mut self, no: u64) -> &mut Slot {
         let s = &mut self.ring[(no % SLOTS_U64) as usize];
-        if s.no != no {
+        if s.no < no {
             *s = Slot {
                 no,
                 ..Slot::default()
             };
         }
         s
+    }
+
+    /// The newest slot counted; callers never look at the ring from before it, so a thread
+    /// whose clock reading lost the race for the lock cannot miss a newer slot's counts.
+    fn newest(&self) -> u64 {
+        self.ring.iter().map(|s| s.no).max().unwrap_or(0)
     }
 
     fn live(&self, cur: u64) -> impl Iterator<Item = &Slot> {
@@ -190,7 +201,13 @@ impl Entry {
     }
 }
 
-type Shard = HashMap<Box<str>, Entry>;
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Box<str>, Entry>,
+    /// The slot in which a sweep last found nothing to evict: until the slot changes
+    /// nothing can become evictable, so a flood does not pay for a sweep per request.
+    full_at: Option<u64>,
+}
 
 struct Peer {
     heard: u64,
@@ -244,11 +261,12 @@ impl RateCounter {
         if max_keys == 0 {
             return Err(RateError::MaxKeys);
         }
-        let n = max_keys.min(MAX_SHARDS);
+        // Shards of at least 64 keys, so a small table is not a few tiny shards.
+        let n = (max_keys / 64).clamp(1, MAX_SHARDS);
         Ok(RateCounter {
             limit,
             slot_ms: secs * 1000 / SLOTS_U64,
-            shards: (0..n).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard: max_keys / n,
             hasher: RandomState::new(),
             peers: Mutex::new(HashMap::new()),
@@ -305,9 +323,9 @@ impl RateCounter {
         };
         let (cur, ms) = self.slot_of(now);
         let mut shard = lock(self.shard(key));
-        let entry = match shard.get_mut(key) {
+        let entry = match shard.map.get_mut(key) {
             Some(e) => e,
-            None => match self.insert(&mut shard, key, cur) {
+            None => match self.insert(&mut shard, key, cur, ms) {
                 Some(e) => e,
                 None => {
                     self.untracked.fetch_add(1, Ordering::Relaxed);
@@ -322,7 +340,9 @@ impl RateCounter {
                 }
             },
         };
-        entry.last_seen = cur;
+        let cur = cur.max(entry.newest());
+        let ms = ms.max(cur * self.slot_ms);
+        entry.last_seen = entry.last_seen.max(ms);
         let before = entry.total(cur);
         let under = before < self.limit;
         let counted = match mode {
@@ -379,36 +399,66 @@ impl RateCounter {
 
     /// Inserts `key`, sweeping the shard first when it is full. `None` when the shard is
     /// full of keys being refused (see the module doc).
-    fn insert<'a>(&self, shard: &'a mut Shard, key: &str, cur: u64) -> Option<&'a mut Entry> {
-        if shard.len() >= self.per_shard {
-            self.sweep(shard, cur);
-            if shard.len() >= self.per_shard {
+    fn insert<'a>(
+        &self,
+        shard: &'a mut Shard,
+        key: &str,
+        cur: u64,
+        ms: u64,
+    ) -> Option<&'a mut Entry> {
+        if shard.map.len() >= self.per_shard {
+            if shard.full_at != Some(cur) {
+                self.sweep(&mut shard.map, cur);
+            }
+            if shard.map.len() >= self.per_shard {
+                shard.full_at = Some(cur);
                 return None;
             }
         }
         Some(
             shard
+                .map
                 .entry(Box::from(key))
-                .or_insert_with(|| Entry::new(cur)),
+                .or_insert_with(|| Entry::new(ms)),
         )
     }
 
-    fn sweep(&self, shard: &mut Shard, cur: u64) {
-        shard.retain(|_, e| e.total(cur) > 0 || e.refused(cur) > 0);
-        if shard.len() < self.per_shard {
+    /// Keys being limited (refused, or at the limit under a count rule) are never evicted.
+    fn protected(&self, e: &Entry, cur: u64) -> bool {
+        e.refused(cur) > 0 || e.total(cur) >= self.limit
+    }
+
+    /// Drops keys with nothing in the window; if none, the least recently seen eighth of
+    /// the unprotected keys (exactly that many, ties broken arbitrarily).
+    fn sweep(&self, map: &mut HashMap<Box<str>, Entry>, cur: u64) {
+        map.retain(|_, e| e.total(cur) > 0 || e.refused(cur) > 0);
+        if map.len() < self.per_shard {
             return;
         }
-        let mut seen: Vec<u64> = shard
+        let mut seen: Vec<u64> = map
             .values()
-            .filter(|e| e.refused(cur) == 0)
+            .filter(|e| !self.protected(e, cur))
             .map(|e| e.last_seen)
             .collect();
         if seen.is_empty() {
             return;
         }
-        let k = (seen.len() / 8).min(seen.len() - 1);
+        let k = seen.len() / 8;
         let (_, &mut cutoff, _) = seen.select_nth_unstable(k);
-        shard.retain(|_, e| e.refused(cur) > 0 || e.last_seen > cutoff);
+        let older = seen.iter().filter(|&&s| s < cutoff).count();
+        let mut ties = k + 1 - older;
+        map.retain(|_, e| {
+            if e.last_seen > cutoff || self.protected(e, cur) {
+                return true;
+            }
+            if e.last_seen == cutoff {
+                if ties == 0 {
+                    return true;
+                }
+                ties -= 1;
+            }
+            false
+        });
     }
 
     /// This PoP's local counts in the current window, busiest keys first up to the cap.
@@ -417,7 +467,7 @@ impl RateCounter {
         let base_slot = cur.saturating_sub(SLOTS_U64 - 1);
         let mut keys: Vec<(u64, SnapshotKey)> = Vec::new();
         for shard in self.shards.iter() {
-            for (k, e) in lock(shard).iter() {
+            for (k, e) in lock(shard).map.iter() {
                 let slots: Vec<(u8, u32)> = e
                     .live(cur)
                     .filter(|s| s.local > 0)
@@ -475,14 +525,14 @@ impl RateCounter {
                 sk.key.into()
             };
             let mut shard = lock(self.shard(&key));
-            let entry = match shard.get_mut(&*key) {
+            let entry = match shard.map.get_mut(&*key) {
                 Some(e) => e,
-                None => match self.insert(&mut shard, &key, cur) {
+                None => match self.insert(&mut shard, &key, cur, epoch_ms(now)) {
                     Some(e) => e,
                     None => continue,
                 },
             };
-            for (off, n) in sk.slots {
+            for (off, n) in sk.slots.into_iter().take(SLOTS) {
                 if usize::from(off) >= SLOTS || n == 0 {
                     continue;
                 }
@@ -492,7 +542,7 @@ impl RateCounter {
                 }
                 let s = entry.slot_mut(no);
                 s.remote = s.remote.saturating_add(n);
-                applied.push((key.clone(), no, n));
+                applied.push((key.clone(), s.no, n));
             }
         }
         peers.insert(
@@ -508,7 +558,7 @@ impl RateCounter {
     fn unapply(&self, applied: &[(Box<str>, u64, u32)]) {
         for (key, no, n) in applied {
             let mut shard = lock(self.shard(key));
-            if let Some(e) = shard.get_mut(&**key) {
+            if let Some(e) = shard.map.get_mut(&**key) {
                 let s = &mut e.ring[(*no % SLOTS_U64) as usize];
                 if s.no == *no {
                     s.remote = s.remote.saturating_sub(*n);
@@ -539,7 +589,7 @@ impl RateCounter {
         // A min-heap of the best n so far keeps this O(keys · log n) with n entries held.
         let mut heap: BinaryHeap<std::cmp::Reverse<(u64, u64, String)>> = BinaryHeap::new();
         for shard in self.shards.iter() {
-            for (k, e) in lock(shard).iter() {
+            for (k, e) in lock(shard).map.iter() {
                 let (refused, count) = (e.refused(cur), e.total(cur));
                 if refused == 0 && count == 0 {
                     continue;
@@ -572,7 +622,7 @@ impl RateCounter {
             refused: self.refused.load(Ordering::Relaxed),
             counted_over: self.counted_over.load(Ordering::Relaxed),
             untracked: self.untracked.load(Ordering::Relaxed),
-            keys: self.shards.iter().map(|s| lock(s).len()).sum(),
+            keys: self.shards.iter().map(|s| lock(s).map.len()).sum(),
             peers: lock(&self.peers).len(),
         }
     }

@@ -223,6 +223,37 @@ fn a_table_full_of_refused_keys_admits_newcomers_untracked() {
     assert!(c.check("b", t(3)).admitted);
     let s = c.stats();
     assert_eq!((s.untracked, s.keys), (2, 1));
+    // Once a's counts leave the window, b is tracked (and limited) again.
+    assert!(c.check("b", t(10_000)).admitted);
+    assert!(!c.check("b", t(10_001)).admitted);
+    assert_eq!(c.stats().untracked, 2);
+}
+
+#[test]
+fn a_full_table_evicts_the_least_recently_seen_eighth() {
+    // 64 keys: one shard of 64.
+    let c = counter(5, 60, 64);
+    for i in 0..64 {
+        c.check(&format!("k{i}"), t(i));
+    }
+    c.check("k0", t(1_000));
+    // Five count-only requests put k1 at the limit: it is kept although it is old.
+    for _ in 0..4 {
+        c.count_only("k1", t(2));
+    }
+    c.check("new", t(2_000));
+    let keys: Vec<String> = c
+        .top_keys(100, t(2_000))
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+    assert_eq!(keys.len(), 64 - 8 + 1);
+    for gone in 2..10 {
+        assert!(!keys.contains(&format!("k{gone}")), "k{gone} kept");
+    }
+    for kept in ["k0", "k1", "k10", "k63", "new"] {
+        assert!(keys.iter().any(|k| k == kept), "{kept} evicted");
+    }
 }
 
 fn response(status: u16, body: &'static str) -> StoredResponse {
