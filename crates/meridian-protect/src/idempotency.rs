@@ -168,6 +168,7 @@ impl std::fmt::Debug for Shared {
 impl IdempotencyStore {
     /// Keeps responses for `window`, at most `max_entries` of them, none with a body over
     /// `max_body` bytes, all of them within [`DEFAULT_MAX_BYTES`] unless set otherwise.
+    /// `max_entries` also bounds the keys in flight, so 0 answers every request `Busy`.
     pub fn new(window: Duration, max_entries: usize, max_body: usize) -> Self {
         let max_bytes = max_entries.saturating_mul(max_body).min(DEFAULT_MAX_BYTES);
         IdempotencyStore {

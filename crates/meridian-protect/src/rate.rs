@@ -12,6 +12,8 @@
 //!   started at different times agree on which slot a count belongs to. Every time input is
 //!   therefore a [`SystemTime`] passed by the caller, which also keeps tests deterministic.
 //!   The "window" at time `now` is the current slot and the 9 before it.
+//!   Per key, slots never run backwards: a request whose clock reading is older than the
+//!   key's newest slot (it lost the race for the lock) counts in that newest slot.
 //! * **What is counted**: `check` counts *admitted* requests only, so a client sending at
 //!   twice the limit still gets the limit through ("50 requests per second per IP" means 50
 //!   get through). `count_only` (a rule whose action is "count") records every request and
