@@ -10,8 +10,8 @@ mod sign;
 mod token;
 
 pub use alg::Algorithm;
-pub use cache::{CACHE_CAPACITY, Verifier};
+pub use cache::{Verifier, CACHE_CAPACITY};
 pub use error::{JwtError, SignError};
 pub use jwks::{Jwks, JwksError, JwksFile, MAX_JWKS_LEN};
-pub use sign::{SigningKey, generate_es256, public_jwk, sign};
-pub use token::{Claims, Expectations, MAX_TOKEN_LEN, bearer_token, verify};
+pub use sign::{generate_es256, public_jwk, sign, SigningKey};
+pub use token::{bearer_token, verify, Claims, Expectations, MAX_TOKEN_LEN};

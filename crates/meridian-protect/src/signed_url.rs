@@ -21,10 +21,10 @@ mod sign;
 mod verify;
 
 pub use error::SignedError;
-pub use keys::{PublicKeys, cf_encode};
+pub use keys::{cf_encode, PublicKeys};
 pub use policy::CustomPolicy;
 pub use sign::{sign_canned, sign_cookies, sign_cookies_canned, sign_custom};
 pub use verify::{
-    HashAlgorithm, MAX_COOKIE_LEN, MAX_POLICY_LEN, SignedRequest, Source, Verified,
-    strip_signing_params, verify,
+    strip_signing_params, verify, HashAlgorithm, SignedRequest, Source, Verified, MAX_COOKIE_LEN,
+    MAX_POLICY_LEN,
 };

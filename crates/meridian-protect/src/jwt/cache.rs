@@ -9,7 +9,7 @@ use ring::digest;
 
 use super::error::JwtError;
 use super::jwks::JwksFile;
-use super::token::{Claims, Expectations, MAX_TOKEN_LEN, check_times, verify};
+use super::token::{check_times, verify, Claims, Expectations, MAX_TOKEN_LEN};
 
 /// Verified tokens remembered, at most.
 pub const CACHE_CAPACITY: usize = 10_000;

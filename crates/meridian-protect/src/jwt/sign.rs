@@ -1,11 +1,11 @@
 //! Minting tokens, for a development token command and for tests.
 
-use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use ring::hmac;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
-use serde_json::{Map, Value, json};
+use serde_json::{json, Map, Value};
 
 use super::alg::Algorithm;
 use super::error::SignError;

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
 
 use super::der::{self, PublicKeyDer};
 use super::error::SignedError;

@@ -254,11 +254,9 @@ mod tests {
         let c = Cidr::parse("2001:db8::/32").expect("v6");
         assert!(c.contains("2001:db8:1::5".parse().expect("ip")));
         assert!(!c.contains("2001:db9::5".parse().expect("ip")));
-        assert!(
-            Cidr::parse("0.0.0.0/0")
-                .expect("all")
-                .contains("8.8.8.8".parse().expect("ip"))
-        );
+        assert!(Cidr::parse("0.0.0.0/0")
+            .expect("all")
+            .contains("8.8.8.8".parse().expect("ip")));
         assert!(Cidr::parse("192.0.2.0/33").is_none());
         assert!(Cidr::parse("nonsense").is_none());
     }

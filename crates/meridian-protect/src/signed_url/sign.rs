@@ -10,7 +10,7 @@ use ring::signature::{self, EcdsaKeyPair, RsaKeyPair};
 use super::der;
 use super::error::SignedError;
 use super::keys::cf_encode;
-use super::policy::{CustomPolicy, canned};
+use super::policy::{canned, CustomPolicy};
 
 enum Signer {
     Rsa(RsaKeyPair),

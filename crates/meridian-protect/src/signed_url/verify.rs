@@ -8,8 +8,8 @@ use ring::signature;
 
 use super::der::PublicKeyDer;
 use super::error::SignedError;
-use super::keys::{PublicKeys, cf_decode};
-use super::policy::{CustomPolicy, canned};
+use super::keys::{cf_decode, PublicKeys};
+use super::policy::{canned, CustomPolicy};
 
 /// The largest encoded policy accepted (CloudFront's own URL limit keeps real ones far
 /// smaller); anything larger is refused before it is decoded.
