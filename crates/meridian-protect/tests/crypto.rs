@@ -475,9 +475,16 @@ fn a_cached_token_still_expires() {
     );
     // A tampered token is not served from the cache of the good one.
     let mid = token.len() - 20;
-    let flipped = if &token[mid..mid + 1] == "A" { "B" } else { "A" };
+    let flipped = if &token[mid..mid + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
     let tampered = format!("{}{flipped}{}", &token[..mid], &token[mid + 1..]);
-    assert_eq!(verifier.verify(&tampered, at(NOW)).unwrap_err().reason(), "signature");
+    assert_eq!(
+        verifier.verify(&tampered, at(NOW)).unwrap_err().reason(),
+        "signature"
+    );
 
     fn send_sync<T: Send + Sync>(_: &T) {}
     send_sync(&verifier);
@@ -887,5 +894,41 @@ fn oversize_cookies_and_policies_are_too_large() {
             at(NOW)
         )),
         "too_large"
+    );
+}
+
+#[test]
+fn the_verifier_cache_is_bounded_and_shared_across_threads() {
+    let dir = TempDir::new("bounded");
+    let path = dir.0.join("jwks.json");
+    let hs = hs_key();
+    std::fs::write(&path, jwks_of(&[(&hs, "h")]).to_string()).expect("write");
+    let verifier = std::sync::Arc::new(Verifier::new(
+        JwksFile::open(&path).expect("open"),
+        expect_all(),
+    ));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let verifier = verifier.clone();
+            let hs = hs.clone();
+            std::thread::spawn(move || {
+                for i in 0..3_000u64 {
+                    let mut c = claims(NOW + 600);
+                    c["jti"] = json!(format!("{t}-{i}"));
+                    let token = jwt::sign(&hs, Some("h"), &c).expect("sign");
+                    let got = verifier.verify(&token, at(NOW)).expect("valid");
+                    assert_eq!(got.get("jti"), Some(format!("{t}-{i}")));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    let cached = verifier.cached();
+    assert!(cached <= jwt::CACHE_CAPACITY, "{cached} entries");
+    assert!(
+        cached >= jwt::CACHE_CAPACITY / 2,
+        "{cached} entries: the cache should be in use"
     );
 }

@@ -277,17 +277,17 @@ impl JwksFile {
     }
 
     fn maybe_refresh(&self) {
-        let now = self.started.elapsed().as_millis() as u64 + CHECK_EVERY_MS;
+        // Milliseconds since open, plus one so that 0 can mean "never looked".
+        let now = self.started.elapsed().as_millis() as u64 + 1;
         let last = self.last_check_ms.load(Ordering::Relaxed);
-        if now < last + CHECK_EVERY_MS {
+        if last != 0 && now < last + CHECK_EVERY_MS {
             return;
         }
         // One thread looks; the others carry on with the keys they have.
-        if self
-            .last_check_ms
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
+        let swapped =
+            self.last_check_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed);
+        if swapped.is_ok() {
             let _ = self.refresh();
         }
     }
