@@ -119,8 +119,13 @@ pub fn verify(
 ) -> Result<Verified, SignedError> {
     let mut from_url = Params::default();
     if let Some(q) = req.query {
-        for (name, value) in query_pairs(q) {
-            from_url.set(&name, value)?;
+        for pair in q.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = percent_decode(name);
+            // Only the signing parameters' values are decoded; the rest pass through as sent.
+            if SIGNING_PARAMS.contains(&name.as_ref()) {
+                from_url.set(&name, percent_decode(value))?;
+            }
         }
     }
     let (params, source) = if from_url.any() {
@@ -230,13 +235,6 @@ pub fn strip_signing_params(query: &str) -> Option<String> {
         })
         .collect();
     (!kept.is_empty()).then(|| kept.join("&"))
-}
-
-fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(n), percent_decode(v))
-    })
 }
 
 /// Decodes `%XX` escapes; a broken escape is kept as is (it then fails to match anything).
