@@ -21,7 +21,7 @@ pub(crate) async fn serve(
 ) {
     Router::new(
         edge,
-        "edge admin endpoints: /health, /metrics (open); POST /invalidate, GET /cache, GET /origins, GET|PUT|DELETE /kvs (token)",
+        "edge admin endpoints: /health, /metrics (open); POST /invalidate, GET /cache, GET /origins, GET|PUT|DELETE /kvs, GET /protection, GET /protection/counts (token)",
     )
     .token(token)
     .audit(audit)
@@ -43,6 +43,20 @@ pub(crate) async fn serve(
         "/kvs",
         |edge, req| async move { kvs(&edge, req).await },
     )
+    .guarded(&[Method::GET], "/protection", |edge, _| async move {
+        let report = edge.0.protect.report(std::time::SystemTime::now());
+        meridian_http::json(StatusCode::OK, report.to_string())
+    })
+    .guarded(&[Method::GET], "/protection/counts", |edge, _| async move {
+        let counts = crate::rate_share::Counts {
+            pop: edge.pop().to_owned(),
+            rules: edge.0.protect.snapshots(std::time::SystemTime::now()),
+        };
+        meridian_http::json(
+            StatusCode::OK,
+            serde_json::to_string(&counts).unwrap_or_default(),
+        )
+    })
     .serve(listener, shutdown)
     .await
 }

@@ -45,6 +45,17 @@ pub(crate) struct EdgeState {
     pub distribution_id: String,
     /// Client locations' networks, for the `cloudfront-viewer-*` headers.
     pub viewer_places: crate::viewer::ViewerPlaces,
+    /// Rules, rate limits, authentication and idempotency stores (`phases/protect.rs`).
+    pub protect: crate::protect::Protect,
+}
+
+/// Why a PoP cannot start serving: its functions or its protection would not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Function(#[from] crate::functions::FunctionError),
+    #[error(transparent)]
+    Protect(#[from] crate::protect::ProtectError),
 }
 
 /// A PoP's request handler: cheap to clone, shared by every connection.
@@ -60,10 +71,11 @@ impl Edge {
         store: Arc<Store>,
         log: AccessLog,
         clock: Arc<dyn Clock>,
-    ) -> Result<Edge, crate::functions::FunctionError> {
+    ) -> Result<Edge, SetupError> {
         let metrics = Metrics::new();
         let functions =
             crate::functions::EdgeFunctions::from_config(&config.distribution, &metrics)?;
+        let protect = crate::protect::Protect::from_config(pop, &config.distribution, &metrics)?;
         let origins = Arc::new(Origins::new(config, pop, prior, local_ip, &metrics));
         let stats = EdgeMetrics::new(&metrics);
         let via = HeaderValue::from_str(&format!("1.1 {pop} (meridian)"))
@@ -90,6 +102,7 @@ impl Edge {
             distribution_domain: config.deployment.zone.clone(),
             distribution_id: config.deployment.name.clone(),
             viewer_places: crate::viewer::ViewerPlaces::from_config(config),
+            protect,
         })))
     }
 

@@ -17,6 +17,8 @@ pub mod key;
 mod log;
 pub mod origin;
 mod phases;
+mod protect;
+mod rate_share;
 pub mod sealed;
 pub mod store;
 pub mod viewer;
@@ -77,7 +79,9 @@ pub enum EdgeError {
     #[error(transparent)]
     Secret(#[from] meridian_http::secrets::SecretError),
     #[error(transparent)]
-    Function(#[from] functions::FunctionError),
+    Setup(#[from] edge::SetupError),
+    #[error(transparent)]
+    DevKey(#[from] meridian_protect::dev_key::DevKeyError),
     #[error("cannot prepare {path}: {source}")]
     Io {
         path: PathBuf,
@@ -157,6 +161,17 @@ fn with_origin_ca(cfg: &Config, state_dir: &Path) -> Result<Config, EdgeError> {
     Ok(cfg)
 }
 
+/// The config with every JWT authorizer that names no JWKS file pointed at the state dir's
+/// development key (made when missing; `up` makes them before starting PoPs).
+fn with_dev_jwks(mut cfg: Config, state_dir: &Path) -> Result<Config, EdgeError> {
+    for a in &mut cfg.distribution.protection.jwt_authorizers {
+        if a.jwks.is_none() {
+            a.jwks = Some(meridian_protect::dev_key::ensure(state_dir, &a.name)?);
+        }
+    }
+    Ok(cfg)
+}
+
 impl EdgeOptions {
     /// The options of PoP node `node`, with state (token, certificate, disk cache, access
     /// log) under `state_dir`.
@@ -184,7 +199,7 @@ impl EdgeOptions {
                 .collect()
         };
         let tls = meridian_http::tls::server_config(&certs)?;
-        let config = with_origin_ca(cfg, state_dir)?;
+        let config = with_dev_jwks(with_origin_ca(cfg, state_dir)?, state_dir)?;
         let https = cfg
             .tls_listen(node)
             .ok_or_else(|| EdgeError::NotAPop(node.name.clone()))?;
@@ -264,6 +279,20 @@ pub async fn run(
         edge.origins().sign_with(s.clone());
     }
     let checks = edge.origins().start_checks();
+    // Rate counts from the other PoPs (`rate_share.rs`), when there are limits to share.
+    let share = (!opts
+        .config
+        .distribution
+        .protection
+        .rate_based_rules
+        .is_empty())
+    .then(|| {
+        tokio::spawn(rate_share::run(
+            edge.clone(),
+            rate_share::peers(&opts.config, &pop.name),
+            opts.admin_token.clone(),
+        ))
+    });
     tracing::info!(pop = %pop.name, listen = %opts.listen, https = ?opts.https.as_ref().map(|h| h.0), admin = %opts.admin, "edge listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -309,6 +338,9 @@ pub async fn run(
     }
     for c in checks {
         c.abort();
+    }
+    if let Some(s) = share {
+        s.abort();
     }
     let _ = admin_task.await;
     tracing::info!(pop = %pop.name, "edge stopped");

@@ -3,6 +3,7 @@
 //! over a request's parts; the edge calls it from its viewer-request phase, so the crate
 //! knows nothing of sockets, caches or origins.
 
+pub mod dev_key;
 pub mod idempotency;
 pub mod jwt;
 pub mod rate;

@@ -250,6 +250,21 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         })?;
     }
 
+    // Development signing keys of JWT authorizers without a JWKS file, made once here so
+    // the PoPs starting together all read the same one (`meridian token` mints with it).
+    if !cfg.edges.is_empty() {
+        for a in &cfg.distribution.protection.jwt_authorizers {
+            if a.jwks.is_none() {
+                meridian_protect::dev_key::ensure(&opts.state_dir, &a.name).map_err(|e| {
+                    UpError::StateDir {
+                        path: opts.state_dir.join("jwt"),
+                        source: std::io::Error::other(e.to_string()),
+                    }
+                })?;
+            }
+        }
+    }
+
     // The deployment CA and each balancer's certificate, before any edge needs the CA.
     for r in &cfg.regions {
         let names = meridian_lb::cert_names(cfg, &r.name);

@@ -220,11 +220,14 @@ pub(crate) fn read_distribution(
             None => ok = false,
         }
     }
-    if let Some(s) = t.table(d, "default_behavior") {
-        match read_behavior(&s, d, true, &known) {
+    match t.table(d, "default_behavior") {
+        Some(s) => match read_behavior(&s, d, true, &known) {
             Some(b) => dist.default_behavior = b,
             None => ok = false,
-        }
+        },
+        // Without one, the default behavior serves from the first origin group, as a
+        // behavior that names none does (the built-in group is gone once groups are given).
+        None => dist.default_behavior.origin_group = known.first_group.clone(),
     }
     for s in t.tables(d, "custom_error_response") {
         let code = s.int(d, "error_code", 400..=599).map(|c| c as u16);

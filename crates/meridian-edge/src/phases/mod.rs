@@ -3,11 +3,11 @@
 //!
 //! | # | phase                | file                    | edge functions                   |
 //! |---|----------------------|-------------------------|----------------------------------|
-//! | 1 | viewer request       | `viewer.rs`, `viewer_headers.rs` | **viewer-request** (`functions.rs`); protection rules will join it |
+//! | 1 | viewer request       | `viewer.rs`, `protect.rs`, `viewer_headers.rs` | **viewer-request** (`functions.rs`) after protection |
 //! | 2 | route                | `route.rs`              |                                  |
 //! | 3 | cache lookup         | `cache.rs`              |                                  |
 //! | 4 | collapse             | `collapse.rs`, `inflight.rs` |                             |
-//! | 5 | fill from origin     | `fill.rs`, `body.rs`, `pass.rs`, `origin_request.rs`, `../origin/` | **origin-request**, **origin-response** (`origin_functions.rs`) |
+//! | 5 | fill from origin     | `fill.rs`, `body.rs`, `pass.rs`, `idempotency.rs`, `origin_request.rs`, `../origin/` | **origin-request**, **origin-response** (`origin_functions.rs`) |
 //! | 6 | store                | `store.rs`              |                                  |
 //! | 7 | serve from the cache | `serve.rs`              |                                  |
 //! | 8 | response headers     | `response.rs`           | **viewer-response** (`functions.rs`) |
@@ -27,12 +27,14 @@ mod context;
 mod error;
 mod fill;
 mod functions;
+mod idempotency;
 pub(crate) mod inflight;
 pub(crate) mod metrics;
 mod origin_functions;
 mod origin_request;
 pub(crate) mod outcome;
 mod pass;
+mod protect;
 pub(crate) mod response;
 mod route;
 mod serve;
@@ -46,6 +48,7 @@ use self::inflight::{FillResult, LeaderResponse, MissResult};
 use self::outcome::Outcome;
 use self::route::Route;
 use crate::edge::Edge;
+use bytes::Bytes;
 use http::header;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
@@ -95,9 +98,25 @@ impl Edge {
         if let Some(served) = self.viewer_rules(ctx) {
             return served;
         }
+        // A request the cache answers never sends its body on, so it is not read; others
+        // are read whole (bounded) before protection, whose rules may inspect it.
+        let body = if route::is_cacheable(ctx) {
+            drop(body);
+            Bytes::new()
+        } else {
+            match pass::read_body(body).await {
+                Ok(b) => b,
+                Err(refused) => return Served::at_edge(refused, Outcome::Error),
+            }
+        };
+        // API protection (`protect.rs`): geo restriction, rules, rate limits, authentication.
+        let limit = self.0.protect.acl.body_limit();
+        let inspected = &body[..body.len().min(limit)];
+        if let Some(served) = self.protect(ctx, inspected, body.len() > limit) {
+            return served;
+        }
         // CloudFront's viewer headers (`viewer_headers.rs`), then the viewer-request function
-        // (`functions.rs`), which may rewrite `ctx` or answer. Protection rules will run here
-        // too.
+        // (`functions.rs`), which may rewrite `ctx` or answer.
         self.viewer_headers(ctx);
         if let Some(served) = self.viewer_request_function(ctx) {
             return served;
@@ -112,11 +131,12 @@ impl Edge {
             return Served::at_edge(r, Outcome::Error);
         };
         if route.cacheable {
-            drop(body);
             self.through_cache(ctx, &route).await
         } else {
-            // Origin functions run inside the pass (`pass.rs`, `origin_functions.rs`).
-            self.pass(ctx, &route, Some(body)).await
+            // Duplicates of an idempotent request wait for or replay the first
+            // (`idempotency.rs`); origin functions run inside the pass (`pass.rs`,
+            // `origin_functions.rs`).
+            self.pass_once(ctx, &route, body).await
         }
     }
 
@@ -176,14 +196,14 @@ impl Edge {
                 let object = if object.vary.is_some() {
                     match self.stored(&primary, &ctx.headers) {
                         Some(o) => o,
-                        None => return self.pass(ctx, route, None).await,
+                        None => return self.pass(ctx, route, Bytes::new()).await,
                     }
                 } else {
                     object
                 };
                 Served::from_origin(self.serve_object(ctx, object).await, o, origin)
             }
-            FillResult::Pass => self.pass(ctx, route, None).await,
+            FillResult::Pass => self.pass(ctx, route, Bytes::new()).await,
             FillResult::Failed(err) => {
                 if let Some((obj, true)) = stale {
                     let o = Outcome::StaleIfError;

@@ -22,6 +22,13 @@ impl Edge {
             .origin_request_policy
             .as_deref()
             .and_then(|n| self.0.dist.origin_request_policy(n));
+        let claim_headers: &[(String, String)] = ctx
+            .behavior
+            .jwt_authorizer
+            .as_deref()
+            .and_then(|a| self.0.dist.protection.jwt_authorizer(a))
+            .map(|a| a.forward_claims.as_slice())
+            .unwrap_or(&[]);
         let mut out = HeaderMap::new();
         let per_connection = meridian_http::connection_fields(&ctx.headers);
         for (name, value) in &ctx.headers {
@@ -48,9 +55,11 @@ impl Edge {
                         | "if-modified-since"
                         | "range"
                 ));
+            // Claims the behavior's JWT authorizer verified are for the origin by definition.
+            let claim = claim_headers.iter().any(|(_, h)| h == n);
             let by_orp = orp.is_some_and(|p| p.headers.admits(n, true));
             let by_key = policy.headers.iter().any(|h| h.eq_ignore_ascii_case(n));
-            if always || by_orp || by_key {
+            if always || claim || by_orp || by_key {
                 out.append(name.clone(), value.clone());
             }
         }

@@ -27,10 +27,14 @@ pub enum Outcome {
     FunctionExecutionError,
     /// An edge function used up its CPU budget: 503.
     FunctionThrottled,
+    /// Refused by API protection (a rule, a rate limit, geo restriction, authentication).
+    Blocked,
+    /// An idempotent request's duplicate, answered with the first one's stored response.
+    Replay,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Hit,
         Outcome::StaleWhileRevalidate,
         Outcome::StaleIfError,
@@ -43,6 +47,8 @@ impl Outcome {
         Outcome::FunctionGenerated,
         Outcome::FunctionExecutionError,
         Outcome::FunctionThrottled,
+        Outcome::Blocked,
+        Outcome::Replay,
     ];
 
     pub fn x_cache(self) -> &'static str {
@@ -58,6 +64,8 @@ impl Outcome {
             Outcome::FunctionGenerated => "FunctionGeneratedResponse from meridian",
             Outcome::FunctionExecutionError => "FunctionExecutionError from meridian",
             Outcome::FunctionThrottled => "FunctionThrottledError from meridian",
+            Outcome::Blocked => "Error from meridian",
+            Outcome::Replay => "Hit from meridian",
         }
     }
     /// `x-edge-result-type` of the access log.
@@ -74,6 +82,8 @@ impl Outcome {
             Outcome::FunctionGenerated => "FunctionGeneratedResponse",
             Outcome::FunctionExecutionError => "FunctionExecutionError",
             Outcome::FunctionThrottled => "FunctionThrottledError",
+            Outcome::Blocked => "Error",
+            Outcome::Replay => "Hit",
         }
     }
     /// The label of `meridian_edge_requests_total{cache_status}` and the detailed type.
@@ -91,6 +101,8 @@ impl Outcome {
             Outcome::FunctionGenerated => "function_generated",
             Outcome::FunctionExecutionError => "function_execution_error",
             Outcome::FunctionThrottled => "function_throttled",
+            Outcome::Blocked => "blocked",
+            Outcome::Replay => "replay",
         }
     }
     /// The `Cache-Status` (RFC 9211) parameters.
@@ -106,6 +118,8 @@ impl Outcome {
             Outcome::Redirect => "detail=redirect",
             Outcome::FunctionGenerated => "detail=function-generated",
             Outcome::FunctionExecutionError | Outcome::FunctionThrottled => "detail=function-error",
+            Outcome::Blocked => "detail=blocked",
+            Outcome::Replay => "hit; detail=idempotent-replay",
         }
     }
 }

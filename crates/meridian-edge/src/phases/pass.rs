@@ -21,20 +21,13 @@ const MAX_REQUEST_BODY: usize = 10 << 20;
 const REQUEST_BODY_IDLE: Duration = Duration::from_secs(10);
 
 impl Edge {
-    /// Forwards the request (with its body, when it has one) and relays the answer.
+    /// Forwards the request (with its body, read by `read_body`) and relays the answer.
     pub(super) async fn pass(
         &self,
         ctx: &RequestContext<'_>,
         route: &Route<'_>,
-        body: Option<Incoming>,
+        body: Bytes,
     ) -> Served {
-        let body = match body {
-            None => Bytes::new(),
-            Some(b) => match read_body(b).await {
-                Ok(b) => b,
-                Err(refused) => return Served::at_edge(refused, Outcome::Error),
-            },
-        };
         let group = &route.group;
         let mut headers = self.origin_headers(ctx, route.policy, false);
         let mut path = self.origin_path(ctx, route.policy);
@@ -116,7 +109,7 @@ impl Edge {
 
 /// The viewer's request body, buffered within [`MAX_REQUEST_BODY`] and
 /// [`REQUEST_BODY_IDLE`]; else the answer that refuses it.
-async fn read_body(b: Incoming) -> Result<Bytes, Response<Body>> {
+pub(super) async fn read_body(b: Incoming) -> Result<Bytes, Response<Body>> {
     if b.size_hint().lower() as usize > MAX_REQUEST_BODY {
         return Err(too_large());
     }

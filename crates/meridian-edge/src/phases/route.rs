@@ -23,8 +23,7 @@ impl Edge {
     pub(super) fn route<'a>(&'a self, ctx: &RequestContext<'a>) -> Option<Route<'a>> {
         let b = ctx.behavior;
         let (group, policy) = self.route_behavior(b)?;
-        let cacheable = (ctx.method == Method::GET || ctx.method == Method::HEAD)
-            && b.cached_methods.iter().any(|m| m == ctx.method.as_str());
+        let cacheable = is_cacheable(ctx);
         let (group, members) = match &ctx.origin {
             Some(choice) => (choice.group.clone(), choice.members.clone()),
             None => (group, None),
@@ -63,4 +62,15 @@ impl Edge {
             .as_deref()
             .and_then(|n| self.0.dist.response_headers_policy(n))
     }
+}
+
+/// GET or HEAD, and among the behavior's cached methods: what the cache may answer. Known
+/// before routing, since neither the method nor the behavior changes after the viewer phase.
+pub(super) fn is_cacheable(ctx: &RequestContext<'_>) -> bool {
+    (ctx.method == Method::GET || ctx.method == Method::HEAD)
+        && ctx
+            .behavior
+            .cached_methods
+            .iter()
+            .any(|m| m == ctx.method.as_str())
 }
