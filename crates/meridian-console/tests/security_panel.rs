@@ -393,3 +393,141 @@ fn a_rule_only_a_pop_knows_shows_after_the_configured_ones_and_a_bad_report_is_s
     assert!(!paris.up && paris.report_error.is_none());
     assert!(s.top_keys.is_empty());
 }
+
+async fn get_text(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    let f = meridian_health::call(
+        addr,
+        http::Method::GET,
+        path,
+        None,
+        std::time::Duration::from_secs(2),
+        8 << 20,
+    )
+    .await
+    .ok()?;
+    Some((f.status, String::from_utf8_lossy(&f.body).into_owned()))
+}
+
+/// A stand-in PoP: its blocked count grows by 12 on every scrape after the first, and
+/// it answers `/protection` only to `Bearer <token>`.
+async fn fake_pop(addr: std::net::SocketAddr, pop: &'static str, token: &'static str) {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let n = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let n = n.fetch_add(1, Ordering::SeqCst);
+                async move { traffic(0, 40 + 12 * n, 0).metrics(pop) }
+            }),
+        )
+        .route(
+            "/protection",
+            get(move |h: HeaderMap| async move {
+                let auth = h.get("authorization").and_then(|v| v.to_str().ok());
+                if auth != Some(&format!("Bearer {token}")) {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                let keys = r#"{"key":"203.0.113.9","count":50,"refused":40}"#;
+                (StatusCode::OK, report(pop, 0, keys))
+            }),
+        );
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("PoP address");
+    tokio::spawn(async move { axum::serve(l, app).await });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_asks_pops_with_the_admin_token_and_serves_the_panel() {
+    use std::time::{Duration, Instant};
+    let config = Config::parse(CONFIG, "sec.toml").expect("valid config");
+    let dir = std::env::temp_dir().join(format!("meridian-console-sec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("admin-token"), "s3cret\n").unwrap();
+    fake_pop(
+        config.pop_addresses("ashburn").unwrap().1,
+        "ashburn",
+        "s3cret",
+    )
+    .await;
+    // paris expects another token: its report is refused, its metrics still count.
+    fake_pop(config.pop_addresses("paris").unwrap().1, "paris", "other").await;
+    let console = config.console_address();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(meridian_console::run_in(
+        config,
+        console,
+        Some(dir.clone()),
+        meridian_http::ServerOptions::default(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    let start = Instant::now();
+    let s = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no blocking rule within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some((200, body)) = get_text(console, "/api/security").await else {
+            continue;
+        };
+        let s: serde_json::Value = serde_json::from_str(&body).expect("the panel is JSON");
+        if s["rules"][1]["blocking"] == true {
+            break s;
+        }
+    };
+    assert_eq!(s["configured"], true);
+    assert_eq!(s["rules"][1]["name"], "api-per-ip");
+    assert!(
+        s["rules"][1]["blocked_rps"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{s}"
+    );
+    // Only ashburn's report was read: its key alone, and paris says why.
+    assert_eq!(s["top_keys"][0]["key"], "203.0.113.9");
+    assert_eq!(s["top_keys"][0]["count"], 50.0);
+    assert_eq!(s["top_keys"][0]["pops"], serde_json::json!(["ashburn"]));
+    let pops = s["pops"].as_array().unwrap();
+    let paris = pops.iter().find(|p| p["pop"] == "paris").unwrap();
+    assert_eq!(paris["report"], false);
+    assert!(
+        paris["report_error"]
+            .as_str()
+            .unwrap()
+            .contains("admin token"),
+        "{paris}"
+    );
+    assert_eq!(
+        pops.iter().find(|p| p["pop"] == "ashburn").unwrap()["report"],
+        true
+    );
+    assert_eq!(s["auth_failures_by_reason"][0]["reason"], "expired");
+
+    let (_, overview) = get_text(console, "/api/overview").await.expect("overview");
+    assert!(
+        overview
+            .contains("rule `api-per-ip` started blocking at PoP ashburn (12 blocked in the last"),
+        "{overview}"
+    );
+    let (_, page) = get_text(console, "/").await.expect("the page");
+    assert!(page.contains("id=\"security-panel\"") && page.contains("Top rate-limited keys"));
+    let (_, script) = get_text(console, "/app.js").await.expect("the script");
+    assert!(script.contains("renderSecurity(sec)") && script.contains("/api/security"));
+
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(5), node)
+        .await
+        .expect("the console stops on shutdown")
+        .expect("the console task")
+        .expect("the console ran");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -152,32 +152,29 @@ fn sum_rates(rates: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 fn rules(config: &Config, pops: &[Pop]) -> Vec<Row> {
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     let p = &config.distribution.protection;
-    let mut configured: Vec<(&str, &str, &str, Option<u64>, Option<f64>)> = p
+    let rule = |name: &str, kind: &str, action: &str| ProtectionRuleView {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        action: action.to_owned(),
+        configured: true,
+        ..Default::default()
+    };
+    let mut configured: Vec<ProtectionRuleView> = p
         .rules
         .iter()
-        .map(|r| (r.name.as_str(), "rule", r.action.as_str(), None, None))
+        .map(|r| rule(&r.name, "rule", r.action.as_str()))
         .collect();
-    configured.extend(p.rate_based_rules.iter().map(|r| {
-        let w = Some(r.window.as_secs_f64());
-        (r.name.as_str(), "rate", r.action.as_str(), Some(r.limit), w)
+    configured.extend(p.rate_based_rules.iter().map(|r| ProtectionRuleView {
+        limit: Some(r.limit),
+        window_seconds: Some(r.window.as_secs_f64()),
+        ..rule(&r.name, "rate", r.action.as_str())
     }));
     if p.geo_restriction.restriction_type != GeoRestrictionType::None {
-        configured.push((GEO_RULE, "geo", "block", None, None));
+        configured.push(rule(GEO_RULE, "geo", "block"));
     }
-    for (name, kind, action, limit, window_seconds) in configured {
+    for view in configured {
         let order = rows.len();
-        rows.entry(name.to_owned()).or_insert_with(|| Row {
-            view: ProtectionRuleView {
-                name: name.to_owned(),
-                kind: kind.to_owned(),
-                action: action.to_owned(),
-                configured: true,
-                limit,
-                window_seconds,
-                ..Default::default()
-            },
-            order,
-        });
+        rows.entry(view.name.clone()).or_insert(Row { view, order });
     }
     let first = rows.len();
     for pop in pops {
