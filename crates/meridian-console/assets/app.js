@@ -243,6 +243,54 @@ function renderFunctions(o) {
     el("tbody", {}, ...rows));
 }
 
+// The security view (AWS WAF's and CloudFront's): each rule's allowed, blocked and counted
+// requests with a row per PoP under it, the keys rate limits refuse most, authentication
+// failures by reason, and idempotent requests. Hidden while nothing is protected.
+function renderSecurity(s) {
+  const shown = !!(s && s.configured);
+  $("security-panel").hidden = !shown;
+  if (!shown) return;
+  const rate = (v) => (v === null || v === undefined ? "–" : fmt.num(v) + "/s");
+  const limit = (r) => (r.limit === null ? "–" : `${r.limit} / ${fmt.num(r.window_seconds)} s`);
+  const rows = s.rules.flatMap((r) => [
+    el("tr", { "data-rule": r.name, class: r.blocking ? "bad" : null },
+      el("td", {}, r.name, r.blocking ? " (blocking)" : ""),
+      el("td", { class: "muted" }, r.kind), el("td", { class: "muted" }, r.action || "–"), el("td", { class: "num" }, limit(r)),
+      el("td", { class: "num" }, fmt.num(r.allowed)), el("td", { class: "num" }, fmt.num(r.blocked)),
+      el("td", { class: "num" }, fmt.num(r.counted)), el("td", { class: "num" }, rate(r.blocked_rps)),
+      el("td", { class: "num" }, rate(r.recent_blocked_rps))),
+    ...r.pops.map((p) => el("tr", { "data-rule-pop": `${r.name}@${p.pop}`, class: "muted" },
+      el("td", {}, "\u00a0\u00a0" + p.pop, p.blocking ? " (blocking)" : ""), el("td", {}), el("td", {}), el("td", {}),
+      el("td", { class: "num" }, fmt.num(p.allowed)), el("td", { class: "num" }, fmt.num(p.blocked)),
+      el("td", { class: "num" }, fmt.num(p.counted)), el("td", { class: "num" }, rate(p.blocked_rps)), el("td", {}))),
+  ]);
+  $("security-rules").replaceChildren(
+    el("thead", {}, el("tr", {}, el("th", {}, "Rule / PoP"), el("th", {}, "Kind"), el("th", {}, "Action"), el("th", { class: "num" }, "Limit"),
+      el("th", { class: "num" }, "Allowed"), el("th", { class: "num" }, "Blocked"), el("th", { class: "num" }, "Counted"),
+      el("th", { class: "num" }, "Blocked/s"), el("th", { class: "num" }, "Recent"))),
+    el("tbody", {}, ...(rows.length ? rows : [el("tr", {}, el("td", { class: "muted", colSpan: 9 }, "no rule has matched yet"))])));
+  const keys = s.top_keys.map((k) => el("tr", { "data-key": k.key },
+    el("td", {}, k.key), el("td", { class: "muted" }, k.rule), el("td", { class: "num" }, fmt.num(k.count)),
+    el("td", { class: "num" + (k.refused ? " bad" : "") }, fmt.num(k.refused)), el("td", { class: "muted" }, k.pops.join(", "))));
+  $("security-keys").replaceChildren(
+    el("thead", {}, el("tr", {}, el("th", {}, "Key"), el("th", {}, "Rule"), el("th", { class: "num" }, "Requests"),
+      el("th", { class: "num" }, "Refused"), el("th", {}, "PoPs"))),
+    el("tbody", {}, ...(keys.length ? keys : [el("tr", {}, el("td", { class: "muted", colSpan: 5 }, "no key is near a limit"))])));
+  const auth = s.auth_failures.map((a) => el("tr", { "data-auth": `${a.method}/${a.name}/${a.reason}` },
+    el("td", {}, a.reason), el("td", { class: "muted" }, `${a.method} ${a.name}`), el("td", { class: "num" }, fmt.num(a.total)),
+    el("td", { class: "num" }, rate(a.per_second)),
+    el("td", { class: "muted" }, Object.entries(a.pops).map(([p, n]) => `${p} ${fmt.num(n)}`).join(", "))));
+  $("security-auth").replaceChildren(
+    el("thead", {}, el("tr", {}, el("th", {}, "Reason"), el("th", {}, "Authorizer"), el("th", { class: "num" }, "Failures"),
+      el("th", { class: "num" }, "Per second"), el("th", {}, "PoPs"))),
+    el("tbody", {}, ...(auth.length ? auth : [el("tr", {}, el("td", { class: "muted", colSpan: 5 }, "no authentication failure"))])));
+  const unread = s.pops.filter((p) => p.report_error).map((p) => `${p.pop}: ${p.report_error}`);
+  $("security-idempotency").textContent = [
+    s.idempotency.length ? "Idempotent requests: " + s.idempotency.map((i) => `${i.result} ${fmt.num(i.total)}`).join(" · ") : "",
+    unread.length ? "Reports not read: " + unread.join("; ") : "",
+  ].filter(Boolean).join(" — ");
+}
+
 function renderRouting(o) {
   const rows = o.routing.map((r) => el("tr", { "data-location": r.location },
     el("td", {}, r.location), el("td", { class: "muted" }, r.source),
@@ -365,14 +413,16 @@ async function poll() {
   const secs = Number($("window").value) || 300;
   const names = CHARTS.flatMap((c) => c.lines.map((l) => l[0])).join(",");
   try {
-    const [o, s] = await Promise.all([
+    const [o, s, sec] = await Promise.all([
       fetch("/api/overview", { cache: "no-store" }).then((r) => r.json()),
       fetch(`/api/series?names=${names}&secs=${secs}`, { cache: "no-store" }).then((r) => r.json()),
+      fetch("/api/security", { cache: "no-store" }).then((r) => r.json()),
     ]);
     last = o;
     lastSeries = s;
     $("stale").hidden = true;
     render(o);
+    renderSecurity(sec);
     renderCharts();
   } catch (e) {
     $("stale").hidden = false;

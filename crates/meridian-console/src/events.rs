@@ -12,6 +12,8 @@ pub enum Kind {
     Invalidation,
     Node,
     Alarm,
+    /// A protection rule started or stopped blocking at a PoP.
+    Security,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -13,6 +13,7 @@ pub mod events;
 pub mod export;
 pub mod model;
 pub mod reading;
+pub mod security_panel;
 pub mod series;
 pub mod target;
 
@@ -42,6 +43,8 @@ struct Shared {
     scrapes: prometheus::Counters,
     /// Where the nodes' audit files are (None: the audit panel stays empty).
     state_dir: Option<std::path::PathBuf>,
+    /// The admin token the PoPs' `/protection` reports are asked for with.
+    token: Option<meridian_http::secrets::AdminToken>,
 }
 
 /// The console's own metrics.
@@ -138,10 +141,12 @@ pub async fn run_in(
         })?;
     let interval = config.console.scrape_interval;
     let webhook = config.console.webhook.clone();
+    let token = security_panel::load_token(&config, state_dir.as_deref());
     let shared = Arc::new(Shared {
         state: Mutex::new(State::new(config, unix_now() as u64)),
         scrapes: prometheus::Counters::new(),
         state_dir,
+        token,
     });
     tracing::info!(%listen, "console listening: open http://{listen}/");
     let scraper = tokio::spawn(scrape_loop(shared.clone(), interval, webhook));
@@ -153,6 +158,7 @@ pub async fn run_in(
         .route("/api/overview", get(overview))
         .route("/api/series", get(series))
         .route("/api/audit", get(audit_events))
+        .route("/api/security", get(security))
         .route("/health", get(health))
         .route("/metrics", get(own_metrics))
         .fallback(not_found)
@@ -182,6 +188,12 @@ async fn scrape_one(addr: SocketAddr, timeout: Duration) -> Result<String, Strin
 
 async fn scrape_loop(shared: Arc<Shared>, interval: Duration, webhook: Option<String>) {
     let targets: Vec<SocketAddr> = lock(&shared).targets().iter().map(|t| t.admin).collect();
+    let pops: Vec<(String, SocketAddr)> = lock(&shared)
+        .targets()
+        .iter()
+        .filter(|t| t.role == "edge")
+        .map(|t| (t.name.clone(), t.admin))
+        .collect();
     let deployment = lock(&shared).config().deployment.name.clone();
     // Every scrape must finish inside the tick so that a dead node costs one tick, not more.
     let timeout = interval.mul_f64(0.8);
@@ -189,13 +201,24 @@ async fn scrape_loop(shared: Arc<Shared>, interval: Duration, webhook: Option<St
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let results =
-            futures_util::future::join_all(targets.iter().map(|a| scrape_one(*a, timeout))).await;
+        let token = shared.token.as_ref().map(|t| t.current());
+        let (results, reports) = futures_util::future::join(
+            futures_util::future::join_all(targets.iter().map(|a| scrape_one(*a, timeout))),
+            futures_util::future::join_all(pops.iter().map(|(name, a)| {
+                let token = token.as_deref();
+                async move {
+                    let r = security_panel::fetch(*a, token, timeout).await;
+                    (name.clone(), r)
+                }
+            })),
+        )
+        .await;
         let failed = results.iter().filter(|r| r.is_err()).count();
         shared.scrapes.scrapes.inc_by(results.len() as u64);
         shared.scrapes.failures.inc_by(failed as u64);
         let transitions = {
             let mut s = lock(&shared);
+            s.set_protection(reports);
             let t = s.tick(unix_now(), results);
             shared.scrapes.series.set(s.store.len() as i64);
             shared.scrapes.alarms_firing.set(
@@ -353,6 +376,13 @@ async fn overview(AxState(shared): AxState<Arc<Shared>>) -> Response {
     json(body)
 }
 
+/// `/api/security`: the security panel (rules, top rate-limited keys, authentication
+/// failures, idempotent requests) as of the last tick.
+async fn security(AxState(shared): AxState<Arc<Shared>>) -> Response {
+    let body = serde_json::to_string(lock(&shared).security()).unwrap_or_default();
+    json(body)
+}
+
 async fn audit_events(AxState(shared): AxState<Arc<Shared>>) -> Response {
     let events = match &shared.state_dir {
         Some(dir) => {
@@ -419,7 +449,7 @@ async fn own_metrics(AxState(shared): AxState<Arc<Shared>>) -> Response {
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        "console pages: /, /api/overview, /api/series?names=...&secs=..., /metrics, /health",
+        "console pages: /, /api/overview, /api/security, /api/series?names=...&secs=..., /metrics, /health",
     )
         .into_response()
 }

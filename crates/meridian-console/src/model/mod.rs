@@ -9,11 +9,19 @@ mod functions;
 mod global;
 mod observe;
 mod places;
+pub mod protection;
 mod scrape;
+mod security;
+mod security_views;
 mod views;
 
 pub use crate::target::Target;
 pub use cost::CostLine;
+pub use security::STOP_AFTER;
+pub use security_views::{
+    AuthFailureView, IdempotencyView, ProtectionRuleView, ReasonView, RulePopView, SecurityPopView,
+    SecurityView, TopKeyView,
+};
 pub use views::{
     AzView, DnsView, ErrorKindRate, FunctionView, Global, NodeView, OriginView, PopView,
     RegionView, Route, RuleView, Status,
@@ -27,8 +35,11 @@ use changes::Watch;
 use cost::Cost;
 use meridian_config::Config;
 use meridian_telemetry::exposition;
+use protection::Report;
 use scrape::Scrape;
+use security::Blocking;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Everything the page shows, as of the last tick.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -67,6 +78,10 @@ pub struct State {
     cost: Cost,
     routing: Vec<Route>,
     overview: Overview,
+    /// The PoPs' latest `/protection` reports, by node name.
+    reports: HashMap<String, Result<Report, String>>,
+    blocking: Blocking,
+    security: security_views::SecurityView,
 }
 
 /// At most this many series: far more than a large config derives, a bound all the same.
@@ -99,6 +114,9 @@ impl State {
             alarms,
             cost: Cost::default(),
             routing: Vec::new(),
+            reports: HashMap::new(),
+            blocking: Blocking::default(),
+            security: Default::default(),
             overview: Overview {
                 deployment: config.deployment.name.clone(),
                 zone: config.deployment.zone.clone(),
@@ -125,6 +143,20 @@ impl State {
     pub fn set_routing(&mut self, routes: Vec<Route>) {
         self.routing = routes;
         self.overview.routing = self.routing.clone();
+    }
+
+    /// The security panel as of the last tick.
+    pub fn security(&self) -> &security_views::SecurityView {
+        &self.security
+    }
+
+    /// The PoPs' `/protection` answers for the next tick, by node name: the body, or why
+    /// there is none. A PoP left out keeps no report (its top keys are not shown).
+    pub fn set_protection(&mut self, replies: Vec<(String, Result<String, String>)>) {
+        self.reports = replies
+            .into_iter()
+            .map(|(node, r)| (node, r.and_then(|body| protection::parse(&body))))
+            .collect();
     }
 
     /// One tick: `scrapes[i]` is target `i`'s `/metrics` text or why it could not be read,
@@ -195,6 +227,18 @@ impl State {
         let pops = places::pops(&self.config, &scrape, &mut self.store, sec);
         let dns = places::dns(&scrape, &mut self.store, sec);
         let functions = functions::functions(&self.config, &scrape, &mut self.store, sec);
+        let (security, security_events) = security::security(
+            &self.config,
+            &scrape,
+            &self.reports,
+            &mut self.blocking,
+            &mut self.store,
+            sec,
+        );
+        self.security = security;
+        for e in security_events {
+            self.events.push(e);
+        }
         let global = global::global(&scrape, &mut self.store, sec, &regions, &pops, &dns);
         self.cost
             .account(&self.config, &self.store, sec, &regions, &pops);
