@@ -20,6 +20,7 @@ mod kvs;
 mod secrets;
 mod sim;
 mod summary;
+mod token;
 mod up;
 mod validate;
 
@@ -107,6 +108,9 @@ pub enum Cmd {
         #[command(subcommand)]
         command: secrets::SecretsCmd,
     },
+    /// Mint a development JWT for a JWT authorizer whose key `up` made (the default
+    /// deployment's `users`, which guards /api/portfolio/*). Prints the token.
+    Token(token::TokenArgs),
     /// Print the version.
     Version,
 }
@@ -130,6 +134,7 @@ pub async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Export { command } => export::run(command),
         Cmd::Db { command } => db::run(command).await,
         Cmd::Secrets { command } => secrets::run(command),
+        Cmd::Token(args) => token::run(args),
         Cmd::Version => {
             println!("meridian {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
