@@ -6,7 +6,9 @@
 #
 # Runs: cache hits on a 6 KiB page and a 40 KiB stylesheet, and a miss-heavy run where every
 # request is a new key (so every request is an origin fetch through the cache). For
-# Meridian it also reports origin connection reuse: origin requests per new connection.
+# Meridian it also reports origin connection reuse: origin requests per new connection,
+# hits through a viewer-request function, and hits through API protection (a second PoP on
+# $NET2 whose default behavior needs a JWT and counts a rate-based rule per viewer IP).
 #
 # Usage: bench/edge.sh [SECONDS per run, default 10] [CONNECTIONS, default 64]
 # Installs wrk, nginx and varnish from Debian when they are missing.
@@ -15,6 +17,7 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${2:-64}
 NET=127.62
+NET2=127.64
 
 . bench/lib.sh
 install_missing wrk:wrk nginx:nginx-light varnishd:varnish
@@ -74,6 +77,25 @@ function_associations = [{ event_type = "viewer-request", function = "rewrite" }
 servers = 0
 TOML
 
+# The same PoP with API protection on every request: an ES256 JWT (a development key the
+# PoP makes; `meridian token` mints with it) and a rate-based rule per viewer IP whose limit
+# is never reached, so every request pays the check and the count but none is refused.
+sed -e "s|subnet = \"$NET.0.0/16\"|subnet = \"$NET2.0.0/16\"|" \
+    -e 's|^\[distribution.default_behavior\]|[distribution.default_behavior]\njwt_authorizer = "bench"|' \
+  "$WORK/bench.toml" > "$WORK/protected.toml"
+cat >> "$WORK/protected.toml" <<TOML
+[[distribution.jwt_authorizer]]
+name = "bench"
+issuer = "https://auth.bench.example"
+audiences = ["bench"]
+[[distribution.rate_based_rule]]
+name = "per-ip"
+limit = 2000000000
+window = "1s"
+key = ["ip"]
+action = "block"
+TOML
+
 RUST_LOG=warn taskset -c 1 "$BIN" run --config "$WORK/bench.toml" --node svc-bench-1a-1 >"$WORK/origin.log" 2>&1 &
 pids+=($!)
 # The PoP's state (token, dev certificate, access log) goes to the scratch dir.
@@ -81,6 +103,10 @@ MERIDIAN_STATE_DIR=$WORK/state TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
   taskset -c 0 "$BIN" run --config "$WORK/bench.toml" --node edge-pop >"$WORK/edge.log" 2>&1 &
 pids+=($!)
 MERIDIAN=$NET.100.1:8080
+MERIDIAN_STATE_DIR=$WORK/state2 TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
+  taskset -c 0 "$BIN" run --config "$WORK/protected.toml" --node edge-pop >"$WORK/edge2.log" 2>&1 &
+pids+=($!)
+PROTECTED=$NET2.100.1:8080
 
 cat > "$WORK/nginx.conf" <<CFG
 worker_processes 1;
@@ -127,6 +153,11 @@ for front in "$MERIDIAN" "$NGINX" "$VARNISH"; do
   done
   curl -fs -o /dev/null "http://$front/static/index.html" || { echo "front $front did not come up"; tail -n 20 "$WORK"/*.log; exit 1; }
 done
+for _ in $(seq 1 150); do [ -f "$WORK/state2/jwt/bench.key.pk8" ] && break; sleep 0.1; done
+TOKEN=$("$BIN" token --config "$WORK/protected.toml" --state-dir "$WORK/state2" --authorizer bench --sub bench-user)
+AUTH="Authorization: Bearer $TOKEN"
+curl -fs -o /dev/null -H "$AUTH" "http://$PROTECTED/static/index.html" || { echo "the protected PoP did not come up"; tail -n 20 "$WORK/edge2.log"; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$PROTECTED/static/index.html")" = 401 ] || { echo "the protected PoP admits requests without a token"; exit 1; }
 
 # Every request a new key: a miss at every cache.
 cat > "$WORK/misses.lua" <<'LUA'
@@ -195,6 +226,17 @@ curl -fs "http://$NET.100.1:9900/metrics" | awk '
     if (count == 0) { print "function CPU time: no invocations counted"; exit }
     for (i = 1; i <= n; i++) if (cum[i] >= count / 2) { p50 = les[i]; break }
     printf "function CPU time per invocation: mean %.1f us, p50 at most %s s (histogram bucket), %d invocations (goal: p50 under 20 us)\n\n", 1e6 * sum / count, p50, count }'
+# API protection on the hit path: the same hits, with a JWT verified (cached after the first
+# verification) and a rate-based rule counted per request, on a second PoP on the same core.
+echo "## cache hits through API protection: JWT (ES256) and a rate-based rule (goal: at least 0.85x)"
+echo
+echo "| PoP | requests/s | p50 ms | p99 ms | vs unprotected | errors |"
+echo "|---|---:|---:|---:|---:|---|"
+read -r u_rps u_p50 u_p99 u_err < <(run "http://$MERIDIAN/static/index.html" -H "$AUTH")
+read -r p_rps p_p50 p_p99 p_err < <(run "http://$PROTECTED/static/index.html" -H "$AUTH")
+echo "| unprotected | $u_rps | $u_p50 | $u_p99 | 1.00x | $u_err |"
+echo "| JWT + rate-based rule | $p_rps | $p_p50 | $p_p99 | $(ratio "$p_rps" "$u_rps") | $p_err |"
+echo
 fetch0=$(metric meridian_edge_origin_fetches_total); conn0=$(metric meridian_edge_origin_connections_total)
 table "misses: every request a new key (GET /api/quotes/AAPL?n=...)" /api/quotes/AAPL -s "$WORK/misses.lua"
 fetch1=$(metric meridian_edge_origin_fetches_total); conn1=$(metric meridian_edge_origin_connections_total)

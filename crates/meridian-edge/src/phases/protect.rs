@@ -136,19 +136,21 @@ impl Edge {
         for (_, header) in &cfg.forward_claims {
             ctx.headers.remove(header.as_str());
         }
-        let token = ctx
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(meridian_protect::jwt::bearer_token)
-            .map(str::to_owned)
-            .or_else(|| {
-                let c = cfg.token_cookie.as_deref()?;
-                cookie_values(&ctx.headers, c).next().map(str::to_owned)
-            });
-        let result = match &token {
-            Some(t) => verifier.verify(t, now),
-            None => Err(meridian_protect::jwt::JwtError::Missing),
+        // The token is borrowed from the request; the headers change only after it is checked.
+        let result = {
+            let token = ctx
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(meridian_protect::jwt::bearer_token)
+                .or_else(|| {
+                    let c = cfg.token_cookie.as_deref()?;
+                    cookie_values(&ctx.headers, c).next()
+                });
+            match token {
+                Some(t) => verifier.verify(t, now),
+                None => Err(meridian_protect::jwt::JwtError::Missing),
+            }
         };
         match result {
             Ok(claims) => {

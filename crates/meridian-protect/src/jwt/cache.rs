@@ -5,8 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use ring::digest;
-
 use super::error::JwtError;
 use super::jwks::JwksFile;
 use super::token::{check_times, verify, Claims, Expectations, MAX_TOKEN_LEN};
@@ -25,12 +23,13 @@ struct Entry {
 }
 
 /// Verifies bearer tokens against a [`JwksFile`], with a bounded cache of verified tokens.
-/// The cache key is the SHA-256 of the whole token, so two tokens never share an entry;
-/// `exp` and `nbf` are checked against the time on every hit.
+/// The cache key is the whole token, compared in full, so two tokens never share an entry
+/// (a keyed SipHash picks the bucket, and only verified tokens are ever inserted); `exp`
+/// and `nbf` are checked against the time on every hit.
 pub struct Verifier {
     file: JwksFile,
     expect: Expectations,
-    shards: Vec<Mutex<HashMap<[u8; 32], Entry>>>,
+    shards: Vec<Mutex<HashMap<Box<str>, Entry>>>,
 }
 
 impl Verifier {
@@ -60,15 +59,15 @@ impl Verifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(JwtError::TooLarge(MAX_TOKEN_LEN));
         }
-        let (keys, generation) = self.file.snapshot();
-        let hash = digest::digest(&digest::SHA256, token.as_bytes());
-        let mut key = [0u8; 32];
-        key.copy_from_slice(hash.as_ref());
-        let shard = &self.shards[key[0] as usize % SHARDS];
+        let generation = self.file.generation();
+        // The signature's last character picks the shard: it is spread by the signing key,
+        // and only tokens that verified are ever inserted.
+        let last = token.as_bytes()[token.len() - 1];
+        let shard = &self.shards[last as usize % SHARDS];
 
         let cached = {
             let map = shard.lock().unwrap_or_else(|e| e.into_inner());
-            map.get(&key)
+            map.get(token)
                 .filter(|e| e.generation == generation)
                 .map(|e| e.claims.clone())
         };
@@ -77,21 +76,24 @@ impl Verifier {
             return Ok(claims);
         }
 
+        // Keys read after the generation: at worst a rotation in between labels the entry
+        // with the older generation, and it is verified once more.
+        let (keys, _) = self.file.snapshot();
         let claims = Arc::new(verify(token, &keys, &self.expect, now)?);
         let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= PER_SHARD && !map.contains_key(&key) {
+        if map.len() >= PER_SHARD && !map.contains_key(token) {
             map.retain(|_, e| {
                 e.generation == generation && check_times(&e.claims, &self.expect, now).is_ok()
             });
             if map.len() >= PER_SHARD {
                 // The map's hashing is randomly seeded, so its first key is an arbitrary one.
-                if let Some(victim) = map.keys().next().copied() {
+                if let Some(victim) = map.keys().next().cloned() {
                     map.remove(&victim);
                 }
             }
         }
         map.insert(
-            key,
+            token.into(),
             Entry {
                 claims: claims.clone(),
                 generation,

@@ -89,7 +89,9 @@ pub fn bearer_token(value: &str) -> Option<&str> {
         return None;
     }
     let token = rest.trim_start_matches(' ');
-    (!token.is_empty() && !token.contains(char::is_whitespace)).then_some(token)
+    // Header values hold no other whitespace than spaces and tabs; `contains` with one
+    // ASCII character is a vectorized search, which every cache hit pays.
+    (!token.is_empty() && !token.contains(' ') && !token.contains('\t')).then_some(token)
 }
 
 fn b64(part: &str, what: &'static str) -> Result<Vec<u8>, JwtError> {

@@ -49,10 +49,16 @@ pub fn run(args: TokenArgs) -> Result<ExitCode> {
     };
     let authorizers = &config.distribution.protection.jwt_authorizers;
     let a = match &args.authorizer {
-        Some(name) => authorizers.iter().find(|a| &a.name == name).with_context(|| {
-            let known: Vec<&str> = authorizers.iter().map(|a| a.name.as_str()).collect();
-            format!("there is no JWT authorizer named `{name}` (known: {})", known.join(", "))
-        })?,
+        Some(name) => authorizers
+            .iter()
+            .find(|a| &a.name == name)
+            .with_context(|| {
+                let known: Vec<&str> = authorizers.iter().map(|a| a.name.as_str()).collect();
+                format!(
+                    "there is no JWT authorizer named `{name}` (known: {})",
+                    known.join(", ")
+                )
+            })?,
         None => authorizers
             .first()
             .context("the deployment has no [[distribution.jwt_authorizer]]")?,
