@@ -1,7 +1,8 @@
 //! API protection through running PoPs: rate-based rules (at one PoP, and spread over
 //! three that share their counts), JWT authentication with a JWKS file that rotates,
 //! CloudFront signed URLs and cookies, custom rules with body inspection, and request
-//! deduplication with Idempotency-Key. Addresses: 127.52/16 (one PoP), 127.53/16 (three).
+//! deduplication with Idempotency-Key, geo restriction. Addresses: 127.52/16 (one PoP),
+//! 127.53/16 (three), 127.54/16 (geo).
 
 mod common;
 
@@ -238,33 +239,8 @@ key = ["ip"]
 action = "block"
 "#
     );
-    let cfg =
-        meridian_config::Config::parse(&text, "spread.toml").unwrap_or_else(|e| panic!("{e}"));
-    let state = key_dir("spread");
-    let mut stops = Vec::new();
-    let mut pops = Vec::new();
-    for node in cfg
-        .nodes()
-        .into_iter()
-        .filter(|n| n.role == meridian_config::Role::Edge)
-    {
-        let mut opts = meridian_edge::EdgeOptions::from_config(&cfg, &node, &state).unwrap();
-        opts.https = None;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(meridian_edge::run(opts, async {
-            let _ = rx.await;
-        }));
-        stops.push(tx);
-        pops.push(node.address);
-    }
+    let (pops, _stops, state) = start_pops(&text, "spread").await;
     assert_eq!(pops.len(), 3);
-    for a in &pops {
-        let a = *a;
-        eventually("the PoP starts", Duration::from_secs(20), || async move {
-            tokio::net::TcpStream::connect(a).await.is_ok()
-        })
-        .await;
-    }
     // 90 requests over 4.5 s, round robin: each PoP alone would admit 30, so 90 in all.
     let client = ip_in(53, 250, 9);
     let mut admitted = 0;
@@ -290,6 +266,96 @@ action = "block"
     );
     assert_eq!(admitted + refused, 90);
     assert_eq!(calls.load(Ordering::SeqCst), admitted);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// Starts every PoP of a config (plain HTTP), waits until each accepts connections, and
+/// returns their viewer addresses, what keeps them running, and their state dir.
+async fn start_pops(
+    text: &str,
+    name: &str,
+) -> (
+    Vec<SocketAddr>,
+    Vec<tokio::sync::oneshot::Sender<()>>,
+    std::path::PathBuf,
+) {
+    let cfg = meridian_config::Config::parse(text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+    let state = key_dir(name);
+    let mut stops = Vec::new();
+    let mut pops = Vec::new();
+    for node in cfg
+        .nodes()
+        .into_iter()
+        .filter(|n| n.role == meridian_config::Role::Edge)
+    {
+        let mut opts = meridian_edge::EdgeOptions::from_config(&cfg, &node, &state).unwrap();
+        opts.https = None;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(meridian_edge::run(opts, async {
+            let _ = rx.await;
+        }));
+        stops.push(tx);
+        pops.push(node.address);
+    }
+    for a in &pops {
+        let a = *a;
+        eventually("the PoP starts", Duration::from_secs(20), || async move {
+            tokio::net::TcpStream::connect(a).await.is_ok()
+        })
+        .await;
+    }
+    (pops, stops, state)
+}
+
+#[tokio::test]
+async fn geo_restriction_admits_only_the_listed_countries() {
+    let oa = SocketAddr::new(ip_in(54, 199, 2), 80);
+    let (calls, _o) = echo_origin(oa).await;
+    let text = format!(
+        r#"[deployment]
+name = "geo"
+zone = "geo.test"
+[network]
+subnet = "127.54.0.0/16"
+[[region]]
+name = "r1"
+primary = true
+location = {{ lat = 0, lon = 0 }}
+azs = ["r1a"]
+[[edge]]
+name = "one"
+location = {{ lat = 0, lon = 0 }}
+[[client_location]]
+name = "frankfurt"
+location = {{ lat = 50.1, lon = 8.7 }}
+country = "DE"
+[[client_location]]
+name = "new-york"
+location = {{ lat = 40.7, lon = -74.0 }}
+country = "US"
+[dns]
+servers = 0
+[distribution]
+[[distribution.origin_group]]
+name = "o"
+members = ["http://{oa}"]
+[distribution.geo_restriction]
+restriction_type = "whitelist"
+locations = ["DE"]
+"#
+    );
+    let (pops, _stops, state) = start_pops(&text, "geo").await;
+    // Client locations send from 127.54.200+i.0/24, in config order.
+    let german = request(ip_in(54, 200, 5), pops[0], "GET", "/x", &[], "").await;
+    assert_eq!(german.status, 201);
+    let american = request(ip_in(54, 201, 5), pops[0], "GET", "/x", &[], "").await;
+    assert_eq!(american.status, 403, "a listed country only");
+    let unknown = request(ip_in(54, 250, 5), pops[0], "GET", "/x", &[], "").await;
+    assert_eq!(
+        unknown.status, 403,
+        "an unknown country fails an allow list, as CloudFront"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
     let _ = std::fs::remove_dir_all(&state);
 }
 

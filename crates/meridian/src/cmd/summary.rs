@@ -242,11 +242,26 @@ pub(crate) fn summary(cfg: &Config) -> String {
             .iter()
             .chain(std::iter::once(&d.default_behavior))
         {
-            let functions: String = b
+            let mut functions: String = b
                 .function_associations
                 .iter()
                 .map(|a| format!(", {} function {}", a.event_type.as_str(), a.function))
                 .collect();
+            if let Some(a) = &b.jwt_authorizer {
+                functions.push_str(&format!(", JWT authorizer {a}"));
+            }
+            if !b.trusted_key_groups.is_empty() {
+                functions.push_str(&format!(
+                    ", signed by {}",
+                    b.trusted_key_groups.join(" or ")
+                ));
+            }
+            if let Some(w) = b.idempotency_window {
+                functions.push_str(&format!(
+                    ", Idempotency-Key kept {}",
+                    meridian_config::units::format_duration(w)
+                ));
+            }
             s.push_str(&format!(
                 "  {:<12} -> origin group {}, cache policy {}{functions}\n",
                 b.path_pattern, b.origin_group, b.cache_policy
@@ -265,8 +280,68 @@ pub(crate) fn summary(cfg: &Config) -> String {
                 f.runtime.as_str(),
             ));
         }
+        protection(&mut s, &d.protection);
     }
     s
+}
+
+/// The API protection lines of `validate`'s summary.
+fn protection(s: &mut String, p: &meridian_config::Protection) {
+    use meridian_config::units::format_duration;
+    for r in &p.rules {
+        s.push_str(&format!(
+            "  rule {} ({}, {} match(es))\n",
+            r.name,
+            r.action.as_str(),
+            r.matches.len()
+        ));
+    }
+    for r in &p.rate_based_rules {
+        let key: Vec<String> = r
+            .key
+            .iter()
+            .map(|k| match k {
+                meridian_config::RateKey::Ip => "ip".to_owned(),
+                meridian_config::RateKey::ForwardedIp(h) => format!("forwarded-ip:{h}"),
+                meridian_config::RateKey::Header(h) => format!("header:{h}"),
+                meridian_config::RateKey::Cookie(c) => format!("cookie:{c}"),
+                meridian_config::RateKey::QueryArgument(q) => format!("query:{q}"),
+                meridian_config::RateKey::JwtClaim(c) => format!("jwt:{c}"),
+            })
+            .collect();
+        s.push_str(&format!(
+            "  rate-based rule {}: {} per {} per {} on {} ({}; counts shared between PoPs every 500ms)\n",
+            r.name,
+            r.limit,
+            format_duration(r.window),
+            key.join(" + "),
+            r.path_pattern,
+            r.action.as_str(),
+        ));
+    }
+    for a in &p.jwt_authorizers {
+        let jwks = a
+            .jwks
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "a development key up makes (meridian token)".to_owned());
+        s.push_str(&format!(
+            "  JWT authorizer {} ({}; keys from {jwks})\n",
+            a.name,
+            a.algorithms.join(", ")
+        ));
+    }
+    for g in &p.key_groups {
+        let ids: Vec<&str> = g.public_keys.iter().map(|k| k.id.as_str()).collect();
+        s.push_str(&format!("  key group {}: {}\n", g.name, ids.join(", ")));
+    }
+    if p.geo_restriction.restriction_type != meridian_config::GeoRestrictionType::None {
+        s.push_str(&format!(
+            "  geo restriction: {:?} {}\n",
+            p.geo_restriction.restriction_type,
+            p.geo_restriction.locations.join(", ")
+        ));
+    }
 }
 
 /// What a record set generated from `[database]` leads to, for `validate`.
