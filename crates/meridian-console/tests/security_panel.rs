@@ -7,30 +7,33 @@ use meridian_config::Config;
 use meridian_console::model::{State, STOP_AFTER};
 use std::collections::HashMap;
 
-const CONFIG: &str = r#"
+/// One region and two PoPs on 127.55/16; `protection` is added to `[distribution]`.
+fn deployment(protection: &str) -> Config {
+    let text = format!(
+        r#"
 [deployment]
 name = "sec"
 zone = "sec.example"
-
 [network]
-subnet = "127.99.0.0/16"
-
+subnet = "127.55.0.0/16"
 [[region]]
 name = "east"
 primary = true
-location = { lat = 39.0, lon = -77.5 }
+location = {{ lat = 39.0, lon = -77.5 }}
 azs = ["east-a"]
-
 [[edge]]
 name = "ashburn"
-location = { lat = 39.0, lon = -77.5 }
-
+location = {{ lat = 39.0, lon = -77.5 }}
 [[edge]]
 name = "paris"
-location = { lat = 48.9, lon = 2.4 }
-
+location = {{ lat = 48.9, lon = 2.4 }}
 [distribution]
+{protection}"#
+    );
+    Config::parse(&text, "sec.toml").expect("valid config")
+}
 
+const PROTECTION: &str = r#"
 [[distribution.rule]]
 name = "no-admin"
 action = "block"
@@ -48,22 +51,6 @@ action = "block"
 [distribution.geo_restriction]
 restriction_type = "blacklist"
 locations = ["KP"]
-"#;
-
-const EMPTY: &str = r#"
-[deployment]
-name = "plain"
-zone = "plain.example"
-[network]
-subnet = "127.99.0.0/16"
-[[region]]
-name = "east"
-primary = true
-location = { lat = 39.0, lon = -77.5 }
-azs = ["east-a"]
-[[edge]]
-name = "ashburn"
-location = { lat = 39.0, lon = -77.5 }
 "#;
 
 /// What one PoP reports in one scrape.
@@ -161,7 +148,7 @@ fn traffic(admin_blocked: u64, rate_blocked: u64, geo_blocked: u64) -> Pop {
 
 #[test]
 fn rules_are_summed_per_pop_and_in_all_and_keys_merge_over_pops() {
-    let mut state = State::new(Config::parse(CONFIG, "sec.toml").unwrap(), 1_000);
+    let mut state = State::new(deployment(PROTECTION), 1_000);
     let keys_a = r#"{"key":"203.0.113.9","count":50,"refused":40},{"key":"tenant-1\u001fsub-9","count":5,"refused":0}"#;
     let keys_p = r#"{"key":"203.0.113.9","count":30,"refused":20,"first_seen":3},{"key":"198.51.100.1","count":45,"refused":0}"#;
     let mut pops = HashMap::new();
@@ -256,7 +243,7 @@ fn rules_are_summed_per_pop_and_in_all_and_keys_merge_over_pops() {
 
 #[test]
 fn a_rule_whose_blocked_count_starts_rising_is_an_event_and_a_flat_one_is_not() {
-    let mut state = State::new(Config::parse(CONFIG, "sec.toml").unwrap(), 1_000);
+    let mut state = State::new(deployment(PROTECTION), 1_000);
     let mut pops = HashMap::new();
     let at = |pops: &mut HashMap<&str, (Pop, Option<String>)>, a: u64, r: u64| {
         pops.insert("ashburn", (traffic(3, r, 0), None));
@@ -348,7 +335,7 @@ fn a_rule_whose_blocked_count_starts_rising_is_an_event_and_a_flat_one_is_not() 
 
 #[test]
 fn a_deployment_without_protection_has_an_empty_valid_panel() {
-    let mut state = State::new(Config::parse(EMPTY, "plain.toml").unwrap(), 1_000);
+    let mut state = State::new(deployment(""), 1_000);
     let mut pops = HashMap::new();
     pops.insert(
         "ashburn",
@@ -364,8 +351,9 @@ fn a_deployment_without_protection_has_an_empty_valid_panel() {
     assert!(!s.configured);
     assert!(s.rules.is_empty() && s.top_keys.is_empty() && s.auth_failures.is_empty());
     assert!(s.idempotency.is_empty() && security_events(&state).is_empty());
-    assert_eq!(s.pops.len(), 1);
-    assert!(s.pops[0].up && s.pops[0].report && s.pops[0].report_error.is_none());
+    assert_eq!(s.pops.len(), 2, "both PoPs are listed");
+    let ashburn = s.pops.iter().find(|p| p.pop == "ashburn").unwrap();
+    assert!(ashburn.up && ashburn.report && ashburn.report_error.is_none());
     let json = serde_json::to_value(s).unwrap();
     assert_eq!(json["rules"], serde_json::json!([]));
     assert_eq!(json["top_keys"], serde_json::json!([]));
@@ -374,7 +362,7 @@ fn a_deployment_without_protection_has_an_empty_valid_panel() {
 
 #[test]
 fn a_rule_only_a_pop_knows_shows_after_the_configured_ones_and_a_bad_report_is_said() {
-    let mut state = State::new(Config::parse(CONFIG, "sec.toml").unwrap(), 1_000);
+    let mut state = State::new(deployment(PROTECTION), 1_000);
     let mut newer = traffic(0, 0, 0);
     newer.protection.push(("new-rule", "rule", "counted", 9));
     let mut pops = HashMap::new();
@@ -444,7 +432,7 @@ async fn fake_pop(addr: std::net::SocketAddr, pop: &'static str, token: &'static
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_asks_pops_with_the_admin_token_and_serves_the_panel() {
     use std::time::{Duration, Instant};
-    let config = Config::parse(CONFIG, "sec.toml").expect("valid config");
+    let config = deployment(PROTECTION);
     let dir = std::env::temp_dir().join(format!("meridian-console-sec-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

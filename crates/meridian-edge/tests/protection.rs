@@ -10,7 +10,6 @@ use bytes::Bytes;
 use common::*;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use meridian_protect::jwt::{generate_es256, public_jwk, sign, SigningKey};
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
@@ -76,27 +75,7 @@ async fn request(
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.bind(SocketAddr::new(source, 0)).unwrap();
     let stream = sock.connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "edge.test");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = sender
-        .send_request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    Got {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    }
+    send_body_on(stream, method, path, "edge.test", headers, body).await
 }
 
 fn unix_now() -> u64 {
@@ -205,40 +184,11 @@ action = "block"
 async fn a_client_spreading_over_three_pops_is_still_limited() {
     let oa = SocketAddr::new(ip_in(53, 200, 2), 80);
     let (calls, _o) = echo_origin(oa).await;
-    let text = format!(
-        r#"[deployment]
-name = "spread"
-zone = "spread.test"
-[network]
-subnet = "127.53.0.0/16"
-[[region]]
-name = "r1"
-primary = true
-location = {{ lat = 0, lon = 0 }}
-azs = ["r1a"]
-[[edge]]
-name = "one"
-location = {{ lat = 0, lon = 0 }}
-[[edge]]
-name = "two"
-location = {{ lat = 1, lon = 1 }}
-[[edge]]
-name = "three"
-location = {{ lat = 2, lon = 2 }}
-[dns]
-servers = 0
-[distribution]
-[[distribution.origin_group]]
-name = "o"
-members = ["http://{oa}"]
-[[distribution.rate_based_rule]]
-name = "per-ip"
-limit = 30
-window = "10s"
-key = ["ip"]
-action = "block"
-"#
-    );
+    let edges = "[[edge]]\nname = \"one\"\nlocation = { lat = 0, lon = 0 }\n\
+                 [[edge]]\nname = \"two\"\nlocation = { lat = 1, lon = 1 }\n\
+                 [[edge]]\nname = \"three\"\nlocation = { lat = 2, lon = 2 }\n";
+    let rule = "[[distribution.rate_based_rule]]\nname = \"per-ip\"\nlimit = 30\nwindow = \"10s\"\nkey = [\"ip\"]\naction = \"block\"\n";
+    let text = deployment(53, oa, edges, rule);
     let (pops, _stops, state) = start_pops(&text, "spread").await;
     assert_eq!(pops.len(), 3);
     // 90 requests over 4.5 s, round robin: each PoP alone would admit 30, so 90 in all.
@@ -267,6 +217,31 @@ action = "block"
     assert_eq!(admitted + refused, 90);
     assert_eq!(calls.load(Ordering::SeqCst), admitted);
     let _ = std::fs::remove_dir_all(&state);
+}
+
+/// A one-region deployment on 127.`block`/16 whose PoPs and client locations are `tables`
+/// and whose distribution serves origin group `o` (`origin`) with `distribution` added.
+fn deployment(block: u8, origin: SocketAddr, tables: &str, distribution: &str) -> String {
+    format!(
+        r#"[deployment]
+name = "protect"
+zone = "protect.test"
+[network]
+subnet = "127.{block}.0.0/16"
+[[region]]
+name = "r1"
+primary = true
+location = {{ lat = 0, lon = 0 }}
+azs = ["r1a"]
+{tables}
+[dns]
+servers = 0
+[distribution]
+[[distribution.origin_group]]
+name = "o"
+members = ["http://{origin}"]
+{distribution}"#
+    )
 }
 
 /// Starts every PoP of a config (plain HTTP), waits until each accepts connections, and
@@ -311,39 +286,21 @@ async fn start_pops(
 async fn geo_restriction_admits_only_the_listed_countries() {
     let oa = SocketAddr::new(ip_in(54, 199, 2), 80);
     let (calls, _o) = echo_origin(oa).await;
-    let text = format!(
-        r#"[deployment]
-name = "geo"
-zone = "geo.test"
-[network]
-subnet = "127.54.0.0/16"
-[[region]]
-name = "r1"
-primary = true
-location = {{ lat = 0, lon = 0 }}
-azs = ["r1a"]
-[[edge]]
+    let places = r#"[[edge]]
 name = "one"
-location = {{ lat = 0, lon = 0 }}
+location = { lat = 0, lon = 0 }
 [[client_location]]
 name = "frankfurt"
-location = {{ lat = 50.1, lon = 8.7 }}
+location = { lat = 50.1, lon = 8.7 }
 country = "DE"
 [[client_location]]
 name = "new-york"
-location = {{ lat = 40.7, lon = -74.0 }}
+location = { lat = 40.7, lon = -74.0 }
 country = "US"
-[dns]
-servers = 0
-[distribution]
-[[distribution.origin_group]]
-name = "o"
-members = ["http://{oa}"]
-[distribution.geo_restriction]
-restriction_type = "whitelist"
-locations = ["DE"]
-"#
-    );
+"#;
+    let geo =
+        "[distribution.geo_restriction]\nrestriction_type = \"whitelist\"\nlocations = [\"DE\"]\n";
+    let text = deployment(54, oa, places, geo);
     let (pops, _stops, state) = start_pops(&text, "geo").await;
     // Client locations send from 127.54.200+i.0/24, in config order.
     let german = request(ip_in(54, 200, 5), pops[0], "GET", "/x", &[], "").await;

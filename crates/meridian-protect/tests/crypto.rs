@@ -540,6 +540,11 @@ fn sreason(r: Result<signed_url::Verified, signed_url::SignedError>) -> &'static
     r.expect_err("must be refused").reason()
 }
 
+/// Why `request` is refused with `keys` at `secs`.
+fn refusal(request: SignedRequest<'_>, keys: &PublicKeys, secs: u64) -> &'static str {
+    sreason(signed_url::verify(&request, keys, at(secs)))
+}
+
 #[test]
 fn openssl_canned_sha1_vector_verifies_and_tampering_fails() {
     let v = vectors();
@@ -561,29 +566,17 @@ fn openssl_canned_sha1_vector_verifies_and_tampering_fails() {
 
     let other = "https://d111111abcdef8.cloudfront.net/images/other.jpg";
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(other, Some(q), &[], "198.51.100.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(other, Some(q), &[], "198.51.100.1"), &keys, NOW),
         "signature"
     );
     let q2 = q.replace("size=large", "size=small");
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(IMAGE, Some(&q2), &[], "198.51.100.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(IMAGE, Some(&q2), &[], "198.51.100.1"), &keys, NOW),
         "signature"
     );
     let q3 = q.replace("Expires=4102444800", "Expires=4102444801");
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(IMAGE, Some(&q3), &[], "198.51.100.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(IMAGE, Some(&q3), &[], "198.51.100.1"), &keys, NOW),
         "signature"
     );
     let sig_at = q.find("Signature=").expect("sig") + "Signature=".len();
@@ -595,19 +588,15 @@ fn openssl_canned_sha1_vector_verifies_and_tampering_fails() {
     };
     q4.replace_range(sig_at + 5..sig_at + 6, flipped);
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(IMAGE, Some(&q4), &[], "198.51.100.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(IMAGE, Some(&q4), &[], "198.51.100.1"), &keys, NOW),
         "signature"
     );
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(IMAGE, Some(q), &[], "198.51.100.1"),
+        refusal(
+            req(IMAGE, Some(q), &[], "198.51.100.1"),
             &keys,
-            at(4_102_444_800)
-        )),
+            4_102_444_800
+        ),
         "expired"
     );
     assert_eq!(
@@ -644,28 +633,16 @@ fn openssl_custom_sha1_vector_checks_resource_ip_and_dates() {
         signed_url::verify(&req(video, Some(q), &[], "192.0.2.77"), &keys, at(NOW)).expect("valid");
     assert!(ok.custom);
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(video, Some(q), &[], "192.0.3.77"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(video, Some(q), &[], "192.0.3.77"), &keys, NOW),
         "ip"
     );
     let mov = "https://d111111abcdef8.cloudfront.net/videos/2024/intro.mov";
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(mov, Some(q), &[], "192.0.2.77"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(mov, Some(q), &[], "192.0.2.77"), &keys, NOW),
         "resource"
     );
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(video, Some(q), &[], "192.0.2.77"),
-            &keys,
-            at(1_600_000_000)
-        )),
+        refusal(req(video, Some(q), &[], "192.0.2.77"), &keys, 1_600_000_000),
         "not_yet_valid"
     );
     // An extra query parameter is part of the URL the wildcard is matched against.
@@ -689,11 +666,7 @@ fn openssl_sha256_and_ecdsa_vectors_verify() {
     assert_eq!(ok.hash, signed_url::HashAlgorithm::Sha256);
     let as_sha1 = q.replace("&Hash-Algorithm=SHA256", "");
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(url, Some(&as_sha1), &[], "198.51.100.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(url, Some(&as_sha1), &[], "198.51.100.1"), &keys, NOW),
         "signature"
     );
 
@@ -721,11 +694,7 @@ fn our_signed_urls_verify_canned_and_custom() {
     assert!(query.starts_with("v=2&Expires="));
     assert!(signed_url::verify(&req(base, Some(query), &[], "10.0.0.1"), &keys, at(NOW)).is_ok());
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(base, Some(query), &[], "10.0.0.1"),
-            &keys,
-            at(NOW + 60)
-        )),
+        refusal(req(base, Some(query), &[], "10.0.0.1"), &keys, NOW + 60),
         "expired"
     );
 
@@ -747,20 +716,12 @@ fn our_signed_urls_verify_canned_and_custom() {
         signed_url::verify(&req(base, Some(query), &[], "2001:db8::7"), &keys, at(NOW)).is_ok()
     );
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(base, Some(query), &[], "10.0.0.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(base, Some(query), &[], "10.0.0.1"), &keys, NOW),
         "ip"
     );
     let elsewhere = "https://cdn.example.com/b/c.txt";
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(elsewhere, Some(query), &[], "2001:db8::7"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(elsewhere, Some(query), &[], "2001:db8::7"), &keys, NOW),
         "resource"
     );
     assert_eq!(signed_url::strip_signing_params(query), None);
@@ -783,11 +744,7 @@ fn signed_cookies_work_and_url_parameters_take_precedence() {
     assert_eq!(ok.source, Source::Cookie);
     let other = "https://cdn.example.com/members/other.html";
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(other, None, &[&header], "10.0.0.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(other, None, &[&header], "10.0.0.1"), &keys, NOW),
         "signature"
     );
 
@@ -813,38 +770,30 @@ fn signed_cookies_work_and_url_parameters_take_precedence() {
     .is_ok());
     let outside = "https://cdn.example.com/public/x";
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(outside, None, &[&first, &rest], "10.0.0.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(outside, None, &[&first, &rest], "10.0.0.1"), &keys, NOW),
         "resource"
     );
 
     // URL parameters win over valid cookies: a bad URL signature is refused.
     let bad_q = "Expires=1900000000&Signature=AAAA&Key-Pair-Id=KTEST";
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(other, Some(bad_q), &[&first, &rest], "10.0.0.1"),
+        refusal(
+            req(other, Some(bad_q), &[&first, &rest], "10.0.0.1"),
             &keys,
-            at(NOW)
-        )),
+            NOW
+        ),
         "signature"
     );
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(other, Some("a=1"), &[], "10.0.0.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(other, Some("a=1"), &[], "10.0.0.1"), &keys, NOW),
         "missing"
     );
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(other, None, &["CloudFront-Key-Pair-Id=KTEST"], "10.0.0.1"),
+        refusal(
+            req(other, None, &["CloudFront-Key-Pair-Id=KTEST"], "10.0.0.1"),
             &keys,
-            at(NOW)
-        )),
+            NOW
+        ),
         "malformed"
     );
 }
@@ -858,20 +807,12 @@ fn oversize_cookies_and_policies_are_too_large() {
         "A".repeat(MAX_POLICY_LEN + 1)
     );
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(url, None, &[&huge], "10.0.0.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(url, None, &[&huge], "10.0.0.1"), &keys, NOW),
         "too_large"
     );
     let filler = format!("junk={}", "x".repeat(MAX_COOKIE_LEN));
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(url, None, &[&filler], "10.0.0.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(url, None, &[&filler], "10.0.0.1"), &keys, NOW),
         "too_large"
     );
     let q = format!(
@@ -879,20 +820,12 @@ fn oversize_cookies_and_policies_are_too_large() {
         "A".repeat(MAX_POLICY_LEN + 1)
     );
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(url, Some(&q), &[], "10.0.0.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(url, Some(&q), &[], "10.0.0.1"), &keys, NOW),
         "too_large"
     );
     let q = format!("Expires=1&Signature={}&Key-Pair-Id=KTEST", "A".repeat(5000));
     assert_eq!(
-        sreason(signed_url::verify(
-            &req(url, Some(&q), &[], "10.0.0.1"),
-            &keys,
-            at(NOW)
-        )),
+        refusal(req(url, Some(&q), &[], "10.0.0.1"), &keys, NOW),
         "too_large"
     );
 }

@@ -497,6 +497,18 @@ pub async fn send_on(
     host: &str,
     headers: &[(&str, &str)],
 ) -> Got {
+    send_body_on(stream, method, path, host, headers, "").await
+}
+
+/// [`send_on`] with a request body.
+pub async fn send_body_on(
+    stream: TcpStream,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Got {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -509,7 +521,7 @@ pub async fn send_on(
         req = req.header(*k, *v);
     }
     let res = sender
-        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .send_request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
         .await
         .unwrap();
     let (parts, body) = res.into_parts();
