@@ -823,4 +823,9 @@ idempotency_window = "1m"
     .await;
     assert_eq!(other.status, 201);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // The same key from another user (another session cookie) is that user's own request.
+    let theirs = [("idempotency-key", "order-7f3a"), ("cookie", "session=someone-else")];
+    let r = request(viewer, p.http, "POST", "/slow/orders", &theirs, body).await;
+    assert_eq!((r.status.as_u16(), r.h("idempotent-replayed")), (201, ""));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
 }

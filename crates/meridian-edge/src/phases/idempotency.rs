@@ -4,8 +4,8 @@
 //! is in flight waits for it; one that arrives within the window gets the stored response
 //! (marked `Idempotent-Replayed: true`); the same key with a different body gets 422.
 //!
-//! The key is scoped to the method, host, path and the viewer's `Authorization`, so two
-//! users choosing the same key never see each other's answers.
+//! The key is scoped to the method, host, path and the viewer's `Authorization` and
+//! cookies, so two users choosing the same key never see each other's answers.
 
 use super::context::{RequestContext, Served};
 use super::outcome::Outcome;
@@ -52,17 +52,21 @@ impl Edge {
                 "Idempotency-Key must be 1 to 255 visible characters",
             );
         };
-        let auth = ctx
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            .unwrap_or(b"");
+        // Who is asking: their credentials, by header or by cookie, so two users choosing
+        // the same key never see each other's answers.
+        let mut who = Sha256::new();
+        for name in [http::header::AUTHORIZATION, http::header::COOKIE] {
+            for v in ctx.headers.get_all(&name) {
+                who.update(v.as_bytes());
+                who.update(b"\n");
+            }
+        }
         let scope = format!(
             "{} {}{}\n{}\n{key}",
             ctx.method,
             ctx.host,
             ctx.path,
-            hex::encode(Sha256::digest(auth))
+            hex::encode(who.finalize())
         );
         let mut h = Sha256::new();
         h.update(ctx.method.as_str());
