@@ -101,6 +101,15 @@ async fn orders_resume_through_the_writer_endpoints_after_the_primary_is_lost() 
     node_a.task.abort();
     let _ = node_a.task.await;
     let lost_at = Instant::now();
+    // The server goes with its keeper, but not in the same instant: an order placed in
+    // between would still commit there and hide the failover this test is about.
+    while tokio::net::TcpStream::connect(a_listen).await.is_ok() {
+        assert!(
+            lost_at.elapsed() < Duration::from_secs(10),
+            "the lost primary's PostgreSQL still accepts connections"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (mut refused, mut unknown) = (0, 0);
     let mut resumed = None;
     while resumed.is_none() {

@@ -70,6 +70,9 @@ pub(crate) struct RuleCounters {
 }
 
 pub(crate) struct Protect {
+    /// Every header any authorizer forwards claims in: removed from every viewer request,
+    /// so only a verified token can set them (on any behavior).
+    pub claim_headers: Vec<http::HeaderName>,
     pub acl: WebAcl,
     pub acl_counters: Vec<RuleCounters>,
     pub rate_rules: Vec<RateRule>,
@@ -191,7 +194,18 @@ impl Protect {
                 ))
             })
             .collect();
+        let mut claim_headers: Vec<http::HeaderName> = Vec::new();
+        for a in &p.jwt_authorizers {
+            for (_, h) in &a.forward_claims {
+                if let Ok(h) = http::HeaderName::from_bytes(h.as_bytes()) {
+                    if !claim_headers.contains(&h) {
+                        claim_headers.push(h);
+                    }
+                }
+            }
+        }
         Ok(Protect {
+            claim_headers,
             acl,
             acl_counters,
             rate_rules,
@@ -309,7 +323,7 @@ impl Protect {
             .collect()
     }
 
-    /// Merges another PoP's snapshots.
+    /// Merges another PoP's snapshots, under the name this PoP polled it by.
     pub fn merge(
         &self,
         from: &str,

@@ -47,7 +47,9 @@ pub(crate) async fn run(
         });
         for (name, got) in futures_util::future::join_all(polls).await {
             match got {
-                Ok(c) => edge.0.protect.merge(&c.pop, c.rules, SystemTime::now()),
+                // Under the name polled, never the one the answer claims: one PoP cannot
+                // overwrite another's counts.
+                Ok(c) => edge.0.protect.merge(name, c.rules, SystemTime::now()),
                 Err(e) => tracing::debug!(peer = %name, error = %e, "no rate counts from the PoP"),
             }
         }

@@ -54,7 +54,14 @@ async fn echo_origin(addr: SocketAddr) -> (Arc<AtomicU32>, tokio::sync::oneshot:
             Response::builder()
                 .status(201)
                 .header("content-type", "application/json")
-                .header("cache-control", "private")
+                .header(
+                    "cache-control",
+                    if uri.contains("/cacheable") {
+                        "max-age=60"
+                    } else {
+                        "private"
+                    },
+                )
                 .body(Full::new(Bytes::from(answer.to_string())))
                 .unwrap()
         }
@@ -347,11 +354,21 @@ issuer = "https://auth.test"
 audiences = ["api"]
 leeway = "5s"
 forward_claims = {{ sub = "x-user" }}
+token_cookie = "session"
+
+[[distribution.origin_request_policy]]
+name = "everything"
+headers = "all"
 
 [[distribution.behavior]]
 path_pattern = "/me/*"
 origin_group = "o"
 jwt_authorizer = "users"
+
+[[distribution.behavior]]
+path_pattern = "/open/*"
+origin_group = "o"
+origin_request_policy = "everything"
 "#,
             jwks.display()
         ),
@@ -448,6 +465,30 @@ jwt_authorizer = "users"
             "{reason} not counted:\n{text}"
         );
     }
+    // One credential only: two Authorization headers, or one that is not Bearer, never
+    // fall back to another token.
+    let auth = format!("Bearer {valid}");
+    let two = [
+        ("authorization", auth.as_str()),
+        ("authorization", "Bearer forged"),
+    ];
+    assert_eq!(
+        request(viewer, p.http, "GET", "/me/portfolio", &two, "")
+            .await
+            .status,
+        401
+    );
+    let cookie = format!("session={valid}");
+    let basic = [
+        ("authorization", "Basic bWVpOnB3"),
+        ("cookie", cookie.as_str()),
+    ];
+    assert_eq!(
+        request(viewer, p.http, "GET", "/me/portfolio", &basic, "")
+            .await
+            .status,
+        401
+    );
     let missing = request(viewer, p.http, "GET", "/me/portfolio", &[], "").await;
     assert_eq!(missing.status, 401);
     assert!(
@@ -459,6 +500,34 @@ jwt_authorizer = "users"
         before,
         "refused requests never reach the origin"
     );
+
+    // A claim header only a verified token sets: forged on a behavior without the
+    // authorizer, it never reaches the origin.
+    let open = request(viewer, p.http, "GET", "/open/x", &[("x-user", "admin")], "").await;
+    let seen: serde_json::Value = serde_json::from_slice(&open.body).unwrap();
+    assert_eq!(seen["user"], "", "{seen}");
+
+    // Tokens in a cookie: one user's answer is never another's, even when it is cacheable.
+    let li = sign(
+        &es,
+        Some("k1"),
+        &json!({ "sub": "li", "iss": "https://auth.test", "aud": "api", "exp": now + 300 }),
+    )
+    .unwrap();
+    for (user, token) in [("mei", &valid), ("li", &li)] {
+        let c = format!("session={token}");
+        let r = request(
+            viewer,
+            p.http,
+            "GET",
+            "/me/cacheable",
+            &[("cookie", &c)],
+            "",
+        )
+        .await;
+        let seen: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(seen["user"], user, "{seen}");
+    }
 
     // Rotation: a new key replaces k1 in the file; the PoP follows without a restart.
     let es2 = SigningKey::Es256 {
@@ -824,7 +893,10 @@ idempotency_window = "1m"
     assert_eq!(other.status, 201);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     // The same key from another user (another session cookie) is that user's own request.
-    let theirs = [("idempotency-key", "order-7f3a"), ("cookie", "session=someone-else")];
+    let theirs = [
+        ("idempotency-key", "order-7f3a"),
+        ("cookie", "session=someone-else"),
+    ];
     let r = request(viewer, p.http, "POST", "/slow/orders", &theirs, body).await;
     assert_eq!((r.status.as_u16(), r.h("idempotent-replayed")), (201, ""));
     assert_eq!(calls.load(Ordering::SeqCst), 3);

@@ -135,7 +135,8 @@ pub struct Rule {
 }
 
 /// One part of a rate-based rule's key (AWS WAF's aggregation keys). A request missing a
-/// part is not counted by the rule, as in WAF.
+/// part is not counted by the rule, as in WAF; a missing or unreadable forwarded-IP header
+/// counts as the connection's address instead (WAF's fallback), so omitting it is no way out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "name")]
 pub enum RateKey {

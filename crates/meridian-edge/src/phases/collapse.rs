@@ -93,6 +93,7 @@ impl Edge {
             path_and_query: self.origin_path(ctx, route.policy),
             headers: self.origin_headers(ctx, route.policy, true),
             viewer_headers: ctx.headers.clone(),
+            authenticated: ctx.behavior.jwt_authorizer.is_some(),
             policy: route.policy.clone(),
             stale,
             stream: false,

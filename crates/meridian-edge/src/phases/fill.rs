@@ -36,6 +36,9 @@ pub(crate) struct FillRequest {
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub viewer_headers: HeaderMap,
+    /// The behavior admits only viewers with a verified token (which may have come in a
+    /// cookie, not `Authorization`): answers are shared only when they say they may be.
+    pub authenticated: bool,
     pub policy: CachePolicy,
     pub stale: Option<Arc<Object>>,
     /// Stream the answer to the leader while storing it.

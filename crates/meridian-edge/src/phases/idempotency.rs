@@ -12,17 +12,18 @@ use super::outcome::Outcome;
 use super::route::Route;
 use crate::edge::Edge;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
-use meridian_protect::idempotency::{Begin, StoredResponse};
+use meridian_protect::idempotency::{Begin, Lease, StoredResponse};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// A leader's response body is read whole to be shared; past this it cannot be.
 const MAX_SHARED_BODY: usize = 10 << 20;
-/// An origin that goes quiet this long mid-body fails the shared answer.
+/// An origin that goes quiet this long between two parts of its body fails the answer.
 const BODY_IDLE: Duration = Duration::from_secs(30);
 
 impl Edge {
@@ -107,35 +108,41 @@ impl Edge {
             }
             Begin::Leader(lease) => {
                 p.idempotent("leader");
+                let claim = Claim(Some(lease));
                 let served = self.pass(ctx, route, body).await;
                 let origin = served.origin.clone();
                 let outcome = served.outcome;
                 let (parts, body) = served.response.into_parts();
-                let body = match tokio::time::timeout(BODY_IDLE, read_limited(body)).await {
-                    Ok(Some(b)) => b,
-                    // Dropping the lease lets a waiter try again rather than share a
-                    // broken answer.
-                    _ => {
-                        drop(lease);
+                let status = parts.status.as_u16();
+                let headers: Vec<_> = parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let body = match read_shared(body).await {
+                    Shared::Whole(b) => {
+                        claim.complete(StoredResponse::new(status, headers, b.clone()));
+                        meridian_http::full(b)
+                    }
+                    Shared::TooLarge(head, rest) => {
+                        // The viewer gets the whole answer; duplicates learn it was done.
+                        claim.complete(unknown_outcome("its answer was too large to keep"));
+                        let head = futures_util::stream::iter(
+                            head.into_iter().map(|b| Ok(hyper::body::Frame::data(b))),
+                        );
+                        let rest = http_body_util::BodyStream::new(rest);
+                        BodyExt::boxed(http_body_util::StreamBody::new(head.chain(rest)))
+                    }
+                    // The claim, dropped, records an unknown outcome.
+                    Shared::Failed => {
                         return refuse(
                             StatusCode::BAD_GATEWAY,
-                            "the origin's answer could not be read whole",
-                        );
+                            "the origin's answer stalled or broke off",
+                        )
                     }
                 };
-                let stored = StoredResponse::new(
-                    parts.status.as_u16(),
-                    parts
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                    body.clone(),
-                );
-                lease.complete(stored);
-                let response = Response::from_parts(parts, meridian_http::full(body));
                 Served {
-                    response,
+                    response: Response::from_parts(parts, body),
                     outcome,
                     origin,
                 }
@@ -144,18 +151,74 @@ impl Edge {
     }
 }
 
-/// The whole body, or None past [`MAX_SHARED_BODY`] or on an error.
-async fn read_limited(mut body: meridian_http::Body) -> Option<Bytes> {
-    let mut out = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.ok()?.into_data() {
-            if out.len() + data.len() > MAX_SHARED_BODY {
-                return None;
-            }
-            out.extend_from_slice(&data);
+/// The leader's hold on a key. Completed with the origin's answer; dropped any other way
+/// (the viewer went away mid-request, the answer broke off), it records that the outcome
+/// is unknown, so no duplicate within the window repeats an action the origin may have
+/// taken: they get 409 and the client checks before retrying with a new key.
+struct Claim(Option<Lease>);
+
+impl Claim {
+    fn complete(mut self, answer: StoredResponse) {
+        if let Some(lease) = self.0.take() {
+            lease.complete(answer);
         }
     }
-    Some(out.freeze())
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(lease) = self.0.take() {
+            lease.complete(unknown_outcome("it did not finish at this PoP"));
+        }
+    }
+}
+
+/// The answer duplicates get when the first request's answer cannot be replayed.
+fn unknown_outcome(why: &str) -> StoredResponse {
+    StoredResponse::new(
+        StatusCode::CONFLICT.as_u16(),
+        vec![(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        Bytes::from(format!(
+            "a request with this Idempotency-Key reached the origin, but {why}: check its outcome before retrying with a new key\n"
+        )),
+    )
+}
+
+/// A leader's answer body: whole (to share), too large to keep (what was read, and the
+/// rest), or broken off.
+enum Shared {
+    Whole(Bytes),
+    TooLarge(Vec<Bytes>, meridian_http::Body),
+    Failed,
+}
+
+/// Reads the body within [`MAX_SHARED_BODY`], each frame within [`BODY_IDLE`].
+async fn read_shared(mut body: meridian_http::Body) -> Shared {
+    let mut parts = Vec::new();
+    let mut len = 0;
+    loop {
+        match tokio::time::timeout(BODY_IDLE, body.frame()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    len += data.len();
+                    parts.push(data);
+                    if len > MAX_SHARED_BODY {
+                        return Shared::TooLarge(parts, body);
+                    }
+                }
+            }
+            Ok(Some(Err(_))) | Err(_) => return Shared::Failed,
+        }
+    }
+    let mut out = bytes::BytesMut::with_capacity(len);
+    for p in parts {
+        out.extend_from_slice(&p);
+    }
+    Shared::Whole(out.freeze())
 }
 
 /// The stored answer again, marked as a replay.

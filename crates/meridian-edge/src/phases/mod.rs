@@ -71,7 +71,10 @@ impl Edge {
             ),
             None => {
                 let served = self.answer(&mut ctx, body).await;
-                let error = served.response.status().as_u16() >= 400;
+                // A refusal by API protection is never replaced by a custom error page, which
+                // could hide it (a 200 page) or show a protected page to the refused.
+                let error =
+                    served.response.status().as_u16() >= 400 && served.outcome != Outcome::Blocked;
                 if error && !self.0.dist.custom_error_responses.is_empty() {
                     self.custom_error(&ctx, served).await
                 } else {

@@ -22,13 +22,15 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use meridian_config::{path_matches, RateKey, RuleAction};
 use meridian_http::Body;
-use meridian_protect::jwt::Claims;
+use meridian_protect::jwt::{Claims, JwtError};
 use meridian_protect::rules::{cookie_values, forwarded_ip, query_values, RequestView};
 use meridian_protect::signed_url::{self, SignedRequest};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// Separates the parts of a combined rate-limit key; not a character a header value holds.
+/// Separates the parts of a combined rate-limit key (the console shows it as " + "). A
+/// decoded query value or a claim may hold it, so a client controlling two parts could
+/// make two keys meet; it cannot make its own key another client's.
 const KEY_SEPARATOR: char = '\u{1f}';
 
 impl Edge {
@@ -41,6 +43,9 @@ impl Edge {
     ) -> Option<Served> {
         let p = &self.0.protect;
         let ip = ctx.peer.addr.ip();
+        for h in &p.claim_headers {
+            ctx.headers.remove(h);
+        }
         // 1. Geo restriction.
         if p.geo.restriction_type != meridian_config::GeoRestrictionType::None {
             let country = p.country(&self.0.viewer_places, ip);
@@ -133,24 +138,26 @@ impl Edge {
                 "authorizer missing",
             )));
         };
-        for (_, header) in &cfg.forward_claims {
-            ctx.headers.remove(header.as_str());
-        }
         // The token is borrowed from the request; the headers change only after it is checked.
+        // One Authorization header, of the Bearer scheme, or none and the token cookie: the
+        // origin must not receive a credential other than the one verified here.
         let result = {
-            let token = ctx
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(meridian_protect::jwt::bearer_token)
-                .or_else(|| {
-                    let c = cfg.token_cookie.as_deref()?;
-                    cookie_values(&ctx.headers, c).next()
-                });
-            match token {
-                Some(t) => verifier.verify(t, now),
-                None => Err(meridian_protect::jwt::JwtError::Missing),
-            }
+            let mut auth = ctx.headers.get_all(http::header::AUTHORIZATION).iter();
+            let (first, second) = (auth.next(), auth.next());
+            let token = match (first, second) {
+                (Some(_), Some(_)) => Err(JwtError::Malformed("two Authorization headers")),
+                (Some(v), None) => v
+                    .to_str()
+                    .ok()
+                    .and_then(meridian_protect::jwt::bearer_token)
+                    .ok_or(JwtError::Malformed("Authorization is not a Bearer token")),
+                (None, _) => cfg
+                    .token_cookie
+                    .as_deref()
+                    .and_then(|c| cookie_values(&ctx.headers, c).next())
+                    .ok_or(JwtError::Missing),
+            };
+            token.and_then(|t| verifier.verify(t, now))
         };
         match result {
             Ok(claims) => {
@@ -224,7 +231,10 @@ impl Edge {
                 Err(e) => last = Some((g.as_str(), e)),
             }
         }
-        let (group, e) = last?;
+        // No group could be asked (configs name only defined groups): refuse, never admit.
+        let Some((group, e)) = last else {
+            return Some(refuse(StatusCode::FORBIDDEN, "Access denied"));
+        };
         p.auth_failed("signed_url", group, e.reason());
         let message = match e.reason() {
             "missing" => "Missing Key-Pair-Id query parameter or cookie value",
@@ -291,8 +301,11 @@ fn rate_key(r: &RateRule, ctx: &RequestContext<'_>, claims: Option<&Claims>) -> 
                 let _ = write!(key, "{}", ctx.peer.addr.ip());
             }
             RateKey::ForwardedIp(h) => {
+                // A missing or unreadable header counts as the connection's address (AWS
+                // WAF's fallback), so leaving it out is no way around the limit.
                 use std::fmt::Write;
-                let _ = write!(key, "{}", forwarded_ip(&ctx.headers, h)?);
+                let ip = forwarded_ip(&ctx.headers, h).unwrap_or(ctx.peer.addr.ip());
+                let _ = write!(key, "{ip}");
             }
             RateKey::Header(h) => key.push_str(ctx.headers.get(h.as_str())?.to_str().ok()?),
             RateKey::Cookie(c) => key.push_str(cookie_values(&ctx.headers, c).next()?),

@@ -27,6 +27,14 @@ impl Edge {
         received_at: SystemTime,
     ) -> Option<Duration> {
         let policy = &req.policy;
+        if req.authenticated {
+            // As RFC 9111 §3.5 treats Authorization: a per-user answer is shared only when
+            // the origin says it may be, however the token arrived.
+            let cc = meridian_cache::CacheControl::from_headers(headers);
+            if !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
+                return None;
+            }
+        }
         let verdict = storable(&Method::GET, &req.viewer_headers, status, headers);
         let custom = self.custom_error_for(status);
         match verdict {
