@@ -7,6 +7,7 @@
 mod directives;
 mod freshness;
 mod range;
+mod targeted;
 mod validation;
 mod vary;
 
@@ -16,6 +17,7 @@ pub use freshness::{
     NotStorable, Stored, TtlPolicy, Usability,
 };
 pub use range::{byte_range, ByteRange};
+pub use targeted::{is_dictionary, targeted_headers};
 pub use validation::{conditional_request, invalidation_targets, merge_not_modified, not_modified};
 pub use vary::{add_vary, variant_suffix, vary_key, vary_names, VaryKey};
 

@@ -495,3 +495,26 @@ fn mutated_configs_are_read_or_refused_never_a_panic() {
         "the mutations should break most configs: {refused}"
     );
 }
+
+#[test]
+fn targeted_cache_control_fields_are_rfc_9213_names() {
+    let c = Config::embedded_default();
+    assert_eq!(
+        c.distribution.cache_control_targets,
+        ["meridian-cdn-cache-control", "cdn-cache-control"]
+    );
+    let c = Config::parse(
+        &with("[distribution]\ncache_control_targets = [\"Akamai-Cache-Control\"]\n"),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.distribution.cache_control_targets, ["akamai-cache-control"]);
+    let errs = Config::parse(
+        &with("[distribution]\ncache_control_targets = [\"Cache-Control\", \"bad name\"]\n"),
+        "t.toml",
+    )
+    .unwrap_err()
+    .0;
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs.iter().all(|e| e.key == "distribution.cache_control_targets" && e.line == 9));
+}

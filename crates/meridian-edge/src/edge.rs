@@ -47,6 +47,8 @@ pub(crate) struct EdgeState {
     pub viewer_places: crate::viewer::ViewerPlaces,
     /// Rules, rate limits, authentication and idempotency stores (`phases/protect.rs`).
     pub protect: crate::protect::Protect,
+    /// The targeted cache-control fields (RFC 9213) this PoP obeys, most specific first.
+    pub cache_control_targets: Vec<http::HeaderName>,
 }
 
 /// Why a PoP cannot start serving: its functions or its protection would not run.
@@ -103,6 +105,12 @@ impl Edge {
             distribution_id: config.deployment.name.clone(),
             viewer_places: crate::viewer::ViewerPlaces::from_config(config),
             protect,
+            cache_control_targets: config
+                .distribution
+                .cache_control_targets
+                .iter()
+                .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+                .collect(),
         })))
     }
 

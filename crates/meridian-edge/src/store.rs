@@ -562,9 +562,13 @@ pub fn file_stream(
     )
 }
 
-/// Stored headers without the ones that describe a connection rather than the object.
+/// Stored headers without the ones that describe a connection rather than the object,
+/// including those the response's own `Connection` names (RFC 9111 §3.1).
 pub fn storable_headers(headers: &HeaderMap) -> HeaderMap {
     let mut h = headers.clone();
+    for name in meridian_http::connection_fields(headers) {
+        h.remove(name);
+    }
     for name in [
         "connection",
         "keep-alive",

@@ -66,6 +66,10 @@ pub struct Distribution {
     pub compress_max_size: u64,
     /// CloudFront's standard logging: a JSON access log line per request on every PoP.
     pub access_log: bool,
+    /// Targeted cache-control fields (RFC 9213) that speak to these PoPs, most specific
+    /// first, lowercase: the first present and valid one replaces `Cache-Control` for the
+    /// edge, and none of them reaches a viewer.
+    pub cache_control_targets: Vec<String>,
     /// How the edge talks to `lb:<region>` members: HTTPS verifies the balancer's
     /// certificate against `origin_ca_file`, else the deployment CA `up` makes.
     pub origin_protocol: OriginProtocol,
@@ -139,6 +143,10 @@ pub(crate) fn default_distribution(regions: &[Region]) -> Distribution {
         compress_min_size: 1000,
         compress_max_size: 10_000_000,
         access_log: true,
+        cache_control_targets: vec![
+            "meridian-cdn-cache-control".to_owned(),
+            "cdn-cache-control".to_owned(),
+        ],
         origin_protocol: OriginProtocol::Http,
         origin_ca_file: None,
     }
@@ -305,6 +313,27 @@ pub(crate) fn read_distribution(
         dist.compress_max_size = n.0;
     }
     dist.access_log = t.bool(d, "access_log").unwrap_or(dist.access_log);
+    if let Some(list) = t.str_list(d, "cache_control_targets") {
+        dist.cache_control_targets.clear();
+        for n in list {
+            let name = n.get_ref().to_ascii_lowercase();
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if token && name != "cache-control" {
+                dist.cache_control_targets.push(name);
+            } else {
+                d.error(
+                    n.span(),
+                    "distribution.cache_control_targets",
+                    format!("`{}` cannot be a targeted cache-control field", n.get_ref()),
+                    "name header fields such as \"CDN-Cache-Control\" (RFC 9213), not Cache-Control itself",
+                );
+                ok = false;
+            }
+        }
+    }
     read_origin_transport(t, d, &mut dist.origin_protocol, &mut dist.origin_ca_file);
     t.finish(d);
     ok.then_some(dist)

@@ -175,6 +175,19 @@ impl Failover for Members<'_> {
             .observe(elapsed.as_secs_f64());
         let status = res.status().as_u16();
         self.count(i, &format!("{}xx", status / 100));
+        // A transfer coding the edge cannot undo would reach viewers undecoded, with
+        // nothing saying so: RFC 9112 §6.1 leaves a clean 502 as the honest answer.
+        if let Some(coding) = unknown_transfer_coding(res.headers()) {
+            self.all_timeouts = false;
+            self.attempts.push(format!(
+                "{}: answered with transfer coding `{coding}`, which the edge cannot decode",
+                m.name
+            ));
+            return Verdict::Done(Err(OriginFailure {
+                attempts: std::mem::take(&mut self.attempts),
+                timed_out: false,
+            }));
+        }
         let answer = OriginResponse {
             member: OriginName(m.name.clone()),
             response: res.map(|b| {
@@ -242,4 +255,14 @@ impl Failover for Members<'_> {
     fn exhausted(mut self) -> Answer {
         self.outcome()
     }
+}
+
+/// The first transfer coding other than `chunked` (which the HTTP client decodes), if any.
+fn unknown_transfer_coding(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(|c| c.trim().to_ascii_lowercase())
+        .find(|c| !c.is_empty() && c != "chunked")
 }

@@ -19,6 +19,8 @@ pub(crate) struct ResponseHeaders {
     via: HeaderValue,
     /// Each response headers policy's fixed headers, by policy name.
     policy_headers: HashMap<String, Vec<(HeaderName, HeaderValue)>>,
+    /// The targeted cache-control fields removed from every response.
+    cache_control_targets: Vec<HeaderName>,
 }
 
 impl ResponseHeaders {
@@ -30,6 +32,11 @@ impl ResponseHeaders {
             }),
             pop: HeaderValue::from_str(pop).unwrap_or(HeaderValue::from_static("-")),
             via,
+            cache_control_targets: dist
+                .cache_control_targets
+                .iter()
+                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+                .collect(),
             policy_headers: dist
                 .response_headers_policies
                 .iter()
@@ -48,6 +55,10 @@ impl ResponseHeaders {
         outcome: Outcome,
     ) {
         let h = res.headers_mut();
+        // Targeted cache control (RFC 9213) is for this PoP, never for viewers.
+        for t in &self.cache_control_targets {
+            h.remove(t);
+        }
         if let Some(p) = policy {
             for (k, v) in self.policy_headers.get(&p.name).into_iter().flatten() {
                 h.insert(k.clone(), v.clone());

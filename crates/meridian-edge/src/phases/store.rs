@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName};
 use http::Method;
 use meridian_cache::{
-    edge_ttl, initial_age, merge_not_modified, storable, variant_suffix, CacheControl, NotStorable,
-    Stored, TtlPolicy,
+    edge_ttl, initial_age, merge_not_modified, storable, targeted_headers, variant_suffix,
+    CacheControl, NotStorable, Stored, TtlPolicy,
 };
 use meridian_config::CachePolicy;
 use std::sync::atomic::Ordering;
@@ -27,10 +27,13 @@ impl Edge {
         received_at: SystemTime,
     ) -> Option<Duration> {
         let policy = &req.policy;
+        // A targeted field (CDN-Cache-Control) speaks to the edge instead of Cache-Control.
+        let targeted = targeted_headers(headers, &self.0.cache_control_targets);
+        let headers = targeted.as_ref().unwrap_or(headers);
         if req.authenticated {
             // As RFC 9111 §3.5 treats Authorization: a per-user answer is shared only when
             // the origin says it may be, however the token arrived.
-            let cc = meridian_cache::CacheControl::from_headers(headers);
+            let cc = CacheControl::from_headers(headers);
             if !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
                 return None;
             }
@@ -151,10 +154,20 @@ impl Edge {
         obj
     }
 
+    /// What the store keeps about a response. Its headers are kept as the origin sent them
+    /// (targeted fields included, so a 304 can refresh them); its caching rules come from
+    /// the targeted field when there is a valid one.
     fn meta(&self, policy: &CachePolicy, status: u16, headers: HeaderMap, at: Exchange) -> Stored {
-        let ttl = edge_ttl(&headers, ttl_policy(policy), at.received_at).unwrap_or(Duration::ZERO);
+        let targeted = targeted_headers(&headers, &self.0.cache_control_targets);
+        let rules = targeted.as_ref().unwrap_or(&headers);
+        let ttl = edge_ttl(rules, ttl_policy(policy), at.received_at).unwrap_or(Duration::ZERO);
         let age = initial_age(&headers, at.sent_at, at.received_at);
-        Stored::new(status, headers, age, at.received_at, ttl)
+        let cache_control = targeted.as_ref().map(CacheControl::from_headers);
+        let mut stored = Stored::new(status, headers, age, at.received_at, ttl);
+        if let Some(cc) = cache_control {
+            stored.cache_control = cc;
+        }
+        stored
     }
 }
 
