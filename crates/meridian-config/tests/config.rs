@@ -508,7 +508,10 @@ fn targeted_cache_control_fields_are_rfc_9213_names() {
         "t.toml",
     )
     .unwrap();
-    assert_eq!(c.distribution.cache_control_targets, ["akamai-cache-control"]);
+    assert_eq!(
+        c.distribution.cache_control_targets,
+        ["akamai-cache-control"]
+    );
     let errs = Config::parse(
         &with("[distribution]\ncache_control_targets = [\"Cache-Control\", \"bad name\"]\n"),
         "t.toml",
@@ -516,5 +519,7 @@ fn targeted_cache_control_fields_are_rfc_9213_names() {
     .unwrap_err()
     .0;
     assert_eq!(errs.len(), 2, "{errs:#?}");
-    assert!(errs.iter().all(|e| e.key == "distribution.cache_control_targets" && e.line == 9));
+    assert!(errs
+        .iter()
+        .all(|e| e.key == "distribution.cache_control_targets" && e.line == 9));
 }

@@ -165,3 +165,48 @@ async fn a_transfer_coding_the_edge_cannot_decode_is_a_clean_502() {
     // The PoP keeps serving.
     assert_eq!(get(p.http, "/health").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_member_slower_than_usual_is_hedged_to_the_next_one() {
+    let a = SocketAddr::new(ip_in(59, 4, 2), 80);
+    let b = SocketAddr::new(ip_in(59, 4, 3), 80);
+    let serve = |name: &'static str, addr: SocketAddr| {
+        serve_with(
+            addr,
+            move |req: Request<hyper::body::Incoming>| async move {
+                // Member a freezes on /freeze/*, as a region whose machines stopped answering.
+                if name == "a" && req.uri().path().starts_with("/freeze/") {
+                    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+                }
+                Response::builder()
+                    .header("cache-control", "no-store")
+                    .body(Full::new(Bytes::from(name)))
+                    .unwrap()
+            },
+        )
+    };
+    let _a = serve("a", a).await;
+    let _b = serve("b", b).await;
+    let p = pop_in(59, 4, &[format!("http://{a}"), format!("http://{b}")], "").await;
+    // Member a answers first while it is well: its usual latency is learnt.
+    for i in 0..20 {
+        let r = get(p.http, &format!("/warm/{i}")).await;
+        assert_eq!(&r.body[..], b"a");
+    }
+    let started = std::time::Instant::now();
+    let r = get(p.http, "/freeze/1").await;
+    let took = started.elapsed();
+    assert_eq!(&r.body[..], b"b", "the hedge to member b answered");
+    // Without a hedge it would wait for the group's response timeout (700 ms here).
+    assert!(
+        took < std::time::Duration::from_millis(400),
+        "hedged well before the response timeout: {took:?}"
+    );
+    let metrics = get(p.admin, "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("reason=\"hedge\"") && !l.ends_with(" 0")),
+        "{text}"
+    );
+}

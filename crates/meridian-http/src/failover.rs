@@ -75,6 +75,8 @@ pub enum Reason {
     /// The candidate answered, but with something the caller would rather not relay (a
     /// failover status).
     Answer,
+    /// The candidate was slow to answer, so the next one was asked as well.
+    Hedge,
 }
 
 /// What the caller makes of a response head.
@@ -128,52 +130,149 @@ pub trait Failover {
 
     /// No candidate is left: the loop's result.
     fn exhausted(self) -> Self::Output;
+
+    /// How long to wait for the current candidate's response head before also asking the
+    /// next one (a hedged request); None: never hedge. Asked only for a replayable request
+    /// with another candidate left. The first head to arrive is used and the other request
+    /// is cancelled.
+    fn hedge_after(&mut self) -> Option<Duration> {
+        None
+    }
+
+    /// The hedge delay passed without a head: whether to send the hedge now (a budget).
+    fn may_hedge(&mut self) -> bool {
+        true
+    }
 }
 
 /// Sends through `client` to each candidate of `f` in turn, each given `timeout` for its
-/// response head, until one answers for good or none is left.
+/// response head, until one answers for good or none is left. A replayable request may be
+/// hedged: after [`Failover::hedge_after`] without a head, the next candidate is asked too.
 pub async fn run<C, F>(client: &Client<C, Body>, timeout: Duration, mut f: F) -> F::Output
 where
     C: Connect + Clone + Send + Sync + 'static,
     F: Failover,
 {
+    // A candidate left waiting when its hedge won is settled before any new one is tried.
     while let Some(mut c) = f.next() {
         let req = match f.request(&mut c) {
             Ok(r) => r,
             Err(out) => return out,
         };
         let started = Instant::now();
-        let fault = match tokio::time::timeout(timeout, client.request(req)).await {
-            Ok(Ok(res)) => match f.answered(c, res, started.elapsed()).await {
-                Verdict::Done(out) => return out,
+        let primary = tokio::time::timeout(timeout, client.request(req));
+        tokio::pin!(primary);
+        let hedge = if f.replayable() && f.more() {
+            f.hedge_after()
+        } else {
+            None
+        };
+        let Some(delay) = hedge else {
+            let sent = primary.await;
+            match settle(&mut f, c, sent, started).await {
+                Step::Return(out) => return out,
+                Step::Next => continue,
+            }
+        };
+        let sent = tokio::select! {
+            sent = &mut primary => Some(sent),
+            _ = tokio::time::sleep(delay) => None,
+        };
+        if let Some(sent) = sent {
+            match settle(&mut f, c, sent, started).await {
+                Step::Return(out) => return out,
+                Step::Next => continue,
+            }
+        }
+        // No head yet: ask the next candidate as well, and take the first head.
+        let next = if f.may_hedge() { f.next() } else { None };
+        let Some(mut c2) = next else {
+            let sent = primary.await;
+            match settle(&mut f, c, sent, started).await {
+                Step::Return(out) => return out,
+                Step::Next => continue,
+            }
+        };
+        let req2 = match f.request(&mut c2) {
+            Ok(r) => r,
+            Err(out) => return out,
+        };
+        f.retrying(Reason::Hedge);
+        let started2 = Instant::now();
+        let second = tokio::time::timeout(timeout, client.request(req2));
+        tokio::pin!(second);
+        let (first_won, sent) = tokio::select! {
+            sent = &mut primary => (true, sent),
+            sent = &mut second => (false, sent),
+        };
+        let (winner, w_started, loser, l_started) = if first_won {
+            (c, started, c2, started2)
+        } else {
+            (c2, started2, c, started)
+        };
+        // A usable head ends the loop and drops the other request, which cancels it.
+        if let Step::Return(out) = settle(&mut f, winner, sent, w_started).await {
+            return out;
+        }
+        // The first head was unusable: the other request, still out, may yet answer.
+        let sent = if first_won {
+            second.await
+        } else {
+            primary.await
+        };
+        match settle(&mut f, loser, sent, l_started).await {
+            Step::Return(out) => return out,
+            Step::Next => continue,
+        }
+    }
+    f.exhausted()
+}
+
+/// What the loop does after one request settled.
+enum Step<T> {
+    Return(T),
+    Next,
+}
+
+/// Makes of one request's result what the loop's rules say: the answer, or a move on.
+async fn settle<F: Failover>(
+    f: &mut F,
+    mut c: F::Candidate,
+    sent: Result<Result<Response<Incoming>, Error>, tokio::time::error::Elapsed>,
+    started: Instant,
+) -> Step<F::Output> {
+    let fault = match sent {
+        Ok(Ok(res)) => {
+            return match f.answered(c, res, started.elapsed()).await {
+                Verdict::Done(out) => Step::Return(out),
                 Verdict::Next(reason) => {
                     if f.more() {
                         f.retrying(reason);
                     }
-                    continue;
+                    Step::Next
                 }
-            },
-            Ok(Err(e)) => {
-                let fault = Fault::of(&e);
-                f.failed(&mut c, fault, Some(&e));
-                fault
             }
-            Err(_) => {
-                f.failed(&mut c, Fault::Timeout, None);
-                Fault::Timeout
-            }
-        };
-        let retryable = match fault {
-            Fault::Connect => true,
-            Fault::Reset | Fault::Io => f.replayable(),
-            Fault::Timeout => f.retry_timeouts() && f.replayable(),
-        };
-        if !retryable {
-            return f.stopped(c, fault);
         }
-        if f.more() {
-            f.retrying(Reason::Fault(fault));
+        Ok(Err(e)) => {
+            let fault = Fault::of(&e);
+            f.failed(&mut c, fault, Some(&e));
+            fault
         }
+        Err(_) => {
+            f.failed(&mut c, Fault::Timeout, None);
+            Fault::Timeout
+        }
+    };
+    let retryable = match fault {
+        Fault::Connect => true,
+        Fault::Reset | Fault::Io => f.replayable(),
+        Fault::Timeout => f.retry_timeouts() && f.replayable(),
+    };
+    if !retryable {
+        return Step::Return(f.stopped(c, fault));
     }
-    f.exhausted()
+    if f.more() {
+        f.retrying(Reason::Fault(fault));
+    }
+    Step::Next
 }

@@ -264,6 +264,7 @@ impl Failover for Retries<'_> {
         let kind = match reason {
             Reason::Fault(f) => f.as_str(),
             Reason::Answer => "status",
+            Reason::Hedge => "hedge",
         };
         self.lb
             .retries

@@ -23,6 +23,10 @@ pub struct OriginGroup {
     #[serde(with = "crate::serde_duration")]
     pub response_timeout: Duration,
     pub health_check: HealthCheck,
+    /// A safe request whose member is slow to answer (beyond its usual head latency) is
+    /// also sent to the next member, and the first answer wins: a frozen region costs
+    /// viewers a fraction of the response timeout. At most a tenth of requests hedge.
+    pub hedging: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -64,6 +68,7 @@ pub(super) fn default_origin_group(regions: &[Region]) -> OriginGroup {
         connect_timeout: Duration::from_secs(1),
         response_timeout: Duration::from_secs(5),
         health_check: HealthCheck::default(),
+        hedging: true,
     }
 }
 
@@ -167,6 +172,7 @@ pub(super) fn read_origin_group(
     if let Some(hc) = s.table(d, "health_check") {
         g.health_check = read_health_check(&hc, d)?;
     }
+    g.hedging = s.bool(d, "hedging").unwrap_or(g.hedging);
     s.finish(d);
     Some(g)
 }

@@ -47,6 +47,7 @@ impl Origins {
             all_timeouts: true,
             last_bad: None,
         };
+        self.hedges.request();
         meridian_http::failover::run(&self.client, group.cfg.response_timeout, members).await
     }
 
@@ -129,6 +130,23 @@ impl Failover for Members<'_> {
         self.next < self.order.len()
     }
 
+    fn hedge_after(&mut self) -> Option<Duration> {
+        if !self.group.cfg.hedging {
+            return None;
+        }
+        let i = *self.order.get(self.next.checked_sub(1)?)?;
+        self.group.members[i]
+            .head_latency
+            .hedge_after(self.group.cfg.response_timeout)
+    }
+
+    fn may_hedge(&mut self) -> bool {
+        let ok = self.origins.hedges.take();
+        self.origins
+            .failover(if ok { "hedge" } else { "hedge_over_budget" });
+        ok
+    }
+
     fn request(&mut self, &mut i: &mut usize) -> Result<Request<Body>, Answer> {
         let m = &self.group.members[i];
         let scheme = if m.tls { "https" } else { "http" };
@@ -175,6 +193,7 @@ impl Failover for Members<'_> {
             .observe(elapsed.as_secs_f64());
         let status = res.status().as_u16();
         self.count(i, &format!("{}xx", status / 100));
+        m.head_latency.observe(elapsed);
         // A transfer coding the edge cannot undo would reach viewers undecoded, with
         // nothing saying so: RFC 9112 §6.1 leaves a clean 502 as the honest answer.
         if let Some(coding) = unknown_transfer_coding(res.headers()) {
@@ -249,6 +268,8 @@ impl Failover for Members<'_> {
             Reason::Fault(Fault::Timeout) => "timeout",
             Reason::Fault(Fault::Reset | Fault::Io) => "io",
             Reason::Answer => "status",
+            // Counted when the hedge is sent (`may_hedge`), with the budget's verdict.
+            Reason::Hedge => return,
         });
     }
 

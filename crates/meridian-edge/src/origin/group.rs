@@ -32,6 +32,8 @@ pub struct Member {
     /// The round trip the prior gives for this PoP and member, in microseconds: what the
     /// PoP ranks by until it has measured (None without a prior, or for a plain address).
     pub prior_us: Option<u64>,
+    /// How long its response heads usually take: when to hedge a request to it.
+    pub head_latency: super::hedge::HeadLatency,
 }
 
 pub struct Group {
@@ -93,6 +95,7 @@ pub(super) fn from_config(
                         check_addr,
                         rtt_us: AtomicU64::new(0),
                         prior_us: prior_rtt.map(|d| d.as_micros() as u64),
+                        head_latency: Default::default(),
                     })
                 })
                 .collect();

@@ -6,6 +6,7 @@ mod answer;
 mod checks;
 mod forward;
 mod group;
+pub(crate) mod hedge;
 mod rank;
 
 pub use answer::{OriginFailure, OriginName, OriginResponse};
@@ -45,6 +46,8 @@ pub struct Origins {
     /// Origin access control: every origin request is signed with the deployment's edge
     /// signing key, set once at start.
     signer: std::sync::OnceLock<Arc<meridian_http::signing::Signer>>,
+    /// Hedged requests spent against requests sent (`hedge.rs`).
+    hedges: hedge::HedgeBudget,
 }
 
 impl Origins {
@@ -110,6 +113,7 @@ impl Origins {
             connections_opened,
             m,
             signer: std::sync::OnceLock::new(),
+            hedges: hedge::HedgeBudget::default(),
         }
     }
 
