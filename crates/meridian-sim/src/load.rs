@@ -293,6 +293,9 @@ impl LocationRun {
     }
 }
 
+/// Addresses each client location's requests leave from (viewers per location).
+pub const VIEWERS_PER_LOCATION: u32 = 16;
+
 /// How to drive one architecture.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -346,13 +349,15 @@ pub async fn run(
         let Some(net) = cfg.client_source(&c.name) else {
             continue;
         };
-        let source = net.host(1);
+        // A location is many viewers: its requests leave from several of its addresses,
+        // as a city's users do, so per-viewer limits at the edge see viewers, not a city.
+        let sources: Vec<IpAddr> = (1..=VIEWERS_PER_LOCATION).map(|i| net.host(i)).collect();
         let opts = opts.clone();
         let mix = mix.clone();
         let name = c.name.clone();
         let (done, failed) = (done.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
-            run_location(&opts, arch, &name, source, mix, done, failed).await
+            run_location(&opts, arch, &name, sources, mix, done, failed).await
         }));
     }
     let started = Instant::now();
@@ -375,21 +380,31 @@ async fn run_location(
     opts: &LoadOptions,
     arch: Arch,
     name: &str,
-    source: IpAddr,
+    sources: Vec<IpAddr>,
     mix: Arc<Mix>,
     done: Arc<std::sync::atomic::AtomicU64>,
     failed_count: Arc<std::sync::atomic::AtomicU64>,
 ) -> LocationRun {
     let result = Arc::new(Mutex::new(LocationRun::new(name)));
-    let mut connector = HttpConnector::new();
-    connector.set_local_address(Some(source));
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    let mut builder = Client::builder(TokioExecutor::new());
-    if opts.new_connections {
-        builder.pool_max_idle_per_host(0);
-    }
-    let client: Client<HttpConnector, Empty<Bytes>> = builder.build(connector);
+    // The location's DNS questions come from its first address.
+    let Some(&source) = sources.first() else {
+        return LocationRun::new(name);
+    };
+    // One client (and connection pool) per viewer address.
+    let clients: Vec<(IpAddr, Client<HttpConnector, Empty<Bytes>>)> = sources
+        .iter()
+        .map(|&s| {
+            let mut connector = HttpConnector::new();
+            connector.set_local_address(Some(s));
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(Duration::from_secs(5)));
+            let mut builder = Client::builder(TokioExecutor::new());
+            if opts.new_connections {
+                builder.pool_max_idle_per_host(0);
+            }
+            (s, builder.build(connector))
+        })
+        .collect();
     // Follow the DNS as it changes (failover), as a client honouring a short TTL would.
     let current = Arc::new(Mutex::new(target(opts, arch, source).await));
     let refresher = {
@@ -435,7 +450,7 @@ async fn run_location(
             }
             continue;
         };
-        let client = client.clone();
+        let (viewer, client) = clients[k as usize % clients.len()].clone();
         let result = result.clone();
         let (done, failed_count) = (done.clone(), failed_count.clone());
         let tls = tls.clone();
@@ -452,7 +467,7 @@ async fn run_location(
             let outcome = async {
                 let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
                 let res = match &tls {
-                    Some((cfg, name)) => tls_request(cfg.clone(), name, source, addr, req).await?,
+                    Some((cfg, name)) => tls_request(cfg.clone(), name, viewer, addr, req).await?,
                     None => client
                         .request(req)
                         .await
