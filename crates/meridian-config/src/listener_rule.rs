@@ -46,7 +46,9 @@ pub struct HeaderCondition {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Action {
-    Forward { groups: Vec<WeightedGroup> },
+    Forward {
+        groups: Vec<WeightedGroup>,
+    },
     Redirect(Redirect),
     FixedResponse {
         status: u16,
@@ -88,7 +90,9 @@ pub(crate) fn read_rule(
         .int(d, "priority", 1..=50_000)
         .map(|p| p as u32)
         .unwrap_or((index as u32 + 1) * 10);
-    let name = t.str(d, "name").unwrap_or_else(|| format!("rule-{priority}"));
+    let name = t
+        .str(d, "name")
+        .unwrap_or_else(|| format!("rule-{priority}"));
     let mut c = Conditions::default();
     let mut ok = true;
     let mut list = |key: &'static str, d: &mut Diagnostics| -> Vec<String> {
@@ -100,9 +104,15 @@ pub(crate) fn read_rule(
             }
         }
     };
-    c.host = list("host", d).into_iter().map(|h| h.to_ascii_lowercase()).collect();
+    c.host = list("host", d)
+        .into_iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
     c.path = list("path", d);
-    c.method = list("method", d).into_iter().map(|m| m.to_ascii_uppercase()).collect();
+    c.method = list("method", d)
+        .into_iter()
+        .map(|m| m.to_ascii_uppercase())
+        .collect();
     let ips = list("source_ip", d);
     for (ip, item) in ips.iter().zip(items(t, "source_ip")) {
         match Cidr::parse(ip) {
@@ -119,10 +129,18 @@ pub(crate) fn read_rule(
         }
     }
     for h in t.tables(d, "header") {
-        let name = h.req_str(d, "name", "add the header's name, such as `name = \"X-Canary\"`");
+        let name = h.req_str(
+            d,
+            "name",
+            "add the header's name, such as `name = \"X-Canary\"`",
+        );
         let vals = values(&h, d, "values");
         if vals.is_none() && !h.has("values") {
-            h.missing(d, "values", "add `values = [\"...\"]`: the header must have one of them");
+            h.missing(
+                d,
+                "values",
+                "add `values = [\"...\"]`: the header must have one of them",
+            );
         }
         h.finish(d);
         match (name, vals) {
@@ -165,7 +183,11 @@ fn values(t: &Table, d: &mut Diagnostics, key: &'static str) -> Option<Vec<Strin
     let f = t.get(key)?;
     let out = match f.value {
         RawValue::Str(s) => vec![s.clone()],
-        _ => t.str_list(d, key)?.into_iter().map(|s| s.into_inner()).collect(),
+        _ => t
+            .str_list(d, key)?
+            .into_iter()
+            .map(|s| s.into_inner())
+            .collect(),
     };
     if out.is_empty() || out.iter().any(|v| v.is_empty()) {
         d.error(
@@ -211,7 +233,12 @@ fn read_action(t: &Table, d: &mut Diagnostics, refs: &mut Vec<GroupRef>) -> Opti
         let problem = if given.is_empty() {
             format!("[{}] has no action", t.path)
         } else {
-            format!("[{}] has {} actions ({})", t.path, given.len(), given.join(", "))
+            format!(
+                "[{}] has {} actions ({})",
+                t.path,
+                given.len(),
+                given.join(", ")
+            )
         };
         d.error(
             t.span.clone(),
@@ -233,7 +260,12 @@ fn read_action(t: &Table, d: &mut Diagnostics, refs: &mut Vec<GroupRef>) -> Opti
             let body = f.str(d, "body").unwrap_or_default();
             if body.len() > 1024 {
                 if let Some(b) = f.get("body") {
-                    d.error(b.span, &b.key, "a fixed response body is at most 1024 bytes (as ALB's)", "shorten the body");
+                    d.error(
+                        b.span,
+                        &b.key,
+                        "a fixed response body is at most 1024 bytes (as ALB's)",
+                        "shorten the body",
+                    );
                 }
             }
             f.finish(d);
@@ -313,12 +345,25 @@ fn read_redirect(t: &Table, d: &mut Diagnostics) -> Option<Action> {
     };
     if !r.path.starts_with('/') {
         if let Some(f) = t.get("path") {
-            d.error(f.span, &f.key, "a redirect's path must start with `/`", "write it as \"/#{path}\" or \"/new/place\"");
+            d.error(
+                f.span,
+                &f.key,
+                "a redirect's path must start with `/`",
+                "write it as \"/#{path}\" or \"/new/place\"",
+            );
         }
     }
-    if !matches!(r.protocol.as_str(), "http" | "https" | "HTTP" | "HTTPS" | "#{protocol}") {
+    if !matches!(
+        r.protocol.as_str(),
+        "http" | "https" | "HTTP" | "HTTPS" | "#{protocol}"
+    ) {
         if let Some(f) = t.get("protocol") {
-            d.error(f.span, &f.key, format!("`{}` is not a redirect protocol", r.protocol), "use \"http\", \"https\" or \"#{protocol}\"");
+            d.error(
+                f.span,
+                &f.key,
+                format!("`{}` is not a redirect protocol", r.protocol),
+                "use \"http\", \"https\" or \"#{protocol}\"",
+            );
         }
     }
     t.finish(d);

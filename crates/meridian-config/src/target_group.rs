@@ -130,7 +130,9 @@ pub(crate) fn read_target_group(
 
 fn read_stickiness(t: &Table, d: &mut Diagnostics) -> Option<Stickiness> {
     let kind = t.choice(d, "type", &["lb_cookie", "app_cookie"]);
-    let duration = t.duration(d, "duration").unwrap_or(Duration::from_secs(86400));
+    let duration = t
+        .duration(d, "duration")
+        .unwrap_or(Duration::from_secs(86400));
     if let Some(f) = t.get("duration") {
         // ALB's range: 1 second to 7 days.
         if duration < Duration::from_secs(1) || duration > Duration::from_secs(7 * 86400) {
@@ -162,13 +164,21 @@ fn read_stickiness(t: &Table, d: &mut Diagnostics) -> Option<Stickiness> {
                 None
             }
             None => {
-                t.missing(d, "cookie_name", "add the application's cookie, such as `cookie_name = \"SESSION\"`");
+                t.missing(
+                    d,
+                    "cookie_name",
+                    "add the application's cookie, such as `cookie_name = \"SESSION\"`",
+                );
                 None
             }
         },
         None => {
             if !t.has("type") {
-                t.missing(d, "type", "add `type = \"lb_cookie\"` or `type = \"app_cookie\"`");
+                t.missing(
+                    d,
+                    "type",
+                    "add `type = \"lb_cookie\"` or `type = \"app_cookie\"`",
+                );
             }
             None
         }

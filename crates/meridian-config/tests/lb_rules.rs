@@ -82,16 +82,66 @@ fn rule_mistakes_each_get_a_precise_error() {
     let group = "[[load_balancer.target_group]]\nname = \"blue\"\n";
     // (config, line of the error, key, words of the fix)
     let cases = [
-        ("[[load_balancer.rule]]\npath = \"/x\"\nforward = \"bleu\"\n", 14, "load_balancer.rule[0].forward", "named `bleu`"),
-        ("[[load_balancer.rule]]\nforward = [{ target_group = \"blue\", weight = 1000 }]\n", 13, "load_balancer.rule[0].forward[0].weight", "from 0 to 999"),
-        ("[[load_balancer.rule]]\nforward = [{ target_group = \"blue\", weight = -1 }]\n", 13, "load_balancer.rule[0].forward[0].weight", "from 0 to 999"),
-        ("[[load_balancer.rule]]\nforward = []\n", 13, "load_balancer.rule[0].forward", "target_group = \"blue\""),
-        ("[[load_balancer.rule]]\nsource_ip = [\"10.0.0.0/33\"]\nforward = \"blue\"\n", 13, "load_balancer.rule[0].source_ip", "10.0.0.0/8"),
-        ("[[load_balancer.rule]]\nhost = []\nforward = \"blue\"\n", 13, "load_balancer.rule[0].host", "non-empty"),
-        ("[[load_balancer.rule]]\nheader = { name = \"X\", values = [] }\nforward = \"blue\"\n", 13, "load_balancer.rule[0].header.values", "non-empty"),
-        ("[[load_balancer.rule]]\npath = \"/x\"\nauthenticate_oidc = { issuer = \"x\" }\n", 14, "load_balancer.rule[0].authenticate_oidc", "forward, redirect, fixed_response"),
-        ("[[load_balancer.rule]]\npath = \"/x\"\n", 12, "load_balancer.rule[0]", "exactly one"),
-        ("[[load_balancer.rule]]\nredirect = { status = 307 }\n", 13, "load_balancer.rule[0].redirect.status", "from 301 to 302"),
+        (
+            "[[load_balancer.rule]]\npath = \"/x\"\nforward = \"bleu\"\n",
+            14,
+            "load_balancer.rule[0].forward",
+            "named `bleu`",
+        ),
+        (
+            "[[load_balancer.rule]]\nforward = [{ target_group = \"blue\", weight = 1000 }]\n",
+            13,
+            "load_balancer.rule[0].forward[0].weight",
+            "from 0 to 999",
+        ),
+        (
+            "[[load_balancer.rule]]\nforward = [{ target_group = \"blue\", weight = -1 }]\n",
+            13,
+            "load_balancer.rule[0].forward[0].weight",
+            "from 0 to 999",
+        ),
+        (
+            "[[load_balancer.rule]]\nforward = []\n",
+            13,
+            "load_balancer.rule[0].forward",
+            "target_group = \"blue\"",
+        ),
+        (
+            "[[load_balancer.rule]]\nsource_ip = [\"10.0.0.0/33\"]\nforward = \"blue\"\n",
+            13,
+            "load_balancer.rule[0].source_ip",
+            "10.0.0.0/8",
+        ),
+        (
+            "[[load_balancer.rule]]\nhost = []\nforward = \"blue\"\n",
+            13,
+            "load_balancer.rule[0].host",
+            "non-empty",
+        ),
+        (
+            "[[load_balancer.rule]]\nheader = { name = \"X\", values = [] }\nforward = \"blue\"\n",
+            13,
+            "load_balancer.rule[0].header.values",
+            "non-empty",
+        ),
+        (
+            "[[load_balancer.rule]]\npath = \"/x\"\nauthenticate_oidc = { issuer = \"x\" }\n",
+            14,
+            "load_balancer.rule[0].authenticate_oidc",
+            "forward, redirect, fixed_response",
+        ),
+        (
+            "[[load_balancer.rule]]\npath = \"/x\"\n",
+            12,
+            "load_balancer.rule[0]",
+            "exactly one",
+        ),
+        (
+            "[[load_balancer.rule]]\nredirect = { status = 307 }\n",
+            13,
+            "load_balancer.rule[0].redirect.status",
+            "from 301 to 302",
+        ),
     ];
     for (extra, line, key, fix) in cases {
         let text = with(&format!("{group}{extra}"));
@@ -107,18 +157,44 @@ fn rule_mistakes_each_get_a_precise_error() {
 #[test]
 fn target_group_mistakes_each_get_a_precise_error() {
     let cases = [
-        ("slow_start = \"10s\"\n", "load_balancer.target_group[0].slow_start", "30s"),
-        ("stickiness = { type = \"cookie\" }\n", "load_balancer.target_group[0].stickiness.type", "lb_cookie"),
-        ("stickiness = { type = \"app_cookie\" }\n", "load_balancer.target_group[0].stickiness.cookie_name", "SESSION"),
-        ("azs = []\n", "load_balancer.target_group[0].azs", "name at least one AZ"),
-        ("algorithm = \"random\"\n", "load_balancer.target_group[0].algorithm", "round_robin"),
+        (
+            "slow_start = \"10s\"\n",
+            "load_balancer.target_group[0].slow_start",
+            "30s",
+        ),
+        (
+            "stickiness = { type = \"cookie\" }\n",
+            "load_balancer.target_group[0].stickiness.type",
+            "lb_cookie",
+        ),
+        (
+            "stickiness = { type = \"app_cookie\" }\n",
+            "load_balancer.target_group[0].stickiness.cookie_name",
+            "SESSION",
+        ),
+        (
+            "azs = []\n",
+            "load_balancer.target_group[0].azs",
+            "name at least one AZ",
+        ),
+        (
+            "algorithm = \"random\"\n",
+            "load_balancer.target_group[0].algorithm",
+            "round_robin",
+        ),
     ];
     for (extra, key, fix) in cases {
-        let text = with(&format!("[[load_balancer.target_group]]\nname = \"blue\"\n{extra}"));
+        let text = with(&format!(
+            "[[load_balancer.target_group]]\nname = \"blue\"\n{extra}"
+        ));
         let errs = Config::parse(&text, "lb.toml").unwrap_err().0;
         assert_eq!(errs.len(), 1, "{extra}: {errs:#?}");
         assert_eq!(errs[0].line, 12, "{extra}: {}", errs[0]);
         assert_eq!(errs[0].key, key, "{extra}");
-        assert!(errs[0].fix.contains(fix), "{extra}: fix was {:?}", errs[0].fix);
+        assert!(
+            errs[0].fix.contains(fix),
+            "{extra}: fix was {:?}",
+            errs[0].fix
+        );
     }
 }

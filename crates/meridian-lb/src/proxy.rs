@@ -13,11 +13,11 @@ use meridian_http::{Body, UpstreamClient};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
 };
-use std::sync::atomic::AtomicU64;
 use meridian_telemetry::Metrics;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -255,9 +255,7 @@ impl LoadBalancer {
                 let az = i.map(|i| group.targets[i].az.clone()).unwrap_or_default();
                 // Targets registered together at start are not slow-started: only one
                 // that comes back (or comes up late) while others serve.
-                if let (Some(i), Health::Healthy, false) =
-                    (i, ev.to, ev.from == Health::Unknown)
-                {
+                if let (Some(i), Health::Healthy, false) = (i, ev.to, ev.from == Health::Unknown) {
                     group.became_healthy(i);
                 }
                 let up = i64::from(ev.to == Health::Healthy);

@@ -51,7 +51,13 @@ impl Rules {
     }
 
     /// The matching rule's name (None: the default action) and what to do.
-    pub fn decide(&self, parts: &Parts, peer: IpAddr, tls: bool, port: u16) -> (Option<&str>, Decision) {
+    pub fn decide(
+        &self,
+        parts: &Parts,
+        peer: IpAddr,
+        tls: bool,
+        port: u16,
+    ) -> (Option<&str>, Decision) {
         for c in &self.0 {
             if !matches(&c.rule.conditions, parts, peer) {
                 continue;
@@ -178,7 +184,8 @@ fn redirect(r: &Redirect, parts: &Parts, tls: bool, listen_port: u16) -> Respons
     };
     let protocol = fill(&r.protocol).to_ascii_lowercase();
     let port = fill(&r.port);
-    let default_port = (protocol == "http" && port == "80") || (protocol == "https" && port == "443");
+    let default_port =
+        (protocol == "http" && port == "80") || (protocol == "https" && port == "443");
     let mut location = format!("{protocol}://{}", fill(&r.host));
     if !default_port && !port.is_empty() {
         location.push(':');
@@ -197,7 +204,10 @@ fn redirect(r: &Redirect, parts: &Parts, tls: bool, listen_port: u16) -> Respons
             res.headers_mut().insert(http::header::LOCATION, v);
             res
         }
-        Err(_) => meridian_http::text(StatusCode::BAD_REQUEST, "the redirect target is not a valid URL"),
+        Err(_) => meridian_http::text(
+            StatusCode::BAD_REQUEST,
+            "the redirect target is not a valid URL",
+        ),
     }
 }
 

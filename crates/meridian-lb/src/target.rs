@@ -110,8 +110,7 @@ impl TargetGroup {
             .enumerate()
             .any(|(j, t)| j != i && t.health.is_healthy());
         if let Some(t) = self.targets.get(i) {
-            *t.ramp_from.lock().unwrap_or_else(|p| p.into_inner()) =
-                others.then(Instant::now);
+            *t.ramp_from.lock().unwrap_or_else(|p| p.into_inner()) = others.then(Instant::now);
             t.weight.set(if others { 0.0 } else { 1.0 });
         }
     }

@@ -21,20 +21,24 @@ struct Origin {
 }
 
 async fn origin(net: u8, n: u8, name: &str, az: &str) -> Origin {
-    let listener = TcpListener::bind(format!("127.58.{net}.{n}:0")).await.unwrap();
+    let listener = TcpListener::bind(format!("127.58.{net}.{n}:0"))
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let healthy = Arc::new(AtomicBool::new(true));
     let state = (name.to_owned(), healthy.clone());
     let app = axum::Router::new()
         .route(
             "/health",
-            axum::routing::get(|State((_, h)): State<(String, Arc<AtomicBool>)>| async move {
-                if h.load(Ordering::Relaxed) {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            }),
+            axum::routing::get(
+                |State((_, h)): State<(String, Arc<AtomicBool>)>| async move {
+                    if h.load(Ordering::Relaxed) {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                },
+            ),
         )
         .fallback(
             |State((name, _)): State<(String, Arc<AtomicBool>)>, headers: HeaderMap| async move {
@@ -213,9 +217,11 @@ async fn wait_target(admin: SocketAddr, target: &str, state: &str) {
     let until = Instant::now() + Duration::from_secs(20);
     while Instant::now() < until {
         let v = admin_json(admin, "/targets").await;
-        let found = v["targets"].as_array().into_iter().flatten().any(|t| {
-            t["target"] == target && t["health"] == state
-        });
+        let found = v["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["target"] == target && t["health"] == state);
         if found {
             return;
         }
@@ -278,6 +284,8 @@ source_ip = ["10.0.0.0/8"]
 fixed_response = { status = 403, body = "no" }
 "#;
 
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test]
 async fn rules_route_by_host_path_and_header() {
     let (a, b, c) = (
@@ -288,7 +296,8 @@ async fn rules_route_by_host_path_and_header() {
     let (lb, admin) = start(options(1, &[&a, &b, &c], THREE_GROUPS)).await;
     wait_healthy(admin, &[("web", 1), ("api", 1), ("canary", 1)]).await;
     let cl = client();
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    // (path, request headers, origin that must answer)
+    let cases: &[Case] = &[
         ("/", &[], "web-1"),
         ("/index.html", &[("host", "www.shop.example")], "web-1"),
         ("/", &[("host", "API.eu.example:8080")], "api-1"),
@@ -305,10 +314,21 @@ async fn rules_route_by_host_path_and_header() {
         assert_eq!(a.origin(), *want, "{path} {headers:?}");
     }
     let m = metrics(admin).await;
-    assert_eq!(sample(&m, "meridian_lb_rule_matches", &["rule=\"api-path\""]), Some(2.0), "{m}");
-    assert_eq!(sample(&m, "meridian_lb_rule_matches", &["rule=\"canary-header\""]), Some(1.0));
+    assert_eq!(
+        sample(&m, "meridian_lb_rule_matches", &["rule=\"api-path\""]),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "meridian_lb_rule_matches", &["rule=\"canary-header\""]),
+        Some(1.0)
+    );
     assert!(
-        sample(&m, "meridian_lb_requests", &["target_group=\"api\"", "status=\"200\""]) == Some(3.0),
+        sample(
+            &m,
+            "meridian_lb_requests",
+            &["target_group=\"api\"", "status=\"200\""]
+        ) == Some(3.0),
         "{m}"
     );
 }
@@ -323,7 +343,13 @@ async fn redirect_and_fixed_response_are_answered_by_the_balancer() {
     let (lb, admin) = start(options(2, &[&a, &b, &c], THREE_GROUPS)).await;
     wait_healthy(admin, &[("web", 1)]).await;
     let cl = client();
-    let r = get(&cl, lb, "/a/b?x=1&y=2", &[("host", "old.shop.example:8080")]).await;
+    let r = get(
+        &cl,
+        lb,
+        "/a/b?x=1&y=2",
+        &[("host", "old.shop.example:8080")],
+    )
+    .await;
     assert_eq!(r.status, 301);
     assert_eq!(
         r.headers["location"].to_str().unwrap(),
@@ -376,7 +402,11 @@ forward = [{ target_group = "blue", weight = 95 }, { target_group = "green", wei
     }
     let share = f64::from(green) / 10_000.0;
     assert!((0.03..=0.07).contains(&share), "green took {share}");
-    assert!(started.elapsed() < Duration::from_secs(45), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 const STICKY: &str = r#"
@@ -412,7 +442,10 @@ async fn lb_cookie_keeps_a_client_on_its_target_until_it_fails() {
         assert!(a.cookie("AWSALB").is_some());
         seen.insert(a.origin().to_owned());
     }
-    assert!(seen.len() > 1, "a forged cookie pinned the client: {seen:?}");
+    assert!(
+        seen.len() > 1,
+        "a forged cookie pinned the client: {seen:?}"
+    );
     let garbage = get(&cl, lb, "/", &[("cookie", "AWSALB=~~zz; other=1")]).await;
     assert_eq!(garbage.status, 200);
     // The target fails its health checks: the client moves, with a new cookie.
@@ -458,7 +491,12 @@ stickiness = { type = "app_cookie", cookie_name = "SESSION", duration = "1h" }
     let mut seen = std::collections::HashSet::new();
     for _ in 0..6 {
         let other = format!("SESSION=other; AWSALBAPP={albapp}");
-        seen.insert(get(&cl, lb, "/", &[("cookie", &other)]).await.origin().to_owned());
+        seen.insert(
+            get(&cl, lb, "/", &[("cookie", &other)])
+                .await
+                .origin()
+                .to_owned(),
+        );
     }
     assert!(seen.len() > 1, "{seen:?}");
 }
@@ -480,8 +518,12 @@ slow_start = "30s"
     wait_target(admin, "new-1", "healthy").await;
     let cl = client();
     let weight = |m: &str| {
-        sample(m, "meridian_lb_target_weight", &["target=\"new-1\"", "target_group=\"app\""])
-            .unwrap_or(-1.0)
+        sample(
+            m,
+            "meridian_lb_target_weight",
+            &["target=\"new-1\"", "target_group=\"app\""],
+        )
+        .unwrap_or(-1.0)
     };
     let share = |cl: Client| async move {
         let mut n = 0;
@@ -495,7 +537,11 @@ slow_start = "30s"
     tokio::time::sleep(Duration::from_secs(6)).await;
     let w2 = weight(&metrics(admin).await);
     let s2 = share(cl.clone()).await;
-    let old_w = sample(&metrics(admin).await, "meridian_lb_target_weight", &["target=\"old-1\""]);
+    let old_w = sample(
+        &metrics(admin).await,
+        "meridian_lb_target_weight",
+        &["target=\"old-1\""],
+    );
     assert!((0.0..0.1).contains(&w1), "weight at the start {w1}");
     assert!(w2 > w1 + 0.1 && w2 < 0.5, "weight rose from {w1} to {w2}");
     assert_eq!(old_w, Some(1.0));
