@@ -55,13 +55,13 @@ pub use listener_rule::{
     Action, Conditions, HeaderCondition, ListenerRule, Redirect, WeightedGroup,
 };
 pub use load::{Config, LoadError, DEFAULT_CONFIG, DEFAULT_ORIGIN};
-pub use load_balancer::{Algorithm, LoadBalancer, LB_TLS_PORT_OFFSET};
+pub use load_balancer::{LoadBalancer, LB_TLS_PORT_OFFSET};
 pub use network::{Cidr, Network};
 pub use region::Region;
 pub use security::{OriginProtocol, SecretSource, Secrets};
 pub use service::{Service, ServiceRuntime};
 pub use simulation::{PlaceLatency, Simulation};
 pub use supervisor::Supervisor;
-pub use target_group::{Stickiness, TargetGroup, DEFAULT_TARGET_GROUP};
+pub use target_group::{Algorithm, Stickiness, TargetGroup, DEFAULT_TARGET_GROUP};
 pub use topology::{NodeSpec, Role};
 pub use units::ByteSize;

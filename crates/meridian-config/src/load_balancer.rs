@@ -5,27 +5,10 @@ use crate::error::Diagnostics;
 use crate::health_check::{read_health_check, HealthCheck};
 use crate::listener_rule::{read_rule, ListenerRule};
 use crate::read::Table;
-use crate::target_group::{read_target_group, TargetGroup};
+use crate::target_group::{read_target_group, Algorithm, TargetGroup, DEFAULT_TARGET_GROUP};
 use crate::units::ByteSize;
 use serde::Serialize;
 use std::time::Duration;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Algorithm {
-    RoundRobin,
-    LeastOutstandingRequests,
-}
-
-impl Algorithm {
-    pub const NAMES: &'static [&'static str] = &["round_robin", "least_outstanding_requests"];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::RoundRobin => "round_robin",
-            Algorithm::LeastOutstandingRequests => "least_outstanding_requests",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadBalancer {
@@ -54,6 +37,25 @@ pub struct LoadBalancer {
     pub target_groups: Vec<TargetGroup>,
     /// Listener rules, sorted by priority.
     pub rules: Vec<ListenerRule>,
+}
+
+impl LoadBalancer {
+    /// The target groups in force: those declared, or one implicit `default` group made
+    /// of the balancer's own algorithm, health check and draining (today's behaviour).
+    pub fn effective_target_groups(&self) -> Vec<TargetGroup> {
+        if !self.target_groups.is_empty() {
+            return self.target_groups.clone();
+        }
+        vec![TargetGroup {
+            name: DEFAULT_TARGET_GROUP.to_owned(),
+            azs: None,
+            health_check: self.health_check.clone(),
+            algorithm: self.algorithm,
+            deregistration_delay: self.deregistration_delay,
+            stickiness: None,
+            slow_start: Duration::ZERO,
+        }]
+    }
 }
 
 /// How far above the balancer's HTTP port its TLS port is by default (8080 → 8443).
@@ -123,7 +125,7 @@ pub(crate) fn read_lb(t: &Table, d: &mut Diagnostics) -> Option<LoadBalancer> {
     if let Some(hc) = t.table(d, "health_check") {
         lb.health_check = read_health_check(&hc, d)?;
     }
-    let base = lb.clone();
+    let base = lb.effective_target_groups().remove(0);
     lb.target_groups = read_named(t, d, "target_group", |g, d, name| {
         read_target_group(g, d, name, &base)
     })?;

@@ -6,10 +6,26 @@
 
 use crate::error::Diagnostics;
 use crate::health_check::{read_health_check, HealthCheck};
-use crate::load_balancer::{Algorithm, LoadBalancer};
 use crate::read::Table;
 use serde::Serialize;
 use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    RoundRobin,
+    LeastOutstandingRequests,
+}
+
+impl Algorithm {
+    pub const NAMES: &'static [&'static str] = &["round_robin", "least_outstanding_requests"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::LeastOutstandingRequests => "least_outstanding_requests",
+        }
+    }
+}
 
 /// One target group.
 #[derive(Debug, Clone, Serialize)]
@@ -48,40 +64,17 @@ pub enum Stickiness {
 /// The name of the group a balancer has when the config declares none.
 pub const DEFAULT_TARGET_GROUP: &str = "default";
 
-impl LoadBalancer {
-    /// The target groups in force: those declared, or one implicit `default` group made
-    /// of the balancer's own algorithm, health check and draining (today's behaviour).
-    pub fn effective_target_groups(&self) -> Vec<TargetGroup> {
-        if !self.target_groups.is_empty() {
-            return self.target_groups.clone();
-        }
-        vec![TargetGroup {
-            name: DEFAULT_TARGET_GROUP.to_owned(),
-            azs: None,
-            health_check: self.health_check.clone(),
-            algorithm: self.algorithm,
-            deregistration_delay: self.deregistration_delay,
-            stickiness: None,
-            slow_start: Duration::ZERO,
-        }]
-    }
-}
-
-/// Reads one `[[load_balancer.target_group]]`; defaults come from `[load_balancer]`.
+/// Reads one `[[load_balancer.target_group]]`; defaults come from `base` (the implicit
+/// group `[load_balancer]` describes).
 pub(crate) fn read_target_group(
     t: &Table,
     d: &mut Diagnostics,
     name: String,
-    lb: &LoadBalancer,
+    base: &TargetGroup,
 ) -> Option<TargetGroup> {
     let mut g = TargetGroup {
         name,
-        azs: None,
-        health_check: lb.health_check.clone(),
-        algorithm: lb.algorithm,
-        deregistration_delay: lb.deregistration_delay,
-        stickiness: None,
-        slow_start: Duration::ZERO,
+        ..base.clone()
     };
     if let Some(a) = t.choice(d, "algorithm", Algorithm::NAMES) {
         g.algorithm = match a {
