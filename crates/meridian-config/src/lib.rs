@@ -18,6 +18,7 @@ mod edge;
 mod error;
 pub mod geo;
 mod health_check;
+mod listener_rule;
 mod load;
 mod load_balancer;
 mod network;
@@ -30,6 +31,7 @@ mod service;
 mod simulation;
 pub mod state;
 mod supervisor;
+mod target_group;
 mod topology;
 pub mod units;
 
@@ -49,13 +51,17 @@ pub use edge::Pop;
 pub use error::{ConfigError, ConfigErrors};
 pub use geo::{Coordinates, Place, Prior, RoundTripPrior};
 pub use health_check::{CheckProtocol, HealthCheck, StatusMatcher};
+pub use listener_rule::{
+    Action, Conditions, HeaderCondition, ListenerRule, Redirect, WeightedGroup,
+};
 pub use load::{Config, LoadError, DEFAULT_CONFIG, DEFAULT_ORIGIN};
-pub use load_balancer::{Algorithm, LoadBalancer, LB_TLS_PORT_OFFSET};
+pub use load_balancer::{LoadBalancer, LB_TLS_PORT_OFFSET};
 pub use network::{Cidr, Network};
 pub use region::Region;
 pub use security::{OriginProtocol, SecretSource, Secrets};
 pub use service::{Service, ServiceRuntime};
 pub use simulation::{PlaceLatency, Simulation};
 pub use supervisor::Supervisor;
+pub use target_group::{Algorithm, Stickiness, TargetGroup, DEFAULT_TARGET_GROUP};
 pub use topology::{NodeSpec, Role};
 pub use units::ByteSize;

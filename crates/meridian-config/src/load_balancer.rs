@@ -1,28 +1,14 @@
 //! `[load_balancer]`: each region's ALB.
 
+use crate::common::read_named;
 use crate::error::Diagnostics;
 use crate::health_check::{read_health_check, HealthCheck};
+use crate::listener_rule::{read_rule, ListenerRule};
 use crate::read::Table;
+use crate::target_group::{read_target_group, Algorithm, TargetGroup, DEFAULT_TARGET_GROUP};
 use crate::units::ByteSize;
 use serde::Serialize;
 use std::time::Duration;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Algorithm {
-    RoundRobin,
-    LeastOutstandingRequests,
-}
-
-impl Algorithm {
-    pub const NAMES: &'static [&'static str] = &["round_robin", "least_outstanding_requests"];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::RoundRobin => "round_robin",
-            Algorithm::LeastOutstandingRequests => "least_outstanding_requests",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadBalancer {
@@ -46,6 +32,30 @@ pub struct LoadBalancer {
     pub unsigned_paths: Vec<String>,
     /// The port the balancer serves TLS on; None: `lb_port` + 363 (8443 by default).
     pub tls_port: Option<u16>,
+    /// Declared target groups; empty: one implicit `default` group (see
+    /// [`LoadBalancer::effective_target_groups`]).
+    pub target_groups: Vec<TargetGroup>,
+    /// Listener rules, sorted by priority.
+    pub rules: Vec<ListenerRule>,
+}
+
+impl LoadBalancer {
+    /// The target groups in force: those declared, or one implicit `default` group made
+    /// of the balancer's own algorithm, health check and draining (today's behaviour).
+    pub fn effective_target_groups(&self) -> Vec<TargetGroup> {
+        if !self.target_groups.is_empty() {
+            return self.target_groups.clone();
+        }
+        vec![TargetGroup {
+            name: DEFAULT_TARGET_GROUP.to_owned(),
+            azs: None,
+            health_check: self.health_check.clone(),
+            algorithm: self.algorithm,
+            deregistration_delay: self.deregistration_delay,
+            stickiness: None,
+            slow_start: Duration::ZERO,
+        }]
+    }
 }
 
 /// How far above the balancer's HTTP port its TLS port is by default (8080 → 8443).
@@ -63,6 +73,8 @@ pub(crate) fn default_lb() -> LoadBalancer {
         require_edge_signature: false,
         unsigned_paths: vec!["/health".to_owned()],
         tls_port: None,
+        target_groups: Vec::new(),
+        rules: Vec::new(),
     }
 }
 
@@ -113,6 +125,57 @@ pub(crate) fn read_lb(t: &Table, d: &mut Diagnostics) -> Option<LoadBalancer> {
     if let Some(hc) = t.table(d, "health_check") {
         lb.health_check = read_health_check(&hc, d)?;
     }
+    let base = lb.effective_target_groups().remove(0);
+    lb.target_groups = read_named(t, d, "target_group", |g, d, name| {
+        read_target_group(g, d, name, &base)
+    })?;
+    read_rules(t, d, &mut lb)?;
     t.finish(d);
     Some(lb)
+}
+
+/// Reads the listener rules and checks what spans rules and groups: each group a rule
+/// forwards to exists, and no two rules share a priority.
+fn read_rules(t: &Table, d: &mut Diagnostics, lb: &mut LoadBalancer) -> Option<()> {
+    let mut refs = Vec::new();
+    let mut rules = Vec::new();
+    let mut ok = true;
+    for (i, r) in t.tables(d, "rule").iter().enumerate() {
+        let span = r.get("priority").map(|f| f.span).unwrap_or(r.span.clone());
+        match read_rule(r, d, i, &mut refs) {
+            Some(rule) => rules.push((rule, span, r.path.clone())),
+            None => ok = false,
+        }
+    }
+    let groups: Vec<String> = lb
+        .effective_target_groups()
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    for (name, span, key) in refs {
+        if !groups.contains(&name) {
+            d.error(
+                span,
+                &key,
+                format!("no target group is named `{name}`"),
+                format!(
+                    "add a [[load_balancer.target_group]] named `{name}`, or use one of: {}",
+                    groups.join(", ")
+                ),
+            );
+        }
+    }
+    rules.sort_by_key(|(r, _, _)| r.priority);
+    for w in rules.windows(2) {
+        if w[0].0.priority == w[1].0.priority {
+            d.error(
+                w[1].1.clone(),
+                &format!("{}.priority", w[1].2),
+                format!("two rules have priority {}", w[1].0.priority),
+                "give each rule its own priority",
+            );
+        }
+    }
+    lb.rules = rules.into_iter().map(|(r, _, _)| r).collect();
+    ok.then_some(())
 }

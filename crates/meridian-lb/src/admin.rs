@@ -24,6 +24,12 @@ pub(crate) async fn serve(
                 "name": lb.name(),
                 "healthy_targets": healthy,
                 "targets": group.targets.len(),
+                // Every group's count: the keys above are the default group's.
+                "target_groups": lb
+                    .groups()
+                    .iter()
+                    .map(|g| (g.name.clone(), json!({ "healthy_targets": g.healthy_count(), "targets": g.targets.len() })))
+                    .collect::<serde_json::Map<_, _>>(),
             })
         })
         .open(ANY, "/targets", |lb, _| async move { targets(&lb) })
@@ -33,23 +39,25 @@ pub(crate) async fn serve(
 
 /// What `aws elbv2 describe-target-health` shows.
 fn targets(lb: &LoadBalancer) -> http::Response<meridian_http::Body> {
-    let snapshot = lb.board().snapshot();
-    let targets: Vec<_> = lb
-                .group()
-                .targets
+    let mut targets = Vec::new();
+    for g in lb.groups() {
+        let snapshot = g.board.snapshot();
+        for t in &g.targets {
+            let last = snapshot
                 .iter()
-                .map(|t| {
-                    let last = snapshot.iter().find(|s| s.target == t.name).and_then(|s| s.last_probe.clone());
-                    json!({
-                        "target": t.name,
-                        "az": t.az,
-                        "address": t.addr.to_string(),
-                        "health": match t.health.get() { Health::Healthy => "healthy", Health::Unhealthy => "unhealthy", Health::Unknown => "initial" },
-                        "outstanding_requests": t.outstanding(),
-                        "last_check": last,
-                    })
-                })
-                .collect();
+                .find(|s| s.target == t.name)
+                .and_then(|s| s.last_probe.clone());
+            targets.push(json!({
+                "target": t.name,
+                "target_group": g.name,
+                "az": t.az,
+                "address": t.addr.to_string(),
+                "health": match t.health.get() { Health::Healthy => "healthy", Health::Unhealthy => "unhealthy", Health::Unknown => "initial" },
+                "outstanding_requests": t.outstanding(),
+                "last_check": last,
+            }));
+        }
+    }
     meridian_http::json(
         StatusCode::OK,
         json!({ "name": lb.name(), "targets": targets }).to_string(),

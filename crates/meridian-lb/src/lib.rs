@@ -1,7 +1,9 @@
 //! The regional load balancer: Meridian's ALB.
 //!
-//! One `lb` node per region sits in front of the region's service instances (its target
-//! group). It picks a target by round robin or least outstanding requests, checks targets
+//! One `lb` node per region sits in front of the region's service instances, in one or
+//! more target groups that listener rules choose between (forward by weight, redirect,
+//! fixed response). A group picks a target by round robin or least outstanding requests
+//! (stickiness and slow start on top), checks targets
 //! actively through the health engine and passively on live traffic, retries on another
 //! target when that is safe, and drains in-flight requests on shutdown.
 
@@ -9,10 +11,13 @@ mod admin;
 mod options;
 mod proxy;
 mod retry;
+mod rules;
+mod sticky;
 mod target;
 
 pub use options::{cert_names, LbOptions};
 pub use proxy::LoadBalancer;
+pub use sticky::{APP_COOKIE, LB_COOKIE};
 pub use target::{Target, TargetGroup};
 
 /// Runs a load balancer until `shutdown` resolves, then drains for the deregistration delay.
@@ -33,8 +38,15 @@ pub async fn run(
     let admin_task = tokio::spawn(admin::serve(admin_listener, lb.clone(), async {
         let _ = admin_stopped.await;
     }));
+    // Draining lasts as long as the longest deregistration delay of any target group.
+    let drain = lb
+        .groups()
+        .iter()
+        .map(|g| g.config.deregistration_delay)
+        .max()
+        .unwrap_or(opts.config.deregistration_delay);
     let server_opts = meridian_http::ServerOptions {
-        drain: opts.config.deregistration_delay,
+        drain,
         ..Default::default()
     };
     // Both listeners stop together: the TLS one is told when the plain one's shutdown came.

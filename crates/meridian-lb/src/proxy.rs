@@ -2,6 +2,7 @@
 //! none can.
 
 use crate::options::LbOptions;
+use crate::rules::{Decision, Rules};
 use crate::target::{Target, TargetGroup};
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -16,6 +17,7 @@ use meridian_telemetry::Metrics;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,12 +35,14 @@ pub(crate) struct LbMetrics {
     pub response_bytes: Counter,
     pub signature_rejections: Counter,
     pub tls_requests: Counter,
+    pub rule_matches: Family<Labels, Counter>,
 }
 
 struct Inner {
     name: String,
-    group: TargetGroup,
-    board: HealthBoard,
+    /// The target groups; the first is the default action's.
+    groups: Vec<TargetGroup>,
+    rules: Rules,
     client: UpstreamClient,
     config: meridian_config::LoadBalancer,
     listen_port: u16,
@@ -115,35 +119,67 @@ impl LoadBalancer {
                 "Requests that arrived over TLS (from PoPs with origin_protocol = https)",
                 Counter::default(),
             ),
+            rule_matches: metrics.register(
+                "lb_rule_matches",
+                "Requests a listener rule matched, by rule (the default action is not a rule)",
+                Family::default(),
+            ),
         };
         let outstanding = metrics.register(
             "lb_target_outstanding_requests",
             "Requests in flight to each target",
             Family::<Labels, Gauge>::default(),
         );
-        let board = HealthBoard::new();
-        let hc = &opts.config.health_check;
-        let targets = opts
-            .targets
-            .iter()
-            .map(|t| Target {
-                name: t.name.clone(),
-                az: t.az.clone().unwrap_or_default(),
-                addr: t.address,
-                health: board.register(&t.name, hc.healthy_threshold, hc.unhealthy_threshold),
-                outstanding: outstanding
-                    .get_or_create(&vec![("target", t.name.clone())])
-                    .clone(),
+        let weights = metrics.register(
+            "lb_target_weight",
+            "Each target's share weight in its group, 0 to 1 (below 1 during slow start)",
+            Family::<Labels, Gauge<f64, AtomicU64>>::default(),
+        );
+        let groups: Vec<TargetGroup> = opts
+            .config
+            .effective_target_groups()
+            .into_iter()
+            .map(|g| {
+                let board = HealthBoard::new();
+                let hc = &g.health_check;
+                let in_group = |t: &&meridian_config::NodeSpec| match &g.azs {
+                    Some(azs) => t.az.as_ref().is_some_and(|a| azs.contains(a)),
+                    None => true,
+                };
+                let targets = opts
+                    .targets
+                    .iter()
+                    .filter(in_group)
+                    .map(|t| {
+                        Target::new(
+                            t.name.clone(),
+                            t.az.clone().unwrap_or_default(),
+                            t.address,
+                            board.register(&t.name, hc.healthy_threshold, hc.unhealthy_threshold),
+                            outstanding
+                                .get_or_create(&vec![("target", t.name.clone())])
+                                .clone(),
+                            weights
+                                .get_or_create(&vec![
+                                    ("target_group", g.name.clone()),
+                                    ("target", t.name.clone()),
+                                ])
+                                .clone(),
+                        )
+                    })
+                    .collect();
+                TargetGroup::new(g, targets, board)
             })
             .collect();
+        let rules = Rules::new(&opts.config.rules, &groups);
         let client = meridian_http::upstream_client(
             opts.config.target_timeout.min(Duration::from_secs(5)),
             Duration::from_secs(60),
         );
         LoadBalancer(Arc::new(Inner {
             name: opts.name.clone(),
-            group: TargetGroup::new(targets, opts.config.algorithm),
-            board,
+            groups,
+            rules,
             client,
             config: opts.config.clone(),
             listen_port: opts.listen.port(),
@@ -157,39 +193,55 @@ impl LoadBalancer {
         &self.0.name
     }
 
+    /// The default action's target group (the only one when the config declares none).
     pub fn group(&self) -> &TargetGroup {
-        &self.0.group
+        &self.0.groups[0]
+    }
+
+    pub fn groups(&self) -> &[TargetGroup] {
+        &self.0.groups
     }
 
     pub fn board(&self) -> &HealthBoard {
-        &self.0.board
+        &self.group().board
     }
 
     pub(crate) fn metrics_text(&self) -> String {
         self.0.metrics.encode()
     }
 
-    /// Starts active checks of every target and keeps the health gauges current.
-    pub fn start_health_checks(&self, opts: &LbOptions) -> Vec<tokio::task::JoinHandle<()>> {
+    /// Starts active checks of every target (each group with its own check) and keeps the
+    /// health gauges and slow start weights current.
+    pub fn start_health_checks(&self, _opts: &LbOptions) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for gi in 0..self.0.groups.len() {
+            tasks.extend(self.watch_group(gi));
+        }
+        tasks
+    }
+
+    fn watch_group(&self, gi: usize) -> Vec<tokio::task::JoinHandle<()>> {
+        let group = &self.0.groups[gi];
         // Subscribe before the checks start, so that no early transition is missed and a
         // gauge never says unhealthy about a target the balancer routes to.
-        let mut events = self.0.board.subscribe();
-        let mut tasks: Vec<_> = opts
+        let mut events = group.board.subscribe();
+        let mut tasks: Vec<_> = group
             .targets
             .iter()
             .map(|t| {
-                self.0
+                group
                     .board
-                    .watch(&t.name, t.address, opts.config.health_check.clone())
+                    .watch(&t.name, t.addr, group.config.health_check.clone())
             })
             .collect();
-        let lb = self.clone();
-        for t in &self.0.group.targets {
-            lb.0.m
+        for t in &group.targets {
+            self.0
+                .m
                 .target_healthy
                 .get_or_create(&vec![("target", t.name.clone()), ("az", t.az.clone())])
                 .set(0);
         }
+        let lb = self.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let ev = match events.recv().await {
@@ -198,13 +250,14 @@ impl LoadBalancer {
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 };
-                let az =
-                    lb.0.group
-                        .targets
-                        .iter()
-                        .find(|t| t.name == ev.target)
-                        .map(|t| t.az.clone())
-                        .unwrap_or_default();
+                let group = &lb.0.groups[gi];
+                let i = group.index_of(&ev.target);
+                let az = i.map(|i| group.targets[i].az.clone()).unwrap_or_default();
+                // Targets registered together at start are not slow-started: only one
+                // that comes back (or comes up late) while others serve.
+                if let (Some(i), Health::Healthy, false) = (i, ev.to, ev.from == Health::Unknown) {
+                    group.became_healthy(i);
+                }
                 let up = i64::from(ev.to == Health::Healthy);
                 lb.0.m
                     .target_healthy
@@ -217,6 +270,15 @@ impl LoadBalancer {
                     .inc();
             }
         }));
+        if !group.config.slow_start.is_zero() {
+            let lb = self.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    lb.0.groups[gi].refresh_weights();
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }));
+        }
         tasks
     }
 
@@ -263,7 +325,8 @@ impl LoadBalancer {
         let start = Instant::now();
         let (parts, body) = req.into_parts();
         let rid = request_id(&parts.headers);
-        let (status_label, mut res) = match self.forward(parts, body, peer, &rid).await {
+        let (group_label, answer) = self.forward(parts, body, peer, &rid).await;
+        let (status_label, mut res) = match answer {
             Ok((target, res)) => (target, res),
             Err(res) => ("none".to_owned(), res),
         };
@@ -278,6 +341,7 @@ impl LoadBalancer {
             .get_or_create(&vec![
                 ("target", status_label),
                 ("status", res.status().as_u16().to_string()),
+                ("target_group", group_label),
             ])
             .inc();
         res
@@ -326,17 +390,57 @@ impl LoadBalancer {
             .map_err(|e| refuse(e.to_string()))
     }
 
+    /// The listener rules choose a target group (or answer), then the group a target.
+    /// Returns the group's name (`none` when no group took the request) and the answer.
     async fn forward(
         &self,
         parts: http::request::Parts,
         body: Incoming,
         peer: SocketAddr,
         rid: &HeaderValue,
-    ) -> Result<(String, Response<Body>), Response<Body>> {
+    ) -> (String, Result<(String, Response<Body>), Response<Body>>) {
         let cfg = &self.0.config;
         if cfg.require_edge_signature {
-            self.check_signature(&parts)?;
+            if let Err(res) = self.check_signature(&parts) {
+                return ("none".to_owned(), Err(res));
+            }
         }
+        let tls = parts.extensions.get::<ViaTls>().map(|t| t.0);
+        let port = tls.unwrap_or(self.0.listen_port);
+        let (rule, decision) = self.0.rules.decide(&parts, peer.ip(), tls.is_some(), port);
+        if let Some(rule) = rule {
+            self.0
+                .m
+                .rule_matches
+                .get_or_create(&vec![("rule", rule.to_owned())])
+                .inc();
+        }
+        let group = match decision {
+            Decision::Answer(res) => return ("none".to_owned(), Err(res)),
+            Decision::Forward(i) => &self.0.groups[i],
+        };
+        // Stickiness reads the request's cookies again once the target has answered.
+        let cookies = group
+            .config
+            .stickiness
+            .is_some()
+            .then(|| parts.headers.clone());
+        let mut answer = self.forward_to(group, parts, body, peer, rid).await;
+        if let (Ok((target, res)), Some(cookies)) = (&mut answer, &cookies) {
+            crate::sticky::stick(group, target, cookies, res.headers_mut());
+        }
+        (group.name.clone(), answer)
+    }
+
+    async fn forward_to(
+        &self,
+        group: &TargetGroup,
+        parts: http::request::Parts,
+        body: Incoming,
+        peer: SocketAddr,
+        rid: &HeaderValue,
+    ) -> Result<(String, Response<Body>), Response<Body>> {
+        let cfg = &self.0.config;
         let limit = cfg.max_request_body.0 as usize;
         if body.size_hint().lower() as usize > limit {
             return Err(too_large(limit));
@@ -392,20 +496,20 @@ impl LoadBalancer {
             .unwrap_or("/")
             .to_owned();
 
-        let group = &self.0.group;
         if group.targets.is_empty() {
             return Err(meridian_http::text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "{}: the target group has no registered targets",
-                    self.0.name
+                    "{}: the target group {} has no registered targets",
+                    self.0.name, group.name
                 ),
             ));
         }
         let lb = crate::retry::Balancer {
             name: &self.0.name,
             group,
-            board: &self.0.board,
+            board: &group.board,
+            sticky: crate::sticky::sticky_target(group, &parts.headers),
             config: cfg,
             retries: &self.0.m.retries,
             target_errors: &self.0.m.target_errors,

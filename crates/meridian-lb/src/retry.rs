@@ -37,6 +37,8 @@ pub(crate) struct Balancer<'a> {
     pub name: &'a str,
     pub group: &'a TargetGroup,
     pub board: &'a HealthBoard,
+    /// The target the request's stickiness cookie names, tried first while healthy.
+    pub sticky: Option<usize>,
     pub config: &'a meridian_config::LoadBalancer,
     pub retries: &'a Family<Labels, Counter>,
     pub target_errors: &'a Family<Labels, Counter>,
@@ -154,8 +156,8 @@ impl Failover for Retries<'_> {
         let group = self.lb.group;
         // Every target tried once: a healthy one may be tried again, since a failure on
         // a reused connection says little about the target itself.
-        let i = group.pick(&self.tried).or_else(|| {
-            let again = group.pick(&[]);
+        let i = group.pick(&self.tried, self.lb.sticky).or_else(|| {
+            let again = group.pick(&[], None);
             again.filter(|&i| group.targets[i].health.is_healthy())
         })?;
         self.turns += 1;

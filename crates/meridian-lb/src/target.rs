@@ -1,10 +1,12 @@
 //! A target group and the algorithms that pick a target from it.
 
 use meridian_config::Algorithm;
-use meridian_health::HealthHandle;
+use meridian_health::{HealthBoard, HealthHandle};
 use meridian_telemetry::prometheus_client::metrics::gauge::Gauge;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// One registered target: an application instance.
 pub struct Target {
@@ -14,25 +16,72 @@ pub struct Target {
     pub health: HealthHandle,
     /// Requests sent and not yet answered in full; doubles as the exported gauge.
     pub outstanding: Gauge,
+    /// When the target's slow start began (None: full weight).
+    pub(crate) ramp_from: Mutex<Option<Instant>>,
+    /// The target's current share weight, 0 to 1 (`lb_target_weight`).
+    pub(crate) weight: Gauge<f64, AtomicU64>,
 }
 
 impl Target {
+    pub fn new(
+        name: String,
+        az: String,
+        addr: SocketAddr,
+        health: HealthHandle,
+        outstanding: Gauge,
+        weight: Gauge<f64, AtomicU64>,
+    ) -> Self {
+        weight.set(1.0);
+        Target {
+            name,
+            az,
+            addr,
+            health,
+            outstanding,
+            ramp_from: Mutex::new(None),
+            weight,
+        }
+    }
+
     pub fn outstanding(&self) -> i64 {
         self.outstanding.get()
     }
+
+    /// The slow start weight now: linear from 0 to 1 over `window`.
+    fn ramp(&self, window: Duration, now: Instant) -> f64 {
+        let from = *self.ramp_from.lock().unwrap_or_else(|p| p.into_inner());
+        match from {
+            Some(t) if !window.is_zero() => {
+                (now.saturating_duration_since(t).as_secs_f64() / window.as_secs_f64()).min(1.0)
+            }
+            _ => 1.0,
+        }
+    }
 }
 
+/// ALB's target group: its targets, their health (checked with the group's own health
+/// check, so each group has its own board) and how a target is picked.
 pub struct TargetGroup {
+    pub name: String,
     pub targets: Vec<Target>,
+    pub board: HealthBoard,
+    pub config: meridian_config::TargetGroup,
     algorithm: Algorithm,
     next: AtomicUsize,
 }
 
 impl TargetGroup {
-    pub fn new(targets: Vec<Target>, algorithm: Algorithm) -> Self {
+    pub fn new(
+        config: meridian_config::TargetGroup,
+        targets: Vec<Target>,
+        board: HealthBoard,
+    ) -> Self {
         TargetGroup {
+            name: config.name.clone(),
+            algorithm: config.algorithm,
             targets,
-            algorithm,
+            board,
+            config,
             next: AtomicUsize::new(0),
         }
     }
@@ -44,15 +93,60 @@ impl TargetGroup {
             .count()
     }
 
-    /// Picks a target not in `tried`. Healthy targets first; when no target of the group is
-    /// healthy the group fails open, as ALB does, and any untried target may be picked.
-    pub fn pick(&self, tried: &[usize]) -> Option<usize> {
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.targets.iter().position(|t| t.name == name)
+    }
+
+    /// A target became healthy: with slow start on, and another target of the group
+    /// already serving, it starts at weight 0 and rises (ALB does not slow-start the first
+    /// healthy target of a group: there is no one else to take the traffic).
+    pub(crate) fn became_healthy(&self, i: usize) {
+        if self.config.slow_start.is_zero() {
+            return;
+        }
+        let others = self
+            .targets
+            .iter()
+            .enumerate()
+            .any(|(j, t)| j != i && t.health.is_healthy());
+        if let Some(t) = self.targets.get(i) {
+            *t.ramp_from.lock().unwrap_or_else(|p| p.into_inner()) = others.then(Instant::now);
+            t.weight.set(if others { 0.0 } else { 1.0 });
+        }
+    }
+
+    /// Refreshes the exported weights of targets in slow start; ends finished ramps.
+    pub(crate) fn refresh_weights(&self) {
+        let now = Instant::now();
+        for t in &self.targets {
+            let w = t.ramp(self.config.slow_start, now);
+            t.weight.set(w);
+            if w >= 1.0 {
+                *t.ramp_from.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+        }
+    }
+
+    /// Picks a target not in `tried`, `sticky` first when it is healthy. Healthy targets
+    /// first; when no target of the group is healthy the group fails open, as ALB does,
+    /// and any untried target may be picked.
+    pub fn pick(&self, tried: &[usize], sticky: Option<usize>) -> Option<usize> {
+        if let Some(i) = sticky.filter(|i| !tried.contains(i)) {
+            if self.targets.get(i).is_some_and(|t| t.health.is_healthy()) {
+                return Some(i);
+            }
+        }
         let any_healthy = self.targets.iter().any(|t| t.health.is_healthy());
         let eligible =
             |i: usize| !tried.contains(&i) && (!any_healthy || self.targets[i].health.is_healthy());
         let n = self.targets.len();
         if n == 0 {
             return None;
+        }
+        if !self.config.slow_start.is_zero() {
+            if let Some(i) = self.pick_ramping(&eligible) {
+                return Some(i);
+            }
         }
         // Rotating start: round robin, and fair tie-breaking for least outstanding.
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
@@ -63,5 +157,30 @@ impl TargetGroup {
                 order.min_by_key(|&i| self.targets[i].outstanding())
             }
         }
+    }
+
+    /// While a target is in slow start, picks by weight (random, in proportion), so its
+    /// share of new requests rises linearly; None when no eligible target is ramping.
+    fn pick_ramping(&self, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let now = Instant::now();
+        let weights: Vec<(usize, f64)> = (0..self.targets.len())
+            .filter(|&i| eligible(i))
+            .map(|i| (i, self.targets[i].ramp(self.config.slow_start, now)))
+            .collect();
+        if weights.iter().all(|(_, w)| *w >= 1.0) {
+            return None;
+        }
+        let total: f64 = weights.iter().map(|(_, w)| w).sum();
+        if total <= 0.0 {
+            return None;
+        }
+        let mut x = rand::random::<f64>() * total;
+        for (i, w) in &weights {
+            if x < *w {
+                return Some(*i);
+            }
+            x -= w;
+        }
+        weights.last().map(|(i, _)| *i)
     }
 }

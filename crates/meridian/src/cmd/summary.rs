@@ -53,6 +53,7 @@ pub(crate) fn summary(cfg: &Config) -> String {
         hc.unhealthy_threshold,
         hc.matcher
     ));
+    s.push_str(&groups_and_rules(lb));
     if let Some(db) = &cfg.database {
         s.push_str(&format!(
             "database: PostgreSQL, writer in {} (port {}), lease {}, cross-region promotion {}, promotable up to {} behind\n",
@@ -351,4 +352,89 @@ fn db_record_note(name: &str) -> &'static str {
     } else {
         " (generated from [database]: each region's own PostgreSQL, nearest region whose keeper is healthy)"
     }
+}
+
+/// The balancer's declared target groups and listener rules, one line each (nothing when
+/// the config declares none: one implicit group takes every request).
+fn groups_and_rules(lb: &meridian_config::LoadBalancer) -> String {
+    use meridian_config::units::format_duration as d;
+    use meridian_config::{Action, Stickiness};
+    let mut s = String::new();
+    for g in &lb.target_groups {
+        let sticky = match &g.stickiness {
+            None => "no stickiness".to_owned(),
+            Some(Stickiness::LbCookie { duration }) => {
+                format!("sticky by AWSALB for {}", d(*duration))
+            }
+            Some(Stickiness::AppCookie {
+                cookie_name,
+                duration,
+            }) => {
+                format!("sticky by {cookie_name} (AWSALBAPP) for {}", d(*duration))
+            }
+        };
+        s.push_str(&format!(
+            "  target group `{}`: {}, {}, health {}, drain {}, {sticky}, slow start {}\n",
+            g.name,
+            g.azs
+                .as_ref()
+                .map(|a| format!("AZs {}", a.join(", ")))
+                .unwrap_or_else(|| "every instance".to_owned()),
+            g.algorithm.as_str(),
+            g.health_check.path,
+            d(g.deregistration_delay),
+            if g.slow_start.is_zero() {
+                "off".to_owned()
+            } else {
+                d(g.slow_start)
+            },
+        ));
+    }
+    for r in &lb.rules {
+        let c = &r.conditions;
+        let mut when = Vec::new();
+        let mut cond = |k: &str, v: &[String]| {
+            if !v.is_empty() {
+                when.push(format!("{k} {}", v.join("|")));
+            }
+        };
+        cond("host", &c.host);
+        cond("path", &c.path);
+        cond("method", &c.method);
+        let headers: Vec<String> = c
+            .header
+            .iter()
+            .map(|h| format!("{}={}", h.name, h.values.join("|")))
+            .collect();
+        cond("header", &headers);
+        let query: Vec<String> = c.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        cond("query", &query);
+        let ips: Vec<String> = c.source_ip.iter().map(|c| c.to_string()).collect();
+        cond("source_ip", &ips);
+        let action = match &r.action {
+            Action::Forward { groups } => format!(
+                "forward {}",
+                groups
+                    .iter()
+                    .map(|g| format!("{}:{}", g.target_group, g.weight))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Action::Redirect(rd) => format!(
+                "redirect {} to {}://{}:{}{}?{}",
+                rd.status, rd.protocol, rd.host, rd.port, rd.path, rd.query
+            ),
+            Action::FixedResponse { status, .. } => format!("fixed response {status}"),
+        };
+        let when = if when.is_empty() {
+            "always".to_owned()
+        } else {
+            when.join(" and ")
+        };
+        s.push_str(&format!(
+            "  rule {} `{}`: {when} -> {action}\n",
+            r.priority, r.name
+        ));
+    }
+    s
 }
