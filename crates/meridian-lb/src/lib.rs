@@ -10,6 +10,7 @@ mod options;
 mod proxy;
 mod retry;
 mod target;
+mod upgrade;
 
 pub use options::{cert_names, LbOptions};
 pub use proxy::LoadBalancer;
@@ -54,18 +55,25 @@ pub async fn run(
         ))
     });
     let proxy = lb.clone();
+    // Upgraded connections outlive the listener's drain: WebSockets are drained alongside.
+    let (ws_drain, ws_drained) = tokio::sync::oneshot::channel();
+    let ws_lb = lb.clone();
     meridian_http::serve(
         listener,
         server_opts,
         move |peer| proxy.service(peer),
         async move {
             shutdown.await;
+            let _ = ws_drain.send(tokio::spawn(async move { ws_lb.drain_websockets().await }));
             let _ = stop_tls.send(true);
         },
     )
     .await;
     if let Some(t) = tls_task {
         let _ = t.await;
+    }
+    if let Ok(ws) = ws_drained.await {
+        let _ = ws.await;
     }
     for c in checks {
         c.abort();

@@ -45,6 +45,8 @@ struct Inner {
     metrics: Metrics,
     m: LbMetrics,
     signer: Option<Arc<meridian_http::signing::Signer>>,
+    /// WebSocket tunnels (`upgrade.rs`).
+    ws: crate::upgrade::WsTunnels,
 }
 
 /// Marks a request that came through the TLS listener (on this port).
@@ -121,6 +123,7 @@ impl LoadBalancer {
             "Requests in flight to each target",
             Family::<Labels, Gauge>::default(),
         );
+        let ws = crate::upgrade::WsTunnels::new(&metrics, &opts.config);
         let board = HealthBoard::new();
         let hc = &opts.config.health_check;
         let targets = opts
@@ -150,6 +153,7 @@ impl LoadBalancer {
             metrics,
             m,
             signer: opts.signer.clone(),
+            ws,
         }))
     }
 
@@ -163,6 +167,10 @@ impl LoadBalancer {
 
     pub fn board(&self) -> &HealthBoard {
         &self.0.board
+    }
+
+    pub(crate) fn websockets(&self) -> &crate::upgrade::WsTunnels {
+        &self.0.ws
     }
 
     pub(crate) fn metrics_text(&self) -> String {
@@ -261,12 +269,14 @@ impl LoadBalancer {
     /// Forwards one request. Public so tests and embedders can drive it directly.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let start = Instant::now();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let ws = crate::upgrade::take(&mut parts); // WebSockets: `upgrade.rs`
         let rid = request_id(&parts.headers);
-        let (status_label, mut res) = match self.forward(parts, body, peer, &rid).await {
+        let (status_label, res) = match self.forward(parts, body, peer, &rid).await {
             Ok((target, res)) => (target, res),
             Err(res) => ("none".to_owned(), res),
         };
+        let mut res = self.0.ws.finish(ws, &status_label, res);
         res.headers_mut().insert("x-request-id", rid);
         self.0.m.duration.observe(start.elapsed().as_secs_f64());
         if let Some(n) = hyper::body::Body::size_hint(res.body()).exact() {
@@ -361,7 +371,8 @@ impl LoadBalancer {
         };
         let mut headers = parts.headers.clone();
         meridian_http::strip_hop_by_hop(&mut headers);
-        // The edge's signature is for this balancer, not for the application.
+        crate::upgrade::restore(&parts.extensions, &mut headers); // a WebSocket handshake
+                                                                  // The edge's signature is for this balancer, not for the application.
         headers.remove(meridian_http::signing::HEADER);
         // The target's framing is the buffered body, written by the client pool; the
         // client's own Content-Length and Expect describe a different message.
