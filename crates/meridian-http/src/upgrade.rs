@@ -22,6 +22,8 @@ use tokio::time::Instant;
 /// How long a draining tunnel waits for the upstream to finish the frame it is sending
 /// before the connection is cut without a close frame.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How long the other direction may go on after one side of a tunnel has closed.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// The close frame a draining proxy sends the viewer: opcode 0x8, FIN, unmasked (server to
 /// client), status 1001 "going away", so the client reconnects rather than reports an error.
@@ -285,17 +287,24 @@ where
     };
     tokio::pin!(inbound, outbound, idle);
     let (mut in_done, mut out_done) = (false, false);
+    // Once one side has closed, the other has a moment to finish, not the idle timeout: a
+    // WebSocket is over when either end leaves, and a viewer that never reads its EOF
+    // must not hold the tunnel.
+    let mut linger: Option<Instant> = None;
     let end = loop {
         tokio::select! {
             _ = &mut inbound, if !in_done => {
                 in_done = true;
                 if out_done { break End::Closed; }
+                linger = Some(Instant::now() + LINGER);
             }
             e = &mut outbound, if !out_done => {
                 out_done = true;
                 // A drained tunnel does not wait for the viewer's close reply.
                 if e != End::Closed || in_done { break e; }
+                linger = Some(Instant::now() + LINGER);
             }
+            _ = sleep_until(linger) => break End::Closed,
             _ = &mut idle => break End::Idle,
         }
     };
