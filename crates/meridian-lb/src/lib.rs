@@ -16,6 +16,27 @@ pub use options::{cert_names, LbOptions};
 pub use proxy::LoadBalancer;
 pub use target::{Target, TargetGroup};
 
+/// WebSockets (`upgrade.rs`). Here, not in `upgrade.rs`, so that file names nothing of
+/// `proxy.rs` (which names it: no import circle), and `proxy.rs` keeps only its hooks.
+impl LoadBalancer {
+    /// WebSocket tunnels open now, over every target.
+    pub fn websocket_connections(&self) -> usize {
+        self.websockets().live()
+    }
+
+    /// Drains one target's WebSocket tunnels as a deregistration does: after the
+    /// deregistration delay, each still open gets a close frame (1001 "going away") and
+    /// is cut. The caller stops sending the target new requests.
+    pub async fn drain_target_websockets(&self, target: &str) {
+        self.websockets().drain(Some(&[target])).await
+    }
+
+    /// Drains every tunnel: the balancer is stopping.
+    pub async fn drain_websockets(&self) {
+        self.websockets().drain(None).await
+    }
+}
+
 /// Runs a load balancer until `shutdown` resolves, then drains for the deregistration delay.
 pub async fn run(
     opts: LbOptions,

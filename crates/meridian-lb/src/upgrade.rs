@@ -5,7 +5,6 @@
 //!
 //! Apart from `proxy.rs` so the request path keeps only three one-line hooks.
 
-use crate::proxy::LoadBalancer;
 use http::Response;
 use meridian_http::upgrade::{switch, TunnelOptions, WsUpgrade};
 use meridian_http::Body;
@@ -93,6 +92,11 @@ impl WsTunnels {
         }
     }
 
+    /// Tunnels open now, over every target.
+    pub(crate) fn live(&self) -> usize {
+        *self.live.borrow()
+    }
+
     fn drain_signal(&self, target: &str) -> watch::Receiver<bool> {
         let mut d = self.drains.lock().unwrap_or_else(|p| p.into_inner());
         d.entry(target.to_owned())
@@ -144,7 +148,7 @@ impl WsTunnels {
     /// delay, as ALB does: tunnels that end on their own by then are left alone, the rest
     /// get a close frame (1001) and are cut. Resolves when they have ended (or a few
     /// seconds after the close frames, whichever is first).
-    async fn drain(&self, targets: Option<&[&str]>) {
+    pub(crate) async fn drain(&self, targets: Option<&[&str]>) {
         let chosen = |name: &str| targets.is_none_or(|t| t.contains(&name));
         let names: Vec<String> = {
             let d = self.drains.lock().unwrap_or_else(|p| p.into_inner());
@@ -174,24 +178,5 @@ impl WsTunnels {
             }
         }
         wait_closed(CLOSE_WAIT).await;
-    }
-}
-
-impl LoadBalancer {
-    /// WebSocket tunnels open now, over every target.
-    pub fn websocket_connections(&self) -> usize {
-        *self.websockets().live.borrow()
-    }
-
-    /// Drains one target's WebSocket tunnels as a deregistration does: after the
-    /// deregistration delay, each still open gets a close frame (1001 "going away") and
-    /// is cut. The caller stops sending the target new requests.
-    pub async fn drain_target_websockets(&self, target: &str) {
-        self.websockets().drain(Some(&[target])).await
-    }
-
-    /// Drains every tunnel: the balancer is stopping.
-    pub async fn drain_websockets(&self) {
-        self.websockets().drain(None).await
     }
 }

@@ -40,7 +40,7 @@ pub(crate) mod response;
 mod route;
 mod serve;
 mod store;
-pub(crate) mod upgrade;
+mod upgrade;
 mod viewer;
 mod viewer_headers;
 

@@ -13,49 +13,11 @@ use crate::edge::Edge;
 use bytes::Bytes;
 use http::Method;
 use meridian_http::upgrade::{switch, TunnelOptions, WsUpgrade};
-use meridian_telemetry::prometheus_client::metrics::{counter::Counter, gauge::Gauge};
-use meridian_telemetry::Metrics;
 use std::time::Duration;
 
 /// A tunnel with no byte either way for this long is closed: CloudFront's WebSocket idle
 /// timeout. Longer than any origin's response timeout, which is about a response head.
 pub(crate) const WEBSOCKET_IDLE: Duration = Duration::from_secs(600);
-
-/// The PoP's WebSocket series.
-pub(crate) struct WsMetrics {
-    open: Gauge,
-    total: Counter,
-    bytes_in: Counter,
-    bytes_out: Counter,
-}
-
-impl WsMetrics {
-    pub(crate) fn new(metrics: &Metrics) -> Self {
-        WsMetrics {
-            open: metrics.register(
-                "edge_websocket_connections",
-                "WebSocket tunnels open now",
-                Gauge::default(),
-            ),
-            total: metrics.register(
-                // Exposed with `_total`; a name of its own, since the gauge has the plain one.
-                "edge_websocket_connections_opened",
-                "WebSocket tunnels opened",
-                Counter::default(),
-            ),
-            bytes_in: metrics.register(
-                "edge_websocket_bytes_in",
-                "Bytes from viewers to origins through WebSocket tunnels",
-                Counter::default(),
-            ),
-            bytes_out: metrics.register(
-                "edge_websocket_bytes_out",
-                "Bytes from origins to viewers through WebSocket tunnels",
-                Counter::default(),
-            ),
-        }
-    }
-}
 
 impl Edge {
     /// Forwards a viewer's WebSocket handshake and, on the origin's 101, tunnels.
@@ -104,7 +66,7 @@ impl Edge {
                 return Served::at_edge(e.to_response(), Outcome::Error);
             }
         };
-        let m = &self.0.websockets;
+        let m = &self.0.websockets; // `metrics.rs`
         let opts = TunnelOptions {
             idle: WEBSOCKET_IDLE,
             drain: None,
