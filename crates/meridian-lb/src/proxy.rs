@@ -371,8 +371,9 @@ impl LoadBalancer {
         };
         let mut headers = parts.headers.clone();
         meridian_http::strip_hop_by_hop(&mut headers);
-        crate::upgrade::restore(&parts.extensions, &mut headers); // a WebSocket handshake
-                                                                  // The edge's signature is for this balancer, not for the application.
+        // A WebSocket handshake keeps its Upgrade (`upgrade.rs`).
+        crate::upgrade::restore(&parts.extensions, &mut headers);
+        // The edge's signature is for this balancer, not for the application.
         headers.remove(meridian_http::signing::HEADER);
         // The target's framing is the buffered body, written by the client pool; the
         // client's own Content-Length and Expect describe a different message.
