@@ -35,6 +35,8 @@ pub(crate) struct App {
     pub(crate) portfolio_reads: Family<Labels, Counter>,
     /// Quotes by how the cache served them (`hit`, `miss`, `bypass`).
     pub(crate) quote_cache_lookups: Family<Labels, Counter>,
+    /// Turns true when the instance shuts down: open WebSockets send close 1001 and end.
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 pub(crate) async fn simulate_work(app: &App) {

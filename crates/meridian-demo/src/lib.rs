@@ -20,6 +20,7 @@ mod quote_cache;
 pub use quote_cache::{Outcome as QuoteCacheOutcome, QuoteCacheOptions, QUOTE_CACHE_HEADER};
 mod store;
 pub use store::{DatabaseOptions, Lsn};
+mod ws;
 
 use app::{bearer, simulate_work, unauthorized, App};
 use axum::extract::{MatchedPath, Path, Request, State};
@@ -39,6 +40,12 @@ use std::time::{Duration, Instant};
 
 /// Builds the demo origin's router.
 pub fn router(opts: DemoOptions) -> Router {
+    // No shutdown signal: the sender is dropped, so WebSockets run until their clients go.
+    router_with(opts, tokio::sync::watch::channel(false).1)
+}
+
+/// The router, with the signal that tells its WebSockets the instance is shutting down.
+fn router_with(opts: DemoOptions, shutdown: tokio::sync::watch::Receiver<bool>) -> Router {
     let metrics = Metrics::new();
     let requests = metrics.register(
         "http_requests",
@@ -98,6 +105,7 @@ pub fn router(opts: DemoOptions) -> Router {
         order_write,
         portfolio_reads,
         quote_cache_lookups,
+        shutdown,
     });
     Router::new()
         .route("/", get(index))
@@ -109,6 +117,7 @@ pub fn router(opts: DemoOptions) -> Router {
         .route("/api/portfolio/{user}", get(orders::portfolio))
         .route("/api/orders", post(orders::place))
         .route("/static/{*path}", get(assets::serve))
+        .route("/ws/quotes", get(ws::quotes))
         .route("/metrics", get(metrics_page))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), observe))
@@ -143,12 +152,18 @@ pub async fn serve_with(
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     tracing::info!(%addr, region = %opts.identity.region, az = %opts.identity.az, instance = %opts.identity.instance, "demo origin listening");
-    let app = router(opts);
+    let (stopping, stop_rx) = tokio::sync::watch::channel(false);
+    let app = router_with(opts, stop_rx);
     meridian_http::serve(
         listener,
         server,
         move |_| meridian_http::TowerService(app.clone()),
-        shutdown,
+        async move {
+            shutdown.await;
+            // Open WebSockets are upgraded connections the drain does not wait for:
+            // they are told to send their close frame (1001) and end.
+            let _ = stopping.send(true);
+        },
     )
     .await;
     Ok(())
@@ -194,7 +209,7 @@ async fn index(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
         "instance": app.opts.identity.instance,
         "endpoints": ["/health", "/health/detailed", "/graphql", "/api/quotes/{symbol}",
                       "/api/portfolio", "/api/portfolio/{user}", "POST /api/orders",
-                      "/static/app.js", "/metrics"],
+                      "/static/app.js", "/ws/quotes", "/metrics"],
     }))
 }
 

@@ -26,6 +26,8 @@ pub(crate) struct EdgeState {
     pub metrics: Metrics,
     /// The edge's own series in that registry.
     pub stats: EdgeMetrics,
+    /// WebSocket tunnels (`phases/upgrade.rs`).
+    pub websockets: crate::phases::metrics::WsMetrics,
     pub log: AccessLog,
     pub https_port: u16,
     /// Identifies a stored body, so its compressed variants are told apart from those of
@@ -80,6 +82,7 @@ impl Edge {
         let protect = crate::protect::Protect::from_config(pop, &config.distribution, &metrics)?;
         let origins = Arc::new(Origins::new(config, pop, prior, local_ip, &metrics));
         let stats = EdgeMetrics::new(&metrics);
+        let websockets = crate::phases::metrics::WsMetrics::new(&metrics);
         let via = HeaderValue::from_str(&format!("1.1 {pop} (meridian)"))
             .unwrap_or(HeaderValue::from_static("1.1 meridian"));
         let headers = ResponseHeaders::new(pop, via.clone(), &config.distribution);
@@ -90,6 +93,7 @@ impl Edge {
             inflight: Inflight::new(),
             metrics,
             stats,
+            websockets,
             log,
             https_port: config.network.https_port,
             body_ids: AtomicU64::new(1),

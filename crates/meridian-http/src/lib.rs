@@ -27,6 +27,7 @@ mod secret_file;
 pub mod secrets;
 pub mod signing;
 pub mod tls;
+pub mod upgrade;
 mod upstream;
 mod upstream_tls;
 pub use body::{empty, full, json, metrics, text, Body, BoxError};

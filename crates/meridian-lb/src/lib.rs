@@ -14,11 +14,33 @@ mod retry;
 mod rules;
 mod sticky;
 mod target;
+mod upgrade;
 
 pub use options::{cert_names, LbOptions};
 pub use proxy::LoadBalancer;
 pub use sticky::{APP_COOKIE, LB_COOKIE};
 pub use target::{Target, TargetGroup};
+
+/// WebSockets (`upgrade.rs`). Here, not in `upgrade.rs`, so that file names nothing of
+/// `proxy.rs` (which names it: no import circle), and `proxy.rs` keeps only its hooks.
+impl LoadBalancer {
+    /// WebSocket tunnels open now, over every target.
+    pub fn websocket_connections(&self) -> usize {
+        self.websockets().live()
+    }
+
+    /// Drains one target's WebSocket tunnels as a deregistration does: after the
+    /// deregistration delay, each still open gets a close frame (1001 "going away") and
+    /// is cut. The caller stops sending the target new requests.
+    pub async fn drain_target_websockets(&self, target: &str) {
+        self.websockets().drain(Some(&[target])).await
+    }
+
+    /// Drains every tunnel: the balancer is stopping.
+    pub async fn drain_websockets(&self) {
+        self.websockets().drain(None).await
+    }
+}
 
 /// Runs a load balancer until `shutdown` resolves, then drains for the deregistration delay.
 pub async fn run(
@@ -66,18 +88,25 @@ pub async fn run(
         ))
     });
     let proxy = lb.clone();
+    // Upgraded connections outlive the listener's drain: WebSockets are drained alongside.
+    let (ws_drain, ws_drained) = tokio::sync::oneshot::channel();
+    let ws_lb = lb.clone();
     meridian_http::serve(
         listener,
         server_opts,
         move |peer| proxy.service(peer),
         async move {
             shutdown.await;
+            let _ = ws_drain.send(tokio::spawn(async move { ws_lb.drain_websockets().await }));
             let _ = stop_tls.send(true);
         },
     )
     .await;
     if let Some(t) = tls_task {
         let _ = t.await;
+    }
+    if let Ok(ws) = ws_drained.await {
+        let _ = ws.await;
     }
     for c in checks {
         c.abort();

@@ -49,6 +49,8 @@ struct Inner {
     metrics: Metrics,
     m: LbMetrics,
     signer: Option<Arc<meridian_http::signing::Signer>>,
+    /// WebSocket tunnels (`upgrade.rs`).
+    ws: crate::upgrade::WsTunnels,
 }
 
 /// Marks a request that came through the TLS listener (on this port).
@@ -130,6 +132,7 @@ impl LoadBalancer {
             "Requests in flight to each target",
             Family::<Labels, Gauge>::default(),
         );
+        let ws = crate::upgrade::WsTunnels::new(&metrics, &opts.config);
         let weights = metrics.register(
             "lb_target_weight",
             "Each target's share weight in its group, 0 to 1 (below 1 during slow start)",
@@ -186,6 +189,7 @@ impl LoadBalancer {
             metrics,
             m,
             signer: opts.signer.clone(),
+            ws,
         }))
     }
 
@@ -204,6 +208,10 @@ impl LoadBalancer {
 
     pub fn board(&self) -> &HealthBoard {
         &self.group().board
+    }
+
+    pub(crate) fn websockets(&self) -> &crate::upgrade::WsTunnels {
+        &self.0.ws
     }
 
     pub(crate) fn metrics_text(&self) -> String {
@@ -323,13 +331,15 @@ impl LoadBalancer {
     /// Forwards one request. Public so tests and embedders can drive it directly.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let start = Instant::now();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let ws = crate::upgrade::take(&mut parts); // WebSockets: `upgrade.rs`
         let rid = request_id(&parts.headers);
         let (group_label, answer) = self.forward(parts, body, peer, &rid).await;
-        let (status_label, mut res) = match answer {
+        let (status_label, res) = match answer {
             Ok((target, res)) => (target, res),
             Err(res) => ("none".to_owned(), res),
         };
+        let mut res = self.0.ws.finish(ws, &status_label, res);
         res.headers_mut().insert("x-request-id", rid);
         self.0.m.duration.observe(start.elapsed().as_secs_f64());
         if let Some(n) = hyper::body::Body::size_hint(res.body()).exact() {
@@ -465,6 +475,8 @@ impl LoadBalancer {
         };
         let mut headers = parts.headers.clone();
         meridian_http::strip_hop_by_hop(&mut headers);
+        // A WebSocket handshake keeps its Upgrade (`upgrade.rs`).
+        crate::upgrade::restore(&parts.extensions, &mut headers);
         // The edge's signature is for this balancer, not for the application.
         headers.remove(meridian_http::signing::HEADER);
         // The target's framing is the buffered body, written by the client pool; the

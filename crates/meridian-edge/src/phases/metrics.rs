@@ -2,7 +2,7 @@
 
 use super::outcome::Outcome;
 use meridian_telemetry::prometheus_client::metrics::{
-    counter::Counter, family::Family, histogram::Histogram,
+    counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
 };
 use meridian_telemetry::Metrics;
 use std::sync::OnceLock;
@@ -81,5 +81,41 @@ impl EdgeMetrics {
                     .clone()
             })
             .inc();
+    }
+}
+
+/// The PoP's WebSocket series (`upgrade.rs` counts them).
+pub(crate) struct WsMetrics {
+    pub open: Gauge,
+    pub total: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+}
+
+impl WsMetrics {
+    pub(crate) fn new(metrics: &Metrics) -> Self {
+        WsMetrics {
+            open: metrics.register(
+                "edge_websocket_connections",
+                "WebSocket tunnels open now",
+                Gauge::default(),
+            ),
+            total: metrics.register(
+                // Exposed with `_total`; a name of its own, since the gauge has the plain one.
+                "edge_websocket_connections_opened",
+                "WebSocket tunnels opened",
+                Counter::default(),
+            ),
+            bytes_in: metrics.register(
+                "edge_websocket_bytes_in",
+                "Bytes from viewers to origins through WebSocket tunnels",
+                Counter::default(),
+            ),
+            bytes_out: metrics.register(
+                "edge_websocket_bytes_out",
+                "Bytes from origins to viewers through WebSocket tunnels",
+                Counter::default(),
+            ),
+        }
     }
 }

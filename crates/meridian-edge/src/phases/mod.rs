@@ -7,6 +7,7 @@
 //! | 2 | route                | `route.rs`              |                                  |
 //! | 3 | cache lookup         | `cache.rs`              |                                  |
 //! | 4 | collapse             | `collapse.rs`, `inflight.rs` |                             |
+//! |   | (WebSocket tunnel)   | `upgrade.rs`: a viewer's handshake, after route, instead of 3–7 | |
 //! | 5 | fill from origin     | `fill.rs`, `body.rs`, `pass.rs`, `idempotency.rs`, `origin_request.rs`, `../origin/` | **origin-request**, **origin-response** (`origin_functions.rs`) |
 //! | 6 | store                | `store.rs`              |                                  |
 //! | 7 | serve from the cache | `serve.rs`              |                                  |
@@ -39,6 +40,7 @@ pub(crate) mod response;
 mod route;
 mod serve;
 mod store;
+mod upgrade;
 mod viewer;
 mod viewer_headers;
 
@@ -60,7 +62,9 @@ impl Edge {
     /// Answers one viewer request: the phases in order.
     pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
         let start = Instant::now();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // A WebSocket handshake is taken aside before its Upgrade is stripped (`upgrade.rs`).
+        let ws = meridian_http::upgrade::WsUpgrade::take(&mut parts);
         // 1. Viewer request: made canonical once; every later phase reads only `ctx`.
         let (mut ctx, refused) = RequestContext::from_viewer(&self.0.dist, parts, peer);
         let mut served = match refused {
@@ -70,7 +74,7 @@ impl Edge {
                 Outcome::Error,
             ),
             None => {
-                let served = self.answer(&mut ctx, body).await;
+                let served = self.answer(&mut ctx, body, ws).await;
                 // A refusal by API protection is never replaced by a custom error page, which
                 // could hide it (a 200 page) or show a protected page to the refused.
                 let error =
@@ -97,7 +101,12 @@ impl Edge {
 
     /// Viewer rules, the viewer-request function, route, then the cache or a pass to the
     /// origin.
-    async fn answer(&self, ctx: &mut RequestContext<'_>, body: Incoming) -> Served {
+    async fn answer(
+        &self,
+        ctx: &mut RequestContext<'_>,
+        body: Incoming,
+        ws: Option<meridian_http::upgrade::WsUpgrade>,
+    ) -> Served {
         if let Some(served) = self.viewer_rules(ctx) {
             return served;
         }
@@ -133,7 +142,10 @@ impl Edge {
             );
             return Served::at_edge(r, Outcome::Error);
         };
-        if route.cacheable {
+        if let Some(ws) = ws {
+            // A WebSocket: tunnelled to the origin, never cached nor collapsed.
+            self.tunnel(ctx, &route, ws).await
+        } else if route.cacheable {
             self.through_cache(ctx, &route).await
         } else {
             // Duplicates of an idempotent request wait for or replay the first

@@ -1,0 +1,310 @@
+//! WebSockets through the balancer: tunnels to demo instances, counted per target,
+//! cut when idle, drained with a close frame. Addresses 127.56.20–29.x.
+
+use futures_util::StreamExt;
+use meridian_demo::{DemoOptions, Identity};
+use meridian_lb::{LbOptions, LoadBalancer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+fn at(net: u8, host: u8, port: u16) -> SocketAddr {
+    SocketAddr::new(std::net::Ipv4Addr::new(127, 56, net, host).into(), port)
+}
+
+async fn up(addr: SocketAddr) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < until, "{addr} did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A demo instance; the sender stops it.
+async fn instance(addr: SocketAddr, name: &str) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let opts = DemoOptions {
+        identity: Identity {
+            region: "test-1".into(),
+            az: "test-1a".into(),
+            instance: name.into(),
+        },
+        processing_time: Duration::ZERO,
+        database: None,
+        quote_cache: None,
+    };
+    tokio::spawn(meridian_demo::serve(addr, opts, async {
+        let _ = rx.await;
+    }));
+    up(addr).await;
+    tx
+}
+
+fn options(net: u8, targets: &[(SocketAddr, &str)]) -> LbOptions {
+    let mut config = meridian_config::Config::embedded_default().load_balancer;
+    config.health_check.interval = Duration::from_millis(100);
+    config.health_check.timeout = Duration::from_millis(80);
+    config.deregistration_delay = Duration::from_millis(600);
+    config.idle_timeout = Duration::from_secs(1);
+    LbOptions {
+        tls: None,
+        name: "lb-ws".into(),
+        region: "test-1".into(),
+        listen: at(net, 1, 80),
+        admin: at(net, 1, 9900),
+        targets: targets
+            .iter()
+            .map(|(a, n)| meridian_config::NodeSpec {
+                name: n.to_string(),
+                role: meridian_config::Role::Service,
+                region: Some("test-1".into()),
+                az: Some("test-1a".into()),
+                address: *a,
+                admin: *a,
+            })
+            .collect(),
+        config,
+        signer: None,
+    }
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn wait_healthy(admin: SocketAddr, n: usize) {
+    let until = Instant::now() + Duration::from_secs(20);
+    let want = format!("\"healthy_targets\":{n}");
+    while !http_get(admin, "/health").await.contains(&want) {
+        assert!(Instant::now() < until, "not {n} healthy targets");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// Opens a quote socket and reads frames for `secs`; returns it and the instance named.
+async fn open(lb: SocketAddr, secs: f64) -> (Ws, String) {
+    let url = format!("ws://{lb}/ws/quotes?symbols=AAPL");
+    let (mut ws, res) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(&url),
+    )
+    .await
+    .expect("a handshake within 5 s")
+    .unwrap();
+    assert_eq!(res.status(), 101);
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let mut on = None;
+    let mut n = 0;
+    while Instant::now() < until || on.is_none() {
+        let m = tokio::time::timeout(Duration::from_secs(2), ws.next())
+            .await
+            .expect("a frame within 2 s");
+        let Some(Ok(Message::Text(t))) = m else {
+            panic!("expected a quote, got {m:?}")
+        };
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        let i = v["instance"].as_str().unwrap().to_owned();
+        assert!(
+            on.get_or_insert(i.clone()) == &i,
+            "one tunnel, one instance"
+        );
+        n += 1;
+    }
+    assert!(n >= 1, "{n} frames");
+    (ws, on.unwrap_or_default())
+}
+
+/// Reads until the socket ends: the close code, or None for an end without a close frame.
+async fn end_of(ws: &mut Ws, within: Duration) -> (Option<CloseCode>, usize) {
+    let until = tokio::time::Instant::now() + within;
+    let mut frames = 0;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Err(_) => panic!("the socket was still open after {within:?}"),
+            Ok(Some(Ok(Message::Close(c)))) => return (c.map(|c| c.code), frames),
+            Ok(Some(Ok(_))) => frames += 1,
+            Ok(Some(Err(_))) | Ok(None) => return (None, frames),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drained_target_gets_close_1001_after_the_deregistration_delay() {
+    let (a, b) = (at(20, 2, 80), at(20, 3, 80));
+    let _sa = instance(a, "i-a").await;
+    let _sb = instance(b, "i-b").await;
+    let opts = options(20, &[(a, "i-a"), (b, "i-b")]);
+    let lb = LoadBalancer::new(&opts);
+    let _checks = lb.start_health_checks(&opts);
+    let listener = TcpListener::bind(opts.listen).await.unwrap();
+    let proxy = lb.clone();
+    tokio::spawn(meridian_http::serve(
+        listener,
+        meridian_http::ServerOptions::default(),
+        move |peer| proxy.service(peer),
+        std::future::pending(),
+    ));
+    let until = Instant::now() + Duration::from_secs(20);
+    while lb.group().healthy_count() < 2 {
+        assert!(Instant::now() < until, "targets did not become healthy");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let (mut first, on) = open(opts.listen, 0.5).await;
+    let (mut second, other_on) = open(opts.listen, 0.5).await;
+    assert_ne!(
+        on, other_on,
+        "round robin puts the two sockets on the two targets"
+    );
+    assert_eq!(lb.websocket_connections(), 2);
+
+    let started = Instant::now();
+    let drain = tokio::spawn({
+        let lb = lb.clone();
+        let on = on.clone();
+        async move { lb.drain_target_websockets(&on).await }
+    });
+    // Quotes keep coming during the delay, then the close frame, between two frames.
+    let (code, frames) = end_of(&mut first, Duration::from_secs(4)).await;
+    assert_eq!(code, Some(CloseCode::Away));
+    assert!(
+        started.elapsed() >= Duration::from_millis(550),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(frames >= 2, "{frames} frames during the delay");
+    tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .unwrap()
+        .unwrap();
+    // The other target's socket is untouched.
+    let m = tokio::time::timeout(Duration::from_secs(2), second.next()).await;
+    assert!(matches!(m, Ok(Some(Ok(Message::Text(_))))), "{m:?}");
+    assert_eq!(lb.websocket_connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stopping_the_balancer_closes_its_tunnels_with_1001_and_counts_them_per_target() {
+    let a = at(21, 2, 80);
+    let _sa = instance(a, "i-a").await;
+    let opts = options(21, &[(a, "i-a")]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(meridian_lb::run(opts.clone(), async {
+        let _ = stopped.await;
+    }));
+    up(opts.listen).await;
+    wait_healthy(opts.admin, 1).await;
+    let (mut ws, on) = open(opts.listen, 0.3).await;
+    assert_eq!(on, "i-a");
+    let metrics = http_get(opts.admin, "/metrics").await;
+    assert!(
+        metrics.contains("lb_websocket_connections{target=\"i-a\"} 1"),
+        "{metrics}"
+    );
+    let _ = stop.send(());
+    let (code, _) = end_of(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(CloseCode::Away));
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the balancer stops")
+        .unwrap()
+        .unwrap();
+}
+
+/// Copies `r` to `w` until EOF; once frozen, holds both and passes nothing.
+async fn pump(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::select! {
+            n = r.read(&mut buf) => n,
+            _ = frozen.wait_for(|f| *f) => break,
+        };
+        match n {
+            Ok(0) | Err(_) => return,
+            Ok(_) if *frozen.borrow() => break,
+            Ok(n) => {
+                if w.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _held = (r, w);
+    std::future::pending::<()>().await;
+}
+
+/// A TCP relay in front of `to` that can be frozen: a machine that stops answering
+/// without closing anything.
+async fn freezable(listen: SocketAddr, to: SocketAddr) -> Arc<tokio::sync::watch::Sender<bool>> {
+    let frozen = Arc::new(tokio::sync::watch::channel(false).0);
+    let listener = TcpListener::bind(listen).await.unwrap();
+    let f = frozen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let rx = f.subscribe();
+            tokio::spawn(async move {
+                if *rx.borrow() {
+                    // Accepted and held: the frozen machine's kernel still completes
+                    // handshakes, nothing answers.
+                    let _held = client;
+                    std::future::pending::<()>().await;
+                    return;
+                }
+                let Ok(server) = TcpStream::connect(to).await else {
+                    return;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::join!(pump(cr, sw, rx.clone()), pump(sr, cw, rx));
+            });
+        }
+    });
+    frozen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_target_is_cut_after_the_idle_timeout_and_a_reconnect_lands_elsewhere() {
+    let (a, relay, b) = (at(22, 2, 80), at(22, 4, 80), at(22, 3, 80));
+    let _sa = instance(a, "i-a").await;
+    let _sb = instance(b, "i-b").await;
+    let frozen = freezable(relay, a).await;
+    let opts = options(22, &[(relay, "i-a"), (b, "i-b")]);
+    tokio::spawn(meridian_lb::run(opts.clone(), std::future::pending()));
+    up(opts.listen).await;
+    wait_healthy(opts.admin, 2).await;
+    // Round robin: one of two sockets lands on the relayed instance.
+    let (s1, on1) = open(opts.listen, 0.2).await;
+    let (s2, on2) = open(opts.listen, 0.2).await;
+    let mut ws = if on1 == "i-a" { s1 } else { s2 };
+    assert!(on1 == "i-a" || on2 == "i-a");
+
+    frozen.send_replace(true);
+    let started = Instant::now();
+    let (code, _) = end_of(&mut ws, Duration::from_secs(5)).await;
+    // Cut by the balancer's idle timeout (1 s): no close frame from a frozen machine.
+    assert_eq!(code, None);
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    // The frozen target fails its checks; the reconnect goes to the other one.
+    wait_healthy(opts.admin, 1).await;
+    let (_ws, on) = open(opts.listen, 0.5).await;
+    assert_eq!(on, "i-b");
+}
