@@ -1,5 +1,9 @@
 //! The load balancer against real targets on loopback.
 
+mod common;
+
+use common::start;
+
 use meridian_config::{Algorithm, NodeSpec, Role};
 use meridian_demo::{DemoOptions, Identity};
 use meridian_lb::{LbOptions, LoadBalancer};
@@ -146,29 +150,6 @@ fn options(targets: Vec<NodeSpec>, algorithm: Algorithm) -> LbOptions {
         config,
         signer: None,
     }
-}
-
-/// Starts a balancer on ephemeral ports; returns its viewer and admin addresses. A port
-/// found free can be taken by another test before the balancer binds it: then the run
-/// ends at once, and it starts again on other ports.
-async fn start(opts: LbOptions) -> (SocketAddr, SocketAddr) {
-    for _ in 0..5 {
-        let mut opts = opts.clone();
-        opts.listen = free_addr().await;
-        opts.admin = free_addr().await;
-        let (l, a) = (opts.listen, opts.admin);
-        let run = tokio::spawn(meridian_lb::run(opts, std::future::pending()));
-        for _ in 0..100 {
-            if run.is_finished() {
-                break;
-            }
-            if TcpStream::connect(l).await.is_ok() && TcpStream::connect(a).await.is_ok() {
-                return (l, a);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    panic!("load balancer did not start");
 }
 
 async fn wait_healthy(admin: SocketAddr, n: u64) {

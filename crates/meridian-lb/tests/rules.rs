@@ -1,6 +1,10 @@
 //! Listener rules, weighted forwards, stickiness and slow start against origins on
 //! loopback (127.58.x.y, one /24 per test) that name themselves.
 
+mod common;
+
+use common::start;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -11,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// An origin that answers every request with its name (body and `x-origin`), sets a
 /// `SESSION` cookie when the request has none, and passes health checks while `healthy`.
@@ -103,36 +107,6 @@ fn options(net: u8, targets: &[&Origin], extra: &str) -> LbOptions {
         config,
         signer: None,
     }
-}
-
-async fn free_port(ip: std::net::IpAddr) -> SocketAddr {
-    TcpListener::bind(SocketAddr::new(ip, 0))
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// Starts a balancer; returns its viewer and admin addresses (retrying on other ports
-/// if one found free was taken meanwhile).
-async fn start(opts: LbOptions) -> (SocketAddr, SocketAddr) {
-    for _ in 0..5 {
-        let mut opts = opts.clone();
-        opts.listen = free_port(opts.listen.ip()).await;
-        opts.admin = free_port(opts.admin.ip()).await;
-        let (l, a) = (opts.listen, opts.admin);
-        let run = tokio::spawn(meridian_lb::run(opts, std::future::pending()));
-        for _ in 0..100 {
-            if run.is_finished() {
-                break;
-            }
-            if TcpStream::connect(l).await.is_ok() && TcpStream::connect(a).await.is_ok() {
-                return (l, a);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    panic!("load balancer did not start");
 }
 
 /// A keep-alive client (the balancer's own pool type), so requests are cheap.

@@ -131,7 +131,8 @@ impl Failover for Members<'_> {
     }
 
     fn hedge_after(&mut self) -> Option<Duration> {
-        if !self.group.cfg.hedging {
+        // A WebSocket handshake opens a long-lived tunnel: never two of them.
+        if !self.group.cfg.hedging || self.headers.contains_key(http::header::UPGRADE) {
             return None;
         }
         let i = *self.order.get(self.next.checked_sub(1)?)?;

@@ -1,0 +1,38 @@
+//! Starting a balancer in a test, shared by the balancer's test files.
+#![allow(dead_code)]
+
+use meridian_lb::LbOptions;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+/// A port free on `ip` now (another test may take it before it is bound again).
+pub async fn free_port(ip: IpAddr) -> SocketAddr {
+    TcpListener::bind(SocketAddr::new(ip, 0))
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Starts a balancer on free ports of `opts`' listen and admin addresses; returns them
+/// once both accept connections (retrying on other ports if one was taken meanwhile).
+pub async fn start(opts: LbOptions) -> (SocketAddr, SocketAddr) {
+    for _ in 0..5 {
+        let mut opts = opts.clone();
+        opts.listen = free_port(opts.listen.ip()).await;
+        opts.admin = free_port(opts.admin.ip()).await;
+        let (l, a) = (opts.listen, opts.admin);
+        let run = tokio::spawn(meridian_lb::run(opts, std::future::pending()));
+        for _ in 0..100 {
+            if run.is_finished() {
+                break;
+            }
+            if TcpStream::connect(l).await.is_ok() && TcpStream::connect(a).await.is_ok() {
+                return (l, a);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    panic!("load balancer did not start");
+}
