@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Edge (CDN) benchmark: a Meridian PoP against nginx proxy_cache and Varnish, side by side,
-# in one run, in front of the same demo origin, serving the same objects, on loopback only.
-# Every cache runs pinned to CPU 0 (Meridian with one worker thread, nginx with one worker
-# process, Varnish with its thread pool on that core); wrk and the origin run on CPU 1.
+# Edge (CDN) benchmark: a Meridian PoP against nginx proxy_cache, Varnish and HAProxy's cache,
+# side by side, in one run, in front of the same demo origin, serving the same objects, on
+# loopback only. Every cache runs pinned to CPU 0 (Meridian with one worker thread, nginx with
+# one worker process, Varnish with its thread pool on that core, HAProxy with nbthread 1);
+# wrk and the origin run on CPU 1.
 #
-# Runs: cache hits on a 6 KiB page and a 40 KiB stylesheet, and a miss-heavy run where every
+# Runs: cache hits at 1 KiB, 32 KiB and 1 MiB (and a 6 KiB page), and a miss-heavy run where every
 # request is a new key (so every request is an origin fetch through the cache). For
 # Meridian it also reports origin connection reuse: origin requests per new connection,
 # hits through a viewer-request function, and hits through API protection (a second PoP on
@@ -20,7 +21,7 @@ NET=127.62
 NET2=127.64
 
 . bench/lib.sh
-install_missing wrk:wrk nginx:nginx-light varnishd:varnish
+install_missing wrk:wrk nginx:nginx-light varnishd:varnish haproxy:haproxy
 prepare
 
 ORIGIN=$NET.1.11:8000
@@ -146,7 +147,33 @@ taskset -c 0 varnishd -F -n "$WORK/varnish" -a "$NET.1.4:8080" -f "$WORK/default
 pids+=($!)
 VARNISH=$NET.1.4:8080
 
-for front in "$MERIDIAN" "$NGINX" "$VARNISH"; do
+# HAProxy's own cache (in memory, objects up to 2 MB), one thread.
+cat > "$WORK/haproxy.cfg" <<CFG
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+cache edge
+  total-max-size 256
+  max-object-size 2000000
+  max-age 300
+backend origin
+  http-request cache-use edge
+  http-response cache-store edge
+  server o $ORIGIN
+frontend fe
+  bind $NET.1.5:8080
+  default_backend origin
+CFG
+taskset -c 0 haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
+pids+=($!)
+HAPROXY=$NET.1.5:8080
+
+for front in "$MERIDIAN" "$NGINX" "$VARNISH" "$HAPROXY"; do
   for _ in $(seq 1 150); do
     curl -fs -o /dev/null "http://$front/static/index.html" && break
     sleep 0.1
@@ -187,22 +214,26 @@ table() {
   local title=$1; shift
   echo "## $title"
   echo
-  echo "| cache | requests/s | p50 ms | p99 ms | vs nginx | vs varnish | errors |"
-  echo "|---|---:|---:|---:|---:|---:|---|"
+  echo "| cache | requests/s | p50 ms | p99 ms | vs nginx | vs varnish | vs haproxy | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---|"
   read -r m_rps m_p50 m_p99 m_err < <(run "http://$MERIDIAN$1" "${@:2}")
   read -r n_rps n_p50 n_p99 n_err < <(run "http://$NGINX$1" "${@:2}")
   read -r v_rps v_p50 v_p99 v_err < <(run "http://$VARNISH$1" "${@:2}")
-  echo "| meridian edge | $m_rps | $m_p50 | $m_p99 | $(ratio "$m_rps" "$n_rps") | $(ratio "$m_rps" "$v_rps") | $m_err |"
-  echo "| nginx proxy_cache | $n_rps | $n_p50 | $n_p99 | 1.00x | $(ratio "$n_rps" "$v_rps") | $n_err |"
-  echo "| varnish | $v_rps | $v_p50 | $v_p99 | $(ratio "$v_rps" "$n_rps") | 1.00x | $v_err |"
-  echo "| p99 meridian / nginx | | | $(ratio "$m_p99" "$n_p99") | | | |"
+  read -r h_rps h_p50 h_p99 h_err < <(run "http://$HAPROXY$1" "${@:2}")
+  echo "| meridian edge | $m_rps | $m_p50 | $m_p99 | $(ratio "$m_rps" "$n_rps") | $(ratio "$m_rps" "$v_rps") | $(ratio "$m_rps" "$h_rps") | $m_err |"
+  echo "| nginx proxy_cache | $n_rps | $n_p50 | $n_p99 | 1.00x | $(ratio "$n_rps" "$v_rps") | $(ratio "$n_rps" "$h_rps") | $n_err |"
+  echo "| varnish | $v_rps | $v_p50 | $v_p99 | $(ratio "$v_rps" "$n_rps") | 1.00x | $(ratio "$v_rps" "$h_rps") | $v_err |"
+  echo "| haproxy cache | $h_rps | $h_p50 | $h_p99 | $(ratio "$h_rps" "$n_rps") | $(ratio "$h_rps" "$v_rps") | 1.00x | $h_err |"
+  echo "| p99 meridian / nginx | | | $(ratio "$m_p99" "$n_p99") | | | | |"
   echo
 }
 
 echo "# Edge benchmark: ${DURATION}s per run, $CONNS connections; every cache pinned to CPU 0, wrk and the origin on CPU 1"
 echo
-for path in /static/index.html /static/app.css; do
-  for front in "$MERIDIAN" "$NGINX" "$VARNISH"; do curl -fs -o /dev/null "http://$front$path"; done
+for path in /static/bench/1k.bin /static/bench/32k.bin /static/bench/1m.bin /static/index.html; do
+  for front in "$MERIDIAN" "$NGINX" "$VARNISH" "$HAPROXY"; do
+    curl -fs -o /dev/null "http://$front$path"; curl -fs -o /dev/null "http://$front$path"
+  done
   table "cache hits: GET $path" "$path"
 done
 # The same hits through a viewer-request function that rewrites the URI and adds a header.

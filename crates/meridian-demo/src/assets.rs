@@ -33,6 +33,10 @@ const CATALOG: &[(&str, &str, usize, bool)] = &[
     ("img/hero.jpg", "image/jpeg", 225_280, false),
     ("img/chart-bg.webp", "image/webp", 61_440, false),
     ("fonts/inter.woff2", "font/woff2", 49_152, false),
+    // The object sizes the edge benchmark compares caches at (bench/edge.sh).
+    ("bench/1k.bin", "application/octet-stream", 1_024, false),
+    ("bench/32k.bin", "application/octet-stream", 32_768, false),
+    ("bench/1m.bin", "application/octet-stream", 1_048_576, false),
 ];
 
 /// Last-Modified for every asset: they are "built" once, like a release.
