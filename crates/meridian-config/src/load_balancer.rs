@@ -37,6 +37,12 @@ pub struct LoadBalancer {
     pub target_groups: Vec<TargetGroup>,
     /// Listener rules, sorted by priority.
     pub rules: Vec<ListenerRule>,
+    /// ALB's access log, one line per request (on by default, as the edge's).
+    pub access_log: bool,
+    /// Where the log goes: not a key of the file but the node's start's choice
+    /// (`<state-dir>/logs/access-lb-<region>.log`); None writes nothing.
+    #[serde(skip)]
+    pub access_log_file: Option<std::path::PathBuf>,
 }
 
 impl LoadBalancer {
@@ -75,6 +81,8 @@ pub(crate) fn default_lb() -> LoadBalancer {
         tls_port: None,
         target_groups: Vec::new(),
         rules: Vec::new(),
+        access_log: true,
+        access_log_file: None,
     }
 }
 
@@ -122,6 +130,7 @@ pub(crate) fn read_lb(t: &Table, d: &mut Diagnostics) -> Option<LoadBalancer> {
         lb.unsigned_paths = ok;
     }
     lb.tls_port = t.int(d, "tls_port", 1..=65535).map(|p| p as u16);
+    lb.access_log = t.bool(d, "access_log").unwrap_or(lb.access_log);
     if let Some(hc) = t.table(d, "health_check") {
         lb.health_check = read_health_check(&hc, d)?;
     }

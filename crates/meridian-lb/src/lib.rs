@@ -7,6 +7,7 @@
 //! actively through the health engine and passively on live traffic, retries on another
 //! target when that is safe, and drains in-flight requests on shutdown.
 
+mod access_log;
 mod admin;
 mod options;
 mod proxy;
@@ -14,12 +15,14 @@ mod retry;
 mod rules;
 mod sticky;
 mod target;
+mod trace;
 mod upgrade;
 
 pub use options::{cert_names, LbOptions};
 pub use proxy::LoadBalancer;
 pub use sticky::{APP_COOKIE, LB_COOKIE};
 pub use target::{Target, TargetGroup};
+pub use trace::HEADER as TRACE_HEADER;
 
 /// WebSockets (`upgrade.rs`). Here, not in `upgrade.rs`, so that file names nothing of
 /// `proxy.rs` (which names it: no import circle), and `proxy.rs` keeps only its hooks.
@@ -81,7 +84,9 @@ pub async fn run(
             l,
             server_opts,
             Some(meridian_http::tls::acceptor(config)),
-            move |peer: meridian_http::Peer| proxy.service_tls(peer.addr, peer.local.port()),
+            move |peer: meridian_http::Peer| {
+                proxy.service_tls(peer.addr, peer.local.port(), peer.tls)
+            },
             async move {
                 let _ = stopped.wait_for(|s| *s).await;
             },

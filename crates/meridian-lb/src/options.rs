@@ -39,6 +39,17 @@ impl LbOptions {
         }
     }
 
+    /// Puts ALB's access log at `<state_dir>/logs/access-lb-<region>.log` (beside the
+    /// PoPs' `access-<pop>.log`) when `[load_balancer] access_log` is on.
+    pub fn with_access_log(mut self, state_dir: &std::path::Path) -> Self {
+        self.config.access_log_file = self.config.access_log.then(|| {
+            state_dir
+                .join("logs")
+                .join(format!("access-lb-{}.log", self.region))
+        });
+        self
+    }
+
     /// Adds the TLS listener of a deployment: on the balancer's TLS port, with the
     /// certificate the deployment CA of `state_dir` signed for this region (made now when
     /// this node runs without `up`).

@@ -1,6 +1,7 @@
 //! The request path: pick a target, forward, retry when safe, answer for the targets when
 //! none can.
 
+use crate::access_log::{AccessLog, Arrival, Record};
 use crate::options::LbOptions;
 use crate::rules::{Decision, Rules};
 use crate::target::{Target, TargetGroup};
@@ -51,11 +52,23 @@ struct Inner {
     signer: Option<Arc<meridian_http::signing::Signer>>,
     /// WebSocket tunnels (`upgrade.rs`).
     ws: crate::upgrade::WsTunnels,
+    /// ALB's access log (`access_log.rs`); None when off.
+    log: Option<AccessLog>,
 }
 
-/// Marks a request that came through the TLS listener (on this port).
+/// Marks a request that came through the TLS listener (on this port, with this version).
 #[derive(Debug, Clone, Copy)]
-struct ViaTls(u16);
+struct ViaTls(u16, Option<&'static str>);
+
+/// The connection's id in the access log's `conn_trace_id` (ALB's `TID_...`).
+#[derive(Debug, Clone)]
+struct ConnTrace(Arc<str>);
+
+impl ConnTrace {
+    fn new() -> Self {
+        ConnTrace(format!("TID_{:016x}", rand::random::<u64>()).into())
+    }
+}
 
 /// A load balancer: cheap to clone, shared by every connection.
 #[derive(Clone)]
@@ -175,6 +188,16 @@ impl LoadBalancer {
             })
             .collect();
         let rules = Rules::new(&opts.config.rules, &groups);
+        let dropped = metrics.register(
+            "lb_access_log_dropped",
+            "Access log lines dropped because the writer fell behind (requests never wait)",
+            Counter::default(),
+        );
+        let log = opts
+            .config
+            .access_log_file
+            .clone()
+            .and_then(|path| AccessLog::open(path, dropped));
         let client = meridian_http::upstream_client(
             opts.config.target_timeout.min(Duration::from_secs(5)),
             Duration::from_secs(60),
@@ -190,6 +213,7 @@ impl LoadBalancer {
             m,
             signer: opts.signer.clone(),
             ws,
+            log,
         }))
     }
 
@@ -301,18 +325,22 @@ impl LoadBalancer {
         Future = BoxedResponse,
     > + Clone {
         let lb = self.clone();
-        hyper::service::service_fn(move |req| {
+        let conn = ConnTrace::new();
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let lb = lb.clone();
+            req.extensions_mut().insert(conn.clone());
             Box::pin(async move { Ok(lb.handle(req, peer).await) }) as BoxedResponse
         })
     }
 
-    /// The per-connection service of the TLS listener on `port`: requests are marked so the
-    /// target sees `X-Forwarded-Proto: https`.
+    /// The per-connection service of the TLS listener on `port` (`version`: the TLS
+    /// version, for the access log): requests are marked so the target sees
+    /// `X-Forwarded-Proto: https`.
     pub fn service_tls(
         &self,
         peer: SocketAddr,
         port: u16,
+        version: Option<&'static str>,
     ) -> impl hyper::service::Service<
         Request<Incoming>,
         Response = Response<Body>,
@@ -320,9 +348,11 @@ impl LoadBalancer {
         Future = BoxedResponse,
     > + Clone {
         let lb = self.clone();
+        let conn = ConnTrace::new();
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let lb = lb.clone();
-            req.extensions_mut().insert(ViaTls(port));
+            req.extensions_mut().insert(ViaTls(port, version));
+            req.extensions_mut().insert(conn.clone());
             lb.0.m.tls_requests.inc();
             Box::pin(async move { Ok(lb.handle(req, peer).await) }) as BoxedResponse
         })
@@ -334,7 +364,8 @@ impl LoadBalancer {
         let (mut parts, body) = req.into_parts();
         let ws = crate::upgrade::take(&mut parts); // WebSockets: `upgrade.rs`
         let rid = request_id(&parts.headers);
-        let (group_label, answer) = self.forward(parts, body, peer, &rid).await;
+        let mut rec = self.record(&mut parts, peer, ws.is_some());
+        let (group_label, answer) = self.forward(parts, body, peer, &rid, &mut rec).await;
         let (status_label, res) = match answer {
             Ok((target, res)) => (target, res),
             Err(res) => ("none".to_owned(), res),
@@ -354,7 +385,31 @@ impl LoadBalancer {
                 ("target_group", group_label),
             ])
             .inc();
-        res
+        match &self.0.log {
+            Some(log) => {
+                let done = rec.finish(&res, log.clone());
+                res.map(|b| crate::access_log::Logged::new(b, done).boxed())
+            }
+            None => res,
+        }
+    }
+
+    /// Starts a request's access log record, and adds ALB's trace header (`trace.rs`),
+    /// which the target gets and the log keeps.
+    fn record(&self, parts: &mut http::request::Parts, peer: SocketAddr, ws: bool) -> Record {
+        let trace_id = crate::trace::apply(&mut parts.headers, std::time::SystemTime::now());
+        let tls = parts.extensions.get::<ViaTls>().copied();
+        let conn_trace = parts.extensions.get::<ConnTrace>().map(|c| c.0.to_string());
+        let arrival = Arrival {
+            elb: &self.0.name,
+            client: peer,
+            port: tls.map(|t| t.0).unwrap_or(self.0.listen_port),
+            tls: tls.map(|t| t.1),
+            websocket: ws,
+            trace_id,
+            conn_trace: conn_trace.unwrap_or_else(|| "-".into()),
+        };
+        Record::new(parts, arrival)
     }
 
     /// Origin access control: a request that did not come through the CDN gets 403,
@@ -408,6 +463,7 @@ impl LoadBalancer {
         body: Incoming,
         peer: SocketAddr,
         rid: &HeaderValue,
+        rec: &mut Record,
     ) -> (String, Result<(String, Response<Body>), Response<Body>>) {
         let cfg = &self.0.config;
         if cfg.require_edge_signature {
@@ -422,20 +478,30 @@ impl LoadBalancer {
             self.0
                 .m
                 .rule_matches
-                .get_or_create(&vec![("rule", rule.to_owned())])
+                .get_or_create(&vec![("rule", rule.name.clone())])
                 .inc();
         }
+        rec.priority = Some(rule.map(|r| r.priority).unwrap_or(0));
         let group = match decision {
-            Decision::Answer(res) => return ("none".to_owned(), Err(res)),
+            Decision::Answer(res) => {
+                crate::access_log::answered_by_rule(rec, rule, &res);
+                return ("none".to_owned(), Err(res));
+            }
             Decision::Forward(i) => &self.0.groups[i],
         };
+        rec.action = Some("forward");
+        rec.group = Some(group.name.clone());
         // Stickiness reads the request's cookies again once the target has answered.
         let cookies = group
             .config
             .stickiness
             .is_some()
             .then(|| parts.headers.clone());
-        let mut answer = self.forward_to(group, parts, body, peer, rid).await;
+        let mut answer = self.forward_to(group, parts, body, peer, rid, rec).await;
+        if let Ok((target, res)) = &answer {
+            rec.target = group.index_of(target).map(|i| group.targets[i].addr);
+            rec.target_status = Some(res.status().as_u16());
+        }
         if let (Ok((target, res)), Some(cookies)) = (&mut answer, &cookies) {
             crate::sticky::stick(group, target, cookies, res.headers_mut());
         }
@@ -449,6 +515,7 @@ impl LoadBalancer {
         body: Incoming,
         peer: SocketAddr,
         rid: &HeaderValue,
+        rec: &mut Record,
     ) -> Result<(String, Response<Body>), Response<Body>> {
         let cfg = &self.0.config;
         let limit = cfg.max_request_body.0 as usize;
@@ -458,7 +525,11 @@ impl LoadBalancer {
         // Buffer the request body so it can be replayed on another target.
         let body = meridian_http::IdleTimeout::new(body, cfg.idle_timeout);
         let body = match Limited::new(body, limit).collect().await {
-            Ok(b) => b.to_bytes(),
+            Ok(b) => {
+                let b = b.to_bytes();
+                rec.received_bytes += b.len() as u64;
+                b
+            }
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
             Err(e) if e.is::<meridian_http::Idle>() => {
                 return Err(meridian_http::text(
@@ -491,7 +562,7 @@ impl LoadBalancer {
             headers.insert("x-forwarded-for", v);
         }
         match parts.extensions.get::<ViaTls>() {
-            Some(ViaTls(port)) => {
+            Some(ViaTls(port, _)) => {
                 headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
                 headers.insert("x-forwarded-port", HeaderValue::from(*port));
             }
@@ -527,7 +598,11 @@ impl LoadBalancer {
             target_errors: &self.0.m.target_errors,
         };
         let retries = crate::retry::Retries::new(lb, &parts.method, &path, &headers, &body);
-        meridian_http::failover::run(&self.0.client, cfg.target_timeout, retries).await
+        rec.dispatched = Some(Instant::now());
+        let answer =
+            meridian_http::failover::run(&self.0.client, cfg.target_timeout, retries).await;
+        rec.answered = Some(Instant::now());
+        answer
     }
 }
 

@@ -50,14 +50,14 @@ impl Rules {
         )
     }
 
-    /// The matching rule's name (None: the default action) and what to do.
+    /// The matching rule (None: the default action) and what to do.
     pub fn decide(
         &self,
         parts: &Parts,
         peer: IpAddr,
         tls: bool,
         port: u16,
-    ) -> (Option<&str>, Decision) {
+    ) -> (Option<&ListenerRule>, Decision) {
         for c in &self.0 {
             if !matches(&c.rule.conditions, parts, peer) {
                 continue;
@@ -71,7 +71,7 @@ impl Rules {
                     body,
                 } => Decision::Answer(fixed(*status, content_type, body)),
             };
-            return (Some(&c.rule.name), d);
+            return (Some(&c.rule), d);
         }
         (None, Decision::Forward(0))
     }

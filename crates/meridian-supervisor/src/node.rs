@@ -103,7 +103,8 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
     match node.role {
         Role::Lb => {
             let mut opts = meridian_lb::LbOptions::from_config(config, &node)
-                .with_deployment_tls(config, &state_dir())?;
+                .with_deployment_tls(config, &state_dir())?
+                .with_access_log(&state_dir());
             match meridian_http::secrets::signer(&config.secrets.edge_signing_key, &state_dir()) {
                 Ok(s) => opts.signer = Some(std::sync::Arc::new(s)),
                 Err(e) if config.load_balancer.require_edge_signature => {
