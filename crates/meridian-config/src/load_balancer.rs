@@ -39,10 +39,6 @@ pub struct LoadBalancer {
     pub rules: Vec<ListenerRule>,
     /// ALB's access log, one line per request (on by default, as the edge's).
     pub access_log: bool,
-    /// Where the log goes: not a key of the file but the node's start's choice
-    /// (`<state-dir>/logs/access-lb-<region>.log`); None writes nothing.
-    #[serde(skip)]
-    pub access_log_file: Option<std::path::PathBuf>,
 }
 
 impl LoadBalancer {
@@ -82,7 +78,6 @@ pub(crate) fn default_lb() -> LoadBalancer {
         target_groups: Vec::new(),
         rules: Vec::new(),
         access_log: true,
-        access_log_file: None,
     }
 }
 

@@ -63,6 +63,7 @@ async fn balancer(listen: SocketAddr, targets: &[(SocketAddr, &str)]) {
             .collect(),
         config,
         signer: None,
+        access_log: None,
     };
     tokio::spawn(meridian_lb::run(opts, std::future::pending()));
     eventually("the balancer starts", Duration::from_secs(10), || async {

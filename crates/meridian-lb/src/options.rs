@@ -21,6 +21,8 @@ pub struct LbOptions {
     /// A second listener that serves TLS (end-to-end encryption from the edge), and its
     /// certificate.
     pub tls: Option<(SocketAddr, std::sync::Arc<rustls::ServerConfig>)>,
+    /// Where ALB's access log goes (`with_access_log`); None writes none.
+    pub access_log: Option<std::path::PathBuf>,
 }
 
 impl LbOptions {
@@ -36,13 +38,14 @@ impl LbOptions {
             config: cfg.load_balancer.clone(),
             signer: None,
             tls: None,
+            access_log: None,
         }
     }
 
     /// Puts ALB's access log at `<state_dir>/logs/access-lb-<region>.log` (beside the
     /// PoPs' `access-<pop>.log`) when `[load_balancer] access_log` is on.
     pub fn with_access_log(mut self, state_dir: &std::path::Path) -> Self {
-        self.config.access_log_file = self.config.access_log.then(|| {
+        self.access_log = self.config.access_log.then(|| {
             state_dir
                 .join("logs")
                 .join(format!("access-lb-{}.log", self.region))

@@ -194,8 +194,7 @@ impl LoadBalancer {
             Counter::default(),
         );
         let log = opts
-            .config
-            .access_log_file
+            .access_log
             .clone()
             .and_then(|path| AccessLog::open(path, dropped));
         let client = meridian_http::upstream_client(

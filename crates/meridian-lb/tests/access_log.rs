@@ -99,7 +99,6 @@ fn options(net: u8, targets: Vec<NodeSpec>, extra: &str, log: &Path) -> LbOption
         g.health_check.timeout = Duration::from_millis(80);
     }
     assert!(config.access_log, "access_log is on by default");
-    config.access_log_file = Some(log.to_path_buf());
     LbOptions {
         tls: None,
         name: "lb-alog".into(),
@@ -109,6 +108,7 @@ fn options(net: u8, targets: Vec<NodeSpec>, extra: &str, log: &Path) -> LbOption
         targets,
         config,
         signer: None,
+        access_log: Some(log.to_path_buf()),
     }
 }
 

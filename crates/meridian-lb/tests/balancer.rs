@@ -149,6 +149,7 @@ fn options(targets: Vec<NodeSpec>, algorithm: Algorithm) -> LbOptions {
         targets,
         config,
         signer: None,
+        access_log: None,
     }
 }
 

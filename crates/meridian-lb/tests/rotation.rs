@@ -68,6 +68,7 @@ async fn a_running_balancer_accepts_the_old_key_during_the_grace_only() {
         config,
         signer: Some(std::sync::Arc::new(Signer::load(&dir).unwrap())),
         tls: None,
+        access_log: None,
     };
     let lb = opts.listen;
     let run = tokio::spawn(meridian_lb::run(opts, std::future::pending()));

@@ -106,6 +106,7 @@ fn options(net: u8, targets: &[&Origin], extra: &str) -> LbOptions {
         targets: targets.iter().map(|o| o.node.clone()).collect(),
         config,
         signer: None,
+        access_log: None,
     }
 }
 

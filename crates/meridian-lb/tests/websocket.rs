@@ -71,6 +71,7 @@ fn options(net: u8, targets: &[(SocketAddr, &str)]) -> LbOptions {
             .collect(),
         config,
         signer: None,
+        access_log: None,
     }
 }
 
