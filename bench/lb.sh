@@ -30,6 +30,7 @@ runtime = "demo"
 instances_per_az = 1
 [load_balancer]
 algorithm = "round_robin"
+access_log = false   # haproxy and nginx log nothing here either
 TOML
 T1=$NET.1.11:8000
 T2=$NET.1.12:8000

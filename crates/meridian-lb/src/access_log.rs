@@ -69,8 +69,13 @@ impl AccessLog {
     }
 }
 
-/// The writer thread: appends each line, flushing whenever the queue runs dry so a line is
-/// on disk within moments of its request. Ends when every sender is gone.
+/// How often the writer wakes to drain the queue. Waking per line (a blocking receive)
+/// costs the request path a thread wake-up and a write per request; a batch every 50 ms
+/// costs neither, and a line is on disk at most this late.
+const BATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The writer thread: every [`BATCH_EVERY`], appends what the queue holds and flushes.
+/// Ends, after a last batch, when every sender is gone.
 fn write_lines(path: &std::path::Path, rx: Receiver<String>) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -86,13 +91,24 @@ fn write_lines(path: &std::path::Path, rx: Receiver<String>) {
             return;
         }
     };
-    while let Ok(line) = rx.recv() {
-        let _ = file.write_all(line.as_bytes());
-        while let Ok(line) = rx.try_recv() {
-            let _ = file.write_all(line.as_bytes());
-        }
-        if file.flush().is_err() {
+    loop {
+        std::thread::sleep(BATCH_EVERY);
+        let mut wrote = false;
+        let open = loop {
+            match rx.try_recv() {
+                Ok(line) => {
+                    let _ = file.write_all(line.as_bytes());
+                    wrote = true;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break true,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break false,
+            }
+        };
+        if wrote && file.flush().is_err() {
             tracing::warn!("balancer access log write failed");
+        }
+        if !open {
+            break;
         }
     }
     let _ = file.flush();

@@ -98,7 +98,7 @@ fn options(net: u8, targets: Vec<NodeSpec>, extra: &str, log: &Path) -> LbOption
         g.health_check.interval = Duration::from_millis(100);
         g.health_check.timeout = Duration::from_millis(80);
     }
-    assert!(config.access_log, "access_log is on by default");
+    assert!(!config.access_log, "off by default, as ALB's");
     LbOptions {
         tls: None,
         name: "lb-alog".into(),
