@@ -397,6 +397,9 @@ impl LoadBalancer {
     /// which the target gets and the log keeps.
     fn record(&self, parts: &mut http::request::Parts, peer: SocketAddr, ws: bool) -> Record {
         let trace_id = crate::trace::apply(&mut parts.headers, std::time::SystemTime::now());
+        if self.0.log.is_none() {
+            return Record::unlogged(peer, trace_id);
+        }
         let tls = parts.extensions.get::<ViaTls>().copied();
         let conn_trace = parts.extensions.get::<ConnTrace>().map(|c| c.0.to_string());
         let arrival = Arrival {
