@@ -216,9 +216,7 @@ impl Record {
         Record {
             kind,
             received: SystemTime::now(),
-            start: Instant::now(),
             elb: a.elb.to_owned(),
-            client: a.client,
             request: format!(
                 "{} {scheme}://{host}:{}{pq} {:?}",
                 parts.method, a.port, parts.version
@@ -228,18 +226,9 @@ impl Record {
                 .get(http::header::USER_AGENT)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             ssl_protocol: a.tls.flatten(),
-            trace_id: a.trace_id,
             received_bytes: head_bytes_request(parts),
             conn_trace: a.conn_trace,
-            group: None,
-            priority: None,
-            action: None,
-            redirect_url: None,
-            decided: None,
-            dispatched: None,
-            answered: None,
-            target: None,
-            target_status: None,
+            ..Record::unlogged(a.client, a.trace_id)
         }
     }
 }
