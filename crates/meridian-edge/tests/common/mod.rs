@@ -1,6 +1,8 @@
 //! The scripted origins and the PoP under test, shared by the edge's test files.
 #![allow(dead_code)]
 
+pub mod protect;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
