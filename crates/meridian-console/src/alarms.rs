@@ -188,7 +188,9 @@ pub fn notify(webhook: &str, deployment: &str, t: &Transition) {
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(http_body_util::Full::new(bytes::Bytes::from(body)));
         let Ok(req) = req else { return };
-        match meridian_health::fetch(sock, req, std::time::Duration::from_secs(3), 64 << 10).await {
+        match meridian_http::client::fetch(sock, req, std::time::Duration::from_secs(3), 64 << 10)
+            .await
+        {
             Ok(f) if f.status < 300 => {}
             Ok(f) => {
                 tracing::warn!(webhook = %shown, status = f.status, "alarm webhook refused the notification")

@@ -177,7 +177,8 @@ pub async fn run_in(
 
 async fn scrape_one(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
     let f =
-        meridian_health::call(addr, http::Method::GET, "/metrics", None, timeout, 16 << 20).await?;
+        meridian_http::client::call(addr, http::Method::GET, "/metrics", None, timeout, 16 << 20)
+            .await?;
     if f.status != 200 {
         // It answers, so it is up; it just has no metrics (a user's own service, say).
         tracing::debug!(%addr, status = f.status, "no /metrics");
@@ -313,7 +314,7 @@ async fn routing_loop(shared: Arc<Shared>) {
 /// The A answers a DNS node gives `name` for a client at `client`.
 async fn explain(admin: SocketAddr, name: &str, client: &str) -> Option<Vec<String>> {
     let path = format!("/explain?name={name}&type=A&client={client}");
-    let f = meridian_health::call(
+    let f = meridian_http::client::call(
         admin,
         http::Method::GET,
         &path,

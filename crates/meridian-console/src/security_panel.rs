@@ -35,7 +35,8 @@ pub async fn fetch(
     token: Option<&str>,
     timeout: Duration,
 ) -> Result<String, String> {
-    let f = meridian_health::call(addr, http::Method::GET, PATH, token, timeout, MAX_BODY).await?;
+    let f = meridian_http::client::call(addr, http::Method::GET, PATH, token, timeout, MAX_BODY)
+        .await?;
     match f.status {
         200 => Ok(String::from_utf8_lossy(&f.body).into_owned()),
         401 | 403 => Err(format!(

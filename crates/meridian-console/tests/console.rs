@@ -58,7 +58,7 @@ fn lb_metrics(healthy: u8) -> String {
 }
 
 async fn try_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let f = meridian_health::call(
+    let f = meridian_http::client::call(
         addr,
         http::Method::GET,
         path,

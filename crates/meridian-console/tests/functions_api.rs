@@ -56,7 +56,7 @@ fn metrics(n: u64) -> String {
 }
 
 async fn get_text(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let f = meridian_health::call(
+    let f = meridian_http::client::call(
         addr,
         http::Method::GET,
         path,

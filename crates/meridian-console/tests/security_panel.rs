@@ -383,7 +383,7 @@ fn a_rule_only_a_pop_knows_shows_after_the_configured_ones_and_a_bad_report_is_s
 }
 
 async fn get_text(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
-    let f = meridian_health::call(
+    let f = meridian_http::client::call(
         addr,
         http::Method::GET,
         path,

@@ -406,7 +406,7 @@ impl Keeper<'_> {
             return false;
         };
         for p in &self.opts.peers {
-            let Ok(fetched) = meridian_health::call(
+            let Ok(fetched) = meridian_http::client::call(
                 p.admin,
                 http::Method::GET,
                 "/status",

@@ -340,7 +340,7 @@ async fn ask(
     token: &str,
     timeout: Duration,
 ) -> Option<Vote> {
-    let fetched = meridian_health::call(admin, method, path, Some(token), timeout, 4096)
+    let fetched = meridian_http::client::call(admin, method, path, Some(token), timeout, 4096)
         .await
         .ok()?;
     if fetched.status != 200 {

@@ -8,8 +8,11 @@ use meridian_db::{DbRole, Peer, Promotion, Status};
 use std::time::{Duration, Instant};
 
 /// `POST /promote` to a keeper, as `meridian db promote` sends it.
-async fn promote(admin: std::net::SocketAddr, token: Option<&str>) -> meridian_health::Fetched {
-    meridian_health::call(
+async fn promote(
+    admin: std::net::SocketAddr,
+    token: Option<&str>,
+) -> meridian_http::client::Fetched {
+    meridian_http::client::call(
         admin,
         http::Method::POST,
         "/promote",

@@ -56,7 +56,7 @@ async fn orders_resume_through_the_writer_endpoints_after_the_primary_is_lost() 
     let b_admin = addr("127.82.203.2:9650");
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let status = meridian_health::call(
+        let status = meridian_http::client::call(
             b_admin,
             http::Method::GET,
             "/status",

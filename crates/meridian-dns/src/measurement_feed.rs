@@ -61,7 +61,7 @@ async fn poll(
     token: &str,
     timeout: Duration,
 ) -> Result<HashMap<String, f64>, String> {
-    let got = meridian_health::call(
+    let got = meridian_http::client::call(
         s.admin,
         http::Method::GET,
         "/origins",

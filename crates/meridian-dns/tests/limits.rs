@@ -169,9 +169,10 @@ async fn call(
     path: &str,
     token: Option<&str>,
 ) -> (u16, String) {
-    let f = meridian_health::call(admin, method, path, token, Duration::from_secs(5), 1 << 20)
-        .await
-        .unwrap();
+    let f =
+        meridian_http::client::call(admin, method, path, token, Duration::from_secs(5), 1 << 20)
+            .await
+            .unwrap();
     (f.status, String::from_utf8_lossy(&f.body).into_owned())
 }
 

@@ -223,7 +223,7 @@ async fn a_burst_of_queries_is_answered_counted_and_timed() {
         assert!(!seen[usize::from(id)], "one answer per query");
         seen[usize::from(id)] = true;
     }
-    let fetched = meridian_health::call(
+    let fetched = meridian_http::client::call(
         admin,
         http::Method::GET,
         "/metrics",

@@ -88,7 +88,8 @@ pub async fn call_all(
             let result = match req {
                 Err(e) => Err(e.to_string()),
                 Ok(req) => {
-                    match meridian_health::fetch(admin, req, Duration::from_secs(10), 1 << 20).await
+                    match meridian_http::client::fetch(admin, req, Duration::from_secs(10), 1 << 20)
+                        .await
                     {
                         Ok(f) if f.status == 200 => Ok((started.elapsed(), f.body)),
                         Ok(f) => Err(format!(
@@ -96,7 +97,7 @@ pub async fn call_all(
                             f.status,
                             String::from_utf8_lossy(&f.body).trim()
                         )),
-                        Err(e) => Err(e),
+                        Err(e) => Err(e.to_string()),
                     }
                 }
             };

@@ -57,7 +57,7 @@ pub(crate) async fn run(
 }
 
 async fn poll(addr: SocketAddr, token: &str) -> Result<Counts, String> {
-    let got = meridian_health::call(
+    let got = meridian_http::client::call(
         addr,
         http::Method::GET,
         "/protection/counts",

@@ -542,7 +542,7 @@ async fn https_with_tls_1_3_and_1_2_and_http2_by_alpn() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tls = meridian_health::Tls {
+    let tls = meridian_http::client::Tls {
         config: Arc::new(cfg),
         server_name: "edge.test".into(),
     };
@@ -550,7 +550,7 @@ async fn https_with_tls_1_3_and_1_2_and_http2_by_alpn() {
         .header("host", "edge.test")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let f = meridian_health::fetch_with(
+    let f = meridian_http::client::fetch_with(
         None,
         Some(&tls),
         p.https,

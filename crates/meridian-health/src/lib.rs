@@ -9,10 +9,7 @@
 mod probe;
 mod threshold;
 
-pub use probe::{
-    call, connect_from, fetch, fetch_from, fetch_with, probe, probe_from, Fetched, ProbeOutcome,
-    Tls,
-};
+pub use probe::{probe, probe_from, ProbeOutcome};
 pub use threshold::{Health, Tracker};
 
 use meridian_config::HealthCheck;

@@ -1,13 +1,12 @@
 //! One probe of one target.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use meridian_config::{CheckProtocol, HealthCheck};
+use meridian_http::client::{connect_from, fetch_from, ClientError};
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 /// What one probe saw.
 #[derive(Debug, Clone, Serialize)]
@@ -27,158 +26,6 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
 /// Bodies beyond this are not read: a health page is small.
 const MAX_BODY: usize = 64 * 1024;
 
-/// A response read in full, for checks and reports.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    pub status: u16,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
-    pub latency: Duration,
-}
-
-/// Connects to `addr`, from `local` when given (so a node's checks leave from its own
-/// address, as its traffic does).
-pub async fn connect_from(local: Option<IpAddr>, addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let Some(ip) = local else {
-        return TcpStream::connect(addr).await;
-    };
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.bind(SocketAddr::new(ip, 0))?;
-    socket.connect(addr).await
-}
-
-/// Sends one request on a fresh connection and reads the whole (bounded) response.
-/// A fresh connection per probe means a probe also proves the target accepts connections.
-pub async fn fetch(
-    addr: SocketAddr,
-    req: http::Request<Full<Bytes>>,
-    timeout: Duration,
-    max_body: usize,
-) -> Result<Fetched, String> {
-    fetch_from(None, addr, req, timeout, max_body).await
-}
-
-/// One request with an empty body to a node's admin endpoint (`/metrics`, `/explain`,
-/// ...), with a Bearer `token` when given: how tools and the console ask nodes.
-pub async fn call(
-    addr: SocketAddr,
-    method: http::Method,
-    path: &str,
-    token: Option<&str>,
-    timeout: Duration,
-    max_body: usize,
-) -> Result<Fetched, String> {
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::HOST, addr.to_string());
-    if let Some(t) = token {
-        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let req = req
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    fetch(addr, req, timeout, max_body).await
-}
-
-/// Where to speak TLS, and whom to trust.
-#[derive(Clone)]
-pub struct Tls {
-    pub config: std::sync::Arc<rustls::ClientConfig>,
-    /// The name the certificate must carry (SNI).
-    pub server_name: String,
-}
-
-/// [`fetch`] from the local address `local`.
-pub async fn fetch_from(
-    local: Option<IpAddr>,
-    addr: SocketAddr,
-    req: http::Request<Full<Bytes>>,
-    timeout: Duration,
-    max_body: usize,
-) -> Result<Fetched, String> {
-    fetch_with(local, None, addr, req, timeout, max_body).await
-}
-
-/// [`fetch`] over TLS when `tls` is given.
-pub async fn fetch_with(
-    local: Option<IpAddr>,
-    tls: Option<&Tls>,
-    addr: SocketAddr,
-    req: http::Request<Full<Bytes>>,
-    timeout: Duration,
-    max_body: usize,
-) -> Result<Fetched, String> {
-    let start = Instant::now();
-    let work = async {
-        let stream = connect_from(local, addr)
-            .await
-            .map_err(|e| describe_io(&e))?;
-        let _ = stream.set_nodelay(true);
-        let (parts, body) = match tls {
-            None => exchange(stream, req, max_body).await?,
-            Some(t) => {
-                let name = rustls::pki_types::ServerName::try_from(t.server_name.clone())
-                    .map_err(|e| format!("bad server name {}: {e}", t.server_name))?;
-                let stream = tokio_rustls::TlsConnector::from(t.config.clone())
-                    .connect(name, stream)
-                    .await
-                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
-                exchange(stream, req, max_body).await?
-            }
-        };
-        Ok(Fetched {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-            latency: start.elapsed(),
-        })
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("timed out after {}ms", timeout.as_millis())),
-    }
-}
-
-/// One HTTP/1.1 request and its whole (bounded) response on a connected stream.
-async fn exchange<S>(
-    stream: S,
-    req: http::Request<Full<Bytes>>,
-    max_body: usize,
-) -> Result<(http::response::Parts, Bytes), String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake failed: {e}"))?;
-    let conn_task = tokio::spawn(conn);
-    let res = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    let (parts, body) = res.into_parts();
-    let body = Limited::new(body, max_body)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the body failed: {e}"))?
-        .to_bytes();
-    conn_task.abort();
-    Ok((parts, body))
-}
-
-fn describe_io(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-        std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
-        _ => format!("connect failed: {e}"),
-    }
-}
-
 /// Probes `addr` once as `check` says.
 pub async fn probe(addr: SocketAddr, check: &HealthCheck) -> ProbeOutcome {
     probe_from(None, addr, check).await
@@ -196,7 +43,7 @@ pub async fn probe_from(
             let r = tokio::time::timeout(check.timeout, connect_from(local, addr)).await;
             let (healthy, detail) = match r {
                 Ok(Ok(_)) => (true, "connected".to_owned()),
-                Ok(Err(e)) => (false, describe_io(&e)),
+                Ok(Err(e)) => (false, ClientError::from_connect(e).to_string()),
                 Err(_) => (
                     false,
                     format!("timed out after {}ms", check.timeout.as_millis()),
@@ -224,10 +71,10 @@ pub async fn probe_from(
                 }
             };
             match fetch_from(local, addr, req, check.timeout, MAX_BODY).await {
-                Err(detail) => ProbeOutcome {
+                Err(e) => ProbeOutcome {
                     healthy: false,
                     latency: start.elapsed(),
-                    detail,
+                    detail: e.to_string(),
                 },
                 Ok(f) => {
                     let status_ok = check.matcher.matches(f.status);

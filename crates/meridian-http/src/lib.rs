@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 pub mod admin;
 pub mod audit;
 mod body;
+pub mod client;
 mod conn;
 mod counting;
 pub mod failover;

@@ -11,8 +11,8 @@ pub(crate) async fn call(
     path: &str,
     token: Option<&str>,
     timeout: Duration,
-) -> Result<meridian_health::Fetched, String> {
-    meridian_health::call(addr, method, path, token, timeout, 8 << 20).await
+) -> Result<meridian_http::client::Fetched, String> {
+    Ok(meridian_http::client::call(addr, method, path, token, timeout, 8 << 20).await?)
 }
 
 /// A node's `/metrics` text, or None when it does not answer.

@@ -202,7 +202,7 @@ async fn tls_request(
     addr: SocketAddr,
     mut req: http::Request<Empty<Bytes>>,
 ) -> Result<http::Response<BoxedBody>, String> {
-    let tcp = meridian_health::connect_from(Some(source), addr)
+    let tcp = meridian_http::client::connect_from(Some(source), addr)
         .await
         .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);

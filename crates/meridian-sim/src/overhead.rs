@@ -119,7 +119,7 @@ async fn ping_pong(
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                 .expect("constant bounds are valid");
-            let mut s: TcpStream = meridian_health::connect_from(from, to)
+            let mut s: TcpStream = meridian_http::client::connect_from(from, to)
                 .await
                 .map_err(|e| e.to_string())?;
             let _ = s.set_nodelay(true);

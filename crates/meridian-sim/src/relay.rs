@@ -57,7 +57,7 @@ pub async fn relay(
     report: impl Fn(u64, Option<Duration>) + Send + Sync + Clone + 'static,
 ) -> std::io::Result<()> {
     let accepted = Instant::now();
-    let server = meridian_health::connect_from(source, upstream).await?;
+    let server = meridian_http::client::connect_from(source, upstream).await?;
     for s in [&client, &server] {
         let _ = s.set_nodelay(true);
         stamp_arrivals(s);

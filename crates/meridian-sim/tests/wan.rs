@@ -116,7 +116,7 @@ async fn at_the_cap_a_new_connection_waits_until_one_ends() {
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 async fn call(wan: &Wan, method: http::Method, path: &str, token: Option<&str>) -> u16 {
-    meridian_health::call(
+    meridian_http::client::call(
         wan.admin,
         method,
         path,

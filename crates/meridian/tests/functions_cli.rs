@@ -545,7 +545,7 @@ async fn pop_value(
     token: &str,
     key: &str,
 ) -> Result<Option<String>, String> {
-    let f = meridian_health::call(
+    let f = meridian_http::client::call(
         admin,
         http::Method::GET,
         &format!("/kvs?store=flags&key={key}"),

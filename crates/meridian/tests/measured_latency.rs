@@ -154,7 +154,7 @@ async fn latency_answers_follow_the_round_trips_a_pop_measures() {
     // The DNS node lists what it routes by: wait (bounded) until the PoP has measured both
     // regions for London, so the answer below is a comparison of two measurements.
     let listed = || async {
-        let got = meridian_health::call(
+        let got = meridian_http::client::call(
             dns_node.admin,
             http::Method::GET,
             "/latency",

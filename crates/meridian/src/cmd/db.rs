@@ -43,7 +43,7 @@ pub(crate) async fn run(command: DbCmd) -> Result<ExitCode> {
                 );
             };
             let token = super::deployment::admin_token(&config, &state_dir)?;
-            let answer = meridian_health::call(
+            let answer = meridian_http::client::call(
                 n.spec.admin,
                 http::Method::POST,
                 "/promote",

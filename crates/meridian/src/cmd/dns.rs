@@ -51,7 +51,7 @@ pub async fn run(command: DnsCmd) -> Result<ExitCode> {
     let req = http::Request::get(path)
         .header(http::header::HOST, node.spec.admin.to_string())
         .body(http_body_util::Full::new(hyper::body::Bytes::new()))?;
-    let res = meridian_health::fetch(node.spec.admin, req, Duration::from_secs(5), 1 << 20)
+    let res = meridian_http::client::fetch(node.spec.admin, req, Duration::from_secs(5), 1 << 20)
         .await
         .map_err(|e| {
             anyhow::anyhow!(

@@ -229,7 +229,7 @@ fn text(body: &[u8]) -> String {
 async fn ask_one(pops: &Pops, path: &str) -> Result<(String, u16, Bytes)> {
     let mut failures = Vec::new();
     for (pop, admin) in &pops.pops {
-        match meridian_health::call(
+        match meridian_http::client::call(
             *admin,
             http::Method::GET,
             path,

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use meridian_config::state::{DeploymentState, Status};
 use meridian_config::Role;
-use meridian_health::Fetched;
+use meridian_http::client::Fetched;
 use serde::Serialize;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -129,7 +129,7 @@ impl Default for Thresholds {
 
 struct Base {
     addr: SocketAddr,
-    tls: Option<meridian_health::Tls>,
+    tls: Option<meridian_http::client::Tls>,
     host: String,
     prefix: String,
     shown: String,
@@ -159,7 +159,7 @@ async fn parse_base(
     let tls = match (https, roots) {
         (false, _) => None,
         (true, None) => return Err(ReportError::Https),
-        (true, Some(config)) => Some(meridian_health::Tls {
+        (true, Some(config)) => Some(meridian_http::client::Tls {
             config: config.clone(),
             server_name: host.clone(),
         }),
@@ -215,11 +215,17 @@ async fn component(
             .strip_prefix(base.prefix.as_str())
             .unwrap_or("")
     );
-    let res =
-        meridian_health::fetch_with(None, base.tls.as_ref(), base.addr, req, th.timeout, 4 << 20)
-            .await;
+    let res = meridian_http::client::fetch_with(
+        None,
+        base.tls.as_ref(),
+        base.addr,
+        req,
+        th.timeout,
+        4 << 20,
+    )
+    .await;
     let (verdict, code, ms, detail) = match res {
-        Err(e) => (Verdict::Unhealthy, None, None, e),
+        Err(e) => (Verdict::Unhealthy, None, None, e.to_string()),
         Ok(f) => {
             let ms = (f.latency.as_secs_f64() * 1e4).round() / 10.0;
             let (mut v, mut detail) = if (200..300).contains(&f.status) {

@@ -1,0 +1,202 @@
+//! One request, one answer: how health probes, tools, the console and peer nodes ask a
+//! node something. Every request is bounded twice (a deadline and a body limit), so a
+//! slow or hostile peer costs a caller at most those. Proxied traffic uses the pooled
+//! clients in `upstream.rs` instead; this one opens a fresh connection per request, which
+//! is what a probe wants (it also proves the target accepts connections).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// A response read in full.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    /// From the start of the connect to the end of the body.
+    pub latency: Duration,
+}
+
+/// Where to speak TLS, and whom to trust.
+#[derive(Clone)]
+pub struct Tls {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    /// The name the certificate must carry (SNI).
+    pub server_name: String,
+}
+
+/// Why a request got no answer. The texts are short on purpose: they end up in health
+/// reports and status pages ("connection refused", "timed out after 2000ms").
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection refused")]
+    Refused,
+    #[error("connection reset")]
+    Reset,
+    #[error("connect failed: {0}")]
+    Connect(std::io::Error),
+    #[error("bad server name {name}: {reason}")]
+    ServerName { name: String, reason: String },
+    #[error("TLS handshake failed: {0}")]
+    TlsHandshake(std::io::Error),
+    #[error("handshake failed: {0}")]
+    Handshake(hyper::Error),
+    #[error("request failed: {0}")]
+    Request(hyper::Error),
+    #[error("reading the body failed: {0}")]
+    Body(crate::body::BoxError),
+    #[error("timed out after {}ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("cannot build the request: {0}")]
+    Build(#[from] http::Error),
+}
+
+impl ClientError {
+    /// A connect error in the words health reports use.
+    pub fn from_connect(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => ClientError::Refused,
+            std::io::ErrorKind::ConnectionReset => ClientError::Reset,
+            _ => ClientError::Connect(e),
+        }
+    }
+}
+
+/// Callers that report errors as text (tools, status pages) take the message.
+impl From<ClientError> for String {
+    fn from(e: ClientError) -> Self {
+        e.to_string()
+    }
+}
+
+/// Connects to `addr`, from `local` when given (so a node's checks leave from its own
+/// address, as its traffic does).
+pub async fn connect_from(local: Option<IpAddr>, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let Some(ip) = local else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
+}
+
+/// Sends one request on a fresh connection and reads the whole response, at most
+/// `max_body` bytes of it, within `timeout`.
+pub async fn fetch(
+    addr: SocketAddr,
+    req: http::Request<Full<Bytes>>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Fetched, ClientError> {
+    fetch_with(None, None, addr, req, timeout, max_body).await
+}
+
+/// One request with an empty body to a node's admin endpoint (`/metrics`, `/explain`,
+/// ...), with a Bearer `token` when given: how tools and the console ask nodes.
+pub async fn call(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    token: Option<&str>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Fetched, ClientError> {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, addr.to_string());
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    fetch(addr, req.body(Full::new(Bytes::new()))?, timeout, max_body).await
+}
+
+/// [`fetch`] from the local address `local`.
+pub async fn fetch_from(
+    local: Option<IpAddr>,
+    addr: SocketAddr,
+    req: http::Request<Full<Bytes>>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Fetched, ClientError> {
+    fetch_with(local, None, addr, req, timeout, max_body).await
+}
+
+/// [`fetch_from`], over TLS when `tls` is given.
+pub async fn fetch_with(
+    local: Option<IpAddr>,
+    tls: Option<&Tls>,
+    addr: SocketAddr,
+    req: http::Request<Full<Bytes>>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Fetched, ClientError> {
+    let start = Instant::now();
+    let work = async {
+        let stream = connect_from(local, addr)
+            .await
+            .map_err(ClientError::from_connect)?;
+        let _ = stream.set_nodelay(true);
+        let (parts, body) = match tls {
+            None => exchange(stream, req, max_body).await?,
+            Some(t) => {
+                let name = rustls::pki_types::ServerName::try_from(t.server_name.clone()).map_err(
+                    |e| ClientError::ServerName {
+                        name: t.server_name.clone(),
+                        reason: e.to_string(),
+                    },
+                )?;
+                let stream = tokio_rustls::TlsConnector::from(t.config.clone())
+                    .connect(name, stream)
+                    .await
+                    .map_err(ClientError::TlsHandshake)?;
+                exchange(stream, req, max_body).await?
+            }
+        };
+        Ok(Fetched {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+            latency: start.elapsed(),
+        })
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Timeout(timeout)),
+    }
+}
+
+/// One HTTP/1.1 request and its whole (bounded) response on a connected stream.
+async fn exchange<S>(
+    stream: S,
+    req: http::Request<Full<Bytes>>,
+    max_body: usize,
+) -> Result<(http::response::Parts, Bytes), ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(ClientError::Handshake)?;
+    let conn_task = tokio::spawn(conn);
+    let res = sender
+        .send_request(req)
+        .await
+        .map_err(ClientError::Request)?;
+    let (parts, body) = res.into_parts();
+    let body = Limited::new(body, max_body)
+        .collect()
+        .await
+        .map_err(ClientError::Body)?
+        .to_bytes();
+    conn_task.abort();
+    Ok((parts, body))
+}
