@@ -1,8 +1,9 @@
-//! Distance and the latency model: how far apart two places are in round-trip time.
+//! Where places are, and what a node may be told about round trips between them.
 //!
-//! The model (DESIGN.md): great-circle distance over light in fibre, about 200 km per ms
-//! one way, times a route-inflation factor, plus a small access cost. The fibre term alone
-//! is the physical limit. Places are written as `location = { lat, lon }`, read here.
+//! Places are written as `location = { lat, lon }`, read here; the great-circle distance
+//! between two is geography, not a latency. Turning distance into round-trip time is the
+//! latency model's job, and the model lives in `meridian-sim` (used by the WAN, and handed
+//! to nodes only as an optional [`RoundTripPrior`]).
 
 use crate::error::Diagnostics;
 use crate::read::Table;

@@ -22,6 +22,7 @@ mod listener_rule;
 mod load;
 mod load_balancer;
 mod network;
+mod placement;
 mod raw;
 mod read;
 mod region;
@@ -57,6 +58,7 @@ pub use listener_rule::{
 pub use load::{Config, LoadError, DEFAULT_CONFIG, DEFAULT_ORIGIN};
 pub use load_balancer::{LoadBalancer, LB_TLS_PORT_OFFSET};
 pub use network::{Cidr, Network};
+pub use placement::{Placement, RELAY_PORT_OFFSET};
 pub use region::Region;
 pub use security::{OriginProtocol, SecretSource, Secrets};
 pub use service::{Service, ServiceRuntime};

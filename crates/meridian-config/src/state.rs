@@ -65,10 +65,10 @@ impl ClientLocationState {
 pub struct NodeState {
     #[serde(flatten)]
     pub spec: NodeSpec,
-    /// Where clients reach the node: its own address, or with WAN relays the relay's
-    /// public one in front of it (see `Config::public_address`).
-    #[serde(default)]
-    pub public: Option<std::net::SocketAddr>,
+    /// Where the node's main listener binds, when its placement puts it elsewhere than
+    /// its address (behind a WAN relay under `meridian up`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
     /// None while the node is not running (between a crash and its restart).
     pub pid: Option<u32>,
     pub restarts: u32,

@@ -51,7 +51,9 @@ pub struct NodeSpec {
     pub role: Role,
     pub region: Option<String>,
     pub az: Option<String>,
-    /// The listener traffic goes to.
+    /// Where traffic reaches the node: its public address. Where it listens is the
+    /// placement's decision (`placement.rs`): the same on a real host, a port behind the
+    /// WAN relay under `meridian up` with the simulated WAN.
     pub address: SocketAddr,
     /// Where `/metrics` and `/health` of the node itself are served.
     pub admin: SocketAddr,
@@ -88,7 +90,7 @@ impl Config {
                 role: Role::Lb,
                 region: Some(region.name.clone()),
                 az: None,
-                address: SocketAddr::new(ip.into(), self.backstage(net.lb_port)),
+                address: SocketAddr::new(ip.into(), net.lb_port),
                 admin: SocketAddr::new(ip.into(), net.admin_port),
             });
         }
@@ -114,7 +116,7 @@ impl Config {
                     role: Role::Edge,
                     region: None,
                     az: None,
-                    address: SocketAddr::new(address.ip(), self.backstage(address.port())),
+                    address,
                     admin,
                 });
             }
@@ -137,7 +139,7 @@ impl Config {
                 role: Role::Dns,
                 region: None,
                 az: None,
-                address: SocketAddr::new(ip.into(), self.backstage(self.dns.port)),
+                address: SocketAddr::new(ip.into(), self.dns.port),
                 admin: SocketAddr::new(ip.into(), net.admin_port),
             });
         }
@@ -156,8 +158,7 @@ impl Config {
     }
 
     /// The database node of `az` in `region`: `127.x.<region>.60+<AZ index>`, PostgreSQL on
-    /// the configured port (behind the WAN relay when there is one), its keeper's admin on
-    /// the admin port.
+    /// the configured port, its keeper's admin on the admin port.
     pub fn db_node(&self, region: &str, az: &str) -> Option<NodeSpec> {
         let db = self.database.as_ref()?;
         let ri = self.regions.iter().position(|r| r.name == region)?;
@@ -168,7 +169,7 @@ impl Config {
             role: Role::Db,
             region: Some(region.to_owned()),
             az: Some(az.to_owned()),
-            address: SocketAddr::new(ip.into(), self.backstage(db.port)),
+            address: SocketAddr::new(ip.into(), db.port),
             admin: SocketAddr::new(ip.into(), self.network.admin_port),
         })
     }
@@ -218,48 +219,18 @@ impl Config {
         SocketAddr::new(self.network.addr(0, 3).into(), self.network.admin_port)
     }
 
-    /// Where node `node` serves TLS, when it does: a balancer's TLS listener, a PoP's
-    /// HTTPS. Nodes ask the placement for it rather than work it out, so nothing but the
-    /// placement knows whether a WAN relay holds the public port.
-    pub fn tls_listen(&self, node: &NodeSpec) -> Option<SocketAddr> {
+    /// Where node `node` is reached over TLS, when it serves TLS: a balancer's TLS
+    /// listener, a PoP's HTTPS. Where it binds is the placement's (`Placement::listen`).
+    pub fn tls_address(&self, node: &NodeSpec) -> Option<SocketAddr> {
         let port = match node.role {
             Role::Lb => self.lb_tls_port(),
             Role::Edge => self.network.https_port,
             _ => return None,
         };
-        Some(SocketAddr::new(node.address.ip(), self.backstage(port)))
+        Some(SocketAddr::new(node.address.ip(), port))
     }
 
-    /// The port a viewer-facing listener binds: its public port, or with WAN relays a port
-    /// behind the relay that holds the public one. For the placement and the relays only.
-    pub fn backstage(&self, public_port: u16) -> u16 {
-        if self.simulation.wan {
-            public_port.wrapping_add(10_000)
-        } else {
-            public_port
-        }
-    }
-
-    /// Where clients reach a node: a balancer, PoP, DNS server or database at its public address
-    /// (held by the WAN relay when there is one), anything else where it listens.
-    pub fn public_address(&self, spec: &NodeSpec) -> SocketAddr {
-        match spec.role {
-            Role::Lb => spec.region.as_deref().and_then(|r| self.lb_address(r)),
-            Role::Edge => self
-                .pop_of(spec)
-                .and_then(|p| self.pop_addresses(&p.name))
-                .map(|a| a.0),
-            Role::Dns => Some(SocketAddr::new(spec.address.ip(), self.dns.port)),
-            Role::Db => self
-                .database
-                .as_ref()
-                .map(|db| SocketAddr::new(spec.address.ip(), db.port)),
-            _ => None,
-        }
-        .unwrap_or(spec.address)
-    }
-
-    /// Where a region's load balancer is reached (through the WAN relay when there is one).
+    /// Where a region's load balancer is reached.
     pub fn lb_address(&self, region: &str) -> Option<SocketAddr> {
         let i = self.regions.iter().position(|r| r.name == region)?;
         Some(SocketAddr::new(
@@ -326,8 +297,7 @@ impl Config {
 
 /// The balancer's TLS listener, beside its plain one.
 impl Config {
-    /// The port a balancer serves TLS on (its public port; behind the WAN relay, the
-    /// listener is on the backstage port of it).
+    /// The port a balancer serves TLS on.
     pub fn lb_tls_port(&self) -> u16 {
         self.load_balancer.tls_port.unwrap_or(
             self.network
@@ -336,14 +306,14 @@ impl Config {
         )
     }
 
-    /// Where a region's balancer is reached over TLS (through the WAN relay when there is one).
+    /// Where a region's balancer is reached over TLS.
     pub fn lb_tls_address(&self, region: &str) -> Option<SocketAddr> {
         let plain = self.lb_address(region)?;
         Some(SocketAddr::new(plain.ip(), self.lb_tls_port()))
     }
 
     /// The DNS name in a balancer's certificate, which the edge asks for and verifies:
-    /// the same behind a WAN relay as without one.
+    /// wherever it listens.
     pub fn lb_server_name(&self, region: &str) -> String {
         format!("lb-{region}.{}", self.deployment.zone)
     }

@@ -61,7 +61,10 @@ fn the_default_deployment_runs_a_multi_az_cache_cluster_in_every_region() {
     assert_eq!(nodes[2].address.to_string(), "127.10.2.70:6379");
     assert_eq!(nodes[0].admin.to_string(), "127.10.1.70:9900");
     // Not behind the WAN: a cache is used from inside its region.
-    assert_eq!(cfg.public_address(&nodes[0]), nodes[0].address);
+    assert_eq!(
+        meridian_config::Placement::BehindRelay.listen_of(&nodes[0]),
+        nodes[0].address
+    );
     assert_eq!(
         cfg.cache_endpoint("eu-west-1").unwrap().to_string(),
         "127.10.2.79:6379"

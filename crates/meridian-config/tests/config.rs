@@ -352,14 +352,16 @@ fn the_default_data_tier_is_multi_az_with_a_replica_per_region() {
             "db-ap-southeast-1a"
         ]
     );
-    assert_eq!(cfg.public_address(&dbs[0]).to_string(), "127.10.1.60:5432");
+    assert_eq!(dbs[0].address.to_string(), "127.10.1.60:5432");
     assert_eq!(
-        dbs[0].address.to_string(),
+        meridian_config::Placement::BehindRelay
+            .listen_of(&dbs[0])
+            .to_string(),
         "127.10.1.60:15432",
         "behind the WAN"
     );
-    assert_eq!(cfg.public_address(&dbs[1]).to_string(), "127.10.1.61:5432");
-    assert_eq!(cfg.public_address(&dbs[2]).to_string(), "127.10.2.60:5432");
+    assert_eq!(dbs[1].address.to_string(), "127.10.1.61:5432");
+    assert_eq!(dbs[2].address.to_string(), "127.10.2.60:5432");
     assert_eq!(dbs[0].admin.to_string(), "127.10.1.60:9900");
     // No [database]: no data tier, no database nodes.
     let plain = Config::parse(&with(""), "plain.toml").unwrap();

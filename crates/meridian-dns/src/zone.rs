@@ -280,7 +280,7 @@ impl Zone {
                             })?;
                             let addr = match alias {
                                 AliasTarget::DbWriter(_) => cfg.db_writer_endpoint(&node),
-                                _ => cfg.public_address(&node),
+                                _ => node.address,
                             };
                             (addr, node.admin, location, node.region.clone())
                         }

@@ -201,7 +201,7 @@ impl EdgeOptions {
         let tls = meridian_http::tls::server_config(&certs)?;
         let config = with_dev_jwks(with_origin_ca(cfg, state_dir)?, state_dir)?;
         let https = cfg
-            .tls_listen(node)
+            .tls_address(node)
             .ok_or_else(|| EdgeError::NotAPop(node.name.clone()))?;
         Ok(EdgeOptions {
             pop: pop.name.clone(),

@@ -69,7 +69,7 @@ impl LbOptions {
             key,
         }])?;
         // The placement says where; a balancer the config does not place serves no TLS.
-        if let Some(addr) = cfg.node(&self.name).and_then(|n| cfg.tls_listen(&n)) {
+        if let Some(addr) = cfg.node(&self.name).and_then(|n| cfg.tls_address(&n)) {
             self.tls = Some((addr, config));
         }
         Ok(self)

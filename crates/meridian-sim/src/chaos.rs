@@ -635,7 +635,7 @@ mod tests {
             .into_iter()
             .map(|spec| NodeState {
                 spec,
-                public: None,
+                listen: None,
                 pid: Some(pid),
                 restarts: 0,
             })

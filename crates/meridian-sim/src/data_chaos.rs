@@ -183,14 +183,11 @@ pub struct DataWatch {
 }
 
 /// Which database node is primary now, by asking every keeper.
-pub async fn current_primary(
-    cfg: &Config,
-    state: &DeploymentState,
-) -> Option<(String, SocketAddr)> {
+pub async fn current_primary(state: &DeploymentState) -> Option<(String, SocketAddr)> {
     for n in db_nodes(state) {
         if let Some(s) = status(n.spec.admin).await {
             if s.primary {
-                return Some((n.spec.name.clone(), cfg.public_address(&n.spec)));
+                return Some((n.spec.name.clone(), n.spec.address));
             }
         }
     }
@@ -446,7 +443,7 @@ impl DataWatch {
         frozen: Option<Vec<String>>,
     ) -> Result<DataWatch, String> {
         let cfg = &opts.config;
-        let (primary_before, primary_addr) = current_primary(cfg, &opts.state)
+        let (primary_before, primary_addr) = current_primary(&opts.state)
             .await
             .ok_or("no database node says it is primary: is the data tier running?")?;
         let frozen = frozen.unwrap_or_else(|| vec![primary_before.clone()]);
@@ -515,7 +512,7 @@ impl DataWatch {
         for n in db_nodes(&opts.state) {
             tasks.push(tokio::spawn(direct_writes(
                 n.spec.name.clone(),
-                cfg.public_address(&n.spec),
+                n.spec.address,
                 opts.password.clone(),
                 direct.clone(),
                 until,
@@ -560,8 +557,7 @@ impl DataWatch {
         for t in self.tasks {
             let _ = t.await;
         }
-        let cfg = &self.opts.config;
-        let (primary_after, addr) = current_primary(cfg, &self.opts.state)
+        let (primary_after, addr) = current_primary(&self.opts.state)
             .await
             .ok_or("no database node says it is primary after the run")?;
         let check = connect(addr, &self.opts.password).await?;

@@ -142,7 +142,7 @@ pub fn dns_server(state: &DeploymentState) -> Option<SocketAddr> {
         .nodes
         .iter()
         .find(|n| n.spec.role == Role::Dns)
-        .map(|n| n.public.unwrap_or(n.spec.address))
+        .map(|n| n.spec.address)
 }
 
 /// Runs the three architectures and judges the seed's promises.

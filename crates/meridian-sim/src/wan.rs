@@ -41,6 +41,10 @@ pub enum Site {
     Dns,
 }
 
+/// The WAN holds each public port and forwards to the node listening behind it; `up` starts
+/// those nodes with this placement.
+const BEHIND: meridian_config::Placement = meridian_config::Placement::BehindRelay;
+
 /// Every destination the WAN fronts in this deployment.
 pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
     let mut out = Vec::new();
@@ -54,7 +58,7 @@ pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
         for port in [public.port(), cfg.lb_tls_port()] {
             out.push(Destination {
                 public: SocketAddr::new(public.ip(), port),
-                backstage: SocketAddr::new(public.ip(), cfg.backstage(port)),
+                backstage: BEHIND.listen(SocketAddr::new(public.ip(), port)),
                 site: Site::At(place.clone()),
             });
         }
@@ -69,7 +73,7 @@ pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
         for port in [public.port(), cfg.network.https_port] {
             out.push(Destination {
                 public: SocketAddr::new(public.ip(), port),
-                backstage: SocketAddr::new(public.ip(), cfg.backstage(port)),
+                backstage: BEHIND.listen(SocketAddr::new(public.ip(), port)),
                 site: Site::At(place.clone()),
             });
         }
@@ -86,8 +90,8 @@ pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
             .and_then(|r| world.place(crate::world::PlaceKind::Region, r));
         if let Some(place) = place {
             out.push(Destination {
-                public: cfg.public_address(n),
-                backstage: n.address,
+                public: n.address,
+                backstage: BEHIND.listen(n.address),
                 site: Site::At(place.clone()),
             });
         }
@@ -98,8 +102,8 @@ pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
         .filter(|n| n.role == meridian_config::Role::Dns)
     {
         out.push(Destination {
-            public: cfg.public_address(n),
-            backstage: n.address,
+            public: n.address,
+            backstage: BEHIND.listen(n.address),
             site: Site::Dns,
         });
     }

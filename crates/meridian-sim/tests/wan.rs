@@ -43,7 +43,7 @@ async fn start(subnet: &str, tune: impl FnOnce(&mut WanOptions)) -> Wan {
     let cfg =
         Config::parse(&CONFIG.replace("SUBNET", subnet), "wan-test.toml").expect("valid config");
     let public = cfg.lb_address("r1").unwrap();
-    let backstage = SocketAddr::new(public.ip(), cfg.backstage(public.port()));
+    let backstage = meridian_config::Placement::BehindRelay.listen(public);
     let echo = TcpListener::bind(backstage).await.unwrap();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = echo.accept().await {

@@ -1,7 +1,7 @@
 //! One node in this process.
 
 use crate::state_dir::state_dir;
-use meridian_config::{Config, Role, ServiceRuntime};
+use meridian_config::{Config, Placement, Role, ServiceRuntime};
 use meridian_demo::{DemoOptions, Identity};
 use meridian_http::secrets::Secret;
 use std::os::unix::process::CommandExt;
@@ -91,8 +91,9 @@ fn admin_token(config: &Config) -> Result<meridian_http::secrets::AdminToken, No
     )?)
 }
 
-/// Runs node `name` of `config` until SIGINT or SIGTERM, then drains and returns.
-pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
+/// Runs node `name` of `config` until SIGINT or SIGTERM, then drains and returns. The
+/// config gives public addresses; `placement` says where the listeners bind.
+pub async fn run_node(config: &Config, name: &str, placement: Placement) -> Result<(), NodeError> {
     let Some(node) = config.node(name) else {
         let known: Vec<String> = config.nodes().into_iter().map(|n| n.name).collect();
         return Err(NodeError::UnknownNode {
@@ -105,6 +106,10 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
             let mut opts = meridian_lb::LbOptions::from_config(config, &node)
                 .with_deployment_tls(config, &state_dir())?
                 .with_access_log(&state_dir());
+            opts.listen = placement.listen(opts.listen);
+            if let Some((addr, _)) = &mut opts.tls {
+                *addr = placement.listen(*addr);
+            }
             match meridian_http::secrets::signer(&config.secrets.edge_signing_key, &state_dir()) {
                 Ok(s) => opts.signer = Some(std::sync::Arc::new(s)),
                 Err(e) if config.load_balancer.require_edge_signature => {
@@ -135,10 +140,15 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
         Role::Edge => {
             let mut opts = meridian_edge::EdgeOptions::from_config(config, &node, &state_dir())?;
             opts.prior = meridian_sim::world::prior(config);
+            opts.listen = placement.listen(opts.listen);
+            if let Some((addr, _)) = &mut opts.https {
+                *addr = placement.listen(*addr);
+            }
             meridian_edge::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Db => {
-            let opts = db_options(config, &node)?;
+            let mut opts = db_options(config, &node)?;
+            opts.listen = placement.listen(opts.listen);
             meridian_db::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Cache => {
@@ -150,6 +160,7 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
             opts.admin_token = Some(admin_token(config)?);
             opts.audit = audit_log(&node.name);
             opts.prior = meridian_sim::world::prior(config);
+            opts.listen = placement.listen(opts.listen);
             meridian_dns::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Service => match &config.service.runtime {
@@ -229,7 +240,7 @@ fn db_options(
         listen: node.address,
         admin: node.admin,
         // Through the WAN when there is one: replication pays the distance between regions.
-        upstream: (!is_primary).then(|| config.public_address(&primary)),
+        upstream: (!is_primary).then(|| primary.address),
         // From the node's own address, so the WAN places the stream in its region (a
         // primary's too: after a failover it streams from the new one).
         source: Some(node.address.ip()),
@@ -258,12 +269,12 @@ fn db_options(
                 name: p.name.clone(),
                 region: p.region.clone().unwrap_or_default(),
                 admin: p.admin,
-                address: config.public_address(&p),
+                address: p.address,
             })
             .collect(),
         lease: db.lease,
         admin_token: admin_token(config)?,
-        public: config.public_address(node),
+        public: node.address,
         writer: Some(config.db_writer_endpoint(node)),
         region: node.region.clone().unwrap_or_default(),
         home_region: db.home_region.clone(),
@@ -382,10 +393,7 @@ fn demo_database(
         .collect();
     let mut readers: Vec<_> = instances.iter().filter(|(spec, _)| home(spec)).collect();
     readers.sort_by_key(|(_, role)| *role == meridian_config::DbRole::Primary);
-    let readers = readers
-        .into_iter()
-        .map(|(spec, _)| config.public_address(spec))
-        .collect();
+    let readers = readers.into_iter().map(|(spec, _)| spec.address).collect();
     Some(meridian_demo::DatabaseOptions::new(
         writers, readers, password,
     ))

@@ -47,7 +47,7 @@ pub(crate) fn print(cfg: &Config, state: &DeploymentState, state_dir: &Path, too
                         Role::Cache => "redis",
                         _ => "http",
                     },
-                    cfg.public_address(&n.spec)
+                    n.spec.address
                 ),
                 n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
             ));
@@ -68,7 +68,7 @@ pub(crate) fn print(cfg: &Config, state: &DeploymentState, state_dir: &Path, too
                 n.spec.role.as_str(),
                 n.spec.name,
                 "-",
-                format!("{scheme}://{}", cfg.public_address(&n.spec)),
+                format!("{scheme}://{}", n.spec.address),
                 n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
             ));
         }
@@ -127,7 +127,7 @@ pub(crate) fn print(cfg: &Config, state: &DeploymentState, state_dir: &Path, too
     if let Some(lb) = first_lb {
         out.push_str(&format!(
             "try:  curl -i http://{}/api/quotes/AAPL\n",
-            cfg.public_address(&lb.spec)
+            lb.spec.address
         ));
     }
     if let Some(dns) = state.nodes.iter().find(|n| n.spec.role == Role::Dns) {
@@ -140,7 +140,7 @@ pub(crate) fn print(cfg: &Config, state: &DeploymentState, state_dir: &Path, too
             .and_then(|c| c.source.split('/').next())
             .map(|net| format!(" -b {}", net.trim_end_matches(".0").to_owned() + ".1"))
             .unwrap_or_default();
-        let public = cfg.public_address(&dns.spec);
+        let public = dns.spec.address;
         out.push_str(&format!(
             "      dig @{} -p {}{bind} api.{} A\n",
             public.ip(),
@@ -151,7 +151,7 @@ pub(crate) fn print(cfg: &Config, state: &DeploymentState, state_dir: &Path, too
     if let Some(e) = state.nodes.iter().find(|n| n.spec.role == Role::Edge) {
         out.push_str(&format!(
             "      curl -si http://{}/static/app.css -o /dev/null -D - | grep -i x-cache   # edge; HTTPS on :{}\n",
-            cfg.public_address(&e.spec), cfg.network.https_port
+            e.spec.address, cfg.network.https_port
         ));
         out.push_str(&format!(
             "      meridian invalidate --state-dir {dir} --paths '/static/*'\n"

@@ -1,7 +1,9 @@
 //! `meridian up`: a whole deployment as supervised child processes.
 
 use meridian_config::state::{DeploymentState, NodeState, Status};
-use meridian_config::{CheckProtocol, Config, HealthCheck, NodeSpec, Role, StatusMatcher};
+use meridian_config::{
+    CheckProtocol, Config, HealthCheck, NodeSpec, Placement, Role, StatusMatcher,
+};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge,
 };
@@ -69,6 +71,8 @@ struct Shared {
     started: Instant,
     restarts_metric: Family<Labels, Counter>,
     up_metric: Family<Labels, Gauge>,
+    /// Where nodes listen: behind the WAN's relays when this deployment runs the WAN.
+    placement: Placement,
 }
 
 impl Shared {
@@ -94,7 +98,8 @@ impl Shared {
                 .iter()
                 .map(|s| NodeState {
                     spec: s.spec.clone(),
-                    public: Some(cfg.public_address(&s.spec)),
+                    listen: Some(self.placement.listen_of(&s.spec))
+                        .filter(|l| *l != s.spec.address),
                     pid: *s.pid.lock().unwrap_or_else(|p| p.into_inner()),
                     restarts: s.restarts.load(Ordering::Relaxed),
                 })
@@ -180,7 +185,14 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
             nodes.retain(|n| n.role != Role::Cache);
         }
     }
-    preflight(cfg, &nodes)?;
+    // This machine is every host: the one place the simulation decides where nodes listen
+    // (behind the WAN's relays when there is a WAN), and each node is told so.
+    let placement = if cfg.simulation.wan {
+        Placement::BehindRelay
+    } else {
+        Placement::Direct
+    };
+    preflight(cfg, &nodes, placement)?;
     // Made once here, so the nodes started next share one token (PoPs, DNS, WAN) and one
     // database password, and the PoPs one certificate.
     // (where, file, random bytes): keys are 32 bytes (AES-256), the others 16.
@@ -288,6 +300,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         Family::<Labels, Gauge>::default(),
     );
     let shared = Arc::new(Shared {
+        placement,
         config_path,
         slots: nodes
             .iter()
@@ -354,10 +367,15 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
 }
 
 /// Fails early, with the node's name, when an address is already taken.
-fn preflight(cfg: &Config, nodes: &[NodeSpec]) -> Result<(), UpError> {
+fn preflight(cfg: &Config, nodes: &[NodeSpec], placement: Placement) -> Result<(), UpError> {
     let mut addrs = vec![("supervisor".to_owned(), cfg.supervisor_admin())];
     for n in nodes {
-        addrs.push((n.name.clone(), n.address));
+        // Its listener, and the public address in front of it (the WAN's) when that differs.
+        let listen = placement.listen_of(n);
+        addrs.push((n.name.clone(), listen));
+        if n.address != listen {
+            addrs.push(("wan".to_owned(), n.address));
+        }
         if n.admin != n.address {
             addrs.push((n.name.clone(), n.admin));
         }
@@ -390,6 +408,11 @@ fn spawn_child(shared: &Shared, spec: &NodeSpec) -> std::io::Result<Child> {
         .arg(&shared.config_path)
         .arg("--node")
         .arg(&spec.name)
+        .args(
+            (shared.placement == Placement::BehindRelay)
+                .then_some("--behind-relay")
+                .into_iter(),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -151,7 +151,7 @@ async fn pops_cache_collapse_fail_over_serve_when_regions_are_down_and_invalidat
     // Origin access control: the PoP signs its origin requests; around it, the balancers
     // answer 403 (their health path apart).
     for lb in nodes.iter().filter(|n| n["role"] == "lb") {
-        let public = lb["public"].as_str().or(lb["address"].as_str()).unwrap();
+        let public = lb["address"].as_str().unwrap();
         let (s, _, body) = get(&client, &format!("http://{public}/static/app.css"))
             .await
             .unwrap();

@@ -97,8 +97,8 @@ async fn dns_goes_through_the_wan(state_dir: &std::path::Path) {
     use std::str::FromStr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dns = common::first_node(state_dir, "dns");
-    let public: std::net::SocketAddr = dns["public"].as_str().unwrap().parse().unwrap();
-    let backstage: std::net::SocketAddr = dns["address"].as_str().unwrap().parse().unwrap();
+    let public: std::net::SocketAddr = dns["address"].as_str().unwrap().parse().unwrap();
+    let backstage: std::net::SocketAddr = dns["listen"].as_str().unwrap().parse().unwrap();
     assert_ne!(public, backstage, "the WAN holds the DNS's public port");
     let mut q = Message::query();
     q.add_query(Query::query(

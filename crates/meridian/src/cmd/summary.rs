@@ -182,7 +182,7 @@ pub(crate) fn summary(cfg: &Config) -> String {
                     Some(meridian_config::AliasTarget::DbWriter(_)) => {
                         cfg.db_writer_endpoint(&node)
                     }
-                    _ => cfg.public_address(&node),
+                    _ => node.address,
                 };
                 s.push_str(&format!(
                     "      {:<20} {:<16} {:<22} check http://{}/health\n",

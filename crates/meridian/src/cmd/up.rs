@@ -24,6 +24,11 @@ pub struct RunArgs {
     /// The node's name, as `meridian validate` lists them (e.g. lb-us-east-1).
     #[arg(long)]
     node: String,
+    /// Listen behind the simulated WAN's relays: on each public port plus 10000, the
+    /// relay holding the public one. `meridian up` sets it when it runs the WAN; a node
+    /// on a real host never needs it.
+    #[arg(long)]
+    behind_relay: bool,
 }
 
 pub async fn up(UpArgs { config, state_dir }: UpArgs) -> Result<ExitCode> {
@@ -46,13 +51,24 @@ pub async fn up(UpArgs { config, state_dir }: UpArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn run(RunArgs { config, node }: RunArgs) -> Result<ExitCode> {
+pub async fn run(
+    RunArgs {
+        config,
+        node,
+        behind_relay,
+    }: RunArgs,
+) -> Result<ExitCode> {
     meridian_telemetry::init_logs("info");
     let (config, _) = match load_config(config.as_deref()) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    match meridian_supervisor::run_node(&config, &node).await {
+    let placement = if behind_relay {
+        meridian_config::Placement::BehindRelay
+    } else {
+        meridian_config::Placement::Direct
+    };
+    match meridian_supervisor::run_node(&config, &node, placement).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.needs_a_person() => {
             eprintln!("error: {}", describe(&anyhow::Error::new(e)));

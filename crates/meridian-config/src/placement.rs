@@ -1,0 +1,47 @@
+//! Where a node's listeners bind, as the process that starts it decides.
+//!
+//! The config says where each node is *reached* (`NodeSpec::address`, a balancer's TLS
+//! address, ...): that is what peers, the DNS and clients use. Where a node *listens* is
+//! its placement's business. On a real host the two are the same. Under `meridian up`
+//! with the simulated WAN, a relay holds every public port of a place that has distance
+//! (balancers, PoPs, DNS servers, databases) and the node listens on a port behind it; the
+//! supervisor says so when it starts the node (`meridian run --behind-relay`). Nothing in
+//! a node reads the simulation to find out.
+
+use crate::topology::{NodeSpec, Role};
+use std::net::SocketAddr;
+
+/// How far behind its public port a node listens when a relay holds the public one.
+pub const RELAY_PORT_OFFSET: u16 = 10_000;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// Listeners bind the public addresses (a real host; `up` without the WAN).
+    #[default]
+    Direct,
+    /// A relay on this machine holds each public port; the node binds the port
+    /// [`RELAY_PORT_OFFSET`] above it, on the same address.
+    BehindRelay,
+}
+
+impl Placement {
+    /// Where a listener whose public address is `public` binds.
+    pub fn listen(self, public: SocketAddr) -> SocketAddr {
+        match self {
+            Placement::Direct => public,
+            Placement::BehindRelay => {
+                SocketAddr::new(public.ip(), public.port().wrapping_add(RELAY_PORT_OFFSET))
+            }
+        }
+    }
+
+    /// Where node `node`'s main listener binds. Only places with distance to their
+    /// clients (balancers, PoPs, DNS servers, databases) can have a relay in front;
+    /// instances, caches, the console and the WAN itself always bind their address.
+    pub fn listen_of(self, node: &NodeSpec) -> SocketAddr {
+        match node.role {
+            Role::Lb | Role::Edge | Role::Dns | Role::Db => self.listen(node.address),
+            Role::Service | Role::Cache | Role::Console | Role::Wan => node.address,
+        }
+    }
+}
