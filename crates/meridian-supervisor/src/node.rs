@@ -240,7 +240,7 @@ fn db_options(
         listen: node.address,
         admin: node.admin,
         // Through the WAN when there is one: replication pays the distance between regions.
-        upstream: (!is_primary).then(|| primary.address),
+        upstream: (!is_primary).then_some(primary.address),
         // From the node's own address, so the WAN places the stream in its region (a
         // primary's too: after a failover it streams from the new one).
         source: Some(node.address.ip()),

@@ -408,11 +408,7 @@ fn spawn_child(shared: &Shared, spec: &NodeSpec) -> std::io::Result<Child> {
         .arg(&shared.config_path)
         .arg("--node")
         .arg(&spec.name)
-        .args(
-            (shared.placement == Placement::BehindRelay)
-                .then_some("--behind-relay")
-                .into_iter(),
-        )
+        .args((shared.placement == Placement::BehindRelay).then_some("--behind-relay"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
