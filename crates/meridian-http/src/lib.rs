@@ -20,6 +20,7 @@ mod body;
 mod conn;
 mod counting;
 pub mod failover;
+pub mod grpc;
 mod idle;
 pub mod percent;
 pub mod pki;
@@ -31,9 +32,9 @@ pub mod upgrade;
 mod upstream;
 mod upstream_tls;
 pub use body::{empty, full, json, metrics, text, Body, BoxError};
-pub use counting::{counted_upstream_client, CountedUpstreamClient};
+pub use counting::{counted_upstream_client, counted_upstream_client_h2, CountedUpstreamClient};
 pub use idle::{Idle, IdleTimeout};
-pub use upstream::{upstream_client, UpstreamClient};
+pub use upstream::{upstream_client, upstream_client_h2, UpstreamClient};
 pub use upstream_tls::{OriginTls, UpstreamConn};
 
 #[derive(Debug, thiserror::Error)]
