@@ -31,7 +31,7 @@ pub mod tls;
 pub mod upgrade;
 mod upstream;
 mod upstream_tls;
-pub use body::{empty, full, json, metrics, text, Body, BoxError};
+pub use body::{collected, empty, full, json, metrics, text, Body, BoxError};
 pub use counting::{counted_upstream_client, counted_upstream_client_h2, CountedUpstreamClient};
 pub use idle::{Idle, IdleTimeout};
 pub use upstream::{upstream_client, upstream_client_h2, UpstreamClient};
