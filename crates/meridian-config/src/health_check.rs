@@ -85,7 +85,9 @@ impl StatusMatcher {
                 .parse()
                 .map_err(|_| format!("`{part}` is not a {what}"))?;
             if !(min..=max).contains(&lo) || !(min..=max).contains(&hi) || lo > hi {
-                return Err(format!("`{part}` is not a range of {what}s within {min}-{max}"));
+                return Err(format!(
+                    "`{part}` is not a range of {what}s within {min}-{max}"
+                ));
             }
             ranges.push((lo, hi));
         }

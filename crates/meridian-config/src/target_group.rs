@@ -190,7 +190,9 @@ fn check_grpc_health(t: &Table, d: &mut Diagnostics, grpc: bool, hc: &mut Health
             d.error(
                 f.span,
                 &f.key,
-                format!("a gRPC target group's health check is a gRPC call: `{key}` does not apply"),
+                format!(
+                    "a gRPC target group's health check is a gRPC call: `{key}` does not apply"
+                ),
                 "match gRPC status codes with `grpc_code`, such as \"0\" or \"0-99\"",
             );
         }

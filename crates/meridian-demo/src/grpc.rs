@@ -192,8 +192,8 @@ fn error(status: u32, message: &str) -> Response<AxumBody> {
 
 /// One reply message and `grpc-status: 0` in the trailers.
 fn unary(message: Vec<u8>) -> Response<AxumBody> {
-    let body = http_body_util::Full::new(frame(&message))
-        .with_trailers(async { Some(Ok(ok_trailers())) });
+    let body =
+        http_body_util::Full::new(frame(&message)).with_trailers(async { Some(Ok(ok_trailers())) });
     grpc_head(AxumBody::new(body))
 }
 

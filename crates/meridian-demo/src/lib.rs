@@ -121,7 +121,10 @@ fn router_with(opts: DemoOptions, shutdown: tokio::sync::watch::Receiver<bool>) 
         .route("/ws/quotes", get(ws::quotes))
         .route("/metrics", get(metrics_page))
         .route("/richesreach.v1.Quotes/GetQuote", post(grpc::get_quote))
-        .route("/richesreach.v1.Quotes/StreamQuotes", post(grpc::stream_quotes))
+        .route(
+            "/richesreach.v1.Quotes/StreamQuotes",
+            post(grpc::stream_quotes),
+        )
         .route("/grpc.health.v1.Health/Check", post(grpc::health_check))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), observe))

@@ -110,22 +110,24 @@ async fn deployment(net: u8) -> common::Pop {
     instance(b, "i-b").await;
     balancer(lb, &[(a, "i-a"), (b, "i-b")]).await;
     let pop = pop_in(66, net, &[format!("http://{lb}")], GRPC_BEHAVIOR).await;
-    eventually("the gRPC group sees both instances", Duration::from_secs(20), || async {
-        let t = raw(
-            SocketAddr::new(lb.ip(), 9901),
-            "GET /targets HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        t.matches("grpc-status 0").count() >= 2
-    })
+    eventually(
+        "the gRPC group sees both instances",
+        Duration::from_secs(20),
+        || async {
+            let t = raw(
+                SocketAddr::new(lb.ip(), 9901),
+                "GET /targets HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+            t.matches("grpc-status 0").count() >= 2
+        },
+    )
     .await;
     pop
 }
 
 /// An HTTP/2 connection to the PoP over TLS (h2 by ALPN), as a gRPC client opens one.
-async fn h2_over_tls(
-    pop: &common::Pop,
-) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+async fn h2_over_tls(pop: &common::Pop) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
     let (cert, _) = meridian_http::tls::dev_cert_paths(&pop.state);
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::pem::PemObject;
@@ -143,10 +145,15 @@ async fn h2_over_tls(
     let tcp = TcpStream::connect(pop.https).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("edge.test").unwrap();
     let tls = connector.connect(name, tcp).await.unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "the PoP speaks h2");
-    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "the PoP speaks h2"
+    );
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     sender
 }
@@ -234,14 +241,28 @@ async fn unary_and_streaming_calls_pass_the_pop_and_the_balancer_with_trailers()
     let second = call(&mut h2, "GetQuote", "AAPL", 0).await;
     assert_eq!(second.status(), Some("0"));
     let q2 = second.quotes();
-    assert_ne!(q1[0].served, q2[0].served, "the second call came from a cache");
-    let x_cache = second.head.headers.get("x-cache").map(|v| v.to_str().unwrap().to_owned());
-    assert!(!x_cache.unwrap_or_default().contains("Hit"), "{:?}", second.head.headers);
+    assert_ne!(
+        q1[0].served, q2[0].served,
+        "the second call came from a cache"
+    );
+    let x_cache = second
+        .head
+        .headers
+        .get("x-cache")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        !x_cache.unwrap_or_default().contains("Hit"),
+        "{:?}",
+        second.head.headers
+    );
 
     let stream = call(&mut h2, "StreamQuotes", "MSFT", 5).await;
     assert_eq!(stream.status(), Some("0"));
     let quotes = stream.quotes();
-    assert_eq!(quotes.iter().map(|q| q.seq).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        quotes.iter().map(|q| q.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
     let spread = stream.frames.last().unwrap().0 - stream.frames.first().unwrap().0;
     assert!(
         spread >= Duration::from_millis(120),

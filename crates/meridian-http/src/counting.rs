@@ -96,9 +96,5 @@ fn counted(
     inner.enforce_http(tls.is_none());
     let mut pool = crate::upstream::upstream_pool(idle_timeout, 512);
     pool.http2_only(h2);
-    pool.build(CountingConnector {
-        inner,
-        opened,
-        tls,
-    })
+    pool.build(CountingConnector { inner, opened, tls })
 }

@@ -255,9 +255,15 @@ mod tests {
     #[test]
     fn grpc_content_types() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
         assert!(is_grpc(&h));
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc-web"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc-web"),
+        );
         assert!(!is_grpc(&h));
         assert_eq!(encode_message("50% off\n"), "50%25 off%0A");
     }

@@ -202,8 +202,7 @@ impl LoadBalancer {
             .and_then(|path| AccessLog::open(path, dropped));
         let connect_timeout = opts.config.target_timeout.min(Duration::from_secs(5));
         let client = meridian_http::upstream_client(connect_timeout, Duration::from_secs(60));
-        let client_h2 =
-            meridian_http::upstream_client_h2(connect_timeout, Duration::from_secs(60));
+        let client_h2 = meridian_http::upstream_client_h2(connect_timeout, Duration::from_secs(60));
         LoadBalancer(Arc::new(Inner {
             name: opts.name.clone(),
             groups,
@@ -373,7 +372,10 @@ impl LoadBalancer {
         let (status_label, res) = match answer {
             Ok((target, res)) => (target, res),
             // A gRPC client reads the balancer's own errors from `grpc-status`.
-            Err(res) if grpc => ("none".to_owned(), meridian_http::grpc::shape_error(res).await),
+            Err(res) if grpc => (
+                "none".to_owned(),
+                meridian_http::grpc::shape_error(res).await,
+            ),
             Err(res) => ("none".to_owned(), res),
         };
         let mut res = self.0.ws.finish(ws, &status_label, res);
@@ -541,24 +543,26 @@ impl LoadBalancer {
             true => crate::grpc::streamed(body, limit),
             // Buffer the request body so it can be replayed on another target.
             false => match Limited::new(body, limit).collect().await {
-            Ok(b) => {
-                let b = b.to_bytes();
-                rec.received_bytes += b.len() as u64;
-                RequestBody::Full(b)
-            }
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
-            Err(e) if e.is::<meridian_http::Idle>() => {
-                return Err(meridian_http::text(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("{}: the request body stalled: {e}", self.0.name),
-                ))
-            }
-            Err(_) => {
-                return Err(meridian_http::text(
-                    StatusCode::BAD_REQUEST,
-                    "the request body could not be read",
-                ))
-            }
+                Ok(b) => {
+                    let b = b.to_bytes();
+                    rec.received_bytes += b.len() as u64;
+                    RequestBody::Full(b)
+                }
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(too_large(limit))
+                }
+                Err(e) if e.is::<meridian_http::Idle>() => {
+                    return Err(meridian_http::text(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("{}: the request body stalled: {e}", self.0.name),
+                    ))
+                }
+                Err(_) => {
+                    return Err(meridian_http::text(
+                        StatusCode::BAD_REQUEST,
+                        "the request body could not be read",
+                    ))
+                }
             },
         };
         let mut headers = parts.headers.clone();

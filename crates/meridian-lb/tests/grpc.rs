@@ -140,9 +140,10 @@ impl Call {
 /// One gRPC call over h2c (prior knowledge), as a gRPC client makes it.
 async fn call(addr: SocketAddr, path: &str, message: &[u8], content_type: &str) -> Call {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let req = Request::post(format!("http://{addr}{path}"))
         .header("content-type", content_type)
@@ -196,19 +197,38 @@ async fn unary_and_server_streaming_calls_pass_with_their_trailers() {
     // The gRPC health protocol (SERVING) is what makes them healthy.
     wait_healthy(admin, 2).await;
 
-    let unary = call(lb, "/richesreach.v1.Quotes/GetQuote", &quote_request("AAPL", 0), "application/grpc").await;
+    let unary = call(
+        lb,
+        "/richesreach.v1.Quotes/GetQuote",
+        &quote_request("AAPL", 0),
+        "application/grpc",
+    )
+    .await;
     assert_eq!(unary.head.status, StatusCode::OK);
-    assert_eq!(unary.status().as_deref(), Some("0"), "grpc-status in the trailers");
+    assert_eq!(
+        unary.status().as_deref(),
+        Some("0"),
+        "grpc-status in the trailers"
+    );
     assert!(unary.trailers.is_some(), "the trailers reached the client");
     let quotes = unary.quotes();
     assert_eq!(quotes.len(), 1);
     assert_eq!(quotes[0].symbol, "AAPL");
     assert!(quotes[0].price > 0.0);
 
-    let stream = call(lb, "/richesreach.v1.Quotes/StreamQuotes", &quote_request("MSFT", 5), "application/grpc+proto").await;
+    let stream = call(
+        lb,
+        "/richesreach.v1.Quotes/StreamQuotes",
+        &quote_request("MSFT", 5),
+        "application/grpc+proto",
+    )
+    .await;
     assert_eq!(stream.status().as_deref(), Some("0"));
     let quotes = stream.quotes();
-    assert_eq!(quotes.iter().map(|q| q.seq).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        quotes.iter().map(|q| q.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
     assert!(quotes.iter().all(|q| q.symbol == "MSFT"));
     // Streamed, not buffered: the target waits 50 ms between quotes, so the first
     // arrives well before the last.
@@ -229,14 +249,34 @@ async fn a_targets_error_status_passes_on_and_the_balancers_own_failures_are_grp
     wait_healthy(admin, 1).await;
 
     // The target's own INVALID_ARGUMENT reaches the client as it sent it.
-    let bad = call(lb, "/richesreach.v1.Quotes/GetQuote", &quote_request("no such!", 0), "application/grpc").await;
+    let bad = call(
+        lb,
+        "/richesreach.v1.Quotes/GetQuote",
+        &quote_request("no such!", 0),
+        "application/grpc",
+    )
+    .await;
     assert_eq!(bad.head.status, StatusCode::OK);
     assert_eq!(bad.status().as_deref(), Some("3"));
-    let message = bad.head.headers.get("grpc-message").map(|v| v.to_str().unwrap().to_owned());
-    assert!(message.unwrap_or_default().contains("ticker"), "{:?}", bad.head.headers);
+    let message = bad
+        .head
+        .headers
+        .get("grpc-message")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        message.unwrap_or_default().contains("ticker"),
+        "{:?}",
+        bad.head.headers
+    );
 
     // A method the target lacks: UNIMPLEMENTED, from the target.
-    let none = call(lb, "/richesreach.v1.Quotes/Nothing", b"", "application/grpc").await;
+    let none = call(
+        lb,
+        "/richesreach.v1.Quotes/Nothing",
+        b"",
+        "application/grpc",
+    )
+    .await;
     assert_eq!(none.status().as_deref(), Some("12"));
 
     // Not gRPC: a grpc target group refuses it.
@@ -246,9 +286,20 @@ async fn a_targets_error_status_passes_on_and_the_balancers_own_failures_are_grp
     // A group whose only target refuses connections: HTTP 200, grpc-status 14.
     let dead = at(2, 12, 7001);
     let (lb2, _) = common::start(options(3, &[dead])).await;
-    let down = call(lb2, "/richesreach.v1.Quotes/GetQuote", &quote_request("AAPL", 0), "application/grpc").await;
+    let down = call(
+        lb2,
+        "/richesreach.v1.Quotes/GetQuote",
+        &quote_request("AAPL", 0),
+        "application/grpc",
+    )
+    .await;
     assert_eq!(down.head.status, StatusCode::OK);
-    assert_eq!(down.status().as_deref(), Some("14"), "{:?}", down.head.headers);
+    assert_eq!(
+        down.status().as_deref(),
+        Some("14"),
+        "{:?}",
+        down.head.headers
+    );
     assert!(down.head.headers.contains_key("grpc-message"));
     assert!(down.frames.is_empty(), "a trailers-only answer has no body");
 }
@@ -263,7 +314,9 @@ async fn health_server(addr: SocketAddr, status: Arc<AtomicU64>) {
             };
             let status = status.clone();
             let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
-                let msg = Writer::default().varint(1, status.load(Ordering::SeqCst)).finish();
+                let msg = Writer::default()
+                    .varint(1, status.load(Ordering::SeqCst))
+                    .finish();
                 async move {
                     let mut trailers = HeaderMap::new();
                     trailers.insert("grpc-status", "0".parse().unwrap());
@@ -271,7 +324,8 @@ async fn health_server(addr: SocketAddr, status: Arc<AtomicU64>) {
                         .map_err(|never| match never {})
                         .with_trailers(async { Some(Ok::<_, std::convert::Infallible>(trailers)) });
                     let mut res = Response::new(body);
-                    res.headers_mut().insert("content-type", "application/grpc".parse().unwrap());
+                    res.headers_mut()
+                        .insert("content-type", "application/grpc".parse().unwrap());
                     Ok::<_, std::convert::Infallible>(res)
                 }
             });
@@ -300,4 +354,3 @@ async fn the_grpc_health_check_marks_a_not_serving_target_unhealthy() {
     status.store(SERVING, Ordering::SeqCst);
     wait_healthy(admin, 1).await;
 }
-
