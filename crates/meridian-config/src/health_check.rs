@@ -29,6 +29,9 @@ pub struct HealthCheck {
     pub matcher: StatusMatcher,
     /// When set, the response body must contain this text.
     pub body_contains: Option<String>,
+    /// ALB's `GrpcCode` matcher: set, the check is a gRPC call (HTTP/2, POST to `path`)
+    /// and these `grpc-status` codes pass. Only a `grpc` target group's check has it.
+    pub grpc_codes: Option<StatusMatcher>,
 }
 
 impl Default for HealthCheck {
@@ -42,9 +45,15 @@ impl Default for HealthCheck {
             unhealthy_threshold: 2,
             matcher: StatusMatcher(vec![(200, 299)]),
             body_contains: None,
+            grpc_codes: None,
         }
     }
 }
+
+/// ALB's default gRPC health check: a call to a method no service has, answered
+/// UNIMPLEMENTED (12) by any live gRPC server.
+pub const GRPC_DEFAULT_PATH: &str = "/AWS.ALB/healthcheck";
+pub const GRPC_DEFAULT_CODES: (u16, u16) = (12, 12);
 
 /// Status codes that count as success, as ALB's matcher writes them: `"200"`, `"200,301"`,
 /// `"200-299"`.
@@ -53,6 +62,15 @@ pub struct StatusMatcher(pub Vec<(u16, u16)>);
 
 impl StatusMatcher {
     pub fn parse(text: &str) -> Result<Self, String> {
+        Self::parse_within(text, 100, 599, "status code")
+    }
+
+    /// ALB's `GrpcCode`: gRPC status codes from 0 to 99.
+    pub fn parse_grpc(text: &str) -> Result<Self, String> {
+        Self::parse_within(text, 0, 99, "gRPC status code")
+    }
+
+    fn parse_within(text: &str, min: u16, max: u16, what: &str) -> Result<Self, String> {
         let mut ranges = Vec::new();
         for part in text.split(',') {
             let part = part.trim();
@@ -62,13 +80,13 @@ impl StatusMatcher {
             };
             let lo: u16 = lo
                 .parse()
-                .map_err(|_| format!("`{part}` is not a status code"))?;
+                .map_err(|_| format!("`{part}` is not a {what}"))?;
             let hi: u16 = hi
                 .parse()
-                .map_err(|_| format!("`{part}` is not a status code"))?;
-            if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+                .map_err(|_| format!("`{part}` is not a {what}"))?;
+            if !(min..=max).contains(&lo) || !(min..=max).contains(&hi) || lo > hi {
                 return Err(format!(
-                    "`{part}` is not a range of status codes within 100-599"
+                    "`{part}` is not a range of {what}s within {min}-{max}"
                 ));
             }
             ranges.push((lo, hi));
@@ -154,6 +172,20 @@ pub(crate) fn read_health_check(t: &Table, d: &mut Diagnostics) -> Option<Health
         }
     }
     hc.body_contains = t.str(d, "body_contains");
+    if let Some(m) = t.str(d, "grpc_code") {
+        match StatusMatcher::parse_grpc(&m) {
+            Ok(sm) => hc.grpc_codes = Some(sm),
+            Err(problem) => {
+                let f = t.get("grpc_code")?;
+                d.error(
+                    f.span,
+                    &f.key,
+                    problem,
+                    "write gRPC codes like \"0\", \"0,12\" or \"0-99\"",
+                );
+            }
+        }
+    }
     if let Some(f) = t.get("interval") {
         if hc.interval < Duration::from_secs(1) || hc.interval > Duration::from_secs(300) {
             d.error(

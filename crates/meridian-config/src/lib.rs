@@ -51,7 +51,9 @@ pub use dns::{
 pub use edge::Pop;
 pub use error::{ConfigError, ConfigErrors};
 pub use geo::{Coordinates, Place, Prior, RoundTripPrior};
-pub use health_check::{CheckProtocol, HealthCheck, StatusMatcher};
+pub use health_check::{
+    CheckProtocol, HealthCheck, StatusMatcher, GRPC_DEFAULT_CODES, GRPC_DEFAULT_PATH,
+};
 pub use listener_rule::{
     Action, Conditions, HeaderCondition, ListenerRule, Redirect, WeightedGroup,
 };
@@ -64,6 +66,6 @@ pub use security::{OriginProtocol, SecretSource, Secrets};
 pub use service::{Service, ServiceRuntime};
 pub use simulation::{PlaceLatency, Simulation};
 pub use supervisor::Supervisor;
-pub use target_group::{Algorithm, Stickiness, TargetGroup, DEFAULT_TARGET_GROUP};
+pub use target_group::{Algorithm, ProtocolVersion, Stickiness, TargetGroup, DEFAULT_TARGET_GROUP};
 pub use topology::{NodeSpec, Role};
 pub use units::ByteSize;

@@ -5,7 +5,9 @@ use crate::error::Diagnostics;
 use crate::health_check::{read_health_check, HealthCheck};
 use crate::listener_rule::{read_rule, ListenerRule};
 use crate::read::Table;
-use crate::target_group::{read_target_group, Algorithm, TargetGroup, DEFAULT_TARGET_GROUP};
+use crate::target_group::{
+    read_target_group, Algorithm, ProtocolVersion, TargetGroup, DEFAULT_TARGET_GROUP,
+};
 use crate::units::ByteSize;
 use serde::Serialize;
 use std::time::Duration;
@@ -57,6 +59,7 @@ impl LoadBalancer {
             deregistration_delay: self.deregistration_delay,
             stickiness: None,
             slow_start: Duration::ZERO,
+            protocol_version: ProtocolVersion::Http1,
         }]
     }
 }

@@ -5,7 +5,9 @@
 //! balancer's region, all of them or those in the AZs the group names (`azs`).
 
 use crate::error::Diagnostics;
-use crate::health_check::{read_health_check, HealthCheck};
+use crate::health_check::{
+    read_health_check, HealthCheck, StatusMatcher, GRPC_DEFAULT_CODES, GRPC_DEFAULT_PATH,
+};
 use crate::read::Table;
 use serde::Serialize;
 use std::time::Duration;
@@ -27,6 +29,34 @@ impl Algorithm {
     }
 }
 
+/// ALB's `ProtocolVersion` of a target group: how the balancer speaks to its targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolVersion {
+    /// HTTP/1.1 (ALB's default).
+    #[default]
+    Http1,
+    /// HTTP/2 (h2c with prior knowledge on the plain hop).
+    Http2,
+    /// HTTP/2, gRPC requests only; health checks are gRPC calls.
+    Grpc,
+}
+
+impl ProtocolVersion {
+    pub const NAMES: &'static [&'static str] = &["http1", "http2", "grpc"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolVersion::Http1 => "http1",
+            ProtocolVersion::Http2 => "http2",
+            ProtocolVersion::Grpc => "grpc",
+        }
+    }
+    /// Whether targets are spoken to over HTTP/2.
+    pub fn is_h2(self) -> bool {
+        self != ProtocolVersion::Http1
+    }
+}
+
 /// One target group.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetGroup {
@@ -42,6 +72,7 @@ pub struct TargetGroup {
     /// new requests over this window (zero: off).
     #[serde(with = "crate::serde_duration")]
     pub slow_start: Duration,
+    pub protocol_version: ProtocolVersion,
 }
 
 /// ALB's stickiness attributes of a target group.
@@ -114,11 +145,64 @@ pub(crate) fn read_target_group(
     if let Some(s) = t.table(d, "stickiness") {
         g.stickiness = read_stickiness(&s, d);
     }
-    if let Some(hc) = t.table(d, "health_check") {
-        g.health_check = read_health_check(&hc, d)?;
+    if let Some(v) = t.choice(d, "protocol_version", ProtocolVersion::NAMES) {
+        g.protocol_version = match v {
+            "http2" => ProtocolVersion::Http2,
+            "grpc" => ProtocolVersion::Grpc,
+            _ => ProtocolVersion::Http1,
+        };
+    }
+    let grpc = g.protocol_version == ProtocolVersion::Grpc;
+    match t.table(d, "health_check") {
+        Some(hc) => {
+            g.health_check = read_health_check(&hc, d)?;
+            check_grpc_health(&hc, d, grpc, &mut g.health_check);
+        }
+        // ALB's gRPC defaults: a call answered UNIMPLEMENTED proves a live gRPC server.
+        None if grpc => {
+            g.health_check.path = GRPC_DEFAULT_PATH.to_owned();
+            g.health_check.grpc_codes = Some(StatusMatcher(vec![GRPC_DEFAULT_CODES]));
+            g.health_check.body_contains = None;
+        }
+        None => {}
     }
     t.finish(d);
     Some(g)
+}
+
+/// A gRPC group's check matches gRPC codes (default 12 on ALB's default path); any other
+/// group's matches HTTP statuses, so `grpc_code` there, or `matcher` or `body_contains`
+/// in a gRPC group, is a mistake.
+fn check_grpc_health(t: &Table, d: &mut Diagnostics, grpc: bool, hc: &mut HealthCheck) {
+    if !grpc {
+        if let Some(f) = t.get("grpc_code") {
+            d.error(
+                f.span,
+                &f.key,
+                "`grpc_code` applies only to a target group with protocol_version = \"grpc\"",
+                "set protocol_version = \"grpc\" on the group, or use `matcher` for HTTP statuses",
+            );
+        }
+        return;
+    }
+    for key in ["matcher", "body_contains"] {
+        if let Some(f) = t.get(key) {
+            d.error(
+                f.span,
+                &f.key,
+                format!(
+                    "a gRPC target group's health check is a gRPC call: `{key}` does not apply"
+                ),
+                "match gRPC status codes with `grpc_code`, such as \"0\" or \"0-99\"",
+            );
+        }
+    }
+    if !t.has("path") {
+        hc.path = GRPC_DEFAULT_PATH.to_owned();
+    }
+    if hc.grpc_codes.is_none() {
+        hc.grpc_codes = Some(StatusMatcher(vec![GRPC_DEFAULT_CODES]));
+    }
 }
 
 fn read_stickiness(t: &Table, d: &mut Diagnostics) -> Option<Stickiness> {

@@ -10,6 +10,7 @@ pub use apq::BUILTIN_OPERATIONS;
 mod app;
 mod assets;
 mod graphql;
+pub mod grpc;
 mod market;
 mod options;
 pub use options::{DemoOptions, Identity};
@@ -119,6 +120,12 @@ fn router_with(opts: DemoOptions, shutdown: tokio::sync::watch::Receiver<bool>) 
         .route("/static/{*path}", get(assets::serve))
         .route("/ws/quotes", get(ws::quotes))
         .route("/metrics", get(metrics_page))
+        .route("/richesreach.v1.Quotes/GetQuote", post(grpc::get_quote))
+        .route(
+            "/richesreach.v1.Quotes/StreamQuotes",
+            post(grpc::stream_quotes),
+        )
+        .route("/grpc.health.v1.Health/Check", post(grpc::health_check))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
@@ -363,7 +370,10 @@ async fn metrics_page(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-async fn not_found() -> Response {
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    if meridian_http::grpc::is_grpc(&headers) {
+        return grpc::unimplemented(uri.path());
+    }
     (
         StatusCode::NOT_FOUND,
         [(header::CACHE_CONTROL, "public, max-age=10")],

@@ -6,7 +6,9 @@
 //! happens to all [`HealthBoard::subscribe`]rs, and readers on the hot path get a
 //! lock-free [`HealthHandle`].
 
+mod grpc;
 mod probe;
+pub use grpc::HEALTH_CHECK_PATH as GRPC_HEALTH_CHECK_PATH;
 mod threshold;
 
 pub use probe::{probe, probe_from, ProbeOutcome};

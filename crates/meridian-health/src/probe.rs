@@ -55,6 +55,27 @@ pub async fn probe_from(
                 detail,
             }
         }
+        CheckProtocol::Http if check.grpc_codes.is_some() => {
+            let codes = check.grpc_codes.as_ref().unwrap_or(&check.matcher);
+            let work = async {
+                match connect_from(local, addr).await {
+                    Ok(stream) => crate::grpc::check(stream, addr, &check.path, codes).await,
+                    Err(e) => (false, describe_io(&e)),
+                }
+            };
+            let (healthy, detail) = match tokio::time::timeout(check.timeout, work).await {
+                Ok(r) => r,
+                Err(_) => (
+                    false,
+                    format!("timed out after {}ms", check.timeout.as_millis()),
+                ),
+            };
+            ProbeOutcome {
+                healthy,
+                latency: start.elapsed(),
+                detail,
+            }
+        }
         CheckProtocol::Http => {
             let req = http::Request::get(check.path.as_str())
                 .header(http::header::HOST, addr.to_string())

@@ -15,6 +15,16 @@ pub fn full(data: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
+/// A body read whole, sent on with its trailers (gRPC's `grpc-status` lives there).
+pub fn collected(c: http_body_util::Collected<Bytes>) -> Body {
+    let trailers = c.trailers().cloned();
+    let data = Full::new(c.to_bytes()).map_err(|never| match never {});
+    match trailers {
+        None => data.boxed(),
+        Some(t) => data.with_trailers(async move { Some(Ok(t)) }).boxed(),
+    }
+}
+
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }

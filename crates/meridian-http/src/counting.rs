@@ -66,12 +66,35 @@ pub fn counted_upstream_client(
     opened: Arc<AtomicU64>,
     tls: Option<OriginTls>,
 ) -> CountedUpstreamClient {
+    counted(connect_timeout, idle_timeout, local, opened, tls, false)
+}
+
+/// [`counted_upstream_client`] speaking HTTP/2 only: h2c with prior knowledge on plain
+/// connections, h2 by ALPN over TLS (the TLS config offers only `h2`). For gRPC, whose
+/// trailers and streams HTTP/1.1 does not carry.
+pub fn counted_upstream_client_h2(
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    local: Option<std::net::IpAddr>,
+    opened: Arc<AtomicU64>,
+    tls: Option<OriginTls>,
+) -> CountedUpstreamClient {
+    let tls = tls.map(|t| t.with_alpn(vec![b"h2".to_vec()]));
+    counted(connect_timeout, idle_timeout, local, opened, tls, true)
+}
+
+fn counted(
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    local: Option<std::net::IpAddr>,
+    opened: Arc<AtomicU64>,
+    tls: Option<OriginTls>,
+    h2: bool,
+) -> CountedUpstreamClient {
     let mut inner = crate::upstream::upstream_connector(connect_timeout, local);
     // The scheme is checked in `call`: https goes through the TLS handshake there.
     inner.enforce_http(tls.is_none());
-    crate::upstream::upstream_pool(idle_timeout, 512).build(CountingConnector {
-        inner,
-        opened,
-        tls,
-    })
+    let mut pool = crate::upstream::upstream_pool(idle_timeout, 512);
+    pool.http2_only(h2);
+    pool.build(CountingConnector { inner, opened, tls })
 }

@@ -21,6 +21,7 @@ pub mod client;
 mod conn;
 mod counting;
 pub mod failover;
+pub mod grpc;
 mod idle;
 pub mod percent;
 pub mod pki;
@@ -31,10 +32,10 @@ pub mod tls;
 pub mod upgrade;
 mod upstream;
 mod upstream_tls;
-pub use body::{empty, full, json, metrics, text, Body, BoxError};
-pub use counting::{counted_upstream_client, CountedUpstreamClient};
+pub use body::{collected, empty, full, json, metrics, text, Body, BoxError};
+pub use counting::{counted_upstream_client, counted_upstream_client_h2, CountedUpstreamClient};
 pub use idle::{Idle, IdleTimeout};
-pub use upstream::{upstream_client, UpstreamClient};
+pub use upstream::{upstream_client, upstream_client_h2, UpstreamClient};
 pub use upstream_tls::{OriginTls, UpstreamConn};
 
 #[derive(Debug, thiserror::Error)]

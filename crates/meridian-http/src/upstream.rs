@@ -13,6 +13,15 @@ pub fn upstream_client(connect_timeout: Duration, idle_timeout: Duration) -> Ups
     upstream_pool(idle_timeout, 256).build(upstream_connector(connect_timeout, None))
 }
 
+/// A pool that speaks HTTP/2 to every upstream (h2c with prior knowledge on plain
+/// connections): for targets of an ALB `http2` or `grpc` target group, where trailers and
+/// streams need HTTP/2.
+pub fn upstream_client_h2(connect_timeout: Duration, idle_timeout: Duration) -> UpstreamClient {
+    let mut b = upstream_pool(idle_timeout, 256);
+    b.http2_only(true);
+    b.build(upstream_connector(connect_timeout, None))
+}
+
 /// How every upstream pool connects: plain HTTP, no Nagle, bounded connect time, from
 /// `local` when given.
 pub(crate) fn upstream_connector(

@@ -31,6 +31,17 @@ impl OriginTls {
         }
     }
 
+    /// The same trust and names, offering `protocols` by ALPN (an HTTP/2-only pool must
+    /// get `h2` from the server, not fall back to HTTP/1.1 under its feet).
+    pub fn with_alpn(&self, protocols: Vec<Vec<u8>>) -> Self {
+        let mut config = (**self.connector.config()).clone();
+        config.alpn_protocols = protocols;
+        OriginTls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            names: self.names.clone(),
+        }
+    }
+
     /// The name to verify for `addr`: the configured one, else the address itself.
     pub(crate) fn name_for(&self, addr: SocketAddr) -> rustls::pki_types::ServerName<'static> {
         self.names

@@ -9,6 +9,7 @@
 
 mod access_log;
 mod admin;
+mod grpc;
 mod options;
 mod proxy;
 mod retry;

@@ -10,6 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as HttpBody, Incoming};
 use meridian_health::{Health, HealthBoard};
+use meridian_http::grpc::RequestBody;
 use meridian_http::{Body, UpstreamClient};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
@@ -45,6 +46,8 @@ struct Inner {
     groups: Vec<TargetGroup>,
     rules: Rules,
     client: UpstreamClient,
+    /// The HTTP/2 pool, for `http2` and `grpc` target groups (h2c with prior knowledge).
+    client_h2: UpstreamClient,
     config: meridian_config::LoadBalancer,
     listen_port: u16,
     metrics: Metrics,
@@ -197,15 +200,15 @@ impl LoadBalancer {
             .access_log
             .clone()
             .and_then(|path| AccessLog::open(path, dropped));
-        let client = meridian_http::upstream_client(
-            opts.config.target_timeout.min(Duration::from_secs(5)),
-            Duration::from_secs(60),
-        );
+        let connect_timeout = opts.config.target_timeout.min(Duration::from_secs(5));
+        let client = meridian_http::upstream_client(connect_timeout, Duration::from_secs(60));
+        let client_h2 = meridian_http::upstream_client_h2(connect_timeout, Duration::from_secs(60));
         LoadBalancer(Arc::new(Inner {
             name: opts.name.clone(),
             groups,
             rules,
             client,
+            client_h2,
             config: opts.config.clone(),
             listen_port: opts.listen.port(),
             metrics,
@@ -363,10 +366,16 @@ impl LoadBalancer {
         let (mut parts, body) = req.into_parts();
         let ws = crate::upgrade::take(&mut parts); // WebSockets: `upgrade.rs`
         let rid = request_id(&parts.headers);
+        let grpc = meridian_http::grpc::is_grpc(&parts.headers);
         let mut rec = self.record(&mut parts, peer, ws.is_some());
         let (group_label, answer) = self.forward(parts, body, peer, &rid, &mut rec).await;
         let (status_label, res) = match answer {
             Ok((target, res)) => (target, res),
+            // A gRPC client reads the balancer's own errors from `grpc-status`.
+            Err(res) if grpc => (
+                "none".to_owned(),
+                meridian_http::grpc::shape_error(res).await,
+            ),
             Err(res) => ("none".to_owned(), res),
         };
         let mut res = self.0.ws.finish(ws, &status_label, res);
@@ -491,6 +500,9 @@ impl LoadBalancer {
             }
             Decision::Forward(i) => &self.0.groups[i],
         };
+        if let Err(res) = crate::grpc::admits(group, &parts) {
+            return ("none".to_owned(), Err(res));
+        }
         rec.action = Some("forward");
         rec.group = Some(group.name.clone());
         // Stickiness reads the request's cookies again once the target has answered.
@@ -524,30 +536,41 @@ impl LoadBalancer {
         if body.size_hint().lower() as usize > limit {
             return Err(too_large(limit));
         }
-        // Buffer the request body so it can be replayed on another target.
+        let grpc = meridian_http::grpc::is_grpc(&parts.headers);
         let body = meridian_http::IdleTimeout::new(body, cfg.idle_timeout);
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(b) => {
-                let b = b.to_bytes();
-                rec.received_bytes += b.len() as u64;
-                b
-            }
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
-            Err(e) if e.is::<meridian_http::Idle>() => {
-                return Err(meridian_http::text(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("{}: the request body stalled: {e}", self.0.name),
-                ))
-            }
-            Err(_) => {
-                return Err(meridian_http::text(
-                    StatusCode::BAD_REQUEST,
-                    "the request body could not be read",
-                ))
-            }
+        // gRPC streams: its body goes to one target as it comes (`grpc.rs`).
+        let body: RequestBody = match grpc {
+            true => crate::grpc::streamed(body, limit),
+            // Buffer the request body so it can be replayed on another target.
+            false => match Limited::new(body, limit).collect().await {
+                Ok(b) => {
+                    let b = b.to_bytes();
+                    rec.received_bytes += b.len() as u64;
+                    RequestBody::Full(b)
+                }
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(too_large(limit))
+                }
+                Err(e) if e.is::<meridian_http::Idle>() => {
+                    return Err(meridian_http::text(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("{}: the request body stalled: {e}", self.0.name),
+                    ))
+                }
+                Err(_) => {
+                    return Err(meridian_http::text(
+                        StatusCode::BAD_REQUEST,
+                        "the request body could not be read",
+                    ))
+                }
+            },
         };
         let mut headers = parts.headers.clone();
         meridian_http::strip_hop_by_hop(&mut headers);
+        if grpc {
+            // gRPC servers may insist on it; it is the one TE HTTP/2 allows.
+            headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        }
         // A WebSocket handshake keeps its Upgrade (`upgrade.rs`).
         crate::upgrade::restore(&parts.extensions, &mut headers);
         // The edge's signature is for this balancer, not for the application.
@@ -601,8 +624,11 @@ impl LoadBalancer {
         };
         let retries = crate::retry::Retries::new(lb, &parts.method, &path, &headers, &body);
         rec.dispatched = Some(Instant::now());
-        let answer =
-            meridian_http::failover::run(&self.0.client, cfg.target_timeout, retries).await;
+        let client = match group.config.protocol_version.is_h2() {
+            true => &self.0.client_h2,
+            false => &self.0.client,
+        };
+        let answer = meridian_http::failover::run(client, cfg.target_timeout, retries).await;
         rec.answered = Some(Instant::now());
         answer
     }

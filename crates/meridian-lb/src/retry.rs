@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use meridian_health::HealthBoard;
 use meridian_http::failover::{Failover, Fault, Reason, Verdict};
+use meridian_http::grpc::RequestBody;
 use meridian_http::Body;
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge,
@@ -50,7 +51,7 @@ pub(crate) struct Retries<'a> {
     method: &'a Method,
     path: &'a str,
     headers: &'a HeaderMap,
-    body: &'a Bytes,
+    body: &'a RequestBody,
     tried: Vec<usize>,
     failures: Vec<String>,
     /// Turns started (the first send and each retry).
@@ -69,7 +70,7 @@ impl<'a> Retries<'a> {
         method: &'a Method,
         path: &'a str,
         headers: &'a HeaderMap,
-        body: &'a Bytes,
+        body: &'a RequestBody,
     ) -> Self {
         Retries {
             lb,
@@ -141,8 +142,10 @@ impl Failover for Retries<'_> {
     type Candidate = Attempt;
     type Output = Answer;
 
+    /// A streamed (gRPC) body is never replayed once an attempt has taken it; before
+    /// that (a failed connect) it can still go elsewhere.
     fn replayable(&self) -> bool {
-        idempotent(self.method)
+        idempotent(self.method) && !matches!(self.body, RequestBody::Once(_))
     }
 
     fn retry_timeouts(&self) -> bool {
@@ -150,7 +153,7 @@ impl Failover for Retries<'_> {
     }
 
     fn next(&mut self) -> Option<Attempt> {
-        if self.turns > self.lb.config.max_retries {
+        if self.turns > self.lb.config.max_retries || self.body.spent() {
             return None;
         }
         let group = self.lb.group;
@@ -176,7 +179,7 @@ impl Failover for Retries<'_> {
         if let Some(h) = up.headers_mut() {
             *h = self.headers.clone();
         }
-        let Ok(up) = up.body(meridian_http::full(self.body.clone())) else {
+        let Ok(up) = up.body(self.body.attempt()) else {
             return Err(Err(meridian_http::text(
                 StatusCode::BAD_REQUEST,
                 "the request could not be forwarded",
@@ -209,7 +212,7 @@ impl Failover for Retries<'_> {
             drop(guard);
             return match read {
                 Ok(Ok(collected)) => {
-                    let body = meridian_http::full(collected.to_bytes());
+                    let body = meridian_http::collected(collected);
                     Verdict::Done(Ok((target.name.clone(), Response::from_parts(rp, body))))
                 }
                 Ok(Err(e)) => {

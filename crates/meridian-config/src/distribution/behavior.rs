@@ -36,6 +36,9 @@ pub struct Behavior {
     /// origin once: duplicates wait for the first and get its response for this long.
     #[serde(with = "crate::serde_duration::option")]
     pub idempotency_window: Option<std::time::Duration>,
+    /// CloudFront's `GrpcConfig.Enabled`: `application/grpc` POSTs are passed to the origin
+    /// over HTTP/2 as they stream, trailers and all, never cached. Needs POST allowed.
+    pub grpc: bool,
 }
 
 const METHODS: &[&str] = &["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"];
@@ -81,6 +84,7 @@ pub(super) fn default_behavior(group: &str, policy: &str) -> Behavior {
         jwt_authorizer: None,
         trusted_key_groups: Vec::new(),
         idempotency_window: None,
+        grpc: false,
     }
 }
 
@@ -225,6 +229,17 @@ pub(super) fn read_behavior(
         &b.trusted_key_groups,
     );
     b.idempotency_window = s.duration(d, "idempotency_window");
+    b.grpc = s.bool(d, "grpc").unwrap_or(false);
+    if b.grpc && !b.allowed_methods.iter().any(|m| m == "POST") {
+        if let Some(f) = s.get("grpc") {
+            d.error(
+                f.span,
+                &f.key,
+                "gRPC needs POST, which this behavior's `allowed_methods` does not allow",
+                "allow every method (CloudFront's GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE) or set grpc = false",
+            );
+        }
+    }
     s.finish(d);
     Some(b)
 }

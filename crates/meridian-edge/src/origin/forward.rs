@@ -5,10 +5,10 @@
 use super::answer::{OriginFailure, OriginName, OriginResponse};
 use super::group::Group;
 use super::Origins;
-use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
 use meridian_http::failover::{Failover, Fault, Reason, Verdict};
+use meridian_http::grpc::RequestBody;
 use meridian_http::Body;
 use std::time::Duration;
 
@@ -23,16 +23,22 @@ impl Origins {
         method: &Method,
         path_and_query: &str,
         headers: &HeaderMap,
-        body: Bytes,
+        body: impl Into<RequestBody>,
     ) -> Result<OriginResponse, OriginFailure> {
+        let body = body.into();
+        // gRPC goes over HTTP/2, whose trailers and streams HTTP/1.1 does not carry.
+        let grpc = meridian_http::grpc::is_grpc(headers);
+        let client = if grpc { &self.client_h2 } else { &self.client };
         let members = Members {
             origins: self,
             group,
             method,
             path_and_query,
             headers,
+            safe: matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+                && matches!(body, RequestBody::Full(_)),
+            grpc,
             body,
-            safe: matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS),
             order: match only {
                 // A function's choice, in its order (members of this group only).
                 Some(o) => o
@@ -48,7 +54,7 @@ impl Origins {
             last_bad: None,
         };
         self.hedges.request();
-        meridian_http::failover::run(&self.client, group.cfg.response_timeout, members).await
+        meridian_http::failover::run(client, group.cfg.response_timeout, members).await
     }
 
     fn failover(&self, reason: &str) {
@@ -66,7 +72,9 @@ struct Members<'a> {
     method: &'a Method,
     path_and_query: &'a str,
     headers: &'a HeaderMap,
-    body: Bytes,
+    body: RequestBody,
+    /// A gRPC call: never hedged (a second call is a second stream of the application's).
+    grpc: bool,
     /// Safe to repeat: only these methods fail over after a request may have been sent.
     safe: bool,
     /// Member indexes in the order to try them.
@@ -121,6 +129,10 @@ impl Failover for Members<'_> {
     }
 
     fn next(&mut self) -> Option<usize> {
+        // A streamed body some member took is gone: nothing is left to send elsewhere.
+        if self.body.spent() {
+            return None;
+        }
         let i = *self.order.get(self.next)?;
         self.next += 1;
         Some(i)
@@ -132,7 +144,8 @@ impl Failover for Members<'_> {
 
     fn hedge_after(&mut self) -> Option<Duration> {
         // A WebSocket handshake opens a long-lived tunnel: never two of them.
-        if !self.group.cfg.hedging || self.headers.contains_key(http::header::UPGRADE) {
+        if !self.group.cfg.hedging || self.grpc || self.headers.contains_key(http::header::UPGRADE)
+        {
             return None;
         }
         let i = *self.order.get(self.next.checked_sub(1)?)?;
@@ -170,7 +183,7 @@ impl Failover for Members<'_> {
                 );
             }
         }
-        match req.body(meridian_http::full(self.body.clone())) {
+        match req.body(self.body.attempt()) {
             Ok(req) => Ok(req),
             Err(_) => {
                 self.attempts

@@ -40,6 +40,8 @@ pub struct Origins {
     local_ip: Option<std::net::IpAddr>,
     pub board: HealthBoard,
     client: CountedUpstreamClient,
+    /// The HTTP/2 pool, for gRPC (h2 by ALPN over TLS, h2c on plain connections).
+    client_h2: CountedUpstreamClient,
     /// Connections opened to origins (requests per connection = reuse).
     pub connections_opened: Arc<AtomicU64>,
     m: OriginMetrics,
@@ -69,12 +71,20 @@ impl Origins {
             .map(|g| g.connect_timeout)
             .max()
             .unwrap_or(Duration::from_secs(1));
+        let tls = https.then(|| origin_tls(cfg, tls_names)).flatten();
         let client = meridian_http::counted_upstream_client(
             connect_timeout,
             Duration::from_secs(90),
             local_ip,
             connections_opened.clone(),
-            https.then(|| origin_tls(cfg, tls_names)).flatten(),
+            tls.clone(),
+        );
+        let client_h2 = meridian_http::counted_upstream_client_h2(
+            connect_timeout,
+            Duration::from_secs(90),
+            local_ip,
+            connections_opened.clone(),
+            tls,
         );
         let m = OriginMetrics {
             duration: metrics.register(
@@ -110,6 +120,7 @@ impl Origins {
             local_ip,
             board,
             client,
+            client_h2,
             connections_opened,
             m,
             signer: std::sync::OnceLock::new(),

@@ -8,6 +8,7 @@
 //! | 3 | cache lookup         | `cache.rs`              |                                  |
 //! | 4 | collapse             | `collapse.rs`, `inflight.rs` |                             |
 //! |   | (WebSocket tunnel)   | `upgrade.rs`: a viewer's handshake, after route, instead of 3–7 | |
+//! |   | (gRPC pass)          | `grpc.rs`: a gRPC call on a `grpc` behavior, streamed, instead of 3–7 | |
 //! | 5 | fill from origin     | `fill.rs`, `body.rs`, `pass.rs`, `idempotency.rs`, `origin_request.rs`, `../origin/` | **origin-request**, **origin-response** (`origin_functions.rs`) |
 //! | 6 | store                | `store.rs`              |                                  |
 //! | 7 | serve from the cache | `serve.rs`              |                                  |
@@ -28,6 +29,7 @@ mod context;
 mod error;
 mod fill;
 mod functions;
+mod grpc;
 mod idempotency;
 pub(crate) mod inflight;
 pub(crate) mod metrics;
@@ -110,10 +112,15 @@ impl Edge {
         if let Some(served) = self.viewer_rules(ctx) {
             return served;
         }
-        // A request the cache answers never sends its body on, so it is not read; others
+        // A request the cache answers never sends its body on, so it is not read; a gRPC
+        // call's streams to the origin as it comes (its messages are not inspected); others
         // are read whole (bounded) before protection, whose rules may inspect it.
+        let mut stream = None;
         let body = if route::is_cacheable(ctx) {
             drop(body);
+            Bytes::new()
+        } else if grpc::is_grpc(ctx) {
+            stream = Some(body);
             Bytes::new()
         } else {
             match pass::read_body(body).await {
@@ -145,6 +152,9 @@ impl Edge {
         if let Some(ws) = ws {
             // A WebSocket: tunnelled to the origin, never cached nor collapsed.
             self.tunnel(ctx, &route, ws).await
+        } else if let Some(stream) = stream {
+            // gRPC: a streaming pass over HTTP/2 (`grpc.rs`).
+            self.grpc_pass(ctx, &route, stream).await
         } else if route.cacheable {
             self.through_cache(ctx, &route).await
         } else {

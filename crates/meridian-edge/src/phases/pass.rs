@@ -12,6 +12,7 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 use meridian_cache::invalidation_targets;
+use meridian_http::grpc::RequestBody;
 use meridian_http::Body;
 use std::time::Duration;
 
@@ -26,10 +27,13 @@ impl Edge {
         &self,
         ctx: &RequestContext<'_>,
         route: &Route<'_>,
-        body: Bytes,
+        body: impl Into<RequestBody>,
     ) -> Served {
         let group = &route.group;
         let mut headers = self.origin_headers(ctx, route.policy, false);
+        if super::grpc::is_grpc(ctx) {
+            super::grpc::origin_headers(ctx, &mut headers);
+        }
         let mut path = self.origin_path(ctx, route.policy);
         // The origin functions, as in `fill.rs` (`origin_functions.rs`).
         let hooks = self.origin_hooks(ctx);

@@ -373,15 +373,19 @@ fn groups_and_rules(lb: &meridian_config::LoadBalancer) -> String {
                 format!("sticky by {cookie_name} (AWSALBAPP) for {}", d(*duration))
             }
         };
+        let health = match &g.health_check.grpc_codes {
+            Some(codes) => format!("{} (gRPC {codes})", g.health_check.path),
+            None => g.health_check.path.clone(),
+        };
         s.push_str(&format!(
-            "  target group `{}`: {}, {}, health {}, drain {}, {sticky}, slow start {}\n",
+            "  target group `{}`: {}, {}, {}, health {health}, drain {}, {sticky}, slow start {}\n",
             g.name,
+            g.protocol_version.as_str(),
             g.azs
                 .as_ref()
                 .map(|a| format!("AZs {}", a.join(", ")))
                 .unwrap_or_else(|| "every instance".to_owned()),
             g.algorithm.as_str(),
-            g.health_check.path,
             d(g.deregistration_delay),
             if g.slow_start.is_zero() {
                 "off".to_owned()
