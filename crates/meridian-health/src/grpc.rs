@@ -4,25 +4,26 @@
 //! NOT_SERVING with status 0, and a target saying so is not healthy.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::Full;
 use meridian_config::StatusMatcher;
-use std::net::SocketAddr;
-use tokio::net::TcpStream;
+use meridian_http::client::fetch_h2c;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// The gRPC health checking protocol's method.
 pub const HEALTH_CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 /// `HealthCheckResponse.ServingStatus.SERVING`.
 const SERVING: u64 = 1;
 
-/// One gRPC check on a connected stream: healthy or not, and what was seen.
+/// One gRPC check of `addr` from `local`: healthy or not, and what was seen.
 pub(crate) async fn check(
-    stream: TcpStream,
+    local: Option<IpAddr>,
     addr: SocketAddr,
     path: &str,
     codes: &StatusMatcher,
+    timeout: Duration,
 ) -> (bool, String) {
-    match call(stream, addr, path).await {
+    match call(local, addr, path, timeout).await {
         Err(e) => (false, e),
         Ok((status, _)) if !codes.matches(status) => (
             false,
@@ -39,50 +40,32 @@ pub(crate) async fn check(
 /// One call with an empty request message (a `HealthCheckRequest` for every service);
 /// returns the gRPC status and, for the health protocol, the serving status it reported.
 async fn call(
-    stream: TcpStream,
+    local: Option<IpAddr>,
     addr: SocketAddr,
     path: &str,
+    timeout: Duration,
 ) -> Result<(u16, Option<u64>), String> {
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP/2 handshake failed: {e}"))?;
-    let conn_task = tokio::spawn(conn);
     let req = http::Request::post(format!("http://{addr}{path}"))
         .header(http::header::CONTENT_TYPE, "application/grpc")
         .header("te", "trailers")
         .header(http::header::USER_AGENT, "Meridian-HealthChecker/1.0")
         .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
         .map_err(|e| format!("bad health check path: {e}"))?;
-    let res = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request failed: {e}"));
-    let res = match res {
-        Ok(r) => r,
-        Err(e) => {
-            conn_task.abort();
-            return Err(e);
-        }
-    };
-    let (parts, body) = res.into_parts();
-    let collected = Limited::new(body, 64 * 1024).collect().await;
-    conn_task.abort();
-    if parts.status != http::StatusCode::OK {
-        return Err(format!("HTTP status {} (not a gRPC answer)", parts.status));
+    let answer = fetch_h2c(local, addr, req, timeout, 64 * 1024).await?;
+    if answer.status != 200 {
+        return Err(format!("HTTP status {} (not a gRPC answer)", answer.status));
     }
-    let collected = collected.map_err(|e| format!("reading the answer failed: {e}"))?;
     // Trailers-only answers carry the status in the headers.
-    let status = collected
-        .trailers()
+    let status = answer
+        .trailers
+        .as_ref()
         .and_then(|t| t.get("grpc-status"))
-        .or_else(|| parts.headers.get("grpc-status"))
+        .or_else(|| answer.headers.get("grpc-status"))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u16>().ok())
         .ok_or("the answer has no grpc-status")?;
     let serving = if path == HEALTH_CHECK_PATH && status == 0 {
-        serving_status(&collected.to_bytes())
+        serving_status(&answer.body)
     } else {
         None
     };

@@ -57,19 +57,8 @@ pub async fn probe_from(
         }
         CheckProtocol::Http if check.grpc_codes.is_some() => {
             let codes = check.grpc_codes.as_ref().unwrap_or(&check.matcher);
-            let work = async {
-                match connect_from(local, addr).await {
-                    Ok(stream) => crate::grpc::check(stream, addr, &check.path, codes).await,
-                    Err(e) => (false, describe_io(&e)),
-                }
-            };
-            let (healthy, detail) = match tokio::time::timeout(check.timeout, work).await {
-                Ok(r) => r,
-                Err(_) => (
-                    false,
-                    format!("timed out after {}ms", check.timeout.as_millis()),
-                ),
-            };
+            let (healthy, detail) =
+                crate::grpc::check(local, addr, &check.path, codes, check.timeout).await;
             ProbeOutcome {
                 healthy,
                 latency: start.elapsed(),

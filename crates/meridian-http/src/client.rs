@@ -17,6 +17,8 @@ pub struct Fetched {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    /// Trailers, when the answer had any (gRPC's status travels in them).
+    pub trailers: Option<http::HeaderMap>,
     /// From the start of the connect to the end of the body.
     pub latency: Duration,
 }
@@ -130,6 +132,44 @@ pub async fn fetch_from(
     fetch_with(local, None, addr, req, timeout, max_body).await
 }
 
+/// [`fetch_from`] over HTTP/2 with prior knowledge (h2c): how gRPC health checks call.
+pub async fn fetch_h2c(
+    local: Option<IpAddr>,
+    addr: SocketAddr,
+    req: http::Request<Full<Bytes>>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Fetched, ClientError> {
+    let start = Instant::now();
+    let work = async {
+        let stream = connect_from(local, addr)
+            .await
+            .map_err(ClientError::from_connect)?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await
+        .map_err(ClientError::Handshake)?;
+        let conn_task = tokio::spawn(conn);
+        let answer = async {
+            let res = sender
+                .send_request(req)
+                .await
+                .map_err(ClientError::Request)?;
+            read_whole(res, max_body, start).await
+        }
+        .await;
+        conn_task.abort();
+        answer
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Timeout(timeout)),
+    }
+}
+
 /// [`fetch_from`], over TLS when `tls` is given.
 pub async fn fetch_with(
     local: Option<IpAddr>,
@@ -145,8 +185,8 @@ pub async fn fetch_with(
             .await
             .map_err(ClientError::from_connect)?;
         let _ = stream.set_nodelay(true);
-        let (parts, body) = match tls {
-            None => exchange(stream, req, max_body).await?,
+        match tls {
+            None => exchange(stream, req, max_body, start).await,
             Some(t) => {
                 let name = rustls::pki_types::ServerName::try_from(t.server_name.clone()).map_err(
                     |e| ClientError::ServerName {
@@ -158,15 +198,9 @@ pub async fn fetch_with(
                     .connect(name, stream)
                     .await
                     .map_err(ClientError::TlsHandshake)?;
-                exchange(stream, req, max_body).await?
+                exchange(stream, req, max_body, start).await
             }
-        };
-        Ok(Fetched {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-            latency: start.elapsed(),
-        })
+        }
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
@@ -179,7 +213,8 @@ async fn exchange<S>(
     stream: S,
     req: http::Request<Full<Bytes>>,
     max_body: usize,
-) -> Result<(http::response::Parts, Bytes), ClientError>
+    start: Instant,
+) -> Result<Fetched, ClientError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -187,16 +222,35 @@ where
         .await
         .map_err(ClientError::Handshake)?;
     let conn_task = tokio::spawn(conn);
-    let res = sender
-        .send_request(req)
-        .await
-        .map_err(ClientError::Request)?;
+    let answer = async {
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(ClientError::Request)?;
+        read_whole(res, max_body, start).await
+    }
+    .await;
+    conn_task.abort();
+    answer
+}
+
+/// The whole answer, at most `max_body` bytes of body, trailers kept.
+async fn read_whole(
+    res: http::Response<hyper::body::Incoming>,
+    max_body: usize,
+    start: Instant,
+) -> Result<Fetched, ClientError> {
     let (parts, body) = res.into_parts();
-    let body = Limited::new(body, max_body)
+    let collected = Limited::new(body, max_body)
         .collect()
         .await
-        .map_err(ClientError::Body)?
-        .to_bytes();
-    conn_task.abort();
-    Ok((parts, body))
+        .map_err(ClientError::Body)?;
+    let trailers = collected.trailers().cloned();
+    Ok(Fetched {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: collected.to_bytes(),
+        trailers,
+        latency: start.elapsed(),
+    })
 }
