@@ -93,7 +93,7 @@ fn admin_token(config: &Config) -> Result<meridian_http::secrets::AdminToken, No
 
 /// Runs node `name` of `config` until SIGINT or SIGTERM, then drains and returns.
 pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
-    let Some(node) = config.node(name) else {
+    let Some(node) = config.node_or_replacement(name) else {
         let known: Vec<String> = config.nodes().into_iter().map(|n| n.name).collect();
         return Err(NodeError::UnknownNode {
             name: name.to_owned(),
@@ -168,7 +168,15 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
                     },
                     quote_cache: demo_quote_cache(config, &node, || cache_password(config))?,
                 };
-                meridian_demo::serve(node.address, opts, meridian_http::shutdown_signal()).await?;
+                let version = crate::instances::read_version(&state_dir(), config, &node.name);
+                meridian_demo::serve_version(
+                    node.address,
+                    opts,
+                    meridian_demo::ServiceVersion(version),
+                    meridian_http::ServerOptions::default(),
+                    meridian_http::shutdown_signal(),
+                )
+                .await?;
             }
             ServiceRuntime::Command { argv } => {
                 // Replace this process with the user's server so signals reach it directly.
@@ -184,6 +192,10 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
                     .env("MERIDIAN_REGION", node.region.clone().unwrap_or_default())
                     .env("MERIDIAN_AZ", node.az.clone().unwrap_or_default())
                     .env("MERIDIAN_INSTANCE", &node.name)
+                    .env(
+                        "MERIDIAN_SERVICE_VERSION",
+                        crate::instances::read_version(&state_dir(), config, &node.name),
+                    )
                     .exec();
                 return Err(NodeError::Exec {
                     program: args[0].clone(),

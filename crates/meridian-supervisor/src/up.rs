@@ -10,7 +10,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::process::{Child, Command};
@@ -53,16 +53,26 @@ pub enum UpError {
 }
 
 /// One supervised node and what is known about its current process.
-struct Slot {
-    spec: NodeSpec,
-    pid: Mutex<Option<u32>>,
+pub(crate) struct Slot {
+    pub(crate) spec: NodeSpec,
+    pub(crate) pid: Mutex<Option<u32>>,
     restarts: AtomicU32,
+    /// The version a service instance runs (`instances.rs`); empty for other roles.
+    pub(crate) version: Mutex<String>,
+    /// Whether the node should run: false for a service instance's replacement home
+    /// until a rollout starts it, and for an instance a rollout has stopped.
+    pub(crate) active: AtomicBool,
 }
 
-struct Shared {
-    opts: UpOptions,
+pub(crate) struct Shared {
+    pub(crate) opts: UpOptions,
     config_path: PathBuf,
-    slots: Vec<Arc<Slot>>,
+    /// Every node, and every service instance's replacement home (inactive until used).
+    pub(crate) slots: Vec<Arc<Slot>>,
+    /// True once the deployment stops: what a slot started at run time is told too.
+    pub(crate) stopping: watch::Receiver<bool>,
+    /// The rollout running or last run (`rollout.rs`).
+    pub(crate) rollout: crate::rollout::Progress,
     status: Mutex<Status>,
     /// Serializes writes of endpoints.json (they share one temp file).
     write_lock: Mutex<()>,
@@ -92,11 +102,14 @@ impl Shared {
             nodes: self
                 .slots
                 .iter()
+                .filter(|s| s.active.load(Ordering::Acquire))
                 .map(|s| NodeState {
                     spec: s.spec.clone(),
                     public: Some(cfg.public_address(&s.spec)),
                     pid: *s.pid.lock().unwrap_or_else(|p| p.into_inner()),
                     restarts: s.restarts.load(Ordering::Relaxed),
+                    version: (s.spec.role == Role::Service)
+                        .then(|| s.version.lock().unwrap_or_else(|p| p.into_inner()).clone()),
                 })
                 .collect(),
             client_locations: meridian_config::state::ClientLocationState::all(cfg),
@@ -104,11 +117,19 @@ impl Shared {
     }
 
     /// Rewrites endpoints.json; called whenever a pid or the status changes.
-    fn publish(&self) {
+    pub(crate) fn publish(&self) {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = self.state().write(&self.opts.state_dir) {
             tracing::error!(error = %e, "cannot write endpoints.json");
         }
+    }
+
+    /// Nodes that run (replacement homes only while a rollout uses them).
+    fn active_count(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.active.load(Ordering::Acquire))
+            .count()
     }
 
     fn set_status(&self, s: Status) {
@@ -116,7 +137,7 @@ impl Shared {
         self.publish();
     }
 
-    fn event(&self, text: &str) {
+    pub(crate) fn event(&self, text: &str) {
         tracing::warn!("{text}");
         let line = format!(
             "{} {text}\n",
@@ -287,18 +308,23 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         "1 while the node's process is running",
         Family::<Labels, Gauge>::default(),
     );
+    let (stopping_tx, stopping_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         config_path,
-        slots: nodes
-            .iter()
-            .map(|n| {
+        slots: crate::instances::with_replacements(cfg, &nodes)
+            .into_iter()
+            .map(|(n, active)| {
                 Arc::new(Slot {
-                    spec: n.clone(),
+                    version: Mutex::new(crate::instances::initial_version(&opts.state_dir, cfg, &n)),
+                    spec: n,
                     pid: Mutex::new(None),
                     restarts: AtomicU32::new(0),
+                    active: AtomicBool::new(active),
                 })
             })
             .collect(),
+        stopping: stopping_rx.clone(),
+        rollout: crate::rollout::Progress::default(),
         status: Mutex::new(Status::Starting),
         write_lock: Mutex::new(()),
         started,
@@ -316,7 +342,6 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         let _ = stop_admin_rx.await;
     }));
 
-    let (stopping_tx, stopping_rx) = watch::channel(false);
     let mut runners = Vec::new();
     let signal = meridian_http::shutdown_signal();
     tokio::pin!(signal);
@@ -335,7 +360,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
                 shared.started.elapsed(),
             );
             (&mut signal).await;
-            eprintln!("\nstopping {} nodes...", shared.slots.len());
+            eprintln!("\nstopping {} nodes...", shared.active_count());
             Ok(())
         }
         Err(e) => Err(e),
@@ -420,7 +445,7 @@ fn spawn_child(shared: &Shared, spec: &NodeSpec) -> std::io::Result<Child> {
 }
 
 /// Keeps one node running: restart with exponential backoff, reset after a stable run.
-async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping: watch::Receiver<bool>) {
+pub(crate) async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping: watch::Receiver<bool>) {
     let sup = &shared.opts.config.supervisor;
     let mut backoff = sup.restart_backoff;
     let name = slot.spec.name.clone();
@@ -448,7 +473,7 @@ async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping: watch::Re
             }
             Err(e) => format!("could not start: {e}"),
         };
-        if *stopping.borrow() {
+        if *stopping.borrow() || !slot.active.load(Ordering::Acquire) {
             shared.publish();
             return;
         }
@@ -482,7 +507,7 @@ async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping: watch::Re
 }
 
 /// What `up` probes to call a node healthy.
-fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck) {
+pub(crate) fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck) {
     let lb_check = &shared.opts.config.load_balancer.health_check;
     let quick = HealthCheck {
         timeout: Duration::from_millis(800),
@@ -515,7 +540,8 @@ async fn start_in_waves(
 ) -> Result<(), UpError> {
     let total = shared.slots.len();
     eprintln!(
-        "starting {total} nodes of `{}` ({} region(s))...",
+        "starting {} nodes of `{}` ({} region(s))...",
+        shared.active_count(),
         shared.opts.config.deployment.name,
         shared.opts.config.regions.len()
     );
@@ -528,6 +554,7 @@ async fn start_in_waves(
         .collect();
     let data: Vec<usize> = (0..total)
         .filter(|i| matches!(role_of(i), Role::Service | Role::Lb))
+        .filter(|i| shared.slots[*i].active.load(Ordering::Acquire))
         .collect();
     let wan: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Wan).collect();
     let edges: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Edge).collect();
@@ -567,8 +594,9 @@ async fn wait_ready(
             if out.healthy {
                 ready[i] = true;
                 eprintln!(
-                    "  [{:>2}/{total}] {} healthy ({:.1}s)",
+                    "  [{:>2}/{}] {} healthy ({:.1}s)",
                     ready.iter().filter(|r| **r).count(),
+                    shared.active_count(),
                     slot.spec.name,
                     shared.started.elapsed().as_secs_f64()
                 );
@@ -667,7 +695,16 @@ async fn serve_admin(
             return;
         }
     };
-    meridian_http::admin::Router::new(shared, "supervisor endpoints: /metrics, /health, /state")
+    let token =
+        meridian_http::secrets::AdminToken::load(&shared.opts.config.secrets.admin_token, &shared.opts.state_dir)
+            .map_err(|e| tracing::error!("rollouts need the admin token: {e}"))
+            .ok();
+    let router = meridian_http::admin::Router::new(
+        shared,
+        "supervisor endpoints: /metrics, /health, /state, /rollout",
+    )
+    .token(token);
+    crate::rollout::routes(router)
         .metrics(move |_| metrics.encode())
         .health(|_| serde_json::json!({ "status": "healthy", "role": "supervisor" }))
         .open(
