@@ -40,10 +40,15 @@ impl Default for DeploymentConfiguration {
 
 pub(crate) fn read_deployment(t: &Table, d: &mut Diagnostics) -> DeploymentConfiguration {
     let mut c = DeploymentConfiguration::default();
-    if let Some(v) = t.int(d, "minimum_healthy_percent", 0..=100) {
+    let min = t.int(d, "minimum_healthy_percent", 0..=100);
+    let max = t.int(d, "maximum_percent", 100..=400);
+    // A bound already reported as wrong is not judged again with the other one.
+    let both_read = min.is_some() == t.has("minimum_healthy_percent")
+        && max.is_some() == t.has("maximum_percent");
+    if let Some(v) = min {
         c.minimum_healthy_percent = v as u32;
     }
-    if let Some(v) = t.int(d, "maximum_percent", 100..=400) {
+    if let Some(v) = max {
         c.maximum_percent = v as u32;
     }
     if let Some(v) = t.bool(d, "circuit_breaker") {
@@ -65,7 +70,7 @@ pub(crate) fn read_deployment(t: &Table, d: &mut Diagnostics) -> DeploymentConfi
         }
     }
     // Both at their limits leaves no room to start a new instance nor to stop an old one.
-    if c.minimum_healthy_percent == 100 && c.maximum_percent == 100 {
+    if both_read && c.minimum_healthy_percent == 100 && c.maximum_percent == 100 {
         if let Some(f) = t.get("maximum_percent").or_else(|| t.get("minimum_healthy_percent")) {
             d.error(
                 f.span,
