@@ -104,7 +104,7 @@ impl Target {
 /// check, so each group has its own board) and how a target is picked.
 pub struct TargetGroup {
     pub name: String,
-    pub targets: Targets,
+    pub targets: Targets<Target>,
     pub board: HealthBoard,
     pub config: meridian_config::TargetGroup,
     algorithm: Algorithm,

@@ -1,17 +1,16 @@
-//! The targets of one group: a list that only grows while the balancer runs, so that a
+//! The targets of one group (generic, so this file names nothing of `target.rs`): a list that only grows while the balancer runs, so that a
 //! target's index (what picks, retries and stickiness hold) never changes, and reading it
 //! takes no lock. Deregistering a target changes its state, not the list; registering one
 //! again (same name) reuses its entry.
 
-use crate::target::Target;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// ALB's quota of targets per target group.
 pub const MAX_TARGETS: usize = 1000;
 
-pub struct Targets {
-    slots: Box<[OnceLock<Target>]>,
+pub struct Targets<T> {
+    slots: Box<[OnceLock<T>]>,
     /// Entries set so far: every slot below `len` is set.
     len: AtomicUsize,
     /// Serializes additions (reads never wait on it).
@@ -22,8 +21,8 @@ pub struct Targets {
 #[error("the target group already has {MAX_TARGETS} targets (ALB's quota)")]
 pub struct Full;
 
-impl Targets {
-    pub fn new(initial: Vec<Target>) -> Self {
+impl<T> Targets<T> {
+    pub fn new(initial: Vec<T>) -> Self {
         let targets = Targets {
             slots: (0..MAX_TARGETS).map(|_| OnceLock::new()).collect(),
             len: AtomicUsize::new(0),
@@ -44,7 +43,7 @@ impl Targets {
         self.len() == 0
     }
 
-    pub fn get(&self, i: usize) -> Option<&Target> {
+    pub fn get(&self, i: usize) -> Option<&T> {
         if i < self.len() {
             self.slots[i].get()
         } else {
@@ -52,12 +51,12 @@ impl Targets {
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Target> {
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
         (0..self.len()).filter_map(|i| self.slots[i].get())
     }
 
     /// Adds `t` at the end; its index.
-    pub(crate) fn push(&self, t: Target) -> Result<usize, Full> {
+    pub(crate) fn push(&self, t: T) -> Result<usize, Full> {
         let _g = self.adding.lock().unwrap_or_else(|p| p.into_inner());
         let i = self.len.load(Ordering::Acquire);
         let slot = self.slots.get(i).ok_or(Full)?;
@@ -67,10 +66,10 @@ impl Targets {
     }
 }
 
-impl std::ops::Index<usize> for Targets {
-    type Output = Target;
+impl<T> std::ops::Index<usize> for Targets<T> {
+    type Output = T;
 
-    fn index(&self, i: usize) -> &Target {
+    fn index(&self, i: usize) -> &T {
         match self.get(i) {
             Some(t) => t,
             None => panic!("no target {i} of {}", self.len()),
@@ -78,9 +77,9 @@ impl std::ops::Index<usize> for Targets {
     }
 }
 
-impl<'a> IntoIterator for &'a Targets {
-    type Item = &'a Target;
-    type IntoIter = Box<dyn Iterator<Item = &'a Target> + 'a>;
+impl<'a, T> IntoIterator for &'a Targets<T> {
+    type Item = &'a T;
+    type IntoIter = Box<dyn Iterator<Item = &'a T> + 'a>;
 
     fn into_iter(self) -> Self::IntoIter {
         Box::new(self.iter())

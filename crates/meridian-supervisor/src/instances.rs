@@ -7,7 +7,7 @@
 //! the service node reads it there (`read_version`), so a restart after a crash keeps the
 //! version the rollout gave it.
 
-use crate::up::{Shared, Slot};
+use crate::fleet::{Fleet, Slot};
 use meridian_config::{Config, NodeSpec, Role};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -65,32 +65,32 @@ pub fn read_version(state_dir: &Path, cfg: &Config, node: &str) -> String {
 }
 
 /// The slot of node `name`.
-pub(crate) fn slot(shared: &Shared, name: &str) -> Option<Arc<Slot>> {
-    shared.slots.iter().find(|s| s.spec.name == name).cloned()
+pub(crate) fn slot(shared: &Arc<dyn Fleet>, name: &str) -> Option<Arc<Slot>> {
+    shared.slots().iter().find(|s| s.spec.name == name).cloned()
 }
 
 /// Starts (and from now on supervises) the instance of `slot` at `version`.
-pub(crate) fn start(shared: &Arc<Shared>, slot: &Arc<Slot>, version: &str) -> std::io::Result<()> {
-    write_version(&shared.opts.state_dir, &slot.spec.name, version)?;
+pub(crate) fn start(
+    shared: &Arc<dyn Fleet>,
+    slot: &Arc<Slot>,
+    version: &str,
+) -> std::io::Result<()> {
+    write_version(shared.state_dir(), &slot.spec.name, version)?;
     *slot.version.lock().unwrap_or_else(|p| p.into_inner()) = version.to_owned();
     if slot.active.swap(true, Ordering::AcqRel) {
         return Ok(()); // already running
     }
-    tokio::spawn(crate::up::supervise(
-        shared.clone(),
-        slot.clone(),
-        shared.stopping.clone(),
-    ));
+    shared.clone().supervise(slot.clone());
     shared.publish();
     Ok(())
 }
 
 /// Stops the instance of `slot` for good (SIGTERM: it drains; SIGKILL at the stop
 /// timeout), and waits for it to exit.
-pub(crate) async fn stop(shared: &Shared, slot: &Slot) {
+pub(crate) async fn stop(shared: &Arc<dyn Fleet>, slot: &Slot) {
     slot.active.store(false, Ordering::Release);
     let pid = || *slot.pid.lock().unwrap_or_else(|p| p.into_inner());
-    let deadline = Instant::now() + shared.opts.config.supervisor.stop_timeout;
+    let deadline = Instant::now() + shared.config().supervisor.stop_timeout;
     if let Some(p) = pid() {
         signal(p, libc::SIGTERM);
     }
@@ -113,12 +113,12 @@ fn signal(pid: u32, sig: i32) {
 /// Waits until the instance passes the balancer's health check, as `up` does at start;
 /// the last failure when `timeout` passes first.
 pub(crate) async fn wait_healthy(
-    shared: &Shared,
+    shared: &Arc<dyn Fleet>,
     slot: &Slot,
     timeout: Duration,
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    let (addr, check) = crate::up::readiness_check(shared, &slot.spec);
+    let (addr, check) = shared.readiness(&slot.spec);
     loop {
         let out = meridian_health::probe(addr, &check).await;
         if out.healthy {

@@ -15,57 +15,18 @@
 use crate::instances;
 use crate::rollout_lb::Balancer;
 use crate::rollout_plan::{plan, Step};
-use crate::up::{Shared, Slot};
+use crate::fleet::{Fleet, RegionProgress, Report, Slot};
 use meridian_config::{DeploymentConfiguration, Role};
-use serde::Serialize;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The rollout running or last run, as `GET /rollout` shows it.
-#[derive(Default)]
-pub(crate) struct Progress(Mutex<Option<Report>>);
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Report {
-    pub(crate) version: String,
-    pub(crate) previous: String,
-    /// `running`, `succeeded`, `rolled_back` (the circuit breaker tripped and every
-    /// instance is back on `previous`) or `failed` (it stopped where it was).
-    pub(crate) state: &'static str,
-    /// Why it did not succeed, in one line.
-    pub(crate) reason: Option<String>,
-    /// Every step, in order.
-    pub(crate) steps: Vec<String>,
-    pub(crate) regions: Vec<RegionProgress>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct RegionProgress {
-    pub(crate) region: String,
-    /// Instances on the version being rolled out, of `total`.
-    pub(crate) done: usize,
-    pub(crate) total: usize,
-}
-
-impl Progress {
-    fn update(&self, f: impl FnOnce(&mut Report)) {
-        if let Some(r) = self.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            f(r)
-        }
-    }
-
-    fn report(&self) -> Option<Report> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
 /// `GET /rollout` (open) and `POST /rollout?version=V` (admin token).
-pub(crate) fn routes(
-    r: meridian_http::admin::Router<Arc<Shared>>,
-) -> meridian_http::admin::Router<Arc<Shared>> {
+pub(crate) fn routes<F: Fleet>(
+    r: meridian_http::admin::Router<Arc<F>>,
+) -> meridian_http::admin::Router<Arc<F>> {
     r.open(meridian_http::admin::READ, "/rollout", |shared, _| async move {
-        match shared.rollout.report() {
+        match shared.rollout().report() {
             Some(r) => meridian_http::json(
                 http::StatusCode::OK,
                 serde_json::to_string(&r).unwrap_or_default(),
@@ -78,7 +39,8 @@ pub(crate) fn routes(
     })
     .guarded(&[http::Method::POST], "/rollout", |shared, req| async move {
         let version = meridian_http::percent::query_param(req.uri().query(), "version");
-        match begin(&shared, version) {
+        let fleet: Arc<dyn Fleet> = shared;
+        match begin(&fleet, version) {
             Ok(r) => meridian_http::json(
                 http::StatusCode::ACCEPTED,
                 serde_json::to_string(&r).unwrap_or_default(),
@@ -91,17 +53,17 @@ pub(crate) fn routes(
 }
 
 /// The version the service instances run now (the first running one's).
-fn current_version(shared: &Shared) -> String {
+fn current_version(shared: &Arc<dyn Fleet>) -> String {
     shared
-        .slots
+        .slots()
         .iter()
         .find(|s| s.spec.role == Role::Service && s.active.load(Ordering::Acquire))
         .map(|s| s.version.lock().unwrap_or_else(|p| p.into_inner()).clone())
-        .unwrap_or_else(|| shared.opts.config.service.version.clone())
+        .unwrap_or_else(|| shared.config().service.version.clone())
 }
 
 fn begin(
-    shared: &Arc<Shared>,
+    shared: &Arc<dyn Fleet>,
     version: Option<String>,
 ) -> Result<Report, (http::StatusCode, String)> {
     let bad = |e: String| (http::StatusCode::BAD_REQUEST, e);
@@ -112,7 +74,7 @@ fn begin(
         )));
     }
     if !matches!(
-        shared.opts.config.service.runtime,
+        shared.config().service.runtime,
         meridian_config::ServiceRuntime::Demo { .. }
     ) {
         return Err(bad(
@@ -127,7 +89,7 @@ fn begin(
         ));
     }
     let report = {
-        let mut slot = shared.rollout.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = shared.rollout().0.lock().unwrap_or_else(|p| p.into_inner());
         if slot.as_ref().is_some_and(|r| r.state == "running") {
             return Err((
                 http::StatusCode::CONFLICT,
@@ -150,14 +112,14 @@ fn begin(
 }
 
 /// One line of progress: an event (events.log) and a step of the report.
-fn note(shared: &Shared, text: String) {
+fn note(shared: &Arc<dyn Fleet>, text: String) {
     shared.event(&format!("rollout: {text}"));
-    shared.rollout.update(|r| r.steps.push(text));
+    shared.rollout().update(|r| r.steps.push(text));
 }
 
-async fn run(shared: Arc<Shared>, version: String, previous: String) {
+async fn run(shared: Arc<dyn Fleet>, version: String, previous: String) {
     note(&shared, format!("from version {previous} to {version}"));
-    let conf = shared.opts.config.service.deployment.clone();
+    let conf = shared.config().service.deployment.clone();
     let forward = Roll {
         shared: &shared,
         version: &version,
@@ -196,7 +158,7 @@ async fn run(shared: Arc<Shared>, version: String, previous: String) {
             ("failed", Some(reason))
         }
     };
-    shared.rollout.update(|r| {
+    shared.rollout().update(|r| {
         r.state = state;
         r.reason = reason;
     });
@@ -218,8 +180,8 @@ fn active(s: &Slot) -> bool {
 }
 
 /// The instances of `az` (in `region`) that do not run `version`.
-fn positions(shared: &Shared, region: &str, az: &str, version: &str) -> Vec<Position> {
-    let cfg = &shared.opts.config;
+fn positions(shared: &Arc<dyn Fleet>, region: &str, az: &str, version: &str) -> Vec<Position> {
+    let cfg = &shared.config();
     cfg.targets_of(region)
         .into_iter()
         .filter(|n| n.az.as_deref() == Some(az))
@@ -233,7 +195,7 @@ fn positions(shared: &Shared, region: &str, az: &str, version: &str) -> Vec<Posi
 }
 
 struct Roll<'a> {
-    shared: &'a Arc<Shared>,
+    shared: &'a Arc<dyn Fleet>,
     version: &'a str,
     conf: &'a DeploymentConfiguration,
     /// Whether the circuit breaker watches (not while rolling back).
@@ -242,13 +204,13 @@ struct Roll<'a> {
 
 impl Roll<'_> {
     async fn balancer(&self, region: &str) -> Result<Balancer, String> {
-        let cfg = &self.shared.opts.config;
+        let cfg = &self.shared.config();
         let admin = cfg
             .lb_admin(region)
             .ok_or_else(|| format!("region {region} has no balancer"))?;
         let token = meridian_http::secrets::AdminToken::load(
             &cfg.secrets.admin_token,
-            &self.shared.opts.state_dir,
+            &self.shared.state_dir(),
         )
         .map_err(|e| format!("cannot read the admin token: {e}"))?
         .current();
@@ -260,7 +222,7 @@ impl Roll<'_> {
     }
 
     fn drain_bound(&self) -> Duration {
-        let lb = &self.shared.opts.config.load_balancer;
+        let lb = &self.shared.config().load_balancer;
         let delay = lb
             .effective_target_groups()
             .iter()
@@ -271,10 +233,10 @@ impl Roll<'_> {
     }
 
     async fn run(&self) -> Result<(), String> {
-        let cfg = &self.shared.opts.config;
+        let cfg = &self.shared.config();
         let mut regions: Vec<_> = cfg.regions.iter().collect();
         regions.sort_by_key(|r| !r.primary);
-        self.shared.rollout.update(|r| {
+        self.shared.rollout().update(|r| {
             r.regions = regions
                 .iter()
                 .map(|g| RegionProgress {
@@ -318,7 +280,7 @@ impl Roll<'_> {
                 Step::Stop(k) => {
                     for p in &ps[stopped..stopped + k] {
                         self.retire(lb, &p.old).await?;
-                        self.shared.rollout.update(|r| {
+                        self.shared.rollout().update(|r| {
                             if let Some(g) = r.regions.iter_mut().find(|g| g.region == region) {
                                 g.done += 1;
                             }
@@ -398,7 +360,7 @@ impl Roll<'_> {
     /// the one on the other version (deregistered first if it was registered), then any
     /// instance still on another version is replaced as a rollout would.
     async fn rollback(&self) -> Result<(), String> {
-        let cfg = &self.shared.opts.config;
+        let cfg = &self.shared.config();
         for region in &cfg.regions {
             let lb = self.balancer(&region.name).await?;
             for n in cfg.targets_of(&region.name) {

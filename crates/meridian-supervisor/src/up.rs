@@ -1,5 +1,6 @@
 //! `meridian up`: a whole deployment as supervised child processes.
 
+use crate::fleet::Slot;
 use meridian_config::state::{DeploymentState, NodeState, Status};
 use meridian_config::{CheckProtocol, Config, HealthCheck, NodeSpec, Role, StatusMatcher};
 use meridian_telemetry::prometheus_client::metrics::{
@@ -52,27 +53,15 @@ pub enum UpError {
     },
 }
 
-/// One supervised node and what is known about its current process.
-pub(crate) struct Slot {
-    pub(crate) spec: NodeSpec,
-    pub(crate) pid: Mutex<Option<u32>>,
-    restarts: AtomicU32,
-    /// The version a service instance runs (`instances.rs`); empty for other roles.
-    pub(crate) version: Mutex<String>,
-    /// Whether the node should run: false for a service instance's replacement home
-    /// until a rollout starts it, and for an instance a rollout has stopped.
-    pub(crate) active: AtomicBool,
-}
-
-pub(crate) struct Shared {
-    pub(crate) opts: UpOptions,
+struct Shared {
+    opts: UpOptions,
     config_path: PathBuf,
     /// Every node, and every service instance's replacement home (inactive until used).
-    pub(crate) slots: Vec<Arc<Slot>>,
+    slots: Vec<Arc<Slot>>,
     /// True once the deployment stops: what a slot started at run time is told too.
-    pub(crate) stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
     /// The rollout running or last run (`rollout.rs`).
-    pub(crate) rollout: crate::rollout::Progress,
+    rollout: crate::fleet::Progress,
     status: Mutex<Status>,
     /// Serializes writes of endpoints.json (they share one temp file).
     write_lock: Mutex<()>,
@@ -117,7 +106,7 @@ impl Shared {
     }
 
     /// Rewrites endpoints.json; called whenever a pid or the status changes.
-    pub(crate) fn publish(&self) {
+    fn publish(&self) {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = self.state().write(&self.opts.state_dir) {
             tracing::error!(error = %e, "cannot write endpoints.json");
@@ -137,7 +126,7 @@ impl Shared {
         self.publish();
     }
 
-    pub(crate) fn event(&self, text: &str) {
+    fn event(&self, text: &str) {
         tracing::warn!("{text}");
         let line = format!(
             "{} {text}\n",
@@ -154,6 +143,35 @@ impl Shared {
         {
             let _ = f.write_all(line.as_bytes());
         }
+    }
+}
+
+/// What rollouts (`rollout.rs`, `instances.rs`) use of the supervisor.
+impl crate::fleet::Fleet for Shared {
+    fn config(&self) -> &Config {
+        &self.opts.config
+    }
+    fn state_dir(&self) -> &std::path::Path {
+        &self.opts.state_dir
+    }
+    fn slots(&self) -> &[Arc<Slot>] {
+        &self.slots
+    }
+    fn supervise(self: Arc<Self>, slot: Arc<Slot>) {
+        let stopping = self.stopping.clone();
+        tokio::spawn(supervise(self, slot, stopping));
+    }
+    fn readiness(&self, spec: &NodeSpec) -> (SocketAddr, HealthCheck) {
+        readiness_check(self, spec)
+    }
+    fn publish(&self) {
+        Shared::publish(self)
+    }
+    fn event(&self, text: &str) {
+        Shared::event(self, text)
+    }
+    fn rollout(&self) -> &crate::fleet::Progress {
+        &self.rollout
     }
 }
 
@@ -324,7 +342,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
             })
             .collect(),
         stopping: stopping_rx.clone(),
-        rollout: crate::rollout::Progress::default(),
+        rollout: crate::fleet::Progress::default(),
         status: Mutex::new(Status::Starting),
         write_lock: Mutex::new(()),
         started,
@@ -445,7 +463,7 @@ fn spawn_child(shared: &Shared, spec: &NodeSpec) -> std::io::Result<Child> {
 }
 
 /// Keeps one node running: restart with exponential backoff, reset after a stable run.
-pub(crate) async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping: watch::Receiver<bool>) {
+async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping: watch::Receiver<bool>) {
     let sup = &shared.opts.config.supervisor;
     let mut backoff = sup.restart_backoff;
     let name = slot.spec.name.clone();
@@ -507,7 +525,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping
 }
 
 /// What `up` probes to call a node healthy.
-pub(crate) fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck) {
+fn readiness_check(shared: &Shared, spec: &NodeSpec) -> (SocketAddr, HealthCheck) {
     let lb_check = &shared.opts.config.load_balancer.health_check;
     let quick = HealthCheck {
         timeout: Duration::from_millis(800),
