@@ -25,6 +25,7 @@ mod network;
 mod raw;
 mod read;
 mod region;
+mod replacement;
 mod security;
 mod serde_duration;
 mod service;
@@ -34,7 +35,6 @@ pub mod state;
 mod supervisor;
 mod target_group;
 mod topology;
-mod replacement;
 pub mod units;
 
 pub use cache_tier::*;

@@ -71,7 +71,10 @@ pub(crate) fn read_deployment(t: &Table, d: &mut Diagnostics) -> DeploymentConfi
     }
     // Both at their limits leaves no room to start a new instance nor to stop an old one.
     if both_read && c.minimum_healthy_percent == 100 && c.maximum_percent == 100 {
-        if let Some(f) = t.get("maximum_percent").or_else(|| t.get("minimum_healthy_percent")) {
+        if let Some(f) = t
+            .get("maximum_percent")
+            .or_else(|| t.get("minimum_healthy_percent"))
+        {
             d.error(
                 f.span,
                 &f.key,

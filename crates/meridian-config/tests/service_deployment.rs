@@ -75,7 +75,11 @@ fn both_bounds_at_100_is_refused() {
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert_eq!(errs[0].key, "service.deployment.maximum_percent");
     assert_eq!(errs[0].line, 15);
-    assert!(errs[0].fix.contains("raise maximum_percent"), "{}", errs[0].fix);
+    assert!(
+        errs[0].fix.contains("raise maximum_percent"),
+        "{}",
+        errs[0].fix
+    );
 }
 
 #[test]
@@ -87,8 +91,12 @@ fn an_instance_has_a_second_home_that_collides_with_nothing() {
     assert_eq!(b.name, "svc-us-east-1a-1-b");
     assert_eq!(b.address.ip(), svc.address.ip());
     assert_eq!(b.address.port(), svc.address.port() + 1);
-    assert!(nodes.iter().all(|n| n.address != b.address && n.admin != b.address));
+    assert!(nodes
+        .iter()
+        .all(|n| n.address != b.address && n.admin != b.address));
     assert_eq!(c.node_or_replacement("svc-us-east-1a-1-b"), Some(b));
     assert_eq!(c.node_or_replacement("lb-us-east-1-b"), None);
-    assert!(c.replacement_of(nodes.iter().find(|n| n.name == "lb-us-east-1").unwrap()).is_none());
+    assert!(c
+        .replacement_of(nodes.iter().find(|n| n.name == "lb-us-east-1").unwrap())
+        .is_none());
 }

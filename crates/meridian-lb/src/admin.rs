@@ -98,11 +98,13 @@ fn register(lb: &LoadBalancer, query: Option<&str>) -> http::Response<meridian_h
     let Some(az) = meridian_http::percent::query_param(query, "az") else {
         return bad("give az=AZ: groups choose their targets by AZ".into());
     };
-    let name = meridian_http::percent::query_param(query, "name").unwrap_or_else(|| addr.to_string());
+    let name =
+        meridian_http::percent::query_param(query, "name").unwrap_or_else(|| addr.to_string());
     match lb.register_target(&name, addr, &az) {
         Ok(groups) => meridian_http::json(
             StatusCode::OK,
-            json!({ "target": name, "address": addr.to_string(), "target_groups": groups }).to_string(),
+            json!({ "target": name, "address": addr.to_string(), "target_groups": groups })
+                .to_string(),
         ),
         Err(e) => meridian_http::json(
             StatusCode::CONFLICT,

@@ -11,12 +11,12 @@ mod access_log;
 mod admin;
 mod options;
 mod proxy;
+mod registry;
 mod retry;
 mod rules;
 mod sticky;
 mod target;
 mod targets;
-mod registry;
 mod trace;
 mod upgrade;
 

@@ -19,7 +19,9 @@ pub enum RegistrationError {
         registered: SocketAddr,
         asked: SocketAddr,
     },
-    #[error("target {0} is still draining; register it again once its deregistration delay is over")]
+    #[error(
+        "target {0} is still draining; register it again once its deregistration delay is over"
+    )]
     Draining(String),
     #[error("no target group takes targets in AZ {0}")]
     NoGroup(String),
@@ -41,7 +43,11 @@ impl LoadBalancer {
         let m = self.lb_metrics();
         let mut joined = Vec::new();
         for g in self.groups() {
-            if g.config.azs.as_ref().is_some_and(|azs| !azs.iter().any(|a| a == az)) {
+            if g.config
+                .azs
+                .as_ref()
+                .is_some_and(|azs| !azs.iter().any(|a| a == az))
+            {
                 continue;
             }
             let hc = &g.config.health_check;

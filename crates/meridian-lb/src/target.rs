@@ -1,10 +1,10 @@
 //! A target group and the algorithms that pick a target from it.
 
+use crate::targets::Targets;
 use meridian_config::Algorithm;
 use meridian_health::{HealthBoard, HealthHandle};
 use meridian_telemetry::prometheus_client::metrics::gauge::Gauge;
 use std::net::SocketAddr;
-use crate::targets::Targets;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -45,7 +45,12 @@ async fn instance(addr: SocketAddr, name: &str, work: Duration) {
 }
 
 /// One request; (status, head, body).
-async fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -80,13 +85,17 @@ fn instance_of(head: &str) -> String {
 async fn target(admin: SocketAddr, name: &str) -> Option<(String, String, i64)> {
     let (_, _, body) = call(admin, "GET", "/targets", None).await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["targets"].as_array()?.iter().find(|t| t["target"] == name).map(|t| {
-        (
-            t["state"].as_str().unwrap().to_owned(),
-            t["health"].as_str().unwrap().to_owned(),
-            t["outstanding_requests"].as_i64().unwrap(),
-        )
-    })
+    v["targets"]
+        .as_array()?
+        .iter()
+        .find(|t| t["target"] == name)
+        .map(|t| {
+            (
+                t["state"].as_str().unwrap().to_owned(),
+                t["health"].as_str().unwrap().to_owned(),
+                t["outstanding_requests"].as_i64().unwrap(),
+            )
+        })
 }
 
 /// Polls until `name` satisfies `ok` (at most 10 s).
@@ -173,8 +182,13 @@ async fn register_then_deregister_with_draining() {
         .map(|_| tokio::spawn(call(lb, "GET", "/api/quotes/AAPL", None)))
         .collect();
     wait_target(admin, "i-a", |_, _, o| o > 0).await;
-    let (status, _, body) =
-        call(admin, "POST", &format!("/targets/deregister?target={a}"), Some(TOKEN)).await;
+    let (status, _, body) = call(
+        admin,
+        "POST",
+        &format!("/targets/deregister?target={a}"),
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(target(admin, "i-a").await.unwrap().0, "draining");
     for r in inflight {
@@ -207,11 +221,16 @@ async fn register_then_deregister_with_draining() {
     wait_target(admin, "i-a", |s, h, _| s == "registered" && h == "healthy").await;
     let mut seen = std::collections::HashSet::new();
     for _ in 0..6 {
-        seen.insert(instance_of(&call(lb, "GET", "/api/quotes/AAPL", None).await.1));
+        seen.insert(instance_of(
+            &call(lb, "GET", "/api/quotes/AAPL", None).await.1,
+        ));
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
     // Another address under a registered name is refused.
-    let clash = format!("/targets/register?target={}&az=test-1a&name=i-a", at(10, 13, 8000));
+    let clash = format!(
+        "/targets/register?target={}&az=test-1a&name=i-a",
+        at(10, 13, 8000)
+    );
     assert_eq!(call(admin, "POST", &clash, Some(TOKEN)).await.0, 409);
 }
 
@@ -223,13 +242,7 @@ async fn without_a_token_nothing_can_be_registered() {
     let admin = opts.admin;
     tokio::spawn(meridian_lb::run(opts, std::future::pending()));
     up(admin).await;
-    let (status, _, _) = call(
-        admin,
-        "POST",
-        "/targets/deregister?target=i-a",
-        Some(TOKEN),
-    )
-    .await;
+    let (status, _, _) = call(admin, "POST", "/targets/deregister?target=i-a", Some(TOKEN)).await;
     assert_eq!(status, 401);
     assert_eq!(target(admin, "i-a").await.unwrap().0, "registered");
 }

@@ -15,8 +15,8 @@ mod state_dir;
 mod table;
 mod up;
 
-pub use node::{run_node, NodeError, EXIT_NEEDS_A_PERSON};
 pub use instances::read_version;
-pub use state_dir::default_state_dir;
+pub use node::{run_node, NodeError, EXIT_NEEDS_A_PERSON};
 pub use rollout_plan::{plan, PlanError, Step};
+pub use state_dir::default_state_dir;
 pub use up::{up, UpError, UpOptions};

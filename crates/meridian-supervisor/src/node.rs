@@ -115,8 +115,12 @@ pub async fn run_node(config: &Config, name: &str) -> Result<(), NodeError> {
                 }
                 Err(_) => {}
             }
-            meridian_lb::run_with_token(opts, Some(admin_token(config)?), meridian_http::shutdown_signal())
-                .await?;
+            meridian_lb::run_with_token(
+                opts,
+                Some(admin_token(config)?),
+                meridian_http::shutdown_signal(),
+            )
+            .await?;
         }
         Role::Wan => {
             let mut opts = meridian_sim::wan::WanOptions::new(node.admin, admin_token(config)?);

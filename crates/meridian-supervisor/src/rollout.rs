@@ -12,10 +12,10 @@
 //! instance goes back to the old version. Every step is an event (`events.log`) and a
 //! line of `GET /rollout`.
 
+use crate::fleet::{Fleet, RegionProgress, Report, Slot};
 use crate::instances;
 use crate::rollout_lb::Balancer;
 use crate::rollout_plan::{plan, Step};
-use crate::fleet::{Fleet, RegionProgress, Report, Slot};
 use meridian_config::{DeploymentConfiguration, Role};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,31 +25,39 @@ use std::time::{Duration, Instant};
 pub(crate) fn routes<F: Fleet>(
     r: meridian_http::admin::Router<Arc<F>>,
 ) -> meridian_http::admin::Router<Arc<F>> {
-    r.open(meridian_http::admin::READ, "/rollout", |shared, _| async move {
-        match shared.rollout().report() {
-            Some(r) => meridian_http::json(
-                http::StatusCode::OK,
-                serde_json::to_string(&r).unwrap_or_default(),
-            ),
-            None => meridian_http::json(
-                http::StatusCode::NOT_FOUND,
-                serde_json::json!({ "error": "no rollout has run" }).to_string(),
-            ),
-        }
-    })
-    .guarded(&[http::Method::POST], "/rollout", |shared, req| async move {
-        let version = meridian_http::percent::query_param(req.uri().query(), "version");
-        let fleet: Arc<dyn Fleet> = shared;
-        match begin(&fleet, version) {
-            Ok(r) => meridian_http::json(
-                http::StatusCode::ACCEPTED,
-                serde_json::to_string(&r).unwrap_or_default(),
-            ),
-            Err((status, e)) => {
-                meridian_http::json(status, serde_json::json!({ "error": e }).to_string())
+    r.open(
+        meridian_http::admin::READ,
+        "/rollout",
+        |shared, _| async move {
+            match shared.rollout().report() {
+                Some(r) => meridian_http::json(
+                    http::StatusCode::OK,
+                    serde_json::to_string(&r).unwrap_or_default(),
+                ),
+                None => meridian_http::json(
+                    http::StatusCode::NOT_FOUND,
+                    serde_json::json!({ "error": "no rollout has run" }).to_string(),
+                ),
             }
-        }
-    })
+        },
+    )
+    .guarded(
+        &[http::Method::POST],
+        "/rollout",
+        |shared, req| async move {
+            let version = meridian_http::percent::query_param(req.uri().query(), "version");
+            let fleet: Arc<dyn Fleet> = shared;
+            match begin(&fleet, version) {
+                Ok(r) => meridian_http::json(
+                    http::StatusCode::ACCEPTED,
+                    serde_json::to_string(&r).unwrap_or_default(),
+                ),
+                Err((status, e)) => {
+                    meridian_http::json(status, serde_json::json!({ "error": e }).to_string())
+                }
+            }
+        },
+    )
 }
 
 /// The version the service instances run now (the first running one's).
@@ -128,7 +136,10 @@ async fn run(shared: Arc<dyn Fleet>, version: String, previous: String) {
     };
     let (state, reason) = match forward.run().await {
         Ok(()) => {
-            note(&shared, format!("finished: every instance runs version {version}"));
+            note(
+                &shared,
+                format!("finished: every instance runs version {version}"),
+            );
             ("succeeded", None)
         }
         Err(reason) if conf.circuit_breaker => {
@@ -144,17 +155,26 @@ async fn run(shared: Arc<dyn Fleet>, version: String, previous: String) {
             };
             match back.rollback().await {
                 Ok(()) => {
-                    note(&shared, format!("rolled back: every instance runs version {previous}"));
+                    note(
+                        &shared,
+                        format!("rolled back: every instance runs version {previous}"),
+                    );
                     ("rolled_back", Some(reason))
                 }
                 Err(e) => {
                     note(&shared, format!("rollback failed: {e}"));
-                    ("failed", Some(format!("{reason}; the rollback failed too: {e}")))
+                    (
+                        "failed",
+                        Some(format!("{reason}; the rollback failed too: {e}")),
+                    )
                 }
             }
         }
         Err(reason) => {
-            note(&shared, format!("stopped (circuit_breaker = false): {reason}"));
+            note(
+                &shared,
+                format!("stopped (circuit_breaker = false): {reason}"),
+            );
             ("failed", Some(reason))
         }
     };
@@ -210,7 +230,7 @@ impl Roll<'_> {
             .ok_or_else(|| format!("region {region} has no balancer"))?;
         let token = meridian_http::secrets::AdminToken::load(
             &cfg.secrets.admin_token,
-            &self.shared.state_dir(),
+            self.shared.state_dir(),
         )
         .map_err(|e| format!("cannot read the admin token: {e}"))?
         .current();
@@ -302,7 +322,10 @@ impl Roll<'_> {
                 .map_err(|e| format!("cannot start {}: {e}", p.new.spec.name))?;
             note(
                 self.shared,
-                format!("started {} (version {}) in place of {}", p.new.spec.name, self.version, p.old.spec.name),
+                format!(
+                    "started {} (version {}) in place of {}",
+                    p.new.spec.name, self.version, p.old.spec.name
+                ),
             );
         }
         let deadline = Instant::now() + self.conf.health_check_timeout;
@@ -345,14 +368,24 @@ impl Roll<'_> {
     async fn retire(&self, lb: &Balancer, slot: &Slot) -> Result<(), String> {
         let name = &slot.spec.name;
         if lb.deregister(name).await? {
-            note(self.shared, format!("{name} deregistered from {}; draining", lb.name));
-            lb.wait_for(name, "drained", self.drain_bound(), self.max_5xx(), |state, _| {
-                state == "unused"
-            })
+            note(
+                self.shared,
+                format!("{name} deregistered from {}; draining", lb.name),
+            );
+            lb.wait_for(
+                name,
+                "drained",
+                self.drain_bound(),
+                self.max_5xx(),
+                |state, _| state == "unused",
+            )
             .await?;
         }
         instances::stop(self.shared, slot).await;
-        note(self.shared, format!("{name} (version {}) stopped", version_of(slot)));
+        note(
+            self.shared,
+            format!("{name} (version {}) stopped", version_of(slot)),
+        );
         Ok(())
     }
 
@@ -372,7 +405,11 @@ impl Roll<'_> {
                     continue;
                 };
                 if active(&a) && active(&b) {
-                    let extra = if version_of(&a) == self.version { &b } else { &a };
+                    let extra = if version_of(&a) == self.version {
+                        &b
+                    } else {
+                        &a
+                    };
                     self.retire(&lb, extra).await?;
                 }
             }

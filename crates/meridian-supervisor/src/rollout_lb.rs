@@ -51,7 +51,10 @@ impl Balancer {
         );
         match self.call(http::Method::POST, &path).await? {
             (200, _) => Ok(()),
-            (s, body) => Err(format!("{} refused to register {}: {s} {body}", self.name, spec.name)),
+            (s, body) => Err(format!(
+                "{} refused to register {}: {s} {body}",
+                self.name, spec.name
+            )),
         }
     }
 
@@ -64,7 +67,10 @@ impl Balancer {
         match self.call(http::Method::POST, &path).await? {
             (202, _) => Ok(true),
             (404, _) => Ok(false),
-            (s, body) => Err(format!("{} refused to deregister {name}: {s} {body}", self.name)),
+            (s, body) => Err(format!(
+                "{} refused to deregister {name}: {s} {body}",
+                self.name
+            )),
         }
     }
 
@@ -151,11 +157,7 @@ pub(crate) fn count_responses(text: &str) -> (u64, u64) {
         let Some(rest) = line.strip_prefix("meridian_lb_requests_total{") else {
             continue;
         };
-        let Some(n) = rest
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-        else {
+        let Some(n) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
             continue;
         };
         total += n as u64;

@@ -70,7 +70,10 @@ mod tests {
                 Stop(1)
             ])
         );
-        assert_eq!(plan(4, 100, 150), Ok(vec![Start(2), Stop(2), Start(2), Stop(2)]));
+        assert_eq!(
+            plan(4, 100, 150),
+            Ok(vec![Start(2), Stop(2), Start(2), Stop(2)])
+        );
     }
 
     #[test]

@@ -333,7 +333,11 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
             .into_iter()
             .map(|(n, active)| {
                 Arc::new(Slot {
-                    version: Mutex::new(crate::instances::initial_version(&opts.state_dir, cfg, &n)),
+                    version: Mutex::new(crate::instances::initial_version(
+                        &opts.state_dir,
+                        cfg,
+                        &n,
+                    )),
                     spec: n,
                     pid: Mutex::new(None),
                     restarts: AtomicU32::new(0),
@@ -713,10 +717,12 @@ async fn serve_admin(
             return;
         }
     };
-    let token =
-        meridian_http::secrets::AdminToken::load(&shared.opts.config.secrets.admin_token, &shared.opts.state_dir)
-            .map_err(|e| tracing::error!("rollouts need the admin token: {e}"))
-            .ok();
+    let token = meridian_http::secrets::AdminToken::load(
+        &shared.opts.config.secrets.admin_token,
+        &shared.opts.state_dir,
+    )
+    .map_err(|e| tracing::error!("rollouts need the admin token: {e}"))
+    .ok();
     let router = meridian_http::admin::Router::new(
         shared,
         "supervisor endpoints: /metrics, /health, /state, /rollout",

@@ -73,7 +73,8 @@ impl Load {
         let versions = Arc::new(Mutex::new(Vec::new()));
         let (s, v) = (stop.clone(), versions.clone());
         let task = tokio::spawn(async move {
-            let client = meridian_http::upstream_client(Duration::from_secs(5), Duration::from_secs(30));
+            let client =
+                meridian_http::upstream_client(Duration::from_secs(5), Duration::from_secs(30));
             let began = Instant::now();
             let (mut sent, mut failures) = (0usize, Vec::new());
             while !s.load(Ordering::Relaxed)
@@ -91,10 +92,9 @@ impl Load {
                             .to_owned();
                         v.lock().unwrap().push(version);
                     }
-                    Ok((status, _, body)) => failures.push(format!(
-                        "{lb}: {status} {}",
-                        String::from_utf8_lossy(&body)
-                    )),
+                    Ok((status, _, body)) => {
+                        failures.push(format!("{lb}: {status} {}", String::from_utf8_lossy(&body)))
+                    }
                     Err(e) => failures.push(format!("{lb}: {e}")),
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -185,7 +185,11 @@ async fn rollout_replaces_every_instance_and_a_broken_version_rolls_back() {
     let (sent, failures, versions) = load.finish().await;
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("every instance runs version 2"), "{stdout}");
-    assert!(failures.is_empty(), "{} of {sent} failed: {failures:?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} failed: {failures:?}",
+        failures.len()
+    );
     assert!(sent > 50, "only {sent} requests were sent");
     assert_eq!(versions.first().map(String::as_str), Some("1"));
     assert_eq!(versions.last().map(String::as_str), Some("2"));
@@ -207,15 +211,27 @@ async fn rollout_replaces_every_instance_and_a_broken_version_rolls_back() {
             && stdout.contains("did not pass its health checks"),
         "{stdout}"
     );
-    assert!(failures.is_empty(), "{} of {sent} failed: {failures:?}", failures.len());
-    assert!(versions.iter().all(|v| v == "2"), "a broken instance served");
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} failed: {failures:?}",
+        failures.len()
+    );
+    assert!(
+        versions.iter().all(|v| v == "2"),
+        "a broken instance served"
+    );
     assert_instances_run(&state_dir, "2").await;
     let events = std::fs::read_to_string(state_dir.join("events.log")).unwrap();
     assert!(
-        events.contains("circuit breaker: svc-us-east-1a-1 (version 3-broken) did not pass its health checks"),
+        events.contains(
+            "circuit breaker: svc-us-east-1a-1 (version 3-broken) did not pass its health checks"
+        ),
         "{events}"
     );
-    assert!(events.contains("rolled back: every instance runs version 2"), "{events}");
+    assert!(
+        events.contains("rolled back: every instance runs version 2"),
+        "{events}"
+    );
 
     // The next good version moves the instances back to their first homes.
     let (code, stdout, _) = rollout(&state_dir, "4").await;

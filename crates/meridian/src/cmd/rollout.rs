@@ -31,9 +31,16 @@ pub async fn run(args: RolloutArgs) -> Result<ExitCode> {
         "/rollout?version={}",
         meridian_http::percent::encode(&args.service_version)
     );
-    let started = meridian_health::call(admin, http::Method::POST, &path, Some(&token), CALL, 1 << 20)
-        .await
-        .map_err(|e| anyhow::anyhow!("the supervisor at {admin}: {e}"))?;
+    let started = meridian_health::call(
+        admin,
+        http::Method::POST,
+        &path,
+        Some(&token),
+        CALL,
+        1 << 20,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("the supervisor at {admin}: {e}"))?;
     if started.status != 202 {
         let body: serde_json::Value = serde_json::from_slice(&started.body).unwrap_or_default();
         eprintln!(
@@ -48,23 +55,30 @@ pub async fn run(args: RolloutArgs) -> Result<ExitCode> {
     let mut unreachable_since: Option<Instant> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let report = match meridian_health::call(admin, http::Method::GET, "/rollout", None, CALL, 4 << 20).await {
-            Ok(a) if a.status == 200 => {
-                unreachable_since = None;
-                serde_json::from_slice::<serde_json::Value>(&a.body).unwrap_or_default()
-            }
-            Ok(a) => bail!("the supervisor answered {} to GET /rollout", a.status),
-            Err(e) => {
-                let since = *unreachable_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_secs(15) {
-                    bail!("the supervisor at {admin} stopped answering: {e}");
+        let report =
+            match meridian_health::call(admin, http::Method::GET, "/rollout", None, CALL, 4 << 20)
+                .await
+            {
+                Ok(a) if a.status == 200 => {
+                    unreachable_since = None;
+                    serde_json::from_slice::<serde_json::Value>(&a.body).unwrap_or_default()
                 }
-                continue;
-            }
-        };
+                Ok(a) => bail!("the supervisor answered {} to GET /rollout", a.status),
+                Err(e) => {
+                    let since = *unreachable_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(15) {
+                        bail!("the supervisor at {admin} stopped answering: {e}");
+                    }
+                    continue;
+                }
+            };
         let steps = report["steps"].as_array().cloned().unwrap_or_default();
         for s in steps.iter().skip(shown) {
-            eprintln!("  [{:>5.1}s] {}", begun.elapsed().as_secs_f64(), s.as_str().unwrap_or_default());
+            eprintln!(
+                "  [{:>5.1}s] {}",
+                begun.elapsed().as_secs_f64(),
+                s.as_str().unwrap_or_default()
+            );
         }
         shown = shown.max(steps.len());
         let now = region_bars(&report);
