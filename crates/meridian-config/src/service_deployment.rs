@@ -24,6 +24,11 @@ pub struct DeploymentConfiguration {
     /// The share of a region's balancer responses that may be 5xx while the rollout runs
     /// there (0.05 = 5%); above it the circuit breaker trips.
     pub max_5xx_rate: f64,
+    /// How long new instances serve beside the old ones, watched by the circuit breaker,
+    /// before old ones are stopped (ECS's bake time). 0: stop them as soon as the new
+    /// ones are healthy.
+    #[serde(with = "crate::serde_duration")]
+    pub bake_time: Duration,
 }
 
 impl Default for DeploymentConfiguration {
@@ -34,6 +39,7 @@ impl Default for DeploymentConfiguration {
             circuit_breaker: true,
             health_check_timeout: Duration::from_secs(30),
             max_5xx_rate: 0.05,
+            bake_time: Duration::ZERO,
         }
     }
 }
@@ -56,6 +62,9 @@ pub(crate) fn read_deployment(t: &Table, d: &mut Diagnostics) -> DeploymentConfi
     }
     if let Some(v) = t.duration(d, "health_check_timeout") {
         c.health_check_timeout = v;
+    }
+    if let Some(v) = t.duration(d, "bake_time") {
+        c.bake_time = v;
     }
     if let Some(f) = t.get("max_5xx_rate") {
         match t.float(d, "max_5xx_rate") {

@@ -100,3 +100,12 @@ fn an_instance_has_a_second_home_that_collides_with_nothing() {
         .replacement_of(nodes.iter().find(|n| n.name == "lb-us-east-1").unwrap())
         .is_none());
 }
+
+#[test]
+fn bake_time_is_read_and_off_by_default() {
+    let c = Config::parse(HEAD, "ok.toml").unwrap();
+    assert!(c.service.deployment.bake_time.is_zero());
+    let text = format!("{HEAD}\n[service.deployment]\nbake_time = \"2s\"\n");
+    let c = Config::parse(&text, "ok.toml").unwrap();
+    assert_eq!(c.service.deployment.bake_time, Duration::from_secs(2));
+}

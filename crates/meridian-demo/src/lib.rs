@@ -204,7 +204,19 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().as_str().to_owned();
-    let mut res = next.run(req).await;
+    // The documented test aid: a `-5xx` version fails every API request.
+    let mut res = if app.version.fails_requests() && req.uri().path().starts_with("/api/") {
+        (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "version {} fails API requests (a test aid)\n",
+                app.version.0
+            ),
+        )
+            .into_response()
+    } else {
+        next.run(req).await
+    };
     let id = &app.opts.identity;
     let h = res.headers_mut();
     for (name, value) in [

@@ -46,4 +46,11 @@ impl ServiceVersion {
     pub fn fails_health_checks(&self) -> bool {
         self.0.ends_with("-broken")
     }
+
+    /// The other test aid: a version whose name ends in `-5xx` passes its health checks
+    /// but answers 500 to every `/api/` request, so a rollout to it must be rolled back on
+    /// the region's 5xx rate.
+    pub fn fails_requests(&self) -> bool {
+        self.0.ends_with("-5xx")
+    }
 }

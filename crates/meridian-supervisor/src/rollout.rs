@@ -361,6 +361,16 @@ impl Roll<'_> {
                 format!("{} registered at {} and healthy", p.new.spec.name, lb.name),
             );
         }
+        // The bake time: the new instances serve beside the old ones while the circuit
+        // breaker watches the region's 5xx rate, before any old one goes.
+        if self.breaker && !self.conf.bake_time.is_zero() {
+            let until = Instant::now() + self.conf.bake_time;
+            while Instant::now() < until {
+                lb.check_5xx(self.conf.max_5xx_rate).await?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            lb.check_5xx(self.conf.max_5xx_rate).await?;
+        }
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! `meridian rollout` against a running `meridian up`, under a steady load through the
 //! balancers: a rollout to a new version replaces every instance with no failed request;
 //! a rollout to a version that fails its health checks is rolled back by the circuit
-//! breaker, again with no failed request, and the reason is in the events.
+//! breaker, again with no failed request, and the reason is in the events; a version that
+//! answers 5xx is rolled back on the region's 5xx rate during the bake time.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,7 @@ minimum_healthy_percent = 100
 maximum_percent = 200
 health_check_timeout = "4s"
 max_5xx_rate = 0.01
+bake_time = "2s"
 
 [load_balancer]
 algorithm = "round_robin"
@@ -239,4 +241,29 @@ async fn rollout_replaces_every_instance_and_a_broken_version_rolls_back() {
     assert_instances_run(&state_dir, "4").await;
     let names: Vec<String> = instances(&state_dir).into_iter().map(|i| i.0).collect();
     assert!(names.iter().all(|n| !n.ends_with("-b")), "{names:?}");
+
+    // A version that passes its health checks but fails requests: the region's 5xx rate
+    // trips the breaker while the new instance bakes beside the old ones.
+    let load = Load::start(lbs.clone());
+    let (code, stdout, stderr) = rollout(&state_dir, "5-5xx").await;
+    let (_, failures, _) = load.finish().await;
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("rolled back to version 4") && stdout.contains("lb-us-east-1's 5xx rate"),
+        "{stdout}"
+    );
+    assert!(
+        failures.iter().all(|f| f.contains(" 500 ")),
+        "only the faulty version's answers failed: {failures:?}"
+    );
+    assert_instances_run(&state_dir, "4").await;
+    let load = Load::start(lbs);
+    let until = Instant::now() + Duration::from_secs(30);
+    while load.versions.lock().unwrap().len() < 20 {
+        assert!(Instant::now() < until, "the load stalled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, failures, versions) = load.finish().await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(versions.iter().all(|v| v == "4"), "{versions:?}");
 }
