@@ -4,6 +4,8 @@
 //! without an import circle.
 
 use meridian_config::{Config, HealthCheck, NodeSpec};
+use meridian_telemetry::prometheus_client::metrics::{family::Family, gauge::Gauge};
+use meridian_telemetry::Labels;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -40,9 +42,14 @@ pub(crate) trait Fleet: Send + Sync + 'static {
     fn rollout(&self) -> &Progress;
 }
 
-/// The rollout running or last run, as `GET /rollout` shows it.
+/// The rollout running or last run, as `GET /rollout` shows it, and every rollout as a
+/// series of `meridian_supervisor_rollout` (1 for its current state, labelled with the
+/// versions, the state and the reason), which the console turns into timeline events.
 #[derive(Default)]
-pub(crate) struct Progress(pub(crate) Mutex<Option<Report>>);
+pub(crate) struct Progress(
+    pub(crate) Mutex<Option<Report>>,
+    pub(crate) Family<Labels, Gauge>,
+);
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Report {
@@ -71,6 +78,38 @@ impl Progress {
         if let Some(r) = self.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             f(r)
         }
+    }
+
+    /// Moves the rollout's series from `from` (a state) to its report's state.
+    pub(crate) fn publish_state(&self, from: Option<&str>) {
+        let Some(r) = self.report() else { return };
+        // A label value is one line without quotes or backslashes.
+        let clean = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if matches!(c, '"' | '\\' | '\n') {
+                        '\''
+                    } else {
+                        c
+                    }
+                })
+                .take(300)
+                .collect()
+        };
+        let labels = |state: &str, reason: &str| -> Labels {
+            vec![
+                ("version", r.version.clone()),
+                ("previous", r.previous.clone()),
+                ("state", state.to_owned()),
+                ("reason", clean(reason)),
+            ]
+        };
+        if let Some(from) = from {
+            self.1.get_or_create(&labels(from, "")).set(0);
+        }
+        self.1
+            .get_or_create(&labels(r.state, r.reason.as_deref().unwrap_or_default()))
+            .set(1);
     }
 
     pub(crate) fn report(&self) -> Option<Report> {

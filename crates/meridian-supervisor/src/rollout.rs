@@ -115,6 +115,7 @@ fn begin(
         *slot = Some(r.clone());
         r
     };
+    shared.rollout().publish_state(None);
     tokio::spawn(run(shared.clone(), version, previous));
     Ok(report)
 }
@@ -182,6 +183,7 @@ async fn run(shared: Arc<dyn Fleet>, version: String, previous: String) {
         r.state = state;
         r.reason = reason;
     });
+    shared.rollout().publish_state(Some("running"));
 }
 
 /// An instance's place: the slot running the old version and the home its replacement

@@ -326,6 +326,12 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         "1 while the node's process is running",
         Family::<Labels, Gauge>::default(),
     );
+    let rollout = crate::fleet::Progress::default();
+    metrics.register(
+        "supervisor_rollout",
+        "Rollouts: 1 for each one's current state (running, succeeded, rolled_back, failed)",
+        rollout.1.clone(),
+    );
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         config_path,
@@ -346,7 +352,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
             })
             .collect(),
         stopping: stopping_rx.clone(),
-        rollout: crate::fleet::Progress::default(),
+        rollout,
         status: Mutex::new(Status::Starting),
         write_lock: Mutex::new(()),
         started,

@@ -234,6 +234,20 @@ async fn rollout_replaces_every_instance_and_a_broken_version_rolls_back() {
         events.contains("rolled back: every instance runs version 2"),
         "{events}"
     );
+    // The console's source: the supervisor's rollout series carries the state and why.
+    let client = meridian_http::upstream_client(Duration::from_secs(5), Duration::from_secs(30));
+    let (_, _, metrics) = get(&client, "http://127.67.0.1:9900/metrics")
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    let line = metrics
+        .lines()
+        .find(|l| l.contains("version=\"3-broken\"") && l.contains("state=\"rolled_back\""))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(
+        line.contains("did not pass its health checks") && line.ends_with(" 1"),
+        "{line}"
+    );
 
     // The next good version moves the instances back to their first homes.
     let (code, stdout, _) = rollout(&state_dir, "4").await;
