@@ -2,6 +2,7 @@
 
 use crate::error::Diagnostics;
 use crate::read::Table;
+use crate::service_deployment::{read_deployment, DeploymentConfiguration};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -10,6 +11,11 @@ pub struct Service {
     pub name: String,
     pub runtime: ServiceRuntime,
     pub instances_per_az: u32,
+    /// The version instances start with (`meridian rollout --service-version` changes the
+    /// running one); the demo reports it, a command sees it as `MERIDIAN_SERVICE_VERSION`.
+    pub version: String,
+    /// How a rollout replaces instances (`[service.deployment]`).
+    pub deployment: DeploymentConfiguration,
 }
 
 /// What an application instance runs.
@@ -33,6 +39,8 @@ pub(crate) fn default_service() -> Service {
             processing_time: Duration::ZERO,
         },
         instances_per_az: 1,
+        version: "1".to_owned(),
+        deployment: DeploymentConfiguration::default(),
     }
 }
 
@@ -42,6 +50,22 @@ pub(crate) fn read_service(t: &Table, d: &mut Diagnostics) -> Option<Service> {
     let processing_time = t.duration(d, "processing_time").unwrap_or(Duration::ZERO);
     let command = t.str_list(d, "command");
     let instances_per_az = t.int(d, "instances_per_az", 1..=64).unwrap_or(1) as u32;
+    let version = match (t.get("version"), t.str(d, "version")) {
+        (Some(f), Some(v)) if !crate::service_deployment::valid_version(&v) => {
+            d.error(
+                f.span,
+                &f.key,
+                format!("`{v}` is not a service version"),
+                "use 1 to 64 letters, digits, `.`, `_` or `-`, such as \"2\" or \"2024.05.1\"",
+            );
+            "1".to_owned()
+        }
+        (_, v) => v.unwrap_or_else(|| "1".to_owned()),
+    };
+    let deployment = t
+        .table(d, "deployment")
+        .map(|dt| read_deployment(&dt, d))
+        .unwrap_or_default();
     let runtime = match runtime_name.as_str() {
         "demo" => Some(ServiceRuntime::Demo { processing_time }),
         "command" => match command {
@@ -73,5 +97,7 @@ pub(crate) fn read_service(t: &Table, d: &mut Diagnostics) -> Option<Service> {
         name,
         runtime: runtime?,
         instances_per_az,
+        version,
+        deployment,
     })
 }

@@ -72,6 +72,9 @@ pub struct NodeState {
     /// None while the node is not running (between a crash and its restart).
     pub pid: Option<u32>,
     pub restarts: u32,
+    /// The version a service instance runs (`meridian rollout` changes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,8 @@ pub enum Kind {
     Alarm,
     /// A protection rule started or stopped blocking at a PoP.
     Security,
+    /// A rollout (`meridian rollout`) started, finished, or was rolled back, and why.
+    Deployment,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -4,7 +4,7 @@
 //! depending on the crate root that routes to them.
 
 use crate::apq::QueryStore;
-use crate::options::DemoOptions;
+use crate::options::{DemoOptions, ServiceVersion};
 use crate::quote_cache::QuoteCache;
 use crate::store::Store;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -21,6 +21,7 @@ use std::time::Instant;
 /// What the handlers share: options, the backing tiers and the metrics they record.
 pub(crate) struct App {
     pub(crate) opts: DemoOptions,
+    pub(crate) version: ServiceVersion,
     pub(crate) started: Instant,
     pub(crate) apq: QueryStore,
     pub(crate) store: Option<Arc<Store>>,

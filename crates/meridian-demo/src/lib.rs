@@ -13,7 +13,7 @@ mod graphql;
 pub mod grpc;
 mod market;
 mod options;
-pub use options::{DemoOptions, Identity};
+pub use options::{DemoOptions, Identity, ServiceVersion};
 mod orders;
 pub use orders::{COMMIT_LSN_HEADER, MIN_LSN_COOKIE, MIN_LSN_HEADER, READ_FROM_HEADER};
 mod pool;
@@ -42,11 +42,24 @@ use std::time::{Duration, Instant};
 /// Builds the demo origin's router.
 pub fn router(opts: DemoOptions) -> Router {
     // No shutdown signal: the sender is dropped, so WebSockets run until their clients go.
-    router_with(opts, tokio::sync::watch::channel(false).1)
+    router_with(
+        opts,
+        ServiceVersion::default(),
+        tokio::sync::watch::channel(false).1,
+    )
+}
+
+/// [`router`] reporting `version` (the version a rollout starts instances with).
+pub fn router_version(opts: DemoOptions, version: ServiceVersion) -> Router {
+    router_with(opts, version, tokio::sync::watch::channel(false).1)
 }
 
 /// The router, with the signal that tells its WebSockets the instance is shutting down.
-fn router_with(opts: DemoOptions, shutdown: tokio::sync::watch::Receiver<bool>) -> Router {
+fn router_with(
+    opts: DemoOptions,
+    version: ServiceVersion,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Router {
     let metrics = Metrics::new();
     let requests = metrics.register(
         "http_requests",
@@ -95,6 +108,7 @@ fn router_with(opts: DemoOptions, shutdown: tokio::sync::watch::Receiver<bool>) 
     }
     let app = Arc::new(App {
         opts,
+        version,
         store,
         quote_cache,
         started: Instant::now(),
@@ -155,12 +169,24 @@ pub async fn serve_with(
     server: meridian_http::ServerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_version(addr, opts, ServiceVersion::default(), server, shutdown).await
+}
+
+/// [`serve_with`] reporting `version`: what a service node runs (the supervisor says
+/// which version, a rollout changes it).
+pub async fn serve_version(
+    addr: SocketAddr,
+    opts: DemoOptions,
+    version: ServiceVersion,
+    server: meridian_http::ServerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    tracing::info!(%addr, region = %opts.identity.region, az = %opts.identity.az, instance = %opts.identity.instance, "demo origin listening");
+    tracing::info!(%addr, region = %opts.identity.region, az = %opts.identity.az, instance = %opts.identity.instance, version = %version.0, "demo origin listening");
     let (stopping, stop_rx) = tokio::sync::watch::channel(false);
-    let app = router_with(opts, stop_rx);
+    let app = router_with(opts, version, stop_rx);
     meridian_http::serve(
         listener,
         server,
@@ -185,13 +211,26 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().as_str().to_owned();
-    let mut res = next.run(req).await;
+    // The documented test aid: a `-5xx` version fails every API request.
+    let mut res = if app.version.fails_requests() && req.uri().path().starts_with("/api/") {
+        (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "version {} fails API requests (a test aid)\n",
+                app.version.0
+            ),
+        )
+            .into_response()
+    } else {
+        next.run(req).await
+    };
     let id = &app.opts.identity;
     let h = res.headers_mut();
     for (name, value) in [
         ("x-meridian-region", &id.region),
         ("x-meridian-az", &id.az),
         ("x-meridian-instance", &id.instance),
+        ("x-service-version", &app.version.0),
     ] {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
@@ -235,9 +274,12 @@ async fn health(State(app): State<Arc<App>>) -> Response {
             })
         }
     };
+    // The documented test aid: a `-broken` version fails its health checks.
+    let broken = app.version.fails_health_checks();
     let body = Json(json!({
-        "status": "healthy",
+        "status": if broken { "unhealthy" } else { "healthy" },
         "service": "richesreach-api",
+        "service_version": app.version.0,
         "region": id.region,
         "az": id.az,
         "instance": id.instance,
@@ -245,7 +287,12 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "database": database,
     }));
-    ([(header::CACHE_CONTROL, "no-store")], body).into_response()
+    let status = if broken {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        axum::http::StatusCode::OK
+    };
+    (status, [(header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
 async fn health_detailed(State(app): State<Arc<App>>) -> Response {

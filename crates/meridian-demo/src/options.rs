@@ -26,3 +26,31 @@ pub struct DemoOptions {
     /// A field of its own, apart from `database`: the two tiers fail independently.
     pub quote_cache: Option<QuoteCacheOptions>,
 }
+
+/// The version of the application an instance runs (ECS's task definition revision):
+/// reported in `x-service-version` on every response and in `/health`, so a rollout can be
+/// watched from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceVersion(pub String);
+
+impl Default for ServiceVersion {
+    fn default() -> Self {
+        ServiceVersion("1".to_owned())
+    }
+}
+
+impl ServiceVersion {
+    /// A test aid, on purpose and documented: a version whose name ends in `-broken`
+    /// answers 503 on `/health` (and serves everything else), so a rollout to it must be
+    /// rolled back by the circuit breaker.
+    pub fn fails_health_checks(&self) -> bool {
+        self.0.ends_with("-broken")
+    }
+
+    /// The other test aid: a version whose name ends in `-5xx` passes its health checks
+    /// but answers 500 to every `/api/` request, so a rollout to it must be rolled back on
+    /// the region's 5xx rate.
+    pub fn fails_requests(&self) -> bool {
+        self.0.ends_with("-5xx")
+    }
+}

@@ -125,6 +125,16 @@ impl HealthBoard {
             .clone()
     }
 
+    /// Starts a target over, as a new registration: state `Unknown`, thresholds counted
+    /// from zero (a target registered again is decided by its next checks, not its past).
+    pub fn reset(&self, target: &str, healthy_threshold: u32, unhealthy_threshold: u32) {
+        if let Some(e) = self.entries().get_mut(target) {
+            e.tracker = Tracker::new(healthy_threshold, unhealthy_threshold);
+            e.handle.0.store(Health::Unknown as u8, Ordering::Relaxed);
+            e.last = None;
+        }
+    }
+
     /// Every state change from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
         self.inner.events.subscribe()

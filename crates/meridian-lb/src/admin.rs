@@ -1,8 +1,12 @@
 //! The load balancer's own endpoints, on the admin address (never the viewer port):
-//! `/metrics`, `/health` and `/targets` (what `aws elbv2 describe-target-health` shows).
+//! `/metrics`, `/health` and `/targets` (what `aws elbv2 describe-target-health` shows),
+//! and with the admin token `POST /targets/register?target=ADDR&az=AZ[&name=NAME]` and
+//! `POST /targets/deregister?target=NAME|ADDR` (ALB's RegisterTargets and
+//! DeregisterTargets, for one target).
 
 use crate::proxy::LoadBalancer;
-use http::StatusCode;
+use crate::target::TargetState;
+use http::{Method, StatusCode};
 use meridian_health::Health;
 use meridian_http::admin::{Router, ANY};
 use serde_json::json;
@@ -11,9 +15,14 @@ use tokio::net::TcpListener;
 pub(crate) async fn serve(
     listener: TcpListener,
     lb: LoadBalancer,
+    token: Option<meridian_http::secrets::AdminToken>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    Router::new(lb, "admin endpoints: /metrics, /health, /targets")
+    Router::new(
+        lb,
+        "admin endpoints: /metrics, /health, /targets, POST /targets/register, POST /targets/deregister",
+    )
+    .token(token)
         .metrics(|lb| lb.metrics_text())
         .health(|lb| {
             let group = lb.group();
@@ -33,6 +42,12 @@ pub(crate) async fn serve(
             })
         })
         .open(ANY, "/targets", |lb, _| async move { targets(&lb) })
+        .guarded(&[Method::POST], "/targets/register", |lb, req| async move {
+            register(&lb, req.uri().query())
+        })
+        .guarded(&[Method::POST], "/targets/deregister", |lb, req| async move {
+            deregister(&lb, req.uri().query())
+        })
         .serve(listener, shutdown)
         .await
 }
@@ -53,6 +68,8 @@ fn targets(lb: &LoadBalancer) -> http::Response<meridian_http::Body> {
                 "az": t.az,
                 "address": t.addr.to_string(),
                 "health": match t.health.get() { Health::Healthy => "healthy", Health::Unhealthy => "unhealthy", Health::Unknown => "initial" },
+                // ALB's states besides health: `draining` while deregistration lasts.
+                "state": match t.state() { TargetState::Registered => "registered", TargetState::Draining => "draining", TargetState::Unused => "unused" },
                 "outstanding_requests": t.outstanding(),
                 "last_check": last,
             }));
@@ -62,4 +79,52 @@ fn targets(lb: &LoadBalancer) -> http::Response<meridian_http::Body> {
         StatusCode::OK,
         json!({ "name": lb.name(), "targets": targets }).to_string(),
     )
+}
+
+fn bad(message: String) -> http::Response<meridian_http::Body> {
+    meridian_http::json(
+        StatusCode::BAD_REQUEST,
+        json!({ "error": message }).to_string(),
+    )
+}
+
+fn register(lb: &LoadBalancer, query: Option<&str>) -> http::Response<meridian_http::Body> {
+    let Some(target) = meridian_http::percent::query_param(query, "target") else {
+        return bad("give target=ADDR (ip:port) and az=AZ".into());
+    };
+    let Ok(addr) = target.parse::<std::net::SocketAddr>() else {
+        return bad(format!("target `{target}` is not an ip:port address"));
+    };
+    let Some(az) = meridian_http::percent::query_param(query, "az") else {
+        return bad("give az=AZ: groups choose their targets by AZ".into());
+    };
+    let name =
+        meridian_http::percent::query_param(query, "name").unwrap_or_else(|| addr.to_string());
+    match lb.register_target(&name, addr, &az) {
+        Ok(groups) => meridian_http::json(
+            StatusCode::OK,
+            json!({ "target": name, "address": addr.to_string(), "target_groups": groups })
+                .to_string(),
+        ),
+        Err(e) => meridian_http::json(
+            StatusCode::CONFLICT,
+            json!({ "error": e.to_string() }).to_string(),
+        ),
+    }
+}
+
+fn deregister(lb: &LoadBalancer, query: Option<&str>) -> http::Response<meridian_http::Body> {
+    let Some(target) = meridian_http::percent::query_param(query, "target") else {
+        return bad("give target=NAME or target=ADDR".into());
+    };
+    match lb.deregister_target(&target) {
+        Ok(name) => meridian_http::json(
+            StatusCode::ACCEPTED,
+            json!({ "target": name, "state": "draining" }).to_string(),
+        ),
+        Err(e) => meridian_http::json(
+            StatusCode::NOT_FOUND,
+            json!({ "error": e.to_string() }).to_string(),
+        ),
+    }
 }

@@ -12,17 +12,20 @@ mod admin;
 mod grpc;
 mod options;
 mod proxy;
+mod registry;
 mod retry;
 mod rules;
 mod sticky;
 mod target;
+mod targets;
 mod trace;
 mod upgrade;
 
 pub use options::{cert_names, LbOptions};
 pub use proxy::LoadBalancer;
 pub use sticky::{APP_COOKIE, LB_COOKIE};
-pub use target::{Target, TargetGroup};
+pub use target::{Target, TargetGroup, TargetState};
+pub use targets::{Targets, MAX_TARGETS};
 pub use trace::HEADER as TRACE_HEADER;
 
 /// WebSockets (`upgrade.rs`). Here, not in `upgrade.rs`, so that file names nothing of
@@ -47,8 +50,19 @@ impl LoadBalancer {
 }
 
 /// Runs a load balancer until `shutdown` resolves, then drains for the deregistration delay.
+/// Without an admin token: targets cannot be registered or deregistered at run time.
 pub async fn run(
     opts: LbOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), meridian_http::BindError> {
+    run_with_token(opts, None, shutdown).await
+}
+
+/// [`run`], with the admin token that `POST /targets/register` and `/targets/deregister`
+/// need.
+pub async fn run_with_token(
+    opts: LbOptions,
+    token: Option<meridian_http::secrets::AdminToken>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), meridian_http::BindError> {
     let listener = meridian_http::bind(opts.listen).await?;
@@ -61,7 +75,7 @@ pub async fn run(
     let checks = lb.start_health_checks(&opts);
     tracing::info!(name = %opts.name, listen = %opts.listen, admin = %opts.admin, targets = opts.targets.len(), "load balancer listening");
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_task = tokio::spawn(admin::serve(admin_listener, lb.clone(), async {
+    let admin_task = tokio::spawn(admin::serve(admin_listener, lb.clone(), token, async {
         let _ = admin_stopped.await;
     }));
     // Draining lasts as long as the longest deregistration delay of any target group.
@@ -117,6 +131,7 @@ pub async fn run(
     for c in checks {
         c.abort();
     }
+    lb.stop_health_checks();
     let _ = stop_admin.send(());
     let _ = admin_task.await;
     tracing::info!(name = %opts.name, "load balancer stopped");

@@ -38,6 +38,9 @@ pub(crate) struct LbMetrics {
     pub signature_rejections: Counter,
     pub tls_requests: Counter,
     pub rule_matches: Family<Labels, Counter>,
+    /// Per-target gauges, kept so a target registered at run time gets its own.
+    pub outstanding: Family<Labels, Gauge>,
+    pub weights: Family<Labels, Gauge<f64, AtomicU64>>,
 }
 
 struct Inner {
@@ -91,7 +94,19 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 impl LoadBalancer {
     pub fn new(opts: &LbOptions) -> Self {
         let metrics = Metrics::new();
+        let outstanding = metrics.register(
+            "lb_target_outstanding_requests",
+            "Requests in flight to each target",
+            Family::<Labels, Gauge>::default(),
+        );
+        let weights = metrics.register(
+            "lb_target_weight",
+            "Each target's share weight in its group, 0 to 1 (below 1 during slow start)",
+            Family::<Labels, Gauge<f64, AtomicU64>>::default(),
+        );
         let m = LbMetrics {
+            outstanding: outstanding.clone(),
+            weights: weights.clone(),
             requests: metrics.register(
                 "lb_requests",
                 "Requests answered by the load balancer, by target and status",
@@ -143,17 +158,7 @@ impl LoadBalancer {
                 Family::default(),
             ),
         };
-        let outstanding = metrics.register(
-            "lb_target_outstanding_requests",
-            "Requests in flight to each target",
-            Family::<Labels, Gauge>::default(),
-        );
         let ws = crate::upgrade::WsTunnels::new(&metrics, &opts.config);
-        let weights = metrics.register(
-            "lb_target_weight",
-            "Each target's share weight in its group, 0 to 1 (below 1 during slow start)",
-            Family::<Labels, Gauge<f64, AtomicU64>>::default(),
-        );
         let groups: Vec<TargetGroup> = opts
             .config
             .effective_target_groups()
@@ -236,6 +241,10 @@ impl LoadBalancer {
         &self.group().board
     }
 
+    pub(crate) fn lb_metrics(&self) -> &LbMetrics {
+        &self.0.m
+    }
+
     pub(crate) fn websockets(&self) -> &crate::upgrade::WsTunnels {
         &self.0.ws
     }
@@ -259,15 +268,14 @@ impl LoadBalancer {
         // Subscribe before the checks start, so that no early transition is missed and a
         // gauge never says unhealthy about a target the balancer routes to.
         let mut events = group.board.subscribe();
-        let mut tasks: Vec<_> = group
-            .targets
-            .iter()
-            .map(|t| {
-                group
-                    .board
-                    .watch(&t.name, t.addr, group.config.health_check.clone())
-            })
-            .collect();
+        // Each target's checks live with it: deregistering a target ends them.
+        for t in &group.targets {
+            let probe = group
+                .board
+                .watch(&t.name, t.addr, group.config.health_check.clone());
+            *t.probe.lock().unwrap_or_else(|p| p.into_inner()) = Some(probe);
+        }
+        let mut tasks = Vec::new();
         for t in &group.targets {
             self.0
                 .m
@@ -604,7 +612,7 @@ impl LoadBalancer {
             .unwrap_or("/")
             .to_owned();
 
-        if group.targets.is_empty() {
+        if !group.targets.iter().any(|t| t.in_service()) {
             return Err(meridian_http::text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(

@@ -161,7 +161,7 @@ impl Failover for Retries<'_> {
         // a reused connection says little about the target itself.
         let i = group.pick(&self.tried, self.lb.sticky).or_else(|| {
             let again = group.pick(&[], None);
-            again.filter(|&i| group.targets[i].health.is_healthy())
+            again.filter(|&i| group.targets[i].health.is_healthy() && group.targets[i].in_service())
         })?;
         self.turns += 1;
         self.tried.push(i);

@@ -1,10 +1,11 @@
 //! A target group and the algorithms that pick a target from it.
 
+use crate::targets::Targets;
 use meridian_config::Algorithm;
 use meridian_health::{HealthBoard, HealthHandle};
 use meridian_telemetry::prometheus_client::metrics::gauge::Gauge;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,22 @@ pub struct Target {
     pub(crate) ramp_from: Mutex<Option<Instant>>,
     /// The target's current share weight, 0 to 1 (`lb_target_weight`).
     pub(crate) weight: Gauge<f64, AtomicU64>,
+    /// [`TargetState`] as a number: registered targets take requests, draining ones
+    /// finish theirs, unused ones are out of the group.
+    state: AtomicU8,
+    /// Its active health checks while it is in the group.
+    pub(crate) probe: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Where a target is in its registration (ALB's target states besides health).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    Registered = 0,
+    /// Deregistered: no new requests; in-flight ones and WebSockets get the
+    /// deregistration delay.
+    Draining = 1,
+    /// Out of the group (drained); kept so that indexes stay put.
+    Unused = 2,
 }
 
 impl Target {
@@ -40,7 +57,31 @@ impl Target {
             outstanding,
             ramp_from: Mutex::new(None),
             weight,
+            state: AtomicU8::new(TargetState::Registered as u8),
+            probe: Mutex::new(None),
         }
+    }
+
+    pub fn state(&self) -> TargetState {
+        match self.state.load(Ordering::Acquire) {
+            0 => TargetState::Registered,
+            1 => TargetState::Draining,
+            _ => TargetState::Unused,
+        }
+    }
+
+    pub(crate) fn set_state(&self, s: TargetState) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+
+    /// Whether new requests may go to it.
+    pub fn in_service(&self) -> bool {
+        self.state() == TargetState::Registered
+    }
+
+    /// Registered and passing its health checks.
+    fn serving(&self) -> bool {
+        self.in_service() && self.health.is_healthy()
     }
 
     pub fn outstanding(&self) -> i64 {
@@ -63,7 +104,7 @@ impl Target {
 /// check, so each group has its own board) and how a target is picked.
 pub struct TargetGroup {
     pub name: String,
-    pub targets: Vec<Target>,
+    pub targets: Targets<Target>,
     pub board: HealthBoard,
     pub config: meridian_config::TargetGroup,
     algorithm: Algorithm,
@@ -79,7 +120,7 @@ impl TargetGroup {
         TargetGroup {
             name: config.name.clone(),
             algorithm: config.algorithm,
-            targets,
+            targets: Targets::new(targets),
             board,
             config,
             next: AtomicUsize::new(0),
@@ -87,10 +128,7 @@ impl TargetGroup {
     }
 
     pub fn healthy_count(&self) -> usize {
-        self.targets
-            .iter()
-            .filter(|t| t.health.is_healthy())
-            .count()
+        self.targets.iter().filter(|t| t.serving()).count()
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
@@ -108,7 +146,7 @@ impl TargetGroup {
             .targets
             .iter()
             .enumerate()
-            .any(|(j, t)| j != i && t.health.is_healthy());
+            .any(|(j, t)| j != i && t.serving());
         if let Some(t) = self.targets.get(i) {
             *t.ramp_from.lock().unwrap_or_else(|p| p.into_inner()) = others.then(Instant::now);
             t.weight.set(if others { 0.0 } else { 1.0 });
@@ -132,13 +170,15 @@ impl TargetGroup {
     /// and any untried target may be picked.
     pub fn pick(&self, tried: &[usize], sticky: Option<usize>) -> Option<usize> {
         if let Some(i) = sticky.filter(|i| !tried.contains(i)) {
-            if self.targets.get(i).is_some_and(|t| t.health.is_healthy()) {
+            if self.targets.get(i).is_some_and(|t| t.serving()) {
                 return Some(i);
             }
         }
-        let any_healthy = self.targets.iter().any(|t| t.health.is_healthy());
-        let eligible =
-            |i: usize| !tried.contains(&i) && (!any_healthy || self.targets[i].health.is_healthy());
+        let any_healthy = self.targets.iter().any(|t| t.serving());
+        let eligible = |i: usize| {
+            let t = &self.targets[i];
+            !tried.contains(&i) && t.in_service() && (!any_healthy || t.health.is_healthy())
+        };
         let n = self.targets.len();
         if n == 0 {
             return None;

@@ -638,6 +638,7 @@ mod tests {
                 listen: None,
                 pid: Some(pid),
                 restarts: 0,
+                version: None,
             })
             .collect();
         ChaosOptions {

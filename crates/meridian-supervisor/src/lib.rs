@@ -5,11 +5,18 @@
 //! per node, each on its own loopback address: supervised, restarted with backoff when they
 //! crash, described in `endpoints.json`, and all stopped on Ctrl-C or SIGTERM.
 
+mod fleet;
+mod instances;
 mod node;
+mod rollout;
+mod rollout_lb;
+mod rollout_plan;
 mod state_dir;
 mod table;
 mod up;
 
+pub use instances::read_version;
 pub use node::{run_node, NodeError, EXIT_NEEDS_A_PERSON};
+pub use rollout_plan::{plan, PlanError, Step};
 pub use state_dir::default_state_dir;
 pub use up::{up, UpError, UpOptions};

@@ -94,7 +94,7 @@ fn admin_token(config: &Config) -> Result<meridian_http::secrets::AdminToken, No
 /// Runs node `name` of `config` until SIGINT or SIGTERM, then drains and returns. The
 /// config gives public addresses; `placement` says where the listeners bind.
 pub async fn run_node(config: &Config, name: &str, placement: Placement) -> Result<(), NodeError> {
-    let Some(node) = config.node(name) else {
+    let Some(node) = config.node_or_replacement(name) else {
         let known: Vec<String> = config.nodes().into_iter().map(|n| n.name).collect();
         return Err(NodeError::UnknownNode {
             name: name.to_owned(),
@@ -120,7 +120,12 @@ pub async fn run_node(config: &Config, name: &str, placement: Placement) -> Resu
                 }
                 Err(_) => {}
             }
-            meridian_lb::run(opts, meridian_http::shutdown_signal()).await?;
+            meridian_lb::run_with_token(
+                opts,
+                Some(admin_token(config)?),
+                meridian_http::shutdown_signal(),
+            )
+            .await?;
         }
         Role::Wan => {
             let mut opts = meridian_sim::wan::WanOptions::new(node.admin, admin_token(config)?);
@@ -178,7 +183,15 @@ pub async fn run_node(config: &Config, name: &str, placement: Placement) -> Resu
                     },
                     quote_cache: demo_quote_cache(config, &node, || cache_password(config))?,
                 };
-                meridian_demo::serve(node.address, opts, meridian_http::shutdown_signal()).await?;
+                let version = crate::instances::read_version(&state_dir(), config, &node.name);
+                meridian_demo::serve_version(
+                    node.address,
+                    opts,
+                    meridian_demo::ServiceVersion(version),
+                    meridian_http::ServerOptions::default(),
+                    meridian_http::shutdown_signal(),
+                )
+                .await?;
             }
             ServiceRuntime::Command { argv } => {
                 // Replace this process with the user's server so signals reach it directly.
@@ -194,6 +207,10 @@ pub async fn run_node(config: &Config, name: &str, placement: Placement) -> Resu
                     .env("MERIDIAN_REGION", node.region.clone().unwrap_or_default())
                     .env("MERIDIAN_AZ", node.az.clone().unwrap_or_default())
                     .env("MERIDIAN_INSTANCE", &node.name)
+                    .env(
+                        "MERIDIAN_SERVICE_VERSION",
+                        crate::instances::read_version(&state_dir(), config, &node.name),
+                    )
                     .exec();
                 return Err(NodeError::Exec {
                     program: args[0].clone(),

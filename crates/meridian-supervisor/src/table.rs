@@ -18,8 +18,8 @@ pub(crate) fn print(cfg: &Config, state: &DeploymentState, state_dir: &Path, too
         took.as_secs_f64()
     ));
     out.push_str(&format!(
-        "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}\n",
-        "REGION", "ROLE", "NODE", "AZ", "ADDRESS", "PID"
+        "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}  {}\n",
+        "REGION", "ROLE", "NODE", "AZ", "ADDRESS", "PID", "VERSION"
     ));
     let primary = &cfg.primary_region().name;
     for region in &cfg.regions {
@@ -35,7 +35,7 @@ pub(crate) fn print(cfg: &Config, state: &DeploymentState, state_dir: &Path, too
         nodes.sort_by_key(|n| (n.spec.role != Role::Lb, n.spec.name.clone()));
         for n in nodes {
             out.push_str(&format!(
-                "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}\n",
+                "{:<18} {:<8} {:<24} {:<18} {:<26} {:>7}  {}\n",
                 label,
                 n.spec.role.as_str(),
                 n.spec.name,
@@ -49,7 +49,9 @@ pub(crate) fn print(cfg: &Config, state: &DeploymentState, state_dir: &Path, too
                     },
                     n.spec.address
                 ),
-                n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+                n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                // A service instance's version (`meridian rollout` changes it).
+                n.version.as_deref().unwrap_or("-")
             ));
             label.clear();
         }

@@ -1,5 +1,6 @@
 //! `meridian up`: a whole deployment as supervised child processes.
 
+use crate::fleet::Slot;
 use meridian_config::state::{DeploymentState, NodeState, Status};
 use meridian_config::{
     CheckProtocol, Config, HealthCheck, NodeSpec, Placement, Role, StatusMatcher,
@@ -12,7 +13,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::process::{Child, Command};
@@ -54,17 +55,15 @@ pub enum UpError {
     },
 }
 
-/// One supervised node and what is known about its current process.
-struct Slot {
-    spec: NodeSpec,
-    pid: Mutex<Option<u32>>,
-    restarts: AtomicU32,
-}
-
 struct Shared {
     opts: UpOptions,
     config_path: PathBuf,
+    /// Every node, and every service instance's replacement home (inactive until used).
     slots: Vec<Arc<Slot>>,
+    /// True once the deployment stops: what a slot started at run time is told too.
+    stopping: watch::Receiver<bool>,
+    /// The rollout running or last run (`rollout.rs`).
+    rollout: crate::fleet::Progress,
     status: Mutex<Status>,
     /// Serializes writes of endpoints.json (they share one temp file).
     write_lock: Mutex<()>,
@@ -96,12 +95,15 @@ impl Shared {
             nodes: self
                 .slots
                 .iter()
+                .filter(|s| s.active.load(Ordering::Acquire))
                 .map(|s| NodeState {
                     spec: s.spec.clone(),
                     listen: Some(self.placement.listen_of(&s.spec))
                         .filter(|l| *l != s.spec.address),
                     pid: *s.pid.lock().unwrap_or_else(|p| p.into_inner()),
                     restarts: s.restarts.load(Ordering::Relaxed),
+                    version: (s.spec.role == Role::Service)
+                        .then(|| s.version.lock().unwrap_or_else(|p| p.into_inner()).clone()),
                 })
                 .collect(),
             client_locations: meridian_config::state::ClientLocationState::all(cfg),
@@ -114,6 +116,14 @@ impl Shared {
         if let Err(e) = self.state().write(&self.opts.state_dir) {
             tracing::error!(error = %e, "cannot write endpoints.json");
         }
+    }
+
+    /// Nodes that run (replacement homes only while a rollout uses them).
+    fn active_count(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.active.load(Ordering::Acquire))
+            .count()
     }
 
     fn set_status(&self, s: Status) {
@@ -138,6 +148,35 @@ impl Shared {
         {
             let _ = f.write_all(line.as_bytes());
         }
+    }
+}
+
+/// What rollouts (`rollout.rs`, `instances.rs`) use of the supervisor.
+impl crate::fleet::Fleet for Shared {
+    fn config(&self) -> &Config {
+        &self.opts.config
+    }
+    fn state_dir(&self) -> &std::path::Path {
+        &self.opts.state_dir
+    }
+    fn slots(&self) -> &[Arc<Slot>] {
+        &self.slots
+    }
+    fn supervise(self: Arc<Self>, slot: Arc<Slot>) {
+        let stopping = self.stopping.clone();
+        tokio::spawn(supervise(self, slot, stopping));
+    }
+    fn readiness(&self, spec: &NodeSpec) -> (SocketAddr, HealthCheck) {
+        readiness_check(self, spec)
+    }
+    fn publish(&self) {
+        Shared::publish(self)
+    }
+    fn event(&self, text: &str) {
+        Shared::event(self, text)
+    }
+    fn rollout(&self) -> &crate::fleet::Progress {
+        &self.rollout
     }
 }
 
@@ -299,19 +338,34 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         "1 while the node's process is running",
         Family::<Labels, Gauge>::default(),
     );
+    let rollout = crate::fleet::Progress::default();
+    metrics.register(
+        "supervisor_rollout",
+        "Rollouts: 1 for each one's current state (running, succeeded, rolled_back, failed)",
+        rollout.1.clone(),
+    );
+    let (stopping_tx, stopping_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         placement,
         config_path,
-        slots: nodes
-            .iter()
-            .map(|n| {
+        slots: crate::instances::with_replacements(cfg, &nodes)
+            .into_iter()
+            .map(|(n, active)| {
                 Arc::new(Slot {
-                    spec: n.clone(),
+                    version: Mutex::new(crate::instances::initial_version(
+                        &opts.state_dir,
+                        cfg,
+                        &n,
+                    )),
+                    spec: n,
                     pid: Mutex::new(None),
                     restarts: AtomicU32::new(0),
+                    active: AtomicBool::new(active),
                 })
             })
             .collect(),
+        stopping: stopping_rx.clone(),
+        rollout,
         status: Mutex::new(Status::Starting),
         write_lock: Mutex::new(()),
         started,
@@ -329,7 +383,6 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         let _ = stop_admin_rx.await;
     }));
 
-    let (stopping_tx, stopping_rx) = watch::channel(false);
     let mut runners = Vec::new();
     let signal = meridian_http::shutdown_signal();
     tokio::pin!(signal);
@@ -348,7 +401,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
                 shared.started.elapsed(),
             );
             (&mut signal).await;
-            eprintln!("\nstopping {} nodes...", shared.slots.len());
+            eprintln!("\nstopping {} nodes...", shared.active_count());
             Ok(())
         }
         Err(e) => Err(e),
@@ -467,7 +520,7 @@ async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping: watch::Re
             }
             Err(e) => format!("could not start: {e}"),
         };
-        if *stopping.borrow() {
+        if *stopping.borrow() || !slot.active.load(Ordering::Acquire) {
             shared.publish();
             return;
         }
@@ -534,7 +587,8 @@ async fn start_in_waves(
 ) -> Result<(), UpError> {
     let total = shared.slots.len();
     eprintln!(
-        "starting {total} nodes of `{}` ({} region(s))...",
+        "starting {} nodes of `{}` ({} region(s))...",
+        shared.active_count(),
         shared.opts.config.deployment.name,
         shared.opts.config.regions.len()
     );
@@ -547,6 +601,7 @@ async fn start_in_waves(
         .collect();
     let data: Vec<usize> = (0..total)
         .filter(|i| matches!(role_of(i), Role::Service | Role::Lb))
+        .filter(|i| shared.slots[*i].active.load(Ordering::Acquire))
         .collect();
     let wan: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Wan).collect();
     let edges: Vec<usize> = (0..total).filter(|i| role_of(i) == Role::Edge).collect();
@@ -586,8 +641,9 @@ async fn wait_ready(
             if out.healthy {
                 ready[i] = true;
                 eprintln!(
-                    "  [{:>2}/{total}] {} healthy ({:.1}s)",
+                    "  [{:>2}/{}] {} healthy ({:.1}s)",
                     ready.iter().filter(|r| **r).count(),
+                    shared.active_count(),
                     slot.spec.name,
                     shared.started.elapsed().as_secs_f64()
                 );
@@ -686,7 +742,18 @@ async fn serve_admin(
             return;
         }
     };
-    meridian_http::admin::Router::new(shared, "supervisor endpoints: /metrics, /health, /state")
+    let token = meridian_http::secrets::AdminToken::load(
+        &shared.opts.config.secrets.admin_token,
+        &shared.opts.state_dir,
+    )
+    .map_err(|e| tracing::error!("rollouts need the admin token: {e}"))
+    .ok();
+    let router = meridian_http::admin::Router::new(
+        shared,
+        "supervisor endpoints: /metrics, /health, /state, /rollout",
+    )
+    .token(token);
+    crate::rollout::routes(router)
         .metrics(move |_| metrics.encode())
         .health(|_| serde_json::json!({ "status": "healthy", "role": "supervisor" }))
         .open(

@@ -94,6 +94,9 @@ impl Watch {
                     });
                 }
             }
+            if targets[i].role == "supervisor" {
+                events.extend(self.rollouts(i, sec, r));
+            }
             if let Some(e) = self.db_role_change(targets, i, sec, r) {
                 events.push(e);
             }
@@ -195,5 +198,57 @@ impl Watch {
             message,
             cause: cause.into(),
         })
+    }
+}
+
+/// Rollouts, from the supervisor's `meridian_supervisor_rollout` series.
+impl Watch {
+    /// A rollout state that turned 1 since the last tick is an event (none on the first
+    /// scrape: those happened before the console looked).
+    fn rollouts(&mut self, i: usize, sec: u64, r: &Reading) -> Vec<Event> {
+        let looked_before = self
+            .watched
+            .insert((i, "rollouts".to_owned()), 1.0)
+            .is_some();
+        let mut events = Vec::new();
+        for s in r.all("meridian_supervisor_rollout") {
+            let (Some(version), Some(state)) = (s.label("version"), s.label("state")) else {
+                continue;
+            };
+            let previous = s.label("previous").unwrap_or("?");
+            let before = self
+                .watched
+                .insert((i, format!("rollout|{version}|{state}")), s.value);
+            if !looked_before || s.value < 0.5 || before.is_some_and(|b| b >= 0.5) {
+                continue;
+            }
+            let (severity, message) = match state {
+                "running" => (
+                    Severity::Info,
+                    format!("rollout from version {previous} to {version} started"),
+                ),
+                "succeeded" => (
+                    Severity::Info,
+                    format!("every instance runs version {version}"),
+                ),
+                "rolled_back" => (
+                    Severity::Warning,
+                    format!("rollout to version {version} rolled back to {previous}"),
+                ),
+                _ => (
+                    Severity::Critical,
+                    format!("rollout to version {version} stopped part way"),
+                ),
+            };
+            events.push(Event {
+                at: sec,
+                kind: Kind::Deployment,
+                severity,
+                subject: "service".to_owned(),
+                message,
+                cause: s.label("reason").unwrap_or_default().to_owned(),
+            });
+        }
+        events
     }
 }

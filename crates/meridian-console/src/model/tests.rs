@@ -317,3 +317,38 @@ fn cost_uses_measured_traffic_and_the_price_table() {
         "{east:?}"
     );
 }
+
+#[test]
+fn a_rollback_is_an_event_with_its_reason() {
+    let mut w = World::new();
+    let series = |state: &str, reason: &str| {
+        format!("meridian_supervisor_rollout{{version=\"3-broken\",previous=\"2\",state=\"{state}\",reason=\"{reason}\"}} 1\n")
+    };
+    w.set("supervisor", "meridian_supervisor_restarts_total{node=\"svc-east-a-1\",role=\"service\",region=\"east\"} 0\n");
+    w.tick(1000.0);
+    w.set("supervisor", &series("running", ""));
+    w.tick(1001.0);
+    let why = "svc-east-a-1 (version 3-broken) did not pass its health checks within 4s";
+    w.set(
+        "supervisor",
+        &format!(
+            "{}{}",
+            series("running", "").replace("} 1", "} 0"),
+            series("rolled_back", why)
+        ),
+    );
+    w.tick(1002.0);
+    let events = w.state.overview().events.clone();
+    let deployments: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == Kind::Deployment)
+        .collect();
+    assert_eq!(deployments.len(), 2, "{events:?}");
+    assert!(deployments.iter().any(|e| e.message.contains("started")));
+    let back = deployments
+        .iter()
+        .find(|e| e.message == "rollout to version 3-broken rolled back to 2")
+        .expect("the rollback");
+    assert_eq!(back.cause, why);
+    assert_eq!(back.severity, Severity::Warning);
+}

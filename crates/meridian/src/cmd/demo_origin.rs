@@ -18,6 +18,10 @@ pub struct DemoOriginArgs {
     /// Artificial work per API request, such as "5ms".
     #[arg(long, default_value = "0ms")]
     processing_time: String,
+    /// The version it reports (`x-service-version`, `/health`). One ending in `-broken`
+    /// fails its health checks on purpose: a test aid for rollbacks.
+    #[arg(long, default_value = "1")]
+    service_version: String,
 }
 
 pub async fn run(a: DemoOriginArgs) -> Result<ExitCode> {
@@ -38,6 +42,13 @@ pub async fn run(a: DemoOriginArgs) -> Result<ExitCode> {
         "demo origin on http://{} (try /api/quotes/AAPL); Ctrl-C stops it",
         a.listen
     );
-    meridian_demo::serve(a.listen, opts, meridian_http::shutdown_signal()).await?;
+    meridian_demo::serve_version(
+        a.listen,
+        opts,
+        meridian_demo::ServiceVersion(a.service_version),
+        meridian_http::ServerOptions::default(),
+        meridian_http::shutdown_signal(),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

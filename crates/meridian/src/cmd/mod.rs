@@ -17,6 +17,7 @@ mod functions;
 mod health;
 mod invalidate;
 mod kvs;
+mod rollout;
 mod secrets;
 mod sim;
 mod summary;
@@ -103,6 +104,13 @@ pub enum Cmd {
         #[command(subcommand)]
         command: db::DbCmd,
     },
+    /// Roll a new version of the service out to a running deployment, region by region and
+    /// AZ by AZ, with ECS's bounds (minimum_healthy_percent, maximum_percent) and automatic
+    /// rollback (the deployment circuit breaker).
+    ///
+    /// Exits 0 when every instance runs the new version, 1 when it was rolled back (the
+    /// reason on one line), 2 when it could not start.
+    Rollout(rollout::RolloutArgs),
     /// Rotate secrets with a grace period, and list them (never their values).
     Secrets {
         #[command(subcommand)]
@@ -134,6 +142,7 @@ pub async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Export { command } => export::run(command),
         Cmd::Db { command } => db::run(command).await,
         Cmd::Secrets { command } => secrets::run(command),
+        Cmd::Rollout(args) => rollout::run(args).await,
         Cmd::Token(args) => token::run(args),
         Cmd::Version => {
             println!("meridian {}", env!("CARGO_PKG_VERSION"));
