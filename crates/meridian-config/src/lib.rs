@@ -18,6 +18,7 @@ mod edge;
 mod error;
 pub mod geo;
 mod health_check;
+mod host;
 mod listener_rule;
 mod load;
 mod load_balancer;
@@ -56,6 +57,7 @@ pub use geo::{Coordinates, Place, Prior, RoundTripPrior};
 pub use health_check::{
     CheckProtocol, HealthCheck, StatusMatcher, GRPC_DEFAULT_CODES, GRPC_DEFAULT_PATH,
 };
+pub use host::{Host, DEFAULT_AGENT_PORT};
 pub use listener_rule::{
     Action, Conditions, HeaderCondition, ListenerRule, Redirect, WeightedGroup,
 };

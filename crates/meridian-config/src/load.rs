@@ -11,6 +11,7 @@ use crate::distribution::{default_distribution, read_distribution, Distribution}
 use crate::dns::{check_aliases, default_dns, read_dns, Dns};
 use crate::edge::{read_pop, Pop};
 use crate::error::{ConfigErrors, Diagnostics};
+use crate::host::{check_placement, read_host, Host};
 use crate::load_balancer::{default_lb, read_lb, LoadBalancer};
 use crate::network::{default_network, read_network, Network};
 use crate::raw;
@@ -50,6 +51,8 @@ pub struct Config {
     pub cache: Option<CacheTier>,
     /// Where the admin token and the edge signing key come from.
     pub secrets: Secrets,
+    /// The machines nodes run on (`[[host]]`); none means this one machine.
+    pub hosts: Vec<Host>,
 }
 
 impl Config {
@@ -114,6 +117,9 @@ impl Config {
                     }
                 }
             }
+        }
+        if let Some(c) = &cfg {
+            check_placement(c, &mut d);
         }
         d.finish()?;
         // Every reader that gives up records why, so this is only a guard against a bug.
@@ -228,6 +234,7 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         None => Some(Secrets::default()),
     };
     let client_locations = read_named(t, d, "client_location", read_client_location);
+    let hosts = read_named(t, d, "host", read_host);
     check_totals(t, d, regions.as_deref(), service.as_ref());
     if let (Some(dns), Some(regions), Some(edges)) = (&dns, &regions, &edges) {
         check_aliases(d, dns, regions, edges);
@@ -254,5 +261,6 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         database: database?,
         cache: cache?,
         secrets: secrets?,
+        hosts: hosts?,
     })
 }

@@ -110,7 +110,7 @@ impl Config {
                 .filter_map(|(region, az, _)| self.cache_node(&region, &az)),
         );
         for pop in &self.edges {
-            if let Some((address, admin)) = self.pop_addresses(&pop.name) {
+            if let Some((address, admin)) = self.loopback_pop_addresses(&pop.name) {
                 services.push(NodeSpec {
                     name: format!("edge-{}", pop.name),
                     role: Role::Edge,
@@ -144,7 +144,7 @@ impl Config {
             });
         }
         if self.console.enabled {
-            let address = self.console_address();
+            let address = self.loopback_console_address();
             services.push(NodeSpec {
                 name: "console".to_owned(),
                 role: Role::Console,
@@ -154,7 +154,16 @@ impl Config {
                 admin: address,
             });
         }
+        if !self.hosts.is_empty() {
+            self.place_on_hosts(&mut services);
+        }
         services
+    }
+
+    /// Node `name` as placed on its host, when the config has hosts: the addresses below
+    /// are the one-machine layout's otherwise.
+    fn on_host(&self, name: &str) -> Option<Option<NodeSpec>> {
+        (!self.hosts.is_empty()).then(|| self.node(name))
     }
 
     /// The database node of `az` in `region`: `127.x.<region>.60+<AZ index>`, PostgreSQL on
@@ -216,6 +225,13 @@ impl Config {
 
     /// Where the console serves its page, API and own metrics.
     pub fn console_address(&self) -> SocketAddr {
+        match self.on_host("console") {
+            Some(Some(n)) => n.address,
+            _ => self.loopback_console_address(),
+        }
+    }
+
+    fn loopback_console_address(&self) -> SocketAddr {
         SocketAddr::new(self.network.addr(0, 3).into(), self.network.admin_port)
     }
 
@@ -232,6 +248,9 @@ impl Config {
 
     /// Where a region's load balancer is reached.
     pub fn lb_address(&self, region: &str) -> Option<SocketAddr> {
+        if let Some(placed) = self.on_host(&format!("lb-{region}")) {
+            return placed.map(|n| n.address);
+        }
         let i = self.regions.iter().position(|r| r.name == region)?;
         Some(SocketAddr::new(
             self.network.addr((i + 1) as u8, 1).into(),
@@ -241,6 +260,9 @@ impl Config {
 
     /// Where a region's load balancer serves its own /health.
     pub fn lb_admin(&self, region: &str) -> Option<SocketAddr> {
+        if let Some(placed) = self.on_host(&format!("lb-{region}")) {
+            return placed.map(|n| n.admin);
+        }
         let i = self.regions.iter().position(|r| r.name == region)?;
         Some(SocketAddr::new(
             self.network.addr((i + 1) as u8, 1).into(),
@@ -250,6 +272,13 @@ impl Config {
 
     /// Where an edge PoP listens (its viewer address and its admin address).
     pub fn pop_addresses(&self, pop: &str) -> Option<(SocketAddr, SocketAddr)> {
+        match self.on_host(&format!("edge-{pop}")) {
+            Some(placed) => placed.map(|n| (n.address, n.admin)),
+            None => self.loopback_pop_addresses(pop),
+        }
+    }
+
+    fn loopback_pop_addresses(&self, pop: &str) -> Option<(SocketAddr, SocketAddr)> {
         let i = self.edges.iter().position(|p| p.name == pop)?;
         let ip = self.network.addr(100 + i as u8, 1);
         Some((

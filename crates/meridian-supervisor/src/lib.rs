@@ -11,6 +11,7 @@ mod node;
 mod rollout;
 mod rollout_lb;
 mod rollout_plan;
+mod secrets;
 mod state_dir;
 mod table;
 mod up;

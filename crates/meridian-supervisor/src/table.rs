@@ -92,7 +92,7 @@ pub(crate) fn print(cfg: &Config, state: &DeploymentState, state_dir: &Path, too
     ));
     out.push_str(&format!(
         "supervisor metrics: http://{}/metrics\n",
-        cfg.supervisor_admin()
+        state.supervisor_admin
     ));
     let cache_regions: Vec<String> =
         cfg.regions

@@ -29,6 +29,9 @@ pub struct UpOptions {
     pub state_dir: PathBuf,
     /// The `meridian` binary to start nodes with (normally this one).
     pub exe: PathBuf,
+    /// Run only the nodes `[[host]]` places on this host (`meridian agent --host`);
+    /// None runs every node on this machine.
+    pub host: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +90,7 @@ impl Shared {
                 .clone(),
             config: self.config_path.clone(),
             supervisor_pid: std::process::id(),
-            supervisor_admin: cfg.supervisor_admin(),
+            supervisor_admin: admin_address(&self.opts),
             updated_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -211,6 +214,9 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
     };
 
     let mut nodes = cfg.nodes();
+    if let Some(host) = &opts.host {
+        nodes.retain(|n| cfg.host_of(n).is_some_and(|h| &h.name == host));
+    }
     if nodes.iter().any(|n| n.role == Role::Db) {
         if let Err(e) = meridian_db::binaries() {
             // The rest of the deployment is still worth running: say what is missing, once.
@@ -231,101 +237,8 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
     } else {
         Placement::Direct
     };
-    preflight(cfg, &nodes, placement)?;
-    // Made once here, so the nodes started next share one token (PoPs, DNS, WAN) and one
-    // database password, and the PoPs one certificate.
-    // (where, file, random bytes): keys are 32 bytes (AES-256), the others 16.
-    let mut secrets = vec![
-        (
-            &cfg.secrets.admin_token,
-            meridian_http::admin::TOKEN_FILE,
-            16,
-        ),
-        (
-            &cfg.secrets.edge_signing_key,
-            meridian_http::signing::KEY_FILE,
-            16,
-        ),
-    ];
-    if cfg.database.is_some() {
-        secrets.push((
-            &cfg.secrets.db_password,
-            meridian_http::admin::DB_PASSWORD_FILE,
-            16,
-        ));
-    }
-    if cfg.cache.is_some() {
-        secrets.push((
-            &cfg.secrets.cache_password,
-            meridian_redis::PASSWORD_FILE,
-            16,
-        ));
-    }
-    if cfg.edges.iter().any(|p| p.disk_encryption) {
-        secrets.push((
-            &cfg.secrets.disk_cache_key,
-            meridian_http::admin::DISK_CACHE_KEY_FILE,
-            32,
-        ));
-    }
-    // Secrets the config places in a file or variable: a missing one is said once here,
-    // not by every node failing in a restart loop. Nothing is made outside the state dir.
-    for (source, file, _) in &secrets {
-        if **source != meridian_config::SecretSource::StateDir {
-            meridian_http::secrets::configured(source, &opts.state_dir, file).map_err(|e| {
-                UpError::StateDir {
-                    path: opts.state_dir.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                }
-            })?;
-        }
-    }
-    let secrets: Vec<(&str, usize)> = secrets
-        .into_iter()
-        .filter(|(source, _, _)| **source == meridian_config::SecretSource::StateDir)
-        .map(|(_, file, bytes)| (file, bytes))
-        .collect();
-    for (file, bytes) in secrets {
-        meridian_http::admin::key_secret(&opts.state_dir, file, bytes).map_err(|source| {
-            UpError::StateDir {
-                path: opts.state_dir.join(file),
-                source,
-            }
-        })?;
-    }
-    if !cfg.edges.is_empty() && cfg.distribution.certificates.is_empty() {
-        meridian_http::tls::ensure_dev_cert(&opts.state_dir, &meridian_edge::dev_cert_names(cfg))
-            .map_err(|e| UpError::StateDir {
-            path: opts.state_dir.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-    }
-
-    // Development signing keys of JWT authorizers without a JWKS file, made once here so
-    // the PoPs starting together all read the same one (`meridian token` mints with it).
-    if !cfg.edges.is_empty() {
-        for a in &cfg.distribution.protection.jwt_authorizers {
-            if a.jwks.is_none() {
-                meridian_protect::dev_key::ensure(&opts.state_dir, &a.name).map_err(|e| {
-                    UpError::StateDir {
-                        path: opts.state_dir.join("jwt"),
-                        source: std::io::Error::other(e.to_string()),
-                    }
-                })?;
-            }
-        }
-    }
-
-    // The deployment CA and each balancer's certificate, before any edge needs the CA.
-    for r in &cfg.regions {
-        let names = meridian_lb::cert_names(cfg, &r.name);
-        meridian_http::pki::ensure_lb_cert(&opts.state_dir, &r.name, &names).map_err(|e| {
-            UpError::StateDir {
-                path: opts.state_dir.join("tls"),
-                source: std::io::Error::other(e.to_string()),
-            }
-        })?;
-    }
+    preflight(admin_address(&opts), &nodes, placement)?;
+    crate::secrets::prepare(cfg, &opts.state_dir)?;
 
     let metrics = Metrics::new();
     let restarts_metric = metrics.register(
@@ -392,7 +305,13 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
     };
     let result = match ready {
         Ok(()) if *stopping_rx.borrow() => Ok(()),
-        Ok(()) => {
+        Err(e) if shared.opts.host.is_none() => Err(e),
+        ready => {
+            // A host's agent keeps supervising its nodes: their peers on other hosts may
+            // simply not be up yet, and nothing here can start them.
+            if let Err(e) = ready {
+                eprintln!("warning: {e}\n  the agent keeps supervising them; peers on other hosts may not be up yet");
+            }
             shared.set_status(Status::Running);
             crate::table::print(
                 &shared.opts.config,
@@ -404,7 +323,6 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
             eprintln!("\nstopping {} nodes...", shared.active_count());
             Ok(())
         }
-        Err(e) => Err(e),
     };
 
     shared.set_status(Status::Stopping);
@@ -420,8 +338,8 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
 }
 
 /// Fails early, with the node's name, when an address is already taken.
-fn preflight(cfg: &Config, nodes: &[NodeSpec], placement: Placement) -> Result<(), UpError> {
-    let mut addrs = vec![("supervisor".to_owned(), cfg.supervisor_admin())];
+fn preflight(admin: SocketAddr, nodes: &[NodeSpec], placement: Placement) -> Result<(), UpError> {
+    let mut addrs = vec![("supervisor".to_owned(), admin)];
     for n in nodes {
         // Its listener, and the public address in front of it (the WAN's) when that differs.
         let listen = placement.listen_of(n);
@@ -729,12 +647,22 @@ async fn stop_all(shared: &Shared, runners: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
+/// Where this supervisor serves `/state` and `/metrics`: a host agent on its host's agent
+/// port, `up` on the deployment's supervisor address.
+fn admin_address(opts: &UpOptions) -> SocketAddr {
+    let cfg = &opts.config;
+    match opts.host.as_deref().and_then(|h| cfg.host(h)) {
+        Some(h) => cfg.agent_admin(h),
+        None => cfg.supervisor_admin(),
+    }
+}
+
 async fn serve_admin(
     shared: Arc<Shared>,
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let addr = shared.opts.config.supervisor_admin();
+    let addr = admin_address(&shared.opts);
     let listener = match meridian_http::bind(addr).await {
         Ok(l) => l,
         Err(e) => {

@@ -41,6 +41,9 @@ pub enum Cmd {
     Up(up::UpArgs),
     /// Run one node of a deployment in this process (how nodes run on real machines).
     Run(up::RunArgs),
+    /// Run the nodes `[[host]]` places on one host, supervised as `up` supervises them all
+    /// (how a deployment runs on machines of its own).
+    Agent(up::AgentArgs),
     /// Check a config and print a summary of the deployment, or every error in it.
     ///
     /// Exits 0 when the config is valid and 2 when it is not.
@@ -128,6 +131,7 @@ pub async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Up(args) => up::up(args).await,
         Cmd::Run(args) => up::run(args).await,
+        Cmd::Agent(args) => up::agent(args).await,
         Cmd::Validate(args) => validate::run(args),
         Cmd::Health(args) => health::run(args).await,
         Cmd::DemoOrigin(args) => demo_origin::run(args).await,

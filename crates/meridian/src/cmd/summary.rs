@@ -283,7 +283,32 @@ pub(crate) fn summary(cfg: &Config) -> String {
         }
         protection(&mut s, &d.protection);
     }
+    placement(&mut s, cfg);
     s
+}
+
+/// Which host runs which node (`[[host]]`), or that this machine runs them all.
+fn placement(s: &mut String, cfg: &Config) {
+    if cfg.hosts.is_empty() {
+        s.push_str("placement: every node on this machine, each on its own loopback address\n");
+        return;
+    }
+    s.push_str(&format!("placement ({} hosts):\n", cfg.hosts.len()));
+    let nodes = cfg.nodes();
+    for h in &cfg.hosts {
+        let here: Vec<String> = nodes
+            .iter()
+            .filter(|n| cfg.host_of(n).is_some_and(|x| x.name == h.name))
+            .map(|n| format!("{} {}", n.name, n.address))
+            .collect();
+        s.push_str(&format!(
+            "  {:<16} {:<16} agent :{}  {}\n",
+            h.name,
+            h.address,
+            h.agent_port,
+            if here.is_empty() { "(no nodes)".to_owned() } else { here.join(", ") }
+        ));
+    }
 }
 
 /// The API protection lines of `validate`'s summary.

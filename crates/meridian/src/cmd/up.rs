@@ -17,6 +17,19 @@ pub struct UpArgs {
 }
 
 #[derive(clap::Args)]
+pub struct AgentArgs {
+    /// Deployment config with `[[host]]` entries (the same file on every host).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// This host's name, as its `[[host]]` entry gives it.
+    #[arg(long)]
+    host: String,
+    /// Where endpoints.json, logs and the config copy go on this host.
+    #[arg(long, default_value = ".meridian")]
+    state_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
 pub struct RunArgs {
     /// Deployment config; the embedded default when omitted.
     #[arg(long, short)]
@@ -32,12 +45,45 @@ pub struct RunArgs {
 }
 
 pub async fn up(UpArgs { config, state_dir }: UpArgs) -> Result<ExitCode> {
+    supervise(config, state_dir, None).await
+}
+
+/// `meridian agent --host NAME`: the supervisor of `up`, for the nodes placed on one host.
+pub async fn agent(
+    AgentArgs {
+        config,
+        host,
+        state_dir,
+    }: AgentArgs,
+) -> Result<ExitCode> {
+    supervise(config, state_dir, Some(host)).await
+}
+
+async fn supervise(
+    config: Option<PathBuf>,
+    state_dir: PathBuf,
+    host: Option<String>,
+) -> Result<ExitCode> {
     meridian_telemetry::init_logs("warn");
     let config_path_arg = config.clone();
     let (config, config_text) = match load_config(config.as_deref()) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    if let Some(h) = &host {
+        if config.host(h).is_none() {
+            let known: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
+            eprintln!(
+                "error: the config has no host `{h}`\n  fix: {}",
+                if known.is_empty() {
+                    "add [[host]] entries to the config; `meridian up` runs every node on this machine".to_owned()
+                } else {
+                    format!("use one of: {}", known.join(", "))
+                }
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
     let exe =
         std::env::current_exe().context("cannot find the meridian binary to start nodes with")?;
     meridian_supervisor::up(meridian_supervisor::UpOptions {
@@ -46,6 +92,7 @@ pub async fn up(UpArgs { config, state_dir }: UpArgs) -> Result<ExitCode> {
         config_text,
         state_dir,
         exe,
+        host,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

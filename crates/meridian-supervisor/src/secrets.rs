@@ -1,0 +1,106 @@
+//! What `up` makes before any node starts: the deployment's secrets (or a check that the
+//! ones the config names exist), the PoPs' development certificate, JWT development keys,
+//! and the deployment CA with each balancer's certificate.
+
+use crate::up::UpError;
+use meridian_config::Config;
+use std::path::Path;
+
+/// Makes (or checks) everything the nodes read from the state dir `state_dir`.
+pub(crate) fn prepare(cfg: &Config, state_dir: &Path) -> Result<(), UpError> {
+    // Made once here, so the nodes started next share one token (PoPs, DNS, WAN) and one
+    // database password, and the PoPs one certificate.
+    // (where, file, random bytes): keys are 32 bytes (AES-256), the others 16.
+    let mut secrets = vec![
+        (
+            &cfg.secrets.admin_token,
+            meridian_http::admin::TOKEN_FILE,
+            16,
+        ),
+        (
+            &cfg.secrets.edge_signing_key,
+            meridian_http::signing::KEY_FILE,
+            16,
+        ),
+    ];
+    if cfg.database.is_some() {
+        secrets.push((
+            &cfg.secrets.db_password,
+            meridian_http::admin::DB_PASSWORD_FILE,
+            16,
+        ));
+    }
+    if cfg.cache.is_some() {
+        secrets.push((
+            &cfg.secrets.cache_password,
+            meridian_redis::PASSWORD_FILE,
+            16,
+        ));
+    }
+    if cfg.edges.iter().any(|p| p.disk_encryption) {
+        secrets.push((
+            &cfg.secrets.disk_cache_key,
+            meridian_http::admin::DISK_CACHE_KEY_FILE,
+            32,
+        ));
+    }
+    // Secrets the config places in a file or variable: a missing one is said once here,
+    // not by every node failing in a restart loop. Nothing is made outside the state dir.
+    for (source, file, _) in &secrets {
+        if **source != meridian_config::SecretSource::StateDir {
+            meridian_http::secrets::configured(source, &state_dir, file).map_err(|e| {
+                UpError::StateDir {
+                    path: state_dir.to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                }
+            })?;
+        }
+    }
+    let secrets: Vec<(&str, usize)> = secrets
+        .into_iter()
+        .filter(|(source, _, _)| **source == meridian_config::SecretSource::StateDir)
+        .map(|(_, file, bytes)| (file, bytes))
+        .collect();
+    for (file, bytes) in secrets {
+        meridian_http::admin::key_secret(&state_dir, file, bytes).map_err(|source| {
+            UpError::StateDir {
+                path: state_dir.join(file),
+                source,
+            }
+        })?;
+    }
+    if !cfg.edges.is_empty() && cfg.distribution.certificates.is_empty() {
+        meridian_http::tls::ensure_dev_cert(&state_dir, &meridian_edge::dev_cert_names(cfg))
+            .map_err(|e| UpError::StateDir {
+            path: state_dir.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    }
+
+    // Development signing keys of JWT authorizers without a JWKS file, made once here so
+    // the PoPs starting together all read the same one (`meridian token` mints with it).
+    if !cfg.edges.is_empty() {
+        for a in &cfg.distribution.protection.jwt_authorizers {
+            if a.jwks.is_none() {
+                meridian_protect::dev_key::ensure(&state_dir, &a.name).map_err(|e| {
+                    UpError::StateDir {
+                        path: state_dir.join("jwt"),
+                        source: std::io::Error::other(e.to_string()),
+                    }
+                })?;
+            }
+        }
+    }
+
+    // The deployment CA and each balancer's certificate, before any edge needs the CA.
+    for r in &cfg.regions {
+        let names = meridian_lb::cert_names(cfg, &r.name);
+        meridian_http::pki::ensure_lb_cert(&state_dir, &r.name, &names).map_err(|e| {
+            UpError::StateDir {
+                path: state_dir.join("tls"),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
+    }
+    Ok(())
+}
