@@ -11,7 +11,7 @@ use crate::distribution::{default_distribution, read_distribution, Distribution}
 use crate::dns::{check_aliases, default_dns, read_dns, Dns};
 use crate::edge::{read_pop, Pop};
 use crate::error::{ConfigErrors, Diagnostics};
-use crate::host::{check_placement, read_host, Host};
+use crate::host::{read_host, Host};
 use crate::load_balancer::{default_lb, read_lb, LoadBalancer};
 use crate::network::{default_network, read_network, Network};
 use crate::raw;
@@ -119,7 +119,7 @@ impl Config {
             }
         }
         if let Some(c) = &cfg {
-            check_placement(c, &mut d);
+            c.check_placement(&mut d);
         }
         d.finish()?;
         // Every reader that gives up records why, so this is only a guard against a bug.

@@ -8,7 +8,7 @@
 //! supervisor says so when it starts the node (`meridian run --behind-relay`). Nothing in
 //! a node reads the simulation to find out.
 
-use crate::topology::{NodeSpec, Role};
+use crate::node::{NodeSpec, Role};
 use std::net::SocketAddr;
 
 /// How far behind its public port a node listens when a relay holds the public one.

@@ -8,7 +8,7 @@
 //! `topology.rs`: the placement of the configured nodes does not change.
 
 use crate::load::Config;
-use crate::topology::{NodeSpec, Role};
+use crate::node::{NodeSpec, Role};
 use std::net::SocketAddr;
 
 /// The suffix of a replacement's name.

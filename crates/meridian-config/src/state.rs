@@ -1,6 +1,6 @@
 //! `endpoints.json`: what a running `meridian up` tells other tools about itself.
 
-use crate::topology::NodeSpec;
+use crate::node::NodeSpec;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::net::SocketAddr;

@@ -2,12 +2,17 @@
 //! ones the config names exist), the PoPs' development certificate, JWT development keys,
 //! and the deployment CA with each balancer's certificate.
 
-use crate::up::UpError;
 use meridian_config::Config;
 use std::path::Path;
 
+/// What could not be made, and where.
+pub(crate) struct Unprepared {
+    pub path: std::path::PathBuf,
+    pub source: std::io::Error,
+}
+
 /// Makes (or checks) everything the nodes read from the state dir `state_dir`.
-pub(crate) fn prepare(cfg: &Config, state_dir: &Path) -> Result<(), UpError> {
+pub(crate) fn prepare(cfg: &Config, state_dir: &Path) -> Result<(), Unprepared> {
     // Made once here, so the nodes started next share one token (PoPs, DNS, WAN) and one
     // database password, and the PoPs one certificate.
     // (where, file, random bytes): keys are 32 bytes (AES-256), the others 16.
@@ -48,8 +53,8 @@ pub(crate) fn prepare(cfg: &Config, state_dir: &Path) -> Result<(), UpError> {
     // not by every node failing in a restart loop. Nothing is made outside the state dir.
     for (source, file, _) in &secrets {
         if **source != meridian_config::SecretSource::StateDir {
-            meridian_http::secrets::configured(source, &state_dir, file).map_err(|e| {
-                UpError::StateDir {
+            meridian_http::secrets::configured(source, state_dir, file).map_err(|e| {
+                Unprepared {
                     path: state_dir.to_path_buf(),
                     source: std::io::Error::other(e.to_string()),
                 }
@@ -62,19 +67,17 @@ pub(crate) fn prepare(cfg: &Config, state_dir: &Path) -> Result<(), UpError> {
         .map(|(_, file, bytes)| (file, bytes))
         .collect();
     for (file, bytes) in secrets {
-        meridian_http::admin::key_secret(&state_dir, file, bytes).map_err(|source| {
-            UpError::StateDir {
-                path: state_dir.join(file),
-                source,
-            }
+        meridian_http::admin::key_secret(state_dir, file, bytes).map_err(|source| Unprepared {
+            path: state_dir.join(file),
+            source,
         })?;
     }
     if !cfg.edges.is_empty() && cfg.distribution.certificates.is_empty() {
-        meridian_http::tls::ensure_dev_cert(&state_dir, &meridian_edge::dev_cert_names(cfg))
-            .map_err(|e| UpError::StateDir {
-            path: state_dir.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        meridian_http::tls::ensure_dev_cert(state_dir, &meridian_edge::dev_cert_names(cfg))
+            .map_err(|e| Unprepared {
+                path: state_dir.to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
     }
 
     // Development signing keys of JWT authorizers without a JWKS file, made once here so
@@ -82,11 +85,9 @@ pub(crate) fn prepare(cfg: &Config, state_dir: &Path) -> Result<(), UpError> {
     if !cfg.edges.is_empty() {
         for a in &cfg.distribution.protection.jwt_authorizers {
             if a.jwks.is_none() {
-                meridian_protect::dev_key::ensure(&state_dir, &a.name).map_err(|e| {
-                    UpError::StateDir {
-                        path: state_dir.join("jwt"),
-                        source: std::io::Error::other(e.to_string()),
-                    }
+                meridian_protect::dev_key::ensure(state_dir, &a.name).map_err(|e| Unprepared {
+                    path: state_dir.join("jwt"),
+                    source: std::io::Error::other(e.to_string()),
                 })?;
             }
         }
@@ -95,11 +96,9 @@ pub(crate) fn prepare(cfg: &Config, state_dir: &Path) -> Result<(), UpError> {
     // The deployment CA and each balancer's certificate, before any edge needs the CA.
     for r in &cfg.regions {
         let names = meridian_lb::cert_names(cfg, &r.name);
-        meridian_http::pki::ensure_lb_cert(&state_dir, &r.name, &names).map_err(|e| {
-            UpError::StateDir {
-                path: state_dir.join("tls"),
-                source: std::io::Error::other(e.to_string()),
-            }
+        meridian_http::pki::ensure_lb_cert(state_dir, &r.name, &names).map_err(|e| Unprepared {
+            path: state_dir.join("tls"),
+            source: std::io::Error::other(e.to_string()),
         })?;
     }
     Ok(())

@@ -306,7 +306,11 @@ fn placement(s: &mut String, cfg: &Config) {
             h.name,
             h.address,
             h.agent_port,
-            if here.is_empty() { "(no nodes)".to_owned() } else { here.join(", ") }
+            if here.is_empty() {
+                "(no nodes)".to_owned()
+            } else {
+                here.join(", ")
+            }
         ));
     }
 }
