@@ -5,6 +5,7 @@
 //! defaults, and derives the node topology every other crate works from. Each section has
 //! its own file holding its types, defaults, reader and checks; `load` puts them together.
 
+mod autoscaling;
 mod cache_tier;
 mod client_location;
 mod common;
@@ -27,6 +28,7 @@ mod raw;
 mod read;
 mod region;
 mod replacement;
+mod scaling_homes;
 mod security;
 mod serde_duration;
 mod service;
@@ -38,6 +40,7 @@ mod target_group;
 mod topology;
 pub mod units;
 
+pub use autoscaling::{AutoScaling, ScalingMetric, SCALE_IN_DATAPOINTS, SCALE_OUT_DATAPOINTS};
 pub use cache_tier::*;
 pub use client_location::ClientLocation;
 pub use common::is_dns_name;
@@ -64,6 +67,7 @@ pub use load_balancer::{LoadBalancer, LB_TLS_PORT_OFFSET};
 pub use network::{Cidr, Network};
 pub use placement::{Placement, RELAY_PORT_OFFSET};
 pub use region::Region;
+pub use scaling_homes::MAX_INSTANCES_PER_REGION;
 pub use security::{OriginProtocol, SecretSource, Secrets};
 pub use service::{Service, ServiceRuntime};
 pub use service_deployment::{valid_version, DeploymentConfiguration};

@@ -229,6 +229,11 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
     };
     let client_locations = read_named(t, d, "client_location", read_client_location);
     check_totals(t, d, regions.as_deref(), service.as_ref());
+    if let (Some(r), Some(Service { autoscaling: Some(a), instances_per_az, .. })) =
+        (regions.as_deref(), service.as_ref())
+    {
+        crate::autoscaling::check_capacity(d, a, r, *instances_per_az);
+    }
     if let (Some(dns), Some(regions), Some(edges)) = (&dns, &regions, &edges) {
         check_aliases(d, dns, regions, edges);
     }
