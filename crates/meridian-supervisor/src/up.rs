@@ -64,6 +64,7 @@ struct Shared {
     stopping: watch::Receiver<bool>,
     /// The rollout running or last run (`rollout.rs`).
     rollout: crate::fleet::Progress,
+    scaling: crate::autoscale_state::Scaling,
     status: Mutex<Status>,
     /// Serializes writes of endpoints.json (they share one temp file).
     write_lock: Mutex<()>,
@@ -107,6 +108,7 @@ impl Shared {
                 })
                 .collect(),
             client_locations: meridian_config::state::ClientLocationState::all(cfg),
+            autoscaling: self.scaling.capacities(),
         }
     }
 
@@ -177,6 +179,9 @@ impl crate::fleet::Fleet for Shared {
     }
     fn rollout(&self) -> &crate::fleet::Progress {
         &self.rollout
+    }
+    fn scaling(&self) -> &crate::autoscale_state::Scaling {
+        &self.scaling
     }
 }
 
@@ -344,6 +349,8 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         "Rollouts: 1 for each one's current state (running, succeeded, rolled_back, failed)",
         rollout.1.clone(),
     );
+    let scaling = crate::autoscale_state::Scaling::default();
+    scaling.register(&metrics);
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         placement,
@@ -366,6 +373,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
             .collect(),
         stopping: stopping_rx.clone(),
         rollout,
+        scaling,
         status: Mutex::new(Status::Starting),
         write_lock: Mutex::new(()),
         started,
@@ -394,6 +402,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         Ok(()) if *stopping_rx.borrow() => Ok(()),
         Ok(()) => {
             shared.set_status(Status::Running);
+            crate::autoscale::spawn(shared.clone());
             crate::table::print(
                 &shared.opts.config,
                 &shared.state(),
@@ -407,6 +416,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         Err(e) => Err(e),
     };
 
+    shared.scaling.stopped.store(true, Ordering::Release);
     shared.set_status(Status::Stopping);
     let _ = stopping_tx.send(true);
     stop_all(&shared, runners).await;
@@ -750,10 +760,10 @@ async fn serve_admin(
     .ok();
     let router = meridian_http::admin::Router::new(
         shared,
-        "supervisor endpoints: /metrics, /health, /state, /rollout",
+        "supervisor endpoints: /metrics, /health, /state, /rollout, /autoscaling",
     )
     .token(token);
-    crate::rollout::routes(router)
+    crate::autoscale::routes(crate::rollout::routes(router))
         .metrics(move |_| metrics.encode())
         .health(|_| serde_json::json!({ "status": "healthy", "role": "supervisor" }))
         .open(
