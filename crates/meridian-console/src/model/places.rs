@@ -130,6 +130,7 @@ pub(super) fn regions(
         v.in_dns = (!views.is_empty()).then(|| views.iter().any(|h| *h));
         v.cache = crate::cache_tier::cache_of(scrape.targets, &region.name, readings);
         v.db = crate::db_tier::db_of(&db_nodes, &region.name);
+        (v.desired, v.running) = super::scaling::capacity(scrape, &region.name);
         if let Some(rate) = v
             .cache
             .as_ref()
