@@ -1,14 +1,15 @@
 //! Autoscaling (ECS service auto scaling, target tracking on requests per target) against
 //! a running `meridian up`: a load step that doubles the requests per target scales the
-//! region out within 30 s, and once the load drops it scales back in after the scale-in
-//! cooldown; no request fails while instances join and leave.
+//! region out within 30 s, a rollout then replaces the added instance too, and once the
+//! load drops the region scales back in after the scale-in cooldown; no request fails
+//! while instances join and leave.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{get, start_up, state};
+use common::{get, rollout, start_up, state};
 
 /// One region with two AZs on 127.69.0.0/16, this test's own subnet: 2 instances to start,
 /// at most 4, tracking 15 requests per second per instance.
@@ -213,6 +214,19 @@ async fn a_doubled_load_scales_out_and_back_in_with_no_failed_request() {
     assert!(endpoints["autoscaling"][0]["running"].as_u64() >= Some(3));
     assert!(load.failures().is_empty(), "{:?}", load.failures());
     let scaled_out_at = out["last_event"]["at"].as_u64().unwrap();
+
+    // A rollout replaces the added instance too, and nothing scales while it runs.
+    let (code, stdout, stderr) = rollout(&state_dir, "2").await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let nodes = state(&state_dir)["nodes"].as_array().unwrap().clone();
+    let services: Vec<_> = nodes.iter().filter(|n| n["role"] == "service").collect();
+    assert_eq!(services.len(), 3, "{services:?}");
+    assert!(services.iter().all(|n| n["version"] == "2"), "{services:?}");
+    assert!(
+        services.iter().any(|n| n["name"] == "svc-us-east-1a-2-b"),
+        "{services:?}"
+    );
+    assert_eq!(region(&client).await["last_event"]["direction"], "out");
 
     // Back to R (fewer than 7 per instance): in after 15 low datapoints and the cooldown.
     load.set_rate(20);
