@@ -7,7 +7,6 @@
 
 use crate::error::Diagnostics;
 use crate::read::Table;
-use crate::region::Region;
 use serde::Serialize;
 use std::ops::Range;
 use std::time::Duration;
@@ -63,6 +62,10 @@ pub struct AutoScaling {
     #[serde(skip)]
     pub(crate) spans: (Range<usize>, Range<usize>),
 }
+
+/// The most instances one region can run: what its address block holds beside the
+/// balancer, databases and caches (`scaling_homes.rs`).
+pub const MAX_INSTANCES_PER_REGION: u32 = 200;
 
 /// Datapoints in a row over the target before a scale-out (the high alarm's 3 of 3).
 pub const SCALE_OUT_DATAPOINTS: usize = 3;
@@ -173,23 +176,17 @@ pub(crate) fn read_autoscaling(t: &Table, d: &mut Diagnostics) -> Option<AutoSca
     })
 }
 
-/// Every region's configured count must lie within [min, max], and the instances above it
-/// need addresses (`scaling_homes.rs`).
-pub(crate) fn check_capacity(
-    d: &mut Diagnostics,
-    a: &AutoScaling,
-    regions: &[Region],
-    per_az: u32,
-) {
-    for r in regions {
-        let n = r.azs.len() as u32 * r.instances_per_az.unwrap_or(per_az);
+/// Every region's configured count (`regions`: name, count) must lie within [min, max],
+/// and `max` within what a region's addresses hold.
+pub(crate) fn check_capacity(d: &mut Diagnostics, a: &AutoScaling, regions: &[(&str, u32)]) {
+    for &(name, n) in regions {
         if n < a.min {
             d.error(
                 a.spans.0.clone(),
                 "service.autoscaling.min",
                 format!(
                     "`min` is {}, above the {n} instances region `{}` is configured with",
-                    a.min, r.name
+                    a.min, name
                 ),
                 format!("lower min to {n} or less, or raise instances_per_az"),
             );
@@ -200,24 +197,20 @@ pub(crate) fn check_capacity(
                 "service.autoscaling.max",
                 format!(
                     "`max` is {}, below the {n} instances region `{}` is configured with",
-                    a.max, r.name
+                    a.max, name
                 ),
                 format!("raise max to {n} or more, or lower instances_per_az"),
             );
         }
-        if a.max > crate::scaling_homes::MAX_INSTANCES_PER_REGION {
+        if a.max > MAX_INSTANCES_PER_REGION {
             d.error(
                 a.spans.1.clone(),
                 "service.autoscaling.max",
                 format!(
                     "`max` is {}; a region's instances have addresses for at most {}",
-                    a.max,
-                    crate::scaling_homes::MAX_INSTANCES_PER_REGION
+                    a.max, MAX_INSTANCES_PER_REGION
                 ),
-                format!(
-                    "lower max to {}",
-                    crate::scaling_homes::MAX_INSTANCES_PER_REGION
-                ),
+                format!("lower max to {}", MAX_INSTANCES_PER_REGION),
             );
         }
     }

@@ -40,7 +40,9 @@ mod target_group;
 mod topology;
 pub mod units;
 
-pub use autoscaling::{AutoScaling, ScalingMetric, SCALE_IN_DATAPOINTS, SCALE_OUT_DATAPOINTS};
+pub use autoscaling::{
+    AutoScaling, ScalingMetric, MAX_INSTANCES_PER_REGION, SCALE_IN_DATAPOINTS, SCALE_OUT_DATAPOINTS,
+};
 pub use cache_tier::*;
 pub use client_location::ClientLocation;
 pub use common::is_dns_name;
@@ -67,7 +69,6 @@ pub use load_balancer::{LoadBalancer, LB_TLS_PORT_OFFSET};
 pub use network::{Cidr, Network};
 pub use placement::{Placement, RELAY_PORT_OFFSET};
 pub use region::Region;
-pub use scaling_homes::MAX_INSTANCES_PER_REGION;
 pub use security::{OriginProtocol, SecretSource, Secrets};
 pub use service::{Service, ServiceRuntime};
 pub use service_deployment::{valid_version, DeploymentConfiguration};

@@ -13,17 +13,16 @@ use crate::topology::{NodeSpec, Role};
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
-/// The most instances one region can run: what its address block holds beside the
-/// balancer, databases and caches.
-pub const MAX_INSTANCES_PER_REGION: u32 = 200;
-
 impl Config {
     /// The homes of the instances autoscaling may add to `region` (empty without
     /// `[service.autoscaling]`), in the order they are added.
     pub fn scaling_homes(&self, region: &str) -> Vec<NodeSpec> {
         let (Some(a), Some((ri, r))) = (
             self.service.autoscaling.as_ref(),
-            self.regions.iter().enumerate().find(|(_, r)| r.name == region),
+            self.regions
+                .iter()
+                .enumerate()
+                .find(|(_, r)| r.name == region),
         ) else {
             return Vec::new();
         };

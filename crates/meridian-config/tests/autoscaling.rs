@@ -34,7 +34,10 @@ fn reads_a_policy_with_ecs_defaults() {
     let text = format!("{HEAD}min = 2\nmax = 5\nmetric = \"requests_per_target\"\ntarget = 40\n");
     let c = Config::parse(&text, "ok.toml").unwrap();
     let a = c.service.autoscaling.unwrap();
-    assert_eq!((a.min, a.max, a.metric), (2, 5, ScalingMetric::RequestsPerTarget));
+    assert_eq!(
+        (a.min, a.max, a.metric),
+        (2, 5, ScalingMetric::RequestsPerTarget)
+    );
     assert_eq!(a.target, 40.0);
     assert_eq!(a.scale_out_cooldown, Duration::from_secs(300));
     assert_eq!(a.scale_in_cooldown, Duration::from_secs(300));
@@ -85,9 +88,12 @@ fn bad_values_name_line_key_and_fix() {
         .iter()
         .any(|e| e.key == "service.autoscaling.target" && e.fix.contains("at most 100")));
 
-    let errs = Config::parse(&format!("{HEAD}min = 1\nmax = 2\nmetric = \"rps\"\n"), "bad.toml")
-        .unwrap_err()
-        .0;
+    let errs = Config::parse(
+        &format!("{HEAD}min = 1\nmax = 2\nmetric = \"rps\"\n"),
+        "bad.toml",
+    )
+    .unwrap_err()
+    .0;
     let m = errs
         .iter()
         .find(|e| e.key == "service.autoscaling.metric")

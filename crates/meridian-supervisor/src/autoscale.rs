@@ -178,7 +178,11 @@ async fn scale_region(shared: Arc<dyn Fleet>, policy: AutoScaling, region: Strin
             .iter()
             .filter(|p| p.running().is_some())
             .count() as u32;
-        event.state = if result.is_ok() { "succeeded" } else { "failed" };
+        event.state = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
         if let Err(e) = &result {
             event.cause = format!("{}; failed: {e}", event.cause);
         }

@@ -40,7 +40,9 @@ impl Reader {
                 Vec::new()
             },
             ticks: if self.metric == ScalingMetric::Cpu {
-                pids.iter().filter_map(|p| Some((*p, cpu_ticks(*p)?))).collect()
+                pids.iter()
+                    .filter_map(|p| Some((*p, cpu_ticks(*p)?)))
+                    .collect()
             } else {
                 HashMap::new()
             },

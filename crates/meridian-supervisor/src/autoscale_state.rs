@@ -79,14 +79,20 @@ impl Scaling {
     /// Changes region `region`'s view and its gauges.
     pub(crate) fn update(&self, region: &str, f: impl FnOnce(&mut RegionScaling)) {
         let mut all = self.regions.lock().unwrap_or_else(|p| p.into_inner());
-        let r = all.entry(region.to_owned()).or_insert_with(|| RegionScaling {
-            region: region.to_owned(),
-            ..RegionScaling::default()
-        });
+        let r = all
+            .entry(region.to_owned())
+            .or_insert_with(|| RegionScaling {
+                region: region.to_owned(),
+                ..RegionScaling::default()
+            });
         f(r);
         let labels: Labels = vec![("region", region.to_owned())];
-        self.desired.get_or_create(&labels).set(i64::from(r.desired));
-        self.running.get_or_create(&labels).set(i64::from(r.running));
+        self.desired
+            .get_or_create(&labels)
+            .set(i64::from(r.desired));
+        self.running
+            .get_or_create(&labels)
+            .set(i64::from(r.running));
     }
 
     /// Counts a scaling activity that began.

@@ -96,10 +96,10 @@ impl Load {
                 inflight.push(tokio::spawn(async move {
                     match get(&client, &format!("http://{LB}/api/quotes/AAPL")).await {
                         Ok((200, _, _)) => {}
-                        Ok((status, _, body)) => f.lock().unwrap().push(format!(
-                            "{status} {}",
-                            String::from_utf8_lossy(&body)
-                        )),
+                        Ok((status, _, body)) => f
+                            .lock()
+                            .unwrap()
+                            .push(format!("{status} {}", String::from_utf8_lossy(&body))),
                         Err(e) => f.lock().unwrap().push(e),
                     }
                 }));
@@ -184,14 +184,21 @@ async fn a_doubled_load_scales_out_and_back_in_with_no_failed_request() {
     let (_up, _) = start_up(&cfg, &state_dir).await;
     let client = meridian_http::upstream_client(Duration::from_secs(5), Duration::from_secs(30));
     let before = region(&client).await;
-    assert_eq!((before["desired"].as_u64(), before["running"].as_u64()), (Some(2), Some(2)), "{before}");
+    assert_eq!(
+        (before["desired"].as_u64(), before["running"].as_u64()),
+        (Some(2), Some(2)),
+        "{before}"
+    );
     assert_eq!(before["metric"], "requests_per_target");
 
     // R: 20 requests/s, 10 per instance, under the target of 15: nothing changes.
     let load = Load::start(20);
-    let steady = wait_for(&client, Duration::from_secs(20), "a datapoint at the base load", |r| {
-        r["value"].as_f64().is_some_and(|v| v > 5.0)
-    })
+    let steady = wait_for(
+        &client,
+        Duration::from_secs(20),
+        "a datapoint at the base load",
+        |r| r["value"].as_f64().is_some_and(|v| v > 5.0),
+    )
     .await;
     assert_eq!(steady["running"], 2, "{steady}");
     assert!(steady["last_event"].is_null(), "{steady}");
@@ -210,7 +217,10 @@ async fn a_doubled_load_scales_out_and_back_in_with_no_failed_request() {
     assert!(added.len() >= 3, "{added:?}");
     assert!(added.iter().any(|n| n == "svc-us-east-1a-2"), "{added:?}");
     let endpoints = state(&state_dir);
-    assert_eq!(endpoints["autoscaling"][0]["region"], "us-east-1", "{endpoints}");
+    assert_eq!(
+        endpoints["autoscaling"][0]["region"], "us-east-1",
+        "{endpoints}"
+    );
     assert!(endpoints["autoscaling"][0]["running"].as_u64() >= Some(3));
     assert!(load.failures().is_empty(), "{:?}", load.failures());
     let scaled_out_at = out["last_event"]["at"].as_u64().unwrap();
@@ -243,12 +253,18 @@ async fn a_doubled_load_scales_out_and_back_in_with_no_failed_request() {
     assert_eq!(back["last_event"]["state"], "succeeded", "{back}");
     assert_eq!(back["desired"], 2, "{back}");
     let (sent, failures) = load.finish().await;
-    assert!(failures.is_empty(), "{} of {sent} failed: {failures:?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} failed: {failures:?}",
+        failures.len()
+    );
     assert!(sent > 500, "only {sent} requests were sent");
     assert_eq!(running_instances(&state_dir).len(), 2);
 
     // Each activity counted, and written to the event log.
-    let (_, _, metrics) = get(&client, &format!("http://{SUPERVISOR}/metrics")).await.unwrap();
+    let (_, _, metrics) = get(&client, &format!("http://{SUPERVISOR}/metrics"))
+        .await
+        .unwrap();
     let metrics = String::from_utf8_lossy(&metrics);
     for line in [
         "meridian_supervisor_scaling_events_total{region=\"us-east-1\",direction=\"out\"} 1",
@@ -259,6 +275,12 @@ async fn a_doubled_load_scales_out_and_back_in_with_no_failed_request() {
         assert!(metrics.contains(line), "no {line} in:\n{metrics}");
     }
     let events = std::fs::read_to_string(state_dir.join("events.log")).unwrap();
-    assert!(events.contains("autoscaling: us-east-1 scaling out from 2 to 3"), "{events}");
-    assert!(events.contains("autoscaling: us-east-1 scaling in from 3 to 2"), "{events}");
+    assert!(
+        events.contains("autoscaling: us-east-1 scaling out from 2 to 3"),
+        "{events}"
+    );
+    assert!(
+        events.contains("autoscaling: us-east-1 scaling in from 3 to 2"),
+        "{events}"
+    );
 }

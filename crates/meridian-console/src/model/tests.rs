@@ -372,7 +372,11 @@ fn scaling_activities_are_events_and_regions_show_their_counts() {
     assert_eq!((east.desired, east.running), (Some(3), Some(3)));
     let west = o.regions.iter().find(|r| r.name == "west").unwrap();
     assert_eq!((west.desired, west.running), (None, None));
-    let scaling: Vec<_> = o.events.iter().filter(|e| e.kind == Kind::Scaling).collect();
+    let scaling: Vec<_> = o
+        .events
+        .iter()
+        .filter(|e| e.kind == Kind::Scaling)
+        .collect();
     assert_eq!(scaling.len(), 1, "{:?}", o.events);
     assert_eq!(scaling[0].message, "east scaled out to 3 instances");
     w.set("supervisor", &series(2, 2, 1, 1));
