@@ -94,6 +94,10 @@ pub(super) fn regions(
                 store.push(&format!("{p}.p95_ms"), sec, x);
             }
         }
+        // Instances autoscaling added are healthy targets the config does not list.
+        for az in &mut v.azs {
+            az.total = az.total.max(az.healthy);
+        }
         v.healthy = v.azs.iter().map(|a| a.healthy).sum();
         v.total = v.azs.iter().map(|a| a.total).sum();
         let running = scrape
