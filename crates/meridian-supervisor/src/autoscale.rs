@@ -216,9 +216,14 @@ async fn scale_out(
         .take((to as usize).saturating_sub(running))
         .collect();
     let version = crate::rollout::current_version(shared);
-    for s in &new {
-        instances::start(shared, s, &version)
-            .map_err(|e| format!("cannot start {}: {e}", s.spec.name))?;
+    for (i, s) in new.iter().enumerate() {
+        if let Err(e) = instances::start(shared, s, &version) {
+            // Nothing was registered yet: the ones already started just stop.
+            for started in &new[..i] {
+                instances::stop(shared, started).await;
+            }
+            return Err(format!("cannot start {}: {e}", s.spec.name));
+        }
     }
     let timeout = shared.config().service.deployment.health_check_timeout;
     let deadline = Instant::now() + timeout;
@@ -260,14 +265,21 @@ async fn scale_in(
 ) -> Result<(), String> {
     let running: Vec<&Arc<Slot>> = ps.iter().filter_map(|p| p.running()).collect();
     let gone = &running[(to as usize).min(running.len())..];
-    let mut draining = Vec::new();
+    // An instance the balancer could not be told about keeps running and serving.
+    let (mut draining, mut leaving, mut failed) = (Vec::new(), Vec::new(), None);
     for s in gone {
-        if lb.deregister(&s.spec.name).await? {
-            draining.push(*s);
+        match lb.deregister(&s.spec.name).await {
+            Ok(true) => {
+                draining.push(*s);
+                leaving.push(*s);
+            }
+            Ok(false) => leaving.push(*s),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
         }
     }
     let bound = crate::rollout_lb::drain_bound(shared.config());
-    let mut failed = None;
     for s in &draining {
         let drained = lb
             .wait_for(&s.spec.name, "drained", bound, None, |state, _| {
@@ -278,7 +290,7 @@ async fn scale_in(
             failed.get_or_insert(e);
         }
     }
-    for s in gone {
+    for s in leaving {
         instances::stop(shared, s).await;
     }
     failed.map_or(Ok(()), Err)
