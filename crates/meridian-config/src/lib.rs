@@ -5,6 +5,7 @@
 //! defaults, and derives the node topology every other crate works from. Each section has
 //! its own file holding its types, defaults, reader and checks; `load` puts them together.
 
+mod autoscaling;
 mod cache_tier;
 mod client_location;
 mod common;
@@ -30,6 +31,7 @@ mod raw;
 mod read;
 mod region;
 mod replacement;
+mod scaling_homes;
 mod security;
 mod serde_duration;
 mod service;
@@ -41,6 +43,9 @@ mod target_group;
 mod topology;
 pub mod units;
 
+pub use autoscaling::{
+    AutoScaling, ScalingMetric, MAX_INSTANCES_PER_REGION, SCALE_IN_DATAPOINTS, SCALE_OUT_DATAPOINTS,
+};
 pub use cache_tier::*;
 pub use client_location::ClientLocation;
 pub use common::is_dns_name;

@@ -236,6 +236,24 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
     let client_locations = read_named(t, d, "client_location", read_client_location);
     let hosts = read_named(t, d, "host", read_host);
     check_totals(t, d, regions.as_deref(), service.as_ref());
+    if let (
+        Some(r),
+        Some(Service {
+            autoscaling: Some(a),
+            instances_per_az,
+            ..
+        }),
+    ) = (regions.as_deref(), service.as_ref())
+    {
+        let counts: Vec<(&str, u32)> = r
+            .iter()
+            .map(|r| {
+                let per_az = r.instances_per_az.unwrap_or(*instances_per_az);
+                (r.name.as_str(), r.azs.len() as u32 * per_az)
+            })
+            .collect();
+        crate::autoscaling::check_capacity(d, a, &counts);
+    }
     if let (Some(dns), Some(regions), Some(edges)) = (&dns, &regions, &edges) {
         check_aliases(d, dns, regions, edges);
     }

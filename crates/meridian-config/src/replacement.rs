@@ -31,11 +31,13 @@ impl Config {
         })
     }
 
-    /// Node `name`: a node of the topology, or the replacement home of a service instance
-    /// (what `meridian run --node svc-<az>-<n>-b` runs).
+    /// Node `name`: a node of the topology, an instance autoscaling adds
+    /// (`scaling_homes.rs`), or the replacement home of either (what `meridian run --node
+    /// svc-<az>-<n>-b` runs).
     pub fn node_or_replacement(&self, name: &str) -> Option<NodeSpec> {
-        self.node(name).or_else(|| {
-            let original = self.node(name.strip_suffix(REPLACEMENT_SUFFIX)?)?;
+        let home = |name: &str| self.node(name).or_else(|| self.scaling_home(name));
+        home(name).or_else(|| {
+            let original = home(name.strip_suffix(REPLACEMENT_SUFFIX)?)?;
             self.replacement_of(&original)
         })
     }

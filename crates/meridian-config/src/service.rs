@@ -1,5 +1,6 @@
 //! `[service]`: what each application instance runs.
 
+use crate::autoscaling::{read_autoscaling, AutoScaling};
 use crate::error::Diagnostics;
 use crate::read::Table;
 use crate::service_deployment::{read_deployment, DeploymentConfiguration};
@@ -16,6 +17,9 @@ pub struct Service {
     pub version: String,
     /// How a rollout replaces instances (`[service.deployment]`).
     pub deployment: DeploymentConfiguration,
+    /// Target tracking (`[service.autoscaling]`); None: every region keeps its configured
+    /// instances.
+    pub autoscaling: Option<AutoScaling>,
 }
 
 /// What an application instance runs.
@@ -41,6 +45,7 @@ pub(crate) fn default_service() -> Service {
         instances_per_az: 1,
         version: "1".to_owned(),
         deployment: DeploymentConfiguration::default(),
+        autoscaling: None,
     }
 }
 
@@ -66,6 +71,9 @@ pub(crate) fn read_service(t: &Table, d: &mut Diagnostics) -> Option<Service> {
         .table(d, "deployment")
         .map(|dt| read_deployment(&dt, d))
         .unwrap_or_default();
+    let autoscaling = t
+        .table(d, "autoscaling")
+        .and_then(|at| read_autoscaling(&at, d));
     let runtime = match runtime_name.as_str() {
         "demo" => Some(ServiceRuntime::Demo { processing_time }),
         "command" => match command {
@@ -99,5 +107,6 @@ pub(crate) fn read_service(t: &Table, d: &mut Diagnostics) -> Option<Service> {
         instances_per_az,
         version,
         deployment,
+        autoscaling,
     })
 }

@@ -33,6 +33,17 @@ pub struct DeploymentState {
     /// Where simulated clients live and the loopback network each sends from.
     #[serde(default)]
     pub client_locations: Vec<ClientLocationState>,
+    /// Each region's desired and running instance counts, when autoscaling is on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub autoscaling: Vec<RegionCapacity>,
+}
+
+/// A region's instance counts under autoscaling (ECS's desired and running counts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionCapacity {
+    pub region: String,
+    pub desired: u32,
+    pub running: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

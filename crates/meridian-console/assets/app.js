@@ -158,6 +158,7 @@ function renderRegions(o) {
       el("dl", {},
         el("dt", {}, "Load balancer"), el("dd", {}, `${r.lb} ${r.lb_up ? "up" : "DOWN"}`),
         el("dt", {}, "Instances"), el("dd", {}, `${r.healthy} of ${r.total} healthy`),
+        ...(r.desired == null ? [] : [el("dt", {}, "Autoscaling"), el("dd", { "data-testid": "scaling" }, `${r.running} running, ${r.desired} desired`)]),
         el("dt", {}, "Requests"), el("dd", {}, fmt.num(r.rps) + "/s"),
         el("dt", {}, "Latency p50 / p95"), el("dd", {}, fmt.ms(r.p50_ms) + " / " + fmt.ms(r.p95_ms)),
         el("dt", {}, "Errors 4xx / 5xx"), el("dd", {}, fmt.num(r.err4xx_rps) + " / " + fmt.num(r.err5xx_rps) + " per s"),

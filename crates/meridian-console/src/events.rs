@@ -16,6 +16,8 @@ pub enum Kind {
     Security,
     /// A rollout (`meridian rollout`) started, finished, or was rolled back, and why.
     Deployment,
+    /// Autoscaling added or removed a region's instances.
+    Scaling,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

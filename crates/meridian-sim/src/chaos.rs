@@ -652,6 +652,7 @@ mod tests {
                 updated_at: 0,
                 nodes,
                 client_locations: Vec::new(),
+                autoscaling: Vec::new(),
             },
             config,
             fault,

@@ -40,6 +40,8 @@ pub(crate) trait Fleet: Send + Sync + 'static {
     /// One line of the event log (`events.log`).
     fn event(&self, text: &str);
     fn rollout(&self) -> &Progress;
+    /// Autoscaling's state, and the lock a rollout holds against it.
+    fn scaling(&self) -> &crate::autoscale_state::Scaling;
 }
 
 /// The rollout running or last run, as `GET /rollout` shows it, and every rollout as a

@@ -15,12 +15,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The nodes `up` supervises, each with whether it runs from the start: every node of the
-/// topology, and after them each service instance's replacement home, idle.
+/// topology, and after them, idle, the homes of the instances autoscaling may add
+/// (`Config::scaling_homes`) and each service instance's replacement home.
 pub(crate) fn with_replacements(cfg: &Config, nodes: &[NodeSpec]) -> Vec<(NodeSpec, bool)> {
+    let added: Vec<NodeSpec> = cfg
+        .regions
+        .iter()
+        .flat_map(|r| cfg.scaling_homes(&r.name))
+        .collect();
     let mut all: Vec<(NodeSpec, bool)> = nodes.iter().map(|n| (n.clone(), true)).collect();
+    all.extend(added.iter().map(|n| (n.clone(), false)));
     all.extend(
         nodes
             .iter()
+            .chain(&added)
             .filter_map(|n| cfg.replacement_of(n))
             .map(|n| (n, false)),
     );

@@ -5,6 +5,10 @@
 //! per node, each on its own loopback address: supervised, restarted with backoff when they
 //! crash, described in `endpoints.json`, and all stopped on Ctrl-C or SIGTERM.
 
+mod autoscale;
+mod autoscale_metrics;
+mod autoscale_policy;
+mod autoscale_state;
 mod fleet;
 mod instances;
 mod node;

@@ -61,7 +61,7 @@ pub(crate) fn routes<F: Fleet>(
 }
 
 /// The version the service instances run now (the first running one's).
-fn current_version(shared: &Arc<dyn Fleet>) -> String {
+pub(crate) fn current_version(shared: &Arc<dyn Fleet>) -> String {
     shared
         .slots()
         .iter()
@@ -127,6 +127,8 @@ fn note(shared: &Arc<dyn Fleet>, text: String) {
 }
 
 async fn run(shared: Arc<dyn Fleet>, version: String, previous: String) {
+    // No scaling activity while the instances change version (`autoscale.rs`).
+    let _no_scaling = shared.scaling().lock.lock().await;
     note(&shared, format!("from version {previous} to {version}"));
     let conf = shared.config().service.deployment.clone();
     let forward = Roll {
@@ -204,7 +206,7 @@ fn active(s: &Slot) -> bool {
 /// The instances of `az` (in `region`) that do not run `version`.
 fn positions(shared: &Arc<dyn Fleet>, region: &str, az: &str, version: &str) -> Vec<Position> {
     let cfg = &shared.config();
-    cfg.targets_of(region)
+    cfg.service_homes(region)
         .into_iter()
         .filter(|n| n.az.as_deref() == Some(az))
         .filter_map(|n| {
@@ -214,6 +216,21 @@ fn positions(shared: &Arc<dyn Fleet>, region: &str, az: &str, version: &str) -> 
             (active(&old) && version_of(&old) != version).then_some(Position { old, new })
         })
         .collect()
+}
+
+/// Instances of `region` that run now, in either home: autoscaling may have added some.
+pub(crate) fn running_in(shared: &Arc<dyn Fleet>, region: &str) -> usize {
+    let cfg = shared.config();
+    cfg.service_homes(region)
+        .iter()
+        .filter(|n| {
+            let home = instances::slot(shared, &n.name);
+            let other = cfg
+                .replacement_of(n)
+                .and_then(|r| instances::slot(shared, &r.name));
+            home.iter().chain(&other).any(|s| active(s))
+        })
+        .count()
 }
 
 struct Roll<'a> {
@@ -226,17 +243,7 @@ struct Roll<'a> {
 
 impl Roll<'_> {
     async fn balancer(&self, region: &str) -> Result<Balancer, String> {
-        let cfg = &self.shared.config();
-        let admin = cfg
-            .lb_admin(region)
-            .ok_or_else(|| format!("region {region} has no balancer"))?;
-        let token = meridian_http::secrets::AdminToken::load(
-            &cfg.secrets.admin_token,
-            self.shared.state_dir(),
-        )
-        .map_err(|e| format!("cannot read the admin token: {e}"))?
-        .current();
-        Ok(Balancer::new(format!("lb-{region}"), admin, token).await)
+        crate::rollout_lb::of_region(self.shared, region).await
     }
 
     fn max_5xx(&self) -> Option<f64> {
@@ -244,14 +251,7 @@ impl Roll<'_> {
     }
 
     fn drain_bound(&self) -> Duration {
-        let lb = &self.shared.config().load_balancer;
-        let delay = lb
-            .effective_target_groups()
-            .iter()
-            .map(|g| g.deregistration_delay)
-            .max()
-            .unwrap_or(lb.deregistration_delay);
-        delay + Duration::from_secs(10)
+        crate::rollout_lb::drain_bound(self.shared.config())
     }
 
     async fn run(&self) -> Result<(), String> {
@@ -264,7 +264,7 @@ impl Roll<'_> {
                 .map(|g| RegionProgress {
                     region: g.name.clone(),
                     done: 0,
-                    total: cfg.targets_of(&g.name).len(),
+                    total: running_in(self.shared, &g.name),
                 })
                 .collect()
         });
@@ -408,7 +408,7 @@ impl Roll<'_> {
         let cfg = &self.shared.config();
         for region in &cfg.regions {
             let lb = self.balancer(&region.name).await?;
-            for n in cfg.targets_of(&region.name) {
+            for n in cfg.service_homes(&region.name) {
                 let (Some(a), Some(b)) = (
                     instances::slot(self.shared, &n.name),
                     cfg.replacement_of(&n)

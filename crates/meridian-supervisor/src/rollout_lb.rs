@@ -1,11 +1,40 @@
-//! What a rollout asks of a region's balancer, over its admin port with the admin token:
-//! register and deregister one instance, its target state, and the region's 5xx share.
+//! What a rollout (and autoscaling) asks of a region's balancer, over its admin port with
+//! the admin token: register and deregister one instance, its target state, its metrics,
+//! and the region's 5xx share.
 
-use meridian_config::NodeSpec;
+use crate::fleet::Fleet;
+use meridian_config::{Config, NodeSpec};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The balancer of `region`, reached with the deployment's admin token.
+pub(crate) async fn of_region(shared: &Arc<dyn Fleet>, region: &str) -> Result<Balancer, String> {
+    let cfg = shared.config();
+    let admin = cfg
+        .lb_admin(region)
+        .ok_or_else(|| format!("region {region} has no balancer"))?;
+    let token =
+        meridian_http::secrets::AdminToken::load(&cfg.secrets.admin_token, shared.state_dir())
+            .map_err(|e| format!("cannot read the admin token: {e}"))?
+            .current();
+    Ok(Balancer::new(format!("lb-{region}"), admin, token).await)
+}
+
+/// How long a deregistered target may take to drain: the longest deregistration delay of
+/// any group, and some room for the balancer to say so.
+pub(crate) fn drain_bound(cfg: &Config) -> Duration {
+    let lb = &cfg.load_balancer;
+    let delay = lb
+        .effective_target_groups()
+        .iter()
+        .map(|g| g.deregistration_delay)
+        .max()
+        .unwrap_or(lb.deregistration_delay);
+    delay + Duration::from_secs(10)
+}
 
 /// A region's balancer, as its admin port serves it.
 pub(crate) struct Balancer {
@@ -122,10 +151,17 @@ impl Balancer {
         }
     }
 
+    /// The balancer's Prometheus text.
+    pub(crate) async fn metrics(&self) -> Result<String, String> {
+        match self.call(http::Method::GET, "/metrics").await? {
+            (200, text) => Ok(text),
+            (s, _) => Err(format!("{}: /metrics answered {s}", self.name)),
+        }
+    }
+
     /// All responses and 5xx responses the balancer has answered.
     async fn responses(&self) -> Result<(u64, u64), String> {
-        let (_, text) = self.call(http::Method::GET, "/metrics").await?;
-        Ok(count_responses(&text))
+        Ok(count_responses(&self.metrics().await?))
     }
 
     /// The circuit breaker's second rule: the region's 5xx share since the rollout came

@@ -67,6 +67,7 @@ struct Shared {
     stopping: watch::Receiver<bool>,
     /// The rollout running or last run (`rollout.rs`).
     rollout: crate::fleet::Progress,
+    scaling: crate::autoscale_state::Scaling,
     status: Mutex<Status>,
     /// Serializes writes of endpoints.json (they share one temp file).
     write_lock: Mutex<()>,
@@ -110,6 +111,7 @@ impl Shared {
                 })
                 .collect(),
             client_locations: meridian_config::state::ClientLocationState::all(cfg),
+            autoscaling: self.scaling.capacities(),
         }
     }
 
@@ -180,6 +182,9 @@ impl crate::fleet::Fleet for Shared {
     }
     fn rollout(&self) -> &crate::fleet::Progress {
         &self.rollout
+    }
+    fn scaling(&self) -> &crate::autoscale_state::Scaling {
+        &self.scaling
     }
 }
 
@@ -260,6 +265,8 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         "Rollouts: 1 for each one's current state (running, succeeded, rolled_back, failed)",
         rollout.1.clone(),
     );
+    let scaling = crate::autoscale_state::Scaling::default();
+    scaling.register(&metrics);
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         placement,
@@ -282,6 +289,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
             .collect(),
         stopping: stopping_rx.clone(),
         rollout,
+        scaling,
         status: Mutex::new(Status::Starting),
         write_lock: Mutex::new(()),
         started,
@@ -316,6 +324,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
                 eprintln!("warning: {e}\n  the agent keeps supervising them; peers on other hosts may not be up yet");
             }
             shared.set_status(Status::Running);
+            crate::autoscale::spawn(shared.clone());
             crate::table::print(
                 &shared.opts.config,
                 &shared.state(),
@@ -328,6 +337,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         }
     };
 
+    shared.scaling.stopped.store(true, Ordering::Release);
     shared.set_status(Status::Stopping);
     let _ = stopping_tx.send(true);
     stop_all(&shared, runners).await;
@@ -681,10 +691,10 @@ async fn serve_admin(
     .ok();
     let router = meridian_http::admin::Router::new(
         shared,
-        "supervisor endpoints: /metrics, /health, /state, /rollout",
+        "supervisor endpoints: /metrics, /health, /state, /rollout, /autoscaling",
     )
     .token(token);
-    crate::rollout::routes(router)
+    crate::autoscale::routes(crate::rollout::routes(router))
         .metrics(move |_| metrics.encode())
         .health(|_| serde_json::json!({ "status": "healthy", "role": "supervisor" }))
         .open(

@@ -4,13 +4,12 @@
 //! breaker, again with no failed request, and the reason is in the events; a version that
 //! answers 5xx is rolled back on the region's 5xx rate during the bake time.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{get, start_up, state};
+use common::{get, rollout, start_up, state};
 
 /// Two regions (the primary with two AZs) on 127.67.0.0/16, this test's own subnet.
 const CONFIG: &str = r#"
@@ -116,25 +115,6 @@ impl Load {
         let versions = self.versions.lock().unwrap().clone();
         (sent, failures, versions)
     }
-}
-
-/// `meridian rollout --service-version V`, bounded: (exit code, stdout, stderr).
-async fn rollout(state_dir: &std::path::Path, version: &str) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
-    cmd.args(["rollout", "--service-version", version, "--state-dir"])
-        .arg(state_dir);
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::task::spawn_blocking(move || cmd.output().unwrap()),
-    )
-    .await
-    .expect("the rollout ended within two minutes")
-    .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Every running service instance of endpoints.json: (name, address, version).

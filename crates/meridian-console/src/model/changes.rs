@@ -96,6 +96,7 @@ impl Watch {
             }
             if targets[i].role == "supervisor" {
                 events.extend(self.rollouts(i, sec, r));
+                events.extend(super::scaling::events(&mut self.watched, i, sec, r));
             }
             if let Some(e) = self.db_role_change(targets, i, sec, r) {
                 events.push(e);

@@ -10,6 +10,7 @@ mod global;
 mod observe;
 mod places;
 pub mod protection;
+mod scaling;
 mod scrape;
 mod security;
 mod security_views;

@@ -94,6 +94,10 @@ pub(super) fn regions(
                 store.push(&format!("{p}.p95_ms"), sec, x);
             }
         }
+        // Instances autoscaling added are healthy targets the config does not list.
+        for az in &mut v.azs {
+            az.total = az.total.max(az.healthy);
+        }
         v.healthy = v.azs.iter().map(|a| a.healthy).sum();
         v.total = v.azs.iter().map(|a| a.total).sum();
         let running = scrape
@@ -130,6 +134,7 @@ pub(super) fn regions(
         v.in_dns = (!views.is_empty()).then(|| views.iter().any(|h| *h));
         v.cache = crate::cache_tier::cache_of(scrape.targets, &region.name, readings);
         v.db = crate::db_tier::db_of(&db_nodes, &region.name);
+        (v.desired, v.running) = super::scaling::capacity(scrape, &region.name);
         if let Some(rate) = v
             .cache
             .as_ref()

@@ -352,3 +352,38 @@ fn a_rollback_is_an_event_with_its_reason() {
     assert_eq!(back.cause, why);
     assert_eq!(back.severity, Severity::Warning);
 }
+
+#[test]
+fn scaling_activities_are_events_and_regions_show_their_counts() {
+    let mut w = World::new();
+    let series = |desired: u32, running: u32, out: u32, inward: u32| {
+        format!(
+            "meridian_supervisor_desired_instances{{region=\"east\"}} {desired}\nmeridian_supervisor_running_instances{{region=\"east\"}} {running}\nmeridian_supervisor_scaling_events_total{{region=\"east\",direction=\"out\"}} {out}\nmeridian_supervisor_scaling_events_total{{region=\"east\",direction=\"in\"}} {inward}\n"
+        )
+    };
+    w.set("supervisor", &series(2, 2, 0, 0));
+    w.tick(1000.0);
+    w.set("supervisor", &series(3, 2, 1, 0));
+    w.tick(1001.0);
+    w.set("supervisor", &series(3, 3, 1, 0));
+    w.tick(1002.0);
+    let o = w.state.overview();
+    let east = o.regions.iter().find(|r| r.name == "east").unwrap();
+    assert_eq!((east.desired, east.running), (Some(3), Some(3)));
+    let west = o.regions.iter().find(|r| r.name == "west").unwrap();
+    assert_eq!((west.desired, west.running), (None, None));
+    let scaling: Vec<_> = o
+        .events
+        .iter()
+        .filter(|e| e.kind == Kind::Scaling)
+        .collect();
+    assert_eq!(scaling.len(), 1, "{:?}", o.events);
+    assert_eq!(scaling[0].message, "east scaled out to 3 instances");
+    w.set("supervisor", &series(2, 2, 1, 1));
+    w.tick(1003.0);
+    let o = w.state.overview();
+    assert!(o
+        .events
+        .iter()
+        .any(|e| e.kind == Kind::Scaling && e.message == "east scaled in to 2 instances"));
+}

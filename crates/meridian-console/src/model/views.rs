@@ -68,6 +68,9 @@ pub struct RegionView {
     pub cache: Option<crate::cache_tier::CacheView>,
     /// The region's database nodes (PostgreSQL), when the deployment runs any there.
     pub db: Option<crate::db_tier::DbView>,
+    /// Autoscaling's desired and running instance counts (None when it is off).
+    pub desired: Option<u32>,
+    pub running: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]

@@ -200,3 +200,22 @@ pub fn run_node(cfg: &Path, state: &Path, node: &str) -> Child {
         .spawn()
         .expect("meridian run")
 }
+
+/// `meridian rollout --service-version V`, bounded: (exit code, stdout, stderr).
+pub async fn rollout(state_dir: &Path, version: &str) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
+    cmd.args(["rollout", "--service-version", version, "--state-dir"])
+        .arg(state_dir);
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || cmd.output().unwrap()),
+    )
+    .await
+    .expect("the rollout ended within two minutes")
+    .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
