@@ -80,6 +80,14 @@ impl Config {
             "remove [database] and [cache] from a config with [[host]], or run it on one machine",
         );
         }
+        if cfg.service.autoscaling.is_some() {
+            d.error(
+                first.span.clone(),
+                &here(first),
+                "autoscaling adds instances on this machine's addresses; it is not placed on hosts yet",
+                "remove [service.autoscaling] from a config with [[host]]",
+            );
+        }
         if cfg.distribution.origin_protocol == crate::security::OriginProtocol::Https {
             d.error(
             first.span.clone(),
@@ -146,7 +154,9 @@ impl Config {
                 }
             }
         }
-        for n in &nodes {
+        // The WAN and the data tier are refused above as a whole, not node by node.
+        let placeable = |n: &&NodeSpec| !matches!(n.role, Role::Wan | Role::Db | Role::Cache);
+        for n in nodes.iter().filter(placeable) {
             if cfg.host_of(n).is_none() {
                 d.error(
                     first.span.clone(),

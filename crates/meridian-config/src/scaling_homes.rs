@@ -9,7 +9,7 @@
 //! `topology.rs`: the configured nodes do not move.
 
 use crate::load::Config;
-use crate::topology::{NodeSpec, Role};
+use crate::node::{NodeSpec, Role};
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 

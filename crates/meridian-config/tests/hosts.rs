@@ -238,7 +238,7 @@ roles = ["lb", "service", "dns"]
 fn hosts_refuse_the_simulated_wan_the_state_dirs_secrets_and_the_data_tier() {
     let mut text = config(FOUR_HOSTS).replace(
         "[secrets]\nadmin_token = { file = \"/etc/meridian/admin-token\" }\n",
-        "[simulation]\nwan = true\n[database]\n[secrets]\n",
+        "[simulation]\nwan = true\n[database]\n[service.autoscaling]\nmin = 1\nmax = 4\nmetric = \"requests_per_target\"\ntarget = 50\n[secrets]\n",
     );
     text.push('\n');
     let e = Config::parse(&text, "hosts.toml").unwrap_err().0;
@@ -247,6 +247,7 @@ fn hosts_refuse_the_simulated_wan_the_state_dirs_secrets_and_the_data_tier() {
         "the simulated WAN runs on one machine",
         "every host needs the same `admin_token`",
         "the data tier ([database], [cache]) is not placed on hosts yet",
+        "autoscaling adds instances on this machine's addresses",
     ] {
         assert!(all.iter().any(|p| p.contains(needle)), "{needle}: {all:?}");
     }
