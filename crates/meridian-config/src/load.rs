@@ -111,6 +111,17 @@ impl Config {
                         fix(p);
                     }
                 }
+                for source in [
+                    &mut c.secrets.admin_token,
+                    &mut c.secrets.edge_signing_key,
+                    &mut c.secrets.db_password,
+                    &mut c.secrets.cache_password,
+                    &mut c.secrets.disk_cache_key,
+                ] {
+                    if let crate::security::SecretSource::File(p) = source {
+                        fix(p);
+                    }
+                }
                 for s in &mut c.distribution.key_value_stores {
                     if let Some(p) = s.file.as_mut() {
                         fix(p);

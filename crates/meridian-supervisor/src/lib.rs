@@ -9,6 +9,7 @@ mod autoscale;
 mod autoscale_metrics;
 mod autoscale_policy;
 mod autoscale_state;
+pub mod bundle;
 mod fleet;
 mod instances;
 mod node;

@@ -224,9 +224,8 @@ fn resolve(server: SocketAddr, name: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
-fn config(dir: &std::path::Path) -> String {
-    format!(
-        r#"[deployment]
+fn config() -> String {
+    r#"[deployment]
 name = "hosts"
 zone = "hosts.example"
 
@@ -236,7 +235,7 @@ subnet = "127.71.0.0/16"
 [[region]]
 name = "us-east-1"
 primary = true
-location = {{ lat = 38.9, lon = -77.4 }}
+location = { lat = 38.9, lon = -77.4 }
 azs = ["us-east-1a", "us-east-1b"]
 
 [service]
@@ -250,7 +249,7 @@ unhealthy_threshold = 2
 
 [[edge]]
 name = "ashburn"
-location = {{ lat = 39.0, lon = -77.5 }}
+location = { lat = 39.0, lon = -77.5 }
 memory_cache = "16MiB"
 disk_cache = "0B"
 
@@ -282,8 +281,8 @@ alias = "pop:ashburn"
 enabled = false
 
 [secrets]
-admin_token = {{ file = "{dir}/admin-token" }}
-edge_signing_key = {{ file = "{dir}/edge-signing-key" }}
+admin_token = { file = "secrets/admin-token" }
+edge_signing_key = { file = "secrets/edge-signing-key" }
 
 [[host]]
 name = "front"
@@ -306,9 +305,8 @@ name = "app-b"
 address = "10.77.0.5"
 az = "us-east-1b"
 roles = ["service"]
-"#,
-        dir = dir.display()
-    )
+"#
+    .to_owned()
 }
 
 #[test]
@@ -330,10 +328,8 @@ fn a_viewer_reaches_an_instance_across_four_hosts_and_losing_one_loses_no_reques
         }
     };
     let dir = common::tempdir();
-    std::fs::write(dir.join("admin-token"), "netns-admin-token\n").unwrap();
-    std::fs::write(dir.join("edge-signing-key"), "netns-edge-signing-key\n").unwrap();
     let cfg = dir.join("hosts.toml");
-    std::fs::write(&cfg, config(&dir)).unwrap();
+    std::fs::write(&cfg, config()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .args(["validate"])
         .arg(&cfg)
@@ -350,9 +346,43 @@ fn a_viewer_reaches_an_instance_across_four_hosts_and_losing_one_loses_no_reques
         "{summary}"
     );
 
+    // A bundle per host, and each host starts from its bundle and the binary alone.
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["deploy", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.join("bundles"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = |host: &str| dir.join("bundles").join(host);
+    let token = std::fs::read_to_string(bundle("front").join("secrets/admin-token")).unwrap();
+    for host in ["front", "balancer", "app-a", "app-b"] {
+        let b = bundle(host);
+        let unit = std::fs::read_to_string(b.join("meridian-agent.service")).unwrap();
+        assert!(
+            unit.contains(&format!("agent --host {host} --config")),
+            "{unit}"
+        );
+        let secret = b.join("secrets/admin-token");
+        assert_eq!(
+            std::fs::read_to_string(&secret).unwrap(),
+            token,
+            "one token for all hosts"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", secret.display());
+        assert!(b.join("install.sh").exists());
+    }
     // Instances first, so the balancer finds healthy targets when it starts.
     for host in ["app-a", "app-b", "balancer", "front"] {
-        lab.agent(host, &cfg, &dir);
+        let config = bundle(host).join("meridian.toml");
+        lab.agent(host, &config, &dir);
     }
     let viewer = lab.ns("viewer");
     let dns: SocketAddr = "10.77.0.2:8053".parse().unwrap();
@@ -380,15 +410,19 @@ fn a_viewer_reaches_an_instance_across_four_hosts_and_losing_one_loses_no_reques
         "the DNS answers with the PoP's host"
     );
 
-    // Both app hosts serve.
+    // Both app hosts serve, once the balancer has seen both healthy.
     let mut seen = std::collections::BTreeSet::new();
-    for i in 0..40 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut i = 0u32;
+    while seen.len() < 2 && Instant::now() < deadline {
         let (status, instance) = inside(&viewer, move || {
             get(pop, &format!("/api/quotes/AAPL?spread={i}"))
         })
         .expect("an answer");
         assert_eq!(status, 200);
         seen.insert(instance);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
         seen.into_iter().collect::<Vec<_>>(),

@@ -96,3 +96,61 @@ fn a_node_binds_its_public_ports_unless_its_supervisor_puts_it_behind_a_relay() 
     );
     assert!(!plain && !tls, "and leaves the public ports to the relay");
 }
+
+#[test]
+fn deploy_writes_one_bundle_running_up_for_a_config_without_hosts() {
+    let dir = common::tempdir();
+    let cfg = dir.join("placed.toml");
+    std::fs::write(
+        &cfg,
+        CONFIG.replace(
+            "wan = true",
+            "wan = true\n\n[secrets]\nadmin_token = { file = \"keys/admin\" }",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["deploy", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundles: Vec<String> = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(bundles, ["local"]);
+    let local = dir.join("out/local");
+    let unit = std::fs::read_to_string(local.join("meridian-agent.service")).unwrap();
+    assert!(
+        unit.contains("/usr/local/bin/meridian up --config /etc/meridian/meridian.toml"),
+        "{unit}"
+    );
+    let script = std::fs::read_to_string(local.join("install.sh")).unwrap();
+    assert!(
+        script.contains("install -m 0600 \"$here/keys/admin\" /etc/meridian/keys/admin"),
+        "a secret named relative to the config is installed beside it: {script}"
+    );
+    let token = std::fs::read_to_string(local.join("keys/admin")).unwrap();
+    assert_eq!(token.trim().len(), 32, "16 random bytes in hex: {token:?}");
+    // Again: the same secrets, not new ones.
+    let again = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["deploy", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(
+        std::fs::read_to_string(local.join("keys/admin")).unwrap(),
+        token
+    );
+}

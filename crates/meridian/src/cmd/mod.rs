@@ -7,6 +7,7 @@ mod bench;
 mod chaos;
 mod db;
 mod demo_origin;
+mod deploy;
 mod deployment;
 mod dns;
 mod errors;
@@ -44,6 +45,9 @@ pub enum Cmd {
     /// Run the nodes `[[host]]` places on one host, supervised as `up` supervises them all
     /// (how a deployment runs on machines of its own).
     Agent(up::AgentArgs),
+    /// Write a bundle per host (config, secrets, systemd unit, install script) to start a
+    /// deployment on machines of its own.
+    Deploy(deploy::DeployArgs),
     /// Check a config and print a summary of the deployment, or every error in it.
     ///
     /// Exits 0 when the config is valid and 2 when it is not.
@@ -132,6 +136,7 @@ pub async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Up(args) => up::up(args).await,
         Cmd::Run(args) => up::run(args).await,
         Cmd::Agent(args) => up::agent(args).await,
+        Cmd::Deploy(args) => deploy::run(args),
         Cmd::Validate(args) => validate::run(args),
         Cmd::Health(args) => health::run(args).await,
         Cmd::DemoOrigin(args) => demo_origin::run(args).await,

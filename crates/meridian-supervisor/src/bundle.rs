@@ -1,0 +1,181 @@
+//! `meridian deploy --out DIR`: one bundle per host, enough to start that host's part of
+//! the deployment with nothing but the bundle and the `meridian` binary.
+//!
+//! A bundle holds the config, the secrets the config names by file (made once for the
+//! whole deployment, owner-only, the same in every bundle), a systemd unit that runs the
+//! host's agent, and an install script that puts them in place. A config without
+//! `[[host]]` gives one bundle, `local`, whose unit runs `meridian up`. Secrets named by
+//! relative path are placed at that path beside the bundle's config, so the bundle runs
+//! where it is unpacked; absolute ones are kept under `secrets/` and installed at their
+//! path. Secrets kept in a state dir or an environment variable are not written.
+
+use meridian_config::{Config, SecretSource};
+use std::path::{Path, PathBuf};
+
+/// Where the installed config and state live on a host.
+const ETC: &str = "/etc/meridian";
+const STATE: &str = "/var/lib/meridian";
+const BINARY: &str = "/usr/local/bin/meridian";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One written bundle.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub host: String,
+    pub dir: PathBuf,
+}
+
+/// Writes a bundle per host of `cfg` under `out` (the config text is `config_text`).
+pub fn write(cfg: &Config, config_text: &str, out: &Path) -> Result<Vec<Bundle>, BundleError> {
+    let at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BundleError::Write { path, source }
+    };
+    // Secrets are made once, here, and copied into every bundle.
+    let made = out.join(".secrets");
+    let mut secrets: Vec<(PathBuf, String)> = Vec::new();
+    for (key, source, bytes) in [
+        ("admin_token", &cfg.secrets.admin_token, 16),
+        ("edge_signing_key", &cfg.secrets.edge_signing_key, 16),
+        ("db_password", &cfg.secrets.db_password, 16),
+        ("cache_password", &cfg.secrets.cache_password, 16),
+        ("disk_cache_key", &cfg.secrets.disk_cache_key, 32),
+    ] {
+        let SecretSource::File(path) = source else {
+            continue;
+        };
+        let value = meridian_http::admin::key_secret(&made, key, bytes).map_err(at(&made))?;
+        secrets.push((named_path(cfg, config_text, path), value));
+    }
+    let hosts: Vec<Option<&str>> = if cfg.hosts.is_empty() {
+        vec![None]
+    } else {
+        cfg.hosts.iter().map(|h| Some(h.name.as_str())).collect()
+    };
+    let mut written = Vec::new();
+    for host in hosts {
+        let name = host.unwrap_or("local");
+        let dir = out.join(name);
+        std::fs::create_dir_all(&dir).map_err(at(&dir))?;
+        let config = dir.join("meridian.toml");
+        std::fs::write(&config, config_text).map_err(at(&config))?;
+        let mut installs = Vec::new();
+        for (path, value) in &secrets {
+            let (in_bundle, installed) = if path.is_absolute() {
+                let file = path.file_name().map(PathBuf::from).unwrap_or_default();
+                (Path::new("secrets").join(file), path.clone())
+            } else {
+                (path.clone(), Path::new(ETC).join(path))
+            };
+            let file = dir.join(&in_bundle);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent).map_err(at(parent))?;
+            }
+            meridian_http::tls::write_secret(&file, format!("{value}\n").as_bytes())
+                .map_err(at(&file))?;
+            installs.push((in_bundle, installed));
+        }
+        let unit_file = dir.join("meridian-agent.service");
+        std::fs::write(&unit_file, unit(cfg, host)).map_err(at(&unit_file))?;
+        let script = dir.join("install.sh");
+        std::fs::write(&script, install_script(name, &installs)).map_err(at(&script))?;
+        set_mode(&script, 0o755).map_err(at(&script))?;
+        written.push(Bundle {
+            host: name.to_owned(),
+            dir,
+        });
+    }
+    Ok(written)
+}
+
+/// A secret's path as the config text names it. The reader resolves relative paths
+/// against the config's directory; one the text writes out in full stays absolute.
+fn named_path(cfg: &Config, config_text: &str, path: &Path) -> PathBuf {
+    let config_dir = Path::new(&cfg.origin).parent().unwrap_or(Path::new(""));
+    let written_in_full = path.to_str().is_some_and(|p| config_text.contains(p));
+    match path.strip_prefix(config_dir) {
+        Ok(rel) if !written_in_full && !config_dir.as_os_str().is_empty() => rel.to_path_buf(),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// The systemd unit: the host's agent, or `up` for a one-machine deployment.
+fn unit(cfg: &Config, host: Option<&str>) -> String {
+    let (what, command) = match host {
+        Some(h) => (
+            format!("host {h} of deployment {}", cfg.deployment.name),
+            format!("agent --host {h}"),
+        ),
+        None => (
+            format!(
+                "deployment {} (every node on this machine)",
+                cfg.deployment.name
+            ),
+            "up".to_owned(),
+        ),
+    };
+    format!(
+        "[Unit]
+Description=Meridian: {what}
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart={BINARY} {command} --config {ETC}/meridian.toml --state-dir {STATE}
+# The agent stops its nodes in order on SIGTERM; give it the time to drain them.
+KillMode=mixed
+TimeoutStopSec=90
+Restart=on-failure
+RestartSec=2
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+"
+    )
+}
+
+/// The install script: config, secrets (0600), unit, then start the agent.
+fn install_script(name: &str, secrets: &[(PathBuf, PathBuf)]) -> String {
+    let mut s = format!(
+        "#!/bin/sh
+# Installs Meridian's bundle for {name}: run as root on that host, beside the bundle's
+# files, after copying the meridian binary to {BINARY}.
+set -eu
+here=\"$(cd \"$(dirname \"$0\")\" && pwd)\"
+test -x {BINARY} || {{ echo \"copy the meridian binary to {BINARY} first\" >&2; exit 1; }}
+install -d -m 0755 {ETC} {STATE}
+install -m 0644 \"$here/meridian.toml\" {ETC}/meridian.toml
+"
+    );
+    for (in_bundle, installed) in secrets {
+        let parent = installed.parent().unwrap_or(Path::new("/"));
+        s.push_str(&format!(
+            "install -d -m 0700 {}\ninstall -m 0600 \"$here/{}\" {}\n",
+            parent.display(),
+            in_bundle.display(),
+            installed.display()
+        ));
+    }
+    s.push_str(
+        "install -m 0644 \"$here/meridian-agent.service\" /etc/systemd/system/meridian-agent.service
+systemctl daemon-reload
+systemctl enable --now meridian-agent.service
+",
+    );
+    s
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
