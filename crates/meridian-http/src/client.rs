@@ -140,38 +140,31 @@ pub async fn fetch_h2c(
     timeout: Duration,
     max_body: usize,
 ) -> Result<Fetched, ClientError> {
-    let start = Instant::now();
-    let work = async {
-        let stream = connect_from(local, addr)
-            .await
-            .map_err(ClientError::from_connect)?;
-        let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            TokioIo::new(stream),
-        )
-        .await
-        .map_err(ClientError::Handshake)?;
-        let conn_task = tokio::spawn(conn);
-        let answer = async {
-            let res = sender
-                .send_request(req)
-                .await
-                .map_err(ClientError::Request)?;
-            read_whole(res, max_body, start).await
-        }
-        .await;
-        conn_task.abort();
-        answer
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(ClientError::Timeout(timeout)),
-    }
+    fetch_over(Version::Http2, local, None, addr, req, timeout, max_body).await
 }
 
 /// [`fetch_from`], over TLS when `tls` is given.
 pub async fn fetch_with(
+    local: Option<IpAddr>,
+    tls: Option<&Tls>,
+    addr: SocketAddr,
+    req: http::Request<Full<Bytes>>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Fetched, ClientError> {
+    fetch_over(Version::Http1, local, tls, addr, req, timeout, max_body).await
+}
+
+/// The HTTP version a request is sent in.
+#[derive(Clone, Copy)]
+enum Version {
+    Http1,
+    /// With prior knowledge: no upgrade, no ALPN.
+    Http2,
+}
+
+async fn fetch_over(
+    version: Version,
     local: Option<IpAddr>,
     tls: Option<&Tls>,
     addr: SocketAddr,
@@ -186,7 +179,7 @@ pub async fn fetch_with(
             .map_err(ClientError::from_connect)?;
         let _ = stream.set_nodelay(true);
         match tls {
-            None => exchange(stream, req, max_body, start).await,
+            None => exchange(version, stream, req, max_body, start).await,
             Some(t) => {
                 let name = rustls::pki_types::ServerName::try_from(t.server_name.clone()).map_err(
                     |e| ClientError::ServerName {
@@ -198,7 +191,7 @@ pub async fn fetch_with(
                     .connect(name, stream)
                     .await
                     .map_err(ClientError::TlsHandshake)?;
-                exchange(stream, req, max_body, start).await
+                exchange(version, stream, req, max_body, start).await
             }
         }
     };
@@ -208,8 +201,9 @@ pub async fn fetch_with(
     }
 }
 
-/// One HTTP/1.1 request and its whole (bounded) response on a connected stream.
+/// One request and its whole (bounded) response on a connected stream.
 async fn exchange<S>(
+    version: Version,
     stream: S,
     req: http::Request<Full<Bytes>>,
     max_body: usize,
@@ -218,18 +212,28 @@ async fn exchange<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(ClientError::Handshake)?;
-    let conn_task = tokio::spawn(conn);
-    let answer = async {
-        let res = sender
-            .send_request(req)
-            .await
-            .map_err(ClientError::Request)?;
-        read_whole(res, max_body, start).await
-    }
-    .await;
+    let io = TokioIo::new(stream);
+    let (res, conn_task) = match version {
+        Version::Http1 => {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(ClientError::Handshake)?;
+            let conn_task = tokio::spawn(conn);
+            (sender.send_request(req).await, conn_task)
+        }
+        Version::Http2 => {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                    .await
+                    .map_err(ClientError::Handshake)?;
+            let conn_task = tokio::spawn(conn);
+            (sender.send_request(req).await, conn_task)
+        }
+    };
+    let answer = match res {
+        Ok(res) => read_whole(res, max_body, start).await,
+        Err(e) => Err(ClientError::Request(e)),
+    };
     conn_task.abort();
     answer
 }

@@ -16,10 +16,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 mod common;
+
+use common::{http_get, wait_healthy};
 
 fn at(net: u8, host: u8, port: u16) -> SocketAddr {
     SocketAddr::new(std::net::Ipv4Addr::new(127, 66, net, host).into(), port)
@@ -63,50 +64,18 @@ fn options(net: u8, targets: &[SocketAddr]) -> LbOptions {
     group.health_check.unhealthy_threshold = 1;
     config.target_groups = vec![group];
     config.rules.clear();
-    LbOptions {
-        tls: None,
-        name: "lb-grpc".into(),
-        region: "test-1".into(),
-        listen: at(net, 1, 80),
-        admin: at(net, 1, 9900),
-        targets: targets
-            .iter()
-            .enumerate()
-            .map(|(i, a)| meridian_config::NodeSpec {
-                name: format!("i-{i}"),
-                role: meridian_config::Role::Service,
-                region: Some("test-1".into()),
-                az: Some("test-1a".into()),
-                address: *a,
-                admin: *a,
-            })
-            .collect(),
+    let targets: Vec<(SocketAddr, String)> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (*a, format!("i-{i}")))
+        .collect();
+    common::lb_options(
+        "lb-grpc",
+        at(net, 1, 80),
+        at(net, 1, 9900),
+        &targets,
         config,
-        signer: None,
-        access_log: None,
-    }
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn wait_healthy(admin: SocketAddr, n: usize) {
-    let until = Instant::now() + Duration::from_secs(20);
-    let want = format!("\"healthy_targets\":{n}");
-    loop {
-        let health = http_get(admin, "/health").await;
-        if health.contains(&want) {
-            return;
-        }
-        assert!(Instant::now() < until, "not {n} healthy targets: {health}");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    )
 }
 
 /// What a gRPC call got: the head, each data frame with when it arrived, the trailers.

@@ -14,6 +14,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
+mod common;
+
 const TOKEN: &str = "registration-test-token";
 
 fn at(net: u8, host: u8, port: u16) -> SocketAddr {
@@ -118,27 +120,9 @@ fn options(net: u8, targets: &[(SocketAddr, &str)]) -> LbOptions {
     config.health_check.interval = Duration::from_millis(100);
     config.health_check.timeout = Duration::from_millis(80);
     config.deregistration_delay = Duration::from_millis(800);
-    LbOptions {
-        tls: None,
-        name: "lb-reg".into(),
-        region: "test-1".into(),
-        listen: at(net, 1, 80),
-        admin: at(net, 1, 9900),
-        targets: targets
-            .iter()
-            .map(|(a, n)| meridian_config::NodeSpec {
-                name: n.to_string(),
-                role: meridian_config::Role::Service,
-                region: Some("test-1".into()),
-                az: Some("test-1a".into()),
-                address: *a,
-                admin: *a,
-            })
-            .collect(),
-        config,
-        signer: None,
-        access_log: None,
-    }
+    let targets: Vec<(SocketAddr, String)> =
+        targets.iter().map(|(a, n)| (*a, n.to_string())).collect();
+    common::lb_options("lb-reg", at(net, 1, 80), at(net, 1, 9900), &targets, config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
+mod common;
+use common::{http_get, wait_healthy};
+
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 fn at(net: u8, host: u8, port: u16) -> SocketAddr {
@@ -52,45 +55,9 @@ fn options(net: u8, targets: &[(SocketAddr, &str)]) -> LbOptions {
     config.health_check.timeout = Duration::from_millis(80);
     config.deregistration_delay = Duration::from_millis(600);
     config.idle_timeout = Duration::from_secs(1);
-    LbOptions {
-        tls: None,
-        name: "lb-ws".into(),
-        region: "test-1".into(),
-        listen: at(net, 1, 80),
-        admin: at(net, 1, 9900),
-        targets: targets
-            .iter()
-            .map(|(a, n)| meridian_config::NodeSpec {
-                name: n.to_string(),
-                role: meridian_config::Role::Service,
-                region: Some("test-1".into()),
-                az: Some("test-1a".into()),
-                address: *a,
-                admin: *a,
-            })
-            .collect(),
-        config,
-        signer: None,
-        access_log: None,
-    }
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn wait_healthy(admin: SocketAddr, n: usize) {
-    let until = Instant::now() + Duration::from_secs(20);
-    let want = format!("\"healthy_targets\":{n}");
-    while !http_get(admin, "/health").await.contains(&want) {
-        assert!(Instant::now() < until, "not {n} healthy targets");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    let targets: Vec<(SocketAddr, String)> =
+        targets.iter().map(|(a, n)| (*a, n.to_string())).collect();
+    common::lb_options("lb-ws", at(net, 1, 80), at(net, 1, 9900), &targets, config)
 }
 
 /// Opens a quote socket and reads frames for `secs`; returns it and the instance named.
