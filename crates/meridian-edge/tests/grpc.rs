@@ -66,32 +66,7 @@ forward = "quotes"
         config.target_groups[1].protocol_version,
         meridian_config::ProtocolVersion::Grpc
     );
-    let opts = meridian_lb::LbOptions {
-        tls: None,
-        name: "lb-grpc".into(),
-        region: "r1".into(),
-        listen,
-        admin: SocketAddr::new(listen.ip(), 9901),
-        targets: targets
-            .iter()
-            .map(|(a, n)| meridian_config::NodeSpec {
-                name: n.to_string(),
-                role: meridian_config::Role::Service,
-                region: Some("r1".into()),
-                az: Some("r1a".into()),
-                address: *a,
-                admin: *a,
-            })
-            .collect(),
-        config,
-        signer: None,
-        access_log: None,
-    };
-    tokio::spawn(meridian_lb::run(opts, std::future::pending()));
-    eventually("the balancer starts", Duration::from_secs(10), || async {
-        TcpStream::connect(listen).await.is_ok()
-    })
-    .await;
+    common::start_balancer("lb-grpc", listen, targets, config).await;
 }
 
 const GRPC_BEHAVIOR: &str = r#"

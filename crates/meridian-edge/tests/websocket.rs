@@ -44,32 +44,7 @@ async fn balancer(listen: SocketAddr, targets: &[(SocketAddr, &str)]) {
     config.health_check.interval = Duration::from_millis(100);
     config.health_check.timeout = Duration::from_millis(80);
     config.deregistration_delay = Duration::from_millis(500);
-    let opts = meridian_lb::LbOptions {
-        tls: None,
-        name: "lb-ws".into(),
-        region: "r1".into(),
-        listen,
-        admin: SocketAddr::new(listen.ip(), 9901),
-        targets: targets
-            .iter()
-            .map(|(a, n)| meridian_config::NodeSpec {
-                name: n.to_string(),
-                role: meridian_config::Role::Service,
-                region: Some("r1".into()),
-                az: Some("r1a".into()),
-                address: *a,
-                admin: *a,
-            })
-            .collect(),
-        config,
-        signer: None,
-        access_log: None,
-    };
-    tokio::spawn(meridian_lb::run(opts, std::future::pending()));
-    eventually("the balancer starts", Duration::from_secs(10), || async {
-        TcpStream::connect(listen).await.is_ok()
-    })
-    .await;
+    common::start_balancer("lb-ws", listen, targets, config).await;
 }
 
 /// Two instances behind a balancer behind a PoP, all on 127.56.`net`.

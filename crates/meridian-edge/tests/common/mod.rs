@@ -548,3 +548,39 @@ pub async fn raw(addr: SocketAddr, request: impl AsRef<[u8]>) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Starts a balancer of region `r1` named `name` on `listen` (admin on port 9901 of its
+/// address) in front of `targets` (address, instance name), and waits until it listens.
+pub async fn start_balancer(
+    name: &str,
+    listen: SocketAddr,
+    targets: &[(SocketAddr, &str)],
+    config: meridian_config::LoadBalancer,
+) {
+    let opts = meridian_lb::LbOptions {
+        tls: None,
+        name: name.into(),
+        region: "r1".into(),
+        listen,
+        admin: SocketAddr::new(listen.ip(), 9901),
+        targets: targets
+            .iter()
+            .map(|(a, n)| meridian_config::NodeSpec {
+                name: n.to_string(),
+                role: meridian_config::Role::Service,
+                region: Some("r1".into()),
+                az: Some("r1a".into()),
+                address: *a,
+                admin: *a,
+            })
+            .collect(),
+        config,
+        signer: None,
+        access_log: None,
+    };
+    tokio::spawn(meridian_lb::run(opts, std::future::pending()));
+    eventually("the balancer starts", Duration::from_secs(10), || async {
+        TcpStream::connect(listen).await.is_ok()
+    })
+    .await;
+}
