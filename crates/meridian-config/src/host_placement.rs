@@ -36,21 +36,19 @@ impl Config {
                 continue;
             };
             let (k, services) = &mut on_host[i];
-            let port = match n.role {
+            let admin = self.network.admin_port.wrapping_add(*k);
+            let (address, admin) = match n.role {
                 Role::Service => {
                     let p = self.network.service_port.wrapping_add(2 * *services);
                     *services += 1;
-                    p
+                    (p, p)
                 }
-                _ => n.address.port(),
+                // The console serves everything on its admin address.
+                _ if n.admin == n.address => (admin, admin),
+                _ => (n.address.port(), admin),
             };
-            let same = n.admin == n.address;
-            n.address = SocketAddr::new(h.address, port);
-            n.admin = if same {
-                n.address
-            } else {
-                SocketAddr::new(h.address, self.network.admin_port.wrapping_add(*k))
-            };
+            n.address = SocketAddr::new(h.address, address);
+            n.admin = SocketAddr::new(h.address, admin);
             *k += 1;
         }
     }

@@ -261,3 +261,20 @@ fn without_hosts_the_config_means_one_machine_as_before() {
     assert_eq!(lb.address.to_string(), "127.10.1.1:8080");
     assert!(cfg.host_of(&lb).is_none());
 }
+
+#[test]
+fn the_console_shares_a_host_on_its_own_port() {
+    let text = config(&FOUR_HOSTS.replace(
+        r#"nodes = ["edge-ashburn", "dns-1"]"#,
+        r#"nodes = ["edge-ashburn", "dns-1", "console"]"#,
+    ))
+    .replace("[console]\nenabled = false\n", "");
+    let cfg = Config::parse(&text, "hosts.toml").unwrap_or_else(|e| panic!("{e}"));
+    let console = cfg.node("console").unwrap();
+    assert_eq!(
+        console.address.to_string(),
+        "10.77.0.2:9902",
+        "third node on the host"
+    );
+    assert_eq!(cfg.console_address(), console.address);
+}
