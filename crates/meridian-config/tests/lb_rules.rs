@@ -182,6 +182,16 @@ fn target_group_mistakes_each_get_a_precise_error() {
             "load_balancer.target_group[0].algorithm",
             "round_robin",
         ),
+        (
+            "anomaly_mitigation = true\n",
+            "load_balancer.target_group[0].anomaly_mitigation",
+            "algorithm = \"weighted_random\"",
+        ),
+        (
+            "anomaly_mitigation = true\nalgorithm = \"least_outstanding_requests\"\n",
+            "load_balancer.target_group[0].anomaly_mitigation",
+            "algorithm = \"weighted_random\"",
+        ),
     ];
     for (extra, key, fix) in cases {
         let text = with(&format!(
@@ -197,4 +207,17 @@ fn target_group_mistakes_each_get_a_precise_error() {
             errs[0].fix
         );
     }
+}
+
+#[test]
+fn weighted_random_takes_anomaly_mitigation() {
+    let text = with(
+        "[[load_balancer.target_group]]\nname = \"blue\"\nalgorithm = \"weighted_random\"\nanomaly_mitigation = true\n[[load_balancer.target_group]]\nname = \"green\"\nalgorithm = \"weighted_random\"\n",
+    );
+    let c = Config::parse(&text, "lb.toml").unwrap_or_else(|e| panic!("{e}"));
+    let g = &c.load_balancer.target_groups;
+    assert_eq!(g[0].algorithm, meridian_config::Algorithm::WeightedRandom);
+    assert!(g[0].anomaly_mitigation);
+    // Off unless asked, as ALB's.
+    assert!(!g[1].anomaly_mitigation);
 }

@@ -41,6 +41,7 @@ pub(crate) struct LbMetrics {
     /// Per-target gauges, kept so a target registered at run time gets its own.
     pub outstanding: Family<Labels, Gauge>,
     pub weights: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub anomalous: Family<Labels, Gauge>,
 }
 
 struct Inner {
@@ -104,9 +105,15 @@ impl LoadBalancer {
             "Each target's share weight in its group, 0 to 1 (below 1 during slow start)",
             Family::<Labels, Gauge<f64, AtomicU64>>::default(),
         );
+        let anomalous = metrics.register(
+            "lb_target_anomalous",
+            "1 while anomaly detection finds the target's error rate an outlier in its group",
+            Family::<Labels, Gauge>::default(),
+        );
         let m = LbMetrics {
             outstanding: outstanding.clone(),
             weights: weights.clone(),
+            anomalous: anomalous.clone(),
             requests: metrics.register(
                 "lb_requests",
                 "Requests answered by the load balancer, by target and status",
@@ -184,6 +191,12 @@ impl LoadBalancer {
                                 .get_or_create(&vec![("target", t.name.clone())])
                                 .clone(),
                             weights
+                                .get_or_create(&vec![
+                                    ("target_group", g.name.clone()),
+                                    ("target", t.name.clone()),
+                                ])
+                                .clone(),
+                            anomalous
                                 .get_or_create(&vec![
                                     ("target_group", g.name.clone()),
                                     ("target", t.name.clone()),
