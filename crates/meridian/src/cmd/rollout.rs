@@ -55,29 +55,23 @@ pub async fn run(args: RolloutArgs) -> Result<ExitCode> {
     let mut unreachable_since: Option<Instant> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let report = match meridian_http::client::call(
-            admin,
-            http::Method::GET,
-            "/rollout",
-            None,
-            CALL,
-            4 << 20,
-        )
-        .await
-        {
-            Ok(a) if a.status == 200 => {
-                unreachable_since = None;
-                serde_json::from_slice::<serde_json::Value>(&a.body).unwrap_or_default()
-            }
-            Ok(a) => bail!("the supervisor answered {} to GET /rollout", a.status),
-            Err(e) => {
-                let since = *unreachable_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_secs(15) {
-                    bail!("the supervisor at {admin} stopped answering: {e}");
+        let report =
+            match meridian_http::client::call(admin, http::Method::GET, "/rollout", None, CALL, 4 << 20)
+                .await
+            {
+                Ok(a) if a.status == 200 => {
+                    unreachable_since = None;
+                    serde_json::from_slice::<serde_json::Value>(&a.body).unwrap_or_default()
                 }
-                continue;
-            }
-        };
+                Ok(a) => bail!("the supervisor answered {} to GET /rollout", a.status),
+                Err(e) => {
+                    let since = *unreachable_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(15) {
+                        bail!("the supervisor at {admin} stopped answering: {e}");
+                    }
+                    continue;
+                }
+            };
         let steps = report["steps"].as_array().cloned().unwrap_or_default();
         for s in steps.iter().skip(shown) {
             eprintln!(
