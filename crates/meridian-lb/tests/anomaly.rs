@@ -9,7 +9,7 @@ use common::start;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use meridian_config::{Config, NodeSpec, Role, DEFAULT_CONFIG};
+use meridian_config::{Config, NodeSpec, Role};
 use meridian_lb::LbOptions;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -88,7 +88,7 @@ fn options(net: u8, targets: &[&Origin], mitigation: bool) -> LbOptions {
     let extra = format!(
         "[[load_balancer.target_group]]\nname = \"app\"\nalgorithm = \"weighted_random\"\nanomaly_mitigation = {mitigation}\n"
     );
-    let cfg = Config::parse(&format!("{DEFAULT_CONFIG}\n{extra}"), "anomaly.toml")
+    let cfg = Config::parse(&format!("{}\n{extra}", common::default_config_without_groups()), "anomaly.toml")
         .unwrap_or_else(|e| panic!("{e}"));
     let mut config = cfg.load_balancer;
     for g in &mut config.target_groups {
