@@ -289,7 +289,9 @@ impl LoadBalancer {
             *t.probe.lock().unwrap_or_else(|p| p.into_inner()) = Some(probe);
         }
         let mut tasks = Vec::new();
-        for t in &group.targets {
+        // A target in several groups is checked by each; its health gauge (one per
+        // target, as dashboards sum it) follows the first group that holds it.
+        for t in group.targets.iter().filter(|t| self.health_owner(&t.name) == Some(gi)) {
             self.0
                 .m
                 .target_healthy
@@ -313,11 +315,13 @@ impl LoadBalancer {
                 if let (Some(i), Health::Healthy, false) = (i, ev.to, ev.from == Health::Unknown) {
                     group.became_healthy(i);
                 }
-                let up = i64::from(ev.to == Health::Healthy);
-                lb.0.m
-                    .target_healthy
-                    .get_or_create(&vec![("target", ev.target.clone()), ("az", az)])
-                    .set(up);
+                if lb.health_owner(&ev.target) == Some(gi) {
+                    let up = i64::from(ev.to == Health::Healthy);
+                    lb.0.m
+                        .target_healthy
+                        .get_or_create(&vec![("target", ev.target.clone()), ("az", az)])
+                        .set(up);
+                }
                 let to = format!("{:?}", ev.to).to_lowercase();
                 lb.0.m
                     .transitions
@@ -335,6 +339,14 @@ impl LoadBalancer {
             }));
         }
         tasks
+    }
+
+    /// The first group holding `target`: the one its `lb_target_healthy` gauge follows.
+    fn health_owner(&self, target: &str) -> Option<usize> {
+        self.0
+            .groups
+            .iter()
+            .position(|g| g.index_of(target).is_some())
     }
 
     /// The per-connection service.
