@@ -232,11 +232,16 @@ fn the_default_deployment_routes_grpc_quotes_to_a_grpc_group() {
     assert_eq!(lb.target_groups[0].algorithm, lb.algorithm);
     assert_eq!(lb.target_groups[0].health_check.path, "/health");
     let grpc = &lb.target_groups[1];
-    assert_eq!(grpc.protocol_version, meridian_config::ProtocolVersion::Grpc);
+    assert_eq!(
+        grpc.protocol_version,
+        meridian_config::ProtocolVersion::Grpc
+    );
     assert_eq!(grpc.health_check.path, "/grpc.health.v1.Health/Check");
     assert_eq!(lb.rules.len(), 1);
     assert_eq!(lb.rules[0].conditions.path, ["/richesreach.v1.Quotes/*"]);
-    assert!(matches!(&lb.rules[0].action, Action::Forward { groups } if groups[0].target_group == "quotes-grpc"));
+    assert!(
+        matches!(&lb.rules[0].action, Action::Forward { groups } if groups[0].target_group == "quotes-grpc")
+    );
     let b = c
         .distribution
         .behaviors

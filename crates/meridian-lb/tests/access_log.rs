@@ -89,8 +89,11 @@ fn rand_id() -> u64 {
 }
 
 fn options(net: u8, targets: Vec<NodeSpec>, extra: &str, log: &Path) -> LbOptions {
-    let cfg = Config::parse(&format!("{}\n{extra}", common::default_config_without_groups()), "alog.toml")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = Config::parse(
+        &format!("{}\n{extra}", common::default_config_without_groups()),
+        "alog.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut config = cfg.load_balancer;
     config.health_check.interval = Duration::from_millis(100);
     config.health_check.timeout = Duration::from_millis(80);

@@ -88,8 +88,11 @@ fn options(net: u8, targets: &[&Origin], mitigation: bool) -> LbOptions {
     let extra = format!(
         "[[load_balancer.target_group]]\nname = \"app\"\nalgorithm = \"weighted_random\"\nanomaly_mitigation = {mitigation}\n"
     );
-    let cfg = Config::parse(&format!("{}\n{extra}", common::default_config_without_groups()), "anomaly.toml")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = Config::parse(
+        &format!("{}\n{extra}", common::default_config_without_groups()),
+        "anomaly.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut config = cfg.load_balancer;
     for g in &mut config.target_groups {
         g.health_check.interval = Duration::from_millis(100);

@@ -122,9 +122,10 @@ async fn h2_to_pop(
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     sender
 }
@@ -218,7 +219,10 @@ async fn a_grpc_call_through_a_pop_of_the_default_layout_reaches_an_instance() {
         .await
         .unwrap();
     let m = String::from_utf8_lossy(&m).into_owned();
-    assert!(metric(&m, "meridian_lb_tls_requests_total", &[]) >= 1.0, "{m}");
+    assert!(
+        metric(&m, "meridian_lb_tls_requests_total", &[]) >= 1.0,
+        "{m}"
+    );
     assert!(
         metric(
             &m,
@@ -227,7 +231,13 @@ async fn a_grpc_call_through_a_pop_of_the_default_layout_reaches_an_instance() {
         ) >= 1.0,
         "{m}"
     );
-    assert!(metric(&m, "meridian_lb_rule_matches_total", &["rule=\"grpc-quotes\""]) >= 1.0);
+    assert!(
+        metric(
+            &m,
+            "meridian_lb_rule_matches_total",
+            &["rule=\"grpc-quotes\""]
+        ) >= 1.0
+    );
     assert_eq!(
         metric(&m, "meridian_lb_signature_rejections_total", &[]),
         0.0
