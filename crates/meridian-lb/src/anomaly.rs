@@ -142,7 +142,7 @@ impl Detector {
     /// Counts one answer; true for the one that completes a window (its caller runs
     /// [`evaluate`]).
     pub fn tick(&self) -> bool {
-        (self.answered.fetch_add(1, Ordering::Relaxed) + 1) % WINDOW == 0
+        (self.answered.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(WINDOW)
     }
 }
 
