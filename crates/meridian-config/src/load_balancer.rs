@@ -60,6 +60,7 @@ impl LoadBalancer {
             stickiness: None,
             slow_start: Duration::ZERO,
             protocol_version: ProtocolVersion::Http1,
+            anomaly_mitigation: false,
         }]
     }
 }
@@ -88,10 +89,10 @@ pub(crate) fn default_lb() -> LoadBalancer {
 pub(crate) fn read_lb(t: &Table, d: &mut Diagnostics) -> Option<LoadBalancer> {
     let mut lb = default_lb();
     if let Some(a) = t.str(d, "algorithm") {
-        match a.as_str() {
-            "round_robin" => lb.algorithm = Algorithm::RoundRobin,
-            "least_outstanding_requests" => lb.algorithm = Algorithm::LeastOutstandingRequests,
-            other => {
+        match Algorithm::parse(&a) {
+            Some(alg) => lb.algorithm = alg,
+            None => {
+                let other = a.as_str();
                 let f = t.get("algorithm")?;
                 d.error(
                     f.span,

@@ -17,14 +17,32 @@ use std::time::Duration;
 pub enum Algorithm {
     RoundRobin,
     LeastOutstandingRequests,
+    /// ALB's `weighted_random`: at random in proportion to each target's weight (slow
+    /// start and anomaly mitigation lower it); the one algorithm anomaly mitigation uses.
+    WeightedRandom,
 }
 
 impl Algorithm {
-    pub const NAMES: &'static [&'static str] = &["round_robin", "least_outstanding_requests"];
+    pub const NAMES: &'static [&'static str] = &[
+        "round_robin",
+        "least_outstanding_requests",
+        "weighted_random",
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::RoundRobin => "round_robin",
             Algorithm::LeastOutstandingRequests => "least_outstanding_requests",
+            Algorithm::WeightedRandom => "weighted_random",
+        }
+    }
+
+    /// The algorithm a name in [`Algorithm::NAMES`] stands for.
+    pub fn parse(name: &str) -> Option<Algorithm> {
+        match name {
+            "round_robin" => Some(Algorithm::RoundRobin),
+            "least_outstanding_requests" => Some(Algorithm::LeastOutstandingRequests),
+            "weighted_random" => Some(Algorithm::WeightedRandom),
+            _ => None,
         }
     }
 }
@@ -73,6 +91,10 @@ pub struct TargetGroup {
     #[serde(with = "crate::serde_duration")]
     pub slow_start: Duration,
     pub protocol_version: ProtocolVersion,
+    /// ALB's automatic target weights (`load_balancing.algorithm.anomaly_mitigation`): a
+    /// target whose error rate stands out from its peers' gets a lower weight until it
+    /// recovers. Only with `weighted_random`, as ALB's.
+    pub anomaly_mitigation: bool,
 }
 
 /// ALB's stickiness attributes of a target group.
@@ -108,11 +130,9 @@ pub(crate) fn read_target_group(
         ..base.clone()
     };
     if let Some(a) = t.choice(d, "algorithm", Algorithm::NAMES) {
-        g.algorithm = match a {
-            "round_robin" => Algorithm::RoundRobin,
-            _ => Algorithm::LeastOutstandingRequests,
-        };
+        g.algorithm = Algorithm::parse(a).unwrap_or(g.algorithm);
     }
+    read_anomaly_mitigation(t, d, &mut g);
     if let Some(azs) = t.str_list(d, "azs") {
         if azs.is_empty() {
             if let Some(f) = t.get("azs") {
@@ -168,6 +188,28 @@ pub(crate) fn read_target_group(
     }
     t.finish(d);
     Some(g)
+}
+
+/// `anomaly_mitigation` needs `weighted_random`, as ALB's (the other algorithms have no
+/// weights to lower).
+fn read_anomaly_mitigation(t: &Table, d: &mut Diagnostics, g: &mut TargetGroup) {
+    let Some(on) = t.bool(d, "anomaly_mitigation") else {
+        return;
+    };
+    g.anomaly_mitigation = on;
+    if on && g.algorithm != Algorithm::WeightedRandom {
+        if let Some(f) = t.get("anomaly_mitigation") {
+            d.error(
+                f.span,
+                &f.key,
+                format!(
+                    "anomaly mitigation works only with algorithm = \"weighted_random\" (this group's is `{}`), as ALB's",
+                    g.algorithm.as_str()
+                ),
+                "set `algorithm = \"weighted_random\"` on the group, or remove `anomaly_mitigation`",
+            );
+        }
+    }
 }
 
 /// A gRPC group's check matches gRPC codes (default 12 on ALB's default path); any other

@@ -68,7 +68,7 @@ fn target_groups_and_rules_are_read() {
 
 #[test]
 fn without_groups_there_is_one_implicit_default() {
-    let c = Config::embedded_default();
+    let c = Config::parse(&with(""), "lb.toml").unwrap_or_else(|e| panic!("{e}"));
     let groups = c.load_balancer.effective_target_groups();
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0].name, "default");
@@ -182,6 +182,16 @@ fn target_group_mistakes_each_get_a_precise_error() {
             "load_balancer.target_group[0].algorithm",
             "round_robin",
         ),
+        (
+            "anomaly_mitigation = true\n",
+            "load_balancer.target_group[0].anomaly_mitigation",
+            "algorithm = \"weighted_random\"",
+        ),
+        (
+            "anomaly_mitigation = true\nalgorithm = \"least_outstanding_requests\"\n",
+            "load_balancer.target_group[0].anomaly_mitigation",
+            "algorithm = \"weighted_random\"",
+        ),
     ];
     for (extra, key, fix) in cases {
         let text = with(&format!(
@@ -197,4 +207,46 @@ fn target_group_mistakes_each_get_a_precise_error() {
             errs[0].fix
         );
     }
+}
+
+#[test]
+fn weighted_random_takes_anomaly_mitigation() {
+    let text = with(
+        "[[load_balancer.target_group]]\nname = \"blue\"\nalgorithm = \"weighted_random\"\nanomaly_mitigation = true\n[[load_balancer.target_group]]\nname = \"green\"\nalgorithm = \"weighted_random\"\n",
+    );
+    let c = Config::parse(&text, "lb.toml").unwrap_or_else(|e| panic!("{e}"));
+    let g = &c.load_balancer.target_groups;
+    assert_eq!(g[0].algorithm, meridian_config::Algorithm::WeightedRandom);
+    assert!(g[0].anomaly_mitigation);
+    // Off unless asked, as ALB's.
+    assert!(!g[1].anomaly_mitigation);
+}
+
+#[test]
+fn the_default_deployment_routes_grpc_quotes_to_a_grpc_group() {
+    let c = Config::embedded_default();
+    let lb = &c.load_balancer;
+    let names: Vec<&str> = lb.target_groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["default", "quotes-grpc"]);
+    // The first group is what the implicit one was: the balancer's own settings.
+    assert_eq!(lb.target_groups[0].algorithm, lb.algorithm);
+    assert_eq!(lb.target_groups[0].health_check.path, "/health");
+    let grpc = &lb.target_groups[1];
+    assert_eq!(
+        grpc.protocol_version,
+        meridian_config::ProtocolVersion::Grpc
+    );
+    assert_eq!(grpc.health_check.path, "/grpc.health.v1.Health/Check");
+    assert_eq!(lb.rules.len(), 1);
+    assert_eq!(lb.rules[0].conditions.path, ["/richesreach.v1.Quotes/*"]);
+    assert!(
+        matches!(&lb.rules[0].action, Action::Forward { groups } if groups[0].target_group == "quotes-grpc")
+    );
+    let b = c
+        .distribution
+        .behaviors
+        .iter()
+        .find(|b| b.path_pattern == "/richesreach.v1.Quotes/*")
+        .expect("a gRPC behavior");
+    assert!(b.grpc);
 }

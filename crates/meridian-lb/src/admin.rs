@@ -62,6 +62,15 @@ fn targets(lb: &LoadBalancer) -> http::Response<meridian_http::Body> {
                 .iter()
                 .find(|s| s.target == t.name)
                 .and_then(|s| s.last_probe.clone());
+            // ALB's AnomalyDetection, for groups where it runs (mitigation on).
+            let anomaly = g.anomaly_mitigation().then(|| {
+                json!({
+                    "result": if t.anomaly.anomalous() { "anomalous" } else { "normal" },
+                    "mitigation_in_effect": if t.anomaly.mitigated() { "yes" } else { "no" },
+                    "error_rate": (t.anomaly.error_rate() * 1000.0).round() / 1000.0,
+                    "weight": t.anomaly.weight(),
+                })
+            });
             targets.push(json!({
                 "target": t.name,
                 "target_group": g.name,
@@ -72,6 +81,7 @@ fn targets(lb: &LoadBalancer) -> http::Response<meridian_http::Body> {
                 "state": match t.state() { TargetState::Registered => "registered", TargetState::Draining => "draining", TargetState::Unused => "unused" },
                 "outstanding_requests": t.outstanding(),
                 "last_check": last,
+                "anomaly_detection": anomaly,
             }));
         }
     }

@@ -2,13 +2,14 @@
 //!
 //! One `lb` node per region sits in front of the region's service instances, in one or
 //! more target groups that listener rules choose between (forward by weight, redirect,
-//! fixed response). A group picks a target by round robin or least outstanding requests
-//! (stickiness and slow start on top), checks targets
+//! fixed response). A group picks a target by round robin, least outstanding requests or
+//! weighted random (stickiness, slow start and anomaly mitigation on top), checks targets
 //! actively through the health engine and passively on live traffic, retries on another
 //! target when that is safe, and drains in-flight requests on shutdown.
 
 mod access_log;
 mod admin;
+mod anomaly;
 mod grpc;
 mod options;
 mod proxy;

@@ -41,6 +41,7 @@ pub(crate) struct LbMetrics {
     /// Per-target gauges, kept so a target registered at run time gets its own.
     pub outstanding: Family<Labels, Gauge>,
     pub weights: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub anomalous: Family<Labels, Gauge>,
 }
 
 struct Inner {
@@ -86,8 +87,14 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .cloned()
         .unwrap_or_else(|| {
-            let id = format!("{:032x}", rand::random::<u128>());
-            HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+            // Written on the stack: every request without one gets one.
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let id = rand::random::<u128>();
+            let mut out = [0u8; 32];
+            for (k, b) in out.iter_mut().enumerate() {
+                *b = HEX[((id >> (124 - 4 * k)) & 0xf) as usize];
+            }
+            HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
         })
 }
 
@@ -104,9 +111,15 @@ impl LoadBalancer {
             "Each target's share weight in its group, 0 to 1 (below 1 during slow start)",
             Family::<Labels, Gauge<f64, AtomicU64>>::default(),
         );
+        let anomalous = metrics.register(
+            "lb_target_anomalous",
+            "1 while anomaly detection finds the target's error rate an outlier in its group",
+            Family::<Labels, Gauge>::default(),
+        );
         let m = LbMetrics {
             outstanding: outstanding.clone(),
             weights: weights.clone(),
+            anomalous: anomalous.clone(),
             requests: metrics.register(
                 "lb_requests",
                 "Requests answered by the load balancer, by target and status",
@@ -184,6 +197,12 @@ impl LoadBalancer {
                                 .get_or_create(&vec![("target", t.name.clone())])
                                 .clone(),
                             weights
+                                .get_or_create(&vec![
+                                    ("target_group", g.name.clone()),
+                                    ("target", t.name.clone()),
+                                ])
+                                .clone(),
+                            anomalous
                                 .get_or_create(&vec![
                                     ("target_group", g.name.clone()),
                                     ("target", t.name.clone()),
@@ -276,7 +295,13 @@ impl LoadBalancer {
             *t.probe.lock().unwrap_or_else(|p| p.into_inner()) = Some(probe);
         }
         let mut tasks = Vec::new();
-        for t in &group.targets {
+        // A target in several groups is checked by each; its health gauge (one per
+        // target, as dashboards sum it) follows the first group that holds it.
+        for t in group
+            .targets
+            .iter()
+            .filter(|t| self.health_owner(&t.name) == Some(gi))
+        {
             self.0
                 .m
                 .target_healthy
@@ -300,11 +325,13 @@ impl LoadBalancer {
                 if let (Some(i), Health::Healthy, false) = (i, ev.to, ev.from == Health::Unknown) {
                     group.became_healthy(i);
                 }
-                let up = i64::from(ev.to == Health::Healthy);
-                lb.0.m
-                    .target_healthy
-                    .get_or_create(&vec![("target", ev.target.clone()), ("az", az)])
-                    .set(up);
+                if lb.health_owner(&ev.target) == Some(gi) {
+                    let up = i64::from(ev.to == Health::Healthy);
+                    lb.0.m
+                        .target_healthy
+                        .get_or_create(&vec![("target", ev.target.clone()), ("az", az)])
+                        .set(up);
+                }
                 let to = format!("{:?}", ev.to).to_lowercase();
                 lb.0.m
                     .transitions
@@ -324,6 +351,14 @@ impl LoadBalancer {
         tasks
     }
 
+    /// The first group holding `target`: the one its `lb_target_healthy` gauge follows.
+    fn health_owner(&self, target: &str) -> Option<usize> {
+        self.0
+            .groups
+            .iter()
+            .position(|g| g.index_of(target).is_some())
+    }
+
     /// The per-connection service.
     pub fn service(
         &self,
@@ -335,10 +370,14 @@ impl LoadBalancer {
         Future = BoxedResponse,
     > + Clone {
         let lb = self.clone();
-        let conn = ConnTrace::new();
+        // Only the access log reads it: without the log a request's extensions stay empty
+        // (inserting one allocates their map).
+        let conn = self.0.log.is_some().then(ConnTrace::new);
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let lb = lb.clone();
-            req.extensions_mut().insert(conn.clone());
+            if let Some(conn) = &conn {
+                req.extensions_mut().insert(conn.clone());
+            }
             Box::pin(async move { Ok(lb.handle(req, peer).await) }) as BoxedResponse
         })
     }
@@ -413,10 +452,11 @@ impl LoadBalancer {
     /// Starts a request's access log record, and adds ALB's trace header (`trace.rs`),
     /// which the target gets and the log keeps.
     fn record(&self, parts: &mut http::request::Parts, peer: SocketAddr, ws: bool) -> Record {
-        let trace_id = crate::trace::apply(&mut parts.headers, std::time::SystemTime::now());
+        let trace = crate::trace::apply(&mut parts.headers, std::time::SystemTime::now());
         if self.0.log.is_none() {
-            return Record::unlogged(peer, trace_id);
+            return Record::unlogged(peer, String::new());
         }
+        let trace_id = trace.to_str().unwrap_or("-").to_owned();
         let tls = parts.extensions.get::<ViaTls>().copied();
         let conn_trace = parts.extensions.get::<ConnTrace>().map(|c| c.0.to_string());
         let arrival = Arrival {
@@ -512,7 +552,10 @@ impl LoadBalancer {
             return ("none".to_owned(), Err(res));
         }
         rec.action = Some("forward");
-        rec.group = Some(group.name.clone());
+        let logged = self.0.log.is_some();
+        if logged {
+            rec.group = Some(group.name.clone());
+        }
         // Stickiness reads the request's cookies again once the target has answered.
         let cookies = group
             .config
@@ -520,7 +563,7 @@ impl LoadBalancer {
             .is_some()
             .then(|| parts.headers.clone());
         let mut answer = self.forward_to(group, parts, body, peer, rid, rec).await;
-        if let Ok((target, res)) = &answer {
+        if let (Ok((target, res)), true) = (&answer, logged) {
             rec.target = group.index_of(target).map(|i| group.targets[i].addr);
             rec.target_status = Some(res.status().as_u16());
         }

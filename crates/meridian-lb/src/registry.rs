@@ -85,6 +85,12 @@ impl LoadBalancer {
                                 ("target", name.to_owned()),
                             ])
                             .clone(),
+                        m.anomalous
+                            .get_or_create(&vec![
+                                ("target_group", g.name.clone()),
+                                ("target", name.to_owned()),
+                            ])
+                            .clone(),
                     );
                     m.target_healthy
                         .get_or_create(&vec![("target", name.to_owned()), ("az", az.to_owned())])

@@ -198,6 +198,7 @@ impl Failover for Retries<'_> {
     ) -> Verdict<Answer> {
         let target = self.target(&c);
         let guard = c.guard.take();
+        self.lb.group.answered(c.i, res.status().is_server_error());
         let (mut rp, rb) = res.into_parts();
         meridian_http::strip_hop_by_hop(&mut rp.headers);
         // A small answer to a retryable request is read whole before it is passed on, so
@@ -240,6 +241,8 @@ impl Failover for Retries<'_> {
         error: Option<&hyper_util::client::legacy::Error>,
     ) {
         drop(c.guard.take());
+        // A failed connection, reset or timeout is an error for anomaly detection.
+        self.lb.group.answered(c.i, true);
         let target = self.target(c);
         match error {
             Some(e) => {

@@ -1,5 +1,6 @@
 //! A target group and the algorithms that pick a target from it.
 
+use crate::anomaly::{Detector, Stats};
 use crate::targets::Targets;
 use meridian_config::Algorithm;
 use meridian_health::{HealthBoard, HealthHandle};
@@ -19,8 +20,12 @@ pub struct Target {
     pub outstanding: Gauge,
     /// When the target's slow start began (None: full weight).
     pub(crate) ramp_from: Mutex<Option<Instant>>,
-    /// The target's current share weight, 0 to 1 (`lb_target_weight`).
+    /// The target's current share weight, 0 to 1 (`lb_target_weight`): slow start's
+    /// ramp times anomaly mitigation's factor.
     pub(crate) weight: Gauge<f64, AtomicU64>,
+    /// Its error rate against its peers' (`anomaly.rs`); counted only in groups with
+    /// anomaly mitigation on.
+    pub(crate) anomaly: Stats,
     /// [`TargetState`] as a number: registered targets take requests, draining ones
     /// finish theirs, unused ones are out of the group.
     state: AtomicU8,
@@ -47,6 +52,7 @@ impl Target {
         health: HealthHandle,
         outstanding: Gauge,
         weight: Gauge<f64, AtomicU64>,
+        anomalous: Gauge,
     ) -> Self {
         weight.set(1.0);
         Target {
@@ -57,6 +63,7 @@ impl Target {
             outstanding,
             ramp_from: Mutex::new(None),
             weight,
+            anomaly: Stats::new(anomalous),
             state: AtomicU8::new(TargetState::Registered as u8),
             probe: Mutex::new(None),
         }
@@ -109,6 +116,8 @@ pub struct TargetGroup {
     pub config: meridian_config::TargetGroup,
     algorithm: Algorithm,
     next: AtomicUsize,
+    /// Anomaly mitigation's answer count (None: off, and nothing is counted).
+    detector: Option<Detector>,
 }
 
 impl TargetGroup {
@@ -122,6 +131,7 @@ impl TargetGroup {
             algorithm: config.algorithm,
             targets: Targets::new(targets),
             board,
+            detector: config.anomaly_mitigation.then(Detector::default),
             config,
             next: AtomicUsize::new(0),
         }
@@ -158,9 +168,39 @@ impl TargetGroup {
         let now = Instant::now();
         for t in &self.targets {
             let w = t.ramp(self.config.slow_start, now);
-            t.weight.set(w);
+            t.weight.set(w * t.anomaly.weight());
             if w >= 1.0 {
                 *t.ramp_from.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+        }
+    }
+
+    /// Whether anomaly mitigation is on for the group.
+    pub fn anomaly_mitigation(&self) -> bool {
+        self.detector.is_some()
+    }
+
+    /// Target `i` answered (`error`: a 5xx, or the connection failed). With anomaly
+    /// mitigation on it is counted, and every [`crate::anomaly::WINDOW`] answers the
+    /// group's weights are decided again; off, this is one branch.
+    pub(crate) fn answered(&self, i: usize, error: bool) {
+        let Some(detector) = &self.detector else {
+            return;
+        };
+        if let Some(t) = self.targets.get(i) {
+            t.anomaly.record(error);
+        }
+        if detector.tick() {
+            let list: Vec<(&Stats, bool)> = self
+                .targets
+                .iter()
+                .map(|t| (&t.anomaly, t.serving()))
+                .collect();
+            crate::anomaly::evaluate(&list);
+            let now = Instant::now();
+            for t in &self.targets {
+                t.weight
+                    .set(t.ramp(self.config.slow_start, now) * t.anomaly.weight());
             }
         }
     }
@@ -183,6 +223,9 @@ impl TargetGroup {
         if n == 0 {
             return None;
         }
+        if self.algorithm == Algorithm::WeightedRandom {
+            return self.pick_weighted(&eligible);
+        }
         if !self.config.slow_start.is_zero() {
             if let Some(i) = self.pick_ramping(&eligible) {
                 return Some(i);
@@ -192,11 +235,44 @@ impl TargetGroup {
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let order = (0..n).map(|k| (start + k) % n).filter(|&i| eligible(i));
         match self.algorithm {
-            Algorithm::RoundRobin => order.into_iter().next(),
+            Algorithm::RoundRobin | Algorithm::WeightedRandom => order.into_iter().next(),
             Algorithm::LeastOutstandingRequests => {
                 order.min_by_key(|&i| self.targets[i].outstanding())
             }
         }
+    }
+
+    /// ALB's `weighted_random`: at random in proportion to each eligible target's weight
+    /// (slow start's ramp times anomaly mitigation's factor), in two passes over the
+    /// targets so that a pick allocates nothing; weights all zero: the first eligible.
+    fn pick_weighted(&self, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let now = Instant::now();
+        let ramping = !self.config.slow_start.is_zero();
+        let weight = |i: usize| {
+            let t = &self.targets[i];
+            let ramp = if ramping {
+                t.ramp(self.config.slow_start, now)
+            } else {
+                1.0
+            };
+            ramp * t.anomaly.weight()
+        };
+        let n = self.targets.len();
+        let total: f64 = (0..n).filter(|&i| eligible(i)).map(weight).sum();
+        if total <= 0.0 {
+            return (0..n).find(|&i| eligible(i));
+        }
+        let mut x = rand::random::<f64>() * total;
+        let mut last = None;
+        for i in (0..n).filter(|&i| eligible(i)) {
+            let w = weight(i);
+            if x < w {
+                return Some(i);
+            }
+            x -= w;
+            last = Some(i);
+        }
+        last
     }
 
     /// While a target is in slow start, picks by weight (random, in proportion), so its

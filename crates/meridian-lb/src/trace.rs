@@ -15,21 +15,55 @@ pub const HEADER: &str = "x-amzn-trace-id";
 /// ALB rewrites a header bigger than this to a plain `Root` (it limits headers to 7 KB).
 const MAX_LEN: usize = 7 * 1024;
 
-/// One trace id: `1-<8 hex digits of epoch seconds>-<24 random hex digits>`.
-pub(crate) fn new_id(now: SystemTime) -> String {
+/// The length of a trace id: `1-` 8 hex `-` 24 hex.
+const ID_LEN: usize = 35;
+
+/// Writes one trace id, `1-<8 hex digits of epoch seconds>-<24 random hex digits>`, into
+/// `out` (on the stack: every request without a trace header gets one, so it costs no
+/// allocation of its own).
+fn write_id(out: &mut [u8; ID_LEN], now: SystemTime) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .unwrap_or(0) as u32;
     // 96 random bits: 24 hex digits.
-    let id = rand::random::<u128>() & ((1u128 << 96) - 1);
-    format!("1-{:08x}-{id:024x}", secs as u32)
+    let id = rand::random::<u128>();
+    out[0] = b'1';
+    out[1] = b'-';
+    for (k, b) in out[2..10].iter_mut().enumerate() {
+        *b = HEX[((secs >> (28 - 4 * k)) & 0xf) as usize];
+    }
+    out[10] = b'-';
+    for (k, b) in out[11..].iter_mut().enumerate() {
+        *b = HEX[((id >> (92 - 4 * k)) & 0xf) as usize];
+    }
+}
+
+/// One trace id, as text.
+pub(crate) fn new_id(now: SystemTime) -> String {
+    let mut id = [0u8; ID_LEN];
+    write_id(&mut id, now);
+    String::from_utf8_lossy(&id).into_owned()
+}
+
+/// `Root=<new id>`: what a request without the header gets.
+fn fresh(now: SystemTime) -> HeaderValue {
+    let mut v = [0u8; 5 + ID_LEN];
+    v[..5].copy_from_slice(b"Root=");
+    let mut id = [0u8; ID_LEN];
+    write_id(&mut id, now);
+    v[5..].copy_from_slice(&id);
+    HeaderValue::from_bytes(&v).unwrap_or(HeaderValue::from_static("Root=1-0-0"))
 }
 
 /// The header to send the target, from the one the client sent (if any).
 pub(crate) fn header_for(incoming: Option<&HeaderValue>, now: SystemTime) -> HeaderValue {
+    let Some(incoming) = incoming else {
+        return fresh(now);
+    };
     let fresh = || format!("Root={}", new_id(now));
-    let value = match incoming.and_then(|v| v.to_str().ok()) {
+    let value = match incoming.to_str().ok() {
         Some(v) if !v.trim().is_empty() && v.len() <= MAX_LEN => {
             let fields: Vec<&str> = v
                 .split(';')
@@ -58,12 +92,12 @@ pub(crate) fn header_for(incoming: Option<&HeaderValue>, now: SystemTime) -> Hea
     })
 }
 
-/// Sets the trace header on a request's headers; returns its value for the access log.
-pub(crate) fn apply(headers: &mut HeaderMap, now: SystemTime) -> String {
+/// Sets the trace header on a request's headers; returns its value for the access log
+/// (a shared copy: text is made of it only when the log is on).
+pub(crate) fn apply(headers: &mut HeaderMap, now: SystemTime) -> HeaderValue {
     let v = header_for(headers.get(HEADER), now);
-    let s = v.to_str().unwrap_or("-").to_owned();
-    headers.insert(HEADER, v);
-    s
+    headers.insert(HEADER, v.clone());
+    v
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::start;
-use meridian_config::{Config, NodeSpec, Role, DEFAULT_CONFIG};
+use meridian_config::{Config, NodeSpec, Role};
 use meridian_demo::{DemoOptions, Identity};
 use meridian_lb::LbOptions;
 use std::net::SocketAddr;
@@ -89,8 +89,11 @@ fn rand_id() -> u64 {
 }
 
 fn options(net: u8, targets: Vec<NodeSpec>, extra: &str, log: &Path) -> LbOptions {
-    let cfg = Config::parse(&format!("{DEFAULT_CONFIG}\n{extra}"), "alog.toml")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = Config::parse(
+        &format!("{}\n{extra}", common::default_config_without_groups()),
+        "alog.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut config = cfg.load_balancer;
     config.health_check.interval = Duration::from_millis(100);
     config.health_check.timeout = Duration::from_millis(80);

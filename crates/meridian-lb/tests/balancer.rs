@@ -136,6 +136,10 @@ async fn dead(name: &str) -> NodeSpec {
 
 fn options(targets: Vec<NodeSpec>, algorithm: Algorithm) -> LbOptions {
     let mut config = meridian_config::Config::embedded_default().load_balancer;
+    // The default deployment's settings, with the one implicit group they describe (not
+    // its declared groups and rules: the gRPC group would check these targets too).
+    config.target_groups.clear();
+    config.rules.clear();
     config.algorithm = algorithm;
     config.health_check.interval = Duration::from_millis(100);
     config.health_check.timeout = Duration::from_millis(80);

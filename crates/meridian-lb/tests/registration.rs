@@ -117,6 +117,10 @@ async fn wait_target(admin: SocketAddr, name: &str, ok: impl Fn(&str, &str, i64)
 
 fn options(net: u8, targets: &[(SocketAddr, &str)]) -> LbOptions {
     let mut config = meridian_config::Config::embedded_default().load_balancer;
+    // The default deployment's settings, with the one implicit group they describe (not
+    // its declared groups and rules: the gRPC group would check these targets too).
+    config.target_groups.clear();
+    config.rules.clear();
     config.health_check.interval = Duration::from_millis(100);
     config.health_check.timeout = Duration::from_millis(80);
     config.deregistration_delay = Duration::from_millis(800);

@@ -8,7 +8,7 @@ use common::start;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use meridian_config::{Config, NodeSpec, Role, DEFAULT_CONFIG};
+use meridian_config::{Config, NodeSpec, Role};
 use meridian_lb::LbOptions;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -85,8 +85,11 @@ fn rand_id() -> u64 {
 /// The balancer's config: the default deployment's `[load_balancer]` plus `extra`
 /// (target groups and rules), with fast health checks.
 fn options(net: u8, targets: &[&Origin], extra: &str) -> LbOptions {
-    let cfg = Config::parse(&format!("{DEFAULT_CONFIG}\n{extra}"), "rules.toml")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = Config::parse(
+        &format!("{}\n{extra}", common::default_config_without_groups()),
+        "rules.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut config = cfg.load_balancer;
     let fast = |hc: &mut meridian_config::HealthCheck| {
         hc.interval = Duration::from_millis(100);

@@ -93,3 +93,24 @@ pub async fn wait_healthy(admin: SocketAddr, n: usize) {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
 }
+
+/// The default deployment's config without its `[[load_balancer.target_group]]` and
+/// `[[load_balancer.rule]]` tables (the gRPC group and its rule), so that a test's own
+/// groups and rules are the only ones (its first group is the default action, its rules
+/// numbered 10, 20, ... as written).
+pub fn default_config_without_groups() -> String {
+    let mut out = String::new();
+    let mut skip = false;
+    for line in meridian_config::DEFAULT_CONFIG.lines() {
+        // A table header starts at the line's first column.
+        if line.starts_with('[') {
+            skip = line.starts_with("[[load_balancer.target_group]]")
+                || line.starts_with("[[load_balancer.rule]]");
+        }
+        if !skip {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -414,7 +414,10 @@ fn groups_and_rules(lb: &meridian_config::LoadBalancer) -> String {
                 .as_ref()
                 .map(|a| format!("AZs {}", a.join(", ")))
                 .unwrap_or_else(|| "every instance".to_owned()),
-            g.algorithm.as_str(),
+            match g.anomaly_mitigation {
+                true => format!("{} with anomaly mitigation", g.algorithm.as_str()),
+                false => g.algorithm.as_str().to_owned(),
+            },
             d(g.deregistration_delay),
             if g.slow_start.is_zero() {
                 "off".to_owned()
