@@ -96,10 +96,25 @@ pub fn ensure_lb_cert(
     names: &[String],
 ) -> Result<(PathBuf, PathBuf), TlsError> {
     let (cert_path, key_path) = lb_cert_paths(state_dir, region);
-    if cert_path.exists() && key_path.exists() && ca_cert_path(state_dir).exists() {
+    let ready = || cert_path.exists() && key_path.exists() && ca_cert_path(state_dir).exists();
+    if ready() {
         return Ok((cert_path, key_path));
     }
-    issue_lb_cert(state_dir, region, names)
+    // One maker at a time (balancers started together share the CA and must not each make
+    // one), checked again under the lock.
+    let dir = state_dir.join("tls");
+    let mut issued = None;
+    crate::secret_file::made_once(&dir, "pki", || {
+        if !ready() {
+            issued = Some(issue_lb_cert(state_dir, region, names));
+        }
+        Ok(())
+    })
+    .map_err(|e| TlsError::DevCert {
+        dir: dir.clone(),
+        detail: e.to_string(),
+    })?;
+    issued.unwrap_or(Ok((cert_path, key_path)))
 }
 
 /// A new key and certificate for the balancer of `region`, signed by the current CA. The

@@ -55,6 +55,43 @@ pub fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
+/// Runs `make` while holding the lock file `<dir>/.<name>.lock`, so that nodes started
+/// together (two PoPs run on one state dir) make a key pair once instead of each writing
+/// half of one. A lock older than `STALE` is a crashed holder's and is taken over.
+pub fn made_once<T>(
+    dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    const STALE: Duration = Duration::from_secs(10);
+    std::fs::create_dir_all(dir)?;
+    let lock = dir.join(format!(".{name}.lock"));
+    let deadline = std::time::Instant::now() + STALE * 2;
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)
+        {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let age = std::fs::metadata(&lock)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok());
+                if age.is_some_and(|a| a > STALE) || std::time::Instant::now() > deadline {
+                    let _ = std::fs::remove_file(&lock);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let made = make();
+    let _ = std::fs::remove_file(&lock);
+    made
+}
+
 /// A new file that only its owner can read or write, from its creation on.
 fn create_secret(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;

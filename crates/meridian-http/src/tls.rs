@@ -271,21 +271,27 @@ pub fn ensure_dev_cert(state_dir: &Path, names: &[String]) -> Result<(PathBuf, P
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
     }
+    let dir = state_dir.join("tls");
     let err = |detail: String| TlsError::DevCert {
-        dir: state_dir.join("tls"),
+        dir: dir.clone(),
         detail,
     };
-    let certified =
-        rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| err(e.to_string()))?;
-    let dir = state_dir.join("tls");
-    std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
-    // Both go to temporary names and are renamed, so a concurrent reader never sees half a
-    // file; the key is owner-only from the moment it exists.
-    write_secret(&key_path, certified.key_pair.serialize_pem().as_bytes())
-        .map_err(|e| err(e.to_string()))?;
-    let tmp_cert = dir.join(format!(".cert.{}", std::process::id()));
-    std::fs::write(&tmp_cert, certified.cert.pem()).map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp_cert, &cert_path).map_err(|e| err(e.to_string()))?;
+    // One maker at a time: two PoPs starting together would otherwise each write a key and
+    // a certificate, and one of them could read the other's key beside its own certificate.
+    crate::secret_file::made_once(&dir, "dev-cert", || {
+        if cert_path.exists() && key_path.exists() {
+            return Ok(());
+        }
+        let certified = rcgen::generate_simple_self_signed(names.to_vec())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // Both go to temporary names and are renamed, so a concurrent reader never sees
+        // half a file; the key is owner-only from the moment it exists.
+        write_secret(&key_path, certified.key_pair.serialize_pem().as_bytes())?;
+        let tmp_cert = dir.join(format!(".cert.{}", std::process::id()));
+        std::fs::write(&tmp_cert, certified.cert.pem())?;
+        std::fs::rename(&tmp_cert, &cert_path)
+    })
+    .map_err(|e| err(e.to_string()))?;
     Ok((cert_path, key_path))
 }
 
@@ -303,6 +309,31 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn nodes_starting_together_make_one_matching_dev_pair() {
+        for round in 0..4 {
+            let d = scratch(&format!("dev-race-{round}"));
+            let names = vec!["localhost".to_owned()];
+            let makers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (d, names) = (d.clone(), names.clone());
+                    std::thread::spawn(move || ensure_dev_cert(&d, &names))
+                })
+                .collect();
+            for m in makers {
+                let (cert, key) = m.join().unwrap().expect("a pair");
+                // Every maker gets a key that belongs to the certificate beside it.
+                server_config(&[CertFiles {
+                    names: names.clone(),
+                    cert,
+                    key,
+                }])
+                .expect("the key matches the certificate");
+            }
+            let _ = std::fs::remove_dir_all(&d);
+        }
     }
 
     #[test]
