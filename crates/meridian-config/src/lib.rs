@@ -37,6 +37,7 @@ mod serde_duration;
 mod service;
 mod service_deployment;
 mod simulation;
+pub mod diff;
 pub mod state;
 mod supervisor;
 mod target_group;
