@@ -16,6 +16,7 @@ mod node;
 mod rollout;
 mod rollout_lb;
 mod rollout_plan;
+mod reload;
 mod secrets;
 mod state_dir;
 mod table;
@@ -23,6 +24,7 @@ mod up;
 
 pub use instances::read_version;
 pub use node::{run_node, NodeError, EXIT_NEEDS_A_PERSON};
+pub use reload::Source;
 pub use rollout_plan::{plan, PlanError, Step};
 pub use state_dir::default_state_dir;
 pub use up::{up, UpError, UpOptions};
