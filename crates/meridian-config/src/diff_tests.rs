@@ -52,7 +52,11 @@ fn lines(p: &Plan, node: &str) -> Vec<String> {
     p.nodes
         .iter()
         .filter(|n| n.node == node)
-        .flat_map(|n| n.changes.iter().map(|c| format!("{:?} {:?} {}", c.sign, c.action, c.what)))
+        .flat_map(|n| {
+            n.changes
+                .iter()
+                .map(|c| format!("{:?} {:?} {}", c.sign, c.action, c.what))
+        })
         .collect()
 }
 
@@ -75,7 +79,11 @@ fn a_ttl_and_a_record_set_are_reloads_on_every_pop_and_dns_node() {
             "{p}"
         );
     }
-    let dns: Vec<&NodePlan> = p.nodes.iter().filter(|n| n.role == Some(Role::Dns)).collect();
+    let dns: Vec<&NodePlan> = p
+        .nodes
+        .iter()
+        .filter(|n| n.role == Some(Role::Dns))
+        .collect();
     assert_eq!(dns.len(), 2, "{p}");
     for n in dns {
         assert_eq!(n.changes.len(), 1, "{p}");
@@ -84,40 +92,88 @@ fn a_ttl_and_a_record_set_are_reloads_on_every_pop_and_dns_node() {
         assert!(n.changes[0].what.starts_with("dns record set www"), "{p}");
     }
     assert_eq!(p.restarts().count(), 0, "{p}");
-    assert!(p.nodes.iter().all(|n| matches!(n.role, Some(Role::Edge | Role::Dns))), "{p}");
+    assert!(
+        p.nodes
+            .iter()
+            .all(|n| matches!(n.role, Some(Role::Edge | Role::Dns))),
+        "{p}"
+    );
     let text = p.to_string();
-    assert!(text.contains("~ edge-ashburn: cache policy \"api\" default_ttl"), "{text}");
+    assert!(
+        text.contains("~ edge-ashburn: cache policy \"api\" default_ttl"),
+        "{text}"
+    );
     assert!(text.contains("+ dns-"), "{text}");
-    assert!(text.ends_with("Plan: 4 node(s) to reload in place, 0 to restart."), "{text}");
+    assert!(
+        text.ends_with("Plan: 4 node(s) to reload in place, 0 to restart."),
+        "{text}"
+    );
 }
 
 #[test]
 fn origin_groups_balancer_and_addresses_need_restarts() {
-    let new = BASE.replace("members = [\"lb:us-east-1\"]", "members = [\"lb:us-east-1\"]\nresponse_timeout = \"2s\"")
-        + "\n[load_balancer.health_check]\ninterval = \"2s\"\n";
+    let new = BASE.replace(
+        "members = [\"lb:us-east-1\"]",
+        "members = [\"lb:us-east-1\"]\nresponse_timeout = \"2s\"",
+    ) + "\n[load_balancer.health_check]\ninterval = \"2s\"\n";
     let p = plan(&cfg(BASE), &cfg(&new));
-    let edge = p.nodes.iter().find(|n| n.node == "edge-ashburn").expect("the PoP changes");
+    let edge = p
+        .nodes
+        .iter()
+        .find(|n| n.node == "edge-ashburn")
+        .expect("the PoP changes");
     assert!(edge.needs_restart(), "{p}");
-    assert!(edge.changes[0].what.starts_with("origin group \"regions\" response_timeout"), "{p}");
-    let lb = p.nodes.iter().find(|n| n.role == Some(Role::Lb)).expect("the balancer changes");
+    assert!(
+        edge.changes[0]
+            .what
+            .starts_with("origin group \"regions\" response_timeout"),
+        "{p}"
+    );
+    let lb = p
+        .nodes
+        .iter()
+        .find(|n| n.role == Some(Role::Lb))
+        .expect("the balancer changes");
     assert!(lb.needs_restart(), "{p}");
     assert!(lb.changes[0].what.contains("health_check interval"), "{p}");
     assert!(p.nodes.iter().all(|n| n.role != Some(Role::Dns)), "{p}");
     // A new subnet moves every node: all restart.
-    let moved = plan(&cfg(BASE), &cfg(&BASE.replace("127.99.0.0/16", "127.98.0.0/16")));
+    let moved = plan(
+        &cfg(BASE),
+        &cfg(&BASE.replace("127.99.0.0/16", "127.98.0.0/16")),
+    );
     assert_eq!(moved.reloads().count(), 0, "{moved}");
     assert!(moved.restarts().count() >= 5, "{moved}");
-    assert!(moved.to_string().contains("! edge-london: network subnet"), "{moved}");
+    assert!(
+        moved.to_string().contains("! edge-london: network subnet"),
+        "{moved}"
+    );
 }
 
 #[test]
 fn dns_settings_other_than_records_need_a_restart_and_removals_are_marked() {
-    let with = BASE.to_owned() + "\n[[dns.record]]\nname = \"www\"\ntype = \"A\"\nvalues = [\"192.0.2.7\"]\n";
+    let with = BASE.to_owned()
+        + "\n[[dns.record]]\nname = \"www\"\ntype = \"A\"\nvalues = [\"192.0.2.7\"]\n";
     let p = plan(&cfg(&with), &cfg(BASE));
-    assert!(p.nodes.iter().all(|n| n.changes.iter().all(|c| c.sign == Sign::Remove && c.action == Action::Reload)), "{p}");
+    assert!(
+        p.nodes.iter().all(|n| n
+            .changes
+            .iter()
+            .all(|c| c.sign == Sign::Remove && c.action == Action::Reload)),
+        "{p}"
+    );
     assert!(p.to_string().contains("- dns-"), "{p}");
-    let threads = plan(&cfg(BASE), &cfg(&BASE.replace("servers = 2", "servers = 2\nudp_threads = 3")));
-    assert!(threads.nodes.iter().all(|n| n.role == Some(Role::Dns) && n.needs_restart()), "{threads}");
+    let threads = plan(
+        &cfg(BASE),
+        &cfg(&BASE.replace("servers = 2", "servers = 2\nudp_threads = 3")),
+    );
+    assert!(
+        threads
+            .nodes
+            .iter()
+            .all(|n| n.role == Some(Role::Dns) && n.needs_restart()),
+        "{threads}"
+    );
 }
 
 #[test]
@@ -130,6 +186,9 @@ fn the_digest_is_stable_and_tells_files_apart() {
 #[test]
 fn changed_fields_names_the_keys_that_differ() {
     let (a, b) = (cfg(BASE), cfg(&BASE.replace("300s", "60s")));
-    assert_eq!(changed_fields(&a.distribution, &b.distribution), vec!["cache_policies".to_owned()]);
+    assert_eq!(
+        changed_fields(&a.distribution, &b.distribution),
+        vec!["cache_policies".to_owned()]
+    );
     assert!(changed_fields(&a.dns, &b.dns).is_empty());
 }

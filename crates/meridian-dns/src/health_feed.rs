@@ -27,7 +27,8 @@ impl Dns {
         targets
             .iter()
             .map(|t| {
-                self.board().register(&t.key, check.healthy_threshold, check.unhealthy_threshold);
+                self.board()
+                    .register(&t.key, check.healthy_threshold, check.unhealthy_threshold);
                 let mut c = check.clone();
                 c.path = t.path.clone();
                 self.board().watch(&t.key, t.addr, c)

@@ -130,7 +130,11 @@ impl Dns {
 
     /// The zone answered from now.
     pub(crate) fn zone(&self) -> Arc<Zone> {
-        self.0.zone.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0
+            .zone
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Answers from `zone` from the next question on (questions being answered finish
@@ -151,7 +155,11 @@ impl Dns {
             .collect();
         let tasks = self.watch_targets(&new, check);
         *self.0.zone.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(zone);
-        *self.0.config_digest.write().unwrap_or_else(|p| p.into_inner()) = digest.to_owned();
+        *self
+            .0
+            .config_digest
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = digest.to_owned();
         self.0
             .measured_generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -336,7 +344,6 @@ impl Dns {
         }
         r.decisions.push((set.name.clone(), set.rtype, d));
     }
-
 
     fn count(&self, qtype: &'static str, rcode: ResponseCode, policy: &'static str) {
         self.0
