@@ -147,6 +147,28 @@ pub fn digest(text: &str) -> String {
     format!("{h:016x}")
 }
 
+/// Nodes `new` adds, removes, or gives another role or address than `old`: a running
+/// supervisor cannot take those by restarting nodes one at a time (its own table of
+/// nodes would be wrong), so `apply` refuses them.
+pub fn moved_nodes(old: &Config, new: &Config) -> Vec<String> {
+    let key = |c: &Config| -> Vec<(String, Role, std::net::SocketAddr, std::net::SocketAddr)> {
+        c.nodes()
+            .into_iter()
+            .map(|n| (n.name, n.role, n.address, n.admin))
+            .collect()
+    };
+    let (a, b) = (key(old), key(new));
+    let mut moved: Vec<String> = a
+        .iter()
+        .filter(|n| !b.contains(n))
+        .chain(b.iter().filter(|n| !a.contains(n)))
+        .map(|n| n.0.clone())
+        .collect();
+    moved.sort();
+    moved.dedup();
+    moved
+}
+
 /// The plan that takes a deployment running `old` to `new`.
 pub fn plan(old: &Config, new: &Config) -> Plan {
     let nodes = old.nodes();

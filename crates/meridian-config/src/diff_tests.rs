@@ -192,3 +192,15 @@ fn changed_fields_names_the_keys_that_differ() {
     );
     assert!(changed_fields(&a.dns, &b.dns).is_empty());
 }
+
+#[test]
+fn moved_nodes_are_those_added_removed_or_readdressed() {
+    let base = cfg(BASE);
+    assert!(moved_nodes(&base, &base).is_empty());
+    let ttl = cfg(&BASE.replace("300s", "60s"));
+    assert!(moved_nodes(&base, &ttl).is_empty());
+    let one_dns = cfg(&BASE.replace("servers = 2", "servers = 1"));
+    assert_eq!(moved_nodes(&base, &one_dns), vec!["dns-2".to_owned()]);
+    let moved = moved_nodes(&base, &cfg(&BASE.replace("127.99.0.0/16", "127.98.0.0/16")));
+    assert!(moved.contains(&"edge-london".to_owned()), "{moved:?}");
+}

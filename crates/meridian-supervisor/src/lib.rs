@@ -14,6 +14,7 @@ mod fleet;
 mod instances;
 mod node;
 mod reload;
+mod restart;
 mod rollout;
 mod rollout_lb;
 mod rollout_plan;

@@ -252,7 +252,7 @@ async fn apply_reloads_pops_and_dns_in_place_and_refuses_a_broken_config() {
         "{out}"
     );
     assert!(out.contains("+ dns-1: dns record set www"), "{out}");
-    assert!(out.contains("none restarted"), "{out}");
+    assert!(out.contains("4 node(s) reloaded, 0 restarted"), "{out}");
     // The cached object carries an Age, as a hit under the new TTL does.
     let (_, h, _) = get(&client, &format!("http://{}/api/quotes/MSFT", pops[1]))
         .await
@@ -302,5 +302,53 @@ async fn apply_reloads_pops_and_dns_in_place_and_refuses_a_broken_config() {
         );
     }
     assert_eq!(pids(&state_dir), before, "no node restarted");
+
+    // A change that moves nodes is refused whole (exit 1), nothing changed.
+    let fewer = dir.join("fewer.toml");
+    let applied_text = std::fs::read_to_string(&new).unwrap();
+    std::fs::write(&fewer, applied_text.replace("servers = 2", "servers = 1")).unwrap();
+    let (code, out, err) = apply(&state_dir, &fewer);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("dns-2") && err.contains("nothing changed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state_dir.join("meridian.toml")).unwrap(),
+        running
+    );
+
+    // A balancer setting is a restart: the supervisor restarts that node alone, at once,
+    // and it is not counted as a crash.
+    let lb_change = dir.join("lb.toml");
+    std::fs::write(
+        &lb_change,
+        applied_text.replace(
+            "deregistration_delay = \"500ms\"",
+            "deregistration_delay = \"700ms\"",
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = apply(&state_dir, &lb_change);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("! lb-us-east-1: load_balancer deregistration_delay 500ms → 700ms (restart)"),
+        "{out}"
+    );
+    assert!(out.contains("0 node(s) reloaded, 1 restarted"), "{out}");
+    let after = pids(&state_dir);
+    for ((name, pid, restarts), (name2, pid2, restarts2)) in before.iter().zip(&after) {
+        assert_eq!((name, restarts), (name2, restarts2));
+        assert_eq!(
+            pid == pid2,
+            name != "lb-us-east-1",
+            "{name}: {pid} then {pid2}"
+        );
+    }
+    let events = std::fs::read_to_string(state_dir.join("events.log")).unwrap_or_default();
+    assert!(
+        events.contains("node lb-us-east-1 restarted as asked"),
+        "{events}"
+    );
     assert!(up.stop().is_some());
 }

@@ -2,12 +2,13 @@
 //! `terraform plan` reads), then taken in place by the nodes it changes (SIGHUP), each
 //! checked to serve it. The plan itself is `meridian_config::diff`.
 
-use super::deployment::load_config;
+use super::deployment::{admin_token, load_config};
 use super::validate::checks_beyond_parsing;
 use anyhow::{Context, Result};
-use meridian_config::diff::{digest, plan, NodePlan};
+use meridian_config::diff::{digest, moved_nodes, plan, NodePlan};
 use meridian_config::state::DeploymentState;
 use meridian_config::Config;
+use meridian_config::Role;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -68,13 +69,17 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     println!("Meridian will change the running deployment as follows:\n\n{plan}\n");
-    let restarts: Vec<&NodePlan> = plan.restarts().collect();
-    if !restarts.is_empty() {
-        let names: Vec<&str> = restarts.iter().map(|n| n.node.as_str()).collect();
+    // Restarting nodes one at a time cannot add, remove or move any: `up` owns that table.
+    let moved = moved_nodes(&old, &new);
+    let supervisor = plan.nodes.iter().any(|n| n.role.is_none());
+    if !moved.is_empty() || supervisor {
+        let what = if moved.is_empty() {
+            "[supervisor] settings".to_owned()
+        } else {
+            format!("the nodes {}", moved.join(", "))
+        };
         eprintln!(
-            "error: {} node(s) need a restart ({}), which apply does not do yet; nothing changed\n  = fix: apply the reloadable changes alone, or stop `meridian up` and start it with the new config",
-            names.len(),
-            names.join(", ")
+            "error: the new config changes {what}, which only a new `meridian up` takes; nothing changed\n  = fix: stop `meridian up` and start it with the new config"
         );
         return Ok(ExitCode::FAILURE);
     }
@@ -89,8 +94,9 @@ pub async fn run(
     write_config(&state.config, &new_path, &running, &new_text)?;
     let nodes: Vec<&NodePlan> = plan.reloads().collect();
     let total = nodes.len();
-    println!("Reloading {total} node(s) with config {new_digest}:");
-    let client = meridian_http::upstream_client(Duration::from_secs(2), Duration::from_secs(5));
+    if total > 0 {
+        println!("Reloading {total} node(s) with config {new_digest}:");
+    }
     let mut waits = Vec::new();
     for n in &nodes {
         let Some(node) = state.nodes.iter().find(|s| s.spec.name == n.node) else {
@@ -105,12 +111,9 @@ pub async fn run(
             libc::kill(pid as i32, libc::SIGHUP);
         }
         let admin = node.spec.admin;
-        let (client, want) = (client.clone(), new_digest.clone());
         waits.push((
             n.node.clone(),
-            Some(tokio::spawn(async move {
-                reloaded(&client, admin, &want).await
-            })),
+            Some(tokio::spawn(reloaded(admin, new_digest.clone()))),
         ));
     }
     let (mut done, mut failed) = (0, Vec::new());
@@ -131,12 +134,41 @@ pub async fn run(
             }
         }
     }
+    let restarts: Vec<&NodePlan> = plan.restarts().collect();
+    if !restarts.is_empty() {
+        let token = admin_token(&new, &state_dir)?;
+        println!("Restarting {} node(s), one at a time:", restarts.len());
+        for (i, n) in restarts.iter().enumerate() {
+            let began = Instant::now();
+            match restart(&state_dir, state.supervisor_admin, &token, n, &new_digest).await {
+                Ok((from, to)) => println!(
+                    "  [{}/{}] {:<24} restarted in {:.1} s (pid {from} → {to})",
+                    i + 1,
+                    restarts.len(),
+                    n.node,
+                    began.elapsed().as_secs_f64()
+                ),
+                Err(e) => {
+                    // The next node waits: its peers may be carrying this one's traffic.
+                    println!(
+                        "  [{}/{}] {:<24} FAILED: {e}",
+                        i + 1,
+                        restarts.len(),
+                        n.node
+                    );
+                    failed.push(n.node.clone());
+                    break;
+                }
+            }
+        }
+    }
     let outcome = if failed.is_empty() {
-        format!("{total} node(s) reloaded")
+        format!("{total} node(s) reloaded, {} restarted", restarts.len())
     } else {
         format!(
-            "{} of {total} node(s) did not reload: {}",
+            "{} of {} node(s) did not take it: {}",
             failed.len(),
+            total + restarts.len(),
             failed.join(", ")
         )
     };
@@ -148,7 +180,7 @@ pub async fn run(
         ),
     );
     if failed.is_empty() {
-        println!("Apply complete: {outcome}, none restarted.");
+        println!("Apply complete: {outcome}.");
         Ok(ExitCode::SUCCESS)
     } else {
         println!("Apply incomplete: {outcome}.");
@@ -156,30 +188,102 @@ pub async fn run(
     }
 }
 
-/// The node's `/health` reports config `want`: how long that took, or None past the bound.
-async fn reloaded(
-    client: &meridian_http::UpstreamClient,
-    admin: std::net::SocketAddr,
+/// How long a restarted node may take to run again and answer healthy.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Asks the supervisor to restart `node`, then waits for a new pid and for the node to
+/// answer healthy (a PoP or DNS node: with the new config's digest): (old pid, new pid).
+async fn restart(
+    state_dir: &Path,
+    supervisor: std::net::SocketAddr,
+    token: &str,
+    node: &NodePlan,
     want: &str,
-) -> Option<Duration> {
+) -> Result<(u32, u32)> {
+    let pid_of = || -> Option<u32> {
+        DeploymentState::read(state_dir)
+            .ok()?
+            .nodes
+            .into_iter()
+            .find(|n| n.spec.name == node.node)?
+            .pid
+    };
+    let spec = DeploymentState::read(state_dir)?
+        .nodes
+        .into_iter()
+        .find(|n| n.spec.name == node.node)
+        .with_context(|| format!("{} is not in endpoints.json", node.node))?
+        .spec;
+    let path = format!(
+        "/restart?node={}",
+        meridian_http::percent::encode(&node.node)
+    );
+    let asked = meridian_http::client::call(
+        supervisor,
+        http::Method::POST,
+        &path,
+        Some(token),
+        Duration::from_secs(5),
+        1 << 16,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("the supervisor at {supervisor}: {e}"))?;
+    if asked.status != 202 {
+        anyhow::bail!(
+            "the supervisor answered {}: {}",
+            asked.status,
+            String::from_utf8_lossy(&asked.body)
+        );
+    }
+    let from = serde_json::from_slice::<serde_json::Value>(&asked.body)
+        .ok()
+        .and_then(|v| v["pid"].as_u64())
+        .unwrap_or(0) as u32;
+    let began = Instant::now();
+    let (addr, digest) = match spec.role {
+        Role::Service => (spec.address, None),
+        Role::Edge | Role::Dns => (spec.admin, Some(want)),
+        _ => (spec.admin, None),
+    };
+    while began.elapsed() < RESTART_TIMEOUT {
+        if let Some(to) = pid_of().filter(|p| *p != from) {
+            if healthy(addr, digest).await {
+                return Ok((from, to));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!(
+        "not running and healthy again within {}s (see its log)",
+        RESTART_TIMEOUT.as_secs()
+    )
+}
+
+/// Whether `addr` answers `/health` with 200 (and, when given, the config digest).
+async fn healthy(addr: std::net::SocketAddr, digest: Option<&str>) -> bool {
+    match meridian_http::client::call(
+        addr,
+        http::Method::GET,
+        "/health",
+        None,
+        Duration::from_secs(2),
+        1 << 20,
+    )
+    .await
+    {
+        Ok(a) if a.status == 200 => digest.is_none_or(|d| {
+            serde_json::from_slice::<serde_json::Value>(&a.body).unwrap_or_default()["config"] == d
+        }),
+        _ => false,
+    }
+}
+
+/// The node's `/health` reports config `want`: how long that took, or None past the bound.
+async fn reloaded(admin: std::net::SocketAddr, want: String) -> Option<Duration> {
     let began = Instant::now();
     while began.elapsed() < RELOAD_TIMEOUT {
-        let req = http::Request::get(format!("http://{admin}/health"))
-            .body(meridian_http::empty())
-            .ok()?;
-        if let Ok(Ok(res)) = tokio::time::timeout(Duration::from_secs(2), client.request(req)).await
-        {
-            use http_body_util::BodyExt;
-            let body = res
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let health: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            if health["config"] == want {
-                return Some(began.elapsed());
-            }
+        if healthy(admin, Some(&want)).await {
+            return Some(began.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
