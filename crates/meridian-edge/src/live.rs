@@ -54,3 +54,103 @@ impl LiveEdge {
 /// New configs for a running PoP, with their files' digests (the supervisor sends one
 /// per SIGHUP that read a valid file).
 pub type Reloads = tokio::sync::mpsc::Receiver<(Config, String)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[deployment]
+name = "live"
+zone = "live.example"
+
+[network]
+subnet = "127.98.0.0/16"
+
+[[region]]
+name = "us-east-1"
+primary = true
+location = { lat = 38.95, lon = -77.45 }
+azs = ["us-east-1a"]
+
+[[edge]]
+name = "ashburn"
+location = { lat = 39.04, lon = -77.49 }
+
+[distribution]
+[[distribution.origin_group]]
+name = "regions"
+members = ["lb:us-east-1"]
+
+[[distribution.cache_policy]]
+name = "api"
+default_ttl = "300s"
+
+[distribution.default_behavior]
+origin_group = "regions"
+"#;
+
+    fn api_ttl(edge: &Edge) -> std::time::Duration {
+        let policies = &edge.0.dist.cache_policies;
+        policies
+            .iter()
+            .find(|p| p.name == "api")
+            .unwrap()
+            .default_ttl
+    }
+
+    fn live() -> LiveEdge {
+        let cfg = Config::parse(CONFIG, "live.toml").unwrap();
+        let store = crate::store::Store::new(1 << 20, None, 0, None).unwrap();
+        let edge = Edge::new(
+            "ashburn",
+            &cfg,
+            &None,
+            None,
+            store,
+            crate::log::AccessLog::open(None),
+            Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap();
+        LiveEdge::new(edge, "d0")
+    }
+
+    #[test]
+    fn a_reload_swaps_the_distribution_and_keeps_the_cache_and_origins() {
+        let live = live();
+        let old = live.now();
+        let cfg = Config::parse(&CONFIG.replace("300s", "60s"), "live.toml").unwrap();
+        live.reload(&cfg, "d1").unwrap();
+        let new = live.now();
+        assert_eq!(api_ttl(&new), std::time::Duration::from_secs(60));
+        assert_eq!(
+            api_ttl(&old),
+            std::time::Duration::from_secs(300),
+            "a request that took the old distribution keeps it"
+        );
+        assert!(Arc::ptr_eq(old.store(), new.store()), "the cache is kept");
+        assert!(
+            Arc::ptr_eq(old.origins(), new.origins()),
+            "origins and checks are kept"
+        );
+        assert_eq!(old.config_digest(), "d1", "one digest for the node");
+    }
+
+    #[test]
+    fn a_reload_that_needs_a_restart_changes_nothing() {
+        let live = live();
+        let cfg = Config::parse(
+            &CONFIG.replace("300s", "60s").replace(
+                "members = [\"lb:us-east-1\"]",
+                "members = [\"lb:us-east-1\"]\nresponse_timeout = \"2s\"",
+            ),
+            "live.toml",
+        )
+        .unwrap();
+        let e = live.reload(&cfg, "d1").unwrap_err();
+        assert!(e.to_string().contains("origin_groups"), "{e}");
+        let now = live.now();
+        assert_eq!(api_ttl(&now), std::time::Duration::from_secs(300));
+        assert_eq!(now.config_digest(), "d0");
+    }
+}

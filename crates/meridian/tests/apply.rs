@@ -303,6 +303,31 @@ async fn apply_reloads_pops_and_dns_in_place_and_refuses_a_broken_config() {
     }
     assert_eq!(pids(&state_dir), before, "no node restarted");
 
+    // SIGHUP with a file that does not validate: the node says so and keeps its config.
+    let pid = before.iter().find(|n| n.0 == "edge-ashburn").unwrap().1;
+    let log = state_dir.join("logs").join("edge-ashburn.log");
+    std::fs::write(&cfg, "[deployment\n").unwrap();
+    unsafe {
+        libc::kill(pid as i32, libc::SIGHUP);
+    }
+    let began = Instant::now();
+    let refused = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("keeping the current config")
+    };
+    while !refused() && began.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(&cfg, &nodes_read).unwrap();
+    assert!(refused(), "the PoP logs the refusal");
+    let x = second_look(&client, &pops[0]).await;
+    assert!(
+        x.starts_with("Hit"),
+        "the PoP serves the config it had: {x}"
+    );
+    assert_eq!(pids(&state_dir), before, "no node restarted");
+
     // A change that moves nodes is refused whole (exit 1), nothing changed.
     let fewer = dir.join("fewer.toml");
     let applied_text = std::fs::read_to_string(&new).unwrap();
