@@ -404,7 +404,7 @@ impl Edge {
 
 impl live::LiveEdge {
     /// The per-connection service: each request takes the distribution current when it
-    /// arrives and keeps it to the end.
+    /// arrives and keeps it to the end; checking that costs one atomic load.
     pub fn service(
         &self,
         peer: meridian_http::Peer,
@@ -415,8 +415,14 @@ impl live::LiveEdge {
         Future = BoxedResponse,
     > + Clone {
         let live = self.clone();
+        let (seen, edge) = self.snapshot();
         hyper::service::service_fn(move |req| {
-            let edge = live.now();
+            // A connection opened before a reload takes the lock for each request after it.
+            let edge = if live.generation() == seen {
+                edge.clone()
+            } else {
+                live.now()
+            };
             Box::pin(async move { Ok(edge.handle(req, peer).await) }) as BoxedResponse
         })
     }

@@ -6,6 +6,7 @@
 use crate::edge::Edge;
 use meridian_config::diff::{changed_fields, EDGE_RESTART_FIELDS};
 use meridian_config::Config;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Why a reload was refused (the PoP keeps serving its current config).
@@ -15,27 +16,48 @@ pub enum ReloadError {
     NeedsRestart(String),
 }
 
-/// The PoP's current [`Edge`]; each request reads it once.
+/// The PoP's current [`Edge`], and a generation bumped by each reload: a connection keeps
+/// the Edge it started with and, per request, only loads the generation to know it is
+/// still current (one atomic load on the hit path).
 #[derive(Clone)]
-pub struct LiveEdge(Arc<RwLock<Edge>>);
+pub struct LiveEdge(Arc<Live>);
+
+struct Live {
+    current: RwLock<Edge>,
+    generation: AtomicU64,
+}
 
 impl LiveEdge {
     pub fn new(edge: Edge, digest: &str) -> Self {
         if let Ok(mut d) = edge.0.config_digest.write() {
             *d = digest.to_owned();
         }
-        LiveEdge(Arc::new(RwLock::new(edge)))
+        LiveEdge(Arc::new(Live {
+            current: RwLock::new(edge),
+            generation: AtomicU64::new(0),
+        }))
     }
 
-    /// The distribution for one request: an uncontended read lock and a reference count.
+    /// The distribution now: a read lock and a reference count.
     pub fn now(&self) -> Edge {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.snapshot().1
+    }
+
+    /// The generation and the Edge of that generation, read together.
+    pub(crate) fn snapshot(&self) -> (u64, Edge) {
+        let current = self.0.current.read().unwrap_or_else(|p| p.into_inner());
+        (self.0.generation.load(Ordering::Acquire), current.clone())
+    }
+
+    /// Bumped by every reload.
+    pub(crate) fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
     }
 
     /// Serves `config`'s distribution from the next request on, unless it changes a part
     /// only a restart can (then nothing changes).
     pub fn reload(&self, config: &Config, digest: &str) -> Result<(), ReloadError> {
-        let mut current = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut current = self.0.current.write().unwrap_or_else(|p| p.into_inner());
         let blocked: Vec<String> = changed_fields(&current.0.dist, &config.distribution)
             .into_iter()
             .filter(|f| EDGE_RESTART_FIELDS.contains(&f.as_str()))
@@ -44,6 +66,7 @@ impl LiveEdge {
             return Err(ReloadError::NeedsRestart(blocked.join(", ")));
         }
         *current = current.reloaded(config);
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut d) = current.0.config_digest.write() {
             *d = digest.to_owned();
         }
@@ -118,9 +141,14 @@ origin_group = "regions"
     #[test]
     fn a_reload_swaps_the_distribution_and_keeps_the_cache_and_origins() {
         let live = live();
-        let old = live.now();
+        let (seen, old) = live.snapshot();
         let cfg = Config::parse(&CONFIG.replace("300s", "60s"), "live.toml").unwrap();
         live.reload(&cfg, "d1").unwrap();
+        assert_ne!(
+            live.generation(),
+            seen,
+            "connections see that a reload happened"
+        );
         let new = live.now();
         assert_eq!(api_ttl(&new), std::time::Duration::from_secs(60));
         assert_eq!(
@@ -139,6 +167,7 @@ origin_group = "regions"
     #[test]
     fn a_reload_that_needs_a_restart_changes_nothing() {
         let live = live();
+        let seen = live.generation();
         let cfg = Config::parse(
             &CONFIG.replace("300s", "60s").replace(
                 "members = [\"lb:us-east-1\"]",
@@ -152,5 +181,6 @@ origin_group = "regions"
         let now = live.now();
         assert_eq!(api_ttl(&now), std::time::Duration::from_secs(300));
         assert_eq!(now.config_digest(), "d0");
+        assert_eq!(live.generation(), seen);
     }
 }
