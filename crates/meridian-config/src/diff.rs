@@ -136,6 +136,29 @@ pub fn changed_fields<T: Serialize>(old: &T, new: &T) -> Vec<String> {
     }
 }
 
+/// The `function/event type` pairs the behaviors associate. A PoP compiles each pair once
+/// at start, so a behavior change that makes a new pair (or drops one) needs a restart.
+pub fn function_associations<T: Serialize>(dist: &T) -> Vec<String> {
+    let v = to_value(dist);
+    let behaviors = v["behaviors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(std::iter::once(&v["default_behavior"]));
+    let mut pairs: Vec<String> = behaviors
+        .flat_map(|b| {
+            b["function_associations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|a| format!("{}/{}", show(&a["function"]), show(&a["event_type"])))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    pairs
+}
+
 /// A short, stable digest of a config file's text (FNV-1a, 64 bits, hex): what a node
 /// reports so `apply` can tell it serves the new file. Not a security measure.
 pub fn digest(text: &str) -> String {
@@ -211,9 +234,13 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
                 } else {
                     Role::Edge
                 };
+                let new_pairs = function_associations(&sa) != function_associations(&sb);
                 for part in changed_fields(&sa, &sb) {
                     let action = match (role, part.as_str()) {
                         (Role::Edge, p) if EDGE_RESTART_FIELDS.contains(&p) => Action::Restart,
+                        (Role::Edge, "behaviors" | "default_behavior") if new_pairs => {
+                            Action::Restart
+                        }
                         (Role::Dns, p) if !DNS_RELOAD_FIELDS.contains(&p) => Action::Restart,
                         _ => Action::Reload,
                     };

@@ -204,3 +204,31 @@ fn moved_nodes_are_those_added_removed_or_readdressed() {
     let moved = moved_nodes(&base, &cfg(&BASE.replace("127.99.0.0/16", "127.98.0.0/16")));
     assert!(moved.contains(&"edge-london".to_owned()), "{moved:?}");
 }
+
+#[test]
+fn a_behavior_that_associates_a_function_anew_needs_a_restart() {
+    let with_fn = BASE.replace(
+        "[distribution.default_behavior]",
+        "[[distribution.function]]\nname = \"tag\"\ncode = \"function handler(event) { return event.request; }\"\n\n[[distribution.behavior]]\npath_pattern = \"/a/*\"\norigin_group = \"regions\"\n\n[distribution.default_behavior]",
+    );
+    let associated = with_fn.replace(
+        "path_pattern = \"/a/*\"\norigin_group = \"regions\"",
+        "path_pattern = \"/a/*\"\norigin_group = \"regions\"\nfunction_associations = [{ event_type = \"viewer-request\", function = \"tag\" }]",
+    );
+    let (a, b) = (cfg(&with_fn), cfg(&associated));
+    assert_eq!(
+        function_associations(&b.distribution),
+        vec!["tag/viewer-request".to_owned()]
+    );
+    let p = plan(&a, &b);
+    assert!(
+        p.nodes
+            .iter()
+            .all(|n| n.role == Some(Role::Edge) && n.needs_restart()),
+        "{p}"
+    );
+    // Another path for the same behavior keeps the pairs: a reload.
+    let moved = cfg(&associated.replace("/a/*", "/b/*"));
+    let p = plan(&b, &moved);
+    assert!(!p.is_empty() && p.restarts().count() == 0, "{p}");
+}

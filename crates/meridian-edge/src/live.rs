@@ -4,7 +4,7 @@
 //! listeners and connections carry over.
 
 use crate::edge::Edge;
-use meridian_config::diff::{changed_fields, EDGE_RESTART_FIELDS};
+use meridian_config::diff::{changed_fields, function_associations, EDGE_RESTART_FIELDS};
 use meridian_config::Config;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -58,10 +58,13 @@ impl LiveEdge {
     /// only a restart can (then nothing changes).
     pub fn reload(&self, config: &Config, digest: &str) -> Result<(), ReloadError> {
         let mut current = self.0.current.write().unwrap_or_else(|p| p.into_inner());
-        let blocked: Vec<String> = changed_fields(&current.0.dist, &config.distribution)
+        let mut blocked: Vec<String> = changed_fields(&current.0.dist, &config.distribution)
             .into_iter()
             .filter(|f| EDGE_RESTART_FIELDS.contains(&f.as_str()))
             .collect();
+        if function_associations(&current.0.dist) != function_associations(&config.distribution) {
+            blocked.push("function associations".to_owned());
+        }
         if !blocked.is_empty() {
             return Err(ReloadError::NeedsRestart(blocked.join(", ")));
         }
