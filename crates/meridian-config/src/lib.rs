@@ -13,6 +13,7 @@ mod console;
 mod database;
 mod db_records;
 mod deployment;
+pub mod diff;
 mod distribution;
 mod dns;
 mod edge;

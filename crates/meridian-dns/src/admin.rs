@@ -23,7 +23,7 @@ pub(crate) fn router(
     .audit(audit)
     .writes_need_token()
     .metrics(|dns| dns.metrics().encode())
-    .health(|dns| json!({ "status": "healthy", "role": "dns", "name": dns.name() }))
+    .health(|dns| json!({ "status": "healthy", "role": "dns", "name": dns.name(), "config": dns.config_digest() }))
     .open(ANY, "/targets", |dns, _| async move {
         meridian_http::json(
             StatusCode::OK,

@@ -24,7 +24,7 @@ pub enum RunError {
 
 /// Runs the UDP and TCP listeners and the admin endpoint until `shutdown`.
 pub async fn run(
-    opts: DnsOptions,
+    mut opts: DnsOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let bind_err = |proto| {
@@ -74,6 +74,24 @@ pub async fn run(
         opts.tcp_timeout,
     ))];
     tasks.extend(checks);
+    if let Some(mut rx) = opts.reloads.take() {
+        let (dns, check) = (dns.clone(), opts.check.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut checks = Vec::new();
+            while let Some((cfg, digest)) = rx.recv().await {
+                match crate::zone::Zone::build(&cfg) {
+                    Ok(zone) => {
+                        checks.extend(dns.reload(zone, &check, &digest));
+                        tracing::info!(config = %digest, "dns reloaded its zone");
+                    }
+                    Err(e) => tracing::error!("reload refused, keeping the current zone: {e}"),
+                }
+            }
+            for c in checks {
+                c.abort();
+            }
+        }));
+    }
     if let Some(token) = &opts.admin_token {
         if !opts.measurement_sources.is_empty() {
             tasks.push(dns.start_measurement_feed(

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DnsOptions {
     pub name: String,
     pub listen: SocketAddr,
@@ -35,7 +35,14 @@ pub struct DnsOptions {
     /// PoPs whose measured round trips latency routing uses, asked every health-check
     /// interval (needs the admin token).
     pub measurement_sources: Vec<crate::measurements::MeasurementSource>,
+    /// The digest of the config file (`/health` reports it; empty when not from a file).
+    pub config_digest: String,
+    /// New configs whose zone to answer from without a restart (SIGHUP); None: fixed.
+    pub reloads: Option<Reloads>,
 }
+
+/// New configs for a running DNS node, with their files' digests.
+pub type Reloads = tokio::sync::mpsc::Receiver<(meridian_config::Config, String)>;
 
 /// TCP is the fallback for truncated answers and zone-sized questions: a few clients at
 /// a time, not the UDP path's load.
@@ -62,6 +69,8 @@ impl DnsOptions {
             audit: Arc::new(meridian_http::audit::AuditLog::disabled(&node.name)),
             prior: None,
             measurement_sources: crate::measurements::sources(cfg),
+            config_digest: String::new(),
+            reloads: None,
         })
     }
 }

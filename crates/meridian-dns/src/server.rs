@@ -44,7 +44,10 @@ struct Inner {
     measured_generation: std::sync::atomic::AtomicU64,
     /// What latency routing assumes where nothing is measured or configured.
     prior: meridian_config::Prior,
-    zone: Zone,
+    /// Swapped whole on reload: a question is answered from one zone, old or new.
+    zone: std::sync::RwLock<Arc<Zone>>,
+    /// The digest of the config file the zone came from (`/health` says it).
+    config_digest: std::sync::RwLock<String>,
     locator: Locator,
     board: HealthBoard,
     metrics: Metrics,
@@ -112,7 +115,8 @@ impl Dns {
             measured: Default::default(),
             measured_generation: Default::default(),
             prior: opts.prior.clone(),
-            zone: opts.zone.clone(),
+            zone: std::sync::RwLock::new(Arc::new(opts.zone.clone())),
+            config_digest: std::sync::RwLock::new(opts.config_digest.clone()),
             locator: opts.locator.clone(),
             board,
             metrics,
@@ -124,8 +128,51 @@ impl Dns {
         &self.0.board
     }
 
-    pub(crate) fn zone(&self) -> &Zone {
-        &self.0.zone
+    /// The zone answered from now.
+    pub(crate) fn zone(&self) -> Arc<Zone> {
+        self.0
+            .zone
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Answers from `zone` from the next question on (questions being answered finish
+    /// on the old one); answers cached from the old zone are not served again. Checks of
+    /// targets the old zone did not have start now; the returned tasks run them.
+    pub fn reload(
+        &self,
+        zone: Zone,
+        check: &meridian_config::HealthCheck,
+        digest: &str,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let old = self.zone();
+        let new: Vec<_> = zone
+            .health_targets
+            .iter()
+            .filter(|t| !old.health_targets.iter().any(|o| o.key == t.key))
+            .cloned()
+            .collect();
+        let tasks = self.watch_targets(&new, check);
+        *self.0.zone.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(zone);
+        *self
+            .0
+            .config_digest
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = digest.to_owned();
+        self.0
+            .measured_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        tasks
+    }
+
+    /// The digest of the config file the zone came from.
+    pub fn config_digest(&self) -> String {
+        self.0
+            .config_digest
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -186,7 +233,7 @@ impl Dns {
         client: &ClientInfo,
         explain: bool,
     ) -> Resolution {
-        let zone = &self.0.zone;
+        let zone = &*self.zone();
         let mut r = Resolution {
             rcode: ResponseCode::NoError,
             answers: Vec::new(),
@@ -230,12 +277,12 @@ impl Dns {
             for t in types {
                 if let Some(set) = zone.set(&name, t) {
                     found = true;
-                    self.answer_set(&mut r, set, client, explain);
+                    self.answer_set(zone, &mut r, set, client, explain);
                 }
             }
             if found {
                 if r.answers.is_empty() {
-                    r.authority.push(self.negative_soa());
+                    r.authority.push(negative_soa(zone));
                 }
                 return r;
             }
@@ -243,7 +290,7 @@ impl Dns {
             if qtype != RecordType::CNAME {
                 if let Some(cname) = zone.set(&name, RecordType::CNAME) {
                     let before = r.answers.len();
-                    self.answer_set(&mut r, cname, client, explain);
+                    self.answer_set(zone, &mut r, cname, client, explain);
                     let next = r.answers[before..].iter().find_map(|rec| match &rec.data {
                         RData::CNAME(c) => Some(c.0.to_lowercase()),
                         _ => None,
@@ -261,7 +308,7 @@ impl Dns {
                 // NXDOMAIN belongs to the last name of the chain (RFC 6604).
                 r.rcode = ResponseCode::NXDomain;
             }
-            r.authority.push(self.negative_soa());
+            r.authority.push(negative_soa(zone));
             return r;
         }
         r
@@ -269,6 +316,7 @@ impl Dns {
 
     fn answer_set(
         &self,
+        zone: &Zone,
         r: &mut Resolution,
         set: &crate::zone::RtSet,
         client: &ClientInfo,
@@ -280,7 +328,7 @@ impl Dns {
         };
         let d = decide(
             explain,
-            &self.0.zone,
+            zone,
             set,
             client,
             &|k| self.healthy(k),
@@ -295,13 +343,6 @@ impl Dns {
                 .push(Record::from_rdata(set.name.clone(), set.ttl, rd.clone()));
         }
         r.decisions.push((set.name.clone(), set.rtype, d));
-    }
-
-    /// The SOA for negative answers; its TTL is the negative-caching time (RFC 2308).
-    fn negative_soa(&self) -> Record {
-        let mut soa = self.0.zone.soa.clone();
-        soa.ttl = self.0.zone.negative_ttl;
-        soa
     }
 
     fn count(&self, qtype: &'static str, rcode: ResponseCode, policy: &'static str) {
@@ -415,7 +456,7 @@ impl Dns {
             return Some(());
         };
         let qtype = q.query_type();
-        if q.query_class() != DNSClass::IN || !self.0.zone.contains(&q.name().to_lowercase()) {
+        if q.query_class() != DNSClass::IN || !self.zone().contains(&q.name().to_lowercase()) {
             *out = reply(res, ResponseCode::Refused, self, qtype.into(), "-")?;
             return Some(());
         }
@@ -521,8 +562,7 @@ impl Dns {
             ));
         }
         let known_region = self
-            .0
-            .zone
+            .zone()
             .all_sets()
             .flat_map(|s| &s.answers)
             .any(|a| a.region.as_deref() == Some(region));
@@ -555,6 +595,13 @@ impl Dns {
             .measured_generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
+}
+
+/// The SOA for negative answers; its TTL is the negative-caching time (RFC 2308).
+fn negative_soa(zone: &Zone) -> Record {
+    let mut soa = zone.soa.clone();
+    soa.ttl = zone.negative_ttl;
+    soa
 }
 
 /// The mnemonic dig and RFC 1035 use (NOERROR, NXDOMAIN, ...), for labels and JSON.

@@ -79,6 +79,7 @@ fn health(edge: &Edge) -> serde_json::Value {
         "status": "healthy",
         "role": "edge",
         "pop": edge.pop(),
+        "config": edge.config_digest(),
         "origins_healthy": healthy,
         "origins_total": origins.len(),
     })

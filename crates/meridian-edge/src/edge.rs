@@ -25,14 +25,15 @@ pub(crate) struct EdgeState {
     /// The registry `/metrics` encodes.
     pub metrics: Metrics,
     /// The edge's own series in that registry.
-    pub stats: EdgeMetrics,
+    pub stats: Arc<EdgeMetrics>,
     /// WebSocket tunnels (`phases/upgrade.rs`).
-    pub websockets: crate::phases::metrics::WsMetrics,
+    pub websockets: Arc<crate::phases::metrics::WsMetrics>,
     pub log: AccessLog,
     pub https_port: u16,
     /// Identifies a stored body, so its compressed variants are told apart from those of
     /// an older body under the same key.
-    pub body_ids: AtomicU64,
+    /// Shared across reloads, so a reloaded PoP never reuses an id.
+    pub body_ids: Arc<AtomicU64>,
     pub via: HeaderValue,
     pub headers: ResponseHeaders,
     /// Bytes that fills may hold in memory before they are stored, across all fills: the
@@ -41,16 +42,19 @@ pub(crate) struct EdgeState {
     /// "Now" for ages and freshness: injected so tests can move time instead of waiting.
     pub clock: Arc<dyn Clock>,
     /// The behaviors' edge functions, compiled, with their key value stores.
-    pub functions: crate::functions::EdgeFunctions,
+    pub functions: Arc<crate::functions::EdgeFunctions>,
     /// `event.context` of every function invocation: the deployment's zone and name.
     pub distribution_domain: String,
     pub distribution_id: String,
     /// Client locations' networks, for the `cloudfront-viewer-*` headers.
     pub viewer_places: crate::viewer::ViewerPlaces,
     /// Rules, rate limits, authentication and idempotency stores (`phases/protect.rs`).
-    pub protect: crate::protect::Protect,
+    pub protect: Arc<crate::protect::Protect>,
     /// The targeted cache-control fields (RFC 9213) this PoP obeys, most specific first.
     pub cache_control_targets: Vec<http::HeaderName>,
+    /// The digest of the config file this PoP serves (`/health` says it, so `meridian
+    /// apply` can see a reload land); shared across reloads.
+    pub config_digest: Arc<std::sync::RwLock<String>>,
 }
 
 /// Why a PoP cannot start serving: its functions or its protection would not run.
@@ -81,8 +85,8 @@ impl Edge {
             crate::functions::EdgeFunctions::from_config(&config.distribution, &metrics)?;
         let protect = crate::protect::Protect::from_config(pop, &config.distribution, &metrics)?;
         let origins = Arc::new(Origins::new(config, pop, prior, local_ip, &metrics));
-        let stats = EdgeMetrics::new(&metrics);
-        let websockets = crate::phases::metrics::WsMetrics::new(&metrics);
+        let stats = Arc::new(EdgeMetrics::new(&metrics));
+        let websockets = Arc::new(crate::phases::metrics::WsMetrics::new(&metrics));
         let via = HeaderValue::from_str(&format!("1.1 {pop} (meridian)"))
             .unwrap_or(HeaderValue::from_static("1.1 meridian"));
         let headers = ResponseHeaders::new(pop, via.clone(), &config.distribution);
@@ -96,7 +100,7 @@ impl Edge {
             websockets,
             log,
             https_port: config.network.https_port,
-            body_ids: AtomicU64::new(1),
+            body_ids: Arc::new(AtomicU64::new(1)),
             via,
             headers,
             fill_bytes: Arc::new(Semaphore::new(
@@ -104,18 +108,64 @@ impl Edge {
             )),
             store,
             clock,
-            functions,
+            functions: Arc::new(functions),
             distribution_domain: config.deployment.zone.clone(),
             distribution_id: config.deployment.name.clone(),
             viewer_places: crate::viewer::ViewerPlaces::from_config(config),
-            protect,
+            protect: Arc::new(protect),
             cache_control_targets: config
                 .distribution
                 .cache_control_targets
                 .iter()
                 .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
                 .collect(),
+            config_digest: Default::default(),
         })))
+    }
+
+    /// This PoP with `config`'s distribution: everything built from the parts a reload
+    /// may not change (cache, origins and their checks, functions, protection, metrics,
+    /// fills in flight) is shared with `self`, so nothing is lost or counted twice.
+    pub(crate) fn reloaded(&self, config: &meridian_config::Config) -> Edge {
+        let old = &self.0;
+        let dist = config.distribution.clone();
+        Edge(Arc::new(EdgeState {
+            pop: old.pop.clone(),
+            headers: ResponseHeaders::new(&old.pop, old.via.clone(), &dist),
+            cache_control_targets: dist
+                .cache_control_targets
+                .iter()
+                .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+                .collect(),
+            dist,
+            store: old.store.clone(),
+            origins: old.origins.clone(),
+            inflight: old.inflight.clone(),
+            metrics: old.metrics.clone(),
+            stats: old.stats.clone(),
+            websockets: old.websockets.clone(),
+            log: old.log.clone(),
+            https_port: old.https_port,
+            body_ids: old.body_ids.clone(),
+            via: old.via.clone(),
+            fill_bytes: old.fill_bytes.clone(),
+            clock: old.clock.clone(),
+            functions: old.functions.clone(),
+            distribution_domain: old.distribution_domain.clone(),
+            distribution_id: old.distribution_id.clone(),
+            viewer_places: crate::viewer::ViewerPlaces::from_config(config),
+            protect: old.protect.clone(),
+            config_digest: old.config_digest.clone(),
+        }))
+    }
+
+    /// The digest of the config file this PoP serves (empty when it was not given one).
+    pub fn config_digest(&self) -> String {
+        self.0
+            .config_digest
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn functions(&self) -> &crate::functions::EdgeFunctions {

@@ -14,6 +14,7 @@ mod compress;
 mod edge;
 pub mod functions;
 pub mod key;
+pub mod live;
 mod log;
 pub mod origin;
 mod phases;
@@ -60,6 +61,10 @@ pub struct EdgeOptions {
     /// What origins are ranked by until they are measured (see `Member::rank_key`); the
     /// supervisor hands over the latency model when `[simulation] prior` is on.
     pub prior: meridian_config::Prior,
+    /// The digest of the config file (`/health` reports it; empty when not from a file).
+    pub config_digest: String,
+    /// New configs to serve without a restart (SIGHUP); None: the config is fixed.
+    pub reloads: Option<live::Reloads>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +149,12 @@ pub fn dev_cert_names(cfg: &Config) -> Vec<String> {
         }
     }
     names
+}
+
+/// The config as a PoP serves it: the origin CA and development JWKS resolved against
+/// the state dir (what a reload must compare with what is served).
+pub fn prepare_config(cfg: &Config, state_dir: &Path) -> Result<Config, EdgeError> {
+    with_dev_jwks(with_origin_ca(cfg, state_dir)?, state_dir)
 }
 
 /// The config with the CA the edge verifies balancers against resolved: the one it
@@ -232,6 +243,8 @@ impl EdgeOptions {
                 .map(Arc::new),
             clock: Arc::new(clock::SystemClock),
             prior: None,
+            config_digest: String::new(),
+            reloads: None,
             config,
         })
     }
@@ -239,7 +252,7 @@ impl EdgeOptions {
 
 /// Runs a PoP until `shutdown` resolves, then drains open requests.
 pub async fn run(
-    opts: EdgeOptions,
+    mut opts: EdgeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), EdgeError> {
     let pop = opts
@@ -279,6 +292,18 @@ pub async fn run(
         edge.origins().sign_with(s.clone());
     }
     let checks = edge.origins().start_checks();
+    let live = live::LiveEdge::new(edge.clone(), &opts.config_digest);
+    let reloader = opts.reloads.take().map(|mut rx| {
+        let live = live.clone();
+        tokio::spawn(async move {
+            while let Some((cfg, digest)) = rx.recv().await {
+                match live.reload(&cfg, &digest) {
+                    Ok(()) => tracing::info!(config = %digest, "edge reloaded its distribution"),
+                    Err(e) => tracing::error!("reload refused, keeping the current config: {e}"),
+                }
+            }
+        })
+    });
     // Rate counts from the other PoPs (`rate_share.rs`), when there are limits to share.
     let share = (!opts
         .config
@@ -309,7 +334,7 @@ pub async fn run(
     let server_opts = meridian_http::ServerOptions::default();
     let https_task = match (https_listener, &opts.https) {
         (Some(l), Some((_, tls))) => {
-            let e = edge.clone();
+            let e = live.clone();
             let acceptor = meridian_http::tls::acceptor(tls.clone());
             Some(tokio::spawn(meridian_http::serve_conns(
                 l,
@@ -321,7 +346,7 @@ pub async fn run(
         }
         _ => None,
     };
-    let e = edge.clone();
+    let e = live.clone();
     let main = meridian_http::serve_conns(
         listener,
         server_opts,
@@ -341,6 +366,9 @@ pub async fn run(
     }
     if let Some(s) = share {
         s.abort();
+    }
+    if let Some(r) = reloader {
+        r.abort();
     }
     let _ = admin_task.await;
     tracing::info!(pop = %pop.name, "edge stopped");
@@ -369,6 +397,32 @@ impl Edge {
         let edge = self.clone();
         hyper::service::service_fn(move |req| {
             let edge = edge.clone();
+            Box::pin(async move { Ok(edge.handle(req, peer).await) }) as BoxedResponse
+        })
+    }
+}
+
+impl live::LiveEdge {
+    /// The per-connection service: each request takes the distribution current when it
+    /// arrives and keeps it to the end; checking that costs one atomic load.
+    pub fn service(
+        &self,
+        peer: meridian_http::Peer,
+    ) -> impl hyper::service::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<meridian_http::Body>,
+        Error = std::convert::Infallible,
+        Future = BoxedResponse,
+    > + Clone {
+        let live = self.clone();
+        let (seen, edge) = self.snapshot();
+        hyper::service::service_fn(move |req| {
+            // A connection opened before a reload takes the lock for each request after it.
+            let edge = if live.generation() == seen {
+                edge.clone()
+            } else {
+                live.now()
+            };
             Box::pin(async move { Ok(edge.handle(req, peer).await) }) as BoxedResponse
         })
     }

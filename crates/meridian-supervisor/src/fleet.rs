@@ -22,6 +22,9 @@ pub(crate) struct Slot {
     /// Whether the node should run: false for a service instance's replacement home
     /// until a rollout starts it, and for an instance a rollout has stopped.
     pub(crate) active: AtomicBool,
+    /// Set by `POST /restart` (`restart.rs`): the next exit is a restart asked for,
+    /// started again at once and not counted as a crash.
+    pub(crate) restart_asked: AtomicBool,
 }
 
 /// The running supervisor, as rollouts see it.

@@ -13,6 +13,8 @@ pub mod bundle;
 mod fleet;
 mod instances;
 mod node;
+mod reload;
+mod restart;
 mod rollout;
 mod rollout_lb;
 mod rollout_plan;
@@ -23,6 +25,7 @@ mod up;
 
 pub use instances::read_version;
 pub use node::{run_node, NodeError, EXIT_NEEDS_A_PERSON};
+pub use reload::Source;
 pub use rollout_plan::{plan, PlanError, Step};
 pub use state_dir::default_state_dir;
 pub use up::{up, UpError, UpOptions};

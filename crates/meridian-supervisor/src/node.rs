@@ -93,7 +93,13 @@ fn admin_token(config: &Config) -> Result<meridian_http::secrets::AdminToken, No
 
 /// Runs node `name` of `config` until SIGINT or SIGTERM, then drains and returns. The
 /// config gives public addresses; `placement` says where the listeners bind.
-pub async fn run_node(config: &Config, name: &str, placement: Placement) -> Result<(), NodeError> {
+/// With `source`, a PoP or DNS node reloads that file on SIGHUP (`reload.rs`).
+pub async fn run_node(
+    config: &Config,
+    name: &str,
+    placement: Placement,
+    source: Option<crate::reload::Source>,
+) -> Result<(), NodeError> {
     let Some(node) = config.node_or_replacement(name) else {
         let known: Vec<String> = config.nodes().into_iter().map(|n| n.name).collect();
         return Err(NodeError::UnknownNode {
@@ -149,6 +155,12 @@ pub async fn run_node(config: &Config, name: &str, placement: Placement) -> Resu
             if let Some((addr, _)) = &mut opts.https {
                 *addr = placement.listen(*addr);
             }
+            if let Some(src) = &source {
+                opts.config_digest = src.digest.clone();
+                opts.reloads = crate::reload::on_sighup(&src.path, &node.name, |c| {
+                    meridian_edge::prepare_config(&c, &state_dir()).map_err(|e| e.to_string())
+                });
+            }
             meridian_edge::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Db => {
@@ -166,6 +178,10 @@ pub async fn run_node(config: &Config, name: &str, placement: Placement) -> Resu
             opts.audit = audit_log(&node.name);
             opts.prior = meridian_sim::world::prior(config);
             opts.listen = placement.listen(opts.listen);
+            if let Some(src) = &source {
+                opts.config_digest = src.digest.clone();
+                opts.reloads = crate::reload::on_sighup(&src.path, &node.name, Ok);
+            }
             meridian_dns::run(opts, meridian_http::shutdown_signal()).await?;
         }
         Role::Service => match &config.service.runtime {

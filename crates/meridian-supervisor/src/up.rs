@@ -283,6 +283,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
                     spec: n,
                     pid: Mutex::new(None),
                     restarts: AtomicU32::new(0),
+                    restart_asked: AtomicBool::new(false),
                     active: AtomicBool::new(active),
                 })
             })
@@ -454,6 +455,10 @@ async fn supervise(shared: Arc<Shared>, slot: Arc<Slot>, mut stopping: watch::Re
         if *stopping.borrow() || !slot.active.load(Ordering::Acquire) {
             shared.publish();
             return;
+        }
+        if slot.restart_asked.swap(false, Ordering::AcqRel) {
+            shared.event(&format!("node {name} restarted as asked ({status})"));
+            continue;
         }
         if needs_a_person {
             // Starting it again cannot help; its log says what to do.
@@ -691,10 +696,10 @@ async fn serve_admin(
     .ok();
     let router = meridian_http::admin::Router::new(
         shared,
-        "supervisor endpoints: /metrics, /health, /state, /rollout, /autoscaling",
+        "supervisor endpoints: /metrics, /health, /state, /rollout, /autoscaling, /restart",
     )
     .token(token);
-    crate::autoscale::routes(crate::rollout::routes(router))
+    crate::restart::routes(crate::autoscale::routes(crate::rollout::routes(router)))
         .metrics(move |_| metrics.encode())
         .health(|_| serde_json::json!({ "status": "healthy", "role": "supervisor" }))
         .open(

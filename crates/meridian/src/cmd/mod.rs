@@ -2,6 +2,7 @@
 //! several of them share lives in modules of its own (`deployment`, `flags`, `errors`), so
 //! the subcommands never depend back on this dispatcher.
 
+mod apply;
 mod audit;
 mod bench;
 mod chaos;
@@ -52,6 +53,11 @@ pub enum Cmd {
     ///
     /// Exits 0 when the config is valid and 2 when it is not.
     Validate(validate::ValidateArgs),
+    /// Change the running deployment to a new config: print the plan (what changes on
+    /// which nodes, reload or restart), then reload the nodes in place.
+    ///
+    /// Exits 2 when the new config does not validate (nothing changes).
+    Apply(apply::ApplyArgs),
     /// Check the health of an endpoint or of every node of a running deployment.
     ///
     /// Exits 0 only when nothing is unhealthy.
@@ -138,6 +144,7 @@ pub async fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Agent(args) => up::agent(args).await,
         Cmd::Deploy(args) => deploy::run(args),
         Cmd::Validate(args) => validate::run(args),
+        Cmd::Apply(args) => apply::run(args).await,
         Cmd::Health(args) => health::run(args).await,
         Cmd::DemoOrigin(args) => demo_origin::run(args).await,
         Cmd::Invalidate(args) => invalidate::run(args).await,

@@ -106,16 +106,22 @@ pub async fn run(
     }: RunArgs,
 ) -> Result<ExitCode> {
     meridian_telemetry::init_logs("info");
-    let (config, _) = match load_config(config.as_deref()) {
+    let (parsed, text) = match load_config(config.as_deref()) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    // A node run from a file reloads it on SIGHUP (`meridian apply`).
+    let source = config.map(|path| meridian_supervisor::Source {
+        path,
+        digest: meridian_config::diff::digest(&text),
+    });
+    let config = parsed;
     let placement = if behind_relay {
         meridian_config::Placement::BehindRelay
     } else {
         meridian_config::Placement::Direct
     };
-    match meridian_supervisor::run_node(&config, &node, placement).await {
+    match meridian_supervisor::run_node(&config, &node, placement, source).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.needs_a_person() => {
             eprintln!("error: {}", describe(&anyhow::Error::new(e)));

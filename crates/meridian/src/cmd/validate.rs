@@ -28,16 +28,7 @@ pub fn run(
     }
     match load_config(file.as_deref()) {
         Ok((cfg, _)) => {
-            // Record values are checked when the zone is built.
-            if let Err(e) = meridian_dns::Zone::build(&cfg) {
-                eprintln!(
-                    "error: {e}\n  --> {}\n  = fix: correct the record in the [[dns.record]] list",
-                    cfg.origin
-                );
-                return Ok(ExitCode::from(2));
-            }
-            if let Err(errors) = check_functions(&cfg) {
-                eprintln!("{errors}");
+            if !checks_beyond_parsing(&cfg) {
                 return Ok(ExitCode::from(2));
             }
             print!("{}", summary(&cfg));
@@ -45,6 +36,24 @@ pub fn run(
         }
         Err(code) => Ok(code),
     }
+}
+
+/// What a parsed config must also pass before a node can run it: its DNS records build a
+/// zone and its edge functions compile. Prints every error; false when there is one.
+pub(crate) fn checks_beyond_parsing(cfg: &meridian_config::Config) -> bool {
+    // Record values are checked when the zone is built.
+    if let Err(e) = meridian_dns::Zone::build(cfg) {
+        eprintln!(
+            "error: {e}\n  --> {}\n  = fix: correct the record in the [[dns.record]] list",
+            cfg.origin
+        );
+        return false;
+    }
+    if let Err(errors) = check_functions(cfg) {
+        eprintln!("{errors}");
+        return false;
+    }
+    true
 }
 
 /// Compiles every edge function for each event it is associated with (for its runtime's
