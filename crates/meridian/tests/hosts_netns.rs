@@ -462,6 +462,11 @@ fn a_viewer_reaches_an_instance_across_four_hosts_and_losing_one_loses_no_reques
         .iter()
         .filter(|r| !matches!(r, Ok((200, _))))
         .collect();
+    eprintln!(
+        "requests while app-a was lost: {}, failed: {}",
+        results.len(),
+        failed.len()
+    );
     assert!(
         results.len() > 50,
         "only {} requests were sent",
