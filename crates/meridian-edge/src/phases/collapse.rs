@@ -1,5 +1,6 @@
 //! Collapse: a miss joins the fill already running for its key, or leads a new one.
 
+use super::cache::Lookup;
 use super::context::RequestContext;
 use super::fill::FillRequest;
 use super::inflight::{FillResult, MissResult};
@@ -25,6 +26,15 @@ impl Edge {
         if let Some(joined) = inflight.join(primary) {
             self.0.stats.collapsed.inc();
             return MissResult::Shared(joined.result().await);
+        }
+        // A second look, as a cache lock takes one: a fill stores its object before it
+        // leaves the in-flight table, so one that ended since this request's lookup has
+        // left a fresh object, and fetching again would be a second origin request.
+        if stale.is_none() {
+            let request_cc = meridian_cache::CacheControl::from_headers(&ctx.headers);
+            if let Lookup::Fresh(object) = self.look_up(ctx, primary, &request_cc, route.policy) {
+                return MissResult::Cached(object);
+            }
         }
         let mut req = self.fill_request(ctx, route, primary, stale);
         // The leader may get the body as it arrives when it wants it whole and as stored:

@@ -50,6 +50,8 @@ pub(crate) enum LeaderResponse {
 pub(crate) enum MissResult {
     Shared(FillResult),
     Leader(LeaderResponse),
+    /// A fill that ended between the cache lookup and the collapse had stored it already.
+    Cached(Arc<Object>),
 }
 
 type FillWatch = watch::Receiver<Option<FillResult>>;

@@ -204,6 +204,9 @@ impl Edge {
             MissResult::Leader(LeaderResponse::Streaming { response, origin }) => {
                 return Served::from_origin(response, Outcome::Miss, origin);
             }
+            MissResult::Cached(object) => {
+                return Served::at_edge(self.serve_object(ctx, object).await, Outcome::Hit);
+            }
         };
         // 7. Serve what the fill stored.
         match fill {
