@@ -13,7 +13,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use meridian_demo::grpc::{Quote, QuoteRequest};
 use meridian_demo::{DemoOptions, Identity};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -103,23 +102,7 @@ async fn deployment(net: u8) -> common::Pop {
 
 /// An HTTP/2 connection to the PoP over TLS (h2 by ALPN), as a gRPC client opens one.
 async fn h2_over_tls(pop: &common::Pop) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let (cert, _) = meridian_http::tls::dev_cert_paths(&pop.state);
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls::pki_types::pem::PemObject;
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = TcpStream::connect(pop.https).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("edge.test").unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
+    let tls = common::tls_to_pop(pop, b"h2").await;
     assert_eq!(
         tls.get_ref().1.alpn_protocol(),
         Some(&b"h2"[..]),

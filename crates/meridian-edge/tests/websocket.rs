@@ -7,7 +7,6 @@ use common::{eventually, get, ip_in, pop_in, raw};
 use futures_util::{SinkExt, StreamExt};
 use meridian_demo::{DemoOptions, Identity};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -234,23 +233,7 @@ async fn a_stopped_instance_closes_the_socket_and_a_reconnect_lands_on_the_other
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quotes_stream_to_tls_viewers_and_malformed_upgrades_never_hang() {
     let (pop, _stops) = deployment(3).await;
-    let (cert, _) = meridian_http::tls::dev_cert_paths(&pop.state);
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls::pki_types::pem::PemObject;
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = TcpStream::connect(pop.https).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("edge.test").unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
+    let tls = common::tls_to_pop(&pop, b"http/1.1").await;
     let (mut ws, res) =
         tokio_tungstenite::client_async("wss://edge.test/ws/quotes?symbols=AAPL", tls)
             .await

@@ -584,3 +584,25 @@ pub async fn start_balancer(
     })
     .await;
 }
+
+/// A TLS connection to the PoP's HTTPS port as `edge.test`, trusting its development
+/// certificate, offering `alpn`.
+pub async fn tls_to_pop(pop: &Pop, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let (cert, _) = meridian_http::tls::dev_cert_paths(&pop.state);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(pop.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("edge.test").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
