@@ -31,6 +31,11 @@ pub(crate) struct Slot {
 pub(crate) trait Fleet: Send + Sync + 'static {
     fn config(&self) -> &Config;
     fn state_dir(&self) -> &Path;
+    /// The config file the nodes read (`meridian run --config`).
+    fn config_path(&self) -> &Path;
+    /// The text of the config the nodes run: the start's, then each apply's
+    /// (`apply.rs`), whose lock makes applies take turns.
+    fn applied(&self) -> &tokio::sync::Mutex<String>;
     /// Every node, and every service instance's replacement home.
     fn slots(&self) -> &[Arc<Slot>];
     /// Runs `slot`'s process from now on, restarting it as any node's, until it is

@@ -5,6 +5,7 @@
 //! per node, each on its own loopback address: supervised, restarted with backoff when they
 //! crash, described in `endpoints.json`, and all stopped on Ctrl-C or SIGTERM.
 
+pub mod apply;
 mod autoscale;
 mod autoscale_metrics;
 mod autoscale_policy;

@@ -4,6 +4,7 @@
 //! asking for the next, so its peers carry its traffic meanwhile.
 
 use crate::fleet::Fleet;
+use http::StatusCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -14,43 +15,48 @@ pub(crate) fn routes<F: Fleet>(
         &[http::Method::POST],
         "/restart",
         |shared, req| async move {
-            let answer = |status: http::StatusCode, body: serde_json::Value| {
+            let answer = |status: StatusCode, body: serde_json::Value| {
                 meridian_http::json(status, body.to_string())
             };
-            let Some(name) = meridian_http::percent::query_param(req.uri().query(), "node")
-            else {
+            let Some(name) = meridian_http::percent::query_param(req.uri().query(), "node") else {
                 return answer(
-                    http::StatusCode::BAD_REQUEST,
+                    StatusCode::BAD_REQUEST,
                     serde_json::json!({ "error": "give node=NAME" }),
                 );
             };
-            let Some(slot) = shared
-                .slots()
-                .iter()
-                .find(|s| s.spec.name == name && s.active.load(Ordering::Acquire))
-            else {
-                return answer(
-                    http::StatusCode::NOT_FOUND,
-                    serde_json::json!({ "error": format!("no running node `{name}`") }),
-                );
-            };
-            let pid = *slot.pid.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(pid) = pid else {
-                return answer(
-                    http::StatusCode::CONFLICT,
-                    serde_json::json!({ "error": format!("`{name}` is between a crash and its restart") }),
-                );
-            };
-            slot.restart_asked.store(true, Ordering::Release);
-            // SAFETY: a signal to the pid of a child this supervisor started and waits on.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGTERM);
+            match ask(&*shared, &name) {
+                Ok(pid) => answer(
+                    StatusCode::ACCEPTED,
+                    serde_json::json!({ "node": name, "pid": pid }),
+                ),
+                Err((status, error)) => answer(status, serde_json::json!({ "error": error })),
             }
-            shared.event(&format!("restart of node {name} asked (pid {pid})"));
-            answer(
-                http::StatusCode::ACCEPTED,
-                serde_json::json!({ "node": name, "pid": pid }),
-            )
         },
     )
+}
+
+/// Stops `name`'s process so that its supervision loop starts it again at once, not
+/// counted as a crash: the pid it had.
+pub(crate) fn ask<F: Fleet>(fleet: &F, name: &str) -> Result<u32, (StatusCode, String)> {
+    let Some(slot) = fleet
+        .slots()
+        .iter()
+        .find(|s| s.spec.name == name && s.active.load(Ordering::Acquire))
+    else {
+        return Err((StatusCode::NOT_FOUND, format!("no running node `{name}`")));
+    };
+    let pid = *slot.pid.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(pid) = pid else {
+        return Err((
+            StatusCode::CONFLICT,
+            format!("`{name}` is between a crash and its restart"),
+        ));
+    };
+    slot.restart_asked.store(true, Ordering::Release);
+    // SAFETY: a signal to the pid of a child this supervisor started and waits on.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    fleet.event(&format!("restart of node {name} asked (pid {pid})"));
+    Ok(pid)
 }

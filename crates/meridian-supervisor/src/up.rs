@@ -61,6 +61,8 @@ pub enum UpError {
 struct Shared {
     opts: UpOptions,
     config_path: PathBuf,
+    /// The config text the nodes run now (`apply.rs`).
+    applied: tokio::sync::Mutex<String>,
     /// Every node, and every service instance's replacement home (inactive until used).
     slots: Vec<Arc<Slot>>,
     /// True once the deployment stops: what a slot started at run time is told too.
@@ -163,6 +165,12 @@ impl crate::fleet::Fleet for Shared {
     }
     fn state_dir(&self) -> &std::path::Path {
         &self.opts.state_dir
+    }
+    fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+    fn applied(&self) -> &tokio::sync::Mutex<String> {
+        &self.applied
     }
     fn slots(&self) -> &[Arc<Slot>] {
         &self.slots
@@ -271,6 +279,7 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
     let shared = Arc::new(Shared {
         placement,
         config_path,
+        applied: tokio::sync::Mutex::new(opts.config_text.clone()),
         slots: crate::instances::with_replacements(cfg, &nodes)
             .into_iter()
             .map(|(n, active)| {
@@ -696,10 +705,11 @@ async fn serve_admin(
     .ok();
     let router = meridian_http::admin::Router::new(
         shared,
-        "supervisor endpoints: /metrics, /health, /state, /rollout, /autoscaling, /restart",
+        "supervisor endpoints: /metrics, /health, /state, /rollout, /autoscaling, /restart, /config",
     )
     .token(token);
-    crate::restart::routes(crate::autoscale::routes(crate::rollout::routes(router)))
+    let router = crate::rollout::routes(router);
+    crate::apply::routes(crate::restart::routes(crate::autoscale::routes(router)))
         .metrics(move |_| metrics.encode())
         .health(|_| serde_json::json!({ "status": "healthy", "role": "supervisor" }))
         .open(

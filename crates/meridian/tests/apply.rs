@@ -375,5 +375,49 @@ async fn apply_reloads_pops_and_dns_in_place_and_refuses_a_broken_config() {
         events.contains("node lb-us-east-1 restarted as asked"),
         "{events}"
     );
+
+    // The supervisor's own door: no token, 401; a config that does not parse, 422; what
+    // runs is what the last apply sent, and nothing changed.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_dir.join("endpoints.json")).unwrap())
+            .unwrap();
+    let supervisor: std::net::SocketAddr =
+        state["supervisor_admin"].as_str().unwrap().parse().unwrap();
+    let token = std::fs::read_to_string(state_dir.join("admin-token")).unwrap();
+    let post = |token: Option<String>, body: &'static str| async move {
+        let mut req = http::Request::post("/config").header("host", "supervisor");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {}", t.trim()));
+        }
+        let req = req
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        meridian_http::client::fetch(supervisor, req, Duration::from_secs(10), 1 << 20)
+            .await
+            .unwrap()
+    };
+    assert_eq!(post(None, "[deployment]").await.status, 401);
+    let refused = post(Some(token.clone()), "[deployment\n").await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        String::from_utf8_lossy(&refused.body).contains("does not validate"),
+        "{:?}",
+        refused.body
+    );
+    let running = meridian_http::client::call(
+        supervisor,
+        http::Method::GET,
+        "/config",
+        Some(token.trim()),
+        Duration::from_secs(5),
+        1 << 20,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&running.body),
+        std::fs::read_to_string(&lb_change).unwrap()
+    );
+    assert_eq!(pids(&state_dir), after, "no node restarted");
     assert!(up.stop().is_some());
 }

@@ -403,7 +403,15 @@ fn a_viewer_reaches_an_instance_across_four_hosts_and_losing_one_loses_no_reques
         std::thread::sleep(Duration::from_millis(250));
     };
     assert!(first.starts_with("svc-us-east-1"), "{first}");
-    let answer = inside(&viewer, move || resolve(dns, "api.hosts.example."));
+    // The DNS starts after the PoP: give it the time its start takes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let answer = inside(&viewer, move || resolve(dns, "api.hosts.example."));
+        if answer.is_ok() || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(
         answer,
         Ok(vec!["10.77.0.2".to_owned()]),
@@ -429,6 +437,84 @@ fn a_viewer_reaches_an_instance_across_four_hosts_and_losing_one_loses_no_reques
         ["svc-us-east-1a-1", "svc-us-east-1b-1"],
         "the balancer spreads over both app hosts"
     );
+
+    // A config change reaches every host's agent: the DNS on the front host takes a new
+    // record set in place, the balancer host restarts its balancer, nothing else restarts.
+    let changed = bundle("front").join("changed.toml");
+    std::fs::write(
+        &changed,
+        config().replace("unhealthy_threshold = 2", "unhealthy_threshold = 3")
+            + "\n[[dns.record]]\nname = \"www\"\ntype = \"A\"\nttl = \"5s\"\nvalues = [\"192.0.2.7\"]\n",
+    )
+    .unwrap();
+    let (front_before, app_before) = (pids(&lab.ns("front")), pids(&lab.ns("app-b")));
+    let apply = |file: &std::path::Path| {
+        Command::new("ip")
+            .args(["netns", "exec", &viewer])
+            .arg(env!("CARGO_BIN_EXE_meridian"))
+            .args(["apply", "--agents", "--yes", "--config"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = apply(&changed);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("+ dns-1: dns record set www"), "{said}");
+    assert!(
+        said.contains("host balancer:")
+            && said.contains("lb-us-east-1")
+            && said.contains("restarted in"),
+        "{said}"
+    );
+    assert!(said.contains("1 node(s) reloaded, 1 restarted"), "{said}");
+    let www = inside(&viewer, move || resolve(dns, "www.hosts.example."));
+    assert_eq!(
+        www,
+        Ok(vec!["192.0.2.7".to_owned()]),
+        "the new record set is served"
+    );
+    assert_eq!(
+        pids(&lab.ns("front")),
+        front_before,
+        "the front host restarted nothing"
+    );
+    assert_eq!(
+        pids(&lab.ns("app-b")),
+        app_before,
+        "the app hosts restarted nothing"
+    );
+    let events = std::fs::read_to_string(dir.join("state-front").join("events.log")).unwrap();
+    assert!(events.contains("apply: config"), "{events}");
+    // A config that does not validate changes nothing, on any host.
+    let broken = bundle("front").join("broken.toml");
+    std::fs::write(&broken, config().replace("default_ttl", "default_tl")).unwrap();
+    let out = apply(&broken);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = apply(&changed);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("No changes"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The restarted balancer serves again before the next step counts failures.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(
+        inside(&viewer, move || get(pop, "/api/quotes/AAPL?settled")),
+        Ok((200, _))
+    ) {
+        assert!(Instant::now() < deadline, "no answer after the apply");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Lose app-a while the viewer keeps asking: no request fails.
     let lost = lab.ns("app-a");
