@@ -7,13 +7,17 @@
 //! `[[host]]` gives one bundle, `local`, whose unit runs `meridian up`. Secrets named by
 //! relative path are placed at that path beside the bundle's config, so the bundle runs
 //! where it is unpacked; absolute ones are kept under `secrets/` and installed at their
-//! path. Secrets kept in a state dir or an environment variable are not written.
+//! path. Secrets named by environment variable go into `meridian.env` (owner-only), which
+//! the unit reads as its `EnvironmentFile`. Secrets kept in a state dir are not written
+//! (`validate` refuses them on hosts: each host would make its own).
 
 use meridian_config::{Config, SecretSource};
 use std::path::{Path, PathBuf};
 
 /// Where the installed config and state live on a host.
 const ETC: &str = "/etc/meridian";
+/// The environment file of the secrets named by variable, beside the installed config.
+const ENV_FILE: &str = "meridian.env";
 const STATE: &str = "/var/lib/meridian";
 const BINARY: &str = "/usr/local/bin/meridian";
 
@@ -43,6 +47,7 @@ pub fn write(cfg: &Config, config_text: &str, out: &Path) -> Result<Vec<Bundle>,
     // Secrets are made once, here, and copied into every bundle.
     let made = out.join(".secrets");
     let mut secrets: Vec<(PathBuf, String)> = Vec::new();
+    let mut variables: Vec<(String, String)> = Vec::new();
     for (key, source, bytes) in [
         ("admin_token", &cfg.secrets.admin_token, 16),
         ("edge_signing_key", &cfg.secrets.edge_signing_key, 16),
@@ -50,11 +55,16 @@ pub fn write(cfg: &Config, config_text: &str, out: &Path) -> Result<Vec<Bundle>,
         ("cache_password", &cfg.secrets.cache_password, 16),
         ("disk_cache_key", &cfg.secrets.disk_cache_key, 32),
     ] {
-        let SecretSource::File(path) = source else {
-            continue;
-        };
-        let value = meridian_http::admin::key_secret(&made, key, bytes).map_err(at(&made))?;
-        secrets.push((named_path(cfg, config_text, path), value));
+        let value = || meridian_http::admin::key_secret(&made, key, bytes).map_err(at(&made));
+        match source {
+            SecretSource::File(path) => {
+                secrets.push((named_path(cfg, config_text, path), value()?));
+            }
+            SecretSource::Env(name) if !variables.iter().any(|(n, _)| n == name) => {
+                variables.push((name.clone(), value()?));
+            }
+            SecretSource::Env(_) | SecretSource::StateDir => {}
+        }
     }
     let hosts: Vec<Option<&str>> = if cfg.hosts.is_empty() {
         vec![None]
@@ -84,10 +94,19 @@ pub fn write(cfg: &Config, config_text: &str, out: &Path) -> Result<Vec<Bundle>,
                 .map_err(at(&file))?;
             installs.push((in_bundle, installed));
         }
+        if !variables.is_empty() {
+            let file = dir.join(ENV_FILE);
+            let lines: String = variables
+                .iter()
+                .map(|(name, value)| format!("{name}={value}\n"))
+                .collect();
+            meridian_http::tls::write_secret(&file, lines.as_bytes()).map_err(at(&file))?;
+        }
+        let with_env = !variables.is_empty();
         let unit_file = dir.join("meridian-agent.service");
-        std::fs::write(&unit_file, unit(cfg, host)).map_err(at(&unit_file))?;
+        std::fs::write(&unit_file, unit(cfg, host, with_env)).map_err(at(&unit_file))?;
         let script = dir.join("install.sh");
-        std::fs::write(&script, install_script(name, &installs)).map_err(at(&script))?;
+        std::fs::write(&script, install_script(name, &installs, with_env)).map_err(at(&script))?;
         set_mode(&script, 0o755).map_err(at(&script))?;
         written.push(Bundle {
             host: name.to_owned(),
@@ -108,8 +127,9 @@ fn named_path(cfg: &Config, config_text: &str, path: &Path) -> PathBuf {
     }
 }
 
-/// The systemd unit: the host's agent, or `up` for a one-machine deployment.
-fn unit(cfg: &Config, host: Option<&str>) -> String {
+/// The systemd unit: the host's agent, or `up` for a one-machine deployment; `with_env`:
+/// it reads the secrets named by variable from the environment file.
+fn unit(cfg: &Config, host: Option<&str>, with_env: bool) -> String {
     let (what, command) = match host {
         Some(h) => (
             format!("host {h} of deployment {}", cfg.deployment.name),
@@ -123,6 +143,11 @@ fn unit(cfg: &Config, host: Option<&str>) -> String {
             "up".to_owned(),
         ),
     };
+    let env = if with_env {
+        format!("EnvironmentFile={ETC}/{ENV_FILE}\n")
+    } else {
+        String::new()
+    };
     format!(
         "[Unit]
 Description=Meridian: {what}
@@ -130,7 +155,7 @@ Wants=network-online.target
 After=network-online.target
 
 [Service]
-ExecStart={BINARY} {command} --config {ETC}/meridian.toml --state-dir {STATE}
+{env}ExecStart={BINARY} {command} --config {ETC}/meridian.toml --state-dir {STATE}
 # The agent stops its nodes in order on SIGTERM; give it the time to drain them.
 KillMode=mixed
 TimeoutStopSec=90
@@ -145,7 +170,7 @@ WantedBy=multi-user.target
 }
 
 /// The install script: config, secrets (0600), unit, then start the agent.
-fn install_script(name: &str, secrets: &[(PathBuf, PathBuf)]) -> String {
+fn install_script(name: &str, secrets: &[(PathBuf, PathBuf)], with_env: bool) -> String {
     let mut s = format!(
         "#!/bin/sh
 # Installs Meridian's bundle for {name}: run as root on that host, beside the bundle's
@@ -164,6 +189,11 @@ install -m 0644 \"$here/meridian.toml\" {ETC}/meridian.toml
             parent.display(),
             in_bundle.display(),
             installed.display()
+        ));
+    }
+    if with_env {
+        s.push_str(&format!(
+            "install -m 0600 \"$here/{ENV_FILE}\" {ETC}/{ENV_FILE}\n"
         ));
     }
     s.push_str(

@@ -105,7 +105,7 @@ fn deploy_writes_one_bundle_running_up_for_a_config_without_hosts() {
         &cfg,
         CONFIG.replace(
             "wan = true",
-            "wan = true\n\n[secrets]\nadmin_token = { file = \"keys/admin\" }",
+            "wan = true\n\n[secrets]\nadmin_token = { file = \"keys/admin\" }\nedge_signing_key = { env = \"MERIDIAN_EDGE_KEY\" }",
         ),
     )
     .unwrap();
@@ -153,4 +153,26 @@ fn deploy_writes_one_bundle_running_up_for_a_config_without_hosts() {
         std::fs::read_to_string(local.join("keys/admin")).unwrap(),
         token
     );
+    // A secret named by variable: in the unit's environment file, owner-only, made once.
+    let env_file = local.join("meridian.env");
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    let key = env
+        .strip_prefix("MERIDIAN_EDGE_KEY=")
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("{env}"));
+    assert_eq!(key.len(), 32, "{env}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let unit = std::fs::read_to_string(local.join("meridian-agent.service")).unwrap();
+    assert!(
+        unit.contains("EnvironmentFile=/etc/meridian/meridian.env"),
+        "{unit}"
+    );
+    let script = std::fs::read_to_string(local.join("install.sh")).unwrap();
+    assert!(
+        script.contains("install -m 0600 \"$here/meridian.env\" /etc/meridian/meridian.env"),
+        "{script}"
+    );
+    assert_ne!(key, token.trim(), "each secret its own value");
 }
