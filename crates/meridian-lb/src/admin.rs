@@ -68,6 +68,8 @@ fn targets(lb: &LoadBalancer) -> http::Response<meridian_http::Body> {
                     "result": if t.anomaly.anomalous() { "anomalous" } else { "normal" },
                     "mitigation_in_effect": if t.anomaly.mitigated() { "yes" } else { "no" },
                     "error_rate": (t.anomaly.error_rate() * 1000.0).round() / 1000.0,
+                    "latency_ms": (t.anomaly.latency() * 1e4).round() / 10.0,
+                    "causes": t.anomaly.causes(),
                     "weight": t.anomaly.weight(),
                 })
             });

@@ -194,11 +194,13 @@ impl Failover for Retries<'_> {
         &mut self,
         mut c: Attempt,
         res: Response<Incoming>,
-        _elapsed: Duration,
+        elapsed: Duration,
     ) -> Verdict<Answer> {
         let target = self.target(&c);
         let guard = c.guard.take();
-        self.lb.group.answered(c.i, res.status().is_server_error());
+        self.lb
+            .group
+            .answered(c.i, res.status().is_server_error(), Some(elapsed));
         let (mut rp, rb) = res.into_parts();
         meridian_http::strip_hop_by_hop(&mut rp.headers);
         // A small answer to a retryable request is read whole before it is passed on, so
@@ -242,7 +244,7 @@ impl Failover for Retries<'_> {
     ) {
         drop(c.guard.take());
         // A failed connection, reset or timeout is an error for anomaly detection.
-        self.lb.group.answered(c.i, true);
+        self.lb.group.answered(c.i, true, None);
         let target = self.target(c);
         match error {
             Some(e) => {

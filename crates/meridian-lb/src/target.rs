@@ -180,15 +180,16 @@ impl TargetGroup {
         self.detector.is_some()
     }
 
-    /// Target `i` answered (`error`: a 5xx, or the connection failed). With anomaly
+    /// Target `i` answered (`error`: a 5xx, or the connection failed; `latency`: how long
+    /// its response head took, when one came). With anomaly
     /// mitigation on it is counted, and every [`crate::anomaly::WINDOW`] answers the
     /// group's weights are decided again; off, this is one branch.
-    pub(crate) fn answered(&self, i: usize, error: bool) {
+    pub(crate) fn answered(&self, i: usize, error: bool, latency: Option<std::time::Duration>) {
         let Some(detector) = &self.detector else {
             return;
         };
         if let Some(t) = self.targets.get(i) {
-            t.anomaly.record(error);
+            t.anomaly.record(error, latency);
         }
         if detector.tick() {
             let list: Vec<(&Stats, bool)> = self

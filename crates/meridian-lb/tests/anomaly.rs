@@ -1,6 +1,6 @@
 //! Anomaly mitigation (ALB's automatic target weights) against origins on loopback
-//! (127.70.x.y, one /24 per test): one target answers 500 to a share of requests while
-//! passing its health checks.
+//! (127.70.x.y, one /24 per test): one target answers 500 to a share of requests, or
+//! answers slowly, while passing its health checks.
 
 mod common;
 
@@ -23,6 +23,8 @@ use tokio::net::TcpListener;
 struct Origin {
     node: NodeSpec,
     fail_percent: Arc<AtomicU32>,
+    /// Milliseconds every answer (but the health check's) waits.
+    delay_ms: Arc<AtomicU32>,
     healthy: Arc<AtomicBool>,
 }
 
@@ -30,6 +32,7 @@ struct Origin {
 struct OriginState {
     name: String,
     fail_percent: Arc<AtomicU32>,
+    delay_ms: Arc<AtomicU32>,
     healthy: Arc<AtomicBool>,
     count: Arc<AtomicU32>,
 }
@@ -42,10 +45,12 @@ async fn origin(net: u8, n: u8, name: &str) -> Origin {
     let state = OriginState {
         name: name.to_owned(),
         fail_percent: Arc::new(AtomicU32::new(0)),
+        delay_ms: Arc::new(AtomicU32::new(0)),
         healthy: Arc::new(AtomicBool::new(true)),
         count: Arc::new(AtomicU32::new(0)),
     };
     let (fail_percent, healthy) = (state.fail_percent.clone(), state.healthy.clone());
+    let delay_ms = state.delay_ms.clone();
     let app = axum::Router::new()
         .route(
             "/health",
@@ -57,6 +62,10 @@ async fn origin(net: u8, n: u8, name: &str) -> Origin {
             }),
         )
         .fallback(|State(s): State<OriginState>| async move {
+            let delay = s.delay_ms.load(Ordering::Relaxed);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(u64::from(delay))).await;
+            }
             let k = s.count.fetch_add(1, Ordering::Relaxed).wrapping_mul(37) % 100;
             let status = match k < s.fail_percent.load(Ordering::Relaxed) {
                 true => StatusCode::INTERNAL_SERVER_ERROR,
@@ -78,6 +87,7 @@ async fn origin(net: u8, n: u8, name: &str) -> Origin {
             admin: addr,
         },
         fail_percent,
+        delay_ms,
         healthy,
     }
 }
@@ -240,6 +250,37 @@ async fn a_target_failing_live_requests_loses_its_share_and_wins_it_back() {
     );
     eprintln!(
         "anomaly: share before {before:.3}, while failing {during:.3}, after {after:.3} ({rounds} rounds to recover)"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_target_loses_its_share_before_any_check_fails() {
+    let slow = origin(4, 1, "bad").await;
+    let good1 = origin(4, 2, "good-1").await;
+    let good2 = origin(4, 3, "good-2").await;
+    let (lb, admin) = start(options(4, &[&slow, &good1, &good2], true)).await;
+    wait_healthy(admin, 3).await;
+    let cl = client();
+    slow.delay_ms.store(40, Ordering::Relaxed);
+    // Detection and the halving steps take a few windows of 50 answers.
+    let _ = share(&cl, lb, "bad", 300).await;
+    let during = share(&cl, lb, "bad", 300).await;
+    let view = target_view(admin, "bad").await;
+    eprintln!("a target 40 ms slower: share {during:.3}, {view}");
+    assert_eq!(view["health"], "healthy", "{view}");
+    assert!(
+        during < 0.12,
+        "share while slow {during} (a third unmitigated)"
+    );
+    assert_eq!(view["anomaly_detection"]["result"], "anomalous", "{view}");
+    assert_eq!(
+        view["anomaly_detection"]["causes"],
+        serde_json::json!(["latency"]),
+        "{view}"
+    );
+    assert!(
+        view["anomaly_detection"]["latency_ms"].as_f64() > Some(30.0),
+        "{view}"
     );
 }
 
