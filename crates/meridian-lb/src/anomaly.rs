@@ -268,7 +268,7 @@ pub fn evaluate(targets: &[(&Stats, bool)]) {
                         && latency >= peers_latency + LATENCY_MARGIN
                 }
             };
-        let causes = u32::from(errors) * ERRORS | u32::from(slow) * SLOW;
+        let causes = (u32::from(errors) * ERRORS) | (u32::from(slow) * SLOW);
         s.set_causes(causes);
         if causes != 0 {
             let excess = (latency / peers_latency.max(1e-6) - 1.0).max(0.0);
