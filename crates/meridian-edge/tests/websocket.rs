@@ -267,3 +267,52 @@ async fn quotes_stream_to_tls_viewers_and_malformed_upgrades_never_hang() {
         assert!(!got.contains(" 101 "), "{got}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_http2_viewer_opens_the_quote_stream_with_an_extended_connect() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let (pop, _stops) = deployment(4).await;
+    let tcp = TcpStream::connect(pop.http).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // One ordinary request first: the PoP's SETTINGS (with ENABLE_CONNECT_PROTOCOL) have
+    // then arrived, and an extended CONNECT may be sent.
+    let warm = http::Request::get(format!("http://{}/health", pop.http))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let _ = send.send_request(warm).await.unwrap();
+    let mut req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{}/ws/quotes?symbols=NVDA", pop.http))
+        .header("sec-websocket-version", "13")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let mut res = send.send_request(req).await.unwrap();
+    // RFC 8441: a 200 (not a 101), and no accept (there was no key).
+    assert_eq!(res.status(), 200, "{:?}", res.headers());
+    assert!(res.headers().get("sec-websocket-accept").is_none());
+    assert!(!res.headers().get("x-meridian-instance").unwrap().is_empty());
+    let stream = hyper::upgrade::on(&mut res).await.unwrap();
+    let mut ws = Socket::from_raw_socket(
+        TokioIo::new(stream),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    let frames = quotes(&mut ws, Duration::from_secs(2)).await;
+    assert!(frames.len() >= 4, "{} frames", frames.len());
+    assert!(frames.iter().all(|f| f["symbol"] == "NVDA"), "{frames:?}");
+    instance_of(&frames);
+    // The same connection still serves ordinary requests beside the tunnel.
+    let again = http::Request::get(format!("http://{}/health", pop.http))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert_eq!(send.send_request(again).await.unwrap().status(), 200);
+    ws.close(None).await.unwrap();
+    assert_eq!(closed(&mut ws, Duration::from_secs(5)).await, None);
+}

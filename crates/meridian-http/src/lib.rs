@@ -173,6 +173,8 @@ pub async fn serve_conns<M, S, B>(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(opts.max_header_bytes.max(8192) as u32)
+        // RFC 8441: WebSockets over HTTP/2 (`upgrade.rs` takes the extended CONNECT).
+        .enable_connect_protocol()
         .keep_alive_interval(opts.h2_keep_alive_interval)
         .keep_alive_timeout(opts.h2_keep_alive_timeout);
     let builder = std::sync::Arc::new(builder);

@@ -6,6 +6,12 @@
 //! sends upstream ([`WsUpgrade::restore`]), and when the upstream answers 101 answers the
 //! viewer 101 and joins the two upgraded connections ([`switch`]). Any other answer is an
 //! ordinary response, relayed as one.
+//!
+//! An HTTP/2 viewer opens a WebSocket with an extended CONNECT (RFC 8441: `:method CONNECT`,
+//! `:protocol websocket`) on one stream of its connection. The proxy takes it as the same
+//! handshake (a GET to the rest of the request path), asks the upstream over HTTP/1.1 with a
+//! key of its own, and on the upstream's 101 answers the stream 200 and joins the stream to
+//! the upstream connection: the WebSocket frames are the same bytes either way.
 
 use crate::body::Body;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
@@ -52,9 +58,22 @@ pub fn is_websocket_upgrade(method: &Method, version: Version, headers: &HeaderM
         && has_token(headers, UPGRADE, "websocket")
 }
 
+/// Whether a request is an RFC 8441 WebSocket: an HTTP/2 CONNECT whose `:protocol` is
+/// `websocket` (hyper accepts one only where the server enabled the protocol).
+pub fn is_extended_connect(parts: &http::request::Parts) -> bool {
+    parts.version == Version::HTTP_2
+        && parts.method == Method::CONNECT
+        && parts
+            .extensions
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
 /// A viewer's WebSocket handshake, taken aside before the request is made canonical.
 pub struct WsUpgrade {
     on: OnUpgrade,
+    /// Opened by an HTTP/2 extended CONNECT (answered 200), not an HTTP/1.1 GET (101).
+    extended_connect: bool,
     /// The `Sec-WebSocket-*` fields (key, version, protocol, extensions) as the viewer sent
     /// them: a header policy must not drop the key the upstream's accept is computed from.
     handshake: HeaderMap,
@@ -69,18 +88,35 @@ impl std::fmt::Debug for WsUpgrade {
 impl WsUpgrade {
     /// Takes the upgrade out of a request that is a WebSocket handshake; None (and the
     /// request untouched) for every other request.
+    /// An HTTP/2 extended CONNECT becomes a GET here, so every later phase (behaviors,
+    /// allowed methods, protection, functions) sees the handshake as an HTTP/1.1 one.
     pub fn take(parts: &mut http::request::Parts) -> Option<WsUpgrade> {
-        if !is_websocket_upgrade(&parts.method, parts.version, &parts.headers) {
+        let extended_connect = is_extended_connect(parts);
+        if !extended_connect && !is_websocket_upgrade(&parts.method, parts.version, &parts.headers)
+        {
             return None;
         }
         let on = parts.extensions.remove::<OnUpgrade>()?;
+        if extended_connect {
+            parts.method = Method::GET;
+            parts.extensions.remove::<hyper::ext::Protocol>();
+        }
         let mut handshake = HeaderMap::new();
         for (n, v) in &parts.headers {
             if n.as_str().starts_with("sec-websocket-") {
                 handshake.append(n.clone(), v.clone());
             }
         }
-        Some(WsUpgrade { on, handshake })
+        Some(WsUpgrade {
+            on,
+            extended_connect,
+            handshake,
+        })
+    }
+
+    /// Whether the viewer opened it with an HTTP/2 extended CONNECT (RFC 8441).
+    pub fn is_extended_connect(&self) -> bool {
+        self.extended_connect
     }
 
     /// Puts the handshake back on the headers of the request sent upstream (after
@@ -94,7 +130,41 @@ impl WsUpgrade {
         for (n, v) in &self.handshake {
             headers.append(n.clone(), v.clone());
         }
+        // RFC 8441 has no key (the stream is the proof); the HTTP/1.1 upstream needs one.
+        if self.extended_connect {
+            headers.insert(SEC_WEBSOCKET_KEY, fresh_key());
+            if !headers.contains_key(SEC_WEBSOCKET_VERSION) {
+                headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            }
+        }
     }
+}
+
+const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+const SEC_WEBSOCKET_VERSION: HeaderName = HeaderName::from_static("sec-websocket-version");
+const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
+
+/// A `Sec-WebSocket-Key`: 16 random bytes in base64 (RFC 6455 §4.1).
+fn fresh_key() -> HeaderValue {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: [u8; 16] = rand::random();
+    let mut out = String::with_capacity(24);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(B64[((n >> (18 - 6 * k)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    HeaderValue::from_str(&out).unwrap_or(HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
 }
 
 /// How one tunnel runs.
@@ -166,16 +236,28 @@ pub fn switch<B>(
         ));
     };
     let mut res = Response::new(crate::empty());
-    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    // RFC 8441 §5: an extended CONNECT succeeds with a 2xx, without the accept (there was
+    // no key) and without the HTTP/1.1 upgrade fields, which HTTP/2 forbids.
+    let h2 = viewer.extended_connect;
+    *res.status_mut() = if h2 {
+        StatusCode::OK
+    } else {
+        StatusCode::SWITCHING_PROTOCOLS
+    };
     for (n, v) in upstream.headers() {
-        if !crate::is_hop_by_hop(n.as_str()) && n != http::header::CONTENT_LENGTH {
+        let skip = crate::is_hop_by_hop(n.as_str())
+            || n == http::header::CONTENT_LENGTH
+            || (h2 && n == SEC_WEBSOCKET_ACCEPT);
+        if !skip {
             res.headers_mut().append(n.clone(), v.clone());
         }
     }
-    res.headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    res.headers_mut()
-        .insert(UPGRADE, HeaderValue::from_static("websocket"));
+    if !h2 {
+        res.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        res.headers_mut()
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+    }
     tokio::spawn(async move {
         let stats = match tokio::try_join!(viewer.on, up) {
             Ok((v, u)) => relay(TokioIo::new(v), TokioIo::new(u), opts).await,
@@ -402,6 +484,18 @@ impl Frames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_key_is_16_bytes_in_base64() {
+        let k = fresh_key();
+        let k = k.to_str().unwrap();
+        assert_eq!(k.len(), 24, "{k}");
+        assert!(k.ends_with("=="), "{k}");
+        assert!(k[..22]
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/'));
+        assert_ne!(fresh_key(), fresh_key());
+    }
 
     fn frame(payload: &[u8]) -> Vec<u8> {
         let mut f = vec![0x81];
