@@ -86,14 +86,6 @@ impl Config {
                 "remove [service.autoscaling] from a config with [[host]]",
             );
         }
-        if cfg.distribution.origin_protocol == crate::security::OriginProtocol::Https {
-            d.error(
-            first.span.clone(),
-            &here(first),
-            "TLS from PoPs to balancers needs one deployment CA on every host, which hosts cannot share yet",
-            "set `[distribution] origin_protocol = \"http\"` for a deployment on hosts",
-        );
-        }
         for (key, source) in [
             ("admin_token", &cfg.secrets.admin_token),
             ("edge_signing_key", &cfg.secrets.edge_signing_key),

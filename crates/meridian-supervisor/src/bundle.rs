@@ -10,6 +10,11 @@
 //! path. Secrets named by environment variable go into `meridian.env` (owner-only), which
 //! the unit reads as its `EnvironmentFile`. Secrets kept in a state dir are not written
 //! (`validate` refuses them on hosts: each host would make its own).
+//!
+//! When PoPs reach balancers over TLS, the deployment CA is made once here too (its key
+//! stays in `DIR/.secrets/pki`), and each bundle carries `state/tls/`: the CA certificate,
+//! and the certificate and key of each balancer on that host. A bundle run where it is
+//! unpacked uses `--state-dir state`; `install.sh` puts `state/tls` in the host's state dir.
 
 use meridian_config::{Config, SecretSource};
 use std::path::{Path, PathBuf};
@@ -18,6 +23,8 @@ use std::path::{Path, PathBuf};
 const ETC: &str = "/etc/meridian";
 /// The environment file of the secrets named by variable, beside the installed config.
 const ENV_FILE: &str = "meridian.env";
+/// A bundle's state dir, where it is unpacked.
+const BUNDLE_STATE: &str = "state";
 const STATE: &str = "/var/lib/meridian";
 const BINARY: &str = "/usr/local/bin/meridian";
 
@@ -66,6 +73,21 @@ pub fn write(cfg: &Config, config_text: &str, out: &Path) -> Result<Vec<Bundle>,
             SecretSource::Env(_) | SecretSource::StateDir => {}
         }
     }
+    // The deployment CA and every balancer's certificate, once for all hosts.
+    let pki = out.join(".secrets").join("pki");
+    let tls = !cfg.hosts.is_empty()
+        && cfg.distribution.origin_protocol == meridian_config::OriginProtocol::Https;
+    if tls {
+        for r in &cfg.regions {
+            let names = meridian_lb::cert_names(cfg, &r.name);
+            meridian_http::pki::ensure_lb_cert(&pki, &r.name, &names).map_err(|e| {
+                BundleError::Write {
+                    path: pki.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                }
+            })?;
+        }
+    }
     let hosts: Vec<Option<&str>> = if cfg.hosts.is_empty() {
         vec![None]
     } else {
@@ -94,6 +116,11 @@ pub fn write(cfg: &Config, config_text: &str, out: &Path) -> Result<Vec<Bundle>,
                 .map_err(at(&file))?;
             installs.push((in_bundle, installed));
         }
+        let tls_files = if tls {
+            bundle_tls(cfg, host, &pki, &dir.join(BUNDLE_STATE).join("tls"))?
+        } else {
+            Vec::new()
+        };
         if !variables.is_empty() {
             let file = dir.join(ENV_FILE);
             let lines: String = variables
@@ -106,7 +133,11 @@ pub fn write(cfg: &Config, config_text: &str, out: &Path) -> Result<Vec<Bundle>,
         let unit_file = dir.join("meridian-agent.service");
         std::fs::write(&unit_file, unit(cfg, host, with_env)).map_err(at(&unit_file))?;
         let script = dir.join("install.sh");
-        std::fs::write(&script, install_script(name, &installs, with_env)).map_err(at(&script))?;
+        std::fs::write(
+            &script,
+            install_script(name, &installs, with_env, &tls_files),
+        )
+        .map_err(at(&script))?;
         set_mode(&script, 0o755).map_err(at(&script))?;
         written.push(Bundle {
             host: name.to_owned(),
@@ -170,7 +201,12 @@ WantedBy=multi-user.target
 }
 
 /// The install script: config, secrets (0600), unit, then start the agent.
-fn install_script(name: &str, secrets: &[(PathBuf, PathBuf)], with_env: bool) -> String {
+fn install_script(
+    name: &str,
+    secrets: &[(PathBuf, PathBuf)],
+    with_env: bool,
+    tls: &[(String, u32)],
+) -> String {
     let mut s = format!(
         "#!/bin/sh
 # Installs Meridian's bundle for {name}: run as root on that host, beside the bundle's
@@ -191,6 +227,14 @@ install -m 0644 \"$here/meridian.toml\" {ETC}/meridian.toml
             installed.display()
         ));
     }
+    if !tls.is_empty() {
+        s.push_str(&format!("install -d -m 0700 {STATE}/tls\n"));
+    }
+    for (file, mode) in tls {
+        s.push_str(&format!(
+            "install -m {mode:04o} \"$here/{BUNDLE_STATE}/tls/{file}\" {STATE}/tls/{file}\n"
+        ));
+    }
     if with_env {
         s.push_str(&format!(
             "install -m 0600 \"$here/{ENV_FILE}\" {ETC}/{ENV_FILE}\n"
@@ -203,6 +247,48 @@ systemctl enable --now meridian-agent.service
 ",
     );
     s
+}
+
+/// Copies into a bundle's `tls` what its host needs of the deployment CA made in `pki`:
+/// the CA certificate, and the certificate and key of each balancer on the host (never
+/// the CA's key). Returns each file's name and mode, for the install script.
+fn bundle_tls(
+    cfg: &Config,
+    host: Option<&str>,
+    pki: &Path,
+    into: &Path,
+) -> Result<Vec<(String, u32)>, BundleError> {
+    let at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BundleError::Write { path, source }
+    };
+    std::fs::create_dir_all(into).map_err(at(into))?;
+    set_mode(into, 0o700).map_err(at(into))?;
+    let mut files = vec![(meridian_http::pki::ca_cert_path(pki), 0o644)];
+    for n in cfg.nodes() {
+        let here = host.is_some_and(|h| cfg.host_of(&n).is_some_and(|x| x.name == h));
+        if n.role == meridian_config::Role::Lb && here {
+            let region = n.region.as_deref().unwrap_or_default();
+            let (cert, key) = meridian_http::pki::lb_cert_paths(pki, region);
+            files.extend([(cert, 0o644), (key, 0o600)]);
+        }
+    }
+    let mut written = Vec::new();
+    for (from, mode) in files {
+        let name = from
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let to = into.join(&name);
+        let bytes = std::fs::read(&from).map_err(at(&from))?;
+        if mode == 0o600 {
+            meridian_http::tls::write_secret(&to, &bytes).map_err(at(&to))?;
+        } else {
+            std::fs::write(&to, &bytes).map_err(at(&to))?;
+        }
+        written.push((name, mode));
+    }
+    Ok(written)
 }
 
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {

@@ -11,8 +11,13 @@ pub(crate) struct Unprepared {
     pub source: std::io::Error,
 }
 
-/// Makes (or checks) everything the nodes read from the state dir `state_dir`.
-pub(crate) fn prepare(cfg: &Config, state_dir: &Path) -> Result<(), Unprepared> {
+/// Makes (or checks) everything the nodes read from the state dir `state_dir`; `host`: the
+/// host an agent runs (None: `up`, every node on this machine).
+pub(crate) fn prepare(
+    cfg: &Config,
+    state_dir: &Path,
+    host: Option<&str>,
+) -> Result<(), Unprepared> {
     // Made once here, so the nodes started next share one token (PoPs, DNS, WAN) and one
     // database password, and the PoPs one certificate.
     // (where, file, random bytes): keys are 32 bytes (AES-256), the others 16.
@@ -93,6 +98,12 @@ pub(crate) fn prepare(cfg: &Config, state_dir: &Path) -> Result<(), Unprepared> 
         }
     }
 
+    // On a host, the deployment CA and the balancers' certificates come with the bundle
+    // (`meridian deploy` made them once): a CA made here would be this host's alone, and
+    // no PoP on another host would trust its balancer.
+    if let Some(host) = host {
+        return deployment_ca_present(cfg, state_dir, host);
+    }
     // The deployment CA and each balancer's certificate, before any edge needs the CA.
     for r in &cfg.regions {
         let names = meridian_lb::cert_names(cfg, &r.name);
@@ -102,4 +113,36 @@ pub(crate) fn prepare(cfg: &Config, state_dir: &Path) -> Result<(), Unprepared> 
         })?;
     }
     Ok(())
+}
+
+/// On a host whose PoPs reach balancers over TLS, or whose balancers serve it: the
+/// deployment CA (and this host's balancers' certificates) must be in the state dir.
+fn deployment_ca_present(cfg: &Config, state_dir: &Path, host: &str) -> Result<(), Unprepared> {
+    use meridian_config::Role;
+    if cfg.distribution.origin_protocol != meridian_config::OriginProtocol::Https {
+        return Ok(());
+    }
+    let here: Vec<meridian_config::NodeSpec> = cfg
+        .nodes()
+        .into_iter()
+        .filter(|n| cfg.host_of(n).is_some_and(|h| h.name == host))
+        .collect();
+    let mut needed = Vec::new();
+    if here.iter().any(|n| matches!(n.role, Role::Edge | Role::Lb)) {
+        needed.push(meridian_http::pki::ca_cert_path(state_dir));
+    }
+    for n in here.iter().filter(|n| n.role == Role::Lb) {
+        let (cert, key) =
+            meridian_http::pki::lb_cert_paths(state_dir, n.region.as_deref().unwrap_or_default());
+        needed.extend([cert, key]);
+    }
+    match needed.into_iter().find(|p| !p.exists()) {
+        None => Ok(()),
+        Some(missing) => Err(Unprepared {
+            path: missing,
+            source: std::io::Error::other(
+                "missing: PoPs reach balancers over TLS, and every host needs the one deployment CA; install this host's bundle from `meridian deploy` (it carries `state/tls/`), or set `[distribution] origin_protocol = \"http\"`",
+            ),
+        }),
+    }
 }

@@ -251,9 +251,11 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
         Placement::Direct
     };
     preflight(admin_address(&opts), &nodes, placement)?;
-    crate::secrets::prepare(cfg, &opts.state_dir).map_err(|e| UpError::StateDir {
-        path: e.path,
-        source: e.source,
+    crate::secrets::prepare(cfg, &opts.state_dir, opts.host.as_deref()).map_err(|e| {
+        UpError::StateDir {
+            path: e.path,
+            source: e.source,
+        }
     })?;
 
     let metrics = Metrics::new();

@@ -66,8 +66,9 @@ impl Lab {
     }
 
     /// Starts `meridian agent --host <host>` inside the host's namespace.
+    /// The agent's state dir is the bundle's `state`, as where the bundle is unpacked.
     fn agent(&mut self, host: &str, cfg: &std::path::Path, dir: &std::path::Path) {
-        let state = dir.join(format!("state-{host}"));
+        let state = cfg.parent().unwrap().join("state");
         let log = std::fs::File::create(dir.join(format!("agent-{host}.log"))).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(host)])
@@ -196,6 +197,23 @@ fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     Ok((status, instance))
 }
 
+/// The whole text `GET path` answers at `addr` (an admin endpoint).
+fn text(addr: SocketAddr, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&raw).into_owned())
+}
+
 /// The A records the DNS at `server` gives for `name`.
 fn resolve(server: SocketAddr, name: &str) -> Result<Vec<String>, String> {
     use hickory_proto::op::{Message, Query};
@@ -254,7 +272,7 @@ memory_cache = "16MiB"
 disk_cache = "0B"
 
 [distribution]
-origin_protocol = "http"
+origin_protocol = "https"
 access_log = false
 
 [[distribution.cache_policy]]
@@ -378,7 +396,22 @@ fn a_viewer_reaches_an_instance_across_four_hosts_and_losing_one_loses_no_reques
         let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", secret.display());
         assert!(b.join("install.sh").exists());
+        // TLS from the PoP to the balancer: one deployment CA for all hosts, and the
+        // balancer's key only on the balancer's host; the CA's key in no bundle.
+        let tls = b.join("state/tls");
+        assert!(tls.join("ca-cert.pem").exists(), "{}", tls.display());
+        assert!(!tls.join("ca-key.pem").exists());
+        assert_eq!(
+            tls.join("lb-us-east-1-key.pem").exists(),
+            host == "balancer",
+            "{host}"
+        );
     }
+    assert_eq!(
+        std::fs::read(bundle("front").join("state/tls/ca-cert.pem")).unwrap(),
+        std::fs::read(bundle("balancer").join("state/tls/ca-cert.pem")).unwrap(),
+        "one CA"
+    );
     // Instances first, so the balancer finds healthy targets when it starts.
     for host in ["app-a", "app-b", "balancer", "front"] {
         let config = bundle(host).join("meridian.toml");
@@ -438,6 +471,20 @@ fn a_viewer_reaches_an_instance_across_four_hosts_and_losing_one_loses_no_reques
         "the balancer spreads over both app hosts"
     );
 
+    // The PoP reached the balancer over TLS, verified by the one deployment CA.
+    let lb_admin: SocketAddr = "10.77.0.3:9900".parse().unwrap();
+    let metrics =
+        inside(&viewer, move || text(lb_admin, "/metrics")).expect("the balancer's metrics");
+    let tls_requests: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("meridian_lb_tls_requests_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        tls_requests > 0.0,
+        "no request reached the balancer over TLS"
+    );
+
     // A config change reaches every host's agent: the DNS on the front host takes a new
     // record set in place, the balancer host restarts its balancer, nothing else restarts.
     let changed = bundle("front").join("changed.toml");
@@ -488,7 +535,7 @@ fn a_viewer_reaches_an_instance_across_four_hosts_and_losing_one_loses_no_reques
         app_before,
         "the app hosts restarted nothing"
     );
-    let events = std::fs::read_to_string(dir.join("state-front").join("events.log")).unwrap();
+    let events = std::fs::read_to_string(bundle("front").join("state/events.log")).unwrap();
     assert!(events.contains("apply: config"), "{events}");
     // A config that does not validate changes nothing, on any host.
     let broken = bundle("front").join("broken.toml");
