@@ -14,11 +14,13 @@ mod scaling;
 mod scrape;
 mod security;
 mod security_views;
+mod versions;
 mod views;
 
 pub use crate::target::Target;
 pub use cost::CostLine;
 pub use security::STOP_AFTER;
+pub use versions::VersionView;
 pub use security_views::{
     AuthFailureView, IdempotencyView, ProtectionRuleView, ReasonView, RulePopView, SecurityPopView,
     SecurityView, TopKeyView,
