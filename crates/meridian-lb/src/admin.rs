@@ -183,7 +183,9 @@ fn twin(lb: &LoadBalancer, query: Option<&str>) -> http::Response<meridian_http:
 
 fn weights(lb: &LoadBalancer, query: Option<&str>) -> http::Response<meridian_http::Body> {
     let Some(p) = meridian_http::percent::query_param(query, "percent") else {
-        return bad("give percent=P: the share (0 to 100) of the group's traffic for its twin".into());
+        return bad(
+            "give percent=P: the share (0 to 100) of the group's traffic for its twin".into(),
+        );
     };
     let percent = match crate::twins::parse_percent(&p) {
         Ok(p) => p,

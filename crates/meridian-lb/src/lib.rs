@@ -24,8 +24,8 @@ mod twins;
 mod upgrade;
 
 pub use options::{cert_names, LbOptions};
-pub use registry::Scope;
 pub use proxy::LoadBalancer;
+pub use registry::Scope;
 pub use sticky::{APP_COOKIE, LB_COOKIE};
 pub use target::{Target, TargetGroup, TargetState};
 pub use targets::{Targets, MAX_TARGETS};

@@ -163,9 +163,8 @@ impl LoadBalancer {
     /// deployment takes an instance out of the green twins once it serves in the groups.
     pub fn deregister_from(&self, key: &str, scope: Scope) -> Result<String, RegistrationError> {
         let mut name = None;
-        let twin = |g: &crate::target::TargetGroup| {
-            self.groups().iter().all(|c| !std::ptr::eq(c, g))
-        };
+        let twin =
+            |g: &crate::target::TargetGroup| self.groups().iter().all(|c| !std::ptr::eq(c, g));
         for g in self.all_groups() {
             let other = match scope {
                 Scope::All => false,

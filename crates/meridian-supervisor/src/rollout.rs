@@ -13,10 +13,10 @@
 //! line of `GET /rollout`.
 
 use crate::fleet::{Fleet, RegionProgress, Report, Slot};
-use crate::rollout_slots::{active, note, positions, running_in, version_of, Position};
 use crate::instances;
 use crate::rollout_lb::Balancer;
 use crate::rollout_plan::{plan, Step};
+use crate::rollout_slots::{active, note, positions, running_in, version_of, Position};
 use crate::rollout_strategy::{Shifting, Strategy};
 use meridian_config::{DeploymentConfiguration, Role};
 use std::sync::atomic::Ordering;

@@ -28,7 +28,12 @@ pub(crate) fn active(s: &Slot) -> bool {
 }
 
 /// The instances of `az` (in `region`) that do not run `version`.
-pub(crate) fn positions(shared: &Arc<dyn Fleet>, region: &str, az: &str, version: &str) -> Vec<Position> {
+pub(crate) fn positions(
+    shared: &Arc<dyn Fleet>,
+    region: &str,
+    az: &str,
+    version: &str,
+) -> Vec<Position> {
     let cfg = &shared.config();
     cfg.service_homes(region)
         .into_iter()
@@ -56,4 +61,3 @@ pub(crate) fn running_in(shared: &Arc<dyn Fleet>, region: &str) -> usize {
         })
         .count()
 }
-

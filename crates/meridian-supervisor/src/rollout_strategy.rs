@@ -11,9 +11,15 @@ use std::time::Duration;
 pub enum Strategy {
     Rolling,
     /// `percent` to green, bake, then 100%.
-    Canary { percent: u32, bake: Duration },
+    Canary {
+        percent: u32,
+        bake: Duration,
+    },
     /// `step` more percent every `interval`, until 100%.
-    Linear { step: u32, interval: Duration },
+    Linear {
+        step: u32,
+        interval: Duration,
+    },
     /// 100% at once, once green is healthy.
     BlueGreen,
 }
@@ -163,8 +169,8 @@ mod tests {
 
     #[test]
     fn canary_shifts_the_percent_then_all() {
-        let s = q("version=2&strategy=canary&canary_percent=5&bake=20s&termination_wait=3s")
-            .unwrap();
+        let s =
+            q("version=2&strategy=canary&canary_percent=5&bake=20s&termination_wait=3s").unwrap();
         assert_eq!(
             s.shifts(),
             vec![

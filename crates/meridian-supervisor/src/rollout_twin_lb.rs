@@ -197,7 +197,8 @@ mod tests {
 
     #[test]
     fn sides_are_told_apart_by_the_group_name() {
-        let text = "meridian_lb_requests_total{target=\"a\",status=\"200\",target_group=\"default\"} 90\n\
+        let text =
+            "meridian_lb_requests_total{target=\"a\",status=\"200\",target_group=\"default\"} 90\n\
 meridian_lb_requests_total{target=\"a\",status=\"502\",target_group=\"default\"} 10\n\
 meridian_lb_requests_total{target=\"b\",status=\"200\",target_group=\"default-green\"} 6\n\
 meridian_lb_requests_total{target=\"b\",status=\"500\",target_group=\"default-green\"} 4\n\

@@ -234,7 +234,14 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
     let began = Instant::now();
     let sd = state_dir.clone();
     let cli = tokio::spawn(async move {
-        let flags = ["--strategy", "canary", "--canary-percent", "5", "--bake", "6s"];
+        let flags = [
+            "--strategy",
+            "canary",
+            "--canary-percent",
+            "5",
+            "--bake",
+            "6s",
+        ];
         rollout_with(&sd, "2", &flags).await
     });
     let steps = steps_seen(Instant::now() + Duration::from_secs(100)).await;
@@ -243,7 +250,12 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("every instance runs version 2"), "{stdout}");
     let failed = failures(&seen);
-    assert!(failed.is_empty(), "{} of {} failed: {failed:?}", failed.len(), seen.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        seen.len()
+    );
     // The bake: from the 5% shift until the 100% one, in the primary region.
     let (from, to) = (
         step_at(&steps, "us-east-1: 5% of traffic"),
@@ -267,17 +279,24 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
         began.elapsed().as_secs_f64(),
         seen.len()
     );
-    assert!(us.len() >= 100, "only {} requests during the bake", us.len());
     assert!(
-        us.iter().all(|v| *v == "1" || *v == "2"),
-        "{us:?}"
+        us.len() >= 100,
+        "only {} requests during the bake",
+        us.len()
     );
-    assert!((0.025..=0.075).contains(&share), "share {share} of {}", us.len());
+    assert!(us.iter().all(|v| *v == "1" || *v == "2"), "{us:?}");
+    assert!(
+        (0.025..=0.075).contains(&share),
+        "share {share} of {}",
+        us.len()
+    );
     assert!(eu.iter().all(|v| *v == "1"), "eu-west-1 waits its turn");
     // The primary region went first, and the last answers are the new version's.
     assert!(step_at(&steps, "us-east-1: 100%") < step_at(&steps, "eu-west-1: 5%"));
     assert_eq!(
-        seen.last().and_then(|s| s.2.as_ref().ok()).map(String::as_str),
+        seen.last()
+            .and_then(|s| s.2.as_ref().ok())
+            .map(String::as_str),
         Some("2")
     );
     assert_instances_run(&state_dir, "2").await;
@@ -286,7 +305,14 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
     // A canary that answers 5xx: the alarm rings during the bake and all goes back.
     let load = Load::start();
     let began = Instant::now();
-    let flags = ["--strategy", "canary", "--canary-percent", "20", "--bake", "20s"];
+    let flags = [
+        "--strategy",
+        "canary",
+        "--canary-percent",
+        "20",
+        "--bake",
+        "20s",
+    ];
     let (code, stdout, stderr) = rollout_with(&state_dir, "3-5xx", &flags).await;
     let took = began.elapsed();
     // Some answers after the rollback: every one from the old version.
@@ -298,7 +324,10 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
             && stdout.contains("the new version's 5xx rate"),
         "{stdout}"
     );
-    assert!(took < Duration::from_secs(20), "rolled back before the bake ended: {took:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "rolled back before the bake ended: {took:?}"
+    );
     let failed = failures(&seen);
     // What fails is the canary's own answers (the demo's 500s), a bounded few: only its
     // share of one region until the alarm rang.
@@ -319,7 +348,11 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
         seen.len()
     );
     let after = seen.iter().rev().take(20);
-    assert!(after.clone().all(|s| s.2.as_deref() == Ok("2")), "{:?}", after.collect::<Vec<_>>());
+    assert!(
+        after.clone().all(|s| s.2.as_deref() == Ok("2")),
+        "{:?}",
+        after.collect::<Vec<_>>()
+    );
     assert_instances_run(&state_dir, "2").await;
     assert_balancer_settled(&state_dir).await;
     let events = std::fs::read_to_string(state_dir.join("events.log")).unwrap();
@@ -333,8 +366,16 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
     let seen = load.finish().await;
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     let failed = failures(&seen);
-    assert!(failed.is_empty(), "{} of {} failed: {failed:?}", failed.len(), seen.len());
-    assert!(stderr.contains("us-east-1: 100% of traffic to version 4"), "{stderr}");
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        seen.len()
+    );
+    assert!(
+        stderr.contains("us-east-1: 100% of traffic to version 4"),
+        "{stderr}"
+    );
     eprintln!(
         "blue/green: {:.1}s, {} requests, 0 failed",
         began.elapsed().as_secs_f64(),

@@ -20,11 +20,11 @@ mod views;
 pub use crate::target::Target;
 pub use cost::CostLine;
 pub use security::STOP_AFTER;
-pub use versions::VersionView;
 pub use security_views::{
     AuthFailureView, IdempotencyView, ProtectionRuleView, ReasonView, RulePopView, SecurityPopView,
     SecurityView, TopKeyView,
 };
+pub use versions::VersionView;
 pub use views::{
     AzView, DnsView, ErrorKindRate, FunctionView, Global, NodeView, OriginView, PopView,
     RegionView, Route, RuleView, Status,

@@ -58,7 +58,9 @@ pub(super) fn sides(
     sec: u64,
 ) -> Vec<VersionView> {
     let is = |side: &'static str| {
-        move |s: &meridian_telemetry::exposition::Sample| side_of(s.label("target_group")) == Some(side)
+        move |s: &meridian_telemetry::exposition::Sample| {
+            side_of(s.label("target_group")) == Some(side)
+        }
     };
     if lb.delta("meridian_lb_requests_total", is("green")) <= 0.0 {
         return Vec::new();
@@ -88,7 +90,11 @@ pub(super) fn sides(
                 p95_ms: quantile(0.95, &b).map(|s| s * 1000.0),
             };
             let p = format!("region.{region}.{side}");
-            for (k, x) in [("rps", v.rps), ("error_rate", v.error_rate), ("p95_ms", v.p95_ms)] {
+            for (k, x) in [
+                ("rps", v.rps),
+                ("error_rate", v.error_rate),
+                ("p95_ms", v.p95_ms),
+            ] {
                 if let Some(x) = x {
                     store.push(&format!("{p}.{k}"), sec, x);
                 }

@@ -207,7 +207,11 @@ pub async fn rollout(state_dir: &Path, version: &str) -> (i32, String, String) {
 }
 
 /// `meridian rollout` with more flags (`--strategy canary ...`).
-pub async fn rollout_with(state_dir: &Path, version: &str, flags: &[&str]) -> (i32, String, String) {
+pub async fn rollout_with(
+    state_dir: &Path,
+    version: &str,
+    flags: &[&str],
+) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
     cmd.args(["rollout", "--service-version", version, "--state-dir"])
         .arg(state_dir)
