@@ -21,6 +21,7 @@ mod target;
 mod targets;
 mod trace;
 mod twins;
+mod twins_lb;
 mod upgrade;
 
 pub use options::{cert_names, LbOptions};

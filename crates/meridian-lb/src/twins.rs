@@ -12,9 +12,10 @@
 //! in flight finish where they went.
 //!
 //! Twins live beside the configured groups, not among them, so the list of groups (and
-//! the indexes the rules hold into it) never changes while the balancer runs.
+//! the indexes the rules hold into it) never changes while the balancer runs. What the
+//! balancer does with them is in `twins_lb.rs` (this file names nothing of `proxy.rs`,
+//! which holds a [`Twins`]).
 
-use crate::proxy::LoadBalancer;
 use crate::target::TargetGroup;
 use meridian_health::HealthBoard;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -58,7 +59,35 @@ impl Twins {
         self.slots.get(i).and_then(|s| s.get())
     }
 
-    fn percent(&self, i: usize) -> u32 {
+    /// The twin of group `i` if this request (to group `i`) is one of its share.
+    pub(crate) fn pick(&self, i: usize) -> Option<&TargetGroup> {
+        let p = self.percent(i);
+        if p == 0 {
+            return None;
+        }
+        let twin = self.get(i)?;
+        let n = self.seen[i].fetch_add(1, Ordering::Relaxed);
+        to_twin(n, p).then_some(twin)
+    }
+
+    /// The twin of `base` (group `i`), made if there is none yet.
+    pub(crate) fn make(&self, i: usize, base: &TargetGroup) -> &TargetGroup {
+        let _one = self.making.lock().unwrap_or_else(|p| p.into_inner());
+        self.slots[i].get_or_init(|| {
+            let mut config = base.config.clone();
+            config.name = format!("{}{TWIN_SUFFIX}", config.name);
+            tracing::info!(twin = %config.name, "target group twin made");
+            TargetGroup::new(config, Vec::new(), HealthBoard::new())
+        })
+    }
+
+    pub(crate) fn set_percent(&self, i: usize, percent: u32) {
+        if let Some(p) = self.percent.get(i) {
+            p.store(percent.min(100), Ordering::Release);
+        }
+    }
+
+    pub(crate) fn percent(&self, i: usize) -> u32 {
         self.percent
             .get(i)
             .map(|p| p.load(Ordering::Acquire))
@@ -85,109 +114,6 @@ pub fn parse_percent(v: &str) -> Result<u32, TwinError> {
     match v.trim().parse::<u32>() {
         Ok(p) if p <= 100 => Ok(p),
         _ => Err(TwinError::Percent(v.to_owned())),
-    }
-}
-
-impl LoadBalancer {
-    /// The group at `i`, or its twin for the share the twin's weight says.
-    pub(crate) fn route(&self, i: usize) -> &TargetGroup {
-        let twins = self.twins();
-        let p = twins.percent(i);
-        if p > 0 {
-            if let Some(twin) = twins.get(i) {
-                let n = twins.seen[i].fetch_add(1, Ordering::Relaxed);
-                if to_twin(n, p) {
-                    return twin;
-                }
-            }
-        }
-        &self.groups()[i]
-    }
-
-    /// Every group and every twin made so far.
-    pub fn all_groups(&self) -> impl Iterator<Item = &TargetGroup> {
-        let twins = self.twins();
-        self.groups()
-            .iter()
-            .chain((0..self.groups().len()).filter_map(move |i| twins.get(i)))
-    }
-
-    fn group_index(&self, group: &str) -> Result<usize, TwinError> {
-        self.groups()
-            .iter()
-            .position(|g| g.name == group)
-            .ok_or_else(|| TwinError::NoGroup(group.to_owned()))
-    }
-
-    /// Makes group `group`'s twin (or finds the one made before): its name.
-    pub fn make_twin(&self, group: &str) -> Result<String, TwinError> {
-        let i = self.group_index(group)?;
-        Ok(self.twin_at(i).name.clone())
-    }
-
-    /// The twin of the group at `i`, made if there is none yet.
-    pub(crate) fn twin_at(&self, i: usize) -> &TargetGroup {
-        let twins = self.twins();
-        let _one = twins.making.lock().unwrap_or_else(|p| p.into_inner());
-        twins.slots[i].get_or_init(|| {
-            let mut config = self.groups()[i].config.clone();
-            config.name = format!("{}{TWIN_SUFFIX}", config.name);
-            tracing::info!(lb = %self.name(), twin = %config.name, "target group twin made");
-            TargetGroup::new(config, Vec::new(), HealthBoard::new())
-        })
-    }
-
-    /// Sends `percent` of group `group`'s traffic (every twinned group's when None) to its
-    /// twin; (group, percent) of each group changed.
-    pub fn set_twin_percent(
-        &self,
-        group: Option<&str>,
-        percent: u32,
-    ) -> Result<Vec<(String, u32)>, TwinError> {
-        if percent > 100 {
-            return Err(TwinError::Percent(percent.to_string()));
-        }
-        let twins = self.twins();
-        let which: Vec<usize> = match group {
-            Some(g) => {
-                let i = self.group_index(g)?;
-                if twins.get(i).is_none() && percent > 0 {
-                    return Err(TwinError::NoTwin(g.to_owned()));
-                }
-                vec![i]
-            }
-            None => (0..self.groups().len())
-                .filter(|&i| twins.get(i).is_some())
-                .collect(),
-        };
-        let mut changed = Vec::new();
-        for i in which {
-            twins.percent[i].store(percent, Ordering::Release);
-            changed.push((self.groups()[i].name.clone(), percent));
-        }
-        tracing::info!(lb = %self.name(), ?changed, "twin weights set");
-        Ok(changed)
-    }
-
-    /// `GET /target-groups`: every group, its twin and the share the twin takes.
-    pub(crate) fn twins_json(&self) -> serde_json::Value {
-        let twins = self.twins();
-        let groups: Vec<serde_json::Value> = self
-            .groups()
-            .iter()
-            .enumerate()
-            .map(|(i, g)| {
-                let twin = twins.get(i);
-                serde_json::json!({
-                    "target_group": g.name,
-                    "twin": twin.map(|t| t.name.clone()),
-                    "twin_percent": twins.percent(i),
-                    "healthy_targets": g.healthy_count(),
-                    "twin_healthy_targets": twin.map(|t| t.healthy_count()),
-                })
-            })
-            .collect();
-        serde_json::json!({ "name": self.name(), "target_groups": groups })
     }
 }
 
