@@ -4,7 +4,8 @@
 //! region's, which waits its turn); the rollout completes with no failed request and the
 //! balancer back to its groups alone; a canary that answers 5xx rolls back by itself
 //! during the bake, every instance on the old version; a blue/green shift with a
-//! termination wait completes with no failed request.
+//! termination wait, and a linear one, complete with no failed request; the console shows
+//! both versions side by side while a canary takes traffic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -193,11 +194,28 @@ async fn assert_balancer_settled(state_dir: &std::path::Path) {
     assert_eq!(registered, running, "{targets}");
 }
 
-/// Watches the supervisor's `GET /rollout` until it ends: when each step first showed.
-async fn steps_seen(until: Instant) -> Vec<(Instant, String)> {
+/// Watches the supervisor's `GET /rollout` until it ends: when each step first showed;
+/// and the console's overview, for the first region card that showed both versions.
+async fn steps_seen(until: Instant, console: &str) -> (Vec<(Instant, String)>, serde_json::Value) {
     let client = meridian_http::upstream_client(Duration::from_secs(5), Duration::from_secs(30));
     let mut out: Vec<(Instant, String)> = Vec::new();
+    let mut side_by_side = serde_json::Value::Null;
     while Instant::now() < until {
+        if side_by_side.is_null() {
+            if let Ok((200, _, body)) =
+                get(&client, &format!("http://{console}/api/overview")).await
+            {
+                let o: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if let Some(r) = o["regions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|r| r["versions"].as_array().is_some_and(|v| !v.is_empty()))
+                {
+                    side_by_side = r.clone();
+                }
+            }
+        }
         if let Ok((200, _, body)) = get(&client, &format!("http://{SUPERVISOR}/rollout")).await {
             let r: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             for s in r["steps"].as_array().into_iter().flatten().skip(out.len()) {
@@ -209,7 +227,7 @@ async fn steps_seen(until: Instant) -> Vec<(Instant, String)> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    out
+    (out, side_by_side)
 }
 
 fn step_at(steps: &[(Instant, String)], text: &str) -> Instant {
@@ -244,7 +262,17 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
         ];
         rollout_with(&sd, "2", &flags).await
     });
-    let steps = steps_seen(Instant::now() + Duration::from_secs(100)).await;
+    let console = state(&state_dir)["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["role"] == "console")
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (steps, side_by_side) =
+        steps_seen(Instant::now() + Duration::from_secs(100), &console).await;
     let (code, stdout, stderr) = cli.await.unwrap();
     let seen = load.finish().await;
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
@@ -301,6 +329,17 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
     );
     assert_instances_run(&state_dir, "2").await;
     assert_balancer_settled(&state_dir).await;
+    // The console showed both versions side by side in the region card meanwhile.
+    let versions = &side_by_side["versions"];
+    assert_eq!(versions[0]["side"], "blue", "{side_by_side}");
+    assert_eq!(versions[0]["version"], "1", "{side_by_side}");
+    assert_eq!(versions[1]["side"], "green", "{side_by_side}");
+    assert_eq!(versions[1]["version"], "2", "{side_by_side}");
+    assert!(
+        versions[1]["rps"].as_f64().is_some_and(|x| x > 0.0),
+        "{side_by_side}"
+    );
+    assert_eq!(versions[1]["error_rate"], 0.0, "{side_by_side}");
 
     // A canary that answers 5xx: the alarm rings during the bake and all goes back.
     let load = Load::start();
@@ -382,5 +421,35 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
         seen.len()
     );
     assert_instances_run(&state_dir, "4").await;
+    assert_balancer_settled(&state_dir).await;
+
+    // Linear: 50% more every second, to all.
+    let load = Load::start();
+    let flags = [
+        "--strategy",
+        "linear",
+        "--step-percent",
+        "50",
+        "--step-interval",
+        "1s",
+    ];
+    let (code, stdout, stderr) = rollout_with(&state_dir, "5", &flags).await;
+    let seen = load.finish().await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let failed = failures(&seen);
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        seen.len()
+    );
+    let fifty = stderr
+        .find("us-east-1: 50% of traffic to version 5")
+        .expect(&stderr);
+    let all = stderr
+        .find("us-east-1: 100% of traffic to version 5")
+        .expect(&stderr);
+    assert!(fifty < all, "{stderr}");
+    assert_instances_run(&state_dir, "5").await;
     assert_balancer_settled(&state_dir).await;
 }
