@@ -210,7 +210,15 @@ impl LoadBalancer {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
-        tokio::join!(requests, self.drain_target_websockets(name));
+        // Still registered in another group (a blue/green rollout took it out of a green
+        // twin once it served from the group itself): the instance goes on serving, so its
+        // requests and WebSockets are not the drain's to wait for or close.
+        let serving_elsewhere = self
+            .all_groups()
+            .any(|g| g.index_of(name).is_some_and(|i| g.targets[i].in_service()));
+        if !serving_elsewhere {
+            tokio::join!(requests, self.drain_target_websockets(name));
+        }
         for g in self.all_groups() {
             if let Some(t) = g.index_of(name).map(|i| &g.targets[i]) {
                 if t.state() == TargetState::Draining {

@@ -204,15 +204,13 @@ impl Canary<'_> {
     /// leave, the weights go back to the groups (all new now), green empties, and the old
     /// instances stop once drained.
     async fn promote(&self, lb: &Balancer, region: &str, ps: &[Position]) -> Result<(), String> {
-        let timeout = self.conf.health_check_timeout;
-        for p in ps {
-            lb.register(&p.new.spec).await?;
-        }
-        for p in ps {
-            lb.wait_side(&p.new.spec.name, false, "healthy", timeout, |s, h| {
-                s == "registered" && h == "healthy"
-            })
-            .await?;
+        // Until the old instances leave the groups, blue can take everything back.
+        if let Err(reason) = self.join_groups(lb, ps).await {
+            for p in ps {
+                let _ = lb.deregister_side(&p.new.spec.name, false).await;
+            }
+            self.back_to_blue(lb, region, ps).await;
+            return Err(reason);
         }
         for p in ps {
             lb.deregister_side(&p.old.spec.name, false).await?;
@@ -248,6 +246,22 @@ impl Canary<'_> {
                     g.done += 1;
                 }
             });
+        }
+        Ok(())
+    }
+
+    /// The new instances join the groups themselves (they take traffic there once the
+    /// weight leaves green).
+    async fn join_groups(&self, lb: &Balancer, ps: &[Position]) -> Result<(), String> {
+        let timeout = self.conf.health_check_timeout;
+        for p in ps {
+            lb.register(&p.new.spec).await?;
+        }
+        for p in ps {
+            lb.wait_side(&p.new.spec.name, false, "healthy", timeout, |s, h| {
+                s == "registered" && h == "healthy"
+            })
+            .await?;
         }
         Ok(())
     }
