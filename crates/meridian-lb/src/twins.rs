@@ -59,7 +59,10 @@ impl Twins {
         self.slots.get(i).and_then(|s| s.get())
     }
 
-    /// The twin of group `i` if this request (to group `i`) is one of its share.
+    /// The twin of group `i` if this request (to group `i`) is one of its share. A twin
+    /// with no healthy target takes nothing (its group does): a weight left behind by a
+    /// rollout that stopped half way, or a green version failing, never turns into 503s
+    /// while blue can serve.
     pub(crate) fn pick(&self, i: usize) -> Option<&TargetGroup> {
         let p = self.percent(i);
         if p == 0 {
@@ -67,7 +70,7 @@ impl Twins {
         }
         let twin = self.get(i)?;
         let n = self.seen[i].fetch_add(1, Ordering::Relaxed);
-        to_twin(n, p).then_some(twin)
+        (to_twin(n, p) && twin.healthy_count() > 0).then_some(twin)
     }
 
     /// The twin of `base` (group `i`), made if there is none yet.

@@ -234,6 +234,16 @@ forward = [{ target_group = "a", weight = 50 }, { target_group = "b", weight = 5
     let dereg = "/targets/deregister?target=a-2&scope=twins";
     assert_eq!(admin(adm, post.clone(), dereg).await.0, 202);
     wait_target(adm, "a-green", "a-2", "unused", "").await;
+    // A twin with no healthy target takes nothing, whatever its weight: its group serves.
+    let (s, _) = admin(
+        adm,
+        post.clone(),
+        "/target-groups/weights?group=a&percent=100",
+    )
+    .await;
+    assert_eq!(s, 200);
+    let c = conn.counts(100).await;
+    assert!(!c.contains_key("a-2") && c["a-1"] > 20, "{c:?}");
     // The per-group latency the console compares blue and green with.
     let m = common::http_get(adm, "/metrics").await;
     assert!(
