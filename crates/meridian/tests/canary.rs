@@ -3,7 +3,8 @@
 //! takes about its percent of the primary region's requests (and none of the other
 //! region's, which waits its turn); the rollout completes with no failed request and the
 //! balancer back to its groups alone; a canary that answers 5xx rolls back by itself
-//! during the bake, every instance on the old version; a blue/green shift with a
+//! during the bake, every instance on the old version, and one that fails its health
+//! checks never takes a request; a blue/green shift with a
 //! termination wait, and a linear one, complete with no failed request; the console shows
 //! both versions side by side while a canary takes traffic.
 
@@ -396,6 +397,38 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
     assert_balancer_settled(&state_dir).await;
     let events = std::fs::read_to_string(state_dir.join("events.log")).unwrap();
     assert!(events.contains("all traffic back to version 2"), "{events}");
+
+    // A canary that never passes its health checks never takes a request.
+    let load = Load::start();
+    let flags = [
+        "--strategy",
+        "canary",
+        "--canary-percent",
+        "20",
+        "--bake",
+        "20s",
+    ];
+    let (code, stdout, stderr) = rollout_with(&state_dir, "3-broken", &flags).await;
+    let seen = load.finish().await;
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("rolled back to version 2")
+            && stdout.contains("did not pass its health checks"),
+        "{stdout}"
+    );
+    let failed = failures(&seen);
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        seen.len()
+    );
+    assert!(
+        seen.iter().all(|s| s.2.as_deref() == Ok("2")),
+        "a broken instance served"
+    );
+    assert_instances_run(&state_dir, "2").await;
+    assert_balancer_settled(&state_dir).await;
 
     // Blue/green: all at once once green is healthy; blue waits 2 s, then goes.
     let load = Load::start();
