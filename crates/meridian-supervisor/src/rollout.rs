@@ -10,7 +10,9 @@
 //! its health checks within `health_check_timeout`, or a region whose balancer answers more
 //! than `max_5xx_rate` 5xx while the rollout is there, stops the rollout, and every
 //! instance goes back to the old version. Every step is an event (`events.log`) and a
-//! line of `GET /rollout`.
+//! line of `GET /rollout`. `POST /rollout?...&strategy=canary|linear|blue-green` shifts
+//! traffic through green twins of the target groups instead (`rollout_canary.rs`); the
+//! rollback after it is this file's.
 
 use crate::fleet::{Fleet, RegionProgress, Report, Slot};
 use crate::instances;
