@@ -165,8 +165,22 @@ function renderRegions(o) {
         el("dt", {}, "In DNS answers"), el("dd", {}, r.in_dns === null ? "–" : r.in_dns ? "yes" : "no (failed over)"),
         ...(r.cache ? cacheRows(r.cache) : []),
         ...(r.db ? dbRows(r.db) : []),
-      ));
+      ),
+      ...(r.versions && r.versions.length ? [versionsTable(r.versions)] : []));
   }));
+}
+
+// A canary or blue/green rollout in the region: the old (blue) and new (green) version
+// side by side, from the balancer's per-target-group series.
+function versionsTable(vs) {
+  return el("table", { class: "versions", "data-testid": "rollout-versions" },
+    el("thead", {}, el("tr", {}, el("th", {}, "Version"), el("th", { class: "num" }, "Requests"),
+      el("th", { class: "num" }, "5xx rate"), el("th", { class: "num" }, "p95"))),
+    el("tbody", {}, ...vs.map((v) => el("tr", { "data-side": v.side },
+      el("td", {}, `${v.side}${v.version ? " (" + v.version + ")" : ""}`),
+      el("td", { class: "num" }, fmt.num(v.rps) + "/s"),
+      el("td", { class: "num" }, fmt.pct(v.error_rate)),
+      el("td", { class: "num" }, fmt.ms(v.p95_ms))))));
 }
 
 // The region's Redis: which node is primary, its memory against maxmemory, its hit rate,

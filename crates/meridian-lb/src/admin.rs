@@ -2,9 +2,15 @@
 //! `/metrics`, `/health` and `/targets` (what `aws elbv2 describe-target-health` shows),
 //! and with the admin token `POST /targets/register?target=ADDR&az=AZ[&name=NAME]` and
 //! `POST /targets/deregister?target=NAME|ADDR` (ALB's RegisterTargets and
-//! DeregisterTargets, for one target).
+//! DeregisterTargets, for one target). `&twin=true` registers in the groups' green twins;
+//! `&scope=groups|twins` deregisters from those only. Canary and blue/green
+//! (`twins.rs`): `GET /target-groups`, and with the token
+//! `POST /target-groups/twin?group=NAME` (make the twin) and
+//! `POST /target-groups/weights?percent=P[&group=NAME]` (P% of the group's traffic, every
+//! twinned group's without `group`, goes to its twin).
 
 use crate::proxy::LoadBalancer;
+use crate::registry::Scope;
 use crate::target::TargetState;
 use http::{Method, StatusCode};
 use meridian_health::Health;
@@ -20,7 +26,7 @@ pub(crate) async fn serve(
 ) {
     Router::new(
         lb,
-        "admin endpoints: /metrics, /health, /targets, POST /targets/register, POST /targets/deregister",
+        "admin endpoints: /metrics, /health, /targets, /target-groups, POST /targets/register, POST /targets/deregister, POST /target-groups/twin, POST /target-groups/weights",
     )
     .token(token)
         .metrics(|lb| lb.metrics_text())
@@ -48,6 +54,15 @@ pub(crate) async fn serve(
         .guarded(&[Method::POST], "/targets/deregister", |lb, req| async move {
             deregister(&lb, req.uri().query())
         })
+        .open(ANY, "/target-groups", |lb, _| async move {
+            meridian_http::json(StatusCode::OK, lb.twins_json().to_string())
+        })
+        .guarded(&[Method::POST], "/target-groups/twin", |lb, req| async move {
+            twin(&lb, req.uri().query())
+        })
+        .guarded(&[Method::POST], "/target-groups/weights", |lb, req| async move {
+            weights(&lb, req.uri().query())
+        })
         .serve(listener, shutdown)
         .await
 }
@@ -55,7 +70,7 @@ pub(crate) async fn serve(
 /// What `aws elbv2 describe-target-health` shows.
 fn targets(lb: &LoadBalancer) -> http::Response<meridian_http::Body> {
     let mut targets = Vec::new();
-    for g in lb.groups() {
+    for g in lb.all_groups() {
         let snapshot = g.board.snapshot();
         for t in &g.targets {
             let last = snapshot
@@ -112,7 +127,12 @@ fn register(lb: &LoadBalancer, query: Option<&str>) -> http::Response<meridian_h
     };
     let name =
         meridian_http::percent::query_param(query, "name").unwrap_or_else(|| addr.to_string());
-    match lb.register_target(&name, addr, &az) {
+    let twin = meridian_http::percent::query_param(query, "twin").is_some_and(|v| v == "true");
+    let joined = match twin {
+        true => lb.register_target_in_twins(&name, addr, &az),
+        false => lb.register_target(&name, addr, &az),
+    };
+    match joined {
         Ok(groups) => meridian_http::json(
             StatusCode::OK,
             json!({ "target": name, "address": addr.to_string(), "target_groups": groups })
@@ -129,13 +149,59 @@ fn deregister(lb: &LoadBalancer, query: Option<&str>) -> http::Response<meridian
     let Some(target) = meridian_http::percent::query_param(query, "target") else {
         return bad("give target=NAME or target=ADDR".into());
     };
-    match lb.deregister_target(&target) {
+    let scope = match meridian_http::percent::query_param(query, "scope").as_deref() {
+        None | Some("all") => Scope::All,
+        Some("groups") => Scope::Groups,
+        Some("twins") => Scope::Twins,
+        Some(other) => return bad(format!("scope `{other}`: give all, groups or twins")),
+    };
+    match lb.deregister_from(&target, scope) {
         Ok(name) => meridian_http::json(
             StatusCode::ACCEPTED,
             json!({ "target": name, "state": "draining" }).to_string(),
         ),
         Err(e) => meridian_http::json(
             StatusCode::NOT_FOUND,
+            json!({ "error": e.to_string() }).to_string(),
+        ),
+    }
+}
+
+fn twin(lb: &LoadBalancer, query: Option<&str>) -> http::Response<meridian_http::Body> {
+    let Some(group) = meridian_http::percent::query_param(query, "group") else {
+        return bad("give group=NAME: the target group to make a green twin of".into());
+    };
+    match lb.make_twin(&group) {
+        Ok(twin) => meridian_http::json(
+            StatusCode::OK,
+            json!({ "target_group": group, "twin": twin }).to_string(),
+        ),
+        Err(e) => meridian_http::json(
+            StatusCode::NOT_FOUND,
+            json!({ "error": e.to_string() }).to_string(),
+        ),
+    }
+}
+
+fn weights(lb: &LoadBalancer, query: Option<&str>) -> http::Response<meridian_http::Body> {
+    let Some(p) = meridian_http::percent::query_param(query, "percent") else {
+        return bad(
+            "give percent=P: the share (0 to 100) of the group's traffic for its twin".into(),
+        );
+    };
+    let percent = match crate::twins::parse_percent(&p) {
+        Ok(p) => p,
+        Err(e) => return bad(e.to_string()),
+    };
+    let group = meridian_http::percent::query_param(query, "group");
+    match lb.set_twin_percent(group.as_deref(), percent) {
+        Ok(changed) => meridian_http::json(
+            StatusCode::OK,
+            json!({ "changed": changed.into_iter().map(|(g, p)| json!({ "target_group": g, "twin_percent": p })).collect::<Vec<_>>() })
+                .to_string(),
+        ),
+        Err(e) => meridian_http::json(
+            StatusCode::CONFLICT,
             json!({ "error": e.to_string() }).to_string(),
         ),
     }

@@ -20,14 +20,18 @@ mod sticky;
 mod target;
 mod targets;
 mod trace;
+mod twins;
+mod twins_lb;
 mod upgrade;
 
 pub use options::{cert_names, LbOptions};
 pub use proxy::LoadBalancer;
+pub use registry::Scope;
 pub use sticky::{APP_COOKIE, LB_COOKIE};
 pub use target::{Target, TargetGroup, TargetState};
 pub use targets::{Targets, MAX_TARGETS};
 pub use trace::HEADER as TRACE_HEADER;
+pub use twins::{split, to_twin, TwinError, TWIN_SUFFIX};
 
 /// WebSockets (`upgrade.rs`). Here, not in `upgrade.rs`, so that file names nothing of
 /// `proxy.rs` (which names it: no import circle), and `proxy.rs` keeps only its hooks.

@@ -30,6 +30,8 @@ type BoxedResponse =
 pub(crate) struct LbMetrics {
     pub requests: Family<Labels, Counter>,
     pub duration: Histogram,
+    /// The same per target group (twins included): the console compares blue and green.
+    pub group_duration: Family<Labels, Histogram, fn() -> Histogram>,
     pub retries: Family<Labels, Counter>,
     pub target_errors: Family<Labels, Counter>,
     pub target_healthy: Family<Labels, Gauge>,
@@ -48,6 +50,8 @@ struct Inner {
     name: String,
     /// The target groups; the first is the default action's.
     groups: Vec<TargetGroup>,
+    /// Their green twins and weights (`twins.rs`).
+    twins: crate::twins::Twins,
     rules: Rules,
     client: UpstreamClient,
     /// The HTTP/2 pool, for `http2` and `grpc` target groups (h2c with prior knowledge).
@@ -129,6 +133,11 @@ impl LoadBalancer {
                 "lb_request_duration_seconds",
                 "Time from request to response head, including retries",
                 meridian_telemetry::latency_histogram(),
+            ),
+            group_duration: metrics.register(
+                "lb_target_group_request_duration_seconds",
+                "Time from request to response head, by the target group that answered",
+                Family::new_with_constructor(meridian_telemetry::latency_histogram as fn() -> _),
             ),
             retries: metrics.register(
                 "lb_retries",
@@ -229,6 +238,7 @@ impl LoadBalancer {
         let client_h2 = meridian_http::upstream_client_h2(connect_timeout, Duration::from_secs(60));
         LoadBalancer(Arc::new(Inner {
             name: opts.name.clone(),
+            twins: crate::twins::Twins::new(groups.len()),
             groups,
             rules,
             client,
@@ -254,6 +264,10 @@ impl LoadBalancer {
 
     pub fn groups(&self) -> &[TargetGroup] {
         &self.0.groups
+    }
+
+    pub(crate) fn twins(&self) -> &crate::twins::Twins {
+        &self.0.twins
     }
 
     pub fn board(&self) -> &HealthBoard {
@@ -427,7 +441,15 @@ impl LoadBalancer {
         };
         let mut res = self.0.ws.finish(ws, &status_label, res);
         res.headers_mut().insert("x-request-id", rid);
-        self.0.m.duration.observe(start.elapsed().as_secs_f64());
+        let took = start.elapsed().as_secs_f64();
+        self.0.m.duration.observe(took);
+        if group_label != "none" {
+            self.0
+                .m
+                .group_duration
+                .get_or_create(&vec![("target_group", group_label.clone())])
+                .observe(took);
+        }
         if let Some(n) = hyper::body::Body::size_hint(res.body()).exact() {
             self.0.m.response_bytes.inc_by(n);
         }
@@ -546,7 +568,7 @@ impl LoadBalancer {
                 crate::access_log::answered_by_rule(rec, rule, &res);
                 return ("none".to_owned(), Err(res));
             }
-            Decision::Forward(i) => &self.0.groups[i],
+            Decision::Forward(i) => self.route(i),
         };
         if let Err(res) = crate::grpc::admits(group, &parts) {
             return ("none".to_owned(), Err(res));

@@ -50,7 +50,7 @@ pub(crate) fn spawn(shared: Arc<dyn Fleet>) {
         return;
     };
     for r in &shared.config().regions {
-        let running = crate::rollout::running_in(&shared, &r.name) as u32;
+        let running = crate::rollout_slots::running_in(&shared, &r.name) as u32;
         shared.scaling().update(&r.name, |s| {
             s.metric = policy.metric.as_str();
             s.target = policy.target;

@@ -65,6 +65,9 @@ pub(crate) struct Progress(
 pub(crate) struct Report {
     pub(crate) version: String,
     pub(crate) previous: String,
+    /// How traffic moves (`rollout_strategy.rs`): `rolling`, `canary`, `linear` or
+    /// `blue-green`.
+    pub(crate) strategy: &'static str,
     /// `running`, `succeeded`, `rolled_back` (the circuit breaker tripped and every
     /// instance is back on `previous`) or `failed` (it stopped where it was).
     pub(crate) state: &'static str,

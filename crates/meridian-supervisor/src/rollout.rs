@@ -10,12 +10,16 @@
 //! its health checks within `health_check_timeout`, or a region whose balancer answers more
 //! than `max_5xx_rate` 5xx while the rollout is there, stops the rollout, and every
 //! instance goes back to the old version. Every step is an event (`events.log`) and a
-//! line of `GET /rollout`.
+//! line of `GET /rollout`. `POST /rollout?...&strategy=canary|linear|blue-green` shifts
+//! traffic through green twins of the target groups instead (`rollout_canary.rs`); the
+//! rollback after it is this file's.
 
 use crate::fleet::{Fleet, RegionProgress, Report, Slot};
 use crate::instances;
 use crate::rollout_lb::Balancer;
 use crate::rollout_plan::{plan, Step};
+use crate::rollout_slots::{active, note, positions, running_in, version_of, Position};
+use crate::rollout_strategy::{Shifting, Strategy};
 use meridian_config::{DeploymentConfiguration, Role};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,9 +49,19 @@ pub(crate) fn routes<F: Fleet>(
         &[http::Method::POST],
         "/rollout",
         |shared, req| async move {
-            let version = meridian_http::percent::query_param(req.uri().query(), "version");
+            let query = req.uri().query();
+            let version = meridian_http::percent::query_param(query, "version");
             let fleet: Arc<dyn Fleet> = shared;
-            match begin(&fleet, version) {
+            let shifting = match Shifting::from_query(query) {
+                Ok(s) => s,
+                Err(e) => {
+                    return meridian_http::json(
+                        http::StatusCode::BAD_REQUEST,
+                        serde_json::json!({ "error": e.to_string() }).to_string(),
+                    )
+                }
+            };
+            match begin(&fleet, version, shifting) {
                 Ok(r) => meridian_http::json(
                     http::StatusCode::ACCEPTED,
                     serde_json::to_string(&r).unwrap_or_default(),
@@ -73,6 +87,7 @@ pub(crate) fn current_version(shared: &Arc<dyn Fleet>) -> String {
 fn begin(
     shared: &Arc<dyn Fleet>,
     version: Option<String>,
+    shifting: Shifting,
 ) -> Result<Report, (http::StatusCode, String)> {
     let bad = |e: String| (http::StatusCode::BAD_REQUEST, e);
     let version = version.ok_or_else(|| bad("give version=V".into()))?;
@@ -107,6 +122,7 @@ fn begin(
         let r = Report {
             version: version.clone(),
             previous: previous.clone(),
+            strategy: shifting.name(),
             state: "running",
             reason: None,
             steps: Vec::new(),
@@ -116,20 +132,17 @@ fn begin(
         r
     };
     shared.rollout().publish_state(None);
-    tokio::spawn(run(shared.clone(), version, previous));
+    tokio::spawn(run(shared.clone(), version, previous, shifting));
     Ok(report)
 }
 
-/// One line of progress: an event (events.log) and a step of the report.
-fn note(shared: &Arc<dyn Fleet>, text: String) {
-    shared.event(&format!("rollout: {text}"));
-    shared.rollout().update(|r| r.steps.push(text));
-}
-
-async fn run(shared: Arc<dyn Fleet>, version: String, previous: String) {
+async fn run(shared: Arc<dyn Fleet>, version: String, previous: String, shifting: Shifting) {
     // No scaling activity while the instances change version (`autoscale.rs`).
     let _no_scaling = shared.scaling().lock.lock().await;
-    note(&shared, format!("from version {previous} to {version}"));
+    note(
+        &shared,
+        format!("from version {previous} to {version} ({})", shifting.name()),
+    );
     let conf = shared.config().service.deployment.clone();
     let forward = Roll {
         shared: &shared,
@@ -137,7 +150,20 @@ async fn run(shared: Arc<dyn Fleet>, version: String, previous: String) {
         conf: &conf,
         breaker: true,
     };
-    let (state, reason) = match forward.run().await {
+    let result = match shifting.strategy {
+        Strategy::Rolling => forward.run().await,
+        _ => {
+            let canary = crate::rollout_canary::Canary {
+                shared: &shared,
+                version: &version,
+                previous: &previous,
+                conf: &conf,
+                shifting: &shifting,
+            };
+            canary.run().await
+        }
+    };
+    let (state, reason) = match result {
         Ok(()) => {
             note(
                 &shared,
@@ -186,51 +212,6 @@ async fn run(shared: Arc<dyn Fleet>, version: String, previous: String) {
         r.reason = reason;
     });
     shared.rollout().publish_state(Some("running"));
-}
-
-/// An instance's place: the slot running the old version and the home its replacement
-/// starts in.
-struct Position {
-    old: Arc<Slot>,
-    new: Arc<Slot>,
-}
-
-fn version_of(s: &Slot) -> String {
-    s.version.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
-fn active(s: &Slot) -> bool {
-    s.active.load(Ordering::Acquire)
-}
-
-/// The instances of `az` (in `region`) that do not run `version`.
-fn positions(shared: &Arc<dyn Fleet>, region: &str, az: &str, version: &str) -> Vec<Position> {
-    let cfg = &shared.config();
-    cfg.service_homes(region)
-        .into_iter()
-        .filter(|n| n.az.as_deref() == Some(az))
-        .filter_map(|n| {
-            let a = instances::slot(shared, &n.name)?;
-            let b = instances::slot(shared, &cfg.replacement_of(&n)?.name)?;
-            let (old, new) = if active(&a) { (a, b) } else { (b, a) };
-            (active(&old) && version_of(&old) != version).then_some(Position { old, new })
-        })
-        .collect()
-}
-
-/// Instances of `region` that run now, in either home: autoscaling may have added some.
-pub(crate) fn running_in(shared: &Arc<dyn Fleet>, region: &str) -> usize {
-    let cfg = shared.config();
-    cfg.service_homes(region)
-        .iter()
-        .filter(|n| {
-            let home = instances::slot(shared, &n.name);
-            let other = cfg
-                .replacement_of(n)
-                .and_then(|r| instances::slot(shared, &r.name));
-            home.iter().chain(&other).any(|s| active(s))
-        })
-        .count()
 }
 
 struct Roll<'a> {

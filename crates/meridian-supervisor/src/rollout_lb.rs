@@ -57,7 +57,11 @@ impl Balancer {
         b
     }
 
-    async fn call(&self, method: http::Method, path: &str) -> Result<(u16, String), String> {
+    pub(crate) async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+    ) -> Result<(u16, String), String> {
         let a = meridian_http::client::call(
             self.admin,
             method,

@@ -14,6 +14,7 @@ mod scaling;
 mod scrape;
 mod security;
 mod security_views;
+mod versions;
 mod views;
 
 pub use crate::target::Target;
@@ -23,6 +24,7 @@ pub use security_views::{
     AuthFailureView, IdempotencyView, ProtectionRuleView, ReasonView, RulePopView, SecurityPopView,
     SecurityView, TopKeyView,
 };
+pub use versions::VersionView;
 pub use views::{
     AzView, DnsView, ErrorKindRate, FunctionView, Global, NodeView, OriginView, PopView,
     RegionView, Route, RuleView, Status,

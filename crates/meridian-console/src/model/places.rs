@@ -33,6 +33,7 @@ pub(super) fn regions(
         .filter(|(t, _)| t.role == "dns")
         .filter_map(|(_, r)| r.as_ref())
         .collect();
+    let rollout = super::versions::running_rollout(scrape.reading_of("supervisor"));
     for region in &config.regions {
         let lb = format!("lb-{}", region.name);
         let mut v = RegionView {
@@ -93,6 +94,7 @@ pub(super) fn regions(
             if let Some(x) = v.p95_ms {
                 store.push(&format!("{p}.p95_ms"), sec, x);
             }
+            v.versions = super::versions::sides(&region.name, r, rollout.as_ref(), store, sec);
         }
         // Instances autoscaling added are healthy targets the config does not list.
         for az in &mut v.azs {

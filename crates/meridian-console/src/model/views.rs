@@ -71,6 +71,9 @@ pub struct RegionView {
     /// Autoscaling's desired and running instance counts (None when it is off).
     pub desired: Option<u32>,
     pub running: Option<u32>,
+    /// During a canary or blue/green rollout, the old and the new version side by side
+    /// (`versions.rs`); empty otherwise.
+    pub versions: Vec<super::versions::VersionView>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]

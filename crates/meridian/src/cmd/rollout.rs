@@ -14,6 +14,29 @@ pub struct RolloutArgs {
     /// one ending in `-broken` fails its health checks, to see the rollback).
     #[arg(long)]
     service_version: String,
+    /// How traffic moves to the new version: `rolling` (ECS's rolling update), or
+    /// CodeDeploy's traffic shifting through a green twin of the target groups: `canary`
+    /// (--canary-percent, bake, then all), `linear` (--step-percent more every
+    /// --step-interval) or `blue-green` (all at once once green is healthy).
+    #[arg(long, default_value = "rolling", value_parser = ["rolling", "canary", "linear", "blue-green"])]
+    strategy: String,
+    /// canary: the share of traffic the new version takes during the bake.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=99))]
+    canary_percent: u32,
+    /// canary: how long the new version takes its share while the rollback alarm
+    /// (its 5xx rate against the old one's, its health checks) watches.
+    #[arg(long, default_value = "20s")]
+    bake: String,
+    /// linear: the share added at each step.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=99))]
+    step_percent: u32,
+    /// linear: how long each step is watched before the next.
+    #[arg(long, default_value = "10s")]
+    step_interval: String,
+    /// canary, linear, blue-green: how long the old instances stay, ready to take the
+    /// traffic back, after all of it went to the new version.
+    #[arg(long, default_value = "0s")]
+    termination_wait: String,
     /// The state dir of the running `meridian up`.
     #[arg(long, default_value = ".meridian")]
     state_dir: PathBuf,
@@ -27,9 +50,16 @@ pub async fn run(args: RolloutArgs) -> Result<ExitCode> {
     let (config, state) = running_deployment(&args.state_dir)?;
     let token = admin_token(&config, &args.state_dir)?;
     let admin = state.supervisor_admin;
+    let enc = meridian_http::percent::encode;
     let path = format!(
-        "/rollout?version={}",
-        meridian_http::percent::encode(&args.service_version)
+        "/rollout?version={}&strategy={}&canary_percent={}&bake={}&step_percent={}&step_interval={}&termination_wait={}",
+        enc(&args.service_version),
+        enc(&args.strategy),
+        args.canary_percent,
+        enc(&args.bake),
+        args.step_percent,
+        enc(&args.step_interval),
+        enc(&args.termination_wait)
     );
     let started = meridian_http::client::call(
         admin,

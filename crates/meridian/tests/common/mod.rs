@@ -203,9 +203,19 @@ pub fn run_node(cfg: &Path, state: &Path, node: &str) -> Child {
 
 /// `meridian rollout --service-version V`, bounded: (exit code, stdout, stderr).
 pub async fn rollout(state_dir: &Path, version: &str) -> (i32, String, String) {
+    rollout_with(state_dir, version, &[]).await
+}
+
+/// `meridian rollout` with more flags (`--strategy canary ...`).
+pub async fn rollout_with(
+    state_dir: &Path,
+    version: &str,
+    flags: &[&str],
+) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
     cmd.args(["rollout", "--service-version", version, "--state-dir"])
-        .arg(state_dir);
+        .arg(state_dir)
+        .args(flags);
     let out = tokio::time::timeout(
         Duration::from_secs(120),
         tokio::task::spawn_blocking(move || cmd.output().unwrap()),
