@@ -10,6 +10,7 @@ mod autoscale_metrics;
 mod autoscale_policy;
 mod autoscale_state;
 pub mod bundle;
+pub mod kubernetes;
 mod fleet;
 mod instances;
 mod node;

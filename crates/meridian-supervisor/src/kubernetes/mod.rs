@@ -1,0 +1,265 @@
+//! `meridian export kubernetes --out DIR`: the deployment as Kubernetes manifests, one
+//! kustomization per region and one for what has no region (PoPs, DNS, console, config).
+//!
+//! Addresses: Meridian's nodes find each other at the addresses in the config, and a pod's
+//! IP is only known once it runs. So every node gets a Service with a fixed `clusterIP`
+//! from the cluster's service range (`addresses.rs`), the exported config places each node
+//! on a `[[host]]` of its own at that ClusterIP (`config.rs`), and the pod runs `meridian
+//! run --node NAME --bind-any`: it binds the configured ports on every interface and the
+//! Service forwards the ClusterIP's traffic there. Nothing in the config is a pod IP, and
+//! every address a node reads from it is one the cluster routes.
+//!
+//! What cannot run there is refused (`ExportError::CannotPlace`, with the key and the fix)
+//! or left out with a note the CLI prints: the simulated WAN (the network is real), the
+//! Redis cache tier, and PostgreSQL, which becomes a CloudNativePG `Cluster` (`cnpg.rs`).
+
+mod addresses;
+mod cnpg;
+mod config;
+mod disruption;
+mod kustomize;
+mod service;
+mod workload;
+mod yaml;
+
+pub use addresses::ServiceRange;
+
+use meridian_config::{Config, NodeSpec, Role};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Where the pod finds the exported config (the ConfigMap's one key).
+pub const CONFIG_PATH: &str = "/etc/meridian/config/meridian.toml";
+/// Where the pod finds the deployment's secrets (the Secret's keys, one file each).
+pub const SECRETS_DIR: &str = "/etc/meridian/secrets";
+/// The directory of the manifests of nodes that belong to no region.
+pub const GLOBAL: &str = "global";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{file}: `{key}`: {problem}\n  fix: {fix}")]
+    CannotPlace {
+        file: String,
+        key: String,
+        problem: String,
+        fix: String,
+    },
+    #[error("{0}")]
+    Range(String),
+    #[error("the exported config does not read back (a bug in the export): {0}")]
+    ExportedConfig(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the export is told about the cluster.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// The namespace every object goes to.
+    pub namespace: String,
+    /// The image that holds the `meridian` binary (built from the repository's Containerfile).
+    pub image: String,
+    /// Where the fixed ClusterIPs come from.
+    pub range: ServiceRange,
+}
+
+/// What an export wrote, and what it left out.
+#[derive(Debug, Clone, Default)]
+pub struct Exported {
+    /// Every manifest written, relative to the output directory.
+    pub files: Vec<PathBuf>,
+    /// Parts of the config not exported, one sentence each, for the CLI to print.
+    pub notes: Vec<String>,
+    /// The config the pods run, as written into the ConfigMap.
+    pub config_text: String,
+}
+
+/// The objects of one directory (a region, or [`GLOBAL`]).
+struct Dir {
+    name: String,
+    files: Vec<(String, Vec<Value>)>,
+}
+
+/// Writes the manifests of `cfg` (read from `config_text`) under `out`.
+pub fn export(
+    cfg: &Config,
+    config_text: &str,
+    opts: &ExportOptions,
+    out: &Path,
+) -> Result<Exported, ExportError> {
+    let placed = config::place(cfg, config_text, &opts.range)?;
+    let k8s = &placed.config;
+    let labels = Labels {
+        deployment: k8s.deployment.name.clone(),
+        namespace: opts.namespace.clone(),
+    };
+    let mut global = Dir {
+        name: GLOBAL.to_owned(),
+        files: vec![(
+            "config.yaml".to_owned(),
+            vec![workload::config_map(&labels, &placed.text)],
+        )],
+    };
+    let digest = meridian_config::diff::digest(&placed.text);
+    let mut regions: Vec<Dir> = k8s
+        .regions
+        .iter()
+        .map(|r| Dir {
+            name: r.name.clone(),
+            files: Vec::new(),
+        })
+        .collect();
+    for node in k8s.nodes() {
+        let objects = vec![
+            workload::deployment(k8s, &labels, &node, &opts.image, &digest),
+            service::service(k8s, &labels, &node),
+        ];
+        let file = format!("{}.yaml", node.name);
+        let dir = match node.region.as_deref() {
+            Some(r) => regions.iter_mut().find(|d| d.name == r),
+            None => None,
+        };
+        dir.unwrap_or(&mut global).files.push((file, objects));
+    }
+    for d in &mut regions {
+        d.files.push((
+            "disruption.yaml".to_owned(),
+            vec![disruption::budget(&labels, Role::Service, Some(&d.name))],
+        ));
+    }
+    global.files.push((
+        "disruption.yaml".to_owned(),
+        [Role::Lb, Role::Edge, Role::Dns]
+            .into_iter()
+            .map(|role| disruption::budget(&labels, role, None))
+            .collect(),
+    ));
+    if let Some(db) = &cfg.database {
+        if let Some(d) = regions.iter_mut().find(|d| d.name == db.home_region) {
+            d.files.push((
+                "database.yaml".to_owned(),
+                vec![cnpg::cluster(&labels, db)],
+            ));
+        }
+    }
+    let mut written = Exported {
+        notes: placed.notes,
+        config_text: placed.text.clone(),
+        ..Exported::default()
+    };
+    let mut dirs = vec![global];
+    dirs.extend(regions);
+    for d in &dirs {
+        for (file, objects) in &d.files {
+            let rel = Path::new(&d.name).join(file);
+            write(out, &rel, &yaml::documents(objects))?;
+            written.files.push(rel);
+        }
+        let names: Vec<&str> = d.files.iter().map(|(f, _)| f.as_str()).collect();
+        let rel = Path::new(&d.name).join("kustomization.yaml");
+        write(out, &rel, &yaml::documents(&[kustomize::kustomization(&names)]))?;
+        written.files.push(rel);
+    }
+    let rel = PathBuf::from("namespace.yaml");
+    write(out, &rel, &yaml::documents(&[kustomize::namespace(&labels)]))?;
+    written.files.push(rel);
+    let mut top: Vec<&str> = vec!["namespace.yaml"];
+    top.extend(dirs.iter().map(|d| d.name.as_str()));
+    let rel = PathBuf::from("kustomization.yaml");
+    write(out, &rel, &yaml::documents(&[kustomize::top(&labels, &top)]))?;
+    written.files.push(rel);
+    let rel = PathBuf::from("secret.example.yaml");
+    let header = format!(
+        "# The Secret every pod reads its secrets from, with its keys and no values. Make the\n# real one from files of your own, for example:\n#   kubectl -n {ns} create secret generic {name} \\\n#     --from-file=admin_token=./admin_token --from-file=edge_signing_key=./edge_signing_key\n# (each file one random line, e.g. `openssl rand -hex 16`; disk_cache_key only for a PoP disk\n# cache). This file is not in kustomization.yaml, so applying it never replaces them.\n",
+        ns = opts.namespace,
+        name = labels.secret()
+    );
+    write(
+        out,
+        &rel,
+        &(header + &yaml::documents(&[workload::secret_example(&labels)])),
+    )?;
+    written.files.push(rel);
+    Ok(written)
+}
+
+/// The labels and names every object shares.
+pub(crate) struct Labels {
+    pub deployment: String,
+    pub namespace: String,
+}
+
+impl Labels {
+    /// The name of the object of node `node`.
+    pub fn object(&self, node: &NodeSpec) -> String {
+        dns_label(&format!("{}-{}", self.deployment, node.name))
+    }
+
+    /// The Secret the pods read the deployment's secrets from.
+    pub fn secret(&self) -> String {
+        dns_label(&format!("{}-secrets", self.deployment))
+    }
+
+    /// The ConfigMap holding the exported config.
+    pub fn config_map(&self) -> String {
+        dns_label(&format!("{}-config", self.deployment))
+    }
+
+    /// The labels that select node `node`'s pod (its Service's and Deployment's selector).
+    pub fn selector(&self, node: &NodeSpec) -> Value {
+        serde_json::json!({
+            "app.kubernetes.io/instance": self.deployment,
+            "meridian.dev/node": dns_label(&node.name),
+        })
+    }
+
+    /// Every label of node `node`'s objects.
+    pub fn of(&self, node: &NodeSpec) -> Value {
+        let mut l = self.selector(node);
+        l["app.kubernetes.io/name"] = "meridian".into();
+        l["meridian.dev/role"] = node.role.as_str().into();
+        if let Some(r) = &node.region {
+            l["meridian.dev/region"] = dns_label(r).into();
+        }
+        l
+    }
+
+    /// The metadata of an object called `name`.
+    pub fn meta(&self, name: &str, labels: Value) -> Value {
+        serde_json::json!({ "name": name, "namespace": self.namespace, "labels": labels })
+    }
+}
+
+/// `s` as a DNS label (what Kubernetes names and label values accept): lowercase letters,
+/// digits and `-`, at most 63 characters, starting and ending alphanumeric.
+pub(crate) fn dns_label(s: &str) -> String {
+    let mapped: String = s
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let cut: String = mapped.chars().take(63).collect();
+    cut.trim_matches('-').to_owned()
+}
+
+fn write(out: &Path, rel: &Path, text: &str) -> Result<(), ExportError> {
+    let path = out.join(rel);
+    let at = |source| ExportError::Write {
+        path: path.clone(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(at)?;
+    }
+    std::fs::write(&path, text).map_err(at)
+}
