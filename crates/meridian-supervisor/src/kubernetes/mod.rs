@@ -78,7 +78,26 @@ pub struct Exported {
     pub config_text: String,
 }
 
-/// The objects of one directory (a region, or [`GLOBAL`]).
+/// The objects of one file, relative to the output directory.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub path: PathBuf,
+    /// A comment for the file's head (how to use it), if any.
+    pub header: Option<String>,
+    pub objects: Vec<Value>,
+}
+
+/// Everything an export writes, before it is written.
+#[derive(Debug, Clone)]
+pub struct Manifests {
+    pub files: Vec<Manifest>,
+    /// Parts of the config not exported, one sentence each, for the CLI to print.
+    pub notes: Vec<String>,
+    /// The config the pods run, as the ConfigMap holds it.
+    pub config_text: String,
+}
+
+/// The objects of one directory (a region, or [`GLOBAL`]), file by file.
 struct Dir {
     name: String,
     files: Vec<(String, Vec<Value>)>,
@@ -91,6 +110,25 @@ pub fn export(
     opts: &ExportOptions,
     out: &Path,
 ) -> Result<Exported, ExportError> {
+    let m = manifests(cfg, config_text, opts)?;
+    for f in &m.files {
+        let mut text = f.header.clone().unwrap_or_default();
+        text.push_str(&yaml::documents(&f.objects));
+        write(out, &f.path, &text)?;
+    }
+    Ok(Exported {
+        files: m.files.into_iter().map(|f| f.path).collect(),
+        notes: m.notes,
+        config_text: m.config_text,
+    })
+}
+
+/// The manifests of `cfg` (read from `config_text`).
+pub fn manifests(
+    cfg: &Config,
+    config_text: &str,
+    opts: &ExportOptions,
+) -> Result<Manifests, ExportError> {
     let placed = config::place(cfg, config_text, &opts.range)?;
     let k8s = &placed.config;
     let labels = Labels {
@@ -146,45 +184,53 @@ pub fn export(
             ));
         }
     }
-    let mut written = Exported {
-        notes: placed.notes,
-        config_text: placed.text.clone(),
-        ..Exported::default()
-    };
+    let mut files = Vec::new();
     let mut dirs = vec![global];
     dirs.extend(regions);
     for d in &dirs {
-        for (file, objects) in &d.files {
-            let rel = Path::new(&d.name).join(file);
-            write(out, &rel, &yaml::documents(objects))?;
-            written.files.push(rel);
-        }
         let names: Vec<&str> = d.files.iter().map(|(f, _)| f.as_str()).collect();
-        let rel = Path::new(&d.name).join("kustomization.yaml");
-        write(out, &rel, &yaml::documents(&[kustomize::kustomization(&names)]))?;
-        written.files.push(rel);
+        let kustomization = kustomize::kustomization(&names);
+        for (file, objects) in &d.files {
+            files.push(manifest(Path::new(&d.name).join(file), objects.clone()));
+        }
+        files.push(manifest(
+            Path::new(&d.name).join("kustomization.yaml"),
+            vec![kustomization],
+        ));
     }
-    let rel = PathBuf::from("namespace.yaml");
-    write(out, &rel, &yaml::documents(&[kustomize::namespace(&labels)]))?;
-    written.files.push(rel);
+    files.push(manifest(
+        "namespace.yaml".into(),
+        vec![kustomize::namespace(&labels)],
+    ));
     let mut top: Vec<&str> = vec!["namespace.yaml"];
     top.extend(dirs.iter().map(|d| d.name.as_str()));
-    let rel = PathBuf::from("kustomization.yaml");
-    write(out, &rel, &yaml::documents(&[kustomize::top(&labels, &top)]))?;
-    written.files.push(rel);
-    let rel = PathBuf::from("secret.example.yaml");
+    files.push(manifest(
+        "kustomization.yaml".into(),
+        vec![kustomize::top(&labels, &top)],
+    ));
     let header = format!(
         "# The Secret every pod reads its secrets from, with its keys and no values. Make the\n# real one from files of your own, for example:\n#   kubectl -n {ns} create secret generic {name} \\\n#     --from-file=admin_token=./admin_token --from-file=edge_signing_key=./edge_signing_key\n# (each file one random line, e.g. `openssl rand -hex 16`; disk_cache_key only for a PoP disk\n# cache). This file is not in kustomization.yaml, so applying it never replaces them.\n",
         ns = opts.namespace,
         name = labels.secret()
     );
-    write(
-        out,
-        &rel,
-        &(header + &yaml::documents(&[workload::secret_example(&labels)])),
-    )?;
-    written.files.push(rel);
-    Ok(written)
+    files.push(Manifest {
+        path: "secret.example.yaml".into(),
+        header: Some(header),
+        objects: vec![workload::secret_example(&labels)],
+    });
+    Ok(Manifests {
+        files,
+        notes: placed.notes,
+        config_text: placed.text,
+    })
+}
+
+fn manifest(path: PathBuf, objects: Vec<Value>) -> Manifest {
+    Manifest {
+        path,
+        header: None,
+        objects,
+    }
 }
 
 /// The labels and names every object shares.
