@@ -141,7 +141,7 @@ mod tests {
         let y = documents(&[v, json!({"n": null})]);
         assert_eq!(
             y,
-            "a:\n  b:\n  - 1\n  - \"two\"\n  - c: true\n  e: {}\ntext: |\n  x = 1\n\n  [y]\n  z = \"q\"\n---\n\"n\": null\n"
+            "a:\n  b:\n    - 1\n    - \"two\"\n    - c: true\n  e: {}\ntext: |\n  x = 1\n\n  [y]\n  z = \"q\"\n---\n\"n\": null\n"
         );
     }
 }
