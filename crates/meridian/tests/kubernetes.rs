@@ -242,3 +242,98 @@ fn a_config_the_export_cannot_place_is_refused_with_the_file_key_and_fix() {
     assert!(err.contains("--service-ip-start 10.200.0.1 is not a host of the service range"), "{err}");
     assert!(err.contains("fix:"), "{err}");
 }
+
+/// A deployment of one region on ports no other test uses: its balancer binds them on
+/// every interface here.
+const ONE_REGION: &str = r#"
+[deployment]
+name = "bound"
+zone = "bound.example"
+
+[network]
+subnet = "127.69.0.0/16"
+lb_port = 18931
+admin_port = 19931
+service_port = 18731
+
+[[region]]
+name = "us-east-1"
+primary = true
+location = { lat = 38.95, lon = -77.45 }
+azs = ["us-east-1a"]
+
+[distribution]
+origin_protocol = "http"
+access_log = false
+"#;
+
+/// Whether something accepts connections at `addr` now.
+fn listening(addr: std::net::SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok()
+}
+
+#[test]
+fn a_node_of_the_exported_config_binds_every_interface_for_its_cluster_ip() {
+    let dir = common::tempdir();
+    let config = dir.join("bound.toml");
+    std::fs::write(&config, ONE_REGION).unwrap();
+    let out = dir.join("k8s");
+    export(&config, &out);
+    // The ConfigMap's config, with the Secret's mount standing in a directory here.
+    let map = std::fs::read_to_string(out.join("global/config.yaml")).unwrap();
+    let start = map.find("  meridian.toml: |\n").unwrap() + "  meridian.toml: |\n".len();
+    let exported: String = map[start..]
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let exported = exported.replace("/etc/meridian/secrets/", &format!("{}/", dir.display()));
+    std::fs::write(dir.join("admin_token"), "bound-test-token\n").unwrap();
+    std::fs::write(dir.join("edge_signing_key"), "bound-test-signing-key\n").unwrap();
+    let placed = dir.join("placed.toml");
+    std::fs::write(&placed, &exported).unwrap();
+    let cfg = meridian_config::Config::parse(&exported, "placed.toml").unwrap();
+    let lb = cfg.nodes().into_iter().find(|n| n.name == "lb-us-east-1").unwrap();
+    assert!(
+        lb.address.ip().to_string().starts_with("10.96.0."),
+        "the balancer's address is its ClusterIP: {}",
+        lb.address
+    );
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(["run", "--config"])
+            .arg(&placed)
+            .args(["--node", "lb-us-east-1"])
+            .args(extra)
+            .env("MERIDIAN_STATE_DIR", &state)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // Not on this machine, the ClusterIP cannot be bound.
+    let refused = run(&[]).wait_with_output().unwrap();
+    assert!(!refused.status.success(), "bound an address this machine does not have");
+
+    let mut child = run(&["--bind-any"]);
+    let here = |port: u16| listening(std::net::SocketAddr::new([127, 0, 0, 1].into(), port));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ports = [lb.address.port(), lb.admin.port(), cfg.lb_tls_port()];
+    while !ports.iter().all(|p| here(*p)) {
+        if let Some(status) = child.try_wait().unwrap() {
+            let o = child.wait_with_output().unwrap();
+            panic!("the balancer exited ({status}): {}", String::from_utf8_lossy(&o.stderr));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the balancer did not listen on {ports:?} in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -209,7 +209,7 @@ pub fn manifests(
         vec![kustomize::top(&labels, &top)],
     ));
     let header = format!(
-        "# The Secret every pod reads its secrets from, with its keys and no values. Make the\n# real one from files of your own, for example:\n#   kubectl -n {ns} create secret generic {name} \\\n#     --from-file=admin_token=./admin_token --from-file=edge_signing_key=./edge_signing_key\n# (each file one random line, e.g. `openssl rand -hex 16`; disk_cache_key only for a PoP disk\n# cache). This file is not in kustomization.yaml, so applying it never replaces them.\n",
+        "# The Secret every pod reads its secrets from, with its keys and no values. Make the\n# real one from files of your own (each one random line, e.g. `openssl rand -hex 32`):\n#   kubectl -n {ns} create secret generic {name} --from-file=admin_token=./admin_token \\\n#     --from-file=edge_signing_key=./edge_signing_key --from-file=disk_cache_key=./disk_cache_key\n# This file is not in kustomization.yaml, so applying the deployment never replaces them.\n",
         ns = opts.namespace,
         name = labels.secret()
     );

@@ -66,7 +66,7 @@ pub(crate) fn deployment(
         if let SecretSource::Env(var) = source {
             env.push(json!({
                 "name": var,
-                "valueFrom": { "secretKeyRef": { "name": l.secret(), "key": key, "optional": key == "disk_cache_key" } },
+                "valueFrom": { "secretKeyRef": { "name": l.secret(), "key": key } },
             }));
         }
     }
