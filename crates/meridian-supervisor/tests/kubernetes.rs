@@ -13,7 +13,10 @@ use std::collections::HashSet;
 /// The embedded default with the one change the export asks for (see the refusal test).
 fn default_text() -> String {
     let text = DEFAULT_CONFIG.replace("origin_protocol = \"https\"", "origin_protocol = \"http\"");
-    assert_ne!(text, DEFAULT_CONFIG, "the default config names origin_protocol");
+    assert_ne!(
+        text, DEFAULT_CONFIG,
+        "the default config names origin_protocol"
+    );
     text
 }
 
@@ -88,7 +91,10 @@ fn every_node_has_a_pod_and_a_service_at_its_address_in_the_exported_config() {
         .collect();
     let nodes = placed.nodes();
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-    assert_eq!(names, expected, "every node of the config runs, and only those");
+    assert_eq!(
+        names, expected,
+        "every node of the config runs, and only those"
+    );
     assert!(nodes.iter().any(|n| n.role == Role::Edge));
     assert!(nodes.iter().any(|n| n.role == Role::Dns));
     assert_eq!(of_kind(&m, "Deployment").len(), nodes.len());
@@ -100,10 +106,19 @@ fn every_node_has_a_pod_and_a_service_at_its_address_in_the_exported_config() {
         let (_, dep) = for_node(&m, "Deployment", node);
         // Regional nodes are in their region's directory.
         let want_dir = node.region.as_deref().unwrap_or("global");
-        assert!(dir.starts_with(&format!("{want_dir}/")), "{} in {dir}", node.name);
+        assert!(
+            dir.starts_with(&format!("{want_dir}/")),
+            "{} in {dir}",
+            node.name
+        );
 
         let ip = svc["spec"]["clusterIP"].as_str().unwrap();
-        assert_eq!(ip, node.address.ip().to_string(), "{}: address = ClusterIP", node.name);
+        assert_eq!(
+            ip,
+            node.address.ip().to_string(),
+            "{}: address = ClusterIP",
+            node.name
+        );
         assert_eq!(node.admin.ip(), node.address.ip());
         assert!(range.contains(ip.parse().unwrap()), "{ip} in the range");
         let start: std::net::Ipv4Addr = "10.100.3.7".parse().unwrap();
@@ -120,7 +135,11 @@ fn every_node_has_a_pod_and_a_service_at_its_address_in_the_exported_config() {
             })
             .collect();
         for port in [node.address.port(), node.admin.port()] {
-            assert!(ports.iter().any(|(p, _)| *p == u64::from(port)), "{}: {port}", node.name);
+            assert!(
+                ports.iter().any(|(p, _)| *p == u64::from(port)),
+                "{}: {port}",
+                node.name
+            );
         }
         if node.role == Role::Dns {
             assert!(ports.contains(&(u64::from(node.address.port()), "UDP")));
@@ -158,7 +177,14 @@ fn every_node_has_a_pod_and_a_service_at_its_address_in_the_exported_config() {
             .collect();
         assert_eq!(
             args,
-            ["run", "--config", "/etc/meridian/config/meridian.toml", "--node", &node.name, "--bind-any"]
+            [
+                "run",
+                "--config",
+                "/etc/meridian/config/meridian.toml",
+                "--node",
+                &node.name,
+                "--bind-any"
+            ]
         );
         assert_eq!(svc["metadata"]["namespace"], "edge");
     }
@@ -179,7 +205,12 @@ fn disruption_budgets_cover_instances_balancers_pops_and_dns_servers() {
         if role == "console" {
             assert!(covering.is_empty(), "the console is one pod with no peer");
         } else {
-            assert_eq!(covering.len(), 1, "{role} pod {} in one budget", labels["meridian.dev/node"]);
+            assert_eq!(
+                covering.len(),
+                1,
+                "{role} pod {} in one budget",
+                labels["meridian.dev/node"]
+            );
             assert_eq!(covering[0].1["spec"]["maxUnavailable"], 1);
         }
     }
@@ -195,7 +226,12 @@ fn disruption_budgets_cover_instances_balancers_pops_and_dns_servers() {
         assert!(dir.starts_with(&format!("{}/", region.name)));
         let picked = deployments
             .iter()
-            .filter(|(_, d)| selects(&b["spec"]["selector"]["matchLabels"], &d["spec"]["template"]["metadata"]["labels"]))
+            .filter(|(_, d)| {
+                selects(
+                    &b["spec"]["selector"]["matchLabels"],
+                    &d["spec"]["template"]["metadata"]["labels"],
+                )
+            })
             .count();
         let instances = cfg
             .nodes()
@@ -217,13 +253,18 @@ fn the_data_tier_is_a_cloudnativepg_cluster_in_the_home_region() {
     assert_eq!(c["apiVersion"], "postgresql.cnpg.io/v1");
     let name = c["metadata"]["name"].as_str().unwrap();
     assert!(!name.is_empty() && name.len() <= 63);
-    assert!(name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'));
+    assert!(name
+        .chars()
+        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'));
     assert_eq!(c["metadata"]["namespace"], "edge");
     // multi_az: a primary and a synchronous standby.
     assert_eq!(c["spec"]["instances"], 2);
     assert_eq!(c["spec"]["minSyncReplicas"], 1);
     assert_eq!(c["spec"]["maxSyncReplicas"], 1);
-    assert!(c["spec"]["storage"]["size"].is_string(), "CNPG requires storage");
+    assert!(
+        c["spec"]["storage"]["size"].is_string(),
+        "CNPG requires storage"
+    );
     assert!(c["spec"]["bootstrap"]["initdb"]["database"].is_string());
     assert!(m.notes.iter().any(|n| n.contains("CloudNativePG")));
     // The region's kustomization lists it.
@@ -236,7 +277,10 @@ fn the_data_tier_is_a_cloudnativepg_cluster_in_the_home_region() {
     assert!(listed.iter().any(|r| r == "database.yaml"));
 
     let m = export(SMALL, "small.toml", ServiceRange::default()).unwrap();
-    assert!(of_kind(&m, "Cluster").is_empty(), "no [database], no Cluster");
+    assert!(
+        of_kind(&m, "Cluster").is_empty(),
+        "no [database], no Cluster"
+    );
 }
 
 /// One region of one AZ, no data tier, secrets from files: what `[[host]]` accepts.
@@ -279,9 +323,16 @@ fn secrets_come_from_a_secret_and_no_value_is_in_any_manifest() {
     let path = dir.join("meridian.toml");
     std::fs::write(&path, &text).unwrap();
     let m = export(&text, path.to_str().unwrap(), ServiceRange::default()).unwrap();
-    let all = serde_json::to_string(&m.files.iter().map(|f| &f.objects).collect::<Vec<_>>()).unwrap();
-    assert!(!all.contains(token), "the admin token's value is in a manifest");
-    assert!(!all.contains("keys/admin"), "the user's path is this machine's, not the pod's");
+    let all =
+        serde_json::to_string(&m.files.iter().map(|f| &f.objects).collect::<Vec<_>>()).unwrap();
+    assert!(
+        !all.contains(token),
+        "the admin token's value is in a manifest"
+    );
+    assert!(
+        !all.contains("keys/admin"),
+        "the user's path is this machine's, not the pod's"
+    );
 
     let placed = Config::parse(&m.config_text, "exported").unwrap();
     assert_eq!(
@@ -299,19 +350,38 @@ fn secrets_come_from_a_secret_and_no_value_is_in_any_manifest() {
         assert_eq!(v, "", "the example Secret holds no value");
     }
     let secret_name = secret[0].1["metadata"]["name"].as_str().unwrap();
-    let top = m.files.iter().find(|f| f.path.to_str() == Some("kustomization.yaml")).unwrap();
+    let top = m
+        .files
+        .iter()
+        .find(|f| f.path.to_str() == Some("kustomization.yaml"))
+        .unwrap();
     assert!(
-        !top.objects[0]["resources"].as_array().unwrap().iter().any(|r| r == "secret.example.yaml"),
+        !top.objects[0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "secret.example.yaml"),
         "applying the kustomization never replaces the user's Secret"
     );
     for (_, d) in of_kind(&m, "Deployment") {
         let pod = &d["spec"]["template"]["spec"];
-        let vol = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "secrets").unwrap();
+        let vol = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "secrets")
+            .unwrap();
         assert_eq!(vol["secret"]["secretName"], secret_name);
         let env = pod["containers"][0]["env"].as_array().unwrap();
-        let signing = env.iter().find(|e| e["name"] == "EDGE_SIGNING").expect("the variable is set");
+        let signing = env
+            .iter()
+            .find(|e| e["name"] == "EDGE_SIGNING")
+            .expect("the variable is set");
         assert_eq!(signing["valueFrom"]["secretKeyRef"]["name"], secret_name);
-        assert_eq!(signing["valueFrom"]["secretKeyRef"]["key"], "edge_signing_key");
+        assert_eq!(
+            signing["valueFrom"]["secretKeyRef"]["key"],
+            "edge_signing_key"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -319,7 +389,12 @@ fn secrets_come_from_a_secret_and_no_value_is_in_any_manifest() {
 #[test]
 fn what_cannot_run_in_kubernetes_is_refused_with_the_key_and_the_fix() {
     // The default's TLS between PoPs and balancers needs one CA for every pod.
-    let err = export(DEFAULT_CONFIG, "<embedded default>", ServiceRange::default()).unwrap_err();
+    let err = export(
+        DEFAULT_CONFIG,
+        "<embedded default>",
+        ServiceRange::default(),
+    )
+    .unwrap_err();
     let ExportError::CannotPlace { file, key, fix, .. } = &err else {
         panic!("{err}")
     };
@@ -341,5 +416,8 @@ fn what_cannot_run_in_kubernetes_is_refused_with_the_key_and_the_fix() {
     // Twenty-odd nodes do not fit in 14 addresses.
     let small = ServiceRange::new("10.0.0.0/28", Some("10.0.0.1".parse().unwrap())).unwrap();
     let err = export(&default_text(), "d", small).unwrap_err();
-    assert!(matches!(err, ExportError::Range(ref m) if m.contains("--service-cidr")), "{err}");
+    assert!(
+        matches!(err, ExportError::Range(ref m) if m.contains("--service-cidr")),
+        "{err}"
+    );
 }

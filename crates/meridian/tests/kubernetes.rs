@@ -78,7 +78,11 @@ fn export(config: &Path, out: &Path) {
 
 #[test]
 fn every_exported_manifest_validates_against_the_kubernetes_schemas() {
-    if !have("kubernetes-validate", "pip3 install kubernetes-validate", true) {
+    if !have(
+        "kubernetes-validate",
+        "pip3 install kubernetes-validate",
+        true,
+    ) {
         return;
     }
     let dir = common::tempdir();
@@ -98,14 +102,21 @@ fn every_exported_manifest_validates_against_the_kubernetes_schemas() {
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
-        assert!(o.status.success(), "kubernetes-validate {version:?}:\n{report}");
+        assert!(
+            o.status.success(),
+            "kubernetes-validate {version:?}:\n{report}"
+        );
         assert!(!report.contains("ERROR"), "{report}");
         // Only the kinds that are no Kubernetes API go unchecked: kustomize's own and the
         // CloudNativePG Cluster (its structure is checked in meridian-supervisor's tests).
-        for line in report.lines().filter(|l| l.contains("Couldn't find schema")) {
+        for line in report
+            .lines()
+            .filter(|l| l.contains("Couldn't find schema"))
+        {
             assert!(
-                line.contains("kind Kustomization with api version kustomize.config.k8s.io/v1beta1")
-                    || line.contains("kind Cluster with api version postgresql.cnpg.io/v1"),
+                line.contains(
+                    "kind Kustomization with api version kustomize.config.k8s.io/v1beta1"
+                ) || line.contains("kind Cluster with api version postgresql.cnpg.io/v1"),
                 "a manifest of a kind with no schema: {line}"
             );
         }
@@ -120,13 +131,20 @@ fn every_exported_manifest_validates_against_the_kubernetes_schemas() {
         .arg(&bad)
         .output()
         .unwrap();
-    assert!(!o.status.success(), "a misspelt field passes strict validation");
+    assert!(
+        !o.status.success(),
+        "a misspelt field passes strict validation"
+    );
 }
 
 #[test]
 fn the_written_yaml_reads_back_as_the_exported_objects() {
     // PyYAML comes with kubernetes-validate.
-    if !have("kubernetes-validate", "pip3 install kubernetes-validate", true) {
+    if !have(
+        "kubernetes-validate",
+        "pip3 install kubernetes-validate",
+        true,
+    ) {
         return;
     }
     let dir = common::tempdir();
@@ -175,7 +193,11 @@ fn kubectl_kustomize_renders_the_whole_deployment_and_each_region() {
     let out = dir.join("k8s");
     export(&default_for_kubernetes(&dir), &out);
     let render = |d: &Path| {
-        let o = Command::new("kubectl").arg("kustomize").arg(d).output().unwrap();
+        let o = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(d)
+            .output()
+            .unwrap();
         assert!(
             o.status.success(),
             "kubectl kustomize {}: {}",
@@ -198,7 +220,14 @@ fn kubectl_kustomize_renders_the_whole_deployment_and_each_region() {
     let nodes = cfg
         .nodes()
         .into_iter()
-        .filter(|n| !matches!(n.role, meridian_config::Role::Wan | meridian_config::Role::Db | meridian_config::Role::Cache))
+        .filter(|n| {
+            !matches!(
+                n.role,
+                meridian_config::Role::Wan
+                    | meridian_config::Role::Db
+                    | meridian_config::Role::Cache
+            )
+        })
         .count();
     assert_eq!(count(&all, "Deployment"), nodes);
     assert_eq!(count(&all, "Service"), nodes);
@@ -211,9 +240,17 @@ fn kubectl_kustomize_renders_the_whole_deployment_and_each_region() {
         let instances = cfg
             .nodes()
             .iter()
-            .filter(|n| n.role == meridian_config::Role::Service && n.region.as_deref() == Some(&region.name))
+            .filter(|n| {
+                n.role == meridian_config::Role::Service
+                    && n.region.as_deref() == Some(&region.name)
+            })
             .count();
-        assert_eq!(count(&one, "Deployment"), instances + 1, "{}: instances and balancer", region.name);
+        assert_eq!(
+            count(&one, "Deployment"),
+            instances + 1,
+            "{}: instances and balancer",
+            region.name
+        );
         assert_eq!(count(&one, "PodDisruptionBudget"), 1);
     }
 }
@@ -221,13 +258,24 @@ fn kubectl_kustomize_renders_the_whole_deployment_and_each_region() {
 #[test]
 fn a_config_the_export_cannot_place_is_refused_with_the_file_key_and_fix() {
     let dir = common::tempdir();
-    let o = meridian(&["export", "kubernetes", "--out", dir.join("k8s").to_str().unwrap()]);
+    let o = meridian(&[
+        "export",
+        "kubernetes",
+        "--out",
+        dir.join("k8s").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("<embedded default>"), "{err}");
     assert!(err.contains("`distribution.origin_protocol`"), "{err}");
-    assert!(err.contains("fix: set `[distribution] origin_protocol = \"http\"`"), "{err}");
-    assert!(!dir.join("k8s").exists(), "nothing is written for a refused config");
+    assert!(
+        err.contains("fix: set `[distribution] origin_protocol = \"http\"`"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("k8s").exists(),
+        "nothing is written for a refused config"
+    );
 
     let config = default_for_kubernetes(&dir);
     let o = meridian(&[
@@ -244,7 +292,10 @@ fn a_config_the_export_cannot_place_is_refused_with_the_file_key_and_fix() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("--service-ip-start 10.200.0.1 is not a host of the service range"), "{err}");
+    assert!(
+        err.contains("--service-ip-start 10.200.0.1 is not a host of the service range"),
+        "{err}"
+    );
     assert!(err.contains("fix:"), "{err}");
 }
 
@@ -299,7 +350,11 @@ fn a_node_of_the_exported_config_binds_every_interface_for_its_cluster_ip() {
     let placed = dir.join("placed.toml");
     std::fs::write(&placed, &exported).unwrap();
     let cfg = meridian_config::Config::parse(&exported, "placed.toml").unwrap();
-    let lb = cfg.nodes().into_iter().find(|n| n.name == "lb-us-east-1").unwrap();
+    let lb = cfg
+        .nodes()
+        .into_iter()
+        .find(|n| n.name == "lb-us-east-1")
+        .unwrap();
     assert!(
         lb.address.ip().to_string().starts_with("10.96.0."),
         "the balancer's address is its ClusterIP: {}",
@@ -322,7 +377,10 @@ fn a_node_of_the_exported_config_binds_every_interface_for_its_cluster_ip() {
 
     // Not on this machine, the ClusterIP cannot be bound.
     let refused = run(&[]).wait_with_output().unwrap();
-    assert!(!refused.status.success(), "bound an address this machine does not have");
+    assert!(
+        !refused.status.success(),
+        "bound an address this machine does not have"
+    );
 
     let mut child = run(&["--bind-any"]);
     let here = |port: u16| listening(std::net::SocketAddr::new([127, 0, 0, 1].into(), port));
@@ -331,7 +389,10 @@ fn a_node_of_the_exported_config_binds_every_interface_for_its_cluster_ip() {
     while !ports.iter().all(|p| here(*p)) {
         if let Some(status) = child.try_wait().unwrap() {
             let o = child.wait_with_output().unwrap();
-            panic!("the balancer exited ({status}): {}", String::from_utf8_lossy(&o.stderr));
+            panic!(
+                "the balancer exited ({status}): {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
         }
         assert!(
             std::time::Instant::now() < deadline,

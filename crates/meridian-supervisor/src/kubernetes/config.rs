@@ -86,8 +86,16 @@ pub(crate) fn place(cfg: &Config, text: &str, range: &ServiceRange) -> Result<Pl
     if let Some(db) = &cfg.database {
         table.remove("database");
         notes.push(format!(
-            "[database] runs as the CloudNativePG Cluster in {}/database.yaml (needs the CloudNativePG operator); the demo instances do not connect to it, since the config cannot name an outside PostgreSQL yet",
-            db.home_region
+            "[database] runs as the CloudNativePG Cluster in {}/database.yaml (needs the CloudNativePG operator){}; the demo instances do not connect to it, since the config cannot name an outside PostgreSQL yet",
+            db.home_region,
+            if db.replicas.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", without the replicas in {}",
+                    db.replicas.iter().map(|r| r.region.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            }
         ));
     }
     if cfg.cache.is_some() {

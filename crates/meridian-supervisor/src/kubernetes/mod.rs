@@ -178,10 +178,8 @@ pub fn manifests(
     ));
     if let Some(db) = &cfg.database {
         if let Some(d) = regions.iter_mut().find(|d| d.name == db.home_region) {
-            d.files.push((
-                "database.yaml".to_owned(),
-                vec![cnpg::cluster(&labels, db)],
-            ));
+            d.files
+                .push(("database.yaml".to_owned(), vec![cnpg::cluster(&labels, db)]));
         }
     }
     let mut files = Vec::new();
