@@ -7,7 +7,7 @@
 //! from there do not collide with Services made later. The first ones are the cluster's
 //! own (the API server at .1, the cluster DNS at .10), so the default start is .100.
 
-use super::ExportError;
+use super::error::ExportError;
 use std::net::Ipv4Addr;
 
 /// The service range and the first address the export may take from it.

@@ -5,7 +5,7 @@
 //! replica cluster streams from an object store or a reachable primary, which is the
 //! user's infrastructure to name.
 
-use super::{dns_label, Labels};
+use super::labels::{dns_label, Labels};
 use meridian_config::Database;
 use serde_json::{json, Value};
 

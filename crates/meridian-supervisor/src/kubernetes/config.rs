@@ -5,7 +5,8 @@
 //! The result is read back through the config's own checks (`check_placement` included),
 //! so what the manifests say and what the nodes read cannot drift apart.
 
-use super::{addresses::ServiceRange, ExportError, SECRETS_DIR};
+use super::addresses::ServiceRange;
+use super::error::ExportError;
 use meridian_config::{Config, OriginProtocol, Role, SecretSource, Secrets};
 use toml::{Table, Value};
 
@@ -15,6 +16,9 @@ pub(crate) struct Placed {
     pub text: String,
     pub notes: Vec<String>,
 }
+
+/// Where the pod finds the deployment's secrets (the Secret's keys, one file each).
+pub const SECRETS_DIR: &str = "/etc/meridian/secrets";
 
 /// The secrets the pods read, as `[secrets]` keys (and the Secret's keys).
 pub(crate) const SECRET_KEYS: &[&str] = &["admin_token", "edge_signing_key", "disk_cache_key"];

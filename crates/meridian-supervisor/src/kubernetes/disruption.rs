@@ -3,7 +3,7 @@
 //! over all of a region's instances, or over every balancer, PoP or DNS server, keeps all
 //! but one of them up, and Meridian's health checks move the traffic off the missing one.
 
-use super::{dns_label, Labels};
+use super::labels::{dns_label, Labels};
 use meridian_config::Role;
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! The kustomizations: one per directory (a region, or `global`) so a region can be
 //! applied on its own (`kubectl apply -k DIR/eu-west-1`), and one at the top for all.
 
-use super::Labels;
+use super::labels::Labels;
 use serde_json::{json, Value};
 
 /// A directory's kustomization listing its `files`.

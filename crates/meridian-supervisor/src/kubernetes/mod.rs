@@ -17,44 +17,26 @@ mod addresses;
 mod cnpg;
 mod config;
 mod disruption;
+mod error;
 mod kustomize;
+mod labels;
 mod service;
 mod workload;
 mod yaml;
 
 pub use addresses::ServiceRange;
+pub use config::SECRETS_DIR;
+pub use error::ExportError;
+pub use workload::CONFIG_PATH;
 
-use meridian_config::{Config, NodeSpec, Role};
+use labels::Labels;
+
+use meridian_config::{Config, Role};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// Where the pod finds the exported config (the ConfigMap's one key).
-pub const CONFIG_PATH: &str = "/etc/meridian/config/meridian.toml";
-/// Where the pod finds the deployment's secrets (the Secret's keys, one file each).
-pub const SECRETS_DIR: &str = "/etc/meridian/secrets";
 /// The directory of the manifests of nodes that belong to no region.
 pub const GLOBAL: &str = "global";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error("{file}: `{key}`: {problem}\n  fix: {fix}")]
-    CannotPlace {
-        file: String,
-        key: String,
-        problem: String,
-        fix: String,
-    },
-    #[error("{0}")]
-    Range(String),
-    #[error("the exported config does not read back (a bug in the export): {0}")]
-    ExportedConfig(String),
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// What the export is told about the cluster.
 #[derive(Debug, Clone)]
@@ -229,71 +211,6 @@ fn manifest(path: PathBuf, objects: Vec<Value>) -> Manifest {
         header: None,
         objects,
     }
-}
-
-/// The labels and names every object shares.
-pub(crate) struct Labels {
-    pub deployment: String,
-    pub namespace: String,
-}
-
-impl Labels {
-    /// The name of the object of node `node`.
-    pub fn object(&self, node: &NodeSpec) -> String {
-        dns_label(&format!("{}-{}", self.deployment, node.name))
-    }
-
-    /// The Secret the pods read the deployment's secrets from.
-    pub fn secret(&self) -> String {
-        dns_label(&format!("{}-secrets", self.deployment))
-    }
-
-    /// The ConfigMap holding the exported config.
-    pub fn config_map(&self) -> String {
-        dns_label(&format!("{}-config", self.deployment))
-    }
-
-    /// The labels that select node `node`'s pod (its Service's and Deployment's selector).
-    pub fn selector(&self, node: &NodeSpec) -> Value {
-        serde_json::json!({
-            "app.kubernetes.io/instance": self.deployment,
-            "meridian.dev/node": dns_label(&node.name),
-        })
-    }
-
-    /// Every label of node `node`'s objects.
-    pub fn of(&self, node: &NodeSpec) -> Value {
-        let mut l = self.selector(node);
-        l["app.kubernetes.io/name"] = "meridian".into();
-        l["meridian.dev/role"] = node.role.as_str().into();
-        if let Some(r) = &node.region {
-            l["meridian.dev/region"] = dns_label(r).into();
-        }
-        l
-    }
-
-    /// The metadata of an object called `name`.
-    pub fn meta(&self, name: &str, labels: Value) -> Value {
-        serde_json::json!({ "name": name, "namespace": self.namespace, "labels": labels })
-    }
-}
-
-/// `s` as a DNS label (what Kubernetes names and label values accept): lowercase letters,
-/// digits and `-`, at most 63 characters, starting and ending alphanumeric.
-pub(crate) fn dns_label(s: &str) -> String {
-    let mapped: String = s
-        .chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_alphanumeric() {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let cut: String = mapped.chars().take(63).collect();
-    cut.trim_matches('-').to_owned()
 }
 
 fn write(out: &Path, rel: &Path, text: &str) -> Result<(), ExportError> {

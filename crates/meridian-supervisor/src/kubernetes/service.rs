@@ -7,8 +7,8 @@
 //! servers face viewers, so theirs are LoadBalancers that keep the client's address
 //! (`externalTrafficPolicy: Local`): the DNS routes by it and the PoPs log it.
 
+use super::labels::Labels;
 use super::workload::ports;
-use super::Labels;
 use meridian_config::{Config, NodeSpec, Role};
 use serde_json::{json, Value};
 

@@ -2,11 +2,13 @@
 //! (one node is one process with one address, so replicas of it would be one node twice),
 //! the ConfigMap it reads its config from, and the Secret it reads its secrets from.
 
-use super::config::{secret_sources, SECRET_KEYS};
-use super::{Labels, CONFIG_PATH, SECRETS_DIR};
+use super::config::{secret_sources, SECRETS_DIR, SECRET_KEYS};
+use super::labels::Labels;
 use meridian_config::{Config, NodeSpec, Role, SecretSource};
 use serde_json::{json, Value};
 
+/// Where the pod finds the exported config (the ConfigMap's one key).
+pub const CONFIG_PATH: &str = "/etc/meridian/config/meridian.toml";
 /// Where a pod keeps its state dir (an `emptyDir`: PoP caches, dev certificates).
 const STATE_DIR: &str = "/var/lib/meridian";
 /// The user the Containerfile makes to run the binary.
