@@ -75,3 +75,34 @@ fn any_interface(public: SocketAddr) -> SocketAddr {
     };
     SocketAddr::new(ip, public.port())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_interface_binds_every_listener_on_its_port_for_every_role() {
+        let node = |role, address: &str, admin: &str| NodeSpec {
+            name: "n".into(),
+            role,
+            region: None,
+            az: None,
+            address: address.parse().unwrap(),
+            admin: admin.parse().unwrap(),
+        };
+        let lb = node(Role::Lb, "10.96.0.100:8080", "10.96.0.100:9900");
+        let svc = node(Role::Service, "10.96.0.101:8000", "10.96.0.101:8000");
+        let any = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
+        assert_eq!(Placement::AnyInterface.listen_of(&lb), any(8080));
+        assert_eq!(Placement::AnyInterface.listen_of(&svc), any(8000));
+        assert_eq!(Placement::AnyInterface.admin(lb.admin), any(9900));
+        assert_eq!(
+            Placement::AnyInterface.listen("[fd00::5]:53".parse().unwrap()),
+            "[::]:53".parse::<SocketAddr>().unwrap()
+        );
+        // The others leave admin listeners where the config says.
+        assert_eq!(Placement::Direct.admin(lb.admin), lb.admin);
+        assert_eq!(Placement::BehindRelay.admin(lb.admin), lb.admin);
+        assert_eq!(Placement::Direct.listen_of(&svc), svc.address);
+    }
+}

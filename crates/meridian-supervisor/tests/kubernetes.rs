@@ -50,11 +50,13 @@ fn of_kind<'a>(m: &'a Manifests, kind: &str) -> Vec<(&'a str, &'a Value)> {
         .collect()
 }
 
-/// The object of `kind` whose `meridian.dev/node` label is `node`'s name, and its file.
+/// The object of `kind` whose `meridian.dev/node` label is `node`'s name, and its file (of
+/// a node's Services, the one at its address).
 fn for_node<'a>(m: &'a Manifests, kind: &str, node: &NodeSpec) -> (&'a str, &'a Value) {
     let found: Vec<_> = of_kind(m, kind)
         .into_iter()
         .filter(|(_, o)| o["metadata"]["labels"]["meridian.dev/node"] == node.name.as_str())
+        .filter(|(_, o)| kind != "Service" || o["spec"]["type"] == "ClusterIP")
         .collect();
     assert_eq!(found.len(), 1, "one {kind} for node {}", node.name);
     found[0]
@@ -98,7 +100,11 @@ fn every_node_has_a_pod_and_a_service_at_its_address_in_the_exported_config() {
     assert!(nodes.iter().any(|n| n.role == Role::Edge));
     assert!(nodes.iter().any(|n| n.role == Role::Dns));
     assert_eq!(of_kind(&m, "Deployment").len(), nodes.len());
-    assert_eq!(of_kind(&m, "Service").len(), nodes.len());
+    let facing = nodes
+        .iter()
+        .filter(|n| matches!(n.role, Role::Edge | Role::Dns))
+        .count();
+    assert_eq!(of_kind(&m, "Service").len(), nodes.len() + facing);
 
     let mut ips = HashSet::new();
     for node in &nodes {
@@ -144,7 +150,32 @@ fn every_node_has_a_pod_and_a_service_at_its_address_in_the_exported_config() {
         if node.role == Role::Dns {
             assert!(ports.contains(&(u64::from(node.address.port()), "UDP")));
             assert!(ports.contains(&(u64::from(node.address.port()), "TCP")));
-            assert_eq!(svc["spec"]["type"], "LoadBalancer");
+        }
+        // Viewers reach PoPs and DNS servers through a LoadBalancer that keeps their
+        // address and has no admin port.
+        let public: Vec<_> = of_kind(&m, "Service")
+            .into_iter()
+            .filter(|(_, o)| o["metadata"]["labels"]["meridian.dev/node"] == node.name.as_str())
+            .filter(|(_, o)| o["spec"]["type"] == "LoadBalancer")
+            .collect();
+        if matches!(node.role, Role::Edge | Role::Dns) {
+            assert_eq!(public.len(), 1, "{}", node.name);
+            let spec = &public[0].1["spec"];
+            assert_eq!(spec["externalTrafficPolicy"], "Local");
+            assert_eq!(spec["selector"], svc["spec"]["selector"]);
+            let open: Vec<u64> = spec["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["port"].as_u64().unwrap())
+                .collect();
+            assert!(open.contains(&u64::from(node.address.port())));
+            assert!(
+                !open.contains(&u64::from(node.admin.port())),
+                "admin is not public"
+            );
+        } else {
+            assert!(public.is_empty(), "{} is not public", node.name);
         }
 
         // The Service and the Deployment pick the same pod, and only it.

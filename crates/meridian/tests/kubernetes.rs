@@ -230,7 +230,21 @@ fn kubectl_kustomize_renders_the_whole_deployment_and_each_region() {
         })
         .count();
     assert_eq!(count(&all, "Deployment"), nodes);
-    assert_eq!(count(&all, "Service"), nodes);
+    let facing = cfg
+        .nodes()
+        .iter()
+        .filter(|n| {
+            matches!(
+                n.role,
+                meridian_config::Role::Edge | meridian_config::Role::Dns
+            )
+        })
+        .count();
+    assert_eq!(
+        count(&all, "Service"),
+        nodes + facing,
+        "PoPs and DNS servers have a public one"
+    );
     assert_eq!(count(&all, "Namespace"), 1);
     assert_eq!(count(&all, "ConfigMap"), 1);
     assert_eq!(count(&all, "Cluster"), 1);

@@ -16,6 +16,13 @@ impl Labels {
         dns_label(&format!("{}-{}", self.deployment, node.name))
     }
 
+    /// The name of a further object of node `node`, told apart by `suffix` (kept whole when
+    /// the name must be cut to 63 characters).
+    pub fn object_with(&self, node: &NodeSpec, suffix: &str) -> String {
+        let base: String = self.object(node).chars().take(62 - suffix.len()).collect();
+        format!("{}-{suffix}", base.trim_end_matches('-'))
+    }
+
     /// The Secret the pods read the deployment's secrets from.
     pub fn secret(&self) -> String {
         dns_label(&format!("{}-secrets", self.deployment))

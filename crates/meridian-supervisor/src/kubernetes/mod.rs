@@ -134,10 +134,14 @@ pub fn manifests(
         })
         .collect();
     for node in k8s.nodes() {
-        let objects = vec![
-            workload::deployment(k8s, &labels, &node, &opts.image, &digest),
-            service::service(k8s, &labels, &node),
-        ];
+        let mut objects = vec![workload::deployment(
+            k8s,
+            &labels,
+            &node,
+            &opts.image,
+            &digest,
+        )];
+        objects.extend(service::services(k8s, &labels, &node));
         let file = format!("{}.yaml", node.name);
         let dir = match node.region.as_deref() {
             Some(r) => regions.iter_mut().find(|d| d.name == r),
