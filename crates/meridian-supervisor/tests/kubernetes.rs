@@ -307,6 +307,36 @@ fn the_data_tier_is_a_cloudnativepg_cluster_in_the_home_region() {
     let listed = k.objects[0]["resources"].as_array().unwrap();
     assert!(listed.iter().any(|r| r == "database.yaml"));
 
+    // The user's own server finds the Cluster's writer in DATABASE_URL; the demo does not.
+    let database_urls = |m: &Manifests| -> Vec<Value> {
+        of_kind(m, "Deployment")
+            .into_iter()
+            .filter(|(_, d)| d["metadata"]["labels"]["meridian.dev/role"] == "service")
+            .map(|(_, d)| {
+                let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array()
+                    .unwrap();
+                env.iter()
+                    .find(|e| e["name"] == "DATABASE_URL")
+                    .map(|e| e["valueFrom"]["secretKeyRef"].clone())
+                    .unwrap_or(Value::Null)
+            })
+            .collect()
+    };
+    assert!(database_urls(&m).iter().all(Value::is_null));
+    let own = default_text().replacen(
+        "runtime = \"demo\"",
+        "command = [\"/srv/api\", \"--port\", \"{port}\"]\nruntime = \"command\"",
+        1,
+    );
+    let m = export(&own, "own.toml", ServiceRange::default()).unwrap();
+    let urls = database_urls(&m);
+    assert!(!urls.is_empty());
+    for url in urls {
+        assert_eq!(url["name"], format!("{name}-app"));
+        assert_eq!(url["key"], "uri");
+    }
+
     let m = export(SMALL, "small.toml", ServiceRange::default()).unwrap();
     assert!(
         of_kind(&m, "Cluster").is_empty(),

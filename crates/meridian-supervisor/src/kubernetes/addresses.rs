@@ -2,7 +2,7 @@
 //!
 //! Kubernetes lets a Service ask for a `clusterIP` of its own inside the range the API
 //! server was started with (`--service-cluster-ip-range`, `10.96.0.0/12` by kubeadm's
-//! default). Since 1.27 the range's lower band (the first 256 addresses of a /12) is kept
+//! default). Since 1.26 the range's lower band (the first 256 addresses of a /12) is kept
 //! for such static requests and dynamic allocation prefers the rest, so addresses taken
 //! from there do not collide with Services made later. The first ones are the cluster's
 //! own (the API server at .1, the cluster DNS at .10), so the default start is .100.

@@ -90,7 +90,7 @@ pub(crate) fn place(cfg: &Config, text: &str, range: &ServiceRange) -> Result<Pl
     if let Some(db) = &cfg.database {
         table.remove("database");
         notes.push(format!(
-            "[database] runs as the CloudNativePG Cluster in {}/database.yaml (needs the CloudNativePG operator){}; the demo instances do not connect to it, since the config cannot name an outside PostgreSQL yet",
+            "[database] runs as the CloudNativePG Cluster in {}/database.yaml (needs the CloudNativePG operator){}; instances of `runtime = \"command\"` get its writer as DATABASE_URL, the demo instances do not connect to it (the config cannot name an outside PostgreSQL yet)",
             db.home_region,
             if db.replicas.is_empty() {
                 String::new()

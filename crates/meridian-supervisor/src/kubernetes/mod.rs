@@ -125,6 +125,7 @@ pub fn manifests(
         )],
     };
     let digest = meridian_config::diff::digest(&placed.text);
+    let database = cfg.database.as_ref().map(|db| cnpg::name(&labels, db));
     let mut regions: Vec<Dir> = k8s
         .regions
         .iter()
@@ -140,6 +141,7 @@ pub fn manifests(
             &node,
             &opts.image,
             &digest,
+            database.as_deref(),
         )];
         objects.extend(service::services(k8s, &labels, &node));
         let file = format!("{}.yaml", node.name);

@@ -4,7 +4,7 @@
 
 use super::config::{secret_sources, SECRETS_DIR, SECRET_KEYS};
 use super::labels::Labels;
-use meridian_config::{Config, NodeSpec, Role, SecretSource};
+use meridian_config::{Config, NodeSpec, Role, SecretSource, ServiceRuntime};
 use serde_json::{json, Value};
 
 /// Where the pod finds the exported config (the ConfigMap's one key).
@@ -46,13 +46,16 @@ fn requests(role: Role) -> Value {
 
 /// The Deployment of node `node` (of the placed config `cfg`).
 /// `digest` is the exported config's: a new config is a new pod template, so applying
-/// it rolls the pods.
+/// it rolls the pods. With `database` (the CloudNativePG Cluster's name), an instance
+/// running the user's own server gets `DATABASE_URL` from the Secret the operator makes
+/// for the Cluster's application user (`<cluster>-app`, key `uri`, the writer endpoint).
 pub(crate) fn deployment(
     cfg: &Config,
     l: &Labels,
     node: &NodeSpec,
     image: &str,
     digest: &str,
+    database: Option<&str>,
 ) -> Value {
     let admin = node.admin.port();
     let listeners = ports(cfg, node);
@@ -71,6 +74,13 @@ pub(crate) fn deployment(
                 "valueFrom": { "secretKeyRef": { "name": l.secret(), "key": key } },
             }));
         }
+    }
+    let own_server = matches!(cfg.service.runtime, ServiceRuntime::Command { .. });
+    if let (Some(cluster), Role::Service, true) = (database, node.role, own_server) {
+        env.push(json!({
+            "name": "DATABASE_URL",
+            "valueFrom": { "secretKeyRef": { "name": format!("{cluster}-app"), "key": "uri" } },
+        }));
     }
     let mut security = json!({
         "runAsNonRoot": true,
