@@ -13,6 +13,7 @@ mod autoscale_state;
 pub mod bundle;
 mod fleet;
 mod instances;
+pub mod kubernetes;
 mod node;
 mod reload;
 mod restart;

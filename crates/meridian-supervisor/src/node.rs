@@ -116,6 +116,7 @@ pub async fn run_node(
             if let Some((addr, _)) = &mut opts.tls {
                 *addr = placement.listen(*addr);
             }
+            opts.admin = placement.admin(opts.admin);
             match meridian_http::secrets::signer(&config.secrets.edge_signing_key, &state_dir()) {
                 Ok(s) => opts.signer = Some(std::sync::Arc::new(s)),
                 Err(e) if config.load_balancer.require_edge_signature => {
@@ -141,7 +142,7 @@ pub async fn run_node(
         Role::Console => {
             meridian_console::run_in(
                 config.clone(),
-                node.address,
+                placement.listen_of(&node),
                 Some(state_dir()),
                 meridian_http::ServerOptions::default(),
                 meridian_http::shutdown_signal(),
@@ -155,6 +156,7 @@ pub async fn run_node(
             if let Some((addr, _)) = &mut opts.https {
                 *addr = placement.listen(*addr);
             }
+            opts.admin = placement.admin(opts.admin);
             if let Some(src) = &source {
                 opts.config_digest = src.digest.clone();
                 opts.reloads = crate::reload::on_sighup(&src.path, &node.name, |c| {
@@ -178,6 +180,7 @@ pub async fn run_node(
             opts.audit = audit_log(&node.name);
             opts.prior = meridian_sim::world::prior(config);
             opts.listen = placement.listen(opts.listen);
+            opts.admin = placement.admin(opts.admin);
             if let Some(src) = &source {
                 opts.config_digest = src.digest.clone();
                 opts.reloads = crate::reload::on_sighup(&src.path, &node.name, Ok);
@@ -201,7 +204,7 @@ pub async fn run_node(
                 };
                 let version = crate::instances::read_version(&state_dir(), config, &node.name);
                 meridian_demo::serve_version(
-                    node.address,
+                    placement.listen_of(&node),
                     opts,
                     meridian_demo::ServiceVersion(version),
                     meridian_http::ServerOptions::default(),
@@ -211,15 +214,17 @@ pub async fn run_node(
             }
             ServiceRuntime::Command { argv } => {
                 // Replace this process with the user's server so signals reach it directly.
+                // The user's server binds where the placement says this node listens.
+                let listen = placement.listen_of(&node);
                 let fill = |a: &String| {
-                    a.replace("{host}", &node.address.ip().to_string())
-                        .replace("{port}", &node.address.port().to_string())
+                    a.replace("{host}", &listen.ip().to_string())
+                        .replace("{port}", &listen.port().to_string())
                 };
                 let args: Vec<String> = argv.iter().map(fill).collect();
                 let err = std::process::Command::new(&args[0])
                     .args(&args[1..])
-                    .env("HOST", node.address.ip().to_string())
-                    .env("PORT", node.address.port().to_string())
+                    .env("HOST", listen.ip().to_string())
+                    .env("PORT", listen.port().to_string())
                     .env("MERIDIAN_REGION", node.region.clone().unwrap_or_default())
                     .env("MERIDIAN_AZ", node.az.clone().unwrap_or_default())
                     .env("MERIDIAN_INSTANCE", &node.name)

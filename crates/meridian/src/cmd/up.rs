@@ -40,8 +40,13 @@ pub struct RunArgs {
     /// Listen behind the simulated WAN's relays: on each public port plus 10000, the
     /// relay holding the public one. `meridian up` sets it when it runs the WAN; a node
     /// on a real host never needs it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bind_any")]
     behind_relay: bool,
+    /// Bind every interface on the configured ports: the config's address is not on this
+    /// machine (a Kubernetes Service's ClusterIP in front of the pod). `meridian export
+    /// kubernetes` runs each node's pod with it.
+    #[arg(long)]
+    bind_any: bool,
 }
 
 pub async fn up(UpArgs { config, state_dir }: UpArgs) -> Result<ExitCode> {
@@ -103,6 +108,7 @@ pub async fn run(
         config,
         node,
         behind_relay,
+        bind_any,
     }: RunArgs,
 ) -> Result<ExitCode> {
     meridian_telemetry::init_logs("info");
@@ -118,6 +124,8 @@ pub async fn run(
     let config = parsed;
     let placement = if behind_relay {
         meridian_config::Placement::BehindRelay
+    } else if bind_any {
+        meridian_config::Placement::AnyInterface
     } else {
         meridian_config::Placement::Direct
     };
