@@ -448,21 +448,127 @@ fn secrets_come_from_a_secret_and_no_value_is_in_any_manifest() {
 }
 
 #[test]
-fn what_cannot_run_in_kubernetes_is_refused_with_the_key_and_the_fix() {
-    // The default's TLS between PoPs and balancers needs one CA for every pod.
-    let err = export(
+fn tls_from_pops_to_balancers_carries_one_deployment_ca_and_no_ca_key() {
+    // The embedded default as it is: PoPs reach balancers over TLS.
+    let m = export(
         DEFAULT_CONFIG,
         "<embedded default>",
         ServiceRange::default(),
     )
-    .unwrap_err();
-    let ExportError::CannotPlace { file, key, fix, .. } = &err else {
-        panic!("{err}")
-    };
-    assert_eq!(file, "<embedded default>");
-    assert_eq!(key, "distribution.origin_protocol");
-    assert!(fix.contains("origin_protocol = \"http\""), "{fix}");
+    .unwrap();
+    let placed = m
+        .tls
+        .as_ref()
+        .expect("the export carries the deployment CA");
+    assert_eq!(
+        placed.distribution.origin_ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/meridian/tls/ca-cert.pem"))
+    );
+    for node in placed.nodes() {
+        let (_, d) = for_node(&m, "Deployment", &node);
+        let pod = &d["spec"]["template"]["spec"];
+        let mounts: Vec<&Value> = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["name"] == "tls")
+            .collect();
+        let items: Vec<&str> = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["name"] == "tls")
+            .flat_map(|v| v["secret"]["items"].as_array().unwrap().iter())
+            .map(|i| i["key"].as_str().unwrap())
+            .collect();
+        match node.role {
+            Role::Edge => {
+                assert_eq!(mounts.len(), 1, "{}", node.name);
+                assert_eq!(mounts[0]["mountPath"], "/etc/meridian/tls");
+                assert_eq!(items, ["ca-cert.pem"], "a PoP gets no balancer's key");
+            }
+            Role::Lb => {
+                let r = node.region.as_deref().unwrap();
+                let want = [
+                    "ca-cert.pem".to_owned(),
+                    format!("lb-{r}-cert.pem"),
+                    format!("lb-{r}-key.pem"),
+                ];
+                assert_eq!(items, want, "{}", node.name);
+                let paths: Vec<&str> = mounts
+                    .iter()
+                    .map(|v| v["mountPath"].as_str().unwrap())
+                    .collect();
+                for f in &want {
+                    assert!(
+                        paths.contains(&format!("/var/lib/meridian/tls/{f}").as_str()),
+                        "{paths:?}"
+                    );
+                }
+            }
+            _ => assert!(mounts.is_empty() && items.is_empty(), "{}", node.name),
+        }
+    }
+    let top = m
+        .files
+        .iter()
+        .find(|f| f.path == std::path::Path::new("kustomization.yaml"))
+        .unwrap();
+    let generated = &top.objects[0]["secretGenerator"][0];
+    assert_eq!(generated["options"]["disableNameSuffixHash"], true);
+    let files: Vec<&str> = generated["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(files.len(), 1 + 2 * placed.regions.len(), "{files:?}");
+    let all = serde_json::to_string(&objects(&m)).unwrap();
+    assert!(!all.contains("ca-key"), "the CA's key is in no manifest");
 
+    // Written: the CA once, its key owner-only; the balancers' certificates for the
+    // addresses the PoPs dial.
+    let dir = std::env::temp_dir().join(format!("k8s-tls-{}", std::process::id()));
+    let cfg = Config::parse(DEFAULT_CONFIG, "<embedded default>").unwrap();
+    meridian_supervisor::kubernetes::export(
+        &cfg,
+        DEFAULT_CONFIG,
+        &options(ServiceRange::default()),
+        &dir,
+    )
+    .unwrap();
+    let tls = dir
+        .join(meridian_supervisor::kubernetes::PKI_DIR)
+        .join("tls");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&tls.join("ca-key.pem")), 0o600);
+    assert_eq!(mode(&dir.join(".secrets")), 0o700);
+    let ca = std::fs::read(tls.join("ca-cert.pem")).unwrap();
+    let lb = placed.node("lb-us-east-1").unwrap();
+    let client = meridian_http::pki::client_config(&tls.join("ca-cert.pem"));
+    assert!(client.is_ok(), "the CA certificate reads as one");
+    let cert = std::fs::read_to_string(tls.join("lb-us-east-1-cert.pem")).unwrap();
+    assert!(cert.contains("BEGIN CERTIFICATE"));
+    // Again: the same CA (pods already trusting it keep doing so).
+    meridian_supervisor::kubernetes::export(
+        &cfg,
+        DEFAULT_CONFIG,
+        &options(ServiceRange::default()),
+        &dir,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(tls.join("ca-cert.pem")).unwrap(), ca);
+    assert!(
+        lb.address.ip().to_string().starts_with("10."),
+        "{}",
+        lb.address
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn what_cannot_run_in_kubernetes_is_refused_with_the_key_and_the_fix() {
     // A config placed on hosts already: the export places every node itself.
     let hosts = format!(
         "{SMALL}\n[[host]]\nname = \"a\"\naddress = \"10.0.0.5\"\nroles = [\"lb\", \"service\", \"edge\", \"dns\", \"console\"]\n\n[[host]]\nname = \"b\"\naddress = \"10.0.0.6\"\nnodes = [\"dns-2\"]\n"

@@ -20,12 +20,11 @@ fn meridian(args: &[&str]) -> Output {
         .expect("run meridian")
 }
 
-/// The embedded default with the one change the export asks for.
+/// The embedded default, as a file (TLS from the PoPs to the balancers included: the
+/// export carries the deployment CA).
 fn default_for_kubernetes(dir: &Path) -> PathBuf {
-    let text = meridian_config::DEFAULT_CONFIG
-        .replace("origin_protocol = \"https\"", "origin_protocol = \"http\"");
     let path = dir.join("meridian.toml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, meridian_config::DEFAULT_CONFIG).unwrap();
     path
 }
 
@@ -248,7 +247,12 @@ fn kubectl_kustomize_renders_the_whole_deployment_and_each_region() {
     assert_eq!(count(&all, "Namespace"), 1);
     assert_eq!(count(&all, "ConfigMap"), 1);
     assert_eq!(count(&all, "Cluster"), 1);
-    assert_eq!(count(&all, "Secret"), 0, "the Secret is the user's to make");
+    // The secrets' Secret is the user's to make; the one rendered is the deployment CA's,
+    // generated from the files the export made (the CA's key is not in it).
+    assert_eq!(count(&all, "Secret"), 1, "only the deployment CA's");
+    assert!(all.contains("ca-cert.pem: "), "the CA certificate is in it");
+    assert!(all.contains("lb-us-east-1-key.pem: "));
+    assert!(!all.contains("ca-key"), "the CA's key is not");
     for region in &cfg.regions {
         let one = render(&out.join(&region.name));
         let instances = cfg
@@ -272,20 +276,28 @@ fn kubectl_kustomize_renders_the_whole_deployment_and_each_region() {
 #[test]
 fn a_config_the_export_cannot_place_is_refused_with_the_file_key_and_fix() {
     let dir = common::tempdir();
+    let scaled = dir.join("scaled.toml");
+    std::fs::write(
+        &scaled,
+        format!(
+            "{}\n[service.autoscaling]\nmin = 1\nmax = 40\nmetric = \"requests_per_target\"\ntarget = 15\n",
+            meridian_config::DEFAULT_CONFIG
+        ),
+    )
+    .unwrap();
     let o = meridian(&[
         "export",
         "kubernetes",
+        "--config",
+        scaled.to_str().unwrap(),
         "--out",
         dir.join("k8s").to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("<embedded default>"), "{err}");
-    assert!(err.contains("`distribution.origin_protocol`"), "{err}");
-    assert!(
-        err.contains("fix: set `[distribution] origin_protocol = \"http\"`"),
-        "{err}"
-    );
+    assert!(err.contains("scaled.toml"), "{err}");
+    assert!(err.contains("`service.autoscaling`"), "{err}");
+    assert!(err.contains("fix: remove [service.autoscaling]"), "{err}");
     assert!(
         !dir.join("k8s").exists(),
         "nothing is written for a refused config"

@@ -7,7 +7,7 @@
 
 use super::addresses::ServiceRange;
 use super::error::ExportError;
-use meridian_config::{Config, OriginProtocol, Role, SecretSource, Secrets};
+use meridian_config::{Config, Role, SecretSource, Secrets};
 use toml::{Table, Value};
 
 /// The placed config, its text, and the notes on what was left out.
@@ -58,13 +58,6 @@ fn refuse(cfg: &Config) -> Result<(), ExportError> {
             "service.autoscaling",
             "autoscaling starts instances on the supervisor's machine; in Kubernetes each instance is a Deployment of its own",
             "remove [service.autoscaling] and set `[service] instances_per_az`",
-        ));
-    }
-    if cfg.distribution.origin_protocol == OriginProtocol::Https {
-        return Err(cannot(
-            "distribution.origin_protocol",
-            "TLS from PoPs to balancers needs one deployment CA shared by every pod, which the export cannot hand out yet",
-            "set `[distribution] origin_protocol = \"http\"` (traffic between pods stays inside the cluster network)",
         ));
     }
     Ok(())
@@ -120,6 +113,15 @@ pub(crate) fn place(cfg: &Config, text: &str, range: &ServiceRange) -> Result<Pl
         secrets.insert(key.to_owned(), Value::Table(s));
     }
     table.insert("secrets".to_owned(), Value::Table(secrets));
+    // The PoPs trust the one deployment CA the export makes, mounted from its Secret.
+    if let Some(ca) = super::tls::origin_ca_file(cfg) {
+        let d = table
+            .entry("distribution")
+            .or_insert_with(|| Value::Table(Table::new()));
+        if let Value::Table(d) = d {
+            d.insert("origin_ca_file".to_owned(), Value::String(ca));
+        }
+    }
 
     let unplaced = serialize(&table)?;
     let unplaced = Config::parse(&unplaced, &cfg.origin).map_err(|e| bug(e.to_string()))?;

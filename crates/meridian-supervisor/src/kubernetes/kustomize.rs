@@ -13,14 +13,19 @@ pub(crate) fn kustomization(files: &[&str]) -> Value {
     })
 }
 
-/// The top kustomization: the namespace, then every directory.
-pub(crate) fn top(l: &Labels, resources: &[&str]) -> Value {
-    json!({
+/// The top kustomization: the namespace, then every directory, and the Secrets it
+/// generates from files the export made (the deployment CA's, `tls.rs`).
+pub(crate) fn top(l: &Labels, resources: &[&str], generators: Vec<Value>) -> Value {
+    let mut k = json!({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": l.namespace,
         "resources": resources,
-    })
+    });
+    if !generators.is_empty() {
+        k["secretGenerator"] = Value::Array(generators);
+    }
+    k
 }
 
 /// The namespace everything goes to.

@@ -21,12 +21,14 @@ mod error;
 mod kustomize;
 mod labels;
 mod service;
+mod tls;
 mod workload;
 mod yaml;
 
 pub use addresses::ServiceRange;
 pub use config::SECRETS_DIR;
 pub use error::ExportError;
+pub use tls::PKI_DIR;
 pub use workload::CONFIG_PATH;
 
 use labels::Labels;
@@ -77,6 +79,8 @@ pub struct Manifests {
     pub notes: Vec<String>,
     /// The config the pods run, as the ConfigMap holds it.
     pub config_text: String,
+    /// That config, when the pods need the deployment CA made for it (`tls.rs`).
+    pub tls: Option<Config>,
 }
 
 /// The objects of one directory (a region, or [`GLOBAL`]), file by file.
@@ -93,6 +97,9 @@ pub fn export(
     out: &Path,
 ) -> Result<Exported, ExportError> {
     let m = manifests(cfg, config_text, opts)?;
+    if let Some(placed) = &m.tls {
+        tls::make(placed, out)?;
+    }
     for f in &m.files {
         let mut text = f.header.clone().unwrap_or_default();
         text.push_str(&yaml::documents(&f.objects));
@@ -190,9 +197,10 @@ pub fn manifests(
     ));
     let mut top: Vec<&str> = vec!["namespace.yaml"];
     top.extend(dirs.iter().map(|d| d.name.as_str()));
+    let generators: Vec<Value> = tls::generator(k8s, &labels).into_iter().collect();
     files.push(manifest(
         "kustomization.yaml".into(),
-        vec![kustomize::top(&labels, &top)],
+        vec![kustomize::top(&labels, &top, generators)],
     ));
     let header = format!(
         "# The Secret every pod reads its secrets from, with its keys and no values. Make the\n# real one from files of your own (each one random line, e.g. `openssl rand -hex 32`):\n#   kubectl -n {ns} create secret generic {name} --from-file=admin_token=./admin_token \\\n#     --from-file=edge_signing_key=./edge_signing_key --from-file=disk_cache_key=./disk_cache_key\n# This file is not in kustomization.yaml, so applying the deployment never replaces them.\n",
@@ -204,10 +212,12 @@ pub fn manifests(
         header: Some(header),
         objects: vec![workload::secret_example(&labels)],
     });
+    let tls = tls::on(k8s).then(|| k8s.clone());
     Ok(Manifests {
         files,
         notes: placed.notes,
         config_text: placed.text,
+        tls,
     })
 }
 

@@ -94,6 +94,20 @@ pub(crate) fn deployment(
         security["sysctls"] =
             json!([{ "name": "net.ipv4.ip_unprivileged_port_start", "value": "0" }]);
     }
+    let mut mounts = vec![
+        json!({ "name": "config", "mountPath": parent(CONFIG_PATH), "readOnly": true }),
+        json!({ "name": "secrets", "mountPath": SECRETS_DIR, "readOnly": true }),
+        json!({ "name": "state", "mountPath": STATE_DIR }),
+        json!({ "name": "tmp", "mountPath": "/tmp" }),
+    ];
+    mounts.extend(super::tls::mounts(cfg, node, STATE_DIR));
+    let mut volumes = vec![
+        json!({ "name": "config", "configMap": { "name": l.config_map() } }),
+        json!({ "name": "secrets", "secret": { "secretName": l.secret(), "defaultMode": 0o400 } }),
+        json!({ "name": "state", "emptyDir": {} }),
+        json!({ "name": "tmp", "emptyDir": {} }),
+    ];
+    volumes.extend(super::tls::volume(cfg, l, node));
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -143,19 +157,9 @@ pub(crate) fn deployment(
                             "readOnlyRootFilesystem": true,
                             "capabilities": { "drop": ["ALL"] },
                         },
-                        "volumeMounts": [
-                            { "name": "config", "mountPath": parent(CONFIG_PATH), "readOnly": true },
-                            { "name": "secrets", "mountPath": SECRETS_DIR, "readOnly": true },
-                            { "name": "state", "mountPath": STATE_DIR },
-                            { "name": "tmp", "mountPath": "/tmp" },
-                        ],
+                        "volumeMounts": mounts,
                     }],
-                    "volumes": [
-                        { "name": "config", "configMap": { "name": l.config_map() } },
-                        { "name": "secrets", "secret": { "secretName": l.secret(), "defaultMode": 0o400 } },
-                        { "name": "state", "emptyDir": {} },
-                        { "name": "tmp", "emptyDir": {} },
-                    ],
+                    "volumes": volumes,
                 },
             },
         },
