@@ -29,6 +29,13 @@ impl Origins {
         // gRPC goes over HTTP/2, whose trailers and streams HTTP/1.1 does not carry.
         let grpc = meridian_http::grpc::is_grpc(headers);
         let client = if grpc { &self.client_h2 } else { &self.client };
+        // Only what a cache could keep goes through the tier: other methods, gRPC and
+        // WebSocket handshakes go straight to the balancers.
+        let via_tier = matches!(*method, Method::GET | Method::HEAD)
+            && !grpc
+            && !headers.contains_key(http::header::UPGRADE)
+            && self.tier_on.load(std::sync::atomic::Ordering::Relaxed);
+        let tier_ok = |&i: &usize| via_tier || group.members[i].tier.is_none();
         let members = Members {
             origins: self,
             group,
@@ -45,8 +52,9 @@ impl Origins {
                     .iter()
                     .copied()
                     .filter(|&i| i < group.members.len())
+                    .filter(tier_ok)
                     .collect(),
-                None => group.ranked(),
+                None => group.ranked().into_iter().filter(tier_ok).collect(),
             },
             next: 0,
             attempts: Vec::new(),
@@ -168,6 +176,10 @@ impl Failover for Members<'_> {
         let mut req = Request::builder().method(self.method.clone()).uri(uri);
         if let Some(h) = req.headers_mut() {
             *h = self.headers.clone();
+            h.remove(super::tier::TIER_HEADER);
+            if m.tier.is_some() {
+                h.insert(super::tier::TIER_HEADER, self.origins.pop.clone());
+            }
             // Signed with the Host the origin will see: the one set here, else the
             // member's address (hyper writes it from the URI).
             if let Some(s) = self.origins.signer.get() {
