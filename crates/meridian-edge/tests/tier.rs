@@ -10,6 +10,11 @@ use std::time::Duration;
 
 /// Two regions, five PoPs, the tier on; `extra` goes into `[distribution.tiered_cache]`.
 fn config(subnet: &str, extra: &str) -> meridian_config::Config {
+    config_with(subnet, "\"lb:r1\", \"lb:r2\"", extra)
+}
+
+/// [`config`] with the origin group's `members`.
+fn config_with(subnet: &str, members: &str, extra: &str) -> meridian_config::Config {
     let mut pops = String::new();
     for i in 1..=5 {
         pops.push_str(&format!(
@@ -44,7 +49,7 @@ servers = 0
 
 [[distribution.origin_group]]
 name = "o"
-members = ["lb:r1", "lb:r2"]
+members = [{members}]
 selection = "ordered"
 connect_timeout = "300ms"
 response_timeout = "2s"
@@ -76,7 +81,10 @@ struct World {
 
 impl World {
     async fn start(subnet: &str, extra: &str) -> World {
-        let cfg = config(subnet, extra);
+        World::start_with(config(subnet, extra), subnet).await
+    }
+
+    async fn start_with(cfg: meridian_config::Config, subnet: &str) -> World {
         let state = std::env::temp_dir().join(format!(
             "meridian-tier-test-{}-{}",
             std::process::id(),
