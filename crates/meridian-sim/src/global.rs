@@ -24,6 +24,9 @@ pub struct GlobalOptions {
     /// The last data-tier chaos runs on this deployment (`meridian chaos kill-db-primary`,
     /// `kill-region`): what the RPO and RTO verdicts read.
     pub data_chaos: Vec<crate::data_chaos::DataChaosReport>,
+    /// The deployment's admin token, to also compare the full deployment with and without
+    /// its regional edge caches (`tier_bench.rs`); None: no comparison.
+    pub tiered_cache: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +99,9 @@ pub struct GlobalReport {
     pub locations: Vec<LocationReport>,
     pub architectures: Vec<ArchTotals>,
     pub promises: Vec<Verdict>,
+    /// Origin requests with and without the regional edge caches, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tiered_cache: Option<crate::tier_bench::TierComparison>,
 }
 
 /// Sums a counter family from a node's /metrics, over the lines `keep` accepts.
@@ -110,7 +116,7 @@ async fn scrape_sum(addr: SocketAddr, name: &str, keep: impl Fn(&str) -> bool) -
 }
 
 /// (application requests, bytes PoPs fetched from origins) across the deployment now.
-async fn origin_counters(state: &DeploymentState) -> (f64, f64) {
+pub(crate) async fn origin_counters(state: &DeploymentState) -> (f64, f64) {
     let mut requests = 0.0;
     let mut bytes = 0.0;
     for n in &state.nodes {
@@ -182,6 +188,10 @@ pub async fn run(
         let after = origin_counters(&opts.state).await;
         by_arch.push((arch, runs, after.0 - before.0, after.1 - before.1));
     }
+    let tiered_cache = match &opts.tiered_cache {
+        Some(token) => Some(crate::tier_bench::compare(opts, dns, token, &mut say).await?),
+        None => None,
+    };
     let mut locations = Vec::new();
     for c in &cfg.client_locations {
         let Some(place) = world.place(PlaceKind::Client, &c.name) else {
@@ -252,6 +262,7 @@ pub async fn run(
         locations,
         architectures,
         promises,
+        tiered_cache,
     })
 }
 
@@ -460,6 +471,9 @@ impl GlobalReport {
             "\nThe physical limit is light in fibre along the great circle to the nearest PoP and back; \
              the WAN model adds route inflation and an access cost on top of it.\n",
         );
+        if let Some(t) = &self.tiered_cache {
+            s.push_str(&t.markdown());
+        }
         s
     }
 
