@@ -104,43 +104,6 @@ pub struct GlobalReport {
     pub tiered_cache: Option<crate::tier_bench::TierComparison>,
 }
 
-/// Sums a counter family from a node's /metrics, over the lines `keep` accepts.
-async fn scrape_sum(addr: SocketAddr, name: &str, keep: impl Fn(&str) -> bool) -> f64 {
-    let Some(text) = crate::admin::metrics(addr, Duration::from_secs(3)).await else {
-        return 0.0;
-    };
-    text.lines()
-        .filter(|l| l.starts_with(name) && keep(l))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// (application requests, bytes PoPs fetched from origins) across the deployment now.
-pub(crate) async fn origin_counters(state: &DeploymentState) -> (f64, f64) {
-    let mut requests = 0.0;
-    let mut bytes = 0.0;
-    for n in &state.nodes {
-        match n.spec.role {
-            Role::Service => {
-                requests += scrape_sum(n.spec.address, "meridian_http_requests_total", |l| {
-                    !l.contains("route=\"/health") && !l.contains("route=\"/metrics\"")
-                })
-                .await
-            }
-            Role::Edge => {
-                bytes += scrape_sum(
-                    n.spec.admin,
-                    "meridian_edge_bytes_from_origins_total",
-                    |_| true,
-                )
-                .await
-            }
-            _ => {}
-        }
-    }
-    (requests, bytes)
-}
-
 /// The first DNS server of a deployment, where clients query it (through the WAN relay
 /// when there is one).
 pub fn dns_server(state: &DeploymentState) -> Option<SocketAddr> {
@@ -172,7 +135,7 @@ pub async fn run(
             opts.rate,
             cfg.client_locations.len()
         ));
-        let before = origin_counters(&opts.state).await;
+        let before = crate::admin::origin_counters(&opts.state).await;
         let lo = LoadOptions {
             config: cfg.clone(),
             dns,
@@ -185,11 +148,23 @@ pub async fn run(
         };
         let runs = load::run(&lo, arch, load::show_progress).await;
         eprintln!();
-        let after = origin_counters(&opts.state).await;
+        let after = crate::admin::origin_counters(&opts.state).await;
         by_arch.push((arch, runs, after.0 - before.0, after.1 - before.1));
     }
     let tiered_cache = match &opts.tiered_cache {
-        Some(token) => Some(crate::tier_bench::compare(opts, dns, token, &mut say).await?),
+        Some(token) => {
+            let lo = LoadOptions {
+                config: cfg.clone(),
+                dns,
+                duration: opts.per_architecture,
+                rate: opts.rate,
+                max_requests: opts.max_requests,
+                new_connections: opts.new_connections,
+                tls: opts.tls.clone(),
+                cacheable_only: true,
+            };
+            Some(crate::tier_bench::compare(lo, &opts.state, token, &mut say).await?)
+        }
         None => None,
     };
     let mut locations = Vec::new();

@@ -3,10 +3,11 @@
 //! regional edge caches, every cache emptied before each, so the two origin request counts
 //! stand side by side.
 
-use crate::global::{origin_counters, GlobalOptions};
+use crate::admin::origin_counters;
 use crate::load::{self, Arch, LoadOptions};
 use bytes::Bytes;
 use http_body_util::Full;
+use meridian_config::state::DeploymentState;
 use meridian_config::Role;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -65,20 +66,24 @@ async fn set_tier(pops: &[SocketAddr], token: &str, on: bool) -> Result<(), Stri
     Ok(())
 }
 
-/// Runs the comparison against a deployment whose config has the tier on; `token` is the
-/// deployment's admin token. The tier is left on afterwards, as the config says.
+/// Runs the comparison against a deployment whose config has the tier on: `lo` is the
+/// load of each half (cacheable requests only), `token` the deployment's admin token. The
+/// tier is left on afterwards, as the config says.
 pub async fn compare(
-    opts: &GlobalOptions,
-    dns: SocketAddr,
+    lo: LoadOptions,
+    state: &DeploymentState,
     token: &str,
     mut say: impl FnMut(String),
 ) -> Result<TierComparison, String> {
-    let cfg = &opts.config;
+    let lo = LoadOptions {
+        cacheable_only: true,
+        ..lo
+    };
+    let cfg = &lo.config;
     if !cfg.distribution.tiered_cache.enabled {
         return Err("the deployment has no regional edge caches: set [distribution.tiered_cache] enabled = true and restart it".into());
     }
-    let edges: Vec<_> = opts
-        .state
+    let edges: Vec<_> = state
         .nodes
         .iter()
         .filter(|n| n.spec.role == Role::Edge)
@@ -94,26 +99,16 @@ pub async fn compare(
         say(format!(
             "tiered cache {}: {}s of cacheable requests at {}/s from each of {} locations, every cache emptied first",
             if on { "on" } else { "off" },
-            opts.per_architecture.as_secs_f64(),
-            opts.rate,
+            lo.duration.as_secs_f64(),
+            lo.rate,
             cfg.client_locations.len()
         ));
         empty_caches(&all, token).await?;
         set_tier(&pops, token, on).await?;
-        let before = origin_counters(&opts.state).await.0;
-        let lo = LoadOptions {
-            config: cfg.clone(),
-            dns,
-            duration: opts.per_architecture,
-            rate: opts.rate,
-            max_requests: opts.max_requests,
-            new_connections: opts.new_connections,
-            tls: opts.tls.clone(),
-            cacheable_only: true,
-        };
+        let before = origin_counters(state).await.0;
         let runs = load::run(&lo, Arch::Full, load::show_progress).await;
         eprintln!();
-        let after = origin_counters(&opts.state).await.0;
+        let after = origin_counters(state).await.0;
         let mean_ms = load::mean_ms(&runs).unwrap_or(f64::NAN);
         phases.push(TierPhase {
             tier: on,
@@ -125,7 +120,7 @@ pub async fn compare(
     }
     set_tier(&pops, token, true).await?;
     Ok(TierComparison {
-        seconds_per_phase: opts.per_architecture.as_secs_f64(),
+        seconds_per_phase: lo.duration.as_secs_f64(),
         phases,
     })
 }

@@ -65,8 +65,30 @@ pub(super) fn from_config(
             let mut members = Vec::new();
             for m in &g.members {
                 if let OriginMember::Lb(region) = m {
-                    if let Some(t) = super::tier::member(cfg, pop, region, g, prior, board) {
-                        members.push(t);
+                    if let Some((kind, addr, name)) = super::tier::member_for(cfg, pop, region) {
+                        let key = format!("{}/{name}", g.name);
+                        let prior_us = prior
+                            .as_ref()
+                            .and_then(|p| {
+                                p.round_trip(super::tier::place(cfg, pop), Place::Region(region))
+                            })
+                            .map(|d| d.as_micros() as u64);
+                        members.push(Member {
+                            health: board.register(
+                                &key,
+                                hc.healthy_threshold,
+                                hc.unhealthy_threshold,
+                            ),
+                            key,
+                            name,
+                            addr,
+                            tls: false,
+                            check_addr: addr,
+                            rtt_us: AtomicU64::new(0),
+                            prior_us,
+                            head_latency: Default::default(),
+                            tier: Some(kind),
+                        });
                     }
                 }
                 let (check_addr, prior_rtt) = match m {

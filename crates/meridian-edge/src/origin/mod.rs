@@ -162,3 +162,25 @@ fn origin_tls(cfg: &Config, names: group::TlsNames) -> Option<meridian_http::Ori
         }
     }
 }
+
+impl Origins {
+    /// The sending edge's name when a request comes from another cache of this
+    /// deployment's tier: it names one (`tier::TIER_HEADER`) and carries a valid edge signature
+    /// for its method, host and target. A PoP without the signing key trusts no one.
+    pub(crate) fn tier_sender(&self, req: &http::request::Parts) -> Option<String> {
+        let from = req.headers.get(tier::TIER_HEADER)?.to_str().ok()?;
+        let signer = self.signer.get()?;
+        let host = req.headers.get(http::header::HOST)?.to_str().ok()?;
+        let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        signer
+            .verify(
+                &req.headers,
+                &req.method,
+                host,
+                target,
+                std::time::SystemTime::now(),
+            )
+            .ok()?;
+        Some(from.to_owned())
+    }
+}

@@ -5,10 +5,8 @@
 //! is ranked where its balancer is and tried just before it, so a cache that is down or
 //! refuses costs one attempt and the same request falls back to the balancer behind it.
 
-use super::group::Member;
-use meridian_config::{Config, OriginGroup, Place};
-use meridian_health::HealthBoard;
-use std::sync::atomic::AtomicU64;
+use meridian_config::{Config, Place};
+use std::net::SocketAddr;
 
 /// Marks a request one edge sends another (a PoP to a regional cache, a regional cache to
 /// the shield); its value names the sender. Trusted only with a valid edge signature, so
@@ -36,15 +34,13 @@ pub(super) fn place<'a>(cfg: &'a Config, pop: &'a str) -> Place<'a> {
     }
 }
 
-/// The tier member edge `pop` puts before balancer `region` in group `g`, if any.
-pub(super) fn member(
+/// The tier member edge `pop` puts before balancer `region`'s, if any: which cache it is,
+/// where it listens and its name in the group (`rec:<region>`, `shield:<region>`).
+pub(super) fn member_for(
     cfg: &Config,
     pop: &str,
     region: &str,
-    g: &OriginGroup,
-    prior: &meridian_config::Prior,
-    board: &HealthBoard,
-) -> Option<Member> {
+) -> Option<(Tier, SocketAddr, String)> {
     let t = &cfg.distribution.tiered_cache;
     if !t.enabled {
         return None;
@@ -64,24 +60,7 @@ pub(super) fn member(
         Tier::Regional => format!("rec:{region}"),
         Tier::Shield => format!("shield:{region}"),
     };
-    let key = format!("{}/{name}", g.name);
-    let hc = &g.health_check;
-    let prior_us = prior
-        .as_ref()
-        .and_then(|p| p.round_trip(place(cfg, pop), Place::Region(region)))
-        .map(|d| d.as_micros() as u64);
-    Some(Member {
-        health: board.register(&key, hc.healthy_threshold, hc.unhealthy_threshold),
-        key,
-        name,
-        addr,
-        tls: false,
-        check_addr: addr,
-        rtt_us: AtomicU64::new(0),
-        prior_us,
-        head_latency: Default::default(),
-        tier: Some(kind),
-    })
+    Some((kind, addr, name))
 }
 
 /// The health check of a tier member: the group's timing and thresholds, on the path the
@@ -94,27 +73,5 @@ pub(super) fn check(hc: &meridian_config::HealthCheck) -> meridian_config::Healt
         body_contains: None,
         grpc_codes: None,
         ..hc.clone()
-    }
-}
-
-impl super::Origins {
-    /// The sending edge's name when a request comes from another cache of this
-    /// deployment's tier: it names one (`TIER_HEADER`) and carries a valid edge signature
-    /// for its method, host and target. A PoP without the signing key trusts no one.
-    pub(crate) fn tier_sender(&self, req: &http::request::Parts) -> Option<String> {
-        let from = req.headers.get(TIER_HEADER)?.to_str().ok()?;
-        let signer = self.signer.get()?;
-        let host = req.headers.get(http::header::HOST)?.to_str().ok()?;
-        let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        signer
-            .verify(
-                &req.headers,
-                &req.method,
-                host,
-                target,
-                std::time::SystemTime::now(),
-            )
-            .ok()?;
-        Some(from.to_owned())
     }
 }
