@@ -21,6 +21,7 @@ pub const EDGE_RESTART_FIELDS: &[&str] = &[
     "access_log",
     "origin_protocol",
     "origin_ca_file",
+    "tiered_cache",
 ];
 
 /// Parts of `[dns]` a DNS node takes by reload: the zone's record sets.

@@ -69,6 +69,8 @@ impl Config {
                 });
             }
         }
+        // Regional edge caches start with the PoPs (the same role), after the balancers.
+        services.extend(self.regional_cache_nodes());
         if self.simulation.wan {
             let ip = net.addr(0, 2);
             services.push(NodeSpec {

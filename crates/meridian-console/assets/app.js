@@ -216,7 +216,7 @@ function renderPops(o) {
   const head = el("tr", {}, el("th", {}, "PoP"), el("th", {}, "Status"), el("th", { class: "num" }, "Requests"),
     el("th", { class: "num" }, "Hit rate"), el("th", { class: "num" }, "p95"), el("th", { class: "num" }, "To viewers"),
     el("th", { class: "num" }, "From origins"), ...regions.map((r) => el("th", { class: "num" }, "RTT " + r)), el("th", {}, "Misses go to"));
-  const rows = o.pops.map((p) => el("tr", { "data-pop": p.name, "data-status": p.status },
+  const row = (p) => el("tr", { "data-pop": p.name, "data-status": p.status },
     el("td", {}, p.name),
     el("td", {}, el("span", { class: "dot " + p.status }), p.up ? p.status : "unreachable"),
     el("td", { class: "num" }, fmt.num(p.rps) + "/s"),
@@ -230,7 +230,14 @@ function renderPops(o) {
       const cls = "num " + (!origin.healthy ? "down-origin" : p.preferred === r ? "preferred" : "");
       return el("td", { class: cls }, fmt.ms(origin.rtt_ms));
     }),
-    el("td", {}, p.preferred || "none healthy")));
+    el("td", {}, p.preferred || "none healthy"));
+  const rows = o.pops.map(row);
+  // Regional edge caches: the tier between the PoPs and the regions, hit rate first.
+  const recs = o.regional_caches || [];
+  if (recs.length) {
+    rows.push(el("tr", { class: "muted" }, el("th", { colspan: String(8 + regions.length) }, "Regional edge caches")));
+    rows.push(...recs.map(row));
+  }
   $("pops").replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows));
 }
 

@@ -21,7 +21,7 @@ pub(crate) async fn serve(
 ) {
     Router::new(
         edge,
-        "edge admin endpoints: /health, /metrics (open); POST /invalidate, GET /cache, GET /origins, GET|PUT|DELETE /kvs, GET /protection, GET /protection/counts (token)",
+        "edge admin endpoints: /health, /metrics (open); POST /invalidate, GET /cache, GET /origins, POST /tier?enabled=, GET|PUT|DELETE /kvs, GET /protection, GET /protection/counts (token)",
     )
     .token(token)
     .audit(audit)
@@ -38,6 +38,7 @@ pub(crate) async fn serve(
         )
     })
     .guarded(&[Method::GET], "/origins", |edge, _| async move { origins(&edge) })
+    .guarded(&[Method::POST], "/tier", |edge, req| async move { tier(&edge, &req) })
     .guarded(
         &[Method::GET, Method::PUT, Method::DELETE],
         "/kvs",
@@ -59,6 +60,36 @@ pub(crate) async fn serve(
     })
     .serve(listener, shutdown)
     .await
+}
+
+/// Sends this PoP's misses through the regional caches or straight to the balancers
+/// (`?enabled=true|false`), so `bench global` can measure both in one run of one
+/// deployment. Only where the config has the tier: a PoP without it has no caches to use.
+fn tier(edge: &Edge, req: &Request<Incoming>) -> http::Response<meridian_http::Body> {
+    let on = match req.uri().query().unwrap_or("") {
+        "enabled=true" => true,
+        "enabled=false" => false,
+        _ => {
+            return meridian_http::text(
+                StatusCode::BAD_REQUEST,
+                "say ?enabled=true or ?enabled=false",
+            )
+        }
+    };
+    if !edge.0.dist.tiered_cache.enabled {
+        return meridian_http::text(
+            StatusCode::CONFLICT,
+            "this deployment has no regional edge caches: set [distribution.tiered_cache] enabled = true",
+        );
+    }
+    let was = edge
+        .origins()
+        .tier_on
+        .swap(on, std::sync::atomic::Ordering::Relaxed);
+    meridian_http::json(
+        StatusCode::OK,
+        serde_json::json!({"pop": edge.pop(), "tier": on, "was": was}).to_string(),
+    )
 }
 
 /// A PoP serves its cache even when every origin is down, so it stays healthy; the body

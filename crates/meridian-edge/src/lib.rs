@@ -187,8 +187,9 @@ impl EdgeOptions {
     /// The options of PoP node `node`, with state (token, certificate, disk cache, access
     /// log) under `state_dir`.
     pub fn from_config(cfg: &Config, node: &NodeSpec, state_dir: &Path) -> Result<Self, EdgeError> {
+        // A PoP, or a regional edge cache (`[distribution.tiered_cache]`).
         let pop = cfg
-            .pop_of(node)
+            .edge_site(node)
             .ok_or_else(|| EdgeError::NotAPop(node.name.clone()))?;
         let certs: Vec<meridian_http::tls::CertFiles> = if cfg.distribution.certificates.is_empty()
         {
@@ -257,11 +258,8 @@ pub async fn run(
 ) -> Result<(), EdgeError> {
     let pop = opts
         .config
-        .edges
-        .iter()
-        .find(|p| p.name == opts.pop)
-        .ok_or_else(|| EdgeError::NotAPop(opts.pop.clone()))?
-        .clone();
+        .edge_site_named(&opts.pop)
+        .ok_or_else(|| EdgeError::NotAPop(opts.pop.clone()))?;
     let listener = meridian_http::bind(opts.listen).await?;
     let admin_listener = meridian_http::bind(opts.admin).await?;
     let https_listener = match &opts.https {

@@ -1,6 +1,8 @@
 //! Asking a running node's admin endpoint: what the global benchmark and chaos runs read
 //! (metrics, a PoP's origin choice) and change (the WAN's partitions).
 
+use meridian_config::state::DeploymentState;
+use meridian_config::Role;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -38,6 +40,43 @@ pub(crate) fn all_series(text: &str, metric: &str, label: &str, want: &str) -> O
         }
     }
     any.then_some(true)
+}
+
+/// Sums a counter family from a node's /metrics, over the lines `keep` accepts.
+pub(crate) async fn scrape_sum(addr: SocketAddr, name: &str, keep: impl Fn(&str) -> bool) -> f64 {
+    let Some(text) = metrics(addr, Duration::from_secs(3)).await else {
+        return 0.0;
+    };
+    text.lines()
+        .filter(|l| l.starts_with(name) && keep(l))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// (application requests, bytes PoPs fetched from origins) across the deployment now.
+pub(crate) async fn origin_counters(state: &DeploymentState) -> (f64, f64) {
+    let mut requests = 0.0;
+    let mut bytes = 0.0;
+    for n in &state.nodes {
+        match n.spec.role {
+            Role::Service => {
+                requests += scrape_sum(n.spec.address, "meridian_http_requests_total", |l| {
+                    !l.contains("route=\"/health") && !l.contains("route=\"/metrics\"")
+                })
+                .await
+            }
+            Role::Edge => {
+                bytes += scrape_sum(
+                    n.spec.admin,
+                    "meridian_edge_bytes_from_origins_total",
+                    |_| true,
+                )
+                .await
+            }
+            _ => {}
+        }
+    }
+    (requests, bytes)
 }
 
 #[cfg(test)]

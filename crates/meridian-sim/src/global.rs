@@ -24,6 +24,9 @@ pub struct GlobalOptions {
     /// The last data-tier chaos runs on this deployment (`meridian chaos kill-db-primary`,
     /// `kill-region`): what the RPO and RTO verdicts read.
     pub data_chaos: Vec<crate::data_chaos::DataChaosReport>,
+    /// The deployment's admin token, to also compare the full deployment with and without
+    /// its regional edge caches (`tier_bench.rs`); None: no comparison.
+    pub tiered_cache: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,43 +99,9 @@ pub struct GlobalReport {
     pub locations: Vec<LocationReport>,
     pub architectures: Vec<ArchTotals>,
     pub promises: Vec<Verdict>,
-}
-
-/// Sums a counter family from a node's /metrics, over the lines `keep` accepts.
-async fn scrape_sum(addr: SocketAddr, name: &str, keep: impl Fn(&str) -> bool) -> f64 {
-    let Some(text) = crate::admin::metrics(addr, Duration::from_secs(3)).await else {
-        return 0.0;
-    };
-    text.lines()
-        .filter(|l| l.starts_with(name) && keep(l))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// (application requests, bytes PoPs fetched from origins) across the deployment now.
-async fn origin_counters(state: &DeploymentState) -> (f64, f64) {
-    let mut requests = 0.0;
-    let mut bytes = 0.0;
-    for n in &state.nodes {
-        match n.spec.role {
-            Role::Service => {
-                requests += scrape_sum(n.spec.address, "meridian_http_requests_total", |l| {
-                    !l.contains("route=\"/health") && !l.contains("route=\"/metrics\"")
-                })
-                .await
-            }
-            Role::Edge => {
-                bytes += scrape_sum(
-                    n.spec.admin,
-                    "meridian_edge_bytes_from_origins_total",
-                    |_| true,
-                )
-                .await
-            }
-            _ => {}
-        }
-    }
-    (requests, bytes)
+    /// Origin requests with and without the regional edge caches, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tiered_cache: Option<crate::tier_bench::TierComparison>,
 }
 
 /// The first DNS server of a deployment, where clients query it (through the WAN relay
@@ -166,7 +135,7 @@ pub async fn run(
             opts.rate,
             cfg.client_locations.len()
         ));
-        let before = origin_counters(&opts.state).await;
+        let before = crate::admin::origin_counters(&opts.state).await;
         let lo = LoadOptions {
             config: cfg.clone(),
             dns,
@@ -179,9 +148,25 @@ pub async fn run(
         };
         let runs = load::run(&lo, arch, load::show_progress).await;
         eprintln!();
-        let after = origin_counters(&opts.state).await;
+        let after = crate::admin::origin_counters(&opts.state).await;
         by_arch.push((arch, runs, after.0 - before.0, after.1 - before.1));
     }
+    let tiered_cache = match &opts.tiered_cache {
+        Some(token) => {
+            let lo = LoadOptions {
+                config: cfg.clone(),
+                dns,
+                duration: opts.per_architecture,
+                rate: opts.rate,
+                max_requests: opts.max_requests,
+                new_connections: opts.new_connections,
+                tls: opts.tls.clone(),
+                cacheable_only: true,
+            };
+            Some(crate::tier_bench::compare(lo, &opts.state, token, &mut say).await?)
+        }
+        None => None,
+    };
     let mut locations = Vec::new();
     for c in &cfg.client_locations {
         let Some(place) = world.place(PlaceKind::Client, &c.name) else {
@@ -252,6 +237,7 @@ pub async fn run(
         locations,
         architectures,
         promises,
+        tiered_cache,
     })
 }
 
@@ -460,6 +446,9 @@ impl GlobalReport {
             "\nThe physical limit is light in fibre along the great circle to the nearest PoP and back; \
              the WAN model adds route inflation and an access cost on top of it.\n",
         );
+        if let Some(t) = &self.tiered_cache {
+            s.push_str(&t.markdown());
+        }
         s
     }
 

@@ -16,6 +16,7 @@ pub mod load;
 pub mod overhead;
 pub mod relay;
 mod signals;
+pub mod tier_bench;
 pub mod wan;
 pub mod world;
 

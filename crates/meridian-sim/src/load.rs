@@ -423,6 +423,7 @@ async fn run_location(
         .clone()
         .filter(|_| arch == Arch::Full)
         .map(|c| (c, Arc::new(format!("cdn.{}", opts.config.deployment.zone))));
+    let cdn_host = Arc::new(format!("cdn.{}", opts.config.deployment.zone));
     let interval = Duration::from_secs_f64(1.0 / opts.rate.max(0.01));
     let start = Instant::now();
     let deadline = start + opts.duration;
@@ -454,6 +455,7 @@ async fn run_location(
         let result = result.clone();
         let (done, failed_count) = (done.clone(), failed_count.clone());
         let tls = tls.clone();
+        let cdn_host = cdn_host.clone();
         let addr = match &tls {
             Some(_) => SocketAddr::new(addr.ip(), opts.config.network.https_port),
             None => addr,
@@ -461,6 +463,11 @@ async fn run_location(
         inflight.spawn(async move {
             let scheme = if tls.is_some() { "https" } else { "http" };
             let mut req = http::Request::get(format!("{scheme}://{addr}{path}"));
+            // A viewer that resolved the distribution's name sends it, so every PoP (and
+            // every regional cache behind them) keys an object alike, as for real viewers.
+            if arch == Arch::Full {
+                req = req.header(http::header::HOST, cdn_host.as_str());
+            }
             if auth {
                 req = req.header(http::header::AUTHORIZATION, "Bearer demo-user");
             }

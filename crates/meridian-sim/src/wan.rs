@@ -78,6 +78,23 @@ pub fn destinations(cfg: &Config, world: &World) -> Vec<Destination> {
             });
         }
     }
+    // Regional edge caches sit in their region: a PoP pays the way there, as to the
+    // balancer beside them.
+    for r in &cfg.regions {
+        let (Some(public), Some(place)) = (
+            cfg.regional_cache_address(&r.name),
+            world.place(crate::world::PlaceKind::Region, &r.name),
+        ) else {
+            continue;
+        };
+        for port in [public.port(), cfg.network.https_port] {
+            out.push(Destination {
+                public: SocketAddr::new(public.ip(), port),
+                backstage: BEHIND.listen(SocketAddr::new(public.ip(), port)),
+                site: Site::At(place.clone()),
+            });
+        }
+    }
     // Databases: replication and every client pay the distance to the instance's region.
     for n in cfg
         .nodes()

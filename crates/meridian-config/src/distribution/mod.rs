@@ -8,6 +8,7 @@ mod function;
 mod origin;
 mod protection;
 mod response_headers;
+mod tiered_cache;
 
 pub use behavior::{path_matches, Behavior, ViewerProtocolPolicy};
 pub use cache_policy::{CachePolicy, KeyFilter, OriginRequestPolicy};
@@ -21,6 +22,7 @@ pub use protection::{
     Operator, Oversize, Protection, PublicKey, RateBasedRule, RateKey, Rule, RuleAction,
 };
 pub use response_headers::{Cors, ResponseHeadersPolicy};
+pub use tiered_cache::TieredCache;
 
 use crate::common::{is_dns_name, read_named};
 use crate::error::Diagnostics;
@@ -74,6 +76,8 @@ pub struct Distribution {
     /// certificate against `origin_ca_file`, else the deployment CA `up` makes.
     pub origin_protocol: OriginProtocol,
     pub origin_ca_file: Option<PathBuf>,
+    /// Regional edge caches and Origin Shield (`tiered_cache.rs`).
+    pub tiered_cache: TieredCache,
 }
 
 /// One certificate: the chain and key files, and the server names it is for (`*.` for a
@@ -149,6 +153,7 @@ pub(crate) fn default_distribution(regions: &[Region]) -> Distribution {
         ],
         origin_protocol: OriginProtocol::Http,
         origin_ca_file: None,
+        tiered_cache: TieredCache::default(),
     }
 }
 
@@ -335,6 +340,10 @@ pub(crate) fn read_distribution(
         }
     }
     read_origin_transport(t, d, &mut dist.origin_protocol, &mut dist.origin_ca_file);
+    match tiered_cache::read_tiered_cache(t, d, regions) {
+        Some(c) => dist.tiered_cache = c,
+        None => ok = false,
+    }
     t.finish(d);
     ok.then_some(dist)
 }

@@ -40,6 +40,9 @@ pub(super) fn global(
     for (t, r) in scrape.targets.iter().zip(readings) {
         let Some(r) = r else { continue };
         match t.role {
+            // A regional edge cache (`edge-rec-<region>`) serves PoPs, not viewers: its
+            // requests are already counted where viewers made them.
+            "edge" if t.name.starts_with("edge-rec-") => {}
             "edge" => {
                 merge_buckets(
                     &mut edge_b,

@@ -55,6 +55,8 @@ pub struct Overview {
     pub global: Global,
     pub regions: Vec<RegionView>,
     pub pops: Vec<PopView>,
+    /// The regional edge caches, when the distribution has the tier.
+    pub regional_caches: Vec<PopView>,
     pub dns: Vec<DnsView>,
     /// Edge functions, by name (empty when the distribution has none).
     pub functions: Vec<FunctionView>,
@@ -228,6 +230,7 @@ impl State {
         };
         let regions = places::regions(&self.config, &scrape, &mut self.store, sec);
         let pops = places::pops(&self.config, &scrape, &mut self.store, sec);
+        let regional_caches = places::regional_caches(&self.config, &scrape, &mut self.store, sec);
         let dns = places::dns(&scrape, &mut self.store, sec);
         let functions = functions::functions(&self.config, &scrape, &mut self.store, sec);
         let (security, security_events) = security::security(
@@ -280,6 +283,7 @@ impl State {
         o.global = global;
         o.regions = regions;
         o.pops = pops;
+        o.regional_caches = regional_caches;
         o.dns = dns;
         o.functions = functions;
         o.nodes = self.nodes.clone();

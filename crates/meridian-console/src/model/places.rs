@@ -151,11 +151,37 @@ pub(super) fn regions(
 }
 
 pub(super) fn pops(config: &Config, scrape: &Scrape, store: &mut Store, sec: u64) -> Vec<PopView> {
+    let names: Vec<String> = config.edges.iter().map(|p| p.name.clone()).collect();
+    edge_views(&names, scrape, store, sec)
+}
+
+/// The regional edge caches (`[distribution.tiered_cache]`), seen as PoPs are: their hit
+/// rate is what the tier saves the origins. Kept apart from the PoPs so viewer totals do
+/// not count a request twice.
+pub(super) fn regional_caches(
+    config: &Config,
+    scrape: &Scrape,
+    store: &mut Store,
+    sec: u64,
+) -> Vec<PopView> {
+    if !config.distribution.tiered_cache.enabled {
+        return Vec::new();
+    }
+    let names: Vec<String> = config
+        .regions
+        .iter()
+        .map(|r| meridian_config::regional_cache_name(&r.name))
+        .collect();
+    edge_views(&names, scrape, store, sec)
+}
+
+/// One view per edge node named `edge-<name>`.
+fn edge_views(names: &[String], scrape: &Scrape, store: &mut Store, sec: u64) -> Vec<PopView> {
     let mut out = Vec::new();
-    for pop in &config.edges {
-        let node = format!("edge-{}", pop.name);
+    for name in names {
+        let node = format!("edge-{name}");
         let mut v = PopView {
-            name: pop.name.clone(),
+            name: name.clone(),
             node: node.clone(),
             up: scrape.is_up(&node),
             ..Default::default()
@@ -205,7 +231,7 @@ pub(super) fn pops(config: &Config, scrape: &Scrape, store: &mut Store, sec: u64
                         .total_cmp(&b.rtt_ms.unwrap_or(f64::MAX))
                 })
                 .map(|o| o.origin.trim_start_matches("lb:").to_owned());
-            let p = format!("pop.{}", pop.name);
+            let p = format!("pop.{name}");
             store.push(&format!("{p}.requests"), sec, r.delta(req, |_| true));
             store.push(&format!("{p}.hits"), sec, hits);
             store.push(&format!("{p}.lookups"), sec, lookups);

@@ -60,7 +60,11 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let config = Config::parse(CONFIG, "test.toml").expect("valid test config");
+        World::of(CONFIG)
+    }
+
+    fn of(text: &str) -> World {
+        let config = Config::parse(text, "test.toml").expect("valid test config");
         let state = State::new(config, 1000);
         let mut text = BTreeMap::new();
         for t in state.targets() {
@@ -117,6 +121,29 @@ fn edge(hits: u64, misses: u64, failovers: u64) -> String {
          meridian_edge_bytes_to_viewers_total {}\n",
         (hits + misses) * 1000
     )
+}
+
+#[test]
+fn regional_edge_caches_are_shown_apart_from_the_pops() {
+    let text = format!("{CONFIG}\n[distribution.tiered_cache]\n");
+    let mut w = World::of(&text);
+    w.set("edge-rec-east", &edge(0, 0, 0));
+    w.set("edge-paris", &edge(0, 0, 0));
+    w.tick(1000.0);
+    // The cache in east answered 30 of 40 lookups from the PoPs: what it saved the origins.
+    w.set("edge-rec-east", &edge(30, 10, 0));
+    w.set("edge-paris", &edge(0, 40, 0));
+    w.down("edge-rec-west");
+    w.tick(1002.0);
+    let o = w.state.overview();
+    let names: Vec<&str> = o.regional_caches.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["rec-east", "rec-west"]);
+    assert_eq!(o.regional_caches[0].hit_rate, Some(0.75));
+    assert!(o.regional_caches[0].up);
+    assert!(!o.regional_caches[1].up, "west's cache is down");
+    assert_eq!(o.pops.len(), 1, "a regional cache is not a PoP");
+    // Viewer totals are the PoPs' alone: the tier's requests are not counted again.
+    assert_eq!(o.global.hit_rate, Some(0.0));
 }
 
 #[test]

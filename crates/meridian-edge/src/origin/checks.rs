@@ -30,7 +30,10 @@ impl Origins {
                 tasks.push(self.board.watch_with(
                     &m.key,
                     m.check_addr,
-                    g.cfg.health_check.clone(),
+                    match m.tier {
+                        Some(_) => super::tier::check(&g.cfg.health_check),
+                        None => g.cfg.health_check.clone(),
+                    },
                     Watch {
                         from: self.local_ip,
                         on_probe: Some(on_probe),

@@ -26,9 +26,43 @@ impl Origins {
         body: impl Into<RequestBody>,
     ) -> Result<OriginResponse, OriginFailure> {
         let body = body.into();
+        self.send_via(group, only, method, path_and_query, headers, body, false)
+            .await
+    }
+
+    /// [`Origins::send`] for a cache fill: through the regional edge caches when the
+    /// deployment has them (`tier.rs`). Only fills go through the tier, as CloudFront's
+    /// regional edge caches see only cacheable requests: a pass, a POST, gRPC or a
+    /// WebSocket would only gain a hop there.
+    pub async fn fill(
+        &self,
+        group: &Group,
+        only: Option<&[usize]>,
+        path_and_query: &str,
+        headers: &HeaderMap,
+    ) -> Result<OriginResponse, OriginFailure> {
+        let on = self.tier_on.load(std::sync::atomic::Ordering::Relaxed);
+        let body = RequestBody::from(bytes::Bytes::new());
+        self.send_via(group, only, &Method::GET, path_and_query, headers, body, on)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_via(
+        &self,
+        group: &Group,
+        only: Option<&[usize]>,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: RequestBody,
+        via_tier: bool,
+    ) -> Result<OriginResponse, OriginFailure> {
         // gRPC goes over HTTP/2, whose trailers and streams HTTP/1.1 does not carry.
         let grpc = meridian_http::grpc::is_grpc(headers);
         let client = if grpc { &self.client_h2 } else { &self.client };
+        let via_tier = via_tier && !grpc && !headers.contains_key(http::header::UPGRADE);
+        let tier_ok = |&i: &usize| via_tier || group.members[i].tier.is_none();
         let members = Members {
             origins: self,
             group,
@@ -45,8 +79,9 @@ impl Origins {
                     .iter()
                     .copied()
                     .filter(|&i| i < group.members.len())
+                    .filter(tier_ok)
                     .collect(),
-                None => group.ranked(),
+                None => group.ranked().into_iter().filter(tier_ok).collect(),
             },
             next: 0,
             attempts: Vec::new(),
@@ -168,6 +203,10 @@ impl Failover for Members<'_> {
         let mut req = Request::builder().method(self.method.clone()).uri(uri);
         if let Some(h) = req.headers_mut() {
             *h = self.headers.clone();
+            h.remove(super::tier::TIER_HEADER);
+            if m.tier.is_some() {
+                h.insert(super::tier::TIER_HEADER, self.origins.pop.clone());
+            }
             // Signed with the Host the origin will see: the one set here, else the
             // member's address (hyper writes it from the URI).
             if let Some(s) = self.origins.signer.get() {

@@ -34,6 +34,9 @@ pub struct Member {
     pub prior_us: Option<u64>,
     /// How long its response heads usually take: when to hedge a request to it.
     pub head_latency: super::hedge::HeadLatency,
+    /// A regional edge cache in front of the balancer that is the next member
+    /// (`tier.rs`); None for a balancer or a plain origin.
+    pub tier: Option<super::tier::Tier>,
 }
 
 pub struct Group {
@@ -59,46 +62,76 @@ pub(super) fn from_config(
         .iter()
         .map(|g| {
             let hc = &g.health_check;
-            let members = g
-                .members
-                .iter()
-                .filter_map(|m| {
-                    let (check_addr, prior_rtt) = match m {
-                        OriginMember::Lb(region) => {
-                            let rtt = prior
-                                .as_ref()
-                                .and_then(|p| p.round_trip(Place::Pop(pop), Place::Region(region)));
-                            (cfg.lb_address(region)?, rtt)
+            let mut members = Vec::new();
+            for m in &g.members {
+                if let OriginMember::Lb(region) = m {
+                    if let Some((kind, addr, name)) = super::tier::member_for(cfg, pop, region) {
+                        let key = format!("{}/{name}", g.name);
+                        let prior_us = prior
+                            .as_ref()
+                            .and_then(|p| {
+                                p.round_trip(super::tier::place(cfg, pop), Place::Region(region))
+                            })
+                            .map(|d| d.as_micros() as u64);
+                        members.push(Member {
+                            health: board.register(
+                                &key,
+                                hc.healthy_threshold,
+                                hc.unhealthy_threshold,
+                            ),
+                            key,
+                            name,
+                            addr,
+                            tls: false,
+                            check_addr: addr,
+                            rtt_us: AtomicU64::new(0),
+                            prior_us,
+                            head_latency: Default::default(),
+                            tier: Some(kind),
+                        });
+                    }
+                }
+                let (check_addr, prior_rtt) = match m {
+                    OriginMember::Lb(region) => {
+                        let rtt = prior.as_ref().and_then(|p| {
+                            p.round_trip(super::tier::place(cfg, pop), Place::Region(region))
+                        });
+                        let Some(a) = cfg.lb_address(region) else {
+                            continue;
+                        };
+                        (a, rtt)
+                    }
+                    OriginMember::Address(a) => (*a, None),
+                };
+                let (addr, tls) = match m {
+                    OriginMember::Lb(region) if https => {
+                        let Some(addr) = cfg.lb_tls_address(region) else {
+                            continue;
+                        };
+                        if let Ok(name) =
+                            rustls::pki_types::ServerName::try_from(cfg.lb_server_name(region))
+                        {
+                            tls_names.insert(addr, name);
                         }
-                        OriginMember::Address(a) => (*a, None),
-                    };
-                    let (addr, tls) = match m {
-                        OriginMember::Lb(region) if https => {
-                            let addr = cfg.lb_tls_address(region)?;
-                            if let Ok(name) =
-                                rustls::pki_types::ServerName::try_from(cfg.lb_server_name(region))
-                            {
-                                tls_names.insert(addr, name);
-                            }
-                            (addr, true)
-                        }
-                        _ => (check_addr, false),
-                    };
-                    let name = m.to_string();
-                    let key = format!("{}/{name}", g.name);
-                    Some(Member {
-                        health: board.register(&key, hc.healthy_threshold, hc.unhealthy_threshold),
-                        key,
-                        name,
-                        addr,
-                        tls,
-                        check_addr,
-                        rtt_us: AtomicU64::new(0),
-                        prior_us: prior_rtt.map(|d| d.as_micros() as u64),
-                        head_latency: Default::default(),
-                    })
-                })
-                .collect();
+                        (addr, true)
+                    }
+                    _ => (check_addr, false),
+                };
+                let name = m.to_string();
+                let key = format!("{}/{name}", g.name);
+                members.push(Member {
+                    health: board.register(&key, hc.healthy_threshold, hc.unhealthy_threshold),
+                    key,
+                    name,
+                    addr,
+                    tls,
+                    check_addr,
+                    rtt_us: AtomicU64::new(0),
+                    prior_us: prior_rtt.map(|d| d.as_micros() as u64),
+                    head_latency: Default::default(),
+                    tier: None,
+                });
+            }
             Arc::new(Group {
                 cfg: g.clone(),
                 members,

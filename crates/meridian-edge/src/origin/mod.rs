@@ -8,6 +8,7 @@ mod forward;
 mod group;
 pub(crate) mod hedge;
 mod rank;
+pub mod tier;
 
 pub use answer::{OriginFailure, OriginName, OriginResponse};
 pub use group::{Group, Member};
@@ -50,6 +51,11 @@ pub struct Origins {
     signer: std::sync::OnceLock<Arc<meridian_http::signing::Signer>>,
     /// Hedged requests spent against requests sent (`hedge.rs`).
     hedges: hedge::HedgeBudget,
+    /// This edge's name, sent to the next cache of the tier (`tier::TIER_HEADER`).
+    pop: http::HeaderValue,
+    /// Whether misses go through the regional caches (`tier.rs`): on whenever the config
+    /// has them; the admin API turns it off so `bench global` can compare in one run.
+    pub tier_on: std::sync::atomic::AtomicBool,
 }
 
 impl Origins {
@@ -125,6 +131,8 @@ impl Origins {
             m,
             signer: std::sync::OnceLock::new(),
             hedges: hedge::HedgeBudget::default(),
+            pop: http::HeaderValue::from_str(pop).unwrap_or(http::HeaderValue::from_static("-")),
+            tier_on: std::sync::atomic::AtomicBool::new(cfg.distribution.tiered_cache.enabled),
         }
     }
 
@@ -152,5 +160,27 @@ fn origin_tls(cfg: &Config, names: group::TlsNames) -> Option<meridian_http::Ori
             tracing::error!(error = %e, "origin TLS is unusable: TLS origins will fail");
             None
         }
+    }
+}
+
+impl Origins {
+    /// The sending edge's name when a request comes from another cache of this
+    /// deployment's tier: it names one (`tier::TIER_HEADER`) and carries a valid edge signature
+    /// for its method, host and target. A PoP without the signing key trusts no one.
+    pub(crate) fn tier_sender(&self, req: &http::request::Parts) -> Option<String> {
+        let from = req.headers.get(tier::TIER_HEADER)?.to_str().ok()?;
+        let signer = self.signer.get()?;
+        let host = req.headers.get(http::header::HOST)?.to_str().ok()?;
+        let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        signer
+            .verify(
+                &req.headers,
+                &req.method,
+                host,
+                target,
+                std::time::SystemTime::now(),
+            )
+            .ok()?;
+        Some(from.to_owned())
     }
 }

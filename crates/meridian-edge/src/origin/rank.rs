@@ -2,6 +2,7 @@
 //! trip (never below the prior's) when the group selects by latency.
 
 use super::group::{Group, Member};
+use super::tier::Tier;
 use meridian_config::OriginSelection;
 use std::sync::atomic::Ordering;
 
@@ -35,17 +36,33 @@ impl Member {
 impl Group {
     /// Members in the order to try them: healthy ones by the group's selection, then the
     /// unhealthy ones (fail open, as CloudFront's origin failover does when all are down).
+    /// A tier member (`tier.rs`) is ranked by the balancer behind it and tried just before
+    /// it, and counts as healthy only while that balancer does too; an Origin Shield member
+    /// goes first whatever its distance, since only the shield should reach the origins.
     pub fn ranked(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.members.len()).collect();
+        let n = self.members.len();
+        let fronts = |i: usize| self.members[i].tier.is_some() && i + 1 < n;
+        let mut leads: Vec<usize> = (0..n).filter(|&i| i == 0 || !fronts(i - 1)).collect();
         match self.cfg.selection {
             OriginSelection::Ordered => {}
             OriginSelection::Latency => {
-                order.sort_by_key(|&i| self.members[i].rank_key());
+                leads.sort_by_key(|&i| self.members[if fronts(i) { i + 1 } else { i }].rank_key());
             }
         }
-        let (mut healthy, unhealthy): (Vec<usize>, Vec<usize>) = order
-            .into_iter()
-            .partition(|&i| self.members[i].health.is_healthy());
+        leads.sort_by_key(|&i| self.members[i].tier != Some(Tier::Shield));
+        let mut order = Vec::with_capacity(n);
+        for i in leads {
+            order.push(i);
+            if fronts(i) {
+                order.push(i + 1);
+            }
+        }
+        let healthy = |i: usize| {
+            self.members[i].health.is_healthy()
+                && (!fronts(i) || self.members[i + 1].health.is_healthy())
+        };
+        let (mut healthy, unhealthy): (Vec<usize>, Vec<usize>) =
+            order.into_iter().partition(|&i| healthy(i));
         healthy.extend(unhealthy);
         healthy
     }

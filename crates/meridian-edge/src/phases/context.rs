@@ -22,6 +22,9 @@ pub(crate) struct RequestContext<'a> {
     /// The origin a viewer-request function chose (`selectRequestOriginById`,
     /// `createRequestOriginGroup`); None: the behavior's origin group.
     pub origin: Option<OriginChoice>,
+    /// The edge that sent this request when it comes from another cache of the tier (a
+    /// PoP to a regional cache): the viewer phases ran there and are not run again.
+    pub tier: Option<String>,
 }
 
 /// An origin group, and optionally which of its members to try, in order.

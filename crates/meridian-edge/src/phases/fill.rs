@@ -101,14 +101,7 @@ impl Edge {
                 let r = match self
                     .0
                     .origins
-                    .send(
-                        group,
-                        req.members.as_deref(),
-                        &Method::GET,
-                        &path_and_query,
-                        &headers,
-                        Bytes::new(),
-                    )
+                    .fill(group, req.members.as_deref(), &path_and_query, &headers)
                     .await
                 {
                     Ok(r) => r,

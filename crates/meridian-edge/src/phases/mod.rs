@@ -65,10 +65,16 @@ impl Edge {
     pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
         let start = Instant::now();
         let (mut parts, body) = req.into_parts();
+        // A PoP checking this regional cache: being up is the answer (`origin/tier.rs`).
+        if parts.uri.path() == crate::origin::tier::HEALTH_PATH {
+            return meridian_http::text(StatusCode::OK, "ok");
+        }
+        let tier = self.0.origins.tier_sender(&parts);
         // A WebSocket handshake is taken aside before its Upgrade is stripped (`upgrade.rs`).
         let ws = meridian_http::upgrade::WsUpgrade::take(&mut parts);
         // 1. Viewer request: made canonical once; every later phase reads only `ctx`.
         let (mut ctx, refused) = RequestContext::from_viewer(&self.0.dist, parts, peer);
+        ctx.tier = tier;
         let mut served = match refused {
             // Refused before routing: no behavior, no origin, no custom error page.
             Some(e) => Served::at_edge(
@@ -79,8 +85,10 @@ impl Edge {
                 let served = self.answer(&mut ctx, body, ws).await;
                 // A refusal by API protection is never replaced by a custom error page, which
                 // could hide it (a 200 page) or show a protected page to the refused.
-                let error =
-                    served.response.status().as_u16() >= 400 && served.outcome != Outcome::Blocked;
+                // The PoP in front of a regional cache makes its own error pages.
+                let error = served.response.status().as_u16() >= 400
+                    && served.outcome != Outcome::Blocked
+                    && ctx.tier.is_none();
                 if error && !self.0.dist.custom_error_responses.is_empty() {
                     self.custom_error(&ctx, served).await
                 } else {
@@ -95,7 +103,9 @@ impl Edge {
             .apply(&ctx, policy, &mut served.response, served.outcome);
         // The viewer-response function sees the response here, with the edge's headers on
         // it, and may change it before it leaves (`functions.rs`).
-        self.viewer_response_function(&ctx, &mut served);
+        if ctx.tier.is_none() {
+            self.viewer_response_function(&ctx, &mut served);
+        }
         // 10. Log: metrics and the access log line.
         self.log(&ctx, &served, start);
         served.response
@@ -109,8 +119,13 @@ impl Edge {
         body: Incoming,
         ws: Option<meridian_http::upgrade::WsUpgrade>,
     ) -> Served {
-        if let Some(served) = self.viewer_rules(ctx) {
-            return served;
+        // A request from another cache of the tier had its viewer phases at the PoP that
+        // took it from the viewer: protection, functions and viewer headers run once.
+        let viewer = ctx.tier.is_none();
+        if viewer {
+            if let Some(served) = self.viewer_rules(ctx) {
+                return served;
+            }
         }
         // A request the cache answers never sends its body on, so it is not read; a gRPC
         // call's streams to the origin as it comes (its messages are not inspected); others
@@ -131,14 +146,16 @@ impl Edge {
         // API protection (`protect.rs`): geo restriction, rules, rate limits, authentication.
         let limit = self.0.protect.acl.body_limit();
         let inspected = &body[..body.len().min(limit)];
-        if let Some(served) = self.protect(ctx, inspected, body.len() > limit) {
-            return served;
-        }
-        // CloudFront's viewer headers (`viewer_headers.rs`), then the viewer-request function
-        // (`functions.rs`), which may rewrite `ctx` or answer.
-        self.viewer_headers(ctx);
-        if let Some(served) = self.viewer_request_function(ctx) {
-            return served;
+        if viewer {
+            if let Some(served) = self.protect(ctx, inspected, body.len() > limit) {
+                return served;
+            }
+            // CloudFront's viewer headers (`viewer_headers.rs`), then the viewer-request
+            // function (`functions.rs`), which may rewrite `ctx` or answer.
+            self.viewer_headers(ctx);
+            if let Some(served) = self.viewer_request_function(ctx) {
+                return served;
+            }
         }
         let ctx = &*ctx;
         // 2. Route.
@@ -283,6 +300,7 @@ impl Edge {
             request_id: ctx.request_id.clone(),
             behavior,
             origin: None,
+            tier: None,
         };
         let route = Route {
             group,

@@ -62,14 +62,19 @@ const MAX_GENERATED_BODY: usize = 1 << 20;
 
 impl Edge {
     /// The behavior's origin functions for this request.
+    /// A regional cache runs none for a PoP's request: the PoP ran them on its way to the
+    /// tier, and running them twice would rewrite twice.
     pub(super) fn origin_hooks(&self, ctx: &RequestContext<'_>) -> OriginHooks {
         let f = &self.0.functions;
+        let viewer = ctx.tier.is_none();
         OriginHooks {
             request: f
                 .for_behavior(ctx.behavior, FunctionEvent::OriginRequest)
+                .filter(|_| viewer)
                 .cloned(),
             response: f
                 .for_behavior(ctx.behavior, FunctionEvent::OriginResponse)
+                .filter(|_| viewer)
                 .cloned(),
             client_ip: ctx.peer.addr.ip().to_string(),
             request_id: ctx.request_id.clone(),

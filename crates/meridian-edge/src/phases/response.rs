@@ -21,6 +21,9 @@ pub(crate) struct ResponseHeaders {
     policy_headers: HashMap<String, Vec<(HeaderName, HeaderValue)>>,
     /// The targeted cache-control fields removed from every response.
     cache_control_targets: Vec<HeaderName>,
+    /// With the tier on, the caches before this one keep their `Cache-Status` entries and
+    /// this one's is added after them (RFC 9211: the cache nearest the origin first).
+    chain: bool,
 }
 
 impl ResponseHeaders {
@@ -32,6 +35,7 @@ impl ResponseHeaders {
             }),
             pop: HeaderValue::from_str(pop).unwrap_or(HeaderValue::from_static("-")),
             via,
+            chain: dist.tiered_cache.enabled,
             cache_control_targets: dist
                 .cache_control_targets
                 .iter()
@@ -85,13 +89,39 @@ impl ResponseHeaders {
             }
         }
         h.insert("x-cache", HeaderValue::from_static(outcome.x_cache()));
-        h.insert("cache-status", self.cache_status[outcome as usize].clone());
+        let ours = self.cache_status[outcome as usize].clone();
+        match self.chain.then(|| upstream_cache_status(h)).flatten() {
+            Some(before) => {
+                let both = [before.as_bytes(), b", ", ours.as_bytes()].concat();
+                h.insert(
+                    "cache-status",
+                    HeaderValue::from_bytes(&both).unwrap_or(ours),
+                );
+            }
+            None => {
+                h.insert("cache-status", ours);
+            }
+        }
         h.append(header::VIA, self.via.clone());
         h.insert("x-meridian-pop", self.pop.clone());
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
             h.insert("x-meridian-request-id", v);
         }
     }
+}
+
+/// The `Cache-Status` entries a response came with from the caches before this one (a
+/// regional cache's), as one field value; None when there are none.
+fn upstream_cache_status(h: &http::HeaderMap) -> Option<HeaderValue> {
+    let entries: Vec<&str> = h
+        .get_all("cache-status")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if entries.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&entries.join(", ")).ok()
 }
 
 /// The Access-Control-Allow-Origin a CORS policy gives a request's Origin, if any.

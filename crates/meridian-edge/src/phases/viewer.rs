@@ -48,6 +48,7 @@ impl<'a> RequestContext<'a> {
             request_id: format!("{:024x}", rand::random::<u128>() >> 32),
             headers: parts.headers,
             origin: None,
+            tier: None,
         };
         (ctx, refused)
     }

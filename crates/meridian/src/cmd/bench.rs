@@ -55,6 +55,11 @@ pub enum BenchCmd {
         /// Where the reports go.
         #[arg(long)]
         out: PathBuf,
+        /// Also run the full deployment's cacheable load twice, without and with the
+        /// regional edge caches (needs `[distribution.tiered_cache]` on), and report the
+        /// origin requests of each side by side.
+        #[arg(long)]
+        tiered_cache: bool,
     },
 }
 
@@ -96,6 +101,7 @@ pub async fn run(command: BenchCmd) -> Result<ExitCode> {
             new_connections,
             tls,
             out,
+            tiered_cache,
         } => {
             let total = match duration_flag("duration", &duration) {
                 Ok(d) => d,
@@ -110,7 +116,17 @@ pub async fn run(command: BenchCmd) -> Result<ExitCode> {
             } else {
                 None
             };
+            let tiered_cache = if tiered_cache {
+                Some(
+                    super::deployment::admin_token(&config, &state_dir)?
+                        .trim()
+                        .to_owned(),
+                )
+            } else {
+                None
+            };
             let opts = meridian_sim::global::GlobalOptions {
+                tiered_cache,
                 config,
                 state,
                 per_architecture: total / 3,
