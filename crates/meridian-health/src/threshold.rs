@@ -78,6 +78,13 @@ impl Tracker {
         Some((from, to))
     }
 
+    /// New thresholds, the state and the streak so far kept: a reloaded health check
+    /// decides from where the target is, not from `Unknown`.
+    pub fn set_thresholds(&mut self, rise: u32, fall: u32) {
+        self.rise = rise.max(1);
+        self.fall = fall.max(1);
+    }
+
     /// Marks the target unhealthy now, whatever the streak (a passive failure).
     pub fn force_unhealthy(&mut self) -> Option<(Health, Health)> {
         let from = self.state;

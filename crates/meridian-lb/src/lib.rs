@@ -11,11 +11,13 @@ mod access_log;
 mod admin;
 mod anomaly;
 mod grpc;
+mod live;
 mod options;
 mod proxy;
 mod registry;
 mod retry;
 mod rules;
+mod settings;
 mod sticky;
 mod target;
 mod targets;
@@ -24,6 +26,7 @@ mod twins;
 mod twins_lb;
 mod upgrade;
 
+pub use live::{ReloadError, Reloads};
 pub use options::{cert_names, LbOptions};
 pub use proxy::LoadBalancer;
 pub use registry::Scope;
@@ -70,6 +73,23 @@ pub async fn run_with_token(
     token: Option<meridian_http::secrets::AdminToken>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), meridian_http::BindError> {
+    run_reloading(opts, token, None, shutdown).await
+}
+
+/// What a balancer that reloads its config needs: the digest of the file it starts from
+/// and the channel new configs come on (`live.rs`).
+pub struct Reloading {
+    pub digest: String,
+    pub reloads: Reloads,
+}
+
+/// [`run_with_token`], taking new configs from `reloading` in place as they come.
+pub async fn run_reloading(
+    opts: LbOptions,
+    token: Option<meridian_http::secrets::AdminToken>,
+    reloading: Option<Reloading>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), meridian_http::BindError> {
     let listener = meridian_http::bind(opts.listen).await?;
     let tls_listener = match &opts.tls {
         Some((addr, config)) => Some((meridian_http::bind(*addr).await?, config.clone())),
@@ -78,6 +98,17 @@ pub async fn run_with_token(
     let admin_listener = meridian_http::bind(opts.admin).await?;
     let lb = LoadBalancer::new(&opts);
     let checks = lb.start_health_checks(&opts);
+    let reloader = reloading.map(|Reloading { digest, mut reloads }| {
+        lb.set_config_digest(&digest);
+        let (lb, region) = (lb.clone(), opts.region.clone());
+        tokio::spawn(async move {
+            while let Some((cfg, digest)) = reloads.recv().await {
+                if let Err(e) = lb.reload_config(&cfg, &region, &digest) {
+                    tracing::error!(lb = %lb.name(), "reload refused, keeping the current config: {e}");
+                }
+            }
+        })
+    });
     tracing::info!(name = %opts.name, listen = %opts.listen, admin = %opts.admin, targets = opts.targets.len(), "load balancer listening");
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_task = tokio::spawn(admin::serve(admin_listener, lb.clone(), token, async {
@@ -87,7 +118,7 @@ pub async fn run_with_token(
     let drain = lb
         .groups()
         .iter()
-        .map(|g| g.config.deregistration_delay)
+        .map(|g| g.config().deregistration_delay)
         .max()
         .unwrap_or(opts.config.deregistration_delay);
     let server_opts = meridian_http::ServerOptions {
@@ -135,6 +166,9 @@ pub async fn run_with_token(
     }
     for c in checks {
         c.abort();
+    }
+    if let Some(r) = reloader {
+        r.abort();
     }
     lb.stop_health_checks();
     let _ = stop_admin.send(());
