@@ -312,8 +312,8 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
                         lb_group_lines(&pa, &pb, &mut add_lb);
                         continue;
                     }
-                    let restart = LB_RESTART_FIELDS.contains(&part.as_str())
-                        || part == "target_groups";
+                    let restart =
+                        LB_RESTART_FIELDS.contains(&part.as_str()) || part == "target_groups";
                     let action = match restart {
                         true => Action::Restart,
                         false => Action::Reload,

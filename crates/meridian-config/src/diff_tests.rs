@@ -255,11 +255,20 @@ fn balancer_rules_settings_and_group_settings_reload_the_rest_restarts() {
     let old = format!("{BASE}{GROUPS}");
     let new = old
         .replace("max_retries = 2", "max_retries = 1")
-        .replace("algorithm = \"round_robin\"", "algorithm = \"least_outstanding_requests\"\nslow_start = \"30s\"")
-        .replace("weight = 100 }]", "weight = 90 }, { target_group = \"web\", weight = 10 }]");
+        .replace(
+            "algorithm = \"round_robin\"",
+            "algorithm = \"least_outstanding_requests\"\nslow_start = \"30s\"",
+        )
+        .replace(
+            "weight = 100 }]",
+            "weight = 90 }, { target_group = \"web\", weight = 10 }]",
+        );
     let p = plan(&cfg(&old), &cfg(&new));
     let lb = lines(&p, "lb-us-east-1");
-    assert!(!lb.is_empty() && lb.iter().all(|l| l.contains("Reload")), "{p}");
+    assert!(
+        !lb.is_empty() && lb.iter().all(|l| l.contains("Reload")),
+        "{p}"
+    );
     assert!(
         p.to_string().contains("~ lb-us-east-1: load_balancer target_groups \"web\" algorithm round_robin → least_outstanding_requests (reload)"),
         "{p}"
@@ -286,6 +295,12 @@ fn balancer_rules_settings_and_group_settings_reload_the_rest_restarts() {
     }
     // The toggle's algorithm line still says reload; its mitigation line, restart.
     let p = plan(&cfg(&old), &cfg(&toggled)).to_string();
-    assert!(p.contains("algorithm round_robin → weighted_random (reload)"), "{p}");
-    assert!(p.contains("anomaly_mitigation false → true (restart)"), "{p}");
+    assert!(
+        p.contains("algorithm round_robin → weighted_random (reload)"),
+        "{p}"
+    );
+    assert!(
+        p.contains("anomaly_mitigation false → true (restart)"),
+        "{p}"
+    );
 }

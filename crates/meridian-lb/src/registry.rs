@@ -74,8 +74,7 @@ impl LoadBalancer {
     ) -> Result<Vec<String>, RegistrationError> {
         let mut joined = Vec::new();
         for (i, g) in self.groups().iter().enumerate() {
-            if g
-                .config()
+            if g.config()
                 .azs
                 .as_ref()
                 .is_some_and(|azs| !azs.iter().any(|a| a == az))

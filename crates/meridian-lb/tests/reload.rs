@@ -146,7 +146,10 @@ async fn a_reload_changes_rules_and_groups_on_an_open_connection() {
     ));
     let began = Instant::now();
     while lb.groups().iter().map(|g| g.healthy_count()).sum::<usize>() < 3 {
-        assert!(began.elapsed() < Duration::from_secs(5), "targets never healthy");
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "targets never healthy"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut conn = connect(addr).await;
