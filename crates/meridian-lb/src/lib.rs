@@ -27,6 +27,7 @@ mod twins_lb;
 mod upgrade;
 
 pub use live::{ReloadError, Reloads};
+use std::time::Duration;
 pub use options::{cert_names, LbOptions};
 pub use proxy::LoadBalancer;
 pub use registry::Scope;
@@ -54,6 +55,26 @@ impl LoadBalancer {
     /// Drains every tunnel: the balancer is stopping.
     pub async fn drain_websockets(&self) {
         self.websockets().drain(None).await
+    }
+}
+
+/// The longest deregistration delay of any target group now.
+fn drain_time(lb: &LoadBalancer) -> Duration {
+    lb.groups()
+        .iter()
+        .map(|g| g.config().deregistration_delay)
+        .max()
+        .unwrap_or(lb.config().deregistration_delay)
+}
+
+/// Resolves at the drain's deadline, once the balancer has been told to stop (never if
+/// it is not: the listener then ends on its own).
+async fn drained(mut deadline: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>) {
+    // Copied out at once: the watch's guard must not be held across a wait.
+    let at = deadline.wait_for(|d| d.is_some()).await.ok().and_then(|d| *d);
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -114,17 +135,14 @@ pub async fn run_reloading(
     let admin_task = tokio::spawn(admin::serve(admin_listener, lb.clone(), token, async {
         let _ = admin_stopped.await;
     }));
-    // Draining lasts as long as the longest deregistration delay of any target group.
-    let drain = lb
-        .groups()
-        .iter()
-        .map(|g| g.config().deregistration_delay)
-        .max()
-        .unwrap_or(opts.config.deregistration_delay);
+    // Draining lasts as long as the longest deregistration delay of any target group when
+    // the balancer stops (a reload may have changed it): the listeners are given a bound
+    // far above any delay, and the deadline below, read at the stop, cuts what is left.
     let server_opts = meridian_http::ServerOptions {
-        drain,
+        drain: Duration::from_secs(24 * 3600),
         ..Default::default()
     };
+    let (stopping, deadline) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
     // Both listeners stop together: the TLS one is told when the plain one's shutdown came.
     let (stop_tls, tls_stopped) = tokio::sync::watch::channel(false);
     let tls_task = tls_listener.map(|(l, config)| {
@@ -147,7 +165,8 @@ pub async fn run_reloading(
     // Upgraded connections outlive the listener's drain: WebSockets are drained alongside.
     let (ws_drain, ws_drained) = tokio::sync::oneshot::channel();
     let ws_lb = lb.clone();
-    meridian_http::serve(
+    let drain_lb = lb.clone();
+    let serve = meridian_http::serve(
         listener,
         server_opts,
         move |peer| proxy.service(peer),
@@ -155,11 +174,21 @@ pub async fn run_reloading(
             shutdown.await;
             let _ = ws_drain.send(tokio::spawn(async move { ws_lb.drain_websockets().await }));
             let _ = stop_tls.send(true);
+            let _ = stopping.send(Some(tokio::time::Instant::now() + drain_time(&drain_lb)));
         },
-    )
-    .await;
-    if let Some(t) = tls_task {
-        let _ = t.await;
+    );
+    tokio::select! {
+        _ = serve => {}
+        _ = drained(deadline.clone()) => {
+            tracing::warn!("drain time over; closing remaining connections");
+        }
+    }
+    if let Some(mut t) = tls_task {
+        // Aborting the listener's task drops its connections.
+        tokio::select! {
+            _ = &mut t => {}
+            _ = drained(deadline) => t.abort(),
+        }
     }
     if let Ok(ws) = ws_drained.await {
         let _ = ws.await;
