@@ -27,10 +27,10 @@ mod twins_lb;
 mod upgrade;
 
 pub use live::{ReloadError, Reloads};
-use std::time::Duration;
 pub use options::{cert_names, LbOptions};
 pub use proxy::LoadBalancer;
 pub use registry::Scope;
+use std::time::Duration;
 pub use sticky::{APP_COOKIE, LB_COOKIE};
 pub use target::{Target, TargetGroup, TargetState};
 pub use targets::{Targets, MAX_TARGETS};
@@ -71,7 +71,11 @@ fn drain_time(lb: &LoadBalancer) -> Duration {
 /// it is not: the listener then ends on its own).
 async fn drained(mut deadline: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>) {
     // Copied out at once: the watch's guard must not be held across a wait.
-    let at = deadline.wait_for(|d| d.is_some()).await.ok().and_then(|d| *d);
+    let at = deadline
+        .wait_for(|d| d.is_some())
+        .await
+        .ok()
+        .and_then(|d| *d);
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
