@@ -102,6 +102,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn new_thresholds_keep_the_state() {
+        let mut t = Tracker::new(2, 2);
+        t.observe(true);
+        t.set_thresholds(1, 3);
+        assert_eq!(t.state(), Health::Healthy, "still healthy");
+        assert_eq!(t.observe(false), None);
+        assert_eq!(t.observe(false), None, "three failures now, not two");
+        assert_eq!(t.observe(false), Some((Health::Healthy, Health::Unhealthy)));
+        assert_eq!(
+            t.observe(true),
+            Some((Health::Unhealthy, Health::Healthy)),
+            "one success now"
+        );
+    }
+
+    #[test]
     fn first_result_decides_unknown() {
         let mut t = Tracker::new(3, 3);
         assert_eq!(t.observe(true), Some((Health::Unknown, Health::Healthy)));
