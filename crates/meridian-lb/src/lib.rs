@@ -6,6 +6,7 @@
 //! weighted random (stickiness, slow start and anomaly mitigation on top), checks targets
 //! actively through the health engine and passively on live traffic, retries on another
 //! target when that is safe, and drains in-flight requests on shutdown.
+//! A running balancer takes a new `[load_balancer]` in place when it can (`live.rs`).
 
 mod access_log;
 mod admin;
