@@ -4,6 +4,7 @@
 //! tested without running anything.
 
 use crate::load::Config;
+use crate::load_balancer::LoadBalancer;
 use crate::node::Role;
 use serde::Serialize;
 use serde_json::Value;
@@ -26,6 +27,52 @@ pub const EDGE_RESTART_FIELDS: &[&str] = &[
 
 /// Parts of `[dns]` a DNS node takes by reload: the zone's record sets.
 pub const DNS_RELOAD_FIELDS: &[&str] = &["records", "default_ttl", "when_all_unhealthy"];
+
+/// Parts of `[load_balancer]` a balancer takes only by restart: its TLS listener, its
+/// access log file (opened at start), and whether it refuses unsigned requests (a key it
+/// must hold from start). The rest (rules, retries, timeouts, draining, and the target
+/// groups' settings but [`TARGET_GROUP_RESTART_FIELDS`]) it takes by reload.
+pub const LB_RESTART_FIELDS: &[&str] = &["tls_port", "access_log", "require_edge_signature"];
+
+/// Parts of a target group a balancer takes only by restart: which group it is (`name`),
+/// which targets it holds (`azs`), how it talks to them (`protocol_version`: another pool
+/// and another kind of check) and anomaly mitigation (counters built with the group).
+pub const TARGET_GROUP_RESTART_FIELDS: &[&str] =
+    &["name", "azs", "protocol_version", "anomaly_mitigation"];
+
+/// What of `new` a balancer running `old` cannot take in place, in plan words (empty: it
+/// takes all of it by reload). Target groups added, removed, renamed or reordered change
+/// the indexes its rules and twins hold, so they need a restart.
+pub fn lb_restart_reasons(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
+    let mut out: Vec<String> = changed_fields(old, new)
+        .into_iter()
+        .filter(|f| LB_RESTART_FIELDS.contains(&f.as_str()))
+        .collect();
+    let (a, b) = (old.effective_target_groups(), new.effective_target_groups());
+    if !same_groups(old, new) {
+        out.push("the list of target groups".to_owned());
+        return out;
+    }
+    for (x, y) in a.iter().zip(&b) {
+        for f in changed_fields(x, y) {
+            if TARGET_GROUP_RESTART_FIELDS.contains(&f.as_str()) {
+                out.push(format!("target group \"{}\" {f}", x.name));
+            }
+        }
+    }
+    out
+}
+
+/// Whether two balancer configs have the same target groups, by name and order.
+fn same_groups(old: &LoadBalancer, new: &LoadBalancer) -> bool {
+    let names = |l: &LoadBalancer| -> Vec<String> {
+        l.effective_target_groups()
+            .into_iter()
+            .map(|g| g.name)
+            .collect()
+    };
+    names(old) == names(new)
+}
 
 /// How a node takes a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,6 +304,28 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
                     }
                 }
             }
+            "load_balancer" => {
+                let same = same_groups(&old.load_balancer, &new.load_balancer);
+                let mut add_lb = |sign, what, action| add(Some(Role::Lb), sign, what, action);
+                for part in changed_fields(&sa, &sb) {
+                    let (pa, pb) = (field(&sa, &part), field(&sb, &part));
+                    if part == "target_groups" && same {
+                        lb_group_lines(&pa, &pb, &mut add_lb);
+                        continue;
+                    }
+                    let restart =
+                        LB_RESTART_FIELDS.contains(&part.as_str()) || part == "target_groups";
+                    let action = match restart {
+                        true => Action::Restart,
+                        false => Action::Reload,
+                    };
+                    let mut lines = Vec::new();
+                    diff_values(&format!("load_balancer {part}"), &pa, &pb, &mut lines);
+                    for (sign, what) in lines {
+                        add_lb(sign, what, action);
+                    }
+                }
+            }
             other => {
                 let mut lines = Vec::new();
                 diff_values(other, &sa, &sb, &mut lines);
@@ -269,6 +338,27 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
         }
     }
     plan
+}
+
+/// Plan lines for target groups whose list is unchanged, field by field, each marked by
+/// whether a balancer takes it in place.
+fn lb_group_lines(old: &Value, new: &Value, add: &mut dyn FnMut(Sign, String, Action)) {
+    let (a, b) = (old.as_array(), new.as_array());
+    for (x, y) in a.into_iter().flatten().zip(b.into_iter().flatten()) {
+        let name = show(&x["name"]);
+        for f in changed_fields(x, y) {
+            let action = match TARGET_GROUP_RESTART_FIELDS.contains(&f.as_str()) {
+                true => Action::Restart,
+                false => Action::Reload,
+            };
+            let mut lines = Vec::new();
+            let path = format!("load_balancer target_groups \"{name}\" {f}");
+            diff_values(&path, &field(x, &f), &field(y, &f), &mut lines);
+            for (sign, what) in lines {
+                add(sign, what, action);
+            }
+        }
+    }
 }
 
 /// Who reads a section other than `[distribution]` and `[dns]` (None: the supervisor).

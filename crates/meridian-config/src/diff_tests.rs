@@ -111,7 +111,7 @@ fn a_ttl_and_a_record_set_are_reloads_on_every_pop_and_dns_node() {
 }
 
 #[test]
-fn origin_groups_balancer_and_addresses_need_restarts() {
+fn origin_groups_and_addresses_need_restarts_a_balancer_check_reloads() {
     let new = BASE.replace(
         "members = [\"lb:us-east-1\"]",
         "members = [\"lb:us-east-1\"]\nresponse_timeout = \"2s\"",
@@ -134,7 +134,7 @@ fn origin_groups_balancer_and_addresses_need_restarts() {
         .iter()
         .find(|n| n.role == Some(Role::Lb))
         .expect("the balancer changes");
-    assert!(lb.needs_restart(), "{p}");
+    assert!(!lb.needs_restart(), "{p}");
     assert!(lb.changes[0].what.contains("health_check interval"), "{p}");
     assert!(p.nodes.iter().all(|n| n.role != Some(Role::Dns)), "{p}");
     // A new subnet moves every node: all restart.
@@ -231,4 +231,76 @@ fn a_behavior_that_associates_a_function_anew_needs_a_restart() {
     let moved = cfg(&associated.replace("/a/*", "/b/*"));
     let p = plan(&b, &moved);
     assert!(!p.is_empty() && p.restarts().count() == 0, "{p}");
+}
+
+const GROUPS: &str = r#"
+[load_balancer]
+max_retries = 2
+
+[[load_balancer.target_group]]
+name = "web"
+algorithm = "round_robin"
+
+[[load_balancer.target_group]]
+name = "api"
+
+[[load_balancer.rule]]
+name = "api"
+path = "/api/*"
+forward = [{ target_group = "api", weight = 100 }]
+"#;
+
+#[test]
+fn balancer_rules_settings_and_group_settings_reload_the_rest_restarts() {
+    let old = format!("{BASE}{GROUPS}");
+    let new = old
+        .replace("max_retries = 2", "max_retries = 1")
+        .replace(
+            "algorithm = \"round_robin\"",
+            "algorithm = \"least_outstanding_requests\"\nslow_start = \"30s\"",
+        )
+        .replace(
+            "weight = 100 }]",
+            "weight = 90 }, { target_group = \"web\", weight = 10 }]",
+        );
+    let p = plan(&cfg(&old), &cfg(&new));
+    let lb = lines(&p, "lb-us-east-1");
+    assert!(
+        !lb.is_empty() && lb.iter().all(|l| l.contains("Reload")),
+        "{p}"
+    );
+    assert!(
+        p.to_string().contains("~ lb-us-east-1: load_balancer target_groups \"web\" algorithm round_robin → least_outstanding_requests (reload)"),
+        "{p}"
+    );
+    assert!(lb_restart_reasons(&cfg(&old).load_balancer, &cfg(&new).load_balancer).is_empty());
+
+    // A new group, anomaly mitigation, the access log: restarts, each named.
+    let added = format!("{old}\n[[load_balancer.target_group]]\nname = \"extra\"\n");
+    let toggled = old.replace(
+        "name = \"web\"\nalgorithm = \"round_robin\"",
+        "name = \"web\"\nalgorithm = \"weighted_random\"\nanomaly_mitigation = true",
+    );
+    let logged = old.replace("max_retries = 2", "max_retries = 2\naccess_log = true");
+    for (text, why) in [
+        (&added, "target groups"),
+        (&toggled, "anomaly_mitigation"),
+        (&logged, "access_log"),
+    ] {
+        let p = plan(&cfg(&old), &cfg(text));
+        assert_eq!(p.restarts().count(), 1, "{p}");
+        assert!(p.restarts().all(|n| n.role == Some(Role::Lb)), "{p}");
+        let reasons = lb_restart_reasons(&cfg(&old).load_balancer, &cfg(text).load_balancer);
+        assert!(reasons.iter().any(|r| r.contains(why)), "{reasons:?}");
+    }
+    // The toggle's algorithm line still says reload; its mitigation line, restart.
+    let p = plan(&cfg(&old), &cfg(&toggled)).to_string();
+    assert!(
+        p.contains("algorithm round_robin → weighted_random (reload)"),
+        "{p}"
+    );
+    assert!(
+        p.contains("anomaly_mitigation false → true (restart)"),
+        "{p}"
+    );
 }

@@ -135,6 +135,15 @@ impl HealthBoard {
         }
     }
 
+    /// Changes a target's thresholds and keeps its state (a health check changed by a
+    /// reload: a healthy target stays healthy until its checks say otherwise).
+    pub fn set_thresholds(&self, target: &str, healthy_threshold: u32, unhealthy_threshold: u32) {
+        if let Some(e) = self.entries().get_mut(target) {
+            e.tracker
+                .set_thresholds(healthy_threshold, unhealthy_threshold);
+        }
+    }
+
     /// Every state change from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
         self.inner.events.subscribe()

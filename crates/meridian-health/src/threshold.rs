@@ -78,6 +78,13 @@ impl Tracker {
         Some((from, to))
     }
 
+    /// New thresholds, the state and the streak so far kept: a reloaded health check
+    /// decides from where the target is, not from `Unknown`.
+    pub fn set_thresholds(&mut self, rise: u32, fall: u32) {
+        self.rise = rise.max(1);
+        self.fall = fall.max(1);
+    }
+
     /// Marks the target unhealthy now, whatever the streak (a passive failure).
     pub fn force_unhealthy(&mut self) -> Option<(Health, Health)> {
         let from = self.state;
@@ -93,6 +100,22 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_thresholds_keep_the_state() {
+        let mut t = Tracker::new(2, 2);
+        t.observe(true);
+        t.set_thresholds(1, 3);
+        assert_eq!(t.state(), Health::Healthy, "still healthy");
+        assert_eq!(t.observe(false), None);
+        assert_eq!(t.observe(false), None, "three failures now, not two");
+        assert_eq!(t.observe(false), Some((Health::Healthy, Health::Unhealthy)));
+        assert_eq!(
+            t.observe(true),
+            Some((Health::Unhealthy, Health::Healthy)),
+            "one success now"
+        );
+    }
 
     #[test]
     fn first_result_decides_unknown() {

@@ -37,6 +37,8 @@ pub(crate) async fn serve(
                 "status": if healthy > 0 { "healthy" } else { "unhealthy" },
                 "role": "lb",
                 "name": lb.name(),
+                // The config file it serves: `meridian apply` waits for the new one's.
+                "config": lb.config_digest(),
                 "healthy_targets": healthy,
                 "targets": group.targets.len(),
                 // Every group's count: the keys above are the default group's.

@@ -18,7 +18,7 @@ pub(crate) fn admits(
     group: &TargetGroup,
     parts: &http::request::Parts,
 ) -> Result<(), Response<Body>> {
-    if group.config.protocol_version != ProtocolVersion::Grpc
+    if group.config().protocol_version != ProtocolVersion::Grpc
         || meridian_http::grpc::is_grpc(&parts.headers)
     {
         return Ok(());

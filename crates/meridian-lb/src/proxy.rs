@@ -3,7 +3,8 @@
 
 use crate::access_log::{AccessLog, Arrival, Record};
 use crate::options::LbOptions;
-use crate::rules::{Decision, Rules};
+use crate::rules::Decision;
+use crate::settings::{Current, Settings};
 use crate::target::{Target, TargetGroup};
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -52,11 +53,14 @@ struct Inner {
     groups: Vec<TargetGroup>,
     /// Their green twins and weights (`twins.rs`).
     twins: crate::twins::Twins,
-    rules: Rules,
+    /// Rules and balancer-wide settings: swapped by a reload (`live.rs`), read once per
+    /// request.
+    current: Current,
+    /// The targets the config gave at start (a reload that changes them is refused).
+    configured: Vec<meridian_config::NodeSpec>,
     client: UpstreamClient,
     /// The HTTP/2 pool, for `http2` and `grpc` target groups (h2c with prior knowledge).
     client_h2: UpstreamClient,
-    config: meridian_config::LoadBalancer,
     listen_port: u16,
     metrics: Metrics,
     m: LbMetrics,
@@ -223,7 +227,7 @@ impl LoadBalancer {
                 TargetGroup::new(g, targets, board)
             })
             .collect();
-        let rules = Rules::new(&opts.config.rules, &groups);
+        let settings = Settings::new(opts.config.clone(), &groups);
         let dropped = metrics.register(
             "lb_access_log_dropped",
             "Access log lines dropped because the writer fell behind (requests never wait)",
@@ -240,10 +244,10 @@ impl LoadBalancer {
             name: opts.name.clone(),
             twins: crate::twins::Twins::new(groups.len()),
             groups,
-            rules,
+            current: Current::new(settings, ""),
+            configured: opts.targets.clone(),
             client,
             client_h2,
-            config: opts.config.clone(),
             listen_port: opts.listen.port(),
             metrics,
             m,
@@ -268,6 +272,19 @@ impl LoadBalancer {
 
     pub(crate) fn twins(&self) -> &crate::twins::Twins {
         &self.0.twins
+    }
+
+    pub(crate) fn current(&self) -> &Current {
+        &self.0.current
+    }
+
+    pub(crate) fn configured_targets(&self) -> &[meridian_config::NodeSpec] {
+        &self.0.configured
+    }
+
+    /// The balancer-wide settings now (a reload may change them).
+    pub fn config(&self) -> meridian_config::LoadBalancer {
+        self.0.current.get().config.clone()
     }
 
     pub fn board(&self) -> &HealthBoard {
@@ -305,7 +322,7 @@ impl LoadBalancer {
         for t in &group.targets {
             let probe = group
                 .board
-                .watch(&t.name, t.addr, group.config.health_check.clone());
+                .watch(&t.name, t.addr, group.config().health_check.clone());
             *t.probe.lock().unwrap_or_else(|p| p.into_inner()) = Some(probe);
         }
         let mut tasks = Vec::new();
@@ -353,15 +370,17 @@ impl LoadBalancer {
                     .inc();
             }
         }));
-        if !group.config.slow_start.is_zero() {
-            let lb = self.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    lb.0.groups[gi].refresh_weights();
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+        // Always there: a reload may turn slow start on (or off) for the group.
+        let lb = self.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let group = &lb.0.groups[gi];
+                if !group.config().slow_start.is_zero() {
+                    group.refresh_weights();
                 }
-            }));
-        }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }));
         tasks
     }
 
@@ -497,8 +516,11 @@ impl LoadBalancer {
     /// unless it is a GET or HEAD of an unsigned path (health checks). The refusal is the
     /// response itself: it is built once per refused request, so its size does not matter.
     #[allow(clippy::result_large_err)]
-    fn check_signature(&self, parts: &http::request::Parts) -> Result<(), Response<Body>> {
-        let cfg = &self.0.config;
+    fn check_signature(
+        &self,
+        cfg: &meridian_config::LoadBalancer,
+        parts: &http::request::Parts,
+    ) -> Result<(), Response<Body>> {
         let path = parts.uri.path();
         if matches!(parts.method, Method::GET | Method::HEAD)
             && cfg.unsigned_paths.iter().any(|p| p == path)
@@ -546,15 +568,17 @@ impl LoadBalancer {
         rid: &HeaderValue,
         rec: &mut Record,
     ) -> (String, Result<(String, Response<Body>), Response<Body>>) {
-        let cfg = &self.0.config;
+        // One version of the settings for the whole request, retries included.
+        let current = self.0.current.get();
+        let cfg = &current.config;
         if cfg.require_edge_signature {
-            if let Err(res) = self.check_signature(&parts) {
+            if let Err(res) = self.check_signature(cfg, &parts) {
                 return ("none".to_owned(), Err(res));
             }
         }
         let tls = parts.extensions.get::<ViaTls>().map(|t| t.0);
         let port = tls.unwrap_or(self.0.listen_port);
-        let (rule, decision) = self.0.rules.decide(&parts, peer.ip(), tls.is_some(), port);
+        let (rule, decision) = current.rules.decide(&parts, peer.ip(), tls.is_some(), port);
         if let Some(rule) = rule {
             self.0
                 .m
@@ -580,11 +604,13 @@ impl LoadBalancer {
         }
         // Stickiness reads the request's cookies again once the target has answered.
         let cookies = group
-            .config
+            .config()
             .stickiness
             .is_some()
             .then(|| parts.headers.clone());
-        let mut answer = self.forward_to(group, parts, body, peer, rid, rec).await;
+        let mut answer = self
+            .forward_to(cfg, group, parts, body, peer, rid, rec)
+            .await;
         if let (Ok((target, res)), true) = (&answer, logged) {
             rec.target = group.index_of(target).map(|i| group.targets[i].addr);
             rec.target_status = Some(res.status().as_u16());
@@ -595,8 +621,10 @@ impl LoadBalancer {
         (group.name.clone(), answer)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn forward_to(
         &self,
+        cfg: &meridian_config::LoadBalancer,
         group: &TargetGroup,
         parts: http::request::Parts,
         body: Incoming,
@@ -604,7 +632,6 @@ impl LoadBalancer {
         rid: &HeaderValue,
         rec: &mut Record,
     ) -> Result<(String, Response<Body>), Response<Body>> {
-        let cfg = &self.0.config;
         let limit = cfg.max_request_body.0 as usize;
         if body.size_hint().lower() as usize > limit {
             return Err(too_large(limit));
@@ -697,7 +724,7 @@ impl LoadBalancer {
         };
         let retries = crate::retry::Retries::new(lb, &parts.method, &path, &headers, &body);
         rec.dispatched = Some(Instant::now());
-        let client = match group.config.protocol_version.is_h2() {
+        let client = match group.config().protocol_version.is_h2() {
             true => &self.0.client_h2,
             false => &self.0.client,
         };

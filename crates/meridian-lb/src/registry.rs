@@ -74,7 +74,7 @@ impl LoadBalancer {
     ) -> Result<Vec<String>, RegistrationError> {
         let mut joined = Vec::new();
         for (i, g) in self.groups().iter().enumerate() {
-            if g.config
+            if g.config()
                 .azs
                 .as_ref()
                 .is_some_and(|azs| !azs.iter().any(|a| a == az))
@@ -100,7 +100,7 @@ impl LoadBalancer {
         az: &str,
     ) -> Result<(), RegistrationError> {
         let m = self.lb_metrics();
-        let hc = &g.config.health_check;
+        let hc = g.config().health_check.clone();
         match g.index_of(name).map(|i| &g.targets[i]) {
             Some(t) if t.addr != addr => {
                 return Err(RegistrationError::OtherAddress {
@@ -195,7 +195,7 @@ impl LoadBalancer {
         let delay = self
             .all_groups()
             .filter(|g| g.index_of(name).is_some())
-            .map(|g| g.config.deregistration_delay)
+            .map(|g| g.config().deregistration_delay)
             .max()
             .unwrap_or_default();
         let in_flight = || -> i64 {
@@ -247,7 +247,7 @@ impl LoadBalancer {
 fn start_checks(g: &crate::target::TargetGroup, t: &Target) {
     let probe = g
         .board
-        .watch(&t.name, t.addr, g.config.health_check.clone());
+        .watch(&t.name, t.addr, g.config().health_check.clone());
     if let Some(old) = t
         .probe
         .lock()

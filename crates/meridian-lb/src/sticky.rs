@@ -84,7 +84,8 @@ fn binding<'h>(s: &Stickiness, headers: &'h HeaderMap) -> Option<(&'static str, 
 
 /// The target a request's stickiness cookie names, if it is valid for this group.
 pub(crate) fn sticky_target(group: &TargetGroup, headers: &HeaderMap) -> Option<usize> {
-    let s = group.config.stickiness.as_ref()?;
+    let config = group.config();
+    let s = config.stickiness.as_ref()?;
     let (name, bound) = binding(s, headers)?;
     let value = cookie(headers, name)?;
     let mut parts = value.splitn(3, '~');
@@ -109,7 +110,8 @@ pub(crate) fn stick(
     request: &HeaderMap,
     response: &mut HeaderMap,
 ) {
-    let Some(s) = group.config.stickiness.as_ref() else {
+    let config = group.config();
+    let Some(s) = config.stickiness.as_ref() else {
         return;
     };
     let (name, bound, duration): (&str, String, Duration) = match s {

@@ -7,7 +7,7 @@ use meridian_health::{HealthBoard, HealthHandle};
 use meridian_telemetry::prometheus_client::metrics::gauge::Gauge;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// One registered target: an application instance.
@@ -113,8 +113,9 @@ pub struct TargetGroup {
     pub name: String,
     pub targets: Targets<Target>,
     pub board: HealthBoard,
-    pub config: meridian_config::TargetGroup,
-    algorithm: Algorithm,
+    /// Its settings: swapped whole by a reload (`live.rs`), so a reader sees the old or
+    /// the new settings, never half of each.
+    settings: RwLock<Arc<meridian_config::TargetGroup>>,
     next: AtomicUsize,
     /// Anomaly mitigation's answer count (None: off, and nothing is counted).
     detector: Option<Detector>,
@@ -128,13 +129,26 @@ impl TargetGroup {
     ) -> Self {
         TargetGroup {
             name: config.name.clone(),
-            algorithm: config.algorithm,
             targets: Targets::new(targets),
             board,
             detector: config.anomaly_mitigation.then(Detector::default),
-            config,
+            settings: RwLock::new(Arc::new(config)),
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// The group's settings now (a reload may swap them between two calls).
+    pub fn config(&self) -> Arc<meridian_config::TargetGroup> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes new settings in place (`live.rs` decides which may change: not the name,
+    /// AZs, protocol or anomaly mitigation, which the group was built from).
+    pub(crate) fn set_config(&self, config: meridian_config::TargetGroup) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
     }
 
     pub fn healthy_count(&self) -> usize {
@@ -149,7 +163,7 @@ impl TargetGroup {
     /// already serving, it starts at weight 0 and rises (ALB does not slow-start the first
     /// healthy target of a group: there is no one else to take the traffic).
     pub(crate) fn became_healthy(&self, i: usize) {
-        if self.config.slow_start.is_zero() {
+        if self.config().slow_start.is_zero() {
             return;
         }
         let others = self
@@ -166,8 +180,9 @@ impl TargetGroup {
     /// Refreshes the exported weights of targets in slow start; ends finished ramps.
     pub(crate) fn refresh_weights(&self) {
         let now = Instant::now();
+        let slow_start = self.config().slow_start;
         for t in &self.targets {
-            let w = t.ramp(self.config.slow_start, now);
+            let w = t.ramp(slow_start, now);
             t.weight.set(w * t.anomaly.weight());
             if w >= 1.0 {
                 *t.ramp_from.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -199,9 +214,9 @@ impl TargetGroup {
                 .collect();
             crate::anomaly::evaluate(&list);
             let now = Instant::now();
+            let slow_start = self.config().slow_start;
             for t in &self.targets {
-                t.weight
-                    .set(t.ramp(self.config.slow_start, now) * t.anomaly.weight());
+                t.weight.set(t.ramp(slow_start, now) * t.anomaly.weight());
             }
         }
     }
@@ -224,18 +239,21 @@ impl TargetGroup {
         if n == 0 {
             return None;
         }
-        if self.algorithm == Algorithm::WeightedRandom {
-            return self.pick_weighted(&eligible);
+        // Read once: the whole pick follows one version of the settings.
+        let config = self.config();
+        let slow_start = config.slow_start;
+        if config.algorithm == Algorithm::WeightedRandom {
+            return self.pick_weighted(&eligible, slow_start);
         }
-        if !self.config.slow_start.is_zero() {
-            if let Some(i) = self.pick_ramping(&eligible) {
+        if !slow_start.is_zero() {
+            if let Some(i) = self.pick_ramping(&eligible, slow_start) {
                 return Some(i);
             }
         }
         // Rotating start: round robin, and fair tie-breaking for least outstanding.
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let order = (0..n).map(|k| (start + k) % n).filter(|&i| eligible(i));
-        match self.algorithm {
+        match config.algorithm {
             Algorithm::RoundRobin | Algorithm::WeightedRandom => order.into_iter().next(),
             Algorithm::LeastOutstandingRequests => {
                 order.min_by_key(|&i| self.targets[i].outstanding())
@@ -246,13 +264,17 @@ impl TargetGroup {
     /// ALB's `weighted_random`: at random in proportion to each eligible target's weight
     /// (slow start's ramp times anomaly mitigation's factor), in two passes over the
     /// targets so that a pick allocates nothing; weights all zero: the first eligible.
-    fn pick_weighted(&self, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn pick_weighted(
+        &self,
+        eligible: &dyn Fn(usize) -> bool,
+        slow_start: Duration,
+    ) -> Option<usize> {
         let now = Instant::now();
-        let ramping = !self.config.slow_start.is_zero();
+        let ramping = !slow_start.is_zero();
         let weight = |i: usize| {
             let t = &self.targets[i];
             let ramp = if ramping {
-                t.ramp(self.config.slow_start, now)
+                t.ramp(slow_start, now)
             } else {
                 1.0
             };
@@ -278,11 +300,15 @@ impl TargetGroup {
 
     /// While a target is in slow start, picks by weight (random, in proportion), so its
     /// share of new requests rises linearly; None when no eligible target is ramping.
-    fn pick_ramping(&self, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn pick_ramping(
+        &self,
+        eligible: &dyn Fn(usize) -> bool,
+        slow_start: Duration,
+    ) -> Option<usize> {
         let now = Instant::now();
         let weights: Vec<(usize, f64)> = (0..self.targets.len())
             .filter(|&i| eligible(i))
-            .map(|i| (i, self.targets[i].ramp(self.config.slow_start, now)))
+            .map(|i| (i, self.targets[i].ramp(slow_start, now)))
             .collect();
         if weights.iter().all(|(_, w)| *w >= 1.0) {
             return None;

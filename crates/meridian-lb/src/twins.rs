@@ -77,7 +77,7 @@ impl Twins {
     pub(crate) fn make(&self, i: usize, base: &TargetGroup) -> &TargetGroup {
         let _one = self.making.lock().unwrap_or_else(|p| p.into_inner());
         self.slots[i].get_or_init(|| {
-            let mut config = base.config.clone();
+            let mut config = (*base.config()).clone();
             config.name = format!("{}{TWIN_SUFFIX}", config.name);
             tracing::info!(twin = %config.name, "target group twin made");
             TargetGroup::new(config, Vec::new(), HealthBoard::new())

@@ -56,8 +56,9 @@ pub(crate) struct WsTunnels {
     drains: Mutex<HashMap<String, watch::Sender<bool>>>,
     /// Tunnels open now, over every target.
     live: Arc<watch::Sender<usize>>,
-    idle: Duration,
-    deregistration_delay: Duration,
+    /// The idle timeout and the deregistration delay: a reload may change them, for
+    /// tunnels opened (idle) or drained (delay) after it.
+    timing: Mutex<(Duration, Duration)>,
 }
 
 impl WsTunnels {
@@ -87,9 +88,17 @@ impl WsTunnels {
             drains: Mutex::new(HashMap::new()),
             live: Arc::new(watch::channel(0).0),
             // ALB's idle timeout applies to WebSockets as to any connection.
-            idle: config.idle_timeout,
-            deregistration_delay: config.deregistration_delay,
+            timing: Mutex::new((config.idle_timeout, config.deregistration_delay)),
         }
+    }
+
+    /// The settings a reload changed.
+    pub(crate) fn set_timing(&self, idle: Duration, deregistration_delay: Duration) {
+        *self.timing.lock().unwrap_or_else(|p| p.into_inner()) = (idle, deregistration_delay);
+    }
+
+    fn timing(&self) -> (Duration, Duration) {
+        *self.timing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Tunnels open now, over every target.
@@ -118,7 +127,7 @@ impl WsTunnels {
             .get_or_create(&vec![("target", target.to_owned())])
             .clone();
         let opts = TunnelOptions {
-            idle: self.idle,
+            idle: self.timing().0,
             drain: Some(self.drain_signal(target)),
             bytes_in: self.bytes_in.clone(),
             bytes_out: self.bytes_out.clone(),
@@ -166,7 +175,7 @@ impl WsTunnels {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };
-        wait_closed(self.deregistration_delay).await;
+        wait_closed(self.timing().1).await;
         {
             let mut d = self.drains.lock().unwrap_or_else(|p| p.into_inner());
             for (name, tx) in d.iter_mut() {

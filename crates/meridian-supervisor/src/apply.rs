@@ -261,7 +261,7 @@ async fn restart<F: Fleet>(fleet: &Arc<F>, name: &str, want: &str) -> Result<(u3
     };
     let (addr, digest) = match slot.spec.role {
         Role::Service => (slot.spec.address, None),
-        Role::Edge | Role::Dns => (slot.spec.admin, Some(want)),
+        Role::Edge | Role::Dns | Role::Lb => (slot.spec.admin, Some(want)),
         _ => (slot.spec.admin, None),
     };
     let began = Instant::now();

@@ -93,7 +93,7 @@ fn admin_token(config: &Config) -> Result<meridian_http::secrets::AdminToken, No
 
 /// Runs node `name` of `config` until SIGINT or SIGTERM, then drains and returns. The
 /// config gives public addresses; `placement` says where the listeners bind.
-/// With `source`, a PoP or DNS node reloads that file on SIGHUP (`reload.rs`).
+/// With `source`, a PoP, DNS or balancer node reloads that file on SIGHUP (`reload.rs`).
 pub async fn run_node(
     config: &Config,
     name: &str,
@@ -127,9 +127,17 @@ pub async fn run_node(
                 }
                 Err(_) => {}
             }
-            meridian_lb::run_with_token(
+            // SIGHUP: the balancer takes what it can in place (`meridian-lb`'s `live.rs`).
+            let reloading = source.as_ref().and_then(|src| {
+                Some(meridian_lb::Reloading {
+                    digest: src.digest.clone(),
+                    reloads: crate::reload::on_sighup(&src.path, &node.name, Ok)?,
+                })
+            });
+            meridian_lb::run_reloading(
                 opts,
                 Some(admin_token(config)?),
+                reloading,
                 meridian_http::shutdown_signal(),
             )
             .await?;

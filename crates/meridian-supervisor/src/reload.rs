@@ -1,5 +1,5 @@
 //! SIGHUP to a node: read its config file again, validate it, and hand it to the running
-//! PoP or DNS server, which swaps what it serves in place. A file that does not validate
+//! PoP, DNS server or load balancer, which swaps what it serves in place. A file that does not validate
 //! is refused with one line in the log; the node keeps its current config.
 
 use meridian_config::Config;

@@ -343,21 +343,68 @@ async fn apply_reloads_pops_and_dns_in_place_and_refuses_a_broken_config() {
         running
     );
 
-    // A balancer setting is a restart: the supervisor restarts that node alone, at once,
-    // and it is not counted as a crash.
+    // A balancer setting is a reload: the balancer takes it in place, no process restarts.
     let lb_change = dir.join("lb.toml");
-    std::fs::write(
-        &lb_change,
-        applied_text.replace(
-            "deregistration_delay = \"500ms\"",
-            "deregistration_delay = \"700ms\"",
-        ),
-    )
-    .unwrap();
+    let lb_text = applied_text.replace(
+        "deregistration_delay = \"500ms\"",
+        "deregistration_delay = \"700ms\"",
+    );
+    std::fs::write(&lb_change, &lb_text).unwrap();
     let (code, out, err) = apply(&state_dir, &lb_change);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
-        out.contains("! lb-us-east-1: load_balancer deregistration_delay 500ms → 700ms (restart)"),
+        out.contains("~ lb-us-east-1: load_balancer deregistration_delay 500ms → 700ms (reload)"),
+        "{out}"
+    );
+    assert!(out.contains("1 node(s) reloaded, 0 restarted"), "{out}");
+    assert_eq!(pids(&state_dir), before, "no node restarted");
+
+    // SIGHUP to the balancer with a file it cannot take in place (its access log turned
+    // on): it says so in one line and keeps serving what it had, in the same process.
+    let lb_pid = before.iter().find(|n| n.0 == "lb-us-east-1").unwrap().1;
+    let lb_log = state_dir.join("logs").join("lb-us-east-1.log");
+    let needs_restart = lb_text.replace(
+        "deregistration_delay = \"700ms\"",
+        "deregistration_delay = \"700ms\"\naccess_log = true",
+    );
+    std::fs::write(&cfg, &needs_restart).unwrap();
+    unsafe {
+        libc::kill(lb_pid as i32, libc::SIGHUP);
+    }
+    let began = Instant::now();
+    let refused = || {
+        std::fs::read_to_string(&lb_log)
+            .unwrap_or_default()
+            .contains("reload refused, keeping the current config")
+    };
+    while !refused() && began.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(&cfg, &lb_text).unwrap();
+    assert!(refused(), "the balancer logs the refusal");
+    assert!(
+        std::fs::read_to_string(&lb_log)
+            .unwrap_or_default()
+            .contains("access_log"),
+        "and says what needs the restart"
+    );
+    assert_eq!(pids(&state_dir), before, "no node restarted");
+
+    // A balancer change it cannot take in place (its access log file is opened at start)
+    // restarts that node alone, at once, and it is not counted as a crash.
+    let lb_restart = dir.join("lb-restart.toml");
+    std::fs::write(
+        &lb_restart,
+        lb_text.replace(
+            "deregistration_delay = \"700ms\"",
+            "deregistration_delay = \"700ms\"\naccess_log = true",
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = apply(&state_dir, &lb_restart);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("! lb-us-east-1: load_balancer access_log false → true (restart)"),
         "{out}"
     );
     assert!(out.contains("0 node(s) reloaded, 1 restarted"), "{out}");
@@ -416,7 +463,7 @@ async fn apply_reloads_pops_and_dns_in_place_and_refuses_a_broken_config() {
     .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&running.body),
-        std::fs::read_to_string(&lb_change).unwrap()
+        std::fs::read_to_string(&lb_restart).unwrap()
     );
     assert_eq!(pids(&state_dir), after, "no node restarted");
     assert!(up.stop().is_some());

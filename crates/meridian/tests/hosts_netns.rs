@@ -486,11 +486,17 @@ fn a_viewer_reaches_an_instance_across_four_hosts_and_losing_one_loses_no_reques
     );
 
     // A config change reaches every host's agent: the DNS on the front host takes a new
-    // record set in place, the balancer host restarts its balancer, nothing else restarts.
+    // record set in place, the balancer host restarts its balancer (a new threshold it
+    // would reload, but turning its access log on needs a restart), nothing else restarts.
     let changed = bundle("front").join("changed.toml");
     std::fs::write(
         &changed,
-        config().replace("unhealthy_threshold = 2", "unhealthy_threshold = 3")
+        config()
+            .replace("unhealthy_threshold = 2", "unhealthy_threshold = 3")
+            .replace(
+                "[load_balancer.health_check]",
+                "[load_balancer]\naccess_log = true\n\n[load_balancer.health_check]",
+            )
             + "\n[[dns.record]]\nname = \"www\"\ntype = \"A\"\nttl = \"5s\"\nvalues = [\"192.0.2.7\"]\n",
     )
     .unwrap();
