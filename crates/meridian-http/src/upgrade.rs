@@ -296,15 +296,16 @@ where
         c.inc_by(n as u64);
     };
     let inbound = async {
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = Buffer::default();
         loop {
-            match vr.read(&mut buf).await {
+            match vr.read(buf.space()).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     moved(n, &from_viewer, &opts.bytes_in);
-                    if uw.write_all(&buf[..n]).await.is_err() {
+                    if uw.write_all(buf.get(n)).await.is_err() {
                         break;
                     }
+                    buf.filled(n);
                 }
             }
         }
@@ -313,12 +314,12 @@ where
     };
     let mut drain = opts.drain.clone();
     let outbound = async {
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = Buffer::default();
         let mut frames = Frames::default();
         let mut cut_at: Option<Instant> = None;
         let end = loop {
             let read = tokio::select! {
-                r = ur.read(&mut buf) => r,
+                r = ur.read(buf.space()) => r,
                 _ = drained(&mut drain), if cut_at.is_none() => {
                     if frames.at_boundary() {
                         let _ = vw.write_all(GOING_AWAY).await;
@@ -334,7 +335,7 @@ where
                 Ok(n) => n,
             };
             moved(n, &to_viewer, &opts.bytes_out);
-            let mut data = &buf[..n];
+            let mut data = buf.get(n);
             if cut_at.is_some() {
                 // Draining: pass on the rest of the frame in flight, then the close frame.
                 let k = frames.consume(data);
@@ -351,9 +352,10 @@ where
                 let k = frames.consume(data);
                 data = &data[k..];
             }
-            if vw.write_all(&buf[..n]).await.is_err() {
+            if vw.write_all(buf.get(n)).await.is_err() {
                 break End::Closed;
             }
+            buf.filled(n);
         };
         let _ = vw.shutdown().await;
         end
@@ -394,6 +396,37 @@ where
         from_viewer: from_viewer.load(Ordering::Relaxed),
         to_viewer: to_viewer.load(Ordering::Relaxed),
         end,
+    }
+}
+
+/// A tunnel direction's read buffer: small while little moves (a quote stream's frames
+/// are a few hundred bytes, and an idle socket should cost little: thousands are held
+/// open), doubled each time a read fills it, up to [`Buffer::MAX`].
+struct Buffer(Vec<u8>);
+
+impl Buffer {
+    const MIN: usize = 1024;
+    const MAX: usize = 16 * 1024;
+
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
+    fn get(&self, n: usize) -> &[u8] {
+        &self.0[..n]
+    }
+
+    /// A read took `n` bytes: a full buffer says more was waiting.
+    fn filled(&mut self, n: usize) {
+        if n == self.0.len() && self.0.len() < Self::MAX {
+            self.0.resize(self.0.len() * 2, 0);
+        }
+    }
+}
+
+impl Default for Buffer {
+    fn default() -> Self {
+        Buffer(vec![0; Self::MIN])
     }
 }
 
@@ -484,6 +517,18 @@ impl Frames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_buffer_grows_only_when_reads_fill_it() {
+        let mut b = Buffer::default();
+        b.filled(100);
+        assert_eq!(b.space().len(), Buffer::MIN);
+        for _ in 0..10 {
+            let n = b.space().len();
+            b.filled(n);
+        }
+        assert_eq!(b.space().len(), Buffer::MAX);
+    }
 
     #[test]
     fn a_fresh_key_is_16_bytes_in_base64() {
