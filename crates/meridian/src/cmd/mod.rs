@@ -106,7 +106,7 @@ pub enum Cmd {
         #[command(subcommand)]
         command: dns::DnsCmd,
     },
-    /// Write the console's dashboards and alarms for Grafana and Prometheus.
+    /// Write the deployment for other tools: Kubernetes manifests, and the console's dashboards and alarms for Grafana and Prometheus.
     Export {
         #[command(subcommand)]
         command: export::ExportCmd,
