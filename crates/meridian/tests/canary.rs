@@ -8,11 +8,10 @@
 //! termination wait, and a linear one, complete with no failed request; the console shows
 //! both versions side by side while a canary takes traffic.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::rollout::{assert_instances_run, failures, instances, Load};
 use common::{get, rollout_with, start_up, state};
 
 /// Two regions (the primary with two AZs) on 127.74.0.0/16, this test's own subnet.
@@ -64,98 +63,6 @@ servers = 0
 const US: &str = "127.74.2.1:8080";
 const EU: &str = "127.74.1.1:8080";
 const SUPERVISOR: &str = "127.74.0.1:9900";
-
-/// One answered request: when, through which balancer, which version answered (or the
-/// failure).
-type Seen = (Instant, &'static str, Result<String, String>);
-
-/// GETs through both balancers in turn until told to stop (at most 20,000, or two
-/// minutes).
-struct Load {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Load {
-    fn start() -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (s, v) = (stop.clone(), seen.clone());
-        let task = tokio::spawn(async move {
-            let client =
-                meridian_http::upstream_client(Duration::from_secs(5), Duration::from_secs(30));
-            let began = Instant::now();
-            let mut sent = 0usize;
-            while !s.load(Ordering::Relaxed)
-                && sent < 20_000
-                && began.elapsed() < Duration::from_secs(120)
-            {
-                let lb = [US, EU][sent % 2];
-                sent += 1;
-                let out = match get(&client, &format!("http://{lb}/api/quotes/AAPL")).await {
-                    Ok((200, h, _)) => Ok(h
-                        .get("x-service-version")
-                        .and_then(|x| x.to_str().ok())
-                        .unwrap_or("none")
-                        .to_owned()),
-                    Ok((status, _, body)) => {
-                        Err(format!("{status} {}", String::from_utf8_lossy(&body)))
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
-                v.lock().unwrap().push((Instant::now(), lb, out));
-                tokio::time::sleep(Duration::from_millis(3)).await;
-            }
-        });
-        Load { stop, task, seen }
-    }
-
-    async fn finish(self) -> Vec<Seen> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-        let seen = self.seen.lock().unwrap().clone();
-        seen
-    }
-}
-
-fn failures(seen: &[Seen]) -> Vec<String> {
-    seen.iter()
-        .filter_map(|(_, lb, r)| r.as_ref().err().map(|e| format!("{lb}: {e}")))
-        .collect()
-}
-
-/// Every running service instance of endpoints.json: (name, address, version).
-fn instances(state_dir: &std::path::Path) -> Vec<(String, String, String)> {
-    state(state_dir)["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["role"] == "service")
-        .map(|n| {
-            (
-                n["name"].as_str().unwrap().to_owned(),
-                n["address"].as_str().unwrap().to_owned(),
-                n["version"].as_str().unwrap_or("none").to_owned(),
-            )
-        })
-        .collect()
-}
-
-/// Each instance answers for itself with `version`.
-async fn assert_instances_run(state_dir: &std::path::Path, version: &str) {
-    let client = meridian_http::upstream_client(Duration::from_secs(5), Duration::from_secs(30));
-    let all = instances(state_dir);
-    assert_eq!(all.len(), 3, "{all:?}");
-    for (name, addr, v) in all {
-        assert_eq!(v, version, "{name} in endpoints.json");
-        let (status, h, _) = get(&client, &format!("http://{addr}/health"))
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "{name}");
-        assert_eq!(h["x-service-version"], version, "{name}");
-    }
-}
 
 /// The primary balancer looks as it did before a rollout: its green twin takes no share
 /// and holds no registered target, and the group's registered targets are exactly the
@@ -246,10 +153,10 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
     std::fs::write(&cfg, CONFIG).unwrap();
     let state_dir = dir.join("state");
     let (_up, _) = start_up(&cfg, &state_dir).await;
-    assert_instances_run(&state_dir, "1").await;
+    assert_instances_run(&state_dir, 3, "1").await;
 
     // A good version at 5% for a 6 s bake, then all of it.
-    let load = Load::start();
+    let load = Load::start(vec![US.to_owned(), EU.to_owned()], Duration::from_millis(3));
     let began = Instant::now();
     let sd = state_dir.clone();
     let cli = tokio::spawn(async move {
@@ -328,7 +235,7 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
             .map(String::as_str),
         Some("2")
     );
-    assert_instances_run(&state_dir, "2").await;
+    assert_instances_run(&state_dir, 3, "2").await;
     assert_balancer_settled(&state_dir).await;
     // The console showed both versions side by side in the region card meanwhile.
     let versions = &side_by_side["versions"];
@@ -343,7 +250,7 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
     assert_eq!(versions[1]["error_rate"], 0.0, "{side_by_side}");
 
     // A canary that answers 5xx: the alarm rings during the bake and all goes back.
-    let load = Load::start();
+    let load = Load::start(vec![US.to_owned(), EU.to_owned()], Duration::from_millis(3));
     let began = Instant::now();
     let flags = [
         "--strategy",
@@ -393,13 +300,13 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
         "{:?}",
         after.collect::<Vec<_>>()
     );
-    assert_instances_run(&state_dir, "2").await;
+    assert_instances_run(&state_dir, 3, "2").await;
     assert_balancer_settled(&state_dir).await;
     let events = std::fs::read_to_string(state_dir.join("events.log")).unwrap();
     assert!(events.contains("all traffic back to version 2"), "{events}");
 
     // A canary that never passes its health checks never takes a request.
-    let load = Load::start();
+    let load = Load::start(vec![US.to_owned(), EU.to_owned()], Duration::from_millis(3));
     let flags = [
         "--strategy",
         "canary",
@@ -427,11 +334,11 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
         seen.iter().all(|s| s.2.as_deref() == Ok("2")),
         "a broken instance served"
     );
-    assert_instances_run(&state_dir, "2").await;
+    assert_instances_run(&state_dir, 3, "2").await;
     assert_balancer_settled(&state_dir).await;
 
     // Blue/green: all at once once green is healthy; blue waits 2 s, then goes.
-    let load = Load::start();
+    let load = Load::start(vec![US.to_owned(), EU.to_owned()], Duration::from_millis(3));
     let began = Instant::now();
     let flags = ["--strategy", "blue-green", "--termination-wait", "2s"];
     let (code, stdout, stderr) = rollout_with(&state_dir, "4", &flags).await;
@@ -453,11 +360,11 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
         began.elapsed().as_secs_f64(),
         seen.len()
     );
-    assert_instances_run(&state_dir, "4").await;
+    assert_instances_run(&state_dir, 3, "4").await;
     assert_balancer_settled(&state_dir).await;
 
     // Linear: 50% more every second, to all.
-    let load = Load::start();
+    let load = Load::start(vec![US.to_owned(), EU.to_owned()], Duration::from_millis(3));
     let flags = [
         "--strategy",
         "linear",
@@ -483,6 +390,6 @@ async fn canary_takes_its_share_then_all_and_a_5xx_canary_rolls_back() {
         .find("us-east-1: 100% of traffic to version 5")
         .expect(&stderr);
     assert!(fifty < all, "{stderr}");
-    assert_instances_run(&state_dir, "5").await;
+    assert_instances_run(&state_dir, 3, "5").await;
     assert_balancer_settled(&state_dir).await;
 }

@@ -4,12 +4,13 @@
 //! breaker, again with no failed request, and the reason is in the events; a version that
 //! answers 5xx is rolled back on the region's 5xx rate during the bake time.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{get, rollout, start_up, state};
+use common::rollout::{
+    assert_instances_run, failures as failed_in, instances, versions as versions_in, Load,
+};
+use common::{get, rollout, start_up};
 
 /// Two regions (the primary with two AZs) on 127.67.0.0/16, this test's own subnet.
 const CONFIG: &str = r#"
@@ -60,97 +61,6 @@ stop_timeout = "5s"
 servers = 0
 "#;
 
-/// GETs through every balancer, one after another, until told to stop (or 20,000 of them,
-/// or two minutes): (requests, failures with what failed, versions seen in order).
-struct Load {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
-    versions: Arc<Mutex<Vec<String>>>,
-}
-
-impl Load {
-    fn start(lbs: Vec<String>) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let versions = Arc::new(Mutex::new(Vec::new()));
-        let (s, v) = (stop.clone(), versions.clone());
-        let task = tokio::spawn(async move {
-            let client =
-                meridian_http::upstream_client(Duration::from_secs(5), Duration::from_secs(30));
-            let began = Instant::now();
-            let (mut sent, mut failures) = (0usize, Vec::new());
-            while !s.load(Ordering::Relaxed)
-                && sent < 20_000
-                && began.elapsed() < Duration::from_secs(120)
-            {
-                let lb = &lbs[sent % lbs.len()];
-                sent += 1;
-                match get(&client, &format!("http://{lb}/api/quotes/AAPL")).await {
-                    Ok((200, h, _)) => {
-                        let version = h
-                            .get("x-service-version")
-                            .and_then(|x| x.to_str().ok())
-                            .unwrap_or("none")
-                            .to_owned();
-                        v.lock().unwrap().push(version);
-                    }
-                    Ok((status, _, body)) => {
-                        failures.push(format!("{lb}: {status} {}", String::from_utf8_lossy(&body)))
-                    }
-                    Err(e) => failures.push(format!("{lb}: {e}")),
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (sent, failures)
-        });
-        Load {
-            stop,
-            task,
-            versions,
-        }
-    }
-
-    async fn finish(self) -> (usize, Vec<String>, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let (sent, failures) = self.task.await.unwrap();
-        let versions = self.versions.lock().unwrap().clone();
-        (sent, failures, versions)
-    }
-}
-
-/// Every running service instance of endpoints.json: (name, address, version).
-fn instances(state_dir: &std::path::Path) -> Vec<(String, String, String)> {
-    state(state_dir)["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["role"] == "service")
-        .map(|n| {
-            (
-                n["name"].as_str().unwrap().to_owned(),
-                n["address"].as_str().unwrap().to_owned(),
-                n["version"].as_str().unwrap_or("none").to_owned(),
-            )
-        })
-        .collect()
-}
-
-/// Each instance answers for itself: its version in the header and in /health.
-async fn assert_instances_run(state_dir: &std::path::Path, version: &str) {
-    let client = meridian_http::upstream_client(Duration::from_secs(5), Duration::from_secs(30));
-    let all = instances(state_dir);
-    assert_eq!(all.len(), 3, "{all:?}");
-    for (name, addr, v) in all {
-        assert_eq!(v, version, "{name} in endpoints.json");
-        let (status, h, body) = get(&client, &format!("http://{addr}/health"))
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "{name}");
-        assert_eq!(h["x-service-version"], version, "{name}");
-        let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(health["service_version"], version, "{name}: {health}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_replaces_every_instance_and_a_broken_version_rolls_back() {
     let dir = common::tempdir();
@@ -158,13 +68,14 @@ async fn rollout_replaces_every_instance_and_a_broken_version_rolls_back() {
     std::fs::write(&cfg, CONFIG).unwrap();
     let state_dir = dir.join("state");
     let (_up, _) = start_up(&cfg, &state_dir).await;
-    assert_instances_run(&state_dir, "1").await;
+    assert_instances_run(&state_dir, 3, "1").await;
     let lbs = vec!["127.67.1.1:8080".to_owned(), "127.67.2.1:8080".to_owned()];
 
     // A good version: every instance replaced, no request failed, traffic moves over.
-    let load = Load::start(lbs.clone());
+    let load = Load::start(lbs.clone(), Duration::from_millis(5));
     let (code, stdout, stderr) = rollout(&state_dir, "2").await;
-    let (sent, failures, versions) = load.finish().await;
+    let seen = load.finish().await;
+    let (sent, failures, versions) = (seen.len(), failed_in(&seen), versions_in(&seen));
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("every instance runs version 2"), "{stdout}");
     assert!(
@@ -179,14 +90,15 @@ async fn rollout_replaces_every_instance_and_a_broken_version_rolls_back() {
     let primary = stderr.find("us-east-1 / us-east-1a").expect(&stderr);
     let other = stderr.find("eu-west-1 / eu-west-1a").expect(&stderr);
     assert!(primary < other, "{stderr}");
-    assert_instances_run(&state_dir, "2").await;
+    assert_instances_run(&state_dir, 3, "2").await;
     let names: Vec<String> = instances(&state_dir).into_iter().map(|i| i.0).collect();
     assert!(names.iter().all(|n| n.ends_with("-b")), "{names:?}");
 
     // A version that fails its health checks: the circuit breaker rolls it back.
-    let load = Load::start(lbs.clone());
+    let load = Load::start(lbs.clone(), Duration::from_millis(5));
     let (code, stdout, stderr) = rollout(&state_dir, "3-broken").await;
-    let (sent, failures, versions) = load.finish().await;
+    let seen = load.finish().await;
+    let (sent, failures, versions) = (seen.len(), failed_in(&seen), versions_in(&seen));
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(
         stdout.contains("rolled back to version 2")
@@ -202,7 +114,7 @@ async fn rollout_replaces_every_instance_and_a_broken_version_rolls_back() {
         versions.iter().all(|v| v == "2"),
         "a broken instance served"
     );
-    assert_instances_run(&state_dir, "2").await;
+    assert_instances_run(&state_dir, 3, "2").await;
     let events = std::fs::read_to_string(state_dir.join("events.log")).unwrap();
     assert!(
         events.contains(
@@ -232,15 +144,15 @@ async fn rollout_replaces_every_instance_and_a_broken_version_rolls_back() {
     // The next good version moves the instances back to their first homes.
     let (code, stdout, _) = rollout(&state_dir, "4").await;
     assert_eq!(code, 0, "{stdout}");
-    assert_instances_run(&state_dir, "4").await;
+    assert_instances_run(&state_dir, 3, "4").await;
     let names: Vec<String> = instances(&state_dir).into_iter().map(|i| i.0).collect();
     assert!(names.iter().all(|n| !n.ends_with("-b")), "{names:?}");
 
     // A version that passes its health checks but fails requests: the region's 5xx rate
     // trips the breaker while the new instance bakes beside the old ones.
-    let load = Load::start(lbs.clone());
+    let load = Load::start(lbs.clone(), Duration::from_millis(5));
     let (code, stdout, stderr) = rollout(&state_dir, "5-5xx").await;
-    let (_, failures, _) = load.finish().await;
+    let failures = failed_in(&load.finish().await);
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(
         stdout.contains("rolled back to version 4") && stdout.contains("lb-us-east-1's 5xx rate"),
@@ -250,14 +162,15 @@ async fn rollout_replaces_every_instance_and_a_broken_version_rolls_back() {
         failures.iter().all(|f| f.contains(" 500 ")),
         "only the faulty version's answers failed: {failures:?}"
     );
-    assert_instances_run(&state_dir, "4").await;
-    let load = Load::start(lbs);
+    assert_instances_run(&state_dir, 3, "4").await;
+    let load = Load::start(lbs, Duration::from_millis(5));
     let until = Instant::now() + Duration::from_secs(30);
-    while load.versions.lock().unwrap().len() < 20 {
+    while load.answered() < 20 {
         assert!(Instant::now() < until, "the load stalled");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (_, failures, versions) = load.finish().await;
+    let seen = load.finish().await;
+    let (failures, versions) = (failed_in(&seen), versions_in(&seen));
     assert!(failures.is_empty(), "{failures:?}");
     assert!(versions.iter().all(|v| v == "4"), "{versions:?}");
 }

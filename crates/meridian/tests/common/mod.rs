@@ -1,6 +1,8 @@
 //! Helpers shared by the CLI's integration tests (each test binary uses some of them).
 #![allow(dead_code)]
 
+pub mod rollout;
+
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use std::io::{BufRead, BufReader};
