@@ -14,11 +14,11 @@
 //! traffic through green twins of the target groups instead (`rollout_canary.rs`); the
 //! rollback after it is this file's.
 
-use crate::fleet::{Fleet, RegionProgress, Report, Slot};
+use crate::fleet::{Fleet, Report, Slot};
 use crate::instances;
 use crate::rollout_lb::Balancer;
 use crate::rollout_plan::{plan, Step};
-use crate::rollout_slots::{active, note, positions, running_in, version_of, Position};
+use crate::rollout_slots::{active, note, positions, version_of, Position};
 use crate::rollout_strategy::{Shifting, Strategy};
 use meridian_config::{DeploymentConfiguration, Role};
 use std::sync::atomic::Ordering;
@@ -236,20 +236,7 @@ impl Roll<'_> {
     }
 
     async fn run(&self) -> Result<(), String> {
-        let cfg = &self.shared.config();
-        let mut regions: Vec<_> = cfg.regions.iter().collect();
-        regions.sort_by_key(|r| !r.primary);
-        self.shared.rollout().update(|r| {
-            r.regions = regions
-                .iter()
-                .map(|g| RegionProgress {
-                    region: g.name.clone(),
-                    done: 0,
-                    total: running_in(self.shared, &g.name),
-                })
-                .collect()
-        });
-        for region in regions {
+        for region in &crate::rollout_slots::regions_in_order(self.shared) {
             let lb = self.balancer(&region.name).await?;
             for az in &region.azs {
                 let ps = positions(self.shared, &region.name, az, self.version);

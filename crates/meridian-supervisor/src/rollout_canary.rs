@@ -9,10 +9,10 @@
 //! (now the new version), and the old instances drain and stop: the balancer looks as it
 //! did before, with the new instances.
 
-use crate::fleet::{Fleet, RegionProgress};
+use crate::fleet::Fleet;
 use crate::instances;
 use crate::rollout_lb::Balancer;
-use crate::rollout_slots::{note, positions, running_in, version_of, Position};
+use crate::rollout_slots::{note, positions, version_of, Position};
 use crate::rollout_strategy::{green_worse, Shift, Shifting};
 use crate::rollout_twin_lb::Sides;
 use meridian_config::DeploymentConfiguration;
@@ -29,20 +29,7 @@ pub(crate) struct Canary<'a> {
 
 impl Canary<'_> {
     pub(crate) async fn run(&self) -> Result<(), String> {
-        let cfg = self.shared.config();
-        let mut regions: Vec<_> = cfg.regions.iter().collect();
-        regions.sort_by_key(|r| !r.primary);
-        self.shared.rollout().update(|r| {
-            r.regions = regions
-                .iter()
-                .map(|g| RegionProgress {
-                    region: g.name.clone(),
-                    done: 0,
-                    total: running_in(self.shared, &g.name),
-                })
-                .collect()
-        });
-        for region in regions {
+        for region in &crate::rollout_slots::regions_in_order(self.shared) {
             let ps: Vec<Position> = region
                 .azs
                 .iter()

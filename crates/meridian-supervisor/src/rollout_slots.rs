@@ -61,3 +61,21 @@ pub(crate) fn running_in(shared: &Arc<dyn Fleet>, region: &str) -> usize {
         })
         .count()
 }
+
+/// The regions in the order a rollout takes them (the primary first), with the progress
+/// report's bar per region set to none done of what runs now.
+pub(crate) fn regions_in_order(shared: &Arc<dyn Fleet>) -> Vec<meridian_config::Region> {
+    let mut regions: Vec<meridian_config::Region> = shared.config().regions.clone();
+    regions.sort_by_key(|r| !r.primary);
+    shared.rollout().update(|r| {
+        r.regions = regions
+            .iter()
+            .map(|g| crate::fleet::RegionProgress {
+                region: g.name.clone(),
+                done: 0,
+                total: running_in(shared, &g.name),
+            })
+            .collect()
+    });
+    regions
+}
