@@ -202,6 +202,21 @@ async fn hundred_misses_at_five_pops_make_one_origin_request_and_the_tier_shows(
         c.h("cache-status")
     );
 
+    // Targeted cache control reaches the PoP through the regional cache (the PoP stores
+    // by it too), and no viewer sees it.
+    let first = get(w.pop(4), "/cdn/four").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.h("cache-control"), "no-store");
+    assert_eq!(first.h("cdn-cache-control"), "", "never to a viewer");
+    let again = get(w.pop(4), "/cdn/four").await;
+    assert_eq!(
+        again.h("x-cache"),
+        "Hit from meridian",
+        "{:?}",
+        again.headers
+    );
+    assert_eq!(w.origin_requests("/cdn/four"), 1);
+
     // What no cache keeps goes straight to the balancer, past the tier.
     let p = send(w.pop(3), "POST", "/cc/three", &[]).await;
     assert_eq!(p.h("cache-status"), "meridian-p3; fwd=uri-miss");
@@ -230,6 +245,18 @@ async fn hundred_misses_at_five_pops_make_one_origin_request_and_the_tier_shows(
         signed.h("cache-status"),
         "meridian-rec-r1; fwd=miss; stored"
     );
+    // A PoP takes no tier requests at all: the same signed request is a viewer's there.
+    let at_pop = send(
+        w.pop(1),
+        "GET",
+        "/secure/x",
+        &[
+            ("meridian-tier", "p9"),
+            (meridian_http::signing::HEADER, sig.to_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(at_pop.status, 301);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -315,4 +315,17 @@ async fn an_http2_viewer_opens_the_quote_stream_with_an_extended_connect() {
     assert_eq!(send.send_request(again).await.unwrap().status(), 200);
     ws.close(None).await.unwrap();
     assert_eq!(closed(&mut ws, Duration::from_secs(5)).await, None);
+
+    // An origin that answers an ordinary 200 opened no WebSocket: the client must not take
+    // that 2xx for an open one.
+    let mut req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{}/api/quotes/AAPL", pop.http))
+        .header("sec-websocket-version", "13")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let res = send.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 502, "{:?}", res.headers());
 }

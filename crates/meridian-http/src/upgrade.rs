@@ -167,6 +167,17 @@ fn fresh_key() -> HeaderValue {
     HeaderValue::from_str(&out).unwrap_or(HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
 }
 
+/// Marks the response [`switch`] made: the one answer that opens a tunnel. An HTTP/2
+/// client takes any 2xx to an extended CONNECT as an open tunnel, so a proxy must never
+/// send it another (`is_tunnel`).
+#[derive(Debug, Clone, Copy)]
+pub struct Tunneled;
+
+/// Whether `res` is the answer that opened a tunnel.
+pub fn is_tunnel<B>(res: &Response<B>) -> bool {
+    res.extensions().get::<Tunneled>().is_some()
+}
+
 /// How one tunnel runs.
 #[derive(Clone, Debug)]
 pub struct TunnelOptions {
@@ -236,6 +247,7 @@ pub fn switch<B>(
         ));
     };
     let mut res = Response::new(crate::empty());
+    res.extensions_mut().insert(Tunneled);
     // RFC 8441 §5: an extended CONNECT succeeds with a 2xx, without the accept (there was
     // no key) and without the HTTP/1.1 upgrade fields, which HTTP/2 forbids.
     let h2 = viewer.extended_connect;

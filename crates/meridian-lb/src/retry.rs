@@ -198,9 +198,12 @@ impl Failover for Retries<'_> {
     ) -> Verdict<Answer> {
         let target = self.target(&c);
         let guard = c.guard.take();
+        // An error's latency says nothing of the target's speed (a fast 500 would pull its
+        // peers' mean down): only answers that are not errors are timed.
+        let error = res.status().is_server_error();
         self.lb
             .group
-            .answered(c.i, res.status().is_server_error(), Some(elapsed));
+            .answered(c.i, error, (!error).then_some(elapsed));
         let (mut rp, rb) = res.into_parts();
         meridian_http::strip_hop_by_hop(&mut rp.headers);
         // A small answer to a retryable request is read whole before it is passed on, so

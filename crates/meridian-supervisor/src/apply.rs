@@ -156,7 +156,6 @@ async fn take<F: Fleet>(
         return Ok(out);
     }
     write_config(&*fleet, &text)?;
-    *applied = text;
 
     let mut waits = Vec::new();
     for n in mine.reloads() {
@@ -194,10 +193,24 @@ async fn take<F: Fleet>(
         });
     }
     let restarts: Vec<&NodePlan> = mine.restarts().collect();
+    let mut stopped = false;
     for n in restarts {
+        if stopped {
+            // Said, not left out: the next apply of this config takes it up again.
+            out.nodes.push(NodeOutcome {
+                node: n.node.clone(),
+                action: "restart".to_owned(),
+                ok: false,
+                millis: 0,
+                pids: None,
+                error: Some("not restarted: an earlier restart failed".to_owned()),
+            });
+            continue;
+        }
         let began = Instant::now();
         let result = restart(&fleet, &n.node, &want).await;
-        let failed = result.is_err();
+        // The next node waits: its peers may be carrying this one's traffic.
+        stopped = result.is_err();
         out.nodes.push(NodeOutcome {
             node: n.node.clone(),
             action: "restart".to_owned(),
@@ -206,10 +219,6 @@ async fn take<F: Fleet>(
             pids: result.as_ref().ok().copied(),
             error: result.err(),
         });
-        if failed {
-            // The next node waits: its peers may be carrying this one's traffic.
-            break;
-        }
     }
     let failed: Vec<&str> = out
         .nodes
@@ -217,6 +226,11 @@ async fn take<F: Fleet>(
         .filter(|n| !n.ok)
         .map(|n| n.node.as_str())
         .collect();
+    // What runs is the new config only once every node took it: until then the same config
+    // applied again plans the same changes, instead of finding none.
+    if failed.is_empty() {
+        *applied = text;
+    }
     fleet.event(&format!(
         "apply: config {want}: {} node(s) took it{}",
         out.nodes.len() - failed.len(),

@@ -199,10 +199,31 @@ impl Canary<'_> {
             self.back_to_blue(lb, region, ps).await;
             return Err(reason);
         }
-        for p in ps {
-            lb.deregister_side(&p.old.spec.name, false).await?;
+        // The old instances leave the groups. If one cannot, blue takes everything back:
+        // those that left are registered again before green's instances go.
+        for (i, p) in ps.iter().enumerate() {
+            if let Err(reason) = lb.deregister_side(&p.old.spec.name, false).await {
+                for q in &ps[..i] {
+                    if let Err(e) = lb.register(&q.old.spec).await {
+                        note(self.shared, format!("{region}: {e}"));
+                    }
+                }
+                for q in ps {
+                    let _ = lb.deregister_side(&q.new.spec.name, false).await;
+                }
+                self.back_to_blue(lb, region, ps).await;
+                return Err(reason);
+            }
         }
-        lb.set_green(0).await?;
+        // From here the new instances serve from the groups and the old ones are gone from
+        // them: going back is no longer possible, so a failure below is said and the
+        // promotion goes on (a twin without healthy targets takes no share).
+        if let Err(e) = lb.set_green(0).await {
+            note(
+                self.shared,
+                format!("{region}: {e}; green keeps its share until the next rollout"),
+            );
+        }
         note(
             self.shared,
             format!(
@@ -212,17 +233,28 @@ impl Canary<'_> {
         );
         let bound = crate::rollout_lb::drain_bound(self.shared.config());
         for p in ps {
-            if lb.deregister_side(&p.new.spec.name, true).await? {
-                lb.wait_side(&p.new.spec.name, true, "drained", bound, |s, _| {
-                    s == "unused"
-                })
-                .await?;
+            let name = &p.new.spec.name;
+            let left = match lb.deregister_side(name, true).await {
+                Ok(true) => lb
+                    .wait_side(name, true, "drained", bound, |s, _| s == "unused")
+                    .await
+                    .map(|_| ()),
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = left {
+                note(self.shared, format!("{region}: {name} leaving green: {e}"));
             }
         }
         for p in ps {
             let name = &p.old.spec.name;
-            lb.wait_side(name, false, "drained", bound, |s, _| s == "unused")
-                .await?;
+            // Stopped once drained, or at the bound: it no longer takes new requests.
+            if let Err(e) = lb
+                .wait_side(name, false, "drained", bound, |s, _| s == "unused")
+                .await
+            {
+                note(self.shared, format!("{region}: {name}: {e}; stopping it"));
+            }
             instances::stop(self.shared, &p.old).await;
             note(
                 self.shared,

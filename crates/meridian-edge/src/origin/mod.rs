@@ -48,6 +48,10 @@ pub struct Origins {
     m: OriginMetrics,
     /// Origin access control: every origin request is signed with the deployment's edge
     /// signing key, set once at start.
+    /// Whether this edge is a regional cache: only one takes requests of the tier. A PoP
+    /// never does, so an edge signature that reached some origin cannot open its viewer
+    /// phases.
+    takes_tier: bool,
     signer: std::sync::OnceLock<Arc<meridian_http::signing::Signer>>,
     /// Hedged requests spent against requests sent (`hedge.rs`).
     hedges: hedge::HedgeBudget,
@@ -133,6 +137,7 @@ impl Origins {
             hedges: hedge::HedgeBudget::default(),
             pop: http::HeaderValue::from_str(pop).unwrap_or(http::HeaderValue::from_static("-")),
             tier_on: std::sync::atomic::AtomicBool::new(cfg.distribution.tiered_cache.enabled),
+            takes_tier: cfg.regional_cache_region(pop).is_some(),
         }
     }
 
@@ -165,9 +170,12 @@ fn origin_tls(cfg: &Config, names: group::TlsNames) -> Option<meridian_http::Ori
 
 impl Origins {
     /// The sending edge's name when a request comes from another cache of this
-    /// deployment's tier: it names one (`tier::TIER_HEADER`) and carries a valid edge signature
+    /// deployment's tier, to a regional cache: it names one (`tier::TIER_HEADER`) and carries a valid edge signature
     /// for its method, host and target. A PoP without the signing key trusts no one.
     pub(crate) fn tier_sender(&self, req: &http::request::Parts) -> Option<String> {
+        if !self.takes_tier {
+            return None;
+        }
         let from = req.headers.get(tier::TIER_HEADER)?.to_str().ok()?;
         let signer = self.signer.get()?;
         let host = req.headers.get(http::header::HOST)?.to_str().ok()?;

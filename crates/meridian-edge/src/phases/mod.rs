@@ -72,6 +72,7 @@ impl Edge {
         let tier = self.0.origins.tier_sender(&parts);
         // A WebSocket handshake is taken aside before its Upgrade is stripped (`upgrade.rs`).
         let ws = meridian_http::upgrade::WsUpgrade::take(&mut parts);
+        let extended_connect = ws.as_ref().is_some_and(|w| w.is_extended_connect());
         // 1. Viewer request: made canonical once; every later phase reads only `ctx`.
         let (mut ctx, refused) = RequestContext::from_viewer(&self.0.dist, parts, peer);
         ctx.tier = tier;
@@ -96,6 +97,18 @@ impl Edge {
                 }
             }
         };
+        // An HTTP/2 client takes any 2xx to its extended CONNECT as an open WebSocket: one
+        // that opened none (a function's answer, an origin that did not switch, an error
+        // page made 200) must not look like one.
+        if extended_connect
+            && served.response.status().is_success()
+            && !meridian_http::upgrade::is_tunnel(&served.response)
+        {
+            served.response = meridian_http::text(
+                StatusCode::BAD_GATEWAY,
+                "the origin did not open a WebSocket",
+            );
+        }
         // 8. Response headers (compression, 9., was applied where the body was chosen).
         let policy = self.headers_policy(ctx.behavior);
         self.0

@@ -59,11 +59,15 @@ impl ResponseHeaders {
         outcome: Outcome,
     ) {
         let h = res.headers_mut();
+        // To a PoP of the tier this is an origin's answer: it keeps the targeted cache
+        // control it stores by, and the viewer's policy (CORS for one viewer's Origin) is
+        // the PoP's to apply, never stored with the object.
+        let to_viewer = ctx.tier.is_none();
         // Targeted cache control (RFC 9213) is for this PoP, never for viewers.
-        for t in &self.cache_control_targets {
+        for t in self.cache_control_targets.iter().filter(|_| to_viewer) {
             h.remove(t);
         }
-        if let Some(p) = policy {
+        if let Some(p) = policy.filter(|_| to_viewer) {
             for (k, v) in self.policy_headers.get(&p.name).into_iter().flatten() {
                 h.insert(k.clone(), v.clone());
             }

@@ -120,6 +120,14 @@ impl Origin {
                 .body(Full::new(Bytes::from(body)))
                 .unwrap();
         }
+        if path.starts_with("/cdn/") {
+            // For viewers no-store; for the CDN ten minutes (RFC 9213).
+            return b
+                .header("cache-control", "no-store")
+                .header("cdn-cache-control", "max-age=600")
+                .body(Full::new(Bytes::from(format!("body of {path}"))))
+                .unwrap();
+        }
         if path == "/small" {
             return b
                 .header("cache-control", "max-age=60")
