@@ -273,11 +273,9 @@ async fn restart<F: Fleet>(fleet: &Arc<F>, name: &str, want: &str) -> Result<(u3
     let Some(slot) = fleet.slots().iter().find(|s| s.spec.name == name) else {
         return Err(format!("no node `{name}`"));
     };
-    let (addr, digest) = match slot.spec.role {
-        Role::Service => (slot.spec.address, None),
-        Role::Edge | Role::Dns | Role::Lb => (slot.spec.admin, Some(want)),
-        _ => (slot.spec.admin, None),
-    };
+    // Healthy where `up` calls it healthy; the nodes that reload say their config too.
+    let addr = fleet.readiness(&slot.spec).0;
+    let digest = matches!(slot.spec.role, Role::Edge | Role::Dns | Role::Lb).then_some(want);
     let began = Instant::now();
     while began.elapsed() < RESTART_TIMEOUT {
         let now = *slot.pid.lock().unwrap_or_else(|p| p.into_inner());

@@ -78,15 +78,12 @@ pub fn write(cfg: &Config, config_text: &str, out: &Path) -> Result<Vec<Bundle>,
     let tls = !cfg.hosts.is_empty()
         && cfg.distribution.origin_protocol == meridian_config::OriginProtocol::Https;
     if tls {
-        for r in &cfg.regions {
-            let names = meridian_lb::cert_names(cfg, &r.name);
-            meridian_http::pki::ensure_lb_cert(&pki, &r.name, &names).map_err(|e| {
-                BundleError::Write {
-                    path: pki.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                }
-            })?;
-        }
+        crate::secrets::balancer_certificates(cfg, &pki, false).map_err(|e| {
+            BundleError::Write {
+                path: pki.clone(),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
     }
     let hosts: Vec<Option<&str>> = if cfg.hosts.is_empty() {
         vec![None]

@@ -105,12 +105,29 @@ pub(crate) fn prepare(
         return deployment_ca_present(cfg, state_dir, host);
     }
     // The deployment CA and each balancer's certificate, before any edge needs the CA.
+    balancer_certificates(cfg, state_dir, false).map_err(|e| Unprepared {
+        path: state_dir.join("tls"),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// The deployment CA (made once in `dir`) and a certificate for each region's balancer,
+/// for the names it is reached by in `cfg`: what `up` keeps in its state dir, and what
+/// `meridian deploy` and the Kubernetes export make once to hand out. `fresh`: sign the
+/// balancers' certificates again even where there are some (an export for other
+/// addresses); otherwise those there are kept.
+pub(crate) fn balancer_certificates(
+    cfg: &Config,
+    dir: &Path,
+    fresh: bool,
+) -> Result<(), meridian_http::tls::TlsError> {
     for r in &cfg.regions {
         let names = meridian_lb::cert_names(cfg, &r.name);
-        meridian_http::pki::ensure_lb_cert(state_dir, &r.name, &names).map_err(|e| Unprepared {
-            path: state_dir.join("tls"),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        if fresh {
+            meridian_http::pki::issue_lb_cert(dir, &r.name, &names)?;
+        } else {
+            meridian_http::pki::ensure_lb_cert(dir, &r.name, &names)?;
+        }
     }
     Ok(())
 }

@@ -129,14 +129,8 @@ pub(crate) fn make(cfg: &Config, out: &Path) -> Result<(), ExportError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700))
         .map_err(at(&secrets))?;
-    for r in &cfg.regions {
-        let names = meridian_lb::cert_names(cfg, &r.name);
-        meridian_http::pki::issue_lb_cert(&pki, &r.name, &names).map_err(|e| {
-            ExportError::Write {
-                path: pki.clone(),
-                source: std::io::Error::other(e.to_string()),
-            }
-        })?;
-    }
-    Ok(())
+    crate::secrets::balancer_certificates(cfg, &pki, true).map_err(|e| ExportError::Write {
+        path: pki.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })
 }
