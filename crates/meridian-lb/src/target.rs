@@ -213,11 +213,7 @@ impl TargetGroup {
                 .map(|t| (&t.anomaly, t.serving()))
                 .collect();
             crate::anomaly::evaluate(&list);
-            let now = Instant::now();
-            let slow_start = self.config().slow_start;
-            for t in &self.targets {
-                t.weight.set(t.ramp(slow_start, now) * t.anomaly.weight());
-            }
+            self.refresh_weights();
         }
     }
 

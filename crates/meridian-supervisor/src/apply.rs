@@ -164,10 +164,7 @@ async fn take<F: Fleet>(
         };
         let pid = *slot.pid.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pid) = pid {
-            // SAFETY: a signal to the pid of a child this supervisor started and waits on.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGHUP);
-            }
+            crate::fleet::signal(pid, libc::SIGHUP);
         }
         let admin = slot.spec.admin;
         let want = want.clone();

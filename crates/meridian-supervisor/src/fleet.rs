@@ -129,3 +129,11 @@ impl Progress {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
+
+/// Sends `sig` to a node's process.
+pub(crate) fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with the pid of a child this supervisor started and has not reaped yet.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}

@@ -100,22 +100,15 @@ pub(crate) async fn stop(shared: &Arc<dyn Fleet>, slot: &Slot) {
     let pid = || *slot.pid.lock().unwrap_or_else(|p| p.into_inner());
     let deadline = Instant::now() + shared.config().supervisor.stop_timeout;
     if let Some(p) = pid() {
-        signal(p, libc::SIGTERM);
+        crate::fleet::signal(p, libc::SIGTERM);
     }
     while pid().is_some() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if let Some(p) = pid() {
-        signal(p, libc::SIGKILL);
+        crate::fleet::signal(p, libc::SIGKILL);
     }
     shared.publish();
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) with a pid this supervisor started and has not reaped yet.
-    unsafe {
-        libc::kill(pid as i32, sig);
-    }
 }
 
 /// Waits until the instance passes the balancer's health check, as `up` does at start;

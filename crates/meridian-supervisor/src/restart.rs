@@ -53,10 +53,7 @@ pub(crate) fn ask<F: Fleet>(fleet: &F, name: &str) -> Result<u32, (StatusCode, S
         ));
     };
     slot.restart_asked.store(true, Ordering::Release);
-    // SAFETY: a signal to the pid of a child this supervisor started and waits on.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
+    crate::fleet::signal(pid, libc::SIGTERM);
     fleet.event(&format!("restart of node {name} asked (pid {pid})"));
     Ok(pid)
 }

@@ -621,13 +621,6 @@ async fn wait_ready(
     }
 }
 
-fn signal_pid(pid: u32, sig: i32) {
-    // SAFETY: kill(2) with a pid we started and have not reaped yet.
-    unsafe {
-        libc::kill(pid as i32, sig);
-    }
-}
-
 /// Stops the front first: edges and load balancers (they drain in-flight requests to the
 /// instances), then the rest; whatever is still running at the stop timeout is killed.
 async fn stop_all(shared: &Shared, runners: Vec<tokio::task::JoinHandle<()>>) {
@@ -643,7 +636,7 @@ async fn stop_all(shared: &Shared, runners: Vec<tokio::task::JoinHandle<()>>) {
     };
     let front = || [pids_of(Role::Edge), pids_of(Role::Lb)].concat();
     for pid in front() {
-        signal_pid(pid, libc::SIGTERM);
+        crate::fleet::signal(pid, libc::SIGTERM);
     }
     let lb_deadline = Instant::now() + timeout.mul_f64(0.6);
     while !front().is_empty() && Instant::now() < lb_deadline {
@@ -657,7 +650,7 @@ async fn stop_all(shared: &Shared, runners: Vec<tokio::task::JoinHandle<()>>) {
             .collect()
     };
     for pid in all() {
-        signal_pid(pid, libc::SIGTERM);
+        crate::fleet::signal(pid, libc::SIGTERM);
     }
     while !all().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -668,7 +661,7 @@ async fn stop_all(shared: &Shared, runners: Vec<tokio::task::JoinHandle<()>>) {
                 "node {} did not stop in time; killing it",
                 s.spec.name
             ));
-            signal_pid(pid, libc::SIGKILL);
+            crate::fleet::signal(pid, libc::SIGKILL);
         }
     }
     for r in runners {

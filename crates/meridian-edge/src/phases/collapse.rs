@@ -20,6 +20,7 @@ impl Edge {
         ctx: &RequestContext<'_>,
         route: &Route<'_>,
         primary: &str,
+        request_cc: &meridian_cache::CacheControl,
         stale: Option<Arc<Object>>,
     ) -> MissResult {
         let inflight = &self.0.inflight;
@@ -31,8 +32,7 @@ impl Edge {
         // leaves the in-flight table, so one that ended since this request's lookup has
         // left a fresh object, and fetching again would be a second origin request.
         if stale.is_none() {
-            let request_cc = meridian_cache::CacheControl::from_headers(&ctx.headers);
-            if let Lookup::Fresh(object) = self.look_up(ctx, primary, &request_cc, route.policy) {
+            if let Lookup::Fresh(object) = self.look_up(ctx, primary, request_cc, route.policy) {
                 return MissResult::Cached(object);
             }
         }

@@ -225,7 +225,10 @@ impl Edge {
         // 4. Collapse onto a fill in flight, or lead one: 5. fill from the origin
         // (with the origin functions, `origin_functions.rs`) and 6. store.
         let stale_obj = stale.as_ref().map(|(o, _)| o.clone());
-        let fill = match self.collapse(ctx, route, &primary, stale_obj).await {
+        let fill = match self
+            .collapse(ctx, route, &primary, &request_cc, stale_obj)
+            .await
+        {
             MissResult::Shared(f) => f,
             MissResult::Leader(LeaderResponse::Unshared(r)) => {
                 let res = self.relay(r.response, route.group.cfg.response_timeout);
