@@ -93,7 +93,7 @@ pub fn cache_key(
     headers: &HeaderMap,
 ) -> String {
     let mut key = String::with_capacity(64 + path.len());
-    key.push_str(&host.to_ascii_lowercase());
+    key.extend(host.chars().map(|c| c.to_ascii_lowercase()));
     key.push(SEP);
     key.push_str(path);
     if let Some(q) = query {

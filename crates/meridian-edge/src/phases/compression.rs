@@ -88,13 +88,17 @@ impl Edge {
         if let Some(v) = self.0.store.get(&vkey) {
             return Some(v.body.clone());
         }
+        // Making a variant is boxed: the encoders' state is kilobytes, and inline it would
+        // make every request's future that large (moved into its box per request).
         let identity = match &obj.body {
             ObjectBody::Memory(b) => b.clone(),
             ObjectBody::Disk { file, owner, len } => {
-                self.0.store.read_disk(file, owner, *len).await.ok()?
+                Box::pin(self.0.store.read_disk(file, owner, *len))
+                    .await
+                    .ok()?
             }
         };
-        let z = compress::encode(coding, &identity).await.ok()?;
+        let z = Box::pin(compress::encode(coding, &identity)).await.ok()?;
         if z.len() >= identity.len() {
             return None;
         }

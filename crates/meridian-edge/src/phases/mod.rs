@@ -179,19 +179,21 @@ impl Edge {
             );
             return Served::at_edge(r, Outcome::Error);
         };
+        // The branches a hit never takes are boxed, so the request's future (moved into its
+        // box once per request) has the size of the hit path's, not of the largest branch.
         if let Some(ws) = ws {
             // A WebSocket: tunnelled to the origin, never cached nor collapsed.
-            self.tunnel(ctx, &route, ws).await
+            Box::pin(self.tunnel(ctx, &route, ws)).await
         } else if let Some(stream) = stream {
             // gRPC: a streaming pass over HTTP/2 (`grpc.rs`).
-            self.grpc_pass(ctx, &route, stream).await
+            Box::pin(self.grpc_pass(ctx, &route, stream)).await
         } else if route.cacheable {
             self.through_cache(ctx, &route).await
         } else {
             // Duplicates of an idempotent request wait for or replay the first
             // (`idempotency.rs`); origin functions run inside the pass (`pass.rs`,
             // `origin_functions.rs`).
-            self.pass_once(ctx, &route, body).await
+            Box::pin(self.pass_once(ctx, &route, body)).await
         }
     }
 
@@ -225,9 +227,7 @@ impl Edge {
         // 4. Collapse onto a fill in flight, or lead one: 5. fill from the origin
         // (with the origin functions, `origin_functions.rs`) and 6. store.
         let stale_obj = stale.as_ref().map(|(o, _)| o.clone());
-        let fill = match self
-            .collapse(ctx, route, &primary, &request_cc, stale_obj)
-            .await
+        let fill = match Box::pin(self.collapse(ctx, route, &primary, &request_cc, stale_obj)).await
         {
             MissResult::Shared(f) => f,
             MissResult::Leader(LeaderResponse::Unshared(r)) => {
@@ -257,14 +257,14 @@ impl Edge {
                 let object = if object.vary.is_some() {
                     match self.stored(&primary, &ctx.headers) {
                         Some(o) => o,
-                        None => return self.pass(ctx, route, Bytes::new()).await,
+                        None => return Box::pin(self.pass(ctx, route, Bytes::new())).await,
                     }
                 } else {
                     object
                 };
                 Served::from_origin(self.serve_object(ctx, object).await, o, origin)
             }
-            FillResult::Pass => self.pass(ctx, route, Bytes::new()).await,
+            FillResult::Pass => Box::pin(self.pass(ctx, route, Bytes::new())).await,
             FillResult::Failed(err) => {
                 if let Some((obj, true)) = stale {
                     let o = Outcome::StaleIfError;

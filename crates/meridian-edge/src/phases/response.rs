@@ -11,6 +11,12 @@ use meridian_config::{Distribution, ResponseHeadersPolicy};
 use meridian_http::Body;
 use std::collections::HashMap;
 
+// Names made at compile time: a name given as a string is parsed again on every use.
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+const X_MERIDIAN_POP: HeaderName = HeaderName::from_static("x-meridian-pop");
+const X_MERIDIAN_REQUEST_ID: HeaderName = HeaderName::from_static("x-meridian-request-id");
+
 /// Header values made once per PoP: the hit path allocates little.
 pub(crate) struct ResponseHeaders {
     /// `Cache-Status` by outcome.
@@ -92,24 +98,21 @@ impl ResponseHeaders {
                 h.remove(k.as_str());
             }
         }
-        h.insert("x-cache", HeaderValue::from_static(outcome.x_cache()));
+        h.insert(X_CACHE, HeaderValue::from_static(outcome.x_cache()));
         let ours = self.cache_status[outcome as usize].clone();
         match self.chain.then(|| upstream_cache_status(h)).flatten() {
             Some(before) => {
                 let both = [before.as_bytes(), b", ", ours.as_bytes()].concat();
-                h.insert(
-                    "cache-status",
-                    HeaderValue::from_bytes(&both).unwrap_or(ours),
-                );
+                h.insert(CACHE_STATUS, HeaderValue::from_bytes(&both).unwrap_or(ours));
             }
             None => {
-                h.insert("cache-status", ours);
+                h.insert(CACHE_STATUS, ours);
             }
         }
         h.append(header::VIA, self.via.clone());
-        h.insert("x-meridian-pop", self.pop.clone());
+        h.insert(X_MERIDIAN_POP, self.pop.clone());
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-            h.insert("x-meridian-request-id", v);
+            h.insert(X_MERIDIAN_REQUEST_ID, v);
         }
     }
 }
@@ -118,7 +121,7 @@ impl ResponseHeaders {
 /// regional cache's), as one field value; None when there are none.
 fn upstream_cache_status(h: &http::HeaderMap) -> Option<HeaderValue> {
     let entries: Vec<&str> = h
-        .get_all("cache-status")
+        .get_all(CACHE_STATUS)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();

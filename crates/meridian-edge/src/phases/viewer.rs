@@ -45,7 +45,7 @@ impl<'a> RequestContext<'a> {
             path,
             query: parts.uri.query().map(str::to_owned),
             version: parts.version,
-            request_id: format!("{:024x}", rand::random::<u128>() >> 32),
+            request_id: hex::encode(rand::random::<[u8; 12]>()),
             headers: parts.headers,
             origin: None,
             tier: None,
