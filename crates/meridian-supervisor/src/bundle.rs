@@ -51,10 +51,12 @@ pub fn write(cfg: &Config, config_text: &str, out: &Path) -> Result<Vec<Bundle>,
         let path = path.to_path_buf();
         move |source| BundleError::Write { path, source }
     };
-    // Secrets are made once, here, and copied into every bundle.
+    // Secrets are made once, here, and copied into the bundles of the hosts whose nodes
+    // read them (`secrets::read_on`).
     let made = out.join(".secrets");
-    let mut secrets: Vec<(PathBuf, String)> = Vec::new();
-    let mut variables: Vec<(String, String)> = Vec::new();
+    let mut secrets: Vec<(&str, PathBuf, String)> = Vec::new();
+    // A variable may carry more than one secret: it goes where any of them is read.
+    let mut variables: Vec<(Vec<&str>, String, String)> = Vec::new();
     for (key, source, bytes) in [
         ("admin_token", &cfg.secrets.admin_token, 16),
         ("edge_signing_key", &cfg.secrets.edge_signing_key, 16),
@@ -65,12 +67,13 @@ pub fn write(cfg: &Config, config_text: &str, out: &Path) -> Result<Vec<Bundle>,
         let value = || meridian_http::admin::key_secret(&made, key, bytes).map_err(at(&made));
         match source {
             SecretSource::File(path) => {
-                secrets.push((named_path(cfg, config_text, path), value()?));
+                secrets.push((key, named_path(cfg, config_text, path), value()?));
             }
-            SecretSource::Env(name) if !variables.iter().any(|(n, _)| n == name) => {
-                variables.push((name.clone(), value()?));
-            }
-            SecretSource::Env(_) | SecretSource::StateDir => {}
+            SecretSource::Env(name) => match variables.iter_mut().find(|(_, n, _)| n == name) {
+                Some((keys, ..)) => keys.push(key),
+                None => variables.push((vec![key], name.clone(), value()?)),
+            },
+            SecretSource::StateDir => {}
         }
     }
     // The deployment CA and every balancer's certificate, once for all hosts.
@@ -97,8 +100,9 @@ pub fn write(cfg: &Config, config_text: &str, out: &Path) -> Result<Vec<Bundle>,
         std::fs::create_dir_all(&dir).map_err(at(&dir))?;
         let config = dir.join("meridian.toml");
         std::fs::write(&config, config_text).map_err(at(&config))?;
+        let read_here = |key: &str| crate::secrets::read_on(cfg, host, key);
         let mut installs = Vec::new();
-        for (path, value) in &secrets {
+        for (_, path, value) in secrets.iter().filter(|(key, ..)| read_here(key)) {
             let (in_bundle, installed) = if path.is_absolute() {
                 let file = path.file_name().map(PathBuf::from).unwrap_or_default();
                 (Path::new("secrets").join(file), path.clone())
@@ -118,15 +122,16 @@ pub fn write(cfg: &Config, config_text: &str, out: &Path) -> Result<Vec<Bundle>,
         } else {
             Vec::new()
         };
-        if !variables.is_empty() {
+        let lines: String = variables
+            .iter()
+            .filter(|(keys, ..)| keys.iter().any(|k| read_here(k)))
+            .map(|(_, name, value)| format!("{name}={value}\n"))
+            .collect();
+        let with_env = !lines.is_empty();
+        if with_env {
             let file = dir.join(ENV_FILE);
-            let lines: String = variables
-                .iter()
-                .map(|(name, value)| format!("{name}={value}\n"))
-                .collect();
             meridian_http::tls::write_secret(&file, lines.as_bytes()).map_err(at(&file))?;
         }
-        let with_env = !variables.is_empty();
         let unit_file = dir.join("meridian-agent.service");
         std::fs::write(&unit_file, unit(cfg, host, with_env)).map_err(at(&unit_file))?;
         let script = dir.join("install.sh");

@@ -2,8 +2,37 @@
 //! ones the config names exist), the PoPs' development certificate, JWT development keys,
 //! and the deployment CA with each balancer's certificate.
 
-use meridian_config::Config;
+use meridian_config::{Config, Role};
 use std::path::Path;
+
+/// Whether a node of `role` reads the deployment secret `key` (`admin_token`,
+/// `edge_signing_key`, `db_password`, `cache_password`, `disk_cache_key`): a host's bundle
+/// and a pod carry only their nodes' secrets, so a DNS server never holds the database
+/// password and a balancer never the PoPs' disk key. Every node serves an admin API.
+pub(crate) fn read_by(key: &str, role: Role) -> bool {
+    match key {
+        "admin_token" => true,
+        // PoPs sign what they send to origins; balancers check it.
+        "edge_signing_key" => matches!(role, Role::Edge | Role::Lb),
+        "disk_cache_key" => role == Role::Edge,
+        "db_password" => matches!(role, Role::Db | Role::Service),
+        "cache_password" => matches!(role, Role::Cache | Role::Service),
+        _ => true,
+    }
+}
+
+/// Whether anything that runs on `host` reads the secret `key` (None: every node, as `up`
+/// runs them; a host's agent serves an admin API of its own).
+pub(crate) fn read_on(cfg: &Config, host: Option<&str>, key: &str) -> bool {
+    let Some(host) = host else {
+        return true;
+    };
+    key == "admin_token"
+        || cfg
+            .nodes()
+            .iter()
+            .any(|n| cfg.host_of(n).is_some_and(|h| h.name == host) && read_by(key, n.role))
+}
 
 /// What could not be made, and where.
 pub(crate) struct Unprepared {
@@ -23,11 +52,13 @@ pub(crate) fn prepare(
     // (where, file, random bytes): keys are 32 bytes (AES-256), the others 16.
     let mut secrets = vec![
         (
+            "admin_token",
             &cfg.secrets.admin_token,
             meridian_http::admin::TOKEN_FILE,
             16,
         ),
         (
+            "edge_signing_key",
             &cfg.secrets.edge_signing_key,
             meridian_http::signing::KEY_FILE,
             16,
@@ -35,6 +66,7 @@ pub(crate) fn prepare(
     ];
     if cfg.database.is_some() {
         secrets.push((
+            "db_password",
             &cfg.secrets.db_password,
             meridian_http::admin::DB_PASSWORD_FILE,
             16,
@@ -42,6 +74,7 @@ pub(crate) fn prepare(
     }
     if cfg.cache.is_some() {
         secrets.push((
+            "cache_password",
             &cfg.secrets.cache_password,
             meridian_redis::PASSWORD_FILE,
             16,
@@ -49,11 +82,18 @@ pub(crate) fn prepare(
     }
     if cfg.edges.iter().any(|p| p.disk_encryption) {
         secrets.push((
+            "disk_cache_key",
             &cfg.secrets.disk_cache_key,
             meridian_http::admin::DISK_CACHE_KEY_FILE,
             32,
         ));
     }
+    // A host has only its nodes' secrets (its bundle carries no others).
+    let secrets: Vec<_> = secrets
+        .into_iter()
+        .filter(|(key, ..)| read_on(cfg, host, key))
+        .map(|(_, source, file, bytes)| (source, file, bytes))
+        .collect();
     // Secrets the config places in a file or variable: a missing one is said once here,
     // not by every node failing in a restart loop. Nothing is made outside the state dir.
     for (source, file, _) in &secrets {

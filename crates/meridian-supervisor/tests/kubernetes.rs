@@ -424,6 +424,7 @@ fn secrets_come_from_a_secret_and_no_value_is_in_any_manifest() {
             .any(|r| r == "secret.example.yaml"),
         "applying the kustomization never replaces the user's Secret"
     );
+    let mut roles = std::collections::BTreeSet::new();
     for (_, d) in of_kind(&m, "Deployment") {
         let pod = &d["spec"]["template"]["spec"];
         let vol = pod["volumes"]
@@ -433,15 +434,41 @@ fn secrets_come_from_a_secret_and_no_value_is_in_any_manifest() {
             .find(|v| v["name"] == "secrets")
             .unwrap();
         assert_eq!(vol["secret"]["secretName"], secret_name);
-        let env = pod["containers"][0]["env"].as_array().unwrap();
-        let signing = env
+        // Each pod gets only what its node reads: the signing key where edge requests
+        // are signed (PoPs) or checked (balancers), the disk key at PoPs alone.
+        let role = d["metadata"]["labels"]["meridian.dev/role"]
+            .as_str()
+            .unwrap();
+        let files: Vec<&str> = vol["secret"]["items"]
+            .as_array()
+            .unwrap()
             .iter()
-            .find(|e| e["name"] == "EDGE_SIGNING")
-            .expect("the variable is set");
-        assert_eq!(signing["valueFrom"]["secretKeyRef"]["name"], secret_name);
-        assert_eq!(
-            signing["valueFrom"]["secretKeyRef"]["key"],
-            "edge_signing_key"
+            .map(|i| i["key"].as_str().unwrap())
+            .collect();
+        let env = pod["containers"][0]["env"].as_array().unwrap();
+        let signing = env.iter().find(|e| e["name"] == "EDGE_SIGNING");
+        match role {
+            "edge" | "lb" => {
+                let signing = signing.expect("the variable is set");
+                assert_eq!(signing["valueFrom"]["secretKeyRef"]["name"], secret_name);
+                assert_eq!(
+                    signing["valueFrom"]["secretKeyRef"]["key"],
+                    "edge_signing_key"
+                );
+            }
+            _ => assert!(signing.is_none(), "a {role} pod has the signing key"),
+        }
+        let expected: &[&str] = match role {
+            "edge" => &["admin_token", "disk_cache_key"],
+            _ => &["admin_token"],
+        };
+        assert_eq!(files, expected, "secret files of a {role} pod");
+        roles.insert(role.to_owned());
+    }
+    for role in ["edge", "lb", "dns", "service", "console"] {
+        assert!(
+            roles.contains(role),
+            "no {role} pod in the export: {roles:?}"
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -396,6 +396,13 @@ fn a_viewer_reaches_an_instance_across_four_hosts_and_losing_one_loses_no_reques
         let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", secret.display());
         assert!(b.join("install.sh").exists());
+        // A host carries only its nodes' secrets: the signing key where edge requests
+        // are signed (the PoP) or checked (the balancer).
+        assert_eq!(
+            b.join("secrets/edge-signing-key").exists(),
+            matches!(host, "front" | "balancer"),
+            "{host}"
+        );
         // TLS from the PoP to the balancer: one deployment CA for all hosts, and the
         // balancer's key only on the balancer's host; the CA's key in no bundle.
         let tls = b.join("state/tls");

@@ -67,7 +67,12 @@ pub(crate) fn deployment(
         })
         .collect();
     let mut env = vec![json!({ "name": crate::state_dir::STATE_DIR_ENV, "value": STATE_DIR })];
-    for (key, source) in secret_sources(&cfg.secrets) {
+    // A pod gets only the secrets its node reads (`secrets::read_by`).
+    let sources: Vec<_> = secret_sources(&cfg.secrets)
+        .into_iter()
+        .filter(|(key, _)| crate::secrets::read_by(key, node.role))
+        .collect();
+    for (key, source) in &sources {
         if let SecretSource::Env(var) = source {
             env.push(json!({
                 "name": var,
@@ -94,6 +99,11 @@ pub(crate) fn deployment(
         security["sysctls"] =
             json!([{ "name": "net.ipv4.ip_unprivileged_port_start", "value": "0" }]);
     }
+    let files: Vec<Value> = sources
+        .iter()
+        .filter(|(_, source)| !matches!(source, SecretSource::Env(_)))
+        .map(|(key, _)| json!({ "key": key, "path": key }))
+        .collect();
     let mut mounts = vec![
         json!({ "name": "config", "mountPath": parent(CONFIG_PATH), "readOnly": true }),
         json!({ "name": "secrets", "mountPath": SECRETS_DIR, "readOnly": true }),
@@ -103,7 +113,11 @@ pub(crate) fn deployment(
     mounts.extend(super::tls::mounts(cfg, node, STATE_DIR));
     let mut volumes = vec![
         json!({ "name": "config", "configMap": { "name": l.config_map() } }),
-        json!({ "name": "secrets", "secret": { "secretName": l.secret(), "defaultMode": 0o400 } }),
+        json!({ "name": "secrets", "secret": {
+            "secretName": l.secret(),
+            "defaultMode": 0o400,
+            "items": files,
+        } }),
         json!({ "name": "state", "emptyDir": {} }),
         json!({ "name": "tmp", "emptyDir": {} }),
     ];
