@@ -229,7 +229,22 @@ async fn hundred_misses_at_five_pops_make_one_origin_request_and_the_tier_shows(
     let forged = send(rec, "GET", "/secure/x", &[("meridian-tier", "p9")]).await;
     assert_eq!(forged.status, 301);
     let signer = meridian_http::signing::Signer::from_secrets("tier-test-key", None);
-    let sig = signer.sign(&http::Method::GET, "edge.test", "/secure/x");
+    // A signature for a balancer (which a balancer or an instance sees) is not one for a
+    // regional cache: replayed with the tier header, it is a viewer's request.
+    let for_origin = signer.sign(&http::Method::GET, "edge.test", "/secure/x");
+    let replayed = send(
+        rec,
+        "GET",
+        "/secure/x",
+        &[
+            ("meridian-tier", "p9"),
+            (meridian_http::signing::HEADER, for_origin.to_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(replayed.status, 301);
+    let tier = meridian_http::signing::Audience::Tier;
+    let sig = signer.sign_for(tier, &http::Method::GET, "edge.test", "/secure/x");
     let signed = send(
         rec,
         "GET",

@@ -26,6 +26,26 @@ pub const MAX_SKEW: Duration = Duration::from_secs(300);
 /// How often the key files are read again.
 const RELOAD: Duration = Duration::from_secs(2);
 
+/// Who a signature is for. A request a PoP sends to a balancer and one it sends to a
+/// regional cache are signed apart, so a signature seen by a balancer or an instance
+/// cannot be replayed at a regional cache to skip its viewer phases, nor the other way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// An origin: a region's balancer.
+    Origin,
+    /// A regional cache of the tier.
+    Tier,
+}
+
+impl Audience {
+    fn label(self) -> &'static str {
+        match self {
+            Audience::Origin => "MERIDIAN-EDGE-HMAC-SHA256",
+            Audience::Tier => "MERIDIAN-TIER-HMAC-SHA256",
+        }
+    }
+}
+
 /// Why a request's signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -128,12 +148,35 @@ impl Signer {
     }
 
     /// The header value for a request sent now.
+    /// A signature for an origin (a balancer).
     pub fn sign(&self, method: &Method, host: &str, path_and_query: &str) -> HeaderValue {
         self.sign_at(method, host, path_and_query, SystemTime::now())
     }
 
+    /// A signature for `audience`.
+    pub fn sign_for(
+        &self,
+        audience: Audience,
+        method: &Method,
+        host: &str,
+        path_and_query: &str,
+    ) -> HeaderValue {
+        self.sign_at_for(audience, method, host, path_and_query, SystemTime::now())
+    }
+
     pub fn sign_at(
         &self,
+        method: &Method,
+        host: &str,
+        path_and_query: &str,
+        now: SystemTime,
+    ) -> HeaderValue {
+        self.sign_at_for(Audience::Origin, method, host, path_and_query, now)
+    }
+
+    fn sign_at_for(
+        &self,
+        audience: Audience,
         method: &Method,
         host: &str,
         path_and_query: &str,
@@ -144,7 +187,7 @@ impl Signer {
             let key = &keys[0];
             let sig = hmac::sign(
                 &key.key,
-                to_sign(t, method, host, path_and_query).as_bytes(),
+                to_sign(audience, t, method, host, path_and_query).as_bytes(),
             );
             let value = format!("v1;key={};t={t};sig={}", key.id, hex(sig.as_ref()));
             // Hex digits, a decimal and a key id made of hex: always a valid header value.
@@ -152,9 +195,22 @@ impl Signer {
         })
     }
 
-    /// Checks the signature `headers` carry for this request line, at `now`.
+    /// Checks the signature `headers` carry for this request line to an origin, at `now`.
     pub fn verify(
         &self,
+        headers: &HeaderMap,
+        method: &Method,
+        host: &str,
+        path_and_query: &str,
+        now: SystemTime,
+    ) -> Result<(), SignatureError> {
+        self.verify_for(Audience::Origin, headers, method, host, path_and_query, now)
+    }
+
+    /// Checks the signature `headers` carry for this request line to `audience`, at `now`.
+    pub fn verify_for(
+        &self,
+        audience: Audience,
         headers: &HeaderMap,
         method: &Method,
         host: &str,
@@ -193,7 +249,7 @@ impl Signer {
                 .ok_or_else(|| SignatureError::UnknownKey(id.to_owned()))?;
             hmac::verify(
                 &key.key,
-                to_sign(t, method, host, path_and_query).as_bytes(),
+                to_sign(audience, t, method, host, path_and_query).as_bytes(),
                 &sig,
             )
             .map_err(|_| SignatureError::Mismatch)
@@ -224,9 +280,16 @@ pub fn previous_file() -> String {
     format!("{KEY_FILE}.previous")
 }
 
-fn to_sign(t: u64, method: &Method, host: &str, path_and_query: &str) -> String {
+fn to_sign(
+    audience: Audience,
+    t: u64,
+    method: &Method,
+    host: &str,
+    path_and_query: &str,
+) -> String {
     format!(
-        "MERIDIAN-EDGE-HMAC-SHA256\n{t}\n{}\n{}\n{path_and_query}",
+        "{}\n{t}\n{}\n{}\n{path_and_query}",
+        audience.label(),
         method.as_str(),
         host.to_ascii_lowercase()
     )
@@ -263,6 +326,33 @@ mod tests {
             s.sign_at(&Method::GET, "LB:8080", "/api/x?a=1", now),
         );
         h
+    }
+
+    #[test]
+    fn a_signature_holds_for_its_audience_only() {
+        let s = Signer::from_secrets("k1", None);
+        let now = SystemTime::now();
+        let (m, host, pq) = (Method::GET, "rec:8080", "/static/app.css");
+        let mut tier = HeaderMap::new();
+        tier.insert(HEADER, s.sign_for(Audience::Tier, &m, host, pq));
+        let origin = {
+            let mut h = HeaderMap::new();
+            h.insert(HEADER, s.sign_for(Audience::Origin, &m, host, pq));
+            h
+        };
+        let check = |a, h: &HeaderMap| s.verify_for(a, h, &m, host, pq, now);
+        assert_eq!(check(Audience::Tier, &tier), Ok(()));
+        assert_eq!(check(Audience::Origin, &origin), Ok(()));
+        assert_eq!(
+            check(Audience::Origin, &tier),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check(Audience::Tier, &origin),
+            Err(SignatureError::Mismatch)
+        );
+        // `verify` is for origins.
+        assert_eq!(s.verify(&origin, &m, host, pq, now), Ok(()));
     }
 
     #[test]

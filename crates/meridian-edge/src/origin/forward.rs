@@ -216,9 +216,14 @@ impl Failover for Members<'_> {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or(&addr)
                     .to_owned();
+                // A regional cache's signature is not a balancer's (`signing::Audience`).
+                let audience = match m.tier {
+                    Some(_) => meridian_http::signing::Audience::Tier,
+                    None => meridian_http::signing::Audience::Origin,
+                };
                 h.insert(
                     meridian_http::signing::HEADER,
-                    s.sign(self.method, &host, self.path_and_query),
+                    s.sign_for(audience, self.method, &host, self.path_and_query),
                 );
             }
         }

@@ -181,7 +181,8 @@ impl Origins {
         let host = req.headers.get(http::header::HOST)?.to_str().ok()?;
         let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         signer
-            .verify(
+            .verify_for(
+                meridian_http::signing::Audience::Tier,
                 &req.headers,
                 &req.method,
                 host,
