@@ -233,7 +233,19 @@ impl Dns {
         client: &ClientInfo,
         explain: bool,
     ) -> Resolution {
-        let zone = &*self.zone();
+        self.resolve_in(&self.zone(), qname, qtype, client, explain)
+    }
+
+    /// `resolve` against `zone`: a query takes the zone once, so the check that it is for
+    /// this zone and the answer read the same one even while a reload swaps it.
+    fn resolve_in(
+        &self,
+        zone: &Zone,
+        qname: &Name,
+        qtype: RecordType,
+        client: &ClientInfo,
+        explain: bool,
+    ) -> Resolution {
         let mut r = Resolution {
             rcode: ResponseCode::NoError,
             answers: Vec::new(),
@@ -456,13 +468,14 @@ impl Dns {
             return Some(());
         };
         let qtype = q.query_type();
-        if q.query_class() != DNSClass::IN || !self.zone().contains(&q.name().to_lowercase()) {
+        let zone = self.zone();
+        if q.query_class() != DNSClass::IN || !zone.contains(&q.name().to_lowercase()) {
             *out = reply(res, ResponseCode::Refused, self, qtype.into(), "-")?;
             return Some(());
         }
         res.metadata.authoritative = true;
         let client = self.client(src, ecs.as_ref());
-        let r = self.resolve(q.name(), qtype, &client, false);
+        let r = self.resolve_in(&zone, q.name(), qtype, &client, false);
         let policy = r
             .decisions
             .first()
