@@ -229,49 +229,29 @@ async fn hundred_misses_at_five_pops_make_one_origin_request_and_the_tier_shows(
     let forged = send(rec, "GET", "/secure/x", &[("meridian-tier", "p9")]).await;
     assert_eq!(forged.status, 301);
     let signer = meridian_http::signing::Signer::from_secrets("tier-test-key", None);
+    // `/secure/x` to `addr` as a tier cache would ask for it, with signature `sig`.
+    let as_tier = |addr, sig: http::HeaderValue| async move {
+        let sig = sig.to_str().unwrap().to_owned();
+        let headers = [
+            ("meridian-tier", "p9"),
+            (meridian_http::signing::HEADER, &*sig),
+        ];
+        send(addr, "GET", "/secure/x", &headers).await
+    };
     // A signature for a balancer (which a balancer or an instance sees) is not one for a
     // regional cache: replayed with the tier header, it is a viewer's request.
     let for_origin = signer.sign(&http::Method::GET, "edge.test", "/secure/x");
-    let replayed = send(
-        rec,
-        "GET",
-        "/secure/x",
-        &[
-            ("meridian-tier", "p9"),
-            (meridian_http::signing::HEADER, for_origin.to_str().unwrap()),
-        ],
-    )
-    .await;
-    assert_eq!(replayed.status, 301);
+    assert_eq!(as_tier(rec, for_origin).await.status, 301);
     let tier = meridian_http::signing::Audience::Tier;
     let sig = signer.sign_for(tier, &http::Method::GET, "edge.test", "/secure/x");
-    let signed = send(
-        rec,
-        "GET",
-        "/secure/x",
-        &[
-            ("meridian-tier", "p9"),
-            (meridian_http::signing::HEADER, sig.to_str().unwrap()),
-        ],
-    )
-    .await;
+    let signed = as_tier(rec, sig.clone()).await;
     assert_eq!(signed.status, 200);
     assert_eq!(
         signed.h("cache-status"),
         "meridian-rec-r1; fwd=miss; stored"
     );
     // A PoP takes no tier requests at all: the same signed request is a viewer's there.
-    let at_pop = send(
-        w.pop(1),
-        "GET",
-        "/secure/x",
-        &[
-            ("meridian-tier", "p9"),
-            (meridian_http::signing::HEADER, sig.to_str().unwrap()),
-        ],
-    )
-    .await;
-    assert_eq!(at_pop.status, 301);
+    assert_eq!(as_tier(w.pop(1), sig).await.status, 301);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
