@@ -94,9 +94,9 @@ pub(crate) async fn serve(
             incoming.refuse();
             continue;
         };
-        let (live, stop) = (live.clone(), stop_rx.clone());
+        let (live, stop, opts) = (live.clone(), stop_rx.clone(), opts.clone());
         tokio::spawn(async move {
-            connection(incoming, live, local, stop).await;
+            connection(incoming, live, local, &opts, stop).await;
             drop(slot);
         });
     }
@@ -110,6 +110,7 @@ async fn connection(
     incoming: quinn::Incoming,
     live: LiveEdge,
     local: SocketAddr,
+    opts: &meridian_http::ServerOptions,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let conn = match incoming.await {
@@ -124,7 +125,9 @@ async fn connection(
         local,
         tls: Some("TLSv1.3"),
     };
+    // The same limit on a request head as over TCP.
     let mut h3 = match h3::server::builder()
+        .max_field_section_size(opts.max_header_bytes as u64)
         .build::<_, Bytes>(h3_quinn::Connection::new(conn))
         .await
     {
@@ -154,7 +157,7 @@ async fn connection(
                 } else {
                     live.now()
                 };
-                tokio::spawn(request(resolver, edge, peer));
+                tokio::spawn(request(resolver, edge, peer, opts.header_read_timeout));
             }
             Ok(None) => break,
             Err(e) => {
@@ -167,11 +170,17 @@ async fn connection(
     }
 }
 
-/// One request: read its head, answer it through the pipeline, stream the answer back.
-async fn request(resolver: Resolver, edge: Edge, peer: Peer) {
-    let (req, stream) = match resolver.resolve_request().await {
-        Ok(r) => r,
-        Err(e) => {
+/// One request: read its head (within `head_timeout`, as over TCP), answer it through the
+/// pipeline, stream the answer back.
+async fn request(resolver: Resolver, edge: Edge, peer: Peer, head_timeout: Duration) {
+    let head = tokio::time::timeout(head_timeout, resolver.resolve_request()).await;
+    let (req, stream) = match head {
+        Ok(Ok(r)) => r,
+        Err(_) => {
+            tracing::debug!(peer = %peer.addr, "an HTTP/3 request head did not arrive in time");
+            return;
+        }
+        Ok(Err(e)) => {
             // A malformed or reset request stream: that stream alone is lost.
             tracing::debug!(peer = %peer.addr, "an HTTP/3 request could not be read: {e}");
             return;
