@@ -24,6 +24,9 @@ const IDLE: Duration = Duration::from_secs(30);
 /// Requests one viewer connection may have open at once (HTTP/2's default on this edge too).
 const MAX_STREAMS: u32 = 100;
 
+/// The application close code of a connection ended on purpose (RFC 9114 §8.1).
+const H3_NO_ERROR: quinn::VarInt = quinn::VarInt::from_u32(0x100);
+
 type Resolver = h3::server::RequestResolver<h3_quinn::Connection, Bytes>;
 type RecvHalf = h3::server::RequestStream<h3_quinn::RecvStream, Bytes>;
 
@@ -102,7 +105,7 @@ pub(crate) async fn serve(
     }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(opts.drain, endpoint.wait_idle()).await;
-    endpoint.close(0u32.into(), b"shutting down");
+    endpoint.close(H3_NO_ERROR, b"shutting down");
 }
 
 /// One viewer's QUIC connection: its requests, each on a task of its own.
@@ -125,6 +128,7 @@ async fn connection(
         local,
         tls: Some("TLSv1.3"),
     };
+    let quic = conn.clone();
     // The same limit on a request head as over TCP.
     let mut h3 = match h3::server::builder()
         .max_field_section_size(opts.max_header_bytes as u64)
@@ -140,14 +144,19 @@ async fn connection(
     // As the TCP listeners' service: the distribution current when a request arrives,
     // checked with one atomic load.
     let (seen, edge) = live.snapshot();
-    let mut stopping = false;
+    let mut requests = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
             a = h3.accept() => a,
-            _ = stop.changed(), if !stopping => {
-                stopping = true;
+            Some(_) = requests.join_next(), if !requests.is_empty() => continue,
+            _ = stop.changed() => {
+                // Shutting down: no new requests (GOAWAY), those in flight finish (the
+                // endpoint bounds that by the drain time), then the connection closes,
+                // idle or not, as an idle HTTP/1.1 or HTTP/2 connection is closed.
                 let _ = h3.shutdown(0).await;
-                continue;
+                while requests.join_next().await.is_some() {}
+                quic.close(H3_NO_ERROR, b"shutting down");
+                return;
             }
         };
         match accepted {
@@ -157,7 +166,7 @@ async fn connection(
                 } else {
                     live.now()
                 };
-                tokio::spawn(request(resolver, edge, peer, opts.header_read_timeout));
+                requests.spawn(request(resolver, edge, peer, opts.header_read_timeout));
             }
             Ok(None) => break,
             Err(e) => {
@@ -168,6 +177,8 @@ async fn connection(
             }
         }
     }
+    // Answers still being sent finish (or fail on their own) before the tasks go.
+    while requests.join_next().await.is_some() {}
 }
 
 /// One request: read its head (within `head_timeout`, as over TCP), answer it through the

@@ -369,3 +369,28 @@ async fn requests_are_counted_and_logged_by_protocol() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_stopping_pop_closes_its_idle_h3_connections() {
+    let (_seen, mut pop, _o) = h3_pop(5).await;
+    let (_ep, conn) = quic(&pop, b"h3").await;
+    let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn))
+        .await
+        .unwrap();
+    let closed =
+        tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+    assert_eq!(
+        h3_send(&mut send, "GET", "/obj/idle", None).await.status,
+        StatusCode::OK
+    );
+    // The PoP is told to stop while the connection is open and idle.
+    drop(std::mem::replace(
+        &mut pop._stop,
+        tokio::sync::oneshot::channel().0,
+    ));
+    let ended = tokio::time::timeout(Duration::from_secs(4), closed)
+        .await
+        .expect("the PoP closes an idle HTTP/3 connection when it stops, not after the drain")
+        .unwrap();
+    assert!(ended.is_h3_no_error(), "a clean close: {ended}");
+}
