@@ -101,7 +101,14 @@ where
         let sock = sock.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65_535];
-            while let Ok(n) = sock.recv(&mut buf).await {
+            loop {
+                let n = match sock.recv(&mut buf).await {
+                    Ok(n) => n,
+                    // The node was not listening for a moment (restarting): later
+                    // datagrams may find it.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                    Err(_) => return,
+                };
                 let p = path(peer.ip());
                 if !p.held {
                     let _ = back_tx.try_send((Instant::now() + p.one_way, buf[..n].to_vec()));
@@ -120,6 +127,9 @@ where
     let all = sessions.clone();
     tokio::spawn(async move {
         while let Ok(Some((due, d))) = tokio::time::timeout(IDLE, rx.recv()).await {
+            if reader.is_finished() {
+                break;
+            }
             tokio::time::sleep_until(due).await;
             let _ = sock.send(&d).await;
         }

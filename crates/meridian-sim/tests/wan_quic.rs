@@ -41,16 +41,6 @@ async fn quic_datagrams_to_a_pop_are_relayed_in_order_with_the_links_latency() {
     let (pop, _) = cfg.pop_addresses("far").unwrap();
     let public = SocketAddr::new(pop.ip(), cfg.network.https_port);
     let backstage = meridian_config::Placement::BehindRelay.listen(public);
-    // The PoP's QUIC socket, as an echo that also says who sent each datagram.
-    let echo = UdpSocket::bind(backstage).await.unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
-            let mut answer = buf[..n].to_vec();
-            answer.extend_from_slice(format!(" from {}", from.ip()).as_bytes());
-            let _ = echo.send_to(&answer, from).await;
-        }
-    });
     let admin = cfg
         .nodes()
         .into_iter()
@@ -89,6 +79,20 @@ async fn quic_datagrams_to_a_pop_are_relayed_in_order_with_the_links_latency() {
     );
 
     let client = UdpSocket::bind(SocketAddr::new(viewer, 0)).await.unwrap();
+    // A datagram while the PoP is not listening (starting, restarting) is lost, and the
+    // viewer's later ones still get through once it listens.
+    client.send_to(b"too early", public).await.unwrap();
+    tokio::time::sleep(rtt * 2).await;
+    // The PoP's QUIC socket, as an echo that also says who sent each datagram.
+    let echo = UdpSocket::bind(backstage).await.unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let mut answer = buf[..n].to_vec();
+            answer.extend_from_slice(format!(" from {}", from.ip()).as_bytes());
+            let _ = echo.send_to(&answer, from).await;
+        }
+    });
     let sent = Instant::now();
     for i in 0..20 {
         client
