@@ -216,10 +216,9 @@ async fn request(resolver: Resolver, edge: Edge, peer: Peer, head_timeout: Durat
     {
         return;
     }
-    while !bodyless {
-        match body.frame().await {
-            None => break,
-            Some(Ok(frame)) => {
+    while let Some(frame) = if bodyless { None } else { body.frame().await } {
+        match frame {
+            Ok(frame) => {
                 let sent = match frame.into_data() {
                     Ok(data) if data.is_empty() => Ok(()),
                     Ok(data) => send.send_data(data).await,
@@ -233,7 +232,7 @@ async fn request(resolver: Resolver, edge: Edge, peer: Peer, head_timeout: Durat
                     return;
                 }
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 // A body that failed midway must not look complete to the viewer.
                 tracing::debug!(peer = %peer.addr, "an HTTP/3 response body failed: {e}");
                 send.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
@@ -313,6 +312,6 @@ impl HttpBody for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
