@@ -23,6 +23,7 @@ pub const EDGE_RESTART_FIELDS: &[&str] = &[
     "origin_protocol",
     "origin_ca_file",
     "tiered_cache",
+    "http_version",
 ];
 
 /// Parts of `[dns]` a DNS node takes by reload: the zone's record sets.

@@ -89,7 +89,12 @@ impl Edge {
         let websockets = Arc::new(crate::phases::metrics::WsMetrics::new(&metrics));
         let via = HeaderValue::from_str(&format!("1.1 {pop} (meridian)"))
             .unwrap_or(HeaderValue::from_static("1.1 meridian"));
-        let headers = ResponseHeaders::new(pop, via.clone(), &config.distribution);
+        let headers = ResponseHeaders::new(
+            pop,
+            via.clone(),
+            &config.distribution,
+            config.network.https_port,
+        );
         Ok(Edge(Arc::new(EdgeState {
             pop: pop.to_owned(),
             dist: config.distribution.clone(),
@@ -131,7 +136,7 @@ impl Edge {
         let dist = config.distribution.clone();
         Edge(Arc::new(EdgeState {
             pop: old.pop.clone(),
-            headers: ResponseHeaders::new(&old.pop, old.via.clone(), &dist),
+            headers: ResponseHeaders::new(&old.pop, old.via.clone(), &dist, old.https_port),
             cache_control_targets: dist
                 .cache_control_targets
                 .iter()

@@ -1,6 +1,7 @@
 //! Meridian's CDN edge: one `edge` node per point of presence (CloudFront's edge location).
 //!
-//! A PoP terminates viewers' HTTP/1.1, HTTP/2 and TLS connections, picks the distribution's
+//! A PoP terminates viewers' HTTP/1.1, HTTP/2 and TLS connections (and HTTP/3 over QUIC
+//! when the distribution's `http_version` says so), picks the distribution's
 //! behavior for the path, answers from its two-tier cache under RFC 9111 with CloudFront's
 //! TTL rules, collapses concurrent misses into one origin fetch, serves stale content while
 //! revalidating or when origins fail, and fetches from the best healthy member of an
@@ -13,6 +14,7 @@ pub mod clock;
 mod compress;
 mod edge;
 pub mod functions;
+pub mod http3;
 pub mod key;
 pub mod live;
 mod log;
@@ -75,6 +77,8 @@ pub enum EdgeError {
     Bind(#[from] meridian_http::BindError),
     #[error(transparent)]
     Tls(#[from] meridian_http::tls::TlsError),
+    #[error(transparent)]
+    H3(#[from] http3::H3Error),
     #[error("the disk cache key {path} is unusable: {source}")]
     DiskKey {
         path: PathBuf,
@@ -266,6 +270,13 @@ pub async fn run(
         Some((addr, _)) => Some(meridian_http::bind(*addr).await?),
         None => None,
     };
+    // HTTP/3 on UDP at the HTTPS address and port, with the same certificates.
+    let h3_endpoint = match &opts.https {
+        Some((addr, tls)) if opts.config.distribution.http_version.http3() => {
+            Some(http3::bind(*addr, tls)?)
+        }
+        _ => None,
+    };
     let store = store::Store::new(
         pop.memory_cache.0,
         opts.disk_dir.clone(),
@@ -316,7 +327,7 @@ pub async fn run(
             opts.admin_token.clone(),
         ))
     });
-    tracing::info!(pop = %pop.name, listen = %opts.listen, https = ?opts.https.as_ref().map(|h| h.0), admin = %opts.admin, "edge listening");
+    tracing::info!(pop = %pop.name, listen = %opts.listen, https = ?opts.https.as_ref().map(|h| h.0), http3 = h3_endpoint.is_some(), admin = %opts.admin, "edge listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -344,6 +355,14 @@ pub async fn run(
         }
         _ => None,
     };
+    let h3_task = h3_endpoint.map(|endpoint| {
+        tokio::spawn(http3::serve(
+            endpoint,
+            live.clone(),
+            server_opts.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    });
     let e = live.clone();
     let main = meridian_http::serve_conns(
         listener,
@@ -357,6 +376,9 @@ pub async fn run(
     );
     main.await;
     if let Some(t) = https_task {
+        let _ = t.await;
+    }
+    if let Some(t) = h3_task {
         let _ = t.await;
     }
     for c in checks {

@@ -479,6 +479,7 @@ pub async fn run(
         max_requests: 1_000_000,
         new_connections: false,
         tls: None,
+        http3: false,
         cacheable_only: false,
     };
     say(format!(

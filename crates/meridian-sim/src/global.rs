@@ -21,6 +21,8 @@ pub struct GlobalOptions {
     pub new_connections: bool,
     /// HTTPS to the PoPs (a new TLS connection per request) with these roots.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// With `tls`: HTTP/3 over a new QUIC connection per request to the PoPs.
+    pub http3: bool,
     /// The last data-tier chaos runs on this deployment (`meridian chaos kill-db-primary`,
     /// `kill-region`): what the RPO and RTO verdicts read.
     pub data_chaos: Vec<crate::data_chaos::DataChaosReport>,
@@ -144,6 +146,7 @@ pub async fn run(
             max_requests: opts.max_requests,
             new_connections: opts.new_connections,
             tls: opts.tls.clone(),
+            http3: opts.http3,
             cacheable_only: false,
         };
         let runs = load::run(&lo, arch, load::show_progress).await;
@@ -161,6 +164,7 @@ pub async fn run(
                 max_requests: opts.max_requests,
                 new_connections: opts.new_connections,
                 tls: opts.tls.clone(),
+                http3: opts.http3,
                 cacheable_only: true,
             };
             Some(crate::tier_bench::compare(lo, &opts.state, token, &mut say).await?)
@@ -230,6 +234,7 @@ pub async fn run(
         seconds_per_architecture: opts.per_architecture.as_secs_f64(),
         rate_per_location: opts.rate,
         connections: match (&opts.tls, opts.new_connections) {
+            (Some(_), _) if opts.http3 => "new QUIC connection per request to the PoPs (HTTP/3), new TCP connection per request elsewhere",
             (Some(_), _) => "new TLS connection per request to the PoPs, new TCP connection per request elsewhere",
             (None, true) => "new connection per request",
             (None, false) => "keep-alive",

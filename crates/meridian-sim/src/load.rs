@@ -313,6 +313,9 @@ pub struct LoadOptions {
     /// handshakes both cost round trips), trusting these roots. Only the full deployment
     /// has TLS; the other architectures stay on plain connections.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// With `tls`: HTTP/3 over a new QUIC connection per request instead of HTTP/1.1 over
+    /// new TCP and TLS connections.
+    pub http3: bool,
     /// Only requests an edge may cache (static, quotes, GraphQL), as in a chaos run.
     pub cacheable_only: bool,
 }
@@ -455,6 +458,7 @@ async fn run_location(
         let result = result.clone();
         let (done, failed_count) = (done.clone(), failed_count.clone());
         let tls = tls.clone();
+        let http3 = opts.http3;
         let cdn_host = cdn_host.clone();
         let addr = match &tls {
             Some(_) => SocketAddr::new(addr.ip(), opts.config.network.https_port),
@@ -474,6 +478,11 @@ async fn run_location(
             let outcome = async {
                 let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
                 let res = match &tls {
+                    Some((cfg, name)) if http3 => {
+                        let (parts, _) = req.into_parts();
+                        let req = http::Request::from_parts(parts, ());
+                        crate::h3_client::request(cfg, name, viewer, addr, req).await?
+                    }
                     Some((cfg, name)) => tls_request(cfg.clone(), name, viewer, addr, req).await?,
                     None => client
                         .request(req)

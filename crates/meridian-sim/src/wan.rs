@@ -266,7 +266,7 @@ pub async fn run(
         ),
         datagrams: metrics.register(
             "wan_datagrams",
-            "DNS queries relayed over UDP, by source and destination place",
+            "Datagrams relayed over UDP (DNS queries, QUIC packets to and from PoPs), by source and destination place",
             Family::default(),
         ),
         lateness: metrics.register(
@@ -296,8 +296,19 @@ pub async fn run(
             udp.push((sock, d.clone()));
         }
     }
+    // HTTP/3 viewers reach the PoPs over UDP at their HTTPS ports.
+    let mut quic = Vec::new();
+    for d in dests.iter().filter(|d| is_pop_https(cfg, d)) {
+        let sock = UdpSocket::bind(d.public)
+            .await
+            .map_err(|source| WanError::Udp {
+                addr: d.public,
+                source,
+            })?;
+        quic.push((sock, d.clone()));
+    }
     let admin_listener = meridian_http::bind(admin).await?;
-    tracing::info!(links = dests.len(), "wan relaying");
+    tracing::info!(links = dests.len(), quic = quic.len(), "wan relaying");
     let mut tasks = Vec::new();
     let room = Arc::new(tokio::sync::Semaphore::new(
         opts.max_connections
@@ -309,6 +320,31 @@ pub async fn run(
     for (sock, d) in udp {
         tasks.push(tokio::spawn(datagram_loop(wan.clone(), Arc::new(sock), d)));
     }
+    for (sock, d) in quic {
+        let w = wan.clone();
+        let path = move |ip: std::net::IpAddr| {
+            let from = w.world.place_of_ip(ip);
+            let to = w.place_of(&d.site, from);
+            let link = w.link(from, to);
+            let (from_id, to_id) = w.ids(from, to);
+            let c = w.conditions(&from_id, &to_id);
+            if !c.held {
+                w.datagrams
+                    .get_or_create(&vec![("from", from_id), ("to", to_id)])
+                    .inc();
+            }
+            crate::quic_relay::Path {
+                one_way: link.one_way + c.extra,
+                held: c.held,
+            }
+        };
+        let backstage = d.backstage;
+        tasks.push(tokio::spawn(crate::quic_relay::run(
+            Arc::new(sock),
+            backstage,
+            path,
+        )));
+    }
     admin_router(wan, opts.audit.clone())
         .serve(admin_listener, shutdown)
         .await;
@@ -316,6 +352,16 @@ pub async fn run(
         t.abort();
     }
     Ok(())
+}
+
+/// Whether `d` is a PoP's HTTPS port of a distribution that serves HTTP/3 there.
+fn is_pop_https(cfg: &Config, d: &Destination) -> bool {
+    cfg.distribution.http_version.http3()
+        && d.public.port() == cfg.network.https_port
+        && cfg.edges.iter().any(|p| {
+            cfg.pop_addresses(&p.name)
+                .is_some_and(|(a, _)| a.ip() == d.public.ip())
+        })
 }
 
 async fn accept_loop(

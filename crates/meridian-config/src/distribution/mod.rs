@@ -78,6 +78,28 @@ pub struct Distribution {
     pub origin_ca_file: Option<PathBuf>,
     /// Regional edge caches and Origin Shield (`tiered_cache.rs`).
     pub tiered_cache: TieredCache,
+    /// CloudFront's `HttpVersion`: which HTTP versions viewers may use over TLS.
+    pub http_version: HttpVersion,
+}
+
+/// CloudFront's `HttpVersion` values the edge serves. HTTP/1.1 is always served beside
+/// them, as CloudFront serves viewers that cannot speak HTTP/2. The default is CloudFront's
+/// (`http2`): HTTP/3 is opt-in, since it needs UDP to reach the PoP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum HttpVersion {
+    #[default]
+    #[serde(rename = "http2")]
+    Http2,
+    /// HTTP/3 (QUIC) on UDP at the HTTPS address and port too, announced with `Alt-Svc`.
+    #[serde(rename = "http2and3")]
+    Http2And3,
+}
+
+impl HttpVersion {
+    /// Whether PoPs serve HTTP/3.
+    pub fn http3(self) -> bool {
+        self == HttpVersion::Http2And3
+    }
 }
 
 /// One certificate: the chain and key files, and the server names it is for (`*.` for a
@@ -154,6 +176,7 @@ pub(crate) fn default_distribution(regions: &[Region]) -> Distribution {
         origin_protocol: OriginProtocol::Http,
         origin_ca_file: None,
         tiered_cache: TieredCache::default(),
+        http_version: HttpVersion::default(),
     }
 }
 
@@ -340,6 +363,13 @@ pub(crate) fn read_distribution(
         }
     }
     read_origin_transport(t, d, &mut dist.origin_protocol, &mut dist.origin_ca_file);
+    // CloudFront's `http1.1` and `http3` (only) are not offered: HTTP/1.1 and HTTP/2 are
+    // always served, and HTTP/3 is found through `Alt-Svc` on one of them.
+    match t.choice(d, "http_version", &["http2", "http2and3"]) {
+        Some("http2and3") => dist.http_version = HttpVersion::Http2And3,
+        Some(_) => dist.http_version = HttpVersion::Http2,
+        None => ok &= !t.has("http_version"),
+    }
     match tiered_cache::read_tiered_cache(t, d, regions) {
         Some(c) => dist.tiered_cache = c,
         None => ok = false,

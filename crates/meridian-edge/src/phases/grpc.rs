@@ -11,7 +11,6 @@ use crate::edge::Edge;
 use http::header::{HeaderMap, HeaderValue};
 use http::Method;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use meridian_http::grpc::{RequestBody, SendOnce};
 use std::time::Duration;
 
@@ -42,7 +41,7 @@ impl Edge {
         &self,
         ctx: &RequestContext<'_>,
         route: &Route<'_>,
-        body: Incoming,
+        body: meridian_http::Body,
     ) -> Served {
         let body = meridian_http::IdleTimeout::new(body, GRPC_BODY_IDLE).boxed();
         let served = self

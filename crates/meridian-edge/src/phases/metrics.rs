@@ -12,9 +12,9 @@ use meridian_telemetry::Labels;
 
 pub(crate) struct EdgeMetrics {
     requests: Family<Labels, Counter>,
-    /// `requests{cache_status, status_class}` counters by outcome and status class, looked
-    /// up once: the hit path does not hash labels.
-    by_outcome: [[OnceLock<Counter>; 6]; Outcome::ALL.len()],
+    /// `requests{cache_status, status_class, protocol}` counters by outcome, status class
+    /// and protocol, looked up once: the hit path does not hash labels.
+    by_outcome: [[[OnceLock<Counter>; 6]; PROTOCOLS.len()]; Outcome::ALL.len()],
     duration: Histogram,
     bytes_to_viewers: Counter,
     pub bytes_from_origins: Counter,
@@ -28,7 +28,7 @@ impl EdgeMetrics {
         EdgeMetrics {
             requests: metrics.register(
                 "edge_requests",
-                "Viewer requests, by PoP, cache status and status class",
+                "Viewer requests, by PoP, cache status, status class and protocol (h1, h2, h3)",
                 Family::default(),
             ),
             by_outcome: Default::default(),
@@ -65,22 +65,43 @@ impl EdgeMetrics {
         }
     }
 
-    /// Counts one answered request.
-    pub fn record(&self, pop: &str, outcome: Outcome, status: u16, bytes: u64, elapsed: Duration) {
+    /// Counts one answered request, made over HTTP `version`.
+    pub fn record(
+        &self,
+        pop: &str,
+        outcome: Outcome,
+        status: u16,
+        version: http::Version,
+        bytes: u64,
+        elapsed: Duration,
+    ) {
         self.duration.observe(elapsed.as_secs_f64());
         self.bytes_to_viewers.inc_by(bytes);
         let class = usize::from(status / 100).min(5);
-        self.by_outcome[outcome as usize][class]
+        let protocol = protocol_index(version);
+        self.by_outcome[outcome as usize][protocol][class]
             .get_or_init(|| {
                 self.requests
                     .get_or_create(&vec![
                         ("pop", pop.to_owned()),
                         ("cache_status", outcome.label().to_owned()),
                         ("status_class", format!("{class}xx")),
+                        ("protocol", PROTOCOLS[protocol].to_owned()),
                     ])
                     .clone()
             })
             .inc();
+    }
+}
+
+/// The `protocol` label's values: HTTP/1.x, HTTP/2, HTTP/3.
+const PROTOCOLS: [&str; 3] = ["h1", "h2", "h3"];
+
+fn protocol_index(v: http::Version) -> usize {
+    match v {
+        http::Version::HTTP_2 => 1,
+        http::Version::HTTP_3 => 2,
+        _ => 0,
     }
 }
 

@@ -55,14 +55,19 @@ use crate::edge::Edge;
 use bytes::Bytes;
 use http::header;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as HttpBody;
 use meridian_cache::CacheControl;
 use meridian_http::{Body, Peer};
 use std::time::Instant;
 
 impl Edge {
-    /// Answers one viewer request: the phases in order.
-    pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    /// Answers one viewer request: the phases in order. The body is hyper's (HTTP/1.1 and
+    /// HTTP/2) or an HTTP/3 stream's (`../http3.rs`): every protocol takes the same path.
+    pub async fn handle<B>(&self, req: Request<B>, peer: Peer) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<meridian_http::BoxError>,
+    {
         let start = Instant::now();
         let (mut parts, body) = req.into_parts();
         // A PoP checking this regional cache: being up is the answer (`origin/tier.rs`).
@@ -126,12 +131,16 @@ impl Edge {
 
     /// Viewer rules, the viewer-request function, route, then the cache or a pass to the
     /// origin.
-    async fn answer(
+    async fn answer<B>(
         &self,
         ctx: &mut RequestContext<'_>,
-        body: Incoming,
+        body: B,
         ws: Option<meridian_http::upgrade::WsUpgrade>,
-    ) -> Served {
+    ) -> Served
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<meridian_http::BoxError>,
+    {
         // A request from another cache of the tier had its viewer phases at the PoP that
         // took it from the viewer: protection, functions and viewer headers run once.
         let viewer = ctx.tier.is_none();
@@ -148,7 +157,9 @@ impl Edge {
             drop(body);
             Bytes::new()
         } else if grpc::is_grpc(ctx) {
-            stream = Some(body);
+            stream = Some(http_body_util::BodyExt::boxed(
+                http_body_util::BodyExt::map_err(body, Into::into),
+            ));
             Bytes::new()
         } else {
             match pass::read_body(body).await {
@@ -347,7 +358,8 @@ impl Edge {
             .unwrap_or(0);
         let bytes = if ctx.method == Method::HEAD { 0 } else { bytes };
         let status = res.status().as_u16();
-        (self.0.stats).record(&self.0.pop, served.outcome, status, bytes, elapsed);
+        let (pop, version) = (&self.0.pop, ctx.version);
+        (self.0.stats).record(pop, served.outcome, status, version, bytes, elapsed);
         access_log::write(&self.0.log, &self.0.pop, ctx, served, bytes, elapsed);
     }
 }

@@ -10,7 +10,7 @@ use crate::edge::Edge;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as HttpBody;
 use meridian_cache::invalidation_targets;
 use meridian_http::grpc::RequestBody;
 use meridian_http::Body;
@@ -113,7 +113,11 @@ impl Edge {
 
 /// The viewer's request body, buffered within [`MAX_REQUEST_BODY`] and
 /// [`REQUEST_BODY_IDLE`]; else the answer that refuses it.
-pub(super) async fn read_body(b: Incoming) -> Result<Bytes, Response<Body>> {
+pub(super) async fn read_body<B>(b: B) -> Result<Bytes, Response<Body>>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<meridian_http::BoxError>,
+{
     if b.size_hint().lower() as usize > MAX_REQUEST_BODY {
         return Err(too_large());
     }

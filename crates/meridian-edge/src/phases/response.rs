@@ -30,11 +30,19 @@ pub(crate) struct ResponseHeaders {
     /// With the tier on, the caches before this one keep their `Cache-Status` entries and
     /// this one's is added after them (RFC 9211: the cache nearest the origin first).
     chain: bool,
+    /// `Alt-Svc: h3=":<port>"; ma=86400` when the PoP serves HTTP/3 (`../http3.rs`): how a
+    /// viewer on TLS over TCP learns it may come back over QUIC.
+    alt_svc: Option<HeaderValue>,
 }
 
 impl ResponseHeaders {
-    pub fn new(pop: &str, via: HeaderValue, dist: &Distribution) -> Self {
+    pub fn new(pop: &str, via: HeaderValue, dist: &Distribution, https_port: u16) -> Self {
         ResponseHeaders {
+            alt_svc: dist
+                .http_version
+                .http3()
+                .then(|| alt_svc(https_port))
+                .flatten(),
             cache_status: Outcome::ALL.map(|o| {
                 HeaderValue::from_str(&format!("meridian-{pop}; {}", o.cache_status()))
                     .unwrap_or(HeaderValue::from_static("meridian"))
@@ -111,10 +119,23 @@ impl ResponseHeaders {
         }
         h.append(header::VIA, self.via.clone());
         h.insert(X_MERIDIAN_POP, self.pop.clone());
+        // Only viewers over TLS are told of HTTP/3 (browsers take `Alt-Svc` only from an
+        // https origin); a PoP of the tier speaks to this one over TCP.
+        if let Some(v) = self.alt_svc.as_ref() {
+            if to_viewer && ctx.peer.tls.is_some() {
+                h.insert(header::ALT_SVC, v.clone());
+            }
+        }
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
             h.insert(X_MERIDIAN_REQUEST_ID, v);
         }
     }
+}
+
+/// The `Alt-Svc` value announcing HTTP/3 on UDP `port` of the same host, kept a day as
+/// CloudFront's is.
+pub(crate) fn alt_svc(port: u16) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")).ok()
 }
 
 /// The `Cache-Status` entries a response came with from the caches before this one (a

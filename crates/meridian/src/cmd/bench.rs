@@ -52,6 +52,10 @@ pub enum BenchCmd {
         /// the development certificate in the state dir; implies --new-connections.
         #[arg(long)]
         tls: bool,
+        /// With --tls semantics, but HTTP/3: a new QUIC connection per request to the
+        /// PoPs (needs `[distribution] http_version = "http2and3"`); implies --tls.
+        #[arg(long)]
+        http3: bool,
         /// Where the reports go.
         #[arg(long)]
         out: PathBuf,
@@ -100,6 +104,7 @@ pub async fn run(command: BenchCmd) -> Result<ExitCode> {
             max_requests,
             new_connections,
             tls,
+            http3,
             out,
             tiered_cache,
         } => {
@@ -111,7 +116,7 @@ pub async fn run(command: BenchCmd) -> Result<ExitCode> {
                 }
             };
             let (config, state) = running_deployment(&state_dir)?;
-            let tls = if tls {
+            let tls = if tls || http3 {
                 Some(dev_cert_client(&state_dir)?)
             } else {
                 None
@@ -134,6 +139,7 @@ pub async fn run(command: BenchCmd) -> Result<ExitCode> {
                 max_requests,
                 new_connections: new_connections || tls.is_some(),
                 tls,
+                http3,
                 data_chaos: ["kill-db-primary", "kill-region"]
                     .iter()
                     .filter_map(|s| {
