@@ -36,7 +36,7 @@ pub(crate) enum ReadError {
 }
 
 impl ReadError {
-    fn invalid(what: impl Into<String>) -> ReadError {
+    pub(crate) fn invalid(what: impl Into<String>) -> ReadError {
         ReadError::Invalid {
             path: String::new(),
             what: what.into(),
@@ -44,7 +44,7 @@ impl ReadError {
     }
 
     /// Prefix the path with the key the error was found under.
-    fn within(self, key: &str) -> ReadError {
+    pub(crate) fn within(self, key: &str) -> ReadError {
         match self {
             ReadError::Invalid { path, what } if path.is_empty() => ReadError::Invalid {
                 path: key.to_string(),
@@ -77,7 +77,7 @@ impl From<rquickjs::Error> for ReadError {
     }
 }
 
-type ReadResult<T> = std::result::Result<T, ReadError>;
+pub(crate) type ReadResult<T> = std::result::Result<T, ReadError>;
 
 // ---------------------------------------------------------------- Rust → JS
 
@@ -206,12 +206,12 @@ pub(crate) fn response_from_js(o: &Object<'_>) -> ReadResult<Response> {
 
 /// A property as `JSON.stringify` would see it: `None` when absent, `undefined`, a function
 /// or a symbol.
-fn prop<'js>(o: &Object<'js>, key: &str) -> ReadResult<Option<Value<'js>>> {
+pub(crate) fn prop<'js>(o: &Object<'js>, key: &str) -> ReadResult<Option<Value<'js>>> {
     let v: Value = o.get(key)?;
     Ok(present(v))
 }
 
-fn present(v: Value<'_>) -> Option<Value<'_>> {
+pub(crate) fn present(v: Value<'_>) -> Option<Value<'_>> {
     if v.is_undefined() || v.is_function() || v.is_symbol() {
         None
     } else {
@@ -230,7 +230,7 @@ fn kind(v: &Value<'_>) -> &'static str {
 }
 
 /// A plain object (not an array, not null).
-fn as_record<'js>(v: &Value<'js>) -> ReadResult<Object<'js>> {
+pub(crate) fn as_record<'js>(v: &Value<'js>) -> ReadResult<Object<'js>> {
     match v.as_object() {
         Some(o) if !v.is_array() && !v.is_function() => Ok(o.clone()),
         _ => Err(ReadError::invalid(format!(
@@ -240,7 +240,7 @@ fn as_record<'js>(v: &Value<'js>) -> ReadResult<Object<'js>> {
     }
 }
 
-fn string(v: &Value<'_>) -> ReadResult<String> {
+pub(crate) fn string(v: &Value<'_>) -> ReadResult<String> {
     match v.as_string() {
         Some(s) => Ok(s.to_string()?),
         None => Err(ReadError::invalid(format!(
@@ -265,7 +265,7 @@ fn optional_string(o: &Object<'_>, key: &str) -> ReadResult<Option<String>> {
 }
 
 /// A map field; absent means empty, `null` or a non-object is an error.
-fn map<'js, T>(
+pub(crate) fn map<'js, T>(
     o: &Object<'js>,
     key: &str,
     item: impl Fn(&Value<'js>) -> ReadResult<T>,
@@ -306,7 +306,7 @@ fn list<'js, T>(
     Ok(Some(out))
 }
 
-fn field_from_js(v: &Value<'_>) -> ReadResult<Field> {
+pub(crate) fn field_from_js(v: &Value<'_>) -> ReadResult<Field> {
     let o = as_record(v)?;
     Ok(Field {
         value: required_string(&o, "value")?,

@@ -12,14 +12,15 @@
 use crate::builtins::{self, lock, Host, OriginChange};
 use crate::code::FunctionCode;
 use crate::convert::{self, ReadError};
+use crate::diff::{self, Changes};
 use crate::error::{CompileError, ErrorKind, ExecutionError};
 use crate::event::{Event, Outcome, Response};
 use crate::kvs::KeyValueStore;
 use crate::lambda::{LambdaEvent, LambdaResponse, OriginOutcome};
-use crate::limits::{thread_cpu_now, utilization, Kind, Limits, MemoryMeter, MeteredAllocator};
+use crate::limits::{utilization, BudgetClock, Kind, Limits, MemoryMeter, MeteredAllocator};
 use rquickjs::context::EvalOptions;
 use rquickjs::{Context, Ctx, Function, Object, Runtime, Value};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,15 +65,29 @@ pub struct Invocation<T> {
     pub logs: Vec<String>,
     /// CPU time as a percentage of the budget, 0-100 (CloudFront's compute utilization).
     pub compute_utilization: u8,
-    /// CPU time used.
+    /// Time used: CPU time when `cpu_measured`, else the elapsed time (the thread's CPU
+    /// clock is a system call, so only one invocation in `CPU_SAMPLE` reads it).
     pub cpu_time: Duration,
+    /// Whether `cpu_time` is the thread's CPU time (metrics should record only these).
+    pub cpu_measured: bool,
 }
 
-/// `u64::MAX` in the deadline means "no invocation running": never interrupt.
-const NO_DEADLINE: u64 = u64::MAX;
+/// One invocation in this many reads the thread's CPU clock at start and end.
+const CPU_SAMPLE: u64 = 16;
+
+/// The handler's entry point kept across invocations.
+struct InvokeFn(rquickjs::Persistent<Function<'static>>);
+
+// SAFETY: the function belongs to the engine's own runtime, which is `Send` (rquickjs's
+// `parallel` feature); it is only restored inside `Context::with` on that runtime, which
+// holds the runtime's lock, and it moves between threads only together with the engine
+// that owns runtime, context and function (the engine is not `Sync`).
+unsafe impl Send for InvokeFn {}
 
 struct State {
-    // Field order: the context must go before the runtime.
+    // Field order: the handler's entry point, then the context, before the runtime.
+    /// `__meridian_invoke`, looked up once rather than on every invocation.
+    invoke: InvokeFn,
     ctx: Context,
     /// Kept so the runtime lives exactly as long as this state (the context holds a handle
     /// too, but being explicit documents ownership).
@@ -85,12 +100,13 @@ pub struct Engine {
     code: FunctionCode,
     opts: EngineOptions,
     host: Host,
-    deadline_ns: Arc<AtomicU64>,
+    clock: Arc<BudgetClock>,
     interrupted: Arc<AtomicBool>,
     /// `None` after an out-of-memory or timeout: rebuilt before the next invocation, because
     /// QuickJS gives no guarantee the heap is consistent after an allocation failure.
     state: Option<State>,
     rebuilds: u64,
+    invocations: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -100,10 +116,6 @@ impl std::fmt::Debug for Engine {
             .field("rebuilds", &self.rebuilds)
             .finish()
     }
-}
-
-fn cpu_ns() -> u64 {
-    thread_cpu_now().as_nanos().min(u128::from(NO_DEADLINE - 1)) as u64
 }
 
 /// Turn the pending exception into "Name: message".
@@ -166,10 +178,11 @@ impl Engine {
                 kvs: opts.kvs.clone(),
                 ..Host::default()
             },
-            deadline_ns: Arc::new(AtomicU64::new(NO_DEADLINE)),
+            clock: Arc::new(BudgetClock::default()),
             interrupted: Arc::new(AtomicBool::new(false)),
             state: None,
             rebuilds: 0,
+            invocations: 0,
         };
         engine.state = Some(engine.build()?);
         Ok(engine)
@@ -189,22 +202,14 @@ impl Engine {
                 .memory_bytes
                 .saturating_add(16 * 1024 * 1024),
         );
-        let rt = Runtime::new_with_alloc(MeteredAllocator {
-            meter: meter.clone(),
-        })
-        .map_err(rt_err)?;
+        let rt = Runtime::new_with_alloc(MeteredAllocator::new(meter.clone())).map_err(rt_err)?;
         rt.set_max_stack_size(256 * 1024);
-        let (deadline, flag, mem) = (
-            self.deadline_ns.clone(),
-            self.interrupted.clone(),
-            meter.clone(),
-        );
+        let (clock, flag, mem) = (self.clock.clone(), self.interrupted.clone(), meter.clone());
         rt.set_interrupt_handler(Some(Box::new(move || {
             if mem.refused() {
                 return true;
             }
-            let d = deadline.load(Ordering::Relaxed);
-            if d != NO_DEADLINE && cpu_ns() >= d {
+            if clock.over_budget() {
                 flag.store(true, Ordering::Relaxed);
                 return true;
             }
@@ -214,12 +219,9 @@ impl Engine {
         // Top-level code gets the invocation budget (at least 200 ms: it runs once).
         let init_budget = self.opts.limits.cpu_budget.max(Duration::from_millis(200));
         self.interrupted.store(false, Ordering::Relaxed);
-        self.deadline_ns.store(
-            cpu_ns().saturating_add(init_budget.as_nanos() as u64),
-            Ordering::Relaxed,
-        );
+        self.clock.start(init_budget, true);
         let kind = self.code.kind();
-        let result = ctx.with(|ctx| -> Result<(), CompileError> {
+        let result = ctx.with(|ctx| -> Result<InvokeFn, CompileError> {
             let init = |ctx: &Ctx<'_>| CompileError::Init { name: name.clone(), message: describe(ctx) };
             builtins::install(&ctx, &self.host, &name, kind).map_err(|_| init(&ctx))?;
             let mut eo = EvalOptions::default();
@@ -253,22 +255,24 @@ impl Engine {
                 let what = if kind.is_viewer() { "function handler(event)" } else { "exports.handler" };
                 return Err(CompileError::Init { name: name.clone(), message: format!("the code does not define {what}") });
             }
-            Ok(())
+            let invoke: Function = ctx.globals().get("__meridian_invoke").map_err(|_| init(&ctx))?;
+            Ok(InvokeFn(rquickjs::Persistent::save(&ctx, invoke)))
         });
-        self.deadline_ns.store(NO_DEADLINE, Ordering::Relaxed);
+        self.clock.stop();
         if self.interrupted.swap(false, Ordering::Relaxed) {
             return Err(CompileError::Init {
                 name,
                 message: "top-level code exceeded the CPU budget".into(),
             });
         }
-        result?;
+        let invoke = result?;
         // The function's allowance is on top of what the runtime and built-ins already use,
         // so the 2 MB CloudFront figure means memory for the function itself.
         meter.set_limit(meter.used().saturating_add(self.opts.limits.memory_bytes));
         meter.take_refused();
         lock(&self.host.logs).take();
         Ok(State {
+            invoke,
             ctx,
             _rt: rt,
             meter,
@@ -321,6 +325,29 @@ impl Engine {
                 }
             },
         )
+    }
+
+    /// Run a viewer-request function and read its request back as changes to the event's
+    /// (the edge's hot path: what the function left alone is not converted back).
+    pub fn viewer_request_changes(
+        &mut self,
+        event: &Event,
+    ) -> Result<Invocation<Changes>, ExecutionError> {
+        self.expect_kind(&[Kind::ViewerRequest])?;
+        let max_body = self.opts.limits.max_body_bytes;
+        self.invoke(|ctx, invoke| {
+            let (ev, memo) = diff::event_to_js(ctx, event).map_err(|e| js_error(ctx, e))?;
+            let out = call(ctx, invoke, ev)?;
+            let read = if is_response(&out, "statusCode") {
+                convert::response_from_js(&out).and_then(|r| {
+                    check_body(r.body_len(), max_body)?;
+                    Ok(Changes::Response(r))
+                })
+            } else {
+                diff::request_changes_from_js(&out, &memo).map(Changes::Request)
+            };
+            read.map_err(|e| read_error(ctx, e))
+        })
     }
 
     /// Run a viewer-response function.
@@ -389,6 +416,20 @@ impl Engine {
         E: for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<Value<'js>>,
         R: for<'js> FnOnce(&Ctx<'js>, &Object<'js>, bool) -> Result<T, ReadError>,
     {
+        self.invoke(|ctx, invoke| {
+            let event = event(ctx).map_err(|e| js_error(ctx, e))?;
+            let out = call(ctx, invoke, event)?;
+            let is_response = is_response(&out, response_key);
+            read(ctx, &out, is_response).map_err(|e| read_error(ctx, e))
+        })
+    }
+
+    /// One invocation of the handler through `work`, which builds the event, calls
+    /// `invoke` (through [`call`]) and reads the result, all inside the CPU budget.
+    fn invoke<T, W>(&mut self, work: W) -> Result<Invocation<T>, ExecutionError>
+    where
+        W: for<'js> FnOnce(&Ctx<'js>, Function<'js>) -> Result<T, (ErrorKind, String)>,
+    {
         if self.state.is_none() {
             self.rebuilds += 1;
             let st = self
@@ -406,19 +447,22 @@ impl Engine {
         *lock(&self.host.origin) = None;
         self.interrupted.store(false, Ordering::Relaxed);
         let budget = self.opts.limits.cpu_budget;
-        let start = thread_cpu_now();
-        let start_ns = start.as_nanos().min(u128::from(NO_DEADLINE - 1)) as u64;
-        self.deadline_ns.store(
-            start_ns.saturating_add(budget.as_nanos() as u64),
-            Ordering::Relaxed,
-        );
+        self.invocations = self.invocations.wrapping_add(1);
+        self.clock.start(budget, self.invocations % CPU_SAMPLE == 0);
 
         state.meter.take_refused();
-        let result = state.ctx.with(|ctx| call(&ctx, response_key, event, read));
+        let result = state.ctx.with(|ctx| {
+            let invoke = state
+                .invoke
+                .0
+                .clone()
+                .restore(&ctx)
+                .map_err(|e| js_error(&ctx, e))?;
+            work(&ctx, invoke)
+        });
         let out_of_memory = state.meter.take_refused();
 
-        self.deadline_ns.store(NO_DEADLINE, Ordering::Relaxed);
-        let cpu_time = thread_cpu_now().saturating_sub(start);
+        let (cpu_time, cpu_measured) = self.clock.stop();
         let compute_utilization = utilization(cpu_time, budget);
         let logs = lock(&self.host.logs).take();
         let fail = |kind, message: String, logs| ExecutionError {
@@ -434,6 +478,7 @@ impl Engine {
                 logs,
                 compute_utilization,
                 cpu_time,
+                cpu_measured,
             }),
             Err((kind, message)) => {
                 let timed_out = self.interrupted.swap(false, Ordering::Relaxed);
@@ -487,36 +532,38 @@ fn js_error(ctx: &Ctx<'_>, e: rquickjs::Error) -> (ErrorKind, String) {
     }
 }
 
-/// One call into JS. Errors are (kind, message); timeouts are recognised by the caller.
-fn call<'js, T>(
+/// One call into JS: the handler's settled result, which must be an object. Errors are
+/// (kind, message); timeouts are recognised by the caller.
+fn call<'js>(
     ctx: &Ctx<'js>,
-    response_key: &str,
-    event: impl FnOnce(&Ctx<'js>) -> rquickjs::Result<Value<'js>>,
-    read: impl FnOnce(&Ctx<'js>, &Object<'js>, bool) -> Result<T, ReadError>,
-) -> Result<T, (ErrorKind, String)> {
+    invoke: Function<'js>,
+    event: Value<'js>,
+) -> Result<Object<'js>, (ErrorKind, String)> {
     let js_err = |e| js_error(ctx, e);
-    let invoke: Function = ctx.globals().get("__meridian_invoke").map_err(js_err)?;
-    let event = event(ctx).map_err(js_err)?;
     let mut out: Value = invoke.call((event,)).map_err(js_err)?;
     if let Some(p) = out.as_promise() {
         out = p.finish::<Value>().map_err(js_err)?;
     }
     // Settle stray jobs (un-awaited promises) inside this invocation's budget.
     while ctx.execute_pending_job() {}
-    let Some(obj) = out.as_object() else {
-        return Err((
+    match out.into_object() {
+        Some(obj) => Ok(obj),
+        None => Err((
             ErrorKind::InvalidOutput,
             "the handler must return a request or response object".into(),
-        ));
-    };
-    let is_response = is_response(obj, response_key);
-    read(ctx, obj, is_response).map_err(|e| match e.message() {
+        )),
+    }
+}
+
+/// A result that could not be read, as (kind, message).
+fn read_error(ctx: &Ctx<'_>, e: ReadError) -> (ErrorKind, String) {
+    match e.message() {
         Some(m) => (ErrorKind::InvalidOutput, m),
         None => match e {
-            ReadError::Js(e) => js_err(e),
+            ReadError::Js(e) => js_error(ctx, e),
             _ => (ErrorKind::Internal, "unreadable output".into()),
         },
-    })
+    }
 }
 
 /// `JSON.stringify` of a hook's result, for the serde-based Lambda path.

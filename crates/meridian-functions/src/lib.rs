@@ -37,6 +37,7 @@ mod builtins;
 mod code;
 mod compile;
 mod convert;
+mod diff;
 mod engine;
 mod error;
 pub mod event;
@@ -48,6 +49,7 @@ mod test_fn;
 
 pub use builtins::OriginChange;
 pub use code::FunctionCode;
+pub use diff::{Changes, RequestChanges};
 pub use engine::{Engine, EngineOptions, Invocation};
 pub use error::{CompileError, ErrorKind, ExecutionError};
 pub use event::{Event, Outcome, Request, Response};

@@ -102,6 +102,8 @@ impl Limits {
 
 /// CPU time consumed by the calling thread. CPU, not wall time, so a preempted worker on a
 /// busy machine is not charged for time it did not run (CloudFront also meters compute).
+/// A real system call (no vDSO for thread clocks; over a microsecond on a loaded VM), so
+/// only the interrupt handler reads it, never the invocation's own start and end.
 pub(crate) fn thread_cpu_now() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -113,6 +115,92 @@ pub(crate) fn thread_cpu_now() -> Duration {
         return Duration::ZERO;
     }
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn cpu_ns() -> u64 {
+    thread_cpu_now().as_nanos().min(u128::from(UNSET - 1)) as u64
+}
+
+/// Nanoseconds on the monotonic clock (vDSO, cheap) since the first call in the process.
+fn mono_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let e = *EPOCH.get_or_init(std::time::Instant::now);
+    e.elapsed().as_nanos().min(u128::from(UNSET - 1)) as u64
+}
+
+const UNSET: u64 = u64::MAX;
+
+/// The CPU budget of the invocation running now, shared with the runtime's interrupt handler.
+///
+/// An invocation starts and ends on the cheap monotonic clock. QuickJS calls the handler
+/// only every few thousand operations, so a short invocation never reads the thread's CPU
+/// clock; a long one reads it at the handler's first call, counts everything before that
+/// as CPU (an upper bound), and from then on meters real CPU time. A worker preempted
+/// mid-invocation is therefore not charged for time it did not run, past that first look.
+#[derive(Debug)]
+pub(crate) struct BudgetClock {
+    /// Monotonic ns when the invocation started; `UNSET` when none runs.
+    start: std::sync::atomic::AtomicU64,
+    budget_ns: std::sync::atomic::AtomicU64,
+    /// Thread CPU ns at the start, as inferred at the handler's first look; `UNSET` before.
+    cpu_start: std::sync::atomic::AtomicU64,
+}
+
+impl Default for BudgetClock {
+    fn default() -> Self {
+        BudgetClock {
+            start: std::sync::atomic::AtomicU64::new(UNSET),
+            budget_ns: std::sync::atomic::AtomicU64::new(0),
+            cpu_start: std::sync::atomic::AtomicU64::new(UNSET),
+        }
+    }
+}
+
+impl BudgetClock {
+    /// Starts metering an invocation with `budget`; `sample` reads the CPU clock now, so
+    /// that the invocation's CPU time is exact (metrics sample a share of invocations).
+    pub(crate) fn start(&self, budget: Duration, sample: bool) {
+        self.budget_ns
+            .store(budget.as_nanos().min(u128::from(UNSET - 1)) as u64, Relaxed);
+        let cpu = if sample { cpu_ns() } else { UNSET };
+        self.cpu_start.store(cpu, Relaxed);
+        self.start.store(mono_ns(), Relaxed);
+    }
+
+    /// Stops metering; returns the time the invocation used and whether it is CPU time
+    /// (sampled, or read by the handler); otherwise it is the elapsed monotonic time, which
+    /// for a short invocation is its CPU time unless the thread was preempted.
+    pub(crate) fn stop(&self) -> (Duration, bool) {
+        let start = self.start.swap(UNSET, Relaxed);
+        if start == UNSET {
+            return (Duration::ZERO, false);
+        }
+        let cpu_start = self.cpu_start.load(Relaxed);
+        if cpu_start != UNSET {
+            return (
+                Duration::from_nanos(cpu_ns().saturating_sub(cpu_start)),
+                true,
+            );
+        }
+        (Duration::from_nanos(mono_ns().saturating_sub(start)), false)
+    }
+
+    /// For the interrupt handler: whether the running invocation is over its budget.
+    pub(crate) fn over_budget(&self) -> bool {
+        let start = self.start.load(Relaxed);
+        if start == UNSET {
+            return false;
+        }
+        let budget = self.budget_ns.load(Relaxed);
+        let now_cpu = cpu_ns();
+        let mut cpu_start = self.cpu_start.load(Relaxed);
+        if cpu_start == UNSET {
+            let before = mono_ns().saturating_sub(start);
+            cpu_start = now_cpu.saturating_sub(before);
+            self.cpu_start.store(cpu_start, Relaxed);
+        }
+        now_cpu.saturating_sub(cpu_start) >= budget
+    }
 }
 
 /// CloudFront's "compute utilization": time used as a percentage of the budget, 0-100.
@@ -183,8 +271,57 @@ const MEMORY_GRACE: usize = 1024 * 1024;
 /// Allocator that enforces the memory limit itself. QuickJS's own limit cannot tell us it
 /// was hit (the "out of memory" error object may itself fail to allocate and surface as a
 /// bare `null`), so refusals are recorded here and the engine knows for sure.
+///
+/// It also keeps freed small blocks for reuse. Every invocation builds and drops the same
+/// few dozen small objects (the event's fields), more of one size than the C allocator's
+/// per-thread cache holds, so without this each went through the allocator's slow paths.
+/// One runtime uses one allocator under its lock: the lists need no synchronisation.
 pub(crate) struct MeteredAllocator {
     pub(crate) meter: std::sync::Arc<MemoryMeter>,
+    /// Freed blocks by rounded size / `ALIGN` (a block's usable size is its rounded size).
+    free: Vec<Vec<*mut u8>>,
+}
+
+impl MeteredAllocator {
+    pub(crate) fn new(meter: std::sync::Arc<MemoryMeter>) -> MeteredAllocator {
+        MeteredAllocator {
+            meter,
+            free: (0..=CACHED_MAX / ALIGN).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// A kept block of exactly `sz` (rounded) bytes, when there is one.
+    fn reuse(&mut self, sz: usize) -> *mut u8 {
+        if sz > CACHED_MAX {
+            return std::ptr::null_mut();
+        }
+        self.free[sz / ALIGN].pop().unwrap_or(std::ptr::null_mut())
+    }
+}
+
+/// Blocks up to this size are kept for reuse, at most `CACHED_PER_SIZE` of each size (so
+/// an engine keeps well under a megabyte it is not using).
+const CACHED_MAX: usize = 256;
+const CACHED_PER_SIZE: usize = 128;
+
+// SAFETY: the raw pointers are blocks this allocator owns exclusively (freed by QuickJS and
+// not yet handed out again); the allocator moves with its runtime, which is `Send`.
+unsafe impl Send for MeteredAllocator {}
+
+impl Drop for MeteredAllocator {
+    fn drop(&mut self) {
+        for list in &mut self.free {
+            for p in list.drain(..) {
+                // SAFETY: every kept block came from RustAllocator and is owned by us.
+                unsafe {
+                    rquickjs::allocator::Allocator::dealloc(
+                        &mut rquickjs::allocator::RustAllocator,
+                        p,
+                    )
+                };
+            }
+        }
+    }
 }
 
 const ALIGN: usize = 8;
@@ -193,8 +330,9 @@ fn rounded(size: usize) -> Option<usize> {
     size.checked_add(ALIGN - 1).map(|s| s / ALIGN * ALIGN)
 }
 
-// SAFETY: every pointer handed out comes from RustAllocator and is returned to it; we only
-// add bookkeeping around the calls and refuse (null) when over the limit.
+// SAFETY: every pointer handed out comes from RustAllocator (directly or kept after a free)
+// and is returned to it; we only add bookkeeping around the calls and refuse (null) when
+// over the limit.
 unsafe impl rquickjs::allocator::Allocator for MeteredAllocator {
     fn alloc(&mut self, size: usize) -> *mut u8 {
         let Some(sz) = rounded(size) else {
@@ -203,7 +341,10 @@ unsafe impl rquickjs::allocator::Allocator for MeteredAllocator {
         if !self.meter.admit(0, sz) {
             return std::ptr::null_mut();
         }
-        let p = rquickjs::allocator::RustAllocator.alloc(size);
+        let mut p = self.reuse(sz);
+        if p.is_null() {
+            p = rquickjs::allocator::RustAllocator.alloc(size);
+        }
         if !p.is_null() {
             self.meter.account(0, sz);
         }
@@ -217,7 +358,13 @@ unsafe impl rquickjs::allocator::Allocator for MeteredAllocator {
         if sz == 0 || !self.meter.admit(0, sz) {
             return std::ptr::null_mut();
         }
-        let p = rquickjs::allocator::RustAllocator.calloc(count, size);
+        let mut p = self.reuse(sz);
+        if p.is_null() {
+            p = rquickjs::allocator::RustAllocator.calloc(count, size);
+        } else {
+            // SAFETY: a kept block has `sz` usable bytes.
+            unsafe { std::ptr::write_bytes(p, 0, sz) };
+        }
         if !p.is_null() {
             self.meter.account(0, sz);
         }
@@ -230,9 +377,16 @@ unsafe impl rquickjs::allocator::Allocator for MeteredAllocator {
         }
         // SAFETY: ptr came from RustAllocator (contract of this trait).
         let old = unsafe { rquickjs::allocator::RustAllocator::usable_size(ptr) };
+        self.meter.account(old, 0);
+        if old <= CACHED_MAX {
+            let list = &mut self.free[old / ALIGN];
+            if list.len() < CACHED_PER_SIZE {
+                list.push(ptr);
+                return;
+            }
+        }
         // SAFETY: as above.
         unsafe { rquickjs::allocator::RustAllocator.dealloc(ptr) };
-        self.meter.account(old, 0);
     }
 
     unsafe fn realloc(&mut self, ptr: *mut u8, new_size: usize) -> *mut u8 {
@@ -249,6 +403,9 @@ unsafe impl rquickjs::allocator::Allocator for MeteredAllocator {
         };
         // SAFETY: ptr came from RustAllocator.
         let old = unsafe { rquickjs::allocator::RustAllocator::usable_size(ptr) };
+        if sz == old {
+            return ptr;
+        }
         if !self.meter.admit(old, sz) {
             return std::ptr::null_mut();
         }

@@ -133,6 +133,7 @@ fn map<T, U>(i: Invocation<T>, f: impl FnOnce(T) -> U) -> Invocation<U> {
         logs: i.logs,
         compute_utilization: i.compute_utilization,
         cpu_time: i.cpu_time,
+        cpu_measured: i.cpu_measured,
     }
 }
 

@@ -10,7 +10,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use meridian_config::FunctionEvent;
 use meridian_functions::event::{Context, Field, Headers, MultiValue, QueryString, Request};
-use meridian_functions::{ErrorKind, Event, ExecutionError, OriginChange, Outcome as FnOutcome};
+use meridian_functions::{Changes, ErrorKind, Event, ExecutionError, OriginChange, RequestChanges};
 use meridian_http::Body;
 use std::sync::Arc;
 
@@ -28,12 +28,16 @@ impl Edge {
             to_event_request(ctx),
         );
         let result = match function.pool.get() {
-            Ok(mut engine) => engine.viewer_request(&event),
+            Ok(mut engine) => engine.viewer_request_changes(&event),
             Err(e) => Err(engine_unavailable(e)),
         };
         match result {
             Ok(inv) => {
-                function.record(inv.compute_utilization, Some(inv.cpu_time), None);
+                function.record(
+                    inv.compute_utilization,
+                    inv.cpu_measured.then_some(inv.cpu_time),
+                    None,
+                );
                 if let Some(change) = &inv.origin_change {
                     match self.choose_origin(change) {
                         Ok(choice) => ctx.origin = Some(choice),
@@ -47,7 +51,7 @@ impl Edge {
                     }
                 }
                 match inv.output {
-                    FnOutcome::Request(r) => match apply_request(ctx, r) {
+                    Changes::Request(c) => match apply_changes(ctx, &event.request, c) {
                         Ok(()) => None,
                         Err(why) => Some(self.function_failed(
                             &function.name,
@@ -55,7 +59,7 @@ impl Edge {
                             &why,
                         )),
                     },
-                    FnOutcome::Response(r) => match to_http_response(r) {
+                    Changes::Response(r) => match to_http_response(r) {
                         Ok(res) => Some(Served::at_edge(res, Outcome::FunctionGenerated)),
                         Err(why) => Some(self.function_failed(
                             &function.name,
@@ -113,7 +117,11 @@ impl Edge {
         };
         match result {
             Ok(inv) => {
-                function.record(inv.compute_utilization, Some(inv.cpu_time), None);
+                function.record(
+                    inv.compute_utilization,
+                    inv.cpu_measured.then_some(inv.cpu_time),
+                    None,
+                );
                 if let Err(why) = apply_response(&mut served.response, inv.output) {
                     *served = self.function_failed(&function.name, ErrorKind::InvalidOutput, &why);
                 }
@@ -217,17 +225,30 @@ fn engine_unavailable(e: meridian_functions::CompileError) -> ExecutionError {
 /// Headers in CloudFront's shape: lowercase names, the first value in `value`, every value
 /// in `multiValue` when there are several.
 fn to_fields(headers: &HeaderMap, keep: impl Fn(&HeaderName) -> bool) -> Headers {
+    let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
     let mut out = Headers::new();
     for name in headers.keys() {
         if !keep(name) {
             continue;
         }
-        let values: Vec<String> = headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        out.insert(name.as_str().to_owned(), field(values));
+        // Most headers have one value: no list for those.
+        let mut all = headers.get_all(name).iter();
+        let first = all.next().map(text).unwrap_or_default();
+        let rest: Vec<MultiValue> = all.map(|v| MultiValue { value: text(v) }).collect();
+        let f = if rest.is_empty() {
+            Field::new(first)
+        } else {
+            let mut mv = Vec::with_capacity(rest.len() + 1);
+            mv.push(MultiValue {
+                value: first.clone(),
+            });
+            mv.extend(rest);
+            Field {
+                value: first,
+                multi_value: Some(mv),
+            }
+        };
+        out.insert(name.as_str().to_owned(), f);
     }
     out
 }
@@ -319,6 +340,106 @@ fn header_map(headers: &Headers) -> Result<HeaderMap, String> {
     Ok(out)
 }
 
+/// Headers a function cannot set: framing and the host stay the viewer's.
+fn framing(name: &HeaderName) -> bool {
+    name == http::header::CONTENT_LENGTH
+        || name == http::header::TRANSFER_ENCODING
+        || name == http::header::HOST
+}
+
+/// Takes what the function changed, to the same effect as [`apply_request`] on the whole
+/// returned request, touching only the headers it changed. A header name that is not
+/// already canonical (uppercase letters, which two keys could share) or `cookie` in the
+/// headers takes the whole-request path, whose merging rules are subtle.
+fn apply_changes(
+    ctx: &mut RequestContext<'_>,
+    event: &Request,
+    c: RequestChanges,
+) -> Result<(), String> {
+    let canonical = |n: &str| n.bytes().all(|b| !b.is_ascii_uppercase()) && n != "cookie";
+    if !c.headers_set.iter().all(|(n, _)| canonical(n))
+        || !c.headers_removed.iter().all(|n| canonical(n))
+    {
+        return apply_request(ctx, c.apply_to(event));
+    }
+    let path = c.uri.as_deref().map(returned_path).transpose()?;
+    let mut set = Vec::with_capacity(c.headers_set.len());
+    for (name, f) in &c.headers_set {
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("`{name}` is not a header name"))?;
+        let mut vs = Vec::new();
+        for v in values(f) {
+            vs.push(HeaderValue::from_str(v).map_err(|_| {
+                format!("the value of header `{name}` is not a valid header value")
+            })?);
+        }
+        set.push((n, vs));
+    }
+    let cookie = cookie_header(c.cookies.as_ref().unwrap_or(&event.cookies))?;
+    ctx.query = query_string(c.querystring.as_ref().unwrap_or(&event.querystring));
+    if let Some(p) = path {
+        ctx.path = p;
+    }
+    for name in &c.headers_removed {
+        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+            if !framing(&n) {
+                ctx.headers.remove(n);
+            }
+        }
+    }
+    for (n, vs) in set {
+        if framing(&n) {
+            continue;
+        }
+        ctx.headers.remove(&n);
+        for v in vs {
+            ctx.headers.append(n.clone(), v);
+        }
+    }
+    // The event's headers never held the viewer's Cookie: the cookies map stands for it.
+    ctx.headers.remove(http::header::COOKIE);
+    if let Some(v) = cookie {
+        ctx.headers.insert(http::header::COOKIE, v);
+    }
+    Ok(())
+}
+
+/// The Cookie header for a request's cookies (none when there are none).
+fn cookie_header(
+    cookies: &meridian_functions::event::Cookies,
+) -> Result<Option<HeaderValue>, String> {
+    if cookies.is_empty() {
+        return Ok(None);
+    }
+    let cookie: Vec<String> = cookies
+        .iter()
+        .flat_map(|(k, f)| values(f).into_iter().map(move |v| format!("{k}={v}")))
+        .collect();
+    if cookie.is_empty() {
+        return Ok(None);
+    }
+    HeaderValue::from_str(&cookie.join("; "))
+        .map(Some)
+        .map_err(|_| "a returned cookie is not a valid header value".to_owned())
+}
+
+/// The query string for a request's parameters (none when there are none).
+fn query_string(q: &QueryString) -> Option<String> {
+    let query: Vec<String> = q
+        .iter()
+        .flat_map(|(k, f)| {
+            values(f).into_iter().map(move |v| {
+                if v.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+        })
+        .collect();
+    (!query.is_empty()).then(|| query.join("&"))
+}
+
 /// Takes the function's request: URI, query string, headers and cookies. The behavior
 /// stays the one the viewer's URI chose (CloudFront routes before the function runs).
 fn apply_request(ctx: &mut RequestContext<'_>, r: Request) -> Result<(), String> {
@@ -335,31 +456,11 @@ fn apply_request(ctx: &mut RequestContext<'_>, r: Request) -> Result<(), String>
             headers.append(h.clone(), v.clone());
         }
     }
-    let cookie: Vec<String> = r
-        .cookies
-        .iter()
-        .flat_map(|(k, f)| values(f).into_iter().map(move |v| format!("{k}={v}")))
-        .collect();
-    if !cookie.is_empty() {
-        let v = HeaderValue::from_str(&cookie.join("; "))
-            .map_err(|_| "a returned cookie is not a valid header value".to_owned())?;
+    if let Some(v) = cookie_header(&r.cookies)? {
         headers.insert(http::header::COOKIE, v);
     }
-    let query: Vec<String> = r
-        .querystring
-        .iter()
-        .flat_map(|(k, f)| {
-            values(f).into_iter().map(move |v| {
-                if v.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{k}={v}")
-                }
-            })
-        })
-        .collect();
     ctx.path = path;
-    ctx.query = (!query.is_empty()).then(|| query.join("&"));
+    ctx.query = query_string(&r.querystring);
     ctx.headers = headers;
     Ok(())
 }

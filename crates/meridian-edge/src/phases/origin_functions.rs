@@ -215,7 +215,11 @@ impl Edge {
         });
         match ran {
             Ok(inv) => {
-                function.record(inv.compute_utilization, Some(inv.cpu_time), None);
+                function.record(
+                    inv.compute_utilization,
+                    inv.cpu_measured.then_some(inv.cpu_time),
+                    None,
+                );
                 Ok(inv.output)
             }
             Err(e) => {

@@ -57,30 +57,34 @@ impl Edge {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(""),
         );
-        let mut add = |name: &'static str, value: &str| {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                ctx.headers.insert(HeaderName::from_static(name), v);
-            }
+        // Static values where they can be: no allocation for the flags and the protocol.
+        let mut put = |name: &'static str, v: HeaderValue| {
+            ctx.headers.insert(HeaderName::from_static(name), v);
         };
-        add("cloudfront-viewer-address", &ctx.peer.addr.to_string());
-        add(
+        let text = |value: &str| HeaderValue::from_str(value).ok();
+        if let Some(v) = text(&ctx.peer.addr.to_string()) {
+            put("cloudfront-viewer-address", v);
+        }
+        put(
             "cloudfront-forwarded-proto",
-            if ctx.peer.tls.is_some() {
+            HeaderValue::from_static(if ctx.peer.tls.is_some() {
                 "https"
             } else {
                 "http"
-            },
+            }),
         );
         if let Some((city, country)) = self.0.viewer_places.of(ip) {
-            add("cloudfront-viewer-city", city);
-            if let Some(c) = country {
-                add("cloudfront-viewer-country", c);
+            if let Some(v) = text(city) {
+                put("cloudfront-viewer-city", v);
+            }
+            if let Some(v) = country.and_then(text) {
+                put("cloudfront-viewer-country", v);
             }
         }
-        let flag = |b: bool| if b { "true" } else { "false" };
-        add("cloudfront-is-mobile-viewer", flag(mobile));
-        add("cloudfront-is-tablet-viewer", flag(tablet));
-        add("cloudfront-is-desktop-viewer", flag(!mobile && !tablet));
+        let flag = |b: bool| HeaderValue::from_static(if b { "true" } else { "false" });
+        put("cloudfront-is-mobile-viewer", flag(mobile));
+        put("cloudfront-is-tablet-viewer", flag(tablet));
+        put("cloudfront-is-desktop-viewer", flag(!mobile && !tablet));
     }
 }
 
