@@ -3,11 +3,12 @@
 //! buffered, so it can be replayed), timeouts answered at once rather than retried (a slow
 //! application would be hit again), and refused or reset targets reported to the board.
 
+use crate::pool::{Driven, PoolError};
 use crate::target::{Target, TargetGroup};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use meridian_health::HealthBoard;
 use meridian_http::failover::{Failover, Fault, Reason, Verdict};
 use meridian_http::grpc::RequestBody;
@@ -41,6 +42,8 @@ pub(crate) struct Balancer<'a> {
     /// The target the request's stickiness cookie names, tried first while healthy.
     pub sticky: Option<usize>,
     pub config: &'a meridian_config::LoadBalancer,
+    /// The group's settings, read once for the request.
+    pub group_config: &'a meridian_config::TargetGroup,
     pub retries: &'a Family<Labels, Counter>,
     pub target_errors: &'a Family<Labels, Counter>,
 }
@@ -49,7 +52,7 @@ pub(crate) struct Balancer<'a> {
 pub(crate) struct Retries<'a> {
     lb: Balancer<'a>,
     method: &'a Method,
-    path: &'a str,
+    path: &'a http::uri::PathAndQuery,
     headers: &'a HeaderMap,
     body: &'a RequestBody,
     tried: Vec<usize>,
@@ -68,7 +71,7 @@ impl<'a> Retries<'a> {
     pub fn new(
         lb: Balancer<'a>,
         method: &'a Method,
-        path: &'a str,
+        path: &'a http::uri::PathAndQuery,
         headers: &'a HeaderMap,
         body: &'a RequestBody,
     ) -> Self {
@@ -136,9 +139,24 @@ impl<'a> Retries<'a> {
     }
 }
 
-type Answer = Result<(String, Response<Body>), Response<Body>>;
+/// The index of the target that answered, and its answer; or the balancer's own answer.
+pub(crate) type Answer = Result<(usize, Response<Body>), Response<Body>>;
 
-impl Failover for Retries<'_> {
+/// An error and its causes, in one line.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Over the balancer's own HTTP/1.1 pool or hyper's pooled client (`pool.rs`), which
+/// both answer with a [`Driven`] body.
+impl Failover<Driven, PoolError> for Retries<'_> {
     type Candidate = Attempt;
     type Output = Answer;
 
@@ -159,10 +177,15 @@ impl Failover for Retries<'_> {
         let group = self.lb.group;
         // Every target tried once: a healthy one may be tried again, since a failure on
         // a reused connection says little about the target itself.
-        let i = group.pick(&self.tried, self.lb.sticky).or_else(|| {
-            let again = group.pick(&[], None);
-            again.filter(|&i| group.targets[i].health.is_healthy() && group.targets[i].in_service())
-        })?;
+        let cfg = self.lb.group_config;
+        let i = group
+            .pick_with(cfg, &self.tried, self.lb.sticky)
+            .or_else(|| {
+                let again = group.pick_with(cfg, &[], None);
+                again.filter(|&i| {
+                    group.targets[i].health.is_healthy() && group.targets[i].in_service()
+                })
+            })?;
         self.turns += 1;
         self.tried.push(i);
         Some(Attempt { i, guard: None })
@@ -174,7 +197,19 @@ impl Failover for Retries<'_> {
 
     fn request(&mut self, c: &mut Attempt) -> Result<Request<Body>, Answer> {
         let target = self.target(c);
-        let uri = format!("http://{}{}", target.addr, self.path);
+        let uri = http::Uri::from_parts({
+            let mut p = http::uri::Parts::default();
+            p.scheme = Some(http::uri::Scheme::HTTP);
+            p.authority = Some(target.authority.clone());
+            p.path_and_query = Some(self.path.clone());
+            p
+        });
+        let Ok(uri) = uri else {
+            return Err(Err(meridian_http::text(
+                StatusCode::BAD_REQUEST,
+                "the request's target could not be written",
+            )));
+        };
         let mut up = Request::builder().method(self.method.clone()).uri(uri);
         if let Some(h) = up.headers_mut() {
             *h = self.headers.clone();
@@ -193,7 +228,7 @@ impl Failover for Retries<'_> {
     async fn answered(
         &mut self,
         mut c: Attempt,
-        res: Response<Incoming>,
+        res: Response<Driven>,
         elapsed: Duration,
     ) -> Verdict<Answer> {
         let target = self.target(&c);
@@ -219,7 +254,7 @@ impl Failover for Retries<'_> {
             return match read {
                 Ok(Ok(collected)) => {
                     let body = meridian_http::collected(collected);
-                    Verdict::Done(Ok((target.name.clone(), Response::from_parts(rp, body))))
+                    Verdict::Done(Ok((c.i, Response::from_parts(rp, body))))
                 }
                 Ok(Err(e)) => {
                     self.target_failed(target, Fault::Io, &e.to_string());
@@ -236,15 +271,10 @@ impl Failover for Retries<'_> {
             _guard: guard,
         };
         let body = body.boxed();
-        Verdict::Done(Ok((target.name.clone(), Response::from_parts(rp, body))))
+        Verdict::Done(Ok((c.i, Response::from_parts(rp, body))))
     }
 
-    fn failed(
-        &mut self,
-        c: &mut Attempt,
-        fault: Fault,
-        error: Option<&hyper_util::client::legacy::Error>,
-    ) {
+    fn failed(&mut self, c: &mut Attempt, fault: Fault, error: Option<&PoolError>) {
         drop(c.guard.take());
         // A failed connection, reset or timeout is an error for anomaly detection.
         self.lb.group.answered(c.i, true, None);
@@ -253,7 +283,7 @@ impl Failover for Retries<'_> {
             Some(e) => {
                 self.target_failed(target, fault, &e.to_string());
                 self.failures
-                    .push(format!("{}: {}", target.name, meridian_http::describe(e)));
+                    .push(format!("{}: {}", target.name, describe(e)));
             }
             None => self.count_error(target, fault.as_str()),
         }
