@@ -63,7 +63,7 @@ pub(crate) enum PoolError {
 
 /// Idle connections by target address, the most recently used last.
 struct Shared {
-    idle: Mutex<Vec<(SocketAddr, Vec<(Open, Instant)>)>>,
+    idle: Mutex<Vec<(SocketAddr, Vec<(Box<Open>, Instant)>)>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle_per_target: usize,
@@ -93,7 +93,7 @@ impl Pool {
     }
 
     /// The most recently used idle connection to `addr` that is still young enough.
-    fn take(&self, addr: SocketAddr) -> Option<Open> {
+    fn take(&self, addr: SocketAddr) -> Option<Box<Open>> {
         let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = &mut idle.iter_mut().find(|(a, _)| *a == addr)?.1;
         let now = Instant::now();
@@ -107,7 +107,7 @@ impl Pool {
     }
 
     /// Puts a connection whose exchange ended cleanly back, ready for the next request.
-    fn give_back(&self, addr: SocketAddr, open: Open) {
+    fn give_back(&self, addr: SocketAddr, open: Box<Open>) {
         if !open.tx.is_ready() {
             return;
         }
@@ -125,7 +125,7 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<Open, PoolError> {
+    async fn connect(&self, addr: SocketAddr) -> Result<Box<Open>, PoolError> {
         let tcp = tokio::time::timeout(self.0.connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| PoolError::ConnectTimeout(addr, self.0.connect_timeout))?
@@ -134,12 +134,12 @@ impl Pool {
         let (tx, conn) = http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| PoolError::Handshake(addr, e))?;
-        Ok(Open { tx, conn })
+        Ok(Box::new(Open { tx, conn }))
     }
 
     /// A live connection to `addr`: an idle one the target has not closed, else a new
     /// one. The bool says whether it was reused.
-    async fn checkout(&self, addr: SocketAddr) -> Result<(Open, bool), PoolError> {
+    async fn checkout(&self, addr: SocketAddr) -> Result<(Box<Open>, bool), PoolError> {
         while let Some(mut open) = self.take(addr) {
             // Polled once: a connection the target closed while idle ends here. Still
             // open, it has registered this task for its socket's readiness.
@@ -207,7 +207,9 @@ impl Pool {
 pub(crate) struct Driven {
     addr: SocketAddr,
     pool: Option<Pool>,
-    open: Option<Open>,
+    /// Boxed: a connection is large, and the body is moved through every future of the
+    /// request path (each move a copy).
+    open: Option<Box<Open>>,
     body: Incoming,
 }
 

@@ -66,6 +66,8 @@ struct Inner {
     /// The HTTP/2 pool, for `http2` and `grpc` target groups (h2c with prior knowledge).
     client_h2: crate::pool::Legacy,
     listen_port: u16,
+    /// `listen_port` as the `X-Forwarded-Port` value, made once.
+    port_header: HeaderValue,
     metrics: Metrics,
     m: LbMetrics,
     signer: Option<Arc<meridian_http::signing::Signer>>,
@@ -255,6 +257,7 @@ impl LoadBalancer {
             pool,
             client_h2: crate::pool::Legacy(client_h2),
             listen_port: opts.listen.port(),
+            port_header: HeaderValue::from(opts.listen.port()),
             metrics,
             m,
             signer: opts.signer.clone(),
@@ -706,7 +709,7 @@ impl LoadBalancer {
             }
             None => {
                 headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-                headers.insert("x-forwarded-port", HeaderValue::from(self.0.listen_port));
+                headers.insert("x-forwarded-port", self.0.port_header.clone());
             }
         }
         headers.insert("x-request-id", rid.clone());
@@ -736,7 +739,11 @@ impl LoadBalancer {
             target_errors: &self.0.m.target_errors,
         };
         let retries = crate::retry::Retries::new(lb, &parts.method, &path, &headers, &body);
-        rec.dispatched = Some(Instant::now());
+        // The log's timings: the clock is read only for a log that is on.
+        let logged = self.0.log.is_some();
+        if logged {
+            rec.dispatched = Some(Instant::now());
+        }
         let timeout = cfg.target_timeout;
         let answer = if gcfg.protocol_version.is_h2() {
             meridian_http::failover::run_on(&self.0.client_h2, timeout, retries).await
@@ -745,7 +752,9 @@ impl LoadBalancer {
         } else {
             meridian_http::failover::run_on(&self.0.pool, timeout, retries).await
         };
-        rec.answered = Some(Instant::now());
+        if logged {
+            rec.answered = Some(Instant::now());
+        }
         answer
     }
 }
