@@ -681,7 +681,7 @@ impl LoadBalancer {
             None => None,
         };
         let mut headers = std::mem::take(&mut parts.headers);
-        meridian_http::strip_hop_by_hop(&mut headers);
+        crate::retry::strip_hop_by_hop(&mut headers);
         if grpc {
             // gRPC servers may insist on it; it is the one TE HTTP/2 allows.
             headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
