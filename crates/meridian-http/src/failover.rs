@@ -29,6 +29,17 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// The kind of a transport error that is not a connect failure, from its causes: a
+    /// reset or aborted connection, or any other I/O failure. For upstreams other than the
+    /// pooled client (`Upstream::fault`).
+    pub fn after_connect(e: &(dyn std::error::Error + 'static)) -> Fault {
+        if was_reset(e) {
+            Fault::Reset
+        } else {
+            Fault::Io
+        }
+    }
+
     /// The label metrics use for it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,17 +53,15 @@ impl Fault {
     fn of(e: &Error) -> Fault {
         if e.is_connect() {
             Fault::Connect
-        } else if was_reset(e) {
-            Fault::Reset
         } else {
-            Fault::Io
+            Fault::after_connect(e)
         }
     }
 }
 
 /// Whether a client error is its connection being reset or aborted under the request.
-fn was_reset(e: &Error) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+fn was_reset(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = src {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             return matches!(
@@ -87,8 +96,25 @@ pub enum Verdict<T> {
     Next(Reason),
 }
 
-/// What one use of the loop decides for itself.
-pub trait Failover {
+/// What [`run_on`] sends through: a caller's own pool (the balancer drives its connections
+/// in the request's task, `meridian-lb`'s `pool.rs`). [`run`] takes hyper's pooled client.
+pub trait Upstream {
+    /// The response body it yields.
+    type Body;
+    /// Why a send failed.
+    type Error: std::error::Error + 'static;
+    /// What [`Upstream::send`] returns: a named type, so that the loop's own future is
+    /// seen to be `Send` wherever it is awaited.
+    type Future: Future<Output = Result<Response<Self::Body>, Self::Error>> + Send;
+    /// Sends one request and resolves with the response head.
+    fn send(&self, req: Request<Body>) -> Self::Future;
+    /// What kind of failure `e` is.
+    fn fault(e: &Self::Error) -> Fault;
+}
+
+/// What one use of the loop decides for itself. `B` and `E` are the response body and
+/// the error of the [`Upstream`] it runs over (hyper's pooled client by default).
+pub trait Failover<B = Incoming, E = Error> {
     /// One thing to send to (a target, an origin member), with whatever the caller keeps
     /// for it while the request is out.
     type Candidate;
@@ -115,12 +141,12 @@ pub trait Failover {
     fn answered(
         &mut self,
         c: Self::Candidate,
-        res: Response<Incoming>,
+        res: Response<B>,
         elapsed: Duration,
     ) -> impl Future<Output = Verdict<Self::Output>> + Send;
 
     /// Sending to `c` failed (`error` is `None` for a timeout): count it, report it.
-    fn failed(&mut self, c: &mut Self::Candidate, fault: Fault, error: Option<&Error>);
+    fn failed(&mut self, c: &mut Self::Candidate, fault: Fault, error: Option<&E>);
 
     /// The failure on `c` may not be passed over: the loop's result.
     fn stopped(&mut self, c: Self::Candidate, fault: Fault) -> Self::Output;
@@ -148,10 +174,36 @@ pub trait Failover {
 /// Sends through `client` to each candidate of `f` in turn, each given `timeout` for its
 /// response head, until one answers for good or none is left. A replayable request may be
 /// hedged: after [`Failover::hedge_after`] without a head, the next candidate is asked too.
-pub async fn run<C, F>(client: &Client<C, Body>, timeout: Duration, mut f: F) -> F::Output
+pub async fn run<C, F>(client: &Client<C, Body>, timeout: Duration, f: F) -> F::Output
 where
     C: Connect + Clone + Send + Sync + 'static,
     F: Failover,
+{
+    run_with(|req| client.request(req), Fault::of, timeout, f).await
+}
+
+/// [`run`] through any [`Upstream`].
+pub async fn run_on<U, F>(upstream: &U, timeout: Duration, f: F) -> F::Output
+where
+    U: Upstream,
+    F: Failover<U::Body, U::Error>,
+{
+    run_with(|req| upstream.send(req), U::fault, timeout, f).await
+}
+
+/// The loop itself, over a send function (a closure, not a trait bound on the client's
+/// type: a bound on a type holding `Box<dyn Error>` does not hold for every lifetime, so
+/// the callers' futures would not be seen to be `Send`).
+async fn run_with<B, E, S, Fut, F>(
+    send: S,
+    fault: fn(&E) -> Fault,
+    timeout: Duration,
+    mut f: F,
+) -> F::Output
+where
+    S: Fn(Request<Body>) -> Fut,
+    Fut: Future<Output = Result<Response<B>, E>>,
+    F: Failover<B, E>,
 {
     // A candidate left waiting when its hedge won is settled before any new one is tried.
     while let Some(mut c) = f.next() {
@@ -160,7 +212,7 @@ where
             Err(out) => return out,
         };
         let started = Instant::now();
-        let primary = tokio::time::timeout(timeout, client.request(req));
+        let primary = tokio::time::timeout(timeout, send(req));
         tokio::pin!(primary);
         let hedge = if f.replayable() && f.more() {
             f.hedge_after()
@@ -169,7 +221,7 @@ where
         };
         let Some(delay) = hedge else {
             let sent = primary.await;
-            match settle(&mut f, c, sent, started).await {
+            match settle(fault, &mut f, c, sent, started).await {
                 Step::Return(out) => return out,
                 Step::Next => continue,
             }
@@ -179,7 +231,7 @@ where
             _ = tokio::time::sleep(delay) => None,
         };
         if let Some(sent) = sent {
-            match settle(&mut f, c, sent, started).await {
+            match settle(fault, &mut f, c, sent, started).await {
                 Step::Return(out) => return out,
                 Step::Next => continue,
             }
@@ -188,7 +240,7 @@ where
         let next = if f.may_hedge() { f.next() } else { None };
         let Some(mut c2) = next else {
             let sent = primary.await;
-            match settle(&mut f, c, sent, started).await {
+            match settle(fault, &mut f, c, sent, started).await {
                 Step::Return(out) => return out,
                 Step::Next => continue,
             }
@@ -199,7 +251,7 @@ where
         };
         f.retrying(Reason::Hedge);
         let started2 = Instant::now();
-        let second = tokio::time::timeout(timeout, client.request(req2));
+        let second = tokio::time::timeout(timeout, send(req2));
         tokio::pin!(second);
         let (first_won, sent) = tokio::select! {
             sent = &mut primary => (true, sent),
@@ -211,7 +263,7 @@ where
             (c2, started2, c, started)
         };
         // A usable head ends the loop and drops the other request, which cancels it.
-        if let Step::Return(out) = settle(&mut f, winner, sent, w_started).await {
+        if let Step::Return(out) = settle(fault, &mut f, winner, sent, w_started).await {
             return out;
         }
         // The first head was unusable: the other request, still out, may yet answer.
@@ -220,7 +272,7 @@ where
         } else {
             primary.await
         };
-        match settle(&mut f, loser, sent, l_started).await {
+        match settle(fault, &mut f, loser, sent, l_started).await {
             Step::Return(out) => return out,
             Step::Next => continue,
         }
@@ -235,10 +287,11 @@ enum Step<T> {
 }
 
 /// Makes of one request's result what the loop's rules say: the answer, or a move on.
-async fn settle<F: Failover>(
+async fn settle<B, E, F: Failover<B, E>>(
+    fault: fn(&E) -> Fault,
     f: &mut F,
     mut c: F::Candidate,
-    sent: Result<Result<Response<Incoming>, Error>, tokio::time::error::Elapsed>,
+    sent: Result<Result<Response<B>, E>, tokio::time::error::Elapsed>,
     started: Instant,
 ) -> Step<F::Output> {
     let fault = match sent {
@@ -254,7 +307,7 @@ async fn settle<F: Failover>(
             }
         }
         Ok(Err(e)) => {
-            let fault = Fault::of(&e);
+            let fault = fault(&e);
             f.failed(&mut c, fault, Some(&e));
             fault
         }

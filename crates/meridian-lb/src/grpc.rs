@@ -16,9 +16,10 @@ use meridian_http::{Body, IdleTimeout};
 #[allow(clippy::result_large_err)]
 pub(crate) fn admits(
     group: &TargetGroup,
+    config: &meridian_config::TargetGroup,
     parts: &http::request::Parts,
 ) -> Result<(), Response<Body>> {
-    if group.config().protocol_version != ProtocolVersion::Grpc
+    if config.protocol_version != ProtocolVersion::Grpc
         || meridian_http::grpc::is_grpc(&parts.headers)
     {
         return Ok(());

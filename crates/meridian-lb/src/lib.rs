@@ -14,6 +14,7 @@ mod anomaly;
 mod grpc;
 mod live;
 mod options;
+mod pool;
 mod proxy;
 mod registry;
 mod retry;

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as HttpBody, Incoming};
 use meridian_health::{Health, HealthBoard};
 use meridian_http::grpc::RequestBody;
-use meridian_http::{Body, UpstreamClient};
+use meridian_http::Body;
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
 };
@@ -58,10 +58,16 @@ struct Inner {
     current: Current,
     /// The targets the config gave at start (a reload that changes them is refused).
     configured: Vec<meridian_config::NodeSpec>,
-    client: UpstreamClient,
+    /// hyper's HTTP/1.1 pool: WebSocket handshakes only (an upgraded connection leaves
+    /// the pool with the tunnel).
+    client: crate::pool::Legacy,
+    /// The HTTP/1.1 pool every other request uses (`pool.rs`).
+    pool: crate::pool::Pool,
     /// The HTTP/2 pool, for `http2` and `grpc` target groups (h2c with prior knowledge).
-    client_h2: UpstreamClient,
+    client_h2: crate::pool::Legacy,
     listen_port: u16,
+    /// `listen_port` as the `X-Forwarded-Port` value, made once.
+    port_header: HeaderValue,
     metrics: Metrics,
     m: LbMetrics,
     signer: Option<Arc<meridian_http::signing::Signer>>,
@@ -240,15 +246,18 @@ impl LoadBalancer {
         let connect_timeout = opts.config.target_timeout.min(Duration::from_secs(5));
         let client = meridian_http::upstream_client(connect_timeout, Duration::from_secs(60));
         let client_h2 = meridian_http::upstream_client_h2(connect_timeout, Duration::from_secs(60));
+        let pool = crate::pool::Pool::new(connect_timeout, Duration::from_secs(60));
         LoadBalancer(Arc::new(Inner {
             name: opts.name.clone(),
             twins: crate::twins::Twins::new(groups.len()),
             groups,
             current: Current::new(settings, ""),
             configured: opts.targets.clone(),
-            client,
-            client_h2,
+            client: crate::pool::Legacy(client),
+            pool,
+            client_h2: crate::pool::Legacy(client_h2),
             listen_port: opts.listen.port(),
+            port_header: HeaderValue::from(opts.listen.port()),
             metrics,
             m,
             signer: opts.signer.clone(),
@@ -448,39 +457,40 @@ impl LoadBalancer {
         let rid = request_id(&parts.headers);
         let grpc = meridian_http::grpc::is_grpc(&parts.headers);
         let mut rec = self.record(&mut parts, peer, ws.is_some());
-        let (group_label, answer) = self.forward(parts, body, peer, &rid, &mut rec).await;
-        let (status_label, res) = match answer {
-            Ok((target, res)) => (target, res),
+        let (group, answer) = self.forward(parts, body, peer, &rid, &mut rec).await;
+        // The target that answered (None: the balancer answered itself).
+        let (target, res) = match answer {
+            Ok((i, res)) => (group.and_then(|g| g.targets.get(i)), res),
             // A gRPC client reads the balancer's own errors from `grpc-status`.
-            Err(res) if grpc => (
-                "none".to_owned(),
-                meridian_http::grpc::shape_error(res).await,
-            ),
-            Err(res) => ("none".to_owned(), res),
+            Err(res) if grpc => (None, meridian_http::grpc::shape_error(res).await),
+            Err(res) => (None, res),
         };
-        let mut res = self.0.ws.finish(ws, &status_label, res);
+        let target_name = target.map_or("none", |t| t.name.as_str());
+        let mut res = self.0.ws.finish(ws, target_name, res);
         res.headers_mut().insert("x-request-id", rid);
         let took = start.elapsed().as_secs_f64();
         self.0.m.duration.observe(took);
-        if group_label != "none" {
-            self.0
-                .m
-                .group_duration
-                .get_or_create(&vec![("target_group", group_label.clone())])
-                .observe(took);
+        if let Some(g) = group {
+            g.duration(&self.0.m.group_duration).observe(took);
         }
         if let Some(n) = hyper::body::Body::size_hint(res.body()).exact() {
             self.0.m.response_bytes.inc_by(n);
         }
-        self.0
-            .m
-            .requests
-            .get_or_create(&vec![
-                ("target", status_label),
-                ("status", res.status().as_u16().to_string()),
-                ("target_group", group_label),
-            ])
-            .inc();
+        let status = res.status().as_u16();
+        match (target, group) {
+            (Some(t), Some(g)) => t.count_answer(&self.0.m.requests, &g.name, status),
+            _ => {
+                self.0
+                    .m
+                    .requests
+                    .get_or_create(&vec![
+                        ("target", "none".to_owned()),
+                        ("status", status.to_string()),
+                        ("target_group", group.map_or("none", |g| &g.name).to_owned()),
+                    ])
+                    .inc();
+            }
+        }
         match &self.0.log {
             Some(log) => {
                 let done = rec.finish(&res, log.clone());
@@ -559,7 +569,7 @@ impl LoadBalancer {
     }
 
     /// The listener rules choose a target group (or answer), then the group a target.
-    /// Returns the group's name (`none` when no group took the request) and the answer.
+    /// Returns the group (None when no group took the request) and the answer.
     async fn forward(
         &self,
         parts: http::request::Parts,
@@ -567,13 +577,13 @@ impl LoadBalancer {
         peer: SocketAddr,
         rid: &HeaderValue,
         rec: &mut Record,
-    ) -> (String, Result<(String, Response<Body>), Response<Body>>) {
+    ) -> (Option<&TargetGroup>, crate::retry::Answer) {
         // One version of the settings for the whole request, retries included.
         let current = self.0.current.get();
         let cfg = &current.config;
         if cfg.require_edge_signature {
             if let Err(res) = self.check_signature(cfg, &parts) {
-                return ("none".to_owned(), Err(res));
+                return (None, Err(res));
             }
         }
         let tls = parts.extensions.get::<ViaTls>().map(|t| t.0);
@@ -590,12 +600,14 @@ impl LoadBalancer {
         let group = match decision {
             Decision::Answer(res) => {
                 crate::access_log::answered_by_rule(rec, rule, &res);
-                return ("none".to_owned(), Err(res));
+                return (None, Err(res));
             }
             Decision::Forward(i) => self.route(i),
         };
-        if let Err(res) = crate::grpc::admits(group, &parts) {
-            return ("none".to_owned(), Err(res));
+        // The group's settings, read once for the request.
+        let gcfg = group.config();
+        if let Err(res) = crate::grpc::admits(group, &gcfg, &parts) {
+            return (None, Err(res));
         }
         rec.action = Some("forward");
         let logged = self.0.log.is_some();
@@ -603,22 +615,20 @@ impl LoadBalancer {
             rec.group = Some(group.name.clone());
         }
         // Stickiness reads the request's cookies again once the target has answered.
-        let cookies = group
-            .config()
-            .stickiness
-            .is_some()
-            .then(|| parts.headers.clone());
+        let cookies = gcfg.stickiness.is_some().then(|| parts.headers.clone());
         let mut answer = self
-            .forward_to(cfg, group, parts, body, peer, rid, rec)
+            .forward_to(cfg, group, &gcfg, parts, body, peer, rid, rec)
             .await;
-        if let (Ok((target, res)), true) = (&answer, logged) {
-            rec.target = group.index_of(target).map(|i| group.targets[i].addr);
+        if let (Ok((i, res)), true) = (&answer, logged) {
+            rec.target = group.targets.get(*i).map(|t| t.addr);
             rec.target_status = Some(res.status().as_u16());
         }
-        if let (Ok((target, res)), Some(cookies)) = (&mut answer, &cookies) {
-            crate::sticky::stick(group, target, cookies, res.headers_mut());
+        if let (Ok((i, res)), Some(cookies)) = (&mut answer, &cookies) {
+            if let Some(t) = group.targets.get(*i) {
+                crate::sticky::stick(group, &t.name, cookies, res.headers_mut());
+            }
         }
-        (group.name.clone(), answer)
+        (Some(group), answer)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -626,12 +636,13 @@ impl LoadBalancer {
         &self,
         cfg: &meridian_config::LoadBalancer,
         group: &TargetGroup,
-        parts: http::request::Parts,
+        gcfg: &meridian_config::TargetGroup,
+        mut parts: http::request::Parts,
         body: Incoming,
         peer: SocketAddr,
         rid: &HeaderValue,
         rec: &mut Record,
-    ) -> Result<(String, Response<Body>), Response<Body>> {
+    ) -> crate::retry::Answer {
         let limit = cfg.max_request_body.0 as usize;
         if body.size_hint().lower() as usize > limit {
             return Err(too_large(limit));
@@ -665,8 +676,12 @@ impl LoadBalancer {
                 }
             },
         };
-        let mut headers = parts.headers.clone();
-        meridian_http::strip_hop_by_hop(&mut headers);
+        let sticky = match gcfg.stickiness {
+            Some(_) => crate::sticky::sticky_target(group, &parts.headers),
+            None => None,
+        };
+        let mut headers = std::mem::take(&mut parts.headers);
+        crate::retry::strip_hop_by_hop(&mut headers);
         if grpc {
             // gRPC servers may insist on it; it is the one TE HTTP/2 allows.
             headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
@@ -683,7 +698,8 @@ impl LoadBalancer {
             Some(prev) => format!("{prev}, {}", peer.ip()),
             None => peer.ip().to_string(),
         };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
+        // Handed over, not copied.
+        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
             headers.insert("x-forwarded-for", v);
         }
         match parts.extensions.get::<ViaTls>() {
@@ -693,16 +709,15 @@ impl LoadBalancer {
             }
             None => {
                 headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-                headers.insert("x-forwarded-port", HeaderValue::from(self.0.listen_port));
+                headers.insert("x-forwarded-port", self.0.port_header.clone());
             }
         }
         headers.insert("x-request-id", rid.clone());
         let path = parts
             .uri
             .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_owned();
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
 
         if !group.targets.iter().any(|t| t.in_service()) {
             return Err(meridian_http::text(
@@ -717,19 +732,29 @@ impl LoadBalancer {
             name: &self.0.name,
             group,
             board: &group.board,
-            sticky: crate::sticky::sticky_target(group, &parts.headers),
+            sticky,
             config: cfg,
+            group_config: gcfg,
             retries: &self.0.m.retries,
             target_errors: &self.0.m.target_errors,
         };
         let retries = crate::retry::Retries::new(lb, &parts.method, &path, &headers, &body);
-        rec.dispatched = Some(Instant::now());
-        let client = match group.config().protocol_version.is_h2() {
-            true => &self.0.client_h2,
-            false => &self.0.client,
+        // The log's timings: the clock is read only for a log that is on.
+        let logged = self.0.log.is_some();
+        if logged {
+            rec.dispatched = Some(Instant::now());
+        }
+        let timeout = cfg.target_timeout;
+        let answer = if gcfg.protocol_version.is_h2() {
+            meridian_http::failover::run_on(&self.0.client_h2, timeout, retries).await
+        } else if crate::upgrade::requested(&parts.extensions) {
+            meridian_http::failover::run_on(&self.0.client, timeout, retries).await
+        } else {
+            meridian_http::failover::run_on(&self.0.pool, timeout, retries).await
         };
-        let answer = meridian_http::failover::run(client, cfg.target_timeout, retries).await;
-        rec.answered = Some(Instant::now());
+        if logged {
+            rec.answered = Some(Instant::now());
+        }
         answer
     }
 }

@@ -4,10 +4,13 @@ use crate::anomaly::{Detector, Stats};
 use crate::targets::Targets;
 use meridian_config::Algorithm;
 use meridian_health::{HealthBoard, HealthHandle};
-use meridian_telemetry::prometheus_client::metrics::gauge::Gauge;
+use meridian_telemetry::prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
+};
+use meridian_telemetry::Labels;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 /// One registered target: an application instance.
@@ -15,6 +18,8 @@ pub struct Target {
     pub name: String,
     pub az: String,
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once: each request's URI is built from it.
+    pub(crate) authority: http::uri::Authority,
     pub health: HealthHandle,
     /// Requests sent and not yet answered in full; doubles as the exported gauge.
     pub outstanding: Gauge,
@@ -31,6 +36,9 @@ pub struct Target {
     state: AtomicU8,
     /// Its active health checks while it is in the group.
     pub(crate) probe: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Its `lb_requests` counters by status, looked up once each: finding one in the
+    /// family takes a label set, which allocates, on every request.
+    requests: Mutex<Vec<(u16, Counter)>>,
 }
 
 /// Where a target is in its registration (ALB's target states besides health).
@@ -55,10 +63,13 @@ impl Target {
         anomalous: Gauge,
     ) -> Self {
         weight.set(1.0);
+        let authority = http::uri::Authority::try_from(addr.to_string().as_str())
+            .unwrap_or_else(|_| http::uri::Authority::from_static("0.0.0.0:0"));
         Target {
             name,
             az,
             addr,
+            authority,
             health,
             outstanding,
             ramp_from: Mutex::new(None),
@@ -66,7 +77,27 @@ impl Target {
             anomaly: Stats::new(anomalous),
             state: AtomicU8::new(TargetState::Registered as u8),
             probe: Mutex::new(None),
+            requests: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Counts one answer with `status` from this target of `group` in `family`
+    /// (`lb_requests`).
+    pub(crate) fn count_answer(&self, family: &Family<Labels, Counter>, group: &str, status: u16) {
+        let mut known = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = known.iter().find(|(s, _)| *s == status) {
+            c.inc();
+            return;
+        }
+        let c = family
+            .get_or_create(&vec![
+                ("target", self.name.clone()),
+                ("status", status.to_string()),
+                ("target_group", group.to_owned()),
+            ])
+            .clone();
+        c.inc();
+        known.push((status, c));
     }
 
     pub fn state(&self) -> TargetState {
@@ -119,6 +150,8 @@ pub struct TargetGroup {
     next: AtomicUsize,
     /// Anomaly mitigation's answer count (None: off, and nothing is counted).
     detector: Option<Detector>,
+    /// Its `lb_target_group_request_duration_seconds`, looked up on its first request.
+    duration: OnceLock<Histogram>,
 }
 
 impl TargetGroup {
@@ -134,7 +167,20 @@ impl TargetGroup {
             detector: config.anomaly_mitigation.then(Detector::default),
             settings: RwLock::new(Arc::new(config)),
             next: AtomicUsize::new(0),
+            duration: OnceLock::new(),
         }
+    }
+
+    /// The group's request duration histogram in `family`.
+    pub(crate) fn duration(
+        &self,
+        family: &Family<Labels, Histogram, fn() -> Histogram>,
+    ) -> &Histogram {
+        self.duration.get_or_init(|| {
+            family
+                .get_or_create(&vec![("target_group", self.name.clone())])
+                .clone()
+        })
     }
 
     /// The group's settings now (a reload may swap them between two calls).
@@ -221,6 +267,16 @@ impl TargetGroup {
     /// first; when no target of the group is healthy the group fails open, as ALB does,
     /// and any untried target may be picked.
     pub fn pick(&self, tried: &[usize], sticky: Option<usize>) -> Option<usize> {
+        self.pick_with(&self.config(), tried, sticky)
+    }
+
+    /// [`TargetGroup::pick`] under `config`, the group's settings the request read once.
+    pub(crate) fn pick_with(
+        &self,
+        config: &meridian_config::TargetGroup,
+        tried: &[usize],
+        sticky: Option<usize>,
+    ) -> Option<usize> {
         if let Some(i) = sticky.filter(|i| !tried.contains(i)) {
             if self.targets.get(i).is_some_and(|t| t.serving()) {
                 return Some(i);
@@ -235,8 +291,6 @@ impl TargetGroup {
         if n == 0 {
             return None;
         }
-        // Read once: the whole pick follows one version of the settings.
-        let config = self.config();
         let slow_start = config.slow_start;
         if config.algorithm == Algorithm::WeightedRandom {
             return self.pick_weighted(&eligible, slow_start);

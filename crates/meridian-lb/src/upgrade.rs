@@ -46,6 +46,11 @@ pub(crate) fn restore(extensions: &http::Extensions, headers: &mut http::HeaderM
     }
 }
 
+/// Whether the request is a WebSocket handshake (its connection must become a tunnel).
+pub(crate) fn requested(extensions: &http::Extensions) -> bool {
+    extensions.get::<Handshake>().is_some()
+}
+
 /// The balancer's open WebSocket tunnels.
 pub(crate) struct WsTunnels {
     open: Family<Labels, Gauge>,

@@ -1,0 +1,466 @@
+//! The balancer's HTTP/1.1 connections to its targets, each driven by the request that
+//! uses it.
+//!
+//! hyper's pooled client runs every connection in a task of its own: a request is handed
+//! to that task through a channel, and the response head and every body chunk come back
+//! the same way, each hand-over a wake-up of another task. Here the request's own task
+//! polls the connection (while waiting for the head, then while the body is read), and an
+//! idle connection sits in the pool unpolled; a connection the target closed meanwhile is
+//! noticed when it is taken out (polled once: it ends) and another is used.
+//!
+//! WebSocket handshakes and HTTP/2 target groups keep hyper's pooled client
+//! (`proxy.rs`): an upgraded connection and a multiplexed one outlive any one request.
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use meridian_http::failover::{Fault, Upstream};
+use meridian_http::Body;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+type Conn = Connection<TokioIo<TcpStream>, Body>;
+
+/// One open connection: the half that sends and the half that does the I/O.
+struct Open {
+    tx: SendRequest<Body>,
+    conn: Conn,
+}
+
+impl Open {
+    /// Polls the connection once; true when it has ended (closed by the target, or
+    /// failed): it cannot be used again.
+    fn poll_ended(&mut self, cx: &mut Context<'_>) -> bool {
+        Pin::new(&mut self.conn).poll(cx).is_ready()
+    }
+}
+
+/// Why a request got no response head from a target.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PoolError {
+    #[error("connect to {addr} failed")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connect to {0} timed out after {1:?}")]
+    ConnectTimeout(SocketAddr, Duration),
+    #[error("HTTP handshake with {0} failed")]
+    Handshake(SocketAddr, #[source] hyper::Error),
+    #[error("request to {0} failed")]
+    Request(SocketAddr, #[source] hyper::Error),
+    /// From hyper's pooled client ([`Legacy`]).
+    #[error(transparent)]
+    Client(#[from] hyper_util::client::legacy::Error),
+}
+
+/// Idle connections by target address, the most recently used last.
+struct Shared {
+    idle: Mutex<Vec<(SocketAddr, Vec<(Box<Open>, Instant)>)>>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle_per_target: usize,
+}
+
+/// A keep-alive pool of HTTP/1.1 connections to targets: cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Pool(Arc<Shared>);
+
+impl Pool {
+    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Self {
+        Pool(Arc::new(Shared {
+            idle: Mutex::new(Vec::new()),
+            connect_timeout,
+            idle_timeout,
+            max_idle_per_target: 256,
+        }))
+    }
+
+    /// Idle connections to `addr` now (tests look at reuse through it).
+    #[cfg(test)]
+    pub fn idle(&self, addr: SocketAddr) -> usize {
+        let idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.iter()
+            .find(|(a, _)| *a == addr)
+            .map_or(0, |(_, l)| l.len())
+    }
+
+    /// The most recently used idle connection to `addr` that is still young enough.
+    fn take(&self, addr: SocketAddr) -> Option<Box<Open>> {
+        let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = &mut idle.iter_mut().find(|(a, _)| *a == addr)?.1;
+        let now = Instant::now();
+        // The oldest are first: those past the idle timeout go.
+        let stale = list
+            .iter()
+            .take_while(|(_, since)| now.duration_since(*since) >= self.0.idle_timeout)
+            .count();
+        list.drain(..stale);
+        list.pop().map(|(open, _)| open)
+    }
+
+    /// Puts a connection whose exchange ended cleanly back, ready for the next request.
+    fn give_back(&self, addr: SocketAddr, open: Box<Open>) {
+        if !open.tx.is_ready() {
+            return;
+        }
+        let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let i = match idle.iter().position(|(a, _)| *a == addr) {
+            Some(i) => i,
+            None => {
+                idle.push((addr, Vec::new()));
+                idle.len() - 1
+            }
+        };
+        let list = &mut idle[i].1;
+        if list.len() < self.0.max_idle_per_target {
+            list.push((open, Instant::now()));
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<Box<Open>, PoolError> {
+        let tcp = tokio::time::timeout(self.0.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| PoolError::ConnectTimeout(addr, self.0.connect_timeout))?
+            .map_err(|source| PoolError::Connect { addr, source })?;
+        let _ = tcp.set_nodelay(true);
+        let (tx, conn) = http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| PoolError::Handshake(addr, e))?;
+        Ok(Box::new(Open { tx, conn }))
+    }
+
+    /// A live connection to `addr`: an idle one the target has not closed, else a new
+    /// one. The bool says whether it was reused.
+    async fn checkout(&self, addr: SocketAddr) -> Result<(Box<Open>, bool), PoolError> {
+        while let Some(mut open) = self.take(addr) {
+            // Polled once: a connection the target closed while idle ends here. Still
+            // open, it has registered this task for its socket's readiness.
+            let ended = std::future::poll_fn(|cx| Poll::Ready(open.poll_ended(cx))).await;
+            if !ended && open.tx.is_ready() {
+                return Ok((open, true));
+            }
+        }
+        Ok((self.connect(addr).await?, false))
+    }
+
+    /// Sends `req` to `addr` and resolves with the response head; the body drives the
+    /// connection on, and gives it back when it has been read to its end.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        mut req: Request<Body>,
+    ) -> Result<Response<Driven>, PoolError> {
+        if !req.headers().contains_key(http::header::HOST) {
+            if let Ok(host) = HeaderValue::from_str(&addr.to_string()) {
+                req.headers_mut().insert(http::header::HOST, host);
+            }
+        }
+        loop {
+            let (mut open, reused) = self.checkout(addr).await?;
+            let sent = open.tx.try_send_request(req);
+            tokio::pin!(sent);
+            let mut ended = false;
+            let head = std::future::poll_fn(|cx| {
+                // The connection first: it writes the request and reads the answer.
+                if !ended {
+                    ended = open.poll_ended(cx);
+                }
+                sent.as_mut().poll(cx)
+            })
+            .await;
+            match head {
+                Ok(res) => {
+                    let (parts, incoming) = res.into_parts();
+                    let mut body = Driven {
+                        addr,
+                        pool: Some(self.clone()),
+                        open: (!ended).then_some(open),
+                        body: incoming,
+                    };
+                    if body.body.is_end_stream() {
+                        body.release();
+                    }
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut e) => match e.take_message() {
+                    // A reused connection closed before the request went out (the target
+                    // timed it out as it was taken): the request goes on a fresh one.
+                    Some(back) if reused => req = back,
+                    _ => return Err(PoolError::Request(addr, e.into_error())),
+                },
+            }
+        }
+    }
+}
+
+/// A target's response body that polls its connection as it is read, and hands the
+/// connection back to the pool at its end (dropped before its end, the connection closes).
+/// From hyper's pooled client ([`Legacy`]) it is the plain body (`open` None).
+pub(crate) struct Driven {
+    addr: SocketAddr,
+    pool: Option<Pool>,
+    /// Boxed: a connection is large, and the body is moved through every future of the
+    /// request path (each move a copy).
+    open: Option<Box<Open>>,
+    body: Incoming,
+}
+
+impl Driven {
+    fn plain(body: Incoming) -> Self {
+        Driven {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            pool: None,
+            open: None,
+            body,
+        }
+    }
+
+    /// The body is done: the connection goes back to the pool when it is ready for
+    /// another request (not when the target said `Connection: close`).
+    fn release(&mut self) {
+        let (Some(mut open), Some(pool)) = (self.open.take(), &self.pool) else {
+            return;
+        };
+        // One more poll lets the connection take in the end of the exchange and say it
+        // wants the next request.
+        let waker = std::task::Waker::noop();
+        if open.poll_ended(&mut Context::from_waker(waker)) {
+            return;
+        }
+        pool.give_back(self.addr, open);
+    }
+}
+
+impl HttpBody for Driven {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(open) = &mut this.open {
+            if open.poll_ended(cx) {
+                // Ended: the body has what it will get (or its error); nothing to reuse.
+                this.open = None;
+            }
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),
+            Poll::Ready(Some(Err(_))) => this.open = None,
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The pool, with the target's address taken from the request's URI authority.
+impl Upstream for Pool {
+    type Body = Driven;
+    type Error = PoolError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Driven>, PoolError>> + Send>>;
+
+    fn send(&self, req: Request<Body>) -> Self::Future {
+        let addr = target_of(&req);
+        let pool = self.clone();
+        Box::pin(async move {
+            let addr = addr?;
+            let (mut parts, body) = req.into_parts();
+            // The target gets the origin form (`/path?query`), as from hyper's client.
+            if let Some(pq) = parts.uri.path_and_query().cloned() {
+                parts.uri = pq.into();
+            }
+            pool.send(addr, Request::from_parts(parts, body)).await
+        })
+    }
+
+    fn fault(e: &PoolError) -> Fault {
+        match e {
+            PoolError::Connect { .. }
+            | PoolError::ConnectTimeout(..)
+            | PoolError::Handshake(..) => Fault::Connect,
+            PoolError::Request(_, e) => Fault::after_connect(e),
+            PoolError::Client(e) if e.is_connect() => Fault::Connect,
+            PoolError::Client(e) => Fault::after_connect(e),
+        }
+    }
+}
+
+/// hyper's pooled client, for what must outlive one request's exchange: a WebSocket
+/// handshake's connection becomes the tunnel, an HTTP/2 one carries many streams. Its
+/// answers come as [`Driven`] bodies that drive nothing, so one [`Failover`] serves both.
+///
+/// [`Failover`]: meridian_http::failover::Failover
+pub(crate) struct Legacy(pub meridian_http::UpstreamClient);
+
+impl Upstream for Legacy {
+    type Body = Driven;
+    type Error = PoolError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Driven>, PoolError>> + Send>>;
+
+    fn send(&self, req: Request<Body>) -> Self::Future {
+        let sent = self.0.request(req);
+        Box::pin(async move {
+            let res = sent.await?;
+            Ok(res.map(Driven::plain))
+        })
+    }
+
+    fn fault(e: &PoolError) -> Fault {
+        Pool::fault(e)
+    }
+}
+
+fn target_of(req: &Request<Body>) -> Result<SocketAddr, PoolError> {
+    req.uri()
+        .authority()
+        .and_then(|a| a.as_str().parse().ok())
+        .ok_or_else(|| PoolError::Connect {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a target is addressed by IP address and port",
+            ),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A target on `ip` that answers every request with `body`, counting the connections
+    /// it accepts; with `close`, it closes each connection after its first answer (without
+    /// saying so, as a target whose keep-alive timer fired does).
+    async fn target(
+        ip: [u8; 4],
+        body: &'static str,
+        close: bool,
+    ) -> (SocketAddr, Arc<AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind(SocketAddr::from((ip, 0)))
+            .await
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        let Ok(n) = s.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            if s.write_all(head.as_bytes()).await.is_err()
+                                || s.write_all(body.as_bytes()).await.is_err()
+                            {
+                                return;
+                            }
+                            if close {
+                                // A moment after the answer, as a keep-alive timer does.
+                                tokio::time::sleep(Duration::from_millis(30)).await;
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn get(addr: SocketAddr) -> Request<Body> {
+        Request::get(format!("http://{addr}/x"))
+            .body(meridian_http::empty())
+            .unwrap()
+    }
+
+    async fn fetch(pool: &Pool, addr: SocketAddr) -> Bytes {
+        let res = Upstream::send(pool, get(addr)).await.unwrap();
+        res.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn one_connection_carries_sequential_requests() {
+        let (addr, accepted) = target([127, 105, 0, 1], "hello", false).await;
+        let pool = Pool::new(Duration::from_secs(2), Duration::from_secs(60));
+        for _ in 0..20 {
+            assert_eq!(fetch(&pool, addr).await, "hello");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.idle(addr), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_while_idle_is_replaced() {
+        let (addr, accepted) = target([127, 105, 0, 2], "fresh", true).await;
+        let pool = Pool::new(Duration::from_secs(2), Duration::from_secs(60));
+        assert_eq!(fetch(&pool, addr).await, "fresh");
+        assert_eq!(pool.idle(addr), 1, "the answer did not say close: kept");
+        // The target's close reaches the pooled socket.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(fetch(&pool, addr).await, "fresh");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_takes_its_connection_with_it() {
+        let long: &'static str = Box::leak("y".repeat(1024 * 1024).into_boxed_str());
+        let (addr, accepted) = target([127, 105, 0, 3], long, false).await;
+        let pool = Pool::new(Duration::from_secs(2), Duration::from_secs(60));
+        let res = Upstream::send(&pool, get(addr)).await.unwrap();
+        let mut body = res.into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert!(first.data_ref().is_some_and(|d| d.len() < long.len()));
+        drop(body);
+        assert_eq!(pool.idle(addr), 0);
+        assert_eq!(fetch(&pool, addr).await.len(), long.len());
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.idle(addr), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_a_connect_fault() {
+        let l = std::net::TcpListener::bind("127.105.0.4:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let pool = Pool::new(Duration::from_secs(2), Duration::from_secs(60));
+        let Err(err) = Upstream::send(&pool, get(addr)).await else {
+            panic!("a closed port answered");
+        };
+        assert_eq!(Pool::fault(&err), Fault::Connect, "{err}");
+    }
+}
