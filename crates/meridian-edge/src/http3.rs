@@ -93,6 +93,14 @@ pub(crate) async fn serve(
             i = endpoint.accept() => i,
         };
         let Some(incoming) = incoming else { break };
+        // Once half the slots are taken, a source that has not proved its address (a
+        // Retry's token) is asked to: spoofed handshakes then cost no slot, at one more
+        // round trip for real viewers only while the PoP is that busy.
+        let busy = slots.available_permits() < opts.max_connections.max(1) / 2;
+        if busy && !incoming.remote_address_validated() && incoming.may_retry() {
+            let _ = incoming.retry();
+            continue;
+        }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             incoming.refuse();
             continue;
@@ -116,10 +124,16 @@ async fn connection(
     opts: &meridian_http::ServerOptions,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
+    // A handshake gets the time a TCP viewer gets for its request head: one that never
+    // completes does not hold its slot until QUIC's idle timeout.
+    let conn = match tokio::time::timeout(opts.header_read_timeout, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             tracing::debug!("an HTTP/3 handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("an HTTP/3 handshake did not complete in time");
             return;
         }
     };
@@ -153,7 +167,9 @@ async fn connection(
                 // Shutting down: no new requests (GOAWAY), those in flight finish (the
                 // endpoint bounds that by the drain time), then the connection closes,
                 // idle or not, as an idle HTTP/1.1 or HTTP/2 connection is closed.
-                let _ = h3.shutdown(0).await;
+                // The GOAWAY names the stream after the last one accepted: every request
+                // accepted is finished here, so no client may send it again elsewhere.
+                let _ = h3.shutdown(1).await;
                 while requests.join_next().await.is_some() {}
                 quic.close(H3_NO_ERROR, b"shutting down");
                 return;

@@ -31,14 +31,24 @@ type Conn = Connection<TokioIo<TcpStream>, Body>;
 /// One open connection: the half that sends and the half that does the I/O.
 struct Open {
     tx: SendRequest<Body>,
-    conn: Conn,
+    /// None once it has ended.
+    conn: Option<Conn>,
 }
 
 impl Open {
     /// Polls the connection once; true when it has ended (closed by the target, or
-    /// failed): it cannot be used again.
+    /// failed): it cannot be used again. An ended connection is dropped at once: a
+    /// request still queued on it comes back (hyper returns it as not sent) rather than
+    /// waiting on a connection nothing polls any more.
     fn poll_ended(&mut self, cx: &mut Context<'_>) -> bool {
-        Pin::new(&mut self.conn).poll(cx).is_ready()
+        let Some(conn) = &mut self.conn else {
+            return true;
+        };
+        if Pin::new(conn).poll(cx).is_ready() {
+            self.conn = None;
+            return true;
+        }
+        false
     }
 }
 
@@ -69,18 +79,51 @@ struct Shared {
     max_idle_per_target: usize,
 }
 
+impl Shared {
+    /// Drops idle connections past the idle timeout or already ended, and the targets
+    /// left with none.
+    fn sweep(&self, now: Instant) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        for (_, list) in idle.iter_mut() {
+            list.retain_mut(|(open, since)| {
+                now.duration_since(*since) < self.idle_timeout && !open.poll_ended(&mut cx)
+            });
+        }
+        idle.retain(|(_, list)| !list.is_empty());
+    }
+}
+
 /// A keep-alive pool of HTTP/1.1 connections to targets: cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Pool(Arc<Shared>);
 
 impl Pool {
+    /// In a runtime, a sweeper closes idle connections past `idle_timeout` and those their
+    /// target closed, and forgets targets with none left (a deregistered target's
+    /// connections would otherwise stay open until it is used again, which may be never).
     pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Self {
-        Pool(Arc::new(Shared {
+        let shared = Arc::new(Shared {
             idle: Mutex::new(Vec::new()),
             connect_timeout,
             idle_timeout,
             max_idle_per_target: 256,
-        }))
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&shared);
+            let every =
+                (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            rt.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(shared) = weak.upgrade() else { return };
+                    shared.sweep(Instant::now());
+                }
+            });
+        }
+        Pool(shared)
     }
 
     /// Idle connections to `addr` now (tests look at reuse through it).
@@ -90,6 +133,12 @@ impl Pool {
         idle.iter()
             .find(|(a, _)| *a == addr)
             .map_or(0, |(_, l)| l.len())
+    }
+
+    /// Targets with idle connections now.
+    #[cfg(test)]
+    pub fn targets(&self) -> usize {
+        self.0.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// The most recently used idle connection to `addr` that is still young enough.
@@ -134,7 +183,10 @@ impl Pool {
         let (tx, conn) = http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| PoolError::Handshake(addr, e))?;
-        Ok(Box::new(Open { tx, conn }))
+        Ok(Box::new(Open {
+            tx,
+            conn: Some(conn),
+        }))
     }
 
     /// A live connection to `addr`: an idle one the target has not closed, else a new
@@ -351,12 +403,12 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A target on `ip` that answers every request with `body`, counting the connections
-    /// it accepts; with `close`, it closes each connection after its first answer (without
-    /// saying so, as a target whose keep-alive timer fired does).
+    /// it accepts; with `close`, it closes each connection that long after its first
+    /// answer (without saying so, as a target whose keep-alive timer fired does).
     async fn target(
         ip: [u8; 4],
         body: &'static str,
-        close: bool,
+        close: Option<Duration>,
     ) -> (SocketAddr, Arc<AtomicUsize>) {
         let l = tokio::net::TcpListener::bind(SocketAddr::from((ip, 0)))
             .await
@@ -389,9 +441,8 @@ mod tests {
                             {
                                 return;
                             }
-                            if close {
-                                // A moment after the answer, as a keep-alive timer does.
-                                tokio::time::sleep(Duration::from_millis(30)).await;
+                            if let Some(after) = close {
+                                tokio::time::sleep(after).await;
                                 return;
                             }
                         }
@@ -415,7 +466,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_connection_carries_sequential_requests() {
-        let (addr, accepted) = target([127, 105, 0, 1], "hello", false).await;
+        let (addr, accepted) = target([127, 105, 0, 1], "hello", None).await;
         let pool = Pool::new(Duration::from_secs(2), Duration::from_secs(60));
         for _ in 0..20 {
             assert_eq!(fetch(&pool, addr).await, "hello");
@@ -426,7 +477,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_closed_while_idle_is_replaced() {
-        let (addr, accepted) = target([127, 105, 0, 2], "fresh", true).await;
+        let (addr, accepted) =
+            target([127, 105, 0, 2], "fresh", Some(Duration::from_millis(30))).await;
         let pool = Pool::new(Duration::from_secs(2), Duration::from_secs(60));
         assert_eq!(fetch(&pool, addr).await, "fresh");
         assert_eq!(pool.idle(addr), 1, "the answer did not say close: kept");
@@ -439,7 +491,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_dropped_before_its_end_takes_its_connection_with_it() {
         let long: &'static str = Box::leak("y".repeat(1024 * 1024).into_boxed_str());
-        let (addr, accepted) = target([127, 105, 0, 3], long, false).await;
+        let (addr, accepted) = target([127, 105, 0, 3], long, None).await;
         let pool = Pool::new(Duration::from_secs(2), Duration::from_secs(60));
         let res = Upstream::send(&pool, get(addr)).await.unwrap();
         let mut body = res.into_body();
@@ -450,6 +502,41 @@ mod tests {
         assert_eq!(fetch(&pool, addr).await.len(), long.len());
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         assert_eq!(pool.idle(addr), 1);
+    }
+
+    /// A target that closes each connection as soon as it has answered: the next request
+    /// often takes the connection as the close arrives. It may get the answer or an error
+    /// (a reset, which the failover loop retries), but none may wait on a connection that
+    /// ended, which nothing polls any more, until its timeout.
+    #[tokio::test]
+    async fn a_close_racing_the_next_request_never_strands_it() {
+        let (addr, _) = target([127, 105, 0, 5], "raced", Some(Duration::ZERO)).await;
+        let pool = Pool::new(Duration::from_secs(2), Duration::from_secs(60));
+        let mut answered = 0;
+        for i in 0..200 {
+            let once = async {
+                let res = Upstream::send(&pool, get(addr)).await.ok()?;
+                res.into_body().collect().await.ok().map(|b| b.to_bytes())
+            };
+            let got = tokio::time::timeout(Duration::from_secs(2), once).await;
+            let got = got.unwrap_or_else(|_| panic!("request {i} waited 2 s"));
+            answered += usize::from(got.as_deref() == Some(&b"raced"[..]));
+        }
+        assert!(answered >= 100, "{answered} of 200 answered");
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_swept_after_the_idle_timeout() {
+        let (addr, accepted) = target([127, 105, 0, 6], "swept", None).await;
+        let pool = Pool::new(Duration::from_secs(2), Duration::from_millis(200));
+        assert_eq!(fetch(&pool, addr).await, "swept");
+        assert_eq!(pool.idle(addr), 1);
+        // With no request to this target, the sweeper closes it and forgets the target.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(pool.idle(addr), 0);
+        assert_eq!(pool.targets(), 0);
+        assert_eq!(fetch(&pool, addr).await, "swept");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -71,6 +71,8 @@ pub(crate) fn deployment(
     let sources: Vec<_> = secret_sources(&cfg.secrets)
         .into_iter()
         .filter(|(key, _)| crate::secrets::read_by(key, node.role))
+        // The disk key only where a PoP seals its disk tier with it.
+        .filter(|(key, _)| *key != "disk_cache_key" || cfg.edges.iter().any(|e| e.disk_encryption))
         .collect();
     for (key, source) in &sources {
         if let SecretSource::Env(var) = source {
@@ -106,21 +108,26 @@ pub(crate) fn deployment(
         .collect();
     let mut mounts = vec![
         json!({ "name": "config", "mountPath": parent(CONFIG_PATH), "readOnly": true }),
-        json!({ "name": "secrets", "mountPath": SECRETS_DIR, "readOnly": true }),
         json!({ "name": "state", "mountPath": STATE_DIR }),
         json!({ "name": "tmp", "mountPath": "/tmp" }),
     ];
+    // Only the keys this node reads (no `items` would mount them all); none, no volume.
+    if !files.is_empty() {
+        mounts.push(json!({ "name": "secrets", "mountPath": SECRETS_DIR, "readOnly": true }));
+    }
     mounts.extend(super::tls::mounts(cfg, node, STATE_DIR));
     let mut volumes = vec![
         json!({ "name": "config", "configMap": { "name": l.config_map() } }),
-        json!({ "name": "secrets", "secret": {
-            "secretName": l.secret(),
-            "defaultMode": 0o400,
-            "items": files,
-        } }),
         json!({ "name": "state", "emptyDir": {} }),
         json!({ "name": "tmp", "emptyDir": {} }),
     ];
+    if !files.is_empty() {
+        volumes.push(json!({ "name": "secrets", "secret": {
+            "secretName": l.secret(),
+            "defaultMode": 0o400,
+            "items": files,
+        } }));
+    }
     volumes.extend(super::tls::volume(cfg, l, node));
     json!({
         "apiVersion": "apps/v1",
