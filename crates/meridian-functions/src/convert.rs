@@ -83,6 +83,16 @@ pub(crate) type ReadResult<T> = std::result::Result<T, ReadError>;
 
 /// `event` as the handler sees it; same keys and order as its JSON serialisation.
 pub(crate) fn event_to_js<'js>(ctx: &Ctx<'js>, ev: &Event) -> JsResult<Value<'js>> {
+    let o = event_head_to_js(ctx, ev)?;
+    o.set("request", request_to_js(ctx, &ev.request)?)?;
+    if let Some(r) = &ev.response {
+        o.set("response", response_to_js(ctx, r)?)?;
+    }
+    Ok(o.into_value())
+}
+
+/// The event's `version`, `context` and `viewer`: what comes before its request.
+pub(crate) fn event_head_to_js<'js>(ctx: &Ctx<'js>, ev: &Event) -> JsResult<Object<'js>> {
     let o = Object::new(ctx.clone())?;
     o.set("version", ev.version.as_str())?;
     let c = Object::new(ctx.clone())?;
@@ -97,11 +107,7 @@ pub(crate) fn event_to_js<'js>(ctx: &Ctx<'js>, ev: &Event) -> JsResult<Value<'js
     let v = Object::new(ctx.clone())?;
     v.set("ip", ev.viewer.ip.as_str())?;
     o.set("viewer", v)?;
-    o.set("request", request_to_js(ctx, &ev.request)?)?;
-    if let Some(r) = &ev.response {
-        o.set("response", response_to_js(ctx, r)?)?;
-    }
-    Ok(o.into_value())
+    Ok(o)
 }
 
 fn request_to_js<'js>(ctx: &Ctx<'js>, r: &Request) -> JsResult<Object<'js>> {

@@ -93,20 +93,7 @@ pub(crate) fn event_to_js<'js>(
 ) -> JsResult<(Value<'js>, RequestMemo<'js>)> {
     let value = Atom::from_str(ctx.clone(), "value")?;
     let multi_value = Atom::from_str(ctx.clone(), "multiValue")?;
-    let o = Object::new(ctx.clone())?;
-    o.set("version", ev.version.as_str())?;
-    let c = Object::new(ctx.clone())?;
-    c.set(
-        "distributionDomainName",
-        ev.context.distribution_domain_name.as_str(),
-    )?;
-    c.set("distributionId", ev.context.distribution_id.as_str())?;
-    c.set("eventType", ev.context.event_type.as_str())?;
-    c.set("requestId", ev.context.request_id.as_str())?;
-    o.set("context", c)?;
-    let v = Object::new(ctx.clone())?;
-    v.set("ip", ev.viewer.ip.as_str())?;
-    o.set("viewer", v)?;
+    let o = crate::convert::event_head_to_js(ctx, ev)?;
     let r = &ev.request;
     let req = Object::new(ctx.clone())?;
     let method = js_str(ctx, &r.method)?;

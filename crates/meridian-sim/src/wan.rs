@@ -287,25 +287,13 @@ pub async fn run(
     for d in &dests {
         listeners.push((meridian_http::bind(d.public).await?, d.clone()));
         if matches!(d.site, Site::Dns) {
-            let sock = UdpSocket::bind(d.public)
-                .await
-                .map_err(|source| WanError::Udp {
-                    addr: d.public,
-                    source,
-                })?;
-            udp.push((sock, d.clone()));
+            udp.push((bind_udp(d.public).await?, d.clone()));
         }
     }
     // HTTP/3 viewers reach the PoPs over UDP at their HTTPS ports.
     let mut quic = Vec::new();
     for d in dests.iter().filter(|d| is_pop_https(cfg, d)) {
-        let sock = UdpSocket::bind(d.public)
-            .await
-            .map_err(|source| WanError::Udp {
-                addr: d.public,
-                source,
-            })?;
-        quic.push((sock, d.clone()));
+        quic.push((bind_udp(d.public).await?, d.clone()));
     }
     let admin_listener = meridian_http::bind(admin).await?;
     tracing::info!(links = dests.len(), quic = quic.len(), "wan relaying");
@@ -572,4 +560,11 @@ fn slow(wan: &Wan, req: &Request<Incoming>) -> http::Response<meridian_http::Bod
         StatusCode::OK,
         serde_json::json!({"place": place, "extra_ms": extra.as_secs_f64() * 1e3}).to_string(),
     )
+}
+
+/// A UDP socket on `addr`, or why not.
+async fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, WanError> {
+    UdpSocket::bind(addr)
+        .await
+        .map_err(|source| WanError::Udp { addr, source })
 }
