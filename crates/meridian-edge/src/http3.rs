@@ -275,6 +275,20 @@ struct RequestBody {
     data_done: bool,
     done: bool,
     hint: SizeHint,
+    /// The request's `Content-Length`, and the bytes of DATA so far.
+    declared: Option<u64>,
+    received: u64,
+}
+
+/// Why a request body over HTTP/3 could not be read.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error(transparent)]
+    Stream(#[from] h3::error::StreamError),
+    /// RFC 9114 §4.1.2: a request whose DATA does not add up to its `Content-Length` is
+    /// malformed (over TCP the framing itself is the length; here the viewer states it).
+    #[error("the body's {received} bytes do not match its Content-Length of {declared}")]
+    Length { declared: u64, received: u64 },
 }
 
 impl RequestBody {
@@ -284,13 +298,23 @@ impl RequestBody {
             data_done: false,
             done: false,
             hint: length.map_or_else(SizeHint::default, SizeHint::with_exact),
+            declared: length,
+            received: 0,
         }
     }
 }
 
+/// The length error, when the DATA so far (`received`) is more than `declared` or, at its
+/// end, less.
+fn length_error(declared: Option<u64>, received: u64, at_end: bool) -> Option<BodyError> {
+    let declared = declared?;
+    let wrong = received > declared || (at_end && received != declared);
+    wrong.then_some(BodyError::Length { declared, received })
+}
+
 impl HttpBody for RequestBody {
     type Data = Bytes;
-    type Error = h3::error::StreamError;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -305,12 +329,23 @@ impl HttpBody for RequestBody {
             match ready!(recv.poll_recv_data(cx)) {
                 Ok(Some(mut buf)) => {
                     let data = buf.copy_to_bytes(buf.remaining());
+                    this.received += data.len() as u64;
+                    if let Some(e) = length_error(this.declared, this.received, false) {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Ok(None) => this.data_done = true,
+                Ok(None) => {
+                    this.data_done = true;
+                    if let Some(e) = length_error(this.declared, this.received, true) {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
                 Err(e) => {
                     this.done = true;
-                    return Poll::Ready(Some(Err(e)));
+                    return Poll::Ready(Some(Err(e.into())));
                 }
             }
         }
@@ -319,7 +354,7 @@ impl HttpBody for RequestBody {
         match trailers {
             Ok(Some(t)) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
             Ok(None) => Poll::Ready(None),
-            Err(e) => Poll::Ready(Some(Err(e))),
+            Err(e) => Poll::Ready(Some(Err(e.into()))),
         }
     }
 

@@ -275,6 +275,34 @@ async fn an_h3_post_body_streams_to_the_origin_and_back() {
     assert_eq!(got.h("x-cache"), "Miss from meridian");
 }
 
+/// A request whose DATA does not add up to its `Content-Length` is malformed (RFC 9114
+/// §4.1.2): refused, never passed on with a length that is not its own.
+#[tokio::test]
+async fn a_body_that_is_not_its_content_length_is_refused() {
+    let (seen, pop, _o) = h3_pop(6).await;
+    let (_ep, mut h3) = h3_client(&pop).await;
+    for (declared, sent) in [
+        ("5", &b"more than five bytes"[..]),
+        ("100", &b"ten bytes!"[..]),
+    ] {
+        let req = Request::post("https://edge.test/api/upload")
+            .header("content-length", declared)
+            .body(())
+            .unwrap();
+        let mut stream = h3.send_request(req).await.unwrap();
+        stream.send_data(Bytes::from_static(sent)).await.unwrap();
+        stream.finish().await.unwrap();
+        let res = stream.recv_response().await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "declared {declared}");
+    }
+    assert!(
+        seen.posts.lock().unwrap().is_empty(),
+        "the origin got a body"
+    );
+    let ok = h3_send(&mut h3, "POST", "/api/upload", Some(Bytes::from("exact"))).await;
+    assert_eq!(ok.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn broken_streams_and_connections_do_not_stop_the_pop() {
     let (_seen, pop, _o) = h3_pop(3).await;
