@@ -141,6 +141,7 @@ async fn connection(
         addr: conn.remote_address(),
         local,
         tls: Some("TLSv1.3"),
+        interim: None,
     };
     let quic = conn.clone();
     // The same limit on a request head as over TCP.
@@ -182,7 +183,12 @@ async fn connection(
                 } else {
                     live.now()
                 };
-                requests.spawn(request(resolver, edge, peer, opts.header_read_timeout));
+                requests.spawn(request(
+                    resolver,
+                    edge,
+                    peer.clone(),
+                    opts.header_read_timeout,
+                ));
             }
             Ok(None) => break,
             Err(e) => {
@@ -217,7 +223,31 @@ async fn request(resolver: Resolver, edge: Edge, peer: Peer, head_timeout: Durat
     let head_only = req.method() == http::Method::HEAD;
     let hint = content_length(req.headers());
     let req = req.map(|()| RequestBody::new(recv, hint));
-    let res = edge.handle(req, peer).await;
+    // Interim heads (103 Early Hints) from the origin go out on this stream as they come,
+    // each a HEADERS frame ahead of the final one (RFC 9114 §4.1).
+    let (interim, mut hints) = meridian_http::interim::InterimConn::channel();
+    let handled = edge.handle(
+        req,
+        Peer {
+            interim: Some(interim),
+            ..peer
+        },
+    );
+    tokio::pin!(handled);
+    let res = loop {
+        tokio::select! {
+            res = &mut handled => break res,
+            Some(head) = hints.recv() => {
+                let mut hint = http::Response::new(());
+                *hint.status_mut() = head.status;
+                *hint.headers_mut() = head.headers;
+                if send.send_response(hint).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    drop(hints);
     let (mut parts, mut body) = res.into_parts();
     // Connection-specific fields are malformed in HTTP/3 (RFC 9114 §4.2).
     meridian_http::strip_hop_by_hop(&mut parts.headers);

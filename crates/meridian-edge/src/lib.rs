@@ -417,6 +417,7 @@ impl Edge {
         let edge = self.clone();
         hyper::service::service_fn(move |req| {
             let edge = edge.clone();
+            let peer = peer.clone();
             Box::pin(async move { Ok(edge.handle(req, peer).await) }) as BoxedResponse
         })
     }
@@ -443,6 +444,7 @@ impl live::LiveEdge {
             } else {
                 live.now()
             };
+            let peer = peer.clone();
             Box::pin(async move { Ok(edge.handle(req, peer).await) }) as BoxedResponse
         })
     }

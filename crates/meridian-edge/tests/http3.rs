@@ -422,3 +422,37 @@ async fn a_stopping_pop_closes_its_idle_h3_connections() {
         .unwrap();
     assert!(ended.is_h3_no_error(), "a clean close: {ended}");
 }
+
+#[tokio::test]
+async fn an_origins_early_hints_reach_an_h3_viewer_before_the_answer() {
+    let oa = SocketAddr::new(ip_in(BLOCK, 7, 2), 80);
+    let (release, _hits) = common::hinting_origin(oa).await;
+    let pop = pop_in(
+        BLOCK,
+        7,
+        &[format!("http://{oa}")],
+        "http_version = \"http2and3\"\n",
+    )
+    .await;
+    let (_ep, mut c) = h3_client(&pop).await;
+    let req = Request::get("https://edge.test/hinted/h3")
+        .body(())
+        .unwrap();
+    let mut stream = c.send_request(req).await.unwrap();
+    stream.finish().await.unwrap();
+    // The first HEADERS frame is the hint, sent while the origin holds its answer back.
+    let hint = stream.recv_response().await.unwrap();
+    assert_eq!(hint.status(), StatusCode::EARLY_HINTS);
+    assert_eq!(
+        hint.headers().get("link").and_then(|v| v.to_str().ok()),
+        Some("</app.css>; rel=preload; as=style")
+    );
+    release.notify_one();
+    let res = stream.recv_response().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = Vec::new();
+    while let Some(mut chunk) = stream.recv_data().await.unwrap() {
+        body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+    }
+    assert_eq!(body, b"page /hinted/h3");
+}

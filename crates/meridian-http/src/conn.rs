@@ -120,14 +120,24 @@ impl Drop for InFlight {
 }
 
 /// A service that counts its requests in flight on the connection's [`Activity`].
+/// It also opens each HTTP/1.1 request to interim heads until its response is ready.
 pub(crate) struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
+    interim: Arc<crate::interim::Shared>,
 }
 
 impl<S> Tracked<S> {
-    pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
-        Tracked { inner, activity }
+    pub(crate) fn new(
+        inner: S,
+        activity: Arc<Activity>,
+        interim: Arc<crate::interim::Shared>,
+    ) -> Self {
+        Tracked {
+            inner,
+            activity,
+            interim,
+        }
     }
 }
 
@@ -140,8 +150,12 @@ where
     type Future = TrackedFuture<S::Future>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; HTTP/2 frames its own.
+        let interim = (req.version() == http::Version::HTTP_11)
+            .then(|| (self.interim.clone(), self.interim.begin()));
         TrackedFuture {
             guard: Some(self.activity.start()),
+            interim,
             inner: self.inner.call(req),
         }
     }
@@ -152,6 +166,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         guard: Option<InFlight>,
+        interim: Option<(Arc<crate::interim::Shared>, u64)>,
     }
 }
 
@@ -163,7 +178,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let res = ready!(this.inner.poll(cx))?;
+        let res = ready!(this.inner.poll(cx));
+        if let Some((shared, seq)) = this.interim.take() {
+            shared.end(seq);
+        }
+        let res = res?;
         let guard = this.guard.take();
         Poll::Ready(Ok(res.map(|body| TrackedBody {
             body,

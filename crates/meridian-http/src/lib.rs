@@ -23,6 +23,7 @@ mod counting;
 pub mod failover;
 pub mod grpc;
 mod idle;
+pub mod interim;
 pub mod percent;
 pub mod pki;
 mod secret_file;
@@ -118,13 +119,15 @@ impl ServerOptions {
 }
 
 /// What a service learns about the connection it serves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
     /// The local address the client connected to.
     pub local: SocketAddr,
     /// The negotiated TLS version, when the connection is TLS.
     pub tls: Option<&'static str>,
+    /// Where interim responses (103 Early Hints) for this connection's requests go.
+    pub interim: Option<interim::InterimConn>,
 }
 
 /// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on `listener` until `shutdown` completes,
@@ -235,6 +238,8 @@ pub async fn serve_conns<M, S, B>(
             let _permit = permit;
             let activity = std::sync::Arc::new(conn::Activity::new());
             let _registered = registry.register(activity.clone());
+            let hints = std::sync::Arc::new(interim::Shared::default());
+            let interim = Some(interim::InterimConn::http1(hints.clone()));
             let result = match tls {
                 None => {
                     let service = conn::Tracked::new(
@@ -242,10 +247,13 @@ pub async fn serve_conns<M, S, B>(
                             addr,
                             local,
                             tls: None,
+                            interim,
                         }),
                         activity.clone(),
+                        hints.clone(),
                     );
-                    let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let io = TokioIo::new(interim::InterimIo::new(stream, hints));
+                    let c = builder.serve_connection_with_upgrades(io, service);
                     conn::run(c, |c| c.graceful_shutdown(), &activity, idle, stop).await
                 }
                 Some(acceptor) => {
@@ -269,10 +277,13 @@ pub async fn serve_conns<M, S, B>(
                             addr,
                             local,
                             tls: Some(version),
+                            interim,
                         }),
                         activity.clone(),
+                        hints.clone(),
                     );
-                    let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let io = TokioIo::new(interim::InterimIo::new(stream, hints));
+                    let c = builder.serve_connection_with_upgrades(io, service);
                     conn::run(c, |c| c.graceful_shutdown(), &activity, idle, stop).await
                 }
             };

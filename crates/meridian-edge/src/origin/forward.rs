@@ -9,6 +9,7 @@ use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
 use meridian_http::failover::{Failover, Fault, Reason, Verdict};
 use meridian_http::grpc::RequestBody;
+use meridian_http::interim::Interim;
 use meridian_http::Body;
 use std::time::Duration;
 
@@ -24,10 +25,17 @@ impl Origins {
         path_and_query: &str,
         headers: &HeaderMap,
         body: impl Into<RequestBody>,
+        interim: Option<Interim>,
     ) -> Result<OriginResponse, OriginFailure> {
         let body = body.into();
-        self.send_via(group, only, method, path_and_query, headers, body, false)
-            .await
+        let req = Outbound {
+            method,
+            path_and_query,
+            headers,
+            body,
+            interim,
+        };
+        self.send_via(group, only, req, false).await
     }
 
     /// [`Origins::send`] for a cache fill: through the regional edge caches when the
@@ -40,24 +48,33 @@ impl Origins {
         only: Option<&[usize]>,
         path_and_query: &str,
         headers: &HeaderMap,
+        interim: Option<&Interim>,
     ) -> Result<OriginResponse, OriginFailure> {
         let on = self.tier_on.load(std::sync::atomic::Ordering::Relaxed);
-        let body = RequestBody::from(bytes::Bytes::new());
-        self.send_via(group, only, &Method::GET, path_and_query, headers, body, on)
-            .await
+        let req = Outbound {
+            method: &Method::GET,
+            path_and_query,
+            headers,
+            body: RequestBody::from(bytes::Bytes::new()),
+            interim: interim.cloned(),
+        };
+        self.send_via(group, only, req, on).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn send_via(
         &self,
         group: &Group,
         only: Option<&[usize]>,
-        method: &Method,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: RequestBody,
+        req: Outbound<'_>,
         via_tier: bool,
     ) -> Result<OriginResponse, OriginFailure> {
+        let Outbound {
+            method,
+            path_and_query,
+            headers,
+            body,
+            interim,
+        } = req;
         // gRPC goes over HTTP/2, whose trailers and streams HTTP/1.1 does not carry.
         let grpc = meridian_http::grpc::is_grpc(headers);
         let client = if grpc { &self.client_h2 } else { &self.client };
@@ -73,6 +90,7 @@ impl Origins {
                 && matches!(body, RequestBody::Full(_)),
             grpc,
             body,
+            interim,
             order: match only {
                 // A function's choice, in its order (members of this group only).
                 Some(o) => o
@@ -100,6 +118,16 @@ impl Origins {
     }
 }
 
+/// What one origin request sends.
+struct Outbound<'a> {
+    method: &'a Method,
+    path_and_query: &'a str,
+    headers: &'a HeaderMap,
+    body: RequestBody,
+    /// The viewer's way to interim heads: every member's 103 Early Hints go there.
+    interim: Option<Interim>,
+}
+
 /// One request's way through a group's members.
 struct Members<'a> {
     origins: &'a Origins,
@@ -108,6 +136,7 @@ struct Members<'a> {
     path_and_query: &'a str,
     headers: &'a HeaderMap,
     body: RequestBody,
+    interim: Option<Interim>,
     /// A gRPC call: never hedged (a second call is a second stream of the application's).
     grpc: bool,
     /// Safe to repeat: only these methods fail over after a request may have been sent.
@@ -228,7 +257,12 @@ impl Failover for Members<'_> {
             }
         }
         match req.body(self.body.attempt()) {
-            Ok(req) => Ok(req),
+            Ok(mut req) => {
+                if let Some(interim) = &self.interim {
+                    interim.attach(&mut req);
+                }
+                Ok(req)
+            }
             Err(_) => {
                 self.attempts
                     .push(format!("{}: the request could not be built", m.name));

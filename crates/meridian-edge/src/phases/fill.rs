@@ -49,6 +49,9 @@ pub(crate) struct FillRequest {
     pub hooks: super::origin_functions::OriginHooks,
     /// The members a viewer-request function chose, in order (None: the group's ranking).
     pub members: Option<Arc<[usize]>>,
+    /// The leader viewer's way to interim heads: an origin's 103 Early Hints reach it
+    /// (collapsed waiters get the final answer only).
+    pub interim: Option<meridian_http::interim::Interim>,
 }
 
 /// When the origin was asked and when its answer arrived: a stored response's age
@@ -101,7 +104,13 @@ impl Edge {
                 let r = match self
                     .0
                     .origins
-                    .fill(group, req.members.as_deref(), &path_and_query, &headers)
+                    .fill(
+                        group,
+                        req.members.as_deref(),
+                        &path_and_query,
+                        &headers,
+                        req.interim.as_ref(),
+                    )
                     .await
                 {
                     Ok(r) => r,

@@ -317,7 +317,7 @@ impl Edge {
             headers.insert(header::ACCEPT_ENCODING, ae.clone());
         }
         let page_ctx = RequestContext {
-            peer: ctx.peer,
+            peer: ctx.peer.clone(),
             method: Method::GET,
             host: ctx.host.clone(),
             path: page.clone(),

@@ -57,6 +57,7 @@ impl Edge {
                 &path,
                 &headers,
                 Bytes::new(),
+                None,
             )
             .await;
         let r = match sent {

@@ -614,3 +614,56 @@ pub async fn tls_to_pop(pop: &Pop, alpn: &[u8]) -> tokio_rustls::client::TlsStre
     let name = rustls::pki_types::ServerName::try_from("edge.test").unwrap();
     connector.connect(name, tcp).await.unwrap()
 }
+
+/// An origin on `addr` that answers `/hinted/*` with a 103 Early Hints (`Link` to
+/// `/app.css`) at once and its 200 (cacheable for GET) only when `release` is notified,
+/// so a test can see the hint arrive before the answer exists. Served by Meridian's own
+/// listener, which sends interim heads.
+pub async fn hinting_origin(
+    addr: SocketAddr,
+) -> (Arc<tokio::sync::Notify>, Arc<Mutex<HashMap<String, u32>>>) {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let hits: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let (r, h) = (release.clone(), hits.clone());
+    tokio::spawn(meridian_http::serve_conns(
+        listener,
+        meridian_http::ServerOptions::default(),
+        None,
+        move |peer: meridian_http::Peer| {
+            let (r, h) = (r.clone(), h.clone());
+            hyper::service::service_fn(move |req: Request<Incoming>| {
+                let interim = peer.interim.as_ref().and_then(|c| c.current());
+                let (r, h) = (r.clone(), h.clone());
+                async move {
+                    let path = req.uri().path().to_owned();
+                    let mut res = Response::builder().status(200);
+                    if path.starts_with("/hinted/") {
+                        *h.lock().unwrap().entry(path.clone()).or_default() += 1;
+                        if let Some(i) = interim {
+                            let mut headers = HeaderMap::new();
+                            headers.insert(
+                                http::header::LINK,
+                                http::HeaderValue::from_static("</app.css>; rel=preload; as=style"),
+                            );
+                            i.send(meridian_http::interim::InterimHead {
+                                status: StatusCode::EARLY_HINTS,
+                                headers,
+                            });
+                        }
+                        let _ = tokio::time::timeout(Duration::from_secs(10), r.notified()).await;
+                        if req.method() == http::Method::GET {
+                            res = res.header("cache-control", "max-age=60");
+                        }
+                    }
+                    Ok::<_, Infallible>(
+                        res.body(Full::new(Bytes::from(format!("page {path}"))))
+                            .unwrap(),
+                    )
+                }
+            })
+        },
+        std::future::pending::<()>(),
+    ));
+    (release, hits)
+}

@@ -1,0 +1,82 @@
+//! 103 Early Hints (RFC 8297) through a PoP: an origin's hints reach the viewer before the
+//! final response exists, are never stored (a hit has none), and never go to an HTTP/1.0
+//! client (RFC 9110 §15.2). HTTP/3 viewers: `http3.rs`. Addresses: 127.106/16.
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BLOCK: u8 = 106;
+
+/// Reads from `s` until `buf` holds `until`, or 5 s pass.
+async fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, until: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(buf).contains(until) {
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_origins_early_hints_reach_an_http1_viewer_before_the_answer_and_are_not_stored() {
+    let oa = SocketAddr::new(ip_in(BLOCK, 1, 2), 80);
+    let (release, hits) = hinting_origin(oa).await;
+    let p = pop_in(BLOCK, 1, &[format!("http://{oa}")], "").await;
+
+    for (method, path) in [("GET", "/hinted/page"), ("POST", "/hinted/form")] {
+        let mut s = TcpStream::connect(p.http).await.unwrap();
+        let req =
+            format!("{method} {path} HTTP/1.1\r\nhost: edge.test\r\ncontent-length: 0\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        // The hint arrives while the origin still holds its answer back.
+        let mut got = Vec::new();
+        read_until(&mut s, &mut got, "\r\n\r\n").await;
+        let head = String::from_utf8_lossy(&got).into_owned();
+        assert!(
+            head.starts_with("HTTP/1.1 103 Early Hints\r\n"),
+            "{method}: {head}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("link: </app.css>; rel=preload; as=style\r\n"),
+            "{method}: {head}"
+        );
+        assert!(!head.contains("HTTP/1.1 200"), "{method}: {head}");
+        release.notify_one();
+        read_until(&mut s, &mut got, &format!("page {path}")).await;
+        let all = String::from_utf8_lossy(&got).into_owned();
+        let answer = all.split_once("\r\n\r\n").map(|(_, r)| r).unwrap_or("");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{method}: {all}");
+        assert!(all.ends_with(&format!("page {path}")), "{method}: {all}");
+    }
+
+    // A hit: the final answer alone, from the cache; the origin was asked once.
+    let again = raw(
+        p.http,
+        "GET /hinted/page HTTP/1.1\r\nhost: edge.test\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(again.starts_with("HTTP/1.1 200 OK\r\n"), "{again}");
+    assert!(!again.contains(" 103 "), "{again}");
+    assert_eq!(hits.lock().unwrap().get("/hinted/page"), Some(&1));
+
+    // HTTP/1.0: no interim response at all.
+    release.notify_one();
+    let old = raw(
+        p.http,
+        "GET /hinted/old HTTP/1.0\r\nhost: edge.test\r\n\r\n",
+    )
+    .await;
+    assert!(
+        old.starts_with("HTTP/1.0 200 OK\r\n") || old.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{old}"
+    );
+    assert!(!old.contains(" 103 "), "{old}");
+}

@@ -1,0 +1,397 @@
+//! Interim responses (RFC 9110 §15.2), 103 Early Hints (RFC 8297) above all: a proxy that
+//! relays an origin's hints lets a browser fetch a page's style sheets and scripts while the
+//! page itself is still being made.
+//!
+//! hyper's server sends no 1xx of a service's own (only its automatic 100 Continue), so a
+//! served HTTP/1.1 connection runs over [`InterimIo`]: an interim head queued for the
+//! request in flight is written to the socket before anything hyper writes after it, and
+//! hyper is woken to flush it at once. A head is taken only while its request is the
+//! connection's open one, so a late hint (from a hedged origin request that lost) can
+//! never land inside another response. Protocols that frame their own streams (HTTP/3)
+//! take hints through a channel instead ([`InterimConn::channel`]).
+
+use http::{HeaderMap, StatusCode};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Headers that belong to a connection and so never travel in a relayed interim head.
+const NOT_RELAYED: &[http::HeaderName] = &[
+    http::header::CONNECTION,
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::TE,
+    http::header::TRAILER,
+];
+
+/// One interim head: its status (1xx, never 101) and fields.
+#[derive(Debug, Clone)]
+pub struct InterimHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+}
+
+impl InterimHead {
+    /// An upstream's interim head as a proxy relays it: 103 only (100 Continue belongs to
+    /// its own hop, 101 is an upgrade), without connection-specific fields.
+    pub fn relayed(status: StatusCode, headers: &HeaderMap) -> Option<InterimHead> {
+        if status != StatusCode::EARLY_HINTS {
+            return None;
+        }
+        let mut headers = headers.clone();
+        for name in NOT_RELAYED {
+            headers.remove(name);
+        }
+        for name in crate::HOP_BY_HOP {
+            headers.remove(*name);
+        }
+        Some(InterimHead { status, headers })
+    }
+
+    /// The head as HTTP/1.1 writes it.
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(
+            self.status
+                .canonical_reason()
+                .unwrap_or("Interim")
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Where one connection's interim heads go.
+#[derive(Clone)]
+pub struct InterimConn(Kind);
+
+#[derive(Clone)]
+enum Kind {
+    Http1(Arc<Shared>),
+    Channel(tokio::sync::mpsc::UnboundedSender<InterimHead>),
+}
+
+impl std::fmt::Debug for InterimConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Kind::Http1(_) => "InterimConn::Http1",
+            Kind::Channel(_) => "InterimConn::Channel",
+        })
+    }
+}
+
+impl InterimConn {
+    /// For a protocol that writes interim heads itself (one request per connection value,
+    /// as an HTTP/3 request stream): heads arrive on the receiver until it is dropped.
+    pub fn channel() -> (
+        InterimConn,
+        tokio::sync::mpsc::UnboundedReceiver<InterimHead>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (InterimConn(Kind::Channel(tx)), rx)
+    }
+
+    /// A handle for the request being served now; None when interim heads cannot be sent
+    /// to it (HTTP/2 and HTTP/1.0 requests on an HTTP/1 server connection: RFC 9110 §15.2
+    /// forbids 1xx to HTTP/1.0 clients).
+    pub fn current(&self) -> Option<Interim> {
+        match &self.0 {
+            Kind::Http1(s) => {
+                let seq = s.open.load(Ordering::Acquire);
+                (seq != 0).then(|| Interim(Target::Http1(s.clone(), seq)))
+            }
+            Kind::Channel(tx) => Some(Interim(Target::Channel(tx.clone()))),
+        }
+    }
+}
+
+/// Sends interim heads to one viewer request; cheap to clone into an upstream's callback.
+#[derive(Clone)]
+pub struct Interim(Target);
+
+#[derive(Clone)]
+enum Target {
+    Http1(Arc<Shared>, u64),
+    Channel(tokio::sync::mpsc::UnboundedSender<InterimHead>),
+}
+
+impl std::fmt::Debug for Interim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interim")
+    }
+}
+
+impl Interim {
+    /// Queues `head` ahead of the final response; false when that response has begun
+    /// (or the viewer has gone), so the head was dropped.
+    pub fn send(&self, head: InterimHead) -> bool {
+        match &self.0 {
+            Target::Http1(s, seq) => s.push(*seq, &head),
+            Target::Channel(tx) => tx.send(head).is_ok(),
+        }
+    }
+
+    /// Relays an upstream client's interim response (hyper's `on_informational`).
+    pub fn relay(&self, status: StatusCode, headers: &HeaderMap) {
+        if let Some(head) = InterimHead::relayed(status, headers) {
+            self.send(head);
+        }
+    }
+
+    /// Asks hyper's HTTP/1 client to hand `req`'s interim responses to this viewer.
+    pub fn attach<B>(&self, req: &mut http::Request<B>) {
+        let to = self.clone();
+        hyper::ext::on_informational(req, move |res| to.relay(res.status(), res.headers()));
+    }
+}
+
+/// The state an HTTP/1 connection's [`InterimIo`] and its requests share.
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// The open request's number (0: none). Requests on an HTTP/1 connection are served
+    /// one at a time, so one number is enough.
+    open: AtomicU64,
+    next: AtomicU64,
+    /// Set while `pending` holds bytes: the write path checks only this.
+    queued: AtomicBool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: Vec<u8>,
+    /// The connection task, woken to write what was queued.
+    waker: Option<Waker>,
+}
+
+impl Shared {
+    /// A new HTTP/1.1 request is in flight; its number.
+    pub(crate) fn begin(&self) -> u64 {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.open.store(seq, Ordering::Release);
+        seq
+    }
+
+    /// Request `seq` has its final response: nothing more is taken for it. Under the
+    /// lock, so a head being queued either lands before the response or not at all.
+    pub(crate) fn end(&self, seq: u64) {
+        let _state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .open
+            .compare_exchange(seq, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    fn push(&self, seq: u64, head: &InterimHead) -> bool {
+        let waker = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if self.open.load(Ordering::Acquire) != seq {
+                return false;
+            }
+            head.encode(&mut state.pending);
+            self.queued.store(true, Ordering::Release);
+            state.waker.clone()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+}
+
+impl InterimConn {
+    pub(crate) fn http1(shared: Arc<Shared>) -> InterimConn {
+        InterimConn(Kind::Http1(shared))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A server connection's transport that writes queued interim heads first.
+    pub(crate) struct InterimIo<T> {
+        #[pin]
+        inner: T,
+        shared: Arc<Shared>,
+        // Interim bytes taken from the queue and not yet written.
+        writing: Vec<u8>,
+        at: usize,
+    }
+}
+
+impl<T> InterimIo<T> {
+    pub(crate) fn new(inner: T, shared: Arc<Shared>) -> Self {
+        InterimIo {
+            inner,
+            shared,
+            writing: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl<T: AsyncWrite> InterimIo<T> {
+    /// Writes every queued interim byte; Ready once there are none left.
+    fn poll_interim(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut this = self.project();
+        if *this.at == this.writing.len() {
+            // Remember whom to wake while a request may still queue a head.
+            if this.shared.open.load(Ordering::Acquire) != 0 {
+                let mut state = this.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                if !state
+                    .waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    state.waker = Some(cx.waker().clone());
+                }
+            }
+            if !this.shared.queued.load(Ordering::Acquire) {
+                return Poll::Ready(Ok(()));
+            }
+            let mut state = this.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            this.writing.clear();
+            std::mem::swap(this.writing, &mut state.pending);
+            this.shared.queued.store(false, Ordering::Release);
+            *this.at = 0;
+        }
+        while *this.at < this.writing.len() {
+            let n = std::task::ready!(this
+                .inner
+                .as_mut()
+                .poll_write(cx, &this.writing[*this.at..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *this.at += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for InterimIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.project().inner.poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for InterimIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.as_mut().poll_interim(cx))?;
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.as_mut().poll_interim(cx))?;
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.as_mut().poll_interim(cx))?;
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn hint() -> InterimHead {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::LINK,
+            http::HeaderValue::from_static("</app.css>; rel=preload; as=style"),
+        );
+        headers.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        InterimHead::relayed(StatusCode::EARLY_HINTS, &headers).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_queued_head_goes_out_before_the_response_and_only_while_its_request_is_open() {
+        let (a, mut b) = tokio::io::duplex(4096);
+        let shared = Arc::new(Shared::default());
+        let conn = InterimConn::http1(shared.clone());
+        let mut io = InterimIo::new(a, shared.clone());
+        assert!(conn.current().is_none(), "no request open");
+        let seq = shared.begin();
+        let interim = conn.current().unwrap();
+        assert!(interim.send(hint()));
+        io.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        shared.end(seq);
+        assert!(!interim.send(hint()), "taken after the final response");
+        // The next request's handle does not take the old request's late hint.
+        let next = shared.begin();
+        assert!(!interim.send(hint()));
+        shared.end(next);
+        io.flush().await.unwrap();
+        drop(io);
+        let mut got = String::new();
+        b.read_to_string(&mut got).await.unwrap();
+        assert_eq!(
+            got,
+            "HTTP/1.1 103 Early Hints\r\nlink: </app.css>; rel=preload; as=style\r\n\r\n\
+             HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flush_alone_writes_a_queued_head() {
+        let (a, mut b) = tokio::io::duplex(4096);
+        let shared = Arc::new(Shared::default());
+        let mut io = InterimIo::new(a, shared.clone());
+        let seq = shared.begin();
+        assert!(InterimConn::http1(shared.clone())
+            .current()
+            .unwrap()
+            .send(hint()));
+        io.flush().await.unwrap();
+        let mut got = vec![0u8; 80];
+        let n = b.read(&mut got).await.unwrap();
+        assert!(got[..n].starts_with(b"HTTP/1.1 103 Early Hints\r\n"));
+        shared.end(seq);
+    }
+
+    #[test]
+    fn only_early_hints_are_relayed() {
+        let h = HeaderMap::new();
+        assert!(InterimHead::relayed(StatusCode::CONTINUE, &h).is_none());
+        assert!(InterimHead::relayed(StatusCode::SWITCHING_PROTOCOLS, &h).is_none());
+        assert!(!hint().headers.contains_key(http::header::CONNECTION));
+    }
+}
