@@ -345,11 +345,11 @@ pub async fn run(
         (Some(l), Some((_, tls))) => {
             let e = live.clone();
             let acceptor = meridian_http::tls::acceptor(tls.clone());
-            Some(tokio::spawn(meridian_http::serve_conns(
+            Some(tokio::spawn(meridian_http::serve_handlers(
                 l,
                 server_opts.clone(),
                 Some(acceptor),
-                move |peer| e.service(peer),
+                move |peer| e.viewers(peer),
                 stopped(stop_rx.clone()),
             )))
         }
@@ -364,11 +364,11 @@ pub async fn run(
         ))
     });
     let e = live.clone();
-    let main = meridian_http::serve_conns(
+    let main = meridian_http::serve_handlers(
         listener,
         server_opts,
         None,
-        move |peer| e.service(peer),
+        move |peer| e.viewers(peer),
         async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -395,58 +395,53 @@ pub async fn run(
     Ok(())
 }
 
-type BoxedResponse = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = Result<http::Response<meridian_http::Body>, std::convert::Infallible>,
-            > + Send,
-    >,
->;
-
-impl Edge {
-    /// The per-connection service.
-    pub fn service(
-        &self,
-        peer: meridian_http::Peer,
-    ) -> impl hyper::service::Service<
-        http::Request<hyper::body::Incoming>,
-        Response = http::Response<meridian_http::Body>,
-        Error = std::convert::Infallible,
-        Future = BoxedResponse,
-    > + Clone {
-        let edge = self.clone();
-        hyper::service::service_fn(move |req| {
-            let edge = edge.clone();
-            let peer = peer.clone();
-            Box::pin(async move { Ok(edge.handle(req, peer).await) }) as BoxedResponse
-        })
-    }
+/// What a PoP's viewer listeners serve on one connection: each request takes the
+/// distribution current when it arrives and keeps it to the end (checking that costs one
+/// atomic load), over any protocol's request body.
+#[derive(Clone)]
+pub struct Viewers {
+    live: live::LiveEdge,
+    seen: u64,
+    edge: Edge,
+    peer: meridian_http::Peer,
 }
 
 impl live::LiveEdge {
-    /// The per-connection service: each request takes the distribution current when it
-    /// arrives and keeps it to the end; checking that costs one atomic load.
-    pub fn service(
-        &self,
-        peer: meridian_http::Peer,
-    ) -> impl hyper::service::Service<
-        http::Request<hyper::body::Incoming>,
-        Response = http::Response<meridian_http::Body>,
-        Error = std::convert::Infallible,
-        Future = BoxedResponse,
-    > + Clone {
-        let live = self.clone();
+    /// The handler for one viewer connection.
+    pub fn viewers(&self, peer: meridian_http::Peer) -> Viewers {
         let (seen, edge) = self.snapshot();
-        hyper::service::service_fn(move |req| {
-            // A connection opened before a reload takes the lock for each request after it.
-            let edge = if live.generation() == seen {
-                edge.clone()
-            } else {
-                live.now()
-            };
-            let peer = peer.clone();
-            Box::pin(async move { Ok(edge.handle(req, peer).await) }) as BoxedResponse
-        })
+        Viewers {
+            live: self.clone(),
+            seen,
+            edge,
+            peer,
+        }
+    }
+}
+
+impl meridian_http::Handler for Viewers {
+    fn call<B>(
+        &self,
+        req: http::Request<B>,
+        interim: Option<meridian_http::interim::InterimConn>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = http::Response<meridian_http::Body>> + Send>,
+    >
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<meridian_http::BoxError>,
+    {
+        // A connection opened before a reload takes the lock for each request after it.
+        let edge = if self.live.generation() == self.seen {
+            self.edge.clone()
+        } else {
+            self.live.now()
+        };
+        let mut peer = self.peer.clone();
+        if interim.is_some() {
+            peer.interim = interim;
+        }
+        Box::pin(async move { edge.handle(req, peer).await })
     }
 }
 

@@ -80,3 +80,49 @@ async fn an_origins_early_hints_reach_an_http1_viewer_before_the_answer_and_are_
     );
     assert!(!old.contains(" 103 "), "{old}");
 }
+
+#[tokio::test]
+async fn an_origins_early_hints_reach_an_h2_viewer_before_the_answer() {
+    let oa = SocketAddr::new(ip_in(BLOCK, 2, 2), 80);
+    let (release, _hits) = hinting_origin(oa).await;
+    let p = pop_in(BLOCK, 2, &[format!("http://{oa}")], "").await;
+    // HTTP/2 with prior knowledge over plain TCP, then over TLS by ALPN.
+    let plain = TcpStream::connect(p.http).await.unwrap();
+    let (c, conn) = h2::client::handshake(plain).await.unwrap();
+    tokio::spawn(conn);
+    let tls = tls_to_pop(&p, b"h2").await;
+    let (c_tls, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    for (what, mut c) in [("h2c", c), ("h2 over TLS", c_tls)] {
+        let path = format!("/hinted/{}", what.replace(' ', "-"));
+        let req = http::Request::get(format!("http://edge.test{path}"))
+            .body(())
+            .unwrap();
+        let (mut answer, _) = c.send_request(req, true).unwrap();
+        let hint = tokio::time::timeout(
+            Duration::from_secs(5),
+            std::future::poll_fn(|cx| answer.poll_informational(cx)),
+        )
+        .await
+        .expect("a hint before the answer")
+        .expect("an interim response")
+        .unwrap();
+        assert_eq!(hint.status(), 103, "{what}");
+        assert_eq!(
+            hint.headers().get("link").and_then(|v| v.to_str().ok()),
+            Some("</app.css>; rel=preload; as=style"),
+            "{what}"
+        );
+        release.notify_one();
+        let res = answer.await.unwrap();
+        assert_eq!(res.status(), 200, "{what}");
+        let mut body = res.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, format!("page {path}").as_bytes(), "{what}");
+    }
+}

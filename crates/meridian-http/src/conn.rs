@@ -32,9 +32,14 @@ impl Activity {
         }
     }
 
-    fn start(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn start(self: &Arc<Self>) -> InFlight {
         self.open.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
+    }
+
+    /// Resolves when the server needs this connection's place.
+    pub(crate) async fn evicted(&self) {
+        self.evicted.notified().await
     }
 
     /// When the connection last had nothing in flight; None while a request is.
@@ -109,7 +114,7 @@ impl Registry {
 }
 
 /// One request, from the service's call until its response body is sent or dropped.
-struct InFlight(Arc<Activity>);
+pub(crate) struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -223,7 +228,7 @@ impl<B: Body> Body for TrackedBody<B> {
 /// Serves `conn` to its end. When the server stops, or when nothing has been in flight
 /// for `idle`, the connection is asked to close gracefully (`graceful`): open requests
 /// finish, HTTP/2 clients get a GOAWAY.
-pub(crate) async fn run<C, G>(
+pub(crate) async fn run<C, G, E>(
     conn: C,
     graceful: G,
     activity: &Activity,
@@ -231,14 +236,15 @@ pub(crate) async fn run<C, G>(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), BoxError>
 where
-    C: Future<Output = Result<(), BoxError>>,
+    C: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
     G: Fn(Pin<&mut C>),
 {
     tokio::pin!(conn);
     let mut closing = false;
     loop {
         tokio::select! {
-            r = conn.as_mut() => return r,
+            r = conn.as_mut() => return r.map_err(Into::into),
             _ = stop.wait_for(|s| *s), if !closing => {
                 graceful(conn.as_mut());
                 closing = true;

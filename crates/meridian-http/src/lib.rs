@@ -5,14 +5,11 @@ use bytes::Bytes;
 use http::{header, Response};
 use hyper::body::Incoming;
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 pub mod admin;
 pub mod audit;
@@ -22,12 +19,14 @@ mod conn;
 mod counting;
 pub mod failover;
 pub mod grpc;
+mod h2_server;
 mod idle;
 pub mod interim;
 pub mod percent;
 pub mod pki;
 mod secret_file;
 pub mod secrets;
+mod server;
 pub mod signing;
 pub mod tls;
 pub mod upgrade;
@@ -35,7 +34,9 @@ mod upstream;
 mod upstream_tls;
 pub use body::{collected, empty, full, json, metrics, text, Body, BoxError};
 pub use counting::{counted_upstream_client, counted_upstream_client_h2, CountedUpstreamClient};
+pub use h2_server::{H2Body, Handler};
 pub use idle::{Idle, IdleTimeout};
+pub use server::{serve_conns, serve_handlers};
 pub use upstream::{upstream_client, upstream_client_h2, UpstreamClient};
 pub use upstream_tls::{OriginTls, UpstreamConn};
 
@@ -148,161 +149,6 @@ pub async fn serve<M, S, B>(
     B::Error: Into<BoxError>,
 {
     serve_conns(listener, opts, None, move |p: Peer| make(p.addr), shutdown).await
-}
-
-/// Like [`serve`], but with TLS when `tls` is given (HTTP/2 by ALPN, else HTTP/1.1), and
-/// `make` sees the whole [`Peer`].
-pub async fn serve_conns<M, S, B>(
-    listener: TcpListener,
-    opts: ServerOptions,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    make: M,
-    shutdown: impl Future<Output = ()>,
-) where
-    M: Fn(Peer) -> S + Clone + Send + Sync + 'static,
-    S: Service<http::Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
-        .max_buf_size(opts.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(opts.max_header_bytes.max(8192) as u32)
-        // RFC 8441: WebSockets over HTTP/2 (`upgrade.rs` takes the extended CONNECT).
-        .enable_connect_protocol()
-        .keep_alive_interval(opts.h2_keep_alive_interval)
-        .keep_alive_timeout(opts.h2_keep_alive_timeout);
-    let builder = std::sync::Arc::new(builder);
-    let local = listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let max_connections = opts
-        .max_connections
-        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
-    let room = std::sync::Arc::new(Semaphore::new(max_connections));
-    let registry = std::sync::Arc::new(conn::Registry::default());
-    // Tells open connections to finish their requests and close.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut conns = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    'serve: loop {
-        let (stream, addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually EMFILE: back off instead of spinning, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        // At the cap, the connection idle longest makes room for the one that arrived;
-        // when every one has a request in flight, the newcomer waits for one to end (and
-        // the clients after it in the kernel's backlog, not in our memory).
-        let permit = match room.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => loop {
-                // Asked again while waiting: a busy connection may have gone idle since.
-                registry.evict_idlest();
-                tokio::select! {
-                    p = room.clone().acquire_owned() => match p {
-                        Ok(p) => break p,
-                        Err(_) => break 'serve,
-                    },
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = &mut shutdown => break 'serve,
-                }
-            },
-        };
-        // Forget the connections that ended, so the set holds only live ones.
-        while conns.try_join_next().is_some() {}
-        let _ = stream.set_nodelay(true);
-        let make = make.clone();
-        let builder = builder.clone();
-        let stop = stop_rx.clone();
-        let tls = tls.clone();
-        let handshake_timeout = opts.header_read_timeout;
-        let idle = opts.idle_timeout;
-        let registry = registry.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            let activity = std::sync::Arc::new(conn::Activity::new());
-            let _registered = registry.register(activity.clone());
-            let hints = std::sync::Arc::new(interim::Shared::default());
-            let interim = Some(interim::InterimConn::http1(hints.clone()));
-            let result = match tls {
-                None => {
-                    let service = conn::Tracked::new(
-                        make(Peer {
-                            addr,
-                            local,
-                            tls: None,
-                            interim,
-                        }),
-                        activity.clone(),
-                        hints.clone(),
-                    );
-                    let io = TokioIo::new(interim::InterimIo::new(stream, hints));
-                    let c = builder.serve_connection_with_upgrades(io, service);
-                    conn::run(c, |c| c.graceful_shutdown(), &activity, idle, stop).await
-                }
-                Some(acceptor) => {
-                    let accepted =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
-                    let stream = match accepted {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let version = match stream.get_ref().1.protocol_version() {
-                        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-                        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-                        _ => "TLS",
-                    };
-                    let service = conn::Tracked::new(
-                        make(Peer {
-                            addr,
-                            local,
-                            tls: Some(version),
-                            interim,
-                        }),
-                        activity.clone(),
-                        hints.clone(),
-                    );
-                    let io = TokioIo::new(interim::InterimIo::new(stream, hints));
-                    let c = builder.serve_connection_with_upgrades(io, service);
-                    conn::run(c, |c| c.graceful_shutdown(), &activity, idle, stop).await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(peer = %addr, error = %e, "connection ended with error");
-            }
-        });
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    // Every connection holds a permit: all of them back means every connection closed.
-    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
-    tokio::select! {
-        _ = room.acquire_many(all) => {}
-        _ = tokio::time::sleep(opts.drain) => {
-            tracing::warn!("drain time over; closing remaining connections");
-        }
-    }
-    conns.shutdown().await;
 }
 
 /// A tower service (an axum `Router`) as a hyper one, so axum apps are served by

@@ -20,9 +20,10 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use meridian_telemetry::prometheus_client::metrics::counter::Counter;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 /// How long a draining tunnel waits for the upstream to finish the frame it is sending
@@ -59,19 +60,53 @@ pub fn is_websocket_upgrade(method: &Method, version: Version, headers: &HeaderM
 }
 
 /// Whether a request is an RFC 8441 WebSocket: an HTTP/2 CONNECT whose `:protocol` is
-/// `websocket` (hyper accepts one only where the server enabled the protocol).
+/// `websocket` (hyper's server and ours, `h2_server.rs`, accept one only where the server
+/// enabled the protocol; each marks it with its own type).
 pub fn is_extended_connect(parts: &http::request::Parts) -> bool {
+    let websocket = |p: &str| p.eq_ignore_ascii_case("websocket");
     parts.version == Version::HTTP_2
         && parts.method == Method::CONNECT
-        && parts
+        && (parts
             .extensions
             .get::<hyper::ext::Protocol>()
-            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+            .is_some_and(|p| websocket(p.as_str()))
+            || parts
+                .extensions
+                .get::<h2::ext::Protocol>()
+                .is_some_and(|p| websocket(p.as_str())))
+}
+
+/// An extended CONNECT stream of our HTTP/2 server, handed over once the answer that
+/// opens the tunnel is sent.
+/// (A request extension must be Clone; the first to take it has it.)
+#[derive(Clone)]
+pub struct H2Upgrade(Arc<Mutex<Option<oneshot::Receiver<crate::h2_server::H2Io>>>>);
+
+impl H2Upgrade {
+    pub(crate) fn new(rx: oneshot::Receiver<crate::h2_server::H2Io>) -> Self {
+        H2Upgrade(Arc::new(Mutex::new(Some(rx))))
+    }
+
+    async fn stream(self) -> Result<crate::h2_server::H2Io, &'static str> {
+        let rx = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match rx {
+            Some(rx) => rx
+                .await
+                .map_err(|_| "the stream closed before the tunnel opened"),
+            None => Err("the stream was taken already"),
+        }
+    }
+}
+
+/// Where the viewer's side of a tunnel comes from.
+enum ViewerSide {
+    Hyper(OnUpgrade),
+    H2(H2Upgrade),
 }
 
 /// A viewer's WebSocket handshake, taken aside before the request is made canonical.
 pub struct WsUpgrade {
-    on: OnUpgrade,
+    on: ViewerSide,
     /// Opened by an HTTP/2 extended CONNECT (answered 200), not an HTTP/1.1 GET (101).
     extended_connect: bool,
     /// The `Sec-WebSocket-*` fields (key, version, protocol, extensions) as the viewer sent
@@ -96,10 +131,14 @@ impl WsUpgrade {
         {
             return None;
         }
-        let on = parts.extensions.remove::<OnUpgrade>()?;
+        let on = match parts.extensions.remove::<OnUpgrade>() {
+            Some(on) => ViewerSide::Hyper(on),
+            None => ViewerSide::H2(parts.extensions.remove::<H2Upgrade>()?),
+        };
         if extended_connect {
             parts.method = Method::GET;
             parts.extensions.remove::<hyper::ext::Protocol>();
+            parts.extensions.remove::<h2::ext::Protocol>();
         }
         let mut handshake = HeaderMap::new();
         for (n, v) in &parts.headers {
@@ -271,16 +310,24 @@ pub fn switch<B>(
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
     }
     tokio::spawn(async move {
-        let stats = match tokio::try_join!(viewer.on, up) {
-            Ok((v, u)) => relay(TokioIo::new(v), TokioIo::new(u), opts).await,
-            Err(e) => {
-                tracing::debug!(error = %e, "websocket upgrade did not complete");
-                TunnelStats {
-                    from_viewer: 0,
-                    to_viewer: 0,
-                    end: End::NotUpgraded,
-                }
+        let not_upgraded = |e: &dyn std::fmt::Display| {
+            tracing::debug!(error = %e, "websocket upgrade did not complete");
+            TunnelStats {
+                from_viewer: 0,
+                to_viewer: 0,
+                end: End::NotUpgraded,
             }
+        };
+        let stats = match viewer.on {
+            ViewerSide::Hyper(on) => match tokio::try_join!(on, up) {
+                Ok((v, u)) => relay(TokioIo::new(v), TokioIo::new(u), opts).await,
+                Err(e) => not_upgraded(&e),
+            },
+            ViewerSide::H2(h2) => match tokio::join!(h2.stream(), up) {
+                (Ok(v), Ok(u)) => relay(v, TokioIo::new(u), opts).await,
+                (Err(e), _) => not_upgraded(&e),
+                (_, Err(e)) => not_upgraded(&e),
+            },
         };
         on_end(&stats);
     });

@@ -15,18 +15,94 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The two ways a listener serves: hyper's server for hyper services (`serve_conns`), or
+/// hyper's HTTP/1.1 and our own HTTP/2 for handlers (`serve_handlers`). Each limit holds
+/// for both.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Hyper,
+    Handlers,
+}
+
+const KINDS: [Kind; 2] = [Kind::Hyper, Kind::Handlers];
+
+/// Answers "ok" after `delay`, counting the requests begun.
+#[derive(Clone)]
+struct Ok200 {
+    counter: Arc<AtomicUsize>,
+    delay: Duration,
+}
+
+impl Ok200 {
+    fn answer(&self) -> impl std::future::Future<Output = Response<meridian_http::Body>> {
+        self.counter.fetch_add(1, Ordering::SeqCst);
+        let delay = self.delay;
+        async move {
+            tokio::time::sleep(delay).await;
+            Response::new(meridian_http::full("ok"))
+        }
+    }
+}
+
+impl meridian_http::Handler for Ok200 {
+    fn call<B>(
+        &self,
+        _req: Request<B>,
+        _interim: Option<meridian_http::interim::InterimConn>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<meridian_http::Body>> + Send>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<meridian_http::BoxError>,
+    {
+        Box::pin(self.answer())
+    }
+}
+
+/// Serves `answer` on `listener` the `kind` way until `shutdown`.
+async fn serve_kind(
+    kind: Kind,
+    listener: tokio::net::TcpListener,
+    opts: ServerOptions,
+    answer: Ok200,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    match kind {
+        Kind::Hyper => {
+            meridian_http::serve(
+                listener,
+                opts,
+                move |_| {
+                    let answer = answer.clone();
+                    hyper::service::service_fn(move |_req: Request<Incoming>| {
+                        let res = answer.answer();
+                        async move { Ok::<_, Infallible>(res.await) }
+                    })
+                },
+                shutdown,
+            )
+            .await
+        }
+        Kind::Handlers => {
+            meridian_http::serve_handlers(listener, opts, None, move |_| answer.clone(), shutdown)
+                .await
+        }
+    }
+}
+
 /// A server answering "ok" (after `delay`), stopped when the returned sender is dropped.
 async fn server(
+    kind: Kind,
     opts: ServerOptions,
     delay: Duration,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let (addr, stop, _) = counting_server(opts, delay).await;
+    let (addr, stop, _) = counting_server(kind, opts, delay).await;
     (addr, stop)
 }
 
 /// [`server`], with the number of requests its handler has begun: a test waits on it
 /// to know a request is in flight, instead of sleeping and hoping it is.
 async fn counting_server(
+    kind: Kind,
     opts: ServerOptions,
     delay: Duration,
 ) -> (
@@ -35,29 +111,18 @@ async fn counting_server(
     Arc<AtomicUsize>,
 ) {
     let started = Arc::new(AtomicUsize::new(0));
-    let counter = started.clone();
+    let answer = Ok200 {
+        counter: started.clone(),
+        delay,
+    };
     let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(meridian_http::serve(
-        listener,
-        opts,
-        move |_| {
-            let counter = counter.clone();
-            hyper::service::service_fn(move |_req: Request<Incoming>| {
-                counter.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    tokio::time::sleep(delay).await;
-                    Ok::<_, Infallible>(Response::new(meridian_http::full("ok")))
-                }
-            })
-        },
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    tokio::spawn(serve_kind(kind, listener, opts, answer, async move {
+        let _ = rx.await;
+    }));
     (addr, tx, started)
 }
 
@@ -92,11 +157,17 @@ async fn read_response(s: &mut TcpStream) -> String {
 
 #[tokio::test]
 async fn at_the_connection_cap_a_new_client_waits_while_every_connection_is_busy() {
+    for kind in KINDS {
+        at_the_connection_cap_a_new_client_waits_while_every_connection_is_busy_with(kind).await;
+    }
+}
+
+async fn at_the_connection_cap_a_new_client_waits_while_every_connection_is_busy_with(kind: Kind) {
     let opts = ServerOptions {
         max_connections: 1,
         ..Default::default()
     };
-    let (addr, _stop, started) = counting_server(opts, Duration::from_millis(1500)).await;
+    let (addr, _stop, started) = counting_server(kind, opts, Duration::from_millis(1500)).await;
     let mut a = TcpStream::connect(addr).await.unwrap();
     a.write_all(GET).await.unwrap();
     until_started(&started, 1).await;
@@ -125,11 +196,17 @@ async fn at_the_connection_cap_a_new_client_waits_while_every_connection_is_busy
 /// real clients out: at the cap, the one idle longest is closed for the newcomer.
 #[tokio::test]
 async fn at_the_cap_idle_and_trickling_connections_make_room_for_real_clients() {
+    for kind in KINDS {
+        at_the_cap_idle_and_trickling_connections_make_room_for_real_clients_with(kind).await;
+    }
+}
+
+async fn at_the_cap_idle_and_trickling_connections_make_room_for_real_clients_with(kind: Kind) {
     let opts = ServerOptions {
         max_connections: 20,
         ..Default::default()
     };
-    let (addr, _stop) = server(opts, Duration::ZERO).await;
+    let (addr, _stop) = server(kind, opts, Duration::ZERO).await;
     let mut attackers = Vec::new();
     for i in 0..20 {
         let mut s = TcpStream::connect(addr).await.unwrap();
@@ -169,11 +246,17 @@ async fn at_the_cap_idle_and_trickling_connections_make_room_for_real_clients() 
 /// its next request, so that timeout is the idle limit of HTTP/1 connections.
 #[tokio::test]
 async fn an_idle_http1_keep_alive_connection_is_closed_after_the_header_timeout() {
+    for kind in KINDS {
+        an_idle_http1_keep_alive_connection_is_closed_after_the_header_timeout_with(kind).await;
+    }
+}
+
+async fn an_idle_http1_keep_alive_connection_is_closed_after_the_header_timeout_with(kind: Kind) {
     let opts = ServerOptions {
         header_read_timeout: Duration::from_millis(300),
         ..Default::default()
     };
-    let (addr, _stop) = server(opts, Duration::ZERO).await;
+    let (addr, _stop) = server(kind, opts, Duration::ZERO).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(GET).await.unwrap();
     assert!(read_response(&mut s).await.starts_with("HTTP/1.1 200"));
@@ -209,12 +292,18 @@ async fn h2_get(send: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>
 
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_not() {
+    for kind in KINDS {
+        an_idle_http2_connection_is_closed_and_a_busy_one_is_not_with(kind).await;
+    }
+}
+
+async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_not_with(kind: Kind) {
     let opts = ServerOptions {
         idle_timeout: Duration::from_millis(300),
         ..Default::default()
     };
     // Each answer takes longer than the idle limit: a request in flight is not idleness.
-    let (addr, _stop) = server(opts, Duration::from_millis(800)).await;
+    let (addr, _stop) = server(kind, opts, Duration::from_millis(800)).await;
     let (mut send, conn) = h2_client(addr).await;
     assert_eq!(h2_get(&mut send).await, "ok");
     assert_eq!(
@@ -232,12 +321,18 @@ async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_not() {
 
 #[tokio::test]
 async fn an_http2_peer_that_stops_answering_pings_is_dropped() {
+    for kind in KINDS {
+        an_http2_peer_that_stops_answering_pings_is_dropped_with(kind).await;
+    }
+}
+
+async fn an_http2_peer_that_stops_answering_pings_is_dropped_with(kind: Kind) {
     let opts = ServerOptions {
         h2_keep_alive_interval: Some(Duration::from_millis(200)),
         h2_keep_alive_timeout: Duration::from_millis(200),
         ..Default::default()
     };
-    let (addr, _stop) = server(opts, Duration::ZERO).await;
+    let (addr, _stop) = server(kind, opts, Duration::ZERO).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     // The preface and an empty SETTINGS frame, then silence: no ping is ever answered.
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
@@ -268,26 +363,27 @@ fn has_frame(mut b: &[u8], kind: u8) -> bool {
 
 #[tokio::test]
 async fn shutdown_lets_a_request_in_flight_finish_then_returns() {
+    for kind in KINDS {
+        shutdown_lets_a_request_in_flight_finish_then_returns_with(kind).await;
+    }
+}
+
+async fn shutdown_lets_a_request_in_flight_finish_then_returns_with(kind: Kind) {
     let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let started = Arc::new(AtomicUsize::new(0));
-    let counter = started.clone();
-    let served = tokio::spawn(meridian_http::serve(
+    let answer = Ok200 {
+        counter: started.clone(),
+        delay: Duration::from_millis(500),
+    };
+    let served = tokio::spawn(serve_kind(
+        kind,
         listener,
         ServerOptions::default(),
-        move |_| {
-            let counter = counter.clone();
-            hyper::service::service_fn(move |_req: Request<Incoming>| {
-                counter.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    Ok::<_, Infallible>(Response::new(meridian_http::full("ok")))
-                }
-            })
-        },
+        answer,
         async move {
             let _ = rx.await;
         },

@@ -1,0 +1,431 @@
+//! Our own HTTP/2 server connection, on the `h2` crate, for services that answer any
+//! request body ([`Handler`]): hyper's HTTP/2 server cannot send interim responses, and a
+//! PoP must relay an origin's 103 Early Hints to the browsers that use them, which take
+//! them over HTTP/2 and HTTP/3 only. Everything else follows hyper's server: the same
+//! settings, bodies and trailers both ways, RFC 8441 extended CONNECT tunnels (see
+//! `upgrade.rs`), keep-alive pings, and a graceful GOAWAY.
+
+use crate::body::{Body, BoxError};
+use crate::interim::{InterimConn, InterimHead};
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+use http::{Request, Response};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A service that takes any request body, so that one service answers HTTP/1.1 (hyper's
+/// bodies), HTTP/2 (ours) and HTTP/3 alike.
+pub trait Handler: Clone + Send + Sync + 'static {
+    /// Answers `req`. `interim` is where this request's interim heads go when the
+    /// protocol gives each request its own way (HTTP/2); None when the connection's
+    /// [`crate::Peer`] already has it (HTTP/1.1).
+    fn call<B>(
+        &self,
+        req: Request<B>,
+        interim: Option<InterimConn>,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>;
+}
+
+/// A server's HTTP/2 limits, as hyper's server sets them by default.
+#[derive(Debug, Clone)]
+pub(crate) struct H2Settings {
+    pub max_header_list_size: u32,
+    pub keep_alive_interval: Option<Duration>,
+    pub keep_alive_timeout: Duration,
+    pub handshake_timeout: Duration,
+}
+
+const WINDOW: u32 = 1024 * 1024;
+const MAX_SEND_BUFFER: usize = 400 * 1024;
+const MAX_CONCURRENT_STREAMS: u32 = 200;
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
+/// The request body of one HTTP/2 stream: its DATA frames, then its trailers. Each frame's
+/// bytes are given back to the flow-control window as they are taken, as hyper does.
+pub struct H2Body {
+    /// None for an extended CONNECT, whose stream the tunnel takes instead.
+    recv: Option<RecvStream>,
+    /// The Content-Length the request declared (h2 checks the DATA frames against it).
+    length: Option<u64>,
+    data_done: bool,
+}
+
+impl HttpBody for H2Body {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = self.get_mut();
+        let Some(recv) = this.recv.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if !this.data_done {
+            match std::task::ready!(recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => this.data_done = true,
+            }
+        }
+        match std::task::ready!(recv.poll_trailers(cx)) {
+            Ok(Some(t)) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.as_ref().is_none_or(|r| r.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.length {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// Serves one HTTP/2 connection until the client closes it, `close` is notified (then
+/// GOAWAY, open streams finish), or a keep-alive ping goes unanswered.
+pub(crate) async fn serve<IO, H>(
+    io: IO,
+    handler: H,
+    settings: H2Settings,
+    activity: Arc<crate::conn::Activity>,
+    close: Arc<tokio::sync::Notify>,
+) -> Result<(), BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let mut builder = h2::server::Builder::new();
+    builder
+        .initial_window_size(WINDOW)
+        .initial_connection_window_size(WINDOW)
+        .max_header_list_size(settings.max_header_list_size)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        .enable_connect_protocol();
+    let mut conn =
+        match tokio::time::timeout(settings.handshake_timeout, builder.handshake(io)).await {
+            Ok(c) => c?,
+            Err(_) => return Ok(()),
+        };
+    let mut ping = conn.ping_pong();
+    let mut next_ping = settings
+        .keep_alive_interval
+        .map(|i| tokio::time::Instant::now() + i);
+    let mut closing = false;
+    loop {
+        let keep_alive = async {
+            match (next_ping, ping.as_mut()) {
+                (Some(at), Some(p)) => {
+                    tokio::time::sleep_until(at).await;
+                    tokio::time::timeout(settings.keep_alive_timeout, p.ping(h2::Ping::opaque()))
+                        .await
+                        .map_or(false, |r| r.is_ok())
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            accepted = conn.accept() => match accepted {
+                Some(Ok((req, reply))) => {
+                    let handler = handler.clone();
+                    let in_flight = activity.start();
+                    tokio::spawn(async move {
+                        stream(req, reply, handler).await;
+                        drop(in_flight);
+                    });
+                }
+                Some(Err(e)) => {
+                    // A stream's own error (a reset) is that stream's; a connection error
+                    // ends the connection.
+                    if e.is_io() || e.is_go_away() {
+                        return Err(e.into());
+                    }
+                    tracing::debug!(error = %e, "an HTTP/2 stream failed");
+                }
+                None => return Ok(()),
+            },
+            alive = keep_alive => {
+                if !alive {
+                    tracing::debug!("an HTTP/2 peer did not answer a ping; closing");
+                    conn.abrupt_shutdown(Reason::NO_ERROR);
+                    ping = None;
+                } else {
+                    next_ping = settings.keep_alive_interval.map(|i| tokio::time::Instant::now() + i);
+                }
+            }
+            _ = close.notified(), if !closing => {
+                closing = true;
+                conn.graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// One request stream: the handler's answer (interim heads first), then its body.
+async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<Bytes>, handler: H) {
+    let (mut parts, recv) = req.into_parts();
+    let length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    // An extended CONNECT (RFC 8441) may become a tunnel, which takes the stream's both
+    // halves: the handler gets an empty body and a way to the tunnel.
+    let (tunnel, recv) = if crate::upgrade::is_extended_connect(&parts) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        parts.extensions.insert(crate::upgrade::H2Upgrade::new(rx));
+        (Some((tx, recv)), None)
+    } else {
+        (None, Some(recv))
+    };
+    let req = Request::from_parts(
+        parts,
+        H2Body {
+            recv,
+            length,
+            data_done: false,
+        },
+    );
+    let (interim, mut hints) = InterimConn::channel();
+    let answer = handler.call(req, Some(interim));
+    tokio::pin!(answer);
+    // The client may reset the stream while the answer is made: then it is dropped.
+    let res = loop {
+        tokio::select! {
+            res = &mut answer => break res,
+            Some(head) = hints.recv() => send_interim(&mut reply, head),
+            _ = poll_fn(|cx| reply.poll_reset(cx)) => return,
+        }
+    };
+    drop(hints);
+    let (mut head, body) = res.into_parts();
+    crate::strip_hop_by_hop(&mut head.headers);
+    // As hyper's servers do: the Date, and the length when the body knows it.
+    head.headers
+        .entry(http::header::DATE)
+        .or_insert_with(date_now);
+    if let Some(n) = body.size_hint().exact() {
+        let bodiless = head.status == http::StatusCode::NO_CONTENT
+            || head.status == http::StatusCode::NOT_MODIFIED;
+        if !bodiless && !head.headers.contains_key(http::header::CONTENT_LENGTH) {
+            head.headers
+                .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+        }
+    }
+    let is_tunnel = head.extensions.get::<crate::upgrade::Tunneled>().is_some();
+    let end = !is_tunnel && body.is_end_stream();
+    let send = match reply.send_response(Response::from_parts(head, ()), end) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "an HTTP/2 response could not be sent");
+            return;
+        }
+    };
+    if is_tunnel {
+        // The tunnel's relay (`upgrade.rs`) takes the stream.
+        if let Some((tx, recv)) = tunnel {
+            let _ = tx.send(H2Io::new(send, recv));
+        }
+        return;
+    }
+    if !end {
+        send_body(send, body).await;
+    }
+}
+
+/// Now as an HTTP date, made once a second per thread.
+fn date_now() -> http::HeaderValue {
+    thread_local! {
+        static NOW: std::cell::RefCell<(u64, http::HeaderValue)> =
+            std::cell::RefCell::new((u64::MAX, http::HeaderValue::from_static("")));
+    }
+    let now = std::time::SystemTime::now();
+    let second = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    NOW.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != second {
+            let text = httpdate::fmt_http_date(now);
+            if let Ok(v) = http::HeaderValue::from_str(&text) {
+                *cached = (second, v);
+            }
+        }
+        cached.1.clone()
+    })
+}
+
+fn send_interim(reply: &mut SendResponse<Bytes>, head: InterimHead) {
+    let mut res = Response::new(());
+    *res.status_mut() = head.status;
+    *res.headers_mut() = head.headers;
+    crate::strip_hop_by_hop(res.headers_mut());
+    if let Err(e) = reply.send_informational(res) {
+        tracing::debug!(error = %e, "an interim response could not be sent");
+    }
+}
+
+/// Sends `body` on `send` as the client's flow-control window allows; resets the stream
+/// when the body fails, so a cut answer never looks complete.
+async fn send_body(mut send: SendStream<Bytes>, body: Body) {
+    tokio::pin!(body);
+    loop {
+        let frame = tokio::select! {
+            f = poll_fn(|cx| body.as_mut().poll_frame(cx)) => f,
+            _ = poll_fn(|cx| send.poll_reset(cx)) => return,
+        };
+        match frame {
+            None => {
+                let _ = send.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "an HTTP/2 response body failed");
+                send.send_reset(Reason::INTERNAL_ERROR);
+                return;
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let last = body.is_end_stream();
+                    if send_data(&mut send, data, last).await.is_err() {
+                        return;
+                    }
+                    if last {
+                        return;
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        let _ = send.send_trailers(trailers);
+                    } else {
+                        let _ = send.send_data(Bytes::new(), true);
+                    }
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// Sends `data` in pieces the window admits; `last` ends the stream with its last piece.
+async fn send_data(send: &mut SendStream<Bytes>, mut data: Bytes, last: bool) -> Result<(), ()> {
+    if data.is_empty() {
+        return if last {
+            send.send_data(data, true).map_err(|_| ())
+        } else {
+            Ok(())
+        };
+    }
+    while !data.is_empty() {
+        send.reserve_capacity(data.len());
+        let room = match poll_fn(|cx| send.poll_capacity(cx)).await {
+            Some(Ok(n)) => n,
+            // The stream was reset or the connection closed.
+            _ => return Err(()),
+        };
+        if room == 0 {
+            continue;
+        }
+        let piece = data.split_to(room.min(data.len()));
+        send.send_data(piece, last && data.is_empty())
+            .map_err(|_| ())?;
+    }
+    Ok(())
+}
+
+/// The extended CONNECT stream of an HTTP/2 WebSocket as a byte stream both ways:
+/// DATA frames in, DATA frames out.
+pub struct H2Io {
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    /// What the last DATA frame in left unread.
+    unread: Bytes,
+}
+
+impl H2Io {
+    pub(crate) fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
+        H2Io {
+            send,
+            recv,
+            unread: Bytes::new(),
+        }
+    }
+}
+
+impl AsyncRead for H2Io {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.unread.is_empty() {
+            match std::task::ready!(self.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.unread = data;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let n = self.unread.len().min(buf.remaining());
+        buf.put_slice(&self.unread.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for H2Io {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.send.reserve_capacity(buf.len());
+        let room = match std::task::ready!(self.send.poll_capacity(cx)) {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+            None => return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into())),
+        };
+        if room == 0 {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let n = room.min(buf.len());
+        self.send
+            .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+            .map_err(std::io::Error::other)?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let _ = self.send.send_data(Bytes::new(), true);
+        Poll::Ready(Ok(()))
+    }
+}

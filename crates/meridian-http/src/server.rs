@@ -1,0 +1,426 @@
+//! The accept loop every listener shares (connection cap, eviction of the idlest, TLS
+//! handshake, drain), and the two ways a connection is then served: hyper's server for
+//! hyper services ([`serve_conns`]), or hyper's HTTP/1.1 and our own HTTP/2 for
+//! [`Handler`]s ([`serve_handlers`]), which can send interim responses over both.
+
+use crate::body::BoxError;
+use crate::h2_server::{H2Settings, Handler};
+use crate::interim::{self, InterimConn};
+use crate::{conn, Peer, ServerOptions};
+use bytes::Bytes;
+use http::Response;
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// What serving one accepted connection needs besides its transport.
+struct Conn {
+    peer: Peer,
+    activity: Arc<conn::Activity>,
+    hints: Arc<interim::Shared>,
+    idle: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How a server answers a connection once it is accepted (and its TLS handshake done).
+trait Protocols: Clone + Send + Sync + 'static {
+    /// `h2`: what ALPN chose over TLS; None over plain TCP, where the bytes tell.
+    fn serve_conn<IO>(
+        &self,
+        io: IO,
+        h2: Option<bool>,
+        conn: Conn,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+}
+
+/// Serves HTTP/1.1 and HTTP/2 with hyper on `listener` until `shutdown` completes, then
+/// stops accepting and lets open requests finish for up to `opts.drain`. With `tls`,
+/// HTTP/2 is chosen by ALPN, else HTTP/1.1; `make` builds each connection's service.
+pub async fn serve_conns<M, S, B>(
+    listener: TcpListener,
+    opts: ServerOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    make: M,
+    shutdown: impl Future<Output = ()>,
+) where
+    M: Fn(Peer) -> S + Clone + Send + Sync + 'static,
+    S: Service<http::Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(opts.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(opts.max_header_bytes.max(8192) as u32)
+        // RFC 8441: WebSockets over HTTP/2 (`upgrade.rs` takes the extended CONNECT).
+        .enable_connect_protocol()
+        .keep_alive_interval(opts.h2_keep_alive_interval)
+        .keep_alive_timeout(opts.h2_keep_alive_timeout);
+    let protocols = HyperProtocols {
+        builder: Arc::new(builder),
+        make,
+    };
+    accept_loop(listener, opts, tls, protocols, shutdown).await
+}
+
+/// [`serve_conns`] for a [`Handler`]: HTTP/1.1 by hyper, HTTP/2 by our own server
+/// (`h2_server.rs`), so interim responses (103 Early Hints) reach viewers of both.
+pub async fn serve_handlers<M, H>(
+    listener: TcpListener,
+    opts: ServerOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    make: M,
+    shutdown: impl Future<Output = ()>,
+) where
+    M: Fn(Peer) -> H + Clone + Send + Sync + 'static,
+    H: Handler,
+{
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(opts.max_header_bytes.max(8192));
+    let protocols = HandlerProtocols {
+        http1: Arc::new(http1),
+        h2: H2Settings {
+            max_header_list_size: opts.max_header_bytes.max(8192) as u32,
+            keep_alive_interval: opts.h2_keep_alive_interval,
+            keep_alive_timeout: opts.h2_keep_alive_timeout,
+            handshake_timeout: opts.header_read_timeout,
+        },
+        head_timeout: opts.header_read_timeout,
+        make,
+    };
+    accept_loop(listener, opts, tls, protocols, shutdown).await
+}
+
+#[derive(Clone)]
+struct HyperProtocols<M> {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    make: M,
+}
+
+impl<M, S, B> Protocols for HyperProtocols<M>
+where
+    M: Fn(Peer) -> S + Clone + Send + Sync + 'static,
+    S: Service<http::Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    async fn serve_conn<IO>(&self, io: IO, _: Option<bool>, c: Conn) -> Result<(), BoxError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = conn::Tracked::new((self.make)(c.peer), c.activity.clone(), c.hints.clone());
+        let io = TokioIo::new(interim::InterimIo::new(io, c.hints));
+        let served = self.builder.serve_connection_with_upgrades(io, service);
+        conn::run(
+            served,
+            |s| s.graceful_shutdown(),
+            &c.activity,
+            c.idle,
+            c.stop,
+        )
+        .await
+    }
+}
+
+#[derive(Clone)]
+struct HandlerProtocols<M> {
+    http1: Arc<hyper::server::conn::http1::Builder>,
+    h2: H2Settings,
+    head_timeout: Duration,
+    make: M,
+}
+
+impl<M, H> Protocols for HandlerProtocols<M>
+where
+    M: Fn(Peer) -> H + Clone + Send + Sync + 'static,
+    H: Handler,
+{
+    async fn serve_conn<IO>(&self, io: IO, h2: Option<bool>, c: Conn) -> Result<(), BoxError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (io, h2) = match h2 {
+            Some(h2) => (Rewind::new(io, Bytes::new()), h2),
+            // Until its first bytes come, a connection is idle: it gives way at the
+            // connection cap and to a stopping server.
+            None => {
+                let mut stop = c.stop.clone();
+                tokio::select! {
+                    sniffed = tokio::time::timeout(self.head_timeout, sniff(io)) => match sniffed {
+                        Ok(Ok(sniffed)) => sniffed,
+                        // Closed, failed, or silent past the head timeout.
+                        _ => return Ok(()),
+                    },
+                    _ = c.activity.evicted() => return Ok(()),
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                }
+            }
+        };
+        let handler = (self.make)(c.peer);
+        if h2 {
+            let close = Arc::new(tokio::sync::Notify::new());
+            let served = Box::pin(crate::h2_server::serve(
+                io,
+                handler,
+                self.h2.clone(),
+                c.activity.clone(),
+                close.clone(),
+            ));
+            return conn::run(served, |_| close.notify_one(), &c.activity, c.idle, c.stop).await;
+        }
+        let service =
+            conn::Tracked::new(HyperHandler(handler), c.activity.clone(), c.hints.clone());
+        let io = TokioIo::new(interim::InterimIo::new(io, c.hints));
+        let served = self.http1.serve_connection(io, service).with_upgrades();
+        conn::run(
+            served,
+            |s| s.graceful_shutdown(),
+            &c.activity,
+            c.idle,
+            c.stop,
+        )
+        .await
+    }
+}
+
+/// A [`Handler`] as hyper's service, for its HTTP/1.1 connections.
+#[derive(Clone)]
+struct HyperHandler<H>(H);
+
+impl<H: Handler> Service<http::Request<Incoming>> for HyperHandler<H> {
+    type Response = Response<crate::Body>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<crate::Body>, Self::Error>> + Send>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let answer = self.0.call(req, None);
+        Box::pin(async move { Ok(answer.await) })
+    }
+}
+
+/// The HTTP/2 connection preface a client with prior knowledge starts with (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads until the first bytes tell HTTP/2's preface from an HTTP/1 request line; the
+/// bytes read are given back to whichever protocol serves the connection.
+async fn sniff<IO: AsyncRead + Unpin>(mut io: IO) -> std::io::Result<(Rewind<IO>, bool)> {
+    let mut seen = Vec::with_capacity(PREFACE.len());
+    let mut buf = [0u8; 24];
+    loop {
+        let n = io.read(&mut buf[..PREFACE.len() - seen.len()]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if !PREFACE.starts_with(&seen) {
+            return Ok((Rewind::new(io, seen.into()), false));
+        }
+        if seen.len() == PREFACE.len() {
+            return Ok((Rewind::new(io, seen.into()), true));
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A transport whose first bytes, read ahead, are read again.
+    struct Rewind<T> {
+        #[pin]
+        inner: T,
+        prefix: Bytes,
+    }
+}
+
+impl<T> Rewind<T> {
+    fn new(inner: T, prefix: Bytes) -> Self {
+        Rewind { inner, prefix }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for Rewind<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        this.inner.poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for Rewind<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+async fn accept_loop<P: Protocols>(
+    listener: TcpListener,
+    opts: ServerOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    protocols: P,
+    shutdown: impl Future<Output = ()>,
+) {
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let max_connections = opts
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let room = Arc::new(Semaphore::new(max_connections));
+    let registry = Arc::new(conn::Registry::default());
+    // Tells open connections to finish their requests and close.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    'serve: loop {
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        // At the cap, the connection idle longest makes room for the one that arrived;
+        // when every one has a request in flight, the newcomer waits for one to end (and
+        // the clients after it in the kernel's backlog, not in our memory).
+        let permit = match room.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => loop {
+                // Asked again while waiting: a busy connection may have gone idle since.
+                registry.evict_idlest();
+                tokio::select! {
+                    p = room.clone().acquire_owned() => match p {
+                        Ok(p) => break p,
+                        Err(_) => break 'serve,
+                    },
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = &mut shutdown => break 'serve,
+                }
+            },
+        };
+        // Forget the connections that ended, so the set holds only live ones.
+        while conns.try_join_next().is_some() {}
+        let _ = stream.set_nodelay(true);
+        let protocols = protocols.clone();
+        let stop = stop_rx.clone();
+        let tls = tls.clone();
+        let handshake_timeout = opts.header_read_timeout;
+        let idle = opts.idle_timeout;
+        let registry = registry.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            let activity = Arc::new(conn::Activity::new());
+            let _registered = registry.register(activity.clone());
+            let hints = Arc::new(interim::Shared::default());
+            let mut peer = Peer {
+                addr,
+                local,
+                tls: None,
+                interim: Some(InterimConn::http1(hints.clone())),
+            };
+            let conn = |peer| Conn {
+                peer,
+                activity: activity.clone(),
+                hints: hints.clone(),
+                idle,
+                stop: stop.clone(),
+            };
+            let result = match tls {
+                None => protocols.serve_conn(stream, None, conn(peer)).await,
+                Some(acceptor) => {
+                    let accepted =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                    let stream = match accepted {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let session = stream.get_ref().1;
+                    peer.tls = Some(match session.protocol_version() {
+                        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                        _ => "TLS",
+                    });
+                    let h2 = session.alpn_protocol() == Some(b"h2");
+                    protocols.serve_conn(stream, Some(h2), conn(peer)).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(peer = %addr, error = %e, "connection ended with error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds a permit: all of them back means every connection closed.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    tokio::select! {
+        _ = room.acquire_many(all) => {}
+        _ = tokio::time::sleep(opts.drain) => {
+            tracing::warn!("drain time over; closing remaining connections");
+        }
+    }
+    conns.shutdown().await;
+}
