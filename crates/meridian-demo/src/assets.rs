@@ -3,6 +3,7 @@
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -150,7 +151,24 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
 }
 
-pub async fn serve(Path(path): Path<String>, headers: HeaderMap) -> Response {
+/// What the page links to first: a browser told early (103 Early Hints, RFC 8297) fetches
+/// them while the page is on its way.
+const PAGE_HINTS: &str =
+    "</static/app.css>; rel=preload; as=style, </static/app.js>; rel=preload; as=script";
+
+pub async fn serve(
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    interim: Option<Extension<meridian_http::interim::Interim>>,
+) -> Response {
+    if let (Some(Extension(interim)), "index.html") = (interim, path.as_str()) {
+        let mut hints = HeaderMap::new();
+        hints.insert(header::LINK, HeaderValue::from_static(PAGE_HINTS));
+        interim.send(meridian_http::interim::InterimHead {
+            status: StatusCode::EARLY_HINTS,
+            headers: hints,
+        });
+    }
     let Some(asset) = catalog().get(path.as_str()) else {
         return (
             StatusCode::NOT_FOUND,

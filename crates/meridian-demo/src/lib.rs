@@ -187,10 +187,16 @@ pub async fn serve_version(
     tracing::info!(%addr, region = %opts.identity.region, az = %opts.identity.az, instance = %opts.identity.instance, version = %version.0, "demo origin listening");
     let (stopping, stop_rx) = tokio::sync::watch::channel(false);
     let app = router_with(opts, version, stop_rx);
-    meridian_http::serve(
+    meridian_http::serve_conns(
         listener,
         server,
-        move |_| meridian_http::TowerService(app.clone()),
+        None,
+        move |peer| {
+            meridian_http::interim::WithInterim::new(
+                &peer,
+                meridian_http::TowerService(app.clone()),
+            )
+        },
         async move {
             shutdown.await;
             // Open WebSockets are upgraded connections the drain does not wait for:

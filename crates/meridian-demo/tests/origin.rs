@@ -248,3 +248,61 @@ async fn without_a_database_orders_and_portfolios_say_so_and_the_rest_works() {
     let (s, _, _) = send(&app, get("/api/quotes/AAPL")).await;
     assert_eq!(s, 200);
 }
+
+/// The page's first assets are announced with 103 Early Hints before the page itself
+/// (over HTTP/1.1 here; the PoP relays them to HTTP/2 and HTTP/3 viewers).
+#[tokio::test]
+async fn the_page_sends_early_hints_for_its_style_and_script() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr: std::net::SocketAddr = "127.106.9.2:8000".parse().unwrap();
+    let opts = DemoOptions {
+        identity: Identity {
+            region: "eu-west-1".into(),
+            az: "eu-west-1b".into(),
+            instance: "svc-eu-west-1b-1".into(),
+        },
+        processing_time: Duration::ZERO,
+        database: None,
+        quote_cache: None,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(meridian_demo::serve(addr, opts, async move {
+        let _ = stopped.await;
+    }));
+    let mut s = None;
+    for _ in 0..100 {
+        if let Ok(c) = tokio::net::TcpStream::connect(addr).await {
+            s = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut s = s.expect("the demo origin listens");
+    let mut got = Vec::new();
+    for path in ["/static/index.html", "/static/app.css"] {
+        let req = format!("GET {path} HTTP/1.1\r\nhost: demo\r\nconnection: close\r\n\r\n");
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        got.push(String::from_utf8_lossy(&out).into_owned());
+    }
+    s.shutdown().await.unwrap();
+    let page = &got[0];
+    assert!(
+        page.starts_with("HTTP/1.1 103 Early Hints\r\n"),
+        "{page:.200}"
+    );
+    let hint = page.split("\r\n\r\n").next().unwrap_or("");
+    assert!(
+        hint.contains("</static/app.css>; rel=preload; as=style"),
+        "{hint}"
+    );
+    assert!(page.contains("\r\n\r\nHTTP/1.1 200 OK\r\n"), "{page:.300}");
+    // Other assets have none.
+    assert!(got[1].starts_with("HTTP/1.1 200 OK\r\n"), "{:.200}", got[1]);
+    let _ = stop.send(());
+}

@@ -225,7 +225,7 @@ async fn request(resolver: Resolver, edge: Edge, peer: Peer, head_timeout: Durat
     let req = req.map(|()| RequestBody::new(recv, hint));
     // Interim heads (103 Early Hints) from the origin go out on this stream as they come,
     // each a HEADERS frame ahead of the final one (RFC 9114 §4.1).
-    let (interim, mut hints) = meridian_http::interim::InterimConn::channel();
+    let (interim, hints) = meridian_http::interim::InterimConn::stream();
     let handled = edge.handle(
         req,
         Peer {
@@ -237,17 +237,19 @@ async fn request(resolver: Resolver, edge: Edge, peer: Peer, head_timeout: Durat
     let res = loop {
         tokio::select! {
             res = &mut handled => break res,
-            Some(head) = hints.recv() => {
-                let mut hint = http::Response::new(());
-                *hint.status_mut() = head.status;
-                *hint.headers_mut() = head.headers;
-                if send.send_response(hint).await.is_err() {
-                    return;
+            heads = hints.next() => {
+                for head in heads {
+                    let mut hint = http::Response::new(());
+                    *hint.status_mut() = head.status;
+                    *hint.headers_mut() = head.headers;
+                    if send.send_response(hint).await.is_err() {
+                        return;
+                    }
                 }
             }
         }
     };
-    drop(hints);
+    hints.close();
     let (mut parts, mut body) = res.into_parts();
     // Connection-specific fields are malformed in HTTP/3 (RFC 9114 §4.2).
     meridian_http::strip_hop_by_hop(&mut parts.headers);

@@ -206,25 +206,31 @@ async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<By
             data_done: false,
         },
     );
-    let (interim, mut hints) = InterimConn::channel();
+    let (interim, hints) = InterimConn::stream();
     let answer = handler.call(req, Some(interim));
     tokio::pin!(answer);
     // The client may reset the stream while the answer is made: then it is dropped.
     let res = loop {
         tokio::select! {
             res = &mut answer => break res,
-            Some(head) = hints.recv() => send_interim(&mut reply, head),
+            heads = hints.next() => {
+                for head in heads {
+                    send_interim(&mut reply, head);
+                }
+            }
             _ = poll_fn(|cx| reply.poll_reset(cx)) => return,
         }
     };
-    drop(hints);
+    hints.close();
     let (mut head, body) = res.into_parts();
-    crate::strip_hop_by_hop(&mut head.headers);
-    // As hyper's servers do: the Date, and the length when the body knows it.
+    strip_connection_fields(&mut head.headers);
+    let is_tunnel = head.extensions.get::<crate::upgrade::Tunneled>().is_some();
+    // As hyper's servers do: the Date, and the length when the body knows it (never on
+    // a tunnel's 2xx, whose stream goes on: RFC 9110 §9.3.6).
     head.headers
         .entry(http::header::DATE)
         .or_insert_with(date_now);
-    if let Some(n) = body.size_hint().exact() {
+    if let (false, Some(n)) = (is_tunnel, body.size_hint().exact()) {
         let bodiless = head.status == http::StatusCode::NO_CONTENT
             || head.status == http::StatusCode::NOT_MODIFIED;
         if !bodiless && !head.headers.contains_key(http::header::CONTENT_LENGTH) {
@@ -232,7 +238,6 @@ async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<By
                 .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
         }
     }
-    let is_tunnel = head.extensions.get::<crate::upgrade::Tunneled>().is_some();
     let end = !is_tunnel && body.is_end_stream();
     let send = match reply.send_response(Response::from_parts(head, ()), end) {
         Ok(s) => s,
@@ -250,6 +255,29 @@ async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<By
     }
     if !end {
         send_body(send, body).await;
+    }
+}
+
+/// Removes the fields HTTP/2 forbids as connection-specific (RFC 9113 §8.2.2), which `h2`
+/// would refuse the whole response for. Proxied answers come without them already, so
+/// this is a few lookups by constant name, not a parse.
+fn strip_connection_fields(h: &mut http::HeaderMap) {
+    const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
+    const PROXY_CONNECTION: http::HeaderName = http::HeaderName::from_static("proxy-connection");
+    if h.contains_key(http::header::CONNECTION) {
+        for n in crate::connection_fields(h) {
+            h.remove(n);
+        }
+        h.remove(http::header::CONNECTION);
+    }
+    for n in [
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        http::header::TE,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+    ] {
+        h.remove(n);
     }
 }
 
@@ -279,7 +307,7 @@ fn send_interim(reply: &mut SendResponse<Bytes>, head: InterimHead) {
     let mut res = Response::new(());
     *res.status_mut() = head.status;
     *res.headers_mut() = head.headers;
-    crate::strip_hop_by_hop(res.headers_mut());
+    strip_connection_fields(res.headers_mut());
     if let Err(e) = reply.send_informational(res) {
         tracing::debug!(error = %e, "an interim response could not be sent");
     }

@@ -8,7 +8,7 @@
 //! hyper is woken to flush it at once. A head is taken only while its request is the
 //! connection's open one, so a late hint (from a hedged origin request that lost) can
 //! never land inside another response. Protocols that frame their own streams (HTTP/3)
-//! take hints through a channel instead ([`InterimConn::channel`]).
+//! take hints through a queue of the request's own instead ([`InterimConn::stream`]).
 
 use http::{HeaderMap, StatusCode};
 use std::io::{self, IoSlice};
@@ -81,27 +81,24 @@ pub struct InterimConn(Kind);
 #[derive(Clone)]
 enum Kind {
     Http1(Arc<Shared>),
-    Channel(tokio::sync::mpsc::UnboundedSender<InterimHead>),
+    Stream(Arc<StreamHints>),
 }
 
 impl std::fmt::Debug for InterimConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.0 {
             Kind::Http1(_) => "InterimConn::Http1",
-            Kind::Channel(_) => "InterimConn::Channel",
+            Kind::Stream(_) => "InterimConn::Stream",
         })
     }
 }
 
 impl InterimConn {
-    /// For a protocol that writes interim heads itself (one request per connection value,
-    /// as an HTTP/3 request stream): heads arrive on the receiver until it is dropped.
-    pub fn channel() -> (
-        InterimConn,
-        tokio::sync::mpsc::UnboundedReceiver<InterimHead>,
-    ) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (InterimConn(Kind::Channel(tx)), rx)
+    /// For a protocol that writes interim heads itself, one request at a time (an HTTP/2
+    /// or HTTP/3 request stream): the heads queue in the returned [`StreamHints`].
+    pub fn stream() -> (InterimConn, Arc<StreamHints>) {
+        let q = Arc::new(StreamHints::default());
+        (InterimConn(Kind::Stream(q.clone())), q)
     }
 
     /// A handle for the request being served now; None when interim heads cannot be sent
@@ -111,9 +108,13 @@ impl InterimConn {
         match &self.0 {
             Kind::Http1(s) => {
                 let seq = s.open.load(Ordering::Acquire);
-                (seq != 0).then(|| Interim(Target::Http1(s.clone(), seq)))
+                if seq == 0 {
+                    return None;
+                }
+                s.handed.store(true, Ordering::Release);
+                Some(Interim(Target::Http1(s.clone(), seq)))
             }
-            Kind::Channel(tx) => Some(Interim(Target::Channel(tx.clone()))),
+            Kind::Stream(q) => Some(Interim(Target::Stream(q.clone()))),
         }
     }
 }
@@ -125,7 +126,7 @@ pub struct Interim(Target);
 #[derive(Clone)]
 enum Target {
     Http1(Arc<Shared>, u64),
-    Channel(tokio::sync::mpsc::UnboundedSender<InterimHead>),
+    Stream(Arc<StreamHints>),
 }
 
 impl std::fmt::Debug for Interim {
@@ -140,7 +141,7 @@ impl Interim {
     pub fn send(&self, head: InterimHead) -> bool {
         match &self.0 {
             Target::Http1(s, seq) => s.push(*seq, &head),
-            Target::Channel(tx) => tx.send(head).is_ok(),
+            Target::Stream(q) => q.push(head),
         }
     }
 
@@ -158,6 +159,76 @@ impl Interim {
     }
 }
 
+/// The interim heads queued for one request stream, until its final response begins.
+#[derive(Default)]
+pub struct StreamHints {
+    queue: Mutex<(Vec<InterimHead>, bool)>,
+    ready: tokio::sync::Notify,
+}
+
+impl StreamHints {
+    fn push(&self, head: InterimHead) -> bool {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.1 {
+            return false;
+        }
+        q.0.push(head);
+        drop(q);
+        self.ready.notify_one();
+        true
+    }
+
+    /// The heads queued since the last call, waiting for one if none is.
+    pub async fn next(&self) -> Vec<InterimHead> {
+        loop {
+            let heads = std::mem::take(&mut self.queue.lock().unwrap_or_else(|p| p.into_inner()).0);
+            if !heads.is_empty() {
+                return heads;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// The final response begins: no head is taken after this.
+    pub fn close(&self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+    }
+}
+
+/// A hyper service whose requests carry their [`Interim`] as an extension, so that an
+/// application's handlers (axum's `Extension<Interim>`) can send 103 Early Hints.
+#[derive(Clone)]
+pub struct WithInterim<S> {
+    conn: Option<InterimConn>,
+    inner: S,
+}
+
+impl<S> WithInterim<S> {
+    /// `inner` on the connection of `peer`.
+    pub fn new(peer: &crate::Peer, inner: S) -> Self {
+        WithInterim {
+            conn: peer.interim.clone(),
+            inner,
+        }
+    }
+}
+
+impl<S, B> hyper::service::Service<http::Request<B>> for WithInterim<S>
+where
+    S: hyper::service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut req: http::Request<B>) -> Self::Future {
+        if let Some(interim) = self.conn.as_ref().and_then(InterimConn::current) {
+            req.extensions_mut().insert(interim);
+        }
+        self.inner.call(req)
+    }
+}
+
 /// The state an HTTP/1 connection's [`InterimIo`] and its requests share.
 #[derive(Default)]
 pub(crate) struct Shared {
@@ -167,6 +238,9 @@ pub(crate) struct Shared {
     next: AtomicU64,
     /// Set while `pending` holds bytes: the write path checks only this.
     queued: AtomicBool,
+    /// A handle to the open request was given out (most requests, cache hits, never
+    /// ask for one, and their end needs no lock).
+    handed: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -188,7 +262,10 @@ impl Shared {
     /// Request `seq` has its final response: nothing more is taken for it. Under the
     /// lock, so a head being queued either lands before the response or not at all.
     pub(crate) fn end(&self, seq: u64) {
-        let _state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let _state = self
+            .handed
+            .swap(false, Ordering::AcqRel)
+            .then(|| self.state.lock().unwrap_or_else(|p| p.into_inner()));
         let _ = self
             .open
             .compare_exchange(seq, 0, Ordering::AcqRel, Ordering::Relaxed);
@@ -226,6 +303,8 @@ pin_project_lite::pin_project! {
         // Interim bytes taken from the queue and not yet written.
         writing: Vec<u8>,
         at: usize,
+        // The connection's task is known (it stays the same for the connection's life).
+        registered: bool,
     }
 }
 
@@ -236,6 +315,7 @@ impl<T> InterimIo<T> {
             shared,
             writing: Vec::new(),
             at: 0,
+            registered: false,
         }
     }
 }
@@ -245,16 +325,10 @@ impl<T: AsyncWrite> InterimIo<T> {
     fn poll_interim(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut this = self.project();
         if *this.at == this.writing.len() {
-            // Remember whom to wake while a request may still queue a head.
-            if this.shared.open.load(Ordering::Acquire) != 0 {
+            if !*this.registered {
                 let mut state = this.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-                if !state
-                    .waker
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(cx.waker()))
-                {
-                    state.waker = Some(cx.waker().clone());
-                }
+                state.waker = Some(cx.waker().clone());
+                *this.registered = true;
             }
             if !this.shared.queued.load(Ordering::Acquire) {
                 return Poll::Ready(Ok(()));
