@@ -147,10 +147,12 @@ where
         tokio::select! {
             accepted = conn.accept() => match accepted {
                 Some(Ok((req, reply))) => {
-                    let handler = handler.clone();
                     let in_flight = activity.start();
+                    // Boxed where it is made: the task then moves a pointer, not the
+                    // stream's whole state (tokio copies a task's future as it runs).
+                    let answer = Box::pin(stream(req, reply, handler.clone()));
                     tokio::spawn(async move {
-                        stream(req, reply, handler).await;
+                        answer.await;
                         drop(in_flight);
                     });
                 }
