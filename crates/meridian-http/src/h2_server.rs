@@ -266,13 +266,23 @@ async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<By
 fn strip_connection_fields(h: &mut http::HeaderMap) {
     const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
     const PROXY_CONNECTION: http::HeaderName = http::HeaderName::from_static("proxy-connection");
-    if h.contains_key(http::header::CONNECTION) {
-        for n in crate::connection_fields(h) {
-            h.remove(n);
-        }
-        h.remove(http::header::CONNECTION);
+    let forbidden = |n: &http::HeaderName| {
+        n == http::header::CONNECTION
+            || n == http::header::TRANSFER_ENCODING
+            || n == http::header::UPGRADE
+            || n == http::header::TE
+            || n == KEEP_ALIVE
+            || n == PROXY_CONNECTION
+    };
+    // One pass over the names (cheap comparisons) before any hashing removal.
+    if !h.keys().any(forbidden) {
+        return;
+    }
+    for n in crate::connection_fields(h) {
+        h.remove(n);
     }
     for n in [
+        http::header::CONNECTION,
         http::header::TRANSFER_ENCODING,
         http::header::UPGRADE,
         http::header::TE,
