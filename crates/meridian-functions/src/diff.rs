@@ -193,7 +193,7 @@ pub(crate) fn request_changes_from_js<'js>(
     ctx: &Ctx<'js>,
     o: &Object<'js>,
     memo: &RequestMemo<'js>,
-    sk: &Skeleton,
+    sk: &mut Skeleton,
 ) -> ReadResult<RequestChanges> {
     let o = as_record(&o.clone().into_value())?;
     match fixed(ctx, &o, Key::Method, sk)? {
@@ -209,7 +209,8 @@ pub(crate) fn request_changes_from_js<'js>(
         None => return Err(ReadError::invalid("missing field `uri`")),
     };
     let querystring = whole_if_changed(ctx, &o, Key::Querystring, &memo.querystring, sk)?;
-    let (headers_set, headers_removed) = diff(ctx, &o, Key::Headers, &memo.headers, sk)?;
+    let (headers_set, headers_removed, keys) = diff(ctx, &o, Key::Headers, &memo.headers, sk)?;
+    sk.keep_returned_headers(ctx, &keys)?;
     let cookies = whole_if_changed(ctx, &o, Key::Cookies, &memo.cookies, sk)?;
     Ok(RequestChanges {
         uri,
@@ -236,29 +237,32 @@ fn whole_if_changed<'js>(
     inputs: &[FieldMemo<'js>],
     sk: &Skeleton,
 ) -> ReadResult<Option<BTreeMap<String, Field>>> {
-    let (set, removed) = diff(ctx, o, key, inputs, sk)?;
+    let (set, removed, _) = diff(ctx, o, key, inputs, sk)?;
     if set.is_empty() && removed.is_empty() {
         return Ok(None);
     }
     map(o, key_name(key), field_from_js).map(Some)
 }
 
-/// Entries of the map at `key` that differ from `inputs` (read in full), and the input
-/// names that are gone. Absent or `undefined` entries count as gone, as in the full read.
+/// Entries of the map at `key` that differ from `inputs` (read in full), the input names
+/// that are gone, and the map's keys. Absent or `undefined` entries count as gone, as in
+/// the full read.
 fn diff<'js>(
     ctx: &Ctx<'js>,
     o: &Object<'js>,
     key: Key,
     inputs: &[FieldMemo<'js>],
     sk: &Skeleton,
-) -> ReadResult<(Vec<(String, Field)>, Vec<String>)> {
+) -> ReadResult<(Vec<(String, Field)>, Vec<String>, Vec<OwnedAtom<'js>>)> {
     let name_of = key_name(key);
     let mut set = Vec::new();
     let mut seen = vec![false; inputs.len()];
+    let mut keys = Vec::new();
     if let Some(v) = fixed(ctx, o, key, sk)? {
         let m = as_record(&v).map_err(|e| e.within(name_of))?;
         let mut next = 0;
-        for atom in own_keys(ctx, &m)? {
+        keys = own_keys(ctx, &m)?;
+        for atom in &keys {
             let v: Value = get(ctx, &m, atom.raw)?;
             let Some(v) = present(v) else { continue };
             // Keys come back in the order they were set, so the next input is the usual match.
@@ -285,7 +289,7 @@ fn diff<'js>(
             removed.push(input.atom.to_string()?);
         }
     }
-    Ok((set, removed))
+    Ok((set, removed, keys))
 }
 
 /// Whether a field still reads exactly as the event gave it: its `value` is the very string

@@ -18,7 +18,7 @@ use crate::event::{Event, Outcome, Response};
 use crate::kvs::KeyValueStore;
 use crate::lambda::{LambdaEvent, LambdaResponse, OriginOutcome};
 use crate::limits::{utilization, BudgetClock, Kind, Limits, MemoryMeter, MeteredAllocator};
-use crate::skeleton::Skeleton;
+use crate::skeleton::{Key, Skeleton};
 use rquickjs::context::EvalOptions;
 use rquickjs::{Context, Ctx, Function, Object, Runtime, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -350,7 +350,9 @@ impl Engine {
         self.invoke(|ctx, invoke, sk| {
             let (ev, memo) = diff::event_to_js(ctx, event, sk).map_err(|e| js_error(ctx, e))?;
             let out = call(ctx, invoke, ev)?;
-            let read = if is_response(&out, "statusCode") {
+            // As `is_response`: a failing lookup (a throwing proxy) reads as a request.
+            let response = sk.has(ctx, &out, Key::StatusCode).unwrap_or(false);
+            let read = if response {
                 convert::response_from_js(&out).and_then(|r| {
                     check_body(r.body_len(), max_body)?;
                     Ok(Changes::Response(r))

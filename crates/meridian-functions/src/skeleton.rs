@@ -32,9 +32,10 @@ pub(crate) enum Key {
     Cookies,
     Value,
     MultiValue,
+    StatusCode,
 }
 
-const NAMES: [&str; 16] = [
+const NAMES: [&str; KEYS] = [
     "version",
     "context",
     "viewer",
@@ -51,7 +52,10 @@ const NAMES: [&str; 16] = [
     "cookies",
     "value",
     "multiValue",
+    "statusCode",
 ];
+
+const KEYS: usize = 17;
 
 /// The key sequences of the event's fixed objects, in the order they are built.
 const SHAPES: [&[Key]; 5] = [
@@ -191,13 +195,17 @@ pub(crate) fn own_keys<'js>(ctx: &Ctx<'js>, o: &Object<'js>) -> JsResult<Vec<Own
 /// Per-engine atoms and shape holders. Release with [`Skeleton::release`] inside the
 /// engine's context before the runtime goes.
 pub(crate) struct Skeleton {
-    atoms: [qjs::JSAtom; 16],
+    atoms: [qjs::JSAtom; KEYS],
     /// Objects with every prefix of `SHAPES` (and the empty object).
     _fixed: Persistent<Array<'static>>,
     /// The last request's header names with their atoms (owned), and objects holding each
     /// prefix of that key sequence.
     header_names: Vec<(String, qjs::JSAtom)>,
     headers: Option<Persistent<Array<'static>>>,
+    /// The header keys a function last returned, when they extend `header_names` (a function
+    /// that adds a header), with objects holding the prefixes past `header_names`.
+    returned: Vec<qjs::JSAtom>,
+    returned_holders: Option<Persistent<Array<'static>>>,
 }
 
 // SAFETY: as for the engine's entry point (`engine.rs`): the atoms and holders belong to the
@@ -207,7 +215,7 @@ unsafe impl Send for Skeleton {}
 
 impl Skeleton {
     pub(crate) fn new(ctx: &Ctx<'_>) -> JsResult<Skeleton> {
-        let mut atoms = [qjs::JS_ATOM_NULL; 16];
+        let mut atoms = [qjs::JS_ATOM_NULL; KEYS];
         for (i, name) in NAMES.iter().enumerate() {
             atoms[i] = new_atom(ctx, name)?;
         }
@@ -215,13 +223,15 @@ impl Skeleton {
         holders.set(0, Object::new(ctx.clone())?)?;
         for keys in SHAPES {
             let raw: Vec<qjs::JSAtom> = keys.iter().map(|k| atoms[*k as usize]).collect();
-            prefixes(ctx, &holders, &raw)?;
+            prefixes(ctx, &holders, &raw, 1)?;
         }
         Ok(Skeleton {
             atoms,
             _fixed: Persistent::save(ctx, holders),
             header_names: Vec::new(),
             headers: None,
+            returned: Vec::new(),
+            returned_holders: None,
         })
     }
 
@@ -246,6 +256,60 @@ impl Skeleton {
         get(ctx, o, self.atom(k))
     }
 
+    /// Whether `o` has a fixed key, own or inherited (as `key in o`).
+    pub(crate) fn has(&self, ctx: &Ctx<'_>, o: &Object<'_>, k: Key) -> JsResult<bool> {
+        // SAFETY: plain query on a live object and atom.
+        let rc = unsafe {
+            qjs::JS_HasProperty(ctx.as_raw().as_ptr(), o.as_value().as_raw(), self.atom(k))
+        };
+        if rc < 0 {
+            return Err(Error::Exception);
+        }
+        Ok(rc > 0)
+    }
+
+    /// Keeps the shapes of the header keys a function returned when they extend this
+    /// request's (a function adding a header builds them on every request otherwise).
+    pub(crate) fn keep_returned_headers(
+        &mut self,
+        ctx: &Ctx<'_>,
+        keys: &[OwnedAtom<'_>],
+    ) -> JsResult<()> {
+        let n = self.header_names.len();
+        if keys.len() <= n || keys.len() > MAX_KEPT_HEADERS {
+            return Ok(());
+        }
+        let extends = self
+            .header_names
+            .iter()
+            .zip(keys)
+            .all(|((_, a), k)| *a == k.raw);
+        let same = self.returned.len() == keys.len()
+            && self.returned.iter().zip(keys).all(|(a, k)| *a == k.raw);
+        if !extends || same {
+            return Ok(());
+        }
+        let holders = Array::new(ctx.clone())?;
+        let raw: Vec<qjs::JSAtom> = keys.iter().map(|a| a.raw).collect();
+        prefixes(ctx, &holders, &raw, n + 1)?;
+        self.release_returned(ctx);
+        for a in &raw {
+            // SAFETY: a new reference for the skeleton, freed in `release_returned`.
+            self.returned
+                .push(unsafe { qjs::JS_DupAtom(ctx.as_raw().as_ptr(), *a) });
+        }
+        self.returned_holders = Some(Persistent::save(ctx, holders));
+        Ok(())
+    }
+
+    fn release_returned(&mut self, ctx: &Ctx<'_>) {
+        for a in self.returned.drain(..) {
+            // SAFETY: the skeleton owns one reference to each kept returned atom.
+            unsafe { qjs::JS_FreeAtom(ctx.as_raw().as_ptr(), a) }
+        }
+        self.returned_holders = None;
+    }
+
     /// The atoms for this request's header names (reusing the last request's where the
     /// names match), keeping the shapes of that key sequence alive when it changed.
     pub(crate) fn header_atoms<'js>(
@@ -267,7 +331,7 @@ impl Skeleton {
         if !same && out.len() <= MAX_KEPT_HEADERS {
             let holders = Array::new(ctx.clone())?;
             let raw: Vec<qjs::JSAtom> = out.iter().map(|a| a.raw).collect();
-            prefixes(ctx, &holders, &raw)?;
+            prefixes(ctx, &holders, &raw, 1)?;
             self.release_headers(ctx);
             for (name, a) in names.iter().zip(&out) {
                 // SAFETY: a new reference for the skeleton, freed in `release_headers`.
@@ -285,6 +349,7 @@ impl Skeleton {
             unsafe { qjs::JS_FreeAtom(ctx.as_raw().as_ptr(), a) }
         }
         self.headers = None;
+        self.release_returned(ctx);
     }
 
     /// Frees the atoms; the holders go with their `Persistent`s.
@@ -300,9 +365,15 @@ impl Skeleton {
     }
 }
 
-/// Pushes onto `holders` one object per non-empty prefix of `keys`, values `undefined`.
-fn prefixes<'js>(ctx: &Ctx<'js>, holders: &Array<'js>, keys: &[qjs::JSAtom]) -> JsResult<()> {
-    for n in 1..=keys.len() {
+/// Pushes onto `holders` one object per prefix of `keys` at least `from` long, values
+/// `undefined`.
+fn prefixes<'js>(
+    ctx: &Ctx<'js>,
+    holders: &Array<'js>,
+    keys: &[qjs::JSAtom],
+    from: usize,
+) -> JsResult<()> {
+    for n in from..=keys.len() {
         let o = Object::new(ctx.clone())?;
         for k in &keys[..n] {
             define(ctx, &o, *k, Value::new_undefined(ctx.clone()))?;
