@@ -618,3 +618,35 @@ pub(super) fn returned_path(uri: &str) -> Result<String, String> {
     crate::viewer::normalize_path(uri)
         .map_err(|e| format!("the returned uri `{uri}` is not usable: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names lowercase, one value in `value` alone, several in `multiValue` in the order the
+    /// viewer sent them (the first also in `value`), filtered names left out.
+    #[test]
+    fn headers_take_cloudfronts_shape() {
+        let mut h = HeaderMap::new();
+        h.insert("Host", HeaderValue::from_static("example.com"));
+        h.append("Accept", HeaderValue::from_static("text/html"));
+        h.append("x-multi", HeaderValue::from_static("one"));
+        h.append("cookie", HeaderValue::from_static("a=1"));
+        h.append("X-Multi", HeaderValue::from_static("two"));
+        h.append("x-multi", HeaderValue::from_static("three"));
+        let f = to_fields(&h, |n| n != http::header::COOKIE);
+        let names: Vec<&str> = f.keys().map(String::as_str).collect();
+        assert_eq!(names, ["accept", "host", "x-multi"]);
+        assert_eq!(f["host"], Field::new("example.com"));
+        assert_eq!(f["accept"].multi_value, None);
+        let multi = &f["x-multi"];
+        assert_eq!(multi.value, "one");
+        let values: Vec<&str> = multi
+            .multi_value
+            .iter()
+            .flatten()
+            .map(|m| m.value.as_str())
+            .collect();
+        assert_eq!(values, ["one", "two", "three"]);
+    }
+}
