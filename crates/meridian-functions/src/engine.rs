@@ -18,6 +18,7 @@ use crate::event::{Event, Outcome, Response};
 use crate::kvs::KeyValueStore;
 use crate::lambda::{LambdaEvent, LambdaResponse, OriginOutcome};
 use crate::limits::{utilization, BudgetClock, Kind, Limits, MemoryMeter, MeteredAllocator};
+use crate::skeleton::{Key, Skeleton};
 use rquickjs::context::EvalOptions;
 use rquickjs::{Context, Ctx, Function, Object, Runtime, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,11 +89,20 @@ struct State {
     // Field order: the handler's entry point, then the context, before the runtime.
     /// `__meridian_invoke`, looked up once rather than on every invocation.
     invoke: InvokeFn,
+    /// The viewer event's atoms and shapes, kept across invocations.
+    skel: Skeleton,
     ctx: Context,
     /// Kept so the runtime lives exactly as long as this state (the context holds a handle
     /// too, but being explicit documents ownership).
     _rt: Runtime,
     meter: Arc<MemoryMeter>,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        let skel = &mut self.skel;
+        self.ctx.with(|ctx| skel.release(&ctx));
+    }
 }
 
 /// An engine for one function. See the module docs for how to hold it.
@@ -221,7 +231,7 @@ impl Engine {
         self.interrupted.store(false, Ordering::Relaxed);
         self.clock.start(init_budget, true);
         let kind = self.code.kind();
-        let result = ctx.with(|ctx| -> Result<InvokeFn, CompileError> {
+        let result = ctx.with(|ctx| -> Result<(InvokeFn, Skeleton), CompileError> {
             let init = |ctx: &Ctx<'_>| CompileError::Init { name: name.clone(), message: describe(ctx) };
             builtins::install(&ctx, &self.host, &name, kind).map_err(|_| init(&ctx))?;
             let mut eo = EvalOptions::default();
@@ -256,7 +266,8 @@ impl Engine {
                 return Err(CompileError::Init { name: name.clone(), message: format!("the code does not define {what}") });
             }
             let invoke: Function = ctx.globals().get("__meridian_invoke").map_err(|_| init(&ctx))?;
-            Ok(InvokeFn(rquickjs::Persistent::save(&ctx, invoke)))
+            let skel = Skeleton::new(&ctx).map_err(|_| init(&ctx))?;
+            Ok((InvokeFn(rquickjs::Persistent::save(&ctx, invoke)), skel))
         });
         self.clock.stop();
         if self.interrupted.swap(false, Ordering::Relaxed) {
@@ -265,7 +276,7 @@ impl Engine {
                 message: "top-level code exceeded the CPU budget".into(),
             });
         }
-        let invoke = result?;
+        let (invoke, skel) = result?;
         // The function's allowance is on top of what the runtime and built-ins already use,
         // so the 2 MB CloudFront figure means memory for the function itself.
         meter.set_limit(meter.used().saturating_add(self.opts.limits.memory_bytes));
@@ -273,6 +284,7 @@ impl Engine {
         lock(&self.host.logs).take();
         Ok(State {
             invoke,
+            skel,
             ctx,
             _rt: rt,
             meter,
@@ -335,16 +347,18 @@ impl Engine {
     ) -> Result<Invocation<Changes>, ExecutionError> {
         self.expect_kind(&[Kind::ViewerRequest])?;
         let max_body = self.opts.limits.max_body_bytes;
-        self.invoke(|ctx, invoke| {
-            let (ev, memo) = diff::event_to_js(ctx, event).map_err(|e| js_error(ctx, e))?;
+        self.invoke(|ctx, invoke, sk| {
+            let (ev, memo) = diff::event_to_js(ctx, event, sk).map_err(|e| js_error(ctx, e))?;
             let out = call(ctx, invoke, ev)?;
-            let read = if is_response(&out, "statusCode") {
+            // As `is_response`: a failing lookup (a throwing proxy) reads as a request.
+            let response = sk.has(ctx, &out, Key::StatusCode).unwrap_or(false);
+            let read = if response {
                 convert::response_from_js(&out).and_then(|r| {
                     check_body(r.body_len(), max_body)?;
                     Ok(Changes::Response(r))
                 })
             } else {
-                diff::request_changes_from_js(&out, &memo).map(Changes::Request)
+                diff::request_changes_from_js(ctx, &out, &memo, sk).map(Changes::Request)
             };
             read.map_err(|e| read_error(ctx, e))
         })
@@ -416,7 +430,7 @@ impl Engine {
         E: for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<Value<'js>>,
         R: for<'js> FnOnce(&Ctx<'js>, &Object<'js>, bool) -> Result<T, ReadError>,
     {
-        self.invoke(|ctx, invoke| {
+        self.invoke(|ctx, invoke, _| {
             let event = event(ctx).map_err(|e| js_error(ctx, e))?;
             let out = call(ctx, invoke, event)?;
             let is_response = is_response(&out, response_key);
@@ -428,7 +442,11 @@ impl Engine {
     /// `invoke` (through [`call`]) and reads the result, all inside the CPU budget.
     fn invoke<T, W>(&mut self, work: W) -> Result<Invocation<T>, ExecutionError>
     where
-        W: for<'js> FnOnce(&Ctx<'js>, Function<'js>) -> Result<T, (ErrorKind, String)>,
+        W: for<'js> FnOnce(
+            &Ctx<'js>,
+            Function<'js>,
+            &mut Skeleton,
+        ) -> Result<T, (ErrorKind, String)>,
     {
         if self.state.is_none() {
             self.rebuilds += 1;
@@ -437,7 +455,7 @@ impl Engine {
                 .map_err(|e| ExecutionError::new(ErrorKind::Internal, e.to_string()))?;
             self.state = Some(st);
         }
-        let Some(state) = self.state.as_ref() else {
+        let Some(state) = self.state.as_mut() else {
             return Err(ExecutionError::new(
                 ErrorKind::Internal,
                 "engine has no runtime",
@@ -451,6 +469,7 @@ impl Engine {
         self.clock.start(budget, self.invocations % CPU_SAMPLE == 0);
 
         state.meter.take_refused();
+        let skel = &mut state.skel;
         let result = state.ctx.with(|ctx| {
             let invoke = state
                 .invoke
@@ -458,7 +477,7 @@ impl Engine {
                 .clone()
                 .restore(&ctx)
                 .map_err(|e| js_error(&ctx, e))?;
-            work(&ctx, invoke)
+            work(&ctx, invoke, skel)
         });
         let out_of_memory = state.meter.take_refused();
 

@@ -175,3 +175,62 @@ fn a_generated_response_is_read_whole() {
     assert_eq!(r.status_code, 302);
     assert_eq!(r.headers["location"].value, "/x");
 }
+
+/// One engine keeps the last request's header names (their atoms and shapes) for the next
+/// request: requests whose header sets grow, shrink, get renamed or reorder must still see
+/// exactly their own headers, in either read.
+#[test]
+fn one_engine_sees_each_requests_own_headers() {
+    let src = "function handler(event) { var r = event.request; \
+               r.headers['x-seen'] = { value: Object.keys(r.headers).join(',') }; return r; }";
+    let mut e = engine(src);
+    let sets: [&[&str]; 6] = [
+        &["accept", "host"],
+        &["accept", "host"],
+        &["accept", "host", "user-agent"],
+        &["host"],
+        &["accept-encoding", "host"],
+        &[],
+    ];
+    for names in sets {
+        let mut ev = common::request_event("/a");
+        ev.request.headers = names
+            .iter()
+            .map(|n| (n.to_string(), Field::new(format!("v-{n}"))))
+            .collect();
+        let full = e.viewer_request(&ev).expect("full read");
+        let changes = e.viewer_request_changes(&ev).expect("changes");
+        let (Outcome::Request(full), Changes::Request(c)) = (full.output, changes.output) else {
+            panic!("expected requests");
+        };
+        assert_eq!(c.apply_to(&ev.request), full, "for {names:?}");
+        assert_eq!(
+            c.headers_set,
+            vec![("x-seen".to_string(), Field::new(names.join(",")))],
+            "for {names:?}"
+        );
+        assert!(c.headers_removed.is_empty(), "for {names:?}: {c:?}");
+    }
+}
+
+/// The event is plain data, as `JSON.parse` would make it: a setter a function puts on
+/// `Object.prototype` is not called while the next event is built.
+#[test]
+fn building_the_event_calls_no_inherited_setter() {
+    let src = "var calls = 0; \
+               Object.defineProperty(Object.prototype, 'uri', { set: function (v) { calls++; }, configurable: true }); \
+               function handler(event) { var r = event.request; \
+               r.headers['x-calls'] = { value: String(calls) }; return r; }";
+    let mut e = engine(src);
+    for _ in 0..2 {
+        let inv = e.viewer_request_changes(&rich_event()).expect("changes");
+        let Changes::Request(c) = inv.output else {
+            panic!("expected a request");
+        };
+        assert_eq!(
+            c.headers_set,
+            vec![("x-calls".to_string(), Field::new("0"))]
+        );
+        assert_eq!(c.uri, None);
+    }
+}

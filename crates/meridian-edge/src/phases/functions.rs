@@ -223,34 +223,57 @@ fn engine_unavailable(e: meridian_functions::CompileError) -> ExecutionError {
 }
 
 /// Headers in CloudFront's shape: lowercase names, the first value in `value`, every value
-/// in `multiValue` when there are several.
+/// in `multiValue` when there are several. One walk over the map (it yields a name's values
+/// together), no lookup per name.
 fn to_fields(headers: &HeaderMap, keep: impl Fn(&HeaderName) -> bool) -> Headers {
     let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
     let mut out = Headers::new();
-    for name in headers.keys() {
+    let mut current: Option<(&HeaderName, Field)> = None;
+    for (name, value) in headers {
         if !keep(name) {
             continue;
         }
-        // Most headers have one value: no list for those.
-        let mut all = headers.get_all(name).iter();
-        let first = all.next().map(text).unwrap_or_default();
-        let rest: Vec<MultiValue> = all.map(|v| MultiValue { value: text(v) }).collect();
-        let f = if rest.is_empty() {
-            Field::new(first)
-        } else {
-            let mut mv = Vec::with_capacity(rest.len() + 1);
-            mv.push(MultiValue {
-                value: first.clone(),
-            });
-            mv.extend(rest);
-            Field {
-                value: first,
-                multi_value: Some(mv),
+        match &mut current {
+            Some((n, f)) if *n == name => {
+                // Most headers have one value: the list only appears with a second one.
+                let mv = f.multi_value.get_or_insert_with(|| {
+                    vec![MultiValue {
+                        value: f.value.clone(),
+                    }]
+                });
+                mv.push(MultiValue { value: text(value) });
             }
-        };
-        out.insert(name.as_str().to_owned(), f);
+            _ => {
+                if let Some((n, f)) = current.take() {
+                    flush(&mut out, n, f);
+                }
+                current = Some((name, Field::new(text(value))));
+            }
+        }
+    }
+    if let Some((n, f)) = current {
+        flush(&mut out, n, f);
     }
     out
+}
+
+/// Adds a header's field; should the map ever yield a name's values apart, they are joined.
+fn flush(out: &mut Headers, name: &HeaderName, f: Field) {
+    match out.get_mut(name.as_str()) {
+        None => {
+            out.insert(name.as_str().to_owned(), f);
+        }
+        Some(have) => {
+            let first = MultiValue {
+                value: have.value.clone(),
+            };
+            let mv = have.multi_value.get_or_insert_with(|| vec![first]);
+            match f.multi_value {
+                Some(more) => mv.extend(more),
+                None => mv.push(MultiValue { value: f.value }),
+            }
+        }
+    }
 }
 
 fn field(mut values: Vec<String>) -> Field {
@@ -594,4 +617,36 @@ pub(super) fn returned_path(uri: &str) -> Result<String, String> {
     }
     crate::viewer::normalize_path(uri)
         .map_err(|e| format!("the returned uri `{uri}` is not usable: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names lowercase, one value in `value` alone, several in `multiValue` in the order the
+    /// viewer sent them (the first also in `value`), filtered names left out.
+    #[test]
+    fn headers_take_cloudfronts_shape() {
+        let mut h = HeaderMap::new();
+        h.insert("Host", HeaderValue::from_static("example.com"));
+        h.append("Accept", HeaderValue::from_static("text/html"));
+        h.append("x-multi", HeaderValue::from_static("one"));
+        h.append("cookie", HeaderValue::from_static("a=1"));
+        h.append("X-Multi", HeaderValue::from_static("two"));
+        h.append("x-multi", HeaderValue::from_static("three"));
+        let f = to_fields(&h, |n| n != http::header::COOKIE);
+        let names: Vec<&str> = f.keys().map(String::as_str).collect();
+        assert_eq!(names, ["accept", "host", "x-multi"]);
+        assert_eq!(f["host"], Field::new("example.com"));
+        assert_eq!(f["accept"].multi_value, None);
+        let multi = &f["x-multi"];
+        assert_eq!(multi.value, "one");
+        let values: Vec<&str> = multi
+            .multi_value
+            .iter()
+            .flatten()
+            .map(|m| m.value.as_str())
+            .collect();
+        assert_eq!(values, ["one", "two", "three"]);
+    }
 }

@@ -26,5 +26,17 @@
       });
     };
   }
+  // QuickJS shares an object's shape only while some object holds it: these hold the shapes
+  // of a RegExp match (groups, index, input are added in that order), so a function's
+  // `replace` or `exec` finds them instead of building them on every request.
+  var shapes = [];
+  for (var n = 1; n <= 3; n++) {
+    var a = [];
+    a.groups = undefined;
+    if (n > 1) a.index = 0;
+    if (n > 2) a.input = '';
+    shapes.push(a);
+  }
+  Object.defineProperty(invoke, 'shapes', { value: shapes });
   Object.defineProperty(globalThis, '__meridian_invoke', { value: invoke, enumerable: false, writable: false, configurable: false });
 })
