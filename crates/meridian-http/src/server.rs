@@ -227,21 +227,20 @@ impl<H: Handler> Service<http::Request<Incoming>> for HyperHandler<H> {
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Reads until the first bytes tell HTTP/2's preface from an HTTP/1 request line; the
-/// bytes read are given back to whichever protocol serves the connection.
+/// bytes read (usually the whole first request, in one read) are given back to whichever
+/// protocol serves the connection.
 async fn sniff<IO: AsyncRead + Unpin>(mut io: IO) -> std::io::Result<(Rewind<IO>, bool)> {
-    let mut seen = Vec::with_capacity(PREFACE.len());
-    let mut buf = [0u8; 24];
+    let mut seen = bytes::BytesMut::with_capacity(4096);
     loop {
-        let n = io.read(&mut buf[..PREFACE.len() - seen.len()]).await?;
-        if n == 0 {
+        if io.read_buf(&mut seen).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        seen.extend_from_slice(&buf[..n]);
-        if !PREFACE.starts_with(&seen) {
-            return Ok((Rewind::new(io, seen.into()), false));
+        let n = seen.len().min(PREFACE.len());
+        if seen[..n] != PREFACE[..n] {
+            return Ok((Rewind::new(io, seen.freeze()), false));
         }
-        if seen.len() == PREFACE.len() {
-            return Ok((Rewind::new(io, seen.into()), true));
+        if n == PREFACE.len() {
+            return Ok((Rewind::new(io, seen.freeze()), true));
         }
     }
 }
