@@ -21,7 +21,7 @@
 use crate::event::{
     Body, CookieValue, Event, Field, MultiValue, Request, Response, ResponseCookie,
 };
-use rquickjs::{Array, Ctx, Object, Result as JsResult, Value};
+use rquickjs::{Array, Ctx, IntoJs, Object, Result as JsResult, Value};
 use std::collections::BTreeMap;
 
 /// Why a result could not be read.
@@ -81,12 +81,20 @@ pub(crate) type ReadResult<T> = std::result::Result<T, ReadError>;
 
 // ---------------------------------------------------------------- Rust → JS
 
+/// Defines `o[key] = v` as a plain data property, as `JSON.parse` and the hit path's
+/// skeleton (`skeleton.rs`) do: a setter a function put on `Object.prototype` never runs,
+/// whichever path built the event.
+fn put<'js>(ctx: &Ctx<'js>, o: &Object<'js>, key: &str, v: impl IntoJs<'js>) -> JsResult<()> {
+    let atom = crate::skeleton::OwnedAtom::new(ctx, key)?;
+    crate::skeleton::define(ctx, o, atom.raw, v.into_js(ctx)?)
+}
+
 /// `event` as the handler sees it; same keys and order as its JSON serialisation.
 pub(crate) fn event_to_js<'js>(ctx: &Ctx<'js>, ev: &Event) -> JsResult<Value<'js>> {
     let o = event_head_to_js(ctx, ev)?;
-    o.set("request", request_to_js(ctx, &ev.request)?)?;
+    put(ctx, &o, "request", request_to_js(ctx, &ev.request)?)?;
     if let Some(r) = &ev.response {
-        o.set("response", response_to_js(ctx, r)?)?;
+        put(ctx, &o, "response", response_to_js(ctx, r)?)?;
     }
     Ok(o.into_value())
 }
@@ -94,29 +102,36 @@ pub(crate) fn event_to_js<'js>(ctx: &Ctx<'js>, ev: &Event) -> JsResult<Value<'js
 /// The event's `version`, `context` and `viewer`: what comes before its request.
 pub(crate) fn event_head_to_js<'js>(ctx: &Ctx<'js>, ev: &Event) -> JsResult<Object<'js>> {
     let o = Object::new(ctx.clone())?;
-    o.set("version", ev.version.as_str())?;
+    put(ctx, &o, "version", ev.version.as_str())?;
     let c = Object::new(ctx.clone())?;
-    c.set(
+    put(
+        ctx,
+        &c,
         "distributionDomainName",
         ev.context.distribution_domain_name.as_str(),
     )?;
-    c.set("distributionId", ev.context.distribution_id.as_str())?;
-    c.set("eventType", ev.context.event_type.as_str())?;
-    c.set("requestId", ev.context.request_id.as_str())?;
-    o.set("context", c)?;
+    put(
+        ctx,
+        &c,
+        "distributionId",
+        ev.context.distribution_id.as_str(),
+    )?;
+    put(ctx, &c, "eventType", ev.context.event_type.as_str())?;
+    put(ctx, &c, "requestId", ev.context.request_id.as_str())?;
+    put(ctx, &o, "context", c)?;
     let v = Object::new(ctx.clone())?;
-    v.set("ip", ev.viewer.ip.as_str())?;
-    o.set("viewer", v)?;
+    put(ctx, &v, "ip", ev.viewer.ip.as_str())?;
+    put(ctx, &o, "viewer", v)?;
     Ok(o)
 }
 
 fn request_to_js<'js>(ctx: &Ctx<'js>, r: &Request) -> JsResult<Object<'js>> {
     let o = Object::new(ctx.clone())?;
-    o.set("method", r.method.as_str())?;
-    o.set("uri", r.uri.as_str())?;
-    o.set("querystring", fields_to_js(ctx, &r.querystring)?)?;
-    o.set("headers", fields_to_js(ctx, &r.headers)?)?;
-    o.set("cookies", fields_to_js(ctx, &r.cookies)?)?;
+    put(ctx, &o, "method", r.method.as_str())?;
+    put(ctx, &o, "uri", r.uri.as_str())?;
+    put(ctx, &o, "querystring", fields_to_js(ctx, &r.querystring)?)?;
+    put(ctx, &o, "headers", fields_to_js(ctx, &r.headers)?)?;
+    put(ctx, &o, "cookies", fields_to_js(ctx, &r.cookies)?)?;
     Ok(o)
 }
 
@@ -124,28 +139,28 @@ fn fields_to_js<'js>(ctx: &Ctx<'js>, map: &BTreeMap<String, Field>) -> JsResult<
     let o = Object::new(ctx.clone())?;
     for (name, f) in map {
         let fo = Object::new(ctx.clone())?;
-        fo.set("value", f.value.as_str())?;
+        put(ctx, &fo, "value", f.value.as_str())?;
         if let Some(mv) = &f.multi_value {
             let a = Array::new(ctx.clone())?;
             for (i, m) in mv.iter().enumerate() {
                 let mo = Object::new(ctx.clone())?;
-                mo.set("value", m.value.as_str())?;
+                put(ctx, &mo, "value", m.value.as_str())?;
                 a.set(i, mo)?;
             }
-            fo.set("multiValue", a)?;
+            put(ctx, &fo, "multiValue", a)?;
         }
-        o.set(name.as_str(), fo)?;
+        put(ctx, &o, name.as_str(), fo)?;
     }
     Ok(o)
 }
 
 fn response_to_js<'js>(ctx: &Ctx<'js>, r: &Response) -> JsResult<Object<'js>> {
     let o = Object::new(ctx.clone())?;
-    o.set("statusCode", i32::from(r.status_code))?;
+    put(ctx, &o, "statusCode", i32::from(r.status_code))?;
     if let Some(d) = &r.status_description {
-        o.set("statusDescription", d.as_str())?;
+        put(ctx, &o, "statusDescription", d.as_str())?;
     }
-    o.set("headers", fields_to_js(ctx, &r.headers)?)?;
+    put(ctx, &o, "headers", fields_to_js(ctx, &r.headers)?)?;
     let cookies = Object::new(ctx.clone())?;
     for (name, c) in &r.cookies {
         let co = cookie_value_to_js(ctx, &c.value, c.attributes.as_deref())?;
@@ -157,16 +172,16 @@ fn response_to_js<'js>(ctx: &Ctx<'js>, r: &Response) -> JsResult<Object<'js>> {
                     cookie_value_to_js(ctx, &m.value, m.attributes.as_deref())?,
                 )?;
             }
-            co.set("multiValue", a)?;
+            put(ctx, &co, "multiValue", a)?;
         }
-        cookies.set(name.as_str(), co)?;
+        put(ctx, &cookies, name.as_str(), co)?;
     }
-    o.set("cookies", cookies)?;
+    put(ctx, &o, "cookies", cookies)?;
     if let Some(b) = &r.body {
         let bo = Object::new(ctx.clone())?;
-        bo.set("data", b.data.as_str())?;
-        bo.set("encoding", b.encoding.as_str())?;
-        o.set("body", bo)?;
+        put(ctx, &bo, "data", b.data.as_str())?;
+        put(ctx, &bo, "encoding", b.encoding.as_str())?;
+        put(ctx, &o, "body", bo)?;
     }
     Ok(o)
 }
@@ -177,9 +192,9 @@ fn cookie_value_to_js<'js>(
     attributes: Option<&str>,
 ) -> JsResult<Object<'js>> {
     let o = Object::new(ctx.clone())?;
-    o.set("value", value)?;
+    put(ctx, &o, "value", value)?;
     if let Some(a) = attributes {
-        o.set("attributes", a)?;
+        put(ctx, &o, "attributes", a)?;
     }
     Ok(o)
 }

@@ -232,5 +232,12 @@ fn building_the_event_calls_no_inherited_setter() {
             vec![("x-calls".to_string(), Field::new("0"))]
         );
         assert_eq!(c.uri, None);
+        // The full path (also viewer-response's) builds the event the same way.
+        let full = e.viewer_request(&rich_event()).expect("full read");
+        let Outcome::Request(r) = full.output else {
+            panic!("expected a request");
+        };
+        assert_eq!(r.headers.get("x-calls").map(|f| f.value.as_str()), Some("0"));
+        assert_eq!(r.uri, rich_event().request.uri);
     }
 }
