@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tower::ServiceExt;
 
-fn app() -> axum::Router {
-    router(DemoOptions {
+fn opts() -> DemoOptions {
+    DemoOptions {
         identity: Identity {
             region: "eu-west-1".into(),
             az: "eu-west-1b".into(),
@@ -17,7 +17,11 @@ fn app() -> axum::Router {
         processing_time: Duration::ZERO,
         database: None,
         quote_cache: None,
-    })
+    }
+}
+
+fn app() -> axum::Router {
+    router(opts())
 }
 
 async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
@@ -255,18 +259,8 @@ async fn without_a_database_orders_and_portfolios_say_so_and_the_rest_works() {
 async fn the_page_sends_early_hints_for_its_style_and_script() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr: std::net::SocketAddr = "127.106.9.2:8000".parse().unwrap();
-    let opts = DemoOptions {
-        identity: Identity {
-            region: "eu-west-1".into(),
-            az: "eu-west-1b".into(),
-            instance: "svc-eu-west-1b-1".into(),
-        },
-        processing_time: Duration::ZERO,
-        database: None,
-        quote_cache: None,
-    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(meridian_demo::serve(addr, opts, async move {
+    tokio::spawn(meridian_demo::serve(addr, opts(), async move {
         let _ = stopped.await;
     }));
     let mut s = None;

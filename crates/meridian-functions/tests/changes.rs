@@ -237,7 +237,10 @@ fn building_the_event_calls_no_inherited_setter() {
         let Outcome::Request(r) = full.output else {
             panic!("expected a request");
         };
-        assert_eq!(r.headers.get("x-calls").map(|f| f.value.as_str()), Some("0"));
+        assert_eq!(
+            r.headers.get("x-calls").map(|f| f.value.as_str()),
+            Some("0")
+        );
         assert_eq!(r.uri, rich_event().request.uri);
     }
 }

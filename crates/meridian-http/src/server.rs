@@ -23,13 +23,34 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// What serving one accepted connection needs besides its transport.
+/// What serving one accepted connection needs besides its transport and peer.
 struct Conn {
-    peer: Peer,
     activity: Arc<conn::Activity>,
     hints: Arc<interim::Shared>,
     idle: Duration,
     stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Conn {
+    /// `service` counted in flight, and opening each HTTP/1.1 request to interim heads.
+    fn tracked<S>(&self, service: S) -> conn::Tracked<S> {
+        conn::Tracked::new(service, self.activity.clone(), self.hints.clone())
+    }
+
+    /// The transport as hyper takes it, writing interim heads ahead of hyper's writes.
+    fn hyper_io<IO>(&self, io: IO) -> TokioIo<interim::InterimIo<IO>> {
+        TokioIo::new(interim::InterimIo::new(io, self.hints.clone()))
+    }
+
+    /// Serves `served` to its end, closing it with `graceful` on shutdown or idleness.
+    async fn run<C, G, E>(self, served: C, graceful: G) -> Result<(), BoxError>
+    where
+        C: Future<Output = Result<(), E>>,
+        E: Into<BoxError>,
+        G: Fn(Pin<&mut C>),
+    {
+        conn::run(served, graceful, &self.activity, self.idle, self.stop).await
+    }
 }
 
 /// How a server answers a connection once it is accepted (and its TLS handshake done).
@@ -39,6 +60,7 @@ trait Protocols: Clone + Send + Sync + 'static {
         &self,
         io: IO,
         h2: Option<bool>,
+        peer: Peer,
         conn: Conn,
     ) -> impl Future<Output = Result<(), BoxError>> + Send
     where
@@ -129,21 +151,21 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    async fn serve_conn<IO>(&self, io: IO, _: Option<bool>, c: Conn) -> Result<(), BoxError>
+    async fn serve_conn<IO>(
+        &self,
+        io: IO,
+        _: Option<bool>,
+        peer: Peer,
+        c: Conn,
+    ) -> Result<(), BoxError>
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let service = conn::Tracked::new((self.make)(c.peer), c.activity.clone(), c.hints.clone());
-        let io = TokioIo::new(interim::InterimIo::new(io, c.hints));
-        let served = self.builder.serve_connection_with_upgrades(io, service);
-        conn::run(
-            served,
-            |s| s.graceful_shutdown(),
-            &c.activity,
-            c.idle,
-            c.stop,
-        )
-        .await
+        let service = c.tracked((self.make)(peer));
+        let served = self
+            .builder
+            .serve_connection_with_upgrades(c.hyper_io(io), service);
+        c.run(served, |s| s.graceful_shutdown()).await
     }
 }
 
@@ -160,7 +182,13 @@ where
     M: Fn(Peer) -> H + Clone + Send + Sync + 'static,
     H: Handler,
 {
-    async fn serve_conn<IO>(&self, io: IO, h2: Option<bool>, c: Conn) -> Result<(), BoxError>
+    async fn serve_conn<IO>(
+        &self,
+        io: IO,
+        h2: Option<bool>,
+        peer: Peer,
+        c: Conn,
+    ) -> Result<(), BoxError>
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -181,7 +209,7 @@ where
                 }
             }
         };
-        let handler = (self.make)(c.peer);
+        let handler = (self.make)(peer);
         if h2 {
             let close = Arc::new(tokio::sync::Notify::new());
             let served = Box::pin(crate::h2_server::serve(
@@ -191,20 +219,14 @@ where
                 c.activity.clone(),
                 close.clone(),
             ));
-            return conn::run(served, |_| close.notify_one(), &c.activity, c.idle, c.stop).await;
+            return c.run(served, |_| close.notify_one()).await;
         }
-        let service =
-            conn::Tracked::new(HyperHandler(handler), c.activity.clone(), c.hints.clone());
-        let io = TokioIo::new(interim::InterimIo::new(io, c.hints));
-        let served = self.http1.serve_connection(io, service).with_upgrades();
-        conn::run(
-            served,
-            |s| s.graceful_shutdown(),
-            &c.activity,
-            c.idle,
-            c.stop,
-        )
-        .await
+        let service = c.tracked(HyperHandler(handler));
+        let served = self
+            .http1
+            .serve_connection(c.hyper_io(io), service)
+            .with_upgrades();
+        c.run(served, |s| s.graceful_shutdown()).await
     }
 }
 
@@ -376,15 +398,14 @@ async fn accept_loop<P: Protocols>(
                 tls: None,
                 interim: Some(InterimConn::http1(hints.clone())),
             };
-            let conn = |peer| Conn {
-                peer,
+            let conn = || Conn {
                 activity: activity.clone(),
                 hints: hints.clone(),
                 idle,
                 stop: stop.clone(),
             };
             let result = match tls {
-                None => protocols.serve_conn(stream, None, conn(peer)).await,
+                None => protocols.serve_conn(stream, None, peer, conn()).await,
                 Some(acceptor) => {
                     let accepted =
                         tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
@@ -403,7 +424,7 @@ async fn accept_loop<P: Protocols>(
                         _ => "TLS",
                     });
                     let h2 = session.alpn_protocol() == Some(b"h2");
-                    protocols.serve_conn(stream, Some(h2), conn(peer)).await
+                    protocols.serve_conn(stream, Some(h2), peer, conn()).await
                 }
             };
             if let Err(e) = result {
