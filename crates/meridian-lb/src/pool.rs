@@ -189,14 +189,14 @@ impl Pool {
         }))
     }
 
-    /// A live connection to `addr`: an idle one the target has not closed, else a new
-    /// one. The bool says whether it was reused.
+    /// A connection to `addr`: an idle one that wants a request, else a new one. The bool
+    /// says whether it was reused. An idle connection is not polled here: one the target
+    /// closed meanwhile ends on the first poll of the exchange, before the request is
+    /// written (the connection reads before it writes), and the request comes back unsent
+    /// ([`Pool::send`] then takes another).
     async fn checkout(&self, addr: SocketAddr) -> Result<(Box<Open>, bool), PoolError> {
-        while let Some(mut open) = self.take(addr) {
-            // Polled once: a connection the target closed while idle ends here. Still
-            // open, it has registered this task for its socket's readiness.
-            let ended = std::future::poll_fn(|cx| Poll::Ready(open.poll_ended(cx))).await;
-            if !ended && open.tx.is_ready() {
+        while let Some(open) = self.take(addr) {
+            if open.conn.is_some() && open.tx.is_ready() {
                 return Ok((open, true));
             }
         }
@@ -225,7 +225,12 @@ impl Pool {
                 if !ended {
                     ended = open.poll_ended(cx);
                 }
-                sent.as_mut().poll(cx)
+                // Only that poll completes the answer (or, ending, cancels the request), and
+                // this one follows it: the answer needs no waker of its own, and with this
+                // task's it would wake the task again, a whole poll of the request for
+                // nothing.
+                sent.as_mut()
+                    .poll(&mut Context::from_waker(std::task::Waker::noop()))
             })
             .await;
             match head {
@@ -300,13 +305,21 @@ impl HttpBody for Driven {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        if let Some(open) = &mut this.open {
-            if open.poll_ended(cx) {
-                // Ended: the body has what it will get (or its error); nothing to reuse.
-                this.open = None;
+        let driven = match &mut this.open {
+            Some(open) => {
+                if open.poll_ended(cx) {
+                    // Ended: the body has what it will get (or its error); nothing to reuse.
+                    this.open = None;
+                }
+                true
             }
-        }
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
+            None => false,
+        };
+        // Driven here, the body gets its frames only from the poll above, which this one
+        // follows: as for the head (`Pool::send`), its waker would only wake this task
+        // again for nothing. Driven elsewhere (hyper's pool, or ended), it needs this task's.
+        let noop = &mut Context::from_waker(std::task::Waker::noop());
+        let frame = Pin::new(&mut this.body).poll_frame(if driven { noop } else { cx });
         match &frame {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),
