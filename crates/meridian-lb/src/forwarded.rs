@@ -35,13 +35,16 @@ const REQUEST_TEXT: [&str; 12] = [
     "expect",
 ];
 
-/// A list of names to remove, as names (to remove them by) and as text with a mask of
-/// their lengths (to find them by), all made at compile time.
+/// A list of names to remove, as names (to remove them by) and as text with masks of
+/// their lengths and first letters (to find them by), all made at compile time.
 pub(crate) struct Drops {
     names: &'static [HeaderName],
     text: &'static [&'static str],
     /// Bit k set: some name of the list is k bytes long.
     lengths: u64,
+    /// Bit k set: some name of the list starts with a byte whose low 5 bits are k (names
+    /// are lower case: `x-...`, most custom names, is passed over at once).
+    firsts: u32,
 }
 
 const fn lengths(text: &[&str]) -> u64 {
@@ -50,6 +53,16 @@ const fn lengths(text: &[&str]) -> u64 {
     while i < text.len() {
         assert!(text[i].len() < 64);
         mask |= 1 << text[i].len();
+        i += 1;
+    }
+    mask
+}
+
+const fn firsts(text: &[&str]) -> u32 {
+    let mut mask = 0u32;
+    let mut i = 0;
+    while i < text.len() {
+        mask |= 1 << (text[i].as_bytes()[0] & 31);
         i += 1;
     }
     mask
@@ -77,6 +90,7 @@ static REQUEST: Drops = Drops {
     names: &REQUEST_NAMES,
     text: &REQUEST_TEXT,
     lengths: lengths(&REQUEST_TEXT),
+    firsts: firsts(&REQUEST_TEXT),
 };
 
 /// What a response loses: the hop-by-hop names alone.
@@ -84,6 +98,7 @@ pub(crate) static HOP_BY_HOP: Drops = Drops {
     names: REQUEST_NAMES.split_at(HOPS).0,
     text: REQUEST_TEXT.split_at(HOPS).0,
     lengths: lengths(REQUEST_TEXT.split_at(HOPS).0),
+    firsts: firsts(REQUEST_TEXT.split_at(HOPS).0),
 };
 
 /// Removes `drops` (the first being `Connection`, whose listed fields go too) from
@@ -94,7 +109,8 @@ pub(crate) fn strip(headers: &mut HeaderMap, drops: &Drops) {
     let mut present = 0u32;
     for n in headers.keys() {
         let s = n.as_str();
-        if s.len() >= 64 || drops.lengths >> s.len() & 1 == 0 {
+        let first = s.as_bytes().first().map_or(0, |b| b & 31);
+        if s.len() >= 64 || drops.lengths >> s.len() & 1 == 0 || drops.firsts >> first & 1 == 0 {
             continue;
         }
         if let Some(i) = drops.text.iter().position(|t| *t == s) {

@@ -305,13 +305,10 @@ impl Failover<Driven, PoolError> for Retries<'_> {
             .upper()
             .is_some_and(|n| n <= BUFFERED_BODY_MAX);
         if small && idempotent(self.method) {
-            let read = tokio::time::timeout(self.lb.config.target_timeout, rb.collect()).await;
+            let read = tokio::time::timeout(self.lb.config.target_timeout, read_whole(rb)).await;
             drop(guard);
             return match read {
-                Ok(Ok(collected)) => {
-                    let body = meridian_http::collected(collected);
-                    Verdict::Done(Ok((c.i, Response::from_parts(rp, body))))
-                }
+                Ok(Ok(body)) => Verdict::Done(Ok((c.i, Response::from_parts(rp, body)))),
                 Ok(Err(e)) => {
                     self.target_failed(target, Fault::Io, &e.to_string());
                     self.failures
@@ -389,6 +386,54 @@ impl Failover<Driven, PoolError> for Retries<'_> {
     }
 }
 
+/// Reads a small body whole, for relaying as one piece with its trailers. Its data is most
+/// often one frame, which is kept as it is: no list of frames, no copy.
+async fn read_whole<B>(mut body: B) -> Result<Body, B::Error>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<bytes::BytesMut> = None;
+    let mut trailers: Option<HeaderMap> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame?.into_data() {
+            Ok(data) => {
+                match (&first, &mut more) {
+                    (None, _) => first = Some(data),
+                    (Some(one), None) => {
+                        let mut all = bytes::BytesMut::with_capacity(one.len() + data.len());
+                        all.extend_from_slice(one);
+                        all.extend_from_slice(&data);
+                        more = Some(all);
+                    }
+                    (Some(_), Some(all)) => all.extend_from_slice(&data),
+                }
+                continue;
+            }
+            Err(frame) => frame,
+        };
+        if let Ok(t) = frame.into_trailers() {
+            match &mut trailers {
+                Some(all) => all.extend(t),
+                None => trailers = Some(t),
+            }
+        }
+    }
+    let data = match more {
+        Some(all) => all.freeze(),
+        None => first.unwrap_or_default(),
+    };
+    Ok(match trailers {
+        // Empty takes no allocation; a `Full` is boxed.
+        None if data.is_empty() => meridian_http::empty(),
+        None => meridian_http::full(data),
+        Some(t) => http_body_util::Full::new(data)
+            .map_err(|never| match never {})
+            .with_trailers(async move { Some(Ok(t)) })
+            .boxed(),
+    })
+}
+
 /// Decrements a target's outstanding count when the response is done (or dropped).
 struct Outstanding(Gauge);
 
@@ -427,6 +472,40 @@ impl<B: HttpBody<Data = Bytes>> HttpBody for Guarded<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frames(
+        list: Vec<Frame<Bytes>>,
+    ) -> http_body_util::StreamBody<
+        futures_util::stream::Iter<
+            std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>,
+        >,
+    > {
+        let list: Vec<_> = list.into_iter().map(Ok).collect();
+        http_body_util::StreamBody::new(futures_util::stream::iter(list))
+    }
+
+    #[tokio::test]
+    async fn a_body_read_whole_keeps_its_data_in_order_and_its_trailers() {
+        let mut t = HeaderMap::new();
+        t.insert("grpc-status", "0".parse().unwrap());
+        let body = frames(vec![
+            Frame::data(Bytes::from_static(b"ab")),
+            Frame::data(Bytes::from_static(b"cd")),
+            Frame::data(Bytes::from_static(b"e")),
+            Frame::trailers(t),
+        ]);
+        let got = read_whole(body).await.unwrap().collect().await.unwrap();
+        assert_eq!(got.trailers().unwrap()["grpc-status"], "0");
+        assert_eq!(got.to_bytes(), "abcde");
+
+        let one = frames(vec![Frame::data(Bytes::from_static(b"only"))]);
+        let one = read_whole(one).await.unwrap();
+        assert_eq!(one.size_hint().exact(), Some(4));
+        assert_eq!(one.collect().await.unwrap().to_bytes(), "only");
+
+        let none = read_whole(frames(vec![])).await.unwrap();
+        assert!(none.is_end_stream());
+    }
 
     #[test]
     fn tried_targets_are_listed_past_the_inline_ones() {
