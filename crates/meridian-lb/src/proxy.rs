@@ -440,7 +440,7 @@ impl LoadBalancer {
         let rid = crate::forwarded::request_id(&parts.headers);
         let grpc = meridian_http::grpc::is_grpc(&parts.headers);
         let mut rec = self.record(&mut parts, peer, ws.is_some());
-        let (group, answer) = self.forward(parts, body, peer, &rid, &mut rec).await;
+        let (group, answer) = self.forward(parts, body, peer, grpc, &rid, &mut rec).await;
         // The target that answered (None: the balancer answered itself).
         let (target, res) = match answer {
             Ok((i, res)) => (group.and_then(|g| g.targets.get(i)), res),
@@ -553,12 +553,14 @@ impl LoadBalancer {
     }
 
     /// The listener rules choose a target group (or answer), then the group a target.
-    /// Returns the group (None when no group took the request) and the answer.
+    /// Returns the group (None when no group took the request) and the answer. `grpc`:
+    /// whether the request is gRPC (read once, in `handle`).
     async fn forward(
         &self,
         parts: http::request::Parts,
         body: Incoming,
         peer: SocketAddr,
+        grpc: bool,
         rid: &HeaderValue,
         rec: &mut Record,
     ) -> (Option<&TargetGroup>, crate::retry::Answer) {
@@ -601,7 +603,7 @@ impl LoadBalancer {
         // Stickiness reads the request's cookies again once the target has answered.
         let cookies = gcfg.stickiness.is_some().then(|| parts.headers.clone());
         let mut answer = self
-            .forward_to(cfg, group, &gcfg, parts, body, peer, rid, rec)
+            .forward_to(cfg, group, &gcfg, parts, body, peer, grpc, rid, rec)
             .await;
         if let (Ok((i, res)), true) = (&answer, logged) {
             rec.target = group.targets.get(*i).map(|t| t.addr);
@@ -624,6 +626,7 @@ impl LoadBalancer {
         mut parts: http::request::Parts,
         body: Incoming,
         peer: SocketAddr,
+        grpc: bool,
         rid: &HeaderValue,
         rec: &mut Record,
     ) -> crate::retry::Answer {
@@ -631,7 +634,6 @@ impl LoadBalancer {
         if body.size_hint().lower() as usize > limit {
             return Err(too_large(limit));
         }
-        let grpc = meridian_http::grpc::is_grpc(&parts.headers);
         // A request without a body (most) has nothing to read or time.
         let empty = !grpc && body.is_end_stream();
         let body = meridian_http::IdleTimeout::new(body, cfg.idle_timeout);
