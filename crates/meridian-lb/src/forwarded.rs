@@ -324,7 +324,7 @@ mod tests {
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
         assert_eq!(h[&X_FORWARDED_PORT], "8443");
         // Past what a value held inline takes: the chain is still whole.
-        let long = vec!["192.168.100.200"; 8].join(", ");
+        let long = ["192.168.100.200"; 8].join(", ");
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_str(&long).unwrap());
         add(&mut h, peer, None, &port, &rid);
         assert_eq!(h[&X_FORWARDED_FOR], format!("{long}, 10.1.2.3").as_str());

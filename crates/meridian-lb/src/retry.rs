@@ -473,13 +473,13 @@ impl<B: HttpBody<Data = Bytes>> HttpBody for Guarded<B> {
 mod tests {
     use super::*;
 
-    fn frames(
-        list: Vec<Frame<Bytes>>,
-    ) -> http_body_util::StreamBody<
+    type Frames = http_body_util::StreamBody<
         futures_util::stream::Iter<
             std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>,
         >,
-    > {
+    >;
+
+    fn frames(list: Vec<Frame<Bytes>>) -> Frames {
         let list: Vec<_> = list.into_iter().map(Ok).collect();
         http_body_util::StreamBody::new(futures_util::stream::iter(list))
     }
