@@ -4,16 +4,27 @@
 # Every proxy gets one worker thread, so the figures compare work per core.
 #
 # Usage: bench/lb.sh [SECONDS per run, default 10] [CONNECTIONS, default 64]
+# LB_BENCH_NET (default 127.61) picks the loopback /16 it runs on, so that two runs (or a
+# run and a test) need not share addresses; LB_BENCH_BIN runs that meridian binary instead
+# of building the workspace first.
 # Installs wrk, haproxy and nginx from Debian when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${2:-64}
-NET=127.61
+NET=${LB_BENCH_NET:-127.61}
 
 . bench/lib.sh
 install_missing wrk:wrk haproxy:haproxy nginx:nginx-light
-prepare
+if [ -n "${LB_BENCH_BIN:-}" ]; then
+  # A binary built already (say with `cargo build --release -p meridian`): no workspace build.
+  BIN=$LB_BENCH_BIN
+  WORK=$(mktemp -d)
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+else
+  prepare
+fi
 
 cat > "$WORK/bench.toml" <<TOML
 [deployment]

@@ -11,6 +11,7 @@
 mod access_log;
 mod admin;
 mod anomaly;
+mod forwarded;
 mod grpc;
 mod live;
 mod options;

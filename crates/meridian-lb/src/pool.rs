@@ -18,7 +18,9 @@ use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use meridian_http::failover::{Fault, Upstream};
 use meridian_http::Body;
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -71,9 +73,36 @@ pub(crate) enum PoolError {
     Client(#[from] hyper_util::client::legacy::Error),
 }
 
-/// Idle connections by target address, the most recently used last.
+/// A target address's hash: FNV-1a over its bytes. The addresses are the balancer's own
+/// targets, never a client's, so a hash an attacker could collide does not matter, and
+/// this one costs a few instructions a byte where the default hasher costs hundreds.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Idle connections by target address, the most recently used last in each list: found
+/// in one lookup whatever the number of targets (a group takes up to 1000).
+type Idle = HashMap<SocketAddr, Vec<(Box<Open>, Instant)>, BuildHasherDefault<AddrHasher>>;
+
 struct Shared {
-    idle: Mutex<Vec<(SocketAddr, Vec<(Box<Open>, Instant)>)>>,
+    idle: Mutex<Idle>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle_per_target: usize,
@@ -85,12 +114,12 @@ impl Shared {
     fn sweep(&self, now: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        for (_, list) in idle.iter_mut() {
+        for list in idle.values_mut() {
             list.retain_mut(|(open, since)| {
                 now.duration_since(*since) < self.idle_timeout && !open.poll_ended(&mut cx)
             });
         }
-        idle.retain(|(_, list)| !list.is_empty());
+        idle.retain(|_, list| !list.is_empty());
     }
 }
 
@@ -104,7 +133,7 @@ impl Pool {
     /// connections would otherwise stay open until it is used again, which may be never).
     pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Self {
         let shared = Arc::new(Shared {
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(HashMap::default()),
             connect_timeout,
             idle_timeout,
             max_idle_per_target: 256,
@@ -130,9 +159,7 @@ impl Pool {
     #[cfg(test)]
     pub fn idle(&self, addr: SocketAddr) -> usize {
         let idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.iter()
-            .find(|(a, _)| *a == addr)
-            .map_or(0, |(_, l)| l.len())
+        idle.get(&addr).map_or(0, |l| l.len())
     }
 
     /// Targets with idle connections now.
@@ -144,7 +171,7 @@ impl Pool {
     /// The most recently used idle connection to `addr` that is still young enough.
     fn take(&self, addr: SocketAddr) -> Option<Box<Open>> {
         let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = &mut idle.iter_mut().find(|(a, _)| *a == addr)?.1;
+        let list = idle.get_mut(&addr)?;
         let now = Instant::now();
         // The oldest are first: those past the idle timeout go.
         let stale = list
@@ -161,14 +188,7 @@ impl Pool {
             return;
         }
         let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let i = match idle.iter().position(|(a, _)| *a == addr) {
-            Some(i) => i,
-            None => {
-                idle.push((addr, Vec::new()));
-                idle.len() - 1
-            }
-        };
-        let list = &mut idle[i].1;
+        let list = idle.entry(addr).or_default();
         if list.len() < self.0.max_idle_per_target {
             list.push((open, Instant::now()));
         }
@@ -189,14 +209,14 @@ impl Pool {
         }))
     }
 
-    /// A live connection to `addr`: an idle one the target has not closed, else a new
-    /// one. The bool says whether it was reused.
+    /// A connection to `addr`: an idle one that wants a request, else a new one. The bool
+    /// says whether it was reused. An idle connection is not polled here: one the target
+    /// closed meanwhile ends on the first poll of the exchange, before the request is
+    /// written (the connection reads before it writes), and the request comes back unsent
+    /// ([`Pool::send`] then takes another).
     async fn checkout(&self, addr: SocketAddr) -> Result<(Box<Open>, bool), PoolError> {
-        while let Some(mut open) = self.take(addr) {
-            // Polled once: a connection the target closed while idle ends here. Still
-            // open, it has registered this task for its socket's readiness.
-            let ended = std::future::poll_fn(|cx| Poll::Ready(open.poll_ended(cx))).await;
-            if !ended && open.tx.is_ready() {
+        while let Some(open) = self.take(addr) {
+            if open.conn.is_some() && open.tx.is_ready() {
                 return Ok((open, true));
             }
         }
@@ -225,7 +245,12 @@ impl Pool {
                 if !ended {
                     ended = open.poll_ended(cx);
                 }
-                sent.as_mut().poll(cx)
+                // Only that poll completes the answer (or, ending, cancels the request), and
+                // this one follows it: the answer needs no waker of its own, and with this
+                // task's it would wake the task again, a whole poll of the request for
+                // nothing.
+                sent.as_mut()
+                    .poll(&mut Context::from_waker(std::task::Waker::noop()))
             })
             .await;
             match head {
@@ -300,13 +325,21 @@ impl HttpBody for Driven {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        if let Some(open) = &mut this.open {
-            if open.poll_ended(cx) {
-                // Ended: the body has what it will get (or its error); nothing to reuse.
-                this.open = None;
+        let driven = match &mut this.open {
+            Some(open) => {
+                if open.poll_ended(cx) {
+                    // Ended: the body has what it will get (or its error); nothing to reuse.
+                    this.open = None;
+                }
+                true
             }
-        }
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
+            None => false,
+        };
+        // Driven here, the body gets its frames only from the poll above, which this one
+        // follows: as for the head (`Pool::send`), its waker would only wake this task
+        // again for nothing. Driven elsewhere (hyper's pool, or ended), it needs this task's.
+        let noop = &mut Context::from_waker(std::task::Waker::noop());
+        let frame = Pin::new(&mut this.body).poll_frame(if driven { noop } else { cx });
         match &frame {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),

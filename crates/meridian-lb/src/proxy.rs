@@ -6,7 +6,7 @@ use crate::options::LbOptions;
 use crate::rules::Decision;
 use crate::settings::{Current, Settings};
 use crate::target::{Target, TargetGroup};
-use http::header::{HeaderMap, HeaderValue};
+use http::header::HeaderValue;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as HttpBody, Incoming};
@@ -94,23 +94,6 @@ impl ConnTrace {
 /// A load balancer: cheap to clone, shared by every connection.
 #[derive(Clone)]
 pub struct LoadBalancer(Arc<Inner>);
-
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers
-        .get("x-request-id")
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .cloned()
-        .unwrap_or_else(|| {
-            // Written on the stack: every request without one gets one.
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            let id = rand::random::<u128>();
-            let mut out = [0u8; 32];
-            for (k, b) in out.iter_mut().enumerate() {
-                *b = HEX[((id >> (124 - 4 * k)) & 0xf) as usize];
-            }
-            HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
-        })
-}
 
 impl LoadBalancer {
     pub fn new(opts: &LbOptions) -> Self {
@@ -454,10 +437,10 @@ impl LoadBalancer {
         let start = Instant::now();
         let (mut parts, body) = req.into_parts();
         let ws = crate::upgrade::take(&mut parts); // WebSockets: `upgrade.rs`
-        let rid = request_id(&parts.headers);
+        let rid = crate::forwarded::request_id(&parts.headers);
         let grpc = meridian_http::grpc::is_grpc(&parts.headers);
         let mut rec = self.record(&mut parts, peer, ws.is_some());
-        let (group, answer) = self.forward(parts, body, peer, &rid, &mut rec).await;
+        let (group, answer) = self.forward(parts, body, peer, grpc, &rid, &mut rec).await;
         // The target that answered (None: the balancer answered itself).
         let (target, res) = match answer {
             Ok((i, res)) => (group.and_then(|g| g.targets.get(i)), res),
@@ -467,7 +450,8 @@ impl LoadBalancer {
         };
         let target_name = target.map_or("none", |t| t.name.as_str());
         let mut res = self.0.ws.finish(ws, target_name, res);
-        res.headers_mut().insert("x-request-id", rid);
+        res.headers_mut()
+            .insert(&crate::forwarded::X_REQUEST_ID, rid);
         let took = start.elapsed().as_secs_f64();
         self.0.m.duration.observe(took);
         if let Some(g) = group {
@@ -569,12 +553,14 @@ impl LoadBalancer {
     }
 
     /// The listener rules choose a target group (or answer), then the group a target.
-    /// Returns the group (None when no group took the request) and the answer.
+    /// Returns the group (None when no group took the request) and the answer. `grpc`:
+    /// whether the request is gRPC (read once, in `handle`).
     async fn forward(
         &self,
         parts: http::request::Parts,
         body: Incoming,
         peer: SocketAddr,
+        grpc: bool,
         rid: &HeaderValue,
         rec: &mut Record,
     ) -> (Option<&TargetGroup>, crate::retry::Answer) {
@@ -617,7 +603,7 @@ impl LoadBalancer {
         // Stickiness reads the request's cookies again once the target has answered.
         let cookies = gcfg.stickiness.is_some().then(|| parts.headers.clone());
         let mut answer = self
-            .forward_to(cfg, group, &gcfg, parts, body, peer, rid, rec)
+            .forward_to(cfg, group, &gcfg, parts, body, peer, grpc, rid, rec)
             .await;
         if let (Ok((i, res)), true) = (&answer, logged) {
             rec.target = group.targets.get(*i).map(|t| t.addr);
@@ -640,6 +626,7 @@ impl LoadBalancer {
         mut parts: http::request::Parts,
         body: Incoming,
         peer: SocketAddr,
+        grpc: bool,
         rid: &HeaderValue,
         rec: &mut Record,
     ) -> crate::retry::Answer {
@@ -647,11 +634,13 @@ impl LoadBalancer {
         if body.size_hint().lower() as usize > limit {
             return Err(too_large(limit));
         }
-        let grpc = meridian_http::grpc::is_grpc(&parts.headers);
+        // A request without a body (most) has nothing to read or time.
+        let empty = !grpc && body.is_end_stream();
         let body = meridian_http::IdleTimeout::new(body, cfg.idle_timeout);
         // gRPC streams: its body goes to one target as it comes (`grpc.rs`).
         let body: RequestBody = match grpc {
             true => crate::grpc::streamed(body, limit),
+            false if empty => RequestBody::Full(bytes::Bytes::new()),
             // Buffer the request body so it can be replayed on another target.
             false => match Limited::new(body, limit).collect().await {
                 Ok(b) => {
@@ -681,38 +670,16 @@ impl LoadBalancer {
             None => None,
         };
         let mut headers = std::mem::take(&mut parts.headers);
-        crate::retry::strip_hop_by_hop(&mut headers);
+        // Hop-by-hop fields, the edge's signature and the client's framing go.
+        crate::forwarded::strip_request(&mut headers);
         if grpc {
             // gRPC servers may insist on it; it is the one TE HTTP/2 allows.
             headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
         }
         // A WebSocket handshake keeps its Upgrade (`upgrade.rs`).
         crate::upgrade::restore(&parts.extensions, &mut headers);
-        // The edge's signature is for this balancer, not for the application.
-        headers.remove(meridian_http::signing::HEADER);
-        // The target's framing is the buffered body, written by the client pool; the
-        // client's own Content-Length and Expect describe a different message.
-        headers.remove(http::header::CONTENT_LENGTH);
-        headers.remove(http::header::EXPECT);
-        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {}", peer.ip()),
-            None => peer.ip().to_string(),
-        };
-        // Handed over, not copied.
-        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
-            headers.insert("x-forwarded-for", v);
-        }
-        match parts.extensions.get::<ViaTls>() {
-            Some(ViaTls(port, _)) => {
-                headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-                headers.insert("x-forwarded-port", HeaderValue::from(*port));
-            }
-            None => {
-                headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-                headers.insert("x-forwarded-port", self.0.port_header.clone());
-            }
-        }
-        headers.insert("x-request-id", rid.clone());
+        let tls_port = parts.extensions.get::<ViaTls>().map(|t| t.0);
+        crate::forwarded::add(&mut headers, peer, tls_port, &self.0.port_header, rid);
         let path = parts
             .uri
             .path_and_query()
@@ -738,7 +705,7 @@ impl LoadBalancer {
             retries: &self.0.m.retries,
             target_errors: &self.0.m.target_errors,
         };
-        let retries = crate::retry::Retries::new(lb, &parts.method, &path, &headers, &body);
+        let retries = crate::retry::Retries::new(lb, &parts.method, &path, headers, &body);
         // The log's timings: the clock is read only for a log that is on.
         let logged = self.0.log.is_some();
         if logged {

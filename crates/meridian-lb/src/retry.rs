@@ -53,12 +53,47 @@ pub(crate) struct Retries<'a> {
     lb: Balancer<'a>,
     method: &'a Method,
     path: &'a http::uri::PathAndQuery,
-    headers: &'a HeaderMap,
+    /// The head for the first attempt, sent as it is: a target connection keeps the map
+    /// it sent to parse the answer into, and this one has room for the answer's fields
+    /// (a copy is only as large as its fields, and grows on the answer's first).
+    first: Option<HeaderMap>,
+    /// A copy for the attempts after the first (made only when one may follow).
+    again: HeaderMap,
     body: &'a RequestBody,
-    tried: Vec<usize>,
+    tried: Tried,
     failures: Vec<String>,
     /// Turns started (the first send and each retry).
     turns: u32,
+}
+
+/// The targets tried so far: a few inline (a request is tried on at most `max_retries + 1`,
+/// 3 by default), so that a request allocates no list; more spill to the heap.
+#[derive(Default)]
+struct Tried {
+    inline: [usize; 4],
+    len: usize,
+    spill: Vec<usize>,
+}
+
+impl Tried {
+    fn push(&mut self, i: usize) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = i;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline);
+            }
+            self.spill.push(i);
+        }
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        match self.spill.is_empty() {
+            true => &self.inline[..self.len],
+            false => &self.spill,
+        }
+    }
 }
 
 /// A target being tried, and its outstanding count while the request is out.
@@ -72,16 +107,17 @@ impl<'a> Retries<'a> {
         lb: Balancer<'a>,
         method: &'a Method,
         path: &'a http::uri::PathAndQuery,
-        headers: &'a HeaderMap,
+        headers: HeaderMap,
         body: &'a RequestBody,
     ) -> Self {
         Retries {
             lb,
             method,
             path,
-            headers,
+            first: Some(headers),
+            again: HeaderMap::new(),
             body,
-            tried: Vec::new(),
+            tried: Tried::default(),
             failures: Vec::new(),
             turns: 0,
         }
@@ -142,38 +178,11 @@ impl<'a> Retries<'a> {
 /// The index of the target that answered, and its answer; or the balancer's own answer.
 pub(crate) type Answer = Result<(usize, Response<Body>), Response<Body>>;
 
-/// The hop-by-hop header names ([`meridian_http::HOP_BY_HOP`]) as names, made at compile
-/// time.
-static HOP: [http::HeaderName; 9] = [
-    http::header::CONNECTION,
-    http::HeaderName::from_static("keep-alive"),
-    http::HeaderName::from_static("proxy-connection"),
-    http::header::PROXY_AUTHENTICATE,
-    http::header::PROXY_AUTHORIZATION,
-    http::header::TE,
-    http::header::TRAILER,
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-];
-
-/// [`meridian_http::strip_hop_by_hop`] by names made once: one pass over the message's
-/// names finds which are there, and only those are removed (removing by a name given as
-/// text parses and hashes it: 18 times a request, 8% of the balancer's instructions).
+/// [`meridian_http::strip_hop_by_hop`] by names made once (`forwarded.rs`): removing by a
+/// name given as text parses and hashes it, 18 times a request, 8% of the balancer's
+/// instructions.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let mut present = [false; 9];
-    for n in headers.keys() {
-        if let Some(i) = HOP.iter().position(|h| h == n) {
-            present[i] = true;
-        }
-    }
-    if present[0] {
-        for n in meridian_http::connection_fields(headers) {
-            headers.remove(n);
-        }
-    }
-    for (n, _) in HOP.iter().zip(present).filter(|(_, p)| *p) {
-        headers.remove(n);
-    }
+    crate::forwarded::strip(headers, &crate::forwarded::HOP_BY_HOP)
 }
 
 /// An error and its causes, in one line.
@@ -213,7 +222,7 @@ impl Failover<Driven, PoolError> for Retries<'_> {
         // a reused connection says little about the target itself.
         let cfg = self.lb.group_config;
         let i = group
-            .pick_with(cfg, &self.tried, self.lb.sticky)
+            .pick_with(cfg, self.tried.as_slice(), self.lb.sticky)
             .or_else(|| {
                 let again = group.pick_with(cfg, &[], None);
                 again.filter(|&i| {
@@ -246,9 +255,22 @@ impl Failover<Driven, PoolError> for Retries<'_> {
         };
         let mut up = Request::builder().method(self.method.clone()).uri(uri);
         if let Some(h) = up.headers_mut() {
-            *h = self.headers.clone();
+            *h = match self.first.take() {
+                Some(first) => {
+                    if self.more() {
+                        self.again = first.clone();
+                    }
+                    first
+                }
+                None => self.again.clone(),
+            };
         }
-        let Ok(up) = up.body(self.body.attempt()) else {
+        // An empty body as `Empty`, which takes no allocation (a `Full` is boxed).
+        let body = match self.body {
+            RequestBody::Full(b) if b.is_empty() => meridian_http::empty(),
+            _ => self.body.attempt(),
+        };
+        let Ok(up) = up.body(body) else {
             return Err(Err(meridian_http::text(
                 StatusCode::BAD_REQUEST,
                 "the request could not be forwarded",
@@ -283,13 +305,10 @@ impl Failover<Driven, PoolError> for Retries<'_> {
             .upper()
             .is_some_and(|n| n <= BUFFERED_BODY_MAX);
         if small && idempotent(self.method) {
-            let read = tokio::time::timeout(self.lb.config.target_timeout, rb.collect()).await;
+            let read = tokio::time::timeout(self.lb.config.target_timeout, read_whole(rb)).await;
             drop(guard);
             return match read {
-                Ok(Ok(collected)) => {
-                    let body = meridian_http::collected(collected);
-                    Verdict::Done(Ok((c.i, Response::from_parts(rp, body))))
-                }
+                Ok(Ok(body)) => Verdict::Done(Ok((c.i, Response::from_parts(rp, body)))),
                 Ok(Err(e)) => {
                     self.target_failed(target, Fault::Io, &e.to_string());
                     self.failures
@@ -367,6 +386,54 @@ impl Failover<Driven, PoolError> for Retries<'_> {
     }
 }
 
+/// Reads a small body whole, for relaying as one piece with its trailers. Its data is most
+/// often one frame, which is kept as it is: no list of frames, no copy.
+async fn read_whole<B>(mut body: B) -> Result<Body, B::Error>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<bytes::BytesMut> = None;
+    let mut trailers: Option<HeaderMap> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame?.into_data() {
+            Ok(data) => {
+                match (&first, &mut more) {
+                    (None, _) => first = Some(data),
+                    (Some(one), None) => {
+                        let mut all = bytes::BytesMut::with_capacity(one.len() + data.len());
+                        all.extend_from_slice(one);
+                        all.extend_from_slice(&data);
+                        more = Some(all);
+                    }
+                    (Some(_), Some(all)) => all.extend_from_slice(&data),
+                }
+                continue;
+            }
+            Err(frame) => frame,
+        };
+        if let Ok(t) = frame.into_trailers() {
+            match &mut trailers {
+                Some(all) => all.extend(t),
+                None => trailers = Some(t),
+            }
+        }
+    }
+    let data = match more {
+        Some(all) => all.freeze(),
+        None => first.unwrap_or_default(),
+    };
+    Ok(match trailers {
+        // Empty takes no allocation; a `Full` is boxed.
+        None if data.is_empty() => meridian_http::empty(),
+        None => meridian_http::full(data),
+        Some(t) => http_body_util::Full::new(data)
+            .map_err(|never| match never {})
+            .with_trailers(async move { Some(Ok(t)) })
+            .boxed(),
+    })
+}
+
 /// Decrements a target's outstanding count when the response is done (or dropped).
 struct Outstanding(Gauge);
 
@@ -406,10 +473,51 @@ impl<B: HttpBody<Data = Bytes>> HttpBody for Guarded<B> {
 mod tests {
     use super::*;
 
+    type Frames = http_body_util::StreamBody<
+        futures_util::stream::Iter<
+            std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>,
+        >,
+    >;
+
+    fn frames(list: Vec<Frame<Bytes>>) -> Frames {
+        let list: Vec<_> = list.into_iter().map(Ok).collect();
+        http_body_util::StreamBody::new(futures_util::stream::iter(list))
+    }
+
+    #[tokio::test]
+    async fn a_body_read_whole_keeps_its_data_in_order_and_its_trailers() {
+        let mut t = HeaderMap::new();
+        t.insert("grpc-status", "0".parse().unwrap());
+        let body = frames(vec![
+            Frame::data(Bytes::from_static(b"ab")),
+            Frame::data(Bytes::from_static(b"cd")),
+            Frame::data(Bytes::from_static(b"e")),
+            Frame::trailers(t),
+        ]);
+        let got = read_whole(body).await.unwrap().collect().await.unwrap();
+        assert_eq!(got.trailers().unwrap()["grpc-status"], "0");
+        assert_eq!(got.to_bytes(), "abcde");
+
+        let one = frames(vec![Frame::data(Bytes::from_static(b"only"))]);
+        let one = read_whole(one).await.unwrap();
+        assert_eq!(one.size_hint().exact(), Some(4));
+        assert_eq!(one.collect().await.unwrap().to_bytes(), "only");
+
+        let none = read_whole(frames(vec![])).await.unwrap();
+        assert!(none.is_end_stream());
+    }
+
     #[test]
-    fn the_names_are_the_shared_list() {
-        let names: Vec<&str> = HOP.iter().map(|n| n.as_str()).collect();
-        assert_eq!(names, meridian_http::HOP_BY_HOP);
+    fn tried_targets_are_listed_past_the_inline_ones() {
+        let mut t = Tried::default();
+        assert!(t.as_slice().is_empty());
+        for i in 0..4 {
+            t.push(i * 10);
+        }
+        assert_eq!(t.as_slice(), [0, 10, 20, 30]);
+        t.push(40);
+        t.push(50);
+        assert_eq!(t.as_slice(), [0, 10, 20, 30, 40, 50]);
     }
 
     #[test]

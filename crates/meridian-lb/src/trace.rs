@@ -12,6 +12,9 @@ use std::time::SystemTime;
 /// The header's name, lower case as `http` stores it.
 pub const HEADER: &str = "x-amzn-trace-id";
 
+/// [`HEADER`] as a name, made at compile time (`forwarded.rs` says why).
+static NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
+
 /// ALB rewrites a header bigger than this to a plain `Root` (it limits headers to 7 KB).
 const MAX_LEN: usize = 7 * 1024;
 
@@ -54,7 +57,7 @@ fn fresh(now: SystemTime) -> HeaderValue {
     let mut id = [0u8; ID_LEN];
     write_id(&mut id, now);
     v[5..].copy_from_slice(&id);
-    HeaderValue::from_bytes(&v).unwrap_or(HeaderValue::from_static("Root=1-0-0"))
+    crate::forwarded::shared_value(&v).unwrap_or(HeaderValue::from_static("Root=1-0-0"))
 }
 
 /// The header to send the target, from the one the client sent (if any).
@@ -95,8 +98,8 @@ pub(crate) fn header_for(incoming: Option<&HeaderValue>, now: SystemTime) -> Hea
 /// Sets the trace header on a request's headers; returns its value for the access log
 /// (a shared copy: text is made of it only when the log is on).
 pub(crate) fn apply(headers: &mut HeaderMap, now: SystemTime) -> HeaderValue {
-    let v = header_for(headers.get(HEADER), now);
-    headers.insert(HEADER, v.clone());
+    let v = header_for(headers.get(&NAME), now);
+    headers.insert(&NAME, v.clone());
     v
 }
 
