@@ -1,6 +1,7 @@
 //! 103 Early Hints (RFC 8297) through a PoP: an origin's hints reach the viewer before the
 //! final response exists, are never stored (a hit has none), and never go to an HTTP/1.0
-//! client (RFC 9110 §15.2). HTTP/3 viewers: `http3.rs`. Addresses: 127.106/16.
+//! client (RFC 9110 §15.2); a balancer between relays them too. HTTP/3 viewers: `http3.rs`.
+//! Addresses: 127.106/16.
 
 mod common;
 
@@ -125,4 +126,29 @@ async fn an_origins_early_hints_reach_an_h2_viewer_before_the_answer() {
         }
         assert_eq!(got, format!("page {path}").as_bytes(), "{what}");
     }
+}
+
+#[tokio::test]
+async fn hints_pass_the_balancer_and_the_pop() {
+    let oa = SocketAddr::new(ip_in(BLOCK, 3, 2), 80);
+    let (release, _hits) = hinting_origin(oa).await;
+    let lb = SocketAddr::new(ip_in(BLOCK, 3, 3), 80);
+    let config = meridian_config::Config::parse(BASE, "lb.toml")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .load_balancer;
+    start_balancer("lb-r1", lb, &[(oa, "svc-r1a-1")], config).await;
+    let p = pop_in(BLOCK, 3, &[format!("http://{lb}")], "").await;
+    let mut s = TcpStream::connect(p.http).await.unwrap();
+    s.write_all(b"GET /hinted/through-lb HTTP/1.1\r\nhost: edge.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    read_until(&mut s, &mut got, "\r\n\r\n").await;
+    let head = String::from_utf8_lossy(&got).into_owned();
+    assert!(head.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{head}");
+    assert!(head.contains("</app.css>; rel=preload; as=style"), "{head}");
+    release.notify_one();
+    read_until(&mut s, &mut got, "page /hinted/through-lb").await;
+    let all = String::from_utf8_lossy(&got).into_owned();
+    assert!(all.contains("\r\n\r\nHTTP/1.1 200 OK\r\n"), "{all}");
 }

@@ -161,7 +161,7 @@ pub async fn run_reloading(
             server_opts,
             Some(meridian_http::tls::acceptor(config)),
             move |peer: meridian_http::Peer| {
-                proxy.service_tls(peer.addr, peer.local.port(), peer.tls)
+                proxy.service_tls(peer.addr, peer.local.port(), peer.tls, peer.interim)
             },
             async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -173,10 +173,11 @@ pub async fn run_reloading(
     let (ws_drain, ws_drained) = tokio::sync::oneshot::channel();
     let ws_lb = lb.clone();
     let drain_lb = lb.clone();
-    let serve = meridian_http::serve(
+    let serve = meridian_http::serve_conns(
         listener,
         server_opts,
-        move |peer| proxy.service(peer),
+        None,
+        move |peer: meridian_http::Peer| proxy.service_on(peer.addr, peer.interim),
         async move {
             shutdown.await;
             let _ = ws_drain.send(tokio::spawn(async move { ws_lb.drain_websockets().await }));

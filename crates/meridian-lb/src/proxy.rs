@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as HttpBody, Incoming};
 use meridian_health::{Health, HealthBoard};
 use meridian_http::grpc::RequestBody;
+use meridian_http::interim::{Interim, InterimConn};
 use meridian_http::Body;
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
@@ -394,6 +395,21 @@ impl LoadBalancer {
         Error = Infallible,
         Future = BoxedResponse,
     > + Clone {
+        self.service_on(peer, None)
+    }
+
+    /// [`Balancer::service`] on a connection that takes interim responses: a target's
+    /// 103 Early Hints go on to the client (`interim`, from the listener's `Peer`).
+    pub fn service_on(
+        &self,
+        peer: SocketAddr,
+        interim: Option<InterimConn>,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future = BoxedResponse,
+    > + Clone {
         let lb = self.clone();
         // Only the access log reads it: without the log a request's extensions stay empty
         // (inserting one allocates their map).
@@ -403,7 +419,8 @@ impl LoadBalancer {
             if let Some(conn) = &conn {
                 req.extensions_mut().insert(conn.clone());
             }
-            Box::pin(async move { Ok(lb.handle(req, peer).await) }) as BoxedResponse
+            let hints = interim.as_ref().and_then(InterimConn::current);
+            Box::pin(async move { Ok(lb.handle_with(req, peer, hints).await) }) as BoxedResponse
         })
     }
 
@@ -415,6 +432,7 @@ impl LoadBalancer {
         peer: SocketAddr,
         port: u16,
         version: Option<&'static str>,
+        interim: Option<InterimConn>,
     ) -> impl hyper::service::Service<
         Request<Incoming>,
         Response = Response<Body>,
@@ -428,19 +446,32 @@ impl LoadBalancer {
             req.extensions_mut().insert(ViaTls(port, version));
             req.extensions_mut().insert(conn.clone());
             lb.0.m.tls_requests.inc();
-            Box::pin(async move { Ok(lb.handle(req, peer).await) }) as BoxedResponse
+            let hints = interim.as_ref().and_then(InterimConn::current);
+            Box::pin(async move { Ok(lb.handle_with(req, peer, hints).await) }) as BoxedResponse
         })
     }
 
     /// Forwards one request. Public so tests and embedders can drive it directly.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        self.handle_with(req, peer, None).await
+    }
+
+    /// [`Balancer::handle`], relaying the target's interim responses to `hints`.
+    pub async fn handle_with(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        hints: Option<Interim>,
+    ) -> Response<Body> {
         let start = Instant::now();
         let (mut parts, body) = req.into_parts();
         let ws = crate::upgrade::take(&mut parts); // WebSockets: `upgrade.rs`
         let rid = crate::forwarded::request_id(&parts.headers);
         let grpc = meridian_http::grpc::is_grpc(&parts.headers);
         let mut rec = self.record(&mut parts, peer, ws.is_some());
-        let (group, answer) = self.forward(parts, body, peer, grpc, &rid, &mut rec).await;
+        let (group, answer) = self
+            .forward(parts, body, peer, grpc, &rid, &mut rec, hints)
+            .await;
         // The target that answered (None: the balancer answered itself).
         let (target, res) = match answer {
             Ok((i, res)) => (group.and_then(|g| g.targets.get(i)), res),
@@ -555,6 +586,7 @@ impl LoadBalancer {
     /// The listener rules choose a target group (or answer), then the group a target.
     /// Returns the group (None when no group took the request) and the answer. `grpc`:
     /// whether the request is gRPC (read once, in `handle`).
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         parts: http::request::Parts,
@@ -563,6 +595,7 @@ impl LoadBalancer {
         grpc: bool,
         rid: &HeaderValue,
         rec: &mut Record,
+        hints: Option<Interim>,
     ) -> (Option<&TargetGroup>, crate::retry::Answer) {
         // One version of the settings for the whole request, retries included.
         let current = self.0.current.get();
@@ -603,7 +636,7 @@ impl LoadBalancer {
         // Stickiness reads the request's cookies again once the target has answered.
         let cookies = gcfg.stickiness.is_some().then(|| parts.headers.clone());
         let mut answer = self
-            .forward_to(cfg, group, &gcfg, parts, body, peer, grpc, rid, rec)
+            .forward_to(cfg, group, &gcfg, parts, body, peer, grpc, rid, rec, hints)
             .await;
         if let (Ok((i, res)), true) = (&answer, logged) {
             rec.target = group.targets.get(*i).map(|t| t.addr);
@@ -629,6 +662,7 @@ impl LoadBalancer {
         grpc: bool,
         rid: &HeaderValue,
         rec: &mut Record,
+        hints: Option<Interim>,
     ) -> crate::retry::Answer {
         let limit = cfg.max_request_body.0 as usize;
         if body.size_hint().lower() as usize > limit {
@@ -705,7 +739,11 @@ impl LoadBalancer {
             retries: &self.0.m.retries,
             target_errors: &self.0.m.target_errors,
         };
-        let retries = crate::retry::Retries::new(lb, &parts.method, &path, headers, &body);
+        let mut retries = crate::retry::Retries::new(lb, &parts.method, &path, headers, &body);
+        // Interim heads come over HTTP/1.1 only (hyper's client hands them over there).
+        if !gcfg.protocol_version.is_h2() {
+            retries.interim = hints;
+        }
         // The log's timings: the clock is read only for a log that is on.
         let logged = self.0.log.is_some();
         if logged {

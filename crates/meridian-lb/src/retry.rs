@@ -64,6 +64,8 @@ pub(crate) struct Retries<'a> {
     failures: Vec<String>,
     /// Turns started (the first send and each retry).
     turns: u32,
+    /// Where a target's 103 Early Hints go (the client, when its connection takes them).
+    pub(crate) interim: Option<meridian_http::interim::Interim>,
 }
 
 /// The targets tried so far: a few inline (a request is tried on at most `max_retries + 1`,
@@ -120,6 +122,7 @@ impl<'a> Retries<'a> {
             tried: Tried::default(),
             failures: Vec::new(),
             turns: 0,
+            interim: None,
         }
     }
 
@@ -270,12 +273,15 @@ impl Failover<Driven, PoolError> for Retries<'_> {
             RequestBody::Full(b) if b.is_empty() => meridian_http::empty(),
             _ => self.body.attempt(),
         };
-        let Ok(up) = up.body(body) else {
+        let Ok(mut up) = up.body(body) else {
             return Err(Err(meridian_http::text(
                 StatusCode::BAD_REQUEST,
                 "the request could not be forwarded",
             )));
         };
+        if let Some(interim) = &self.interim {
+            interim.attach(&mut up);
+        }
         target.outstanding.inc();
         c.guard = Some(Outstanding(target.outstanding.clone()));
         Ok(up)
