@@ -226,6 +226,8 @@ async fn request(resolver: Resolver, edge: Edge, peer: Peer, head_timeout: Durat
     // Interim heads (103 Early Hints) from the origin go out on this stream as they come,
     // each a HEADERS frame ahead of the final one (RFC 9114 §4.1).
     let (interim, hints) = meridian_http::interim::InterimConn::stream();
+    // However this ends, no head is queued for the stream after it.
+    let hints = meridian_http::interim::ClosingHints(hints);
     let handled = edge.handle(
         req,
         Peer {
@@ -237,19 +239,21 @@ async fn request(resolver: Resolver, edge: Edge, peer: Peer, head_timeout: Durat
     let res = loop {
         tokio::select! {
             res = &mut handled => break res,
-            heads = hints.next() => {
+            heads = hints.0.next() => {
                 for head in heads {
                     let mut hint = http::Response::new(());
                     *hint.status_mut() = head.status;
                     *hint.headers_mut() = head.headers;
-                    if send.send_response(hint).await.is_err() {
-                        return;
+                    // A hint is a hint: one the stream cannot take (too large for the
+                    // viewer's limit) is skipped; a broken stream shows on the answer.
+                    if let Err(e) = send.send_response(hint).await {
+                        tracing::debug!(peer = %peer.addr, "an HTTP/3 hint was not sent: {e}");
                     }
                 }
             }
         }
     };
-    hints.close();
+    drop(hints);
     let (mut parts, mut body) = res.into_parts();
     // Connection-specific fields are malformed in HTTP/3 (RFC 9114 §4.2).
     meridian_http::strip_hop_by_hop(&mut parts.headers);

@@ -173,6 +173,15 @@ pin_project_lite::pin_project! {
         guard: Option<InFlight>,
         interim: Option<(Arc<crate::interim::Shared>, u64)>,
     }
+
+    // A request dropped before its answer (the client went away) takes no more heads.
+    impl<F> PinnedDrop for TrackedFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some((shared, seq)) = this.project().interim.take() {
+                shared.end(seq);
+            }
+        }
+    }
 }
 
 impl<F, B, E> Future for TrackedFuture<F>

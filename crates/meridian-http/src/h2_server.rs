@@ -124,26 +124,31 @@ where
         .enable_connect_protocol();
     let mut conn =
         match tokio::time::timeout(settings.handshake_timeout, builder.handshake(io)).await {
-            Ok(c) => c?,
+            Ok(c) => c.map_err(|e| format!("HTTP/2 handshake: {e}"))?,
             Err(_) => return Ok(()),
         };
-    let mut ping = conn.ping_pong();
-    let mut next_ping = settings
-        .keep_alive_interval
-        .map(|i| tokio::time::Instant::now() + i);
-    let mut closing = false;
-    loop {
-        let keep_alive = async {
-            match (next_ping, ping.as_mut()) {
-                (Some(at), Some(p)) => {
-                    tokio::time::sleep_until(at).await;
-                    tokio::time::timeout(settings.keep_alive_timeout, p.ping(h2::Ping::opaque()))
-                        .await
-                        .map_or(false, |r| r.is_ok())
+    // One pinger for the connection's life: a ping is never sent while one is out (h2
+    // refuses that), whatever else the loop does meanwhile. Resolves when one goes
+    // unanswered.
+    let keep_alive = {
+        let ping = conn.ping_pong();
+        let (interval, timeout) = (settings.keep_alive_interval, settings.keep_alive_timeout);
+        async move {
+            let (Some(mut ping), Some(interval)) = (ping, interval) else {
+                return std::future::pending().await;
+            };
+            loop {
+                tokio::time::sleep(interval).await;
+                match tokio::time::timeout(timeout, ping.ping(h2::Ping::opaque())).await {
+                    Ok(Ok(_)) => {}
+                    _ => return,
                 }
-                _ => std::future::pending().await,
             }
-        };
+        }
+    };
+    tokio::pin!(keep_alive);
+    let (mut closing, mut dead) = (false, false);
+    loop {
         tokio::select! {
             accepted = conn.accept() => match accepted {
                 Some(Ok((req, reply))) => {
@@ -156,24 +161,14 @@ where
                         drop(in_flight);
                     });
                 }
-                Some(Err(e)) => {
-                    // A stream's own error (a reset) is that stream's; a connection error
-                    // ends the connection.
-                    if e.is_io() || e.is_go_away() {
-                        return Err(e.into());
-                    }
-                    tracing::debug!(error = %e, "an HTTP/2 stream failed");
-                }
+                // h2 yields only connection errors here (I/O, GOAWAY): the connection ends.
+                Some(Err(e)) => return Err(format!("HTTP/2 connection: {e}").into()),
                 None => return Ok(()),
             },
-            alive = keep_alive => {
-                if !alive {
-                    tracing::debug!("an HTTP/2 peer did not answer a ping; closing");
-                    conn.abrupt_shutdown(Reason::NO_ERROR);
-                    ping = None;
-                } else {
-                    next_ping = settings.keep_alive_interval.map(|i| tokio::time::Instant::now() + i);
-                }
+            () = &mut keep_alive, if !dead => {
+                tracing::debug!("an HTTP/2 peer did not answer a ping; closing");
+                dead = true;
+                conn.abrupt_shutdown(Reason::NO_ERROR);
             }
             _ = close.notified(), if !closing => {
                 closing = true;
@@ -186,6 +181,7 @@ where
 /// One request stream: the handler's answer (interim heads first), then its body.
 async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<Bytes>, handler: H) {
     let (mut parts, recv) = req.into_parts();
+    let head_only = parts.method == http::Method::HEAD;
     let length = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -209,13 +205,15 @@ async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<By
         },
     );
     let (interim, hints) = InterimConn::stream();
+    // However this ends, no head is queued for the stream after it.
+    let hints = crate::interim::ClosingHints(hints);
     let answer = handler.call(req, Some(interim));
     tokio::pin!(answer);
     // The client may reset the stream while the answer is made: then it is dropped.
     let res = loop {
         tokio::select! {
             res = &mut answer => break res,
-            heads = hints.next() => {
+            heads = hints.0.next() => {
                 for head in heads {
                     send_interim(&mut reply, head);
                 }
@@ -223,24 +221,27 @@ async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<By
             _ = poll_fn(|cx| reply.poll_reset(cx)) => return,
         }
     };
-    hints.close();
+    drop(hints);
     let (mut head, body) = res.into_parts();
     strip_connection_fields(&mut head.headers);
     let is_tunnel = head.extensions.get::<crate::upgrade::Tunneled>().is_some();
-    // As hyper's servers do: the Date, and the length when the body knows it (never on
-    // a tunnel's 2xx, whose stream goes on: RFC 9110 §9.3.6).
+    // A HEAD, 204 or 304 answer has no content (RFC 9110 §6.4.1), whatever its body holds.
+    let bodiless = head_only
+        || head.status == http::StatusCode::NO_CONTENT
+        || head.status == http::StatusCode::NOT_MODIFIED;
+    // As hyper's servers do: the Date, and the length when a body that has content knows
+    // it (never on a tunnel's 2xx, whose stream goes on: RFC 9110 §9.3.6).
     head.headers
         .entry(http::header::DATE)
         .or_insert_with(date_now);
-    if let (false, Some(n)) = (is_tunnel, body.size_hint().exact()) {
-        let bodiless = head.status == http::StatusCode::NO_CONTENT
-            || head.status == http::StatusCode::NOT_MODIFIED;
-        if !bodiless && !head.headers.contains_key(http::header::CONTENT_LENGTH) {
+    if !is_tunnel && !bodiless && !body.is_end_stream() {
+        if let Some(n) = body.size_hint().exact() {
             head.headers
-                .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+                .entry(http::header::CONTENT_LENGTH)
+                .or_insert_with(|| http::HeaderValue::from(n));
         }
     }
-    let end = !is_tunnel && body.is_end_stream();
+    let end = !is_tunnel && (bodiless || body.is_end_stream());
     let send = match reply.send_response(Response::from_parts(head, ()), end) {
         Ok(s) => s,
         Err(e) => {

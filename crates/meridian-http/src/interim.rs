@@ -18,15 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Headers that belong to a connection and so never travel in a relayed interim head.
-const NOT_RELAYED: &[http::HeaderName] = &[
-    http::header::CONNECTION,
-    http::header::CONTENT_LENGTH,
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-    http::header::TE,
-    http::header::TRAILER,
-];
+/// Interim heads one request may send: hints are a handful of `Link` fields, and an
+/// upstream that sends heads without end must not grow a proxy's memory with them.
+const MAX_HEADS: usize = 8;
+/// Bytes of interim heads one request may have queued.
+const MAX_BYTES: usize = 16 * 1024;
 
 /// One interim head: its status (1xx, never 101) and fields.
 #[derive(Debug, Clone)]
@@ -37,19 +33,39 @@ pub struct InterimHead {
 
 impl InterimHead {
     /// An upstream's interim head as a proxy relays it: 103 only (100 Continue belongs to
-    /// its own hop, 101 is an upgrade), without connection-specific fields.
+    /// its own hop, 101 is an upgrade), with its `Link` fields only: they are what a
+    /// browser acts on, and anything else (a cookie, a backend's name) would pass the
+    /// header rules that final answers go through.
     pub fn relayed(status: StatusCode, headers: &HeaderMap) -> Option<InterimHead> {
         if status != StatusCode::EARLY_HINTS {
             return None;
         }
-        let mut headers = headers.clone();
-        for name in NOT_RELAYED {
-            headers.remove(name);
+        let mut links = HeaderMap::new();
+        for v in headers.get_all(http::header::LINK) {
+            links.append(http::header::LINK, v.clone());
         }
-        for name in crate::HOP_BY_HOP {
-            headers.remove(*name);
+        if links.is_empty() {
+            return None;
         }
-        Some(InterimHead { status, headers })
+        Some(InterimHead {
+            status,
+            headers: links,
+        })
+    }
+
+    /// An interim status a server may send: 1xx, but not 101 (an upgrade is a final
+    /// answer of its own).
+    fn sendable(&self) -> bool {
+        self.status.is_informational() && self.status != StatusCode::SWITCHING_PROTOCOLS
+    }
+
+    /// Roughly the bytes the head takes written out.
+    fn size(&self) -> usize {
+        32 + self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>()
     }
 
     /// The head as HTTP/1.1 writes it.
@@ -139,6 +155,9 @@ impl Interim {
     /// Queues `head` ahead of the final response; false when that response has begun
     /// (or the viewer has gone), so the head was dropped.
     pub fn send(&self, head: InterimHead) -> bool {
+        if !head.sendable() {
+            return false;
+        }
         match &self.0 {
             Target::Http1(s, seq) => s.push(*seq, &head),
             Target::Stream(q) => q.push(head),
@@ -162,17 +181,28 @@ impl Interim {
 /// The interim heads queued for one request stream, until its final response begins.
 #[derive(Default)]
 pub struct StreamHints {
-    queue: Mutex<(Vec<InterimHead>, bool)>,
+    queue: Mutex<HintQueue>,
     ready: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct HintQueue {
+    queued: Vec<InterimHead>,
+    /// Heads and bytes taken in all (the caps count every head, sent or not).
+    heads: usize,
+    bytes: usize,
+    closed: bool,
 }
 
 impl StreamHints {
     fn push(&self, head: InterimHead) -> bool {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        if q.1 {
+        if q.closed || q.heads >= MAX_HEADS || q.bytes + head.size() > MAX_BYTES {
             return false;
         }
-        q.0.push(head);
+        q.heads += 1;
+        q.bytes += head.size();
+        q.queued.push(head);
         drop(q);
         self.ready.notify_one();
         true
@@ -181,7 +211,8 @@ impl StreamHints {
     /// The heads queued since the last call, waiting for one if none is.
     pub async fn next(&self) -> Vec<InterimHead> {
         loop {
-            let heads = std::mem::take(&mut self.queue.lock().unwrap_or_else(|p| p.into_inner()).0);
+            let heads =
+                std::mem::take(&mut self.queue.lock().unwrap_or_else(|p| p.into_inner()).queued);
             if !heads.is_empty() {
                 return heads;
             }
@@ -191,7 +222,17 @@ impl StreamHints {
 
     /// The final response begins: no head is taken after this.
     pub fn close(&self) {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+    }
+}
+
+/// Closes its [`StreamHints`] when dropped, so a stream that ends any way at all (its
+/// answer sent, the client gone, the task cancelled) takes no more heads.
+pub struct ClosingHints(pub Arc<StreamHints>);
+
+impl Drop for ClosingHints {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -249,6 +290,9 @@ struct State {
     pending: Vec<u8>,
     /// The connection task, woken to write what was queued.
     waker: Option<Waker>,
+    /// The request the heads counted here belong to, and how many it has sent.
+    counted_for: u64,
+    heads: usize,
 }
 
 impl Shared {
@@ -277,6 +321,14 @@ impl Shared {
             if self.open.load(Ordering::Acquire) != seq {
                 return false;
             }
+            if state.counted_for != seq {
+                state.counted_for = seq;
+                state.heads = 0;
+            }
+            if state.heads >= MAX_HEADS || state.pending.len() + head.size() > MAX_BYTES {
+                return false;
+            }
+            state.heads += 1;
             head.encode(&mut state.pending);
             self.queued.store(true, Ordering::Release);
             state.waker.clone()
@@ -305,6 +357,11 @@ pin_project_lite::pin_project! {
         at: usize,
         // The connection's task is known (it stays the same for the connection's life).
         registered: bool,
+        // hyper has written bytes it has not flushed yet: the message they belong to may
+        // not be whole (hyper calls `poll_flush` only once its buffer is empty), so no
+        // interim head goes out until then. With pipelining, the next request's handler
+        // may run while the last answer's bytes still wait for the socket.
+        mid_message: bool,
     }
 }
 
@@ -316,6 +373,7 @@ impl<T> InterimIo<T> {
             writing: Vec::new(),
             at: 0,
             registered: false,
+            mid_message: false,
         }
     }
 }
@@ -369,8 +427,13 @@ impl<T: AsyncWrite> AsyncWrite for InterimIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        std::task::ready!(self.as_mut().poll_interim(cx))?;
-        self.project().inner.poll_write(cx, buf)
+        if !self.mid_message {
+            std::task::ready!(self.as_mut().poll_interim(cx))?;
+        }
+        let this = self.project();
+        let written = std::task::ready!(this.inner.poll_write(cx, buf))?;
+        *this.mid_message |= written > 0;
+        Poll::Ready(Ok(written))
     }
 
     fn poll_write_vectored(
@@ -378,8 +441,13 @@ impl<T: AsyncWrite> AsyncWrite for InterimIo<T> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        std::task::ready!(self.as_mut().poll_interim(cx))?;
-        self.project().inner.poll_write_vectored(cx, bufs)
+        if !self.mid_message {
+            std::task::ready!(self.as_mut().poll_interim(cx))?;
+        }
+        let this = self.project();
+        let written = std::task::ready!(this.inner.poll_write_vectored(cx, bufs))?;
+        *this.mid_message |= written > 0;
+        Poll::Ready(Ok(written))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -387,6 +455,7 @@ impl<T: AsyncWrite> AsyncWrite for InterimIo<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        *self.as_mut().project().mid_message = false;
         std::task::ready!(self.as_mut().poll_interim(cx))?;
         self.project().inner.poll_flush(cx)
     }
@@ -461,11 +530,67 @@ mod tests {
         shared.end(seq);
     }
 
+    /// Pipelining: the next request's hint waits for the bytes hyper wrote before it to
+    /// be whole (hyper flushes once its buffer is empty), never lands among them.
+    #[tokio::test]
+    async fn a_hint_never_lands_inside_bytes_hyper_has_not_flushed() {
+        let (a, mut b) = tokio::io::duplex(4096);
+        let shared = Arc::new(Shared::default());
+        let mut io = InterimIo::new(a, shared.clone());
+        let first = shared.begin();
+        shared.end(first);
+        io.write_all(b"HTTP/1.1 304 Not Modified\r\n")
+            .await
+            .unwrap();
+        // The next request opens and hints while the last answer is half written.
+        let _next = shared.begin();
+        let conn = InterimConn::http1(shared.clone());
+        assert!(conn.current().unwrap().send(hint()));
+        io.write_all(b"etag: \"x\"\r\n\r\n").await.unwrap();
+        io.flush().await.unwrap();
+        io.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        io.flush().await.unwrap();
+        drop(io);
+        let mut got = String::new();
+        b.read_to_string(&mut got).await.unwrap();
+        assert_eq!(
+            got,
+            "HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\n\r\n\
+             HTTP/1.1 103 Early Hints\r\nlink: </app.css>; rel=preload; as=style\r\n\r\n\
+             HTTP/1.1 200 OK\r\n\r\n"
+        );
+    }
+
     #[test]
     fn only_early_hints_are_relayed() {
         let h = HeaderMap::new();
         assert!(InterimHead::relayed(StatusCode::CONTINUE, &h).is_none());
         assert!(InterimHead::relayed(StatusCode::SWITCHING_PROTOCOLS, &h).is_none());
         assert!(!hint().headers.contains_key(http::header::CONNECTION));
+        // Without a Link there is nothing to relay.
+        let mut cookie = HeaderMap::new();
+        cookie.insert(
+            http::header::SET_COOKIE,
+            http::HeaderValue::from_static("a=b"),
+        );
+        assert!(InterimHead::relayed(StatusCode::EARLY_HINTS, &cookie).is_none());
+    }
+
+    #[test]
+    fn a_request_takes_a_few_heads_and_only_interim_ones() {
+        let shared = Arc::new(Shared::default());
+        let _seq = shared.begin();
+        let interim = InterimConn::http1(shared.clone()).current().unwrap();
+        let sent = (0..100).filter(|_| interim.send(hint())).count();
+        assert_eq!(sent, MAX_HEADS);
+        let (conn, hints) = InterimConn::stream();
+        let interim = conn.current().unwrap();
+        let final_head = InterimHead {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+        };
+        assert!(!interim.send(final_head), "a 200 is no interim head");
+        assert_eq!((0..100).filter(|_| interim.send(hint())).count(), MAX_HEADS);
+        drop(ClosingHints(hints));
     }
 }

@@ -423,8 +423,9 @@ async fn accept_loop<P: Protocols>(
                         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
                         _ => "TLS",
                     });
-                    let h2 = session.alpn_protocol() == Some(b"h2");
-                    protocols.serve_conn(stream, Some(h2), peer, conn()).await
+                    // Without ALPN, the first bytes tell (HTTP/2 with prior knowledge).
+                    let h2 = session.alpn_protocol().map(|p| p == b"h2");
+                    protocols.serve_conn(stream, h2, peer, conn()).await
                 }
             };
             if let Err(e) = result {

@@ -402,3 +402,77 @@ async fn shutdown_lets_a_request_in_flight_finish_then_returns_with(kind: Kind) 
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
+
+/// One HTTP/2 frame: type, flags, stream, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len();
+    let mut v = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags];
+    v.extend_from_slice(&stream.to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// The next frame from the server: (type, flags, stream, payload); None once closed.
+async fn next_frame(s: &mut TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
+    let mut h = [0u8; 9];
+    s.read_exact(&mut h).await.ok()?;
+    let n = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+    let mut p = vec![0u8; n];
+    s.read_exact(&mut p).await.ok()?;
+    let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+    Some((h[3], h[4], stream, p))
+}
+
+/// A request that arrives while a keep-alive ping waits for its answer is served, and the
+/// connection stays: the pinger never sends a second ping while one is out.
+#[tokio::test]
+async fn a_request_arriving_while_a_ping_is_out_is_answered() {
+    for kind in KINDS {
+        let opts = ServerOptions {
+            h2_keep_alive_interval: Some(Duration::from_millis(200)),
+            h2_keep_alive_timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let (addr, _stop) = server(kind, opts, Duration::from_millis(300)).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        s.write_all(&h2_frame(4, 0, 0, &[])).await.unwrap();
+        // Until the server's first PING (SETTINGS acknowledged on the way).
+        let ping = loop {
+            let (ty, flags, _, payload) =
+                tokio::time::timeout(Duration::from_secs(5), next_frame(&mut s))
+                    .await
+                    .expect("a ping within 5 s")
+                    .expect("the connection stays open");
+            if ty == 4 && flags & 1 == 0 {
+                s.write_all(&h2_frame(4, 1, 0, &[])).await.unwrap();
+            }
+            if ty == 6 && flags & 1 == 0 {
+                break payload;
+            }
+        };
+        // GET / over http (static table: :method GET, :scheme http, :path /), then the
+        // ping's answer, late.
+        s.write_all(&h2_frame(1, 5, 1, &[0x82, 0x86, 0x84]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.write_all(&h2_frame(6, 1, 0, &ping)).await.unwrap();
+        let mut answered = false;
+        while let Ok(Some((ty, flags, stream, payload))) =
+            tokio::time::timeout(Duration::from_secs(3), next_frame(&mut s)).await
+        {
+            if ty == 6 && flags & 1 == 0 {
+                s.write_all(&h2_frame(6, 1, 0, &payload)).await.unwrap();
+            }
+            assert_ne!(ty, 7, "{kind:?}: GOAWAY instead of the answer");
+            if ty == 1 && stream == 1 {
+                answered = true;
+                break;
+            }
+        }
+        assert!(answered, "{kind:?}: stream 1 was never answered");
+    }
+}
