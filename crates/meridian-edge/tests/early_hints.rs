@@ -1,5 +1,5 @@
-//! 103 Early Hints (RFC 8297) through a PoP: an origin's hints reach the viewer before the
-//! final response exists, are never stored (a hit has none), and never go to an HTTP/1.0
+//! 103 Early Hints (RFC 8297) through a PoP: an origin's hints reach a page navigation's
+//! viewer before the final response exists, are never stored (a hit has none), and never go to an HTTP/1.0
 //! client (RFC 9110 §15.2); a balancer between relays them too. HTTP/3 viewers: `http3.rs`.
 //! Addresses: 127.106/16.
 
@@ -34,7 +34,7 @@ async fn an_origins_early_hints_reach_an_http1_viewer_before_the_answer_and_are_
     for (method, path) in [("GET", "/hinted/page"), ("POST", "/hinted/form")] {
         let mut s = TcpStream::connect(p.http).await.unwrap();
         let req =
-            format!("{method} {path} HTTP/1.1\r\nhost: edge.test\r\ncontent-length: 0\r\n\r\n");
+            format!("{method} {path} HTTP/1.1\r\nhost: edge.test\r\naccept: text/html\r\ncontent-length: 0\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         // The hint arrives while the origin still holds its answer back.
         let mut got = Vec::new();
@@ -61,7 +61,7 @@ async fn an_origins_early_hints_reach_an_http1_viewer_before_the_answer_and_are_
     // A hit: the final answer alone, from the cache; the origin was asked once.
     let again = raw(
         p.http,
-        "GET /hinted/page HTTP/1.1\r\nhost: edge.test\r\nconnection: close\r\n\r\n",
+        "GET /hinted/page HTTP/1.1\r\nhost: edge.test\r\naccept: text/html\r\nconnection: close\r\n\r\n",
     )
     .await;
     assert!(again.starts_with("HTTP/1.1 200 OK\r\n"), "{again}");
@@ -72,7 +72,7 @@ async fn an_origins_early_hints_reach_an_http1_viewer_before_the_answer_and_are_
     release.notify_one();
     let old = raw(
         p.http,
-        "GET /hinted/old HTTP/1.0\r\nhost: edge.test\r\n\r\n",
+        "GET /hinted/old HTTP/1.0\r\nhost: edge.test\r\naccept: text/html\r\n\r\n",
     )
     .await;
     assert!(
@@ -80,6 +80,15 @@ async fn an_origins_early_hints_reach_an_http1_viewer_before_the_answer_and_are_
         "{old}"
     );
     assert!(!old.contains(" 103 "), "{old}");
+
+    // Not a page navigation (no HTML accepted): browsers use no hints there, none asked.
+    release.notify_one();
+    let api = raw(
+        p.http,
+        "GET /hinted/api HTTP/1.1\r\nhost: edge.test\r\naccept: application/json\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(api.starts_with("HTTP/1.1 200 OK\r\n"), "{api}");
 }
 
 #[tokio::test]
@@ -97,6 +106,7 @@ async fn an_origins_early_hints_reach_an_h2_viewer_before_the_answer() {
     for (what, mut c) in [("h2c", c), ("h2 over TLS", c_tls)] {
         let path = format!("/hinted/{}", what.replace(' ', "-"));
         let req = http::Request::get(format!("http://edge.test{path}"))
+            .header("accept", "text/html")
             .body(())
             .unwrap();
         let (mut answer, _) = c.send_request(req, true).unwrap();
@@ -139,7 +149,7 @@ async fn hints_pass_the_balancer_and_the_pop() {
     start_balancer("lb-r1", lb, &[(oa, "svc-r1a-1")], config).await;
     let p = pop_in(BLOCK, 3, &[format!("http://{lb}")], "").await;
     let mut s = TcpStream::connect(p.http).await.unwrap();
-    s.write_all(b"GET /hinted/through-lb HTTP/1.1\r\nhost: edge.test\r\n\r\n")
+    s.write_all(b"GET /hinted/through-lb HTTP/1.1\r\nhost: edge.test\r\naccept: text/html\r\n\r\n")
         .await
         .unwrap();
     let mut got = Vec::new();

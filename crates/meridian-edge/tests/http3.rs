@@ -436,6 +436,7 @@ async fn an_origins_early_hints_reach_an_h3_viewer_before_the_answer() {
     .await;
     let (_ep, mut c) = h3_client(&pop).await;
     let req = Request::get("https://edge.test/hinted/h3")
+        .header("accept", "text/html")
         .body(())
         .unwrap();
     let mut stream = c.send_request(req).await.unwrap();

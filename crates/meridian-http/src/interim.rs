@@ -24,6 +24,17 @@ const MAX_HEADS: usize = 8;
 /// Bytes of interim heads one request may have queued.
 const MAX_BYTES: usize = 16 * 1024;
 
+/// Whether a request is a page navigation (it accepts HTML): browsers act on hints for
+/// those only, and relaying costs each upstream request a callback, so proxies ask
+/// upstreams for hints on these alone.
+pub fn wants_hints(headers: &HeaderMap) -> bool {
+    headers.get_all(http::header::ACCEPT).iter().any(|v| {
+        v.as_bytes()
+            .windows(9)
+            .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+    })
+}
+
 /// One interim head: its status (1xx, never 101) and fields.
 #[derive(Debug, Clone)]
 pub struct InterimHead {

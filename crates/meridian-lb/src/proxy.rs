@@ -419,7 +419,7 @@ impl LoadBalancer {
             if let Some(conn) = &conn {
                 req.extensions_mut().insert(conn.clone());
             }
-            let hints = interim.as_ref().and_then(InterimConn::current);
+            let hints = hints_for(&req, interim.as_ref());
             Box::pin(async move { Ok(lb.handle_with(req, peer, hints).await) }) as BoxedResponse
         })
     }
@@ -446,7 +446,7 @@ impl LoadBalancer {
             req.extensions_mut().insert(ViaTls(port, version));
             req.extensions_mut().insert(conn.clone());
             lb.0.m.tls_requests.inc();
-            let hints = interim.as_ref().and_then(InterimConn::current);
+            let hints = hints_for(&req, interim.as_ref());
             Box::pin(async move { Ok(lb.handle_with(req, peer, hints).await) }) as BoxedResponse
         })
     }
@@ -762,6 +762,15 @@ impl LoadBalancer {
         }
         answer
     }
+}
+
+/// Where a target's 103 Early Hints go: the client, for a page navigation on a
+/// connection that takes interim responses.
+fn hints_for(req: &Request<Incoming>, interim: Option<&InterimConn>) -> Option<Interim> {
+    let conn = interim?;
+    meridian_http::interim::wants_hints(req.headers())
+        .then(|| conn.current())
+        .flatten()
 }
 
 fn too_large(limit: usize) -> Response<Body> {

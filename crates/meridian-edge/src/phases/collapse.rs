@@ -110,7 +110,7 @@ impl Edge {
             compress: false,
             hooks: self.origin_hooks(ctx),
             members: route.members.clone(),
-            interim: ctx.peer.interim.as_ref().and_then(|c| c.current()),
+            interim: ctx.hints(),
         }
     }
 }

@@ -59,7 +59,7 @@ impl Edge {
                 &path,
                 &headers,
                 body,
-                ctx.peer.interim.as_ref().and_then(|c| c.current()),
+                ctx.hints(),
             )
             .await
         {
