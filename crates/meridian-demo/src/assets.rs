@@ -161,7 +161,10 @@ pub async fn serve(
     headers: HeaderMap,
     interim: Option<Extension<meridian_http::interim::Interim>>,
 ) -> Response {
-    if let (Some(Extension(interim)), "index.html") = (interim, path.as_str()) {
+    // Only to a page navigation (it accepts HTML): browsers use hints there alone, and
+    // some HTTP/1.1 peers (Varnish 7.1 among them) take a 103 for a broken answer.
+    let navigation = meridian_http::interim::wants_hints(&headers);
+    if let (Some(Extension(interim)), "index.html", true) = (interim, path.as_str(), navigation) {
         let mut hints = HeaderMap::new();
         hints.insert(header::LINK, HeaderValue::from_static(PAGE_HINTS));
         interim.send(meridian_http::interim::InterimHead {

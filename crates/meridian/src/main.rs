@@ -3,6 +3,12 @@
 
 mod cmd;
 
+/// Every node allocates per request (header maps, bodies, futures); glibc's allocator took
+/// about a tenth of a cache hit's and a proxied request's instructions, mimalloc's
+/// thread-local free lists far less. Built from C by the `cc` crate: no other tool.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use std::process::ExitCode;
 
