@@ -8,8 +8,8 @@
 //! hyper is woken to flush it at once. A head is taken only while its request is the
 //! connection's open one, so a late hint (from a hedged origin request that lost) can
 //! never land inside another response. Protocols that frame their own streams (our HTTP/2
-//! server, HTTP/3)
-//! take hints through a queue of the request's own instead ([`InterimConn::stream`]).
+//! server, HTTP/3) take hints through a queue of the request's own instead
+//! ([`InterimConn::stream`]).
 
 use http::{HeaderMap, StatusCode};
 use std::io::{self, IoSlice};
