@@ -116,18 +116,28 @@ async fn dns_goes_through_the_wan(state_dir: &std::path::Path) {
                 _ => None,
             })
     };
-    // New York's nearest (and only) PoP is London: about 85 ms there and back.
+    // New York's nearest (and only) PoP is London: about 85 ms there and back. The DNS
+    // checks the balancers itself and may not have seen both healthy yet when `up` prints
+    // its table (on a loaded machine a first check can fail): asked again, for at most
+    // 20 s, until it answers by latency alone.
     let udp = tokio::net::UdpSocket::bind("127.46.200.1:0").await.unwrap();
-    let started = std::time::Instant::now();
-    udp.send_to(&query, public).await.unwrap();
-    let mut buf = vec![0u8; 1500];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(3), udp.recv(&mut buf))
-        .await
-        .expect("an answer through the WAN")
-        .unwrap();
-    let took = started.elapsed();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (answer, took) = loop {
+        let started = std::time::Instant::now();
+        udp.send_to(&query, public).await.unwrap();
+        let mut buf = vec![0u8; 1500];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(3), udp.recv(&mut buf))
+            .await
+            .expect("an answer through the WAN")
+            .unwrap();
+        let answer = first_a(&buf[..n]);
+        if answer.as_deref() == Some("127.46.1.1") || std::time::Instant::now() > until {
+            break (answer, started.elapsed());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
     assert_eq!(
-        first_a(&buf[..n]).as_deref(),
+        answer.as_deref(),
         Some("127.46.1.1"),
         "New York gets us-east-1"
     );
@@ -136,18 +146,26 @@ async fn dns_goes_through_the_wan(state_dir: &std::path::Path) {
         "the query paid the way to London and back: {took:?}"
     );
     // Over TCP from London: the DNS still places the client in London.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.46.201.1:0".parse().unwrap()).unwrap();
-    let mut tcp = socket.connect(public).await.unwrap();
-    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&query);
-    tcp.write_all(&framed).await.unwrap();
-    let mut len = [0u8; 2];
-    tcp.read_exact(&mut len).await.unwrap();
-    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    tcp.read_exact(&mut answer).await.unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let answer = loop {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.46.201.1:0".parse().unwrap()).unwrap();
+        let mut tcp = socket.connect(public).await.unwrap();
+        let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&query);
+        tcp.write_all(&framed).await.unwrap();
+        let mut len = [0u8; 2];
+        tcp.read_exact(&mut len).await.unwrap();
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        tcp.read_exact(&mut answer).await.unwrap();
+        let answer = first_a(&answer);
+        if answer.as_deref() == Some("127.46.2.1") || std::time::Instant::now() > until {
+            break answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
     assert_eq!(
-        first_a(&answer).as_deref(),
+        answer.as_deref(),
         Some("127.46.2.1"),
         "London gets eu-west-1"
     );
