@@ -191,9 +191,9 @@ pub async fn serve_version(
         listener,
         server,
         None,
-        move |peer| {
+        move |peer: meridian_http::Peer| {
             meridian_http::interim::WithInterim::new(
-                &peer,
+                peer.interim,
                 meridian_http::TowerService(app.clone()),
             )
         },

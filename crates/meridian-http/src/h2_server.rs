@@ -6,34 +6,20 @@
 //! `upgrade.rs`), keep-alive pings, and a graceful GOAWAY.
 
 use crate::body::{Body, BoxError};
+use crate::h2_io::H2Io;
+use crate::handler::Handler;
 use crate::interim::{InterimConn, InterimHead};
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 use http::{Request, Response};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-
-/// A service that takes any request body, so that one service answers HTTP/1.1 (hyper's
-/// bodies), HTTP/2 (ours) and HTTP/3 alike.
-pub trait Handler: Clone + Send + Sync + 'static {
-    /// Answers `req`. `interim` is where this request's interim heads go when the
-    /// protocol gives each request its own way (HTTP/2); None when the connection's
-    /// [`crate::Peer`] already has it (HTTP/1.1).
-    fn call<B>(
-        &self,
-        req: Request<B>,
-        interim: Option<InterimConn>,
-    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>
-    where
-        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
-        B::Error: Into<BoxError>;
-}
 
 /// A server's HTTP/2 limits, as hyper's server sets them by default.
 #[derive(Debug, Clone)]
@@ -279,7 +265,7 @@ fn strip_connection_fields(h: &mut http::HeaderMap) {
     if !h.keys().any(forbidden) {
         return;
     }
-    for n in crate::connection_fields(h) {
+    for n in crate::hop::connection_fields(h) {
         h.remove(n);
     }
     for n in [
@@ -392,81 +378,4 @@ async fn send_data(send: &mut SendStream<Bytes>, mut data: Bytes, last: bool) ->
             .map_err(|_| ())?;
     }
     Ok(())
-}
-
-/// The extended CONNECT stream of an HTTP/2 WebSocket as a byte stream both ways:
-/// DATA frames in, DATA frames out.
-pub struct H2Io {
-    send: SendStream<Bytes>,
-    recv: RecvStream,
-    /// What the last DATA frame in left unread.
-    unread: Bytes,
-}
-
-impl H2Io {
-    pub(crate) fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
-        H2Io {
-            send,
-            recv,
-            unread: Bytes::new(),
-        }
-    }
-}
-
-impl AsyncRead for H2Io {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.unread.is_empty() {
-            match std::task::ready!(self.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    self.unread = data;
-                }
-                Some(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
-                None => return Poll::Ready(Ok(())),
-            }
-        }
-        let n = self.unread.len().min(buf.remaining());
-        buf.put_slice(&self.unread.split_to(n));
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for H2Io {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        self.send.reserve_capacity(buf.len());
-        let room = match std::task::ready!(self.send.poll_capacity(cx)) {
-            Some(Ok(n)) => n,
-            Some(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
-            None => return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into())),
-        };
-        if room == 0 {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        let n = room.min(buf.len());
-        self.send
-            .send_data(Bytes::copy_from_slice(&buf[..n]), false)
-            .map_err(std::io::Error::other)?;
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let _ = self.send.send_data(Bytes::new(), true);
-        Poll::Ready(Ok(()))
-    }
 }

@@ -257,12 +257,10 @@ pub struct WithInterim<S> {
 }
 
 impl<S> WithInterim<S> {
-    /// `inner` on the connection of `peer`.
-    pub fn new(peer: &crate::Peer, inner: S) -> Self {
-        WithInterim {
-            conn: peer.interim.clone(),
-            inner,
-        }
+    /// `inner` on a connection whose interim heads go to `conn` (the listener's `Peer`
+    /// has it).
+    pub fn new(conn: Option<InterimConn>, inner: S) -> Self {
+        WithInterim { conn, inner }
     }
 }
 

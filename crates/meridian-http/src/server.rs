@@ -4,9 +4,10 @@
 //! [`Handler`]s ([`serve_handlers`]), which can send interim responses over both.
 
 use crate::body::BoxError;
-use crate::h2_server::{H2Settings, Handler};
+use crate::conn;
+use crate::h2_server::H2Settings;
+use crate::handler::Handler;
 use crate::interim::{self, InterimConn};
-use crate::{conn, Peer, ServerOptions};
 use bytes::Bytes;
 use http::Response;
 use hyper::body::Incoming;
@@ -22,6 +23,72 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+/// Limits that protect a listener from slow, idle, oversized or too many clients.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// A client must send its whole request head within this time. hyper also arms it
+    /// while an HTTP/1 keep-alive connection waits for its next request, so it is that
+    /// connection's idle limit too.
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// How long in-flight requests may run after shutdown begins.
+    pub drain: Duration,
+    /// Connections served at once. At the cap the listener stops accepting until one
+    /// closes: new clients wait in the kernel's backlog (and are served a moment later)
+    /// instead of being accepted and dropped, which would turn a burst into errors.
+    pub max_connections: usize,
+    /// A connection with no request in flight for this long is closed (HTTP/2 with a
+    /// GOAWAY): an idle HTTP/2 client otherwise holds its connection forever.
+    pub idle_timeout: Duration,
+    /// How often an HTTP/2 connection is pinged, so a peer that vanished without closing
+    /// (a dead machine, a cut path) is noticed; None for never.
+    pub h2_keep_alive_interval: Option<Duration>,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub h2_keep_alive_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    /// A data plane's limits: 10,000 connections (a PoP or balancer with the usual
+    /// `ulimit -n` of 20,000 or more keeps room for its upstream side), idle connections
+    /// closed after a minute as ALB does.
+    fn default() -> Self {
+        ServerOptions {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            drain: Duration::from_secs(5),
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(60),
+            h2_keep_alive_interval: Some(Duration::from_secs(20)),
+            h2_keep_alive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl ServerOptions {
+    /// An admin endpoint's limits: a few operators and scrapers, never thousands of
+    /// clients, and a short drain.
+    pub fn admin() -> Self {
+        ServerOptions {
+            max_connections: 256,
+            drain: Duration::from_millis(200),
+            ..Default::default()
+        }
+    }
+}
+
+/// What a service learns about the connection it serves.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The local address the client connected to.
+    pub local: SocketAddr,
+    /// The negotiated TLS version, when the connection is TLS.
+    pub tls: Option<&'static str>,
+    /// Where interim responses (103 Early Hints) for this connection's requests go.
+    pub interim: Option<interim::InterimConn>,
+}
 
 /// What serving one accepted connection needs besides its transport and peer.
 struct Conn {
@@ -235,9 +302,10 @@ where
 struct HyperHandler<H>(H);
 
 impl<H: Handler> Service<http::Request<Incoming>> for HyperHandler<H> {
-    type Response = Response<crate::Body>;
+    type Response = Response<crate::body::Body>;
     type Error = std::convert::Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<crate::Body>, Self::Error>> + Send>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Response<crate::body::Body>, Self::Error>> + Send>>;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         let answer = self.0.call(req, None);

@@ -80,14 +80,14 @@ pub fn is_extended_connect(parts: &http::request::Parts) -> bool {
 /// opens the tunnel is sent.
 /// (A request extension must be Clone; the first to take it has it.)
 #[derive(Clone)]
-pub struct H2Upgrade(Arc<Mutex<Option<oneshot::Receiver<crate::h2_server::H2Io>>>>);
+pub struct H2Upgrade(Arc<Mutex<Option<oneshot::Receiver<crate::h2_io::H2Io>>>>);
 
 impl H2Upgrade {
-    pub(crate) fn new(rx: oneshot::Receiver<crate::h2_server::H2Io>) -> Self {
+    pub(crate) fn new(rx: oneshot::Receiver<crate::h2_io::H2Io>) -> Self {
         H2Upgrade(Arc::new(Mutex::new(Some(rx))))
     }
 
-    async fn stream(self) -> Result<crate::h2_server::H2Io, &'static str> {
+    async fn stream(self) -> Result<crate::h2_io::H2Io, &'static str> {
         let rx = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
         match rx {
             Some(rx) => rx
@@ -280,12 +280,12 @@ pub fn switch<B>(
     }
     let Some(up) = upstream.extensions_mut().remove::<OnUpgrade>() else {
         // A 101 the upstream connection cannot be taken over for (not HTTP/1.1).
-        return Ok(crate::text(
+        return Ok(crate::body::text(
             StatusCode::BAD_GATEWAY,
             "the upstream switched protocols on a connection that cannot be upgraded",
         ));
     };
-    let mut res = Response::new(crate::empty());
+    let mut res = Response::new(crate::body::empty());
     res.extensions_mut().insert(Tunneled);
     // RFC 8441 §5: an extended CONNECT succeeds with a 2xx, without the accept (there was
     // no key) and without the HTTP/1.1 upgrade fields, which HTTP/2 forbids.
@@ -296,7 +296,7 @@ pub fn switch<B>(
         StatusCode::SWITCHING_PROTOCOLS
     };
     for (n, v) in upstream.headers() {
-        let skip = crate::is_hop_by_hop(n.as_str())
+        let skip = crate::hop::is_hop_by_hop(n.as_str())
             || n == http::header::CONTENT_LENGTH
             || (h2 && n == SEC_WEBSOCKET_ACCEPT);
         if !skip {

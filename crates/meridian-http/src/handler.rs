@@ -1,0 +1,25 @@
+//! A service over any request body: what our HTTP/2 server and hyper's HTTP/1.1 both call.
+
+use crate::body::{Body, BoxError};
+use crate::interim::InterimConn;
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Body as HttpBody;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A service that takes any request body, so that one service answers HTTP/1.1 (hyper's
+/// bodies), HTTP/2 (ours) and HTTP/3 alike.
+pub trait Handler: Clone + Send + Sync + 'static {
+    /// Answers `req`. `interim` is where this request's interim heads go when the
+    /// protocol gives each request its own way (HTTP/2); None when the connection's
+    /// connection's `Peer` already has it (HTTP/1.1).
+    fn call<B>(
+        &self,
+        req: Request<B>,
+        interim: Option<InterimConn>,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>;
+}
