@@ -238,21 +238,20 @@ async fn request(resolver: Resolver, edge: Edge, peer: Peer, head_timeout: Durat
     tokio::pin!(handled);
     let res = loop {
         tokio::select! {
-            res = &mut handled => break res,
+            // Hints first: one that arrived with the answer goes out before it.
+            biased;
             heads = hints.0.next() => {
                 for head in heads {
-                    let mut hint = http::Response::new(());
-                    *hint.status_mut() = head.status;
-                    *hint.headers_mut() = head.headers;
-                    // A hint is a hint: one the stream cannot take (too large for the
-                    // viewer's limit) is skipped; a broken stream shows on the answer.
-                    if let Err(e) = send.send_response(hint).await {
-                        tracing::debug!(peer = %peer.addr, "an HTTP/3 hint was not sent: {e}");
-                    }
+                    send_hint(&mut send, head, &peer).await;
                 }
             }
+            res = &mut handled => break res,
         }
     };
+    hints.0.close();
+    for head in hints.0.drain() {
+        send_hint(&mut send, head, &peer).await;
+    }
     drop(hints);
     let (mut parts, mut body) = res.into_parts();
     // Connection-specific fields are malformed in HTTP/3 (RFC 9114 §4.2).
@@ -400,5 +399,23 @@ impl HttpBody for RequestBody {
 
     fn size_hint(&self) -> SizeHint {
         self.hint
+    }
+}
+
+/// One interim head as a HEADERS frame ahead of the answer's. A hint is a hint: one the
+/// stream cannot take (too large for the viewer's limit) is skipped; a broken stream shows
+/// on the answer.
+async fn send_hint<S>(
+    send: &mut h3::server::RequestStream<S, Bytes>,
+    head: meridian_http::interim::InterimHead,
+    peer: &Peer,
+) where
+    S: h3::quic::SendStream<Bytes>,
+{
+    let mut hint = http::Response::new(());
+    *hint.status_mut() = head.status;
+    *hint.headers_mut() = head.headers;
+    if let Err(e) = send.send_response(hint).await {
+        tracing::debug!(peer = %peer.addr, "an HTTP/3 hint was not sent: {e}");
     }
 }

@@ -162,3 +162,31 @@ async fn hints_pass_the_balancer_and_the_pop() {
     let all = String::from_utf8_lossy(&got).into_owned();
     assert!(all.contains("\r\n\r\nHTTP/1.1 200 OK\r\n"), "{all}");
 }
+
+/// An origin that writes its hint and its answer together: the hint still goes first, on
+/// every request (the PoP's HTTP/2 stream takes queued hints before the answer).
+#[tokio::test]
+async fn a_hint_that_comes_with_the_answer_still_goes_first_over_h2() {
+    let oa = SocketAddr::new(ip_in(BLOCK, 4, 2), 80);
+    let _origin = hinting_origin(oa).await;
+    let p = pop_in(BLOCK, 4, &[format!("http://{oa}")], "").await;
+    let plain = TcpStream::connect(p.http).await.unwrap();
+    let (mut c, conn) = h2::client::handshake(plain).await.unwrap();
+    tokio::spawn(conn);
+    for k in 0..20 {
+        let req = http::Request::get(format!("http://edge.test/hinted-now/{k}"))
+            .header("accept", "text/html")
+            .body(())
+            .unwrap();
+        let (mut answer, _) = c.send_request(req, true).unwrap();
+        let hint = tokio::time::timeout(
+            Duration::from_secs(5),
+            std::future::poll_fn(|cx| answer.poll_informational(cx)),
+        )
+        .await
+        .expect("an answer in time");
+        let hint = hint.and_then(Result::ok).map(|h| h.status());
+        assert_eq!(hint, Some(http::StatusCode::EARLY_HINTS), "request {k}");
+        assert_eq!(answer.await.unwrap().status(), 200, "request {k}");
+    }
+}

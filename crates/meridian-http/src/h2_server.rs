@@ -198,15 +198,21 @@ async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<By
     // The client may reset the stream while the answer is made: then it is dropped.
     let res = loop {
         tokio::select! {
-            res = &mut answer => break res,
+            // Hints first: one that arrived with the answer goes out before it.
+            biased;
             heads = hints.0.next() => {
                 for head in heads {
                     send_interim(&mut reply, head);
                 }
             }
+            res = &mut answer => break res,
             _ = poll_fn(|cx| reply.poll_reset(cx)) => return,
         }
     };
+    hints.0.close();
+    for head in hints.0.drain() {
+        send_interim(&mut reply, head);
+    }
     drop(hints);
     let (mut head, body) = res.into_parts();
     strip_connection_fields(&mut head.headers);

@@ -232,6 +232,12 @@ impl StreamHints {
         }
     }
 
+    /// The heads queued now, without waiting: a hint that came with the answer (an
+    /// upstream sends both in one write) still goes out before it.
+    pub fn drain(&self) -> Vec<InterimHead> {
+        std::mem::take(&mut self.queue.lock().unwrap_or_else(|p| p.into_inner()).queued)
+    }
+
     /// The final response begins: no head is taken after this.
     pub fn close(&self) {
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).closed = true;

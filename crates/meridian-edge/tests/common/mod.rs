@@ -617,7 +617,8 @@ pub async fn tls_to_pop(pop: &Pop, alpn: &[u8]) -> tokio_rustls::client::TlsStre
 
 /// An origin on `addr` that answers `/hinted/*` with a 103 Early Hints (`Link` to
 /// `/app.css`) at once and its 200 (cacheable for GET) only when `release` is notified,
-/// so a test can see the hint arrive before the answer exists. Served by Meridian's own
+/// so a test can see the hint arrive before the answer exists; `/hinted-now/*` sends both
+/// at once, as most origins do. Served by Meridian's own
 /// listener, which sends interim heads.
 pub async fn hinting_origin(
     addr: SocketAddr,
@@ -638,7 +639,8 @@ pub async fn hinting_origin(
                 async move {
                     let path = req.uri().path().to_owned();
                     let mut res = Response::builder().status(200);
-                    if path.starts_with("/hinted/") {
+                    let at_once = path.starts_with("/hinted-now/");
+                    if path.starts_with("/hinted/") || at_once {
                         *h.lock().unwrap().entry(path.clone()).or_default() += 1;
                         if let Some(i) = interim {
                             let mut headers = HeaderMap::new();
@@ -651,7 +653,10 @@ pub async fn hinting_origin(
                                 headers,
                             });
                         }
-                        let _ = tokio::time::timeout(Duration::from_secs(10), r.notified()).await;
+                        if !at_once {
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(10), r.notified()).await;
+                        }
                         if req.method() == http::Method::GET {
                             res = res.header("cache-control", "max-age=60");
                         }
