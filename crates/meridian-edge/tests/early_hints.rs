@@ -25,6 +25,26 @@ async fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, until: &str) {
     }
 }
 
+/// A page navigation over HTTP/2: the interim response that came first (None when the
+/// answer came without one), and the answer still to come.
+async fn h2_navigation(
+    c: &mut h2::client::SendRequest<bytes::Bytes>,
+    path: &str,
+) -> (Option<http::Response<()>>, h2::client::ResponseFuture) {
+    let req = http::Request::get(format!("http://edge.test{path}"))
+        .header("accept", "text/html")
+        .body(())
+        .unwrap();
+    let (mut answer, _) = c.send_request(req, true).unwrap();
+    let hint = tokio::time::timeout(
+        Duration::from_secs(5),
+        std::future::poll_fn(|cx| answer.poll_informational(cx)),
+    )
+    .await
+    .expect("a hint or the answer within 5 s");
+    (hint.and_then(Result::ok), answer)
+}
+
 #[tokio::test]
 async fn an_origins_early_hints_reach_an_http1_viewer_before_the_answer_and_are_not_stored() {
     let oa = SocketAddr::new(ip_in(BLOCK, 1, 2), 80);
@@ -105,19 +125,8 @@ async fn an_origins_early_hints_reach_an_h2_viewer_before_the_answer() {
     tokio::spawn(conn);
     for (what, mut c) in [("h2c", c), ("h2 over TLS", c_tls)] {
         let path = format!("/hinted/{}", what.replace(' ', "-"));
-        let req = http::Request::get(format!("http://edge.test{path}"))
-            .header("accept", "text/html")
-            .body(())
-            .unwrap();
-        let (mut answer, _) = c.send_request(req, true).unwrap();
-        let hint = tokio::time::timeout(
-            Duration::from_secs(5),
-            std::future::poll_fn(|cx| answer.poll_informational(cx)),
-        )
-        .await
-        .expect("a hint before the answer")
-        .expect("an interim response")
-        .unwrap();
+        let (hint, answer) = h2_navigation(&mut c, &path).await;
+        let hint = hint.expect("an interim response before the answer");
         assert_eq!(hint.status(), 103, "{what}");
         assert_eq!(
             hint.headers().get("link").and_then(|v| v.to_str().ok()),
@@ -174,18 +183,8 @@ async fn a_hint_that_comes_with_the_answer_still_goes_first_over_h2() {
     let (mut c, conn) = h2::client::handshake(plain).await.unwrap();
     tokio::spawn(conn);
     for k in 0..20 {
-        let req = http::Request::get(format!("http://edge.test/hinted-now/{k}"))
-            .header("accept", "text/html")
-            .body(())
-            .unwrap();
-        let (mut answer, _) = c.send_request(req, true).unwrap();
-        let hint = tokio::time::timeout(
-            Duration::from_secs(5),
-            std::future::poll_fn(|cx| answer.poll_informational(cx)),
-        )
-        .await
-        .expect("an answer in time");
-        let hint = hint.and_then(Result::ok).map(|h| h.status());
+        let (hint, answer) = h2_navigation(&mut c, &format!("/hinted-now/{k}")).await;
+        let hint = hint.map(|h| h.status());
         assert_eq!(hint, Some(http::StatusCode::EARLY_HINTS), "request {k}");
         assert_eq!(answer.await.unwrap().status(), 200, "request {k}");
     }

@@ -129,6 +129,12 @@ impl InterimConn {
         (InterimConn(Kind::Stream(q.clone())), q)
     }
 
+    /// A handle for the request being served now when it is a page navigation
+    /// ([`wants_hints`]): what a proxy asks its upstream's hints for.
+    pub fn for_navigation(&self, headers: &HeaderMap) -> Option<Interim> {
+        wants_hints(headers).then(|| self.current()).flatten()
+    }
+
     /// A handle for the request being served now; None when interim heads cannot be sent
     /// to it (HTTP/2 and HTTP/1.0 requests on an HTTP/1 server connection: RFC 9110 §15.2
     /// forbids 1xx to HTTP/1.0 clients).
@@ -223,8 +229,7 @@ impl StreamHints {
     /// The heads queued since the last call, waiting for one if none is.
     pub async fn next(&self) -> Vec<InterimHead> {
         loop {
-            let heads =
-                std::mem::take(&mut self.queue.lock().unwrap_or_else(|p| p.into_inner()).queued);
+            let heads = self.drain();
             if !heads.is_empty() {
                 return heads;
             }

@@ -67,6 +67,11 @@ impl Default for ServerOptions {
 }
 
 impl ServerOptions {
+    /// The request head limit hyper's parsers get (never under their 8 KiB floor).
+    fn head_limit(&self) -> usize {
+        self.max_header_bytes.max(8192)
+    }
+
     /// An admin endpoint's limits: a few operators and scrapers, never thousands of
     /// clients, and a short drain.
     pub fn admin() -> Self {
@@ -156,11 +161,11 @@ pub async fn serve_conns<M, S, B>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
-        .max_buf_size(opts.max_header_bytes.max(8192));
+        .max_buf_size(opts.head_limit());
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(opts.max_header_bytes.max(8192) as u32)
+        .max_header_list_size(opts.head_limit() as u32)
         // RFC 8441: WebSockets over HTTP/2 (`upgrade.rs` takes the extended CONNECT).
         .enable_connect_protocol()
         .keep_alive_interval(opts.h2_keep_alive_interval)
@@ -188,11 +193,11 @@ pub async fn serve_handlers<M, H>(
     http1
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
-        .max_buf_size(opts.max_header_bytes.max(8192));
+        .max_buf_size(opts.head_limit());
     let protocols = HandlerProtocols {
         http1: Arc::new(http1),
         h2: H2Settings {
-            max_header_list_size: opts.max_header_bytes.max(8192) as u32,
+            max_header_list_size: opts.head_limit() as u32,
             keep_alive_interval: opts.h2_keep_alive_interval,
             keep_alive_timeout: opts.h2_keep_alive_timeout,
             handshake_timeout: opts.header_read_timeout,

@@ -767,10 +767,7 @@ impl LoadBalancer {
 /// Where a target's 103 Early Hints go: the client, for a page navigation on a
 /// connection that takes interim responses.
 fn hints_for(req: &Request<Incoming>, interim: Option<&InterimConn>) -> Option<Interim> {
-    let conn = interim?;
-    meridian_http::interim::wants_hints(req.headers())
-        .then(|| conn.current())
-        .flatten()
+    interim?.for_navigation(req.headers())
 }
 
 fn too_large(limit: usize) -> Response<Body> {

@@ -38,10 +38,7 @@ impl RequestContext<'_> {
     /// Where an origin's 103 Early Hints go: the viewer, for a page navigation on a
     /// connection that takes interim responses (`meridian_http::interim`).
     pub fn hints(&self) -> Option<meridian_http::interim::Interim> {
-        if !meridian_http::interim::wants_hints(&self.headers) {
-            return None;
-        }
-        self.peer.interim.as_ref().and_then(|c| c.current())
+        self.peer.interim.as_ref()?.for_navigation(&self.headers)
     }
 
     /// The path with the query parameters `filter` admits, in the viewer's order.
