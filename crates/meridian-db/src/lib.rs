@@ -16,6 +16,7 @@ mod egress;
 mod error;
 mod keeper;
 pub mod lease;
+mod nat;
 mod options;
 mod owner;
 mod password;
@@ -126,11 +127,17 @@ pub async fn run(
     };
     // The writer endpoint: always the current primary, sessions cut when it changes.
     let (leader_tx, leader_rx) = watch::channel(None);
+    // Connections made on this host are rewritten to the primary in the kernel where the
+    // keeper may (nat.rs); the relay serves the others.
     let _writer = match opts.writer {
         Some(at) => {
             let listener = meridian_http::bind(at).await?;
             let source = opts.source.unwrap_or(opts.listen.ip());
-            Some(AbortOnDrop(egress::start(listener, leader_rx, source)))
+            let kernel = tokio::spawn(nat::follow(opts.name.clone(), at, leader_rx.clone()));
+            Some((
+                AbortOnDrop(egress::start(listener, leader_rx, source)),
+                AbortOnDrop(kernel),
+            ))
         }
         None => None,
     };

@@ -96,6 +96,17 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
     )
     .await;
 
+    // As root (the test command installs nftables), the writer endpoint is forwarded in
+    // the kernel: the keeper's rules lead to the primary.
+    if meridian_os::is_root() {
+        wait_for(
+            "the writer rules lead to a",
+            Duration::from_secs(10),
+            || async { writer_rules(writer, "127.78.5.1:5432") },
+        )
+        .await;
+    }
+
     // The primary's machine dies: keeper, witness and PostgreSQL at once.
     node_a.task.abort();
     let _ = node_a.task.await;
@@ -128,6 +139,15 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
         .execute("INSERT INTO orders VALUES (2)", &[])
         .await
         .unwrap();
+
+    if meridian_os::is_root() {
+        wait_for(
+            "the writer rules lead to b",
+            Duration::from_secs(10),
+            || async { writer_rules(writer, "127.78.5.2:5432") },
+        )
+        .await;
+    }
 
     // The replica streams from the new primary: it sees the write made after the failover.
     let replica = sql(c_listen).await.unwrap();
@@ -254,6 +274,22 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
     stop(node_c).await;
     let left = processes_mentioning(&needles);
     assert!(left.is_empty(), "processes left: {left:?}");
+}
+
+/// The kernel rules of the writer endpoint at `writer`, when they rewrite to `to`.
+fn writer_rules(writer: std::net::SocketAddr, to: &str) -> Result<(), String> {
+    let nft = meridian_os::find_program("nft").ok_or("nft is not installed")?;
+    let table = format!("meridian_writer_{}_{}", writer.ip(), writer.port()).replace('.', "_");
+    let out = std::process::Command::new(nft)
+        .args(["list", "table", "ip", &table])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let rules = String::from_utf8_lossy(&out.stdout).into_owned();
+    if rules.contains(&format!("dnat to {to}")) {
+        Ok(())
+    } else {
+        Err(format!("{rules}{}", String::from_utf8_lossy(&out.stderr)))
+    }
 }
 
 /// Inserts rows 1000, 1001, ... through `writer` until told to stop, reconnecting after

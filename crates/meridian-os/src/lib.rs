@@ -79,6 +79,40 @@ pub fn closed_ancestor(uid: u32, gid: u32, path: &Path) -> Option<PathBuf> {
     })
 }
 
+/// Where Debian and most source installs put programs when the PATH does not say (a
+/// service's PATH often lacks the sbin directories, where `nft` and `ss` live).
+const PROGRAM_DIRS: [&str; 6] = [
+    "/usr/bin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/sbin",
+    "/bin",
+    "/usr/local/sbin",
+];
+
+/// The program `name`: the first executable file of that name on the PATH, else in the
+/// usual directories.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain(PROGRAM_DIRS.iter().map(PathBuf::from))
+        .collect();
+    find_in(name, &dirs)
+}
+
+/// The first executable file named `name` in `dirs`.
+pub fn find_in(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    dirs.iter().map(|d| d.join(name)).find(|p| is_executable(p))
+}
+
+/// Whether `p` is a file someone may execute.
+pub fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,41 +4,21 @@
 use crate::error::CacheError;
 use std::path::{Path, PathBuf};
 
-/// Where Debian and most source installs put it when the PATH does not say.
-const FALLBACKS: [&str; 3] = ["/usr/bin", "/usr/local/bin", "/usr/sbin"];
-
 /// Names the `redis-server` to run (a build of one's own); when set, no other is used.
 pub const PROGRAM_ENV: &str = "MERIDIAN_REDIS_SERVER";
 
 /// The `redis-server` program: the one `MERIDIAN_REDIS_SERVER` names, else the first on
-/// the PATH, else the usual directories.
+/// the PATH, else in the usual directories.
 pub fn redis_server() -> Result<PathBuf, CacheError> {
     if let Some(named) = std::env::var_os(PROGRAM_ENV) {
         let path = PathBuf::from(named);
-        return if is_executable(&path) {
+        return if meridian_os::is_executable(&path) {
             Ok(path)
         } else {
             Err(CacheError::NamedProgramMissing { path })
         };
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
-        .chain(FALLBACKS.iter().map(PathBuf::from))
-        .collect();
-    find_in(&dirs).ok_or(CacheError::NotInstalled)
-}
-
-fn find_in(dirs: &[PathBuf]) -> Option<PathBuf> {
-    dirs.iter()
-        .map(|d| d.join("redis-server"))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    meridian_os::find_program("redis-server").ok_or(CacheError::NotInstalled)
 }
 
 /// The major version from `redis-server --version` ("Redis server v=7.0.15 sha=...").
@@ -78,6 +58,7 @@ mod tests {
         std::fs::create_dir_all(&b).unwrap();
         // Not executable: skipped.
         std::fs::write(a.join("redis-server"), b"").unwrap();
+        let find_in = |dirs: &[PathBuf]| meridian_os::find_in("redis-server", dirs);
         assert_eq!(find_in(&[a.clone(), b.clone()]), None);
         std::fs::write(b.join("redis-server"), b"").unwrap();
         std::fs::set_permissions(
