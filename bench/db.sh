@@ -125,8 +125,8 @@ echo "# Data tier benchmark: ${DURATION}s per run, pgbench scale 4, PostgreSQL $
 echo
 echo "## Writer endpoint against directly to the primary ($CLIENTS clients)"
 echo
-# The keeper's rules for this endpoint exist only while it forwards it in the kernel.
-if nft list table ip "meridian_writer_${WRITER//[.:]/_}" >/dev/null 2>&1; then
+# The keeper's rules for this endpoint rewrite to the primary only on the kernel path.
+if nft list table ip "meridian_writer_${WRITER//[.:]/_}" 2>/dev/null | grep -q "dnat to $PRIMARY"; then
   echo "The writer endpoint is forwarded in the kernel (nftables, as root)."
 else
   echo "The writer endpoint is relayed in userspace by its keeper (not root, or no nftables)."

@@ -28,6 +28,7 @@ pub mod status;
 pub use binaries::{binaries, PgBinaries};
 pub use error::DbError;
 pub use lease::Peer;
+pub use nat::kernel_path_missing;
 pub use options::{slot_name, PgOptions};
 pub use role::RoleChange;
 pub use status::{StandbyStatus, Status};

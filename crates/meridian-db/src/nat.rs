@@ -23,7 +23,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Why the kernel path is not taken (the relay serves instead).
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,8 @@ pub(crate) struct KernelNat {
     family: &'static str,
     session: Nft,
     ss: Option<PathBuf>,
+    /// Where connections are rewritten to now.
+    current: Option<SocketAddr>,
 }
 
 impl KernelNat {
@@ -66,6 +68,7 @@ impl KernelNat {
             family,
             session,
             ss: meridian_os::find_program("ss"),
+            current: None,
         })
     }
 
@@ -75,10 +78,23 @@ impl KernelNat {
         // A primary of the other family cannot be reached by rewriting one address: the
         // relay takes those connections.
         let target = target.filter(|t| family(t.ip()) == self.family);
-        self.session
-            .apply(&point(self.family, &self.table, self.writer, target))
-            .await?;
-        self.cut_local_sessions().await;
+        if self.current.is_some() && self.current != target {
+            // First nothing is rewritten and every rewritten session is cut, then the
+            // local clients still connected are aborted: the only sessions to the
+            // endpoint now are the old primary's (and any the relay opened in these
+            // milliseconds), so a session to the new one is not aborted with them.
+            self.current = None;
+            self.session
+                .apply(&point(self.family, &self.table, self.writer, None))
+                .await?;
+            self.cut_local_sessions().await;
+        }
+        if target.is_some() {
+            self.session
+                .apply(&point(self.family, &self.table, self.writer, target))
+                .await?;
+            self.current = target;
+        }
         Ok(())
     }
 
@@ -86,7 +102,13 @@ impl KernelNat {
     /// an old primary (frozen, or cut off) learns at once, as a relay's close would tell it,
     /// instead of at its next packet.
     async fn cut_local_sessions(&self) {
-        let Some(ss) = &self.ss else { return };
+        let Some(ss) = &self.ss else {
+            tracing::warn!(
+                "no `ss` (apt-get install iproute2) to cut the sessions of {}: clients waiting on the old primary learn at their next packet",
+                self.writer
+            );
+            return;
+        };
         let dst = match self.writer.ip() {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("[{v6}]"),
@@ -101,7 +123,11 @@ impl KernelNat {
             .kill_on_drop(true)
             .status();
         match tokio::time::timeout(Duration::from_secs(5), cut).await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => tracing::warn!(
+                "`ss -K` could not cut the sessions of {} ({status}): clients waiting on the old primary learn at their next packet",
+                self.writer
+            ),
             Ok(Err(e)) => tracing::warn!("cannot cut the sessions of {}: {e}", self.writer),
             Err(_) => tracing::warn!(
                 "`ss -K` did not cut the sessions of {} within 5 s",
@@ -109,6 +135,23 @@ impl KernelNat {
             ),
         }
     }
+}
+
+/// Why this machine's writer endpoints will relay in userspace, when they will: one line
+/// for `up` to print before it starts the database nodes.
+pub fn kernel_path_missing() -> Option<String> {
+    const SLOWER: &str = "the database writer endpoints will relay in userspace (about 0.8x of direct in bench/db.sh)";
+    if !meridian_os::is_root() {
+        return Some(format!(
+            "{SLOWER}: run as root with nftables installed to forward them in the kernel"
+        ));
+    }
+    if meridian_os::find_program("nft").is_none() {
+        return Some(format!(
+            "{SLOWER}: install nftables (`apt-get install nftables`) to forward them in the kernel"
+        ));
+    }
+    None
 }
 
 /// Keeps the rules of the writer endpoint at `writer` pointed at whoever `leader` names,
@@ -142,7 +185,10 @@ pub(crate) async fn follow(
     loop {
         let target = *leader.borrow_and_update();
         if let Err(e) = nat.point(target).await {
-            // Dropping `nat` deletes the rules: new connections reach the relay.
+            // Dropping `nat` deletes the rules: new connections reach the relay. The
+            // sessions rewritten so far keep their rewrite in the kernel's connection
+            // tracking, so they are cut here; the relay cuts its own on every change.
+            nat.cut_local_sessions().await;
             tracing::warn!(
                 "{name}: the writer endpoint {writer} falls back to relaying in userspace: {e}"
             );
@@ -183,7 +229,8 @@ fn rewritten(family: &str, writer: SocketAddr) -> String {
 
 /// The table and its chains: rewriting in `output` (this host's own connections), the
 /// source in `postrouting`, and the cut in `output` before the rewrite, where a reset
-/// still carries the addresses the client knows.
+/// still carries the addresses the client knows, and in `input` for what an old primary
+/// on another host sends.
 fn create(family: &str, table: &str, writer: SocketAddr) -> String {
     let rewritten = rewritten(family, writer);
     let w = writer.ip();
@@ -193,6 +240,7 @@ fn create(family: &str, table: &str, writer: SocketAddr) -> String {
         format!("add chain {family} {table} from_endpoint {{ type nat hook postrouting priority 100; policy accept; }}"),
         format!("add rule {family} {table} from_endpoint {rewritten} snat to {w}"),
         format!("add chain {family} {table} cut {{ type filter hook output priority -150; policy accept; }}"),
+        format!("add chain {family} {table} cut_in {{ type filter hook input priority -150; policy accept; }}"),
     ]
     .join("\n")
 }
@@ -203,9 +251,16 @@ fn point(family: &str, table: &str, writer: SocketAddr, target: Option<SocketAdd
     let mut cmds = vec![
         format!("flush chain {family} {table} to_primary"),
         format!("flush chain {family} {table} cut"),
+        format!("flush chain {family} {table} cut_in"),
     ];
-    // `established`, so the resets the cut sends (related) are not cut themselves.
-    let cut = format!("add rule {family} {table} cut {rewritten} ct state established");
+    // Resets and FINs pass: the resets the cut sends and `ss -K` sends must reach the old
+    // primary, so that it ends those sessions (and lets go of their locks).
+    let cut = |chain: &str| {
+        format!(
+            "add rule {family} {table} {chain} {rewritten} ct state {{ new, established }} tcp flags & (fin | rst) == 0"
+        )
+    };
+    let cuts = [cut("cut"), cut("cut_in")];
     match target {
         Some(t) => {
             let to = match t {
@@ -217,28 +272,33 @@ fn point(family: &str, table: &str, writer: SocketAddr, target: Option<SocketAdd
                 writer.ip(),
                 writer.port()
             ));
-            cmds.push(format!(
-                "{cut} ct reply {family} saddr != {} reject with tcp reset",
-                t.ip()
-            ));
-            cmds.push(format!(
-                "{cut} ct reply proto-src != {} reject with tcp reset",
-                t.port()
-            ));
+            for cut in &cuts {
+                cmds.push(format!(
+                    "{cut} ct reply {family} saddr != {} reject with tcp reset",
+                    t.ip()
+                ));
+                cmds.push(format!(
+                    "{cut} ct reply proto-src != {} reject with tcp reset",
+                    t.port()
+                ));
+            }
         }
-        None => cmds.push(format!("{cut} reject with tcp reset")),
+        None => cmds.extend(
+            cuts.iter()
+                .map(|cut| format!("{cut} reject with tcp reset")),
+        ),
     }
     cmds.join("; ")
 }
 
 /// An `nft -i` process: commands go in on its input; after each batch, a listing of the
-/// table shows the batch was read, and anything on its error output says why it failed.
+/// table shows the batch was read. Its errors come on the same pipe, in order, so an
+/// `Error:` before the listing ends is this batch's.
 struct Nft {
     // Held for the kernel's sake: the table is owned by this process's netlink socket.
     _child: Child,
     input: ChildStdin,
     output: Lines<BufReader<ChildStdout>>,
-    errors: mpsc::UnboundedReceiver<String>,
     /// `list table FAMILY NAME`, sent after each batch.
     list: String,
 }
@@ -249,63 +309,49 @@ impl Nft {
             nft: nft.clone(),
             source,
         };
-        let mut child = tokio::process::Command::new(&nft)
-            .arg("-i")
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(r#"exec "$0" -i 2>&1"#)
+            .arg(&nft)
+            // Interactive nft keeps a history in $HOME; these commands are not a person's.
+            .env("HOME", "/nonexistent")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .map_err(spawn)?;
         let missing = || spawn(std::io::Error::other("no pipe to the process"));
         let input = child.stdin.take().ok_or_else(missing)?;
         let output = BufReader::new(child.stdout.take().ok_or_else(missing)?).lines();
-        let mut stderr = BufReader::new(child.stderr.take().ok_or_else(missing)?).lines();
-        let (tx, errors) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = stderr.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         Ok(Nft {
             _child: child,
             input,
             output,
-            errors,
             list: format!("list table {family} {table}"),
         })
     }
 
-    /// Sends `commands`, waits until `nft` has read them, and fails with what it printed
-    /// on its error output, if anything.
+    /// Sends `commands`, waits until `nft` has read them, and fails with its first error.
+    /// After a failure the session is not used again: the rest of its output is unread.
     async fn apply(&mut self, commands: &str) -> Result<(), NatError> {
         let batch = format!("{commands}\n{}\n", self.list);
         let answered = async {
             self.input.write_all(batch.as_bytes()).await?;
             self.input.flush().await?;
-            // The listing ends with the table's closing brace; an error before it means
-            // nft printed none (the table does not exist), so the wait is bounded below.
+            // The listing ends with the table's closing brace (its chains' are indented).
             while let Some(line) = self.output.next_line().await? {
                 if line == "}" {
-                    return Ok(());
+                    return Ok(Ok(()));
+                }
+                if line.starts_with("Error:") {
+                    return Ok(Err(NatError::Refused(line)));
                 }
             }
             Err(std::io::Error::other("nft exited"))
         };
-        let outcome = tokio::time::timeout(Duration::from_secs(5), answered).await;
-        // Errors reach the reader task a moment after nft printed them.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let mut errors = Vec::new();
-        while let Ok(line) = self.errors.try_recv() {
-            errors.push(line);
-        }
-        if !errors.is_empty() {
-            return Err(NatError::Refused(errors.join(" / ")));
-        }
-        match outcome {
-            Ok(Ok(())) => Ok(()),
+        match tokio::time::timeout(Duration::from_secs(5), answered).await {
+            Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => Err(NatError::Unanswered(e.to_string())),
             Err(_) => Err(NatError::Unanswered("no answer within 5 s".into())),
         }
@@ -350,18 +396,28 @@ mod tests {
         let none = point("ip", "t", w, None);
         assert!(!none.contains("dnat to"), "{none}");
         assert!(
-            none.contains("ct state established reject with tcp reset"),
+            none.contains("tcp flags & (fin | rst) == 0 reject with tcp reset"),
             "{none}"
         );
+        // Cut both ways: what this host sends, and what an old primary elsewhere sends.
+        assert!(none.contains(" cut_in "), "{none}");
     }
 
     /// A server that answers each line with its name and the address the connection
-    /// came from.
-    async fn named_server(at: &str, name: &'static str) -> SocketAddr {
+    /// came from, and counts the connections it has open.
+    async fn named_server(
+        at: &str,
+        name: &'static str,
+    ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind(at).await.unwrap();
         let local = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = open.clone();
         tokio::spawn(async move {
             while let Ok((conn, peer)) = listener.accept().await {
+                let open = counted.clone();
+                open.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let (r, mut w) = conn.into_split();
                     let mut lines = BufReader::new(r).lines();
@@ -371,10 +427,11 @@ mod tests {
                             break;
                         }
                     }
+                    open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        local
+        (local, open)
     }
 
     async fn ask(conn: &mut BufReader<tokio::net::TcpStream>) -> std::io::Result<Option<String>> {
@@ -402,8 +459,8 @@ mod tests {
             return;
         }
         let mut nat = nat.expect("as root with nftables the kernel path opens");
-        let one = named_server("127.107.0.2:0", "one").await;
-        let two = named_server("127.107.0.3:0", "two").await;
+        let (one, one_open) = named_server("127.107.0.2:0", "one").await;
+        let (two, _) = named_server("127.107.0.3:0", "two").await;
 
         nat.point(Some(one)).await.unwrap();
         let mut held = connect(writer).await.unwrap();
@@ -435,6 +492,23 @@ mod tests {
             "{after:?}"
         );
         let mut fresh = connect(writer).await.unwrap();
+        assert_eq!(
+            ask(&mut fresh).await.unwrap().as_deref(),
+            Some("two 127.107.0.1")
+        );
+        // The old primary hears of it too (the resets are let through), so its sessions
+        // end instead of holding what they hold.
+        let mut closed = false;
+        for _ in 0..30 {
+            if one_open.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(closed, "the old primary still has its sessions");
+        // Changing nothing aborts nothing.
+        nat.point(Some(two)).await.unwrap();
         assert_eq!(
             ask(&mut fresh).await.unwrap().as_deref(),
             Some("two 127.107.0.1")

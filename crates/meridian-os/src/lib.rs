@@ -91,10 +91,12 @@ const PROGRAM_DIRS: [&str; 6] = [
 ];
 
 /// The program `name`: the first executable file of that name on the PATH, else in the
-/// usual directories.
+/// usual directories. Relative PATH entries are skipped: a keeper running as root must
+/// not run a program that happens to sit in its working directory.
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .filter(|d| d.is_absolute())
         .chain(PROGRAM_DIRS.iter().map(PathBuf::from))
         .collect();
     find_in(name, &dirs)

@@ -235,6 +235,8 @@ pub async fn up(opts: UpOptions) -> Result<(), UpError> {
             // The rest of the deployment is still worth running: say what is missing, once.
             eprintln!("warning: the data tier will not run: {e}");
             nodes.retain(|n| n.role != Role::Db);
+        } else if let Some(note) = meridian_db::kernel_path_missing() {
+            eprintln!("note: {note}");
         }
     }
     if nodes.iter().any(|n| n.role == Role::Cache) {
