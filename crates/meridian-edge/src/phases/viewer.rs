@@ -45,13 +45,45 @@ impl<'a> RequestContext<'a> {
             path,
             query: parts.uri.query().map(str::to_owned),
             version: parts.version,
-            request_id: hex::encode(rand::random::<[u8; 12]>()),
+            request_id: request_id(),
             headers: parts.headers,
             origin: None,
             tier: None,
         };
         (ctx, refused)
     }
+}
+
+/// A request's id: 96 bits as 24 hex digits, unique in practice across PoPs (each
+/// thread starts its counter at random; SplitMix64 spreads it), and not a secret: nothing
+/// is authorised by it. Drawing from the thread's ChaCha generator and hex-encoding
+/// through iterators cost 4% of the instructions of a 1 KiB hit.
+fn request_id() -> String {
+    thread_local! {
+        static COUNTER: std::cell::Cell<u64> = std::cell::Cell::new(rand::random());
+    }
+    let next = || {
+        COUNTER.with(|c| {
+            let v = c.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            c.set(v);
+            let mut z = v;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+    };
+    let (high, low) = (next(), next());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(24);
+    for b in high
+        .to_be_bytes()
+        .into_iter()
+        .chain(low.to_be_bytes().into_iter().take(4))
+    {
+        id.push(HEX[usize::from(b >> 4)] as char);
+        id.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    id
 }
 
 impl Edge {
@@ -142,5 +174,28 @@ impl Edge {
             }
         }
         Some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+
+    #[test]
+    fn request_ids_are_24_hex_digits_and_do_not_repeat() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = request_id();
+            assert_eq!(id.len(), 24, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                "{id}"
+            );
+            assert!(seen.insert(id), "an id came twice");
+        }
+        // Another thread starts elsewhere.
+        let other = std::thread::spawn(request_id).join().unwrap();
+        assert!(!seen.contains(&other));
     }
 }
