@@ -93,7 +93,9 @@ pub fn cache_key(
     headers: &HeaderMap,
 ) -> String {
     let mut key = String::with_capacity(64 + path.len());
-    key.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+    // Copied, then lowercased in place: the key holds only the host so far.
+    key.push_str(host);
+    key.make_ascii_lowercase();
     key.push(SEP);
     key.push_str(path);
     if let Some(q) = query {

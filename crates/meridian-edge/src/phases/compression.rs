@@ -51,7 +51,9 @@ impl Edge {
         headers: &mut HeaderMap,
     ) -> ObjectBody {
         let mut body = obj.body.clone();
-        let compressible = compress::compressible(headers);
+        // Only a behavior that compresses asks (the type check is most of a hit's cost
+        // here when it does not).
+        let compressible = ctx.behavior.compress && compress::compressible(headers);
         let coding = self.coding_for(
             ctx.behavior.compress,
             &ctx.headers,
@@ -76,7 +78,7 @@ impl Edge {
                 }
             }
         }
-        if ctx.behavior.compress && compressible {
+        if compressible {
             add_vary(headers, "Accept-Encoding");
         }
         body

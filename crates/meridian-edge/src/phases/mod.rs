@@ -349,12 +349,18 @@ impl Edge {
     fn log(&self, ctx: &RequestContext<'_>, served: &Served, start: Instant) {
         let elapsed = start.elapsed();
         let res = &served.response;
+        // The body's exact size when it knows it (every stored object's does), else what
+        // the head says.
         let bytes = res
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .or_else(|| res.body().size_hint().exact())
+            .body()
+            .size_hint()
+            .exact()
+            .or_else(|| {
+                res.headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
             .unwrap_or(0);
         let bytes = if ctx.method == Method::HEAD { 0 } else { bytes };
         let status = res.status().as_u16();

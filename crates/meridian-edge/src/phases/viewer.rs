@@ -72,18 +72,20 @@ fn request_id() -> String {
             z ^ (z >> 31)
         })
     };
-    let (high, low) = (next(), next());
+    // 64 bits of one draw and 32 of the next, most significant digit first.
+    let (high, low) = (next(), next() >> 32);
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(24);
-    for b in high
-        .to_be_bytes()
-        .into_iter()
-        .chain(low.to_be_bytes().into_iter().take(4))
-    {
-        id.push(HEX[usize::from(b >> 4)] as char);
-        id.push(HEX[usize::from(b & 0xf)] as char);
+    let mut digits = [0u8; 24];
+    for (i, d) in digits.iter_mut().enumerate() {
+        let nibble = if i < 16 {
+            high >> (60 - 4 * i)
+        } else {
+            low >> (28 - 4 * (i - 16))
+        };
+        *d = HEX[(nibble & 0xf) as usize];
     }
-    id
+    // Always ASCII: borrowed, then copied once.
+    String::from_utf8_lossy(&digits).into_owned()
 }
 
 impl Edge {
