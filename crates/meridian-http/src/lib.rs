@@ -23,6 +23,7 @@ mod h2_server;
 mod handler;
 mod hop;
 mod idle;
+pub mod ids;
 pub mod interim;
 pub mod percent;
 pub mod pki;

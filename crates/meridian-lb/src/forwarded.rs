@@ -223,12 +223,8 @@ pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
     {
         return v.clone();
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let id = rand::random::<u128>();
     let mut out = [0u8; 32];
-    for (k, b) in out.iter_mut().enumerate() {
-        *b = HEX[((id >> (124 - 4 * k)) & 0xf) as usize];
-    }
+    meridian_http::ids::write_hex(&mut out, meridian_http::ids::next_u128());
     shared_value(&out).unwrap_or(HeaderValue::from_static("0"))
 }
 

@@ -25,22 +25,17 @@ const ID_LEN: usize = 35;
 /// `out` (on the stack: every request without a trace header gets one, so it costs no
 /// allocation of its own).
 fn write_id(out: &mut [u8; ID_LEN], now: SystemTime) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    use meridian_http::ids;
     let secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0) as u32;
-    // 96 random bits: 24 hex digits.
-    let id = rand::random::<u128>();
     out[0] = b'1';
     out[1] = b'-';
-    for (k, b) in out[2..10].iter_mut().enumerate() {
-        *b = HEX[((secs >> (28 - 4 * k)) & 0xf) as usize];
-    }
+    ids::write_hex(&mut out[2..10], u128::from(secs));
     out[10] = b'-';
-    for (k, b) in out[11..].iter_mut().enumerate() {
-        *b = HEX[((id >> (92 - 4 * k)) & 0xf) as usize];
-    }
+    // 96 bits of a fresh id: 24 hex digits.
+    ids::write_hex(&mut out[11..], ids::next_u128());
 }
 
 /// One trace id, as text.
