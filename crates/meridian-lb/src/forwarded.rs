@@ -224,7 +224,7 @@ pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
         return v.clone();
     }
     let mut out = [0u8; 32];
-    meridian_http::ids::write_hex(&mut out, meridian_http::ids::next_u128());
+    meridian_http::ids::write_hex(&mut out, rand::random());
     shared_value(&out).unwrap_or(HeaderValue::from_static("0"))
 }
 

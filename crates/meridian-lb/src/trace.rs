@@ -35,7 +35,7 @@ fn write_id(out: &mut [u8; ID_LEN], now: SystemTime) {
     ids::write_hex(&mut out[2..10], u128::from(secs));
     out[10] = b'-';
     // 96 bits of a fresh id: 24 hex digits.
-    ids::write_hex(&mut out[11..], ids::next_u128());
+    ids::write_hex(&mut out[11..], rand::random());
 }
 
 /// One trace id, as text.
