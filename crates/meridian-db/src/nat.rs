@@ -28,6 +28,8 @@ use tokio::sync::watch;
 /// Why the kernel path is not taken (the relay serves instead).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum NatError {
+    #[error("not running as root")]
+    NotRoot,
     #[error("`nft` is not installed (apt-get install nftables)")]
     NoNft,
     #[error("cannot start `{nft}`: {source}")]
@@ -49,14 +51,18 @@ pub(crate) struct KernelNat {
     family: &'static str,
     session: Nft,
     ss: Option<PathBuf>,
-    /// Where connections are rewritten to now.
-    current: Option<SocketAddr>,
+    /// Where connections are rewritten to now; unknown (the outer None) until the first
+    /// `point`, since a keeper started again may find its predecessor's sessions.
+    current: Option<Option<SocketAddr>>,
 }
 
 impl KernelNat {
     /// Creates the endpoint's table, leading nowhere yet. Fails when this process may not
     /// program netfilter or `nft` is missing; the caller then relays in userspace.
     pub async fn open(writer: SocketAddr) -> Result<KernelNat, NatError> {
+        if !meridian_os::is_root() {
+            return Err(NatError::NotRoot);
+        }
         let nft = meridian_os::find_program("nft").ok_or(NatError::NoNft)?;
         let family = family(writer.ip());
         let table = table_name(writer);
@@ -78,62 +84,80 @@ impl KernelNat {
         // A primary of the other family cannot be reached by rewriting one address: the
         // relay takes those connections.
         let target = target.filter(|t| family(t.ip()) == self.family);
-        if self.current.is_some() && self.current != target {
-            // First nothing is rewritten and every rewritten session is cut, then the
-            // local clients still connected are aborted: the only sessions to the
-            // endpoint now are the old primary's (and any the relay opened in these
-            // milliseconds), so a session to the new one is not aborted with them.
+        if self.current == Some(target) {
+            return Ok(());
+        }
+        if self.current != Some(None) {
+            // First nothing is rewritten and the rewritten sessions are held: what their
+            // clients send is dropped (a reset would end the client's socket and leave the
+            // old primary's side open, holding its locks), what the old primary sends is
+            // answered with a reset. Then the local clients still connected are aborted,
+            // and their resets reach the old primary: the only sessions to the endpoint
+            // now are the old primary's (and any the relay opened in these milliseconds),
+            // so none to the new one is aborted with them.
             self.current = None;
             self.session
-                .apply(&point(self.family, &self.table, self.writer, None))
+                .apply(&point(
+                    self.family,
+                    &self.table,
+                    self.writer,
+                    None,
+                    Cut::Hold,
+                ))
                 .await?;
-            self.cut_local_sessions().await;
+            cut_local_sessions(self.ss.as_deref(), self.writer).await;
         }
-        if target.is_some() {
-            self.session
-                .apply(&point(self.family, &self.table, self.writer, target))
-                .await?;
-            self.current = target;
-        }
+        self.session
+            .apply(&point(
+                self.family,
+                &self.table,
+                self.writer,
+                target,
+                Cut::Reset,
+            ))
+            .await?;
+        self.current = Some(target);
         Ok(())
     }
 
-    /// Aborts this host's client sockets connected to the endpoint, so a client waiting on
-    /// an old primary (frozen, or cut off) learns at once, as a relay's close would tell it,
-    /// instead of at its next packet.
-    async fn cut_local_sessions(&self) {
-        let Some(ss) = &self.ss else {
-            tracing::warn!(
-                "no `ss` (apt-get install iproute2) to cut the sessions of {}: clients waiting on the old primary learn at their next packet",
-                self.writer
-            );
-            return;
-        };
-        let dst = match self.writer.ip() {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("[{v6}]"),
-        };
-        let dport = format!(":{}", self.writer.port());
-        let cut = tokio::process::Command::new(ss)
-            .args([
-                "-K", "-t", "-n", "-H", "dst", &dst, "and", "dport", "=", &dport,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .status();
-        match tokio::time::timeout(Duration::from_secs(5), cut).await {
-            Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) => tracing::warn!(
-                "`ss -K` could not cut the sessions of {} ({status}): clients waiting on the old primary learn at their next packet",
-                self.writer
-            ),
-            Ok(Err(e)) => tracing::warn!("cannot cut the sessions of {}: {e}", self.writer),
-            Err(_) => tracing::warn!(
-                "`ss -K` did not cut the sessions of {} within 5 s",
-                self.writer
-            ),
-        }
+    /// Ends the `nft` process and waits for it: its table, and the rewrite in it, are
+    /// gone when this returns.
+    async fn close(self) {
+        self.session.close().await;
+    }
+}
+
+/// Aborts this host's client sockets connected to the writer endpoint at `writer`, so a
+/// client waiting on an old primary (frozen, or cut off) learns at once, as a relay's
+/// close would tell it, instead of at its next packet; each abort sends the old primary a
+/// reset.
+async fn cut_local_sessions(ss: Option<&std::path::Path>, writer: SocketAddr) {
+    let Some(ss) = ss else {
+        tracing::warn!(
+            "no `ss` (apt-get install iproute2) to cut the sessions of {writer}: clients waiting on the old primary learn at their next packet"
+        );
+        return;
+    };
+    let dst = match writer.ip() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    let dport = format!(":{}", writer.port());
+    let cut = tokio::process::Command::new(ss)
+        .args([
+            "-K", "-t", "-n", "-H", "dst", &dst, "and", "dport", "=", &dport,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    match tokio::time::timeout(Duration::from_secs(5), cut).await {
+        Ok(Ok(status)) if status.success() => {}
+        Ok(Ok(status)) => tracing::warn!(
+            "`ss -K` could not cut the sessions of {writer} ({status}): clients waiting on the old primary learn at their next packet"
+        ),
+        Ok(Err(e)) => tracing::warn!("cannot cut the sessions of {writer}: {e}"),
+        Err(_) => tracing::warn!("`ss -K` did not cut the sessions of {writer} within 5 s"),
     }
 }
 
@@ -185,10 +209,12 @@ pub(crate) async fn follow(
     loop {
         let target = *leader.borrow_and_update();
         if let Err(e) = nat.point(target).await {
-            // Dropping `nat` deletes the rules: new connections reach the relay. The
-            // sessions rewritten so far keep their rewrite in the kernel's connection
-            // tracking, so they are cut here; the relay cuts its own on every change.
-            nat.cut_local_sessions().await;
+            // Closing deletes the rules: new connections reach the relay. The sessions
+            // rewritten so far keep their rewrite in the kernel's connection tracking, so
+            // they are cut after that; the relay cuts its own on every change.
+            let ss = nat.ss.clone();
+            nat.close().await;
+            cut_local_sessions(ss.as_deref(), writer).await;
             tracing::warn!(
                 "{name}: the writer endpoint {writer} falls back to relaying in userspace: {e}"
             );
@@ -245,8 +271,25 @@ fn create(family: &str, table: &str, writer: SocketAddr) -> String {
     .join("\n")
 }
 
+/// What the cut does to a rewritten session's packets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cut {
+    /// While a change is under way: the client's packets are dropped (its socket must
+    /// stay for `ss -K`, whose abort also resets the old primary), the old primary's get a
+    /// reset.
+    Hold,
+    /// Both ways a reset.
+    Reset,
+}
+
 /// Replaces the rewrite and the cut in one transaction (one line to `nft`).
-fn point(family: &str, table: &str, writer: SocketAddr, target: Option<SocketAddr>) -> String {
+fn point(
+    family: &str,
+    table: &str,
+    writer: SocketAddr,
+    target: Option<SocketAddr>,
+    how: Cut,
+) -> String {
     let rewritten = rewritten(family, writer);
     let mut cmds = vec![
         format!("flush chain {family} {table} to_primary"),
@@ -261,6 +304,13 @@ fn point(family: &str, table: &str, writer: SocketAddr, target: Option<SocketAdd
         )
     };
     let cuts = [cut("cut"), cut("cut_in")];
+    let verdicts: &[&str] = match how {
+        Cut::Hold => &[
+            "ct direction original drop",
+            "ct direction reply reject with tcp reset",
+        ],
+        Cut::Reset => &["reject with tcp reset"],
+    };
     match target {
         Some(t) => {
             let to = match t {
@@ -273,20 +323,25 @@ fn point(family: &str, table: &str, writer: SocketAddr, target: Option<SocketAdd
                 writer.port()
             ));
             for cut in &cuts {
-                cmds.push(format!(
-                    "{cut} ct reply {family} saddr != {} reject with tcp reset",
-                    t.ip()
-                ));
-                cmds.push(format!(
-                    "{cut} ct reply proto-src != {} reject with tcp reset",
-                    t.port()
-                ));
+                for verdict in verdicts {
+                    cmds.push(format!(
+                        "{cut} ct reply {family} saddr != {} {verdict}",
+                        t.ip()
+                    ));
+                    cmds.push(format!(
+                        "{cut} ct reply proto-src != {} {verdict}",
+                        t.port()
+                    ));
+                }
             }
         }
-        None => cmds.extend(
-            cuts.iter()
-                .map(|cut| format!("{cut} reject with tcp reset")),
-        ),
+        None => {
+            for cut in &cuts {
+                for verdict in verdicts {
+                    cmds.push(format!("{cut} {verdict}"));
+                }
+            }
+        }
     }
     cmds.join("; ")
 }
@@ -295,8 +350,8 @@ fn point(family: &str, table: &str, writer: SocketAddr, target: Option<SocketAdd
 /// table shows the batch was read. Its errors come on the same pipe, in order, so an
 /// `Error:` before the listing ends is this batch's.
 struct Nft {
-    // Held for the kernel's sake: the table is owned by this process's netlink socket.
-    _child: Child,
+    // The table is owned by this process's netlink socket: it lives as long as this.
+    child: Child,
     input: ChildStdin,
     output: Lines<BufReader<ChildStdout>>,
     /// `list table FAMILY NAME`, sent after each batch.
@@ -325,11 +380,18 @@ impl Nft {
         let input = child.stdin.take().ok_or_else(missing)?;
         let output = BufReader::new(child.stdout.take().ok_or_else(missing)?).lines();
         Ok(Nft {
-            _child: child,
+            child,
             input,
             output,
             list: format!("list table {family} {table}"),
         })
+    }
+
+    /// Ends the process and waits for it, and with it the table.
+    async fn close(mut self) {
+        if let Err(e) = self.child.kill().await {
+            tracing::warn!("cannot end `nft -i`: {e}");
+        }
     }
 
     /// Sends `commands`, waits until `nft` has read them, and fails with its first error.
@@ -378,7 +440,7 @@ mod tests {
     #[test]
     fn a_primary_gets_the_rewrite_and_the_rest_is_cut() {
         let w = addr("127.84.1.60:5434");
-        let rules = point("ip", "t", w, Some(addr("127.84.1.61:5432")));
+        let rules = point("ip", "t", w, Some(addr("127.84.1.61:5432")), Cut::Reset);
         assert!(
             rules.contains("add rule ip t to_primary ip daddr 127.84.1.60 tcp dport 5434 dnat to 127.84.1.61:5432"),
             "{rules}"
@@ -393,7 +455,7 @@ mod tests {
         );
         // One transaction: the rewrite and the cut change together.
         assert!(!rules.contains('\n'));
-        let none = point("ip", "t", w, None);
+        let none = point("ip", "t", w, None, Cut::Reset);
         assert!(!none.contains("dnat to"), "{none}");
         assert!(
             none.contains("tcp flags & (fin | rst) == 0 reject with tcp reset"),
@@ -401,6 +463,15 @@ mod tests {
         );
         // Cut both ways: what this host sends, and what an old primary elsewhere sends.
         assert!(none.contains(" cut_in "), "{none}");
+        // While a change is under way the clients' packets are only dropped: their
+        // sockets stay for `ss -K`, whose resets reach the old primary.
+        let hold = point("ip", "t", w, None, Cut::Hold);
+        assert!(hold.contains("ct direction original drop"), "{hold}");
+        assert!(
+            hold.contains("ct direction reply reject with tcp reset"),
+            "{hold}"
+        );
+        assert!(!hold.contains("original reject"), "{hold}");
     }
 
     /// A server that answers each line with its name and the address the connection
@@ -540,9 +611,48 @@ mod tests {
         assert!(gone, "the table outlived its keeper");
     }
 
+    /// The middle of a change, step by step: a client that sends while sessions are held
+    /// is not reset (that would end its socket and leave the old primary's side open);
+    /// `ss -K` then ends both sides.
+    #[tokio::test]
+    async fn a_client_busy_during_a_change_is_cut_on_both_sides() {
+        if !meridian_os::is_root() {
+            return;
+        }
+        let writer = addr("127.107.1.1:5434");
+        let mut nat = KernelNat::open(writer)
+            .await
+            .expect("the kernel path opens");
+        let (one, one_open) = named_server("127.107.1.2:0", "one").await;
+        nat.point(Some(one)).await.unwrap();
+        let mut busy = connect(writer).await.unwrap();
+        assert!(ask(&mut busy).await.unwrap().is_some());
+
+        let hold = point(nat.family, &nat.table, writer, None, Cut::Hold);
+        nat.session.apply(&hold).await.unwrap();
+        let asked = tokio::time::timeout(Duration::from_millis(500), ask(&mut busy)).await;
+        assert!(asked.is_err(), "held, not answered nor reset: {asked:?}");
+        cut_local_sessions(nat.ss.as_deref(), writer).await;
+        let mut closed = false;
+        for _ in 0..30 {
+            if one_open.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(closed, "the old primary kept the busy client's session");
+    }
+
     #[test]
     fn ipv6_targets_are_bracketed() {
-        let rules = point("ip6", "t", addr("[::1]:5434"), Some(addr("[::2]:5432")));
+        let rules = point(
+            "ip6",
+            "t",
+            addr("[::1]:5434"),
+            Some(addr("[::2]:5432")),
+            Cut::Reset,
+        );
         assert!(
             rules.contains("ip6 daddr ::1 tcp dport 5434 dnat to [::2]:5432"),
             "{rules}"

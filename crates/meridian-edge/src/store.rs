@@ -581,9 +581,6 @@ pub fn storable_headers(headers: &HeaderMap) -> HeaderMap {
     ] {
         h.remove(name);
     }
-    // Room for what every hit adds (Age, Accept-Ranges, Content-Length, the edge's own):
-    // a clone keeps the index table's size, so a hit adds them without rehashing.
-    h.reserve(16);
     h
 }
 

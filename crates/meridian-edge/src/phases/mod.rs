@@ -349,8 +349,8 @@ impl Edge {
     fn log(&self, ctx: &RequestContext<'_>, served: &Served, start: Instant) {
         let elapsed = start.elapsed();
         let res = &served.response;
-        // The body's exact size when it knows it (every stored object's does), else what
-        // the head says.
+        // The body's exact size when it knows it (an object served from memory does),
+        // else what the head says.
         let bytes = res
             .body()
             .size_hint()
