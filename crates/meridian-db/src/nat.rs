@@ -7,11 +7,12 @@
 //! own address (SNAT) so that the primary, and the WAN between regions, see them leave
 //! from the endpoint's node as relayed ones did.
 //!
-//! When the primary changes, a session rewritten to the old one is cut: every local
-//! client socket connected to the endpoint is aborted (`ss -K`), and any packet still on
-//! its way to or from the old primary is answered with a reset. Connections from other
-//! hosts, and every connection when the kernel path is not available, go to the relay
-//! listening on the same address.
+//! When the primary changes, a session rewritten to the old one is cut on both sides: the
+//! sessions are held while every local client socket connected to the endpoint is aborted
+//! (`ss -K`, whose resets reach the old primary), and from then on any packet of an old
+//! session, either way, is answered with a reset. Connections from other hosts, and every
+//! connection when the kernel path is not available, go to the relay listening on the
+//! same address.
 //!
 //! The rules live in a table of their own per endpoint, owned by an `nft -i` process the
 //! keeper holds: when the keeper ends, however it ends, its input closes, that process
