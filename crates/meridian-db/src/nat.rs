@@ -506,6 +506,17 @@ mod tests {
         (local, open)
     }
 
+    /// Whether a server's open connections drop to none within 3 s.
+    async fn all_closed(open: &std::sync::atomic::AtomicUsize) -> bool {
+        for _ in 0..30 {
+            if open.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     async fn ask(conn: &mut BufReader<tokio::net::TcpStream>) -> std::io::Result<Option<String>> {
         conn.get_mut().write_all(b"who\n").await?;
         let mut line = String::new();
@@ -570,15 +581,10 @@ mod tests {
         );
         // The old primary hears of it too (the resets are let through), so its sessions
         // end instead of holding what they hold.
-        let mut closed = false;
-        for _ in 0..30 {
-            if one_open.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                closed = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(closed, "the old primary still has its sessions");
+        assert!(
+            all_closed(&one_open).await,
+            "the old primary still has its sessions"
+        );
         // Changing nothing aborts nothing.
         nat.point(Some(two)).await.unwrap();
         assert_eq!(
@@ -634,15 +640,10 @@ mod tests {
         let asked = tokio::time::timeout(Duration::from_millis(500), ask(&mut busy)).await;
         assert!(asked.is_err(), "held, not answered nor reset: {asked:?}");
         cut_local_sessions(nat.ss.as_deref(), writer).await;
-        let mut closed = false;
-        for _ in 0..30 {
-            if one_open.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                closed = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(closed, "the old primary kept the busy client's session");
+        assert!(
+            all_closed(&one_open).await,
+            "the old primary kept the busy client's session"
+        );
     }
 
     #[test]
