@@ -98,14 +98,7 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
 
     // As root (the test command installs nftables), the writer endpoint is forwarded in
     // the kernel: the keeper's rules lead to the primary.
-    if meridian_os::is_root() {
-        wait_for(
-            "the writer rules lead to a",
-            Duration::from_secs(10),
-            || async { writer_rules(writer, "127.78.5.1:5432") },
-        )
-        .await;
-    }
+    writer_rules_lead_to(writer, "127.78.5.1:5432").await;
 
     // The primary's machine dies: keeper, witness and PostgreSQL at once.
     node_a.task.abort();
@@ -140,14 +133,7 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
         .await
         .unwrap();
 
-    if meridian_os::is_root() {
-        wait_for(
-            "the writer rules lead to b",
-            Duration::from_secs(10),
-            || async { writer_rules(writer, "127.78.5.2:5432") },
-        )
-        .await;
-    }
+    writer_rules_lead_to(writer, "127.78.5.2:5432").await;
 
     // The replica streams from the new primary: it sees the write made after the failover.
     let replica = sql(c_listen).await.unwrap();
@@ -274,6 +260,18 @@ async fn the_synchronous_standby_takes_over_and_the_replica_follows() {
     stop(node_c).await;
     let left = processes_mentioning(&needles);
     assert!(left.is_empty(), "processes left: {left:?}");
+}
+
+/// As root, waits (10 s at most) until the kernel rules of the writer endpoint at
+/// `writer` rewrite to `to`; as anyone else there are none to wait for.
+async fn writer_rules_lead_to(writer: std::net::SocketAddr, to: &str) {
+    if meridian_os::is_root() {
+        let what = format!("the writer rules lead to {to}");
+        wait_for(&what, Duration::from_secs(10), || async {
+            writer_rules(writer, to)
+        })
+        .await;
+    }
 }
 
 /// The kernel rules of the writer endpoint at `writer`, when they rewrite to `to`.

@@ -20,20 +20,18 @@ pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-
 /// (it is for this balancer, not for the application), and the client's framing (the
 /// target's is the buffered body, written by the client pool: the client's
 /// `Content-Length` and `Expect` describe a different message).
-const REQUEST_TEXT: [&str; 12] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    meridian_http::signing::HEADER,
-    "content-length",
-    "expect",
-];
+const REQUEST_TEXT: [&str; HOPS + 3] = {
+    let mut text = [""; HOPS + 3];
+    let mut i = 0;
+    while i < HOPS {
+        text[i] = meridian_http::HOP_BY_HOP[i];
+        i += 1;
+    }
+    text[HOPS] = meridian_http::signing::HEADER;
+    text[HOPS + 1] = "content-length";
+    text[HOPS + 2] = "expect";
+    text
+};
 
 /// A list of names to remove, as names (to remove them by) and as text with masks of
 /// their lengths and first letters (to find them by), all made at compile time.
