@@ -536,7 +536,9 @@ fn js_error(ctx: &Ctx<'_>, e: rquickjs::Error) -> (ErrorKind, String) {
         rquickjs::Error::Allocation => (ErrorKind::Memory, "out of memory".into()),
         rquickjs::Error::Exception => {
             let msg = describe(ctx);
-            let kind = if msg.contains("out of memory") {
+            // QuickJS concatenates strings as ropes, so a string grown without end reaches
+            // its length limit before it has taken the memory: the same overrun.
+            let kind = if msg.contains("out of memory") || msg.contains("string too long") {
                 ErrorKind::Memory
             } else {
                 ErrorKind::Exception

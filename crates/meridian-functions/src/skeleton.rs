@@ -109,7 +109,7 @@ impl<'js> OwnedAtom<'js> {
         let ctx = self.ctx.as_raw().as_ptr();
         // SAFETY: the atom is live; the C string is freed before returning.
         unsafe {
-            let p = qjs::JS_AtomToCString(ctx, self.raw);
+            let p = qjs::JS_AtomToCStringLen(ctx, std::ptr::null_mut(), self.raw);
             if p.is_null() {
                 return Err(Error::Exception);
             }

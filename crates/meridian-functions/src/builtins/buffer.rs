@@ -4,6 +4,7 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
+use super::bytes;
 use rquickjs::{Ctx, Exception, Result, TypedArray};
 
 pub(crate) const JS: &str = include_str!("buffer.js");
@@ -13,10 +14,6 @@ const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
     .with_decode_padding_mode(DecodePaddingMode::Indifferent)
     .with_decode_allow_trailing_bits(true);
 const LENIENT_STD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
-
-fn bytes<'a>(a: &'a TypedArray<'_, u8>) -> &'a [u8] {
-    a.as_bytes().unwrap_or(&[])
-}
 
 pub(crate) fn utf8_encode<'js>(ctx: Ctx<'js>, s: String) -> Result<TypedArray<'js, u8>> {
     TypedArray::new(ctx, s.into_bytes())

@@ -3,15 +3,12 @@
 
 use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
+use super::bytes;
 use rquickjs::{Ctx, Exception, Result, TypedArray};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
 pub(crate) const JS: &str = include_str!("crypto.js");
-
-fn bytes<'a>(a: &'a TypedArray<'_, u8>) -> &'a [u8] {
-    a.as_bytes().unwrap_or(&[])
-}
 
 /// Digest of `data` with `alg` (md5, sha1, sha256, sha512).
 pub(crate) fn digest(alg: &str, data: &[u8]) -> Option<Vec<u8>> {
