@@ -260,6 +260,11 @@ min_ttl = "10m"
 default_ttl = "1m"
 query_strings = "allow_list"
 
+[[distribution.origin_request_policy]]
+name = "viewer-and-country"
+headers = "all"
+header_names = ["CloudFront-Viewer-Country", "authorization"]
+
 [[distribution.behavior]]
 path_pattern = "/api/*"
 origin_group = "ap"
@@ -298,6 +303,12 @@ fn distribution_mistakes_each_get_a_precise_error() {
     assert!(find("distribution.cache_policy[0].query_string_names")
         .fix
         .contains("query_string_names"));
+    let e = find("distribution.origin_request_policy[0].header_names");
+    assert!(
+        e.problem.contains("`authorization` is a viewer header") && e.fix.contains("allow_list"),
+        "{e}"
+    );
+    assert_eq!(e.line, 31);
     assert!(find("distribution.behavior[0].origin_group")
         .fix
         .contains("app"));

@@ -509,9 +509,15 @@ name = "geo-redirect"
 code = "{}"
 cpu_budget = "100ms"
 
+[[distribution.origin_request_policy]]
+name = "with-country"
+headers = "all"
+header_names = ["cloudfront-viewer-country"]
+
 [[distribution.behavior]]
 path_pattern = "/*"
 origin_group = "o"
+origin_request_policy = "with-country"
 function_associations = [{{ event_type = "viewer-request", function = "geo-redirect" }}]
 
 [network]

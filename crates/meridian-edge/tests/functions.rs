@@ -150,8 +150,19 @@ path_pattern = "/lambda-fail/*"
 origin_group = "o"
 function_associations = [{ event_type = "origin-request", function = "lambda-throws" }]
 
+[[distribution.origin_request_policy]]
+name = "viewer-facts"
+headers = "allow_list"
+header_names = ["CloudFront-Is-Mobile-Viewer", "cloudfront-is-desktop-viewer", "cloudfront-forwarded-proto", "cloudfront-viewer-address", "cloudfront-viewer-country"]
+
 [[distribution.behavior]]
 path_pattern = "/who/*"
+origin_group = "o"
+origin_request_policy = "viewer-facts"
+function_associations = [{ event_type = "viewer-request", function = "who" }]
+
+[[distribution.behavior]]
+path_pattern = "/who-unnamed/*"
 origin_group = "o"
 function_associations = [{ event_type = "viewer-request", function = "who" }]
 
@@ -272,6 +283,21 @@ async fn functions_see_cloudfronts_viewer_headers_and_never_forged_ones() {
         seen.get("cloudfront-viewer-country").is_none(),
         "a forged country never arrives: {seen}"
     );
+    assert!(
+        seen.get("cloudfront-is-tablet-viewer").is_none(),
+        "only the named headers are added: {seen}"
+    );
+
+    // As at CloudFront, a behavior whose policies name none of them gets none, forged or not.
+    let r = send(
+        p.http,
+        "GET",
+        "/who-unnamed/am-i",
+        &[("user-agent", iphone), ("cloudfront-is-desktop-viewer", "true")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(String::from_utf8_lossy(&r.body), "{}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

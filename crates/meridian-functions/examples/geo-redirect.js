@@ -1,6 +1,7 @@
 // Redirect by viewer country (viewer-request).
 //
-// Uses the cloudfront-viewer-country header. Viewers from a country with a localised site get
+// Uses the cloudfront-viewer-country header, which the behavior's origin request policy (or
+// cache policy) must name, as at CloudFront. Viewers from a country with a localised site get
 // a 302 to the country prefix, unless they are already under it.
 //
 // Test events:

@@ -3,6 +3,7 @@
 
 use crate::error::Diagnostics;
 use crate::read::Table;
+use toml::Spanned;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -59,6 +60,9 @@ pub struct CachePolicy {
 pub struct OriginRequestPolicy {
     pub name: String,
     pub headers: KeyFilter,
+    /// With `headers = "all"`: the CloudFront headers (`cloudfront-viewer-country`, ...)
+    /// added as well, CloudFront's "all viewer headers and these CloudFront headers".
+    pub cloudfront_headers: Vec<String>,
     pub query_strings: KeyFilter,
     pub cookies: KeyFilter,
 }
@@ -118,10 +122,18 @@ fn read_filter(
     key: &'static str,
     names_key: &'static str,
 ) -> Option<KeyFilter> {
-    let names: Vec<String> = s
-        .str_list(d, names_key)
-        .map(|v| v.into_iter().map(|h| h.into_inner()).collect())
-        .unwrap_or_default();
+    read_filter_and_names(s, d, key, names_key).map(|(f, _)| f)
+}
+
+/// [`read_filter`], also returning the names as given (with their places).
+fn read_filter_and_names(
+    s: &Table,
+    d: &mut Diagnostics,
+    key: &'static str,
+    names_key: &'static str,
+) -> Option<(KeyFilter, Vec<Spanned<String>>)> {
+    let given = s.str_list(d, names_key).unwrap_or_default();
+    let names: Vec<String> = given.iter().map(|h| h.get_ref().clone()).collect();
     let behavior = s.choice(d, key, &["none", "all", "allow_list", "all_except"])?;
     let needs_names = matches!(behavior, "allow_list" | "all_except");
     if needs_names && names.is_empty() {
@@ -131,12 +143,13 @@ fn read_filter(
             &format!("list the names, for example {names_key} = [\"id\"]"),
         );
     }
-    Some(match behavior {
+    let filter = match behavior {
         "none" => KeyFilter::None,
         "all" => KeyFilter::All,
         "allow_list" => KeyFilter::AllowList(names),
         _ => KeyFilter::AllExcept(names),
-    })
+    };
+    Some((filter, given))
 }
 
 /// An origin request policy: by default everything the viewer sent goes to the origin.
@@ -145,9 +158,31 @@ pub(super) fn read_origin_request_policy(
     d: &mut Diagnostics,
     name: String,
 ) -> Option<OriginRequestPolicy> {
+    let (headers, names) = read_filter_and_names(s, d, "headers", "header_names")
+        .unwrap_or((KeyFilter::All, Vec::new()));
+    let mut cloudfront_headers = Vec::new();
+    if headers == KeyFilter::All {
+        let key = s.get("header_names").map(|f| f.key).unwrap_or_default();
+        for n in names {
+            if n.get_ref().to_ascii_lowercase().starts_with("cloudfront-") {
+                cloudfront_headers.push(n.into_inner());
+            } else {
+                d.error(
+                    n.span(),
+                    &key,
+                    format!(
+                        "`{}` is a viewer header: with headers = \"all\" every viewer header is forwarded, and header_names may only add CloudFront headers",
+                        n.get_ref()
+                    ),
+                    "name only cloudfront-* headers here, or set headers = \"allow_list\" to forward just the named ones",
+                );
+            }
+        }
+    }
     let p = OriginRequestPolicy {
         name,
-        headers: read_filter(s, d, "headers", "header_names").unwrap_or(KeyFilter::All),
+        headers,
+        cloudfront_headers,
         query_strings: read_filter(s, d, "query_strings", "query_string_names")
             .unwrap_or(KeyFilter::All),
         cookies: read_filter(s, d, "cookies", "cookie_names").unwrap_or(KeyFilter::All),
