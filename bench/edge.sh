@@ -103,6 +103,7 @@ pids+=($!)
 MERIDIAN_STATE_DIR=$WORK/state TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
   taskset -c 0 "$BIN" run --config "$WORK/bench.toml" --node edge-pop >"$WORK/edge.log" 2>&1 &
 pids+=($!)
+EDGE_PID=$!
 MERIDIAN=$NET.100.1:8080
 MERIDIAN_STATE_DIR=$WORK/state2 TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
   taskset -c 0 "$BIN" run --config "$WORK/protected.toml" --node edge-pop >"$WORK/edge2.log" 2>&1 &
@@ -237,16 +238,29 @@ for path in /static/bench/1k.bin /static/bench/32k.bin /static/bench/1m.bin /sta
   table "cache hits: GET $path" "$path"
 done
 # The same hits through a viewer-request function that rewrites the URI and adds a header.
-# The PoP has one core, so requests/s is hits per CPU-second.
-echo "## cache hits through a viewer-request function (Meridian only; goal: at least 0.7x)"
+# The goal is per CPU-second, so the PoP's own CPU time is read from /proc around each run;
+# plain and function runs alternate twice and the ratio is of the sums, so a slow moment of
+# this shared machine does not land on one side only.
+echo "## cache hits through a viewer-request function (Meridian only; goal: at least 0.7x hits per CPU-second)"
 echo
-echo "| path | requests/s | p50 ms | p99 ms | vs no function | errors |"
+echo "| path | requests/s | hits per CPU-second | p50 ms | p99 ms | errors |"
 echo "|---|---:|---:|---:|---:|---|"
 curl -fs -o /dev/null "http://$MERIDIAN/fn/index.html"
-read -r plain_rps plain_p50 plain_p99 plain_err < <(run "http://$MERIDIAN/static/index.html")
-read -r fn_rps fn_p50 fn_p99 fn_err < <(run "http://$MERIDIAN/fn/index.html")
-echo "| /static/index.html (no function) | $plain_rps | $plain_p50 | $plain_p99 | 1.00x | $plain_err |"
-echo "| /fn/index.html (function) | $fn_rps | $fn_p50 | $fn_p99 | $(ratio "$fn_rps" "$plain_rps") | $fn_err |"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$EDGE_PID/stat"; }
+declare -A hits=() ticks=()
+for round in 1 2; do
+  for p in /static/index.html /fn/index.html; do
+    t0=$(cpu_ticks)
+    read -r rps p50 p99 err < <(run "http://$MERIDIAN$p")
+    dt=$(( $(cpu_ticks) - t0 ))
+    n=$(awk -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%d", r * d }')
+    hits[$p]=$(( ${hits[$p]:-0} + n )); ticks[$p]=$(( ${ticks[$p]:-0} + dt ))
+    echo "| $p (run $round) | $rps | $(awk -v n="$n" -v t="$dt" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%d", t > 0 ? n * hz / t : 0 }') | $p50 | $p99 | $err |"
+  done
+done
+per_cpu() { awk -v n="${hits[$1]}" -v t="${ticks[$1]}" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%d", t > 0 ? n * hz / t : 0 }'; }
+echo
+echo "Hits per CPU-second through the function: $(ratio "$(per_cpu /fn/index.html)" "$(per_cpu /static/index.html)") of those without it (both runs of each together)."
 echo
 curl -fs "http://$NET.100.1:9900/metrics" | awk '
   /^meridian_edge_function_duration_seconds_bucket\{/ && /function="rewrite"/ {

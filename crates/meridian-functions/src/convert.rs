@@ -85,8 +85,8 @@ pub(crate) type ReadResult<T> = std::result::Result<T, ReadError>;
 /// skeleton (`skeleton.rs`) do: a setter a function put on `Object.prototype` never runs,
 /// whichever path built the event.
 fn put<'js>(ctx: &Ctx<'js>, o: &Object<'js>, key: &str, v: impl IntoJs<'js>) -> JsResult<()> {
-    let atom = crate::skeleton::OwnedAtom::new(ctx, key)?;
-    crate::skeleton::define(ctx, o, atom.raw, v.into_js(ctx)?)
+    let atom = crate::raw::Cx::of(ctx).atom(key)?;
+    crate::skeleton::define(ctx, o, atom.raw(), v.into_js(ctx)?)
 }
 
 /// `event` as the handler sees it; same keys and order as its JSON serialisation.

@@ -8,10 +8,11 @@
 //! built with) and not read at all; only what differs is converted, with exactly the checks
 //! and error messages of the full read in `convert.rs`.
 
-use crate::convert::{as_record, field_from_js, map, present, string, ReadError, ReadResult};
+use crate::convert::{as_record, field_from_js, map, string, ReadError, ReadResult};
 use crate::event::{Cookies, Event, Field, QueryString, Request, Response};
-use crate::skeleton::{define, get, own_keys, Key, OwnedAtom, Skeleton};
-use rquickjs::{Array, Ctx, Object, Result as JsResult, Value};
+use crate::raw::{self, Atom, Cx, Js};
+use crate::skeleton::{Key, Skeleton, Slot};
+use rquickjs::{qjs, Ctx, Object, Result as JsResult, Value};
 use std::collections::BTreeMap;
 
 /// What a viewer-request function did to the event's request: `None` and empty lists mean
@@ -66,74 +67,101 @@ pub enum Changes {
 
 /// One field of a map as the event was built: its key, and its `value` string.
 struct FieldMemo<'js> {
-    atom: OwnedAtom<'js>,
-    value: Value<'js>,
+    atom: Atom<'js>,
+    value: Js<'js>,
     /// Whether the event gave it a `multiValue` (those are always read back whole).
     multi: bool,
 }
 
 /// The JS values an event's request was built from.
 pub(crate) struct RequestMemo<'js> {
-    method: Value<'js>,
-    uri: Value<'js>,
+    method: Js<'js>,
+    uri: Js<'js>,
     querystring: Vec<FieldMemo<'js>>,
     headers: Vec<FieldMemo<'js>>,
     cookies: Vec<FieldMemo<'js>>,
 }
 
-fn js_str<'js>(ctx: &Ctx<'js>, s: &str) -> JsResult<Value<'js>> {
-    Ok(rquickjs::String::from_str(ctx.clone(), s)?.into_value())
+/// Which of a request's maps a field belongs to.
+#[derive(Clone, Copy)]
+enum MapKind {
+    Querystring,
+    Headers,
+    Cookies,
+}
+
+impl MapKind {
+    fn key(self) -> Key {
+        match self {
+            MapKind::Querystring => Key::Querystring,
+            MapKind::Headers => Key::Headers,
+            MapKind::Cookies => Key::Cookies,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            MapKind::Querystring => "querystring",
+            MapKind::Headers => "headers",
+            MapKind::Cookies => "cookies",
+        }
+    }
 }
 
 /// `event` as `convert::event_to_js` builds it (same keys, same order), remembering the
-/// request's values; keys and shapes come from the engine's `sk`.
+/// request's values; keys, shapes and repeated strings come from the engine's `sk`.
 pub(crate) fn event_to_js<'js>(
     ctx: &Ctx<'js>,
     ev: &Event,
     sk: &mut Skeleton,
 ) -> JsResult<(Value<'js>, RequestMemo<'js>)> {
-    let o = Object::new(ctx.clone())?;
-    sk.put(ctx, &o, Key::Version, ev.version.as_str())?;
-    let c = Object::new(ctx.clone())?;
-    let cx = &ev.context;
-    sk.put(
-        ctx,
-        &c,
-        Key::DistributionDomainName,
-        cx.distribution_domain_name.as_str(),
+    let cx = Cx::of(ctx);
+    let o = cx.object()?;
+    o.define(sk.atom(Key::Version), sk.text(cx, Slot::Version, &ev.version)?)?;
+    let c = cx.object()?;
+    let head = &ev.context;
+    c.define(
+        sk.atom(Key::DistributionDomainName),
+        sk.text(cx, Slot::DistributionDomainName, &head.distribution_domain_name)?,
     )?;
-    sk.put(ctx, &c, Key::DistributionId, cx.distribution_id.as_str())?;
-    sk.put(ctx, &c, Key::EventType, cx.event_type.as_str())?;
-    sk.put(ctx, &c, Key::RequestId, cx.request_id.as_str())?;
-    sk.put(ctx, &o, Key::Context, c)?;
-    let v = Object::new(ctx.clone())?;
-    sk.put(ctx, &v, Key::Ip, ev.viewer.ip.as_str())?;
-    sk.put(ctx, &o, Key::Viewer, v)?;
+    c.define(
+        sk.atom(Key::DistributionId),
+        sk.text(cx, Slot::DistributionId, &head.distribution_id)?,
+    )?;
+    c.define(
+        sk.atom(Key::EventType),
+        sk.text(cx, Slot::EventType, &head.event_type)?,
+    )?;
+    c.define(sk.atom(Key::RequestId), cx.string(&head.request_id)?)?;
+    o.define(sk.atom(Key::Context), c)?;
+    let v = cx.object()?;
+    v.define(sk.atom(Key::Ip), sk.text(cx, Slot::Ip, &ev.viewer.ip)?)?;
+    o.define(sk.atom(Key::Viewer), v)?;
     let r = &ev.request;
-    let req = Object::new(ctx.clone())?;
-    let method = js_str(ctx, &r.method)?;
-    sk.put(ctx, &req, Key::Method, method.clone())?;
-    let uri = js_str(ctx, &r.uri)?;
-    sk.put(ctx, &req, Key::Uri, uri.clone())?;
+    let req = cx.object()?;
+    let method = sk.text(cx, Slot::Method, &r.method)?;
+    req.define(sk.atom(Key::Method), method.dup())?;
+    let uri = sk.text(cx, Slot::Uri, &r.uri)?;
+    req.define(sk.atom(Key::Uri), uri.dup())?;
     let q_atoms = r
         .querystring
         .keys()
-        .map(|k| OwnedAtom::new(ctx, k))
+        .map(|k| cx.atom(k))
         .collect::<JsResult<Vec<_>>>()?;
-    let (q, querystring) = fields(ctx, &r.querystring, q_atoms, sk)?;
-    sk.put(ctx, &req, Key::Querystring, q)?;
+    let (q, querystring) = fields(cx, &r.querystring, q_atoms, sk, MapKind::Querystring)?;
+    req.define(sk.atom(Key::Querystring), q)?;
     let names: Vec<&str> = r.headers.keys().map(String::as_str).collect();
     let h_atoms = sk.header_atoms(ctx, &names)?;
-    let (h, headers) = fields(ctx, &r.headers, h_atoms, sk)?;
-    sk.put(ctx, &req, Key::Headers, h)?;
+    let (h, headers) = fields(cx, &r.headers, h_atoms, sk, MapKind::Headers)?;
+    req.define(sk.atom(Key::Headers), h)?;
     let k_atoms = r
         .cookies
         .keys()
-        .map(|k| OwnedAtom::new(ctx, k))
+        .map(|k| cx.atom(k))
         .collect::<JsResult<Vec<_>>>()?;
-    let (k, cookies) = fields(ctx, &r.cookies, k_atoms, sk)?;
-    sk.put(ctx, &req, Key::Cookies, k)?;
-    sk.put(ctx, &o, Key::Request, req)?;
+    let (k, cookies) = fields(cx, &r.cookies, k_atoms, sk, MapKind::Cookies)?;
+    req.define(sk.atom(Key::Cookies), k)?;
+    o.define(sk.atom(Key::Request), req)?;
     let memo = RequestMemo {
         method,
         uri,
@@ -141,33 +169,37 @@ pub(crate) fn event_to_js<'js>(
         headers,
         cookies,
     };
-    Ok((o.into_value(), memo))
+    Ok((o.value(ctx), memo))
 }
 
 /// A map of fields, as `convert::fields_to_js` builds it, and what it was built from;
 /// `atoms` are the map's keys, in order.
 fn fields<'js>(
-    ctx: &Ctx<'js>,
+    cx: Cx<'js>,
     map: &BTreeMap<String, Field>,
-    atoms: Vec<OwnedAtom<'js>>,
-    sk: &Skeleton,
-) -> JsResult<(Object<'js>, Vec<FieldMemo<'js>>)> {
-    let o = Object::new(ctx.clone())?;
+    atoms: Vec<Atom<'js>>,
+    sk: &mut Skeleton,
+    kind: MapKind,
+) -> JsResult<(Js<'js>, Vec<FieldMemo<'js>>)> {
+    let o = cx.object()?;
     let mut out = Vec::with_capacity(map.len());
-    for (f, atom) in map.values().zip(atoms) {
-        let fo = Object::new(ctx.clone())?;
-        let value = js_str(ctx, &f.value)?;
-        sk.put(ctx, &fo, Key::Value, value.clone())?;
+    for (i, (f, atom)) in map.values().zip(atoms).enumerate() {
+        let fo = cx.object()?;
+        let value = match kind {
+            MapKind::Headers => sk.header_text(cx, i, &f.value)?,
+            _ => cx.string(&f.value)?,
+        };
+        fo.define(sk.atom(Key::Value), value.dup())?;
         if let Some(mv) = &f.multi_value {
-            let a = Array::new(ctx.clone())?;
+            let a = cx.array()?;
             for (i, m) in mv.iter().enumerate() {
-                let mo = Object::new(ctx.clone())?;
-                sk.put(ctx, &mo, Key::Value, m.value.as_str())?;
-                a.set(i, mo)?;
+                let mo = cx.object()?;
+                mo.define(sk.atom(Key::Value), cx.string(&m.value)?)?;
+                a.define_index(i as u32, mo)?;
             }
-            sk.put(ctx, &fo, Key::MultiValue, a)?;
+            fo.define(sk.atom(Key::MultiValue), a)?;
         }
-        define(ctx, &o, atom.raw, fo.into_value())?;
+        o.define(atom.raw(), fo)?;
         out.push(FieldMemo {
             atom,
             value,
@@ -178,13 +210,17 @@ fn fields<'js>(
 }
 
 /// A property as `JSON.stringify` sees it (see `convert::prop`), by fixed key.
-fn fixed<'js>(
-    ctx: &Ctx<'js>,
-    o: &Object<'js>,
-    k: Key,
-    sk: &Skeleton,
-) -> ReadResult<Option<Value<'js>>> {
-    Ok(present(sk.get(ctx, o, k)?))
+fn fixed<'js>(o: &Js<'js>, k: Key, sk: &Skeleton) -> ReadResult<Option<Js<'js>>> {
+    Ok(o.get(sk.atom(k))?.present())
+}
+
+/// `v` as a record, with `convert::as_record`'s message when it is not one.
+fn record<'js>(ctx: &Ctx<'js>, v: Js<'js>) -> ReadResult<Js<'js>> {
+    if v.is_record() {
+        return Ok(v);
+    }
+    as_record(&v.value(ctx))?;
+    Err(ReadError::invalid("expected an object"))
 }
 
 /// The handler's request read as changes against `memo`; the same checks, in the same
@@ -195,23 +231,25 @@ pub(crate) fn request_changes_from_js<'js>(
     memo: &RequestMemo<'js>,
     sk: &mut Skeleton,
 ) -> ReadResult<RequestChanges> {
-    let o = as_record(&o.clone().into_value())?;
-    match fixed(ctx, &o, Key::Method, sk)? {
-        Some(v) if v == memo.method => {}
+    let cx = Cx::of(ctx);
+    // SAFETY: a new reference to the handler's result.
+    let o = unsafe { cx.own(qjs::JS_DupValue(cx.raw(), o.as_value().as_raw()))? };
+    let o = record(ctx, o)?;
+    match fixed(&o, Key::Method, sk)? {
+        Some(v) if v.is(&memo.method) => {}
         Some(v) => {
-            string(&v).map_err(|e| e.within("method"))?;
+            string(&v.value(ctx)).map_err(|e| e.within("method"))?;
         }
         None => return Err(ReadError::invalid("missing field `method`")),
     }
-    let uri = match fixed(ctx, &o, Key::Uri, sk)? {
-        Some(v) if v == memo.uri => None,
-        Some(v) => Some(string(&v).map_err(|e| e.within("uri"))?),
+    let uri = match fixed(&o, Key::Uri, sk)? {
+        Some(v) if v.is(&memo.uri) => None,
+        Some(v) => Some(string(&v.value(ctx)).map_err(|e| e.within("uri"))?),
         None => return Err(ReadError::invalid("missing field `uri`")),
     };
-    let querystring = whole_if_changed(ctx, &o, Key::Querystring, &memo.querystring, sk)?;
-    let (headers_set, headers_removed, keys) = diff(ctx, &o, Key::Headers, &memo.headers, sk)?;
-    sk.keep_returned_headers(ctx, &keys)?;
-    let cookies = whole_if_changed(ctx, &o, Key::Cookies, &memo.cookies, sk)?;
+    let querystring = whole_if_changed(ctx, &o, MapKind::Querystring, &memo.querystring, sk)?;
+    let (headers_set, headers_removed) = diff(ctx, &o, MapKind::Headers, &memo.headers, sk)?;
+    let cookies = whole_if_changed(ctx, &o, MapKind::Cookies, &memo.cookies, sk)?;
     Ok(RequestChanges {
         uri,
         querystring,
@@ -221,98 +259,102 @@ pub(crate) fn request_changes_from_js<'js>(
     })
 }
 
-fn key_name(k: Key) -> &'static str {
-    match k {
-        Key::Querystring => "querystring",
-        Key::Headers => "headers",
-        _ => "cookies",
-    }
-}
-
 /// The map read whole when anything in it changed, `None` when nothing did.
 fn whole_if_changed<'js>(
     ctx: &Ctx<'js>,
-    o: &Object<'js>,
-    key: Key,
+    o: &Js<'js>,
+    kind: MapKind,
     inputs: &[FieldMemo<'js>],
-    sk: &Skeleton,
+    sk: &mut Skeleton,
 ) -> ReadResult<Option<BTreeMap<String, Field>>> {
-    let (set, removed, _) = diff(ctx, o, key, inputs, sk)?;
+    let (set, removed) = diff(ctx, o, kind, inputs, sk)?;
     if set.is_empty() && removed.is_empty() {
         return Ok(None);
     }
-    map(o, key_name(key), field_from_js).map(Some)
+    map(&as_record(&o.value(ctx))?, kind.name(), field_from_js).map(Some)
 }
 
-/// Entries of the map at `key` that differ from `inputs` (read in full), the input names
-/// that are gone, and the map's keys. Absent or `undefined` entries count as gone, as in
-/// the full read.
+/// Headers or other fields set or changed, as (name, field).
+type FieldsSet = Vec<(String, Field)>;
+
+/// Entries of the map of `kind` that differ from `inputs` (read in full), and the input
+/// names that are gone. Absent or `undefined` entries count as gone, as in the full read.
+/// For headers, the shapes of the returned keys are kept for the next request.
 fn diff<'js>(
     ctx: &Ctx<'js>,
-    o: &Object<'js>,
-    key: Key,
+    o: &Js<'js>,
+    kind: MapKind,
     inputs: &[FieldMemo<'js>],
-    sk: &Skeleton,
-) -> ReadResult<(Vec<(String, Field)>, Vec<String>, Vec<OwnedAtom<'js>>)> {
-    let name_of = key_name(key);
+    sk: &mut Skeleton,
+) -> ReadResult<(FieldsSet, Vec<String>)> {
+    let name_of = kind.name();
+    let cx = Cx::of(ctx);
     let mut set = Vec::new();
     let mut seen = vec![false; inputs.len()];
-    let mut keys = Vec::new();
-    if let Some(v) = fixed(ctx, o, key, sk)? {
-        let m = as_record(&v).map_err(|e| e.within(name_of))?;
+    if let Some(v) = fixed(o, kind.key(), sk)? {
+        let m = record(ctx, v).map_err(|e| e.within(name_of))?;
+        let keys = m.own_keys()?;
         let mut next = 0;
-        keys = own_keys(ctx, &m)?;
-        for atom in &keys {
-            let v: Value = get(ctx, &m, atom.raw)?;
-            let Some(v) = present(v) else { continue };
+        for atom in keys.atoms() {
+            let Some(v) = m.get(atom)?.present() else {
+                continue;
+            };
             // Keys come back in the order they were set, so the next input is the usual match.
-            let found = if inputs.get(next).is_some_and(|i| i.atom.raw == atom.raw) {
+            let found = if inputs.get(next).is_some_and(|i| i.atom.raw() == atom) {
                 Some(next)
             } else {
-                inputs.iter().position(|i| i.atom.raw == atom.raw)
+                inputs.iter().position(|i| i.atom.raw() == atom)
             };
             if let Some(i) = found {
                 next = i + 1;
                 seen[i] = true;
-                if unchanged(ctx, &v, &inputs[i], sk)? {
+                if unchanged(&v, &inputs[i], sk)? {
                     continue;
                 }
             }
-            let name = atom.to_string()?;
-            let f = field_from_js(&v).map_err(|e| e.within(&name).within(name_of))?;
+            let name = raw::text(cx, atom)?;
+            let f = changed_field(ctx, &v, sk).map_err(|e| e.within(&name).within(name_of))?;
             set.push((name, f));
+        }
+        if let MapKind::Headers = kind {
+            let keys: Vec<qjs::JSAtom> = keys.atoms().collect();
+            sk.keep_returned_headers(ctx, &keys)?;
         }
     }
     let mut removed = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
         if !seen[i] {
-            removed.push(input.atom.to_string()?);
+            removed.push(input.atom.text()?);
         }
     }
-    Ok((set, removed, keys))
+    Ok((set, removed))
+}
+
+/// A field the function set, read directly when it is the usual `{ value: "..." }`;
+/// anything else goes through `convert::field_from_js`, with its checks and messages.
+fn changed_field<'js>(ctx: &Ctx<'js>, v: &Js<'js>, sk: &Skeleton) -> ReadResult<Field> {
+    if v.is_record() {
+        if let Some(value) = v.get(sk.atom(Key::Value))?.string() {
+            let multi = v.get(sk.atom(Key::MultiValue))?.present();
+            if multi.is_none_or(|m| m.is_null()) {
+                return Ok(Field::new(value));
+            }
+        }
+    }
+    field_from_js(&v.value(ctx))
 }
 
 /// Whether a field still reads exactly as the event gave it: its `value` is the very string
 /// the event was built with and it has no `multiValue` (those are read whole).
-fn unchanged<'js>(
-    ctx: &Ctx<'js>,
-    v: &Value<'js>,
-    input: &FieldMemo<'js>,
-    sk: &Skeleton,
-) -> ReadResult<bool> {
-    if input.multi {
+fn unchanged<'js>(v: &Js<'js>, input: &FieldMemo<'js>, sk: &Skeleton) -> ReadResult<bool> {
+    if input.multi || !v.is_record() {
         return Ok(false);
     }
-    let Some(f) = v.as_object() else {
-        return Ok(false);
-    };
-    if v.is_array() || v.is_function() {
+    if !v.get(sk.atom(Key::Value))?.is(&input.value) {
         return Ok(false);
     }
-    let value: Value = sk.get(ctx, f, Key::Value)?;
-    if value != input.value {
-        return Ok(false);
-    }
-    let mv: Value = sk.get(ctx, f, Key::MultiValue)?;
-    Ok(present(mv).is_none_or(|m| m.is_null()))
+    Ok(v
+        .get(sk.atom(Key::MultiValue))?
+        .present()
+        .is_none_or(|m| m.is_null()))
 }

@@ -347,9 +347,10 @@ impl Engine {
     ) -> Result<Invocation<Changes>, ExecutionError> {
         self.expect_kind(&[Kind::ViewerRequest])?;
         let max_body = self.opts.limits.max_body_bytes;
-        self.invoke(|ctx, invoke, sk| {
+        self.invoke(|ctx, _, sk| {
             let (ev, memo) = diff::event_to_js(ctx, event, sk).map_err(|e| js_error(ctx, e))?;
-            let out = call(ctx, invoke, ev)?;
+            let handler = sk.handler(ctx).map_err(|e| js_error(ctx, e))?;
+            let out = call(ctx, handler, ev)?;
             // As `is_response`: a failing lookup (a throwing proxy) reads as a request.
             let response = sk.has(ctx, &out, Key::StatusCode).unwrap_or(false);
             let read = if response {
@@ -431,6 +432,7 @@ impl Engine {
         R: for<'js> FnOnce(&Ctx<'js>, &Object<'js>, bool) -> Result<T, ReadError>,
     {
         self.invoke(|ctx, invoke, _| {
+            let invoke = invoke.clone().restore(ctx).map_err(|e| js_error(ctx, e))?;
             let event = event(ctx).map_err(|e| js_error(ctx, e))?;
             let out = call(ctx, invoke, event)?;
             let is_response = is_response(&out, response_key);
@@ -439,12 +441,13 @@ impl Engine {
     }
 
     /// One invocation of the handler through `work`, which builds the event, calls
-    /// `invoke` (through [`call`]) and reads the result, all inside the CPU budget.
+    /// `invoke` (through [`call`]) or the handler itself, and reads the result, all inside
+    /// the CPU budget.
     fn invoke<T, W>(&mut self, work: W) -> Result<Invocation<T>, ExecutionError>
     where
         W: for<'js> FnOnce(
             &Ctx<'js>,
-            Function<'js>,
+            &rquickjs::Persistent<Function<'static>>,
             &mut Skeleton,
         ) -> Result<T, (ErrorKind, String)>,
     {
@@ -470,15 +473,8 @@ impl Engine {
 
         state.meter.take_refused();
         let skel = &mut state.skel;
-        let result = state.ctx.with(|ctx| {
-            let invoke = state
-                .invoke
-                .0
-                .clone()
-                .restore(&ctx)
-                .map_err(|e| js_error(&ctx, e))?;
-            work(&ctx, invoke, skel)
-        });
+        let invoke = &state.invoke.0;
+        let result = state.ctx.with(|ctx| work(&ctx, invoke, skel));
         let out_of_memory = state.meter.take_refused();
 
         let (cpu_time, cpu_measured) = self.clock.stop();

@@ -45,6 +45,7 @@ pub mod kvs;
 pub mod lambda;
 mod limits;
 mod pool;
+mod raw;
 mod skeleton;
 mod test_fn;
 

@@ -11,7 +11,10 @@
 //! small objects with each prefix of the event's key sequences, which keeps those shapes
 //! alive for the next request to find.
 
-use rquickjs::{qjs, Array, Ctx, Error, Object, Persistent, Result as JsResult, Value};
+use crate::raw::{Atom, Cx, Js};
+use rquickjs::{
+    qjs, Array, Ctx, Error, Exception, Function, Object, Persistent, Result as JsResult, Value,
+};
 
 /// The fixed keys of the viewer event.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +36,7 @@ pub(crate) enum Key {
     Value,
     MultiValue,
     StatusCode,
+    Handler,
 }
 
 const NAMES: [&str; KEYS] = [
@@ -53,9 +57,10 @@ const NAMES: [&str; KEYS] = [
     "value",
     "multiValue",
     "statusCode",
+    "handler",
 ];
 
-const KEYS: usize = 17;
+const KEYS: usize = 18;
 
 /// The key sequences of the event's fixed objects, in the order they are built.
 const SHAPES: [&[Key]; 5] = [
@@ -80,61 +85,65 @@ const SHAPES: [&[Key]; 5] = [
 /// Header lists longer than this are not kept (building their prefixes costs quadratic time).
 const MAX_KEPT_HEADERS: usize = 32;
 
-/// An atom this code owns a reference to; freed on drop.
-pub(crate) struct OwnedAtom<'js> {
-    ctx: Ctx<'js>,
-    pub(crate) raw: qjs::JSAtom,
+/// Values longer than this are not kept for the next request.
+const MAX_KEPT_TEXT: usize = 1024;
+
+/// The event's string slots whose last value is kept (see [`Text`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Slot {
+    Version,
+    DistributionDomainName,
+    DistributionId,
+    EventType,
+    Ip,
+    Method,
+    Uri,
 }
 
-impl<'js> OwnedAtom<'js> {
-    /// Takes a new reference to `raw`.
-    pub(crate) fn dup(ctx: &Ctx<'js>, raw: qjs::JSAtom) -> OwnedAtom<'js> {
-        // SAFETY: `raw` is a live atom of this context's runtime.
-        let raw = unsafe { qjs::JS_DupAtom(ctx.as_raw().as_ptr(), raw) };
-        OwnedAtom {
-            ctx: ctx.clone(),
-            raw,
-        }
-    }
+const SLOTS: usize = 7;
 
-    pub(crate) fn new(ctx: &Ctx<'js>, name: &str) -> JsResult<OwnedAtom<'js>> {
-        Ok(OwnedAtom {
-            ctx: ctx.clone(),
-            raw: new_atom(ctx, name)?,
-        })
-    }
+/// The last value of a slot of the event, as text and as the JS string made for it: an equal
+/// value in the next request reuses the string. Strings are immutable, so a function cannot
+/// tell a shared one from a new one; most of an event (the distribution, the method, the
+/// host and a client's other headers) repeats from one request to the next.
+struct Text {
+    text: String,
+    js: qjs::JSValue,
+}
 
-    /// The atom's text.
-    pub(crate) fn to_string(&self) -> JsResult<String> {
-        let ctx = self.ctx.as_raw().as_ptr();
-        // SAFETY: the atom is live; the C string is freed before returning.
-        unsafe {
-            let p = qjs::JS_AtomToCStringLen(ctx, std::ptr::null_mut(), self.raw);
-            if p.is_null() {
-                return Err(Error::Exception);
+/// The string for `s`, reusing `cell`'s when it holds the same text and keeping the new one
+/// otherwise.
+fn kept<'js>(cx: Cx<'js>, cell: &mut Option<Text>, s: &str) -> JsResult<Js<'js>> {
+    if let Some(t) = cell.as_ref().filter(|t| t.text == s) {
+        // SAFETY: a new reference to the kept string, owned by the caller.
+        return unsafe { cx.own(qjs::JS_DupValue(cx.raw(), t.js)) };
+    }
+    let js = cx.string(s)?;
+    if s.len() <= MAX_KEPT_TEXT {
+        match cell {
+            Some(t) => {
+                // SAFETY: the skeleton held one reference to the old string.
+                unsafe { qjs::JS_FreeValue(cx.raw(), t.js) };
+                t.text.clear();
+                t.text.push_str(s);
+                t.js = js.dup().into_raw();
             }
-            let s = std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
-            qjs::JS_FreeCString(ctx, p);
-            Ok(s)
+            None => {
+                *cell = Some(Text {
+                    text: s.to_owned(),
+                    js: js.dup().into_raw(),
+                })
+            }
         }
     }
+    Ok(js)
 }
 
-impl Drop for OwnedAtom<'_> {
-    fn drop(&mut self) {
-        // SAFETY: this holds one reference to the atom.
-        unsafe { qjs::JS_FreeAtom(self.ctx.as_raw().as_ptr(), self.raw) }
+fn release_text(cx: *mut qjs::JSContext, cell: &mut Option<Text>) {
+    if let Some(t) = cell.take() {
+        // SAFETY: the skeleton held one reference to the string.
+        unsafe { qjs::JS_FreeValue(cx, t.js) }
     }
-}
-
-fn new_atom(ctx: &Ctx<'_>, name: &str) -> JsResult<qjs::JSAtom> {
-    // SAFETY: pointer and length describe `name`.
-    let a =
-        unsafe { qjs::JS_NewAtomLen(ctx.as_raw().as_ptr(), name.as_ptr().cast(), name.len() as _) };
-    if a == qjs::JS_ATOM_NULL {
-        return Err(Error::Exception);
-    }
-    Ok(a)
 }
 
 /// Defines `o[atom] = v` as a plain data property (as `JSON.parse` or an object literal).
@@ -158,42 +167,8 @@ pub(crate) fn define<'js>(
     Ok(())
 }
 
-/// `o[atom]`, running getters as a property read does.
-pub(crate) fn get<'js>(ctx: &Ctx<'js>, o: &Object<'js>, atom: qjs::JSAtom) -> JsResult<Value<'js>> {
-    // SAFETY: the returned value is owned and handed to `Value`.
-    let v = unsafe {
-        let raw = qjs::JS_GetProperty(ctx.as_raw().as_ptr(), o.as_value().as_raw(), atom);
-        Value::from_raw(ctx.clone(), raw)
-    };
-    if v.is_exception() {
-        return Err(Error::Exception);
-    }
-    Ok(v)
-}
-
-/// Own enumerable string keys of `o`, in property order (what `Object.keys` lists).
-pub(crate) fn own_keys<'js>(ctx: &Ctx<'js>, o: &Object<'js>) -> JsResult<Vec<OwnedAtom<'js>>> {
-    let c = ctx.as_raw().as_ptr();
-    let mut tab: *mut qjs::JSPropertyEnum = std::ptr::null_mut();
-    let mut len: u32 = 0;
-    let flags = (qjs::JS_GPN_STRING_MASK | qjs::JS_GPN_ENUM_ONLY) as _;
-    // SAFETY: QuickJS fills `tab` with `len` entries, freed below after duplicating the atoms.
-    unsafe {
-        if qjs::JS_GetOwnPropertyNames(c, &mut tab, &mut len, o.as_value().as_raw(), flags) < 0 {
-            return Err(Error::Exception);
-        }
-        let entries = std::slice::from_raw_parts(tab, len as usize);
-        let out = entries
-            .iter()
-            .map(|e| OwnedAtom::dup(ctx, e.atom))
-            .collect();
-        qjs::JS_FreePropertyEnum(c, tab, len);
-        Ok(out)
-    }
-}
-
-/// Per-engine atoms and shape holders. Release with [`Skeleton::release`] inside the
-/// engine's context before the runtime goes.
+/// Per-engine atoms, shape holders and kept strings. Release with [`Skeleton::release`]
+/// inside the engine's context before the runtime goes.
 pub(crate) struct Skeleton {
     atoms: [qjs::JSAtom; KEYS],
     /// Objects with every prefix of `SHAPES` (and the empty object).
@@ -206,18 +181,21 @@ pub(crate) struct Skeleton {
     /// that adds a header), with objects holding the prefixes past `header_names`.
     returned: Vec<qjs::JSAtom>,
     returned_holders: Option<Persistent<Array<'static>>>,
+    /// The last value of each slot and of each of `header_names`' headers.
+    texts: [Option<Text>; SLOTS],
+    header_texts: Vec<Option<Text>>,
 }
 
-// SAFETY: as for the engine's entry point (`engine.rs`): the atoms and holders belong to the
-// engine's own runtime, are only used inside `Context::with` on it (which holds the
-// runtime's lock), and move between threads only with the engine that owns the runtime.
+// SAFETY: as for the engine's entry point (`engine.rs`): the atoms, holders and strings
+// belong to the engine's own runtime, are only used inside `Context::with` on it (which holds
+// the runtime's lock), and move between threads only with the engine that owns the runtime.
 unsafe impl Send for Skeleton {}
 
 impl Skeleton {
     pub(crate) fn new(ctx: &Ctx<'_>) -> JsResult<Skeleton> {
         let mut atoms = [qjs::JS_ATOM_NULL; KEYS];
         for (i, name) in NAMES.iter().enumerate() {
-            atoms[i] = new_atom(ctx, name)?;
+            atoms[i] = Cx::of(ctx).atom(name)?.into_raw();
         }
         let holders = Array::new(ctx.clone())?;
         holders.set(0, Object::new(ctx.clone())?)?;
@@ -232,6 +210,8 @@ impl Skeleton {
             headers: None,
             returned: Vec::new(),
             returned_holders: None,
+            texts: Default::default(),
+            header_texts: Vec::new(),
         })
     }
 
@@ -240,20 +220,27 @@ impl Skeleton {
         self.atoms[k as usize]
     }
 
-    /// Defines a fixed key.
-    pub(crate) fn put<'js>(
-        &self,
-        ctx: &Ctx<'js>,
-        o: &Object<'js>,
-        k: Key,
-        v: impl rquickjs::IntoJs<'js>,
-    ) -> JsResult<()> {
-        define(ctx, o, self.atom(k), v.into_js(ctx)?)
-    }
-
-    /// Reads a fixed key.
-    pub(crate) fn get<'js>(&self, ctx: &Ctx<'js>, o: &Object<'js>, k: Key) -> JsResult<Value<'js>> {
-        get(ctx, o, self.atom(k))
+    /// The global `handler`, as a viewer function's wrapper in `runtime.js` finds it (a
+    /// function may replace it at run time), called directly: the wrapper's frame cost as
+    /// much as a short handler.
+    pub(crate) fn handler<'js>(&self, ctx: &Ctx<'js>) -> JsResult<Function<'js>> {
+        let global = ctx.globals();
+        // SAFETY: the result is a new reference, handed to the `Value`.
+        let v = unsafe {
+            let raw = qjs::JS_GetProperty(
+                ctx.as_raw().as_ptr(),
+                global.as_value().as_raw(),
+                self.atom(Key::Handler),
+            );
+            Value::from_raw(ctx.clone(), raw)
+        };
+        if v.is_exception() {
+            return Err(Error::Exception);
+        }
+        match v.into_function() {
+            Some(f) => Ok(f),
+            None => Err(Exception::throw_type(ctx, "handler is not a function")),
+        }
     }
 
     /// Whether `o` has a fixed key, own or inherited (as `key in o`).
@@ -268,12 +255,26 @@ impl Skeleton {
         Ok(rc > 0)
     }
 
+    /// The string for a slot's value, the last request's when it is the same.
+    pub(crate) fn text<'js>(&mut self, cx: Cx<'js>, slot: Slot, s: &str) -> JsResult<Js<'js>> {
+        kept(cx, &mut self.texts[slot as usize], s)
+    }
+
+    /// The string for the value of this request's `i`th header, the last request's when the
+    /// header list and the value are the same.
+    pub(crate) fn header_text<'js>(&mut self, cx: Cx<'js>, i: usize, s: &str) -> JsResult<Js<'js>> {
+        match self.header_texts.get_mut(i) {
+            Some(cell) => kept(cx, cell, s),
+            None => cx.string(s),
+        }
+    }
+
     /// Keeps the shapes of the header keys a function returned when they extend this
     /// request's (a function adding a header builds them on every request otherwise).
     pub(crate) fn keep_returned_headers(
         &mut self,
         ctx: &Ctx<'_>,
-        keys: &[OwnedAtom<'_>],
+        keys: &[qjs::JSAtom],
     ) -> JsResult<()> {
         let n = self.header_names.len();
         if keys.len() <= n || keys.len() > MAX_KEPT_HEADERS {
@@ -283,17 +284,14 @@ impl Skeleton {
             .header_names
             .iter()
             .zip(keys)
-            .all(|((_, a), k)| *a == k.raw);
-        let same = self.returned.len() == keys.len()
-            && self.returned.iter().zip(keys).all(|(a, k)| *a == k.raw);
-        if !extends || same {
+            .all(|((_, a), k)| a == k);
+        if !extends || self.returned == keys {
             return Ok(());
         }
         let holders = Array::new(ctx.clone())?;
-        let raw: Vec<qjs::JSAtom> = keys.iter().map(|a| a.raw).collect();
-        prefixes(ctx, &holders, &raw, n + 1)?;
-        self.release_returned(ctx);
-        for a in &raw {
+        prefixes(ctx, &holders, keys, n + 1)?;
+        self.release_returned(ctx.as_raw().as_ptr());
+        for a in keys {
             // SAFETY: a new reference for the skeleton, freed in `release_returned`.
             self.returned
                 .push(unsafe { qjs::JS_DupAtom(ctx.as_raw().as_ptr(), *a) });
@@ -302,10 +300,10 @@ impl Skeleton {
         Ok(())
     }
 
-    fn release_returned(&mut self, ctx: &Ctx<'_>) {
+    fn release_returned(&mut self, cx: *mut qjs::JSContext) {
         for a in self.returned.drain(..) {
             // SAFETY: the skeleton owns one reference to each kept returned atom.
-            unsafe { qjs::JS_FreeAtom(ctx.as_raw().as_ptr(), a) }
+            unsafe { qjs::JS_FreeAtom(cx, a) }
         }
         self.returned_holders = None;
     }
@@ -316,49 +314,58 @@ impl Skeleton {
         &mut self,
         ctx: &Ctx<'js>,
         names: &[&str],
-    ) -> JsResult<Vec<OwnedAtom<'js>>> {
+    ) -> JsResult<Vec<Atom<'js>>> {
+        let cx = Cx::of(ctx);
         let mut out = Vec::with_capacity(names.len());
         let mut same = names.len() == self.header_names.len();
         for (i, name) in names.iter().enumerate() {
             match self.header_names.get(i) {
-                Some((n, a)) if n == name => out.push(OwnedAtom::dup(ctx, *a)),
+                Some((n, a)) if n == name => out.push(Atom::dup(cx, *a)),
                 _ => {
                     same = false;
-                    out.push(OwnedAtom::new(ctx, name)?);
+                    out.push(cx.atom(name)?);
                 }
             }
         }
         if !same && out.len() <= MAX_KEPT_HEADERS {
             let holders = Array::new(ctx.clone())?;
-            let raw: Vec<qjs::JSAtom> = out.iter().map(|a| a.raw).collect();
+            let raw: Vec<qjs::JSAtom> = out.iter().map(Atom::raw).collect();
             prefixes(ctx, &holders, &raw, 1)?;
-            self.release_headers(ctx);
+            self.release_headers(cx.raw());
             for (name, a) in names.iter().zip(&out) {
-                // SAFETY: a new reference for the skeleton, freed in `release_headers`.
-                let raw = unsafe { qjs::JS_DupAtom(ctx.as_raw().as_ptr(), a.raw) };
-                self.header_names.push(((*name).to_owned(), raw));
+                let kept = Atom::dup(cx, a.raw()).into_raw();
+                self.header_names.push(((*name).to_owned(), kept));
+                self.header_texts.push(None);
             }
             self.headers = Some(Persistent::save(ctx, holders));
         }
         Ok(out)
     }
 
-    fn release_headers(&mut self, ctx: &Ctx<'_>) {
+    fn release_headers(&mut self, cx: *mut qjs::JSContext) {
         for (_, a) in self.header_names.drain(..) {
             // SAFETY: the skeleton owns one reference to each kept header atom.
-            unsafe { qjs::JS_FreeAtom(ctx.as_raw().as_ptr(), a) }
+            unsafe { qjs::JS_FreeAtom(cx, a) }
         }
+        for t in &mut self.header_texts {
+            release_text(cx, t);
+        }
+        self.header_texts.clear();
         self.headers = None;
-        self.release_returned(ctx);
+        self.release_returned(cx);
     }
 
-    /// Frees the atoms; the holders go with their `Persistent`s.
+    /// Frees the atoms and strings; the holders go with their `Persistent`s.
     pub(crate) fn release(&mut self, ctx: &Ctx<'_>) {
-        self.release_headers(ctx);
+        let cx = ctx.as_raw().as_ptr();
+        self.release_headers(cx);
+        for t in &mut self.texts {
+            release_text(cx, t);
+        }
         for a in &mut self.atoms {
             if *a != qjs::JS_ATOM_NULL {
                 // SAFETY: the skeleton owns one reference to each fixed atom.
-                unsafe { qjs::JS_FreeAtom(ctx.as_raw().as_ptr(), *a) };
+                unsafe { qjs::JS_FreeAtom(cx, *a) };
                 *a = qjs::JS_ATOM_NULL;
             }
         }

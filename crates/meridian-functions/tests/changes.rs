@@ -213,6 +213,74 @@ fn one_engine_sees_each_requests_own_headers() {
     }
 }
 
+/// An engine reuses the strings of values that repeat from one request to the next (the
+/// host, the method, the distribution): each request must still see its own values, and a
+/// value that repeats must not read as changed, nor a value that changed as unchanged.
+#[test]
+fn one_engine_sees_each_requests_own_values() {
+    let src = "var last; function handler(event) { var r = event.request; \
+               var now = [event.version, event.context.distributionId, event.viewer.ip, r.method, r.uri, r.headers.host.value].join(' '); \
+               r.headers['x-seen'] = { value: now }; \
+               if (last !== undefined) r.headers['x-before'] = { value: last }; last = now; return r; }";
+    let mut e = engine(src);
+    let cases = [
+        ("GET", "/a", "a.example", "1.2.3.4"),
+        ("GET", "/a", "a.example", "1.2.3.4"),
+        ("POST", "/b", "a.example", "1.2.3.4"),
+        ("GET", "/a", "b.example", "5.6.7.8"),
+        ("GET", "/a", "b.example", "5.6.7.8"),
+    ];
+    let mut before: Option<String> = None;
+    for (method, uri, host, ip) in cases {
+        let mut ev = common::request_event(uri);
+        ev.request.method = method.into();
+        ev.viewer.ip = ip.into();
+        ev.request.headers.insert("host".into(), Field::new(host));
+        let inv = e.viewer_request_changes(&ev).expect("changes");
+        let Changes::Request(c) = inv.output else {
+            panic!("expected a request");
+        };
+        let seen = format!(
+            "1.0 {} {ip} {method} {uri} {host}",
+            ev.context.distribution_id
+        );
+        let mut want = vec![("x-seen".to_string(), Field::new(seen.clone()))];
+        if let Some(b) = before.replace(seen) {
+            want.push(("x-before".to_string(), Field::new(b)));
+        }
+        assert_eq!(c.headers_set, want, "for {method} {uri} {host} {ip}");
+        assert!(c.headers_removed.is_empty(), "{c:?}");
+        assert_eq!(c.uri, None, "the function left the URI alone");
+    }
+}
+
+/// The hot path calls the global `handler` as the wrapper of the full path does: looked up
+/// on every invocation, so a function that replaces it is followed, and one that is no
+/// longer a function fails that request alone.
+#[test]
+fn the_handler_is_looked_up_on_every_invocation() {
+    let src = "var n = 0; function handler(event) { var r = event.request; n++; \
+               if (n === 1) { handler = function (e) { var q = e.request; q.uri = '/second'; return q; }; } \
+               return r; }";
+    let mut e = engine(src);
+    let Changes::Request(c) = e.viewer_request_changes(&rich_event()).expect("first").output else {
+        panic!("expected a request");
+    };
+    assert_eq!(c.uri, None);
+    let Changes::Request(c) = e.viewer_request_changes(&rich_event()).expect("second").output else {
+        panic!("expected a request");
+    };
+    assert_eq!(c.uri.as_deref(), Some("/second"));
+
+    let mut e = engine("function handler(event) { handler = 5; return event.request; }");
+    e.viewer_request_changes(&rich_event()).expect("first");
+    let err = e.viewer_request_changes(&rich_event()).expect_err("not a function");
+    assert_eq!(err.kind, ErrorKind::Exception, "{err}");
+    assert!(err.message.contains("handler is not a function"), "{err}");
+    let full = e.viewer_request(&rich_event()).expect_err("the full path agrees");
+    assert!(full.message.contains("handler is not a function"), "{full}");
+}
+
 /// The event is plain data, as `JSON.parse` would make it: a setter a function puts on
 /// `Object.prototype` is not called while the next event is built.
 #[test]
