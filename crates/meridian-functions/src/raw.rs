@@ -277,7 +277,7 @@ pub(crate) fn text(cx: Cx<'_>, atom: qjs::JSAtom) -> JsResult<String> {
         if p.is_null() {
             return Err(Error::Exception);
         }
-        let bytes = std::slice::from_raw_parts(p.cast::<u8>(), len);
+        let bytes = std::slice::from_raw_parts(p.cast::<u8>(), len as usize);
         let s = String::from_utf8_lossy(bytes).into_owned();
         qjs::JS_FreeCString(cx.raw, p);
         Ok(s)
