@@ -91,6 +91,8 @@ struct State {
     invoke: InvokeFn,
     /// The viewer event's atoms and shapes, kept across invocations.
     skel: Skeleton,
+    /// The atoms of `RegExp.prototype.flags`'s getter.
+    flags: builtins::regexp::Flags,
     ctx: Context,
     /// Kept so the runtime lives exactly as long as this state (the context holds a handle
     /// too, but being explicit documents ownership).
@@ -100,8 +102,11 @@ struct State {
 
 impl Drop for State {
     fn drop(&mut self) {
-        let skel = &mut self.skel;
-        self.ctx.with(|ctx| skel.release(&ctx));
+        let (skel, flags) = (&mut self.skel, &mut self.flags);
+        self.ctx.with(|ctx| {
+            skel.release(&ctx);
+            flags.release(&ctx);
+        });
     }
 }
 
@@ -231,9 +236,10 @@ impl Engine {
         self.interrupted.store(false, Ordering::Relaxed);
         self.clock.start(init_budget, true);
         let kind = self.code.kind();
-        let result = ctx.with(|ctx| -> Result<(InvokeFn, Skeleton), CompileError> {
+        let result = ctx.with(|ctx| -> Result<(InvokeFn, Skeleton, builtins::regexp::Flags), CompileError> {
             let init = |ctx: &Ctx<'_>| CompileError::Init { name: name.clone(), message: describe(ctx) };
             builtins::install(&ctx, &self.host, &name, kind).map_err(|_| init(&ctx))?;
+            let flags = builtins::regexp::Flags::install(&ctx).map_err(|_| init(&ctx))?;
             let mut eo = EvalOptions::default();
             eo.global = true;
             eo.strict = false;
@@ -267,7 +273,7 @@ impl Engine {
             }
             let invoke: Function = ctx.globals().get("__meridian_invoke").map_err(|_| init(&ctx))?;
             let skel = Skeleton::new(&ctx).map_err(|_| init(&ctx))?;
-            Ok((InvokeFn(rquickjs::Persistent::save(&ctx, invoke)), skel))
+            Ok((InvokeFn(rquickjs::Persistent::save(&ctx, invoke)), skel, flags))
         });
         self.clock.stop();
         if self.interrupted.swap(false, Ordering::Relaxed) {
@@ -276,7 +282,7 @@ impl Engine {
                 message: "top-level code exceeded the CPU budget".into(),
             });
         }
-        let (invoke, skel) = result?;
+        let (invoke, skel, flags) = result?;
         // The function's allowance is on top of what the runtime and built-ins already use,
         // so the 2 MB CloudFront figure means memory for the function itself.
         meter.set_limit(meter.used().saturating_add(self.opts.limits.memory_bytes));
@@ -285,6 +291,7 @@ impl Engine {
         Ok(State {
             invoke,
             skel,
+            flags,
             ctx,
             _rt: rt,
             meter,

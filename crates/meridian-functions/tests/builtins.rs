@@ -243,3 +243,40 @@ fn pool_reuses_engines_across_threads() {
         "same engine, state kept between invocations"
     );
 }
+
+/// The engine's own `RegExp.prototype.flags` getter (atoms made once, not per call) must read
+/// what the specification's does, in its order, with its conversions and errors.
+#[test]
+fn regexp_flags_read_as_the_specification_says() {
+    let v = eval(
+        "",
+        "var get = Object.getOwnPropertyDescriptor(RegExp.prototype, 'flags');
+         var order = [], o = {};
+         ['hasIndices', 'global', 'ignoreCase', 'multiline', 'dotAll', 'unicode', 'unicodeSets', 'sticky']
+           .forEach(function (k) {
+             Object.defineProperty(o, k, { get: function () { order.push(k); return k === 'global' ? 1 : k === 'sticky' ? 'yes' : 0; } });
+           });
+         var thrown;
+         try { get.get.call(1); } catch (e) { thrown = e instanceof TypeError; }
+         var bad = {}; Object.defineProperty(bad, 'global', { get: function () { throw new Error('boom'); } });
+         var rethrown;
+         try { get.get.call(bad); } catch (e) { rethrown = e.message; }
+         return [
+           /a/dgimsy.flags, /a/v.flags, /a/.flags, new RegExp('a', 'gu').flags,
+           get.get.call(o), order.join(','),
+           get.get.name, get.get.length, get.enumerable, get.configurable, typeof get.set,
+           thrown, rethrown,
+           '/fn/a/fn/'.replace(/^\\/fn\\//, '/static/'), 'a-b-c'.replace(/-/g, '+'), 'a1b22'.split(/\\d+/),
+         ];",
+    );
+    assert_eq!(
+        v,
+        json!([
+            "dgimsy", "v", "", "gu",
+            "gy", "hasIndices,global,ignoreCase,multiline,dotAll,unicode,unicodeSets,sticky",
+            "get flags", 0, false, true, "undefined",
+            true, "boom",
+            "/static/a/fn/", "a+b+c", ["a", "b", ""],
+        ])
+    );
+}

@@ -9,6 +9,7 @@ pub(crate) mod cloudfront;
 pub(crate) mod console;
 pub(crate) mod crypto;
 pub(crate) mod querystring;
+pub(crate) mod regexp;
 
 use crate::kvs::KeyValueStore;
 use crate::limits::MAX_LOG_BYTES;
