@@ -702,3 +702,40 @@ function_associations = [{{ event_type = "viewer-request", function = "jwt-hs256
         "no refused request reached the origin"
     );
 }
+
+/// A function that leaves the query string and cookies alone (it only adds a header) does
+/// not rewrite them: the origin gets them in the viewer's order. (A map with a repeated name
+/// is read back whole, and then sent grouped by name.)
+#[tokio::test]
+async fn an_untouched_query_string_and_cookies_reach_the_origin_as_sent() {
+    let extra = r#"
+[[distribution.function]]
+name = "tag"
+cpu_budget = "100ms"
+source = '''
+function handler(event) {
+  event.request.headers['x-tagged'] = { value: 'yes' };
+  return event.request;
+}
+'''
+
+[[distribution.origin_request_policy]]
+name = "everything"
+headers = "all"
+query_strings = "all"
+cookies = "all"
+
+[[distribution.behavior]]
+path_pattern = "/keep*"
+origin_group = "o"
+origin_request_policy = "everything"
+function_associations = [{ event_type = "viewer-request", function = "tag" }]
+"#;
+    let (o, p, _stop) = setup(8, extra).await;
+    let r = send(p.http, "GET", "/keep?b=2&a=1", &[("cookie", "z=1; a=2")]).await;
+    assert_eq!(r.status, 200, "{}", body(&r));
+    let seen = o.last("/keep");
+    assert_eq!(seen.h("x-tagged"), Some("yes"));
+    assert_eq!(seen.query.as_deref(), Some("b=2&a=1"));
+    assert_eq!(seen.h("cookie"), Some("z=1; a=2"));
+}

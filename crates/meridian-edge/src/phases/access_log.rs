@@ -33,7 +33,7 @@ pub(crate) fn write(
         time,
         edge_location: pop.to_owned(),
         sc_bytes: bytes,
-        client_ip: ctx.peer.addr.ip().to_string(),
+        client_ip: meridian_http::ids::ip_text(ctx.peer.addr.ip()),
         client_port: ctx.peer.addr.port(),
         method: ctx.method.to_string(),
         host: ctx.host.clone(),

@@ -24,7 +24,7 @@ impl Edge {
             .for_behavior(ctx.behavior, FunctionEvent::ViewerRequest)?;
         let event = Event::viewer_request(
             self.fn_context(ctx),
-            ctx.peer.addr.ip().to_string(),
+            meridian_http::ids::ip_text(ctx.peer.addr.ip()),
             to_event_request(ctx),
         );
         let result = match function.pool.get() {
@@ -107,7 +107,7 @@ impl Edge {
         };
         let event = Event::viewer_response(
             self.fn_context(ctx),
-            ctx.peer.addr.ip().to_string(),
+            meridian_http::ids::ip_text(ctx.peer.addr.ip()),
             to_event_request(ctx),
             response,
         );
@@ -398,8 +398,11 @@ fn apply_changes(
         }
         set.push((n, vs));
     }
-    let cookie = cookie_header(c.cookies.as_ref().unwrap_or(&event.cookies))?;
-    ctx.query = query_string(c.querystring.as_ref().unwrap_or(&event.querystring));
+    // A query string or cookies the function left alone stay as the viewer sent them.
+    let cookie = c.cookies.as_ref().map(cookie_header).transpose()?;
+    if let Some(q) = &c.querystring {
+        ctx.query = query_string(q);
+    }
     if let Some(p) = path {
         ctx.path = p;
     }
@@ -420,9 +423,11 @@ fn apply_changes(
         }
     }
     // The event's headers never held the viewer's Cookie: the cookies map stands for it.
-    ctx.headers.remove(http::header::COOKIE);
-    if let Some(v) = cookie {
-        ctx.headers.insert(http::header::COOKIE, v);
+    if let Some(cookie) = cookie {
+        ctx.headers.remove(http::header::COOKIE);
+        if let Some(v) = cookie {
+            ctx.headers.insert(http::header::COOKIE, v);
+        }
     }
     Ok(())
 }

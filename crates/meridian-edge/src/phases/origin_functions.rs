@@ -76,7 +76,7 @@ impl Edge {
                 .for_behavior(ctx.behavior, FunctionEvent::OriginResponse)
                 .filter(|_| viewer)
                 .cloned(),
-            client_ip: ctx.peer.addr.ip().to_string(),
+            client_ip: meridian_http::ids::ip_text(ctx.peer.addr.ip()),
             request_id: ctx.request_id.clone(),
         }
     }

@@ -95,7 +95,7 @@ impl Edge {
             .and_then(|v| v.to_str().ok())
         {
             Some(prev) => format!("{prev}, {}", ctx.peer.addr.ip()),
-            None => ctx.peer.addr.ip().to_string(),
+            None => meridian_http::ids::ip_text(ctx.peer.addr.ip()),
         };
         if let Ok(v) = HeaderValue::from_str(&xff) {
             out.insert("x-forwarded-for", v);
