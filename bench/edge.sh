@@ -247,6 +247,8 @@ echo "| path | requests/s | hits per CPU-second | p50 ms | p99 ms | errors |"
 echo "|---|---:|---:|---:|---:|---|"
 curl -fs -o /dev/null "http://$MERIDIAN/fn/index.html"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$EDGE_PID/stat"; }
+# Hits per CPU-second of N hits in T clock ticks.
+per_cpu() { awk -v n="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%d", (t > 0 ? n * hz / t : 0) }'; }
 declare -A hits=() ticks=()
 for round in 1 2; do
   for p in /static/index.html /fn/index.html; do
@@ -255,12 +257,13 @@ for round in 1 2; do
     dt=$(( $(cpu_ticks) - t0 ))
     n=$(awk -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%d", r * d }')
     hits[$p]=$(( ${hits[$p]:-0} + n )); ticks[$p]=$(( ${ticks[$p]:-0} + dt ))
-    echo "| $p (run $round) | $rps | $(awk -v n="$n" -v t="$dt" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%d", t > 0 ? n * hz / t : 0 }') | $p50 | $p99 | $err |"
+    echo "| $p (run $round) | $rps | $(per_cpu "$n" "$dt") | $p50 | $p99 | $err |"
   done
 done
-per_cpu() { awk -v n="${hits[$1]}" -v t="${ticks[$1]}" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%d", t > 0 ? n * hz / t : 0 }'; }
 echo
-echo "Hits per CPU-second through the function: $(ratio "$(per_cpu /fn/index.html)" "$(per_cpu /static/index.html)") of those without it (both runs of each together)."
+fn_per_cpu=$(per_cpu "${hits[/fn/index.html]}" "${ticks[/fn/index.html]}")
+plain_per_cpu=$(per_cpu "${hits[/static/index.html]}" "${ticks[/static/index.html]}")
+echo "Hits per CPU-second through the function: $(ratio "$fn_per_cpu" "$plain_per_cpu") of those without it (both runs of each together)."
 echo
 curl -fs "http://$NET.100.1:9900/metrics" | awk '
   /^meridian_edge_function_duration_seconds_bucket\{/ && /function="rewrite"/ {

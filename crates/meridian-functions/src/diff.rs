@@ -290,7 +290,7 @@ fn diff<'js>(
     let name_of = kind.name();
     let cx = Cx::of(ctx);
     let mut set = Vec::new();
-    let mut seen = vec![false; inputs.len()];
+    let mut seen = Seen::new(inputs.len());
     if let Some(v) = fixed(o, kind.key(), sk)? {
         let m = record(ctx, v).map_err(|e| e.within(name_of))?;
         let keys = m.own_keys()?;
@@ -307,27 +307,60 @@ fn diff<'js>(
             };
             if let Some(i) = found {
                 next = i + 1;
-                seen[i] = true;
+                seen.set(i);
                 if unchanged(&v, &inputs[i], sk)? {
                     continue;
                 }
             }
-            let name = raw::text(cx, atom)?;
+            let name = match sk.returned_name(atom) {
+                Some(n) => n.to_owned(),
+                None => raw::text(cx, atom)?,
+            };
             let f = changed_field(ctx, &v, sk).map_err(|e| e.within(&name).within(name_of))?;
             set.push((name, f));
         }
         if let MapKind::Headers = kind {
-            let keys: Vec<qjs::JSAtom> = keys.atoms().collect();
             sk.keep_returned_headers(ctx, &keys)?;
         }
     }
     let mut removed = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
-        if !seen[i] {
+        if !seen.has(i) {
             removed.push(input.atom.text()?);
         }
     }
     Ok((set, removed))
+}
+
+/// Which inputs a map still has: a bit each, on the heap only past 128 (a map of headers
+/// has a dozen).
+enum Seen {
+    Few(u128),
+    Many(Vec<bool>),
+}
+
+impl Seen {
+    fn new(n: usize) -> Seen {
+        if n <= 128 {
+            Seen::Few(0)
+        } else {
+            Seen::Many(vec![false; n])
+        }
+    }
+
+    fn set(&mut self, i: usize) {
+        match self {
+            Seen::Few(bits) => *bits |= 1 << i,
+            Seen::Many(v) => v[i] = true,
+        }
+    }
+
+    fn has(&self, i: usize) -> bool {
+        match self {
+            Seen::Few(bits) => bits & (1 << i) != 0,
+            Seen::Many(v) => v[i],
+        }
+    }
 }
 
 /// A field the function set, read directly when it is the usual `{ value: "..." }`;

@@ -292,6 +292,10 @@ pub(crate) struct Keys<'js> {
 }
 
 impl Keys<'_> {
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
     /// The atoms, valid while `self` lives.
     pub(crate) fn atoms(&self) -> impl ExactSizeIterator<Item = qjs::JSAtom> + '_ {
         let entries: &[qjs::JSPropertyEnum] = if self.tab.is_null() {

@@ -11,7 +11,7 @@
 //! small objects with each prefix of the event's key sequences, which keeps those shapes
 //! alive for the next request to find.
 
-use crate::raw::{Atom, Cx, Js};
+use crate::raw::{Atom, Cx, Js, Keys};
 use rquickjs::{
     qjs, Array, Ctx, Error, Exception, Function, Object, Persistent, Result as JsResult, Value,
 };
@@ -180,6 +180,9 @@ pub(crate) struct Skeleton {
     /// The header keys a function last returned, when they extend `header_names` (a function
     /// that adds a header), with objects holding the prefixes past `header_names`.
     returned: Vec<qjs::JSAtom>,
+    /// The names of `returned` past `header_names` (the headers functions add), so reading
+    /// one back does not convert its atom to text on every request.
+    returned_names: Vec<(qjs::JSAtom, String)>,
     returned_holders: Option<Persistent<Array<'static>>>,
     /// The last value of each slot and of each of `header_names`' headers.
     texts: [Option<Text>; SLOTS],
@@ -209,6 +212,7 @@ impl Skeleton {
             header_names: Vec::new(),
             headers: None,
             returned: Vec::new(),
+            returned_names: Vec::new(),
             returned_holders: None,
             texts: Default::default(),
             header_texts: Vec::new(),
@@ -271,11 +275,7 @@ impl Skeleton {
 
     /// Keeps the shapes of the header keys a function returned when they extend this
     /// request's (a function adding a header builds them on every request otherwise).
-    pub(crate) fn keep_returned_headers(
-        &mut self,
-        ctx: &Ctx<'_>,
-        keys: &[qjs::JSAtom],
-    ) -> JsResult<()> {
+    pub(crate) fn keep_returned_headers(&mut self, ctx: &Ctx<'_>, keys: &Keys<'_>) -> JsResult<()> {
         let n = self.header_names.len();
         if keys.len() <= n || keys.len() > MAX_KEPT_HEADERS {
             return Ok(());
@@ -283,24 +283,36 @@ impl Skeleton {
         let extends = self
             .header_names
             .iter()
-            .zip(keys)
-            .all(|((_, a), k)| a == k);
-        if !extends || self.returned == keys {
+            .zip(keys.atoms())
+            .all(|((_, a), k)| *a == k);
+        if !extends || self.returned.iter().copied().eq(keys.atoms()) {
             return Ok(());
         }
+        let raw: Vec<qjs::JSAtom> = keys.atoms().collect();
         let holders = Array::new(ctx.clone())?;
-        prefixes(ctx, &holders, keys, n + 1)?;
-        self.release_returned(ctx.as_raw().as_ptr());
-        for a in keys {
-            // SAFETY: a new reference for the skeleton, freed in `release_returned`.
-            self.returned
-                .push(unsafe { qjs::JS_DupAtom(ctx.as_raw().as_ptr(), *a) });
+        prefixes(ctx, &holders, &raw, n + 1)?;
+        let cx = Cx::of(ctx);
+        self.release_returned(cx.raw());
+        for a in &raw {
+            self.returned.push(Atom::dup(cx, *a).into_raw());
+        }
+        for a in &raw[n..] {
+            self.returned_names.push((*a, crate::raw::text(cx, *a)?));
         }
         self.returned_holders = Some(Persistent::save(ctx, holders));
         Ok(())
     }
 
+    /// The name of a header key a function added on an earlier request, if kept.
+    pub(crate) fn returned_name(&self, atom: qjs::JSAtom) -> Option<&str> {
+        self.returned_names
+            .iter()
+            .find(|(a, _)| *a == atom)
+            .map(|(_, n)| n.as_str())
+    }
+
     fn release_returned(&mut self, cx: *mut qjs::JSContext) {
+        self.returned_names.clear();
         for a in self.returned.drain(..) {
             // SAFETY: the skeleton owns one reference to each kept returned atom.
             unsafe { qjs::JS_FreeAtom(cx, a) }
