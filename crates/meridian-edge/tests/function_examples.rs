@@ -714,7 +714,9 @@ name = "tag"
 cpu_budget = "100ms"
 source = '''
 function handler(event) {
-  event.request.headers['x-tagged'] = { value: 'yes' };
+  var h = event.request.headers;
+  if (h['x-caps']) h['X-Tagged'] = { value: 'Yes' };
+  else h['x-tagged'] = { value: 'yes' };
   return event.request;
 }
 '''
@@ -736,6 +738,15 @@ function_associations = [{ event_type = "viewer-request", function = "tag" }]
     assert_eq!(r.status, 200, "{}", body(&r));
     let seen = o.last("/keep");
     assert_eq!(seen.h("x-tagged"), Some("yes"));
+    assert_eq!(seen.query.as_deref(), Some("b=2&a=1"));
+    assert_eq!(seen.h("cookie"), Some("z=1; a=2"));
+
+    // The same when the function also sets a header under a name with capitals (which
+    // takes the path that rebuilds the whole request).
+    let r = send(p.http, "GET", "/keep-caps?b=2&a=1", &[("cookie", "z=1; a=2"), ("x-caps", "1")]).await;
+    assert_eq!(r.status, 200, "{}", body(&r));
+    let seen = o.last("/keep-caps");
+    assert_eq!(seen.h("x-tagged"), Some("Yes"));
     assert_eq!(seen.query.as_deref(), Some("b=2&a=1"));
     assert_eq!(seen.h("cookie"), Some("z=1; a=2"));
 }

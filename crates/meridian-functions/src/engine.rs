@@ -105,7 +105,7 @@ impl Drop for State {
         let (skel, flags) = (&mut self.skel, &mut self.flags);
         self.ctx.with(|ctx| {
             skel.release(&ctx);
-            flags.release(&ctx);
+            flags.release();
         });
     }
 }
@@ -354,9 +354,13 @@ impl Engine {
     ) -> Result<Invocation<Changes>, ExecutionError> {
         self.expect_kind(&[Kind::ViewerRequest])?;
         let max_body = self.opts.limits.max_body_bytes;
-        self.invoke(|ctx, _, sk| {
-            let (ev, memo) = diff::event_to_js(ctx, event, sk).map_err(|e| js_error(ctx, e))?;
-            let handler = sk.handler(ctx).map_err(|e| js_error(ctx, e))?;
+        self.invoke(|ctx, invoke, sk| {
+            let js_err = |e| js_error(ctx, e);
+            let (ev, memo) = diff::event_to_js(ctx, event, sk).map_err(js_err)?;
+            let handler = match sk.handler(ctx).map_err(js_err)? {
+                Some(f) => f,
+                None => invoke.clone().restore(ctx).map_err(js_err)?,
+            };
             let out = call(ctx, handler, ev)?;
             // As `is_response`: a failing lookup (a throwing proxy) reads as a request.
             let response = sk.has(ctx, &out, Key::StatusCode).unwrap_or(false);
@@ -540,8 +544,10 @@ fn js_error(ctx: &Ctx<'_>, e: rquickjs::Error) -> (ErrorKind, String) {
         rquickjs::Error::Exception => {
             let msg = describe(ctx);
             // QuickJS concatenates strings as ropes, so a string grown without end reaches
-            // its length limit before it has taken the memory: the same overrun.
-            let kind = if msg.contains("out of memory") || msg.contains("string too long") {
+            // its length limit (QuickJS's own InternalError) before it has taken the memory:
+            // the same overrun.
+            let too_long = msg == "InternalError: string too long";
+            let kind = if msg.contains("out of memory") || too_long {
                 ErrorKind::Memory
             } else {
                 ErrorKind::Exception

@@ -12,9 +12,7 @@
 //! alive for the next request to find.
 
 use crate::raw::{Atom, Cx, Js, Keys};
-use rquickjs::{
-    qjs, Array, Ctx, Error, Exception, Function, Object, Persistent, Result as JsResult, Value,
-};
+use rquickjs::{qjs, Array, Ctx, Error, Function, Object, Persistent, Result as JsResult, Value};
 
 /// The fixed keys of the viewer event.
 #[derive(Debug, Clone, Copy)]
@@ -85,8 +83,9 @@ const SHAPES: [&[Key]; 5] = [
 /// Header lists longer than this are not kept (building their prefixes costs quadratic time).
 const MAX_KEPT_HEADERS: usize = 32;
 
-/// Values longer than this are not kept for the next request.
-const MAX_KEPT_TEXT: usize = 1024;
+/// Values longer than this are not kept for the next request: kept strings stay in the
+/// function's memory between requests (at most a few KB with a few dozen headers).
+const MAX_KEPT_TEXT: usize = 256;
 
 /// The event's string slots whose last value is kept (see [`Text`]).
 #[derive(Debug, Clone, Copy)]
@@ -224,10 +223,11 @@ impl Skeleton {
         self.atoms[k as usize]
     }
 
-    /// The global `handler`, as a viewer function's wrapper in `runtime.js` finds it (a
-    /// function may replace it at run time), called directly: the wrapper's frame cost as
-    /// much as a short handler.
-    pub(crate) fn handler<'js>(&self, ctx: &Ctx<'js>) -> JsResult<Function<'js>> {
+    /// The global object's `handler`, read on every invocation (a function may replace it),
+    /// to be called directly: the wrapper's frame in `runtime.js` cost as much as a short
+    /// handler. None when it is not a function there: a top-level `let` or `const`
+    /// handler is a binding, not a property, and the wrapper finds it by name.
+    pub(crate) fn handler<'js>(&self, ctx: &Ctx<'js>) -> JsResult<Option<Function<'js>>> {
         let global = ctx.globals();
         // SAFETY: the result is a new reference, handed to the `Value`.
         let v = unsafe {
@@ -241,10 +241,7 @@ impl Skeleton {
         if v.is_exception() {
             return Err(Error::Exception);
         }
-        match v.into_function() {
-            Some(f) => Ok(f),
-            None => Err(Exception::throw_type(ctx, "handler is not a function")),
-        }
+        Ok(v.into_function())
     }
 
     /// Whether `o` has a fixed key, own or inherited (as `key in o`).

@@ -279,6 +279,24 @@ fn the_handler_is_looked_up_on_every_invocation() {
     assert!(err.message.contains("handler is not a function"), "{err}");
     let full = e.viewer_request(&rich_event()).expect_err("the full path agrees");
     assert!(full.message.contains("handler is not a function"), "{full}");
+
+    // A top-level `const` or `let` handler is a binding, not a property of the global object.
+    let mut e = engine("const handler = (event) => { var r = event.request; r.uri = '/const'; return r; };");
+    for _ in 0..2 {
+        let Changes::Request(c) = e.viewer_request_changes(&rich_event()).expect("const").output else {
+            panic!("expected a request");
+        };
+        assert_eq!(c.uri.as_deref(), Some("/const"));
+    }
+    let mut e = engine("let handler = function (event) { handler = function (e) { var q = e.request; q.uri = '/let-2'; return q; }; return event.request; };");
+    let Changes::Request(c) = e.viewer_request_changes(&rich_event()).expect("let").output else {
+        panic!("expected a request");
+    };
+    assert_eq!(c.uri, None);
+    let Changes::Request(c) = e.viewer_request_changes(&rich_event()).expect("let, replaced").output else {
+        panic!("expected a request");
+    };
+    assert_eq!(c.uri.as_deref(), Some("/let-2"));
 }
 
 /// The event is plain data, as `JSON.parse` would make it: a setter a function puts on

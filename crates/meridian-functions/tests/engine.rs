@@ -414,3 +414,19 @@ async fn pool_from_tokio_tasks() {
     }
     assert!(pool.idle() >= 1);
 }
+
+/// Only QuickJS's own overruns count as memory errors (they rebuild the engine); a function
+/// throwing an error that merely says so is an ordinary exception.
+#[test]
+fn a_thrown_message_is_not_a_memory_overrun() {
+    for thrown in [
+        "new Error('value string too long')",
+        "new InternalError('string too long, says the function')",
+    ] {
+        let src = format!("function handler(event) {{ throw {thrown}; }}");
+        let mut e = engine(&src, Kind::ViewerRequest);
+        let err = e.viewer_request(&request_event("/")).expect_err(thrown);
+        assert_eq!(err.kind, ErrorKind::Exception, "{thrown}: {err}");
+        assert_eq!(e.rebuilds(), 0, "{thrown}: the engine is kept");
+    }
+}

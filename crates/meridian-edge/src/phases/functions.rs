@@ -383,7 +383,11 @@ fn apply_changes(
     if !c.headers_set.iter().all(|(n, _)| canonical(n))
         || !c.headers_removed.iter().all(|n| canonical(n))
     {
-        return apply_request(ctx, c.apply_to(event));
+        let keep = Kept {
+            query: c.querystring.is_none(),
+            cookies: c.cookies.is_none(),
+        };
+        return apply_request(ctx, c.apply_to(event), keep);
     }
     let path = c.uri.as_deref().map(returned_path).transpose()?;
     let mut set = Vec::with_capacity(c.headers_set.len());
@@ -470,7 +474,13 @@ fn query_string(q: &QueryString) -> Option<String> {
 
 /// Takes the function's request: URI, query string, headers and cookies. The behavior
 /// stays the one the viewer's URI chose (CloudFront routes before the function runs).
-fn apply_request(ctx: &mut RequestContext<'_>, r: Request) -> Result<(), String> {
+/// What a function left alone, kept as the viewer sent it.
+struct Kept {
+    query: bool,
+    cookies: bool,
+}
+
+fn apply_request(ctx: &mut RequestContext<'_>, r: Request, keep: Kept) -> Result<(), String> {
     let path = returned_path(&r.uri)?;
     let mut headers = header_map(&r.headers)?;
     // Hop-by-hop and framing stay the viewer's: a function cannot smuggle a body length.
@@ -484,11 +494,19 @@ fn apply_request(ctx: &mut RequestContext<'_>, r: Request) -> Result<(), String>
             headers.append(h.clone(), v.clone());
         }
     }
-    if let Some(v) = cookie_header(&r.cookies)? {
+    // The cookies map stands for the Cookie header, as on the other path.
+    if keep.cookies {
+        headers.remove(http::header::COOKIE);
+        for v in ctx.headers.get_all(http::header::COOKIE) {
+            headers.append(http::header::COOKIE, v.clone());
+        }
+    } else if let Some(v) = cookie_header(&r.cookies)? {
         headers.insert(http::header::COOKIE, v);
     }
     ctx.path = path;
-    ctx.query = query_string(&r.querystring);
+    if !keep.query {
+        ctx.query = query_string(&r.querystring);
+    }
     ctx.headers = headers;
     Ok(())
 }

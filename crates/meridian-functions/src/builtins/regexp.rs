@@ -7,6 +7,7 @@
 //! the same reads, in the same order with the same conversions (ES2024 22.2.6.4), with atoms
 //! made once per engine.
 
+use crate::raw::Cx;
 use rquickjs::{qjs, Ctx, Error, Result};
 
 /// The flag properties in the order the specification reads them, with their letters.
@@ -22,8 +23,11 @@ const FLAGS: [(&str, u8); 8] = [
 ];
 
 /// The atoms the getter reads with, owned by the engine; the context's opaque pointer
-/// points at them. Release with [`Flags::release`] inside the context before it goes.
+/// points at them once the getter is in place. Release with [`Flags::release`] inside the
+/// context before it goes; dropping it releases too (a build that fails half way), so it
+/// must be dropped before its context, as the engine's field order and closures ensure.
 pub(crate) struct Flags {
+    cx: *mut qjs::JSContext,
     atoms: Box<[qjs::JSAtom; 8]>,
 }
 
@@ -35,20 +39,18 @@ impl Flags {
     /// Makes the atoms and replaces `RegExp.prototype.flags`'s getter.
     pub(crate) fn install(ctx: &Ctx<'_>) -> Result<Flags> {
         let cx = ctx.as_raw().as_ptr();
-        let mut atoms = Box::new([qjs::JS_ATOM_NULL; 8]);
-        for (slot, (name, _)) in atoms.iter_mut().zip(FLAGS) {
-            // SAFETY: pointer and length describe `name`.
-            *slot = unsafe { qjs::JS_NewAtomLen(cx, name.as_ptr().cast(), name.len() as _) };
-            if *slot == qjs::JS_ATOM_NULL {
-                return Err(Error::Exception);
-            }
+        let mut flags = Flags {
+            cx,
+            atoms: Box::new([qjs::JS_ATOM_NULL; 8]),
+        };
+        for (slot, (name, _)) in flags.atoms.iter_mut().zip(FLAGS) {
+            *slot = Cx::of(ctx).atom(name)?.into_raw();
         }
-        let flags = Flags { atoms };
         let proto: rquickjs::Object = ctx.eval("RegExp.prototype")?;
-        // SAFETY: the box outlives every call of the getter: `release` clears the pointer
-        // before the atoms go, and the getter reads them only while it is set.
+        // SAFETY: the box outlives every call of the getter that reads it: `release` (also
+        // on drop) clears the pointer before the atoms go; without it the getter looks the
+        // names up itself.
         unsafe {
-            qjs::JS_SetContextOpaque(cx, flags.atoms.as_ptr() as *mut _);
             let getter = qjs::JS_NewCFunction2(
                 cx,
                 Some(get_flags),
@@ -74,24 +76,35 @@ impl Flags {
             if rc < 0 {
                 return Err(Error::Exception);
             }
+            qjs::JS_SetContextOpaque(cx, flags.atoms.as_ptr() as *mut _);
         }
         Ok(flags)
     }
 
-    /// Unhooks the getter's atoms and frees them.
-    pub(crate) fn release(&mut self, ctx: &Ctx<'_>) {
-        let cx = ctx.as_raw().as_ptr();
-        // SAFETY: the getter falls back to looking names up once the pointer is null; the
-        // engine owns one reference to each atom.
+    /// Unhooks the getter's atoms and frees them; a second call does nothing.
+    pub(crate) fn release(&mut self) {
+        if self.atoms.iter().all(|a| *a == qjs::JS_ATOM_NULL) {
+            return;
+        }
+        // SAFETY: the context is alive (see the type's docs); the getter falls back to
+        // looking names up once the pointer is null; this owns one reference to each atom.
         unsafe {
-            qjs::JS_SetContextOpaque(cx, std::ptr::null_mut());
+            if qjs::JS_GetContextOpaque(self.cx) == self.atoms.as_ptr() as *mut _ {
+                qjs::JS_SetContextOpaque(self.cx, std::ptr::null_mut());
+            }
             for a in self.atoms.iter_mut() {
                 if *a != qjs::JS_ATOM_NULL {
-                    qjs::JS_FreeAtom(cx, *a);
+                    qjs::JS_FreeAtom(self.cx, *a);
                     *a = qjs::JS_ATOM_NULL;
                 }
             }
         }
+    }
+}
+
+impl Drop for Flags {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
