@@ -9,7 +9,8 @@
 //! Here the keys are atoms made once per engine, properties are defined directly (no
 //! prototype walk: the event is plain data, as `JSON.parse` made it), and the engine holds
 //! small objects with each prefix of the event's key sequences, which keeps those shapes
-//! alive for the next request to find.
+//! alive for the next request to find. It also keeps the strings of values that repeat
+//! from one request to the next (see [`Text`]).
 
 use crate::raw::{Atom, Cx, Js, Keys};
 use rquickjs::{qjs, Array, Ctx, Error, Function, Object, Persistent, Result as JsResult, Value};
