@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
-use super::bytes;
+use super::bytes::bytes;
 use rquickjs::{Ctx, Exception, Result, TypedArray};
 
 pub(crate) const JS: &str = include_str!("buffer.js");

@@ -3,7 +3,7 @@
 
 use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
-use super::bytes;
+use super::bytes::bytes;
 use rquickjs::{Ctx, Exception, Result, TypedArray};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};

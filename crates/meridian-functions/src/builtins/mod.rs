@@ -5,6 +5,7 @@
 //! globals, so user code cannot call them directly.
 
 pub(crate) mod buffer;
+mod bytes;
 pub(crate) mod cloudfront;
 pub(crate) mod console;
 pub(crate) mod crypto;
@@ -14,17 +15,11 @@ pub(crate) mod regexp;
 use crate::kvs::KeyValueStore;
 use crate::limits::MAX_LOG_BYTES;
 pub use cloudfront::OriginChange;
-use rquickjs::{Ctx, Function, Object, Result, TypedArray};
+use rquickjs::{Ctx, Function, Object, Result};
 use std::sync::{Arc, Mutex};
 
 const RUNTIME_JS: &str = include_str!("runtime.js");
 
-/// A byte array's contents (empty when detached), for natives that hash or encode them.
-fn bytes<'a>(a: &'a TypedArray<'_, u8>) -> &'a [u8] {
-    // SAFETY: natives only read the slice in Rust and run no JavaScript while it lives, so
-    // nothing can detach or resize the buffer under it.
-    unsafe { a.as_bytes() }.unwrap_or(&[])
-}
 
 /// Captured `console` output of the current invocation.
 #[derive(Debug, Default)]
