@@ -472,14 +472,14 @@ fn query_string(q: &QueryString) -> Option<String> {
     (!query.is_empty()).then(|| query.join("&"))
 }
 
-/// Takes the function's request: URI, query string, headers and cookies. The behavior
-/// stays the one the viewer's URI chose (CloudFront routes before the function runs).
 /// What a function left alone, kept as the viewer sent it.
 struct Kept {
     query: bool,
     cookies: bool,
 }
 
+/// Takes the function's request: URI, query string, headers and cookies. The behavior
+/// stays the one the viewer's URI chose (CloudFront routes before the function runs).
 fn apply_request(ctx: &mut RequestContext<'_>, r: Request, keep: Kept) -> Result<(), String> {
     let path = returned_path(&r.uri)?;
     let mut headers = header_map(&r.headers)?;
