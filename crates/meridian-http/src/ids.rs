@@ -14,25 +14,40 @@ pub fn write_hex(out: &mut [u8], value: u128) {
     }
 }
 
+/// The longest IPv4 address as text (`255.255.255.255`).
+pub const IPV4_TEXT_MAX: usize = 15;
+
+/// Writes an IPv4 address as `Display` does into `out`; returns the length written.
+pub fn write_ipv4(out: &mut [u8; IPV4_TEXT_MAX], v4: std::net::Ipv4Addr) -> usize {
+    let mut n = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out[n] = b'.';
+            n += 1;
+        }
+        if octet >= 100 {
+            out[n] = b'0' + octet / 100;
+            n += 1;
+        }
+        if octet >= 10 {
+            out[n] = b'0' + octet / 10 % 10;
+            n += 1;
+        }
+        out[n] = b'0' + octet % 10;
+        n += 1;
+    }
+    n
+}
+
 /// An address as `IpAddr`'s `Display` writes it (IPv4 by hand; IPv6 through `Display`).
 pub fn ip_text(ip: std::net::IpAddr) -> String {
     let std::net::IpAddr::V4(v4) = ip else {
         return ip.to_string();
     };
-    let mut out = String::with_capacity(15);
-    for (i, octet) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
-        }
-        out.push(char::from(b'0' + octet % 10));
-    }
-    out
+    let mut buf = [0; IPV4_TEXT_MAX];
+    let n = write_ipv4(&mut buf, v4);
+    // Digits and dots only.
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 #[cfg(test)]

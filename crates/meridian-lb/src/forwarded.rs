@@ -179,22 +179,9 @@ impl Inline {
         let IpAddr::V4(v4) = ip else {
             return write!(self, "{ip}");
         };
-        for (k, octet) in v4.octets().into_iter().enumerate() {
-            let mut digits = [b'.', 0, 0, 0];
-            let mut n = 1;
-            if octet >= 100 {
-                digits[n] = b'0' + octet / 100;
-                n += 1;
-            }
-            if octet >= 10 {
-                digits[n] = b'0' + octet / 10 % 10;
-                n += 1;
-            }
-            digits[n] = b'0' + octet % 10;
-            let from = usize::from(k == 0);
-            self.push(&digits[from..=n])?;
-        }
-        Ok(())
+        let mut buf = [0; meridian_http::ids::IPV4_TEXT_MAX];
+        let n = meridian_http::ids::write_ipv4(&mut buf, v4);
+        self.push(&buf[..n])
     }
 
     fn value(self) -> Option<HeaderValue> {
