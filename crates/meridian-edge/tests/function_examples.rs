@@ -743,7 +743,13 @@ function_associations = [{ event_type = "viewer-request", function = "tag" }]
 
     // The same when the function also sets a header under a name with capitals (which
     // takes the path that rebuilds the whole request).
-    let r = send(p.http, "GET", "/keep-caps?b=2&a=1", &[("cookie", "z=1; a=2"), ("x-caps", "1")]).await;
+    let r = send(
+        p.http,
+        "GET",
+        "/keep-caps?b=2&a=1",
+        &[("cookie", "z=1; a=2"), ("x-caps", "1")],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", body(&r));
     let seen = o.last("/keep-caps");
     assert_eq!(seen.h("x-tagged"), Some("Yes"));

@@ -293,7 +293,10 @@ async fn functions_see_cloudfronts_viewer_headers_and_never_forged_ones() {
         p.http,
         "GET",
         "/who-unnamed/am-i",
-        &[("user-agent", iphone), ("cloudfront-is-desktop-viewer", "true")],
+        &[
+            ("user-agent", iphone),
+            ("cloudfront-is-desktop-viewer", "true"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200);

@@ -117,12 +117,19 @@ pub(crate) fn event_to_js<'js>(
 ) -> JsResult<(Value<'js>, RequestMemo<'js>)> {
     let cx = Cx::of(ctx);
     let o = cx.object()?;
-    o.define(sk.atom(Key::Version), sk.text(cx, Slot::Version, &ev.version)?)?;
+    o.define(
+        sk.atom(Key::Version),
+        sk.text(cx, Slot::Version, &ev.version)?,
+    )?;
     let c = cx.object()?;
     let head = &ev.context;
     c.define(
         sk.atom(Key::DistributionDomainName),
-        sk.text(cx, Slot::DistributionDomainName, &head.distribution_domain_name)?,
+        sk.text(
+            cx,
+            Slot::DistributionDomainName,
+            &head.distribution_domain_name,
+        )?,
     )?;
     c.define(
         sk.atom(Key::DistributionId),
@@ -386,8 +393,7 @@ fn unchanged<'js>(v: &Js<'js>, input: &FieldMemo<'js>, sk: &Skeleton) -> ReadRes
     if !v.get(sk.atom(Key::Value))?.is(&input.value) {
         return Ok(false);
     }
-    Ok(v
-        .get(sk.atom(Key::MultiValue))?
+    Ok(v.get(sk.atom(Key::MultiValue))?
         .present()
         .is_none_or(|m| m.is_null()))
 }

@@ -480,7 +480,8 @@ impl Engine {
         self.interrupted.store(false, Ordering::Relaxed);
         let budget = self.opts.limits.cpu_budget;
         self.invocations = self.invocations.wrapping_add(1);
-        self.clock.start(budget, self.invocations.is_multiple_of(CPU_SAMPLE));
+        self.clock
+            .start(budget, self.invocations.is_multiple_of(CPU_SAMPLE));
 
         state.meter.take_refused();
         let skel = &mut state.skel;

@@ -153,7 +153,8 @@ impl<'js> Js<'js> {
     pub(crate) fn present(self) -> Option<Js<'js>> {
         let tag = self.tag();
         // SAFETY: a type query on a live value.
-        let function = tag == qjs::JS_TAG_OBJECT && unsafe { qjs::JS_IsFunction(self.cx.raw, self.v) };
+        let function =
+            tag == qjs::JS_TAG_OBJECT && unsafe { qjs::JS_IsFunction(self.cx.raw, self.v) };
         if tag == qjs::JS_TAG_UNDEFINED || tag == qjs::JS_TAG_SYMBOL || function {
             None
         } else {

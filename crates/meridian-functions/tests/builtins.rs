@@ -272,11 +272,22 @@ fn regexp_flags_read_as_the_specification_says() {
     assert_eq!(
         v,
         json!([
-            "dgimsy", "v", "", "gu",
-            "gy", "hasIndices,global,ignoreCase,multiline,dotAll,unicode,unicodeSets,sticky",
-            "get flags", 0, false, true, "undefined",
-            true, "boom",
-            "/static/a/fn/", "a+b+c", ["a", "b", ""],
+            "dgimsy",
+            "v",
+            "",
+            "gu",
+            "gy",
+            "hasIndices,global,ignoreCase,multiline,dotAll,unicode,unicodeSets,sticky",
+            "get flags",
+            0,
+            false,
+            true,
+            "undefined",
+            true,
+            "boom",
+            "/static/a/fn/",
+            "a+b+c",
+            ["a", "b", ""],
         ])
     );
 }

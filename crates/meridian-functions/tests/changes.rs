@@ -263,27 +263,45 @@ fn the_handler_is_looked_up_on_every_invocation() {
                if (n === 1) { handler = function (e) { var q = e.request; q.uri = '/second'; return q; }; } \
                return r; }";
     let mut e = engine(src);
-    let Changes::Request(c) = e.viewer_request_changes(&rich_event()).expect("first").output else {
+    let Changes::Request(c) = e
+        .viewer_request_changes(&rich_event())
+        .expect("first")
+        .output
+    else {
         panic!("expected a request");
     };
     assert_eq!(c.uri, None);
-    let Changes::Request(c) = e.viewer_request_changes(&rich_event()).expect("second").output else {
+    let Changes::Request(c) = e
+        .viewer_request_changes(&rich_event())
+        .expect("second")
+        .output
+    else {
         panic!("expected a request");
     };
     assert_eq!(c.uri.as_deref(), Some("/second"));
 
     let mut e = engine("function handler(event) { handler = 5; return event.request; }");
     e.viewer_request_changes(&rich_event()).expect("first");
-    let err = e.viewer_request_changes(&rich_event()).expect_err("not a function");
+    let err = e
+        .viewer_request_changes(&rich_event())
+        .expect_err("not a function");
     assert_eq!(err.kind, ErrorKind::Exception, "{err}");
     assert!(err.message.contains("handler is not a function"), "{err}");
-    let full = e.viewer_request(&rich_event()).expect_err("the full path agrees");
+    let full = e
+        .viewer_request(&rich_event())
+        .expect_err("the full path agrees");
     assert!(full.message.contains("handler is not a function"), "{full}");
 
     // A top-level `const` or `let` handler is a binding, not a property of the global object.
-    let mut e = engine("const handler = (event) => { var r = event.request; r.uri = '/const'; return r; };");
+    let mut e = engine(
+        "const handler = (event) => { var r = event.request; r.uri = '/const'; return r; };",
+    );
     for _ in 0..2 {
-        let Changes::Request(c) = e.viewer_request_changes(&rich_event()).expect("const").output else {
+        let Changes::Request(c) = e
+            .viewer_request_changes(&rich_event())
+            .expect("const")
+            .output
+        else {
             panic!("expected a request");
         };
         assert_eq!(c.uri.as_deref(), Some("/const"));
@@ -293,7 +311,11 @@ fn the_handler_is_looked_up_on_every_invocation() {
         panic!("expected a request");
     };
     assert_eq!(c.uri, None);
-    let Changes::Request(c) = e.viewer_request_changes(&rich_event()).expect("let, replaced").output else {
+    let Changes::Request(c) = e
+        .viewer_request_changes(&rich_event())
+        .expect("let, replaced")
+        .output
+    else {
         panic!("expected a request");
     };
     assert_eq!(c.uri.as_deref(), Some("/let-2"));

@@ -3,9 +3,9 @@
 
 use crate::error::Diagnostics;
 use crate::read::Table;
-use toml::Spanned;
 use serde::Serialize;
 use std::time::Duration;
+use toml::Spanned;
 
 /// Which names of a kind (query strings, headers, cookies) take part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,10 +1,10 @@
 //! `Buffer`, `TextEncoder`/`TextDecoder`, `atob`/`btoa`. The byte-level codecs (UTF-8, base64,
 //! hex) are native because doing them char by char in JS would eat the 1 ms budget.
 
+use super::bytes::bytes;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
-use super::bytes::bytes;
 use rquickjs::{Ctx, Exception, Result, TypedArray};
 
 pub(crate) const JS: &str = include_str!("buffer.js");

@@ -1,9 +1,9 @@
 //! `crypto` natives: digests and HMACs computed by RustCrypto crates, not JS polyfills, so
 //! they are correct and fast under the 1 ms budget.
 
+use super::bytes::bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
-use super::bytes::bytes;
 use rquickjs::{Ctx, Exception, Result, TypedArray};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 
 const RUNTIME_JS: &str = include_str!("runtime.js");
 
-
 /// Captured `console` output of the current invocation.
 #[derive(Debug, Default)]
 pub(crate) struct LogBuf {
