@@ -12,7 +12,7 @@ use crate::convert::{as_record, field_from_js, map, string, ReadError, ReadResul
 use crate::event::{Cookies, Event, Field, QueryString, Request, Response};
 use crate::raw::{self, Atom, Cx, Js};
 use crate::skeleton::{Key, Skeleton, Slot};
-use rquickjs::{qjs, Ctx, Object, Result as JsResult, Value};
+use rquickjs::{Ctx, Object, Result as JsResult, Value};
 use std::collections::BTreeMap;
 
 /// What a viewer-request function did to the event's request: `None` and empty lists mean
@@ -239,9 +239,7 @@ pub(crate) fn request_changes_from_js<'js>(
     sk: &mut Skeleton,
 ) -> ReadResult<RequestChanges> {
     let cx = Cx::of(ctx);
-    // SAFETY: a new reference to the handler's result.
-    let o = unsafe { cx.own(qjs::JS_DupValue(cx.raw(), o.as_value().as_raw()))? };
-    let o = record(ctx, o)?;
+    let o = record(ctx, cx.js(o.as_value()))?;
     match fixed(&o, Key::Method, sk)? {
         Some(v) if v.is(&memo.method) => {}
         Some(v) => {

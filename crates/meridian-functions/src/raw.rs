@@ -40,6 +40,13 @@ impl<'js> Cx<'js> {
         Ok(Js { cx: self, v })
     }
 
+    /// A new reference to what an rquickjs value holds (the bridge from the rquickjs side).
+    pub(crate) fn js(self, v: &Value<'js>) -> Js<'js> {
+        // SAFETY: a new reference to a live value of this context.
+        let v = unsafe { qjs::JS_DupValue(self.raw, v.as_raw()) };
+        Js { cx: self, v }
+    }
+
     pub(crate) fn object(self) -> JsResult<Js<'js>> {
         // SAFETY: a new value, owned by the caller.
         unsafe { self.own(qjs::JS_NewObject(self.raw)) }

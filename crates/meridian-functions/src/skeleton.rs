@@ -153,18 +153,8 @@ pub(crate) fn define<'js>(
     atom: qjs::JSAtom,
     v: Value<'js>,
 ) -> JsResult<()> {
-    let c = ctx.as_raw().as_ptr();
-    // SAFETY: a new reference for QuickJS, which takes it (`v`, and the context reference it
-    // holds, are released as usual); the atom is live.
-    let rc = unsafe {
-        let raw = qjs::JS_DupValue(c, v.as_raw());
-        drop(v);
-        qjs::JS_DefinePropertyValue(c, o.as_value().as_raw(), atom, raw, qjs::JS_PROP_C_W_E as _)
-    };
-    if rc < 0 {
-        return Err(Error::Exception);
-    }
-    Ok(())
+    let cx = Cx::of(ctx);
+    cx.js(o.as_value()).define(atom, cx.js(&v))
 }
 
 /// Per-engine atoms, shape holders and kept strings. Release with [`Skeleton::release`]
@@ -229,20 +219,11 @@ impl Skeleton {
     /// handler. None when it is not a function there: a top-level `let` or `const`
     /// handler is a binding, not a property, and the wrapper finds it by name.
     pub(crate) fn handler<'js>(&self, ctx: &Ctx<'js>) -> JsResult<Option<Function<'js>>> {
-        let global = ctx.globals();
-        // SAFETY: the result is a new reference, handed to the `Value`.
-        let v = unsafe {
-            let raw = qjs::JS_GetProperty(
-                ctx.as_raw().as_ptr(),
-                global.as_value().as_raw(),
-                self.atom(Key::Handler),
-            );
-            Value::from_raw(ctx.clone(), raw)
-        };
-        if v.is_exception() {
-            return Err(Error::Exception);
-        }
-        Ok(v.into_function())
+        let global = Cx::of(ctx).js(ctx.globals().as_value());
+        Ok(global
+            .get(self.atom(Key::Handler))?
+            .value(ctx)
+            .into_function())
     }
 
     /// Whether `o` has a fixed key, own or inherited (as `key in o`).
