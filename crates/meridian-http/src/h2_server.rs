@@ -225,7 +225,7 @@ async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<By
     // it (never on a tunnel's 2xx, whose stream goes on: RFC 9110 §9.3.6).
     head.headers
         .entry(http::header::DATE)
-        .or_insert_with(date_now);
+        .or_insert_with(crate::date::now);
     if !is_tunnel && !bodiless && !body.is_end_stream() {
         if let Some(n) = body.size_hint().exact() {
             head.headers
@@ -284,28 +284,6 @@ fn strip_connection_fields(h: &mut http::HeaderMap) {
     ] {
         h.remove(n);
     }
-}
-
-/// Now as an HTTP date, made once a second per thread.
-fn date_now() -> http::HeaderValue {
-    thread_local! {
-        static NOW: std::cell::RefCell<(u64, http::HeaderValue)> =
-            std::cell::RefCell::new((u64::MAX, http::HeaderValue::from_static("")));
-    }
-    let now = std::time::SystemTime::now();
-    let second = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    NOW.with(|cell| {
-        let mut cached = cell.borrow_mut();
-        if cached.0 != second {
-            let text = httpdate::fmt_http_date(now);
-            if let Ok(v) = http::HeaderValue::from_str(&text) {
-                *cached = (second, v);
-            }
-        }
-        cached.1.clone()
-    })
 }
 
 fn send_interim(reply: &mut SendResponse<Bytes>, head: InterimHead) {

@@ -5,6 +5,8 @@ use crate::interim::InterimConn;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Body as HttpBody;
+use hyper::body::Incoming;
+use hyper::service::Service;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -13,7 +15,7 @@ use std::pin::Pin;
 pub trait Handler: Clone + Send + Sync + 'static {
     /// Answers `req`. `interim` is where this request's interim heads go when the
     /// protocol gives each request its own way (HTTP/2); None when the connection's
-    /// connection's `Peer` already has it (HTTP/1.1).
+    /// `Peer` already has it (HTTP/1.1).
     fn call<B>(
         &self,
         req: Request<B>,
@@ -22,4 +24,20 @@ pub trait Handler: Clone + Send + Sync + 'static {
     where
         B: HttpBody<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>;
+}
+
+/// A [`Handler`] as hyper's service, for its HTTP/1.1 connections.
+#[derive(Clone)]
+pub(crate) struct HyperHandler<H>(pub(crate) H);
+
+impl<H: Handler> Service<http::Request<Incoming>> for HyperHandler<H> {
+    type Response = Response<crate::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Response<crate::body::Body>, Self::Error>> + Send>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let answer = self.0.call(req, None);
+        Box::pin(async move { Ok(answer.await) })
+    }
 }

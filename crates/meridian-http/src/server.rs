@@ -5,9 +5,11 @@
 
 use crate::body::BoxError;
 use crate::conn;
+use crate::h1_server::{Closing, H1Settings};
 use crate::h2_server::H2Settings;
 use crate::handler::Handler;
 use crate::interim::{self, InterimConn};
+use crate::rewind::Rewind;
 use bytes::Bytes;
 use http::Response;
 use hyper::body::Incoming;
@@ -18,9 +20,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -189,13 +190,17 @@ pub async fn serve_handlers<M, H>(
     M: Fn(Peer) -> H + Clone + Send + Sync + 'static,
     H: Handler,
 {
-    let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1
+    let mut hyper = hyper::server::conn::http1::Builder::new();
+    hyper
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
         .max_buf_size(opts.head_limit());
     let protocols = HandlerProtocols {
-        http1: Arc::new(http1),
+        h1: Arc::new(H1Settings {
+            hyper,
+            head_timeout: opts.header_read_timeout,
+            head_limit: opts.head_limit(),
+        }),
         h2: H2Settings {
             max_header_list_size: opts.head_limit() as u32,
             keep_alive_interval: opts.h2_keep_alive_interval,
@@ -243,7 +248,7 @@ where
 
 #[derive(Clone)]
 struct HandlerProtocols<M> {
-    http1: Arc<hyper::server::conn::http1::Builder>,
+    h1: Arc<H1Settings>,
     h2: H2Settings,
     head_timeout: Duration,
     make: M,
@@ -293,28 +298,16 @@ where
             ));
             return c.run(served, |_| close.notify_one()).await;
         }
-        let service = c.tracked(HyperHandler(handler));
-        let served = self
-            .http1
-            .serve_connection(c.hyper_io(io), service)
-            .with_upgrades();
-        c.run(served, |s| s.graceful_shutdown()).await
-    }
-}
-
-/// A [`Handler`] as hyper's service, for its HTTP/1.1 connections.
-#[derive(Clone)]
-struct HyperHandler<H>(H);
-
-impl<H: Handler> Service<http::Request<Incoming>> for HyperHandler<H> {
-    type Response = Response<crate::body::Body>;
-    type Error = std::convert::Infallible;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<Response<crate::body::Body>, Self::Error>> + Send>>;
-
-    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
-        let answer = self.0.call(req, None);
-        Box::pin(async move { Ok(answer.await) })
+        let closing = Arc::new(Closing::default());
+        let served = crate::h1_server::serve(
+            io,
+            handler,
+            self.h1.clone(),
+            c.activity.clone(),
+            c.hints.clone(),
+            closing.clone(),
+        );
+        c.run(served, |_| closing.close()).await
     }
 }
 
@@ -337,67 +330,6 @@ async fn sniff<IO: AsyncRead + Unpin>(mut io: IO) -> std::io::Result<(Rewind<IO>
         if n == PREFACE.len() {
             return Ok((Rewind::new(io, seen.freeze()), true));
         }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A transport whose first bytes, read ahead, are read again.
-    struct Rewind<T> {
-        #[pin]
-        inner: T,
-        prefix: Bytes,
-    }
-}
-
-impl<T> Rewind<T> {
-    fn new(inner: T, prefix: Bytes) -> Self {
-        Rewind { inner, prefix }
-    }
-}
-
-impl<T: AsyncRead> AsyncRead for Rewind<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.project();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        this.inner.poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite> AsyncWrite for Rewind<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
     }
 }
 

@@ -1,0 +1,654 @@
+//! Our own HTTP/1.1 server connection, for the requests nearly every client sends: a head
+//! without a body. hyper's server cost a cache hit about as many instructions as the cache
+//! itself (its dispatcher, its buffers, its general header encoder); this loop parses with
+//! `httparse`, calls the handler and writes the answer in as few writes as it can.
+//!
+//! Any other request (one with a body, `Expect`, an upgrade, CONNECT, a target not in
+//! origin form) and any head it cannot parse or finds too large hands the connection, with
+//! every byte read and not yet answered, to hyper's server for the rest of its life. Those
+//! keep hyper's behaviour and its error answers (400, 431) exactly, and the framing of
+//! request bodies, where request smuggling lives, stays hyper's alone.
+
+use crate::body::{Body, BoxError};
+use crate::conn::{Activity, Tracked};
+use crate::handler::{Handler, HyperHandler};
+use crate::interim::{InterimIo, Shared};
+use crate::rewind::Rewind;
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Body as HttpBody;
+use hyper_util::rt::TokioIo;
+use std::future::{poll_fn, Future};
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Heads with more fields than this go to hyper (which takes up to 100).
+const MAX_FIELDS: usize = 64;
+/// Body bytes gathered into one write with the head (or with each other); larger pieces
+/// are written as they are, without a copy.
+const GATHER: usize = 16 * 1024;
+
+/// What serving HTTP/1.1 connections needs.
+pub(crate) struct H1Settings {
+    /// hyper's server, for the rest of a connection once a request needs it.
+    pub(crate) hyper: hyper::server::conn::http1::Builder,
+    /// A whole head must arrive within this, on a new connection and between requests
+    /// alike (as hyper's header read timeout, which is also its keep-alive limit).
+    pub(crate) head_timeout: Duration,
+    /// The largest head; a larger one goes to hyper, which answers 431.
+    pub(crate) head_limit: usize,
+}
+
+/// Asks a connection to finish the request in flight and close.
+#[derive(Default)]
+pub(crate) struct Closing {
+    set: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Closing {
+    pub(crate) fn close(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+}
+
+/// Serves one HTTP/1 connection until the client or the server ends it.
+pub(crate) async fn serve<IO, H>(
+    io: IO,
+    handler: H,
+    settings: Arc<H1Settings>,
+    activity: Arc<Activity>,
+    hints: Arc<Shared>,
+    closing: Arc<Closing>,
+) -> Result<(), BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let mut io = InterimIo::new(io, hints.clone());
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::sleep(settings.head_timeout);
+    tokio::pin!(deadline);
+    loop {
+        deadline
+            .as_mut()
+            .reset(tokio::time::Instant::now() + settings.head_timeout);
+        let head = loop {
+            if !buf.is_empty() {
+                match take_head(&mut buf) {
+                    Taken::Head(head) => break head,
+                    Taken::Partial if buf.len() < settings.head_limit => {}
+                    Taken::Partial | Taken::Hyper => {
+                        let rest = Rest {
+                            io,
+                            read: buf,
+                            activity,
+                            hints,
+                        };
+                        return rest.serve(handler, &settings, &closing).await;
+                    }
+                }
+            } else if closing.is_set() {
+                return Ok(());
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(4096);
+            }
+            tokio::select! {
+                biased;
+                read = io.read_buf(&mut buf) => if read? == 0 {
+                    return Ok(());
+                },
+                // A head that does not come in time: closed, as hyper does.
+                _ = deadline.as_mut() => return Ok(()),
+                // Between requests a stopping server closes at once.
+                _ = closing.notify.notified(), if buf.is_empty() => {}
+            }
+        };
+        let asked = Asked {
+            v10: head.req.version() == Version::HTTP_10,
+            head_only: head.req.method() == Method::HEAD,
+            keep_alive: head.keep_alive,
+        };
+        let in_flight = activity.start();
+        // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+        let open = (!asked.v10).then(|| OpenRequest::begin(&hints));
+        let res = answer(&mut io, handler.call(head.req, None)).await?;
+        drop(open);
+        let (parts, body) = res.into_parts();
+        let keep_alive = asked.keep_alive && !closing.is_set();
+        let (framing, keep_alive) = encode(
+            &mut out,
+            &parts,
+            &body,
+            Asked {
+                keep_alive,
+                ..asked
+            },
+        );
+        let whole = send_body(&mut io, &mut out, body, framing).await?;
+        io.flush().await?;
+        drop(in_flight);
+        if !keep_alive || !whole {
+            let _ = io.shutdown().await;
+            return Ok(());
+        }
+    }
+}
+
+/// What the request asked of its answer's framing.
+#[derive(Clone, Copy)]
+struct Asked {
+    v10: bool,
+    head_only: bool,
+    keep_alive: bool,
+}
+
+/// The request in flight takes interim heads until its answer is ready (or it is dropped).
+struct OpenRequest(Arc<Shared>, u64);
+
+impl OpenRequest {
+    fn begin(hints: &Arc<Shared>) -> Self {
+        OpenRequest(hints.clone(), hints.begin())
+    }
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.0.end(self.1);
+    }
+}
+
+/// The handler's answer; interim heads queued meanwhile are written as they come.
+async fn answer<IO: AsyncWrite + Unpin>(
+    io: &mut InterimIo<IO>,
+    mut answer: Pin<Box<dyn Future<Output = Response<Body>> + Send>>,
+) -> std::io::Result<Response<Body>> {
+    poll_fn(|cx| {
+        if let Poll::Ready(res) = answer.as_mut().poll(cx) {
+            return Poll::Ready(Ok(res));
+        }
+        // Flushing writes the queued heads, and has a new one wake this task.
+        match Pin::new(&mut *io).poll_flush(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// The rest of a connection, for hyper's server.
+struct Rest<IO> {
+    io: InterimIo<IO>,
+    /// Read and not answered: hyper parses it again.
+    read: BytesMut,
+    activity: Arc<Activity>,
+    hints: Arc<Shared>,
+}
+
+impl<IO> Rest<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async fn serve<H: Handler>(
+        self,
+        handler: H,
+        settings: &H1Settings,
+        closing: &Closing,
+    ) -> Result<(), BoxError> {
+        let service = Tracked::new(HyperHandler(handler), self.activity, self.hints);
+        let io = TokioIo::new(Rewind::new(self.io, self.read.freeze()));
+        let conn = settings.hyper.serve_connection(io, service).with_upgrades();
+        tokio::pin!(conn);
+        loop {
+            if closing.is_set() {
+                conn.as_mut().graceful_shutdown();
+                return conn.await.map_err(Into::into);
+            }
+            tokio::select! {
+                served = conn.as_mut() => return served.map_err(Into::into),
+                _ = closing.notify.notified() => {}
+            }
+        }
+    }
+}
+
+/// A request head this loop serves.
+struct Head {
+    req: Request<Empty<bytes::Bytes>>,
+    keep_alive: bool,
+}
+
+enum Taken {
+    Head(Head),
+    /// More bytes are needed.
+    Partial,
+    /// Not a request this loop serves, or not one it can parse: hyper's.
+    Hyper,
+}
+
+/// Where one field's name and value sit in the head.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// Parses the head at the front of `buf` and takes it out when it is one this loop
+/// serves; otherwise `buf` is left as it was.
+fn take_head(buf: &mut BytesMut) -> Taken {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut spans = [Span::default(); MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Taken::Partial,
+        Err(_) => return Taken::Hyper,
+    };
+    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+        return Taken::Hyper;
+    };
+    let method = match Method::from_bytes(method.as_bytes()) {
+        Ok(m) if m != Method::CONNECT => m,
+        _ => return Taken::Hyper,
+    };
+    if !path.starts_with('/') {
+        return Taken::Hyper;
+    }
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| {
+        let from = (s.as_ptr() as usize - base) as u32;
+        (from, from + s.len() as u32)
+    };
+    let path = at(path.as_bytes());
+    let (mut close, mut keep_alive, mut length) = (false, false, false);
+    let count = req.headers.len();
+    for (field, span) in req.headers.iter().zip(spans.iter_mut()) {
+        let name = field.name.as_bytes();
+        let value = field.value;
+        if name.eq_ignore_ascii_case(b"content-length") {
+            // Only an empty body is served here; a second length is hyper's to refuse.
+            if value != b"0" || length {
+                return Taken::Hyper;
+            }
+            length = true;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+        {
+            return Taken::Hyper;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            close |= has_token(value, b"close");
+            keep_alive |= has_token(value, b"keep-alive");
+        }
+        *span = Span {
+            name: at(name),
+            value: at(value),
+        };
+    }
+    let version = if minor == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let keep_alive = !close && (version == Version::HTTP_11 || keep_alive);
+    let head = buf.split_to(len).freeze();
+    let slice = |(from, to): (u32, u32)| head.slice(from as usize..to as usize);
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut valid = true;
+    for span in &spans[..count] {
+        let name = &head[span.name.0 as usize..span.name.1 as usize];
+        match (
+            HeaderName::from_bytes(name),
+            HeaderValue::from_maybe_shared(slice(span.value)),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
+            }
+            _ => valid = false,
+        }
+    }
+    let uri = match http::Uri::from_maybe_shared(slice(path)) {
+        Ok(uri) if valid => uri,
+        // Rare: put the head back for hyper to answer.
+        _ => {
+            let mut back = BytesMut::with_capacity(head.len() + buf.len());
+            back.extend_from_slice(&head);
+            back.extend_from_slice(buf);
+            *buf = back;
+            return Taken::Hyper;
+        }
+    };
+    let mut req = Request::new(Empty::new());
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = version;
+    *req.headers_mut() = headers;
+    Taken::Head(Head { req, keep_alive })
+}
+
+/// Whether a comma-separated field value holds `token` (case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// How an answer's body goes on the wire.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Framing {
+    /// No body: HEAD, 1xx, 204, 304.
+    None,
+    Length(u64),
+    Chunked,
+    /// To the connection's end (an HTTP/1.0 client and a body of unknown length).
+    Close,
+}
+
+/// Writes the answer's head into `out`, as hyper's server would: its status line, its
+/// fields with the framing ones decided here, then `Date` when it has none. Returns the
+/// body's framing and whether the connection stays open after it.
+fn encode(
+    out: &mut Vec<u8>,
+    res: &http::response::Parts,
+    body: &Body,
+    asked: Asked,
+) -> (Framing, bool) {
+    let status = res.status;
+    let mut keep_alive = asked.keep_alive;
+    if status == StatusCode::OK && !asked.v10 {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(if asked.v10 {
+            b"HTTP/1.0 "
+        } else {
+            b"HTTP/1.1 "
+        });
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        let reason = status.canonical_reason().unwrap_or("<none>");
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // RFC 9110 §8.6: no length field on a 1xx or 204; none of these has content.
+    let no_length = status.is_informational() || status == StatusCode::NO_CONTENT;
+    let bodiless = asked.head_only || no_length || status == StatusCode::NOT_MODIFIED;
+    let empty = body.is_end_stream();
+    let (mut length, mut date, mut said_close, mut said_keep_alive) = (None, false, false, false);
+    for (name, value) in &res.headers {
+        if name == header::CONTENT_LENGTH {
+            // An empty body's stated length is dropped (a 304's too), except on a HEAD
+            // answer, where it is the length a GET would get: as hyper does.
+            if no_length || length.is_some() || (empty && !asked.head_only) {
+                continue;
+            }
+            match std::str::from_utf8(value.as_bytes())
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                Some(n) => length = Some(n),
+                None => continue,
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            // The framing is decided here.
+            continue;
+        } else if name == header::CONNECTION {
+            said_close |= has_token(value.as_bytes(), b"close");
+            said_keep_alive |= has_token(value.as_bytes(), b"keep-alive");
+        } else if name == header::DATE {
+            date = true;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    keep_alive &= !said_close;
+    let exact = body.size_hint().exact();
+    let framing = if bodiless {
+        // A HEAD answer says the length a GET would get, when it is known.
+        if asked.head_only && !no_length && status != StatusCode::NOT_MODIFIED && length.is_none() {
+            if let Some(n) = exact.filter(|n| *n > 0) {
+                write_length(out, n);
+            }
+        }
+        Framing::None
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else if let Some(n) = exact {
+        write_length(out, n);
+        Framing::Length(n)
+    } else if asked.v10 {
+        keep_alive = false;
+        Framing::Close
+    } else {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        Framing::Chunked
+    };
+    if asked.v10 {
+        if keep_alive && !said_keep_alive {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    } else if !keep_alive && !said_close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    if !date {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(crate::date::now().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    (framing, keep_alive)
+}
+
+fn write_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the head gathered in `out` and the body after it. Returns false when the body
+/// did not match its length (the connection must close: the client cannot tell where the
+/// next answer starts).
+async fn send_body<IO: AsyncWrite + Unpin>(
+    io: &mut InterimIo<IO>,
+    out: &mut Vec<u8>,
+    mut body: Body,
+    framing: Framing,
+) -> Result<bool, BoxError> {
+    if framing == Framing::None {
+        write_gathered(io, out, &[]).await?;
+        return Ok(true);
+    }
+    let mut sent = 0u64;
+    let mut whole = true;
+    loop {
+        // What the body has ready is gathered; before waiting, what is gathered goes out.
+        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                write_gathered(io, out, &[]).await?;
+                body.frame().await
+            }
+        };
+        let mut data = match frame {
+            None => break,
+            Some(Err(e)) => return Err(e),
+            // Trailers have no place in HTTP/1.1 answers here (gRPC is HTTP/2).
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => data,
+                _ => continue,
+            },
+        };
+        if let Framing::Length(n) = framing {
+            let room = n.saturating_sub(sent);
+            if data.len() as u64 > room {
+                data.truncate(room as usize);
+                whole = false;
+            }
+        }
+        sent += data.len() as u64;
+        if framing == Framing::Chunked {
+            let mut hex = [0u8; 18];
+            out.extend_from_slice(chunk_size(data.len(), &mut hex));
+        }
+        if out.len() + data.len() <= GATHER {
+            out.extend_from_slice(&data);
+        } else {
+            write_gathered(io, out, &data).await?;
+        }
+        if framing == Framing::Chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() >= GATHER {
+            write_gathered(io, out, &[]).await?;
+        }
+        if !whole {
+            break;
+        }
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    write_gathered(io, out, &[]).await?;
+    Ok(whole && !matches!(framing, Framing::Length(n) if n != sent))
+}
+
+/// A chunk's size line: hex digits and CRLF.
+fn chunk_size(n: usize, hex: &mut [u8; 18]) -> &[u8] {
+    let mut at = 16;
+    let mut n = n;
+    loop {
+        at -= 1;
+        hex[at] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    hex[16] = b'\r';
+    hex[17] = b'\n';
+    &hex[at..]
+}
+
+/// Writes `out`, then `data`, in one vectored write where the transport takes them;
+/// `out` is empty afterwards.
+async fn write_gathered<IO: AsyncWrite + Unpin>(
+    io: &mut InterimIo<IO>,
+    out: &mut Vec<u8>,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let (mut head, mut at) = (0, 0);
+    while head < out.len() || at < data.len() {
+        let n = if head < out.len() && at < data.len() && io.is_write_vectored() {
+            let bufs = [IoSlice::new(&out[head..]), IoSlice::new(&data[at..])];
+            poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, &bufs)).await?
+        } else if head < out.len() {
+            io.write(&out[head..]).await?
+        } else {
+            io.write(&data[at..]).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_head = n.min(out.len() - head);
+        head += from_head;
+        at += n - from_head;
+    }
+    out.clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_are_hex() {
+        let mut hex = [0u8; 18];
+        assert_eq!(chunk_size(0, &mut hex), b"0\r\n");
+        assert_eq!(chunk_size(255, &mut hex), b"ff\r\n");
+        assert_eq!(chunk_size(0x10000, &mut hex), b"10000\r\n");
+    }
+
+    #[test]
+    fn tokens_are_found_in_lists() {
+        assert!(has_token(b"Keep-Alive, Upgrade", b"keep-alive"));
+        assert!(has_token(b" close ", b"close"));
+        assert!(!has_token(b"closed", b"close"));
+    }
+
+    fn taken(raw: &[u8]) -> (Taken, BytesMut) {
+        let mut buf = BytesMut::from(raw);
+        (take_head(&mut buf), buf)
+    }
+
+    #[test]
+    fn a_bodyless_request_is_taken_and_what_follows_stays() {
+        let (t, rest) = taken(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\nGET /next");
+        let Taken::Head(head) = t else {
+            panic!("not taken")
+        };
+        assert_eq!(head.req.uri(), "/a?b=1");
+        assert_eq!(head.req.headers()["host"], "x");
+        assert_eq!(head.req.headers()["x-a"], "1");
+        assert!(head.keep_alive);
+        assert_eq!(&rest[..], b"GET /next");
+    }
+
+    #[test]
+    fn http_1_0_keeps_alive_only_when_asked() {
+        let (Taken::Head(plain), _) = taken(b"GET / HTTP/1.0\r\n\r\n") else {
+            panic!()
+        };
+        assert!(!plain.keep_alive);
+        let (Taken::Head(asked), _) = taken(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        else {
+            panic!()
+        };
+        assert!(asked.keep_alive);
+        let (Taken::Head(close), _) = taken(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n") else {
+            panic!()
+        };
+        assert!(!close.keep_alive);
+    }
+
+    #[test]
+    fn anything_else_is_left_whole_for_hyper() {
+        for raw in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"[..],
+            b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            b"CONNECT a:443 HTTP/1.1\r\n\r\n",
+            b"GET http://a/ HTTP/1.1\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            b"GET / HTTP/2.0\r\n\r\n",
+        ] {
+            let (t, rest) = taken(raw);
+            assert!(
+                matches!(t, Taken::Hyper),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+            assert_eq!(&rest[..], raw, "the bytes stay for hyper");
+        }
+        let (t, _) = taken(b"GET / HTTP/1.1\r\nHost: x\r\n");
+        assert!(matches!(t, Taken::Partial));
+    }
+}
