@@ -6,7 +6,6 @@
 use crate::target::TargetGroup;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use meridian_config::ProtocolVersion;
 use meridian_http::grpc::{RequestBody, SendOnce};
 use meridian_http::{Body, IdleTimeout};
@@ -35,6 +34,10 @@ pub(crate) fn admits(
 
 /// A gRPC request body, streamed to the one target that takes it, within the balancer's
 /// body limit and idle timeout (an error mid-stream resets the target's stream).
-pub(crate) fn streamed(body: IdleTimeout<Incoming>, limit: usize) -> RequestBody {
+pub(crate) fn streamed<B>(body: IdleTimeout<B>, limit: usize) -> RequestBody
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<meridian_http::BoxError>,
+{
     RequestBody::Once(SendOnce::new(Limited::new(body, limit).boxed()))
 }

@@ -13,6 +13,7 @@ mod admin;
 mod anomaly;
 mod forwarded;
 mod grpc;
+mod listener;
 mod live;
 mod options;
 mod pool;
@@ -29,6 +30,7 @@ mod twins;
 mod twins_lb;
 mod upgrade;
 
+pub use listener::Clients;
 pub use live::{ReloadError, Reloads};
 pub use options::{cert_names, LbOptions};
 pub use proxy::LoadBalancer;
@@ -156,13 +158,11 @@ pub async fn run_reloading(
         let proxy = lb.clone();
         let server_opts = server_opts.clone();
         let mut stopped = tls_stopped.clone();
-        tokio::spawn(meridian_http::serve_conns(
+        tokio::spawn(meridian_http::serve_handlers(
             l,
             server_opts,
             Some(meridian_http::tls::acceptor(config)),
-            move |peer: meridian_http::Peer| {
-                proxy.service_tls(peer.addr, peer.local.port(), peer.tls, peer.interim)
-            },
+            move |peer: meridian_http::Peer| proxy.clients_tls(&peer),
             async move {
                 let _ = stopped.wait_for(|s| *s).await;
             },
@@ -173,11 +173,11 @@ pub async fn run_reloading(
     let (ws_drain, ws_drained) = tokio::sync::oneshot::channel();
     let ws_lb = lb.clone();
     let drain_lb = lb.clone();
-    let serve = meridian_http::serve_conns(
+    let serve = meridian_http::serve_handlers(
         listener,
         server_opts,
         None,
-        move |peer: meridian_http::Peer| proxy.service_on(peer.addr, peer.interim),
+        move |peer: meridian_http::Peer| proxy.clients(&peer),
         async move {
             shutdown.await;
             let _ = ws_drain.send(tokio::spawn(async move { ws_lb.drain_websockets().await }));

@@ -6,14 +6,15 @@ use crate::options::LbOptions;
 use crate::rules::Decision;
 use crate::settings::{Current, Settings};
 use crate::target::{Target, TargetGroup};
+use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as HttpBody, Incoming};
 use meridian_health::{Health, HealthBoard};
 use meridian_http::grpc::RequestBody;
-use meridian_http::interim::{Interim, InterimConn};
-use meridian_http::Body;
+use meridian_http::interim::Interim;
+use meridian_http::{Body, BoxError};
 use meridian_telemetry::prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
 };
@@ -80,14 +81,14 @@ struct Inner {
 
 /// Marks a request that came through the TLS listener (on this port, with this version).
 #[derive(Debug, Clone, Copy)]
-struct ViaTls(u16, Option<&'static str>);
+pub(crate) struct ViaTls(pub(crate) u16, pub(crate) Option<&'static str>);
 
 /// The connection's id in the access log's `conn_trace_id` (ALB's `TID_...`).
 #[derive(Debug, Clone)]
-struct ConnTrace(Arc<str>);
+pub(crate) struct ConnTrace(Arc<str>);
 
 impl ConnTrace {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ConnTrace(format!("TID_{:016x}", rand::random::<u64>()).into())
     }
 }
@@ -284,6 +285,11 @@ impl LoadBalancer {
         &self.group().board
     }
 
+    /// Whether the access log is on (connections then get a trace id for it).
+    pub(crate) fn logged(&self) -> bool {
+        self.0.log.is_some()
+    }
+
     pub(crate) fn lb_metrics(&self) -> &LbMetrics {
         &self.0.m
     }
@@ -385,7 +391,8 @@ impl LoadBalancer {
             .position(|g| g.index_of(target).is_some())
     }
 
-    /// The per-connection service.
+    /// The per-connection service, as hyper's (tests and embedders); the balancer's own
+    /// listeners serve [`crate::Clients`].
     pub fn service(
         &self,
         peer: SocketAddr,
@@ -395,74 +402,33 @@ impl LoadBalancer {
         Error = Infallible,
         Future = BoxedResponse,
     > + Clone {
-        self.service_on(peer, None)
-    }
-
-    /// [`Balancer::service`] on a connection that takes interim responses: a target's
-    /// 103 Early Hints go on to the client (`interim`, from the listener's `Peer`).
-    pub fn service_on(
-        &self,
-        peer: SocketAddr,
-        interim: Option<InterimConn>,
-    ) -> impl hyper::service::Service<
-        Request<Incoming>,
-        Response = Response<Body>,
-        Error = Infallible,
-        Future = BoxedResponse,
-    > + Clone {
         let lb = self.clone();
-        // Only the access log reads it: without the log a request's extensions stay empty
-        // (inserting one allocates their map).
-        let conn = self.0.log.is_some().then(ConnTrace::new);
-        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        hyper::service::service_fn(move |req: Request<Incoming>| {
             let lb = lb.clone();
-            if let Some(conn) = &conn {
-                req.extensions_mut().insert(conn.clone());
-            }
-            let hints = hints_for(&req, interim.as_ref());
-            Box::pin(async move { Ok(lb.handle_with(req, peer, hints).await) }) as BoxedResponse
-        })
-    }
-
-    /// The per-connection service of the TLS listener on `port` (`version`: the TLS
-    /// version, for the access log): requests are marked so the target sees
-    /// `X-Forwarded-Proto: https`.
-    pub fn service_tls(
-        &self,
-        peer: SocketAddr,
-        port: u16,
-        version: Option<&'static str>,
-        interim: Option<InterimConn>,
-    ) -> impl hyper::service::Service<
-        Request<Incoming>,
-        Response = Response<Body>,
-        Error = Infallible,
-        Future = BoxedResponse,
-    > + Clone {
-        let lb = self.clone();
-        let conn = ConnTrace::new();
-        hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            let lb = lb.clone();
-            req.extensions_mut().insert(ViaTls(port, version));
-            req.extensions_mut().insert(conn.clone());
-            lb.0.m.tls_requests.inc();
-            let hints = hints_for(&req, interim.as_ref());
-            Box::pin(async move { Ok(lb.handle_with(req, peer, hints).await) }) as BoxedResponse
+            Box::pin(async move { Ok(lb.handle_with(req, peer, None).await) }) as BoxedResponse
         })
     }
 
     /// Forwards one request. Public so tests and embedders can drive it directly.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
         self.handle_with(req, peer, None).await
     }
 
     /// [`Balancer::handle`], relaying the target's interim responses to `hints`.
-    pub async fn handle_with(
+    pub async fn handle_with<B>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         peer: SocketAddr,
         hints: Option<Interim>,
-    ) -> Response<Body> {
+    ) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
         let start = Instant::now();
         let (mut parts, body) = req.into_parts();
         let ws = crate::upgrade::take(&mut parts); // WebSockets: `upgrade.rs`
@@ -587,16 +553,20 @@ impl LoadBalancer {
     /// Returns the group (None when no group took the request) and the answer. `grpc`:
     /// whether the request is gRPC (read once, in `handle`).
     #[allow(clippy::too_many_arguments)]
-    async fn forward(
+    async fn forward<B>(
         &self,
         parts: http::request::Parts,
-        body: Incoming,
+        body: B,
         peer: SocketAddr,
         grpc: bool,
         rid: &HeaderValue,
         rec: &mut Record,
         hints: Option<Interim>,
-    ) -> (Option<&TargetGroup>, crate::retry::Answer) {
+    ) -> (Option<&TargetGroup>, crate::retry::Answer)
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
         // One version of the settings for the whole request, retries included.
         let current = self.0.current.get();
         let cfg = &current.config;
@@ -651,19 +621,23 @@ impl LoadBalancer {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn forward_to(
+    async fn forward_to<B>(
         &self,
         cfg: &meridian_config::LoadBalancer,
         group: &TargetGroup,
         gcfg: &meridian_config::TargetGroup,
         mut parts: http::request::Parts,
-        body: Incoming,
+        body: B,
         peer: SocketAddr,
         grpc: bool,
         rid: &HeaderValue,
         rec: &mut Record,
         hints: Option<Interim>,
-    ) -> crate::retry::Answer {
+    ) -> crate::retry::Answer
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
         let limit = cfg.max_request_body.0 as usize;
         if body.size_hint().lower() as usize > limit {
             return Err(too_large(limit));
@@ -762,12 +736,6 @@ impl LoadBalancer {
         }
         answer
     }
-}
-
-/// Where a target's 103 Early Hints go: the client, for a page navigation on a
-/// connection that takes interim responses.
-fn hints_for(req: &Request<Incoming>, interim: Option<&InterimConn>) -> Option<Interim> {
-    interim?.for_navigation(req.headers())
 }
 
 fn too_large(limit: usize) -> Response<Body> {
