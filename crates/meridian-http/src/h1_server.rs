@@ -11,11 +11,12 @@
 
 use crate::body::{Body, BoxError};
 use crate::conn::{Activity, Tracked};
+use crate::h1_head::{has_token, header_map, slice, Span, Spans};
 use crate::handler::{Handler, HyperHandler};
 use crate::interim::{InterimIo, Shared};
 use crate::rewind::Rewind;
 use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Body as HttpBody;
@@ -240,13 +241,6 @@ enum Taken {
     Hyper,
 }
 
-/// Where one field's name and value sit in the head.
-#[derive(Clone, Copy, Default)]
-struct Span {
-    name: (u32, u32),
-    value: (u32, u32),
-}
-
 /// Parses the head at the front of `buf` and takes it out when it is one this loop
 /// serves; otherwise `buf` is left as it was.
 fn take_head(buf: &mut BytesMut) -> Taken {
@@ -268,12 +262,8 @@ fn take_head(buf: &mut BytesMut) -> Taken {
     if !path.starts_with('/') {
         return Taken::Hyper;
     }
-    let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| {
-        let from = (s.as_ptr() as usize - base) as u32;
-        (from, from + s.len() as u32)
-    };
-    let path = at(path.as_bytes());
+    let at = Spans::new(buf);
+    let path = at.at(path.as_bytes());
     let (mut close, mut keep_alive, mut length) = (false, false, false);
     let count = req.headers.len();
     for (field, span) in req.headers.iter().zip(spans.iter_mut()) {
@@ -294,10 +284,7 @@ fn take_head(buf: &mut BytesMut) -> Taken {
             close |= has_token(value, b"close");
             keep_alive |= has_token(value, b"keep-alive");
         }
-        *span = Span {
-            name: at(name),
-            value: at(value),
-        };
+        *span = at.field(field);
     }
     let version = if minor == 0 {
         Version::HTTP_10
@@ -306,31 +293,15 @@ fn take_head(buf: &mut BytesMut) -> Taken {
     };
     let keep_alive = !close && (version == Version::HTTP_11 || keep_alive);
     let head = buf.split_to(len).freeze();
-    let slice = |(from, to): (u32, u32)| head.slice(from as usize..to as usize);
-    let mut headers = HeaderMap::with_capacity(count);
-    let mut valid = true;
-    for span in &spans[..count] {
-        let name = &head[span.name.0 as usize..span.name.1 as usize];
-        match (
-            HeaderName::from_bytes(name),
-            HeaderValue::from_maybe_shared(slice(span.value)),
-        ) {
-            (Ok(name), Ok(value)) => {
-                headers.append(name, value);
-            }
-            _ => valid = false,
-        }
-    }
-    let uri = match http::Uri::from_maybe_shared(slice(path)) {
-        Ok(uri) if valid => uri,
+    let headers = header_map(&head, &spans[..count]);
+    let uri = http::Uri::from_maybe_shared(slice(&head, path));
+    let (Some(headers), Ok(uri)) = (headers, uri) else {
         // Rare: put the head back for hyper to answer.
-        _ => {
-            let mut back = BytesMut::with_capacity(head.len() + buf.len());
-            back.extend_from_slice(&head);
-            back.extend_from_slice(buf);
-            *buf = back;
-            return Taken::Hyper;
-        }
+        let mut back = BytesMut::with_capacity(head.len() + buf.len());
+        back.extend_from_slice(&head);
+        back.extend_from_slice(buf);
+        *buf = back;
+        return Taken::Hyper;
     };
     let mut req = Request::new(Empty::new());
     *req.method_mut() = method;
@@ -338,13 +309,6 @@ fn take_head(buf: &mut BytesMut) -> Taken {
     *req.version_mut() = version;
     *req.headers_mut() = headers;
     Taken::Head(Head { req, keep_alive })
-}
-
-/// Whether a comma-separated field value holds `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// How an answer's body goes on the wire.
@@ -582,13 +546,6 @@ mod tests {
         assert_eq!(chunk_size(0, &mut hex), b"0\r\n");
         assert_eq!(chunk_size(255, &mut hex), b"ff\r\n");
         assert_eq!(chunk_size(0x10000, &mut hex), b"10000\r\n");
-    }
-
-    #[test]
-    fn tokens_are_found_in_lists() {
-        assert!(has_token(b"Keep-Alive, Upgrade", b"keep-alive"));
-        assert!(has_token(b" close ", b"close"));
-        assert!(!has_token(b"closed", b"close"));
     }
 
     fn taken(raw: &[u8]) -> (Taken, BytesMut) {

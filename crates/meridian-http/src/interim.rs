@@ -189,8 +189,11 @@ impl Interim {
         }
     }
 
-    /// Asks hyper's HTTP/1 client to hand `req`'s interim responses to this viewer.
+    /// Asks the HTTP/1 client sending `req` to hand its interim responses to this viewer:
+    /// hyper's takes a callback.
+    /// Our own client (`h1_client`) finds it in the request's extensions.
     pub fn attach<B>(&self, req: &mut http::Request<B>) {
+        req.extensions_mut().insert(self.clone());
         let to = self.clone();
         hyper::ext::on_informational(req, move |res| to.relay(res.status(), res.headers()));
     }

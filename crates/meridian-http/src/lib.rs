@@ -19,6 +19,8 @@ mod counting;
 mod date;
 pub mod failover;
 pub mod grpc;
+pub mod h1_client;
+mod h1_head;
 mod h1_server;
 mod h2_io;
 mod h2_server;

@@ -4,9 +4,10 @@
 //! hyper's pooled client runs every connection in a task of its own: a request is handed
 //! to that task through a channel, and the response head and every body chunk come back
 //! the same way, each hand-over a wake-up of another task. Here the request's own task
-//! polls the connection (while waiting for the head, then while the body is read), and an
-//! idle connection sits in the pool unpolled; a connection the target closed meanwhile is
-//! noticed when it is taken out (polled once: it ends) and another is used.
+//! drives the connection ([`meridian_http::h1_client`]: it writes the request, reads the
+//! head, and its body reads the rest), and an idle connection sits in the pool unpolled; a
+//! connection the target closed meanwhile is noticed when it is taken out (it reads as
+//! ended) and another is used.
 //!
 //! WebSocket handshakes and HTTP/2 target groups keep hyper's pooled client
 //! (`proxy.rs`): an upgraded connection and a multiplexed one outlive any one request.
@@ -14,10 +15,9 @@
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper_util::rt::TokioIo;
 use meridian_http::failover::{Fault, Upstream};
-use meridian_http::Body;
+use meridian_http::h1_client::{H1Body, H1Conn, H1Error, SendError};
+use meridian_http::{Body, BoxError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasherDefault;
@@ -27,32 +27,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-
-type Conn = Connection<TokioIo<TcpStream>, Body>;
-
-/// One open connection: the half that sends and the half that does the I/O.
-struct Open {
-    tx: SendRequest<Body>,
-    /// None once it has ended.
-    conn: Option<Conn>,
-}
-
-impl Open {
-    /// Polls the connection once; true when it has ended (closed by the target, or
-    /// failed): it cannot be used again. An ended connection is dropped at once: a
-    /// request still queued on it comes back (hyper returns it as not sent) rather than
-    /// waiting on a connection nothing polls any more.
-    fn poll_ended(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(conn) = &mut self.conn else {
-            return true;
-        };
-        if Pin::new(conn).poll(cx).is_ready() {
-            self.conn = None;
-            return true;
-        }
-        false
-    }
-}
 
 /// Why a request got no response head from a target.
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +38,8 @@ pub(crate) enum PoolError {
     },
     #[error("connect to {0} timed out after {1:?}")]
     ConnectTimeout(SocketAddr, Duration),
-    #[error("HTTP handshake with {0} failed")]
-    Handshake(SocketAddr, #[source] hyper::Error),
     #[error("request to {0} failed")]
-    Request(SocketAddr, #[source] hyper::Error),
+    Request(SocketAddr, #[source] H1Error),
     /// From hyper's pooled client ([`Legacy`]).
     #[error(transparent)]
     Client(#[from] hyper_util::client::legacy::Error),
@@ -99,7 +71,7 @@ impl std::hash::Hasher for AddrHasher {
 
 /// Idle connections by target address, the most recently used last in each list: found
 /// in one lookup whatever the number of targets (a group takes up to 1000).
-type Idle = HashMap<SocketAddr, Vec<(Box<Open>, Instant)>, BuildHasherDefault<AddrHasher>>;
+type Idle = HashMap<SocketAddr, Vec<(Box<H1Conn>, Instant)>, BuildHasherDefault<AddrHasher>>;
 
 struct Shared {
     idle: Mutex<Idle>,
@@ -113,10 +85,9 @@ impl Shared {
     /// left with none.
     fn sweep(&self, now: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let mut cx = Context::from_waker(std::task::Waker::noop());
         for list in idle.values_mut() {
-            list.retain_mut(|(open, since)| {
-                now.duration_since(*since) < self.idle_timeout && !open.poll_ended(&mut cx)
+            list.retain_mut(|(conn, since)| {
+                now.duration_since(*since) < self.idle_timeout && !conn.is_closed()
             });
         }
         idle.retain(|_, list| !list.is_empty());
@@ -169,7 +140,7 @@ impl Pool {
     }
 
     /// The most recently used idle connection to `addr` that is still young enough.
-    fn take(&self, addr: SocketAddr) -> Option<Box<Open>> {
+    fn take(&self, addr: SocketAddr) -> Option<Box<H1Conn>> {
         let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(&addr)?;
         let now = Instant::now();
@@ -179,52 +150,42 @@ impl Pool {
             .take_while(|(_, since)| now.duration_since(*since) >= self.0.idle_timeout)
             .count();
         list.drain(..stale);
-        list.pop().map(|(open, _)| open)
+        list.pop().map(|(conn, _)| conn)
     }
 
     /// Puts a connection whose exchange ended cleanly back, ready for the next request.
-    fn give_back(&self, addr: SocketAddr, open: Box<Open>) {
-        if !open.tx.is_ready() {
-            return;
-        }
+    fn give_back(&self, addr: SocketAddr, conn: Box<H1Conn>) {
         let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(addr).or_default();
         if list.len() < self.0.max_idle_per_target {
-            list.push((open, Instant::now()));
+            list.push((conn, Instant::now()));
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<Box<Open>, PoolError> {
+    async fn connect(&self, addr: SocketAddr) -> Result<Box<H1Conn>, PoolError> {
         let tcp = tokio::time::timeout(self.0.connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| PoolError::ConnectTimeout(addr, self.0.connect_timeout))?
             .map_err(|source| PoolError::Connect { addr, source })?;
         let _ = tcp.set_nodelay(true);
-        let (tx, conn) = http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| PoolError::Handshake(addr, e))?;
-        Ok(Box::new(Open {
-            tx,
-            conn: Some(conn),
-        }))
+        Ok(Box::new(H1Conn::new(tcp)))
     }
 
-    /// A connection to `addr`: an idle one that wants a request, else a new one. The bool
-    /// says whether it was reused. An idle connection is not polled here: one the target
-    /// closed meanwhile ends on the first poll of the exchange, before the request is
-    /// written (the connection reads before it writes), and the request comes back unsent
-    /// ([`Pool::send`] then takes another).
-    async fn checkout(&self, addr: SocketAddr) -> Result<(Box<Open>, bool), PoolError> {
-        while let Some(open) = self.take(addr) {
-            if open.conn.is_some() && open.tx.is_ready() {
-                return Ok((open, true));
+    /// A connection to `addr`: an idle one still open, else a new one. The bool says
+    /// whether it was reused. One the target closed just as it was taken fails before the
+    /// request is written, and the request comes back unsent ([`Pool::send`] then takes
+    /// another).
+    async fn checkout(&self, addr: SocketAddr) -> Result<(Box<H1Conn>, bool), PoolError> {
+        while let Some(mut conn) = self.take(addr) {
+            if !conn.is_closed() {
+                return Ok((conn, true));
             }
         }
         Ok((self.connect(addr).await?, false))
     }
 
-    /// Sends `req` to `addr` and resolves with the response head; the body drives the
-    /// connection on, and gives it back when it has been read to its end.
+    /// Sends `req` to `addr` and resolves with the response head; the body reads the
+    /// rest, and gives the connection back when it has been read to its end.
     pub async fn send(
         &self,
         addr: SocketAddr,
@@ -236,58 +197,44 @@ impl Pool {
             }
         }
         loop {
-            let (mut open, reused) = self.checkout(addr).await?;
-            let sent = open.tx.try_send_request(req);
-            tokio::pin!(sent);
-            let mut ended = false;
-            let head = std::future::poll_fn(|cx| {
-                // The connection first: it writes the request and reads the answer.
-                if !ended {
-                    ended = open.poll_ended(cx);
-                }
-                // Only that poll completes the answer (or, ending, cancels the request), and
-                // this one follows it: the answer needs no waker of its own, and with this
-                // task's it would wake the task again, a whole poll of the request for
-                // nothing.
-                sent.as_mut()
-                    .poll(&mut Context::from_waker(std::task::Waker::noop()))
-            })
-            .await;
-            match head {
+            let (conn, reused) = self.checkout(addr).await?;
+            match conn.send(req).await {
                 Ok(res) => {
-                    let (parts, incoming) = res.into_parts();
+                    let (parts, body) = res.into_parts();
                     let mut body = Driven {
                         addr,
                         pool: Some(self.clone()),
-                        open: (!ended).then_some(open),
-                        body: incoming,
+                        body: Reading::Own(body),
                     };
-                    if body.body.is_end_stream() {
+                    if body.is_end_stream() {
                         body.release();
                     }
                     return Ok(Response::from_parts(parts, body));
                 }
-                Err(mut e) => match e.take_message() {
-                    // A reused connection closed before the request went out (the target
-                    // timed it out as it was taken): the request goes on a fresh one.
-                    Some(back) if reused => req = back,
-                    _ => return Err(PoolError::Request(addr, e.into_error())),
-                },
+                // A reused connection closed before the request went out (the target
+                // timed it out as it was taken): the request goes on a fresh one.
+                Err(SendError {
+                    request: Some(back),
+                    ..
+                }) if reused => req = back,
+                Err(e) => return Err(PoolError::Request(addr, e.error)),
             }
         }
     }
 }
 
-/// A target's response body that polls its connection as it is read, and hands the
-/// connection back to the pool at its end (dropped before its end, the connection closes).
-/// From hyper's pooled client ([`Legacy`]) it is the plain body (`open` None).
+/// A target's response body, read from its connection as it is polled, which goes back
+/// to the pool at the body's end (dropped before its end, the connection closes). From
+/// hyper's pooled client ([`Legacy`]) it is hyper's body.
 pub(crate) struct Driven {
     addr: SocketAddr,
     pool: Option<Pool>,
-    /// Boxed: a connection is large, and the body is moved through every future of the
-    /// request path (each move a copy).
-    open: Option<Box<Open>>,
-    body: Incoming,
+    body: Reading,
+}
+
+enum Reading {
+    Own(H1Body),
+    Hyper(Incoming),
 }
 
 impl Driven {
@@ -295,66 +242,55 @@ impl Driven {
         Driven {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             pool: None,
-            open: None,
-            body,
+            body: Reading::Hyper(body),
         }
     }
 
-    /// The body is done: the connection goes back to the pool when it is ready for
-    /// another request (not when the target said `Connection: close`).
+    /// The body is done: the connection goes back to the pool when it may carry another
+    /// request (not when the target said `Connection: close`).
     fn release(&mut self) {
-        let (Some(mut open), Some(pool)) = (self.open.take(), &self.pool) else {
+        let (Reading::Own(body), Some(pool)) = (&mut self.body, &self.pool) else {
             return;
         };
-        // One more poll lets the connection take in the end of the exchange and say it
-        // wants the next request.
-        let waker = std::task::Waker::noop();
-        if open.poll_ended(&mut Context::from_waker(waker)) {
-            return;
+        if let Some(conn) = body.into_reusable() {
+            pool.give_back(self.addr, conn);
         }
-        pool.give_back(self.addr, open);
     }
 }
 
 impl HttpBody for Driven {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let driven = match &mut this.open {
-            Some(open) => {
-                if open.poll_ended(cx) {
-                    // Ended: the body has what it will get (or its error); nothing to reuse.
-                    this.open = None;
-                }
-                true
-            }
-            None => false,
+        let frame = match &mut this.body {
+            Reading::Own(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Reading::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
         };
-        // Driven here, the body gets its frames only from the poll above, which this one
-        // follows: as for the head (`Pool::send`), its waker would only wake this task
-        // again for nothing. Driven elsewhere (hyper's pool, or ended), it needs this task's.
-        let noop = &mut Context::from_waker(std::task::Waker::noop());
-        let frame = Pin::new(&mut this.body).poll_frame(if driven { noop } else { cx });
         match &frame {
             Poll::Ready(None) => this.release(),
-            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),
-            Poll::Ready(Some(Err(_))) => this.open = None,
+            Poll::Ready(Some(Ok(_))) if this.is_end_stream() => this.release(),
             _ => {}
         }
         frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.body {
+            Reading::Own(b) => b.is_end_stream(),
+            Reading::Hyper(b) => b.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.body {
+            Reading::Own(b) => b.size_hint(),
+            Reading::Hyper(b) => b.size_hint(),
+        }
     }
 }
 
@@ -380,9 +316,7 @@ impl Upstream for Pool {
 
     fn fault(e: &PoolError) -> Fault {
         match e {
-            PoolError::Connect { .. }
-            | PoolError::ConnectTimeout(..)
-            | PoolError::Handshake(..) => Fault::Connect,
+            PoolError::Connect { .. } | PoolError::ConnectTimeout(..) => Fault::Connect,
             PoolError::Request(_, e) => Fault::after_connect(e),
             PoolError::Client(e) if e.is_connect() => Fault::Connect,
             PoolError::Client(e) => Fault::after_connect(e),
