@@ -70,6 +70,9 @@ pub struct H1Conn {
     /// Read and not yet taken: the rest of an answer, or what came after it.
     read: BytesMut,
     out: Vec<u8>,
+    /// The request's body was not all written (the upstream answered first): the
+    /// connection cannot carry another request.
+    cut_short: bool,
 }
 
 impl H1Conn {
@@ -78,6 +81,7 @@ impl H1Conn {
             io,
             read: BytesMut::new(),
             out: Vec::new(),
+            cut_short: false,
         }
     }
 
@@ -136,13 +140,31 @@ impl H1Conn {
     }
 
     /// Writes the gathered head and `data`; the bool says whether any byte went out.
+    /// While the upstream takes no more (its buffers full) and has begun to answer, the
+    /// rest is not written: that answer (a 413, a 401) is read as the answer, as hyper's
+    /// client does, instead of waiting out the timeout on a write that will never finish.
+    /// The connection is then not reused.
     async fn write_all(&mut self, data: &[u8]) -> Result<(), (H1Error, bool)> {
         let (mut head, mut at) = (0, 0);
         while head < self.out.len() || at < data.len() {
             let bufs = [IoSlice::new(&self.out[head..]), IoSlice::new(&data[at..])];
-            let n = match self.io.write_vectored(&bufs).await {
+            let n = match self.io.try_write_vectored(&bufs) {
                 Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(n) => Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let answering = tokio::select! {
+                        ready = self.io.writable() => ready.map(|()| false),
+                        ready = self.io.readable(), if head + at > 0 => ready.map(|()| true),
+                    };
+                    match answering {
+                        Ok(false) => continue,
+                        Ok(true) => {
+                            self.cut_short = true;
+                            return Ok(());
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => Err(e),
             };
             let n = n.map_err(|e| (not_sent_or(e, head + at == 0), head + at > 0))?;
@@ -157,6 +179,9 @@ impl H1Conn {
     async fn write_streamed(&mut self, mut body: Body) -> Result<(), (H1Error, bool)> {
         self.write_all(&[]).await?;
         while let Some(frame) = body.frame().await {
+            if self.cut_short {
+                return Ok(());
+            }
             let frame = frame.map_err(|e| (H1Error::Body(e), true))?;
             let Ok(data) = frame.into_data() else {
                 continue;
@@ -168,6 +193,9 @@ impl H1Conn {
             self.out
                 .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
             self.write_all(&data).await.map_err(|(e, _)| (e, true))?;
+            if self.cut_short {
+                return Ok(());
+            }
             self.io
                 .write_all(b"\r\n")
                 .await
@@ -200,6 +228,7 @@ impl H1Conn {
                         continue;
                     }
                     Parsed::Final(head, reading, keep_alive) => {
+                        let keep_alive = keep_alive && !self.cut_short;
                         let body = H1Body {
                             conn: Some(self),
                             reading,
@@ -307,11 +336,13 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> Result<Parsed, H1Error> {
     for (field, span) in res.headers.iter().zip(spans.iter_mut()) {
         let name = field.name.as_bytes();
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // The last coding of the last field decides.
-            chunked = tokens(field.value)
-                .filter(|t| !t.is_empty())
-                .last()
-                .map(|t| t.eq_ignore_ascii_case(b"chunked"));
+            // The fields make one list; its last coding decides (empty items count for
+            // nothing, RFC 9110 §5.6.1), and a list with none frames nothing as chunked.
+            let last = tokens(field.value).filter(|t| !t.is_empty()).last();
+            chunked = match last {
+                Some(t) => Some(t.eq_ignore_ascii_case(b"chunked")),
+                None => chunked.or(Some(false)),
+            };
         } else if name.eq_ignore_ascii_case(b"content-length") {
             for t in tokens(field.value) {
                 let n = parse_length(t).ok_or(H1Error::Malformed("a bad Content-Length"))?;
@@ -516,8 +547,17 @@ fn step(chunk: &mut Chunk, read: &mut BytesMut) -> Result<Step, H1Error> {
             let line = &read[..end];
             let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
             let rest = &line[digits..];
-            // Extensions (`;name=value`) are ignored; nothing else may follow the size.
-            let rest_ok = rest.trim_ascii_start().first().is_none_or(|b| *b == b';');
+            // Extensions (`;name=value`, after optional spaces or tabs) are ignored; nothing
+            // else may follow the size, and no control byte may sit in them (a bare LF
+            // there would end the line for another parser).
+            let ext = rest.trim_ascii_start();
+            let rest_ok = rest[..rest.len() - ext.len()]
+                .iter()
+                .all(|b| *b == b' ' || *b == b'\t')
+                && ext.first().is_none_or(|b| *b == b';')
+                && ext
+                    .iter()
+                    .all(|b| *b == b'\t' || (*b >= 0x20 && *b != 0x7f));
             if digits == 0 || digits > 15 || !rest_ok {
                 return Err(H1Error::Malformed("a bad chunk size"));
             }

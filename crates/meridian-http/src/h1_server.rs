@@ -89,7 +89,7 @@ where
             .reset(tokio::time::Instant::now() + settings.head_timeout);
         let head = loop {
             if !buf.is_empty() {
-                match take_head(&mut buf) {
+                match take_head(&mut buf, settings.head_limit) {
                     Taken::Head(head) => break head,
                     Taken::Partial if buf.len() < settings.head_limit => {}
                     Taken::Partial | Taken::Hyper => {
@@ -127,10 +127,20 @@ where
         let in_flight = activity.start();
         // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
         let open = (!asked.v10).then(|| OpenRequest::begin(&hints));
-        let res = answer(&mut io, handler.call(head.req, None)).await?;
+        let Some(res) = answer(&mut io, &mut buf, handler.call(head.req, None)).await else {
+            // The client went away: its request is dropped (an upstream exchange with it).
+            return Ok(());
+        };
         drop(open);
-        let (parts, body) = res.into_parts();
-        let keep_alive = asked.keep_alive && !closing.is_set();
+        let (mut parts, mut body) = res.into_parts();
+        let mut keep_alive = asked.keep_alive && !closing.is_set();
+        if parts.status.is_informational() {
+            // A 1xx is no final answer: as hyper does, a 500, and the connection closes.
+            parts.status = StatusCode::INTERNAL_SERVER_ERROR;
+            parts.headers.clear();
+            body = crate::body::empty();
+            keep_alive = false;
+        }
         let (framing, keep_alive) = encode(
             &mut out,
             &parts,
@@ -173,18 +183,37 @@ impl Drop for OpenRequest {
     }
 }
 
-/// The handler's answer; interim heads queued meanwhile are written as they come.
-async fn answer<IO: AsyncWrite + Unpin>(
+/// The handler's answer; interim heads queued meanwhile are written as they come. None
+/// when the client closed its connection (or it failed) before the answer was ready: as
+/// hyper does, the request is then dropped, so a client that sends a request and hangs
+/// up at once holds no upstream exchange nor connection slot. Bytes that arrive meanwhile
+/// (the next pipelined request) are kept in `buf`; reading stops at the first of them.
+async fn answer<IO: AsyncRead + AsyncWrite + Unpin>(
     io: &mut InterimIo<IO>,
+    buf: &mut BytesMut,
     mut answer: Pin<Box<dyn Future<Output = Response<Body>> + Send>>,
-) -> std::io::Result<Response<Body>> {
+) -> Option<Response<Body>> {
+    let mut watch = buf.is_empty();
     poll_fn(|cx| {
         if let Poll::Ready(res) = answer.as_mut().poll(cx) {
-            return Poll::Ready(Ok(res));
+            return Poll::Ready(Some(res));
+        }
+        if watch {
+            let mut probe = [0u8; 1024];
+            let mut read = tokio::io::ReadBuf::new(&mut probe);
+            match Pin::new(&mut *io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => return Poll::Ready(None),
+                Poll::Ready(Ok(())) => {
+                    buf.extend_from_slice(read.filled());
+                    watch = false;
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(None),
+                Poll::Pending => {}
+            }
         }
         // Flushing writes the queued heads, and has a new one wake this task.
         match Pin::new(&mut *io).poll_flush(cx) {
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Err(_)) => Poll::Ready(None),
             _ => Poll::Pending,
         }
     })
@@ -243,14 +272,16 @@ enum Taken {
 
 /// Parses the head at the front of `buf` and takes it out when it is one this loop
 /// serves; otherwise `buf` is left as it was.
-fn take_head(buf: &mut BytesMut) -> Taken {
+fn take_head(buf: &mut BytesMut, limit: usize) -> Taken {
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut spans = [Span::default(); MAX_FIELDS];
     let mut req = httparse::Request::new(&mut fields);
     let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
+        // A whole head over the limit (one read can bring more than the limit) is
+        // hyper's to refuse with 431.
+        Ok(httparse::Status::Complete(n)) if n <= limit => n,
         Ok(httparse::Status::Partial) => return Taken::Partial,
-        Err(_) => return Taken::Hyper,
+        Ok(httparse::Status::Complete(_)) | Err(_) => return Taken::Hyper,
     };
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
         return Taken::Hyper;
@@ -550,7 +581,7 @@ mod tests {
 
     fn taken(raw: &[u8]) -> (Taken, BytesMut) {
         let mut buf = BytesMut::from(raw);
-        (take_head(&mut buf), buf)
+        (take_head(&mut buf, 64 * 1024), buf)
     }
 
     #[test]
@@ -607,5 +638,10 @@ mod tests {
         }
         let (t, _) = taken(b"GET / HTTP/1.1\r\nHost: x\r\n");
         assert!(matches!(t, Taken::Partial));
+        // A whole head over the limit, however it came, is hyper's to refuse (431).
+        let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "y".repeat(70_000));
+        let (t, rest) = taken(big.as_bytes());
+        assert!(matches!(t, Taken::Hyper));
+        assert_eq!(rest.len(), big.len());
     }
 }

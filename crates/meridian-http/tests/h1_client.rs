@@ -120,6 +120,54 @@ async fn both_framings_go_by_the_chunks_and_the_connection_is_not_reused() {
 }
 
 #[tokio::test]
+async fn transfer_encoding_fields_make_one_list() {
+    // An empty second field does not undo the first: the chunks frame the answer, and
+    // with a length beside them the connection is not trusted again.
+    let (addr, _) = upstream(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: ,\r\ncontent-length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        0,
+        false,
+    )
+    .await;
+    let res = conn(addr).await.send(get("/")).await.unwrap();
+    let (data, _, reusable) = read(res.into_body()).await;
+    assert_eq!(data, "hello");
+    assert!(!reusable);
+}
+
+/// An upstream that refuses a large upload after its head, without reading the body:
+/// its answer is relayed at once, not after a write that would never finish.
+#[tokio::test]
+async fn an_answer_to_an_upload_the_upstream_stopped_reading_is_taken() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        s.write_all(b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    });
+    let req = Request::post("/upload")
+        .body(meridian_http::full(vec![b'x'; 64 << 20]))
+        .unwrap();
+    let sent = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn(addr).await.send(req),
+    )
+    .await
+    .expect("the answer waited on the upload");
+    let res = sent.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        !read(res.into_body()).await.2,
+        "the upload was cut: never reused"
+    );
+}
+
+#[tokio::test]
 async fn an_answer_without_a_length_runs_to_the_close() {
     let (addr, _) = upstream(b"HTTP/1.1 200 OK\r\n\r\nuntil the end", 0, true).await;
     let res = conn(addr).await.send(get("/")).await.unwrap();
@@ -163,6 +211,9 @@ async fn bad_framing_is_an_error_not_a_guess() {
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5 x\r\nhello\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
+        // A bare LF after the size, or inside an extension, is not a chunk line's end.
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\n\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x\nY\r\nhello\r\n0\r\n\r\n",
     ] {
         let (addr, _) = upstream(answer, 0, true).await;
         let res = conn(addr).await.send(get("/")).await.unwrap();

@@ -44,6 +44,12 @@ where
                 .insert("content-length", http::HeaderValue::from_static("5"));
             res
         }
+        // A function may answer with any status; a 1xx is no final answer.
+        "/100" => {
+            let mut res = Response::new(meridian_http::full("x"));
+            *res.status_mut() = StatusCode::CONTINUE;
+            res
+        }
         "/close" => {
             let mut res = Response::new(meridian_http::full("bye"));
             res.headers_mut()
@@ -289,7 +295,21 @@ async fn our_http1_server_answers_as_hypers_does() {
             "connection closed after {sent:?}"
         );
     }
-    // One difference, on purpose: a body of unknown length to an HTTP/1.0 client that asked
+    // Two differences, on purpose. A handler's 1xx is no final answer: both send a 500 and
+    // close (the pipelined request after it is not answered), and ours says it closes.
+    let raw = b"GET /100 HTTP/1.1\r\nHost: a\r\n\r\nGET /full HTTP/1.1\r\nHost: a\r\n\r\n";
+    let (from_hyper, hyper_closed) = exchange(hyper, raw).await;
+    let (from_ours, ours_closed) = exchange(ours, raw).await;
+    assert!(hyper_closed && ours_closed);
+    assert_eq!(
+        normalized(&from_hyper, &[]),
+        ["HTTP/1.1 500 Internal Server Error\ncontent-length: 0\ndate: (now)\n\n"]
+    );
+    assert_eq!(
+        normalized(&from_ours, &[]),
+        ["HTTP/1.1 500 Internal Server Error\nconnection: close\ncontent-length: 0\ndate: (now)\n\n"]
+    );
+    // And a body of unknown length to an HTTP/1.0 client that asked
     // for keep-alive runs to the connection's end, and hyper still answers
     // `connection: keep-alive`; ours does not promise what it will not do.
     let (got, closed) = exchange(
@@ -336,4 +356,73 @@ async fn a_head_that_does_not_come_in_time_closes_the_connection() {
     let got = String::from_utf8_lossy(&got);
     assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
     assert_eq!(got.matches("HTTP/1.1").count(), 1, "{got}");
+}
+
+/// Set when the request's answer is dropped before it is ready.
+#[derive(Clone, Default)]
+struct Dropped(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[derive(Clone, Default)]
+struct Waits(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl meridian_http::Handler for Waits {
+    fn call<B>(
+        &self,
+        _req: Request<B>,
+        _interim: Option<meridian_http::interim::InterimConn>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let guard = Dropped(self.0.clone());
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(guard);
+            Response::new(meridian_http::empty())
+        })
+    }
+}
+
+/// A client that sends a request and hangs up does not keep its request (and whatever
+/// upstream exchange it began) running: the answer is dropped, as hyper drops it.
+#[tokio::test]
+async fn a_request_whose_client_left_is_dropped() {
+    let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let waits = Waits::default();
+    let handler = waits.clone();
+    tokio::spawn(meridian_http::serve_handlers(
+        listener,
+        ServerOptions::default(),
+        None,
+        move |_| handler.clone(),
+        std::future::pending(),
+    ));
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !waits.0.load(std::sync::atomic::Ordering::SeqCst),
+        "dropped while the client waits"
+    );
+    drop(s);
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !waits.0.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the request outlived its client"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
