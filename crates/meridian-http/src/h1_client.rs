@@ -358,7 +358,8 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> Result<Parsed, H1Error> {
         *span = at.field(field);
     }
     let head = read.split_to(len).freeze();
-    let headers = header_map(&head, &spans[..count])
+    // Room for what the balancer adds to an answer (its request id, a stickiness cookie).
+    let headers = header_map(&head, &spans[..count], 2)
         .ok_or(H1Error::Malformed("a field the http crate refuses"))?;
     if status.is_informational() {
         if status == StatusCode::SWITCHING_PROTOCOLS {

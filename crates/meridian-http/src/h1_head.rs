@@ -36,10 +36,11 @@ impl<'a> Spans<'a> {
     }
 }
 
-/// The fields at `spans` of `head`, their values sharing its bytes; None when a name or
-/// value is not one the `http` crate takes.
-pub(crate) fn header_map(head: &Bytes, spans: &[Span]) -> Option<HeaderMap> {
-    let mut headers = HeaderMap::with_capacity(spans.len());
+/// The fields at `spans` of `head`, their values sharing its bytes, with room for `more`
+/// (what a proxy adds: growing the map rehashes it); None when a name or value is not one
+/// the `http` crate takes.
+pub(crate) fn header_map(head: &Bytes, spans: &[Span], more: usize) -> Option<HeaderMap> {
+    let mut headers = HeaderMap::with_capacity(spans.len() + more);
     for span in spans {
         let name =
             HeaderName::from_bytes(&head[span.name.0 as usize..span.name.1 as usize]).ok()?;

@@ -324,7 +324,9 @@ fn take_head(buf: &mut BytesMut, limit: usize) -> Taken {
     };
     let keep_alive = !close && (version == Version::HTTP_11 || keep_alive);
     let head = buf.split_to(len).freeze();
-    let headers = header_map(&head, &spans[..count]);
+    // Room for the fields a proxy adds to a request (the balancer's `X-Forwarded-*`, trace
+    // and request ids).
+    let headers = header_map(&head, &spans[..count], 6);
     let uri = http::Uri::from_maybe_shared(slice(&head, path));
     let (Some(headers), Ok(uri)) = (headers, uri) else {
         // Rare: put the head back for hyper to answer.
