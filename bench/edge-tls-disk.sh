@@ -140,8 +140,6 @@ for front in "$POP" "$NGINX"; do
     || { echo "HTTPS at $front did not come up"; tail -n 20 "$WORK"/*.log; exit 1; }
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "-"; else printf "%.2fx", a/b }'; }
-
 # Prints "requests/s failed" for one h2load run (HTTP/2 with 10 streams, or HTTP/1.1).
 h2run() {
   local url=$1 mode=$2 out
@@ -154,18 +152,8 @@ h2run() {
   echo "${rps:-0} ${failed:-?}"
 }
 
-# Prints "requests/s p50_ms p99_ms errors" for one wrk run.
-run() {
-  local out
-  out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" --latency "$1" 2>&1)
-  local rps p50 p99 errs
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errs=$(awk '/Non-2xx|Socket errors/ {e=e" "$0} END {print (e==""?"0":e)}' <<<"$out")
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $errs"
-}
-to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
+# One wrk run pinned to CPU 1 (bench/lib.sh's wrk_run).
+run() { WRK_PREFIX="taskset -c 1" wrk_run 64 "$1"; }
 
 echo "# Edge benchmark, HTTPS and disk tier: ${DURATION}s per run; each server pinned to CPU 0, the load and the origin on CPU 1"
 echo

@@ -196,19 +196,8 @@ request = function()
 end
 LUA
 
-# Prints "requests/s p50_ms p99_ms errors" for one wrk run.
-run() {
-  local out
-  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${@:2}" "$1" 2>&1)
-  local rps p50 p99 errs
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errs=$(awk '/Non-2xx|Socket errors/ {e=e" "$0} END {print (e==""?"0":e)}' <<<"$out")
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $errs"
-}
-to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "-"; else printf "%.2fx", a/b }'; }
+# One wrk run pinned to CPU 1 (bench/lib.sh's wrk_run).
+run() { WRK_PREFIX="taskset -c 1" wrk_run "$CONNS" "$@"; }
 metric() { curl -fs "http://$NET.100.1:9900/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 
 table() {

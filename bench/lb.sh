@@ -105,18 +105,7 @@ for front in "$NET.1.1:8080" "$NET.1.2:8080" "$NET.1.3:8080"; do
   curl -fs -o /dev/null "http://$front/health" || { echo "front $front did not come up"; cat "$WORK"/*.log; exit 1; }
 done
 
-# Prints "requests/s p50_ms p99_ms errors" for one wrk run.
-run() {
-  local out
-  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$1" 2>&1)
-  local rps p50 p99 errs
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errs=$(awk '/Non-2xx|Socket errors/ {e=e" "$0} END {print (e==""?"0":e)}' <<<"$out")
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $errs"
-}
-to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
+run() { wrk_run "$CONNS" "$1"; }
 
 echo "# Load balancer benchmark: ${DURATION}s per run, $CONNS connections, 1 worker thread per proxy, 2 demo-origin targets"
 echo
@@ -128,7 +117,6 @@ for path in /api/quotes/AAPL /static/app.css; do
   read -r m_rps m_p50 m_p99 m_err < <(run "http://$NET.1.1:8080$path")
   read -r h_rps h_p50 h_p99 h_err < <(run "http://$NET.1.2:8080$path")
   read -r n_rps n_p50 n_p99 n_err < <(run "http://$NET.1.3:8080$path")
-  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a/b }'; }
   echo "| meridian lb | $m_rps | $m_p50 | $m_p99 | $(ratio "$m_rps" "$h_rps") | $(ratio "$m_rps" "$n_rps") | $m_err |"
   echo "| haproxy | $h_rps | $h_p50 | $h_p99 | 1.00x | $(ratio "$h_rps" "$n_rps") | $h_err |"
   echo "| nginx | $n_rps | $n_p50 | $n_p99 | $(ratio "$n_rps" "$h_rps") | 1.00x | $n_err |"
