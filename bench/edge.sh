@@ -137,6 +137,7 @@ http {
 CFG
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" >"$WORK/nginx.log" 2>&1 &
 pids+=($!)
+NGINX_PID=$!
 NGINX=$NET.1.3:8080
 
 cat > "$WORK/default.vcl" <<VCL
@@ -146,6 +147,7 @@ VCL
 taskset -c 0 varnishd -F -n "$WORK/varnish" -a "$NET.1.4:8080" -f "$WORK/default.vcl" \
   -s malloc,256m -p thread_pools=1 -p default_ttl=300 >"$WORK/varnish.log" 2>&1 &
 pids+=($!)
+VARNISH_PID=$!
 VARNISH=$NET.1.4:8080
 
 # HAProxy's own cache (in memory, objects up to 2 MB), one thread.
@@ -172,6 +174,7 @@ frontend fe
 CFG
 taskset -c 0 haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
 pids+=($!)
+HAPROXY_PID=$!
 HAPROXY=$NET.1.5:8080
 
 for front in "$MERIDIAN" "$NGINX" "$VARNISH" "$HAPROXY"; do
@@ -200,21 +203,50 @@ LUA
 run() { WRK_PREFIX="taskset -c 1" wrk_run "$CONNS" "$@"; }
 metric() { curl -fs "http://$NET.100.1:9900/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 
+# CPU clock ticks used so far by a server: the process and its children (nginx's worker,
+# varnish's cache process).
+server_ticks() {
+  local t=0 p
+  for p in $1 $(pgrep -P "$1"); do
+    t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "$t"
+}
+# CPU 1's busy and total jiffies (wrk and the origin run there).
+cpu1() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+
+# Prints "requests/s p50_ms p99_ms hits_per_cpu_second cpu1_busy_% errors" for one wrk run
+# against the server whose pid is $1. Each server has a core; when wrk's core is the one
+# that is full, requests/s measures wrk, and hits per CPU-second of the server's own core
+# (its capacity on that core) is the comparison that still holds.
+measured() {
+  local pid=$1 t0 t1 b0 a0 b1 a1 rps p50 p99 err
+  t0=$(server_ticks "$pid"); read -r b0 a0 < <(cpu1)
+  read -r rps p50 p99 err < <(run "${@:2}")
+  t1=$(server_ticks "$pid"); read -r b1 a1 < <(cpu1)
+  local n; n=$(awk -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%d", r * d }')
+  echo "$rps $p50 $p99 $(per_cpu "$n" $(( t1 - t0 ))) $(awk -v b=$((b1 - b0)) -v a=$((a1 - a0)) 'BEGIN { printf "%.0f", (a > 0 ? 100 * b / a : 0) }') $err"
+}
+# Hits per CPU-second of N hits in T clock ticks.
+per_cpu() { awk -v n="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%d", (t > 0 ? n * hz / t : 0) }'; }
+
 table() {
   local title=$1; shift
   echo "## $title"
   echo
-  echo "| cache | requests/s | p50 ms | p99 ms | vs nginx | vs varnish | vs haproxy | errors |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---|"
-  read -r m_rps m_p50 m_p99 m_err < <(run "http://$MERIDIAN$1" "${@:2}")
-  read -r n_rps n_p50 n_p99 n_err < <(run "http://$NGINX$1" "${@:2}")
-  read -r v_rps v_p50 v_p99 v_err < <(run "http://$VARNISH$1" "${@:2}")
-  read -r h_rps h_p50 h_p99 h_err < <(run "http://$HAPROXY$1" "${@:2}")
-  echo "| meridian edge | $m_rps | $m_p50 | $m_p99 | $(ratio "$m_rps" "$n_rps") | $(ratio "$m_rps" "$v_rps") | $(ratio "$m_rps" "$h_rps") | $m_err |"
-  echo "| nginx proxy_cache | $n_rps | $n_p50 | $n_p99 | 1.00x | $(ratio "$n_rps" "$v_rps") | $(ratio "$n_rps" "$h_rps") | $n_err |"
-  echo "| varnish | $v_rps | $v_p50 | $v_p99 | $(ratio "$v_rps" "$n_rps") | 1.00x | $(ratio "$v_rps" "$h_rps") | $v_err |"
-  echo "| haproxy cache | $h_rps | $h_p50 | $h_p99 | $(ratio "$h_rps" "$n_rps") | $(ratio "$h_rps" "$v_rps") | 1.00x | $h_err |"
-  echo "| p99 meridian / nginx | | | $(ratio "$m_p99" "$n_p99") | | | | |"
+  echo "| cache | requests/s | p50 ms | p99 ms | vs nginx | vs varnish | vs haproxy | requests per CPU-second | wrk's core busy | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+  read -r m_rps m_p50 m_p99 m_cpu m_busy m_err < <(measured "$EDGE_PID" "http://$MERIDIAN$1" "${@:2}")
+  read -r n_rps n_p50 n_p99 n_cpu n_busy n_err < <(measured "$NGINX_PID" "http://$NGINX$1" "${@:2}")
+  read -r v_rps v_p50 v_p99 v_cpu v_busy v_err < <(measured "$VARNISH_PID" "http://$VARNISH$1" "${@:2}")
+  read -r h_rps h_p50 h_p99 h_cpu h_busy h_err < <(measured "$HAPROXY_PID" "http://$HAPROXY$1" "${@:2}")
+  echo "| meridian edge | $m_rps | $m_p50 | $m_p99 | $(ratio "$m_rps" "$n_rps") | $(ratio "$m_rps" "$v_rps") | $(ratio "$m_rps" "$h_rps") | $m_cpu | $m_busy% | $m_err |"
+  echo "| nginx proxy_cache | $n_rps | $n_p50 | $n_p99 | 1.00x | $(ratio "$n_rps" "$v_rps") | $(ratio "$n_rps" "$h_rps") | $n_cpu | $n_busy% | $n_err |"
+  echo "| varnish | $v_rps | $v_p50 | $v_p99 | $(ratio "$v_rps" "$n_rps") | 1.00x | $(ratio "$v_rps" "$h_rps") | $v_cpu | $v_busy% | $v_err |"
+  echo "| haproxy cache | $h_rps | $h_p50 | $h_p99 | $(ratio "$h_rps" "$n_rps") | $(ratio "$h_rps" "$v_rps") | 1.00x | $h_cpu | $h_busy% | $h_err |"
+  echo "| p99 meridian / nginx | | | $(ratio "$m_p99" "$n_p99") | | | | | | |"
+  local best; best=$(printf '%s\n' "$n_cpu" "$v_cpu" "$h_cpu" | sort -n | tail -1)
+  echo "| per CPU-second, meridian / best peer | | | | | | | $(ratio "$m_cpu" "$best") | | |"
   echo
 }
 
@@ -235,15 +267,12 @@ echo
 echo "| path | requests/s | hits per CPU-second | p50 ms | p99 ms | errors |"
 echo "|---|---:|---:|---:|---:|---|"
 curl -fs -o /dev/null "http://$MERIDIAN/fn/index.html"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$EDGE_PID/stat"; }
-# Hits per CPU-second of N hits in T clock ticks.
-per_cpu() { awk -v n="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%d", (t > 0 ? n * hz / t : 0) }'; }
 declare -A hits=() ticks=()
 for round in 1 2; do
   for p in /static/index.html /fn/index.html; do
-    t0=$(cpu_ticks)
+    t0=$(server_ticks "$EDGE_PID")
     read -r rps p50 p99 err < <(run "http://$MERIDIAN$p")
-    dt=$(( $(cpu_ticks) - t0 ))
+    dt=$(( $(server_ticks "$EDGE_PID") - t0 ))
     n=$(awk -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%d", r * d }')
     hits[$p]=$(( ${hits[$p]:-0} + n )); ticks[$p]=$(( ${ticks[$p]:-0} + dt ))
     echo "| $p (run $round) | $rps | $(per_cpu "$n" "$dt") | $p50 | $p99 | $err |"
