@@ -215,9 +215,9 @@ server_ticks() {
 # CPU 1's busy and total jiffies (wrk and the origin run there).
 cpu1() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 
-# Prints "requests/s p50_ms p99_ms hits_per_cpu_second cpu1_busy_% errors" for one wrk run
+# Prints "requests/s p50_ms p99_ms per_cpu_second cpu1_busy_% errors" for one wrk run
 # against the server whose pid is $1. Each server has a core; when wrk's core is the one
-# that is full, requests/s measures wrk, and hits per CPU-second of the server's own core
+# that is full, requests/s measures wrk, and requests per CPU-second of the server's own core
 # (its capacity on that core) is the comparison that still holds.
 measured() {
   local pid=$1 t0 t1 b0 a0 b1 a1 rps p50 p99 err
@@ -227,7 +227,7 @@ measured() {
   local n; n=$(awk -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%d", r * d }')
   echo "$rps $p50 $p99 $(per_cpu "$n" $(( t1 - t0 ))) $(awk -v b=$((b1 - b0)) -v a=$((a1 - a0)) 'BEGIN { printf "%.0f", (a > 0 ? 100 * b / a : 0) }') $err"
 }
-# Hits per CPU-second of N hits in T clock ticks.
+# Requests per CPU-second of N requests in T clock ticks.
 per_cpu() { awk -v n="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%d", (t > 0 ? n * hz / t : 0) }'; }
 
 table() {
