@@ -28,19 +28,7 @@ mkdir -p "$WORK/nginx-cache" && chmod 777 "$WORK/nginx-cache"
 # Three PoPs of one deployment: "pop" keeps objects in memory, "disk" and "plain" keep
 # only what is under 64 KiB in memory (a 1 MiB object goes straight to the disk tier),
 # "plain" without sealing its files.
-cat > "$WORK/bench.toml" <<TOML
-[deployment]
-name = "bench"
-zone = "bench.example"
-[network]
-subnet = "$NET.0.0/16"
-[[region]]
-name = "bench-1"
-location = { lat = 0, lon = 0 }
-azs = ["bench-1a"]
-[service]
-runtime = "demo"
-instances_per_az = 1
+{ bench_deployment "$NET" bench-1a; cat <<TOML
 [[edge]]
 name = "pop"
 location = { lat = 0, lon = 0 }
@@ -72,6 +60,7 @@ compress = false
 [dns]
 servers = 0
 TOML
+} > "$WORK/bench.toml"
 
 RUST_LOG=warn taskset -c 1 "$BIN" run --config "$WORK/bench.toml" --node svc-bench-1a-1 >"$WORK/origin.log" 2>&1 &
 pids+=($!)

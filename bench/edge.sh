@@ -28,19 +28,7 @@ ORIGIN=$NET.1.11:8000
 # nginx workers and varnish drop privileges: let them read the configs and write caches.
 chmod 755 "$WORK"
 mkdir -p "$WORK/nginx-cache" && chmod 777 "$WORK/nginx-cache"
-cat > "$WORK/bench.toml" <<TOML
-[deployment]
-name = "bench"
-zone = "bench.example"
-[network]
-subnet = "$NET.0.0/16"
-[[region]]
-name = "bench-1"
-location = { lat = 0, lon = 0 }
-azs = ["bench-1a"]
-[service]
-runtime = "demo"
-instances_per_az = 1
+{ bench_deployment "$NET" bench-1a; cat <<TOML
 [[edge]]
 name = "pop"
 location = { lat = 0, lon = 0 }
@@ -77,6 +65,7 @@ function_associations = [{ event_type = "viewer-request", function = "rewrite" }
 [dns]
 servers = 0
 TOML
+} > "$WORK/bench.toml"
 
 # The same PoP with API protection on every request: an ES256 JWT (a development key the
 # PoP makes; `meridian token` mints with it) and a rate-based rule per viewer IP whose limit

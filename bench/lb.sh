@@ -26,23 +26,12 @@ else
   prepare
 fi
 
-cat > "$WORK/bench.toml" <<TOML
-[deployment]
-name = "bench"
-zone = "bench.example"
-[network]
-subnet = "$NET.0.0/16"
-[[region]]
-name = "bench-1"
-location = { lat = 0, lon = 0 }
-azs = ["bench-1a", "bench-1b"]
-[service]
-runtime = "demo"
-instances_per_az = 1
+{ bench_deployment "$NET" bench-1a bench-1b; cat <<TOML
 [load_balancer]
 algorithm = "round_robin"
 access_log = false   # haproxy and nginx log nothing here either
 TOML
+} > "$WORK/bench.toml"
 T1=$NET.1.11:8000
 T2=$NET.1.12:8000
 export TOKIO_WORKER_THREADS=1

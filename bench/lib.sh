@@ -38,3 +38,24 @@ wrk_run() {
 to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
 # ratio A B prints A/B as "1.23x" ("-" when B is 0).
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "-"; else printf "%.2fx", a/b }'; }
+
+# bench_deployment NET AZ... prints what every benchmark's config starts with: a deployment
+# on the loopback /16 NET with one region of the given AZs, one demo instance in each.
+bench_deployment() {
+  local net=$1 azs; shift
+  azs=$(printf '"%s", ' "$@")
+  cat <<TOML
+[deployment]
+name = "bench"
+zone = "bench.example"
+[network]
+subnet = "$net.0.0/16"
+[[region]]
+name = "bench-1"
+location = { lat = 0, lon = 0 }
+azs = [${azs%, }]
+[service]
+runtime = "demo"
+instances_per_az = 1
+TOML
+}

@@ -11,7 +11,7 @@
 //! lengths that differ or are not numbers are an error, never a guess.
 
 use crate::body::{Body, BoxError};
-use crate::h1_head::{has_token, header_map, tokens, Span, Spans};
+use crate::h1_head::{has_token, header_map, push_chunk_size, tokens, Span, Spans};
 use crate::interim::Interim;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
@@ -20,7 +20,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 /// The largest answer head taken (as hyper's client's default buffer).
@@ -139,7 +139,8 @@ impl H1Conn {
             .map_err(SendError::new)
     }
 
-    /// Writes the gathered head and `data`; the bool says whether any byte went out.
+    /// Writes what is gathered in `out` (a head, a chunk's framing) and `data`, then
+    /// empties `out`; the bool says whether any byte went out.
     /// While the upstream takes no more (its buffers full) and has begun to answer, the
     /// rest is not written: that answer (a 413, a 401) is read as the answer, as hyper's
     /// client does, instead of waiting out the timeout on a write that will never finish.
@@ -172,16 +173,15 @@ impl H1Conn {
             head += from_head;
             at += n - from_head;
         }
+        self.out.clear();
         Ok(())
     }
 
-    /// Writes the head, then the body's frames as chunks as they come.
+    /// Writes the head, then the body's frames as chunks as they come: each chunk's CRLF
+    /// goes out with the next size line (the last with the final `0`).
     async fn write_streamed(&mut self, mut body: Body) -> Result<(), (H1Error, bool)> {
         self.write_all(&[]).await?;
         while let Some(frame) = body.frame().await {
-            if self.cut_short {
-                return Ok(());
-            }
             let frame = frame.map_err(|e| (H1Error::Body(e), true))?;
             let Ok(data) = frame.into_data() else {
                 continue;
@@ -189,22 +189,15 @@ impl H1Conn {
             if data.is_empty() {
                 continue;
             }
-            self.out.clear();
-            self.out
-                .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            push_chunk_size(&mut self.out, data.len());
             self.write_all(&data).await.map_err(|(e, _)| (e, true))?;
             if self.cut_short {
                 return Ok(());
             }
-            self.io
-                .write_all(b"\r\n")
-                .await
-                .map_err(|e| (H1Error::Io(e), true))?;
+            self.out.extend_from_slice(b"\r\n");
         }
-        self.io
-            .write_all(b"0\r\n\r\n")
-            .await
-            .map_err(|e| (H1Error::Io(e), true))
+        self.out.extend_from_slice(b"0\r\n\r\n");
+        self.write_all(&[]).await.map_err(|(e, _)| (e, true))
     }
 
     /// Reads until the answer's final head; interim heads go to `interim` (103) or are

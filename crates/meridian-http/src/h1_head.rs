@@ -65,9 +65,31 @@ pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
 }
 
+/// Appends a chunk's size line (hex digits and CRLF) to `out`.
+pub(crate) fn push_chunk_size(out: &mut Vec<u8>, n: usize) {
+    let digits = (usize::BITS - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(b"0123456789abcdef"[(n >> (4 * i)) & 15]);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_sizes_are_hex() {
+        for (n, line) in [
+            (0, &b"0\r\n"[..]),
+            (255, b"ff\r\n"),
+            (0x10000, b"10000\r\n"),
+        ] {
+            let mut out = Vec::new();
+            push_chunk_size(&mut out, n);
+            assert_eq!(out, line);
+        }
+    }
 
     #[test]
     fn tokens_are_found_in_lists() {

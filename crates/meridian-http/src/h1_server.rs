@@ -11,7 +11,7 @@
 
 use crate::body::{Body, BoxError};
 use crate::conn::{Activity, Tracked};
-use crate::h1_head::{has_token, header_map, slice, Span, Spans};
+use crate::h1_head::{has_token, header_map, push_chunk_size, slice, Span, Spans};
 use crate::handler::{Handler, HyperHandler};
 use crate::interim::{InterimIo, Shared};
 use crate::rewind::Rewind;
@@ -499,8 +499,7 @@ async fn send_body<IO: AsyncWrite + Unpin>(
         }
         sent += data.len() as u64;
         if framing == Framing::Chunked {
-            let mut hex = [0u8; 18];
-            out.extend_from_slice(chunk_size(data.len(), &mut hex));
+            push_chunk_size(out, data.len());
         }
         if out.len() + data.len() <= GATHER {
             out.extend_from_slice(&data);
@@ -522,23 +521,6 @@ async fn send_body<IO: AsyncWrite + Unpin>(
     }
     write_gathered(io, out, &[]).await?;
     Ok(whole && !matches!(framing, Framing::Length(n) if n != sent))
-}
-
-/// A chunk's size line: hex digits and CRLF.
-fn chunk_size(n: usize, hex: &mut [u8; 18]) -> &[u8] {
-    let mut at = 16;
-    let mut n = n;
-    loop {
-        at -= 1;
-        hex[at] = b"0123456789abcdef"[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    hex[16] = b'\r';
-    hex[17] = b'\n';
-    &hex[at..]
 }
 
 /// Writes `out`, then `data`, in one vectored write where the transport takes them;
@@ -572,14 +554,6 @@ async fn write_gathered<IO: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunk_sizes_are_hex() {
-        let mut hex = [0u8; 18];
-        assert_eq!(chunk_size(0, &mut hex), b"0\r\n");
-        assert_eq!(chunk_size(255, &mut hex), b"ff\r\n");
-        assert_eq!(chunk_size(0x10000, &mut hex), b"10000\r\n");
-    }
 
     fn taken(raw: &[u8]) -> (Taken, BytesMut) {
         let mut buf = BytesMut::from(raw);

@@ -328,6 +328,30 @@ async fn a_request_body_goes_with_its_length() {
 }
 
 #[tokio::test]
+async fn a_request_body_of_unknown_length_goes_chunked() {
+    let chunked = "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+    let (addr, got) = upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        chunked.len(),
+        false,
+    )
+    .await;
+    let frames = ["abc", "de"].map(|c| {
+        Ok::<_, meridian_http::BoxError>(hyper::body::Frame::data(Bytes::from_static(c.as_bytes())))
+    });
+    let body = BodyExt::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
+        frames,
+    )));
+    let req = Request::post("/stream").body(body).unwrap();
+    conn(addr).await.send(req).await.unwrap();
+    let sent = String::from_utf8(got.await.unwrap()).unwrap();
+    assert_eq!(
+        sent,
+        format!("POST /stream HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n{chunked}")
+    );
+}
+
+#[tokio::test]
 async fn interim_heads_are_relayed_or_passed_over() {
     let (addr, _) = upstream(
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\nx-secret: no\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
