@@ -40,6 +40,12 @@ for node in svc-bench-1a-1 svc-bench-1b-1 lb-bench-1; do
   pids+=($!)
 done
 
+# Each peer is set up to do the balancer's job as ALB does it: the same fields go to the
+# targets (X-Forwarded-For, -Proto and -Port, X-Request-Id, and an X-Amzn-Trace-Id when the
+# client sent none) and the request id comes back to the client. The targets parse those
+# fields too, so without them a peer would be measured doing less work on every request,
+# by itself and behind it; the run also measures HAProxy adding nothing (`fe_bare`), for
+# reference.
 cat > "$WORK/haproxy.cfg" <<CFG
 global
   nbthread 1
@@ -52,6 +58,16 @@ defaults
   http-reuse always
 frontend fe
   bind $NET.1.2:8080
+  unique-id-format %[uuid]
+  unique-id-header X-Request-Id
+  option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Port %[dst_port]
+  http-request set-header X-Amzn-Trace-Id Root=1-%[uuid] unless { req.hdr(x-amzn-trace-id) -m found }
+  http-response set-header X-Request-Id %[unique-id]
+  default_backend be
+frontend fe_bare
+  bind $NET.1.4:8080
   default_backend be
 backend be
   balance roundrobin
@@ -71,6 +87,7 @@ events { worker_connections 4096; }
 http {
   access_log off;
   upstream be { server $T1; server $T2; keepalive 64; }
+  map \$http_x_amzn_trace_id \$trace_id { "" "Root=1-\$request_id"; default \$http_x_amzn_trace_id; }
   server {
     listen $NET.1.3:8080;
     location / {
@@ -78,6 +95,11 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Port \$server_port;
+      proxy_set_header X-Request-Id \$request_id;
+      proxy_set_header X-Amzn-Trace-Id \$trace_id;
+      add_header X-Request-Id \$request_id always;
     }
   }
 }
@@ -86,7 +108,7 @@ nginx -c "$WORK/nginx.conf" -p "$WORK" >"$WORK/nginx.log" 2>&1 &
 pids+=($!)
 
 # Wait until every front answers.
-for front in "$NET.1.1:8080" "$NET.1.2:8080" "$NET.1.3:8080"; do
+for front in "$NET.1.1:8080" "$NET.1.2:8080" "$NET.1.3:8080" "$NET.1.4:8080"; do
   for _ in $(seq 1 100); do
     curl -fs -o /dev/null "http://$front/health" && break
     sleep 0.1
@@ -106,9 +128,15 @@ for path in /api/quotes/AAPL /static/app.css; do
   read -r m_rps m_p50 m_p99 m_err < <(run "http://$NET.1.1:8080$path")
   read -r h_rps h_p50 h_p99 h_err < <(run "http://$NET.1.2:8080$path")
   read -r n_rps n_p50 n_p99 n_err < <(run "http://$NET.1.3:8080$path")
+  read -r b_rps b_p50 b_p99 b_err < <(run "http://$NET.1.4:8080$path")
   echo "| meridian lb | $m_rps | $m_p50 | $m_p99 | $(ratio "$m_rps" "$h_rps") | $(ratio "$m_rps" "$n_rps") | $m_err |"
   echo "| haproxy | $h_rps | $h_p50 | $h_p99 | 1.00x | $(ratio "$h_rps" "$n_rps") | $h_err |"
   echo "| nginx | $n_rps | $n_p50 | $n_p99 | $(ratio "$n_rps" "$h_rps") | 1.00x | $n_err |"
+  echo "| haproxy adding no fields | $b_rps | $b_p50 | $b_p99 | $(ratio "$b_rps" "$h_rps") | $(ratio "$b_rps" "$n_rps") | $b_err |"
+  echo
+  echo "meridian lb against haproxy adding no fields: $(ratio "$m_rps" "$b_rps")"
   echo
 done
 echo "Ratios are requests/s relative to the peer in the same run; absolute figures on a shared machine are noise."
+echo "Every proxy but the last row adds the same fields to each request (X-Forwarded-For, -Proto, -Port,"
+echo "X-Request-Id, X-Amzn-Trace-Id) and returns X-Request-Id, as ALB does."
