@@ -174,110 +174,124 @@ pub trait Failover<B = Incoming, E = Error> {
 /// Sends through `client` to each candidate of `f` in turn, each given `timeout` for its
 /// response head, until one answers for good or none is left. A replayable request may be
 /// hedged: after [`Failover::hedge_after`] without a head, the next candidate is asked too.
-pub async fn run<C, F>(client: &Client<C, Body>, timeout: Duration, f: F) -> F::Output
+///
+/// This and the functions below return `async move` blocks rather than being `async fn`s:
+/// an `async fn` keeps each argument twice in its state (as given and as its local), and
+/// every proxied request allocates and copies the nested state whole.
+pub fn run<'a, C, F>(
+    client: &'a Client<C, Body>,
+    timeout: Duration,
+    f: F,
+) -> impl Future<Output = F::Output> + use<'a, C, F>
 where
     C: Connect + Clone + Send + Sync + 'static,
     F: Failover,
 {
-    run_with(|req| client.request(req), Fault::of, timeout, f).await
+    run_with(move |req| client.request(req), Fault::of, timeout, f)
 }
 
 /// [`run`] through any [`Upstream`].
-pub async fn run_on<U, F>(upstream: &U, timeout: Duration, f: F) -> F::Output
+pub fn run_on<'a, U, F>(
+    upstream: &'a U,
+    timeout: Duration,
+    f: F,
+) -> impl Future<Output = F::Output> + use<'a, U, F>
 where
     U: Upstream,
     F: Failover<U::Body, U::Error>,
 {
-    run_with(|req| upstream.send(req), U::fault, timeout, f).await
+    run_with(move |req| upstream.send(req), U::fault, timeout, f)
 }
 
 /// The loop itself, over a send function (a closure, not a trait bound on the client's
 /// type: a bound on a type holding `Box<dyn Error>` does not hold for every lifetime, so
 /// the callers' futures would not be seen to be `Send`).
-async fn run_with<B, E, S, Fut, F>(
+fn run_with<B, E, S, Fut, F>(
     send: S,
     fault: fn(&E) -> Fault,
     timeout: Duration,
     mut f: F,
-) -> F::Output
+) -> impl Future<Output = F::Output>
 where
     S: Fn(Request<Body>) -> Fut,
     Fut: Future<Output = Result<Response<B>, E>>,
     F: Failover<B, E>,
 {
-    // A candidate left waiting when its hedge won is settled before any new one is tried.
-    while let Some(mut c) = f.next() {
-        let req = match f.request(&mut c) {
-            Ok(r) => r,
-            Err(out) => return out,
-        };
-        let started = Instant::now();
-        let primary = tokio::time::timeout(timeout, send(req));
-        tokio::pin!(primary);
-        let hedge = if f.replayable() && f.more() {
-            f.hedge_after()
-        } else {
-            None
-        };
-        let Some(delay) = hedge else {
-            let sent = primary.await;
-            match settle(fault, &mut f, c, sent, started).await {
-                Step::Return(out) => return out,
-                Step::Next => continue,
+    async move {
+        // A candidate left waiting when its hedge won is settled before any new one is tried.
+        while let Some(mut c) = f.next() {
+            let req = match f.request(&mut c) {
+                Ok(r) => r,
+                Err(out) => return out,
+            };
+            let started = Instant::now();
+            let primary = tokio::time::timeout(timeout, send(req));
+            tokio::pin!(primary);
+            let hedge = if f.replayable() && f.more() {
+                f.hedge_after()
+            } else {
+                None
+            };
+            let Some(delay) = hedge else {
+                let sent = primary.await;
+                match settle(fault, &mut f, c, sent, started).await {
+                    Step::Return(out) => return out,
+                    Step::Next => continue,
+                }
+            };
+            let sent = tokio::select! {
+                sent = &mut primary => Some(sent),
+                _ = tokio::time::sleep(delay) => None,
+            };
+            if let Some(sent) = sent {
+                match settle(fault, &mut f, c, sent, started).await {
+                    Step::Return(out) => return out,
+                    Step::Next => continue,
+                }
             }
-        };
-        let sent = tokio::select! {
-            sent = &mut primary => Some(sent),
-            _ = tokio::time::sleep(delay) => None,
-        };
-        if let Some(sent) = sent {
-            match settle(fault, &mut f, c, sent, started).await {
+            // No head yet: ask the next candidate as well, and take the first head.
+            let next = if f.may_hedge() { f.next() } else { None };
+            let Some(mut c2) = next else {
+                let sent = primary.await;
+                match settle(fault, &mut f, c, sent, started).await {
+                    Step::Return(out) => return out,
+                    Step::Next => continue,
+                }
+            };
+            let req2 = match f.request(&mut c2) {
+                Ok(r) => r,
+                Err(out) => return out,
+            };
+            f.retrying(Reason::Hedge);
+            let started2 = Instant::now();
+            let second = tokio::time::timeout(timeout, send(req2));
+            tokio::pin!(second);
+            let (first_won, sent) = tokio::select! {
+                sent = &mut primary => (true, sent),
+                sent = &mut second => (false, sent),
+            };
+            let (winner, w_started, loser, l_started) = if first_won {
+                (c, started, c2, started2)
+            } else {
+                (c2, started2, c, started)
+            };
+            // A usable head ends the loop and drops the other request, which cancels it.
+            if let Step::Return(out) = settle(fault, &mut f, winner, sent, w_started).await {
+                return out;
+            }
+            // The first head was unusable: the other request, still out, may yet answer.
+            let sent = if first_won {
+                second.await
+            } else {
+                primary.await
+            };
+            match settle(fault, &mut f, loser, sent, l_started).await {
                 Step::Return(out) => return out,
                 Step::Next => continue,
             }
         }
-        // No head yet: ask the next candidate as well, and take the first head.
-        let next = if f.may_hedge() { f.next() } else { None };
-        let Some(mut c2) = next else {
-            let sent = primary.await;
-            match settle(fault, &mut f, c, sent, started).await {
-                Step::Return(out) => return out,
-                Step::Next => continue,
-            }
-        };
-        let req2 = match f.request(&mut c2) {
-            Ok(r) => r,
-            Err(out) => return out,
-        };
-        f.retrying(Reason::Hedge);
-        let started2 = Instant::now();
-        let second = tokio::time::timeout(timeout, send(req2));
-        tokio::pin!(second);
-        let (first_won, sent) = tokio::select! {
-            sent = &mut primary => (true, sent),
-            sent = &mut second => (false, sent),
-        };
-        let (winner, w_started, loser, l_started) = if first_won {
-            (c, started, c2, started2)
-        } else {
-            (c2, started2, c, started)
-        };
-        // A usable head ends the loop and drops the other request, which cancels it.
-        if let Step::Return(out) = settle(fault, &mut f, winner, sent, w_started).await {
-            return out;
-        }
-        // The first head was unusable: the other request, still out, may yet answer.
-        let sent = if first_won {
-            second.await
-        } else {
-            primary.await
-        };
-        match settle(fault, &mut f, loser, sent, l_started).await {
-            Step::Return(out) => return out,
-            Step::Next => continue,
-        }
+        f.exhausted()
     }
-    f.exhausted()
 }
 
 /// What the loop does after one request settled.
@@ -287,45 +301,47 @@ enum Step<T> {
 }
 
 /// Makes of one request's result what the loop's rules say: the answer, or a move on.
-async fn settle<B, E, F: Failover<B, E>>(
+fn settle<'f, B, E, F: Failover<B, E>>(
     fault: fn(&E) -> Fault,
-    f: &mut F,
+    f: &'f mut F,
     mut c: F::Candidate,
     sent: Result<Result<Response<B>, E>, tokio::time::error::Elapsed>,
     started: Instant,
-) -> Step<F::Output> {
-    let fault = match sent {
-        Ok(Ok(res)) => {
-            return match f.answered(c, res, started.elapsed()).await {
-                Verdict::Done(out) => Step::Return(out),
-                Verdict::Next(reason) => {
-                    if f.more() {
-                        f.retrying(reason);
+) -> impl Future<Output = Step<F::Output>> + use<'f, B, E, F> {
+    async move {
+        let fault = match sent {
+            Ok(Ok(res)) => {
+                return match f.answered(c, res, started.elapsed()).await {
+                    Verdict::Done(out) => Step::Return(out),
+                    Verdict::Next(reason) => {
+                        if f.more() {
+                            f.retrying(reason);
+                        }
+                        Step::Next
                     }
-                    Step::Next
                 }
             }
+            Ok(Err(e)) => {
+                let fault = fault(&e);
+                f.failed(&mut c, fault, Some(&e));
+                fault
+            }
+            Err(_) => {
+                f.failed(&mut c, Fault::Timeout, None);
+                Fault::Timeout
+            }
+        };
+        let retryable = match fault {
+            Fault::Connect => true,
+            Fault::Reset | Fault::Io => f.replayable(),
+            Fault::Timeout => f.retry_timeouts() && f.replayable(),
+        };
+        if !retryable {
+            return Step::Return(f.stopped(c, fault));
         }
-        Ok(Err(e)) => {
-            let fault = fault(&e);
-            f.failed(&mut c, fault, Some(&e));
-            fault
+        if f.more() {
+            f.retrying(Reason::Fault(fault));
         }
-        Err(_) => {
-            f.failed(&mut c, Fault::Timeout, None);
-            Fault::Timeout
-        }
-    };
-    let retryable = match fault {
-        Fault::Connect => true,
-        Fault::Reset | Fault::Io => f.replayable(),
-        Fault::Timeout => f.retry_timeouts() && f.replayable(),
-    };
-    if !retryable {
-        return Step::Return(f.stopped(c, fault));
+        Step::Next
     }
-    if f.more() {
-        f.retrying(Reason::Fault(fault));
-    }
-    Step::Next
 }

@@ -102,41 +102,46 @@ impl H1Conn {
     /// Sends `req` and reads its answer's head; the body reads the rest, and says when
     /// the connection may carry another request ([`H1Body::into_reusable`]). A request
     /// holding an [`Interim`] in its extensions gets the answer's 103 Early Hints relayed.
-    pub async fn send(
+    ///
+    /// Not an `async fn`, which would hold `req` twice in its state (as given and taken
+    /// apart): the future is part of every proxied request's, allocated and copied whole.
+    pub fn send(
         mut self: Box<Self>,
         req: Request<Body>,
-    ) -> Result<Response<H1Body>, SendError> {
+    ) -> impl std::future::Future<Output = Result<Response<H1Body>, SendError>> {
         let head_only = req.method() == Method::HEAD;
         let interim = req.extensions().get::<Interim>().cloned();
         let (parts, body) = req.into_parts();
         self.out.clear();
-        if body.is_end_stream() || body.size_hint().exact().is_some() {
-            // Known whole: the head and the body go out in one write.
-            let data = match body.collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return Err(SendError::new(H1Error::Body(e))),
-            };
-            encode(&mut self.out, &parts, Some(data.len() as u64));
-            match self.write_all(&data).await {
-                Ok(()) => {}
-                Err((H1Error::NotSent, _)) => {
-                    let request = Request::from_parts(parts, crate::body::full(data));
-                    return Err(SendError {
-                        error: H1Error::NotSent,
-                        request: Some(request),
-                    });
+        async move {
+            if body.is_end_stream() || body.size_hint().exact().is_some() {
+                // Known whole: the head and the body go out in one write.
+                let data = match body.collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) => return Err(SendError::new(H1Error::Body(e))),
+                };
+                encode(&mut self.out, &parts, Some(data.len() as u64));
+                match self.write_all(&data).await {
+                    Ok(()) => {}
+                    Err((H1Error::NotSent, _)) => {
+                        let request = Request::from_parts(parts, crate::body::full(data));
+                        return Err(SendError {
+                            error: H1Error::NotSent,
+                            request: Some(request),
+                        });
+                    }
+                    Err((e, _)) => return Err(SendError::new(e)),
                 }
-                Err((e, _)) => return Err(SendError::new(e)),
+            } else {
+                encode(&mut self.out, &parts, None);
+                self.write_streamed(body)
+                    .await
+                    .map_err(|(e, _)| SendError::new(e))?;
             }
-        } else {
-            encode(&mut self.out, &parts, None);
-            self.write_streamed(body)
+            self.read_head(head_only, interim.as_ref())
                 .await
-                .map_err(|(e, _)| SendError::new(e))?;
+                .map_err(SendError::new)
         }
-        self.read_head(head_only, interim.as_ref())
-            .await
-            .map_err(SendError::new)
     }
 
     /// Writes what is gathered in `out` (a head, a chunk's framing) and `data`, then

@@ -70,7 +70,6 @@ impl meridian_http::Handler for Clients {
             .as_ref()
             .or(self.interim.as_ref())
             .and_then(|i| i.for_navigation(req.headers()));
-        let (lb, peer) = (self.lb.clone(), self.peer);
-        Box::pin(async move { lb.handle_with(req, peer, hints).await })
+        Box::pin(self.lb.clone().handle_with(req, self.peer, hints))
     }
 }

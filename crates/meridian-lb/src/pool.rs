@@ -173,7 +173,7 @@ impl Pool {
 
     /// A connection to `addr`: an idle one still open, else a new one. The bool says
     /// whether it was reused. One the target closed just as it was taken fails before the
-    /// request is written, and the request comes back unsent ([`Pool::send`] then takes
+    /// request is written, and the request comes back unsent ([`Pool::send_to`] then takes
     /// another).
     async fn checkout(&self, addr: SocketAddr) -> Result<(Box<H1Conn>, bool), PoolError> {
         while let Some(mut conn) = self.take(addr) {
@@ -185,39 +185,43 @@ impl Pool {
     }
 
     /// Sends `req` to `addr` and resolves with the response head; the body reads the
-    /// rest, and gives the connection back when it has been read to its end.
-    pub async fn send(
-        &self,
+    /// rest, and gives the connection back when it has been read to its end. The `Host`
+    /// is set before the future is made: it holds `req` once (an `async fn` holds its
+    /// arguments twice, and each request's future is allocated and copied whole).
+    fn send_to(
+        self,
         addr: SocketAddr,
         mut req: Request<Body>,
-    ) -> Result<Response<Driven>, PoolError> {
+    ) -> impl Future<Output = Result<Response<Driven>, PoolError>> {
         if !req.headers().contains_key(http::header::HOST) {
             if let Ok(host) = HeaderValue::from_str(&addr.to_string()) {
                 req.headers_mut().insert(http::header::HOST, host);
             }
         }
-        loop {
-            let (conn, reused) = self.checkout(addr).await?;
-            match conn.send(req).await {
-                Ok(res) => {
-                    let (parts, body) = res.into_parts();
-                    let mut body = Driven {
-                        addr,
-                        pool: Some(self.clone()),
-                        body: Reading::Own(body),
-                    };
-                    if body.is_end_stream() {
-                        body.release();
+        async move {
+            loop {
+                let (conn, reused) = self.checkout(addr).await?;
+                match conn.send(req).await {
+                    Ok(res) => {
+                        let (parts, body) = res.into_parts();
+                        let mut body = Driven {
+                            addr,
+                            pool: Some(self.clone()),
+                            body: Reading::Own(body),
+                        };
+                        if body.is_end_stream() {
+                            body.release();
+                        }
+                        return Ok(Response::from_parts(parts, body));
                     }
-                    return Ok(Response::from_parts(parts, body));
+                    // A reused connection closed before the request went out (the target
+                    // timed it out as it was taken): the request goes on a fresh one.
+                    Err(SendError {
+                        request: Some(back),
+                        ..
+                    }) if reused => req = back,
+                    Err(e) => return Err(PoolError::Request(addr, e.error)),
                 }
-                // A reused connection closed before the request went out (the target
-                // timed it out as it was taken): the request goes on a fresh one.
-                Err(SendError {
-                    request: Some(back),
-                    ..
-                }) if reused => req = back,
-                Err(e) => return Err(PoolError::Request(addr, e.error)),
             }
         }
     }
@@ -301,17 +305,16 @@ impl Upstream for Pool {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Driven>, PoolError>> + Send>>;
 
     fn send(&self, req: Request<Body>) -> Self::Future {
-        let addr = target_of(&req);
-        let pool = self.clone();
-        Box::pin(async move {
-            let addr = addr?;
-            let (mut parts, body) = req.into_parts();
-            // The target gets the origin form (`/path?query`), as from hyper's client.
-            if let Some(pq) = parts.uri.path_and_query().cloned() {
-                parts.uri = pq.into();
-            }
-            pool.send(addr, Request::from_parts(parts, body)).await
-        })
+        let addr = match target_of(&req) {
+            Ok(addr) => addr,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let (mut parts, body) = req.into_parts();
+        // The target gets the origin form (`/path?query`), as from hyper's client.
+        if let Some(pq) = parts.uri.path_and_query().cloned() {
+            parts.uri = pq.into();
+        }
+        Box::pin(self.clone().send_to(addr, Request::from_parts(parts, body)))
     }
 
     fn fault(e: &PoolError) -> Fault {

@@ -7,6 +7,8 @@ use crate::rules::Decision;
 use crate::settings::{Current, Settings};
 use crate::target::{Target, TargetGroup};
 use bytes::Bytes;
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use http::header::HeaderValue;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -20,6 +22,7 @@ use meridian_telemetry::prometheus_client::metrics::{
 };
 use meridian_telemetry::Metrics;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
@@ -404,8 +407,7 @@ impl LoadBalancer {
     > + Clone {
         let lb = self.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
-            let lb = lb.clone();
-            Box::pin(async move { Ok(lb.handle_with(req, peer, None).await) }) as BoxedResponse
+            Box::pin(lb.clone().handle_with(req, peer, None).map(Ok)) as BoxedResponse
         })
     }
 
@@ -415,16 +417,22 @@ impl LoadBalancer {
         B: HttpBody<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        self.handle_with(req, peer, None).await
+        self.clone().handle_with(req, peer, None).await
     }
 
     /// [`Balancer::handle`], relaying the target's interim responses to `hints`.
-    pub async fn handle_with<B>(
-        &self,
+    ///
+    /// It takes the balancer by value and does what needs no waiting before it makes its
+    /// future, rather than being an `async fn`: every request's future is allocated and
+    /// copied whole, and an `async fn` keeps its arguments twice (here the request, and
+    /// again the parts taken from it). The request's parts live here alone; the steps
+    /// below borrow them.
+    pub fn handle_with<B>(
+        self,
         req: Request<B>,
         peer: SocketAddr,
         hints: Option<Interim>,
-    ) -> Response<Body>
+    ) -> impl Future<Output = Response<Body>> + Send + 'static
     where
         B: HttpBody<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
@@ -435,49 +443,51 @@ impl LoadBalancer {
         let rid = crate::forwarded::request_id(&parts.headers);
         let grpc = meridian_http::grpc::is_grpc(&parts.headers);
         let mut rec = self.record(&mut parts, peer, ws.is_some());
-        let (group, answer) = self
-            .forward(parts, body, peer, grpc, &rid, &mut rec, hints)
-            .await;
-        // The target that answered (None: the balancer answered itself).
-        let (target, res) = match answer {
-            Ok((i, res)) => (group.and_then(|g| g.targets.get(i)), res),
-            // A gRPC client reads the balancer's own errors from `grpc-status`.
-            Err(res) if grpc => (None, meridian_http::grpc::shape_error(res).await),
-            Err(res) => (None, res),
-        };
-        let target_name = target.map_or("none", |t| t.name.as_str());
-        let mut res = self.0.ws.finish(ws, target_name, res);
-        res.headers_mut()
-            .insert(&crate::forwarded::X_REQUEST_ID, rid);
-        let took = start.elapsed().as_secs_f64();
-        self.0.m.duration.observe(took);
-        if let Some(g) = group {
-            g.duration(&self.0.m.group_duration).observe(took);
-        }
-        if let Some(n) = hyper::body::Body::size_hint(res.body()).exact() {
-            self.0.m.response_bytes.inc_by(n);
-        }
-        let status = res.status().as_u16();
-        match (target, group) {
-            (Some(t), Some(g)) => t.count_answer(&self.0.m.requests, &g.name, status),
-            _ => {
-                self.0
-                    .m
-                    .requests
-                    .get_or_create(&vec![
-                        ("target", "none".to_owned()),
-                        ("status", status.to_string()),
-                        ("target_group", group.map_or("none", |g| &g.name).to_owned()),
-                    ])
-                    .inc();
+        async move {
+            let (group, answer) = self
+                .forward(&mut parts, body, peer, grpc, &rid, &mut rec, hints)
+                .await;
+            // The target that answered (None: the balancer answered itself).
+            let (target, res) = match answer {
+                Ok((i, res)) => (group.and_then(|g| g.targets.get(i)), res),
+                // A gRPC client reads the balancer's own errors from `grpc-status`.
+                Err(res) if grpc => (None, meridian_http::grpc::shape_error(res).await),
+                Err(res) => (None, res),
+            };
+            let target_name = target.map_or("none", |t| t.name.as_str());
+            let mut res = self.0.ws.finish(ws, target_name, res);
+            res.headers_mut()
+                .insert(&crate::forwarded::X_REQUEST_ID, rid);
+            let took = start.elapsed().as_secs_f64();
+            self.0.m.duration.observe(took);
+            if let Some(g) = group {
+                g.duration(&self.0.m.group_duration).observe(took);
             }
-        }
-        match &self.0.log {
-            Some(log) => {
-                let done = rec.finish(&res, log.clone());
-                res.map(|b| crate::access_log::Logged::new(b, done).boxed())
+            if let Some(n) = hyper::body::Body::size_hint(res.body()).exact() {
+                self.0.m.response_bytes.inc_by(n);
             }
-            None => res,
+            let status = res.status().as_u16();
+            match (target, group) {
+                (Some(t), Some(g)) => t.count_answer(&self.0.m.requests, &g.name, status),
+                _ => {
+                    self.0
+                        .m
+                        .requests
+                        .get_or_create(&vec![
+                            ("target", "none".to_owned()),
+                            ("status", status.to_string()),
+                            ("target_group", group.map_or("none", |g| &g.name).to_owned()),
+                        ])
+                        .inc();
+                }
+            }
+            match &self.0.log {
+                Some(log) => {
+                    let done = rec.finish(&res, log.clone());
+                    res.map(|b| crate::access_log::Logged::new(b, done).boxed())
+                }
+                None => res,
+            }
         }
     }
 
@@ -551,18 +561,19 @@ impl LoadBalancer {
 
     /// The listener rules choose a target group (or answer), then the group a target.
     /// Returns the group (None when no group took the request) and the answer. `grpc`:
-    /// whether the request is gRPC (read once, in `handle`).
+    /// whether the request is gRPC (read once, in `handle`). What needs no waiting is
+    /// done before the future is made (see [`LoadBalancer::handle_with`]).
     #[allow(clippy::too_many_arguments)]
-    async fn forward<B>(
-        &self,
-        parts: http::request::Parts,
+    fn forward<'s, 'a, B>(
+        &'s self,
+        parts: &'a mut http::request::Parts,
         body: B,
         peer: SocketAddr,
         grpc: bool,
-        rid: &HeaderValue,
-        rec: &mut Record,
+        rid: &'a HeaderValue,
+        rec: &'a mut Record,
         hints: Option<Interim>,
-    ) -> (Option<&TargetGroup>, crate::retry::Answer)
+    ) -> impl Future<Output = (Option<&'s TargetGroup>, crate::retry::Answer)> + Send + use<'s, 'a, B>
     where
         B: HttpBody<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
@@ -571,13 +582,13 @@ impl LoadBalancer {
         let current = self.0.current.get();
         let cfg = &current.config;
         if cfg.require_edge_signature {
-            if let Err(res) = self.check_signature(cfg, &parts) {
-                return (None, Err(res));
+            if let Err(res) = self.check_signature(cfg, parts) {
+                return Either::Left(std::future::ready((None, Err(res))));
             }
         }
         let tls = parts.extensions.get::<ViaTls>().map(|t| t.0);
         let port = tls.unwrap_or(self.0.listen_port);
-        let (rule, decision) = current.rules.decide(&parts, peer.ip(), tls.is_some(), port);
+        let (rule, decision) = current.rules.decide(parts, peer.ip(), tls.is_some(), port);
         if let Some(rule) = rule {
             self.0
                 .m
@@ -589,14 +600,14 @@ impl LoadBalancer {
         let group = match decision {
             Decision::Answer(res) => {
                 crate::access_log::answered_by_rule(rec, rule, &res);
-                return (None, Err(res));
+                return Either::Left(std::future::ready((None, Err(res))));
             }
             Decision::Forward(i) => self.route(i),
         };
         // The group's settings, read once for the request.
         let gcfg = group.config();
-        if let Err(res) = crate::grpc::admits(group, &gcfg, &parts) {
-            return (None, Err(res));
+        if let Err(res) = crate::grpc::admits(group, &gcfg, parts) {
+            return Either::Left(std::future::ready((None, Err(res))));
         }
         rec.action = Some("forward");
         let logged = self.0.log.is_some();
@@ -605,19 +616,32 @@ impl LoadBalancer {
         }
         // Stickiness reads the request's cookies again once the target has answered.
         let cookies = gcfg.stickiness.is_some().then(|| parts.headers.clone());
-        let mut answer = self
-            .forward_to(cfg, group, &gcfg, parts, body, peer, grpc, rid, rec, hints)
-            .await;
-        if let (Ok((i, res)), true) = (&answer, logged) {
-            rec.target = group.targets.get(*i).map(|t| t.addr);
-            rec.target_status = Some(res.status().as_u16());
-        }
-        if let (Ok((i, res)), Some(cookies)) = (&mut answer, &cookies) {
-            if let Some(t) = group.targets.get(*i) {
-                crate::sticky::stick(group, &t.name, cookies, res.headers_mut());
+        Either::Right(async move {
+            let mut answer = self
+                .forward_to(
+                    &current.config,
+                    group,
+                    &gcfg,
+                    parts,
+                    body,
+                    peer,
+                    grpc,
+                    rid,
+                    rec,
+                    hints,
+                )
+                .await;
+            if let (Ok((i, res)), true) = (&answer, logged) {
+                rec.target = group.targets.get(*i).map(|t| t.addr);
+                rec.target_status = Some(res.status().as_u16());
             }
-        }
-        (Some(group), answer)
+            if let (Ok((i, res)), Some(cookies)) = (&mut answer, &cookies) {
+                if let Some(t) = group.targets.get(*i) {
+                    crate::sticky::stick(group, &t.name, cookies, res.headers_mut());
+                }
+            }
+            (Some(group), answer)
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -626,7 +650,7 @@ impl LoadBalancer {
         cfg: &meridian_config::LoadBalancer,
         group: &TargetGroup,
         gcfg: &meridian_config::TargetGroup,
-        mut parts: http::request::Parts,
+        parts: &mut http::request::Parts,
         body: B,
         peer: SocketAddr,
         grpc: bool,
@@ -677,17 +701,6 @@ impl LoadBalancer {
             Some(_) => crate::sticky::sticky_target(group, &parts.headers),
             None => None,
         };
-        let mut headers = std::mem::take(&mut parts.headers);
-        // Hop-by-hop fields, the edge's signature and the client's framing go.
-        crate::forwarded::strip_request(&mut headers);
-        if grpc {
-            // gRPC servers may insist on it; it is the one TE HTTP/2 allows.
-            headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
-        }
-        // A WebSocket handshake keeps its Upgrade (`upgrade.rs`).
-        crate::upgrade::restore(&parts.extensions, &mut headers);
-        let tls_port = parts.extensions.get::<ViaTls>().map(|t| t.0);
-        crate::forwarded::add(&mut headers, peer, tls_port, &self.0.port_header, rid);
         let path = parts
             .uri
             .path_and_query()
@@ -713,28 +726,62 @@ impl LoadBalancer {
             retries: &self.0.m.retries,
             target_errors: &self.0.m.target_errors,
         };
-        let mut retries = crate::retry::Retries::new(lb, &parts.method, &path, headers, &body);
-        // Interim heads come over HTTP/1.1 only (hyper's client hands them over there).
-        if !gcfg.protocol_version.is_h2() {
-            retries.interim = hints;
-        }
         // The log's timings: the clock is read only for a log that is on.
         let logged = self.0.log.is_some();
         if logged {
             rec.dispatched = Some(Instant::now());
         }
         let timeout = cfg.target_timeout;
-        let answer = if gcfg.protocol_version.is_h2() {
+        let h2 = gcfg.protocol_version.is_h2();
+        let upgrade = crate::upgrade::requested(&parts.extensions);
+        // The retry loop is made inside each awaited expression: a local holding it
+        // would keep its room in this future's state after it was moved.
+        let answer = if h2 {
+            let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, None);
             meridian_http::failover::run_on(&self.0.client_h2, timeout, retries).await
-        } else if crate::upgrade::requested(&parts.extensions) {
+        } else if upgrade {
+            let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, hints);
             meridian_http::failover::run_on(&self.0.client, timeout, retries).await
         } else {
+            let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, hints);
             meridian_http::failover::run_on(&self.0.pool, timeout, retries).await
         };
         if logged {
             rec.answered = Some(Instant::now());
         }
         answer
+    }
+
+    /// The retry loop for one request: its head as the target gets it. Hop-by-hop
+    /// fields, the edge's signature and the client's framing go; the forwarding fields
+    /// come in. `hints` get the target's interim heads (HTTP/1.1 only: hyper's client
+    /// hands them over there).
+    #[allow(clippy::too_many_arguments)]
+    fn retries<'r>(
+        &'r self,
+        lb: crate::retry::Balancer<'r>,
+        parts: &'r mut http::request::Parts,
+        path: &'r http::uri::PathAndQuery,
+        body: &'r RequestBody,
+        peer: SocketAddr,
+        grpc: bool,
+        rid: &HeaderValue,
+        hints: Option<Interim>,
+    ) -> crate::retry::Retries<'r> {
+        let mut headers = std::mem::take(&mut parts.headers);
+        crate::forwarded::strip_request(&mut headers);
+        if grpc {
+            // gRPC servers may insist on it; it is the one TE HTTP/2 allows.
+            headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        }
+        // A WebSocket handshake keeps its Upgrade (`upgrade.rs`).
+        crate::upgrade::restore(&parts.extensions, &mut headers);
+        let tls_port = parts.extensions.get::<ViaTls>().map(|t| t.0);
+        crate::forwarded::add(&mut headers, peer, tls_port, &self.0.port_header, rid);
+        let parts: &'r http::request::Parts = parts;
+        let mut retries = crate::retry::Retries::new(lb, &parts.method, path, headers, body);
+        retries.interim = hints;
+        retries
     }
 }
 

@@ -6,6 +6,7 @@
 use crate::pool::{Driven, PoolError};
 use crate::target::{Target, TargetGroup};
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
@@ -287,12 +288,15 @@ impl Failover<Driven, PoolError> for Retries<'_> {
         Ok(up)
     }
 
-    async fn answered(
+    /// Not an `async fn`: what needs no waiting is done before the future is made, so
+    /// that the future holds only what the wait needs (it is part of every request's
+    /// state, allocated and copied whole).
+    fn answered(
         &mut self,
         mut c: Attempt,
         res: Response<Driven>,
         elapsed: Duration,
-    ) -> Verdict<Answer> {
+    ) -> impl std::future::Future<Output = Verdict<Answer>> + Send {
         let target = self.target(&c);
         let guard = c.guard.take();
         // An error's latency says nothing of the target's speed (a fast 500 would pull its
@@ -310,10 +314,20 @@ impl Failover<Driven, PoolError> for Retries<'_> {
             .size_hint()
             .upper()
             .is_some_and(|n| n <= BUFFERED_BODY_MAX);
-        if small && idempotent(self.method) {
-            let read = tokio::time::timeout(self.lb.config.target_timeout, read_whole(rb)).await;
+        if !(small && idempotent(self.method)) {
+            // A target that stalls mid-body must not hold the client forever.
+            let body = Guarded {
+                inner: meridian_http::IdleTimeout::new(rb, self.lb.config.idle_timeout),
+                _guard: guard,
+            };
+            let done = Verdict::Done(Ok((c.i, Response::from_parts(rp, body.boxed()))));
+            return Either::Left(std::future::ready(done));
+        }
+        let timeout = self.lb.config.target_timeout;
+        Either::Right(async move {
+            let read = tokio::time::timeout(timeout, read_whole(rb)).await;
             drop(guard);
-            return match read {
+            match read {
                 Ok(Ok(body)) => Verdict::Done(Ok((c.i, Response::from_parts(rp, body)))),
                 Ok(Err(e)) => {
                     self.target_failed(target, Fault::Io, &e.to_string());
@@ -322,15 +336,8 @@ impl Failover<Driven, PoolError> for Retries<'_> {
                     Verdict::Next(Reason::Fault(Fault::Io))
                 }
                 Err(_) => Verdict::Done(Err(self.timed_out(target))),
-            };
-        }
-        // A target that stalls mid-body must not hold the client forever.
-        let body = Guarded {
-            inner: meridian_http::IdleTimeout::new(rb, self.lb.config.idle_timeout),
-            _guard: guard,
-        };
-        let body = body.boxed();
-        Verdict::Done(Ok((c.i, Response::from_parts(rp, body))))
+            }
+        })
     }
 
     fn failed(&mut self, c: &mut Attempt, fault: Fault, error: Option<&PoolError>) {
