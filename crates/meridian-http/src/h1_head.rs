@@ -37,17 +37,69 @@ impl<'a> Spans<'a> {
 }
 
 /// The fields at `spans` of `head`, their values sharing its bytes, with room for `more`
-/// (what a proxy adds: growing the map rehashes it); None when a name or value is not one
-/// the `http` crate takes.
+/// (what a proxy adds: growing the map rehashes it); None when a name is not one the
+/// `http` crate takes.
+///
+/// Every request a proxy passes on is parsed twice (the client's head, the upstream's
+/// answer), so the two costs per field that the `http` crate's checked constructors
+/// repeat are left out: names come from [`NAMES`], and values are not checked again.
 pub(crate) fn header_map(head: &Bytes, spans: &[Span], more: usize) -> Option<HeaderMap> {
     let mut headers = HeaderMap::with_capacity(spans.len() + more);
-    for span in spans {
-        let name =
-            HeaderName::from_bytes(&head[span.name.0 as usize..span.name.1 as usize]).ok()?;
-        let value = HeaderValue::from_maybe_shared(slice(head, span.value)).ok()?;
-        headers.append(name, value);
+    NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        for span in spans {
+            let name = names.get(&head[span.name.0 as usize..span.name.1 as usize])?;
+            let value = slice(head, span.value);
+            // SAFETY: `from_maybe_shared_unchecked` skips the check that every byte is
+            // HTAB, SP to `~`, or 0x80 and above. Every value here went through
+            // httparse, which refuses any other byte in a field value with its default
+            // config, the only one our server and client use; the test
+            // `httparse_and_http_take_the_same_value_bytes` keeps the two sets equal.
+            let value = unsafe { HeaderValue::from_maybe_shared_unchecked(value) };
+            headers.append(name, value);
+        }
+        Some(headers)
+    })
+}
+
+/// Field names seen before, by their bytes as sent, in 64 slots chosen by a hash (a
+/// name whose slot is taken replaces the one there). Heads repeat the same few names,
+/// and `HeaderName::from_bytes` lower-cases each, and copies a custom one (an
+/// application's `x-...` field) into an allocation of its own, every time.
+pub(crate) struct Names {
+    slots: Vec<Option<(Box<[u8]>, HeaderName)>>,
+}
+
+/// Names longer than this are not kept: they are rare, and the slots stay small.
+const NAME_KEPT: usize = 40;
+
+thread_local! {
+    static NAMES: std::cell::RefCell<Names> = std::cell::RefCell::new(Names {
+        slots: vec![None; 64],
+    });
+}
+
+impl Names {
+    /// The name for `raw`, None when it is not a valid field name.
+    fn get(&mut self, raw: &[u8]) -> Option<HeaderName> {
+        if raw.len() > NAME_KEPT || raw.is_empty() {
+            return HeaderName::from_bytes(raw).ok();
+        }
+        // Length, ends and middle tell apart the names a head carries at small cost.
+        let (first, last, mid) = (raw[0], raw[raw.len() - 1], raw[raw.len() / 2]);
+        let h = (raw.len() as u32)
+            .wrapping_mul(31)
+            .wrapping_add(first as u32 * 7 + last as u32 * 13 + mid as u32 * 17);
+        let slot = &mut self.slots[(h % 64) as usize];
+        if let Some((kept, name)) = slot {
+            if **kept == *raw {
+                return Some(name.clone());
+            }
+        }
+        let name = HeaderName::from_bytes(raw).ok()?;
+        *slot = Some((raw.into(), name.clone()));
+        Some(name)
     }
-    Some(headers)
 }
 
 /// The bytes of `head` at `span`, shared.
@@ -89,6 +141,54 @@ mod tests {
             push_chunk_size(&mut out, n);
             assert_eq!(out, line);
         }
+    }
+
+    #[test]
+    fn httparse_and_http_take_the_same_value_bytes() {
+        for b in 0..=255u8 {
+            let raw = [b'a', b, b'z'];
+            let mut head = b"HTTP/1.1 200 OK\r\nx: ".to_vec();
+            head.extend_from_slice(&raw);
+            head.extend_from_slice(b"\r\n\r\n");
+            let mut fields = [httparse::EMPTY_HEADER; 4];
+            let parsed = httparse::Response::new(&mut fields).parse(&head);
+            let by_httparse = matches!(parsed, Ok(httparse::Status::Complete(_)));
+            let by_http = HeaderValue::from_bytes(&raw).is_ok();
+            // CR and LF end the field for httparse (a bare one is refused as a whole).
+            if b == b'\r' || b == b'\n' {
+                assert!(!by_http);
+                continue;
+            }
+            assert_eq!(by_httparse, by_http, "byte {b:#04x}");
+        }
+    }
+
+    #[test]
+    fn names_are_kept_and_told_apart() {
+        let mut names = Names {
+            slots: vec![None; 64],
+        };
+        for _ in 0..3 {
+            for raw in [
+                &b"Content-Type"[..],
+                b"content-type",
+                b"x-meridian-az",
+                b"x-meridian-region",
+                b"X-Service-Version",
+                b"a",
+            ] {
+                let name = names.get(raw).unwrap();
+                assert_eq!(name, HeaderName::from_bytes(raw).unwrap());
+            }
+        }
+        // Names of one length, ends and middle share a slot and replace each other.
+        assert_eq!(names.get(b"x-ab-z").unwrap().as_str(), "x-ab-z");
+        assert_eq!(names.get(b"x-cb-z").unwrap().as_str(), "x-cb-z");
+        assert_eq!(names.get(b"x-ab-z").unwrap().as_str(), "x-ab-z");
+        assert!(names.get(b"bad name").is_none());
+        assert!(names.get(b"").is_none());
+        let long = "x-".repeat(30);
+        assert_eq!(names.get(long.as_bytes()).unwrap().as_str(), long);
     }
 
     #[test]
