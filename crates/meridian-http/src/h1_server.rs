@@ -103,7 +103,7 @@ where
                             activity,
                             hints,
                         };
-                        return rest.serve(handler, &settings, &closing).await;
+                        return rest.serve(handler, &settings, &closing, stop).await;
                     }
                 }
             } else if closing.is_set() {
@@ -237,11 +237,15 @@ impl<IO> Rest<IO>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    /// `stop` is the connection's one wait for its close, handed on: it is registered
+    /// with the `Notify`, which wakes one waiter, so a second wait made here would never
+    /// hear the close.
     async fn serve<H: Handler>(
         self,
         handler: H,
         settings: &H1Settings,
         closing: &Closing,
+        mut stop: Pin<&mut tokio::sync::futures::Notified<'_>>,
     ) -> Result<(), BoxError> {
         let service = Tracked::new(HyperHandler(handler), self.activity, self.hints);
         let io = TokioIo::new(Rewind::new(self.io, self.read.freeze()));
@@ -254,7 +258,7 @@ where
             }
             tokio::select! {
                 served = conn.as_mut() => return served.map_err(Into::into),
-                _ = closing.notify.notified() => {}
+                _ = stop.as_mut() => {}
             }
         }
     }
