@@ -192,15 +192,6 @@ LUA
 run() { WRK_PREFIX="taskset -c 1" wrk_run "$CONNS" "$@"; }
 metric() { curl -fs "http://$NET.100.1:9900/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 
-# CPU clock ticks used so far by a server: the process and its children (nginx's worker,
-# varnish's cache process).
-server_ticks() {
-  local t=0 p
-  for p in $1 $(pgrep -P "$1"); do
-    t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
-  done
-  echo "$t"
-}
 # CPU 1's busy and total jiffies (wrk and the origin run there).
 cpu1() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 
@@ -209,15 +200,12 @@ cpu1() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5
 # that is full, requests/s measures wrk, and requests per CPU-second of the server's own core
 # (its capacity on that core) is the comparison that still holds.
 measured() {
-  local pid=$1 t0 t1 b0 a0 b1 a1 rps p50 p99 err
-  t0=$(server_ticks "$pid"); read -r b0 a0 < <(cpu1)
-  read -r rps p50 p99 err < <(run "${@:2}")
-  t1=$(server_ticks "$pid"); read -r b1 a1 < <(cpu1)
-  local n; n=$(awk -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%d", r * d }')
-  echo "$rps $p50 $p99 $(per_cpu "$n" $(( t1 - t0 ))) $(awk -v b=$((b1 - b0)) -v a=$((a1 - a0)) 'BEGIN { printf "%.0f", (a > 0 ? 100 * b / a : 0) }') $err"
+  local b0 a0 b1 a1 rps p50 p99 cpu err
+  read -r b0 a0 < <(cpu1)
+  read -r rps p50 p99 cpu err < <(run_per_cpu "$@")
+  read -r b1 a1 < <(cpu1)
+  echo "$rps $p50 $p99 $cpu $(awk -v b=$((b1 - b0)) -v a=$((a1 - a0)) 'BEGIN { printf "%.0f", (a > 0 ? 100 * b / a : 0) }') $err"
 }
-# Requests per CPU-second of N requests in T clock ticks.
-per_cpu() { awk -v n="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%d", (t > 0 ? n * hz / t : 0) }'; }
 
 table() {
   local title=$1; shift

@@ -36,6 +36,30 @@ wrk_run() {
   echo "$rps $(to_ms "$p50") $(to_ms "$p99") $errs"
 }
 to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
+# CPU clock ticks used so far by a server: the process and its children (nginx's worker,
+# varnish's cache process).
+server_ticks() {
+  local t=0 p
+  for p in $1 $(pgrep -P "$1"); do
+    t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "$t"
+}
+# Requests per CPU-second of N requests in T clock ticks.
+per_cpu() { awk -v n="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%d", (t > 0 ? n * hz / t : 0) }'; }
+# run_per_cpu PID RUN_ARGS... prints "requests/s p50_ms p99_ms per_cpu_second errors": the
+# script's own `run` (one wrk run), and how many requests the server whose pid is PID
+# answered per second of its own CPU time. On a shared machine requests/s also measures
+# how the scheduler placed wrk, the server and its upstreams; the server's CPU time per
+# request does not depend on that.
+run_per_cpu() {
+  local pid=$1 t0 t1 rps p50 p99 err n
+  t0=$(server_ticks "$pid")
+  read -r rps p50 p99 err < <(run "${@:2}")
+  t1=$(server_ticks "$pid")
+  n=$(awk -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%d", r * d }')
+  echo "$rps $p50 $p99 $(per_cpu "$n" $(( t1 - t0 ))) $err"
+}
 # ratio A B prints A/B as "1.23x" ("-" when B is 0).
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "-"; else printf "%.2fx", a/b }'; }
 
