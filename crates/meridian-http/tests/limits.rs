@@ -368,11 +368,17 @@ async fn shutdown_lets_a_request_in_flight_finish_then_returns() {
     }
 }
 
-/// A connection our HTTP/1.1 server handed to hyper (a request with a body) hears the
-/// shutdown too: its request in flight is answered and it closes, well before the drain
-/// time runs out.
-#[tokio::test]
-async fn shutdown_closes_a_connection_hyper_serves_for_our_server() {
+/// A server answering "ok" after 500 ms the `kind` way until the returned sender is
+/// used: its address, the count of requests begun, and its task.
+async fn stoppable(
+    kind: Kind,
+    opts: ServerOptions,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    Arc<AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -383,37 +389,43 @@ async fn shutdown_closes_a_connection_hyper_serves_for_our_server() {
         counter: started.clone(),
         delay: Duration::from_millis(500),
     };
+    let served = tokio::spawn(serve_kind(kind, listener, opts, answer, async move {
+        let _ = rx.await;
+    }));
+    (addr, tx, started, served)
+}
+
+/// The next response on `s`, which must be a 200.
+async fn answered(s: &mut TcpStream) -> String {
+    let res = tokio::time::timeout(Duration::from_secs(10), read_response(s))
+        .await
+        .expect("the request was answered");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    res
+}
+
+/// A connection our HTTP/1.1 server handed to hyper (a request with a body) hears the
+/// shutdown too: its request in flight is answered and it closes, well before the drain
+/// time runs out.
+#[tokio::test]
+async fn shutdown_closes_a_connection_hyper_serves_for_our_server() {
     let opts = ServerOptions {
         drain: Duration::from_secs(60),
         ..Default::default()
     };
-    let served = tokio::spawn(serve_kind(
-        Kind::Handlers,
-        listener,
-        opts,
-        answer,
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let (addr, stop, started, served) = stoppable(Kind::Handlers, opts).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     // A first request our server answers itself, then a wait between keep-alive
     // requests (the connection waits for a head, and for the close).
     s.write_all(GET).await.unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(10), read_response(&mut s))
-        .await
-        .expect("the first request was answered");
-    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    answered(&mut s).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.write_all(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\nhi")
         .await
         .unwrap();
     until_started(&started, 2).await;
-    let _ = tx.send(());
-    let res = tokio::time::timeout(Duration::from_secs(10), read_response(&mut s))
-        .await
-        .expect("the request in flight was answered");
-    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    let _ = stop.send(());
+    let res = answered(&mut s).await;
     // hyper was told: it says so on the answer.
     assert!(
         res.to_ascii_lowercase().contains("connection: close"),
@@ -426,33 +438,12 @@ async fn shutdown_closes_a_connection_hyper_serves_for_our_server() {
 }
 
 async fn shutdown_lets_a_request_in_flight_finish_then_returns_with(kind: Kind) {
-    let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let started = Arc::new(AtomicUsize::new(0));
-    let answer = Ok200 {
-        counter: started.clone(),
-        delay: Duration::from_millis(500),
-    };
-    let served = tokio::spawn(serve_kind(
-        kind,
-        listener,
-        ServerOptions::default(),
-        answer,
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let (addr, stop, started, served) = stoppable(kind, ServerOptions::default()).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(GET).await.unwrap();
     until_started(&started, 1).await;
-    let _ = tx.send(());
-    let res = tokio::time::timeout(Duration::from_secs(10), read_response(&mut s))
-        .await
-        .expect("the request in flight was answered");
-    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    let _ = stop.send(());
+    answered(&mut s).await;
     tokio::time::timeout(Duration::from_secs(10), served)
         .await
         .expect("serve returned once its connection closed")
