@@ -734,8 +734,9 @@ impl LoadBalancer {
         let timeout = cfg.target_timeout;
         let h2 = gcfg.protocol_version.is_h2();
         let upgrade = crate::upgrade::requested(&parts.extensions);
-        // The retry loop is made inside each awaited expression: a local holding it
-        // would keep its room in this future's state after it was moved.
+        // The retry loop is made in each branch, just before its await: made once before
+        // the branches and then changed, it kept its room in this future's state after
+        // it was moved.
         let answer = if h2 {
             let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, None);
             meridian_http::failover::run_on(&self.0.client_h2, timeout, retries).await
