@@ -109,6 +109,7 @@ impl World {
             balancers.push(o);
         }
         let mut nodes = Vec::new();
+        let mut admins = Vec::new();
         // Regional caches first, as `up` starts them before any viewer arrives.
         let mut edges: Vec<_> = cfg
             .nodes()
@@ -129,6 +130,23 @@ impl World {
             })
             .await;
             nodes.push((node.name.clone(), tx));
+            admins.push((node.name.clone(), admin));
+        }
+        // Until an edge has probed a member, it ranks it after those it has seen healthy:
+        // a PoP whose balancer probe came back before its regional cache's would go past
+        // the tier. `up` waits for health too before any viewer arrives.
+        for (name, admin) in admins {
+            let what = format!("{name} sees every origin member healthy");
+            eventually(&what, Duration::from_secs(30), || async move {
+                let metrics = get(admin, "/metrics").await;
+                let text = String::from_utf8_lossy(&metrics.body).into_owned();
+                let members: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.starts_with("meridian_edge_origin_healthy{"))
+                    .collect();
+                !members.is_empty() && members.iter().all(|l| l.ends_with(" 1"))
+            })
+            .await;
         }
         World {
             cfg,
