@@ -45,18 +45,8 @@ location = { lat = 0, lon = 2 }
 memory_cache = "256KiB"
 disk_cache = "1GiB"
 disk_encryption = false
-[distribution]
-access_log = false   # nginx logs nothing here either
-[[distribution.origin_group]]
-name = "o"
-members = ["http://$ORIGIN"]
-[[distribution.cache_policy]]
-name = "default"
-default_ttl = "300s"
-query_strings = "all"
-[distribution.default_behavior]
-origin_group = "o"
-compress = false
+TOML
+bench_distribution "$ORIGIN"; cat <<TOML
 [dns]
 servers = 0
 TOML
@@ -79,14 +69,7 @@ KEY=$WORK/state/tls/dev-key.pem
 # nginx's worker drops privileges: it reads the key through a copy it may read.
 cp "$KEY" "$WORK/nginx-key.pem" && chmod 644 "$WORK/nginx-key.pem"
 
-cat > "$WORK/nginx.conf" <<CFG
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
+{ nginx_head; cat <<CFG
   # h2load does not reconnect: nginx's default of 1000 requests per connection would end
   # each client early (a PoP sets no such limit).
   keepalive_requests 10000000;
@@ -112,6 +95,7 @@ http {
   }
 }
 CFG
+} > "$WORK/nginx.conf"
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" >"$WORK/nginx.log" 2>&1 &
 pids+=($!)
 NGINX=$NET.1.3

@@ -34,18 +34,8 @@ name = "pop"
 location = { lat = 0, lon = 0 }
 memory_cache = "256MiB"
 disk_cache = "0B"
-[distribution]
-access_log = false   # nginx and varnish log nothing here either
-[[distribution.origin_group]]
-name = "o"
-members = ["http://$ORIGIN"]
-[[distribution.cache_policy]]
-name = "default"
-default_ttl = "300s"
-query_strings = "all"
-[distribution.default_behavior]
-origin_group = "o"
-compress = false
+TOML
+bench_distribution "$ORIGIN"; cat <<TOML
 # Hits through a CloudFront Function (Meridian only): /fn/X is served as /static/X.
 [[distribution.function]]
 name = "rewrite"
@@ -99,14 +89,7 @@ MERIDIAN_STATE_DIR=$WORK/state2 TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
 pids+=($!)
 PROTECTED=$NET2.100.1:8080
 
-cat > "$WORK/nginx.conf" <<CFG
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
+{ nginx_head; cat <<CFG
   proxy_cache_path $WORK/nginx-cache levels=1:2 keys_zone=edge:32m max_size=1g inactive=1h use_temp_path=off;
   upstream origin { server $ORIGIN; keepalive 64; }
   server {
@@ -124,6 +107,7 @@ http {
   }
 }
 CFG
+} > "$WORK/nginx.conf"
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" >"$WORK/nginx.log" 2>&1 &
 pids+=($!)
 NGINX_PID=$!

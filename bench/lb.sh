@@ -80,14 +80,7 @@ haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
 pids+=($!)
 HAPROXY_PID=$!
 
-cat > "$WORK/nginx.conf" <<CFG
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
+{ nginx_head; cat <<CFG
   upstream be { server $T1; server $T2; keepalive 64; }
   map \$http_x_amzn_trace_id \$trace_id { "" "Root=1-\$request_id"; default \$http_x_amzn_trace_id; }
   server {
@@ -106,6 +99,7 @@ http {
   }
 }
 CFG
+} > "$WORK/nginx.conf"
 nginx -c "$WORK/nginx.conf" -p "$WORK" >"$WORK/nginx.log" 2>&1 &
 pids+=($!)
 NGINX_PID=$!

@@ -63,6 +63,40 @@ run_per_cpu() {
 # ratio A B prints A/B as "1.23x" ("-" when B is 0).
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "-"; else printf "%.2fx", a/b }'; }
 
+# nginx_head prints what every benchmark's nginx.conf starts with: one worker in the
+# foreground, its files in $WORK, no access log; the caller writes the rest of `http {`.
+nginx_head() {
+  cat <<CFG
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+CFG
+}
+
+# bench_distribution ORIGIN prints the edge benchmarks' distribution: one origin group of
+# ORIGIN, objects cached 300 s by their whole URL, not compressed, and no access log (the
+# peers log nothing either).
+bench_distribution() {
+  cat <<TOML
+[distribution]
+access_log = false
+[[distribution.origin_group]]
+name = "o"
+members = ["http://$1"]
+[[distribution.cache_policy]]
+name = "default"
+default_ttl = "300s"
+query_strings = "all"
+[distribution.default_behavior]
+origin_group = "o"
+compress = false
+TOML
+}
+
 # bench_deployment NET AZ... prints what every benchmark's config starts with: a deployment
 # on the loopback /16 NET with one region of the given AZs, one demo instance in each.
 bench_deployment() {

@@ -545,7 +545,7 @@ pub fn file_stream(
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let file = file.to_owned();
     futures_util::stream::unfold(
-        (None::<Arc<std::fs::File>>, file, offset, len),
+        (None::<std::fs::File>, file, offset, len),
         |(f, path, at, left)| async move {
             if left == 0 {
                 return None;
@@ -555,7 +555,7 @@ pub fn file_stream(
                 use std::os::unix::fs::FileExt;
                 let f = match f {
                     Some(f) => f,
-                    None => Arc::new(std::fs::File::open(&path)?),
+                    None => std::fs::File::open(&path)?,
                 };
                 let mut buf = vec![0u8; want];
                 let mut n = 0;

@@ -56,6 +56,14 @@ fn get(path: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// GET / from an upstream that answers `answer` (then closes when `close`): the answer's
+/// body, trailers and whether its connection may be reused.
+async fn whole(answer: &'static [u8], close: bool) -> (Bytes, Option<HeaderMap>, bool) {
+    let (addr, _) = upstream(answer, 0, close).await;
+    let res = conn(addr).await.send(get("/")).await.unwrap();
+    read(res.into_body()).await
+}
+
 /// What a body read whole gives: its data, its trailers, and whether its connection
 /// may carry another request.
 async fn read(mut body: meridian_http::h1_client::H1Body) -> (Bytes, Option<HeaderMap>, bool) {
@@ -92,14 +100,7 @@ async fn a_length_framed_answer_is_read_and_its_connection_kept() {
 
 #[tokio::test]
 async fn a_chunked_answer_is_decoded_with_its_trailers() {
-    let (addr, _) = upstream(
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 9\r\n\r\n",
-        0,
-        false,
-    )
-    .await;
-    let res = conn(addr).await.send(get("/")).await.unwrap();
-    let (data, trailers, reusable) = read(res.into_body()).await;
+    let (data, trailers, reusable) = whole(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 9\r\n\r\n", false).await;
     assert_eq!(data, "hello world");
     assert_eq!(trailers.unwrap()["x-sum"], "9");
     assert!(reusable);
@@ -107,14 +108,7 @@ async fn a_chunked_answer_is_decoded_with_its_trailers() {
 
 #[tokio::test]
 async fn both_framings_go_by_the_chunks_and_the_connection_is_not_reused() {
-    let (addr, _) = upstream(
-        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-        0,
-        false,
-    )
-    .await;
-    let res = conn(addr).await.send(get("/")).await.unwrap();
-    let (data, _, reusable) = read(res.into_body()).await;
+    let (data, _, reusable) = whole(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false).await;
     assert_eq!(data, "hello");
     assert!(!reusable);
 }
@@ -123,14 +117,7 @@ async fn both_framings_go_by_the_chunks_and_the_connection_is_not_reused() {
 async fn transfer_encoding_fields_make_one_list() {
     // An empty second field does not undo the first: the chunks frame the answer, and
     // with a length beside them the connection is not trusted again.
-    let (addr, _) = upstream(
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: ,\r\ncontent-length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-        0,
-        false,
-    )
-    .await;
-    let res = conn(addr).await.send(get("/")).await.unwrap();
-    let (data, _, reusable) = read(res.into_body()).await;
+    let (data, _, reusable) = whole(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: ,\r\ncontent-length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false).await;
     assert_eq!(data, "hello");
     assert!(!reusable);
 }
@@ -169,20 +156,15 @@ async fn an_answer_to_an_upload_the_upstream_stopped_reading_is_taken() {
 
 #[tokio::test]
 async fn an_answer_without_a_length_runs_to_the_close() {
-    let (addr, _) = upstream(b"HTTP/1.1 200 OK\r\n\r\nuntil the end", 0, true).await;
-    let res = conn(addr).await.send(get("/")).await.unwrap();
-    let (data, _, reusable) = read(res.into_body()).await;
+    let (data, _, reusable) = whole(b"HTTP/1.1 200 OK\r\n\r\nuntil the end", true).await;
     assert_eq!(data, "until the end");
     assert!(!reusable);
     // A coding other than chunked last: also to the close.
-    let (addr, _) = upstream(
+    let (data, _, reusable) = whole(
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\nraw bytes",
-        0,
         true,
     )
     .await;
-    let res = conn(addr).await.send(get("/")).await.unwrap();
-    let (data, _, reusable) = read(res.into_body()).await;
     assert_eq!(data, "raw bytes");
     assert!(!reusable);
 }
@@ -283,9 +265,7 @@ async fn close_and_http_1_0_answers_are_not_reused() {
         &b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"[..],
         b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok",
     ] {
-        let (addr, _) = upstream(answer, 0, false).await;
-        let res = conn(addr).await.send(get("/")).await.unwrap();
-        let (data, _, reusable) = read(res.into_body()).await;
+        let (data, _, reusable) = whole(answer, false).await;
         assert_eq!(data, "ok");
         assert!(!reusable, "{}", String::from_utf8_lossy(answer));
     }
