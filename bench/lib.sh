@@ -60,6 +60,20 @@ run_per_cpu() {
   n=$(awk -v r="$rps" -v d="$DURATION" 'BEGIN { printf "%d", r * d }')
   echo "$rps $p50 $p99 $(per_cpu "$n" $(( t1 - t0 ))) $err"
 }
+# CPU 1's busy and total jiffies (the benchmarks run wrk and the origins there).
+cpu1() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+
+# measured PID RUN_ARGS... prints "requests/s p50_ms p99_ms per_cpu_second cpu1_busy_% errors"
+# for one wrk run against the server whose pid is PID. Each server has a core; when wrk's
+# core is the one that is full, requests/s measures wrk, and requests per CPU-second of the
+# server's own core (its capacity on that core) is the comparison that still holds.
+measured() {
+  local b0 a0 b1 a1 rps p50 p99 cpu err
+  read -r b0 a0 < <(cpu1)
+  read -r rps p50 p99 cpu err < <(run_per_cpu "$@")
+  read -r b1 a1 < <(cpu1)
+  echo "$rps $p50 $p99 $cpu $(awk -v b=$((b1 - b0)) -v a=$((a1 - a0)) 'BEGIN { printf "%.0f", (a > 0 ? 100 * b / a : 0) }') $err"
+}
 # ratio A B prints A/B as "1.23x" ("-" when B is 0).
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "-"; else printf "%.2fx", a/b }'; }
 

@@ -13,7 +13,9 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::Connect;
 use hyper_util::client::legacy::{Client, Error};
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock: a deadline made from `started` reads the clock once for both.
+use tokio::time::Instant;
 
 /// What went wrong sending to one candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,7 +227,7 @@ where
                 Err(out) => return out,
             };
             let started = Instant::now();
-            let primary = tokio::time::timeout(timeout, send(req));
+            let primary = tokio::time::timeout_at(started + timeout, send(req));
             tokio::pin!(primary);
             let hedge = if f.replayable() && f.more() {
                 f.hedge_after()
@@ -264,7 +266,7 @@ where
             };
             f.retrying(Reason::Hedge);
             let started2 = Instant::now();
-            let second = tokio::time::timeout(timeout, send(req2));
+            let second = tokio::time::timeout_at(started2 + timeout, send(req2));
             tokio::pin!(second);
             let (first_won, sent) = tokio::select! {
                 sent = &mut primary => (true, sent),

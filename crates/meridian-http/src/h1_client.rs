@@ -14,7 +14,7 @@ use crate::body::{Body, BoxError};
 use crate::h1_head::{has_token, header_map, push_chunk_size, tokens, Span, Spans};
 use crate::interim::Interim;
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use std::io::IoSlice;
@@ -64,6 +64,58 @@ impl SendError {
     }
 }
 
+/// A request's fields written once for all of its attempts. A balancer retrying a
+/// request sends the same fields to whichever target each attempt picks: held in the
+/// request's extensions, they go out after the request line, and the request's own map
+/// holds only what the pool adds for one target (`Host`, when the client sent none). An
+/// attempt then copies no header map, and none is written twice.
+#[derive(Clone, Debug)]
+pub struct WrittenFields {
+    lines: Bytes,
+    host: bool,
+}
+
+impl WrittenFields {
+    /// `headers` as head lines, but for framing fields (the client pool writes its own)
+    /// and names `skip` says no to; then what `more` writes (whole lines, each ending in
+    /// CRLF).
+    pub fn new(
+        headers: &HeaderMap,
+        skip: impl Fn(&HeaderName) -> bool,
+        more: impl FnOnce(&mut Vec<u8>),
+    ) -> Self {
+        let mut out = Vec::with_capacity(512);
+        for (name, value) in headers {
+            if is_framing(name) || skip(name) {
+                continue;
+            }
+            push_field(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        }
+        more(&mut out);
+        WrittenFields {
+            lines: Bytes::from(out),
+            host: headers.contains_key(http::header::HOST),
+        }
+    }
+
+    /// Whether the lines hold the client's `Host`.
+    pub fn has_host(&self) -> bool {
+        self.host
+    }
+}
+
+/// One head line: `name: value` and CRLF.
+pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn is_framing(name: &HeaderName) -> bool {
+    name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING
+}
+
 /// One HTTP/1.1 connection to an upstream.
 pub struct H1Conn {
     io: TcpStream,
@@ -111,6 +163,10 @@ impl H1Conn {
     ) -> impl std::future::Future<Output = Result<Response<H1Body>, SendError>> {
         let head_only = req.method() == Method::HEAD;
         let interim = req.extensions().get::<Interim>().cloned();
+        let written = req
+            .extensions()
+            .get::<WrittenFields>()
+            .map(|w| w.lines.clone());
         let (parts, body) = req.into_parts();
         self.out.clear();
         async move {
@@ -120,7 +176,12 @@ impl H1Conn {
                     Ok(b) => b.to_bytes(),
                     Err(e) => return Err(SendError::new(H1Error::Body(e))),
                 };
-                encode(&mut self.out, &parts, Some(data.len() as u64));
+                encode(
+                    &mut self.out,
+                    &parts,
+                    written.as_deref(),
+                    Some(data.len() as u64),
+                );
                 match self.write_all(&data).await {
                     Ok(()) => {}
                     Err((H1Error::NotSent, _)) => {
@@ -133,7 +194,7 @@ impl H1Conn {
                     Err((e, _)) => return Err(SendError::new(e)),
                 }
             } else {
-                encode(&mut self.out, &parts, None);
+                encode(&mut self.out, &parts, written.as_deref(), None);
                 self.write_streamed(body)
                     .await
                     .map_err(|(e, _)| SendError::new(e))?;
@@ -273,23 +334,25 @@ fn not_sent_or(e: std::io::Error, nothing_sent: bool) -> H1Error {
     }
 }
 
-/// Writes the request head: the origin-form target, the fields, and the framing of the
-/// body (`length` when it is known, else chunked), as hyper's client does: no length for
+/// Writes the request head: the origin-form target, the fields (those `written` once for
+/// all attempts first, [`WrittenFields`]), and the framing of the body (`length` when it is known, else chunked), as hyper's client does: no length for
 /// an empty body except on the methods that expect one.
-fn encode(out: &mut Vec<u8>, parts: &http::request::Parts, length: Option<u64>) {
+fn encode(
+    out: &mut Vec<u8>,
+    parts: &http::request::Parts,
+    written: Option<&[u8]>,
+    length: Option<u64>,
+) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    out.extend_from_slice(written.unwrap_or_default());
     for (name, value) in &parts.headers {
-        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
-            continue;
+        if !is_framing(name) {
+            push_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
     let expects_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
     match length {

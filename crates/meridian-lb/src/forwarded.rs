@@ -223,41 +223,80 @@ pub(crate) fn add(
     port_header: &HeaderValue,
     rid: &HeaderValue,
 ) {
-    let xff = match headers.get(&X_FORWARDED_FOR).map(|v| v.to_str()) {
-        Some(Ok(prev)) => {
-            let mut v = Inline::new();
-            let fits = v
-                .push(prev.as_bytes())
-                .and_then(|_| v.push(b", "))
-                .and_then(|_| v.push_ip(peer.ip()));
-            match fits {
-                Ok(()) => v.value(),
-                Err(_) => {
-                    HeaderValue::from_maybe_shared(Bytes::from(format!("{prev}, {}", peer.ip())))
-                        .ok()
-                }
-            }
-        }
-        // Not text: replaced by the peer alone, as before.
-        Some(Err(_)) | None => {
-            let mut v = Inline::new();
-            v.push_ip(peer.ip()).ok().and_then(|_| v.value())
-        }
+    let mut v = Inline::new();
+    let xff = match forwarded_for(&mut v, headers, peer.ip()) {
+        Ok(()) => v.value(),
+        Err(long) => HeaderValue::from_maybe_shared(Bytes::from(long)).ok(),
     };
     if let Some(v) = xff {
         headers.insert(&X_FORWARDED_FOR, v);
     }
-    match tls_port {
-        Some(port) => {
-            headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-            headers.insert(&X_FORWARDED_PORT, HeaderValue::from(port));
-        }
-        None => {
-            headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-            headers.insert(&X_FORWARDED_PORT, port_header.clone());
-        }
-    }
+    let (proto, port) = proto_port(tls_port, port_header);
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    headers.insert(&X_FORWARDED_PORT, port);
     headers.insert(&X_REQUEST_ID, rid.clone());
+}
+
+/// A request's head for the balancer's own HTTP/1.1 pool: its fields written once, with
+/// what [`add`] would insert written in place of the client's own (`h1_client`'s
+/// [`WrittenFields`]: no map is copied for a retry, nor written twice).
+///
+/// [`WrittenFields`]: meridian_http::h1_client::WrittenFields
+pub(crate) fn written(
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    tls_port: Option<u16>,
+    port_header: &HeaderValue,
+    rid: &HeaderValue,
+) -> meridian_http::h1_client::WrittenFields {
+    use meridian_http::h1_client::push_field;
+    // All four start with `x-`: most names are passed over on their first two bytes.
+    let replaced = |n: &HeaderName| {
+        let n = n.as_str();
+        n.starts_with("x-")
+            && [
+                &X_FORWARDED_FOR,
+                &X_FORWARDED_PROTO,
+                &X_FORWARDED_PORT,
+                &X_REQUEST_ID,
+            ]
+            .iter()
+            .any(|r| r.as_str() == n)
+    };
+    meridian_http::h1_client::WrittenFields::new(headers, replaced, |out| {
+        let mut v = Inline::new();
+        match forwarded_for(&mut v, headers, peer.ip()) {
+            Ok(()) => push_field(out, X_FORWARDED_FOR.as_str().as_bytes(), v.as_ref()),
+            Err(long) => push_field(out, X_FORWARDED_FOR.as_str().as_bytes(), long.as_bytes()),
+        }
+        let (proto, port) = proto_port(tls_port, port_header);
+        push_field(out, X_FORWARDED_PROTO.as_str().as_bytes(), proto.as_bytes());
+        push_field(out, X_FORWARDED_PORT.as_str().as_bytes(), port.as_bytes());
+        push_field(out, X_REQUEST_ID.as_str().as_bytes(), rid.as_bytes());
+    })
+}
+
+/// `X-Forwarded-For`: the client's (its first field, when it is text) with the peer
+/// appended, written into `v`; a chain too long for it comes back as text instead.
+fn forwarded_for(v: &mut Inline, headers: &HeaderMap, ip: IpAddr) -> Result<(), String> {
+    match headers.get(&X_FORWARDED_FOR).map(|v| v.to_str()) {
+        Some(Ok(prev)) => v
+            .push(prev.as_bytes())
+            .and_then(|_| v.push(b", "))
+            .and_then(|_| v.push_ip(ip))
+            .map_err(|_| format!("{prev}, {ip}")),
+        // Not text: replaced by the peer alone, as before.
+        Some(Err(_)) | None => v.push_ip(ip).map_err(|_| ip.to_string()),
+    }
+}
+
+/// `X-Forwarded-Proto` and `-Port`: https and the TLS listener's port when the request
+/// came through it, else http and the plain listener's port.
+fn proto_port(tls_port: Option<u16>, port_header: &HeaderValue) -> (&'static str, HeaderValue) {
+    match tls_port {
+        Some(port) => ("https", HeaderValue::from(port)),
+        None => ("http", port_header.clone()),
+    }
 }
 
 #[cfg(test)]

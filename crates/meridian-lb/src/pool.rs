@@ -193,7 +193,11 @@ impl Pool {
         addr: SocketAddr,
         mut req: Request<Body>,
     ) -> impl Future<Output = Result<Response<Driven>, PoolError>> {
-        if !req.headers().contains_key(http::header::HOST) {
+        let written_host = req
+            .extensions()
+            .get::<meridian_http::h1_client::WrittenFields>()
+            .is_some_and(|w| w.has_host());
+        if !written_host && !req.headers().contains_key(http::header::HOST) {
             if let Ok(host) = HeaderValue::from_str(&addr.to_string()) {
                 req.headers_mut().insert(http::header::HOST, host);
             }

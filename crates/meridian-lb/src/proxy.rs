@@ -738,13 +738,13 @@ impl LoadBalancer {
         // the branches and then changed, it kept its room in this future's state after
         // it was moved.
         let answer = if h2 {
-            let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, None);
+            let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, None, false);
             meridian_http::failover::run_on(&self.0.client_h2, timeout, retries).await
         } else if upgrade {
-            let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, hints);
+            let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, hints, false);
             meridian_http::failover::run_on(&self.0.client, timeout, retries).await
         } else {
-            let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, hints);
+            let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, hints, true);
             meridian_http::failover::run_on(&self.0.pool, timeout, retries).await
         };
         if logged {
@@ -756,7 +756,8 @@ impl LoadBalancer {
     /// The retry loop for one request: its head as the target gets it. Hop-by-hop
     /// fields, the edge's signature and the client's framing go; the forwarding fields
     /// come in. `hints` get the target's interim heads (HTTP/1.1 only: hyper's client
-    /// hands them over there).
+    /// hands them over there). For the balancer's own pool (`own_pool`) the head is
+    /// written once here, for every attempt (`retry::Head`).
     #[allow(clippy::too_many_arguments)]
     fn retries<'r>(
         &'r self,
@@ -768,6 +769,7 @@ impl LoadBalancer {
         grpc: bool,
         rid: &HeaderValue,
         hints: Option<Interim>,
+        own_pool: bool,
     ) -> crate::retry::Retries<'r> {
         let mut headers = std::mem::take(&mut parts.headers);
         crate::forwarded::strip_request(&mut headers);
@@ -778,9 +780,16 @@ impl LoadBalancer {
         // A WebSocket handshake keeps its Upgrade (`upgrade.rs`).
         crate::upgrade::restore(&parts.extensions, &mut headers);
         let tls_port = parts.extensions.get::<ViaTls>().map(|t| t.0);
-        crate::forwarded::add(&mut headers, peer, tls_port, &self.0.port_header, rid);
+        let port = &self.0.port_header;
+        let head = if own_pool {
+            let written = crate::forwarded::written(&headers, peer, tls_port, port, rid);
+            crate::retry::Head::Written(written)
+        } else {
+            crate::forwarded::add(&mut headers, peer, tls_port, port, rid);
+            crate::retry::Head::map(headers)
+        };
         let parts: &'r http::request::Parts = parts;
-        let mut retries = crate::retry::Retries::new(lb, &parts.method, path, headers, body);
+        let mut retries = crate::retry::Retries::new(lb, &parts.method, path, head, body);
         retries.interim = hints;
         retries
     }

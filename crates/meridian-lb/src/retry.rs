@@ -54,12 +54,7 @@ pub(crate) struct Retries<'a> {
     lb: Balancer<'a>,
     method: &'a Method,
     path: &'a http::uri::PathAndQuery,
-    /// The head for the first attempt, sent as it is: a target connection keeps the map
-    /// it sent to parse the answer into, and this one has room for the answer's fields
-    /// (a copy is only as large as its fields, and grows on the answer's first).
-    first: Option<HeaderMap>,
-    /// A copy for the attempts after the first (made only when one may follow).
-    again: HeaderMap,
+    head: Head,
     body: &'a RequestBody,
     tried: Tried,
     failures: Vec<String>,
@@ -67,6 +62,27 @@ pub(crate) struct Retries<'a> {
     turns: u32,
     /// Where a target's 103 Early Hints go (the client, when its connection takes them).
     pub(crate) interim: Option<meridian_http::interim::Interim>,
+}
+
+/// A request's fields as every attempt sends them.
+pub(crate) enum Head {
+    /// For the balancer's own HTTP/1.1 pool: written once, and shared by the attempts.
+    Written(meridian_http::h1_client::WrittenFields),
+    /// For hyper's clients (HTTP/2 groups, WebSocket handshakes), a map per attempt: the
+    /// first sends the map as it is, and a copy is kept only when a retry may follow.
+    Map {
+        first: Option<HeaderMap>,
+        again: HeaderMap,
+    },
+}
+
+impl Head {
+    pub(crate) fn map(headers: HeaderMap) -> Self {
+        Head::Map {
+            first: Some(headers),
+            again: HeaderMap::new(),
+        }
+    }
 }
 
 /// The targets tried so far: a few inline (a request is tried on at most `max_retries + 1`,
@@ -110,15 +126,14 @@ impl<'a> Retries<'a> {
         lb: Balancer<'a>,
         method: &'a Method,
         path: &'a http::uri::PathAndQuery,
-        headers: HeaderMap,
+        head: Head,
         body: &'a RequestBody,
     ) -> Self {
         Retries {
             lb,
             method,
             path,
-            first: Some(headers),
-            again: HeaderMap::new(),
+            head,
             body,
             tried: Tried::default(),
             failures: Vec::new(),
@@ -257,29 +272,31 @@ impl Failover<Driven, PoolError> for Retries<'_> {
                 "the request's target could not be written",
             )));
         };
-        let mut up = Request::builder().method(self.method.clone()).uri(uri);
-        if let Some(h) = up.headers_mut() {
-            *h = match self.first.take() {
-                Some(first) => {
-                    if self.more() {
-                        self.again = first.clone();
-                    }
-                    first
-                }
-                None => self.again.clone(),
-            };
-        }
         // An empty body as `Empty`, which takes no allocation (a `Full` is boxed).
         let body = match self.body {
             RequestBody::Full(b) if b.is_empty() => meridian_http::empty(),
             _ => self.body.attempt(),
         };
-        let Ok(mut up) = up.body(body) else {
-            return Err(Err(meridian_http::text(
-                StatusCode::BAD_REQUEST,
-                "the request could not be forwarded",
-            )));
-        };
+        let more = self.more();
+        let mut up = Request::new(body);
+        *up.method_mut() = self.method.clone();
+        *up.uri_mut() = uri;
+        match &mut self.head {
+            Head::Written(w) => {
+                up.extensions_mut().insert(w.clone());
+            }
+            Head::Map { first, again } => {
+                *up.headers_mut() = match first.take() {
+                    Some(first) => {
+                        if more {
+                            *again = first.clone();
+                        }
+                        first
+                    }
+                    None => again.clone(),
+                };
+            }
+        }
         if let Some(interim) = &self.interim {
             interim.attach(&mut up);
         }

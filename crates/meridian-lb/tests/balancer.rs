@@ -490,6 +490,46 @@ async fn forwards_client_identity_and_strips_hop_by_hop_headers() {
     assert_eq!(header(&head, "x-request-id").map(str::len), Some(32));
 }
 
+/// The head is written once for all of a request's attempts (`retry::Head`): a request
+/// retried after its first target went away reaches the next with the same fields, each
+/// forwarding field once, the client's own claims replaced.
+#[tokio::test]
+async fn a_retried_request_reaches_the_next_target_with_the_same_head() {
+    let targets = vec![resetting("crashing").await, echo("echo").await];
+    let mut opts = options(targets, Algorithm::RoundRobin);
+    opts.config.health_check.protocol = meridian_config::CheckProtocol::Tcp;
+    let (lb, admin) = start(opts).await;
+    wait_healthy(admin, 2).await;
+    let req = "GET /x HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 1\r\nX-Request-Id: abc123\r\nConnection: close\r\n\r\n";
+    for _ in 0..4 {
+        let (s, head, seen) = raw(lb, req).await.unwrap();
+        assert_eq!(s, 200, "{head}");
+        let seen = seen.to_ascii_lowercase();
+        for field in [
+            "host: shop.example\r\n",
+            "x-forwarded-for: 203.0.113.9, 127.0.0.1\r\n",
+            "x-forwarded-proto: http\r\n",
+            "x-request-id: abc123\r\n",
+        ] {
+            assert_eq!(seen.matches(field).count(), 1, "{field:?} in {seen}");
+        }
+        for name in [
+            "host:",
+            "x-forwarded-for:",
+            "x-forwarded-proto:",
+            "x-forwarded-port:",
+        ] {
+            assert_eq!(seen.matches(name).count(), 1, "{name} in {seen}");
+        }
+        assert!(!seen.contains("x-forwarded-port: 1\r\n"), "{seen}");
+    }
+    let (_, metrics) = reqwest_like().get(admin, "/metrics").await.unwrap();
+    assert!(
+        metrics.contains("meridian_lb_retries_total{reason=\"io\"}"),
+        "no request was retried: {metrics}"
+    );
+}
+
 #[tokio::test]
 async fn malformed_and_oversized_requests_are_refused_and_serving_goes_on() {
     let mut opts = options(vec![demo("a", Duration::ZERO).await], Algorithm::RoundRobin);
