@@ -523,6 +523,14 @@ async fn a_retried_request_reaches_the_next_target_with_the_same_head() {
         }
         assert!(!seen.contains("x-forwarded-port: 1\r\n"), "{seen}");
     }
+    // A client that sent no Host (HTTP/1.0): the target gets its own address as Host, once.
+    for _ in 0..2 {
+        let (s, head, seen) = raw(lb, "GET /x HTTP/1.0\r\n\r\n").await.unwrap();
+        assert_eq!(s, 200, "{head}");
+        let seen = seen.to_ascii_lowercase();
+        assert_eq!(seen.matches("host: 127.0.0.1:").count(), 1, "{seen}");
+        assert_eq!(seen.matches("host:").count(), 1, "{seen}");
+    }
     let (_, metrics) = reqwest_like().get(admin, "/metrics").await.unwrap();
     assert!(
         metrics.contains("meridian_lb_retries_total{reason=\"io\"}"),
