@@ -3,14 +3,30 @@
 //! address through `Display` cost an edge function's hit 1,300 instructions.
 
 /// Writes the low `4 * out.len()` bits of `value` into `out` as lowercase hex digits,
-/// most significant first.
+/// most significant first: two digits per byte of `value`, from a table (a digit at a time
+/// was 250 instructions of every proxied request's two 32-digit ids).
 pub fn write_hex(out: &mut [u8], value: u128) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    // Least significant digit last; past 128 bits the value is zero.
+    const PAIRS: [[u8; 2]; 256] = {
+        let mut t = [[0; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = [HEX[i >> 4], HEX[i & 15]];
+            i += 1;
+        }
+        t
+    };
+    // Least significant digits last; past 128 bits the value is zero.
     let mut v = value;
-    for d in out.iter_mut().rev() {
+    let mut rest = out;
+    while rest.len() >= 2 {
+        let (head, pair) = rest.split_at_mut(rest.len() - 2);
+        pair.copy_from_slice(&PAIRS[(v & 0xff) as usize]);
+        v >>= 8;
+        rest = head;
+    }
+    if let Some(d) = rest.first_mut() {
         *d = HEX[(v & 0xf) as usize];
-        v >>= 4;
     }
 }
 
@@ -83,5 +99,17 @@ mod tests {
         write_hex(&mut wide, u128::MAX);
         assert_eq!(&wide[..2], b"00", "digits beyond 128 bits are zero");
         assert!(wide[2..].iter().all(|&d| d == b'f'));
+        // Every length, odd and even, against `format!`.
+        let v = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210_u128;
+        for n in 0..=40 {
+            let mut out = vec![0u8; n];
+            write_hex(&mut out, v);
+            let want = format!("{v:040x}");
+            assert_eq!(
+                std::str::from_utf8(&out).unwrap(),
+                &want[40 - n..],
+                "{n} digits"
+            );
+        }
     }
 }

@@ -189,14 +189,31 @@ impl Inline {
     }
 }
 
+thread_local! {
+    /// Where the small values made per request (its id, its trace id) are written: each
+    /// is split off as a share of one buffer, a reference count rather than an allocation
+    /// of its own. A buffer is freed when its last value is.
+    static ARENA: std::cell::RefCell<bytes::BytesMut> =
+        std::cell::RefCell::new(bytes::BytesMut::new());
+}
+
+/// The size of each [`ARENA`] buffer: some hundred ids.
+const ARENA_SIZE: usize = 8 * 1024;
+
 /// `bytes` as a header value that is cheap to clone; None when they are not a valid value.
 pub(crate) fn shared_value(bytes: &[u8]) -> Option<HeaderValue> {
     if bytes.len() > 64 {
         return HeaderValue::from_bytes(bytes).ok();
     }
-    let mut v = Inline::new();
-    v.push(bytes).ok()?;
-    v.value()
+    let shared = ARENA.with(|arena| {
+        let mut arena = arena.borrow_mut();
+        if arena.capacity() < bytes.len() {
+            *arena = bytes::BytesMut::with_capacity(ARENA_SIZE);
+        }
+        arena.extend_from_slice(bytes);
+        arena.split().freeze()
+    });
+    HeaderValue::from_maybe_shared(shared).ok()
 }
 
 /// The request's id: the client's own `X-Request-Id` when it sent a usable one, else a
