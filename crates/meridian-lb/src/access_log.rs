@@ -127,6 +127,9 @@ pub(crate) struct Record {
     pub user_agent: Option<String>,
     pub ssl_protocol: Option<&'static str>,
     pub trace_id: String,
+    /// The trace header for the target (`trace.rs`), put on the request's head where
+    /// that is made (`proxy.rs`'s `retries`), so that it is written with the rest once.
+    pub trace: Option<http::HeaderValue>,
     /// The request's head and (once read) body, in bytes.
     pub received_bytes: u64,
     pub conn_trace: String,
@@ -156,18 +159,20 @@ pub(crate) struct Arrival<'a> {
     pub websocket: bool,
     pub trace_id: String,
     pub conn_trace: String,
+    /// When the balancer took the request.
+    pub start: Instant,
 }
 
 impl Record {
-    /// A request's record as it arrives, before the rules run.
     /// A record that no log line will be made of (the access log is off): what the
     /// request path still sets on it, without formatting the request line or copying
     /// names, which would cost every request for nothing.
-    pub(crate) fn unlogged(client: SocketAddr, trace_id: String) -> Record {
+    pub(crate) fn unlogged(client: SocketAddr, trace_id: String, start: Instant) -> Record {
         Record {
             kind: "http",
             received: SystemTime::UNIX_EPOCH,
-            start: Instant::now(),
+            start,
+            trace: None,
             elb: String::new(),
             client,
             request: String::new(),
@@ -188,6 +193,7 @@ impl Record {
         }
     }
 
+    /// A request's record as it arrives, before the rules run.
     pub(crate) fn new(parts: &http::request::Parts, a: Arrival<'_>) -> Record {
         let kind = match (a.websocket, a.tls.is_some()) {
             (false, false) => "http",
@@ -228,7 +234,7 @@ impl Record {
             ssl_protocol: a.tls.flatten(),
             received_bytes: head_bytes_request(parts),
             conn_trace: a.conn_trace,
-            ..Record::unlogged(a.client, a.trace_id)
+            ..Record::unlogged(a.client, a.trace_id, a.start)
         }
     }
 }

@@ -255,8 +255,9 @@ pub(crate) fn add(
 }
 
 /// A request's head for the balancer's own HTTP/1.1 pool: its fields written once, with
-/// what [`add`] would insert written in place of the client's own (`h1_client`'s
-/// [`WrittenFields`]: no map is copied for a retry, nor written twice).
+/// what [`add`] would insert (and the trace header, `trace`) written in place of the
+/// client's own (`h1_client`'s [`WrittenFields`]: no map is copied for a retry, nor
+/// written twice).
 ///
 /// [`WrittenFields`]: meridian_http::h1_client::WrittenFields
 pub(crate) fn written(
@@ -265,20 +266,21 @@ pub(crate) fn written(
     tls_port: Option<u16>,
     port_header: &HeaderValue,
     rid: &HeaderValue,
+    trace: Option<&HeaderValue>,
 ) -> meridian_http::h1_client::WrittenFields {
     use meridian_http::h1_client::push_field;
-    // All four start with `x-`: most names are passed over on their first two bytes.
+    const REPLACED: [&HeaderName; 4] = [
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_PORT,
+        &X_REQUEST_ID,
+    ];
+    // All start with `x-`: most names are passed over on their first two bytes.
     let replaced = |n: &HeaderName| {
         let n = n.as_str();
         n.starts_with("x-")
-            && [
-                &X_FORWARDED_FOR,
-                &X_FORWARDED_PROTO,
-                &X_FORWARDED_PORT,
-                &X_REQUEST_ID,
-            ]
-            .iter()
-            .any(|r| r.as_str() == n)
+            && (REPLACED.iter().any(|r| r.as_str() == n)
+                || (trace.is_some() && n == crate::trace::HEADER))
     };
     meridian_http::h1_client::WrittenFields::new(headers, replaced, |out| {
         let mut v = Inline::new();
@@ -290,6 +292,9 @@ pub(crate) fn written(
         push_field(out, X_FORWARDED_PROTO.as_str().as_bytes(), proto.as_bytes());
         push_field(out, X_FORWARDED_PORT.as_str().as_bytes(), port.as_bytes());
         push_field(out, X_REQUEST_ID.as_str().as_bytes(), rid.as_bytes());
+        if let Some(trace) = trace {
+            push_field(out, crate::trace::HEADER.as_bytes(), trace.as_bytes());
+        }
     })
 }
 

@@ -442,7 +442,7 @@ impl LoadBalancer {
         let ws = crate::upgrade::take(&mut parts); // WebSockets: `upgrade.rs`
         let rid = crate::forwarded::request_id(&parts.headers);
         let grpc = meridian_http::grpc::is_grpc(&parts.headers);
-        let mut rec = self.record(&mut parts, peer, ws.is_some());
+        let mut rec = self.record(&parts, peer, ws.is_some(), start);
         async move {
             let (group, answer) = self
                 .forward(&mut parts, body, peer, grpc, &rid, &mut rec, hints)
@@ -491,12 +491,21 @@ impl LoadBalancer {
         }
     }
 
-    /// Starts a request's access log record, and adds ALB's trace header (`trace.rs`),
-    /// which the target gets and the log keeps.
-    fn record(&self, parts: &mut http::request::Parts, peer: SocketAddr, ws: bool) -> Record {
-        let trace = crate::trace::apply(&mut parts.headers, std::time::SystemTime::now());
+    /// Starts a request's access log record, with ALB's trace header (`trace.rs`) that
+    /// the target gets and the log keeps.
+    fn record(
+        &self,
+        parts: &http::request::Parts,
+        peer: SocketAddr,
+        ws: bool,
+        start: Instant,
+    ) -> Record {
+        let incoming = parts.headers.get(&crate::trace::NAME);
+        let trace = crate::trace::header_for(incoming, std::time::SystemTime::now());
         if self.0.log.is_none() {
-            return Record::unlogged(peer, String::new());
+            let mut rec = Record::unlogged(peer, String::new(), start);
+            rec.trace = Some(trace);
+            return rec;
         }
         let trace_id = trace.to_str().unwrap_or("-").to_owned();
         let tls = parts.extensions.get::<ViaTls>().copied();
@@ -509,8 +518,11 @@ impl LoadBalancer {
             websocket: ws,
             trace_id,
             conn_trace: conn_trace.unwrap_or_else(|| "-".into()),
+            start,
         };
-        Record::new(parts, arrival)
+        let mut rec = Record::new(parts, arrival);
+        rec.trace = Some(trace);
+        rec
     }
 
     /// Origin access control: a request that did not come through the CDN gets 403,
@@ -738,13 +750,20 @@ impl LoadBalancer {
         // the branches and then changed, it kept its room in this future's state after
         // it was moved.
         let answer = if h2 {
-            let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, None, false);
+            let trace = rec.trace.take();
+            let retries =
+                self.retries(lb, parts, &path, &body, peer, grpc, rid, trace, None, false);
             meridian_http::failover::run_on(&self.0.client_h2, timeout, retries).await
         } else if upgrade {
-            let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, hints, false);
+            let trace = rec.trace.take();
+            let retries = self.retries(
+                lb, parts, &path, &body, peer, grpc, rid, trace, hints, false,
+            );
             meridian_http::failover::run_on(&self.0.client, timeout, retries).await
         } else {
-            let retries = self.retries(lb, parts, &path, &body, peer, grpc, rid, hints, true);
+            let trace = rec.trace.take();
+            let retries =
+                self.retries(lb, parts, &path, &body, peer, grpc, rid, trace, hints, true);
             meridian_http::failover::run_on(&self.0.pool, timeout, retries).await
         };
         if logged {
@@ -756,8 +775,9 @@ impl LoadBalancer {
     /// The retry loop for one request: its head as the target gets it. Hop-by-hop
     /// fields, the edge's signature and the client's framing go; the forwarding fields
     /// come in. `hints` get the target's interim heads (HTTP/1.1 only: hyper's client
-    /// hands them over there). For the balancer's own pool (`own_pool`) the head is
-    /// written once here, for every attempt (`retry::Head`).
+    /// hands them over there). `trace` replaces the client's trace header (`trace.rs`).
+    /// For the balancer's own pool (`own_pool`) the head is written once here, for every
+    /// attempt (`retry::Head`).
     #[allow(clippy::too_many_arguments)]
     fn retries<'r>(
         &'r self,
@@ -768,6 +788,7 @@ impl LoadBalancer {
         peer: SocketAddr,
         grpc: bool,
         rid: &HeaderValue,
+        trace: Option<HeaderValue>,
         hints: Option<Interim>,
         own_pool: bool,
     ) -> crate::retry::Retries<'r> {
@@ -782,9 +803,13 @@ impl LoadBalancer {
         let tls_port = parts.extensions.get::<ViaTls>().map(|t| t.0);
         let port = &self.0.port_header;
         let head = if own_pool {
-            let written = crate::forwarded::written(&headers, peer, tls_port, port, rid);
+            let trace = trace.as_ref();
+            let written = crate::forwarded::written(&headers, peer, tls_port, port, rid, trace);
             crate::retry::Head::Written(written)
         } else {
+            if let Some(trace) = trace {
+                headers.insert(&crate::trace::NAME, trace);
+            }
             crate::forwarded::add(&mut headers, peer, tls_port, port, rid);
             crate::retry::Head::map(headers)
         };

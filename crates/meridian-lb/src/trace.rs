@@ -6,14 +6,14 @@
 //! front, or its `Self` replaced. The header is updated on the request only, never on the
 //! response.
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderValue;
 use std::time::SystemTime;
 
 /// The header's name, lower case as `http` stores it.
 pub const HEADER: &str = "x-amzn-trace-id";
 
 /// [`HEADER`] as a name, made at compile time (`forwarded.rs` says why).
-static NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
+pub(crate) static NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
 
 /// ALB rewrites a header bigger than this to a plain `Root` (it limits headers to 7 KB).
 const MAX_LEN: usize = 7 * 1024;
@@ -88,14 +88,6 @@ pub(crate) fn header_for(incoming: Option<&HeaderValue>, now: SystemTime) -> Hea
     HeaderValue::from_str(&value).unwrap_or_else(|_| {
         HeaderValue::from_str(&fresh()).unwrap_or(HeaderValue::from_static("Root=1-0-0"))
     })
-}
-
-/// Sets the trace header on a request's headers; returns its value for the access log
-/// (a shared copy: text is made of it only when the log is on).
-pub(crate) fn apply(headers: &mut HeaderMap, now: SystemTime) -> HeaderValue {
-    let v = header_for(headers.get(&NAME), now);
-    headers.insert(&NAME, v.clone());
-    v
 }
 
 #[cfg(test)]

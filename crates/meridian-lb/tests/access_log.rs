@@ -52,10 +52,16 @@ async fn echo(net: u8) -> NodeSpec {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().fallback(|h: http::HeaderMap| async move {
-        h.get("x-amzn-trace-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none")
-            .to_owned()
+        // Every field of that name, so that one sent twice shows.
+        let all: Vec<&str> = h
+            .get_all("x-amzn-trace-id")
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?"))
+            .collect();
+        match all.is_empty() {
+            true => "none".to_owned(),
+            false => all.join(" | "),
+        }
     });
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

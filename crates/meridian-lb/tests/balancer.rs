@@ -513,11 +513,18 @@ async fn a_retried_request_reaches_the_next_target_with_the_same_head() {
         ] {
             assert_eq!(seen.matches(field).count(), 1, "{field:?} in {seen}");
         }
+        // The trace header the balancer made (the access log is off here).
+        assert_eq!(
+            seen.matches("x-amzn-trace-id: root=1-").count(),
+            1,
+            "{seen}"
+        );
         for name in [
             "host:",
             "x-forwarded-for:",
             "x-forwarded-proto:",
             "x-forwarded-port:",
+            "x-amzn-trace-id:",
         ] {
             assert_eq!(seen.matches(name).count(), 1, "{name} in {seen}");
         }
