@@ -476,6 +476,7 @@ mod tests {
             user_agent: Some("curl/8 \"quoted\"".into()),
             ssl_protocol: None,
             trace_id: "Root=1-58337262-36d228ad5d99923122bbe354".into(),
+            trace: None,
             received_bytes: 34,
             conn_trace: "TID_1".into(),
             group: Some("blue".into()),
