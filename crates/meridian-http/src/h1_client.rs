@@ -335,8 +335,9 @@ fn not_sent_or(e: std::io::Error, nothing_sent: bool) -> H1Error {
 }
 
 /// Writes the request head: the origin-form target, the fields (those `written` once for
-/// all attempts first, [`WrittenFields`]), and the framing of the body (`length` when it is known, else chunked), as hyper's client does: no length for
-/// an empty body except on the methods that expect one.
+/// all attempts first, [`WrittenFields`]), and the framing of the body (`length` when it
+/// is known, else chunked), as hyper's client does: no length for an empty body except on
+/// the methods that expect one.
 fn encode(
     out: &mut Vec<u8>,
     parts: &http::request::Parts,
