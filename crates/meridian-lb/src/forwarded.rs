@@ -255,9 +255,9 @@ pub(crate) fn add(
 }
 
 /// A request's head for the balancer's own HTTP/1.1 pool: its fields written once, with
-/// what [`add`] would insert (and the trace header, `trace`) written in place of the
-/// client's own (`h1_client`'s [`WrittenFields`]: no map is copied for a retry, nor
-/// written twice).
+/// what [`add`] would insert, and `extra` (an `x-` field: the trace header), written in
+/// place of the client's own (`h1_client`'s [`WrittenFields`]: no map is copied for a
+/// retry, nor written twice).
 ///
 /// [`WrittenFields`]: meridian_http::h1_client::WrittenFields
 pub(crate) fn written(
@@ -266,7 +266,7 @@ pub(crate) fn written(
     tls_port: Option<u16>,
     port_header: &HeaderValue,
     rid: &HeaderValue,
-    trace: Option<&HeaderValue>,
+    extra: Option<(&HeaderName, &HeaderValue)>,
 ) -> meridian_http::h1_client::WrittenFields {
     use meridian_http::h1_client::push_field;
     const REPLACED: [&HeaderName; 4] = [
@@ -280,7 +280,7 @@ pub(crate) fn written(
         let n = n.as_str();
         n.starts_with("x-")
             && (REPLACED.iter().any(|r| r.as_str() == n)
-                || (trace.is_some() && n == crate::trace::HEADER))
+                || extra.is_some_and(|(name, _)| name.as_str() == n))
     };
     meridian_http::h1_client::WrittenFields::new(headers, replaced, |out| {
         let mut v = Inline::new();
@@ -292,8 +292,8 @@ pub(crate) fn written(
         push_field(out, X_FORWARDED_PROTO.as_str().as_bytes(), proto.as_bytes());
         push_field(out, X_FORWARDED_PORT.as_str().as_bytes(), port.as_bytes());
         push_field(out, X_REQUEST_ID.as_str().as_bytes(), rid.as_bytes());
-        if let Some(trace) = trace {
-            push_field(out, crate::trace::HEADER.as_bytes(), trace.as_bytes());
+        if let Some((name, value)) = extra {
+            push_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
     })
 }

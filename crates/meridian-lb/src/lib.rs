@@ -16,6 +16,7 @@ mod grpc;
 mod listener;
 mod live;
 mod options;
+mod origin_access;
 mod pool;
 mod proxy;
 mod registry;

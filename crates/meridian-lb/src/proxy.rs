@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::future::Either;
 use futures_util::FutureExt;
 use http::header::HeaderValue;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as HttpBody, Incoming};
 use meridian_health::{Health, HealthBoard};
@@ -525,52 +525,6 @@ impl LoadBalancer {
         rec
     }
 
-    /// Origin access control: a request that did not come through the CDN gets 403,
-    /// unless it is a GET or HEAD of an unsigned path (health checks). The refusal is the
-    /// response itself: it is built once per refused request, so its size does not matter.
-    #[allow(clippy::result_large_err)]
-    fn check_signature(
-        &self,
-        cfg: &meridian_config::LoadBalancer,
-        parts: &http::request::Parts,
-    ) -> Result<(), Response<Body>> {
-        let path = parts.uri.path();
-        if matches!(parts.method, Method::GET | Method::HEAD)
-            && cfg.unsigned_paths.iter().any(|p| p == path)
-        {
-            return Ok(());
-        }
-        let refuse = |why: String| {
-            self.0.m.signature_rejections.inc();
-            meridian_http::text(StatusCode::FORBIDDEN, format!("{}: {why}", self.0.name))
-        };
-        let Some(signer) = &self.0.signer else {
-            return Err(refuse(
-                "this balancer requires an edge signature but holds no signing key".into(),
-            ));
-        };
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(parts.uri.authority().map(|a| a.as_str()))
-            .unwrap_or("");
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        signer
-            .verify(
-                &parts.headers,
-                &parts.method,
-                host,
-                pq,
-                std::time::SystemTime::now(),
-            )
-            .map_err(|e| refuse(e.to_string()))
-    }
-
     /// The listener rules choose a target group (or answer), then the group a target.
     /// Returns the group (None when no group took the request) and the answer. `grpc`:
     /// whether the request is gRPC (read once, in `handle`). What needs no waiting is
@@ -594,7 +548,10 @@ impl LoadBalancer {
         let current = self.0.current.get();
         let cfg = &current.config;
         if cfg.require_edge_signature {
-            if let Err(res) = self.check_signature(cfg, parts) {
+            let rejections = &self.0.m.signature_rejections;
+            let signer = self.0.signer.as_deref();
+            let checked = crate::origin_access::check(signer, rejections, &self.0.name, cfg, parts);
+            if let Err(res) = checked {
                 return Either::Left(std::future::ready((None, Err(res))));
             }
         }
@@ -749,21 +706,22 @@ impl LoadBalancer {
         // The retry loop is made in each branch, just before its await: made once before
         // the branches and then changed, it kept its room in this future's state after
         // it was moved.
+        let added = crate::retry::Added {
+            peer,
+            tls_port: parts.extensions.get::<ViaTls>().map(|t| t.0),
+            port_header: &self.0.port_header,
+            rid,
+            trace: rec.trace.take(),
+            grpc,
+        };
         let answer = if h2 {
-            let trace = rec.trace.take();
-            let retries =
-                self.retries(lb, parts, &path, &body, peer, grpc, rid, trace, None, false);
+            let retries = self.retries(lb, parts, &path, &body, added, None, false);
             meridian_http::failover::run_on(&self.0.client_h2, timeout, retries).await
         } else if upgrade {
-            let trace = rec.trace.take();
-            let retries = self.retries(
-                lb, parts, &path, &body, peer, grpc, rid, trace, hints, false,
-            );
+            let retries = self.retries(lb, parts, &path, &body, added, hints, false);
             meridian_http::failover::run_on(&self.0.client, timeout, retries).await
         } else {
-            let trace = rec.trace.take();
-            let retries =
-                self.retries(lb, parts, &path, &body, peer, grpc, rid, trace, hints, true);
+            let retries = self.retries(lb, parts, &path, &body, added, hints, true);
             meridian_http::failover::run_on(&self.0.pool, timeout, retries).await
         };
         if logged {
@@ -772,12 +730,9 @@ impl LoadBalancer {
         answer
     }
 
-    /// The retry loop for one request: its head as the target gets it. Hop-by-hop
-    /// fields, the edge's signature and the client's framing go; the forwarding fields
-    /// come in. `hints` get the target's interim heads (HTTP/1.1 only: hyper's client
-    /// hands them over there). `trace` replaces the client's trace header (`trace.rs`).
-    /// For the balancer's own pool (`own_pool`) the head is written once here, for every
-    /// attempt (`retry::Head`).
+    /// The retry loop for one request, with its head as targets get it (`retry::Head`,
+    /// written once for the balancer's own pool: `own_pool`). `hints` get the target's
+    /// interim heads (HTTP/1.1 only: hyper's client hands them over there).
     #[allow(clippy::too_many_arguments)]
     fn retries<'r>(
         &'r self,
@@ -785,34 +740,12 @@ impl LoadBalancer {
         parts: &'r mut http::request::Parts,
         path: &'r http::uri::PathAndQuery,
         body: &'r RequestBody,
-        peer: SocketAddr,
-        grpc: bool,
-        rid: &HeaderValue,
-        trace: Option<HeaderValue>,
+        added: crate::retry::Added<'_>,
         hints: Option<Interim>,
         own_pool: bool,
     ) -> crate::retry::Retries<'r> {
-        let mut headers = std::mem::take(&mut parts.headers);
-        crate::forwarded::strip_request(&mut headers);
-        if grpc {
-            // gRPC servers may insist on it; it is the one TE HTTP/2 allows.
-            headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
-        }
-        // A WebSocket handshake keeps its Upgrade (`upgrade.rs`).
-        crate::upgrade::restore(&parts.extensions, &mut headers);
-        let tls_port = parts.extensions.get::<ViaTls>().map(|t| t.0);
-        let port = &self.0.port_header;
-        let head = if own_pool {
-            let trace = trace.as_ref();
-            let written = crate::forwarded::written(&headers, peer, tls_port, port, rid, trace);
-            crate::retry::Head::Written(written)
-        } else {
-            if let Some(trace) = trace {
-                headers.insert(&crate::trace::NAME, trace);
-            }
-            crate::forwarded::add(&mut headers, peer, tls_port, port, rid);
-            crate::retry::Head::map(headers)
-        };
+        let headers = std::mem::take(&mut parts.headers);
+        let head = crate::retry::Head::new(headers, &parts.extensions, added, own_pool);
         let parts: &'r http::request::Parts = parts;
         let mut retries = crate::retry::Retries::new(lb, &parts.method, path, head, body);
         retries.interim = hints;

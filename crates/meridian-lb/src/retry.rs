@@ -76,8 +76,53 @@ pub(crate) enum Head {
     },
 }
 
+/// What a request's head gets on its way to a target, besides the client's fields.
+pub(crate) struct Added<'a> {
+    pub peer: std::net::SocketAddr,
+    /// The TLS listener's port when the request came through it.
+    pub tls_port: Option<u16>,
+    /// The plain listener's port as a value, made once.
+    pub port_header: &'a http::HeaderValue,
+    pub rid: &'a http::HeaderValue,
+    /// The trace header (`trace.rs`), in place of the client's.
+    pub trace: Option<http::HeaderValue>,
+    pub grpc: bool,
+}
+
 impl Head {
-    pub(crate) fn map(headers: HeaderMap) -> Self {
+    /// The head as targets get it: hop-by-hop fields, the edge's signature and the
+    /// client's framing go; the forwarding fields come in. Written once for the balancer's
+    /// own pool (`own_pool`), a map for hyper's clients.
+    pub(crate) fn new(
+        mut headers: HeaderMap,
+        extensions: &http::Extensions,
+        added: Added<'_>,
+        own_pool: bool,
+    ) -> Self {
+        crate::forwarded::strip_request(&mut headers);
+        if added.grpc {
+            // gRPC servers may insist on it; it is the one TE HTTP/2 allows.
+            headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+        }
+        // A WebSocket handshake keeps its Upgrade (`upgrade.rs`).
+        crate::upgrade::restore(extensions, &mut headers);
+        let Added {
+            peer,
+            tls_port,
+            port_header: port,
+            rid,
+            trace,
+            ..
+        } = added;
+        if own_pool {
+            let trace = trace.as_ref().map(|t| (&crate::trace::NAME, t));
+            let written = crate::forwarded::written(&headers, peer, tls_port, port, rid, trace);
+            return Head::Written(written);
+        }
+        if let Some(trace) = trace {
+            headers.insert(&crate::trace::NAME, trace);
+        }
+        crate::forwarded::add(&mut headers, peer, tls_port, port, rid);
         Head::Map {
             first: Some(headers),
             again: HeaderMap::new(),

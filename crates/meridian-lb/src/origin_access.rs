@@ -1,0 +1,55 @@
+//! Origin access control: a balancer that requires the edge's signature refuses what did
+//! not come through the CDN (`meridian_http::signing`).
+
+use http::{Method, Response, StatusCode};
+use meridian_http::signing::Signer;
+use meridian_http::Body;
+use meridian_telemetry::prometheus_client::metrics::counter::Counter;
+
+/// A request that did not come through the CDN gets 403, unless it is a GET or HEAD of an
+/// unsigned path (health checks). The refusal is the response itself: it is built once per
+/// refused request, so its size does not matter. `name`: the balancer's, in the refusal.
+#[allow(clippy::result_large_err)]
+pub(crate) fn check(
+    signer: Option<&Signer>,
+    rejections: &Counter,
+    name: &str,
+    cfg: &meridian_config::LoadBalancer,
+    parts: &http::request::Parts,
+) -> Result<(), Response<Body>> {
+    let path = parts.uri.path();
+    if matches!(parts.method, Method::GET | Method::HEAD)
+        && cfg.unsigned_paths.iter().any(|p| p == path)
+    {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        rejections.inc();
+        meridian_http::text(StatusCode::FORBIDDEN, format!("{name}: {why}"))
+    };
+    let Some(signer) = signer else {
+        return Err(refuse(
+            "this balancer requires an edge signature but holds no signing key".into(),
+        ));
+    };
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    signer
+        .verify(
+            &parts.headers,
+            &parts.method,
+            host,
+            pq,
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| refuse(e.to_string()))
+}
