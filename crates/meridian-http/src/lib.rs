@@ -118,6 +118,16 @@ where
     }
 }
 
+/// The host a request names, as the client wrote it: its `Host` field (when it is text),
+/// else the authority of its target (an absolute-form target, HTTP/2's `:authority`).
+pub fn request_host(parts: &http::request::Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(parts.uri.authority().map(|a| a.as_str()))
+}
+
 /// An upstream client error with every cause, for messages people read.
 pub fn describe(e: &hyper_util::client::legacy::Error) -> String {
     use std::error::Error;

@@ -201,12 +201,7 @@ impl Record {
             (true, false) => "ws",
             (true, true) => "wss",
         };
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(parts.uri.authority().map(|a| a.as_str()))
-            .unwrap_or("-");
+        let host = meridian_http::request_host(parts).unwrap_or("-");
         // The host without a port the client wrote: the listener's port follows.
         let end = host.rfind(']').unwrap_or(0);
         let host = match host[end..].rfind(':') {

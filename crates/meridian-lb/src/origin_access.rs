@@ -32,12 +32,7 @@ pub(crate) fn check(
             "this balancer requires an edge signature but holds no signing key".into(),
         ));
     };
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or(parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
+    let host = meridian_http::request_host(parts).unwrap_or("");
     let pq = parts
         .uri
         .path_and_query()

@@ -95,12 +95,7 @@ fn weighted(groups: &[(usize, u32)]) -> usize {
 
 /// The request's host name, lowercase and without a port.
 fn host(parts: &Parts) -> (String, Option<u16>) {
-    let raw = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or(parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
+    let raw = meridian_http::request_host(parts).unwrap_or("");
     // An IPv6 literal keeps its colons: only a colon after `]` starts a port.
     let split = match raw.rfind(']') {
         Some(end) => raw[end..].find(':').map(|i| end + i),
