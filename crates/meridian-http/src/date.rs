@@ -4,7 +4,7 @@
 pub(crate) fn now() -> http::HeaderValue {
     thread_local! {
         static NOW: std::cell::RefCell<(u64, http::HeaderValue)> =
-            std::cell::RefCell::new((u64::MAX, http::HeaderValue::from_static("")));
+            const { std::cell::RefCell::new((u64::MAX, http::HeaderValue::from_static(""))) };
     }
     let now = std::time::SystemTime::now();
     let second = now

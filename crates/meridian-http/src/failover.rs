@@ -207,7 +207,9 @@ where
 
 /// The loop itself, over a send function (a closure, not a trait bound on the client's
 /// type: a bound on a type holding `Box<dyn Error>` does not hold for every lifetime, so
-/// the callers' futures would not be seen to be `Send`).
+/// the callers' futures would not be seen to be `Send`). Not an `async fn`: that keeps
+/// each argument twice in the future's state, and this future is made per request.
+#[allow(clippy::manual_async_fn)]
 fn run_with<B, E, S, Fut, F>(
     send: S,
     fault: fn(&E) -> Fault,
@@ -303,6 +305,8 @@ enum Step<T> {
 }
 
 /// Makes of one request's result what the loop's rules say: the answer, or a move on.
+/// Not an `async fn`, for the same reason as [`run_with`].
+#[allow(clippy::manual_async_fn)]
 fn settle<'f, B, E, F: Failover<B, E>>(
     fault: fn(&E) -> Fault,
     f: &'f mut F,

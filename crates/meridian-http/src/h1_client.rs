@@ -145,10 +145,8 @@ impl H1Conn {
             return true;
         }
         self.read.reserve(64);
-        match self.io.try_read_buf(&mut self.read) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-            _ => true,
-        }
+        !matches!(self.io.try_read_buf(&mut self.read),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// Sends `req` and reads its answer's head; the body reads the rest, and says when

@@ -270,6 +270,9 @@ struct Head {
     keep_alive: bool,
 }
 
+/// Not boxed although `Head` is large: it is returned once per request and unpacked at
+/// once, and a box would be an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Taken {
     Head(Head),
     /// More bytes are needed.

@@ -4,6 +4,7 @@
 
 use super::answer::{OriginFailure, OriginName, OriginResponse};
 use super::group::Group;
+use super::outbound::Outbound;
 use super::Origins;
 use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
@@ -21,20 +22,8 @@ impl Origins {
         &self,
         group: &Group,
         only: Option<&[usize]>,
-        method: &Method,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: impl Into<RequestBody>,
-        interim: Option<Interim>,
+        req: Outbound<'_>,
     ) -> Result<OriginResponse, OriginFailure> {
-        let body = body.into();
-        let req = Outbound {
-            method,
-            path_and_query,
-            headers,
-            body,
-            interim,
-        };
         self.send_via(group, only, req, false).await
     }
 
@@ -116,16 +105,6 @@ impl Origins {
             .get_or_create(&vec![("reason", reason.to_owned())])
             .inc();
     }
-}
-
-/// What one origin request sends.
-struct Outbound<'a> {
-    method: &'a Method,
-    path_and_query: &'a str,
-    headers: &'a HeaderMap,
-    body: RequestBody,
-    /// The viewer's way to interim heads: every member's 103 Early Hints go there.
-    interim: Option<Interim>,
 }
 
 /// One request's way through a group's members.

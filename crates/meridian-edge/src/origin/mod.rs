@@ -7,11 +7,13 @@ mod checks;
 mod forward;
 mod group;
 pub(crate) mod hedge;
+mod outbound;
 mod rank;
 pub mod tier;
 
 pub use answer::{OriginFailure, OriginName, OriginResponse};
 pub use group::{Group, Member};
+pub use outbound::Outbound;
 
 use meridian_config::Config;
 use meridian_health::HealthBoard;

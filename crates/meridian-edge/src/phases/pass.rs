@@ -7,6 +7,7 @@ use super::origin_functions::OriginCall;
 use super::outcome::Outcome;
 use super::route::Route;
 use crate::edge::Edge;
+use crate::origin::Outbound;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -55,11 +56,13 @@ impl Edge {
             .send(
                 group,
                 route.members.as_deref(),
-                &ctx.method,
-                &path,
-                &headers,
-                body,
-                ctx.hints(),
+                Outbound {
+                    method: &ctx.method,
+                    path_and_query: &path,
+                    headers: &headers,
+                    body: body.into(),
+                    interim: ctx.hints(),
+                },
             )
             .await
         {

@@ -10,6 +10,7 @@ use super::origin_functions::OriginCall;
 use super::outcome::Outcome;
 use super::route::Route;
 use crate::edge::Edge;
+use crate::origin::Outbound;
 use bytes::Bytes;
 use http::Method;
 use meridian_http::upgrade::{switch, TunnelOptions, WsUpgrade};
@@ -53,11 +54,13 @@ impl Edge {
             .send(
                 group,
                 route.members.as_deref(),
-                &Method::GET,
-                &path,
-                &headers,
-                Bytes::new(),
-                None,
+                Outbound {
+                    method: &Method::GET,
+                    path_and_query: &path,
+                    headers: &headers,
+                    body: Bytes::new().into(),
+                    interim: None,
+                },
             )
             .await;
         let r = match sent {
