@@ -254,6 +254,7 @@ async fn request(resolver: Resolver, edge: Edge, peer: Peer, head_timeout: Durat
     }
     drop(hints);
     let (mut parts, mut body) = res.into_parts();
+    meridian_http::received::settle(&mut parts);
     // Connection-specific fields are malformed in HTTP/3 (RFC 9114 §4.2).
     meridian_http::strip_hop_by_hop(&mut parts.headers);
     let bodyless = head_only

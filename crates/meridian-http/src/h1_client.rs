@@ -13,6 +13,7 @@
 use crate::body::{Body, BoxError};
 use crate::h1_head::{has_token, header_map, push_chunk_size, tokens, Span, Spans};
 use crate::interim::Interim;
+use crate::received::{self, FramingField, Marks, Received};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
@@ -27,6 +28,8 @@ use tokio::net::TcpStream;
 const MAX_HEAD: usize = 400 * 1024;
 /// Fields an answer head may have.
 const MAX_FIELDS: usize = 100;
+/// The longest field name the `http` crate takes.
+const MAX_NAME: usize = u16::MAX as usize;
 /// A chunk's size line (with extensions) longer than this is refused.
 const MAX_CHUNK_LINE: usize = 4096;
 
@@ -125,6 +128,8 @@ pub struct H1Conn {
     /// The request's body was not all written (the upstream answered first): the
     /// connection cannot carry another request.
     cut_short: bool,
+    /// Answers carry their fields as [`Received`], not in their header map.
+    received: bool,
 }
 
 impl H1Conn {
@@ -134,7 +139,15 @@ impl H1Conn {
             read: BytesMut::new(),
             out: Vec::new(),
             cut_short: false,
+            received: false,
         }
+    }
+
+    /// Answers on this connection carry their fields as [`Received`] in their
+    /// extensions, with an empty header map: for a proxy that passes them on.
+    pub fn with_received_fields(mut self) -> Self {
+        self.received = true;
+        self
     }
 
     /// Whether an idle connection can no longer carry a request: the peer closed it, or
@@ -273,7 +286,7 @@ impl H1Conn {
     ) -> Result<Response<H1Body>, H1Error> {
         loop {
             if !self.read.is_empty() {
-                match parse_head(&mut self.read, head_only)? {
+                match parse_head(&mut self.read, head_only, self.received)? {
                     Parsed::Partial if self.read.len() > MAX_HEAD => {
                         return Err(H1Error::Malformed("the answer head is too large"))
                     }
@@ -373,7 +386,8 @@ enum Parsed {
 }
 
 /// Parses the answer head at the front of `read` and takes it out when whole.
-fn parse_head(read: &mut BytesMut, head_only: bool) -> Result<Parsed, H1Error> {
+/// `received`: a final answer's fields go in a [`Received`], not in its header map.
+fn parse_head(read: &mut BytesMut, head_only: bool, received: bool) -> Result<Parsed, H1Error> {
     // Left uninitialised: httparse writes the fields it finds (zeroing 3 KiB per answer
     // showed in the profile).
     let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
@@ -400,9 +414,14 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> Result<Parsed, H1Error> {
     let at = Spans::new(read);
     let (mut close, mut keep_alive, mut chunked, mut length) = (false, false, None, None);
     let count = res.headers.len();
-    for (field, span) in res.headers.iter().zip(spans.iter_mut()) {
+    let mut marks = Marks::default();
+    for (i, (field, span)) in res.headers.iter().zip(spans.iter_mut()).enumerate() {
         let name = field.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        let kind = FramingField::of(name);
+        if i < received::MAX {
+            marks.mark(i, kind);
+        }
+        if kind == Some(FramingField::TransferEncoding) {
             // The fields make one list; its last coding decides (empty items count for
             // nothing, RFC 9110 §5.6.1), and a list with none frames nothing as chunked.
             let last = tokens(field.value).filter(|t| !t.is_empty()).last();
@@ -410,7 +429,7 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> Result<Parsed, H1Error> {
                 Some(t) => Some(t.eq_ignore_ascii_case(b"chunked")),
                 None => chunked.or(Some(false)),
             };
-        } else if name.eq_ignore_ascii_case(b"content-length") {
+        } else if kind == Some(FramingField::ContentLength) {
             for t in tokens(field.value) {
                 let n = parse_length(t).ok_or(H1Error::Malformed("a bad Content-Length"))?;
                 if length.is_some_and(|l| l != n) {
@@ -418,16 +437,25 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> Result<Parsed, H1Error> {
                 }
                 length = Some(n);
             }
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if kind == Some(FramingField::Connection) {
             close |= has_token(field.value, b"close");
             keep_alive |= has_token(field.value, b"keep-alive");
+        } else if name.len() > MAX_NAME {
+            return Err(H1Error::Malformed("a field name over 64 KiB"));
         }
         *span = at.field(field);
     }
     let head = read.split_to(len).freeze();
-    // Room for what the balancer adds to an answer (its request id, a stickiness cookie).
-    let headers = header_map(&head, &spans[..count], 2)
-        .ok_or(H1Error::Malformed("a field the http crate refuses"))?;
+    let mut extensions = http::Extensions::new();
+    let headers = if received && count <= received::MAX && !status.is_informational() {
+        extensions.insert(Received::new(head, &spans[..count], marks));
+        HeaderMap::new()
+    } else {
+        // Room for what the balancer adds to an answer (its request id, a stickiness
+        // cookie).
+        header_map(&head, &spans[..count], 2)
+            .ok_or(H1Error::Malformed("a field the http crate refuses"))?
+    };
     if status.is_informational() {
         if status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(H1Error::Malformed("an upgrade nobody asked for"));
@@ -454,6 +482,7 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> Result<Parsed, H1Error> {
     *res.status_mut() = status;
     *res.version_mut() = version;
     *res.headers_mut() = headers;
+    *res.extensions_mut() = extensions;
     Ok(Parsed::Final(res.into_parts().0, reading, keep_alive))
 }
 

@@ -8,8 +8,8 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 /// Where one field's name and value sit in a head.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Span {
-    name: (u32, u32),
-    value: (u32, u32),
+    pub(crate) name: (u32, u32),
+    pub(crate) value: (u32, u32),
 }
 
 /// Records spans of a head that starts at `base`.
@@ -45,6 +45,16 @@ impl<'a> Spans<'a> {
 /// repeat are left out: names come from [`NAMES`], and values are not checked again.
 pub(crate) fn header_map(head: &Bytes, spans: &[Span], more: usize) -> Option<HeaderMap> {
     let mut headers = HeaderMap::with_capacity(spans.len() + more);
+    append_fields(&mut headers, head, spans.iter())?;
+    Some(headers)
+}
+
+/// Appends the fields at `spans` of `head` to `headers`, as [`header_map`] makes them.
+pub(crate) fn append_fields<'s>(
+    headers: &mut HeaderMap,
+    head: &Bytes,
+    spans: impl Iterator<Item = &'s Span>,
+) -> Option<()> {
     NAMES.with(|names| {
         let mut names = names.borrow_mut();
         for span in spans {
@@ -58,7 +68,7 @@ pub(crate) fn header_map(head: &Bytes, spans: &[Span], more: usize) -> Option<He
             let value = unsafe { HeaderValue::from_maybe_shared_unchecked(value) };
             headers.append(name, value);
         }
-        Some(headers)
+        Some(())
     })
 }
 

@@ -14,9 +14,9 @@ use crate::conn::{Activity, Tracked};
 use crate::h1_head::{has_token, header_map, push_chunk_size, slice, Span, Spans};
 use crate::handler::{Handler, HyperHandler};
 use crate::interim::{InterimIo, Shared};
+use crate::received::{FramingField, Received};
 use crate::rewind::Rewind;
 use bytes::BytesMut;
-use http::header;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Body as HttpBody;
@@ -142,6 +142,7 @@ where
             // A 1xx is no final answer: as hyper does, a 500, and the connection closes.
             parts.status = StatusCode::INTERNAL_SERVER_ERROR;
             parts.headers.clear();
+            parts.extensions.remove::<Received>();
             body = crate::body::empty();
             keep_alive = false;
         }
@@ -396,35 +397,32 @@ fn encode(
     let no_length = status.is_informational() || status == StatusCode::NO_CONTENT;
     let bodiless = asked.head_only || no_length || status == StatusCode::NOT_MODIFIED;
     let empty = body.is_end_stream();
-    let (mut length, mut date, mut said_close, mut said_keep_alive) = (None, false, false, false);
-    for (name, value) in &res.headers {
-        if name == header::CONTENT_LENGTH {
-            // An empty body's stated length is dropped (a 304's too), except on a HEAD
-            // answer, where it is the length a GET would get: as hyper does.
-            if no_length || length.is_some() || (empty && !asked.head_only) {
-                continue;
+    let mut seen = Seen {
+        // An empty body's stated length is dropped (a 304's too), except on a HEAD
+        // answer, where it is the length a GET would get: as hyper does.
+        drop_length: no_length || (empty && !asked.head_only),
+        ..Seen::default()
+    };
+    if let Some(received) = res.extensions.get::<Received>() {
+        for (name, value, read) in received.for_server() {
+            if !read || seen.passes(FramingField::of(name), value) {
+                write_field(out, name, value);
             }
-            match std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                Some(n) => length = Some(n),
-                None => continue,
-            }
-        } else if name == header::TRANSFER_ENCODING {
-            // The framing is decided here.
-            continue;
-        } else if name == header::CONNECTION {
-            said_close |= has_token(value.as_bytes(), b"close");
-            said_keep_alive |= has_token(value.as_bytes(), b"keep-alive");
-        } else if name == header::DATE {
-            date = true;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
+    for (name, value) in &res.headers {
+        let kind = FramingField::of_name(name);
+        if kind.is_none() || seen.passes(kind, value.as_bytes()) {
+            write_field(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    let Seen {
+        length,
+        date,
+        said_close,
+        said_keep_alive,
+        ..
+    } = seen;
     keep_alive &= !said_close;
     let exact = body.size_hint().exact();
     let framing = if bodiless {
@@ -461,6 +459,52 @@ fn encode(
     }
     out.extend_from_slice(b"\r\n");
     (framing, keep_alive)
+}
+
+/// What [`encode`] reads from an answer's fields.
+#[derive(Default)]
+struct Seen {
+    drop_length: bool,
+    length: Option<u64>,
+    date: bool,
+    said_close: bool,
+    said_keep_alive: bool,
+}
+
+impl Seen {
+    /// Reads a field of `kind`; whether it is written as it is.
+    fn passes(&mut self, kind: Option<FramingField>, value: &[u8]) -> bool {
+        match kind {
+            Some(FramingField::ContentLength) => {
+                if self.drop_length || self.length.is_some() {
+                    return false;
+                }
+                self.length = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok());
+                self.length.is_some()
+            }
+            // The framing is decided here.
+            Some(FramingField::TransferEncoding) => false,
+            Some(FramingField::Connection) => {
+                self.said_close |= has_token(value, b"close");
+                self.said_keep_alive |= has_token(value, b"keep-alive");
+                true
+            }
+            Some(FramingField::Date) => {
+                self.date = true;
+                true
+            }
+            None => true,
+        }
+    }
+}
+
+fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn write_length(out: &mut Vec<u8>, n: u64) {

@@ -215,6 +215,7 @@ async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<By
     }
     drop(hints);
     let (mut head, body) = res.into_parts();
+    crate::received::settle(&mut head);
     strip_connection_fields(&mut head.headers);
     let is_tunnel = head.extensions.get::<crate::upgrade::Tunneled>().is_some();
     // A HEAD, 204 or 304 answer has no content (RFC 9110 §6.4.1), whatever its body holds.

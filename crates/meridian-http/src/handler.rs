@@ -38,6 +38,11 @@ impl<H: Handler> Service<http::Request<Incoming>> for HyperHandler<H> {
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         let answer = self.0.call(req, None);
-        Box::pin(async move { Ok(answer.await) })
+        Box::pin(async move {
+            let mut res = answer.await;
+            // hyper writes the header map alone.
+            crate::received::settle_response(&mut res);
+            Ok(res)
+        })
     }
 }

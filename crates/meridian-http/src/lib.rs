@@ -31,6 +31,7 @@ pub mod ids;
 pub mod interim;
 pub mod percent;
 pub mod pki;
+pub mod received;
 mod rewind;
 mod secret_file;
 pub mod secrets;

@@ -445,7 +445,8 @@ pub(crate) fn head_bytes_request(parts: &http::request::Parts) -> u64 {
 }
 
 fn head_bytes_response<B>(res: &http::Response<B>) -> u64 {
-    ("HTTP/1.1 200 OK\r\n".len() + fields_bytes(res.headers())) as u64
+    // The fields, then the empty line.
+    ("HTTP/1.1 200 OK\r\n".len() + meridian_http::received::head_bytes(res) + 2) as u64
 }
 
 fn fields_bytes(h: &http::HeaderMap) -> usize {

@@ -168,7 +168,7 @@ impl Pool {
             .map_err(|_| PoolError::ConnectTimeout(addr, self.0.connect_timeout))?
             .map_err(|source| PoolError::Connect { addr, source })?;
         let _ = tcp.set_nodelay(true);
-        Ok(Box::new(H1Conn::new(tcp)))
+        Ok(Box::new(H1Conn::new(tcp).with_received_fields()))
     }
 
     /// A connection to `addr`: an idle one still open, else a new one. The bool says

@@ -407,7 +407,11 @@ impl LoadBalancer {
     > + Clone {
         let lb = self.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
-            Box::pin(lb.clone().handle_with(req, peer, None).map(Ok)) as BoxedResponse
+            Box::pin(lb.clone().handle_with(req, peer, None).map(|mut res| {
+                // hyper writes the header map alone.
+                meridian_http::received::settle_response(&mut res);
+                Ok(res)
+            })) as BoxedResponse
         })
     }
 
@@ -417,10 +421,16 @@ impl LoadBalancer {
         B: HttpBody<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        self.clone().handle_with(req, peer, None).await
+        let mut res = self.clone().handle_with(req, peer, None).await;
+        // The caller reads the answer's fields from its map.
+        meridian_http::received::settle_response(&mut res);
+        res
     }
 
-    /// [`Balancer::handle`], relaying the target's interim responses to `hints`.
+    /// [`Balancer::handle`], relaying the target's interim responses to `hints`. The
+    /// target's fields may still be lines of its head
+    /// ([`meridian_http::received::Received`]): meridian-http's servers write them, any
+    /// other reader calls [`meridian_http::received::settle_response`] first.
     ///
     /// It takes the balancer by value and does what needs no waiting before it makes its
     /// future, rather than being an `async fn`: every request's future is allocated and
@@ -456,8 +466,7 @@ impl LoadBalancer {
             };
             let target_name = target.map_or("none", |t| t.name.as_str());
             let mut res = self.0.ws.finish(ws, target_name, res);
-            res.headers_mut()
-                .insert(&crate::forwarded::X_REQUEST_ID, rid);
+            meridian_http::received::replace(&mut res, &crate::forwarded::X_REQUEST_ID, rid);
             let took = start.elapsed().as_secs_f64();
             self.0.m.duration.observe(took);
             if let Some(g) = group {
@@ -606,6 +615,8 @@ impl LoadBalancer {
             }
             if let (Ok((i, res)), Some(cookies)) = (&mut answer, &cookies) {
                 if let Some(t) = group.targets.get(*i) {
+                    // The application's cookie is read from the answer's map.
+                    meridian_http::received::settle_response(res);
                     crate::sticky::stick(group, &t.name, cookies, res.headers_mut());
                 }
             }

@@ -369,6 +369,9 @@ impl Failover<Driven, PoolError> for Retries<'_> {
             .answered(c.i, error, (!error).then_some(elapsed));
         let (mut rp, rb) = res.into_parts();
         strip_hop_by_hop(&mut rp.headers);
+        if let Some(received) = rp.extensions.get_mut::<meridian_http::received::Received>() {
+            received.strip_hop_by_hop();
+        }
         // A small answer to a retryable request is read whole before it is passed on, so
         // a target dying mid-body is one more retry, not a truncated response. Large
         // bodies stream.
