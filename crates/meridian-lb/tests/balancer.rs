@@ -490,6 +490,96 @@ async fn forwards_client_identity_and_strips_hop_by_hop_headers() {
     assert_eq!(header(&head, "x-request-id").map(str::len), Some(32));
 }
 
+/// A target whose answer carries its own request id, hop-by-hop fields (standard and
+/// named in `Connection`), a Date and two cookies.
+async fn rich_answer(name: &str) -> NodeSpec {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                // One request per read is enough for these tests' requests.
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let res = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                               X-Request-Id: theirs\r\nConnection: keep-alive, X-Hop\r\n\
+                               X-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
+                               Date: Tue, 01 Jan 2030 00:00:00 GMT\r\nSet-Cookie: a=1\r\n\
+                               Set-Cookie: b=2\r\nContent-Length: 5\r\nX-Kept: yes\r\n\r\nhello";
+                    if s.write_all(res.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    node(name, addr)
+}
+
+/// A target's answer fields reach the client as sent (`meridian_http::received`), over
+/// HTTP/1.1 (written from the target's head lines) and HTTP/2 (moved into the map),
+/// less its hop-by-hop fields, with the balancer's request id in place of its own.
+#[tokio::test]
+async fn a_targets_answer_fields_pass_on_less_hop_by_hop_ones() {
+    let mut opts = options(vec![rich_answer("rich").await], Algorithm::RoundRobin);
+    opts.config.health_check.protocol = meridian_config::CheckProtocol::Tcp;
+    let (lb, admin) = start(opts).await;
+    wait_healthy(admin, 1).await;
+    let req = "GET /x HTTP/1.1\r\nHost: t\r\nX-Request-Id: mine\r\nConnection: close\r\n\r\n";
+    let (s, head, body) = raw(lb, req).await.unwrap();
+    assert_eq!((s, body.as_str()), (200, "hello"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    for (name, count) in [
+        ("x-request-id: mine\r\n", 1),
+        ("x-request-id:", 1),
+        ("content-type: text/plain\r\n", 1),
+        ("date: tue, 01 jan 2030 00:00:00 gmt\r\n", 1),
+        ("date:", 1),
+        ("set-cookie: a=1\r\n", 1),
+        ("set-cookie: b=2\r\n", 1),
+        ("content-length: 5\r\n", 1),
+        ("content-length:", 1),
+        ("x-kept: yes\r\n", 1),
+        ("x-hop", 0),
+        ("keep-alive", 0),
+    ] {
+        assert_eq!(lower.matches(name).count(), count, "{name:?} in {head}");
+    }
+    // The balancer's own close, once (the client asked for it).
+    assert_eq!(lower.matches("connection: close").count(), 1, "{head}");
+
+    let client = meridian_http::upstream_client_h2(Duration::from_secs(2), Duration::from_secs(5));
+    let req = http::Request::get(format!("http://{lb}/x"))
+        .header("x-request-id", "mine")
+        .body(meridian_http::empty())
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let h = res.headers();
+    let all = |n: &str| {
+        h.get_all(n)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all("x-request-id"), ["mine"]);
+    assert_eq!(all("set-cookie"), ["a=1", "b=2"]);
+    assert_eq!(all("content-type"), ["text/plain"]);
+    assert_eq!(all("x-kept"), ["yes"]);
+    assert_eq!(all("date"), ["Tue, 01 Jan 2030 00:00:00 GMT"]);
+    assert!(
+        all("x-hop").is_empty() && all("keep-alive").is_empty(),
+        "{h:?}"
+    );
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap();
+    assert_eq!(&body.to_bytes()[..], b"hello");
+}
+
 /// The head is written once for all of a request's attempts (`retry::Head`): a request
 /// retried after its first target went away reaches the next with the same fields, each
 /// forwarding field once, the client's own claims replaced.
