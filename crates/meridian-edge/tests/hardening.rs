@@ -282,3 +282,38 @@ async fn an_h2_content_length_that_lies_is_refused_not_downgraded() {
     assert_eq!(o.hits("/cc/h2-post"), 0, "a lying POST is not forwarded");
     assert_eq!(get(p.http, "/cc/h2-after").await.status, 200);
 }
+
+/// A field the viewer names in `Connection` belongs to its connection (RFC 9110 §7.6.1):
+/// it is dropped before the cache key is made, not only before the origin request, so an
+/// answer made without it cannot be stored under the key of a request with it.
+#[tokio::test]
+async fn a_field_named_in_connection_cannot_poison_its_variant() {
+    let extra = r#"
+[[distribution.cache_policy]]
+name = "by-language"
+default_ttl = "60s"
+headers = ["accept-language"]
+[[distribution.behavior]]
+path_pattern = "/vary/*"
+origin_group = "o"
+cache_policy = "by-language"
+"#;
+    let (o, p, _s) = one_origin(47, extra).await;
+    let r = raw(
+        p.http,
+        "GET /vary/home HTTP/1.1\r\nHost: edge.test\r\nAccept-Language: fr\r\n\
+         Connection: close, Accept-Language\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.ends_with("lang=none"), "the origin got no language: {r}");
+    let fr = send(p.http, "GET", "/vary/home", &[("accept-language", "fr")]).await;
+    assert_eq!(fr.body, "lang=fr", "the French variant was poisoned");
+    assert_eq!(o.hits("/vary/home"), 2);
+    // The request without the field shares the key of the one that dropped it.
+    let none = get(p.http, "/vary/home").await;
+    assert_eq!(
+        (none.body.as_ref(), none.h("x-cache")),
+        (&b"lang=none"[..], "Hit from meridian")
+    );
+}

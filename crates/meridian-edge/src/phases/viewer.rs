@@ -33,6 +33,12 @@ impl<'a> RequestContext<'a> {
         })
         .and_then(|host| Ok((host, viewer::normalize_path(parts.uri.path())?)));
         let refused = canonical.as_ref().err().cloned();
+        // What belongs to the viewer's connection (hop-by-hop fields, and those its
+        // `Connection` names) is gone before anything reads the request: a field the
+        // origin request drops must not key the cache, or an answer made without it
+        // would be stored under a key made with it (RFC 9110 §7.6.1).
+        let mut headers = parts.headers;
+        meridian_http::strip_hop_by_hop(&mut headers);
         let (host, path) = canonical.unwrap_or_else(|_| {
             // Logged as it came, answered with the error.
             (String::from("-"), parts.uri.path().to_owned())
@@ -46,7 +52,7 @@ impl<'a> RequestContext<'a> {
             query: parts.uri.query().map(str::to_owned),
             version: parts.version,
             request_id: request_id(),
-            headers: parts.headers,
+            headers,
             origin: None,
             tier: None,
         };
