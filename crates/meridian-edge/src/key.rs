@@ -82,6 +82,11 @@ pub fn negotiate(headers: &HeaderMap) -> Coding {
 /// value can hold it, so no request's parts can run into another part.
 const SEP: char = '\x1f';
 
+/// The host a cache key was made for (lower case).
+pub fn host_of(key: &str) -> &str {
+    key.split(SEP).next().unwrap_or("")
+}
+
 /// The primary cache key of a request under a cache policy (without the coding): the
 /// canonical host and normalised path (see [`crate::viewer`]), then what the policy adds,
 /// each part delimited.

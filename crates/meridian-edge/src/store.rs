@@ -400,20 +400,36 @@ impl Store {
         self.remove_from_disk(key);
     }
 
-    /// Removes every object whose path `matches`; returns how many were on disk (memory
-    /// removal is counted lazily by moka, so its count is not known here).
+    /// Removes every object whose path `matches`, on every host (a distribution's
+    /// invalidation); returns how many were on disk (memory removal is counted lazily by
+    /// moka, so its count is not known here).
     pub fn invalidate(&self, matches: impl Fn(&str) -> bool + Send + Sync + 'static) -> usize {
+        self.invalidate_objects(move |_key, path| matches(path))
+    }
+
+    /// Removes the objects that answer `path` on `host` (lower case), whatever their
+    /// query and variant: what an unsafe request to that URI invalidates (RFC 9111 §4.4).
+    /// Another host's objects of the same path stay.
+    pub fn invalidate_uri(&self, host: String, path: String) -> usize {
+        self.invalidate_objects(move |key, p| p == path && crate::key::host_of(key) == host)
+    }
+
+    /// Removes every object whose (key, path) `matches`.
+    fn invalidate_objects(
+        &self,
+        matches: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+    ) -> usize {
         let matches = Arc::new(matches);
         let m = matches.clone();
         // Cannot fail: invalidation closures are enabled at build time.
         let _ = self
             .memory
-            .invalidate_entries_if(move |_k, v: &Arc<Object>| m(&v.path));
+            .invalidate_entries_if(move |k, v: &Arc<Object>| m(k, &v.path));
         let mut idx = self.disk.lock().unwrap_or_else(|p| p.into_inner());
         let doomed: Vec<String> = idx
             .entries
             .iter()
-            .filter(|(_, e)| matches(&e.obj.path))
+            .filter(|(k, e)| matches(k, &e.obj.path))
             .map(|(k, _)| k.clone())
             .collect();
         for k in &doomed {

@@ -317,3 +317,34 @@ cache_policy = "by-language"
         (&b"lang=none"[..], "Hit from meridian")
     );
 }
+
+/// An unsafe request invalidates its target URI (RFC 9111 §4.4): its host's objects of
+/// that path, never another host's (one viewer's POST on any host once evicted the path
+/// everywhere).
+#[tokio::test]
+async fn an_unsafe_request_invalidates_only_its_own_hosts_objects() {
+    let (_o, p, _s) = one_origin(48, "").await;
+    let on = |host: &'static str, method: &'static str| async move {
+        let stream = tokio::net::TcpStream::connect(p.http).await.unwrap();
+        send_on(stream, method, "/cc/inv?page=1", host, &[]).await
+    };
+    assert_eq!(
+        on("edge.test", "GET").await.h("x-cache"),
+        "Miss from meridian"
+    );
+    assert_eq!(
+        on("edge.test", "GET").await.h("x-cache"),
+        "Hit from meridian"
+    );
+    assert_eq!(on("attacker.test", "POST").await.status, 200);
+    assert_eq!(
+        on("edge.test", "GET").await.h("x-cache"),
+        "Hit from meridian",
+        "another host's POST evicted the object"
+    );
+    assert_eq!(on("edge.test", "POST").await.status, 200);
+    assert_eq!(
+        on("edge.test", "GET").await.h("x-cache"),
+        "Miss from meridian"
+    );
+}

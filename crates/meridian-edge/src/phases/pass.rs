@@ -81,7 +81,9 @@ impl Edge {
                     };
                 }
                 let status = r.response.status().as_u16();
-                // RFC 9111 §4.4: a successful unsafe request invalidates what it changed.
+                // RFC 9111 §4.4: a successful unsafe request invalidates what it changed,
+                // on its own host only.
+                let host = ctx.host.to_ascii_lowercase();
                 for target in invalidation_targets(
                     &ctx.method,
                     status,
@@ -89,8 +91,8 @@ impl Edge {
                     &ctx.host,
                     r.response.headers(),
                 ) {
-                    let t = target.split('?').next().unwrap_or("").to_owned();
-                    self.0.store.invalidate(move |p| p == t);
+                    let path = target.split('?').next().unwrap_or("").to_owned();
+                    self.0.store.invalidate_uri(host.clone(), path);
                 }
                 let res = self.relay(r.response, group.cfg.response_timeout);
                 Served::from_origin(res, Outcome::Pass, r.member)
