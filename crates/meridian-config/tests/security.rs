@@ -86,6 +86,13 @@ fn secret_and_transport_mistakes_name_the_key_and_the_fix() {
             "load_balancer.tls_port",
             "",
         ),
+        (
+            "[distribution]\n[[distribution.response_headers_policy]]\nname = \"p\"\n\
+             [distribution.response_headers_policy.cors]\nallow_origins = [\"*\"]\n\
+             allow_credentials = true\n",
+            "distribution.response_headers_policy[0].cors.allow_credentials",
+            "any site",
+        ),
     ];
     for (extra, key, problem) in cases {
         let errs = Config::parse(&with(extra), "s.toml").unwrap_err().0;

@@ -76,6 +76,20 @@ pub(super) fn read_response_headers(
                     "add allow_origins = [\"*\"] or a list of origins",
                 );
             }
+            // Browsers refuse `*` with credentials; answering any origin with them would
+            // let every site read a signed-in viewer's answers.
+            if let (true, true, Some(f)) = (
+                cors.allow_credentials,
+                cors.allow_origins.iter().any(|o| o == "*"),
+                c.get("allow_credentials"),
+            ) {
+                d.error(
+                    f.span,
+                    &f.key,
+                    "`allow_credentials = true` with `allow_origins = [\"*\"]` would let any site read answers meant for a signed-in viewer",
+                    "list the origins that may send credentials in allow_origins, or set allow_credentials = false",
+                );
+            }
             c.finish(d);
             Some(cors)
         }
