@@ -108,8 +108,15 @@ pub fn cache_key(
             .split('&')
             .filter(|p| !p.is_empty())
             .filter(|p| {
+                // By the name the origin will read: `%76=x` is a second `v` to it, so it
+                // must not stay out of a key that lists `v`.
                 let name = p.split('=').next().unwrap_or("");
-                policy.query_strings.admits(name, false)
+                match name.contains('%') {
+                    true => policy
+                        .query_strings
+                        .admits(&meridian_http::percent::decode(name), false),
+                    false => policy.query_strings.admits(name, false),
+                }
             })
             .collect();
         if !pairs.is_empty() {
@@ -220,6 +227,22 @@ mod tests {
         );
         assert_eq!(
             cache_key(&except, "h", "/a", Some("utm_source=x&id=1"), &e),
+            "h\x1f/a?id=1"
+        );
+        // A listed name spelled with percent escapes is the same name to the origin, so
+        // it keys too: a second `operationName` cannot hide behind `%6Fperation...`.
+        assert_ne!(
+            cache_key(
+                &allow,
+                "h",
+                "/graphql",
+                Some("operationName=Q&%6FperationName=EVIL"),
+                &e
+            ),
+            cache_key(&allow, "h", "/graphql", Some("operationName=Q"), &e)
+        );
+        assert_eq!(
+            cache_key(&except, "h", "/a", Some("%75tm_source=x&id=1"), &e),
             "h\x1f/a?id=1"
         );
     }
