@@ -45,6 +45,8 @@ pub(crate) struct H1Settings {
     pub(crate) head_timeout: Duration,
     /// The largest head; a larger one goes to hyper, which answers 431.
     pub(crate) head_limit: usize,
+    /// How long a write may take nothing before the connection ends.
+    pub(crate) write_stall: Duration,
 }
 
 /// Asks a connection to finish the request in flight and close.
@@ -155,7 +157,7 @@ where
                 ..asked
             },
         );
-        let whole = send_body(&mut io, &mut out, body, framing).await?;
+        let whole = send_body(&mut io, &mut out, body, framing, settings.write_stall).await?;
         io.flush().await?;
         drop(in_flight);
         if !keep_alive || !whole {
@@ -521,9 +523,10 @@ async fn send_body<IO: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     mut body: Body,
     framing: Framing,
+    stall: Duration,
 ) -> Result<bool, BoxError> {
     if framing == Framing::None {
-        write_gathered(io, out, &[]).await?;
+        write_gathered(io, out, &[], stall).await?;
         return Ok(true);
     }
     let mut sent = 0u64;
@@ -533,7 +536,7 @@ async fn send_body<IO: AsyncWrite + Unpin>(
         let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
-                write_gathered(io, out, &[]).await?;
+                write_gathered(io, out, &[], stall).await?;
                 body.frame().await
             }
         };
@@ -560,13 +563,13 @@ async fn send_body<IO: AsyncWrite + Unpin>(
         if out.len() + data.len() <= GATHER {
             out.extend_from_slice(&data);
         } else {
-            write_gathered(io, out, &data).await?;
+            write_gathered(io, out, &data, stall).await?;
         }
         if framing == Framing::Chunked {
             out.extend_from_slice(b"\r\n");
         }
         if out.len() >= GATHER {
-            write_gathered(io, out, &[]).await?;
+            write_gathered(io, out, &[], stall).await?;
         }
         if !whole {
             break;
@@ -575,26 +578,33 @@ async fn send_body<IO: AsyncWrite + Unpin>(
     if framing == Framing::Chunked {
         out.extend_from_slice(b"0\r\n\r\n");
     }
-    write_gathered(io, out, &[]).await?;
+    write_gathered(io, out, &[], stall).await?;
     Ok(whole && !matches!(framing, Framing::Length(n) if n != sent))
 }
 
 /// Writes `out`, then `data`, in one vectored write where the transport takes them;
-/// `out` is empty afterwards.
+/// `out` is empty afterwards. A write that takes nothing for `stall` ends the connection
+/// (as ALB's idle timeout counts no data sent or received): a client that stops reading
+/// would otherwise hold its connection, and its socket's send buffer, for ever.
 async fn write_gathered<IO: AsyncWrite + Unpin>(
     io: &mut InterimIo<IO>,
     out: &mut Vec<u8>,
     data: &[u8],
+    stall: Duration,
 ) -> std::io::Result<()> {
     let (mut head, mut at) = (0, 0);
     while head < out.len() || at < data.len() {
         let n = if head < out.len() && at < data.len() && io.is_write_vectored() {
             let bufs = [IoSlice::new(&out[head..]), IoSlice::new(&data[at..])];
-            poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, &bufs)).await?
+            unstalled(
+                poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, &bufs)),
+                stall,
+            )
+            .await?
         } else if head < out.len() {
-            io.write(&out[head..]).await?
+            unstalled(io.write(&out[head..]), stall).await?
         } else {
-            io.write(&data[at..]).await?
+            unstalled(io.write(&data[at..]), stall).await?
         };
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
@@ -605,6 +615,26 @@ async fn write_gathered<IO: AsyncWrite + Unpin>(
     }
     out.clear();
     Ok(())
+}
+
+/// Awaits one write, for at most `stall` once it has to wait. The timer is armed only
+/// then: a write the socket takes at once (nearly every one) costs no clock read.
+async fn unstalled<F: Future<Output = std::io::Result<usize>>>(
+    write: F,
+    stall: Duration,
+) -> std::io::Result<usize> {
+    let mut write = std::pin::pin!(write);
+    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+        return done;
+    }
+    tokio::time::timeout(stall, write)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took nothing written to it within the idle timeout",
+            ))
+        })
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ pub(crate) struct H2Settings {
     pub keep_alive_interval: Option<Duration>,
     pub keep_alive_timeout: Duration,
     pub handshake_timeout: Duration,
+    /// How long an answer may wait for the client's flow-control window before its
+    /// stream is reset.
+    pub write_stall: Duration,
 }
 
 const WINDOW: u32 = 1024 * 1024;
@@ -141,7 +144,7 @@ where
                     let in_flight = activity.start();
                     // Boxed where it is made: the task then moves a pointer, not the
                     // stream's whole state (tokio copies a task's future as it runs).
-                    let answer = Box::pin(stream(req, reply, handler.clone()));
+                    let answer = Box::pin(stream(req, reply, handler.clone(), settings.write_stall));
                     tokio::spawn(async move {
                         answer.await;
                         drop(in_flight);
@@ -165,7 +168,12 @@ where
 }
 
 /// One request stream: the handler's answer (interim heads first), then its body.
-async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<Bytes>, handler: H) {
+async fn stream<H: Handler>(
+    req: Request<RecvStream>,
+    mut reply: SendResponse<Bytes>,
+    handler: H,
+    stall: Duration,
+) {
     let (mut parts, recv) = req.into_parts();
     let head_only = parts.method == http::Method::HEAD;
     let length = parts
@@ -250,7 +258,7 @@ async fn stream<H: Handler>(req: Request<RecvStream>, mut reply: SendResponse<By
         return;
     }
     if !end {
-        send_body(send, body).await;
+        send_body(send, body, stall).await;
     }
 }
 
@@ -298,8 +306,9 @@ fn send_interim(reply: &mut SendResponse<Bytes>, head: InterimHead) {
 }
 
 /// Sends `body` on `send` as the client's flow-control window allows; resets the stream
-/// when the body fails, so a cut answer never looks complete.
-async fn send_body(mut send: SendStream<Bytes>, body: Body) {
+/// when the body fails, so a cut answer never looks complete, or when the window stays
+/// shut for `stall` (a client that stops reading must not hold the answer for ever).
+async fn send_body(mut send: SendStream<Bytes>, body: Body, stall: Duration) {
     tokio::pin!(body);
     loop {
         let frame = tokio::select! {
@@ -319,7 +328,7 @@ async fn send_body(mut send: SendStream<Bytes>, body: Body) {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     let last = body.is_end_stream();
-                    if send_data(&mut send, data, last).await.is_err() {
+                    if send_data(&mut send, data, last, stall).await.is_err() {
                         return;
                     }
                     if last {
@@ -340,7 +349,12 @@ async fn send_body(mut send: SendStream<Bytes>, body: Body) {
 }
 
 /// Sends `data` in pieces the window admits; `last` ends the stream with its last piece.
-async fn send_data(send: &mut SendStream<Bytes>, mut data: Bytes, last: bool) -> Result<(), ()> {
+async fn send_data(
+    send: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    last: bool,
+    stall: Duration,
+) -> Result<(), ()> {
     if data.is_empty() {
         return if last {
             send.send_data(data, true).map_err(|_| ())
@@ -350,7 +364,20 @@ async fn send_data(send: &mut SendStream<Bytes>, mut data: Bytes, last: bool) ->
     }
     while !data.is_empty() {
         send.reserve_capacity(data.len());
-        let room = match poll_fn(|cx| send.poll_capacity(cx)).await {
+        // The timer only when the window is shut: most pieces go out at once.
+        let room = match poll_fn(|cx| Poll::Ready(send.poll_capacity(cx))).await {
+            Poll::Ready(room) => room,
+            Poll::Pending => {
+                match tokio::time::timeout(stall, poll_fn(|cx| send.poll_capacity(cx))).await {
+                    Ok(room) => room,
+                    Err(_) => {
+                        send.send_reset(Reason::CANCEL);
+                        return Err(());
+                    }
+                }
+            }
+        };
+        let room = match room {
             Some(Ok(n)) => n,
             // The stream was reset or the connection closed.
             _ => return Err(()),

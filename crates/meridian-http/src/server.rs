@@ -41,7 +41,8 @@ pub struct ServerOptions {
     /// instead of being accepted and dropped, which would turn a burst into errors.
     pub max_connections: usize,
     /// A connection with no request in flight for this long is closed (HTTP/2 with a
-    /// GOAWAY): an idle HTTP/2 client otherwise holds its connection forever.
+    /// GOAWAY): an idle HTTP/2 client otherwise holds its connection forever. An HTTP/1
+    /// answer's write that the client takes nothing of for this long ends the connection.
     pub idle_timeout: Duration,
     /// How often an HTTP/2 connection is pinged, so a peer that vanished without closing
     /// (a dead machine, a cut path) is noticed; None for never.
@@ -200,12 +201,14 @@ pub async fn serve_handlers<M, H>(
             hyper,
             head_timeout: opts.header_read_timeout,
             head_limit: opts.head_limit(),
+            write_stall: opts.idle_timeout,
         }),
         h2: H2Settings {
             max_header_list_size: opts.head_limit() as u32,
             keep_alive_interval: opts.h2_keep_alive_interval,
             keep_alive_timeout: opts.h2_keep_alive_timeout,
             handshake_timeout: opts.header_read_timeout,
+            write_stall: opts.idle_timeout,
         },
         head_timeout: opts.header_read_timeout,
         make,

@@ -426,3 +426,56 @@ async fn a_request_whose_client_left_is_dropped() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Answers every request with 32 MiB.
+#[derive(Clone)]
+struct Big;
+
+impl meridian_http::Handler for Big {
+    fn call<B>(
+        &self,
+        _req: Request<B>,
+        _interim: Option<meridian_http::interim::InterimConn>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Box::pin(async { Response::new(meridian_http::full(vec![0u8; 32 << 20])) })
+    }
+}
+
+/// A client that asks for a large answer and stops reading does not hold its connection
+/// for ever: once a write takes nothing for the idle timeout, the connection ends.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_let_go_after_the_idle_timeout() {
+    let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let opts = ServerOptions {
+        idle_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    tokio::spawn(meridian_http::serve_handlers(
+        listener,
+        opts,
+        None,
+        |_| Big,
+        std::future::pending(),
+    ));
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    // Not reading while the server's writes stall, then reading what was sent.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert!(ended.is_ok(), "the connection was still open");
+    assert!(
+        got.len() < 32 << 20,
+        "the whole answer came ({} bytes): the writes never stalled",
+        got.len()
+    );
+}

@@ -8,7 +8,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-/// Answers `/empty` with nothing, `/gone` 204, anything else "hello".
+/// Answers `/empty` with nothing, `/gone` 204, `/big` 4 MiB, anything else "hello".
 #[derive(Clone)]
 struct Answers;
 
@@ -24,6 +24,7 @@ impl meridian_http::Handler for Answers {
     {
         let res = match req.uri().path() {
             "/empty" => Response::new(meridian_http::empty()),
+            "/big" => Response::new(meridian_http::full(vec![0u8; 4 << 20])),
             "/gone" => {
                 let mut r = Response::new(meridian_http::full("ignored"));
                 *r.status_mut() = StatusCode::NO_CONTENT;
@@ -84,4 +85,46 @@ async fn lengths_and_dates_as_hyper_gave_them() {
     assert_eq!(gone.status, 204);
     assert!(body.is_empty(), "a 204 has no content");
     assert!(gone.headers.get("content-length").is_none(), "{gone:?}");
+}
+
+/// A client that stops reading (its flow-control window shut) does not hold the answer
+/// for ever: after the idle timeout its stream is reset.
+#[tokio::test]
+async fn an_answer_the_client_stops_taking_is_reset_after_the_idle_timeout() {
+    let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let opts = meridian_http::ServerOptions {
+        idle_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    tokio::spawn(meridian_http::serve_handlers(
+        listener,
+        opts,
+        None,
+        |_| Answers,
+        std::future::pending(),
+    ));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .adaptive_window(false)
+        .initial_stream_window_size(65_535)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://test/big")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = send.send_request(req).await.unwrap();
+    // The body is not read while the server waits for window, then read.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let read = tokio::time::timeout(Duration::from_secs(10), res.into_body().collect())
+        .await
+        .expect("the body neither ended nor failed");
+    assert!(
+        read.is_err(),
+        "the whole answer came: the stream was never reset"
+    );
 }
