@@ -20,15 +20,20 @@ pub(crate) struct Activity {
     last_ms: AtomicU64,
     /// Set when the server needs this connection's place (see [`Registry::evict_idlest`]).
     evicted: tokio::sync::Notify,
+    /// The connection's place under the server's cap, given back when the last holder
+    /// of this goes: the connection, or a tunnel it became (`upgrade.rs`).
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Activity {
-    pub(crate) fn new() -> Self {
+    /// A connection's activity, holding its place under the server's cap.
+    pub(crate) fn new(permit: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
         Activity {
             born: Instant::now(),
             open: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
             evicted: tokio::sync::Notify::new(),
+            _permit: permit,
         }
     }
 
@@ -154,7 +159,13 @@ where
     type Error = S::Error;
     type Future = TrackedFuture<S::Future>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        // A connection that becomes a tunnel keeps its place under the cap while the
+        // tunnel lives, after hyper has let the connection go.
+        if req.headers().contains_key(http::header::UPGRADE) {
+            req.extensions_mut()
+                .insert(crate::upgrade::Hold::new(self.activity.clone()));
+        }
         // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; HTTP/2 frames its own.
         let interim = (req.version() == http::Version::HTTP_11)
             .then(|| (self.interim.clone(), self.interim.begin()));

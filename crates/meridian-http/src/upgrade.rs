@@ -112,6 +112,23 @@ pub struct WsUpgrade {
     /// The `Sec-WebSocket-*` fields (key, version, protocol, extensions) as the viewer sent
     /// them: a header policy must not drop the key the upstream's accept is computed from.
     handshake: HeaderMap,
+    /// The viewer connection's place under its server's connection cap, held by the
+    /// tunnel: tunnels count against the cap like the connections they were.
+    hold: Option<Hold>,
+}
+
+/// A served connection's place under its server's cap, carried by an upgrade request.
+#[derive(Clone)]
+pub(crate) struct Hold {
+    _activity: std::sync::Arc<crate::conn::Activity>,
+}
+
+impl Hold {
+    pub(crate) fn new(activity: std::sync::Arc<crate::conn::Activity>) -> Self {
+        Hold {
+            _activity: activity,
+        }
+    }
 }
 
 impl std::fmt::Debug for WsUpgrade {
@@ -150,6 +167,7 @@ impl WsUpgrade {
             on,
             extended_connect,
             handshake,
+            hold: parts.extensions.remove::<Hold>(),
         })
     }
 
@@ -309,7 +327,10 @@ pub fn switch<B>(
         res.headers_mut()
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
     }
+    let hold = viewer.hold;
     tokio::spawn(async move {
+        // Given back when the tunnel ends.
+        let _hold = hold;
         let not_upgraded = |e: &dyn std::fmt::Display| {
             tracing::debug!(error = %e, "websocket upgrade did not complete");
             TunnelStats {

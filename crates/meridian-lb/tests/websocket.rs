@@ -280,3 +280,44 @@ async fn a_frozen_target_is_cut_after_the_idle_timeout_and_a_reconnect_lands_els
     let (_ws, on) = open(opts.listen, 0.5).await;
     assert_eq!(on, "i-b");
 }
+
+/// A tunnel keeps its client connection's place under the server's connection cap: once
+/// hyper let an upgraded connection go, its place was given back, so tunnels (two file
+/// descriptors each) were outside any limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tunnel_counts_against_the_connection_cap() {
+    let a = at(23, 2, 80);
+    let _sa = instance(a, "i-a").await;
+    let opts = options(23, &[(a, "i-a")]);
+    let lb = LoadBalancer::new(&opts);
+    let _checks = lb.start_health_checks(&opts);
+    let listener = TcpListener::bind(opts.listen).await.unwrap();
+    let proxy = lb.clone();
+    tokio::spawn(meridian_http::serve(
+        listener,
+        meridian_http::ServerOptions {
+            max_connections: 1,
+            ..Default::default()
+        },
+        move |peer| proxy.service(peer),
+        std::future::pending(),
+    ));
+    let until = Instant::now() + Duration::from_secs(20);
+    while lb.group().healthy_count() < 1 {
+        assert!(Instant::now() < until, "the target did not become healthy");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let (ws, _) = open(opts.listen, 0.3).await;
+    let waited = tokio::time::timeout(
+        Duration::from_secs(1),
+        http_get(opts.listen, "/api/quotes/AAPL"),
+    )
+    .await;
+    assert!(
+        waited.is_err(),
+        "a new connection was served while the tunnel held the only place: {waited:?}"
+    );
+    drop(ws);
+    let served = http_get(opts.listen, "/api/quotes/AAPL").await;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+}
