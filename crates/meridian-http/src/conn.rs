@@ -118,6 +118,20 @@ impl Registry {
     }
 }
 
+/// A served connection's place under its server's cap, carried by an upgrade request.
+#[derive(Clone)]
+pub(crate) struct Hold {
+    _activity: Arc<Activity>,
+}
+
+impl Hold {
+    pub(crate) fn new(activity: Arc<Activity>) -> Self {
+        Hold {
+            _activity: activity,
+        }
+    }
+}
+
 /// One request, from the service's call until its response body is sent or dropped.
 pub(crate) struct InFlight(Arc<Activity>);
 
@@ -164,7 +178,7 @@ where
         // tunnel lives, after hyper has let the connection go.
         if req.headers().contains_key(http::header::UPGRADE) {
             req.extensions_mut()
-                .insert(crate::upgrade::Hold::new(self.activity.clone()));
+                .insert(Hold::new(self.activity.clone()));
         }
         // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; HTTP/2 frames its own.
         let interim = (req.version() == http::Version::HTTP_11)

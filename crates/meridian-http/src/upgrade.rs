@@ -114,21 +114,7 @@ pub struct WsUpgrade {
     handshake: HeaderMap,
     /// The viewer connection's place under its server's connection cap, held by the
     /// tunnel: tunnels count against the cap like the connections they were.
-    hold: Option<Hold>,
-}
-
-/// A served connection's place under its server's cap, carried by an upgrade request.
-#[derive(Clone)]
-pub(crate) struct Hold {
-    _activity: std::sync::Arc<crate::conn::Activity>,
-}
-
-impl Hold {
-    pub(crate) fn new(activity: std::sync::Arc<crate::conn::Activity>) -> Self {
-        Hold {
-            _activity: activity,
-        }
-    }
+    hold: Option<crate::conn::Hold>,
 }
 
 impl std::fmt::Debug for WsUpgrade {
@@ -167,7 +153,7 @@ impl WsUpgrade {
             on,
             extended_connect,
             handshake,
-            hold: parts.extensions.remove::<Hold>(),
+            hold: parts.extensions.remove::<crate::conn::Hold>(),
         })
     }
 
