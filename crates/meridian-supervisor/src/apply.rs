@@ -124,11 +124,15 @@ async fn take<F: Fleet>(
     })?;
     let moved = moved_nodes(&old, &new);
     let all = plan(&old, &new);
-    if !moved.is_empty() || all.nodes.iter().any(|n| n.role.is_none()) {
-        let what = if moved.is_empty() {
-            "[supervisor] settings".to_owned()
-        } else {
+    // The autoscaling policy runs in `up`'s supervisor, made once at its start.
+    let scaling = old.service.autoscaling != new.service.autoscaling;
+    if !moved.is_empty() || scaling || all.nodes.iter().any(|n| n.role.is_none()) {
+        let what = if !moved.is_empty() {
             format!("the nodes {}", moved.join(", "))
+        } else if scaling {
+            "[service.autoscaling]".to_owned()
+        } else {
+            "[supervisor] settings".to_owned()
         };
         return Err((
             StatusCode::CONFLICT,

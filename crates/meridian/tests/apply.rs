@@ -342,6 +342,26 @@ async fn apply_reloads_pops_and_dns_in_place_and_refuses_a_broken_config() {
         std::fs::read_to_string(state_dir.join("meridian.toml")).unwrap(),
         running
     );
+    // So is turning autoscaling on: its policy is made when `up` starts.
+    let scaled = dir.join("scaled.toml");
+    std::fs::write(
+        &scaled,
+        applied_text.replace(
+            "instances_per_az = 1\n",
+            "instances_per_az = 1\n[service.autoscaling]\nmin = 1\nmax = 2\nmetric = \"requests_per_target\"\ntarget = 15\n",
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = apply(&state_dir, &scaled);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("[service.autoscaling]") && err.contains("nothing changed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state_dir.join("meridian.toml")).unwrap(),
+        running
+    );
 
     // A balancer setting is a reload: the balancer takes it in place, no process restarts.
     let lb_change = dir.join("lb.toml");
