@@ -155,3 +155,35 @@ fn a_database_node_on_a_foreign_directory_stops_with_exit_78() {
         "nothing of it is touched"
     );
 }
+
+/// A state dir whose `up` has stopped (or died) is refused by the commands that call a
+/// running deployment's admin endpoints: its token must not go to whatever listens at
+/// those addresses now.
+#[test]
+fn commands_refuse_a_deployment_that_is_not_running() {
+    let dir = tempdir();
+    let config = dir.join("meridian.toml");
+    std::fs::write(&config, meridian_config::DEFAULT_CONFIG).unwrap();
+    for (status, pid) in [("stopped", std::process::id()), ("running", u32::MAX - 1)] {
+        let state = serde_json::json!({
+            "deployment": "shop", "zone": "shop.example", "status": status,
+            "config": config, "supervisor_pid": pid,
+            "supervisor_admin": "127.0.0.1:9", "updated_at": 0, "nodes": [],
+        });
+        std::fs::write(dir.join("endpoints.json"), state.to_string()).unwrap();
+        for args in [
+            &["rollout", "--service-version", "2"][..],
+            &["invalidate", "--paths", "/x"],
+        ] {
+            let out = meridian()
+                .args(args)
+                .arg("--state-dir")
+                .arg(&dir)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} {status}: {err}");
+            assert!(err.contains("is not running"), "{args:?} {status}: {err}");
+        }
+    }
+}

@@ -37,6 +37,16 @@ pub(crate) fn running_deployment(
             state_dir.display()
         )
     })?;
+    // A stale file must not send the admin token to whatever listens at its addresses now.
+    let gone = state.status == meridian_config::state::Status::Stopped
+        || !process_alive(state.supervisor_pid);
+    if gone {
+        anyhow::bail!(
+            "the deployment in {} is not running (its `meridian up`, pid {}, has stopped): start it with `meridian up`, or pass the --state-dir of the one that runs",
+            state_dir.display(),
+            state.supervisor_pid
+        );
+    }
     let config = Config::load(&state.config).with_context(|| {
         format!(
             "cannot read the deployment's config {}",
@@ -44,6 +54,16 @@ pub(crate) fn running_deployment(
         )
     })?;
     Ok((config, state))
+}
+
+/// Whether a process with `pid` exists (one of another user counts: it is there).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The deployment's admin token, from where its `[secrets]` says (the state dir's file by

@@ -73,10 +73,16 @@ pub async fn run(args: RolloutArgs) -> Result<ExitCode> {
     .map_err(|e| anyhow::anyhow!("the supervisor at {admin}: {e}"))?;
     if started.status != 202 {
         let body: serde_json::Value = serde_json::from_slice(&started.body).unwrap_or_default();
-        eprintln!(
-            "error: the rollout did not start: {}",
-            body["error"].as_str().unwrap_or("no reason given")
-        );
+        let reason = match body["error"].as_str() {
+            Some(e) => e.to_owned(),
+            // Not the supervisor's own refusal: say what answered.
+            None => format!(
+                "{admin} answered {}: {}",
+                started.status,
+                String::from_utf8_lossy(&started.body).trim()
+            ),
+        };
+        eprintln!("error: the rollout did not start: {reason}");
         return Ok(ExitCode::from(2));
     }
     let begun = Instant::now();
