@@ -576,19 +576,9 @@ impl DataWatch {
             (Some(a), Some(b)) => b.2.duration_since(a.2).as_secs_f64(),
             _ => 0.0,
         };
-        // Freezing a dozen processes is not one instant: a commit already on its way may be
-        // acknowledged just after. Writes stop in the longest silence that begins around the
-        // fault; the RTO is from the fault to the end of that silence.
         let mut times: Vec<Instant> = acked.iter().map(|(_, _, at)| *at).collect();
         times.sort();
-        let around = fault_at
-            .checked_sub(Duration::from_secs(1))
-            .unwrap_or(fault_at);
-        let rto = times
-            .windows(2)
-            .filter(|w| w[0] >= around && w[1] > fault_at)
-            .max_by_key(|w| w[1] - w[0])
-            .map(|w| w[1].duration_since(fault_at).as_secs_f64());
+        let rto = recovery(&times, fault_at);
         let by_location = self
             .endpoints
             .iter()
@@ -751,4 +741,58 @@ pub async fn observe(
         }
     };
     watch.finish(last).await
+}
+
+/// The RTO from sorted acknowledgement times: from the fault to the end of the longest
+/// silence in acknowledgements that began around it. Freezing a dozen processes is not one
+/// instant (a commit already on its way may be acknowledged just after), so a silence
+/// that begins up to [`FAULT_SPREAD`] either side of the fault counts; a later one is not
+/// the fault's (a run whose writes never stopped once reported its last pause as the RTO).
+/// A longest silence no longer than writes' usual pauses means they never stopped: then
+/// the RTO is the wait for the first write after the fault. None when no write was
+/// acknowledged after the fault.
+fn recovery(times: &[Instant], fault_at: Instant) -> Option<f64> {
+    let from = fault_at.checked_sub(FAULT_SPREAD).unwrap_or(fault_at);
+    let mut gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort();
+    let usual = gaps.get(gaps.len() / 2).copied().unwrap_or_default();
+    let stopped = (usual * 4).max(Duration::from_millis(100));
+    let first_after = *times.iter().find(|t| **t > fault_at)?;
+    let end = times
+        .windows(2)
+        .filter(|w| w[0] >= from && w[0] <= fault_at + FAULT_SPREAD && w[1] > fault_at)
+        .filter(|w| w[1] - w[0] > stopped)
+        .max_by_key(|w| w[1] - w[0])
+        .map_or(first_after, |w| w[1]);
+    Some(end.duration_since(fault_at).as_secs_f64())
+}
+
+/// How far from the fault's instant the silence it causes may begin.
+const FAULT_SPREAD: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rto_is_the_silence_the_fault_began_not_a_later_pause() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let fault = at(6_000);
+        // Writes every 50 ms that never stop, with a 400 ms pause 18 s after the fault.
+        let mut steady: Vec<Instant> = (0..600).map(|i| at(i * 50)).collect();
+        steady.retain(|t| *t < at(24_000) || *t > at(24_400));
+        let rto = recovery(&steady, fault).unwrap();
+        assert!(rto <= 0.05, "{rto}");
+        // Writes stop 300 ms after the fault and resume 6 s later.
+        let stalled: Vec<Instant> = (0..600)
+            .map(|i| at(i * 50))
+            .filter(|t| *t <= at(6_300) || *t >= at(12_300))
+            .collect();
+        let rto = recovery(&stalled, fault).unwrap();
+        assert!((rto - 6.3).abs() < 0.01, "{rto}");
+        // Nothing acknowledged after the fault.
+        let none: Vec<Instant> = (0..100).map(|i| at(i * 50)).collect();
+        assert_eq!(recovery(&none, fault), None);
+    }
 }
