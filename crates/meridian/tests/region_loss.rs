@@ -166,3 +166,62 @@ async fn a_replica_elsewhere_takes_over_when_the_writer_region_freezes() {
     let status = up.stop().expect("up was running");
     assert!(status.success(), "{status:?}");
 }
+
+/// Losing the writer's AZ: `meridian chaos kill-az` freezes every node of us-east-1a, the
+/// primary database node among them, and its report says so: the data tier's watch runs
+/// as for a region, and a replica takes over with no two writers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_writers_az_is_reported_with_the_data_tier() {
+    let dir = common::tempdir();
+    let cfg = dir.join("az.toml");
+    std::fs::write(
+        &cfg,
+        CONFIG
+            .replace("127.47.0.0/16", "127.73.0.0/16")
+            .replace("name = \"region-loss\"", "name = \"az-loss\""),
+    )
+    .unwrap();
+    let state_dir = dir.join("state");
+    let (mut up, _printed) = start_up(&cfg, &state_dir).await;
+    let out = dir.join("chaos");
+    let run = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "chaos",
+            "kill-az",
+            "us-east-1a",
+            "--duration",
+            "25s",
+            "--outage",
+            "12s",
+            "--rate",
+            "5",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("chaos.json"))
+            .unwrap_or_else(|e| panic!("{e}\n{stdout}\n{stderr}")),
+    )
+    .unwrap();
+    let data = &report["data"];
+    assert_eq!(data["primary_before"], "db-us-east-1a", "{data}");
+    let after = data["primary_after"].as_str().unwrap_or_default();
+    assert!(
+        !after.is_empty() && after != "db-us-east-1a",
+        "another node leads: {data}"
+    );
+    assert_eq!(data["two_writers"], false, "{data}");
+    assert!(
+        stdout.contains("db-us-east-1a"),
+        "the report names the data tier: {stdout}"
+    );
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    let status = up.stop().expect("up was running");
+    assert!(status.success(), "{status:?}");
+}

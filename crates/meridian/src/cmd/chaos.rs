@@ -140,11 +140,16 @@ pub(crate) async fn run(command: ChaosCmd) -> Result<ExitCode> {
         outage,
         rate,
     };
-    // Freezing a region with database nodes: the data tier's watch runs beside
+    // Freezing a region or an AZ with database nodes: the data tier's watch runs beside
     // the traffic load and reports RPO, RTO and promotion.
     let data = match &opts.fault {
         meridian_sim::chaos::Fault::KillRegion { region } => {
-            data_watch_for_region(&opts, &state_dir, region).await?
+            let frozen = |n: &meridian_config::NodeSpec| n.region.as_deref() == Some(region);
+            data_watch_for(&opts, &state_dir, "kill-region", region, frozen).await?
+        }
+        meridian_sim::chaos::Fault::KillAz { az } => {
+            let frozen = |n: &meridian_config::NodeSpec| n.az.as_deref() == Some(az);
+            data_watch_for(&opts, &state_dir, "kill-az", az, frozen).await?
         }
         _ => None,
     };
@@ -196,24 +201,27 @@ fn chaos_report(
     Ok(())
 }
 
-/// The data tier's watch for `chaos kill-region`, when the region holds database nodes.
-async fn data_watch_for_region(
+/// The data tier's watch for a `chaos` run that freezes the nodes `frozen` picks (those
+/// of `place`, a region or an AZ), when they hold database nodes.
+async fn data_watch_for(
     opts: &meridian_sim::chaos::ChaosOptions,
     state_dir: &Path,
-    region: &str,
+    scenario: &str,
+    place: &str,
+    frozen: impl Fn(&meridian_config::NodeSpec) -> bool,
 ) -> Result<Option<meridian_sim::data_chaos::DataWatch>> {
-    let in_region: Vec<String> = opts
+    let in_place: Vec<String> = opts
         .state
         .nodes
         .iter()
-        .filter(|n| n.spec.region.as_deref() == Some(region))
+        .filter(|n| frozen(&n.spec))
         .map(|n| n.spec.name.clone())
         .collect();
     let has_db = opts
         .state
         .nodes
         .iter()
-        .any(|n| n.spec.role == meridian_config::Role::Db && in_region.contains(&n.spec.name));
+        .any(|n| n.spec.role == meridian_config::Role::Db && in_place.contains(&n.spec.name));
     if !has_db {
         return Ok(None);
     }
@@ -224,11 +232,11 @@ async fn data_watch_for_region(
         duration: opts.duration,
         outage: opts.outage,
     };
-    let watch = meridian_sim::data_chaos::DataWatch::start(&data, "kill-region", Some(in_region))
+    let watch = meridian_sim::data_chaos::DataWatch::start(&data, scenario, Some(in_place))
         .await
         .map_err(anyhow::Error::msg)?;
     eprintln!(
-        "data: writing from {} client location(s) through writer endpoints outside {region}, and directly to every database node",
+        "data: writing from {} client location(s) through writer endpoints outside {place}, and directly to every database node",
         watch.endpoints()
     );
     Ok(Some(watch))
