@@ -700,11 +700,17 @@ async fn serve_admin(
     )
     .map_err(|e| tracing::error!("rollouts need the admin token: {e}"))
     .ok();
+    // Rollouts, applies and restarts are admin actions like a purge: in the audit log.
+    let audit = std::sync::Arc::new(meridian_http::audit::AuditLog::open_or_warn(
+        &shared.opts.state_dir,
+        "supervisor",
+    ));
     let router = meridian_http::admin::Router::new(
         shared,
         "supervisor endpoints: /metrics, /health, /state, /rollout, /autoscaling, /restart, /config",
     )
-    .token(token);
+    .token(token)
+    .audit(audit);
     let router = crate::rollout::routes(router);
     crate::apply::routes(crate::restart::routes(crate::autoscale::routes(router)))
         .metrics(move |_| metrics.encode())

@@ -80,6 +80,16 @@ async fn admin_actions_through_up_are_audited_and_shown() {
         .unwrap();
     let res = client.request(req).await.unwrap();
     assert_eq!(res.status(), 401);
+    // The supervisor's admin actions (rollouts, applies, restarts) are audited too.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_dir.join("endpoints.json")).unwrap())
+            .unwrap();
+    let supervisor = state["supervisor_admin"].as_str().unwrap().to_owned();
+    let req = http::Request::post(format!("http://{supervisor}/rollout?version=2"))
+        .body(meridian_http::empty())
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), 401);
 
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .args(["audit", "--json", "--since", "10m", "--state-dir"])
@@ -107,11 +117,13 @@ async fn admin_actions_through_up_are_audited_and_shown() {
         results,
         [
             ("edge-paris".to_owned(), 200),
-            ("edge-paris".to_owned(), 401)
+            ("edge-paris".to_owned(), 401),
+            ("supervisor".to_owned(), 401)
         ],
         "{text}"
     );
     assert_eq!(events[0]["target"], "/static/*");
+    assert_eq!(events[2]["action"], "POST /rollout", "{text}");
 
     let console = first_node(&state_dir, "console");
     let url = format!("http://{}/api/audit", console["address"].as_str().unwrap());
@@ -122,6 +134,6 @@ async fn admin_actions_through_up_are_audited_and_shown() {
         .iter()
         .map(|e| e["result"].as_u64().unwrap())
         .collect();
-    assert_eq!(shown, [401, 200], "newest first");
+    assert_eq!(shown, [401, 401, 200], "newest first");
     up.stop();
 }
