@@ -23,6 +23,9 @@ pub(crate) struct Activity {
     /// The connection's place under the server's cap, given back when the last holder
     /// of this goes: the connection, or a tunnel it became (`upgrade.rs`).
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Tunnels this connection became that are still open ([`Hold`]).
+    tunnels: AtomicUsize,
+    tunnel_ended: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -34,6 +37,20 @@ impl Activity {
             last_ms: AtomicU64::new(0),
             evicted: tokio::sync::Notify::new(),
             _permit: permit,
+            tunnels: AtomicUsize::new(0),
+            tunnel_ended: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Resolves once no tunnel this connection became is open: the connection's task
+    /// (and its place in the registry) lasts as long as its tunnels.
+    pub(crate) async fn tunnels_closed(&self) {
+        loop {
+            let ended = self.tunnel_ended.notified();
+            if self.tunnels.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
         }
     }
 
@@ -52,7 +69,13 @@ impl Activity {
         if self.open.load(Ordering::Acquire) > 0 {
             return None;
         }
-        Some(self.born + Duration::from_millis(self.last_ms.load(Ordering::Acquire)))
+        Some(self.last_end())
+    }
+
+    /// When the connection's last request ended (or it opened): while one is in flight,
+    /// no later than that request began.
+    fn last_end(&self) -> Instant {
+        self.born + Duration::from_millis(self.last_ms.load(Ordering::Acquire))
     }
 
     /// Resolves once the connection has had no request in flight for `idle`.
@@ -101,14 +124,27 @@ impl Registry {
     }
 
     /// Closes the connection that has had nothing in flight for longest (a half-sent
-    /// request head counts as nothing); false when every connection has a request.
-    pub(crate) fn evict_idlest(&self) -> bool {
+    /// request head counts as nothing). When every connection has a request in flight
+    /// (or is a tunnel), the one busy longest goes, if that is over `busy`: a client
+    /// trickling a body, or holding tunnels, cannot keep everyone else out; false when
+    /// no connection qualifies.
+    pub(crate) fn evict_idlest(&self, busy: Duration) -> bool {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let idlest = open
             .iter()
             .filter_map(|(id, a)| Some((a.idle_since()?, *id)))
             .min();
-        match idlest.and_then(|(_, id)| open.get(&id)) {
+        let longest_busy = || {
+            let before = Instant::now().checked_sub(busy)?;
+            open.iter()
+                .map(|(id, a)| (a.last_end(), *id))
+                .filter(|(since, _)| *since <= before)
+                .min()
+        };
+        match idlest
+            .or_else(longest_busy)
+            .and_then(|(_, id)| open.get(&id))
+        {
             Some(a) => {
                 a.evicted.notify_one();
                 true
@@ -118,17 +154,38 @@ impl Registry {
     }
 }
 
-/// A served connection's place under its server's cap, carried by an upgrade request.
-#[derive(Clone)]
+/// A served connection's place under its server's cap and in its registry, carried by an
+/// upgrade request into the tunnel it becomes: the tunnel counts as a request in flight,
+/// its connection's task waits for it, and it ends when the server evicts it.
 pub(crate) struct Hold {
-    _activity: Arc<Activity>,
+    inflight: InFlight,
 }
 
 impl Hold {
-    pub(crate) fn new(activity: Arc<Activity>) -> Self {
+    pub(crate) fn new(activity: &Arc<Activity>) -> Self {
+        activity.tunnels.fetch_add(1, Ordering::AcqRel);
         Hold {
-            _activity: activity,
+            inflight: activity.start(),
         }
+    }
+
+    /// Resolves when the server needs the connection's place.
+    pub(crate) async fn evicted(&self) {
+        self.inflight.0.evicted().await
+    }
+}
+
+impl Clone for Hold {
+    fn clone(&self) -> Self {
+        Hold::new(&self.inflight.0)
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let a = &self.inflight.0;
+        a.tunnels.fetch_sub(1, Ordering::AcqRel);
+        a.tunnel_ended.notify_waiters();
     }
 }
 
@@ -177,8 +234,7 @@ where
         // A connection that becomes a tunnel keeps its place under the cap while the
         // tunnel lives, after hyper has let the connection go.
         if req.headers().contains_key(http::header::UPGRADE) {
-            req.extensions_mut()
-                .insert(Hold::new(self.activity.clone()));
+            req.extensions_mut().insert(Hold::new(&self.activity));
         }
         // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; HTTP/2 frames its own.
         let interim = (req.version() == http::Version::HTTP_11)

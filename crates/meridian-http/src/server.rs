@@ -375,7 +375,7 @@ async fn accept_loop<P: Protocols>(
             Ok(p) => p,
             Err(_) => loop {
                 // Asked again while waiting: a busy connection may have gone idle since.
-                registry.evict_idlest();
+                registry.evict_idlest(opts.header_read_timeout);
                 tokio::select! {
                     p = room.clone().acquire_owned() => match p {
                         Ok(p) => break p,
@@ -438,6 +438,8 @@ async fn accept_loop<P: Protocols>(
             if let Err(e) = result {
                 tracing::debug!(peer = %addr, error = %e, "connection ended with error");
             }
+            // An upgraded connection's place is kept until its tunnels end.
+            activity.tunnels_closed().await;
         });
     }
     drop(listener);

@@ -259,6 +259,8 @@ pub enum End {
     Cut,
     /// One side's upgrade never completed.
     NotUpgraded,
+    /// The server needed its connection's place (at its connection cap).
+    Evicted,
 }
 
 /// What a tunnel carried.
@@ -315,8 +317,14 @@ pub fn switch<B>(
     }
     let hold = viewer.hold;
     tokio::spawn(async move {
-        // Given back when the tunnel ends.
-        let _hold = hold;
+        // The connection's place, given back when the tunnel ends; the server may take it
+        // back first (its cap reached, this tunnel busy longest).
+        let evicted = async {
+            match &hold {
+                Some(h) => h.evicted().await,
+                None => std::future::pending().await,
+            }
+        };
         let not_upgraded = |e: &dyn std::fmt::Display| {
             tracing::debug!(error = %e, "websocket upgrade did not complete");
             TunnelStats {
@@ -325,17 +333,28 @@ pub fn switch<B>(
                 end: End::NotUpgraded,
             }
         };
-        let stats = match viewer.on {
-            ViewerSide::Hyper(on) => match tokio::try_join!(on, up) {
-                Ok((v, u)) => relay(TokioIo::new(v), TokioIo::new(u), opts).await,
-                Err(e) => not_upgraded(&e),
-            },
-            ViewerSide::H2(h2) => match tokio::join!(h2.stream(), up) {
-                (Ok(v), Ok(u)) => relay(v, TokioIo::new(u), opts).await,
-                (Err(e), _) => not_upgraded(&e),
-                (_, Err(e)) => not_upgraded(&e),
+        let tunnel = async {
+            match viewer.on {
+                ViewerSide::Hyper(on) => match tokio::try_join!(on, up) {
+                    Ok((v, u)) => relay(TokioIo::new(v), TokioIo::new(u), opts).await,
+                    Err(e) => not_upgraded(&e),
+                },
+                ViewerSide::H2(h2) => match tokio::join!(h2.stream(), up) {
+                    (Ok(v), Ok(u)) => relay(v, TokioIo::new(u), opts).await,
+                    (Err(e), _) => not_upgraded(&e),
+                    (_, Err(e)) => not_upgraded(&e),
+                },
+            }
+        };
+        let stats = tokio::select! {
+            stats = tunnel => stats,
+            _ = evicted => TunnelStats {
+                from_viewer: 0,
+                to_viewer: 0,
+                end: End::Evicted,
             },
         };
+        drop(hold);
         on_end(&stats);
     });
     Ok(res)

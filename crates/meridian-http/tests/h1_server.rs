@@ -479,3 +479,76 @@ async fn a_client_that_stops_reading_is_let_go_after_the_idle_timeout() {
         got.len()
     );
 }
+
+/// Reads the whole request body, then answers with its length.
+#[derive(Clone)]
+struct ReadsBody;
+
+impl meridian_http::Handler for ReadsBody {
+    fn call<B>(
+        &self,
+        req: Request<B>,
+        _interim: Option<meridian_http::interim::InterimConn>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Box::pin(async move {
+            let n = match http_body_util::BodyExt::collect(req.into_body()).await {
+                Ok(b) => b.to_bytes().len(),
+                Err(_) => 0,
+            };
+            Response::new(meridian_http::full(n.to_string()))
+        })
+    }
+}
+
+/// At the connection cap with every connection busy, the one busy longest (past the head
+/// timeout) makes room: a client trickling a request body cannot keep everyone out.
+#[tokio::test]
+async fn at_the_cap_a_trickled_upload_gives_way_to_a_new_client() {
+    let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let opts = ServerOptions {
+        max_connections: 1,
+        header_read_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    tokio::spawn(meridian_http::serve_handlers(
+        listener,
+        opts,
+        None,
+        |_| ReadsBody,
+        std::future::pending(),
+    ));
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nx")
+        .await
+        .unwrap();
+    // One byte every 200 ms, for at most 6 s, while a second client asks.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if slow.write_all(b"x").await.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut next = TcpStream::connect(addr).await.unwrap();
+    next.write_all(b"GET /full HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), next.read_to_end(&mut got))
+        .await
+        .expect("the new client waited behind the trickled upload")
+        .unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(trickle.await.unwrap(), "the trickling client was never cut");
+}

@@ -281,11 +281,12 @@ async fn a_frozen_target_is_cut_after_the_idle_timeout_and_a_reconnect_lands_els
     assert_eq!(on, "i-b");
 }
 
-/// A tunnel keeps its client connection's place under the server's connection cap: once
-/// hyper let an upgraded connection go, its place was given back, so tunnels (two file
-/// descriptors each) were outside any limit.
+/// A tunnel keeps its client connection's place under the server's connection cap (once
+/// hyper let an upgraded connection go, its place was given back, so tunnels, two file
+/// descriptors each, were outside any limit), and at the cap gives it up to a new client
+/// once it has been busy longer than a request head may take.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_tunnel_counts_against_the_connection_cap() {
+async fn a_tunnel_counts_against_the_connection_cap_and_gives_way_at_it() {
     let a = at(23, 2, 80);
     let _sa = instance(a, "i-a").await;
     let opts = options(23, &[(a, "i-a")]);
@@ -297,6 +298,7 @@ async fn a_tunnel_counts_against_the_connection_cap() {
         listener,
         meridian_http::ServerOptions {
             max_connections: 1,
+            header_read_timeout: Duration::from_secs(3),
             ..Default::default()
         },
         move |peer| proxy.service(peer),
@@ -307,7 +309,7 @@ async fn a_tunnel_counts_against_the_connection_cap() {
         assert!(Instant::now() < until, "the target did not become healthy");
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    let (ws, _) = open(opts.listen, 0.3).await;
+    let (mut ws, _) = open(opts.listen, 0.3).await;
     let waited = tokio::time::timeout(
         Duration::from_secs(1),
         http_get(opts.listen, "/api/quotes/AAPL"),
@@ -315,9 +317,11 @@ async fn a_tunnel_counts_against_the_connection_cap() {
     .await;
     assert!(
         waited.is_err(),
-        "a new connection was served while the tunnel held the only place: {waited:?}"
+        "a new connection was served while a young tunnel held the only place: {waited:?}"
     );
-    drop(ws);
+    // Busy past the head timeout, the tunnel makes room for a new client, and ends.
     let served = http_get(opts.listen, "/api/quotes/AAPL").await;
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    let (code, _) = end_of(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(code, None, "evicted without a close frame");
 }
