@@ -101,6 +101,33 @@ name = "london"
 location = { lat = 51.51, lon = -0.13 }
 "#;
 
+/// Runs `meridian chaos ARGS` (5 requests/s) against the deployment in `state_dir`: its
+/// JSON report, exit status, stdout and stderr.
+fn chaos(
+    dir: &std::path::Path,
+    state_dir: &std::path::Path,
+    args: &[&str],
+) -> (serde_json::Value, std::process::ExitStatus, String, String) {
+    let out = dir.join("chaos");
+    let run = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("chaos")
+        .args(args)
+        .args(["--rate", "5", "--out"])
+        .arg(&out)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("chaos.json"))
+            .unwrap_or_else(|e| panic!("{e}\n{stdout}\n{stderr}")),
+    )
+    .unwrap();
+    (report, run.status, stdout, stderr)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_elsewhere_takes_over_when_the_writer_region_freezes() {
     let dir = common::tempdir();
@@ -109,32 +136,18 @@ async fn a_replica_elsewhere_takes_over_when_the_writer_region_freezes() {
     let state_dir = dir.join("state");
     let (mut up, _printed) = start_up(&cfg, &state_dir).await;
 
-    let out = dir.join("chaos");
-    let run = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args([
-            "chaos",
+    let (report, run, stdout, stderr) = chaos(
+        &dir,
+        &state_dir,
+        &[
             "kill-region",
             "us-east-1",
             "--duration",
             "50s",
             "--outage",
             "20s",
-            "--rate",
-            "5",
-            "--out",
-        ])
-        .arg(&out)
-        .arg("--state-dir")
-        .arg(&state_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("chaos.json"))
-            .unwrap_or_else(|e| panic!("{e}\n{stdout}\n{stderr}")),
-    )
-    .unwrap();
+        ],
+    );
     let data = &report["data"];
     eprintln!("{stdout}");
     assert_eq!(data["primary_before"], "db-us-east-1a", "{data}");
@@ -161,7 +174,7 @@ async fn a_replica_elsewhere_takes_over_when_the_writer_region_freezes() {
             .is_some(),
         "the old primary streams as a standby again: {data}"
     );
-    assert!(run.status.success(), "{stdout}\n{stderr}");
+    assert!(run.success(), "{stdout}\n{stderr}");
 
     let status = up.stop().expect("up was running");
     assert!(status.success(), "{status:?}");
@@ -183,32 +196,18 @@ async fn losing_the_writers_az_is_reported_with_the_data_tier() {
     .unwrap();
     let state_dir = dir.join("state");
     let (mut up, _printed) = start_up(&cfg, &state_dir).await;
-    let out = dir.join("chaos");
-    let run = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args([
-            "chaos",
+    let (report, run, stdout, stderr) = chaos(
+        &dir,
+        &state_dir,
+        &[
             "kill-az",
             "us-east-1a",
             "--duration",
             "25s",
             "--outage",
             "12s",
-            "--rate",
-            "5",
-            "--out",
-        ])
-        .arg(&out)
-        .arg("--state-dir")
-        .arg(&state_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("chaos.json"))
-            .unwrap_or_else(|e| panic!("{e}\n{stdout}\n{stderr}")),
-    )
-    .unwrap();
+        ],
+    );
     let data = &report["data"];
     assert_eq!(data["primary_before"], "db-us-east-1a", "{data}");
     let after = data["primary_after"].as_str().unwrap_or_default();
@@ -221,7 +220,7 @@ async fn losing_the_writers_az_is_reported_with_the_data_tier() {
         stdout.contains("db-us-east-1a"),
         "the report names the data tier: {stdout}"
     );
-    assert!(run.status.success(), "{stdout}\n{stderr}");
+    assert!(run.success(), "{stdout}\n{stderr}");
     let status = up.stop().expect("up was running");
     assert!(status.success(), "{status:?}");
 }
