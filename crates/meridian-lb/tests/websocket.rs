@@ -97,6 +97,31 @@ async fn open(lb: SocketAddr, secs: f64) -> (Ws, String) {
     (ws, on.unwrap_or_default())
 }
 
+/// A balancer for `opts` served with `server`'s limits, once `healthy` targets are; the
+/// tasks returned run its health checks.
+async fn serve(
+    opts: &LbOptions,
+    server: meridian_http::ServerOptions,
+    healthy: usize,
+) -> (LoadBalancer, Vec<tokio::task::JoinHandle<()>>) {
+    let lb = LoadBalancer::new(opts);
+    let checks = lb.start_health_checks(opts);
+    let listener = TcpListener::bind(opts.listen).await.unwrap();
+    let proxy = lb.clone();
+    tokio::spawn(meridian_http::serve(
+        listener,
+        server,
+        move |peer| proxy.service(peer),
+        std::future::pending(),
+    ));
+    let until = Instant::now() + Duration::from_secs(20);
+    while lb.group().healthy_count() < healthy {
+        assert!(Instant::now() < until, "targets did not become healthy");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    (lb, checks)
+}
+
 /// Reads until the socket ends: the close code, or None for an end without a close frame.
 async fn end_of(ws: &mut Ws, within: Duration) -> (Option<CloseCode>, usize) {
     let until = tokio::time::Instant::now() + within;
@@ -118,21 +143,7 @@ async fn a_drained_target_gets_close_1001_after_the_deregistration_delay() {
     let _sa = instance(a, "i-a").await;
     let _sb = instance(b, "i-b").await;
     let opts = options(20, &[(a, "i-a"), (b, "i-b")]);
-    let lb = LoadBalancer::new(&opts);
-    let _checks = lb.start_health_checks(&opts);
-    let listener = TcpListener::bind(opts.listen).await.unwrap();
-    let proxy = lb.clone();
-    tokio::spawn(meridian_http::serve(
-        listener,
-        meridian_http::ServerOptions::default(),
-        move |peer| proxy.service(peer),
-        std::future::pending(),
-    ));
-    let until = Instant::now() + Duration::from_secs(20);
-    while lb.group().healthy_count() < 2 {
-        assert!(Instant::now() < until, "targets did not become healthy");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    let (lb, _checks) = serve(&opts, meridian_http::ServerOptions::default(), 2).await;
     let (mut first, on) = open(opts.listen, 0.5).await;
     let (mut second, other_on) = open(opts.listen, 0.5).await;
     assert_ne!(
@@ -290,25 +301,12 @@ async fn a_tunnel_counts_against_the_connection_cap_and_gives_way_at_it() {
     let a = at(23, 2, 80);
     let _sa = instance(a, "i-a").await;
     let opts = options(23, &[(a, "i-a")]);
-    let lb = LoadBalancer::new(&opts);
-    let _checks = lb.start_health_checks(&opts);
-    let listener = TcpListener::bind(opts.listen).await.unwrap();
-    let proxy = lb.clone();
-    tokio::spawn(meridian_http::serve(
-        listener,
-        meridian_http::ServerOptions {
-            max_connections: 1,
-            header_read_timeout: Duration::from_secs(3),
-            ..Default::default()
-        },
-        move |peer| proxy.service(peer),
-        std::future::pending(),
-    ));
-    let until = Instant::now() + Duration::from_secs(20);
-    while lb.group().healthy_count() < 1 {
-        assert!(Instant::now() < until, "the target did not become healthy");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    let server = meridian_http::ServerOptions {
+        max_connections: 1,
+        header_read_timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let (_lb, _checks) = serve(&opts, server, 1).await;
     let (mut ws, _) = open(opts.listen, 0.3).await;
     let waited = tokio::time::timeout(
         Duration::from_secs(1),

@@ -1,6 +1,8 @@
 //! Starting a balancer in a test, shared by the balancer's test files.
 #![allow(dead_code)]
 
+pub mod targets;
+
 use meridian_lb::LbOptions;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
