@@ -139,10 +139,8 @@ impl Received {
     /// [`Received::iter`], each field with whether a server writing it must read it
     /// ([`FramingField`]).
     pub(crate) fn for_server(&self) -> impl Iterator<Item = (&[u8], &[u8], bool)> {
-        let (kept, read) = (self.kept, self.marks.read_by_server);
-        self.spans()
-            .enumerate()
-            .filter(move |(i, _)| kept >> i & 1 != 0)
+        let read = self.marks.read_by_server;
+        self.kept_indexed()
             .map(move |(i, s)| (self.at(s.name), self.at(s.value), read >> i & 1 != 0))
     }
 
@@ -163,7 +161,7 @@ impl Received {
     pub fn strip_hop_by_hop(&mut self) {
         let mut drop = 0u64;
         let connection = self.marks.connection & self.kept;
-        for (i, s) in self.spans().enumerate() {
+        for (i, s) in self.kept_indexed() {
             let name = self.at(s.name);
             if is_hop_by_hop(name) || (connection != 0 && self.named_by(connection, name)) {
                 drop |= 1 << i;
@@ -193,17 +191,21 @@ impl Received {
     }
 
     fn kept_spans(&self) -> impl Iterator<Item = &Span> {
+        self.kept_indexed().map(|(_, s)| s)
+    }
+
+    /// The spans of the fields passed on, with their places in the head.
+    fn kept_indexed(&self) -> impl Iterator<Item = (usize, &Span)> {
         let kept = self.kept;
         self.spans()
             .enumerate()
             .filter(move |(i, _)| kept >> i & 1 != 0)
-            .map(|(_, s)| s)
     }
 
     fn drop_where(&mut self, mut drop: impl FnMut(&[u8]) -> bool) {
         let mut dropped = 0u64;
-        for (i, s) in self.spans().enumerate() {
-            if self.kept >> i & 1 != 0 && drop(self.at(s.name)) {
+        for (i, s) in self.kept_indexed() {
+            if drop(self.at(s.name)) {
                 dropped |= 1 << i;
             }
         }
