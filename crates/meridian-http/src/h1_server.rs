@@ -67,6 +67,25 @@ impl Closing {
     }
 }
 
+/// Whether bytes came after all when the head deadline passed. A process that could not
+/// run for a while (paused, frozen, starved of CPU) wakes with its timers past due and
+/// requests already waiting in its sockets, and may see the timer first: closing then
+/// drops a request the client sent on a live connection (a PoP thawed after a freeze
+/// dropped every one). One turn of the runtime's I/O driver (`yield_now` wakes the task
+/// after it) tells a request that is waiting from an idle connection.
+async fn arrived_late<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+) -> std::io::Result<bool> {
+    tokio::task::yield_now().await;
+    // One poll: what is there now, without waiting for more.
+    let mut read = std::pin::pin!(io.read_buf(buf));
+    match poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+        Poll::Ready(read) => Ok(read? > 0),
+        Poll::Pending => Ok(false),
+    }
+}
+
 /// Serves one HTTP/1 connection until the client or the server ends it.
 pub(crate) async fn serve<IO, H>(
     io: IO,
@@ -119,8 +138,11 @@ where
                 read = io.read_buf(&mut buf) => if read? == 0 {
                     return Ok(());
                 },
-                // A head that does not come in time: closed, as hyper does.
-                _ = deadline.as_mut() => return Ok(()),
+                // A head that does not come in time: closed, as hyper does; unless it
+                // came after all while the process could not run (`arrived_late`).
+                _ = deadline.as_mut() => if !arrived_late(&mut io, &mut buf).await? {
+                    return Ok(());
+                },
                 // Between requests a stopping server closes at once.
                 _ = stop.as_mut(), if buf.is_empty() => {}
             }

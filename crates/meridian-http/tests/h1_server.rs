@@ -358,6 +358,115 @@ async fn a_head_that_does_not_come_in_time_closes_the_connection() {
     assert_eq!(got.matches("HTTP/1.1").count(), 1, "{got}");
 }
 
+/// A request sent on an idle connection while the server's process was frozen past the
+/// head timeout (SIGSTOP, as `chaos kill-pop` does) is answered when it thaws, not dropped
+/// with its connection: a thawed PoP dropped every such request.
+#[test]
+fn a_request_that_came_while_the_server_was_frozen_is_answered() {
+    const NAME: &str = "a_request_that_came_while_the_server_was_frozen_is_answered";
+    if std::env::var_os("H1_FROZEN_SERVER").is_some() {
+        return frozen_server();
+    }
+    // The server is this test run again in a process of its own, which is frozen.
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .env("H1_FROZEN_SERVER", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id().to_string();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let child = Kill(child);
+    let addr: SocketAddr = std::io::BufRead::lines(out)
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("listening ")
+                .nth(1)
+                .and_then(|a| a.trim().parse().ok())
+        })
+        .expect("the server process says where it listens");
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {sig} {pid}");
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let get = b"GET /full HTTP/1.1\r\nHost: a\r\n\r\n";
+        async fn answered(s: &mut TcpStream) -> String {
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !got.ends_with(b"hello") {
+                let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk));
+                match read.await {
+                    Ok(Ok(n)) if n > 0 => got.extend_from_slice(&chunk[..n]),
+                    _ => break,
+                }
+            }
+            String::from_utf8_lossy(&got).into_owned()
+        }
+        // Connections answered once and idle, their head timeout (300 ms) running.
+        let mut idle = Vec::new();
+        for _ in 0..5 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(get).await.unwrap();
+            assert!(answered(&mut s).await.ends_with("hello"));
+            idle.push(s);
+        }
+        signal("-STOP");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for s in &mut idle {
+            s.write_all(get).await.unwrap();
+        }
+        // Thawed well past the head timeouts.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        signal("-CONT");
+        for (i, s) in idle.iter_mut().enumerate() {
+            let got = answered(s).await;
+            assert!(
+                got.starts_with("HTTP/1.1 200 OK") && got.ends_with("hello"),
+                "connection {i}: {got:?}"
+            );
+        }
+    });
+    drop(child);
+}
+
+/// The frozen test's server: one worker, as a node's runtime, a 300 ms head timeout.
+fn frozen_server() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        println!("listening {}", listener.local_addr().unwrap());
+        let opts = ServerOptions {
+            header_read_timeout: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let serve =
+            meridian_http::serve_handlers(listener, opts, None, |_| Answer, std::future::pending());
+        // Bounded: a server its test left behind ends by itself.
+        let _ = tokio::time::timeout(Duration::from_secs(60), serve).await;
+    })
+}
+
 /// Set when the request's answer is dropped before it is ready.
 #[derive(Clone, Default)]
 struct Dropped(std::sync::Arc<std::sync::atomic::AtomicBool>);
