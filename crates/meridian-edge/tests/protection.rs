@@ -439,3 +439,41 @@ idempotency_window = "1m"
     assert_eq!((r.status.as_u16(), r.h("idempotent-replayed")), (201, ""));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
+
+/// A request that protection refuses is refused on the start of its body: the PoP does not
+/// wait for (nor buffer) the rest of an upload a rate limit, rule or authorizer turns away.
+#[tokio::test]
+async fn a_refused_upload_is_answered_without_waiting_for_its_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let oa = SocketAddr::new(ip_in(52, 6, 2), 80);
+    let (calls, _o) = echo_origin(oa).await;
+    let p = pop_in(
+        52,
+        6,
+        &[format!("http://{oa}")],
+        "[[distribution.rate_based_rule]]\nname = \"per-ip\"\nlimit = 1\nwindow = \"10s\"\nkey = [\"ip\"]\naction = \"block\"\n",
+    )
+    .await;
+    let viewer = ip_in(52, 6, 10);
+    let first = request(viewer, p.http, "POST", "/api/orders", &[], "{}").await;
+    assert_eq!(first.status, 201);
+    // Over the limit: 5 MiB announced, 1 KiB sent, and the rest never comes.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(viewer, 0)).unwrap();
+    let mut s = sock.connect(p.http).await.unwrap();
+    let head = "POST /api/orders HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 5242880\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&[b'x'; 1024]).await.unwrap();
+    let mut got = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut got))
+        .await
+        .expect("refused before its body came (the body's idle timeout is 10 s)")
+        .unwrap();
+    let got = String::from_utf8_lossy(&got[..n]);
+    assert!(got.starts_with("HTTP/1.1 429"), "{got}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "only the first reached the origin"
+    );
+}

@@ -38,6 +38,7 @@ mod origin_request;
 pub(crate) mod outcome;
 mod pass;
 mod protect;
+mod request_body;
 pub(crate) mod response;
 mod route;
 mod serve;
@@ -50,6 +51,7 @@ use self::cache::Lookup;
 use self::context::{RequestContext, Served};
 use self::inflight::{FillResult, LeaderResponse, MissResult};
 use self::outcome::Outcome;
+use self::request_body::BodyStart;
 use self::route::Route;
 use crate::edge::Edge;
 use bytes::Bytes;
@@ -150,28 +152,30 @@ impl Edge {
             }
         }
         // A request the cache answers never sends its body on, so it is not read; a gRPC
-        // call's streams to the origin as it comes (its messages are not inspected); others
-        // are read whole (bounded) before protection, whose rules may inspect it.
+        // call's streams to the origin as it comes (its messages are not inspected); of
+        // others, what protection's rules may inspect is read before it, and the rest
+        // (bounded) only once protection let the request through (`request_body.rs`).
         let mut stream = None;
-        let body = if route::is_cacheable(ctx) {
+        let mut start = None;
+        let limit = self.0.protect.acl.body_limit();
+        if route::is_cacheable(ctx) {
             drop(body);
-            Bytes::new()
         } else if grpc::is_grpc(ctx) {
             stream = Some(http_body_util::BodyExt::boxed(
                 http_body_util::BodyExt::map_err(body, Into::into),
             ));
-            Bytes::new()
         } else {
-            match pass::read_body(body).await {
-                Ok(b) => b,
+            match BodyStart::read(body, limit).await {
+                Ok(s) => start = Some(s),
                 Err(refused) => return Served::at_edge(refused, Outcome::Error),
             }
         };
         // API protection (`protect.rs`): geo restriction, rules, rate limits, authentication.
-        let limit = self.0.protect.acl.body_limit();
-        let inspected = &body[..body.len().min(limit)];
         if viewer {
-            if let Some(served) = self.protect(ctx, inspected, body.len() > limit) {
+            let (inspected, more) = start
+                .as_ref()
+                .map_or((&[][..], false), |s| s.inspected(limit));
+            if let Some(served) = self.protect(ctx, inspected, more) {
                 return served;
             }
             // CloudFront's viewer headers (`viewer_headers.rs`), then the viewer-request
@@ -181,6 +185,13 @@ impl Edge {
                 return served;
             }
         }
+        let body = match start {
+            Some(start) => match start.whole().await {
+                Ok(b) => b,
+                Err(refused) => return Served::at_edge(refused, Outcome::Error),
+            },
+            None => Bytes::new(),
+        };
         let ctx = &*ctx;
         // 2. Route.
         let Some(route) = self.route(ctx) else {

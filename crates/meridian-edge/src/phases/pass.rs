@@ -8,22 +8,16 @@ use super::outcome::Outcome;
 use super::route::Route;
 use crate::edge::Edge;
 use crate::origin::Outbound;
-use bytes::Bytes;
-use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http::Response;
+use http_body_util::BodyExt;
 use hyper::body::Body as HttpBody;
 use meridian_cache::invalidation_targets;
 use meridian_http::grpc::RequestBody;
 use meridian_http::Body;
 use std::time::Duration;
 
-/// Largest request body the edge buffers for an origin request.
-const MAX_REQUEST_BODY: usize = 10 << 20;
-/// A viewer's request body may go this long without data before it gets 408.
-const REQUEST_BODY_IDLE: Duration = Duration::from_secs(10);
-
 impl Edge {
-    /// Forwards the request (with its body, read by `read_body`) and relays the answer.
+    /// Forwards the request (with its body, read by `request_body.rs`) and relays the answer.
     pub(super) async fn pass(
         &self,
         ctx: &RequestContext<'_>,
@@ -115,39 +109,4 @@ impl Edge {
         let body = meridian_http::IdleTimeout::new(body, idle).boxed();
         Response::from_parts(parts, body)
     }
-}
-
-/// The viewer's request body, buffered within [`MAX_REQUEST_BODY`] and
-/// [`REQUEST_BODY_IDLE`]; else the answer that refuses it.
-pub(super) async fn read_body<B>(b: B) -> Result<Bytes, Response<Body>>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: Into<meridian_http::BoxError>,
-{
-    if b.size_hint().lower() as usize > MAX_REQUEST_BODY {
-        return Err(too_large());
-    }
-    let b = meridian_http::IdleTimeout::new(b, REQUEST_BODY_IDLE);
-    match Limited::new(b, MAX_REQUEST_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) if e.is::<meridian_http::Idle>() => Err(meridian_http::text(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("the request body stalled: {e}"),
-        )),
-        Err(_) => Err(meridian_http::text(
-            StatusCode::BAD_REQUEST,
-            "the request body could not be read",
-        )),
-    }
-}
-
-fn too_large() -> Response<Body> {
-    meridian_http::text(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!(
-            "the request body exceeds {}",
-            meridian_config::ByteSize(MAX_REQUEST_BODY as u64)
-        ),
-    )
 }
