@@ -348,3 +348,39 @@ async fn an_unsafe_request_invalidates_only_its_own_hosts_objects() {
         "Miss from meridian"
     );
 }
+
+/// A viewer's `Cache-Control` does not send its request past the cache to the origin (as
+/// at CloudFront): otherwise any client could make every request an origin fetch.
+/// `only-if-cached` is honoured.
+#[tokio::test]
+async fn a_viewers_no_cache_does_not_bypass_the_cache() {
+    let (o, p, _s) = one_origin(49, "").await;
+    assert_eq!(
+        get(p.http, "/cc/busting").await.h("x-cache"),
+        "Miss from meridian"
+    );
+    for cc in [
+        "no-cache",
+        "max-age=0",
+        "no-store, max-age=0, must-revalidate",
+    ] {
+        let got = send(
+            p.http,
+            "GET",
+            "/cc/busting",
+            &[("cache-control", cc), ("pragma", "no-cache")],
+        )
+        .await;
+        assert_eq!(got.h("x-cache"), "Hit from meridian", "{cc}");
+    }
+    assert_eq!(o.hits("/cc/busting"), 1, "one origin fetch in all");
+    let not_cached = send(
+        p.http,
+        "GET",
+        "/cc/elsewhere",
+        &[("cache-control", "only-if-cached")],
+    )
+    .await;
+    assert_eq!(not_cached.status, 504);
+    assert_eq!(o.hits("/cc/elsewhere"), 0);
+}

@@ -223,7 +223,14 @@ impl Edge {
     async fn through_cache(&self, ctx: &RequestContext<'_>, route: &Route<'_>) -> Served {
         // 3. Cache lookup.
         let primary = self.cache_key(ctx, route.policy);
-        let request_cc = CacheControl::from_headers(&ctx.headers);
+        // A viewer's request directives do not decide what the cache serves, as at
+        // CloudFront and other CDNs: a `no-cache` or `max-age=0` would let any client send
+        // every request to the origin past the cache. `only-if-cached`, which asks for
+        // less, is kept.
+        let request_cc = CacheControl {
+            only_if_cached: CacheControl::from_headers(&ctx.headers).only_if_cached,
+            ..CacheControl::default()
+        };
         let stale = match self.look_up(ctx, &primary, &request_cc, route.policy) {
             Lookup::Fresh(obj) => {
                 return Served::at_edge(self.serve_object(ctx, obj).await, Outcome::Hit);
