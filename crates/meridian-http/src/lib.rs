@@ -29,6 +29,7 @@ mod hop;
 mod idle;
 pub mod ids;
 pub mod interim;
+pub mod path;
 pub mod percent;
 pub mod pki;
 pub mod received;

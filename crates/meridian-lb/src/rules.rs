@@ -58,8 +58,23 @@ impl Rules {
         tls: bool,
         port: u16,
     ) -> (Option<&ListenerRule>, Decision) {
+        // Paths are matched in their one form (`meridian_http::path`), so `/%61dmin/` or
+        // `/x/../admin/` meet the rule written for `/admin/*`. Where a rule routes by path,
+        // a path that has no one form (an encoded `/`, a bad escape) is refused, as the PoP
+        // refuses it: a target might decode it into a path the rule was written to catch.
+        let raw = parts.uri.path();
+        let path = match self.0.iter().any(|c| !c.rule.conditions.path.is_empty()) {
+            false => std::borrow::Cow::Borrowed(raw),
+            true => match meridian_http::path::normalize(raw) {
+                Ok(p) => p,
+                Err(e) => {
+                    let r = meridian_http::text(StatusCode::BAD_REQUEST, e.to_string());
+                    return (None, Decision::Answer(r));
+                }
+            },
+        };
         for c in &self.0 {
-            if !matches(&c.rule.conditions, parts, peer) {
+            if !matches(&c.rule.conditions, parts, &path, peer) {
                 continue;
             }
             let d = match &c.rule.action {
@@ -108,9 +123,10 @@ fn host(parts: &Parts) -> (String, Option<u16>) {
     (name.to_ascii_lowercase(), port)
 }
 
-fn matches(c: &Conditions, parts: &Parts, peer: IpAddr) -> bool {
+/// Whether a rule's conditions all hold; `path` is the request's in its one form.
+fn matches(c: &Conditions, parts: &Parts, path: &str, peer: IpAddr) -> bool {
     let any = |pats: &[String], v: &str| pats.is_empty() || pats.iter().any(|p| glob(p, v));
-    if !any(&c.host, &host(parts).0) || !any(&c.path, parts.uri.path()) {
+    if !any(&c.host, &host(parts).0) || !any(&c.path, path) {
         return false;
     }
     if !c.method.is_empty() && !c.method.iter().any(|m| m == parts.method.as_str()) {

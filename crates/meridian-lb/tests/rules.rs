@@ -340,6 +340,18 @@ async fn redirect_and_fixed_response_are_answered_by_the_balancer() {
     // The query condition must hold as well: without it the default action forwards.
     let d = get(&cl, lb, "/maintenance?mode=off", &[]).await;
     assert_eq!((d.status, d.origin()), (200, "web-1"));
+    // Other spellings of the path meet the rule too; one with no single form is refused
+    // rather than forwarded to a target that might decode it into the rule's path.
+    for path in [
+        "/%6Daintenance?mode=on",
+        "/x/../maintenance?mode=on",
+        "//maintenance?mode=on",
+    ] {
+        let f = get(&cl, lb, path, &[]).await;
+        assert_eq!(f.status, 503, "{path}");
+    }
+    let bad = get(&cl, lb, "/x%2F..%2Fmaintenance?mode=on", &[]).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
 }
 
 #[tokio::test]
