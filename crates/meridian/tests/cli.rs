@@ -187,3 +187,15 @@ fn commands_refuse_a_deployment_that_is_not_running() {
         }
     }
 }
+
+/// Output into a pipe its reader closed (`meridian validate | head -1` once head is done)
+/// ends the command quietly with SIGPIPE's status, not with a panic.
+#[test]
+fn a_closed_standard_output_ends_a_command_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = meridian().arg("validate").stdout(writer).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

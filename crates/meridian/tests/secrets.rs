@@ -162,6 +162,12 @@ async fn secrets_rotate_without_a_restart_and_are_never_listed() {
     }
     assert!(listed.contains(key_file.to_str().unwrap()), "{listed}");
     assert!(listed.contains("in grace"), "{listed}");
+    // Key material `rotate` does not replace is listed too: the disk tier's sealing key.
+    let sealing = listed.lines().find(|l| l.starts_with("disk-cache-key"));
+    assert!(
+        sealing.is_some_and(|l| l.contains("disk-cache-key") && l.ends_with("not rotated by `rotate`")),
+        "{listed}"
+    );
     let (s, _, body) = get(&client, &format!("http://{pop}/api/quotes/AAPL?n=2"))
         .await
         .unwrap();

@@ -13,13 +13,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["url", "state_dir"])))]
 pub struct HealthArgs {
     /// An application endpoint, such as http://127.10.1.1:8080 (a load balancer).
-    #[arg(
-        long,
-        required_unless_present = "state_dir",
-        conflicts_with = "state_dir"
-    )]
+    #[arg(long, conflicts_with = "state_dir")]
     url: Option<String>,
     /// The state dir of a running `meridian up`: checks every node.
     #[arg(long)]

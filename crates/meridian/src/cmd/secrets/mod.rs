@@ -208,26 +208,40 @@ fn execute(cmd: SecretsCmd) -> Result<ExitCode> {
                     continue;
                 }
                 let info = secrets::describe(name, secrets::location(src, &state_dir, name));
-                let place = match &info.location {
-                    Location::File(p) if p.exists() => p.display().to_string(),
-                    Location::File(p) => format!("{} (missing)", p.display()),
-                    Location::Env(v) => format!("${v}"),
-                };
-                row(&info.name, info.age, &place, info.previous_until);
+                row(
+                    &info.name,
+                    info.age,
+                    &place(&info.location),
+                    info.previous_until,
+                );
             }
             tls::list(&state_dir, |name, age, path, until| {
                 row(name, age, &path.display().to_string(), until)
             });
+            // Keys `rotate` does not replace, so that the list shows all key material: the
+            // disk tier's sealing key (the objects on disk are sealed under it) and the JWT
+            // signing keys `up` made for development.
+            let fixed = "not rotated by `rotate`";
+            let sealed = config
+                .as_ref()
+                .is_some_and(|c| c.edges.iter().any(|p| p.disk_encryption));
+            if sealed {
+                let file = meridian_http::admin::DISK_CACHE_KEY_FILE;
+                let at = secrets::location(&all.disk_cache_key, &state_dir, file);
+                let info = secrets::describe(file, at);
+                line(&info.name, info.age, &place(&info.location), fixed);
+            }
+            for (name, path) in jwt_keys(&state_dir) {
+                let info = secrets::describe(&name, Location::File(path));
+                line(&info.name, info.age, &place(&info.location), fixed);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// One line of `meridian secrets list`.
+/// One line of `meridian secrets list` for a secret that rotates.
 fn row(name: &str, age: Option<Duration>, place: &str, previous_until: Option<SystemTime>) {
-    let age = age
-        .map(|a| meridian_config::units::format_duration(Duration::from_secs(a.as_secs())))
-        .unwrap_or_else(|| "-".into());
     let previous = match previous_until {
         Some(u) => format!(
             "in grace, {} s left",
@@ -235,5 +249,43 @@ fn row(name: &str, age: Option<Duration>, place: &str, previous_until: Option<Sy
         ),
         None => "none".into(),
     };
+    line(name, age, place, &previous);
+}
+
+fn line(name: &str, age: Option<Duration>, place: &str, previous: &str) {
+    // Whole units a reader takes in at a glance: 90s, 45m, 30h, 12d.
+    let age = age
+        .map(|a| match a.as_secs() {
+            s if s < 120 => format!("{s}s"),
+            s if s < 2 * 3600 => format!("{}m", s / 60),
+            s if s < 2 * 86_400 => format!("{}h", s / 3600),
+            s => format!("{}d", s / 86_400),
+        })
+        .unwrap_or_else(|| "-".into());
     println!("{name:<24} {age:<8} {place:<48} {previous}");
+}
+
+/// Where a secret is, as `secrets list` shows it.
+fn place(location: &Location) -> String {
+    match location {
+        Location::File(p) if p.exists() => p.display().to_string(),
+        Location::File(p) => format!("{} (missing)", p.display()),
+        Location::Env(v) => format!("${v}"),
+    }
+}
+
+/// The JWT signing keys `up` made in the state dir (`jwt/<authorizer>.key.pk8`).
+fn jwt_keys(state_dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut keys: Vec<(String, PathBuf)> = std::fs::read_dir(state_dir.join("jwt"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let authorizer = file.strip_suffix(".key.pk8")?;
+            Some((format!("jwt {authorizer} key"), e.path()))
+        })
+        .collect();
+    keys.sort();
+    keys
 }
