@@ -129,12 +129,14 @@ async fn kvs(edge: &Edge, req: Request<Incoming>) -> http::Response<meridian_htt
         );
     };
     let Some(store) = edge.functions().store(&name) else {
+        let known = edge.functions().store_names();
+        let known = match known.is_empty() {
+            true => "the distribution declares none ([[distribution.key_value_store]])".to_owned(),
+            false => format!("known: {}", known.join(", ")),
+        };
         return meridian_http::text(
             StatusCode::NOT_FOUND,
-            format!(
-                "no key value store named `{name}` (known: {})",
-                edge.functions().store_names().join(", ")
-            ),
+            format!("no key value store named `{name}`; {known}"),
         );
     };
     let key = query_param(q.as_deref(), "key");

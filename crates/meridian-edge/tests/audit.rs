@@ -72,3 +72,25 @@ async fn an_invalidation_and_a_refused_attempt_are_audited_without_the_token() {
     );
     let _ = std::fs::remove_dir_all(&p.state);
 }
+
+/// Asked for a key value store it does not have, a PoP with none says it declares none
+/// (and where they are declared) rather than listing nothing.
+#[tokio::test]
+async fn an_unknown_store_is_refused_with_what_the_pop_has() {
+    let (_o, p, _stop) = one_origin_in(86, 43, "").await;
+    let bearer = format!("Bearer {}", p.token);
+    let got = send(
+        p.admin,
+        "GET",
+        "/kvs?store=nosuch&key=k",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(got.status, 404);
+    let body = String::from_utf8_lossy(&got.body);
+    assert!(
+        body.contains("`nosuch`")
+            && body.contains("declares none ([[distribution.key_value_store]])"),
+        "{body}"
+    );
+}

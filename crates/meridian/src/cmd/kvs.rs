@@ -16,6 +16,7 @@ use std::time::Duration;
 pub enum KvsCmd {
     /// The key value stores, or with --store every key and value of one (from one PoP).
     List {
+        /// A store's name ([[distribution.key_value_store]]).
         #[arg(long)]
         store: Option<String>,
         #[command(flatten)]
@@ -23,8 +24,10 @@ pub enum KvsCmd {
     },
     /// Print one key's value (from the first PoP that answers). Exits 1 when it is not set.
     Get {
+        /// The store's name ([[distribution.key_value_store]]).
         #[arg(long)]
         store: String,
+        /// The key.
         key: String,
         #[command(flatten)]
         target: Target,
@@ -32,17 +35,22 @@ pub enum KvsCmd {
     /// Set a key on every PoP (keys up to 512 bytes, values up to 1 KB, as CloudFront).
     /// Exits 1 unless every PoP applied it.
     Put {
+        /// The store's name ([[distribution.key_value_store]]).
         #[arg(long)]
         store: String,
+        /// The key.
         key: String,
+        /// The value (up to 1 KB).
         value: String,
         #[command(flatten)]
         target: Target,
     },
     /// Delete a key on every PoP. Exits 1 unless every PoP applied it.
     Delete {
+        /// The store's name ([[distribution.key_value_store]]).
         #[arg(long)]
         store: String,
+        /// The key.
         key: String,
         #[command(flatten)]
         target: Target,
