@@ -80,12 +80,16 @@ impl Config {
         let root = match raw::parse(src) {
             Ok(v) => v,
             Err((msg, span)) => {
-                d.error(
-                    span.unwrap_or(0..0),
-                    "",
-                    format!("TOML syntax: {msg}"),
-                    "fix the syntax at the marked place (see https://toml.io for the format)",
-                );
+                let span = span.unwrap_or(0..0);
+                let (key, fix) = match msg.starts_with("duplicate key") {
+                    true => duplicate(src, span.clone()),
+                    false => (
+                        String::new(),
+                        "fix the syntax at the marked place (see https://toml.io for the format)"
+                            .to_owned(),
+                    ),
+                };
+                d.error(span, &key, format!("TOML syntax: {msg}"), fix);
                 return Err(d.finish().err().unwrap_or_else(|| ConfigErrors(Vec::new())));
             }
         };
@@ -292,4 +296,30 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         secrets: secrets?,
         hosts: hosts?,
     })
+}
+
+/// The key path a duplicate key error is about, and the fix: the table header in effect
+/// at `span` (the last `[...]` line before it) and the key the span marks; a table header
+/// written twice is the table itself.
+fn duplicate(src: &str, span: std::ops::Range<usize>) -> (String, String) {
+    let name = src.get(span.clone()).unwrap_or("").trim().trim_matches('"');
+    let line_start = src[..span.start.min(src.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    if src[line_start..].trim_start().starts_with('[') {
+        let fix = format!("the table [{name}] is written twice: merge the two into one");
+        return (name.to_owned(), fix);
+    }
+    let table = src[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    let key = match table {
+        Some(t) if !t.is_empty() => format!("{t}.{name}"),
+        _ => name.to_owned(),
+    };
+    let fix = format!("`{key}` is set twice in its table: keep one of the two");
+    (key, fix)
 }

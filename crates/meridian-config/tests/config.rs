@@ -96,6 +96,21 @@ fn syntax_errors_point_at_the_line() {
     assert!(errs[0].problem.starts_with("TOML syntax"));
 }
 
+#[test]
+fn a_duplicate_key_names_its_path_and_a_duplicate_table_its_table() {
+    let key = "[deployment]\nname = \"x\"\n[load_balancer]\nalgorithm = \"round_robin\"\nalgorithm = \"round_robin\"\n";
+    let errs = Config::parse(key, "d.toml").unwrap_err().0;
+    assert_eq!(
+        (errs[0].line, errs[0].key.as_str()),
+        (5, "load_balancer.algorithm")
+    );
+    assert!(errs[0].fix.contains("set twice"), "{}", errs[0].fix);
+    let table = "[deployment]\nname = \"x\"\n[deployment]\nzone = \"y\"\n";
+    let errs = Config::parse(table, "d.toml").unwrap_err().0;
+    assert_eq!((errs[0].line, errs[0].key.as_str()), (3, "deployment"));
+    assert!(errs[0].fix.contains("merge"), "{}", errs[0].fix);
+}
+
 fn with(extra: &str) -> String {
     format!(
         "[deployment]\nname = \"x\"\nzone = \"x.example\"\n[[region]]\nname = \"r1\"\nlocation = {{ lat = 1, lon = 2 }}\nazs = [\"r1a\"]\n{extra}"
