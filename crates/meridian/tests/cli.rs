@@ -55,6 +55,14 @@ fn validate_missing_file_is_a_clear_error() {
         err.contains("cannot read config file /nonexistent/meridian.toml"),
         "{err}"
     );
+    // `--config`, as the other commands take it, is the same file.
+    let out = meridian()
+        .args(["validate", "--config", "/nonexistent/meridian.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let again = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(again, err);
 }
 
 #[test]

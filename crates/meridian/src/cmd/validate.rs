@@ -11,17 +11,22 @@ use std::process::ExitCode;
 pub struct ValidateArgs {
     /// The config file; the embedded default when omitted.
     file: Option<PathBuf>,
+    /// The config file, as the other commands take it (the same as FILE).
+    #[arg(long, short, conflicts_with = "file")]
+    config: Option<PathBuf>,
     /// Print the embedded default config and exit (a starting point for your own).
-    #[arg(long, conflicts_with = "file")]
+    #[arg(long, conflicts_with_all = ["file", "config"])]
     print_default: bool,
 }
 
 pub fn run(
     ValidateArgs {
         file,
+        config,
         print_default,
     }: ValidateArgs,
 ) -> Result<ExitCode> {
+    let file = file.or(config);
     if print_default {
         print!("{DEFAULT_CONFIG}");
         return Ok(ExitCode::SUCCESS);
