@@ -255,7 +255,12 @@ impl Engine {
                     .is_some_and(|n| n == "SyntaxError");
                 if is_syntax {
                     let (line, column) = syntax_position(&ctx, &exc);
-                    let message = exc.as_object().and_then(|o| o.get("message").ok()).unwrap_or_default();
+                    let message: String = exc.as_object().and_then(|o| o.get("message").ok()).unwrap_or_default();
+                    // QuickJS names the end of the code as an empty token.
+                    let message = match message.strip_suffix(": ''") {
+                        Some(what) => format!("{what}: the code ends here (a closing }}, ) or ] may be missing)"),
+                        None => message,
+                    };
                     return Err(CompileError::Syntax { name: name.clone(), message, line, column });
                 }
                 let _ = ctx.throw(exc);

@@ -45,6 +45,15 @@ fn syntax_error_has_line_and_column() {
         }
         other => panic!("expected syntax error, got {other:?}"),
     }
+    // Code that ends too soon says so, not that an empty token was unexpected.
+    let src = "function handler(event) {\n  return event.request\n";
+    match FunctionCode::compile("bad", src, Kind::ViewerRequest) {
+        Err(CompileError::Syntax { message, .. }) => {
+            assert!(message.contains("the code ends here"), "{message}");
+            assert!(!message.contains("''"), "{message}");
+        }
+        other => panic!("expected syntax error, got {other:?}"),
+    }
 }
 
 #[test]
