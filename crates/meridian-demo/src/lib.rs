@@ -15,7 +15,9 @@ mod market;
 mod options;
 pub use options::{DemoOptions, Identity, ServiceVersion};
 mod orders;
-pub use orders::{COMMIT_LSN_HEADER, MIN_LSN_COOKIE, MIN_LSN_HEADER, READ_FROM_HEADER};
+pub use orders::{
+    COMMIT_LSN_HEADER, MIN_LSN_COOKIE, MIN_LSN_HEADER, READ_FROM_HEADER, VERIFIED_USER,
+};
 mod pool;
 mod quote_cache;
 pub use quote_cache::{Outcome as QuoteCacheOutcome, QuoteCacheOptions, QUOTE_CACHE_HEADER};

@@ -110,7 +110,7 @@ pub fn portfolio(token: &str, now: u64) -> Portfolio {
         .collect();
     Portfolio {
         account: format!("acct-{:08x}", seed as u32),
-        total_value: round2(holdings.iter().map(|h| h.value).sum()),
+        total_value: round2(holdings.iter().map(|h| h.value).fold(0.0, |a, v| a + v)),
         holdings,
         as_of: now,
     }

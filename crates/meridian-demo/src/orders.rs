@@ -122,6 +122,10 @@ pub fn min_lsn(headers: &HeaderMap) -> Result<Option<Lsn>, String> {
 }
 
 /// A JSON error that no cache keeps.
+/// Where the edge's JWT authorizer puts the verified user (`forward_claims` in the
+/// default config: `sub = "x-richesreach-user"`).
+pub const VERIFIED_USER: &str = "x-richesreach-user";
+
 fn problem(status: StatusCode, error: &str, message: impl std::fmt::Display) -> Response {
     (
         status,
@@ -250,6 +254,22 @@ pub async fn portfolio(
             InvalidOrder::BadUser,
         );
     }
+    // A signed-in user reads only their own portfolio: the edge verified the token and
+    // sent its subject here (the default deployment's authorizer forwards `sub` as this
+    // header, and drops one a viewer sent). Without the header (no authorizer in front)
+    // the portfolio is as open as the balancer it is reached through.
+    if let Some(verified) = headers.get(VERIFIED_USER).map(|v| v.as_bytes()) {
+        if verified != user.as_bytes() {
+            return problem(
+                StatusCode::FORBIDDEN,
+                "not_your_portfolio",
+                format!(
+                    "signed in as `{}`, who may read only their own portfolio",
+                    String::from_utf8_lossy(verified)
+                ),
+            );
+        }
+    }
     let min_lsn = match min_lsn(&headers) {
         Ok(l) => l,
         Err(message) => return problem(StatusCode::BAD_REQUEST, "invalid_min_lsn", message),
@@ -287,7 +307,11 @@ fn portfolio_body(app: &App, user: &str, held: &Holdings) -> Value {
             json!({ "symbol": symbol, "quantity": quantity, "price": price, "value": value })
         })
         .collect();
-    let total: f64 = positions.iter().filter_map(|p| p["value"].as_f64()).sum();
+    // Folded from 0.0: `sum` of no floats is -0.0, which JSON shows as such.
+    let total = positions
+        .iter()
+        .filter_map(|p| p["value"].as_f64())
+        .fold(0.0, |a, v| a + v);
     json!({
         "user": user,
         "region": app.opts.identity.region,

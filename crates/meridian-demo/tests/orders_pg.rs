@@ -95,6 +95,28 @@ async fn orders_are_stored_and_read_back_from_the_replica_with_read_your_writes(
     assert_eq!(position(&read.body, "AAPL"), Some(10), "{}", read.body);
     assert_eq!(read.headers["cache-control"], "private, no-store");
 
+    // Signed in at the edge (the verified user in its header), a user reads only their own.
+    let as_user = |who: &str, whose: &str| {
+        Request::get(format!("/api/portfolio/{whose}"))
+            .header(meridian_demo::VERIFIED_USER, who)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let theirs = send(app, as_user("bob", "alice")).await;
+    assert_eq!(theirs.status, StatusCode::FORBIDDEN, "{}", theirs.body);
+    assert_eq!(theirs.body["error"], "not_your_portfolio");
+    let own = send(app, as_user("alice", "alice")).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    // An empty portfolio is worth 0, not -0.
+    let empty = send(app, as_user("nobody", "nobody")).await;
+    assert_eq!(empty.status, StatusCode::OK, "{}", empty.body);
+    assert_eq!(
+        empty.body["total_value"].to_string(),
+        "0.0",
+        "{}",
+        empty.body
+    );
+
     // Sells reduce a position and cannot take it below zero.
     let sold = order(
         app,
