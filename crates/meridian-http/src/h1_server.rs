@@ -16,6 +16,7 @@ use crate::handler::{Handler, HyperHandler};
 use crate::interim::{InterimIo, Shared};
 use crate::received::{FramingField, Received};
 use crate::rewind::Rewind;
+use crate::write_stall::WriteStall;
 use bytes::BytesMut;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
@@ -273,7 +274,8 @@ where
         mut stop: Pin<&mut tokio::sync::futures::Notified<'_>>,
     ) -> Result<(), BoxError> {
         let service = Tracked::new(HyperHandler(handler), self.activity, self.hints);
-        let io = TokioIo::new(Rewind::new(self.io, self.read.freeze()));
+        let io = WriteStall::new(self.io, settings.write_stall);
+        let io = TokioIo::new(Rewind::new(io, self.read.freeze()));
         let conn = settings.hyper.serve_connection(io, service).with_upgrades();
         tokio::pin!(conn);
         loop {

@@ -42,6 +42,7 @@ pub mod tls;
 pub mod upgrade;
 mod upstream;
 mod upstream_tls;
+mod write_stall;
 pub use body::{collected, empty, full, json, metrics, text, Body, BoxError};
 pub use counting::{counted_upstream_client, counted_upstream_client_h2, CountedUpstreamClient};
 pub use handler::Handler;
