@@ -4,7 +4,9 @@
 use crate::body::BoxError;
 use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,12 +28,19 @@ pub(crate) struct Activity {
     /// Tunnels this connection became that are still open ([`Hold`]).
     tunnels: AtomicUsize,
     tunnel_ended: tokio::sync::Notify,
+    /// The client's address: at the cap, the address holding most connections gives way
+    /// first ([`Registry::evict_idlest`]).
+    peer: Option<IpAddr>,
 }
 
 impl Activity {
     /// A connection's activity, holding its place under the server's cap.
-    pub(crate) fn new(permit: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
+    pub(crate) fn new(
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        peer: Option<IpAddr>,
+    ) -> Self {
         Activity {
+            peer,
             born: Instant::now(),
             open: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
@@ -97,7 +106,7 @@ impl Activity {
 #[derive(Default)]
 pub(crate) struct Registry {
     next: AtomicU64,
-    open: std::sync::Mutex<std::collections::HashMap<u64, Arc<Activity>>>,
+    open: std::sync::Mutex<HashMap<u64, Arc<Activity>>>,
 }
 
 /// A connection's place in the registry, given back when the connection ends.
@@ -125,9 +134,10 @@ impl Registry {
 
     /// Closes the connection that has had nothing in flight for longest (a half-sent
     /// request head counts as nothing). When every connection has a request in flight
-    /// (or is a tunnel), the one busy longest goes, if that is over `busy`: a client
-    /// trickling a body, or holding tunnels, cannot keep everyone else out; false when
-    /// no connection qualifies.
+    /// (or is a tunnel), one busy for over `busy` goes: of the address holding the most
+    /// connections, the one busy longest. A client trickling bodies or holding tunnels
+    /// cannot keep everyone else out, nor push out another client's one long request;
+    /// false when no connection qualifies.
     pub(crate) fn evict_idlest(&self, busy: Duration) -> bool {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let idlest = open
@@ -136,10 +146,19 @@ impl Registry {
             .min();
         let longest_busy = || {
             let before = Instant::now().checked_sub(busy)?;
+            // Counted only here, at the cap: the accept path pays nothing for it.
+            let mut held: HashMap<Option<IpAddr>, usize> = HashMap::new();
+            for a in open.values() {
+                *held.entry(a.peer).or_default() += 1;
+            }
             open.iter()
-                .map(|(id, a)| (a.last_end(), *id))
-                .filter(|(since, _)| *since <= before)
+                .filter(|(_, a)| a.last_end() <= before)
+                .map(|(id, a)| {
+                    let most = std::cmp::Reverse(held.get(&a.peer).copied().unwrap_or(0));
+                    (most, a.last_end(), *id)
+                })
                 .min()
+                .map(|(_, since, id)| (since, id))
         };
         match idlest
             .or_else(longest_busy)

@@ -396,7 +396,7 @@ async fn accept_loop<P: Protocols>(
         let idle = opts.idle_timeout;
         let registry = registry.clone();
         conns.spawn(async move {
-            let activity = Arc::new(conn::Activity::new(Some(permit)));
+            let activity = Arc::new(conn::Activity::new(Some(permit), Some(addr.ip())));
             let _registered = registry.register(activity.clone());
             let hints = Arc::new(interim::Shared::default());
             let mut peer = Peer {

@@ -667,3 +667,75 @@ async fn at_the_cap_a_trickled_upload_gives_way_to_a_new_client() {
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     assert!(trickle.await.unwrap(), "the trickling client was never cut");
 }
+
+/// At the cap with every connection busy, the address holding the most connections gives
+/// way first: a client with many trickled uploads cannot push out another's one long
+/// request, even one older than all of its own.
+#[tokio::test]
+async fn at_the_cap_the_address_holding_most_gives_way_first() {
+    let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let opts = ServerOptions {
+        max_connections: 3,
+        header_read_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    tokio::spawn(meridian_http::serve_handlers(
+        listener,
+        opts,
+        None,
+        |_| ReadsBody,
+        std::future::pending(),
+    ));
+    // An upload begun from `source`, then trickled a byte every 200 ms for 3 s.
+    let upload = |source: [u8; 4]| async move {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::from((source, 0))).unwrap();
+        let mut s = sock.connect(addr).await.unwrap();
+        s.write_all(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nx")
+            .await
+            .unwrap();
+        s
+    };
+    // Whether the upload was cut.
+    let trickle = |mut s: TcpStream| {
+        tokio::spawn(async move {
+            for _ in 0..15 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if s.write_all(b"x").await.is_err() {
+                    return true;
+                }
+            }
+            false
+        })
+    };
+    let own = trickle(upload([127, 0, 0, 1]).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let many = [
+        trickle(upload([127, 0, 0, 2]).await),
+        trickle(upload([127, 0, 0, 2]).await),
+    ];
+    // All three busy past the head timeout; a fourth client arrives.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::from(([127, 0, 0, 3], 0))).unwrap();
+    let mut next = sock.connect(addr).await.unwrap();
+    next.write_all(b"GET /full HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), next.read_to_end(&mut got))
+        .await
+        .expect("the new client was let in")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert!(!own.await.unwrap(), "the one upload of its address was cut");
+    let [a, b] = many;
+    let cut = [a.await.unwrap(), b.await.unwrap()];
+    assert!(
+        cut.contains(&true),
+        "none of the address holding two was cut"
+    );
+}
