@@ -131,7 +131,7 @@ pub async fn run(
     let mut by_arch: Vec<(Arch, Vec<LocationRun>, f64, f64)> = Vec::new();
     for arch in Arch::ALL {
         say(format!(
-            "{}: {}s at {}/s from each of {} locations",
+            "{}: {:.1}s at {}/s from each of {} locations",
             arch.title(),
             opts.per_architecture.as_secs_f64(),
             opts.rate,
@@ -399,7 +399,7 @@ fn judge(
 impl GlobalReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "# Global benchmark: `{}`\n\n{} s per architecture, {} requests/s from each client location, {}.\n\
+            "# Global benchmark: `{}`\n\n{:.1} s per architecture, {} requests/s from each client location, {}.\n\
              Latency is from when each request was due to its last byte (open loop), in ms.\n\n",
             self.deployment, self.seconds_per_architecture, self.rate_per_location, self.connections
         );
