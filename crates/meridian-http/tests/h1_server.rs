@@ -619,16 +619,15 @@ impl meridian_http::Handler for ReadsBody {
     }
 }
 
-/// At the connection cap with every connection busy, the one busy longest (past the head
-/// timeout) makes room: a client trickling a request body cannot keep everyone out.
-#[tokio::test]
-async fn at_the_cap_a_trickled_upload_gives_way_to_a_new_client() {
+/// A server of `max_connections` whose handler reads request bodies, with a 500 ms head
+/// timeout.
+async fn capped(max_connections: usize) -> SocketAddr {
     let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let opts = ServerOptions {
-        max_connections: 1,
+        max_connections,
         header_read_timeout: Duration::from_millis(500),
         ..Default::default()
     };
@@ -639,32 +638,59 @@ async fn at_the_cap_a_trickled_upload_gives_way_to_a_new_client() {
         |_| ReadsBody,
         std::future::pending(),
     ));
-    let mut slow = TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nx")
-        .await
-        .unwrap();
-    // One byte every 200 ms, for at most 6 s, while a second client asks.
-    let trickle = tokio::spawn(async move {
-        for _ in 0..30 {
+    addr
+}
+
+/// A connection to `addr` from `source`, with `request` sent.
+async fn connect_from(source: [u8; 4], addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::from((source, 0))).unwrap();
+    let mut s = sock.connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    s
+}
+
+/// An upload from `source`, begun, then trickled a byte every 200 ms `bytes` times:
+/// whether the server cut it.
+async fn trickled_upload(
+    source: [u8; 4],
+    addr: SocketAddr,
+    bytes: usize,
+) -> tokio::task::JoinHandle<bool> {
+    let head = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nx";
+    let mut s = connect_from(source, addr, head).await;
+    tokio::spawn(async move {
+        for _ in 0..bytes {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            if slow.write_all(b"x").await.is_err() {
+            if s.write_all(b"x").await.is_err() {
                 return true;
             }
         }
         false
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut next = TcpStream::connect(addr).await.unwrap();
-    next.write_all(b"GET /full HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    })
+}
+
+/// Whether a new client from `source` is answered (200) within 5 s.
+async fn let_in(source: [u8; 4], addr: SocketAddr) -> bool {
+    let get = b"GET /full HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let mut next = connect_from(source, addr, get).await;
     let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), next.read_to_end(&mut got))
-        .await
-        .expect("the new client waited behind the trickled upload")
-        .unwrap();
-    let got = String::from_utf8_lossy(&got);
-    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    let read = tokio::time::timeout(Duration::from_secs(5), next.read_to_end(&mut got)).await;
+    read.is_ok() && got.starts_with(b"HTTP/1.1 200")
+}
+
+/// At the connection cap with every connection busy, the one busy longest (past the head
+/// timeout) makes room: a client trickling a request body cannot keep everyone out.
+#[tokio::test]
+async fn at_the_cap_a_trickled_upload_gives_way_to_a_new_client() {
+    let addr = capped(1).await;
+    // For at most 6 s, while a second client asks.
+    let trickle = trickled_upload([127, 0, 0, 1], addr, 30).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        let_in([127, 0, 0, 1], addr).await,
+        "the new client waited behind the trickled upload"
+    );
     assert!(trickle.await.unwrap(), "the trickling client was never cut");
 }
 
@@ -673,64 +699,19 @@ async fn at_the_cap_a_trickled_upload_gives_way_to_a_new_client() {
 /// request, even one older than all of its own.
 #[tokio::test]
 async fn at_the_cap_the_address_holding_most_gives_way_first() {
-    let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let opts = ServerOptions {
-        max_connections: 3,
-        header_read_timeout: Duration::from_millis(500),
-        ..Default::default()
-    };
-    tokio::spawn(meridian_http::serve_handlers(
-        listener,
-        opts,
-        None,
-        |_| ReadsBody,
-        std::future::pending(),
-    ));
-    // An upload begun from `source`, then trickled a byte every 200 ms for 3 s.
-    let upload = |source: [u8; 4]| async move {
-        let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.bind(SocketAddr::from((source, 0))).unwrap();
-        let mut s = sock.connect(addr).await.unwrap();
-        s.write_all(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nx")
-            .await
-            .unwrap();
-        s
-    };
-    // Whether the upload was cut.
-    let trickle = |mut s: TcpStream| {
-        tokio::spawn(async move {
-            for _ in 0..15 {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if s.write_all(b"x").await.is_err() {
-                    return true;
-                }
-            }
-            false
-        })
-    };
-    let own = trickle(upload([127, 0, 0, 1]).await);
+    let addr = capped(3).await;
+    let own = trickled_upload([127, 0, 0, 1], addr, 15).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let many = [
-        trickle(upload([127, 0, 0, 2]).await),
-        trickle(upload([127, 0, 0, 2]).await),
+        trickled_upload([127, 0, 0, 2], addr, 15).await,
+        trickled_upload([127, 0, 0, 2], addr, 15).await,
     ];
     // All three busy past the head timeout; a fourth client arrives.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::from(([127, 0, 0, 3], 0))).unwrap();
-    let mut next = sock.connect(addr).await.unwrap();
-    next.write_all(b"GET /full HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), next.read_to_end(&mut got))
-        .await
-        .expect("the new client was let in")
-        .unwrap();
-    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert!(
+        let_in([127, 0, 0, 3], addr).await,
+        "the new client was let in"
+    );
     assert!(!own.await.unwrap(), "the one upload of its address was cut");
     let [a, b] = many;
     let cut = [a.await.unwrap(), b.await.unwrap()];
