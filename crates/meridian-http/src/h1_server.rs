@@ -68,23 +68,15 @@ impl Closing {
     }
 }
 
-/// Whether bytes came after all when the head deadline passed. A process that could not
-/// run for a while (paused, frozen, starved of CPU) wakes with its timers past due and
-/// requests already waiting in its sockets, and may see the timer first: closing then
-/// drops a request the client sent on a live connection (a PoP thawed after a freeze
-/// dropped every one). One turn of the runtime's I/O driver (`yield_now` wakes the task
-/// after it) tells a request that is waiting from an idle connection.
-async fn arrived_late<IO: AsyncRead + Unpin>(
-    io: &mut IO,
-    buf: &mut BytesMut,
-) -> std::io::Result<bool> {
-    tokio::task::yield_now().await;
-    // One poll: what is there now, without waiting for more.
-    let mut read = std::pin::pin!(io.read_buf(buf));
-    match poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
-        Poll::Ready(read) => Ok(read? > 0),
-        Poll::Pending => Ok(false),
-    }
+/// How late a head deadline may fire before the process is taken to have been unable to
+/// run (frozen by SIGSTOP, a paused VM, starved of CPU): then the connection gets this
+/// much longer. Such a process wakes with its timers past due and requests already
+/// waiting in its sockets, and may see a timer before the runtime's I/O driver has read
+/// the socket's readiness (on a multi-thread runtime, another worker may hold the driver):
+/// closing at once dropped every request a client had sent on its idle connection while
+/// the PoP was frozen. A client cannot make a deadline late, so it gains nothing by this.
+fn thaw_grace(head_timeout: Duration) -> Duration {
+    (head_timeout / 4).min(Duration::from_secs(1))
 }
 
 /// Serves one HTTP/1 connection until the client or the server ends it.
@@ -109,10 +101,12 @@ where
     // with the `Notify` and leaves it again under its lock (it showed in the profile).
     let stop = closing.notify.notified();
     tokio::pin!(stop);
+    let grace = thaw_grace(settings.head_timeout);
     loop {
         deadline
             .as_mut()
             .reset(tokio::time::Instant::now() + settings.head_timeout);
+        let mut thawed = false;
         let head = loop {
             if !buf.is_empty() {
                 match take_head(&mut buf, settings.head_limit) {
@@ -139,10 +133,15 @@ where
                 read = io.read_buf(&mut buf) => if read? == 0 {
                     return Ok(());
                 },
-                // A head that does not come in time: closed, as hyper does; unless it
-                // came after all while the process could not run (`arrived_late`).
-                _ = deadline.as_mut() => if !arrived_late(&mut io, &mut buf).await? {
-                    return Ok(());
+                // A head that does not come in time: closed, as hyper does; unless the
+                // deadline fired late, when the process could not run (`thaw_grace`).
+                _ = deadline.as_mut() => {
+                    let now = tokio::time::Instant::now();
+                    if thawed || now.saturating_duration_since(deadline.deadline()) < grace {
+                        return Ok(());
+                    }
+                    thawed = true;
+                    deadline.as_mut().reset(now + grace);
                 },
                 // Between requests a stopping server closes at once.
                 _ = stop.as_mut(), if buf.is_empty() => {}

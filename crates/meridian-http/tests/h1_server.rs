@@ -444,10 +444,11 @@ fn a_request_that_came_while_the_server_was_frozen_is_answered() {
     drop(child);
 }
 
-/// The frozen test's server: one worker, as a node's runtime, a 300 ms head timeout.
+/// The frozen test's server: a multi-thread runtime of two workers (a node's has one
+/// per core), a 300 ms head timeout.
 fn frozen_server() {
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
