@@ -29,8 +29,15 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    quiet_on_closed_stdout();
     let cli = Cli::parse();
+    // Not for the processes that run nodes: an exit skips the destructors that stop a
+    // supervisor's children.
+    if !matches!(
+        cli.command,
+        cmd::Cmd::Up(_) | cmd::Cmd::Run(_) | cmd::Cmd::Agent(_) | cmd::Cmd::DemoOrigin(_)
+    ) {
+        quiet_on_closed_stdout();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -47,9 +54,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// A reader that goes away (`meridian secrets list | head -1`) ends the command quietly
-/// with the status a shell gives a process SIGPIPE ended (128 + 13), as a Unix tool does:
-/// `println!` panics when standard output is a closed pipe.
+/// A reader that goes away (`meridian secrets list | head -1`) ends a short-lived command
+/// quietly with the status a shell gives a process SIGPIPE ended (128 + 13), as a Unix
+/// tool does: `println!` panics when standard output is a closed pipe.
 fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
