@@ -24,57 +24,66 @@ struct Compiled {
     groups: Vec<(usize, u32)>,
 }
 
-pub(crate) struct Rules(Vec<Compiled>);
+pub(crate) struct Rules {
+    rules: Vec<Compiled>,
+    /// Whether some rule routes by path: then paths are made canonical (`decide`).
+    by_path: bool,
+}
 
 impl Rules {
     /// Resolves the rules' group names; a name no group has (the config reader refuses
     /// those) drops that group from the forward.
     pub fn new(rules: &[ListenerRule], groups: &[TargetGroup]) -> Self {
-        Rules(
-            rules
-                .iter()
-                .map(|r| Compiled {
-                    groups: match &r.action {
-                        Action::Forward { groups: g } => g
-                            .iter()
-                            .filter_map(|w| {
-                                let i = groups.iter().position(|x| x.name == w.target_group)?;
-                                Some((i, w.weight))
-                            })
-                            .collect(),
-                        _ => Vec::new(),
-                    },
-                    rule: r.clone(),
-                })
-                .collect(),
-        )
+        let by_path = rules.iter().any(|r| !r.conditions.path.is_empty());
+        let rules = rules
+            .iter()
+            .map(|r| Compiled {
+                groups: match &r.action {
+                    Action::Forward { groups: g } => g
+                        .iter()
+                        .filter_map(|w| {
+                            let i = groups.iter().position(|x| x.name == w.target_group)?;
+                            Some((i, w.weight))
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                },
+                rule: r.clone(),
+            })
+            .collect();
+        Rules { rules, by_path }
     }
 
     /// The matching rule (None: the default action) and what to do.
+    ///
+    /// Where a rule routes by path, the path is made canonical first
+    /// (`meridian_http::path`), so `/%61dmin/` or `/x/../admin/` meet the rule written for
+    /// `/admin/*`, and the request goes on with that path, as the PoP forwards it: what
+    /// was routed is what the target reads. A path that has no canonical form (an encoded
+    /// `/`, a bad escape) is refused with 400, as the PoP refuses it.
     pub fn decide(
         &self,
-        parts: &Parts,
+        parts: &mut Parts,
         peer: IpAddr,
         tls: bool,
         port: u16,
     ) -> (Option<&ListenerRule>, Decision) {
-        // Paths are matched in their one form (`meridian_http::path`), so `/%61dmin/` or
-        // `/x/../admin/` meet the rule written for `/admin/*`. Where a rule routes by path,
-        // a path that has no one form (an encoded `/`, a bad escape) is refused, as the PoP
-        // refuses it: a target might decode it into a path the rule was written to catch.
-        let raw = parts.uri.path();
-        let path = match self.0.iter().any(|c| !c.rule.conditions.path.is_empty()) {
-            false => std::borrow::Cow::Borrowed(raw),
-            true => match meridian_http::path::normalize(raw) {
-                Ok(p) => p,
+        // `*` (OPTIONS to the server itself) names no path.
+        if self.by_path && parts.uri.path().starts_with('/') {
+            let canonical = match meridian_http::path::normalize(parts.uri.path()) {
+                Ok(std::borrow::Cow::Owned(p)) => Some(p),
+                Ok(std::borrow::Cow::Borrowed(_)) => None,
                 Err(e) => {
                     let r = meridian_http::text(StatusCode::BAD_REQUEST, e.to_string());
                     return (None, Decision::Answer(r));
                 }
-            },
-        };
-        for c in &self.0 {
-            if !matches(&c.rule.conditions, parts, &path, peer) {
+            };
+            if let Some(p) = canonical {
+                set_path(parts, &p);
+            }
+        }
+        for c in &self.rules {
+            if !matches(&c.rule.conditions, parts, peer) {
                 continue;
             }
             let d = match &c.rule.action {
@@ -123,10 +132,22 @@ fn host(parts: &Parts) -> (String, Option<u16>) {
     (name.to_ascii_lowercase(), port)
 }
 
-/// Whether a rule's conditions all hold; `path` is the request's in its one form.
-fn matches(c: &Conditions, parts: &Parts, path: &str, peer: IpAddr) -> bool {
+/// `parts`'s path replaced by `path`, its query kept.
+fn set_path(parts: &mut Parts, path: &str) {
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let mut uri = parts.uri.clone().into_parts();
+    uri.path_and_query = http::uri::PathAndQuery::try_from(pq).ok();
+    if let Ok(u) = http::Uri::from_parts(uri) {
+        parts.uri = u;
+    }
+}
+
+fn matches(c: &Conditions, parts: &Parts, peer: IpAddr) -> bool {
     let any = |pats: &[String], v: &str| pats.is_empty() || pats.iter().any(|p| glob(p, v));
-    if !any(&c.host, &host(parts).0) || !any(&c.path, path) {
+    if !any(&c.host, &host(parts).0) || !any(&c.path, parts.uri.path()) {
         return false;
     }
     if !c.method.is_empty() && !c.method.iter().any(|m| m == parts.method.as_str()) {

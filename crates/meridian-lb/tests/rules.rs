@@ -45,8 +45,12 @@ async fn origin(net: u8, n: u8, name: &str, az: &str) -> Origin {
             ),
         )
         .fallback(
-            |State((name, _)): State<(String, Arc<AtomicBool>)>, headers: HeaderMap| async move {
-                let mut res = (StatusCode::OK, [("x-origin", name.clone())], name).into_response();
+            |State((name, _)): State<(String, Arc<AtomicBool>)>,
+             uri: axum::http::Uri,
+             headers: HeaderMap| async move {
+                // Who answered, and the path and query they were asked.
+                let seen = [("x-origin", name.clone()), ("x-path", uri.to_string())];
+                let mut res = (StatusCode::OK, seen, name).into_response();
                 let has_session = headers
                     .get("cookie")
                     .and_then(|c| c.to_str().ok())
@@ -352,6 +356,10 @@ async fn redirect_and_fixed_response_are_answered_by_the_balancer() {
     }
     let bad = get(&cl, lb, "/x%2F..%2Fmaintenance?mode=on", &[]).await;
     assert_eq!(bad.status, 400, "{}", bad.body);
+    // The target reads the path the rules routed, as the PoP forwards it.
+    let routed = get(&cl, lb, "/x/../%7Eweb//page?mode=off", &[]).await;
+    assert_eq!((routed.status, routed.origin()), (200, "web-1"));
+    assert_eq!(routed.headers["x-path"], "/~web/page?mode=off");
 }
 
 #[tokio::test]
