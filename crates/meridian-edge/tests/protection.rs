@@ -476,4 +476,38 @@ async fn a_refused_upload_is_answered_without_waiting_for_its_body() {
         1,
         "only the first reached the origin"
     );
+    // After the refusal the PoP reads on a while (a lingering close) instead of closing
+    // on the unread body at once, which would reset the connection under a client still
+    // sending and could lose the answer on its way.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(viewer, 0)).unwrap();
+    let (mut rd, mut wr) = sock.connect(p.http).await.unwrap().into_split();
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), rd.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&chunk[..n]),
+            other => panic!("no refusal: {other:?} after {got:?}"),
+        }
+    }
+    assert!(got.starts_with(b"HTTP/1.1 429"));
+    let answered = std::time::Instant::now();
+    // 16 KiB every 50 ms (under the linger's 1 MiB within its 2 s), for at most 4 s.
+    let sending = tokio::spawn(async move {
+        for _ in 0..80 {
+            if wr.write_all(&[b'x'; 16 << 10]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut rest)).await;
+    let open = answered.elapsed();
+    assert!(
+        open >= Duration::from_secs(1),
+        "closed {open:?} after the answer, under a client still sending"
+    );
+    sending.abort();
 }

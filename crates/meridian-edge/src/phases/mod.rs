@@ -176,12 +176,14 @@ impl Edge {
                 .as_ref()
                 .map_or((&[][..], false), |s| s.inspected(limit));
             if let Some(served) = self.protect(ctx, inspected, more) {
+                BodyStart::linger(start);
                 return served;
             }
             // CloudFront's viewer headers (`viewer_headers.rs`), then the viewer-request
             // function (`functions.rs`), which may rewrite `ctx` or answer.
             self.viewer_headers(ctx);
             if let Some(served) = self.viewer_request_function(ctx) {
+                BodyStart::linger(start);
                 return served;
             }
         }

@@ -18,10 +18,19 @@ const REQUEST_BODY_IDLE: Duration = Duration::from_secs(10);
 
 type Reading<B> = Limited<IdleTimeout<B>>;
 
+/// A refused request's unread body is read and dropped for at most this long, and this
+/// much, after its answer: closing a connection with unread data makes the kernel reset
+/// it, and the client may lose the answer (a 401 or 429) to the reset (a lingering
+/// close, as nginx's).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
 /// The start of a body: what came before protection, and the body to read the rest from
 /// (None once it ended).
 pub(super) struct BodyStart<B> {
-    read: BytesMut,
+    /// The chunks read, as they came: one chunk (most bodies) is passed on without a copy.
+    read: Vec<Bytes>,
+    len: usize,
     rest: Option<std::pin::Pin<Box<Reading<B>>>>,
 }
 
@@ -30,37 +39,83 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    /// Reads `b` until more than `inspect` bytes came or it ended: the answer that refuses
-    /// it instead when it is too large, stalls or breaks.
+    /// Reads `b` until more than `inspect` bytes came or it ended (nothing when no rule
+    /// inspects bodies): the answer that refuses it instead when it is too large, stalls
+    /// or breaks.
     pub(super) async fn read(b: B, inspect: usize) -> Result<Self, Response<Body>> {
         if b.size_hint().lower() as usize > MAX_REQUEST_BODY {
             return Err(too_large());
         }
-        let mut start = BodyStart {
-            read: BytesMut::new(),
-            rest: Some(Box::pin(Limited::new(
+        let rest = (!b.is_end_stream()).then(|| {
+            Box::pin(Limited::new(
                 IdleTimeout::new(b, REQUEST_BODY_IDLE),
                 MAX_REQUEST_BODY,
-            ))),
+            ))
+        });
+        let mut start = BodyStart {
+            read: Vec::new(),
+            len: 0,
+            rest,
         };
-        start.read_until(inspect).await?;
+        if inspect > 0 {
+            start.read_until(inspect).await?;
+            // Inspected as one slice.
+            if start.read.len() > 1 {
+                start.read = vec![start.joined()];
+            }
+        }
         Ok(start)
     }
 
     /// What protection inspects: at most `inspect` bytes, and whether the body goes on.
     pub(super) fn inspected(&self, inspect: usize) -> (&[u8], bool) {
-        let n = self.read.len().min(inspect);
-        (&self.read[..n], self.read.len() > inspect)
+        let first = self.read.first().map_or(&[][..], |b| &b[..]);
+        (&first[..first.len().min(inspect)], self.len > inspect)
     }
 
     /// The whole body, read on from where [`BodyStart::read`] stopped.
     pub(super) async fn whole(mut self) -> Result<Bytes, Response<Body>> {
         self.read_until(usize::MAX).await?;
-        Ok(self.read.freeze())
+        Ok(match self.read.len() {
+            1 => self.read.swap_remove(0),
+            _ => self.joined(),
+        })
+    }
+
+    /// Reads and drops what is left of a refused request's body, on a task of its own
+    /// within [`LINGER`] and [`LINGER_BYTES`], so that its answer reaches the client
+    /// before the connection closes.
+    pub(super) fn linger(start: Option<Self>)
+    where
+        B: Send + 'static,
+    {
+        let Some(mut body) = start.and_then(|s| s.rest) else {
+            return;
+        };
+        tokio::spawn(async move {
+            let drain = async {
+                let mut drained = 0;
+                while drained < LINGER_BYTES {
+                    match body.frame().await {
+                        Some(Ok(frame)) => drained += frame.data_ref().map_or(0, |d| d.len()),
+                        _ => return,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LINGER, drain).await;
+        });
+    }
+
+    fn joined(&self) -> Bytes {
+        let mut all = BytesMut::with_capacity(self.len);
+        for chunk in &self.read {
+            all.extend_from_slice(chunk);
+        }
+        all.freeze()
     }
 
     async fn read_until(&mut self, want: usize) -> Result<(), Response<Body>> {
-        while self.read.len() <= want {
+        while self.len <= want {
             let Some(body) = self.rest.as_mut() else {
                 break;
             };
@@ -69,7 +124,8 @@ where
                 Some(Ok(frame)) => {
                     // Trailers are not forwarded on a buffered request.
                     if let Ok(data) = frame.into_data() {
-                        self.read.extend_from_slice(&data);
+                        self.len += data.len();
+                        self.read.push(data);
                     }
                 }
                 Some(Err(e)) => return Err(refusal(e)),
@@ -126,7 +182,7 @@ mod tests {
             .await
             .unwrap();
         // Read as far as the inspection limit and a little past, not to the end.
-        assert_eq!(&start.read[..], b"abcdef");
+        assert_eq!(start.len, 6);
         assert!(start.rest.is_some());
         assert_eq!(start.inspected(4), (&b"abcd"[..], true));
         assert_eq!(&start.whole().await.unwrap()[..], b"abcdefghijkl");
