@@ -133,6 +133,18 @@ origin_request_policy = "everything"
         ("alg none", none, "algorithm"),
         ("tampered payload", tampered_payload, "signature"),
         ("malformed", "not.a-token".to_owned(), "malformed"),
+        (
+            // The origin reads the user from the forwarded `sub`: a token without one
+            // would reach it as nobody's in particular.
+            "no sub to forward",
+            sign(
+                &es,
+                Some("k1"),
+                &json!({ "iss": "https://auth.test", "aud": "api", "exp": now + 300 }),
+            )
+            .unwrap(),
+            "missing_claim",
+        ),
     ];
     let reasons: Vec<&str> = refused.iter().map(|r| r.2).collect();
     for (what, token, _) in refused {

@@ -159,15 +159,26 @@ impl Edge {
             };
             token.and_then(|t| verifier.verify(t, now))
         };
+        // Every claim the authorizer forwards must be there: an origin that reads the
+        // verified user from its header would otherwise get none, and could take the
+        // request as nobody's in particular.
+        let result = result.and_then(|claims| {
+            let mut forwarded = Vec::with_capacity(cfg.forward_claims.len());
+            for (claim, header) in &cfg.forward_claims {
+                let value = claims
+                    .get(claim)
+                    .and_then(|v| HeaderValue::from_str(&v).ok())
+                    .ok_or_else(|| JwtError::MissingClaim(claim.clone()))?;
+                if let Ok(h) = HeaderName::from_bytes(header.as_bytes()) {
+                    forwarded.push((h, value));
+                }
+            }
+            Ok((claims, forwarded))
+        });
         match result {
-            Ok(claims) => {
-                for (claim, header) in &cfg.forward_claims {
-                    let value = claims
-                        .get(claim)
-                        .and_then(|v| HeaderValue::from_str(&v).ok());
-                    if let (Some(v), Ok(h)) = (value, HeaderName::from_bytes(header.as_bytes())) {
-                        ctx.headers.insert(h, v);
-                    }
+            Ok((claims, forwarded)) => {
+                for (h, v) in forwarded {
+                    ctx.headers.insert(h, v);
                 }
                 Ok(claims)
             }

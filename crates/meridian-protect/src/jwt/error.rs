@@ -24,6 +24,11 @@ pub enum JwtError {
     Issuer,
     #[error("the token is not for this audience")]
     Audience,
+    /// A claim the authorizer forwards to the origin is absent (or cannot be a header
+    /// value): the origin would get no verified value, and might take the request as
+    /// nobody's in particular.
+    #[error("the token has no usable `{0}` claim, which this authorizer forwards")]
+    MissingClaim(String),
 }
 
 impl JwtError {
@@ -40,6 +45,7 @@ impl JwtError {
             JwtError::NotYetValid => "not_yet_valid",
             JwtError::Issuer => "issuer",
             JwtError::Audience => "audience",
+            JwtError::MissingClaim(_) => "missing_claim",
         }
     }
 
@@ -56,6 +62,7 @@ impl JwtError {
             JwtError::NotYetValid => "the token is not valid yet",
             JwtError::Issuer => "the token's issuer is not accepted",
             JwtError::Audience => "the token is not for this audience",
+            JwtError::MissingClaim(_) => "the token lacks a required claim",
         }
     }
 
