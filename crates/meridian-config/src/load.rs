@@ -303,19 +303,20 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
 /// written twice is the table itself.
 fn duplicate(src: &str, span: std::ops::Range<usize>) -> (String, String) {
     let name = src.get(span.clone()).unwrap_or("").trim().trim_matches('"');
-    let line_start = src[..span.start.min(src.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    if src[line_start..].trim_start().starts_with('[') {
+    let before = src.get(..span.start).unwrap_or(src);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    if before[line_start..].trim_start().starts_with('[') {
         let fix = format!("the table [{name}] is written twice: merge the two into one");
         return (name.to_owned(), fix);
     }
-    let table = src[..line_start]
+    // The header's name: between its brackets, whatever follows them (a comment).
+    let table = before[..line_start]
         .lines()
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+        .and_then(|l| l.trim_start_matches('[').split(']').next())
+        .map(|t| t.trim().to_owned());
     let key = match table {
         Some(t) if !t.is_empty() => format!("{t}.{name}"),
         _ => name.to_owned(),

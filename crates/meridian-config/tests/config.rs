@@ -105,6 +105,10 @@ fn a_duplicate_key_names_its_path_and_a_duplicate_table_its_table() {
         (5, "load_balancer.algorithm")
     );
     assert!(errs[0].fix.contains("set twice"), "{}", errs[0].fix);
+    // A header with a comment, and CRLF line ends.
+    let commented = "[load_balancer] # the ALB\r\nalgorithm = \"a\"\r\nalgorithm = \"b\"\r\n";
+    let errs = Config::parse(commented, "d.toml").unwrap_err().0;
+    assert_eq!(errs[0].key, "load_balancer.algorithm");
     let table = "[deployment]\nname = \"x\"\n[deployment]\nzone = \"y\"\n";
     let errs = Config::parse(table, "d.toml").unwrap_err().0;
     assert_eq!((errs[0].line, errs[0].key.as_str()), (3, "deployment"));

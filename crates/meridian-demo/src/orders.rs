@@ -121,11 +121,11 @@ pub fn min_lsn(headers: &HeaderMap) -> Result<Option<Lsn>, String> {
     Ok(from_cookie)
 }
 
-/// A JSON error that no cache keeps.
 /// Where the edge's JWT authorizer puts the verified user (`forward_claims` in the
 /// default config: `sub = "x-richesreach-user"`).
 pub const VERIFIED_USER: &str = "x-richesreach-user";
 
+/// A JSON error that no cache keeps.
 fn problem(status: StatusCode, error: &str, message: impl std::fmt::Display) -> Response {
     (
         status,

@@ -16,9 +16,10 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: T,
         stall: Duration,
-        // Armed when a write has to wait (boxed: most writes never wait, and cost no
-        // timer), dropped when one goes through.
+        // Made the first time a write has to wait (boxed: most connections never wait),
+        // then reset each time one waits again.
         timer: Option<Pin<Box<Sleep>>>,
+        armed: bool,
     }
 }
 
@@ -28,6 +29,7 @@ impl<T> WriteStall<T> {
             inner,
             stall,
             timer: None,
+            armed: false,
         }
     }
 }
@@ -36,15 +38,20 @@ impl<T> WriteStall<T> {
 /// took nothing for the whole stall.
 fn watched<R>(
     timer: &mut Option<Pin<Box<Sleep>>>,
+    armed: &mut bool,
     stall: Duration,
     cx: &mut Context<'_>,
     res: Poll<std::io::Result<R>>,
 ) -> Poll<std::io::Result<R>> {
     if res.is_ready() {
-        *timer = None;
+        *armed = false;
         return res;
     }
     let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+    if !*armed {
+        t.as_mut().reset(tokio::time::Instant::now() + stall);
+        *armed = true;
+    }
     match t.as_mut().poll(cx) {
         Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -72,7 +79,7 @@ impl<T: AsyncWrite> AsyncWrite for WriteStall<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         let res = this.inner.poll_write(cx, buf);
-        watched(this.timer, *this.stall, cx, res)
+        watched(this.timer, this.armed, *this.stall, cx, res)
     }
 
     fn poll_write_vectored(
@@ -82,7 +89,7 @@ impl<T: AsyncWrite> AsyncWrite for WriteStall<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         let res = this.inner.poll_write_vectored(cx, bufs);
-        watched(this.timer, *this.stall, cx, res)
+        watched(this.timer, this.armed, *this.stall, cx, res)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -92,12 +99,12 @@ impl<T: AsyncWrite> AsyncWrite for WriteStall<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.project();
         let res = this.inner.poll_flush(cx);
-        watched(this.timer, *this.stall, cx, res)
+        watched(this.timer, this.armed, *this.stall, cx, res)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.project();
         let res = this.inner.poll_shutdown(cx);
-        watched(this.timer, *this.stall, cx, res)
+        watched(this.timer, this.armed, *this.stall, cx, res)
     }
 }
