@@ -182,6 +182,32 @@ async fn dns_goes_through_the_wan(state_dir: &std::path::Path) {
     );
 }
 
+/// Runs `meridian chaos ARGS` (10 requests/s) against the deployment in `state_dir`,
+/// reporting into `out`: its JSON report, and whether it exited 0.
+fn run_chaos(
+    state_dir: &std::path::Path,
+    out: &std::path::Path,
+    args: &[&str],
+) -> (serde_json::Value, bool) {
+    let run = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("chaos")
+        .args(args)
+        .args(["--rate", "10", "--out"])
+        .arg(out)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .output()
+        .unwrap();
+    let report = std::fs::read_to_string(out.join("chaos.json")).unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}\n{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        )
+    });
+    (serde_json::from_str(&report).unwrap(), run.status.success())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_global_and_a_short_chaos_run() {
     let dir = common::tempdir();
@@ -233,34 +259,19 @@ async fn bench_global_and_a_short_chaos_run() {
         .unwrap()
         .starts_with("<svg"));
 
-    let chaos_dir = dir.join("chaos");
-    let run = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args([
-            "chaos",
+    let (chaos, ok) = run_chaos(
+        &state_dir,
+        &dir.join("chaos"),
+        &[
             "kill-region",
             "eu-west-1",
             "--duration",
             "8s",
             "--outage",
             "4s",
-            "--rate",
-            "10",
-            "--out",
-        ])
-        .arg(&chaos_dir)
-        .arg("--state-dir")
-        .arg(&state_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
+        ],
     );
-    let chaos: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(chaos_dir.join("chaos.json")).unwrap())
-            .unwrap();
+    assert!(ok, "{chaos}");
     assert_eq!(chaos["failed_cacheable"], 0, "{chaos}");
     assert!(chaos["requests"].as_u64().unwrap() > 50, "{chaos}");
     assert!(
@@ -274,29 +285,11 @@ async fn bench_global_and_a_short_chaos_run() {
 
     // Frozen longer than its head timeout (10 s): the requests that reached it before the
     // DNS moved its viewers are answered when it thaws, on their idle connections too.
-    let pop_dir = dir.join("chaos-pop");
-    let run = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args([
-            "chaos",
-            "kill-pop",
-            "london",
-            "--duration",
-            "18s",
-            "--outage",
-            "11s",
-            "--rate",
-            "10",
-            "--out",
-        ])
-        .arg(&pop_dir)
-        .arg("--state-dir")
-        .arg(&state_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let report = std::fs::read_to_string(pop_dir.join("chaos.json"))
-        .unwrap_or_else(|e| panic!("{e}\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr)));
-    let chaos: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let (chaos, _) = run_chaos(
+        &state_dir,
+        &dir.join("chaos-pop"),
+        &["kill-pop", "london", "--duration", "18s", "--outage", "11s"],
+    );
     assert_eq!(chaos["failed"], 0, "{chaos}");
     assert!(chaos["requests"].as_u64().unwrap() > 300, "{chaos}");
     assert!(
