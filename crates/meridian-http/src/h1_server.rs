@@ -68,13 +68,14 @@ impl Closing {
     }
 }
 
-/// How late a head deadline may fire before the process is taken to have been unable to
-/// run (frozen by SIGSTOP, a paused VM, starved of CPU): then the connection gets this
-/// much longer. Such a process wakes with its timers past due and requests already
-/// waiting in its sockets, and may see a timer before the runtime's I/O driver has read
-/// the socket's readiness (on a multi-thread runtime, another worker may hold the driver):
-/// closing at once dropped every request a client had sent on its idle connection while
-/// the PoP was frozen. A client cannot make a deadline late, so it gains nothing by this.
+/// How much longer a connection whose head deadline fired waits before it closes, once.
+/// A process that could not run for a while (frozen by SIGSTOP, a paused VM, starved of
+/// CPU) wakes with its timers past due and requests already waiting in its sockets, and
+/// sees the timers first (`epoll_wait` returns EINTR after a stop, and on a multi-thread
+/// runtime another worker may hold the I/O driver): closing at once dropped the request a
+/// client had sent on its idle connection while the PoP was frozen. Waiting a moment more
+/// lets the runtime read it. Every deadline gets this, not only a late one: one due just
+/// as the process thaws is not late. A slowloris gains a quarter of the head timeout.
 fn thaw_grace(head_timeout: Duration) -> Duration {
     (head_timeout / 4).min(Duration::from_secs(1))
 }
@@ -133,15 +134,14 @@ where
                 read = io.read_buf(&mut buf) => if read? == 0 {
                     return Ok(());
                 },
-                // A head that does not come in time: closed, as hyper does; unless the
-                // deadline fired late, when the process could not run (`thaw_grace`).
+                // A head that does not come in time: closed, as hyper does, after a
+                // moment more for what a frozen process has not read yet (`thaw_grace`).
                 _ = deadline.as_mut() => {
-                    let now = tokio::time::Instant::now();
-                    if thawed || now.saturating_duration_since(deadline.deadline()) < grace {
+                    if thawed {
                         return Ok(());
                     }
                     thawed = true;
-                    deadline.as_mut().reset(now + grace);
+                    deadline.as_mut().reset(tokio::time::Instant::now() + grace);
                 },
                 // Between requests a stopping server closes at once.
                 _ = stop.as_mut(), if buf.is_empty() => {}
