@@ -25,6 +25,14 @@ where
     let mut res = match path.as_str() {
         "/full" => Response::new(meridian_http::full("hello")),
         "/empty" => Response::new(meridian_http::empty()),
+        // The request body's length, once read whole.
+        "/up" => {
+            let n = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes().len(),
+                Err(_) => 0,
+            };
+            Response::new(meridian_http::full(n.to_string()))
+        }
         "/big" => Response::new(meridian_http::full(vec![b'x'; 100 * 1024])),
         "/stream" => {
             let chunks = ["one ", "two ", "three"]
@@ -596,32 +604,8 @@ async fn a_client_that_stops_reading_is_let_go_after_the_idle_timeout() {
     }
 }
 
-/// Reads the whole request body, then answers with its length.
-#[derive(Clone)]
-struct ReadsBody;
-
-impl meridian_http::Handler for ReadsBody {
-    fn call<B>(
-        &self,
-        req: Request<B>,
-        _interim: Option<meridian_http::interim::InterimConn>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
-        B::Error: Into<BoxError>,
-    {
-        Box::pin(async move {
-            let n = match http_body_util::BodyExt::collect(req.into_body()).await {
-                Ok(b) => b.to_bytes().len(),
-                Err(_) => 0,
-            };
-            Response::new(meridian_http::full(n.to_string()))
-        })
-    }
-}
-
-/// A server of `max_connections` whose handler reads request bodies, with a 500 ms head
-/// timeout.
+/// A server of `max_connections` answering with [`answer`] (which reads request bodies),
+/// with a 500 ms head timeout.
 async fn capped(max_connections: usize) -> SocketAddr {
     let listener = meridian_http::bind("127.0.0.1:0".parse().unwrap())
         .await
@@ -636,7 +620,7 @@ async fn capped(max_connections: usize) -> SocketAddr {
         listener,
         opts,
         None,
-        |_| ReadsBody,
+        |_| Answer,
         std::future::pending(),
     ));
     addr

@@ -4,24 +4,14 @@
 mod common;
 
 use common::start;
-use meridian_config::{Config, NodeSpec, Role};
+use common::targets::node;
+use meridian_config::{Config, NodeSpec};
 use meridian_demo::{DemoOptions, Identity};
 use meridian_lb::LbOptions;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-
-fn node(name: &str, addr: SocketAddr) -> NodeSpec {
-    NodeSpec {
-        name: name.into(),
-        role: Role::Service,
-        region: Some("test-1".into()),
-        az: Some("test-1a".into()),
-        address: addr,
-        admin: addr,
-    }
-}
 
 /// A demo origin on `127.60.<net>.1`.
 async fn demo(net: u8) -> NodeSpec {
