@@ -3,34 +3,50 @@
 # against HAProxy, side by side in one run. Each proxy (one worker thread) gets N open
 # WebSockets to the same Meridian demo instance (quiet sockets: no frames flow, as a
 # long-lived idle client), and the proxy's resident memory is read before and after.
-# On loopback only (127.62.0.0/16).
+# Two runs: targets spoken to over HTTP/2, each WebSocket an extended CONNECT stream
+# (RFC 8441; an `http2` target group, HAProxy's `proto h2 ws h2`), and over HTTP/1.1, a
+# connection per WebSocket (ALB's default). On loopback only (127.62 and 127.92 /16s).
 #
-# Usage: bench/ws.sh [CONNECTIONS, default 9000]
+# Usage: bench/ws.sh [CONNECTIONS, default 10000]
 # Installs haproxy from Debian when missing; needs python3 (the holding client).
-# A proxy holds two descriptors per WebSocket (viewer and target): where a process may not
-# open more than 20,000 files (this machine's hard limit, which root cannot raise here), 9,000
-# is the most both proxies can hold; the per-WebSocket figure does not depend on the count.
+# Over HTTP/1.1 a proxy holds two descriptors per WebSocket (client and target): where a
+# process may not open more than 20,000 files (this machine's hard limit, which root cannot
+# raise here), that run holds as many as fit (9,000 of 10,000); the per-WebSocket figure does
+# not depend on the count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CONNS=${1:-9000}
-NET=127.62
+CONNS=${1:-10000}
 
 . bench/lib.sh
 install_missing haproxy:haproxy
 prepare
-# Every socket is a file descriptor at the client, the proxy (two) and the instance.
+# Every socket is a file descriptor at the client, the proxy (one or two) and the instance.
 ulimit -n $((CONNS * 2 + 1024)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-if [ "$(ulimit -n)" -lt $((CONNS * 2 + 64)) ]; then
-  echo "a proxy needs $((CONNS * 2 + 64)) open files for $CONNS WebSockets; this shell may open $(ulimit -n): give fewer connections" >&2
+if [ "$(ulimit -n)" -lt $((CONNS + 64)) ]; then
+  echo "a proxy needs $((CONNS + 64)) open files for $CONNS WebSockets; this shell may open $(ulimit -n): give fewer connections" >&2
   exit 2
 fi
+# The HTTP/1.1 run: two descriptors per WebSocket, in thousands that fit.
+H1_CONNS=$(( ($(ulimit -n) - 1024) / 2 / 1000 * 1000 ))
+[ "$H1_CONNS" -lt "$CONNS" ] || H1_CONNS=$CONNS
+# HAProxy reserves two descriptors per connection whatever its servers speak, and will not
+# start when they do not fit: its maxconn, and the WebSockets it is given, are capped here.
+HAPROXY_MAXCONN=$(( ($(ulimit -n) - 200) / 2 ))
+[ "$HAPROXY_MAXCONN" -lt $((CONNS + 200)) ] || HAPROXY_MAXCONN=$((CONNS + 200))
 
-cat > "$WORK/bench.toml" <<TOML
+export TOKIO_WORKER_THREADS=1
+# start_pair NET PROTOCOL: a demo instance, a balancer whose one target group speaks
+# PROTOCOL (http1 or http2) and HAProxy doing the same, on the loopback /16 NET; sets
+# LB_PID and HAPROXY_PID.
+start_pair() {
+  local net=$1 protocol=$2 server_proto=""
+  [ "$protocol" = http2 ] && server_proto="proto h2 ws h2"
+  cat > "$WORK/$protocol.toml" <<TOML
 [deployment]
 name = "wsbench"
 zone = "wsbench.example"
 [network]
-subnet = "$NET.0.0/16"
+subnet = "$net.0.0/16"
 [[region]]
 name = "bench-1"
 location = { lat = 0, lon = 0 }
@@ -41,19 +57,20 @@ instances_per_az = 1
 [load_balancer]
 idle_timeout = "10m"
 access_log = false
+[[load_balancer.target_group]]
+name = "default"
+protocol_version = "$protocol"
 TOML
-T1=$NET.1.11:8000
-export TOKIO_WORKER_THREADS=1
-for node in svc-bench-1a-1 lb-bench-1; do
-  RUST_LOG=warn "$BIN" run --config "$WORK/bench.toml" --node "$node" >"$WORK/$node.log" 2>&1 &
-  pids+=($!)
-done
-LB_PID=${pids[1]}
-
-cat > "$WORK/haproxy.cfg" <<CFG
+  local node
+  for node in svc-bench-1a-1 lb-bench-1; do
+    RUST_LOG=warn "$BIN" run --config "$WORK/$protocol.toml" --node "$node" >"$WORK/$protocol-$node.log" 2>&1 &
+    pids+=($!)
+  done
+  LB_PID=$!
+  cat > "$WORK/$protocol.cfg" <<CFG
 global
   nbthread 1
-  maxconn $((CONNS + 200))
+  maxconn $HAPROXY_MAXCONN
 defaults
   mode http
   timeout connect 2s
@@ -61,23 +78,24 @@ defaults
   timeout server 30s
   timeout tunnel 10m
 frontend fe
-  bind $NET.1.2:8080
+  bind $net.1.2:8080
   default_backend be
 backend be
   option httpchk GET /health
-  server s1 $T1 check inter 1s
+  server s1 $net.1.11:8000 check inter 1s $server_proto
 CFG
-haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
-pids+=($!)
-HAPROXY_PID=$!
-
-for front in "$NET.1.1:8080" "$NET.1.2:8080"; do
-  for _ in $(seq 1 100); do
-    curl -fs -o /dev/null "http://$front/health" && break
-    sleep 0.1
+  haproxy -f "$WORK/$protocol.cfg" -db >"$WORK/$protocol-haproxy.log" 2>&1 &
+  pids+=($!)
+  HAPROXY_PID=$!
+  local front
+  for front in "$net.1.1:8080" "$net.1.2:8080"; do
+    for _ in $(seq 1 100); do
+      curl -fs -o /dev/null "http://$front/health" && break
+      sleep 0.1
+    done
+    curl -fs -o /dev/null "http://$front/health" || { echo "front $front did not come up"; cat "$WORK"/*.log; exit 1; }
   done
-  curl -fs -o /dev/null "http://$front/health" || { echo "front $front did not come up"; cat "$WORK"/*.log; exit 1; }
-done
+}
 
 # The holding client: opens N WebSockets (a symbol with no quotes, so nothing flows),
 # prints how many got their 101, holds them until stdin closes.
@@ -109,29 +127,43 @@ PY
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# Prints "held rss_before_kib rss_after_kib" for one proxy.
+# The proxy's open descriptors: two per WebSocket over HTTP/1.1, about one over HTTP/2.
+fds() { find "/proc/$1/fd" -mindepth 1 2>/dev/null | wc -l; }
+
+# Prints "held rss_before_kib rss_after_kib descriptors" for one proxy holding N WebSockets.
 measure() {
-  local addr=$1 pid=$2 before after held
+  local addr=$1 pid=$2 n=$3 before after held fd
   before=$(rss_kib "$pid")
-  coproc HOLD { python3 "$WORK/hold.py" "${addr%:*}" "${addr#*:}" "$CONNS"; }
+  coproc HOLD { python3 "$WORK/hold.py" "${addr%:*}" "${addr#*:}" "$n"; }
   read -r held <&"${HOLD[0]}"
   sleep 2
   after=$(rss_kib "$pid")
+  fd=$(fds "$pid")
   exec {HOLD[1]}>&-
   wait "$HOLD_PID" 2>/dev/null || true
   sleep 2 # the proxy lets the sockets go before the next run
-  echo "$held $before $after"
+  echo "$held $before $after $fd"
 }
 
-echo "# WebSocket memory: $CONNS open WebSockets per proxy, 1 worker thread each, one demo instance"
-echo
-echo "| proxy | open | RSS before | RSS with them | per WebSocket | vs haproxy |"
-echo "|---|---:|---:|---:|---:|---:|"
-read -r m_held m_before m_after < <(measure "$NET.1.1:8080" "$LB_PID")
-read -r h_held h_before h_after < <(measure "$NET.1.2:8080" "$HAPROXY_PID")
 per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { if (n > 0) printf "%.1f KiB", (b - a) / n; else print "-" }'; }
 ratio() { awk -v a="$1" -v b="$2" -v na="$3" -v nb="$4" 'BEGIN { if (na > 0 && nb > 0 && b > 0) printf "%.2fx", ((a) / na) / ((b) / nb); else print "-" }'; }
-echo "| meridian lb | $m_held | $((m_before / 1024)) MiB | $((m_after / 1024)) MiB | $(per "$m_before" "$m_after" "$m_held") | $(ratio $((m_after - m_before)) $((h_after - h_before)) "$m_held" "$h_held") |"
-echo "| haproxy | $h_held | $((h_before / 1024)) MiB | $((h_after / 1024)) MiB | $(per "$h_before" "$h_after" "$h_held") | 1.00x |"
+echo "# WebSocket memory: open WebSockets per proxy, 1 worker thread each, one demo instance"
+echo
+echo "| targets spoken to over | proxy | open | RSS before | RSS with them | per WebSocket | vs haproxy | proxy's descriptors with them |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
+for run in "127.62 http2 $CONNS" "127.92 http1 $H1_CONNS"; do
+  read -r net protocol n <<<"$run"
+  start_pair "$net" "$protocol"
+  read -r m_held m_before m_after m_fds < <(measure "$net.1.1:8080" "$LB_PID" "$n")
+  hn=$n
+  [ "$hn" -le $((HAPROXY_MAXCONN - 100)) ] || hn=$((HAPROXY_MAXCONN - 100))
+  read -r h_held h_before h_after h_fds < <(measure "$net.1.2:8080" "$HAPROXY_PID" "$hn")
+  label=$([ "$protocol" = http2 ] && echo "HTTP/2 (a stream each)" || echo "HTTP/1.1 (a connection each)")
+  echo "| $label | meridian lb | $m_held | $((m_before / 1024)) MiB | $((m_after / 1024)) MiB | $(per "$m_before" "$m_after" "$m_held") | $(ratio $((m_after - m_before)) $((h_after - h_before)) "$m_held" "$h_held") | $m_fds |"
+  echo "| $label | haproxy | $h_held | $((h_before / 1024)) MiB | $((h_after / 1024)) MiB | $(per "$h_before" "$h_after" "$h_held") | 1.00x | $h_fds |"
+  kill "$LB_PID" "$HAPROXY_PID" 2>/dev/null || true
+done
 echo
 echo "Memory per WebSocket is the growth of the proxy's resident set over the open sockets (lower is better; the ratio is Meridian's per-socket memory over HAProxy's in the same run)."
+echo "Over HTTP/1.1 a proxy holds two descriptors per WebSocket, so that run holds $H1_CONNS where this machine's open-file limit allows no more;"
+echo "HAProxy counts two per connection in both runs, so it is given at most $((HAPROXY_MAXCONN - 100))."

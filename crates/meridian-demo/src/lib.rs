@@ -134,7 +134,8 @@ fn router_with(
         .route("/api/portfolio/{user}", get(orders::portfolio))
         .route("/api/orders", post(orders::place))
         .route("/static/{*path}", get(assets::serve))
-        .route("/ws/quotes", get(ws::quotes))
+        // GET for HTTP/1.1; CONNECT for an extended CONNECT (RFC 8441) over HTTP/2.
+        .route("/ws/quotes", get(ws::quotes).connect(ws::quotes))
         .route("/metrics", get(metrics_page))
         .route("/richesreach.v1.Quotes/GetQuote", post(grpc::get_quote))
         .route(
@@ -156,7 +157,7 @@ pub async fn serve(
     serve_with(
         addr,
         opts,
-        meridian_http::ServerOptions::default(),
+        meridian_http::ServerOptions::for_instance(),
         shutdown,
     )
     .await

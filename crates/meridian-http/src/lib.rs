@@ -43,6 +43,7 @@ pub mod upgrade;
 mod upstream;
 mod upstream_tls;
 mod write_stall;
+mod ws_key;
 pub use body::{collected, empty, full, json, metrics, text, Body, BoxError};
 pub use counting::{counted_upstream_client, counted_upstream_client_h2, CountedUpstreamClient};
 pub use handler::Handler;

@@ -49,6 +49,8 @@ pub struct ServerOptions {
     pub h2_keep_alive_interval: Option<Duration>,
     /// How long a ping may go unanswered before the connection is closed.
     pub h2_keep_alive_timeout: Duration,
+    /// Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub h2_max_concurrent_streams: u32,
 }
 
 impl Default for ServerOptions {
@@ -64,6 +66,21 @@ impl Default for ServerOptions {
             idle_timeout: Duration::from_secs(60),
             h2_keep_alive_interval: Some(Duration::from_secs(20)),
             h2_keep_alive_timeout: Duration::from_secs(20),
+            h2_max_concurrent_streams: 200,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// An instance behind a balancer. Its HTTP/2 clients are balancers, which carry every
+    /// client's WebSocket to an `http2` target group as a stream of one connection (RFC
+    /// 8441): there a stream limit is a limit on tunnels, so it is as high as the
+    /// connection cap (a stream costs memory only while it is open).
+    pub fn for_instance() -> Self {
+        let opts = ServerOptions::default();
+        ServerOptions {
+            h2_max_concurrent_streams: opts.max_connections as u32,
+            ..opts
         }
     }
 }
@@ -168,6 +185,7 @@ pub async fn serve_conns<M, S, B>(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(opts.head_limit() as u32)
+        .max_concurrent_streams(opts.h2_max_concurrent_streams)
         // RFC 8441: WebSockets over HTTP/2 (`upgrade.rs` takes the extended CONNECT).
         .enable_connect_protocol()
         .keep_alive_interval(opts.h2_keep_alive_interval)
@@ -411,30 +429,36 @@ async fn accept_loop<P: Protocols>(
                 idle,
                 stop: stop.clone(),
             };
-            let result = match tls {
-                None => protocols.serve_conn(stream, None, peer, conn()).await,
-                Some(acceptor) => {
-                    let accepted =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
-                    let stream = match accepted {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let session = stream.get_ref().1;
-                    peer.tls = Some(match session.protocol_version() {
-                        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-                        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-                        _ => "TLS",
-                    });
-                    // Without ALPN, the first bytes tell (HTTP/2 with prior knowledge).
-                    let h2 = session.alpn_protocol().map(|p| p == b"h2");
-                    protocols.serve_conn(stream, h2, peer, conn()).await
+            // Boxed, so the task keeps only a pointer while an upgraded connection's
+            // tunnels run (below): the serving future is tens of KiB, and held for each
+            // WebSocket it was the most of a tunnel's memory.
+            let result = Box::pin(async move {
+                match tls {
+                    None => protocols.serve_conn(stream, None, peer, conn()).await,
+                    Some(acceptor) => {
+                        let accepted =
+                            tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                        let stream = match accepted {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                                return Ok(());
+                            }
+                            Err(_) => return Ok(()),
+                        };
+                        let session = stream.get_ref().1;
+                        peer.tls = Some(match session.protocol_version() {
+                            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                            _ => "TLS",
+                        });
+                        // Without ALPN, the first bytes tell (HTTP/2 with prior knowledge).
+                        let h2 = session.alpn_protocol().map(|p| p == b"h2");
+                        protocols.serve_conn(stream, h2, peer, conn()).await
+                    }
                 }
-            };
+            })
+            .await;
             if let Err(e) = result {
                 tracing::debug!(peer = %addr, error = %e, "connection ended with error");
             }

@@ -12,8 +12,15 @@
 //! handshake (a GET to the rest of the request path), asks the upstream over HTTP/1.1 with a
 //! key of its own, and on the upstream's 101 answers the stream 200 and joins the stream to
 //! the upstream connection: the WebSocket frames are the same bytes either way.
+//!
+//! Towards an upstream that speaks HTTP/2 (a balancer's `http2` target group) the handshake
+//! goes the other way: an extended CONNECT stream on the upstream's one connection
+//! ([`WsUpgrade::restore_h2`]), whose 200 opens the tunnel; an HTTP/1.1 viewer gets its 101
+//! with the accept its own key calls for, which no upstream computed.
 
 use crate::body::Body;
+pub use crate::ws_key::accept_for;
+use crate::ws_key::fresh_key;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
 use http::{Method, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
@@ -162,6 +169,24 @@ impl WsUpgrade {
         self.extended_connect
     }
 
+    /// Puts the handshake back on the headers of an HTTP/2 extended CONNECT sent upstream:
+    /// the version, subprotocols and extensions, without the key and the HTTP/1.1 upgrade
+    /// fields (RFC 8441 §4). The request itself must be a CONNECT with the `websocket`
+    /// protocol (`hyper::ext::Protocol`).
+    pub fn restore_h2(&self, headers: &mut HeaderMap) {
+        for n in self.handshake.keys() {
+            headers.remove(n);
+        }
+        for (n, v) in &self.handshake {
+            if n != SEC_WEBSOCKET_KEY {
+                headers.append(n.clone(), v.clone());
+            }
+        }
+        if !headers.contains_key(SEC_WEBSOCKET_VERSION) {
+            headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        }
+    }
+
     /// Puts the handshake back on the headers of the request sent upstream (after
     /// hop-by-hop stripping and header policies).
     pub fn restore(&self, headers: &mut HeaderMap) {
@@ -186,29 +211,6 @@ impl WsUpgrade {
 const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 const SEC_WEBSOCKET_VERSION: HeaderName = HeaderName::from_static("sec-websocket-version");
 const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
-
-/// A `Sec-WebSocket-Key`: 16 random bytes in base64 (RFC 6455 §4.1).
-fn fresh_key() -> HeaderValue {
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes: [u8; 16] = rand::random();
-    let mut out = String::with_capacity(24);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(B64[((n >> (18 - 6 * k)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    HeaderValue::from_str(&out).unwrap_or(HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
-}
 
 /// Marks the response [`switch`] made: the one answer that opens a tunnel. An HTTP/2
 /// client takes any 2xx to an extended CONNECT as an open tunnel, so a proxy must never
@@ -271,17 +273,25 @@ pub struct TunnelStats {
     pub end: End,
 }
 
-/// The viewer's answer to an upstream's response to a forwarded handshake: on 101, a 101
-/// with the upstream's handshake headers, and the tunnel spawned (it runs once hyper has
-/// sent the 101); `on_end` is called when the tunnel ends, whatever the reason. Any other
-/// status is given back, to be relayed as an ordinary response.
+/// The viewer's answer to an upstream's response to a forwarded handshake: on 101 (or a
+/// 2xx to an extended CONNECT over HTTP/2), a 101 with the upstream's handshake headers,
+/// and the tunnel spawned (it runs once hyper has sent the 101); `on_end` is called when
+/// the tunnel ends, whatever the reason. Any other status is given back, to be relayed as
+/// an ordinary response.
 pub fn switch<B>(
     viewer: WsUpgrade,
     mut upstream: Response<B>,
     opts: TunnelOptions,
     on_end: impl FnOnce(&TunnelStats) + Send + 'static,
 ) -> Result<Response<Body>, Response<B>> {
-    if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
+    // A handshake goes to an HTTP/2 upstream only as an extended CONNECT, opened by any 2xx.
+    let upstream_h2 = upstream.version() == Version::HTTP_2;
+    let opened = if upstream_h2 {
+        upstream.status().is_success()
+    } else {
+        upstream.status() == StatusCode::SWITCHING_PROTOCOLS
+    };
+    if !opened {
         return Err(upstream);
     }
     let Some(up) = upstream.extensions_mut().remove::<OnUpgrade>() else {
@@ -314,6 +324,17 @@ pub fn switch<B>(
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         res.headers_mut()
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
+        if upstream_h2 {
+            // The stream had no key to answer: the viewer's is answered here.
+            let Some(key) = viewer.handshake.get(SEC_WEBSOCKET_KEY) else {
+                return Ok(crate::body::text(
+                    StatusCode::BAD_REQUEST,
+                    "a WebSocket handshake needs a Sec-WebSocket-Key",
+                ));
+            };
+            res.headers_mut()
+                .insert(SEC_WEBSOCKET_ACCEPT, accept_for(key.as_bytes()));
+        }
     }
     let hold = viewer.hold;
     tokio::spawn(async move {
@@ -613,18 +634,6 @@ mod tests {
             b.filled(n);
         }
         assert_eq!(b.space().len(), Buffer::MAX);
-    }
-
-    #[test]
-    fn a_fresh_key_is_16_bytes_in_base64() {
-        let k = fresh_key();
-        let k = k.to_str().unwrap();
-        assert_eq!(k.len(), 24, "{k}");
-        assert!(k.ends_with("=="), "{k}");
-        assert!(k[..22]
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/'));
-        assert_ne!(fresh_key(), fresh_key());
     }
 
     fn frame(payload: &[u8]) -> Vec<u8> {

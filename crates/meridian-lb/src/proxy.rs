@@ -724,9 +724,11 @@ impl LoadBalancer {
             rid,
             trace: rec.trace.take(),
             grpc,
+            h2,
         };
         let answer = if h2 {
-            let retries = self.retries(lb, parts, &path, &body, added, None, false);
+            let mut retries = self.retries(lb, parts, &path, &body, added, None, false);
+            retries.extended_connect = upgrade;
             meridian_http::failover::run_on(&self.0.client_h2, timeout, retries).await
         } else if upgrade {
             let retries = self.retries(lb, parts, &path, &body, added, hints, false);

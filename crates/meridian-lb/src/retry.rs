@@ -62,6 +62,8 @@ pub(crate) struct Retries<'a> {
     turns: u32,
     /// Where a target's 103 Early Hints go (the client, when its connection takes them).
     pub(crate) interim: Option<meridian_http::interim::Interim>,
+    /// A WebSocket handshake to an HTTP/2 target group: sent as an extended CONNECT.
+    pub(crate) extended_connect: bool,
 }
 
 /// A request's fields as every attempt sends them.
@@ -87,6 +89,8 @@ pub(crate) struct Added<'a> {
     /// The trace header (`trace.rs`), in place of the client's.
     pub trace: Option<http::HeaderValue>,
     pub grpc: bool,
+    /// The target group speaks HTTP/2 (a WebSocket handshake goes as an extended CONNECT).
+    pub h2: bool,
 }
 
 impl Head {
@@ -105,7 +109,7 @@ impl Head {
             headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
         }
         // A WebSocket handshake keeps its Upgrade (`upgrade.rs`).
-        crate::upgrade::restore(extensions, &mut headers);
+        crate::upgrade::restore(extensions, &mut headers, added.h2);
         let Added {
             peer,
             tls_port,
@@ -184,6 +188,7 @@ impl<'a> Retries<'a> {
             failures: Vec::new(),
             turns: 0,
             interim: None,
+            extended_connect: false,
         }
     }
 
@@ -325,6 +330,11 @@ impl Failover<Driven, PoolError> for Retries<'_> {
         let more = self.more();
         let mut up = Request::new(body);
         *up.method_mut() = self.method.clone();
+        if self.extended_connect {
+            *up.method_mut() = Method::CONNECT;
+            up.extensions_mut()
+                .insert(hyper::ext::Protocol::from_static("websocket"));
+        }
         *up.uri_mut() = uri;
         match &mut self.head {
             Head::Written(w) => {

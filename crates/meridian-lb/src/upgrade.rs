@@ -1,7 +1,9 @@
 //! WebSockets through the balancer, as ALB carries them: the handshake goes to a target
 //! picked the way any request's is, a 101 joins the client to that target
 //! ([`meridian_http::upgrade`]), and the open tunnels are counted per target and drained
-//! when the target (or the balancer) goes away.
+//! when the target (or the balancer) goes away. An `http2` target group gets the handshake
+//! as an extended CONNECT stream (RFC 8441), so its targets' few connections carry every
+//! tunnel.
 //!
 //! Apart from `proxy.rs` so the request path keeps only three one-line hooks.
 
@@ -20,23 +22,30 @@ use tokio::sync::watch;
 /// After the close frames are sent, how long a drain waits for the tunnels to end.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
-/// A handshake's `Sec-WebSocket-*` fields, carried in the request's extensions from
-/// [`take`] to [`restore`] so `forward`'s signature stays as it is.
+/// A handshake's fields as an HTTP/1.1 target gets them and as an HTTP/2 one does, carried
+/// in the request's extensions from [`take`] to [`restore`] so `forward`'s signature stays
+/// as it is.
 #[derive(Clone)]
-struct Handshake(http::HeaderMap);
+struct Handshake {
+    h1: http::HeaderMap,
+    h2: http::HeaderMap,
+}
 
 /// Takes a WebSocket handshake out of a client's request (None for any other request).
 pub(crate) fn take(parts: &mut http::request::Parts) -> Option<WsUpgrade> {
     let ws = WsUpgrade::take(parts)?;
-    let mut h = http::HeaderMap::new();
-    ws.restore(&mut h);
-    parts.extensions.insert(Handshake(h));
+    let (mut h1, mut h2) = (http::HeaderMap::new(), http::HeaderMap::new());
+    ws.restore(&mut h1);
+    ws.restore_h2(&mut h2);
+    parts.extensions.insert(Handshake { h1, h2 });
     Some(ws)
 }
 
-/// Puts the handshake back on the headers sent to the target, after hop-by-hop stripping.
-pub(crate) fn restore(extensions: &http::Extensions, headers: &mut http::HeaderMap) {
-    if let Some(Handshake(h)) = extensions.get::<Handshake>() {
+/// Puts the handshake back on the headers sent to the target, after hop-by-hop stripping:
+/// an HTTP/1.1 upgrade, or (`h2`) the fields an extended CONNECT keeps.
+pub(crate) fn restore(extensions: &http::Extensions, headers: &mut http::HeaderMap, h2: bool) {
+    if let Some(handshake) = extensions.get::<Handshake>() {
+        let h = if h2 { &handshake.h2 } else { &handshake.h1 };
         for n in h.keys() {
             headers.remove(n);
         }

@@ -1,7 +1,7 @@
 //! WebSockets through the balancer: tunnels to demo instances, counted per target,
 //! cut when idle, drained with a close frame. Addresses 127.56.20–29.x.
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use meridian_demo::{DemoOptions, Identity};
 use meridian_lb::{LbOptions, LoadBalancer};
 use std::net::SocketAddr;
@@ -322,4 +322,46 @@ async fn a_tunnel_counts_against_the_connection_cap_and_gives_way_at_it() {
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
     let (code, _) = end_of(&mut ws, Duration::from_secs(5)).await;
     assert_eq!(code, None, "evicted without a close frame");
+}
+
+/// A target group that speaks HTTP/2 to its targets carries a client's HTTP/1.1 WebSocket
+/// as an RFC 8441 extended CONNECT stream: the client gets its 101 (with the accept its key
+/// calls for, which tungstenite checks) and quotes, both ways. (That one connection carries
+/// the tunnels is measured by bench/ws.sh: the balancer's descriptors.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_http2_target_group_carries_websockets_as_extended_connect_streams() {
+    let a = at(24, 2, 80);
+    let _sa = instance(a, "i-a").await;
+    let mut opts = options(24, &[(a, "i-a")]);
+    let mut group = opts.config.effective_target_groups().remove(0);
+    group.protocol_version = meridian_config::ProtocolVersion::Http2;
+    opts.config.target_groups = vec![group];
+    let (lb, _checks) = serve(&opts, meridian_http::ServerOptions::default(), 1).await;
+    let (mut first, on) = open(opts.listen, 0.3).await;
+    let (_second, _) = open(opts.listen, 0.3).await;
+    assert_eq!(on, "i-a");
+    assert_eq!(lb.websocket_connections(), 2);
+    // Frames go both ways: a ping from the client is answered through the stream.
+    first
+        .send(Message::Ping(b"hi".to_vec().into()))
+        .await
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    loop {
+        assert!(Instant::now() < until, "no pong through the stream");
+        match tokio::time::timeout(Duration::from_secs(2), first.next()).await {
+            Ok(Some(Ok(Message::Pong(p)))) => {
+                assert_eq!(&p[..], b"hi");
+                break;
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+    first.close(None).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    while lb.websocket_connections() != 1 {
+        assert!(Instant::now() < until, "the closed tunnel is still counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -215,7 +215,7 @@ pub async fn run_node(
                     placement.listen_of(&node),
                     opts,
                     meridian_demo::ServiceVersion(version),
-                    meridian_http::ServerOptions::default(),
+                    meridian_http::ServerOptions::for_instance(),
                     meridian_http::shutdown_signal(),
                 )
                 .await?;
