@@ -5,7 +5,8 @@
 # long-lived idle client), and the proxy's resident memory is read before and after.
 # Two runs: targets spoken to over HTTP/2, each WebSocket an extended CONNECT stream
 # (RFC 8441; an `http2` target group, HAProxy's `proto h2 ws h2`), and over HTTP/1.1, a
-# connection per WebSocket (ALB's default). On loopback only (127.62 and 127.92 /16s).
+# connection per WebSocket (ALB's default). On loopback only (127.62, 127.92 and 127.94 /16s). A third run holds idle keep-alive
+# connections (one proxied GET each) for comparison.
 #
 # Usage: bench/ws.sh [CONNECTIONS, default 10000]
 # Installs haproxy from Debian when missing; needs python3 (the holding client).
@@ -97,20 +98,25 @@ CFG
   done
 }
 
-# The holding client: opens N WebSockets (a symbol with no quotes, so nothing flows),
-# prints how many got their 101, holds them until stdin closes.
+# The holding client: opens N WebSockets (a symbol with no quotes, so nothing flows), or
+# with `keepalive` N connections that each made one GET and stay open, prints how many
+# got their 101 (or 200), holds them until stdin closes.
 cat > "$WORK/hold.py" <<'PY'
 import asyncio, sys
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+keepalive = len(sys.argv) > 4 and sys.argv[4] == "keepalive"
 HANDSHAKE = (b"GET /ws/quotes?symbols=NONE HTTP/1.1\r\nHost: bench\r\nConnection: Upgrade\r\n"
              b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+if keepalive:
+    HANDSHAKE = b"GET /api/quotes/AAPL HTTP/1.1\r\nHost: bench\r\n\r\n"
+WANT = b"HTTP/1.1 200" if keepalive else b"HTTP/1.1 101"
 async def one(held):
     try:
         r, w = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
         w.write(HANDSHAKE)
         head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
-        if head.startswith(b"HTTP/1.1 101"):
+        if head.startswith(WANT):
             held.append((r, w))
         else:
             w.close()
@@ -130,11 +136,12 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # The proxy's open descriptors: two per WebSocket over HTTP/1.1, about one over HTTP/2.
 fds() { find "/proc/$1/fd" -mindepth 1 2>/dev/null | wc -l; }
 
-# Prints "held rss_before_kib rss_after_kib descriptors" for one proxy holding N WebSockets.
+# Prints "held rss_before_kib rss_after_kib descriptors" for one proxy holding N WebSockets
+# (or with `keepalive`, N idle connections that made a request each).
 measure() {
-  local addr=$1 pid=$2 n=$3 before after held fd
+  local addr=$1 pid=$2 n=$3 mode=${4:-ws} before after held fd
   before=$(rss_kib "$pid")
-  coproc HOLD { python3 "$WORK/hold.py" "${addr%:*}" "${addr#*:}" "$n"; }
+  coproc HOLD { python3 "$WORK/hold.py" "${addr%:*}" "${addr#*:}" "$n" "$mode"; }
   read -r held <&"${HOLD[0]}"
   sleep 2
   after=$(rss_kib "$pid")
@@ -149,21 +156,28 @@ per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { if (n > 0) printf "%.1f KiB",
 ratio() { awk -v a="$1" -v b="$2" -v na="$3" -v nb="$4" 'BEGIN { if (na > 0 && nb > 0 && b > 0) printf "%.2fx", ((a) / na) / ((b) / nb); else print "-" }'; }
 echo "# WebSocket memory: open WebSockets per proxy, 1 worker thread each, one demo instance"
 echo
-echo "| targets spoken to over | proxy | open | RSS before | RSS with them | per WebSocket | vs haproxy | proxy's descriptors with them |"
+echo "| held | proxy | open | RSS before | RSS with them | per connection | vs haproxy | proxy's descriptors with them |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|"
-for run in "127.62 http2 $CONNS" "127.92 http1 $H1_CONNS"; do
-  read -r net protocol n <<<"$run"
+# Each run has fresh processes: memory a run frees stays with the allocator and would hide
+# the next run's growth. The last run holds plain connections: each made one proxied GET
+# and waits for its next request, what every client connection costs while idle.
+for run in "127.62 http2 $CONNS ws" "127.92 http1 $H1_CONNS ws" "127.94 http1 $H1_CONNS keepalive"; do
+  read -r net protocol n mode <<<"$run"
   start_pair "$net" "$protocol"
-  read -r m_held m_before m_after m_fds < <(measure "$net.1.1:8080" "$LB_PID" "$n")
+  read -r m_held m_before m_after m_fds < <(measure "$net.1.1:8080" "$LB_PID" "$n" "$mode")
   hn=$n
   [ "$hn" -le $((HAPROXY_MAXCONN - 100)) ] || hn=$((HAPROXY_MAXCONN - 100))
-  read -r h_held h_before h_after h_fds < <(measure "$net.1.2:8080" "$HAPROXY_PID" "$hn")
-  label=$([ "$protocol" = http2 ] && echo "HTTP/2 (a stream each)" || echo "HTTP/1.1 (a connection each)")
+  read -r h_held h_before h_after h_fds < <(measure "$net.1.2:8080" "$HAPROXY_PID" "$hn" "$mode")
+  case "$protocol $mode" in
+    "http2 ws") label="WebSockets, targets over HTTP/2 (a stream each)" ;;
+    "http1 ws") label="WebSockets, targets over HTTP/1.1 (a connection each)" ;;
+    *) label="idle keep-alive connections, one GET each" ;;
+  esac
   echo "| $label | meridian lb | $m_held | $((m_before / 1024)) MiB | $((m_after / 1024)) MiB | $(per "$m_before" "$m_after" "$m_held") | $(ratio $((m_after - m_before)) $((h_after - h_before)) "$m_held" "$h_held") | $m_fds |"
   echo "| $label | haproxy | $h_held | $((h_before / 1024)) MiB | $((h_after / 1024)) MiB | $(per "$h_before" "$h_after" "$h_held") | 1.00x | $h_fds |"
   kill "$LB_PID" "$HAPROXY_PID" 2>/dev/null || true
 done
 echo
-echo "Memory per WebSocket is the growth of the proxy's resident set over the open sockets (lower is better; the ratio is Meridian's per-socket memory over HAProxy's in the same run)."
+echo "Memory per connection is the growth of the proxy's resident set over the open sockets (lower is better; the ratio is Meridian's per-socket memory over HAProxy's in the same run)."
 echo "Over HTTP/1.1 a proxy holds two descriptors per WebSocket, so that run holds $H1_CONNS where this machine's open-file limit allows no more;"
 echo "HAProxy counts two per connection in both runs, so it is given at most $((HAPROXY_MAXCONN - 100))."

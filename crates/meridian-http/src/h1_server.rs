@@ -120,7 +120,9 @@ where
                             activity,
                             hints,
                         };
-                        return rest.serve(handler, &settings, &closing, stop).await;
+                        // Boxed: hyper's connection is most of this future's size, and
+                        // only connections that come to it should carry it.
+                        return Box::pin(rest.serve(handler, &settings, &closing, stop)).await;
                     }
                 }
             } else if closing.is_set() {

@@ -134,7 +134,7 @@ impl Conn {
     }
 
     /// Serves `served` to its end, closing it with `graceful` on shutdown or idleness.
-    async fn run<C, G, E>(self, served: C, graceful: G) -> Result<(), BoxError>
+    async fn run<C, G, E>(self, served: Pin<Box<C>>, graceful: G) -> Result<(), BoxError>
     where
         C: Future<Output = Result<(), E>>,
         E: Into<BoxError>,
@@ -263,7 +263,7 @@ where
         let served = self
             .builder
             .serve_connection_with_upgrades(c.hyper_io(io), service);
-        c.run(served, |s| s.graceful_shutdown()).await
+        c.run(Box::pin(served), |s| s.graceful_shutdown()).await
     }
 }
 
@@ -320,14 +320,14 @@ where
             return c.run(served, |_| close.notify_one()).await;
         }
         let closing = Arc::new(Closing::default());
-        let served = crate::h1_server::serve(
+        let served = Box::pin(crate::h1_server::serve(
             io,
             handler,
             self.h1.clone(),
             c.activity.clone(),
             c.hints.clone(),
             closing.clone(),
-        );
+        ));
         c.run(served, |_| closing.close()).await
     }
 }
@@ -429,13 +429,14 @@ async fn accept_loop<P: Protocols>(
                 idle,
                 stop: stop.clone(),
             };
-            // Boxed, so the task keeps only a pointer while an upgraded connection's
-            // tunnels run (below): the serving future is tens of KiB, and held for each
-            // WebSocket it was the most of a tunnel's memory.
-            let result = Box::pin(async move {
-                match tls {
-                    None => protocols.serve_conn(stream, None, peer, conn()).await,
-                    Some(acceptor) => {
+            let result = match tls {
+                None => protocols.serve_conn(stream, None, peer, conn()).await,
+                // Boxed: the handshake's state and a TLS stream are kilobytes, which a
+                // plain connection's task would otherwise carry too (a boxed future is
+                // freed when it ends, so an upgraded connection's task, which waits for its
+                // tunnels below, keeps none of it either).
+                Some(acceptor) => {
+                    Box::pin(async move {
                         let accepted =
                             tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
                         let stream = match accepted {
@@ -455,10 +456,10 @@ async fn accept_loop<P: Protocols>(
                         // Without ALPN, the first bytes tell (HTTP/2 with prior knowledge).
                         let h2 = session.alpn_protocol().map(|p| p == b"h2");
                         protocols.serve_conn(stream, h2, peer, conn()).await
-                    }
+                    })
+                    .await
                 }
-            })
-            .await;
+            };
             if let Err(e) = result {
                 tracing::debug!(peer = %addr, error = %e, "connection ended with error");
             }
