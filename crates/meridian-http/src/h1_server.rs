@@ -76,7 +76,7 @@ impl Closing {
 /// client had sent on its idle connection while the PoP was frozen. Waiting a moment more
 /// lets the runtime read it. Every deadline gets this, not only a late one: one due just
 /// as the process thaws is not late. A slowloris gains a quarter of the head timeout.
-fn thaw_grace(head_timeout: Duration) -> Duration {
+pub(crate) fn thaw_grace(head_timeout: Duration) -> Duration {
     (head_timeout / 4).min(Duration::from_secs(1))
 }
 

@@ -18,6 +18,7 @@ mod conn;
 mod counting;
 mod date;
 pub mod failover;
+mod grace_timer;
 pub mod grpc;
 pub mod h1_client;
 mod h1_head;

@@ -5,6 +5,7 @@
 
 use crate::body::BoxError;
 use crate::conn;
+use crate::grace_timer::GraceTimer;
 use crate::h1_server::{Closing, H1Settings};
 use crate::h2_server::H2Settings;
 use crate::handler::Handler;
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use http::Response;
 use hyper::body::Incoming;
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -178,12 +179,12 @@ pub async fn serve_conns<M, S, B>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .timer(GraceTimer)
         .header_read_timeout(opts.header_read_timeout)
         .max_buf_size(opts.head_limit());
     builder
         .http2()
-        .timer(TokioTimer::new())
+        .timer(GraceTimer)
         .max_header_list_size(opts.head_limit() as u32)
         .max_concurrent_streams(opts.h2_max_concurrent_streams)
         // RFC 8441: WebSockets over HTTP/2 (`upgrade.rs` takes the extended CONNECT).
@@ -211,7 +212,7 @@ pub async fn serve_handlers<M, H>(
 {
     let mut hyper = hyper::server::conn::http1::Builder::new();
     hyper
-        .timer(TokioTimer::new())
+        .timer(GraceTimer)
         .header_read_timeout(opts.header_read_timeout)
         .max_buf_size(opts.head_limit());
     let protocols = HandlerProtocols {

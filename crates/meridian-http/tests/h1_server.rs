@@ -368,7 +368,8 @@ async fn a_head_that_does_not_come_in_time_closes_the_connection() {
 
 /// A request sent on an idle connection while the server's process was frozen past the
 /// head timeout (SIGSTOP, as `chaos kill-pop` does) is answered when it thaws, not dropped
-/// with its connection: a thawed PoP dropped every such request.
+/// with its connection: a thawed PoP dropped every such request. Both kinds of connection:
+/// our HTTP/1 loop's, and hyper's (a connection whose first request had a body).
 #[test]
 fn a_request_that_came_while_the_server_was_frozen_is_answered() {
     const NAME: &str = "a_request_that_came_while_the_server_was_frozen_is_answered";
@@ -431,6 +432,24 @@ fn a_request_that_came_while_the_server_was_frozen_is_answered() {
             let mut s = TcpStream::connect(addr).await.unwrap();
             s.write_all(get).await.unwrap();
             assert!(answered(&mut s).await.ends_with("hello"));
+            idle.push(s);
+        }
+        // Served by hyper from their first request on (it has a body).
+        for _ in 0..5 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+                .await
+                .unwrap();
+            let mut got = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut got))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                got[..n].ends_with(b"\r\n\r\n5"),
+                "{:?}",
+                String::from_utf8_lossy(&got[..n])
+            );
             idle.push(s);
         }
         signal("-STOP");
