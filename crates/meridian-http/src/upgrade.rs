@@ -276,8 +276,9 @@ pub struct TunnelStats {
 /// The viewer's answer to an upstream's response to a forwarded handshake: on 101 (or a
 /// 2xx to an extended CONNECT over HTTP/2), a 101 with the upstream's handshake headers,
 /// and the tunnel spawned (it runs once hyper has sent the 101); `on_end` is called when
-/// the tunnel ends, whatever the reason. Any other status is given back, to be relayed as
-/// an ordinary response.
+/// the tunnel ends, whatever the reason (also when no tunnel could be made after all: then
+/// the answer is an error, not marked [`Tunneled`]). Any other status is given back, to be
+/// relayed as an ordinary response.
 pub fn switch<B>(
     viewer: WsUpgrade,
     mut upstream: Response<B>,
@@ -294,8 +295,14 @@ pub fn switch<B>(
     if !opened {
         return Err(upstream);
     }
+    let not_upgraded = TunnelStats {
+        from_viewer: 0,
+        to_viewer: 0,
+        end: End::NotUpgraded,
+    };
     let Some(up) = upstream.extensions_mut().remove::<OnUpgrade>() else {
         // A 101 the upstream connection cannot be taken over for (not HTTP/1.1).
+        on_end(&not_upgraded);
         return Ok(crate::body::text(
             StatusCode::BAD_GATEWAY,
             "the upstream switched protocols on a connection that cannot be upgraded",
@@ -327,6 +334,7 @@ pub fn switch<B>(
         if upstream_h2 {
             // The stream had no key to answer: the viewer's is answered here.
             let Some(key) = viewer.handshake.get(SEC_WEBSOCKET_KEY) else {
+                on_end(&not_upgraded);
                 return Ok(crate::body::text(
                     StatusCode::BAD_REQUEST,
                     "a WebSocket handshake needs a Sec-WebSocket-Key",

@@ -156,7 +156,9 @@ impl WsTunnels {
             live.send_modify(|n| *n = n.saturating_sub(1));
         }) {
             Ok(res) => {
-                self.total.inc();
+                if meridian_http::upgrade::is_tunnel(&res) {
+                    self.total.inc();
+                }
                 res
             }
             Err(res) => {

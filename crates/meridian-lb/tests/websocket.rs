@@ -364,4 +364,20 @@ async fn an_http2_target_group_carries_websockets_as_extended_connect_streams() 
         assert!(Instant::now() < until, "the closed tunnel is still counted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A handshake with no key has no accept to answer with: 400, and no tunnel counted.
+    let mut s = TcpStream::connect(opts.listen).await.unwrap();
+    s.write_all(
+        b"GET /ws/quotes?symbols=AAPL HTTP/1.1\r\nHost: lb\r\nConnection: Upgrade\r\n\
+          Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let got = String::from_utf8_lossy(&got[..n]);
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    assert_eq!(lb.websocket_connections(), 1);
 }

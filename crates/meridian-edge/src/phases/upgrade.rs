@@ -83,7 +83,9 @@ impl Edge {
             open.dec();
         }) {
             Ok(res) => {
-                m.total.inc();
+                if meridian_http::upgrade::is_tunnel(&res) {
+                    m.total.inc();
+                }
                 Served::from_origin(res, Outcome::Pass, r.member)
             }
             // The origin did not switch: its answer is an ordinary (uncached) response.
