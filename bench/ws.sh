@@ -5,8 +5,8 @@
 # long-lived idle client), and the proxy's resident memory is read before and after.
 # Two runs: targets spoken to over HTTP/2, each WebSocket an extended CONNECT stream
 # (RFC 8441; an `http2` target group, HAProxy's `proto h2 ws h2`), and over HTTP/1.1, a
-# connection per WebSocket (ALB's default). On loopback only (127.62, 127.92 and 127.94 /16s). A third run holds idle keep-alive
-# connections (one proxied GET each) for comparison.
+# connection per WebSocket (ALB's default). A third run holds idle keep-alive connections
+# (one proxied GET each) for comparison. On loopback only (127.62, 127.92 and 127.94 /16s).
 #
 # Usage: bench/ws.sh [CONNECTIONS, default 10000]
 # Installs haproxy from Debian when missing; needs python3 (the holding client).
@@ -154,7 +154,7 @@ measure() {
 
 per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { if (n > 0) printf "%.1f KiB", (b - a) / n; else print "-" }'; }
 ratio() { awk -v a="$1" -v b="$2" -v na="$3" -v nb="$4" 'BEGIN { if (na > 0 && nb > 0 && b > 0) printf "%.2fx", ((a) / na) / ((b) / nb); else print "-" }'; }
-echo "# WebSocket memory: open WebSockets per proxy, 1 worker thread each, one demo instance"
+echo "# Memory per open WebSocket and per idle connection, 1 worker thread each, one demo instance"
 echo
 echo "| held | proxy | open | RSS before | RSS with them | per connection | vs haproxy | proxy's descriptors with them |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|"
@@ -180,4 +180,4 @@ done
 echo
 echo "Memory per connection is the growth of the proxy's resident set over the open sockets (lower is better; the ratio is Meridian's per-socket memory over HAProxy's in the same run)."
 echo "Over HTTP/1.1 a proxy holds two descriptors per WebSocket, so that run holds $H1_CONNS where this machine's open-file limit allows no more;"
-echo "HAProxy counts two per connection in both runs, so it is given at most $((HAPROXY_MAXCONN - 100))."
+echo "HAProxy counts two per connection in every run, so it is given at most $((HAPROXY_MAXCONN - 100))."
