@@ -4,7 +4,8 @@
 # WebSockets to the same Meridian demo instance (quiet sockets: no frames flow, as a
 # long-lived idle client), and the proxy's resident memory is read before and after.
 # Two runs: targets spoken to over HTTP/2, each WebSocket an extended CONNECT stream
-# (RFC 8441; an `http2` target group, HAProxy's `proto h2 ws h2`), and over HTTP/1.1, a
+# (RFC 8441; an `http2` target group with `websocket_streams`, HAProxy's `proto h2 ws h2`),
+# and over HTTP/1.1, a
 # connection per WebSocket (ALB's default). A third run holds idle keep-alive connections
 # (one proxied GET each) for comparison. On loopback only (127.62, 127.92 and 127.94 /16s).
 #
@@ -61,6 +62,7 @@ access_log = false
 [[load_balancer.target_group]]
 name = "default"
 protocol_version = "$protocol"
+$([ "$protocol" = http2 ] && echo "websocket_streams = true")
 TOML
   local node
   for node in svc-bench-1a-1 lb-bench-1; do

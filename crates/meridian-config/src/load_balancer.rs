@@ -61,6 +61,7 @@ impl LoadBalancer {
             slow_start: Duration::ZERO,
             protocol_version: ProtocolVersion::Http1,
             anomaly_mitigation: false,
+            websocket_streams: false,
         }]
     }
 }

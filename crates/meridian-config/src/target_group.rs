@@ -95,6 +95,11 @@ pub struct TargetGroup {
     /// target whose error rate stands out from its peers' gets a lower weight until it
     /// recovers. Only with `weighted_random`, as ALB's.
     pub anomaly_mitigation: bool,
+    /// WebSockets to an `http2` group's targets as extended CONNECT streams (RFC 8441) on
+    /// their HTTP/2 connections, not one HTTP/1.1 connection each. Off by default: a target
+    /// that has not enabled it resets each such stream, and an HTTP/2 server closes a
+    /// connection that has reset too many (the group's other requests on it with it).
+    pub websocket_streams: bool,
 }
 
 /// ALB's stickiness attributes of a target group.
@@ -172,6 +177,7 @@ pub(crate) fn read_target_group(
             _ => ProtocolVersion::Http1,
         };
     }
+    read_websocket_streams(t, d, &mut g);
     let grpc = g.protocol_version == ProtocolVersion::Grpc;
     match t.table(d, "health_check") {
         Some(hc) => {
@@ -188,6 +194,27 @@ pub(crate) fn read_target_group(
     }
     t.finish(d);
     Some(g)
+}
+
+/// `websocket_streams` needs a group that speaks HTTP/2 to its targets for every request.
+fn read_websocket_streams(t: &Table, d: &mut Diagnostics, g: &mut TargetGroup) {
+    let Some(on) = t.bool(d, "websocket_streams") else {
+        return;
+    };
+    g.websocket_streams = on;
+    if on && g.protocol_version != ProtocolVersion::Http2 {
+        if let Some(f) = t.get("websocket_streams") {
+            d.error(
+                f.span,
+                &f.key,
+                format!(
+                    "WebSockets go as HTTP/2 streams only to a group that speaks HTTP/2 (this group's protocol_version is `{}`)",
+                    g.protocol_version.as_str()
+                ),
+                "set `protocol_version = \"http2\"` on the group, or remove `websocket_streams`",
+            );
+        }
+    }
 }
 
 /// `anomaly_mitigation` needs `weighted_random`, as ALB's (the other algorithms have no

@@ -192,6 +192,11 @@ fn target_group_mistakes_each_get_a_precise_error() {
             "load_balancer.target_group[0].anomaly_mitigation",
             "algorithm = \"weighted_random\"",
         ),
+        (
+            "websocket_streams = true\n",
+            "load_balancer.target_group[0].websocket_streams",
+            "protocol_version = \"http2\"",
+        ),
     ];
     for (extra, key, fix) in cases {
         let text = with(&format!(
@@ -220,6 +225,17 @@ fn weighted_random_takes_anomaly_mitigation() {
     assert!(g[0].anomaly_mitigation);
     // Off unless asked, as ALB's.
     assert!(!g[1].anomaly_mitigation);
+}
+
+#[test]
+fn an_http2_group_takes_websocket_streams() {
+    let text = with(
+        "[[load_balancer.target_group]]\nname = \"blue\"\nprotocol_version = \"http2\"\nwebsocket_streams = true\n[[load_balancer.target_group]]\nname = \"green\"\nprotocol_version = \"http2\"\n",
+    );
+    let c = Config::parse(&text, "lb.toml").unwrap_or_else(|e| panic!("{e}"));
+    let g = &c.load_balancer.target_groups;
+    assert!(g[0].websocket_streams);
+    assert!(!g[1].websocket_streams, "off unless asked");
 }
 
 #[test]

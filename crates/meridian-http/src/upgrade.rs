@@ -285,10 +285,11 @@ pub fn switch<B>(
     opts: TunnelOptions,
     on_end: impl FnOnce(&TunnelStats) + Send + 'static,
 ) -> Result<Response<Body>, Response<B>> {
-    // A handshake goes to an HTTP/2 upstream only as an extended CONNECT, opened by any 2xx.
+    // Over HTTP/2, an extended CONNECT's 200 opens the stream as a tunnel (hyper hands it
+    // over as an upgrade); any other answer, or one to a plain request, is relayed.
     let upstream_h2 = upstream.version() == Version::HTTP_2;
     let opened = if upstream_h2 {
-        upstream.status().is_success()
+        upstream.status() == StatusCode::OK && upstream.extensions().get::<OnUpgrade>().is_some()
     } else {
         upstream.status() == StatusCode::SWITCHING_PROTOCOLS
     };

@@ -712,8 +712,10 @@ impl LoadBalancer {
             rec.dispatched = Some(Instant::now());
         }
         let timeout = cfg.target_timeout;
-        let h2 = gcfg.protocol_version.is_h2();
         let upgrade = crate::upgrade::requested(&parts.extensions);
+        // Over HTTP/2, unless a WebSocket that the group does not take as a stream: that
+        // goes as an HTTP/1.1 upgrade, as to any group.
+        let h2 = gcfg.protocol_version.is_h2() && (!upgrade || gcfg.websocket_streams);
         // The retry loop is made in each branch, just before its await: made once before
         // the branches and then changed, it kept its room in this future's state after
         // it was moved.

@@ -322,8 +322,10 @@ impl Failover<Driven, PoolError> for Retries<'_> {
                 "the request's target could not be written",
             )));
         };
-        // An empty body as `Empty`, which takes no allocation (a `Full` is boxed).
+        // An empty body as `Empty`, which takes no allocation (a `Full` is boxed). An
+        // extended CONNECT has none (hyper refuses one with a body).
         let body = match self.body {
+            _ if self.extended_connect => meridian_http::empty(),
             RequestBody::Full(b) if b.is_empty() => meridian_http::empty(),
             _ => self.body.attempt(),
         };

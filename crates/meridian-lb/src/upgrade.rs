@@ -46,6 +46,10 @@ pub(crate) fn take(parts: &mut http::request::Parts) -> Option<WsUpgrade> {
 pub(crate) fn restore(extensions: &http::Extensions, headers: &mut http::HeaderMap, h2: bool) {
     if let Some(handshake) = extensions.get::<Handshake>() {
         let h = if h2 { &handshake.h2 } else { &handshake.h1 };
+        if h2 {
+            // The client's key is not the stream's (RFC 8441 has none).
+            headers.remove("sec-websocket-key");
+        }
         for n in h.keys() {
             headers.remove(n);
         }

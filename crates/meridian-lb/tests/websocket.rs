@@ -324,18 +324,26 @@ async fn a_tunnel_counts_against_the_connection_cap_and_gives_way_at_it() {
     assert_eq!(code, None, "evicted without a close frame");
 }
 
-/// A target group that speaks HTTP/2 to its targets carries a client's HTTP/1.1 WebSocket
-/// as an RFC 8441 extended CONNECT stream: the client gets its 101 (with the accept its key
-/// calls for, which tungstenite checks) and quotes, both ways. (That one connection carries
-/// the tunnels is measured by bench/ws.sh: the balancer's descriptors.)
+/// `options` with its one group speaking HTTP/2, WebSockets as streams when `streams`.
+fn http2_options(net: u8, targets: &[(SocketAddr, &str)], streams: bool) -> LbOptions {
+    let mut opts = options(net, targets);
+    let mut group = opts.config.effective_target_groups().remove(0);
+    group.protocol_version = meridian_config::ProtocolVersion::Http2;
+    group.websocket_streams = streams;
+    opts.config.target_groups = vec![group];
+    opts
+}
+
+/// A target group that speaks HTTP/2 to its targets, with `websocket_streams`, carries a
+/// client's HTTP/1.1 WebSocket as an RFC 8441 extended CONNECT stream: the client gets its
+/// 101 (with the accept its key calls for, which tungstenite checks) and quotes, both ways.
+/// (That one connection carries the tunnels is measured by bench/ws.sh: the balancer's
+/// descriptors.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_http2_target_group_carries_websockets_as_extended_connect_streams() {
     let a = at(24, 2, 80);
     let _sa = instance(a, "i-a").await;
-    let mut opts = options(24, &[(a, "i-a")]);
-    let mut group = opts.config.effective_target_groups().remove(0);
-    group.protocol_version = meridian_config::ProtocolVersion::Http2;
-    opts.config.target_groups = vec![group];
+    let opts = http2_options(24, &[(a, "i-a")], true);
     let (lb, _checks) = serve(&opts, meridian_http::ServerOptions::default(), 1).await;
     let (mut first, on) = open(opts.listen, 0.3).await;
     let (_second, _) = open(opts.listen, 0.3).await;
@@ -379,5 +387,18 @@ async fn an_http2_target_group_carries_websockets_as_extended_connect_streams() 
         .unwrap();
     let got = String::from_utf8_lossy(&got[..n]);
     assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    assert_eq!(lb.websocket_connections(), 1);
+}
+
+/// Without `websocket_streams` an HTTP/2 group's WebSockets go as HTTP/1.1 upgrades, as to
+/// any group (a target that has not enabled RFC 8441 would reset every stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_http2_target_group_without_websocket_streams_upgrades_over_http1() {
+    let a = at(25, 2, 80);
+    let _sa = instance(a, "i-a").await;
+    let opts = http2_options(25, &[(a, "i-a")], false);
+    let (lb, _checks) = serve(&opts, meridian_http::ServerOptions::default(), 1).await;
+    let (_ws, on) = open(opts.listen, 0.3).await;
+    assert_eq!(on, "i-a");
     assert_eq!(lb.websocket_connections(), 1);
 }

@@ -409,7 +409,10 @@ fn groups_and_rules(lb: &meridian_config::LoadBalancer) -> String {
         s.push_str(&format!(
             "  target group `{}`: {}, {}, {}, health {health}, drain {}, {sticky}, slow start {}\n",
             g.name,
-            g.protocol_version.as_str(),
+            match g.websocket_streams {
+                true => format!("{} (WebSockets as streams)", g.protocol_version.as_str()),
+                false => g.protocol_version.as_str().to_owned(),
+            },
             g.azs
                 .as_ref()
                 .map(|a| format!("AZs {}", a.join(", ")))
