@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # WebSocket memory benchmark: how much memory the balancer holds per open WebSocket,
 # against HAProxy, side by side in one run. Each proxy (one worker thread) gets N open
-# WebSockets to the same Meridian demo instance (quiet sockets: no frames flow, as a
-# long-lived idle client), and the proxy's resident memory is read before and after.
+# WebSockets to the same Meridian demo instance (a quote stream of one symbol that the
+# client never reads, as a long-lived idle client), and the proxy's resident memory is
+# read before and after.
 # Two runs: targets spoken to over HTTP/2, each WebSocket an extended CONNECT stream
 # (RFC 8441; an `http2` target group with `websocket_streams`, HAProxy's `proto h2 ws h2`),
 # and over HTTP/1.1, a
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 CONNS=${1:-10000}
 
 . bench/lib.sh
-install_missing haproxy:haproxy
+install_missing haproxy:haproxy python3:python3
 prepare
 # Every socket is a file descriptor at the client, the proxy (one or two) and the instance.
 ulimit -n $((CONNS * 2 + 1024)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -28,9 +29,10 @@ if [ "$(ulimit -n)" -lt $((CONNS + 64)) ]; then
   echo "a proxy needs $((CONNS + 64)) open files for $CONNS WebSockets; this shell may open $(ulimit -n): give fewer connections" >&2
   exit 2
 fi
-# The HTTP/1.1 run: two descriptors per WebSocket, in thousands that fit.
-H1_CONNS=$(( ($(ulimit -n) - 1024) / 2 / 1000 * 1000 ))
-[ "$H1_CONNS" -lt "$CONNS" ] || H1_CONNS=$CONNS
+# The HTTP/1.1 runs: two descriptors per WebSocket, so as many thousands as fit when the
+# limit does not allow them all.
+H1_CONNS=$CONNS
+[ $((CONNS * 2 + 1024)) -le "$(ulimit -n)" ] || H1_CONNS=$(( ($(ulimit -n) - 1024) / 2 / 1000 * 1000 ))
 # HAProxy reserves two descriptors per connection whatever its servers speak, and will not
 # start when they do not fit: its maxconn, and the WebSockets it is given, are capped here.
 HAPROXY_MAXCONN=$(( ($(ulimit -n) - 200) / 2 ))
@@ -100,9 +102,9 @@ CFG
   done
 }
 
-# The holding client: opens N WebSockets (a symbol with no quotes, so nothing flows), or
-# with `keepalive` N connections that each made one GET and stay open, prints how many
-# got their 101 (or 200), holds them until stdin closes.
+# The holding client: opens N WebSockets (one symbol's quotes, never read), or with
+# `keepalive` N connections that each made one GET and stay open; 2 s later prints how
+# many got their 101 (or 200) and are still open, and holds them until stdin closes.
 cat > "$WORK/hold.py" <<'PY'
 import asyncio, sys
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -128,7 +130,8 @@ async def main():
     held = []
     for start in range(0, n, 500):
         await asyncio.gather(*(one(held) for _ in range(min(500, n - start))))
-    print(len(held), flush=True)
+    await asyncio.sleep(2)
+    print(sum(1 for r, _ in held if not r.at_eof()), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 asyncio.run(main())
 PY
@@ -144,8 +147,7 @@ measure() {
   local addr=$1 pid=$2 n=$3 mode=${4:-ws} before after held fd
   before=$(rss_kib "$pid")
   coproc HOLD { python3 "$WORK/hold.py" "${addr%:*}" "${addr#*:}" "$n" "$mode"; }
-  read -r held <&"${HOLD[0]}"
-  sleep 2
+  read -r held <&"${HOLD[0]}" || { echo "the holding client failed ($addr)" >&2; exit 1; }
   after=$(rss_kib "$pid")
   fd=$(fds "$pid")
   exec {HOLD[1]}>&-

@@ -157,7 +157,7 @@ pub async fn serve(
     serve_with(
         addr,
         opts,
-        meridian_http::ServerOptions::for_instance(),
+        meridian_http::ServerOptions::default(),
         shutdown,
     )
     .await

@@ -73,10 +73,12 @@ impl Default for ServerOptions {
 }
 
 impl ServerOptions {
-    /// An instance behind a balancer. Its HTTP/2 clients are balancers, which carry every
-    /// client's WebSocket to an `http2` target group as a stream of one connection (RFC
-    /// 8441): there a stream limit is a limit on tunnels, so it is as high as the
-    /// connection cap (a stream costs memory only while it is open).
+    /// An instance behind a balancer (a deployment's service node; not the standalone
+    /// `demo-origin`, which may face anyone). Its HTTP/2 clients are balancers, which carry
+    /// every client's WebSocket to a `websocket_streams` group as a stream of one
+    /// connection (RFC 8441): there a stream limit is a limit on tunnels, so it is as high
+    /// as the connection cap. Only the balancer should reach such a node: each stream may
+    /// buffer up to hyper's send buffer for a client that does not read.
     pub fn for_instance() -> Self {
         let opts = ServerOptions::default();
         ServerOptions {

@@ -46,7 +46,7 @@ pub async fn run(a: DemoOriginArgs) -> Result<ExitCode> {
         a.listen,
         opts,
         meridian_demo::ServiceVersion(a.service_version),
-        meridian_http::ServerOptions::for_instance(),
+        meridian_http::ServerOptions::default(),
         meridian_http::shutdown_signal(),
     )
     .await?;
