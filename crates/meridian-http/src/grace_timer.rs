@@ -1,22 +1,33 @@
-//! hyper's timer, with each timer given one grace period when it fires, for the reason
-//! `h1_server::thaw_grace` gives: a process that was frozen (SIGSTOP, a paused VM) wakes
-//! with its timers past due and its sockets' data not yet seen, and hyper's head timeout
-//! closed a keep-alive connection whose next request had come during the freeze. The
-//! servers hyper runs (connections with request bodies, upgrades, HTTP/2 by hyper) get it.
+//! Timers that give one grace period when they fire ([`thaw_grace`]): our HTTP/1 loop's
+//! head deadline ([`GraceSleep`]), and hyper's timers ([`GraceTimer`]) for the servers
+//! hyper runs (connections with request bodies, upgrades, HTTP/2 by hyper), whose head
+//! timeout closed a keep-alive connection whose next request had come during a freeze.
 
-use crate::h1_server::thaw_grace;
 use hyper::rt::{Sleep, Timer};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
+/// How much longer a connection whose head deadline fired waits before it closes, once.
+/// A process that could not run for a while (frozen by SIGSTOP, a paused VM, starved of
+/// CPU) wakes with its timers past due and requests already waiting in its sockets, and
+/// sees the timers first (`epoll_wait` returns EINTR after a stop, and on a multi-thread
+/// runtime another worker may hold the I/O driver): closing at once dropped the request a
+/// client had sent on its idle connection while the PoP was frozen. Waiting a moment more
+/// lets the runtime read it. Every deadline gets this, not only a late one: one due just
+/// as the process thaws is not late. A slowloris gains a quarter of the head timeout.
+fn thaw_grace(head_timeout: Duration) -> Duration {
+    (head_timeout / 4).min(Duration::from_secs(1))
+}
+
 /// hyper's `Timer` on tokio's clock, each sleep given [`thaw_grace`] once past its deadline.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct GraceTimer;
 
 pin_project_lite::pin_project! {
-    struct GraceSleep {
+    /// A sleep that, when its deadline passes, waits [`thaw_grace`] more once.
+    pub(crate) struct GraceSleep {
         #[pin]
         inner: tokio::time::Sleep,
         grace: Option<Duration>,
@@ -24,6 +35,21 @@ pin_project_lite::pin_project! {
 }
 
 impl GraceSleep {
+    pub(crate) fn after(length: Duration) -> Self {
+        GraceSleep {
+            inner: tokio::time::sleep(length),
+            grace: Some(thaw_grace(length)),
+        }
+    }
+
+    /// Due `length` from now, with that length's grace (one clock read: it is reset for
+    /// every request).
+    pub(crate) fn reset_after(self: Pin<&mut Self>, length: Duration) {
+        let this = self.project();
+        this.inner.reset(tokio::time::Instant::now() + length);
+        *this.grace = Some(thaw_grace(length));
+    }
+
     fn until(deadline: Instant) -> Self {
         GraceSleep {
             inner: tokio::time::sleep_until(deadline.into()),

@@ -11,6 +11,7 @@
 
 use crate::body::{Body, BoxError};
 use crate::conn::{Activity, Tracked};
+use crate::grace_timer::GraceSleep;
 use crate::h1_head::{has_token, header_map, push_chunk_size, slice, Span, Spans};
 use crate::handler::{Handler, HyperHandler};
 use crate::interim::{InterimIo, Shared};
@@ -68,18 +69,6 @@ impl Closing {
     }
 }
 
-/// How much longer a connection whose head deadline fired waits before it closes, once.
-/// A process that could not run for a while (frozen by SIGSTOP, a paused VM, starved of
-/// CPU) wakes with its timers past due and requests already waiting in its sockets, and
-/// sees the timers first (`epoll_wait` returns EINTR after a stop, and on a multi-thread
-/// runtime another worker may hold the I/O driver): closing at once dropped the request a
-/// client had sent on its idle connection while the PoP was frozen. Waiting a moment more
-/// lets the runtime read it. Every deadline gets this, not only a late one: one due just
-/// as the process thaws is not late. A slowloris gains a quarter of the head timeout.
-pub(crate) fn thaw_grace(head_timeout: Duration) -> Duration {
-    (head_timeout / 4).min(Duration::from_secs(1))
-}
-
 /// Serves one HTTP/1 connection until the client or the server ends it.
 pub(crate) async fn serve<IO, H>(
     io: IO,
@@ -96,18 +85,16 @@ where
     let mut io = InterimIo::new(io, hints.clone());
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
-    let deadline = tokio::time::sleep(settings.head_timeout);
+    // A head that does not come in time closes the connection, as hyper does, after a
+    // moment more for what a frozen process has not read yet (`GraceSleep`).
+    let deadline = GraceSleep::after(settings.head_timeout);
     tokio::pin!(deadline);
     // One wait for the close for the connection's life: a new one per request registers
     // with the `Notify` and leaves it again under its lock (it showed in the profile).
     let stop = closing.notify.notified();
     tokio::pin!(stop);
-    let grace = thaw_grace(settings.head_timeout);
     loop {
-        deadline
-            .as_mut()
-            .reset(tokio::time::Instant::now() + settings.head_timeout);
-        let mut thawed = false;
+        deadline.as_mut().reset_after(settings.head_timeout);
         let head = loop {
             if !buf.is_empty() {
                 match take_head(&mut buf, settings.head_limit) {
@@ -136,15 +123,7 @@ where
                 read = io.read_buf(&mut buf) => if read? == 0 {
                     return Ok(());
                 },
-                // A head that does not come in time: closed, as hyper does, after a
-                // moment more for what a frozen process has not read yet (`thaw_grace`).
-                _ = deadline.as_mut() => {
-                    if thawed {
-                        return Ok(());
-                    }
-                    thawed = true;
-                    deadline.as_mut().reset(tokio::time::Instant::now() + grace);
-                },
+                _ = deadline.as_mut() => return Ok(()),
                 // Between requests a stopping server closes at once.
                 _ = stop.as_mut(), if buf.is_empty() => {}
             }

@@ -45,14 +45,12 @@ pub(crate) fn take(parts: &mut http::request::Parts) -> Option<WsUpgrade> {
 /// an HTTP/1.1 upgrade, or (`h2`) the fields an extended CONNECT keeps.
 pub(crate) fn restore(extensions: &http::Extensions, headers: &mut http::HeaderMap, h2: bool) {
     if let Some(handshake) = extensions.get::<Handshake>() {
-        let h = if h2 { &handshake.h2 } else { &handshake.h1 };
-        if h2 {
-            // The client's key is not the stream's (RFC 8441 has none).
-            headers.remove("sec-websocket-key");
-        }
-        for n in h.keys() {
+        // Every handshake field the client sent goes (the HTTP/1.1 set holds them all, the
+        // key included, which an extended CONNECT does not carry), then the chosen set.
+        for n in handshake.h1.keys() {
             headers.remove(n);
         }
+        let h = if h2 { &handshake.h2 } else { &handshake.h1 };
         for (n, v) in h {
             headers.append(n.clone(), v.clone());
         }

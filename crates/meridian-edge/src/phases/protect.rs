@@ -161,27 +161,22 @@ impl Edge {
         };
         // Every claim the authorizer forwards must be there: an origin that reads the
         // verified user from its header would otherwise get none, and could take the
-        // request as nobody's in particular.
+        // request as nobody's in particular. (A refused request's headers go nowhere, so
+        // those set before a missing claim do no harm.)
         let result = result.and_then(|claims| {
-            let mut forwarded = Vec::with_capacity(cfg.forward_claims.len());
             for (claim, header) in &cfg.forward_claims {
                 let value = claims
                     .get(claim)
                     .and_then(|v| HeaderValue::from_str(&v).ok())
                     .ok_or_else(|| JwtError::MissingClaim(claim.clone()))?;
                 if let Ok(h) = HeaderName::from_bytes(header.as_bytes()) {
-                    forwarded.push((h, value));
+                    ctx.headers.insert(h, value);
                 }
             }
-            Ok((claims, forwarded))
+            Ok(claims)
         });
         match result {
-            Ok((claims, forwarded)) => {
-                for (h, v) in forwarded {
-                    ctx.headers.insert(h, v);
-                }
-                Ok(claims)
-            }
+            Ok(claims) => Ok(claims),
             Err(e) => {
                 p.auth_failed("jwt", name, e.reason());
                 let mut r = refuse(
