@@ -56,14 +56,17 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// An RFC 6455 opening handshake: an HTTP/1.1 GET with `Connection: upgrade` and
-/// `Upgrade: websocket`. Anything else (a POST, a missing token, HTTP/2) is an ordinary
-/// request, whose upgrade headers are stripped as hop-by-hop.
+/// An RFC 6455 opening handshake: an HTTP/1.1 GET with `Connection: upgrade`,
+/// `Upgrade: websocket` and a `Sec-WebSocket-Key`. Anything else (a POST, a missing token
+/// or key, HTTP/2) is an ordinary request, whose upgrade headers are stripped as hop-by-hop
+/// (RFC 9110 §7.8 lets a server ignore an upgrade): with no key there is no accept to
+/// answer, so no upstream is asked to open a tunnel for it.
 pub fn is_websocket_upgrade(method: &Method, version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
         && method == Method::GET
         && has_token(headers, CONNECTION, "upgrade")
         && has_token(headers, UPGRADE, "websocket")
+        && headers.contains_key(SEC_WEBSOCKET_KEY)
 }
 
 /// Whether a request is an RFC 8441 WebSocket: an HTTP/2 CONNECT whose `:protocol` is
@@ -333,7 +336,8 @@ pub fn switch<B>(
         res.headers_mut()
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
         if upstream_h2 {
-            // The stream had no key to answer: the viewer's is answered here.
+            // The stream had no key to answer: the viewer's is answered here (`take` keeps
+            // only handshakes with a key, so the 400 is a guard).
             let Some(key) = viewer.handshake.get(SEC_WEBSOCKET_KEY) else {
                 on_end(&not_upgraded);
                 return Ok(crate::body::text(
@@ -689,10 +693,12 @@ mod tests {
     }
 
     #[test]
-    fn only_get_over_http11_with_both_tokens_is_a_handshake() {
+    fn only_get_over_http11_with_both_tokens_and_a_key_is_a_handshake() {
         let mut h = HeaderMap::new();
         h.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
         h.insert(UPGRADE, HeaderValue::from_static("WebSocket"));
+        assert!(!is_websocket_upgrade(&Method::GET, Version::HTTP_11, &h));
+        h.insert(SEC_WEBSOCKET_KEY, fresh_key());
         assert!(is_websocket_upgrade(&Method::GET, Version::HTTP_11, &h));
         assert!(!is_websocket_upgrade(&Method::POST, Version::HTTP_11, &h));
         assert!(!is_websocket_upgrade(&Method::GET, Version::HTTP_2, &h));

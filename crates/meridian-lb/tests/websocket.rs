@@ -372,7 +372,9 @@ async fn an_http2_target_group_carries_websockets_as_extended_connect_streams() 
         assert!(Instant::now() < until, "the closed tunnel is still counted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // A handshake with no key has no accept to answer with: 400, and no tunnel counted.
+    // A handshake with no key has no accept to answer with: it goes to the target as a
+    // plain GET (no stream asked to become a tunnel), whose refusal the client gets, and no
+    // tunnel is counted.
     let mut s = TcpStream::connect(opts.listen).await.unwrap();
     s.write_all(
         b"GET /ws/quotes?symbols=AAPL HTTP/1.1\r\nHost: lb\r\nConnection: Upgrade\r\n\
@@ -386,7 +388,12 @@ async fn an_http2_target_group_carries_websockets_as_extended_connect_streams() 
         .unwrap()
         .unwrap();
     let got = String::from_utf8_lossy(&got[..n]);
-    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    assert!(got.starts_with("HTTP/1.1 4"), "{got}");
+    assert!(
+        got.to_ascii_lowercase()
+            .contains("x-meridian-instance: i-a"),
+        "{got}"
+    );
     assert_eq!(lb.websocket_connections(), 1);
 }
 
