@@ -9,6 +9,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use meridian_http::TunnelHold;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ pub(crate) struct Params {
 pub(crate) async fn quotes(
     State(app): State<Arc<App>>,
     Query(p): Query<Params>,
+    hold: Option<Extension<TunnelHold>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let symbols: Vec<String> = match &p.symbols {
@@ -48,13 +51,20 @@ pub(crate) async fn quotes(
         )
             .into_response();
     }
-    ws.on_upgrade(move |socket| stream(app, socket, symbols))
+    // The socket keeps its connection's place (busy, under the server's cap) while it lives.
+    let hold = hold.map(|Extension(h)| h);
+    ws.on_upgrade(move |socket| stream(app, socket, symbols, hold))
 }
 
-/// Sends one frame per symbol every 100–250 ms until the client leaves or the instance
-/// shuts down (then a close frame, 1001, so the client reconnects elsewhere). Pings are
-/// answered by the WebSocket library as it reads.
-async fn stream(app: Arc<App>, mut socket: WebSocket, symbols: Vec<String>) {
+/// Sends one frame per symbol every 100–250 ms until the client leaves, the instance
+/// shuts down or the server needs the connection's place (then a close frame, 1001, so the
+/// client reconnects elsewhere). Pings are answered by the WebSocket library as it reads.
+async fn stream(
+    app: Arc<App>,
+    mut socket: WebSocket,
+    symbols: Vec<String>,
+    hold: Option<TunnelHold>,
+) {
     let id = &app.opts.identity;
     let mut shutdown = app.shutdown.clone();
     let mut tick: u64 = 0;
@@ -68,7 +78,7 @@ async fn stream(app: Arc<App>, mut socket: WebSocket, symbols: Vec<String>) {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(_)) => continue,
             },
-            _ = stopping(&mut shutdown) => {
+            _ = going_away(&mut shutdown, hold.as_ref()) => {
                 let close = CloseFrame { code: 1001, reason: "going away".into() };
                 let _ = socket.send(Message::Close(Some(close))).await;
                 return;
@@ -106,5 +116,20 @@ async fn stream(app: Arc<App>, mut socket: WebSocket, symbols: Vec<String>) {
 async fn stopping(rx: &mut tokio::sync::watch::Receiver<bool>) {
     if rx.wait_for(|s| *s).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves when the instance starts shutting down or the server evicts the socket's
+/// connection (never without a hold).
+async fn going_away(rx: &mut tokio::sync::watch::Receiver<bool>, hold: Option<&TunnelHold>) {
+    let evicted = async {
+        match hold {
+            Some(h) => h.evicted().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = stopping(rx) => {}
+        _ = evicted => {}
     }
 }

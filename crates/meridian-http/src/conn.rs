@@ -25,7 +25,7 @@ pub(crate) struct Activity {
     /// The connection's place under the server's cap, given back when the last holder
     /// of this goes: the connection, or a tunnel it became (`upgrade.rs`).
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// Tunnels this connection became that are still open ([`Hold`]).
+    /// Tunnels this connection became that are still open ([`TunnelHold`]).
     tunnels: AtomicUsize,
     tunnel_ended: tokio::sync::Notify,
     /// The client's address: at the cap, the address holding most connections gives way
@@ -174,33 +174,56 @@ impl Registry {
 }
 
 /// A served connection's place under its server's cap and in its registry, carried by an
-/// upgrade request into the tunnel it becomes: the tunnel counts as a request in flight,
-/// its connection's task waits for it, and it ends when the server evicts it.
-pub(crate) struct Hold {
+/// upgrade request into the tunnel it becomes: the tunnel counts as a request in flight
+/// (the connection is not idle while it lives), its connection's task waits for it, and it
+/// ends when the server evicts it.
+///
+/// The server puts one in the extensions of every request that may become a tunnel; an
+/// application that serves WebSockets itself keeps it (`Extension<TunnelHold>` in axum) for
+/// as long as its socket, else the connection looks idle under its tunnels.
+pub struct TunnelHold {
     inflight: InFlight,
+    /// The tunnel of an HTTP/2 extended CONNECT: one stream of a connection that goes on
+    /// serving, so an eviction ends the connection (and every stream on it), not the tunnel.
+    stream: bool,
 }
 
-impl Hold {
+impl TunnelHold {
+    /// The hold of an HTTP/1.1 upgrade: the tunnel is the whole connection.
     pub(crate) fn new(activity: &Arc<Activity>) -> Self {
+        Self::held(activity, false)
+    }
+
+    /// The hold of an HTTP/2 extended CONNECT stream.
+    pub(crate) fn for_stream(activity: &Arc<Activity>) -> Self {
+        Self::held(activity, true)
+    }
+
+    fn held(activity: &Arc<Activity>, stream: bool) -> Self {
         activity.tunnels.fetch_add(1, Ordering::AcqRel);
-        Hold {
+        TunnelHold {
             inflight: activity.start(),
+            stream,
         }
     }
 
-    /// Resolves when the server needs the connection's place.
-    pub(crate) async fn evicted(&self) {
+    /// Resolves when the server needs the connection's place (never for a stream's tunnel:
+    /// the connection's own task is evicted, and its streams end with it).
+    pub async fn evicted(&self) {
+        if self.stream {
+            return std::future::pending().await;
+        }
         self.inflight.0.evicted().await
     }
 }
 
-impl Clone for Hold {
+impl Clone for TunnelHold {
     fn clone(&self) -> Self {
-        Hold::new(&self.inflight.0)
+        Self::held(&self.inflight.0, self.stream)
     }
 }
 
-impl Drop for Hold {
+impl Drop for TunnelHold {
     fn drop(&mut self) {
         let a = &self.inflight.0;
         a.tunnels.fetch_sub(1, Ordering::AcqRel);
@@ -253,7 +276,14 @@ where
         // A connection that becomes a tunnel keeps its place under the cap while the
         // tunnel lives, after hyper has let the connection go.
         if req.headers().contains_key(http::header::UPGRADE) {
-            req.extensions_mut().insert(Hold::new(&self.activity));
+            req.extensions_mut().insert(TunnelHold::new(&self.activity));
+        } else if crate::ws_handshake::extended_connect(
+            req.version(),
+            req.method(),
+            req.extensions(),
+        ) {
+            req.extensions_mut()
+                .insert(TunnelHold::for_stream(&self.activity));
         }
         // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; HTTP/2 frames its own.
         let interim = (req.version() == http::Version::HTTP_11)

@@ -140,8 +140,13 @@ where
     loop {
         tokio::select! {
             accepted = conn.accept() => match accepted {
-                Some(Ok((req, reply))) => {
+                Some(Ok((mut req, reply))) => {
                     let in_flight = activity.start();
+                    // A tunnel keeps the connection busy (no idle GOAWAY) while it lives.
+                    if crate::ws_handshake::extended_connect(req.version(), req.method(), req.extensions()) {
+                        let hold = crate::conn::TunnelHold::for_stream(&activity);
+                        req.extensions_mut().insert(hold);
+                    }
                     // Boxed where it is made: the task then moves a pointer, not the
                     // stream's whole state (tokio copies a task's future as it runs).
                     let answer = Box::pin(stream(req, reply, handler.clone(), settings.write_stall));

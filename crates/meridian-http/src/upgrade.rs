@@ -19,9 +19,11 @@
 //! with the accept its own key calls for, which no upstream computed.
 
 use crate::body::Body;
-pub use crate::ws_key::accept_for;
-use crate::ws_key::fresh_key;
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
+pub use crate::ws_handshake::{accept_for, is_extended_connect, is_websocket_upgrade};
+use crate::ws_handshake::{
+    fresh_key, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
+};
+use http::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
 use http::{Method, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -44,47 +46,6 @@ const LINGER: Duration = Duration::from_secs(1);
 pub const GOING_AWAY: &[u8] = &[
     0x88, 12, 0x03, 0xE9, b'g', b'o', b'i', b'n', b'g', b' ', b'a', b'w', b'a', b'y',
 ];
-
-/// Whether a header holds `token` in its comma-separated list (case-insensitive), as
-/// `Connection: keep-alive, Upgrade` does.
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// An RFC 6455 opening handshake: an HTTP/1.1 GET with `Connection: upgrade`,
-/// `Upgrade: websocket` and a `Sec-WebSocket-Key`. Anything else (a POST, a missing token
-/// or key, HTTP/2) is an ordinary request, whose upgrade headers are stripped as hop-by-hop
-/// (RFC 9110 §7.8 lets a server ignore an upgrade): with no key there is no accept to
-/// answer, so no upstream is asked to open a tunnel for it.
-pub fn is_websocket_upgrade(method: &Method, version: Version, headers: &HeaderMap) -> bool {
-    version == Version::HTTP_11
-        && method == Method::GET
-        && has_token(headers, CONNECTION, "upgrade")
-        && has_token(headers, UPGRADE, "websocket")
-        && headers.contains_key(SEC_WEBSOCKET_KEY)
-}
-
-/// Whether a request is an RFC 8441 WebSocket: an HTTP/2 CONNECT whose `:protocol` is
-/// `websocket` (hyper's server and ours, `h2_server.rs`, accept one only where the server
-/// enabled the protocol; each marks it with its own type).
-pub fn is_extended_connect(parts: &http::request::Parts) -> bool {
-    let websocket = |p: &str| p.eq_ignore_ascii_case("websocket");
-    parts.version == Version::HTTP_2
-        && parts.method == Method::CONNECT
-        && (parts
-            .extensions
-            .get::<hyper::ext::Protocol>()
-            .is_some_and(|p| websocket(p.as_str()))
-            || parts
-                .extensions
-                .get::<h2::ext::Protocol>()
-                .is_some_and(|p| websocket(p.as_str())))
-}
 
 /// An extended CONNECT stream of our HTTP/2 server, handed over once the answer that
 /// opens the tunnel is sent.
@@ -124,7 +85,7 @@ pub struct WsUpgrade {
     handshake: HeaderMap,
     /// The viewer connection's place under its server's connection cap, held by the
     /// tunnel: tunnels count against the cap like the connections they were.
-    hold: Option<crate::conn::Hold>,
+    hold: Option<crate::conn::TunnelHold>,
 }
 
 impl std::fmt::Debug for WsUpgrade {
@@ -163,7 +124,7 @@ impl WsUpgrade {
             on,
             extended_connect,
             handshake,
-            hold: parts.extensions.remove::<crate::conn::Hold>(),
+            hold: parts.extensions.remove::<crate::conn::TunnelHold>(),
         })
     }
 
@@ -210,10 +171,6 @@ impl WsUpgrade {
         }
     }
 }
-
-const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
-const SEC_WEBSOCKET_VERSION: HeaderName = HeaderName::from_static("sec-websocket-version");
-const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
 
 /// Marks the response [`switch`] made: the one answer that opens a tunnel. An HTTP/2
 /// client takes any 2xx to an extended CONNECT as an open tunnel, so a proxy must never
@@ -690,28 +647,6 @@ mod tests {
             }
             assert_eq!(found, ends, "chunk size {chunk}");
         }
-    }
-
-    #[test]
-    fn only_get_over_http11_with_both_tokens_and_a_key_is_a_handshake() {
-        let mut h = HeaderMap::new();
-        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
-        h.insert(UPGRADE, HeaderValue::from_static("WebSocket"));
-        assert!(!is_websocket_upgrade(&Method::GET, Version::HTTP_11, &h));
-        h.insert(SEC_WEBSOCKET_KEY, fresh_key());
-        assert!(is_websocket_upgrade(&Method::GET, Version::HTTP_11, &h));
-        assert!(!is_websocket_upgrade(&Method::POST, Version::HTTP_11, &h));
-        assert!(!is_websocket_upgrade(&Method::GET, Version::HTTP_2, &h));
-        let mut no_conn = h.clone();
-        no_conn.remove(CONNECTION);
-        assert!(!is_websocket_upgrade(
-            &Method::GET,
-            Version::HTTP_11,
-            &no_conn
-        ));
-        let mut h2c = h.clone();
-        h2c.insert(UPGRADE, HeaderValue::from_static("h2c"));
-        assert!(!is_websocket_upgrade(&Method::GET, Version::HTTP_11, &h2c));
     }
 
     #[tokio::test]
