@@ -277,16 +277,19 @@ fn read_root(t: &Table, d: &mut Diagnostics, origin: &str) -> Option<Config> {
         crate::db_records::add_db_records(dns, db, regions);
     }
     t.finish(d);
+    let mut load_balancer = load_balancer?;
+    let distribution = distribution?;
+    load_balancer.claim_headers = distribution.protection.claim_headers();
     Some(Config {
         origin: origin.to_owned(),
         deployment: deployment?,
         network: network?,
         regions: regions?,
         service: service?,
-        load_balancer: load_balancer?,
+        load_balancer,
         supervisor: supervisor?,
         edges: edges?,
-        distribution: distribution?,
+        distribution,
         dns: dns?,
         client_locations: client_locations?,
         simulation: simulation?,

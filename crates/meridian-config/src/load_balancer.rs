@@ -42,6 +42,12 @@ pub struct LoadBalancer {
     /// ALB's access log, one line per request. Off by default, as ALB's: it costs the
     /// balancer about a fifth of its requests per second (bench/lb.sh).
     pub access_log: bool,
+    /// Request fields only the edge may set: the headers the distribution's JWT authorizers
+    /// forward verified claims in. Without `require_edge_signature` a balancer still passes
+    /// them on only with a valid edge signature, so a client that goes around the CDN
+    /// cannot claim to be a user. Taken from the distribution, not a setting of its own.
+    #[serde(skip)]
+    pub claim_headers: Vec<String>,
 }
 
 impl LoadBalancer {
@@ -84,6 +90,7 @@ pub(crate) fn default_lb() -> LoadBalancer {
         target_groups: Vec::new(),
         rules: Vec::new(),
         access_log: false,
+        claim_headers: Vec::new(),
     }
 }
 

@@ -25,6 +25,8 @@ fn the_default_deployment_protects_portfolios_and_limits_api_calls() {
         users.forward_claims,
         vec![("sub".to_owned(), "x-richesreach-user".to_owned())]
     );
+    // Every balancer passes that field on only from a signed edge request.
+    assert_eq!(cfg.load_balancer.claim_headers, vec!["x-richesreach-user"]);
     let r = &p.rate_based_rules[0];
     assert_eq!(
         (r.limit, r.window.as_secs(), r.action),

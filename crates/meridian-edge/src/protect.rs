@@ -194,16 +194,11 @@ impl Protect {
                 ))
             })
             .collect();
-        let mut claim_headers: Vec<http::HeaderName> = Vec::new();
-        for a in &p.jwt_authorizers {
-            for (_, h) in &a.forward_claims {
-                if let Ok(h) = http::HeaderName::from_bytes(h.as_bytes()) {
-                    if !claim_headers.contains(&h) {
-                        claim_headers.push(h);
-                    }
-                }
-            }
-        }
+        let claim_headers: Vec<http::HeaderName> = p
+            .claim_headers()
+            .iter()
+            .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok())
+            .collect();
         Ok(Protect {
             claim_headers,
             acl,

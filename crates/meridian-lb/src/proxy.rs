@@ -44,6 +44,7 @@ pub(crate) struct LbMetrics {
     pub transitions: Family<Labels, Counter>,
     pub response_bytes: Counter,
     pub signature_rejections: Counter,
+    pub unsigned_claims: Counter,
     pub tls_requests: Counter,
     pub rule_matches: Family<Labels, Counter>,
     /// Per-target gauges, kept so a target registered at run time gets its own.
@@ -165,6 +166,11 @@ impl LoadBalancer {
             signature_rejections: metrics.register(
                 "lb_signature_rejections",
                 "Requests refused with 403 for a missing, stale or wrong edge signature",
+                Counter::default(),
+            ),
+            unsigned_claims: metrics.register(
+                "lb_unsigned_claims_removed",
+                "Claim fields (a JWT authorizer's forwarded claims) removed from requests no edge signed",
                 Counter::default(),
             ),
             tls_requests: metrics.register(
@@ -562,6 +568,12 @@ impl LoadBalancer {
             let checked = crate::origin_access::check(signer, rejections, &self.0.name, cfg, parts);
             if let Err(res) = checked {
                 return Either::Left(std::future::ready((None, Err(res))));
+            }
+        } else if !cfg.claim_headers.is_empty() {
+            let signer = self.0.signer.as_deref();
+            let removed = crate::origin_access::drop_unsigned_claims(signer, cfg, parts);
+            if removed > 0 {
+                self.0.m.unsigned_claims.inc_by(removed as u64);
             }
         }
         let tls = parts.extensions.get::<ViaTls>().map(|t| t.0);

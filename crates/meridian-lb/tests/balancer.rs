@@ -391,3 +391,62 @@ async fn a_balancer_that_requires_edge_signatures_refuses_the_rest() {
     let (status, _, _) = raw(lb, &request("/health/../api/x", None)).await.unwrap();
     assert_eq!(status, 403, "only the exact unsigned path");
 }
+
+/// Without `require_edge_signature` a request no edge signed still reaches a target, but
+/// without the fields the edge forwards verified claims in (`claim_headers`, from the
+/// distribution's JWT authorizers): a client that goes around the CDN cannot claim a user.
+#[tokio::test]
+async fn claim_fields_pass_only_with_an_edge_signature() {
+    use meridian_http::signing::{Signer, HEADER};
+    let target = echoing_head("t1").await;
+    let signer = std::sync::Arc::new(Signer::from_secrets("deployment-key", None));
+    let mut opts = options(vec![target.clone()], Algorithm::RoundRobin);
+    opts.config.claim_headers = vec!["x-richesreach-user".into()];
+    opts.signer = Some(signer.clone());
+    let (lb, admin) = start(opts.clone()).await;
+    wait_healthy(admin, 1).await;
+    let request = |path: &str, signed_for: Option<&str>| {
+        let sig = signed_for
+            .map(|p| {
+                let s = signer.sign_at(&http::Method::GET, "t", p, std::time::SystemTime::now());
+                format!("{HEADER}: {}\r\n", s.to_str().unwrap())
+            })
+            .unwrap_or_default();
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\n{sig}X-RichesReach-User: mei\r\n\
+             X-RichesReach-User: ann\r\nX-Other: kept\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let seen = |body: &str| body.matches("x-richesreach-user:").count();
+
+    let (status, _, body) = raw(lb, &request("/api/portfolio/mei", None)).await.unwrap();
+    assert_eq!(status, 200, "unsigned requests still pass: {body}");
+    assert_eq!(
+        seen(&body),
+        0,
+        "an unsigned claim reached the target: {body}"
+    );
+    assert!(body.contains("x-other: kept"), "{body}");
+
+    let path = "/api/portfolio/mei";
+    let (status, _, body) = raw(lb, &request(path, Some(path))).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        seen(&body),
+        2,
+        "an edge's signed claims were removed: {body}"
+    );
+
+    // A signature for another request line is no signature for this one.
+    let (_, _, body) = raw(lb, &request(path, Some("/api/quotes/AAPL")))
+        .await
+        .unwrap();
+    assert_eq!(seen(&body), 0, "{body}");
+
+    // A balancer with no signing key cannot tell: it passes no claim on.
+    opts.signer = None;
+    let (bare, admin) = start(opts).await;
+    wait_healthy(admin, 1).await;
+    let (_, _, body) = raw(bare, &request(path, Some(path))).await.unwrap();
+    assert_eq!(seen(&body), 0, "{body}");
+}

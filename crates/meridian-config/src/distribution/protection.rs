@@ -35,6 +35,21 @@ impl Protection {
             && self.rate_based_rules.is_empty()
             && self.geo_restriction.restriction_type == GeoRestrictionType::None
     }
+
+    /// The headers every JWT authorizer forwards claims in, once each (lower case): an
+    /// origin trusts them, so only the edge may set them.
+    pub fn claim_headers(&self) -> Vec<String> {
+        let mut headers: Vec<String> = Vec::new();
+        for a in &self.jwt_authorizers {
+            for (_, h) in &a.forward_claims {
+                if !headers.contains(h) {
+                    headers.push(h.clone());
+                }
+            }
+        }
+        headers
+    }
+
     pub fn jwt_authorizer(&self, name: &str) -> Option<&JwtAuthorizer> {
         self.jwt_authorizers.iter().find(|a| a.name == name)
     }
