@@ -169,9 +169,9 @@ where
 
 /// Reads what the client sends next into `buf`. A new head (`buf` empty) is read through a
 /// buffer on the stack and copied out at its size, so that between requests a connection
-/// holds no read buffer: its 4 KiB were 30% of an idle keep-alive connection's memory
-/// (9.8 KiB, now 7.0). It costs an allocation and a copy of the head per request, 1% of
-/// a proxied request's instructions. The rest of a head, and pipelined bytes, read into
+/// holds no read buffer: its 4 KiB were most of what an idle keep-alive connection cost
+/// beyond HAProxy's (bench/ws.sh: 9.3 KiB, now 5.5). It costs an allocation and a copy of
+/// the head per request, 1% of a proxied request's instructions. The rest of a head, and pipelined bytes, read into
 /// `buf` itself. (Letting the answer's write buffer go too saved 0.7 KiB for as much
 /// again.)
 async fn read_more<IO: AsyncRead + Unpin>(
