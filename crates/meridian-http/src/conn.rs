@@ -95,7 +95,9 @@ impl Activity {
                 Some(since) => since + idle,
                 None => Instant::now() + idle,
             };
-            tokio::time::sleep_until(due).await;
+            // With a grace: a request that came while the process was frozen is read
+            // (the connection busy again) before its idle time is up.
+            crate::grace_timer::GraceSleep::until(due.into_std()).await;
         }
     }
 }

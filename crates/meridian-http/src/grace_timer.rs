@@ -1,7 +1,8 @@
 //! Timers that give one grace period when they fire ([`thaw_grace`]): our HTTP/1 loop's
-//! head deadline ([`GraceSleep`]), and hyper's timers ([`GraceTimer`]) for the servers
-//! hyper runs (connections with request bodies, upgrades, HTTP/2 by hyper), whose head
-//! timeout closed a keep-alive connection whose next request had come during a freeze.
+//! head deadline ([`GraceSleep`]), hyper's timers ([`GraceTimer`]) for the servers hyper
+//! runs (connections with request bodies, upgrades, HTTP/2 by hyper), whose head timeout
+//! closed a keep-alive connection whose next request had come during a freeze, and the
+//! servers' other waits ([`within`]: a write the client must take, a ping it must answer).
 
 use hyper::rt::{Sleep, Timer};
 use std::future::Future;
@@ -19,6 +20,18 @@ use std::time::{Duration, Instant};
 /// as the process thaws is not late. A slowloris gains a quarter of the head timeout.
 fn thaw_grace(head_timeout: Duration) -> Duration {
     (head_timeout / 4).min(Duration::from_secs(1))
+}
+
+/// `f`'s output if it is ready within `length` (and its grace); None if not. A server's
+/// timeout on the client (a write it stopped taking, a ping it did not answer), which a
+/// freeze of the server must not fire: at the thaw the write's room or the ping's answer
+/// is there, and the runtime may see the deadline before it sees them.
+pub(crate) async fn within<F: Future>(length: Duration, f: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        out = f => Some(out),
+        () = GraceSleep::after(length) => None,
+    }
 }
 
 /// hyper's `Timer` on tokio's clock, each sleep given [`thaw_grace`] once past its deadline.
@@ -50,7 +63,7 @@ impl GraceSleep {
         *this.grace = Some(thaw_grace(length));
     }
 
-    fn until(deadline: Instant) -> Self {
+    pub(crate) fn until(deadline: Instant) -> Self {
         GraceSleep {
             inner: tokio::time::sleep_until(deadline.into()),
             grace: Some(grace_for(deadline)),

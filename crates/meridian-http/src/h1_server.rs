@@ -659,9 +659,9 @@ async fn unstalled<F: Future<Output = std::io::Result<usize>>>(
     if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
         return done;
     }
-    tokio::time::timeout(stall, write)
+    crate::grace_timer::within(stall, write)
         .await
-        .unwrap_or_else(|_| {
+        .unwrap_or_else(|| {
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "the client took nothing written to it within the idle timeout",

@@ -112,9 +112,9 @@ where
         .max_send_buffer_size(MAX_SEND_BUFFER)
         .enable_connect_protocol();
     let mut conn =
-        match tokio::time::timeout(settings.handshake_timeout, builder.handshake(io)).await {
-            Ok(c) => c.map_err(|e| format!("HTTP/2 handshake: {e}"))?,
-            Err(_) => return Ok(()),
+        match crate::grace_timer::within(settings.handshake_timeout, builder.handshake(io)).await {
+            Some(c) => c.map_err(|e| format!("HTTP/2 handshake: {e}"))?,
+            None => return Ok(()),
         };
     // One pinger for the connection's life: a ping is never sent while one is out (h2
     // refuses that), whatever else the loop does meanwhile. Resolves when one goes
@@ -128,8 +128,8 @@ where
             };
             loop {
                 tokio::time::sleep(interval).await;
-                match tokio::time::timeout(timeout, ping.ping(h2::Ping::opaque())).await {
-                    Ok(Ok(_)) => {}
+                match crate::grace_timer::within(timeout, ping.ping(h2::Ping::opaque())).await {
+                    Some(Ok(_)) => {}
                     _ => return,
                 }
             }
@@ -373,9 +373,10 @@ async fn send_data(
         let room = match poll_fn(|cx| Poll::Ready(send.poll_capacity(cx))).await {
             Poll::Ready(room) => room,
             Poll::Pending => {
-                match tokio::time::timeout(stall, poll_fn(|cx| send.poll_capacity(cx))).await {
-                    Ok(room) => room,
-                    Err(_) => {
+                match crate::grace_timer::within(stall, poll_fn(|cx| send.poll_capacity(cx))).await
+                {
+                    Some(room) => room,
+                    None => {
                         send.send_reset(Reason::CANCEL);
                         return Err(());
                     }

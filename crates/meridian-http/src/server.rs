@@ -300,8 +300,8 @@ where
             None => {
                 let mut stop = c.stop.clone();
                 tokio::select! {
-                    sniffed = tokio::time::timeout(self.head_timeout, sniff(io)) => match sniffed {
-                        Ok(Ok(sniffed)) => sniffed,
+                    sniffed = crate::grace_timer::within(self.head_timeout, sniff(io)) => match sniffed {
+                        Some(Ok(sniffed)) => sniffed,
                         // Closed, failed, or silent past the head timeout.
                         _ => return Ok(()),
                     },
@@ -441,14 +441,15 @@ async fn accept_loop<P: Protocols>(
                 Some(acceptor) => {
                     Box::pin(async move {
                         let accepted =
-                            tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                            crate::grace_timer::within(handshake_timeout, acceptor.accept(stream))
+                                .await;
                         let stream = match accepted {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
+                            Some(Ok(s)) => s,
+                            Some(Err(e)) => {
                                 tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
                                 return Ok(());
                             }
-                            Err(_) => return Ok(()),
+                            None => return Ok(()),
                         };
                         let session = stream.get_ref().1;
                         peer.tls = Some(match session.protocol_version() {

@@ -3,12 +3,12 @@
 //! (`h1_server::unstalled`), a client that stops reading is let go after the idle timeout
 //! instead of holding its connection and send buffer for ever.
 
+use crate::grace_timer::GraceSleep;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
 
 pin_project_lite::pin_project! {
     /// A transport whose writes give up after `stall` without progress.
@@ -17,8 +17,9 @@ pin_project_lite::pin_project! {
         inner: T,
         stall: Duration,
         // Made the first time a write has to wait (boxed: most connections never wait),
-        // then reset each time one waits again.
-        timer: Option<Pin<Box<Sleep>>>,
+        // then reset each time one waits again. Its grace lets a frozen server's write
+        // go on at the thaw, when the client took what was written meanwhile.
+        timer: Option<Pin<Box<GraceSleep>>>,
         armed: bool,
     }
 }
@@ -37,7 +38,7 @@ impl<T> WriteStall<T> {
 /// A write's result, with the stall timer armed while it waits: an error once the peer
 /// took nothing for the whole stall.
 fn watched<R>(
-    timer: &mut Option<Pin<Box<Sleep>>>,
+    timer: &mut Option<Pin<Box<GraceSleep>>>,
     armed: &mut bool,
     stall: Duration,
     cx: &mut Context<'_>,
@@ -47,9 +48,9 @@ fn watched<R>(
         *armed = false;
         return res;
     }
-    let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+    let t = timer.get_or_insert_with(|| Box::pin(GraceSleep::after(stall)));
     if !*armed {
-        t.as_mut().reset(tokio::time::Instant::now() + stall);
+        t.as_mut().reset_after(stall);
         *armed = true;
     }
     match t.as_mut().poll(cx) {
