@@ -194,6 +194,10 @@ table() {
   local best; best=$(printf '%s\n' "$n_cpu" "$v_cpu" "$h_cpu" | sort -n | tail -1)
   echo "| per CPU-second, meridian / best peer | | | | | | | $(ratio "$m_cpu" "$best") | | |"
   echo
+  # Against the peer that served most: both runs bound by wrk's core, or no note.
+  local top_busy
+  top_busy=$(printf '%s %s\n' "$n_rps" "$n_busy" "$v_rps" "$v_busy" "$h_rps" "$h_busy" | sort -g | tail -1 | cut -d' ' -f2)
+  client_bound "$m_busy" "$top_busy"
 }
 
 echo "# Edge benchmark: ${DURATION}s per run, $CONNS connections; every cache pinned to CPU 0, wrk and the origin on CPU 1"

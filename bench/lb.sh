@@ -174,6 +174,7 @@ for path in /api/quotes/AAPL /static/app.css; do
   echo "| haproxy adding no fields | $b_rps | $b_p50 | $b_p99 | $(ratio "$b_rps" "$h_rps") | $(ratio "$b_rps" "$n_rps") | $b_cpu | $(ratio "$b_cpu" "$h_cpu") | $b_busy% | $b_err |"
   echo "| p99 meridian lb / haproxy | | | $(ratio "$m_p99" "$h_p99") | | | | | | |"
   echo
+  client_bound "$m_busy" "$h_busy"
   echo "meridian lb against haproxy, each round: ${rounds# }"
   echo
   echo "meridian lb against haproxy adding no fields: $(ratio "$m_rps" "$b_rps") by requests/s, $(ratio "$m_cpu" "$b_cpu") per CPU-second"

@@ -74,6 +74,16 @@ measured() {
   read -r b1 a1 < <(cpu1)
   echo "$rps $p50 $p99 $cpu $(awk -v b=$((b1 - b0)) -v a=$((a1 - a0)) 'BEGIN { printf "%.0f", (a > 0 ? 100 * b / a : 0) }') $err"
 }
+# client_bound BUSY_PERCENT... says, when every given run had CPU 1 (wrk and what serves
+# the proxies) at least 95% busy, that requests/s there measured that core as much as the
+# proxies, and that requests per CPU-second is the comparison of the proxies themselves.
+client_bound() {
+  local b
+  for b in "$@"; do [ "${b:-0}" -ge 95 ] || return 0; done
+  echo "CPU 1 (wrk and what serves the proxies) was busy $(printf '%s%%, ' "$@" | sed 's/, $//') in these runs:"
+  echo "requests/s measures that core as much as the proxies; requests per CPU-second compares the proxies' own cost."
+  echo
+}
 # ratio A B prints A/B as "1.23x" ("-" when B is 0).
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "-"; else printf "%.2fx", a/b }'; }
 
