@@ -202,7 +202,7 @@ pub async fn serve_version(
         },
         async move {
             shutdown.await;
-            // Open WebSockets are upgraded connections the drain does not wait for:
+            // Open WebSockets keep their connections' places, which the drain waits for:
             // they are told to send their close frame (1001) and end.
             let _ = stopping.send(true);
         },

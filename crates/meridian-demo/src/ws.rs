@@ -20,6 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const DEFAULT_SYMBOLS: &[&str] = &["AAPL", "MSFT", "NVDA"];
 /// At most this many symbols per socket: a client cannot make one socket a firehose.
 const MAX_SYMBOLS: usize = 20;
+/// A client that takes no frame for this long is let go: its socket holds a place under
+/// the server's connection cap (`TunnelHold`), which a stuck one must not keep.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 pub(crate) struct Params {
@@ -79,8 +82,11 @@ async fn stream(
                 Some(Ok(_)) => continue,
             },
             _ = going_away(&mut shutdown, hold.as_ref()) => {
+                // The place goes back at once, whether or not the client takes the close.
+                drop(hold);
                 let close = CloseFrame { code: 1001, reason: "going away".into() };
-                let _ = socket.send(Message::Close(Some(close))).await;
+                let closing = socket.send(Message::Close(Some(close)));
+                let _ = tokio::time::timeout(SEND_TIMEOUT, closing).await;
                 return;
             }
         }
@@ -100,11 +106,8 @@ async fn stream(
                 "instance": id.instance,
                 "time": now,
             });
-            if socket
-                .send(Message::Text(frame.to_string().into()))
-                .await
-                .is_err()
-            {
+            let sent = socket.send(Message::Text(frame.to_string().into()));
+            if !matches!(tokio::time::timeout(SEND_TIMEOUT, sent).await, Ok(Ok(()))) {
                 return;
             }
         }

@@ -120,7 +120,17 @@ fn what_clients_did_while_the_server_was_frozen_is_answered() {
         .unwrap();
     rt.block_on(async move {
         let get = b"GET /full HTTP/1.1\r\nHost: a\r\n\r\n";
-        // Connections answered once and idle, their head timeout running.
+        // First (its write stall, 400 ms, is the longest timeout): an answer far larger
+        // than the socket buffers, its start read, so the server waits to write the rest.
+        let mut huge = TcpStream::connect(addr).await.unwrap();
+        huge.write_all(b"GET /huge HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut huge_got = 0;
+        read_up_to(&mut huge, &mut huge_got, 1 << 20, Duration::from_secs(5)).await;
+        assert!(huge_got >= 1 << 20, "the answer did not start: {huge_got}");
+
+        // Then connections answered once and idle, their head timeout (300 ms) running.
         let mut idle = Vec::new();
         for _ in 0..5 {
             let mut s = TcpStream::connect(addr).await.unwrap();
@@ -146,16 +156,6 @@ fn what_clients_did_while_the_server_was_frozen_is_answered() {
             );
             idle.push(s);
         }
-        // An answer far larger than the socket buffers, its start read: the server is
-        // waiting to write the rest when it is frozen.
-        let mut huge = TcpStream::connect(addr).await.unwrap();
-        huge.write_all(b"GET /huge HTTP/1.1\r\nHost: a\r\n\r\n")
-            .await
-            .unwrap();
-        let mut huge_got = 0;
-        read_up_to(&mut huge, &mut huge_got, 1 << 20, Duration::from_secs(5)).await;
-        assert!(huge_got >= 1 << 20, "the answer did not start: {huge_got}");
-
         signal("-STOP");
         tokio::time::sleep(Duration::from_millis(100)).await;
         for s in &mut idle {

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// How long the application keeps a tunnel's hold: well past the idle timeout.
-const HELD: Duration = Duration::from_millis(1500);
+const HELD: Duration = Duration::from_secs(3);
 const IDLE: Duration = Duration::from_millis(300);
 
 /// Keeps the hold of an extended CONNECT for [`HELD`], as a WebSocket would, and answers

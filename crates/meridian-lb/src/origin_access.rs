@@ -11,6 +11,7 @@ use meridian_telemetry::prometheus_client::metrics::counter::Counter;
 /// A request that did not come through the CDN gets 403, unless it is a GET or HEAD of an
 /// unsigned path (health checks). The refusal is the response itself: it is built once per
 /// refused request, so its size does not matter. `name`: the balancer's, in the refusal.
+/// Ok(true) when the signature was checked, Ok(false) for an unsigned path let through.
 #[allow(clippy::result_large_err)]
 pub(crate) fn check(
     signer: Option<&Signer>,
@@ -18,12 +19,12 @@ pub(crate) fn check(
     name: &str,
     cfg: &meridian_config::LoadBalancer,
     parts: &http::request::Parts,
-) -> Result<(), Response<Body>> {
+) -> Result<bool, Response<Body>> {
     let path = parts.uri.path();
     if matches!(parts.method, Method::GET | Method::HEAD)
         && cfg.unsigned_paths.iter().any(|p| p == path)
     {
-        return Ok(());
+        return Ok(false);
     }
     let refuse = |why: String| {
         rejections.inc();
@@ -34,7 +35,9 @@ pub(crate) fn check(
             "this balancer requires an edge signature but holds no signing key".into(),
         ));
     };
-    verify(signer, parts).map_err(|e| refuse(e.to_string()))
+    verify(signer, parts)
+        .map(|()| true)
+        .map_err(|e| refuse(e.to_string()))
 }
 
 /// Removes the claim fields (`cfg.claim_headers`) of a request that no edge signed: an

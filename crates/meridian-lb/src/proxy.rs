@@ -562,15 +562,17 @@ impl LoadBalancer {
         // One version of the settings for the whole request, retries included.
         let current = self.0.current.get();
         let cfg = &current.config;
+        let signer = self.0.signer.as_deref();
+        let mut verified = false;
         if cfg.require_edge_signature {
             let rejections = &self.0.m.signature_rejections;
-            let signer = self.0.signer.as_deref();
-            let checked = crate::origin_access::check(signer, rejections, &self.0.name, cfg, parts);
-            if let Err(res) = checked {
-                return Either::Left(std::future::ready((None, Err(res))));
+            match crate::origin_access::check(signer, rejections, &self.0.name, cfg, parts) {
+                Ok(checked) => verified = checked,
+                Err(res) => return Either::Left(std::future::ready((None, Err(res)))),
             }
-        } else if !cfg.claim_headers.is_empty() {
-            let signer = self.0.signer.as_deref();
+        }
+        // Unsigned paths too: a health check's path carries no claim past the edge.
+        if !verified && !cfg.claim_headers.is_empty() {
             let removed = crate::origin_access::drop_unsigned_claims(signer, cfg, parts);
             if removed > 0 {
                 self.0.m.unsigned_claims.inc_by(removed as u64);

@@ -390,6 +390,12 @@ async fn a_balancer_that_requires_edge_signatures_refuses_the_rest() {
     assert_eq!(status, 200);
     let (status, _, _) = raw(lb, &request("/health/../api/x", None)).await.unwrap();
     assert_eq!(status, 403, "only the exact unsigned path");
+    // Nor does an unsigned path carry a claim past the edge.
+    let claimed =
+        "GET /health HTTP/1.1\r\nHost: t\r\nX-RichesReach-User: mei\r\nConnection: close\r\n\r\n";
+    let (status, _, body) = raw(lb, claimed).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(!body.contains("x-richesreach-user"), "{body}");
 }
 
 /// Without `require_edge_signature` a request no edge signed still reaches a target, but

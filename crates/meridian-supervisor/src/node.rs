@@ -125,7 +125,15 @@ pub async fn run_node(
                         source: std::io::Error::other(e.to_string()),
                     });
                 }
-                Err(_) => {}
+                Err(e) => {
+                    if !config.load_balancer.claim_headers.is_empty() {
+                        tracing::warn!(
+                            error = %e,
+                            headers = ?config.load_balancer.claim_headers,
+                            "no edge signing key: forwarded claims will be removed from every request (`meridian up` makes the key)"
+                        );
+                    }
+                }
             }
             // SIGHUP: the balancer takes what it can in place (`meridian-lb`'s `live.rs`).
             let reloading = source.as_ref().and_then(|src| {
